@@ -1,0 +1,70 @@
+"""The ``liqbt`` command line.
+
+Sub-commands live in one module each and are registered here. Every user error
+(:class:`backtest.errors.LiqbtError`) is printed as one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from backtest.errors import LiqbtError
+
+app = typer.Typer(
+    name="liqbt",
+    help="Backtest liquidation policies of lending and perp protocols on real crashes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _register() -> None:
+    from backtest.cli import data as data_cmd
+
+    app.add_typer(data_cmd.app, name="data")
+    for name in ("book", "run", "query", "report"):
+        try:
+            module = __import__(f"backtest.cli.{name}", fromlist=["register"])
+        except ModuleNotFoundError:
+            continue
+        module.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the process exit status.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name; defaults to ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        0 on success, 2 on a user error (message printed to stderr), other values from click.
+    """
+    _register()
+    try:
+        app(args=argv, standalone_mode=False)
+    except LiqbtError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
