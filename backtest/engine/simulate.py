@@ -1,0 +1,169 @@
+"""Dispatch the liquidation kernel over a tape window for one policy.
+
+Allocates the account state and record buffers, calls
+:func:`backtest.kernels.liquidation_nb.run_steps_nb` in blocks of steps (reporting progress
+between blocks and flushing records when a chunk's buffer fills), and returns the final state,
+the per-step aggregates and the liquidation records in a deterministic order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from backtest.kernels.enums import N_STEP_METRICS, RECORD_FIELDS
+from backtest.kernels.liquidation_nb import (
+    REC_F_FIELDS,
+    REC_I_FIELDS,
+    run_steps_nb,
+    trigger_keys_nb,
+)
+
+#: Accounts per chunk. Fixed (not derived from the thread count) so sums are reproducible.
+CHUNK_SIZE = 4096
+#: Steps per kernel call between progress updates.
+BLOCK_STEPS = 64
+
+
+@dataclass
+class Prices:
+    """Candle prices of a tape window, each shape (T,) float64, USD per unit."""
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.close)
+
+
+@dataclass
+class SimulationResult:
+    """Outcome of one policy on one window.
+
+    Attributes
+    ----------
+    units, cash : ndarray, shape (N,), float64
+        Final positions (asset units) and cash (USD).
+    n_liquidations, first_step, last_step : ndarray, shape (N,), int32
+        Liquidation events per account; first/last step index (-1: never liquidated).
+    liquidated_notional, penalties_paid, bad_debt : ndarray, shape (N,), float64
+        Per-account totals, USD.
+    step_metrics : ndarray, shape (T, N_STEP_METRICS), float64
+        Per-step aggregates, columns :class:`backtest.kernels.StepMetric`.
+    records : ndarray, shape (R,), structured ``RECORD_FIELDS``
+        One row per liquidation event, sorted by (step, account).
+    """
+
+    units: np.ndarray
+    cash: np.ndarray
+    n_liquidations: np.ndarray
+    first_step: np.ndarray
+    last_step: np.ndarray
+    liquidated_notional: np.ndarray
+    penalties_paid: np.ndarray
+    bad_debt: np.ndarray
+    step_metrics: np.ndarray
+    records: np.ndarray
+
+
+def simulate(
+    prices: Prices,
+    product: np.ndarray,
+    units: np.ndarray,
+    cash: np.ndarray,
+    policy: np.ndarray,
+    trigger_mode: int,
+    fill_mode: int,
+    progress: Callable[[int], None] | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    block_steps: int = BLOCK_STEPS,
+) -> SimulationResult:
+    """Run one policy over every step of ``prices``.
+
+    Parameters
+    ----------
+    prices : Prices
+        Candles of the window, T steps.
+    product : ndarray, shape (N,), int8
+        :class:`backtest.kernels.Product` per account.
+    units, cash : ndarray, shape (N,), float64
+        Initial state (asset units, USD); not modified.
+    policy : ndarray, shape (1,), ``POLICY_DTYPE``
+        Packed policy (:func:`backtest.policies.pack_policy`).
+    trigger_mode, fill_mode : int
+        :class:`backtest.kernels.TriggerPrice`, :class:`backtest.kernels.FillPrice`.
+    progress : callable, optional
+        Called with the number of steps just completed after each block.
+    chunk_size, block_steps : int
+        Accounts per chunk (fixes the summation order) and steps per kernel call.
+
+    Returns
+    -------
+    SimulationResult
+    """
+    n = len(units)
+    n_steps = len(prices)
+    product = np.ascontiguousarray(product, dtype=np.int8)
+    u = np.array(units, dtype=np.float64)
+    c = np.array(cash, dtype=np.float64)
+    key = trigger_keys_nb(product, u, c, policy[0]["maintenance_rate"])
+    n_liq = np.zeros(n, np.int32)
+    first = np.full(n, -1, np.int32)
+    last = np.full(n, -1, np.int32)
+    notional = np.zeros(n)
+    penalties = np.zeros(n)
+    bad = np.zeros(n)
+    step_metrics = np.zeros((n_steps, N_STEP_METRICS))
+    n_chunks = max(1, -(-n // chunk_size))
+    cap = 2 * chunk_size
+    rec_count = np.zeros(n_chunks, np.int64)
+    rec_i = np.zeros((n_chunks, cap, len(REC_I_FIELDS)), np.int64)
+    rec_f = np.zeros((n_chunks, cap, len(REC_F_FIELDS)), np.float64)
+    flushed: list[np.ndarray] = []
+    o, h, lo, cl = (np.ascontiguousarray(a, dtype=np.float64) for a in (
+        prices.open, prices.high, prices.low, prices.close))
+
+    t = 0
+    while t < n_steps:
+        stop = min(n_steps, t + block_steps)
+        reached = run_steps_nb(
+            t, stop, o, h, lo, cl, int(trigger_mode), int(fill_mode), policy,
+            product, u, c, key, n_liq, first, last, notional, penalties, bad,
+            chunk_size, step_metrics, rec_count, rec_i, rec_f,
+        )
+        if reached < stop or rec_count.max(initial=0) > 0:
+            flushed.append(_collect_records(rec_count, rec_i, rec_f))
+            rec_count[:] = 0
+        if progress is not None and reached > t:
+            progress(reached - t)
+        t = reached
+    records = np.concatenate(flushed) if flushed else np.zeros(0, _record_dtype())
+    records = records[np.lexsort((records["account"], records["step"]))]
+    return SimulationResult(u, c, n_liq, first, last, notional, penalties, bad,
+                            step_metrics, records)
+
+
+def _record_dtype() -> np.dtype:
+    return np.dtype(list(RECORD_FIELDS))
+
+
+def _collect_records(rec_count, rec_i, rec_f) -> np.ndarray:
+    total = int(rec_count.sum())
+    out = np.zeros(total, _record_dtype())
+    pos = 0
+    for ch in range(len(rec_count)):
+        k = int(rec_count[ch])
+        if k == 0:
+            continue
+        block = out[pos:pos + k]
+        for j, name in enumerate(REC_I_FIELDS):
+            block[name] = rec_i[ch, :k, j]
+        for j, name in enumerate(REC_F_FIELDS):
+            block[name] = rec_f[ch, :k, j]
+        pos += k
+    out["notional"] = np.abs(out["units_closed"]) * out["fill_price"]
+    return out

@@ -1,0 +1,137 @@
+"""Integer enums, the policy parameter struct and the record layouts shared by kernels.
+
+Kernels see only NumPy arrays, scalars and the structured ``POLICY_DTYPE`` record defined
+here; everything a policy file says is packed into one such record
+(:func:`backtest.policies.pack_policy`).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+
+
+class PolicyFamily(IntEnum):
+    """How much of a position a liquidation closes.
+
+    HARD
+        Close the whole position (for a loan: repay the whole debt, seizing collateral worth
+        debt x (1 + bonus)) as soon as the account is liquidatable.
+    PARTIAL
+        Close just enough to restore ``target_health``, at most ``close_factor`` of the
+        position (perps) or debt (loans) per liquidation; the whole when health is at or below
+        ``full_close_health`` or equity cannot pay the penalty.
+    """
+
+    HARD = 0
+    PARTIAL = 1
+
+
+class Product(IntEnum):
+    """Account type; selects the margin parameters of the policy.
+
+    PERP
+        Isolated-margin linear perpetual: liquidatable when equity < maintenance margin rate x
+        |units| x price. Health = equity / maintenance margin.
+    LOAN
+        Single-asset loan: collateral units against stablecoin debt (``cash`` < 0).
+        Liquidatable when health factor = liquidation threshold x collateral value / debt < 1,
+        which is the same as equity < (1 - liquidation threshold) x collateral value.
+    """
+
+    PERP = 0
+    LOAN = 1
+
+
+class TriggerPrice(IntEnum):
+    """Which candle price decides whether an account is liquidatable in a step.
+
+    EXTREME
+        The candle's low for longs and high for shorts: any touch inside the candle triggers.
+    CLOSE
+        The candle's close for everyone: only positions still under water at the close.
+    """
+
+    EXTREME = 0
+    CLOSE = 1
+
+
+class FillPrice(IntEnum):
+    """At which price a triggered liquidation executes.
+
+    TRIGGER
+        At the trigger price (with ``EXTREME``: the low for longs, the high for shorts; the
+        worst price of the candle, as a liquidation engine that is late within the candle).
+    LIQUIDATION_PRICE
+        At the account's exact liquidation price, where equity equals maintenance margin
+        (the candle's open if the candle opened beyond it, a gap); clipped to [low, high].
+        The ideal, instant liquidator.
+    CLOSE
+        At the candle's close.
+    """
+
+    TRIGGER = 0
+    LIQUIDATION_PRICE = 1
+    CLOSE = 2
+
+
+#: Number of products (rows of the per-product arrays in ``POLICY_DTYPE``).
+N_PRODUCTS = len(Product)
+
+#: The policy parameter struct passed to kernels (one record). Rates are fractions.
+POLICY_DTYPE = np.dtype(
+    [
+        ("family", np.int64),  # PolicyFamily
+        ("keeper_share", np.float64),  # share of the penalty paid to the keeper; rest to fund
+        ("close_factor", np.float64),  # max fraction of position (perp) / debt (loan) per event
+        ("full_close_health", np.float64),  # health at or below which close_factor is 1
+        # per product (index Product): maintenance requirement as a fraction of notional
+        ("maintenance_rate", np.float64, (N_PRODUCTS,)),
+        # per product: requirement a partial liquidation restores (inf: close factor only)
+        ("target_rate", np.float64, (N_PRODUCTS,)),
+        # per product: penalty as a fraction of the liquidated notional
+        ("penalty_rate", np.float64, (N_PRODUCTS,)),
+    ],
+    align=True,
+)
+
+
+class StepMetric(IntEnum):
+    """Columns of the per-step aggregate array written by the kernels (all float64).
+
+    Monetary values are USD; unit deltas are asset units. Deltas are changes caused by
+    liquidations in the step, so that running totals (cash, open interest, user equity) follow
+    by cumulative sums without touching every account every step.
+    """
+
+    N_LIQUIDATIONS = 0  # liquidation events
+    N_CLOSED = 1  # events that closed the position (perp) or repaid the whole debt (loan)
+    N_BANKRUPT = 2  # events that left bad debt
+    LIQUIDATED_NOTIONAL = 3  # sum of |units closed| x fill price, USD
+    KEEPER_FEES = 4  # penalty paid to keepers, USD
+    INSURANCE_FEES = 5  # penalty paid to the insurance fund, USD
+    BAD_DEBT = 6  # shortfall beyond the account's equity, USD
+    CASH_DELTA_PERP = 7  # change of the sum of perp accounts' cash, USD
+    CASH_DELTA_LOAN = 8  # change of the sum of loan accounts' cash, USD
+    UNITS_DELTA_PERP_LONG = 9  # change of the sum of perp long units
+    UNITS_DELTA_PERP_SHORT = 10  # change of the sum of perp short units (negative numbers)
+    UNITS_DELTA_LOAN = 11  # change of the sum of loan collateral units
+
+
+N_STEP_METRICS = len(StepMetric)
+
+#: Fields of a liquidation record (one row per liquidation event), in output order.
+RECORD_FIELDS = (
+    ("step", np.int32),  # step index within the window
+    ("account", np.int64),  # row index of the account in the book
+    ("units_closed", np.float64),  # signed asset units removed from the position
+    ("fill_price", np.float64),  # USD per unit
+    ("notional", np.float64),  # |units_closed| x fill_price, USD
+    ("keeper_fee", np.float64),  # USD to the keeper
+    ("insurance_fee", np.float64),  # USD to the insurance fund
+    ("bad_debt", np.float64),  # USD shortfall written off
+    ("health_before", np.float64),  # health at the fill price before the liquidation
+    ("equity_after", np.float64),  # account equity at the fill price after, USD
+    ("closed", np.bool_),  # position closed / debt fully repaid
+)

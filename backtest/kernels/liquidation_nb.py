@@ -1,0 +1,395 @@
+"""numba kernels of the threshold liquidation engine (hard and partial families).
+
+Account model (DESIGN.md): ``equity = cash + units x price``; a long perp or a loan has
+``units > 0`` and usually ``cash < 0`` (the borrowed quote); a short perp has ``units < 0`` and
+``cash > 0``. For every product the trigger is ``equity < m x |units| x price`` with ``m`` the
+product's maintenance rate (perps: the maintenance margin rate; loans: ``1 - liquidation
+threshold``), so every account has a closed-form liquidation price:
+
+- long: ``P_liq = -cash / (units x (1 - m))``
+- short: ``P_liq = cash / (|units| x (1 + m))``
+
+The step loop is time-major; within a step accounts are processed in fixed-size chunks in
+parallel (``prange``). Per-chunk accumulators are summed in chunk order after each step, and
+each chunk owns a slice of the record buffers, so results are bit-identical whatever the
+number of threads. A cheap filter on the stored liquidation price (the *trigger key*) skips
+accounts that cannot trigger; the decision itself is the exact equity test, identical to the
+reference twin in :mod:`backtest.kernels.reference`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backtest._jit import njit, njit_parallel, prange
+from backtest.kernels.enums import FillPrice, PolicyFamily, Product, StepMetric, TriggerPrice
+
+# int constants for use inside kernels (IntEnum members are not numba constants)
+_HARD = int(PolicyFamily.HARD)
+_LOAN = int(Product.LOAN)
+_EXTREME = int(TriggerPrice.EXTREME)
+_FILL_TRIGGER = int(FillPrice.TRIGGER)
+_FILL_LIQ = int(FillPrice.LIQUIDATION_PRICE)
+_N_LIQ = int(StepMetric.N_LIQUIDATIONS)
+_N_CLOSED = int(StepMetric.N_CLOSED)
+_N_BANKRUPT = int(StepMetric.N_BANKRUPT)
+_NOTIONAL = int(StepMetric.LIQUIDATED_NOTIONAL)
+_KEEPER = int(StepMetric.KEEPER_FEES)
+_INSURANCE = int(StepMetric.INSURANCE_FEES)
+_BAD_DEBT = int(StepMetric.BAD_DEBT)
+_CASH_PERP = int(StepMetric.CASH_DELTA_PERP)
+_CASH_LOAN = int(StepMetric.CASH_DELTA_LOAN)
+_UNITS_LONG = int(StepMetric.UNITS_DELTA_PERP_LONG)
+_UNITS_SHORT = int(StepMetric.UNITS_DELTA_PERP_SHORT)
+_UNITS_LOAN = int(StepMetric.UNITS_DELTA_LOAN)
+
+#: Relative slack of the trigger-key filter; the exact equity test decides.
+KEY_SLACK = 1e-9
+
+#: Float fields of the record buffer ``rec_f[..., k]``, in this order.
+REC_F_FIELDS = (
+    "units_closed",
+    "fill_price",
+    "keeper_fee",
+    "insurance_fee",
+    "bad_debt",
+    "health_before",
+    "equity_after",
+)
+#: Integer fields of the record buffer ``rec_i[..., k]``, in this order.
+REC_I_FIELDS = ("step", "account", "closed")
+
+
+@njit
+def trigger_key_nb(units, cash, m):
+    """Return the trigger key of one account (its liquidation price, signed by side).
+
+    Parameters
+    ----------
+    units : float
+        Position in asset units (> 0 long, < 0 short, 0 none).
+    cash : float
+        Cash balance, USD.
+    m : float
+        Maintenance rate of the account's product, fraction of notional, ``0 <= m < 1``.
+
+    Returns
+    -------
+    float
+        ``P_liq > 0`` for a long, ``-P_liq < 0`` for a short, ``0.0`` for an account that can
+        never be liquidated (no position, or an unlevered long), ``inf`` for a short that is
+        liquidatable at any price (``cash <= 0``).
+    """
+    if units > 0.0:
+        if cash >= 0.0:
+            return 0.0
+        return -cash / (units * (1.0 - m))
+    if units < 0.0:
+        if cash <= 0.0:
+            return np.inf
+        return -(cash / (-units * (1.0 + m)))
+    return 0.0
+
+
+@njit
+def health_nb(product, units, cash, price, m):
+    """Return the health of one account at ``price``; liquidatable iff health < 1.
+
+    Perps: equity / maintenance margin = ``(cash + units x price) / (m x |units| x price)``.
+    Loans: health factor = ``(1 - m) x collateral value / debt`` (Aave ``GenericLogic``
+    ``calculateUserAccountData``: HF = sum(collateral x LT) / debt, with LT = 1 - m).
+
+    Returns ``inf`` when there is no position or no debt.
+    """
+    if units == 0.0:
+        return np.inf
+    notional = abs(units) * price
+    if product == _LOAN:
+        if units > 0.0:
+            collateral = notional
+            debt = -cash
+        else:
+            collateral = cash
+            debt = notional
+        if debt <= 0.0:
+            return np.inf
+        return (1.0 - m) * collateral / debt
+    return (cash + units * price) / (m * notional)
+
+
+@njit
+def units_to_close_nb(
+    family, product, units, cash, price, m, target, penalty, close_factor, full_close_health
+):
+    """Return how many units (>= 0, <= |units|) a liquidation at ``price`` closes.
+
+    Hard: everything (perp) or enough collateral to repay the whole debt (loan, capped at
+    the collateral held). Partial: the least ``d`` that restores
+    ``equity' >= target x |units'| x price`` where ``equity' = equity - penalty x d x price``
+    (Drift ``calculate_base_asset_amount_to_cover_margin_shortage``: ``shortage / (price x
+    (target - penalty))``), capped by the close factor on the position (perp) or on the debt
+    (loan, Aave ``LiquidationLogic``), and the whole position when health is at or below
+    ``full_close_health``, when ``target <= penalty`` (closing cannot restore health), or when
+    equity cannot pay the penalty. ``target = inf`` closes exactly the close factor.
+    """
+    size = abs(units)
+    equity = cash + units * price
+    full = size
+    if product == _LOAN and units > 0.0:
+        # repaying the whole debt takes debt / (price x (1 - penalty)) collateral units
+        full = min(size, -cash / (price * (1.0 - penalty))) if cash < 0.0 else 0.0
+    if family == _HARD or equity <= 0.0:
+        return full
+    health = health_nb(product, units, cash, price, m)
+    cf = 1.0 if health <= full_close_health else close_factor
+    cap = cf * full if product == _LOAN else cf * size
+    if np.isinf(target):
+        d = cap
+    elif target > penalty:
+        d = (target * size * price - equity) / (price * (target - penalty))
+        d = min(max(d, 0.0), cap)
+    else:
+        d = full
+    if equity < penalty * d * price:
+        d = full
+    return min(d, full)
+
+
+@njit
+def clears_debt_nb(product, units, cash, d, price, penalty):
+    """Return True if closing ``d`` units repays a loan's whole debt with collateral left."""
+    if product != _LOAN or units <= 0.0 or cash >= 0.0 or d >= units:
+        return False
+    return d >= -cash / (price * (1.0 - penalty))
+
+
+@njit
+def fill_price_nb(fill_mode, units, key, trigger, open_, low, high, close):
+    """Return the execution price of a liquidation triggered in this candle (USD)."""
+    if fill_mode == _FILL_TRIGGER:
+        return trigger
+    if fill_mode == _FILL_LIQ:
+        if units > 0.0:
+            p = min(open_, key)
+        else:
+            p = max(open_, -key)
+        return min(max(p, low), high)
+    return close
+
+
+@njit
+def apply_liquidation_nb(units, cash, d, price, penalty, keeper_share, clears_debt):
+    """Close ``d`` units (>= 0) of a position at ``price`` and run the loss waterfall.
+
+    The penalty ``penalty x d x price`` goes first to the keeper (``keeper_share`` of it,
+    always paid, as a liquidator's bonus is), then to the insurance fund out of what equity
+    remains. A closed position left with negative cash is bad debt: the debt is written off
+    (cash set to 0) and the shortfall reported for the insurance fund to cover. When
+    ``clears_debt`` (a loan whose whole debt is repaid, collateral left over), cash is set to
+    exactly 0 and the insurance fund receives the exact remainder, so no rounding dust of debt
+    survives and no cent is created.
+
+    Returns
+    -------
+    tuple
+        ``(units_after, cash_after, units_closed_signed, keeper_fee, insurance_fee,
+        bad_debt)``; money in USD.
+    """
+    signed = d if units > 0.0 else -d
+    fee = penalty * d * price
+    keeper = keeper_share * fee
+    units_after = units - signed
+    if d >= abs(units):
+        units_after = 0.0
+    cash1 = cash + signed * price - keeper
+    equity1 = cash1 + units_after * price
+    if clears_debt:
+        insurance = cash1
+    else:
+        insurance = min(fee - keeper, max(equity1, 0.0))
+    cash2 = 0.0 if clears_debt else cash1 - insurance
+    bad = 0.0
+    if units_after == 0.0 and cash2 < 0.0:
+        bad = -cash2
+        cash2 = 0.0
+    return units_after, cash2, signed, keeper, insurance, bad
+
+
+@njit_parallel
+def run_steps_nb(
+    t0,
+    t1,
+    open_,
+    high,
+    low,
+    close,
+    trigger_mode,
+    fill_mode,
+    policy,
+    product,
+    units,
+    cash,
+    key,
+    n_liquidations,
+    first_step,
+    last_step,
+    liquidated_notional,
+    penalties_paid,
+    bad_debt,
+    chunk_size,
+    step_out,
+    rec_count,
+    rec_i,
+    rec_f,
+):
+    """Advance every account from step ``t0`` to at most ``t1`` (exclusive), in place.
+
+    Parameters
+    ----------
+    t0, t1 : int
+        Step range; steps index the price arrays.
+    open_, high, low, close : ndarray, shape (T,), float64
+        Candle prices, USD per unit.
+    trigger_mode, fill_mode : int
+        :class:`TriggerPrice` and :class:`FillPrice` values.
+    policy : ndarray, shape (1,), dtype ``POLICY_DTYPE``
+        Policy parameters (:mod:`backtest.kernels.enums`).
+    product : ndarray, shape (N,), int8
+        :class:`Product` of each account.
+    units, cash, key : ndarray, shape (N,), float64
+        Account state (asset units, USD, trigger key from :func:`trigger_key_nb`); updated.
+    n_liquidations, first_step, last_step : ndarray, shape (N,), int32
+        Per-account event count and first/last liquidation step (-1: none); updated.
+    liquidated_notional, penalties_paid, bad_debt : ndarray, shape (N,), float64
+        Per-account totals, USD; updated.
+    chunk_size : int
+        Accounts per chunk; fixes the summation order (not the thread count).
+    step_out : ndarray, shape (T, N_STEP_METRICS), float64
+        Per-step aggregates (:class:`StepMetric`); rows ``t0..`` are added to.
+    rec_count : ndarray, shape (n_chunks,), int64
+        Records held per chunk; updated.
+    rec_i : ndarray, shape (n_chunks, cap, 3), int64
+        Integer record fields (``REC_I_FIELDS``).
+    rec_f : ndarray, shape (n_chunks, cap, 7), float64
+        Float record fields (``REC_F_FIELDS``).
+
+    Returns
+    -------
+    int
+        The step after the last one simulated: ``t1``, or earlier when a chunk's record
+        buffer has less than ``chunk_size`` free slots (flush the records, then call again).
+    """
+    n = units.shape[0]
+    n_chunks = (n + chunk_size - 1) // chunk_size
+    cap = rec_i.shape[1]
+    rec = policy[0]
+    family = rec.family
+    keeper_share = rec.keeper_share
+    close_factor = rec.close_factor
+    full_close_health = rec.full_close_health
+    m_rate = rec.maintenance_rate
+    t_rate = rec.target_rate
+    p_rate = rec.penalty_rate
+    acc = np.zeros((n_chunks, step_out.shape[1]))
+    for t in range(t0, t1):
+        for ch in range(n_chunks):
+            if rec_count[ch] > cap - chunk_size:
+                return t
+        if trigger_mode == _EXTREME:
+            x_long = low[t]
+            x_short = high[t]
+        else:
+            x_long = close[t]
+            x_short = close[t]
+        lo_key = x_long * (1.0 - KEY_SLACK)
+        hi_key = x_short * (1.0 + KEY_SLACK)
+        acc[:, :] = 0.0
+        for ch in prange(n_chunks):
+            start = ch * chunk_size
+            stop = min(n, start + chunk_size)
+            for i in range(start, stop):
+                k = key[i]
+                # filter: long keys > 0 trigger at low <= key, short keys < 0 at high >= -key
+                if not (k >= lo_key or (k < 0.0 and -k <= hi_key)):
+                    continue
+                u = units[i]
+                c = cash[i]
+                prod = product[i]
+                m = m_rate[prod]
+                x = x_long if u > 0.0 else x_short
+                if not (c + u * x < m * abs(u) * x):
+                    continue
+                p = fill_price_nb(fill_mode, u, k, x, open_[t], low[t], high[t], close[t])
+                pen = p_rate[prod]
+                d = units_to_close_nb(
+                    family, prod, u, c, p, m, t_rate[prod], pen, close_factor, full_close_health
+                )
+                if d <= 0.0:
+                    continue
+                h = health_nb(prod, u, c, p, m)
+                clears = clears_debt_nb(prod, u, c, d, p, pen)
+                u2, c2, signed, keeper, ins, bad = apply_liquidation_nb(
+                    u, c, d, p, pen, keeper_share, clears
+                )
+                units[i] = u2
+                cash[i] = c2
+                key[i] = trigger_key_nb(u2, c2, m)
+                notional = d * p
+                n_liquidations[i] += 1
+                if first_step[i] < 0:
+                    first_step[i] = t
+                last_step[i] = t
+                liquidated_notional[i] += notional
+                penalties_paid[i] += keeper + ins
+                bad_debt[i] += bad
+                closed = u2 == 0.0 or clears
+                acc[ch, _N_LIQ] += 1.0
+                if closed:
+                    acc[ch, _N_CLOSED] += 1.0
+                if bad > 0.0:
+                    acc[ch, _N_BANKRUPT] += 1.0
+                acc[ch, _NOTIONAL] += notional
+                acc[ch, _KEEPER] += keeper
+                acc[ch, _INSURANCE] += ins
+                acc[ch, _BAD_DEBT] += bad
+                if prod == _LOAN:
+                    acc[ch, _CASH_LOAN] += c2 - c
+                    acc[ch, _UNITS_LOAN] -= signed
+                else:
+                    acc[ch, _CASH_PERP] += c2 - c
+                    if u > 0.0:
+                        acc[ch, _UNITS_LONG] -= signed
+                    else:
+                        acc[ch, _UNITS_SHORT] -= signed
+                j = rec_count[ch]
+                rec_i[ch, j, 0] = t
+                rec_i[ch, j, 1] = i
+                rec_i[ch, j, 2] = 1 if closed else 0
+                rec_f[ch, j, 0] = signed
+                rec_f[ch, j, 1] = p
+                rec_f[ch, j, 2] = keeper
+                rec_f[ch, j, 3] = ins
+                rec_f[ch, j, 4] = bad
+                rec_f[ch, j, 5] = h
+                rec_f[ch, j, 6] = c2 + u2 * p
+                rec_count[ch] = j + 1
+        for ch in range(n_chunks):
+            for k in range(acc.shape[1]):
+                step_out[t, k] += acc[ch, k]
+    return t1
+
+
+@njit_parallel
+def trigger_keys_nb(product, units, cash, maintenance_rate):
+    """Return the trigger key of every account, shape (N,) float64 (see ``trigger_key_nb``).
+
+    Parameters
+    ----------
+    product : ndarray, shape (N,), int8
+    units, cash : ndarray, shape (N,), float64
+    maintenance_rate : ndarray, shape (N_PRODUCTS,), float64
+    """
+    out = np.empty(units.shape[0])
+    for i in prange(units.shape[0]):
+        out[i] = trigger_key_nb(units[i], cash[i], maintenance_rate[product[i]])
+    return out
