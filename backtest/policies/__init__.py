@@ -1,0 +1,23 @@
+"""Liquidation policies: TOML files in ``strategies/``, validated, packed for the kernels."""
+
+from backtest.policies.load import available_policies, load_policy, pack_policy
+from backtest.policies.models import (
+    HardPolicy,
+    LoanParams,
+    PartialParams,
+    PartialPolicy,
+    PerpParams,
+    Policy,
+)
+
+__all__ = [
+    "HardPolicy",
+    "LoanParams",
+    "PartialParams",
+    "PartialPolicy",
+    "PerpParams",
+    "Policy",
+    "available_policies",
+    "load_policy",
+    "pack_policy",
+]

@@ -1,0 +1,108 @@
+"""Load policy files by name or path, and pack them into the kernels' parameter record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from pydantic import ValidationError
+
+from backtest import paths
+from backtest.errors import ConfigError
+from backtest.kernels.enums import POLICY_DTYPE, PolicyFamily, Product
+from backtest.policies.models import HardPolicy, PartialPolicy, Policy
+from backtest.validation import describe, read_toml
+
+_FAMILIES = {"hard": HardPolicy, "partial": PartialPolicy}
+
+
+def available_policies(strategies: str | Path | None = None) -> list[str]:
+    """Return the names of the policy files in the strategies directory, sorted."""
+    root = paths.strategies_dir(strategies)
+    return sorted(p.stem for p in root.glob("*.toml"))
+
+
+def load_policy(name_or_path: str | Path, strategies: str | Path | None = None) -> Policy:
+    """Load and validate one policy.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        A file path, or the name of a file ``<strategies>/<name>.toml``.
+    strategies : str or Path, optional
+        Directory to look names up in (default :func:`backtest.paths.strategies_dir`).
+
+    Returns
+    -------
+    HardPolicy or PartialPolicy
+
+    Raises
+    ------
+    ConfigError
+        Unknown policy name (the message lists the available ones), unreadable TOML, an
+        unknown family, a misspelled or missing field, or a value out of range; the message
+        names the file and the field.
+    """
+    path = Path(name_or_path)
+    if not (path.suffix == ".toml" or path.exists()):
+        root = paths.strategies_dir(strategies)
+        path = root / f"{name_or_path}.toml"
+        if not path.exists():
+            known = ", ".join(available_policies(strategies)) or "none"
+            raise ConfigError(f"unknown policy '{name_or_path}' (available in {root}: {known})")
+    raw = read_toml(path)
+    family = raw.get("family")
+    if family not in _FAMILIES:
+        raise ConfigError(
+            f"field 'family': unknown policy family {family!r} (expected one of "
+            f"{', '.join(_FAMILIES)})",
+            path,
+        )
+    try:
+        return _FAMILIES[family].model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc), path) from None
+
+
+def pack_policy(policy: Policy) -> np.ndarray:
+    """Pack a validated policy into the kernels' parameter record.
+
+    Loans are mapped onto the common trigger ``equity < m x |units| x price`` with
+    ``m = 1 - liquidation_threshold`` and penalty ``bonus / (1 + bonus)`` of the seized value;
+    a loan target health factor ``H`` is the requirement ``1 - LT / H``; a perp target health
+    ``H`` (equity / maintenance margin) is the requirement ``H x maintenance_margin_rate``.
+
+    Parameters
+    ----------
+    policy : HardPolicy or PartialPolicy
+
+    Returns
+    -------
+    ndarray, shape (1,), dtype ``POLICY_DTYPE``
+    """
+    rec = np.zeros(1, POLICY_DTYPE)
+    perp, loan = policy.perp, policy.loan
+    rec["keeper_share"] = policy.keeper_share
+    m = {Product.PERP: perp.maintenance_margin_rate, Product.LOAN: 1.0 - loan.liquidation_threshold}
+    pen = {
+        Product.PERP: perp.liquidation_penalty,
+        Product.LOAN: loan.liquidation_bonus / (1.0 + loan.liquidation_bonus),
+    }
+    target = {Product.PERP: np.inf, Product.LOAN: np.inf}
+    if isinstance(policy, PartialPolicy):
+        rec["family"] = PolicyFamily.PARTIAL
+        rec["close_factor"] = policy.partial.close_factor
+        rec["full_close_health"] = policy.partial.full_close_health
+        if policy.partial.target_health is not None:
+            target[Product.PERP] = policy.partial.target_health * perp.maintenance_margin_rate
+        if policy.partial.target_health_factor is not None:
+            target[Product.LOAN] = 1.0 - loan.liquidation_threshold / policy.partial.target_health_factor
+    else:
+        rec["family"] = PolicyFamily.HARD
+        rec["close_factor"] = 1.0
+        rec["full_close_health"] = 1.0
+    for prod in Product:
+        rec["maintenance_rate"][0, prod] = m[prod]
+        rec["penalty_rate"][0, prod] = pen[prod]
+        rec["target_rate"][0, prod] = target[prod]
+    return rec

@@ -1,0 +1,111 @@
+"""Policy files: the TOML schema of ``strategies/*.toml``, validated with pydantic.
+
+A policy is a family (``hard`` or ``partial``) plus parameters for each product it may
+liquidate: isolated-margin perps (``[perp]``) and single-asset loans (``[loan]``). Every
+field is documented in ``strategies/README.md``; unknown or misspelled fields are errors.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PerpParams(_Strict):
+    """Margin parameters for isolated-margin linear perpetuals.
+
+    Attributes
+    ----------
+    maintenance_margin_rate : float
+        Fraction of notional (0.005 = 0.5%); liquidatable when equity < rate x |units| x mark.
+    liquidation_penalty : float
+        Fraction of the liquidated notional taken from the account (clearance / liquidation
+        fee), split between keeper and insurance fund by ``keeper_share``.
+    """
+
+    maintenance_margin_rate: float = Field(gt=0.0, lt=1.0)
+    liquidation_penalty: float = Field(ge=0.0, lt=1.0)
+
+
+class LoanParams(_Strict):
+    """Parameters for single-asset loans (volatile collateral, stablecoin debt).
+
+    Attributes
+    ----------
+    liquidation_threshold : float
+        LT as a fraction (0.825 = 82.5%); health factor = LT x collateral value / debt,
+        liquidatable below 1 (Aave v3 ``GenericLogic``).
+    liquidation_bonus : float
+        Bonus as a fraction (0.05 = 5%): collateral seized = debt repaid x (1 + bonus)
+        / price (Aave v3 ``LiquidationLogic._calculateAvailableCollateralToLiquidate``).
+        Equivalent to a penalty of bonus / (1 + bonus) of the seized collateral value.
+    """
+
+    liquidation_threshold: float = Field(gt=0.0, lt=1.0)
+    liquidation_bonus: float = Field(ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _threshold_times_bonus(self) -> LoanParams:
+        # Aave v3 PoolConfigurator: liquidationThreshold x liquidationBonus <= 100%
+        if self.liquidation_threshold * (1.0 + self.liquidation_bonus) >= 1.0:
+            raise ValueError(
+                "liquidation_threshold x (1 + liquidation_bonus) must be < 1, otherwise a "
+                "liquidation at health factor 1 seizes more collateral than the account holds"
+            )
+        return self
+
+
+class PartialParams(_Strict):
+    """Parameters of the partial family.
+
+    Attributes
+    ----------
+    target_health : float or None
+        Perps: equity / maintenance margin restored by a partial liquidation (> 1; 1.5 means
+        equity = 1.5 x maintenance margin afterwards). None: no target, every liquidation
+        closes the full close factor.
+    target_health_factor : float or None
+        Loans: health factor restored by a partial liquidation (> 1). None: no target, every
+        liquidation repays the full close factor of the debt (what Aave liquidators do).
+    close_factor : float
+        Largest fraction of the position (perps) or of the debt (loans) one liquidation may
+        close, in (0, 1]. Aave v3: 0.5.
+    full_close_health : float
+        At or below this health the close factor is 1 (Aave v3.0-3.2:
+        ``CLOSE_FACTOR_HF_THRESHOLD`` = 0.95).
+    """
+
+    target_health: float | None = Field(default=None, gt=1.0)
+    target_health_factor: float | None = Field(default=None, gt=1.0)
+    close_factor: float = Field(default=0.5, gt=0.0, le=1.0)
+    full_close_health: float = Field(default=0.95, ge=0.0, le=1.0)
+
+
+class _PolicyBase(_Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+    source: str = ""
+    keeper_share: float = Field(default=0.5, ge=0.0, le=1.0)
+    perp: PerpParams
+    loan: LoanParams
+
+
+class HardPolicy(_PolicyBase):
+    """Close the whole position (repay the whole debt) once liquidatable."""
+
+    family: Literal["hard"]
+
+
+class PartialPolicy(_PolicyBase):
+    """Close just enough to restore ``partial.target_health``, capped by the close factor."""
+
+    family: Literal["partial"]
+    partial: PartialParams = PartialParams()
+
+
+Policy = Annotated[HardPolicy | PartialPolicy, Field(discriminator="family")]
