@@ -111,6 +111,10 @@ def simulate(
     u = np.array(units, dtype=np.float64)
     c = np.array(cash, dtype=np.float64)
     key = trigger_keys_nb(product, u, c, policy[0]["maintenance_rate"])
+    # Accounts are processed in order of their trigger key (liquidation price), so each chunk
+    # covers a narrow price band and the kernel skips every chunk the candle cannot reach.
+    order = np.argsort(key, kind="stable")
+    product, u, c, key = product[order], u[order], c[order], key[order]
     n_liq = np.zeros(n, np.int32)
     first = np.full(n, -1, np.int32)
     last = np.full(n, -1, np.int32)
@@ -142,9 +146,15 @@ def simulate(
             progress(reached - t)
         t = reached
     records = np.concatenate(flushed) if flushed else np.zeros(0, _record_dtype())
+    records["account"] = order[records["account"]]
     records = records[np.lexsort((records["account"], records["step"]))]
-    return SimulationResult(u, c, n_liq, first, last, notional, penalties, bad,
-                            step_metrics, records)
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(n)
+    return SimulationResult(
+        *(a[inverse] for a in (u, c, n_liq, first, last, notional, penalties, bad)),
+        step_metrics,
+        records,
+    )
 
 
 def _record_dtype() -> np.dtype:

@@ -215,6 +215,21 @@ def apply_liquidation_nb(units, cash, d, price, penalty, keeper_share, clears_de
     return units_after, cash2, signed, keeper, insurance, bad
 
 
+@njit
+def _chunk_bounds_nb(key, ch, chunk_size):
+    """Return (max key, max negative key) of one chunk; ``-inf`` where there is none."""
+    start = ch * chunk_size
+    stop = min(key.shape[0], start + chunk_size)
+    hi = -np.inf
+    hi_short = -np.inf
+    for i in range(start, stop):
+        k = key[i]
+        hi = max(hi, k)
+        if k < 0.0:
+            hi_short = max(hi_short, k)
+    return hi, hi_short
+
+
 @njit_parallel
 def run_steps_nb(
     t0,
@@ -291,6 +306,10 @@ def run_steps_nb(
     t_rate = rec.target_rate
     p_rate = rec.penalty_rate
     acc = np.zeros((n_chunks, step_out.shape[1]))
+    chunk_max = np.empty(n_chunks)
+    chunk_max_short = np.empty(n_chunks)
+    for ch in prange(n_chunks):
+        chunk_max[ch], chunk_max_short[ch] = _chunk_bounds_nb(key, ch, chunk_size)
     for t in range(t0, t1):
         for ch in range(n_chunks):
             if rec_count[ch] > cap - chunk_size:
@@ -305,8 +324,12 @@ def run_steps_nb(
         hi_key = x_short * (1.0 + KEY_SLACK)
         acc[:, :] = 0.0
         for ch in prange(n_chunks):
+            # chunk filter: no long key >= lo_key and no short key in [-hi_key, 0)
+            if chunk_max[ch] < lo_key and chunk_max_short[ch] < -hi_key:
+                continue
             start = ch * chunk_size
             stop = min(n, start + chunk_size)
+            touched = False
             for i in range(start, stop):
                 k = key[i]
                 # filter: long keys > 0 trigger at low <= key, short keys < 0 at high >= -key
@@ -373,6 +396,9 @@ def run_steps_nb(
                 rec_f[ch, j, 5] = h
                 rec_f[ch, j, 6] = c2 + u2 * p
                 rec_count[ch] = j + 1
+                touched = True
+            if touched:
+                chunk_max[ch], chunk_max_short[ch] = _chunk_bounds_nb(key, ch, chunk_size)
         for ch in range(n_chunks):
             for k in range(acc.shape[1]):
                 step_out[t, k] += acc[ch, k]

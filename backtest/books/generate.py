@@ -1,0 +1,245 @@
+"""Synthetic books: a seeded population of perp accounts and loans with documented distributions.
+
+Every draw comes from one ``numpy.random.Generator(PCG64(seed))`` in a fixed order, so the
+same tape, window, parameters and seed give the same book, bit for bit.
+
+Distributions (defaults in :class:`BookParams`; docs/books.md discusses the choices):
+
+- **product**: a loan with probability ``loan_fraction``, else an isolated-margin perp.
+- **side** (perps): long with probability ``long_fraction`` (crowds lean long before crashes).
+- **leverage** (perps): discrete, the round numbers traders pick on exchange sliders; with the
+  default weights 83% of accounts are within 2-20x and 17% in the 25-100x tail.
+- **loan-to-value** (loans): ``ltv_min + (ltv_max - ltv_min) x Beta(ltv_beta_a, ltv_beta_b)``;
+  leverage = 1 / (1 - LTV).
+- **size**: notional (perps) or collateral value (loans) at entry is lognormal with the given
+  median (USD) and log-sd, clipped to ``[min_notional_usd, max_notional_usd]``;
+  size = notional / entry price.
+- **entry time**: an age before the window start, exponential with mean ``entry_age_mean_days``
+  truncated to ``lookback_days``; the entry price is the close of the tape's candle holding the
+  entry time, so entry and liquidation prices disperse as the market moved.
+- **survivorship**: an account that would already have been liquidated between its entry and
+  the window start (its liquidation price under ``survivor_maintenance_margin_rate`` /
+  ``survivor_liquidation_threshold`` touched by a low or high) is redrawn, so the book holds
+  the positions still open when the window starts.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from backtest.books.schema import Book, validate_book
+from backtest.errors import BookError
+
+_MS_PER_DAY = 86_400_000
+
+
+class BookParams(BaseModel):
+    """Parameters of the synthetic book generator (fractions, USD, days).
+
+    Attributes
+    ----------
+    loan_fraction : float
+        Share of accounts that are loans.
+    long_fraction : float
+        Share of perp accounts that are long.
+    leverage_choices, leverage_weights : list of float
+        Perp leverage values and their relative weights.
+    perp_notional_median_usd, perp_notional_sigma : float
+        Lognormal perp notional at entry: median (USD) and standard deviation of its log.
+    loan_collateral_median_usd, loan_collateral_sigma : float
+        Lognormal loan collateral value at entry: median (USD) and log-sd.
+    min_notional_usd, max_notional_usd : float
+        Clip bounds of both size distributions (USD).
+    ltv_min, ltv_max, ltv_beta_a, ltv_beta_b : float
+        Loan-to-value at entry: ``ltv_min + (ltv_max - ltv_min) x Beta(a, b)``.
+    lookback_days, entry_age_mean_days : float
+        Entry ages (days before the window start): exponential with this mean, truncated.
+    survivor_maintenance_margin_rate, survivor_liquidation_threshold : float
+        Rules used to drop positions that would not have survived to the window start.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    loan_fraction: float = Field(0.3, ge=0.0, le=1.0)
+    long_fraction: float = Field(0.6, ge=0.0, le=1.0)
+    leverage_choices: list[float] = [2, 3, 5, 10, 20, 25, 50, 75, 100]
+    leverage_weights: list[float] = [0.12, 0.14, 0.20, 0.22, 0.15, 0.06, 0.06, 0.02, 0.03]
+    perp_notional_median_usd: float = Field(2_000.0, gt=0)
+    perp_notional_sigma: float = Field(1.6, ge=0)
+    loan_collateral_median_usd: float = Field(10_000.0, gt=0)
+    loan_collateral_sigma: float = Field(1.8, ge=0)
+    min_notional_usd: float = Field(20.0, gt=0)
+    max_notional_usd: float = Field(50_000_000.0, gt=0)
+    ltv_min: float = Field(0.10, ge=0.0, lt=1.0)
+    ltv_max: float = Field(0.80, gt=0.0, lt=1.0)
+    ltv_beta_a: float = Field(5.0, gt=0)
+    ltv_beta_b: float = Field(3.0, gt=0)
+    lookback_days: float = Field(7.0, gt=0)
+    entry_age_mean_days: float = Field(2.0, gt=0)
+    survivor_maintenance_margin_rate: float = Field(0.005, gt=0.0, lt=1.0)
+    survivor_liquidation_threshold: float = Field(0.825, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _check(self) -> BookParams:
+        if len(self.leverage_choices) != len(self.leverage_weights):
+            raise ValueError("leverage_choices and leverage_weights differ in length")
+        if any(x < 1 for x in self.leverage_choices) or any(w < 0 for w in self.leverage_weights):
+            raise ValueError("leverage choices must be >= 1 and weights >= 0")
+        if sum(self.leverage_weights) <= 0:
+            raise ValueError("leverage_weights must not all be zero")
+        if self.ltv_min >= self.ltv_max:
+            raise ValueError("ltv_min must be < ltv_max")
+        if self.min_notional_usd >= self.max_notional_usd:
+            raise ValueError("min_notional_usd must be < max_notional_usd")
+        return self
+
+
+def generate_book(
+    n_accounts: int,
+    timestamp_ms: np.ndarray,
+    close: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    window_start: datetime,
+    seed: int,
+    params: BookParams | None = None,
+    meta: dict[str, str] | None = None,
+) -> Book:
+    """Draw a synthetic book of ``n_accounts`` open at ``window_start``.
+
+    Parameters
+    ----------
+    n_accounts : int
+        Number of accounts, > 0.
+    timestamp_ms : ndarray, shape (T,), int64
+        Candle open times of the tape, ms since the epoch (UTC), increasing.
+    close, low, high : ndarray, shape (T,), float64
+        Candle prices, USD. The candles in ``[window_start - lookback_days, window_start)``
+        provide entry prices and the survivorship check.
+    window_start : datetime
+        Start of the simulated window (tz-aware UTC).
+    seed : int
+        Seed of the random generator.
+    params : BookParams, optional
+        Distribution parameters (defaults documented in :class:`BookParams`).
+    meta : dict, optional
+        Extra metadata to record (symbol, event, tape).
+
+    Returns
+    -------
+    Book
+
+    Raises
+    ------
+    BookError
+        If the tape does not cover the lookback period or too few accounts survive.
+    """
+    params = params or BookParams()
+    if n_accounts <= 0:
+        raise BookError(f"the number of accounts must be positive, got {n_accounts}")
+    start_ms = int(window_start.timestamp() * 1000)
+    lookback_ms = int(params.lookback_days * _MS_PER_DAY)
+    lo_ms = start_ms - lookback_ms
+    first = int(np.searchsorted(timestamp_ms, lo_ms, side="left"))
+    stop = int(np.searchsorted(timestamp_ms, start_ms, side="left"))
+    if stop - first < 2 or timestamp_ms[0] > lo_ms + (timestamp_ms[1] - timestamp_ms[0]):
+        have = _fmt_ms(timestamp_ms[0]) if len(timestamp_ms) else "nothing"
+        raise BookError(
+            f"the tape must cover the {params.lookback_days:g} days before the window start "
+            f"({_fmt_ms(lo_ms)} .. {_fmt_ms(start_ms)}); it starts at {have}"
+        )
+    ts = timestamp_ms[first:stop]
+    cl, lo, hi = close[first:stop], low[first:stop], high[first:stop]
+    # extremes from candle j+1 to the window start, for the survivorship check
+    suffix_low = np.minimum.accumulate(lo[::-1])[::-1]
+    suffix_high = np.maximum.accumulate(hi[::-1])[::-1]
+    suffix_low = np.append(suffix_low[1:], np.inf)
+    suffix_high = np.append(suffix_high[1:], -np.inf)
+
+    rng = np.random.Generator(np.random.PCG64(seed))
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in
+                                         ("is_loan", "side", "size", "entry", "lev", "t")}
+    need = n_accounts
+    for _ in range(64):
+        draw = _draw(rng, int(need * 1.25) + 16, params, start_ms, lookback_ms)
+        candle = np.clip(np.searchsorted(ts, draw["t"], side="right") - 1, 0, len(ts) - 1)
+        entry = cl[candle]
+        size = draw["notional"] / entry
+        alive = _survives(draw, entry, suffix_low[candle], suffix_high[candle], params)
+        idx = np.flatnonzero(alive)[:need]
+        for k, v in (("is_loan", draw["is_loan"]), ("side", draw["side"]), ("size", size),
+                     ("entry", entry), ("lev", draw["lev"]), ("t", draw["t"])):
+            cols[k].append(v[idx])
+        need -= len(idx)
+        if need == 0:
+            break
+    else:
+        raise BookError(
+            "too few accounts survive to the window start; widen leverage or shorten lookback"
+        )
+    c = {k: np.concatenate(v) for k, v in cols.items()}
+    frame = pl.DataFrame(
+        {
+            "account_id": np.arange(n_accounts, dtype=np.int64),
+            "product": np.where(c["is_loan"], "loan", "perp"),
+            "side": c["side"].astype(np.int8),
+            "size": c["size"],
+            "entry_price": c["entry"],
+            "leverage": c["lev"],
+            "entry_time": c["t"].astype("datetime64[ms]"),
+        }
+    ).with_columns(pl.col("entry_time").dt.replace_time_zone("UTC"))
+    book_meta = {
+        "seed": str(seed),
+        "accounts": str(n_accounts),
+        "window_start": window_start.isoformat(),
+        "generator": json.dumps(params.model_dump()),
+    }
+    book_meta.update(meta or {})
+    return Book(validate_book(frame), book_meta)
+
+
+def _draw(rng, n, p: BookParams, start_ms, lookback_ms) -> dict[str, np.ndarray]:
+    is_loan = rng.random(n) < p.loan_fraction
+    side = np.where(is_loan | (rng.random(n) < p.long_fraction), 1, -1)
+    w = np.asarray(p.leverage_weights, dtype=float)
+    perp_lev = rng.choice(np.asarray(p.leverage_choices, dtype=float), size=n, p=w / w.sum())
+    ltv = p.ltv_min + (p.ltv_max - p.ltv_min) * rng.beta(p.ltv_beta_a, p.ltv_beta_b, n)
+    lev = np.where(is_loan, 1.0 / (1.0 - ltv), perp_lev)
+    z = rng.standard_normal(n)
+    notional = np.where(
+        is_loan,
+        p.loan_collateral_median_usd * np.exp(p.loan_collateral_sigma * z),
+        p.perp_notional_median_usd * np.exp(p.perp_notional_sigma * z),
+    )
+    notional = np.clip(notional, p.min_notional_usd, p.max_notional_usd)
+    # age: exponential truncated to the lookback, by inverse CDF
+    mean_ms = p.entry_age_mean_days * _MS_PER_DAY
+    tail = 1.0 - np.exp(-lookback_ms / mean_ms)
+    age = -mean_ms * np.log1p(-rng.random(n) * tail)
+    t = (start_ms - np.maximum(age, 1.0)).astype(np.int64)
+    return {"is_loan": is_loan, "side": side, "lev": lev, "notional": notional, "t": t}
+
+
+def _survives(draw, entry, later_low, later_high, p: BookParams) -> np.ndarray:
+    """True where the liquidation price was never touched between entry and window start."""
+    lev, side = draw["lev"], draw["side"]
+    # per unit: equity = entry / lev, cash = entry / lev - side x entry
+    cash_per_unit = entry / lev - side * entry
+    m = np.where(draw["is_loan"], 1.0 - p.survivor_liquidation_threshold,
+                 p.survivor_maintenance_margin_rate)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        liq_long = np.where(cash_per_unit < 0, -cash_per_unit / (1.0 - m), 0.0)
+        liq_short = cash_per_unit / (1.0 + m)
+    healthy_now = np.where(side > 0, entry > liq_long, entry < liq_short)
+    untouched = np.where(side > 0, later_low > liq_long, later_high < liq_short)
+    return healthy_now & untouched
+
+
+def _fmt_ms(ms: int) -> str:
+    return (datetime(1970, 1, 1) + timedelta(milliseconds=int(ms))).strftime("%Y-%m-%d %H:%M UTC")
