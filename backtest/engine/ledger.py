@@ -1,0 +1,93 @@
+"""Per-step series of a simulated policy: the insurance-fund waterfall and running totals.
+
+The kernel reports, per step, what liquidations changed (fees, bad debt, cash and unit deltas).
+This module turns those deltas into the series users compare: insurance fund balance, draws
+and socialised loss, open interest, debt and user equity at each step's close.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backtest.kernels.enums import Product, StepMetric
+
+
+def insurance_waterfall(
+    insurance_fees: np.ndarray, bad_debt: np.ndarray, initial_balance: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run the insurance fund through the steps.
+
+    Within a step the fund first receives its share of the penalties, then covers the step's
+    bad debt as far as its balance allows; what it cannot cover is socialised loss.
+
+    Parameters
+    ----------
+    insurance_fees, bad_debt : ndarray, shape (T,), float64
+        Per-step inflows and shortfalls, USD.
+    initial_balance : float
+        Fund balance before the first step, USD.
+
+    Returns
+    -------
+    balance, draw, socialised : ndarray, shape (T,), float64
+        Fund balance after each step, amount drawn, and loss left uncovered (USD).
+    """
+    n = len(bad_debt)
+    balance = np.empty(n)
+    draw = np.empty(n)
+    socialised = np.empty(n)
+    fund = float(initial_balance)
+    for t in range(n):
+        fund += insurance_fees[t]
+        d = min(fund, bad_debt[t])
+        fund -= d
+        balance[t] = fund
+        draw[t] = d
+        socialised[t] = bad_debt[t] - d
+    return balance, draw, socialised
+
+
+def running_totals(
+    step_metrics: np.ndarray,
+    close: np.ndarray,
+    product: np.ndarray,
+    units: np.ndarray,
+    cash: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Return open interest, debt and user equity at each step's close.
+
+    Parameters
+    ----------
+    step_metrics : ndarray, shape (T, N_STEP_METRICS)
+        Kernel output for one policy.
+    close : ndarray, shape (T,)
+        Close prices, USD.
+    product : ndarray, shape (N,), int8
+    units, cash : ndarray, shape (N,), float64
+        Initial state of the book (before the first step).
+
+    Returns
+    -------
+    dict of str to ndarray, each shape (T,), float64
+        ``perp_long_oi_usd``, ``perp_short_oi_usd`` (|notional|), ``loan_collateral_usd``,
+        ``loan_debt_usd``, ``user_equity_usd`` (sum of cash + units x close over all accounts,
+        liquidated ones included).
+    """
+    is_loan = product == Product.LOAN
+    perp = ~is_loan
+    cash_perp = float(np.sum(cash[perp])) + np.cumsum(step_metrics[:, StepMetric.CASH_DELTA_PERP])
+    cash_loan = float(np.sum(cash[is_loan])) + np.cumsum(step_metrics[:, StepMetric.CASH_DELTA_LOAN])
+    long_units = float(np.sum(units[perp & (units > 0)])) + np.cumsum(
+        step_metrics[:, StepMetric.UNITS_DELTA_PERP_LONG]
+    )
+    short_units = float(np.sum(units[perp & (units < 0)])) + np.cumsum(
+        step_metrics[:, StepMetric.UNITS_DELTA_PERP_SHORT]
+    )
+    loan_units = float(np.sum(units[is_loan])) + np.cumsum(step_metrics[:, StepMetric.UNITS_DELTA_LOAN])
+    return {
+        "perp_long_oi_usd": long_units * close,
+        "perp_short_oi_usd": -short_units * close,
+        "loan_collateral_usd": loan_units * close,
+        "loan_debt_usd": np.maximum(-cash_loan, 0.0),
+        "user_equity_usd": cash_perp + cash_loan + (long_units + short_units + loan_units) * close,
+    }

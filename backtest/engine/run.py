@@ -1,0 +1,217 @@
+"""Execute a run config: resolve inputs, simulate every policy, write and register results.
+
+This is the engine layer's entry point (``liqbt run CONFIG``): it assembles arrays from the
+tape, book and policies, dispatches the kernel per policy with a progress bar, and hands the
+outputs to :mod:`backtest.results.writer`. Nothing is written unless every policy finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import resource
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numba
+
+from backtest import paths
+from backtest.books import read_book
+from backtest.books.schema import Book
+from backtest.engine.config import RunConfig, load_run_config
+from backtest.engine.simulate import Prices, SimulationResult, simulate
+from backtest.engine.warmup import warm_up
+from backtest.errors import BookError, ConfigError, TapeError
+from backtest.events import get_event
+from backtest.policies import load_policy, pack_policy
+from backtest.progress import progress_bar
+from backtest.tapes import Tape, TapeStore
+
+
+@dataclass
+class Inputs:
+    """Everything a run simulates, resolved and validated."""
+
+    config: RunConfig
+    config_path: Path
+    event: str | None
+    symbol: str
+    start: datetime
+    end: datetime
+    tape: Tape
+    window: Tape
+    book: Book
+    policies: list  # list of (policy model, file path)
+
+
+@dataclass
+class PolicyOutcome:
+    """Simulation output of one policy with its timing."""
+
+    name: str
+    policy: object
+    path: Path
+    result: SimulationResult
+    seconds: float
+
+
+def resolve_inputs(config_path: str | Path, store: str | Path | None = None,
+                   strategies: str | Path | None = None,
+                   events: str | Path | None = None) -> Inputs:
+    """Load a run config and everything it names; validate their consistency.
+
+    Raises
+    ------
+    ConfigError, TapeError, BookError
+        With a message naming the file and the problem: unknown event or policy, no tape
+        covering the window, a book for another symbol or with entries after the window start.
+    """
+    config_path = Path(config_path)
+    cfg = load_run_config(config_path)
+    event = get_event(cfg.event, events) if cfg.event else None
+    start = cfg.start or event.start
+    end = cfg.end or event.end
+    symbol = cfg.symbol or (event.symbols[0] if event else None)
+    if cfg.tape.path is not None:
+        tape = Tape.from_parquet(cfg.tape.path)
+        symbol = symbol or tape.meta.symbol
+    elif symbol is None:
+        raise ConfigError("field 'symbol': required when no event or tape path is given",
+                          config_path)
+    else:
+        tape = TapeStore(paths.tape_store(store)).resolve(
+            symbol, start, end, cfg.tape.venue, cfg.tape.market, cfg.tape.interval
+        )
+    window = tape.window(start, end)
+    if window.rows < 2:
+        raise TapeError(f"the tape has {window.rows} candles in the window {start} .. {end}",
+                        tape.path)
+    book = read_book(cfg.book)
+    book_symbol = book.meta.get("symbol")
+    if book_symbol and _base(book_symbol) != _base(tape.meta.symbol):
+        raise BookError(f"the book was generated for {book_symbol} but the run simulates "
+                        f"{tape.meta.symbol} (config {config_path})", book.path)
+    latest = book.frame["entry_time"].max()
+    if latest is not None and latest > start:
+        raise BookError(f"an account was opened at {latest}, after the window start {start}: "
+                        "a book must hold positions open at the start", book.path)
+    policies = []
+    for name in cfg.policies:
+        policy = load_policy(name, strategies)
+        policies.append((policy, _policy_path(name, strategies)))
+    names = [p.name for p, _ in policies]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"field 'policies': two policies share a name ({names})", config_path)
+    return Inputs(cfg, config_path, cfg.event, tape.meta.symbol, start, end, tape, window,
+                  book, policies)
+
+
+def simulate_policies(inputs: Inputs, show_progress: bool = True) -> tuple[list[PolicyOutcome], float]:
+    """Simulate every policy of ``inputs``; return outcomes and the JIT warm-up seconds."""
+    compile_seconds = warm_up()
+    arrays = inputs.window.arrays()
+    prices = Prices(arrays["open"], arrays["high"], arrays["low"], arrays["close"])
+    book = inputs.book.arrays()
+    execution = inputs.config.execution
+    outcomes = []
+    total = len(prices) * len(inputs.policies)
+    with progress_bar(show_progress) as bar:
+        task = bar.add_task(f"{inputs.config.name}: {len(inputs.book):,} accounts", total=total)
+        for policy, path in inputs.policies:
+            bar.update(task, description=f"{inputs.config.name}: {policy.name}")
+            t0 = time.perf_counter()
+            res = simulate(prices, book["product"], book["units"], book["cash"],
+                           pack_policy(policy), execution.trigger_mode, execution.fill_mode,
+                           progress=lambda k: bar.advance(task, k))
+            outcomes.append(PolicyOutcome(policy.name, policy, path, res,
+                                          time.perf_counter() - t0))
+    return outcomes, compile_seconds
+
+
+def execute(config_path: str | Path, runs: str | Path | None = None,
+            store: str | Path | None = None, strategies: str | Path | None = None,
+            events: str | Path | None = None, show_progress: bool = True) -> tuple[str, Path]:
+    """Run a config end to end and register the results.
+
+    Parameters
+    ----------
+    config_path : str or Path
+        Run config (TOML).
+    runs, store, strategies, events : str or Path, optional
+        Override the runs directory, tape store, strategies directory and event catalog.
+    show_progress : bool
+        Show a progress bar on the terminal.
+
+    Returns
+    -------
+    run_id : str
+    run_dir : Path
+
+    Raises
+    ------
+    LiqbtError
+        Any input problem; nothing is written in that case.
+    """
+    from backtest.results.catalog import Catalog
+    from backtest.results.writer import write_run
+
+    t_start = time.perf_counter()
+    inputs = resolve_inputs(config_path, store, strategies, events)
+    t_loaded = time.perf_counter()
+    outcomes, compile_seconds = simulate_policies(inputs, show_progress)
+    t_simulated = time.perf_counter()
+    created = datetime.now(UTC)
+    run_id = f"{created:%Y%m%dT%H%M%S}-{inputs.config.name}-{_digest(inputs)}"
+    timings = {
+        "load_seconds": t_loaded - t_start,
+        "jit_warmup_seconds": compile_seconds,
+        "simulate_seconds": t_simulated - t_loaded - compile_seconds,
+        "per_policy_seconds": {o.name: o.seconds for o in outcomes},
+        "account_steps_per_second": {
+            o.name: len(inputs.book) * inputs.window.rows / o.seconds for o in outcomes
+        },
+        "threads": numba.get_num_threads(),
+    }
+    run_dir = paths.runs_dir(runs) / run_id
+    write_run(run_dir, run_id, created, inputs, outcomes, timings,
+              runtime=_runtime(), t_start=t_start)
+    with Catalog(runs) as catalog:
+        catalog.register(run_dir)
+    return run_id, run_dir
+
+
+def _policy_path(name: str, strategies) -> Path:
+    path = Path(name)
+    if path.suffix == ".toml" or path.exists():
+        return path
+    return paths.strategies_dir(strategies) / f"{name}.toml"
+
+
+def _base(symbol: str) -> str:
+    return symbol.split("/")[0].upper()
+
+
+def _digest(inputs: Inputs) -> str:
+    h = hashlib.sha256(inputs.config.model_dump_json().encode())
+    h.update(str(inputs.book.path).encode())
+    return h.hexdigest()[:8]
+
+
+def _runtime() -> dict:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+    }
+
+
+def file_sha256(path: str | Path) -> str:
+    """Return the hex sha256 of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+

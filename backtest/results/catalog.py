@@ -1,0 +1,205 @@
+"""The DuckDB catalog of runs: one SQL query spans every run's Parquet tables.
+
+Layout under the runs directory (:func:`backtest.paths.runs_dir`)::
+
+    runs/
+      catalog.duckdb                 # table ``runs`` (one row per registered run)
+      <run_id>/manifest.json         # config, seeds, input hashes, versions, timings
+      <run_id>/{prices,steps,accounts,liquidations,policies}.parquet
+
+Run directories appear atomically (written under a temporary name, then renamed), so a run
+directory with a manifest is complete. Opening the catalog registers any complete run
+directory it does not know yet (e.g. after a crash between the rename and the insert) and
+exposes views ``prices``, ``steps``, ``accounts``, ``liquidations``, ``policies`` over the
+registered runs' files, plus ``runs``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from backtest import paths
+from backtest.errors import CatalogError
+from backtest.results.metrics import ACCOUNTS_AGGREGATES, METRICS, STEPS_AGGREGATES
+
+CATALOG_FILE = "catalog.duckdb"
+TABLES = ("prices", "steps", "accounts", "liquidations", "policies")
+
+_RUNS_DDL = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY,
+    name VARCHAR,
+    created_at TIMESTAMPTZ,
+    event VARCHAR,
+    symbol VARCHAR,
+    window_start TIMESTAMPTZ,
+    window_end TIMESTAMPTZ,
+    tape_interval VARCHAR,
+    steps BIGINT,
+    accounts BIGINT,
+    policies VARCHAR[],
+    package_version VARCHAR,
+    run_dir VARCHAR
+)
+"""
+
+
+class Catalog:
+    """Connection to the runs catalog, with views over every registered run.
+
+    Parameters
+    ----------
+    root : str or Path, optional
+        Runs directory (default :func:`backtest.paths.runs_dir`).
+    read_only : bool
+        Open without registering new runs (for concurrent readers).
+
+    Raises
+    ------
+    CatalogError
+        If the runs directory does not exist (read-only) or the database cannot be opened.
+    """
+
+    def __init__(self, root: str | Path | None = None, read_only: bool = False):
+        self.root = paths.runs_dir(root)
+        db = self.root / CATALOG_FILE
+        if read_only and not db.exists():
+            raise CatalogError(f"no run catalog at {db}: run `liqbt run CONFIG` first")
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(db), read_only=read_only)
+        except duckdb.Error as exc:
+            raise CatalogError(f"cannot open the run catalog: {exc}", db) from None
+        if not read_only:
+            self.con.execute(_RUNS_DDL)
+            self.sync()
+        self._create_views()
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self.con.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def register(self, run_dir: str | Path) -> str:
+        """Register a complete run directory; return its run id (idempotent).
+
+        Raises
+        ------
+        CatalogError
+            If the directory has no readable manifest.
+        """
+        run_dir = Path(run_dir).resolve()
+        try:
+            m = json.loads((run_dir / "manifest.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise CatalogError(f"not a complete run directory ({exc})", run_dir) from None
+        self.con.execute(
+            "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                m["run_id"], m["name"], m["created_at"], m["window"].get("event"),
+                m["symbol"], m["window"]["start"], m["window"]["end"],
+                m["tape"]["interval"], m["window"]["steps"], m["book"]["accounts"],
+                [p["name"] for p in m["policies"]], m["versions"]["liqbt"], str(run_dir),
+            ],
+        )
+        self._create_views()
+        return m["run_id"]
+
+    def sync(self) -> None:
+        """Register complete run directories missing from the catalog; forget deleted ones."""
+        known = dict(self.con.execute("SELECT run_id, run_dir FROM runs").fetchall())
+        for run_id, run_dir in known.items():
+            if not (Path(run_dir) / "manifest.json").exists():
+                self.con.execute("DELETE FROM runs WHERE run_id = ?", [run_id])
+        for manifest in sorted(self.root.glob("*/manifest.json")):
+            if manifest.parent.name not in known:
+                self.register(manifest.parent)
+
+    def _create_views(self) -> None:
+        dirs = [r[0] for r in self.con.execute("SELECT run_dir FROM runs ORDER BY run_id").fetchall()]
+        for table in TABLES:
+            files = [str(Path(d) / f"{table}.parquet") for d in dirs]
+            files = [f for f in files if Path(f).exists()]
+            if files:
+                body = f"SELECT * FROM read_parquet({files!r}, union_by_name = true)"
+            else:
+                body = "SELECT NULL::VARCHAR AS run_id WHERE false"
+            self.con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS {body}")
+
+    def query(self, sql: str) -> pl.DataFrame:
+        """Run SQL against the catalog and return the result.
+
+        Raises
+        ------
+        CatalogError
+            On an SQL error (the message is DuckDB's).
+        """
+        try:
+            return self.con.execute(sql).pl()
+        except duckdb.Error as exc:
+            raise CatalogError(f"query failed: {exc}") from None
+
+    def run_ids(self) -> list[str]:
+        """Return registered run ids, oldest first."""
+        return [r[0] for r in self.con.execute("SELECT run_id FROM runs ORDER BY run_id").fetchall()]
+
+    def resolve(self, run: str) -> str:
+        """Return the run id matching ``run`` (an id, a unique prefix, ``latest``, or a path).
+
+        Raises
+        ------
+        CatalogError
+            If nothing or more than one run matches.
+        """
+        ids = self.run_ids()
+        if run == "latest" and ids:
+            return ids[-1]
+        if Path(run).is_dir() and (Path(run) / "manifest.json").exists():
+            return self.register(run)
+        matches = [i for i in ids if i == run] or [i for i in ids if i.startswith(run)]
+        if len(matches) != 1:
+            known = ", ".join(ids[-5:]) or "none"
+            what = "no run" if not matches else f"{len(matches)} runs"
+            raise CatalogError(f"{what} matching '{run}' (latest runs: {known})")
+        return matches[0]
+
+    def manifest(self, run_id: str) -> dict:
+        """Return the manifest of a registered run."""
+        (run_dir,) = self.con.execute("SELECT run_dir FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        return json.loads((Path(run_dir) / "manifest.json").read_text())
+
+    def summary(self, run_id: str) -> pl.DataFrame:
+        """Return one row per policy of ``run_id`` with every metric of the registry.
+
+        Columns: ``policy``, ``family``, each :data:`METRICS` name, and
+        ``equity_vs_hard`` (final user equity relative to the run's first hard policy, minus 1;
+        null if the run has none). Policies keep the config's order.
+        """
+        cols = ",\n".join(f"{m.sql} AS {m.name}" for m in METRICS)
+        sql = f"""
+            WITH s AS (SELECT policy, {STEPS_AGGREGATES} FROM steps WHERE run_id = $run
+                       GROUP BY policy),
+                 a AS (SELECT policy, {ACCOUNTS_AGGREGATES} FROM accounts WHERE run_id = $run
+                       GROUP BY policy),
+                 p AS (SELECT policy, family, row_number() OVER () AS ord FROM policies
+                       WHERE run_id = $run),
+                 base AS (SELECT a.final_equity_usd AS hard_equity FROM a JOIN p USING (policy)
+                          WHERE p.family = 'hard' ORDER BY p.ord LIMIT 1)
+            SELECT p.policy, p.family, {cols},
+                   a.final_equity_usd / (SELECT hard_equity FROM base) - 1 AS equity_vs_hard
+            FROM p JOIN s USING (policy) JOIN a USING (policy)
+            ORDER BY p.ord
+        """
+        try:
+            return self.con.execute(sql, {"run": run_id}).pl()
+        except duckdb.Error as exc:
+            raise CatalogError(f"summary of run {run_id} failed: {exc}") from None

@@ -1,0 +1,101 @@
+"""The metrics registry: every summary measure, defined once, used by runs and reports.
+
+Each :class:`Metric` is an SQL expression over two per-policy aggregates of a run's tables,
+``s`` (from ``steps``) and ``a`` (from ``accounts``), evaluated by DuckDB in
+:func:`backtest.results.catalog.Catalog.summary`. Reports render the same list, with the same
+labels and units, so a number in a report is the number a query returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One summary measure of a (run, policy).
+
+    Attributes
+    ----------
+    name : str
+        Column name in the summary (snake case, unit suffix).
+    label : str
+        Human-readable label used in reports.
+    unit : str
+        ``USD``, ``fraction`` (shown as %), or ``count``.
+    sql : str
+        Expression over the aggregates ``s`` and ``a`` (see module docstring).
+    description : str
+        What it measures, in plain words.
+    """
+
+    name: str
+    label: str
+    unit: str
+    sql: str
+    description: str
+
+
+#: Per-policy aggregates of the ``steps`` table (alias ``s``).
+STEPS_AGGREGATES = """
+    sum(liquidations) AS liquidations,
+    sum(liquidated_notional_usd) AS liquidated_notional_usd,
+    max(liquidated_notional_usd) AS peak_liquidated_notional_usd,
+    sum(keeper_fees_usd) AS keeper_fees_usd,
+    sum(insurance_fees_usd) AS insurance_fees_usd,
+    sum(bad_debt_usd) AS bad_debt_usd,
+    sum(insurance_draw_usd) AS insurance_draw_usd,
+    min(insurance_fund_usd) AS insurance_fund_min_usd,
+    arg_max(insurance_fund_usd, step) AS insurance_fund_end_usd,
+    sum(socialised_loss_usd) AS socialised_loss_usd
+"""
+
+#: Per-policy aggregates of the ``accounts`` table (alias ``a``).
+ACCOUNTS_AGGREGATES = """
+    count(*) AS accounts,
+    count(*) FILTER (WHERE liquidations > 0) AS accounts_liquidated,
+    count(*) FILTER (WHERE status = 'bankrupt') AS accounts_bankrupt,
+    count(*) FILTER (WHERE liquidations > 0
+                     AND final_equity_usd <= 0.01 * initial_equity_usd) AS accounts_wiped_out,
+    sum(initial_notional_usd) AS open_interest_usd,
+    sum(initial_equity_usd) AS initial_equity_usd,
+    sum(final_equity_usd) AS final_equity_usd,
+    sum(hold_equity_usd) AS hold_equity_usd,
+    sum(penalties_usd) AS penalties_usd
+"""
+
+METRICS: tuple[Metric, ...] = (
+    Metric("accounts_liquidated", "Accounts liquidated", "count", "a.accounts_liquidated",
+           "Accounts liquidated at least once."),
+    Metric("liquidations", "Liquidation events", "count", "s.liquidations",
+           "Liquidation events (a partial policy may liquidate an account several times)."),
+    Metric("accounts_wiped_out", "Accounts wiped out", "count", "a.accounts_wiped_out",
+           "Liquidated accounts left with at most 1% of their equity at the window start."),
+    Metric("liquidated_notional_usd", "Liquidated notional", "USD", "s.liquidated_notional_usd",
+           "Sum over events of |units closed| x fill price."),
+    Metric("peak_liquidated_notional_usd", "Peak liquidated notional per step", "USD",
+           "s.peak_liquidated_notional_usd",
+           "Largest liquidated notional in one step: the forced flow the market must absorb."),
+    Metric("penalties_usd", "Liquidation penalties paid", "USD", "a.penalties_usd",
+           "Penalties taken from accounts (keeper + insurance fund shares)."),
+    Metric("keeper_profit_usd", "Keeper profit", "USD", "s.keeper_fees_usd",
+           "Penalty share paid to keepers / liquidators."),
+    Metric("bad_debt_usd", "Bad debt", "USD", "s.bad_debt_usd",
+           "Shortfall beyond the equity of liquidated accounts."),
+    Metric("bad_debt_pct_oi", "Bad debt / open interest", "fraction",
+           "s.bad_debt_usd / nullif(a.open_interest_usd, 0)",
+           "Bad debt as a share of the book's notional at the window start."),
+    Metric("insurance_draw_usd", "Insurance fund drawn", "USD", "s.insurance_draw_usd",
+           "Bad debt covered by the insurance fund."),
+    Metric("insurance_fund_end_usd", "Insurance fund at end", "USD", "s.insurance_fund_end_usd",
+           "Fund balance after the last step (initial + fee inflows - draws)."),
+    Metric("socialised_loss_usd", "Socialised loss", "USD", "s.socialised_loss_usd",
+           "Bad debt the insurance fund could not cover."),
+    Metric("user_equity_retained", "User equity retained", "fraction",
+           "a.final_equity_usd / nullif(a.initial_equity_usd, 0)",
+           "Sum of account equity at the last close over the sum at the window start."),
+    Metric("user_loss_to_liquidation_usd", "User loss to liquidation (vs. no liquidation)",
+           "USD", "a.hold_equity_usd - a.final_equity_usd",
+           "Equity accounts would have had at the last close without liquidation (floored at 0) "
+           "minus what they have: penalties, bad fills and positions closed at the bottom."),
+)

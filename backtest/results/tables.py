@@ -1,0 +1,189 @@
+"""Build the result tables of a run from simulation outputs (polars DataFrames).
+
+=================  ==========================================================================
+table              one row per
+=================  ==========================================================================
+``prices``         step: the candle of the simulated window
+``steps``          (policy, step): liquidations, fees, bad debt, insurance fund, open interest,
+                   user equity at the close
+``accounts``       (policy, account): final state and liquidation totals
+``liquidations``   liquidation event
+``policies``       policy: family and parameters as simulated
+=================  ==========================================================================
+
+Every table carries ``run_id``; money columns end in ``_usd``; timestamps are UTC candle open
+times; ``step`` counts candles from 0 at the window start.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+
+from backtest.engine.ledger import insurance_waterfall, running_totals
+from backtest.engine.simulate import SimulationResult
+from backtest.kernels.enums import Product, StepMetric
+
+STATUS_OPEN = "open"
+STATUS_PARTIAL = "partially_liquidated"
+STATUS_CLOSED = "closed"
+STATUS_BANKRUPT = "bankrupt"
+
+
+def prices_table(run_id: str, timestamp_ms: np.ndarray, ohlc: dict[str, np.ndarray]) -> pl.DataFrame:
+    """Return the ``prices`` table: step, timestamp, open, high, low, close (USD)."""
+    return pl.DataFrame(
+        {
+            "run_id": run_id,
+            "step": np.arange(len(timestamp_ms), dtype=np.int32),
+            "timestamp": _ts(timestamp_ms),
+            **{k: ohlc[k] for k in ("open", "high", "low", "close")},
+        }
+    )
+
+
+def steps_table(
+    run_id: str,
+    policy: str,
+    res: SimulationResult,
+    timestamp_ms: np.ndarray,
+    close: np.ndarray,
+    book: dict[str, np.ndarray],
+    insurance_initial_usd: float,
+) -> pl.DataFrame:
+    """Return the ``steps`` rows of one policy.
+
+    Parameters
+    ----------
+    run_id, policy : str
+    res : SimulationResult
+    timestamp_ms : ndarray, shape (T,), int64
+    close : ndarray, shape (T,), float64
+    book : dict
+        ``product``, ``units``, ``cash`` arrays of the initial book, shape (N,).
+    insurance_initial_usd : float
+        Insurance fund balance before the first step.
+    """
+    sm = res.step_metrics
+    balance, draw, socialised = insurance_waterfall(
+        sm[:, StepMetric.INSURANCE_FEES], sm[:, StepMetric.BAD_DEBT], insurance_initial_usd
+    )
+    totals = running_totals(sm, close, book["product"], book["units"], book["cash"])
+    first = res.first_step[res.first_step >= 0]
+    newly = np.bincount(first, minlength=len(close))[: len(close)]
+    return pl.DataFrame(
+        {
+            "run_id": run_id,
+            "policy": policy,
+            "step": np.arange(len(close), dtype=np.int32),
+            "timestamp": _ts(timestamp_ms),
+            "liquidations": sm[:, StepMetric.N_LIQUIDATIONS].astype(np.int64),
+            "positions_closed": sm[:, StepMetric.N_CLOSED].astype(np.int64),
+            "bankruptcies": sm[:, StepMetric.N_BANKRUPT].astype(np.int64),
+            "accounts_newly_liquidated": newly.astype(np.int64),
+            "accounts_liquidated_cum": np.cumsum(newly).astype(np.int64),
+            "liquidated_notional_usd": sm[:, StepMetric.LIQUIDATED_NOTIONAL],
+            "keeper_fees_usd": sm[:, StepMetric.KEEPER_FEES],
+            "insurance_fees_usd": sm[:, StepMetric.INSURANCE_FEES],
+            "bad_debt_usd": sm[:, StepMetric.BAD_DEBT],
+            "bad_debt_cum_usd": np.cumsum(sm[:, StepMetric.BAD_DEBT]),
+            "insurance_draw_usd": draw,
+            "insurance_fund_usd": balance,
+            "socialised_loss_usd": socialised,
+            "socialised_loss_cum_usd": np.cumsum(socialised),
+            **totals,
+        }
+    )
+
+
+def accounts_table(
+    run_id: str,
+    policy: str,
+    res: SimulationResult,
+    account_id: np.ndarray,
+    book: dict[str, np.ndarray],
+    first_open: float,
+    last_close: float,
+) -> pl.DataFrame:
+    """Return the ``accounts`` rows of one policy.
+
+    ``initial_equity_usd`` is valued at the window's first open, ``final_equity_usd`` at its
+    last close (liquidated accounts hold their remaining cash); ``hold_equity_usd`` is what
+    the account would be worth at the last close had it never been liquidated, floored at 0. Status: ``open`` (never
+    liquidated), ``partially_liquidated`` (still holds a position or debt), ``closed``, or
+    ``bankrupt`` (left bad debt).
+    """
+    units0, cash0 = book["units"], book["cash"]
+    status = np.full(len(units0), STATUS_OPEN, dtype=object)
+    liquidated = res.n_liquidations > 0
+    still_open = (res.units != 0.0) & ~((book["product"] == Product.LOAN) & (res.cash >= 0.0))
+    status[liquidated & still_open] = STATUS_PARTIAL
+    status[liquidated & ~still_open] = STATUS_CLOSED
+    status[res.bad_debt > 0.0] = STATUS_BANKRUPT
+    return pl.DataFrame(
+        {
+            "run_id": run_id,
+            "policy": policy,
+            "account_id": account_id,
+            "product": np.where(book["product"] == Product.LOAN, "loan", "perp"),
+            "side": np.sign(units0).astype(np.int8),
+            "initial_notional_usd": np.abs(units0) * first_open,
+            "initial_equity_usd": cash0 + units0 * first_open,
+            "hold_equity_usd": np.maximum(cash0 + units0 * last_close, 0.0),
+            "final_equity_usd": res.cash + res.units * last_close,
+            "final_units": res.units,
+            "final_cash_usd": res.cash,
+            "liquidations": res.n_liquidations,
+            "first_liquidation_step": res.first_step,
+            "last_liquidation_step": res.last_step,
+            "liquidated_notional_usd": res.liquidated_notional,
+            "penalties_usd": res.penalties_paid,
+            "bad_debt_usd": res.bad_debt,
+            "status": status.astype(str),
+        }
+    ).with_columns(pl.col("status").cast(pl.Categorical), pl.col("product").cast(pl.Categorical))
+
+
+def liquidations_table(
+    run_id: str, policy: str, res: SimulationResult, account_id: np.ndarray, timestamp_ms: np.ndarray
+) -> pl.DataFrame:
+    """Return the ``liquidations`` rows (one per event) of one policy."""
+    r = res.records
+    return pl.DataFrame(
+        {
+            "run_id": run_id,
+            "policy": policy,
+            "step": r["step"].astype(np.int32),
+            "timestamp": _ts(timestamp_ms[r["step"]]),
+            "account_id": account_id[r["account"]],
+            "units_closed": r["units_closed"],
+            "fill_price": r["fill_price"],
+            "notional_usd": r["notional"],
+            "keeper_fee_usd": r["keeper_fee"],
+            "insurance_fee_usd": r["insurance_fee"],
+            "bad_debt_usd": r["bad_debt"],
+            "health_before": r["health_before"],
+            "equity_after_usd": r["equity_after"],
+            "closed": r["closed"].astype(bool),
+        }
+    )
+
+
+def policies_table(run_id: str, policies: list[tuple[str, dict, str]]) -> pl.DataFrame:
+    """Return the ``policies`` table: name, family, parameters (JSON) and the file's sha256."""
+    return pl.DataFrame(
+        {
+            "run_id": run_id,
+            "policy": [name for name, _, _ in policies],
+            "family": [params["family"] for _, params, _ in policies],
+            "description": [params.get("description", "") for _, params, _ in policies],
+            "parameters": [json.dumps(params, sort_keys=True) for _, params, _ in policies],
+            "file_sha256": [sha for _, _, sha in policies],
+        }
+    )
+
+
+def _ts(ms: np.ndarray) -> pl.Series:
+    return pl.Series(np.asarray(ms, dtype="datetime64[ms]")).dt.replace_time_zone("UTC")

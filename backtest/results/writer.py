@@ -1,0 +1,150 @@
+"""Write a run directory: Parquet tables and the manifest, atomically.
+
+The directory is assembled under a temporary name and renamed into place when every file is
+written, so a crash or an error leaves either a complete run or nothing. The manifest records
+what is needed to reproduce and audit the run: the config (verbatim and hashed), the window,
+the tape and book files with sha256, every policy's parameters and file hash, package and
+dependency versions, timings and peak memory.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import time
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import polars as pl
+
+from backtest.atomic import atomic_dir
+from backtest.results.tables import (
+    accounts_table,
+    liquidations_table,
+    policies_table,
+    prices_table,
+    steps_table,
+)
+
+_DEPENDENCIES = ("liqbt", "numpy", "numba", "polars", "pyarrow", "duckdb", "plotly", "pydantic")
+
+
+def write_run(run_dir: Path, run_id: str, created: datetime, inputs, outcomes, timings: dict,
+              runtime: dict, t_start: float) -> Path:
+    """Write all tables and the manifest of a run into ``run_dir`` (which must not exist).
+
+    Parameters
+    ----------
+    run_dir : Path
+        Destination directory.
+    run_id : str
+    created : datetime
+        Run creation time (UTC).
+    inputs : backtest.engine.run.Inputs
+    outcomes : list of backtest.engine.run.PolicyOutcome
+    timings : dict
+        Seconds per phase, throughput; completed here with the write time.
+    runtime : dict
+        Python and platform description, peak RSS so far.
+    t_start : float
+        ``time.perf_counter()`` at the start of the run, for the total wall time.
+
+    Returns
+    -------
+    Path
+        ``run_dir``.
+    """
+    from backtest.engine.run import file_sha256
+
+    arrays = inputs.window.arrays()
+    ts, close = arrays["timestamp"], arrays["close"]
+    book = inputs.book.arrays()
+    account_id = inputs.book.frame["account_id"].to_numpy()
+    fund0 = inputs.config.insurance_fund.initial_balance_usd
+    t0 = time.perf_counter()
+    with atomic_dir(run_dir) as tmp:
+        _write(tmp / "prices.parquet", prices_table(run_id, ts, arrays))
+        _write(tmp / "steps.parquet", pl.concat(
+            [steps_table(run_id, o.name, o.result, ts, close, book, fund0) for o in outcomes]))
+        _write(tmp / "accounts.parquet", pl.concat(
+            [accounts_table(run_id, o.name, o.result, account_id, book, arrays["open"][0],
+                            close[-1]) for o in outcomes]))
+        _write(tmp / "liquidations.parquet", pl.concat(
+            [liquidations_table(run_id, o.name, o.result, account_id, ts) for o in outcomes]))
+        policy_rows = [(o.name, o.policy.model_dump(mode="json"), file_sha256(o.path))
+                       for o in outcomes]
+        _write(tmp / "policies.parquet", policies_table(run_id, policy_rows))
+        timings = dict(timings, write_seconds=time.perf_counter() - t0,
+                       total_seconds=time.perf_counter() - t_start)
+        runtime = dict(runtime,
+                       peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+        manifest = _manifest(run_id, created, inputs, policy_rows, timings, runtime, file_sha256)
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    return run_dir
+
+
+def _write(path: Path, frame: pl.DataFrame) -> None:
+    frame.write_parquet(path, compression="zstd", statistics=True)
+
+
+def _manifest(run_id, created, inputs, policy_rows, timings, runtime, sha) -> dict:
+    cfg = inputs.config
+    window, tape = inputs.window, inputs.tape
+    gaps = [{"start": g.start, "end": g.end, "missing_steps": g.missing_steps}
+            for g in window.gaps()]
+    return {
+        "run_id": run_id,
+        "name": cfg.name,
+        "description": cfg.description,
+        "created_at": created.isoformat(),
+        "command": f"liqbt run {inputs.config_path}",
+        "config": {
+            "path": str(inputs.config_path),
+            "sha256": sha(inputs.config_path),
+            "resolved": cfg.model_dump(mode="json"),
+        },
+        "symbol": inputs.symbol,
+        "window": {
+            "event": inputs.event,
+            "start": inputs.start.isoformat(),
+            "end": inputs.end.isoformat(),
+            "steps": window.rows,
+            "first_candle": window.start.isoformat(),
+            "last_candle_end": window.end.isoformat(),
+            "gaps": gaps,
+        },
+        "tape": {
+            "path": str(tape.path),
+            "sha256": sha(tape.path) if tape.path else None,
+            "venue": tape.meta.venue,
+            "market": tape.meta.market,
+            "interval": tape.meta.interval,
+            "sources": [getattr(s, "__dict__", str(s)) for s in tape.meta.sources],
+        },
+        "book": {
+            "path": str(inputs.book.path),
+            "sha256": sha(inputs.book.path),
+            "accounts": len(inputs.book),
+            "meta": inputs.book.meta,
+            "products": _counts(inputs.book.frame, "product"),
+        },
+        "policies": [{"name": n, "parameters": p, "file_sha256": h} for n, p, h in policy_rows],
+        "execution": cfg.execution.model_dump(),
+        "insurance_fund": cfg.insurance_fund.model_dump(),
+        "versions": {d: _version(d) for d in _DEPENDENCIES},
+        "runtime": runtime,
+        "timings": timings,
+    }
+
+
+def _counts(frame: pl.DataFrame, column: str) -> dict:
+    return {str(k): int(v) for k, v in frame[column].value_counts().iter_rows()}
+
+
+def _version(dist: str) -> str:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "unknown"
+
