@@ -1,0 +1,51 @@
+"""Random books, tapes and policies for kernel tests (synthetic, seeded)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backtest.engine.simulate import Prices
+from backtest.kernels.enums import POLICY_DTYPE, PolicyFamily
+
+
+def random_prices(rng: np.random.Generator, n_steps: int, vol: float = 0.01,
+                  gaps: bool = True) -> Prices:
+    """A geometric random walk with intra-candle wicks and (optionally) opening gaps."""
+    close = 100.0 * np.exp(np.cumsum(rng.normal(-0.001, vol, n_steps)))
+    prev = np.r_[100.0, close[:-1]]
+    jump = np.exp(rng.normal(0, vol, n_steps) * (rng.random(n_steps) < 0.1)) if gaps else 1.0
+    open_ = prev * jump
+    high = np.maximum(open_, close) * np.exp(np.abs(rng.normal(0, vol / 2, n_steps)))
+    low = np.minimum(open_, close) * np.exp(-np.abs(rng.normal(0, vol / 2, n_steps)))
+    return Prices(open_, high, low, close)
+
+
+def random_book(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Perps (long and short) and long loans with leverage 1.1-60x entered near 100."""
+    product = rng.integers(0, 2, n).astype(np.int8)
+    side = np.where(product == 1, 1, rng.choice([-1, 1], n))
+    size = rng.lognormal(0.0, 1.0, n)
+    lev = np.where(product == 1, 1.0 / (1.0 - rng.uniform(0.1, 0.8, n)), rng.uniform(1.1, 60, n))
+    entry = 100.0 * np.exp(rng.normal(0, 0.03, n))
+    units = side * size
+    cash = size * entry / lev - units * entry
+    return {"product": product, "units": units, "cash": cash}
+
+
+def random_policy(rng: np.random.Generator, family: int | None = None) -> np.ndarray:
+    """A policy record with random but valid parameters."""
+    rec = np.zeros(1, POLICY_DTYPE)
+    rec["family"] = rng.integers(0, 2) if family is None else family
+    rec["keeper_share"] = rng.uniform(0, 1)
+    rec["close_factor"] = rng.uniform(0.1, 1.0)
+    rec["full_close_health"] = rng.uniform(0.5, 1.0)
+    lt = rng.uniform(0.6, 0.9)
+    bonus = rng.uniform(0.0, min(0.15, 1 / lt - 1 - 1e-3))
+    rec["maintenance_rate"] = [rng.uniform(0.002, 0.05), 1 - lt]
+    rec["penalty_rate"] = [rng.uniform(0, 0.02), bonus / (1 + bonus)]
+    target_perp = rng.choice([np.inf, rng.uniform(1.05, 4.0)]) * rec["maintenance_rate"][0, 0]
+    target_loan = 1 - lt / rng.choice([np.inf, rng.uniform(1.01, 1.5)])
+    rec["target_rate"] = [target_perp, target_loan]
+    if rec["family"][0] == PolicyFamily.HARD:
+        rec["close_factor"], rec["full_close_health"] = 1.0, 1.0
+    return rec

@@ -1,0 +1,137 @@
+"""The numba kernel against its plain-Python reference twin, and its invariants."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from backtest.engine.simulate import simulate
+from backtest.kernels.enums import FillPrice, PolicyFamily, StepMetric, TriggerPrice
+from backtest.kernels.reference import simulate_reference
+from tests.kernel_inputs import random_book, random_policy, random_prices
+
+MODES = [(t, f) for t in TriggerPrice for f in FillPrice]
+
+
+def _run(seed, trigger, fill, n=400, steps=120, family=None, chunk_size=64):
+    rng = np.random.default_rng(seed)
+    prices = random_prices(rng, steps)
+    book = random_book(rng, n)
+    policy = random_policy(rng, family)
+    res = simulate(prices, book["product"], book["units"], book["cash"], policy, trigger, fill,
+                   chunk_size=chunk_size, block_steps=17)
+    return prices, book, policy, res
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize(("trigger", "fill"), MODES)
+def test_kernel_matches_reference(seed, trigger, fill):
+    prices, book, policy, res = _run(seed, trigger, fill)
+    ref = simulate_reference(prices.open, prices.high, prices.low, prices.close, trigger, fill,
+                             policy[0], book["product"], book["units"], book["cash"])
+    assert res.records.shape[0] == len(ref.records) > 0
+    np.testing.assert_allclose(res.units, ref.units, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(res.cash, ref.cash, rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(res.n_liquidations, ref.n_liquidations)
+    np.testing.assert_array_equal(res.first_step, ref.first_step)
+    np.testing.assert_array_equal(res.last_step, ref.last_step)
+    np.testing.assert_allclose(res.bad_debt, ref.bad_debt, rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(res.step_metrics, ref.step_metrics, rtol=1e-10, atol=1e-8)
+    ref_rec = sorted(ref.records, key=lambda r: (r["step"], r["account"]))
+    for name in ("step", "account", "closed"):
+        np.testing.assert_array_equal(res.records[name], [r[name] for r in ref_rec])
+    for name in ("units_closed", "fill_price", "keeper_fee", "insurance_fee", "bad_debt"):
+        np.testing.assert_allclose(res.records[name], [r[name] for r in ref_rec],
+                                   rtol=1e-10, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_money_is_conserved(seed):
+    """Every dollar leaving an account arrives at the keeper, the fund or the market."""
+    prices, book, policy, res = _run(seed, TriggerPrice.EXTREME, FillPrice.TRIGGER, n=2000)
+    rec = res.records
+    # per account: cash change = sale proceeds - fees + bad debt written off
+    proceeds = np.zeros(len(book["units"]))
+    fees = np.zeros_like(proceeds)
+    written_off = np.zeros_like(proceeds)
+    closed_units = np.zeros_like(proceeds)
+    np.add.at(proceeds, rec["account"], rec["units_closed"] * rec["fill_price"])
+    np.add.at(fees, rec["account"], rec["keeper_fee"] + rec["insurance_fee"])
+    np.add.at(written_off, rec["account"], rec["bad_debt"])
+    np.add.at(closed_units, rec["account"], rec["units_closed"])
+    scale = np.abs(book["cash"]) + np.abs(proceeds) + 1.0
+    np.testing.assert_allclose((res.cash - book["cash"]) / scale,
+                               (proceeds - fees + written_off) / scale, atol=1e-12)
+    np.testing.assert_allclose(book["units"] - res.units, closed_units,
+                               atol=1e-12 * np.abs(book["units"]).max())
+    # per-account totals agree with the records
+    np.testing.assert_allclose(res.penalties_paid, fees, rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(res.bad_debt, written_off, rtol=1e-12, atol=1e-9)
+    # aggregates agree with the records, and fees never exceed the penalty
+    sm = res.step_metrics
+    total = rec["keeper_fee"].sum() + rec["insurance_fee"].sum()
+    assert sm[:, StepMetric.KEEPER_FEES].sum() + sm[:, StepMetric.INSURANCE_FEES].sum() == (
+        pytest.approx(total, rel=1e-9))
+    assert sm[:, StepMetric.BAD_DEBT].sum() == pytest.approx(rec["bad_debt"].sum(), rel=1e-9)
+    penalty = policy["penalty_rate"][0][np.asarray(book["product"])[rec["account"]]]
+    assert np.all(rec["keeper_fee"] + rec["insurance_fee"]
+                  <= penalty * rec["notional"] * (1 + 1e-12) + 1e-9)
+    # no account is left with negative equity at its last fill, no position flips side
+    assert np.all(rec["equity_after"] >= -1e-9 * (1 + rec["notional"]))
+    assert np.all(np.sign(res.units) * np.sign(book["units"]) >= 0)
+
+
+def test_results_do_not_depend_on_thread_count():
+    prices, book, policy, _ = _run(3, TriggerPrice.EXTREME, FillPrice.TRIGGER, n=20000)
+    outs = []
+    before = numba.get_num_threads()
+    try:
+        for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(threads)
+            outs.append(simulate(prices, book["product"], book["units"], book["cash"], policy,
+                                 TriggerPrice.EXTREME, FillPrice.TRIGGER, chunk_size=256))
+    finally:
+        numba.set_num_threads(before)
+    a, b = outs[0], outs[-1]
+    assert a.step_metrics.tobytes() == b.step_metrics.tobytes()
+    assert a.cash.tobytes() == b.cash.tobytes()
+    assert a.records.tobytes() == b.records.tobytes()
+
+
+def test_hard_closes_whole_perp_and_repays_whole_loan():
+    """Hard on a perp leaves no units; on a loan repays the debt and leaves spare collateral."""
+    from backtest.engine.simulate import Prices
+
+    prices = Prices(*(np.array([100.0, 80.0]) for _ in range(4)))
+    policy = random_policy(np.random.default_rng(0), PolicyFamily.HARD)
+    policy["maintenance_rate"] = [0.01, 0.2]
+    policy["penalty_rate"] = [0.01, 0.05 / 1.05]
+    # perp long 10x at 100; loan: 1 unit, debt 70 (LT 0.8 -> liquidation price 87.5)
+    res = simulate(prices, np.array([0, 1], np.int8), np.array([1.0, 1.0]),
+                   np.array([-90.0, -70.0]), policy, TriggerPrice.CLOSE, FillPrice.CLOSE)
+    assert res.units[0] == 0.0
+    assert res.cash[1] == 0.0  # debt repaid exactly
+    # collateral seized = 70 x 1.05 / 80 units
+    assert res.units[1] == pytest.approx(1.0 - 70 * 1.05 / 80, rel=1e-12)
+    # the perp was bankrupt at 80: bad debt 90 - 80 + keeper fee
+    keeper = policy["keeper_share"][0] * 0.01 * 80
+    assert res.bad_debt[0] == pytest.approx(10.0 + keeper, rel=1e-12)
+
+
+def test_partial_restores_target_health():
+    from backtest.engine.simulate import Prices
+
+    prices = Prices(*(np.array([100.0, 95.0]) for _ in range(4)))
+    policy = random_policy(np.random.default_rng(1), PolicyFamily.PARTIAL)
+    policy["maintenance_rate"] = [0.05, 0.2]
+    policy["penalty_rate"] = [0.01, 0.04]
+    policy["target_rate"] = [0.10, np.inf]
+    policy["close_factor"] = 1.0
+    policy["full_close_health"] = 0.0
+    # long 1 unit with cash -91: at 95 equity 4 < 4.75 = maintenance
+    res = simulate(prices, np.array([0], np.int8), np.array([1.0]), np.array([-91.0]), policy,
+                   TriggerPrice.CLOSE, FillPrice.CLOSE)
+    equity = res.cash[0] + res.units[0] * 95.0
+    assert 0 < res.units[0] < 1
+    assert equity == pytest.approx(0.10 * res.units[0] * 95.0, rel=1e-12)
