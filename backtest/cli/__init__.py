@@ -44,25 +44,17 @@ def main(argv: list[str] | None = None) -> int:
     Returns
     -------
     int
-        0 on success, 2 on a user error (message printed to stderr), other values from click.
+        0 on success, 2 on a user error (message printed to stderr), 2 on a usage error.
     """
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="liqbt")
     except LiqbtError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except typer.Exit as exc:
-        return exc.exit_code
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            return 1
-        raise
+    except SystemExit as exc:  # typer's standalone mode ends every command this way
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     return 0
 
 

@@ -75,9 +75,13 @@ class Catalog:
         except duckdb.Error as exc:
             raise CatalogError(f"cannot open the run catalog: {exc}", db) from None
         if not read_only:
-            self.con.execute(_RUNS_DDL)
+            self._exec(_RUNS_DDL)
             self.sync()
         self._create_views()
+
+    def _exec(self, sql: str, params: list | None = None) -> list:
+        # DuckDB 2 requires each statement's result to be consumed before the next one
+        return self.con.execute(sql, params).fetchall()
 
     def close(self) -> None:
         """Close the database connection."""
@@ -102,7 +106,7 @@ class Catalog:
             m = json.loads((run_dir / "manifest.json").read_text())
         except (OSError, ValueError) as exc:
             raise CatalogError(f"not a complete run directory ({exc})", run_dir) from None
-        self.con.execute(
+        self._exec(
             "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 m["run_id"], m["name"], m["created_at"], m["window"].get("event"),
@@ -116,16 +120,16 @@ class Catalog:
 
     def sync(self) -> None:
         """Register complete run directories missing from the catalog; forget deleted ones."""
-        known = dict(self.con.execute("SELECT run_id, run_dir FROM runs").fetchall())
+        known = dict(self._exec("SELECT run_id, run_dir FROM runs"))
         for run_id, run_dir in known.items():
             if not (Path(run_dir) / "manifest.json").exists():
-                self.con.execute("DELETE FROM runs WHERE run_id = ?", [run_id])
+                self._exec("DELETE FROM runs WHERE run_id = ?", [run_id])
         for manifest in sorted(self.root.glob("*/manifest.json")):
             if manifest.parent.name not in known:
                 self.register(manifest.parent)
 
     def _create_views(self) -> None:
-        dirs = [r[0] for r in self.con.execute("SELECT run_dir FROM runs ORDER BY run_id").fetchall()]
+        dirs = [r[0] for r in self._exec("SELECT run_dir FROM runs ORDER BY run_id")]
         for table in TABLES:
             files = [str(Path(d) / f"{table}.parquet") for d in dirs]
             files = [f for f in files if Path(f).exists()]
@@ -133,7 +137,7 @@ class Catalog:
                 body = f"SELECT * FROM read_parquet({files!r}, union_by_name = true)"
             else:
                 body = "SELECT NULL::VARCHAR AS run_id WHERE false"
-            self.con.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS {body}")
+            self._exec(f"CREATE OR REPLACE TEMP VIEW {table} AS {body}")
 
     def query(self, sql: str) -> pl.DataFrame:
         """Run SQL against the catalog and return the result.
@@ -144,13 +148,14 @@ class Catalog:
             On an SQL error (the message is DuckDB's).
         """
         try:
-            return self.con.execute(sql).pl()
+            rel = self.con.sql(sql)
+            return pl.DataFrame() if rel is None else rel.pl()
         except duckdb.Error as exc:
             raise CatalogError(f"query failed: {exc}") from None
 
     def run_ids(self) -> list[str]:
         """Return registered run ids, oldest first."""
-        return [r[0] for r in self.con.execute("SELECT run_id FROM runs ORDER BY run_id").fetchall()]
+        return [r[0] for r in self._exec("SELECT run_id FROM runs ORDER BY run_id")]
 
     def resolve(self, run: str) -> str:
         """Return the run id matching ``run`` (an id, a unique prefix, ``latest``, or a path).
@@ -174,7 +179,10 @@ class Catalog:
 
     def manifest(self, run_id: str) -> dict:
         """Return the manifest of a registered run."""
-        (run_dir,) = self.con.execute("SELECT run_dir FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        rows = self._exec("SELECT run_dir FROM runs WHERE run_id = ?", [run_id])
+        if not rows:
+            raise CatalogError(f"run {run_id} is not in the catalog")
+        (run_dir,) = rows[0]
         return json.loads((Path(run_dir) / "manifest.json").read_text())
 
     def summary(self, run_id: str) -> pl.DataFrame:
@@ -200,6 +208,6 @@ class Catalog:
             ORDER BY p.ord
         """
         try:
-            return self.con.execute(sql, {"run": run_id}).pl()
+            return self.con.sql(sql, params={"run": run_id}).pl()
         except duckdb.Error as exc:
             raise CatalogError(f"summary of run {run_id} failed: {exc}") from None
