@@ -1,0 +1,230 @@
+"""End to end on a synthetic crash: import, book, run, catalog, query, and bad input."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from backtest.books import generate_book, read_book, write_book
+from backtest.cli import main
+from backtest.engine.run import execute
+from backtest.results import Catalog
+from backtest.tapes import TapeStore
+from tests.conftest import Synth
+
+START = datetime(2021, 5, 19, tzinfo=UTC)
+INTERVAL_S = 300
+N_ACCOUNTS = 20_000
+
+
+def crash_rows(days: int = 10, gap_at: int | None = None) -> list[list[float]]:
+    """Random-walk 5-minute candles for ``days`` days ending at START + 1 day, -25% on the last."""
+    n = days * 86400 // INTERVAL_S
+    t0 = int((START - timedelta(days=days - 1)).timestamp() * 1000)
+    rows = Synth.rows(n=n, start_ms=t0, interval_s=INTERVAL_S, seed=3, price=40_000.0)
+    crash_start = n - 288
+    out, factor = [], 1.0
+    for i, (ts, o, h, lo, c, v) in enumerate(rows):
+        if i >= crash_start:
+            step = 0.999 if i < crash_start + 200 else 1.0007
+            o, h, lo, c = (x * factor for x in (o, h, lo, c))
+            factor *= step
+            h, lo, c = h * step, lo * step * 0.995, c * step
+            h = max(h, o, c)
+            lo = min(lo, o, c)
+        out.append([ts, o, h, lo, c, v])
+    if gap_at is not None:
+        del out[gap_at:gap_at + 3]
+    return out
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    rows = crash_rows(gap_at=-100)
+    src = Synth.ft_json(root / "src" / "BTC_USDT-5m.json", rows)
+    store = TapeStore(root / "tapes")
+    store.import_file(src, venue="binance")
+    tape = store.resolve("BTC/USDT", START - timedelta(days=8), START + timedelta(days=1))
+    a = tape.arrays()
+    book = generate_book(N_ACCOUNTS, a["timestamp"], a["close"], a["low"], a["high"], START,
+                         seed=11, meta={"symbol": "BTC/USDT"})
+    book_path = write_book(book, root / "book.parquet")
+    config = root / "run.toml"
+    config.write_text(f"""
+name = "synthetic-crash"
+description = "synthetic"
+start = 2021-05-19T00:00:00Z
+end = 2021-05-20T00:00:00Z
+symbol = "BTC/USDT"
+book = "{book_path}"
+policies = ["hard", "partial", "close-factor"]
+[tape]
+venue = "binance"
+interval = "5m"
+[insurance_fund]
+initial_balance_usd = 1000.0
+""")
+    run_id, run_dir = execute(config, runs=root / "runs", store=root / "tapes",
+                              show_progress=False)
+    return {"root": root, "config": config, "book": book_path, "run_id": run_id,
+            "run_dir": run_dir, "store": root / "tapes"}
+
+
+def test_run_writes_every_table_and_a_manifest(world):
+    run_dir = world["run_dir"]
+    for name in ("prices", "steps", "accounts", "liquidations", "policies"):
+        assert (run_dir / f"{name}.parquet").exists(), name
+    m = json.loads((run_dir / "manifest.json").read_text())
+    assert m["run_id"] == world["run_id"]
+    assert m["window"]["steps"] == 288 - 3  # three candles removed: a gap, not filled
+    assert len(m["window"]["gaps"]) == 1 and m["window"]["gaps"][0]["missing_steps"] == 3
+    assert len(m["book"]["sha256"]) == 64 and len(m["tape"]["sha256"]) == 64
+    assert [p["name"] for p in m["policies"]] == ["hard", "partial", "close-factor"]
+    assert all(len(p["file_sha256"]) == 64 for p in m["policies"])
+    assert m["versions"]["numba"] != "unknown"
+    assert set(m["timings"]["per_policy_seconds"]) == {"hard", "partial", "close-factor"}
+    assert m["runtime"]["peak_rss_mb"] > 0
+    assert not [p for p in run_dir.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_catalog_answers_sql_across_runs(world):
+    with Catalog(world["root"] / "runs") as cat:
+        df = cat.query("SELECT policy, count(*) AS n FROM accounts GROUP BY policy ORDER BY 1")
+        assert df["n"].to_list() == [N_ACCOUNTS] * 3
+        runs = cat.query("SELECT run_id, accounts FROM runs")
+        assert runs["run_id"].to_list() == [world["run_id"]]
+        summary = cat.summary(world["run_id"])
+    assert summary["policy"].to_list() == ["hard", "partial", "close-factor"]
+    assert summary.filter(pl.col("policy") == "hard")["equity_vs_hard"][0] == 0.0
+    assert summary["accounts_liquidated"].min() > 0
+
+
+def test_outputs_conserve_money(world):
+    """Final equity = equity held to the end + liquidation trades - fees + bad debt written off."""
+    run_dir = world["run_dir"]
+    acc = pl.read_parquet(run_dir / "accounts.parquet")
+    liq = pl.read_parquet(run_dir / "liquidations.parquet")
+    prices = pl.read_parquet(run_dir / "prices.parquet")
+    p0, p1 = prices["open"][0], prices["close"][-1]
+    steps = pl.read_parquet(run_dir / "steps.parquet")
+    for policy in ("hard", "partial", "close-factor"):
+        a = acc.filter(pl.col("policy") == policy).sort("account_id")
+        lq = liq.filter(pl.col("policy") == policy)
+        per = lq.group_by("account_id").agg(
+            closed=pl.col("units_closed").sum(),
+            trade=(pl.col("units_closed") * (pl.col("fill_price") - p1)).sum(),
+            fees=(pl.col("keeper_fee_usd") + pl.col("insurance_fee_usd")).sum(),
+            bad=pl.col("bad_debt_usd").sum(),
+        )
+        a = a.join(per, on="account_id", how="left").fill_null(0.0)
+        units0 = a["final_units"] + a["closed"]
+        held = a["initial_equity_usd"] + units0 * (p1 - p0)
+        expected = held + a["trade"] - a["fees"] + a["bad"]
+        scale = (a["initial_notional_usd"] + 1.0).to_numpy()
+        np.testing.assert_allclose((a["final_equity_usd"] / scale).to_numpy(),
+                                   (expected / scale).to_numpy(), atol=1e-9)
+        s = steps.filter(pl.col("policy") == policy)
+        total_bad = lq["bad_debt_usd"].sum()
+        assert s["bad_debt_usd"].sum() == pytest.approx(total_bad, rel=1e-9, abs=1e-6)
+        assert s["insurance_draw_usd"].sum() + s["socialised_loss_usd"].sum() == pytest.approx(
+            total_bad, rel=1e-9, abs=1e-6)
+        fund_end = 1000.0 + s["insurance_fees_usd"].sum() - s["insurance_draw_usd"].sum()
+        assert s["insurance_fund_usd"][-1] == pytest.approx(fund_end, rel=1e-9, abs=1e-6)
+        assert s["insurance_fund_usd"].min() >= -1e-6
+        equity_end = a["final_equity_usd"].sum()
+        assert s["user_equity_usd"][-1] == pytest.approx(equity_end, rel=1e-9)
+
+
+def test_same_inputs_give_identical_results(world, tmp_path):
+    run_id, run_dir = execute(world["config"], runs=tmp_path, store=world["store"],
+                              show_progress=False)
+    for name in ("steps", "accounts", "liquidations"):
+        a = pl.read_parquet(world["run_dir"] / f"{name}.parquet").drop("run_id")
+        b = pl.read_parquet(run_dir / f"{name}.parquet").drop("run_id")
+        assert a.equals(b), name
+
+
+def test_cli_run_and_query(world, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    code = main(["run", str(world["config"]), "--runs", str(runs), "--store",
+                 str(world["store"]), "--quiet"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "Bad debt" in out and "accounts x steps per second" in out
+    code = main(["query", "SELECT count(DISTINCT policy) AS n FROM steps", "--runs", str(runs),
+                 "--format", "csv"])
+    assert code == 0
+    assert capsys.readouterr().out.strip().splitlines() == ["n", "3"]
+
+
+def _run_expect_error(world, tmp_path, capsys, config_text: str, *needles: str):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(config_text)
+    runs = tmp_path / "runs"
+    code = main(["run", str(cfg), "--runs", str(runs), "--store", str(world["store"]), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: ") and "Traceback" not in err
+    for needle in needles:
+        assert needle in err, err
+    assert not runs.exists() or not [p for p in runs.iterdir() if p.name != "catalog.duckdb"]
+    return err
+
+
+def _config(world, **over) -> str:
+    fields = {"name": '"bad"', "start": "2021-05-19T00:00:00Z", "end": "2021-05-20T00:00:00Z",
+              "symbol": '"BTC/USDT"', "book": f'"{world["book"]}"',
+              "policies": '["hard", "partial"]'}
+    fields.update(over)
+    return "\n".join(f"{k} = {v}" for k, v in fields.items() if v is not None) + "\n"
+
+
+def test_unknown_policy_is_named(world, tmp_path, capsys):
+    _run_expect_error(world, tmp_path, capsys, _config(world, policies='["hard", "soft"]'),
+                      "unknown policy 'soft'", "partial")
+
+
+def test_misspelled_config_field_is_named(world, tmp_path, capsys):
+    _run_expect_error(world, tmp_path, capsys, _config(world, polices='["hard"]'),
+                      "bad.toml", "polices", "unknown field")
+
+
+def test_misspelled_policy_field_is_named(world, tmp_path, capsys):
+    policy = tmp_path / "typo.toml"
+    text = (Path(__file__).parent.parent / "strategies" / "partial.toml").read_text()
+    policy.write_text(text.replace("close_factor", "close_facter"))
+    _run_expect_error(world, tmp_path, capsys, _config(world, policies=f'["{policy}"]'),
+                      "typo.toml", "partial.close_facter")
+
+
+@pytest.mark.parametrize(("column", "value", "needle"), [
+    ("size", -1.0, "size must be a positive number"),
+    ("leverage", -3.0, "leverage must be a number >= 1"),
+])
+def test_bad_book_is_named(world, tmp_path, capsys, column, value, needle):
+    book = read_book(world["book"])
+    frame = book.frame.with_columns(
+        pl.when(pl.col("account_id") == 17).then(value).otherwise(pl.col(column)).alias(column))
+    bad = tmp_path / "bad_book.parquet"
+    frame.write_parquet(bad)
+    err = _run_expect_error(world, tmp_path, capsys, _config(world, book=f'"{bad}"'),
+                            "bad_book.parquet", needle, "account_id 17")
+    assert "row 17" in err
+
+
+def test_missing_tape_for_window_is_explained(world, tmp_path, capsys):
+    _run_expect_error(world, tmp_path, capsys,
+                      _config(world, start="2022-11-08T00:00:00Z", end="2022-11-11T00:00:00Z"),
+                      "BTC")
+
+
+def test_book_with_positions_opened_after_start_is_rejected(world, tmp_path, capsys):
+    _run_expect_error(world, tmp_path, capsys,
+                      _config(world, start="2021-05-15T00:00:00Z", end="2021-05-16T00:00:00Z"),
+                      "after the window start")
