@@ -21,7 +21,7 @@ from backtest import paths
 from backtest.books import read_book
 from backtest.books.schema import Book
 from backtest.engine.config import RunConfig, load_run_config
-from backtest.engine.simulate import Prices, SimulationResult, simulate
+from backtest.engine.simulate import Prices, SimulationResult, liquidation_order, simulate
 from backtest.engine.warmup import warm_up
 from backtest.errors import BookError, ConfigError, TapeError
 from backtest.events import get_event
@@ -115,6 +115,7 @@ def simulate_policies(inputs: Inputs, show_progress: bool = True) -> tuple[list[
     prices = Prices(arrays["open"], arrays["high"], arrays["low"], arrays["close"])
     book = inputs.book.arrays()
     execution = inputs.config.execution
+    order = liquidation_order(book["product"], book["units"], book["cash"])
     outcomes = []
     total = len(prices) * len(inputs.policies)
     with progress_bar(show_progress) as bar:
@@ -124,7 +125,7 @@ def simulate_policies(inputs: Inputs, show_progress: bool = True) -> tuple[list[
             t0 = time.perf_counter()
             res = simulate(prices, book["product"], book["units"], book["cash"],
                            pack_policy(policy), execution.trigger_mode, execution.fill_mode,
-                           progress=lambda k: bar.advance(task, k))
+                           progress=lambda k: bar.advance(task, k), order=order)
             outcomes.append(PolicyOutcome(policy.name, policy, path, res,
                                           time.perf_counter() - t0))
     return outcomes, compile_seconds

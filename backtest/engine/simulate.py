@@ -81,6 +81,7 @@ def simulate(
     progress: Callable[[int], None] | None = None,
     chunk_size: int = CHUNK_SIZE,
     block_steps: int = BLOCK_STEPS,
+    order: np.ndarray | None = None,
 ) -> SimulationResult:
     """Run one policy over every step of ``prices``.
 
@@ -100,6 +101,9 @@ def simulate(
         Called with the number of steps just completed after each block.
     chunk_size, block_steps : int
         Accounts per chunk (fixes the summation order) and steps per kernel call.
+    order : ndarray, shape (N,), int64, optional
+        Processing order from :func:`liquidation_order` (computed if not given; pass it to
+        reuse one sort across policies). Results are returned in the book's order either way.
 
     Returns
     -------
@@ -110,11 +114,10 @@ def simulate(
     product = np.ascontiguousarray(product, dtype=np.int8)
     u = np.array(units, dtype=np.float64)
     c = np.array(cash, dtype=np.float64)
+    if order is None:
+        order = liquidation_order(product, u, c)
+    product, u, c = product[order], u[order], c[order]
     key = trigger_keys_nb(product, u, c, policy[0]["maintenance_rate"])
-    # Accounts are processed in order of their trigger key (liquidation price), so each chunk
-    # covers a narrow price band and the kernel skips every chunk the candle cannot reach.
-    order = np.argsort(key, kind="stable")
-    product, u, c, key = product[order], u[order], c[order], key[order]
     n_liq = np.zeros(n, np.int32)
     first = np.full(n, -1, np.int32)
     last = np.full(n, -1, np.int32)
@@ -125,8 +128,8 @@ def simulate(
     n_chunks = max(1, -(-n // chunk_size))
     cap = 2 * chunk_size
     rec_count = np.zeros(n_chunks, np.int64)
-    rec_i = np.zeros((n_chunks, cap, len(REC_I_FIELDS)), np.int64)
-    rec_f = np.zeros((n_chunks, cap, len(REC_F_FIELDS)), np.float64)
+    rec_i = np.empty((n_chunks, cap, len(REC_I_FIELDS)), np.int64)
+    rec_f = np.empty((n_chunks, cap, len(REC_F_FIELDS)), np.float64)
     flushed: list[np.ndarray] = []
     o, h, lo, cl = (np.ascontiguousarray(a, dtype=np.float64) for a in (
         prices.open, prices.high, prices.low, prices.close))
@@ -155,6 +158,27 @@ def simulate(
         step_metrics,
         records,
     )
+
+
+def liquidation_order(product: np.ndarray, units: np.ndarray, cash: np.ndarray) -> np.ndarray:
+    """Return the order in which the kernel should process accounts, shape (N,) int64.
+
+    Accounts are grouped by (side, product) and sorted by ``-cash / units`` within a group.
+    A long's liquidation price is ``(-cash / units) / (1 - m)`` and a short's
+    ``(-cash / units) / (1 + m)``, both increasing in ``-cash / units`` whatever the policy's
+    maintenance rate ``m``; so one sort serves every policy, and each chunk of consecutive
+    accounts covers a narrow band of liquidation prices that a candle either reaches or not.
+    The order is deterministic (stable sort).
+
+    Parameters
+    ----------
+    product : ndarray, shape (N,), int8
+    units, cash : ndarray, shape (N,), float64
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = np.where(units != 0.0, -cash / units, np.inf)
+    group = (units < 0).astype(np.int8) * 2 + product
+    return np.lexsort((a, group))
 
 
 def _record_dtype() -> np.dtype:
