@@ -1,0 +1,175 @@
+"""``liqbt data``: import price tapes into the store and show what it covers.
+
+Commands:
+
+- ``liqbt data import PATH... [--venue V] [--market spot|perp] [--symbol S] [--interval I]
+  [--store DIR]``
+- ``liqbt data list [--store DIR] [--events FILE]``
+
+A :class:`backtest.errors.TapeError` aborts the command; the CLI shell prints it and exits 2.
+Files imported before the failing one stay imported; the failing one changes nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from backtest.errors import TapeError
+from backtest.events import load_events
+from backtest.paths import events_file
+from backtest.tapes import ImportResult, TapeInfo, TapeStore, format_interval, is_importable
+
+app = typer.Typer(help="Import price tapes and list what the store covers.",
+                  no_args_is_help=True)
+
+MAX_WARNINGS_SHOWN = 10
+"""Warnings printed per file; the rest are counted."""
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=True)
+
+
+def discover(paths: list[Path], *, plain: bool = False) -> list[Path]:
+    """Expand directories into the importable files they hold (recursively, sorted).
+
+    Parameters
+    ----------
+    paths : list of Path
+        Files and directories as given on the command line.
+    plain : bool
+        Also take any ``.csv``/``.parquet`` found in directories (when ``--symbol`` is given).
+
+    Returns
+    -------
+    list of Path
+        Files given explicitly are kept as they are (the importer reports what is wrong).
+
+    Raises
+    ------
+    TapeError
+        If a path does not exist or a directory holds no importable file.
+    """
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*")
+                           if p.is_file() and is_importable(p, plain=plain))
+            if not found:
+                raise TapeError("no importable file in this directory (expected freqtrade or "
+                                "Binance kline file names)", path)
+            out.extend(found)
+        elif path.exists():
+            out.append(path)
+        else:
+            raise TapeError("no such file or directory", path)
+    return out
+
+
+def _fmt_time(value) -> str:
+    return f"{value:%Y-%m-%d %H:%M}"
+
+
+def print_result(console: Console, result: ImportResult) -> None:
+    """Print one import result: key, rows, range, gaps and warnings."""
+    console.print(f"[bold]{result.source}[/bold]")
+    console.print(f"  -> {result.key}  ({result.path})")
+    console.print(f"  rows: {result.rows_in_file} in file, {result.rows_added} new, "
+                  f"{result.rows_total} in store; range {_fmt_time(result.start)} .. "
+                  f"{_fmt_time(result.end)} UTC")
+    if result.gaps:
+        largest = max(result.gaps, key=lambda g: g.duration)
+        console.print(f"  gaps: {len(result.gaps)}, largest {largest} (not filled)")
+    else:
+        console.print("  gaps: none")
+    for note in result.warnings[:MAX_WARNINGS_SHOWN]:
+        console.print(f"  [yellow]warning[/yellow]: {note}")
+    if len(result.warnings) > MAX_WARNINGS_SHOWN:
+        console.print(f"  ... and {len(result.warnings) - MAX_WARNINGS_SHOWN} more warning(s)")
+    for path in result.updated:
+        console.print(f"  funding re-attached to {path}")
+
+
+@app.command("import")
+def import_(
+    paths: list[Path] = typer.Argument(..., help="Files or directories to import."),
+    venue: str = typer.Option(None, help="Exchange (default: from the directory name)."),
+    market: str = typer.Option(None, help="spot or perp (default: from the file name)."),
+    symbol: str = typer.Option(None, help="BASE/QUOTE (default: from the file name)."),
+    interval: str = typer.Option(None, help="Candle interval, e.g. 1m (default: name/spacing)."),
+    store: Path = typer.Option(None, help="Tape store directory (default $LIQBT_TAPES or "
+                                          "data/tapes)."),
+) -> None:
+    """Import candle and funding files (freqtrade, Binance klines, plain CSV/Parquet)."""
+    tape_store = TapeStore(store)
+    console = _console()
+    for path in discover(list(paths), plain=symbol is not None):
+        result = tape_store.import_file(path, venue=venue, market=market, symbol=symbol,
+                                        interval=interval)
+        print_result(console, result)
+
+
+def _events_table(tape_store: TapeStore, events_path: Path | None, infos: list[TapeInfo]
+                  ) -> Table | str:
+    path = events_file(events_path)
+    if events_path is None and not path.exists():
+        return f"No event catalog at {path} (set --events or $LIQBT_EVENTS)."
+    events = load_events(path)
+    table = Table(title="Events: tapes covering each window (UTC, end exclusive)")
+    for col in ("event", "window", "symbol", "tape", "coverage", "gaps in window"):
+        table.add_column(col)
+    for event in events.values():
+        key, window = event.key, f"{_fmt_time(event.start)} .. {_fmt_time(event.end)}"
+        for symbol in event.symbols:
+            rows = []
+            for info in (i for i in infos if i.symbol == symbol):
+                cov = tape_store.coverage(info, event.start, event.end)
+                if cov.status == "none":
+                    continue
+                gaps = "none" if not cov.gaps else (
+                    f"{len(cov.gaps)}, longest {cov.longest_missing} missing")
+                status = cov.status if cov.status == "full" else (
+                    f"partial ({cov.rows}/{cov.expected_rows} candles)")
+                rows.append((f"{info.venue}/{info.market}/{info.interval}", status, gaps))
+            if not rows:
+                rows.append(("[red]no tape[/red]", "-", "-"))
+            for tape, status, gaps in rows:
+                table.add_row(key, window, symbol, tape, status, gaps)
+                key = window = symbol = ""
+    return table
+
+
+@app.command("list")
+def list_(
+    store: Path = typer.Option(None, help="Tape store directory (default $LIQBT_TAPES or "
+                                          "data/tapes)."),
+    events: Path = typer.Option(None, help="Event catalog (default $LIQBT_EVENTS or "
+                                           "data/events.toml)."),
+) -> None:
+    """Show, per catalog event and symbol, which tapes cover it; then every stored tape."""
+    tape_store = TapeStore(store)
+    console = _console()
+    infos = tape_store.list()
+    console.print(_events_table(tape_store, events, infos))
+    tapes = Table(title=f"Tapes in {tape_store.root}")
+    for col in ("venue", "market", "symbol", "interval", "start", "end (excl.)", "rows", "gaps",
+                "funding"):
+        tapes.add_column(col, justify="right" if col in ("rows", "gaps") else "left")
+    for i in infos:
+        tapes.add_row(i.venue, i.market, i.symbol, i.interval, _fmt_time(i.start),
+                      _fmt_time(i.end), str(i.rows), str(i.n_gaps),
+                      "yes" if i.has_funding else "-")
+    console.print(tapes if infos else f"No tapes in {tape_store.root}.")
+    funding = tape_store.list_funding()
+    if funding:
+        ft = Table(title="Funding series")
+        for col in ("venue", "symbol", "every", "first", "last", "rows"):
+            ft.add_column(col)
+        for f in funding:
+            ft.add_row(f.venue, f.symbol, format_interval(f.funding_interval_seconds),
+                       _fmt_time(f.start), _fmt_time(f.end), str(f.rows))
+        console.print(ft)
