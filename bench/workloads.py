@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from backtest.books import BookParams, generate_book, read_book, write_book
-from backtest.engine.simulate import Prices, liquidation_order, simulate
+from backtest.engine.dispatch import Prices, liquidation_order, simulate
 from backtest.engine.warmup import warm_up
 from backtest.events import get_event
 from backtest.kernels.bruteforce_nb import hard_liquidation_bruteforce_nb

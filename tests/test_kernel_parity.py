@@ -6,7 +6,7 @@ import numba
 import numpy as np
 import pytest
 
-from backtest.engine.simulate import simulate
+from backtest.engine.dispatch import simulate
 from backtest.kernels.enums import FillPrice, PolicyFamily, StepMetric, TriggerPrice
 from backtest.kernels.reference import simulate_reference
 from tests.kernel_inputs import random_book, random_policy, random_prices
@@ -101,7 +101,7 @@ def test_results_do_not_depend_on_thread_count():
 
 def test_hard_closes_whole_perp_and_repays_whole_loan():
     """Hard on a perp leaves no units; on a loan repays the debt and leaves spare collateral."""
-    from backtest.engine.simulate import Prices
+    from backtest.engine.dispatch import Prices
 
     prices = Prices(*(np.array([100.0, 80.0]) for _ in range(4)))
     policy = random_policy(np.random.default_rng(0), PolicyFamily.HARD)
@@ -120,7 +120,7 @@ def test_hard_closes_whole_perp_and_repays_whole_loan():
 
 
 def test_partial_restores_target_health():
-    from backtest.engine.simulate import Prices
+    from backtest.engine.dispatch import Prices
 
     prices = Prices(*(np.array([100.0, 95.0]) for _ in range(4)))
     policy = random_policy(np.random.default_rng(1), PolicyFamily.PARTIAL)

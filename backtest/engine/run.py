@@ -21,7 +21,7 @@ from backtest import paths
 from backtest.books import read_book
 from backtest.books.schema import Book
 from backtest.engine.config import RunConfig, load_run_config
-from backtest.engine.simulate import Prices, SimulationResult, liquidation_order, simulate
+from backtest.engine.dispatch import Prices, SimulationResult, liquidation_order, simulate
 from backtest.engine.warmup import warm_up
 from backtest.errors import BookError, ConfigError, TapeError
 from backtest.events import get_event

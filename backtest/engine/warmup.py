@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from backtest.engine.simulate import Prices, simulate
+from backtest.engine.dispatch import Prices, simulate
 from backtest.kernels.enums import POLICY_DTYPE, PolicyFamily
 
 
