@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backtest.engine.simulate import Prices
+from backtest.engine.dispatch import Prices
 from backtest.kernels.enums import POLICY_DTYPE, PolicyFamily
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from backtest.engine.ledger import insurance_waterfall, running_totals
-from backtest.engine.simulate import SimulationResult
+from backtest.engine.dispatch import SimulationResult
 from backtest.kernels.enums import Product, StepMetric
 
 STATUS_OPEN = "open"
