@@ -1,0 +1,5 @@
+"""Protocol liquidation calculators (work in progress; see the final module docstring)."""
+
+from backtest.calculators import maker
+
+__all__ = ["maker"]
