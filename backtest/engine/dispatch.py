@@ -125,11 +125,10 @@ def simulate(
     penalties = np.zeros(n)
     bad = np.zeros(n)
     step_metrics = np.zeros((n_steps, N_STEP_METRICS))
-    n_chunks = max(1, -(-n // chunk_size))
-    cap = 2 * chunk_size
-    rec_count = np.zeros(n_chunks, np.int64)
-    rec_i = np.empty((n_chunks, cap, len(REC_I_FIELDS)), np.int64)
-    rec_f = np.empty((n_chunks, cap, len(REC_F_FIELDS)), np.float64)
+    cap = min(max(4 * chunk_size, n // 4), 1 << 22)
+    rec_len = np.zeros(1, np.int64)
+    rec_i = np.empty((cap, len(REC_I_FIELDS)), np.int64)
+    rec_f = np.empty((cap, len(REC_F_FIELDS)), np.float64)
     flushed: list[np.ndarray] = []
     o, h, lo, cl = (np.ascontiguousarray(a, dtype=np.float64) for a in (
         prices.open, prices.high, prices.low, prices.close))
@@ -140,11 +139,15 @@ def simulate(
         reached = run_steps_nb(
             t, stop, o, h, lo, cl, int(trigger_mode), int(fill_mode), policy,
             product, u, c, key, n_liq, first, last, notional, penalties, bad,
-            chunk_size, step_metrics, rec_count, rec_i, rec_f,
+            chunk_size, step_metrics, rec_len, rec_i, rec_f,
         )
-        if reached < stop or rec_count.max(initial=0) > 0:
-            flushed.append(_collect_records(rec_count, rec_i, rec_f))
-            rec_count[:] = 0
+        if rec_len[0] > 0:
+            flushed.append(_collect_records(int(rec_len[0]), rec_i, rec_f))
+            rec_len[0] = 0
+        elif reached < stop:  # one step alone needs more room than the buffer has
+            cap *= 2
+            rec_i = np.empty((cap, len(REC_I_FIELDS)), np.int64)
+            rec_f = np.empty((cap, len(REC_F_FIELDS)), np.float64)
         if progress is not None and reached > t:
             progress(reached - t)
         t = reached
@@ -185,19 +188,11 @@ def _record_dtype() -> np.dtype:
     return np.dtype(list(RECORD_FIELDS))
 
 
-def _collect_records(rec_count, rec_i, rec_f) -> np.ndarray:
-    total = int(rec_count.sum())
-    out = np.zeros(total, _record_dtype())
-    pos = 0
-    for ch in range(len(rec_count)):
-        k = int(rec_count[ch])
-        if k == 0:
-            continue
-        block = out[pos:pos + k]
-        for j, name in enumerate(REC_I_FIELDS):
-            block[name] = rec_i[ch, :k, j]
-        for j, name in enumerate(REC_F_FIELDS):
-            block[name] = rec_f[ch, :k, j]
-        pos += k
+def _collect_records(count: int, rec_i: np.ndarray, rec_f: np.ndarray) -> np.ndarray:
+    out = np.empty(count, _record_dtype())
+    for j, name in enumerate(REC_I_FIELDS):
+        out[name] = rec_i[:count, j]
+    for j, name in enumerate(REC_F_FIELDS):
+        out[name] = rec_f[:count, j]
     out["notional"] = np.abs(out["units_closed"]) * out["fill_price"]
     return out

@@ -230,6 +230,29 @@ def _chunk_bounds_nb(key, ch, chunk_size):
     return hi, hi_short
 
 
+@njit
+def _decide_nb(i, t, x_long, x_short, lo_key, hi_key, trigger_inputs, policy_inputs):
+    """Return ``(fill price, units to close)`` for account ``i`` at step ``t``; 0 units: none."""
+    open_, high, low, close, fill_mode, product, units, cash, key = trigger_inputs
+    family, m_rate, t_rate, p_rate, close_factor, full_close_health = policy_inputs
+    k = key[i]
+    # filter: long keys > 0 trigger at low <= key, short keys < 0 at high >= -key
+    if not (k >= lo_key or (k < 0.0 and -k <= hi_key)):
+        return 0.0, 0.0
+    u = units[i]
+    c = cash[i]
+    prod = product[i]
+    m = m_rate[prod]
+    x = x_long if u > 0.0 else x_short
+    if not (c + u * x < m * abs(u) * x):  # the exact test: equity < maintenance requirement
+        return 0.0, 0.0
+    p = fill_price_nb(fill_mode, u, k, x, open_[t], low[t], high[t], close[t])
+    d = units_to_close_nb(
+        family, prod, u, c, p, m, t_rate[prod], p_rate[prod], close_factor, full_close_health
+    )
+    return p, max(d, 0.0)
+
+
 @njit_parallel
 def run_steps_nb(
     t0,
@@ -253,11 +276,17 @@ def run_steps_nb(
     bad_debt,
     chunk_size,
     step_out,
-    rec_count,
+    rec_len,
     rec_i,
     rec_f,
 ):
     """Advance every account from step ``t0`` to at most ``t1`` (exclusive), in place.
+
+    Each step first lists the chunks the candle can reach (from each chunk's largest trigger
+    keys); a step that reaches none costs O(chunks) and no parallel dispatch. Otherwise two
+    parallel passes run over the reachable chunks: the first counts each chunk's liquidations,
+    which fixes where it writes its records in the shared buffer (chunk order, so the record
+    order does not depend on the thread count); the second applies them.
 
     Parameters
     ----------
@@ -281,39 +310,38 @@ def run_steps_nb(
         Accounts per chunk; fixes the summation order (not the thread count).
     step_out : ndarray, shape (T, N_STEP_METRICS), float64
         Per-step aggregates (:class:`StepMetric`); rows ``t0..`` are added to.
-    rec_count : ndarray, shape (n_chunks,), int64
-        Records held per chunk; updated.
-    rec_i : ndarray, shape (n_chunks, cap, 3), int64
+    rec_len : ndarray, shape (1,), int64
+        Records held in the buffer; updated.
+    rec_i : ndarray, shape (cap, 3), int64
         Integer record fields (``REC_I_FIELDS``).
-    rec_f : ndarray, shape (n_chunks, cap, 7), float64
+    rec_f : ndarray, shape (cap, 7), float64
         Float record fields (``REC_F_FIELDS``).
 
     Returns
     -------
     int
-        The step after the last one simulated: ``t1``, or earlier when a chunk's record
-        buffer has less than ``chunk_size`` free slots (flush the records, then call again).
+        The step after the last one simulated: ``t1``, or earlier when the next step's records
+        do not fit in the buffer (flush it, or grow it if it is empty, then call again).
     """
     n = units.shape[0]
     n_chunks = (n + chunk_size - 1) // chunk_size
-    cap = rec_i.shape[1]
+    cap = rec_i.shape[0]
     rec = policy[0]
-    family = rec.family
     keeper_share = rec.keeper_share
-    close_factor = rec.close_factor
-    full_close_health = rec.full_close_health
     m_rate = rec.maintenance_rate
-    t_rate = rec.target_rate
     p_rate = rec.penalty_rate
+    policy_inputs = (rec.family, m_rate, rec.target_rate, p_rate, rec.close_factor,
+                     rec.full_close_health)
+    trigger_inputs = (open_, high, low, close, fill_mode, product, units, cash, key)
     acc = np.zeros((n_chunks, step_out.shape[1]))
+    count = np.zeros(n_chunks, np.int64)
+    offset = np.zeros(n_chunks, np.int64)
+    active = np.empty(n_chunks, np.int64)
     chunk_max = np.empty(n_chunks)
     chunk_max_short = np.empty(n_chunks)
     for ch in prange(n_chunks):
         chunk_max[ch], chunk_max_short[ch] = _chunk_bounds_nb(key, ch, chunk_size)
     for t in range(t0, t1):
-        for ch in range(n_chunks):
-            if rec_count[ch] > cap - chunk_size:
-                return t
         if trigger_mode == _EXTREME:
             x_long = low[t]
             x_short = high[t]
@@ -322,33 +350,49 @@ def run_steps_nb(
             x_short = close[t]
         lo_key = x_long * (1.0 - KEY_SLACK)
         hi_key = x_short * (1.0 + KEY_SLACK)
-        acc[:, :] = 0.0
-        for ch in prange(n_chunks):
-            # chunk filter: no long key >= lo_key and no short key in [-hi_key, 0)
-            if chunk_max[ch] < lo_key and chunk_max_short[ch] < -hi_key:
+        # the chunks the candle can reach: some long key >= lo_key or short key in [-hi_key, 0)
+        n_active = 0
+        for ch in range(n_chunks):
+            if chunk_max[ch] >= lo_key or chunk_max_short[ch] >= -hi_key:
+                active[n_active] = ch
+                n_active += 1
+        if n_active == 0:
+            continue
+        # pass 1: count the liquidations of each reachable chunk
+        for a in prange(n_active):
+            ch = active[a]
+            count[ch] = 0
+            for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
+                p, d = _decide_nb(i, t, x_long, x_short, lo_key, hi_key, trigger_inputs,
+                                  policy_inputs)
+                if d > 0.0:
+                    count[ch] += 1
+        total = rec_len[0]
+        for a in range(n_active):
+            ch = active[a]
+            offset[ch] = total
+            total += count[ch]
+        if total > cap:
+            return t
+        rec_len[0] = total
+        # pass 2: apply them
+        for a in prange(n_active):
+            ch = active[a]
+            if count[ch] == 0:
                 continue
-            start = ch * chunk_size
-            stop = min(n, start + chunk_size)
-            touched = False
-            for i in range(start, stop):
-                k = key[i]
-                # filter: long keys > 0 trigger at low <= key, short keys < 0 at high >= -key
-                if not (k >= lo_key or (k < 0.0 and -k <= hi_key)):
+            for k in range(acc.shape[1]):
+                acc[ch, k] = 0.0
+            j = offset[ch]
+            for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
+                p, d = _decide_nb(i, t, x_long, x_short, lo_key, hi_key, trigger_inputs,
+                                  policy_inputs)
+                if d <= 0.0:
                     continue
                 u = units[i]
                 c = cash[i]
                 prod = product[i]
                 m = m_rate[prod]
-                x = x_long if u > 0.0 else x_short
-                if not (c + u * x < m * abs(u) * x):
-                    continue
-                p = fill_price_nb(fill_mode, u, k, x, open_[t], low[t], high[t], close[t])
                 pen = p_rate[prod]
-                d = units_to_close_nb(
-                    family, prod, u, c, p, m, t_rate[prod], pen, close_factor, full_close_health
-                )
-                if d <= 0.0:
-                    continue
                 h = health_nb(prod, u, c, p, m)
                 clears = clears_debt_nb(prod, u, c, d, p, pen)
                 u2, c2, signed, keeper, ins, bad = apply_liquidation_nb(
@@ -384,24 +428,23 @@ def run_steps_nb(
                         acc[ch, _UNITS_LONG] -= signed
                     else:
                         acc[ch, _UNITS_SHORT] -= signed
-                j = rec_count[ch]
-                rec_i[ch, j, 0] = t
-                rec_i[ch, j, 1] = i
-                rec_i[ch, j, 2] = 1 if closed else 0
-                rec_f[ch, j, 0] = signed
-                rec_f[ch, j, 1] = p
-                rec_f[ch, j, 2] = keeper
-                rec_f[ch, j, 3] = ins
-                rec_f[ch, j, 4] = bad
-                rec_f[ch, j, 5] = h
-                rec_f[ch, j, 6] = c2 + u2 * p
-                rec_count[ch] = j + 1
-                touched = True
-            if touched:
-                chunk_max[ch], chunk_max_short[ch] = _chunk_bounds_nb(key, ch, chunk_size)
-        for ch in range(n_chunks):
-            for k in range(acc.shape[1]):
-                step_out[t, k] += acc[ch, k]
+                rec_i[j, 0] = t
+                rec_i[j, 1] = i
+                rec_i[j, 2] = 1 if closed else 0
+                rec_f[j, 0] = signed
+                rec_f[j, 1] = p
+                rec_f[j, 2] = keeper
+                rec_f[j, 3] = ins
+                rec_f[j, 4] = bad
+                rec_f[j, 5] = h
+                rec_f[j, 6] = c2 + u2 * p
+                j += 1
+            chunk_max[ch], chunk_max_short[ch] = _chunk_bounds_nb(key, ch, chunk_size)
+        for a in range(n_active):
+            ch = active[a]
+            if count[ch] > 0:
+                for k in range(acc.shape[1]):
+                    step_out[t, k] += acc[ch, k]
     return t1
 
 
