@@ -1,0 +1,776 @@
+"""Gather what a report shows: DuckDB aggregates of one run, formatted values and plain words.
+
+Everything comes from the catalog (:class:`backtest.results.catalog.Catalog`): the manifest,
+the per-policy summary (:meth:`Catalog.summary`, the metrics registry), and SQL aggregates of
+the ``prices``, ``steps`` and ``accounts`` tables. No per-account series leaves DuckDB: the
+accounts table is reduced to counts and sums per (policy, category), and per-step series are
+bucketed to at most :data:`MAX_POINTS` points per series (sums for flows, the last value for
+balances and running totals).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+
+from backtest.results.catalog import Catalog
+from backtest.results.metrics import METRICS, Metric
+
+MAX_POINTS = 3000
+"""Most points per plotted series; longer per-step series are bucketed."""
+
+EQUITY_VS_HARD = Metric(
+    "equity_vs_hard", "User equity vs. hard liquidation", "fraction",
+    "a.final_equity_usd / hard_equity - 1",
+    "Final user equity relative to the run's first hard-liquidation policy, minus 1 "
+    "(positive: users keep more than under hard liquidation).",
+)
+"""The summary's extra column, described like a registry metric."""
+
+SUMMARY_METRICS: tuple[Metric, ...] = (*METRICS, EQUITY_VS_HARD)
+"""Rows of the summary table, in order."""
+
+BETTER: dict[str, str] = {
+    "accounts_wiped_out": "min",
+    "peak_liquidated_notional_usd": "min",
+    "penalties_usd": "min",
+    "bad_debt_usd": "min",
+    "bad_debt_pct_oi": "min",
+    "insurance_draw_usd": "min",
+    "socialised_loss_usd": "min",
+    "user_equity_retained": "max",
+    "user_loss_to_liquidation_usd": "min",
+    "equity_vs_hard": "max",
+}
+"""Metrics whose best value is clear (lower or higher is better for users and the protocol).
+
+Counts of liquidations, liquidated notional, keeper profit and the fund's end balance are
+not ranked: more is not plainly better or worse.
+"""
+
+STATUS_ORDER = ("open", "partially_liquidated", "closed", "bankrupt")
+STATUS_LABELS = {
+    "open": "never liquidated",
+    "partially_liquidated": "partially liquidated (position left)",
+    "closed": "closed by liquidation",
+    "bankrupt": "bankrupt (left bad debt)",
+}
+
+LEVERAGE_BUCKETS = (
+    (0.0, 2.0, "< 2x"), (2.0, 5.0, "2-5x"), (5.0, 10.0, "5-10x"), (10.0, 20.0, "10-20x"),
+    (20.0, 50.0, "20-50x"), (50.0, math.inf, ">= 50x"),
+)
+"""Leverage at the window start (notional / equity at the first open) used to group accounts."""
+
+TRIGGER_TEXT = {
+    "extreme": "An account is liquidatable in a candle if it is under water at the candle's "
+               "worst price for it: the low for longs and loans, the high for shorts. Any "
+               "touch inside the candle triggers, as a liquidation engine watching every tick "
+               "would.",
+    "close": "An account is liquidatable in a candle only if it is under water at the candle's "
+             "close; intra-candle wicks that recover by the close do not trigger.",
+}
+FILL_TEXT = {
+    "trigger": "A triggered liquidation executes at the triggering price (with the extreme "
+               "trigger: the candle low for longs and loans, the high for shorts), i.e. the "
+               "worst price of the candle, as a liquidation engine that is late within the "
+               "candle.",
+    "liquidation_price": "A triggered liquidation executes at the account's exact liquidation "
+                         "price (where equity equals the maintenance requirement), or at the "
+                         "candle's open if the candle opened beyond it (a gap), clipped to the "
+                         "candle's range: an ideal, instant liquidator.",
+    "close": "A triggered liquidation executes at the candle's close.",
+}
+NOT_MODELLED = (
+    "Market impact and cascades: liquidations do not move the price; the historical tape is "
+    "replayed as it was.",
+    "Oracle latency and keeper latency beyond the candle: a liquidation happens in the candle "
+    "that triggers it.",
+    "Gas costs and keeper competition: keepers always act and are paid their penalty share.",
+    "Funding payments and borrow interest over the window.",
+    "Auto-deleveraging of profitable traders: bad debt beyond the insurance fund is counted "
+    "as socialised loss.",
+)
+
+
+@dataclass
+class PolicyInfo:
+    """A policy of the run as simulated.
+
+    Attributes
+    ----------
+    name, family, description, source : str
+    parameters : dict
+        Parameters as simulated (from the ``policies`` table).
+    file_sha256 : str
+    color : str
+        Colour used for this policy in every chart (set by the report).
+    """
+
+    name: str
+    family: str
+    description: str
+    source: str
+    parameters: dict
+    file_sha256: str
+    color: str = ""
+
+
+@dataclass
+class Cell:
+    """One formatted value of the summary table."""
+
+    text: str
+    value: float | None
+    best: bool = False
+
+
+@dataclass
+class SummaryRow:
+    """One metric across the run's policies."""
+
+    metric: Metric
+    cells: list[Cell]
+    ranked: str | None  # "min", "max" or None
+
+
+@dataclass
+class ReportData:
+    """Everything a report shows, from DuckDB aggregates of one run.
+
+    Attributes
+    ----------
+    run_id : str
+    manifest : dict
+        The run's manifest (config, inputs, versions, timings).
+    policies : list of PolicyInfo
+        In the config's order.
+    summary : polars.DataFrame
+        :meth:`Catalog.summary` of the run (one row per policy).
+    prices : polars.DataFrame
+        Bucketed candles: ``t_ms`` (bucket open time, epoch ms), ``open``, ``high``, ``low``,
+        ``close`` (USD).
+    price_stats : dict
+        Full-resolution extremes: ``first_open``, ``last_close``, ``low``, ``low_t_ms``,
+        ``high``, ``high_t_ms``, ``steps``.
+    steps : polars.DataFrame
+        Bucketed per-step series per policy: ``policy``, ``t_first_ms``, ``t_last_ms``,
+        flows summed over the bucket (``liquidated_notional_usd``, ``liquidations``) and
+        levels at the bucket's last step (``bad_debt_cum_usd``, ``socialised_loss_cum_usd``,
+        ``insurance_fund_usd``, ``user_equity_usd``, ``open_interest_usd``,
+        ``accounts_liquidated_cum``).
+    bucket_steps : int
+        Candles per plotted point (1: every candle is plotted).
+    status_counts : polars.DataFrame
+        ``policy``, ``status``, ``accounts``.
+    leverage : polars.DataFrame
+        ``policy``, ``bucket``, ``ord``, ``accounts``, ``initial_equity_usd``,
+        ``final_equity_usd``.
+    """
+
+    run_id: str
+    manifest: dict
+    policies: list[PolicyInfo]
+    summary: pl.DataFrame
+    prices: pl.DataFrame
+    price_stats: dict
+    steps: pl.DataFrame
+    bucket_steps: int
+    status_counts: pl.DataFrame
+    leverage: pl.DataFrame
+
+    @property
+    def interval(self) -> str:
+        """Candle interval of the tape, e.g. ``1m``."""
+        return str(self.manifest["tape"]["interval"])
+
+    @property
+    def policy_names(self) -> list[str]:
+        """Policy names in the config's order."""
+        return [p.name for p in self.policies]
+
+    def bucket_note(self) -> str:
+        """Describe the time resolution of per-step charts in axis-title words."""
+        if self.bucket_steps == 1:
+            return f"per {self.interval} candle"
+        return f"per {self.bucket_steps} x {self.interval} candles (downsampled)"
+
+
+# --------------------------------------------------------------------------- queries
+
+
+def _lit(value: str) -> str:
+    """Quote a string as an SQL literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def bucket_size(steps: int, max_points: int = MAX_POINTS) -> int:
+    """Return how many steps to aggregate per plotted point so a series has <= max_points.
+
+    Parameters
+    ----------
+    steps : int
+        Length of the per-step series.
+    max_points : int
+        Most points wanted.
+
+    Returns
+    -------
+    int
+        At least 1.
+    """
+    return max(1, math.ceil(steps / max_points))
+
+
+def load_report_data(catalog: Catalog, run_id: str, max_points: int = MAX_POINTS) -> ReportData:
+    """Query everything a report shows for one run.
+
+    Parameters
+    ----------
+    catalog : Catalog
+        Open catalog holding the run.
+    run_id : str
+        A registered run id.
+    max_points : int
+        Most points per plotted series.
+
+    Returns
+    -------
+    ReportData
+
+    Raises
+    ------
+    CatalogError
+        If the run is not in the catalog or a query fails.
+    """
+    manifest = catalog.manifest(run_id)
+    run = _lit(run_id)
+    summary = catalog.summary(run_id)
+    pol = catalog.query(
+        f"SELECT policy, family, description, parameters, file_sha256 FROM policies "
+        f"WHERE run_id = {run}"
+    )
+    by_name = {r["policy"]: r for r in pol.iter_rows(named=True)}
+    policies = []
+    for name in summary["policy"]:
+        r = by_name[name]
+        params = json.loads(r["parameters"])
+        policies.append(PolicyInfo(name, r["family"], r["description"] or "",
+                                   params.get("source", "") or "", params, r["file_sha256"]))
+
+    n_steps = int(catalog.query(f"SELECT count(*) AS n FROM prices WHERE run_id = {run}")["n"][0])
+    k = bucket_size(n_steps, max_points)
+    prices = catalog.query(f"""
+        SELECT step // {k} AS b, min(epoch_ms(timestamp))::DOUBLE AS t_ms,
+               arg_min(open, step) AS open, max(high) AS high, min(low) AS low,
+               arg_max(close, step) AS close
+        FROM prices WHERE run_id = {run} GROUP BY b ORDER BY b
+    """)
+    stats = catalog.query(f"""
+        SELECT arg_min(open, step) AS first_open, arg_max(close, step) AS last_close,
+               min(low) AS low, arg_min(epoch_ms(timestamp), low) AS low_t_ms,
+               max(high) AS high, arg_max(epoch_ms(timestamp), high) AS high_t_ms,
+               count(*) AS steps
+        FROM prices WHERE run_id = {run}
+    """).row(0, named=True)
+    steps = catalog.query(f"""
+        SELECT policy, step // {k} AS b,
+               min(epoch_ms(timestamp))::DOUBLE AS t_first_ms,
+               max(epoch_ms(timestamp))::DOUBLE AS t_last_ms,
+               sum(liquidated_notional_usd) AS liquidated_notional_usd,
+               sum(liquidations) AS liquidations,
+               arg_max(bad_debt_cum_usd, step) AS bad_debt_cum_usd,
+               arg_max(socialised_loss_cum_usd, step) AS socialised_loss_cum_usd,
+               arg_max(insurance_fund_usd, step) AS insurance_fund_usd,
+               arg_max(user_equity_usd, step) AS user_equity_usd,
+               arg_max(perp_long_oi_usd + perp_short_oi_usd + loan_collateral_usd, step)
+                   AS open_interest_usd,
+               arg_max(accounts_liquidated_cum, step) AS accounts_liquidated_cum
+        FROM steps WHERE run_id = {run} GROUP BY policy, b ORDER BY policy, b
+    """)
+    status_counts = catalog.query(f"""
+        SELECT policy, CAST(status AS VARCHAR) AS status, count(*) AS accounts
+        FROM accounts WHERE run_id = {run} GROUP BY ALL ORDER BY ALL
+    """)
+    cases = " ".join(
+        f"WHEN initial_notional_usd < {hi if math.isfinite(hi) else 1e300} * initial_equity_usd "
+        f"THEN {i}" for i, (_, hi, _) in enumerate(LEVERAGE_BUCKETS)
+    )
+    leverage = catalog.query(f"""
+        SELECT policy,
+               CASE WHEN initial_equity_usd <= 0 THEN -1 {cases} ELSE {len(LEVERAGE_BUCKETS) - 1}
+               END AS ord,
+               count(*) AS accounts, sum(initial_equity_usd) AS initial_equity_usd,
+               sum(final_equity_usd) AS final_equity_usd
+        FROM accounts WHERE run_id = {run} GROUP BY ALL ORDER BY ALL
+    """)
+    labels = {i: lab for i, (_, _, lab) in enumerate(LEVERAGE_BUCKETS)} | {-1: "no equity"}
+    leverage = leverage.with_columns(
+        pl.col("ord").replace_strict(labels, return_dtype=pl.String).alias("bucket")
+    )
+    return ReportData(run_id, manifest, policies, summary, prices, stats, steps, k,
+                      status_counts, leverage)
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def format_value(value: float | None, unit: str, signed: bool = False) -> str:
+    """Format a metric value for display.
+
+    Parameters
+    ----------
+    value : float or None
+        The value; None or NaN shows as an en dash.
+    unit : {"USD", "fraction", "count"}
+        ``USD``: whole dollars with thousands separators (``$1,234,567``); ``fraction``: a
+        percentage with 2 decimals (3 significant digits below 1%); ``count``: an integer with
+        thousands separators.
+    signed : bool
+        Show a ``+`` sign on positive values.
+
+    Returns
+    -------
+    str
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "\u2013"
+    sign = "+" if signed and value > 0 else ""
+    if unit == "fraction":
+        pct = 100.0 * value
+        if pct != 0 and abs(pct) < 1:
+            return f"{sign}{pct:.3g}%"
+        return f"{sign}{pct:,.2f}%"
+    if unit == "count":
+        return f"{sign}{int(round(value)):,}"
+    if value < 0:
+        return f"-${-value:,.0f}"
+    return f"{sign}${value:,.0f}"
+
+
+def usd(value: float | None) -> str:
+    """Format USD in whole dollars: ``$1,234,567`` (see :func:`format_value`).
+
+    Parameters
+    ----------
+    value : float or None
+
+    Returns
+    -------
+    str
+    """
+    return format_value(value, "USD")
+
+
+def price(value: float | None) -> str:
+    """Format a price with 2 decimals: ``$30,066.00``.
+
+    Parameters
+    ----------
+    value : float or None
+
+    Returns
+    -------
+    str
+    """
+    if value is None:
+        return "\u2013"
+    return f"${value:,.2f}"
+
+
+def utc(ms_or_dt: float | int | str | datetime | None, seconds: bool = False) -> str:
+    """Format a time as ``2021-05-19 13:05 UTC``.
+
+    Parameters
+    ----------
+    ms_or_dt : float, int, str, datetime or None
+        Epoch milliseconds, an ISO 8601 string or a datetime (naive means UTC).
+    seconds : bool
+        Include seconds.
+
+    Returns
+    -------
+    str
+    """
+    if ms_or_dt is None:
+        return "\u2013"
+    if isinstance(ms_or_dt, str):
+        dt = datetime.fromisoformat(ms_or_dt)
+    elif isinstance(ms_or_dt, datetime):
+        dt = ms_or_dt
+    else:
+        dt = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=float(ms_or_dt))
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC)
+    return dt.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
+
+
+def summary_rows(data: ReportData) -> list[SummaryRow]:
+    """Return the summary table: one row per metric, one cell per policy, best marked.
+
+    A cell is marked best when its formatted value equals the best formatted value of a
+    ranked metric (:data:`BETTER`) and the row's values are not all equal.
+
+    Parameters
+    ----------
+    data : ReportData
+
+    Returns
+    -------
+    list of SummaryRow
+    """
+    rows = []
+    for m in SUMMARY_METRICS:
+        values = [_num(v) for v in data.summary[m.name].to_list()]
+        signed = m.name == "equity_vs_hard"
+        cells = [Cell(format_value(v, m.unit, signed), v) for v in values]
+        ranked = BETTER.get(m.name)
+        present = [v for v in values if v is not None]
+        if ranked and present:
+            best = min(present) if ranked == "min" else max(present)
+            best_text = format_value(best, m.unit, signed)
+            if len({c.text for c in cells if c.value is not None}) > 1:
+                for c in cells:
+                    c.best = c.value is not None and c.text == best_text
+        rows.append(SummaryRow(m, cells, ranked))
+    return rows
+
+
+def _num(v) -> float | None:
+    if v is None:
+        return None
+    v = float(v)
+    return None if math.isnan(v) else v
+
+
+# --------------------------------------------------------------------------- plain words
+
+
+def _extremes(data: ReportData, metric: str, direction: str) -> tuple[list[str], float,
+                                                                       list[str], float] | None:
+    """Return (best policies, best value, worst policies, worst value) or None if all equal."""
+    unit = next(m.unit for m in SUMMARY_METRICS if m.name == metric)
+    pairs = [(p, _num(v)) for p, v in zip(data.summary["policy"], data.summary[metric],
+                                          strict=True)]
+    pairs = [(p, v) for p, v in pairs if v is not None]
+    if not pairs:
+        return None
+    texts = {p: format_value(v, unit) for p, v in pairs}
+    lo = min(v for _, v in pairs)
+    hi = max(v for _, v in pairs)
+    best, worst = (lo, hi) if direction == "min" else (hi, lo)
+    if format_value(best, unit) == format_value(worst, unit):
+        return None
+    b = [p for p, _ in pairs if texts[p] == format_value(best, unit)]
+    w = [p for p, _ in pairs if texts[p] == format_value(worst, unit)]
+    return b, best, w, worst
+
+
+def _names(names: list[str]) -> str:
+    quoted = [f"\u201c{n}\u201d" for n in names]
+    if len(quoted) == 1:
+        return quoted[0]
+    return ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+def _verb(names: list[str], one: str, many: str) -> str:
+    return one if len(names) == 1 else many
+
+
+def summary_paragraph(data: ReportData) -> str:
+    """Describe the run's outcome in plain words, from the numbers.
+
+    Parameters
+    ----------
+    data : ReportData
+
+    Returns
+    -------
+    str
+        Plain text (escaped by the template).
+    """
+    m, s, ps = data.manifest, data.summary, data.price_stats
+    parts = []
+    drop = ps["low"] / ps["first_open"] - 1 if ps["first_open"] else 0.0
+    parts.append(
+        f"{m['symbol']} opened the window at {price(ps['first_open'])}, fell to "
+        f"{price(ps['low'])} at {utc(ps['low_t_ms'])} ({format_value(drop, 'fraction')} from "
+        f"the open) and closed at {price(ps['last_close'])}."
+    )
+    n_acc = m["book"]["accounts"]
+    liq = [int(v) for v in s["accounts_liquidated"]]
+    wiped = [int(v) for v in s["accounts_wiped_out"]]
+    rng = (f"{min(liq):,}" if min(liq) == max(liq) else f"between {min(liq):,} and {max(liq):,}")
+    wrng = (f"{min(wiped):,}" if min(wiped) == max(wiped)
+            else f"{min(wiped):,} to {max(wiped):,}")
+    parts.append(
+        f"Of the {n_acc:,} accounts in the book, {rng} "
+        f"({format_value(min(liq) / n_acc if n_acc else None, 'fraction')}"
+        + ("" if min(liq) == max(liq) else
+           f" to {format_value(max(liq) / n_acc if n_acc else None, 'fraction')}")
+        + f") were liquidated under the {len(data.policies)} "
+        f"polic{'y' if len(data.policies) == 1 else 'ies'} compared, and {wrng} lost "
+        "essentially all their equity."
+    )
+    if len(data.policies) > 1:
+        e = _extremes(data, "bad_debt_usd", "min")
+        if e is None:
+            parts.append(f"Every policy left the same bad debt ({usd(s['bad_debt_usd'][0])}).")
+        else:
+            b, bv, w, wv = e
+            parts.append(f"{_names(b)} {_verb(b, 'left', 'tie for')} the least bad debt "
+                         f"({usd(bv)}); {_names(w)} the most ({usd(wv)}).")
+        e = _extremes(data, "user_equity_retained", "max")
+        if e is not None:
+            b, bv, w, wv = e
+            parts.append(f"{_names(b)} retained the most user equity "
+                         f"({format_value(bv, 'fraction')} of the equity at the window start, "
+                         f"against {format_value(wv, 'fraction')} under {_names(w)}).")
+        e = _extremes(data, "penalties_usd", "min")
+        if e is not None:
+            b, bv, w, wv = e
+            parts.append(f"{_names(b)} took the least in liquidation penalties ({usd(bv)}, "
+                         f"against {usd(wv)} under {_names(w)}).")
+        e = _extremes(data, "peak_liquidated_notional_usd", "min")
+        if e is not None:
+            b, bv, w, wv = e
+            parts.append(f"The largest forced flow in one {data.interval} candle was "
+                         f"{usd(wv)} under {_names(w)} and {usd(bv)} under {_names(b)}.")
+    else:
+        parts.append(
+            f"Bad debt was {usd(s['bad_debt_usd'][0])} and users retained "
+            f"{format_value(_num(s['user_equity_retained'][0]), 'fraction')} of their equity."
+        )
+    fund0 = m["insurance_fund"]["initial_balance_usd"]
+    social = [(p, _num(v) or 0.0) for p, v in zip(s["policy"], s["socialised_loss_usd"],
+                                                   strict=True)]
+    hit = [(p, v) for p, v in social if v > 0.5]
+    if not hit:
+        if max((_num(v) or 0.0) for v in s["bad_debt_usd"]) > 0:
+            parts.append(f"The insurance fund (initially {usd(fund0)}) covered all bad debt "
+                         "under every policy: no loss was socialised.")
+        else:
+            parts.append("No policy left bad debt, so the insurance fund was never drawn.")
+    else:
+        parts.append("The insurance fund (initially " + usd(fund0) + ") could not cover all bad "
+                     "debt: " + "; ".join(f"{usd(v)} was socialised under \u201c{p}\u201d"
+                                          for p, v in hit) + ".")
+    return " ".join(parts)
+
+
+# --------------------------------------------------------------------------- methodology
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, object]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def parameter_rows(data: ReportData) -> list[tuple[str, list[str]]]:
+    """Return the policies' parameters as rows ``(field, [value per policy])``.
+
+    Parameters
+    ----------
+    data : ReportData
+
+    Returns
+    -------
+    list of (str, list of str)
+        Dotted field names (``perp.maintenance_margin_rate``) and formatted values; text
+        fields (name, description, source) are left out, they are shown elsewhere.
+    """
+    flat = [_flatten(p.parameters) for p in data.policies]
+    keys: list[str] = []
+    for f in flat:
+        for k in f:
+            if k not in keys and k not in ("name", "description", "source"):
+                keys.append(k)
+    rows = []
+    for k in keys:
+        vals = []
+        for f in flat:
+            v = f.get(k)
+            vals.append("\u2013" if v is None else (f"{v:g}" if isinstance(v, float) else str(v)))
+        rows.append((k, vals))
+    return rows
+
+
+def book_generator(data: ReportData) -> list[tuple[str, str]] | None:
+    """Return the synthetic book generator's parameters.
+
+    Parameters
+    ----------
+    data : ReportData
+
+    Returns
+    -------
+    list of (str, str) or None
+        (parameter, value) rows from the manifest's ``book.meta.generator`` JSON; None for an
+        imported book.
+    """
+    raw = data.manifest["book"].get("meta", {}).get("generator")
+    if not raw:
+        return None
+    try:
+        params = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return [("generator", str(raw))]
+    return [(k, json.dumps(v) if isinstance(v, list | dict) else f"{v:g}"
+             if isinstance(v, float) else str(v)) for k, v in params.items()]
+
+
+def methodology(data: ReportData) -> dict:
+    """Return the methodology section's facts and sentences (plain text).
+
+    Parameters
+    ----------
+    data : ReportData
+
+    Returns
+    -------
+    dict
+        ``trigger``, ``fill`` (mode and explanation), ``penalty_split`` (one sentence per
+        policy), ``insurance_fund_usd``, ``book`` (accounts, products, seed, generator rows),
+        ``not_modelled``, ``parameters`` (see :func:`parameter_rows`).
+    """
+    m = data.manifest
+    ex = m.get("execution", {})
+    trig, fill = ex.get("trigger_price", "extreme"), ex.get("fill_price", "trigger")
+    split = []
+    for p in data.policies:
+        ks = float(p.parameters.get("keeper_share", 0.5))
+        split.append(f"{p.name}: {100 * ks:g}% of each penalty to the keeper, "
+                     f"{100 * (1 - ks):g}% to the insurance fund.")
+    meta = m["book"].get("meta", {})
+    return {
+        "trigger": (trig, TRIGGER_TEXT.get(trig, trig)),
+        "fill": (fill, FILL_TEXT.get(fill, fill)),
+        "penalty_split": split,
+        "insurance_fund_usd": usd(m.get("insurance_fund", {}).get("initial_balance_usd", 0.0)),
+        "book": {
+            "accounts": f"{m['book']['accounts']:,}",
+            "products": ", ".join(f"{v:,} {k}s" for k, v in
+                                  sorted(m["book"].get("products", {}).items())),
+            "seed": meta.get("seed"),
+            "event": meta.get("event"),
+            "window_start": meta.get("window_start"),
+            "generator": book_generator(data),
+        },
+        "not_modelled": NOT_MODELLED,
+        "parameters": parameter_rows(data),
+    }
+
+
+def gaps(data: ReportData) -> list[dict]:
+    """Return the tape gaps inside the window.
+
+    Parameters
+    ----------
+    data : ReportData
+
+    Returns
+    -------
+    list of dict
+        ``start`` (last candle before), ``end`` (first candle after), UTC text, and
+        ``missing`` (candles, text); empty if the window is complete.
+    """
+    return [{"start": utc(g["start"]), "end": utc(g["end"]),
+             "missing": f"{int(g['missing_steps']):,}"} for g in data.manifest["window"]["gaps"]]
+
+
+def reproducibility(data: ReportData) -> dict:
+    """Return the reproducibility appendix.
+
+    Parameters
+    ----------
+    data : ReportData
+
+    Returns
+    -------
+    dict
+        ``command``, ``created_at``, ``config_json`` (resolved config, pretty JSON),
+        ``files`` (kind, path, sha256), ``versions``, ``runtime`` (Python, platform, peak
+        memory, threads), ``phases`` (seconds per phase) and ``per_policy`` (seconds and
+        accounts x steps per second).
+    """
+    m = data.manifest
+    cfg = m["config"]
+    files = [("config", cfg["path"], cfg["sha256"]),
+             ("tape", m["tape"]["path"], m["tape"].get("sha256") or "\u2013")]
+    for src in m["tape"].get("sources", []):
+        if isinstance(src, dict):
+            files.append(("tape source", src.get("path", ""), src.get("sha256", "")))
+    files.append(("book", m["book"]["path"], m["book"]["sha256"]))
+    refs = cfg.get("resolved", {}).get("policies", [])
+    for i, p in enumerate(m["policies"]):
+        ref = refs[i] if i < len(refs) else p["name"]
+        files.append((f"policy {p['name']}", ref if str(ref).endswith(".toml")
+                      else f"{ref} (strategies/{ref}.toml)", p["file_sha256"]))
+    t = m.get("timings", {})
+    per_policy = [
+        (name, f"{sec:.3f}", _rate(t.get("account_steps_per_second", {}).get(name, 0.0)))
+        for name, sec in t.get("per_policy_seconds", {}).items()
+    ]
+    phases = [(label, f"{t[k]:.3f} s") for k, label in (
+        ("load_seconds", "load inputs"), ("jit_warmup_seconds", "JIT warm-up (compilation)"),
+        ("simulate_seconds", "simulation (all policies, excluding warm-up)"),
+        ("write_seconds", "write results"), ("total_seconds", "total")) if k in t]
+    rt = m.get("runtime", {})
+    return {
+        "command": m.get("command", ""),
+        "created_at": utc(m.get("created_at"), seconds=True),
+        "config_json": json.dumps(cfg.get("resolved", {}), indent=2, sort_keys=False),
+        "files": files,
+        "versions": sorted(m.get("versions", {}).items()),
+        "runtime": [("Python", rt.get("python", "")), ("platform", rt.get("platform", "")),
+                    ("peak memory (RSS)", f"{rt.get('peak_rss_mb', 0.0):,.0f} MB"),
+                    ("threads (numba)", str(t.get("threads", "")))],
+        "phases": phases,
+        "per_policy": per_policy,
+    }
+
+
+def _rate(per_second: float) -> str:
+    if per_second >= 1e6:
+        return f"{per_second / 1e6:,.1f} million"
+    return f"{per_second:,.0f}"
+
+
+def title_facts(data: ReportData) -> dict:
+    """Return the heading's facts.
+
+    Parameters
+    ----------
+    data : ReportData
+
+    Returns
+    -------
+    dict
+        ``name``, ``description``, ``symbol``, ``event``, ``window``, ``steps``, ``tape``,
+        ``accounts``, ``policies``, ``run_id``, ``created_at`` (plain text).
+    """
+    m = data.manifest
+    w, tape = m["window"], m["tape"]
+    return {
+        "name": m["name"],
+        "description": m.get("description", ""),
+        "symbol": m["symbol"],
+        "event": w.get("event") or "custom window",
+        "window": f"{utc(w['start'])} \u2013 {utc(w['end'])}",
+        "steps": f"{int(w['steps']):,}",
+        "tape": f"{tape['venue']} {tape['market']} {tape['interval']}",
+        "accounts": f"{int(m['book']['accounts']):,}",
+        "policies": data.policy_names,
+        "run_id": data.run_id,
+        "created_at": utc(m.get("created_at")),
+    }

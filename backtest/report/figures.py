@@ -1,0 +1,427 @@
+"""Plotly figures of a report: one builder per chart, one shared layout.
+
+Every builder takes a :class:`backtest.report.build.ReportData` and returns a
+``plotly.graph_objects.Figure``. Times are plotted as epoch milliseconds on date axes, which
+plotly.js shows in UTC; per-step series arrive already bucketed by
+:func:`backtest.report.build.load_report_data`. Policy names are HTML-escaped before they
+reach plotly.js (which renders a subset of HTML in legends and hover labels).
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from backtest.report.build import STATUS_LABELS, STATUS_ORDER, ReportData, price, utc
+
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000",
+           "#F0E442")
+"""Okabe-Ito colours (distinguishable with common colour-vision deficiencies)."""
+
+STATUS_COLORS = {"open": "#9BBBD4", "partially_liquidated": "#F2B447", "closed": "#D55E00",
+                 "bankrupt": "#7A0019"}
+
+FONT = "-apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
+HEIGHT = 430
+CONFIG = {"displaylogo": False, "responsive": True,
+          "modeBarButtonsToRemove": ["select2d", "lasso2d"],
+          "toImageButtonOptions": {"format": "png", "scale": 2}}
+TIME_HOVER = "%{x|%Y-%m-%d %H:%M} UTC"
+
+
+def policy_colors(policies: list[str]) -> dict[str, str]:
+    """Return a colour per policy, by position in the run (the same in every chart).
+
+    Parameters
+    ----------
+    policies : list of str
+        Policy names in the run's order.
+
+    Returns
+    -------
+    dict of str to str
+        Policy name -> CSS colour.
+    """
+    return {p: PALETTE[i % len(PALETTE)] for i, p in enumerate(policies)}
+
+
+def label(text: str) -> str:
+    """Escape user text for plotly.js labels (legend, hover, annotations).
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    str
+        ``text`` with ``&``, ``<``, ``>`` and quotes as HTML entities, which plotly.js shows
+        as the original characters.
+    """
+    return html.escape(str(text), quote=True)
+
+
+def style(fig: go.Figure, title: str, y_title: str, x_title: str | None = None,
+          height: int = HEIGHT, time_axis: bool = True) -> go.Figure:
+    """Apply the report's shared layout: title, axis titles, fonts, grid, legend, UTC time axis.
+
+    Parameters
+    ----------
+    fig : plotly.graph_objects.Figure
+    title : str
+        Chart title (already escaped if it holds user text).
+    y_title : str
+        Title of every y axis without its own (include the unit).
+    x_title : str, optional
+        Title of the bottom x axis; default ``Time (UTC)``.
+    height : int
+        Pixels.
+    time_axis : bool
+        Whether the x axes are UTC date axes (epoch-ms values).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        ``fig``, modified in place.
+    """
+    fig.update_layout(
+        template="none",
+        title={"text": title, "x": 0.0, "xanchor": "left", "xref": "container", "yref": "container",
+               "y": 1.0, "yanchor": "top", "pad": {"t": 14, "l": 10}, "font": {"size": 16}},
+        font={"family": FONT, "size": 12, "color": "#222"},
+        height=height,
+        margin={"l": 80, "r": 30, "t": 104, "b": 60},
+        # legend in its own row under the title (container coordinates): clear of the
+        # subplot titles above the plot area and of the mode bar at the top right
+        legend={"orientation": "h", "yref": "container", "y": 1.0 - 44.0 / height,
+                "yanchor": "top", "xref": "container", "x": 0.0, "xanchor": "left",
+                "borderwidth": 0},
+        hovermode="x unified" if time_axis else "closest",
+        plot_bgcolor="white",
+        paper_bgcolor="white",
+    )
+    axis = {"showgrid": True, "gridcolor": "#e5e5e5", "zeroline": False, "linecolor": "#999",
+            "showline": True, "ticks": "outside", "tickcolor": "#999"}
+    fig.update_xaxes(**axis)
+    fig.update_yaxes(**axis)
+    if time_axis:
+        fig.update_xaxes(type="date", hoverformat="%Y-%m-%d %H:%M")
+    for key in [k for k in fig.layout if k.startswith("yaxis")]:
+        if not fig.layout[key].title.text:
+            fig.layout[key].title.text = y_title
+    bottom = sorted((k for k in fig.layout if k.startswith("xaxis")),
+                    key=lambda k: int(k[5:] or 1))[-1]
+    fig.layout[bottom].title.text = x_title or "Time (UTC)"
+    return fig
+
+
+def time_x(t_ms: np.ndarray) -> dict:
+    """Return a trace's x coordinates on a date axis, as compact as possible.
+
+    Parameters
+    ----------
+    t_ms : ndarray
+        Epoch milliseconds, increasing.
+
+    Returns
+    -------
+    dict
+        ``{"x0": first, "dx": spacing}`` when the times are evenly spaced (no tape gap: the
+        figure then stores no x array), else ``{"x": t_ms}``.
+    """
+    t = np.asarray(t_ms, dtype=np.float64)
+    if len(t) > 2:
+        d = np.diff(t)
+        if np.all(d == d[0]):
+            return {"x0": float(t[0]), "dx": float(d[0])}
+    return {"x": t}
+
+
+def _time_title(data: ReportData) -> str:
+    return f"Time (UTC), {data.bucket_note()}"
+
+
+def _policy_series(data: ReportData):
+    colors = policy_colors(data.policy_names)
+    for name in data.policy_names:
+        frame = data.steps.filter(data.steps["policy"] == name)
+        yield name, colors[name], frame
+
+
+def line_width(data: ReportData, name: str) -> float:
+    """Return the line width of a policy's level series (earlier policies wider).
+
+    Lines that coincide (e.g. two policies with the same bad debt) then stay visible as
+    nested strokes.
+
+    Parameters
+    ----------
+    data : ReportData
+    name : str
+        A policy of the run.
+
+    Returns
+    -------
+    float
+        Pixels, from 1.4 (last policy) to 3.4 (first).
+    """
+    i, n = data.policy_names.index(name), len(data.policy_names)
+    step = min(1.0, 2.0 / (n - 1)) if n > 1 else 0.0
+    return 1.4 + step * (n - 1 - i)
+
+
+def price_figure(data: ReportData) -> go.Figure:
+    """Price path of the window: close line, low-high band, the lowest low annotated.
+
+    Parameters
+    ----------
+    data : ReportData
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    p, st = data.prices, data.price_stats
+    base, _, quote = data.manifest["symbol"].partition("/")
+    t = time_x(p["t_ms"].to_numpy())
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(**t, y=p["high"].to_numpy(), mode="lines", line={"width": 0},
+                             showlegend=False, hoverinfo="skip", name="high"))
+    fig.add_trace(go.Scatter(**t, y=p["low"].to_numpy(), mode="lines", line={"width": 0},
+                             fill="tonexty", fillcolor="rgba(0,114,178,0.22)",
+                             name="candle low\u2013high range", hoverinfo="skip"))
+    fig.add_trace(go.Scatter(
+        **t, y=p["close"].to_numpy(), mode="lines", line={"color": "#0b3d66", "width": 1.4},
+        name="close", customdata=np.column_stack([p["low"].to_numpy(), p["high"].to_numpy()]),
+        hovertemplate="close %{y:,.2f}<br>low %{customdata[0]:,.2f} high "
+                      "%{customdata[1]:,.2f}<extra></extra>"))
+    drop = st["low"] / st["first_open"] - 1 if st["first_open"] else 0.0
+    fig.add_annotation(
+        x=st["low_t_ms"], y=st["low"], showarrow=True, arrowhead=2, ax=60, ay=30,
+        text=f"lowest low {price(st['low'])}<br>{utc(st['low_t_ms'])} "
+             f"({100 * drop:+.1f}% from the open)",
+        bgcolor="rgba(255,255,255,0.9)", bordercolor="#999", font={"size": 11})
+    note = ("per " + data.interval + " candle" if data.bucket_steps == 1 else
+            f"candles of {data.bucket_steps} x {data.interval} (downsampled)")
+    tape = data.manifest["tape"]
+    title = (f"{label(data.manifest['symbol'])} price, {label(tape['venue'])} "
+             f"{label(tape['market'])} {label(tape['interval'])}")
+    return style(fig, title, f"Price ({label(quote or 'USD')} per {label(base)})",
+                 f"Time (UTC), {note}")
+
+
+def liquidated_notional_figure(data: ReportData) -> go.Figure:
+    """Liquidated notional per step (bucket sums when downsampled), one line per policy.
+
+    Parameters
+    ----------
+    data : ReportData
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    fig = go.Figure()
+    for name, color, f in _policy_series(data):
+        fig.add_trace(go.Scatter(
+            **time_x(f["t_first_ms"].to_numpy()), y=f["liquidated_notional_usd"].to_numpy(),
+            mode="lines", line={"color": color, "width": 1.2, "shape": "hv"},
+            name=label(name), hovertemplate="$%{y:,.0f}"))
+    unit = (f"per {data.interval} candle" if data.bucket_steps == 1
+            else f"summed per {data.bucket_steps} x {data.interval} candles")
+    return style(fig, "Liquidated notional per step", f"Liquidated notional (USD {unit})",
+                 _time_title(data))
+
+
+def bad_debt_insurance_figure(data: ReportData) -> go.Figure:
+    """Cumulative bad debt (and socialised loss, if any) above the insurance fund balance.
+
+    Parameters
+    ----------
+    data : ReportData
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    social = float(data.steps["socialised_loss_cum_usd"].max() or 0.0) > 0.0
+    top = "Bad debt, cumulative" + (" (solid) and socialised loss (dashed)" if social else "")
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        subplot_titles=(top, "Insurance fund balance"))
+    for name, color, f in _policy_series(data):
+        x = time_x(f["t_last_ms"].to_numpy())
+        fig.add_trace(go.Scatter(
+            **x, y=f["bad_debt_cum_usd"].to_numpy(), mode="lines", legendgroup=name,
+            line={"color": color, "width": line_width(data, name), "shape": "hv"},
+            name=label(name), hovertemplate="bad debt $%{y:,.0f}"), row=1, col=1)
+        if social:
+            fig.add_trace(go.Scatter(
+                **x, y=f["socialised_loss_cum_usd"].to_numpy(), mode="lines",
+                legendgroup=name, showlegend=False, name=label(name) + " socialised",
+                line={"color": color, "width": 1.4, "dash": "dash", "shape": "hv"},
+                hovertemplate="socialised $%{y:,.0f}"), row=1, col=1)
+        fig.add_trace(go.Scatter(
+            **x, y=f["insurance_fund_usd"].to_numpy(), mode="lines", legendgroup=name,
+            showlegend=False, name=label(name), hovertemplate="fund $%{y:,.0f}",
+            line={"color": color, "width": line_width(data, name), "shape": "hv"}),
+            row=2, col=1)
+    fund0 = float(data.manifest.get("insurance_fund", {}).get("initial_balance_usd", 0.0))
+    fig.add_hline(y=fund0, row=2, col=1, line={"color": "#777", "width": 1, "dash": "dot"},
+                  annotation_text=f"initial balance ${fund0:,.0f}",
+                  annotation_position="bottom left", annotation_font_size=10)
+    style(fig, "Bad debt and the insurance fund", "USD", _time_title(data), height=620)
+    fig.update_yaxes(title_text="Cumulative USD", row=1, col=1)
+    fig.update_yaxes(title_text="Balance (USD)", row=2, col=1)
+    return fig
+
+
+def equity_oi_figure(data: ReportData) -> go.Figure:
+    """User equity at each close, and open interest (perp long + short + loan collateral).
+
+    Parameters
+    ----------
+    data : ReportData
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        subplot_titles=("User equity (all accounts, at each close)",
+                                        "Open interest (perp long + perp short + loan "
+                                        "collateral)"))
+    for name, color, f in _policy_series(data):
+        x = time_x(f["t_last_ms"].to_numpy())
+        fig.add_trace(go.Scatter(**x, y=f["user_equity_usd"].to_numpy(), mode="lines",
+                                 legendgroup=name, name=label(name),
+                                 line={"color": color, "width": line_width(data, name)},
+                                 hovertemplate="equity $%{y:,.0f}"), row=1, col=1)
+        fig.add_trace(go.Scatter(**x, y=f["open_interest_usd"].to_numpy(), mode="lines",
+                                 legendgroup=name, showlegend=False, name=label(name),
+                                 line={"color": color, "width": line_width(data, name)},
+                                 hovertemplate="open interest $%{y:,.0f}"), row=2, col=1)
+    style(fig, "User equity and open interest", "USD", _time_title(data), height=620)
+    fig.update_yaxes(title_text="Equity (USD)", row=1, col=1)
+    fig.update_yaxes(title_text="Open interest (USD)", row=2, col=1)
+    return fig
+
+
+def accounts_liquidated_figure(data: ReportData) -> go.Figure:
+    """Accounts liquidated at least once, cumulative, one line per policy.
+
+    Parameters
+    ----------
+    data : ReportData
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    fig = go.Figure()
+    for name, color, f in _policy_series(data):
+        fig.add_trace(go.Scatter(
+            **time_x(f["t_last_ms"].to_numpy()), y=f["accounts_liquidated_cum"].to_numpy(),
+            mode="lines", line={"color": color, "width": line_width(data, name), "shape": "hv"},
+            name=label(name), hovertemplate="%{y:,} accounts"))
+    return style(fig, "Accounts liquidated (cumulative)", "Accounts liquidated at least once",
+                 _time_title(data))
+
+
+def account_status_figure(data: ReportData) -> go.Figure:
+    """Accounts by final status per policy (stacked bars).
+
+    Parameters
+    ----------
+    data : ReportData
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    counts = {(r["policy"], r["status"]): r["accounts"]
+              for r in data.status_counts.iter_rows(named=True)}
+    names = data.policy_names
+    statuses = list(STATUS_ORDER) + sorted({s for _, s in counts} - set(STATUS_ORDER))
+    fig = go.Figure()
+    x = [label(n) for n in names]
+    for s in statuses:
+        y = [counts.get((n, s), 0) for n in names]
+        if not any(y):
+            continue
+        fig.add_trace(go.Bar(x=x, y=y, name=label(STATUS_LABELS.get(s, s)),
+                             marker_color=STATUS_COLORS.get(s, "#888"),
+                             hovertemplate="%{x}: %{y:,} accounts<extra>"
+                                           + label(STATUS_LABELS.get(s, s)) + "</extra>"))
+    fig.update_layout(barmode="stack")
+    return style(fig, "Accounts by final status", "Accounts", "Policy", time_axis=False)
+
+
+def leverage_figure(data: ReportData) -> go.Figure:
+    """Equity retained by leverage at the window start, per policy (grouped bars).
+
+    Parameters
+    ----------
+    data : ReportData
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    lev = data.leverage.filter(data.leverage["ord"] >= 0)
+    buckets = lev.select("ord", "bucket").unique().sort("ord")["bucket"].to_list()
+    first = lev.filter(lev["policy"] == data.policy_names[0])
+    count = dict(zip(first["bucket"], first["accounts"], strict=True))
+    ticks = [f"{label(b)}<br>({count.get(b, 0):,} accounts)" for b in buckets]
+    colors = policy_colors(data.policy_names)
+    fig = go.Figure()
+    for name in data.policy_names:
+        f = lev.filter(lev["policy"] == name)
+        by = {r["bucket"]: r for r in f.iter_rows(named=True)}
+        y = []
+        for b in buckets:
+            r = by.get(b)
+            ok = r is not None and r["initial_equity_usd"]
+            y.append(100.0 * r["final_equity_usd"] / r["initial_equity_usd"] if ok else None)
+        fig.add_trace(go.Bar(x=ticks, y=y, name=label(name), marker_color=colors[name],
+                             text=[None if v is None else f"{v:.0f}%" for v in y],
+                             textposition="outside", textfont={"size": 10},
+                             cliponaxis=False, hovertemplate="%{y:.1f}% of equity kept"))
+    fig.update_layout(barmode="group")
+    style(fig, "User equity retained by leverage at the window start",
+          "Equity retained (% of equity at the window start)",
+          "Leverage at the window start (notional / equity at the first open)",
+          time_axis=False)
+    fig.update_layout(hovermode="x unified")
+    return fig
+
+
+FIGURES = (
+    ("fig-price", "Price path", price_figure),
+    ("fig-liquidated-notional", "Liquidated notional", liquidated_notional_figure),
+    ("fig-bad-debt-insurance", "Bad debt and insurance fund", bad_debt_insurance_figure),
+    ("fig-equity-oi", "User equity and open interest", equity_oi_figure),
+    ("fig-accounts-liquidated", "Accounts liquidated", accounts_liquidated_figure),
+    ("fig-account-status", "Accounts by status", account_status_figure),
+    ("fig-leverage", "Equity retained by leverage", leverage_figure),
+)
+"""(div id, heading, builder) of every chart, in report order."""
+
+
+def figure_html(fig: go.Figure, div_id: str) -> str:
+    """Return the ``<div>`` + ``<script>`` of a figure, without plotly.js.
+
+    Parameters
+    ----------
+    fig : plotly.graph_objects.Figure
+    div_id : str
+        Fixed element id (keeps the report deterministic).
+
+    Returns
+    -------
+    str
+    """
+    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=CONFIG,
+                       default_width="100%", default_height=f"{fig.layout.height or HEIGHT}px")

@@ -1,0 +1,332 @@
+"""HTML reports: self-contained, every policy and chart present, numbers equal the catalog's,
+user text escaped, size bounded; the ``liqbt report`` command.
+
+One synthetic run (10 days of 5-minute candles with a crash on the last day and a gap inside
+the window, a 3,000-account book, policies hard / partial / close-factor plus a policy file
+whose name and description hold markup) is simulated once per module.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from plotly.offline import get_plotlyjs
+
+import backtest
+from backtest.books import generate_book, write_book
+from backtest.cli import main
+from backtest.engine.run import execute
+from backtest.report import render_report, write_report
+from backtest.report.build import SUMMARY_METRICS, bucket_size, load_report_data
+from backtest.report.figures import FIGURES, time_x
+from backtest.results.catalog import Catalog
+from backtest.tapes import Tape, TapeStore
+
+EVIL = "<script>alert(1)</script>"
+EVIL_POLICY = f"evil{EVIL}"
+WINDOW_START = datetime(2021, 5, 19, tzinfo=UTC)
+WINDOW_END = datetime(2021, 5, 20, tzinfo=UTC)
+GAP_STEPS = 3
+STRATEGIES = Path(backtest.__file__).resolve().parent.parent / "strategies"
+
+
+def _tape_rows() -> list[list[float]]:
+    """Return 10 days of 5m candles: a random walk, a 30% crash and partial recovery on the
+    last day, and ``GAP_STEPS`` candles missing at 06:00 of the window."""
+    rng = np.random.default_rng(11)
+    t0 = int((WINDOW_START - timedelta(days=9)).timestamp() * 1000)
+    n = 10 * 288
+    crash_at = 9 * 288 + 12 * 12  # 12:00 on the window day
+    gap_at = 9 * 288 + 6 * 12
+    rows, close = [], 40_000.0
+    for i in range(n):
+        drift = 0.0
+        if crash_at <= i < crash_at + 24:
+            drift = -0.015
+        elif crash_at + 24 <= i < crash_at + 72:
+            drift = 0.003
+        o = close
+        c = o * math.exp(drift + rng.normal(0, 0.002))
+        wick = 0.02 if crash_at <= i < crash_at + 24 else 0.002
+        h = max(o, c) * (1 + rng.uniform(0, 0.002))
+        lo = min(o, c) * (1 - rng.uniform(0, wick))
+        close = c
+        if gap_at <= i < gap_at + GAP_STEPS:
+            continue
+        rows.append([t0 + i * 300_000, o, h, lo, c, float(rng.uniform(1, 10))])
+    return rows
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Simulate the synthetic run; return (runs dir, run id, tmp dir)."""
+    tmp = tmp_path_factory.mktemp("report")
+    src = tmp / "binance" / "BTC_USDT-5m.json"
+    src.parent.mkdir(parents=True)
+    src.write_text(json.dumps(_tape_rows()))
+    store = TapeStore(tmp / "tapes")
+    result = store.import_file(src, venue="binance")
+    tape = Tape.from_parquet(result.path)
+    a = tape.arrays()
+    book = generate_book(3000, a["timestamp"], a["close"], a["low"], a["high"], WINDOW_START,
+                         seed=3, meta={"symbol": "BTC/USDT", "event": "synthetic"})
+    write_book(book, tmp / "book.parquet")
+    evil = tmp / "evil.toml"
+    evil.write_text(
+        f'name = "{EVIL_POLICY}"\nfamily = "hard"\n'
+        f'description = "closes everything {EVIL} & more"\nkeeper_share = 0.3\n'
+        "[perp]\nmaintenance_margin_rate = 0.01\nliquidation_penalty = 0.02\n"
+        "[loan]\nliquidation_threshold = 0.8\nliquidation_bonus = 0.08\n")
+    config = tmp / "run.toml"
+    config.write_text(
+        f'name = "synthetic-crash"\ndescription = "Crash test {EVIL} & <b>bold</b>"\n'
+        f'start = "{WINDOW_START.isoformat()}"\nend = "{WINDOW_END.isoformat()}"\n'
+        f'book = "{tmp / "book.parquet"}"\n'
+        f'policies = ["hard", "partial", "close-factor", "{evil}"]\n'
+        f'[tape]\npath = "{result.path}"\n'
+        "[insurance_fund]\ninitial_balance_usd = 20000\n")
+    run_id, _ = execute(config, runs=tmp / "runs", strategies=STRATEGIES, show_progress=False)
+    return tmp / "runs", run_id, tmp
+
+
+@pytest.fixture(scope="module")
+def report(run):
+    """Write the report to the default location; return (path, html text, summary)."""
+    runs, run_id, tmp = run
+    with Catalog(runs) as catalog:
+        out = write_report(catalog, run_id, tmp / "reports" / "r.html")
+        summary = catalog.summary(run_id)
+    return out, out.read_text(encoding="utf-8"), summary
+
+
+def _summary_table(text: str) -> _Table:
+    """Parse the summary table (only its markup: HTMLParser is slow on plotly.js)."""
+    table = _Table()
+    table.feed(re.search(r'<table id="summary-table">.*?</table>', text, re.S).group(0))
+    return table
+
+
+class _Table(HTMLParser):
+    """Collect the summary table: policy headers and, per metric row, the cells."""
+
+    def __init__(self):
+        super().__init__()
+        self.in_table = False
+        self.policies: list[str] = []
+        self.rows: dict[str, list[dict]] = {}
+        self._row: str | None = None
+        self._cell: dict | None = None
+        self._head: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "table" and a.get("id") == "summary-table":
+            self.in_table = True
+        if not self.in_table:
+            return
+        if tag == "th" and "data-policy" in a:
+            self._head = a["data-policy"]
+            self.policies.append(a["data-policy"])
+        if tag == "tr" and "data-metric" in a:
+            self._row = a["data-metric"]
+            self.rows[self._row] = []
+        if tag == "td" and self._row:
+            self._cell = {"value": a.get("data-value"), "best": "best" in a.get("class", ""),
+                          "text": ""}
+
+    def handle_endtag(self, tag):
+        if tag == "table" and self.in_table:
+            self.in_table = False
+        if tag == "td" and self._cell is not None:
+            self.rows[self._row].append(self._cell)
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell["text"] += data
+
+
+def _expected_text(value, unit: str, signed: bool) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "\u2013"
+    sign = "+" if signed and value > 0 else ""
+    if unit == "count":
+        return f"{int(value):,}"
+    if unit == "fraction":
+        pct = 100 * value
+        return f"{sign}{pct:.3g}%" if 0 < abs(pct) < 1 else f"{sign}{pct:,.2f}%"
+    return f"${value:,.0f}" if value >= 0 else f"-${-value:,.0f}"
+
+
+# ------------------------------------------------------------------------------ content
+
+
+def test_report_is_self_contained_with_plotlyjs_once(report):
+    out, text, _ = report
+    assert out.exists() and text.startswith("<!DOCTYPE html>")
+    assert not re.search(r"<script[^>]*\bsrc\s*=", text, re.I)
+    assert not re.search(r"<link[^>]*\bhref\s*=\s*[\"']?(https?:)?//", text, re.I)
+    assert not re.search(r"@import|url\(\s*[\"']?(https?:)?//", text.split("</style>")[0])
+    js = get_plotlyjs()
+    assert text.count(js[:200]) == 1  # the banner "plotly.js vX Copyright ..."
+    assert text.count(js[-200:]) == 1
+    assert "cdn.plot.ly/plotly" not in text.replace(js, "")
+
+
+def test_summary_table_has_every_policy_and_catalog_numbers(report):
+    _, text, summary = report
+    table = _summary_table(text)
+    assert table.policies == summary["policy"].to_list()
+    assert EVIL_POLICY in table.policies  # unescaped by the parser: it was escaped in HTML
+    assert list(table.rows) == [m.name for m in SUMMARY_METRICS]
+    for m in SUMMARY_METRICS:
+        cells = table.rows[m.name]
+        assert len(cells) == summary.height, m.name
+        for cell, value in zip(cells, summary[m.name].to_list(), strict=True):
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                assert cell["value"] == "" and cell["text"] == "\u2013"
+                continue
+            assert float(cell["value"]) == float(value), m.name
+            assert cell["text"] == _expected_text(value, m.unit, m.name == "equity_vs_hard")
+
+
+def test_best_values_are_highlighted(report):
+    _, text, summary = report
+    table = _summary_table(text)
+    bad = summary["bad_debt_usd"].to_list()
+    assert max(bad) > 0, "the synthetic crash should leave bad debt"
+    marked = [c["best"] for c in table.rows["bad_debt_usd"]]
+    lowest = _expected_text(min(bad), "USD", False)
+    if len({_expected_text(v, "USD", False) for v in bad}) > 1:
+        assert marked == [_expected_text(v, "USD", False) == lowest for v in bad]
+    else:
+        assert not any(marked)
+    kept = summary["user_equity_retained"].to_list()
+    best = [c["best"] for c in table.rows["user_equity_retained"]]
+    assert best[kept.index(max(kept))]
+    assert not any(c["best"] for c in table.rows["liquidations"])  # not ranked
+
+
+def test_every_chart_is_present(report):
+    _, text, _ = report
+    for div_id, _, _ in FIGURES:
+        assert f'<div id="{div_id}" class="plotly-graph-div"' in text, div_id
+    assert text.count("Plotly.newPlot(") == len(FIGURES)
+    # one inline script for plotly.js, one per figure, nothing else
+    assert len(re.findall(r"<script\b", text)) == 1 + len(FIGURES)
+
+
+def test_user_text_is_escaped(report):
+    _, text, _ = report
+    assert EVIL not in text
+    assert "<b>bold</b>" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "Crash test &lt;script&gt;" in text  # the config description
+    assert "closes everything &lt;script&gt;" in text  # the policy description
+
+
+def test_size_is_bounded(report):
+    out, text, _ = report
+    assert out.stat().st_size < 6_000_000
+    assert len(text) - len(get_plotlyjs()) < 400_000
+
+
+def test_summary_paragraph_names_the_least_bad_debt(report):
+    _, text, summary = report
+    para = re.search(r'<p class="summary" id="summary-paragraph">(.*?)</p>', text, re.S).group(1)
+    bad = dict(zip(summary["policy"], summary["bad_debt_usd"], strict=True))
+    least = min(bad, key=bad.get)
+    assert "least bad debt" in para
+    assert f"${bad[least]:,.0f}" in para
+    assert least.replace("<", "&lt;").replace(">", "&gt;") in para
+
+
+def test_methodology_gaps_and_appendix(report, run):
+    _, text, _ = report
+    runs, run_id, tmp = run
+    with Catalog(runs) as catalog:
+        m = catalog.manifest(run_id)
+    assert "Trigger price: <code>extreme</code>" in text
+    assert "Fill price: <code>trigger</code>" in text
+    assert "candle low for longs" in text
+    assert "30% of each penalty to the keeper, 70% to the insurance fund" in text
+    assert 'id="book-generator"' in text and "leverage_weights" in text
+    assert "Market impact and cascades" in text
+    gaps = re.search(r'<section id="gaps">(.*?)</section>', text, re.S).group(1)
+    assert m["window"]["gaps"], "the synthetic tape has a gap in the window"
+    assert f'<td class="num">{GAP_STEPS}</td>' in gaps and "None" not in gaps
+    for sha in (m["tape"]["sha256"], m["book"]["sha256"], m["config"]["sha256"],
+                *(p["file_sha256"] for p in m["policies"])):
+        assert sha in text
+    assert "liqbt run " in text and "duckdb" in text and "JIT warm-up" in text
+    assert "peak memory" in text
+
+
+def test_downsampled_series_keep_totals(run):
+    runs, run_id, _ = run
+    with Catalog(runs) as catalog:
+        data = load_report_data(catalog, run_id, max_points=50)
+        full = catalog.summary(run_id)
+    steps = 288 - GAP_STEPS
+    assert data.bucket_steps == bucket_size(steps, 50) == 6
+    assert "downsampled" in data.bucket_note()
+    assert data.prices.height <= 50
+    for row in full.iter_rows(named=True):
+        f = data.steps.filter(data.steps["policy"] == row["policy"])
+        assert f.height <= 50
+        assert f["liquidated_notional_usd"].sum() == pytest.approx(row["liquidated_notional_usd"])
+        assert f["bad_debt_cum_usd"][-1] == pytest.approx(row["bad_debt_usd"])
+        assert f["accounts_liquidated_cum"][-1] == row["accounts_liquidated"]
+    assert data.price_stats["low"] == pytest.approx(data.prices["low"].min())
+
+
+def test_time_axis_is_compact_without_gaps():
+    assert time_x(np.array([0.0, 60_000.0, 120_000.0])) == {"x0": 0.0, "dx": 60_000.0}
+    uneven = time_x(np.array([0.0, 60_000.0, 240_000.0]))
+    assert list(uneven) == ["x"] and uneven["x"].tolist() == [0.0, 60_000.0, 240_000.0]
+
+
+def test_render_is_deterministic(run):
+    runs, run_id, _ = run
+    with Catalog(runs) as catalog:
+        assert render_report(catalog, run_id) == render_report(catalog, run_id)
+
+
+def test_default_output_location(run, monkeypatch, tmp_path):
+    runs, run_id, _ = run
+    monkeypatch.setenv("LIQBT_REPORTS", str(tmp_path / "reports"))
+    with Catalog(runs) as catalog:
+        out = write_report(catalog, run_id)
+    assert out == tmp_path / "reports" / f"{run_id}.html"
+    assert out.exists() and not list(out.parent.glob(".*.tmp"))
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+def test_cli_report_writes_the_file(run, tmp_path, capsys):
+    runs, run_id, _ = run
+    out = tmp_path / "cli.html"
+    assert main(["report", run_id[:10], "--runs", str(runs), "-o", str(out)]) == 0
+    assert out.exists() and out.stat().st_size > 1_000_000
+    assert capsys.readouterr().out.strip() == str(out)
+    assert main(["report", "latest", "--runs", str(runs), "-o", str(out)]) == 0
+
+
+def test_cli_report_unknown_run(run, tmp_path, capsys):
+    runs, _, _ = run
+    out = tmp_path / "none.html"
+    assert main(["report", "no-such-run", "--runs", str(runs), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "no run matching 'no-such-run'" in err
+    assert not out.exists()
+    assert main(["report", "latest", "--runs", str(tmp_path / "missing")]) == 2
+    assert "no runs directory" in capsys.readouterr().err
+    assert not (tmp_path / "missing").exists()
