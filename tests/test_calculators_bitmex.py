@@ -62,4 +62,5 @@ def test_inverse_bankruptcy_price_leverage_form():
     assert bitmex.bankruptcy_price_inverse(entry, contracts, margin, True) == pytest.approx(
         entry * lev / (lev - 1))
     # a 1x short never goes bankrupt
-    assert bitmex.bankruptcy_price_inverse(entry, contracts, contracts / entry, True) == float("inf")
+    one_x_margin = contracts / entry
+    assert bitmex.bankruptcy_price_inverse(entry, contracts, one_x_margin, True) == float("inf")

@@ -1,6 +1,7 @@
 """Compound v3 (Comet) calculators against comet's own test suite.
 
-Sources (compound-finance/comet): ``test/quote-collateral-test.ts``, ``test/is-liquidatable-test.ts``,
+Sources (compound-finance/comet): ``test/quote-collateral-test.ts``,
+``test/is-liquidatable-test.ts``,
 ``test/absorb-test.ts``; defaults from ``test/helpers.ts`` ``makeProtocol``: prices
 ``exp(initialPrice || 1, 8)``, ``liquidateCollateralFactor`` and ``liquidationFactor`` default
 to ``1e18`` (``ONE``), ``defaultAssets``: COMP $175 (18 dec), WETH $3,000 (18), WBTC $41,000

@@ -45,7 +45,8 @@ def test_reasons_and_price_impact_cap():
     assert r.reason == "min collateral for leverage"
     # below MIN_COLLATERAL_USD first
     assert gmx.is_position_liquidatable(USD // 2, 0, size).reason == "min collateral"
-    assert gmx.is_position_liquidatable(0, 0, size, validate_min_collateral_usd=False).reason == "< 0"
+    r = gmx.is_position_liquidatable(0, 0, size, validate_min_collateral_usd=False)
+    assert r.reason == "< 0"
     # positive impact counts as 0; negative impact capped at maxPositionImpactFactorForLiquidations
     assert gmx.is_position_liquidatable(5_000 * USD, 0, size, 3_000 * USD).price_impact_usd == 0
     r = gmx.is_position_liquidatable(5_000 * USD, 0, size, -3_000 * USD,

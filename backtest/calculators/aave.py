@@ -29,6 +29,32 @@ from dataclasses import dataclass
 
 from backtest.errors import LiqbtError
 
+__all__ = [
+    "WAD",
+    "PERCENTAGE_FACTOR",
+    "HALF_PERCENTAGE_FACTOR",
+    "MAX_UINT256",
+    "HEALTH_FACTOR_LIQUIDATION_THRESHOLD",
+    "DEFAULT_LIQUIDATION_CLOSE_FACTOR",
+    "CLOSE_FACTOR_HF_THRESHOLD",
+    "MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD",
+    "MIN_LEFTOVER_BASE",
+    "ROUNDINGS",
+    "MustNotLeaveDust",
+    "percent_mul",
+    "percent_div",
+    "wad_div",
+    "to_base_currency",
+    "health_factor",
+    "max_liquidatable_debt_legacy",
+    "max_liquidatable_debt",
+    "CollateralToLiquidate",
+    "collateral_to_liquidate",
+    "leaves_dust",
+    "LiquidationCall",
+    "liquidation_call",
+]
+
 WAD = 10**18
 PERCENTAGE_FACTOR = 10_000
 HALF_PERCENTAGE_FACTOR = 5_000
@@ -147,7 +173,7 @@ def percent_div(value: int, percentage: int, rounding: str = "half_up") -> int:
 
 
 def wad_div(a: int, b: int) -> int:
-    """``a * 1e18 / b`` rounded half-up (Aave ``WadRayMath.wadDiv``).
+    """Return ``a * 1e18 / b`` rounded half-up (Aave ``WadRayMath.wadDiv``).
 
     Parameters
     ----------
@@ -438,7 +464,8 @@ def collateral_to_liquidate(
 
     Notes
     -----
-    Source: aave-v3-origin ``LiquidationLogic.sol`` L583-625 and ``docs/3.7/liquidation-rounding.md``::
+    Source: aave-v3-origin ``LiquidationLogic.sol`` L583-625 and
+    ``docs/3.7/liquidation-rounding.md``::
 
         baseCollateral = debtPrice * debtToCover * collUnit / (collPrice * debtUnit)   # floor
         maxCollateral  = percentMul(baseCollateral, LB)

@@ -12,6 +12,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+__all__ = [
+    "Bracket",
+    "BTCUSDT_BRACKETS",
+    "cumulative_amounts",
+    "bracket_for",
+    "maintenance_margin",
+    "margin_ratio",
+    "cross_other_positions_term",
+    "liquidation_price",
+    "adl_leverage_pnl",
+]
+
 
 @dataclass(frozen=True)
 class Bracket:
@@ -206,7 +218,9 @@ def cross_other_positions_term(
     """
     total = 0.0
     for amount, entry, mark, rate, cum in positions:
-        amount, entry, mark = _finite("amount", amount), _finite("entry", entry), _finite("mark", mark)
+        amount = _finite("amount", amount)
+        entry = _finite("entry", entry)
+        mark = _finite("mark", mark)
         mm = abs(amount) * mark * _nonneg("mmr", rate) - _nonneg("cum", cum)
         total += amount * (mark - entry) - mm
     return total

@@ -11,6 +11,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+__all__ = [
+    "effective_leverage",
+    "pnl_percentage",
+    "adl_ranking",
+    "adl_percentiles",
+    "AdlFill",
+    "adl_fill",
+    "bankruptcy_price_linear",
+    "liquidation_price_linear",
+    "bankruptcy_price_inverse",
+]
+
 
 def _finite(name: str, value: float) -> float:
     if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value)):

@@ -18,6 +18,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = [
+    "FACTOR_SCALE",
+    "PRICE_SCALE",
+    "mul_price",
+    "div_price",
+    "mul_factor",
+    "Collateral",
+    "is_liquidatable",
+    "AbsorbResult",
+    "absorb",
+    "storefront_discount",
+    "quote_collateral",
+    "can_buy_collateral",
+]
+
 FACTOR_SCALE = 10**18
 PRICE_SCALE = 10**8
 

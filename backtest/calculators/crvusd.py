@@ -16,6 +16,23 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+__all__ = [
+    "WAD",
+    "MIN_TICKS",
+    "MAX_TICKS",
+    "p_oracle_up",
+    "p_oracle_down",
+    "p_current_up",
+    "p_current_down",
+    "band_index",
+    "health",
+    "f_remove",
+    "loss_per_band",
+    "band_sold_fraction",
+    "SoftLiquidationState",
+    "soft_liquidation_state",
+]
+
 WAD = 10**18
 MIN_TICKS = 4
 MAX_TICKS = 50

@@ -17,6 +17,27 @@ L368-399, ``calculate_perp_if_fee`` L401-443, ``get_liquidation_fee`` L535-553),
 
 from __future__ import annotations
 
+__all__ = [
+    "QUOTE_PRECISION",
+    "BASE_PRECISION",
+    "PRICE_PRECISION",
+    "MARGIN_PRECISION",
+    "LIQUIDATION_FEE_PRECISION",
+    "LIQUIDATION_PCT_PRECISION",
+    "LIQUIDATION_FEE_TO_MARGIN_PRECISION_RATIO",
+    "PRICE_TIMES_AMM_TO_QUOTE_PRECISION_RATIO",
+    "LIQUIDATION_FEE_ADJUST_GRACE_PERIOD_SLOTS",
+    "LIQUIDATION_FEE_INCREASE_PER_SLOT",
+    "DEFAULT_LIQUIDATION_MARGIN_BUFFER_RATIO",
+    "U64_MAX",
+    "U32_MAX",
+    "base_asset_amount_to_cover_margin_shortage",
+    "perp_if_fee",
+    "max_pct_to_liquidate",
+    "liquidation_fee",
+    "margin_requirement_plus_buffer",
+]
+
 QUOTE_PRECISION = 10**6
 BASE_PRECISION = 10**9
 PRICE_PRECISION = 10**6
@@ -48,7 +69,7 @@ def base_asset_amount_to_cover_margin_shortage(
     oracle_price: int,
     quote_oracle_price: int = PRICE_PRECISION,
 ) -> int:
-    """Base amount the liquidator must take over to cover a margin shortage.
+    """Compute the base amount the liquidator must take over to cover a margin shortage.
 
     ``base = shortage / (price * quotePrice * (MR - liqFee) - price * ifFee)``.
 

@@ -15,6 +15,20 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+__all__ = [
+    "ONE_MILLION",
+    "QUOTE_QUANTUMS_PER_USDC",
+    "DEFAULT_MAX_LIQUIDATION_FEE_PPM",
+    "DEFAULT_BANKRUPTCY_ADJUSTMENT_PPM",
+    "DEFAULT_SPREAD_TO_MAINTENANCE_MARGIN_RATIO_PPM",
+    "MAINNET_MAX_LIQUIDATION_FEE_PPM",
+    "MAINNET_SPREAD_TO_MAINTENANCE_MARGIN_RATIO_PPM",
+    "is_liquidatable",
+    "bankruptcy_price_quote_quantums",
+    "fillable_price",
+    "liquidation_insurance_fund_delta",
+]
+
 ONE_MILLION = 1_000_000
 QUOTE_QUANTUMS_PER_USDC = 1_000_000
 

@@ -15,6 +15,18 @@ from dataclasses import dataclass
 
 from backtest.errors import LiqbtError
 
+__all__ = [
+    "WAD",
+    "CONFIG_SCALE",
+    "MIN_SOCIALIZATION_LIABILITY_VALUE",
+    "ExcessiveRepayAmount",
+    "discount_factor",
+    "MaxLiquidation",
+    "max_liquidation",
+    "pro_rata_yield",
+    "socializes_debt",
+]
+
 WAD = 10**18
 CONFIG_SCALE = 10**4
 MIN_SOCIALIZATION_LIABILITY_VALUE = 10**6

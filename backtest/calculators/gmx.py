@@ -14,6 +14,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = [
+    "FLOAT_PRECISION",
+    "USD",
+    "DEFAULT_MIN_COLLATERAL_USD",
+    "DEFAULT_MIN_COLLATERAL_FACTOR",
+    "apply_factor",
+    "position_pnl_usd",
+    "LiquidationCheck",
+    "is_position_liquidatable",
+    "is_adl_enabled",
+]
+
 FLOAT_PRECISION = 10**30
 USD = FLOAT_PRECISION
 DEFAULT_MIN_COLLATERAL_USD = 1 * USD

@@ -11,6 +11,21 @@ from __future__ import annotations
 
 import math
 
+__all__ = [
+    "PARTIAL_LIQUIDATION_THRESHOLD_USDC",
+    "PARTIAL_LIQUIDATION_THRESHOLD_TESTNET_USDC",
+    "PARTIAL_LIQUIDATION_FRACTION",
+    "PARTIAL_LIQUIDATION_COOLDOWN_S",
+    "BACKSTOP_FRACTION_OF_MM",
+    "maintenance_margin_rate",
+    "maintenance_margin",
+    "liquidation_price",
+    "isolated_liquidation_price",
+    "is_liquidatable",
+    "market_liquidation_fraction",
+    "backstop_eligible",
+]
+
 PARTIAL_LIQUIDATION_THRESHOLD_USDC = 100_000.0
 PARTIAL_LIQUIDATION_THRESHOLD_TESTNET_USDC = 10_000.0
 PARTIAL_LIQUIDATION_FRACTION = 0.2

@@ -16,6 +16,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+__all__ = [
+    "DECIMAL_PRECISION",
+    "ONE_HUNDRED_PCT",
+    "MCR_V1",
+    "CCR_V1",
+    "LUSD_GAS_COMPENSATION",
+    "PERCENT_DIVISOR",
+    "MIN_NET_DEBT",
+    "ETH_GAS_COMPENSATION",
+    "COLL_GAS_COMPENSATION_DIVISOR",
+    "COLL_GAS_COMPENSATION_CAP",
+    "MIN_BOLD_IN_SP",
+    "BranchParams",
+    "WETH_BRANCH",
+    "LST_BRANCH",
+    "compute_cr",
+    "TroveLiquidation",
+    "coll_gas_compensation_v1",
+    "offset_and_redistribution_v1",
+    "liquidate_normal_mode_v1",
+    "capped_offset_v1",
+    "liquidate_recovery_mode_v1",
+    "coll_gas_compensation_v2",
+    "coll_penalty_and_surplus",
+    "offset_and_redistribution_v2",
+    "liquidate_v2",
+]
+
 DECIMAL_PRECISION = 10**18
 ONE_HUNDRED_PCT = DECIMAL_PRECISION
 

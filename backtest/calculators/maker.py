@@ -19,6 +19,31 @@ from dataclasses import dataclass
 
 from backtest.errors import LiqbtError
 
+__all__ = [
+    "WAD",
+    "RAY",
+    "RAD",
+    "BLN",
+    "DssRevert",
+    "rmul",
+    "rdiv",
+    "wmul",
+    "rpow",
+    "linear_decrease_price",
+    "stairstep_exponential_decrease_price",
+    "exponential_decrease_price",
+    "BarkResult",
+    "bark",
+    "feed_price",
+    "KickResult",
+    "kick",
+    "chost",
+    "needs_redo",
+    "redo_incentive",
+    "TakeResult",
+    "take",
+]
+
 WAD = 10**18
 RAY = 10**27
 RAD = 10**45
@@ -480,7 +505,7 @@ class KickResult:
 
 
 def kick(tab: int, lot: int, feed: int, buf: int = RAY, tip: int = 0, chip: int = 0) -> KickResult:
-    """Starting price and keeper reward of ``Clipper.kick``.
+    """Compute the starting price and keeper reward of ``Clipper.kick``.
 
     Parameters
     ----------
@@ -528,7 +553,7 @@ def kick(tab: int, lot: int, feed: int, buf: int = RAY, tip: int = 0, chip: int 
 
 
 def chost(dust: int, chop: int) -> int:
-    """The Clipper's cached ``chost = wmul(dust, chop)``: minimum tab left by a partial take.
+    """Compute the Clipper's ``chost = wmul(dust, chop)``: minimum tab left by a partial take.
 
     Parameters
     ----------
