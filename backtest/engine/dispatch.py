@@ -17,7 +17,9 @@ from backtest.kernels.enums import N_STEP_METRICS, RECORD_FIELDS
 from backtest.kernels.liquidation_nb import (
     REC_F_FIELDS,
     REC_I_FIELDS,
+    gather_nb,
     run_steps_nb,
+    scatter_nb,
     trigger_keys_nb,
 )
 
@@ -112,11 +114,11 @@ def simulate(
     n = len(units)
     n_steps = len(prices)
     product = np.ascontiguousarray(product, dtype=np.int8)
-    u = np.array(units, dtype=np.float64)
-    c = np.array(cash, dtype=np.float64)
+    u = np.ascontiguousarray(units, dtype=np.float64)
+    c = np.ascontiguousarray(cash, dtype=np.float64)
     if order is None:
         order = liquidation_order(product, u, c)
-    product, u, c = product[order], u[order], c[order]
+    product, u, c = (gather_nb(a, order) for a in (product, u, c))
     key = trigger_keys_nb(product, u, c, policy[0]["maintenance_rate"])
     n_liq = np.zeros(n, np.int32)
     first = np.full(n, -1, np.int32)
@@ -154,10 +156,8 @@ def simulate(
     records = np.concatenate(flushed) if flushed else np.zeros(0, _record_dtype())
     records["account"] = order[records["account"]]
     records = records[np.lexsort((records["account"], records["step"]))]
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(n)
     return SimulationResult(
-        *(a[inverse] for a in (u, c, n_liq, first, last, notional, penalties, bad)),
+        *(scatter_nb(a, order) for a in (u, c, n_liq, first, last, notional, penalties, bad)),
         step_metrics,
         records,
     )

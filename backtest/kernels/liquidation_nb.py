@@ -462,3 +462,21 @@ def trigger_keys_nb(product, units, cash, maintenance_rate):
     for i in prange(units.shape[0]):
         out[i] = trigger_key_nb(units[i], cash[i], maintenance_rate[product[i]])
     return out
+
+
+@njit_parallel
+def gather_nb(values, index):
+    """Return ``values[index]`` computed in parallel, shape (len(index),)."""
+    out = np.empty(index.shape[0], values.dtype)
+    for i in prange(index.shape[0]):
+        out[i] = values[index[i]]
+    return out
+
+
+@njit_parallel
+def scatter_nb(values, index):
+    """Return ``out`` with ``out[index[i]] = values[i]``, in parallel (index is a permutation)."""
+    out = np.empty(values.shape[0], values.dtype)
+    for i in prange(values.shape[0]):
+        out[index[i]] = values[i]
+    return out
