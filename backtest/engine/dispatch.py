@@ -18,6 +18,7 @@ from backtest.kernels.liquidation_nb import (
     REC_F_FIELDS,
     REC_I_FIELDS,
     gather_nb,
+    liquidation_order_nb,
     run_steps_nb,
     scatter_nb,
     trigger_keys_nb,
@@ -27,6 +28,8 @@ from backtest.kernels.liquidation_nb import (
 CHUNK_SIZE = 4096
 #: Steps per kernel call between progress updates.
 BLOCK_STEPS = 64
+#: Liquidation-price buckets per (side, product) group of the processing order.
+ORDER_BUCKETS = 1 << 16
 
 
 @dataclass
@@ -164,24 +167,21 @@ def simulate(
 
 
 def liquidation_order(product: np.ndarray, units: np.ndarray, cash: np.ndarray) -> np.ndarray:
-    """Return the order in which the kernel should process accounts, shape (N,) int64.
+    """Return the order in which the kernel processes accounts, shape (N,) int64.
 
-    Accounts are grouped by (side, product) and sorted by ``-cash / units`` within a group.
-    A long's liquidation price is ``(-cash / units) / (1 - m)`` and a short's
-    ``(-cash / units) / (1 + m)``, both increasing in ``-cash / units`` whatever the policy's
-    maintenance rate ``m``; so one sort serves every policy, and each chunk of consecutive
-    accounts covers a narrow band of liquidation prices that a candle either reaches or not.
-    The order is deterministic (stable sort).
+    Consecutive accounts have close liquidation prices under any policy, so each chunk covers a
+    narrow price band that a candle either reaches or not (see
+    :func:`backtest.kernels.liquidation_nb.liquidation_order_nb`). Compute it once per book
+    and pass it to :func:`simulate` for every policy.
 
     Parameters
     ----------
     product : ndarray, shape (N,), int8
     units, cash : ndarray, shape (N,), float64
     """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a = np.where(units != 0.0, -cash / units, np.inf)
-    group = (units < 0).astype(np.int8) * 2 + product
-    return np.lexsort((a, group))
+    return liquidation_order_nb(np.ascontiguousarray(product, dtype=np.int8),
+                                np.ascontiguousarray(units, dtype=np.float64),
+                                np.ascontiguousarray(cash, dtype=np.float64), ORDER_BUCKETS)
 
 
 def _record_dtype() -> np.dtype:

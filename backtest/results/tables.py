@@ -30,6 +30,8 @@ STATUS_OPEN = "open"
 STATUS_PARTIAL = "partially_liquidated"
 STATUS_CLOSED = "closed"
 STATUS_BANKRUPT = "bankrupt"
+STATUSES = (STATUS_OPEN, STATUS_PARTIAL, STATUS_CLOSED, STATUS_BANKRUPT)
+PRODUCTS = ("perp", "loan")  # index = backtest.kernels.Product
 
 
 def prices_table(run_id: str, timestamp_ms: np.ndarray, ohlc: dict[str, np.ndarray]) -> pl.DataFrame:
@@ -116,18 +118,19 @@ def accounts_table(
     ``bankrupt`` (left bad debt).
     """
     units0, cash0 = book["units"], book["cash"]
-    status = np.full(len(units0), STATUS_OPEN, dtype=object)
+    n = len(units0)
+    status = np.zeros(n, np.uint32)  # index into STATUSES
     liquidated = res.n_liquidations > 0
     still_open = (res.units != 0.0) & ~((book["product"] == Product.LOAN) & (res.cash >= 0.0))
-    status[liquidated & still_open] = STATUS_PARTIAL
-    status[liquidated & ~still_open] = STATUS_CLOSED
-    status[res.bad_debt > 0.0] = STATUS_BANKRUPT
+    status[liquidated & still_open] = STATUSES.index(STATUS_PARTIAL)
+    status[liquidated & ~still_open] = STATUSES.index(STATUS_CLOSED)
+    status[res.bad_debt > 0.0] = STATUSES.index(STATUS_BANKRUPT)
     return pl.DataFrame(
         {
-            "run_id": run_id,
-            "policy": policy,
+            "run_id": _constant(run_id, n),
+            "policy": _constant(policy, n),
             "account_id": account_id,
-            "product": np.where(book["product"] == Product.LOAN, "loan", "perp"),
+            "product": _enum(book["product"], PRODUCTS),
             "side": np.sign(units0).astype(np.int8),
             "initial_notional_usd": np.abs(units0) * first_open,
             "initial_equity_usd": cash0 + units0 * first_open,
@@ -141,9 +144,9 @@ def accounts_table(
             "liquidated_notional_usd": res.liquidated_notional,
             "penalties_usd": res.penalties_paid,
             "bad_debt_usd": res.bad_debt,
-            "status": status.astype(str),
+            "status": _enum(status, STATUSES),
         }
-    ).with_columns(pl.col("status").cast(pl.Categorical), pl.col("product").cast(pl.Categorical))
+    )
 
 
 def liquidations_table(
@@ -153,8 +156,8 @@ def liquidations_table(
     r = res.records
     return pl.DataFrame(
         {
-            "run_id": run_id,
-            "policy": policy,
+            "run_id": _constant(run_id, len(r)),
+            "policy": _constant(policy, len(r)),
             "step": r["step"].astype(np.int32),
             "timestamp": _ts(timestamp_ms[r["step"]]),
             "account_id": account_id[r["account"]],
@@ -183,6 +186,17 @@ def policies_table(run_id: str, policies: list[tuple[str, dict, str]]) -> pl.Dat
             "file_sha256": [sha for _, _, sha in policies],
         }
     )
+
+
+def _constant(value: str, n: int) -> pl.Series:
+    """A categorical column holding ``value`` n times (one string, n small codes)."""
+    return pl.Series([value], dtype=pl.Categorical).new_from_index(0, n)
+
+
+def _enum(codes: np.ndarray, categories: tuple[str, ...]) -> pl.Series:
+    """An Enum column from integer codes indexing ``categories``."""
+    return pl.Series(codes.astype(np.uint32)).replace_strict(
+        list(range(len(categories))), list(categories), return_dtype=pl.Enum(categories))
 
 
 def _ts(ms: np.ndarray) -> pl.Series:
