@@ -60,7 +60,8 @@ class SimulationResult:
     step_metrics : ndarray, shape (T, N_STEP_METRICS), float64
         Per-step aggregates, columns :class:`backtest.kernels.StepMetric`.
     records : ndarray, shape (R,), structured ``RECORD_FIELDS``
-        One row per liquidation event, sorted by (step, account).
+        One row per liquidation event, ordered by step (within a step, by the kernel's
+        processing order: deterministic, independent of the thread count).
     """
 
     units: np.ndarray
@@ -146,7 +147,7 @@ def simulate(
             product, u, c, key, n_liq, first, last, notional, penalties, bad,
             chunk_size, step_metrics, rec_len, rec_i, rec_f,
         )
-        if rec_len[0] > 0:
+        if reached < stop and rec_len[0] > 0:  # buffer full: flush it
             flushed.append(_collect_records(int(rec_len[0]), rec_i, rec_f))
             rec_len[0] = 0
         elif reached < stop:  # one step alone needs more room than the buffer has
@@ -156,9 +157,9 @@ def simulate(
         if progress is not None and reached > t:
             progress(reached - t)
         t = reached
-    records = np.concatenate(flushed) if flushed else np.zeros(0, _record_dtype())
+    flushed.append(_collect_records(int(rec_len[0]), rec_i, rec_f))
+    records = np.concatenate(flushed) if len(flushed) > 1 else flushed[0]
     records["account"] = order[records["account"]]
-    records = records[np.lexsort((records["account"], records["step"]))]
     return SimulationResult(
         *(scatter_nb(a, order) for a in (u, c, n_liq, first, last, notional, penalties, bad)),
         step_metrics,
