@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backtest.kernels.enums import N_STEP_METRICS, RECORD_FIELDS
+from backtest.kernels.enums import MARKET_DTYPE, N_STEP_METRICS, RECORD_FIELDS, ImpactModel
 from backtest.kernels.liquidation_nb import (
     REC_F_FIELDS,
     REC_I_FIELDS,
@@ -88,6 +88,8 @@ def simulate(
     chunk_size: int = CHUNK_SIZE,
     block_steps: int = BLOCK_STEPS,
     order: np.ndarray | None = None,
+    market: np.ndarray | None = None,
+    depth: np.ndarray | None = None,
 ) -> SimulationResult:
     """Run one policy over every step of ``prices``.
 
@@ -110,6 +112,10 @@ def simulate(
     order : ndarray, shape (N,), int64, optional
         Processing order from :func:`liquidation_order` (computed if not given; pass it to
         reuse one sort across policies). Results are returned in the book's order either way.
+    market : ndarray, shape (1,), ``MARKET_DTYPE``, optional
+        Impact model and cascade parameters (:func:`market_params`); default: no impact.
+    depth : ndarray, shape (T,), float64, optional
+        Flow that moves the price by 1% in each step, USD (needed with an impact model).
 
     Returns
     -------
@@ -138,13 +144,18 @@ def simulate(
     flushed: list[np.ndarray] = []
     o, h, lo, cl = (np.ascontiguousarray(a, dtype=np.float64) for a in (
         prices.open, prices.high, prices.low, prices.close))
+    market = market_params() if market is None else market
+    depth = np.full(n_steps, np.nan) if depth is None else np.ascontiguousarray(depth, np.float64)
+    if market[0]["impact_model"] != ImpactModel.NONE and not np.all(depth > 0):
+        raise ValueError("an impact model needs a positive depth for every step")
+    market_state = np.array([0.0, 0.0, 1.0])
 
     t = 0
     while t < n_steps:
         stop = min(n_steps, t + block_steps)
         reached = run_steps_nb(
-            t, stop, o, h, lo, cl, int(trigger_mode), int(fill_mode), policy,
-            product, u, c, key, n_liq, first, last, notional, penalties, bad,
+            t, stop, o, h, lo, cl, depth, int(trigger_mode), int(fill_mode), policy, market,
+            market_state, product, u, c, key, n_liq, first, last, notional, penalties, bad,
             chunk_size, step_metrics, rec_len, rec_i, rec_f,
         )
         if reached < stop and rec_len[0] > 0:  # buffer full: flush it
@@ -165,6 +176,29 @@ def simulate(
         step_metrics,
         records,
     )
+
+
+def market_params(impact_model: int = ImpactModel.NONE, permanent_fraction: float = 0.5,
+                  transient_half_life_steps: float = 30.0, cascade: bool = False) -> np.ndarray:
+    """Pack market parameters into the kernels' ``MARKET_DTYPE`` record.
+
+    Parameters
+    ----------
+    impact_model : int
+        :class:`backtest.kernels.enums.ImpactModel`.
+    permanent_fraction : float
+        Share (0..1) of each step's price impact that persists.
+    transient_half_life_steps : float
+        Half-life of the rest, in steps (> 0).
+    cascade : bool
+        Whether impact moves the prices later steps trigger on.
+    """
+    rec = np.zeros(1, MARKET_DTYPE)
+    rec["impact_model"] = int(impact_model)
+    rec["permanent_fraction"] = permanent_fraction
+    rec["transient_decay"] = 0.5 ** (1.0 / transient_half_life_steps)
+    rec["cascade"] = int(bool(cascade))
+    return rec
 
 
 def liquidation_order(product: np.ndarray, units: np.ndarray, cash: np.ndarray) -> np.ndarray:

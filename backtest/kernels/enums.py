@@ -117,21 +117,62 @@ class StepMetric(IntEnum):
     UNITS_DELTA_PERP_LONG = 9  # change of the sum of perp long units
     UNITS_DELTA_PERP_SHORT = 10  # change of the sum of perp short units (negative numbers)
     UNITS_DELTA_LOAN = 11  # change of the sum of loan collateral units
+    NET_FLOW = 12  # signed liquidation flow at the decision price, USD (> 0 buys, < 0 sells)
+    IMPACT_COST = 13  # sum of |units closed| x |decision price - execution price|, USD
+    PRICE_FACTOR = 14  # simulated / historical price in this step (cascade feedback; not summed)
+    EXECUTION_FACTOR = 15  # execution / decision price of this step's liquidations (not summed)
 
 
 N_STEP_METRICS = len(StepMetric)
+#: Metrics that are per-step values, not sums over chunks.
+N_SUMMED_METRICS = int(StepMetric.PRICE_FACTOR)
+
+
+class ImpactModel(IntEnum):
+    """How liquidation flow moves the price (see :mod:`backtest.kernels.impact_nb`).
+
+    All three are calibrated by the same depth ``D``: the USD notional that moves the price 1%.
+
+    NONE
+        Liquidations execute at the decision price and leave the price path untouched.
+    LINEAR
+        Price move ``1% x Q / D`` for a net flow of ``Q`` USD (Kyle's lambda).
+    SQRT
+        Price move ``1% x sqrt(Q / D)`` (the square-root law of market impact).
+    AMM
+        A constant-product pool whose 1% depth is ``D``: selling ``q`` units from reserves
+        ``x`` moves the price by ``(x / (x + q))^2``.
+    """
+
+    NONE = 0
+    LINEAR = 1
+    SQRT = 2
+    AMM = 3
+
+
+#: Market parameters passed to kernels (one record).
+MARKET_DTYPE = np.dtype(
+    [
+        ("impact_model", np.int64),  # ImpactModel
+        ("permanent_fraction", np.float64),  # share of each step's impact that never decays
+        ("transient_decay", np.float64),  # per-step multiplier of the transient impact
+        ("cascade", np.int64),  # 1: impact feeds back into later steps' prices; 0: it does not
+    ],
+    align=True,
+)
 
 #: Fields of a liquidation record (one row per liquidation event), in output order.
 RECORD_FIELDS = (
     ("step", np.int32),  # step index within the window
     ("account", np.int64),  # row index of the account in the book
     ("units_closed", np.float64),  # signed asset units removed from the position
-    ("fill_price", np.float64),  # USD per unit
+    ("fill_price", np.float64),  # execution price, USD per unit (decision price x impact)
     ("notional", np.float64),  # |units_closed| x fill_price, USD
     ("keeper_fee", np.float64),  # USD to the keeper
     ("insurance_fee", np.float64),  # USD to the insurance fund
     ("bad_debt", np.float64),  # USD shortfall written off
-    ("health_before", np.float64),  # health at the fill price before the liquidation
+    ("health_before", np.float64),  # health at the decision price before the liquidation
     ("equity_after", np.float64),  # account equity at the fill price after, USD
+    ("decision_price", np.float64),  # price the liquidation was decided at, USD per unit
     ("closed", np.bool_),  # position closed / debt fully repaid
 )

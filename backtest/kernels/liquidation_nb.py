@@ -22,7 +22,15 @@ from __future__ import annotations
 import numpy as np
 
 from backtest._jit import njit, njit_parallel, prange
-from backtest.kernels.enums import FillPrice, PolicyFamily, Product, StepMetric, TriggerPrice
+from backtest.kernels.enums import (
+    N_SUMMED_METRICS,
+    FillPrice,
+    PolicyFamily,
+    Product,
+    StepMetric,
+    TriggerPrice,
+)
+from backtest.kernels.impact_nb import cascade_update_nb, impact_factors_nb
 
 # int constants for use inside kernels (IntEnum members are not numba constants)
 _HARD = int(PolicyFamily.HARD)
@@ -42,6 +50,11 @@ _CASH_LOAN = int(StepMetric.CASH_DELTA_LOAN)
 _UNITS_LONG = int(StepMetric.UNITS_DELTA_PERP_LONG)
 _UNITS_SHORT = int(StepMetric.UNITS_DELTA_PERP_SHORT)
 _UNITS_LOAN = int(StepMetric.UNITS_DELTA_LOAN)
+_NET_FLOW = int(StepMetric.NET_FLOW)
+_IMPACT_COST = int(StepMetric.IMPACT_COST)
+_PRICE_FACTOR = int(StepMetric.PRICE_FACTOR)
+_EXEC_FACTOR = int(StepMetric.EXECUTION_FACTOR)
+_N_SUMMED = N_SUMMED_METRICS
 
 #: Relative slack of the trigger-key filter; the exact equity test decides.
 KEY_SLACK = 1e-9
@@ -55,6 +68,7 @@ REC_F_FIELDS = (
     "bad_debt",
     "health_before",
     "equity_after",
+    "decision_price",
 )
 #: Integer fields of the record buffer ``rec_i[..., k]``, in this order.
 REC_I_FIELDS = ("step", "account", "closed")
@@ -185,9 +199,8 @@ def apply_liquidation_nb(units, cash, d, price, penalty, keeper_share, clears_de
     always paid, as a liquidator's bonus is), then to the insurance fund out of what equity
     remains. A closed position left with negative cash is bad debt: the debt is written off
     (cash set to 0) and the shortfall reported for the insurance fund to cover. When
-    ``clears_debt`` (a loan whose whole debt is repaid, collateral left over), cash is set to
-    exactly 0 and the insurance fund receives the exact remainder, so no rounding dust of debt
-    survives and no cent is created.
+    ``clears_debt`` (a loan whose whole debt is repaid, collateral left over) the fund's share
+    is paid from cash only, so the loan is left with no debt.
 
     Returns
     -------
@@ -203,11 +216,11 @@ def apply_liquidation_nb(units, cash, d, price, penalty, keeper_share, clears_de
         units_after = 0.0
     cash1 = cash + signed * price - keeper
     equity1 = cash1 + units_after * price
-    if clears_debt:
-        insurance = cash1
-    else:
-        insurance = min(fee - keeper, max(equity1, 0.0))
-    cash2 = 0.0 if clears_debt else cash1 - insurance
+    # a loan whose debt is cleared pays the fund from its cash, so no rounding dust of debt
+    # survives (any surplus from a better-than-decision execution stays with the borrower)
+    available = cash1 if clears_debt else equity1
+    insurance = min(fee - keeper, max(available, 0.0))
+    cash2 = cash1 - insurance
     bad = 0.0
     if units_after == 0.0 and cash2 < 0.0:
         bad = -cash2
@@ -231,9 +244,9 @@ def _chunk_bounds_nb(key, ch, chunk_size):
 
 
 @njit
-def _decide_nb(i, t, x_long, x_short, lo_key, hi_key, trigger_inputs, policy_inputs):
-    """Return ``(fill price, units to close)`` for account ``i`` at step ``t``; 0 units: none."""
-    open_, high, low, close, fill_mode, product, units, cash, key = trigger_inputs
+def _decide_nb(i, candle, x_long, x_short, lo_key, hi_key, fill_mode, accounts, policy_inputs):
+    """Return ``(decision price, units to close)`` for account ``i``; 0 units: no liquidation."""
+    product, units, cash, key = accounts
     family, m_rate, t_rate, p_rate, close_factor, full_close_health = policy_inputs
     k = key[i]
     # filter: long keys > 0 trigger at low <= key, short keys < 0 at high >= -key
@@ -246,7 +259,7 @@ def _decide_nb(i, t, x_long, x_short, lo_key, hi_key, trigger_inputs, policy_inp
     x = x_long if u > 0.0 else x_short
     if not (c + u * x < m * abs(u) * x):  # the exact test: equity < maintenance requirement
         return 0.0, 0.0
-    p = fill_price_nb(fill_mode, u, k, x, open_[t], low[t], high[t], close[t])
+    p = fill_price_nb(fill_mode, u, k, x, candle[0], candle[2], candle[1], candle[3])
     d = units_to_close_nb(
         family, prod, u, c, p, m, t_rate[prod], p_rate[prod], close_factor, full_close_health
     )
@@ -261,9 +274,12 @@ def run_steps_nb(
     high,
     low,
     close,
+    depth,
     trigger_mode,
     fill_mode,
     policy,
+    market,
+    market_state,
     product,
     units,
     cash,
@@ -284,20 +300,30 @@ def run_steps_nb(
 
     Each step first lists the chunks the candle can reach (from each chunk's largest trigger
     keys); a step that reaches none costs O(chunks) and no parallel dispatch. Otherwise two
-    parallel passes run over the reachable chunks: the first counts each chunk's liquidations,
-    which fixes where it writes its records in the shared buffer (chunk order, so the record
-    order does not depend on the thread count); the second applies them.
+    parallel passes run over the reachable chunks. The first decides each liquidation at the
+    decision price and counts them and their net flow per chunk, which fixes where each chunk
+    writes its records (chunk order, so nothing depends on the thread count) and gives the
+    step's total flow, hence its market impact (:mod:`backtest.kernels.impact_nb`). The second
+    applies the liquidations at the execution price: the decision price times the step's
+    average execution factor. With cascade feedback the step's final price move then scales the
+    prices of later steps.
 
     Parameters
     ----------
     t0, t1 : int
         Step range; steps index the price arrays.
     open_, high, low, close : ndarray, shape (T,), float64
-        Candle prices, USD per unit.
+        Historical candle prices, USD per unit.
+    depth : ndarray, shape (T,), float64
+        Flow that moves the price by 1% in each step, USD.
     trigger_mode, fill_mode : int
         :class:`TriggerPrice` and :class:`FillPrice` values.
     policy : ndarray, shape (1,), dtype ``POLICY_DTYPE``
         Policy parameters (:mod:`backtest.kernels.enums`).
+    market : ndarray, shape (1,), dtype ``MARKET_DTYPE``
+        Impact and cascade parameters.
+    market_state : ndarray, shape (3,), float64
+        ``[permanent log impact, transient log impact, price factor of step t0]``; updated.
     product : ndarray, shape (N,), int8
         :class:`Product` of each account.
     units, cash, key : ndarray, shape (N,), float64
@@ -309,12 +335,12 @@ def run_steps_nb(
     chunk_size : int
         Accounts per chunk; fixes the summation order (not the thread count).
     step_out : ndarray, shape (T, N_STEP_METRICS), float64
-        Per-step aggregates (:class:`StepMetric`); rows ``t0..`` are added to.
+        Per-step aggregates (:class:`StepMetric`); rows ``t0..`` are written.
     rec_len : ndarray, shape (1,), int64
         Records held in the buffer; updated.
     rec_i : ndarray, shape (cap, 3), int64
         Integer record fields (``REC_I_FIELDS``).
-    rec_f : ndarray, shape (cap, 7), float64
+    rec_f : ndarray, shape (cap, 8), float64
         Float record fields (``REC_F_FIELDS``).
 
     Returns
@@ -332,60 +358,80 @@ def run_steps_nb(
     p_rate = rec.penalty_rate
     policy_inputs = (rec.family, m_rate, rec.target_rate, p_rate, rec.close_factor,
                      rec.full_close_health)
-    trigger_inputs = (open_, high, low, close, fill_mode, product, units, cash, key)
-    acc = np.zeros((n_chunks, step_out.shape[1]))
+    accounts = (product, units, cash, key)
+    mk = market[0]
+    impact_model = mk.impact_model
+    cascade = mk.cascade != 0
+    acc = np.zeros((n_chunks, _N_SUMMED))
     count = np.zeros(n_chunks, np.int64)
+    flow = np.zeros(n_chunks)
     offset = np.zeros(n_chunks, np.int64)
     active = np.empty(n_chunks, np.int64)
+    candle = np.empty(4)
     chunk_max = np.empty(n_chunks)
     chunk_max_short = np.empty(n_chunks)
     for ch in prange(n_chunks):
         chunk_max[ch], chunk_max_short[ch] = _chunk_bounds_nb(key, ch, chunk_size)
     for t in range(t0, t1):
+        f = market_state[2]
+        candle[0] = open_[t] * f
+        candle[1] = high[t] * f
+        candle[2] = low[t] * f
+        candle[3] = close[t] * f
         if trigger_mode == _EXTREME:
-            x_long = low[t]
-            x_short = high[t]
+            x_long = candle[2]
+            x_short = candle[1]
         else:
-            x_long = close[t]
-            x_short = close[t]
+            x_long = candle[3]
+            x_short = candle[3]
         lo_key = x_long * (1.0 - KEY_SLACK)
         hi_key = x_short * (1.0 + KEY_SLACK)
+        step_out[t, _PRICE_FACTOR] = f
+        step_out[t, _EXEC_FACTOR] = 1.0
         # the chunks the candle can reach: some long key >= lo_key or short key in [-hi_key, 0)
         n_active = 0
         for ch in range(n_chunks):
             if chunk_max[ch] >= lo_key or chunk_max_short[ch] >= -hi_key:
                 active[n_active] = ch
                 n_active += 1
-        if n_active == 0:
-            continue
-        # pass 1: count the liquidations of each reachable chunk
-        for a in prange(n_active):
-            ch = active[a]
-            count[ch] = 0
-            for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
-                p, d = _decide_nb(i, t, x_long, x_short, lo_key, hi_key, trigger_inputs,
-                                  policy_inputs)
-                if d > 0.0:
-                    count[ch] += 1
-        total = rec_len[0]
-        for a in range(n_active):
-            ch = active[a]
-            offset[ch] = total
-            total += count[ch]
-        if total > cap:
-            return t
-        rec_len[0] = total
-        # pass 2: apply them
+        total_flow = 0.0
+        if n_active > 0:
+            # pass 1: decide, count and sum the flow of each reachable chunk
+            for a in prange(n_active):
+                ch = active[a]
+                count[ch] = 0
+                flow[ch] = 0.0
+                for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
+                    p, d = _decide_nb(i, candle, x_long, x_short, lo_key, hi_key, fill_mode,
+                                      accounts, policy_inputs)
+                    if d > 0.0:
+                        count[ch] += 1
+                        # closing a long sells (negative flow), closing a short buys
+                        flow[ch] += -d * p if units[i] > 0.0 else d * p
+            total = rec_len[0]
+            for a in range(n_active):
+                ch = active[a]
+                offset[ch] = total
+                total += count[ch]
+                total_flow += flow[ch]
+            if total > cap:
+                return t
+            rec_len[0] = total
+        exec_factor, final_factor = impact_factors_nb(impact_model, total_flow, candle[3],
+                                                      depth[t])
+        step_out[t, _EXEC_FACTOR] = exec_factor
+        step_out[t, _NET_FLOW] = total_flow
+        # pass 2: apply them at the execution price
         for a in prange(n_active):
             ch = active[a]
             if count[ch] == 0:
                 continue
-            for k in range(acc.shape[1]):
+            for k in range(_N_SUMMED):
                 acc[ch, k] = 0.0
             j = offset[ch]
             for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
-                p, d = _decide_nb(i, t, x_long, x_short, lo_key, hi_key, trigger_inputs,
-                                  policy_inputs)
+                p, d = _decide_nb(i, candle, x_long, x_short, lo_key, hi_key, fill_mode,
+                                  accounts, policy_inputs)
                 if d <= 0.0:
                     continue
                 u = units[i]
@@ -393,15 +439,16 @@ def run_steps_nb(
                 prod = product[i]
                 m = m_rate[prod]
                 pen = p_rate[prod]
+                pe = p * exec_factor
                 h = health_nb(prod, u, c, p, m)
-                clears = clears_debt_nb(prod, u, c, d, p, pen)
+                clears = clears_debt_nb(prod, u, c, d, pe, pen)
                 u2, c2, signed, keeper, ins, bad = apply_liquidation_nb(
-                    u, c, d, p, pen, keeper_share, clears
+                    u, c, d, pe, pen, keeper_share, clears
                 )
                 units[i] = u2
                 cash[i] = c2
                 key[i] = trigger_key_nb(u2, c2, m)
-                notional = d * p
+                notional = d * pe
                 n_liquidations[i] += 1
                 if first_step[i] < 0:
                     first_step[i] = t
@@ -419,6 +466,7 @@ def run_steps_nb(
                 acc[ch, _KEEPER] += keeper
                 acc[ch, _INSURANCE] += ins
                 acc[ch, _BAD_DEBT] += bad
+                acc[ch, _IMPACT_COST] += d * abs(p - pe)
                 if prod == _LOAN:
                     acc[ch, _CASH_LOAN] += c2 - c
                     acc[ch, _UNITS_LOAN] -= signed
@@ -432,19 +480,23 @@ def run_steps_nb(
                 rec_i[j, 1] = i
                 rec_i[j, 2] = 1 if closed else 0
                 rec_f[j, 0] = signed
-                rec_f[j, 1] = p
+                rec_f[j, 1] = pe
                 rec_f[j, 2] = keeper
                 rec_f[j, 3] = ins
                 rec_f[j, 4] = bad
                 rec_f[j, 5] = h
-                rec_f[j, 6] = c2 + u2 * p
+                rec_f[j, 6] = c2 + u2 * pe
+                rec_f[j, 7] = p
                 j += 1
             chunk_max[ch], chunk_max_short[ch] = _chunk_bounds_nb(key, ch, chunk_size)
         for a in range(n_active):
             ch = active[a]
             if count[ch] > 0:
-                for k in range(acc.shape[1]):
+                for k in range(_N_SUMMED):
                     step_out[t, k] += acc[ch, k]
+        if cascade:
+            market_state[2] = cascade_update_nb(market_state, final_factor,
+                                                mk.permanent_fraction, mk.transient_decay)
     return t1
 
 

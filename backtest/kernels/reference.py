@@ -1,8 +1,8 @@
 """Plain-Python reference twin of :func:`backtest.kernels.liquidation_nb.run_steps_nb`.
 
 Written for reading, not speed: one account at a time, the documented rules spelled out, no
-trigger-key filter, no chunks. Parity tests run both on random books and tapes and compare
-account states, per-step aggregates and records.
+trigger-key filter, no chunks, no processing order. Parity tests run both on random books and
+tapes and compare account states, per-step aggregates and records.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 from backtest.kernels.enums import (
     N_STEP_METRICS,
     FillPrice,
+    ImpactModel,
     PolicyFamily,
     Product,
     StepMetric,
@@ -51,15 +52,36 @@ def _liquidation_price(u: float, c: float, m: float) -> float:
     return -c / (u * (1 - m)) if u > 0 else c / (-u * (1 + m))
 
 
+def _impact(model: int, flow: float, price: float, depth: float) -> tuple[float, float]:
+    """(execution factor, final factor) of a net flow, as documented in impact_nb."""
+    if model == ImpactModel.NONE or flow == 0 or not depth > 0:
+        return 1.0, 1.0
+    sign = 1.0 if flow > 0 else -1.0
+    if model == ImpactModel.LINEAR:
+        move = 0.01 * abs(flow) / depth
+        final, execution = 1 + sign * move, 1 + sign * move / 2
+    elif model == ImpactModel.SQRT:
+        move = 0.01 * math.sqrt(abs(flow) / depth)
+        final, execution = 1 + sign * move, 1 + sign * move * 2 / 3
+    else:
+        x = depth / (1 / math.sqrt(0.99) - 1) / price  # pool reserve, units
+        q = abs(flow) / price
+        ratio = x / (x - min(q, 0.95 * x)) if sign > 0 else x / (x + q)
+        final, execution = ratio**2, ratio
+    clip = lambda v: min(max(v, 0.05), 20.0)  # noqa: E731
+    return clip(execution), clip(final)
+
+
 def simulate_reference(
-    open_, high, low, close, trigger_mode, fill_mode, policy, product, units, cash
+    open_, high, low, close, trigger_mode, fill_mode, policy, product, units, cash,
+    market=None, depth=None,
 ) -> ReferenceResult:
     """Simulate all steps of a tape for one policy, one account at a time.
 
     Parameters
     ----------
     open_, high, low, close : array_like, shape (T,)
-        Candle prices, USD.
+        Historical candle prices, USD.
     trigger_mode, fill_mode : int
         :class:`TriggerPrice`, :class:`FillPrice`.
     policy : numpy record of ``POLICY_DTYPE``
@@ -67,17 +89,20 @@ def simulate_reference(
     product : array_like, shape (N,), int
     units, cash : array_like, shape (N,), float
         Initial state (asset units, USD); not modified.
+    market : numpy record of ``MARKET_DTYPE``, optional
+        Impact and cascade parameters; default none.
+    depth : array_like, shape (T,), optional
+        USD flow that moves the price 1% per step.
 
     Returns
     -------
     ReferenceResult
     """
     n, n_steps = len(units), len(close)
-    u_arr = np.array(units, dtype=float)
-    c_arr = np.array(cash, dtype=float)
+    model = int(market["impact_model"]) if market is not None else ImpactModel.NONE
     res = ReferenceResult(
-        units=u_arr,
-        cash=c_arr,
+        units=np.array(units, dtype=float),
+        cash=np.array(cash, dtype=float),
         n_liquidations=np.zeros(n, np.int32),
         first_step=np.full(n, -1, np.int32),
         last_step=np.full(n, -1, np.int32),
@@ -86,69 +111,96 @@ def simulate_reference(
         bad_debt=np.zeros(n),
         step_metrics=np.zeros((n_steps, N_STEP_METRICS)),
     )
+    permanent = transient = 0.0
+    factor = 1.0
     for t in range(n_steps):
+        o, h, lo, c = (float(a[t]) * factor for a in (open_, high, low, close))
+        decisions = []
         for i in range(n):
-            u, c, prod = float(u_arr[i]), float(c_arr[i]), int(product[i])
+            u, cash_i, prod = float(res.units[i]), float(res.cash[i]), int(product[i])
             if u == 0.0:
                 continue
             m = float(policy["maintenance_rate"][prod])
             if trigger_mode == TriggerPrice.EXTREME:
-                x = low[t] if u > 0 else high[t]
+                x = lo if u > 0 else h
             else:
-                x = close[t]
-            if not (c + u * x < m * abs(u) * x):  # equity < maintenance requirement
+                x = c
+            if not (cash_i + u * x < m * abs(u) * x):  # equity < maintenance requirement
                 continue
             if fill_mode == FillPrice.TRIGGER:
                 p = x
             elif fill_mode == FillPrice.LIQUIDATION_PRICE:
-                lp = _liquidation_price(u, c, m)
-                p = min(open_[t], lp) if u > 0 else max(open_[t], lp)
-                p = min(max(p, low[t]), high[t])
+                lp = _liquidation_price(u, cash_i, m)
+                p = min(o, lp) if u > 0 else max(o, lp)
+                p = min(max(p, lo), h)
             else:
-                p = close[t]
-            _liquidate(res, policy, t, i, prod, u, c, p, m)
+                p = c
+            d = _units_to_close(policy, prod, u, cash_i, p, m)
+            if d > 0:
+                decisions.append((i, p, d))
+        flow = sum((-d * p if res.units[i] > 0 else d * p) for i, p, d in decisions)
+        execution, final = _impact(model, flow, c, float(depth[t]) if depth is not None else 0)
+        row = res.step_metrics[t]
+        row[StepMetric.PRICE_FACTOR] = factor
+        row[StepMetric.EXECUTION_FACTOR] = execution
+        row[StepMetric.NET_FLOW] = flow
+        for i, p, d in decisions:
+            _apply(res, policy, t, i, int(product[i]), p, d, execution)
+        if market is not None and market["cascade"]:
+            log_move = math.log(final)
+            permanent += float(market["permanent_fraction"]) * log_move
+            transient = transient * float(market["transient_decay"]) + (
+                1 - float(market["permanent_fraction"])) * log_move
+            factor = math.exp(permanent + transient)
     return res
 
 
-def _liquidate(res, policy, t, i, prod, u, c, p, m):
+def _whole(prod: int, u: float, c: float, p: float, pen: float) -> float:
+    """Units closed by a full liquidation: the position, or a loan's whole debt."""
+    if prod == Product.LOAN and u > 0:
+        return min(u, -c / (p * (1 - pen))) if c < 0 else 0.0
+    return abs(u)
+
+
+def _units_to_close(policy, prod, u, c, p, m) -> float:
     pen = float(policy["penalty_rate"][prod])
     target = float(policy["target_rate"][prod])
     size = abs(u)
     equity = c + u * p
-    is_long_loan = prod == Product.LOAN and u > 0
-    # "the whole": the position, or for a loan the collateral that repays the whole debt
-    whole = size
-    if is_long_loan:
-        whole = min(size, -c / (p * (1 - pen))) if c < 0 else 0.0
+    whole = _whole(prod, u, c, p, pen)
     if policy["family"] == PolicyFamily.HARD or equity <= 0:
-        d = whole
+        return whole
+    cf = 1.0 if _health(prod, u, c, p, m) <= policy["full_close_health"] else float(
+        policy["close_factor"])
+    cap = cf * (whole if prod == Product.LOAN else size)
+    if math.isinf(target):
+        d = cap
+    elif target > pen:
+        d = min(max((target * size * p - equity) / (p * (target - pen)), 0.0), cap)
     else:
-        health = _health(prod, u, c, p, m)
-        cf = 1.0 if health <= policy["full_close_health"] else float(policy["close_factor"])
-        cap = cf * (whole if prod == Product.LOAN else size)
-        if math.isinf(target):
-            d = cap
-        elif target > pen:
-            d = min(max((target * size * p - equity) / (p * (target - pen)), 0.0), cap)
-        else:
-            d = whole
-        if equity < pen * d * p:
-            d = whole
-        d = min(d, whole)
-    if d <= 0:
-        return
+        d = whole
+    if equity < pen * d * p:
+        d = whole
+    return max(min(d, whole), 0.0)
+
+
+def _apply(res, policy, t, i, prod, p, d, execution):
+    u, c = float(res.units[i]), float(res.cash[i])
+    m = float(policy["maintenance_rate"][prod])
+    pen = float(policy["penalty_rate"][prod])
+    pe = p * execution
+    size = abs(u)
     health_before = _health(prod, u, c, p, m)
-    clears_debt = is_long_loan and c < 0 and d < size and d >= -c / (p * (1 - pen))
+    clears_debt = prod == Product.LOAN and u > 0 and c < 0 and d < size and (
+        d >= -c / (pe * (1 - pen)))
     signed = d if u > 0 else -d
-    fee = pen * d * p
+    fee = pen * d * pe
     keeper = float(policy["keeper_share"]) * fee
     u_after = 0.0 if d >= size else u - signed
-    c_after = c + signed * p - keeper
-    if clears_debt:
-        insurance, c_after = c_after, 0.0
-    else:
-        insurance = min(fee - keeper, max(c_after + u_after * p, 0.0))
-        c_after -= insurance
+    c_after = c + signed * pe - keeper
+    available = c_after if clears_debt else c_after + u_after * pe
+    insurance = min(fee - keeper, max(available, 0.0))
+    c_after -= insurance
     bad = 0.0
     if u_after == 0.0 and c_after < 0:
         bad, c_after = -c_after, 0.0
@@ -159,17 +211,18 @@ def _liquidate(res, policy, t, i, prod, u, c, p, m):
     if res.first_step[i] < 0:
         res.first_step[i] = t
     res.last_step[i] = t
-    res.liquidated_notional[i] += d * p
+    res.liquidated_notional[i] += d * pe
     res.penalties_paid[i] += keeper + insurance
     res.bad_debt[i] += bad
     row = res.step_metrics[t]
     row[StepMetric.N_LIQUIDATIONS] += 1
     row[StepMetric.N_CLOSED] += closed
     row[StepMetric.N_BANKRUPT] += bad > 0
-    row[StepMetric.LIQUIDATED_NOTIONAL] += d * p
+    row[StepMetric.LIQUIDATED_NOTIONAL] += d * pe
     row[StepMetric.KEEPER_FEES] += keeper
     row[StepMetric.INSURANCE_FEES] += insurance
     row[StepMetric.BAD_DEBT] += bad
+    row[StepMetric.IMPACT_COST] += d * abs(p - pe)
     if prod == Product.LOAN:
         row[StepMetric.CASH_DELTA_LOAN] += c_after - c
         row[StepMetric.UNITS_DELTA_LOAN] -= signed
@@ -178,16 +231,8 @@ def _liquidate(res, policy, t, i, prod, u, c, p, m):
         long = StepMetric.UNITS_DELTA_PERP_LONG
         row[long if u > 0 else StepMetric.UNITS_DELTA_PERP_SHORT] -= signed
     res.records.append(
-        dict(
-            step=t,
-            account=i,
-            closed=closed,
-            units_closed=signed,
-            fill_price=p,
-            keeper_fee=keeper,
-            insurance_fee=insurance,
-            bad_debt=bad,
-            health_before=health_before,
-            equity_after=c_after + u_after * p,
-        )
+        dict(step=t, account=i, closed=closed, units_closed=signed, fill_price=pe,
+             keeper_fee=keeper, insurance_fee=insurance, bad_debt=bad,
+             health_before=health_before, equity_after=c_after + u_after * pe,
+             decision_price=p)
     )
