@@ -17,6 +17,11 @@ Example (``configs/may-2021-btc.toml``)::
     trigger_price = "extreme"           # extreme (low for longs, high for shorts) | close
     fill_price = "trigger"              # trigger | liquidation_price | close
 
+    [market]                            # optional: market impact and cascades
+    impact_model = "sqrt"               # none | linear | sqrt | amm
+    cascade = true                      # impact moves the prices later steps trigger on
+    depth_fraction_of_hourly_volume = 0.1
+
     [insurance_fund]
     initial_balance_usd = 5_000_000
 
@@ -32,7 +37,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from backtest.errors import ConfigError
-from backtest.kernels.enums import FillPrice, TriggerPrice
+from backtest.kernels.enums import FillPrice, ImpactModel, TriggerPrice
 from backtest.validation import describe, read_toml
 
 
@@ -77,6 +82,39 @@ class Execution(_Strict):
         return int(FillPrice[self.fill_price.upper()])
 
 
+class MarketConfig(_Strict):
+    """How liquidation flow moves the market (see :mod:`backtest.kernels.impact_nb`).
+
+    Attributes
+    ----------
+    impact_model : {"none", "linear", "sqrt", "amm"}
+        Shape of the price impact of each step's net liquidation flow.
+    depth_usd : float or None
+        Flow (USD) that moves the price by 1%, for every step. None: calibrated from the tape,
+        ``depth_fraction_of_hourly_volume`` x the USD volume traded in the hour before the step.
+    depth_fraction_of_hourly_volume : float
+        Calibration factor (default 0.1: the 1% depth is a tenth of the last hour's volume).
+    cascade : bool
+        Whether impact feeds back into the prices later steps trigger on.
+    permanent_fraction : float
+        Share of each step's impact that never decays (0..1).
+    transient_half_life_minutes : float
+        Half-life of the rest of the impact, minutes.
+    """
+
+    impact_model: Literal["none", "linear", "sqrt", "amm"] = "none"
+    depth_usd: float | None = Field(default=None, gt=0.0)
+    depth_fraction_of_hourly_volume: float = Field(default=0.1, gt=0.0)
+    cascade: bool = False
+    permanent_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+    transient_half_life_minutes: float = Field(default=30.0, gt=0.0)
+
+    @property
+    def model(self) -> int:
+        """The :class:`ImpactModel` value."""
+        return int(ImpactModel[self.impact_model.upper()])
+
+
 class InsuranceFundConfig(_Strict):
     """Insurance fund: starting balance in USD; inflows are the policies' penalty shares."""
 
@@ -96,6 +134,7 @@ class RunConfig(_Strict):
     policies: list[str] = Field(min_length=1)
     tape: TapeSelection = TapeSelection()
     execution: Execution = Execution()
+    market: MarketConfig = MarketConfig()
     insurance_fund: InsuranceFundConfig = InsuranceFundConfig()
 
     @model_validator(mode="after")

@@ -16,12 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numba
+import numpy as np
 
 from backtest import paths
 from backtest.books import read_book
 from backtest.books.schema import Book
 from backtest.engine.config import RunConfig, load_run_config
 from backtest.engine.dispatch import Prices, SimulationResult, liquidation_order, simulate
+from backtest.engine.market import depth_and_params
 from backtest.engine.warmup import warm_up
 from backtest.errors import BookError, ConfigError, TapeError
 from backtest.events import get_event
@@ -115,6 +117,7 @@ def simulate_policies(inputs: Inputs, show_progress: bool = True) -> tuple[list[
     prices = Prices(arrays["open"], arrays["high"], arrays["low"], arrays["close"])
     book = inputs.book.arrays()
     execution = inputs.config.execution
+    market, depth = market_inputs(inputs)
     order = liquidation_order(book["product"], book["units"], book["cash"])
     outcomes = []
     total = len(prices) * len(inputs.policies)
@@ -125,10 +128,19 @@ def simulate_policies(inputs: Inputs, show_progress: bool = True) -> tuple[list[
             t0 = time.perf_counter()
             res = simulate(prices, book["product"], book["units"], book["cash"],
                            pack_policy(policy), execution.trigger_mode, execution.fill_mode,
-                           progress=lambda k: bar.advance(task, k), order=order)
+                           progress=lambda k: bar.advance(task, k), order=order,
+                           market=market, depth=depth)
             outcomes.append(PolicyOutcome(policy.name, policy, path, res,
                                           time.perf_counter() - t0))
     return outcomes, compile_seconds
+
+
+def market_inputs(inputs: Inputs):
+    """Return the kernels' market record and the window's per-step depth (USD for a 1% move)."""
+    full = inputs.tape.arrays()
+    start = int(np.searchsorted(full["timestamp"], inputs.window.arrays()["timestamp"][0]))
+    window = slice(start, start + inputs.window.rows)
+    return depth_and_params(inputs.config.market, full, window, inputs.tape.interval_seconds)
 
 
 def execute(config_path: str | Path, runs: str | Path | None = None,

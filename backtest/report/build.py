@@ -85,9 +85,14 @@ FILL_TEXT = {
                          "candle's range: an ideal, instant liquidator.",
     "close": "A triggered liquidation executes at the candle's close.",
 }
+NO_IMPACT = ("Market impact and cascades: liquidations do not move the price; the historical "
+             "tape is replayed as it was.")
+IMPACT_TEXT = {
+    "linear": "linear: a step's net liquidation flow Q moves the price by 1% x Q / D",
+    "sqrt": "square-root: a step's net liquidation flow Q moves the price by 1% x sqrt(Q / D)",
+    "amm": "constant-product pool (x * y = k) whose 1% depth is D",
+}
 NOT_MODELLED = (
-    "Market impact and cascades: liquidations do not move the price; the historical tape is "
-    "replayed as it was.",
     "Oracle latency and keeper latency beyond the candle: a liquidation happens in the candle "
     "that triggers it.",
     "Gas costs and keeper competition: keepers always act and are paid their penalty share.",
@@ -289,7 +294,11 @@ def load_report_data(catalog: Catalog, run_id: str, max_points: int = MAX_POINTS
                arg_max(user_equity_usd, step) AS user_equity_usd,
                arg_max(perp_long_oi_usd + perp_short_oi_usd + loan_collateral_usd, step)
                    AS open_interest_usd,
-               arg_max(accounts_liquidated_cum, step) AS accounts_liquidated_cum
+               arg_max(accounts_liquidated_cum, step) AS accounts_liquidated_cum,
+               arg_max(simulated_close, step) AS simulated_close,
+               min(simulated_low) AS simulated_low,
+               max(abs(price_factor - 1)) AS max_price_deviation,
+               sum(impact_cost_usd) AS impact_cost_usd
         FROM steps WHERE run_id = {run} GROUP BY policy, b ORDER BY policy, b
     """)
     status_counts = catalog.query(f"""
@@ -666,9 +675,34 @@ def methodology(data: ReportData) -> dict:
             "window_start": meta.get("window_start"),
             "generator": book_generator(data),
         },
-        "not_modelled": NOT_MODELLED,
+        "market": market_text(m.get("market", {})),
+        "not_modelled": ((NO_IMPACT,) if m.get("market", {}).get("impact_model", "none") == "none"
+                         else ()) + NOT_MODELLED,
         "parameters": parameter_rows(data),
     }
+
+
+def market_text(market: dict) -> str | None:
+    """Return a plain-words description of the run's market impact model (None: no impact)."""
+    model = market.get("impact_model", "none")
+    if model == "none":
+        return None
+    if market.get("depth_usd"):
+        depth = f"D = {usd(market['depth_usd'])} in every step"
+    else:
+        depth = (f"D = {market.get('depth_fraction_of_hourly_volume', 0.1):g} x the USD volume "
+                 "traded on the tape in the hour before the step")
+    text = (f"Market impact, {IMPACT_TEXT.get(model, model)}, where {depth}; every liquidation "
+            "of a step executes at the step's average impacted price (sizes are decided at the "
+            "pre-impact price). ")
+    if market.get("cascade"):
+        text += (f"Cascade feedback: {100 * market.get('permanent_fraction', 0.5):g}% of each "
+                 "step's move is permanent and the rest decays with a half-life of "
+                 f"{market.get('transient_half_life_minutes', 30):g} minutes; later steps "
+                 "trigger on the simulated (historical x impact) prices.")
+    else:
+        text += "No cascade feedback: later steps trigger on historical prices."
+    return text
 
 
 def gaps(data: ReportData) -> list[dict]:

@@ -198,6 +198,12 @@ def price_figure(data: ReportData) -> go.Figure:
         name="close", customdata=np.column_stack([p["low"].to_numpy(), p["high"].to_numpy()]),
         hovertemplate="close %{y:,.2f}<br>low %{customdata[0]:,.2f} high "
                       "%{customdata[1]:,.2f}<extra></extra>"))
+    if data.steps["max_price_deviation"].max() > 0:  # cascade feedback: simulated paths
+        for name, color, f in _policy_series(data):
+            fig.add_trace(go.Scatter(
+                **time_x(f["t_first_ms"].to_numpy()), y=f["simulated_close"].to_numpy(),
+                mode="lines", line={"color": color, "width": 1.1, "dash": "dot"},
+                name=f"simulated close, {label(name)}", hovertemplate="%{y:,.2f}"))
     drop = st["low"] / st["first_open"] - 1 if st["first_open"] else 0.0
     fig.add_annotation(
         x=st["low_t_ms"], y=st["low"], showarrow=True, arrowhead=2, ax=60, ay=30,
@@ -234,6 +240,27 @@ def liquidated_notional_figure(data: ReportData) -> go.Figure:
             else f"summed per {data.bucket_steps} x {data.interval} candles")
     return style(fig, "Liquidated notional per step", f"Liquidated notional (USD {unit})",
                  _time_title(data))
+
+
+def impact_figure(data: ReportData) -> go.Figure:
+    """Cumulative market impact cost of liquidations, one line per policy.
+
+    Parameters
+    ----------
+    data : ReportData
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    fig = go.Figure()
+    for name, color, f in _policy_series(data):
+        fig.add_trace(go.Scatter(
+            **time_x(f["t_first_ms"].to_numpy()), y=np.cumsum(f["impact_cost_usd"].to_numpy()),
+            mode="lines", line={"color": color, "width": line_width(data, name), "shape": "hv"},
+            name=label(name), hovertemplate="$%{y:,.0f}"))
+    return style(fig, "Market impact cost of liquidations, cumulative",
+                 "Impact cost (USD, cumulative)", _time_title(data))
 
 
 def bad_debt_insurance_figure(data: ReportData) -> go.Figure:
@@ -401,6 +428,7 @@ def leverage_figure(data: ReportData) -> go.Figure:
 FIGURES = (
     ("fig-price", "Price path", price_figure),
     ("fig-liquidated-notional", "Liquidated notional", liquidated_notional_figure),
+    ("fig-impact", "Market impact", impact_figure),
     ("fig-bad-debt-insurance", "Bad debt and insurance fund", bad_debt_insurance_figure),
     ("fig-equity-oi", "User equity and open interest", equity_oi_figure),
     ("fig-accounts-liquidated", "Accounts liquidated", accounts_liquidated_figure),

@@ -47,7 +47,10 @@ STEPS_AGGREGATES = """
     sum(insurance_draw_usd) AS insurance_draw_usd,
     min(insurance_fund_usd) AS insurance_fund_min_usd,
     arg_max(insurance_fund_usd, step) AS insurance_fund_end_usd,
-    sum(socialised_loss_usd) AS socialised_loss_usd
+    sum(socialised_loss_usd) AS socialised_loss_usd,
+    sum(impact_cost_usd) AS impact_cost_usd,
+    min(simulated_low) AS simulated_low,
+    min(simulated_low / price_factor) AS historical_low
 """
 
 #: Per-policy aggregates of the ``accounts`` table (alias ``a``).
@@ -91,6 +94,13 @@ METRICS: tuple[Metric, ...] = (
            "Fund balance after the last step (initial + fee inflows - draws)."),
     Metric("socialised_loss_usd", "Socialised loss", "USD", "s.socialised_loss_usd",
            "Bad debt the insurance fund could not cover."),
+    Metric("impact_cost_usd", "Market impact cost", "USD", "s.impact_cost_usd",
+           "What liquidated accounts lost to the price impact of the step's liquidation flow: "
+           "sum of |units closed| x |decision price - execution price|."),
+    Metric("extra_drawdown", "Cascade-induced extra drawdown", "fraction",
+           "1 - s.simulated_low / s.historical_low",
+           "How much lower the simulated price path went than history (lowest simulated low vs "
+           "lowest historical low), because liquidation flow moved the price."),
     Metric("user_equity_retained", "User equity retained", "fraction",
            "a.final_equity_usd / nullif(a.initial_equity_usd, 0)",
            "Sum of account equity at the last close over the sum at the window start."),

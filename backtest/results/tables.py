@@ -52,17 +52,22 @@ def steps_table(
     res: SimulationResult,
     timestamp_ms: np.ndarray,
     close: np.ndarray,
+    low: np.ndarray,
     book: dict[str, np.ndarray],
     insurance_initial_usd: float,
 ) -> pl.DataFrame:
     """Return the ``steps`` rows of one policy.
+
+    Running totals (open interest, debt, user equity) are valued at the simulated close, the
+    historical close times the policy's ``price_factor`` (1 without cascade feedback).
 
     Parameters
     ----------
     run_id, policy : str
     res : SimulationResult
     timestamp_ms : ndarray, shape (T,), int64
-    close : ndarray, shape (T,), float64
+    close, low : ndarray, shape (T,), float64
+        Historical close and low, USD.
     book : dict
         ``product``, ``units``, ``cash`` arrays of the initial book, shape (N,).
     insurance_initial_usd : float
@@ -72,7 +77,8 @@ def steps_table(
     balance, draw, socialised = insurance_waterfall(
         sm[:, StepMetric.INSURANCE_FEES], sm[:, StepMetric.BAD_DEBT], insurance_initial_usd
     )
-    totals = running_totals(sm, close, book["product"], book["units"], book["cash"])
+    factor = sm[:, StepMetric.PRICE_FACTOR]
+    totals = running_totals(sm, close * factor, book["product"], book["units"], book["cash"])
     first = res.first_step[res.first_step >= 0]
     newly = np.bincount(first, minlength=len(close))[: len(close)]
     return pl.DataFrame(
@@ -95,6 +101,12 @@ def steps_table(
             "insurance_fund_usd": balance,
             "socialised_loss_usd": socialised,
             "socialised_loss_cum_usd": np.cumsum(socialised),
+            "net_flow_usd": sm[:, StepMetric.NET_FLOW],
+            "impact_cost_usd": sm[:, StepMetric.IMPACT_COST],
+            "execution_factor": sm[:, StepMetric.EXECUTION_FACTOR],
+            "price_factor": factor,
+            "simulated_close": close * factor,
+            "simulated_low": low * factor,
             **totals,
         }
     )
@@ -108,12 +120,14 @@ def accounts_table(
     book: dict[str, np.ndarray],
     first_open: float,
     last_close: float,
+    simulated_last_close: float,
 ) -> pl.DataFrame:
     """Return the ``accounts`` rows of one policy.
 
     ``initial_equity_usd`` is valued at the window's first open, ``final_equity_usd`` at its
-    last close (liquidated accounts hold their remaining cash); ``hold_equity_usd`` is what
-    the account would be worth at the last close had it never been liquidated, floored at 0. Status: ``open`` (never
+    last simulated close (liquidated accounts hold their remaining cash); ``hold_equity_usd``
+    is what the account would be worth at the last historical close had it never been
+    liquidated (no liquidation, no impact), floored at 0. Status: ``open`` (never
     liquidated), ``partially_liquidated`` (still holds a position or debt), ``closed``, or
     ``bankrupt`` (left bad debt).
     """
@@ -135,7 +149,7 @@ def accounts_table(
             "initial_notional_usd": np.abs(units0) * first_open,
             "initial_equity_usd": cash0 + units0 * first_open,
             "hold_equity_usd": np.maximum(cash0 + units0 * last_close, 0.0),
-            "final_equity_usd": res.cash + res.units * last_close,
+            "final_equity_usd": res.cash + res.units * simulated_last_close,
             "final_units": res.units,
             "final_cash_usd": res.cash,
             "liquidations": res.n_liquidations,
@@ -162,6 +176,7 @@ def liquidations_table(
             "timestamp": _ts(timestamp_ms[r["step"]]),
             "account_id": account_id[r["account"]],
             "units_closed": r["units_closed"],
+            "decision_price": r["decision_price"],
             "fill_price": r["fill_price"],
             "notional_usd": r["notional"],
             "keeper_fee_usd": r["keeper_fee"],

@@ -19,6 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from backtest.atomic import atomic_dir
+from backtest.kernels.enums import StepMetric
 from backtest.results.tables import (
     accounts_table,
     liquidations_table,
@@ -66,10 +67,12 @@ def write_run(run_dir: Path, run_id: str, created: datetime, inputs, outcomes, t
     with atomic_dir(run_dir) as tmp:
         _write(tmp / "prices.parquet", prices_table(run_id, ts, arrays))
         _write(tmp / "steps.parquet", pl.concat(
-            [steps_table(run_id, o.name, o.result, ts, close, book, fund0) for o in outcomes]))
+            [steps_table(run_id, o.name, o.result, ts, close, arrays["low"], book, fund0)
+             for o in outcomes]))
         _write(tmp / "accounts.parquet", pl.concat(
             [accounts_table(run_id, o.name, o.result, account_id, book, arrays["open"][0],
-                            close[-1]) for o in outcomes]))
+                            close[-1], close[-1] * o.result.step_metrics[-1, StepMetric.PRICE_FACTOR])
+             for o in outcomes]))
         _write(tmp / "liquidations.parquet", pl.concat(
             [liquidations_table(run_id, o.name, o.result, account_id, ts) for o in outcomes]))
         policy_rows = [(o.name, o.policy.model_dump(mode="json"), file_sha256(o.path))
@@ -131,6 +134,7 @@ def _manifest(run_id, created, inputs, policy_rows, timings, runtime, sha) -> di
         },
         "policies": [{"name": n, "parameters": p, "file_sha256": h} for n, p, h in policy_rows],
         "execution": cfg.execution.model_dump(),
+        "market": cfg.market.model_dump(),
         "insurance_fund": cfg.insurance_fund.model_dump(),
         "versions": {d: _version(d) for d in _DEPENDENCIES},
         "runtime": runtime,
