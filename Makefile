@@ -42,3 +42,6 @@ test: setup
 
 clean:
 	rm -rf data/tapes data/books runs reports/*.html
+
+bench: setup
+	$(BIN)/python -m bench --workloads W1,W2,W3,W10M

@@ -175,3 +175,23 @@ def test_partial_restores_target_health():
     equity = res.cash[0] + res.units[0] * 95.0
     assert 0 < res.units[0] < 1
     assert equity == pytest.approx(0.10 * res.units[0] * 95.0, rel=1e-12)
+
+
+def test_reference_replay_checks_a_sample_of_a_coupled_book():
+    """With impact the accounts are coupled; replaying the engine's factors decouples them."""
+    depth = np.full(120, 500.0)
+    market = market_params(ImpactModel.SQRT, cascade=True)
+    prices, book, policy, res = _run(7, TriggerPrice.EXTREME, FillPrice.TRIGGER, n=1000,
+                                     market=market, depth=depth)
+    sm = res.step_metrics
+    assert np.any(sm[:, StepMetric.PRICE_FACTOR] != 1.0)
+    idx = np.arange(0, 1000, 7)
+    ref = simulate_reference(prices.open, prices.high, prices.low, prices.close,
+                             TriggerPrice.EXTREME, FillPrice.TRIGGER, policy[0],
+                             book["product"][idx], book["units"][idx], book["cash"][idx],
+                             replay=(sm[:, StepMetric.PRICE_FACTOR],
+                                     sm[:, StepMetric.EXECUTION_FACTOR]))
+    assert ref.n_liquidations.sum() > 0
+    np.testing.assert_array_equal(res.n_liquidations[idx], ref.n_liquidations)
+    np.testing.assert_allclose(res.cash[idx], ref.cash, rtol=1e-10, atol=1e-8)
+    np.testing.assert_allclose(res.units[idx], ref.units, rtol=1e-10, atol=1e-10)

@@ -74,7 +74,7 @@ def _impact(model: int, flow: float, price: float, depth: float) -> tuple[float,
 
 def simulate_reference(
     open_, high, low, close, trigger_mode, fill_mode, policy, product, units, cash,
-    market=None, depth=None,
+    market=None, depth=None, replay=None,
 ) -> ReferenceResult:
     """Simulate all steps of a tape for one policy, one account at a time.
 
@@ -93,6 +93,10 @@ def simulate_reference(
         Impact and cascade parameters; default none.
     depth : array_like, shape (T,), optional
         USD flow that moves the price 1% per step.
+    replay : tuple of two arrays, shape (T,), optional
+        ``(price factor, execution factor)`` per step taken from a full simulation, instead of
+        computing impact from this book's own flow. With it, accounts are independent, so a
+        sample of a large book can be checked against the engine's run of the whole book.
 
     Returns
     -------
@@ -112,7 +116,7 @@ def simulate_reference(
         step_metrics=np.zeros((n_steps, N_STEP_METRICS)),
     )
     permanent = transient = 0.0
-    factor = 1.0
+    factor = 1.0 if replay is None else float(replay[0][0])
     for t in range(n_steps):
         o, h, lo, c = (float(a[t]) * factor for a in (open_, high, low, close))
         decisions = []
@@ -140,13 +144,17 @@ def simulate_reference(
                 decisions.append((i, p, d))
         flow = sum((-d * p if res.units[i] > 0 else d * p) for i, p, d in decisions)
         execution, final = _impact(model, flow, c, float(depth[t]) if depth is not None else 0)
+        if replay is not None:
+            execution = float(replay[1][t])
         row = res.step_metrics[t]
         row[StepMetric.PRICE_FACTOR] = factor
         row[StepMetric.EXECUTION_FACTOR] = execution
         row[StepMetric.NET_FLOW] = flow
         for i, p, d in decisions:
             _apply(res, policy, t, i, int(product[i]), p, d, execution)
-        if market is not None and market["cascade"]:
+        if replay is not None:
+            factor = float(replay[0][t + 1]) if t + 1 < n_steps else factor
+        elif market is not None and market["cascade"]:
             log_move = math.log(final)
             permanent += float(market["permanent_fraction"]) * log_move
             transient = transient * float(market["transient_decay"]) + (
