@@ -3,6 +3,7 @@
 #   make demo   set up, import real crash tapes, generate 1M-account books, run hard vs partial
 #               vs close-factor on May 2021 (1m) and FTX 2022 (5m), write HTML reports
 #   make test   set up and run the test suite
+#   make bench  benchmark workloads W1, W2, W3 and 10M accounts (bench/RESULTS.md)
 #
 # Real market data is read from $(LIQBT_SHARED_DATA) (default: ../shared/data beside the
 # repository); it is never copied into the repository.
@@ -19,7 +20,7 @@ DEMO_TAPES := \
 	$(LIQBT_SHARED_DATA)/ohlcv_1m/tooyipjee__freqtrade__44523f8d61__b50348e9__BTC_USDT-1m.json \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/lucaforni__E0V1E-DCA__2501247b0b__d23d101a__BTC_USDT-5m.feather
 
-.PHONY: setup demo test bench clean
+.PHONY: setup tapes demo test bench clean
 
 setup: $(VENV)/.installed
 
@@ -28,8 +29,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
-demo: setup
+tapes: setup
 	$(BIN)/liqbt data import $(DEMO_TAPES) --venue binance
+
+demo: tapes
 	$(BIN)/liqbt book generate --accounts $(ACCOUNTS) --event may-2021 --seed $(SEED) \
 		-o data/books/may-2021-btc.parquet
 	$(BIN)/liqbt book generate --accounts $(ACCOUNTS) --event ftx-2022 --seed $(SEED) \
@@ -43,5 +46,5 @@ test: setup
 clean:
 	rm -rf data/tapes data/books runs reports/*.html
 
-bench: setup
+bench: tapes
 	$(BIN)/python -m bench --workloads W1,W2,W3,W10M
