@@ -2,8 +2,12 @@
 
 Import this module before ``numba`` anywhere in the package:
 
-- ``LIQBT_JIT_CACHE=DIR`` sets numba's on-disk cache directory (``NUMBA_CACHE_DIR``), so a
-  second run of the same command loads compiled kernels instead of compiling them;
+- ``LIQBT_JIT_CACHE=DIR`` sets the root of numba's on-disk cache (default: ``.numba_cache``
+  next to the package, or the system temporary directory if that is read-only), so a second
+  run of the same command loads compiled kernels instead of compiling them. Kernels are cached
+  under a sub-directory named by a digest of the kernel sources: numba's own cache check
+  looks only at the file of each function, so a change to a constant in another kernel module
+  (an enum, a record layout) would otherwise reuse stale machine code;
 - ``LIQBT_DISABLE_JIT=1`` (or numba's own ``NUMBA_DISABLE_JIT=1``) runs every kernel as
   plain Python, for debugging.
 """
@@ -12,12 +16,34 @@ from __future__ import annotations
 
 import os
 
-if os.environ.get("LIQBT_JIT_CACHE") and not os.environ.get("NUMBA_CACHE_DIR"):
-    os.environ["NUMBA_CACHE_DIR"] = os.environ["LIQBT_JIT_CACHE"]
+import hashlib  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+
+def _cache_dir() -> Path:
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted([Path(__file__), *(package / "kernels").glob("*.py")]):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    root = os.environ.get("LIQBT_JIT_CACHE")
+    if not root:
+        root = package.parent / ".numba_cache"
+        if not os.access(package.parent, os.W_OK):
+            root = Path(tempfile.gettempdir()) / "liqbt-numba-cache"
+    return Path(root) / digest.hexdigest()[:16]
+
+
+CACHE_DIR = str(_cache_dir())
+os.environ["NUMBA_CACHE_DIR"] = CACHE_DIR
 if os.environ.get("LIQBT_DISABLE_JIT") == "1":
     os.environ["NUMBA_DISABLE_JIT"] = "1"
 
 import numba  # noqa: E402
+
+# numba reads its environment once, at its own import, which may have happened before this
+numba.config.CACHE_DIR = CACHE_DIR
 
 #: Decorator for serial kernels: nopython, cached, no fastmath (bit-reproducible).
 njit = numba.njit(cache=True, nogil=True, fastmath=False)

@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from backtest.engine.dispatch import market_params, simulate
-from backtest.kernels.enums import FillPrice, ImpactModel, PolicyFamily, StepMetric, TriggerPrice
+from backtest.kernels.enums import (
+    FillPrice,
+    ImpactModel,
+    OracleModel,
+    PolicyFamily,
+    StepMetric,
+    TriggerPrice,
+)
 from backtest.kernels.reference import simulate_reference
 from tests.kernel_inputs import random_book, random_policy, random_prices
 
@@ -15,13 +22,14 @@ MODES = [(t, f) for t in TriggerPrice for f in FillPrice]
 
 
 def _run(seed, trigger, fill, n=400, steps=120, family=None, chunk_size=64, market=None,
-         depth=None):
+         depth=None, gas_usd=None):
     rng = np.random.default_rng(seed)
     prices = random_prices(rng, steps)
     book = random_book(rng, n)
     policy = random_policy(rng, family)
     res = simulate(prices, book["product"], book["units"], book["cash"], policy, trigger, fill,
-                   chunk_size=chunk_size, block_steps=17, market=market, depth=depth)
+                   chunk_size=chunk_size, block_steps=17, market=market, depth=depth,
+                   gas_usd=gas_usd)
     return prices, book, policy, res
 
 
@@ -195,3 +203,50 @@ def test_reference_replay_checks_a_sample_of_a_coupled_book():
     np.testing.assert_array_equal(res.n_liquidations[idx], ref.n_liquidations)
     np.testing.assert_allclose(res.cash[idx], ref.cash, rtol=1e-10, atol=1e-8)
     np.testing.assert_allclose(res.units[idx], ref.units, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("oracle", list(OracleModel))
+@pytest.mark.parametrize(("latency", "profit"), [(0, False), (3, False), (0, True), (2, True)])
+def test_kernel_matches_reference_with_oracles_and_keepers(oracle, latency, profit):
+    rng = np.random.default_rng(int(oracle) * 10 + latency + 100 * profit)
+    steps = 120
+    depth = rng.uniform(500.0, 5000.0, steps)
+    gas = rng.uniform(0.0, 0.5, steps)
+    market = market_params(ImpactModel.SQRT, cascade=True, oracle_model=oracle,
+                           oracle_lag_steps=2, oracle_twap_steps=5, oracle_deviation=0.01,
+                           oracle_heartbeat_steps=6, keeper_latency_steps=latency,
+                           keeper_requires_profit=profit)
+    prices, book, policy, res = _run(int(rng.integers(1000)), TriggerPrice.EXTREME,
+                                     FillPrice.TRIGGER, market=market, depth=depth, gas_usd=gas)
+    ref = simulate_reference(prices.open, prices.high, prices.low, prices.close,
+                             TriggerPrice.EXTREME, FillPrice.TRIGGER, policy[0], book["product"],
+                             book["units"], book["cash"], market=market[0], depth=depth,
+                             gas_usd=gas)
+    _assert_parity(res, ref)
+    if oracle != OracleModel.MARKET:  # liquidations fill at the market close of their step
+        close = prices.close * res.step_metrics[:, StepMetric.PRICE_FACTOR]
+        np.testing.assert_allclose(res.records["decision_price"], close[res.records["step"]])
+
+
+def test_slow_unprofitable_keepers_leave_more_bad_debt():
+    """Latency and gas make liquidations late or never; on a falling tape that loses more.
+
+    Bad debt here counts both shortfalls realised by liquidations and the negative equity of
+    positions nobody liquidated by the end.
+    """
+    steps = 200
+    rng = np.random.default_rng(3)
+    prices = random_prices(rng, steps, vol=0.004)
+    book = random_book(rng, 3000)
+    policy = random_policy(rng, PolicyFamily.HARD)
+    bad = []
+    for latency, gas in ((0, 0.0), (6, 2.0)):
+        market = market_params(keeper_latency_steps=latency, keeper_requires_profit=gas > 0)
+        res = simulate(prices, book["product"], book["units"], book["cash"], policy,
+                       TriggerPrice.EXTREME, FillPrice.TRIGGER, market=market,
+                       gas_usd=np.full(steps, gas))
+        open_negative = np.minimum(res.cash + res.units * prices.close[-1], 0.0).sum()
+        bad.append(res.bad_debt.sum() - open_negative)
+        if latency:
+            assert res.step_metrics[:, StepMetric.N_WAITING].sum() > 0
+    assert bad[1] > bad[0]

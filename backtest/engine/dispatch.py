@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backtest.kernels.enums import MARKET_DTYPE, N_STEP_METRICS, RECORD_FIELDS, ImpactModel
+from backtest.kernels.enums import (
+    MARKET_DTYPE,
+    MARKET_STATE_SIZE,
+    N_STEP_METRICS,
+    RECORD_FIELDS,
+    ImpactModel,
+    OracleModel,
+)
 from backtest.kernels.liquidation_nb import (
     REC_F_FIELDS,
     REC_I_FIELDS,
@@ -90,6 +97,7 @@ def simulate(
     order: np.ndarray | None = None,
     market: np.ndarray | None = None,
     depth: np.ndarray | None = None,
+    gas_usd: np.ndarray | None = None,
 ) -> SimulationResult:
     """Run one policy over every step of ``prices``.
 
@@ -116,6 +124,8 @@ def simulate(
         Impact model and cascade parameters (:func:`market_params`); default: no impact.
     depth : ndarray, shape (T,), float64, optional
         Flow that moves the price by 1% in each step, USD (needed with an impact model).
+    gas_usd : ndarray, shape (T,), float64, optional
+        Gas cost of one liquidation per step, USD (default 0).
 
     Returns
     -------
@@ -148,14 +158,19 @@ def simulate(
     depth = np.full(n_steps, np.nan) if depth is None else np.ascontiguousarray(depth, np.float64)
     if market[0]["impact_model"] != ImpactModel.NONE and not np.all(depth > 0):
         raise ValueError("an impact model needs a positive depth for every step")
-    market_state = np.array([0.0, 0.0, 1.0])
+    gas = np.zeros(n_steps) if gas_usd is None else np.ascontiguousarray(gas_usd, np.float64)
+    market_state = np.zeros(MARKET_STATE_SIZE)
+    market_state[2] = 1.0  # price factor
+    market_state[5] = -1.0  # oracle never updated
+    flagged = np.full(n, -1, np.int32)
 
     t = 0
     while t < n_steps:
         stop = min(n_steps, t + block_steps)
         reached = run_steps_nb(
-            t, stop, o, h, lo, cl, depth, int(trigger_mode), int(fill_mode), policy, market,
-            market_state, product, u, c, key, n_liq, first, last, notional, penalties, bad,
+            t, stop, o, h, lo, cl, depth, gas, int(trigger_mode), int(fill_mode), policy, market,
+            market_state, product, u, c, key, flagged, n_liq, first, last, notional, penalties,
+            bad,
             chunk_size, step_metrics, rec_len, rec_i, rec_f,
         )
         if reached < stop and rec_len[0] > 0:  # buffer full: flush it
@@ -179,8 +194,12 @@ def simulate(
 
 
 def market_params(impact_model: int = ImpactModel.NONE, permanent_fraction: float = 0.5,
-                  transient_half_life_steps: float = 30.0, cascade: bool = False) -> np.ndarray:
-    """Pack market parameters into the kernels' ``MARKET_DTYPE`` record.
+                  transient_half_life_steps: float = 30.0, cascade: bool = False,
+                  oracle_model: int = OracleModel.MARKET, oracle_lag_steps: int = 1,
+                  oracle_twap_steps: int = 1, oracle_deviation: float = 0.005,
+                  oracle_heartbeat_steps: int = 1, keeper_latency_steps: int = 0,
+                  keeper_requires_profit: bool = False) -> np.ndarray:
+    """Pack market, oracle and keeper parameters into the kernels' ``MARKET_DTYPE`` record.
 
     Parameters
     ----------
@@ -192,8 +211,29 @@ def market_params(impact_model: int = ImpactModel.NONE, permanent_fraction: floa
         Half-life of the rest, in steps (> 0).
     cascade : bool
         Whether impact moves the prices later steps trigger on.
+    oracle_model : int
+        :class:`backtest.kernels.enums.OracleModel`.
+    oracle_lag_steps, oracle_twap_steps, oracle_heartbeat_steps : int
+        Steps (>= 1) for the lagged, TWAP and Chainlink oracles.
+    oracle_deviation : float
+        Chainlink deviation threshold, fraction.
+    keeper_latency_steps : int
+        Steps between an account first found liquidatable and a keeper liquidating it.
+    keeper_requires_profit : bool
+        Keepers act only when their penalty share covers gas plus the last step's slippage.
     """
+    if min(oracle_lag_steps, oracle_twap_steps, oracle_heartbeat_steps) < 1:
+        raise ValueError("oracle lag, TWAP and heartbeat must be at least one step")
+    if keeper_latency_steps < 0:
+        raise ValueError("keeper latency must be >= 0 steps")
     rec = np.zeros(1, MARKET_DTYPE)
+    rec["oracle_model"] = int(oracle_model)
+    rec["oracle_lag_steps"] = oracle_lag_steps
+    rec["oracle_twap_steps"] = oracle_twap_steps
+    rec["oracle_deviation"] = oracle_deviation
+    rec["oracle_heartbeat_steps"] = oracle_heartbeat_steps
+    rec["keeper_latency_steps"] = keeper_latency_steps
+    rec["keeper_requires_profit"] = int(bool(keeper_requires_profit))
     rec["impact_model"] = int(impact_model)
     rec["permanent_fraction"] = permanent_fraction
     rec["transient_decay"] = 0.5 ** (1.0 / transient_half_life_steps)

@@ -119,8 +119,11 @@ class StepMetric(IntEnum):
     UNITS_DELTA_LOAN = 11  # change of the sum of loan collateral units
     NET_FLOW = 12  # signed liquidation flow at the decision price, USD (> 0 buys, < 0 sells)
     IMPACT_COST = 13  # sum of |units closed| x |decision price - execution price|, USD
-    PRICE_FACTOR = 14  # simulated / historical price in this step (cascade feedback; not summed)
-    EXECUTION_FACTOR = 15  # execution / decision price of this step's liquidations (not summed)
+    N_WAITING = 14  # accounts liquidatable but not liquidated (keeper latency or unprofitable)
+    WAITING_NEGATIVE_EQUITY = 15  # sum of their equity below zero, USD (<= 0)
+    PRICE_FACTOR = 16  # simulated / historical price in this step (cascade feedback; not summed)
+    EXECUTION_FACTOR = 17  # execution / decision price of this step's liquidations (not summed)
+    ORACLE_PRICE = 18  # price that decided liquidations (long side), USD (not summed)
 
 
 N_STEP_METRICS = len(StepMetric)
@@ -150,6 +153,31 @@ class ImpactModel(IntEnum):
     AMM = 3
 
 
+class OracleModel(IntEnum):
+    """Which price decides that an account is liquidatable (execution is always the market).
+
+    Except for MARKET, an oracle only knows closes of steps before the current one (the first
+    step's open stands for everything before the window), and liquidations it triggers fill at
+    the market: the step's (simulated) close.
+
+    MARKET
+        The candle itself, per :class:`TriggerPrice` (low/high or close): no oracle delay.
+    LAGGED
+        The close ``oracle_lag_steps`` steps ago (>= 1).
+    TWAP
+        The mean close of the last ``oracle_twap_steps`` steps.
+    CHAINLINK
+        Deviation threshold + heartbeat: the oracle moves to the previous close when that close
+        deviates from it by at least ``oracle_deviation`` (fraction) or when
+        ``oracle_heartbeat_steps`` steps have passed since its last update.
+    """
+
+    MARKET = 0
+    LAGGED = 1
+    TWAP = 2
+    CHAINLINK = 3
+
+
 #: Market parameters passed to kernels (one record).
 MARKET_DTYPE = np.dtype(
     [
@@ -157,9 +185,19 @@ MARKET_DTYPE = np.dtype(
         ("permanent_fraction", np.float64),  # share of each step's impact that never decays
         ("transient_decay", np.float64),  # per-step multiplier of the transient impact
         ("cascade", np.int64),  # 1: impact feeds back into later steps' prices; 0: it does not
+        ("oracle_model", np.int64),  # OracleModel
+        ("oracle_lag_steps", np.int64),
+        ("oracle_twap_steps", np.int64),
+        ("oracle_deviation", np.float64),  # fraction
+        ("oracle_heartbeat_steps", np.int64),
+        ("keeper_latency_steps", np.int64),  # steps between first liquidatable and liquidated
+        ("keeper_requires_profit", np.int64),  # 1: act only if the keeper fee covers gas + impact
     ],
     align=True,
 )
+
+#: Slots of the kernels' market state array (persists across kernel calls).
+MARKET_STATE_SIZE = 6  # permanent, transient, price factor, last slippage, oracle, oracle step
 
 #: Fields of a liquidation record (one row per liquidation event), in output order.
 RECORD_FIELDS = (

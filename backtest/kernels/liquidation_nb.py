@@ -25,12 +25,14 @@ from backtest._jit import njit, njit_parallel, prange
 from backtest.kernels.enums import (
     N_SUMMED_METRICS,
     FillPrice,
+    OracleModel,
     PolicyFamily,
     Product,
     StepMetric,
     TriggerPrice,
 )
 from backtest.kernels.impact_nb import cascade_update_nb, impact_factors_nb
+from backtest.kernels.oracle_nb import oracle_price_nb
 
 # int constants for use inside kernels (IntEnum members are not numba constants)
 _HARD = int(PolicyFamily.HARD)
@@ -54,7 +56,12 @@ _NET_FLOW = int(StepMetric.NET_FLOW)
 _IMPACT_COST = int(StepMetric.IMPACT_COST)
 _PRICE_FACTOR = int(StepMetric.PRICE_FACTOR)
 _EXEC_FACTOR = int(StepMetric.EXECUTION_FACTOR)
+_ORACLE = int(StepMetric.ORACLE_PRICE)
+_N_WAITING = int(StepMetric.N_WAITING)
+_WAITING_EQUITY = int(StepMetric.WAITING_NEGATIVE_EQUITY)
 _N_SUMMED = N_SUMMED_METRICS
+_ORACLE_MARKET = int(OracleModel.MARKET)
+_FILL_CLOSE = int(FillPrice.CLOSE)
 
 #: Relative slack of the trigger-key filter; the exact equity test decides.
 KEY_SLACK = 1e-9
@@ -244,26 +251,40 @@ def _chunk_bounds_nb(key, ch, chunk_size):
 
 
 @njit
-def _decide_nb(i, candle, x_long, x_short, lo_key, hi_key, fill_mode, accounts, policy_inputs):
-    """Return ``(decision price, units to close)`` for account ``i``; 0 units: no liquidation."""
-    product, units, cash, key = accounts
-    family, m_rate, t_rate, p_rate, close_factor, full_close_health = policy_inputs
+def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, accounts,
+               policy_inputs, keepers):
+    """Decide account ``i`` at step ``t``.
+
+    Returns
+    -------
+    tuple
+        ``(decision price, units to close, liquidatable)``: units 0 means no liquidation now,
+        either because the account is healthy or because no keeper acts yet (latency, or the
+        keeper fee would not cover gas plus expected impact).
+    """
+    product, units, cash, key, flagged = accounts
+    family, m_rate, t_rate, p_rate, close_factor, full_close_health, keeper_share = policy_inputs
+    latency, requires_profit, gas, slippage = keepers
     k = key[i]
     # filter: long keys > 0 trigger at low <= key, short keys < 0 at high >= -key
     if not (k >= lo_key or (k < 0.0 and -k <= hi_key)):
-        return 0.0, 0.0
+        return 0.0, 0.0, False
     u = units[i]
     c = cash[i]
     prod = product[i]
     m = m_rate[prod]
     x = x_long if u > 0.0 else x_short
     if not (c + u * x < m * abs(u) * x):  # the exact test: equity < maintenance requirement
-        return 0.0, 0.0
+        return 0.0, 0.0, False
+    if latency > 0 and (flagged[i] < 0 or t < flagged[i] + latency):
+        return 0.0, 0.0, True
     p = fill_price_nb(fill_mode, u, k, x, candle[0], candle[2], candle[1], candle[3])
     d = units_to_close_nb(
         family, prod, u, c, p, m, t_rate[prod], p_rate[prod], close_factor, full_close_health
     )
-    return p, max(d, 0.0)
+    if requires_profit and keeper_share * p_rate[prod] * d * p < gas + slippage * d * p:
+        return 0.0, 0.0, True
+    return p, max(d, 0.0), True
 
 
 @njit_parallel
@@ -275,6 +296,7 @@ def run_steps_nb(
     low,
     close,
     depth,
+    gas_usd,
     trigger_mode,
     fill_mode,
     policy,
@@ -284,6 +306,7 @@ def run_steps_nb(
     units,
     cash,
     key,
+    flagged,
     n_liquidations,
     first_step,
     last_step,
@@ -316,18 +339,24 @@ def run_steps_nb(
         Historical candle prices, USD per unit.
     depth : ndarray, shape (T,), float64
         Flow that moves the price by 1% in each step, USD.
+    gas_usd : ndarray, shape (T,), float64
+        Gas cost of one liquidation in each step, USD (used when keepers require profit).
     trigger_mode, fill_mode : int
         :class:`TriggerPrice` and :class:`FillPrice` values.
     policy : ndarray, shape (1,), dtype ``POLICY_DTYPE``
         Policy parameters (:mod:`backtest.kernels.enums`).
     market : ndarray, shape (1,), dtype ``MARKET_DTYPE``
         Impact and cascade parameters.
-    market_state : ndarray, shape (3,), float64
-        ``[permanent log impact, transient log impact, price factor of step t0]``; updated.
+    market_state : ndarray, shape (MARKET_STATE_SIZE,), float64
+        ``[permanent log impact, transient log impact, price factor of step t0, last step's
+        execution slippage, oracle price, oracle update step]``; updated.
     product : ndarray, shape (N,), int8
         :class:`Product` of each account.
     units, cash, key : ndarray, shape (N,), float64
         Account state (asset units, USD, trigger key from :func:`trigger_key_nb`); updated.
+    flagged : ndarray, shape (N,), int32
+        First step at which an account was seen liquidatable but not liquidated (keeper
+        latency or unprofitable), -1 if none; updated.
     n_liquidations, first_step, last_step : ndarray, shape (N,), int32
         Per-account event count and first/last liquidation step (-1: none); updated.
     liquidated_notional, penalties_paid, bad_debt : ndarray, shape (N,), float64
@@ -357,11 +386,15 @@ def run_steps_nb(
     m_rate = rec.maintenance_rate
     p_rate = rec.penalty_rate
     policy_inputs = (rec.family, m_rate, rec.target_rate, p_rate, rec.close_factor,
-                     rec.full_close_health)
-    accounts = (product, units, cash, key)
+                     rec.full_close_health, keeper_share)
+    accounts = (product, units, cash, key, flagged)
     mk = market[0]
     impact_model = mk.impact_model
     cascade = mk.cascade != 0
+    oracle_model = mk.oracle_model
+    latency = mk.keeper_latency_steps
+    requires_profit = mk.keeper_requires_profit != 0
+    eff_fill = fill_mode if oracle_model == _ORACLE_MARKET else _FILL_CLOSE
     acc = np.zeros((n_chunks, _N_SUMMED))
     count = np.zeros(n_chunks, np.int64)
     flow = np.zeros(n_chunks)
@@ -378,16 +411,23 @@ def run_steps_nb(
         candle[1] = high[t] * f
         candle[2] = low[t] * f
         candle[3] = close[t] * f
-        if trigger_mode == _EXTREME:
+        if oracle_model != _ORACLE_MARKET:
+            x_long = oracle_price_nb(oracle_model, t, open_, close, step_out, market_state,
+                                     mk.oracle_lag_steps, mk.oracle_twap_steps,
+                                     mk.oracle_deviation, mk.oracle_heartbeat_steps)
+            x_short = x_long
+        elif trigger_mode == _EXTREME:
             x_long = candle[2]
             x_short = candle[1]
         else:
             x_long = candle[3]
             x_short = candle[3]
+        keepers = (latency, requires_profit, gas_usd[t], market_state[3])
         lo_key = x_long * (1.0 - KEY_SLACK)
         hi_key = x_short * (1.0 + KEY_SLACK)
         step_out[t, _PRICE_FACTOR] = f
         step_out[t, _EXEC_FACTOR] = 1.0
+        step_out[t, _ORACLE] = x_long
         # the chunks the candle can reach: some long key >= lo_key or short key in [-hi_key, 0)
         n_active = 0
         for ch in range(n_chunks):
@@ -402,8 +442,8 @@ def run_steps_nb(
                 count[ch] = 0
                 flow[ch] = 0.0
                 for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
-                    p, d = _decide_nb(i, candle, x_long, x_short, lo_key, hi_key, fill_mode,
-                                      accounts, policy_inputs)
+                    p, d, _ = _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, eff_fill,
+                                         accounts, policy_inputs, keepers)
                     if d > 0.0:
                         count[ch] += 1
                         # closing a long sells (negative flow), closing a short buys
@@ -421,19 +461,26 @@ def run_steps_nb(
                                                       depth[t])
         step_out[t, _EXEC_FACTOR] = exec_factor
         step_out[t, _NET_FLOW] = total_flow
-        # pass 2: apply them at the execution price
+        # pass 2: apply them at the execution price; flag accounts left for later keepers
         for a in prange(n_active):
             ch = active[a]
-            if count[ch] == 0:
+            if count[ch] == 0 and latency == 0 and not requires_profit:
                 continue
             for k in range(_N_SUMMED):
                 acc[ch, k] = 0.0
             j = offset[ch]
             for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
-                p, d = _decide_nb(i, candle, x_long, x_short, lo_key, hi_key, fill_mode,
-                                  accounts, policy_inputs)
+                p, d, liquidatable = _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key,
+                                                eff_fill, accounts, policy_inputs, keepers)
                 if d <= 0.0:
+                    if liquidatable:
+                        if flagged[i] < 0:
+                            flagged[i] = t
+                        x = x_long if units[i] > 0.0 else x_short
+                        acc[ch, _N_WAITING] += 1.0
+                        acc[ch, _WAITING_EQUITY] += min(cash[i] + units[i] * x, 0.0)
                     continue
+                flagged[i] = -1
                 u = units[i]
                 c = cash[i]
                 prod = product[i]
@@ -488,12 +535,14 @@ def run_steps_nb(
                 rec_f[j, 6] = c2 + u2 * pe
                 rec_f[j, 7] = p
                 j += 1
-            chunk_max[ch], chunk_max_short[ch] = _chunk_bounds_nb(key, ch, chunk_size)
+            if count[ch] > 0:
+                chunk_max[ch], chunk_max_short[ch] = _chunk_bounds_nb(key, ch, chunk_size)
         for a in range(n_active):
             ch = active[a]
-            if count[ch] > 0:
+            if count[ch] > 0 or latency > 0 or requires_profit:
                 for k in range(_N_SUMMED):
                     step_out[t, k] += acc[ch, k]
+        market_state[3] = abs(1.0 - exec_factor)
         if cascade:
             market_state[2] = cascade_update_nb(market_state, final_factor,
                                                 mk.permanent_fraction, mk.transient_decay)

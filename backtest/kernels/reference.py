@@ -16,6 +16,7 @@ from backtest.kernels.enums import (
     N_STEP_METRICS,
     FillPrice,
     ImpactModel,
+    OracleModel,
     PolicyFamily,
     Product,
     StepMetric,
@@ -74,7 +75,7 @@ def _impact(model: int, flow: float, price: float, depth: float) -> tuple[float,
 
 def simulate_reference(
     open_, high, low, close, trigger_mode, fill_mode, policy, product, units, cash,
-    market=None, depth=None, replay=None,
+    market=None, depth=None, replay=None, gas_usd=None,
 ) -> ReferenceResult:
     """Simulate all steps of a tape for one policy, one account at a time.
 
@@ -93,6 +94,8 @@ def simulate_reference(
         Impact and cascade parameters; default none.
     depth : array_like, shape (T,), optional
         USD flow that moves the price 1% per step.
+    gas_usd : array_like, shape (T,), optional
+        Gas cost of one liquidation per step, USD.
     replay : tuple of two arrays, shape (T,), optional
         ``(price factor, execution factor)`` per step taken from a full simulation, instead of
         computing impact from this book's own flow. With it, accounts are independent, so a
@@ -117,21 +120,52 @@ def simulate_reference(
     )
     permanent = transient = 0.0
     factor = 1.0 if replay is None else float(replay[0][0])
+    mk = market if market is not None else {}
+    oracle_model = int(mk["oracle_model"]) if market is not None else OracleModel.MARKET
+    latency = int(mk["keeper_latency_steps"]) if market is not None else 0
+    requires_profit = bool(mk["keeper_requires_profit"]) if market is not None else False
+    flagged = np.full(n, -1)
+    sim_closes: list[float] = []  # simulated closes of past steps, for the oracles
+    chainlink = [0.0, -1]  # oracle price, step of its last update
+    slippage = 0.0  # |1 - execution factor| of the previous step
+
+    def past_close(s: int) -> float:
+        return float(open_[0]) if s < 0 else sim_closes[s]
+
     for t in range(n_steps):
         o, h, lo, c = (float(a[t]) * factor for a in (open_, high, low, close))
-        decisions = []
+        oracle = None
+        if oracle_model == OracleModel.LAGGED:
+            oracle = past_close(t - int(mk["oracle_lag_steps"]))
+        elif oracle_model == OracleModel.TWAP:
+            w = int(mk["oracle_twap_steps"])
+            oracle = sum(past_close(s) for s in range(t - w, t)) / w
+        elif oracle_model == OracleModel.CHAINLINK:
+            latest = past_close(t - 1)
+            if (chainlink[0] <= 0 or abs(latest - chainlink[0]) >= mk["oracle_deviation"]
+                    * chainlink[0] or t - chainlink[1] >= mk["oracle_heartbeat_steps"]):
+                chainlink[:] = [latest, t]
+            oracle = chainlink[0]
+        decisions, waiting = [], []
         for i in range(n):
             u, cash_i, prod = float(res.units[i]), float(res.cash[i]), int(product[i])
             if u == 0.0:
                 continue
             m = float(policy["maintenance_rate"][prod])
-            if trigger_mode == TriggerPrice.EXTREME:
+            if oracle is not None:
+                x = oracle
+            elif trigger_mode == TriggerPrice.EXTREME:
                 x = lo if u > 0 else h
             else:
                 x = c
             if not (cash_i + u * x < m * abs(u) * x):  # equity < maintenance requirement
                 continue
-            if fill_mode == FillPrice.TRIGGER:
+            if latency > 0 and (flagged[i] < 0 or t < flagged[i] + latency):
+                waiting.append(i)
+                continue
+            if oracle is not None:  # an oracle decides when; the market fills
+                p = c
+            elif fill_mode == FillPrice.TRIGGER:
                 p = x
             elif fill_mode == FillPrice.LIQUIDATION_PRICE:
                 lp = _liquidation_price(u, cash_i, m)
@@ -140,18 +174,38 @@ def simulate_reference(
             else:
                 p = c
             d = _units_to_close(policy, prod, u, cash_i, p, m)
+            keeper_fee = float(policy["keeper_share"]) * float(policy["penalty_rate"][prod]) * d * p
+            gas = float(gas_usd[t]) if gas_usd is not None else 0.0
+            if requires_profit and keeper_fee < gas + slippage * d * p:
+                waiting.append(i)
+                continue
             if d > 0:
                 decisions.append((i, p, d))
+            else:
+                waiting.append(i)
         flow = sum((-d * p if res.units[i] > 0 else d * p) for i, p, d in decisions)
         execution, final = _impact(model, flow, c, float(depth[t]) if depth is not None else 0)
         if replay is not None:
             execution = float(replay[1][t])
         row = res.step_metrics[t]
+        row[StepMetric.ORACLE_PRICE] = oracle if oracle is not None else (
+            lo if trigger_mode == TriggerPrice.EXTREME else c)
         row[StepMetric.PRICE_FACTOR] = factor
         row[StepMetric.EXECUTION_FACTOR] = execution
         row[StepMetric.NET_FLOW] = flow
         for i, p, d in decisions:
             _apply(res, policy, t, i, int(product[i]), p, d, execution)
+            flagged[i] = -1
+        for i in waiting:
+            if flagged[i] < 0:
+                flagged[i] = t
+            u = float(res.units[i])
+            x = oracle if oracle is not None else (
+                (lo if u > 0 else h) if trigger_mode == TriggerPrice.EXTREME else c)
+            row[StepMetric.N_WAITING] += 1
+            row[StepMetric.WAITING_NEGATIVE_EQUITY] += min(float(res.cash[i]) + u * x, 0.0)
+        slippage = abs(1.0 - execution)
+        sim_closes.append(c)
         if replay is not None:
             factor = float(replay[0][t + 1]) if t + 1 < n_steps else factor
         elif market is not None and market["cascade"]:

@@ -1,0 +1,62 @@
+"""Oracle prices seen by a liquidation engine (see :class:`backtest.kernels.enums.OracleModel`).
+
+The oracle decides *when* an account is liquidatable; execution is at the market. All oracles
+except MARKET read only closes of earlier steps: the simulated close (historical close times
+the cascade price factor) that the kernel has already written to its per-step output.
+Chainlink-style feeds follow the deviation-threshold + heartbeat rule of Chainlink Data Feeds
+(docs.chain.link, "Data Feeds: deviation threshold and heartbeat").
+"""
+
+from __future__ import annotations
+
+from backtest._jit import njit
+from backtest.kernels.enums import OracleModel, StepMetric
+
+_LAGGED = int(OracleModel.LAGGED)
+_TWAP = int(OracleModel.TWAP)
+_PRICE_FACTOR = int(StepMetric.PRICE_FACTOR)
+
+
+@njit
+def simulated_close_nb(s, open_, close, step_out):
+    """Simulated close of step ``s`` (USD); the window's first open for ``s < 0``."""
+    if s < 0:
+        return open_[0]
+    return close[s] * step_out[s, _PRICE_FACTOR]
+
+
+@njit
+def oracle_price_nb(model, t, open_, close, step_out, state, lag, twap, deviation, heartbeat):
+    """Return the oracle price at step ``t`` (USD per unit); updates ``state`` for Chainlink.
+
+    Parameters
+    ----------
+    model : int
+        :class:`OracleModel` other than MARKET.
+    t : int
+        Current step.
+    open_, close : ndarray, shape (T,), float64
+        Historical prices.
+    step_out : ndarray, shape (T, N_STEP_METRICS)
+        Kernel output; the price factors of steps before ``t`` are read.
+    state : ndarray, shape (MARKET_STATE_SIZE,)
+        Slots 4 (oracle price) and 5 (step of its last update) are used by Chainlink.
+    lag, twap, heartbeat : int
+        Steps (>= 1).
+    deviation : float
+        Fraction.
+    """
+    if model == _LAGGED:
+        return simulated_close_nb(t - lag, open_, close, step_out)
+    if model == _TWAP:
+        total = 0.0
+        for s in range(t - twap, t):
+            total += simulated_close_nb(s, open_, close, step_out)
+        return total / twap
+    latest = simulated_close_nb(t - 1, open_, close, step_out)
+    if state[4] <= 0.0 or abs(latest - state[4]) >= deviation * state[4] or (
+        t - state[5] >= heartbeat
+    ):
+        state[4] = latest
+        state[5] = t
+    return state[4]
