@@ -63,13 +63,14 @@ class Context:
 
     def market(self) -> tuple[np.ndarray, np.ndarray]:
         """W2's market: square-root impact with cascade feedback, depth from tape volume."""
-        from backtest.engine.config import MarketConfig
-        from backtest.engine.market import depth_and_params
+        from backtest.engine.config import KeeperConfig, MarketConfig, OracleConfig
+        from backtest.engine.market import depth_per_step, market_record
 
         full = self.tape.arrays()
         start = int(np.searchsorted(full["timestamp"], self.window.arrays()["timestamp"][0]))
-        return depth_and_params(MarketConfig(impact_model="sqrt", cascade=True), full,
-                                slice(start, start + self.window.rows), self.tape.interval_seconds)
+        market = MarketConfig(impact_model="sqrt", cascade=True)
+        return (market_record(market, OracleConfig(), KeeperConfig(), self.tape.interval_seconds),
+                depth_per_step(market, full, slice(start, start + self.window.rows)))
 
     def book(self, perps_only: bool) -> dict:
         """Return book arrays (cached): the ``--book`` file, or a generated one."""

@@ -22,6 +22,16 @@ Example (``configs/may-2021-btc.toml``)::
     cascade = true                      # impact moves the prices later steps trigger on
     depth_fraction_of_hourly_volume = 0.1
 
+    [oracle]                            # optional: the price that decides liquidations
+    model = "chainlink"                 # market | lagged | twap | chainlink
+    deviation = 0.005
+    heartbeat_minutes = 60
+
+    [keepers]                           # optional: late and gas-constrained keepers
+    latency_minutes = 30
+    requires_profit = true
+    gas_tape = "../shared/data/defi_stablesims/...gas10m_03-12-2020.json"
+
     [insurance_fund]
     initial_balance_usd = 5_000_000
 
@@ -115,6 +125,54 @@ class MarketConfig(_Strict):
         return int(ImpactModel[self.impact_model.upper()])
 
 
+class OracleConfig(_Strict):
+    """The price that decides liquidations (see :class:`backtest.kernels.enums.OracleModel`).
+
+    ``market`` uses the candle itself (``[execution] trigger_price``). The others know only
+    closes of earlier steps, and the liquidations they trigger fill at the step's close.
+    Minutes are converted to whole steps of the tape (at least one).
+    """
+
+    model: Literal["market", "lagged", "twap", "chainlink"] = "market"
+    lag_minutes: float = Field(default=10.0, gt=0.0)
+    twap_minutes: float = Field(default=30.0, gt=0.0)
+    deviation: float = Field(default=0.005, gt=0.0, lt=1.0)
+    heartbeat_minutes: float = Field(default=60.0, gt=0.0)
+
+
+class KeeperConfig(_Strict):
+    """Keepers (liquidators): how late they act and whether gas stops them.
+
+    Attributes
+    ----------
+    latency_minutes : float
+        Delay between the first step an account is liquidatable and its liquidation (0: in
+        the same step). Converted to whole steps.
+    requires_profit : bool
+        Keepers act only when their penalty share covers gas plus the price impact they expect
+        (the previous step's slippage); otherwise the account stays open and may go bankrupt.
+    gas_units : float
+        Gas used by one liquidation (default 400,000, an Aave ``liquidationCall`` or a Maker
+        ``bark`` + ``take``).
+    gas_price_gwei : float
+        Constant gas price, unless ``gas_tape`` is given.
+    gas_tape : Path or None
+        Gas price tape (StableSims JSON in wei, or CSV in gwei; :mod:`backtest.tapes.gas`).
+    gas_tape_column : str
+        Column of a StableSims file (a percentile of the gas prices paid).
+    eth_price_usd : float or None
+        ETH price for gas costs; None uses the tape's close when the simulated asset is ETH.
+    """
+
+    latency_minutes: float = Field(default=0.0, ge=0.0)
+    requires_profit: bool = False
+    gas_units: float = Field(default=400_000.0, ge=0.0)
+    gas_price_gwei: float = Field(default=0.0, ge=0.0)
+    gas_tape: Path | None = None
+    gas_tape_column: str = "90.0 Perc"
+    eth_price_usd: float | None = Field(default=None, gt=0.0)
+
+
 class InsuranceFundConfig(_Strict):
     """Insurance fund: starting balance in USD; inflows are the policies' penalty shares."""
 
@@ -135,6 +193,8 @@ class RunConfig(_Strict):
     tape: TapeSelection = TapeSelection()
     execution: Execution = Execution()
     market: MarketConfig = MarketConfig()
+    oracle: OracleConfig = OracleConfig()
+    keepers: KeeperConfig = KeeperConfig()
     insurance_fund: InsuranceFundConfig = InsuranceFundConfig()
 
     @model_validator(mode="after")

@@ -1,11 +1,16 @@
-"""Market inputs of a run: the per-step depth that calibrates price impact."""
+"""Market inputs of a run: impact depth, oracle and keeper parameters, gas costs per step."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from backtest.engine.config import MarketConfig
+import math
+
+from backtest.engine.config import KeeperConfig, MarketConfig, OracleConfig
 from backtest.engine.dispatch import market_params
+from backtest.errors import ConfigError
+from backtest.kernels.enums import ImpactModel, OracleModel
+from backtest.tapes.gas import gas_at, read_gas_tape
 
 
 def hourly_usd_volume(timestamp_ms: np.ndarray, volume: np.ndarray, close: np.ndarray) -> np.ndarray:
@@ -26,23 +31,71 @@ def hourly_usd_volume(timestamp_ms: np.ndarray, volume: np.ndarray, close: np.nd
     return usd[idx] - usd[start]
 
 
-def depth_and_params(cfg: MarketConfig, tape_arrays: dict, window_slice: slice,
-                     interval_seconds: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return the kernels' market record and the window's depth per step (USD for 1%).
+def steps_of(minutes: float, interval_seconds: int) -> int:
+    """Whole steps (at least 1) covering ``minutes``."""
+    return max(1, math.ceil(minutes * 60.0 / interval_seconds - 1e-9))
+
+
+def market_record(market: MarketConfig, oracle: OracleConfig, keepers: KeeperConfig,
+                  interval_seconds: int) -> np.ndarray:
+    """Pack the run config's market, oracle and keeper sections into a ``MARKET_DTYPE`` record."""
+    latency = 0 if keepers.latency_minutes == 0 else steps_of(keepers.latency_minutes,
+                                                               interval_seconds)
+    return market_params(
+        ImpactModel[market.impact_model.upper()], market.permanent_fraction,
+        market.transient_half_life_minutes * 60.0 / interval_seconds, market.cascade,
+        OracleModel[oracle.model.upper()], steps_of(oracle.lag_minutes, interval_seconds),
+        steps_of(oracle.twap_minutes, interval_seconds), oracle.deviation,
+        steps_of(oracle.heartbeat_minutes, interval_seconds), latency, keepers.requires_profit)
+
+
+def depth_per_step(cfg: MarketConfig, tape_arrays: dict, window_slice: slice) -> np.ndarray:
+    """Return the window's depth per step: the USD flow that moves the price 1%.
 
     With ``depth_usd`` set the depth is constant; otherwise ``depth_fraction_of_hourly_volume``
     times the USD volume of the previous hour of the (whole) tape, so the first steps of the
     window see the hour before it. Steps with no volume in the previous hour get the smallest
     positive depth of the window (a gap is not an infinitely deep market, nor an empty one).
     """
-    params = market_params(cfg.model, cfg.permanent_fraction,
-                           cfg.transient_half_life_minutes * 60.0 / interval_seconds, cfg.cascade)
     n = window_slice.stop - window_slice.start
     if cfg.depth_usd is not None:
-        return params, np.full(n, float(cfg.depth_usd))
+        return np.full(n, float(cfg.depth_usd))
     hourly = hourly_usd_volume(tape_arrays["timestamp"], tape_arrays["volume"],
                                tape_arrays["close"])[window_slice]
     depth = cfg.depth_fraction_of_hourly_volume * hourly
     positive = depth[depth > 0]
     floor = positive.min() if positive.size else 1.0
-    return params, np.where(depth > 0, depth, floor)
+    return np.where(depth > 0, depth, floor)
+
+
+def gas_cost_per_step(keepers: KeeperConfig, steps_ms: np.ndarray, close: np.ndarray,
+                      base_asset: str) -> tuple[np.ndarray, dict]:
+    """Return the USD gas cost of one liquidation at each step, and what it was built from.
+
+    ``gas_units x gas price (gwei) x 1e-9 x ETH price``; the ETH price is ``eth_price_usd`` or,
+    when the simulated asset is ETH, the tape's close.
+
+    Raises
+    ------
+    ConfigError
+        A gas price is given for a non-ETH asset without ``eth_price_usd``.
+    """
+    info: dict = {"gas_units": keepers.gas_units}
+    if keepers.gas_tape is not None:
+        ts, gwei = read_gas_tape(keepers.gas_tape, keepers.gas_tape_column)
+        price, held = gas_at(steps_ms, ts, gwei)
+        info.update(gas_tape=str(keepers.gas_tape), column=keepers.gas_tape_column,
+                    steps_outside_gas_tape=held)
+    else:
+        price = np.full(len(steps_ms), keepers.gas_price_gwei)
+        info["gas_price_gwei"] = keepers.gas_price_gwei
+    if not np.any(price > 0) or keepers.gas_units == 0:
+        return np.zeros(len(steps_ms)), info
+    if keepers.eth_price_usd is not None:
+        eth = np.full(len(steps_ms), keepers.eth_price_usd)
+    elif base_asset.upper() in ("ETH", "WETH"):
+        eth = close
+    else:
+        raise ConfigError("field 'keepers.eth_price_usd': needed to price gas when the "
+                          f"simulated asset is {base_asset}, not ETH")
+    return keepers.gas_units * price * 1e-9 * eth, info

@@ -23,7 +23,7 @@ from backtest.books import read_book
 from backtest.books.schema import Book
 from backtest.engine.config import RunConfig, load_run_config
 from backtest.engine.dispatch import Prices, SimulationResult, liquidation_order, simulate
-from backtest.engine.market import depth_and_params
+from backtest.engine.market import depth_per_step, gas_cost_per_step, market_record
 from backtest.engine.warmup import warm_up
 from backtest.errors import BookError, ConfigError, TapeError
 from backtest.events import get_event
@@ -117,7 +117,7 @@ def simulate_policies(inputs: Inputs, show_progress: bool = True) -> tuple[list[
     prices = Prices(arrays["open"], arrays["high"], arrays["low"], arrays["close"])
     book = inputs.book.arrays()
     execution = inputs.config.execution
-    market, depth = market_inputs(inputs)
+    market, depth, gas, _ = market_inputs(inputs)
     order = liquidation_order(book["product"], book["units"], book["cash"])
     outcomes = []
     total = len(prices) * len(inputs.policies)
@@ -129,18 +129,24 @@ def simulate_policies(inputs: Inputs, show_progress: bool = True) -> tuple[list[
             res = simulate(prices, book["product"], book["units"], book["cash"],
                            pack_policy(policy), execution.trigger_mode, execution.fill_mode,
                            progress=lambda k: bar.advance(task, k), order=order,
-                           market=market, depth=depth)
+                           market=market, depth=depth, gas_usd=gas)
             outcomes.append(PolicyOutcome(policy.name, policy, path, res,
                                           time.perf_counter() - t0))
     return outcomes, compile_seconds
 
 
-def market_inputs(inputs: Inputs):
-    """Return the kernels' market record and the window's per-step depth (USD for a 1% move)."""
+def market_inputs(inputs: Inputs) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Return the kernels' market record, and per step the depth and gas cost (USD)."""
+    cfg = inputs.config
     full = inputs.tape.arrays()
-    start = int(np.searchsorted(full["timestamp"], inputs.window.arrays()["timestamp"][0]))
-    window = slice(start, start + inputs.window.rows)
-    return depth_and_params(inputs.config.market, full, window, inputs.tape.interval_seconds)
+    window = inputs.window.arrays()
+    start = int(np.searchsorted(full["timestamp"], window["timestamp"][0]))
+    interval = inputs.tape.interval_seconds
+    record = market_record(cfg.market, cfg.oracle, cfg.keepers, interval)
+    depth = depth_per_step(cfg.market, full, slice(start, start + inputs.window.rows))
+    gas, gas_info = gas_cost_per_step(cfg.keepers, window["timestamp"], window["close"],
+                                      inputs.tape.meta.base)
+    return record, depth, gas, gas_info
 
 
 def execute(config_path: str | Path, runs: str | Path | None = None,

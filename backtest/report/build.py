@@ -45,6 +45,10 @@ BETTER: dict[str, str] = {
     "user_equity_retained": "max",
     "user_loss_to_liquidation_usd": "min",
     "equity_vs_hard": "max",
+    "impact_cost_usd": "min",
+    "extra_drawdown": "min",
+    "underwater_equity_usd": "min",
+    "total_bad_debt_usd": "min",
 }
 """Metrics whose best value is clear (lower or higher is better for users and the protocol).
 
@@ -92,10 +96,12 @@ IMPACT_TEXT = {
     "sqrt": "square-root: a step's net liquidation flow Q moves the price by 1% x sqrt(Q / D)",
     "amm": "constant-product pool (x * y = k) whose 1% depth is D",
 }
+NO_ORACLE = ("Oracle delay: the candle itself decides liquidations.")
+NO_KEEPERS = ("Keeper latency beyond the candle and gas costs: keepers always act in the candle "
+              "that triggers a liquidation and are paid their penalty share.")
 NOT_MODELLED = (
-    "Oracle latency and keeper latency beyond the candle: a liquidation happens in the candle "
-    "that triggers it.",
-    "Gas costs and keeper competition: keepers always act and are paid their penalty share.",
+    "Keeper competition and capital constraints: keepers are flash liquidators with "
+    "unlimited capital.",
     "Funding payments and borrow interest over the window.",
     "Auto-deleveraging of profitable traders: bad debt beyond the insurance fund is counted "
     "as socialised loss.",
@@ -676,10 +682,49 @@ def methodology(data: ReportData) -> dict:
             "generator": book_generator(data),
         },
         "market": market_text(m.get("market", {})),
+        "oracle_keepers": oracle_keeper_text(m),
         "not_modelled": ((NO_IMPACT,) if m.get("market", {}).get("impact_model", "none") == "none"
-                         else ()) + NOT_MODELLED,
+                         else ())
+        + ((NO_ORACLE,) if m.get("oracle", {}).get("model", "market") == "market" else ())
+        + ((NO_KEEPERS,) if not _keepers_modelled(m) else ()) + NOT_MODELLED,
         "parameters": parameter_rows(data),
     }
+
+
+def _keepers_modelled(manifest: dict) -> bool:
+    k = manifest.get("keepers", {})
+    return bool(k.get("latency_minutes") or k.get("requires_profit"))
+
+
+def oracle_keeper_text(manifest: dict) -> list[str]:
+    """Plain-words description of the run's oracle and keeper model (empty: neither)."""
+    out = []
+    o = manifest.get("oracle", {})
+    model = o.get("model", "market")
+    if model == "lagged":
+        out.append(f"Oracle: the close {o.get('lag_minutes'):g} minutes earlier decides "
+                   "liquidations; they fill at the market (the step's close).")
+    elif model == "twap":
+        out.append(f"Oracle: a {o.get('twap_minutes'):g}-minute TWAP of past closes decides "
+                   "liquidations; they fill at the market (the step's close).")
+    elif model == "chainlink":
+        out.append(f"Oracle: a Chainlink-style feed that updates to the last close when it "
+                   f"deviates by {100 * o.get('deviation', 0):g}% or after "
+                   f"{o.get('heartbeat_minutes'):g} minutes decides liquidations; they fill at "
+                   "the market (the step's close).")
+    if _keepers_modelled(manifest):
+        k = manifest["keepers"]
+        text = (f"Keepers act {k.get('latency_minutes', 0):g} minutes after an account first "
+                "becomes liquidatable")
+        if k.get("requires_profit"):
+            gas = k.get("gas", {})
+            src = (f"the gas tape {gas.get('gas_tape')} ({gas.get('column')})"
+                   if gas.get("gas_tape") else f"{gas.get('gas_price_gwei', 0):g} gwei")
+            text += (f", and only when their penalty share covers gas ({k.get('gas_units'):,.0f} "
+                     f"gas at {src}) plus the previous step's slippage; otherwise the account "
+                     "stays open and can go bankrupt")
+        out.append(text + ".")
+    return out
 
 
 def market_text(market: dict) -> str | None:

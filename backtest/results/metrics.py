@@ -42,6 +42,8 @@ STEPS_AGGREGATES = """
     sum(liquidated_notional_usd) AS liquidated_notional_usd,
     max(liquidated_notional_usd) AS peak_liquidated_notional_usd,
     sum(keeper_fees_usd) AS keeper_fees_usd,
+    sum(keeper_gas_usd) AS keeper_gas_usd,
+    max(accounts_waiting) AS peak_accounts_waiting,
     sum(insurance_fees_usd) AS insurance_fees_usd,
     sum(bad_debt_usd) AS bad_debt_usd,
     sum(insurance_draw_usd) AS insurance_draw_usd,
@@ -64,7 +66,8 @@ ACCOUNTS_AGGREGATES = """
     sum(initial_equity_usd) AS initial_equity_usd,
     sum(final_equity_usd) AS final_equity_usd,
     sum(hold_equity_usd) AS hold_equity_usd,
-    sum(penalties_usd) AS penalties_usd
+    sum(penalties_usd) AS penalties_usd,
+    -sum(least(final_equity_usd, 0)) AS underwater_equity_usd
 """
 
 METRICS: tuple[Metric, ...] = (
@@ -81,10 +84,20 @@ METRICS: tuple[Metric, ...] = (
            "Largest liquidated notional in one step: the forced flow the market must absorb."),
     Metric("penalties_usd", "Liquidation penalties paid", "USD", "a.penalties_usd",
            "Penalties taken from accounts (keeper + insurance fund shares)."),
-    Metric("keeper_profit_usd", "Keeper profit", "USD", "s.keeper_fees_usd",
-           "Penalty share paid to keepers / liquidators."),
+    Metric("keeper_profit_usd", "Keeper profit", "USD", "s.keeper_fees_usd - s.keeper_gas_usd",
+           "Penalty share paid to keepers / liquidators, minus the gas they paid."),
     Metric("bad_debt_usd", "Bad debt", "USD", "s.bad_debt_usd",
            "Shortfall beyond the equity of liquidated accounts."),
+    Metric("underwater_equity_usd", "Unliquidated negative equity at end", "USD",
+           "a.underwater_equity_usd",
+           "Negative equity of positions still open at the end: shortfall nobody has realised "
+           "yet because keepers were late or gas made liquidating them unprofitable."),
+    Metric("total_bad_debt_usd", "Bad debt incl. unliquidated", "USD",
+           "s.bad_debt_usd + a.underwater_equity_usd",
+           "Realised bad debt plus the negative equity of positions left open."),
+    Metric("peak_accounts_waiting", "Peak accounts awaiting a keeper", "count",
+           "s.peak_accounts_waiting",
+           "Most accounts in one step that were liquidatable but not liquidated (latency, gas)."),
     Metric("bad_debt_pct_oi", "Bad debt / open interest", "fraction",
            "s.bad_debt_usd / nullif(a.open_interest_usd, 0)",
            "Bad debt as a share of the book's notional at the window start."),

@@ -55,6 +55,7 @@ def steps_table(
     low: np.ndarray,
     book: dict[str, np.ndarray],
     insurance_initial_usd: float,
+    gas_usd: np.ndarray,
 ) -> pl.DataFrame:
     """Return the ``steps`` rows of one policy.
 
@@ -72,6 +73,8 @@ def steps_table(
         ``product``, ``units``, ``cash`` arrays of the initial book, shape (N,).
     insurance_initial_usd : float
         Insurance fund balance before the first step.
+    gas_usd : ndarray, shape (T,), float64
+        Gas cost of one liquidation per step, USD (paid by keepers).
     """
     sm = res.step_metrics
     balance, draw, socialised = insurance_waterfall(
@@ -94,6 +97,7 @@ def steps_table(
             "accounts_liquidated_cum": np.cumsum(newly).astype(np.int64),
             "liquidated_notional_usd": sm[:, StepMetric.LIQUIDATED_NOTIONAL],
             "keeper_fees_usd": sm[:, StepMetric.KEEPER_FEES],
+            "keeper_gas_usd": gas_usd * sm[:, StepMetric.N_LIQUIDATIONS],
             "insurance_fees_usd": sm[:, StepMetric.INSURANCE_FEES],
             "bad_debt_usd": sm[:, StepMetric.BAD_DEBT],
             "bad_debt_cum_usd": np.cumsum(sm[:, StepMetric.BAD_DEBT]),
@@ -105,6 +109,9 @@ def steps_table(
             "impact_cost_usd": sm[:, StepMetric.IMPACT_COST],
             "execution_factor": sm[:, StepMetric.EXECUTION_FACTOR],
             "price_factor": factor,
+            "oracle_price": sm[:, StepMetric.ORACLE_PRICE],
+            "accounts_waiting": sm[:, StepMetric.N_WAITING].astype(np.int64),
+            "waiting_negative_equity_usd": sm[:, StepMetric.WAITING_NEGATIVE_EQUITY],
             "simulated_close": close * factor,
             "simulated_low": low * factor,
             **totals,

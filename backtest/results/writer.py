@@ -56,18 +56,19 @@ def write_run(run_dir: Path, run_id: str, created: datetime, inputs, outcomes, t
     Path
         ``run_dir``.
     """
-    from backtest.engine.run import file_sha256
+    from backtest.engine.run import file_sha256, market_inputs
 
     arrays = inputs.window.arrays()
     ts, close = arrays["timestamp"], arrays["close"]
     book = inputs.book.arrays()
     account_id = inputs.book.frame["account_id"].to_numpy()
     fund0 = inputs.config.insurance_fund.initial_balance_usd
+    _, _, gas, gas_info = market_inputs(inputs)
     t0 = time.perf_counter()
     with atomic_dir(run_dir) as tmp:
         _write(tmp / "prices.parquet", prices_table(run_id, ts, arrays))
         _write(tmp / "steps.parquet", pl.concat(
-            [steps_table(run_id, o.name, o.result, ts, close, arrays["low"], book, fund0)
+            [steps_table(run_id, o.name, o.result, ts, close, arrays["low"], book, fund0, gas)
              for o in outcomes]))
         _write(tmp / "accounts.parquet", pl.concat(
             [accounts_table(run_id, o.name, o.result, account_id, book, arrays["open"][0],
@@ -83,6 +84,7 @@ def write_run(run_dir: Path, run_id: str, created: datetime, inputs, outcomes, t
         runtime = dict(runtime,
                        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
         manifest = _manifest(run_id, created, inputs, policy_rows, timings, runtime, file_sha256)
+        manifest["keepers"]["gas"] = gas_info
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     return run_dir
 
@@ -135,6 +137,8 @@ def _manifest(run_id, created, inputs, policy_rows, timings, runtime, sha) -> di
         "policies": [{"name": n, "parameters": p, "file_sha256": h} for n, p, h in policy_rows],
         "execution": cfg.execution.model_dump(),
         "market": cfg.market.model_dump(),
+        "oracle": cfg.oracle.model_dump(),
+        "keepers": cfg.keepers.model_dump(mode="json"),
         "insurance_fund": cfg.insurance_fund.model_dump(),
         "versions": {d: _version(d) for d in _DEPENDENCIES},
         "runtime": runtime,
