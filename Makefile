@@ -3,6 +3,7 @@
 #   make demo   set up, import real crash tapes, generate 1M-account books, run hard vs partial
 #               vs close-factor on May 2021 (1m) and FTX 2022 (5m), write HTML reports
 #   make test   set up and run the test suite
+#   make black-thursday  ETH vaults through 2020-03-12/13: instant vs slow, gas-bound keepers
 #   make bench  benchmark workloads W1, W2, W3 and 10M accounts (bench/RESULTS.md)
 #
 # Real market data is read from $(LIQBT_SHARED_DATA) (default: ../shared/data beside the
@@ -14,13 +15,14 @@ BIN := $(VENV)/bin
 LIQBT_SHARED_DATA ?= $(abspath ../shared/data)
 ACCOUNTS ?= 1000000
 SEED ?= 7
+VAULTS ?= 100000
 export LIQBT_SHARED_DATA
 
 DEMO_TAPES := \
 	$(LIQBT_SHARED_DATA)/ohlcv_1m/tooyipjee__freqtrade__44523f8d61__b50348e9__BTC_USDT-1m.json \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/lucaforni__E0V1E-DCA__2501247b0b__d23d101a__BTC_USDT-5m.feather
 
-.PHONY: setup tapes demo test bench clean
+.PHONY: setup tapes demo test bench black-thursday clean
 
 setup: $(VENV)/.installed
 
@@ -45,6 +47,17 @@ test: setup
 
 clean:
 	rm -rf data/tapes data/books runs reports/*.html
+
+BLACK_THURSDAY_TAPE := \
+	$(LIQBT_SHARED_DATA)/ohlcv_5m/aovolkov__freqml__f4cd64f0ce__2562ccba__ETH_USDT-5m.json
+
+black-thursday: setup
+	$(BIN)/liqbt data import $(BLACK_THURSDAY_TAPE) --venue binance
+	$(BIN)/liqbt book generate --accounts $(VAULTS) --event black-thursday-2020 --symbol ETH/USDT \
+		--interval 5m --seed $(SEED) --params configs/books/maker-vaults.toml \
+		-o data/books/black-thursday-vaults.parquet
+	$(BIN)/liqbt run configs/black-thursday-instant.toml --report
+	$(BIN)/liqbt run configs/black-thursday-congested.toml --report
 
 bench: tapes
 	$(BIN)/python -m bench --workloads W1,W2,W3,W10M

@@ -30,7 +30,7 @@ Example (``configs/may-2021-btc.toml``)::
     [keepers]                           # optional: late and gas-constrained keepers
     latency_minutes = 30
     requires_profit = true
-    gas_tape = "../shared/data/defi_stablesims/...gas10m_03-12-2020.json"
+    gas_tape = "${LIQBT_SHARED_DATA}/defi_stablesims/...gas10m_03-12-2020.json"
 
     [insurance_fund]
     initial_balance_usd = 5_000_000
@@ -40,6 +40,7 @@ Relative paths are resolved against the current working directory.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -211,16 +212,32 @@ class RunConfig(_Strict):
         return self
 
 
+_PATH_FIELDS = (("book",), ("tape", "path"), ("keepers", "gas_tape"))
+
+
 def load_run_config(path: str | Path) -> RunConfig:
     """Read and validate a run config.
+
+    Environment variables in file paths (``book``, ``tape.path``, ``keepers.gas_tape``) are
+    expanded, e.g. ``"${LIQBT_SHARED_DATA}/defi_stablesims/gas10m_03-12-2020.json"``.
 
     Raises
     ------
     ConfigError
-        Unreadable file, invalid TOML, or an invalid / unknown / misspelled field; the message
-        names the file and the field.
+        Unreadable file, invalid TOML, an unset environment variable in a path, or an invalid /
+        unknown / misspelled field; the message names the file and the field.
     """
     raw = read_toml(path)
+    for keys in _PATH_FIELDS:
+        holder = raw
+        for k in keys[:-1]:
+            holder = holder.get(k) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and isinstance(holder.get(keys[-1]), str):
+            value = os.path.expandvars(holder[keys[-1]])
+            if "$" in value:
+                raise ConfigError(f"field '{'.'.join(keys)}': unset environment variable in "
+                                  f"{holder[keys[-1]]!r}", path)
+            holder[keys[-1]] = value
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:

@@ -67,7 +67,7 @@ ACCOUNTS_AGGREGATES = """
     sum(final_equity_usd) AS final_equity_usd,
     sum(hold_equity_usd) AS hold_equity_usd,
     sum(penalties_usd) AS penalties_usd,
-    -sum(least(final_equity_usd, 0)) AS underwater_equity_usd
+    abs(sum(least(final_equity_usd, 0))) AS underwater_equity_usd
 """
 
 METRICS: tuple[Metric, ...] = (
