@@ -1,8 +1,10 @@
 """Money conservation as a property: random books, tapes, policies, markets, oracles, keepers.
 
-Every dollar that leaves an account goes to a keeper, the insurance fund, or the market (the
-sale proceeds at the execution price, which is below the decision price by the impact cost),
-and every dollar of debt written off is bad debt. Checked per account and in total, to 1e-9.
+Every dollar that leaves an account goes to a keeper, the insurance fund, the market (the sale
+proceeds at the execution price, which is below the decision price by the impact cost), or a
+bankrupt account's shortfall (auto-deleveraging); every dollar of debt written off is bad debt,
+covered by the fund, deleveraged traders or socialised loss. Checked per account, per step and
+in total, to 1e-9.
 """
 
 from __future__ import annotations
@@ -12,7 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backtest.engine.dispatch import market_params, simulate
-from backtest.kernels.enums import FillPrice, ImpactModel, OracleModel, StepMetric, TriggerPrice
+from backtest.kernels.enums import (
+    AdlRanking,
+    FillPrice,
+    ImpactModel,
+    OracleModel,
+    StepMetric,
+    TriggerPrice,
+    Waterfall,
+)
 from tests.kernel_inputs import random_book, random_policy, random_prices
 
 scenarios = st.fixed_dictionaries({
@@ -28,6 +38,9 @@ scenarios = st.fixed_dictionaries({
     "latency": st.integers(0, 4),
     "profit": st.booleans(),
     "chunk": st.sampled_from([1, 7, 64, 4096]),
+    "waterfall": st.sampled_from(list(Waterfall)),
+    "ranking": st.sampled_from(list(AdlRanking)),
+    "fund": st.sampled_from([0.0, 10.0, 1e6]),
 })
 
 
@@ -38,26 +51,31 @@ def test_money_is_conserved_everywhere(sc):
     prices = random_prices(rng, sc["steps"], vol=sc["vol"])
     book = random_book(rng, sc["n"])
     policy = random_policy(rng)
+    policy["waterfall"], policy["adl_ranking"] = sc["waterfall"], sc["ranking"]
     market = market_params(sc["impact"], float(rng.uniform(0, 1)), float(rng.uniform(1, 30)),
                            sc["cascade"], sc["oracle"], int(rng.integers(1, 5)),
                            int(rng.integers(1, 5)), float(rng.uniform(0.001, 0.05)),
-                           int(rng.integers(1, 10)), sc["latency"], sc["profit"])
+                           int(rng.integers(1, 10)), sc["latency"], sc["profit"], sc["seed"])
     depth = rng.uniform(10.0, 5000.0, sc["steps"])
     gas = rng.uniform(0.0, 2.0, sc["steps"])
     res = simulate(prices, book["product"], book["units"], book["cash"], policy, sc["trigger"],
                    sc["fill"], chunk_size=sc["chunk"], block_steps=5, market=market,
-                   depth=depth, gas_usd=gas)
-    rec = res.records
+                   depth=depth, gas_usd=gas, insurance_fund_usd=sc["fund"])
+    rec, adl = res.records, res.adl_records
     n = sc["n"]
-    proceeds, fees, written_off, closed = (np.zeros(n) for _ in range(4))
+    proceeds, fees, written_off, closed, paid = (np.zeros(n) for _ in range(5))
     np.add.at(proceeds, rec["account"], rec["units_closed"] * rec["fill_price"])
+    np.add.at(proceeds, adl["account"], adl["units_closed"] * adl["price"])
     np.add.at(fees, rec["account"], rec["keeper_fee"] + rec["insurance_fee"])
     np.add.at(written_off, rec["account"], rec["bad_debt"])
     np.add.at(closed, rec["account"], rec["units_closed"])
+    np.add.at(closed, adl["account"], adl["units_closed"])
+    np.add.at(paid, adl["account"], adl["transfer"])
     scale = np.abs(book["cash"]) + np.abs(proceeds) + 1.0
     # per account: cash change = proceeds at the execution price - penalties + debt written off
+    # - what auto-deleveraging made it pay
     np.testing.assert_allclose((res.cash - book["cash"]) / scale,
-                               (proceeds - fees + written_off) / scale, atol=1e-9)
+                               (proceeds - fees + written_off - paid) / scale, atol=1e-9)
     np.testing.assert_allclose(book["units"] - res.units, closed,
                                atol=1e-9 * (1 + np.abs(book["units"]).max()))
     # totals: step aggregates = records
@@ -67,7 +85,19 @@ def test_money_is_conserved_everywhere(sc):
                - fees.sum()) <= 1e-9 * total
     assert abs(sm[:, StepMetric.BAD_DEBT].sum() - written_off.sum()) <= 1e-9 * total
     cash_delta = sm[:, StepMetric.CASH_DELTA_PERP].sum() + sm[:, StepMetric.CASH_DELTA_LOAN].sum()
-    assert abs(cash_delta - (res.cash - book["cash"]).sum()) <= 1e-9 * total
+    adl_cash = (adl["units_closed"] * adl["price"] - adl["transfer"]).sum()
+    assert abs(cash_delta + adl_cash - (res.cash - book["cash"]).sum()) <= 1e-9 * total
+    # the waterfall: every dollar of bad debt is drawn from the fund, paid by deleveraged
+    # traders, or socialised; the fund is initial + fees - draws and never negative
+    covered = (sm[:, StepMetric.INSURANCE_DRAW] + sm[:, StepMetric.ADL_TRANSFER]
+               + sm[:, StepMetric.SOCIALISED_LOSS])
+    np.testing.assert_allclose(covered, sm[:, StepMetric.BAD_DEBT], rtol=1e-9, atol=1e-9)
+    fund = sc["fund"] + np.cumsum(sm[:, StepMetric.INSURANCE_FEES]
+                                  - sm[:, StepMetric.INSURANCE_DRAW])
+    np.testing.assert_allclose(sm[:, StepMetric.INSURANCE_FUND], fund, rtol=1e-9, atol=1e-6)
+    assert np.all(sm[:, StepMetric.INSURANCE_FUND] >= -1e-9)
+    if sc["waterfall"] == Waterfall.SOCIALISE:
+        assert len(adl) == 0
     # impact cost = what decision-price sales would have raised minus what they did
     decided = (np.abs(rec["units_closed"]) * np.abs(rec["decision_price"] - rec["fill_price"])).sum()
     assert abs(sm[:, StepMetric.IMPACT_COST].sum() - decided) <= 1e-9 * total

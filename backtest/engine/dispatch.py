@@ -20,7 +20,9 @@ from backtest.kernels.enums import (
     RECORD_FIELDS,
     ImpactModel,
     OracleModel,
+    StepMetric,
 )
+from backtest.kernels.adl_nb import auto_deleverage_nb
 from backtest.kernels.liquidation_nb import (
     REC_F_FIELDS,
     REC_I_FIELDS,
@@ -69,6 +71,8 @@ class SimulationResult:
     records : ndarray, shape (R,), structured ``RECORD_FIELDS``
         One row per liquidation event, ordered by step (within a step, by the kernel's
         processing order: deterministic, independent of the thread count).
+    adl_records : ndarray, shape (A,), structured ``ADL_FIELDS``
+        One row per auto-deleveraged account and step, in order of deleveraging.
     """
 
     units: np.ndarray
@@ -81,6 +85,17 @@ class SimulationResult:
     bad_debt: np.ndarray
     step_metrics: np.ndarray
     records: np.ndarray
+    adl_records: np.ndarray
+
+
+#: Fields of an auto-deleveraging record.
+ADL_FIELDS = (
+    ("step", np.int32),
+    ("account", np.int64),  # row index of the account in the book
+    ("units_closed", np.float64),  # signed units removed from the counterparty's position
+    ("price", np.float64),  # market price the position was closed at, USD
+    ("transfer", np.float64),  # USD paid towards the shortfall (bankruptcy-price gap)
+)
 
 
 def simulate(
@@ -98,6 +113,7 @@ def simulate(
     market: np.ndarray | None = None,
     depth: np.ndarray | None = None,
     gas_usd: np.ndarray | None = None,
+    insurance_fund_usd: float = 0.0,
 ) -> SimulationResult:
     """Run one policy over every step of ``prices``.
 
@@ -126,6 +142,8 @@ def simulate(
         Flow that moves the price by 1% in each step, USD (needed with an impact model).
     gas_usd : ndarray, shape (T,), float64, optional
         Gas cost of one liquidation per step, USD (default 0).
+    insurance_fund_usd : float
+        Insurance fund balance before the first step, USD.
 
     Returns
     -------
@@ -162,6 +180,10 @@ def simulate(
     market_state = np.zeros(MARKET_STATE_SIZE)
     market_state[2] = 1.0  # price factor
     market_state[5] = -1.0  # oracle never updated
+    market_state[6] = insurance_fund_usd
+    market_state[11] = -1.0  # no auto-deleveraging pending
+    equity_start = c + u * o[0]
+    adl_parts: list[np.ndarray] = []
     flagged = np.full(n, -1, np.int32)
 
     t = 0
@@ -173,7 +195,10 @@ def simulate(
             bad,
             chunk_size, step_metrics, rec_len, rec_i, rec_f,
         )
-        if reached < stop and rec_len[0] > 0:  # buffer full: flush it
+        if market_state[11] >= 0:  # the fund ran dry with ADL as the waterfall
+            adl_parts.append(_deleverage(market_state, policy, market, product, u, c, key,
+                                         equity_start, cl, step_metrics, order))
+        elif reached < stop and rec_len[0] > 0:  # buffer full: flush it
             flushed.append(_collect_records(int(rec_len[0]), rec_i, rec_f))
             rec_len[0] = 0
         elif reached < stop:  # one step alone needs more room than the buffer has
@@ -186,11 +211,43 @@ def simulate(
     flushed.append(_collect_records(int(rec_len[0]), rec_i, rec_f))
     records = np.concatenate(flushed) if len(flushed) > 1 else flushed[0]
     records["account"] = order[records["account"]]
+    adl = np.concatenate(adl_parts) if adl_parts else np.zeros(0, np.dtype(list(ADL_FIELDS)))
+    adl["account"] = order[adl["account"]]
     return SimulationResult(
         *(scatter_nb(a, order) for a in (u, c, n_liq, first, last, notional, penalties, bad)),
         step_metrics,
         records,
+        adl,
     )
+
+
+def _deleverage(state, policy, market, product, units, cash, key, equity_start, close,
+                step_metrics, order) -> np.ndarray:
+    """Run the pending auto-deleveraging of one step; book its outcome in ``step_metrics``."""
+    t = int(state[11])
+    price = close[t] * step_metrics[t, StepMetric.PRICE_FACTOR]
+    parts = []
+    for side, slot in ((1, 7), (-1, 9)):
+        shortfall, bankrupt_units = state[slot], state[slot + 1]
+        if shortfall <= 0.0:
+            continue
+        covered = 0.0
+        if bankrupt_units > 0.0:
+            idx, closed, transfer, covered = auto_deleverage_nb(
+                side, shortfall, bankrupt_units, price, int(policy[0]["adl_ranking"]),
+                int(market[0]["seed"]), t, product, units, cash, key, equity_start,
+                policy[0]["maintenance_rate"], order)
+            rec = np.zeros(len(idx), np.dtype(list(ADL_FIELDS)))
+            rec["step"], rec["account"], rec["units_closed"] = t, idx, closed
+            rec["price"], rec["transfer"] = price, transfer
+            parts.append(rec)
+            step_metrics[t, StepMetric.ADL_NOTIONAL] += np.abs(closed).sum() * price
+            step_metrics[t, StepMetric.ADL_ACCOUNTS] += len(idx)
+            step_metrics[t, StepMetric.ADL_TRANSFER] += covered
+        step_metrics[t, StepMetric.SOCIALISED_LOSS] += shortfall - covered
+    state[7:11] = 0.0
+    state[11] = -1.0
+    return np.concatenate(parts) if parts else np.zeros(0, np.dtype(list(ADL_FIELDS)))
 
 
 def market_params(impact_model: int = ImpactModel.NONE, permanent_fraction: float = 0.5,
@@ -198,7 +255,7 @@ def market_params(impact_model: int = ImpactModel.NONE, permanent_fraction: floa
                   oracle_model: int = OracleModel.MARKET, oracle_lag_steps: int = 1,
                   oracle_twap_steps: int = 1, oracle_deviation: float = 0.005,
                   oracle_heartbeat_steps: int = 1, keeper_latency_steps: int = 0,
-                  keeper_requires_profit: bool = False) -> np.ndarray:
+                  keeper_requires_profit: bool = False, seed: int = 0) -> np.ndarray:
     """Pack market, oracle and keeper parameters into the kernels' ``MARKET_DTYPE`` record.
 
     Parameters
@@ -221,6 +278,8 @@ def market_params(impact_model: int = ImpactModel.NONE, permanent_fraction: floa
         Steps between an account first found liquidatable and a keeper liquidating it.
     keeper_requires_profit : bool
         Keepers act only when their penalty share covers gas plus the last step's slippage.
+    seed : int
+        Seed of random choices (dYdX deleveraging's starting account).
     """
     if min(oracle_lag_steps, oracle_twap_steps, oracle_heartbeat_steps) < 1:
         raise ValueError("oracle lag, TWAP and heartbeat must be at least one step")
@@ -234,6 +293,7 @@ def market_params(impact_model: int = ImpactModel.NONE, permanent_fraction: floa
     rec["oracle_heartbeat_steps"] = oracle_heartbeat_steps
     rec["keeper_latency_steps"] = keeper_latency_steps
     rec["keeper_requires_profit"] = int(bool(keeper_requires_profit))
+    rec["seed"] = seed
     rec["impact_model"] = int(impact_model)
     rec["permanent_fraction"] = permanent_fraction
     rec["transient_decay"] = 0.5 ** (1.0 / transient_half_life_steps)

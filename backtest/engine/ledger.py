@@ -1,8 +1,7 @@
-"""Per-step series of a simulated policy: the insurance-fund waterfall and running totals.
+"""Per-step running totals of a simulated policy.
 
-The kernel reports, per step, what liquidations changed (fees, bad debt, cash and unit deltas).
-This module turns those deltas into the series users compare: insurance fund balance, draws
-and socialised loss, open interest, debt and user equity at each step's close.
+The kernel reports, per step, what liquidations changed (cash and unit deltas). This module
+turns those deltas into open interest, debt and user equity at each step's close.
 """
 
 from __future__ import annotations
@@ -10,41 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 from backtest.kernels.enums import Product, StepMetric
-
-
-def insurance_waterfall(
-    insurance_fees: np.ndarray, bad_debt: np.ndarray, initial_balance: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run the insurance fund through the steps.
-
-    Within a step the fund first receives its share of the penalties, then covers the step's
-    bad debt as far as its balance allows; what it cannot cover is socialised loss.
-
-    Parameters
-    ----------
-    insurance_fees, bad_debt : ndarray, shape (T,), float64
-        Per-step inflows and shortfalls, USD.
-    initial_balance : float
-        Fund balance before the first step, USD.
-
-    Returns
-    -------
-    balance, draw, socialised : ndarray, shape (T,), float64
-        Fund balance after each step, amount drawn, and loss left uncovered (USD).
-    """
-    n = len(bad_debt)
-    balance = np.empty(n)
-    draw = np.empty(n)
-    socialised = np.empty(n)
-    fund = float(initial_balance)
-    for t in range(n):
-        fund += insurance_fees[t]
-        d = min(fund, bad_debt[t])
-        fund -= d
-        balance[t] = fund
-        draw[t] = d
-        socialised[t] = bad_debt[t] - d
-    return balance, draw, socialised
 
 
 def running_totals(

@@ -76,6 +76,44 @@ class FillPrice(IntEnum):
     CLOSE = 2
 
 
+class Waterfall(IntEnum):
+    """What covers bad debt once the insurance fund is empty.
+
+    SOCIALISE
+        Nobody: it is recorded as socialised loss (shared pro rata by the protocol's users,
+        Drift/Aave-deficit style).
+    ADL
+        Auto-deleveraging: profitable opposite-side perp traders, ranked by :class:`AdlRanking`,
+        are closed at the bankrupt positions' bankruptcy price until the shortfall is covered;
+        loans' shortfall is socialised (lending protocols do not deleverage).
+    """
+
+    SOCIALISE = 0
+    ADL = 1
+
+
+class AdlRanking(IntEnum):
+    """Order in which auto-deleveraging picks counterparties (MECHANISMS.md section 7).
+
+    BINANCE
+        ``PnL% x margin ratio`` with ``PnL% = max(0, UPnL) / max(1, wallet balance)`` and
+        ``margin ratio = maintenance margin / margin balance`` (Binance ADL FAQ).
+    BITMEX
+        ``PnL% x effective leverage`` if PnL% > 0 else ``PnL% / effective leverage``, with
+        ``effective leverage = notional / equity`` (bitmex.com/app/autoDeleveraging).
+    HYPERLIQUID
+        Unrealised PnL and leverage (Hyperliquid docs, auto-deleveraging); the BitMEX score.
+    DYDX
+        dYdX v4 ``deleveraging.go``: iterate opposite-side accounts from a random (seeded)
+        starting account, no ranking.
+    """
+
+    BINANCE = 0
+    BITMEX = 1
+    HYPERLIQUID = 2
+    DYDX = 3
+
+
 #: Number of products (rows of the per-product arrays in ``POLICY_DTYPE``).
 N_PRODUCTS = len(Product)
 
@@ -92,6 +130,8 @@ POLICY_DTYPE = np.dtype(
         ("target_rate", np.float64, (N_PRODUCTS,)),
         # per product: penalty as a fraction of the liquidated notional
         ("penalty_rate", np.float64, (N_PRODUCTS,)),
+        ("waterfall", np.int64),  # Waterfall
+        ("adl_ranking", np.int64),  # AdlRanking
     ],
     align=True,
 )
@@ -121,9 +161,20 @@ class StepMetric(IntEnum):
     IMPACT_COST = 13  # sum of |units closed| x |decision price - execution price|, USD
     N_WAITING = 14  # accounts liquidatable but not liquidated (keeper latency or unprofitable)
     WAITING_NEGATIVE_EQUITY = 15  # sum of their equity below zero, USD (<= 0)
-    PRICE_FACTOR = 16  # simulated / historical price in this step (cascade feedback; not summed)
-    EXECUTION_FACTOR = 17  # execution / decision price of this step's liquidations (not summed)
-    ORACLE_PRICE = 18  # price that decided liquidations (long side), USD (not summed)
+    BAD_DEBT_PERP_LONG = 16  # bad debt left by perp longs, USD
+    BAD_DEBT_PERP_SHORT = 17  # bad debt left by perp shorts, USD
+    BANKRUPT_UNITS_LONG = 18  # |units| of perp longs closed with bad debt
+    BANKRUPT_UNITS_SHORT = 19  # |units| of perp shorts closed with bad debt
+    # per-step values below (not sums over chunks)
+    PRICE_FACTOR = 20  # simulated / historical price in this step (cascade feedback)
+    EXECUTION_FACTOR = 21  # execution / decision price of this step's liquidations
+    ORACLE_PRICE = 22  # price that decided liquidations (long side), USD
+    INSURANCE_DRAW = 23  # bad debt covered by the insurance fund, USD
+    INSURANCE_FUND = 24  # insurance fund balance after the step, USD
+    SOCIALISED_LOSS = 25  # bad debt covered by nobody: socialised pro rata, USD
+    ADL_NOTIONAL = 26  # notional of positions auto-deleveraged, USD
+    ADL_ACCOUNTS = 27  # accounts auto-deleveraged
+    ADL_TRANSFER = 28  # shortfall covered by auto-deleveraged traders, USD
 
 
 N_STEP_METRICS = len(StepMetric)
@@ -192,12 +243,16 @@ MARKET_DTYPE = np.dtype(
         ("oracle_heartbeat_steps", np.int64),
         ("keeper_latency_steps", np.int64),  # steps between first liquidatable and liquidated
         ("keeper_requires_profit", np.int64),  # 1: act only if the keeper fee covers gas + impact
+        ("seed", np.int64),  # seeds random choices (dYdX deleveraging start)
     ],
     align=True,
 )
 
-#: Slots of the kernels' market state array (persists across kernel calls).
-MARKET_STATE_SIZE = 6  # permanent, transient, price factor, last slippage, oracle, oracle step
+#: Slots of the kernels' market state array (persists across kernel calls): 0 permanent and
+#: 1 transient log impact, 2 price factor, 3 last slippage, 4 oracle price, 5 oracle update
+#: step, 6 insurance fund balance, 7-10 pending ADL (shortfall and bankrupt units of perp longs,
+#: then of perp shorts), 11 step of the pending ADL (-1: none).
+MARKET_STATE_SIZE = 12
 
 #: Fields of a liquidation record (one row per liquidation event), in output order.
 RECORD_FIELDS = (

@@ -30,6 +30,7 @@ from backtest.kernels.enums import (
     Product,
     StepMetric,
     TriggerPrice,
+    Waterfall,
 )
 from backtest.kernels.impact_nb import cascade_update_nb, impact_factors_nb
 from backtest.kernels.oracle_nb import oracle_price_nb
@@ -59,6 +60,14 @@ _EXEC_FACTOR = int(StepMetric.EXECUTION_FACTOR)
 _ORACLE = int(StepMetric.ORACLE_PRICE)
 _N_WAITING = int(StepMetric.N_WAITING)
 _WAITING_EQUITY = int(StepMetric.WAITING_NEGATIVE_EQUITY)
+_BAD_LONG = int(StepMetric.BAD_DEBT_PERP_LONG)
+_BAD_SHORT = int(StepMetric.BAD_DEBT_PERP_SHORT)
+_BANKRUPT_UNITS_LONG = int(StepMetric.BANKRUPT_UNITS_LONG)
+_BANKRUPT_UNITS_SHORT = int(StepMetric.BANKRUPT_UNITS_SHORT)
+_INS_DRAW = int(StepMetric.INSURANCE_DRAW)
+_INS_FUND = int(StepMetric.INSURANCE_FUND)
+_SOCIALISED = int(StepMetric.SOCIALISED_LOSS)
+_ADL = int(Waterfall.ADL)
 _N_SUMMED = N_SUMMED_METRICS
 _ORACLE_MARKET = int(OracleModel.MARKET)
 _FILL_CLOSE = int(FillPrice.CLOSE)
@@ -233,6 +242,39 @@ def apply_liquidation_nb(units, cash, d, price, penalty, keeper_share, clears_de
         bad = -cash2
         cash2 = 0.0
     return units_after, cash2, signed, keeper, insurance, bad
+
+
+@njit
+def _insurance_waterfall_nb(t, step_out, market_state, waterfall):
+    """Cover step ``t``'s bad debt: insurance fund first, then ADL or socialised loss.
+
+    The fund receives the step's insurance fees before it pays. With ADL, the perp share of the
+    uncovered shortfall is left pending in ``market_state[7:12]`` (returns True); the loan share
+    is always socialised. Returns False when nothing is pending.
+    """
+    fund = market_state[6] + step_out[t, _INSURANCE]
+    bad = step_out[t, _BAD_DEBT]
+    draw = min(fund, bad)
+    fund -= draw
+    market_state[6] = fund
+    step_out[t, _INS_DRAW] = draw
+    step_out[t, _INS_FUND] = fund
+    shortfall = bad - draw
+    if shortfall <= 0.0:
+        return False
+    perp = step_out[t, _BAD_LONG] + step_out[t, _BAD_SHORT]
+    if waterfall != _ADL or perp <= 0.0:
+        step_out[t, _SOCIALISED] = shortfall
+        return False
+    from_longs = shortfall * step_out[t, _BAD_LONG] / bad
+    from_shorts = shortfall * step_out[t, _BAD_SHORT] / bad
+    step_out[t, _SOCIALISED] = shortfall - from_longs - from_shorts
+    market_state[7] = from_longs
+    market_state[8] = step_out[t, _BANKRUPT_UNITS_LONG]
+    market_state[9] = from_shorts
+    market_state[10] = step_out[t, _BANKRUPT_UNITS_SHORT]
+    market_state[11] = t
+    return True
 
 
 @njit
@@ -513,6 +555,13 @@ def run_steps_nb(
                 acc[ch, _KEEPER] += keeper
                 acc[ch, _INSURANCE] += ins
                 acc[ch, _BAD_DEBT] += bad
+                if bad > 0.0 and prod != _LOAN:
+                    if u > 0.0:
+                        acc[ch, _BAD_LONG] += bad
+                        acc[ch, _BANKRUPT_UNITS_LONG] += d
+                    else:
+                        acc[ch, _BAD_SHORT] += bad
+                        acc[ch, _BANKRUPT_UNITS_SHORT] += d
                 acc[ch, _IMPACT_COST] += d * abs(p - pe)
                 if prod == _LOAN:
                     acc[ch, _CASH_LOAN] += c2 - c
@@ -546,6 +595,8 @@ def run_steps_nb(
         if cascade:
             market_state[2] = cascade_update_nb(market_state, final_factor,
                                                 mk.permanent_fraction, mk.transient_decay)
+        if _insurance_waterfall_nb(t, step_out, market_state, rec.waterfall):
+            return t + 1  # auto-deleveraging pending: the dispatcher runs it, then calls again
     return t1
 
 

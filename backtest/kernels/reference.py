@@ -15,12 +15,14 @@ import numpy as np
 from backtest.kernels.enums import (
     N_STEP_METRICS,
     FillPrice,
+    AdlRanking,
     ImpactModel,
     OracleModel,
     PolicyFamily,
     Product,
     StepMetric,
     TriggerPrice,
+    Waterfall,
 )
 
 
@@ -38,6 +40,7 @@ class ReferenceResult:
     bad_debt: np.ndarray
     step_metrics: np.ndarray
     records: list[dict] = field(default_factory=list)
+    adl_records: list[dict] = field(default_factory=list)
 
 
 def _health(product: int, u: float, c: float, p: float, m: float) -> float:
@@ -75,7 +78,7 @@ def _impact(model: int, flow: float, price: float, depth: float) -> tuple[float,
 
 def simulate_reference(
     open_, high, low, close, trigger_mode, fill_mode, policy, product, units, cash,
-    market=None, depth=None, replay=None, gas_usd=None,
+    market=None, depth=None, replay=None, gas_usd=None, insurance_fund_usd=0.0,
 ) -> ReferenceResult:
     """Simulate all steps of a tape for one policy, one account at a time.
 
@@ -96,6 +99,8 @@ def simulate_reference(
         USD flow that moves the price 1% per step.
     gas_usd : array_like, shape (T,), optional
         Gas cost of one liquidation per step, USD.
+    insurance_fund_usd : float
+        Insurance fund balance before the first step, USD.
     replay : tuple of two arrays, shape (T,), optional
         ``(price factor, execution factor)`` per step taken from a full simulation, instead of
         computing impact from this book's own flow. With it, accounts are independent, so a
@@ -128,6 +133,8 @@ def simulate_reference(
     sim_closes: list[float] = []  # simulated closes of past steps, for the oracles
     chainlink = [0.0, -1]  # oracle price, step of its last update
     slippage = 0.0  # |1 - execution factor| of the previous step
+    fund = float(insurance_fund_usd)
+    equity_start = [float(cash[i]) + float(units[i]) * float(open_[0]) for i in range(n)]
 
     def past_close(s: int) -> float:
         return float(open_[0]) if s < 0 else sim_closes[s]
@@ -214,7 +221,92 @@ def simulate_reference(
             transient = transient * float(market["transient_decay"]) + (
                 1 - float(market["permanent_fraction"])) * log_move
             factor = math.exp(permanent + transient)
+        fund = _waterfall(res, policy, market, t, row, fund, c, equity_start, product)
     return res
+
+
+def _waterfall(res, policy, market, t, row, fund, price, equity_start, product) -> float:
+    """Insurance fund, then ADL (perps) or socialised loss; returns the fund balance."""
+    fund += row[StepMetric.INSURANCE_FEES]
+    bad = row[StepMetric.BAD_DEBT]
+    draw = min(fund, bad)
+    fund -= draw
+    row[StepMetric.INSURANCE_DRAW] = draw
+    row[StepMetric.INSURANCE_FUND] = fund
+    shortfall = bad - draw
+    if shortfall <= 0:
+        return fund
+    perp_bad = row[StepMetric.BAD_DEBT_PERP_LONG] + row[StepMetric.BAD_DEBT_PERP_SHORT]
+    if policy["waterfall"] != Waterfall.ADL or perp_bad <= 0:
+        row[StepMetric.SOCIALISED_LOSS] = shortfall
+        return fund
+    from_longs = shortfall * row[StepMetric.BAD_DEBT_PERP_LONG] / bad
+    from_shorts = shortfall * row[StepMetric.BAD_DEBT_PERP_SHORT] / bad
+    row[StepMetric.SOCIALISED_LOSS] = shortfall - from_longs - from_shorts
+    sides = ((1, from_longs, row[StepMetric.BANKRUPT_UNITS_LONG]),
+             (-1, from_shorts, row[StepMetric.BANKRUPT_UNITS_SHORT]))
+    for side, owed, bankrupt_units in sides:
+        if owed <= 0:
+            continue
+        covered = _adl(res, policy, market, t, side, owed, bankrupt_units, price,
+                       equity_start, product, row) if bankrupt_units > 0 else 0.0
+        row[StepMetric.SOCIALISED_LOSS] += owed - covered
+    return fund
+
+
+def _adl(res, policy, market, t, side, owed, bankrupt_units, price, equity_start, product,
+         row) -> float:
+    ranking = int(policy["adl_ranking"])
+    m = float(policy["maintenance_rate"][Product.PERP])
+    candidates = []
+    for i in range(len(res.units)):
+        u = float(res.units[i])
+        if product[i] != Product.PERP or u == 0 or (u > 0) == (side > 0):
+            continue
+        equity = float(res.cash[i]) + u * price
+        if equity <= 0:
+            continue
+        pnl = equity - equity_start[i]
+        notional = abs(u) * price
+        if ranking == AdlRanking.DYDX:
+            score = 0.0
+        elif pnl <= 0:
+            continue
+        elif ranking == AdlRanking.BINANCE:
+            score = pnl / max(1.0, equity_start[i]) * (m * notional / equity)
+        else:  # BitMEX / Hyperliquid: PnL% x effective leverage
+            entry_value = notional - (1 if u > 0 else -1) * pnl
+            score = (pnl / entry_value if entry_value > 0 else math.inf) * notional / equity
+        candidates.append((i, score))
+    if ranking == AdlRanking.DYDX:
+        k = len(candidates)
+        if k:
+            mask = (1 << 64) - 1
+            z = (int(market["seed"]) * 0x9E3779B97F4A7C15 + (t + 1) * 0xBF58476D1CE4E5B9) & mask
+            z = ((z ^ (z >> 31)) * 0x94D049BB133111EB) & mask
+            start = z % k
+            candidates = candidates[start:] + candidates[:start]
+    else:
+        candidates.sort(key=lambda c: -c[1])  # stable: ties keep book order
+    delta = owed / bankrupt_units
+    remaining, covered = bankrupt_units, 0.0
+    for i, _ in candidates:
+        if remaining <= 1e-12 * bankrupt_units:
+            break
+        u = float(res.units[i])
+        x = min(abs(u), remaining)
+        transfer = min(x * delta, float(res.cash[i]) + u * price)
+        signed = x if u > 0 else -x
+        res.units[i] = 0.0 if x >= abs(u) else u - signed
+        res.cash[i] = float(res.cash[i]) + signed * price - transfer
+        res.adl_records.append(dict(step=t, account=i, units_closed=signed, price=price,
+                                    transfer=transfer))
+        row[StepMetric.ADL_NOTIONAL] += x * price
+        row[StepMetric.ADL_ACCOUNTS] += 1
+        row[StepMetric.ADL_TRANSFER] += transfer
+        covered += transfer
+        remaining -= x
+    return covered
 
 
 def _whole(prod: int, u: float, c: float, p: float, pen: float) -> float:
@@ -284,6 +376,10 @@ def _apply(res, policy, t, i, prod, p, d, execution):
     row[StepMetric.KEEPER_FEES] += keeper
     row[StepMetric.INSURANCE_FEES] += insurance
     row[StepMetric.BAD_DEBT] += bad
+    if bad > 0 and prod != Product.LOAN:
+        long = u > 0
+        row[StepMetric.BAD_DEBT_PERP_LONG if long else StepMetric.BAD_DEBT_PERP_SHORT] += bad
+        row[StepMetric.BANKRUPT_UNITS_LONG if long else StepMetric.BANKRUPT_UNITS_SHORT] += d
     row[StepMetric.IMPACT_COST] += d * abs(p - pe)
     if prod == Product.LOAN:
         row[StepMetric.CASH_DELTA_LOAN] += c_after - c

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from backtest import paths
 from backtest.errors import ConfigError
-from backtest.kernels.enums import POLICY_DTYPE, PolicyFamily, Product
+from backtest.kernels.enums import POLICY_DTYPE, AdlRanking, PolicyFamily, Product, Waterfall
 from backtest.policies.models import HardPolicy, PartialPolicy, Policy
 from backtest.validation import describe, read_toml
 
@@ -101,6 +101,8 @@ def pack_policy(policy: Policy) -> np.ndarray:
         rec["family"] = PolicyFamily.HARD
         rec["close_factor"] = 1.0
         rec["full_close_health"] = 1.0
+    rec["waterfall"] = Waterfall[policy.waterfall.mode.upper()]
+    rec["adl_ranking"] = AdlRanking[policy.waterfall.adl_ranking.upper()]
     for prod in Product:
         rec["maintenance_rate"][0, prod] = m[prod]
         rec["penalty_rate"][0, prod] = pen[prod]

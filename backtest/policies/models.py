@@ -86,6 +86,22 @@ class PartialParams(_Strict):
     full_close_health: float = Field(default=0.95, ge=0.0, le=1.0)
 
 
+class WaterfallParams(_Strict):
+    """What covers bad debt the insurance fund cannot (see ``backtest.kernels.enums``).
+
+    Attributes
+    ----------
+    mode : {"socialise", "adl"}
+        ``socialise``: record it as socialised loss; ``adl``: auto-deleverage profitable
+        opposite-side perp traders at the bankruptcy price (loans' shortfall is socialised).
+    adl_ranking : {"binance", "bitmex", "hyperliquid", "dydx"}
+        Counterparty order for ADL (MECHANISMS.md section 7).
+    """
+
+    mode: Literal["socialise", "adl"] = "socialise"
+    adl_ranking: Literal["binance", "bitmex", "hyperliquid", "dydx"] = "binance"
+
+
 class _PolicyBase(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
@@ -93,6 +109,7 @@ class _PolicyBase(_Strict):
     keeper_share: float = Field(default=0.5, ge=0.0, le=1.0)
     perp: PerpParams
     loan: LoanParams
+    waterfall: WaterfallParams = WaterfallParams()
 
 
 class HardPolicy(_PolicyBase):

@@ -103,8 +103,6 @@ NOT_MODELLED = (
     "Keeper competition and capital constraints: keepers are flash liquidators with "
     "unlimited capital.",
     "Funding payments and borrow interest over the window.",
-    "Auto-deleveraging of profitable traders: bad debt beyond the insurance fund is counted "
-    "as socialised loss.",
 )
 
 
@@ -664,8 +662,13 @@ def methodology(data: ReportData) -> dict:
     split = []
     for p in data.policies:
         ks = float(p.parameters.get("keeper_share", 0.5))
+        wf = p.parameters.get("waterfall", {}) or {}
+        after = ("auto-deleveraging of profitable opposite-side perp traders ranked "
+                 f"{wf.get('adl_ranking', 'binance')}-style, then socialised loss"
+                 if wf.get("mode") == "adl" else "socialised loss")
         split.append(f"{p.name}: {100 * ks:g}% of each penalty to the keeper, "
-                     f"{100 * (1 - ks):g}% to the insurance fund.")
+                     f"{100 * (1 - ks):g}% to the insurance fund; bad debt beyond the fund: "
+                     f"{after}.")
     meta = m["book"].get("meta", {})
     return {
         "trigger": (trig, TRIGGER_TEXT.get(trig, trig)),

@@ -5,12 +5,12 @@ Layout under the runs directory (:func:`backtest.paths.runs_dir`)::
     runs/
       catalog.duckdb                 # table ``runs`` (one row per registered run)
       <run_id>/manifest.json         # config, seeds, input hashes, versions, timings
-      <run_id>/{prices,steps,accounts,liquidations,policies}.parquet
+      <run_id>/{prices,steps,accounts,liquidations,adl,policies}.parquet
 
 Run directories appear atomically (written under a temporary name, then renamed), so a run
 directory with a manifest is complete. Opening the catalog registers any complete run
 directory it does not know yet (e.g. after a crash between the rename and the insert) and
-exposes views ``prices``, ``steps``, ``accounts``, ``liquidations``, ``policies`` over the
+exposes views ``prices``, ``steps``, ``accounts``, ``liquidations``, ``adl``, ``policies`` over the
 registered runs' files, plus ``runs``.
 """
 
@@ -27,7 +27,7 @@ from backtest.errors import CatalogError
 from backtest.results.metrics import ACCOUNTS_AGGREGATES, METRICS, STEPS_AGGREGATES
 
 CATALOG_FILE = "catalog.duckdb"
-TABLES = ("prices", "steps", "accounts", "liquidations", "policies")
+TABLES = ("prices", "steps", "accounts", "liquidations", "adl", "policies")
 
 _RUNS_DDL = """
 CREATE TABLE IF NOT EXISTS runs (

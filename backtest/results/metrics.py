@@ -50,6 +50,8 @@ STEPS_AGGREGATES = """
     min(insurance_fund_usd) AS insurance_fund_min_usd,
     arg_max(insurance_fund_usd, step) AS insurance_fund_end_usd,
     sum(socialised_loss_usd) AS socialised_loss_usd,
+    sum(adl_notional_usd) AS adl_notional_usd,
+    sum(adl_accounts) AS adl_accounts,
     sum(impact_cost_usd) AS impact_cost_usd,
     min(simulated_low) AS simulated_low,
     min(simulated_low / price_factor) AS historical_low
@@ -105,8 +107,12 @@ METRICS: tuple[Metric, ...] = (
            "Bad debt covered by the insurance fund."),
     Metric("insurance_fund_end_usd", "Insurance fund at end", "USD", "s.insurance_fund_end_usd",
            "Fund balance after the last step (initial + fee inflows - draws)."),
+    Metric("adl_notional_usd", "Auto-deleveraged notional", "USD", "s.adl_notional_usd",
+           "Notional of profitable traders' positions closed by auto-deleveraging."),
+    Metric("adl_accounts", "Accounts auto-deleveraged", "count", "s.adl_accounts",
+           "Auto-deleveraging events (an account hit in two steps counts twice)."),
     Metric("socialised_loss_usd", "Socialised loss", "USD", "s.socialised_loss_usd",
-           "Bad debt the insurance fund could not cover."),
+           "Bad debt neither the insurance fund nor auto-deleveraging covered."),
     Metric("impact_cost_usd", "Market impact cost", "USD", "s.impact_cost_usd",
            "What liquidated accounts lost to the price impact of the step's liquidation flow: "
            "sum of |units closed| x |decision price - execution price|."),

@@ -8,6 +8,7 @@ table              one row per
                    user equity at the close
 ``accounts``       (policy, account): final state and liquidation totals
 ``liquidations``   liquidation event
+``adl``            auto-deleveraged account and step
 ``policies``       policy: family and parameters as simulated
 =================  ==========================================================================
 
@@ -22,7 +23,7 @@ import json
 import numpy as np
 import polars as pl
 
-from backtest.engine.ledger import insurance_waterfall, running_totals
+from backtest.engine.ledger import running_totals
 from backtest.engine.dispatch import SimulationResult
 from backtest.kernels.enums import Product, StepMetric
 
@@ -54,7 +55,6 @@ def steps_table(
     close: np.ndarray,
     low: np.ndarray,
     book: dict[str, np.ndarray],
-    insurance_initial_usd: float,
     gas_usd: np.ndarray,
 ) -> pl.DataFrame:
     """Return the ``steps`` rows of one policy.
@@ -71,15 +71,11 @@ def steps_table(
         Historical close and low, USD.
     book : dict
         ``product``, ``units``, ``cash`` arrays of the initial book, shape (N,).
-    insurance_initial_usd : float
-        Insurance fund balance before the first step.
     gas_usd : ndarray, shape (T,), float64
         Gas cost of one liquidation per step, USD (paid by keepers).
     """
     sm = res.step_metrics
-    balance, draw, socialised = insurance_waterfall(
-        sm[:, StepMetric.INSURANCE_FEES], sm[:, StepMetric.BAD_DEBT], insurance_initial_usd
-    )
+    socialised = sm[:, StepMetric.SOCIALISED_LOSS]
     factor = sm[:, StepMetric.PRICE_FACTOR]
     totals = running_totals(sm, close * factor, book["product"], book["units"], book["cash"])
     first = res.first_step[res.first_step >= 0]
@@ -101,8 +97,11 @@ def steps_table(
             "insurance_fees_usd": sm[:, StepMetric.INSURANCE_FEES],
             "bad_debt_usd": sm[:, StepMetric.BAD_DEBT],
             "bad_debt_cum_usd": np.cumsum(sm[:, StepMetric.BAD_DEBT]),
-            "insurance_draw_usd": draw,
-            "insurance_fund_usd": balance,
+            "insurance_draw_usd": sm[:, StepMetric.INSURANCE_DRAW],
+            "insurance_fund_usd": sm[:, StepMetric.INSURANCE_FUND],
+            "adl_notional_usd": sm[:, StepMetric.ADL_NOTIONAL],
+            "adl_accounts": sm[:, StepMetric.ADL_ACCOUNTS].astype(np.int64),
+            "adl_transfer_usd": sm[:, StepMetric.ADL_TRANSFER],
             "socialised_loss_usd": socialised,
             "socialised_loss_cum_usd": np.cumsum(socialised),
             "net_flow_usd": sm[:, StepMetric.NET_FLOW],
@@ -192,6 +191,25 @@ def liquidations_table(
             "health_before": r["health_before"],
             "equity_after_usd": r["equity_after"],
             "closed": r["closed"].astype(bool),
+        }
+    )
+
+
+def adl_table(run_id: str, policy: str, res: SimulationResult, account_id: np.ndarray,
+              timestamp_ms: np.ndarray) -> pl.DataFrame:
+    """Return the ``adl`` rows (one per auto-deleveraged account and step) of one policy."""
+    a = res.adl_records
+    return pl.DataFrame(
+        {
+            "run_id": _constant(run_id, len(a)),
+            "policy": _constant(policy, len(a)),
+            "step": a["step"].astype(np.int32),
+            "timestamp": _ts(timestamp_ms[a["step"]]),
+            "account_id": account_id[a["account"]],
+            "units_closed": a["units_closed"],
+            "price": a["price"],
+            "notional_usd": np.abs(a["units_closed"]) * a["price"],
+            "transfer_usd": a["transfer"],
         }
     )
 

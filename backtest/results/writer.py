@@ -22,6 +22,7 @@ from backtest.atomic import atomic_dir
 from backtest.kernels.enums import StepMetric
 from backtest.results.tables import (
     accounts_table,
+    adl_table,
     liquidations_table,
     policies_table,
     prices_table,
@@ -62,13 +63,12 @@ def write_run(run_dir: Path, run_id: str, created: datetime, inputs, outcomes, t
     ts, close = arrays["timestamp"], arrays["close"]
     book = inputs.book.arrays()
     account_id = inputs.book.frame["account_id"].to_numpy()
-    fund0 = inputs.config.insurance_fund.initial_balance_usd
     _, _, gas, gas_info = market_inputs(inputs)
     t0 = time.perf_counter()
     with atomic_dir(run_dir) as tmp:
         _write(tmp / "prices.parquet", prices_table(run_id, ts, arrays))
         _write(tmp / "steps.parquet", pl.concat(
-            [steps_table(run_id, o.name, o.result, ts, close, arrays["low"], book, fund0, gas)
+            [steps_table(run_id, o.name, o.result, ts, close, arrays["low"], book, gas)
              for o in outcomes]))
         _write(tmp / "accounts.parquet", pl.concat(
             [accounts_table(run_id, o.name, o.result, account_id, book, arrays["open"][0],
@@ -76,6 +76,8 @@ def write_run(run_dir: Path, run_id: str, created: datetime, inputs, outcomes, t
              for o in outcomes]))
         _write(tmp / "liquidations.parquet", pl.concat(
             [liquidations_table(run_id, o.name, o.result, account_id, ts) for o in outcomes]))
+        _write(tmp / "adl.parquet", pl.concat(
+            [adl_table(run_id, o.name, o.result, account_id, ts) for o in outcomes]))
         policy_rows = [(o.name, o.policy.model_dump(mode="json"), file_sha256(o.path))
                        for o in outcomes]
         _write(tmp / "policies.parquet", policies_table(run_id, policy_rows))
