@@ -41,6 +41,7 @@ scenarios = st.fixed_dictionaries({
     "waterfall": st.sampled_from(list(Waterfall)),
     "ranking": st.sampled_from(list(AdlRanking)),
     "fund": st.sampled_from([0.0, 10.0, 1e6]),
+    "funding": st.booleans(),
 })
 
 
@@ -58,9 +59,13 @@ def test_money_is_conserved_everywhere(sc):
                            int(rng.integers(1, 10)), sc["latency"], sc["profit"], sc["seed"])
     depth = rng.uniform(10.0, 5000.0, sc["steps"])
     gas = rng.uniform(0.0, 2.0, sc["steps"])
+    funding = np.full(sc["steps"], np.nan)
+    if sc["funding"]:
+        funding[::3] = rng.normal(0.0, 0.002, len(funding[::3]))
     res = simulate(prices, book["product"], book["units"], book["cash"], policy, sc["trigger"],
                    sc["fill"], chunk_size=sc["chunk"], block_steps=5, market=market,
-                   depth=depth, gas_usd=gas, insurance_fund_usd=sc["fund"])
+                   depth=depth, gas_usd=gas, insurance_fund_usd=sc["fund"],
+                   funding_rate=funding)
     rec, adl = res.records, res.adl_records
     n = sc["n"]
     proceeds, fees, written_off, closed, paid = (np.zeros(n) for _ in range(5))
@@ -75,7 +80,8 @@ def test_money_is_conserved_everywhere(sc):
     # per account: cash change = proceeds at the execution price - penalties + debt written off
     # - what auto-deleveraging made it pay
     np.testing.assert_allclose((res.cash - book["cash"]) / scale,
-                               (proceeds - fees + written_off - paid) / scale, atol=1e-9)
+                               (proceeds - fees + written_off - paid - res.funding_paid) / scale,
+                               atol=1e-9)
     np.testing.assert_allclose(book["units"] - res.units, closed,
                                atol=1e-9 * (1 + np.abs(book["units"]).max()))
     # totals: step aggregates = records
@@ -85,8 +91,9 @@ def test_money_is_conserved_everywhere(sc):
                - fees.sum()) <= 1e-9 * total
     assert abs(sm[:, StepMetric.BAD_DEBT].sum() - written_off.sum()) <= 1e-9 * total
     cash_delta = sm[:, StepMetric.CASH_DELTA_PERP].sum() + sm[:, StepMetric.CASH_DELTA_LOAN].sum()
-    adl_cash = (adl["units_closed"] * adl["price"] - adl["transfer"]).sum()
-    assert abs(cash_delta + adl_cash - (res.cash - book["cash"]).sum()) <= 1e-9 * total
+    funding_total = sm[:, StepMetric.FUNDING_PAID].sum()
+    assert abs(funding_total - res.funding_paid.sum()) <= 1e-9 * total
+    assert abs(cash_delta - funding_total - (res.cash - book["cash"]).sum()) <= 1e-9 * total
     # the waterfall: every dollar of bad debt is drawn from the fund, paid by deleveraged
     # traders, or socialised; the fund is initial + fees - draws and never negative
     covered = (sm[:, StepMetric.INSURANCE_DRAW] + sm[:, StepMetric.ADL_TRANSFER]

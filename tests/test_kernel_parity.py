@@ -290,3 +290,26 @@ def test_insurance_fund_and_auto_deleveraging_match_reference(ranking, seed):
     # counterparties only lose what they pay: their cash change = units x price - transfer
     adl = res.adl_records
     assert np.all(adl["transfer"] >= 0)
+
+
+def test_funding_matches_reference_and_moves_cash():
+    rng = np.random.default_rng(77)
+    steps = 96
+    funding = np.full(steps, np.nan)
+    funding[::8] = rng.normal(0.0005, 0.001, 12)  # an 8-step funding interval
+    prices = random_prices(rng, steps)
+    book = random_book(rng, 500)
+    policy = random_policy(rng)
+    res = simulate(prices, book["product"], book["units"], book["cash"], policy,
+                   TriggerPrice.EXTREME, FillPrice.TRIGGER, chunk_size=64, funding_rate=funding)
+    ref = simulate_reference(prices.open, prices.high, prices.low, prices.close,
+                             TriggerPrice.EXTREME, FillPrice.TRIGGER, policy[0], book["product"],
+                             book["units"], book["cash"], funding_rate=funding)
+    _assert_parity(res, ref)
+    np.testing.assert_allclose(res.funding_paid, ref.funding_paid, rtol=1e-10, atol=1e-10)
+    loans = book["product"] == 1
+    assert np.all(res.funding_paid[loans] == 0.0) and np.any(res.funding_paid[~loans] != 0.0)
+    # the first settlement: every open perp pays units x open x rate
+    perps = ~loans
+    first = book["units"][perps] * prices.open[0] * funding[0]
+    assert res.step_metrics[0, StepMetric.FUNDING_PAID] == pytest.approx(first.sum())

@@ -66,6 +66,8 @@ class SimulationResult:
         Liquidation events per account; first/last step index (-1: never liquidated).
     liquidated_notional, penalties_paid, bad_debt : ndarray, shape (N,), float64
         Per-account totals, USD.
+    funding_paid : ndarray, shape (N,), float64
+        Funding paid by each account over the window (negative: received), USD.
     step_metrics : ndarray, shape (T, N_STEP_METRICS), float64
         Per-step aggregates, columns :class:`backtest.kernels.StepMetric`.
     records : ndarray, shape (R,), structured ``RECORD_FIELDS``
@@ -83,6 +85,7 @@ class SimulationResult:
     liquidated_notional: np.ndarray
     penalties_paid: np.ndarray
     bad_debt: np.ndarray
+    funding_paid: np.ndarray
     step_metrics: np.ndarray
     records: np.ndarray
     adl_records: np.ndarray
@@ -114,6 +117,7 @@ def simulate(
     depth: np.ndarray | None = None,
     gas_usd: np.ndarray | None = None,
     insurance_fund_usd: float = 0.0,
+    funding_rate: np.ndarray | None = None,
 ) -> SimulationResult:
     """Run one policy over every step of ``prices``.
 
@@ -144,6 +148,8 @@ def simulate(
         Gas cost of one liquidation per step, USD (default 0).
     insurance_fund_usd : float
         Insurance fund balance before the first step, USD.
+    funding_rate : ndarray, shape (T,), float64, optional
+        Funding rate settled at the start of each step (fraction, NaN: none); perps pay it.
 
     Returns
     -------
@@ -182,9 +188,13 @@ def simulate(
     market_state[5] = -1.0  # oracle never updated
     market_state[6] = insurance_fund_usd
     market_state[11] = -1.0  # no auto-deleveraging pending
+    market_state[12] = -1.0  # no funding settled yet
     equity_start = c + u * o[0]
     adl_parts: list[np.ndarray] = []
     flagged = np.full(n, -1, np.int32)
+    funding_paid = np.zeros(n)
+    funding = (np.full(n_steps, np.nan) if funding_rate is None
+               else np.ascontiguousarray(funding_rate, np.float64))
 
     t = 0
     while t < n_steps:
@@ -192,7 +202,7 @@ def simulate(
         reached = run_steps_nb(
             t, stop, o, h, lo, cl, depth, gas, int(trigger_mode), int(fill_mode), policy, market,
             market_state, product, u, c, key, flagged, n_liq, first, last, notional, penalties,
-            bad,
+            bad, funding_paid, funding,
             chunk_size, step_metrics, rec_len, rec_i, rec_f,
         )
         if market_state[11] >= 0:  # the fund ran dry with ADL as the waterfall
@@ -214,7 +224,8 @@ def simulate(
     adl = np.concatenate(adl_parts) if adl_parts else np.zeros(0, np.dtype(list(ADL_FIELDS)))
     adl["account"] = order[adl["account"]]
     return SimulationResult(
-        *(scatter_nb(a, order) for a in (u, c, n_liq, first, last, notional, penalties, bad)),
+        *(scatter_nb(a, order) for a in (u, c, n_liq, first, last, notional, penalties, bad,
+                                          funding_paid)),
         step_metrics,
         records,
         adl,
@@ -241,6 +252,11 @@ def _deleverage(state, policy, market, product, units, cash, key, equity_start, 
             rec["step"], rec["account"], rec["units_closed"] = t, idx, closed
             rec["price"], rec["transfer"] = price, transfer
             parts.append(rec)
+            # counterparties sell (longs) or buy back (shorts) at the price and pay the transfer
+            step_metrics[t, StepMetric.CASH_DELTA_PERP] += (closed * price - transfer).sum()
+            units_delta = (StepMetric.UNITS_DELTA_PERP_SHORT if side > 0
+                           else StepMetric.UNITS_DELTA_PERP_LONG)
+            step_metrics[t, units_delta] -= closed.sum()
             step_metrics[t, StepMetric.ADL_NOTIONAL] += np.abs(closed).sum() * price
             step_metrics[t, StepMetric.ADL_ACCOUNTS] += len(idx)
             step_metrics[t, StepMetric.ADL_TRANSFER] += covered

@@ -39,7 +39,8 @@ def running_totals(
     """
     is_loan = product == Product.LOAN
     perp = ~is_loan
-    cash_perp = float(np.sum(cash[perp])) + np.cumsum(step_metrics[:, StepMetric.CASH_DELTA_PERP])
+    cash_perp = float(np.sum(cash[perp])) + np.cumsum(
+        step_metrics[:, StepMetric.CASH_DELTA_PERP] - step_metrics[:, StepMetric.FUNDING_PAID])
     cash_loan = float(np.sum(cash[is_loan])) + np.cumsum(step_metrics[:, StepMetric.CASH_DELTA_LOAN])
     long_units = float(np.sum(units[perp & (units > 0)])) + np.cumsum(
         step_metrics[:, StepMetric.UNITS_DELTA_PERP_LONG]

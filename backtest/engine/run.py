@@ -130,7 +130,8 @@ def simulate_policies(inputs: Inputs, show_progress: bool = True) -> tuple[list[
                            pack_policy(policy), execution.trigger_mode, execution.fill_mode,
                            progress=lambda k: bar.advance(task, k), order=order,
                            market=market, depth=depth, gas_usd=gas,
-                           insurance_fund_usd=inputs.config.insurance_fund.initial_balance_usd)
+                           insurance_fund_usd=inputs.config.insurance_fund.initial_balance_usd,
+                           funding_rate=arrays["funding_rate"])
             outcomes.append(PolicyOutcome(policy.name, policy, path, res,
                                           time.perf_counter() - t0))
     return outcomes, compile_seconds

@@ -175,6 +175,7 @@ class StepMetric(IntEnum):
     ADL_NOTIONAL = 26  # notional of positions auto-deleveraged, USD
     ADL_ACCOUNTS = 27  # accounts auto-deleveraged
     ADL_TRANSFER = 28  # shortfall covered by auto-deleveraged traders, USD
+    FUNDING_PAID = 29  # net funding paid by the book's perps to traders outside it, USD
 
 
 N_STEP_METRICS = len(StepMetric)
@@ -251,8 +252,9 @@ MARKET_DTYPE = np.dtype(
 #: Slots of the kernels' market state array (persists across kernel calls): 0 permanent and
 #: 1 transient log impact, 2 price factor, 3 last slippage, 4 oracle price, 5 oracle update
 #: step, 6 insurance fund balance, 7-10 pending ADL (shortfall and bankrupt units of perp longs,
-#: then of perp shorts), 11 step of the pending ADL (-1: none).
-MARKET_STATE_SIZE = 12
+#: then of perp shorts), 11 step of the pending ADL (-1: none), 12 last step whose funding was
+#: settled (-1: none).
+MARKET_STATE_SIZE = 13
 
 #: Fields of a liquidation record (one row per liquidation event), in output order.
 RECORD_FIELDS = (

@@ -68,6 +68,8 @@ _INS_DRAW = int(StepMetric.INSURANCE_DRAW)
 _INS_FUND = int(StepMetric.INSURANCE_FUND)
 _SOCIALISED = int(StepMetric.SOCIALISED_LOSS)
 _ADL = int(Waterfall.ADL)
+_FUNDING = int(StepMetric.FUNDING_PAID)
+_PERP = int(Product.PERP)
 _N_SUMMED = N_SUMMED_METRICS
 _ORACLE_MARKET = int(OracleModel.MARKET)
 _FILL_CLOSE = int(FillPrice.CLOSE)
@@ -355,6 +357,8 @@ def run_steps_nb(
     liquidated_notional,
     penalties_paid,
     bad_debt,
+    funding_paid,
+    funding_rate,
     chunk_size,
     step_out,
     rec_len,
@@ -403,6 +407,11 @@ def run_steps_nb(
         Per-account event count and first/last liquidation step (-1: none); updated.
     liquidated_notional, penalties_paid, bad_debt : ndarray, shape (N,), float64
         Per-account totals, USD; updated.
+    funding_paid : ndarray, shape (N,), float64
+        Funding paid by each perp account (negative: received), USD; updated.
+    funding_rate : ndarray, shape (T,), float64
+        Funding rate settled at the start of each step, fraction (NaN: none). Perp accounts
+        pay ``units x open x rate`` (longs pay shorts when positive), at the simulated open.
     chunk_size : int
         Accounts per chunk; fixes the summation order (not the thread count).
     step_out : ndarray, shape (T, N_STEP_METRICS), float64
@@ -453,6 +462,26 @@ def run_steps_nb(
         candle[1] = high[t] * f
         candle[2] = low[t] * f
         candle[3] = close[t] * f
+        rate = funding_rate[t]
+        # a funding settlement (not NaN, not zero), once even if the step is restarted after a
+        # record-buffer flush
+        if rate == rate and rate != 0.0 and market_state[12] < t:
+            market_state[12] = t
+            for ch in prange(n_chunks):
+                total = 0.0
+                for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
+                    if product[i] == _PERP and units[i] != 0.0:
+                        pay = units[i] * candle[0] * rate
+                        cash[i] -= pay
+                        funding_paid[i] += pay
+                        key[i] = trigger_key_nb(units[i], cash[i], m_rate[_PERP])
+                        total += pay
+                flow[ch] = total
+                chunk_max[ch], chunk_max_short[ch] = _chunk_bounds_nb(key, ch, chunk_size)
+            paid = 0.0
+            for ch in range(n_chunks):
+                paid += flow[ch]
+            step_out[t, _FUNDING] = paid
         if oracle_model != _ORACLE_MARKET:
             x_long = oracle_price_nb(oracle_model, t, open_, close, step_out, market_state,
                                      mk.oracle_lag_steps, mk.oracle_twap_steps,

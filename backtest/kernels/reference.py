@@ -38,6 +38,7 @@ class ReferenceResult:
     liquidated_notional: np.ndarray
     penalties_paid: np.ndarray
     bad_debt: np.ndarray
+    funding_paid: np.ndarray
     step_metrics: np.ndarray
     records: list[dict] = field(default_factory=list)
     adl_records: list[dict] = field(default_factory=list)
@@ -79,6 +80,7 @@ def _impact(model: int, flow: float, price: float, depth: float) -> tuple[float,
 def simulate_reference(
     open_, high, low, close, trigger_mode, fill_mode, policy, product, units, cash,
     market=None, depth=None, replay=None, gas_usd=None, insurance_fund_usd=0.0,
+    funding_rate=None,
 ) -> ReferenceResult:
     """Simulate all steps of a tape for one policy, one account at a time.
 
@@ -101,6 +103,8 @@ def simulate_reference(
         Gas cost of one liquidation per step, USD.
     insurance_fund_usd : float
         Insurance fund balance before the first step, USD.
+    funding_rate : array_like, shape (T,), optional
+        Funding rate settled at the start of each step (NaN: none).
     replay : tuple of two arrays, shape (T,), optional
         ``(price factor, execution factor)`` per step taken from a full simulation, instead of
         computing impact from this book's own flow. With it, accounts are independent, so a
@@ -121,6 +125,7 @@ def simulate_reference(
         liquidated_notional=np.zeros(n),
         penalties_paid=np.zeros(n),
         bad_debt=np.zeros(n),
+        funding_paid=np.zeros(n),
         step_metrics=np.zeros((n_steps, N_STEP_METRICS)),
     )
     permanent = transient = 0.0
@@ -141,6 +146,14 @@ def simulate_reference(
 
     for t in range(n_steps):
         o, h, lo, c = (float(a[t]) * factor for a in (open_, high, low, close))
+        rate = float(funding_rate[t]) if funding_rate is not None else math.nan
+        if not math.isnan(rate) and rate != 0.0:
+            for i in range(n):
+                if product[i] == Product.PERP and res.units[i] != 0.0:
+                    pay = float(res.units[i]) * o * rate
+                    res.cash[i] -= pay
+                    res.funding_paid[i] += pay
+                    res.step_metrics[t, StepMetric.FUNDING_PAID] += pay
         oracle = None
         if oracle_model == OracleModel.LAGGED:
             oracle = past_close(t - int(mk["oracle_lag_steps"]))
@@ -301,6 +314,8 @@ def _adl(res, policy, market, t, side, owed, bankrupt_units, price, equity_start
         res.cash[i] = float(res.cash[i]) + signed * price - transfer
         res.adl_records.append(dict(step=t, account=i, units_closed=signed, price=price,
                                     transfer=transfer))
+        row[StepMetric.CASH_DELTA_PERP] += signed * price - transfer
+        row[StepMetric.UNITS_DELTA_PERP_LONG if u > 0 else StepMetric.UNITS_DELTA_PERP_SHORT] -= signed
         row[StepMetric.ADL_NOTIONAL] += x * price
         row[StepMetric.ADL_ACCOUNTS] += 1
         row[StepMetric.ADL_TRANSFER] += transfer

@@ -102,7 +102,8 @@ NO_KEEPERS = ("Keeper latency beyond the candle and gas costs: keepers always ac
 NOT_MODELLED = (
     "Keeper competition and capital constraints: keepers are flash liquidators with "
     "unlimited capital.",
-    "Funding payments and borrow interest over the window.",
+    "Borrow interest on loans; funding payments where the tape carries no funding rates "
+    "(perp accounts pay the rates of the tape's funding_rate column at each settlement).",
 )
 
 

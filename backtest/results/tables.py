@@ -99,6 +99,7 @@ def steps_table(
             "bad_debt_cum_usd": np.cumsum(sm[:, StepMetric.BAD_DEBT]),
             "insurance_draw_usd": sm[:, StepMetric.INSURANCE_DRAW],
             "insurance_fund_usd": sm[:, StepMetric.INSURANCE_FUND],
+            "funding_paid_usd": sm[:, StepMetric.FUNDING_PAID],
             "adl_notional_usd": sm[:, StepMetric.ADL_NOTIONAL],
             "adl_accounts": sm[:, StepMetric.ADL_ACCOUNTS].astype(np.int64),
             "adl_transfer_usd": sm[:, StepMetric.ADL_TRANSFER],
@@ -164,6 +165,7 @@ def accounts_table(
             "liquidated_notional_usd": res.liquidated_notional,
             "penalties_usd": res.penalties_paid,
             "bad_debt_usd": res.bad_debt,
+            "funding_paid_usd": res.funding_paid,
             "status": _enum(status, STATUSES),
         }
     )
