@@ -32,10 +32,11 @@ def random_book(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     return {"product": product, "units": units, "cash": cash}
 
 
-def random_policy(rng: np.random.Generator, family: int | None = None) -> np.ndarray:
-    """A policy record with random but valid parameters."""
+def random_policy(rng: np.random.Generator, family: int | None = None,
+                  slicing: bool = False) -> np.ndarray:
+    """A policy record with random but valid parameters (cooldown and order slicing if asked)."""
     rec = np.zeros(1, POLICY_DTYPE)
-    rec["family"] = rng.integers(0, 2) if family is None else family
+    rec["family"] = rng.integers(0, 3) if family is None else family
     rec["keeper_share"] = rng.uniform(0, 1)
     rec["close_factor"] = rng.uniform(0.1, 1.0)
     rec["full_close_health"] = rng.uniform(0.5, 1.0)
@@ -48,4 +49,15 @@ def random_policy(rng: np.random.Generator, family: int | None = None) -> np.nda
     rec["target_rate"] = [target_perp, target_loan]
     if rec["family"][0] == PolicyFamily.HARD:
         rec["close_factor"], rec["full_close_health"] = 1.0, 1.0
+    # graduated tiers: health thresholds falling from 1, fractions rising to 1
+    rec["tier_health"] = [1.0, *np.sort(rng.uniform(0.5, 1.0, 3))[::-1]]
+    rec["tier_fraction"] = [*np.sort(rng.uniform(0.05, 0.9, 3)), 1.0]
+    if slicing:
+        rec["cooldown_steps"] = rng.choice([0, 0, 1, 3])
+        rec["max_step_volume_fraction"] = rng.choice([0.0, rng.uniform(0.01, 0.5)])
     return rec
+
+
+def random_volume(rng: np.random.Generator, n_steps: int) -> np.ndarray:
+    """Traded volume per step, asset units."""
+    return rng.uniform(1.0, 100.0, n_steps)

@@ -51,7 +51,7 @@ def test_money_is_conserved_everywhere(sc):
     rng = np.random.default_rng(sc["seed"])
     prices = random_prices(rng, sc["steps"], vol=sc["vol"])
     book = random_book(rng, sc["n"])
-    policy = random_policy(rng)
+    policy = random_policy(rng, slicing=True)
     policy["waterfall"], policy["adl_ranking"] = sc["waterfall"], sc["ranking"]
     market = market_params(sc["impact"], float(rng.uniform(0, 1)), float(rng.uniform(1, 30)),
                            sc["cascade"], sc["oracle"], int(rng.integers(1, 5)),
@@ -65,7 +65,7 @@ def test_money_is_conserved_everywhere(sc):
     res = simulate(prices, book["product"], book["units"], book["cash"], policy, sc["trigger"],
                    sc["fill"], chunk_size=sc["chunk"], block_steps=5, market=market,
                    depth=depth, gas_usd=gas, insurance_fund_usd=sc["fund"],
-                   funding_rate=funding)
+                   funding_rate=funding, volume=rng.uniform(1.0, 50.0, sc["steps"]))
     rec, adl = res.records, res.adl_records
     n = sc["n"]
     proceeds, fees, written_off, closed, paid = (np.zeros(n) for _ in range(5))

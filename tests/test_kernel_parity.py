@@ -18,7 +18,7 @@ from backtest.kernels.enums import (
     Waterfall,
 )
 from backtest.kernels.reference import simulate_reference
-from tests.kernel_inputs import random_book, random_policy, random_prices
+from tests.kernel_inputs import random_book, random_policy, random_prices, random_volume
 
 MODES = [(t, f) for t in TriggerPrice for f in FillPrice]
 
@@ -28,10 +28,11 @@ def _run(seed, trigger, fill, n=400, steps=120, family=None, chunk_size=64, mark
     rng = np.random.default_rng(seed)
     prices = random_prices(rng, steps)
     book = random_book(rng, n)
-    policy = random_policy(rng, family)
+    policy = random_policy(rng, family, slicing=True)
+    prices.volume = random_volume(np.random.default_rng(seed + 1), steps)
     res = simulate(prices, book["product"], book["units"], book["cash"], policy, trigger, fill,
                    chunk_size=chunk_size, block_steps=17, market=market, depth=depth,
-                   gas_usd=gas_usd)
+                   gas_usd=gas_usd, volume=prices.volume)
     return prices, book, policy, res
 
 
@@ -56,7 +57,8 @@ def test_kernel_matches_reference_with_impact(seed, model, cascade):
                                      market=market, depth=depth)
     ref = simulate_reference(prices.open, prices.high, prices.low, prices.close,
                              TriggerPrice.EXTREME, FillPrice.TRIGGER, policy[0], book["product"],
-                             book["units"], book["cash"], market=market[0], depth=depth)
+                             book["units"], book["cash"], market=market[0], depth=depth,
+                             volume=prices.volume)
     _assert_parity(res, ref)
     sm = res.step_metrics
     if model != ImpactModel.NONE:
@@ -72,7 +74,8 @@ def test_kernel_matches_reference_with_impact(seed, model, cascade):
 def test_kernel_matches_reference(seed, trigger, fill):
     prices, book, policy, res = _run(seed, trigger, fill)
     ref = simulate_reference(prices.open, prices.high, prices.low, prices.close, trigger, fill,
-                             policy[0], book["product"], book["units"], book["cash"])
+                             policy[0], book["product"], book["units"], book["cash"],
+                             volume=prices.volume)
     assert res.records.shape[0] == len(ref.records) > 0
     np.testing.assert_allclose(res.units, ref.units, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(res.cash, ref.cash, rtol=1e-12, atol=1e-9)
@@ -125,9 +128,10 @@ def test_money_is_conserved(seed):
     penalty = policy["penalty_rate"][0][np.asarray(book["product"])[rec["account"]]]
     assert np.all(rec["keeper_fee"] + rec["insurance_fee"]
                   <= penalty * rec["notional"] * (1 + 1e-12) + 1e-9)
-    # without impact no liquidation leaves negative equity (with impact a partial decided at
-    # the decision price can, at the worse execution price); no position flips side
-    if model == ImpactModel.NONE:
+    # without impact or order slicing no liquidation leaves negative equity (with impact a
+    # partial decided at the decision price can, at the worse execution price; with slicing a
+    # bankrupt position is closed over several steps); no position flips side
+    if model == ImpactModel.NONE and policy["max_step_volume_fraction"][0] == 0:
         assert np.all(rec["equity_after"] >= -1e-9 * (1 + rec["notional"]))
     assert np.all(np.sign(res.units) * np.sign(book["units"]) >= 0)
 
@@ -140,7 +144,8 @@ def test_results_do_not_depend_on_thread_count():
         for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
             numba.set_num_threads(threads)
             outs.append(simulate(prices, book["product"], book["units"], book["cash"], policy,
-                                 TriggerPrice.EXTREME, FillPrice.TRIGGER, chunk_size=256))
+                                 TriggerPrice.EXTREME, FillPrice.TRIGGER, chunk_size=256,
+                                 volume=prices.volume))
     finally:
         numba.set_num_threads(before)
     a, b = outs[0], outs[-1]
@@ -200,7 +205,8 @@ def test_reference_replay_checks_a_sample_of_a_coupled_book():
                              TriggerPrice.EXTREME, FillPrice.TRIGGER, policy[0],
                              book["product"][idx], book["units"][idx], book["cash"][idx],
                              replay=(sm[:, StepMetric.PRICE_FACTOR],
-                                     sm[:, StepMetric.EXECUTION_FACTOR]))
+                                     sm[:, StepMetric.EXECUTION_FACTOR],
+                                     sm[:, StepMetric.SLICE_FACTOR]), volume=prices.volume)
     assert ref.n_liquidations.sum() > 0
     np.testing.assert_array_equal(res.n_liquidations[idx], ref.n_liquidations)
     np.testing.assert_allclose(res.cash[idx], ref.cash, rtol=1e-10, atol=1e-8)
@@ -223,7 +229,7 @@ def test_kernel_matches_reference_with_oracles_and_keepers(oracle, latency, prof
     ref = simulate_reference(prices.open, prices.high, prices.low, prices.close,
                              TriggerPrice.EXTREME, FillPrice.TRIGGER, policy[0], book["product"],
                              book["units"], book["cash"], market=market[0], depth=depth,
-                             gas_usd=gas)
+                             gas_usd=gas, volume=prices.volume)
     _assert_parity(res, ref)
     if oracle != OracleModel.MARKET:  # liquidations fill at the market close of their step
         close = prices.close * res.step_metrics[:, StepMetric.PRICE_FACTOR]

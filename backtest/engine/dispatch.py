@@ -118,6 +118,7 @@ def simulate(
     gas_usd: np.ndarray | None = None,
     insurance_fund_usd: float = 0.0,
     funding_rate: np.ndarray | None = None,
+    volume: np.ndarray | None = None,
 ) -> SimulationResult:
     """Run one policy over every step of ``prices``.
 
@@ -150,6 +151,8 @@ def simulate(
         Insurance fund balance before the first step, USD.
     funding_rate : ndarray, shape (T,), float64, optional
         Funding rate settled at the start of each step (fraction, NaN: none); perps pay it.
+    volume : ndarray, shape (T,), float64, optional
+        Traded volume per step, asset units (needed by a policy with order slicing).
 
     Returns
     -------
@@ -193,6 +196,12 @@ def simulate(
     adl_parts: list[np.ndarray] = []
     flagged = np.full(n, -1, np.int32)
     funding_paid = np.zeros(n)
+    if volume is None:
+        slicing = policy[0]["max_step_volume_fraction"]
+        if slicing > 0 and np.isfinite(slicing):
+            raise ValueError("a policy with order slicing needs the traded volume per step")
+        volume = np.full(n_steps, np.inf)
+    volume = np.ascontiguousarray(volume, np.float64)
     funding = (np.full(n_steps, np.nan) if funding_rate is None
                else np.ascontiguousarray(funding_rate, np.float64))
 
@@ -200,7 +209,7 @@ def simulate(
     while t < n_steps:
         stop = min(n_steps, t + block_steps)
         reached = run_steps_nb(
-            t, stop, o, h, lo, cl, depth, gas, int(trigger_mode), int(fill_mode), policy, market,
+            t, stop, o, h, lo, cl, depth, volume, gas, int(trigger_mode), int(fill_mode), policy, market,
             market_state, product, u, c, key, flagged, n_liq, first, last, notional, penalties,
             bad, funding_paid, funding,
             chunk_size, step_metrics, rec_len, rec_i, rec_f,

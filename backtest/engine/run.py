@@ -127,11 +127,11 @@ def simulate_policies(inputs: Inputs, show_progress: bool = True) -> tuple[list[
             bar.update(task, description=f"{inputs.config.name}: {policy.name}")
             t0 = time.perf_counter()
             res = simulate(prices, book["product"], book["units"], book["cash"],
-                           pack_policy(policy), execution.trigger_mode, execution.fill_mode,
+                           pack_policy(policy, inputs.tape.interval_seconds), execution.trigger_mode, execution.fill_mode,
                            progress=lambda k: bar.advance(task, k), order=order,
                            market=market, depth=depth, gas_usd=gas,
                            insurance_fund_usd=inputs.config.insurance_fund.initial_balance_usd,
-                           funding_rate=arrays["funding_rate"])
+                           funding_rate=arrays["funding_rate"], volume=arrays["volume"])
             outcomes.append(PolicyOutcome(policy.name, policy, path, res,
                                           time.perf_counter() - t0))
     return outcomes, compile_seconds

@@ -22,10 +22,14 @@ class PolicyFamily(IntEnum):
         Close just enough to restore ``target_health``, at most ``close_factor`` of the
         position (perps) or debt (loans) per liquidation; the whole when health is at or below
         ``full_close_health`` or equity cannot pay the penalty.
+    GRADUATED
+        A sliding scale: each tier ``k`` closes ``tier_fraction[k]`` of the position (perps) or
+        debt (loans) once health < ``tier_health[k]``; the deepest tier reached applies.
     """
 
     HARD = 0
     PARTIAL = 1
+    GRADUATED = 2
 
 
 class Product(IntEnum):
@@ -114,6 +118,9 @@ class AdlRanking(IntEnum):
     DYDX = 3
 
 
+#: Most tiers of a graduated policy.
+MAX_TIERS = 4
+
 #: Number of products (rows of the per-product arrays in ``POLICY_DTYPE``).
 N_PRODUCTS = len(Product)
 
@@ -130,6 +137,13 @@ POLICY_DTYPE = np.dtype(
         ("target_rate", np.float64, (N_PRODUCTS,)),
         # per product: penalty as a fraction of the liquidated notional
         ("penalty_rate", np.float64, (N_PRODUCTS,)),
+        # graduated tiers, up to MAX_TIERS: health below which the tier applies, and fraction
+        ("tier_health", np.float64, (4,)),
+        ("tier_fraction", np.float64, (4,)),
+        # order slicing, any family: steps between liquidations of one account, and the most
+        # units liquidated in a step as a fraction of the step's traded volume (inf: no cap)
+        ("cooldown_steps", np.int64),
+        ("max_step_volume_fraction", np.float64),
         ("waterfall", np.int64),  # Waterfall
         ("adl_ranking", np.int64),  # AdlRanking
     ],
@@ -176,6 +190,7 @@ class StepMetric(IntEnum):
     ADL_ACCOUNTS = 27  # accounts auto-deleveraged
     ADL_TRANSFER = 28  # shortfall covered by auto-deleveraged traders, USD
     FUNDING_PAID = 29  # net funding paid by the book's perps to traders outside it, USD
+    SLICE_FACTOR = 30  # share of the decided liquidation sizes executed (order slicing, <= 1)
 
 
 N_STEP_METRICS = len(StepMetric)

@@ -37,6 +37,7 @@ from backtest.kernels.oracle_nb import oracle_price_nb
 
 # int constants for use inside kernels (IntEnum members are not numba constants)
 _HARD = int(PolicyFamily.HARD)
+_GRADUATED = int(PolicyFamily.GRADUATED)
 _LOAN = int(Product.LOAN)
 _EXTREME = int(TriggerPrice.EXTREME)
 _FILL_TRIGGER = int(FillPrice.TRIGGER)
@@ -69,6 +70,7 @@ _INS_FUND = int(StepMetric.INSURANCE_FUND)
 _SOCIALISED = int(StepMetric.SOCIALISED_LOSS)
 _ADL = int(Waterfall.ADL)
 _FUNDING = int(StepMetric.FUNDING_PAID)
+_SLICE = int(StepMetric.SLICE_FACTOR)
 _PERP = int(Product.PERP)
 _N_SUMMED = N_SUMMED_METRICS
 _ORACLE_MARKET = int(OracleModel.MARKET)
@@ -151,7 +153,8 @@ def health_nb(product, units, cash, price, m):
 
 @njit
 def units_to_close_nb(
-    family, product, units, cash, price, m, target, penalty, close_factor, full_close_health
+    family, product, units, cash, price, m, target, penalty, close_factor, full_close_health,
+    tier_health, tier_fraction,
 ):
     """Return how many units (>= 0, <= |units|) a liquidation at ``price`` closes.
 
@@ -163,6 +166,9 @@ def units_to_close_nb(
     (loan, Aave ``LiquidationLogic``), and the whole position when health is at or below
     ``full_close_health``, when ``target <= penalty`` (closing cannot restore health), or when
     equity cannot pay the penalty. ``target = inf`` closes exactly the close factor.
+    Graduated: the fraction of the deepest tier whose health threshold is above the account's
+    health (tier 0 for any liquidatable account), of the position (perp) or of the debt
+    (loan); the whole if equity cannot pay the penalty of that slice.
     """
     size = abs(units)
     equity = cash + units * price
@@ -173,6 +179,17 @@ def units_to_close_nb(
     if family == _HARD or equity <= 0.0:
         return full
     health = health_nb(product, units, cash, price, m)
+    if family == _GRADUATED:
+        # a liquidatable account is in tier 0 (health < 1 by the trigger, not recomputed here
+        # at the fill price, where it can sit exactly at 1); deeper tiers by their health
+        fraction = tier_fraction[0]
+        for k in range(1, tier_health.shape[0]):
+            if health < tier_health[k]:
+                fraction = max(fraction, tier_fraction[k])
+        d = fraction * full
+        if equity < penalty * d * price:
+            d = full
+        return min(d, full)
     cf = 1.0 if health <= full_close_health else close_factor
     cap = cf * full if product == _LOAN else cf * size
     if np.isinf(target):
@@ -306,8 +323,9 @@ def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, account
         either because the account is healthy or because no keeper acts yet (latency, or the
         keeper fee would not cover gas plus expected impact).
     """
-    product, units, cash, key, flagged = accounts
-    family, m_rate, t_rate, p_rate, close_factor, full_close_health, keeper_share = policy_inputs
+    product, units, cash, key, flagged, last_step = accounts
+    (family, m_rate, t_rate, p_rate, close_factor, full_close_health, keeper_share,
+     tier_health, tier_fraction, cooldown) = policy_inputs
     latency, requires_profit, gas, slippage = keepers
     k = key[i]
     # filter: long keys > 0 trigger at low <= key, short keys < 0 at high >= -key
@@ -322,9 +340,12 @@ def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, account
         return 0.0, 0.0, False
     if latency > 0 and (flagged[i] < 0 or t < flagged[i] + latency):
         return 0.0, 0.0, True
+    if cooldown > 0 and last_step[i] >= 0 and t - last_step[i] < cooldown:
+        return 0.0, 0.0, True
     p = fill_price_nb(fill_mode, u, k, x, candle[0], candle[2], candle[1], candle[3])
     d = units_to_close_nb(
-        family, prod, u, c, p, m, t_rate[prod], p_rate[prod], close_factor, full_close_health
+        family, prod, u, c, p, m, t_rate[prod], p_rate[prod], close_factor, full_close_health,
+        tier_health, tier_fraction,
     )
     if requires_profit and keeper_share * p_rate[prod] * d * p < gas + slippage * d * p:
         return 0.0, 0.0, True
@@ -340,6 +361,7 @@ def run_steps_nb(
     low,
     close,
     depth,
+    volume,
     gas_usd,
     trigger_mode,
     fill_mode,
@@ -385,6 +407,8 @@ def run_steps_nb(
         Historical candle prices, USD per unit.
     depth : ndarray, shape (T,), float64
         Flow that moves the price by 1% in each step, USD.
+    volume : ndarray, shape (T,), float64
+        Traded volume of each step, asset units (caps liquidations under order slicing).
     gas_usd : ndarray, shape (T,), float64
         Gas cost of one liquidation in each step, USD (used when keepers require profit).
     trigger_mode, fill_mode : int
@@ -437,8 +461,10 @@ def run_steps_nb(
     m_rate = rec.maintenance_rate
     p_rate = rec.penalty_rate
     policy_inputs = (rec.family, m_rate, rec.target_rate, p_rate, rec.close_factor,
-                     rec.full_close_health, keeper_share)
-    accounts = (product, units, cash, key, flagged)
+                     rec.full_close_health, keeper_share, rec.tier_health, rec.tier_fraction,
+                     rec.cooldown_steps)
+    accounts = (product, units, cash, key, flagged, last_step)
+    max_volume_fraction = rec.max_step_volume_fraction
     mk = market[0]
     impact_model = mk.impact_model
     cascade = mk.cascade != 0
@@ -449,6 +475,7 @@ def run_steps_nb(
     acc = np.zeros((n_chunks, _N_SUMMED))
     count = np.zeros(n_chunks, np.int64)
     flow = np.zeros(n_chunks)
+    gross = np.zeros(n_chunks)
     offset = np.zeros(n_chunks, np.int64)
     active = np.empty(n_chunks, np.int64)
     candle = np.empty(4)
@@ -506,12 +533,15 @@ def run_steps_nb(
                 active[n_active] = ch
                 n_active += 1
         total_flow = 0.0
+        total_units = 0.0
+        slice_factor = 1.0
         if n_active > 0:
             # pass 1: decide, count and sum the flow of each reachable chunk
             for a in prange(n_active):
                 ch = active[a]
                 count[ch] = 0
                 flow[ch] = 0.0
+                gross[ch] = 0.0
                 for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
                     p, d, _ = _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, eff_fill,
                                          accounts, policy_inputs, keepers)
@@ -519,15 +549,28 @@ def run_steps_nb(
                         count[ch] += 1
                         # closing a long sells (negative flow), closing a short buys
                         flow[ch] += -d * p if units[i] > 0.0 else d * p
+                        gross[ch] += d
+            for a in range(n_active):
+                ch = active[a]
+                total_flow += flow[ch]
+                total_units += gross[ch]
+            # order slicing: at most max_volume_fraction of the step's traded volume is
+            # liquidated; every decided size is scaled alike and the rest waits for later steps
+            if max_volume_fraction > 0.0 and total_units > max_volume_fraction * volume[t]:
+                slice_factor = max_volume_fraction * volume[t] / total_units
+                total_flow *= slice_factor
+                if slice_factor <= 0.0:  # nothing traded: nothing liquidated, nothing recorded
+                    for a in range(n_active):
+                        count[active[a]] = 0
             total = rec_len[0]
             for a in range(n_active):
                 ch = active[a]
                 offset[ch] = total
                 total += count[ch]
-                total_flow += flow[ch]
             if total > cap:
                 return t
             rec_len[0] = total
+        step_out[t, _SLICE] = slice_factor
         exec_factor, final_factor = impact_factors_nb(impact_model, total_flow, candle[3],
                                                       depth[t])
         step_out[t, _EXEC_FACTOR] = exec_factor
@@ -543,6 +586,7 @@ def run_steps_nb(
             for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
                 p, d, liquidatable = _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key,
                                                 eff_fill, accounts, policy_inputs, keepers)
+                d *= slice_factor
                 if d <= 0.0:
                     if liquidatable:
                         if flagged[i] < 0:

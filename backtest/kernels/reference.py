@@ -80,7 +80,7 @@ def _impact(model: int, flow: float, price: float, depth: float) -> tuple[float,
 def simulate_reference(
     open_, high, low, close, trigger_mode, fill_mode, policy, product, units, cash,
     market=None, depth=None, replay=None, gas_usd=None, insurance_fund_usd=0.0,
-    funding_rate=None,
+    funding_rate=None, volume=None,
 ) -> ReferenceResult:
     """Simulate all steps of a tape for one policy, one account at a time.
 
@@ -105,9 +105,11 @@ def simulate_reference(
         Insurance fund balance before the first step, USD.
     funding_rate : array_like, shape (T,), optional
         Funding rate settled at the start of each step (NaN: none).
-    replay : tuple of two arrays, shape (T,), optional
-        ``(price factor, execution factor)`` per step taken from a full simulation, instead of
-        computing impact from this book's own flow. With it, accounts are independent, so a
+    volume : array_like, shape (T,), optional
+        Traded volume per step, units (order slicing).
+    replay : tuple of two or three arrays, shape (T,), optional
+        ``(price factor, execution factor[, slice factor])`` per step taken from a full
+        simulation, instead of computing impact (and order slicing) from this book's own flow. With it, accounts are independent, so a
         sample of a large book can be checked against the engine's run of the whole book.
 
     Returns
@@ -183,6 +185,10 @@ def simulate_reference(
             if latency > 0 and (flagged[i] < 0 or t < flagged[i] + latency):
                 waiting.append(i)
                 continue
+            cooldown = int(policy["cooldown_steps"])
+            if cooldown > 0 and res.last_step[i] >= 0 and t - res.last_step[i] < cooldown:
+                waiting.append(i)
+                continue
             if oracle is not None:  # an oracle decides when; the market fills
                 p = c
             elif fill_mode == FillPrice.TRIGGER:
@@ -204,6 +210,19 @@ def simulate_reference(
             else:
                 waiting.append(i)
         flow = sum((-d * p if res.units[i] > 0 else d * p) for i, p, d in decisions)
+        slice_factor = 1.0
+        cap = float(policy["max_step_volume_fraction"])
+        wanted = sum(d for _, _, d in decisions)
+        if replay is not None and len(replay) > 2:
+            slice_factor = float(replay[2][t])
+        elif cap > 0 and volume is not None and wanted > cap * float(volume[t]):
+            slice_factor = cap * float(volume[t]) / wanted
+        if slice_factor != 1.0:
+            flow *= slice_factor
+            decisions = [(i, p, d * slice_factor) for i, p, d in decisions]
+            if slice_factor <= 0:
+                waiting += [i for i, _, _ in decisions]
+                decisions = []
         execution, final = _impact(model, flow, c, float(depth[t]) if depth is not None else 0)
         if replay is not None:
             execution = float(replay[1][t])
@@ -211,6 +230,7 @@ def simulate_reference(
         row[StepMetric.ORACLE_PRICE] = oracle if oracle is not None else (
             lo if trigger_mode == TriggerPrice.EXTREME else c)
         row[StepMetric.PRICE_FACTOR] = factor
+        row[StepMetric.SLICE_FACTOR] = slice_factor
         row[StepMetric.EXECUTION_FACTOR] = execution
         row[StepMetric.NET_FLOW] = flow
         for i, p, d in decisions:
@@ -339,6 +359,12 @@ def _units_to_close(policy, prod, u, c, p, m) -> float:
     whole = _whole(prod, u, c, p, pen)
     if policy["family"] == PolicyFamily.HARD or equity <= 0:
         return whole
+    if policy["family"] == PolicyFamily.GRADUATED:
+        health = _health(prod, u, c, p, m)
+        tiers = list(zip(policy["tier_health"], policy["tier_fraction"], strict=True))
+        fraction = max([tiers[0][1]] + [f for h, f in tiers[1:] if health < h])
+        d = fraction * whole
+        return whole if equity < pen * d * p else min(d, whole)
     cf = 1.0 if _health(prod, u, c, p, m) <= policy["full_close_health"] else float(
         policy["close_factor"])
     cap = cf * (whole if prod == Product.LOAN else size)

@@ -2,6 +2,7 @@
 
 from backtest.policies.load import available_policies, load_policy, pack_policy
 from backtest.policies.models import (
+    GraduatedPolicy,
     HardPolicy,
     LoanParams,
     PartialParams,
@@ -11,6 +12,7 @@ from backtest.policies.models import (
 )
 
 __all__ = [
+    "GraduatedPolicy",
     "HardPolicy",
     "LoanParams",
     "PartialParams",

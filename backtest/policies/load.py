@@ -10,10 +10,12 @@ from pydantic import ValidationError
 from backtest import paths
 from backtest.errors import ConfigError
 from backtest.kernels.enums import POLICY_DTYPE, AdlRanking, PolicyFamily, Product, Waterfall
-from backtest.policies.models import HardPolicy, PartialPolicy, Policy
+import math
+
+from backtest.policies.models import GraduatedPolicy, HardPolicy, PartialPolicy, Policy
 from backtest.validation import describe, read_toml
 
-_FAMILIES = {"hard": HardPolicy, "partial": PartialPolicy}
+_FAMILIES = {"hard": HardPolicy, "partial": PartialPolicy, "graduated": GraduatedPolicy}
 
 
 def available_policies(strategies: str | Path | None = None) -> list[str]:
@@ -64,7 +66,7 @@ def load_policy(name_or_path: str | Path, strategies: str | Path | None = None) 
         raise ConfigError(describe(exc), path) from None
 
 
-def pack_policy(policy: Policy) -> np.ndarray:
+def pack_policy(policy: Policy, interval_seconds: int = 60) -> np.ndarray:
     """Pack a validated policy into the kernels' parameter record.
 
     Loans are mapped onto the common trigger ``equity < m x |units| x price`` with
@@ -74,7 +76,9 @@ def pack_policy(policy: Policy) -> np.ndarray:
 
     Parameters
     ----------
-    policy : HardPolicy or PartialPolicy
+    policy : HardPolicy, PartialPolicy or GraduatedPolicy
+    interval_seconds : int
+        Step length of the tape, to turn the cooldown (minutes) into whole steps.
 
     Returns
     -------
@@ -97,10 +101,19 @@ def pack_policy(policy: Policy) -> np.ndarray:
             target[Product.PERP] = policy.partial.target_health * perp.maintenance_margin_rate
         if policy.partial.target_health_factor is not None:
             target[Product.LOAN] = 1.0 - loan.liquidation_threshold / policy.partial.target_health_factor
+    elif isinstance(policy, GraduatedPolicy):
+        rec["family"] = PolicyFamily.GRADUATED
+        tiers = policy.graduated.tiers
+        rec["tier_health"][0, : len(tiers)] = [h for h, _ in tiers]
+        rec["tier_fraction"][0, : len(tiers)] = [f for _, f in tiers]
     else:
         rec["family"] = PolicyFamily.HARD
         rec["close_factor"] = 1.0
         rec["full_close_health"] = 1.0
+    cap = policy.slicing.max_step_volume_fraction
+    rec["max_step_volume_fraction"] = 0.0 if cap is None else cap
+    minutes = policy.slicing.cooldown_minutes
+    rec["cooldown_steps"] = 0 if minutes == 0 else math.ceil(minutes * 60 / interval_seconds)
     rec["waterfall"] = Waterfall[policy.waterfall.mode.upper()]
     rec["adl_ranking"] = AdlRanking[policy.waterfall.adl_ranking.upper()]
     for prod in Product:

@@ -102,6 +102,51 @@ class WaterfallParams(_Strict):
     adl_ranking: Literal["binance", "bitmex", "hyperliquid", "dydx"] = "binance"
 
 
+class SlicingParams(_Strict):
+    """Order slicing, for any family.
+
+    Attributes
+    ----------
+    max_step_volume_fraction : float or None
+        Most units liquidated in one step, as a fraction of the step's traded volume; every
+        liquidation of a step is scaled down alike and the rest waits for later steps. None: no
+        cap.
+    cooldown_minutes : float
+        Least time between two liquidations of one account (Hyperliquid: 30 s after a partial).
+    """
+
+    max_step_volume_fraction: float | None = Field(default=None, gt=0.0)
+    cooldown_minutes: float = Field(default=0.0, ge=0.0)
+
+
+class GraduatedParams(_Strict):
+    """A sliding scale of liquidation tiers.
+
+    Attributes
+    ----------
+    tiers : list of [health, fraction]
+        Up to four tiers, health thresholds strictly falling and fractions rising, the first at
+        health 1.0 (any liquidatable account). A tier closes ``fraction`` of the position
+        (perps) or debt (loans) once health is below its threshold; the deepest tier reached
+        applies.
+    """
+
+    tiers: list[tuple[float, float]] = Field(min_length=1, max_length=4)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GraduatedParams:
+        health = [h for h, _ in self.tiers]
+        fraction = [f for _, f in self.tiers]
+        if health[0] != 1.0:
+            raise ValueError("the first tier's health must be 1.0 (any liquidatable account)")
+        if any(b >= a for a, b in zip(health, health[1:], strict=False)) or health[-1] <= 0:
+            raise ValueError("tier health thresholds must fall strictly and stay above 0")
+        if any(not 0 < f <= 1 for f in fraction) or any(
+                b < a for a, b in zip(fraction, fraction[1:], strict=False)):
+            raise ValueError("tier fractions must be in (0, 1] and must not fall")
+        return self
+
+
 class _PolicyBase(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
@@ -110,6 +155,7 @@ class _PolicyBase(_Strict):
     perp: PerpParams
     loan: LoanParams
     waterfall: WaterfallParams = WaterfallParams()
+    slicing: SlicingParams = SlicingParams()
 
 
 class HardPolicy(_PolicyBase):
@@ -125,4 +171,11 @@ class PartialPolicy(_PolicyBase):
     partial: PartialParams = PartialParams()
 
 
-Policy = Annotated[HardPolicy | PartialPolicy, Field(discriminator="family")]
+class GraduatedPolicy(_PolicyBase):
+    """Close a tier's fraction of the position as health falls through the tiers."""
+
+    family: Literal["graduated"]
+    graduated: GraduatedParams
+
+
+Policy = Annotated[HardPolicy | PartialPolicy | GraduatedPolicy, Field(discriminator="family")]
