@@ -133,8 +133,7 @@ def check_sample(ctx: Context, book: dict, policy: np.ndarray, res, k: int) -> b
                                                   replace=False))
     p = ctx.prices
     sm = res.step_metrics
-    replay = (sm[:, StepMetric.PRICE_FACTOR], sm[:, StepMetric.EXECUTION_FACTOR],
-              sm[:, StepMetric.SLICE_FACTOR])
+    replay = (sm[:, StepMetric.PRICE_FACTOR], sm[:, StepMetric.EXECUTION_FACTOR])
     ref = simulate_reference(p.open, p.high, p.low, p.close, EXTREME, TRIGGER, policy[0],
                              book["product"][idx], book["units"][idx], book["cash"][idx],
                              replay=replay)

@@ -6,7 +6,7 @@ import numba
 import numpy as np
 import pytest
 
-from backtest.engine.dispatch import market_params, simulate
+from backtest.engine.dispatch import liquidation_order, market_params, simulate
 from backtest.kernels.enums import (
     AdlRanking,
     FillPrice,
@@ -24,16 +24,20 @@ MODES = [(t, f) for t in TriggerPrice for f in FillPrice]
 
 
 def _run(seed, trigger, fill, n=400, steps=120, family=None, chunk_size=64, market=None,
-         depth=None, gas_usd=None):
+         depth=None, gas_usd=None, slicing=True):
     rng = np.random.default_rng(seed)
     prices = random_prices(rng, steps)
     book = random_book(rng, n)
-    policy = random_policy(rng, family, slicing=True)
+    policy = random_policy(rng, family, slicing=slicing)
     prices.volume = random_volume(np.random.default_rng(seed + 1), steps)
     res = simulate(prices, book["product"], book["units"], book["cash"], policy, trigger, fill,
                    chunk_size=chunk_size, block_steps=17, market=market, depth=depth,
                    gas_usd=gas_usd, volume=prices.volume)
     return prices, book, policy, res
+
+
+def _order(book):
+    return liquidation_order(book["product"], book["units"], book["cash"])
 
 
 def _assert_parity(res, ref):
@@ -58,7 +62,7 @@ def test_kernel_matches_reference_with_impact(seed, model, cascade):
     ref = simulate_reference(prices.open, prices.high, prices.low, prices.close,
                              TriggerPrice.EXTREME, FillPrice.TRIGGER, policy[0], book["product"],
                              book["units"], book["cash"], market=market[0], depth=depth,
-                             volume=prices.volume)
+                             volume=prices.volume, priority=_order(book))
     _assert_parity(res, ref)
     sm = res.step_metrics
     if model != ImpactModel.NONE:
@@ -75,7 +79,7 @@ def test_kernel_matches_reference(seed, trigger, fill):
     prices, book, policy, res = _run(seed, trigger, fill)
     ref = simulate_reference(prices.open, prices.high, prices.low, prices.close, trigger, fill,
                              policy[0], book["product"], book["units"], book["cash"],
-                             volume=prices.volume)
+                             volume=prices.volume, priority=_order(book))
     assert res.records.shape[0] == len(ref.records) > 0
     np.testing.assert_allclose(res.units, ref.units, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(res.cash, ref.cash, rtol=1e-12, atol=1e-9)
@@ -197,7 +201,7 @@ def test_reference_replay_checks_a_sample_of_a_coupled_book():
     depth = np.full(120, 500.0)
     market = market_params(ImpactModel.SQRT, cascade=True)
     prices, book, policy, res = _run(7, TriggerPrice.EXTREME, FillPrice.TRIGGER, n=1000,
-                                     market=market, depth=depth)
+                                     market=market, depth=depth, slicing=False)
     sm = res.step_metrics
     assert np.any(sm[:, StepMetric.PRICE_FACTOR] != 1.0)
     idx = np.arange(0, 1000, 7)
@@ -205,8 +209,7 @@ def test_reference_replay_checks_a_sample_of_a_coupled_book():
                              TriggerPrice.EXTREME, FillPrice.TRIGGER, policy[0],
                              book["product"][idx], book["units"][idx], book["cash"][idx],
                              replay=(sm[:, StepMetric.PRICE_FACTOR],
-                                     sm[:, StepMetric.EXECUTION_FACTOR],
-                                     sm[:, StepMetric.SLICE_FACTOR]), volume=prices.volume)
+                                     sm[:, StepMetric.EXECUTION_FACTOR]))
     assert ref.n_liquidations.sum() > 0
     np.testing.assert_array_equal(res.n_liquidations[idx], ref.n_liquidations)
     np.testing.assert_allclose(res.cash[idx], ref.cash, rtol=1e-10, atol=1e-8)
@@ -229,7 +232,7 @@ def test_kernel_matches_reference_with_oracles_and_keepers(oracle, latency, prof
     ref = simulate_reference(prices.open, prices.high, prices.low, prices.close,
                              TriggerPrice.EXTREME, FillPrice.TRIGGER, policy[0], book["product"],
                              book["units"], book["cash"], market=market[0], depth=depth,
-                             gas_usd=gas, volume=prices.volume)
+                             gas_usd=gas, volume=prices.volume, priority=_order(book))
     _assert_parity(res, ref)
     if oracle != OracleModel.MARKET:  # liquidations fill at the market close of their step
         close = prices.close * res.step_metrics[:, StepMetric.PRICE_FACTOR]

@@ -297,6 +297,15 @@ def _insurance_waterfall_nb(t, step_out, market_state, waterfall):
 
 
 @njit
+def _budget_take_nb(d, budget, used, dust):
+    """Units of a decided liquidation ``d`` that a volume budget still covers (0: none)."""
+    if budget == np.inf:
+        return d
+    take = min(d, budget - used)
+    return take if take > dust else 0.0
+
+
+@njit
 def _chunk_bounds_nb(key, ch, chunk_size):
     """Return (max key, max negative key) of one chunk; ``-inf`` where there is none."""
     start = ch * chunk_size
@@ -476,6 +485,7 @@ def run_steps_nb(
     count = np.zeros(n_chunks, np.int64)
     flow = np.zeros(n_chunks)
     gross = np.zeros(n_chunks)
+    chunk_budget = np.zeros(n_chunks)
     offset = np.zeros(n_chunks, np.int64)
     active = np.empty(n_chunks, np.int64)
     candle = np.empty(4)
@@ -535,6 +545,7 @@ def run_steps_nb(
         total_flow = 0.0
         total_units = 0.0
         slice_factor = 1.0
+        dust = 0.0
         if n_active > 0:
             # pass 1: decide, count and sum the flow of each reachable chunk
             for a in prange(n_active):
@@ -555,13 +566,42 @@ def run_steps_nb(
                 total_flow += flow[ch]
                 total_units += gross[ch]
             # order slicing: at most max_volume_fraction of the step's traded volume is
-            # liquidated; every decided size is scaled alike and the rest waits for later steps
+            # liquidated; the budget goes to decided liquidations in processing order (chunk by
+            # chunk, the last one taken in part) and the rest waits for later steps
             if max_volume_fraction > 0.0 and total_units > max_volume_fraction * volume[t]:
-                slice_factor = max_volume_fraction * volume[t] / total_units
-                total_flow *= slice_factor
-                if slice_factor <= 0.0:  # nothing traded: nothing liquidated, nothing recorded
-                    for a in range(n_active):
-                        count[active[a]] = 0
+                budget = max_volume_fraction * volume[t]
+                dust = 1e-9 * budget  # smaller remainders are rounding, not volume
+                slice_factor = budget / total_units
+                for a in range(n_active):
+                    ch = active[a]
+                    # a chunk within budget takes everything (inf); the boundary chunk a part
+                    chunk_budget[ch] = np.inf if gross[ch] <= budget else budget
+                    budget = max(budget - gross[ch], 0.0)
+                    if budget <= dust:
+                        budget = 0.0
+                total_flow = 0.0
+                for a in prange(n_active):  # pass 1b: what each chunk's budget covers
+                    ch = active[a]
+                    count[ch] = 0
+                    flow[ch] = 0.0
+                    used = 0.0
+                    for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
+                        if used >= chunk_budget[ch]:
+                            break
+                        p, d, _ = _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key,
+                                             eff_fill, accounts, policy_inputs, keepers)
+                        if d > 0.0:
+                            d = _budget_take_nb(d, chunk_budget[ch], used, dust)
+                            if d <= 0.0:
+                                break
+                            used += d
+                            count[ch] += 1
+                            flow[ch] += -d * p if units[i] > 0.0 else d * p
+                for a in range(n_active):
+                    total_flow += flow[active[a]]
+            else:
+                for a in range(n_active):
+                    chunk_budget[active[a]] = np.inf
             total = rec_len[0]
             for a in range(n_active):
                 ch = active[a]
@@ -571,6 +611,8 @@ def run_steps_nb(
                 return t
             rec_len[0] = total
         step_out[t, _SLICE] = slice_factor
+        # accounts can be liquidatable yet wait: keepers late or unpaid, or volume exhausted
+        waiting_possible = latency > 0 or requires_profit or slice_factor < 1.0
         exec_factor, final_factor = impact_factors_nb(impact_model, total_flow, candle[3],
                                                       depth[t])
         step_out[t, _EXEC_FACTOR] = exec_factor
@@ -578,15 +620,18 @@ def run_steps_nb(
         # pass 2: apply them at the execution price; flag accounts left for later keepers
         for a in prange(n_active):
             ch = active[a]
-            if count[ch] == 0 and latency == 0 and not requires_profit:
+            if count[ch] == 0 and not waiting_possible:
                 continue
             for k in range(_N_SUMMED):
                 acc[ch, k] = 0.0
             j = offset[ch]
+            used = 0.0
             for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
                 p, d, liquidatable = _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key,
                                                 eff_fill, accounts, policy_inputs, keepers)
-                d *= slice_factor
+                if d > 0.0:
+                    d = _budget_take_nb(d, chunk_budget[ch], used, dust)
+                    used += d
                 if d <= 0.0:
                     if liquidatable:
                         if flagged[i] < 0:
@@ -661,7 +706,7 @@ def run_steps_nb(
                 chunk_max[ch], chunk_max_short[ch] = _chunk_bounds_nb(key, ch, chunk_size)
         for a in range(n_active):
             ch = active[a]
-            if count[ch] > 0 or latency > 0 or requires_profit:
+            if count[ch] > 0 or waiting_possible:
                 for k in range(_N_SUMMED):
                     step_out[t, k] += acc[ch, k]
         market_state[3] = abs(1.0 - exec_factor)

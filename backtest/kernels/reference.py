@@ -80,7 +80,7 @@ def _impact(model: int, flow: float, price: float, depth: float) -> tuple[float,
 def simulate_reference(
     open_, high, low, close, trigger_mode, fill_mode, policy, product, units, cash,
     market=None, depth=None, replay=None, gas_usd=None, insurance_fund_usd=0.0,
-    funding_rate=None, volume=None,
+    funding_rate=None, volume=None, priority=None,
 ) -> ReferenceResult:
     """Simulate all steps of a tape for one policy, one account at a time.
 
@@ -107,9 +107,13 @@ def simulate_reference(
         Funding rate settled at the start of each step (NaN: none).
     volume : array_like, shape (T,), optional
         Traded volume per step, units (order slicing).
-    replay : tuple of two or three arrays, shape (T,), optional
-        ``(price factor, execution factor[, slice factor])`` per step taken from a full
-        simulation, instead of computing impact (and order slicing) from this book's own flow. With it, accounts are independent, so a
+    priority : array_like, shape (N,), optional
+        Account indices in the engine's processing order (:func:`liquidation_order`), which
+        order slicing follows when the step's volume budget binds.
+    replay : tuple of two arrays, shape (T,), optional
+        ``(price factor, execution factor)`` per step taken from a full simulation, instead of
+        computing impact from this book's own flow (not valid with order slicing, whose budget
+        couples the accounts). With it, accounts are independent, so a
         sample of a large book can be checked against the engine's run of the whole book.
 
     Returns
@@ -213,16 +217,23 @@ def simulate_reference(
         slice_factor = 1.0
         cap = float(policy["max_step_volume_fraction"])
         wanted = sum(d for _, _, d in decisions)
-        if replay is not None and len(replay) > 2:
-            slice_factor = float(replay[2][t])
-        elif cap > 0 and volume is not None and wanted > cap * float(volume[t]):
-            slice_factor = cap * float(volume[t]) / wanted
-        if slice_factor != 1.0:
-            flow *= slice_factor
-            decisions = [(i, p, d * slice_factor) for i, p, d in decisions]
-            if slice_factor <= 0:
-                waiting += [i for i, _, _ in decisions]
-                decisions = []
+        if cap > 0 and volume is not None and wanted > cap * float(volume[t]):
+            # the budget goes to decisions in the engine's processing order
+            budget = cap * float(volume[t])
+            slice_factor = budget / wanted
+            rank = {int(a): k for k, a in enumerate(priority)} if priority is not None else {}
+            taken, dust = [], 1e-9 * budget
+            for i, p, d in sorted(decisions, key=lambda x: rank.get(x[0], x[0])):
+                take = min(d, budget)
+                if take > dust:
+                    taken.append((i, p, take))
+                    budget = max(budget - take, 0.0)
+                    if budget <= dust:
+                        budget = 0.0
+                else:
+                    waiting.append(i)
+            decisions = taken
+            flow = sum((-d * p if res.units[i] > 0 else d * p) for i, p, d in decisions)
         execution, final = _impact(model, flow, c, float(depth[t]) if depth is not None else 0)
         if replay is not None:
             execution = float(replay[1][t])
