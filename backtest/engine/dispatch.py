@@ -160,9 +160,9 @@ def simulate(
     """
     n = len(units)
     n_steps = len(prices)
-    product = np.ascontiguousarray(product, dtype=np.int8)
-    u = np.ascontiguousarray(units, dtype=np.float64)
-    c = np.ascontiguousarray(cash, dtype=np.float64)
+    product = np.require(product, np.int8, ["C_CONTIGUOUS", "WRITEABLE"])
+    u = _per_step(units)
+    c = _per_step(cash)
     if order is None:
         order = liquidation_order(product, u, c)
     product, u, c = (gather_nb(a, order) for a in (product, u, c))
@@ -179,13 +179,14 @@ def simulate(
     rec_i = np.empty((cap, len(REC_I_FIELDS)), np.int64)
     rec_f = np.empty((cap, len(REC_F_FIELDS)), np.float64)
     flushed: list[np.ndarray] = []
-    o, h, lo, cl = (np.ascontiguousarray(a, dtype=np.float64) for a in (
-        prices.open, prices.high, prices.low, prices.close))
+    # per-step inputs as writable contiguous float64: numba compiles read-only arrays (e.g. from
+    # polars) as a separate signature, which would cost a second compile on the first run
+    o, h, lo, cl = (_per_step(a) for a in (prices.open, prices.high, prices.low, prices.close))
     market = market_params() if market is None else market
-    depth = np.full(n_steps, np.nan) if depth is None else np.ascontiguousarray(depth, np.float64)
+    depth = np.full(n_steps, np.nan) if depth is None else _per_step(depth)
     if market[0]["impact_model"] != ImpactModel.NONE and not np.all(depth > 0):
         raise ValueError("an impact model needs a positive depth for every step")
-    gas = np.zeros(n_steps) if gas_usd is None else np.ascontiguousarray(gas_usd, np.float64)
+    gas = np.zeros(n_steps) if gas_usd is None else _per_step(gas_usd)
     market_state = np.zeros(MARKET_STATE_SIZE)
     market_state[2] = 1.0  # price factor
     market_state[5] = -1.0  # oracle never updated
@@ -201,9 +202,8 @@ def simulate(
         if slicing > 0 and np.isfinite(slicing):
             raise ValueError("a policy with order slicing needs the traded volume per step")
         volume = np.full(n_steps, np.inf)
-    volume = np.ascontiguousarray(volume, np.float64)
-    funding = (np.full(n_steps, np.nan) if funding_rate is None
-               else np.ascontiguousarray(funding_rate, np.float64))
+    volume = _per_step(volume)
+    funding = np.full(n_steps, np.nan) if funding_rate is None else _per_step(funding_rate)
 
     t = 0
     while t < n_steps:
@@ -239,6 +239,11 @@ def simulate(
         records,
         adl,
     )
+
+
+def _per_step(values) -> np.ndarray:
+    """Writable, C-contiguous float64 (a copy only if needed)."""
+    return np.require(values, np.float64, ["C_CONTIGUOUS", "WRITEABLE"])
 
 
 def _deleverage(state, policy, market, product, units, cash, key, equity_start, close,
@@ -339,9 +344,8 @@ def liquidation_order(product: np.ndarray, units: np.ndarray, cash: np.ndarray) 
     product : ndarray, shape (N,), int8
     units, cash : ndarray, shape (N,), float64
     """
-    return liquidation_order_nb(np.ascontiguousarray(product, dtype=np.int8),
-                                np.ascontiguousarray(units, dtype=np.float64),
-                                np.ascontiguousarray(cash, dtype=np.float64), ORDER_BUCKETS)
+    return liquidation_order_nb(np.require(product, np.int8, ["C_CONTIGUOUS", "WRITEABLE"]),
+                                _per_step(units), _per_step(cash), ORDER_BUCKETS)
 
 
 def _record_dtype() -> np.dtype:
