@@ -49,6 +49,7 @@ class Context:
 
     @classmethod
     def create(cls, args) -> Context:
+        """Load the event's tape (from ``--tape`` or the store) and cut its window."""
         event = get_event(args.event)
         if args.tape:
             tape = Tape.from_parquet(args.tape)

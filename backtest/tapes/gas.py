@@ -72,8 +72,9 @@ def read_gas_tape(path: str | Path, column: str = "90.0 Perc") -> tuple[np.ndarr
 
 def gas_at(steps_ms: np.ndarray, timestamp_ms: np.ndarray, gwei: np.ndarray
            ) -> tuple[np.ndarray, int]:
-    """Gas price at each step: the last sample at or before it (the first sample before the
-    tape starts, the last after it ends).
+    """Return the gas price at each step: the last sample at or before it.
+
+    Steps before the tape starts take its first sample, steps after it ends its last.
 
     Returns
     -------
