@@ -242,6 +242,17 @@ def liquidated_notional_figure(data: ReportData) -> go.Figure:
                  _time_title(data))
 
 
+def _policy_lines(data: ReportData, values, time_column: str, hover: str) -> go.Figure:
+    """One step line per policy of ``values(frame)`` against ``time_column``."""
+    fig = go.Figure()
+    for name, color, f in _policy_series(data):
+        fig.add_trace(go.Scatter(
+            **time_x(f[time_column].to_numpy()), y=values(f),
+            mode="lines", line={"color": color, "width": line_width(data, name), "shape": "hv"},
+            name=label(name), hovertemplate=hover))
+    return fig
+
+
 def impact_figure(data: ReportData) -> go.Figure:
     """Cumulative market impact cost of liquidations, one line per policy.
 
@@ -253,12 +264,8 @@ def impact_figure(data: ReportData) -> go.Figure:
     -------
     plotly.graph_objects.Figure
     """
-    fig = go.Figure()
-    for name, color, f in _policy_series(data):
-        fig.add_trace(go.Scatter(
-            **time_x(f["t_first_ms"].to_numpy()), y=np.cumsum(f["impact_cost_usd"].to_numpy()),
-            mode="lines", line={"color": color, "width": line_width(data, name), "shape": "hv"},
-            name=label(name), hovertemplate="$%{y:,.0f}"))
+    fig = _policy_lines(data, lambda f: np.cumsum(f["impact_cost_usd"].to_numpy()),
+                        "t_first_ms", "$%{y:,.0f}")
     return style(fig, "Market impact cost of liquidations, cumulative",
                  "Impact cost (USD, cumulative)", _time_title(data))
 
@@ -347,12 +354,8 @@ def accounts_liquidated_figure(data: ReportData) -> go.Figure:
     -------
     plotly.graph_objects.Figure
     """
-    fig = go.Figure()
-    for name, color, f in _policy_series(data):
-        fig.add_trace(go.Scatter(
-            **time_x(f["t_last_ms"].to_numpy()), y=f["accounts_liquidated_cum"].to_numpy(),
-            mode="lines", line={"color": color, "width": line_width(data, name), "shape": "hv"},
-            name=label(name), hovertemplate="%{y:,} accounts"))
+    fig = _policy_lines(data, lambda f: f["accounts_liquidated_cum"].to_numpy(), "t_last_ms",
+                        "%{y:,} accounts")
     return style(fig, "Accounts liquidated (cumulative)", "Accounts liquidated at least once",
                  _time_title(data))
 
