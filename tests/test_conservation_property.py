@@ -42,6 +42,7 @@ scenarios = st.fixed_dictionaries({
     "ranking": st.sampled_from(list(AdlRanking)),
     "fund": st.sampled_from([0.0, 10.0, 1e6]),
     "funding": st.booleans(),
+    "capital": st.sampled_from([0.0, 20.0, 500.0]),
 })
 
 
@@ -56,7 +57,8 @@ def test_money_is_conserved_everywhere(sc):
     market = market_params(sc["impact"], float(rng.uniform(0, 1)), float(rng.uniform(1, 30)),
                            sc["cascade"], sc["oracle"], int(rng.integers(1, 5)),
                            int(rng.integers(1, 5)), float(rng.uniform(0.001, 0.05)),
-                           int(rng.integers(1, 10)), sc["latency"], sc["profit"], sc["seed"])
+                           int(rng.integers(1, 10)), sc["latency"], sc["profit"], sc["seed"],
+                           sc["capital"])
     depth = rng.uniform(10.0, 5000.0, sc["steps"])
     gas = rng.uniform(0.0, 2.0, sc["steps"])
     funding = np.full(sc["steps"], np.nan)

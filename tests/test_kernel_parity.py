@@ -322,3 +322,22 @@ def test_funding_matches_reference_and_moves_cash():
     perps = ~loans
     first = book["units"][perps] * prices.open[0] * funding[0]
     assert res.step_metrics[0, StepMetric.FUNDING_PAID] == pytest.approx(first.sum())
+
+
+@pytest.mark.parametrize("capital", [50.0, 500.0])
+def test_capital_constrained_keepers_match_reference(capital):
+    market = market_params(keeper_capital_usd=capital)
+    prices, book, policy, res = _run(11, TriggerPrice.EXTREME, FillPrice.TRIGGER, market=market,
+                                     slicing=False)
+    ref = simulate_reference(prices.open, prices.high, prices.low, prices.close,
+                             TriggerPrice.EXTREME, FillPrice.TRIGGER, policy[0], book["product"],
+                             book["units"], book["cash"], market=market[0],
+                             volume=prices.volume, priority=_order(book))
+    _assert_parity(res, ref)
+    sm = res.step_metrics
+    assert sm[:, StepMetric.SLICE_FACTOR].min() < 1.0  # the capital bound was reached
+    # keepers never take more than their capital (at the step's close) in a step
+    close = prices.close * sm[:, StepMetric.PRICE_FACTOR]
+    taken = np.zeros(len(close))
+    np.add.at(taken, res.records["step"], np.abs(res.records["units_closed"]))
+    assert np.all(taken * close <= capital * (1 + 1e-9))

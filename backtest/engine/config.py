@@ -163,6 +163,9 @@ class KeeperConfig(_Strict):
         Column of a StableSims file (a percentile of the gas prices paid).
     eth_price_usd : float or None
         ETH price for gas costs; None uses the tape's close when the simulated asset is ETH.
+    capital_usd_per_step : float or None
+        Notional keepers can absorb per step (capital-constrained keepers; liquidations beyond
+        it wait, in processing order). None: flash liquidators, no capital needed.
     """
 
     latency_minutes: float = Field(default=0.0, ge=0.0)
@@ -172,6 +175,7 @@ class KeeperConfig(_Strict):
     gas_tape: Path | None = None
     gas_tape_column: str = "90.0 Perc"
     eth_price_usd: float | None = Field(default=None, gt=0.0)
+    capital_usd_per_step: float | None = Field(default=None, gt=0.0)
 
 
 class InsuranceFundConfig(_Strict):

@@ -285,7 +285,8 @@ def market_params(impact_model: int = ImpactModel.NONE, permanent_fraction: floa
                   oracle_model: int = OracleModel.MARKET, oracle_lag_steps: int = 1,
                   oracle_twap_steps: int = 1, oracle_deviation: float = 0.005,
                   oracle_heartbeat_steps: int = 1, keeper_latency_steps: int = 0,
-                  keeper_requires_profit: bool = False, seed: int = 0) -> np.ndarray:
+                  keeper_requires_profit: bool = False, seed: int = 0,
+                  keeper_capital_usd: float = 0.0) -> np.ndarray:
     """Pack market, oracle and keeper parameters into the kernels' ``MARKET_DTYPE`` record.
 
     Parameters
@@ -310,6 +311,9 @@ def market_params(impact_model: int = ImpactModel.NONE, permanent_fraction: floa
         Keepers act only when their penalty share covers gas plus the last step's slippage.
     seed : int
         Seed of random choices (dYdX deleveraging's starting account).
+    keeper_capital_usd : float
+        Notional (USD at the step's close) keepers can absorb per step; 0: flash liquidators
+        with unlimited capital.
     """
     if min(oracle_lag_steps, oracle_twap_steps, oracle_heartbeat_steps) < 1:
         raise ValueError("oracle lag, TWAP and heartbeat must be at least one step")
@@ -324,6 +328,7 @@ def market_params(impact_model: int = ImpactModel.NONE, permanent_fraction: floa
     rec["keeper_latency_steps"] = keeper_latency_steps
     rec["keeper_requires_profit"] = int(bool(keeper_requires_profit))
     rec["seed"] = seed
+    rec["keeper_capital_usd"] = keeper_capital_usd
     rec["impact_model"] = int(impact_model)
     rec["permanent_fraction"] = permanent_fraction
     rec["transient_decay"] = 0.5 ** (1.0 / transient_half_life_steps)

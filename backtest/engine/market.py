@@ -46,7 +46,8 @@ def market_record(market: MarketConfig, oracle: OracleConfig, keepers: KeeperCon
         market.transient_half_life_minutes * 60.0 / interval_seconds, market.cascade,
         OracleModel[oracle.model.upper()], steps_of(oracle.lag_minutes, interval_seconds),
         steps_of(oracle.twap_minutes, interval_seconds), oracle.deviation,
-        steps_of(oracle.heartbeat_minutes, interval_seconds), latency, keepers.requires_profit)
+        steps_of(oracle.heartbeat_minutes, interval_seconds), latency, keepers.requires_profit,
+        keeper_capital_usd=keepers.capital_usd_per_step or 0.0)
 
 
 def depth_per_step(cfg: MarketConfig, tape_arrays: dict, window_slice: slice) -> np.ndarray:

@@ -260,6 +260,7 @@ MARKET_DTYPE = np.dtype(
         ("keeper_latency_steps", np.int64),  # steps between first liquidatable and liquidated
         ("keeper_requires_profit", np.int64),  # 1: act only if the keeper fee covers gas + impact
         ("seed", np.int64),  # seeds random choices (dYdX deleveraging start)
+        ("keeper_capital_usd", np.float64),  # notional keepers absorb per step (0: unlimited)
     ],
     align=True,
 )

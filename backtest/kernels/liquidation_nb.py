@@ -480,6 +480,7 @@ def run_steps_nb(
     oracle_model = mk.oracle_model
     latency = mk.keeper_latency_steps
     requires_profit = mk.keeper_requires_profit != 0
+    keeper_capital = mk.keeper_capital_usd
     eff_fill = fill_mode if oracle_model == _ORACLE_MARKET else _FILL_CLOSE
     acc = np.zeros((n_chunks, _N_SUMMED))
     count = np.zeros(n_chunks, np.int64)
@@ -565,11 +566,16 @@ def run_steps_nb(
                 ch = active[a]
                 total_flow += flow[ch]
                 total_units += gross[ch]
-            # order slicing: at most max_volume_fraction of the step's traded volume is
-            # liquidated; the budget goes to decided liquidations in processing order (chunk by
-            # chunk, the last one taken in part) and the rest waits for later steps
-            if max_volume_fraction > 0.0 and total_units > max_volume_fraction * volume[t]:
+            # order slicing (at most max_volume_fraction of the step's traded volume) and keeper
+            # capital (at most keeper_capital USD at the close) budget the units liquidated; the
+            # budget goes to decided liquidations in processing order (chunk by chunk, the last
+            # one taken in part) and the rest waits for later steps
+            budget = np.inf
+            if max_volume_fraction > 0.0:
                 budget = max_volume_fraction * volume[t]
+            if keeper_capital > 0.0:  # capital-constrained keepers absorb at most this per step
+                budget = min(budget, keeper_capital / candle[3])
+            if total_units > budget:
                 dust = 1e-9 * budget  # smaller remainders are rounding, not volume
                 slice_factor = budget / total_units
                 for a in range(n_active):

@@ -217,9 +217,14 @@ def simulate_reference(
         slice_factor = 1.0
         cap = float(policy["max_step_volume_fraction"])
         wanted = sum(d for _, _, d in decisions)
-        if cap > 0 and volume is not None and wanted > cap * float(volume[t]):
-            # the budget goes to decisions in the engine's processing order
+        budget = math.inf
+        if cap > 0 and volume is not None:
             budget = cap * float(volume[t])
+        capital = float(market["keeper_capital_usd"]) if market is not None else 0.0
+        if capital > 0:
+            budget = min(budget, capital / c)
+        if wanted > budget:
+            # the budget goes to decisions in the engine's processing order
             slice_factor = budget / wanted
             rank = {int(a): k for k, a in enumerate(priority)} if priority is not None else {}
             taken, dust = [], 1e-9 * budget

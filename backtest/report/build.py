@@ -100,8 +100,8 @@ NO_ORACLE = ("Oracle delay: the candle itself decides liquidations.")
 NO_KEEPERS = ("Keeper latency beyond the candle and gas costs: keepers always act in the candle "
               "that triggers a liquidation and are paid their penalty share.")
 NOT_MODELLED = (
-    "Keeper competition and capital constraints: keepers are flash liquidators with "
-    "unlimited capital.",
+    "Keeper competition: one keeper population takes every profitable liquidation (with a "
+    "per-step capital budget if the run sets one).",
     "Borrow interest on loans; funding payments where the tape carries no funding rates "
     "(perp accounts pay the rates of the tape's funding_rate column at each settlement).",
 )
@@ -697,7 +697,8 @@ def methodology(data: ReportData) -> dict:
 
 def _keepers_modelled(manifest: dict) -> bool:
     k = manifest.get("keepers", {})
-    return bool(k.get("latency_minutes") or k.get("requires_profit"))
+    return bool(k.get("latency_minutes") or k.get("requires_profit")
+                or k.get("capital_usd_per_step"))
 
 
 def oracle_keeper_text(manifest: dict) -> list[str]:
@@ -727,6 +728,11 @@ def oracle_keeper_text(manifest: dict) -> list[str]:
             text += (f", and only when their penalty share covers gas ({k.get('gas_units'):,.0f} "
                      f"gas at {src}) plus the previous step's slippage; otherwise the account "
                      "stays open and can go bankrupt")
+        if k.get("capital_usd_per_step"):
+            text += (f"; together they absorb at most {usd(k['capital_usd_per_step'])} of "
+                     "notional per step (capital-constrained keepers; the rest waits)")
+        else:
+            text += "; they are flash liquidators with unlimited capital"
         out.append(text + ".")
     return out
 
