@@ -49,6 +49,12 @@ def random_policy(rng: np.random.Generator, family: int | None = None,
     rec["target_rate"] = [target_perp, target_loan]
     if rec["family"][0] == PolicyFamily.HARD:
         rec["close_factor"], rec["full_close_health"] = 1.0, 1.0
+    # partial size rules, sometimes on (book notionals are ~10-1000 USD)
+    if rng.random() < 0.5:
+        rec["full_close_below_usd"] = rng.uniform(0, 50)
+        rec["large_position_usd"] = rng.uniform(100, 500)
+        rec["large_position_fraction"] = rng.uniform(0.1, 0.5)
+        rec["min_remaining_usd"] = rng.uniform(0, 30)
     # graduated tiers: health thresholds falling from 1, fractions rising to 1
     rec["tier_health"] = [1.0, *np.sort(rng.uniform(0.5, 1.0, 3))[::-1]]
     rec["tier_fraction"] = [*np.sort(rng.uniform(0.05, 0.9, 3)), 1.0]

@@ -143,6 +143,11 @@ POLICY_DTYPE = np.dtype(
         # order slicing, any family: steps between liquidations of one account, and the most
         # units liquidated in a step as a fraction of the step's traded volume (inf: no cap)
         ("cooldown_steps", np.int64),
+        # partial size rules, USD (0: off): close in full below; cap the slice above; no dust
+        ("full_close_below_usd", np.float64),
+        ("large_position_usd", np.float64),
+        ("large_position_fraction", np.float64),
+        ("min_remaining_usd", np.float64),
         ("max_step_volume_fraction", np.float64),
         ("waterfall", np.int64),  # Waterfall
         ("adl_ranking", np.int64),  # AdlRanking

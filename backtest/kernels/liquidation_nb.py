@@ -154,7 +154,7 @@ def health_nb(product, units, cash, price, m):
 @njit
 def units_to_close_nb(
     family, product, units, cash, price, m, target, penalty, close_factor, full_close_health,
-    tier_health, tier_fraction,
+    tier_health, tier_fraction, size_rules,
 ):
     """Return how many units (>= 0, <= |units|) a liquidation at ``price`` closes.
 
@@ -166,6 +166,11 @@ def units_to_close_nb(
     (loan, Aave ``LiquidationLogic``), and the whole position when health is at or below
     ``full_close_health``, when ``target <= penalty`` (closing cannot restore health), or when
     equity cannot pay the penalty. ``target = inf`` closes exactly the close factor.
+    Partial size rules (``size_rules``, shape (4,): full-close-below, large-position notional,
+    its slice fraction, minimum remaining notional; USD, 0 = off): positions below the first close in
+    full (Aave v3.3 ``MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD``); positions above the second close
+    at most that fraction per liquidation (Hyperliquid's 20% above 100k USDC); a liquidation
+    that would leave less than the minimum closes everything (Aave v3.3 ``MIN_LEFTOVER_BASE``).
     Graduated: the fraction of the deepest tier whose health threshold is above the account's
     health (tier 0 for any liquidatable account), of the position (perp) or of the debt
     (loan); the whole if equity cannot pay the penalty of that slice.
@@ -190,7 +195,16 @@ def units_to_close_nb(
         if equity < penalty * d * price:
             d = full
         return min(d, full)
+    full_close_below = size_rules[0]
+    large_usd = size_rules[1]
+    large_fraction = size_rules[2]
+    min_remaining = size_rules[3]
+    notional = size * price
     cf = 1.0 if health <= full_close_health else close_factor
+    if notional < full_close_below:
+        cf = 1.0
+    if large_usd > 0.0 and notional > large_usd:
+        cf = min(cf, large_fraction)
     cap = cf * full if product == _LOAN else cf * size
     if np.isinf(target):
         d = cap
@@ -201,6 +215,8 @@ def units_to_close_nb(
         d = full
     if equity < penalty * d * price:
         d = full
+    if min_remaining > 0.0 and d < full and (size - d) * price < min_remaining:
+        d = full  # no dust: what a liquidation leaves must be worth at least min_remaining
     return min(d, full)
 
 
@@ -334,7 +350,7 @@ def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, account
     """
     product, units, cash, key, flagged, last_step = accounts
     (family, m_rate, t_rate, p_rate, close_factor, full_close_health, keeper_share,
-     tier_health, tier_fraction, cooldown) = policy_inputs
+     tier_health, tier_fraction, cooldown, size_rules) = policy_inputs
     latency, requires_profit, gas, slippage = keepers
     k = key[i]
     # filter: long keys > 0 trigger at low <= key, short keys < 0 at high >= -key
@@ -354,7 +370,7 @@ def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, account
     p = fill_price_nb(fill_mode, u, k, x, candle[0], candle[2], candle[1], candle[3])
     d = units_to_close_nb(
         family, prod, u, c, p, m, t_rate[prod], p_rate[prod], close_factor, full_close_health,
-        tier_health, tier_fraction,
+        tier_health, tier_fraction, size_rules,
     )
     if requires_profit and keeper_share * p_rate[prod] * d * p < gas + slippage * d * p:
         return 0.0, 0.0, True
@@ -469,9 +485,14 @@ def run_steps_nb(
     keeper_share = rec.keeper_share
     m_rate = rec.maintenance_rate
     p_rate = rec.penalty_rate
+    size_rules = np.empty(4)
+    size_rules[0] = rec.full_close_below_usd
+    size_rules[1] = rec.large_position_usd
+    size_rules[2] = rec.large_position_fraction
+    size_rules[3] = rec.min_remaining_usd
     policy_inputs = (rec.family, m_rate, rec.target_rate, p_rate, rec.close_factor,
                      rec.full_close_health, keeper_share, rec.tier_health, rec.tier_fraction,
-                     rec.cooldown_steps)
+                     rec.cooldown_steps, size_rules)
     accounts = (product, units, cash, key, flagged, last_step)
     max_volume_fraction = rec.max_step_volume_fraction
     mk = market[0]

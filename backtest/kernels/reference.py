@@ -383,6 +383,11 @@ def _units_to_close(policy, prod, u, c, p, m) -> float:
         return whole if equity < pen * d * p else min(d, whole)
     cf = 1.0 if _health(prod, u, c, p, m) <= policy["full_close_health"] else float(
         policy["close_factor"])
+    notional = size * p
+    if notional < policy["full_close_below_usd"]:
+        cf = 1.0
+    if 0 < policy["large_position_usd"] < notional:
+        cf = min(cf, float(policy["large_position_fraction"]))
     cap = cf * (whole if prod == Product.LOAN else size)
     if math.isinf(target):
         d = cap
@@ -391,6 +396,8 @@ def _units_to_close(policy, prod, u, c, p, m) -> float:
     else:
         d = whole
     if equity < pen * d * p:
+        d = whole
+    if policy["min_remaining_usd"] > 0 and d < whole and (size - d) * p < policy["min_remaining_usd"]:
         d = whole
     return max(min(d, whole), 0.0)
 

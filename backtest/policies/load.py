@@ -97,6 +97,10 @@ def pack_policy(policy: Policy, interval_seconds: int = 60) -> np.ndarray:
         rec["family"] = PolicyFamily.PARTIAL
         rec["close_factor"] = policy.partial.close_factor
         rec["full_close_health"] = policy.partial.full_close_health
+        rec["full_close_below_usd"] = policy.partial.full_close_below_usd
+        rec["large_position_usd"] = policy.partial.large_position_usd
+        rec["large_position_fraction"] = policy.partial.large_position_fraction
+        rec["min_remaining_usd"] = policy.partial.min_remaining_usd
         if policy.partial.target_health is not None:
             target[Product.PERP] = policy.partial.target_health * perp.maintenance_margin_rate
         if policy.partial.target_health_factor is not None:

@@ -78,12 +78,25 @@ class PartialParams(_Strict):
     full_close_health : float
         At or below this health the close factor is 1 (Aave v3.0-3.2:
         ``CLOSE_FACTOR_HF_THRESHOLD`` = 0.95).
+    full_close_below_usd : float
+        Positions (perps) or debts (loans) worth less than this are closed in full (Aave v3.3
+        ``MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD`` = $2,000). 0: off.
+    large_position_usd, large_position_fraction : float
+        Positions worth more than ``large_position_usd`` close at most this fraction per
+        liquidation (Hyperliquid: 20% above 100k USDC). 0: off.
+    min_remaining_usd : float
+        A partial liquidation may not leave a position worth less than this; it closes
+        everything instead (Aave v3.3 ``MIN_LEFTOVER_BASE`` = $1,000). 0: off.
     """
 
     target_health: float | None = Field(default=None, gt=1.0)
     target_health_factor: float | None = Field(default=None, gt=1.0)
     close_factor: float = Field(default=0.5, gt=0.0, le=1.0)
     full_close_health: float = Field(default=0.95, ge=0.0, le=1.0)
+    full_close_below_usd: float = Field(default=0.0, ge=0.0)
+    large_position_usd: float = Field(default=0.0, ge=0.0)
+    large_position_fraction: float = Field(default=1.0, gt=0.0, le=1.0)
+    min_remaining_usd: float = Field(default=0.0, ge=0.0)
 
 
 class WaterfallParams(_Strict):
