@@ -1,0 +1,63 @@
+"""Policy files: every shipped strategy validates; bad fields are named; packing is faithful."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backtest.errors import ConfigError
+from backtest.kernels.enums import AdlRanking, PolicyFamily, Product, Waterfall
+from backtest.policies import available_policies, load_policy, pack_policy
+
+STRATEGIES = Path(__file__).resolve().parent.parent / "strategies"
+
+
+@pytest.mark.parametrize("name", available_policies(STRATEGIES))
+def test_every_shipped_strategy_loads_and_packs(name):
+    policy = load_policy(name, STRATEGIES)
+    rec = pack_policy(policy)[0]
+    assert policy.name == name
+    assert 0 < rec["maintenance_rate"][Product.PERP] < 1
+    assert rec["maintenance_rate"][Product.LOAN] == pytest.approx(
+        1 - policy.loan.liquidation_threshold)
+
+
+def test_presets_pack_their_protocol_rules():
+    aave = pack_policy(load_policy("aave-v3.3", STRATEGIES))[0]
+    assert aave["family"] == PolicyFamily.PARTIAL and aave["close_factor"] == 0.5
+    assert aave["full_close_below_usd"] == 2000 and aave["min_remaining_usd"] == 1000
+    assert aave["penalty_rate"][Product.LOAN] == pytest.approx(0.05 / 1.05)
+    hl = pack_policy(load_policy("hyperliquid", STRATEGIES), interval_seconds=60)[0]
+    assert hl["maintenance_rate"][Product.PERP] == pytest.approx(1 / 80)
+    assert hl["large_position_usd"] == 100_000 and hl["large_position_fraction"] == 0.2
+    assert hl["cooldown_steps"] == 1  # 30 s rounds up to one 1-minute step
+    assert hl["waterfall"] == Waterfall.ADL and hl["adl_ranking"] == AdlRanking.HYPERLIQUID
+    grad = pack_policy(load_policy("graduated-sliced", STRATEGIES))[0]
+    np.testing.assert_allclose(grad["tier_health"][:3], [1.0, 0.8, 0.6])
+    assert grad["max_step_volume_fraction"] == 0.05
+
+
+@pytest.mark.parametrize(("edit", "needle"), [
+    (("family = \"partial\"", "family = \"soft\""), "unknown policy family 'soft'"),
+    (("[partial]", "[partial]\nclose_factr = 0.5"), "partial.close_factr"),
+    (("close_factor = 0.5", "close_factor = 1.5"), "partial.close_factor"),
+    (("liquidation_bonus = 0.05", "liquidation_bonus = 0.5"), "liquidation_threshold x (1 + "),
+])
+def test_bad_policy_files_name_the_field(tmp_path, edit, needle):
+    text = (STRATEGIES / "aave-v3.3.toml").read_text().replace(*edit)
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_policy(path)
+    assert "bad.toml" in str(err.value) and needle in str(err.value)
+
+
+def test_graduated_tiers_must_be_ordered(tmp_path):
+    text = (STRATEGIES / "graduated-sliced.toml").read_text().replace(
+        "[[1.0, 0.25], [0.8, 0.5], [0.6, 1.0]]", "[[1.0, 0.5], [0.9, 0.25]]")
+    path = tmp_path / "g.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="tier fractions must be"):
+        load_policy(path)
