@@ -48,7 +48,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from backtest.errors import ConfigError
-from backtest.kernels.enums import FillPrice, ImpactModel, TriggerPrice
+from backtest.kernels.enums import FillPrice, TriggerPrice
 from backtest.validation import describe, read_toml
 
 
@@ -119,11 +119,6 @@ class MarketConfig(_Strict):
     cascade: bool = False
     permanent_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
     transient_half_life_minutes: float = Field(default=30.0, gt=0.0)
-
-    @property
-    def model(self) -> int:
-        """The :class:`ImpactModel` value."""
-        return int(ImpactModel[self.impact_model.upper()])
 
 
 class OracleConfig(_Strict):
