@@ -22,14 +22,12 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from backtest.cli import data as data_cmd
+    if app.registered_groups:  # already done by an earlier main() in this process
+        return
+    from backtest.cli import book, data, query, report, run
 
-    app.add_typer(data_cmd.app, name="data")
-    for name in ("book", "run", "query", "report"):
-        try:
-            module = __import__(f"backtest.cli.{name}", fromlist=["register"])
-        except ModuleNotFoundError:
-            continue
+    app.add_typer(data.app, name="data")
+    for module in (book, run, query, report):
         module.register(app)
 
 

@@ -5,12 +5,35 @@ from __future__ import annotations
 import numpy as np
 
 import math
+from dataclasses import dataclass
 
 from backtest.engine.config import KeeperConfig, MarketConfig, OracleConfig
 from backtest.engine.dispatch import market_params
 from backtest.errors import ConfigError
 from backtest.kernels.enums import ImpactModel, OracleModel
 from backtest.tapes.gas import gas_at, read_gas_tape
+
+
+@dataclass
+class MarketInputs:
+    """Per-run market inputs of the kernels.
+
+    Attributes
+    ----------
+    record : ndarray, shape (1,), ``MARKET_DTYPE``
+        Impact, cascade, oracle and keeper parameters.
+    depth : ndarray, shape (T,), float64
+        USD flow that moves the price 1% in each step.
+    gas_usd : ndarray, shape (T,), float64
+        Gas cost of one liquidation in each step, USD.
+    gas_info : dict
+        Where the gas prices came from (recorded in the manifest).
+    """
+
+    record: np.ndarray
+    depth: np.ndarray
+    gas_usd: np.ndarray
+    gas_info: dict
 
 
 def hourly_usd_volume(timestamp_ms: np.ndarray, volume: np.ndarray, close: np.ndarray) -> np.ndarray:

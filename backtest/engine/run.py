@@ -23,7 +23,12 @@ from backtest.books import read_book
 from backtest.books.schema import Book
 from backtest.engine.config import RunConfig, load_run_config
 from backtest.engine.dispatch import Prices, SimulationResult, liquidation_order, simulate
-from backtest.engine.market import depth_per_step, gas_cost_per_step, market_record
+from backtest.engine.market import (
+    MarketInputs,
+    depth_per_step,
+    gas_cost_per_step,
+    market_record,
+)
 from backtest.engine.warmup import warm_up
 from backtest.errors import BookError, ConfigError, TapeError
 from backtest.events import get_event
@@ -46,6 +51,7 @@ class Inputs:
     window: Tape
     book: Book
     policies: list  # list of (policy model, file path)
+    market: MarketInputs | None = None
 
 
 @dataclass
@@ -106,18 +112,21 @@ def resolve_inputs(config_path: str | Path, store: str | Path | None = None,
     names = [p.name for p, _ in policies]
     if len(set(names)) != len(names):
         raise ConfigError(f"field 'policies': two policies share a name ({names})", config_path)
-    return Inputs(cfg, config_path, cfg.event, tape.meta.symbol, start, end, tape, window,
-                  book, policies)
+    inputs = Inputs(cfg, config_path, cfg.event, tape.meta.symbol, start, end, tape, window,
+                    book, policies)
+    inputs.market = market_inputs(inputs)  # reads the gas tape: config errors surface here
+    return inputs
 
 
-def simulate_policies(inputs: Inputs, show_progress: bool = True) -> tuple[list[PolicyOutcome], float]:
+def simulate_policies(inputs: Inputs, show_progress: bool = True
+                      ) -> tuple[list[PolicyOutcome], float]:
     """Simulate every policy of ``inputs``; return outcomes and the JIT warm-up seconds."""
     compile_seconds = warm_up()
     arrays = inputs.window.arrays()
     prices = Prices(arrays["open"], arrays["high"], arrays["low"], arrays["close"])
     book = inputs.book.arrays()
     execution = inputs.config.execution
-    market, depth, gas, _ = market_inputs(inputs)
+    market = inputs.market
     order = liquidation_order(book["product"], book["units"], book["cash"])
     outcomes = []
     total = len(prices) * len(inputs.policies)
@@ -127,9 +136,10 @@ def simulate_policies(inputs: Inputs, show_progress: bool = True) -> tuple[list[
             bar.update(task, description=f"{inputs.config.name}: {policy.name}")
             t0 = time.perf_counter()
             res = simulate(prices, book["product"], book["units"], book["cash"],
-                           pack_policy(policy, inputs.tape.interval_seconds), execution.trigger_mode, execution.fill_mode,
+                           pack_policy(policy, inputs.tape.interval_seconds),
+                           execution.trigger_mode, execution.fill_mode,
                            progress=lambda k: bar.advance(task, k), order=order,
-                           market=market, depth=depth, gas_usd=gas,
+                           market=market.record, depth=market.depth, gas_usd=market.gas_usd,
                            insurance_fund_usd=inputs.config.insurance_fund.initial_balance_usd,
                            funding_rate=arrays["funding_rate"], volume=arrays["volume"])
             outcomes.append(PolicyOutcome(policy.name, policy, path, res,
@@ -137,7 +147,7 @@ def simulate_policies(inputs: Inputs, show_progress: bool = True) -> tuple[list[
     return outcomes, compile_seconds
 
 
-def market_inputs(inputs: Inputs) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+def market_inputs(inputs: Inputs) -> MarketInputs:
     """Return the kernels' market record, and per step the depth and gas cost (USD)."""
     cfg = inputs.config
     full = inputs.tape.arrays()
@@ -148,7 +158,7 @@ def market_inputs(inputs: Inputs) -> tuple[np.ndarray, np.ndarray, np.ndarray, d
     depth = depth_per_step(cfg.market, full, slice(start, start + inputs.window.rows))
     gas, gas_info = gas_cost_per_step(cfg.keepers, window["timestamp"], window["close"],
                                       inputs.tape.meta.base)
-    return record, depth, gas, gas_info
+    return MarketInputs(record, depth, gas, gas_info)
 
 
 def execute(config_path: str | Path, runs: str | Path | None = None,

@@ -57,13 +57,13 @@ def write_run(run_dir: Path, run_id: str, created: datetime, inputs, outcomes, t
     Path
         ``run_dir``.
     """
-    from backtest.engine.run import file_sha256, market_inputs
+    from backtest.engine.run import file_sha256
 
     arrays = inputs.window.arrays()
     ts, close = arrays["timestamp"], arrays["close"]
     book = inputs.book.arrays()
     account_id = inputs.book.frame["account_id"].to_numpy()
-    _, _, gas, gas_info = market_inputs(inputs)
+    gas, gas_info = inputs.market.gas_usd, inputs.market.gas_info
     t0 = time.perf_counter()
     with atomic_dir(run_dir) as tmp:
         _write(tmp / "prices.parquet", prices_table(run_id, ts, arrays))
