@@ -14,9 +14,8 @@ Import this module before ``numba`` anywhere in the package:
 
 from __future__ import annotations
 
-import os
-
 import hashlib  # noqa: E402
+import os
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 

@@ -209,7 +209,7 @@ def w2(ctx: Context) -> dict:
         "account_steps_per_second": _throughput(n, steps, e_best),
         "ratio_to_bruteforce": b_best / e_best,
         "market": "square-root impact, depth 0.1 x previous hour's USD volume, cascade "
-                  "feedback (50% permanent, 30 min half-life)",
+                  "feedback (50% of the flow permanent, 30 min half-life)",
         "impact_cost_usd": float(res.step_metrics[:, StepMetric.IMPACT_COST].sum()),
         "lowest_price_factor": float(res.step_metrics[:, StepMetric.PRICE_FACTOR].min()),
         "peak_rss_mb": peak_rss_mb(),

@@ -108,9 +108,11 @@ class MarketConfig(_Strict):
     cascade : bool
         Whether impact feeds back into the prices later steps trigger on.
     permanent_fraction : float
-        Share of each step's impact that never decays (0..1).
+        Share (0..1) of each step's liquidation flow whose impact never decays: the price stays
+        displaced by ``F(permanent flow)`` (see :mod:`backtest.kernels.impact_nb`).
     transient_half_life_minutes : float
-        Half-life of the rest of the impact, minutes.
+        Half-life of the rest of the flow, minutes: the market absorbs it, and the price
+        recovers, at this rate.
     """
 
     impact_model: Literal["none", "linear", "sqrt", "amm"] = "none"

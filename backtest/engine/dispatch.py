@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from backtest.kernels.adl_nb import auto_deleverage_nb
 from backtest.kernels.enums import (
     MARKET_DTYPE,
     MARKET_STATE_SIZE,
@@ -22,7 +23,6 @@ from backtest.kernels.enums import (
     OracleModel,
     StepMetric,
 )
-from backtest.kernels.adl_nb import auto_deleverage_nb
 from backtest.kernels.liquidation_nb import (
     REC_F_FIELDS,
     REC_I_FIELDS,
@@ -294,9 +294,9 @@ def market_params(impact_model: int = ImpactModel.NONE, permanent_fraction: floa
     impact_model : int
         :class:`backtest.kernels.enums.ImpactModel`.
     permanent_fraction : float
-        Share (0..1) of each step's price impact that persists.
+        Share (0..1) of each step's liquidation flow whose impact persists.
     transient_half_life_steps : float
-        Half-life of the rest, in steps (> 0).
+        Half-life of the rest of the flow's impact, in steps (> 0).
     cascade : bool
         Whether impact moves the prices later steps trigger on.
     oracle_model : int

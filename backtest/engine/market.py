@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 import math
 from dataclasses import dataclass
+
+import numpy as np
 
 from backtest.engine.config import KeeperConfig, MarketConfig, OracleConfig
 from backtest.engine.dispatch import market_params

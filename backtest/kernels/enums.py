@@ -254,8 +254,8 @@ class OracleModel(IntEnum):
 MARKET_DTYPE = np.dtype(
     [
         ("impact_model", np.int64),  # ImpactModel
-        ("permanent_fraction", np.float64),  # share of each step's impact that never decays
-        ("transient_decay", np.float64),  # per-step multiplier of the transient impact
+        ("permanent_fraction", np.float64),  # share of each step's flow whose impact never decays
+        ("transient_decay", np.float64),  # per-step multiplier of the transient outstanding flow
         ("cascade", np.int64),  # 1: impact feeds back into later steps' prices; 0: it does not
         ("oracle_model", np.int64),  # OracleModel
         ("oracle_lag_steps", np.int64),
@@ -271,10 +271,10 @@ MARKET_DTYPE = np.dtype(
 )
 
 #: Slots of the kernels' market state array (persists across kernel calls): 0 permanent and
-#: 1 transient log impact, 2 price factor, 3 last slippage, 4 oracle price, 5 oracle update
-#: step, 6 insurance fund balance, 7-10 pending ADL (shortfall and bankrupt units of perp longs,
-#: then of perp shorts), 11 step of the pending ADL (-1: none), 12 last step whose funding was
-#: settled (-1: none).
+#: 1 transient outstanding liquidation flow (USD, cascade feedback), 2 price factor, 3 last
+#: slippage, 4 oracle price, 5 oracle update step, 6 insurance fund balance, 7-10 pending ADL
+#: (shortfall and bankrupt units of perp longs, then of perp shorts), 11 step of the pending ADL
+#: (-1: none), 12 last step whose funding was settled (-1: none).
 MARKET_STATE_SIZE = 13
 
 #: Fields of a liquidation record (one row per liquidation event), in output order.

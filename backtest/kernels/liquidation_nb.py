@@ -32,7 +32,7 @@ from backtest.kernels.enums import (
     TriggerPrice,
     Waterfall,
 )
-from backtest.kernels.impact_nb import cascade_update_nb, impact_factors_nb
+from backtest.kernels.impact_nb import cascade_update_nb, execution_factor_nb, price_factor_nb
 from backtest.kernels.oracle_nb import oracle_price_nb
 
 # int constants for use inside kernels (IntEnum members are not numba constants)
@@ -443,8 +443,8 @@ def run_steps_nb(
     market : ndarray, shape (1,), dtype ``MARKET_DTYPE``
         Impact and cascade parameters.
     market_state : ndarray, shape (MARKET_STATE_SIZE,), float64
-        ``[permanent log impact, transient log impact, price factor of step t0, last step's
-        execution slippage, oracle price, oracle update step]``; updated.
+        See ``MARKET_STATE_SIZE`` in :mod:`backtest.kernels.enums` (outstanding liquidation
+        flow, price factor, slippage, oracle, insurance fund, pending ADL); updated.
     product : ndarray, shape (N,), int8
         :class:`Product` of each account.
     units, cash, key : ndarray, shape (N,), float64
@@ -516,6 +516,10 @@ def run_steps_nb(
     for ch in prange(n_chunks):
         chunk_max[ch], chunk_max_short[ch] = _chunk_bounds_nb(key, ch, chunk_size)
     for t in range(t0, t1):
+        # the outstanding liquidation flow displaces this step's prices (cascade feedback)
+        outstanding = market_state[0] + market_state[1] if cascade else 0.0
+        if cascade and depth[t] > 0.0:
+            market_state[2] = price_factor_nb(impact_model, outstanding, depth[t])
         f = market_state[2]
         candle[0] = open_[t] * f
         candle[1] = high[t] * f
@@ -638,10 +642,11 @@ def run_steps_nb(
                 return t
             rec_len[0] = total
         step_out[t, _SLICE] = slice_factor
-        # accounts can be liquidatable yet wait: keepers late or unpaid, or volume exhausted
-        waiting_possible = latency > 0 or requires_profit or slice_factor < 1.0
-        exec_factor, final_factor = impact_factors_nb(impact_model, total_flow, candle[3],
-                                                      depth[t])
+        # accounts can be liquidatable yet wait: keepers late or unpaid, volume exhausted, or a
+        # cooldown since the last slice
+        waiting_possible = (latency > 0 or requires_profit or slice_factor < 1.0
+                            or rec.cooldown_steps > 0)
+        exec_factor = execution_factor_nb(impact_model, total_flow, depth[t], outstanding)
         step_out[t, _EXEC_FACTOR] = exec_factor
         step_out[t, _NET_FLOW] = total_flow
         # pass 2: apply them at the execution price; flag accounts left for later keepers
@@ -738,8 +743,8 @@ def run_steps_nb(
                     step_out[t, k] += acc[ch, k]
         market_state[3] = abs(1.0 - exec_factor)
         if cascade:
-            market_state[2] = cascade_update_nb(market_state, final_factor,
-                                                mk.permanent_fraction, mk.transient_decay)
+            cascade_update_nb(market_state, total_flow, mk.permanent_fraction,
+                              mk.transient_decay)
         if _insurance_waterfall_nb(t, step_out, market_state, rec.waterfall):
             return t + 1  # auto-deleveraging pending: the dispatcher runs it, then calls again
     return t1

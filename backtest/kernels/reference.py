@@ -14,8 +14,8 @@ import numpy as np
 
 from backtest.kernels.enums import (
     N_STEP_METRICS,
-    FillPrice,
     AdlRanking,
+    FillPrice,
     ImpactModel,
     OracleModel,
     PolicyFamily,
@@ -24,6 +24,7 @@ from backtest.kernels.enums import (
     TriggerPrice,
     Waterfall,
 )
+from backtest.kernels.impact_nb import AMM_RESERVE_PER_DEPTH
 
 
 @dataclass
@@ -57,24 +58,47 @@ def _liquidation_price(u: float, c: float, m: float) -> float:
     return -c / (u * (1 - m)) if u > 0 else c / (-u * (1 + m))
 
 
-def _impact(model: int, flow: float, price: float, depth: float) -> tuple[float, float]:
-    """(execution factor, final factor) of a net flow, as documented in impact_nb."""
-    if model == ImpactModel.NONE or flow == 0 or not depth > 0:
-        return 1.0, 1.0
-    sign = 1.0 if flow > 0 else -1.0
+def _factor(model: int, w: float, depth: float) -> float:
+    """Price factor F(W) of an outstanding flow, as documented in impact_nb."""
+    if model == ImpactModel.NONE or w == 0 or not depth > 0:
+        return 1.0
+    return _clip(_unclipped(model, w / depth))
+
+
+def _unclipped(model: int, q: float) -> float:
     if model == ImpactModel.LINEAR:
-        move = 0.01 * abs(flow) / depth
-        final, execution = 1 + sign * move, 1 + sign * move / 2
+        return 1 + 0.01 * q
+    if model == ImpactModel.SQRT:
+        return 1 + math.copysign(0.01 * math.sqrt(abs(q)), q)
+    r = AMM_RESERVE_PER_DEPTH
+    return (r / (r - min(q, 0.95 * r))) ** 2
+
+
+def _clip(v: float) -> float:
+    return min(max(v, 0.05), 20.0)
+
+
+def _execution(model: int, flow: float, depth: float, outstanding: float) -> float:
+    """Average execution factor of a step's flow moving the outstanding flow (impact_nb)."""
+    if model == ImpactModel.NONE or flow == 0 or not depth > 0:
+        return 1.0
+    qa, qb = outstanding / depth, (outstanding + flow) / depth
+    if qa == qb:
+        return 1.0
+    if model == ImpactModel.LINEAR:
+        mean = 1 + 0.005 * (qa + qb)
     elif model == ImpactModel.SQRT:
-        move = 0.01 * math.sqrt(abs(flow) / depth)
-        final, execution = 1 + sign * move, 1 + sign * move * 2 / 3
+        if qa * qb >= 0:  # one side of zero: the difference quotient without cancellation
+            a, b = abs(qa), abs(qb)
+            m = 2 / 3 * (a + math.sqrt(a * b) + b) / (math.sqrt(a) + math.sqrt(b))
+            mean = 1 + 0.01 * (m if qa + qb > 0 else -m)
+        else:  # (2/3) |q|^1.5 is the antiderivative of sign(q) sqrt|q|
+            mean = 1 + 0.01 * (2 / 3) * (abs(qb) ** 1.5 - abs(qa) ** 1.5) / (qb - qa)
     else:
-        x = depth / (1 / math.sqrt(0.99) - 1) / price  # pool reserve, units
-        q = abs(flow) / price
-        ratio = x / (x - min(q, 0.95 * x)) if sign > 0 else x / (x + q)
-        final, execution = ratio**2, ratio
-    clip = lambda v: min(max(v, 0.05), 20.0)  # noqa: E731
-    return clip(execution), clip(final)
+        r = AMM_RESERVE_PER_DEPTH
+        qa, qb = min(qa, 0.95 * r), min(qb, 0.95 * r)
+        mean = (r / (r - qa)) ** 2 if qa == qb else r * r / ((r - qa) * (r - qb))
+    return _clip(mean / _factor(model, outstanding, depth))
 
 
 def simulate_reference(
@@ -150,7 +174,12 @@ def simulate_reference(
     def past_close(s: int) -> float:
         return float(open_[0]) if s < 0 else sim_closes[s]
 
+    cascade = market is not None and bool(market["cascade"]) and replay is None
     for t in range(n_steps):
+        step_depth = float(depth[t]) if depth is not None else 0.0
+        outstanding = permanent + transient if cascade else 0.0
+        if cascade and step_depth > 0:
+            factor = _factor(model, outstanding, step_depth)
         o, h, lo, c = (float(a[t]) * factor for a in (open_, high, low, close))
         rate = float(funding_rate[t]) if funding_rate is not None else math.nan
         if not math.isnan(rate) and rate != 0.0:
@@ -239,7 +268,7 @@ def simulate_reference(
                     waiting.append(i)
             decisions = taken
             flow = sum((-d * p if res.units[i] > 0 else d * p) for i, p, d in decisions)
-        execution, final = _impact(model, flow, c, float(depth[t]) if depth is not None else 0)
+        execution = _execution(model, flow, step_depth, outstanding)
         if replay is not None:
             execution = float(replay[1][t])
         row = res.step_metrics[t]
@@ -264,12 +293,10 @@ def simulate_reference(
         sim_closes.append(c)
         if replay is not None:
             factor = float(replay[0][t + 1]) if t + 1 < n_steps else factor
-        elif market is not None and market["cascade"]:
-            log_move = math.log(final)
-            permanent += float(market["permanent_fraction"]) * log_move
+        elif cascade:
+            permanent += float(market["permanent_fraction"]) * flow
             transient = transient * float(market["transient_decay"]) + (
-                1 - float(market["permanent_fraction"])) * log_move
-            factor = math.exp(permanent + transient)
+                1 - float(market["permanent_fraction"])) * flow
         fund = _waterfall(res, policy, market, t, row, fund, c, equity_start, product)
     return res
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,6 @@ from pydantic import ValidationError
 from backtest import paths
 from backtest.errors import ConfigError
 from backtest.kernels.enums import POLICY_DTYPE, AdlRanking, PolicyFamily, Product, Waterfall
-import math
-
 from backtest.policies.models import GraduatedPolicy, HardPolicy, PartialPolicy, Policy
 from backtest.validation import describe, read_toml
 

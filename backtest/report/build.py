@@ -751,10 +751,12 @@ def market_text(market: dict) -> str | None:
             "of a step executes at the step's average impacted price (sizes are decided at the "
             "pre-impact price). ")
     if market.get("cascade"):
-        text += (f"Cascade feedback: {100 * market.get('permanent_fraction', 0.5):g}% of each "
-                 "step's move is permanent and the rest decays with a half-life of "
-                 f"{market.get('transient_half_life_minutes', 30):g} minutes; later steps "
-                 "trigger on the simulated (historical x impact) prices.")
+        text += ("Cascade feedback: liquidation flow the market has not absorbed keeps the price "
+                 f"displaced; {100 * market.get('permanent_fraction', 0.5):g}% of each step's "
+                 "flow is never absorbed and the rest is absorbed with a half-life of "
+                 f"{market.get('transient_half_life_minutes', 30):g} minutes. Later steps "
+                 "trigger on the simulated prices: historical x the impact of the outstanding "
+                 "flow, so selling in slices lowers the peak displacement.")
     else:
         text += "No cascade feedback: later steps trigger on historical prices."
     return text

@@ -23,8 +23,8 @@ import json
 import numpy as np
 import polars as pl
 
-from backtest.engine.ledger import running_totals
 from backtest.engine.dispatch import SimulationResult
+from backtest.engine.ledger import running_totals
 from backtest.kernels.enums import Product, StepMetric
 
 STATUS_OPEN = "open"
