@@ -64,6 +64,21 @@ def random_policy(rng: np.random.Generator, family: int | None = None,
     return rec
 
 
+def random_risk_rules(rng: np.random.Generator, policy: np.ndarray, n_steps: int) -> np.ndarray:
+    """Turn on random penalty, seizure and predictive rules in ``policy``; return per-step
+    risk inputs (maintenance margin scale in [0.5, 3], predictive shift in [0, 5%])."""
+    policy["penalty_model"] = rng.integers(0, 2)
+    policy["penalty_cap"] = rng.uniform(0.01, 0.3)
+    policy["seize_all_collateral"] = rng.integers(0, 2)
+    if rng.random() < 0.7:
+        policy["preempt_fraction"] = rng.uniform(0.05, 0.6)
+        policy["preempt_penalty"] = rng.uniform(0.0, 0.01)
+    risk = np.empty((n_steps, 2))
+    risk[:, 0] = rng.uniform(0.5, 3.0, n_steps)
+    risk[:, 1] = rng.uniform(0.0, 0.05, n_steps)
+    return risk
+
+
 def random_volume(rng: np.random.Generator, n_steps: int) -> np.ndarray:
     """Traded volume per step, asset units."""
     return rng.uniform(1.0, 100.0, n_steps)

@@ -23,7 +23,7 @@ from backtest.kernels.enums import (
     TriggerPrice,
     Waterfall,
 )
-from tests.kernel_inputs import random_book, random_policy, random_prices
+from tests.kernel_inputs import random_book, random_policy, random_prices, random_risk_rules
 
 scenarios = st.fixed_dictionaries({
     "seed": st.integers(0, 2**31 - 1),
@@ -43,6 +43,7 @@ scenarios = st.fixed_dictionaries({
     "fund": st.sampled_from([0.0, 10.0, 1e6]),
     "funding": st.booleans(),
     "capital": st.sampled_from([0.0, 20.0, 500.0]),
+    "risk_rules": st.booleans(),
 })
 
 
@@ -54,6 +55,7 @@ def test_money_is_conserved_everywhere(sc):
     book = random_book(rng, sc["n"])
     policy = random_policy(rng, slicing=True)
     policy["waterfall"], policy["adl_ranking"] = sc["waterfall"], sc["ranking"]
+    risk = random_risk_rules(rng, policy, sc["steps"]) if sc["risk_rules"] else None
     market = market_params(sc["impact"], float(rng.uniform(0, 1)), float(rng.uniform(1, 30)),
                            sc["cascade"], sc["oracle"], int(rng.integers(1, 5)),
                            int(rng.integers(1, 5)), float(rng.uniform(0.001, 0.05)),
@@ -67,7 +69,7 @@ def test_money_is_conserved_everywhere(sc):
     res = simulate(prices, book["product"], book["units"], book["cash"], policy, sc["trigger"],
                    sc["fill"], chunk_size=sc["chunk"], block_steps=5, market=market,
                    depth=depth, gas_usd=gas, insurance_fund_usd=sc["fund"],
-                   funding_rate=funding, volume=rng.uniform(1.0, 50.0, sc["steps"]))
+                   funding_rate=funding, volume=rng.uniform(1.0, 50.0, sc["steps"]), risk=risk)
     rec, adl = res.records, res.adl_records
     n = sc["n"]
     proceeds, fees, written_off, closed, paid = (np.zeros(n) for _ in range(5))

@@ -18,21 +18,28 @@ from backtest.kernels.enums import (
     Waterfall,
 )
 from backtest.kernels.reference import simulate_reference
-from tests.kernel_inputs import random_book, random_policy, random_prices, random_volume
+from tests.kernel_inputs import (
+    random_book,
+    random_policy,
+    random_prices,
+    random_risk_rules,
+    random_volume,
+)
 
 MODES = [(t, f) for t in TriggerPrice for f in FillPrice]
 
 
 def _run(seed, trigger, fill, n=400, steps=120, family=None, chunk_size=64, market=None,
-         depth=None, gas_usd=None, slicing=True):
+         depth=None, gas_usd=None, slicing=True, risk_rules=False):
     rng = np.random.default_rng(seed)
     prices = random_prices(rng, steps)
     book = random_book(rng, n)
     policy = random_policy(rng, family, slicing=slicing)
     prices.volume = random_volume(np.random.default_rng(seed + 1), steps)
+    prices.risk = random_risk_rules(rng, policy, steps) if risk_rules else None
     res = simulate(prices, book["product"], book["units"], book["cash"], policy, trigger, fill,
                    chunk_size=chunk_size, block_steps=17, market=market, depth=depth,
-                   gas_usd=gas_usd, volume=prices.volume)
+                   gas_usd=gas_usd, volume=prices.volume, risk=prices.risk)
     return prices, book, policy, res
 
 
@@ -95,6 +102,57 @@ def test_kernel_matches_reference(seed, trigger, fill):
         np.testing.assert_array_equal(got[name], [r[name] for r in ref_rec])
     for name in ("units_closed", "fill_price", "keeper_fee", "insurance_fee", "bad_debt"):
         np.testing.assert_allclose(got[name], [r[name] for r in ref_rec], rtol=1e-10, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(("trigger", "fill"), MODES)
+def test_kernel_matches_reference_with_dynamic_margin_and_predictive(seed, trigger, fill):
+    """Per-step maintenance scale, pre-emptive reductions, Euler discount, full seizure."""
+    prices, book, policy, res = _run(seed + 50, trigger, fill, risk_rules=True)
+    ref = simulate_reference(prices.open, prices.high, prices.low, prices.close, trigger, fill,
+                             policy[0], book["product"], book["units"], book["cash"],
+                             volume=prices.volume, priority=_order(book), risk=prices.risk)
+    _assert_parity(res, ref)
+    got = np.sort(res.records, order=["step", "account"])
+    ref_rec = sorted(ref.records, key=lambda r: (r["step"], r["account"]))
+    np.testing.assert_array_equal(got["preemptive"], [r["preemptive"] for r in ref_rec])
+    np.testing.assert_array_equal(res.step_metrics[:, StepMetric.MARGIN_SCALE],
+                                  prices.risk[:, 0])
+
+
+def test_predictive_overlay_reduces_before_the_breach():
+    """Pre-emptive reductions happen, only to accounts not yet liquidatable, at a smaller fee."""
+    hits = 0
+    for seed in range(6):
+        prices, book, policy, res = _run(seed + 80, TriggerPrice.EXTREME, FillPrice.TRIGGER,
+                                         risk_rules=True)
+        pre = res.records[res.records["preemptive"]]
+        if policy[0]["preempt_fraction"] == 0:
+            assert len(pre) == 0
+            continue
+        hits += len(pre)
+        assert np.all(pre["health_before"] >= 1.0 - 1e-12)  # healthy at the decision price
+        rate = (pre["keeper_fee"] + pre["insurance_fee"]) / pre["notional"]
+        assert np.all(rate <= policy[0]["preempt_penalty"] * (1 + 1e-9))
+        sm = res.step_metrics
+        assert sm[:, StepMetric.N_PREEMPTIVE].sum() == len(pre)
+    assert hits > 0
+
+
+def test_higher_margin_liquidates_earlier():
+    """Doubling the maintenance margin in every step liquidates at least as early."""
+    prices, book, policy, base = _run(7, TriggerPrice.EXTREME, FillPrice.TRIGGER, slicing=False)
+    policy[0]["family"] = PolicyFamily.HARD
+    base = simulate(prices, book["product"], book["units"], book["cash"], policy,
+                    TriggerPrice.EXTREME, FillPrice.TRIGGER)
+    risk = np.zeros((len(prices.close), 2))
+    risk[:, 0] = 2.0
+    scaled = simulate(prices, book["product"], book["units"], book["cash"], policy,
+                      TriggerPrice.EXTREME, FillPrice.TRIGGER, risk=risk)
+    perp = (book["product"] == 0) & (base.first_step >= 0)
+    assert perp.any()
+    assert np.all((scaled.first_step[perp] >= 0) & (scaled.first_step[perp] <= base.first_step[perp]))
+    assert (scaled.first_step >= 0).sum() > (base.first_step >= 0).sum()
 
 
 @pytest.mark.parametrize("seed", range(8))

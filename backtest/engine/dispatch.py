@@ -17,10 +17,12 @@ from backtest.kernels.adl_nb import auto_deleverage_nb
 from backtest.kernels.enums import (
     MARKET_DTYPE,
     MARKET_STATE_SIZE,
+    N_RISK_INPUTS,
     N_STEP_METRICS,
     RECORD_FIELDS,
     ImpactModel,
     OracleModel,
+    RiskInput,
     StepMetric,
 )
 from backtest.kernels.liquidation_nb import (
@@ -119,6 +121,7 @@ def simulate(
     insurance_fund_usd: float = 0.0,
     funding_rate: np.ndarray | None = None,
     volume: np.ndarray | None = None,
+    risk: np.ndarray | None = None,
 ) -> SimulationResult:
     """Run one policy over every step of ``prices``.
 
@@ -153,6 +156,10 @@ def simulate(
         Funding rate settled at the start of each step (fraction, NaN: none); perps pay it.
     volume : ndarray, shape (T,), float64, optional
         Traded volume per step, asset units (needed by a policy with order slicing).
+    risk : ndarray, shape (T, N_RISK_INPUTS), float64, optional
+        Per-step risk inputs (:class:`backtest.kernels.enums.RiskInput`: maintenance margin
+        scale, predictive shift) from :func:`backtest.engine.risk.risk_inputs`; default: scale
+        1, no shift.
 
     Returns
     -------
@@ -204,13 +211,20 @@ def simulate(
         volume = np.full(n_steps, np.inf)
     volume = _per_step(volume)
     funding = np.full(n_steps, np.nan) if funding_rate is None else _per_step(funding_rate)
+    if risk is None:
+        risk = np.zeros((n_steps, N_RISK_INPUTS))
+        risk[:, RiskInput.MARGIN_SCALE] = 1.0
+    risk = np.require(risk, np.float64, ["C_CONTIGUOUS", "WRITEABLE"])
+    if risk.shape != (n_steps, N_RISK_INPUTS):
+        raise ValueError(f"risk inputs must have shape ({n_steps}, {N_RISK_INPUTS}), got "
+                         f"{risk.shape}")
 
     t = 0
     while t < n_steps:
         stop = min(n_steps, t + block_steps)
         reached = run_steps_nb(
-            t, stop, o, h, lo, cl, depth, volume, gas, int(trigger_mode), int(fill_mode), policy, market,
-            market_state, product, u, c, key, flagged, n_liq, first, last, notional, penalties,
+            t, stop, o, h, lo, cl, depth, volume, gas, risk, int(trigger_mode), int(fill_mode),
+            policy, market, market_state, product, u, c, key, flagged, n_liq, first, last, notional, penalties,
             bad, funding_paid, funding,
             chunk_size, step_metrics, rec_len, rec_i, rec_f,
         )

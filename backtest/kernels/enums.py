@@ -32,6 +32,42 @@ class PolicyFamily(IntEnum):
     GRADUATED = 2
 
 
+class PenaltyModel(IntEnum):
+    """How the liquidation penalty (the liquidator's bonus or discount) is set.
+
+    FIXED
+        The product's ``penalty_rate`` (perps: the liquidation fee; loans: ``bonus / (1 +
+        bonus)`` of the seized value, Aave v3 / Compound v3).
+    HEALTH_DISCOUNT
+        Euler v2's reverse Dutch auction: the discount on the seized value is ``1 - health``
+        at the decision price, capped at ``penalty_cap`` (``Liquidation.sol``
+        ``calculateMaxLiquidation``: ``discountFactor = max(HS, 1 - maxLiquidationDiscount)``).
+    """
+
+    FIXED = 0
+    HEALTH_DISCOUNT = 1
+
+
+class RiskInput(IntEnum):
+    """Columns of the per-step risk inputs of a policy, shape (T, N_RISK_INPUTS), float64.
+
+    Computed outside the kernels from the tape (:mod:`backtest.engine.risk`).
+
+    MARGIN_SCALE
+        Multiplier of the perp maintenance margin rate (and of its partial target) in this
+        step; 1 without dynamic margin.
+    PREEMPT_SHIFT
+        Log-price distance ``z x sigma x sqrt(horizon)`` at which the predictive overlay
+        stresses the trigger price (longs at ``x e^-shift``, shorts at ``x e^shift``); 0: off.
+    """
+
+    MARGIN_SCALE = 0
+    PREEMPT_SHIFT = 1
+
+
+N_RISK_INPUTS = len(RiskInput)
+
+
 class Product(IntEnum):
     """Account type; selects the margin parameters of the policy.
 
@@ -151,6 +187,14 @@ POLICY_DTYPE = np.dtype(
         ("max_step_volume_fraction", np.float64),
         ("waterfall", np.int64),  # Waterfall
         ("adl_ranking", np.int64),  # AdlRanking
+        ("penalty_model", np.int64),  # PenaltyModel
+        ("penalty_cap", np.float64),  # largest penalty of HEALTH_DISCOUNT, fraction
+        # loans: a liquidation seizes all collateral (Compound v3 absorb), not just the debt's
+        ("seize_all_collateral", np.int64),
+        # predictive overlay: fraction of the position (perp) / debt (loan) reduced, and the
+        # fee of a pre-emptive reduction as a fraction of its notional (0: overlay off)
+        ("preempt_fraction", np.float64),
+        ("preempt_penalty", np.float64),
     ],
     align=True,
 )
@@ -184,18 +228,21 @@ class StepMetric(IntEnum):
     BAD_DEBT_PERP_SHORT = 17  # bad debt left by perp shorts, USD
     BANKRUPT_UNITS_LONG = 18  # |units| of perp longs closed with bad debt
     BANKRUPT_UNITS_SHORT = 19  # |units| of perp shorts closed with bad debt
+    N_PREEMPTIVE = 20  # of N_LIQUIDATIONS: pre-emptive reductions (predictive overlay)
+    PREEMPTIVE_NOTIONAL = 21  # of LIQUIDATED_NOTIONAL: notional reduced pre-emptively, USD
     # per-step values below (not sums over chunks)
-    PRICE_FACTOR = 20  # simulated / historical price in this step (cascade feedback)
-    EXECUTION_FACTOR = 21  # execution / decision price of this step's liquidations
-    ORACLE_PRICE = 22  # price that decided liquidations (long side), USD
-    INSURANCE_DRAW = 23  # bad debt covered by the insurance fund, USD
-    INSURANCE_FUND = 24  # insurance fund balance after the step, USD
-    SOCIALISED_LOSS = 25  # bad debt covered by nobody: socialised pro rata, USD
-    ADL_NOTIONAL = 26  # notional of positions auto-deleveraged, USD
-    ADL_ACCOUNTS = 27  # accounts auto-deleveraged
-    ADL_TRANSFER = 28  # shortfall covered by auto-deleveraged traders, USD
-    FUNDING_PAID = 29  # net funding paid by the book's perps to traders outside it, USD
-    SLICE_FACTOR = 30  # share of the decided liquidation sizes executed (order slicing, <= 1)
+    PRICE_FACTOR = 22  # simulated / historical price in this step (cascade feedback)
+    EXECUTION_FACTOR = 23  # execution / decision price of this step's liquidations
+    ORACLE_PRICE = 24  # price that decided liquidations (long side), USD
+    INSURANCE_DRAW = 25  # bad debt covered by the insurance fund, USD
+    INSURANCE_FUND = 26  # insurance fund balance after the step, USD
+    SOCIALISED_LOSS = 27  # bad debt covered by nobody: socialised pro rata, USD
+    ADL_NOTIONAL = 28  # notional of positions auto-deleveraged, USD
+    ADL_ACCOUNTS = 29  # accounts auto-deleveraged
+    ADL_TRANSFER = 30  # shortfall covered by auto-deleveraged traders, USD
+    FUNDING_PAID = 31  # net funding paid by the book's perps to traders outside it, USD
+    SLICE_FACTOR = 32  # share of the decided liquidation sizes executed (order slicing, <= 1)
+    MARGIN_SCALE = 33  # perp maintenance margin rate / the policy's base rate (dynamic margin)
 
 
 N_STEP_METRICS = len(StepMetric)
@@ -291,4 +338,5 @@ RECORD_FIELDS = (
     ("equity_after", np.float64),  # account equity at the fill price after, USD
     ("decision_price", np.float64),  # price the liquidation was decided at, USD per unit
     ("closed", np.bool_),  # position closed / debt fully repaid
+    ("preemptive", np.bool_),  # a pre-emptive reduction (predictive overlay), not a breach
 )

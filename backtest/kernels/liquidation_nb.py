@@ -26,6 +26,7 @@ from backtest.kernels.enums import (
     N_SUMMED_METRICS,
     FillPrice,
     OracleModel,
+    PenaltyModel,
     PolicyFamily,
     Product,
     StepMetric,
@@ -71,6 +72,10 @@ _SOCIALISED = int(StepMetric.SOCIALISED_LOSS)
 _ADL = int(Waterfall.ADL)
 _FUNDING = int(StepMetric.FUNDING_PAID)
 _SLICE = int(StepMetric.SLICE_FACTOR)
+_MARGIN_SCALE = int(StepMetric.MARGIN_SCALE)
+_N_PREEMPTIVE = int(StepMetric.N_PREEMPTIVE)
+_PREEMPTIVE_NOTIONAL = int(StepMetric.PREEMPTIVE_NOTIONAL)
+_HEALTH_DISCOUNT = int(PenaltyModel.HEALTH_DISCOUNT)
 _PERP = int(Product.PERP)
 _N_SUMMED = N_SUMMED_METRICS
 _ORACLE_MARKET = int(OracleModel.MARKET)
@@ -91,7 +96,7 @@ REC_F_FIELDS = (
     "decision_price",
 )
 #: Integer fields of the record buffer ``rec_i[..., k]``, in this order.
-REC_I_FIELDS = ("step", "account", "closed")
+REC_I_FIELDS = ("step", "account", "closed", "preemptive")
 
 
 @njit
@@ -154,7 +159,7 @@ def health_nb(product, units, cash, price, m):
 @njit
 def units_to_close_nb(
     family, product, units, cash, price, m, target, penalty, close_factor, full_close_health,
-    tier_health, tier_fraction, size_rules,
+    tier_health, tier_fraction, size_rules, seize_all,
 ):
     """Return how many units (>= 0, <= |units|) a liquidation at ``price`` closes.
 
@@ -174,6 +179,8 @@ def units_to_close_nb(
     Graduated: the fraction of the deepest tier whose health threshold is above the account's
     health (tier 0 for any liquidatable account), of the position (perp) or of the debt
     (loan); the whole if equity cannot pay the penalty of that slice.
+    ``seize_all``: a hard liquidation of a loan takes all its collateral, the surplus over the
+    debt and penalty credited to the borrower (Compound v3 ``absorb``).
     """
     size = abs(units)
     equity = cash + units * price
@@ -182,7 +189,7 @@ def units_to_close_nb(
         # repaying the whole debt takes debt / (price x (1 - penalty)) collateral units
         full = min(size, -cash / (price * (1.0 - penalty))) if cash < 0.0 else 0.0
     if family == _HARD or equity <= 0.0:
-        return full
+        return size if seize_all and product == _LOAN and cash < 0.0 else full
     health = health_nb(product, units, cash, price, m)
     if family == _GRADUATED:
         # a liquidatable account is in tier 0 (health < 1 by the trigger, not recomputed here
@@ -226,6 +233,18 @@ def clears_debt_nb(product, units, cash, d, price, penalty):
     if product != _LOAN or units <= 0.0 or cash >= 0.0 or d >= units:
         return False
     return d >= -cash / (price * (1.0 - penalty))
+
+
+@njit
+def penalty_rate_nb(model, base, cap, health):
+    """Return the penalty rate of a liquidation (fraction of the liquidated notional).
+
+    ``model`` is a :class:`PenaltyModel`: FIXED returns ``base``; HEALTH_DISCOUNT returns Euler
+    v2's discount ``min(1 - health, cap)`` (at least 0), ``health`` taken at the decision price.
+    """
+    if model == _HEALTH_DISCOUNT:
+        return min(max(1.0 - health, 0.0), cap)
+    return base
 
 
 @njit
@@ -341,40 +360,61 @@ def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, account
                policy_inputs, keepers):
     """Decide account ``i`` at step ``t``.
 
+    ``m_rate`` and ``t_rate`` in ``policy_inputs`` are this step's (dynamic margin scales the
+    perps'); trigger keys are at the base rates ``m_base``. With the predictive overlay
+    (``preempt_fraction > 0``) an account that is not liquidatable but would be at the stressed
+    price ``x e^-shift`` (longs) / ``x e^shift`` (shorts) is reduced by ``preempt_fraction`` at
+    the step's close, paying ``preempt_penalty``, at most once per cooldown.
+
     Returns
     -------
     tuple
-        ``(decision price, units to close, liquidatable)``: units 0 means no liquidation now,
-        either because the account is healthy or because no keeper acts yet (latency, or the
-        keeper fee would not cover gas plus expected impact).
+        ``(decision price, units to close, liquidatable, penalty rate, pre-emptive)``: units 0
+        means no liquidation now, either because the account is healthy or because no keeper
+        acts yet (latency, cooldown, or the keeper fee would not cover gas plus expected
+        impact).
     """
     product, units, cash, key, flagged, last_step = accounts
     (family, m_rate, t_rate, p_rate, close_factor, full_close_health, keeper_share,
-     tier_health, tier_fraction, cooldown, size_rules) = policy_inputs
+     tier_health, tier_fraction, cooldown, size_rules, m_base, penalty_model, penalty_cap,
+     seize_all, preempt_fraction, preempt_penalty, shift) = policy_inputs
     latency, requires_profit, gas, slippage = keepers
     k = key[i]
     # filter: long keys > 0 trigger at low <= key, short keys < 0 at high >= -key
     if not (k >= lo_key or (k < 0.0 and -k <= hi_key)):
-        return 0.0, 0.0, False
+        return 0.0, 0.0, False, 0.0, False
     u = units[i]
     c = cash[i]
     prod = product[i]
     m = m_rate[prod]
     x = x_long if u > 0.0 else x_short
+    in_cooldown = cooldown > 0 and last_step[i] >= 0 and t - last_step[i] < cooldown
     if not (c + u * x < m * abs(u) * x):  # the exact test: equity < maintenance requirement
-        return 0.0, 0.0, False
+        if preempt_fraction > 0.0 and not in_cooldown:
+            xs = x * np.exp(-shift) if u > 0.0 else x * np.exp(shift)
+            if c + u * xs < m * abs(u) * xs:  # would breach at the stressed price
+                p = candle[3]
+                full = units_to_close_nb(_HARD, prod, u, c, p, m, np.inf, preempt_penalty,
+                                         1.0, 1.0, tier_health, tier_fraction, size_rules, 0)
+                return p, preempt_fraction * full, False, preempt_penalty, True
+        return 0.0, 0.0, False, 0.0, False
     if latency > 0 and (flagged[i] < 0 or t < flagged[i] + latency):
-        return 0.0, 0.0, True
-    if cooldown > 0 and last_step[i] >= 0 and t - last_step[i] < cooldown:
-        return 0.0, 0.0, True
-    p = fill_price_nb(fill_mode, u, k, x, candle[0], candle[2], candle[1], candle[3])
+        return 0.0, 0.0, True, 0.0, False
+    if in_cooldown:
+        return 0.0, 0.0, True, 0.0, False
+    # the liquidation price at this step's rate, for fills at the liquidation price
+    k_step = k * (1.0 - m_base[prod]) / (1.0 - m) if u > 0.0 else (
+        k * (1.0 + m_base[prod]) / (1.0 + m))
+    p = fill_price_nb(fill_mode, u, k_step, x, candle[0], candle[2], candle[1], candle[3])
+    pen = penalty_rate_nb(penalty_model, p_rate[prod], penalty_cap,
+                          health_nb(prod, u, c, p, m))
     d = units_to_close_nb(
-        family, prod, u, c, p, m, t_rate[prod], p_rate[prod], close_factor, full_close_health,
-        tier_health, tier_fraction, size_rules,
+        family, prod, u, c, p, m, t_rate[prod], pen, close_factor, full_close_health,
+        tier_health, tier_fraction, size_rules, seize_all,
     )
-    if requires_profit and keeper_share * p_rate[prod] * d * p < gas + slippage * d * p:
-        return 0.0, 0.0, True
-    return p, max(d, 0.0), True
+    if requires_profit and keeper_share * pen * d * p < gas + slippage * d * p:
+        return 0.0, 0.0, True, 0.0, False
+    return p, max(d, 0.0), True, pen, False
 
 
 @njit_parallel
@@ -388,6 +428,7 @@ def run_steps_nb(
     depth,
     volume,
     gas_usd,
+    risk,
     trigger_mode,
     fill_mode,
     policy,
@@ -436,6 +477,9 @@ def run_steps_nb(
         Traded volume of each step, asset units (caps liquidations under order slicing).
     gas_usd : ndarray, shape (T,), float64
         Gas cost of one liquidation in each step, USD (used when keepers require profit).
+    risk : ndarray, shape (T, N_RISK_INPUTS), float64
+        Per-step risk inputs (:class:`RiskInput`): perp maintenance margin scale (dynamic
+        margin; 1 = the policy's rate) and the predictive overlay's log-price shift.
     trigger_mode, fill_mode : int
         :class:`TriggerPrice` and :class:`FillPrice` values.
     policy : ndarray, shape (1,), dtype ``POLICY_DTYPE``
@@ -467,7 +511,7 @@ def run_steps_nb(
         Per-step aggregates (:class:`StepMetric`); rows ``t0..`` are written.
     rec_len : ndarray, shape (1,), int64
         Records held in the buffer; updated.
-    rec_i : ndarray, shape (cap, 3), int64
+    rec_i : ndarray, shape (cap, 4), int64
         Integer record fields (``REC_I_FIELDS``).
     rec_f : ndarray, shape (cap, 8), float64
         Float record fields (``REC_F_FIELDS``).
@@ -490,9 +534,9 @@ def run_steps_nb(
     size_rules[1] = rec.large_position_usd
     size_rules[2] = rec.large_position_fraction
     size_rules[3] = rec.min_remaining_usd
-    policy_inputs = (rec.family, m_rate, rec.target_rate, p_rate, rec.close_factor,
-                     rec.full_close_health, keeper_share, rec.tier_health, rec.tier_fraction,
-                     rec.cooldown_steps, size_rules)
+    m_step = m_rate.copy()  # this step's rates: dynamic margin scales the perps'
+    t_step = rec.target_rate.copy()
+    preempt = rec.preempt_fraction > 0.0
     accounts = (product, units, cash, key, flagged, last_step)
     max_volume_fraction = rec.max_step_volume_fraction
     mk = market[0]
@@ -557,8 +601,24 @@ def run_steps_nb(
             x_long = candle[3]
             x_short = candle[3]
         keepers = (latency, requires_profit, gas_usd[t], market_state[3])
-        lo_key = x_long * (1.0 - KEY_SLACK)
-        hi_key = x_short * (1.0 + KEY_SLACK)
+        scale = risk[t, 0]
+        shift = risk[t, 1] if preempt else 0.0
+        m_step[_PERP] = m_rate[_PERP] * scale
+        t_step[_PERP] = rec.target_rate[_PERP] * scale
+        policy_inputs = (rec.family, m_step, t_step, p_rate, rec.close_factor,
+                         rec.full_close_health, keeper_share, rec.tier_health,
+                         rec.tier_fraction, rec.cooldown_steps, size_rules, m_rate,
+                         rec.penalty_model, rec.penalty_cap, rec.seize_all_collateral,
+                         rec.preempt_fraction, rec.preempt_penalty, shift)
+        # keys are liquidation prices at the base rates: a long at this step's perp rate
+        # triggers at key x (1 - m) / (1 - m_step), a short at -key x (1 + m_step) / (1 + m);
+        # the predictive overlay looks a further shift away
+        widen = np.exp(shift)
+        lo_key = x_long * min(1.0, (1.0 - m_step[_PERP]) / (1.0 - m_rate[_PERP])) / widen * (
+            1.0 - KEY_SLACK)
+        hi_key = x_short * max(1.0, (1.0 + m_step[_PERP]) / (1.0 + m_rate[_PERP])) * widen * (
+            1.0 + KEY_SLACK)
+        step_out[t, _MARGIN_SCALE] = scale
         step_out[t, _PRICE_FACTOR] = f
         step_out[t, _EXEC_FACTOR] = 1.0
         step_out[t, _ORACLE] = x_long
@@ -580,8 +640,8 @@ def run_steps_nb(
                 flow[ch] = 0.0
                 gross[ch] = 0.0
                 for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
-                    p, d, _ = _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, eff_fill,
-                                         accounts, policy_inputs, keepers)
+                    p, d, _, _, _ = _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key,
+                                               eff_fill, accounts, policy_inputs, keepers)
                     if d > 0.0:
                         count[ch] += 1
                         # closing a long sells (negative flow), closing a short buys
@@ -619,8 +679,9 @@ def run_steps_nb(
                     for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
                         if used >= chunk_budget[ch]:
                             break
-                        p, d, _ = _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key,
-                                             eff_fill, accounts, policy_inputs, keepers)
+                        p, d, _, _, _ = _decide_nb(i, t, candle, x_long, x_short, lo_key,
+                                                   hi_key, eff_fill, accounts, policy_inputs,
+                                                   keepers)
                         if d > 0.0:
                             d = _budget_take_nb(d, chunk_budget[ch], used, dust)
                             if d <= 0.0:
@@ -659,8 +720,9 @@ def run_steps_nb(
             j = offset[ch]
             used = 0.0
             for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
-                p, d, liquidatable = _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key,
-                                                eff_fill, accounts, policy_inputs, keepers)
+                p, d, liquidatable, pen, pre = _decide_nb(i, t, candle, x_long, x_short, lo_key,
+                                                          hi_key, eff_fill, accounts,
+                                                          policy_inputs, keepers)
                 if d > 0.0:
                     d = _budget_take_nb(d, chunk_budget[ch], used, dust)
                     used += d
@@ -676,17 +738,15 @@ def run_steps_nb(
                 u = units[i]
                 c = cash[i]
                 prod = product[i]
-                m = m_rate[prod]
-                pen = p_rate[prod]
                 pe = p * exec_factor
-                h = health_nb(prod, u, c, p, m)
+                h = health_nb(prod, u, c, p, m_step[prod])
                 clears = clears_debt_nb(prod, u, c, d, pe, pen)
                 u2, c2, signed, keeper, ins, bad = apply_liquidation_nb(
                     u, c, d, pe, pen, keeper_share, clears
                 )
                 units[i] = u2
                 cash[i] = c2
-                key[i] = trigger_key_nb(u2, c2, m)
+                key[i] = trigger_key_nb(u2, c2, m_rate[prod])
                 notional = d * pe
                 n_liquidations[i] += 1
                 if first_step[i] < 0:
@@ -702,6 +762,9 @@ def run_steps_nb(
                 if bad > 0.0:
                     acc[ch, _N_BANKRUPT] += 1.0
                 acc[ch, _NOTIONAL] += notional
+                if pre:
+                    acc[ch, _N_PREEMPTIVE] += 1.0
+                    acc[ch, _PREEMPTIVE_NOTIONAL] += notional
                 acc[ch, _KEEPER] += keeper
                 acc[ch, _INSURANCE] += ins
                 acc[ch, _BAD_DEBT] += bad
@@ -725,6 +788,7 @@ def run_steps_nb(
                 rec_i[j, 0] = t
                 rec_i[j, 1] = i
                 rec_i[j, 2] = 1 if closed else 0
+                rec_i[j, 3] = 1 if pre else 0
                 rec_f[j, 0] = signed
                 rec_f[j, 1] = pe
                 rec_f[j, 2] = keeper

@@ -18,8 +18,10 @@ from backtest.kernels.enums import (
     FillPrice,
     ImpactModel,
     OracleModel,
+    PenaltyModel,
     PolicyFamily,
     Product,
+    RiskInput,
     StepMetric,
     TriggerPrice,
     Waterfall,
@@ -104,7 +106,7 @@ def _execution(model: int, flow: float, depth: float, outstanding: float) -> flo
 def simulate_reference(
     open_, high, low, close, trigger_mode, fill_mode, policy, product, units, cash,
     market=None, depth=None, replay=None, gas_usd=None, insurance_fund_usd=0.0,
-    funding_rate=None, volume=None, priority=None,
+    funding_rate=None, volume=None, priority=None, risk=None,
 ) -> ReferenceResult:
     """Simulate all steps of a tape for one policy, one account at a time.
 
@@ -134,6 +136,9 @@ def simulate_reference(
     priority : array_like, shape (N,), optional
         Account indices in the engine's processing order (:func:`liquidation_order`), which
         order slicing follows when the step's volume budget binds.
+    risk : array_like, shape (T, 2), optional
+        Per-step perp maintenance margin scale and predictive log-price shift
+        (:class:`RiskInput`); default scale 1, no shift.
     replay : tuple of two arrays, shape (T,), optional
         ``(price factor, execution factor)`` per step taken from a full simulation, instead of
         computing impact from this book's own flow (not valid with order slicing, whose budget
@@ -181,6 +186,9 @@ def simulate_reference(
         if cascade and step_depth > 0:
             factor = _factor(model, outstanding, step_depth)
         o, h, lo, c = (float(a[t]) * factor for a in (open_, high, low, close))
+        scale = float(risk[t][RiskInput.MARGIN_SCALE]) if risk is not None else 1.0
+        preempt = float(policy["preempt_fraction"])
+        shift = float(risk[t][RiskInput.PREEMPT_SHIFT]) if risk is not None and preempt else 0.0
         rate = float(funding_rate[t]) if funding_rate is not None else math.nan
         if not math.isnan(rate) and rate != 0.0:
             for i in range(n):
@@ -206,20 +214,26 @@ def simulate_reference(
             u, cash_i, prod = float(res.units[i]), float(res.cash[i]), int(product[i])
             if u == 0.0:
                 continue
-            m = float(policy["maintenance_rate"][prod])
+            m, target = _step_rates(policy, prod, scale)
             if oracle is not None:
                 x = oracle
             elif trigger_mode == TriggerPrice.EXTREME:
                 x = lo if u > 0 else h
             else:
                 x = c
+            cooldown = int(policy["cooldown_steps"])
+            in_cooldown = cooldown > 0 and res.last_step[i] >= 0 and t - res.last_step[i] < cooldown
             if not (cash_i + u * x < m * abs(u) * x):  # equity < maintenance requirement
+                stressed = x * math.exp(-shift if u > 0 else shift)
+                if preempt and not in_cooldown and cash_i + u * stressed < m * abs(u) * stressed:
+                    pen = float(policy["preempt_penalty"])
+                    d = preempt * _whole(prod, u, cash_i, c, pen)
+                    decisions.append((i, c, d, pen, True))  # reduced at the step's close
                 continue
             if latency > 0 and (flagged[i] < 0 or t < flagged[i] + latency):
                 waiting.append(i)
                 continue
-            cooldown = int(policy["cooldown_steps"])
-            if cooldown > 0 and res.last_step[i] >= 0 and t - res.last_step[i] < cooldown:
+            if in_cooldown:
                 waiting.append(i)
                 continue
             if oracle is not None:  # an oracle decides when; the market fills
@@ -232,20 +246,21 @@ def simulate_reference(
                 p = min(max(p, lo), h)
             else:
                 p = c
-            d = _units_to_close(policy, prod, u, cash_i, p, m)
-            keeper_fee = float(policy["keeper_share"]) * float(policy["penalty_rate"][prod]) * d * p
+            pen = _penalty(policy, prod, _health(prod, u, cash_i, p, m))
+            d = _units_to_close(policy, prod, u, cash_i, p, m, pen, target)
+            keeper_fee = float(policy["keeper_share"]) * pen * d * p
             gas = float(gas_usd[t]) if gas_usd is not None else 0.0
             if requires_profit and keeper_fee < gas + slippage * d * p:
                 waiting.append(i)
                 continue
             if d > 0:
-                decisions.append((i, p, d))
+                decisions.append((i, p, d, pen, False))
             else:
                 waiting.append(i)
-        flow = sum((-d * p if res.units[i] > 0 else d * p) for i, p, d in decisions)
+        flow = sum((-d * p if res.units[i] > 0 else d * p) for i, p, d, *_ in decisions)
         slice_factor = 1.0
         cap = float(policy["max_step_volume_fraction"])
-        wanted = sum(d for _, _, d in decisions)
+        wanted = sum(d for _, _, d, *_ in decisions)
         budget = math.inf
         if cap > 0 and volume is not None:
             budget = cap * float(volume[t])
@@ -257,17 +272,17 @@ def simulate_reference(
             slice_factor = budget / wanted
             rank = {int(a): k for k, a in enumerate(priority)} if priority is not None else {}
             taken, dust = [], 1e-9 * budget
-            for i, p, d in sorted(decisions, key=lambda x: rank.get(x[0], x[0])):
+            for i, p, d, pen, pre in sorted(decisions, key=lambda x: rank.get(x[0], x[0])):
                 take = min(d, budget)
                 if take > dust:
-                    taken.append((i, p, take))
+                    taken.append((i, p, take, pen, pre))
                     budget = max(budget - take, 0.0)
                     if budget <= dust:
                         budget = 0.0
-                else:
+                elif not pre:
                     waiting.append(i)
             decisions = taken
-            flow = sum((-d * p if res.units[i] > 0 else d * p) for i, p, d in decisions)
+            flow = sum((-d * p if res.units[i] > 0 else d * p) for i, p, d, *_ in decisions)
         execution = _execution(model, flow, step_depth, outstanding)
         if replay is not None:
             execution = float(replay[1][t])
@@ -276,10 +291,12 @@ def simulate_reference(
             lo if trigger_mode == TriggerPrice.EXTREME else c)
         row[StepMetric.PRICE_FACTOR] = factor
         row[StepMetric.SLICE_FACTOR] = slice_factor
+        row[StepMetric.MARGIN_SCALE] = scale
         row[StepMetric.EXECUTION_FACTOR] = execution
         row[StepMetric.NET_FLOW] = flow
-        for i, p, d in decisions:
-            _apply(res, policy, t, i, int(product[i]), p, d, execution)
+        for i, p, d, pen, pre in decisions:
+            m, _ = _step_rates(policy, int(product[i]), scale)
+            _apply(res, policy, t, i, int(product[i]), p, d, execution, m, pen, pre)
             flagged[i] = -1
         for i in waiting:
             if flagged[i] < 0:
@@ -394,13 +411,28 @@ def _whole(prod: int, u: float, c: float, p: float, pen: float) -> float:
     return abs(u)
 
 
-def _units_to_close(policy, prod, u, c, p, m) -> float:
-    pen = float(policy["penalty_rate"][prod])
+def _step_rates(policy, prod: int, scale: float) -> tuple[float, float]:
+    """(maintenance rate, partial target rate) of a product in a step: dynamic margin scales
+    the perps'."""
+    m = float(policy["maintenance_rate"][prod])
     target = float(policy["target_rate"][prod])
+    return (m * scale, target * scale) if prod == Product.PERP else (m, target)
+
+
+def _penalty(policy, prod: int, health: float) -> float:
+    """Penalty rate of a liquidation: fixed, or Euler's discount min(1 - health, cap)."""
+    if int(policy["penalty_model"]) == PenaltyModel.HEALTH_DISCOUNT:
+        return min(max(1.0 - health, 0.0), float(policy["penalty_cap"]))
+    return float(policy["penalty_rate"][prod])
+
+
+def _units_to_close(policy, prod, u, c, p, m, pen, target) -> float:
     size = abs(u)
     equity = c + u * p
     whole = _whole(prod, u, c, p, pen)
     if policy["family"] == PolicyFamily.HARD or equity <= 0:
+        if policy["seize_all_collateral"] and prod == Product.LOAN and c < 0:
+            return size  # Compound v3 absorb: all collateral
         return whole
     if policy["family"] == PolicyFamily.GRADUATED:
         health = _health(prod, u, c, p, m)
@@ -429,10 +461,8 @@ def _units_to_close(policy, prod, u, c, p, m) -> float:
     return max(min(d, whole), 0.0)
 
 
-def _apply(res, policy, t, i, prod, p, d, execution):
+def _apply(res, policy, t, i, prod, p, d, execution, m, pen, preemptive):
     u, c = float(res.units[i]), float(res.cash[i])
-    m = float(policy["maintenance_rate"][prod])
-    pen = float(policy["penalty_rate"][prod])
     pe = p * execution
     size = abs(u)
     health_before = _health(prod, u, c, p, m)
@@ -464,6 +494,9 @@ def _apply(res, policy, t, i, prod, p, d, execution):
     row[StepMetric.N_CLOSED] += closed
     row[StepMetric.N_BANKRUPT] += bad > 0
     row[StepMetric.LIQUIDATED_NOTIONAL] += d * pe
+    if preemptive:
+        row[StepMetric.N_PREEMPTIVE] += 1
+        row[StepMetric.PREEMPTIVE_NOTIONAL] += d * pe
     row[StepMetric.KEEPER_FEES] += keeper
     row[StepMetric.INSURANCE_FEES] += insurance
     row[StepMetric.BAD_DEBT] += bad
@@ -483,5 +516,5 @@ def _apply(res, policy, t, i, prod, p, d, execution):
         dict(step=t, account=i, closed=closed, units_closed=signed, fill_price=pe,
              keeper_fee=keeper, insurance_fee=insurance, bad_debt=bad,
              health_before=health_before, equity_after=c_after + u_after * pe,
-             decision_price=p)
+             decision_price=p, preemptive=preemptive)
     )
