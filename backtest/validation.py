@@ -58,3 +58,36 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"not valid TOML: {exc}", path) from None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", path) from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | None,
+                    path: str | Path) -> dict[str, Any]:
+    """Apply ``KEY=VALUE`` overrides (dotted keys, TOML values) to a parsed TOML document.
+
+    ``event=luna-2022`` and ``tape.interval="5m"`` both set strings (a value that is not valid
+    TOML is taken as a string); ``insurance_fund.initial_balance_usd=1e7`` sets a number and
+    ``policies=["hard","partial"]`` a list.
+
+    Raises
+    ------
+    ConfigError
+        An override without ``=`` or with an empty key; names ``path``.
+    """
+    out = dict(raw)
+    for item in overrides or []:
+        key, sep, text = item.partition("=")
+        keys = key.strip().split(".")
+        if not sep or not all(keys):
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. event=may-2021",
+                              path)
+        try:
+            value = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = text
+        holder = out
+        for k in keys[:-1]:
+            child = holder.get(k)
+            holder[k] = dict(child) if isinstance(child, dict) else {}
+            holder = holder[k]
+        holder[keys[-1]] = value
+    return out

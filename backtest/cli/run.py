@@ -18,13 +18,17 @@ def run(
     events: Annotated[Path | None, typer.Option(help="Event catalog file.")] = None,
     report: Annotated[bool, typer.Option(help="Also write the HTML report.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", help="Replace a config field: KEY=VALUE, dotted keys, TOML values "
+                      "(e.g. --set event=luna-2022 --set tape.interval=5m); repeatable.")] = None,
 ) -> None:
     """Simulate every policy of CONFIG on its window and book; print the summary."""
     from backtest.engine.run import execute
     from backtest.results.catalog import Catalog
 
     console = Console(stderr=True)
-    run_id, run_dir = execute(config, runs, store, strategies, events, show_progress=not quiet)
+    run_id, run_dir = execute(config, runs, store, strategies, events, show_progress=not quiet,
+                              overrides=overrides)
     with Catalog(runs) as catalog:
         manifest = catalog.manifest(run_id)
         print_summary(Console(), catalog.summary(run_id), manifest)
@@ -39,18 +43,27 @@ def run(
     Console().print(f"run {run_id} -> {run_dir}")
 
 
+#: Policies per summary table printed on the terminal.
+POLICIES_PER_TABLE = 5
+
+
 def print_summary(console: Console, summary, manifest: dict) -> None:
     """Print the per-policy summary table and the run's throughput."""
     from backtest.results.metrics import METRICS
 
-    table = Table(title=f"{manifest['name']}: {manifest['symbol']} "
-                        f"{manifest['window']['start']} .. {manifest['window']['end']}")
-    table.add_column("metric")
-    for policy in summary["policy"]:
-        table.add_column(policy, justify="right")
-    for m in METRICS:
-        table.add_row(m.label, *(_fmt(v, m.unit) for v in summary[m.name]))
-    console.print(table)
+    title = (f"{manifest['name']}: {manifest['symbol']} {manifest['window']['start']} .. "
+             f"{manifest['window']['end']}")
+    policies = list(summary["policy"])
+    for first in range(0, len(policies), POLICIES_PER_TABLE):  # a readable width per table
+        table = Table(title=title if first == 0 else None)
+        table.add_column("metric")
+        group = range(first, min(first + POLICIES_PER_TABLE, len(policies)))
+        for k in group:
+            table.add_column(policies[k], justify="right")
+        for m in METRICS:
+            values = summary[m.name]
+            table.add_row(m.label, *(_fmt(values[k], m.unit) for k in group))
+        console.print(table)
     t = manifest["timings"]
     rates = ", ".join(f"{k} {v:.3g}" for k, v in t["account_steps_per_second"].items())
     console.print(f"accounts x steps per second: {rates}; JIT warm-up {t['jit_warmup_seconds']:.2f}"

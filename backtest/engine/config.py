@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from backtest.errors import ConfigError
 from backtest.kernels.enums import FillPrice, TriggerPrice
-from backtest.validation import describe, read_toml
+from backtest.validation import apply_overrides, describe, read_toml
 
 
 class _Strict(BaseModel):
@@ -216,11 +216,13 @@ class RunConfig(_Strict):
 _PATH_FIELDS = (("book",), ("tape", "path"), ("keepers", "gas_tape"))
 
 
-def load_run_config(path: str | Path) -> RunConfig:
+def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Read and validate a run config.
 
     Environment variables in file paths (``book``, ``tape.path``, ``keepers.gas_tape``) are
     expanded, e.g. ``"${LIQBT_SHARED_DATA}/defi_stablesims/gas10m_03-12-2020.json"``.
+    ``overrides`` (``KEY=VALUE`` with dotted keys, see
+    :func:`backtest.validation.apply_overrides`) replace fields of the file before validation.
 
     Raises
     ------
@@ -228,7 +230,7 @@ def load_run_config(path: str | Path) -> RunConfig:
         Unreadable file, invalid TOML, an unset environment variable in a path, or an invalid /
         unknown / misspelled field; the message names the file and the field.
     """
-    raw = read_toml(path)
+    raw = apply_overrides(read_toml(path), overrides, path)
     for keys in _PATH_FIELDS:
         holder = raw
         for k in keys[:-1]:

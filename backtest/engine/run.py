@@ -11,7 +11,7 @@ import hashlib
 import platform
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from backtest.engine.market import (
     gas_cost_per_step,
     market_record,
 )
+from backtest.engine.risk import risk_inputs
 from backtest.engine.warmup import warm_up
 from backtest.errors import BookError, ConfigError, TapeError
 from backtest.events import get_event
@@ -52,6 +53,7 @@ class Inputs:
     book: Book
     policies: list  # list of (policy model, file path)
     market: MarketInputs | None = None
+    overrides: list[str] = field(default_factory=list)  # KEY=VALUE replacements of the file
 
 
 @dataclass
@@ -67,8 +69,11 @@ class PolicyOutcome:
 
 def resolve_inputs(config_path: str | Path, store: str | Path | None = None,
                    strategies: str | Path | None = None,
-                   events: str | Path | None = None) -> Inputs:
+                   events: str | Path | None = None,
+                   overrides: list[str] | None = None) -> Inputs:
     """Load a run config and everything it names; validate their consistency.
+
+    ``overrides`` are ``KEY=VALUE`` replacements of config fields (``liqbt run --set``).
 
     Raises
     ------
@@ -77,7 +82,7 @@ def resolve_inputs(config_path: str | Path, store: str | Path | None = None,
         covering the window, a book for another symbol or with entries after the window start.
     """
     config_path = Path(config_path)
-    cfg = load_run_config(config_path)
+    cfg = load_run_config(config_path, overrides)
     event = get_event(cfg.event, events) if cfg.event else None
     start = cfg.start or event.start
     end = cfg.end or event.end
@@ -113,7 +118,7 @@ def resolve_inputs(config_path: str | Path, store: str | Path | None = None,
     if len(set(names)) != len(names):
         raise ConfigError(f"field 'policies': two policies share a name ({names})", config_path)
     inputs = Inputs(cfg, config_path, cfg.event, tape.meta.symbol, start, end, tape, window,
-                    book, policies)
+                    book, policies, overrides=list(overrides or []))
     inputs.market = market_inputs(inputs)  # reads the gas tape: config errors surface here
     return inputs
 
@@ -128,6 +133,8 @@ def simulate_policies(inputs: Inputs, show_progress: bool = True
     execution = inputs.config.execution
     market = inputs.market
     order = liquidation_order(book["product"], book["units"], book["cash"])
+    full_close = inputs.tape.arrays()["close"]
+    start = window_start(inputs)
     outcomes = []
     total = len(prices) * len(inputs.policies)
     with progress_bar(show_progress) as bar:
@@ -141,10 +148,18 @@ def simulate_policies(inputs: Inputs, show_progress: bool = True
                            progress=lambda k: bar.advance(task, k), order=order,
                            market=market.record, depth=market.depth, gas_usd=market.gas_usd,
                            insurance_fund_usd=inputs.config.insurance_fund.initial_balance_usd,
-                           funding_rate=arrays["funding_rate"], volume=arrays["volume"])
+                           funding_rate=arrays["funding_rate"], volume=arrays["volume"],
+                           risk=risk_inputs(policy, full_close, start, len(prices),
+                                            inputs.tape.interval_seconds))
             outcomes.append(PolicyOutcome(policy.name, policy, path, res,
                                           time.perf_counter() - t0))
     return outcomes, compile_seconds
+
+
+def window_start(inputs: Inputs) -> int:
+    """Return the row of the tape where the run's window starts."""
+    return int(np.searchsorted(inputs.tape.arrays()["timestamp"],
+                               inputs.window.arrays()["timestamp"][0]))
 
 
 def market_inputs(inputs: Inputs) -> MarketInputs:
@@ -152,7 +167,7 @@ def market_inputs(inputs: Inputs) -> MarketInputs:
     cfg = inputs.config
     full = inputs.tape.arrays()
     window = inputs.window.arrays()
-    start = int(np.searchsorted(full["timestamp"], window["timestamp"][0]))
+    start = window_start(inputs)
     interval = inputs.tape.interval_seconds
     record = market_record(cfg.market, cfg.oracle, cfg.keepers, interval)
     depth = depth_per_step(cfg.market, full, slice(start, start + inputs.window.rows))
@@ -163,7 +178,8 @@ def market_inputs(inputs: Inputs) -> MarketInputs:
 
 def execute(config_path: str | Path, runs: str | Path | None = None,
             store: str | Path | None = None, strategies: str | Path | None = None,
-            events: str | Path | None = None, show_progress: bool = True) -> tuple[str, Path]:
+            events: str | Path | None = None, show_progress: bool = True,
+            overrides: list[str] | None = None) -> tuple[str, Path]:
     """Run a config end to end and register the results.
 
     Parameters
@@ -174,6 +190,8 @@ def execute(config_path: str | Path, runs: str | Path | None = None,
         Override the runs directory, tape store, strategies directory and event catalog.
     show_progress : bool
         Show a progress bar on the terminal.
+    overrides : list of str, optional
+        ``KEY=VALUE`` replacements of config fields (dotted keys, TOML values).
 
     Returns
     -------
@@ -189,7 +207,7 @@ def execute(config_path: str | Path, runs: str | Path | None = None,
     from backtest.results.writer import write_run
 
     t_start = time.perf_counter()
-    inputs = resolve_inputs(config_path, store, strategies, events)
+    inputs = resolve_inputs(config_path, store, strategies, events, overrides)
     t_loaded = time.perf_counter()
     outcomes, compile_seconds = simulate_policies(inputs, show_progress)
     t_simulated = time.perf_counter()

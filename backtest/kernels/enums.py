@@ -39,8 +39,8 @@ class PenaltyModel(IntEnum):
         The product's ``penalty_rate`` (perps: the liquidation fee; loans: ``bonus / (1 +
         bonus)`` of the seized value, Aave v3 / Compound v3).
     HEALTH_DISCOUNT
-        Euler v2's reverse Dutch auction: the discount on the seized value is ``1 - health``
-        at the decision price, capped at ``penalty_cap`` (``Liquidation.sol``
+        Loans: Euler v2's reverse Dutch auction, the discount on the seized value is ``1 -
+        health`` at the decision price, capped at ``penalty_cap`` (perps keep FIXED) (``Liquidation.sol``
         ``calculateMaxLiquidation``: ``discountFactor = max(HS, 1 - maxLiquidationDiscount)``).
     """
 

@@ -241,6 +241,7 @@ def penalty_rate_nb(model, base, cap, health):
 
     ``model`` is a :class:`PenaltyModel`: FIXED returns ``base``; HEALTH_DISCOUNT returns Euler
     v2's discount ``min(1 - health, cap)`` (at least 0), ``health`` taken at the decision price.
+    The kernel applies it to loans only (Euler is a lending protocol); perps keep ``base``.
     """
     if model == _HEALTH_DISCOUNT:
         return min(max(1.0 - health, 0.0), cap)
@@ -406,8 +407,9 @@ def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, account
     k_step = k * (1.0 - m_base[prod]) / (1.0 - m) if u > 0.0 else (
         k * (1.0 + m_base[prod]) / (1.0 + m))
     p = fill_price_nb(fill_mode, u, k_step, x, candle[0], candle[2], candle[1], candle[3])
-    pen = penalty_rate_nb(penalty_model, p_rate[prod], penalty_cap,
-                          health_nb(prod, u, c, p, m))
+    pen = p_rate[prod]
+    if prod == _LOAN:
+        pen = penalty_rate_nb(penalty_model, pen, penalty_cap, health_nb(prod, u, c, p, m))
     d = units_to_close_nb(
         family, prod, u, c, p, m, t_rate[prod], pen, close_factor, full_close_health,
         tier_health, tier_fraction, size_rules, seize_all,

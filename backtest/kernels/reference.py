@@ -420,8 +420,8 @@ def _step_rates(policy, prod: int, scale: float) -> tuple[float, float]:
 
 
 def _penalty(policy, prod: int, health: float) -> float:
-    """Penalty rate of a liquidation: fixed, or Euler's discount min(1 - health, cap)."""
-    if int(policy["penalty_model"]) == PenaltyModel.HEALTH_DISCOUNT:
+    """Penalty rate of a liquidation: fixed, or (loans) Euler's discount min(1 - health, cap)."""
+    if int(policy["penalty_model"]) == PenaltyModel.HEALTH_DISCOUNT and prod == Product.LOAN:
         return min(max(1.0 - health, 0.0), float(policy["penalty_cap"]))
     return float(policy["penalty_rate"][prod])
 

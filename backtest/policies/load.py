@@ -10,7 +10,14 @@ from pydantic import ValidationError
 
 from backtest import paths
 from backtest.errors import ConfigError
-from backtest.kernels.enums import POLICY_DTYPE, AdlRanking, PolicyFamily, Product, Waterfall
+from backtest.kernels.enums import (
+    POLICY_DTYPE,
+    AdlRanking,
+    PenaltyModel,
+    PolicyFamily,
+    Product,
+    Waterfall,
+)
 from backtest.policies.models import GraduatedPolicy, HardPolicy, PartialPolicy, Policy
 from backtest.validation import describe, read_toml
 
@@ -117,6 +124,12 @@ def pack_policy(policy: Policy, interval_seconds: int = 60) -> np.ndarray:
     rec["max_step_volume_fraction"] = 0.0 if cap is None else cap
     minutes = policy.slicing.cooldown_minutes
     rec["cooldown_steps"] = 0 if minutes == 0 else math.ceil(minutes * 60 / interval_seconds)
+    rec["penalty_model"] = PenaltyModel[policy.penalty.model.upper()]
+    rec["penalty_cap"] = policy.penalty.max_discount
+    rec["seize_all_collateral"] = int(loan.seize_all_collateral)
+    if policy.predictive is not None:
+        rec["preempt_fraction"] = policy.predictive.reduce_fraction
+        rec["preempt_penalty"] = policy.predictive.fee
     rec["waterfall"] = Waterfall[policy.waterfall.mode.upper()]
     rec["adl_ranking"] = AdlRanking[policy.waterfall.adl_ranking.upper()]
     for prod in Product:

@@ -44,10 +44,15 @@ class LoanParams(_Strict):
         Bonus as a fraction (0.05 = 5%): collateral seized = debt repaid x (1 + bonus)
         / price (Aave v3 ``LiquidationLogic._calculateAvailableCollateralToLiquidate``).
         Equivalent to a penalty of bonus / (1 + bonus) of the seized collateral value.
+    seize_all_collateral : bool
+        A hard liquidation takes all the collateral, not just what repays the debt, and
+        credits the borrower with its value less the penalty minus the debt (Compound v3
+        ``Comet.absorb``: ``liquidationFactor`` = 1 - penalty). Default False.
     """
 
     liquidation_threshold: float = Field(gt=0.0, lt=1.0)
     liquidation_bonus: float = Field(ge=0.0, lt=1.0)
+    seize_all_collateral: bool = False
 
     @model_validator(mode="after")
     def _threshold_times_bonus(self) -> LoanParams:
@@ -132,6 +137,93 @@ class SlicingParams(_Strict):
     cooldown_minutes: float = Field(default=0.0, ge=0.0)
 
 
+class PenaltyParams(_Strict):
+    """How large the liquidation penalty (the liquidator's bonus or discount) is.
+
+    Attributes
+    ----------
+    model : {"fixed", "health_discount"}
+        ``fixed``: ``[perp] liquidation_penalty`` and ``[loan] liquidation_bonus``.
+        ``health_discount`` (loans; perps keep their fixed penalty): Euler v2's reverse Dutch
+        auction, the discount on the seized value is ``1 - health`` at the decision price,
+        capped at ``max_discount``
+        (``EVault/modules/Liquidation.sol`` ``calculateMaxLiquidation``).
+    max_discount : float
+        Cap of the health discount, fraction (Euler ``maxLiquidationDiscount``; 0.2 in the EVK
+        test base). Default 0.2.
+    """
+
+    model: Literal["fixed", "health_discount"] = "fixed"
+    max_discount: float = Field(default=0.2, gt=0.0, lt=1.0)
+
+
+class DynamicMarginParams(_Strict):
+    """Perp maintenance margin that scales with volatility (loans' thresholds stay fixed).
+
+    The rate in each step is ``maintenance_margin_rate x clip(sigma / reference_volatility,
+    floor, cap)``, smoothed by an exponential moving average, with ``sigma`` the annualised
+    realised volatility of the tape's close-to-close log returns over the trailing
+    ``window_minutes`` up to the previous step's close (no lookahead). A partial target health
+    scales with it. See :mod:`backtest.engine.risk`.
+
+    Attributes
+    ----------
+    reference_volatility : float
+        Annualised volatility (fraction, 0.6 = 60%) at which the rate is the base rate.
+    window_minutes : float
+        Trailing window of the realised volatility, minutes (at least 2 returns).
+    floor, cap : float
+        Bounds of the multiplier of the base rate.
+    smoothing_half_life_minutes : float
+        Half-life of the exponential moving average of the multiplier; 0: none.
+    """
+
+    reference_volatility: float = Field(gt=0.0)
+    window_minutes: float = Field(default=60.0, gt=0.0)
+    floor: float = Field(default=1.0, gt=0.0)
+    cap: float = Field(default=3.0, gt=0.0)
+    smoothing_half_life_minutes: float = Field(default=0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> DynamicMarginParams:
+        if self.cap < self.floor:
+            raise ValueError("cap must be at least floor")
+        return self
+
+
+class PredictiveParams(_Strict):
+    """Pre-emptive reduction of positions likely to breach soon (the predictive overlay).
+
+    An account that is not liquidatable is reduced when the probability that the price
+    touches its liquidation price within ``horizon_minutes`` exceeds
+    ``breach_probability``. For a driftless geometric Brownian motion with volatility
+    ``sigma`` that probability is ``2 Phi(-d / (sigma sqrt(H)))``, ``d`` the log distance to
+    the liquidation price (reflection principle; Shreve, *Stochastic Calculus for Finance II*,
+    3.7), so the rule is: liquidatable at the stressed price ``x e^(-z sigma sqrt(H))`` for a
+    long (``x e^(+...)`` for a short) with ``z = Phi^-1(1 - breach_probability / 2)``.
+    ``sigma`` is the realised volatility of :class:`DynamicMarginParams` (same window).
+
+    Attributes
+    ----------
+    breach_probability : float
+        Threshold probability, in (0, 1).
+    horizon_minutes : float
+        Horizon, minutes.
+    reduce_fraction : float
+        Fraction of the position (perps) or of the debt (loans) reduced, in (0, 1].
+    fee : float
+        Fee of a pre-emptive reduction, fraction of its notional (split like a penalty).
+    window_minutes : float
+        Trailing window of the realised volatility, minutes.
+    """
+
+    breach_probability: float = Field(gt=0.0, lt=1.0)
+    horizon_minutes: float = Field(gt=0.0)
+    reduce_fraction: float = Field(gt=0.0, le=1.0)
+    fee: float = Field(default=0.0, ge=0.0, lt=1.0)
+    window_minutes: float = Field(default=60.0, gt=0.0)
+
+
 class GraduatedParams(_Strict):
     """A sliding scale of liquidation tiers.
 
@@ -169,6 +261,16 @@ class _PolicyBase(_Strict):
     loan: LoanParams
     waterfall: WaterfallParams = WaterfallParams()
     slicing: SlicingParams = SlicingParams()
+    penalty: PenaltyParams = PenaltyParams()
+    dynamic_margin: DynamicMarginParams | None = None
+    predictive: PredictiveParams | None = None
+
+    @model_validator(mode="after")
+    def _margin_below_one(self) -> _PolicyBase:
+        if self.dynamic_margin is not None and (
+                self.dynamic_margin.cap * self.perp.maintenance_margin_rate >= 0.5):
+            raise ValueError("dynamic_margin.cap x perp.maintenance_margin_rate must be < 0.5")
+        return self
 
 
 class HardPolicy(_PolicyBase):

@@ -105,10 +105,12 @@ def _manifest(run_id, created, inputs, policy_rows, timings, runtime, sha) -> di
         "name": cfg.name,
         "description": cfg.description,
         "created_at": created.isoformat(),
-        "command": f"liqbt run {inputs.config_path}",
+        "command": " ".join(["liqbt run", str(inputs.config_path),
+                             *(f"--set '{o}'" for o in inputs.overrides)]),
         "config": {
             "path": str(inputs.config_path),
             "sha256": sha(inputs.config_path),
+            "overrides": inputs.overrides,
             "resolved": cfg.model_dump(mode="json"),
         },
         "symbol": inputs.symbol,
