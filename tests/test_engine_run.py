@@ -228,3 +228,36 @@ def test_book_with_positions_opened_after_start_is_rejected(world, tmp_path, cap
     _run_expect_error(world, tmp_path, capsys,
                       _config(world, start="2021-05-15T00:00:00Z", end="2021-05-16T00:00:00Z"),
                       "after the window start")
+
+
+def test_every_shipped_policy_runs_and_overrides_are_recorded(world, tmp_path):
+    """The whole policy library on one tape in one run, through ``--set`` overrides."""
+    from backtest.policies import available_policies
+
+    names = available_policies(Path(__file__).resolve().parent.parent / "strategies")
+    listed = "[" + ",".join(f'"{n}"' for n in names) + "]"
+    run_id, run_dir = execute(world["config"], runs=tmp_path, store=world["store"],
+                              show_progress=False,
+                              overrides=[f"policies={listed}", "name=library",
+                                         "insurance_fund.initial_balance_usd=1e6"])
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["name"] == "library" and manifest["config"]["overrides"][0].startswith(
+        "policies=")
+    assert "--set 'name=library'" in manifest["command"]
+    with Catalog(tmp_path) as catalog:
+        summary = catalog.summary(run_id)
+    assert sorted(summary["policy"]) == sorted(names)
+    by = dict(zip(summary["policy"], summary["liquidations"], strict=True))
+    assert all(v > 0 for v in by.values()), by
+    steps = pl.read_parquet(run_dir / "steps.parquet")
+    scale = steps.filter(pl.col("policy") == "dynamic-margin")["margin_scale"]
+    assert scale.min() >= 1.0 and scale.max() > 1.0  # the crash raised the margin
+    pre = pl.read_parquet(run_dir / "liquidations.parquet").filter(pl.col("preemptive"))
+    assert set(pre["policy"].unique()) == {"predictive"}
+
+
+def test_bad_override_is_named(world, tmp_path, capsys):
+    code = main(["run", str(world["config"]), "--runs", str(tmp_path), "--store",
+                 str(world["store"]), "-q", "--set", "insurance_fund"])
+    err = capsys.readouterr().err
+    assert code == 2 and "expected KEY=VALUE" in err and "Traceback" not in err

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from backtest.errors import ConfigError
-from backtest.kernels.enums import AdlRanking, PolicyFamily, Product, Waterfall
+from backtest.kernels.enums import AdlRanking, PenaltyModel, PolicyFamily, Product, Waterfall
 from backtest.policies import available_policies, load_policy, pack_policy
 
 STRATEGIES = Path(__file__).resolve().parent.parent / "strategies"
@@ -61,3 +61,39 @@ def test_graduated_tiers_must_be_ordered(tmp_path):
     path.write_text(text)
     with pytest.raises(ConfigError, match="tier fractions must be"):
         load_policy(path)
+
+
+def test_lending_presets_pack_their_rules():
+    compound = pack_policy(load_policy("compound-v3", STRATEGIES))[0]
+    assert compound["family"] == PolicyFamily.HARD and compound["seize_all_collateral"] == 1
+    assert compound["penalty_rate"][Product.LOAN] == pytest.approx(0.05)  # 1 - liquidationFactor
+    assert compound["maintenance_rate"][Product.LOAN] == pytest.approx(1 - 0.895)
+    euler = pack_policy(load_policy("euler-v2", STRATEGIES))[0]
+    assert euler["penalty_model"] == PenaltyModel.HEALTH_DISCOUNT and euler["penalty_cap"] == 0.2
+    liquity = pack_policy(load_policy("liquity-v2", STRATEGIES))[0]
+    assert 1 / (1 - liquity["maintenance_rate"][Product.LOAN]) == pytest.approx(1.1)  # MCR
+    aave30 = pack_policy(load_policy("aave-v3", STRATEGIES))[0]
+    assert aave30["close_factor"] == 0.5 and aave30["full_close_health"] == 0.95
+    assert aave30["full_close_below_usd"] == 0 and aave30["min_remaining_usd"] == 0
+
+
+def test_perp_presets_pack_their_rules():
+    dydx = pack_policy(load_policy("dydx-v4", STRATEGIES))[0]
+    assert dydx["maintenance_rate"][Product.PERP] == pytest.approx(0.05 * 0.6)
+    assert dydx["adl_ranking"] == AdlRanking.DYDX and dydx["keeper_share"] == 0
+    drift = pack_policy(load_policy("drift", STRATEGIES))[0]
+    # the 2% buffer over a 5% maintenance margin: target requirement 7% of notional
+    assert drift["target_rate"][Product.PERP] == pytest.approx(0.07)
+    assert pack_policy(load_policy("binance-usdtm", STRATEGIES))[0]["adl_ranking"] == (
+        AdlRanking.BINANCE)
+    assert pack_policy(load_policy("bitmex", STRATEGIES))[0]["adl_ranking"] == AdlRanking.BITMEX
+
+
+def test_variants_pack_their_overlays():
+    predictive = load_policy("predictive", STRATEGIES)
+    rec = pack_policy(predictive)[0]
+    assert rec["preempt_fraction"] == 0.25 and rec["preempt_penalty"] == 0.002
+    assert rec["cooldown_steps"] == 5
+    dynamic = load_policy("dynamic-margin", STRATEGIES)
+    assert dynamic.dynamic_margin.cap == 4.0
+    assert pack_policy(dynamic)[0]["preempt_fraction"] == 0.0

@@ -39,6 +39,7 @@ class Metric:
 #: Per-policy aggregates of the ``steps`` table (alias ``s``).
 STEPS_AGGREGATES = """
     sum(liquidations) AS liquidations,
+    sum(preemptive_reductions) AS preemptive_reductions,
     sum(liquidated_notional_usd) AS liquidated_notional_usd,
     max(liquidated_notional_usd) AS peak_liquidated_notional_usd,
     sum(keeper_fees_usd) AS keeper_fees_usd,
@@ -77,6 +78,10 @@ METRICS: tuple[Metric, ...] = (
            "Accounts liquidated at least once."),
     Metric("liquidations", "Liquidation events", "count", "s.liquidations",
            "Liquidation events (a partial policy may liquidate an account several times)."),
+    Metric("preemptive_reductions", "of which pre-emptive reductions", "count",
+           "s.preemptive_reductions",
+           "Reductions of accounts not yet liquidatable by the predictive overlay (counted in "
+           "the liquidation events)."),
     Metric("accounts_wiped_out", "Accounts wiped out", "count", "a.accounts_wiped_out",
            "Liquidated accounts left with at most 1% of their equity at the window start."),
     Metric("liquidated_notional_usd", "Liquidated notional", "USD", "s.liquidated_notional_usd",

@@ -110,6 +110,9 @@ def steps_table(
             "execution_factor": sm[:, StepMetric.EXECUTION_FACTOR],
             "price_factor": factor,
             "oracle_price": sm[:, StepMetric.ORACLE_PRICE],
+            "preemptive_reductions": sm[:, StepMetric.N_PREEMPTIVE].astype(np.int64),
+            "preemptive_notional_usd": sm[:, StepMetric.PREEMPTIVE_NOTIONAL],
+            "margin_scale": sm[:, StepMetric.MARGIN_SCALE],
             "accounts_waiting": sm[:, StepMetric.N_WAITING].astype(np.int64),
             "waiting_negative_equity_usd": sm[:, StepMetric.WAITING_NEGATIVE_EQUITY],
             "simulated_close": close * factor,
@@ -193,6 +196,7 @@ def liquidations_table(
             "health_before": r["health_before"],
             "equity_after_usd": r["equity_after"],
             "closed": r["closed"].astype(bool),
+            "preemptive": r["preemptive"].astype(bool),
         }
     )
 
