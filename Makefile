@@ -4,6 +4,8 @@
 #               vs close-factor on May 2021 (1m) and FTX 2022 (5m), write HTML reports
 #   make test   set up and run the test suite
 #   make black-thursday  ETH vaults through 2020-03-12/13: instant vs slow, gas-bound keepers
+#   make policy-library  18 policies (protocol presets and variants) on every catalogued event
+#               with a tape, ACCOUNTS accounts each (configs/policy-library.toml)
 #   make bench  benchmark workloads W1, W2, W3 and 10M accounts (bench/RESULTS.md)
 #
 # Real market data is read from $(LIQBT_SHARED_DATA) (default: ../shared/data beside the
@@ -22,7 +24,7 @@ DEMO_TAPES := \
 	$(LIQBT_SHARED_DATA)/ohlcv_1m/tooyipjee__freqtrade__44523f8d61__b50348e9__BTC_USDT-1m.json \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/lucaforni__E0V1E-DCA__2501247b0b__d23d101a__BTC_USDT-5m.feather
 
-.PHONY: setup tapes demo test bench black-thursday clean
+.PHONY: setup tapes demo test bench black-thursday policy-library clean
 
 setup: $(VENV)/.installed
 
@@ -58,6 +60,31 @@ black-thursday: setup
 		-o data/books/black-thursday-vaults.parquet
 	$(BIN)/liqbt run configs/black-thursday-instant.toml --report
 	$(BIN)/liqbt run configs/black-thursday-congested.toml --report
+
+# The policy library on every catalogued event with a tape in the shared data: event, symbol
+# and interval of the finest tape (see $(LIQBT_SHARED_DATA)/README.md).
+LIBRARY_EVENTS := \
+	black-thursday-2020:ETH/USDT:5m may-2021:BTC/USDT:1m luna-2022:BTC/USDT:5m \
+	3ac-2022:ETH/USDT:5m ftx-2022:BTC/USDT:5m yen-carry-2024:BTC/USDT:1m \
+	oct-2025:BTC/USDT:5m calm-2023:BTC/USDT:1m
+LIBRARY_TAPES := \
+	$(LIQBT_SHARED_DATA)/ohlcv_5m/MoonEyes__freqtrade__c3e489f0b4__a78bd328__BTC_USDT-5m.json \
+	$(LIQBT_SHARED_DATA)/ohlcv_5m/BestiaTantrica__freqtrade-bestia__111e2ac8c9__f0939ebd__ETH_USDT-5m.feather \
+	$(LIQBT_SHARED_DATA)/ohlcv_1m/mintanam__ftrade__ee12b33c07__751f728b__BTC_USDT-1m.feather \
+	$(LIQBT_SHARED_DATA)/ohlcv_5m/MurphyHoops__freqtradeOne__ba6daef02a__1b45ec84__BTC_USDT-5m.feather \
+	$(LIQBT_SHARED_DATA)/ohlcv_1m/Alpergulsen__freqtrade__4b7ca2f0f9__ea8ad10d__BTC_USDT_USDT-1m-futures.feather \
+	$(BLACK_THURSDAY_TAPE)
+
+policy-library: tapes
+	$(BIN)/liqbt data import $(LIBRARY_TAPES) --venue binance
+	@set -e; for spec in $(LIBRARY_EVENTS); do \
+		event=$${spec%%:*}; rest=$${spec#*:}; symbol=$${rest%%:*}; interval=$${rest#*:}; \
+		$(BIN)/liqbt book generate --accounts $(ACCOUNTS) --event $$event --symbol $$symbol \
+			--interval $$interval --seed $(SEED) -o data/books/library-$$event.parquet; \
+		$(BIN)/liqbt run configs/policy-library.toml --report -q --set event=$$event \
+			--set symbol=$$symbol --set tape.interval=$$interval \
+			--set book=data/books/library-$$event.parquet --set name=policy-library-$$event; \
+	done
 
 bench: tapes
 	$(BIN)/python -m bench --workloads W1,W2,W3,W10M
