@@ -20,6 +20,15 @@ def random_prices(rng: np.random.Generator, n_steps: int, vol: float = 0.01,
     return Prices(open_, high, low, close)
 
 
+def random_mark(rng: np.random.Generator, prices: Prices) -> np.ndarray:
+    """Mark prices near the candles (an index that wicks less), shape (T, 3): low, high, close."""
+    n = len(prices.close)
+    close = prices.close * np.exp(rng.normal(0, 0.002, n))
+    low = np.minimum(close, prices.low * np.exp(np.abs(rng.normal(0, 0.004, n))))
+    high = np.maximum(close, prices.high * np.exp(-np.abs(rng.normal(0, 0.004, n))))
+    return np.column_stack([low, high, close])
+
+
 def random_book(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     """Perps (long and short) and long loans with leverage 1.1-60x entered near 100."""
     product = rng.integers(0, 2, n).astype(np.int8)

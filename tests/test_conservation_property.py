@@ -23,7 +23,13 @@ from backtest.kernels.enums import (
     TriggerPrice,
     Waterfall,
 )
-from tests.kernel_inputs import random_book, random_policy, random_prices, random_risk_rules
+from tests.kernel_inputs import (
+    random_book,
+    random_mark,
+    random_policy,
+    random_prices,
+    random_risk_rules,
+)
 
 scenarios = st.fixed_dictionaries({
     "seed": st.integers(0, 2**31 - 1),
@@ -69,7 +75,8 @@ def test_money_is_conserved_everywhere(sc):
     res = simulate(prices, book["product"], book["units"], book["cash"], policy, sc["trigger"],
                    sc["fill"], chunk_size=sc["chunk"], block_steps=5, market=market,
                    depth=depth, gas_usd=gas, insurance_fund_usd=sc["fund"],
-                   funding_rate=funding, volume=rng.uniform(1.0, 50.0, sc["steps"]), risk=risk)
+                   funding_rate=funding, volume=rng.uniform(1.0, 50.0, sc["steps"]), risk=risk,
+                   mark=random_mark(rng, prices))
     rec, adl = res.records, res.adl_records
     n = sc["n"]
     proceeds, fees, written_off, closed, paid = (np.zeros(n) for _ in range(5))

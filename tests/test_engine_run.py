@@ -261,3 +261,32 @@ def test_bad_override_is_named(world, tmp_path, capsys):
                  str(world["store"]), "-q", "--set", "insurance_fund"])
     err = capsys.readouterr().err
     assert code == 2 and "expected KEY=VALUE" in err and "Traceback" not in err
+
+
+def test_mark_price_oracle_ignores_last_price_wicks(world, tmp_path):
+    """A perp tape with wicks the spot index does not have: triggering on the mark (spot)
+    liquidates fewer accounts than triggering on the perp's last price, and fills at the
+    perp's close."""
+    import shutil
+
+    store = tmp_path / "tapes"
+    shutil.copytree(world["store"], store)
+    rows = crash_rows(gap_at=-100)
+    for k in range(len(rows) - 288, len(rows), 40):  # last-price wicks 12% under the index
+        rows[k][3] *= 0.88
+    src = Synth.ft_json(tmp_path / "src" / "BTC_USDT_USDT-5m-futures.json", rows)
+    TapeStore(store).import_file(src, venue="binance")
+    results = {}
+    for model in ("market", "mark"):
+        run_id, run_dir = execute(world["config"], runs=tmp_path / "runs", store=store,
+                                  show_progress=False,
+                                  overrides=['tape.market="perp"', f'oracle.model="{model}"',
+                                             f"name=wick-{model}", 'policies=["hard"]'])
+        with Catalog(tmp_path / "runs") as catalog:
+            results[model] = catalog.summary(run_id)["liquidations"][0]
+        if model == "mark":
+            liq = pl.read_parquet(run_dir / "liquidations.parquet")
+            steps = pl.read_parquet(run_dir / "steps.parquet")
+            fills = liq.join(steps.select("step", "simulated_close"), on="step")
+            assert (fills["decision_price"] - fills["simulated_close"]).abs().max() < 1e-9
+    assert 0 < results["mark"] < results["market"]

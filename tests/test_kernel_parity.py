@@ -20,6 +20,7 @@ from backtest.kernels.enums import (
 from backtest.kernels.reference import simulate_reference
 from tests.kernel_inputs import (
     random_book,
+    random_mark,
     random_policy,
     random_prices,
     random_risk_rules,
@@ -37,9 +38,10 @@ def _run(seed, trigger, fill, n=400, steps=120, family=None, chunk_size=64, mark
     policy = random_policy(rng, family, slicing=slicing)
     prices.volume = random_volume(np.random.default_rng(seed + 1), steps)
     prices.risk = random_risk_rules(rng, policy, steps) if risk_rules else None
+    prices.mark = random_mark(np.random.default_rng(seed + 2), prices)
     res = simulate(prices, book["product"], book["units"], book["cash"], policy, trigger, fill,
                    chunk_size=chunk_size, block_steps=17, market=market, depth=depth,
-                   gas_usd=gas_usd, volume=prices.volume, risk=prices.risk)
+                   gas_usd=gas_usd, volume=prices.volume, risk=prices.risk, mark=prices.mark)
     return prices, book, policy, res
 
 
@@ -290,8 +292,12 @@ def test_kernel_matches_reference_with_oracles_and_keepers(oracle, latency, prof
     ref = simulate_reference(prices.open, prices.high, prices.low, prices.close,
                              TriggerPrice.EXTREME, FillPrice.TRIGGER, policy[0], book["product"],
                              book["units"], book["cash"], market=market[0], depth=depth,
-                             gas_usd=gas, volume=prices.volume, priority=_order(book))
+                             gas_usd=gas, volume=prices.volume, priority=_order(book),
+                             mark=prices.mark)
     _assert_parity(res, ref)
+    if oracle == OracleModel.MARK:  # the mark's low decides for longs, times the cascade
+        np.testing.assert_allclose(res.step_metrics[:, StepMetric.ORACLE_PRICE],
+                                   prices.mark[:, 0] * res.step_metrics[:, StepMetric.PRICE_FACTOR])
     if oracle != OracleModel.MARKET:  # liquidations fill at the market close of their step
         close = prices.close * res.step_metrics[:, StepMetric.PRICE_FACTOR]
         np.testing.assert_allclose(res.records["decision_price"], close[res.records["step"]])

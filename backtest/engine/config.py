@@ -126,12 +126,18 @@ class MarketConfig(_Strict):
 class OracleConfig(_Strict):
     """The price that decides liquidations (see :class:`backtest.kernels.enums.OracleModel`).
 
-    ``market`` uses the candle itself (``[execution] trigger_price``). The others know only
-    closes of earlier steps, and the liquidations they trigger fill at the step's close.
+    ``market`` uses the candle itself (``[execution] trigger_price``). ``lagged``, ``twap``
+    and ``chainlink`` know only closes of earlier steps. ``mark`` triggers on a second tape of
+    the same symbol and interval, from the tape store (``mark_market``, default the spot index
+    for a perp's last-price tape; ``mark_venue`` default the run tape's), per ``[execution]
+    trigger_price``; a mark candle missing from that tape repeats the previous mark close.
+    Liquidations triggered by any oracle other than ``market`` fill at the step's close.
     Minutes are converted to whole steps of the tape (at least one).
     """
 
-    model: Literal["market", "lagged", "twap", "chainlink"] = "market"
+    model: Literal["market", "lagged", "twap", "chainlink", "mark"] = "market"
+    mark_market: Literal["spot", "perp"] = "spot"
+    mark_venue: str | None = None
     lag_minutes: float = Field(default=10.0, gt=0.0)
     twap_minutes: float = Field(default=30.0, gt=0.0)
     deviation: float = Field(default=0.005, gt=0.0, lt=1.0)

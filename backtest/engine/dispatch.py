@@ -122,6 +122,7 @@ def simulate(
     funding_rate: np.ndarray | None = None,
     volume: np.ndarray | None = None,
     risk: np.ndarray | None = None,
+    mark: np.ndarray | None = None,
 ) -> SimulationResult:
     """Run one policy over every step of ``prices``.
 
@@ -160,6 +161,8 @@ def simulate(
         Per-step risk inputs (:class:`backtest.kernels.enums.RiskInput`: maintenance margin
         scale, predictive shift) from :func:`backtest.engine.risk.risk_inputs`; default: scale
         1, no shift.
+    mark : ndarray, shape (T, 3), float64, optional
+        Low, high, close of the mark price per step, USD (required by ``OracleModel.MARK``).
 
     Returns
     -------
@@ -215,6 +218,11 @@ def simulate(
         risk = np.zeros((n_steps, N_RISK_INPUTS))
         risk[:, RiskInput.MARGIN_SCALE] = 1.0
     risk = np.require(risk, np.float64, ["C_CONTIGUOUS", "WRITEABLE"])
+    if market[0]["oracle_model"] == OracleModel.MARK and (
+            mark is None or np.asarray(mark).shape != (n_steps, 3)):
+        raise ValueError(f"the mark-price oracle needs mark prices of shape ({n_steps}, 3)")
+    mark = np.full((n_steps, 3), np.nan) if mark is None else np.require(
+        mark, np.float64, ["C_CONTIGUOUS", "WRITEABLE"])
     if risk.shape != (n_steps, N_RISK_INPUTS):
         raise ValueError(f"risk inputs must have shape ({n_steps}, {N_RISK_INPUTS}), got "
                          f"{risk.shape}")
@@ -223,7 +231,8 @@ def simulate(
     while t < n_steps:
         stop = min(n_steps, t + block_steps)
         reached = run_steps_nb(
-            t, stop, o, h, lo, cl, depth, volume, gas, risk, int(trigger_mode), int(fill_mode),
+            t, stop, o, h, lo, cl, depth, volume, gas, risk, mark, int(trigger_mode),
+            int(fill_mode),
             policy, market, market_state, product, u, c, key, flagged, n_liq, first, last, notional, penalties,
             bad, funding_paid, funding,
             chunk_size, step_metrics, rec_len, rec_i, rec_f,

@@ -9,7 +9,7 @@ import numpy as np
 
 from backtest.engine.config import KeeperConfig, MarketConfig, OracleConfig
 from backtest.engine.dispatch import market_params
-from backtest.errors import ConfigError
+from backtest.errors import ConfigError, TapeError
 from backtest.kernels.enums import ImpactModel, OracleModel
 from backtest.tapes.gas import gas_at, read_gas_tape
 
@@ -28,12 +28,36 @@ class MarketInputs:
         Gas cost of one liquidation in each step, USD.
     gas_info : dict
         Where the gas prices came from (recorded in the manifest).
+    mark : ndarray, shape (T, 3), float64, or None
+        Low, high, close of the mark price per step (mark-price oracle only).
     """
 
     record: np.ndarray
     depth: np.ndarray
     gas_usd: np.ndarray
     gas_info: dict
+    mark: np.ndarray | None = None
+
+
+def mark_prices(window_ms: np.ndarray, mark_ms: np.ndarray, mark_low: np.ndarray,
+                mark_high: np.ndarray, mark_close: np.ndarray, source) -> np.ndarray:
+    """Align a mark-price tape to the run's steps: shape (T, 3), low/high/close, USD.
+
+    A step without a mark candle repeats the previous mark close as its low, high and close
+    (an index does not stop when one venue's candles are missing).
+
+    Raises
+    ------
+    TapeError
+        The mark tape has no candle at or before the window's first step (names ``source``).
+    """
+    idx = np.searchsorted(mark_ms, window_ms, side="right") - 1
+    if idx[0] < 0:
+        raise TapeError("the mark-price tape starts after the run's window", source)
+    exact = mark_ms[idx] == window_ms
+    close = mark_close[idx]
+    return np.column_stack([np.where(exact, mark_low[idx], close),
+                            np.where(exact, mark_high[idx], close), close])
 
 
 def hourly_usd_volume(timestamp_ms: np.ndarray, volume: np.ndarray, close: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ from backtest.engine.market import (
     MarketInputs,
     depth_per_step,
     gas_cost_per_step,
+    mark_prices,
     market_record,
 )
 from backtest.engine.risk import risk_inputs
@@ -119,7 +120,7 @@ def resolve_inputs(config_path: str | Path, store: str | Path | None = None,
         raise ConfigError(f"field 'policies': two policies share a name ({names})", config_path)
     inputs = Inputs(cfg, config_path, cfg.event, tape.meta.symbol, start, end, tape, window,
                     book, policies, overrides=list(overrides or []))
-    inputs.market = market_inputs(inputs)  # reads the gas tape: config errors surface here
+    inputs.market = market_inputs(inputs, store)  # reads the gas tape: config errors surface here
     return inputs
 
 
@@ -150,7 +151,7 @@ def simulate_policies(inputs: Inputs, show_progress: bool = True
                            insurance_fund_usd=inputs.config.insurance_fund.initial_balance_usd,
                            funding_rate=arrays["funding_rate"], volume=arrays["volume"],
                            risk=risk_inputs(policy, full_close, start, len(prices),
-                                            inputs.tape.interval_seconds))
+                                            inputs.tape.interval_seconds), mark=market.mark)
             outcomes.append(PolicyOutcome(policy.name, policy, path, res,
                                           time.perf_counter() - t0))
     return outcomes, compile_seconds
@@ -162,7 +163,7 @@ def window_start(inputs: Inputs) -> int:
                                inputs.window.arrays()["timestamp"][0]))
 
 
-def market_inputs(inputs: Inputs) -> MarketInputs:
+def market_inputs(inputs: Inputs, store: str | Path | None = None) -> MarketInputs:
     """Return the kernels' market record, and per step the depth and gas cost (USD)."""
     cfg = inputs.config
     full = inputs.tape.arrays()
@@ -173,7 +174,16 @@ def market_inputs(inputs: Inputs) -> MarketInputs:
     depth = depth_per_step(cfg.market, full, slice(start, start + inputs.window.rows))
     gas, gas_info = gas_cost_per_step(cfg.keepers, window["timestamp"], window["close"],
                                       inputs.tape.meta.base)
-    return MarketInputs(record, depth, gas, gas_info)
+    mark = None
+    if cfg.oracle.model == "mark":
+        meta = inputs.tape.meta
+        mark_tape = TapeStore(paths.tape_store(store)).resolve(
+            inputs.symbol, inputs.start, inputs.end, cfg.oracle.mark_venue or meta.venue,
+            cfg.oracle.mark_market, meta.interval)
+        m = mark_tape.arrays()
+        mark = mark_prices(window["timestamp"], m["timestamp"], m["low"], m["high"],
+                           m["close"], mark_tape.path)
+    return MarketInputs(record, depth, gas, gas_info, mark)
 
 
 def execute(config_path: str | Path, runs: str | Path | None = None,

@@ -289,12 +289,18 @@ class OracleModel(IntEnum):
         Deviation threshold + heartbeat: the oracle moves to the previous close when that close
         deviates from it by at least ``oracle_deviation`` (fraction) or when
         ``oracle_heartbeat_steps`` steps have passed since its last update.
+    MARK
+        Mark price vs last price: a second tape (e.g. the spot index for a perp's last-price
+        tape) decides, per :class:`TriggerPrice` (its low/high or close, times the cascade
+        price factor); liquidations fill at the simulated tape's close. Unlike the other
+        oracles it sees the current step.
     """
 
     MARKET = 0
     LAGGED = 1
     TWAP = 2
     CHAINLINK = 3
+    MARK = 4
 
 
 #: Market parameters passed to kernels (one record).

@@ -79,6 +79,7 @@ _HEALTH_DISCOUNT = int(PenaltyModel.HEALTH_DISCOUNT)
 _PERP = int(Product.PERP)
 _N_SUMMED = N_SUMMED_METRICS
 _ORACLE_MARKET = int(OracleModel.MARKET)
+_ORACLE_MARK = int(OracleModel.MARK)
 _FILL_CLOSE = int(FillPrice.CLOSE)
 
 #: Relative slack of the trigger-key filter; the exact equity test decides.
@@ -431,6 +432,7 @@ def run_steps_nb(
     volume,
     gas_usd,
     risk,
+    mark,
     trigger_mode,
     fill_mode,
     policy,
@@ -482,6 +484,8 @@ def run_steps_nb(
     risk : ndarray, shape (T, N_RISK_INPUTS), float64
         Per-step risk inputs (:class:`RiskInput`): perp maintenance margin scale (dynamic
         margin; 1 = the policy's rate) and the predictive overlay's log-price shift.
+    mark : ndarray, shape (T, 3), float64
+        Low, high and close of the mark price per step (used by ``OracleModel.MARK``).
     trigger_mode, fill_mode : int
         :class:`TriggerPrice` and :class:`FillPrice` values.
     policy : ndarray, shape (1,), dtype ``POLICY_DTYPE``
@@ -591,7 +595,14 @@ def run_steps_nb(
             for ch in range(n_chunks):
                 paid += flow[ch]
             step_out[t, _FUNDING] = paid
-        if oracle_model != _ORACLE_MARKET:
+        if oracle_model == _ORACLE_MARK:
+            if trigger_mode == _EXTREME:
+                x_long = mark[t, 0] * f
+                x_short = mark[t, 1] * f
+            else:
+                x_long = mark[t, 2] * f
+                x_short = x_long
+        elif oracle_model != _ORACLE_MARKET:
             x_long = oracle_price_nb(oracle_model, t, open_, close, step_out, market_state,
                                      mk.oracle_lag_steps, mk.oracle_twap_steps,
                                      mk.oracle_deviation, mk.oracle_heartbeat_steps)

@@ -106,7 +106,7 @@ def _execution(model: int, flow: float, depth: float, outstanding: float) -> flo
 def simulate_reference(
     open_, high, low, close, trigger_mode, fill_mode, policy, product, units, cash,
     market=None, depth=None, replay=None, gas_usd=None, insurance_fund_usd=0.0,
-    funding_rate=None, volume=None, priority=None, risk=None,
+    funding_rate=None, volume=None, priority=None, risk=None, mark=None,
 ) -> ReferenceResult:
     """Simulate all steps of a tape for one policy, one account at a time.
 
@@ -136,6 +136,8 @@ def simulate_reference(
     priority : array_like, shape (N,), optional
         Account indices in the engine's processing order (:func:`liquidation_order`), which
         order slicing follows when the step's volume budget binds.
+    mark : array_like, shape (T, 3), optional
+        Low, high, close of the mark price per step (``OracleModel.MARK``).
     risk : array_like, shape (T, 2), optional
         Per-step perp maintenance margin scale and predictive log-price shift
         (:class:`RiskInput`); default scale 1, no shift.
@@ -197,18 +199,21 @@ def simulate_reference(
                     res.cash[i] -= pay
                     res.funding_paid[i] += pay
                     res.step_metrics[t, StepMetric.FUNDING_PAID] += pay
-        oracle = None
+        oracle = None  # (long, short) price of an oracle that decides while the market fills
         if oracle_model == OracleModel.LAGGED:
-            oracle = past_close(t - int(mk["oracle_lag_steps"]))
+            oracle = (past_close(t - int(mk["oracle_lag_steps"])),) * 2
         elif oracle_model == OracleModel.TWAP:
             w = int(mk["oracle_twap_steps"])
-            oracle = sum(past_close(s) for s in range(t - w, t)) / w
+            oracle = (sum(past_close(s) for s in range(t - w, t)) / w,) * 2
         elif oracle_model == OracleModel.CHAINLINK:
             latest = past_close(t - 1)
             if (chainlink[0] <= 0 or abs(latest - chainlink[0]) >= mk["oracle_deviation"]
                     * chainlink[0] or t - chainlink[1] >= mk["oracle_heartbeat_steps"]):
                 chainlink[:] = [latest, t]
-            oracle = chainlink[0]
+            oracle = (chainlink[0],) * 2
+        elif oracle_model == OracleModel.MARK:
+            m_lo, m_hi, m_c = (float(v) * factor for v in mark[t])
+            oracle = (m_lo, m_hi) if trigger_mode == TriggerPrice.EXTREME else (m_c, m_c)
         decisions, waiting = [], []
         for i in range(n):
             u, cash_i, prod = float(res.units[i]), float(res.cash[i]), int(product[i])
@@ -216,7 +221,7 @@ def simulate_reference(
                 continue
             m, target = _step_rates(policy, prod, scale)
             if oracle is not None:
-                x = oracle
+                x = oracle[0] if u > 0 else oracle[1]
             elif trigger_mode == TriggerPrice.EXTREME:
                 x = lo if u > 0 else h
             else:
@@ -287,7 +292,7 @@ def simulate_reference(
         if replay is not None:
             execution = float(replay[1][t])
         row = res.step_metrics[t]
-        row[StepMetric.ORACLE_PRICE] = oracle if oracle is not None else (
+        row[StepMetric.ORACLE_PRICE] = oracle[0] if oracle is not None else (
             lo if trigger_mode == TriggerPrice.EXTREME else c)
         row[StepMetric.PRICE_FACTOR] = factor
         row[StepMetric.SLICE_FACTOR] = slice_factor
@@ -302,7 +307,7 @@ def simulate_reference(
             if flagged[i] < 0:
                 flagged[i] = t
             u = float(res.units[i])
-            x = oracle if oracle is not None else (
+            x = (oracle[0] if u > 0 else oracle[1]) if oracle is not None else (
                 (lo if u > 0 else h) if trigger_mode == TriggerPrice.EXTREME else c)
             row[StepMetric.N_WAITING] += 1
             row[StepMetric.WAITING_NEGATIVE_EQUITY] += min(float(res.cash[i]) + u * x, 0.0)
