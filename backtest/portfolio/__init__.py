@@ -15,6 +15,13 @@ Typical use::
 See ``docs/portfolios.md``.
 """
 
+from backtest.portfolio.book import (
+    PortfolioBookParams,
+    generate_portfolio_book,
+    read_portfolio_book,
+    write_portfolio_book,
+)
+from backtest.portfolio.compare import compare_orders
 from backtest.portfolio.model import (
     DEFAULT_ASSET_RISK,
     KIND_NAMES,
@@ -31,8 +38,13 @@ __all__ = [
     "ORDER_NAMES",
     "AssetRisk",
     "PortfolioBook",
+    "PortfolioBookParams",
     "PortfolioParams",
     "PortfolioResult",
+    "compare_orders",
+    "generate_portfolio_book",
     "insurance_waterfall",
+    "read_portfolio_book",
     "simulate_portfolio",
+    "write_portfolio_book",
 ]
