@@ -176,3 +176,32 @@ def test_compare_orders_table(aligned):
         on="order", index="symbol", values="collateral_seized_usd")
     assert not np.allclose(seized["protocol"].to_numpy(), seized["largest"].to_numpy())
     assert table["bad_debt_vs_protocol"].drop_nulls().len() > 0
+
+
+@pytest.mark.shared_data
+def test_luna_2022_end_to_end(shared_data, tmp_path):
+    """A small multi-asset book through the real LUNA collapse, every order policy."""
+    from backtest.tapes import TapeStore
+    from backtest.tapes.align import align_tapes
+
+    store = TapeStore(tmp_path / "store")
+    for name in ("ohlcv_1h/MoonEyes__freqtrade__043a6c2541__d99b6d65__LUNA_USDT-1h.json",
+                 "ohlcv_5m/MoonEyes__freqtrade__c3e489f0b4__a78bd328__BTC_USDT-5m.json",
+                 "ohlcv_5m/BestiaTantrica__freqtrade-bestia__111e2ac8c9__f0939ebd__ETH_USDT-5m"
+                 ".feather",
+                 "ohlcv_5m/BestiaTantrica__freqtrade-bestia__111e2ac8c9__f904bee2__SOL_USDT-5m"
+                 ".feather"):
+        store.import_file(shared_data / name, venue="binance")
+    aligned = align_tapes(store, "luna-2022", missing="hold")
+    book = generate_portfolio_book(5000, aligned, seed=7)
+    path = write_portfolio_book(book, tmp_path / "luna.parquet")
+    book = read_portfolio_book(path, symbols=aligned.symbols)
+    results = {}
+    table = compare_orders(aligned, book, results=results)
+    luna = table.filter((pl.col("symbol") == "LUNA/USDT") & (pl.col("order") == "protocol"))
+    assert luna["bad_debt_usd"][0] > 0  # LUNA collateral went to ~0: bad debt on it
+    assert luna["collateral_seized_usd"][0] > 0 and luna["perp_closed_usd"][0] > 0
+    res = results["protocol"]
+    assert res.summary()["accounts_liquidated"] > 0.3 * book.n_accounts
+    # the insurance fund starts empty: what its fees cannot cover is socialised
+    assert res.socialised_loss.sum() <= res.summary()["bad_debt_usd"] + 1e-6
