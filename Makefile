@@ -7,6 +7,7 @@
 #   make policy-library  18 policies (protocol presets and variants) on every catalogued event
 #               with a tape, ACCOUNTS accounts each (configs/policy-library.toml)
 #   make bench  benchmark workloads W1, W2, W3 and 10M accounts (bench/RESULTS.md)
+#   make bench-portfolio  1M multi-asset accounts through LUNA 2022 under each order policy
 #
 # Real market data is read from $(LIQBT_SHARED_DATA) (default: ../shared/data beside the
 # repository); it is never copied into the repository.
@@ -24,7 +25,7 @@ DEMO_TAPES := \
 	$(LIQBT_SHARED_DATA)/ohlcv_1m/tooyipjee__freqtrade__44523f8d61__b50348e9__BTC_USDT-1m.json \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/lucaforni__E0V1E-DCA__2501247b0b__d23d101a__BTC_USDT-5m.feather
 
-.PHONY: setup tapes demo test bench black-thursday policy-library clean
+.PHONY: setup tapes demo test bench bench-portfolio black-thursday policy-library clean
 
 setup: $(VENV)/.installed
 
@@ -88,3 +89,6 @@ policy-library: tapes
 
 bench: tapes
 	$(BIN)/python -m bench --workloads W1,W2,W3,W10M
+
+bench-portfolio: setup
+	$(BIN)/python -m bench.portfolio --import-shared --accounts $(ACCOUNTS) --seed $(SEED)

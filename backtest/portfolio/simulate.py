@@ -1,0 +1,257 @@
+"""Run a portfolio book through aligned tapes: :func:`simulate_portfolio`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from backtest.errors import BookError
+from backtest.kernels.portfolio_enums import (
+    N_ASSET_METRICS,
+    N_PORTFOLIO_METRICS,
+    PREC_F_FIELDS,
+    PREC_I_FIELDS,
+    AccountKind,
+    AssetMetric,
+    PortfolioMetric,
+)
+from backtest.kernels.portfolio_nb import max_positions_nb, run_portfolio_nb
+from backtest.portfolio.model import PortfolioBook, PortfolioParams
+from backtest.tapes.align import AlignedTapes
+
+#: Initial record buffer rows (grown when one step needs more).
+INITIAL_RECORDS = 1 << 16
+
+
+@dataclass(eq=False)
+class PortfolioResult:
+    """Outputs of :func:`simulate_portfolio`.
+
+    Attributes
+    ----------
+    symbols : tuple of str
+        Assets (columns of ``asset_metrics``).
+    timestamp : ndarray, shape (T,), int64
+        Step open times, epoch ms UTC.
+    params : PortfolioParams
+    book : PortfolioBook
+        The accounts after the window (units and cash updated).
+    n_liquidations, first_step : ndarray, shape (N,), int32
+        Liquidation events per account; step of the first (-1: none).
+    penalties_paid, bad_debt, liquidated_notional : ndarray, shape (N,), float64
+        Per account, USD: bonus / penalties lost to keepers and the insurance fund; bad debt
+        left; notional liquidated.
+    step_metrics : ndarray, shape (T, N_PORTFOLIO_METRICS), float64
+        :class:`PortfolioMetric` per step.
+    asset_metrics : ndarray, shape (T, A, N_ASSET_METRICS), float64
+        :class:`AssetMetric` per step and asset.
+    insurance_fund, insurance_draw, socialised_loss : ndarray, shape (T,), float64
+        Fund balance after each step (fees received first, then bad debt drawn), what it paid,
+        and the bad debt it could not cover, USD.
+    records : polars.DataFrame
+        One row per position liquidated: ``step``, ``account``, ``asset`` (index) and
+        ``symbol``, then :data:`PREC_F_FIELDS` and ``notional`` (USD).
+    seconds : dict of str to float
+        ``run`` wall time of the kernel calls.
+    """
+
+    symbols: tuple[str, ...]
+    timestamp: np.ndarray
+    params: PortfolioParams
+    book: PortfolioBook
+    n_liquidations: np.ndarray
+    first_step: np.ndarray
+    penalties_paid: np.ndarray
+    bad_debt: np.ndarray
+    liquidated_notional: np.ndarray
+    step_metrics: np.ndarray
+    asset_metrics: np.ndarray
+    insurance_fund: np.ndarray
+    insurance_draw: np.ndarray
+    socialised_loss: np.ndarray
+    records: pl.DataFrame
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def steps_frame(self) -> pl.DataFrame:
+        """Return one row per step: timestamp, every :class:`PortfolioMetric`, the fund."""
+        cols = {m.name.lower(): self.step_metrics[:, m] for m in PortfolioMetric}
+        return pl.DataFrame({"timestamp": self.timestamp, **cols,
+                             "insurance_draw": self.insurance_draw,
+                             "insurance_fund": self.insurance_fund,
+                             "socialised_loss": self.socialised_loss}).with_columns(
+            pl.col("timestamp").cast(pl.Datetime("ms")).dt.replace_time_zone("UTC"))
+
+    def asset_frame(self) -> pl.DataFrame:
+        """Return per-asset totals over the window: one row per asset, USD and units.
+
+        Columns ``symbol`` and ``liquidated_notional_usd``, ``collateral_seized_usd``,
+        ``perp_closed_usd``, ``units_liquidated``, ``keeper_fees_usd``,
+        ``insurance_fees_usd``, ``bad_debt_usd``, ``user_loss_usd`` (keeper + insurance
+        fees: what users paid for being liquidated), ``positions_liquidated``.
+        """
+        tot = self.asset_metrics.sum(axis=0)
+        A = AssetMetric
+        return pl.DataFrame({
+            "symbol": list(self.symbols),
+            "liquidated_notional_usd": tot[:, A.NOTIONAL],
+            "collateral_seized_usd": tot[:, A.COLLATERAL_SEIZED],
+            "perp_closed_usd": tot[:, A.PERP_CLOSED],
+            "units_liquidated": tot[:, A.UNITS],
+            "keeper_fees_usd": tot[:, A.KEEPER_FEES],
+            "insurance_fees_usd": tot[:, A.INSURANCE_FEES],
+            "bad_debt_usd": tot[:, A.BAD_DEBT],
+            "user_loss_usd": tot[:, A.KEEPER_FEES] + tot[:, A.INSURANCE_FEES],
+            "positions_liquidated": tot[:, A.N_RECORDS].astype(np.int64),
+        })
+
+    def summary(self) -> dict[str, float]:
+        """Return totals over the window (USD, counts)."""
+        s = self.step_metrics.sum(axis=0)
+        M = PortfolioMetric
+        return {
+            "liquidations": float(s[M.N_LIQUIDATIONS]),
+            "accounts_liquidated": int((self.n_liquidations > 0).sum()),
+            "liquidated_notional_usd": float(s[M.LIQUIDATED_NOTIONAL]),
+            "debt_repaid_usd": float(s[M.DEBT_REPAID]),
+            "keeper_fees_usd": float(s[M.KEEPER_FEES]),
+            "insurance_fees_usd": float(s[M.INSURANCE_FEES]),
+            "bad_debt_usd": float(s[M.BAD_DEBT]),
+            "socialised_loss_usd": float(self.socialised_loss.sum()),
+            "insurance_fund_end_usd": float(self.insurance_fund[-1]) if len(
+                self.insurance_fund) else self.params.insurance_fund_usd,
+        }
+
+
+def insurance_waterfall(fees: np.ndarray, bad: np.ndarray, initial: float
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run the insurance fund through the steps: fees in first, then bad debt drawn.
+
+    Parameters
+    ----------
+    fees, bad : ndarray, shape (T,), float64
+        Insurance fees received and bad debt left in each step, USD.
+    initial : float
+        Balance before the first step, USD.
+
+    Returns
+    -------
+    tuple of ndarray, shape (T,)
+        ``(balance after each step, draw, socialised loss)``, USD.
+    """
+    fund = float(initial)
+    bal, draw, social = (np.zeros(fees.shape[0]) for _ in range(3))
+    for t in range(fees.shape[0]):
+        fund += fees[t]
+        d = min(fund, bad[t])
+        fund -= d
+        bal[t], draw[t], social[t] = fund, d, bad[t] - d
+    return bal, draw, social
+
+
+def sensitivity_of(aligned: AlignedTapes) -> np.ndarray:
+    """Return the per-step asset sensitivity the kernel ranks by, shape (T, A), float64.
+
+    The trailing realised volatility known at each step (:attr:`AlignedTapes.realized_vol`);
+    unknown values (NaN) become +inf, so an asset without history ranks as the most sensitive.
+    """
+    s = np.array(aligned.realized_vol, dtype=np.float64, copy=True)
+    s[~np.isfinite(s)] = np.inf
+    return np.ascontiguousarray(s)
+
+
+def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
+                       params: PortfolioParams | None = None, *,
+                       sensitivity: np.ndarray | None = None) -> PortfolioResult:
+    """Simulate a multi-asset book through aligned tapes under one portfolio policy.
+
+    Parameters
+    ----------
+    aligned : AlignedTapes
+        Prices of every asset on one clock (:func:`backtest.tapes.align.align_tapes`).
+    book : PortfolioBook
+        Accounts; not modified (the kernel works on a copy). Its ``symbols`` must equal the
+        aligned tapes' symbols (same order).
+    params : PortfolioParams, optional
+        Policy; default :class:`PortfolioParams` (protocol order, Aave close factor).
+    sensitivity : ndarray, shape (T, A), optional
+        What ``least_sensitive`` ranks by; default :func:`sensitivity_of` (trailing realised
+        volatility). Pass e.g. a trailing beta to the crash asset to test another measure.
+
+    Returns
+    -------
+    PortfolioResult
+
+    Raises
+    ------
+    BookError
+        If the book's assets differ from the tapes' or the book is invalid.
+    ConfigError
+        If an asset has no risk parameters.
+    """
+    params = params or PortfolioParams()
+    if tuple(book.symbols) != tuple(aligned.symbols):
+        raise BookError(f"the book's assets {list(book.symbols)} differ from the aligned tapes' "
+                        f"{list(aligned.symbols)} (same assets, same order)")
+    book.validate()
+    risk = params.asset_risk(aligned.symbols)
+    policy = params.policy_record()
+    sens = sensitivity_of(aligned) if sensitivity is None else np.ascontiguousarray(
+        np.where(np.isfinite(sensitivity), sensitivity, np.inf), dtype=np.float64)
+    if sens.shape != aligned.close.shape:
+        raise BookError(f"sensitivity has shape {sens.shape}, expected {aligned.close.shape}")
+    state = book.copy()
+    n, t_steps, n_assets = state.n_accounts, aligned.n_steps, aligned.n_assets
+    n_liq = np.zeros(n, np.int32)
+    first = np.full(n, -1, np.int32)
+    penalties, bad, notional = np.zeros(n), np.zeros(n), np.zeros(n)
+    flag = np.zeros(n, np.int8)
+    step_out = np.zeros((t_steps, N_PORTFOLIO_METRICS))
+    asset_out = np.zeros((t_steps, n_assets, N_ASSET_METRICS))
+    cap = INITIAL_RECORDS
+    rec_len = np.zeros(1, np.int64)
+    rec_i = np.zeros((cap, len(PREC_I_FIELDS)), np.int64)
+    rec_f = np.zeros((cap, len(PREC_F_FIELDS)))
+    parts_i, parts_f = [], []
+    max_pos = int(max_positions_nb(state.offsets))
+    low, high, close = (np.ascontiguousarray(x) for x in (aligned.low, aligned.high,
+                                                           aligned.close))
+    t = 0
+    began = time.perf_counter()
+    while t < t_steps:
+        t = run_portfolio_nb(t, t_steps, low, high, close, sens, risk, policy, state.kind,
+                             state.offsets, state.pos_asset, state.pos_units, state.cash, n_liq,
+                             first, penalties, bad, notional, flag, params.chunk_size, max_pos,
+                             step_out, asset_out, rec_len, rec_i, rec_f)
+        if t < t_steps:  # the next step's records do not fit: flush, or grow an empty buffer
+            if rec_len[0] > 0:
+                parts_i.append(rec_i[:rec_len[0]].copy())
+                parts_f.append(rec_f[:rec_len[0]].copy())
+                rec_len[0] = 0
+            else:
+                cap *= 2
+                rec_i = np.zeros((cap, len(PREC_I_FIELDS)), np.int64)
+                rec_f = np.zeros((cap, len(PREC_F_FIELDS)))
+    run_s = time.perf_counter() - began
+    parts_i.append(rec_i[:rec_len[0]])
+    parts_f.append(rec_f[:rec_len[0]])
+    ri, rf = np.concatenate(parts_i), np.concatenate(parts_f)
+    records = pl.DataFrame({
+        "step": ri[:, 0].astype(np.int32), "account": ri[:, 1],
+        "asset": ri[:, 2].astype(np.int16),
+        **{name: rf[:, k] for k, name in enumerate(PREC_F_FIELDS)},
+        "notional": np.abs(rf[:, 0]) * rf[:, 1],
+    }).with_columns(pl.col("asset").replace_strict(
+        list(range(n_assets)), list(aligned.symbols), return_dtype=pl.String).alias("symbol"))
+    M = PortfolioMetric
+    fund, draw, social = insurance_waterfall(step_out[:, M.INSURANCE_FEES],
+                                             step_out[:, M.BAD_DEBT], params.insurance_fund_usd)
+    return PortfolioResult(aligned.symbols, aligned.timestamp, params, state, n_liq, first,
+                           penalties, bad, notional, step_out, asset_out, fund, draw, social,
+                           records, {"run": run_s})
+
+
+__all__ = ["INITIAL_RECORDS", "AccountKind", "PortfolioResult", "insurance_waterfall",
+           "sensitivity_of", "simulate_portfolio"]
