@@ -359,14 +359,15 @@ def _chunk_bounds_nb(key, ch, chunk_size):
 
 @njit
 def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, accounts,
-               policy_inputs, keepers):
+               policy_inputs, keepers, sized=True):
     """Decide account ``i`` at step ``t``.
 
     ``m_rate`` and ``t_rate`` in ``policy_inputs`` are this step's (dynamic margin scales the
     perps'); trigger keys are at the base rates ``m_base``. With the predictive overlay
     (``preempt_fraction > 0``) an account that is not liquidatable but would be at the stressed
     price ``x e^-shift`` (longs) / ``x e^shift`` (shorts) is reduced by ``preempt_fraction`` at
-    the step's close, paying ``preempt_penalty``, at most once per cooldown.
+    the step's close, paying ``preempt_penalty``, at most once per cooldown. With ``sized``
+    False (no volume budget left) it only says whether the account is liquidatable.
 
     Returns
     -------
@@ -392,7 +393,7 @@ def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, account
     x = x_long if u > 0.0 else x_short
     in_cooldown = cooldown > 0 and last_step[i] >= 0 and t - last_step[i] < cooldown
     if not (c + u * x < m * abs(u) * x):  # the exact test: equity < maintenance requirement
-        if preempt_fraction > 0.0 and not in_cooldown:
+        if preempt_fraction > 0.0 and not in_cooldown and sized:
             xs = x * np.exp(-shift) if u > 0.0 else x * np.exp(shift)
             if c + u * xs < m * abs(u) * xs:  # would breach at the stressed price
                 p = candle[3]
@@ -402,7 +403,7 @@ def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, account
         return 0.0, 0.0, False, 0.0, False
     if latency > 0 and (flagged[i] < 0 or t < flagged[i] + latency):
         return 0.0, 0.0, True, 0.0, False
-    if in_cooldown:
+    if in_cooldown or not sized:
         return 0.0, 0.0, True, 0.0, False
     # the liquidation price at this step's rate, for fills at the liquidation price
     k_step = k * (1.0 - m_base[prod]) / (1.0 - m) if u > 0.0 else (
@@ -733,9 +734,11 @@ def run_steps_nb(
             j = offset[ch]
             used = 0.0
             for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
+                # a chunk with no volume budget left only counts who waits
                 p, d, liquidatable, pen, pre = _decide_nb(i, t, candle, x_long, x_short, lo_key,
                                                           hi_key, eff_fill, accounts,
-                                                          policy_inputs, keepers)
+                                                          policy_inputs, keepers,
+                                                          chunk_budget[ch] > 0.0)
                 if d > 0.0:
                     d = _budget_take_nb(d, chunk_budget[ch], used, dust)
                     used += d
