@@ -54,6 +54,9 @@ from backtest.kernels.options_enums import (
 MS_PER_YEAR = 365.0 * 86400.0 * 1000.0
 """Milliseconds in a year: option time is calendar time, 365 days a year (as Deribit)."""
 
+#: Fewest Black-76 revaluations per step worth a parallel dispatch of the instrument pass.
+PARALLEL_FILL_MIN = 50_000
+
 _EXTREME = int(TriggerPrice.EXTREME)
 _VOL_POINTS = int(SpreadMode.VOL_POINTS)
 _LOW = int(PricePoint.LOW)
@@ -169,14 +172,32 @@ def fill_instruments_nb(active, inst_und, inst_call, inst_strike, tau, fpts, sig
     """
     ln1p = np.log1p(price_shocks)
     for i in prange(inst_und.shape[0]):
-        if active[i] == 0:
-            continue
-        u = inst_und[i]
-        for j in range(points.shape[0]):
-            x = points[j]
-            fill_instrument_nb(i, x, inst_call[i] != 0, inst_strike[i], tau[i], fpts[u, x],
-                               sig[u, x], price_shocks, ln1p, vol_factors, params, val, scen,
-                               buy, sell, grk)
+        _fill_one_nb(i, active, inst_und, inst_call, inst_strike, tau, fpts, sig, price_shocks,
+                     ln1p, vol_factors, params, points, val, scen, buy, sell, grk)
+
+
+@njit
+def fill_instruments_serial_nb(active, inst_und, inst_call, inst_strike, tau, fpts, sig,
+                               price_shocks, vol_factors, params, points, val, scen, buy, sell,
+                               grk):
+    """Mark every active instrument like :func:`fill_instruments_nb`, serially (small books)."""
+    ln1p = np.log1p(price_shocks)
+    for i in range(inst_und.shape[0]):
+        _fill_one_nb(i, active, inst_und, inst_call, inst_strike, tau, fpts, sig, price_shocks,
+                     ln1p, vol_factors, params, points, val, scen, buy, sell, grk)
+
+
+@njit
+def _fill_one_nb(i, active, inst_und, inst_call, inst_strike, tau, fpts, sig, price_shocks, ln1p,
+                 vol_factors, params, points, val, scen, buy, sell, grk):
+    if active[i] == 0:
+        return
+    u = inst_und[i]
+    for j in range(points.shape[0]):
+        x = points[j]
+        fill_instrument_nb(i, x, inst_call[i] != 0, inst_strike[i], tau[i], fpts[u, x],
+                           sig[u, x], price_shocks, ln1p, vol_factors, params, val, scen, buy,
+                           sell, grk)
 
 
 @njit
@@ -319,6 +340,108 @@ def _decide_nb(a, trigger, leg_start, leg_inst, leg_qty, cash, inst_und, fpts, v
     return -1, 0.0, 0.0
 
 
+@njit
+def _account_chunk_nb(ch, t, chunk_size, trigger, any_expiry, leg_start, leg_inst, leg_qty, cash,
+                      inst_und, fpts, sig, val, scen, buy, sell, grk, expired, pen, share, cont,
+                      acc, liq_step, rec_i, rec_f, bad_debt, settled):
+    """Process the accounts of chunk ``ch`` in step ``t`` (see :func:`run_options_nb`)."""
+    n = cash.shape[0]
+    for k in range(_N_SUMMED):
+        acc[ch, k] = 0.0
+    loss = np.empty(scen.shape[2])
+    for a in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
+        if leg_start[a + 1] == leg_start[a]:
+            continue
+        if liq_step[a] < 0 and can_breach_nb(a, leg_start, leg_qty, cash):
+            x, e, m = _decide_nb(a, trigger, leg_start, leg_inst, leg_qty, cash,
+                                 inst_und, fpts, val, scen, cont, loss)
+            if x >= 0:
+                d, g, vg = account_greeks_nb(a, x, leg_start, leg_inst, leg_qty,
+                                             inst_und, fpts, grk)
+                mark, proceeds, notional, n_legs = close_out_nb(
+                    a, x, leg_start, leg_inst, leg_qty, inst_und, fpts, val, buy, sell)
+                c0 = cash[a]
+                keeper, ins, c2, bad = liquidation_waterfall_nb(c0, proceeds, notional,
+                                                                pen, share)
+                for j in range(leg_start[a], leg_start[a + 1]):
+                    leg_qty[j] = 0.0
+                cash[a] = c2
+                bad_debt[a] += bad
+                liq_step[a] = t
+                und = inst_und[leg_inst[leg_start[a]]]
+                rec_i[a, 0] = t
+                rec_i[a, 1] = a
+                rec_i[a, 2] = x
+                rec_i[a, 3] = n_legs
+                rec_f[a, 0] = fpts[und, x]
+                rec_f[a, 1] = sig[und, x]
+                rec_f[a, 2] = e
+                rec_f[a, 3] = m
+                rec_f[a, 4] = c0
+                rec_f[a, 5] = mark
+                rec_f[a, 6] = mark - proceeds
+                rec_f[a, 7] = notional
+                rec_f[a, 8] = keeper
+                rec_f[a, 9] = ins
+                rec_f[a, 10] = bad
+                rec_f[a, 11] = c2
+                rec_f[a, 12] = d
+                rec_f[a, 13] = g
+                rec_f[a, 14] = vg
+                acc[ch, _N_LIQ] += 1.0
+                if bad > 0.0:
+                    acc[ch, _N_BANKRUPT] += 1.0
+                acc[ch, _NOTIONAL] += notional
+                acc[ch, _MARK] += mark
+                acc[ch, _SPREAD] += mark - proceeds
+                acc[ch, _KEEPER] += keeper
+                acc[ch, _INSURANCE] += ins
+                acc[ch, _BAD] += bad
+                acc[ch, _CASH_LIQ] += c2 - c0
+                continue
+        if any_expiry:
+            paid = 0.0
+            n_settled = 0
+            left = 0
+            for j in range(leg_start[a], leg_start[a + 1]):
+                q = leg_qty[j]
+                if q == 0.0:
+                    continue
+                i = leg_inst[j]
+                if expired[i] != 0:
+                    paid += q * val[i, _CLOSE]
+                    leg_qty[j] = 0.0
+                    n_settled += 1
+                else:
+                    left += 1
+            if n_settled > 0:
+                cash[a] += paid
+                settled[a] += paid
+                acc[ch, _SETTLE] += paid
+                acc[ch, _N_SETTLED] += n_settled
+                if left == 0 and cash[a] < 0.0:
+                    bad = -cash[a]
+                    cash[a] = 0.0
+                    bad_debt[a] += bad
+                    acc[ch, _BAD] += bad
+                    acc[ch, _N_BANKRUPT] += 1.0
+        e, m, has = account_point_nb(a, _CLOSE, leg_start, leg_inst, leg_qty, cash,
+                                     inst_und, fpts, val, scen, cont, loss)
+        if not has:
+            continue
+        d, g, vg = account_greeks_nb(a, _CLOSE, leg_start, leg_inst, leg_qty, inst_und,
+                                     fpts, grk)
+        acc[ch, _N_OPEN] += 1.0
+        acc[ch, _EQUITY] += e
+        acc[ch, _VALUE] += e - cash[a]
+        acc[ch, _MARGIN] += m
+        acc[ch, _DELTA] += d
+        acc[ch, _GAMMA] += g
+        acc[ch, _VEGA] += vg
+        if e < m:
+            acc[ch, _N_BREACHED] += 1.0
+
+
 @njit_parallel
 def run_options_nb(
     t0,
@@ -429,6 +552,8 @@ def run_options_nb(
     pen = prm.penalty_rate
     share = prm.keeper_share
     cont = prm.contingency_rate
+    # a parallel dispatch costs more than marking a few instruments (thousands of revaluations)
+    parallel_fill = n_inst * points.shape[0] * (n_s + 3) >= PARALLEL_FILL_MIN
     for t in range(t0, t1):
         for u in range(n_und):
             fpts[u, _LOW] = low[t, u]
@@ -442,103 +567,22 @@ def run_options_nb(
             expired[i] = 1 if (active[i] != 0 and tau[i] <= 0.0) else 0
             if expired[i] != 0:
                 any_expiry = True
-        fill_instruments_nb(active, inst_und, inst_call, inst_strike, tau, fpts, sig,
-                            price_shocks, vol_factors, params, points, val, scen, buy, sell, grk)
-        for ch in prange(n_chunks):
-            for k in range(_N_SUMMED):
-                acc[ch, k] = 0.0
-            loss = np.empty(n_s)
-            for a in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
-                if leg_start[a + 1] == leg_start[a]:
-                    continue
-                if liq_step[a] < 0 and can_breach_nb(a, leg_start, leg_qty, cash):
-                    x, e, m = _decide_nb(a, trigger, leg_start, leg_inst, leg_qty, cash,
-                                         inst_und, fpts, val, scen, cont, loss)
-                    if x >= 0:
-                        d, g, vg = account_greeks_nb(a, x, leg_start, leg_inst, leg_qty,
-                                                     inst_und, fpts, grk)
-                        mark, proceeds, notional, n_legs = close_out_nb(
-                            a, x, leg_start, leg_inst, leg_qty, inst_und, fpts, val, buy, sell)
-                        c0 = cash[a]
-                        keeper, ins, c2, bad = liquidation_waterfall_nb(c0, proceeds, notional,
-                                                                        pen, share)
-                        for j in range(leg_start[a], leg_start[a + 1]):
-                            leg_qty[j] = 0.0
-                        cash[a] = c2
-                        bad_debt[a] += bad
-                        liq_step[a] = t
-                        und = inst_und[leg_inst[leg_start[a]]]
-                        rec_i[a, 0] = t
-                        rec_i[a, 1] = a
-                        rec_i[a, 2] = x
-                        rec_i[a, 3] = n_legs
-                        rec_f[a, 0] = fpts[und, x]
-                        rec_f[a, 1] = sig[und, x]
-                        rec_f[a, 2] = e
-                        rec_f[a, 3] = m
-                        rec_f[a, 4] = c0
-                        rec_f[a, 5] = mark
-                        rec_f[a, 6] = mark - proceeds
-                        rec_f[a, 7] = notional
-                        rec_f[a, 8] = keeper
-                        rec_f[a, 9] = ins
-                        rec_f[a, 10] = bad
-                        rec_f[a, 11] = c2
-                        rec_f[a, 12] = d
-                        rec_f[a, 13] = g
-                        rec_f[a, 14] = vg
-                        acc[ch, _N_LIQ] += 1.0
-                        if bad > 0.0:
-                            acc[ch, _N_BANKRUPT] += 1.0
-                        acc[ch, _NOTIONAL] += notional
-                        acc[ch, _MARK] += mark
-                        acc[ch, _SPREAD] += mark - proceeds
-                        acc[ch, _KEEPER] += keeper
-                        acc[ch, _INSURANCE] += ins
-                        acc[ch, _BAD] += bad
-                        acc[ch, _CASH_LIQ] += c2 - c0
-                        continue
-                if any_expiry:
-                    paid = 0.0
-                    n_settled = 0
-                    left = 0
-                    for j in range(leg_start[a], leg_start[a + 1]):
-                        q = leg_qty[j]
-                        if q == 0.0:
-                            continue
-                        i = leg_inst[j]
-                        if expired[i] != 0:
-                            paid += q * val[i, _CLOSE]
-                            leg_qty[j] = 0.0
-                            n_settled += 1
-                        else:
-                            left += 1
-                    if n_settled > 0:
-                        cash[a] += paid
-                        settled[a] += paid
-                        acc[ch, _SETTLE] += paid
-                        acc[ch, _N_SETTLED] += n_settled
-                        if left == 0 and cash[a] < 0.0:
-                            bad = -cash[a]
-                            cash[a] = 0.0
-                            bad_debt[a] += bad
-                            acc[ch, _BAD] += bad
-                            acc[ch, _N_BANKRUPT] += 1.0
-                e, m, has = account_point_nb(a, _CLOSE, leg_start, leg_inst, leg_qty, cash,
-                                             inst_und, fpts, val, scen, cont, loss)
-                if not has:
-                    continue
-                d, g, vg = account_greeks_nb(a, _CLOSE, leg_start, leg_inst, leg_qty, inst_und,
-                                             fpts, grk)
-                acc[ch, _N_OPEN] += 1.0
-                acc[ch, _EQUITY] += e
-                acc[ch, _VALUE] += e - cash[a]
-                acc[ch, _MARGIN] += m
-                acc[ch, _DELTA] += d
-                acc[ch, _GAMMA] += g
-                acc[ch, _VEGA] += vg
-                if e < m:
-                    acc[ch, _N_BREACHED] += 1.0
+        if parallel_fill:
+            fill_instruments_nb(active, inst_und, inst_call, inst_strike, tau, fpts, sig,
+                                price_shocks, vol_factors, params, points, val, scen, buy, sell,
+                                grk)
+        else:
+            fill_instruments_serial_nb(active, inst_und, inst_call, inst_strike, tau, fpts, sig,
+                                       price_shocks, vol_factors, params, points, val, scen,
+                                       buy, sell, grk)
+        args = (t, chunk_size, trigger, any_expiry, leg_start, leg_inst, leg_qty, cash,
+                inst_und, fpts, sig, val, scen, buy, sell, grk, expired, pen, share, cont, acc,
+                liq_step, rec_i, rec_f, bad_debt, settled)
+        if n_chunks > 1:
+            for ch in prange(n_chunks):
+                _account_chunk_nb(ch, *args)
+        elif n_chunks == 1:
+            _account_chunk_nb(0, *args)
         for k in range(_N_SUMMED):
             step_out[t, k] = 0.0
         for ch in range(n_chunks):

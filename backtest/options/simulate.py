@@ -231,21 +231,50 @@ def simulate_options(
     if arrays.underlyings != tuple(market.underlyings):
         raise TapeError(f"the book's underlyings {arrays.underlyings} differ from the market's "
                         f"{market.underlyings}")
+    return run_options(market, arrays, pack_options_params(params), params.grid.price_shocks(),
+                       params.grid.vol_factors(), params.insurance_fund_usd,
+                       chunk_size=chunk_size, every=every, on_block=on_block)
+
+
+def run_options(market: OptionsMarket, arrays: OptionsBookArrays, packed: np.ndarray,
+                price_shocks: np.ndarray, vol_factors: np.ndarray,
+                insurance_fund_usd: float = 0.0, *, chunk_size: int = CHUNK_SIZE,
+                every: int | None = None,
+                on_block: Callable[[int, OptionsBookArrays], None] | None = None
+                ) -> OptionsResult:
+    """Run the kernel on already validated inputs and a packed parameter record.
+
+    Parameters
+    ----------
+    market : OptionsMarket
+    arrays : OptionsBookArrays
+        Not modified (the run works on a copy).
+    packed : ndarray, shape (1,), dtype ``OPTIONS_PARAMS_DTYPE``
+    price_shocks : ndarray, shape (S_p,), float64
+    vol_factors : ndarray, shape (S_v,), float64
+    insurance_fund_usd : float
+    chunk_size, every, on_block
+        As for :func:`simulate_options`.
+
+    Returns
+    -------
+    OptionsResult
+    """
     state = arrays.copy()
     n = state.n_accounts
     steps = market.timestamp_ms.size
-    grid = params.grid
     step_out = np.zeros((steps, N_OPTIONS_METRICS))
     liq_step = np.full(n, -1, np.int32)
     rec_i = np.zeros((n, len(OPTIONS_REC_I_FIELDS)), np.int64)
     rec_f = np.zeros((n, len(OPTIONS_REC_F_FIELDS)))
     bad_debt = np.zeros(n)
     settled = np.zeros(n)
-    fund = np.array([params.insurance_fund_usd])
+    fund = np.array([float(insurance_fund_usd)])
     active = np.ones(state.inst_und.size, np.int8)
     inputs = [np.ascontiguousarray(a, dtype=np.float64) for a in
               (market.low, market.high, market.close, market.iv)]
-    packed = pack_options_params(params)
+    shocks = np.ascontiguousarray(price_shocks, dtype=np.float64)
+    factors = np.ascontiguousarray(vol_factors, dtype=np.float64)
     block = every if (every and on_block) else max(steps, 1)
     t = 0
     while t < steps:
@@ -254,9 +283,9 @@ def simulate_options(
         t1 = min(steps, t + block)
         run_options_nb(t, t1, market.valuation_ms, *inputs, state.inst_und, state.inst_call,
                        state.inst_strike, state.inst_expiry_ms, active, state.leg_start,
-                       state.leg_inst, state.leg_qty, state.cash, packed, grid.price_shocks(),
-                       grid.vol_factors(), int(chunk_size), fund, step_out, liq_step, rec_i,
-                       rec_f, bad_debt, settled)
+                       state.leg_inst, state.leg_qty, state.cash, packed, shocks, factors,
+                       int(chunk_size), fund, step_out, liq_step, rec_i, rec_f, bad_debt,
+                       settled)
         t = t1
     hit = np.flatnonzero(liq_step >= 0)
     hit = hit[np.lexsort((hit, liq_step[hit]))]
