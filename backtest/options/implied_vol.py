@@ -16,8 +16,8 @@ realised volatility.
 with ``source="realized"``): the project's trailing realised volatility of close-to-close log
 returns (:func:`backtest.tapes.volatility.realized_vol`, one day of candles by default),
 taken from the *previous* step (the value at a step's open, so the step's own close is not
-used), plus ``premium`` vol points (a fraction: 0.05 = 5 vol points) for the variance risk
-premium by which implied volatility usually exceeds realised.
+used), plus ``premium`` (a fraction: 0.10 = 10 vol points, :data:`DEFAULT_PREMIUM`) for the
+variance risk premium by which implied volatility usually exceeds realised.
 
 Units: volatility everywhere is an annualised fraction (DVOL 55.3 -> 0.553).
 """
@@ -39,8 +39,14 @@ from backtest.tapes.volatility import realized_vol
 DAY_MS = 86_400_000
 DVOL_PUBLICATION_LAG_MS = DAY_MS
 """A daily close labelled 00:00 of day D is known at the end of that day."""
-DEFAULT_PREMIUM = 0.05
-"""Default implied-minus-realised premium, vol as a fraction (5 vol points)."""
+DEFAULT_PREMIUM = 0.10
+"""Default implied-minus-realised premium, vol as a fraction (10 vol points).
+
+Measured on the shared data: BTC DVOL (step-wise, as here) minus the one-day realised
+volatility of Binance 5-minute BTC/USDT closes, 2022-11-07 .. 2023-09-27 (93,515 steps):
+mean 13.2, median 15.2 vol points. Rounded down because that period is mostly calm, and in a
+crash realised volatility overshoots implied (up to 206% against a DVOL of 77-115 on
+2022-11-09), so a large premium on top of it would overstate the implied volatility then."""
 
 SOURCE_DVOL = 0
 SOURCE_REALIZED = 1
@@ -151,7 +157,7 @@ def realized_on_clock(close: np.ndarray, interval_seconds: int, premium: float =
     interval_seconds : int
         Candle length, seconds.
     premium : float
-        Added to the realised volatility, fraction (0.05 = 5 vol points).
+        Added to the realised volatility, fraction (0.10 = 10 vol points).
     window : int, optional
         Trailing returns per estimate; default one day of candles.
 
