@@ -173,7 +173,7 @@ def options_lar_nb(leg_start, leg_inst, leg_qty, cash, inst_und, fpts, val, scen
     n_chunks = max(1, (n + chunk_size - 1) // chunk_size)
     acc = np.zeros((n_chunks, 3, n_p))
     for ch in prange(n_chunks):
-        loss = np.empty(scen.shape[2])
+        loss = np.empty(scen.shape[2] - 2)
         for a in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
             if not can_breach_nb(a, leg_start, leg_qty, cash):
                 continue

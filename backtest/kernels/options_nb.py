@@ -106,10 +106,12 @@ def fill_instrument_nb(i, x, is_call, k, tau, f, sigma, price_shocks, ln1p, vol_
     """Mark instrument ``i`` at price point ``x``: its risk array and closing prices.
 
     Writes ``val[i, x]`` (mark), ``scen[i, x, s]`` for every scenario ``s = p x n_vol + v``
-    (price shock ``p``, vol shock ``v``), ``buy[i, x]`` / ``sell[i, x]`` (prices a liquidation
-    buys back a short at / sells a long at) and ``grk[i, x, :]`` (delta, gamma, vega), all per
-    unit of underlying. ``f`` (USD) and ``sigma`` (fraction) are the point's forward and
-    volatility; ``ln1p[p] = ln(1 + price_shocks[p])``; ``params`` the (1,) parameter array.
+    (price shock ``p``, vol shock ``v``) and, after the ``S`` scenarios, their minimum
+    ``scen[i, x, S]`` and maximum ``scen[i, x, S + 1]``, ``buy[i, x]`` / ``sell[i, x]``
+    (prices a liquidation buys back a short at / sells a long at) and ``grk[i, x, :]``
+    (delta, gamma, vega), all per unit of underlying. ``f`` (USD) and ``sigma`` (fraction)
+    are the point's forward and volatility; ``ln1p[p] = ln(1 + price_shocks[p])``;
+    ``params`` the (1,) parameter array.
     """
     prm = params[0]
     r = prm.rate
@@ -130,6 +132,14 @@ def fill_instrument_nb(i, x, is_call, k, tau, f, sigma, price_shocks, ln1p, vol_
             fp = f * (1.0 + price_shocks[p])
             scen[i, x, p * n_vol + v] = black76_value_ln_nb(is_call, fp, k, lfk + ln1p[p], sd,
                                                             df)
+    n_s = n_vol * price_shocks.shape[0]
+    lo = scen[i, x, 0]
+    hi = lo
+    for s in range(1, n_s):
+        lo = min(lo, scen[i, x, s])
+        hi = max(hi, scen[i, x, s])
+    scen[i, x, n_s] = lo
+    scen[i, x, n_s + 1] = hi
     if prm.spread_mode == _VOL_POINTS:
         buy[i, x] = black76_value_ln_nb(is_call, f, k, lfk, (sigma + prm.spread) * sqt, df)
         sell[i, x] = black76_value_ln_nb(is_call, f, k, lfk,
@@ -166,7 +176,7 @@ def fill_instruments_nb(active, inst_und, inst_call, inst_strike, tau, fpts, sig
     points : ndarray, shape (n,), int64
         Which columns of ``fpts`` to mark.
     val, buy, sell : ndarray, shape (I, P), float64
-    scen : ndarray, shape (I, P, S_p x S_v), float64
+    scen : ndarray, shape (I, P, S_p x S_v + 2), float64
     grk : ndarray, shape (I, P, 3), float64
         Outputs (see :func:`fill_instrument_nb`).
     """
@@ -206,9 +216,27 @@ def account_point_nb(a, x, leg_start, leg_inst, leg_qty, cash, inst_und, fpts, v
     """Return ``(equity, maintenance margin, has legs)`` of account ``a`` at price point ``x``.
 
     ``equity = cash + sum(q x mark)``; margin ``= max(0, max_s sum(q x (mark - scenario_s)))
-    + contingency_rate x F x sum(short quantity)``. ``loss`` is scratch, shape (S,).
+    + contingency_rate x F x sum(short quantity)``. ``scen`` holds the S scenario values then
+    their minimum and maximum (:func:`fill_instrument_nb`); ``loss`` is scratch, shape (S,).
+    An account with one open leg takes its worst scenario from that minimum or maximum.
     """
     n_s = loss.shape[0]
+    n_open = 0
+    last = -1
+    for j in range(leg_start[a], leg_start[a + 1]):
+        if leg_qty[j] != 0.0:
+            n_open += 1
+            last = j
+    if n_open == 0:
+        return cash[a], 0.0, False
+    if n_open == 1:
+        q = leg_qty[last]
+        i = leg_inst[last]
+        v = val[i, x]
+        if q < 0.0:
+            worst = max(0.0, q * (v - scen[i, x, n_s + 1]))
+            return cash[a] + q * v, worst - contingency_rate * q * fpts[inst_und[i], x], True
+        return cash[a] + q * v, max(0.0, q * (v - scen[i, x, n_s])), True
     for s in range(n_s):
         loss[s] = 0.0
     e = cash[a]
@@ -348,7 +376,7 @@ def _account_chunk_nb(ch, t, chunk_size, trigger, any_expiry, leg_start, leg_ins
     n = cash.shape[0]
     for k in range(_N_SUMMED):
         acc[ch, k] = 0.0
-    loss = np.empty(scen.shape[2])
+    loss = np.empty(scen.shape[2] - 2)
     for a in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
         if leg_start[a + 1] == leg_start[a]:
             continue
@@ -540,7 +568,7 @@ def run_options_nb(
     val = np.zeros((n_inst, 3))
     buy = np.zeros((n_inst, 3))
     sell = np.zeros((n_inst, 3))
-    scen = np.zeros((n_inst, 3, n_s))
+    scen = np.zeros((n_inst, 3, n_s + 2))
     grk = np.zeros((n_inst, 3, 3))
     tau = np.zeros(n_inst)
     expired = np.zeros(n_inst, np.int8)
@@ -620,7 +648,7 @@ def evaluate_accounts_nb(leg_start, leg_inst, leg_qty, cash, inst_und, fpts, val
     greeks : ndarray, shape (N, 3), float64
         Output: delta_usd, gamma_usd, vega_usd at point 0.
     """
-    n_s = scen.shape[2]
+    n_s = scen.shape[2] - 2
     n_p = fpts.shape[1]
     for a in prange(cash.shape[0]):
         loss = np.empty(n_s)

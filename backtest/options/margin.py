@@ -69,14 +69,15 @@ def instrument_arrays(book: OptionsBookArrays, fpts: np.ndarray, sig: np.ndarray
     Returns
     -------
     dict
-        ``val`` (I, P), ``scen`` (I, P, S), ``buy`` (I, P), ``sell`` (I, P), ``grk``
-        (I, P, 3): see :func:`backtest.kernels.options_nb.fill_instrument_nb`.
+        ``val`` (I, P), ``scen`` (I, P, S + 2: the scenarios, their min and max), ``buy``
+        (I, P), ``sell`` (I, P), ``grk`` (I, P, 3): see
+        :func:`backtest.kernels.options_nb.fill_instrument_nb`.
     """
     n_inst = book.inst_und.size
     n_p = fpts.shape[1]
     grid = params.grid
     n_s = grid.n_scenarios
-    out = {"val": np.zeros((n_inst, n_p)), "scen": np.zeros((n_inst, n_p, n_s)),
+    out = {"val": np.zeros((n_inst, n_p)), "scen": np.zeros((n_inst, n_p, n_s + 2)),
            "buy": np.zeros((n_inst, n_p)), "sell": np.zeros((n_inst, n_p)),
            "grk": np.zeros((n_inst, n_p, 3))}
     tau = (book.inst_expiry_ms - np.int64(now_ms)) / MS_PER_YEAR
