@@ -330,3 +330,23 @@ def test_cli_report_unknown_run(run, tmp_path, capsys):
     assert main(["report", "latest", "--runs", str(tmp_path / "missing")]) == 2
     assert "no runs directory" in capsys.readouterr().err
     assert not (tmp_path / "missing").exists()
+
+
+def test_auto_deleveraging_gets_its_own_panel(run):
+    """Without ADL the bad-debt chart has two panels; with ADL a third, cumulative, panel."""
+    import polars as pl
+
+    from backtest.report.figures import bad_debt_insurance_figure
+
+    runs, run_id, _ = run
+    with Catalog(runs) as catalog:
+        data = load_report_data(catalog, run_id, max_points=50)
+    assert data.steps["adl_notional_usd"].sum() == 0
+    assert not any("ADL" in (t.name or "") for t in bad_debt_insurance_figure(data).data)
+    data.steps = data.steps.with_columns(pl.lit(10.0).alias("adl_notional_usd"),
+                                         pl.lit(1).alias("adl_accounts"))
+    fig = bad_debt_insurance_figure(data)
+    adl = [t for t in fig.data if t.name and t.name.endswith(" ADL")]
+    assert len(adl) == data.steps["policy"].n_unique()
+    assert adl[0].y[-1] == pytest.approx(10.0 * len(adl[0].y))  # cumulative
+    assert adl[0].customdata[-1] == len(adl[0].y)

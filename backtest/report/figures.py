@@ -282,9 +282,12 @@ def bad_debt_insurance_figure(data: ReportData) -> go.Figure:
     plotly.graph_objects.Figure
     """
     social = float(data.steps["socialised_loss_cum_usd"].max() or 0.0) > 0.0
+    adl = float(data.steps["adl_notional_usd"].sum() or 0.0) > 0.0
     top = "Bad debt, cumulative" + (" (solid) and socialised loss (dashed)" if social else "")
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
-                        subplot_titles=(top, "Insurance fund balance"))
+    titles = (top, "Insurance fund balance") + (
+        ("Auto-deleveraged notional, cumulative (hover: accounts hit)",) if adl else ())
+    fig = make_subplots(rows=len(titles), cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=titles)
     for name, color, f in _policy_series(data):
         x = time_x(f["t_last_ms"].to_numpy())
         fig.add_trace(go.Scatter(
@@ -302,11 +305,20 @@ def bad_debt_insurance_figure(data: ReportData) -> go.Figure:
             showlegend=False, name=label(name), hovertemplate="fund $%{y:,.0f}",
             line={"color": color, "width": line_width(data, name), "shape": "hv"}),
             row=2, col=1)
+        if adl:
+            fig.add_trace(go.Scatter(
+                **x, y=f["adl_notional_usd"].cum_sum().to_numpy(), mode="lines",
+                legendgroup=name, showlegend=False, name=label(name) + " ADL",
+                customdata=f["adl_accounts"].cum_sum().to_numpy(),
+                hovertemplate="ADL $%{y:,.0f}, %{customdata:,.0f} accounts",
+                line={"color": color, "width": line_width(data, name), "shape": "hv"}),
+                row=3, col=1)
     fund0 = float(data.manifest.get("insurance_fund", {}).get("initial_balance_usd", 0.0))
     fig.add_hline(y=fund0, row=2, col=1, line={"color": "#777", "width": 1, "dash": "dot"},
                   annotation_text=f"initial balance ${fund0:,.0f}",
                   annotation_position="bottom left", annotation_font_size=10)
-    style(fig, "Bad debt and the insurance fund", "USD", _time_title(data), height=620)
+    style(fig, "Bad debt, the insurance fund" + (" and auto-deleveraging" if adl else ""),
+          "USD", _time_title(data), height=820 if adl else 620)
     fig.update_yaxes(title_text="Cumulative USD", row=1, col=1)
     fig.update_yaxes(title_text="Balance (USD)", row=2, col=1)
     return fig
