@@ -73,6 +73,21 @@ def random_policy(rng: np.random.Generator, family: int | None = None,
     return rec
 
 
+def random_auction(rng: np.random.Generator, policy: np.ndarray) -> None:
+    """Make ``policy`` a Dutch-auction policy with random curve and parameters (steps)."""
+    policy["family"] = 3  # PolicyFamily.AUCTION
+    policy["auction_curve"] = rng.integers(0, 3)
+    policy["auction_buf"] = rng.uniform(1.0, 1.3)
+    policy["auction_tau_steps"] = rng.uniform(5, 60)
+    policy["auction_cut"] = rng.uniform(0.8, 0.99)
+    policy["auction_step_steps"] = rng.uniform(1, 5)
+    policy["auction_tail_steps"] = rng.uniform(5, 40)
+    policy["auction_cusp"] = rng.uniform(0.0, 0.6)
+    policy["auction_chip"] = rng.uniform(0.0, 0.01)
+    policy["auction_tip_usd"] = rng.uniform(0.0, 5.0)
+    policy["auction_keeper_margin"] = rng.uniform(0.0, 0.05)
+
+
 def random_risk_rules(rng: np.random.Generator, policy: np.ndarray, n_steps: int) -> np.ndarray:
     """Turn on random penalty, seizure and predictive rules in ``policy``; return per-step
     risk inputs (maintenance margin scale in [0.5, 3], predictive shift in [0, 5%])."""

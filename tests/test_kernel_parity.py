@@ -19,6 +19,7 @@ from backtest.kernels.enums import (
 )
 from backtest.kernels.reference import simulate_reference
 from tests.kernel_inputs import (
+    random_auction,
     random_book,
     random_mark,
     random_policy,
@@ -120,6 +121,47 @@ def test_kernel_matches_reference_with_dynamic_margin_and_predictive(seed, trigg
     np.testing.assert_array_equal(got["preemptive"], [r["preemptive"] for r in ref_rec])
     np.testing.assert_array_equal(res.step_metrics[:, StepMetric.MARGIN_SCALE],
                                   prices.risk[:, 0])
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize(("latency", "profit"), [(0, False), (2, True)])
+def test_kernel_matches_reference_with_dutch_auctions(seed, latency, profit):
+    """Kicks, resets, takes (whole and budget-limited) and keeper incentives."""
+    rng = np.random.default_rng(700 + seed)
+    steps = 150
+    policy = random_policy(rng, slicing=seed % 2 == 1)
+    random_auction(rng, policy)
+    prices = random_prices(rng, steps, vol=0.02)
+    book = random_book(rng, 300)
+    prices.volume = random_volume(rng, steps)
+    depth = rng.uniform(500.0, 5000.0, steps)
+    gas = rng.uniform(0.0, 0.5, steps)
+    trigger = list(TriggerPrice)[seed % 2]
+    market = market_params(ImpactModel.SQRT, cascade=True, keeper_latency_steps=latency,
+                           keeper_requires_profit=profit)
+    res = simulate(prices, book["product"], book["units"], book["cash"], policy, trigger,
+                   FillPrice.TRIGGER, chunk_size=64, block_steps=17, market=market,
+                   depth=depth, gas_usd=gas, volume=prices.volume, insurance_fund_usd=50.0)
+    ref = simulate_reference(prices.open, prices.high, prices.low, prices.close, trigger,
+                             FillPrice.TRIGGER, policy[0], book["product"], book["units"],
+                             book["cash"], market=market[0], depth=depth, gas_usd=gas,
+                             volume=prices.volume, priority=_order(book),
+                             insurance_fund_usd=50.0)
+    _assert_parity(res, ref)
+    sm = res.step_metrics
+    assert sm[:, StepMetric.AUCTIONS_KICKED].sum() > 0
+    takes = res.records[res.records["auction"]]
+    assert len(takes) > 0
+    got = np.sort(res.records, order=["step", "account"])
+    ref_rec = sorted(ref.records, key=lambda r: (r["step"], r["account"]))
+    np.testing.assert_array_equal(got["auction"], [r["auction"] for r in ref_rec])
+    # takes fill at the market; the keeper's fee is its discount, at least the margin asked
+    loans = book["product"][takes["account"]] == 1
+    assert loans.all()
+    if not profit:
+        discount = takes["keeper_fee"] / (takes["units_closed"] * takes["decision_price"])
+        assert np.all(discount >= policy[0]["auction_keeper_margin"] - 1e-9 - (
+            1 - sm[takes["step"], StepMetric.EXECUTION_FACTOR]))
 
 
 def test_predictive_overlay_reduces_before_the_breach():

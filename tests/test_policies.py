@@ -97,3 +97,22 @@ def test_variants_pack_their_overlays():
     dynamic = load_policy("dynamic-margin", STRATEGIES)
     assert dynamic.dynamic_margin.cap == 4.0
     assert pack_policy(dynamic)[0]["preempt_fraction"] == 0.0
+
+
+def test_maker_clipper_packs_its_auction():
+    rec = pack_policy(load_policy("maker-clipper", STRATEGIES), interval_seconds=300)[0]
+    assert rec["family"] == PolicyFamily.AUCTION
+    assert rec["auction_buf"] == 1.3 and rec["auction_cut"] == 0.99
+    assert rec["auction_step_steps"] == pytest.approx(0.3)  # 90 s stairs on 5-minute steps
+    assert rec["auction_tail_steps"] == pytest.approx(28.0)  # 140 minutes
+    assert rec["penalty_rate"][Product.LOAN] == pytest.approx(0.13 / 1.13)  # chop 1.13
+
+
+def test_exponential_auction_cut_is_per_step(tmp_path):
+    text = (STRATEGIES / "maker-clipper.toml").read_text().replace(
+        'curve = "stairstep"', 'curve = "exponential"')
+    path = tmp_path / "exp.toml"
+    path.write_text(text)
+    rec = pack_policy(load_policy(str(path)), interval_seconds=60)[0]
+    # 1% every 90 s is 0.99 ** (60 / 90) per one-minute step
+    assert rec["auction_cut"] == pytest.approx(0.99 ** (60 / 90))

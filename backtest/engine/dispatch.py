@@ -206,6 +206,8 @@ def simulate(
     equity_start = c + u * o[0]
     adl_parts: list[np.ndarray] = []
     flagged = np.full(n, -1, np.int32)
+    auction_tic = np.full(n, -1, np.int32)  # Dutch auctions (family AUCTION): start step
+    auction_top = np.zeros(n)  # and starting price
     funding_paid = np.zeros(n)
     if volume is None:
         slicing = policy[0]["max_step_volume_fraction"]
@@ -233,7 +235,8 @@ def simulate(
         reached = run_steps_nb(
             t, stop, o, h, lo, cl, depth, volume, gas, risk, mark, int(trigger_mode),
             int(fill_mode),
-            policy, market, market_state, product, u, c, key, flagged, n_liq, first, last, notional, penalties,
+            policy, market, market_state, product, u, c, key, flagged, n_liq, first, last,
+            auction_tic, auction_top, notional, penalties,
             bad, funding_paid, funding,
             chunk_size, step_metrics, rec_len, rec_i, rec_f,
         )

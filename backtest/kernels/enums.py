@@ -25,11 +25,34 @@ class PolicyFamily(IntEnum):
     GRADUATED
         A sliding scale: each tier ``k`` closes ``tier_fraction[k]`` of the position (perps) or
         debt (loans) once health < ``tier_health[k]``; the deepest tier reached applies.
+    AUCTION
+        Loans: a Dutch auction of the collateral (Maker Liquidations 2.0, ``Clipper``); a
+        liquidatable loan is kicked at ``top = decision price x buf``, its price falls along
+        :class:`AuctionCurve`, resets on ``tail`` / ``cusp``, and a keeper takes the lot when
+        the auction price is at least ``keeper_margin`` below the market (see
+        :mod:`backtest.kernels.liquidation_nb`). Perps are liquidated as HARD.
     """
 
     HARD = 0
     PARTIAL = 1
     GRADUATED = 2
+    AUCTION = 3
+
+
+class AuctionCurve(IntEnum):
+    """Price curve of a Dutch auction (Maker dss ``abaci.sol``), ``dur`` in steps since kick.
+
+    LINEAR
+        ``top x (tau - dur) / tau``, 0 from ``tau`` on (``LinearDecrease``).
+    STAIRSTEP
+        ``top x cut ^ floor(dur / step)`` (``StairstepExponentialDecrease``).
+    EXPONENTIAL
+        ``top x cut ^ dur``, ``cut`` per step (``ExponentialDecrease``).
+    """
+
+    LINEAR = 0
+    STAIRSTEP = 1
+    EXPONENTIAL = 2
 
 
 class PenaltyModel(IntEnum):
@@ -195,6 +218,19 @@ POLICY_DTYPE = np.dtype(
         # fee of a pre-emptive reduction as a fraction of its notional (0: overlay off)
         ("preempt_fraction", np.float64),
         ("preempt_penalty", np.float64),
+        # Dutch auction (family AUCTION): curve, start buffer over the decision price, curve
+        # parameters (steps), resets, keeper incentive tip (USD) + chip x tab, and the keeper's
+        # required discount to the market (fractions)
+        ("auction_curve", np.int64),
+        ("auction_buf", np.float64),
+        ("auction_tau_steps", np.float64),
+        ("auction_cut", np.float64),
+        ("auction_step_steps", np.float64),
+        ("auction_tail_steps", np.float64),
+        ("auction_cusp", np.float64),
+        ("auction_chip", np.float64),
+        ("auction_tip_usd", np.float64),
+        ("auction_keeper_margin", np.float64),
     ],
     align=True,
 )
@@ -230,19 +266,21 @@ class StepMetric(IntEnum):
     BANKRUPT_UNITS_SHORT = 19  # |units| of perp shorts closed with bad debt
     N_PREEMPTIVE = 20  # of N_LIQUIDATIONS: pre-emptive reductions (predictive overlay)
     PREEMPTIVE_NOTIONAL = 21  # of LIQUIDATED_NOTIONAL: notional reduced pre-emptively, USD
+    AUCTIONS_KICKED = 22  # Dutch auctions started or reset (kick, redo)
+    AUCTION_INCENTIVES = 23  # keeper incentives tip + chip x tab paid by the protocol, USD
     # per-step values below (not sums over chunks)
-    PRICE_FACTOR = 22  # simulated / historical price in this step (cascade feedback)
-    EXECUTION_FACTOR = 23  # execution / decision price of this step's liquidations
-    ORACLE_PRICE = 24  # price that decided liquidations (long side), USD
-    INSURANCE_DRAW = 25  # bad debt covered by the insurance fund, USD
-    INSURANCE_FUND = 26  # insurance fund balance after the step, USD
-    SOCIALISED_LOSS = 27  # bad debt covered by nobody: socialised pro rata, USD
-    ADL_NOTIONAL = 28  # notional of positions auto-deleveraged, USD
-    ADL_ACCOUNTS = 29  # accounts auto-deleveraged
-    ADL_TRANSFER = 30  # shortfall covered by auto-deleveraged traders, USD
-    FUNDING_PAID = 31  # net funding paid by the book's perps to traders outside it, USD
-    SLICE_FACTOR = 32  # share of the decided liquidation sizes executed (order slicing, <= 1)
-    MARGIN_SCALE = 33  # perp maintenance margin rate / the policy's base rate (dynamic margin)
+    PRICE_FACTOR = 24  # simulated / historical price in this step (cascade feedback)
+    EXECUTION_FACTOR = 25  # execution / decision price of this step's liquidations
+    ORACLE_PRICE = 26  # price that decided liquidations (long side), USD
+    INSURANCE_DRAW = 27  # bad debt and auction incentives covered by the insurance fund, USD
+    INSURANCE_FUND = 28  # insurance fund balance after the step, USD
+    SOCIALISED_LOSS = 29  # bad debt covered by nobody: socialised pro rata, USD
+    ADL_NOTIONAL = 30  # notional of positions auto-deleveraged, USD
+    ADL_ACCOUNTS = 31  # accounts auto-deleveraged
+    ADL_TRANSFER = 32  # shortfall covered by auto-deleveraged traders, USD
+    FUNDING_PAID = 33  # net funding paid by the book's perps to traders outside it, USD
+    SLICE_FACTOR = 34  # share of the decided liquidation sizes executed (order slicing, <= 1)
+    MARGIN_SCALE = 35  # perp maintenance margin rate / the policy's base rate (dynamic margin)
 
 
 N_STEP_METRICS = len(StepMetric)
@@ -345,4 +383,7 @@ RECORD_FIELDS = (
     ("decision_price", np.float64),  # price the liquidation was decided at, USD per unit
     ("closed", np.bool_),  # position closed / debt fully repaid
     ("preemptive", np.bool_),  # a pre-emptive reduction (predictive overlay), not a breach
+    # a keeper's take in a Dutch auction: fill_price is the market, keeper_fee the keeper's
+    # discount (market - auction price) x units, insurance_fee the penalty part of the tab
+    ("auction", np.bool_),
 )

@@ -24,6 +24,7 @@ import numpy as np
 from backtest._jit import njit, njit_parallel, prange
 from backtest.kernels.enums import (
     N_SUMMED_METRICS,
+    AuctionCurve,
     FillPrice,
     OracleModel,
     PenaltyModel,
@@ -38,6 +39,16 @@ from backtest.kernels.oracle_nb import oracle_price_nb
 
 # int constants for use inside kernels (IntEnum members are not numba constants)
 _HARD = int(PolicyFamily.HARD)
+_AUCTION = int(PolicyFamily.AUCTION)
+_LINEAR_CURVE = int(AuctionCurve.LINEAR)
+_STAIRSTEP_CURVE = int(AuctionCurve.STAIRSTEP)
+_AUCTIONS_KICKED = int(StepMetric.AUCTIONS_KICKED)
+_AUCTION_INCENTIVES = int(StepMetric.AUCTION_INCENTIVES)
+# decision kinds returned by _decide_nb
+_KIND_LIQUIDATION = 0
+_KIND_PREEMPTIVE = 1
+_KIND_KICK = 2  # start (or restart) a Dutch auction
+_KIND_TAKE = 3  # a keeper takes collateral from a running auction
 _GRADUATED = int(PolicyFamily.GRADUATED)
 _LOAN = int(Product.LOAN)
 _EXTREME = int(TriggerPrice.EXTREME)
@@ -97,7 +108,7 @@ REC_F_FIELDS = (
     "decision_price",
 )
 #: Integer fields of the record buffer ``rec_i[..., k]``, in this order.
-REC_I_FIELDS = ("step", "account", "closed", "preemptive")
+REC_I_FIELDS = ("step", "account", "closed", "preemptive", "auction")
 
 
 @njit
@@ -309,22 +320,27 @@ def _insurance_waterfall_nb(t, step_out, market_state, waterfall):
     is always socialised. Returns False when nothing is pending.
     """
     fund = market_state[6] + step_out[t, _INSURANCE]
+    # Dutch auctions' keeper incentives are the protocol's cost (Maker mints them as sin)
+    incentives = step_out[t, _AUCTION_INCENTIVES]
+    paid = min(fund, incentives)
+    fund -= paid
     bad = step_out[t, _BAD_DEBT]
     draw = min(fund, bad)
     fund -= draw
     market_state[6] = fund
-    step_out[t, _INS_DRAW] = draw
+    step_out[t, _INS_DRAW] = draw + paid
     step_out[t, _INS_FUND] = fund
+    step_out[t, _SOCIALISED] = incentives - paid
     shortfall = bad - draw
     if shortfall <= 0.0:
         return False
     perp = step_out[t, _BAD_LONG] + step_out[t, _BAD_SHORT]
     if waterfall != _ADL or perp <= 0.0:
-        step_out[t, _SOCIALISED] = shortfall
+        step_out[t, _SOCIALISED] += shortfall
         return False
     from_longs = shortfall * step_out[t, _BAD_LONG] / bad
     from_shorts = shortfall * step_out[t, _BAD_SHORT] / bad
-    step_out[t, _SOCIALISED] = shortfall - from_longs - from_shorts
+    step_out[t, _SOCIALISED] += shortfall - from_longs - from_shorts
     market_state[7] = from_longs
     market_state[8] = step_out[t, _BANKRUPT_UNITS_LONG]
     market_state[9] = from_shorts
@@ -340,6 +356,67 @@ def _budget_take_nb(d, budget, used, dust):
         return d
     take = min(d, budget - used)
     return take if take > dust else 0.0
+
+
+@njit
+def auction_price_nb(curve, top, dur, tau, cut, step):
+    """Return a Dutch auction's price ``dur`` steps after its (re)start (Maker ``abaci.sol``).
+
+    Parameters
+    ----------
+    curve : int
+        :class:`AuctionCurve`.
+    top : float
+        Starting price, USD per unit.
+    dur : int
+        Steps since the kick or last reset (>= 0).
+    tau, cut, step : float
+        LINEAR: steps to zero; STAIRSTEP: multiplier ``cut`` every ``step`` steps;
+        EXPONENTIAL: multiplier ``cut`` per step.
+    """
+    if curve == _LINEAR_CURVE:
+        return top * (tau - dur) / tau if dur < tau else 0.0
+    if curve == _STAIRSTEP_CURVE:
+        return top * cut ** np.floor(dur / step)
+    return top * cut ** dur
+
+
+@njit
+def apply_auction_take_nb(units, cash, q, market, price, penalty_share):
+    """Settle a keeper's take of ``q`` collateral units at the auction ``price``.
+
+    The proceeds ``q x price`` pay the tab (debt x (1 + bonus)) pro rata: its penalty part
+    ``penalty_share = bonus / (1 + bonus)`` goes to the insurance fund (Maker's ``vow``), the
+    rest repays the debt. The keeper buys at ``price`` and sells at ``market``: its discount
+    ``q x (market - price)`` is booked as the keeper fee, so the account's cash changes by
+    ``q x market - keeper fee - insurance fee``. A take that covers the tab leaves the loan
+    with no debt and its remaining collateral; one that exhausts the collateral first pays the
+    debt, then as much of the penalty as the proceeds allow, and leaves any unpaid debt as bad
+    debt.
+
+    Returns
+    -------
+    tuple
+        ``(units_after, cash_after, keeper_fee, insurance_fee, bad_debt, tab_covered)``.
+    """
+    keeper = q * (market - price)
+    owe = q * price
+    cash1 = cash + owe
+    units_after = units - q
+    covered = owe >= -cash / (1.0 - penalty_share) * (1.0 - 1e-12)
+    if q >= units:
+        units_after = 0.0
+        insurance = min(max(cash1, 0.0), owe * penalty_share)
+    elif covered:  # what is left above zero debt is the penalty: no dust of debt survives
+        insurance = max(cash1, 0.0)
+    else:  # a partial take (volume or capital budget) pays the tab pro rata
+        insurance = owe * penalty_share
+    cash2 = cash1 - insurance
+    bad = 0.0
+    if units_after == 0.0 and cash2 < 0.0:
+        bad = -cash2
+        cash2 = 0.0
+    return units_after, cash2, keeper, insurance, bad, covered and units_after > 0.0
 
 
 @njit
@@ -369,26 +446,32 @@ def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, account
     the step's close, paying ``preempt_penalty``, at most once per cooldown. With ``sized``
     False (no volume budget left) it only says whether the account is liquidatable.
 
+    Family AUCTION (loans): a loan in a running auction is decided by the auction alone
+    (:func:`_auction_decision_nb`); a liquidatable loan not yet in one is kicked.
+
     Returns
     -------
     tuple
-        ``(decision price, units to close, liquidatable, penalty rate, pre-emptive)``: units 0
+        ``(decision price, units to close, liquidatable, penalty rate, kind)``: units 0
         means no liquidation now, either because the account is healthy or because no keeper
         acts yet (latency, cooldown, or the keeper fee would not cover gas plus expected
-        impact).
+        impact); kind is liquidation, pre-emptive, auction kick/reset or auction take.
     """
-    product, units, cash, key, flagged, last_step = accounts
+    product, units, cash, key, flagged, last_step, auction_tic, auction_top = accounts
     (family, m_rate, t_rate, p_rate, close_factor, full_close_health, keeper_share,
      tier_health, tier_fraction, cooldown, size_rules, m_base, penalty_model, penalty_cap,
-     seize_all, preempt_fraction, preempt_penalty, shift) = policy_inputs
+     seize_all, preempt_fraction, preempt_penalty, shift, auction) = policy_inputs
     latency, requires_profit, gas, slippage = keepers
+    prod = product[i]
+    if family == _AUCTION and prod == _LOAN and auction_tic[i] >= 0:
+        return _auction_decision_nb(i, t, candle, x_long, accounts, auction, p_rate[prod],
+                                    keepers)
     k = key[i]
     # filter: long keys > 0 trigger at low <= key, short keys < 0 at high >= -key
     if not (k >= lo_key or (k < 0.0 and -k <= hi_key)):
-        return 0.0, 0.0, False, 0.0, False
+        return 0.0, 0.0, False, 0.0, _KIND_LIQUIDATION
     u = units[i]
     c = cash[i]
-    prod = product[i]
     m = m_rate[prod]
     x = x_long if u > 0.0 else x_short
     in_cooldown = cooldown > 0 and last_step[i] >= 0 and t - last_step[i] < cooldown
@@ -399,12 +482,14 @@ def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, account
                 p = candle[3]
                 full = units_to_close_nb(_HARD, prod, u, c, p, m, np.inf, preempt_penalty,
                                          1.0, 1.0, tier_health, tier_fraction, size_rules, 0)
-                return p, preempt_fraction * full, False, preempt_penalty, True
-        return 0.0, 0.0, False, 0.0, False
+                return p, preempt_fraction * full, False, preempt_penalty, _KIND_PREEMPTIVE
+        return 0.0, 0.0, False, 0.0, _KIND_LIQUIDATION
     if latency > 0 and (flagged[i] < 0 or t < flagged[i] + latency):
-        return 0.0, 0.0, True, 0.0, False
+        return 0.0, 0.0, True, 0.0, _KIND_LIQUIDATION
+    if family == _AUCTION and prod == _LOAN:
+        return x, 0.0, True, 0.0, _KIND_KICK  # a keeper barks: the auction starts at x x buf
     if in_cooldown or not sized:
-        return 0.0, 0.0, True, 0.0, False
+        return 0.0, 0.0, True, 0.0, _KIND_LIQUIDATION
     # the liquidation price at this step's rate, for fills at the liquidation price
     k_step = k * (1.0 - m_base[prod]) / (1.0 - m) if u > 0.0 else (
         k * (1.0 + m_base[prod]) / (1.0 + m))
@@ -417,8 +502,39 @@ def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, account
         tier_health, tier_fraction, size_rules, seize_all,
     )
     if requires_profit and keeper_share * pen * d * p < gas + slippage * d * p:
-        return 0.0, 0.0, True, 0.0, False
-    return p, max(d, 0.0), True, pen, False
+        return 0.0, 0.0, True, 0.0, _KIND_LIQUIDATION
+    return p, max(d, 0.0), True, pen, _KIND_LIQUIDATION
+
+
+@njit
+def _auction_decision_nb(i, t, candle, x_long, accounts, auction, penalty, keepers):
+    """Decide a loan in a running Dutch auction at step ``t`` (see :func:`_decide_nb`).
+
+    The auction resets (kind KICK, restarting at the decision price x ``buf``) when it has
+    run longer than ``tail`` steps or its price fell below ``cusp x top`` (Maker
+    ``Clipper.redo``). Otherwise a keeper takes when the auction price is at least
+    ``keeper_margin`` below the market (the step's close) and, if keepers require profit, its
+    discount covers gas and the expected slippage: it buys as much collateral as pays the tab
+    ``debt x (1 + bonus)``, at most all of it.
+    """
+    _, units, cash, _, _, _, auction_tic, auction_top = accounts
+    tail = auction[4]
+    cusp = auction[5]
+    margin = auction[6]
+    latency, requires_profit, gas, slippage = keepers
+    dur = t - auction_tic[i]
+    top = auction_top[i]
+    price = auction_price_nb(int(auction[0]), top, dur, auction[1], auction[2], auction[3])
+    market = candle[3]
+    if dur > tail or price < cusp * top:
+        return x_long, 0.0, True, 0.0, _KIND_KICK
+    if not price <= market * (1.0 - margin):
+        return 0.0, 0.0, True, 0.0, _KIND_TAKE
+    tab = -cash[i] / (1.0 - penalty)  # debt x (1 + bonus)
+    q = min(units[i], tab / price) if price > 0.0 else units[i]
+    if requires_profit and q * (market - price) < gas + slippage * q * market:
+        return 0.0, 0.0, True, 0.0, _KIND_TAKE
+    return market, q, True, penalty, _KIND_TAKE
 
 
 @njit_parallel
@@ -447,6 +563,8 @@ def run_steps_nb(
     n_liquidations,
     first_step,
     last_step,
+    auction_tic,
+    auction_top,
     liquidated_notional,
     penalties_paid,
     bad_debt,
@@ -503,6 +621,8 @@ def run_steps_nb(
     flagged : ndarray, shape (N,), int32
         First step at which an account was seen liquidatable but not liquidated (keeper
         latency or unprofitable), -1 if none; updated.
+    auction_tic, auction_top : ndarray, shape (N,), int32 and float64
+        Step a loan's Dutch auction (re)started (-1: none) and its starting price, USD; updated.
     n_liquidations, first_step, last_step : ndarray, shape (N,), int32
         Per-account event count and first/last liquidation step (-1: none); updated.
     liquidated_notional, penalties_paid, bad_debt : ndarray, shape (N,), float64
@@ -518,7 +638,7 @@ def run_steps_nb(
         Per-step aggregates (:class:`StepMetric`); rows ``t0..`` are written.
     rec_len : ndarray, shape (1,), int64
         Records held in the buffer; updated.
-    rec_i : ndarray, shape (cap, 4), int64
+    rec_i : ndarray, shape (cap, 5), int64
         Integer record fields (``REC_I_FIELDS``).
     rec_f : ndarray, shape (cap, 8), float64
         Float record fields (``REC_F_FIELDS``).
@@ -544,7 +664,22 @@ def run_steps_nb(
     m_step = m_rate.copy()  # this step's rates: dynamic margin scales the perps'
     t_step = rec.target_rate.copy()
     preempt = rec.preempt_fraction > 0.0
-    accounts = (product, units, cash, key, flagged, last_step)
+    accounts = (product, units, cash, key, flagged, last_step, auction_tic, auction_top)
+    # Dutch auction parameters as an array (a mixed tuple cannot enter the parallel loops)
+    auction = np.empty(8)
+    auction[0] = rec.auction_curve
+    auction[1] = rec.auction_tau_steps
+    auction[2] = rec.auction_cut
+    auction[3] = rec.auction_step_steps
+    auction[4] = rec.auction_tail_steps
+    auction[5] = rec.auction_cusp
+    auction[6] = rec.auction_keeper_margin
+    auction_buf = rec.auction_buf
+    auction_tip = rec.auction_tip_usd
+    auction_chip = rec.auction_chip
+    loan_penalty = p_rate[_LOAN]
+    auctions = rec.family == _AUCTION
+    in_auction = np.zeros(n_chunks, np.int64)  # running auctions per chunk: always visited
     max_volume_fraction = rec.max_step_volume_fraction
     mk = market[0]
     impact_model = mk.impact_model
@@ -566,6 +701,10 @@ def run_steps_nb(
     chunk_max_short = np.empty(n_chunks)
     for ch in prange(n_chunks):
         chunk_max[ch], chunk_max_short[ch] = _chunk_bounds_nb(key, ch, chunk_size)
+        if auctions:
+            for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
+                if auction_tic[i] >= 0:
+                    in_auction[ch] += 1
     for t in range(t0, t1):
         # the outstanding liquidation flow displaces this step's prices (cascade feedback)
         outstanding = market_state[0] + market_state[1] if cascade else 0.0
@@ -623,7 +762,7 @@ def run_steps_nb(
                          rec.full_close_health, keeper_share, rec.tier_health,
                          rec.tier_fraction, rec.cooldown_steps, size_rules, m_rate,
                          rec.penalty_model, rec.penalty_cap, rec.seize_all_collateral,
-                         rec.preempt_fraction, rec.preempt_penalty, shift)
+                         rec.preempt_fraction, rec.preempt_penalty, shift, auction)
         # keys are liquidation prices at the base rates: a long at this step's perp rate
         # triggers at key x (1 - m) / (1 - m_step), a short at -key x (1 + m_step) / (1 + m);
         # the predictive overlay looks a further shift away
@@ -639,7 +778,7 @@ def run_steps_nb(
         # the chunks the candle can reach: some long key >= lo_key or short key in [-hi_key, 0)
         n_active = 0
         for ch in range(n_chunks):
-            if chunk_max[ch] >= lo_key or chunk_max_short[ch] >= -hi_key:
+            if chunk_max[ch] >= lo_key or chunk_max_short[ch] >= -hi_key or in_auction[ch] > 0:
                 active[n_active] = ch
                 n_active += 1
         total_flow = 0.0
@@ -720,7 +859,7 @@ def run_steps_nb(
         # accounts can be liquidatable yet wait: keepers late or unpaid, volume exhausted, or a
         # cooldown since the last slice
         waiting_possible = (latency > 0 or requires_profit or slice_factor < 1.0
-                            or rec.cooldown_steps > 0)
+                            or rec.cooldown_steps > 0 or auctions)
         exec_factor = execution_factor_nb(impact_model, total_flow, depth[t], outstanding)
         step_out[t, _EXEC_FACTOR] = exec_factor
         step_out[t, _NET_FLOW] = total_flow
@@ -735,15 +874,23 @@ def run_steps_nb(
             used = 0.0
             for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
                 # a chunk with no volume budget left only counts who waits
-                p, d, liquidatable, pen, pre = _decide_nb(i, t, candle, x_long, x_short, lo_key,
-                                                          hi_key, eff_fill, accounts,
-                                                          policy_inputs, keepers,
-                                                          chunk_budget[ch] > 0.0)
+                p, d, liquidatable, pen, kind = _decide_nb(i, t, candle, x_long, x_short,
+                                                           lo_key, hi_key, eff_fill, accounts,
+                                                           policy_inputs, keepers,
+                                                           chunk_budget[ch] > 0.0)
                 if d > 0.0:
                     d = _budget_take_nb(d, chunk_budget[ch], used, dust)
                     used += d
                 if d <= 0.0:
                     if liquidatable:
+                        if kind == _KIND_KICK:  # start or restart the Dutch auction
+                            if auction_tic[i] < 0:
+                                in_auction[ch] += 1
+                            auction_tic[i] = t
+                            auction_top[i] = p * auction_buf
+                            tab = -cash[i] / (1.0 - loan_penalty)
+                            acc[ch, _AUCTIONS_KICKED] += 1.0
+                            acc[ch, _AUCTION_INCENTIVES] += auction_tip + auction_chip * tab
                         if flagged[i] < 0:
                             flagged[i] = t
                         x = x_long if units[i] > 0.0 else x_short
@@ -756,10 +903,21 @@ def run_steps_nb(
                 prod = product[i]
                 pe = p * exec_factor
                 h = health_nb(prod, u, c, p, m_step[prod])
-                clears = clears_debt_nb(prod, u, c, d, pe, pen)
-                u2, c2, signed, keeper, ins, bad = apply_liquidation_nb(
-                    u, c, d, pe, pen, keeper_share, clears
-                )
+                if kind == _KIND_TAKE:
+                    price = auction_price_nb(int(auction[0]), auction_top[i],
+                                             t - auction_tic[i], auction[1], auction[2],
+                                             auction[3])
+                    u2, c2, keeper, ins, bad, clears = apply_auction_take_nb(u, c, d, pe, price,
+                                                                             pen)
+                    signed = d
+                    if u2 == 0.0 or clears:  # the auction is over
+                        auction_tic[i] = -1
+                        in_auction[ch] -= 1
+                else:
+                    clears = clears_debt_nb(prod, u, c, d, pe, pen)
+                    u2, c2, signed, keeper, ins, bad = apply_liquidation_nb(
+                        u, c, d, pe, pen, keeper_share, clears
+                    )
                 units[i] = u2
                 cash[i] = c2
                 key[i] = trigger_key_nb(u2, c2, m_rate[prod])
@@ -778,7 +936,7 @@ def run_steps_nb(
                 if bad > 0.0:
                     acc[ch, _N_BANKRUPT] += 1.0
                 acc[ch, _NOTIONAL] += notional
-                if pre:
+                if kind == _KIND_PREEMPTIVE:
                     acc[ch, _N_PREEMPTIVE] += 1.0
                     acc[ch, _PREEMPTIVE_NOTIONAL] += notional
                 acc[ch, _KEEPER] += keeper
@@ -804,7 +962,8 @@ def run_steps_nb(
                 rec_i[j, 0] = t
                 rec_i[j, 1] = i
                 rec_i[j, 2] = 1 if closed else 0
-                rec_i[j, 3] = 1 if pre else 0
+                rec_i[j, 3] = 1 if kind == _KIND_PREEMPTIVE else 0
+                rec_i[j, 4] = 1 if kind == _KIND_TAKE else 0
                 rec_f[j, 0] = signed
                 rec_f[j, 1] = pe
                 rec_f[j, 2] = keeper

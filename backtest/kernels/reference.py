@@ -17,6 +17,7 @@ from backtest.kernels.enums import (
     AdlRanking,
     FillPrice,
     ImpactModel,
+    AuctionCurve,
     OracleModel,
     PenaltyModel,
     PolicyFamily,
@@ -172,6 +173,9 @@ def simulate_reference(
     latency = int(mk["keeper_latency_steps"]) if market is not None else 0
     requires_profit = bool(mk["keeper_requires_profit"]) if market is not None else False
     flagged = np.full(n, -1)
+    auction_tic, auction_top = [-1] * n, [0.0] * n  # Dutch auctions (family AUCTION)
+    auctions = int(policy["family"]) == PolicyFamily.AUCTION
+    loan_pen = float(policy["penalty_rate"][Product.LOAN])
     sim_closes: list[float] = []  # simulated closes of past steps, for the oracles
     chainlink = [0.0, -1]  # oracle price, step of its last update
     slippage = 0.0  # |1 - execution factor| of the previous step
@@ -214,7 +218,7 @@ def simulate_reference(
         elif oracle_model == OracleModel.MARK:
             m_lo, m_hi, m_c = (float(v) * factor for v in mark[t])
             oracle = (m_lo, m_hi) if trigger_mode == TriggerPrice.EXTREME else (m_c, m_c)
-        decisions, waiting = [], []
+        decisions, waiting, kicks = [], [], []
         for i in range(n):
             u, cash_i, prod = float(res.units[i]), float(res.cash[i]), int(product[i])
             if u == 0.0:
@@ -226,6 +230,20 @@ def simulate_reference(
                 x = lo if u > 0 else h
             else:
                 x = c
+            if auctions and prod == Product.LOAN and auction_tic[i] >= 0:
+                dur, top = t - auction_tic[i], auction_top[i]
+                price = _auction_price(policy, top, dur)
+                waiting.append(i)
+                if dur > policy["auction_tail_steps"] or price < policy["auction_cusp"] * top:
+                    kicks.append((i, x))  # reset at the fresh decision price
+                elif price <= c * (1 - policy["auction_keeper_margin"]):
+                    tab = -cash_i / (1 - loan_pen)
+                    q = min(u, tab / price) if price > 0 else u
+                    gas = float(gas_usd[t]) if gas_usd is not None else 0.0
+                    if not (requires_profit and q * (c - price) < gas + slippage * q * c):
+                        waiting.pop()
+                        decisions.append((i, c, q, loan_pen, "take"))
+                continue
             cooldown = int(policy["cooldown_steps"])
             in_cooldown = cooldown > 0 and res.last_step[i] >= 0 and t - res.last_step[i] < cooldown
             if not (cash_i + u * x < m * abs(u) * x):  # equity < maintenance requirement
@@ -233,10 +251,14 @@ def simulate_reference(
                 if preempt and not in_cooldown and cash_i + u * stressed < m * abs(u) * stressed:
                     pen = float(policy["preempt_penalty"])
                     d = preempt * _whole(prod, u, cash_i, c, pen)
-                    decisions.append((i, c, d, pen, True))  # reduced at the step's close
+                    decisions.append((i, c, d, pen, "preemptive"))  # at the step's close
                 continue
             if latency > 0 and (flagged[i] < 0 or t < flagged[i] + latency):
                 waiting.append(i)
+                continue
+            if auctions and prod == Product.LOAN:  # a keeper barks: the auction starts
+                waiting.append(i)
+                kicks.append((i, x))
                 continue
             if in_cooldown:
                 waiting.append(i)
@@ -259,7 +281,7 @@ def simulate_reference(
                 waiting.append(i)
                 continue
             if d > 0:
-                decisions.append((i, p, d, pen, False))
+                decisions.append((i, p, d, pen, "liquidation"))
             else:
                 waiting.append(i)
         flow = sum((-d * p if res.units[i] > 0 else d * p) for i, p, d, *_ in decisions)
@@ -284,7 +306,7 @@ def simulate_reference(
                     budget = max(budget - take, 0.0)
                     if budget <= dust:
                         budget = 0.0
-                elif not pre:
+                elif pre != "preemptive":
                     waiting.append(i)
             decisions = taken
             flow = sum((-d * p if res.units[i] > 0 else d * p) for i, p, d, *_ in decisions)
@@ -299,9 +321,21 @@ def simulate_reference(
         row[StepMetric.MARGIN_SCALE] = scale
         row[StepMetric.EXECUTION_FACTOR] = execution
         row[StepMetric.NET_FLOW] = flow
-        for i, p, d, pen, pre in decisions:
+        for i, x in kicks:
+            tab = -float(res.cash[i]) / (1 - loan_pen)
+            row[StepMetric.AUCTIONS_KICKED] += 1
+            row[StepMetric.AUCTION_INCENTIVES] += (float(policy["auction_tip_usd"])
+                                                   + float(policy["auction_chip"]) * tab)
+            auction_tic[i], auction_top[i] = t, x * float(policy["auction_buf"])
+        for i, p, d, pen, kind in decisions:
             m, _ = _step_rates(policy, int(product[i]), scale)
-            _apply(res, policy, t, i, int(product[i]), p, d, execution, m, pen, pre)
+            if kind == "take":
+                price = _auction_price(policy, auction_top[i], t - auction_tic[i])
+                if _take(res, t, i, p, d, execution, m, pen, price):
+                    auction_tic[i] = -1
+            else:
+                _apply(res, policy, t, i, int(product[i]), p, d, execution, m, pen,
+                       kind == "preemptive")
             flagged[i] = -1
         for i in waiting:
             if flagged[i] < 0:
@@ -326,21 +360,25 @@ def simulate_reference(
 def _waterfall(res, policy, market, t, row, fund, price, equity_start, product) -> float:
     """Insurance fund, then ADL (perps) or socialised loss; returns the fund balance."""
     fund += row[StepMetric.INSURANCE_FEES]
+    incentives = row[StepMetric.AUCTION_INCENTIVES]  # Dutch auctions' keeper incentives
+    paid = min(fund, incentives)
+    fund -= paid
     bad = row[StepMetric.BAD_DEBT]
     draw = min(fund, bad)
     fund -= draw
-    row[StepMetric.INSURANCE_DRAW] = draw
+    row[StepMetric.INSURANCE_DRAW] = draw + paid
     row[StepMetric.INSURANCE_FUND] = fund
+    row[StepMetric.SOCIALISED_LOSS] = incentives - paid
     shortfall = bad - draw
     if shortfall <= 0:
         return fund
     perp_bad = row[StepMetric.BAD_DEBT_PERP_LONG] + row[StepMetric.BAD_DEBT_PERP_SHORT]
     if policy["waterfall"] != Waterfall.ADL or perp_bad <= 0:
-        row[StepMetric.SOCIALISED_LOSS] = shortfall
+        row[StepMetric.SOCIALISED_LOSS] += shortfall
         return fund
     from_longs = shortfall * row[StepMetric.BAD_DEBT_PERP_LONG] / bad
     from_shorts = shortfall * row[StepMetric.BAD_DEBT_PERP_SHORT] / bad
-    row[StepMetric.SOCIALISED_LOSS] = shortfall - from_longs - from_shorts
+    row[StepMetric.SOCIALISED_LOSS] += shortfall - from_longs - from_shorts
     sides = ((1, from_longs, row[StepMetric.BANKRUPT_UNITS_LONG]),
              (-1, from_shorts, row[StepMetric.BANKRUPT_UNITS_SHORT]))
     for side, owed, bankrupt_units in sides:
@@ -466,11 +504,48 @@ def _units_to_close(policy, prod, u, c, p, m, pen, target) -> float:
     return max(min(d, whole), 0.0)
 
 
+def _auction_price(policy, top: float, dur: int) -> float:
+    """Dutch auction price ``dur`` steps after its (re)start (Maker ``abaci.sol``)."""
+    curve = int(policy["auction_curve"])
+    if curve == AuctionCurve.LINEAR:
+        tau = float(policy["auction_tau_steps"])
+        return top * (tau - dur) / tau if dur < tau else 0.0
+    cut = float(policy["auction_cut"])
+    if curve == AuctionCurve.STAIRSTEP:
+        return top * cut ** math.floor(dur / float(policy["auction_step_steps"]))
+    return top * cut ** dur
+
+
+def _take(res, t, i, market, q, execution, m, share, price) -> bool:
+    """A keeper takes ``q`` units of loan ``i``'s collateral at the auction ``price``; returns
+    True when the auction is over (tab covered or collateral exhausted)."""
+    u, c = float(res.units[i]), float(res.cash[i])
+    pe = market * execution
+    tab = -c / (1 - share)
+    owe = q * price
+    covered = owe >= tab * (1 - 1e-12)
+    u_after = 0.0 if q >= u else u - q
+    c1 = c + owe
+    if u_after == 0.0:
+        insurance = min(max(c1, 0.0), owe * share)
+    elif covered:
+        insurance = max(c1, 0.0)
+    else:
+        insurance = owe * share
+    c_after = c1 - insurance
+    bad = 0.0
+    if u_after == 0.0 and c_after < 0:
+        bad, c_after = -c_after, 0.0
+    keeper = q * (pe - price)
+    _book(res, t, i, Product.LOAN, u, c, u_after, c_after, q, market, pe, keeper, insurance, bad,
+          _health(Product.LOAN, u, c, market, m), covered and u_after > 0, False, True)
+    return u_after == 0.0 or covered
+
+
 def _apply(res, policy, t, i, prod, p, d, execution, m, pen, preemptive):
     u, c = float(res.units[i]), float(res.cash[i])
     pe = p * execution
     size = abs(u)
-    health_before = _health(prod, u, c, p, m)
     clears_debt = prod == Product.LOAN and u > 0 and c < 0 and d < size and (
         d >= -c / (pe * (1 - pen)))
     signed = d if u > 0 else -d
@@ -484,8 +559,15 @@ def _apply(res, policy, t, i, prod, p, d, execution, m, pen, preemptive):
     bad = 0.0
     if u_after == 0.0 and c_after < 0:
         bad, c_after = -c_after, 0.0
-    closed = u_after == 0.0 or clears_debt
+    _book(res, t, i, prod, u, c, u_after, c_after, d, p, pe, keeper, insurance, bad,
+          _health(prod, u, c, p, m), clears_debt, preemptive, False)
 
+
+def _book(res, t, i, prod, u, c, u_after, c_after, d, p, pe, keeper, insurance, bad,
+          health_before, clears_debt, preemptive, auction):
+    """Record one liquidation (or take) of account ``i`` in the state, step row and records."""
+    signed = d if u > 0 else -d
+    closed = u_after == 0.0 or clears_debt
     res.units[i], res.cash[i] = u_after, c_after
     res.n_liquidations[i] += 1
     if res.first_step[i] < 0:
@@ -521,5 +603,5 @@ def _apply(res, policy, t, i, prod, p, d, execution, m, pen, preemptive):
         dict(step=t, account=i, closed=closed, units_closed=signed, fill_price=pe,
              keeper_fee=keeper, insurance_fee=insurance, bad_debt=bad,
              health_before=health_before, equity_after=c_after + u_after * pe,
-             decision_price=p, preemptive=preemptive)
+             decision_price=p, preemptive=preemptive, auction=auction)
     )

@@ -2,6 +2,7 @@
 
 from backtest.policies.load import available_policies, load_policy, pack_policy
 from backtest.policies.models import (
+    AuctionPolicy,
     GraduatedPolicy,
     HardPolicy,
     LoanParams,
@@ -12,6 +13,7 @@ from backtest.policies.models import (
 )
 
 __all__ = [
+    "AuctionPolicy",
     "GraduatedPolicy",
     "HardPolicy",
     "LoanParams",

@@ -14,14 +14,22 @@ from backtest.kernels.enums import (
     POLICY_DTYPE,
     AdlRanking,
     PenaltyModel,
+    AuctionCurve,
     PolicyFamily,
     Product,
     Waterfall,
 )
-from backtest.policies.models import GraduatedPolicy, HardPolicy, PartialPolicy, Policy
+from backtest.policies.models import (
+    AuctionPolicy,
+    GraduatedPolicy,
+    HardPolicy,
+    PartialPolicy,
+    Policy,
+)
 from backtest.validation import describe, read_toml
 
-_FAMILIES = {"hard": HardPolicy, "partial": PartialPolicy, "graduated": GraduatedPolicy}
+_FAMILIES = {"hard": HardPolicy, "partial": PartialPolicy, "graduated": GraduatedPolicy,
+             "auction": AuctionPolicy}
 
 
 def available_policies(strategies: str | Path | None = None) -> list[str]:
@@ -120,6 +128,8 @@ def pack_policy(policy: Policy, interval_seconds: int = 60) -> np.ndarray:
         rec["family"] = PolicyFamily.HARD
         rec["close_factor"] = 1.0
         rec["full_close_health"] = 1.0
+    if isinstance(policy, AuctionPolicy):
+        _pack_auction(rec, policy.auction, interval_seconds)
     cap = policy.slicing.max_step_volume_fraction
     rec["max_step_volume_fraction"] = 0.0 if cap is None else cap
     minutes = policy.slicing.cooldown_minutes
@@ -137,3 +147,21 @@ def pack_policy(policy: Policy, interval_seconds: int = 60) -> np.ndarray:
         rec["penalty_rate"][0, prod] = pen[prod]
         rec["target_rate"][0, prod] = target[prod]
     return rec
+
+
+def _pack_auction(rec: np.ndarray, auction, interval_seconds: int) -> None:
+    """Pack ``[auction]``: minutes become (fractional) steps, ``cut`` per stair or per step."""
+    steps = 60.0 / interval_seconds
+    rec["family"] = PolicyFamily.AUCTION
+    rec["auction_curve"] = AuctionCurve[auction.curve.upper()]
+    rec["auction_buf"] = auction.buf
+    rec["auction_tau_steps"] = auction.tau_minutes * steps
+    rec["auction_step_steps"] = auction.step_minutes * steps
+    rec["auction_tail_steps"] = auction.tail_minutes * steps
+    # exponential: the per-stair cut applied continuously, per step
+    rec["auction_cut"] = (auction.cut ** (1.0 / (auction.step_minutes * steps))
+                          if auction.curve == "exponential" else auction.cut)
+    rec["auction_cusp"] = auction.cusp
+    rec["auction_chip"] = auction.chip
+    rec["auction_tip_usd"] = auction.tip_usd
+    rec["auction_keeper_margin"] = auction.keeper_margin

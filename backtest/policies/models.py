@@ -224,6 +224,53 @@ class PredictiveParams(_Strict):
     window_minutes: float = Field(default=60.0, gt=0.0)
 
 
+class AuctionParams(_Strict):
+    """A Dutch auction of a liquidated loan's collateral (Maker Liquidations 2.0, ``Clipper``).
+
+    A liquidatable loan is kicked: ``top = decision price x buf``; the tab is ``debt x (1 +
+    [loan] liquidation_bonus)`` (``chop``). The auction price falls along ``curve``; it resets
+    (new ``top`` at the fresh decision price) after ``tail_minutes`` or when the price falls
+    below ``cusp x top``. A keeper takes when the auction price is at least ``keeper_margin``
+    below the market (the step's close): it buys what pays the tab, at most all the
+    collateral; the rest of the collateral returns to the borrower, a tab the collateral cannot
+    pay is bad debt. Each kick and reset pays the keeper ``tip_usd + chip x tab`` from the
+    insurance fund (Maker's ``vow``). Perps are liquidated as ``hard``. Sources: dss
+    ``clip.sol`` ``kick``/``redo``/``take``, ``abaci.sol`` (MECHANISMS.md section 3).
+
+    Attributes
+    ----------
+    curve : {"linear", "stairstep", "exponential"}
+        ``LinearDecrease`` (to 0 over ``tau_minutes``), ``StairstepExponentialDecrease``
+        (``x cut`` every ``step_minutes``), ``ExponentialDecrease`` (``cut`` per
+        ``step_minutes``, applied continuously per step).
+    buf : float
+        Starting price over the decision price (1.3 = 30% above).
+    tau_minutes, step_minutes, tail_minutes : float
+        Linear duration; stair length; longest run before a reset. Minutes, converted to steps.
+    cut : float
+        Price multiplier per ``step_minutes``, in (0, 1].
+    cusp : float
+        Reset when the price falls below this fraction of ``top``.
+    chip : float
+        Keeper incentive as a fraction of the tab.
+    tip_usd : float
+        Flat keeper incentive, USD.
+    keeper_margin : float
+        Least discount to the market at which keepers take, fraction.
+    """
+
+    curve: Literal["linear", "stairstep", "exponential"] = "stairstep"
+    buf: float = Field(default=1.0, gt=0.0)
+    tau_minutes: float = Field(default=60.0, gt=0.0)
+    step_minutes: float = Field(default=1.5, gt=0.0)
+    cut: float = Field(default=0.99, gt=0.0, le=1.0)
+    tail_minutes: float = Field(default=140.0, gt=0.0)
+    cusp: float = Field(default=0.4, ge=0.0, lt=1.0)
+    chip: float = Field(default=0.001, ge=0.0, lt=1.0)
+    tip_usd: float = Field(default=0.0, ge=0.0)
+    keeper_margin: float = Field(default=0.01, ge=0.0, lt=1.0)
+
+
 class GraduatedParams(_Strict):
     """A sliding scale of liquidation tiers.
 
@@ -293,4 +340,12 @@ class GraduatedPolicy(_PolicyBase):
     graduated: GraduatedParams
 
 
-Policy = Annotated[HardPolicy | PartialPolicy | GraduatedPolicy, Field(discriminator="family")]
+class AuctionPolicy(_PolicyBase):
+    """Sell a liquidated loan's collateral in a Dutch auction; perps are liquidated hard."""
+
+    family: Literal["auction"]
+    auction: AuctionParams = AuctionParams()
+
+
+Policy = Annotated[HardPolicy | PartialPolicy | GraduatedPolicy | AuctionPolicy,
+                   Field(discriminator="family")]
