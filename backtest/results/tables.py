@@ -110,6 +110,8 @@ def steps_table(
             "execution_factor": sm[:, StepMetric.EXECUTION_FACTOR],
             "price_factor": factor,
             "oracle_price": sm[:, StepMetric.ORACLE_PRICE],
+            "auctions_kicked": sm[:, StepMetric.AUCTIONS_KICKED].astype(np.int64),
+            "auction_incentives_usd": sm[:, StepMetric.AUCTION_INCENTIVES],
             "preemptive_reductions": sm[:, StepMetric.N_PREEMPTIVE].astype(np.int64),
             "preemptive_notional_usd": sm[:, StepMetric.PREEMPTIVE_NOTIONAL],
             "margin_scale": sm[:, StepMetric.MARGIN_SCALE],
@@ -197,6 +199,7 @@ def liquidations_table(
             "equity_after_usd": r["equity_after"],
             "closed": r["closed"].astype(bool),
             "preemptive": r["preemptive"].astype(bool),
+            "auction": r["auction"].astype(bool),
         }
     )
 
