@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from backtest.books import generate_book, read_book, write_book
+from backtest.books.schema import Book
 from backtest.cli import main
 from backtest.engine.run import execute
 from backtest.results import Catalog
@@ -236,9 +237,12 @@ def test_every_shipped_policy_runs_and_overrides_are_recorded(world, tmp_path):
 
     names = available_policies(Path(__file__).resolve().parent.parent / "strategies")
     listed = "[" + ",".join(f'"{n}"' for n in names) + "]"
+    full = read_book(world["book"])  # 19 policies: keep the book small
+    book = write_book(Book(full.frame.head(3000), full.meta), tmp_path / "small.parquet")
     run_id, run_dir = execute(world["config"], runs=tmp_path, store=world["store"],
                               show_progress=False,
                               overrides=[f"policies={listed}", "name=library",
+                                         f'book="{book}"',
                                          "insurance_fund.initial_balance_usd=1e6"])
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["name"] == "library" and manifest["config"]["overrides"][0].startswith(
