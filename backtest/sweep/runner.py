@@ -11,9 +11,12 @@ numbers ``liqbt run`` would report. Only the one-row summary and a per-step seri
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import os
+import signal
+import sys
 import time
 from functools import lru_cache
 
@@ -196,7 +199,18 @@ def run_cell(spec: CellSpec, sweep_dir: str) -> dict:
 
 
 def warm_worker() -> None:
-    """Load the JIT-compiled kernels in a fresh worker process (process pool initializer)."""
+    """Prepare a fresh worker process (process pool initializer).
+
+    On Linux the worker asks the kernel to kill it when its parent dies (``prctl``
+    ``PR_SET_PDEATHSIG``), so a killed sweep leaves no orphan still running queued cells; then
+    the JIT-compiled kernels are loaded once.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+        except OSError:
+            pass
     from backtest.engine.warmup import warm_up
 
     warm_up()
