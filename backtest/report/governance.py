@@ -248,7 +248,7 @@ def summary_table(data: GovernanceData) -> dict:
             cells.append({"current": build.format_value(c, m.unit),
                           "proposed": [_change(c, data.value(sc, p.label, m.name), m.unit, d)
                                        for p in props]})
-        name = ("All events (sum; equity retained: mean)" if sc is None else sc.key)
+        name = "All events" if sc is None else sc.key
         rows.append({"name": name, "total": sc is None, "cells": cells})
     return {"measures": [{"label": m.label, "unit": m.unit, "better": d} for m, d in measures],
             "rows": rows, "proposed": props, "current": cur}
@@ -440,7 +440,7 @@ def event_figure(data: GovernanceData, sc: Scenario) -> go.Figure:
                   height=600)
     fig.update_layout(hovermode="closest")
     fig.update_yaxes(title_text="Price (USD)", row=1, col=1)
-    fig.update_yaxes(title_text=f"Liquidated notional (USD, {unit})", row=2, col=1)
+    fig.update_yaxes(title_text="Liquidated (USD)", row=2, col=1)
     return fig
 
 
