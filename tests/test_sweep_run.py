@@ -119,8 +119,9 @@ def test_dask_local_cluster_is_bit_identical(world, tmp_path):
     assert dask_steps.equals(local_steps)
 
 
-def test_unreachable_scheduler_is_a_clear_error(world, tmp_path, capsys):
+def test_unreachable_scheduler_is_a_clear_error(world, tmp_path, capsys, monkeypatch):
     pytest.importorskip("distributed", reason="liqbt[dask] not installed")
+    monkeypatch.setattr("backtest.sweep.backends.CONNECT_TIMEOUT", "1s")
     code = main(["sweep", str(world["sweep"]), "--runs", str(tmp_path / "runs"),
                  "--store", str(world["store"]), "--events", str(world["events"]),
                  "--scheduler", "tcp://127.0.0.1:9", "-o", str(tmp_path / "s"), "-q"])

@@ -81,6 +81,10 @@ def _result(fut, cell: CellSpec) -> dict:
                          f"{cell.stress_label}) failed: {type(exc).__name__}: {exc}") from exc
 
 
+CONNECT_TIMEOUT = "20s"
+"""How long to try to reach a Dask scheduler before giving up."""
+
+
 def run_dask(cells: list[CellSpec], sweep_dir: str, scheduler) -> Iterator[dict]:
     """Run cells on a Dask distributed cluster.
 
@@ -109,7 +113,7 @@ def run_dask(cells: list[CellSpec], sweep_dir: str, scheduler) -> Iterator[dict]
                          "pip install 'liqbt[dask]'") from None
     own = not isinstance(scheduler, Client)
     try:
-        client = Client(scheduler, timeout="20s") if own else scheduler
+        client = Client(scheduler, timeout=CONNECT_TIMEOUT) if own else scheduler
     except OSError as exc:
         raise LiqbtError(f"cannot reach the Dask scheduler {scheduler}: {exc}") from None
     try:
