@@ -44,8 +44,7 @@ def report(
             raise ConfigError("give either a RUN or --governance PROPOSAL, not both")
         from backtest.report.governance import write_governance_report
 
-        command = "liqbt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) \
-            if sys.argv[1:] else None
+        command = _command_line()
         out, outcome = write_governance_report(
             governance, output, runs, store, strategies, events, workers, scheduler,
             show_progress=not quiet, command=command)
@@ -67,6 +66,13 @@ def report(
     with Catalog(runs) as catalog:
         out = write_report(catalog, catalog.resolve(run), output)
     typer.echo(str(out))
+
+
+def _command_line() -> str | None:
+    """Return this process's command line when it is the ``liqbt`` program (else None)."""
+    if Path(sys.argv[0]).name != "liqbt":
+        return None
+    return "liqbt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 def register(root: typer.Typer) -> None:

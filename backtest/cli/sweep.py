@@ -36,7 +36,7 @@ def sweep(
     """
     from backtest.sweep import run_sweep
 
-    command = "liqbt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    command = _command_line()
     out = run_sweep(config, runs=runs, store=store, strategies=strategies, events=events,
                     scheduler=scheduler, workers=workers, output=output,
                     show_progress=not quiet, command=command)
@@ -44,6 +44,13 @@ def sweep(
         f"sweep {out.sweep_id}: {out.total} cells ({out.skipped} finished before, "
         f"{out.computed} run now on {out.backend}) in {out.wall_seconds:.1f} s wall; "
         f"{out.cells_per_minute:.1f} cells/min -> {out.sweep_dir}")
+
+
+def _command_line() -> str | None:
+    """Return this process's command line when it is the ``liqbt`` program (else None)."""
+    if Path(sys.argv[0]).name != "liqbt":
+        return None
+    return "liqbt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 def register(root: typer.Typer) -> None:

@@ -219,7 +219,7 @@ def _change(cur: float | None, new: float | None, unit: str, better: str) -> Cha
         delta = f"{100 * diff:+.2f} pts"
     else:
         diff = new - cur
-        delta = (f"{100 * diff / abs(cur):+.1f}%" if cur else
+        delta = (_signed_pct(100 * diff / abs(cur)) if cur else
                  ("+" + build.format_value(diff, unit) if diff > 0 else ""))
     tol = 1e-9 * max(abs(cur), abs(new), 1.0)
     if abs(diff) <= max(tol, 0.5 if unit == "USD" else 1e-6):
@@ -322,7 +322,12 @@ def recommendation(data: GovernanceData) -> dict:
 def _pct(diff: float, base: float) -> str:
     if not base:
         return ""
-    return f" ({100 * diff / abs(base):+.1f}%)"
+    return f" ({_signed_pct(100 * diff / abs(base))})"
+
+
+def _signed_pct(pct: float) -> str:
+    """Format a percentage change with a sign: one decimal, two below 0.1% (``-0.01%``)."""
+    return f"{pct:+.1f}%" if abs(pct) >= 0.1 or pct == 0 else f"{pct:+.2f}%"
 
 
 # --------------------------------------------------------------------------- figures
