@@ -10,7 +10,7 @@ from plotly.offline import get_plotlyjs
 
 from backtest.cli import main
 from backtest.errors import ConfigError
-from backtest.report.governance import pareto
+from backtest.report.governance_figures import pareto
 from backtest.report.proposal import load_proposal, parameter_sets
 from tests.governance_world import (
     HOSTILE_DESCRIPTION,

@@ -85,7 +85,8 @@ class DevTools:
             m, p = msg.get("method"), msg.get("params", {})
             if m == "Runtime.exceptionThrown":
                 d = p.get("exceptionDetails", {})
-                out.append(f"exception: {d.get('text')} {d.get('exception', {}).get('description')}")
+                desc = d.get("exception", {}).get("description")
+                out.append(f"exception: {d.get('text')} {desc}")
             elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
                 out.append("console.error: " + " ".join(str(a.get("value", a.get("description")))
                                                         for a in p.get("args", [])))
