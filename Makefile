@@ -8,6 +8,8 @@
 #               with a tape, ACCOUNTS accounts each (configs/policy-library.toml)
 #   make bench  benchmark workloads W1, W2, W3 and 10M accounts (bench/RESULTS.md)
 #   make bench-portfolio  1M multi-asset accounts through LUNA 2022 under each order policy
+#   make sweep  five crashes x five policies x a 5-point margin grid x 2 stress levels (250 cells)
+#   make governance  the example governance proposal's HTML report (reports/*.html)
 #
 # Real market data is read from $(LIQBT_SHARED_DATA) (default: ../shared/data beside the
 # repository); it is never copied into the repository.
@@ -25,7 +27,8 @@ DEMO_TAPES := \
 	$(LIQBT_SHARED_DATA)/ohlcv_1m/tooyipjee__freqtrade__44523f8d61__b50348e9__BTC_USDT-1m.json \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/lucaforni__E0V1E-DCA__2501247b0b__d23d101a__BTC_USDT-5m.feather
 
-.PHONY: setup tapes demo test bench bench-portfolio black-thursday policy-library clean
+.PHONY: setup tapes demo test bench bench-portfolio black-thursday policy-library \
+	sweep-tapes sweep governance clean
 
 setup: $(VENV)/.installed
 
@@ -92,3 +95,21 @@ bench: tapes
 
 bench-portfolio: setup
 	$(BIN)/python -m bench.portfolio --import-shared --accounts $(ACCOUNTS) --seed $(SEED)
+
+SWEEP_TAPES := \
+	$(LIQBT_SHARED_DATA)/ohlcv_5m/aovolkov__freqml__f4cd64f0ce__2562ccba__ETH_USDT-5m.json \
+	$(LIQBT_SHARED_DATA)/ohlcv_1m/tooyipjee__freqtrade__44523f8d61__b50348e9__BTC_USDT-1m.json \
+	$(LIQBT_SHARED_DATA)/ohlcv_5m/MoonEyes__freqtrade__c3e489f0b4__a78bd328__BTC_USDT-5m.json \
+	$(LIQBT_SHARED_DATA)/ohlcv_5m/BestiaTantrica__freqtrade-bestia__111e2ac8c9__f0939ebd__ETH_USDT-5m.feather \
+	$(LIQBT_SHARED_DATA)/ohlcv_5m/lucaforni__E0V1E-DCA__2501247b0b__d23d101a__BTC_USDT-5m.feather
+
+# tapes of the example sweep and proposal: Black Thursday (ETH 5m), May 2021 (BTC 1m),
+# LUNA (BTC 5m), 3AC (ETH 5m), FTX (BTC 5m)
+sweep-tapes: setup
+	$(BIN)/liqbt data import $(SWEEP_TAPES) --venue binance
+
+sweep: sweep-tapes
+	$(BIN)/liqbt sweep configs/sweeps/crashes-margin.toml
+
+governance: sweep-tapes
+	$(BIN)/liqbt report --governance configs/proposals/aave-close-factor-bonus.toml

@@ -152,3 +152,11 @@ def synth() -> type[Synth]:
 def snapshot():
     """Return a function mapping a store to {relative path: bytes} of every file in it."""
     return store_files
+
+
+@pytest.fixture(scope="session")
+def governance_report(tmp_path_factory) -> dict:
+    """Build the 6-event, 20-set governance report once per test session."""
+    from tests.governance_world import build_governance_report
+
+    return build_governance_report(tmp_path_factory.mktemp("governance"))

@@ -8,11 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from backtest import paths
-from backtest.books import BookParams, generate_book, write_book
-from backtest.errors import ConfigError
-from backtest.events import get_event
-from backtest.tapes import TapeStore
+from backtest.books import write_book
 
 app = typer.Typer(help="Generate and inspect books (account populations).", no_args_is_help=True)
 
@@ -33,34 +29,16 @@ def generate(
     events: Annotated[Path | None, typer.Option(help="Event catalog file.")] = None,
 ) -> None:
     """Generate a synthetic book of perp accounts and loans open at the event's start."""
-    from pydantic import ValidationError
+    from backtest.books.event import book_for_event, load_book_params
 
-    from backtest.validation import describe, read_toml
-
-    ev = get_event(event, events)
-    sym = symbol or ev.symbols[0]
-    gen_params = BookParams()
-    if params is not None:
-        try:
-            gen_params = BookParams.model_validate(read_toml(params))
-        except ValidationError as exc:
-            raise ConfigError(describe(exc), params) from None
-    lookback_start = ev.start.timestamp() - gen_params.lookback_days * 86400
-    from datetime import UTC, datetime
-
-    tape = TapeStore(paths.tape_store(store)).resolve(
-        sym, datetime.fromtimestamp(lookback_start, UTC), ev.end, venue, market, interval)
-    a = tape.arrays()
-    book = generate_book(
-        accounts, a["timestamp"], a["close"], a["low"], a["high"], ev.start, seed, gen_params,
-        meta={"symbol": tape.meta.symbol, "event": ev.key, "tape": str(tape.path)},
-    )
+    book = book_for_event(accounts, event, seed, symbol, venue, market, interval,
+                          load_book_params(params), store, events)
     write_book(book, output)
     counts = dict(book.frame["product"].value_counts().iter_rows())
     Console().print(
         f"wrote {output}: {len(book):,} accounts ({counts.get('perp', 0):,} perps, "
-        f"{counts.get('loan', 0):,} loans) for {tape.meta.symbol} {tape.meta.interval} "
-        f"{tape.meta.venue}/{tape.meta.market}, event {ev.key}, seed {seed}"
+        f"{counts.get('loan', 0):,} loans) for {book.meta['symbol']}, tape {book.meta['tape']}, "
+        f"event {event}, seed {seed}"
     )
 
 

@@ -1,7 +1,9 @@
-"""``liqbt report RUN``: write the self-contained HTML report of a run."""
+"""``liqbt report RUN`` and ``liqbt report --governance PROPOSAL.toml``: self-contained HTML."""
 
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -9,15 +11,51 @@ import typer
 
 
 def report(
-    run: Annotated[str, typer.Argument(help="Run id, unique prefix, 'latest' or run directory.")],
+    run: Annotated[str | None, typer.Argument(
+        help="Run id, unique prefix, 'latest' or run directory.")] = None,
+    governance: Annotated[Path | None, typer.Option(
+        help="Governance proposal (TOML): run it through the sweep machinery and write the "
+             "report a DAO can vote on.")] = None,
     runs: Annotated[Path | None, typer.Option(help="Runs directory (default $LIQBT_RUNS).")] = None,
     output: Annotated[Path | None, typer.Option(
-        "-o", "--output", help="HTML file to write (default $LIQBT_REPORTS/<run_id>.html).")
-    ] = None,
+        "-o", "--output", help="HTML file to write (default $LIQBT_REPORTS/<run_id>.html, or "
+                               "$LIQBT_REPORTS/governance-<proposal>.html).")] = None,
+    store: Annotated[Path | None, typer.Option(
+        help="Tape store (default $LIQBT_TAPES; --governance only).")] = None,
+    strategies: Annotated[Path | None, typer.Option(
+        help="Policy directory (--governance only).")] = None,
+    events: Annotated[Path | None, typer.Option(
+        help="Event catalog file (--governance only).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Local worker processes (--governance only).")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        help="Dask scheduler address (--governance only).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Write the HTML report of RUN (one file, opens offline) and print its path."""
+    """Write the HTML report of RUN, or of a governance proposal; print its path.
+
+    Either report is one file that opens offline (plotly.js embedded once).
+    """
     from backtest import paths
-    from backtest.errors import CatalogError
+    from backtest.errors import CatalogError, ConfigError
+
+    if governance is not None:
+        if run is not None:
+            raise ConfigError("give either a RUN or --governance PROPOSAL, not both")
+        from backtest.report.governance import write_governance_report
+
+        command = _command_line()
+        out, outcome = write_governance_report(
+            governance, output, runs, store, strategies, events, workers, scheduler,
+            show_progress=not quiet, command=command)
+        typer.echo(f"{outcome.total} cells ({outcome.skipped} reused, {outcome.computed} run) "
+                   f"in {outcome.wall_seconds:.1f} s; report {out.stat().st_size:,} bytes",
+                   err=True)
+        typer.echo(str(out))
+        return
+    if run is None:
+        raise ConfigError("give a RUN (id, prefix, 'latest' or directory) or --governance "
+                          "PROPOSAL")
     from backtest.report import write_report
     from backtest.results.catalog import Catalog
 
@@ -28,6 +66,13 @@ def report(
     with Catalog(runs) as catalog:
         out = write_report(catalog, catalog.resolve(run), output)
     typer.echo(str(out))
+
+
+def _command_line() -> str | None:
+    """Return this process's command line when it is the ``liqbt`` program (else None)."""
+    if Path(sys.argv[0]).name != "liqbt":
+        return None
+    return "liqbt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 def register(root: typer.Typer) -> None:

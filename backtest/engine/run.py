@@ -83,7 +83,33 @@ def resolve_inputs(config_path: str | Path, store: str | Path | None = None,
         covering the window, a book for another symbol or with entries after the window start.
     """
     config_path = Path(config_path)
-    cfg = load_run_config(config_path, overrides)
+    return resolve_config(load_run_config(config_path, overrides), config_path, store,
+                          strategies, events, overrides)
+
+
+def resolve_config(cfg: RunConfig, config_path: str | Path, store: str | Path | None = None,
+                   strategies: str | Path | None = None,
+                   events: str | Path | None = None,
+                   overrides: list[str] | None = None) -> Inputs:
+    """Resolve an already validated run config (see :func:`resolve_inputs`).
+
+    Parameters
+    ----------
+    cfg : RunConfig
+        The validated config, e.g. built in memory by a sweep.
+    config_path : str or Path
+        Where the config came from; named in error messages and recorded in manifests.
+    store, strategies, events : str or Path, optional
+        Override the tape store, strategies directory and event catalog.
+    overrides : list of str, optional
+        The ``KEY=VALUE`` overrides already applied to ``cfg`` (recorded in manifests).
+
+    Raises
+    ------
+    ConfigError, TapeError, BookError
+        As :func:`resolve_inputs`.
+    """
+    config_path = Path(config_path)
     event = get_event(cfg.event, events) if cfg.event else None
     start = cfg.start or event.start
     end = cfg.end or event.end

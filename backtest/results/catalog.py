@@ -11,7 +11,8 @@ Run directories appear atomically (written under a temporary name, then renamed)
 directory with a manifest is complete. Opening the catalog registers any complete run
 directory it does not know yet (e.g. after a crash between the rename and the insert) and
 exposes views ``prices``, ``steps``, ``accounts``, ``liquidations``, ``adl``, ``policies`` over the
-registered runs' files, plus ``runs``.
+registered runs' files, plus ``runs``. Sweeps (:mod:`backtest.sweep`) are registered in the
+``sweeps`` table; the views ``sweep_cells`` and ``sweep_steps`` span their finished cells.
 """
 
 from __future__ import annotations
@@ -47,6 +48,29 @@ CREATE TABLE IF NOT EXISTS runs (
 )
 """
 
+_SWEEPS_DDL = """
+CREATE TABLE IF NOT EXISTS sweeps (
+    sweep_dir VARCHAR PRIMARY KEY,
+    sweep_id VARCHAR,
+    name VARCHAR,
+    created_at TIMESTAMPTZ,
+    cells BIGINT,
+    package_version VARCHAR
+)
+"""
+
+SWEEP_VIEWS = {"sweep_cells": "summary.parquet", "sweep_steps": "steps.parquet"}
+"""Views over every registered sweep's finished cells: one row per cell (coordinates and
+metrics), and one row per cell and step. Both carry ``sweep_id`` and ``cell_id``; only cells
+of each sweep's current plan are shown."""
+
+SWEEP_GLOBS = ("sweeps/*/sweep.json", "governance/*/sweep.json")
+"""Where :meth:`Catalog.sync` looks for sweep directories under the runs directory."""
+
+
+def _sql_str(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
 
 class Catalog:
     """Connection to the runs catalog, with views over every registered run.
@@ -76,6 +100,7 @@ class Catalog:
             raise CatalogError(f"cannot open the run catalog: {exc}", db) from None
         if not read_only:
             self._exec(_RUNS_DDL)
+            self._exec(_SWEEPS_DDL)
             self.sync()
         self._create_views()
 
@@ -127,6 +152,52 @@ class Catalog:
         for manifest in sorted(self.root.glob("*/manifest.json")):
             if manifest.parent.name not in known:
                 self.register(manifest.parent)
+        sweeps = {r[0] for r in self._exec("SELECT sweep_dir FROM sweeps")}
+        for sweep_dir in sweeps:
+            if not (Path(sweep_dir) / "sweep.json").exists():
+                self._exec("DELETE FROM sweeps WHERE sweep_dir = ?", [sweep_dir])
+        for pattern in SWEEP_GLOBS:
+            for manifest in sorted(self.root.glob(pattern)):
+                if str(manifest.parent.resolve()) not in sweeps:
+                    self.register_sweep(manifest.parent)
+
+    def register_sweep(self, sweep_dir: str | Path) -> str:
+        """Register (or refresh) a sweep directory; return its sweep id.
+
+        Raises
+        ------
+        CatalogError
+            If the directory has no readable ``sweep.json``.
+        """
+        sweep_dir = Path(sweep_dir).resolve()
+        try:
+            m = json.loads((sweep_dir / "sweep.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise CatalogError(f"not a sweep directory ({exc})", sweep_dir) from None
+        self._exec("INSERT OR REPLACE INTO sweeps VALUES (?, ?, ?, ?, ?, ?)",
+                   [str(sweep_dir), m["sweep_id"], m["name"], m["created_at"], m["cells"],
+                    m.get("engine", {}).get("liqbt")])
+        self._create_views()
+        return m["sweep_id"]
+
+    def _sweep_views(self) -> None:
+        has = self._exec("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'sweeps'")
+        rows = self._exec("SELECT sweep_id, sweep_dir FROM sweeps ORDER BY sweep_id") \
+            if has[0][0] else []
+        for view, file in SWEEP_VIEWS.items():
+            parts = []
+            for sweep_id, sweep_dir in rows:
+                d = Path(sweep_dir)
+                if not (d / "plan.parquet").exists() or not any(d.glob(f"cells/*/{file}")):
+                    continue
+                parts.append(
+                    f"SELECT {_sql_str(sweep_id)} AS sweep_id, c.* FROM read_parquet("
+                    f"{_sql_str(str(d / 'cells' / '*' / file))}, union_by_name = true) c "
+                    f"WHERE c.cell_id IN (SELECT cell_id FROM read_parquet("
+                    f"{_sql_str(str(d / 'plan.parquet'))}))")
+            body = (" UNION ALL BY NAME ".join(parts) if parts else
+                    "SELECT NULL::VARCHAR AS sweep_id, NULL::VARCHAR AS cell_id WHERE false")
+            self._exec(f"CREATE OR REPLACE TEMP VIEW {view} AS {body}")
 
     def _create_views(self) -> None:
         dirs = [r[0] for r in self._exec("SELECT run_dir FROM runs ORDER BY run_id")]
@@ -138,6 +209,7 @@ class Catalog:
             else:
                 body = "SELECT NULL::VARCHAR AS run_id WHERE false"
             self._exec(f"CREATE OR REPLACE TEMP VIEW {table} AS {body}")
+        self._sweep_views()
 
     def query(self, sql: str) -> pl.DataFrame:
         """Run SQL against the catalog and return the result.

@@ -1,0 +1,509 @@
+"""Governance reports: one self-contained HTML file a DAO can vote on.
+
+``liqbt report --governance PROPOSAL.toml`` runs the proposal (:mod:`backtest.report.proposal`)
+through the sweep machinery, then builds the report from DuckDB aggregates of the sweep's cells
+(the catalog views ``sweep_cells`` and ``sweep_steps``): a one-screen summary (recommendation,
+current vs proposed on every event), the trade-off frontier of bad debt against user losses
+across the swept parameters, a section per event (price path, liquidations over time per
+parameter set), methodology and assumptions in plain words, and a reproducibility appendix.
+
+Size: plotly.js (about 4.8 MB) is embedded once; every per-step series is bucketed to at most
+:data:`MAX_SERIES_POINTS` points and stored as float32, so a 6-event, 20-parameter-set report
+stays under 5 MB. Every user-supplied string (proposal name, descriptions, set names) is
+escaped: by jinja2's autoescaping in the page, by :func:`backtest.report.figures.label` in
+charts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+from markupsafe import Markup
+
+from backtest.atomic import atomic_path
+from backtest.books.event import load_book_params
+from backtest.engine.run import file_sha256
+from backtest.policies import load_policy
+from backtest.report import build, figures
+from backtest.report.governance_figures import FRONTIER_GREY, event_figure, frontier_figure
+from backtest.report.proposal import CURRENT, Proposal, load_proposal, parameter_sets, sweep_config
+from backtest.results.catalog import Catalog
+from backtest.results.metrics import METRICS
+
+MAX_SERIES_POINTS = 80
+"""Most points per plotted per-step series of the governance report."""
+
+MEASURES: tuple[tuple[str, str], ...] = (
+    ("bad_debt_usd", "min"),
+    ("user_loss_to_liquidation_usd", "min"),
+    ("user_equity_retained", "max"),
+    ("insurance_draw_usd", "min"),
+    ("adl_notional_usd", "min"),
+    ("peak_liquidated_notional_usd", "min"),
+)
+"""Summary measures (registry names) and which direction is better."""
+
+CURRENT_COLOR = "#000000"
+
+
+@dataclass
+class SetInfo:
+    """A parameter set of the proposal: role, name, parameters, colour."""
+
+    role: str  # current | proposed | frontier
+    label: str
+    params: dict
+    description: str = ""
+    color: str = FRONTIER_GREY
+
+
+@dataclass
+class Scenario:
+    """One (event, stress) of the proposal, with its window facts."""
+
+    key: str
+    event: str
+    stress: str
+    symbol: str
+    interval: str
+    window: str
+    steps: int
+    name: str = ""
+    description: str = ""
+
+
+@dataclass
+class GovernanceData:
+    """Everything the governance report shows (DuckDB aggregates of the proposal's sweep)."""
+
+    proposal: Proposal
+    path: Path
+    manifest: dict
+    sets: list[SetInfo]
+    scenarios: list[Scenario]
+    values: pl.DataFrame  # event, stress, param_set, each measure (mean over seeds)
+    prices: dict[str, pl.DataFrame] = field(default_factory=dict)
+    liquidations: dict[str, pl.DataFrame] = field(default_factory=dict)
+    buckets: dict[str, int] = field(default_factory=dict)
+    command: str = ""
+
+    def named(self) -> list[SetInfo]:
+        """Return current and proposed sets, in proposal order."""
+        return [s for s in self.sets if s.role != "frontier"]
+
+    def value(self, scenario: Scenario | None, label: str, measure: str) -> float | None:
+        """Return a measure of a set in one scenario (None: all scenarios, aggregated)."""
+        v = self.values.filter(pl.col("param_set") == label)
+        if scenario is not None:
+            v = v.filter((pl.col("event") == scenario.event)
+                         & (pl.col("stress") == scenario.stress))
+            return build._num(v[measure][0]) if v.height else None
+        col = v[measure].drop_nulls()
+        if not col.len():
+            return None
+        return float(col.mean()) if measure == "user_equity_retained" else float(col.sum())
+
+
+def _metric(name: str):
+    return next(m for m in METRICS if m.name == name)
+
+
+def _lit(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def load_governance_data(catalog: Catalog, proposal: Proposal, path: Path, sweep_dir: Path,
+                         roles: list, strategies: str | Path | None = None,
+                         events: str | Path | None = None) -> GovernanceData:
+    """Query the proposal's sweep from the catalog.
+
+    Parameters
+    ----------
+    catalog : Catalog
+        Catalog with the sweep registered.
+    proposal : Proposal
+    path : Path
+        Proposal file.
+    sweep_dir : Path
+        The proposal's sweep directory.
+    roles : list of (str, ParamSet)
+        From :func:`backtest.report.proposal.parameter_sets`.
+    strategies, events : str or Path, optional
+
+    Returns
+    -------
+    GovernanceData
+    """
+    from backtest.events import get_event
+
+    manifest = json.loads((Path(sweep_dir) / "sweep.json").read_text())
+    sid = _lit(manifest["sweep_id"])
+    descriptions = {p.name: p.description for p in proposal.proposed}
+    sets, n_proposed = [], 0
+    for role, ps in roles:
+        color = FRONTIER_GREY
+        if role == CURRENT:
+            color = CURRENT_COLOR
+        elif role == "proposed":
+            color = figures.PALETTE[(1 + n_proposed) % len(figures.PALETTE)]
+            n_proposed += 1
+        sets.append(SetInfo(role, ps.label, dict(ps.params), descriptions.get(ps.label, ""),
+                            color))
+    cols = ", ".join(f"avg({m}) AS {m}" for m, _ in MEASURES)
+    values = catalog.query(f"""
+        SELECT event, stress, param_set, {cols}, count(*) AS seeds
+        FROM sweep_cells WHERE sweep_id = {sid} GROUP BY ALL ORDER BY ALL""")
+    stresses = [s.label for s in proposal.stress]
+    scenarios = []
+    for ev in proposal.events:
+        info = next(e for e in manifest["events"] if e["event"] == ev.key)
+        catalog_event = get_event(ev.event, events)
+        for st in stresses:
+            key = ev.key if len(stresses) == 1 else f"{ev.key}, {st}"
+            scenarios.append(Scenario(
+                key, ev.key, st, info["symbol"], info["interval"],
+                f"{build.utc(info['start'])} \u2013 {build.utc(info['end'])}", info["steps"],
+                catalog_event.name, catalog_event.description))
+    data = GovernanceData(proposal, path, manifest, sets, scenarios, values)
+    seed = _lit(str(min(proposal.seeds)))
+    for sc in scenarios:
+        n = catalog.query(f"""
+            SELECT max(steps) AS n FROM sweep_cells WHERE sweep_id = {sid}
+            AND event = {_lit(sc.event)} AND stress = {_lit(sc.stress)}""")["n"][0]
+        k = build.bucket_size(int(n or 1), MAX_SERIES_POINTS)
+        data.buckets[sc.key] = k
+        where = (f"sweep_id = {sid} AND c.event = {_lit(sc.event)} "
+                 f"AND c.stress = {_lit(sc.stress)}")
+        data.prices[sc.key] = catalog.query(f"""
+            SELECT st.step // {k} AS b, min(epoch_ms(st.timestamp))::DOUBLE AS t_ms,
+                   max(st.high) AS high, min(st.low) AS low,
+                   arg_max(st.close, st.step) AS close
+            FROM sweep_steps st JOIN sweep_cells c USING (sweep_id, cell_id)
+            WHERE {where} AND param_set = {_lit(CURRENT)} AND seed = {seed}
+            GROUP BY b ORDER BY b""")
+        data.liquidations[sc.key] = catalog.query(f"""
+            SELECT c.param_set, st.step // {k} AS b,
+                   min(epoch_ms(st.timestamp))::DOUBLE AS t_ms,
+                   sum(st.liquidated_notional_usd) / count(DISTINCT c.seed)
+                       AS liquidated_notional_usd
+            FROM sweep_steps st JOIN sweep_cells c USING (sweep_id, cell_id)
+            WHERE {where} GROUP BY ALL ORDER BY param_set, b""")
+    return data
+
+
+# --------------------------------------------------------------------------- summary
+
+
+@dataclass
+class Change:
+    """A proposed value and its change against current."""
+
+    text: str
+    delta: str
+    verdict: str  # better | worse | same
+
+
+def _change(cur: float | None, new: float | None, unit: str, better: str) -> Change:
+    text = build.format_value(new, unit)
+    if cur is None or new is None:
+        return Change(text, "", "same")
+    if unit == "fraction":
+        diff = new - cur
+        delta = f"{100 * diff:+.2f} pts"
+    else:
+        diff = new - cur
+        delta = (_signed_pct(100 * diff / abs(cur)) if cur else
+                 ("+" + build.format_value(diff, unit) if diff > 0 else ""))
+    tol = 1e-9 * max(abs(cur), abs(new), 1.0)
+    if abs(diff) <= max(tol, 0.5 if unit == "USD" else 1e-6):
+        return Change(text, "no change", "same")
+    good = diff < 0 if better == "min" else diff > 0
+    return Change(text, delta, "better" if good else "worse")
+
+
+def summary_table(data: GovernanceData) -> dict:
+    """Return the one-screen table: per scenario (and all), each measure, current vs proposed.
+
+    Returns
+    -------
+    dict
+        ``measures`` (label, unit, direction), ``rows`` (``name``, ``cells``: per measure
+        ``current`` text and ``proposed``: list of :class:`Change`).
+    """
+    named = data.named()
+    cur, props = named[0], named[1:]
+    measures = [(_metric(m), d) for m, d in MEASURES]
+    rows = []
+    for sc in [None, *data.scenarios]:
+        cells = []
+        for m, d in measures:
+            c = data.value(sc, cur.label, m.name)
+            cells.append({"current": build.format_value(c, m.unit),
+                          "proposed": [_change(c, data.value(sc, p.label, m.name), m.unit, d)
+                                       for p in props]})
+        name = "All events" if sc is None else sc.key
+        rows.append({"name": name, "total": sc is None, "cells": cells})
+    return {"measures": [{"label": m.label, "unit": m.unit, "better": d} for m, d in measures],
+            "rows": rows, "proposed": props, "current": cur}
+
+
+def recommendation(data: GovernanceData) -> dict:
+    """Return the recommendation: a headline and one plain-words sentence per proposed set.
+
+    A proposed set is recommended when, summed over every event, it leaves less bad debt and
+    no more user losses to liquidation (within 0.1%) than the current parameters; rejected
+    when it is worse on both; otherwise it is a trade-off the sentence quantifies.
+
+    Returns
+    -------
+    dict
+        ``headline``, ``verdict`` (``adopt``, ``keep`` or ``trade-off``), ``sentences``.
+    """
+    named = data.named()
+    cur = named[0]
+    bd0 = data.value(None, cur.label, "bad_debt_usd") or 0.0
+    ul0 = data.value(None, cur.label, "user_loss_to_liquidation_usd") or 0.0
+    sentences, adopt, worse = [], [], 0
+    n = len(data.scenarios)
+    for p in named[1:]:
+        bd = data.value(None, p.label, "bad_debt_usd") or 0.0
+        ul = data.value(None, p.label, "user_loss_to_liquidation_usd") or 0.0
+        fewer = sum(1 for sc in data.scenarios
+                    if (data.value(sc, p.label, "bad_debt_usd") or 0.0)
+                    < (data.value(sc, cur.label, "bad_debt_usd") or 0.0) - 0.5)
+        d_bd, d_ul = bd - bd0, ul - ul0
+        tol_bd, tol_ul = max(0.5, 1e-3 * abs(bd0)), max(0.5, 1e-3 * abs(ul0))
+        name = f"\u201c{p.label}\u201d"
+        facts = (f"bad debt {build.usd(bd0)} \u2192 {build.usd(bd)}"
+                 f"{_pct(d_bd, bd0)}, user losses to liquidation {build.usd(ul0)} \u2192 "
+                 f"{build.usd(ul)}{_pct(d_ul, ul0)}; lower bad debt on {fewer} of {n} "
+                 f"event{'s' if n != 1 else ''}")
+        if d_bd < -tol_bd and d_ul <= tol_ul:
+            adopt.append((bd, p.label))
+            sentences.append(f"Adopt {name}: over all events it leaves less bad debt without "
+                             f"raising user losses ({facts}).")
+        elif d_bd > tol_bd and d_ul > tol_ul:
+            worse += 1
+            sentences.append(f"Do not adopt {name}: it is worse on both counts ({facts}).")
+        elif abs(d_bd) <= tol_bd and abs(d_ul) <= tol_ul:
+            sentences.append(f"{name} makes no material difference ({facts}).")
+        elif d_bd < -tol_bd:
+            rate = d_ul / -d_bd
+            sentences.append(f"Trade-off for {name}: it avoids {build.usd(-d_bd)} of bad debt "
+                             f"at the cost of {build.usd(d_ul)} more user losses "
+                             f"({build.usd(rate)} of user losses per dollar of bad debt "
+                             f"avoided; {facts}).")
+        else:
+            sentences.append(f"Trade-off for {name}: it spares users {build.usd(-d_ul)} of "
+                             f"liquidation losses but adds {build.usd(d_bd)} of bad debt "
+                             f"({facts}).")
+    if adopt:
+        best = min(adopt)[1]
+        return {"verdict": "adopt", "sentences": sentences,
+                "headline": f"Recommendation: adopt \u201c{best}\u201d. It would have left "
+                            "less bad debt across the events tested without raising user "
+                            "losses to liquidation."}
+    if worse == len(named) - 1:
+        return {"verdict": "keep", "sentences": sentences,
+                "headline": "Recommendation: keep the current parameters. Every proposed "
+                            "set would have left more bad debt and more user losses."}
+    return {"verdict": "trade-off", "sentences": sentences,
+            "headline": "No proposed set is better on both bad debt and user losses: the "
+                        "choice is a trade-off, quantified below."}
+
+
+def _pct(diff: float, base: float) -> str:
+    if not base:
+        return ""
+    return f" ({_signed_pct(100 * diff / abs(base))})"
+
+
+def _signed_pct(pct: float) -> str:
+    """Format a percentage change with a sign: one decimal, two below 0.1% (``-0.01%``)."""
+    return f"{pct:+.1f}%" if abs(pct) >= 0.1 or pct == 0 else f"{pct:+.2f}%"
+
+
+# --------------------------------------------------------------------------- words
+
+
+def methodology(data: GovernanceData, strategies: str | Path | None = None) -> dict:
+    """Return the methodology section in plain words.
+
+    Book generation, execution, impact, oracle and keepers, the preset, stress transforms,
+    what is not modelled, and the parameter table.
+    """
+    run = data.proposal.run
+    preset = load_policy(data.proposal.protocol, strategies)
+    books = []
+    for ev in data.proposal.events:
+        b = load_book_params(ev.book_params)
+        perps = 1.0 - b.loan_fraction
+        books.append(
+            f"{ev.key}: {ev.accounts:,} accounts per seed, {100 * b.loan_fraction:g}% loans "
+            f"(loan-to-value {100 * b.ltv_min:g}\u2013{100 * b.ltv_max:g}%, median collateral "
+            f"{build.usd(b.loan_collateral_median_usd)})"
+            + (f" and {100 * perps:g}% isolated perps ({100 * b.long_fraction:g}% long, "
+               f"leverage {', '.join(f'{x:g}x' for x in b.leverage_choices)}, median notional "
+               f"{build.usd(b.perp_notional_median_usd)})" if perps > 0 else "")
+            + f"; entries in the {b.lookback_days:g} days before the window"
+            + (f" (generator parameters {ev.book_params})" if ev.book_params else "") + ".")
+    m = run.market.model_dump()
+    manifest_like = {"oracle": run.oracle.model_dump(), "keepers": run.keepers.model_dump(
+        mode="json")}
+    not_modelled = []
+    if run.market.impact_model == "none":
+        not_modelled.append(build.NO_IMPACT)
+    if run.oracle.model == "market":
+        not_modelled.append(build.NO_ORACLE)
+    if not build._keepers_modelled(manifest_like):
+        not_modelled.append(build.NO_KEEPERS)
+    not_modelled.extend(build.NOT_MODELLED)
+    not_modelled.append("Behaviour changes: traders and keepers act as they did in history; "
+                        "a new parameter set does not change who opens which position.")
+    stress = [s.label for s in data.proposal.stress]
+    trig, fill = run.execution.trigger_price, run.execution.fill_price
+    return {
+        "books": books,
+        "seeds": ", ".join(str(s) for s in data.proposal.seeds),
+        "trigger": (trig, build.TRIGGER_TEXT[trig]),
+        "fill": (fill, build.FILL_TEXT[fill]),
+        "market": build.market_text(m),
+        "oracle_keepers": build.oracle_keeper_text(manifest_like),
+        "insurance_fund": build.usd(run.insurance_fund.initial_balance_usd),
+        "preset": {"name": preset.name, "family": preset.family,
+                   "description": preset.description, "source": preset.source},
+        "stress": stress,
+        "not_modelled": not_modelled,
+        "parameters": parameter_rows(data),
+    }
+
+
+def parameter_rows(data: GovernanceData) -> list[tuple[str, list[str]]]:
+    """Return ``(field, [value per current / proposed set])`` for every field any set changes.
+
+    The frontier's fields are included; values are the policy as simulated.
+    """
+    preset = load_policy(data.proposal.protocol)
+    named = data.named()
+    fields: list[str] = []
+    for s in data.sets:
+        for k in s.params:
+            if k not in fields:
+                fields.append(k)
+    flat = build._flatten(preset.model_dump(mode="json"))
+    rows = []
+    for k in fields:
+        vals = []
+        for s in named:
+            v = s.params.get(k, flat.get(k))
+            vals.append(f"{v:g}" if isinstance(v, float) else str(v))
+        rows.append((k, vals))
+    return rows
+
+
+def reproducibility(data: GovernanceData) -> dict:
+    """Return the appendix: command, proposal text and hash, sweep, inputs, versions."""
+    m = data.manifest
+    last = m.get("last_run", {})
+    return {
+        "command": data.command,
+        "proposal_path": str(data.path),
+        "proposal_sha256": file_sha256(data.path),
+        "proposal_text": data.path.read_text(encoding="utf-8"),
+        "sweep_id": m["sweep_id"],
+        "cells": m["cells"],
+        "seeds": ", ".join(str(s) for s in data.proposal.seeds),
+        "inputs": [(i["kind"], i["path"], i["sha256"]) for i in m["inputs"]],
+        "engine": sorted(m.get("engine", {}).items()),
+        "versions": sorted(m.get("versions", {}).items()),
+        "timing": (f"{last.get('cells_computed', 0)} cells simulated, "
+                   f"{last.get('cells_skipped', 0)} reused from an earlier run, "
+                   f"{last.get('wall_seconds', 0.0):.1f} s wall on {last.get('backend', '?')}"),
+    }
+
+
+# --------------------------------------------------------------------------- render
+
+
+def render_governance(data: GovernanceData, strategies: str | Path | None = None) -> str:
+    """Return the governance report of ``data`` as one self-contained HTML document."""
+    from plotly.offline import get_plotlyjs
+
+    from backtest.report import _environment
+
+    charts = [{"id": f"fig-event-{i}", "scenario": sc,
+               "html": Markup(figures.figure_html(event_figure(data, sc), f"fig-event-{i}"))}
+              for i, sc in enumerate(data.scenarios)]
+    frontier = Markup(figures.figure_html(frontier_figure(data), "fig-frontier"))
+    template = _environment().get_template("governance.html.j2")
+    return template.render(
+        proposal=data.proposal, rec=recommendation(data), table=summary_table(data),
+        sets=data.sets, named=data.named(), frontier=frontier, charts=charts,
+        method=methodology(data, strategies), repro=reproducibility(data),
+        n_frontier=sum(1 for s in data.sets if s.role == "frontier"),
+        plotlyjs=Markup(get_plotlyjs()))
+
+
+def write_governance_report(proposal_path: str | Path, output: str | Path | None = None,
+                            runs: str | Path | None = None, store: str | Path | None = None,
+                            strategies: str | Path | None = None,
+                            events: str | Path | None = None, workers: int | None = None,
+                            scheduler=None, show_progress: bool = True,
+                            command: str | None = None) -> tuple[Path, object]:
+    """Run a proposal (resumable) and write its governance report, atomically.
+
+    Parameters
+    ----------
+    proposal_path : str or Path
+        Proposal TOML (:mod:`backtest.report.proposal`).
+    output : str or Path, optional
+        HTML file; default ``<reports>/<governance-stem>.html``.
+    runs, store, strategies, events : str or Path, optional
+        Runs directory (the sweep goes to ``<runs>/governance/<stem>``), tape store,
+        strategies directory, event catalog.
+    workers, scheduler : optional
+        Local processes or a Dask scheduler, as for ``liqbt sweep``.
+    show_progress : bool
+    command : str, optional
+        Command recorded in the appendix.
+
+    Returns
+    -------
+    path : Path
+        The report written.
+    outcome : backtest.sweep.SweepOutcome
+
+    Raises
+    ------
+    LiqbtError
+        Invalid proposal (the message names the file and field), missing inputs, a failing
+        cell; nothing is written then.
+    """
+    from backtest import paths
+    from backtest.sweep import run_sweep
+
+    path = Path(proposal_path)
+    proposal = load_proposal(path)
+    roles = parameter_sets(proposal, path, strategies)
+    cfg = sweep_config(proposal, path)
+    sweep_dir = paths.runs_dir(runs) / "governance" / path.stem
+    command = command or f"liqbt report --governance {path}"
+    outcome = run_sweep(path, cfg=cfg, runs=runs, store=store, strategies=strategies,
+                        events=events, scheduler=scheduler, workers=workers, output=sweep_dir,
+                        show_progress=show_progress,
+                        param_sets={proposal.protocol: [ps for _, ps in roles]},
+                        command=command)
+    with Catalog(runs) as catalog:
+        catalog.register_sweep(outcome.sweep_dir)
+        data = load_governance_data(catalog, proposal, path, outcome.sweep_dir, roles,
+                                    strategies, events)
+    data.command = command
+    text = render_governance(data, strategies)
+    out = Path(output) if output is not None else paths.reports_dir() / f"{cfg.name}.html"
+    with atomic_path(out) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(0o644)
+    return out, outcome

@@ -1,0 +1,179 @@
+"""Governance proposals: a protocol preset, its current parameters, proposed changes, events.
+
+Example (``configs/proposals/aave-close-factor-bonus.toml``)::
+
+    name = "Aave v3.3 WETH: close factor 50% -> 35%, liquidation bonus 5% -> 7.5%"
+    description = "Smaller liquidations, better paid, so keepers act early and sell less."
+    protocol = "aave-v3.3"            # a policy preset in strategies/
+    seeds = [7]
+
+    [current]                         # parameters in force where they differ from the preset
+    # "partial.close_factor" = 0.5
+
+    [[proposed]]                      # one table per proposed parameter set
+    name = "close factor 35%, bonus 7.5%"
+    [proposed.params]
+    "partial.close_factor" = 0.35
+    "loan.liquidation_bonus" = 0.075
+
+    [frontier]                        # swept to draw the trade-off frontier (a grid)
+    "partial.close_factor" = [0.2, 0.35, 0.5, 0.75, 1.0]
+    "loan.liquidation_bonus" = [0.05, 0.075, 0.1]
+
+    [[events]]                        # as in a sweep config (backtest.sweep.config.EventSpec)
+    event = "black-thursday-2020"
+    symbol = "ETH/USDT"
+    interval = "5m"
+    accounts = 20_000
+    book_params = "configs/books/maker-vaults.toml"
+
+    [run.market]                      # run-config sections, as in a sweep config
+    impact_model = "sqrt"
+
+The proposal runs through the sweep machinery (:func:`backtest.sweep.run_sweep`): one policy
+(the preset), one parameter set per current / proposed / frontier point, every event, seed and
+stress transform, in ``<runs>/governance/<file stem>/`` (resumable).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from backtest.errors import ConfigError
+from backtest.policies import load_policy
+from backtest.sweep.config import EventSpec, RunSections, SweepConfig
+from backtest.sweep.grid import GridValues, ParamSet, apply_params, expand, resolve_field
+from backtest.sweep.stress import NoStress, StressSpec
+from backtest.validation import describe, read_toml
+
+CURRENT = "current"
+"""Name of the parameter set in force."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProposedSet(_Strict):
+    """One proposed parameter set.
+
+    Attributes
+    ----------
+    name : str
+        Shown in the report (any text; it is escaped).
+    description : str
+    params : dict of str to value
+        Dotted policy field -> proposed value.
+    """
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    params: dict[str, Any] = Field(min_length=1)
+
+
+class Proposal(_Strict):
+    """A validated governance proposal (see the module docstring for the file layout)."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    protocol: str = Field(min_length=1)
+    current: dict[str, Any] = {}
+    proposed: list[ProposedSet] = Field(min_length=1)
+    frontier: dict[str, GridValues] = {}
+    events: list[EventSpec] = Field(min_length=1)
+    seeds: list[int] = Field(default=[0], min_length=1)
+    stress: list[StressSpec] = Field(default=[NoStress(kind="none")], min_length=1)
+    run: RunSections = RunSections()
+    workers: int | None = Field(default=None, ge=1)
+    scheduler: str | None = None
+
+    @model_validator(mode="after")
+    def _names(self) -> Proposal:
+        names = [p.name for p in self.proposed]
+        if len(set(names)) != len(names) or CURRENT in names:
+            raise ValueError(f"proposed sets need distinct names other than '{CURRENT}'")
+        keys = [e.key for e in self.events]
+        if len(set(keys)) != len(keys):
+            raise ValueError("two events share a name: give each a distinct 'label'")
+        return self
+
+
+def load_proposal(path: str | Path) -> Proposal:
+    """Read and validate a proposal file.
+
+    Raises
+    ------
+    ConfigError
+        Unreadable file, invalid TOML, or an unknown / missing / invalid field (the message
+        names the file and the field).
+    """
+    raw = read_toml(path)
+    try:
+        return Proposal.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc), path) from None
+
+
+def sweep_name(path: str | Path) -> str:
+    """Return the sweep name of a proposal file: ``governance-<file stem>`` (safe characters)."""
+    return "governance-" + re.sub(r"[^A-Za-z0-9._-]+", "-", Path(path).stem).strip("-")
+
+
+def parameter_sets(proposal: Proposal, path: str | Path,
+                   strategies: str | Path | None = None) -> list[tuple[str, ParamSet]]:
+    """Return ``(role, ParamSet)`` for current, each proposed set and each frontier point.
+
+    Roles are ``current``, ``proposed`` and ``frontier``. Every proposed and frontier set
+    starts from the current parameters. A frontier point that simulates the same policy as
+    current or a proposed set is dropped (the named set stands for it).
+
+    Raises
+    ------
+    ConfigError
+        An unknown parameter, an invalid value, or a proposed set equal to current.
+    """
+    base = load_policy(proposal.protocol, strategies)
+    model = type(base)
+
+    def fields(params: dict, where: str) -> dict:
+        try:
+            return {resolve_field(model, k, proposal.protocol, where): v
+                    for k, v in params.items()}
+        except ConfigError as exc:
+            raise ConfigError(exc.detail, path) from None
+
+    current = fields(proposal.current, "current")
+    out = [(CURRENT, ParamSet(current, CURRENT))]
+    seen = {apply_params(base, current, str(path)).model_dump_json(): CURRENT}
+    for i, p in enumerate(proposal.proposed):
+        params = current | fields(p.params, f"proposed[{i}].params")
+        key = apply_params(base, params, str(path)).model_dump_json()
+        if key in seen:
+            raise ConfigError(f"proposed set '{p.name}' simulates the same policy as "
+                              f"'{seen[key]}'", path)
+        seen[key] = p.name
+        out.append(("proposed", ParamSet(params, p.name)))
+    try:
+        grid = expand([("frontier", proposal.frontier)], model, proposal.protocol)
+    except ConfigError as exc:
+        raise ConfigError(exc.detail, path) from None
+    if proposal.frontier:
+        for ps in grid:
+            params = current | ps.params
+            key = apply_params(base, params, str(path)).model_dump_json()
+            if key not in seen:
+                seen[key] = ps.label
+                out.append(("frontier", ParamSet(params, ps.label)))
+    return out
+
+
+def sweep_config(proposal: Proposal, path: str | Path) -> SweepConfig:
+    """Return the sweep of a proposal: the preset alone, every event, seed and stress."""
+    return SweepConfig(
+        name=sweep_name(path), description=proposal.description, policies=[proposal.protocol],
+        events=proposal.events, seeds=proposal.seeds, stress=proposal.stress, run=proposal.run,
+        workers=proposal.workers, scheduler=proposal.scheduler)

@@ -1,0 +1,219 @@
+"""Sweep configs: events x policies x parameter grids x seeds x stress transforms.
+
+Example (``configs/sweeps/crashes-slicing.toml``)::
+
+    name = "crashes-slicing"
+    policies = ["hard", "partial", "close-factor", "graduated", "hyperliquid"]
+    seeds = [7]
+    workers = 2                       # local processes (default: CPU count)
+    # scheduler = "tcp://10.0.0.5:8786"   # or run on a Dask cluster (liqbt[dask])
+
+    [[events]]                        # one table per event; a book is drawn per (event, seed)
+    event = "may-2021"                # key of data/events.toml
+    symbol = "BTC/USDT"
+    interval = "1m"
+    accounts = 20_000
+    # book_params = "configs/books/maker-vaults.toml"   # generator parameters (docs/books.md)
+
+    [grid]                            # every policy: dotted fields -> list or range
+    "slicing.max_step_volume_fraction" = [0.01, 0.025, 0.05, 0.1, 0.25]
+
+    [policy_grids.partial]            # one policy only (crossed with [grid])
+    "partial.close_factor" = { start = 0.25, stop = 1.0, num = 4 }
+
+    [[stress]]
+    kind = "none"                     # history as it was
+    [[stress]]
+    kind = "scale"                    # log-returns x 1.5
+    k = 1.5
+
+    [run.market]                      # run-config sections applied to every cell
+    impact_model = "sqrt"             # (execution, market, oracle, keepers, insurance_fund)
+    cascade = true
+
+Relative paths are resolved against the current working directory.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from backtest.engine.config import (
+    Execution,
+    InsuranceFundConfig,
+    KeeperConfig,
+    MarketConfig,
+    OracleConfig,
+)
+from backtest.errors import ConfigError
+from backtest.sweep.grid import GridValues
+from backtest.sweep.stress import NoStress, StressSpec
+from backtest.validation import describe, read_toml
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EventSpec(_Strict):
+    """One event of a sweep: its window, tape and book.
+
+    Attributes
+    ----------
+    event : str
+        Key of the event catalog (``data/events.toml``).
+    label : str or None
+        Name of this entry in results; default the event key (give one when an event is listed
+        twice, e.g. for two symbols).
+    symbol : str or None
+        Asset; default the event's first symbol.
+    venue, market, interval : str or None
+        Narrow the tape choice in the store.
+    start, end : datetime or None
+        Override the event's window (UTC).
+    accounts : int
+        Accounts in the synthetic book (> 0).
+    book_params : Path or None
+        TOML file of generator parameters (:class:`backtest.books.BookParams`).
+    """
+
+    event: str = Field(min_length=1)
+    label: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")
+    symbol: str | None = None
+    venue: str | None = None
+    market: Literal["spot", "perp"] | None = None
+    interval: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    accounts: int = Field(gt=0)
+    book_params: Path | None = None
+
+    @property
+    def key(self) -> str:
+        """The entry's name in results (``label`` or the event key)."""
+        return self.label or self.event
+
+
+class RunSections(_Strict):
+    """Run-config sections shared by every cell (see :mod:`backtest.engine.config`)."""
+
+    execution: Execution = Execution()
+    market: MarketConfig = MarketConfig()
+    oracle: OracleConfig = OracleConfig()
+    keepers: KeeperConfig = KeeperConfig()
+    insurance_fund: InsuranceFundConfig = InsuranceFundConfig()
+
+
+class SweepConfig(_Strict):
+    """A validated sweep config (see the module docstring for the file layout).
+
+    Attributes
+    ----------
+    name : str
+        Sweep name (letters, digits, ``._-``); the default output is ``<runs>/sweeps/<name>``.
+    description : str
+    policies : list of str
+        Policy names in ``strategies/`` or paths.
+    events : list of EventSpec
+    seeds : list of int
+        Each seed draws its own book per event and seeds the block bootstrap.
+    grid : dict
+        Dotted field -> values, applied to every policy (each field must exist in each
+        policy's model).
+    policy_grids : dict
+        Policy name -> its own grid, crossed with ``grid``.
+    stress : list of StressSpec
+        Transforms of each event's window; default history as it was.
+    run : RunSections
+        Execution, market, oracle, keeper and insurance fund settings of every cell.
+    output : Path or None
+        Sweep directory; default ``<runs>/sweeps/<name>``.
+    scheduler : str or None
+        Dask scheduler address (``tcp://host:8786``); None runs in local processes.
+    workers : int or None
+        Local worker processes; default the CPU count.
+    threads_per_cell : int
+        numba threads per cell (cells already run in parallel; results do not depend on it).
+    """
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    description: str = ""
+    policies: list[str] = Field(min_length=1)
+    events: list[EventSpec] = Field(min_length=1)
+    seeds: list[int] = Field(default=[0], min_length=1)
+    grid: dict[str, GridValues] = {}
+    policy_grids: dict[str, dict[str, GridValues]] = {}
+    stress: list[StressSpec] = Field(default=[NoStress(kind="none")], min_length=1)
+    run: RunSections = RunSections()
+    output: Path | None = None
+    scheduler: str | None = None
+    workers: int | None = Field(default=None, ge=1)
+    threads_per_cell: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> SweepConfig:
+        keys = [e.key for e in self.events]
+        if len(set(keys)) != len(keys):
+            raise ValueError("two events share a name: give each a distinct 'label'")
+        if len(set(self.policies)) != len(self.policies):
+            raise ValueError("a policy is listed twice")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("a seed is listed twice")
+        labels = [s.label for s in self.stress]
+        if len(set(labels)) != len(labels):
+            raise ValueError("a stress transform is listed twice")
+        unknown = sorted(set(self.policy_grids) - set(self.policies))
+        if unknown:
+            raise ValueError(f"policy_grids names policies not in 'policies': {unknown}")
+        for t in [e.start for e in self.events] + [e.end for e in self.events]:
+            if t is not None and t.tzinfo is None:
+                raise ValueError("start and end need a time zone, e.g. 2021-05-19T00:00:00Z")
+        return self
+
+
+def _expand_paths(raw: dict, path: Path) -> None:
+    """Expand environment variables in the file paths of a raw sweep config, in place."""
+    holders = [(e, "book_params") for e in raw.get("events", []) if isinstance(e, dict)]
+    keepers = raw.get("run", {}).get("keepers") if isinstance(raw.get("run"), dict) else None
+    if isinstance(keepers, dict):
+        holders.append((keepers, "gas_tape"))
+    holders.append((raw, "output"))
+    for holder, key in holders:
+        if isinstance(holder.get(key), str):
+            value = os.path.expandvars(holder[key])
+            if "$" in value:
+                raise ConfigError(f"field '{key}': unset environment variable in "
+                                  f"{holder[key]!r}", path)
+            holder[key] = value
+
+
+def load_sweep_config(path: str | Path) -> SweepConfig:
+    """Read and validate a sweep config.
+
+    Parameters
+    ----------
+    path : str or Path
+        TOML file.
+
+    Returns
+    -------
+    SweepConfig
+
+    Raises
+    ------
+    ConfigError
+        Unreadable file, invalid TOML, an unknown / misspelled / invalid field; the message
+        names the file and the field. Grid fields are checked against the policies' models
+        when the sweep is planned (:func:`backtest.sweep.plan.plan_sweep`).
+    """
+    raw = read_toml(path)
+    _expand_paths(raw, Path(path))
+    try:
+        return SweepConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc), path) from None

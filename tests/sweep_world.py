@@ -1,0 +1,76 @@
+"""A synthetic crash world for sweep tests: a tape store, an event catalog, sweep files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from backtest.tapes import TapeStore
+from tests.conftest import Synth
+from tests.test_engine_run import crash_rows
+
+EVENTS = """
+[synthetic-crash]
+name = "Synthetic crash"
+start = 2021-05-19T00:00:00Z
+end = 2021-05-20T00:00:00Z
+symbols = ["BTC/USDT"]
+description = "A -25% random-walk day."
+
+[synthetic-late]
+name = "Synthetic crash, afternoon"
+start = 2021-05-19T08:00:00Z
+end = 2021-05-20T00:00:00Z
+symbols = ["BTC/USDT"]
+description = "The same day from 08:00."
+"""
+
+
+def make_world(root: Path) -> dict[str, Path]:
+    """Write a 5-minute BTC tape into a store and an event catalog under ``root``."""
+    src = Synth.ft_json(root / "src" / "BTC_USDT-5m.json", crash_rows())
+    TapeStore(root / "tapes").import_file(src, venue="binance")
+    events = root / "events.toml"
+    events.write_text(EVENTS)
+    return {"root": root, "store": root / "tapes", "events": events}
+
+
+def sweep_toml(path: Path, name: str = "synthetic", accounts: int = 2000,
+               grid: str = '"perp.liquidation_penalty" = [0.005, 0.01, 0.02]',
+               extra: str = "") -> Path:
+    """Write a sweep over both synthetic events, hard and partial, four stress transforms."""
+    path.write_text(f"""
+name = "{name}"
+description = "synthetic <sweep> & 'quotes'"
+policies = ["hard", "partial"]
+seeds = [3]
+workers = 1
+{extra}
+[[events]]
+event = "synthetic-crash"
+interval = "5m"
+accounts = {accounts}
+
+[[events]]
+event = "synthetic-late"
+interval = "5m"
+accounts = {accounts}
+
+[grid]
+{grid}
+
+[[stress]]
+kind = "none"
+[[stress]]
+kind = "scale"
+k = 1.5
+[[stress]]
+kind = "compress"
+factor = 2
+[[stress]]
+kind = "bootstrap"
+block_steps = 12
+
+[run.insurance_fund]
+initial_balance_usd = 10000.0
+""")
+    return path
