@@ -77,7 +77,7 @@ def cell_inputs(spec: CellSpec) -> Inputs:
     policy = _POLICY.validate_python(spec.policy)
     inputs = dataclasses.replace(base, tape=stressed.tape, window=stressed.window,
                                  end=stressed.end, policies=[(policy, spec.policy_path)])
-    inputs.market = market_inputs(inputs)
+    inputs.market = market_inputs(inputs, spec.store)
     return inputs
 
 
