@@ -1,4 +1,4 @@
-"""numba kernels of the threshold liquidation engine (hard and partial families).
+"""numba kernels of the liquidation engine (hard, partial, graduated and Dutch-auction families).
 
 Account model (DESIGN.md): ``equity = cash + units x price``; a long perp or a loan has
 ``units > 0`` and usually ``cash < 0`` (the borrowed quote); a short perp has ``units < 0`` and
