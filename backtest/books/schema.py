@@ -30,10 +30,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from backtest.atomic import atomic_path
+from backtest.books.io import as_utc, read_book_table, write_book_table
 from backtest.errors import BookError
 from backtest.kernels.enums import Product
 
@@ -121,7 +119,7 @@ def validate_book(frame: pl.DataFrame, path: Path | str | None = None) -> pl.Dat
     try:
         frame = frame.select(
             [
-                pl.col(c).cast(t, strict=True) if c != "entry_time" else _as_utc(frame, c)
+                pl.col(c).cast(t, strict=True) if c != "entry_time" else as_utc(frame, c)
                 for c, t in COLUMNS.items()
             ]
         )
@@ -164,15 +162,6 @@ def _field_of(message: str) -> str | None:
     return None
 
 
-def _as_utc(frame: pl.DataFrame, column: str) -> pl.Expr:
-    dtype = frame.schema[column]
-    if not isinstance(dtype, pl.Datetime):
-        raise BookError(f"column {column} must be a timestamp, not {dtype}")
-    expr = pl.col(column)
-    expr = expr.dt.replace_time_zone("UTC") if dtype.time_zone is None else expr
-    return expr.dt.convert_time_zone("UTC").cast(pl.Datetime("ms", "UTC"))
-
-
 def read_book(path: str | Path) -> Book:
     """Read and validate a book Parquet file.
 
@@ -181,21 +170,8 @@ def read_book(path: str | Path) -> Book:
     BookError
         If the file is missing, unreadable, not Parquet, or violates the schema.
     """
-    path = Path(path)
-    if not path.exists():
-        raise BookError("file not found", path)
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise BookError(f"not a readable Parquet file ({exc})", path) from None
-    raw_meta = table.schema.metadata or {}
-    meta = {
-        k.decode()[len("liqbt."):]: v.decode()
-        for k, v in raw_meta.items()
-        if k.decode().startswith("liqbt.")
-    }
-    frame = validate_book(pl.from_arrow(table), path)
-    return Book(frame, meta, path)
+    frame, meta = read_book_table(path)
+    return Book(validate_book(frame, path), meta, Path(path))
 
 
 def write_book(book: Book, path: str | Path) -> Path:
@@ -211,14 +187,7 @@ def write_book(book: Book, path: str | Path) -> Path:
     -------
     Path
     """
-    path = Path(path)
-    table = book.frame.to_arrow()
-    meta = {f"liqbt.{k}".encode(): str(v).encode() for k, v in book.meta.items()}
-    meta[b"liqbt.schema_version"] = SCHEMA_VERSION.encode()
-    table = table.replace_schema_metadata(meta)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
-    return path
+    return write_book_table(book.frame, {**book.meta, "schema_version": SCHEMA_VERSION}, path)
 
 
 def describe_meta(meta: dict[str, str]) -> dict:

@@ -28,10 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from backtest.atomic import atomic_path
+from backtest.books.io import as_utc, read_book_table, write_book_table
 from backtest.errors import BookError
 
 SCHEMA_VERSION = "1"
@@ -204,7 +202,7 @@ def validate_options_book(frame: pl.DataFrame, path: Path | str | None = None) -
         raise BookError(f"missing column(s) {', '.join(missing)}", path)
     try:
         frame = frame.select([
-            pl.col(c).cast(t, strict=True) if c != "expiry" else _as_utc(frame, c)
+            pl.col(c).cast(t, strict=True) if c != "expiry" else as_utc(frame, c)
             for c, t in COLUMNS.items()
         ])
     except (pl.exceptions.PolarsError, BookError) as exc:
@@ -242,15 +240,6 @@ def validate_options_book(frame: pl.DataFrame, path: Path | str | None = None) -
     return frame.with_row_index("_row").sort(["account_id", "_row"]).drop("_row")
 
 
-def _as_utc(frame: pl.DataFrame, column: str) -> pl.Expr:
-    dtype = frame.schema[column]
-    if not isinstance(dtype, pl.Datetime):
-        raise BookError(f"column {column} must be a timestamp, not {dtype}")
-    expr = pl.col(column)
-    expr = expr.dt.replace_time_zone("UTC") if dtype.time_zone is None else expr
-    return expr.dt.convert_time_zone("UTC").cast(pl.Datetime("ms", "UTC"))
-
-
 def read_options_book(path: str | Path) -> OptionsBook:
     """Read and validate an options book Parquet file.
 
@@ -259,17 +248,8 @@ def read_options_book(path: str | Path) -> OptionsBook:
     BookError
         If the file is missing, unreadable, not Parquet, or violates the schema.
     """
-    path = Path(path)
-    if not path.exists():
-        raise BookError("file not found", path)
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise BookError(f"not a readable Parquet file ({exc})", path) from None
-    raw_meta = table.schema.metadata or {}
-    meta = {k.decode()[len("liqbt."):]: v.decode() for k, v in raw_meta.items()
-            if k.decode().startswith("liqbt.")}
-    return OptionsBook(validate_options_book(pl.from_arrow(table), path), meta, path)
+    frame, meta = read_book_table(path)
+    return OptionsBook(validate_options_book(frame, path), meta, Path(path))
 
 
 def write_options_book(book: OptionsBook, path: str | Path) -> Path:
@@ -280,12 +260,5 @@ def write_options_book(book: OptionsBook, path: str | Path) -> Path:
     Path
         ``path``.
     """
-    path = Path(path)
-    table = book.frame.to_arrow()
-    meta = {f"liqbt.{k}".encode(): str(v).encode() for k, v in book.meta.items()}
-    meta[b"liqbt.schema_version"] = SCHEMA_VERSION.encode()
-    meta[b"liqbt.kind"] = b"options"
-    table = table.replace_schema_metadata(meta)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
-    return path
+    return write_book_table(book.frame, {**book.meta, "schema_version": SCHEMA_VERSION,
+                                         "kind": "options"}, path)

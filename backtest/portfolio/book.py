@@ -45,11 +45,9 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import Field, model_validator
 
-from backtest.atomic import atomic_path
+from backtest.books.io import read_book_table, write_book_table
 from backtest.errors import BookError
 from backtest.kernels.portfolio_enums import AccountKind
 from backtest.portfolio.model import KIND_NAMES, PortfolioBook, PortfolioParams, _Strict
@@ -270,15 +268,9 @@ def write_portfolio_book(book: PortfolioBook, path: str | Path) -> Path:
     -------
     Path
     """
-    path = Path(path)
-    table = book_frame(book).to_arrow()
-    meta = {f"liqbt.{k}".encode(): str(v).encode() for k, v in book.meta.items()}
-    meta[b"liqbt.kind"] = b"portfolio_book"
-    meta[b"liqbt.symbols"] = json.dumps(list(book.symbols)).encode()
-    meta[b"liqbt.schema_version"] = SCHEMA_VERSION.encode()
-    with atomic_path(path) as tmp:
-        pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
-    return path
+    return write_book_table(book_frame(book), {
+        **book.meta, "kind": "portfolio_book", "symbols": json.dumps(list(book.symbols)),
+        "schema_version": SCHEMA_VERSION}, path)
 
 
 def book_from_frame(frame: pl.DataFrame, symbols: tuple[str, ...] | list[str] | None = None,
@@ -389,20 +381,13 @@ def read_portfolio_book(path: str | Path, symbols: tuple[str, ...] | list[str] |
         Missing or unreadable file, or any schema violation (see :func:`book_from_frame`).
     """
     path = Path(path)
-    if not path.exists():
-        raise BookError("file not found", path)
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise BookError(f"not a readable Parquet file ({exc})", path) from None
-    meta = {k.decode()[len("liqbt."):]: v.decode()
-            for k, v in (table.schema.metadata or {}).items() if k.decode().startswith("liqbt.")}
+    frame, meta = read_book_table(path)
     if symbols is None and "symbols" in meta:
         try:
             symbols = json.loads(meta["symbols"])
         except ValueError:
             raise BookError("metadata liqbt.symbols is not a JSON list", path) from None
-    return book_from_frame(pl.from_arrow(table), symbols, path, meta)
+    return book_from_frame(frame, symbols, path, meta)
 
 
 __all__ = ["COLUMNS", "PortfolioBookParams", "book_frame", "book_from_frame",
