@@ -24,10 +24,10 @@ app = typer.Typer(
 def _register() -> None:
     if app.registered_groups:  # already done by an earlier main() in this process
         return
-    from backtest.cli import book, data, query, report, run
+    from backtest.cli import book, data, portfolio, query, report, run
 
     app.add_typer(data.app, name="data")
-    for module in (book, run, query, report):
+    for module in (book, run, portfolio, query, report):
         module.register(app)
 
 
