@@ -8,6 +8,9 @@
 #               with a tape, ACCOUNTS accounts each (configs/policy-library.toml)
 #   make bench  benchmark workloads W1, W2, W3 and 10M accounts (bench/RESULTS.md)
 #   make bench-portfolio  1M multi-asset accounts through LUNA 2022 under each order policy
+#   make luna-portfolio  LUNA 2022: 1M lending + cross-margin perp accounts under each collateral
+#               order, 100k BTC/ETH options accounts, liquidation-at-risk maps, HTML report
+#               (configs/luna-2022-portfolio.toml)
 #
 # Real market data is read from $(LIQBT_SHARED_DATA) (default: ../shared/data beside the
 # repository); it is never copied into the repository.
@@ -25,7 +28,8 @@ DEMO_TAPES := \
 	$(LIQBT_SHARED_DATA)/ohlcv_1m/tooyipjee__freqtrade__44523f8d61__b50348e9__BTC_USDT-1m.json \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/lucaforni__E0V1E-DCA__2501247b0b__d23d101a__BTC_USDT-5m.feather
 
-.PHONY: setup tapes demo test bench bench-portfolio black-thursday policy-library clean
+.PHONY: setup tapes demo test bench bench-portfolio luna-portfolio black-thursday policy-library \
+	clean
 
 setup: $(VENV)/.installed
 
@@ -92,3 +96,13 @@ bench: tapes
 
 bench-portfolio: setup
 	$(BIN)/python -m bench.portfolio --import-shared --accounts $(ACCOUNTS) --seed $(SEED)
+
+LUNA_PORTFOLIO_TAPES := \
+	$(LIQBT_SHARED_DATA)/ohlcv_1h/MoonEyes__freqtrade__043a6c2541__d99b6d65__LUNA_USDT-1h.json \
+	$(LIQBT_SHARED_DATA)/ohlcv_5m/MoonEyes__freqtrade__c3e489f0b4__a78bd328__BTC_USDT-5m.json \
+	$(LIQBT_SHARED_DATA)/ohlcv_5m/BestiaTantrica__freqtrade-bestia__111e2ac8c9__f0939ebd__ETH_USDT-5m.feather \
+	$(LIQBT_SHARED_DATA)/ohlcv_5m/BestiaTantrica__freqtrade-bestia__111e2ac8c9__f904bee2__SOL_USDT-5m.feather
+
+luna-portfolio: setup
+	$(BIN)/liqbt data import $(LUNA_PORTFOLIO_TAPES) --venue binance
+	$(BIN)/liqbt portfolio run configs/luna-2022-portfolio.toml --report
