@@ -1,4 +1,4 @@
-"""``liqbt portfolio run CONFIG``: multi-asset book, order policies, options, liquidation-at-risk."""
+"""``liqbt portfolio run CONFIG``: multi-asset books, order policies, options, LAR maps."""
 
 from __future__ import annotations
 

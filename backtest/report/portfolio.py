@@ -90,7 +90,7 @@ def asset_liquidations_figure(assets: pl.DataFrame, order: str) -> go.Figure:
 
 
 def order_comparison_figure(table: pl.DataFrame) -> go.Figure:
-    """Grouped bars: liquidated notional and bad debt per asset, one colour per order."""
+    """Draw grouped bars: liquidated notional and bad debt per asset, one colour per order."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Liquidated notional", "Bad debt"))
     orders = table["order"].unique(maintain_order=True).to_list()
     for k, order in enumerate(orders):
@@ -134,7 +134,8 @@ def order_finding(table: pl.DataFrame) -> str:
         ls["liquidated_notional_usd"] >= b["liquidated_notional_usd"]
     verdict = ("helps" if better else "does not help" if worse else "is a trade-off")
     return (f"Tested, not assumed: on this crash, seizing the least volatile collateral first "
-            f"{verdict} compared with the {base} rule. It liquidates {rel('liquidated_notional_usd'):+.1f}% "
+            f"{verdict} compared with the {base} rule. It liquidates "
+            f"{rel('liquidated_notional_usd'):+.1f}% "
             f"notional ({usd(ls['liquidated_notional_usd'])} against "
             f"{usd(b['liquidated_notional_usd'])}), leaves {rel('bad_debt_usd'):+.1f}% bad debt "
             f"({usd(ls['bad_debt_usd'])} against {usd(b['bad_debt_usd'])}) and costs users "
