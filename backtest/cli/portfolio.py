@@ -46,6 +46,19 @@ def run(
     console.print(f"run {run_id} -> {run_dir}")
 
 
+@app.command("report")
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="Portfolio run directory.")],
+    out: Annotated[Path | None, typer.Option(help="Report file (default <reports>/<run>.html)."
+                                             )] = None,
+) -> None:
+    """Write the HTML report of a finished portfolio run directory."""
+    from backtest.report.portfolio import write_portfolio_report
+
+    path = write_portfolio_report(run_dir, out)
+    Console().print(f"report: {path} ({path.stat().st_size / 2**20:.1f} MB)")
+
+
 def print_summary(console: Console, manifest: dict) -> None:
     """Print the order-policy table, the options line, run time and peak memory."""
     table = Table(title=f"{manifest['name']}: {manifest['window']['start']} .. "
