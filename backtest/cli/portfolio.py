@@ -65,14 +65,16 @@ def print_summary(console: Console, manifest: dict) -> None:
                         f"{manifest['window']['end']} ({manifest['window']['steps']} steps of "
                         f"{manifest['window']['interval']}), "
                         f"{manifest['portfolio_book']['accounts']:,} accounts")
-    for col in ("order", "accounts liquidated", "liquidated (USD)", "bad debt (USD)",
-                "user loss (USD)", "run (s)"):
-        table.add_column(col, justify="left" if col == "order" else "right")
+    for col in ("order", "accounts liquidated", "liquidated (M USD)", "bad debt (M USD)",
+                "user loss (M USD)", "run (s)"):
+        table.add_column(col, justify="left" if col == "order" else "right",
+                         no_wrap=col == "order")
     runs = manifest["timings"]["portfolio_run_s"]
     for order, s in manifest["portfolio_summary"].items():
         table.add_row(order, f"{s['accounts_liquidated']:,}",
-                      f"{s['liquidated_notional_usd']:,.0f}", f"{s['bad_debt_usd']:,.0f}",
-                      f"{s['keeper_fees_usd'] + s['insurance_fees_usd']:,.0f}",
+                      f"{s['liquidated_notional_usd'] / 1e6:,.1f}",
+                      f"{s['bad_debt_usd'] / 1e6:,.2f}",
+                      f"{(s['keeper_fees_usd'] + s['insurance_fees_usd']) / 1e6:,.1f}",
                       f"{runs[order]:.1f}")
     console.print(table)
     opt = manifest.get("options_book")
