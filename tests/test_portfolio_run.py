@@ -198,3 +198,18 @@ def test_missing_tape_is_a_clear_error(world, tmp_path):
                  "--runs", str(tmp_path / "runs"), "--events", str(events), "-q"])
     assert code == 2
     assert not (tmp_path / "runs" / "portfolio").exists()
+
+
+def test_long_series_are_bucketed_and_sums_kept():
+    from backtest.report.build import MAX_POINTS
+    from backtest.report.portfolio import _bucket
+
+    n = 7_001
+    frame = pl.DataFrame({
+        "timestamp": pl.Series(T0 + np.arange(n, dtype=np.int64) * 60_000).cast(
+            pl.Datetime("ms", "UTC")),
+        "symbol": ["BTC/USDT"] * n, "liquidated_notional_usd": np.arange(n, dtype=float)})
+    out, k = _bucket(frame, "timestamp", ["symbol"], {"liquidated_notional_usd": "sum"})
+    assert k == 3 and out.height <= MAX_POINTS
+    assert out["liquidated_notional_usd"].sum() == frame["liquidated_notional_usd"].sum()
+    assert out["timestamp"][1] == frame["timestamp"][3]
