@@ -142,6 +142,22 @@ def order_finding(table: pl.DataFrame) -> str:
             f"{rel('user_loss_usd'):+.1f}% in bonuses and penalties. " + text)
 
 
+def headline(manifest: dict) -> str:
+    """One paragraph of the run's totals: the first order's liquidations and the options'."""
+    first = manifest["config"]["portfolio"]["orders"][0]
+    s = manifest["portfolio_summary"][first]
+    n = manifest["portfolio_book"]["accounts"]
+    text = (f"Under the {first} order, {s['accounts_liquidated']:,} of {n:,} lending and perp "
+            f"accounts were liquidated: {usd(s['liquidated_notional_usd'])} of notional, "
+            f"{usd(s['keeper_fees_usd'] + s['insurance_fees_usd'])} paid by users in bonuses "
+            f"and penalties, {usd(s['bad_debt_usd'])} of bad debt.")
+    opt = manifest.get("options_book")
+    if opt:
+        text += (f" Options: {opt['summary']['accounts_liquidated']:,} of {opt['accounts']:,} "
+                 f"accounts liquidated, {usd(opt['summary']['bad_debt_usd'])} of bad debt.")
+    return text
+
+
 def greeks_figure(steps: pl.DataFrame) -> go.Figure:
     """Book delta, gamma and vega of the options book over time (USD units of each Greek)."""
     M = OptionsStepMetric
@@ -241,7 +257,7 @@ def render_portfolio_report(run_dir: str | Path) -> str:
         m=manifest, sections=SECTIONS, charts=charts, first_order=first,
         order_headings=[h for _, h in ORDER_COLUMNS],
         asset_rows=_order_rows(asset_totals), order_rows=_order_rows(t["order_comparison"]),
-        finding=order_finding(t["order_comparison"]),
+        finding=order_finding(t["order_comparison"]), headline=headline(manifest),
         breach=(t["breach_summary"].to_dicts() if "breach_summary" in t else None),
         timings=_timings(manifest["timings"]),
         plotlyjs=Markup(get_plotlyjs()),
@@ -286,4 +302,5 @@ def write_portfolio_report(run_dir: str | Path, out: str | Path | None = None) -
     return out
 
 
-__all__ = ["SECTIONS", "order_finding", "render_portfolio_report", "write_portfolio_report"]
+__all__ = ["SECTIONS", "headline", "order_finding", "render_portfolio_report",
+           "write_portfolio_report"]
