@@ -123,7 +123,10 @@ def portfolio_book(cfg: PortfolioRunConfig, aligned: AlignedTapes) -> tuple[Port
 
 def run_orders(cfg: PortfolioRunConfig, aligned: AlignedTapes, book: PortfolioBook,
                log: Callable[[str], None]) -> tuple[dict[str, PortfolioResult], pl.DataFrame]:
-    """Simulate the book under every configured order; map the LAR of ``lar.order``'s run."""
+    """Simulate the book under every configured order; map the LAR of ``lar.order``'s run.
+
+    The returned results keep their aggregates; their ``records`` are emptied (memory).
+    """
     lar = cfg.liquidation_at_risk
     sens = sensitivity_of(aligned)
     results, recorder = {}, None
@@ -136,8 +139,12 @@ def run_orders(cfg: PortfolioRunConfig, aligned: AlignedTapes, book: PortfolioBo
                                             np.asarray(lar.shocks), params)
             hook = recorder
         log(f"portfolio: order {order}")
-        results[order] = simulate_portfolio(aligned, book, params, sensitivity=sens,
-                                            every=lar.every if hook else None, on_block=hook)
+        res = simulate_portfolio(aligned, book, params, sensitivity=sens,
+                                 every=lar.every if hook else None, on_block=hook)
+        # the tables need the per-step and per-asset aggregates only: free the per-position
+        # records (millions of rows per order on a 1M-account book) before the next run
+        res.records = res.records.clear()
+        results[order] = res
     return results, recorder.frame()
 
 
