@@ -113,6 +113,8 @@ def test_config_errors_name_the_file_and_field(tmp_path):
     assert "options.spread" in msg  # belongs in [options.params]
     msg = _error(tmp_path, CONFIG + "\n[portfolio.params]\nclose_factor = 2.0\n")
     assert "portfolio.params.close_factor" in msg
+    msg = _error(tmp_path, CONFIG + "\n[portfolio.params]\norder = \"largest\"\n")
+    assert "portfolio" in msg and "params.order" in msg
     msg = _error(tmp_path, CONFIG.replace('iv_source', 'x').replace(
         'interval = "5m"', 'interval = "5m"\niv_source = "auto"'))
     assert "dvol" in msg

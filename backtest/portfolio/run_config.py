@@ -95,6 +95,12 @@ class PortfolioSection(_Strict):
             raise ValueError("an order policy is listed twice")
         return v
 
+    @model_validator(mode="after")
+    def _order_not_in_params(self) -> PortfolioSection:
+        if "order" in self.params.model_fields_set:
+            raise ValueError("params.order is set by 'orders' (every listed order is run)")
+        return self
+
 
 class OptionsSection(_Strict):
     """The options book, its implied-volatility tape and the options vs perps comparison."""
