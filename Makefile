@@ -10,6 +10,9 @@
 #   make bench-portfolio  1M multi-asset accounts through LUNA 2022 under each order policy
 #   make sweep  five crashes x five policies x a 5-point margin grid x 2 stress levels (250 cells)
 #   make governance  the example governance proposal's HTML report (reports/*.html)
+#   make luna-portfolio  LUNA 2022: 1M lending + cross-margin perp accounts under each collateral
+#               order, 100k BTC/ETH options accounts, liquidation-at-risk maps, HTML report
+#               (configs/luna-2022-portfolio.toml)
 #
 # Real market data is read from $(LIQBT_SHARED_DATA) (default: ../shared/data beside the
 # repository); it is never copied into the repository.
@@ -27,8 +30,8 @@ DEMO_TAPES := \
 	$(LIQBT_SHARED_DATA)/ohlcv_1m/tooyipjee__freqtrade__44523f8d61__b50348e9__BTC_USDT-1m.json \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/lucaforni__E0V1E-DCA__2501247b0b__d23d101a__BTC_USDT-5m.feather
 
-.PHONY: setup tapes demo test bench bench-portfolio black-thursday policy-library \
-	sweep-tapes sweep governance clean
+.PHONY: setup tapes demo test bench bench-portfolio luna-portfolio black-thursday \
+	policy-library sweep-tapes sweep governance clean
 
 setup: $(VENV)/.installed
 
@@ -113,3 +116,13 @@ sweep: sweep-tapes
 
 governance: sweep-tapes
 	$(BIN)/liqbt report --governance configs/proposals/aave-close-factor-bonus.toml
+
+LUNA_PORTFOLIO_TAPES := \
+	$(LIQBT_SHARED_DATA)/ohlcv_1h/MoonEyes__freqtrade__043a6c2541__d99b6d65__LUNA_USDT-1h.json \
+	$(LIQBT_SHARED_DATA)/ohlcv_5m/MoonEyes__freqtrade__c3e489f0b4__a78bd328__BTC_USDT-5m.json \
+	$(LIQBT_SHARED_DATA)/ohlcv_5m/BestiaTantrica__freqtrade-bestia__111e2ac8c9__f0939ebd__ETH_USDT-5m.feather \
+	$(LIQBT_SHARED_DATA)/ohlcv_5m/BestiaTantrica__freqtrade-bestia__111e2ac8c9__f904bee2__SOL_USDT-5m.feather
+
+luna-portfolio: setup
+	$(BIN)/liqbt data import $(LUNA_PORTFOLIO_TAPES) --venue binance
+	$(BIN)/liqbt portfolio run configs/luna-2022-portfolio.toml --report

@@ -59,12 +59,39 @@ def compare_orders(
     """
     params = params or PortfolioParams()
     orders = list(orders) if orders else list(ORDER_NAMES)
-    frames = []
+    runs: dict[str, PortfolioResult] = {}
     for order in orders:
         p = PortfolioParams.parse({**params.model_dump(), "order": order})
-        res = simulate_portfolio(aligned, book, p, sensitivity=sensitivity)
+        runs[order] = simulate_portfolio(aligned, book, p, sensitivity=sensitivity)
         if results is not None:
-            results[order] = res
+            results[order] = runs[order]
+    return order_table(runs)
+
+
+def order_table(results: dict[str, PortfolioResult]) -> pl.DataFrame:
+    """Build the policy x asset table of :func:`compare_orders` from finished runs.
+
+    Parameters
+    ----------
+    results : dict of str to PortfolioResult
+        One run of the same book per order policy, in the order the table lists them (the
+        first is the baseline of ``bad_debt_vs_<first>``).
+
+    Returns
+    -------
+    polars.DataFrame
+        As :func:`compare_orders`.
+
+    Raises
+    ------
+    ValueError
+        If ``results`` is empty.
+    """
+    if not results:
+        raise ValueError("no runs to compare")
+    orders = list(results)
+    frames = []
+    for order, res in results.items():
         per_asset = res.asset_frame().select("symbol", *COMPARED)
         total = per_asset.select(pl.lit("ALL").alias("symbol"),
                                  *[pl.col(c).sum() for c in COMPARED])
@@ -80,5 +107,4 @@ def compare_orders(
         pl.when(pl.col("_base") > 0).then(pl.col("bad_debt_usd") / pl.col("_base"))
         .otherwise(None).alias(f"bad_debt_vs_{orders[0]}")).drop("_base")
 
-
-__all__ = ["COMPARED", "compare_orders"]
+__all__ = ["COMPARED", "compare_orders", "order_table"]

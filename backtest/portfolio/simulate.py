@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -164,7 +165,9 @@ def sensitivity_of(aligned: AlignedTapes) -> np.ndarray:
 
 def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
                        params: PortfolioParams | None = None, *,
-                       sensitivity: np.ndarray | None = None) -> PortfolioResult:
+                       sensitivity: np.ndarray | None = None, every: int | None = None,
+                       on_block: Callable[[int, PortfolioBook], None] | None = None
+                       ) -> PortfolioResult:
     """Simulate a multi-asset book through aligned tapes under one portfolio policy.
 
     Parameters
@@ -179,6 +182,14 @@ def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
     sensitivity : ndarray, shape (T, A), optional
         What ``least_sensitive`` ranks by; default :func:`sensitivity_of` (trailing realised
         volatility). Pass e.g. a trailing beta to the crash asset to test another measure.
+    every : int, optional
+        With ``on_block``: call it every ``every`` steps.
+    on_block : callable, optional
+        ``on_block(t, state)`` before step ``t`` (0, every, 2 x every, ...) with the book's
+        current state (units and cash as of the end of step ``t - 1``), e.g. to take
+        liquidation-at-risk snapshots
+        (:func:`backtest.risk.portfolio_map.portfolio_liquidation_map`). It must not modify
+        ``state``. Blocks do not change the results.
 
     Returns
     -------
@@ -219,13 +230,21 @@ def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
     low, high, close = (np.ascontiguousarray(x) for x in (aligned.low, aligned.high,
                                                            aligned.close))
     t = 0
+    block = int(every) if (every and on_block) else max(t_steps, 1)
+    hook_s, hooked = 0.0, -1
     began = time.perf_counter()
     while t < t_steps:
-        t = run_portfolio_nb(t, t_steps, low, high, close, sens, risk, policy, state.kind,
+        if on_block is not None and every and t % block == 0 and t != hooked:
+            hooked = t
+            h0 = time.perf_counter()
+            on_block(t, state)
+            hook_s += time.perf_counter() - h0
+        t_end = min(t_steps, (t // block + 1) * block)
+        t = run_portfolio_nb(t, t_end, low, high, close, sens, risk, policy, state.kind,
                              state.offsets, state.pos_asset, state.pos_units, state.cash, n_liq,
                              first, penalties, bad, notional, flag, params.chunk_size, max_pos,
                              step_out, asset_out, rec_len, rec_i, rec_f)
-        if t < t_steps:  # the next step's records do not fit: flush, or grow an empty buffer
+        if t < t_end:  # the next step's records do not fit: flush, or grow an empty buffer
             if rec_len[0] > 0:
                 parts_i.append(rec_i[:rec_len[0]].copy())
                 parts_f.append(rec_f[:rec_len[0]].copy())
@@ -234,7 +253,7 @@ def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
                 cap *= 2
                 rec_i = np.zeros((cap, len(PREC_I_FIELDS)), np.int64)
                 rec_f = np.zeros((cap, len(PREC_F_FIELDS)))
-    run_s = time.perf_counter() - began
+    run_s = time.perf_counter() - began - hook_s
     parts_i.append(rec_i[:rec_len[0]])
     parts_f.append(rec_f[:rec_len[0]])
     ri, rf = np.concatenate(parts_i), np.concatenate(parts_f)
@@ -250,7 +269,7 @@ def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
                                              step_out[:, M.BAD_DEBT], params.insurance_fund_usd)
     return PortfolioResult(aligned.symbols, aligned.timestamp, params, state, n_liq, first,
                            penalties, bad, notional, step_out, asset_out, fund, draw, social,
-                           records, {"run": run_s})
+                           records, {"run": run_s, "on_block": hook_s})
 
 
 __all__ = ["INITIAL_RECORDS", "AccountKind", "PortfolioResult", "insurance_waterfall",
