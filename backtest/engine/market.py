@@ -60,7 +60,8 @@ def mark_prices(window_ms: np.ndarray, mark_ms: np.ndarray, mark_low: np.ndarray
                             np.where(exact, mark_high[idx], close), close])
 
 
-def hourly_usd_volume(timestamp_ms: np.ndarray, volume: np.ndarray, close: np.ndarray) -> np.ndarray:
+def hourly_usd_volume(timestamp_ms: np.ndarray, volume: np.ndarray,
+                      close: np.ndarray) -> np.ndarray:
     """Return the USD volume traded in the hour before each candle (excluded), shape (T,).
 
     Parameters

@@ -15,9 +15,9 @@ import numpy as np
 from backtest.kernels.enums import (
     N_STEP_METRICS,
     AdlRanking,
+    AuctionCurve,
     FillPrice,
     ImpactModel,
-    AuctionCurve,
     OracleModel,
     PenaltyModel,
     PolicyFamily,
@@ -438,7 +438,8 @@ def _adl(res, policy, market, t, side, owed, bankrupt_units, price, equity_start
         res.adl_records.append(dict(step=t, account=i, units_closed=signed, price=price,
                                     transfer=transfer))
         row[StepMetric.CASH_DELTA_PERP] += signed * price - transfer
-        row[StepMetric.UNITS_DELTA_PERP_LONG if u > 0 else StepMetric.UNITS_DELTA_PERP_SHORT] -= signed
+        side = StepMetric.UNITS_DELTA_PERP_LONG if u > 0 else StepMetric.UNITS_DELTA_PERP_SHORT
+        row[side] -= signed
         row[StepMetric.ADL_NOTIONAL] += x * price
         row[StepMetric.ADL_ACCOUNTS] += 1
         row[StepMetric.ADL_TRANSFER] += transfer
@@ -455,8 +456,10 @@ def _whole(prod: int, u: float, c: float, p: float, pen: float) -> float:
 
 
 def _step_rates(policy, prod: int, scale: float) -> tuple[float, float]:
-    """(maintenance rate, partial target rate) of a product in a step: dynamic margin scales
-    the perps'."""
+    """Return a product's (maintenance rate, partial target rate) in a step.
+
+    Dynamic margin scales the perps'.
+    """
     m = float(policy["maintenance_rate"][prod])
     target = float(policy["target_rate"][prod])
     return (m * scale, target * scale) if prod == Product.PERP else (m, target)
@@ -499,7 +502,8 @@ def _units_to_close(policy, prod, u, c, p, m, pen, target) -> float:
         d = whole
     if equity < pen * d * p:
         d = whole
-    if policy["min_remaining_usd"] > 0 and d < whole and (size - d) * p < policy["min_remaining_usd"]:
+    dust = policy["min_remaining_usd"]
+    if dust > 0 and d < whole and (size - d) * p < dust:
         d = whole
     return max(min(d, whole), 0.0)
 
@@ -517,8 +521,10 @@ def _auction_price(policy, top: float, dur: int) -> float:
 
 
 def _take(res, t, i, market, q, execution, m, share, price) -> bool:
-    """A keeper takes ``q`` units of loan ``i``'s collateral at the auction ``price``; returns
-    True when the auction is over (tab covered or collateral exhausted)."""
+    """Let a keeper take ``q`` units of loan ``i``'s collateral at the auction ``price``.
+
+    Returns True when the auction is over (tab covered or collateral exhausted).
+    """
     u, c = float(res.units[i]), float(res.cash[i])
     pe = market * execution
     tab = -c / (1 - share)

@@ -13,8 +13,8 @@ from backtest.errors import ConfigError
 from backtest.kernels.enums import (
     POLICY_DTYPE,
     AdlRanking,
-    PenaltyModel,
     AuctionCurve,
+    PenaltyModel,
     PolicyFamily,
     Product,
     Waterfall,
@@ -118,7 +118,8 @@ def pack_policy(policy: Policy, interval_seconds: int = 60) -> np.ndarray:
         if policy.partial.target_health is not None:
             target[Product.PERP] = policy.partial.target_health * perp.maintenance_margin_rate
         if policy.partial.target_health_factor is not None:
-            target[Product.LOAN] = 1.0 - loan.liquidation_threshold / policy.partial.target_health_factor
+            hf = policy.partial.target_health_factor
+            target[Product.LOAN] = 1.0 - loan.liquidation_threshold / hf
     elif isinstance(policy, GraduatedPolicy):
         rec["family"] = PolicyFamily.GRADUATED
         tiers = policy.graduated.tiers
