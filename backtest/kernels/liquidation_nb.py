@@ -513,8 +513,9 @@ def _auction_decision_nb(i, t, candle, x_long, accounts, auction, penalty, keepe
     The auction resets (kind KICK, restarting at the decision price x ``buf``) when it has
     run longer than ``tail`` steps or its price fell below ``cusp x top`` (Maker
     ``Clipper.redo``). Otherwise a keeper takes when the auction price is at least
-    ``keeper_margin`` below the market (the step's close) and, if keepers require profit, its
-    discount covers gas and the expected slippage: it buys as much collateral as pays the tab
+    ``keeper_margin`` plus the expected slippage (the last step's) below the market (the step's
+    close) and, if keepers require profit, its discount covers gas and that slippage: it buys
+    as much collateral as pays the tab
     ``debt x (1 + bonus)``, at most all of it.
     """
     _, units, cash, _, _, _, auction_tic, auction_top = accounts
@@ -528,7 +529,7 @@ def _auction_decision_nb(i, t, candle, x_long, accounts, auction, penalty, keepe
     market = candle[3]
     if dur > tail or price < cusp * top:
         return x_long, 0.0, True, 0.0, _KIND_KICK
-    if not price <= market * (1.0 - margin):
+    if not price <= market * (1.0 - margin - slippage):
         return 0.0, 0.0, True, 0.0, _KIND_TAKE
     tab = -cash[i] / (1.0 - penalty)  # debt x (1 + bonus)
     q = min(units[i], tab / price) if price > 0.0 else units[i]

@@ -236,7 +236,7 @@ def simulate_reference(
                 waiting.append(i)
                 if dur > policy["auction_tail_steps"] or price < policy["auction_cusp"] * top:
                     kicks.append((i, x))  # reset at the fresh decision price
-                elif price <= c * (1 - policy["auction_keeper_margin"]):
+                elif price <= c * (1 - policy["auction_keeper_margin"] - slippage):
                     tab = -cash_i / (1 - loan_pen)
                     q = min(u, tab / price) if price > 0 else u
                     gas = float(gas_usd[t]) if gas_usd is not None else 0.0

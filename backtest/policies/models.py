@@ -256,7 +256,8 @@ class AuctionParams(_Strict):
     tip_usd : float
         Flat keeper incentive, USD.
     keeper_margin : float
-        Least discount to the market at which keepers take, fraction.
+        Least discount to the market at which keepers take, fraction, on top of the slippage
+        they expect (the last step's execution slippage).
     """
 
     curve: Literal["linear", "stairstep", "exponential"] = "stairstep"
