@@ -160,8 +160,9 @@ def simulate_policies(inputs: Inputs, show_progress: bool = True
     execution = inputs.config.execution
     market = inputs.market
     order = liquidation_order(book["product"], book["units"], book["cash"])
-    full_close = inputs.tape.arrays()["close"]
-    start = window_start(inputs)
+    full = inputs.tape.arrays()
+    full_close = full["close"]
+    start = window_start(full["timestamp"], arrays["timestamp"])
     outcomes = []
     total = len(prices) * len(inputs.policies)
     with progress_bar(show_progress) as bar:
@@ -183,10 +184,12 @@ def simulate_policies(inputs: Inputs, show_progress: bool = True
     return outcomes, compile_seconds
 
 
-def window_start(inputs: Inputs) -> int:
-    """Return the row of the tape where the run's window starts."""
-    return int(np.searchsorted(inputs.tape.arrays()["timestamp"],
-                               inputs.window.arrays()["timestamp"][0]))
+def window_start(tape_ms: np.ndarray, window_ms: np.ndarray) -> int:
+    """Return the row of the tape where the window starts.
+
+    ``tape_ms`` (shape (T_tape,)) and ``window_ms`` (shape (T,)) are candle open times, epoch ms.
+    """
+    return int(np.searchsorted(tape_ms, window_ms[0]))
 
 
 def market_inputs(inputs: Inputs, store: str | Path | None = None) -> MarketInputs:
@@ -194,7 +197,7 @@ def market_inputs(inputs: Inputs, store: str | Path | None = None) -> MarketInpu
     cfg = inputs.config
     full = inputs.tape.arrays()
     window = inputs.window.arrays()
-    start = window_start(inputs)
+    start = window_start(full["timestamp"], window["timestamp"])
     interval = inputs.tape.interval_seconds
     record = market_record(cfg.market, cfg.oracle, cfg.keepers, interval)
     depth = depth_per_step(cfg.market, full, slice(start, start + inputs.window.rows))
