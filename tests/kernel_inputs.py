@@ -88,6 +88,17 @@ def random_auction(rng: np.random.Generator, policy: np.ndarray) -> None:
     policy["auction_keeper_margin"] = rng.uniform(0.0, 0.05)
 
 
+def random_bands(rng: np.random.Generator, policy: np.ndarray) -> None:
+    """Make ``policy`` a soft-liquidation-bands policy (crvUSD LLAMMA) with random A, N and
+    discounts (liquidation_discount below loan_discount, as crvUSD requires)."""
+    policy["family"] = PolicyFamily.SOFT_BANDS
+    a = rng.integers(10, 200)
+    policy["band_ratio"] = (a - 1) / a
+    policy["band_count"] = rng.integers(4, 51)
+    policy["band_loan_discount"] = rng.uniform(0.05, 0.3)
+    policy["maintenance_rate"][0, 1] = rng.uniform(0.01, 0.9) * policy["band_loan_discount"][0]
+
+
 def random_risk_rules(rng: np.random.Generator, policy: np.ndarray, n_steps: int) -> np.ndarray:
     """Turn on random penalty, seizure and predictive rules in ``policy``; return per-step
     risk inputs (maintenance margin scale in [0.5, 3], predictive shift in [0, 5%])."""

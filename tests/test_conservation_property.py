@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from backtest.engine.dispatch import market_params, simulate
 from backtest.kernels.enums import (
+    BAND_FIELDS,
     AdlRanking,
     FillPrice,
     ImpactModel,
@@ -25,6 +26,7 @@ from backtest.kernels.enums import (
 )
 from tests.kernel_inputs import (
     random_auction,
+    random_bands,
     random_book,
     random_mark,
     random_policy,
@@ -51,7 +53,7 @@ scenarios = st.fixed_dictionaries({
     "funding": st.booleans(),
     "capital": st.sampled_from([0.0, 20.0, 500.0]),
     "risk_rules": st.booleans(),
-    "auction": st.booleans(),
+    "family": st.sampled_from(["random", "auction", "bands"]),
 })
 
 
@@ -64,8 +66,10 @@ def test_money_is_conserved_everywhere(sc):
     policy = random_policy(rng, slicing=True)
     policy["waterfall"], policy["adl_ranking"] = sc["waterfall"], sc["ranking"]
     risk = random_risk_rules(rng, policy, sc["steps"]) if sc["risk_rules"] else None
-    if sc["auction"]:
+    if sc["family"] == "auction":
         random_auction(rng, policy)
+    elif sc["family"] == "bands":
+        random_bands(rng, policy)
     market = market_params(sc["impact"], float(rng.uniform(0, 1)), float(rng.uniform(1, 30)),
                            sc["cascade"], sc["oracle"], int(rng.integers(1, 5)),
                            int(rng.integers(1, 5)), float(rng.uniform(0.001, 0.05)),
@@ -91,9 +95,12 @@ def test_money_is_conserved_everywhere(sc):
     np.add.at(closed, rec["account"], rec["units_closed"])
     np.add.at(closed, adl["account"], adl["units_closed"])
     np.add.at(paid, adl["account"], adl["transfer"])
+    if len(res.bands):  # soft-liquidation bands' trades: no records, running totals instead
+        proceeds += res.bands[:, BAND_FIELDS.index("soft_proceeds")]
+        closed += res.bands[:, BAND_FIELDS.index("soft_units")]
     scale = np.abs(book["cash"]) + np.abs(proceeds) + 1.0
     # per account: cash change = proceeds at the execution price - penalties + debt written off
-    # - what auto-deleveraging made it pay
+    # - what auto-deleveraging made it pay (+ what soft-liquidation bands received)
     np.testing.assert_allclose((res.cash - book["cash"]) / scale,
                                (proceeds - fees + written_off - paid - res.funding_paid) / scale,
                                atol=1e-9)
@@ -124,6 +131,14 @@ def test_money_is_conserved_everywhere(sc):
         assert len(adl) == 0
     # impact cost = what decision-price sales would have raised minus what they did
     decided = (np.abs(rec["units_closed"]) * np.abs(rec["decision_price"] - rec["fill_price"])).sum()
+    # (bands trade at the step's oracle price times its execution factor)
+    decided += ((sm[:, StepMetric.SOFT_SOLD_UNITS] + sm[:, StepMetric.SOFT_BOUGHT_UNITS])
+                * sm[:, StepMetric.ORACLE_PRICE] * np.abs(1 - sm[:, StepMetric.EXECUTION_FACTOR])).sum()
+    if len(res.bands):  # every dollar a band trade loses goes to the arbitrageur
+        soft_loss = res.bands[:, BAND_FIELDS.index("soft_loss")].sum()
+        assert abs(sm[:, StepMetric.SOFT_LOSS].sum() - soft_loss) <= 1e-9 * total
+        assert abs(sm[:, StepMetric.SOFT_PROCEEDS].sum()
+                   - res.bands[:, BAND_FIELDS.index("soft_proceeds")].sum()) <= 1e-9 * total
     assert abs(sm[:, StepMetric.IMPACT_COST].sum() - decided) <= 1e-9 * total
     # nothing is paid that was not earned, and no position flips side
     # (a keeper's take in an auction can lose to impact: its fee is market - auction price)

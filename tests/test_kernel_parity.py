@@ -20,6 +20,7 @@ from backtest.kernels.enums import (
 from backtest.kernels.reference import simulate_reference
 from tests.kernel_inputs import (
     random_auction,
+    random_bands,
     random_book,
     random_mark,
     random_policy,
@@ -162,6 +163,43 @@ def test_kernel_matches_reference_with_dutch_auctions(seed, latency, profit):
         discount = takes["keeper_fee"] / (takes["units_closed"] * takes["decision_price"])
         assert np.all(discount >= policy[0]["auction_keeper_margin"] - 1e-9 - (
             1 - sm[takes["step"], StepMetric.EXECUTION_FACTOR]))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_kernel_matches_reference_with_soft_liquidation_bands(seed):
+    """crvUSD LLAMMA: band trades both ways, hard liquidations (some of loans holding only
+    stablecoin), keepers late or unpaid, every oracle, perps beside the loans under budgets."""
+    rng = np.random.default_rng(900 + seed)
+    steps = 120
+    policy = random_policy(rng, slicing=seed % 2 == 1)
+    random_bands(rng, policy)
+    prices = random_prices(rng, steps, vol=0.02)
+    book = random_book(rng, 300)
+    prices.volume = random_volume(rng, steps)
+    depth = rng.uniform(500.0, 5000.0, steps)
+    gas = rng.uniform(0.0, 0.5, steps)
+    trigger, fill = MODES[seed % len(MODES)]
+    market = market_params(ImpactModel.SQRT, cascade=True, keeper_latency_steps=seed % 3,
+                           keeper_requires_profit=seed % 2 == 0,
+                           oracle_model=list(OracleModel)[seed % 4], oracle_lag_steps=2,
+                           oracle_twap_steps=3)
+    res = simulate(prices, book["product"], book["units"], book["cash"], policy, trigger, fill,
+                   chunk_size=64, block_steps=17, market=market, depth=depth, gas_usd=gas,
+                   volume=prices.volume, insurance_fund_usd=50.0)
+    ref = simulate_reference(prices.open, prices.high, prices.low, prices.close, trigger, fill,
+                             policy[0], book["product"], book["units"], book["cash"],
+                             market=market[0], depth=depth, gas_usd=gas, volume=prices.volume,
+                             priority=_order(book), insurance_fund_usd=50.0)
+    _assert_parity(res, ref)
+    np.testing.assert_allclose(res.bands, ref.bands, rtol=1e-9, atol=1e-8)
+    sm = res.step_metrics
+    assert sm[:, StepMetric.SOFT_SOLD_UNITS].sum() > 0
+    assert sm[:, StepMetric.SOFT_BOUGHT_UNITS].sum() > 0
+    assert sm[:, StepMetric.N_SOFT_LIQUIDATION].max() > 0
+    # loans leave their bands only by hard liquidation, which takes everything
+    loans = book["product"][res.records["account"]] == 1
+    assert np.all(res.records["closed"][loans])
+    assert np.all(res.records["health_before"][loans] < 1)
 
 
 def test_predictive_overlay_reduces_before_the_breach():

@@ -14,14 +14,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from backtest.kernels.adl_nb import auto_deleverage_nb
+from backtest.kernels.bands_nb import place_bands_nb
 from backtest.kernels.enums import (
     MARKET_DTYPE,
     MARKET_STATE_SIZE,
+    N_BAND_FIELDS,
     N_RISK_INPUTS,
     N_STEP_METRICS,
     RECORD_FIELDS,
     ImpactModel,
     OracleModel,
+    PolicyFamily,
     RiskInput,
     StepMetric,
 )
@@ -77,6 +80,9 @@ class SimulationResult:
         processing order: deterministic, independent of the thread count).
     adl_records : ndarray, shape (A,), structured ``ADL_FIELDS``
         One row per auto-deleveraged account and step, in order of deleveraging.
+    bands : ndarray, shape (N, N_BAND_FIELDS) or (0, N_BAND_FIELDS), float64
+        Family SOFT_BANDS: each loan's band state and its bands' running trade totals
+        (:data:`backtest.kernels.enums.BAND_FIELDS`); other families: no rows.
     """
 
     units: np.ndarray
@@ -91,6 +97,7 @@ class SimulationResult:
     step_metrics: np.ndarray
     records: np.ndarray
     adl_records: np.ndarray
+    bands: np.ndarray
 
 
 #: Fields of an auto-deleveraging record.
@@ -208,6 +215,12 @@ def simulate(
     flagged = np.full(n, -1, np.int32)
     auction_tic = np.full(n, -1, np.int32)  # Dutch auctions (family AUCTION): start step
     auction_top = np.zeros(n)  # and starting price
+    bands = np.zeros((0, N_BAND_FIELDS))
+    if policy[0]["family"] == PolicyFamily.SOFT_BANDS:  # crvUSD LLAMMA: place each loan's bands
+        bands = np.empty((n, N_BAND_FIELDS))
+        place_bands_nb(product, u, c, float(policy[0]["band_ratio"]),
+                       int(policy[0]["band_count"]), float(policy[0]["band_loan_discount"]),
+                       float(policy[0]["maintenance_rate"][1]), float(o[0]), bands, key)
     funding_paid = np.zeros(n)
     if volume is None:
         slicing = policy[0]["max_step_volume_fraction"]
@@ -236,7 +249,7 @@ def simulate(
             t, stop, o, h, lo, cl, depth, volume, gas, risk, mark, int(trigger_mode),
             int(fill_mode),
             policy, market, market_state, product, u, c, key, flagged, n_liq, first, last,
-            auction_tic, auction_top, notional, penalties,
+            auction_tic, auction_top, bands, notional, penalties,
             bad, funding_paid, funding,
             chunk_size, step_metrics, rec_len, rec_i, rec_f,
         )
@@ -264,7 +277,17 @@ def simulate(
         step_metrics,
         records,
         adl,
+        _scatter_rows(bands, order),
     )
+
+
+def _scatter_rows(values: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Rows of ``values`` (in processing order) back in the book's order; empty stays empty."""
+    if len(values) == 0:
+        return values
+    out = np.empty_like(values)
+    out[order] = values
+    return out
 
 
 def _per_step(values) -> np.ndarray:

@@ -31,12 +31,20 @@ class PolicyFamily(IntEnum):
         :class:`AuctionCurve`, resets on ``tail`` / ``cusp``, and a keeper takes the lot when
         the auction price is at least ``keeper_margin`` below the market (see
         :mod:`backtest.kernels.liquidation_nb`). Perps are liquidated as HARD.
+    SOFT_BANDS
+        Loans: soft liquidation in bands (Curve crvUSD / LlamaLend LLAMMA). The collateral is
+        spread evenly over ``band_count`` bands below the loan's top price; as the decision
+        price falls through a band the AMM sells that band's collateral for the stablecoin,
+        and buys it back as the price rises (:func:`band_collateral_nb`). A hard liquidation
+        (the liquidator repays the debt and takes everything the AMM holds) happens only when
+        the controller's health is below 0 (here: below 1). Perps are liquidated as HARD.
     """
 
     HARD = 0
     PARTIAL = 1
     GRADUATED = 2
     AUCTION = 3
+    SOFT_BANDS = 4
 
 
 class AuctionCurve(IntEnum):
@@ -231,6 +239,12 @@ POLICY_DTYPE = np.dtype(
         ("auction_chip", np.float64),
         ("auction_tip_usd", np.float64),
         ("auction_keeper_margin", np.float64),
+        # soft-liquidation bands (family SOFT_BANDS): band ratio (A - 1) / A, bands per loan,
+        # and the loan_discount that placed them (the loans' maintenance_rate is the
+        # liquidation_discount)
+        ("band_ratio", np.float64),
+        ("band_count", np.int64),
+        ("band_loan_discount", np.float64),
     ],
     align=True,
 )
@@ -268,19 +282,25 @@ class StepMetric(IntEnum):
     PREEMPTIVE_NOTIONAL = 21  # of LIQUIDATED_NOTIONAL: notional reduced pre-emptively, USD
     AUCTIONS_KICKED = 22  # Dutch auctions started or reset (kick, redo)
     AUCTION_INCENTIVES = 23  # keeper incentives tip + chip x tab paid by the protocol, USD
+    # soft-liquidation bands (no records: these are AMM trades, not liquidation events)
+    SOFT_SOLD_UNITS = 24  # collateral sold by bands as the price fell, asset units
+    SOFT_BOUGHT_UNITS = 25  # collateral bought back by bands as the price rose, asset units
+    SOFT_PROCEEDS = 26  # stablecoin received by bands: sales minus buy-backs, USD
+    SOFT_LOSS = 27  # what bands' trades lost to arbitrageurs against the market price, USD
+    N_SOFT_LIQUIDATION = 28  # loans in soft liquidation (some collateral converted) after it
     # per-step values below (not sums over chunks)
-    PRICE_FACTOR = 24  # simulated / historical price in this step (cascade feedback)
-    EXECUTION_FACTOR = 25  # execution / decision price of this step's liquidations
-    ORACLE_PRICE = 26  # price that decided liquidations (long side), USD
-    INSURANCE_DRAW = 27  # bad debt and auction incentives covered by the insurance fund, USD
-    INSURANCE_FUND = 28  # insurance fund balance after the step, USD
-    SOCIALISED_LOSS = 29  # bad debt covered by nobody: socialised pro rata, USD
-    ADL_NOTIONAL = 30  # notional of positions auto-deleveraged, USD
-    ADL_ACCOUNTS = 31  # accounts auto-deleveraged
-    ADL_TRANSFER = 32  # shortfall covered by auto-deleveraged traders, USD
-    FUNDING_PAID = 33  # net funding paid by the book's perps to traders outside it, USD
-    SLICE_FACTOR = 34  # share of the decided liquidation sizes executed (order slicing, <= 1)
-    MARGIN_SCALE = 35  # perp maintenance margin rate / the policy's base rate (dynamic margin)
+    PRICE_FACTOR = 29  # simulated / historical price in this step (cascade feedback)
+    EXECUTION_FACTOR = 30  # execution / decision price of this step's liquidations
+    ORACLE_PRICE = 31  # price that decided liquidations (long side), USD
+    INSURANCE_DRAW = 32  # bad debt and auction incentives covered by the insurance fund, USD
+    INSURANCE_FUND = 33  # insurance fund balance after the step, USD
+    SOCIALISED_LOSS = 34  # bad debt covered by nobody: socialised pro rata, USD
+    ADL_NOTIONAL = 35  # notional of positions auto-deleveraged, USD
+    ADL_ACCOUNTS = 36  # accounts auto-deleveraged
+    ADL_TRANSFER = 37  # shortfall covered by auto-deleveraged traders, USD
+    FUNDING_PAID = 38  # net funding paid by the book's perps to traders outside it, USD
+    SLICE_FACTOR = 39  # share of the decided liquidation sizes executed (order slicing, <= 1)
+    MARGIN_SCALE = 40  # perp maintenance margin rate / the policy's base rate (dynamic margin)
 
 
 N_STEP_METRICS = len(StepMetric)
@@ -367,6 +387,14 @@ MARKET_DTYPE = np.dtype(
 #: (shortfall and bankrupt units of perp longs, then of perp shorts), 11 step of the pending ADL
 #: (-1: none), 12 last step whose funding was settled (-1: none).
 MARKET_STATE_SIZE = 13
+
+#: Columns of the per-account band state of family SOFT_BANDS, shape (N, N_BAND_FIELDS),
+#: float64: the loan's top band price (USD per unit; its bands span ``top x ratio^k`` down to
+#: ``top x ratio^band_count``), collateral deposited in the bands (units), debt (USD; 0 once
+#: hard-liquidated or for accounts outside the bands), and running totals of its bands' trades:
+#: net collateral sold (units), net stablecoin received (USD), loss to arbitrageurs (USD).
+BAND_FIELDS = ("top_price", "deposited", "debt", "soft_units", "soft_proceeds", "soft_loss")
+N_BAND_FIELDS = len(BAND_FIELDS)
 
 #: Fields of a liquidation record (one row per liquidation event), in output order.
 RECORD_FIELDS = (

@@ -1,4 +1,5 @@
-"""numba kernels of the liquidation engine (hard, partial, graduated and Dutch-auction families).
+"""numba kernels of the liquidation engine (hard, partial, graduated, Dutch-auction and
+soft-liquidation-band families; the bands' own arithmetic is in :mod:`backtest.kernels.bands_nb`).
 
 Account model (DESIGN.md): ``equity = cash + units x price``; a long perp or a loan has
 ``units > 0`` and usually ``cash < 0`` (the borrowed quote); a short perp has ``units < 0`` and
@@ -34,12 +35,20 @@ from backtest.kernels.enums import (
     TriggerPrice,
     Waterfall,
 )
+from backtest.kernels.bands_nb import (
+    apply_bands_liquidation_nb,
+    apply_soft_trade_nb,
+    bands_health_nb,
+    bands_key_nb,
+    soft_trade_nb,
+)
 from backtest.kernels.impact_nb import cascade_update_nb, execution_factor_nb, price_factor_nb
 from backtest.kernels.oracle_nb import oracle_price_nb
 
 # int constants for use inside kernels (IntEnum members are not numba constants)
 _HARD = int(PolicyFamily.HARD)
 _AUCTION = int(PolicyFamily.AUCTION)
+_SOFT_BANDS = int(PolicyFamily.SOFT_BANDS)
 _LINEAR_CURVE = int(AuctionCurve.LINEAR)
 _STAIRSTEP_CURVE = int(AuctionCurve.STAIRSTEP)
 _AUCTIONS_KICKED = int(StepMetric.AUCTIONS_KICKED)
@@ -49,6 +58,12 @@ _KIND_LIQUIDATION = 0
 _KIND_PREEMPTIVE = 1
 _KIND_KICK = 2  # start (or restart) a Dutch auction
 _KIND_TAKE = 3  # a keeper takes collateral from a running auction
+_KIND_BANDS_HARD = 4  # hard liquidation of a loan in bands (may close 0 units: all stablecoin)
+_SOFT_SOLD = int(StepMetric.SOFT_SOLD_UNITS)
+_SOFT_BOUGHT = int(StepMetric.SOFT_BOUGHT_UNITS)
+_SOFT_PROCEEDS = int(StepMetric.SOFT_PROCEEDS)
+_SOFT_LOSS = int(StepMetric.SOFT_LOSS)
+_N_SOFT = int(StepMetric.N_SOFT_LIQUIDATION)
 _GRADUATED = int(PolicyFamily.GRADUATED)
 _LOAN = int(Product.LOAN)
 _EXTREME = int(TriggerPrice.EXTREME)
@@ -447,7 +462,8 @@ def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, account
     False (no volume budget left) it only says whether the account is liquidatable.
 
     Family AUCTION (loans): a loan in a running auction is decided by the auction alone
-    (:func:`_auction_decision_nb`); a liquidatable loan not yet in one is kicked.
+    (:func:`_auction_decision_nb`); a liquidatable loan not yet in one is kicked. Family
+    SOFT_BANDS (loans): :func:`_bands_decision_nb`.
 
     Returns
     -------
@@ -457,10 +473,10 @@ def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, account
         acts yet (latency, cooldown, or the keeper fee would not cover gas plus expected
         impact); kind is liquidation, pre-emptive, auction kick/reset or auction take.
     """
-    product, units, cash, key, flagged, last_step, auction_tic, auction_top = accounts
+    product, units, cash, key, flagged, last_step, auction_tic, auction_top, bands = accounts
     (family, m_rate, t_rate, p_rate, close_factor, full_close_health, keeper_share,
      tier_health, tier_fraction, cooldown, size_rules, m_base, penalty_model, penalty_cap,
-     seize_all, preempt_fraction, preempt_penalty, shift, auction) = policy_inputs
+     seize_all, preempt_fraction, preempt_penalty, shift, auction, band) = policy_inputs
     latency, requires_profit, gas, slippage = keepers
     prod = product[i]
     if family == _AUCTION and prod == _LOAN and auction_tic[i] >= 0:
@@ -470,6 +486,9 @@ def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, account
     # filter: long keys > 0 trigger at low <= key, short keys < 0 at high >= -key
     if not (k >= lo_key or (k < 0.0 and -k <= hi_key)):
         return 0.0, 0.0, False, 0.0, _KIND_LIQUIDATION
+    if family == _SOFT_BANDS and prod == _LOAN:
+        return _bands_decision_nb(i, t, candle, x_long, fill_mode, accounts, band,
+                                  keeper_share, keepers)
     u = units[i]
     c = cash[i]
     m = m_rate[prod]
@@ -507,6 +526,28 @@ def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, account
 
 
 @njit
+def _bands_decision_nb(i, t, candle, x, fill_mode, accounts, band, keeper_share, keepers):
+    """Decide a loan of family SOFT_BANDS at step ``t`` (see :func:`_decide_nb`).
+
+    Hard-liquidatable when :func:`bands_health_nb` at the decision price ``x`` is below 1 and
+    a keeper acts (latency, and profit if required: the equity seized must cover gas and the
+    expected slippage). Soft conversion is not decided here (:func:`soft_trade_nb`).
+    """
+    _, units, cash, _, flagged, _, _, _, bands = accounts
+    latency, requires_profit, gas, slippage = keepers
+    u = units[i]
+    c = cash[i]
+    if not bands_health_nb(u, c, x, bands[i], band[0], int(band[1]), band[2]) < 1.0:
+        return 0.0, 0.0, False, 0.0, _KIND_LIQUIDATION
+    if latency > 0 and (flagged[i] < 0 or t < flagged[i] + latency):
+        return 0.0, 0.0, True, 0.0, _KIND_LIQUIDATION
+    p = candle[3] if fill_mode == _FILL_CLOSE else x
+    if requires_profit and keeper_share * max(c + u * p, 0.0) < gas + slippage * u * p:
+        return 0.0, 0.0, True, 0.0, _KIND_LIQUIDATION
+    return p, u, True, 0.0, _KIND_BANDS_HARD
+
+
+@njit
 def _auction_decision_nb(i, t, candle, x_long, accounts, auction, penalty, keepers):
     """Decide a loan in a running Dutch auction at step ``t`` (see :func:`_decide_nb`).
 
@@ -518,7 +559,7 @@ def _auction_decision_nb(i, t, candle, x_long, accounts, auction, penalty, keepe
     as much collateral as pays the tab
     ``debt x (1 + bonus)``, at most all of it.
     """
-    _, units, cash, _, _, _, auction_tic, auction_top = accounts
+    _, units, cash, _, _, _, auction_tic, auction_top, _ = accounts
     tail = auction[4]
     cusp = auction[5]
     margin = auction[6]
@@ -536,6 +577,40 @@ def _auction_decision_nb(i, t, candle, x_long, accounts, auction, penalty, keepe
     if requires_profit and q * (market - price) < gas + slippage * q * market:
         return 0.0, 0.0, True, 0.0, _KIND_TAKE
     return market, q, True, penalty, _KIND_TAKE
+
+
+@njit
+def _soft_step_nb(i, x, exec_factor, units, cash, key, bands, band, acc):
+    """Let loan ``i``'s bands trade towards their state at oracle price ``x`` (no record).
+
+    The trade executes at ``x x exec_factor`` (:func:`backtest.kernels.bands_nb.
+    apply_soft_trade_nb`); the step's aggregates ``acc`` (one chunk's row) gain the units sold
+    or bought, the proceeds (also in the loans' cash delta), the loss to arbitrageurs, the sale
+    notional (liquidated notional), the impact cost and the net flow's units, and count the
+    loan if it is in soft liquidation after the trade.
+    """
+    u = units[i]
+    n_bands = int(band[1])
+    q = soft_trade_nb(u, cash[i], x, bands[i], band[0], n_bands)
+    if q != 0.0:
+        pe = x * exec_factor
+        u2, c2, proceeds, loss = apply_soft_trade_nb(u, cash[i], q, pe, bands[i], band[0],
+                                                     n_bands)
+        units[i] = u2
+        cash[i] = c2
+        key[i] = bands_key_nb(u2, c2, bands[i], band[0], n_bands, band[2])
+        if q < 0.0:
+            acc[_SOFT_SOLD] -= q
+            acc[_NOTIONAL] -= q * pe
+        else:
+            acc[_SOFT_BOUGHT] += q
+        acc[_SOFT_PROCEEDS] += proceeds
+        acc[_SOFT_LOSS] += loss
+        acc[_CASH_LOAN] += proceeds
+        acc[_UNITS_LOAN] += q
+        acc[_IMPACT_COST] += abs(q) * abs(x - pe)
+    if bands[i, 2] > 0.0 and units[i] < bands[i, 1]:
+        acc[_N_SOFT] += 1.0
 
 
 @njit_parallel
@@ -566,6 +641,7 @@ def run_steps_nb(
     last_step,
     auction_tic,
     auction_top,
+    bands,
     liquidated_notional,
     penalties_paid,
     bad_debt,
@@ -624,6 +700,9 @@ def run_steps_nb(
         latency or unprofitable), -1 if none; updated.
     auction_tic, auction_top : ndarray, shape (N,), int32 and float64
         Step a loan's Dutch auction (re)started (-1: none) and its starting price, USD; updated.
+    bands : ndarray, shape (N, N_BAND_FIELDS) or (0, N_BAND_FIELDS), float64
+        Band state of each loan (family SOFT_BANDS, from
+        :func:`backtest.kernels.bands_nb.place_bands_nb`; ``BAND_FIELDS``); updated.
     n_liquidations, first_step, last_step : ndarray, shape (N,), int32
         Per-account event count and first/last liquidation step (-1: none); updated.
     liquidated_notional, penalties_paid, bad_debt : ndarray, shape (N,), float64
@@ -665,7 +744,7 @@ def run_steps_nb(
     m_step = m_rate.copy()  # this step's rates: dynamic margin scales the perps'
     t_step = rec.target_rate.copy()
     preempt = rec.preempt_fraction > 0.0
-    accounts = (product, units, cash, key, flagged, last_step, auction_tic, auction_top)
+    accounts = (product, units, cash, key, flagged, last_step, auction_tic, auction_top, bands)
     # Dutch auction parameters as an array (a mixed tuple cannot enter the parallel loops)
     auction = np.empty(8)
     auction[0] = rec.auction_curve
@@ -680,6 +759,14 @@ def run_steps_nb(
     auction_chip = rec.auction_chip
     loan_penalty = p_rate[_LOAN]
     auctions = rec.family == _AUCTION
+    soft = rec.family == _SOFT_BANDS
+    # soft-liquidation bands: ratio (A - 1) / A, bands per loan, liquidation_discount
+    band = np.empty(3)
+    band[0] = rec.band_ratio
+    band[1] = rec.band_count
+    band[2] = m_rate[_LOAN]
+    n_bands = rec.band_count
+    soft_flow = np.zeros(n_chunks)
     in_auction = np.zeros(n_chunks, np.int64)  # running auctions per chunk: always visited
     max_volume_fraction = rec.max_step_volume_fraction
     mk = market[0]
@@ -763,7 +850,7 @@ def run_steps_nb(
                          rec.full_close_health, keeper_share, rec.tier_health,
                          rec.tier_fraction, rec.cooldown_steps, size_rules, m_rate,
                          rec.penalty_model, rec.penalty_cap, rec.seize_all_collateral,
-                         rec.preempt_fraction, rec.preempt_penalty, shift, auction)
+                         rec.preempt_fraction, rec.preempt_penalty, shift, auction, band)
         # keys are liquidation prices at the base rates: a long at this step's perp rate
         # triggers at key x (1 - m) / (1 - m_step), a short at -key x (1 + m_step) / (1 + m);
         # the predictive overlay looks a further shift away
@@ -793,17 +880,25 @@ def run_steps_nb(
                 count[ch] = 0
                 flow[ch] = 0.0
                 gross[ch] = 0.0
+                soft_flow[ch] = 0.0
                 for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
-                    p, d, _, _, _ = _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key,
-                                               eff_fill, accounts, policy_inputs, keepers)
-                    if d > 0.0:
+                    p, d, _, _, kind = _decide_nb(i, t, candle, x_long, x_short, lo_key,
+                                                  hi_key, eff_fill, accounts, policy_inputs,
+                                                  keepers)
+                    if kind == _KIND_BANDS_HARD:  # outside any volume budget
+                        count[ch] += 1
+                        flow[ch] -= d * p
+                    elif d > 0.0:
                         count[ch] += 1
                         # closing a long sells (negative flow), closing a short buys
                         flow[ch] += -d * p if units[i] > 0.0 else d * p
                         gross[ch] += d
+                    elif soft and product[i] == _LOAN:  # the bands trade with arbitrageurs
+                        soft_flow[ch] += x_long * soft_trade_nb(units[i], cash[i], x_long,
+                                                                bands[i], band[0], n_bands)
             for a in range(n_active):
                 ch = active[a]
-                total_flow += flow[ch]
+                total_flow += flow[ch] + soft_flow[ch]
                 total_units += gross[ch]
             # order slicing (at most max_volume_fraction of the step's traded volume) and keeper
             # capital (at most keeper_capital USD at the close) budget the units liquidated; the
@@ -831,20 +926,25 @@ def run_steps_nb(
                     flow[ch] = 0.0
                     used = 0.0
                     for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
-                        if used >= chunk_budget[ch]:
+                        if used >= chunk_budget[ch] and not soft:
                             break
-                        p, d, _, _, _ = _decide_nb(i, t, candle, x_long, x_short, lo_key,
-                                                   hi_key, eff_fill, accounts, policy_inputs,
-                                                   keepers)
-                        if d > 0.0:
+                        p, d, _, _, kind = _decide_nb(i, t, candle, x_long, x_short, lo_key,
+                                                      hi_key, eff_fill, accounts,
+                                                      policy_inputs, keepers)
+                        if kind == _KIND_BANDS_HARD:
+                            count[ch] += 1
+                            flow[ch] -= d * p
+                        elif d > 0.0:
                             d = _budget_take_nb(d, chunk_budget[ch], used, dust)
                             if d <= 0.0:
+                                if soft:  # hard liquidations of loans in bands may follow
+                                    continue
                                 break
                             used += d
                             count[ch] += 1
                             flow[ch] += -d * p if units[i] > 0.0 else d * p
                 for a in range(n_active):
-                    total_flow += flow[active[a]]
+                    total_flow += flow[active[a]] + soft_flow[active[a]]
             else:
                 for a in range(n_active):
                     chunk_budget[active[a]] = np.inf
@@ -860,7 +960,7 @@ def run_steps_nb(
         # accounts can be liquidatable yet wait: keepers late or unpaid, volume exhausted, or a
         # cooldown since the last slice
         waiting_possible = (latency > 0 or requires_profit or slice_factor < 1.0
-                            or rec.cooldown_steps > 0 or auctions)
+                            or rec.cooldown_steps > 0 or auctions or soft)
         exec_factor = execution_factor_nb(impact_model, total_flow, depth[t], outstanding)
         step_out[t, _EXEC_FACTOR] = exec_factor
         step_out[t, _NET_FLOW] = total_flow
@@ -879,10 +979,14 @@ def run_steps_nb(
                                                            lo_key, hi_key, eff_fill, accounts,
                                                            policy_inputs, keepers,
                                                            chunk_budget[ch] > 0.0)
-                if d > 0.0:
+                bands_hard = kind == _KIND_BANDS_HARD
+                if d > 0.0 and not bands_hard:
                     d = _budget_take_nb(d, chunk_budget[ch], used, dust)
                     used += d
-                if d <= 0.0:
+                if d <= 0.0 and not bands_hard:
+                    if soft and product[i] == _LOAN:
+                        _soft_step_nb(i, x_long, exec_factor, units, cash, key, bands, band,
+                                      acc[ch])
                     if liquidatable:
                         if kind == _KIND_KICK:  # start or restart the Dutch auction
                             if auction_tic[i] < 0:
@@ -903,8 +1007,16 @@ def run_steps_nb(
                 c = cash[i]
                 prod = product[i]
                 pe = p * exec_factor
-                h = health_nb(prod, u, c, p, m_step[prod])
-                if kind == _KIND_TAKE:
+                if bands_hard:
+                    h = bands_health_nb(u, c, x_long, bands[i], band[0], n_bands, band[2])
+                else:
+                    h = health_nb(prod, u, c, p, m_step[prod])
+                if bands_hard:
+                    u2, c2, keeper, ins, bad = apply_bands_liquidation_nb(u, c, pe, keeper_share)
+                    bands[i, 2] = 0.0  # the debt is repaid: the loan leaves its bands
+                    signed = u
+                    clears = False
+                elif kind == _KIND_TAKE:
                     price = auction_price_nb(int(auction[0]), auction_top[i],
                                              t - auction_tic[i], auction[1], auction[2],
                                              auction[3])
@@ -921,7 +1033,7 @@ def run_steps_nb(
                     )
                 units[i] = u2
                 cash[i] = c2
-                key[i] = trigger_key_nb(u2, c2, m_rate[prod])
+                key[i] = trigger_key_nb(u2, c2, m_rate[prod])  # 0 after a hard liquidation
                 notional = d * pe
                 n_liquidations[i] += 1
                 if first_step[i] < 0:
@@ -974,7 +1086,7 @@ def run_steps_nb(
                 rec_f[j, 6] = c2 + u2 * pe
                 rec_f[j, 7] = p
                 j += 1
-            if count[ch] > 0:
+            if count[ch] > 0 or soft:
                 chunk_max[ch], chunk_max_short[ch] = _chunk_bounds_nb(key, ch, chunk_size)
         for a in range(n_active):
             ch = active[a]

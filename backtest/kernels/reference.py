@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backtest.kernels.enums import (
+    BAND_FIELDS,
     N_STEP_METRICS,
     AdlRanking,
     AuctionCurve,
@@ -46,6 +47,7 @@ class ReferenceResult:
     step_metrics: np.ndarray
     records: list[dict] = field(default_factory=list)
     adl_records: list[dict] = field(default_factory=list)
+    bands: np.ndarray | None = None  # family SOFT_BANDS: (N, N_BAND_FIELDS) as the kernel's
 
 
 def _health(product: int, u: float, c: float, p: float, m: float) -> float:
@@ -55,6 +57,82 @@ def _health(product: int, u: float, c: float, p: float, m: float) -> float:
         collateral, debt = (u * p, -c) if u > 0 else (c, -u * p)
         return math.inf if debt <= 0 else (1 - m) * collateral / debt
     return (c + u * p) / (m * abs(u) * p)
+
+
+class _Bands:
+    """Soft-liquidation bands of one loan (crvUSD LLAMMA), band by band.
+
+    The same model as :mod:`backtest.kernels.bands_nb`, written as loops over the bands
+    instead of closed forms: band ``k`` spans ``(top r^(k+1), top r^k]`` and holds
+    ``deposited / n`` units until the price enters it.
+    """
+
+    def __init__(self, policy, top: float, deposited: float, debt: float):
+        self.r = float(policy["band_ratio"])
+        self.n = int(policy["band_count"])
+        self.top, self.deposited, self.debt = top, deposited, debt
+        self.soft_units = self.soft_proceeds = self.soft_loss = 0.0
+
+    def edges(self, k: int) -> tuple[float, float]:
+        return self.top * self.r ** k, self.top * self.r ** (k + 1)
+
+    def collateral(self, p: float) -> float:
+        """Collateral the bands hold at oracle price p: each band sells linearly inside."""
+        left = 0.0
+        for k in range(self.n):
+            up, down = self.edges(k)
+            sold = min(max((up - p) / (up - down), 0.0), 1.0)
+            left += self.deposited / self.n * (1.0 - sold)
+        return self.deposited if p >= self.top else left
+
+    def stablecoin(self, y: float) -> float:
+        """Stablecoin from converting the deposit down to y, band by band from the top."""
+        to_sell, x = self.deposited - y, 0.0
+        for k in range(self.n):
+            take = min(max(to_sell, 0.0), self.deposited / self.n)
+            x += take * self.top * self.r ** k * math.sqrt(self.r)
+            to_sell -= take
+        return x
+
+    def health(self, u: float, c: float, p: float, liquidation_discount: float) -> float:
+        """controller.vy _health (full=True) + 1: x_down (1 - discount) [+ (p - top) y] / debt."""
+        if self.debt <= 0:
+            return math.inf
+        x_down = c + self.debt + self.stablecoin(0.0) - self.stablecoin(u)
+        above = (p - self.top) * u if p > self.top else 0.0
+        return (x_down * (1 - liquidation_discount) + above) / self.debt
+
+    def trade(self, u: float, c: float, p: float) -> float:
+        """Units bought (> 0) or sold (< 0) moving to the state at p; buy-backs within x."""
+        if self.debt <= 0:
+            return 0.0
+        target = self.collateral(p)
+        q = target - u
+        if abs(q) <= 1e-12 * self.deposited:
+            return 0.0
+        if q > 0:
+            x = c + self.debt
+            cost = max(self.stablecoin(u) - self.stablecoin(target), q * p)
+            if x <= 0:
+                return 0.0
+            if cost > x:
+                q *= x / cost
+        return q
+
+
+def _place_bands(policy, product, units, cash, price) -> list:
+    """crvUSD loan creation: the top band where (1 - loan_discount) x_down covers the debt."""
+    r, n = float(policy["band_ratio"]), int(policy["band_count"])
+    mean_price = math.sqrt(r) * (1 - r ** n) / (n * (1 - r))
+    out = []
+    for prod, u, c in zip(product, units, cash, strict=True):
+        u, c = float(u), float(c)
+        if prod != Product.LOAN or u <= 0 or c >= 0:
+            out.append(_Bands(policy, 0.0, 0.0, 0.0))
+            continue
+        top = min(-c / ((1 - float(policy["band_loan_discount"])) * u * mean_price), price)
+        out.append(_Bands(policy, top, u, -c))
+    return out
 
 
 def _liquidation_price(u: float, c: float, m: float) -> float:
@@ -181,6 +259,8 @@ def simulate_reference(
     slippage = 0.0  # |1 - execution factor| of the previous step
     fund = float(insurance_fund_usd)
     equity_start = [float(cash[i]) + float(units[i]) * float(open_[0]) for i in range(n)]
+    soft = int(policy["family"]) == PolicyFamily.SOFT_BANDS
+    bands = _place_bands(policy, product, units, cash, float(open_[0])) if soft else []
 
     def past_close(s: int) -> float:
         return float(open_[0]) if s < 0 else sim_closes[s]
@@ -218,9 +298,30 @@ def simulate_reference(
         elif oracle_model == OracleModel.MARK:
             m_lo, m_hi, m_c = (float(v) * factor for v in mark[t])
             oracle = (m_lo, m_hi) if trigger_mode == TriggerPrice.EXTREME else (m_c, m_c)
-        decisions, waiting, kicks = [], [], []
+        decisions, waiting, kicks, trades = [], [], [], []
+        x_long = oracle[0] if oracle is not None else (
+            lo if trigger_mode == TriggerPrice.EXTREME else c)
         for i in range(n):
             u, cash_i, prod = float(res.units[i]), float(res.cash[i]), int(product[i])
+            if soft and prod == Product.LOAN:  # LLAMMA: hard liquidation below health 1
+                b = bands[i]
+                if b.debt <= 0:
+                    continue
+                trade = (i, b.trade(u, cash_i, x_long))
+                m = float(policy["maintenance_rate"][Product.LOAN])  # liquidation_discount
+                if not b.health(u, cash_i, x_long, m) < 1:
+                    trades.append(trade)
+                    continue
+                p = c if oracle is not None or fill_mode == FillPrice.CLOSE else x_long
+                gas = float(gas_usd[t]) if gas_usd is not None else 0.0
+                late = latency > 0 and (flagged[i] < 0 or t < flagged[i] + latency)
+                seized = float(policy["keeper_share"]) * max(cash_i + u * p, 0.0)
+                if late or (requires_profit and seized < gas + slippage * u * p):
+                    waiting.append(i)
+                    trades.append(trade)
+                else:
+                    decisions.append((i, p, u, 0.0, "bands_hard"))
+                continue
             if u == 0.0:
                 continue
             m, target = _step_rates(policy, prod, scale)
@@ -284,7 +385,11 @@ def simulate_reference(
                 decisions.append((i, p, d, pen, "liquidation"))
             else:
                 waiting.append(i)
-        flow = sum((-d * p if res.units[i] > 0 else d * p) for i, p, d, *_ in decisions)
+        exempt = [dec for dec in decisions if dec[4] == "bands_hard"]  # outside budgets
+        decisions = [dec for dec in decisions if dec[4] != "bands_hard"]
+        soft_flow = sum(x_long * q for _, q in trades)
+        flow = sum((-d * p if res.units[i] > 0 else d * p) for i, p, d, *_ in decisions + exempt)
+        flow += soft_flow
         slice_factor = 1.0
         cap = float(policy["max_step_volume_fraction"])
         wanted = sum(d for _, _, d, *_ in decisions)
@@ -309,7 +414,9 @@ def simulate_reference(
                 elif pre != "preemptive":
                     waiting.append(i)
             decisions = taken
-            flow = sum((-d * p if res.units[i] > 0 else d * p) for i, p, d, *_ in decisions)
+            flow = sum((-d * p if res.units[i] > 0 else d * p) for i, p, d, *_ in decisions
+                       + exempt) + soft_flow
+        decisions += exempt
         execution = _execution(model, flow, step_depth, outstanding)
         if replay is not None:
             execution = float(replay[1][t])
@@ -333,10 +440,17 @@ def simulate_reference(
                 price = _auction_price(policy, auction_top[i], t - auction_tic[i])
                 if _take(res, t, i, p, d, execution, m, pen, price):
                     auction_tic[i] = -1
+            elif kind == "bands_hard":
+                _bands_liquidate(res, policy, t, i, bands[i], p, execution, x_long)
             else:
                 _apply(res, policy, t, i, int(product[i]), p, d, execution, m, pen,
                        kind == "preemptive")
             flagged[i] = -1
+        for i, q in trades:
+            _soft_trade(res, row, i, bands[i], q, x_long, execution)
+        if soft:
+            row[StepMetric.N_SOFT_LIQUIDATION] = sum(
+                1 for i, b in enumerate(bands) if b.debt > 0 and res.units[i] < b.deposited)
         for i in waiting:
             if flagged[i] < 0:
                 flagged[i] = t
@@ -354,7 +468,47 @@ def simulate_reference(
             transient = transient * float(market["transient_decay"]) + (
                 1 - float(market["permanent_fraction"])) * flow
         fund = _waterfall(res, policy, market, t, row, fund, c, equity_start, product)
+    if soft:
+        res.bands = np.array([[getattr(b, "top" if f == "top_price" else f) for f in BAND_FIELDS]
+                              for b in bands]).reshape(n, len(BAND_FIELDS))
     return res
+
+
+def _soft_trade(res, row, i, b: _Bands, q: float, x: float, execution: float) -> None:
+    """Loan i's bands buy (q > 0) or sell (q < 0) collateral at the market, at band prices
+    or worse (the arbitrageur never trades at a loss); no liquidation record."""
+    if q == 0:
+        return
+    u, c = float(res.units[i]), float(res.cash[i])
+    pe = x * execution
+    market = -q * pe
+    proceeds = min(b.stablecoin(u + q) - b.stablecoin(u), market)
+    if q > 0:
+        proceeds = max(proceeds, -(c + b.debt))  # a buy-back spends at most the stablecoin
+    res.units[i], res.cash[i] = u + q, c + proceeds
+    b.soft_units -= q
+    b.soft_proceeds += proceeds
+    b.soft_loss += market - proceeds
+    row[StepMetric.SOFT_SOLD_UNITS if q < 0 else StepMetric.SOFT_BOUGHT_UNITS] += abs(q)
+    if q < 0:
+        row[StepMetric.LIQUIDATED_NOTIONAL] += -q * pe
+    row[StepMetric.SOFT_PROCEEDS] += proceeds
+    row[StepMetric.SOFT_LOSS] += market - proceeds
+    row[StepMetric.CASH_DELTA_LOAN] += proceeds
+    row[StepMetric.UNITS_DELTA_LOAN] += q
+    row[StepMetric.IMPACT_COST] += abs(q) * abs(x - pe)
+
+
+def _bands_liquidate(res, policy, t, i, b: _Bands, p, execution, x) -> None:
+    """crvUSD liquidate(frac=1): the debt is repaid, the liquidator takes all the AMM holds."""
+    u, c = float(res.units[i]), float(res.cash[i])
+    pe = p * execution
+    health = b.health(u, c, x, float(policy["maintenance_rate"][Product.LOAN]))
+    equity = c + u * pe
+    keeper = float(policy["keeper_share"]) * max(equity, 0.0)
+    b.debt = 0.0
+    _book(res, t, i, Product.LOAN, u, c, 0.0, 0.0, u, p, pe, keeper, max(equity, 0.0) - keeper,
+          max(-equity, 0.0), health, False, False, False)
 
 
 def _waterfall(res, policy, market, t, row, fund, price, equity_start, product) -> float:
