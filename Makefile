@@ -4,7 +4,7 @@
 #               vs close-factor on May 2021 (1m) and FTX 2022 (5m), write HTML reports
 #   make test   set up and run the test suite
 #   make black-thursday  ETH vaults through 2020-03-12/13: instant vs slow, gas-bound keepers
-#   make policy-library  18 policies (protocol presets and variants) on every catalogued event
+#   make policy-library  20 policies (protocol presets and variants) on every catalogued event
 #               with a tape, ACCOUNTS accounts each (configs/policy-library.toml)
 #   make bench  benchmark workloads W1, W2, W3 and 10M accounts (bench/RESULTS.md)
 #   make bench-portfolio  1M multi-asset accounts through LUNA 2022 under each order policy

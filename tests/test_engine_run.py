@@ -258,6 +258,17 @@ def test_every_shipped_policy_runs_and_overrides_are_recorded(world, tmp_path):
     assert scale.min() >= 1.0 and scale.max() > 1.0  # the crash raised the margin
     pre = pl.read_parquet(run_dir / "liquidations.parquet").filter(pl.col("preemptive"))
     assert set(pre["policy"].unique()) == {"predictive"}
+    # crvUSD LLAMMA: loans' bands sold collateral on the way down and bought some back on the
+    # bounce; only that policy has bands
+    soft = steps.group_by("policy").agg(pl.col("soft_sold_units").sum(),
+                                        pl.col("soft_bought_units").sum(),
+                                        pl.col("loans_in_soft_liquidation").max())
+    llamma = soft.filter(pl.col("policy") == "crvusd-llamma")
+    assert llamma["soft_sold_units"][0] > 0 and llamma["soft_bought_units"][0] > 0
+    assert llamma["loans_in_soft_liquidation"][0] > 0
+    assert soft.filter(pl.col("policy") != "crvusd-llamma")["soft_sold_units"].max() == 0
+    row = summary.filter(pl.col("policy") == "crvusd-llamma")
+    assert row["soft_liquidation_loss_usd"][0] > 0
 
 
 def test_bad_override_is_named(world, tmp_path, capsys):

@@ -20,8 +20,9 @@ def test_every_shipped_strategy_loads_and_packs(name):
     rec = pack_policy(policy)[0]
     assert policy.name == name
     assert 0 < rec["maintenance_rate"][Product.PERP] < 1
-    assert rec["maintenance_rate"][Product.LOAN] == pytest.approx(
-        1 - policy.loan.liquidation_threshold)
+    loan_rate = (policy.bands.liquidation_discount if policy.family == "soft_bands"
+                 else 1 - policy.loan.liquidation_threshold)
+    assert rec["maintenance_rate"][Product.LOAN] == pytest.approx(loan_rate)
 
 
 def test_presets_pack_their_protocol_rules():

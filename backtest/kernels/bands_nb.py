@@ -17,12 +17,15 @@ Conversion model (MECHANISMS.md section 4, "Conversion model usable in a backtes
   market at the step's execution price ``pe`` and never at a loss. A sale therefore pays the
   loan ``min(band value, units x pe)`` and a buy-back costs it ``max(band value, units x
   pe)``: in a slow market the loan loses the gap between the band's mean price and the market
-  inside the band (about a quarter of a band width per crossing, each way); when the price
-  gaps through bands within a step it sells at the market, not at the bands' prices. What the
+  inside the band (a slow crossing loses about ``1 / (8 A)`` of the band's value each way);
+  when the price gaps through bands within a step it sells at the market, not at the bands'
+  prices. What the
   loan gives up goes to the arbitrageur (``SOFT_LOSS``). Not modelled: the AMM fee (it
   accrues to the bands and offsets part of the loss), the oracle's own EMA (use an oracle
   model of the run), interest moving the grid.
-- A buy-back spends at most the stablecoin the loan's bands hold.
+- A buy-back spends at most the stablecoin the loan's bands hold. A loan back above its bands
+  whose buy-backs were cut short holds less collateral than it deposited; its bands then hold
+  what it has (:func:`leave_soft_liquidation_nb`).
 
 Health (``controller.vy`` ``_health`` with ``full=True``), as a ratio that is < 1 when the
 controller's health is < 0: ``(x_down x (1 - liquidation_discount) + max(p - top, 0) x y) /
@@ -175,6 +178,22 @@ def apply_soft_trade_nb(units, cash, q, pe, row, ratio, n_bands):
     row[_SOFT_PROCEEDS] += proceeds
     row[_SOFT_LOSS] += loss
     return after, cash + proceeds, proceeds, loss
+
+
+@njit
+def leave_soft_liquidation_nb(units, cash, p, row):
+    """Let a loan back above its bands with no stablecoin left leave soft liquidation.
+
+    Its buy-backs were cut short by the stablecoin its sales lost, so it holds less than it
+    deposited; from now on its bands hold what it has (crvUSD: a loan with no stablecoin in
+    the AMM is not in soft liquidation). Returns True when ``row``'s deposit was reset.
+    """
+    debt = row[_DEBT]
+    if debt > 0.0 and p >= row[_TOP] and units < row[_DEPOSITED] and (
+            cash + debt <= TRADE_DUST * debt):
+        row[_DEPOSITED] = units
+        return True
+    return False
 
 
 @njit

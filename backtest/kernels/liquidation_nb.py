@@ -40,6 +40,7 @@ from backtest.kernels.bands_nb import (
     apply_soft_trade_nb,
     bands_health_nb,
     bands_key_nb,
+    leave_soft_liquidation_nb,
     soft_trade_nb,
 )
 from backtest.kernels.impact_nb import cascade_update_nb, execution_factor_nb, price_factor_nb
@@ -587,7 +588,8 @@ def _soft_step_nb(i, x, exec_factor, units, cash, key, bands, band, acc):
     apply_soft_trade_nb`); the step's aggregates ``acc`` (one chunk's row) gain the units sold
     or bought, the proceeds (also in the loans' cash delta), the loss to arbitrageurs, the sale
     notional (liquidated notional), the impact cost and the net flow's units, and count the
-    loan if it is in soft liquidation after the trade.
+    loan if it is in soft liquidation after the trade (see
+    :func:`backtest.kernels.bands_nb.leave_soft_liquidation_nb`).
     """
     u = units[i]
     n_bands = int(band[1])
@@ -609,6 +611,8 @@ def _soft_step_nb(i, x, exec_factor, units, cash, key, bands, band, acc):
         acc[_CASH_LOAN] += proceeds
         acc[_UNITS_LOAN] += q
         acc[_IMPACT_COST] += abs(q) * abs(x - pe)
+    if leave_soft_liquidation_nb(units[i], cash[i], x, bands[i]):
+        key[i] = bands_key_nb(units[i], cash[i], bands[i], band[0], n_bands, band[2])
     if bands[i, 2] > 0.0 and units[i] < bands[i, 1]:
         acc[_N_SOFT] += 1.0
 

@@ -448,6 +448,10 @@ def simulate_reference(
             flagged[i] = -1
         for i, q in trades:
             _soft_trade(res, row, i, bands[i], q, x_long, execution)
+            b = bands[i]  # back above the bands with no stablecoin: out of soft liquidation
+            if (b.debt > 0 and x_long >= b.top and res.units[i] < b.deposited
+                    and res.cash[i] + b.debt <= 1e-12 * b.debt):
+                b.deposited = float(res.units[i])
         if soft:
             row[StepMetric.N_SOFT_LIQUIDATION] = sum(
                 1 for i, b in enumerate(bands) if b.debt > 0 and res.units[i] < b.deposited)

@@ -3,6 +3,7 @@
 from backtest.policies.load import available_policies, load_policy, pack_policy
 from backtest.policies.models import (
     AuctionPolicy,
+    BandsParams,
     GraduatedPolicy,
     HardPolicy,
     LoanParams,
@@ -10,10 +11,12 @@ from backtest.policies.models import (
     PartialPolicy,
     PerpParams,
     Policy,
+    SoftBandsPolicy,
 )
 
 __all__ = [
     "AuctionPolicy",
+    "BandsParams",
     "GraduatedPolicy",
     "HardPolicy",
     "LoanParams",
@@ -21,6 +24,7 @@ __all__ = [
     "PartialPolicy",
     "PerpParams",
     "Policy",
+    "SoftBandsPolicy",
     "available_policies",
     "load_policy",
     "pack_policy",

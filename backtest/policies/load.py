@@ -25,11 +25,12 @@ from backtest.policies.models import (
     HardPolicy,
     PartialPolicy,
     Policy,
+    SoftBandsPolicy,
 )
 from backtest.validation import describe, read_toml
 
 _FAMILIES = {"hard": HardPolicy, "partial": PartialPolicy, "graduated": GraduatedPolicy,
-             "auction": AuctionPolicy}
+             "auction": AuctionPolicy, "soft_bands": SoftBandsPolicy}
 
 
 def available_policies(strategies: str | Path | None = None) -> list[str]:
@@ -101,11 +102,13 @@ def pack_policy(policy: Policy, interval_seconds: int = 60) -> np.ndarray:
     rec = np.zeros(1, POLICY_DTYPE)
     perp, loan = policy.perp, policy.loan
     rec["keeper_share"] = policy.keeper_share
-    m = {Product.PERP: perp.maintenance_margin_rate, Product.LOAN: 1.0 - loan.liquidation_threshold}
-    pen = {
-        Product.PERP: perp.liquidation_penalty,
-        Product.LOAN: loan.liquidation_bonus / (1.0 + loan.liquidation_bonus),
-    }
+    if isinstance(policy, SoftBandsPolicy):  # the bands' liquidation_discount is the threshold
+        m_loan, pen_loan = policy.bands.liquidation_discount, 0.0
+    else:
+        m_loan = 1.0 - loan.liquidation_threshold
+        pen_loan = loan.liquidation_bonus / (1.0 + loan.liquidation_bonus)
+    m = {Product.PERP: perp.maintenance_margin_rate, Product.LOAN: m_loan}
+    pen = {Product.PERP: perp.liquidation_penalty, Product.LOAN: pen_loan}
     target = {Product.PERP: np.inf, Product.LOAN: np.inf}
     if isinstance(policy, PartialPolicy):
         rec["family"] = PolicyFamily.PARTIAL
@@ -131,13 +134,18 @@ def pack_policy(policy: Policy, interval_seconds: int = 60) -> np.ndarray:
         rec["full_close_health"] = 1.0
     if isinstance(policy, AuctionPolicy):
         _pack_auction(rec, policy.auction, interval_seconds)
+    if isinstance(policy, SoftBandsPolicy):
+        rec["family"] = PolicyFamily.SOFT_BANDS
+        rec["band_ratio"] = (policy.bands.A - 1) / policy.bands.A
+        rec["band_count"] = policy.bands.n_bands
+        rec["band_loan_discount"] = policy.bands.loan_discount
     cap = policy.slicing.max_step_volume_fraction
     rec["max_step_volume_fraction"] = 0.0 if cap is None else cap
     minutes = policy.slicing.cooldown_minutes
     rec["cooldown_steps"] = 0 if minutes == 0 else math.ceil(minutes * 60 / interval_seconds)
     rec["penalty_model"] = PenaltyModel[policy.penalty.model.upper()]
     rec["penalty_cap"] = policy.penalty.max_discount
-    rec["seize_all_collateral"] = int(loan.seize_all_collateral)
+    rec["seize_all_collateral"] = int(loan is not None and loan.seize_all_collateral)
     if policy.predictive is not None:
         rec["preempt_fraction"] = policy.predictive.reduce_fraction
         rec["preempt_penalty"] = policy.predictive.fee

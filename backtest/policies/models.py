@@ -272,6 +272,44 @@ class AuctionParams(_Strict):
     keeper_margin: float = Field(default=0.01, ge=0.0, lt=1.0)
 
 
+class BandsParams(_Strict):
+    """Soft liquidation in bands (Curve crvUSD / LlamaLend LLAMMA), for loans.
+
+    Each loan's collateral is spread evenly over ``n_bands`` bands, each ``1/A`` wide, placed
+    as crvUSD places them when the loan is created: the top band is the highest whose
+    collateral, converted down through all bands and discounted by ``loan_discount``, covers
+    the debt (never above the window's opening price). As the price falls through a band its
+    collateral is sold for the stablecoin at the band's mean price (no better than the
+    market), and bought back as the price rises. The loan is hard-liquidated, the liquidator
+    repaying the debt and taking everything, when ``x_down x (1 - liquidation_discount) <
+    debt`` (controller health < 0). Sources: curve-stablecoin ``AMM.vy``, ``controller.vy``
+    (MECHANISMS.md section 4); the model is :mod:`backtest.kernels.bands_nb`.
+
+    Attributes
+    ----------
+    A : int
+        Band width factor: bands are ``1/A`` wide (``p_up x (A - 1) / A`` below ``p_up``).
+    n_bands : int
+        Bands per loan, 4 to 50 (``MIN_TICKS``/``MAX_TICKS``).
+    loan_discount : float
+        Sets the highest debt a loan may take at creation, hence where its bands sit; fraction.
+    liquidation_discount : float
+        Hard-liquidation threshold; fraction, below ``loan_discount``.
+    """
+
+    A: int = Field(ge=2, le=10_000)
+    n_bands: int = Field(default=10, ge=4, le=50)
+    loan_discount: float = Field(gt=0.0, lt=1.0)
+    liquidation_discount: float = Field(ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _discounts(self) -> BandsParams:
+        if not self.liquidation_discount < self.loan_discount:
+            raise ValueError("liquidation_discount must be below loan_discount (crvUSD "
+                             "requires it, or a new loan could be liquidated at once)")
+        return self
+
+
 class GraduatedParams(_Strict):
     """A sliding scale of liquidation tiers.
 
@@ -348,5 +386,16 @@ class AuctionPolicy(_PolicyBase):
     auction: AuctionParams = AuctionParams()
 
 
-Policy = Annotated[HardPolicy | PartialPolicy | GraduatedPolicy | AuctionPolicy,
-                   Field(discriminator="family")]
+class SoftBandsPolicy(_PolicyBase):
+    """Soft-liquidate loans in bands (crvUSD LLAMMA); perps are liquidated hard.
+
+    ``[loan]`` is not used (the bands set the loans' thresholds) and may be left out.
+    """
+
+    family: Literal["soft_bands"]
+    loan: LoanParams | None = None
+    bands: BandsParams
+
+
+Policy = Annotated[HardPolicy | PartialPolicy | GraduatedPolicy | AuctionPolicy
+                   | SoftBandsPolicy, Field(discriminator="family")]

@@ -32,6 +32,9 @@ EQUITY_VS_HARD = Metric(
 """The summary's extra column, described like a registry metric."""
 
 SUMMARY_METRICS: tuple[Metric, ...] = (*METRICS, EQUITY_VS_HARD)
+#: Metrics of one mechanism only, left out of the summary table when every policy has 0.
+FAMILY_METRICS = frozenset({"preemptive_reductions", "soft_liquidation_loss_usd",
+                            "peak_loans_in_soft_liquidation"})
 """Rows of the summary table, in order."""
 
 BETTER: dict[str, str] = {
@@ -429,7 +432,8 @@ def summary_rows(data: ReportData) -> list[SummaryRow]:
     """Return the summary table: one row per metric, one cell per policy, best marked.
 
     A cell is marked best when its formatted value equals the best formatted value of a
-    ranked metric (:data:`BETTER`) and the row's values are not all equal.
+    ranked metric (:data:`BETTER`) and the row's values are not all equal. Rows of
+    :data:`FAMILY_METRICS` that are 0 for every policy are left out.
 
     Parameters
     ----------
@@ -442,6 +446,8 @@ def summary_rows(data: ReportData) -> list[SummaryRow]:
     rows = []
     for m in SUMMARY_METRICS:
         values = [_num(v) for v in data.summary[m.name].to_list()]
+        if m.name in FAMILY_METRICS and not any(values):
+            continue  # e.g. soft-liquidation rows when no policy has bands
         signed = m.name == "equity_vs_hard"
         cells = [Cell(format_value(v, m.unit, signed), v) for v in values]
         ranked = BETTER.get(m.name)

@@ -44,6 +44,8 @@ STEPS_AGGREGATES = """
     max(liquidated_notional_usd) AS peak_liquidated_notional_usd,
     sum(keeper_fees_usd) AS keeper_fees_usd,
     sum(auction_incentives_usd) AS auction_incentives_usd,
+    sum(soft_liquidation_loss_usd) AS soft_liquidation_loss_usd,
+    max(loans_in_soft_liquidation) AS peak_loans_in_soft_liquidation,
     sum(keeper_gas_usd) AS keeper_gas_usd,
     max(accounts_waiting) AS peak_accounts_waiting,
     sum(insurance_fees_usd) AS insurance_fees_usd,
@@ -93,9 +95,18 @@ METRICS: tuple[Metric, ...] = (
     Metric("penalties_usd", "Liquidation penalties paid", "USD", "a.penalties_usd",
            "Penalties taken from accounts (keeper + insurance fund shares)."),
     Metric("keeper_profit_usd", "Keeper profit", "USD",
-           "s.keeper_fees_usd + s.auction_incentives_usd - s.keeper_gas_usd",
+           "s.keeper_fees_usd + s.auction_incentives_usd + s.soft_liquidation_loss_usd"
+           " - s.keeper_gas_usd",
            "Penalty share paid to keepers / liquidators (in Dutch auctions: their discount to "
-           "the market plus the protocol's incentives), minus the gas they paid."),
+           "the market plus the protocol's incentives; in soft-liquidation bands: what "
+           "arbitrageurs earn trading with the bands), minus the gas they paid."),
+    Metric("soft_liquidation_loss_usd", "Soft-liquidation loss", "USD",
+           "s.soft_liquidation_loss_usd",
+           "What loans in soft-liquidation bands (crvUSD LLAMMA) lost to arbitrageurs: their "
+           "bands' trades against the market price, both ways."),
+    Metric("peak_loans_in_soft_liquidation", "Peak loans in soft liquidation", "count",
+           "s.peak_loans_in_soft_liquidation",
+           "Most loans in one step with part of their collateral converted by their bands."),
     Metric("bad_debt_usd", "Bad debt", "USD", "s.bad_debt_usd",
            "Shortfall beyond the equity of liquidated accounts."),
     Metric("underwater_equity_usd", "Unliquidated negative equity at end", "USD",

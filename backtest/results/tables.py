@@ -25,7 +25,7 @@ import polars as pl
 
 from backtest.engine.dispatch import SimulationResult
 from backtest.engine.ledger import running_totals
-from backtest.kernels.enums import Product, StepMetric
+from backtest.kernels.enums import BAND_FIELDS, Product, StepMetric
 
 STATUS_OPEN = "open"
 STATUS_PARTIAL = "partially_liquidated"
@@ -112,6 +112,11 @@ def steps_table(
             "oracle_price": sm[:, StepMetric.ORACLE_PRICE],
             "auctions_kicked": sm[:, StepMetric.AUCTIONS_KICKED].astype(np.int64),
             "auction_incentives_usd": sm[:, StepMetric.AUCTION_INCENTIVES],
+            "soft_sold_units": sm[:, StepMetric.SOFT_SOLD_UNITS],
+            "soft_bought_units": sm[:, StepMetric.SOFT_BOUGHT_UNITS],
+            "soft_proceeds_usd": sm[:, StepMetric.SOFT_PROCEEDS],
+            "soft_liquidation_loss_usd": sm[:, StepMetric.SOFT_LOSS],
+            "loans_in_soft_liquidation": sm[:, StepMetric.N_SOFT_LIQUIDATION].astype(np.int64),
             "preemptive_reductions": sm[:, StepMetric.N_PREEMPTIVE].astype(np.int64),
             "preemptive_notional_usd": sm[:, StepMetric.PREEMPTIVE_NOTIONAL],
             "margin_scale": sm[:, StepMetric.MARGIN_SCALE],
@@ -171,6 +176,8 @@ def accounts_table(
             "penalties_usd": res.penalties_paid,
             "bad_debt_usd": res.bad_debt,
             "funding_paid_usd": res.funding_paid,
+            "soft_liquidation_loss_usd": (res.bands[:, BAND_FIELDS.index("soft_loss")]
+                                          if len(res.bands) else np.zeros(n)),
             "status": _enum(status, STATUSES),
         }
     )
