@@ -86,6 +86,7 @@ def random_auction(rng: np.random.Generator, policy: np.ndarray) -> None:
     policy["auction_chip"] = rng.uniform(0.0, 0.01)
     policy["auction_tip_usd"] = rng.uniform(0.0, 5.0)
     policy["auction_keeper_margin"] = rng.uniform(0.0, 0.05)
+    policy["auction_chost_usd"] = rng.choice([0.0, rng.uniform(1.0, 100.0)])
 
 
 def random_bands(rng: np.random.Generator, policy: np.ndarray) -> None:

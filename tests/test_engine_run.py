@@ -269,6 +269,11 @@ def test_every_shipped_policy_runs_and_overrides_are_recorded(world, tmp_path):
     assert soft.filter(pl.col("policy") != "crvusd-llamma")["soft_sold_units"].max() == 0
     row = summary.filter(pl.col("policy") == "crvusd-llamma")
     assert row["soft_liquidation_loss_usd"][0] > 0
+    from backtest.report import render_report
+
+    with Catalog(tmp_path) as catalog:
+        html = render_report(catalog, run_id)
+    assert "Loans in soft liquidation" in html and "Soft-liquidation loss" in html
 
 
 def test_bad_override_is_named(world, tmp_path, capsys):

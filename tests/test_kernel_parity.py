@@ -6,7 +6,7 @@ import numba
 import numpy as np
 import pytest
 
-from backtest.engine.dispatch import liquidation_order, market_params, simulate
+from backtest.engine.dispatch import Prices, liquidation_order, market_params, simulate
 from backtest.kernels.enums import (
     AdlRanking,
     FillPrice,
@@ -485,3 +485,38 @@ def test_capital_constrained_keepers_match_reference(capital):
     taken = np.zeros(len(close))
     np.add.at(taken, res.records["step"], np.abs(res.records["units_closed"]))
     assert np.all(taken * close <= capital * (1 + 1e-9))
+
+
+def test_a_partial_take_leaves_at_least_chost():
+    """dss clip.t.sol's vault (ink 40, art 100, chop 1.1, mat 2, price 4, buf 1.25, cut 0.99,
+    dust 20 so chost 22): a take cut by the step's volume budget to 25 units would leave a tab
+    of 10.8 < chost, so it buys only what leaves exactly 22; the rest, at most chost, can then
+    only be bought whole."""
+    from backtest.policies import load_policy, pack_policy
+
+    policy = pack_policy(load_policy("maker-clipper"), interval_seconds=1)
+    p = policy[0]
+    p["maintenance_rate"][1] = 0.5  # mat 2.0
+    p["penalty_rate"][1] = 0.1 / 1.1  # chop 1.1
+    p["auction_buf"], p["auction_cut"], p["auction_step_steps"] = 1.25, 0.99, 1.0
+    p["auction_tail_steps"], p["auction_cusp"] = 1e9, 0.3
+    p["auction_keeper_margin"], p["auction_chip"], p["auction_tip_usd"] = 0.0, 0.0, 0.0
+    p["auction_chost_usd"] = 22.0
+    p["max_step_volume_fraction"] = 1.0
+    close = np.full(40, 4.0)
+    prices = Prices(close, close, close, close)
+    res = simulate(prices, np.array([1], np.int8), np.array([40.0]), np.array([-100.0]),
+                   policy, TriggerPrice.CLOSE, FillPrice.CLOSE, volume=np.full(40, 25.0))
+    takes = res.records
+    assert len(takes) == 2 and takes["auction"].all()
+    first, second = takes
+    price = 5.0 * 0.99 ** first["step"]  # the stairstep price when the keeper first takes
+    assert price <= 4.0 < price / 0.99
+    assert first["units_closed"] == pytest.approx((110.0 - 22.0) / price)  # not 25 units
+    price2 = 5.0 * 0.99 ** second["step"]
+    assert second["units_closed"] == pytest.approx(22.0 / price2)  # the whole rest of the tab
+    assert second["closed"] and res.cash[0] == pytest.approx(0.0, abs=1e-9)
+    ref = simulate_reference(close, close, close, close, TriggerPrice.CLOSE, FillPrice.CLOSE, p,
+                             np.array([1]), np.array([40.0]), np.array([-100.0]),
+                             volume=np.full(40, 25.0))
+    np.testing.assert_allclose([r["units_closed"] for r in ref.records], takes["units_closed"])

@@ -35,6 +35,8 @@ def test_presets_pack_their_protocol_rules():
     assert hl["large_position_usd"] == 100_000 and hl["large_position_fraction"] == 0.2
     assert hl["cooldown_steps"] == 1  # 30 s rounds up to one 1-minute step
     assert hl["waterfall"] == Waterfall.ADL and hl["adl_ranking"] == AdlRanking.HYPERLIQUID
+    clip = pack_policy(load_policy("maker-clipper", STRATEGIES))[0]
+    assert clip["auction_chost_usd"] == pytest.approx(2000 * 1.13)  # dust x chop
     grad = pack_policy(load_policy("graduated-sliced", STRATEGIES))[0]
     np.testing.assert_allclose(grad["tier_health"][:3], [1.0, 0.8, 0.6])
     assert grad["max_step_volume_fraction"] == 0.05

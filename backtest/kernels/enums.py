@@ -239,6 +239,7 @@ POLICY_DTYPE = np.dtype(
         ("auction_chip", np.float64),
         ("auction_tip_usd", np.float64),
         ("auction_keeper_margin", np.float64),
+        ("auction_chost_usd", np.float64),  # dust x chop: least tab a partial take may leave
         # soft-liquidation bands (family SOFT_BANDS): band ratio (A - 1) / A, bands per loan,
         # and the loan_discount that placed them (the loans' maintenance_rate is the
         # liquidation_discount)

@@ -436,6 +436,27 @@ def apply_auction_take_nb(units, cash, q, market, price, penalty_share):
 
 
 @njit
+def _chost_take_nb(i, t, q, accounts, auction, penalty):
+    """Cut a budget-limited take of ``q`` units by Maker's ``chost`` rule (clip.sol ``take``).
+
+    A take that neither pays the whole tab nor buys the whole lot must leave at least
+    ``chost`` (``auction[7]``, USD) of tab: it is reduced to leave exactly ``chost``, and
+    refused (0) when the tab itself is at most ``chost``. Whole takes pass unchanged.
+    """
+    _, units, cash, _, _, _, auction_tic, auction_top, _ = accounts
+    chost = auction[7]
+    price = auction_price_nb(int(auction[0]), auction_top[i], t - auction_tic[i], auction[1],
+                             auction[2], auction[3])
+    tab = -cash[i] / (1.0 - penalty)
+    owe = q * price
+    if chost <= 0.0 or q >= units[i] or owe >= tab * (1.0 - 1e-12) or tab - owe >= chost:
+        return q
+    if tab <= chost:
+        return 0.0
+    return (tab - chost) / price
+
+
+@njit
 def _chunk_bounds_nb(key, ch, chunk_size):
     """Return (max key, max negative key) of one chunk; ``-inf`` where there is none."""
     start = ch * chunk_size
@@ -758,6 +779,7 @@ def run_steps_nb(
     auction[4] = rec.auction_tail_steps
     auction[5] = rec.auction_cusp
     auction[6] = rec.auction_keeper_margin
+    auction[7] = rec.auction_chost_usd
     auction_buf = rec.auction_buf
     auction_tip = rec.auction_tip_usd
     auction_chip = rec.auction_chip
@@ -944,6 +966,10 @@ def run_steps_nb(
                                 if soft:  # hard liquidations of loans in bands may follow
                                     continue
                                 break
+                            if kind == _KIND_TAKE:
+                                d = _chost_take_nb(i, t, d, accounts, auction, loan_penalty)
+                                if d <= 0.0:  # no partial purchase: a later take may fit
+                                    continue
                             used += d
                             count[ch] += 1
                             flow[ch] += -d * p if units[i] > 0.0 else d * p
@@ -986,6 +1012,8 @@ def run_steps_nb(
                 bands_hard = kind == _KIND_BANDS_HARD
                 if d > 0.0 and not bands_hard:
                     d = _budget_take_nb(d, chunk_budget[ch], used, dust)
+                    if kind == _KIND_TAKE and d > 0.0:
+                        d = _chost_take_nb(i, t, d, accounts, auction, loan_penalty)
                     used += d
                 if d <= 0.0 and not bands_hard:
                     if soft and product[i] == _LOAN:
@@ -993,13 +1021,17 @@ def run_steps_nb(
                                       acc[ch])
                     if liquidatable:
                         if kind == _KIND_KICK:  # start or restart the Dutch auction
+                            tab = -cash[i] / (1.0 - loan_penalty)
+                            # kick pays the keeper's incentive; redo only if neither the tab
+                            # nor the lot at the feed price is below chost (clip.sol redo)
+                            if auction_tic[i] < 0 or (tab >= auction[7]
+                                                      and units[i] * p >= auction[7]):
+                                acc[ch, _AUCTION_INCENTIVES] += auction_tip + auction_chip * tab
                             if auction_tic[i] < 0:
                                 in_auction[ch] += 1
                             auction_tic[i] = t
                             auction_top[i] = p * auction_buf
-                            tab = -cash[i] / (1.0 - loan_penalty)
                             acc[ch, _AUCTIONS_KICKED] += 1.0
-                            acc[ch, _AUCTION_INCENTIVES] += auction_tip + auction_chip * tab
                         if flagged[i] < 0:
                             flagged[i] = t
                         x = x_long if units[i] > 0.0 else x_short

@@ -406,6 +406,11 @@ def simulate_reference(
             taken, dust = [], 1e-9 * budget
             for i, p, d, pen, pre in sorted(decisions, key=lambda x: rank.get(x[0], x[0])):
                 take = min(d, budget)
+                if take > dust and pre == "take":
+                    take = _chost(policy, res, i, take, auction_top[i], t - auction_tic[i])
+                    if take <= 0:
+                        waiting.append(i)
+                        continue
                 if take > dust:
                     taken.append((i, p, take, pen, pre))
                     budget = max(budget - take, 0.0)
@@ -431,8 +436,11 @@ def simulate_reference(
         for i, x in kicks:
             tab = -float(res.cash[i]) / (1 - loan_pen)
             row[StepMetric.AUCTIONS_KICKED] += 1
-            row[StepMetric.AUCTION_INCENTIVES] += (float(policy["auction_tip_usd"])
-                                                   + float(policy["auction_chip"]) * tab)
+            chost = float(policy["auction_chost_usd"])
+            # kick always pays the keeper incentive; redo only if tab and lot value >= chost
+            if auction_tic[i] < 0 or (tab >= chost and float(res.units[i]) * x >= chost):
+                row[StepMetric.AUCTION_INCENTIVES] += (float(policy["auction_tip_usd"])
+                                                       + float(policy["auction_chip"]) * tab)
             auction_tic[i], auction_top[i] = t, x * float(policy["auction_buf"])
         for i, p, d, pen, kind in decisions:
             m, _ = _step_rates(policy, int(product[i]), scale)
@@ -676,6 +684,17 @@ def _auction_price(policy, top: float, dur: int) -> float:
     if curve == AuctionCurve.STAIRSTEP:
         return top * cut ** math.floor(dur / float(policy["auction_step_steps"]))
     return top * cut ** dur
+
+
+def _chost(policy, res, i, q, top, dur) -> float:
+    """Maker clip.sol take: a partial buy may not leave less than chost of tab."""
+    chost = float(policy["auction_chost_usd"])
+    price = _auction_price(policy, top, dur)
+    tab = -float(res.cash[i]) / (1 - float(policy["penalty_rate"][Product.LOAN]))
+    owe = q * price
+    if chost <= 0 or q >= float(res.units[i]) or owe >= tab * (1 - 1e-12) or tab - owe >= chost:
+        return q
+    return 0.0 if tab <= chost else (tab - chost) / price
 
 
 def _take(res, t, i, market, q, execution, m, share, price) -> bool:

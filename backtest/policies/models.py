@@ -258,6 +258,11 @@ class AuctionParams(_Strict):
     keeper_margin : float
         Least discount to the market at which keepers take, fraction, on top of the slippage
         they expect (the last step's execution slippage).
+    chost_usd : float
+        ``dust x chop``, USD: a take cut short by the step's budget may not leave less tab
+        than this (it is reduced to leave exactly ``chost``; with a tab of at most ``chost``
+        only the whole lot can be bought), and a reset pays the keeper incentive only if the
+        tab and the lot's value are at least this (``clip.sol`` ``take``, ``redo``). 0: off.
     """
 
     curve: Literal["linear", "stairstep", "exponential"] = "stairstep"
@@ -270,6 +275,7 @@ class AuctionParams(_Strict):
     chip: float = Field(default=0.001, ge=0.0, lt=1.0)
     tip_usd: float = Field(default=0.0, ge=0.0)
     keeper_margin: float = Field(default=0.01, ge=0.0, lt=1.0)
+    chost_usd: float = Field(default=0.0, ge=0.0)
 
 
 class BandsParams(_Strict):

@@ -308,7 +308,8 @@ def load_report_data(catalog: Catalog, run_id: str, max_points: int = MAX_POINTS
                max(abs(price_factor - 1)) AS max_price_deviation,
                sum(impact_cost_usd) AS impact_cost_usd,
                sum(adl_notional_usd) AS adl_notional_usd,
-               sum(adl_accounts) AS adl_accounts
+               sum(adl_accounts) AS adl_accounts,
+               max(loans_in_soft_liquidation) AS loans_in_soft_liquidation
         FROM steps WHERE run_id = {run} GROUP BY policy, b ORDER BY policy, b
     """)
     status_counts = catalog.query(f"""

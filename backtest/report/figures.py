@@ -356,7 +356,8 @@ def equity_oi_figure(data: ReportData) -> go.Figure:
 
 
 def accounts_liquidated_figure(data: ReportData) -> go.Figure:
-    """Accounts liquidated at least once, cumulative, one line per policy.
+    """Accounts liquidated at least once, cumulative, one line per policy; when a policy has
+    soft-liquidation bands, a second panel with the loans in soft liquidation.
 
     Parameters
     ----------
@@ -366,10 +367,30 @@ def accounts_liquidated_figure(data: ReportData) -> go.Figure:
     -------
     plotly.graph_objects.Figure
     """
-    fig = _policy_lines(data, lambda f: f["accounts_liquidated_cum"].to_numpy(), "t_last_ms",
-                        "%{y:,} accounts")
-    return style(fig, "Accounts liquidated (cumulative)", "Accounts liquidated at least once",
-                 _time_title(data))
+    soft = float(data.steps["loans_in_soft_liquidation"].max() or 0.0) > 0.0
+    if not soft:
+        fig = _policy_lines(data, lambda f: f["accounts_liquidated_cum"].to_numpy(),
+                            "t_last_ms", "%{y:,} accounts")
+        return style(fig, "Accounts liquidated (cumulative)",
+                     "Accounts liquidated at least once", _time_title(data))
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        subplot_titles=("Accounts liquidated (cumulative)",
+                                        "Loans in soft liquidation (most in the bucket)"))
+    for name, color, f in _policy_series(data):
+        x = time_x(f["t_last_ms"].to_numpy())
+        line = {"color": color, "width": line_width(data, name), "shape": "hv"}
+        fig.add_trace(go.Scatter(**x, y=f["accounts_liquidated_cum"].to_numpy(), mode="lines",
+                                 legendgroup=name, line=line, name=label(name),
+                                 hovertemplate="%{y:,} accounts"), row=1, col=1)
+        fig.add_trace(go.Scatter(**x, y=f["loans_in_soft_liquidation"].to_numpy(),
+                                 mode="lines", legendgroup=name, showlegend=False, line=line,
+                                 name=label(name), hovertemplate="%{y:,} loans in bands"),
+                      row=2, col=1)
+    style(fig, "Accounts liquidated, and loans in soft liquidation", "Accounts",
+          _time_title(data), height=620)
+    fig.update_yaxes(title_text="Accounts liquidated", row=1, col=1)
+    fig.update_yaxes(title_text="Loans in bands", row=2, col=1)
+    return fig
 
 
 def account_status_figure(data: ReportData) -> go.Figure:
