@@ -135,8 +135,9 @@ def test_money_is_conserved_everywhere(sc):
     decided += ((sm[:, StepMetric.SOFT_SOLD_UNITS] + sm[:, StepMetric.SOFT_BOUGHT_UNITS])
                 * sm[:, StepMetric.ORACLE_PRICE] * np.abs(1 - sm[:, StepMetric.EXECUTION_FACTOR])).sum()
     if len(res.bands):  # every dollar a band trade loses goes to the arbitrageur
-        soft_loss = res.bands[:, BAND_FIELDS.index("soft_loss")].sum()
-        assert abs(sm[:, StepMetric.SOFT_LOSS].sum() - soft_loss) <= 1e-9 * total
+        soft_loss = res.bands[:, BAND_FIELDS.index("soft_loss")]
+        assert abs(sm[:, StepMetric.SOFT_LOSS].sum() - soft_loss.sum()) <= 1e-9 * total
+        assert np.all(soft_loss >= -1e-9 * total)  # arbitrageurs never trade at a loss
         assert abs(sm[:, StepMetric.SOFT_PROCEEDS].sum()
                    - res.bands[:, BAND_FIELDS.index("soft_proceeds")].sum()) <= 1e-9 * total
     assert abs(sm[:, StepMetric.IMPACT_COST].sum() - decided) <= 1e-9 * total

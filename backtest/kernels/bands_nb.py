@@ -154,30 +154,35 @@ def soft_trade_nb(units, cash, p, row, ratio, n_bands):
 def apply_soft_trade_nb(units, cash, q, pe, row, ratio, n_bands):
     """Trade ``q`` units of collateral (> 0 buy-back, < 0 sale) for loan bands at market ``pe``.
 
-    A sale pays ``min(band value, |q| x pe)``, a buy-back costs ``max(band value, q x pe)``
-    (at most the stablecoin held); the difference to ``|q| x pe`` is the loss to the
-    arbitrageur. Updates the running totals in ``row``.
+    A sale pays ``min(band value, |q| x pe)``, a buy-back costs ``max(band value, q x pe)``;
+    the difference to ``|q| x pe`` is the loss to the arbitrageur (>= 0). A buy-back whose
+    cost at ``pe`` exceeds the stablecoin held is scaled down to what it pays (it was sized at
+    the decision price; the step's impact was computed on the decided amount). Updates the
+    running totals in ``row``.
 
     Returns
     -------
     tuple
-        ``(units_after, cash_after, proceeds, loss)``: proceeds > 0 for a sale, < 0 for a
-        buy-back, USD; loss >= 0 except when a buy-back is capped by the stablecoin held.
+        ``(units_after, cash_after, q_executed, proceeds, loss)``: proceeds > 0 for a sale,
+        < 0 for a buy-back, USD.
     """
     top = row[_TOP]
     deposited = row[_DEPOSITED]
-    after = units + q
-    value = (band_stablecoin_nb(after, top, deposited, ratio, n_bands)
-             - band_stablecoin_nb(units, top, deposited, ratio, n_bands))
+    before = band_stablecoin_nb(units, top, deposited, ratio, n_bands)
+    value = band_stablecoin_nb(units + q, top, deposited, ratio, n_bands) - before
+    if q > 0.0:
+        x = cash + row[_DEBT]
+        cost = max(-value, q * pe)
+        if cost > x:  # the cost per unit rises with q: scaling keeps it within x
+            q *= x / cost
+            value = band_stablecoin_nb(units + q, top, deposited, ratio, n_bands) - before
     market = -q * pe
     proceeds = min(value, market)  # a sale's proceeds (> 0) or a buy-back's cost (< 0)
-    if q > 0.0:
-        proceeds = max(proceeds, -(cash + row[_DEBT]))
     loss = market - proceeds
     row[_SOFT_UNITS] -= q
     row[_SOFT_PROCEEDS] += proceeds
     row[_SOFT_LOSS] += loss
-    return after, cash + proceeds, proceeds, loss
+    return units + q, cash + proceeds, q, proceeds, loss
 
 
 @njit

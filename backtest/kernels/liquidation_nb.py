@@ -617,8 +617,8 @@ def _soft_step_nb(i, x, exec_factor, units, cash, key, bands, band, acc):
     q = soft_trade_nb(u, cash[i], x, bands[i], band[0], n_bands)
     if q != 0.0:
         pe = x * exec_factor
-        u2, c2, proceeds, loss = apply_soft_trade_nb(u, cash[i], q, pe, bands[i], band[0],
-                                                     n_bands)
+        u2, c2, q, proceeds, loss = apply_soft_trade_nb(u, cash[i], q, pe, bands[i],
+                                                        band[0], n_bands)
         units[i] = u2
         cash[i] = c2
         key[i] = bands_key_nb(u2, c2, bands[i], band[0], n_bands, band[2])
@@ -1043,11 +1043,9 @@ def run_steps_nb(
                 c = cash[i]
                 prod = product[i]
                 pe = p * exec_factor
+                h = health_nb(prod, u, c, p, m_step[prod])
                 if bands_hard:
                     h = bands_health_nb(u, c, x_long, bands[i], band[0], n_bands, band[2])
-                else:
-                    h = health_nb(prod, u, c, p, m_step[prod])
-                if bands_hard:
                     u2, c2, keeper, ins, bad = apply_bands_liquidation_nb(u, c, pe, keeper_share)
                     bands[i, 2] = 0.0  # the debt is repaid: the loan leaves its bands
                     signed = u

@@ -493,10 +493,12 @@ def _soft_trade(res, row, i, b: _Bands, q: float, x: float, execution: float) ->
         return
     u, c = float(res.units[i]), float(res.cash[i])
     pe = x * execution
+    value = b.stablecoin(u + q) - b.stablecoin(u)
+    if q > 0 and max(-value, q * pe) > c + b.debt:  # a buy-back spends at most the stablecoin
+        q *= (c + b.debt) / max(-value, q * pe)
+        value = b.stablecoin(u + q) - b.stablecoin(u)
     market = -q * pe
-    proceeds = min(b.stablecoin(u + q) - b.stablecoin(u), market)
-    if q > 0:
-        proceeds = max(proceeds, -(c + b.debt))  # a buy-back spends at most the stablecoin
+    proceeds = min(value, market)
     res.units[i], res.cash[i] = u + q, c + proceeds
     b.soft_units -= q
     b.soft_proceeds += proceeds
