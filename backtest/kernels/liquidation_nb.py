@@ -621,7 +621,6 @@ def _soft_step_nb(i, x, exec_factor, units, cash, key, bands, band, acc):
                                                         band[0], n_bands)
         units[i] = u2
         cash[i] = c2
-        key[i] = bands_key_nb(u2, c2, bands[i], band[0], n_bands, band[2])
         if q < 0.0:
             acc[_SOFT_SOLD] -= q
             acc[_NOTIONAL] -= q * pe
@@ -632,7 +631,7 @@ def _soft_step_nb(i, x, exec_factor, units, cash, key, bands, band, acc):
         acc[_CASH_LOAN] += proceeds
         acc[_UNITS_LOAN] += q
         acc[_IMPACT_COST] += abs(q) * abs(x - pe)
-    if leave_soft_liquidation_nb(units[i], cash[i], x, bands[i]):
+    if leave_soft_liquidation_nb(units[i], cash[i], x, bands[i]) or q != 0.0:
         key[i] = bands_key_nb(units[i], cash[i], bands[i], band[0], n_bands, band[2])
     if bands[i, 2] > 0.0 and units[i] < bands[i, 1]:
         acc[_N_SOFT] += 1.0
@@ -1043,9 +1042,11 @@ def run_steps_nb(
                 c = cash[i]
                 prod = product[i]
                 pe = p * exec_factor
-                h = health_nb(prod, u, c, p, m_step[prod])
                 if bands_hard:
                     h = bands_health_nb(u, c, x_long, bands[i], band[0], n_bands, band[2])
+                else:
+                    h = health_nb(prod, u, c, p, m_step[prod])
+                if bands_hard:
                     u2, c2, keeper, ins, bad = apply_bands_liquidation_nb(u, c, pe, keeper_share)
                     bands[i, 2] = 0.0  # the debt is repaid: the loan leaves its bands
                     signed = u

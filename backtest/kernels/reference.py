@@ -78,12 +78,14 @@ class _Bands:
 
     def collateral(self, p: float) -> float:
         """Collateral the bands hold at oracle price p: each band sells linearly inside."""
+        if p >= self.top:
+            return self.deposited
         left = 0.0
         for k in range(self.n):
             up, down = self.edges(k)
             sold = min(max((up - p) / (up - down), 0.0), 1.0)
             left += self.deposited / self.n * (1.0 - sold)
-        return self.deposited if p >= self.top else left
+        return left
 
     def stablecoin(self, y: float) -> float:
         """Stablecoin from converting the deposit down to y, band by band from the top."""
