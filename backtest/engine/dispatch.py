@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from backtest.engine.book_flow import BookFlow, FlowStepper
 from backtest.kernels.adl_nb import auto_deleverage_nb
+from backtest.kernels.book_flow_nb import N_FLOW_FIELDS
 from backtest.kernels.bands_nb import place_bands_nb
 from backtest.kernels.enums import (
     MARKET_DTYPE,
@@ -83,6 +85,11 @@ class SimulationResult:
     bands : ndarray, shape (N, N_BAND_FIELDS) or (0, N_BAND_FIELDS), float64
         Family SOFT_BANDS: each loan's band state and its bands' running trade totals
         (:data:`backtest.kernels.enums.BAND_FIELDS`); other families: no rows.
+    book_flow : ndarray, shape (T, N_FLOW_FIELDS), float64
+        Arrivals and cures per step (:data:`backtest.kernels.book_flow_nb.FLOW_FIELDS`);
+        zeros without a moving book.
+    deposited : ndarray, shape (N,), float64
+        New money each account brought in during the window (arrival margin and cures), USD.
     """
 
     units: np.ndarray
@@ -98,6 +105,8 @@ class SimulationResult:
     records: np.ndarray
     adl_records: np.ndarray
     bands: np.ndarray
+    book_flow: np.ndarray
+    deposited: np.ndarray
 
 
 #: Fields of an auto-deleveraging record.
@@ -130,6 +139,7 @@ def simulate(
     volume: np.ndarray | None = None,
     risk: np.ndarray | None = None,
     mark: np.ndarray | None = None,
+    flow: BookFlow | None = None,
 ) -> SimulationResult:
     """Run one policy over every step of ``prices``.
 
@@ -170,10 +180,18 @@ def simulate(
         1, no shift.
     mark : ndarray, shape (T, 3), float64, optional
         Low, high, close of the mark price per step, USD (required by ``OracleModel.MARK``).
+    flow : BookFlow, optional
+        Arrivals and cures (:mod:`backtest.engine.book_flow`), applied at the start of each
+        step; ``units`` and ``cash`` then hold 0 for the accounts that arrive later.
 
     Returns
     -------
     SimulationResult
+
+    Raises
+    ------
+    ValueError
+        Inconsistent inputs (depth, volume, mark or risk shapes; arrivals with soft bands).
     """
     n = len(units)
     n_steps = len(prices)
@@ -242,9 +260,22 @@ def simulate(
         raise ValueError(f"risk inputs must have shape ({n_steps}, {N_RISK_INPUTS}), got "
                          f"{risk.shape}")
 
+    stepper = None
+    if flow is not None and flow.active:
+        if policy[0]["family"] == PolicyFamily.SOFT_BANDS and (flow.arrival_step >= 0).any():
+            raise ValueError("arrivals during the window are not modelled with soft-"
+                             "liquidation bands (bands are placed at the window start)")
+        stepper = FlowStepper(flow, order, n_steps)
+        block_steps = 1  # the book moves before every step
+    m_base = np.array(policy[0]["maintenance_rate"], dtype=np.float64)
+    flowed = -1
     t = 0
     while t < n_steps:
         stop = min(n_steps, t + block_steps)
+        if stepper is not None and flowed < t:
+            seen = cl[t - 1] * step_metrics[t - 1, StepMetric.PRICE_FACTOR] if t > 0 else o[0]
+            stepper.apply(t, float(seen), product, u, c, key, m_base)
+            flowed = t
         reached = run_steps_nb(
             t, stop, o, h, lo, cl, depth, volume, gas, risk, mark, int(trigger_mode),
             int(fill_mode),
@@ -271,6 +302,10 @@ def simulate(
     records["account"] = order[records["account"]]
     adl = np.concatenate(adl_parts) if adl_parts else np.zeros(0, np.dtype(list(ADL_FIELDS)))
     adl["account"] = order[adl["account"]]
+    if stepper is None:
+        book_flow, deposited = np.zeros((n_steps, N_FLOW_FIELDS)), np.zeros(n)
+    else:
+        book_flow, deposited = stepper.steps, scatter_nb(stepper.deposited, order)
     return SimulationResult(
         *(scatter_nb(a, order) for a in (u, c, n_liq, first, last, notional, penalties, bad,
                                           funding_paid)),
@@ -278,6 +313,8 @@ def simulate(
         records,
         adl,
         _scatter_rows(bands, order),
+        book_flow,
+        deposited,
     )
 
 

@@ -48,6 +48,8 @@ class ReferenceResult:
     records: list[dict] = field(default_factory=list)
     adl_records: list[dict] = field(default_factory=list)
     bands: np.ndarray | None = None  # family SOFT_BANDS: (N, N_BAND_FIELDS) as the kernel's
+    deposited: np.ndarray | None = None  # new money per account (arrivals, cures), USD
+    book_flow: np.ndarray | None = None  # (T, N_FLOW_FIELDS) as the kernel's
 
 
 def _health(product: int, u: float, c: float, p: float, m: float) -> float:
@@ -187,7 +189,7 @@ def _execution(model: int, flow: float, depth: float, outstanding: float) -> flo
 def simulate_reference(
     open_, high, low, close, trigger_mode, fill_mode, policy, product, units, cash,
     market=None, depth=None, replay=None, gas_usd=None, insurance_fund_usd=0.0,
-    funding_rate=None, volume=None, priority=None, risk=None, mark=None,
+    funding_rate=None, volume=None, priority=None, risk=None, mark=None, flow=None,
 ) -> ReferenceResult:
     """Simulate all steps of a tape for one policy, one account at a time.
 
@@ -227,6 +229,10 @@ def simulate_reference(
         computing impact from this book's own flow (not valid with order slicing, whose budget
         couples the accounts). With it, accounts are independent, so a
         sample of a large book can be checked against the engine's run of the whole book.
+    flow : BookFlow, optional
+        Arrivals and cures (:mod:`backtest.engine.book_flow`), applied at the start of each
+        step as :mod:`backtest.kernels.book_flow_nb` documents; ``units`` and ``cash`` hold 0
+        for accounts that arrive later.
 
     Returns
     -------
@@ -268,7 +274,15 @@ def simulate_reference(
         return float(open_[0]) if s < 0 else sim_closes[s]
 
     cascade = market is not None and bool(market["cascade"]) and replay is None
+    res.deposited = np.zeros(n)
+    res.book_flow = np.zeros((n_steps, 10))
+    warned = [-1] * n
+    base_rates = [float(policy["maintenance_rate"][k]) for k in range(2)]
+    moving = flow  # (the loop below reuses the name flow for each step's liquidation flow)
     for t in range(n_steps):
+        if moving is not None:
+            _move_book(res, moving, t, product, base_rates, warned,
+                       sim_closes[t - 1] if t > 0 else None)
         step_depth = float(depth[t]) if depth is not None else 0.0
         outstanding = permanent + transient if cascade else 0.0
         if cascade and step_depth > 0:
@@ -486,6 +500,50 @@ def simulate_reference(
         res.bands = np.array([[getattr(b, "top" if f == "top_price" else f) for f in BAND_FIELDS]
                               for b in bands]).reshape(n, len(BAND_FIELDS))
     return res
+
+
+def _move_book(res, flow, t, product, rates, warned, price) -> None:
+    """Step ``t``'s arrivals, then cures at the previous simulated close ``price``."""
+    row = res.book_flow[t]
+    for i in range(len(res.units)):
+        if flow.arrival_step[i] != t:
+            continue
+        u, c = float(flow.open_units[i]), float(flow.open_cash[i])
+        res.units[i], res.cash[i] = u, c
+        res.deposited[i] += flow.margin[i]
+        row[0] += 1
+        if product[i] == Product.LOAN:
+            row[3] += u
+            row[5] += c
+        else:
+            row[1 if u > 0 else 2] += u
+            row[4] += c
+        row[6] += flow.margin[i]
+    r = flow.response
+    if r is None or price is None:
+        return
+    for i in range(len(res.units)):
+        u, c, prod = float(res.units[i]), float(res.cash[i]), int(product[i])
+        if not flow.responds[i]:
+            continue
+        if u == 0.0 or _health(prod, u, c, price, rates[prod]) >= r.warning_health:
+            warned[i] = -1
+            continue
+        if warned[i] < 0:
+            warned[i] = t - 1
+        if t - warned[i] <= r.delay_steps:
+            continue
+        warned[i] = -1
+        m = rates[prod]
+        if prod == Product.LOAN:
+            need = min(max(-c - (1 - m) * u * price / r.target_health, 0.0), max(-c, 0.0))
+        else:
+            need = max(r.target_health * m * abs(u) * price - (c + u * price), 0.0)
+        if need > 0.0:
+            res.cash[i] += need
+            res.deposited[i] += need
+            row[7] += 1
+            row[8 if prod == Product.PERP else 9] += need
 
 
 def _soft_trade(res, row, i, b: _Bands, q: float, x: float, execution: float) -> None:

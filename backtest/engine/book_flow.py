@@ -1,0 +1,157 @@
+"""Inputs of the moving book: arrivals during the window and borrowers who cure.
+
+The mechanisms are documented in :mod:`backtest.kernels.book_flow_nb`. This module turns a
+book (whose accounts with an ``entry_time`` inside the window are arrivals) and the run's
+``[response]`` settings into the arrays the dispatcher steps through, and applies them at the
+start of each step in the kernel's processing order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from backtest.kernels.book_flow_nb import (
+    N_FLOW_FIELDS,
+    open_arrivals_nb,
+    respond_nb,
+    responder_mask,
+)
+
+#: Responders per chunk of :func:`respond_nb` (fixed: sums do not depend on the thread count).
+RESPONSE_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class Response:
+    """How accounts near their liquidation threshold cure (see :mod:`book_flow_nb`).
+
+    Attributes
+    ----------
+    share : float
+        Fraction of accounts that respond, [0, 1].
+    warning_health : float
+        Health below which an account is in the warning zone (> 1).
+    target_health : float
+        Health a responder restores (> warning_health).
+    delay_steps : int
+        Reaction delay, steps (>= 0).
+    seed : int
+        Seed of the responder draw (:func:`responder_mask`).
+    """
+
+    share: float
+    warning_health: float
+    target_health: float
+    delay_steps: int
+    seed: int = 0
+
+
+@dataclass
+class BookFlow:
+    """Per-account arrays of the moving book, in the BOOK's order, shape (N,) each.
+
+    Attributes
+    ----------
+    arrival_step : ndarray, int64
+        Step at which the account opens; -1 for accounts open at the window start.
+    open_units, open_cash, margin : ndarray, float64
+        State an arriving account opens with (asset units, USD) and the margin it deposits
+        (USD); ignored for accounts open at the start.
+    responds : ndarray, bool
+        Accounts that cure in the warning zone.
+    response : Response or None
+        Cure parameters; None switches responses off.
+    """
+
+    arrival_step: np.ndarray
+    open_units: np.ndarray
+    open_cash: np.ndarray
+    margin: np.ndarray
+    responds: np.ndarray
+    response: Response | None
+
+    @property
+    def active(self) -> bool:
+        """Whether anything moves: an arrival or a responder."""
+        return bool((self.arrival_step >= 0).any() or (
+            self.response is not None and self.responds.any()))
+
+
+def book_flow(account_id: np.ndarray, units: np.ndarray, cash: np.ndarray,
+              equity_at_entry: np.ndarray, entry_ms: np.ndarray, window_ms: np.ndarray,
+              response: Response | None) -> tuple[np.ndarray, np.ndarray, BookFlow]:
+    """Split a book into the state at the window start and the flow during the window.
+
+    Parameters
+    ----------
+    account_id : ndarray, shape (N,), int64
+    units, cash, equity_at_entry : ndarray, shape (N,), float64
+        Each account's state once open (asset units, USD) and its margin at entry (USD).
+    entry_ms : ndarray, shape (N,), int64
+        Entry times, epoch ms; at or after ``window_ms[0]`` means the account arrives in the
+        window, at the first step whose candle opens at or after its entry time.
+    window_ms : ndarray, shape (T,), int64
+        Candle open times of the window.
+    response : Response or None
+        Cure parameters (None: no responses).
+
+    Returns
+    -------
+    units0, cash0 : ndarray, shape (N,), float64
+        State at the window start (0 for arrivals).
+    BookFlow
+
+    Raises
+    ------
+    ValueError
+        An account's entry is after the window's last candle.
+    """
+    arriving = entry_ms >= window_ms[0]
+    step = np.where(arriving, np.searchsorted(window_ms, entry_ms, side="left"), -1)
+    if (step >= len(window_ms)).any():
+        late = int(account_id[np.argmax(step >= len(window_ms))])
+        raise ValueError(f"account {late} opens after the window's last candle")
+    units0 = np.where(arriving, 0.0, units)
+    cash0 = np.where(arriving, 0.0, cash)
+    responds = (responder_mask(account_id, response.share, response.seed)
+                if response is not None else np.zeros(len(units), bool))
+    flow = BookFlow(step.astype(np.int64), np.asarray(units, float), np.asarray(cash, float),
+                    np.where(arriving, equity_at_entry, 0.0), responds, response)
+    return units0, cash0, flow
+
+
+class FlowStepper:
+    """Applies a :class:`BookFlow` step by step to the kernel's state (processing order)."""
+
+    def __init__(self, flow: BookFlow, order: np.ndarray, n_steps: int):
+        n = len(order)
+        position = np.empty(n, np.int64)  # book index -> processing index
+        position[order] = np.arange(n)
+        arriving = np.flatnonzero(flow.arrival_step >= 0)
+        steps = flow.arrival_step[arriving]
+        by_step = np.argsort(steps, kind="stable")
+        self.arrival_idx = position[arriving[by_step]]
+        self.arrival_ptr = np.searchsorted(steps[by_step], np.arange(n_steps + 1),
+                                           side="left").astype(np.int64)
+        self.open_units = np.ascontiguousarray(flow.open_units[order])
+        self.open_cash = np.ascontiguousarray(flow.open_cash[order])
+        self.margin = np.ascontiguousarray(flow.margin[order])
+        self.response = flow.response
+        self.responders = (np.sort(position[flow.responds]).astype(np.int64)
+                           if flow.response is not None else np.zeros(0, np.int64))
+        self.warn_since = np.full(n, -1, np.int32)
+        self.deposited = np.zeros(n)
+        self.steps = np.zeros((n_steps, N_FLOW_FIELDS))
+
+    def apply(self, t: int, observed_price: float, product, units, cash, key, m_rate) -> None:
+        """Open step ``t``'s arrivals, then let responders cure at ``observed_price`` (t > 0)."""
+        out = self.steps[t]
+        open_arrivals_nb(t, self.arrival_ptr, self.arrival_idx, self.open_units, self.open_cash,
+                         self.margin, product, units, cash, key, m_rate, self.deposited, out)
+        r = self.response
+        if r is not None and t > 0 and len(self.responders):
+            respond_nb(t, observed_price, self.responders, product, units, cash, key, m_rate,
+                       self.warn_since, r.warning_health, r.target_health, r.delay_steps,
+                       self.deposited, RESPONSE_CHUNK, out)

@@ -1,0 +1,207 @@
+"""Books that move during the window: positions that open, and borrowers and traders who cure.
+
+Two mechanisms act at the start of every step, before the step's funding and liquidations:
+
+**Arrivals.** An account whose position opens during the window (its ``entry_time`` in the book
+falls inside the window) holds nothing until its arrival step, then opens with the units and
+cash the book gives it: ``cash = margin - units x entry_price``. The margin (its equity at the
+entry price) is new money entering the book; the units were bought from (or, for a short, sold
+to) the market at the historical entry price, which already carries that order.
+
+**Response.** Real borrowers and traders watch their health: an account whose health, at the
+previous step's simulated close, falls below ``warning_health`` enters a warning zone; if it is
+a *responder* and is still in the zone ``delay_steps`` later, it cures to ``target_health`` at
+that price: a perp adds margin (cash), a loan repays debt. The cure is new money entering the
+account (``deposited``). An account leaving the zone before the delay resets its clock.
+Non-responders never act. Which accounts respond is fixed per account by a seeded hash
+(:func:`responder_mask`), so the same seed gives the same responders whatever the thread count.
+
+The two-parameter borrower response of the Morpho simulator in ``VALIDATION.md`` (70% of
+borrowers repay to 74% LTV about 2 h after entering an 80-86% LTV warning zone; RahilBhavan/spine,
+WRITEUP.md) is this model with ``response_share = 0.7``, a two-hour delay and health levels
+derived from those LTVs.
+
+Health is the engine's (:func:`backtest.kernels.liquidation_nb.health_nb`) at the policy's base
+maintenance rates: perps ``equity / (m x |units| x price)``, loans ``LT x collateral / debt``.
+
+Per-step outputs (``FLOW_FIELDS``, shape (T, N_FLOW_FIELDS), float64): arrivals (count), the
+units and cash they bring (per product and side) and their margin (USD); cures (count) and the
+USD they bring per product. Summed per chunk in chunk order: independent of the thread count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backtest._jit import njit, njit_parallel, prange
+from backtest.kernels.enums import Product
+from backtest.kernels.liquidation_nb import health_nb, trigger_key_nb
+
+#: Columns of the per-step book-flow array, in this order.
+FLOW_FIELDS = (
+    "arrivals",  # accounts that opened in the step
+    "arrival_units_long",  # perp long units opened
+    "arrival_units_short",  # perp short units opened (negative)
+    "arrival_units_loan",  # loan collateral units opened
+    "arrival_cash_perp",  # cash the perp arrivals start with, USD
+    "arrival_cash_loan",  # cash the loan arrivals start with (minus their debt), USD
+    "arrival_margin_usd",  # equity the arrivals deposited, USD (new money)
+    "cures",  # accounts that cured
+    "cure_perp_usd",  # margin added by perps that cured, USD (new money)
+    "cure_loan_usd",  # debt repaid by loans that cured, USD (new money)
+)
+N_FLOW_FIELDS = len(FLOW_FIELDS)
+_PERP = int(Product.PERP)
+_LOAN = int(Product.LOAN)
+
+
+@njit
+def open_arrivals_nb(t, arrival_ptr, arrival_idx, arrival_units, arrival_cash, arrival_margin,
+                     product, units, cash, key, m_rate, deposited, out):
+    """Open the positions arriving at step ``t``, in place.
+
+    Parameters
+    ----------
+    t : int
+        Step index.
+    arrival_ptr : ndarray, shape (T + 1,), int64
+        Arrivals of step ``t`` are ``arrival_idx[arrival_ptr[t]:arrival_ptr[t + 1]]``.
+    arrival_idx : ndarray, shape (A,), int64
+        Account indices (the kernel's processing order), grouped by arrival step.
+    arrival_units, arrival_cash, arrival_margin : ndarray, shape (N,), float64
+        State each account opens with (asset units, USD) and its margin (USD); read only for
+        arriving accounts.
+    product : ndarray, shape (N,), int8
+    units, cash, key : ndarray, shape (N,), float64
+        Account state; the arrivals' entries are set.
+    m_rate : ndarray, shape (2,), float64
+        Base maintenance rates per product (trigger keys).
+    deposited : ndarray, shape (N,), float64
+        New money each account brought in, USD; updated.
+    out : ndarray, shape (N_FLOW_FIELDS,), float64
+        This step's row of the book-flow array; updated.
+    """
+    for j in range(arrival_ptr[t], arrival_ptr[t + 1]):
+        i = arrival_idx[j]
+        u = arrival_units[i]
+        c = arrival_cash[i]
+        units[i] = u
+        cash[i] = c
+        key[i] = trigger_key_nb(u, c, m_rate[product[i]])
+        deposited[i] += arrival_margin[i]
+        out[0] += 1.0
+        if product[i] == _LOAN:
+            out[3] += u
+            out[5] += c
+        else:
+            if u > 0.0:
+                out[1] += u
+            else:
+                out[2] += u
+            out[4] += c
+        out[6] += arrival_margin[i]
+
+
+@njit
+def cure_amount_nb(product, units, cash, price, m, target_health):
+    """Return the USD an account must bring to reach ``target_health`` at ``price`` (>= 0).
+
+    Perps add margin: ``target x m x |units| x price - equity``. Loans repay debt down to
+    ``LT x collateral / target`` (LT = 1 - m), at most the whole debt.
+    """
+    if product == _LOAN:
+        debt = -cash
+        if debt <= 0.0 or units <= 0.0:
+            return 0.0
+        need = debt - (1.0 - m) * units * price / target_health
+        return min(max(need, 0.0), debt)
+    need = target_health * m * abs(units) * price - (cash + units * price)
+    return max(need, 0.0)
+
+
+@njit_parallel
+def respond_nb(t, price, responders, product, units, cash, key, m_rate, warn_since,
+               warning_health, target_health, delay_steps, deposited, chunk_size, out):
+    """Let responders in the warning zone cure, in place (see the module docstring).
+
+    Parameters
+    ----------
+    t : int
+        Step index (the cure happens at its start).
+    price : float
+        Price the accounts observe: the previous step's simulated close, USD per unit.
+    responders : ndarray, shape (R,), int64
+        Indices of the accounts that respond, increasing.
+    product : ndarray, shape (N,), int8
+    units, cash, key : ndarray, shape (N,), float64
+        Account state; cured accounts' cash and key change.
+    m_rate : ndarray, shape (2,), float64
+        Base maintenance rates per product.
+    warn_since : ndarray, shape (N,), int32
+        Step an account entered the warning zone (-1: not in it); updated.
+    warning_health, target_health : float
+        Health below which an account is warned, and to which it cures (> warning_health).
+    delay_steps : int
+        Steps between entering the zone and curing (0: cure at the next step start).
+    deposited : ndarray, shape (N,), float64
+        New money each account brought in, USD; updated.
+    chunk_size : int
+        Responders per chunk: fixes the summation order.
+    out : ndarray, shape (N_FLOW_FIELDS,), float64
+        This step's row of the book-flow array; updated.
+    """
+    r = responders.shape[0]
+    n_chunks = (r + chunk_size - 1) // chunk_size
+    sums = np.zeros((n_chunks, 3))
+    for ch in prange(n_chunks):
+        for j in range(ch * chunk_size, min(r, (ch + 1) * chunk_size)):
+            i = responders[j]
+            u = units[i]
+            if u == 0.0:
+                warn_since[i] = -1
+                continue
+            prod = product[i]
+            h = health_nb(prod, u, cash[i], price, m_rate[prod])
+            if h >= warning_health:
+                warn_since[i] = -1
+                continue
+            if warn_since[i] < 0:
+                warn_since[i] = t - 1  # seen at the previous step's close
+            if t - warn_since[i] < delay_steps + 1:
+                continue
+            amount = cure_amount_nb(prod, u, cash[i], price, m_rate[prod], target_health)
+            warn_since[i] = -1
+            if amount <= 0.0:
+                continue
+            cash[i] += amount
+            key[i] = trigger_key_nb(u, cash[i], m_rate[prod])
+            deposited[i] += amount
+            sums[ch, 0] += 1.0
+            sums[ch, 1 if prod == _PERP else 2] += amount
+    for ch in range(n_chunks):
+        out[7] += sums[ch, 0]
+        out[8] += sums[ch, 1]
+        out[9] += sums[ch, 2]
+
+
+def responder_mask(account_id: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """Return which accounts respond: ``hash(account_id, seed) < share``, shape (N,), bool.
+
+    A SplitMix64 hash of the account id and the seed, mapped to [0, 1): the same accounts
+    respond in every run with the same seed, independently of the book's order.
+
+    Parameters
+    ----------
+    account_id : ndarray, shape (N,), int64
+    share : float
+        Fraction of accounts that respond, in [0, 1].
+    seed : int
+        Seed of the draw.
+    """
+    with np.errstate(over="ignore"):
+        z = account_id.astype(np.uint64) + np.uint64(seed & 0xFFFFFFFF) * np.uint64(
+            0x9E3779B97F4A7C15) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53) < share

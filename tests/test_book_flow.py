@@ -1,0 +1,174 @@
+"""Moving books: arrivals during the window and cures, kernel against twin, money conserved."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from backtest.engine.book_flow import BookFlow, Response, book_flow
+from backtest.engine.dispatch import Prices, liquidation_order, market_params, simulate
+from backtest.kernels.book_flow_nb import FLOW_FIELDS, cure_amount_nb, responder_mask
+from backtest.kernels.enums import FillPrice, ImpactModel, PolicyFamily, StepMetric, TriggerPrice
+from backtest.kernels.reference import simulate_reference
+from tests.kernel_inputs import random_book, random_policy, random_prices, random_volume
+
+F = {name: k for k, name in enumerate(FLOW_FIELDS)}
+
+
+def _flow(rng, book, steps, share=0.6, arriving=0.3, delay=3):
+    n = len(book["units"])
+    arrival = np.where(rng.random(n) < arriving, rng.integers(0, steps, n), -1)
+    equity = book["cash"] + book["units"] * book.get("entry", 1.0)
+    flow = BookFlow(arrival.astype(np.int64), book["units"].copy(), book["cash"].copy(),
+                    np.where(arrival >= 0, np.abs(equity), 0.0),
+                    responder_mask(np.arange(n, dtype=np.int64), share, 11),
+                    Response(share, 1.3, 1.8, delay, 11))
+    units0 = np.where(arrival >= 0, 0.0, book["units"])
+    cash0 = np.where(arrival >= 0, 0.0, book["cash"])
+    return units0, cash0, flow
+
+
+def _case(seed, family=None, n=300, steps=90, market=None, depth=None, chunk=64, **kw):
+    rng = np.random.default_rng(seed)
+    prices = random_prices(rng, steps, vol=0.02)
+    book = random_book(rng, n)
+    policy = random_policy(rng, family, slicing=False)
+    units0, cash0, flow = _flow(rng, book, steps, **kw)
+    volume = random_volume(np.random.default_rng(seed + 1), steps)
+    res = simulate(prices, book["product"], units0, cash0, policy, TriggerPrice.EXTREME,
+                   FillPrice.TRIGGER, chunk_size=chunk, market=market, depth=depth,
+                   volume=volume, flow=flow)
+    return prices, book, policy, units0, cash0, flow, volume, res
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("cascade", [False, True])
+def test_moving_book_matches_reference(seed, cascade):
+    depth = np.full(90, 800.0)
+    market = market_params(ImpactModel.SQRT, 0.5, 5.0, cascade) if cascade else None
+    prices, book, policy, u0, c0, flow, volume, res = _case(
+        seed, market=market, depth=depth if cascade else None)
+    ref = simulate_reference(prices.open, prices.high, prices.low, prices.close,
+                             TriggerPrice.EXTREME, FillPrice.TRIGGER, policy[0], book["product"],
+                             u0, c0, market=market[0] if cascade else None,
+                             depth=depth if cascade else None, volume=volume,
+                             priority=liquidation_order(book["product"], u0, c0), flow=flow)
+    assert res.book_flow[:, F["arrivals"]].sum() > 0 and res.book_flow[:, F["cures"]].sum() > 0
+    np.testing.assert_allclose(res.units, ref.units, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(res.cash, ref.cash, rtol=1e-10, atol=1e-8)
+    np.testing.assert_array_equal(res.n_liquidations, ref.n_liquidations)
+    np.testing.assert_array_equal(res.first_step, ref.first_step)
+    np.testing.assert_allclose(res.deposited, ref.deposited, rtol=1e-10, atol=1e-8)
+    np.testing.assert_allclose(res.book_flow, ref.book_flow, rtol=1e-9, atol=1e-7)
+    np.testing.assert_allclose(res.step_metrics, ref.step_metrics, rtol=1e-9, atol=1e-7)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from([1, 7, 64]),
+       st.sampled_from([None, int(PolicyFamily.AUCTION)]), st.floats(0.0, 1.0),
+       st.integers(0, 6))
+def test_money_is_conserved_with_arrivals_and_cures(seed, chunk, family, share, delay):
+    prices, book, policy, u0, c0, flow, volume, res = _case(seed, family, n=120, steps=40,
+                                                            chunk=chunk, share=share,
+                                                            delay=delay)
+    rec, adl = res.records, res.adl_records
+    n = len(u0)
+    proceeds, fees, written_off, closed, paid = (np.zeros(n) for _ in range(5))
+    np.add.at(proceeds, rec["account"], rec["units_closed"] * rec["fill_price"])
+    np.add.at(proceeds, adl["account"], adl["units_closed"] * adl["price"])
+    np.add.at(fees, rec["account"], rec["keeper_fee"] + rec["insurance_fee"])
+    np.add.at(written_off, rec["account"], rec["bad_debt"])
+    np.add.at(closed, rec["account"], rec["units_closed"])
+    np.add.at(paid, adl["account"], adl["transfer"])
+    arrived = flow.arrival_step >= 0
+    start_cash = np.where(arrived, flow.open_cash, c0)
+    start_units = np.where(arrived, flow.open_units, u0)
+    cures = res.deposited - flow.margin  # what cures brought, beyond the arrivals' margin
+    scale = np.abs(start_cash) + np.abs(proceeds) + cures + 1.0
+    # per account: cash change = proceeds - penalties + written off - ADL + new money
+    np.testing.assert_allclose((res.cash - start_cash) / scale,
+                               (proceeds - fees + written_off - paid - res.funding_paid
+                                + cures) / scale, atol=1e-9)
+    np.testing.assert_allclose(start_units - res.units, closed, atol=1e-9 * (
+        1 + np.abs(start_units).max()))
+    assert np.all(cures >= -1e-9 * scale)
+    # step aggregates = per-account totals
+    fl = res.book_flow
+    total = np.abs(start_cash).sum() + cures.sum() + 1.0
+    assert abs(fl[:, F["cure_perp_usd"]].sum() + fl[:, F["cure_loan_usd"]].sum()
+               - cures.sum()) <= 1e-9 * total
+    assert abs(fl[:, F["arrival_margin_usd"]].sum() - flow.margin.sum()) <= 1e-9 * total
+    assert fl[:, F["arrivals"]].sum() == arrived.sum()
+    assert abs(fl[:, F["arrival_cash_perp"]].sum() + fl[:, F["arrival_cash_loan"]].sum()
+               - flow.open_cash[arrived].sum()) <= 1e-9 * total
+    # nothing is liquidated before it arrives
+    steps = rec["step"]
+    assert np.all(flow.arrival_step[rec["account"]] <= steps)
+
+
+def test_cure_restores_target_health():
+    # a long perp: 1 unit, cash -95 at price 100, m = 0.05: equity 5, health 1.0
+    need = cure_amount_nb(0, 1.0, -95.0, 100.0, 0.05, 1.5)
+    assert need == pytest.approx(1.5 * 0.05 * 100.0 - 5.0)
+    # a loan: 1 unit of collateral at 100, debt 80, LT 0.825: health 1.03; to 1.2 repay
+    need = cure_amount_nb(1, 1.0, -80.0, 100.0, 0.175, 1.2)
+    assert need == pytest.approx(80.0 - 0.825 * 100.0 / 1.2)
+    assert cure_amount_nb(1, 1.0, -80.0, 100.0, 0.175, 0.5) == 0.0  # already above target
+
+
+def test_responses_reduce_liquidations_and_arrivals_liquidate_after_the_low():
+    # a crash to 60% over 20 steps then a flat tail: longs opened on the way down
+    steps = 80
+    path = np.concatenate([np.linspace(100, 60, 41), np.full(steps - 41, 60.0)])
+    prices = Prices(path, path * 1.001, np.r_[path[:41], path[41:] * 0.97], path)
+    n = 2000
+    rng = np.random.default_rng(3)
+    lev = rng.uniform(2, 20, n)
+    units = np.ones(n)
+    product = np.zeros(n, np.int8)
+    policy = random_policy(np.random.default_rng(0), slicing=False)
+    policy["family"] = PolicyFamily.HARD
+    policy["maintenance_rate"][0] = 0.05
+    arrival = np.where(np.arange(n) < n // 2, -1, rng.integers(1, 60, n))
+    entry = np.where(arrival >= 0, path[arrival.clip(0)], 100.0)
+    cash = entry / lev - entry
+    flows = {}
+    for share in (0.0, 0.8):
+        flow = BookFlow(arrival.astype(np.int64), units, cash, np.where(arrival >= 0, entry / lev,
+                                                                        0.0),
+                        responder_mask(np.arange(n, dtype=np.int64), share, 1),
+                        Response(share, 1.5, 3.0, 1, 1))
+        u0 = np.where(arrival >= 0, 0.0, units)
+        c0 = np.where(arrival >= 0, 0.0, cash)
+        flows[share] = simulate(prices, product, u0, c0, policy, TriggerPrice.EXTREME,
+                                FillPrice.TRIGGER, flow=flow)
+    none, cured = flows[0.0], flows[0.8]
+    assert cured.n_liquidations.sum() < 0.8 * none.n_liquidations.sum()
+    assert none.book_flow[:, F["cures"]].sum() == 0
+    # arrivals that opened near the low are liquidated by the tail's dip, after the low
+    late = none.records["step"] > 41
+    assert late.sum() > 0
+    assert np.all(none.step_metrics[:, StepMetric.N_LIQUIDATIONS] >= 0)
+
+
+def test_book_flow_splits_arrivals_from_the_window():
+    window = np.arange(5, dtype=np.int64) * 60_000
+    entry = np.array([-10, 0, 59_999, 240_000])
+    units0, cash0, flow = book_flow(np.arange(4), np.ones(4), -np.ones(4) * 50, np.full(4, 5.0),
+                                    entry, window, None)
+    np.testing.assert_array_equal(flow.arrival_step, [-1, 0, 1, 4])
+    np.testing.assert_array_equal(units0, [1, 0, 0, 0])
+    np.testing.assert_array_equal(flow.margin, [0, 5, 5, 5])
+    with pytest.raises(ValueError, match="account 3 opens after"):
+        book_flow(np.arange(4), np.ones(4), np.ones(4), np.ones(4), entry, window[:4], None)
+
+
+def test_responders_are_a_seeded_share():
+    ids = np.arange(100_000, dtype=np.int64)
+    mask = responder_mask(ids, 0.7, 5)
+    assert abs(mask.mean() - 0.7) < 0.01
+    np.testing.assert_array_equal(mask, responder_mask(ids, 0.7, 5))
+    assert (mask != responder_mask(ids, 0.7, 6)).any()
+    assert not responder_mask(ids, 0.0, 5).any() and responder_mask(ids, 1.0, 5).all()
