@@ -225,10 +225,11 @@ def test_missing_tape_for_window_is_explained(world, tmp_path, capsys):
                       "BTC")
 
 
-def test_book_with_positions_opened_after_start_is_rejected(world, tmp_path, capsys):
+def test_book_with_positions_opened_after_the_window_is_rejected(world, tmp_path, capsys):
+    # positions opened inside the window arrive during it; after its end they cannot
     _run_expect_error(world, tmp_path, capsys,
                       _config(world, start="2021-05-15T00:00:00Z", end="2021-05-16T00:00:00Z"),
-                      "after the window start")
+                      "after the window ends")
 
 
 def test_every_shipped_policy_runs_and_overrides_are_recorded(world, tmp_path):

@@ -35,6 +35,13 @@ Example (``configs/may-2021-btc.toml``)::
     [insurance_fund]
     initial_balance_usd = 5_000_000
 
+    [response]                          # optional: accounts that cure near the threshold
+    enabled = true
+    share = 0.7
+    delay_minutes = 120
+
+Accounts of the book whose ``entry_time`` falls inside the window open during it (arrivals).
+
 Relative paths are resolved against the current working directory.
 """
 
@@ -187,6 +194,44 @@ class InsuranceFundConfig(_Strict):
     initial_balance_usd: float = Field(0.0, ge=0.0)
 
 
+class ResponseConfig(_Strict):
+    """Accounts that cure near their liquidation threshold (:mod:`backtest.kernels.book_flow_nb`).
+
+    Defaults are the borrower response the Morpho simulator fitted on real liquidations (70% of
+    borrowers repay to 74% LTV about two hours after entering an 80-86% LTV warning zone;
+    RahilBhavan/spine, WRITEUP.md, in ``VALIDATION.md``): with a liquidation threshold of 86%,
+    health 86/80 = 1.075 warns and 86/74 = 1.16 is the target.
+
+    Attributes
+    ----------
+    enabled : bool
+        Switch responses on (default off: the book stands still, as before).
+    share : float
+        Fraction of accounts that respond, [0, 1].
+    warning_health : float
+        Health factor (perps: equity / maintenance margin) below which an account is warned.
+    target_health : float
+        Health a responder restores by adding margin (perps) or repaying debt (loans).
+    delay_minutes : float
+        Reaction delay between entering the warning zone and curing, minutes.
+    seed : int
+        Seed of the per-account responder draw.
+    """
+
+    enabled: bool = False
+    share: float = Field(default=0.7, ge=0.0, le=1.0)
+    warning_health: float = Field(default=1.075, gt=1.0)
+    target_health: float = Field(default=1.16, gt=1.0)
+    delay_minutes: float = Field(default=120.0, ge=0.0)
+    seed: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _levels(self) -> ResponseConfig:
+        if self.target_health <= self.warning_health:
+            raise ValueError("target_health must be above warning_health")
+        return self
+
+
 class RunConfig(_Strict):
     """A validated run config (see the module docstring for the file layout)."""
 
@@ -204,6 +249,7 @@ class RunConfig(_Strict):
     oracle: OracleConfig = OracleConfig()
     keepers: KeeperConfig = KeeperConfig()
     insurance_fund: InsuranceFundConfig = InsuranceFundConfig()
+    response: ResponseConfig = ResponseConfig()
 
     @model_validator(mode="after")
     def _window(self) -> RunConfig:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from backtest.kernels.book_flow_nb import FLOW_FIELDS, N_FLOW_FIELDS
 from backtest.kernels.enums import Product, StepMetric
 
 
@@ -17,6 +18,7 @@ def running_totals(
     product: np.ndarray,
     units: np.ndarray,
     cash: np.ndarray,
+    book_flow: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Return open interest, debt and user equity at each step's close.
 
@@ -28,7 +30,10 @@ def running_totals(
         Close prices, USD.
     product : ndarray, shape (N,), int8
     units, cash : ndarray, shape (N,), float64
-        Initial state of the book (before the first step).
+        Initial state of the book (before the first step; 0 for accounts that arrive later).
+    book_flow : ndarray, shape (T, N_FLOW_FIELDS), optional
+        Arrivals and cures per step (:data:`backtest.kernels.book_flow_nb.FLOW_FIELDS`): the
+        units and cash arrivals bring and the cash cures add enter the totals at their step.
 
     Returns
     -------
@@ -37,18 +42,23 @@ def running_totals(
         ``loan_debt_usd``, ``user_equity_usd`` (sum of cash + units x close over all accounts,
         liquidated ones included).
     """
+    flow = np.zeros((len(close), N_FLOW_FIELDS)) if book_flow is None else book_flow
+    f = {name: np.cumsum(flow[:, k]) for k, name in enumerate(FLOW_FIELDS)}
     is_loan = product == Product.LOAN
     perp = ~is_loan
     cash_perp = float(np.sum(cash[perp])) + np.cumsum(
-        step_metrics[:, StepMetric.CASH_DELTA_PERP] - step_metrics[:, StepMetric.FUNDING_PAID])
-    cash_loan = float(np.sum(cash[is_loan])) + np.cumsum(step_metrics[:, StepMetric.CASH_DELTA_LOAN])
+        step_metrics[:, StepMetric.CASH_DELTA_PERP] - step_metrics[:, StepMetric.FUNDING_PAID]) + (
+        f["arrival_cash_perp"] + f["cure_perp_usd"])
+    cash_loan = float(np.sum(cash[is_loan])) + np.cumsum(step_metrics[:, StepMetric.CASH_DELTA_LOAN]) + (
+        f["arrival_cash_loan"] + f["cure_loan_usd"])
     long_units = float(np.sum(units[perp & (units > 0)])) + np.cumsum(
         step_metrics[:, StepMetric.UNITS_DELTA_PERP_LONG]
-    )
+    ) + f["arrival_units_long"]
     short_units = float(np.sum(units[perp & (units < 0)])) + np.cumsum(
         step_metrics[:, StepMetric.UNITS_DELTA_PERP_SHORT]
-    )
-    loan_units = float(np.sum(units[is_loan])) + np.cumsum(step_metrics[:, StepMetric.UNITS_DELTA_LOAN])
+    ) + f["arrival_units_short"]
+    loan_units = float(np.sum(units[is_loan])) + np.cumsum(step_metrics[:, StepMetric.UNITS_DELTA_LOAN]) + (
+        f["arrival_units_loan"])
     return {
         "perp_long_oi_usd": long_units * close,
         "perp_short_oi_usd": -short_units * close,

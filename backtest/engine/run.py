@@ -21,6 +21,7 @@ import numpy as np
 from backtest import paths
 from backtest.books import read_book
 from backtest.books.schema import Book
+from backtest.engine.book_flow import BookFlow, Response, book_flow
 from backtest.engine.config import RunConfig, load_run_config
 from backtest.engine.dispatch import Prices, SimulationResult, liquidation_order, simulate
 from backtest.engine.market import (
@@ -29,6 +30,7 @@ from backtest.engine.market import (
     gas_cost_per_step,
     mark_prices,
     market_record,
+    steps_of,
 )
 from backtest.engine.risk import risk_inputs
 from backtest.engine.warmup import warm_up
@@ -55,6 +57,8 @@ class Inputs:
     policies: list  # list of (policy model, file path)
     market: MarketInputs | None = None
     overrides: list[str] = field(default_factory=list)  # KEY=VALUE replacements of the file
+    start_state: dict | None = None  # product, units, cash at the window start (arrivals: 0)
+    flow: BookFlow | None = None  # arrivals during the window and cures
 
 
 @dataclass
@@ -134,9 +138,10 @@ def resolve_config(cfg: RunConfig, config_path: str | Path, store: str | Path | 
         raise BookError(f"the book was generated for {book_symbol} but the run simulates "
                         f"{tape.meta.symbol} (config {config_path})", book.path)
     latest = book.frame["entry_time"].max()
-    if latest is not None and latest > start:
-        raise BookError(f"an account was opened at {latest}, after the window start {start}: "
-                        "a book must hold positions open at the start", book.path)
+    if latest is not None and latest >= end:
+        raise BookError(f"an account was opened at {latest}, after the window ends ({end}): "
+                        "a book holds positions open at the start or opened during the window",
+                        book.path)
     policies = []
     for name in cfg.policies:
         policy = load_policy(name, strategies)
@@ -147,7 +152,33 @@ def resolve_config(cfg: RunConfig, config_path: str | Path, store: str | Path | 
     inputs = Inputs(cfg, config_path, cfg.event, tape.meta.symbol, start, end, tape, window,
                     book, policies, overrides=list(overrides or []))
     inputs.market = market_inputs(inputs, store)  # reads the gas tape: config errors surface here
+    inputs.start_state, inputs.flow = moving_book(inputs)
     return inputs
+
+
+def moving_book(inputs: Inputs) -> tuple[dict, BookFlow]:
+    """Return the book's state at the window start and its flow during the window.
+
+    Raises
+    ------
+    BookError
+        An account opens after the window's last candle.
+    """
+    book = inputs.book.arrays()
+    cfg = inputs.config.response
+    response = None
+    if cfg.enabled:
+        response = Response(cfg.share, cfg.warning_health, cfg.target_health,
+                            steps_of(cfg.delay_minutes, inputs.tape.interval_seconds)
+                            if cfg.delay_minutes > 0 else 0, cfg.seed)
+    entry_ms = inputs.book.frame["entry_time"].dt.epoch("ms").to_numpy()
+    try:
+        units0, cash0, flow = book_flow(inputs.book.frame["account_id"].to_numpy(),
+                                        book["units"], book["cash"], book["equity_at_entry"],
+                                        entry_ms, inputs.window.arrays()["timestamp"], response)
+    except ValueError as exc:
+        raise BookError(str(exc), inputs.book.path) from None
+    return {"product": book["product"], "units": units0, "cash": cash0}, flow
 
 
 def simulate_policies(inputs: Inputs, show_progress: bool = True
@@ -156,7 +187,7 @@ def simulate_policies(inputs: Inputs, show_progress: bool = True
     compile_seconds = warm_up()
     arrays = inputs.window.arrays()
     prices = Prices(arrays["open"], arrays["high"], arrays["low"], arrays["close"])
-    book = inputs.book.arrays()
+    book = inputs.start_state
     execution = inputs.config.execution
     market = inputs.market
     order = liquidation_order(book["product"], book["units"], book["cash"])
@@ -178,7 +209,8 @@ def simulate_policies(inputs: Inputs, show_progress: bool = True
                            insurance_fund_usd=inputs.config.insurance_fund.initial_balance_usd,
                            funding_rate=arrays["funding_rate"], volume=arrays["volume"],
                            risk=risk_inputs(policy, full_close, start, len(prices),
-                                            inputs.tape.interval_seconds), mark=market.mark)
+                                            inputs.tape.interval_seconds), mark=market.mark,
+                           flow=inputs.flow)
             outcomes.append(PolicyOutcome(policy.name, policy, path, res,
                                           time.perf_counter() - t0))
     return outcomes, compile_seconds

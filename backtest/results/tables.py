@@ -25,6 +25,7 @@ import polars as pl
 
 from backtest.engine.dispatch import SimulationResult
 from backtest.engine.ledger import running_totals
+from backtest.kernels.book_flow_nb import FLOW_FIELDS
 from backtest.kernels.enums import BAND_FIELDS, Product, StepMetric
 
 STATUS_OPEN = "open"
@@ -70,14 +71,17 @@ def steps_table(
     close, low : ndarray, shape (T,), float64
         Historical close and low, USD.
     book : dict
-        ``product``, ``units``, ``cash`` arrays of the initial book, shape (N,).
+        ``product``, ``units``, ``cash`` arrays of the book at the window start, shape (N,)
+        (0 for accounts that arrive during the window: ``res.book_flow`` brings them in).
     gas_usd : ndarray, shape (T,), float64
         Gas cost of one liquidation per step, USD (paid by keepers).
     """
     sm = res.step_metrics
     socialised = sm[:, StepMetric.SOCIALISED_LOSS]
     factor = sm[:, StepMetric.PRICE_FACTOR]
-    totals = running_totals(sm, close * factor, book["product"], book["units"], book["cash"])
+    totals = running_totals(sm, close * factor, book["product"], book["units"], book["cash"],
+                            res.book_flow)
+    flow = {name: res.book_flow[:, k] for k, name in enumerate(FLOW_FIELDS)}
     first = res.first_step[res.first_step >= 0]
     newly = np.bincount(first, minlength=len(close))[: len(close)]
     return pl.DataFrame(
@@ -122,6 +126,10 @@ def steps_table(
             "margin_scale": sm[:, StepMetric.MARGIN_SCALE],
             "accounts_waiting": sm[:, StepMetric.N_WAITING].astype(np.int64),
             "waiting_negative_equity_usd": sm[:, StepMetric.WAITING_NEGATIVE_EQUITY],
+            "arrivals": flow["arrivals"].astype(np.int64),
+            "arrival_margin_usd": flow["arrival_margin_usd"],
+            "cures": flow["cures"].astype(np.int64),
+            "cure_usd": flow["cure_perp_usd"] + flow["cure_loan_usd"],
             "simulated_close": close * factor,
             "simulated_low": low * factor,
             **totals,
@@ -138,8 +146,14 @@ def accounts_table(
     first_open: float,
     last_close: float,
     simulated_last_close: float,
+    flow=None,
 ) -> pl.DataFrame:
     """Return the ``accounts`` rows of one policy.
+
+    ``book`` holds each account's position once open (``product``, ``units``, ``cash``).
+    With a moving book (``flow``, a :class:`backtest.engine.book_flow.BookFlow`), accounts that
+    open during the window (``opened_step`` >= 0) start with their margin as initial equity, and
+    ``cure_usd`` is the new money an account brought in by curing.
 
     ``initial_equity_usd`` is valued at the window's first open, ``final_equity_usd`` at its
     last simulated close (liquidated accounts hold their remaining cash); ``hold_equity_usd``
@@ -150,6 +164,9 @@ def accounts_table(
     """
     units0, cash0 = book["units"], book["cash"]
     n = len(units0)
+    arrival = np.full(n, -1, np.int64) if flow is None else flow.arrival_step
+    margin = np.zeros(n) if flow is None else flow.margin
+    initial_equity = np.where(arrival >= 0, margin, cash0 + units0 * first_open)
     status = np.zeros(n, np.uint32)  # index into STATUSES
     liquidated = res.n_liquidations > 0
     still_open = (res.units != 0.0) & ~((book["product"] == Product.LOAN) & (res.cash >= 0.0))
@@ -164,7 +181,9 @@ def accounts_table(
             "product": _enum(book["product"], PRODUCTS),
             "side": np.sign(units0).astype(np.int8),
             "initial_notional_usd": np.abs(units0) * first_open,
-            "initial_equity_usd": cash0 + units0 * first_open,
+            "opened_step": arrival.astype(np.int32),
+            "initial_equity_usd": initial_equity,
+            "cure_usd": res.deposited - margin,
             "hold_equity_usd": np.maximum(cash0 + units0 * last_close, 0.0),
             "final_equity_usd": res.cash + res.units * simulated_last_close,
             "final_units": res.units,

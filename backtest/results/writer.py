@@ -68,11 +68,13 @@ def write_run(run_dir: Path, run_id: str, created: datetime, inputs, outcomes, t
     with atomic_dir(run_dir) as tmp:
         _write(tmp / "prices.parquet", prices_table(run_id, ts, arrays))
         _write(tmp / "steps.parquet", pl.concat(
-            [steps_table(run_id, o.name, o.result, ts, close, arrays["low"], book, gas)
+            [steps_table(run_id, o.name, o.result, ts, close, arrays["low"], inputs.start_state,
+                         gas)
              for o in outcomes]))
         _write(tmp / "accounts.parquet", pl.concat(
             [accounts_table(run_id, o.name, o.result, account_id, book, arrays["open"][0],
-                            close[-1], close[-1] * o.result.step_metrics[-1, StepMetric.PRICE_FACTOR])
+                            close[-1], close[-1] * o.result.step_metrics[-1, StepMetric.PRICE_FACTOR],
+                            inputs.flow)
              for o in outcomes]))
         _write(tmp / "liquidations.parquet", pl.concat(
             [liquidations_table(run_id, o.name, o.result, account_id, ts) for o in outcomes]))

@@ -135,12 +135,13 @@ def simulate_cell(spec: CellSpec) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     book = inputs.book.arrays()
     ts, close = arrays["timestamp"], arrays["close"]
     name = spec.policy["name"]
-    steps = steps_table(spec.cell_id, name, res, ts, close, arrays["low"], book,
+    steps = steps_table(spec.cell_id, name, res, ts, close, arrays["low"], inputs.start_state,
                         inputs.market.gas_usd)
     accounts = accounts_table(spec.cell_id, name, res,
                               inputs.book.frame["account_id"].to_numpy(), book,
                               arrays["open"][0], close[-1],
-                              close[-1] * res.step_metrics[-1, StepMetric.PRICE_FACTOR])
+                              close[-1] * res.step_metrics[-1, StepMetric.PRICE_FACTOR],
+                              inputs.flow)
     metrics = cell_metrics(steps, accounts)
     series = steps.with_columns(
         pl.Series("open", arrays["open"]), pl.Series("high", arrays["high"]),
