@@ -24,7 +24,7 @@ def _flow(rng, book, steps, share=0.6, arriving=0.3, delay=3):
     flow = BookFlow(arrival.astype(np.int64), book["units"].copy(), book["cash"].copy(),
                     np.where(arrival >= 0, np.abs(equity), 0.0),
                     responder_mask(np.arange(n, dtype=np.int64), share, 11),
-                    Response(share, 1.3, 1.8, delay, 11))
+                    Response(share, (1.3, 1.2), (1.8, 1.5), delay, 11))
     units0 = np.where(arrival >= 0, 0.0, book["units"])
     cash0 = np.where(arrival >= 0, 0.0, book["cash"])
     return units0, cash0, flow
@@ -139,7 +139,7 @@ def test_responses_reduce_liquidations_and_arrivals_liquidate_after_the_low():
         flow = BookFlow(arrival.astype(np.int64), units, cash, np.where(arrival >= 0, entry / lev,
                                                                         0.0),
                         responder_mask(np.arange(n, dtype=np.int64), share, 1),
-                        Response(share, 1.5, 3.0, 1, 1))
+                        Response(share, (1.5, 1.5), (3.0, 3.0), 1, 1))
         u0 = np.where(arrival >= 0, 0.0, units)
         c0 = np.where(arrival >= 0, 0.0, cash)
         flows[share] = simulate(prices, product, u0, c0, policy, TriggerPrice.EXTREME,

@@ -79,4 +79,5 @@ def book_for_event(accounts: int, event: str, seed: int, symbol: str | None = No
     return generate_book(
         accounts, a["timestamp"], a["close"], a["low"], a["high"], window_start, seed, params,
         meta={"symbol": tape.meta.symbol, "event": ev.key, "tape": str(tape.path)},
+        volume=a["volume"], window_end=ev.end if start is None else None,
     )

@@ -21,6 +21,19 @@ Distributions (defaults in :class:`BookParams`; docs/books.md discusses the choi
   the window start (its liquidation price under ``survivor_maintenance_margin_rate`` /
   ``survivor_liquidation_threshold`` touched by a low or high) is redrawn, so the book holds
   the positions still open when the window starts.
+- **leverage and volatility**: perp leverage above 1 is scaled by ``leverage_scale x
+  (reference_daily_volatility / sigma)^leverage_volatility_exponent``, where ``sigma`` is the
+  tape's realised daily volatility over the lookback (traders size leverage to the volatility
+  they have just seen); exponent 0 and scale 1 keep the listed choices.
+- **arrivals**: ``arrival_share x n_accounts`` more positions open during the window, at the
+  start of candles drawn in proportion to each candle's USD volume (new positions come with
+  trading), from the same distributions, at the previous candle's close; their
+  ``entry_time`` lies inside the window, and the engine opens them at that step.
+- **size**: with ``size_usd`` set, every size is scaled by one factor so that the accounts open
+  at the start hold ``size_usd``: the perps' total notional at the last close before the window
+  (the venue's open interest) or the loans' total debt (the protocol's borrowings), USD. The
+  book then stands for the real venue or protocol (``represents``), and its USD results no
+  longer depend on the number of accounts, which only sets the granularity.
 """
 
 from __future__ import annotations
@@ -59,6 +72,17 @@ class BookParams(BaseModel):
         Loan-to-value at entry: ``ltv_min + (ltv_max - ltv_min) x Beta(a, b)``.
     lookback_days, entry_age_mean_days : float
         Entry ages (days before the window start): exponential with this mean, truncated.
+    leverage_scale, leverage_volatility_exponent, reference_daily_volatility : float
+        Perp leverage above 1 times ``scale x (reference / realised daily vol)^exponent``.
+    max_leverage : float
+        Cap of the scaled perp leverage (the venue's maximum).
+    arrival_share : float
+        Positions opened during the window, as a fraction of the accounts open at its start.
+    size_usd : float or None
+        Perps' total notional / loans' total debt at the window start, USD (None: unscaled).
+    represents : str or None
+        Venue or protocol the book stands for (``binance``, ``aave-v2``, ...); recorded in the
+        book's metadata (``venue``), where ``liqbt validate`` finds the matching targets.
     survivor_maintenance_margin_rate, survivor_liquidation_threshold : float
         Rules used to drop positions that would not have survived to the window start.
     """
@@ -83,6 +107,13 @@ class BookParams(BaseModel):
     entry_age_mean_days: float = Field(2.0, gt=0)
     survivor_maintenance_margin_rate: float = Field(0.005, gt=0.0, lt=1.0)
     survivor_liquidation_threshold: float = Field(0.825, gt=0.0, lt=1.0)
+    leverage_scale: float = Field(1.0, gt=0.0)
+    leverage_volatility_exponent: float = Field(0.0, ge=0.0, le=3.0)
+    reference_daily_volatility: float = Field(0.03, gt=0.0)
+    max_leverage: float = Field(125.0, ge=1.0)
+    arrival_share: float = Field(0.0, ge=0.0, le=10.0)
+    size_usd: float | None = Field(None, gt=0.0)
+    represents: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> BookParams:
@@ -109,6 +140,8 @@ def generate_book(
     seed: int,
     params: BookParams | None = None,
     meta: dict[str, str] | None = None,
+    volume: np.ndarray | None = None,
+    window_end: datetime | None = None,
 ) -> Book:
     """Draw a synthetic book of ``n_accounts`` open at ``window_start``.
 
@@ -129,15 +162,22 @@ def generate_book(
         Distribution parameters (defaults documented in :class:`BookParams`).
     meta : dict, optional
         Extra metadata to record (symbol, event, tape).
+    volume : ndarray, shape (T,), float64, optional
+        Candle volumes, asset units; needed for arrivals (``params.arrival_share > 0``).
+    window_end : datetime, optional
+        End of the window (exclusive, tz-aware UTC); needed for arrivals.
 
     Returns
     -------
     Book
+        Metadata records the seed, the parameters, the realised volatility and leverage factor,
+        the size scale, ``open_interest_usd`` / ``borrowed_usd`` and ``venue`` when set.
 
     Raises
     ------
     BookError
-        If the tape does not cover the lookback period or too few accounts survive.
+        If the tape does not cover the lookback period (or the window, for arrivals) or too
+        few accounts survive.
     """
     params = params or BookParams()
     if n_accounts <= 0:
@@ -161,12 +201,15 @@ def generate_book(
     suffix_low = np.append(suffix_low[1:], np.inf)
     suffix_high = np.append(suffix_high[1:], -np.inf)
 
+    sigma = realised_daily_volatility(ts, cl)
+    lev_factor = params.leverage_scale * (params.reference_daily_volatility / sigma) ** (
+        params.leverage_volatility_exponent)
     rng = np.random.Generator(np.random.PCG64(seed))
     cols: dict[str, list[np.ndarray]] = {k: [] for k in
                                          ("is_loan", "side", "size", "entry", "lev", "t")}
     need = n_accounts
     for _ in range(64):
-        draw = _draw(rng, int(need * 1.25) + 16, params, start_ms, lookback_ms)
+        draw = _draw(rng, int(need * 1.25) + 16, params, start_ms, lookback_ms, lev_factor)
         candle = np.clip(np.searchsorted(ts, draw["t"], side="right") - 1, 0, len(ts) - 1)
         entry = cl[candle]
         size = draw["notional"] / entry
@@ -183,9 +226,15 @@ def generate_book(
             "too few accounts survive to the window start; widen leverage or shorten lookback"
         )
     c = {k: np.concatenate(v) for k, v in cols.items()}
+    if params.arrival_share > 0:
+        arrivals = _arrivals(rng, round(params.arrival_share * n_accounts), params, lev_factor,
+                             timestamp_ms, close, volume, start_ms, window_end)
+        c = {k: np.concatenate([c[k], arrivals[k]]) for k in c}
+    scale = _size_scale(c, cl[-1], n_accounts, params)
+    c["size"] = c["size"] * scale
     frame = pl.DataFrame(
         {
-            "account_id": np.arange(n_accounts, dtype=np.int64),
+            "account_id": np.arange(len(c["size"]), dtype=np.int64),
             "product": np.where(c["is_loan"], "loan", "perp"),
             "side": c["side"].astype(np.int8),
             "size": c["size"],
@@ -199,16 +248,73 @@ def generate_book(
         "accounts": str(n_accounts),
         "window_start": window_start.isoformat(),
         "generator": json.dumps(params.model_dump()),
+        "realised_daily_volatility": f"{sigma:.6g}",
+        "leverage_factor": f"{lev_factor:.6g}",
+        "size_scale": f"{scale:.6g}",
+        "arrivals": str(len(c["size"]) - n_accounts),
     }
+    if params.size_usd is not None:
+        book_meta["open_interest_usd" if params.loan_fraction < 1 else "borrowed_usd"] = (
+            f"{params.size_usd:.6g}")
+    if params.represents:
+        book_meta["venue"] = params.represents
     book_meta.update(meta or {})
     return Book(validate_book(frame), book_meta)
 
 
-def _draw(rng, n, p: BookParams, start_ms, lookback_ms) -> dict[str, np.ndarray]:
+def realised_daily_volatility(timestamp_ms: np.ndarray, close: np.ndarray) -> float:
+    """Return the standard deviation of log returns scaled to one day (fraction).
+
+    Parameters
+    ----------
+    timestamp_ms : ndarray, shape (T,), int64
+        Candle open times (T >= 3), epoch ms; the median spacing sets the candles per day.
+    close : ndarray, shape (T,), float64
+        Close prices, USD.
+    """
+    returns = np.diff(np.log(close))
+    step_ms = float(np.median(np.diff(timestamp_ms)))
+    return float(np.std(returns) * np.sqrt(_MS_PER_DAY / step_ms)) or 1e-9
+
+
+def _arrivals(rng, n, p: BookParams, lev_factor, timestamp_ms, close, volume, start_ms,
+              window_end) -> dict[str, np.ndarray]:
+    """Positions opened during the window: candles drawn by USD volume, entry at the previous close."""
+    if volume is None or window_end is None:
+        raise BookError("arrivals during the window need the tape's volume and the window end")
+    end_ms = int(window_end.timestamp() * 1000)
+    first = int(np.searchsorted(timestamp_ms, start_ms, side="left"))
+    stop = int(np.searchsorted(timestamp_ms, end_ms, side="left"))
+    if stop - first < 2 or first == 0:
+        raise BookError("the tape does not cover the window the arrivals open in")
+    usd = volume[first:stop] * close[first:stop]
+    if not np.isfinite(usd).all() or usd.sum() <= 0:
+        raise BookError("the tape has no traded volume in the window: arrivals cannot be placed")
+    candle = first + rng.choice(stop - first, size=n, p=usd / usd.sum())
+    draw = _draw(rng, n, p, start_ms, 1, lev_factor)
+    entry = close[candle - 1]
+    return {"is_loan": draw["is_loan"], "side": draw["side"], "size": draw["notional"] / entry,
+            "entry": entry, "lev": draw["lev"], "t": timestamp_ms[candle]}
+
+
+def _size_scale(c: dict, price: float, n_open: int, p: BookParams) -> float:
+    """The factor that makes the accounts open at the start hold ``p.size_usd`` (1 if unset)."""
+    if p.size_usd is None:
+        return 1.0
+    size, is_loan = c["size"][:n_open], c["is_loan"][:n_open]
+    debt = size * c["entry"][:n_open] * (1.0 - 1.0 / c["lev"][:n_open])
+    held = np.where(is_loan, debt, size * price).sum()
+    if held <= 0:
+        raise BookError("the book holds no notional or debt to scale to size_usd")
+    return float(p.size_usd / held)
+
+
+def _draw(rng, n, p: BookParams, start_ms, lookback_ms, lev_factor=1.0) -> dict[str, np.ndarray]:
     is_loan = rng.random(n) < p.loan_fraction
     side = np.where(is_loan | (rng.random(n) < p.long_fraction), 1, -1)
     w = np.asarray(p.leverage_weights, dtype=float)
     perp_lev = rng.choice(np.asarray(p.leverage_choices, dtype=float), size=n, p=w / w.sum())
+    perp_lev = np.minimum(1.0 + (perp_lev - 1.0) * lev_factor, p.max_leverage)
     ltv = p.ltv_min + (p.ltv_max - p.ltv_min) * rng.beta(p.ltv_beta_a, p.ltv_beta_b, n)
     lev = np.where(is_loan, 1.0 / (1.0 - ltv), perp_lev)
     z = rng.standard_normal(n)

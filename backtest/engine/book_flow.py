@@ -19,10 +19,6 @@ from backtest.kernels.book_flow_nb import (
     responder_mask,
 )
 
-#: Responders per chunk of :func:`respond_nb` (fixed: sums do not depend on the thread count).
-RESPONSE_CHUNK = 4096
-
-
 @dataclass(frozen=True)
 class Response:
     """How accounts near their liquidation threshold cure (see :mod:`book_flow_nb`).
@@ -31,10 +27,10 @@ class Response:
     ----------
     share : float
         Fraction of accounts that respond, [0, 1].
-    warning_health : float
-        Health below which an account is in the warning zone (> 1).
-    target_health : float
-        Health a responder restores (> warning_health).
+    warning_health : tuple of float
+        Per product (perp, loan): health below which an account is in the warning zone (> 1).
+    target_health : tuple of float
+        Per product: health a responder restores (> warning_health).
     delay_steps : int
         Reaction delay, steps (>= 0).
     seed : int
@@ -42,8 +38,8 @@ class Response:
     """
 
     share: float
-    warning_health: float
-    target_health: float
+    warning_health: tuple[float, float]
+    target_health: tuple[float, float]
     delay_steps: int
     seed: int = 0
 
@@ -153,5 +149,6 @@ class FlowStepper:
         r = self.response
         if r is not None and t > 0 and len(self.responders):
             respond_nb(t, observed_price, self.responders, product, units, cash, key, m_rate,
-                       self.warn_since, r.warning_health, r.target_health, r.delay_steps,
-                       self.deposited, RESPONSE_CHUNK, out)
+                       self.warn_since, np.asarray(r.warning_health, np.float64),
+                       np.asarray(r.target_health, np.float64), r.delay_steps, self.deposited,
+                       out)

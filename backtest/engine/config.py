@@ -208,10 +208,13 @@ class ResponseConfig(_Strict):
         Switch responses on (default off: the book stands still, as before).
     share : float
         Fraction of accounts that respond, [0, 1].
-    warning_health : float
-        Health factor (perps: equity / maintenance margin) below which an account is warned.
-    target_health : float
-        Health a responder restores by adding margin (perps) or repaying debt (loans).
+    warning_health, target_health : float
+        Loans: health factor below which a borrower is warned, and the health it restores by
+        repaying debt.
+    perp_warning_health, perp_target_health : float
+        Perps: the same in the engine's perp health, equity / maintenance margin (a 10x
+        position at a 0.5% maintenance rate opens at health 20; the defaults warn a trader
+        whose equity fell to 4% of notional, 25x, and cure to 10%, 10x, at a 0.5% rate).
     delay_minutes : float
         Reaction delay between entering the warning zone and curing, minutes.
     seed : int
@@ -222,6 +225,8 @@ class ResponseConfig(_Strict):
     share: float = Field(default=0.7, ge=0.0, le=1.0)
     warning_health: float = Field(default=1.075, gt=1.0)
     target_health: float = Field(default=1.16, gt=1.0)
+    perp_warning_health: float = Field(default=8.0, gt=1.0)
+    perp_target_health: float = Field(default=20.0, gt=1.0)
     delay_minutes: float = Field(default=120.0, ge=0.0)
     seed: int = Field(default=0, ge=0)
 
@@ -229,6 +234,8 @@ class ResponseConfig(_Strict):
     def _levels(self) -> ResponseConfig:
         if self.target_health <= self.warning_health:
             raise ValueError("target_health must be above warning_health")
+        if self.perp_target_health <= self.perp_warning_health:
+            raise ValueError("perp_target_health must be above perp_warning_health")
         return self
 
 

@@ -168,7 +168,8 @@ def moving_book(inputs: Inputs) -> tuple[dict, BookFlow]:
     cfg = inputs.config.response
     response = None
     if cfg.enabled:
-        response = Response(cfg.share, cfg.warning_health, cfg.target_health,
+        response = Response(cfg.share, (cfg.perp_warning_health, cfg.warning_health),
+                            (cfg.perp_target_health, cfg.target_health),
                             steps_of(cfg.delay_minutes, inputs.tape.interval_seconds)
                             if cfg.delay_minutes > 0 else 0, cfg.seed)
     entry_ms = inputs.book.frame["entry_time"].dt.epoch("ms").to_numpy()

@@ -26,14 +26,14 @@ maintenance rates: perps ``equity / (m x |units| x price)``, loans ``LT x collat
 
 Per-step outputs (``FLOW_FIELDS``, shape (T, N_FLOW_FIELDS), float64): arrivals (count), the
 units and cash they bring (per product and side) and their margin (USD); cures (count) and the
-USD they bring per product. Summed per chunk in chunk order: independent of the thread count.
+USD they bring per product. Serial loops: independent of the thread count.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from backtest._jit import njit, njit_parallel, prange
+from backtest._jit import njit
 from backtest.kernels.enums import Product
 from backtest.kernels.liquidation_nb import health_nb, trigger_key_nb
 
@@ -119,9 +119,9 @@ def cure_amount_nb(product, units, cash, price, m, target_health):
     return max(need, 0.0)
 
 
-@njit_parallel
+@njit
 def respond_nb(t, price, responders, product, units, cash, key, m_rate, warn_since,
-               warning_health, target_health, delay_steps, deposited, chunk_size, out):
+               warning_health, target_health, delay_steps, deposited, out):
     """Let responders in the warning zone cure, in place (see the module docstring).
 
     Parameters
@@ -139,49 +139,44 @@ def respond_nb(t, price, responders, product, units, cash, key, m_rate, warn_sin
         Base maintenance rates per product.
     warn_since : ndarray, shape (N,), int32
         Step an account entered the warning zone (-1: not in it); updated.
-    warning_health, target_health : float
-        Health below which an account is warned, and to which it cures (> warning_health).
+    warning_health, target_health : ndarray, shape (2,), float64
+        Per product (:class:`Product`): health below which an account is warned, and to which
+        it cures (> warning_health). Perps' health is equity over maintenance margin, so their
+        levels sit far higher than loans' (a 10x perp at a 0.5% rate starts at health 20).
     delay_steps : int
         Steps between entering the zone and curing (0: cure at the next step start).
     deposited : ndarray, shape (N,), float64
         New money each account brought in, USD; updated.
-    chunk_size : int
-        Responders per chunk: fixes the summation order.
     out : ndarray, shape (N_FLOW_FIELDS,), float64
         This step's row of the book-flow array; updated.
+
+    Serial by design: one cheap test per responder and step, summed in index order (the same
+    totals whatever the thread count).
     """
-    r = responders.shape[0]
-    n_chunks = (r + chunk_size - 1) // chunk_size
-    sums = np.zeros((n_chunks, 3))
-    for ch in prange(n_chunks):
-        for j in range(ch * chunk_size, min(r, (ch + 1) * chunk_size)):
-            i = responders[j]
-            u = units[i]
-            if u == 0.0:
-                warn_since[i] = -1
-                continue
-            prod = product[i]
-            h = health_nb(prod, u, cash[i], price, m_rate[prod])
-            if h >= warning_health:
-                warn_since[i] = -1
-                continue
-            if warn_since[i] < 0:
-                warn_since[i] = t - 1  # seen at the previous step's close
-            if t - warn_since[i] < delay_steps + 1:
-                continue
-            amount = cure_amount_nb(prod, u, cash[i], price, m_rate[prod], target_health)
+    for j in range(responders.shape[0]):
+        i = responders[j]
+        u = units[i]
+        if u == 0.0:
             warn_since[i] = -1
-            if amount <= 0.0:
-                continue
-            cash[i] += amount
-            key[i] = trigger_key_nb(u, cash[i], m_rate[prod])
-            deposited[i] += amount
-            sums[ch, 0] += 1.0
-            sums[ch, 1 if prod == _PERP else 2] += amount
-    for ch in range(n_chunks):
-        out[7] += sums[ch, 0]
-        out[8] += sums[ch, 1]
-        out[9] += sums[ch, 2]
+            continue
+        prod = product[i]
+        h = health_nb(prod, u, cash[i], price, m_rate[prod])
+        if h >= warning_health[prod]:
+            warn_since[i] = -1
+            continue
+        if warn_since[i] < 0:
+            warn_since[i] = t - 1  # seen at the previous step's close
+        if t - warn_since[i] < delay_steps + 1:
+            continue
+        amount = cure_amount_nb(prod, u, cash[i], price, m_rate[prod], target_health[prod])
+        warn_since[i] = -1
+        if amount <= 0.0:
+            continue
+        cash[i] += amount
+        key[i] = trigger_key_nb(u, cash[i], m_rate[prod])
+        deposited[i] += amount
+        out[7] += 1.0
+        out[8 if prod == _PERP else 9] += amount
 
 
 def responder_mask(account_id: np.ndarray, share: float, seed: int) -> np.ndarray:

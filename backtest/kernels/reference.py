@@ -526,7 +526,7 @@ def _move_book(res, flow, t, product, rates, warned, price) -> None:
         u, c, prod = float(res.units[i]), float(res.cash[i]), int(product[i])
         if not flow.responds[i]:
             continue
-        if u == 0.0 or _health(prod, u, c, price, rates[prod]) >= r.warning_health:
+        if u == 0.0 or _health(prod, u, c, price, rates[prod]) >= r.warning_health[prod]:
             warned[i] = -1
             continue
         if warned[i] < 0:
@@ -536,9 +536,9 @@ def _move_book(res, flow, t, product, rates, warned, price) -> None:
         warned[i] = -1
         m = rates[prod]
         if prod == Product.LOAN:
-            need = min(max(-c - (1 - m) * u * price / r.target_health, 0.0), max(-c, 0.0))
+            need = min(max(-c - (1 - m) * u * price / r.target_health[prod], 0.0), max(-c, 0.0))
         else:
-            need = max(r.target_health * m * abs(u) * price - (c + u * price), 0.0)
+            need = max(r.target_health[prod] * m * abs(u) * price - (c + u * price), 0.0)
         if need > 0.0:
             res.cash[i] += need
             res.deposited[i] += need
