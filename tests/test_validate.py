@@ -270,7 +270,7 @@ def test_book_open_interest_metadata_sets_the_share(world):
     with Catalog(runs) as catalog:
         facts = RunFacts.from_manifest(catalog.manifest("r3-binance"))
         figures = RunTables(catalog, "r3-binance", facts).figures(
-            facts.start, facts.end, True)
+            facts.start, facts.end, True, "perp")
     assert figures["hard"]["open_interest_before_usd"] == pytest.approx(OI / 2)
     assert figures["hard"]["liquidated_share_of_open_interest"] == pytest.approx(
         3.57e9 / (OI / 2))
@@ -319,3 +319,91 @@ def test_cli_validate_unknown_run_is_a_clear_error(world, capsys):
     runs, targets = world
     code = main(["validate", "nope", "--runs", str(runs), "--targets", str(targets)])
     assert code == 2 and "no run matching 'nope'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the run report
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    """A small simulated run on the catalogued event may-2021 (synthetic tape and book)."""
+    from backtest.books import generate_book, write_book
+    from backtest.engine.run import execute
+    from backtest.tapes import Tape, TapeStore
+    from tests.test_report import STRATEGIES, _tape_rows
+
+    tmp = tmp_path_factory.mktemp("validate-run")
+    src = tmp / "binance" / "BTC_USDT-5m.json"
+    src.parent.mkdir(parents=True)
+    src.write_text(json.dumps(_tape_rows()))
+    result = TapeStore(tmp / "tapes").import_file(src, venue="binance")
+    a = Tape.from_parquet(result.path).arrays()
+    book = generate_book(400, a["timestamp"], a["close"], a["low"], a["high"], START, seed=3,
+                         meta={"symbol": "BTC/USDT", "event": "may-2021",
+                               "calibration_fit_targets": json.dumps(
+                                   ["may-2021/market-btc-liquidated"])})
+    write_book(book, tmp / "book.parquet")
+    config = tmp / "run.toml"
+    config.write_text(f'name = "validate-me"\nevent = "may-2021"\nbook = "{tmp / "book.parquet"}"\n'
+                      'policies = ["hard", "partial"]\n'
+                      f'[tape]\npath = "{result.path}"\n')
+    run_id, _ = execute(config, runs=tmp / "runs", strategies=STRATEGIES, show_progress=False)
+    return tmp / "runs", run_id, tmp
+
+
+def test_run_report_carries_the_against_what_happened_table(simulated, monkeypatch):
+    from backtest.report import render_report
+
+    runs, run_id, _ = simulated
+    monkeypatch.delenv("LIQBT_VALIDATION", raising=False)
+    with Catalog(runs) as catalog:
+        html = render_report(catalog, run_id)
+        perp = catalog.query(f"""
+            SELECT sum(l.notional_usd) AS usd FROM liquidations l JOIN accounts a
+              USING (run_id, policy, account_id)
+            WHERE l.run_id = '{run_id}' AND l.policy = 'hard' AND a.product = 'perp'""")
+        oi_perp = catalog.query(f"""
+            SELECT sum(initial_notional_usd) AS usd FROM accounts
+            WHERE run_id = '{run_id}' AND policy = 'hard' AND product = 'perp'""")
+        facts = RunFacts.from_manifest(catalog.manifest(run_id))
+        comparison = compare(facts, RunTables(catalog, run_id, facts))
+    assert '<section id="against-what-happened">' in html and 'id="reality-table"' in html
+    assert 'href="#against-what-happened"' in html
+    assert 'data-target="may-2021/market-btc-liquidated" data-policy="hard"' in html
+    assert "uncalibrated book" not in html.split('id="reality-table"')[1].split("</table>")[0]
+    # the table's simulated liquidated notional is the run's perps' (a perp target), over the
+    # whole window; the book also holds loans, left out of perp figures
+    assert facts.products == ("loan", "perp")
+    row = next(r for r in comparison.rows
+               if r.target.id == "market-btc-liquidated" and r.policy == "hard")
+    total = perp["usd"][0]
+    assert total > 0 and row.simulated == pytest.approx(total) and row.fit == IN_FIT
+    assert row.ratio == pytest.approx(total / 3.57e9)
+    assert format_figure(total, "USD") in html
+    oi = next(r for r in comparison.rows
+              if r.target.id == "market-btc-open-interest-before" and r.policy == "hard")
+    assert oi.fit == HELD_OUT and oi.simulated == pytest.approx(oi_perp["usd"][0])
+
+
+def test_run_report_says_plainly_when_no_target_exists(simulated, monkeypatch, tmp_path):
+    from backtest.report import render_report
+
+    runs, run_id, _ = simulated
+    empty = tmp_path / "no-targets"
+    empty.mkdir()
+    monkeypatch.setenv("LIQBT_VALIDATION", str(empty))
+    with Catalog(runs) as catalog:
+        html = render_report(catalog, run_id)
+    assert 'id="reality-sentence"' in html and 'id="reality-table"' not in html
+    assert "No published figure exists for BTC loan/perp in event" in html
+    assert "data/validation has no targets for this event" in html
+
+
+def test_cli_validate_on_a_simulated_run(simulated, capsys, monkeypatch):
+    runs, run_id, _ = simulated
+    monkeypatch.delenv("LIQBT_VALIDATION", raising=False)
+    assert main(["validate", "latest", "--runs", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert f"Run {run_id}: event may-2021, BTC loan/perp" in out
+    assert "[may-2021/market-btc-liquidated]" in out and "in fit" in out
+    assert "Liquidated share of open interest (derived)" in out

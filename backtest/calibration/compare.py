@@ -169,12 +169,13 @@ class FigureSource(Protocol):
 
     policies: list[str]
 
-    def figures(self, start: datetime, end: datetime, from_run_start: bool
+    def figures(self, start: datetime, end: datetime, from_run_start: bool, product: str
                 ) -> dict[str, dict[str, float | None]]:
-        """Return ``{policy: {measure: value}}`` over ``[start, end)``.
+        """Return ``{policy: {measure: value}}`` of one product over ``[start, end)``.
 
         ``from_run_start`` says that ``start`` is the run's own window start, where the
-        book's initial state (or its metadata) gives the levels at the start.
+        book's initial state (or its metadata) gives the levels at the start; ``product``
+        (``perp`` or ``loan``) restricts the figures to that product's accounts.
         """
 
 
@@ -351,6 +352,10 @@ def compare(facts: RunFacts, source: FigureSource, targets: list[Target] | None 
         notes.append("The book names no venue or protocol (no 'venue' in its metadata), so "
                      "figures of every venue and of the whole market are shown; the book is "
                      "not sized to any one of them, so compare shares, not dollars.")
+    if len(facts.products) > 1 and getattr(source, "whole_book", False):
+        notes.append("The book mixes perps and loans and these results keep whole-book "
+                     "series only, so each product's targets are compared with the whole "
+                     "book's figures.")
     if facts.fit_keys is None:
         notes.append("Uncalibrated book: it records no calibration_fit_targets, so no target "
                       "was fitted and every ratio is out of sample.")
@@ -372,9 +377,9 @@ def compare(facts: RunFacts, source: FigureSource, targets: list[Target] | None 
         if (start, end) != (target.window_start, target.window_end):
             window_notes.append(f"simulated over {_hm(start)} \u2013 {_hm(end)} only (the "
                                 "target's window is clipped to the run's)")
-        key = (start, end, start <= facts.start)
+        key = (start, end, start <= facts.start, target.product)
         if key not in cache:
-            cache[key] = source.figures(start, end, start <= facts.start)
+            cache[key] = source.figures(start, end, start <= facts.start, target.product)
         figures = cache[key]
         for policy in source.policies:
             value = figures.get(policy, {}).get(target.measure)
@@ -533,40 +538,44 @@ class RunTables:
         present = set(pol["policy"].to_list()) if pol.height else set()
         self.policies = [p for p in manifest_order if p in present] or sorted(present)
 
-    def figures(self, start: datetime, end: datetime, from_run_start: bool
+    def figures(self, start: datetime, end: datetime, from_run_start: bool, product: str
                 ) -> dict[str, dict[str, float | None]]:
-        """Return ``{policy: {measure: value}}`` over ``[start, end)`` (see the module)."""
-        run, a, b = _lit(self.run_id), _ts(start), _ts(end)
+        """Return ``{policy: {measure: value}}`` of one product over ``[start, end)``.
+
+        Liquidation figures come from the ``liquidations`` rows of the product's accounts;
+        levels at the start from the ``accounts`` table (or the book's recorded open
+        interest) when ``from_run_start``, else from the ``steps`` running totals of the
+        product (perps: long + short notional; loans: collateral and debt); the insurance
+        fund and auto-deleveraging from the whole book.
+        """
+        run, a, b, prod = _lit(self.run_id), _ts(start), _ts(end), _lit(product)
         q = self.catalog.query
+        oi_column = ("perp_long_oi_usd + perp_short_oi_usd" if product == "perp"
+                     else "loan_collateral_usd")
         flows = q(f"""
             SELECT policy,
-                   sum(liquidated_notional_usd) AS liquidated_notional_usd,
-                   sum(liquidations) AS liquidations_count,
-                   sum(bad_debt_usd) AS bad_debt_usd,
                    sum(insurance_draw_usd) AS insurance_fund_drawn_usd,
                    sum(adl_notional_usd) AS adl_notional_usd,
-                   arg_max(perp_long_oi_usd + perp_short_oi_usd + loan_collateral_usd, step)
-                       AS open_interest_after_usd
+                   arg_max({oi_column}, step) AS open_interest_after_usd
             FROM steps WHERE run_id = {run} AND timestamp >= {a} AND timestamp < {b}
             GROUP BY policy""")
         if from_run_start:
             levels = q(f"""
                 SELECT policy, sum(initial_notional_usd) AS open_interest_before_usd,
-                       sum(initial_notional_usd - initial_equity_usd)
-                           FILTER (WHERE product = 'loan') AS borrowed_usd,
-                       sum(initial_notional_usd) FILTER (WHERE product = 'loan')
-                           AS collateral_usd
-                FROM accounts WHERE run_id = {run} GROUP BY policy""")
+                       sum(initial_notional_usd - initial_equity_usd) AS borrowed_usd,
+                       sum(initial_notional_usd) AS collateral_usd
+                FROM accounts WHERE run_id = {run} AND product = {prod} GROUP BY policy""")
         else:
             levels = q(f"""
-                SELECT policy,
-                       arg_max(perp_long_oi_usd + perp_short_oi_usd + loan_collateral_usd, step)
-                           AS open_interest_before_usd,
+                SELECT policy, arg_max({oi_column}, step) AS open_interest_before_usd,
                        arg_max(loan_debt_usd, step) AS borrowed_usd,
                        arg_max(loan_collateral_usd, step) AS collateral_usd
                 FROM steps WHERE run_id = {run} AND timestamp < {a} GROUP BY policy""")
         events = q(f"""
             SELECT l.policy,
+                   sum(l.notional_usd) AS liquidated_notional_usd,
+                   count(*) AS liquidations_count,
+                   sum(l.bad_debt_usd) AS bad_debt_usd,
                    count(DISTINCT l.account_id) AS accounts_liquidated,
                    count(DISTINCT l.account_id) FILTER (WHERE l.bad_debt_usd > 0)
                        AS bad_debt_accounts,
@@ -577,6 +586,7 @@ class RunTables:
             FROM liquidations l JOIN accounts ac
               ON ac.run_id = l.run_id AND ac.policy = l.policy AND ac.account_id = l.account_id
             WHERE l.run_id = {run} AND l.timestamp >= {a} AND l.timestamp < {b}
+              AND ac.product = {prod}
             GROUP BY l.policy""")
         adl = q(f"""
             SELECT policy, count(DISTINCT account_id) AS adl_accounts, count(*) AS adl_fills
@@ -584,11 +594,10 @@ class RunTables:
             GROUP BY policy""")
         out: dict[str, dict[str, float | None]] = {}
         for policy in self.policies:
-            fig: dict[str, float | None] = {
-                "accounts_liquidated": 0.0, "bad_debt_accounts": 0.0,
-                "liquidated_long_usd": 0.0, "liquidated_short_usd": 0.0,
-                "adl_accounts": 0.0, "adl_fills": 0.0,
-            }
+            fig: dict[str, float | None] = dict.fromkeys(
+                ("liquidated_notional_usd", "liquidations_count", "bad_debt_usd",
+                 "accounts_liquidated", "bad_debt_accounts", "liquidated_long_usd",
+                 "liquidated_short_usd", "adl_accounts", "adl_fills"), 0.0)
             for frame in (flows, levels, events, adl):
                 if frame.height and "policy" in frame.columns:
                     hit = frame.filter(frame["policy"].cast(str) == policy)
@@ -597,7 +606,7 @@ class RunTables:
                                     if k != "policy"})
             if from_run_start and self.facts.open_interest_usd is not None:
                 fig["open_interest_before_usd"] = self.facts.open_interest_usd
-            if "loan" not in self.facts.products:
+            if product != "loan":
                 fig["borrowed_usd"] = fig["collateral_usd"] = None
             _derive(fig)
             out[policy] = fig
@@ -640,10 +649,15 @@ class SweepTables:
         self.catalog, self.sweep_id, self.event = catalog, sweep_id, event
         self.policies = list(param_sets)
         self.open_interest_usd = open_interest_usd
+        self.whole_book = True
 
-    def figures(self, start: datetime, end: datetime, from_run_start: bool
+    def figures(self, start: datetime, end: datetime, from_run_start: bool, product: str
                 ) -> dict[str, dict[str, float | None]]:
-        """Return ``{param_set: {measure: value}}`` over ``[start, end)``, seed-averaged."""
+        """Return ``{param_set: {measure: value}}`` over ``[start, end)``, seed-averaged.
+
+        Cells keep whole-book per-step series only, so ``product`` does not split them (a
+        book mixing perps and loans is compared as a whole; :func:`compare` says so).
+        """
         a, b = _ts(start), _ts(end)
         per_cell = self.catalog.query(f"""
             SELECT c.param_set, c.seed,
