@@ -24,10 +24,10 @@ app = typer.Typer(
 def _register() -> None:
     if app.registered_groups:  # already done by an earlier main() in this process
         return
-    from backtest.cli import book, data, portfolio, query, report, run, sweep
+    from backtest.cli import book, data, portfolio, query, report, run, sweep, validate
 
     app.add_typer(data.app, name="data")
-    for module in (book, run, sweep, portfolio, query, report):
+    for module in (book, run, sweep, portfolio, query, report, validate):
         module.register(app)
 
 

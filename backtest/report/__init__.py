@@ -78,6 +78,7 @@ def render_report(catalog: Catalog, run_id: str) -> str:
         method=build.methodology(data),
         gaps=build.gaps(data),
         repro=build.reproducibility(data),
+        reality=build.against_what_happened(catalog, run_id),
         plotlyjs=Markup(get_plotlyjs()),
     )
 

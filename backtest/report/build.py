@@ -874,3 +874,43 @@ def title_facts(data: ReportData) -> dict:
         "run_id": data.run_id,
         "created_at": utc(m.get("created_at")),
     }
+
+
+# --------------------------------------------------------------------------- against reality
+
+
+def against_what_happened(catalog: Catalog, run_id: str,
+                          targets_dir: str | None = None) -> dict:
+    """Return the "against what happened" section of a run report.
+
+    The rows are those of ``liqbt validate`` (:func:`backtest.calibration.compare.table_rows`
+    over :func:`backtest.calibration.compare.compare`), so the report and the command show the
+    same figures.
+
+    Parameters
+    ----------
+    catalog : Catalog
+        Open catalog holding the run.
+    run_id : str
+    targets_dir : str, optional
+        Target directory (default :func:`backtest.calibration.targets.validation_dir`).
+
+    Returns
+    -------
+    dict
+        ``rows`` (list of dict of str), ``notes`` (list of str), ``sentence`` (str or None:
+        the plain sentence when nothing matches, or why the targets could not be read),
+        ``calibrated`` (bool).
+    """
+    from backtest.calibration.compare import RunFacts, RunTables, compare, table_rows
+    from backtest.errors import ConfigError
+
+    facts = RunFacts.from_manifest(catalog.manifest(run_id))
+    try:
+        comparison = compare(facts, RunTables(catalog, run_id, facts), directory=targets_dir)
+    except ConfigError as exc:
+        return {"rows": [], "notes": [], "calibrated": facts.fit_keys is not None,
+                "sentence": f"The published targets could not be read, so this run is not "
+                            f"held against what happened: {exc}"}
+    return {"rows": table_rows(comparison), "notes": comparison.notes,
+            "sentence": comparison.sentence, "calibrated": comparison.calibrated}

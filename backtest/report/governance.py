@@ -89,6 +89,7 @@ class GovernanceData:
     liquidations: dict[str, pl.DataFrame] = field(default_factory=dict)
     buckets: dict[str, int] = field(default_factory=dict)
     command: str = ""
+    reality: list[dict] = field(default_factory=list)
 
     def named(self) -> list[SetInfo]:
         """Return current and proposed sets, in proposal order."""
@@ -191,7 +192,100 @@ def load_governance_data(catalog: Catalog, proposal: Proposal, path: Path, sweep
                        AS liquidated_notional_usd
             FROM sweep_steps st JOIN sweep_cells c USING (sweep_id, cell_id)
             WHERE {where} GROUP BY ALL ORDER BY param_set, b""")
+    data.reality = against_what_happened(catalog, data)
     return data
+
+
+def against_what_happened(catalog: Catalog, data: GovernanceData,
+                          targets_dir: str | Path | None = None) -> list[dict]:
+    """Return the "against what happened" section: per event, the rows of ``liqbt validate``.
+
+    The current and proposed parameter sets stand for the policies; their figures come from
+    the proposal's unstressed cells (:class:`backtest.calibration.compare.SweepTables`),
+    averaged over seeds. The book's venue, calibration targets and open interest come from
+    the event's books (the first seed's metadata; the notional at the window start averaged
+    over seeds).
+
+    Parameters
+    ----------
+    catalog : Catalog
+        Catalog with the proposal's sweep registered.
+    data : GovernanceData
+    targets_dir : str or Path, optional
+        Target directory (default :func:`backtest.calibration.targets.validation_dir`).
+
+    Returns
+    -------
+    list of dict
+        One per proposal event: ``event`` (label), ``rows`` (list of dict of str, see
+        :func:`backtest.calibration.compare.table_rows`), ``notes``, ``sentence`` (the plain
+        sentence when nothing matches), ``calibrated``.
+    """
+    from datetime import datetime
+
+    from backtest.books.io import read_book_table
+    from backtest.calibration.compare import (
+        RunFacts,
+        SweepTables,
+        base_asset,
+        compare,
+        fit_keys,
+        table_rows,
+    )
+    from backtest.calibration.targets import load_targets
+    from backtest.errors import ConfigError, LiqbtError
+
+    try:
+        pool = load_targets(targets_dir)
+    except ConfigError as exc:
+        return [{"event": ev.key, "rows": [], "notes": [], "calibrated": False,
+                 "sentence": f"The published targets could not be read: {exc}"}
+                for ev in data.proposal.events]
+    sid = data.manifest["sweep_id"]
+    labels = [s.label for s in data.named()]
+    out = []
+    for ev in data.proposal.events:
+        infos = [e for e in data.manifest["events"] if e["event"] == ev.key]
+        opens = catalog.query(f"""
+            SELECT c.seed, arg_min(st.open, st.step) AS open0
+            FROM sweep_steps st JOIN sweep_cells c USING (sweep_id, cell_id)
+            WHERE st.sweep_id = {_lit(sid)} AND c.event = {_lit(ev.key)}
+              AND c.stress_kind = 'none' GROUP BY c.seed""")
+        open0 = {int(r["seed"]): float(r["open0"]) for r in opens.iter_rows(named=True)}
+        meta: dict = {}
+        products: set[str] = set()
+        notionals = []
+        for info in infos:
+            try:
+                frame, m = read_book_table(info["book"])
+            except (OSError, LiqbtError):
+                continue
+            meta = meta or m
+            products |= set(frame["product"].unique().to_list())
+            recorded = m.get("open_interest_usd")
+            if recorded is not None:
+                notionals.append(float(recorded))
+            elif int(info["seed"]) in open0:
+                notionals.append(float(frame["size"].sum()) * open0[int(info["seed"])])
+        first = infos[0] if infos else {}
+        facts = RunFacts(
+            event=ev.event, asset=base_asset(first.get("symbol")),
+            products=tuple(sorted(products)), venue=meta.get("venue") or None,
+            start=datetime.fromisoformat(first["start"]) if first else None,
+            end=datetime.fromisoformat(first["end"]) if first else None,
+            fit_keys=fit_keys(meta),
+            open_interest_usd=sum(notionals) / len(notionals) if notionals else None)
+        if not first:
+            out.append({"event": ev.key, "rows": [], "notes": [], "calibrated": False,
+                        "sentence": "No unstressed cell of this event was run, so it is not "
+                                    "held against what happened."})
+            continue
+        source = SweepTables(catalog, sid, ev.key, labels, facts.open_interest_usd)
+        comparison = compare(facts, source, targets=pool)
+        out.append({"event": ev.key, "rows": table_rows(comparison),
+                    "notes": comparison.notes, "sentence": comparison.sentence,
+                    "calibrated": comparison.calibrated})
+    return out
 
 
 # --------------------------------------------------------------------------- summary
@@ -443,6 +537,7 @@ def render_governance(data: GovernanceData, strategies: str | Path | None = None
         proposal=data.proposal, rec=recommendation(data), table=summary_table(data),
         sets=data.sets, named=data.named(), frontier=frontier, charts=charts,
         method=methodology(data, strategies), repro=reproducibility(data),
+        reality=data.reality,
         n_frontier=sum(1 for s in data.sets if s.role == "frontier"),
         plotlyjs=Markup(get_plotlyjs()))
 

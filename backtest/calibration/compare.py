@@ -1,0 +1,695 @@
+"""Against what happened: a run's simulated figures next to the published ones, with the error.
+
+One function, :func:`compare`, builds the comparison for ``liqbt validate``, the run report and
+the governance report alike. It takes the run's facts (:class:`RunFacts`: event, asset,
+products, the venue or protocol the book stands for, the run's window, which targets the book
+was calibrated on) and a source of simulated figures (:class:`RunTables` for a run's Parquet
+tables, :class:`SweepTables` for a governance sweep's cells), and returns a
+:class:`Comparison`: one :class:`Row` per (target, policy) with the real range, the simulated
+figure, the ratio simulated / real and whether the target was in the calibration fit.
+
+Matching (:func:`matching_targets`): a target is shown when its event is the run's event, its
+asset is the run's base asset (``BTC`` for ``BTC/USDT``; ``all`` and joint ``BTC+ETH`` figures
+are not comparable with a one-asset book and are left out), its product is one the book holds,
+and, when the book's metadata names a ``venue``, its venue is that one (without it, every
+venue's and the whole market's figures are shown, with a note saying so).
+
+Simulated figures are taken over the target's window intersected with the run's window; a row
+says when the two differ. The ratio is simulated / the geometric middle of the real range,
+``sqrt(low * high)``; "inside" says whether the simulated figure lies in ``[low, high]``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from backtest.calibration.targets import Target, load_targets, share_of_open_interest
+
+SHARE = "liquidated_share_of_open_interest"
+
+UNCALIBRATED = "uncalibrated book"
+IN_FIT = "in fit"
+HELD_OUT = "held out"
+
+LABELS: dict[str, str] = {
+    "liquidated_notional_usd": "Liquidated notional",
+    "liquidated_long_usd": "Liquidated longs",
+    "liquidated_short_usd": "Liquidated shorts",
+    "open_interest_before_usd": "Open interest at window start",
+    "open_interest_after_usd": "Open interest at window end",
+    "borrowed_usd": "Borrowed at window start",
+    "collateral_usd": "Collateral at window start",
+    "accounts_liquidated": "Accounts liquidated",
+    "liquidations_count": "Liquidation events",
+    "bad_debt_usd": "Bad debt",
+    "bad_debt_accounts": "Accounts with bad debt",
+    "insurance_fund_drawn_usd": "Insurance fund drawn",
+    "adl_notional_usd": "Auto-deleveraged notional",
+    "adl_accounts": "Accounts auto-deleveraged",
+    "adl_fills": "Auto-deleveraging fills",
+    "zero_bid_collateral_usd": "Collateral sold for zero bids",
+    SHARE: "Liquidated share of open interest",
+    "long_share_of_liquidations": "Long share of liquidations",
+}
+"""Plain-words label of each measure."""
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What a run stands for, read from its manifest and its book's metadata.
+
+    Attributes
+    ----------
+    event : str or None
+        Catalogued event key, or None for a free window.
+    asset : str or None
+        Base asset of the run's symbol (``BTC`` for ``BTC/USDT``).
+    products : tuple of str
+        Products the book holds (``perp``, ``loan``).
+    venue : str or None
+        The venue or protocol the book stands for (book metadata ``venue``), or None.
+    start, end : datetime
+        The run's window, UTC, end exclusive.
+    fit_keys : frozenset of str or None
+        ``"<event>/<id>"`` of the targets the book was calibrated on (book metadata
+        ``calibration_fit_targets``, a JSON list); None for an uncalibrated book.
+    open_interest_usd : float or None
+        Book metadata ``open_interest_usd`` (notional at the window start, USD), if recorded.
+    """
+
+    event: str | None
+    asset: str | None
+    products: tuple[str, ...]
+    venue: str | None
+    start: datetime
+    end: datetime
+    fit_keys: frozenset[str] | None = None
+    open_interest_usd: float | None = None
+
+    @classmethod
+    def from_manifest(cls, manifest: dict) -> RunFacts:
+        """Read the facts of a run from its manifest (``manifest.json``).
+
+        Parameters
+        ----------
+        manifest : dict
+            A run manifest (:mod:`backtest.results.writer`).
+
+        Returns
+        -------
+        RunFacts
+        """
+        window, book = manifest["window"], manifest.get("book", {})
+        meta = book.get("meta") or {}
+        return cls(
+            event=window.get("event") or None,
+            asset=base_asset(manifest.get("symbol")),
+            products=tuple(sorted((book.get("products") or {}).keys())),
+            venue=meta.get("venue") or None,
+            start=_time(window["start"]),
+            end=_time(window["end"]),
+            fit_keys=fit_keys(meta),
+            open_interest_usd=_float(meta.get("open_interest_usd")),
+        )
+
+
+def base_asset(symbol: str | None) -> str | None:
+    """Return the base asset of a ``BASE/QUOTE`` symbol (``"BTC/USDT"`` -> ``"BTC"``)."""
+    if not symbol:
+        return None
+    return str(symbol).split("/")[0]
+
+
+def fit_keys(meta: dict) -> frozenset[str] | None:
+    """Return the calibration-fit target keys recorded in book metadata, or None.
+
+    Parameters
+    ----------
+    meta : dict of str to str
+        Book metadata (``liqbt.*`` Parquet keys without the prefix).
+
+    Returns
+    -------
+    frozenset of str or None
+        ``calibration_fit_targets`` parsed as a JSON list of ``"<event>/<id>"``; None when the
+        key is absent (an uncalibrated book). An unparsable value counts as absent.
+    """
+    raw = meta.get("calibration_fit_targets")
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return None
+    if not isinstance(value, list):
+        return None
+    return frozenset(str(v) for v in value)
+
+
+def _time(value: str | datetime) -> datetime:
+    t = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def _float(value) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+class FigureSource(Protocol):
+    """Where simulated figures come from (a run's tables, a sweep's cells)."""
+
+    policies: list[str]
+
+    def figures(self, start: datetime, end: datetime, from_run_start: bool, product: str
+                ) -> dict[str, dict[str, float | None]]:
+        """Return ``{policy: {measure: value}}`` of one product over ``[start, end)``.
+
+        ``from_run_start`` says that ``start`` is the run's own window start, where the
+        book's initial state (or its metadata) gives the levels at the start; ``product``
+        (``perp`` or ``loan``) restricts the figures to that product's accounts.
+        """
+
+
+@dataclass
+class Row:
+    """One target against one policy.
+
+    Attributes
+    ----------
+    target : Target
+        The real figure (for a derived share: a target built from the liquidated and
+        open-interest figures, ``derived`` True).
+    policy : str
+    simulated : float or None
+        The simulated figure in the target's unit; None when the window does not overlap the
+        run's or the measure is not simulated.
+    ratio : float or None
+        ``simulated / target.middle``; None when either is missing or the middle is 0.
+    inside : bool or None
+        Whether ``low <= simulated <= high`` (to a relative 1e-9, for sums of floats).
+    fit : str
+        ``"in fit"``, ``"held out"`` or ``"uncalibrated book"``.
+    start, end : datetime or None
+        The window the simulated figure covers.
+    notes : list of str
+        Plain-words caveats (window clipped, measure not simulated, derived share).
+    derived : bool
+        The real range was computed (share of open interest from two targets).
+    """
+
+    target: Target
+    policy: str
+    simulated: float | None
+    ratio: float | None
+    inside: bool | None
+    fit: str
+    start: datetime | None
+    end: datetime | None
+    notes: list[str] = field(default_factory=list)
+    derived: bool = False
+
+
+@dataclass
+class Comparison:
+    """The run against what happened.
+
+    Attributes
+    ----------
+    facts : RunFacts
+    rows : list of Row
+        Target by target (file order), policy by policy.
+    notes : list of str
+        Caveats about the whole comparison (no venue named, uncalibrated book).
+    sentence : str or None
+        The plain sentence shown when no target matches (None when some do).
+    """
+
+    facts: RunFacts
+    rows: list[Row]
+    notes: list[str]
+    sentence: str | None
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the book records which targets it was calibrated on."""
+        return self.facts.fit_keys is not None
+
+
+def matching_targets(facts: RunFacts, targets: list[Target]) -> list[Target]:
+    """Return the targets a run is held against (see the module docstring for the rules).
+
+    Parameters
+    ----------
+    facts : RunFacts
+    targets : list of Target
+
+    Returns
+    -------
+    list of Target
+        In load order.
+    """
+    if facts.event is None or facts.asset is None:
+        return []
+    return [t for t in targets
+            if t.event == facts.event and t.asset == facts.asset
+            and t.product in facts.products
+            and (facts.venue is None or t.venue == facts.venue)]
+
+
+def _derived_shares(facts: RunFacts, matched: list[Target], pool: list[Target]
+                    ) -> dict[str, tuple[Target, list[str]]]:
+    """A derived share-of-open-interest target per venue with both figures and no direct one.
+
+    Returns ``{target id: (target, keys of the targets it was derived from)}``.
+    """
+    out: dict[str, tuple[Target, list[str]]] = {}
+    venues = dict.fromkeys(t.venue for t in matched)
+    for venue in venues:
+        mine = [t for t in matched if t.venue == venue]
+        if any(t.measure == SHARE for t in mine):
+            continue
+        liq = [t for t in mine if t.measure == "liquidated_notional_usd"]
+        oi = [t for t in mine if t.measure == "open_interest_before_usd"]
+        if not liq or not oi:
+            continue
+        share = share_of_open_interest(facts.event, venue, facts.asset, targets=pool)
+        if share is None:
+            continue
+        longest = max(liq, key=lambda t: t.window_end - t.window_start)
+        parts = [t for t in liq if t.window_end - t.window_start
+                 == longest.window_end - longest.window_start] + oi
+        derived = replace(
+            longest, id=f"{venue}-{facts.asset.lower()}-share-of-open-interest-derived",
+            measure=SHARE, low=share[0], high=share[1], unit="fraction",
+            quality=min((t.quality for t in parts), key=_QUALITY_ORDER.index),
+            note="DERIVED by liqbt: liquidated / open interest at the window start, low = "
+                 "liquidated low / OI high, high = liquidated high / OI low, from "
+                 + ", ".join(t.key for t in parts) + ".",
+            source=longest.source)
+        out[derived.id] = (derived, [t.key for t in parts])
+    return out
+
+
+_QUALITY_ORDER = ("aggregator", "secondary", "primary")
+_REL = 1e-9
+"""Relative tolerance of the in-range test (sums of floats over steps)."""
+
+
+def _fit_status(target: Target, facts: RunFacts, derived_from: list[str]) -> str:
+    if facts.fit_keys is None:
+        return UNCALIBRATED
+    keys = [target.key, *derived_from]
+    return IN_FIT if any(k in facts.fit_keys for k in keys) else HELD_OUT
+
+
+def compare(facts: RunFacts, source: FigureSource, targets: list[Target] | None = None,
+            directory: str | Path | None = None) -> Comparison:
+    """Hold a run's simulated figures against the published targets.
+
+    Parameters
+    ----------
+    facts : RunFacts
+        What the run stands for.
+    source : FigureSource
+        Simulated figures per policy over a window.
+    targets : list of Target, optional
+        Loaded targets; default :func:`backtest.calibration.targets.load_targets`
+        (``directory``).
+    directory : str or Path, optional
+        Target directory when ``targets`` is not given.
+
+    Returns
+    -------
+    Comparison
+        Rows target by target, policy by policy; ``sentence`` says plainly when nothing
+        matches.
+
+    Raises
+    ------
+    ConfigError
+        If the target files are invalid.
+    """
+    pool = load_targets(directory) if targets is None else targets
+    matched = matching_targets(facts, pool)
+    notes: list[str] = []
+    if facts.event is None:
+        sentence = ("No published figure to compare with: this run's window is not a "
+                    "catalogued event (run it with event = \"...\" to be held against what "
+                    "happened).")
+        return Comparison(facts, [], notes, sentence)
+    if not matched:
+        return Comparison(facts, [], notes, _no_target_sentence(facts, pool))
+    if facts.venue is None:
+        notes.append("The book names no venue or protocol (no 'venue' in its metadata), so "
+                     "figures of every venue and of the whole market are shown; the book is "
+                     "not sized to any one of them, so compare shares, not dollars.")
+    if len(facts.products) > 1 and getattr(source, "whole_book", False):
+        notes.append("The book mixes perps and loans and these results keep whole-book "
+                     "series only, so each product's targets are compared with the whole "
+                     "book's figures.")
+    if facts.fit_keys is None:
+        notes.append("Uncalibrated book: it records no calibration_fit_targets, so no target "
+                      "was fitted and every ratio is out of sample.")
+    derived = _derived_shares(facts, matched, pool)
+    rows: list[Row] = []
+    cache: dict[tuple[datetime, datetime, bool], dict] = {}
+    todo = [(t, False, []) for t in matched] + [(t, True, k) for t, k in derived.values()]
+    for target, is_derived, parts in todo:
+        fit = _fit_status(target, facts, parts)
+        start = max(target.window_start, facts.start)
+        end = min(target.window_end, facts.end)
+        window_notes = []
+        if end <= start:
+            for policy in source.policies:
+                rows.append(Row(target, policy, None, None, None, fit, None, None,
+                                ["the target's window lies outside the run's window"],
+                                is_derived))
+            continue
+        if (start, end) != (target.window_start, target.window_end):
+            window_notes.append(f"simulated over {_hm(start)} \u2013 {_hm(end)} only (the "
+                                "target's window is clipped to the run's)")
+        key = (start, end, start <= facts.start, target.product)
+        if key not in cache:
+            cache[key] = source.figures(start, end, start <= facts.start, target.product)
+        figures = cache[key]
+        for policy in source.policies:
+            value = figures.get(policy, {}).get(target.measure)
+            row_notes = list(window_notes)
+            if value is None:
+                row_notes.append("not simulated by this run's tables")
+            ratio = inside = None
+            if value is not None:
+                middle = target.middle
+                ratio = value / middle if middle > 0 else None
+                inside = target.low * (1 - _REL) <= value <= target.high * (1 + _REL)
+            rows.append(Row(target, policy, value, ratio, inside, fit, start, end, row_notes,
+                            is_derived))
+    return Comparison(facts, rows, notes, None)
+
+
+def _hm(t: datetime) -> str:
+    return t.strftime("%Y-%m-%d %H:%M")
+
+
+def _no_target_sentence(facts: RunFacts, pool: list[Target]) -> str:
+    what = f"{facts.asset} {'/'.join(facts.products) or 'book'}"
+    if facts.venue:
+        what += f" on {facts.venue}"
+    have = sorted({f"{t.venue} {t.asset} {t.product}" for t in pool if t.event == facts.event})
+    if not have:
+        return (f"No published figure exists for {what} in event '{facts.event}': "
+                f"data/validation has no targets for this event, so this run is not held "
+                "against what happened.")
+    return (f"No published figure exists for {what} in event '{facts.event}', so this run is "
+            f"not held against what happened. Targets for this event cover: "
+            f"{'; '.join(have)}.")
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def format_figure(value: float | None, unit: str) -> str:
+    """Format a real or simulated figure compactly.
+
+    Parameters
+    ----------
+    value : float or None
+    unit : {"USD", "count", "fraction"}
+
+    Returns
+    -------
+    str
+        ``$3.57B``, ``$170.0M``, ``$400k``, ``804,242``, ``20.5%``; an en dash for None.
+    """
+    if value is None or not math.isfinite(value):
+        return "\u2013"
+    if unit == "fraction":
+        pct = 100.0 * value
+        return f"{pct:.3g}%" if pct and abs(pct) < 1 else f"{pct:.1f}%"
+    if unit == "count":
+        return f"{int(round(value)):,}"
+    a = abs(value)
+    sign = "-" if value < 0 else ""
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if a >= size:
+            return f"{sign}${a / size:.3g}{suffix}" if a / size < 100 else \
+                f"{sign}${a / size:,.0f}{suffix}"
+    return f"{sign}${a:,.0f}"
+
+
+def format_range(target: Target) -> str:
+    """Format a target's range: one figure when ``low == high``, else ``low – high``."""
+    if target.low == target.high:
+        return format_figure(target.low, target.unit)
+    return (f"{format_figure(target.low, target.unit)} \u2013 "
+            f"{format_figure(target.high, target.unit)}")
+
+
+def format_ratio(ratio: float | None) -> str:
+    """Format ``simulated / real`` as ``0.85x``, ``0.0031x``, ``12x`` (an en dash for None)."""
+    if ratio is None or not math.isfinite(ratio):
+        return "\u2013"
+    if ratio < 0.1:
+        return f"{ratio:.2g}x"
+    return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:,.0f}x"
+
+
+def table_rows(comparison: Comparison) -> list[dict[str, str]]:
+    """Return the comparison as display rows: the one table every output shows.
+
+    Parameters
+    ----------
+    comparison : Comparison
+
+    Returns
+    -------
+    list of dict
+        Keys ``measure`` (label), ``measure_key``, ``target`` (``event/id``), ``venue``,
+        ``asset``, ``policy``, ``real``, ``simulated``, ``ratio``, ``inside`` (``yes``,
+        ``no`` or an en dash), ``window`` (the target's, UTC), ``simulated_window``,
+        ``source``, ``quality``, ``fit``, ``note``; all strings.
+    """
+    out = []
+    for r in comparison.rows:
+        t = r.target
+        label = LABELS.get(t.measure, t.measure)
+        if r.derived:
+            label += " (derived)"
+        notes = list(r.notes)
+        out.append({
+            "measure": label,
+            "measure_key": t.measure,
+            "target": t.key,
+            "venue": t.venue,
+            "asset": t.asset,
+            "policy": r.policy,
+            "real": format_range(t),
+            "simulated": format_figure(r.simulated, t.unit),
+            "ratio": format_ratio(r.ratio),
+            "inside": "\u2013" if r.inside is None else ("yes" if r.inside else "no"),
+            "window": f"{_hm(t.window_start)} \u2013 {_hm(t.window_end)} UTC",
+            "simulated_window": ("\u2013" if r.start is None
+                                 else f"{_hm(r.start)} \u2013 {_hm(r.end)} UTC"),
+            "source": t.source,
+            "quality": t.quality,
+            "fit": r.fit,
+            "note": "; ".join(notes),
+        })
+    return out
+
+
+# --------------------------------------------------------------------------- figure sources
+
+
+def _lit(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _ts(t: datetime) -> str:
+    return f"TIMESTAMPTZ {_lit(t.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S+00'))}"
+
+
+class RunTables:
+    """Simulated figures from one run's Parquet tables (``steps``, ``accounts``,
+    ``liquidations``, ``adl``) through the catalog.
+
+    Parameters
+    ----------
+    catalog : backtest.results.catalog.Catalog
+        Open catalog holding the run.
+    run_id : str
+    facts : RunFacts
+        The run's facts (for the book's recorded open interest).
+    """
+
+    def __init__(self, catalog, run_id: str, facts: RunFacts):
+        self.catalog, self.run_id, self.facts = catalog, run_id, facts
+        pol = catalog.query(f"SELECT DISTINCT policy FROM steps WHERE run_id = {_lit(run_id)}")
+        manifest_order = [p["name"] for p in catalog.manifest(run_id).get("policies", [])]
+        present = set(pol["policy"].to_list()) if pol.height else set()
+        self.policies = [p for p in manifest_order if p in present] or sorted(present)
+
+    def figures(self, start: datetime, end: datetime, from_run_start: bool, product: str
+                ) -> dict[str, dict[str, float | None]]:
+        """Return ``{policy: {measure: value}}`` of one product over ``[start, end)``.
+
+        Liquidation figures come from the ``liquidations`` rows of the product's accounts;
+        levels at the start from the ``accounts`` table (or the book's recorded open
+        interest) when ``from_run_start``, else from the ``steps`` running totals of the
+        product (perps: long + short notional; loans: collateral and debt); the insurance
+        fund and auto-deleveraging from the whole book.
+        """
+        run, a, b, prod = _lit(self.run_id), _ts(start), _ts(end), _lit(product)
+        q = self.catalog.query
+        oi_column = ("perp_long_oi_usd + perp_short_oi_usd" if product == "perp"
+                     else "loan_collateral_usd")
+        flows = q(f"""
+            SELECT policy,
+                   sum(insurance_draw_usd) AS insurance_fund_drawn_usd,
+                   sum(adl_notional_usd) AS adl_notional_usd,
+                   arg_max({oi_column}, step) AS open_interest_after_usd
+            FROM steps WHERE run_id = {run} AND timestamp >= {a} AND timestamp < {b}
+            GROUP BY policy""")
+        if from_run_start:
+            levels = q(f"""
+                SELECT policy, sum(initial_notional_usd) AS open_interest_before_usd,
+                       sum(initial_notional_usd - initial_equity_usd) AS borrowed_usd,
+                       sum(initial_notional_usd) AS collateral_usd
+                FROM accounts WHERE run_id = {run} AND product = {prod} GROUP BY policy""")
+        else:
+            levels = q(f"""
+                SELECT policy, arg_max({oi_column}, step) AS open_interest_before_usd,
+                       arg_max(loan_debt_usd, step) AS borrowed_usd,
+                       arg_max(loan_collateral_usd, step) AS collateral_usd
+                FROM steps WHERE run_id = {run} AND timestamp < {a} GROUP BY policy""")
+        events = q(f"""
+            SELECT l.policy,
+                   sum(l.notional_usd) AS liquidated_notional_usd,
+                   count(*) AS liquidations_count,
+                   sum(l.bad_debt_usd) AS bad_debt_usd,
+                   count(DISTINCT l.account_id) AS accounts_liquidated,
+                   count(DISTINCT l.account_id) FILTER (WHERE l.bad_debt_usd > 0)
+                       AS bad_debt_accounts,
+                   coalesce(sum(l.notional_usd) FILTER (WHERE ac.side > 0), 0)
+                       AS liquidated_long_usd,
+                   coalesce(sum(l.notional_usd) FILTER (WHERE ac.side < 0), 0)
+                       AS liquidated_short_usd
+            FROM liquidations l JOIN accounts ac
+              ON ac.run_id = l.run_id AND ac.policy = l.policy AND ac.account_id = l.account_id
+            WHERE l.run_id = {run} AND l.timestamp >= {a} AND l.timestamp < {b}
+              AND ac.product = {prod}
+            GROUP BY l.policy""")
+        adl = q(f"""
+            SELECT policy, count(DISTINCT account_id) AS adl_accounts, count(*) AS adl_fills
+            FROM adl WHERE run_id = {run} AND timestamp >= {a} AND timestamp < {b}
+            GROUP BY policy""")
+        out: dict[str, dict[str, float | None]] = {}
+        for policy in self.policies:
+            fig: dict[str, float | None] = dict.fromkeys(
+                ("liquidated_notional_usd", "liquidations_count", "bad_debt_usd",
+                 "accounts_liquidated", "bad_debt_accounts", "liquidated_long_usd",
+                 "liquidated_short_usd", "adl_accounts", "adl_fills"), 0.0)
+            for frame in (flows, levels, events, adl):
+                if frame.height and "policy" in frame.columns:
+                    hit = frame.filter(frame["policy"].cast(str) == policy)
+                    if hit.height:
+                        fig.update({k: _float(v) for k, v in hit.row(0, named=True).items()
+                                    if k != "policy"})
+            if from_run_start and self.facts.open_interest_usd is not None:
+                fig["open_interest_before_usd"] = self.facts.open_interest_usd
+            if product != "loan":
+                fig["borrowed_usd"] = fig["collateral_usd"] = None
+            _derive(fig)
+            out[policy] = fig
+        return out
+
+
+def _derive(fig: dict[str, float | None]) -> None:
+    """Add the share of open interest and the long share of liquidations, in place."""
+    liq, oi = fig.get("liquidated_notional_usd"), fig.get("open_interest_before_usd")
+    fig[SHARE] = liq / oi if liq is not None and oi else None
+    long_, short = fig.get("liquidated_long_usd"), fig.get("liquidated_short_usd")
+    if long_ is not None and short is not None and long_ + short > 0:
+        fig["long_share_of_liquidations"] = long_ / (long_ + short)
+    else:
+        fig["long_share_of_liquidations"] = None
+
+
+class SweepTables:
+    """Simulated figures of a governance sweep's cells (``sweep_steps``), per parameter set.
+
+    Only unstressed cells are used (a stressed path is not history); figures are averaged
+    over seeds. Levels at the window start come from ``open_interest_usd`` (the books' notional
+    at the window start, averaged over seeds) since cells keep no accounts table.
+
+    Parameters
+    ----------
+    catalog : backtest.results.catalog.Catalog
+        Open catalog with the sweep registered.
+    sweep_id : str
+    event : str
+        The proposal's event key (``sweep_cells.event``).
+    param_sets : list of str
+        Parameter-set labels to report, in order (the "policies" of the comparison).
+    open_interest_usd : float or None
+        Book notional at the window start, USD.
+    """
+
+    def __init__(self, catalog, sweep_id: str, event: str, param_sets: list[str],
+                 open_interest_usd: float | None):
+        self.catalog, self.sweep_id, self.event = catalog, sweep_id, event
+        self.policies = list(param_sets)
+        self.open_interest_usd = open_interest_usd
+        self.whole_book = True
+
+    def figures(self, start: datetime, end: datetime, from_run_start: bool, product: str
+                ) -> dict[str, dict[str, float | None]]:
+        """Return ``{param_set: {measure: value}}`` over ``[start, end)``, seed-averaged.
+
+        Cells keep whole-book per-step series only, so ``product`` does not split them (a
+        book mixing perps and loans is compared as a whole; :func:`compare` says so).
+        """
+        a, b = _ts(start), _ts(end)
+        per_cell = self.catalog.query(f"""
+            SELECT c.param_set, c.seed,
+                   sum(st.liquidated_notional_usd) FILTER (WHERE st.timestamp >= {a}
+                       AND st.timestamp < {b}) AS liquidated_notional_usd,
+                   sum(st.liquidations) FILTER (WHERE st.timestamp >= {a}
+                       AND st.timestamp < {b}) AS liquidations_count,
+                   sum(st.adl_notional_usd) FILTER (WHERE st.timestamp >= {a}
+                       AND st.timestamp < {b}) AS adl_notional_usd,
+                   coalesce(max(st.bad_debt_cum_usd) FILTER (WHERE st.timestamp < {b}), 0)
+                     - coalesce(max(st.bad_debt_cum_usd) FILTER (WHERE st.timestamp < {a}), 0)
+                       AS bad_debt_usd,
+                   coalesce(max(st.accounts_liquidated_cum) FILTER (WHERE st.timestamp < {b}), 0)
+                     - coalesce(max(st.accounts_liquidated_cum)
+                                FILTER (WHERE st.timestamp < {a}), 0)
+                       AS accounts_first_liquidated
+            FROM sweep_steps st JOIN sweep_cells c USING (sweep_id, cell_id)
+            WHERE st.sweep_id = {_lit(self.sweep_id)} AND c.event = {_lit(self.event)}
+              AND c.stress_kind = 'none'
+            GROUP BY ALL""")
+        out: dict[str, dict[str, float | None]] = {}
+        for label in self.policies:
+            cells = (per_cell.filter(per_cell["param_set"] == label)
+                     if per_cell.height else per_cell)
+            fig: dict[str, float | None] = {}
+            for col in ("liquidated_notional_usd", "liquidations_count", "adl_notional_usd",
+                        "bad_debt_usd"):
+                fig[col] = _float(cells[col].mean()) if cells.height else None
+            if cells.height and from_run_start:
+                # the first liquidation of every account liquidated in the window
+                fig["accounts_liquidated"] = _float(cells["accounts_first_liquidated"].mean())
+            fig["open_interest_before_usd"] = self.open_interest_usd if from_run_start else None
+            _derive(fig)
+            out[label] = fig
+        return out

@@ -1,0 +1,458 @@
+"""Real figures a run is held against: ``data/validation/<event>.toml``, validated on load.
+
+One file per catalogued event (``data/events.toml``) with published figures::
+
+    event = "may-2021"                  # key in data/events.toml; the file is named after it
+    [[target]]
+    id = "market-btc-liquidated"        # unique within the file
+    scope = "market"                    # venue | protocol | market
+    venue = "all-cex"                   # exchange or protocol id: binance, aave-v2, all-cex ...
+    product = "perp"                    # perp | loan
+    asset = "BTC"                       # base asset, or "all"
+    window_start = 2021-05-19T00:00:00Z
+    window_end = 2021-05-20T00:00:00Z   # exclusive
+    measure = "liquidated_notional_usd"
+    low = 3.57e9                        # a range; low == high for a single figure
+    high = 3.57e9
+    unit = "USD"                        # USD | count | fraction, fixed by the measure
+    source = "https://..."              # the address it was read from
+    quality = "aggregator"              # primary | secondary | aggregator
+    note = "..."                        # how it was read, caveats
+
+Rules (each broken rule is a :class:`~backtest.errors.ConfigError` naming the file and the
+target): unknown fields, an unknown measure or a unit that does not fit it, ``low > high``,
+negative figures, fractions above 1, non-integer counts, an unknown event key, a window that
+is empty or reaches outside the event's window, a duplicate ``id``, a source that is not an
+``http(s)`` address.
+
+The directory is, in order: the ``directory`` argument (a CLI option), ``$LIQBT_VALIDATION``,
+``data/validation`` in the working directory, else the source tree's ``data/validation``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from backtest.errors import ConfigError
+from backtest.events import Event, load_events
+
+_SOURCE_ROOT = Path(__file__).resolve().parent.parent.parent
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_ASSET_RE = re.compile(r"^(all|[A-Za-z0-9]+(\+[A-Za-z0-9]+)*)$")
+
+MEASURES: dict[str, str] = {
+    "liquidated_notional_usd": "USD",
+    "liquidated_long_usd": "USD",
+    "liquidated_short_usd": "USD",
+    "open_interest_before_usd": "USD",
+    "open_interest_after_usd": "USD",
+    "borrowed_usd": "USD",
+    "collateral_usd": "USD",
+    "accounts_liquidated": "count",
+    "liquidations_count": "count",
+    "bad_debt_usd": "USD",
+    "bad_debt_accounts": "count",
+    "insurance_fund_drawn_usd": "USD",
+    "adl_notional_usd": "USD",
+    "adl_accounts": "count",
+    "adl_fills": "count",
+    "zero_bid_collateral_usd": "USD",
+    "liquidated_share_of_open_interest": "fraction",
+    "long_share_of_liquidations": "fraction",
+}
+"""Known measures and the unit each must be stated in.
+
+``liquidated_notional_usd`` is the position notional closed by liquidation (perps) or the
+collateral value seized (loans; say which in the note); ``borrowed_usd`` is the protocol's
+outstanding borrowings at ``window_start`` (for sizing lending books); ``accounts_liquidated``
+counts accounts (traders, vaults), ``liquidations_count`` counts liquidation events or fills;
+``zero_bid_collateral_usd`` is collateral sold in auctions for a zero bid (Maker 2020)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One published figure for one event, with its range, window and source.
+
+    Attributes
+    ----------
+    event : str
+        Event key in ``data/events.toml``.
+    id : str
+        Identifier, unique within the event's file.
+    scope : {"venue", "protocol", "market"}
+        One exchange, one lending protocol, or all venues (an aggregator's total).
+    venue : str
+        Exchange or protocol id (``binance``, ``aave-v2``, ``all-cex`` ...).
+    product : {"perp", "loan"}
+        Perpetual futures or collateralised loans.
+    asset : str
+        Base asset (``BTC``) or ``"all"``.
+    window_start, window_end : datetime
+        The figure's window, timezone-aware UTC, end exclusive, inside the event's window.
+    measure : str
+        One of :data:`MEASURES`.
+    low, high : float
+        The range in ``unit`` (USD, a count, or a fraction in [0, 1]); ``low <= high``.
+    unit : {"USD", "count", "fraction"}
+    source : str
+        Address the figure was read from.
+    quality : {"primary", "secondary", "aggregator"}
+        ``primary``: the venue's or protocol's own report or chain data; ``secondary``: a
+        reprint; ``aggregator``: an aggregator's total (these run low).
+    note : str
+        How it was read, caveats.
+    file : Path
+        The TOML file it came from.
+    """
+
+    event: str
+    id: str
+    scope: str
+    venue: str
+    product: str
+    asset: str
+    window_start: datetime
+    window_end: datetime
+    measure: str
+    low: float
+    high: float
+    unit: str
+    source: str
+    quality: str
+    note: str
+    file: Path
+
+    @property
+    def key(self) -> str:
+        """``"<event>/<id>"``, the form used in book metadata ``calibration_fit_targets``."""
+        return f"{self.event}/{self.id}"
+
+    @property
+    def middle(self) -> float:
+        """Geometric middle of the range, ``sqrt(low * high)`` (``low`` when either is 0)."""
+        if self.low <= 0.0 or self.high <= 0.0:
+            return self.low
+        return math.sqrt(self.low * self.high)
+
+
+def _utc(value: object) -> object:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(
+                "must be a UTC time with an offset, e.g. 2021-05-19T00:00:00Z (no Z given)")
+        return value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime.combine(value, time(0), tzinfo=UTC)
+    raise ValueError("must be a TOML date-time such as 2021-05-19T00:00:00Z")
+
+
+class _TargetModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+    id: str
+    scope: Literal["venue", "protocol", "market"]
+    venue: str
+    product: Literal["perp", "loan"]
+    asset: str
+    window_start: datetime
+    window_end: datetime
+    measure: str
+    low: float
+    high: float
+    unit: Literal["USD", "count", "fraction"]
+    source: str
+    quality: Literal["primary", "secondary", "aggregator"]
+    note: str
+
+    @field_validator("window_start", "window_end", mode="before")
+    @classmethod
+    def _times(cls, value: object) -> object:
+        return _utc(value)
+
+    @field_validator("id", "venue")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _ID_RE.match(value):
+            raise ValueError(f"{value!r}: use lower-case letters, digits and '-'")
+        return value
+
+    @field_validator("asset")
+    @classmethod
+    def _asset(cls, value: str) -> str:
+        if not _ASSET_RE.match(value):
+            raise ValueError(f"{value!r} is not a base asset such as BTC (or BTC+ETH for a joint figure), or 'all'")
+        return value
+
+    @field_validator("measure")
+    @classmethod
+    def _measure(cls, value: str) -> str:
+        if value not in MEASURES:
+            raise ValueError(f"unknown measure {value!r}; known: {', '.join(MEASURES)}")
+        return value
+
+    @field_validator("low", "high")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value) or value < 0.0:
+            raise ValueError(f"{value!r} is not a finite figure >= 0")
+        return value
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str) -> str:
+        if not re.match(r"^https?://\S+$", value.strip()):
+            raise ValueError(f"{value!r} is not an http(s) address")
+        return value.strip()
+
+    @field_validator("note")
+    @classmethod
+    def _note(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must say how the figure was read")
+        return " ".join(value.split())
+
+    @model_validator(mode="after")
+    def _consistent(self) -> _TargetModel:
+        expected = MEASURES[self.measure]
+        if self.unit != expected:
+            raise ValueError(f"field 'unit': measure {self.measure!r} is stated in "
+                             f"{expected!r}, not {self.unit!r}")
+        if self.low > self.high:
+            raise ValueError(f"field 'low': low {self.low:g} is above high {self.high:g}")
+        if self.unit == "fraction" and self.high > 1.0:
+            raise ValueError(f"field 'high': a fraction must be in [0, 1], got {self.high:g}")
+        if self.unit == "count" and (self.low != int(self.low) or self.high != int(self.high)):
+            raise ValueError("field 'low': a count must be a whole number")
+        if self.window_end <= self.window_start:
+            raise ValueError(f"field 'window_end': {self.window_end.isoformat()} is not "
+                             f"after window_start {self.window_start.isoformat()}")
+        return self
+
+
+def _problem(err: dict) -> str:
+    msg = err["msg"].removeprefix("Value error, ")
+    loc = [str(p) for p in err.get("loc", ()) if not isinstance(p, int)]
+    if loc:
+        if err.get("type") == "extra_forbidden":
+            return f"unknown field '{loc[0]}'"
+        if err.get("type") == "missing":
+            return f"field '{loc[0]}': missing"
+        return f"field '{loc[0]}': {msg}"
+    return msg
+
+
+def validation_dir(explicit: str | Path | None = None) -> Path:
+    """Return the directory of target files.
+
+    Parameters
+    ----------
+    explicit : str or Path, optional
+        A directory given as an option; wins over everything else.
+
+    Returns
+    -------
+    Path
+        ``explicit``, else ``$LIQBT_VALIDATION``, else ``data/validation`` in the working
+        directory, else the source tree's ``data/validation``.
+    """
+    if explicit is not None:
+        return Path(explicit)
+    if os.environ.get("LIQBT_VALIDATION"):
+        return Path(os.environ["LIQBT_VALIDATION"])
+    local = Path("data/validation")
+    if not local.exists() and (_SOURCE_ROOT / "data" / "validation").exists():
+        return _SOURCE_ROOT / "data" / "validation"
+    return local
+
+
+def load_file(path: str | Path, events: dict[str, Event]) -> list[Target]:
+    """Load and validate one target file.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``<event>.toml``.
+    events : dict of str to Event
+        The event catalog (:func:`backtest.events.load_events`).
+
+    Returns
+    -------
+    list of Target
+        In file order.
+
+    Raises
+    ------
+    ConfigError
+        ``FILE: target 'ID': PROBLEM`` for the first invalid target, or ``FILE: PROBLEM`` for
+        an unreadable file, invalid TOML, an unknown event key or a misnamed file.
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read the target file: {exc.strerror or exc}", path) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", path) from None
+    unknown = sorted(set(data) - {"event", "target"})
+    if unknown:
+        raise ConfigError(f"unknown top-level field '{unknown[0]}' (expected 'event' and "
+                          "[[target]] tables)", path)
+    event_key = data.get("event")
+    if not isinstance(event_key, str):
+        raise ConfigError("field 'event': missing; name the event key, e.g. event = \"may-2021\"",
+                          path)
+    if event_key not in events:
+        raise ConfigError(f"field 'event': unknown event {event_key!r}; known events: "
+                          f"{', '.join(events) or 'none'}", path)
+    if path.stem != event_key:
+        raise ConfigError(f"the file for event {event_key!r} must be named {event_key}.toml",
+                          path)
+    event = events[event_key]
+    tables = data.get("target", [])
+    if not isinstance(tables, list) or not tables:
+        raise ConfigError("no [[target]] tables", path)
+    out: list[Target] = []
+    seen: set[str] = set()
+    for n, table in enumerate(tables, start=1):
+        label = f"'{table.get('id')}'" if isinstance(table, dict) and table.get("id") else f"#{n}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"target {label}: expected a [[target]] table", path)
+        try:
+            model = _TargetModel.model_validate(table)
+        except ValidationError as exc:
+            raise ConfigError(f"target {label}: {_problem(exc.errors()[0])}", path) from None
+        if model.id in seen:
+            raise ConfigError(f"target '{model.id}': id used twice in this file", path)
+        seen.add(model.id)
+        if model.window_start < event.start or model.window_end > event.end:
+            raise ConfigError(
+                f"target '{model.id}': window {model.window_start.isoformat()} .. "
+                f"{model.window_end.isoformat()} reaches outside event '{event_key}' "
+                f"({event.start.isoformat()} .. {event.end.isoformat()})", path)
+        out.append(Target(event_key, model.id, model.scope, model.venue, model.product,
+                          model.asset, model.window_start, model.window_end, model.measure,
+                          float(model.low), float(model.high), model.unit, model.source,
+                          model.quality, model.note, path))
+    return out
+
+
+def load_targets(directory: str | Path | None = None,
+                 events_path: str | Path | None = None) -> list[Target]:
+    """Load every ``*.toml`` target file of a directory.
+
+    Parameters
+    ----------
+    directory : str or Path, optional
+        See :func:`validation_dir`.
+    events_path : str or Path, optional
+        Event catalog (see :func:`backtest.events.load_events`).
+
+    Returns
+    -------
+    list of Target
+        By file name, then file order. Empty when the directory holds no files.
+
+    Raises
+    ------
+    ConfigError
+        For the first invalid file or target (see :func:`load_file`), or when ``directory``
+        exists but is not a directory.
+    """
+    root = validation_dir(directory)
+    if not root.exists():
+        return []
+    if not root.is_dir():
+        raise ConfigError("is not a directory of target files", root)
+    events = load_events(events_path)
+    out: list[Target] = []
+    for path in sorted(root.glob("*.toml")):
+        out.extend(load_file(path, events))
+    return out
+
+
+def targets_for(event: str, venue: str | None = None, asset: str | None = None,
+                product: str | None = None, measure: str | None = None,
+                targets: list[Target] | None = None,
+                directory: str | Path | None = None) -> list[Target]:
+    """Return the targets of one event, optionally narrowed.
+
+    Parameters
+    ----------
+    event : str
+        Event key.
+    venue, asset, product, measure : str, optional
+        Exact matches when given (``asset="BTC"`` does not match ``"all"`` targets).
+    targets : list of Target, optional
+        Already loaded targets; default :func:`load_targets` (``directory``).
+    directory : str or Path, optional
+        See :func:`validation_dir`.
+
+    Returns
+    -------
+    list of Target
+        In load order; empty when nothing matches.
+    """
+    pool = load_targets(directory) if targets is None else targets
+    return [t for t in pool
+            if t.event == event
+            and (venue is None or t.venue == venue)
+            and (asset is None or t.asset == asset)
+            and (product is None or t.product == product)
+            and (measure is None or t.measure == measure)]
+
+
+def _longest_window(found: list[Target]) -> list[Target]:
+    longest = max(t.window_end - t.window_start for t in found)
+    return [t for t in found if t.window_end - t.window_start == longest]
+
+
+def share_of_open_interest(event: str, venue: str, asset: str,
+                           targets: list[Target] | None = None,
+                           directory: str | Path | None = None
+                           ) -> tuple[float, float] | None:
+    """Real liquidated share of open interest for one venue and asset, as a range.
+
+    A ``liquidated_share_of_open_interest`` target is used when one exists (several: the
+    union of their ranges). Otherwise the share is computed from the
+    ``liquidated_notional_usd`` targets with the longest window (union of their ranges) and
+    the ``open_interest_before_usd`` targets (union): ``low = liq_low / oi_high`` and
+    ``high = liq_high / oi_low``, each capped at 1.
+
+    Parameters
+    ----------
+    event, venue, asset : str
+        Exact matches (``asset`` may be ``"all"``).
+    targets : list of Target, optional
+        Already loaded targets; default :func:`load_targets` (``directory``).
+    directory : str or Path, optional
+        See :func:`validation_dir`.
+
+    Returns
+    -------
+    tuple of (float, float) or None
+        ``(low, high)`` fractions, or None when the figures needed are missing or the open
+        interest is 0.
+    """
+    pool = targets_for(event, venue=venue, asset=asset, targets=targets, directory=directory)
+    direct = [t for t in pool if t.measure == "liquidated_share_of_open_interest"]
+    if direct:
+        return (min(t.low for t in direct), max(t.high for t in direct))
+    liq = [t for t in pool if t.measure == "liquidated_notional_usd"]
+    oi = [t for t in pool if t.measure == "open_interest_before_usd"]
+    if not liq or not oi:
+        return None
+    liq = _longest_window(liq)
+    liq_low, liq_high = min(t.low for t in liq), max(t.high for t in liq)
+    oi_low, oi_high = min(t.low for t in oi), max(t.high for t in oi)
+    if oi_low <= 0.0:
+        return None
+    return (min(liq_low / oi_high, 1.0), min(liq_high / oi_low, 1.0))

@@ -1,0 +1,214 @@
+"""The shipped real targets load, and each validation rule is refused with a clear message."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from backtest.calibration import (
+    MEASURES,
+    load_targets,
+    share_of_open_interest,
+    targets_for,
+    validation_dir,
+)
+from backtest.errors import ConfigError
+from backtest.events import load_events
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "data" / "validation"
+
+GOOD = """\
+event = "may-2021"
+
+[[target]]
+id = "binance-btc-perp-liquidated"
+scope = "venue"
+venue = "binance"
+product = "perp"
+asset = "BTC"
+window_start = 2021-05-19T00:00:00Z
+window_end = 2021-05-20T00:00:00Z
+measure = "liquidated_notional_usd"
+low = 1.0e9
+high = 2.0e9
+unit = "USD"
+source = "https://example.org/a"
+quality = "secondary"
+note = "made up for a test"
+
+[[target]]
+id = "binance-btc-perp-oi"
+scope = "venue"
+venue = "binance"
+product = "perp"
+asset = "BTC"
+window_start = 2021-05-19T00:00:00Z
+window_end = 2021-05-20T00:00:00Z
+measure = "open_interest_before_usd"
+low = 4.0e9
+high = 5.0e9
+unit = "USD"
+source = "https://example.org/b"
+quality = "aggregator"
+note = "made up for a test"
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "may-2021.toml") -> Path:
+    directory = tmp_path / "validation"
+    directory.mkdir(exist_ok=True)
+    (directory / name).write_text(text)
+    return directory
+
+
+def test_shipped_targets_load_and_cover_the_catalogued_crashes():
+    targets = load_targets(SHIPPED)
+    events = load_events()
+    assert len(targets) >= 60
+    files = {p.stem for p in SHIPPED.glob("*.toml")}
+    assert files <= set(events)
+    assert {"black-thursday-2020", "may-2021", "luna-2022", "ftx-2022", "yen-carry-2024",
+            "oct-2025"} <= files
+    keys = [t.key for t in targets]
+    assert len(keys) == len(set(keys))
+    for t in targets:
+        assert t.unit == MEASURES[t.measure]
+        assert 0.0 <= t.low <= t.high
+        assert events[t.event].start <= t.window_start < t.window_end <= events[t.event].end
+        assert t.source.startswith(("http://", "https://"))
+    # every VALIDATION.md headline the calibration needs is present
+    liq = {(t.event, t.venue, t.asset): t for t in targets
+           if t.measure == "liquidated_notional_usd"}
+    assert liq[("may-2021", "all-cex", "BTC")].low == 3.57e9
+    assert liq[("may-2021", "aave-v2", "all")].low == 1.7e8
+    assert liq[("yen-carry-2024", "aave-v3", "all")].low == 2.534e8
+    hyper = {t.id: t.low for t in targets if t.venue == "hyperliquid"}
+    assert hyper["hyperliquid-all-liquidated-cascade"] == 5.51e9
+    assert hyper["hyperliquid-all-liquidated-24h"] == 1.03e10
+
+
+def test_shipped_shares_of_open_interest_match_the_published_figures():
+    targets = load_targets(SHIPPED)
+    low, high = share_of_open_interest("may-2021", "all-cex", "BTC", targets=targets)
+    assert low == pytest.approx(3.57 / 17.4) and high == pytest.approx(3.57 / 17.4)
+    low, high = share_of_open_interest("oct-2025", "all-cex", "BTC", targets=targets)
+    assert low == pytest.approx(5.36 / 70.0)
+    assert share_of_open_interest("luna-2022", "all-cex", "BTC", targets=targets) is None
+
+
+SHARE = """
+[[target]]
+id = "binance-btc-perp-share"
+scope = "venue"
+venue = "binance"
+product = "perp"
+asset = "BTC"
+window_start = 2021-05-19T00:00:00Z
+window_end = 2021-05-20T00:00:00Z
+measure = "liquidated_share_of_open_interest"
+low = 0.1
+high = 0.3
+unit = "fraction"
+source = "https://example.org/c"
+quality = "primary"
+note = "made up for a test"
+"""
+
+
+def test_share_is_computed_from_ranges_and_direct_share_wins(tmp_path):
+    targets = load_targets(write(tmp_path, GOOD))
+    low, high = share_of_open_interest("may-2021", "binance", "BTC", targets=targets)
+    assert low == pytest.approx(1.0 / 5.0) and high == pytest.approx(2.0 / 4.0)
+    assert share_of_open_interest("may-2021", "okx", "BTC", targets=targets) is None
+    targets = load_targets(write(tmp_path, GOOD + SHARE))
+    assert share_of_open_interest("may-2021", "binance", "BTC", targets=targets) == (0.1, 0.3)
+
+
+def test_targets_for_narrows_exactly(tmp_path):
+    directory = write(tmp_path, GOOD)
+    assert len(targets_for("may-2021", directory=directory)) == 2
+    assert len(targets_for("may-2021", venue="binance", asset="BTC", product="perp",
+                           directory=directory)) == 2
+    assert targets_for("may-2021", asset="all", directory=directory) == []
+    assert targets_for("may-2021", product="loan", directory=directory) == []
+    only = targets_for("may-2021", measure="open_interest_before_usd", directory=directory)
+    assert [t.key for t in only] == ["may-2021/binance-btc-perp-oi"]
+    assert only[0].middle == pytest.approx(math.sqrt(4.0e9 * 5.0e9))
+
+
+def test_directory_from_env_and_default(tmp_path, monkeypatch):
+    directory = write(tmp_path, GOOD)
+    monkeypatch.setenv("LIQBT_VALIDATION", str(directory))
+    assert validation_dir() == directory
+    assert len(load_targets()) == 2
+    monkeypatch.delenv("LIQBT_VALIDATION")
+    monkeypatch.chdir(tmp_path)  # no data/validation here: the source tree's is used
+    assert validation_dir() == SHIPPED
+    assert validation_dir(directory) == directory
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ('note = "made up for a test"\n', 'note = "x"\ncolour = "red"\n', "unknown field 'colour'"),
+    ('unit = "USD"', 'unit = "count"', "is stated in 'USD', not 'count'"),
+    ('unit = "USD"', 'unit = "EUR"', "field 'unit'"),
+    ("high = 2.0e9", "high = 0.5e9", "low 1e+09 is above high 5e+08"),
+    ("low = 1.0e9", "low = -1.0", "not a finite figure >= 0"),
+    ('measure = "liquidated_notional_usd"', 'measure = "vibes"', "unknown measure 'vibes'"),
+    ('scope = "venue"', 'scope = "planet"', "field 'scope'"),
+    ('product = "perp"', 'product = "option"', "field 'product'"),
+    ('quality = "secondary"', 'quality = "great"', "field 'quality'"),
+    ('source = "https://example.org/a"', 'source = "a friend"', "not an http(s) address"),
+    ("window_end = 2021-05-20T00:00:00Z", "window_end = 2021-05-21T00:00:00Z",
+     "reaches outside event 'may-2021'"),
+    ("window_start = 2021-05-19T00:00:00Z", "window_start = 2021-05-18T00:00:00Z",
+     "reaches outside event 'may-2021'"),
+    ("window_end = 2021-05-20T00:00:00Z", "window_end = 2021-05-19T00:00:00Z",
+     "is not after window_start"),
+    ("window_start = 2021-05-19T00:00:00Z", "window_start = 2021-05-19T00:00:00",
+     "must be a UTC time with an offset"),
+    ('asset = "BTC"', 'asset = "BTC/USDT"', "is not a base asset"),
+    ('id = "binance-btc-perp-oi"', 'id = "binance-btc-perp-liquidated"', "id used twice"),
+    ('note = "made up for a test"\n', '', "field 'note': missing"),
+])
+def test_each_rule_is_refused_naming_file_and_target(tmp_path, old, new, message):
+    assert old in GOOD
+    directory = write(tmp_path, GOOD.replace(old, new, 1))
+    with pytest.raises(ConfigError) as info:
+        load_targets(directory)
+    text = str(info.value)
+    assert message in text
+    assert "may-2021.toml" in text
+    assert "target '" in text
+
+
+def test_counts_and_fractions_are_checked(tmp_path):
+    text = GOOD.replace('measure = "liquidated_notional_usd"', 'measure = "accounts_liquidated"'
+                        ).replace('unit = "USD"', 'unit = "count"', 1).replace(
+        "low = 1.0e9", "low = 10.5")
+    with pytest.raises(ConfigError, match="a count must be a whole number"):
+        load_targets(write(tmp_path, text))
+    text = GOOD.replace('measure = "liquidated_notional_usd"', 'measure = "long_share_of_'
+                        'liquidations"').replace('unit = "USD"', 'unit = "fraction"', 1).replace(
+        "low = 1.0e9", "low = 0.5").replace("high = 2.0e9", "high = 1.5")
+    with pytest.raises(ConfigError, match=r"a fraction must be in \[0, 1\]"):
+        load_targets(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(("text", "name", "message"), [
+    (GOOD.replace('event = "may-2021"', 'event = "may-2031"'), "may-2021.toml",
+     "unknown event 'may-2031'"),
+    (GOOD, "ftx-2022.toml", "must be named may-2021.toml"),
+    (GOOD.replace('event = "may-2021"', ''), "may-2021.toml", "field 'event': missing"),
+    ('event = "may-2021"\nextra = 1\n', "may-2021.toml", "unknown top-level field 'extra'"),
+    ('event = "may-2021"\n', "may-2021.toml", "no [[target]] tables"),
+    ('event = "may-2021\n', "may-2021.toml", "invalid TOML"),
+])
+def test_file_level_rules(tmp_path, text, name, message):
+    directory = write(tmp_path, text, name)
+    with pytest.raises(ConfigError) as info:
+        load_targets(directory)
+    assert message in str(info.value)
+    assert name in str(info.value)

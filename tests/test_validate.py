@@ -1,0 +1,409 @@
+"""``liqbt validate`` and the shared "against what happened" comparison, on a crafted run whose
+totals are known: ratios, the in-range flag, in-fit flags, window clipping, derived shares of
+open interest, and the plain sentence when nothing matches."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from backtest.calibration.compare import (
+    HELD_OUT,
+    IN_FIT,
+    UNCALIBRATED,
+    RunFacts,
+    RunTables,
+    compare,
+    format_figure,
+    table_rows,
+)
+from backtest.calibration.targets import load_targets
+from backtest.cli import main
+from backtest.results.catalog import Catalog
+
+START = datetime(2021, 5, 19, tzinfo=UTC)
+HOURS = 24
+OI = 17.4e9  # book notional at the window start, USD
+# per policy: liquidated notional per hour (USD); hour 12 carries half of everything
+LIQ = {"hard": 3.57e9, "partial": 1.785e9}
+
+TARGETS = """\
+event = "may-2021"
+
+[[target]]
+id = "market-btc-liquidated"
+scope = "market"
+venue = "all-cex"
+product = "perp"
+asset = "BTC"
+window_start = 2021-05-19T00:00:00Z
+window_end = 2021-05-20T00:00:00Z
+measure = "liquidated_notional_usd"
+low = 3.57e9
+high = 3.57e9
+unit = "USD"
+source = "https://example.org/liq"
+quality = "aggregator"
+note = "test"
+
+[[target]]
+id = "market-btc-oi"
+scope = "market"
+venue = "all-cex"
+product = "perp"
+asset = "BTC"
+window_start = 2021-05-19T00:00:00Z
+window_end = 2021-05-20T00:00:00Z
+measure = "open_interest_before_usd"
+low = 1.74e10
+high = 1.74e10
+unit = "USD"
+source = "https://example.org/oi"
+quality = "secondary"
+note = "test"
+
+[[target]]
+id = "binance-btc-noon"
+scope = "venue"
+venue = "binance"
+product = "perp"
+asset = "BTC"
+window_start = 2021-05-19T12:00:00Z
+window_end = 2021-05-19T13:00:00Z
+measure = "liquidated_notional_usd"
+low = 1.0e9
+high = 4.0e9
+unit = "USD"
+source = "https://example.org/noon"
+quality = "primary"
+note = "test"
+
+[[target]]
+id = "binance-btc-long-share"
+scope = "venue"
+venue = "binance"
+product = "perp"
+asset = "BTC"
+window_start = 2021-05-19T00:00:00Z
+window_end = 2021-05-20T00:00:00Z
+measure = "long_share_of_liquidations"
+low = 0.85
+high = 0.9
+unit = "fraction"
+source = "https://example.org/share"
+quality = "secondary"
+note = "test"
+
+[[target]]
+id = "aave-loans"
+scope = "protocol"
+venue = "aave-v2"
+product = "loan"
+asset = "BTC"
+window_start = 2021-05-19T00:00:00Z
+window_end = 2021-05-20T00:00:00Z
+measure = "liquidated_notional_usd"
+low = 1.0e8
+high = 1.0e8
+unit = "USD"
+source = "https://example.org/aave"
+quality = "secondary"
+note = "a loan figure: a perp book is not held against it"
+
+[[target]]
+id = "market-eth-liquidated"
+scope = "market"
+venue = "all-cex"
+product = "perp"
+asset = "ETH"
+window_start = 2021-05-19T00:00:00Z
+window_end = 2021-05-20T00:00:00Z
+measure = "liquidated_notional_usd"
+low = 1.0e9
+high = 1.0e9
+unit = "USD"
+source = "https://example.org/eth"
+quality = "aggregator"
+note = "another asset"
+"""
+
+
+def _write_run(root: Path, run_id: str, meta: dict, event: str | None = "may-2021",
+               symbol: str = "BTC/USDT") -> Path:
+    """A run directory with hand-made tables whose totals are known."""
+    run_dir = root / run_id
+    run_dir.mkdir(parents=True)
+    ts = [START + timedelta(hours=h) for h in range(HOURS)]
+    steps, liqs, accounts = [], [], []
+    for policy, total in LIQ.items():
+        per_hour = np.full(HOURS, total / 2 / (HOURS - 1))
+        per_hour[12] = total / 2
+        for h in range(HOURS):
+            steps.append({"run_id": run_id, "policy": policy, "step": h, "timestamp": ts[h],
+                          "liquidated_notional_usd": per_hour[h], "liquidations": 2,
+                          "bad_debt_usd": 1e6 if h == 12 else 0.0,
+                          "insurance_draw_usd": 5e5 if h == 12 else 0.0,
+                          "adl_notional_usd": 0.0,
+                          "perp_long_oi_usd": OI * 0.6 - per_hour[: h + 1].sum(),
+                          "perp_short_oi_usd": OI * 0.4,
+                          "loan_collateral_usd": 0.0, "loan_debt_usd": 0.0})
+            # one long (80%) and one short (20%) liquidation per hour
+            liqs.append({"run_id": run_id, "policy": policy, "timestamp": ts[h],
+                         "account_id": 2 * h, "notional_usd": 0.8 * per_hour[h],
+                         "bad_debt_usd": 1e6 if h == 12 else 0.0})
+            liqs.append({"run_id": run_id, "policy": policy, "timestamp": ts[h],
+                         "account_id": 2 * h + 1, "notional_usd": 0.2 * per_hour[h],
+                         "bad_debt_usd": 0.0})
+        for i in range(100):  # 100 accounts, half long; notional sums to OI
+            accounts.append({"run_id": run_id, "policy": policy, "account_id": i,
+                             "product": "perp", "side": 1 if i % 2 == 0 else -1,
+                             "initial_notional_usd": OI / 100,
+                             "initial_equity_usd": OI / 1000})
+    pl.DataFrame(steps).write_parquet(run_dir / "steps.parquet")
+    pl.DataFrame(liqs).write_parquet(run_dir / "liquidations.parquet")
+    pl.DataFrame(accounts).write_parquet(run_dir / "accounts.parquet")
+    pl.DataFrame({"run_id": [run_id], "policy": ["hard"], "timestamp": [ts[0]],
+                  "account_id": [7]}).filter(pl.lit(False)).write_parquet(run_dir / "adl.parquet")
+    manifest = {
+        "run_id": run_id, "name": "crafted", "created_at": "2026-01-01T00:00:00+00:00",
+        "symbol": symbol,
+        "window": {"event": event, "start": START.isoformat(),
+                   "end": (START + timedelta(hours=HOURS)).isoformat(), "steps": HOURS},
+        "tape": {"interval": "1h"},
+        "book": {"accounts": 100, "meta": meta, "products": {"perp": 100}},
+        "policies": [{"name": p} for p in LIQ],
+        "versions": {"liqbt": "test"},
+    }
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    return run_dir
+
+
+@pytest.fixture
+def world(tmp_path):
+    targets = tmp_path / "validation"
+    targets.mkdir()
+    (targets / "may-2021.toml").write_text(TARGETS)
+    runs = tmp_path / "runs"
+    fit = json.dumps(["may-2021/market-btc-liquidated"])
+    _write_run(runs, "r1-calibrated", {"calibration_fit_targets": fit})
+    _write_run(runs, "r2-plain", {})
+    _write_run(runs, "r3-binance", {"venue": "binance", "open_interest_usd": str(OI / 2)})
+    _write_run(runs, "r4-doge", {}, symbol="DOGE/USDT")
+    _write_run(runs, "r5-free", {}, event=None)
+    with Catalog(runs) as catalog:
+        catalog.sync()
+        for d in sorted(runs.iterdir()):
+            if d.is_dir():
+                catalog.register(d)
+    return runs, targets
+
+
+def _comparison(world, run_id):
+    runs, targets = world
+    with Catalog(runs) as catalog:
+        facts = RunFacts.from_manifest(catalog.manifest(run_id))
+        return compare(facts, RunTables(catalog, run_id, facts), targets=load_targets(targets))
+
+
+def _rows(comparison):
+    return {(r.target.id, r.policy): r for r in comparison.rows}
+
+
+def test_known_totals_give_the_expected_ratios_and_fit_flags(world):
+    comparison = _comparison(world, "r1-calibrated")
+    rows = _rows(comparison)
+    assert comparison.sentence is None and comparison.calibrated
+    hard = rows[("market-btc-liquidated", "hard")]
+    assert hard.simulated == pytest.approx(3.57e9)
+    assert hard.ratio == pytest.approx(1.0) and hard.inside is True
+    assert hard.fit == IN_FIT
+    partial = rows[("market-btc-liquidated", "partial")]
+    assert partial.ratio == pytest.approx(0.5) and partial.inside is False
+    assert rows[("market-btc-oi", "hard")].simulated == pytest.approx(OI)
+    assert rows[("market-btc-oi", "hard")].fit == HELD_OUT
+    # the derived share: liquidated / open interest at the window start
+    share = rows[("all-cex-btc-share-of-open-interest-derived", "hard")]
+    assert share.derived and share.target.low == pytest.approx(3.57 / 17.4)
+    assert share.simulated == pytest.approx(3.57e9 / OI) and share.ratio == pytest.approx(1.0)
+    assert share.fit == IN_FIT  # derived from a fitted target
+    # long share: 80% of each hour's liquidations are longs
+    long_share = rows[("binance-btc-long-share", "partial")]
+    assert long_share.simulated == pytest.approx(0.8)
+    assert long_share.ratio == pytest.approx(0.8 / np.sqrt(0.85 * 0.9))
+    assert long_share.inside is False
+    # loan targets and other assets are not shown for a BTC perp book
+    assert not any(r.target.id in ("aave-loans", "market-eth-liquidated")
+                   for r in comparison.rows)
+
+
+def test_simulated_figures_are_restricted_to_the_target_window(world):
+    rows = _rows(_comparison(world, "r2-plain"))
+    noon = rows[("binance-btc-noon", "hard")]
+    assert noon.simulated == pytest.approx(3.57e9 / 2)  # hour 12 only
+    assert noon.inside is True and noon.ratio == pytest.approx(1.785e9 / 2e9)
+    assert noon.fit == UNCALIBRATED
+
+
+def test_uncalibrated_book_and_missing_venue_are_said(world):
+    comparison = _comparison(world, "r2-plain")
+    text = " ".join(comparison.notes)
+    assert "Uncalibrated book" in text and "names no venue" in text
+    assert {r.fit for r in comparison.rows} == {UNCALIBRATED}
+
+
+def test_venue_of_the_book_narrows_targets_and_its_open_interest_is_used(world):
+    comparison = _comparison(world, "r3-binance")
+    assert {r.target.venue for r in comparison.rows} == {"binance"}
+    assert not any("names no venue" in n for n in comparison.notes)
+    # no binance OI target: no derived share; the binance long share is there
+    assert {r.target.id for r in comparison.rows} == {"binance-btc-noon",
+                                                     "binance-btc-long-share"}
+
+
+def test_book_open_interest_metadata_sets_the_share(world):
+    runs, targets = world
+    with Catalog(runs) as catalog:
+        facts = RunFacts.from_manifest(catalog.manifest("r3-binance"))
+        figures = RunTables(catalog, "r3-binance", facts).figures(
+            facts.start, facts.end, True, "perp")
+    assert figures["hard"]["open_interest_before_usd"] == pytest.approx(OI / 2)
+    assert figures["hard"]["liquidated_share_of_open_interest"] == pytest.approx(
+        3.57e9 / (OI / 2))
+    assert figures["hard"]["bad_debt_usd"] == pytest.approx(1e6)
+    assert figures["hard"]["insurance_fund_drawn_usd"] == pytest.approx(5e5)
+    assert figures["hard"]["accounts_liquidated"] == 2 * HOURS
+    assert figures["hard"]["bad_debt_accounts"] == 1
+
+
+def test_no_target_sentence(world):
+    doge = _comparison(world, "r4-doge")
+    assert doge.rows == [] and "No published figure exists for DOGE perp" in doge.sentence
+    assert "all-cex BTC perp" in doge.sentence
+    free = _comparison(world, "r5-free")
+    assert free.rows == [] and "not a catalogued event" in free.sentence
+
+
+def test_table_rows_are_formatted_strings(world):
+    rows = table_rows(_comparison(world, "r1-calibrated"))
+    first = next(r for r in rows if r["target"] == "may-2021/market-btc-liquidated"
+                 and r["policy"] == "partial")
+    assert first["real"] == "$3.57B" and first["simulated"] == "$1.79B"
+    assert first["ratio"] == "0.50x" and first["inside"] == "no" and first["fit"] == IN_FIT
+    assert first["window"] == "2021-05-19 00:00 \u2013 2021-05-20 00:00 UTC"
+    assert format_figure(804242, "count") == "804,242"
+    assert format_figure(0.2052, "fraction") == "20.5%"
+    assert format_figure(4.0e5, "USD") == "$400k"
+
+
+def test_cli_validate_prints_every_target_and_exits_0(world, capsys):
+    runs, targets = world
+    code = main(["validate", "r1", "--runs", str(runs), "--targets", str(targets)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "Liquidated notional [may-2021/market-btc-liquidated]" in out
+    assert "real $3.57B" in out and "in fit" in out
+    assert "sim/real    0.50x  outside the range" in out
+    assert "held out" in out
+    assert "simulated window 2021-05-19 12:00" not in out  # the noon window is inside the run
+    code = main(["validate", "r4", "--runs", str(runs), "--targets", str(targets)])
+    out = capsys.readouterr().out
+    assert code == 0 and "No published figure exists" in out
+
+
+def test_cli_validate_unknown_run_is_a_clear_error(world, capsys):
+    runs, targets = world
+    code = main(["validate", "nope", "--runs", str(runs), "--targets", str(targets)])
+    assert code == 2 and "no run matching 'nope'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- the run report
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    """A small simulated run on the catalogued event may-2021 (synthetic tape and book)."""
+    from backtest.books import generate_book, write_book
+    from backtest.engine.run import execute
+    from backtest.tapes import Tape, TapeStore
+    from tests.test_report import STRATEGIES, _tape_rows
+
+    tmp = tmp_path_factory.mktemp("validate-run")
+    src = tmp / "binance" / "BTC_USDT-5m.json"
+    src.parent.mkdir(parents=True)
+    src.write_text(json.dumps(_tape_rows()))
+    result = TapeStore(tmp / "tapes").import_file(src, venue="binance")
+    a = Tape.from_parquet(result.path).arrays()
+    book = generate_book(400, a["timestamp"], a["close"], a["low"], a["high"], START, seed=3,
+                         meta={"symbol": "BTC/USDT", "event": "may-2021",
+                               "calibration_fit_targets": json.dumps(
+                                   ["may-2021/market-btc-liquidated"])})
+    write_book(book, tmp / "book.parquet")
+    config = tmp / "run.toml"
+    config.write_text(f'name = "validate-me"\nevent = "may-2021"\nbook = "{tmp / "book.parquet"}"\n'
+                      'policies = ["hard", "partial"]\n'
+                      f'[tape]\npath = "{result.path}"\n')
+    run_id, _ = execute(config, runs=tmp / "runs", strategies=STRATEGIES, show_progress=False)
+    return tmp / "runs", run_id, tmp
+
+
+def test_run_report_carries_the_against_what_happened_table(simulated, monkeypatch):
+    from backtest.report import render_report
+
+    runs, run_id, _ = simulated
+    monkeypatch.delenv("LIQBT_VALIDATION", raising=False)
+    with Catalog(runs) as catalog:
+        html = render_report(catalog, run_id)
+        perp = catalog.query(f"""
+            SELECT sum(l.notional_usd) AS usd FROM liquidations l JOIN accounts a
+              USING (run_id, policy, account_id)
+            WHERE l.run_id = '{run_id}' AND l.policy = 'hard' AND a.product = 'perp'""")
+        oi_perp = catalog.query(f"""
+            SELECT sum(initial_notional_usd) AS usd FROM accounts
+            WHERE run_id = '{run_id}' AND policy = 'hard' AND product = 'perp'""")
+        facts = RunFacts.from_manifest(catalog.manifest(run_id))
+        comparison = compare(facts, RunTables(catalog, run_id, facts))
+    assert '<section id="against-what-happened">' in html and 'id="reality-table"' in html
+    assert 'href="#against-what-happened"' in html
+    assert 'data-target="may-2021/market-btc-liquidated" data-policy="hard"' in html
+    assert "uncalibrated book" not in html.split('id="reality-table"')[1].split("</table>")[0]
+    # the table's simulated liquidated notional is the run's perps' (a perp target), over the
+    # whole window; the book also holds loans, left out of perp figures
+    assert facts.products == ("loan", "perp")
+    row = next(r for r in comparison.rows
+               if r.target.id == "market-btc-liquidated" and r.policy == "hard")
+    total = perp["usd"][0]
+    assert total > 0 and row.simulated == pytest.approx(total) and row.fit == IN_FIT
+    assert row.ratio == pytest.approx(total / 3.57e9)
+    assert format_figure(total, "USD") in html
+    oi = next(r for r in comparison.rows
+              if r.target.id == "market-btc-open-interest-before" and r.policy == "hard")
+    assert oi.fit == HELD_OUT and oi.simulated == pytest.approx(oi_perp["usd"][0])
+
+
+def test_run_report_says_plainly_when_no_target_exists(simulated, monkeypatch, tmp_path):
+    from backtest.report import render_report
+
+    runs, run_id, _ = simulated
+    empty = tmp_path / "no-targets"
+    empty.mkdir()
+    monkeypatch.setenv("LIQBT_VALIDATION", str(empty))
+    with Catalog(runs) as catalog:
+        html = render_report(catalog, run_id)
+    assert 'id="reality-sentence"' in html and 'id="reality-table"' not in html
+    assert "No published figure exists for BTC loan/perp in event" in html
+    assert "data/validation has no targets for this event" in html
+
+
+def test_cli_validate_on_a_simulated_run(simulated, capsys, monkeypatch):
+    runs, run_id, _ = simulated
+    monkeypatch.delenv("LIQBT_VALIDATION", raising=False)
+    assert main(["validate", "latest", "--runs", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert f"Run {run_id}: event may-2021, BTC loan/perp" in out
+    assert "[may-2021/market-btc-liquidated]" in out and "in fit" in out
+    assert "Liquidated share of open interest (derived)" in out
