@@ -1,0 +1,384 @@
+"""Fit a book's generator and response parameters to real crashes, and check them out of sample.
+
+A calibration file (``configs/calibration/*.toml``) names the events a book type is held
+against, the policy that really ran there (the as-happened preset), the base generator
+parameters and the parameters to fit with their bounds::
+
+    name = "perps"
+    book = "configs/books/perps-base.toml"   # generator parameters held fixed
+    policy = "binance-usdtm"                  # as-happened preset
+    accounts = 4000                           # per event (granularity only)
+    seed = 7
+    interval_minutes = 5                      # candles are coarsened to this for the fit
+    long_share_weight = 1.0
+
+    [response]                                # run config [response]; fitted keys override
+    enabled = true
+
+    [[fit]]                                   # parameters: name, bounds, start
+    name = "leverage_scale"
+    low = 0.2
+    high = 5.0
+    start = 1.0
+
+    [[event]]
+    event = "may-2021"
+    symbol = "BTC/USDT"
+    interval = "1m"                           # tape interval in the store
+    venue = "all-cex"                         # targets: liquidated share of open interest
+    asset = "BTC"
+
+**Objective** (documented, minimised with ``scipy.optimize.minimize``, Nelder-Mead on
+parameters mapped to their bounds by a logistic transform)::
+
+    sum over events  log(simulated share / real share)^2
+                   + long_share_weight x (simulated long share - real long share)^2
+
+where *share* is the liquidated notional over the window divided by the book's notional (or
+debt) at the window start, and the real share is the geometric middle of the target range
+(:func:`backtest.calibration.targets.share_of_open_interest`; for loans the liquidated amount
+over the protocol's borrowings). The long share term enters only where a target gives it.
+
+**Out of sample**: :func:`leave_one_out` refits without each event in turn (starting from the
+full fit) and reports the error on the event left out: that, not the in-sample error, is the
+figure to quote.
+
+The evaluation is the engine itself (:func:`backtest.engine.dispatch.simulate` on a book from
+:func:`backtest.books.generate.generate_book`, with arrivals and cures), without market impact
+(the as-happened flow is already in the tape). The same seed and accounts give the same
+objective, so the optimiser sees a deterministic function.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from backtest import paths
+from backtest.books.event import load_book_params
+from backtest.books.generate import BookParams, generate_book
+from backtest.calibration.targets import load_targets, share_of_open_interest
+from backtest.engine.book_flow import Response, book_flow
+from backtest.engine.config import ResponseConfig
+from backtest.engine.dispatch import Prices, simulate
+from backtest.errors import ConfigError
+from backtest.events import get_event
+from backtest.kernels.enums import FillPrice, TriggerPrice
+from backtest.policies import load_policy, pack_policy
+from backtest.tapes import TapeStore
+from backtest.validation import describe, read_toml
+
+
+
+class FitParameter(BaseModel):
+    """One fitted parameter: a :class:`BookParams` or ``[response]`` field and its bounds."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    low: float
+    high: float
+    start: float
+
+
+class EventSpec(BaseModel):
+    """One event the book is held against (tape selection and target lookup)."""
+
+    model_config = ConfigDict(extra="forbid")
+    event: str
+    symbol: str
+    interval: str
+    venue: str
+    asset: str
+    share_low: float | None = Field(None, gt=0.0, le=1.0)
+    share_high: float | None = Field(None, gt=0.0, le=1.0)
+    long_share: float | None = Field(None, gt=0.0, le=1.0)
+
+
+class CalibrationConfig(BaseModel):
+    """A calibration file (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    book: Path
+    policy: str
+    accounts: int = Field(4000, gt=0)
+    seed: int = 7
+    interval_minutes: int = Field(5, gt=0)
+    long_share_weight: float = Field(1.0, ge=0.0)
+    max_evaluations: int = Field(80, gt=0)
+    response: ResponseConfig = ResponseConfig()
+    fit: list[FitParameter] = Field(min_length=1)
+    event: list[EventSpec] = Field(min_length=1)
+
+
+@dataclass
+class EventData:
+    """An event's candles (coarsened), its window and its real figures."""
+
+    spec: EventSpec
+    timestamp: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    start: object
+    end: object
+    share: tuple[float, float]
+    long_share: float | None
+
+    @property
+    def real_share(self) -> float:
+        """Geometric middle of the real share's range."""
+        return math.sqrt(self.share[0] * self.share[1])
+
+
+@dataclass
+class EventOutcome:
+    """Simulated figures of one event under one parameter set."""
+
+    event: str
+    share: float
+    long_share: float
+    real_share: float
+    real_long_share: float | None
+    hourly_share: np.ndarray = field(repr=False)
+
+    @property
+    def ratio(self) -> float:
+        """Simulated over real liquidated share."""
+        return self.share / self.real_share
+
+
+def load_calibration(path: str | Path) -> CalibrationConfig:
+    """Read and validate a calibration file.
+
+    Raises
+    ------
+    ConfigError
+        Unreadable file or invalid field (the message names file and field), or a fitted
+        parameter that is neither a book generator nor a ``[response]`` field.
+    """
+    try:
+        cfg = CalibrationConfig.model_validate(read_toml(path))
+    except ValidationError as exc:
+        raise ConfigError(describe(exc), path) from None
+    for p in cfg.fit:
+        if p.name not in BookParams.model_fields and p.name not in ResponseConfig.model_fields:
+            raise ConfigError(f"field 'fit.{p.name}': not a book or response parameter", path)
+        if not p.low < p.start < p.high:
+            raise ConfigError(f"field 'fit.{p.name}': need low < start < high", path)
+    return cfg
+
+
+def _coarsen(a: dict, minutes: int, interval_seconds: int) -> dict:
+    k = max(1, minutes * 60 // interval_seconds)
+    if k == 1:
+        return a
+    n = len(a["close"]) // k * k
+    shaped = {name: a[name][:n].reshape(-1, k) for name in a}
+    return {"timestamp": shaped["timestamp"][:, 0], "open": shaped["open"][:, 0],
+            "high": shaped["high"].max(1), "low": shaped["low"].min(1),
+            "close": shaped["close"][:, -1], "volume": shaped["volume"].sum(1)}
+
+
+def event_data(cfg: CalibrationConfig, spec: EventSpec, base: BookParams,
+               store=None, events=None, validation=None) -> EventData:
+    """Load an event's tape (lookback and window) and its real share of open interest.
+
+    Raises
+    ------
+    ConfigError
+        No target gives the event's liquidated share (and the spec gives none).
+    """
+    ev = get_event(spec.event, events)
+    lookback = ev.start - timedelta(days=base.lookback_days)
+    tape = TapeStore(paths.tape_store(store)).resolve(spec.symbol, lookback, ev.end, "binance",
+                                                        None, spec.interval)
+    full = tape.arrays()
+    sel = (full["timestamp"] >= int(lookback.timestamp() * 1000)) & (
+        full["timestamp"] < int(ev.end.timestamp() * 1000))
+    a = _coarsen({k: np.ascontiguousarray(full[k][sel]) for k in
+                  ("timestamp", "open", "high", "low", "close", "volume")},
+                 cfg.interval_minutes, tape.interval_seconds)
+    share = None
+    if spec.share_low is not None:
+        share = (spec.share_low, spec.share_high or spec.share_low)
+    else:
+        share = share_of_open_interest(spec.event, spec.venue, spec.asset, directory=validation)
+    if share is None:
+        raise ConfigError(f"event {spec.event}: no target gives the liquidated share of open "
+                          f"interest for {spec.venue} {spec.asset}")
+    long_share = spec.long_share
+    if long_share is None:
+        for t in load_targets(validation):
+            if (t.event == spec.event and t.measure == "long_share_of_liquidations"
+                    and t.venue == spec.venue):
+                long_share = math.sqrt(t.low * t.high)
+    return EventData(spec, a["timestamp"], a["open"], a["high"], a["low"], a["close"],
+                     a["volume"], ev.start, ev.end, share, long_share)
+
+
+def apply(base: BookParams, response: ResponseConfig, names: list[str], values
+          ) -> tuple[BookParams, ResponseConfig]:
+    """Return the generator and response parameters with ``names`` set to ``values``."""
+    book = {n: float(v) for n, v in zip(names, values, strict=True)
+            if n in BookParams.model_fields}
+    resp = {n: float(v) for n, v in zip(names, values, strict=True)
+            if n in ResponseConfig.model_fields}
+    return (base.model_copy(update=book), response.model_copy(update=resp))
+
+
+def simulate_event(data: EventData, params: BookParams, response: ResponseConfig, policy,
+                   accounts: int, seed: int) -> EventOutcome:
+    """Run the as-happened policy on a book drawn with ``params``; return the liquidated share.
+
+    Parameters
+    ----------
+    data : EventData
+    params : BookParams
+        Generator parameters (size is irrelevant: shares are ratios).
+    response : ResponseConfig
+        Cure parameters (``enabled`` switches them on).
+    policy : ndarray, shape (1,), ``POLICY_DTYPE``
+        The packed as-happened policy.
+    accounts, seed : int
+        Book granularity and seed.
+    """
+    book = generate_book(accounts, data.timestamp, data.close, data.low, data.high, data.start,
+                         seed, params.model_copy(update={"size_usd": None}), volume=data.volume,
+                         window_end=data.end)
+    arrays = book.arrays()
+    start_ms = int(data.start.timestamp() * 1000)
+    w = data.timestamp >= start_ms
+    window_ms = data.timestamp[w]
+    interval_s = float(np.median(np.diff(window_ms))) / 1000.0
+    resp = None
+    if response.enabled:
+        delay = 0 if response.delay_minutes == 0 else max(
+            1, math.ceil(response.delay_minutes * 60.0 / interval_s - 1e-9))
+        resp = Response(response.share, (response.perp_warning_health, response.warning_health),
+                        (response.perp_target_health, response.target_health), delay,
+                        response.seed)
+    entry_ms = book.frame["entry_time"].dt.epoch("ms").to_numpy()
+    units0, cash0, flow = book_flow(book.frame["account_id"].to_numpy(), arrays["units"],
+                                    arrays["cash"], arrays["equity_at_entry"], entry_ms,
+                                    window_ms, resp)
+    prices = Prices(data.open[w], data.high[w], data.low[w], data.close[w])
+    res = simulate(prices, arrays["product"], units0, cash0, policy, TriggerPrice.EXTREME,
+                   FillPrice.TRIGGER, flow=flow)
+    loan = arrays["product"] == 1
+    opened = flow.arrival_step < 0
+    held = np.where(loan, -cash0, np.abs(units0) * data.close[~w][-1])[opened].sum()
+    liquidated = res.liquidated_notional.sum()
+    longs = res.liquidated_notional[arrays["units"] > 0].sum()
+    per_step = np.zeros(len(window_ms))
+    rec = res.records
+    np.add.at(per_step, rec["step"], np.abs(rec["units_closed"]) * rec["fill_price"])
+    hours = ((window_ms - window_ms[0]) // 3_600_000).astype(np.int64)
+    hourly = np.bincount(hours, weights=per_step) / held
+    return EventOutcome(data.spec.event, liquidated / held,
+                        longs / liquidated if liquidated > 0 else float("nan"),
+                        data.real_share, data.long_share, hourly)
+
+
+def _to_unit(values, bounds):
+    return [math.log((v - lo) / (hi - v)) for v, (lo, hi) in zip(values, bounds, strict=True)]
+
+
+def _from_unit(z, bounds):
+    return [lo + (hi - lo) / (1.0 + math.exp(-x)) for x, (lo, hi) in zip(z, bounds, strict=True)]
+
+
+@dataclass
+class FitResult:
+    """Fitted values, the objective and each event's outcome."""
+
+    values: dict[str, float]
+    objective: float
+    outcomes: list[EventOutcome]
+    evaluations: int
+    seconds: float
+
+
+class Calibration:
+    """Fits a :class:`CalibrationConfig`; events are loaded once."""
+
+    def __init__(self, cfg: CalibrationConfig, store=None, strategies=None, events=None,
+                 validation=None):
+        self.cfg = cfg
+        self.base = load_book_params(cfg.book)
+        self.response = cfg.response
+        self.policy = load_policy(cfg.policy, strategies)
+        self.data = [event_data(cfg, s, self.base, store, events, validation) for s in cfg.event]
+        self.names = [p.name for p in cfg.fit]
+        self.bounds = [(p.low, p.high) for p in cfg.fit]
+
+    def outcomes(self, values, events: list[EventData] | None = None) -> list[EventOutcome]:
+        """Simulate every event (or ``events``) with the fitted parameters set to ``values``."""
+        params, response = apply(self.base, self.response, self.names, values)
+        out = []
+        for d in events or self.data:
+            policy = pack_policy(self.policy, int(np.median(np.diff(d.timestamp)) // 1000))
+            out.append(simulate_event(d, params, response, policy, self.cfg.accounts,
+                                      self.cfg.seed))
+        return out
+
+    def objective(self, outcomes: list[EventOutcome]) -> float:
+        """The documented objective (module docstring) of a list of outcomes."""
+        total = 0.0
+        for o in outcomes:
+            total += math.log(max(o.share, 1e-6) / o.real_share) ** 2
+            if o.real_long_share is not None and math.isfinite(o.long_share):
+                total += self.cfg.long_share_weight * (o.long_share - o.real_long_share) ** 2
+        return total
+
+    def fit(self, events: list[EventData] | None = None, start=None,
+            max_evaluations: int | None = None) -> FitResult:
+        """Minimise the objective over ``events`` (default all) from ``start`` (default file)."""
+        from scipy.optimize import minimize
+
+        t0 = time.perf_counter()
+        x0 = _to_unit(start or [p.start for p in self.cfg.fit], self.bounds)
+        cache: dict[tuple, float] = {}
+
+        def f(z):
+            key = tuple(np.round(z, 12))
+            if key not in cache:
+                cache[key] = self.objective(self.outcomes(_from_unit(z, self.bounds), events))
+            return cache[key]
+
+        res = minimize(f, x0, method="Nelder-Mead",
+                       options={"maxfev": max_evaluations or self.cfg.max_evaluations,
+                                "xatol": 1e-3, "fatol": 1e-4,
+                                "initial_simplex": _simplex(x0)})
+        values = _from_unit(res.x, self.bounds)
+        outcomes = self.outcomes(values, events)
+        return FitResult(dict(zip(self.names, values, strict=True)), self.objective(outcomes),
+                         outcomes, len(cache), time.perf_counter() - t0)
+
+    def leave_one_out(self, full: FitResult, max_evaluations: int | None = None
+                      ) -> list[tuple[EventOutcome, FitResult]]:
+        """Refit without each event; return its outcome under the fit that never saw it."""
+        out = []
+        start = [full.values[n] for n in self.names]
+        for held in self.data:
+            rest = [d for d in self.data if d is not held]
+            fitted = self.fit(rest, start, max_evaluations)
+            out.append((self.outcomes(list(fitted.values.values()), [held])[0], fitted))
+        return out
+
+
+def _simplex(x0) -> np.ndarray:
+    """A start simplex one logistic unit wide in every parameter."""
+    n = len(x0)
+    simplex = np.tile(np.asarray(x0, float), (n + 1, 1))
+    for k in range(n):
+        simplex[k + 1, k] += 1.0
+    return simplex

@@ -1,0 +1,129 @@
+"""Calibrated parameter files: what ``liqbt book calibrate`` writes and books are drawn from.
+
+Layout (TOML; written whole to a temporary name, then renamed)::
+
+    [book]          # BookParams: the generator parameters, fitted ones included
+    [response]      # run config [response]: the cures, fitted ones included
+    [fit]           # how it was fitted: config, policy, objective, evaluations, seconds
+    [[fit.event]]   # per event: real and simulated liquidated share, ratio, in the fit
+    [[leave_one_out]]  # per event: the ratio when the event was left out of the fit
+
+A book drawn from such a file records its path, the ``[response]`` values and the targets the
+fit used (``calibration_fit_targets``) in its metadata, so ``liqbt run`` applies the fitted
+cures and ``liqbt validate`` says which comparisons are in sample.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from backtest.books.generate import BookParams
+from backtest.calibration.targets import load_targets
+from backtest.engine.config import ResponseConfig
+from backtest.errors import ConfigError
+from backtest.validation import describe, read_toml
+
+#: Target measures a perp or loan fit is held against.
+FIT_MEASURES = ("liquidated_notional_usd", "open_interest_before_usd", "borrowed_usd",
+                "liquidated_share_of_open_interest", "long_share_of_liquidations")
+
+
+@dataclass
+class Calibrated:
+    """A calibrated parameter file, read back."""
+
+    path: Path
+    book: BookParams
+    response: ResponseConfig
+    fit_events: list[dict]
+    fit_targets: list[str]
+
+
+def _value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        if isinstance(v, float) and not math.isfinite(v):
+            return '"nan"'
+        return repr(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    return json.dumps(str(v))
+
+
+def _table(name: str, values: dict, array: bool = False) -> list[str]:
+    lines = [f"[[{name}]]" if array else f"[{name}]"]
+    lines += [f"{k} = {_value(v)}" for k, v in values.items() if v is not None]
+    return lines + [""]
+
+
+def write_calibrated(path: str | Path, book: BookParams, response: ResponseConfig, fit: dict,
+                     events: list[dict], leave_one_out: list[dict], header: str) -> Path:
+    """Write a calibrated parameter file atomically (see the module docstring).
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination (``.toml``).
+    book, response : BookParams, ResponseConfig
+        The fitted parameters (non-default book fields and every response field are written).
+    fit : dict
+        Scalars describing the fit (config, policy, objective, evaluations, ...).
+    events, leave_one_out : list of dict
+        Per-event rows (scalars only).
+    header : str
+        Comment lines put at the top (the command that wrote the file).
+    """
+    path = Path(path)
+    defaults = BookParams()
+    book_values = {k: v for k, v in book.model_dump().items()
+                   if v != getattr(defaults, k) and v is not None}
+    lines = [f"# {line}" for line in header.splitlines()] + [""]
+    lines += _table("book", book_values)
+    lines += _table("response", response.model_dump())
+    lines += _table("fit", fit)
+    for row in events:
+        lines += _table("fit.event", row, array=True)
+    for row in leave_one_out:
+        lines += _table("leave_one_out", row, array=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_text("\n".join(lines))
+    os.replace(tmp, path)
+    return path
+
+
+def read_calibrated(path: str | Path, validation: str | Path | None = None) -> Calibrated:
+    """Read a calibrated parameter file.
+
+    Raises
+    ------
+    ConfigError
+        Unreadable file or an invalid ``[book]`` / ``[response]`` field (named).
+    """
+    raw = read_toml(path)
+    try:
+        book = BookParams.model_validate(raw.get("book", {}))
+        response = ResponseConfig.model_validate(raw.get("response", {}))
+    except ValidationError as exc:
+        raise ConfigError(describe(exc), path) from None
+    events = raw.get("fit", {}).get("event", [])
+    return Calibrated(Path(path), book, response, events, fit_targets(events, validation))
+
+
+def fit_targets(events: list[dict], validation: str | Path | None = None) -> list[str]:
+    """The ``"<event>/<id>"`` of every target a fit over ``events`` was held against."""
+    keys = {(e.get("event"), e.get("venue"), e.get("asset")) for e in events if e.get("in_fit")}
+    return sorted(f"{t.event}/{t.id}" for t in load_targets(validation)
+                  if (t.event, t.venue, t.asset) in keys and t.measure in FIT_MEASURES)
+
+
+def is_calibrated(path: str | Path) -> bool:
+    """Whether a parameter file is a calibrated one (has a ``[book]`` table)."""
+    return isinstance(read_toml(path).get("book"), dict)
