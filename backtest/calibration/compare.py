@@ -267,7 +267,7 @@ def matching_targets(facts: RunFacts, targets: list[Target]) -> list[Target]:
 
 def _derived_shares(facts: RunFacts, matched: list[Target], pool: list[Target]
                     ) -> dict[str, tuple[Target, list[str]]]:
-    """A derived share-of-open-interest target per venue with both figures and no direct one.
+    """Build a derived share-of-open-interest target per venue lacking a direct one.
 
     Returns ``{target id: (target, keys of the targets it was derived from)}``.
     """
@@ -519,8 +519,9 @@ def _ts(t: datetime) -> str:
 
 
 class RunTables:
-    """Simulated figures from one run's Parquet tables (``steps``, ``accounts``,
-    ``liquidations``, ``adl``) through the catalog.
+    """Simulated figures from one run's Parquet tables, through the catalog.
+
+    Tables read: ``steps``, ``accounts``, ``liquidations``, ``adl``.
 
     Parameters
     ----------
