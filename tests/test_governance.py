@@ -108,3 +108,68 @@ def test_cli_report_governance_reuses_cells(governance_report, tmp_path, capsys)
     assert str(out) in captured.out and "120 cells (120 reused, 0 run)" in captured.err
     code = main(["report", "latest", "--governance", str(governance_report["proposal"])])
     assert code == 2 and "not both" in capsys.readouterr().err
+
+
+SYNTHETIC_TARGETS = """
+event = "synthetic-crash"
+
+[[target]]
+id = "btc-liquidated"
+scope = "market"
+venue = "all-cex"
+product = "perp"
+asset = "BTC"
+window_start = 2021-05-19T00:00:00Z
+window_end = 2021-05-20T00:00:00Z
+measure = "liquidated_notional_usd"
+low = 1.0e5
+high = 4.0e5
+unit = "USD"
+source = "https://example.org/liquidated"
+quality = "secondary"
+note = "made up for a test"
+"""
+
+
+def test_against_what_happened_says_plainly_when_no_target_exists(governance_report):
+    html = governance_report["html"].read_text(encoding="utf-8")
+    assert '<section id="against-what-happened">' in html
+    assert 'href="#against-what-happened"' in html
+    section = html.split('<section id="against-what-happened">')[1].split("</section>")[0]
+    assert section.count('class="reality-sentence"') == 6  # one per event, none has targets
+    assert "data/validation has no targets for this event" in section
+
+
+def test_against_what_happened_rows_are_the_sweeps_figures(governance_report, tmp_path,
+                                                           monkeypatch):
+    from backtest.report.governance import against_what_happened, load_governance_data
+    from backtest.report.proposal import CURRENT
+    from backtest.results.catalog import Catalog
+
+    world = governance_report
+    monkeypatch.setenv("LIQBT_EVENTS", str(world["events"]))
+    targets = tmp_path / "validation"
+    targets.mkdir()
+    (targets / "synthetic-crash.toml").write_text(SYNTHETIC_TARGETS)
+    proposal = load_proposal(world["proposal"])
+    roles = parameter_sets(proposal, world["proposal"])
+    sweep_dir = world["outcome"].sweep_dir
+    with Catalog(world["runs"]) as catalog:
+        catalog.register_sweep(sweep_dir)
+        data = load_governance_data(catalog, proposal, world["proposal"], sweep_dir, roles,
+                                    events=world["events"])
+        sections = against_what_happened(catalog, data, targets)
+        expected = catalog.query("""
+            SELECT avg(liquidated_notional_usd) AS usd FROM sweep_cells
+            WHERE event = 'window-0' AND stress_kind = 'none' AND param_set = 'current'""")
+    assert [s["event"] for s in sections] == [e.key for e in proposal.events]
+    first = sections[0]
+    assert first["sentence"] is None and not first["calibrated"]
+    rows = {r["policy"]: r for r in first["rows"]}
+    assert set(rows) == {s.label for s in data.named()}
+    current = rows[CURRENT]
+    from backtest.calibration.compare import format_figure
+    assert current["simulated"] == format_figure(expected["usd"][0], "USD")
+    assert current["real"] == "$100k \u2013 $400k" and current["fit"] == "uncalibrated book"
+    # later windows start after the target's: the simulated window is clipped to the run's
+    assert "2021-05-19 02:00" in sections[1]["rows"][0]["simulated_window"]

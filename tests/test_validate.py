@@ -17,11 +17,11 @@ from backtest.calibration.compare import (
     IN_FIT,
     UNCALIBRATED,
     RunFacts,
-    RunTables,
     compare,
     format_figure,
     table_rows,
 )
+from backtest.calibration.sources import RunTables
 from backtest.calibration.targets import load_targets
 from backtest.cli import main
 from backtest.results.catalog import Catalog

@@ -189,7 +189,8 @@ class _TargetModel(BaseModel):
     @classmethod
     def _asset(cls, value: str) -> str:
         if not _ASSET_RE.match(value):
-            raise ValueError(f"{value!r} is not a base asset such as BTC (or BTC+ETH for a joint figure), or 'all'")
+            raise ValueError(f"{value!r} is not a base asset such as BTC (or BTC+ETH for a "
+                             "joint figure), or 'all'")
         return value
 
     @field_validator("measure")

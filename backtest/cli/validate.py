@@ -25,7 +25,8 @@ def validate(
     venue's and the market's figures are shown). Exits 0 whatever the ratios.
     """
     from backtest import paths
-    from backtest.calibration.compare import RunFacts, RunTables, compare
+    from backtest.calibration.compare import RunFacts, compare
+    from backtest.calibration.sources import RunTables
     from backtest.calibration.targets import load_targets
     from backtest.errors import CatalogError
     from backtest.results.catalog import Catalog

@@ -902,7 +902,8 @@ def against_what_happened(catalog: Catalog, run_id: str,
         the plain sentence when nothing matches, or why the targets could not be read),
         ``calibrated`` (bool).
     """
-    from backtest.calibration.compare import RunFacts, RunTables, compare, table_rows
+    from backtest.calibration.compare import RunFacts, compare, table_rows
+    from backtest.calibration.sources import RunTables
     from backtest.errors import ConfigError
 
     facts = RunFacts.from_manifest(catalog.manifest(run_id))

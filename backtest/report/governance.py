@@ -224,14 +224,8 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
     from datetime import datetime
 
     from backtest.books.io import read_book_table
-    from backtest.calibration.compare import (
-        RunFacts,
-        SweepTables,
-        base_asset,
-        compare,
-        fit_keys,
-        table_rows,
-    )
+    from backtest.calibration.compare import RunFacts, base_asset, compare, fit_keys, table_rows
+    from backtest.calibration.sources import SweepTables
     from backtest.calibration.targets import load_targets
     from backtest.errors import ConfigError, LiqbtError
 

@@ -1,0 +1,209 @@
+"""Where simulated figures come from: a run's Parquet tables, or a governance sweep's cells.
+
+Both implement :class:`backtest.calibration.compare.FigureSource`: ``figures(start, end,
+from_run_start, product)`` returns ``{policy: {measure: value}}`` over ``[start, end)`` in the
+units of :data:`backtest.calibration.targets.MEASURES` (USD, counts, fractions), None where a
+measure is not simulated. Queries go through the DuckDB catalog
+(:class:`backtest.results.catalog.Catalog`); nothing per account leaves DuckDB.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+from backtest.calibration.compare import SHARE, RunFacts
+
+
+def _float(value) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _lit(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _ts(t: datetime) -> str:
+    return f"TIMESTAMPTZ {_lit(t.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S+00'))}"
+
+
+class RunTables:
+    """Simulated figures from one run's Parquet tables, through the catalog.
+
+    Tables read: ``steps``, ``accounts``, ``liquidations``, ``adl``.
+
+    Parameters
+    ----------
+    catalog : backtest.results.catalog.Catalog
+        Open catalog holding the run.
+    run_id : str
+    facts : RunFacts
+        The run's facts (for the book's recorded open interest).
+    """
+
+    def __init__(self, catalog, run_id: str, facts: RunFacts):
+        self.catalog, self.run_id, self.facts = catalog, run_id, facts
+        pol = catalog.query(f"SELECT DISTINCT policy FROM steps WHERE run_id = {_lit(run_id)}")
+        manifest_order = [p["name"] for p in catalog.manifest(run_id).get("policies", [])]
+        present = set(pol["policy"].to_list()) if pol.height else set()
+        self.policies = [p for p in manifest_order if p in present] or sorted(present)
+
+    def figures(self, start: datetime, end: datetime, from_run_start: bool, product: str
+                ) -> dict[str, dict[str, float | None]]:
+        """Return ``{policy: {measure: value}}`` of one product over ``[start, end)``.
+
+        Liquidation figures come from the ``liquidations`` rows of the product's accounts;
+        levels at the start from the ``accounts`` table (or the book's recorded open
+        interest) when ``from_run_start``, else from the ``steps`` running totals of the
+        product (perps: long + short notional; loans: collateral and debt); the insurance
+        fund and auto-deleveraging from the whole book.
+        """
+        run, a, b, prod = _lit(self.run_id), _ts(start), _ts(end), _lit(product)
+        q = self.catalog.query
+        oi_column = ("perp_long_oi_usd + perp_short_oi_usd" if product == "perp"
+                     else "loan_collateral_usd")
+        flows = q(f"""
+            SELECT policy,
+                   sum(insurance_draw_usd) AS insurance_fund_drawn_usd,
+                   sum(adl_notional_usd) AS adl_notional_usd,
+                   arg_max({oi_column}, step) AS open_interest_after_usd
+            FROM steps WHERE run_id = {run} AND timestamp >= {a} AND timestamp < {b}
+            GROUP BY policy""")
+        if from_run_start:
+            levels = q(f"""
+                SELECT policy, sum(initial_notional_usd) AS open_interest_before_usd,
+                       sum(initial_notional_usd - initial_equity_usd) AS borrowed_usd,
+                       sum(initial_notional_usd) AS collateral_usd
+                FROM accounts WHERE run_id = {run} AND product = {prod} GROUP BY policy""")
+        else:
+            levels = q(f"""
+                SELECT policy, arg_max({oi_column}, step) AS open_interest_before_usd,
+                       arg_max(loan_debt_usd, step) AS borrowed_usd,
+                       arg_max(loan_collateral_usd, step) AS collateral_usd
+                FROM steps WHERE run_id = {run} AND timestamp < {a} GROUP BY policy""")
+        events = q(f"""
+            SELECT l.policy,
+                   sum(l.notional_usd) AS liquidated_notional_usd,
+                   count(*) AS liquidations_count,
+                   sum(l.bad_debt_usd) AS bad_debt_usd,
+                   count(DISTINCT l.account_id) AS accounts_liquidated,
+                   count(DISTINCT l.account_id) FILTER (WHERE l.bad_debt_usd > 0)
+                       AS bad_debt_accounts,
+                   coalesce(sum(l.notional_usd) FILTER (WHERE ac.side > 0), 0)
+                       AS liquidated_long_usd,
+                   coalesce(sum(l.notional_usd) FILTER (WHERE ac.side < 0), 0)
+                       AS liquidated_short_usd
+            FROM liquidations l JOIN accounts ac
+              ON ac.run_id = l.run_id AND ac.policy = l.policy AND ac.account_id = l.account_id
+            WHERE l.run_id = {run} AND l.timestamp >= {a} AND l.timestamp < {b}
+              AND ac.product = {prod}
+            GROUP BY l.policy""")
+        adl = q(f"""
+            SELECT policy, count(DISTINCT account_id) AS adl_accounts, count(*) AS adl_fills
+            FROM adl WHERE run_id = {run} AND timestamp >= {a} AND timestamp < {b}
+            GROUP BY policy""")
+        out: dict[str, dict[str, float | None]] = {}
+        for policy in self.policies:
+            fig: dict[str, float | None] = dict.fromkeys(
+                ("liquidated_notional_usd", "liquidations_count", "bad_debt_usd",
+                 "accounts_liquidated", "bad_debt_accounts", "liquidated_long_usd",
+                 "liquidated_short_usd", "adl_accounts", "adl_fills"), 0.0)
+            for frame in (flows, levels, events, adl):
+                if frame.height and "policy" in frame.columns:
+                    hit = frame.filter(frame["policy"].cast(str) == policy)
+                    if hit.height:
+                        fig.update({k: _float(v) for k, v in hit.row(0, named=True).items()
+                                    if k != "policy"})
+            if from_run_start and self.facts.open_interest_usd is not None:
+                fig["open_interest_before_usd"] = self.facts.open_interest_usd
+            if product != "loan":
+                fig["borrowed_usd"] = fig["collateral_usd"] = None
+            _derive(fig)
+            out[policy] = fig
+        return out
+
+
+def _derive(fig: dict[str, float | None]) -> None:
+    """Add the share of open interest and the long share of liquidations, in place."""
+    liq, oi = fig.get("liquidated_notional_usd"), fig.get("open_interest_before_usd")
+    fig[SHARE] = liq / oi if liq is not None and oi else None
+    long_, short = fig.get("liquidated_long_usd"), fig.get("liquidated_short_usd")
+    if long_ is not None and short is not None and long_ + short > 0:
+        fig["long_share_of_liquidations"] = long_ / (long_ + short)
+    else:
+        fig["long_share_of_liquidations"] = None
+
+
+class SweepTables:
+    """Simulated figures of a governance sweep's cells (``sweep_steps``), per parameter set.
+
+    Only unstressed cells are used (a stressed path is not history); figures are averaged
+    over seeds. Levels at the window start come from ``open_interest_usd`` (the books' notional
+    at the window start, averaged over seeds) since cells keep no accounts table.
+
+    Parameters
+    ----------
+    catalog : backtest.results.catalog.Catalog
+        Open catalog with the sweep registered.
+    sweep_id : str
+    event : str
+        The proposal's event key (``sweep_cells.event``).
+    param_sets : list of str
+        Parameter-set labels to report, in order (the "policies" of the comparison).
+    open_interest_usd : float or None
+        Book notional at the window start, USD.
+    """
+
+    def __init__(self, catalog, sweep_id: str, event: str, param_sets: list[str],
+                 open_interest_usd: float | None):
+        self.catalog, self.sweep_id, self.event = catalog, sweep_id, event
+        self.policies = list(param_sets)
+        self.open_interest_usd = open_interest_usd
+        self.whole_book = True
+
+    def figures(self, start: datetime, end: datetime, from_run_start: bool, product: str
+                ) -> dict[str, dict[str, float | None]]:
+        """Return ``{param_set: {measure: value}}`` over ``[start, end)``, seed-averaged.
+
+        Cells keep whole-book per-step series only, so ``product`` does not split them (a
+        book mixing perps and loans is compared as a whole; :func:`compare` says so).
+        """
+        a, b = _ts(start), _ts(end)
+        per_cell = self.catalog.query(f"""
+            SELECT c.param_set, c.seed,
+                   sum(st.liquidated_notional_usd) FILTER (WHERE st.timestamp >= {a}
+                       AND st.timestamp < {b}) AS liquidated_notional_usd,
+                   sum(st.liquidations) FILTER (WHERE st.timestamp >= {a}
+                       AND st.timestamp < {b}) AS liquidations_count,
+                   sum(st.adl_notional_usd) FILTER (WHERE st.timestamp >= {a}
+                       AND st.timestamp < {b}) AS adl_notional_usd,
+                   coalesce(max(st.bad_debt_cum_usd) FILTER (WHERE st.timestamp < {b}), 0)
+                     - coalesce(max(st.bad_debt_cum_usd) FILTER (WHERE st.timestamp < {a}), 0)
+                       AS bad_debt_usd,
+                   coalesce(max(st.accounts_liquidated_cum) FILTER (WHERE st.timestamp < {b}), 0)
+                     - coalesce(max(st.accounts_liquidated_cum)
+                                FILTER (WHERE st.timestamp < {a}), 0)
+                       AS accounts_first_liquidated
+            FROM sweep_steps st JOIN sweep_cells c USING (sweep_id, cell_id)
+            WHERE st.sweep_id = {_lit(self.sweep_id)} AND c.event = {_lit(self.event)}
+              AND c.stress_kind = 'none'
+            GROUP BY ALL""")
+        out: dict[str, dict[str, float | None]] = {}
+        for label in self.policies:
+            cells = (per_cell.filter(per_cell["param_set"] == label)
+                     if per_cell.height else per_cell)
+            fig: dict[str, float | None] = {}
+            for col in ("liquidated_notional_usd", "liquidations_count", "adl_notional_usd",
+                        "bad_debt_usd"):
+                fig[col] = _float(cells[col].mean()) if cells.height else None
+            if cells.height and from_run_start:
+                # the first liquidation of every account liquidated in the window
+                fig["accounts_liquidated"] = _float(cells["accounts_first_liquidated"].mean())
+            fig["open_interest_before_usd"] = self.open_interest_usd if from_run_start else None
+            _derive(fig)
+            out[label] = fig
+        return out
