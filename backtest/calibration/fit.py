@@ -61,7 +61,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backtest import paths
-from backtest.books.event import load_book_params
 from backtest.books.generate import BookParams, generate_book
 from backtest.calibration.targets import load_targets, share_of_open_interest
 from backtest.engine.book_flow import Response, book_flow
@@ -310,15 +309,24 @@ class FitResult:
 class Calibration:
     """Fits a :class:`CalibrationConfig`; events are loaded once."""
 
-    def __init__(self, cfg: CalibrationConfig, store=None, strategies=None, events=None,
-                 validation=None):
+    def __init__(self, cfg: CalibrationConfig, data: list[EventData], base: BookParams, policy):
         self.cfg = cfg
-        self.base = load_book_params(cfg.book)
+        self.base = base
         self.response = cfg.response
-        self.policy = load_policy(cfg.policy, strategies)
-        self.data = [event_data(cfg, s, self.base, store, events, validation) for s in cfg.event]
+        self.policy = policy
+        self.data = data
         self.names = [p.name for p in cfg.fit]
         self.bounds = [(p.low, p.high) for p in cfg.fit]
+
+    @classmethod
+    def load(cls, cfg: CalibrationConfig, store=None, strategies=None, events=None,
+             validation=None) -> Calibration:
+        """Read the base parameters, the policy, every event's tape and real figures."""
+        from backtest.books.event import load_book_params
+
+        base = load_book_params(cfg.book)
+        data = [event_data(cfg, s, base, store, events, validation) for s in cfg.event]
+        return cls(cfg, data, base, load_policy(cfg.policy, strategies))
 
     def outcomes(self, values, events: list[EventData] | None = None) -> list[EventOutcome]:
         """Simulate every event (or ``events``) with the fitted parameters set to ``values``."""

@@ -124,6 +124,75 @@ def fit_targets(events: list[dict], validation: str | Path | None = None) -> lis
                   if (t.event, t.venue, t.asset) in keys and t.measure in FIT_MEASURES)
 
 
+def venue_size_usd(event: str, venue: str, asset: str, loans: bool,
+                   validation: str | Path | None = None) -> float:
+    """The venue's open interest (perps) or the protocol's borrowings (loans) at an event's start.
+
+    The geometric middle of the union of the matching ``open_interest_before_usd`` /
+    ``borrowed_usd`` targets (``data/validation``), USD.
+
+    Raises
+    ------
+    ConfigError
+        No target gives the figure (the message says how to size the book by hand).
+    """
+    measure = "borrowed_usd" if loans else "open_interest_before_usd"
+    found = [t for t in load_targets(validation)
+             if t.event == event and t.venue == venue and t.asset == asset
+             and t.measure == measure]
+    if not found:
+        raise ConfigError(f"no '{measure}' target for {venue} {asset} in event {event} "
+                          "(data/validation): give the book's size with --size-usd")
+    low, high = min(t.low for t in found), max(t.high for t in found)
+    return math.sqrt(low * high)
+
+
+def calibrated_params(path: str | Path | None, event: str, asset: str,
+                      size_usd: float | None = None, validation: str | Path | None = None
+                      ) -> tuple[BookParams, dict[str, str]]:
+    """Generator parameters for an event's book, sized to the venue, and the metadata to record.
+
+    Parameters
+    ----------
+    path : str or Path or None
+        A calibrated file (``[book]`` table), a plain generator parameter file, or None.
+    event, asset : str
+        Event key and base asset (for the venue's size).
+    size_usd : float, optional
+        Explicit size, USD; else the target figure when the parameters name a venue
+        (``represents``), else unsized.
+    validation : str or Path, optional
+        Targets directory.
+
+    Returns
+    -------
+    BookParams, dict
+        Parameters, and metadata (``calibration``, ``response``, ``calibration_fit_targets``
+        for a calibrated file).
+
+    Raises
+    ------
+    ConfigError
+        Invalid file, or a venue without a size figure.
+    """
+    from backtest.books.event import load_book_params
+
+    meta: dict[str, str] = {}
+    if path is not None and is_calibrated(path):
+        cal = read_calibrated(path, validation)
+        params = cal.book
+        meta = {"calibration": str(path), "response": cal.response.model_dump_json(),
+                "calibration_fit_targets": json.dumps(cal.fit_targets)}
+    else:
+        params = load_book_params(path)
+    if size_usd is None and params.size_usd is None and params.represents:
+        size_usd = venue_size_usd(event, params.represents, asset, params.loan_fraction >= 1.0,
+                                  validation)
+    if size_usd is not None:
+        params = params.model_copy(update={"size_usd": size_usd})
+    return params, meta
+
+
 def is_calibrated(path: str | Path) -> bool:
     """Whether a parameter file is a calibrated one (has a ``[book]`` table)."""
     return isinstance(read_toml(path).get("book"), dict)

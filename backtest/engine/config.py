@@ -204,8 +204,9 @@ class ResponseConfig(_Strict):
 
     Attributes
     ----------
-    enabled : bool
-        Switch responses on (default off: the book stands still, as before).
+    enabled : bool or None
+        Switch responses on or off. None (the default): the cures a calibrated book was fitted
+        with (its metadata ``response``), or none for an uncalibrated book.
     share : float
         Fraction of accounts that respond, [0, 1].
     warning_health, target_health : float
@@ -221,7 +222,7 @@ class ResponseConfig(_Strict):
         Seed of the per-account responder draw.
     """
 
-    enabled: bool = False
+    enabled: bool | None = None
     share: float = Field(default=0.7, ge=0.0, le=1.0)
     warning_health: float = Field(default=1.075, gt=1.0)
     target_health: float = Field(default=1.16, gt=1.0)

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numba
 import numpy as np
+from pydantic import ValidationError
 
 from backtest import paths
 from backtest.books import read_book
 from backtest.books.schema import Book
 from backtest.engine.book_flow import BookFlow, Response, book_flow
-from backtest.engine.config import RunConfig, load_run_config
+from backtest.engine.config import ResponseConfig, RunConfig, load_run_config
 from backtest.engine.dispatch import Prices, SimulationResult, liquidation_order, simulate
 from backtest.engine.market import (
     MarketInputs,
@@ -39,6 +40,7 @@ from backtest.events import get_event
 from backtest.policies import load_policy, pack_policy
 from backtest.progress import progress_bar
 from backtest.tapes import Tape, TapeStore
+from backtest.validation import describe
 
 
 @dataclass
@@ -166,6 +168,11 @@ def moving_book(inputs: Inputs) -> tuple[dict, BookFlow]:
     """
     book = inputs.book.arrays()
     cfg = inputs.config.response
+    if cfg.enabled is None and inputs.book.meta.get("response"):
+        try:  # the cures the book was calibrated with
+            cfg = ResponseConfig.model_validate_json(inputs.book.meta["response"])
+        except ValidationError as exc:
+            raise BookError(f"metadata 'response': {describe(exc)}", inputs.book.path) from None
     response = None
     if cfg.enabled:
         response = Response(cfg.share, (cfg.perp_warning_health, cfg.warning_health),

@@ -1,0 +1,107 @@
+"""``liqbt book calibrate``: fit, check out of sample, write the calibrated file, print the errors."""
+
+from __future__ import annotations
+
+import math
+import shlex
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from backtest.calibration.fit import Calibration, EventOutcome, FitResult, load_calibration
+from backtest.calibration.fitted import write_calibrated
+from backtest.engine.config import ResponseConfig
+
+
+def _row(o: EventOutcome, spec, in_fit: bool) -> dict:
+    return {"event": o.event, "venue": spec.venue, "asset": spec.asset,
+            "real_share": round(o.real_share, 6), "simulated_share": round(o.share, 6),
+            "ratio": round(o.ratio, 4),
+            "real_long_share": (round(o.real_long_share, 4)
+                                if o.real_long_share is not None else None),
+            "simulated_long_share": round(o.long_share, 4) if math.isfinite(o.long_share)
+            else None, "in_fit": in_fit}
+
+
+def calibrate_file(config: str | Path, output: str | Path, max_evaluations: int | None = None,
+                   leave_one_out: bool = True, store=None, console: Console | None = None
+                   ) -> tuple[FitResult, list]:
+    """Run a calibration file end to end (see :mod:`backtest.calibration.fit`).
+
+    Parameters
+    ----------
+    config, output : str or Path
+        Calibration file to read; calibrated parameter file to write.
+    max_evaluations : int, optional
+        Objective evaluations per fit.
+    leave_one_out : bool
+        Also refit without each event and report its error.
+    store : str or Path, optional
+        Tape store.
+    console : rich Console, optional
+        Where the tables go.
+
+    Returns
+    -------
+    FitResult, list
+        The full fit and the leave-one-out ``(outcome, fit)`` pairs.
+
+    Raises
+    ------
+    ConfigError, TapeError
+        Invalid file, missing target or tape.
+    """
+    console = console or Console()
+    cfg = load_calibration(config)
+    cal = Calibration.load(cfg, store=store)
+    console.print(f"fitting {', '.join(cal.names)} on {len(cal.data)} events "
+                  f"({cfg.accounts:,} accounts each, {cfg.interval_minutes}-minute candles) ...")
+    full = cal.fit(max_evaluations=max_evaluations)
+    loo = cal.leave_one_out(full, max_evaluations) if leave_one_out and len(cal.data) > 1 else []
+    book, response = _fitted(cal, full)
+    specs = {d.spec.event: d.spec for d in cal.data}
+    rows = [_row(o, specs[o.event], True) for o in full.outcomes]
+    held = [dict(_row(o, specs[o.event], False), objective_without=round(f.objective, 6),
+                 **{f"fitted_{k}": round(v, 6) for k, v in f.values.items()})
+            for o, f in loo]
+    fit = {"config": str(config), "policy": cfg.policy, "accounts": cfg.accounts,
+           "seed": cfg.seed, "interval_minutes": cfg.interval_minutes,
+           "objective": round(full.objective, 6), "evaluations": full.evaluations,
+           "seconds": round(full.seconds + sum(f.seconds for _, f in loo), 1),
+           "fitted": list(cal.names),
+           **{f"fitted_{k}": round(v, 6) for k, v in full.values.items()}}
+    command = "liqbt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+    write_calibrated(output, book, response, fit, rows, held,
+                     f"Calibrated by `{command}`\nfrom {config}: do not edit by hand; refit.")
+    _print(console, cal, full, loo)
+    console.print(f"wrote {output} ({fit['seconds']:.0f} s)")
+    return full, loo
+
+
+def _fitted(cal: Calibration, full: FitResult):
+    from backtest.calibration.fit import apply
+
+    book, response = apply(cal.base, cal.response, cal.names, list(full.values.values()))
+    if response.enabled is None:
+        response = response.model_copy(update={"enabled": False})
+    return book, ResponseConfig.model_validate(response.model_dump())
+
+
+def _print(console: Console, cal: Calibration, full: FitResult, loo: list) -> None:
+    table = Table(title="liquidated share of open interest: real vs simulated")
+    for col in ("event", "target", "real", "fit (in sample)", "ratio", "left out", "ratio ",
+                "long share real / sim"):
+        table.add_column(col, justify="left" if col in ("event", "target") else "right")
+    held = {o.event: o for o, _ in loo}
+    for d, o in zip(cal.data, full.outcomes, strict=True):
+        h = held.get(o.event)
+        table.add_row(o.event, f"{d.spec.venue} {d.spec.asset}", f"{o.real_share:.2%}",
+                      f"{o.share:.2%}", f"{o.ratio:.2f}x",
+                      f"{h.share:.2%}" if h else "-", f"{h.ratio:.2f}x" if h else "-",
+                      (f"{o.real_long_share:.0%} / " if o.real_long_share else "- / ")
+                      + (f"{o.long_share:.0%}" if math.isfinite(o.long_share) else "-"))
+    console.print(table)
+    console.print("fitted: " + ", ".join(f"{k} = {v:.4g}" for k, v in full.values.items())
+                  + f"; objective {full.objective:.4f} after {full.evaluations} evaluations")

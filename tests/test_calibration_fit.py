@@ -1,0 +1,98 @@
+"""Calibration: a fit recovers the parameters a book was drawn with; files round-trip."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from backtest.books.generate import BookParams
+from backtest.calibration.fit import (
+    Calibration,
+    CalibrationConfig,
+    EventData,
+    EventSpec,
+    FitParameter,
+    load_calibration,
+)
+from backtest.calibration.fitted import read_calibrated, write_calibrated
+from backtest.engine.config import ResponseConfig
+from backtest.errors import ConfigError
+from backtest.policies import load_policy
+
+START = datetime(2024, 1, 8, tzinfo=UTC)
+
+
+def _event(name, drop, seed):
+    """7 days of hourly random walk, then a 24-hour window falling by ``drop`` and recovering."""
+    rng = np.random.default_rng(seed)
+    n_before, n_window = 7 * 24, 24
+    before = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n_before)))
+    crash = before[-1] * np.r_[np.linspace(1, 1 - drop, 12), np.linspace(1 - drop, 1 - drop / 2, 12)]
+    close = np.r_[before, crash]
+    open_ = np.r_[close[0], close[:-1]]
+    ts = np.array([int((START - timedelta(hours=n_before - k)).timestamp() * 1000)
+                   for k in range(n_before + n_window)], dtype=np.int64)
+    spec = EventSpec(event=name, symbol="BTC/USDT", interval="1h", venue="test", asset="BTC")
+    return EventData(spec, ts, open_, np.maximum(open_, close) * 1.002,
+                     np.minimum(open_, close) * 0.998, close, np.full(len(close), 10.0), START,
+                     START + timedelta(hours=n_window), (0.1, 0.1), None)
+
+
+def _calibration(data, fit):
+    cfg = CalibrationConfig(name="t", book="unused.toml", policy="hard", accounts=1500, seed=3,
+                            fit=fit, event=[d.spec for d in data], max_evaluations=40,
+                            response=ResponseConfig(enabled=False))
+    base = BookParams(loan_fraction=0.0, long_fraction=0.8, arrival_share=0.2)
+    return Calibration(cfg, data, base, load_policy("hard"))
+
+
+def test_fit_recovers_the_leverage_a_book_was_drawn_with():
+    data = [_event("a", 0.12, 1), _event("b", 0.25, 2), _event("c", 0.4, 3)]
+    fit = [FitParameter(name="leverage_scale", low=0.05, high=3.0, start=1.5)]
+    cal = _calibration(data, fit)
+    truth = cal.outcomes([0.4])
+    for d, o in zip(data, truth, strict=True):  # the "real" figures are the truth's
+        d.share = (o.share, o.share)
+    assert all(0.0 < o.share < 1.0 for o in truth)
+    result = cal.fit()
+    assert result.values["leverage_scale"] == pytest.approx(0.4, rel=0.1)
+    assert all(abs(o.ratio - 1.0) < 0.1 for o in result.outcomes)
+    # out of sample: the fit without each event still predicts it
+    for held, refit in cal.leave_one_out(result, max_evaluations=25):
+        assert abs(held.ratio - 1.0) < 0.2
+        assert refit.values["leverage_scale"] == pytest.approx(0.4, rel=0.2)
+
+
+def test_objective_is_deterministic_and_zero_at_the_truth():
+    data = [_event("a", 0.2, 5)]
+    cal = _calibration(data, [FitParameter(name="leverage_scale", low=0.05, high=3.0,
+                                           start=1.0)])
+    a, b = cal.outcomes([0.7]), cal.outcomes([0.7])
+    assert a[0].share == b[0].share
+    data[0].share = (a[0].share, a[0].share)
+    assert cal.objective(a) == 0.0
+    assert cal.objective(cal.outcomes([0.2])) > 0.0
+
+
+def test_calibrated_file_round_trips(tmp_path):
+    book = BookParams(loan_fraction=0.0, leverage_scale=0.31, represents="all-cex")
+    resp = ResponseConfig(enabled=True, share=0.4)
+    path = write_calibrated(tmp_path / "c.toml", book, resp, {"objective": 0.5},
+                            [{"event": "may-2021", "venue": "all-cex", "asset": "BTC",
+                              "in_fit": True}], [], "test")
+    cal = read_calibrated(path)
+    assert cal.book == book and cal.response == resp
+    assert "may-2021/market-btc-liquidated" in cal.fit_targets
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_calibration_file_errors_name_the_field(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "x"\nbook = "b.toml"\npolicy = "hard"\n'
+                    '[[fit]]\nname = "no_such"\nlow = 0\nhigh = 1\nstart = 0.5\n'
+                    '[[event]]\nevent = "may-2021"\nsymbol = "BTC/USDT"\ninterval = "1m"\n'
+                    'venue = "all-cex"\nasset = "BTC"\n')
+    with pytest.raises(ConfigError, match="fit.no_such"):
+        load_calibration(path)
