@@ -1,0 +1,113 @@
+"""Aave v4 calculators against aave/aave-v4's own test numbers and worked examples.
+
+Sources: aave/aave-v4 ``tests/unit/libraries/LiquidationLogic/LiquidationLogic.LiquidationBonus.t.sol``
+(``test_calculateLiquidationBonus_MinBonusDueToRounding``, ``_PartialBonus``, the fuzz cases'
+properties) and ``LiquidationLogic.DebtToTargetHealthFactor.t.sol`` (``_UnitPrice``,
+``_NoPrecisionLoss``, ``_PrecisionLoss``; those tests express the result in RAY, here the same
+amounts are in token units, rounded up as ``_calculateDebtToTargetHealthFactor`` rounds them).
+Other examples are worked from ``src/contracts/spoke/libraries/LiquidationLogic.sol`` and stated.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from backtest.calculators import aave_v4 as v4
+
+E = 10**18
+P = 10**8  # $1, 8 decimals
+V = 10**26  # $1 in value units
+
+
+def test_bonus_published_values():
+    # MinBonusDueToRounding: hfForMax 0.8, factor 50%, HF 1 - 1 wei, max 110% -> 105%
+    assert v4.liquidation_bonus(E - 1, 110_00, 8 * 10**17, 50_00) == 105_00
+    # PartialBonus: HF 0.96 -> 105% + 5% x (0.04 / 0.2) = 106%
+    assert v4.liquidation_bonus(96 * 10**16, 110_00, 8 * 10**17, 50_00) == 106_00
+    # fuzz_MaxBonus property: at and below healthFactorForMaxBonus, the maximum
+    assert v4.liquidation_bonus(8 * 10**17, 110_00, 8 * 10**17, 50_00) == 110_00
+    assert v4.liquidation_bonus(0, 110_00, 8 * 10**17, 50_00) == 110_00
+    # fuzz_ConstantBonus property: factor 100% -> the maximum at any HF
+    assert v4.liquidation_bonus(99 * 10**16, 110_00, 8 * 10**17, 100_00) == 110_00
+
+
+def test_bonus_rises_as_health_falls_and_rejects_bad_config():
+    bonuses = [v4.liquidation_bonus(h * 10**16, 108_00, 9 * 10**17, 25_00)
+               for h in (99, 97, 95, 93, 91, 90)]
+    # min = 100% + 8% x 25% = 102%; slope 6% per 0.1 of HF, floor
+    assert bonuses == [102_60, 103_80, 105_00, 106_20, 107_40, 108_00]
+    with pytest.raises(ValueError, match="below 1e18"):
+        v4.liquidation_bonus(E // 2, 110_00, E, 50_00)
+    with pytest.raises(ValueError, match="including 100%"):
+        v4.liquidation_bonus(E // 2, 500, 8 * 10**17, 50_00)
+
+
+def test_debt_to_target_published_values():
+    # _UnitPrice: $10,000 debt, price $1, CF 50%, bonus 150%, HF 0.8, target 1.25:
+    # penalty 0.75; 10000 x (1.25 - 0.8) / (1.25 - 0.75) = 9000 tokens
+    for unit_dec in (0, 6, 18):
+        assert v4.debt_to_target_health_factor(
+            10_000 * V, 8 * 10**17, 125 * 10**16, 150_00, 50_00, P, unit_dec
+        ) == 9000 * 10**unit_dec
+        # _NoPrecisionLoss: price $2,000, target 1.0 -> 10000 x 0.2 / 0.25 / 2000 = 4
+        assert v4.debt_to_target_health_factor(
+            10_000 * V, 8 * 10**17, E, 150_00, 50_00, 2000 * P, unit_dec
+        ) == 4 * 10**unit_dec
+    # _PrecisionLoss: price $333 -> 24.024024... tokens, rounded up
+    args = (10_000 * V, 8 * 10**17, E, 150_00, 50_00, 333 * P)
+    assert v4.debt_to_target_health_factor(*args, 0) == 25
+    assert v4.debt_to_target_health_factor(*args, 6) == 24_024_025
+    assert v4.debt_to_target_health_factor(*args, 18) == 24_024024024024024025
+    assert v4.debt_to_target_health_factor(10_000 * V, E - 1, E - 1, 105_00, 80_00, P, 6) == 0
+    with pytest.raises(ValueError, match="below health_factor"):
+        v4.debt_to_target_health_factor(10_000 * V, E, 9 * 10**17, 105_00, 80_00, P, 6)
+
+
+def test_dust_rule_takes_all_or_reverts():
+    # $5,000 USDC debt (6 dec), target needs $4,500 -> $500 left < $1,000: the request must
+    # cover everything; then the whole $5,000 is repaid
+    kw = dict(total_debt_value=5_000 * V, health_factor=9 * 10**17,
+              target_health_factor=10**18 + 10**18 // 2, liquidation_bonus_bps=105_00,
+              collateral_factor=80_00, debt_price=P, debt_decimals=6)
+    # debt to target = 5000 x 0.6 / (1.5 - 0.84) = 4545.454546 USDC
+    to_target = v4.debt_to_target_health_factor(**kw)
+    assert to_target == 4_545_454_546
+    with pytest.raises(v4.MustNotLeaveDust, match=r"\$1,000"):
+        v4.max_debt_to_liquidate(5_000 * 10**6, 4_600 * 10**6, **kw)
+    assert v4.max_debt_to_liquidate(5_000 * 10**6, 2**256 - 1, **kw) == 5_000 * 10**6
+    # with the dust threshold set to $100 the target amount stands
+    assert v4.max_debt_to_liquidate(5_000 * 10**6, 2**256 - 1, **kw,
+                                    dust_threshold=100 * V) == to_target
+
+
+def test_liquidation_amounts_with_fee_and_collateral_cap():
+    # 10 WETH at $2,000 (CF 80%), $17,000 USDC debt: HF = 16000 / 17000 = 0.941176...
+    hf = 16_000 * E // 17_000
+    common = dict(debt_reserve_balance=17_000 * 10**6, debt_to_cover=2**256 - 1,
+                  total_debt_value=17_000 * V, health_factor=hf,
+                  target_health_factor=105 * 10**16, max_liquidation_bonus=110_00,
+                  health_factor_for_max_bonus=9 * 10**17, liquidation_bonus_factor=50_00,
+                  collateral_factor=80_00, debt_price=P, debt_decimals=6,
+                  collateral_price=2000 * P, collateral_decimals=18, liquidation_fee=10_00)
+    r = v4.liquidation_amounts(collateral_reserve_balance=10 * E, **common)
+    # bonus: 105% + 5% x (1 - 0.941176...) / 0.1 floor = 105% + 2.94% -> 10794
+    assert r.liquidation_bonus == 107_94
+    # debt to target: 17000 x (1.05 - 0.941176470588235294) / (1.05 - 0.86352) = 1850 / 0.18648
+    # = 9920.634920... USDC, rounded up
+    assert r.debt_to_liquidate == 9_920_634_921
+    # collateral: 9920.634921 / 2000 = 4.9603174605 WETH x 1.0794, floor
+    assert r.collateral_to_liquidate == 4_960317460500000000 * 107_94 // 10_000
+    bonus_part = r.collateral_to_liquidate - 4_960317460500000000
+    assert r.liquidation_fee_amount == bonus_part * 10_00 // 10_000
+    assert r.collateral_to_liquidator + r.liquidation_fee_amount == r.collateral_to_liquidate
+    assert not r.collateral_capped
+    # only 3 WETH: all of it is seized, debt = ceil(ceil(3e18 / 1.0794) x 2000 / 1e12)
+    r = v4.liquidation_amounts(collateral_reserve_balance=3 * E, **common)
+    assert r.collateral_capped and r.collateral_to_liquidate == 3 * E
+    coll_base = -(-3 * E * 10_000 // 107_94)
+    assert r.debt_to_liquidate == -(-coll_base * 2000 * P * 10**6 // (P * E))
+    assert v4.creates_deficit(True, False, 1, 1)
+    assert not v4.creates_deficit(True, True, 1, 1)
+    assert not v4.creates_deficit(True, False, 2, 1)
+    with pytest.raises(ValueError, match="not liquidatable"):
+        v4.liquidation_amounts(collateral_reserve_balance=E, **{**common, "health_factor": E})
