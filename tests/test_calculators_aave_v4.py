@@ -10,6 +10,7 @@ Other examples are worked from ``src/contracts/spoke/libraries/LiquidationLogic.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from backtest.calculators import aave_v4 as v4
@@ -111,3 +112,62 @@ def test_liquidation_amounts_with_fee_and_collateral_cap():
     assert not v4.creates_deficit(True, False, 2, 1)
     with pytest.raises(ValueError, match="not liquidatable"):
         v4.liquidation_amounts(collateral_reserve_balance=E, **{**common, "health_factor": E})
+
+
+# --- the kernel's HEALTH_RAMP penalty model (Aave v4 preset) -----------------------------------
+
+
+def test_kernel_ramp_matches_the_calculator_and_its_twin():
+    from backtest.kernels.enums import POLICY_DTYPE, PenaltyModel, Product
+    from backtest.kernels.liquidation_nb import penalty_rate_nb
+    from backtest.kernels.reference import _penalty
+
+    # max bonus 10%, factor 50%, HF for max 0.8 (the aave-v4 test configuration)
+    base, cap = 0.05 / 1.05, 0.10 / 1.10
+    rec = np.zeros(1, POLICY_DTYPE)
+    rec["penalty_model"] = PenaltyModel.HEALTH_RAMP
+    rec["penalty_rate"][0, Product.LOAN] = base
+    rec["penalty_cap"] = cap
+    rec["full_close_health"] = 0.8
+    for hf in (0.999999, 0.99, 0.96, 0.9, 0.85, 0.8, 0.5):
+        pen = penalty_rate_nb(int(PenaltyModel.HEALTH_RAMP), base, cap, hf, 0.8)
+        assert pen == pytest.approx(_penalty(rec[0], Product.LOAN, hf), rel=1e-14)
+        lb = v4.liquidation_bonus(round(hf * E), 110_00, 8 * 10**17, 50_00)
+        # the contract floors to a basis point; the kernel's bonus is exact
+        assert 0 <= pen / (1 - pen) - (lb - 10_000) / 10_000 < 1e-4
+    # perps keep their fixed penalty; FIXED and HEALTH_DISCOUNT unchanged
+    assert _penalty(rec[0], Product.PERP, 0.5) == rec["penalty_rate"][0, Product.PERP]
+    assert penalty_rate_nb(int(PenaltyModel.FIXED), 0.03, cap, 0.5, 0.8) == 0.03
+    assert penalty_rate_nb(int(PenaltyModel.HEALTH_DISCOUNT), 0.03, 0.2, 0.9, 0.8) == (
+        pytest.approx(0.1))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_kernel_matches_reference_with_health_ramp(seed):
+    from backtest.engine.dispatch import liquidation_order, simulate
+    from backtest.kernels.enums import FillPrice, PenaltyModel, PolicyFamily, TriggerPrice
+    from backtest.kernels.reference import simulate_reference
+    from tests.kernel_inputs import random_book, random_policy, random_prices, random_volume
+
+    rng = np.random.default_rng(4400 + seed)
+    prices = random_prices(rng, 120, vol=0.02)
+    book = random_book(rng, 300)
+    policy = random_policy(rng, int(PolicyFamily.PARTIAL) if seed % 2 else None)
+    policy["penalty_model"] = PenaltyModel.HEALTH_RAMP
+    policy["penalty_cap"] = 0.08
+    policy["full_close_health"] = rng.uniform(0.7, 0.95)
+    policy["close_factor"] = 1.0
+    volume = random_volume(np.random.default_rng(seed + 1), 120)
+    res = simulate(prices, book["product"], book["units"], book["cash"], policy,
+                   TriggerPrice.EXTREME, FillPrice.TRIGGER, volume=volume)
+    ref = simulate_reference(prices.open, prices.high, prices.low, prices.close,
+                             TriggerPrice.EXTREME, FillPrice.TRIGGER, policy[0],
+                             book["product"], book["units"], book["cash"], volume=volume,
+                             priority=liquidation_order(book["product"], book["units"],
+                                                        book["cash"]))
+    assert res.records.shape[0] == len(ref.records) > 0
+    np.testing.assert_allclose(res.units, ref.units, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(res.cash, ref.cash, rtol=1e-10, atol=1e-8)
+    np.testing.assert_allclose(res.step_metrics, ref.step_metrics, rtol=1e-9, atol=1e-7)
+    loans = res.records[book["product"][res.records["account"]] == 1]
+    assert len(loans) > 0
