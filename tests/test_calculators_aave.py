@@ -313,3 +313,34 @@ def test_close_factor_threshold_and_dust_are_parameters():
     dust_args = (debt, 1600 * E, 3000 * E, 1680 * E, 0, P, 18, P, 18)
     assert aave.leaves_dust(*dust_args)
     assert not aave.leaves_dust(*dust_args, min_leftover_base=500 * P)
+
+
+def test_liquidation_call_passes_the_governance_constants_through():
+    # the dust-rule case of test_dust_rule_raises_and_flags ($3,000 debt, HF 0.9, repay $2,100
+    # leaves $900 < $1,000 -> revert) passes once MIN_LEFTOVER_BASE is set to $500
+    kw = dict(reserve_debt=3_000 * 10**6, collateral_balance=10 * E,
+              total_collateral_base=20_000 * P, total_debt_base=3_000 * P,
+              collateral_price=WETH, collateral_decimals=18, debt_price=USDX, debt_decimals=6,
+              liquidation_bonus=10500, protocol_fee=1000, health_factor_wad=9 * 10**17)
+    with pytest.raises(MustNotLeaveDust, match=r"\$1,000"):
+        aave.liquidation_call(2_100 * 10**6, **kw)
+    r = aave.liquidation_call(2_100 * 10**6, **kw, min_leftover_base=500 * P)
+    assert r.amounts.debt_to_repay == 2_100 * 10**6 and r.leaves_dust is False
+    with pytest.raises(MustNotLeaveDust, match=r"\$1,500"):
+        aave.liquidation_call(2_100 * 10**6, **kw, min_leftover_base=1_500 * P)
+    # HF 0.97 with a $5,000 full-liquidation threshold: the whole $3,000 is liquidatable
+    kw["health_factor_wad"] = 97 * 10**16
+    assert aave.liquidation_call(None, **kw).max_liquidatable_debt == 1_500 * 10**6
+    assert aave.liquidation_call(
+        None, **kw, min_base_max_close_factor_threshold=5_000 * P
+    ).max_liquidatable_debt == 3_000 * 10**6
+
+
+def test_legacy_close_factor_percentage_is_a_parameter():
+    # v3.0-3.2 with a 30% close factor (a fork's setting): percentMul(1001, 3000) half-up
+    # = (3003000 + 5000) // 10000 = 300; at HF 0.95 (not above the threshold) still 100%
+    assert aave.max_liquidatable_debt_legacy(1001, 96 * 10**16, close_factor=3000) == 300
+    assert aave.max_liquidatable_debt_legacy(1001, 95 * 10**16, close_factor=3000) == 1001
+    assert aave.max_liquidatable_debt_v2(0, 1001, close_factor=3000) == 300
+    with pytest.raises(ValueError, match="10_000"):
+        aave.max_liquidatable_debt_legacy(1001, E // 2, close_factor=10_001)

@@ -20,7 +20,7 @@ E = 10**18
 SHARES = 10**6  # virtual shares per asset unit of an empty market
 
 
-def test_lif_matches_the_docs_table_in_exact_integers():
+def test_lif_for_the_enabled_lltvs_in_exact_integers():
     # worked from Morpho.sol: wDivDown(1e18, 1e18 - wMulDown(0.3e18, 1e18 - lltv)), capped at
     # 1.15e18, for the enabled LLTVs; each within 1e-18 of the docs' 1 / (0.3 LLTV + 0.7)
     table = {980: 1_006036217303822937, 965: 1_010611419909044972, 945: 1_016776817488561260,
