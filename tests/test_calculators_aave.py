@@ -255,7 +255,8 @@ def test_v2_bonus_applied_before_dividing_small_integers():
     # v2: percentMul(1 * 20 * 1, 10500) = (210000 + 5000) // 10000 = 21; 21 // 3 = 7
     # v3.0: 20 // 3 = 6; percentMul(6, 10500) = (63000 + 5000) // 10000 = 6
     assert aave.collateral_to_liquidate_v2(20, 100, 3, 0, 1, 0, 10500) == (7, 20)
-    assert aave.collateral_to_liquidate(20, 100, 3, 0, 1, 0, 10500, 0, "v3.0").collateral_seized == 6
+    v3 = aave.collateral_to_liquidate(20, 100, 3, 0, 1, 0, 10500, 0, "v3.0")
+    assert v3.collateral_seized == 6
     # collateral binds (balance 5 < 7): debtNeeded = percentDiv(3 * 5 * 1 // (1 * 1), 10500)
     # = (15 * 10000 + 5250) // 10500 = 155250 // 10500 = 14
     assert aave.collateral_to_liquidate_v2(20, 5, 3, 0, 1, 0, 10500) == (5, 14)

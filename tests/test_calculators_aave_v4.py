@@ -1,8 +1,10 @@
 """Aave v4 calculators against aave/aave-v4's own test numbers and worked examples.
 
-Sources: aave/aave-v4 ``tests/unit/libraries/LiquidationLogic/LiquidationLogic.LiquidationBonus.t.sol``
+Sources: aave/aave-v4 ``tests/unit/libraries/LiquidationLogic/`` files
+``LiquidationLogic.LiquidationBonus.t.sol``
 (``test_calculateLiquidationBonus_MinBonusDueToRounding``, ``_PartialBonus``, the fuzz cases'
-properties) and ``LiquidationLogic.DebtToTargetHealthFactor.t.sol`` (``_UnitPrice``,
+properties; commented out in the stored version at commit 60d1963b, and reproduced here because
+``calculateLiquidationBonus`` of the modelled commit gives exactly those numbers) and ``LiquidationLogic.DebtToTargetHealthFactor.t.sol`` (``_UnitPrice``,
 ``_NoPrecisionLoss``, ``_PrecisionLoss``; those tests express the result in RAY, here the same
 amounts are in token units, rounded up as ``_calculateDebtToTargetHealthFactor`` rounds them).
 Other examples are worked from ``src/contracts/spoke/libraries/LiquidationLogic.sol`` and stated.

@@ -116,7 +116,7 @@ def test_invalid_inputs():
         crvusd.f_remove(2 * WAD, 0)
 
 
-# --- single-band conversion ------------------------------------------------------------------------
+# --- single-band conversion -----------------------------------------------------------------
 # Worked from the band grid of AMM.vy (p_oracle_up(n) = p_base x ((A-1)/A)^n) and the fully
 # converted band value of get_xy_up (y x p_up / SQRT_BAND_RATIO = y x sqrt(p_up x p_down)).
 

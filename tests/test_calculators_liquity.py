@@ -167,7 +167,8 @@ def test_sp_v1_one_offset_three_equal_depositors():
     # money: what depositors can take never exceeds what the pool holds
     assert 3 * sp.compounded_deposit("alice") <= sp.total_deposits == 20_000 * E
     assert 3 * sp.eth_gain("alice") <= sp.eth_balance
-    assert sp.withdraw("alice", 10**30) == (6_666_666_666_666_666_660_000, 33_166_666_666_666_660_000)
+    assert sp.withdraw("alice", 10**30) == (6_666_666_666_666_666_660_000,
+                                            33_166_666_666_666_660_000)
     assert sp.compounded_deposit("alice") == 0 and sp.eth_gain("alice") == 0
 
 

@@ -92,7 +92,7 @@ def test_repay_shares_path_and_reverts():
                          seized_assets=10_001 * E)
 
 
-# --- the one-borrower LLTV method ------------------------------------------------------------------
+# --- the one-borrower LLTV method -----------------------------------------------------------
 
 
 def test_readme_high_lltv_example():

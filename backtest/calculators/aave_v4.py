@@ -207,8 +207,10 @@ def max_debt_to_liquidate(
     *,
     dust_threshold: int = DUST_DEBT_LIQUIDATION_THRESHOLD,
 ) -> int:
-    """Debt one ``liquidationCall`` repays: the least of the request, the reserve debt and the
-    debt to the target health factor, or all of it when the rest would be dust.
+    """Debt one ``liquidationCall`` repays, the dust rule included.
+
+    The least of the request, the reserve debt and the debt to the target health factor, or all
+    of the reserve debt when the rest would be dust.
 
     Parameters
     ----------

@@ -601,7 +601,7 @@ class StabilityPoolV1:
         return self._sums.get((epoch, scale), 0)
 
     def compounded_deposit(self, depositor: str) -> int:
-        """The depositor's LUSD after the offsets since its last deposit or withdrawal, wei.
+        """Return the depositor's LUSD after the offsets since its last deposit, wei.
 
         Returns 0 if a later epoch started, the scale moved by two or more, or the compounded
         value fell below a billionth of the initial deposit (``getCompoundedLUSDDeposit``).
@@ -623,8 +623,10 @@ class StabilityPoolV1:
         return stake
 
     def eth_gain(self, depositor: str) -> int:
-        """ETH the depositor has earned since its last deposit or withdrawal, wei
-        (``getDepositorETHGain``)."""
+        """Return the ETH the depositor earned since its last deposit, wei.
+
+        ``getDepositorETHGain``: ``d0 x (S - S0 + S_next_scale / 1e9) / P0 / 1e18``.
+        """
         snap = self._snapshots.get(depositor)
         if snap is None or snap.initial_deposit == 0:
             return 0

@@ -636,9 +636,12 @@ def _step_rates(policy, prod: int, scale: float) -> tuple[float, float]:
 
 
 def _penalty(policy, prod: int, health: float) -> float:
-    """Penalty rate of a liquidation: fixed, or for loans Euler's discount min(1 - health, cap)
-    or Aave v4's bonus, rising linearly in health from the base rate's bonus at health 1 to the
-    cap's at ``full_close_health`` (healthFactorForMaxBonus)."""
+    """Penalty rate of a liquidation: fixed, or for loans a health model.
+
+    Euler's discount ``min(1 - health, cap)``, or Aave v4's bonus rising linearly in health
+    from the base rate's bonus at health 1 to the cap's at ``full_close_health``
+    (healthFactorForMaxBonus).
+    """
     model = int(policy["penalty_model"])
     base = float(policy["penalty_rate"][prod])
     if prod != Product.LOAN or model == PenaltyModel.FIXED:
