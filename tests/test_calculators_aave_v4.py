@@ -4,7 +4,8 @@ Sources: aave/aave-v4 ``tests/unit/libraries/LiquidationLogic/`` files
 ``LiquidationLogic.LiquidationBonus.t.sol``
 (``test_calculateLiquidationBonus_MinBonusDueToRounding``, ``_PartialBonus``, the fuzz cases'
 properties; commented out in the stored version at commit 60d1963b, and reproduced here because
-``calculateLiquidationBonus`` of the modelled commit gives exactly those numbers) and ``LiquidationLogic.DebtToTargetHealthFactor.t.sol`` (``_UnitPrice``,
+``calculateLiquidationBonus`` of the modelled commit gives exactly those numbers) and
+``LiquidationLogic.DebtToTargetHealthFactor.t.sol`` (``_UnitPrice``,
 ``_NoPrecisionLoss``, ``_PrecisionLoss``; those tests express the result in RAY, here the same
 amounts are in token units, rounded up as ``_calculateDebtToTargetHealthFactor`` rounds them).
 Other examples are worked from ``src/contracts/spoke/libraries/LiquidationLogic.sol`` and stated.
@@ -156,7 +157,8 @@ def test_kernel_matches_reference_with_health_ramp(seed):
     book = random_book(rng, 300)
     policy = random_policy(rng, int(PolicyFamily.PARTIAL) if seed % 2 else None)
     policy["penalty_model"] = PenaltyModel.HEALTH_RAMP
-    policy["penalty_cap"] = 0.08
+    policy["penalty_rate"][0, 1] = 0.02  # penalty just below health 1
+    policy["penalty_cap"] = 0.08  # at and below healthFactorForMaxBonus
     policy["full_close_health"] = rng.uniform(0.7, 0.95)
     policy["close_factor"] = 1.0
     volume = random_volume(np.random.default_rng(seed + 1), 120)
@@ -173,3 +175,17 @@ def test_kernel_matches_reference_with_health_ramp(seed):
     np.testing.assert_allclose(res.step_metrics, ref.step_metrics, rtol=1e-9, atol=1e-7)
     loans = res.records[book["product"][res.records["account"]] == 1]
     assert len(loans) > 0
+    # money: each account's cash change is its sale proceeds - fees + bad debt written off
+    rec = res.records
+    proceeds, fees, written_off = (np.zeros(len(book["units"])) for _ in range(3))
+    np.add.at(proceeds, rec["account"], rec["units_closed"] * rec["fill_price"])
+    np.add.at(fees, rec["account"], rec["keeper_fee"] + rec["insurance_fee"])
+    np.add.at(written_off, rec["account"], rec["bad_debt"])
+    scale = np.abs(book["cash"]) + np.abs(proceeds) + 1.0
+    np.testing.assert_allclose((res.cash - book["cash"]) / scale,
+                               (proceeds - fees + written_off) / scale, atol=1e-12)
+    # the loans' fees never exceed the ramp's top (8% of the seized value), and the ramp
+    # raised some above its bottom (2%)
+    fee_rate = (loans["keeper_fee"] + loans["insurance_fee"]) / loans["notional"]
+    assert np.all(fee_rate <= 0.08 * (1 + 1e-12))
+    assert np.any(fee_rate > 0.02 * (1 + 1e-9))
