@@ -243,3 +243,105 @@ def test_v37_seizes_at_most_one_wei_less(debt, bonus, fee):
     old = aave.collateral_to_liquidate(debt, 10**40, P, 18, P, 18, bonus, fee, "v3.0")
     new = aave.collateral_to_liquidate(debt, 10**40, P, 18, P, 18, bonus, fee, "v3.7")
     assert 0 <= old.collateral_seized - new.collateral_seized <= 1
+
+
+# --- Aave v2 (aave/protocol-v2 LendingPoolCollateralManager.sol) ---------------------------------
+# Worked examples derived from the contract code (_calculateAvailableCollateralToLiquidate and
+# PercentageMath: percentMul / percentDiv round half-up), intermediate integers stated.
+
+
+def test_v2_bonus_applied_before_dividing_small_integers():
+    # debtPrice 1, collPrice 3, 0 decimals, bonus 10500, debtToCover 20:
+    # v2: percentMul(1 * 20 * 1, 10500) = (210000 + 5000) // 10000 = 21; 21 // 3 = 7
+    # v3.0: 20 // 3 = 6; percentMul(6, 10500) = (63000 + 5000) // 10000 = 6
+    assert aave.collateral_to_liquidate_v2(20, 100, 3, 0, 1, 0, 10500) == (7, 20)
+    v3 = aave.collateral_to_liquidate(20, 100, 3, 0, 1, 0, 10500, 0, "v3.0")
+    assert v3.collateral_seized == 6
+    # collateral binds (balance 5 < 7): debtNeeded = percentDiv(3 * 5 * 1 // (1 * 1), 10500)
+    # = (15 * 10000 + 5250) // 10500 = 155250 // 10500 = 14
+    assert aave.collateral_to_liquidate_v2(20, 5, 3, 0, 1, 0, 10500) == (5, 14)
+
+
+def test_v2_wbtc_seizure_one_satoshi_below_v3():
+    # WBTC (8 dec) at 15.123456789012345678 ETH, USDC (6 dec) at 0.00033445566778899 ETH,
+    # bonus 10650, debtToCover 79,331.461629 USDC:
+    # debtPrice * debtToCover * 1e8 = 2653285697580383145366471000000000
+    # percentMul(.., 10650) = 2825749267923108049815291615000000
+    # / (collPrice * 1e6 = 15123456789012345678000000) = 186845461 satoshi (exact 186845461.81)
+    # v3.0: floor first: 175441748, percentMul(175441748, 10650) = 186845461.62 -> 186845462.
+    wbtc, usdc, debt = 15_123456789012345678, 334_455_667_788_990, 79_331_461629
+    coll, repaid = aave.collateral_to_liquidate_v2(debt, 10**10, wbtc, 8, usdc, 6, 10650)
+    assert (coll, repaid) == (186_845_461, debt)
+    v3 = aave.collateral_to_liquidate(debt, 10**10, wbtc, 8, usdc, 6, 10650, 0, "v3.0")
+    assert v3.collateral_seized == 186_845_462
+
+
+def test_v2_close_factor_is_half_at_any_health_factor():
+    # LIQUIDATION_CLOSE_FACTOR_PERCENT = 5000, percentMul half-up on stable + variable:
+    # (1001 + 2000) wei -> (3001 * 5000 + 5000) // 10000 = 1501
+    assert aave.max_liquidatable_debt_v2(1001, 2000) == 1501
+    # HF 0.5: v3.0-3.2 would allow 100%; v2 still 50%
+    r = aave.liquidation_call_v2(None, 0, 1000 * E, 2000 * E, E // 2, P, 18, P, 18, 10500)
+    assert r.max_liquidatable_debt == 500 * E
+    assert (r.debt_repaid, r.collateral_seized, r.collateral_capped) == (500 * E, 525 * E, False)
+    # collateral binding: 300 collateral at $1 cannot pay 500 x 1.05:
+    # debtNeeded = percentDiv(300e18, 10500) = (300e22 + 5250) // 10500 = 285714285714285714286
+    r = aave.liquidation_call_v2(None, 0, 1000 * E, 300 * E, E // 2, P, 18, P, 18, 10500)
+    assert r.collateral_capped and r.collateral_seized == 300 * E
+    assert r.debt_repaid == 285_714285714285714286
+    with pytest.raises(ValueError, match="not liquidatable"):
+        aave.liquidation_call_v2(None, 0, E, E, E, P, 18, P, 18, 10500)
+    with pytest.raises(ValueError, match="no debt"):
+        aave.liquidation_call_v2(None, 0, 0, E, E // 2, P, 18, P, 18, 10500)
+
+
+# --- governance constants as parameters -----------------------------------------------------------
+
+
+def test_close_factor_threshold_and_dust_are_parameters():
+    # $2,500 of debt in one reserve, HF 0.97: deployed v3.3 threshold $2,000 -> 50% of total
+    # debt (percentMul(2500e8, 5000) = 1250e8 -> 1,250 tokens of a $1 18-dec token)
+    debt = 2500 * E
+    args = (debt, 2500 * P, 3000 * P, 2500 * P, 97 * 10**16, P, 18)
+    assert aave.max_liquidatable_debt(*args) == 1250 * E
+    # a fork that raises the threshold to $5,000: the whole debt is liquidatable
+    assert aave.max_liquidatable_debt(*args, min_base_max_close_factor_threshold=5000 * P) == debt
+    # a threshold HF of 0.98: HF 0.97 is below it, 100%
+    assert aave.max_liquidatable_debt(*args, close_factor_hf_threshold=98 * 10**16) == debt
+    assert aave.max_liquidatable_debt_legacy(debt, 97 * 10**16,
+                                             close_factor_hf_threshold=98 * 10**16) == debt
+    # dust: leaving $900 of debt breaks MIN_LEFTOVER_BASE = $1,000 but not a $500 rule
+    dust_args = (debt, 1600 * E, 3000 * E, 1680 * E, 0, P, 18, P, 18)
+    assert aave.leaves_dust(*dust_args)
+    assert not aave.leaves_dust(*dust_args, min_leftover_base=500 * P)
+
+
+def test_liquidation_call_passes_the_governance_constants_through():
+    # the dust-rule case of test_dust_rule_raises_and_flags ($3,000 debt, HF 0.9, repay $2,100
+    # leaves $900 < $1,000 -> revert) passes once MIN_LEFTOVER_BASE is set to $500
+    kw = dict(reserve_debt=3_000 * 10**6, collateral_balance=10 * E,
+              total_collateral_base=20_000 * P, total_debt_base=3_000 * P,
+              collateral_price=WETH, collateral_decimals=18, debt_price=USDX, debt_decimals=6,
+              liquidation_bonus=10500, protocol_fee=1000, health_factor_wad=9 * 10**17)
+    with pytest.raises(MustNotLeaveDust, match=r"\$1,000"):
+        aave.liquidation_call(2_100 * 10**6, **kw)
+    r = aave.liquidation_call(2_100 * 10**6, **kw, min_leftover_base=500 * P)
+    assert r.amounts.debt_to_repay == 2_100 * 10**6 and r.leaves_dust is False
+    with pytest.raises(MustNotLeaveDust, match=r"\$1,500"):
+        aave.liquidation_call(2_100 * 10**6, **kw, min_leftover_base=1_500 * P)
+    # HF 0.97 with a $5,000 full-liquidation threshold: the whole $3,000 is liquidatable
+    kw["health_factor_wad"] = 97 * 10**16
+    assert aave.liquidation_call(None, **kw).max_liquidatable_debt == 1_500 * 10**6
+    assert aave.liquidation_call(
+        None, **kw, min_base_max_close_factor_threshold=5_000 * P
+    ).max_liquidatable_debt == 3_000 * 10**6
+
+
+def test_legacy_close_factor_percentage_is_a_parameter():
+    # v3.0-3.2 with a 30% close factor (a fork's setting): percentMul(1001, 3000) half-up
+    # = (3003000 + 5000) // 10000 = 300; at HF 0.95 (not above the threshold) still 100%
+    assert aave.max_liquidatable_debt_legacy(1001, 96 * 10**16, close_factor=3000) == 300
+    assert aave.max_liquidatable_debt_legacy(1001, 95 * 10**16, close_factor=3000) == 1001
+    assert aave.max_liquidatable_debt_v2(0, 1001, close_factor=3000) == 300
+    with pytest.raises(ValueError, match="10_000"):
+        aave.max_liquidatable_debt_legacy(1001, E // 2, close_factor=10_001)

@@ -64,3 +64,50 @@ def test_inverse_bankruptcy_price_leverage_form():
     # a 1x short never goes bankrupt
     one_x_margin = contracts / entry
     assert bitmex.bankruptcy_price_inverse(entry, contracts, one_x_margin, True) == float("inf")
+
+
+# --- liquidation order at the bankruptcy price and the insurance fund --------------------------
+
+
+def test_liquidation_order_fills_better_than_bankruptcy_bitmex_example():
+    # bitmex.com /app/liquidationExamples: long 1 contract at $100.00, liquidation $99.50,
+    # bankruptcy $99.00: a limit sell at $99.00 filled at $99.25 -> $0.25 to the insurance fund
+    o = bitmex.liquidation_order(1.0, 99.0, 99.25, is_short=False)
+    assert (o.side, o.limit_price, o.filled) == ("sell", 99.0, True)
+    assert o.insurance_fund_gain == pytest.approx(0.25)
+    # blog.btcmex.com "Insurance Fund" (BitMEX-style engine): long, bankruptcy 3,000, filled
+    # at 3,060 -> 60 to the fund; at 2,980 the fund pays 20
+    assert bitmex.insurance_fund_gain_linear(1.0, 3000.0, 3060.0, False) == pytest.approx(60.0)
+    assert bitmex.insurance_fund_gain_linear(1.0, 3000.0, 2980.0, False) == pytest.approx(-20.0)
+
+
+def test_liquidation_order_isolated_margin_example_and_shorts():
+    # /app/isolatedMarginExamples: 20 ETHUSDT long at 1,000 on 10,000 USDT -> bankruptcy 500;
+    # the engine sells 20 at limit 500. Bid 505: filled, +100 USDT to the fund. Bid 495: the
+    # order rests; closing at 495 would draw 100 from the fund (or ADL).
+    b = bitmex.bankruptcy_price_linear(1000.0, 20.0, 10_000.0, is_short=False)
+    assert b == pytest.approx(500.0)
+    up = bitmex.liquidation_order(20.0, b, 505.0, is_short=False)
+    assert up.filled and up.insurance_fund_gain == pytest.approx(100.0)
+    down = bitmex.liquidation_order(20.0, b, 495.0, is_short=False)
+    assert not down.filled and down.insurance_fund_gain == pytest.approx(-100.0)
+    # a short of 20 at 1,000 with 10,000 margin: bankruptcy 1,500; buy limit at 1,500 fills at
+    # an ask of 1,490 (+200) and not at 1,510
+    bs = bitmex.bankruptcy_price_linear(1000.0, 20.0, 10_000.0, is_short=True)
+    s = bitmex.liquidation_order(20.0, bs, 1490.0, is_short=True)
+    assert (s.side, s.filled) == ("buy", True) and s.insurance_fund_gain == pytest.approx(200.0)
+    assert not bitmex.liquidation_order(20.0, bs, 1510.0, is_short=True).filled
+    with pytest.raises(ValueError):
+        bitmex.liquidation_order(0.0, bs, 1490.0, is_short=True)
+
+
+def test_inverse_insurance_fund_gain():
+    # XBTUSD long 10,000 contracts at 10,000 with 10x isolated margin (0.1 XBT): bankruptcy
+    # 10,000 x 10 / 11 = 9,090.909...; filled at 9,200 the fund gains
+    # 10,000 x (1/9090.909 - 1/9200) = 1.1 - 1.0869565 = 0.0130435 XBT
+    b = bitmex.bankruptcy_price_inverse(10_000.0, 10_000.0, 0.1, is_short=False)
+    assert b == pytest.approx(10_000.0 * 10 / 11)
+    assert bitmex.insurance_fund_gain_inverse(10_000.0, b, 9_200.0, False) == pytest.approx(
+        1.1 - 10_000.0 / 9_200.0)
+    # a short filled above its bankruptcy price draws on the fund
+    assert bitmex.insurance_fund_gain_inverse(10_000.0, 11_000.0, 11_100.0, True) < 0

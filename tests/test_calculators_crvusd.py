@@ -114,3 +114,45 @@ def test_invalid_inputs():
         crvusd.soft_liquidation_state(1.0, 0, 1, 3000.0, 3000.0, 100)
     with pytest.raises(ValueError, match="frac"):
         crvusd.f_remove(2 * WAD, 0)
+
+
+# --- single-band conversion -----------------------------------------------------------------
+# Worked from the band grid of AMM.vy (p_oracle_up(n) = p_base x ((A-1)/A)^n) and the fully
+# converted band value of get_xy_up (y x p_up / SQRT_BAND_RATIO = y x sqrt(p_up x p_down)).
+
+
+def test_band_conversion_above_inside_below():
+    # A = 100, p_base 3000, band 5: p_up = 3000 x 0.99^5 = 2852.9701..., p_down = x 0.99
+    up, down = crvusd.p_oracle_up(5, P_BASE, A), crvusd.p_oracle_down(5, P_BASE, A)
+    assert up == pytest.approx(3000 * 0.99**5, rel=1e-14) and down == pytest.approx(up * 0.99)
+    above = crvusd.band_conversion(2.0, up * 1.01, 5, P_BASE, A)
+    assert (above.collateral, above.stablecoin, above.sold_fraction) == (2.0, 0.0, 0.0)
+    below = crvusd.band_conversion(2.0, down * 0.5, 5, P_BASE, A)
+    assert below.collateral == 0.0 and below.sold_fraction == 1.0
+    assert below.stablecoin == pytest.approx(2.0 * up * math.sqrt(0.99), rel=1e-14)
+    mid = crvusd.band_conversion(2.0, (up + down) / 2, 5, P_BASE, A)
+    assert mid.sold_fraction == pytest.approx(0.5)
+    assert mid.collateral == pytest.approx(1.0)
+    assert mid.stablecoin == pytest.approx(math.sqrt(up * down))
+
+
+def test_band_conversion_loss_is_loss_per_band_at_the_top_edge_price():
+    # a fully converted band gives y x p_up x sqrt((A-1)/A): the loss against the band's top
+    # price is loss_per_band(A) = 1 - sqrt(0.99) = 0.0050126...
+    for a in (10, 100, 1000):
+        up = crvusd.p_oracle_up(0, 1000.0, a)
+        full = crvusd.band_conversion(1.0, 1.0, 0, 1000.0, a)
+        assert 1 - full.stablecoin / up == pytest.approx(crvusd.loss_per_band(a), rel=1e-12)
+
+
+def test_band_conversion_sums_to_soft_liquidation_state_and_rejects_bad_input():
+    p = crvusd.p_oracle_up(7, P_BASE, A) * 0.997  # inside band 7
+    state = crvusd.soft_liquidation_state(10.0, 3, 12, p, P_BASE, A)
+    bands = [crvusd.band_conversion(1.0, p, n, P_BASE, A) for n in range(3, 13)]
+    assert state.collateral == pytest.approx(sum(b.collateral for b in bands), rel=1e-14)
+    assert state.stablecoin == pytest.approx(sum(b.stablecoin for b in bands), rel=1e-14)
+    assert state.bands_fully_converted == 4  # bands 3..6 lie above p: fully converted
+    with pytest.raises(ValueError, match="y must be"):
+        crvusd.band_conversion(-1.0, p, 7, P_BASE, A)
+    with pytest.raises(ValueError):
+        crvusd.band_conversion(1.0, 0.0, 7, P_BASE, A)

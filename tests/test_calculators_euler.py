@@ -82,3 +82,10 @@ def test_socialization_and_invalid_inputs():
         euler.discount_factor(E, E, 20_000)
     with pytest.raises(ValueError, match="desired_repay"):
         euler.pro_rata_yield(-1, 1, 1)
+
+
+def test_pro_rata_yield_zero_max_repay_keeps_the_maximum_yield():
+    # Liquidation.sol: the yield is scaled only `if (maxRepay > 0)`; with maxRepay 0 (a
+    # worthless liability) the liquidator takes maxYield for repaying nothing
+    assert euler.pro_rata_yield(0, 0, 12_345) == 12_345
+    assert euler.pro_rata_yield(5, 10, 12_345) == 6_172  # floor(5 x 12345 / 10)

@@ -1,4 +1,4 @@
-"""Aave v3 liquidation arithmetic (``LiquidationLogic``, ``GenericLogic``) in exact integers.
+"""Aave v2 and v3 liquidation arithmetic (``LiquidationLogic``, ``GenericLogic``) in exact integers.
 
 Units follow the contracts:
 
@@ -17,7 +17,20 @@ Three rounding generations of ``_calculateAvailableCollateralToLiquidate`` are s
 - ``"v3.7"``: ``maxCollateral`` and the bonus base round down, the protocol fee rounds up
   (``docs/3.7/liquidation-rounding.md``), debt needed rounds up.
 
-Sources: aave-dao/aave-v3-origin ``src/contracts/protocol/libraries/logic/LiquidationLogic.sol``
+Aave v2 (``LendingPoolCollateralManager``) has its own order of operations: it applies the
+bonus to the whole product ``debtPrice x debtToCover x 10**collDecimals`` (half-up) before
+dividing by ``collPrice x 10**debtDecimals``, where v3 divides first and applies the bonus to the
+rounded base collateral; and its close factor is a flat 50% of the reserve's debt, whatever the
+health factor. See :func:`collateral_to_liquidate_v2` and :func:`liquidation_call_v2`.
+
+Governance-set constants (close-factor health threshold, the $2,000 full-liquidation threshold,
+``MIN_LEFTOVER_BASE``) are keyword arguments of the functions that use them, defaulting to the
+deployed values, so a preset or a fork can change them.
+
+Sources: aave/protocol-v2 ``contracts/protocol/lendingpool/LendingPoolCollateralManager.sol``
+(``liquidationCall``, ``_calculateAvailableCollateralToLiquidate``,
+``LIQUIDATION_CLOSE_FACTOR_PERCENT = 5000``) and ``libraries/math/PercentageMath.sol``;
+aave-dao/aave-v3-origin ``src/contracts/protocol/libraries/logic/LiquidationLogic.sol``
 (close factor L43-64 and L258-282, dust rule L299-325, ``_calculateAvailableCollateralToLiquidate``
 L583-625), ``GenericLogic.sol`` L156-164, ``docs/3.7/liquidation-rounding.md``; aave/aave-v3-core
 ``LiquidationLogic.sol`` L54-68, L375-379 (v3.0-3.2 close factor). See MECHANISMS.md section 1.
@@ -53,6 +66,11 @@ __all__ = [
     "leaves_dust",
     "LiquidationCall",
     "liquidation_call",
+    "V2_LIQUIDATION_CLOSE_FACTOR_PERCENT",
+    "max_liquidatable_debt_v2",
+    "collateral_to_liquidate_v2",
+    "LiquidationCallV2",
+    "liquidation_call_v2",
 ]
 
 WAD = 10**18
@@ -67,6 +85,9 @@ MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD = 2_000 * 10**8
 MIN_LEFTOVER_BASE = MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD // 2
 
 ROUNDINGS = ("v3.0", "v3.5", "v3.7")
+
+#: Aave v2 close factor: 50% of the reserve's debt, at any health factor.
+V2_LIQUIDATION_CLOSE_FACTOR_PERCENT = 5_000
 
 
 class MustNotLeaveDust(LiqbtError):
@@ -88,6 +109,12 @@ def _nonneg(name: str, value: int) -> int:
 def _positive(name: str, value: int) -> int:
     if _nonneg(name, value) == 0:
         raise ValueError(f"{name} must be > 0")
+    return value
+
+
+def _check_bps(name: str, value: int) -> int:
+    if _nonneg(name, value) > PERCENTAGE_FACTOR:
+        raise ValueError(f"{name} must be <= 10_000 basis points, got {value}")
     return value
 
 
@@ -292,7 +319,13 @@ def health_factor(
     raise ValueError(f"formula must be 'origin' or 'legacy', got {formula!r}")
 
 
-def max_liquidatable_debt_legacy(reserve_debt: int, health_factor_wad: int) -> int:
+def max_liquidatable_debt_legacy(
+    reserve_debt: int,
+    health_factor_wad: int,
+    *,
+    close_factor: int = DEFAULT_LIQUIDATION_CLOSE_FACTOR,
+    close_factor_hf_threshold: int = CLOSE_FACTOR_HF_THRESHOLD,
+) -> int:
     """Close-factor cap of v3.0-3.2: 50% of the reserve's debt if HF > 0.95, else 100%.
 
     Parameters
@@ -301,6 +334,12 @@ def max_liquidatable_debt_legacy(reserve_debt: int, health_factor_wad: int) -> i
         Borrower's debt (stable + variable) in the reserve being repaid, token units.
     health_factor_wad : int
         Health factor, WAD.
+    close_factor : int, default 5_000
+        Basis points of the debt liquidatable above the threshold
+        (``DEFAULT_LIQUIDATION_CLOSE_FACTOR``).
+    close_factor_hf_threshold : int, default 0.95e18
+        Health factor (WAD) at or below which the whole debt is liquidatable
+        (``CLOSE_FACTOR_HF_THRESHOLD``).
 
     Returns
     -------
@@ -318,12 +357,14 @@ def max_liquidatable_debt_legacy(reserve_debt: int, health_factor_wad: int) -> i
     size rule and no dust rule in these versions.
     """
     _nonneg("reserve_debt", reserve_debt)
-    close_factor = (
-        DEFAULT_LIQUIDATION_CLOSE_FACTOR
-        if _nonneg("health_factor_wad", health_factor_wad) > CLOSE_FACTOR_HF_THRESHOLD
+    _check_bps("close_factor", close_factor)
+    _nonneg("close_factor_hf_threshold", close_factor_hf_threshold)
+    factor = (
+        close_factor
+        if _nonneg("health_factor_wad", health_factor_wad) > close_factor_hf_threshold
         else PERCENTAGE_FACTOR
     )
-    return percent_mul(reserve_debt, close_factor)
+    return percent_mul(reserve_debt, factor)
 
 
 def max_liquidatable_debt(
@@ -334,6 +375,9 @@ def max_liquidatable_debt(
     health_factor_wad: int,
     debt_price: int,
     debt_decimals: int,
+    *,
+    close_factor_hf_threshold: int = CLOSE_FACTOR_HF_THRESHOLD,
+    min_base_max_close_factor_threshold: int = MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD,
 ) -> int:
     """Close-factor cap of v3.3 and later.
 
@@ -358,6 +402,10 @@ def max_liquidatable_debt(
         Debt token oracle price, base currency per whole token.
     debt_decimals : int
         Debt token decimals.
+    close_factor_hf_threshold : int, default 0.95e18
+        ``CLOSE_FACTOR_HF_THRESHOLD``, WAD.
+    min_base_max_close_factor_threshold : int, default 2_000e8
+        ``MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD`` ($2,000 in v3.3), base currency.
 
     Returns
     -------
@@ -381,10 +429,12 @@ def max_liquidatable_debt(
     _nonneg("health_factor_wad", health_factor_wad)
     _positive("debt_price", debt_price)
     unit = 10 ** _nonneg("debt_decimals", debt_decimals)
+    _nonneg("close_factor_hf_threshold", close_factor_hf_threshold)
+    _nonneg("min_base_max_close_factor_threshold", min_base_max_close_factor_threshold)
     if (
-        reserve_collateral_base >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
-        and reserve_debt_base >= MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD
-        and health_factor_wad > CLOSE_FACTOR_HF_THRESHOLD
+        reserve_collateral_base >= min_base_max_close_factor_threshold
+        and reserve_debt_base >= min_base_max_close_factor_threshold
+        and health_factor_wad > close_factor_hf_threshold
     ):
         half_total = percent_mul(total_debt_base, DEFAULT_LIQUIDATION_CLOSE_FACTOR)
         if reserve_debt_base > half_total:
@@ -535,6 +585,8 @@ def leaves_dust(
     debt_decimals: int,
     collateral_price: int,
     collateral_decimals: int,
+    *,
+    min_leftover_base: int = MIN_LEFTOVER_BASE,
 ) -> bool:
     """Whether a liquidation breaks the v3.3+ dust rule (would revert ``MustNotLeaveDust``).
 
@@ -555,6 +607,8 @@ def leaves_dust(
         Oracle prices, base currency per whole token.
     debt_decimals, collateral_decimals : int
         Token decimals.
+    min_leftover_base : int, default 1_000e8
+        ``MIN_LEFTOVER_BASE`` ($1,000), base currency.
 
     Returns
     -------
@@ -578,6 +632,7 @@ def leaves_dust(
         ("collateral_to_liquidator", collateral_to_liquidator), ("protocol_fee", protocol_fee),
     ):
         _nonneg(name, value)
+    _nonneg("min_leftover_base", min_leftover_base)
     if debt_repaid > reserve_debt:
         raise ValueError("debt_repaid exceeds reserve_debt")
     if collateral_to_liquidator + protocol_fee > collateral_balance:
@@ -588,7 +643,7 @@ def leaves_dust(
             collateral_balance - collateral_to_liquidator - protocol_fee,
             collateral_price, collateral_decimals,
         )
-        return not (debt_left >= MIN_LEFTOVER_BASE and coll_left >= MIN_LEFTOVER_BASE)
+        return not (debt_left >= min_leftover_base and coll_left >= min_leftover_base)
     return False
 
 
@@ -631,6 +686,10 @@ def liquidation_call(
     protocol_fee: int,
     rounding: str = "v3.7",
     raise_on_dust: bool = True,
+    *,
+    close_factor_hf_threshold: int = CLOSE_FACTOR_HF_THRESHOLD,
+    min_base_max_close_factor_threshold: int = MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD,
+    min_leftover_base: int = MIN_LEFTOVER_BASE,
 ) -> LiquidationCall:
     """Chain the v3.3+ close factor, collateral computation, dust rule and bad-debt flag.
 
@@ -657,6 +716,9 @@ def liquidation_call(
         rules whatever this value (use :func:`max_liquidatable_debt_legacy` for v3.0-3.2).
     raise_on_dust : bool, default True
         Raise :class:`MustNotLeaveDust` instead of returning ``leaves_dust=True``.
+    close_factor_hf_threshold, min_base_max_close_factor_threshold, min_leftover_base : int
+        Governance constants, deployed values by default (0.95e18 WAD, $2,000 and $1,000 in
+        base currency); see :func:`max_liquidatable_debt` and :func:`leaves_dust`.
 
     Returns
     -------
@@ -686,6 +748,8 @@ def liquidation_call(
         health_factor_wad,
         debt_price,
         debt_decimals,
+        close_factor_hf_threshold=close_factor_hf_threshold,
+        min_base_max_close_factor_threshold=min_base_max_close_factor_threshold,
     )
     requested = cap if debt_to_cover is None else _nonneg("debt_to_cover", debt_to_cover)
     amounts = collateral_to_liquidate(
@@ -696,15 +760,234 @@ def liquidation_call(
         reserve_debt, amounts.debt_to_repay, collateral_balance,
         amounts.collateral_to_liquidator, amounts.protocol_fee,
         debt_price, debt_decimals, collateral_price, collateral_decimals,
+        min_leftover_base=min_leftover_base,
     )
     if dust and raise_on_dust:
         raise MustNotLeaveDust(
-            "liquidation would leave less than $1,000 (MIN_LEFTOVER_BASE) of debt or "
-            "collateral; repay all the reserve's debt, seize all its collateral, or leave more"
+            f"liquidation would leave less than ${min_leftover_base / 10**8:,.0f} "
+            "(MIN_LEFTOVER_BASE) of debt or collateral; repay all the reserve's debt, seize "
+            "all its collateral, or leave more"
         )
     return LiquidationCall(
         max_liquidatable_debt=cap,
         amounts=amounts,
         leaves_dust=dust,
         bad_debt=total_collateral_base == amounts.collateral_seized_base,
+    )
+
+
+# --- Aave v2 -------------------------------------------------------------------------------------
+
+
+def max_liquidatable_debt_v2(
+    stable_debt: int,
+    variable_debt: int,
+    *,
+    close_factor: int = V2_LIQUIDATION_CLOSE_FACTOR_PERCENT,
+) -> int:
+    """Aave v2 close-factor cap: ``percentMul(stable + variable, 5000)``, at any health factor.
+
+    Parameters
+    ----------
+    stable_debt, variable_debt : int
+        Borrower's stable and variable debt in the reserve being repaid, token units.
+    close_factor : int, default 5_000
+        ``LIQUIDATION_CLOSE_FACTOR_PERCENT``, basis points.
+
+    Returns
+    -------
+    int
+        Most debt one ``liquidationCall`` may repay, token units (half-up).
+
+    Raises
+    ------
+    ValueError
+        If an argument is negative or not an int, or ``close_factor > 10_000``.
+
+    Notes
+    -----
+    Source: aave/protocol-v2 ``LendingPoolCollateralManager.sol`` (``liquidationCall``:
+    ``vars.maxLiquidatableDebt = userStableDebt.add(userVariableDebt).percentMul(
+    LIQUIDATION_CLOSE_FACTOR_PERCENT)``). Unlike v3 there is no 100% close factor below
+    HF 0.95: a v2 position is always liquidated in halves.
+    """
+    total = _nonneg("stable_debt", stable_debt) + _nonneg("variable_debt", variable_debt)
+    return percent_mul(total, _check_bps("close_factor", close_factor))
+
+
+def collateral_to_liquidate_v2(
+    debt_to_cover: int,
+    collateral_balance: int,
+    collateral_price: int,
+    collateral_decimals: int,
+    debt_price: int,
+    debt_decimals: int,
+    liquidation_bonus: int,
+) -> tuple[int, int]:
+    """Aave v2 ``_calculateAvailableCollateralToLiquidate``, in v2's own order and rounding.
+
+    Parameters
+    ----------
+    debt_to_cover : int
+        Debt the liquidator repays, token units, already capped by the close factor.
+    collateral_balance : int
+        Borrower's aToken balance of the collateral reserve, token units.
+    collateral_price, debt_price : int
+        Oracle prices, ``> 0`` (v2 mainnet: ETH per whole token with 18 decimals; the unit
+        cancels, both prices only need the same one).
+    collateral_decimals, debt_decimals : int
+        Token decimals.
+    liquidation_bonus : int
+        Basis points including 100% (``10500`` = 5% bonus), ``>= 10_000``.
+
+    Returns
+    -------
+    tuple of int
+        ``(collateral_amount, debt_amount_needed)``: collateral sent to the liquidator and the
+        debt repaid, token units. There is no protocol fee in v2.
+
+    Raises
+    ------
+    ValueError
+        If an argument is negative or not an int, a price is 0 or ``liquidation_bonus <
+        10_000``.
+
+    Notes
+    -----
+    Source: aave/protocol-v2 ``LendingPoolCollateralManager.sol``
+    ``_calculateAvailableCollateralToLiquidate`` and ``PercentageMath.sol`` (``percentMul`` and
+    ``percentDiv`` round half-up)::
+
+        maxCollateral = percentMul(debtPrice * debtToCover * 10**collDec, LB)
+                        / (collPrice * 10**debtDec)                      # floor, bonus first
+        if maxCollateral > balance:
+            collateral = balance
+            debtNeeded = percentDiv(collPrice * balance * 10**debtDec
+                                    / (debtPrice * 10**collDec), LB)      # floor, then half-up
+        else:
+            collateral, debtNeeded = maxCollateral, debtToCover
+
+    v3.0 instead floors ``debtPrice * debtToCover * 10**collDec / (collPrice * 10**debtDec)``
+    first and applies ``percentMul`` to that: the two differ by a unit of the collateral token
+    when the division's remainder times the bonus crosses a unit (e.g. 1 satoshi of WBTC).
+    """
+    _nonneg("debt_to_cover", debt_to_cover)
+    _nonneg("collateral_balance", collateral_balance)
+    _positive("collateral_price", collateral_price)
+    _positive("debt_price", debt_price)
+    coll_unit = 10 ** _nonneg("collateral_decimals", collateral_decimals)
+    debt_unit = 10 ** _nonneg("debt_decimals", debt_decimals)
+    if _nonneg("liquidation_bonus", liquidation_bonus) < PERCENTAGE_FACTOR:
+        raise ValueError(
+            f"liquidation_bonus is in basis points including 100% (e.g. 10500), got "
+            f"{liquidation_bonus}"
+        )
+    max_collateral = percent_mul(debt_price * debt_to_cover * coll_unit, liquidation_bonus) // (
+        collateral_price * debt_unit
+    )
+    if max_collateral > collateral_balance:
+        debt_needed = percent_div(
+            collateral_price * collateral_balance * debt_unit // (debt_price * coll_unit),
+            liquidation_bonus,
+        )
+        return collateral_balance, debt_needed
+    return max_collateral, debt_to_cover
+
+
+@dataclass(frozen=True)
+class LiquidationCallV2:
+    """Outcome of an Aave v2 ``liquidationCall`` (token units).
+
+    Attributes
+    ----------
+    max_liquidatable_debt : int
+        Close-factor cap (50% of stable + variable debt).
+    debt_repaid : int
+        ``actualDebtToLiquidate``: the request, capped by the close factor and by what the
+        collateral balance can pay.
+    collateral_seized : int
+        ``maxCollateralToLiquidate``: collateral sent to the liquidator (all of it goes to the
+        liquidator: v2 has no protocol fee).
+    collateral_capped : bool
+        True when the collateral balance limited the liquidation.
+    """
+
+    max_liquidatable_debt: int
+    debt_repaid: int
+    collateral_seized: int
+    collateral_capped: bool
+
+
+def liquidation_call_v2(
+    debt_to_cover: int | None,
+    stable_debt: int,
+    variable_debt: int,
+    collateral_balance: int,
+    health_factor_wad: int,
+    collateral_price: int,
+    collateral_decimals: int,
+    debt_price: int,
+    debt_decimals: int,
+    liquidation_bonus: int,
+    *,
+    close_factor: int = V2_LIQUIDATION_CLOSE_FACTOR_PERCENT,
+) -> LiquidationCallV2:
+    """Chain Aave v2's close factor and ``_calculateAvailableCollateralToLiquidate``.
+
+    Parameters
+    ----------
+    debt_to_cover : int or None
+        Requested repayment, token units; ``None`` or ``2**256 - 1`` means "the maximum".
+    stable_debt, variable_debt : int
+        Borrower's debt in the repaid reserve, token units.
+    collateral_balance : int
+        Borrower's balance of the seized reserve, token units.
+    health_factor_wad : int
+        Health factor, WAD (:func:`health_factor` with ``formula="legacy"`` is v2's formula);
+        must be below ``1e18``.
+    collateral_price, debt_price : int
+        Oracle prices (same unit), ``> 0``.
+    collateral_decimals, debt_decimals : int
+        Token decimals.
+    liquidation_bonus : int
+        Basis points including 100%.
+    close_factor : int, default 5_000
+        ``LIQUIDATION_CLOSE_FACTOR_PERCENT``, basis points.
+
+    Returns
+    -------
+    LiquidationCallV2
+
+    Raises
+    ------
+    ValueError
+        If an argument is invalid, ``health_factor_wad >= 1e18`` (v2 returns
+        ``LPCM_HEALTH_FACTOR_ABOVE_THRESHOLD``) or the borrower has no debt in the reserve
+        (``LPCM_SPECIFIED_CURRENCY_NOT_BORROWED_BY_USER``).
+
+    Notes
+    -----
+    Source: aave/protocol-v2 ``LendingPoolCollateralManager.liquidationCall``:
+    ``actualDebtToLiquidate = min(debtToCover, maxLiquidatableDebt)``, then
+    ``min(actualDebtToLiquidate, debtAmountNeeded)``. No dust rule, no bad-debt burning (debt
+    left on an account without collateral stays as unbacked debt).
+    """
+    if _nonneg("health_factor_wad", health_factor_wad) >= HEALTH_FACTOR_LIQUIDATION_THRESHOLD:
+        raise ValueError("health factor is not below 1e18: the position is not liquidatable")
+    cap = max_liquidatable_debt_v2(stable_debt, variable_debt, close_factor=close_factor)
+    if stable_debt + variable_debt == 0:
+        raise ValueError("the borrower has no debt in this reserve")
+    if debt_to_cover is None or debt_to_cover == MAX_UINT256:
+        requested = cap
+    else:
+        requested = min(_nonneg("debt_to_cover", debt_to_cover), cap)
+    collateral, debt_needed = collateral_to_liquidate_v2(
+        requested, collateral_balance, collateral_price, collateral_decimals, debt_price,
+        debt_decimals, liquidation_bonus,
+    )
+    return LiquidationCallV2(
+        max_liquidatable_debt=cap,
+        debt_repaid=min(requested, debt_needed),
+        collateral_seized=collateral,
+        collateral_capped=debt_needed < requested,
     )

@@ -3,7 +3,9 @@
 Sources (stored pages, MECHANISMS.md section 7): bitmex.com ``/app/autoDeleveraging`` (ranking
 formula), ``/app/autoDeleveragingExamples`` (ranked queue, quintiles, liquidated short of 20 at
 USD 650), ``/app/isolatedMarginExamples`` (linear ETHUSDT example: liquidation and bankruptcy
-prices 510 and 500), ``/app/liquidation``.
+prices 510 and 500), ``/app/liquidation``, ``/app/liquidationExamples`` (the liquidation engine
+takes the position over and places a limit order at the bankruptcy price; a long of 1 contract
+at $100 with bankruptcy price $99 filled at $99.25 gives the insurance fund $0.25).
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ __all__ = [
     "bankruptcy_price_linear",
     "liquidation_price_linear",
     "bankruptcy_price_inverse",
+    "LiquidationOrder",
+    "liquidation_order",
+    "insurance_fund_gain_linear",
+    "insurance_fund_gain_inverse",
 ]
 
 
@@ -328,3 +334,150 @@ def bankruptcy_price_inverse(entry_price: float, contracts_usd: float, margin_xb
     if margin_xbt < 0:
         raise ValueError("margin_xbt must be >= 0")
     return math.inf if inv <= 0 else 1.0 / inv
+
+
+def insurance_fund_gain_linear(quantity: float, bankruptcy_price: float, fill_price: float,
+                               is_short: bool) -> float:
+    """Insurance fund's gain (> 0) or draw (< 0) when a linear liquidation fills at ``fill_price``.
+
+    The liquidated trader loses exactly its margin: the position is closed at the bankruptcy
+    price for the trader, and the difference to the real fill goes to (or comes from) the
+    insurance fund.
+
+    Parameters
+    ----------
+    quantity : float
+        Base units of the position, ``> 0``.
+    bankruptcy_price, fill_price : float
+        Quote per base unit, ``> 0``.
+    is_short : bool
+        Side of the liquidated position.
+
+    Returns
+    -------
+    float
+        Quote currency: ``(fill - bankruptcy) x qty`` for a long (its position is sold),
+        ``(bankruptcy - fill) x qty`` for a short (bought back).
+
+    Raises
+    ------
+    ValueError
+        If an argument is not finite or not positive.
+
+    Notes
+    -----
+    Source: bitmex.com ``/app/liquidationExamples`` (limit order at the bankruptcy price;
+    the better fill goes to the insurance fund) and ``/app/liquidation``.
+    """
+    qty = _pos("quantity", quantity)
+    diff = _pos("fill_price", fill_price) - _pos("bankruptcy_price", bankruptcy_price)
+    return (-diff if is_short else diff) * qty
+
+
+def insurance_fund_gain_inverse(contracts_usd: float, bankruptcy_price: float,
+                                fill_price: float, is_short: bool) -> float:
+    """Insurance fund's gain (> 0) or draw (< 0) of an inverse (XBT-margined) liquidation, XBT.
+
+    Parameters
+    ----------
+    contracts_usd : float
+        Position size in USD contracts, ``> 0``.
+    bankruptcy_price, fill_price : float
+        USD per XBT, ``> 0``.
+    is_short : bool
+        Side of the liquidated position.
+
+    Returns
+    -------
+    float
+        XBT: ``contracts x (1/bankruptcy - 1/fill)`` for a long, ``contracts x (1/fill -
+        1/bankruptcy)`` for a short (the inverse PnL of closing at the fill instead of the
+        bankruptcy price).
+
+    Raises
+    ------
+    ValueError
+        If an argument is not finite or not positive.
+
+    Notes
+    -----
+    Derived from the inverse PnL ``contracts x (1/entry - 1/exit)`` (bitmex.com
+    ``/app/liquidation``, ``/app/isolatedMarginExamples``).
+    """
+    c = _pos("contracts_usd", contracts_usd)
+    gain = c * (1.0 / _pos("bankruptcy_price", bankruptcy_price) - 1.0 / _pos("fill_price",
+                                                                               fill_price))
+    return -gain if is_short else gain
+
+
+@dataclass(frozen=True)
+class LiquidationOrder:
+    """The liquidation engine's order for a position it has taken over.
+
+    Attributes
+    ----------
+    side : {"sell", "buy"}
+        ``sell`` closes a long, ``buy`` closes a short.
+    limit_price : float
+        The bankruptcy price.
+    filled : bool
+        True when the book can fill it at the limit or better now.
+    fill_price : float
+        The best opposite price: the fill when ``filled``; otherwise the price at which the
+        position would close if the insurance fund aggressed the book.
+    insurance_fund_gain : float
+        Gain (> 0) when filled better than the bankruptcy price; when not filled, the draw
+        (< 0) the fund takes if it closes at ``fill_price``, or ADL covers.
+    """
+
+    side: str
+    limit_price: float
+    filled: bool
+    fill_price: float
+    insurance_fund_gain: float
+
+
+def liquidation_order(quantity: float, bankruptcy_price: float, best_opposite_price: float,
+                      is_short: bool) -> LiquidationOrder:
+    """Place a linear position's liquidation order at its bankruptcy price against the book.
+
+    Parameters
+    ----------
+    quantity : float
+        Base units of the position, ``> 0``.
+    bankruptcy_price : float
+        Limit price (:func:`bankruptcy_price_linear`), ``> 0``.
+    best_opposite_price : float
+        Best bid (for a long's sell) or best ask (for a short's buy), ``> 0``; the whole
+        quantity is assumed available there.
+    is_short : bool
+        Side of the liquidated position.
+
+    Returns
+    -------
+    LiquidationOrder
+
+    Raises
+    ------
+    ValueError
+        If an argument is not finite or not positive.
+
+    Notes
+    -----
+    Source: bitmex.com ``/app/liquidation`` ("the liquidation engine takes over the position
+    ... and then attempts to liquidate the position with a Limit order at the bankruptcy
+    price") and ``/app/liquidationExamples`` (filled at $99.25 against a $99 limit: $0.25 to
+    the insurance fund). A sell limit fills when the best bid is at or above it, a buy limit
+    when the best ask is at or below it; an unfilled order stays on the book and the insurance
+    fund (then ADL) stands behind it.
+    """
+    b = _pos("bankruptcy_price", bankruptcy_price)
+    p = _pos("best_opposite_price", best_opposite_price)
+    filled = p <= b if is_short else p >= b
+    return LiquidationOrder(
+        side="buy" if is_short else "sell",
+        limit_price=b,
+        filled=filled,
+        fill_price=p,
+        insurance_fund_gain=insurance_fund_gain_linear(quantity, b, p, is_short),
+    )

@@ -29,6 +29,8 @@ __all__ = [
     "f_remove",
     "loss_per_band",
     "band_sold_fraction",
+    "BandConversion",
+    "band_conversion",
     "SoftLiquidationState",
     "soft_liquidation_state",
 ]
@@ -375,6 +377,69 @@ def band_sold_fraction(p: float, p_up: float, p_down: float) -> float:
 
 
 @dataclass(frozen=True)
+class BandConversion:
+    """State of one band at an oracle price (simplified conversion model).
+
+    Attributes
+    ----------
+    collateral : float
+        Collateral the band still holds, collateral tokens.
+    stablecoin : float
+        Borrowed tokens the band holds for the collateral it sold.
+    sold_fraction : float
+        Share of the band's collateral converted, in [0, 1].
+    """
+
+    collateral: float
+    stablecoin: float
+    sold_fraction: float
+
+
+def band_conversion(y: float, p: float, n: int, p_base: float, A: int) -> BandConversion:
+    """Convert one band holding ``y`` collateral at oracle price ``p`` (any band, any loan size).
+
+    Band ``n`` spans oracle prices ``(p_oracle_down(n), p_oracle_up(n)]``. Above it the band is
+    all collateral; below it all borrowed token, ``y x sqrt(p_up x p_down)`` (its fully
+    converted value in ``AMM.vy get_xy_up``); inside, the fraction :func:`band_sold_fraction`
+    is sold at that geometric-mean price.
+
+    Parameters
+    ----------
+    y : float
+        Collateral deposited in the band, tokens, ``>= 0``.
+    p : float
+        Oracle price, borrowed token per collateral.
+    n : int
+        Band index.
+    p_base : float
+        Grid base price.
+    A : int
+        Band-width factor.
+
+    Returns
+    -------
+    BandConversion
+
+    Raises
+    ------
+    ValueError
+        If ``y`` is negative or not finite, a price is not positive and finite, or ``A < 2``.
+
+    Notes
+    -----
+    Source: MECHANISMS.md section 4 (the simplified conversion model) and curvefi/curve-stablecoin
+    ``AMM.vy`` (band edges ``p_oracle_up``/``p_oracle_down``, ``get_xy_up``). The same rule as
+    :func:`soft_liquidation_state`, which sums it over a loan's 4 to 50 bands.
+    """
+    if not (isinstance(y, (int, float)) and math.isfinite(y) and y >= 0):
+        raise ValueError(f"y must be a non-negative finite number, got {y!r}")
+    up, down = p_oracle_up(n, p_base, A), p_oracle_down(n, p_base, A)
+    sold = band_sold_fraction(p, up, down)
+    return BandConversion(collateral=y * (1.0 - sold), stablecoin=y * sold * math.sqrt(up * down),
+                          sold_fraction=sold)
+
+
+@dataclass(frozen=True)
 class SoftLiquidationState:
     """Simplified position state while the oracle moves through its bands.
 
@@ -439,9 +504,8 @@ def soft_liquidation_state(
     left = stable = 0.0
     full = 0
     for n in range(n1, n2 + 1):
-        up, down = p_oracle_up(n, p_base, A), p_oracle_down(n, p_base, A)
-        sold = band_sold_fraction(p, up, down)
-        full += sold == 1.0
-        left += per_band * (1.0 - sold)
-        stable += per_band * sold * math.sqrt(up * down)
+        band = band_conversion(per_band, p, n, p_base, A)
+        full += band.sold_fraction == 1.0
+        left += band.collateral
+        stable += band.stablecoin
     return SoftLiquidationState(collateral=left, stablecoin=stable, bands_fully_converted=full)

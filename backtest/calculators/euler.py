@@ -196,7 +196,10 @@ def pro_rata_yield(desired_repay: int, max_repay: int, max_yield: int) -> int:
     Returns
     -------
     int
-        Collateral balance transferred, rounded down (0 if ``max_repay == 0``).
+        Collateral balance transferred: ``desired_repay x max_yield / max_repay`` rounded down;
+        ``max_yield`` itself when ``max_repay == 0`` (then ``desired_repay`` must be 0 too, and
+        the contract leaves the yield at its maximum: a liability worth nothing releases all the
+        collateral the liquidation may take).
 
     Raises
     ------
@@ -207,7 +210,8 @@ def pro_rata_yield(desired_repay: int, max_repay: int, max_yield: int) -> int:
 
     Notes
     -----
-    Source: euler-vault-kit ``Liquidation.sol`` L109-117.
+    Source: euler-vault-kit ``Liquidation.sol`` L109-117 (the pro-rata scaling runs only
+    ``if (maxRepay > 0)``).
     """
     _nonneg("desired_repay", desired_repay)
     _nonneg("max_repay", max_repay)

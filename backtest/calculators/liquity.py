@@ -9,7 +9,12 @@ Sources: liquity/dev (v1) ``packages/contracts/contracts/TroveManager.sol``
 ``_getOffsetAndRedistributionVals`` (L431-462), ``_getCappedOffsetVals`` (L467-489) and
 ``Dependencies/LiquityBase.sol`` L19-36; liquity/bold (v2) ``contracts/src/TroveManager.sol``
 (L335-412: ``_liquidate``, ``_getOffsetAndRedistributionVals``, ``_getCollPenaltyAndSurplus``)
-and ``Dependencies/Constants.sol`` L13-44. See MECHANISMS.md section 6.
+and ``Dependencies/Constants.sol`` L13-44, as changed by PR #889 "Remove 0.5% coll gas
+compensation from Redistributions" (2025-05: the collateral gas compensation is taken only on the
+part offset by the Stability Pool). See MECHANISMS.md section 6.
+
+The v1 Stability Pool's per-depositor accounting (compounded deposits and ETH gains with the
+product-sum ``P``/``S`` scheme, scales and epochs) is :class:`StabilityPoolV1`.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ __all__ = [
     "coll_penalty_and_surplus",
     "offset_and_redistribution_v2",
     "liquidate_v2",
+    "SP_SCALE_FACTOR",
+    "StabilityPoolV1",
 ]
 
 DECIMAL_PRECISION = 10**18
@@ -369,7 +376,8 @@ def coll_gas_compensation_v2(coll: int) -> int:
     Parameters
     ----------
     coll : int
-        Collateral, wei.
+        Collateral it is taken from, wei: since liquity/bold PR #889 (2025-05) the part of the
+        trove's collateral offset against the Stability Pool, not the whole.
 
     Returns
     -------
@@ -427,17 +435,17 @@ def coll_penalty_and_surplus(coll_to_liquidate: int, debt: int, penalty: int, pr
 
 
 def offset_and_redistribution_v2(
-    debt: int, coll_to_liquidate: int, bold_in_sp: int, price: int,
+    debt: int, coll: int, bold_in_sp: int, price: int,
     branch: BranchParams = WETH_BRANCH,
-) -> tuple[int, int, int, int, int]:
-    """Liquity v2 split: SP leg with its penalty, redistribution leg, borrower surplus.
+) -> tuple[int, int, int, int, int, int]:
+    """Liquity v2 split: SP leg with gas compensation and penalty, redistribution leg, surplus.
 
     Parameters
     ----------
     debt : int
         Entire trove debt (with accrued interest and redistribution gains), wei.
-    coll_to_liquidate : int
-        Entire collateral minus gas compensation, wei.
+    coll : int
+        Entire trove collateral (gas compensation **not** subtracted), wei.
     bold_in_sp : int
         BOLD available for offset, wei. The pool always keeps ``MIN_BOLD_IN_SP`` (1 BOLD), so
         pass deposits minus 1 BOLD.
@@ -449,8 +457,8 @@ def offset_and_redistribution_v2(
     Returns
     -------
     tuple of int
-        ``(debt_to_offset, coll_to_sp, debt_to_redistribute, coll_to_redistribute,
-        coll_surplus)``.
+        ``(debt_to_offset, coll_to_sp, coll_gas_compensation, debt_to_redistribute,
+        coll_to_redistribute, coll_surplus)``; the four collateral terms add up to ``coll``.
 
     Raises
     ------
@@ -459,30 +467,36 @@ def offset_and_redistribution_v2(
 
     Notes
     -----
-    Source: liquity/bold ``TroveManager.sol`` ``_getOffsetAndRedistributionVals`` (L335-412):
-    the SP gets ``min(coll * off / debt, off * (1 + penSP) / price)``; the redistribution leg
-    gets ``min(rest + SP surplus, red * (1 + penRed) / price)``; anything left is surplus.
+    Source: liquity/bold ``contracts/src/TroveManager.sol`` ``_getOffsetAndRedistributionVals``
+    after PR #889 "Remove 0.5% coll gas compensation from Redistributions" (merged 2025-05-01):
+    the SP portion is ``coll x off / debt``; the gas compensation
+    ``min(portion / 200, 2 tokens)`` comes out of that portion only; the SP gets
+    ``min(portion - gas, off x (1 + penSP) / price)``; the redistribution leg gets
+    ``min(coll - portion + SP surplus, red x (1 + penRed) / price)``; the rest is surplus.
+    Before that change (liquity/bold until April 2025) the gas compensation was taken from the
+    whole collateral first; a trove redistributed in full now pays no collateral gas
+    compensation at all (the liquidator still gets ``ETH_GAS_COMPENSATION``).
     """
     _positive("debt", debt)
-    _nonneg("coll_to_liquidate", coll_to_liquidate)
-    off = coll_sp = coll_sp_portion = surplus = coll_red = 0
+    _nonneg("coll", coll)
+    off = coll_sp = portion = surplus = coll_red = gas = 0
     if _nonneg("bold_in_sp", bold_in_sp) > 0:
         off = min(debt, bold_in_sp)
-        coll_sp_portion = coll_to_liquidate * off // debt
-        coll_sp, surplus = coll_penalty_and_surplus(coll_sp_portion, off, branch.penalty_sp,
-                                                    price)
+        portion = coll * off // debt
+        gas = coll_gas_compensation_v2(portion)
+        coll_sp, surplus = coll_penalty_and_surplus(portion - gas, off, branch.penalty_sp, price)
     red = debt - off
     if red > 0:
-        portion = coll_to_liquidate - coll_sp_portion
-        if portion > 0:
-            coll_red, surplus = coll_penalty_and_surplus(portion + surplus, red,
+        rest = coll - portion
+        if rest > 0:
+            coll_red, surplus = coll_penalty_and_surplus(rest + surplus, red,
                                                          branch.penalty_redistribution, price)
-    return off, coll_sp, red, coll_red, surplus
+    return off, coll_sp, gas, red, coll_red, surplus
 
 
 def liquidate_v2(debt: int, coll: int, price: int, bold_in_sp: int,
                  branch: BranchParams = WETH_BRANCH) -> TroveLiquidation | None:
-    """Liquity v2 liquidation of one trove (no recovery mode).
+    """Liquity v2 liquidation of one trove (no recovery mode), current liquity/bold code.
 
     Parameters
     ----------
@@ -509,14 +523,205 @@ def liquidate_v2(debt: int, coll: int, price: int, bold_in_sp: int,
 
     Notes
     -----
-    Source: liquity/bold ``TroveManager.sol`` ``_liquidate`` (L335-412). The liquidator also
-    receives ``ETH_GAS_COMPENSATION`` (0.0375 WETH) set aside when the trove was opened.
+    Source: liquity/bold ``TroveManager.sol`` ``_liquidate`` and
+    ``_getOffsetAndRedistributionVals`` (collateral gas compensation on the SP-offset part
+    only, PR #889, 2025-05). The liquidator also receives ``ETH_GAS_COMPENSATION``
+    (0.0375 WETH) set aside when the trove was opened.
     """
     _positive("debt", debt)
     if compute_cr(coll, debt, price) >= branch.mcr:
         return None
-    gas = coll_gas_compensation_v2(coll)
-    off, coll_sp, red, coll_red, surplus = offset_and_redistribution_v2(
-        debt, coll - gas, bold_in_sp, price, branch
+    off, coll_sp, gas, red, coll_red, surplus = offset_and_redistribution_v2(
+        debt, coll, bold_in_sp, price, branch
     )
     return TroveLiquidation(off, coll_sp, red, coll_red, surplus, gas, 0)
+
+
+# --- v1 Stability Pool: per-depositor accounting -------------------------------------------------
+
+#: Scale factor of the v1 Stability Pool's running product ``P`` (``StabilityPool.SCALE_FACTOR``).
+SP_SCALE_FACTOR = 10**9
+
+
+@dataclass
+class _Snapshot:
+    initial_deposit: int
+    p: int
+    s: int
+    scale: int
+    epoch: int
+
+
+class StabilityPoolV1:
+    """Liquity v1 Stability Pool: compounded LUSD deposits and ETH gains per depositor.
+
+    Liabilities are tracked with the product-sum scheme of the Liquity paper ("Scalable Reward
+    Distribution with Compounding Stakes"): a running product ``P`` (each offset multiplies it by
+    ``1 - debt / deposits``) and, per epoch and scale, a running sum ``S`` of ETH gain per unit
+    staked times ``P``. A depositor's compounded deposit is ``d0 x P / P0`` and its ETH gain
+    ``d0 x (S - S0) / P0`` (with the next scale's sum divided by ``1e9``), ``P0``, ``S0`` its
+    snapshots. When ``P`` would fall below ``1e9`` it is multiplied by ``1e9`` and the scale
+    increments; an offset that empties the pool starts a new epoch (every older deposit is 0).
+
+    All amounts are wei (18 decimals). The LQTY issuance (``G``) and front ends are not modelled.
+
+    Attributes
+    ----------
+    P : int
+        Running product, 18 decimals (starts at ``1e18``).
+    current_scale, current_epoch : int
+        Scale and epoch counters.
+    total_deposits : int
+        ``totalLUSDDeposits``, wei.
+    eth_balance : int
+        ETH held for depositors, wei.
+
+    Notes
+    -----
+    Source: liquity/dev ``packages/contracts/contracts/StabilityPool.sol`` (``offset``,
+    ``_computeRewardsPerUnitStaked`` with its error feedback, ``_updateRewardSumAndProduct``,
+    ``getCompoundedLUSDDeposit`` / ``_getCompoundedStakeFromSnapshots``,
+    ``getDepositorETHGain`` / ``_getETHGainFromSnapshots``, ``provideToSP``,
+    ``withdrawFromSP``) and ``papers/Scalable_Reward_Distribution_with_Compounding_Stakes.pdf``.
+    """
+
+    def __init__(self) -> None:
+        self.P = DECIMAL_PRECISION
+        self.current_scale = 0
+        self.current_epoch = 0
+        self.total_deposits = 0
+        self.eth_balance = 0
+        self._sums: dict[tuple[int, int], int] = {}
+        self._last_eth_error = 0
+        self._last_lusd_loss_error = 0
+        self._snapshots: dict[str, _Snapshot] = {}
+
+    def epoch_to_scale_to_sum(self, epoch: int, scale: int) -> int:
+        """``epochToScaleToSum[epoch][scale]``: the running ETH sum ``S`` (0 if never set)."""
+        return self._sums.get((epoch, scale), 0)
+
+    def compounded_deposit(self, depositor: str) -> int:
+        """Return the depositor's LUSD after the offsets since its last deposit, wei.
+
+        Returns 0 if a later epoch started, the scale moved by two or more, or the compounded
+        value fell below a billionth of the initial deposit (``getCompoundedLUSDDeposit``).
+        """
+        snap = self._snapshots.get(depositor)
+        if snap is None or snap.initial_deposit == 0:
+            return 0
+        if snap.epoch < self.current_epoch:
+            return 0
+        scale_diff = self.current_scale - snap.scale
+        if scale_diff == 0:
+            stake = snap.initial_deposit * self.P // snap.p
+        elif scale_diff == 1:
+            stake = snap.initial_deposit * self.P // snap.p // SP_SCALE_FACTOR
+        else:
+            stake = 0
+        if stake < snap.initial_deposit // 10**9:
+            return 0
+        return stake
+
+    def eth_gain(self, depositor: str) -> int:
+        """Return the ETH the depositor earned since its last deposit, wei.
+
+        ``getDepositorETHGain``: ``d0 x (S - S0 + S_next_scale / 1e9) / P0 / 1e18``.
+        """
+        snap = self._snapshots.get(depositor)
+        if snap is None or snap.initial_deposit == 0:
+            return 0
+        first = self.epoch_to_scale_to_sum(snap.epoch, snap.scale) - snap.s
+        second = self.epoch_to_scale_to_sum(snap.epoch, snap.scale + 1) // SP_SCALE_FACTOR
+        return snap.initial_deposit * (first + second) // snap.p // DECIMAL_PRECISION
+
+    def _set_deposit(self, depositor: str, amount: int) -> None:
+        self._snapshots[depositor] = _Snapshot(
+            amount, self.P, self.epoch_to_scale_to_sum(self.current_epoch, self.current_scale),
+            self.current_scale, self.current_epoch)
+
+    def deposit(self, depositor: str, amount: int) -> int:
+        """``provideToSP``: pay out the ETH gain, compound, add ``amount``; return the ETH paid.
+
+        Raises
+        ------
+        ValueError
+            If ``amount`` is not a positive int (``StabilityPool: Amount must be non-zero``).
+        """
+        _positive("amount", amount)
+        gain = self.eth_gain(depositor)
+        compounded = self.compounded_deposit(depositor)
+        self.eth_balance -= gain
+        self.total_deposits += amount
+        self._set_deposit(depositor, compounded + amount)
+        return gain
+
+    def withdraw(self, depositor: str, amount: int) -> tuple[int, int]:
+        """``withdrawFromSP``: withdraw up to ``amount`` of the compounded deposit.
+
+        Returns
+        -------
+        tuple of int
+            ``(lusd_withdrawn, eth_gain_paid)``, wei.
+
+        Raises
+        ------
+        ValueError
+            If ``amount`` is negative or not an int, or the depositor has no deposit
+            (``StabilityPool: User must have a non-zero deposit``).
+        """
+        _nonneg("amount", amount)
+        snap = self._snapshots.get(depositor)
+        if snap is None or snap.initial_deposit == 0:
+            raise ValueError(f"{depositor!r} has no deposit in the Stability Pool")
+        gain = self.eth_gain(depositor)
+        compounded = self.compounded_deposit(depositor)
+        withdrawn = min(amount, compounded)
+        self.eth_balance -= gain
+        self.total_deposits -= withdrawn
+        self._set_deposit(depositor, compounded - withdrawn)
+        return withdrawn, gain
+
+    def offset(self, debt_to_offset: int, coll_to_add: int) -> None:
+        """``offset``: cancel ``debt_to_offset`` LUSD of deposits against ``coll_to_add`` ETH.
+
+        Raises
+        ------
+        ValueError
+            If an argument is negative or not an int, or the debt exceeds the deposits.
+        """
+        _nonneg("debt_to_offset", debt_to_offset)
+        _nonneg("coll_to_add", coll_to_add)
+        total = self.total_deposits
+        if total == 0 or debt_to_offset == 0:
+            return
+        if debt_to_offset > total:
+            raise ValueError("debt_to_offset exceeds the Stability Pool's deposits")
+        # _computeRewardsPerUnitStaked, with error feedback
+        eth_numerator = coll_to_add * DECIMAL_PRECISION + self._last_eth_error
+        if debt_to_offset == total:
+            loss_per_unit = DECIMAL_PRECISION
+            self._last_lusd_loss_error = 0
+        else:
+            loss_numerator = debt_to_offset * DECIMAL_PRECISION - self._last_lusd_loss_error
+            loss_per_unit = loss_numerator // total + 1  # round up: the error stays positive
+            self._last_lusd_loss_error = loss_per_unit * total - loss_numerator
+        gain_per_unit = eth_numerator // total
+        self._last_eth_error = eth_numerator - gain_per_unit * total
+        # _updateRewardSumAndProduct
+        factor = DECIMAL_PRECISION - loss_per_unit
+        key = (self.current_epoch, self.current_scale)
+        self._sums[key] = self._sums.get(key, 0) + gain_per_unit * self.P
+        if factor == 0:
+            self.current_epoch += 1
+            self.current_scale = 0
+            new_p = DECIMAL_PRECISION
+        elif self.P * factor // DECIMAL_PRECISION < SP_SCALE_FACTOR:
+            new_p = self.P * factor * SP_SCALE_FACTOR // DECIMAL_PRECISION
+            self.current_scale += 1
+        else:
+            new_p = self.P * factor // DECIMAL_PRECISION
+        if new_p <= 0:
+            raise ValueError("P would reach 0 (the contract asserts newP > 0)")
+        self.P = new_p
+        self.total_deposits -= debt_to_offset
+        self.eth_balance += coll_to_add

@@ -73,10 +73,18 @@ class PenaltyModel(IntEnum):
         Loans: Euler v2's reverse Dutch auction, the discount on the seized value is ``1 -
         health`` at the decision price, capped at ``penalty_cap`` (perps keep FIXED) (``Liquidation.sol``
         ``calculateMaxLiquidation``: ``discountFactor = max(HS, 1 - maxLiquidationDiscount)``).
+    HEALTH_RAMP
+        Loans: Aave v4's bonus that rises as health falls. With ``b0 = base / (1 - base)`` and
+        ``b1 = penalty_cap / (1 - penalty_cap)`` the bonuses of the product's penalty rate and
+        of the cap, the bonus is ``b1`` at or below ``h1 = full_close_health``
+        (``healthFactorForMaxBonus``) and ``b0 + (b1 - b0) x (1 - health) / (1 - h1)`` above
+        it; the penalty is ``bonus / (1 + bonus)`` of the seized value (perps keep FIXED)
+        (aave/aave-v4 ``spoke/libraries/LiquidationLogic.sol`` ``calculateLiquidationBonus``).
     """
 
     FIXED = 0
     HEALTH_DISCOUNT = 1
+    HEALTH_RAMP = 2
 
 
 class RiskInput(IntEnum):
@@ -197,7 +205,9 @@ POLICY_DTYPE = np.dtype(
         ("family", np.int64),  # PolicyFamily
         ("keeper_share", np.float64),  # share of the penalty paid to the keeper; rest to fund
         ("close_factor", np.float64),  # max fraction of position (perp) / debt (loan) per event
-        ("full_close_health", np.float64),  # health at or below which close_factor is 1
+        # health at or below which a liquidation is at its largest: close_factor is 1, and
+        # with PenaltyModel.HEALTH_RAMP the penalty reaches penalty_cap
+        ("full_close_health", np.float64),
         # per product (index Product): maintenance requirement as a fraction of notional
         ("maintenance_rate", np.float64, (N_PRODUCTS,)),
         # per product: requirement a partial liquidation restores (inf: close factor only)
@@ -219,7 +229,7 @@ POLICY_DTYPE = np.dtype(
         ("waterfall", np.int64),  # Waterfall
         ("adl_ranking", np.int64),  # AdlRanking
         ("penalty_model", np.int64),  # PenaltyModel
-        ("penalty_cap", np.float64),  # largest penalty of HEALTH_DISCOUNT, fraction
+        ("penalty_cap", np.float64),  # largest penalty of HEALTH_DISCOUNT / HEALTH_RAMP, fraction
         # loans: a liquidation seizes all collateral (Compound v3 absorb), not just the debt's
         ("seize_all_collateral", np.int64),
         # predictive overlay: fraction of the position (perp) / debt (loan) reduced, and the

@@ -103,6 +103,7 @@ _MARGIN_SCALE = int(StepMetric.MARGIN_SCALE)
 _N_PREEMPTIVE = int(StepMetric.N_PREEMPTIVE)
 _PREEMPTIVE_NOTIONAL = int(StepMetric.PREEMPTIVE_NOTIONAL)
 _HEALTH_DISCOUNT = int(PenaltyModel.HEALTH_DISCOUNT)
+_HEALTH_RAMP = int(PenaltyModel.HEALTH_RAMP)
 _PERP = int(Product.PERP)
 _N_SUMMED = N_SUMMED_METRICS
 _ORACLE_MARKET = int(OracleModel.MARKET)
@@ -264,15 +265,26 @@ def clears_debt_nb(product, units, cash, d, price, penalty):
 
 
 @njit
-def penalty_rate_nb(model, base, cap, health):
+def penalty_rate_nb(model, base, cap, health, cap_health):
     """Return the penalty rate of a liquidation (fraction of the liquidated notional).
 
     ``model`` is a :class:`PenaltyModel`: FIXED returns ``base``; HEALTH_DISCOUNT returns Euler
-    v2's discount ``min(1 - health, cap)`` (at least 0), ``health`` taken at the decision price.
-    The kernel applies it to loans only (Euler is a lending protocol); perps keep ``base``.
+    v2's discount ``min(1 - health, cap)`` (at least 0); HEALTH_RAMP returns Aave v4's rising
+    bonus as a penalty: bonuses ``b0 = base / (1 - base)`` at health 1 and ``b1 = cap / (1 -
+    cap)`` at and below ``cap_health`` (< 1), linear in health between, penalty ``b / (1 +
+    b)``. ``health`` is taken at the fill price. The kernel applies the health models to loans
+    only (Euler and Aave are lending protocols); perps keep ``base``.
     """
     if model == _HEALTH_DISCOUNT:
         return min(max(1.0 - health, 0.0), cap)
+    if model == _HEALTH_RAMP:
+        b0 = base / (1.0 - base)
+        b1 = cap / (1.0 - cap)
+        if health <= cap_health:
+            b = b1
+        else:
+            b = b0 + (b1 - b0) * max(1.0 - health, 0.0) / (1.0 - cap_health)
+        return b / (1.0 + b)
     return base
 
 
@@ -537,7 +549,8 @@ def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, account
     p = fill_price_nb(fill_mode, u, k_step, x, candle[0], candle[2], candle[1], candle[3])
     pen = p_rate[prod]
     if prod == _LOAN:
-        pen = penalty_rate_nb(penalty_model, pen, penalty_cap, health_nb(prod, u, c, p, m))
+        pen = penalty_rate_nb(penalty_model, pen, penalty_cap, health_nb(prod, u, c, p, m),
+                              full_close_health)
     d = units_to_close_nb(
         family, prod, u, c, p, m, t_rate[prod], pen, close_factor, full_close_health,
         tier_health, tier_fraction, size_rules, seize_all,

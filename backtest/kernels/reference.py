@@ -694,10 +694,26 @@ def _step_rates(policy, prod: int, scale: float) -> tuple[float, float]:
 
 
 def _penalty(policy, prod: int, health: float) -> float:
-    """Penalty rate of a liquidation: fixed, or (loans) Euler's discount min(1 - health, cap)."""
-    if int(policy["penalty_model"]) == PenaltyModel.HEALTH_DISCOUNT and prod == Product.LOAN:
-        return min(max(1.0 - health, 0.0), float(policy["penalty_cap"]))
-    return float(policy["penalty_rate"][prod])
+    """Penalty rate of a liquidation: fixed, or for loans a health model.
+
+    Euler's discount ``min(1 - health, cap)``, or Aave v4's bonus rising linearly in health
+    from the base rate's bonus at health 1 to the cap's at ``full_close_health``
+    (healthFactorForMaxBonus).
+    """
+    model = int(policy["penalty_model"])
+    base = float(policy["penalty_rate"][prod])
+    if prod != Product.LOAN or model == PenaltyModel.FIXED:
+        return base
+    cap = float(policy["penalty_cap"])
+    if model == PenaltyModel.HEALTH_DISCOUNT:
+        return min(max(1.0 - health, 0.0), cap)
+    low, high = base / (1.0 - base), cap / (1.0 - cap)  # bonuses at health 1 and at the cap
+    cap_health = float(policy["full_close_health"])
+    if health <= cap_health:
+        bonus = high
+    else:
+        bonus = low + (high - low) * max(1.0 - health, 0.0) / (1.0 - cap_health)
+    return bonus / (1.0 + bonus)
 
 
 def _units_to_close(policy, prod, u, c, p, m, pen, target) -> float:

@@ -145,6 +145,12 @@ def pack_policy(policy: Policy, interval_seconds: int = 60) -> np.ndarray:
     rec["cooldown_steps"] = 0 if minutes == 0 else math.ceil(minutes * 60 / interval_seconds)
     rec["penalty_model"] = PenaltyModel[policy.penalty.model.upper()]
     rec["penalty_cap"] = policy.penalty.max_discount
+    if policy.penalty.model == "health_ramp":  # Aave v4: bonuses as penalties b / (1 + b)
+        ramp = policy.penalty
+        low = ramp.max_bonus * ramp.bonus_factor
+        pen[Product.LOAN] = low / (1.0 + low)
+        rec["penalty_cap"] = ramp.max_bonus / (1.0 + ramp.max_bonus)
+        rec["full_close_health"] = ramp.health_for_max_bonus
     rec["seize_all_collateral"] = int(loan is not None and loan.seize_all_collateral)
     if policy.predictive is not None:
         rec["preempt_fraction"] = policy.predictive.reduce_fraction

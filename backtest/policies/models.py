@@ -142,19 +142,36 @@ class PenaltyParams(_Strict):
 
     Attributes
     ----------
-    model : {"fixed", "health_discount"}
+    model : {"fixed", "health_discount", "health_ramp"}
         ``fixed``: ``[perp] liquidation_penalty`` and ``[loan] liquidation_bonus``.
         ``health_discount`` (loans; perps keep their fixed penalty): Euler v2's reverse Dutch
         auction, the discount on the seized value is ``1 - health`` at the decision price,
         capped at ``max_discount``
         (``EVault/modules/Liquidation.sol`` ``calculateMaxLiquidation``).
+        ``health_ramp`` (loans): Aave v4's bonus that rises as health falls, from
+        ``max_bonus x bonus_factor`` just below health 1 to ``max_bonus`` at and below
+        ``health_for_max_bonus``, linear in health between (aave/aave-v4
+        ``spoke/libraries/LiquidationLogic.sol`` ``calculateLiquidationBonus``);
+        ``[loan] liquidation_bonus`` is not used.
     max_discount : float
         Cap of the health discount, fraction (Euler ``maxLiquidationDiscount``; 0.2 in the EVK
         test base). Default 0.2.
+    max_bonus : float
+        ``health_ramp``: largest bonus over the debt repaid, fraction (``maxLiquidationBonus``
+        - 100%; 0.05 = 105%).
+    bonus_factor : float
+        ``health_ramp``: the smallest bonus as a fraction of ``max_bonus``, in [0, 1]
+        (``liquidationBonusFactor``).
+    health_for_max_bonus : float
+        ``health_ramp``: health factor at and below which the bonus is ``max_bonus``, in
+        [0, 1) (``healthFactorForMaxBonus``).
     """
 
-    model: Literal["fixed", "health_discount"] = "fixed"
+    model: Literal["fixed", "health_discount", "health_ramp"] = "fixed"
     max_discount: float = Field(default=0.2, gt=0.0, lt=1.0)
+    max_bonus: float = Field(default=0.05, ge=0.0, lt=1.0)
+    bonus_factor: float = Field(default=0.0, ge=0.0, le=1.0)
+    health_for_max_bonus: float = Field(default=0.9, ge=0.0, lt=1.0)
 
 
 class DynamicMarginParams(_Strict):
@@ -356,6 +373,22 @@ class _PolicyBase(_Strict):
     penalty: PenaltyParams = PenaltyParams()
     dynamic_margin: DynamicMarginParams | None = None
     predictive: PredictiveParams | None = None
+
+    @model_validator(mode="after")
+    def _ramp_fits(self) -> _PolicyBase:
+        if self.penalty.model != "health_ramp":
+            return self
+        lt = self.loan.liquidation_threshold if self.loan is not None else 0.0
+        if lt * (1.0 + self.penalty.max_bonus) >= 1.0:
+            raise ValueError("loan.liquidation_threshold x (1 + penalty.max_bonus) must be < 1")
+        partial = getattr(self, "partial", None)
+        if (partial is not None and partial.close_factor < 1.0
+                and partial.full_close_health != self.penalty.health_for_max_bonus):
+            raise ValueError(
+                "penalty.model = 'health_ramp' with partial.close_factor < 1 needs "
+                "partial.full_close_health = penalty.health_for_max_bonus (one health at which "
+                "a liquidation is at its largest)")
+        return self
 
     @model_validator(mode="after")
     def _margin_below_one(self) -> _PolicyBase:
