@@ -220,3 +220,19 @@ def test_format_value_by_column():
     assert format_value(1234567, "accounts") == "1,234,567"
     assert format_value(12, "bad_debt_usd") == "$12.00"
     assert format_value({"a": 1}) == '{"a": 1}'
+
+
+def test_readme_run_queries_work(world):
+    """The README's example queries over runs answer (sweep examples need a sweep)."""
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    queries = [q for q in re.findall(r'liqbt query "([^"]*)"', text)
+               if "sweep_" not in q and q.split()[0].upper() in ("SELECT", "WITH")]
+    assert queries
+    with Catalog(world["runs"]) as cat:
+        for sql in queries:
+            frame = cat.query(sql)
+            assert frame.height > 0, sql
+            if "bad_debt_usd" in sql:
+                assert frame["run_id"].unique().to_list() == [world["run_id"]]
