@@ -57,7 +57,7 @@ def test_four_runs_finish_while_a_query_is_open(world, tmp_path):
         polls += 1
         time.sleep(0.2)
     outs = [p.communicate() for p in procs]
-    for p, (out, err) in zip(procs, outs, strict=True):
+    for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
         assert "Traceback" not in err
     ids = sorted(line.split()[1] for out, _ in outs for line in out.splitlines()

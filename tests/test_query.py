@@ -1,4 +1,4 @@
-"""`liqbt query`: read-only (every attack refused), money formatted, every column in every format."""
+"""`liqbt query`: read-only (every attack refused), money as money, every column in every format."""
 
 from __future__ import annotations
 

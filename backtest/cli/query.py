@@ -32,11 +32,11 @@ def query(
     output: Annotated[Path | None, typer.Option(
         "-o", "--output", help="Write the result to this file instead of stdout.")] = None,
 ) -> None:
-    """Answer read-only SQL across runs, e.g. ``SELECT run_id, policy, sum(bad_debt_usd) FROM
-    steps GROUP BY ALL``.
+    """Answer read-only SQL across runs and sweeps (tables and views: see SQL).
 
-    The query sees the run directories as they are when it starts: a run that finished before
-    is always there; nothing is locked or written.
+    Example: ``SELECT run_id, policy, sum(bad_debt_usd) FROM steps GROUP BY ALL``. The query
+    sees the run directories as they are when it starts: a run that finished before is always
+    there; nothing is locked or written.
     """
     from backtest import paths
     from backtest.errors import CatalogError

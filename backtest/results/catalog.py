@@ -311,7 +311,24 @@ class Catalog:
     # ------------------------------------------------------------------ building
 
     def refresh(self) -> None:
-        """Rescan the runs directory and rebuild the database (runs finished since appear)."""
+        """Rescan the runs directory and rebuild the database (runs finished since appear).
+
+        Raises
+        ------
+        CatalogError
+            If the files keep changing under the scan (deleted while being opened).
+        """
+        for attempt in range(3):  # a run directory deleted between the scan and the views
+            try:
+                self._scan()
+                self._open()
+                return
+            except duckdb.IOException as exc:
+                if attempt == 2:
+                    raise CatalogError(f"cannot open the run results: {exc}", self.root) \
+                        from None
+
+    def _scan(self) -> None:
         runs, problems = scan_runs(self.root)
         sweeps, sweep_problems = scan_sweeps(self.root.resolve()) if self.root.is_dir() \
             else ([], [])
@@ -321,7 +338,6 @@ class Catalog:
         self._runs = [by_id[k] for k in sorted(by_id)]
         self._sweeps = sweeps
         self.problems = problems + sweep_problems
-        self._open()
 
     def _open(self) -> None:
         if self.con is not None:

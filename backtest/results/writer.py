@@ -4,10 +4,11 @@ The directory is assembled under a hidden temporary name (``.<run_id>.<random>.t
 by this process while it writes) and renamed into place when every file is written, so a crash
 or an error leaves either a complete run or a hidden folder that no catalog reads and that the
 next run removes (:func:`backtest.atomic.remove_stale_temporaries`). The rename is the run's
-registration: catalogs are built from the run directories (:mod:`backtest.results.catalog`). The manifest records
-what is needed to reproduce and audit the run: the config (verbatim and hashed), the window,
-the tape and book files with sha256, every policy's parameters and file hash, package and
-dependency versions, timings and peak memory.
+registration: catalogs are built from the run directories (:mod:`backtest.results.catalog`).
+
+The manifest records what is needed to reproduce and audit the run: the config (verbatim and
+hashed), the window, the tape and book files with sha256, every policy's parameters and file
+hash, package and dependency versions, timings and peak memory.
 """
 
 from __future__ import annotations
