@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 
 from backtest.atomic import atomic_path
 from backtest.errors import BookError
+from backtest.validation import check_input_file, check_output_file
 
 _PREFIX = "liqbt."
 
@@ -26,11 +27,9 @@ def read_book_table(path: str | Path) -> tuple[pl.DataFrame, dict[str, str]]:
     Raises
     ------
     BookError
-        If the file is missing, unreadable or not Parquet (names the file).
+        If the file is missing, a directory, unreadable or not Parquet (names the file).
     """
-    path = Path(path)
-    if not path.exists():
-        raise BookError("file not found", path)
+    path = check_input_file(path, "book", BookError)
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
@@ -54,8 +53,14 @@ def write_book_table(frame: pl.DataFrame, meta: dict[str, object], path: str | P
     Returns
     -------
     Path
+
+    Raises
+    ------
+    ConfigError
+        If ``path`` is a directory or its folder cannot be created or written (checked
+        before anything is written).
     """
-    path = Path(path)
+    path = check_output_file(path, "book file")
     table = frame.to_arrow().replace_schema_metadata(
         {f"{_PREFIX}{k}".encode(): str(v).encode() for k, v in meta.items()})
     with atomic_path(path) as tmp:

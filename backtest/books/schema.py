@@ -8,7 +8,7 @@ product        string              ``perp`` (isolated-margin linear perp) or ``l
 side           int8                +1 long, -1 short (loans are always +1: collateral long)
 size           float64             position size in asset units, > 0
 entry_price    float64             USD per unit when the position was opened, > 0
-leverage       float64             notional / equity at entry, >= 1; for a loan
+leverage       float64             notional / equity at entry, 1 .. 1,000; for a loan
                                    1 / (1 - loan-to-value), so LTV = 1 - 1 / leverage
 entry_time     timestamp[ms, UTC]  when the position was opened
 =============  ==================  =========================================================
@@ -46,6 +46,16 @@ COLUMNS: dict[str, pl.DataType] = {
     "entry_time": pl.Datetime("ms", "UTC"),
 }
 PRODUCTS = {"perp": Product.PERP, "loan": Product.LOAN}
+
+MAX_LEVERAGE = 1_000.0
+"""Largest leverage a book may hold. No venue of MECHANISMS.md offers more than 200x (GMX's
+0.5% minimum collateral factor, ``gmx-synthetics config/markets.ts``); Binance's top bracket
+is 125x (https://www.binance.com/en/futures/trading-rules/perpetual/leverage-margin). Beyond
+1,000x a value is a unit error (a percentage, a notional), not a position."""
+
+MAX_NOTIONAL_USD = 1e12
+"""Largest entry notional (``size x entry_price``, USD) of one account: above any venue's
+whole open interest, so larger values are unit errors."""
 
 
 @dataclass
@@ -110,9 +120,12 @@ def validate_book(frame: pl.DataFrame, path: Path | str | None = None) -> pl.Dat
     ------
     BookError
         Missing column, uncastable dtype, null or non-finite value, unknown product,
-        side not +1/-1, a short loan, size <= 0, entry price <= 0, leverage < 1 (or
-        negative), duplicated account_id; the message names the file, row, account and field.
+        side not +1/-1, a short loan, size <= 0, entry price <= 0, leverage < 1 or above
+        :data:`MAX_LEVERAGE`, an entry notional above :data:`MAX_NOTIONAL_USD`, duplicated
+        account_id, or no rows at all; the message names the file, row, account and field.
     """
+    if frame.height == 0:
+        raise BookError("the book has no accounts (0 rows): nothing to simulate", path)
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise BookError(f"missing column(s) {', '.join(missing)}", path)
@@ -136,8 +149,13 @@ def validate_book(frame: pl.DataFrame, path: Path | str | None = None) -> pl.Dat
             "entry_price must be a positive number",
         ),
         (
-            ~(pl.col("leverage").is_finite() & (pl.col("leverage") >= 1)),
-            "leverage must be a number >= 1",
+            ~(pl.col("leverage").is_finite() & (pl.col("leverage") >= 1)
+              & (pl.col("leverage") <= MAX_LEVERAGE)),
+            f"leverage must be a number >= 1 and at most {MAX_LEVERAGE:,.0f}",
+        ),
+        (
+            pl.col("size") * pl.col("entry_price") > MAX_NOTIONAL_USD,
+            f"size x entry_price must be at most {MAX_NOTIONAL_USD:,.0f} USD",
         ),
         (pl.col("account_id").is_duplicated(), "account_id is duplicated"),
     ]

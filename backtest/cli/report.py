@@ -38,7 +38,12 @@ def report(
     """
     from backtest import paths
     from backtest.errors import CatalogError, ConfigError
+    from backtest.validation import check_output_dir, check_output_file
 
+    if output is not None:  # before any work: a report that cannot be written is refused now
+        check_output_file(output, "report file")
+    else:
+        check_output_dir(paths.reports_dir(), "reports directory")
     if governance is not None:
         if run is not None:
             raise ConfigError("give either a RUN or --governance PROPOSAL, not both")
@@ -63,7 +68,7 @@ def report(
     if not root.is_dir() and not Path(run).is_dir():
         raise CatalogError(f"no runs directory at {root}: run `liqbt run CONFIG` first, "
                            "or pass --runs")
-    with Catalog(runs) as catalog:
+    with Catalog(runs) as catalog:  # in memory, read-only: never waits on a running run
         out = write_report(catalog, catalog.resolve(run), output)
     typer.echo(str(out))
 

@@ -7,10 +7,13 @@ outputs to :mod:`backtest.results.writer`. Nothing is written unless every polic
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import platform
 import resource
+import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +43,7 @@ from backtest.events import get_event
 from backtest.policies import load_policy, pack_policy
 from backtest.progress import progress_bar
 from backtest.tapes import Tape, TapeStore
-from backtest.validation import describe
+from backtest.validation import check_input_file, check_output_dir, describe
 
 
 @dataclass
@@ -259,7 +262,7 @@ def execute(config_path: str | Path, runs: str | Path | None = None,
             store: str | Path | None = None, strategies: str | Path | None = None,
             events: str | Path | None = None, show_progress: bool = True,
             overrides: list[str] | None = None) -> tuple[str, Path]:
-    """Run a config end to end and register the results.
+    """Run a config end to end and write its run directory (which registers it).
 
     Parameters
     ----------
@@ -280,18 +283,20 @@ def execute(config_path: str | Path, runs: str | Path | None = None,
     Raises
     ------
     LiqbtError
-        Any input problem; nothing is written in that case.
+        Any input problem, found before simulating: an unreadable, empty or directory
+        input, a runs directory that cannot be created or written. Nothing is written then.
     """
-    from backtest.results.catalog import Catalog
     from backtest.results.writer import write_run
 
     t_start = time.perf_counter()
+    root = paths.runs_dir(runs)
+    check_output_dir(root, "runs directory")  # before minutes of simulation, not after
     inputs = resolve_inputs(config_path, store, strategies, events, overrides)
+    check_inputs(inputs)
     t_loaded = time.perf_counter()
     outcomes, compile_seconds = simulate_policies(inputs, show_progress)
     t_simulated = time.perf_counter()
     created = datetime.now(UTC)
-    run_id = f"{created:%Y%m%dT%H%M%S}-{inputs.config.name}-{_digest(inputs)}"
     timings = {
         "load_seconds": t_loaded - t_start,
         "jit_warmup_seconds": compile_seconds,
@@ -302,12 +307,72 @@ def execute(config_path: str | Path, runs: str | Path | None = None,
         },
         "threads": numba.get_num_threads(),
     }
-    run_dir = paths.runs_dir(runs) / run_id
-    write_run(run_dir, run_id, created, inputs, outcomes, timings,
-              runtime=_runtime(), t_start=t_start)
-    with Catalog(runs) as catalog:
-        catalog.register(run_dir)
+    base_id = f"{created:%Y%m%dT%H%M%S}-{inputs.config.name}-{_digest(inputs)}"
+    with reserved_run_id(root, base_id) as run_id:
+        run_dir = root / run_id
+        write_run(run_dir, run_id, created, inputs, outcomes, timings,
+                  runtime=_runtime(), t_start=t_start)
     return run_id, run_dir
+
+
+def check_inputs(inputs: Inputs) -> None:
+    """Check that every file a run hashes into its manifest is a readable regular file.
+
+    Run before simulating, so that a directory given as the book, tape, config or policy
+    fails at once instead of after the simulation.
+
+    Raises
+    ------
+    ConfigError, BookError, TapeError
+        Naming the file.
+    """
+    check_input_file(inputs.config_path, "run config")
+    check_input_file(inputs.book.path, "book", BookError)
+    if inputs.tape.path is not None:
+        check_input_file(inputs.tape.path, "tape", TapeError)
+    for policy, path in inputs.policies:
+        check_input_file(path, f"policy '{policy.name}'")
+    for name, count in (("accounts", len(inputs.book)), ("policies", len(inputs.policies))):
+        if count == 0:
+            raise ConfigError(f"the run has no {name}: nothing to simulate", inputs.config_path)
+
+
+@contextlib.contextmanager
+def reserved_run_id(root: Path, base_id: str) -> Iterator[str]:
+    """Yield a run id free in ``root``: ``base_id``, else ``base_id-2``, ``-3``, ...
+
+    Runs of the same config started in the same second share ``base_id``; each takes the
+    first id whose hidden reservation ``.<run_id>.id.tmp`` it creates (``mkdir`` is atomic)
+    and whose run directory does not exist. The reservation is removed on exit; one left by
+    a killed run is removed by :func:`backtest.atomic.remove_stale_temporaries` once stale.
+
+    Raises
+    ------
+    ConfigError
+        If the runs directory cannot be created.
+    """
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the runs directory: {exc.strerror}", root) from None
+    k = 1
+    while True:
+        run_id = base_id if k == 1 else f"{base_id}-{k}"
+        marker = root / f".{run_id}.id.tmp"
+        if not (root / run_id).exists():
+            try:
+                marker.mkdir()
+            except FileExistsError:
+                pass
+            else:
+                if not (root / run_id).exists():
+                    break
+                marker.rmdir()
+        k += 1
+    try:
+        yield run_id
+    finally:
+        shutil.rmtree(marker, ignore_errors=True)
 
 
 def _policy_path(name: str, strategies) -> Path:

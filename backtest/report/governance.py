@@ -141,7 +141,7 @@ def load_governance_data(catalog: Catalog, proposal: Proposal, path: Path, sweep
     from backtest.events import get_event
 
     manifest = json.loads((Path(sweep_dir) / "sweep.json").read_text())
-    sid = _lit(manifest["sweep_id"])
+    sid = _lit(catalog.sweep_id(sweep_dir))  # unique even if copied elsewhere
     descriptions = {p.name: p.description for p in proposal.proposed}
     sets, n_proposed = [], 0
     for role, ps in roles:

@@ -1,10 +1,14 @@
 """Write a run directory: Parquet tables and the manifest, atomically.
 
-The directory is assembled under a temporary name and renamed into place when every file is
-written, so a crash or an error leaves either a complete run or nothing. The manifest records
-what is needed to reproduce and audit the run: the config (verbatim and hashed), the window,
-the tape and book files with sha256, every policy's parameters and file hash, package and
-dependency versions, timings and peak memory.
+The directory is assembled under a hidden temporary name (``.<run_id>.<random>.tmp``, locked
+by this process while it writes) and renamed into place when every file is written, so a crash
+or an error leaves either a complete run or a hidden folder that no catalog reads and that the
+next run removes (:func:`backtest.atomic.remove_stale_temporaries`). The rename is the run's
+registration: catalogs are built from the run directories (:mod:`backtest.results.catalog`).
+
+The manifest records what is needed to reproduce and audit the run: the config (verbatim and
+hashed), the window, the tape and book files with sha256, every policy's parameters and file
+hash, package and dependency versions, timings and peak memory.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pathlib import Path
 
 import polars as pl
 
-from backtest.atomic import atomic_dir
+from backtest.atomic import atomic_dir, remove_stale_temporaries
 from backtest.kernels.enums import StepMetric
 from backtest.results.tables import (
     accounts_table,
@@ -56,6 +60,11 @@ def write_run(run_dir: Path, run_id: str, created: datetime, inputs, outcomes, t
     -------
     Path
         ``run_dir``.
+
+    Raises
+    ------
+    FileExistsError
+        If ``run_dir`` exists (run ids are reserved by :func:`backtest.engine.run.execute`).
     """
     from backtest.engine.run import file_sha256
 
@@ -65,6 +74,7 @@ def write_run(run_dir: Path, run_id: str, created: datetime, inputs, outcomes, t
     account_id = inputs.book.frame["account_id"].to_numpy()
     gas, gas_info = inputs.market.gas_usd, inputs.market.gas_info
     t0 = time.perf_counter()
+    remove_stale_temporaries(run_dir.parent)  # left by killed runs
     with atomic_dir(run_dir) as tmp:
         _write(tmp / "prices.parquet", prices_table(run_id, ts, arrays))
         _write(tmp / "steps.parquet", pl.concat(

@@ -9,6 +9,12 @@ Layout of a sweep directory::
     tmp/                       cells being written (emptied when a sweep starts)
     .lock                      held while a sweep runs in the directory
 
+A sweep that fails before its first cell is finished (invalid config, missing inputs, an
+unreachable scheduler) removes everything it created, the directory itself included when it
+created it (:meth:`SweepStore.lock`). A sweep written outside the runs directory registers
+itself with a pointer file (:func:`backtest.results.catalog.register_sweep`); no database is
+shared.
+
 A cell is written into a fresh directory under ``tmp/`` and renamed to ``cells/<cell_id>``
 when every file is complete (``rename`` is atomic on POSIX), so a killed sweep leaves only
 complete cells in ``cells/``; the existence of ``cells/<cell_id>`` means "finished".
@@ -28,7 +34,8 @@ from pathlib import Path
 import polars as pl
 
 from backtest.atomic import atomic_path
-from backtest.errors import LiqbtError
+from backtest.errors import ConfigError, LiqbtError
+from backtest.validation import check_output_dir
 
 CELL_FILES = ("summary.parquet", "steps.parquet", "cell.json")
 """Files of a finished cell."""
@@ -57,24 +64,55 @@ class SweepStore:
     def lock(self) -> Iterator[None]:
         """Hold the directory's lock, and empty ``tmp/`` of what a killed run left.
 
+        If the block raises before any cell of the directory is finished, everything this
+        call created is removed again: the files and folders it added, the directory itself
+        and its parent folders if it created them (and they are empty).
+
         Raises
         ------
+        ConfigError
+            If the directory cannot be created or written (a file in the way, permissions).
         SweepLockedError
             If another process holds the lock.
         """
-        for d in (self.root, self.cells, self.tmp, self.books):
-            d.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a+") as fh:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise SweepLockedError("another sweep is running in this directory",
-                                       self.root) from None
-            try:
-                self.clean_temporaries()
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        check_output_dir(self.root, "sweep directory")
+        created = [p for p in (self.root, *self.root.parents) if not p.exists()]
+        before = set(self.root.iterdir()) if self.root.is_dir() else set()
+        try:
+            for d in (self.root, self.cells, self.tmp, self.books):
+                d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the sweep directory: {exc.strerror}",
+                              self.root) from None
+        try:
+            with open(self.root / ".lock", "a+") as fh:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise SweepLockedError("another sweep is running in this directory",
+                                           self.root) from None
+                try:
+                    self.clean_temporaries()
+                    yield
+                finally:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        except BaseException as exc:
+            if not isinstance(exc, SweepLockedError) and not self.done_ids():
+                self._remove_new(created, before)
+            raise
+
+    def _remove_new(self, created: list[Path], before: set[Path]) -> None:
+        """Remove what a failed first attempt added (see :meth:`lock`)."""
+        if self.root in created:
+            shutil.rmtree(self.root, ignore_errors=True)
+            for parent in created[1:]:
+                try:
+                    parent.rmdir()  # only if empty: another process may use it meanwhile
+                except OSError:
+                    break
+            return
+        for p in set(self.root.iterdir()) - before:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
     def clean_temporaries(self) -> int:
         """Remove half-written cells under ``tmp/``; return how many were removed."""
