@@ -17,14 +17,14 @@ from tests.kernel_inputs import random_book, random_policy, random_prices, rando
 F = {name: k for k, name in enumerate(FLOW_FIELDS)}
 
 
-def _flow(rng, book, steps, share=0.6, arriving=0.3, delay=3):
+def _flow(rng, book, steps, share=0.6, arriving=0.3, delay=3, max_cures=0):
     n = len(book["units"])
     arrival = np.where(rng.random(n) < arriving, rng.integers(0, steps, n), -1)
     equity = book["cash"] + book["units"] * book.get("entry", 1.0)
     flow = BookFlow(arrival.astype(np.int64), book["units"].copy(), book["cash"].copy(),
                     np.where(arrival >= 0, np.abs(equity), 0.0),
                     responder_mask(np.arange(n, dtype=np.int64), share, 11),
-                    Response(share, (1.3, 1.2), (1.8, 1.5), delay, 11))
+                    Response(share, (1.3, 1.2), (1.8, 1.5), delay, 11, max_cures))
     units0 = np.where(arrival >= 0, 0.0, book["units"])
     cash0 = np.where(arrival >= 0, 0.0, book["cash"])
     return units0, cash0, flow
@@ -49,7 +49,7 @@ def test_moving_book_matches_reference(seed, cascade):
     depth = np.full(90, 800.0)
     market = market_params(ImpactModel.SQRT, 0.5, 5.0, cascade) if cascade else None
     prices, book, policy, u0, c0, flow, volume, res = _case(
-        seed, market=market, depth=depth if cascade else None)
+        seed, market=market, depth=depth if cascade else None, max_cures=seed % 3)
     ref = simulate_reference(prices.open, prices.high, prices.low, prices.close,
                              TriggerPrice.EXTREME, FillPrice.TRIGGER, policy[0], book["product"],
                              u0, c0, market=market[0] if cascade else None,
@@ -68,11 +68,11 @@ def test_moving_book_matches_reference(seed, cascade):
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.sampled_from([1, 7, 64]),
        st.sampled_from([None, int(PolicyFamily.AUCTION)]), st.floats(0.0, 1.0),
-       st.integers(0, 6))
-def test_money_is_conserved_with_arrivals_and_cures(seed, chunk, family, share, delay):
+       st.integers(0, 6), st.integers(0, 2))
+def test_money_is_conserved_with_arrivals_and_cures(seed, chunk, family, share, delay, cap):
     prices, book, policy, u0, c0, flow, volume, res = _case(seed, family, n=120, steps=40,
                                                             chunk=chunk, share=share,
-                                                            delay=delay)
+                                                            delay=delay, max_cures=cap)
     rec, adl = res.records, res.adl_records
     n = len(u0)
     proceeds, fees, written_off, closed, paid = (np.zeros(n) for _ in range(5))
@@ -172,3 +172,14 @@ def test_responders_are_a_seeded_share():
     np.testing.assert_array_equal(mask, responder_mask(ids, 0.7, 5))
     assert (mask != responder_mask(ids, 0.7, 6)).any()
     assert not responder_mask(ids, 0.0, 5).any() and responder_mask(ids, 1.0, 5).all()
+
+
+def test_spare_capital_limits_cures():
+    prices, book, policy, u0, c0, flow, volume, unlimited = _case(9, n=300, steps=90, share=1.0,
+                                                                  delay=0)
+    _, _, _, _, _, _, _, once = _case(9, n=300, steps=90, share=1.0, delay=0, max_cures=1)
+    assert unlimited.book_flow[:, F["cures"]].sum() > once.book_flow[:, F["cures"]].sum() > 0
+    cured_once = once.deposited - flow.margin
+    # nobody pays more than one cure; an account that cured once is liquidated like anyone else
+    assert once.n_liquidations.sum() >= unlimited.n_liquidations.sum()
+    assert np.all(cured_once >= -1e-9)

@@ -264,7 +264,7 @@ def simulate_event(data: EventData, params: BookParams, response: ResponseConfig
             1, math.ceil(response.delay_minutes * 60.0 / interval_s - 1e-9))
         resp = Response(response.share, (response.perp_warning_health, response.warning_health),
                         (response.perp_target_health, response.target_health), delay,
-                        response.seed)
+                        response.seed, response.max_cures)
     entry_ms = book.frame["entry_time"].dt.epoch("ms").to_numpy()
     units0, cash0, flow = book_flow(book.frame["account_id"].to_numpy(), arrays["units"],
                                     arrays["cash"], arrays["equity_at_entry"], entry_ms,

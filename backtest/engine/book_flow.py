@@ -33,6 +33,8 @@ class Response:
         Per product: health a responder restores (> warning_health).
     delay_steps : int
         Reaction delay, steps (>= 0).
+    max_cures : int
+        Cures an account can afford in the window (0: unlimited).
     seed : int
         Seed of the responder draw (:func:`responder_mask`).
     """
@@ -42,6 +44,7 @@ class Response:
     target_health: tuple[float, float]
     delay_steps: int
     seed: int = 0
+    max_cures: int = 0
 
 
 @dataclass
@@ -138,6 +141,7 @@ class FlowStepper:
         self.responders = (np.sort(position[flow.responds]).astype(np.int64)
                            if flow.response is not None else np.zeros(0, np.int64))
         self.warn_since = np.full(n, -1, np.int32)
+        self.cures = np.zeros(n, np.int32)
         self.deposited = np.zeros(n)
         self.steps = np.zeros((n_steps, N_FLOW_FIELDS))
 
@@ -150,5 +154,5 @@ class FlowStepper:
         if r is not None and t > 0 and len(self.responders):
             respond_nb(t, observed_price, self.responders, product, units, cash, key, m_rate,
                        self.warn_since, np.asarray(r.warning_health, np.float64),
-                       np.asarray(r.target_health, np.float64), r.delay_steps, self.deposited,
-                       out)
+                       np.asarray(r.target_health, np.float64), r.delay_steps, r.max_cures,
+                       self.cures, self.deposited, out)

@@ -218,6 +218,8 @@ class ResponseConfig(_Strict):
         whose equity fell to 4% of notional, 25x, and cure to 10%, 10x, at a 0.5% rate).
     delay_minutes : float
         Reaction delay between entering the warning zone and curing, minutes.
+    max_cures : int
+        Cures one account can afford in the window (spare capital runs out); 0: no limit.
     seed : int
         Seed of the per-account responder draw.
     """
@@ -229,6 +231,7 @@ class ResponseConfig(_Strict):
     perp_warning_health: float = Field(default=8.0, gt=1.0)
     perp_target_health: float = Field(default=20.0, gt=1.0)
     delay_minutes: float = Field(default=120.0, ge=0.0)
+    max_cures: int = Field(default=0, ge=0)
     seed: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")

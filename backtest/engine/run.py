@@ -181,7 +181,7 @@ def moving_book(inputs: Inputs) -> tuple[dict, BookFlow]:
         response = Response(cfg.share, (cfg.perp_warning_health, cfg.warning_health),
                             (cfg.perp_target_health, cfg.target_health),
                             steps_of(cfg.delay_minutes, inputs.tape.interval_seconds)
-                            if cfg.delay_minutes > 0 else 0, cfg.seed)
+                            if cfg.delay_minutes > 0 else 0, cfg.seed, cfg.max_cures)
     entry_ms = inputs.book.frame["entry_time"].dt.epoch("ms").to_numpy()
     try:
         units0, cash0, flow = book_flow(inputs.book.frame["account_id"].to_numpy(),

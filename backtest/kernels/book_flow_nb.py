@@ -121,7 +121,7 @@ def cure_amount_nb(product, units, cash, price, m, target_health):
 
 @njit
 def respond_nb(t, price, responders, product, units, cash, key, m_rate, warn_since,
-               warning_health, target_health, delay_steps, deposited, out):
+               warning_health, target_health, delay_steps, max_cures, cures, deposited, out):
     """Let responders in the warning zone cure, in place (see the module docstring).
 
     Parameters
@@ -145,6 +145,10 @@ def respond_nb(t, price, responders, product, units, cash, key, m_rate, warn_sin
         levels sit far higher than loans' (a 10x perp at a 0.5% rate starts at health 20).
     delay_steps : int
         Steps between entering the zone and curing (0: cure at the next step start).
+    max_cures : int
+        Cures an account can afford over the window (spare capital runs out); 0: unlimited.
+    cures : ndarray, shape (N,), int32
+        Cures each account made; updated.
     deposited : ndarray, shape (N,), float64
         New money each account brought in, USD; updated.
     out : ndarray, shape (N_FLOW_FIELDS,), float64
@@ -156,7 +160,7 @@ def respond_nb(t, price, responders, product, units, cash, key, m_rate, warn_sin
     for j in range(responders.shape[0]):
         i = responders[j]
         u = units[i]
-        if u == 0.0:
+        if u == 0.0 or (max_cures > 0 and cures[i] >= max_cures):
             warn_since[i] = -1
             continue
         prod = product[i]
@@ -175,6 +179,7 @@ def respond_nb(t, price, responders, product, units, cash, key, m_rate, warn_sin
         cash[i] += amount
         key[i] = trigger_key_nb(u, cash[i], m_rate[prod])
         deposited[i] += amount
+        cures[i] += 1
         out[7] += 1.0
         out[8 if prod == _PERP else 9] += amount
 

@@ -277,11 +277,12 @@ def simulate_reference(
     res.deposited = np.zeros(n)
     res.book_flow = np.zeros((n_steps, 10))
     warned = [-1] * n
+    cured = [0] * n
     base_rates = [float(policy["maintenance_rate"][k]) for k in range(2)]
     moving = flow  # (the loop below reuses the name flow for each step's liquidation flow)
     for t in range(n_steps):
         if moving is not None:
-            _move_book(res, moving, t, product, base_rates, warned,
+            _move_book(res, moving, t, product, base_rates, warned, cured,
                        sim_closes[t - 1] if t > 0 else None)
         step_depth = float(depth[t]) if depth is not None else 0.0
         outstanding = permanent + transient if cascade else 0.0
@@ -502,7 +503,7 @@ def simulate_reference(
     return res
 
 
-def _move_book(res, flow, t, product, rates, warned, price) -> None:
+def _move_book(res, flow, t, product, rates, warned, cured, price) -> None:
     """Step ``t``'s arrivals, then cures at the previous simulated close ``price``."""
     row = res.book_flow[t]
     for i in range(len(res.units)):
@@ -524,7 +525,7 @@ def _move_book(res, flow, t, product, rates, warned, price) -> None:
         return
     for i in range(len(res.units)):
         u, c, prod = float(res.units[i]), float(res.cash[i]), int(product[i])
-        if not flow.responds[i]:
+        if not flow.responds[i] or (r.max_cures and cured[i] >= r.max_cures):
             continue
         if u == 0.0 or _health(prod, u, c, price, rates[prod]) >= r.warning_health[prod]:
             warned[i] = -1
@@ -542,6 +543,7 @@ def _move_book(res, flow, t, product, rates, warned, price) -> None:
         if need > 0.0:
             res.cash[i] += need
             res.deposited[i] += need
+            cured[i] += 1
             row[7] += 1
             row[8 if prod == Product.PERP else 9] += need
 
