@@ -147,7 +147,22 @@ class EventOutcome:
     long_share: float
     real_share: float
     real_long_share: float | None
-    hourly_share: np.ndarray = field(repr=False)
+    step_ms: np.ndarray = field(repr=False)
+    step_share: np.ndarray = field(repr=False)  # liquidated notional per step / book size
+    low_step: int = 0  # step of the window's lowest low
+
+    @property
+    def share_after_low(self) -> float:
+        """Fraction of the simulated liquidated notional in the steps after the window's low."""
+        total = self.step_share.sum()
+        return float(self.step_share[self.low_step + 1:].sum() / total) if total > 0 else 0.0
+
+    def fraction_within(self, inner: tuple[int, int], outer: tuple[int, int]) -> float:
+        """Simulated liquidations in the ``inner`` window over those in ``outer`` (epoch ms)."""
+        def part(a, b):
+            return self.step_share[(self.step_ms >= a) & (self.step_ms < b)].sum()
+        total = part(*outer)
+        return float(part(*inner) / total) if total > 0 else float("nan")
 
     @property
     def ratio(self) -> float:
@@ -280,11 +295,10 @@ def simulate_event(data: EventData, params: BookParams, response: ResponseConfig
     per_step = np.zeros(len(window_ms))
     rec = res.records
     np.add.at(per_step, rec["step"], np.abs(rec["units_closed"]) * rec["fill_price"])
-    hours = ((window_ms - window_ms[0]) // 3_600_000).astype(np.int64)
-    hourly = np.bincount(hours, weights=per_step) / held
     return EventOutcome(data.spec.event, liquidated / held,
                         longs / liquidated if liquidated > 0 else float("nan"),
-                        data.real_share, data.long_share, hourly)
+                        data.real_share, data.long_share, window_ms, per_step / held,
+                        int(np.argmin(data.low[w])))
 
 
 def _to_unit(values, bounds):

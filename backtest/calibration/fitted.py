@@ -7,6 +7,7 @@ Layout (TOML; written whole to a temporary name, then renamed)::
     [fit]           # how it was fitted: config, policy, objective, evaluations, seconds
     [[fit.event]]   # per event: real and simulated liquidated share, ratio, in the fit
     [[leave_one_out]]  # per event: the ratio when the event was left out of the fit
+    [[timing]]      # per event: when the simulated liquidations happen vs published timing
 
 A book drawn from such a file records its path, the ``[response]`` values and the targets the
 fit used (``calibration_fit_targets``) in its metadata, so ``liqbt run`` applies the fitted
@@ -64,7 +65,8 @@ def _table(name: str, values: dict, array: bool = False) -> list[str]:
 
 
 def write_calibrated(path: str | Path, book: BookParams, response: ResponseConfig, fit: dict,
-                     events: list[dict], leave_one_out: list[dict], header: str) -> Path:
+                     events: list[dict], leave_one_out: list[dict], header: str,
+                     timing: list[dict] | None = None) -> Path:
     """Write a calibrated parameter file atomically (see the module docstring).
 
     Parameters
@@ -75,8 +77,8 @@ def write_calibrated(path: str | Path, book: BookParams, response: ResponseConfi
         The fitted parameters (non-default book fields and every response field are written).
     fit : dict
         Scalars describing the fit (config, policy, objective, evaluations, ...).
-    events, leave_one_out : list of dict
-        Per-event rows (scalars only).
+    events, leave_one_out, timing : list of dict
+        Per-event rows (scalars only): the fit, the held-out errors, the timing checks.
     header : str
         Comment lines put at the top (the command that wrote the file).
     """
@@ -92,6 +94,8 @@ def write_calibrated(path: str | Path, book: BookParams, response: ResponseConfi
         lines += _table("fit.event", row, array=True)
     for row in leave_one_out:
         lines += _table("leave_one_out", row, array=True)
+    for row in timing or []:
+        lines += _table("timing", row, array=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp.write_text("\n".join(lines))
@@ -173,7 +177,8 @@ def calibrated_params(path: str | Path | None, event: str, asset: str,
     Raises
     ------
     ConfigError
-        Invalid file, or a venue without a size figure.
+        Invalid file. (A venue without a size figure gives an unsized book whose metadata
+        ``unsized`` says why.)
     """
     from backtest.books.event import load_book_params
 
@@ -186,8 +191,11 @@ def calibrated_params(path: str | Path | None, event: str, asset: str,
     else:
         params = load_book_params(path)
     if size_usd is None and params.size_usd is None and params.represents:
-        size_usd = venue_size_usd(event, params.represents, asset, params.loan_fraction >= 1.0,
-                                  validation)
+        try:
+            size_usd = venue_size_usd(event, params.represents, asset,
+                                      params.loan_fraction >= 1.0, validation)
+        except ConfigError as exc:  # drawn unsized, and the book says why
+            meta["unsized"] = str(exc)
     if size_usd is not None:
         params = params.model_copy(update={"size_usd": size_usd})
     return params, meta

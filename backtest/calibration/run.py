@@ -12,6 +12,7 @@ from rich.table import Table
 
 from backtest.calibration.fit import Calibration, EventOutcome, FitResult, load_calibration
 from backtest.calibration.fitted import write_calibrated
+from backtest.calibration.timing import timing_rows
 from backtest.engine.config import ResponseConfig
 
 
@@ -73,9 +74,12 @@ def calibrate_file(config: str | Path, output: str | Path, max_evaluations: int 
            "fitted": list(cal.names),
            **{f"fitted_{k}": round(v, 6) for k, v in full.values.items()}}
     command = "liqbt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+    timing = timing_rows(full.outcomes)
     write_calibrated(output, book, response, fit, rows, held,
-                     f"Calibrated by `{command}`\nfrom {config}: do not edit by hand; refit.")
+                     f"Calibrated by `{command}`\nfrom {config}: do not edit by hand; refit.",
+                     timing)
     _print(console, cal, full, loo)
+    _print_timing(console, timing)
     console.print(f"wrote {output} ({fit['seconds']:.0f} s)")
     return full, loo
 
@@ -87,6 +91,20 @@ def _fitted(cal: Calibration, full: FitResult):
     if response.enabled is None:
         response = response.model_copy(update={"enabled": False})
     return book, ResponseConfig.model_validate(response.model_dump())
+
+
+def _print_timing(console: Console, timing: list[dict]) -> None:
+    table = Table(title="timing: when the simulated liquidations happen (in-sample fit)")
+    for col in ("event", "after the low", "published window", "real", "simulated"):
+        table.add_column(col, justify="left" if col in ("event", "published window") else "right")
+    for row in timing:
+        windows = [k for k in range(10) if f"window_{k}_venue" in row] or [None]
+        for k in windows:
+            table.add_row(row["event"], f"{row['simulated_share_after_low']:.0%}",
+                          "-" if k is None else f"{row[f'window_{k}_venue']} sub-window",
+                          "-" if k is None else f"{row[f'window_{k}_real_fraction']:.0%}",
+                          "-" if k is None else f"{row[f'window_{k}_simulated_fraction']:.0%}")
+    console.print(table)
 
 
 def _print(console: Console, cal: Calibration, full: FitResult, loo: list) -> None:

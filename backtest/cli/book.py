@@ -51,8 +51,11 @@ def generate(
         + (f"; sized to {book_params.size_usd / 1e6:,.1f}M USD"
            + (f" ({book_params.represents})" if book_params.represents else "")
            if book_params.size_usd else "; unsized (no --size-usd, no venue)")
-        + (f"; calibrated: {meta['calibration']}" if meta else "")
+        + (f"; calibrated: {meta['calibration']}" if "calibration" in meta else "")
     )
+    if "unsized" in meta:
+        Console(stderr=True).print(f"warning: {meta['unsized']}; the book is unsized, so its "
+                                   "USD results scale with --accounts")
 
 
 @app.command("calibrate")

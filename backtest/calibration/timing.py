@@ -1,0 +1,65 @@
+"""When liquidations happen inside a crash: simulated profile against the public timing figures.
+
+Two checks per event, from a calibration's outcomes (:class:`backtest.calibration.fit.EventOutcome`):
+
+- **after the low**: the share of the simulated liquidated notional in the steps after the
+  window's lowest low (a book that stands still stops liquidating at the low; real ones did
+  not, because positions kept opening and re-levering on the way down and after);
+- **inside a published sub-window**: where a venue published its liquidations both for a short
+  window inside the event (e.g. Hyperliquid's 12-minute cascade, 2025-10-10 21:15-21:27 UTC) and
+  for a longer one (its 24 hours), the real fraction ``short / long`` (geometric middles of the
+  ranges) against the simulated fraction over the same two windows. The simulated book stands
+  for the whole market on one tape, so this compares the *shape* of the day, not the venue.
+"""
+
+from __future__ import annotations
+
+import math
+
+from backtest.calibration.targets import Target, load_targets
+
+
+def _ms(t) -> int:
+    return int(t.timestamp() * 1000)
+
+
+def sub_windows(event: str, targets: list[Target] | None = None) -> list[dict]:
+    """Published (inner, outer) liquidation windows of one venue inside an event.
+
+    Returns
+    -------
+    list of dict
+        ``venue``, ``asset``, ``inner`` and ``outer`` (epoch-ms pairs), ``real_fraction``,
+        ``source`` (the inner target's address).
+    """
+    pool = [t for t in (targets or load_targets()) if t.event == event
+            and t.measure == "liquidated_notional_usd"]
+    out = []
+    for inner in pool:
+        outers = [t for t in pool if t.venue == inner.venue and t.asset == inner.asset
+                  and t.window_start <= inner.window_start and t.window_end >= inner.window_end
+                  and (t.window_end - t.window_start) > (inner.window_end - inner.window_start)]
+        if not outers:
+            continue
+        outer = max(outers, key=lambda t: t.window_end - t.window_start)
+        real = math.sqrt(inner.low * inner.high) / math.sqrt(outer.low * outer.high)
+        out.append({"venue": inner.venue, "asset": inner.asset,
+                    "inner": (_ms(inner.window_start), _ms(inner.window_end)),
+                    "outer": (_ms(outer.window_start), _ms(outer.window_end)),
+                    "real_fraction": real, "source": inner.source})
+    return out
+
+
+def timing_rows(outcomes, targets: list[Target] | None = None) -> list[dict]:
+    """One row per event: share after the low, and each published sub-window's fractions."""
+    rows = []
+    for o in outcomes:
+        row = {"event": o.event, "simulated_share_after_low": round(o.share_after_low, 4)}
+        for k, w in enumerate(sub_windows(o.event, targets)):
+            sim = o.fraction_within(w["inner"], w["outer"])
+            row[f"window_{k}_venue"] = w["venue"]
+            row[f"window_{k}_real_fraction"] = round(w["real_fraction"], 4)
+            row[f"window_{k}_simulated_fraction"] = round(sim, 4)
+            row[f"window_{k}_source"] = w["source"]
+        rows.append(row)
+    return rows
