@@ -19,6 +19,9 @@ from backtest.validation import describe, read_toml
 def load_book_params(path: str | Path | None) -> BookParams:
     """Return generator parameters from a TOML file (defaults when ``path`` is None).
 
+    The file is either a table of generator fields or a calibrated file written by
+    ``liqbt book calibrate`` (its ``[book]`` table; :mod:`backtest.calibration.fitted`).
+
     Raises
     ------
     ConfigError
@@ -27,7 +30,9 @@ def load_book_params(path: str | Path | None) -> BookParams:
     if path is None:
         return BookParams()
     try:
-        return BookParams.model_validate(read_toml(path))
+        raw = read_toml(path)
+        return BookParams.model_validate(raw["book"] if isinstance(raw.get("book"), dict)
+                                         else raw)
     except ValidationError as exc:
         raise ConfigError(describe(exc), path) from None
 

@@ -18,10 +18,12 @@ from typing import Any
 
 from backtest import _jit, paths
 from backtest.books import write_book
-from backtest.books.event import book_for_event, load_book_params
+from backtest.books.event import book_for_event
+from backtest.calibration.fitted import calibrated_params
 from backtest.engine.config import RunConfig, TapeSelection
 from backtest.engine.run import file_sha256, resolve_config
 from backtest.errors import ConfigError
+from backtest.events import get_event
 from backtest.policies import load_policy
 from backtest.sweep.config import EventSpec, SweepConfig
 from backtest.sweep.grid import ParamSet, apply_params, expand
@@ -181,17 +183,20 @@ def plan_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str | Path,
     event_rows: list[dict] = []
     tapes_seen: set[str] = set()
     for ev in cfg.events:
-        params = load_book_params(ev.book_params)
+        asset = (ev.symbol or get_event(ev.event, events).symbols[0]).split("/")[0]
+        params, book_meta = calibrated_params(ev.book_params, ev.event, asset)
         if ev.book_params is not None:
             inputs.append({"kind": f"book parameters {ev.key}", "path": str(ev.book_params),
                            "sha256": file_sha256(ev.book_params)})
         for seed in cfg.seeds:
             book_spec = {"event": ev.model_dump(mode="json", exclude={"label", "book_params"}),
-                         "generator": params.model_dump(mode="json"), "seed": seed}
+                         "generator": params.model_dump(mode="json"), "seed": seed,
+                         "meta": book_meta}
             book_path = books_dir / f"{ev.key}-seed{seed}-{_digest(book_spec, 12)}.parquet"
             if not book_path.exists():
                 book = book_for_event(ev.accounts, ev.event, seed, ev.symbol, ev.venue,
                                       ev.market, ev.interval, params, store, events, ev.start)
+                book.meta.update(book_meta)
                 write_book(book, book_path)
             run_cfg = _run_config(cfg, ev, book_path)
             resolved = resolve_config(run_cfg, config_path, store, strategies, events)
