@@ -83,6 +83,9 @@ class SimulationResult:
     bands : ndarray, shape (N, N_BAND_FIELDS) or (0, N_BAND_FIELDS), float64
         Family SOFT_BANDS: each loan's band state and its bands' running trade totals
         (:data:`backtest.kernels.enums.BAND_FIELDS`); other families: no rows.
+    impact_baseline : ndarray, shape (T,), float64, or None
+        As-happened net liquidation flow per step subtracted before impact (counterfactual
+        impact), USD; None: nothing subtracted.
     """
 
     units: np.ndarray
@@ -98,6 +101,7 @@ class SimulationResult:
     records: np.ndarray
     adl_records: np.ndarray
     bands: np.ndarray
+    impact_baseline: np.ndarray | None = None
 
 
 #: Fields of an auto-deleveraging record.
@@ -130,6 +134,7 @@ def simulate(
     volume: np.ndarray | None = None,
     risk: np.ndarray | None = None,
     mark: np.ndarray | None = None,
+    impact_baseline: np.ndarray | None = None,
 ) -> SimulationResult:
     """Run one policy over every step of ``prices``.
 
@@ -170,6 +175,10 @@ def simulate(
         1, no shift.
     mark : ndarray, shape (T, 3), float64, optional
         Low, high, close of the mark price per step, USD (required by ``OracleModel.MARK``).
+    impact_baseline : ndarray, shape (T,), float64, optional
+        Net liquidation flow per step already carried by the historical prices (the
+        as-happened policy's ``NET_FLOW``), USD; impact and cascade feedback use this policy's
+        net flow minus it (:mod:`backtest.kernels.impact_nb`). Default: zeros.
 
     Returns
     -------
@@ -204,6 +213,9 @@ def simulate(
     if market[0]["impact_model"] != ImpactModel.NONE and not np.all(depth > 0):
         raise ValueError("an impact model needs a positive depth for every step")
     gas = np.zeros(n_steps) if gas_usd is None else _per_step(gas_usd)
+    baseline = np.zeros(n_steps) if impact_baseline is None else _per_step(impact_baseline)
+    if baseline.shape != (n_steps,) or not np.all(np.isfinite(baseline)):
+        raise ValueError(f"the impact baseline must be {n_steps} finite flows, one per step")
     market_state = np.zeros(MARKET_STATE_SIZE)
     market_state[2] = 1.0  # price factor
     market_state[5] = -1.0  # oracle never updated
@@ -251,7 +263,7 @@ def simulate(
             policy, market, market_state, product, u, c, key, flagged, n_liq, first, last,
             auction_tic, auction_top, bands, notional, penalties,
             bad, funding_paid, funding,
-            chunk_size, step_metrics, rec_len, rec_i, rec_f,
+            chunk_size, step_metrics, rec_len, rec_i, rec_f, baseline,
         )
         if market_state[11] >= 0:  # the fund ran dry with ADL as the waterfall
             adl_parts.append(_deleverage(market_state, policy, market, product, u, c, key,
@@ -278,6 +290,7 @@ def simulate(
         records,
         adl,
         _scatter_rows(bands, order),
+        None if impact_baseline is None else baseline,
     )
 
 

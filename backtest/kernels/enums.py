@@ -383,7 +383,8 @@ MARKET_DTYPE = np.dtype(
 )
 
 #: Slots of the kernels' market state array (persists across kernel calls): 0 permanent and
-#: 1 transient outstanding liquidation flow (USD, cascade feedback), 2 price factor, 3 last
+#: 1 transient log price displacement (cascade feedback, :mod:`backtest.kernels.impact_nb`),
+#: 2 price factor, 3 last
 #: slippage, 4 oracle price, 5 oracle update step, 6 insurance fund balance, 7-10 pending ADL
 #: (shortfall and bankrupt units of perp longs, then of perp shorts), 11 step of the pending ADL
 #: (-1: none), 12 last step whose funding was settled (-1: none).

@@ -43,7 +43,12 @@ from backtest.kernels.bands_nb import (
     leave_soft_liquidation_nb,
     soft_trade_nb,
 )
-from backtest.kernels.impact_nb import cascade_update_nb, execution_factor_nb, price_factor_nb
+from backtest.kernels.impact_nb import (
+    displacement_factor_nb,
+    displacement_update_nb,
+    equivalent_flow_nb,
+    execution_factor_nb,
+)
 from backtest.kernels.oracle_nb import oracle_price_nb
 
 # int constants for use inside kernels (IntEnum members are not numba constants)
@@ -676,6 +681,7 @@ def run_steps_nb(
     rec_len,
     rec_i,
     rec_f,
+    impact_baseline,
 ):
     """Advance every account from step ``t0`` to at most ``t1`` (exclusive), in place.
 
@@ -686,8 +692,9 @@ def run_steps_nb(
     writes its records (chunk order, so nothing depends on the thread count) and gives the
     step's total flow, hence its market impact (:mod:`backtest.kernels.impact_nb`). The second
     applies the liquidations at the execution price: the decision price times the step's
-    average execution factor. With cascade feedback the step's final price move then scales the
-    prices of later steps.
+    average execution factor. With cascade feedback the step's price move is then fixed in the
+    displacement that scales the prices of later steps. The flow that moves the market is the
+    step's net flow minus ``impact_baseline`` (counterfactual impact; zeros otherwise).
 
     Parameters
     ----------
@@ -746,6 +753,9 @@ def run_steps_nb(
         Integer record fields (``REC_I_FIELDS``).
     rec_f : ndarray, shape (cap, 8), float64
         Float record fields (``REC_F_FIELDS``).
+    impact_baseline : ndarray, shape (T,), float64
+        Net liquidation flow per step already in the historical prices (the as-happened
+        policy's, USD, > 0 buys); impact and cascade feedback use the step's net flow minus it.
 
     Returns
     -------
@@ -819,10 +829,12 @@ def run_steps_nb(
                 if auction_tic[i] >= 0:
                     in_auction[ch] += 1
     for t in range(t0, t1):
-        # the outstanding liquidation flow displaces this step's prices (cascade feedback)
-        outstanding = market_state[0] + market_state[1] if cascade else 0.0
-        if cascade and depth[t] > 0.0:
-            market_state[2] = price_factor_nb(impact_model, outstanding, depth[t])
+        # past price moves displace this step's prices (cascade feedback); read at this step's
+        # depth, the displacement is an outstanding flow that this step's flow moves further
+        outstanding = 0.0
+        if cascade:
+            market_state[2] = displacement_factor_nb(market_state)
+            outstanding = equivalent_flow_nb(impact_model, market_state[2], depth[t])
         f = market_state[2]
         candle[0] = open_[t] * f
         candle[1] = high[t] * f
@@ -990,7 +1002,8 @@ def run_steps_nb(
         # cooldown since the last slice
         waiting_possible = (latency > 0 or requires_profit or slice_factor < 1.0
                             or rec.cooldown_steps > 0 or auctions or soft)
-        exec_factor = execution_factor_nb(impact_model, total_flow, depth[t], outstanding)
+        impact_flow = total_flow - impact_baseline[t]  # what history does not already carry
+        exec_factor = execution_factor_nb(impact_model, impact_flow, depth[t], outstanding)
         step_out[t, _EXEC_FACTOR] = exec_factor
         step_out[t, _NET_FLOW] = total_flow
         # pass 2: apply them at the execution price; flag accounts left for later keepers
@@ -1130,8 +1143,8 @@ def run_steps_nb(
                     step_out[t, k] += acc[ch, k]
         market_state[3] = abs(1.0 - exec_factor)
         if cascade:
-            cascade_update_nb(market_state, total_flow, mk.permanent_fraction,
-                              mk.transient_decay)
+            displacement_update_nb(market_state, impact_model, impact_flow, depth[t],
+                                   outstanding, mk.permanent_fraction, mk.transient_decay)
         if _insurance_waterfall_nb(t, step_out, market_state, rec.waterfall):
             return t + 1  # auto-deleveraging pending: the dispatcher runs it, then calls again
     return t1
