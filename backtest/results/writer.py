@@ -140,7 +140,7 @@ def _manifest(run_id, created, inputs, policy_rows, timings, runtime, sha) -> di
         },
         "policies": [{"name": n, "parameters": p, "file_sha256": h} for n, p, h in policy_rows],
         "execution": cfg.execution.model_dump(),
-        "market": cfg.market.model_dump(),
+        "market": {**cfg.market.model_dump(), "depth": inputs.market.depth_info},
         "oracle": cfg.oracle.model_dump(),
         "keepers": cfg.keepers.model_dump(mode="json"),
         "insurance_fund": cfg.insurance_fund.model_dump(),
