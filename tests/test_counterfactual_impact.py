@@ -238,3 +238,118 @@ def test_pre_window_depth_needs_candles_before_the_window():
     tape = _tape(days=2)
     with pytest.raises(TapeError, match="at least 24 whole hours.*the tape has 12"):
         pre_window_depth(tape, 144, 100, 7.0, 0.12, source="t.parquet")
+
+
+# ----------------------------------------------------------------------------------------------
+# end to end: the two-pass run, its tables and metrics
+
+def _e2e(tmp_path_factory):
+    from datetime import timedelta
+
+    from backtest.books import generate_book, write_book
+    from backtest.tapes import TapeStore
+    from tests.conftest import Synth
+    from tests.test_engine_run import START, crash_rows
+
+    root = tmp_path_factory.mktemp("cf")
+    src = Synth.ft_json(root / "src" / "BTC_USDT-5m.json", crash_rows())
+    store = TapeStore(root / "tapes")
+    store.import_file(src, venue="binance")
+    tape = store.resolve("BTC/USDT", START - timedelta(days=8), START + timedelta(days=1))
+    a = tape.arrays()
+    book = generate_book(3000, a["timestamp"], a["close"], a["low"], a["high"], START, seed=5,
+                         meta={"symbol": "BTC/USDT"})
+    return root, root / "tapes", write_book(book, root / "book.parquet")
+
+
+def _config_text(book, name, market):
+    return (f'name = "{name}"\nstart = 2021-05-19T00:00:00Z\nend = 2021-05-20T00:00:00Z\n'
+            f'symbol = "BTC/USDT"\nbook = "{book}"\npolicies = ["hard", "partial"]\n'
+            f'[tape]\nvenue = "binance"\ninterval = "5m"\n[market]\n{market}')
+
+
+@pytest.fixture(scope="module")
+def cf_runs(tmp_path_factory):
+    from backtest.engine.run import execute
+
+    root, store, book = _e2e(tmp_path_factory)
+    out = {}
+    for name, market in (
+            ("plain", 'impact_model = "none"\n'),
+            ("cf", 'impact_model = "sqrt"\ncascade = true\ncounterfactual = true\n'
+                   'as_happened_policy = "partial"\npre_window_depth_fraction = 0.002\n')):
+        path = root / f"{name}.toml"
+        path.write_text(_config_text(book, name, market))
+        out[name] = execute(path, runs=root / "runs", store=store, show_progress=False)
+    out["root"] = root
+    return out
+
+
+def test_run_with_the_as_happened_policy_reproduces_history(cf_runs):
+    import polars as pl
+
+    plain, cf = cf_runs["plain"][1], cf_runs["cf"][1]
+    for table in ("steps", "accounts", "liquidations"):
+        a = pl.read_parquet(plain / f"{table}.parquet").drop("run_id")
+        b = pl.read_parquet(cf / f"{table}.parquet").drop("run_id")
+        a, b = (x.filter(pl.col("policy") == "partial") for x in (a, b))
+        if table == "steps":  # the as-happened flow is recorded, and moved nothing
+            assert (b["as_happened_flow_usd"] == b["net_flow_usd"]).all()
+            assert (b["impact_flow_usd"] == 0.0).all() and (b["price_departure"] == 0.0).all()
+            a, b = (x.drop("as_happened_flow_usd", "impact_flow_usd") for x in (a, b))
+        assert len(a) > 0
+        assert a.equals(b), table
+    hard = pl.read_parquet(cf / "steps.parquet").filter(pl.col("policy") == "hard")
+    assert hard["price_departure"].min() < -0.01  # hard sells more: the price goes below
+
+
+def test_departure_metrics_are_in_the_summary(cf_runs):
+    import json
+
+    from backtest.results import Catalog
+
+    with Catalog(cf_runs["root"] / "runs") as cat:
+        s = cat.summary(cf_runs["cf"][0])
+    row = {p: r for p, r in zip(s["policy"], s.iter_rows(named=True), strict=True)}
+    assert row["partial"]["max_price_departure"] == 0.0
+    assert row["partial"]["minutes_departed_over_1pct"] == 0.0
+    assert row["hard"]["max_price_departure"] < -0.01
+    assert row["hard"]["minutes_departed_over_1pct"] >= 5.0  # at least one 5-minute step
+    assert row["hard"]["minutes_departed_over_1pct"] % 5.0 == pytest.approx(0.0, abs=1e-6)
+    assert row["hard"]["end_price_departure"] <= 0.0
+    manifest = json.loads((cf_runs["cf"][1] / "manifest.json").read_text())
+    depth = manifest["market"]["depth"]
+    assert depth["source"] == "pre_window" and depth["hours"] >= 24 * 7
+
+
+def test_counterfactual_config_needs_its_policy(tmp_path):
+    from backtest.engine.config import load_run_config
+    from backtest.errors import ConfigError
+
+    path = tmp_path / "c.toml"
+    path.write_text(_config_text("b.parquet", "x", 'impact_model = "sqrt"\ncounterfactual = true\n'))
+    with pytest.raises(ConfigError, match="c.toml.*as_happened_policy"):
+        load_run_config(path)
+    path.write_text(_config_text("b.parquet", "x", 'counterfactual = true\n'
+                                                  'as_happened_policy = "hard"\n'))
+    with pytest.raises(ConfigError, match="impact_model"):
+        load_run_config(path)
+
+
+def test_report_shows_the_simulated_path_against_history(cf_runs):
+    from backtest.report import render_report
+    from backtest.report.build import load_report_data
+    from backtest.report.figures import departure_figure
+    from backtest.results import Catalog
+
+    with Catalog(cf_runs["root"] / "runs") as cat:
+        html = render_report(cat, cf_runs["cf"][0])
+        data = load_report_data(cat, cf_runs["cf"][0], max_points=50)
+    assert 'id="fig-departure"' in html
+    assert "Counterfactual impact" in html and "median hourly USD volume" in html
+    fig = departure_figure(data)
+    lines = {t.name: np.asarray(t.y) for t in fig.data}
+    assert set(lines) == {"hard", "partial"}
+    assert all(len(y) <= 50 for y in lines.values())  # bucketed
+    assert np.all(lines["partial"] == 0.0)  # the as-happened policy stays on history
+    assert lines["hard"].min() < -1.0  # percent
