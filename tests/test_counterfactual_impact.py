@@ -353,3 +353,17 @@ def test_report_shows_the_simulated_path_against_history(cf_runs):
     assert all(len(y) <= 50 for y in lines.values())  # bucketed
     assert np.all(lines["partial"] == 0.0)  # the as-happened policy stays on history
     assert lines["hard"].min() < -1.0  # percent
+
+
+def test_departure_figure_thins_long_series_and_keeps_extremes(cf_runs, monkeypatch):
+    from backtest.report import figures
+    from backtest.report.build import load_report_data
+    from backtest.results import Catalog
+
+    with Catalog(cf_runs["root"] / "runs") as cat:
+        data = load_report_data(cat, cf_runs["cf"][0])
+    full = {t.name: np.asarray(t.y) for t in figures.departure_figure(data).data}
+    monkeypatch.setattr(figures, "DEPARTURE_POINTS", 20)
+    thin = {t.name: np.asarray(t.y) for t in figures.departure_figure(data).data}
+    assert len(full["hard"]) > 200 and len(thin["hard"]) <= 20
+    assert np.abs(thin["hard"]).max() == np.abs(full["hard"]).max()

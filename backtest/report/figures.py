@@ -270,13 +270,19 @@ def impact_figure(data: ReportData) -> go.Figure:
                  "Impact cost (USD, cumulative)", _time_title(data))
 
 
+#: Most points per policy in the departure figure.
+DEPARTURE_POINTS = 300
+
+
 def departure_figure(data: ReportData) -> go.Figure:
     """How far each policy's simulated price is from history: ``simulated / historical - 1``.
 
-    One line per policy at each bucket's last step (the bucket's simulated close over its
-    historical close), so a long 1-minute window stays a few hundred points; dotted lines mark
-    +-1%. Flat at 0 without cascade feedback, and for the as-happened policy of a
-    counterfactual run (:mod:`backtest.kernels.impact_nb`).
+    One line per policy: the departure at each report bucket's last step (the bucket's
+    simulated close over its historical close), thinned to at most :data:`DEPARTURE_POINTS`
+    points by keeping, of every ``k`` consecutive buckets, the one farthest from history (so a
+    day of 1-minute candles stays small and no extreme is lost); dotted lines mark +-1%. Flat
+    at 0 without cascade feedback, and for the as-happened policy of a counterfactual run
+    (:mod:`backtest.kernels.impact_nb`).
 
     Parameters
     ----------
@@ -291,8 +297,16 @@ def departure_figure(data: ReportData) -> go.Figure:
     for name, color, f in _policy_series(data):
         close = np.array([hist[b] for b in f["b"].to_list()], dtype=np.float64)
         departure = 100.0 * (f["simulated_close"].to_numpy() / close - 1.0)
+        t_ms = f["t_last_ms"].to_numpy()
+        k = -(-len(departure) // DEPARTURE_POINTS)
+        if k > 1:  # of every k buckets, the one farthest from history
+            pad = -len(departure) % k
+            groups = np.abs(np.r_[departure, np.zeros(pad)]).reshape(-1, k)
+            pick = np.minimum(np.arange(groups.shape[0]) * k + groups.argmax(axis=1),
+                              len(departure) - 1)
+            departure, t_ms = departure[pick], t_ms[pick]
         fig.add_trace(go.Scatter(
-            **time_x(f["t_last_ms"].to_numpy()), y=departure, mode="lines",
+            **time_x(t_ms), y=departure, mode="lines",
             line={"color": color, "width": line_width(data, name)}, name=label(name),
             hovertemplate="%{y:+.2f}%"))
     for level in (-1.0, 1.0):

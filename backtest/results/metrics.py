@@ -143,7 +143,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("extra_drawdown", "Cascade-induced extra drawdown", "fraction",
            "1 - s.simulated_low / s.historical_low",
            "How much lower the simulated price path went than history (lowest simulated low vs "
-           "lowest historical low), because liquidation flow moved the price."),
+           "lowest historical low), because liquidation flow moved the price. Negative with "
+           "counterfactual impact when the policy liquidated less than the as-happened one "
+           "and kept the low above history."),
     Metric("max_price_departure", "Largest price departure from history", "fraction",
            "s.max_price_departure",
            "Simulated / historical price - 1 in the step where it is farthest from 1 (signed: "
