@@ -54,6 +54,7 @@ scenarios = st.fixed_dictionaries({
     "capital": st.sampled_from([0.0, 20.0, 500.0]),
     "risk_rules": st.booleans(),
     "family": st.sampled_from(["random", "auction", "bands"]),
+    "baseline": st.booleans(),  # counterfactual impact against a random as-happened flow
 })
 
 
@@ -84,7 +85,8 @@ def test_money_is_conserved_everywhere(sc):
                    sc["fill"], chunk_size=sc["chunk"], block_steps=5, market=market,
                    depth=depth, gas_usd=gas, insurance_fund_usd=sc["fund"],
                    funding_rate=funding, volume=rng.uniform(1.0, 50.0, sc["steps"]), risk=risk,
-                   mark=random_mark(rng, prices))
+                   mark=random_mark(rng, prices),
+                   impact_baseline=rng.normal(0.0, 300.0, sc["steps"]) if sc["baseline"] else None)
     rec, adl = res.records, res.adl_records
     n = sc["n"]
     proceeds, fees, written_off, closed, paid = (np.zeros(n) for _ in range(5))
