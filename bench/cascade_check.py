@@ -33,8 +33,11 @@ MODELS = {
 
 
 def scaled_book(path: Path, oi_usd: float, first_open: float, out: Path) -> tuple[Path, float]:
-    """Write ``path``'s book with every size scaled so its notional at ``first_open`` is
-    ``oi_usd``; return the new file and the scale."""
+    """Write ``path``'s book rescaled to ``oi_usd`` of notional at ``first_open``.
+
+    Every position's size (asset units) is multiplied by one scale, so leverage and liquidation
+    prices do not change. Returns the new file and the scale.
+    """
     book = read_book(path)
     notional = float((book.frame["size"] * first_open).sum())
     scale = oi_usd / notional
@@ -43,6 +46,7 @@ def scaled_book(path: Path, oi_usd: float, first_open: float, out: Path) -> tupl
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the check (command-line arguments as in the module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("books", nargs="+", type=Path)
     ap.add_argument("--config", type=Path, default=Path("configs/may-2021-cascade-cascade.toml"))
@@ -83,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
                 extra = 1 - (w["low"] * f).min() / w["low"].min()
                 minutes = (np.abs(f - 1) > 0.01).sum() * inputs.tape.interval_seconds / 60
                 at = "  ".join(f"f({t})={f[min(i, len(f) - 1)]:.4f}" for t, i in rows)
-                print(f"{o.name:>18}: liquidated ${sm[:, StepMetric.LIQUIDATED_NOTIONAL].sum():,.0f}"
+                liquidated = sm[:, StepMetric.LIQUIDATED_NOTIONAL].sum()
+                print(f"{o.name:>18}: liquidated ${liquidated:,.0f}"
                       f"  last liquidation step {last}  {at}  f(end)={f[-1]:.4f}"
                       f"  min f={f.min():.4f}  extra drawdown {100 * extra:.2f}%"
                       f"  minutes |dep|>1% {minutes:.0f}")

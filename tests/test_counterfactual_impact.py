@@ -1,4 +1,4 @@
-"""Counterfactual market impact: displacement fixed in price, the as-happened flow, pre-window depth.
+"""Counterfactual market impact: displacement fixed in price, as-happened flow, pre-window depth.
 
 The as-happened policy's flow is what the historical tape already carries, so with it as the
 baseline a policy moves nothing and reproduces history bit for bit; others move the price by
@@ -163,8 +163,7 @@ def test_more_liquidation_pushes_below_history_and_less_above():
     for name, pol in (("hard", hard), ("partial", partial)):
         flows[name] = _sim(prices, book, pol, None).step_metrics[:, StepMetric.NET_FLOW].copy()
     assert flows["hard"].sum() < flows["partial"].sum() < 0  # hard sells more
-    for name, pol, as_happened, sign in (("hard", hard, "partial", -1.0),
-                                         ("partial", partial, "hard", 1.0)):
+    for pol, as_happened, sign in ((hard, "partial", -1.0), (partial, "hard", 1.0)):
         res = _sim(prices, book, pol, None, market, depth, flows[as_happened])
         sm = res.step_metrics
         diff = (sm[:, StepMetric.NET_FLOW] - flows[as_happened]).sum()
@@ -327,7 +326,8 @@ def test_counterfactual_config_needs_its_policy(tmp_path):
     from backtest.errors import ConfigError
 
     path = tmp_path / "c.toml"
-    path.write_text(_config_text("b.parquet", "x", 'impact_model = "sqrt"\ncounterfactual = true\n'))
+    path.write_text(_config_text("b.parquet", "x",
+                                 'impact_model = "sqrt"\ncounterfactual = true\n'))
     with pytest.raises(ConfigError, match="c.toml.*as_happened_policy"):
         load_run_config(path)
     path.write_text(_config_text("b.parquet", "x", 'counterfactual = true\n'

@@ -229,7 +229,7 @@ def simulate_policies(inputs: Inputs, show_progress: bool = True
 
 
 def no_impact(record: np.ndarray) -> np.ndarray:
-    """A copy of a ``MARKET_DTYPE`` record with no impact and no cascade feedback."""
+    """Return a copy of a ``MARKET_DTYPE`` record with no impact and no cascade feedback."""
     out = record.copy()
     out["impact_model"] = int(ImpactModel.NONE)
     out["cascade"] = 0
