@@ -196,9 +196,12 @@ def test_pre_window_depth_is_a_fraction_of_the_median_hourly_volume():
     assert info["hours"] == 168
     assert info["median_hourly_volume_usd"] == pytest.approx(np.median(usd), rel=1e-12)
     np.testing.assert_allclose(depth, 0.12 * np.median(usd), rtol=1e-12)
-    depth2, _ = depth_per_step(MarketConfig(pre_window_depth_fraction=0.12), tape,
-                               slice(start, start + 288))
+    depth2, _ = depth_per_step(MarketConfig(impact_model="sqrt", pre_window_depth_fraction=0.12),
+                               tape, slice(start, start + 288))
     np.testing.assert_array_equal(depth, depth2)
+    # without impact nothing reads the depth, so a tape without a pre-window still runs
+    none, info = depth_per_step(MarketConfig(), tape, slice(0, 288))
+    assert np.all(np.isnan(none)) and info == {"source": "none"}
 
 
 @pytest.mark.parametrize("k", [0.0, 1.0, 2.0])

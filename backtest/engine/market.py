@@ -111,7 +111,8 @@ def depth_per_step(cfg: MarketConfig, tape_arrays: dict, window_slice: slice,
                    source=None) -> tuple[np.ndarray, dict]:
     """Return the window's depth per step (the USD flow that moves the price 1%) and its origin.
 
-    ``depth_usd`` set: constant. Otherwise per ``cfg.depth_source``: ``pre_window``
+    Without an impact model: NaN (no impact). ``depth_usd`` set: constant. Otherwise per
+    ``cfg.depth_source``: ``pre_window``
     (:func:`pre_window_depth`) or ``hourly_volume``, ``depth_fraction_of_hourly_volume`` times
     the USD volume of the previous hour of the (whole) tape, so the first steps of the window
     see the hour before it; there steps with no volume in the previous hour get the smallest
@@ -142,6 +143,8 @@ def depth_per_step(cfg: MarketConfig, tape_arrays: dict, window_slice: slice,
         candles before the window start, or no volume there.
     """
     n = window_slice.stop - window_slice.start
+    if cfg.impact_model == "none":  # nothing reads the depth: no tape requirement either
+        return np.full(n, np.nan), {"source": "none"}
     if cfg.depth_usd is not None:
         return np.full(n, float(cfg.depth_usd)), {"source": "constant",
                                                   "depth_usd": float(cfg.depth_usd)}
