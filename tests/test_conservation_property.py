@@ -132,10 +132,10 @@ def test_money_is_conserved_everywhere(sc):
     if sc["waterfall"] == Waterfall.SOCIALISE:
         assert len(adl) == 0
     # impact cost = what decision-price sales would have raised minus what they did
-    decided = (np.abs(rec["units_closed"]) * np.abs(rec["decision_price"] - rec["fill_price"])).sum()
+    decided = (rec["units_closed"] * (rec["decision_price"] - rec["fill_price"])).sum()
     # (bands trade at the step's oracle price times its execution factor)
-    decided += ((sm[:, StepMetric.SOFT_SOLD_UNITS] + sm[:, StepMetric.SOFT_BOUGHT_UNITS])
-                * sm[:, StepMetric.ORACLE_PRICE] * np.abs(1 - sm[:, StepMetric.EXECUTION_FACTOR])).sum()
+    decided += ((sm[:, StepMetric.SOFT_SOLD_UNITS] - sm[:, StepMetric.SOFT_BOUGHT_UNITS])
+                * sm[:, StepMetric.ORACLE_PRICE] * (1 - sm[:, StepMetric.EXECUTION_FACTOR])).sum()
     if len(res.bands):  # every dollar a band trade loses goes to the arbitrageur
         soft_loss = res.bands[:, BAND_FIELDS.index("soft_loss")]
         assert abs(sm[:, StepMetric.SOFT_LOSS].sum() - soft_loss.sum()) <= 1e-9 * total

@@ -635,7 +635,7 @@ def _soft_step_nb(i, x, exec_factor, units, cash, key, bands, band, acc):
         acc[_SOFT_LOSS] += loss
         acc[_CASH_LOAN] += proceeds
         acc[_UNITS_LOAN] += q
-        acc[_IMPACT_COST] += abs(q) * abs(x - pe)
+        acc[_IMPACT_COST] += q * (pe - x)  # a sale (q < 0) loses below x, a buy-back above
     if leave_soft_liquidation_nb(units[i], cash[i], x, bands[i]) or q != 0.0:
         key[i] = bands_key_nb(units[i], cash[i], bands[i], band[0], n_bands, band[2])
     if bands[i, 2] > 0.0 and units[i] < bands[i, 1]:
@@ -1110,7 +1110,7 @@ def run_steps_nb(
                     else:
                         acc[ch, _BAD_SHORT] += bad
                         acc[ch, _BANKRUPT_UNITS_SHORT] += d
-                acc[ch, _IMPACT_COST] += d * abs(p - pe)
+                acc[ch, _IMPACT_COST] += d * (p - pe) if u > 0.0 else d * (pe - p)  # signed
                 if prod == _LOAN:
                     acc[ch, _CASH_LOAN] += c2 - c
                     acc[ch, _UNITS_LOAN] -= signed

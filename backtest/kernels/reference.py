@@ -531,7 +531,7 @@ def _soft_trade(res, row, i, b: _Bands, q: float, x: float, execution: float) ->
     row[StepMetric.SOFT_LOSS] += market - proceeds
     row[StepMetric.CASH_DELTA_LOAN] += proceeds
     row[StepMetric.UNITS_DELTA_LOAN] += q
-    row[StepMetric.IMPACT_COST] += abs(q) * abs(x - pe)
+    row[StepMetric.IMPACT_COST] += q * (pe - x)
 
 
 def _bands_liquidate(res, policy, t, i, b: _Bands, p, execution, x) -> None:
@@ -797,7 +797,7 @@ def _book(res, t, i, prod, u, c, u_after, c_after, d, p, pe, keeper, insurance, 
         long = u > 0
         row[StepMetric.BAD_DEBT_PERP_LONG if long else StepMetric.BAD_DEBT_PERP_SHORT] += bad
         row[StepMetric.BANKRUPT_UNITS_LONG if long else StepMetric.BANKRUPT_UNITS_SHORT] += d
-    row[StepMetric.IMPACT_COST] += d * abs(p - pe)
+    row[StepMetric.IMPACT_COST] += d * (p - pe) if u > 0 else d * (pe - p)
     if prod == Product.LOAN:
         row[StepMetric.CASH_DELTA_LOAN] += c_after - c
         row[StepMetric.UNITS_DELTA_LOAN] -= signed

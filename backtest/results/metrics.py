@@ -139,7 +139,10 @@ METRICS: tuple[Metric, ...] = (
            "Bad debt neither the insurance fund nor auto-deleveraging covered."),
     Metric("impact_cost_usd", "Market impact cost", "USD", "s.impact_cost_usd",
            "What liquidated accounts lost to the price impact of the step's liquidation flow: "
-           "sum of |units closed| x |decision price - execution price|."),
+           "units sold x (decision price - execution price) plus units bought back x "
+           "(execution - decision price). Negative when executions beat the decision price: "
+           "with counterfactual impact, a policy that liquidates less than the as-happened one "
+           "sells into less pressure than history."),
     Metric("extra_drawdown", "Cascade-induced extra drawdown", "fraction",
            "1 - s.simulated_low / s.historical_low",
            "How much lower the simulated price path went than history (lowest simulated low vs "
