@@ -322,6 +322,8 @@ def test_departure_metrics_are_in_the_summary(cf_runs):
     manifest = json.loads((cf_runs["cf"][1] / "manifest.json").read_text())
     depth = manifest["market"]["depth"]
     assert depth["source"] == "pre_window" and depth["hours"] >= 24 * 7
+    assert manifest["market"]["as_happened"]["name"] == "partial"
+    assert len(manifest["market"]["as_happened"]["file_sha256"]) == 64
 
 
 def test_counterfactual_config_needs_its_policy(tmp_path):
