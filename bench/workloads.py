@@ -69,9 +69,9 @@ class Context:
 
         full = self.tape.arrays()
         start = int(np.searchsorted(full["timestamp"], self.window.arrays()["timestamp"][0]))
-        market = MarketConfig(impact_model="sqrt", cascade=True)
+        market = MarketConfig(impact_model="sqrt", cascade=True, depth_source="hourly_volume")
         return (market_record(market, OracleConfig(), KeeperConfig(), self.tape.interval_seconds),
-                depth_per_step(market, full, slice(start, start + self.window.rows)))
+                depth_per_step(market, full, slice(start, start + self.window.rows))[0])
 
     def book(self, perps_only: bool) -> dict:
         """Return book arrays (cached): the ``--book`` file, or a generated one."""

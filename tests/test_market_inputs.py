@@ -78,8 +78,10 @@ def test_depth_follows_the_previous_hour_of_volume():
     volume, close = np.ones(180), np.full(180, 100.0)
     hourly = hourly_usd_volume(ts, volume, close)
     assert hourly[0] == 0 and hourly[30] == 3000.0 and hourly[120] == 6000.0
-    depth = depth_per_step(MarketConfig(depth_fraction_of_hourly_volume=0.5), {
+    depth, info = depth_per_step(MarketConfig(impact_model="sqrt", depth_source="hourly_volume",
+                                              depth_fraction_of_hourly_volume=0.5), {
         "timestamp": ts, "volume": volume, "close": close}, slice(0, 180))
+    assert info["source"] == "hourly_volume"
     assert depth[0] == depth[1] == 50.0  # no volume yet: the smallest positive depth
     assert depth[120] == 3000.0
 

@@ -20,7 +20,9 @@ Example (``configs/may-2021-btc.toml``)::
     [market]                            # optional: market impact and cascades
     impact_model = "sqrt"               # none | linear | sqrt | amm
     cascade = true                      # impact moves the prices later steps trigger on
-    depth_fraction_of_hourly_volume = 0.1
+    depth_source = "pre_window"         # 0.12 x median hourly USD volume of the 7 days before
+    counterfactual = true               # move the price by (policy flow - as-happened flow)
+    as_happened_policy = "binance-usdtm"
 
     [oracle]                            # optional: the price that decides liquidations
     model = "chainlink"                 # market | lagged | twap | chainlink
@@ -108,26 +110,71 @@ class MarketConfig(_Strict):
     impact_model : {"none", "linear", "sqrt", "amm"}
         Shape of the price impact of each step's net liquidation flow.
     depth_usd : float or None
-        Flow (USD) that moves the price by 1%, for every step. None: calibrated from the tape,
-        ``depth_fraction_of_hourly_volume`` x the USD volume traded in the hour before the step.
+        Flow (USD) that moves the price by 1%, for every step. None: from the tape, per
+        ``depth_source``.
+    depth_source : {"pre_window", "hourly_volume"}
+        ``pre_window`` (default): ``pre_window_depth_fraction`` x the median hourly USD volume
+        of the ``pre_window_days`` days before the window start, never the crash's own candles
+        (:func:`backtest.engine.market.pre_window_depth`), optionally thinned with volatility.
+        ``hourly_volume`` (the earlier model): ``depth_fraction_of_hourly_volume`` x the USD
+        volume of the hour before each step, which in a crash contains the crash's own
+        liquidations and rises while real order books thin.
+    pre_window_depth_fraction : float
+        1% depth (one side of the book, USD) per USD of median hourly volume before the window.
+        Default 0.12: Binance BTC about $16.5M two-sided within 1% of mid in 2025 (Amberdata;
+        one side about $8.3M) over the $69.8M median hourly volume of the Binance BTC/USDT tape
+        in the 7 days before 2025-10-10 (``docs/market-impact.md``).
+    pre_window_days : float
+        Days before the window start whose hourly volumes give the median (default 7).
+    depth_volatility_exponent : float
+        ``k`` of the volatility thinning ``depth_t = D0 x min(1, (sigma_pre / sigma_t)^k)``,
+        ``sigma_t`` the realised volatility of the ``volatility_window_minutes`` before step
+        ``t`` (candles up to ``t - 1``), ``sigma_pre`` that of the pre-window days; 0: constant
+        ``D0``.
+    volatility_window_minutes : float
+        Trailing window of ``sigma_t``, minutes (default 60).
     depth_fraction_of_hourly_volume : float
-        Calibration factor (default 0.1: the 1% depth is a tenth of the last hour's volume).
+        Calibration factor of ``depth_source = "hourly_volume"`` (default 0.1).
     cascade : bool
         Whether impact feeds back into the prices later steps trigger on.
     permanent_fraction : float
-        Share (0..1) of each step's liquidation flow whose impact never decays: the price stays
-        displaced by ``F(permanent flow)`` (see :mod:`backtest.kernels.impact_nb`).
+        Share (0..1) of each step's price move that never decays (fixed in price when it
+        happens, see :mod:`backtest.kernels.impact_nb`).
     transient_half_life_minutes : float
-        Half-life of the rest of the flow, minutes: the market absorbs it, and the price
+        Half-life of the rest of the move, minutes: the market absorbs it, and the price
         recovers, at this rate.
+    counterfactual : bool
+        Impact and cascade feedback model the difference a policy makes: each step's flow is the
+        policy's minus that of ``as_happened_policy``, whose impact the historical tape already
+        carries; the as-happened policy reproduces the historical path.
+    as_happened_policy : str or None
+        The policy that really ran (a name in the run's ``policies`` or in ``strategies/``, or a
+        path): simulated first without impact for its net liquidation flow per step. Required
+        with ``counterfactual``.
     """
 
     impact_model: Literal["none", "linear", "sqrt", "amm"] = "none"
     depth_usd: float | None = Field(default=None, gt=0.0)
+    depth_source: Literal["pre_window", "hourly_volume"] = "pre_window"
+    pre_window_depth_fraction: float = Field(default=0.12, gt=0.0)
+    pre_window_days: float = Field(default=7.0, gt=0.0)
+    depth_volatility_exponent: float = Field(default=0.0, ge=0.0)
+    volatility_window_minutes: float = Field(default=60.0, gt=0.0)
     depth_fraction_of_hourly_volume: float = Field(default=0.1, gt=0.0)
     cascade: bool = False
     permanent_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
     transient_half_life_minutes: float = Field(default=30.0, gt=0.0)
+    counterfactual: bool = False
+    as_happened_policy: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _counterfactual(self) -> MarketConfig:
+        if self.counterfactual and self.as_happened_policy is None:
+            raise ValueError("counterfactual impact needs 'as_happened_policy': the policy "
+                             "whose liquidations the historical tape already carries")
+        if self.counterfactual and self.impact_model == "none":
+            raise ValueError("counterfactual impact needs an impact_model other than 'none'")
+        return self
 
 
 class OracleConfig(_Strict):

@@ -90,6 +90,9 @@ class SimulationResult:
         zeros without a moving book.
     deposited : ndarray, shape (N,), float64
         New money each account brought in during the window (arrival margin and cures), USD.
+    impact_baseline : ndarray, shape (T,), float64, or None
+        As-happened net liquidation flow per step subtracted before impact (counterfactual
+        impact), USD; None: nothing subtracted.
     """
 
     units: np.ndarray
@@ -107,6 +110,7 @@ class SimulationResult:
     bands: np.ndarray
     book_flow: np.ndarray
     deposited: np.ndarray
+    impact_baseline: np.ndarray | None = None
 
 
 #: Fields of an auto-deleveraging record.
@@ -140,6 +144,7 @@ def simulate(
     risk: np.ndarray | None = None,
     mark: np.ndarray | None = None,
     flow: BookFlow | None = None,
+    impact_baseline: np.ndarray | None = None,
 ) -> SimulationResult:
     """Run one policy over every step of ``prices``.
 
@@ -183,6 +188,10 @@ def simulate(
     flow : BookFlow, optional
         Arrivals and cures (:mod:`backtest.engine.book_flow`), applied at the start of each
         step; ``units`` and ``cash`` then hold 0 for the accounts that arrive later.
+    impact_baseline : ndarray, shape (T,), float64, optional
+        Net liquidation flow per step already carried by the historical prices (the
+        as-happened policy's ``NET_FLOW``), USD; impact and cascade feedback use this policy's
+        net flow minus it (:mod:`backtest.kernels.impact_nb`). Default: zeros.
 
     Returns
     -------
@@ -222,6 +231,9 @@ def simulate(
     if market[0]["impact_model"] != ImpactModel.NONE and not np.all(depth > 0):
         raise ValueError("an impact model needs a positive depth for every step")
     gas = np.zeros(n_steps) if gas_usd is None else _per_step(gas_usd)
+    baseline = np.zeros(n_steps) if impact_baseline is None else _per_step(impact_baseline)
+    if baseline.shape != (n_steps,) or not np.all(np.isfinite(baseline)):
+        raise ValueError(f"the impact baseline must be {n_steps} finite flows, one per step")
     market_state = np.zeros(MARKET_STATE_SIZE)
     market_state[2] = 1.0  # price factor
     market_state[5] = -1.0  # oracle never updated
@@ -282,7 +294,7 @@ def simulate(
             policy, market, market_state, product, u, c, key, flagged, n_liq, first, last,
             auction_tic, auction_top, bands, notional, penalties,
             bad, funding_paid, funding,
-            chunk_size, step_metrics, rec_len, rec_i, rec_f,
+            chunk_size, step_metrics, rec_len, rec_i, rec_f, baseline,
         )
         if market_state[11] >= 0:  # the fund ran dry with ADL as the waterfall
             adl_parts.append(_deleverage(market_state, policy, market, product, u, c, key,
@@ -315,6 +327,7 @@ def simulate(
         _scatter_rows(bands, order),
         book_flow,
         deposited,
+        None if impact_baseline is None else baseline,
     )
 
 

@@ -30,6 +30,8 @@ class MarketInputs:
         Where the gas prices came from (recorded in the manifest).
     mark : ndarray, shape (T, 3), float64, or None
         Low, high, close of the mark price per step (mark-price oracle only).
+    depth_info : dict
+        How the depth was built (:func:`depth_per_step`; recorded in the manifest).
     """
 
     record: np.ndarray
@@ -37,6 +39,7 @@ class MarketInputs:
     gas_usd: np.ndarray
     gas_info: dict
     mark: np.ndarray | None = None
+    depth_info: dict | None = None
 
 
 def mark_prices(window_ms: np.ndarray, mark_ms: np.ndarray, mark_low: np.ndarray,
@@ -98,23 +101,160 @@ def market_record(market: MarketConfig, oracle: OracleConfig, keepers: KeeperCon
         keeper_capital_usd=keepers.capital_usd_per_step or 0.0)
 
 
-def depth_per_step(cfg: MarketConfig, tape_arrays: dict, window_slice: slice) -> np.ndarray:
-    """Return the window's depth per step: the USD flow that moves the price 1%.
+#: Fewest whole hours of candles before the window that a pre-window depth accepts.
+MIN_PRE_WINDOW_HOURS = 24
+_HOUR_MS = 3_600_000
+_DAY_MS = 24 * _HOUR_MS
 
-    With ``depth_usd`` set the depth is constant; otherwise ``depth_fraction_of_hourly_volume``
-    times the USD volume of the previous hour of the (whole) tape, so the first steps of the
-    window see the hour before it. Steps with no volume in the previous hour get the smallest
+
+def depth_per_step(cfg: MarketConfig, tape_arrays: dict, window_slice: slice,
+                   source=None) -> tuple[np.ndarray, dict]:
+    """Return the window's depth per step (the USD flow that moves the price 1%) and its origin.
+
+    Without an impact model: NaN (no impact). ``depth_usd`` set: constant. Otherwise per
+    ``cfg.depth_source``: ``pre_window``
+    (:func:`pre_window_depth`) or ``hourly_volume``, ``depth_fraction_of_hourly_volume`` times
+    the USD volume of the previous hour of the (whole) tape, so the first steps of the window
+    see the hour before it; there steps with no volume in the previous hour get the smallest
     positive depth of the window (a gap is not an infinitely deep market, nor an empty one).
+
+    Parameters
+    ----------
+    cfg : MarketConfig
+    tape_arrays : dict
+        The whole tape's ``timestamp`` (ms), ``volume`` (base units) and ``close`` (USD)
+        arrays, shape (T_tape,).
+    window_slice : slice
+        Rows of the window in the tape.
+    source : str or Path, optional
+        The tape, named in errors.
+
+    Returns
+    -------
+    depth : ndarray, shape (T,), float64
+        USD.
+    info : dict
+        How it was built (recorded in the run manifest).
+
+    Raises
+    ------
+    TapeError
+        ``pre_window``: the tape holds fewer than :data:`MIN_PRE_WINDOW_HOURS` whole hours of
+        candles before the window start, or no volume there.
     """
     n = window_slice.stop - window_slice.start
+    if cfg.impact_model == "none":  # nothing reads the depth: no tape requirement either
+        return np.full(n, np.nan), {"source": "none"}
     if cfg.depth_usd is not None:
-        return np.full(n, float(cfg.depth_usd))
+        return np.full(n, float(cfg.depth_usd)), {"source": "constant",
+                                                  "depth_usd": float(cfg.depth_usd)}
+    if cfg.depth_source == "pre_window":
+        return pre_window_depth(tape_arrays, window_slice.start, n, cfg.pre_window_days,
+                                cfg.pre_window_depth_fraction, cfg.depth_volatility_exponent,
+                                cfg.volatility_window_minutes, source)
     hourly = hourly_usd_volume(tape_arrays["timestamp"], tape_arrays["volume"],
                                tape_arrays["close"])[window_slice]
     depth = cfg.depth_fraction_of_hourly_volume * hourly
     positive = depth[depth > 0]
     floor = positive.min() if positive.size else 1.0
-    return np.where(depth > 0, depth, floor)
+    return np.where(depth > 0, depth, floor), {
+        "source": "hourly_volume", "fraction": cfg.depth_fraction_of_hourly_volume}
+
+
+def pre_window_depth(tape_arrays: dict, start: int, n_steps: int, days: float, fraction: float,
+                     volatility_exponent: float = 0.0, volatility_window_minutes: float = 60.0,
+                     source=None) -> tuple[np.ndarray, dict]:
+    """Depth per step from the market before the window: never from the crash's own candles.
+
+    ``D0 = fraction x median hourly USD volume`` over the clock hours (aligned on the window
+    start) of the ``days`` days before the window; only whole hours count (every candle
+    present). With ``volatility_exponent = k > 0`` the depth thins as volatility rises:
+    ``depth_t = D0 x min(1, (sigma_pre / sigma_t)^k)``, where ``sigma_t`` is the standard
+    deviation of log close-to-close returns over the ``volatility_window_minutes`` before step
+    ``t`` (returns of candles up to ``t - 1``: nothing of step ``t`` or later) and
+    ``sigma_pre`` the same over the pre-window days. The thinning reflects that real order
+    books emptied in crashes while volume soared (Kaiko on 2025-10-10, ``VALIDATION.md``); it
+    never deepens the market above ``D0``.
+
+    Parameters
+    ----------
+    tape_arrays : dict
+        ``timestamp`` (ms, increasing), ``volume`` (base units), ``close`` (USD) of the whole
+        tape, shape (T_tape,).
+    start : int
+        Row of the window's first candle in the tape.
+    n_steps : int
+        Steps in the window.
+    days : float
+        Pre-window length, days.
+    fraction : float
+        1% depth (USD) per USD of median hourly volume.
+    volatility_exponent : float
+        ``k`` (0: no thinning).
+    volatility_window_minutes : float
+        Trailing window of ``sigma_t``, minutes.
+    source : str or Path, optional
+        The tape, named in errors.
+
+    Returns
+    -------
+    depth : ndarray, shape (n_steps,), float64
+        USD.
+    info : dict
+        ``D0``, the median hourly volume, hours and days used, ``sigma_pre``.
+
+    Raises
+    ------
+    TapeError
+        Fewer than :data:`MIN_PRE_WINDOW_HOURS` whole hours before the window, or no volume.
+    """
+    ts = np.asarray(tape_arrays["timestamp"], dtype=np.int64)
+    close = np.asarray(tape_arrays["close"], dtype=np.float64)
+    volume = np.asarray(tape_arrays["volume"], dtype=np.float64)
+    t_start = int(ts[start]) if start < len(ts) else int(ts[-1]) + 1
+    lo = int(np.searchsorted(ts, t_start - int(days * _DAY_MS), side="left"))
+    pre_ts, pre_usd = ts[lo:start], volume[lo:start] * close[lo:start]
+    interval = int(np.median(np.diff(ts))) if len(ts) > 1 else _HOUR_MS
+    per_hour = max(1, _HOUR_MS // interval)
+    hour = (t_start - 1 - pre_ts) // _HOUR_MS  # 0: the hour just before the window
+    n_hours = int(hour.max()) + 1 if len(hour) else 0
+    candles = np.bincount(hour, minlength=n_hours)
+    usd = np.bincount(hour, weights=pre_usd, minlength=n_hours)
+    whole = usd[candles >= per_hour]
+    if len(whole) < MIN_PRE_WINDOW_HOURS:
+        raise TapeError(f"depth_source 'pre_window' needs at least {MIN_PRE_WINDOW_HOURS} whole "
+                        f"hours of candles before the window start; the tape has {len(whole)}: "
+                        "use a tape that starts earlier, set [market] depth_usd, or "
+                        "depth_source = 'hourly_volume'", source)
+    median = float(np.median(whole))
+    if not median > 0:
+        raise TapeError("depth_source 'pre_window': no traded volume in the hours before the "
+                        "window start", source)
+    d0 = fraction * median
+    depth = np.full(n_steps, d0)
+    info = {"source": "pre_window", "fraction": fraction, "median_hourly_volume_usd": median,
+            "depth_usd": d0, "hours": int(len(whole)), "days": days,
+            "volatility_exponent": volatility_exponent}
+    if volatility_exponent > 0:
+        r = np.zeros(len(close))
+        r[1:] = np.diff(np.log(close))  # r[i]: return of candle i, known after it closes
+        sigma_pre = float(np.std(r[max(lo, 1):start])) if start - max(lo, 1) > 1 else 0.0
+        w = max(2, int(round(volatility_window_minutes * 60_000 / interval)))
+        c1 = np.concatenate([[0.0], np.cumsum(r)])
+        c2 = np.concatenate([[0.0], np.cumsum(r * r)])
+        rows = np.arange(start, start + n_steps)
+        a = np.maximum(rows - w, 1)  # returns r[a:rows] end at the candle before the step
+        k = np.maximum(rows - a, 1)
+        mean = (c1[rows] - c1[a]) / k
+        var = np.maximum((c2[rows] - c2[a]) / k - mean * mean, 0.0)
+        sigma = np.sqrt(var)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(sigma > 0, sigma_pre / sigma, 1.0)
+        depth = d0 * np.minimum(1.0, ratio ** volatility_exponent)
+        depth = np.where(depth > 0, depth, d0)  # sigma_pre 0: an unusable reference
+        info.update(sigma_pre=sigma_pre, volatility_window_candles=w,
+                    min_depth_usd=float(depth.min()))
+    return depth, info
 
 
 def gas_cost_per_step(keepers: KeeperConfig, steps_ms: np.ndarray, close: np.ndarray,

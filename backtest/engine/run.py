@@ -40,6 +40,7 @@ from backtest.engine.risk import risk_inputs
 from backtest.engine.warmup import warm_up
 from backtest.errors import BookError, ConfigError, TapeError
 from backtest.events import get_event
+from backtest.kernels.enums import ImpactModel, StepMetric
 from backtest.policies import load_policy, pack_policy
 from backtest.progress import progress_bar
 from backtest.tapes import Tape, TapeStore
@@ -64,6 +65,7 @@ class Inputs:
     overrides: list[str] = field(default_factory=list)  # KEY=VALUE replacements of the file
     start_state: dict | None = None  # product, units, cash at the window start (arrivals: 0)
     flow: BookFlow | None = None  # arrivals during the window and cures
+    as_happened: tuple | None = None  # (policy model, file path) of [market] as_happened_policy
 
 
 @dataclass
@@ -156,6 +158,9 @@ def resolve_config(cfg: RunConfig, config_path: str | Path, store: str | Path | 
         raise ConfigError(f"field 'policies': two policies share a name ({names})", config_path)
     inputs = Inputs(cfg, config_path, cfg.event, tape.meta.symbol, start, end, tape, window,
                     book, policies, overrides=list(overrides or []))
+    if cfg.market.counterfactual:
+        inputs.as_happened = as_happened_policy(cfg.market.as_happened_policy, policies,
+                                                strategies)
     inputs.market = market_inputs(inputs, store)  # reads the gas tape: config errors surface here
     inputs.start_state, inputs.flow = moving_book(inputs)
     return inputs
@@ -190,11 +195,33 @@ def moving_book(inputs: Inputs) -> tuple[dict, BookFlow]:
     except ValueError as exc:
         raise BookError(str(exc), inputs.book.path) from None
     return {"product": book["product"], "units": units0, "cash": cash0}, flow
+def as_happened_policy(name: str, policies: list, strategies=None) -> tuple:
+    """Return ``(policy, path)`` of the as-happened policy: one of the run's, else a preset.
+
+    Raises
+    ------
+    ConfigError
+        Unknown policy (names the field ``market.as_happened_policy``).
+    """
+    for policy, path in policies:
+        if policy.name == name:
+            return policy, path
+    try:
+        return load_policy(name, strategies), _policy_path(name, strategies)
+    except ConfigError as exc:
+        raise ConfigError(f"field 'market.as_happened_policy': {exc}") from None
 
 
 def simulate_policies(inputs: Inputs, show_progress: bool = True
                       ) -> tuple[list[PolicyOutcome], float]:
-    """Simulate every policy of ``inputs``; return outcomes and the JIT warm-up seconds."""
+    """Simulate every policy of ``inputs``; return outcomes and the JIT warm-up seconds.
+
+    With ``[market] counterfactual`` the as-happened policy runs first without any impact; its
+    net liquidation flow per step (``StepMetric.NET_FLOW``, USD) is the flow the historical
+    tape already carries, and every policy's impact and cascade feedback then use its own flow
+    minus that one (:mod:`backtest.kernels.impact_nb`). The as-happened policy itself therefore
+    moves nothing: its outcome equals a run without impact, bit for bit.
+    """
     compile_seconds = warm_up()
     arrays = inputs.window.arrays()
     prices = Prices(arrays["open"], arrays["high"], arrays["low"], arrays["close"])
@@ -206,25 +233,47 @@ def simulate_policies(inputs: Inputs, show_progress: bool = True
     full_close = full["close"]
     start = window_start(full["timestamp"], arrays["timestamp"])
     outcomes = []
-    total = len(prices) * len(inputs.policies)
+    runs = list(inputs.policies)
+    if inputs.as_happened is not None:
+        runs.insert(0, None)  # the as-happened pass
+    total = len(prices) * len(runs)
+
+    def run(policy, record, baseline, advance):
+        return simulate(prices, book["product"], book["units"], book["cash"],
+                        pack_policy(policy, inputs.tape.interval_seconds),
+                        execution.trigger_mode, execution.fill_mode,
+                        progress=advance, order=order,
+                        market=record, depth=market.depth, gas_usd=market.gas_usd,
+                        insurance_fund_usd=inputs.config.insurance_fund.initial_balance_usd,
+                        funding_rate=arrays["funding_rate"], volume=arrays["volume"],
+                        risk=risk_inputs(policy, full_close, start, len(prices),
+                                         inputs.tape.interval_seconds), mark=market.mark,
+                        impact_baseline=baseline, flow=inputs.flow)
+
+    baseline = None
     with progress_bar(show_progress) as bar:
         task = bar.add_task(f"{inputs.config.name}: {len(inputs.book):,} accounts", total=total)
+        if inputs.as_happened is not None:
+            policy = inputs.as_happened[0]
+            bar.update(task, description=f"{inputs.config.name}: as happened ({policy.name})")
+            baseline = run(policy, no_impact(market.record), None,
+                           lambda k: bar.advance(task, k)).step_metrics[:, StepMetric.NET_FLOW]
+            baseline = baseline.copy()
         for policy, path in inputs.policies:
             bar.update(task, description=f"{inputs.config.name}: {policy.name}")
             t0 = time.perf_counter()
-            res = simulate(prices, book["product"], book["units"], book["cash"],
-                           pack_policy(policy, inputs.tape.interval_seconds),
-                           execution.trigger_mode, execution.fill_mode,
-                           progress=lambda k: bar.advance(task, k), order=order,
-                           market=market.record, depth=market.depth, gas_usd=market.gas_usd,
-                           insurance_fund_usd=inputs.config.insurance_fund.initial_balance_usd,
-                           funding_rate=arrays["funding_rate"], volume=arrays["volume"],
-                           risk=risk_inputs(policy, full_close, start, len(prices),
-                                            inputs.tape.interval_seconds), mark=market.mark,
-                           flow=inputs.flow)
+            res = run(policy, market.record, baseline, lambda k: bar.advance(task, k))
             outcomes.append(PolicyOutcome(policy.name, policy, path, res,
                                           time.perf_counter() - t0))
     return outcomes, compile_seconds
+
+
+def no_impact(record: np.ndarray) -> np.ndarray:
+    """Return a copy of a ``MARKET_DTYPE`` record with no impact and no cascade feedback."""
+    out = record.copy()
+    out["impact_model"] = int(ImpactModel.NONE)
+    out["cascade"] = 0
+    return out
 
 
 def window_start(tape_ms: np.ndarray, window_ms: np.ndarray) -> int:
@@ -243,7 +292,8 @@ def market_inputs(inputs: Inputs, store: str | Path | None = None) -> MarketInpu
     start = window_start(full["timestamp"], window["timestamp"])
     interval = inputs.tape.interval_seconds
     record = market_record(cfg.market, cfg.oracle, cfg.keepers, interval)
-    depth = depth_per_step(cfg.market, full, slice(start, start + inputs.window.rows))
+    depth, depth_info = depth_per_step(cfg.market, full, slice(start, start + inputs.window.rows),
+                                       inputs.tape.path)
     gas, gas_info = gas_cost_per_step(cfg.keepers, window["timestamp"], window["close"],
                                       inputs.tape.meta.base)
     mark = None
@@ -255,7 +305,7 @@ def market_inputs(inputs: Inputs, store: str | Path | None = None) -> MarketInpu
         m = mark_tape.arrays()
         mark = mark_prices(window["timestamp"], m["timestamp"], m["low"], m["high"],
                            m["close"], mark_tape.path)
-    return MarketInputs(record, depth, gas, gas_info, mark)
+    return MarketInputs(record, depth, gas, gas_info, mark, depth_info)
 
 
 def execute(config_path: str | Path, runs: str | Path | None = None,

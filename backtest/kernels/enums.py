@@ -282,7 +282,9 @@ class StepMetric(IntEnum):
     UNITS_DELTA_PERP_SHORT = 10  # change of the sum of perp short units (negative numbers)
     UNITS_DELTA_LOAN = 11  # change of the sum of loan collateral units
     NET_FLOW = 12  # signed liquidation flow at the decision price, USD (> 0 buys, < 0 sells)
-    IMPACT_COST = 13  # sum of |units closed| x |decision price - execution price|, USD
+    # what liquidations lost to impact: units sold x (decision - execution price) + units bought
+    # x (execution - decision price), USD; negative when execution beat the decision price
+    IMPACT_COST = 13
     N_WAITING = 14  # accounts liquidatable but not liquidated (keeper latency or unprofitable)
     WAITING_NEGATIVE_EQUITY = 15  # sum of their equity below zero, USD (<= 0)
     BAD_DEBT_PERP_LONG = 16  # bad debt left by perp longs, USD
@@ -393,7 +395,8 @@ MARKET_DTYPE = np.dtype(
 )
 
 #: Slots of the kernels' market state array (persists across kernel calls): 0 permanent and
-#: 1 transient outstanding liquidation flow (USD, cascade feedback), 2 price factor, 3 last
+#: 1 transient log price displacement (cascade feedback, :mod:`backtest.kernels.impact_nb`),
+#: 2 price factor, 3 last
 #: slippage, 4 oracle price, 5 oracle update step, 6 insurance fund balance, 7-10 pending ADL
 #: (shortfall and bankrupt units of perp longs, then of perp shorts), 11 step of the pending ADL
 #: (-1: none), 12 last step whose funding was settled (-1: none).

@@ -23,16 +23,35 @@ price impact and the critical nature of liquidity in financial markets", PRX 201
 Uniswap v2's ``x * y = k``. Factors are clipped to [0.05, 20] so that an absurd flow cannot
 send a price through zero.
 
-Cascade feedback: the outstanding flow is the memory of the liquidation flow that the market has
-not yet absorbed. Each step's flow adds ``permanent_fraction x Q`` to a permanent part and the
-rest to a transient part that decays by ``transient_decay`` per step; later steps' prices are the
-historical ones times ``F(permanent + transient)``. Because ``F`` is concave for SQRT (and the
-impact of a flow is measured on the accumulated flow, not step by step), selling a volume in
-slices lowers the peak displacement (the transient part decays between slices) while the
-permanent displacement depends only on the total volume: a propagator model with an
-exponential kernel (Bouchaud et al., "Fluctuations and response in financial markets", 2004)
-in the form of Almgren and Chriss (2000), permanent plus temporary impact. Without cascade
-feedback every step starts from ``a = 0``.
+Cascade feedback: displacement fixed in price
+---------------------------------------------
+The market's memory of liquidation flow is a price displacement, not a flow: two log
+displacements, permanent ``L_p`` and transient ``L_tr`` (``state[0:2]``), and the simulated
+price of a step is the historical one times ``f = exp(L_p + L_tr)`` (clipped as above). When a
+step's flow ``Q`` arrives, the displacement ``f`` is read as the outstanding flow
+``a = F^-1(f)`` at THAT step's depth (:func:`equivalent_flow_nb`), the flow moves it to
+``F(a + Q)``, and the move ``dL = ln F(a + Q) - ln F(a)`` is split: ``permanent_fraction x dL``
+is added to ``L_p`` and never changes again, the rest to ``L_tr``, which decays by
+``transient_decay`` per step (the half-life). A later change of depth therefore never changes a
+past displacement: once liquidations stop the price converges to ``exp(L_p)`` x history and
+stays there (the earlier model kept flows and re-scaled them by each later step's depth, so a
+price kept sinking when depth fell after the liquidations). Reading the displacement as an
+outstanding flow keeps the metaorder's concavity: at constant depth, same-sign flows in
+consecutive steps move the price as their sum would, ``F(Q1 + Q2)``, not ``F(Q1) F(Q2)``.
+This is permanent plus temporary impact (Almgren and Chriss, "Optimal execution of portfolio
+transactions", 2000) with an exponentially decaying transient kernel, a propagator model
+(Bouchaud et al., "Fluctuations and response in financial markets: the subtle nature of
+random price changes", Quantitative Finance 2004). Without cascade feedback every step starts
+from ``a = 0`` and the price path is the historical one.
+
+Counterfactual flow
+-------------------
+The historical tape already carries the impact of the liquidations that really happened. With a
+counterfactual run (``[market] counterfactual``, :mod:`backtest.engine.run`) the flow ``Q`` of
+every formula above is the policy's net flow minus the net flow of the policy that really ran
+(the as-happened policy, simulated first without impact), step by step: the as-happened policy
+moves nothing and reproduces the historical path exactly; a policy that liquidates less than it
+pushes the price above history (``Q > 0``), one that liquidates more pushes it below.
 """
 
 from __future__ import annotations
@@ -161,10 +180,66 @@ def execution_factor_nb(model, flow_usd, depth_usd, outstanding_usd):
 
 
 @njit
-def cascade_update_nb(state, flow_usd, permanent_fraction, transient_decay):
-    """Add a step's net flow to the outstanding flow ``state[0:2]`` (permanent, transient USD).
+def equivalent_flow_nb(model, factor, depth_usd):
+    """Return the outstanding flow whose price factor at ``depth_usd`` is ``factor``: ``F^-1``.
 
-    The transient part decays by ``transient_decay`` per step before the new flow is added.
+    Parameters
+    ----------
+    model : int
+        :class:`ImpactModel`.
+    factor : float
+        Current price factor (simulated / historical price), in [0.05, 20].
+    depth_usd : float
+        This step's depth, USD; <= 0 or NaN means no impact (returns 0).
+
+    Returns
+    -------
+    float
+        Net flow, USD (> 0 net buying): ``100 (f - 1) D`` (LINEAR), ``sign(f - 1)
+        (100 (f - 1))^2 D`` (SQRT), ``R (1 - 1 / sqrt(f)) D`` (AMM).
     """
-    state[0] += permanent_fraction * flow_usd
-    state[1] = state[1] * transient_decay + (1.0 - permanent_fraction) * flow_usd
+    if model == 0 or factor == 1.0 or not depth_usd > 0.0:
+        return 0.0
+    if model == _LINEAR:
+        return 100.0 * (factor - 1.0) * depth_usd
+    if model == _SQRT:
+        x = 100.0 * (factor - 1.0)
+        return (x * x if x > 0.0 else -x * x) * depth_usd
+    return AMM_RESERVE_PER_DEPTH * (1.0 - 1.0 / np.sqrt(factor)) * depth_usd
+
+
+@njit
+def displacement_factor_nb(state):
+    """Return the price factor of the displacement ``state[0:2]`` (log permanent, transient)."""
+    return _clip(np.exp(state[0] + state[1]))
+
+
+@njit
+def displacement_update_nb(state, model, flow_usd, depth_usd, outstanding_usd,
+                           permanent_fraction, transient_decay):
+    """Fix a step's price move in the displacement ``state[0:2]`` (module docstring).
+
+    Parameters
+    ----------
+    state : ndarray, shape (>= 2,), float64
+        ``state[0]`` permanent and ``state[1]`` transient log displacement; updated.
+    model : int
+        :class:`ImpactModel`.
+    flow_usd : float
+        The step's net flow that moves the market, USD (counterfactual: the policy's minus the
+        as-happened flow).
+    depth_usd : float
+        The step's depth, USD.
+    outstanding_usd : float
+        :func:`equivalent_flow_nb` of the step's price factor at the step's depth, USD.
+    permanent_fraction : float
+        Share (0..1) of the move that never decays.
+    transient_decay : float
+        Per-step multiplier of the transient displacement (applied before the move is added).
+    """
+    move = 0.0
+    if model != 0 and flow_usd != 0.0 and depth_usd > 0.0:
+        move = (np.log(price_factor_nb(model, outstanding_usd + flow_usd, depth_usd))
+                - np.log(price_factor_nb(model, outstanding_usd, depth_usd)))
+    state[0] += permanent_fraction * move
+    state[1] = state[1] * transient_decay + (1.0 - permanent_fraction) * move

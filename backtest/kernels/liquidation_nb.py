@@ -43,7 +43,12 @@ from backtest.kernels.bands_nb import (
     leave_soft_liquidation_nb,
     soft_trade_nb,
 )
-from backtest.kernels.impact_nb import cascade_update_nb, execution_factor_nb, price_factor_nb
+from backtest.kernels.impact_nb import (
+    displacement_factor_nb,
+    displacement_update_nb,
+    equivalent_flow_nb,
+    execution_factor_nb,
+)
 from backtest.kernels.oracle_nb import oracle_price_nb
 
 # int constants for use inside kernels (IntEnum members are not numba constants)
@@ -643,7 +648,7 @@ def _soft_step_nb(i, x, exec_factor, units, cash, key, bands, band, acc):
         acc[_SOFT_LOSS] += loss
         acc[_CASH_LOAN] += proceeds
         acc[_UNITS_LOAN] += q
-        acc[_IMPACT_COST] += abs(q) * abs(x - pe)
+        acc[_IMPACT_COST] += q * (pe - x)  # a sale (q < 0) loses below x, a buy-back above
     if leave_soft_liquidation_nb(units[i], cash[i], x, bands[i]) or q != 0.0:
         key[i] = bands_key_nb(units[i], cash[i], bands[i], band[0], n_bands, band[2])
     if bands[i, 2] > 0.0 and units[i] < bands[i, 1]:
@@ -689,6 +694,7 @@ def run_steps_nb(
     rec_len,
     rec_i,
     rec_f,
+    impact_baseline,
 ):
     """Advance every account from step ``t0`` to at most ``t1`` (exclusive), in place.
 
@@ -699,8 +705,9 @@ def run_steps_nb(
     writes its records (chunk order, so nothing depends on the thread count) and gives the
     step's total flow, hence its market impact (:mod:`backtest.kernels.impact_nb`). The second
     applies the liquidations at the execution price: the decision price times the step's
-    average execution factor. With cascade feedback the step's final price move then scales the
-    prices of later steps.
+    average execution factor. With cascade feedback the step's price move is then fixed in the
+    displacement that scales the prices of later steps. The flow that moves the market is the
+    step's net flow minus ``impact_baseline`` (counterfactual impact; zeros otherwise).
 
     Parameters
     ----------
@@ -759,6 +766,9 @@ def run_steps_nb(
         Integer record fields (``REC_I_FIELDS``).
     rec_f : ndarray, shape (cap, 8), float64
         Float record fields (``REC_F_FIELDS``).
+    impact_baseline : ndarray, shape (T,), float64
+        Net liquidation flow per step already in the historical prices (the as-happened
+        policy's, USD, > 0 buys); impact and cascade feedback use the step's net flow minus it.
 
     Returns
     -------
@@ -832,10 +842,12 @@ def run_steps_nb(
                 if auction_tic[i] >= 0:
                     in_auction[ch] += 1
     for t in range(t0, t1):
-        # the outstanding liquidation flow displaces this step's prices (cascade feedback)
-        outstanding = market_state[0] + market_state[1] if cascade else 0.0
-        if cascade and depth[t] > 0.0:
-            market_state[2] = price_factor_nb(impact_model, outstanding, depth[t])
+        # past price moves displace this step's prices (cascade feedback); read at this step's
+        # depth, the displacement is an outstanding flow that this step's flow moves further
+        outstanding = 0.0
+        if cascade:
+            market_state[2] = displacement_factor_nb(market_state)
+            outstanding = equivalent_flow_nb(impact_model, market_state[2], depth[t])
         f = market_state[2]
         candle[0] = open_[t] * f
         candle[1] = high[t] * f
@@ -1003,7 +1015,8 @@ def run_steps_nb(
         # cooldown since the last slice
         waiting_possible = (latency > 0 or requires_profit or slice_factor < 1.0
                             or rec.cooldown_steps > 0 or auctions or soft)
-        exec_factor = execution_factor_nb(impact_model, total_flow, depth[t], outstanding)
+        impact_flow = total_flow - impact_baseline[t]  # what history does not already carry
+        exec_factor = execution_factor_nb(impact_model, impact_flow, depth[t], outstanding)
         step_out[t, _EXEC_FACTOR] = exec_factor
         step_out[t, _NET_FLOW] = total_flow
         # pass 2: apply them at the execution price; flag accounts left for later keepers
@@ -1110,7 +1123,7 @@ def run_steps_nb(
                     else:
                         acc[ch, _BAD_SHORT] += bad
                         acc[ch, _BANKRUPT_UNITS_SHORT] += d
-                acc[ch, _IMPACT_COST] += d * abs(p - pe)
+                acc[ch, _IMPACT_COST] += d * (p - pe) if u > 0.0 else d * (pe - p)  # signed
                 if prod == _LOAN:
                     acc[ch, _CASH_LOAN] += c2 - c
                     acc[ch, _UNITS_LOAN] -= signed
@@ -1143,8 +1156,8 @@ def run_steps_nb(
                     step_out[t, k] += acc[ch, k]
         market_state[3] = abs(1.0 - exec_factor)
         if cascade:
-            cascade_update_nb(market_state, total_flow, mk.permanent_fraction,
-                              mk.transient_decay)
+            displacement_update_nb(market_state, impact_model, impact_flow, depth[t],
+                                   outstanding, mk.permanent_fraction, mk.transient_decay)
         if _insurance_waterfall_nb(t, step_out, market_state, rec.waterfall):
             return t + 1  # auto-deleveraging pending: the dispatcher runs it, then calls again
     return t1

@@ -163,6 +163,17 @@ def _clip(v: float) -> float:
     return min(max(v, 0.05), 20.0)
 
 
+def _equivalent_flow(model: int, factor: float, depth: float) -> float:
+    """Outstanding flow whose factor at ``depth`` is ``factor``: F^-1 (impact_nb)."""
+    if model == ImpactModel.NONE or factor == 1.0 or not depth > 0:
+        return 0.0
+    if model == ImpactModel.LINEAR:
+        return 100 * (factor - 1) * depth
+    if model == ImpactModel.SQRT:
+        return math.copysign((100 * (factor - 1)) ** 2, factor - 1) * depth
+    return AMM_RESERVE_PER_DEPTH * (1 - 1 / math.sqrt(factor)) * depth
+
+
 def _execution(model: int, flow: float, depth: float, outstanding: float) -> float:
     """Average execution factor of a step's flow moving the outstanding flow (impact_nb)."""
     if model == ImpactModel.NONE or flow == 0 or not depth > 0:
@@ -190,6 +201,7 @@ def simulate_reference(
     open_, high, low, close, trigger_mode, fill_mode, policy, product, units, cash,
     market=None, depth=None, replay=None, gas_usd=None, insurance_fund_usd=0.0,
     funding_rate=None, volume=None, priority=None, risk=None, mark=None, flow=None,
+    impact_baseline=None,
 ) -> ReferenceResult:
     """Simulate all steps of a tape for one policy, one account at a time.
 
@@ -233,6 +245,8 @@ def simulate_reference(
         Arrivals and cures (:mod:`backtest.engine.book_flow`), applied at the start of each
         step as :mod:`backtest.kernels.book_flow_nb` documents; ``units`` and ``cash`` hold 0
         for accounts that arrive later.
+    impact_baseline : array_like, shape (T,), optional
+        As-happened net flow per step, USD: impact and cascade use the step's flow minus it.
 
     Returns
     -------
@@ -252,7 +266,7 @@ def simulate_reference(
         funding_paid=np.zeros(n),
         step_metrics=np.zeros((n_steps, N_STEP_METRICS)),
     )
-    permanent = transient = 0.0
+    permanent = transient = 0.0  # log price displacements (impact_nb)
     factor = 1.0 if replay is None else float(replay[0][0])
     mk = market if market is not None else {}
     oracle_model = int(mk["oracle_model"]) if market is not None else OracleModel.MARKET
@@ -285,9 +299,10 @@ def simulate_reference(
             _move_book(res, moving, t, product, base_rates, warned, cured,
                        sim_closes[t - 1] if t > 0 else None)
         step_depth = float(depth[t]) if depth is not None else 0.0
-        outstanding = permanent + transient if cascade else 0.0
-        if cascade and step_depth > 0:
-            factor = _factor(model, outstanding, step_depth)
+        outstanding = 0.0
+        if cascade:  # the displacement, read as an outstanding flow at this step's depth
+            factor = _clip(math.exp(permanent + transient))
+            outstanding = _equivalent_flow(model, factor, step_depth)
         o, h, lo, c = (float(a[t]) * factor for a in (open_, high, low, close))
         scale = float(risk[t][RiskInput.MARGIN_SCALE]) if risk is not None else 1.0
         preempt = float(policy["preempt_fraction"])
@@ -439,7 +454,8 @@ def simulate_reference(
             flow = sum((-d * p if res.units[i] > 0 else d * p) for i, p, d, *_ in decisions
                        + exempt) + soft_flow
         decisions += exempt
-        execution = _execution(model, flow, step_depth, outstanding)
+        impact_flow = flow - (float(impact_baseline[t]) if impact_baseline is not None else 0.0)
+        execution = _execution(model, impact_flow, step_depth, outstanding)
         if replay is not None:
             execution = float(replay[1][t])
         row = res.step_metrics[t]
@@ -492,10 +508,14 @@ def simulate_reference(
         sim_closes.append(c)
         if replay is not None:
             factor = float(replay[0][t + 1]) if t + 1 < n_steps else factor
-        elif cascade:
-            permanent += float(market["permanent_fraction"]) * flow
-            transient = transient * float(market["transient_decay"]) + (
-                1 - float(market["permanent_fraction"])) * flow
+        elif cascade:  # the step's move, fixed in price at this step's depth
+            move = 0.0
+            if model != ImpactModel.NONE and impact_flow != 0 and step_depth > 0:
+                move = (math.log(_factor(model, outstanding + impact_flow, step_depth))
+                        - math.log(_factor(model, outstanding, step_depth)))
+            pf = float(market["permanent_fraction"])
+            permanent += pf * move
+            transient = transient * float(market["transient_decay"]) + (1 - pf) * move
         fund = _waterfall(res, policy, market, t, row, fund, c, equity_start, product)
     if soft:
         res.bands = np.array([[getattr(b, "top" if f == "top_price" else f) for f in BAND_FIELDS]
@@ -572,7 +592,7 @@ def _soft_trade(res, row, i, b: _Bands, q: float, x: float, execution: float) ->
     row[StepMetric.SOFT_LOSS] += market - proceeds
     row[StepMetric.CASH_DELTA_LOAN] += proceeds
     row[StepMetric.UNITS_DELTA_LOAN] += q
-    row[StepMetric.IMPACT_COST] += abs(q) * abs(x - pe)
+    row[StepMetric.IMPACT_COST] += q * (pe - x)
 
 
 def _bands_liquidate(res, policy, t, i, b: _Bands, p, execution, x) -> None:
@@ -854,7 +874,7 @@ def _book(res, t, i, prod, u, c, u_after, c_after, d, p, pe, keeper, insurance, 
         long = u > 0
         row[StepMetric.BAD_DEBT_PERP_LONG if long else StepMetric.BAD_DEBT_PERP_SHORT] += bad
         row[StepMetric.BANKRUPT_UNITS_LONG if long else StepMetric.BANKRUPT_UNITS_SHORT] += d
-    row[StepMetric.IMPACT_COST] += d * abs(p - pe)
+    row[StepMetric.IMPACT_COST] += d * (p - pe) if u > 0 else d * (pe - p)
     if prod == Product.LOAN:
         row[StepMetric.CASH_DELTA_LOAN] += c_after - c
         row[StepMetric.UNITS_DELTA_LOAN] -= signed

@@ -753,19 +753,34 @@ def market_text(market: dict) -> str | None:
         return None
     if market.get("depth_usd"):
         depth = f"D = {usd(market['depth_usd'])} in every step"
+    elif market.get("depth_source", "hourly_volume") == "pre_window":
+        info = market.get("depth") or {}
+        depth = (f"D = {market.get('pre_window_depth_fraction', 0.12):g} x the median hourly USD "
+                 f"volume of the {market.get('pre_window_days', 7):g} days before the window")
+        if info.get("depth_usd"):
+            depth += f" ({usd(info['depth_usd'])})"
+        if market.get("depth_volatility_exponent"):
+            depth += (f", thinned by (pre-window / trailing volatility)^"
+                      f"{market['depth_volatility_exponent']:g} when volatility rises")
     else:
         depth = (f"D = {market.get('depth_fraction_of_hourly_volume', 0.1):g} x the USD volume "
                  "traded on the tape in the hour before the step")
     text = (f"Market impact, {IMPACT_TEXT.get(model, model)}, where {depth}; every liquidation "
             "of a step executes at the step's average impacted price (sizes are decided at the "
             "pre-impact price). ")
+    if market.get("counterfactual"):
+        text += ("Counterfactual impact: the historical prices already carry the impact of the "
+                 "liquidations that really happened, so only the difference between a policy's "
+                 f"net liquidation flow and that of {market.get('as_happened_policy')} (the "
+                 "policy that really ran, simulated first without impact) moves the price; "
+                 f"{market.get('as_happened_policy')} reproduces the historical path. ")
     if market.get("cascade"):
-        text += ("Cascade feedback: liquidation flow the market has not absorbed keeps the price "
-                 f"displaced; {100 * market.get('permanent_fraction', 0.5):g}% of each step's "
-                 "flow is never absorbed and the rest is absorbed with a half-life of "
+        text += ("Cascade feedback: each step's price move is fixed in price when it happens; "
+                 f"{100 * market.get('permanent_fraction', 0.5):g}% of it is permanent and the "
+                 "rest decays with a half-life of "
                  f"{market.get('transient_half_life_minutes', 30):g} minutes. Later steps "
-                 "trigger on the simulated prices: historical x the impact of the outstanding "
-                 "flow, so selling in slices lowers the peak displacement.")
+                 "trigger on the simulated prices: historical x the displacement, so selling in "
+                 "slices lowers the peak displacement.")
     else:
         text += "No cascade feedback: later steps trigger on historical prices."
     return text

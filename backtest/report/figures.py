@@ -270,6 +270,54 @@ def impact_figure(data: ReportData) -> go.Figure:
                  "Impact cost (USD, cumulative)", _time_title(data))
 
 
+#: Most points per policy in the departure figure.
+DEPARTURE_POINTS = 300
+
+
+def departure_figure(data: ReportData) -> go.Figure:
+    """How far each policy's simulated price is from history: ``simulated / historical - 1``.
+
+    One line per policy: the departure at each report bucket's last step (the bucket's
+    simulated close over its historical close), thinned to at most :data:`DEPARTURE_POINTS`
+    points by keeping, of every ``k`` consecutive buckets, the one farthest from history (so a
+    day of 1-minute candles stays small and no extreme is lost); dotted lines mark +-1%. Flat
+    at 0 without cascade feedback, and for the as-happened policy of a counterfactual run
+    (:mod:`backtest.kernels.impact_nb`).
+
+    Parameters
+    ----------
+    data : ReportData
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    hist = dict(zip(data.prices["b"].to_list(), data.prices["close"].to_list(), strict=True))
+    fig = go.Figure()
+    for name, color, f in _policy_series(data):
+        close = np.array([hist[b] for b in f["b"].to_list()], dtype=np.float64)
+        departure = 100.0 * (f["simulated_close"].to_numpy() / close - 1.0)
+        t_ms = f["t_last_ms"].to_numpy()
+        k = -(-len(departure) // DEPARTURE_POINTS)
+        if k > 1:  # of every k buckets, the one farthest from history
+            pad = -len(departure) % k
+            groups = np.abs(np.r_[departure, np.zeros(pad)]).reshape(-1, k)
+            pick = np.minimum(np.arange(groups.shape[0]) * k + groups.argmax(axis=1),
+                              len(departure) - 1)
+            departure, t_ms = departure[pick], t_ms[pick]
+        fig.add_trace(go.Scatter(
+            **time_x(t_ms), y=departure, mode="lines",
+            line={"color": color, "width": line_width(data, name)}, name=label(name),
+            hovertemplate="%{y:+.2f}%"))
+    for level in (-1.0, 1.0):
+        fig.add_hline(y=level, line={"color": "#999", "width": 1, "dash": "dot"})
+    market = data.manifest.get("market", {})
+    whose = (f"counterfactual: flow minus {market.get('as_happened_policy')}'s"
+             if market.get("counterfactual") else "each policy's own flow")
+    return style(fig, f"Simulated price against history ({whose})",
+                 "Departure from the historical close (%)", _time_title(data))
+
+
 def bad_debt_insurance_figure(data: ReportData) -> go.Figure:
     """Cumulative bad debt (and socialised loss, if any) above the insurance fund balance.
 
@@ -465,6 +513,7 @@ FIGURES = (
     ("fig-price", "Price path", price_figure),
     ("fig-liquidated-notional", "Liquidated notional", liquidated_notional_figure),
     ("fig-impact", "Market impact", impact_figure),
+    ("fig-departure", "Simulated price against history", departure_figure),
     ("fig-bad-debt-insurance", "Bad debt and insurance fund", bad_debt_insurance_figure),
     ("fig-equity-oi", "User equity and open interest", equity_oi_figure),
     ("fig-accounts-liquidated", "Accounts liquidated", accounts_liquidated_figure),

@@ -58,7 +58,12 @@ STEPS_AGGREGATES = """
     sum(adl_accounts) AS adl_accounts,
     sum(impact_cost_usd) AS impact_cost_usd,
     min(simulated_low) AS simulated_low,
-    min(simulated_low / price_factor) AS historical_low
+    min(simulated_low / price_factor) AS historical_low,
+    arg_max(price_departure, abs(price_departure)) AS max_price_departure,
+    count(*) FILTER (WHERE abs(price_departure) > 0.01)
+        * (epoch(max(timestamp)) - epoch(min(timestamp))) / 60.0 / greatest(count(*) - 1, 1)
+        AS minutes_departed_over_1pct,
+    arg_max(price_departure, step) AS end_price_departure
 """
 
 #: Per-policy aggregates of the ``accounts`` table (alias ``a``).
@@ -134,11 +139,30 @@ METRICS: tuple[Metric, ...] = (
            "Bad debt neither the insurance fund nor auto-deleveraging covered."),
     Metric("impact_cost_usd", "Market impact cost", "USD", "s.impact_cost_usd",
            "What liquidated accounts lost to the price impact of the step's liquidation flow: "
-           "sum of |units closed| x |decision price - execution price|."),
+           "units sold x (decision price - execution price) plus units bought back x "
+           "(execution - decision price). Negative when executions beat the decision price: "
+           "with counterfactual impact, a policy that liquidates less than the as-happened one "
+           "sells into less pressure than history."),
     Metric("extra_drawdown", "Cascade-induced extra drawdown", "fraction",
            "1 - s.simulated_low / s.historical_low",
            "How much lower the simulated price path went than history (lowest simulated low vs "
-           "lowest historical low), because liquidation flow moved the price."),
+           "lowest historical low), because liquidation flow moved the price. Negative with "
+           "counterfactual impact when the policy liquidated less than the as-happened one "
+           "and kept the low above history."),
+    Metric("max_price_departure", "Largest price departure from history", "fraction",
+           "s.max_price_departure",
+           "Simulated / historical price - 1 in the step where it is farthest from 1 (signed: "
+           "below 0, the policy's liquidations pushed the price below history). With "
+           "counterfactual impact only the difference from the as-happened flow moves it, so "
+           "the as-happened policy shows 0."),
+    Metric("minutes_departed_over_1pct", "Minutes with price more than 1% from history",
+           "count", "s.minutes_departed_over_1pct",
+           "Minutes of the window in which the simulated price was more than 1% above or below "
+           "the historical one (steps x the candle interval)."),
+    Metric("end_price_departure", "Price departure at the window's end", "fraction",
+           "s.end_price_departure",
+           "Simulated / historical price - 1 in the last step: the displacement the policy "
+           "leaves behind (its permanent part never decays)."),
     Metric("user_equity_retained", "User equity retained", "fraction",
            "a.final_equity_usd / nullif(a.initial_equity_usd, 0)",
            "Sum of account equity at the last close over the sum at the window start."),

@@ -62,6 +62,10 @@ def steps_table(
 
     Running totals (open interest, debt, user equity) are valued at the simulated close, the
     historical close times the policy's ``price_factor`` (1 without cascade feedback).
+    ``price_departure`` is ``price_factor - 1``: how far (fraction, > 0 above) the simulated
+    price is from history in the step. ``as_happened_flow_usd`` is the net liquidation flow the
+    historical tape already carries (counterfactual impact, else 0) and ``impact_flow_usd``
+    the flow that moved the market: ``net_flow_usd - as_happened_flow_usd``.
 
     Parameters
     ----------
@@ -79,6 +83,8 @@ def steps_table(
     sm = res.step_metrics
     socialised = sm[:, StepMetric.SOCIALISED_LOSS]
     factor = sm[:, StepMetric.PRICE_FACTOR]
+    baseline = (np.zeros(len(close)) if res.impact_baseline is None
+                else np.asarray(res.impact_baseline, dtype=np.float64))
     totals = running_totals(sm, close * factor, book["product"], book["units"], book["cash"],
                             res.book_flow)
     flow = {name: res.book_flow[:, k] for k, name in enumerate(FLOW_FIELDS)}
@@ -113,6 +119,9 @@ def steps_table(
             "impact_cost_usd": sm[:, StepMetric.IMPACT_COST],
             "execution_factor": sm[:, StepMetric.EXECUTION_FACTOR],
             "price_factor": factor,
+            "price_departure": factor - 1.0,
+            "as_happened_flow_usd": baseline,
+            "impact_flow_usd": sm[:, StepMetric.NET_FLOW] - baseline,
             "oracle_price": sm[:, StepMetric.ORACLE_PRICE],
             "auctions_kicked": sm[:, StepMetric.AUCTIONS_KICKED].astype(np.int64),
             "auction_incentives_usd": sm[:, StepMetric.AUCTION_INCENTIVES],

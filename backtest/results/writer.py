@@ -107,6 +107,15 @@ def _write(path: Path, frame: pl.DataFrame) -> None:
     frame.write_parquet(path, compression="zstd", statistics=True)
 
 
+def _as_happened(inputs, sha) -> dict | None:
+    """The as-happened policy of a counterfactual run: name, parameters, file hash."""
+    if getattr(inputs, "as_happened", None) is None:
+        return None
+    policy, path = inputs.as_happened
+    return {"name": policy.name, "parameters": policy.model_dump(mode="json"),
+            "file_sha256": sha(path)}
+
+
 def _manifest(run_id, created, inputs, policy_rows, timings, runtime, sha) -> dict:
     cfg = inputs.config
     window, tape = inputs.window, inputs.tape
@@ -152,7 +161,8 @@ def _manifest(run_id, created, inputs, policy_rows, timings, runtime, sha) -> di
         },
         "policies": [{"name": n, "parameters": p, "file_sha256": h} for n, p, h in policy_rows],
         "execution": cfg.execution.model_dump(),
-        "market": cfg.market.model_dump(),
+        "market": {**cfg.market.model_dump(), "depth": inputs.market.depth_info,
+                   "as_happened": _as_happened(inputs, sha)},
         "oracle": cfg.oracle.model_dump(),
         "keepers": cfg.keepers.model_dump(mode="json"),
         "insurance_fund": cfg.insurance_fund.model_dump(),
