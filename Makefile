@@ -3,6 +3,8 @@
 #   make demo   set up, import real crash tapes, generate 1M-account books, run hard vs partial
 #               vs close-factor on May 2021 (1m) and FTX 2022 (5m), write HTML reports
 #   make test   set up and run the test suite
+#   make calibrate  fit the perp book to the catalogued crashes, check each left out
+#               (configs/calibration/perps.toml -> perps-fitted.toml, docs/calibration.md)
 #   make black-thursday  ETH vaults through 2020-03-12/13: instant vs slow, gas-bound keepers
 #   make policy-library  20 policies (protocol presets and variants) on every catalogued event
 #               with a tape, ACCOUNTS accounts each (configs/policy-library.toml)
@@ -30,7 +32,7 @@ DEMO_TAPES := \
 	$(LIQBT_SHARED_DATA)/ohlcv_1m/tooyipjee__freqtrade__44523f8d61__b50348e9__BTC_USDT-1m.json \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/lucaforni__E0V1E-DCA__2501247b0b__d23d101a__BTC_USDT-5m.feather
 
-.PHONY: setup tapes demo test bench bench-portfolio luna-portfolio black-thursday \
+.PHONY: calibrate setup tapes demo test bench bench-portfolio luna-portfolio black-thursday \
 	policy-library sweep-tapes sweep governance clean
 
 setup: $(VENV)/.installed
@@ -43,10 +45,16 @@ $(VENV)/.installed: pyproject.toml
 tapes: setup
 	$(BIN)/liqbt data import $(DEMO_TAPES) --venue binance
 
+# perp books drawn from the calibrated parameters (docs/calibration.md), sized to the market's
+# open interest where data/validation has it
+PERPS_CALIBRATED := configs/calibration/perps-fitted.toml
+
 demo: tapes
 	$(BIN)/liqbt book generate --accounts $(ACCOUNTS) --event may-2021 --seed $(SEED) \
+		--params $(PERPS_CALIBRATED) \
 		-o data/books/may-2021-btc.parquet
 	$(BIN)/liqbt book generate --accounts $(ACCOUNTS) --event ftx-2022 --seed $(SEED) \
+		--params $(PERPS_CALIBRATED) \
 		-o data/books/ftx-2022-btc.parquet
 	$(BIN)/liqbt run configs/may-2021-btc.toml --report
 	$(BIN)/liqbt run configs/ftx-2022-btc.toml --report
@@ -92,6 +100,16 @@ policy-library: tapes
 			--set symbol=$$symbol --set tape.interval=$$interval \
 			--set book=data/books/library-$$event.parquet --set name=policy-library-$$event; \
 	done
+
+# Fit the perp book to the catalogued crashes and check each event left out (docs/calibration.md)
+CALIBRATION_TAPES := \
+	$(LIQBT_SHARED_DATA)/ohlcv_1h/dangdoday__SE2025-9.4__a729dcbb11__c5069f4b__BTC_USDT-1h.feather \
+	$(LIQBT_SHARED_DATA)/ohlcv_1m/mintanam__ftrade__ee12b33c07__751f728b__BTC_USDT-1m.feather \
+	$(LIQBT_SHARED_DATA)/ohlcv_5m/MurphyHoops__freqtradeOne__ba6daef02a__1b45ec84__BTC_USDT-5m.feather
+
+calibrate: tapes
+	$(BIN)/liqbt data import $(CALIBRATION_TAPES) --venue binance
+	$(BIN)/liqbt book calibrate configs/calibration/perps.toml -o $(PERPS_CALIBRATED)
 
 bench: tapes
 	$(BIN)/python -m bench --workloads W1,W2,W3,W10M

@@ -96,3 +96,27 @@ def test_calibration_file_errors_name_the_field(tmp_path):
                     'venue = "all-cex"\nasset = "BTC"\n')
     with pytest.raises(ConfigError, match="fit.no_such"):
         load_calibration(path)
+
+
+def test_a_sized_book_holds_the_venue_size_whatever_the_account_count():
+    from backtest.books.generate import generate_book
+    from backtest.engine.dispatch import Prices, simulate
+    from backtest.kernels.enums import FillPrice, TriggerPrice
+    from backtest.policies import pack_policy
+
+    d = _event("a", 0.25, 4)
+    params = BookParams(loan_fraction=0.0, size_usd=1e9, represents="test")
+    w = d.timestamp >= int(START.timestamp() * 1000)
+    liquidated = []
+    for n in (3000, 12000):
+        book = generate_book(n, d.timestamp, d.close, d.low, d.high, START, 1, params)
+        a = book.arrays()
+        held = (np.abs(a["units"]) * d.close[~w][-1]).sum()
+        assert held == pytest.approx(1e9, rel=1e-9)
+        assert book.meta["open_interest_usd"] == "1e+09" and book.meta["venue"] == "test"
+        res = simulate(Prices(d.open[w], d.high[w], d.low[w], d.close[w]), a["product"],
+                       a["units"], a["cash"], pack_policy(load_policy("hard"), 3600),
+                       TriggerPrice.EXTREME, FillPrice.TRIGGER)
+        liquidated.append(res.liquidated_notional.sum())
+    # USD results are the venue's, not the account count's (up to sampling noise)
+    assert liquidated[0] > 0 and liquidated[1] / liquidated[0] == pytest.approx(1.0, abs=0.15)
