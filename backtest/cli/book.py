@@ -1,4 +1,4 @@
-"""``liqbt book generate``: draw a synthetic book for an event (or a tape window)."""
+"""``liqbt book generate`` and ``liqbt book inspect``: draw a synthetic book, or describe one."""
 
 from __future__ import annotations
 
@@ -6,40 +6,135 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-
-from backtest.books import write_book
 
 app = typer.Typer(help="Generate and inspect books (account populations).", no_args_is_help=True)
 
 
 @app.command("generate")
 def generate(
-    accounts: Annotated[int, typer.Option(help="Number of accounts.", min=1)],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Book Parquet file to write.")],
-    event: Annotated[str, typer.Option(help="Event key in the catalog (data/events.toml).")],
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    symbol: Annotated[str | None, typer.Option(help="Asset; default the event's first.")] = None,
-    venue: Annotated[str | None, typer.Option(help="Tape venue filter.")] = None,
-    market: Annotated[str | None, typer.Option(help="Tape market filter (spot|perp).")] = None,
-    interval: Annotated[str | None, typer.Option(help="Tape interval filter, e.g. 1m.")] = None,
+    accounts: Annotated[int, typer.Option(metavar="N", help="Number of accounts.", min=1)],
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="FILE",
+                                         help="Book Parquet file to write.")],
+    event: Annotated[str, typer.Option(
+        metavar="KEY", help="Event key in the catalog (see liqbt list events).")],
+    seed: Annotated[int, typer.Option(metavar="N", help="Random seed.")] = 0,
+    symbol: Annotated[str | None, typer.Option(
+        metavar="BASE/QUOTE", help="Asset; default the event's first.")] = None,
+    venue: Annotated[str | None, typer.Option(metavar="NAME", help="Tape venue filter.")] = None,
+    market: Annotated[str | None, typer.Option(
+        metavar="spot|perp", help="Tape market filter.")] = None,
+    interval: Annotated[str | None, typer.Option(
+        metavar="INTERVAL", help="Tape interval filter, e.g. 1m.")] = None,
     params: Annotated[Path | None, typer.Option(
-        help="TOML file overriding generator parameters (see docs/books.md).")] = None,
-    store: Annotated[Path | None, typer.Option(help="Tape store (default $LIQBT_TAPES).")] = None,
-    events: Annotated[Path | None, typer.Option(help="Event catalog file.")] = None,
+        metavar="FILE", help="TOML file overriding generator parameters (docs/books.md).")
+    ] = None,
+    store: Annotated[Path | None, typer.Option(
+        metavar="DIR", help="Tape store (default $LIQBT_TAPES or data/tapes).")] = None,
+    events: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="Event catalog (default $LIQBT_EVENTS or data/events.toml).")
+    ] = None,
 ) -> None:
-    """Generate a synthetic book of perp accounts and loans open at the event's start."""
+    """Draw a synthetic book for an event.
+
+    The book holds perp accounts and loans open at the event's start, priced from its tape.
+    """
+    from backtest.books import write_book
     from backtest.books.event import book_for_event, load_book_params
+    from backtest.cli._console import console
 
     book = book_for_event(accounts, event, seed, symbol, venue, market, interval,
                           load_book_params(params), store, events)
     write_book(book, output)
     counts = dict(book.frame["product"].value_counts().iter_rows())
-    Console().print(
+    console().print(
         f"wrote {output}: {len(book):,} accounts ({counts.get('perp', 0):,} perps, "
         f"{counts.get('loan', 0):,} loans) for {book.meta['symbol']}, tape {book.meta['tape']}, "
-        f"event {event}, seed {seed}"
-    )
+        f"event {event}, seed {seed}", markup=False)
+
+
+@app.command("inspect")
+def inspect(
+    book: Annotated[Path, typer.Argument(metavar="BOOK", help="Book Parquet file.")],
+    price: Annotated[float | None, typer.Option(
+        metavar="USD",
+        help="Value positions at this price (USD per unit); default each entry price.")
+    ] = None,
+    policy: Annotated[str, typer.Option(
+        metavar="NAME|FILE", help="Policy whose maintenance margin rate (perps) and "
+                                  "liquidation threshold (loans) define health.")] = "hard",
+    strategies: Annotated[Path | None, typer.Option(
+        metavar="DIR", help="Policy directory (default $LIQBT_STRATEGIES or strategies).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Describe a book: size, exposure, leverage and health.
+
+    Prints accounts by product and side, open interest, loan collateral and debt (USD), and
+    the distributions of leverage, health (perps: equity / maintenance margin; loans: health
+    factor) and entry age.
+    """
+    import json
+
+    if price is not None and not price > 0:
+        raise typer.BadParameter(f"must be a positive price in USD, got {price}",
+                                 param_hint="--price")
+    from backtest.books import read_book
+    from backtest.books.summary import summarize_book
+    from backtest.policies import load_policy
+
+    rules = load_policy(policy, strategies)
+    summary = summarize_book(read_book(book), price=price,
+                             maintenance_margin_rate=rules.perp.maintenance_margin_rate,
+                             liquidation_threshold=None if rules.loan is None
+                             else rules.loan.liquidation_threshold)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    print_book_summary(summary, book, rules.name)
+
+
+def print_book_summary(summary: dict, path: Path, policy: str) -> None:
+    """Print the summary of :func:`backtest.books.summary.summarize_book` as tables."""
+    from rich.table import Table
+
+    from backtest.cli._console import console
+
+    out = console()
+    meta = summary["meta"]
+    where = ", ".join(f"{k} {meta[k]}" for k in ("symbol", "event", "seed") if k in meta)
+    priced = (f"at {summary['price_usd']:,.2f} USD" if summary["price_usd"] is not None
+              else "at each entry price")
+    out.print(f"{path}: {summary['accounts']:,} accounts" + (f" ({where})" if where else "")
+              + f"; valued {priced}; health under policy {policy}", markup=False)
+    mix = Table(title="Side mix and exposure (USD)")
+    for col in ("product", "side", "accounts", "notional / collateral", "debt", "equity"):
+        mix.add_column(col, justify="left" if col in ("product", "side") else "right")
+    for row in summary["groups"]:
+        mix.add_row(row["product"], row["side"], f"{row['accounts']:,}",
+                    _usd(row["notional_usd"]), _usd(row["debt_usd"]), _usd(row["equity_usd"]))
+    out.print(mix)
+    out.print(f"open interest (perps, both sides): {_usd(summary['open_interest_usd'])}; "
+              f"loan collateral {_usd(summary['loan_collateral_usd'])}, loan debt "
+              f"{_usd(summary['loan_debt_usd'])}", markup=False)
+    dist = Table(title="Distributions")
+    quantiles = summary["quantile_levels"]
+    dist.add_column("quantity")
+    for q in quantiles:
+        dist.add_column("min" if q == 0 else "max" if q == 1 else f"p{round(100 * q)}",
+                        justify="right")
+    for key, label in (("leverage", "leverage (x)"), ("health_perp", "perp health (equity/MM)"),
+                       ("health_factor_loan", "loan health factor"),
+                       ("entry_age_days", "entry age (days)")):
+        values = summary["distributions"].get(key)
+        if values is None:
+            continue
+        dist.add_row(label, *(f"{v:,.2f}" for v in values))
+    out.print(dist)
+    out.print(f"liquidatable now (health < 1): {summary['liquidatable']:,} accounts", markup=False)
+
+
+def _usd(value: float) -> str:
+    return f"${value:,.0f}"
 
 
 def register(root: typer.Typer) -> None:
