@@ -9,7 +9,6 @@ runs being written) are skipped.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -125,6 +124,7 @@ def runs(
     from rich.table import Table
 
     from backtest.paths import runs_dir as resolve
+    from backtest.results.runs import list_runs
 
     root = resolve(runs_dir)
     rows = list_runs(root)
@@ -143,64 +143,6 @@ def runs(
                       ", ".join(r["policies"]),
                       f"{r['wall_seconds']:.1f}" if r["wall_seconds"] is not None else "-")
     _console().print(table)
-
-
-def list_runs(root: Path) -> list[dict]:
-    """Describe every finished run under ``root`` from its ``manifest.json``, oldest first.
-
-    Parameters
-    ----------
-    root : Path
-        Runs directory.
-
-    Returns
-    -------
-    list of dict
-        Keys ``run_id``, ``kind`` (``run`` or ``portfolio``), ``created`` (``YYYY-MM-DD
-        HH:MM:SS``, UTC), ``event``, ``symbol``, ``window`` (``start .. end``), ``accounts``
-        (int or None), ``policies`` (list of str; portfolio runs: the collateral orders),
-        ``wall_seconds`` (float or None) and ``run_dir`` (str). A manifest that cannot be read
-        as JSON is listed with ``kind`` ``unreadable``.
-    """
-    found = [(p, "run") for p in sorted(root.glob("*/manifest.json"))]
-    found += [(p, "portfolio") for p in sorted(root.glob("portfolio/*/manifest.json"))]
-    out = []
-    for path, kind in found:
-        if path.parent.name.startswith("."):
-            continue
-        try:
-            m = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError):
-            out.append({"run_id": path.parent.name, "kind": "unreadable", "created": "",
-                        "event": "-", "symbol": "-", "window": "-", "accounts": None,
-                        "policies": [], "wall_seconds": None, "run_dir": str(path.parent)})
-            continue
-        window = m.get("window") or {}
-        timings = m.get("timings") or {}
-        if kind == "run":
-            accounts = (m.get("book") or {}).get("accounts")
-            names = [p.get("name", "?") for p in m.get("policies") or []]
-            symbol = m.get("symbol") or "-"
-            wall = timings.get("total_seconds")
-        else:
-            book = m.get("portfolio_book") or {}
-            accounts = book.get("accounts")
-            names = list((m.get("portfolio_summary") or {}).keys())
-            symbol = ", ".join(book.get("symbols") or []) or "-"
-            wall = timings.get("total_s")
-        created = str(m.get("created_at") or m.get("created") or "")
-        out.append({
-            "run_id": m.get("run_id", path.parent.name), "kind": kind,
-            "created": created[:19].replace("T", " "),
-            "event": window.get("event") or m.get("event") or "-",
-            "symbol": symbol,
-            "window": f"{str(window.get('start', '?'))[:16].replace('T', ' ')} .. "
-                      f"{str(window.get('end', '?'))[:16].replace('T', ' ')}",
-            "accounts": accounts, "policies": names, "wall_seconds": wall,
-            "run_dir": str(path.parent),
-        })
-    out.sort(key=lambda r: (r["created"], r["run_id"]))
-    return out
 
 
 def register(root: typer.Typer) -> None:
