@@ -81,3 +81,48 @@ def test_readme_notebook_example_runs(tmp_path, monkeypatch):
     assert namespace["latest"].run_id == run.run_id
     assert namespace["exposure"]["accounts"] == 20_000
     assert (tmp_path / "runs" / run.run_id / "manifest.json").is_file()
+
+
+def readme_step4_query() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("# 4. ask questions", 1)[1].split("```", 1)[0]
+    match = re.search(r'liqbt query "(.*?)"', block, re.S)
+    assert match, "README step 4 has no liqbt query"
+    return match.group(1)
+
+
+def test_readme_tables_and_step4_query_match_the_catalog(tmp_path, monkeypatch):
+    """The README lists the tables as they are, and its step-4 query answers for one run."""
+    import liqbt
+
+    for var in ("LIQBT_TAPES", "LIQBT_RUNS", "LIQBT_REPORTS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    Synth.ft_json(tmp_path / "BTC_USDT-5m.json", crash_rows())
+    liqbt.TapeStore().import_file(tmp_path / "BTC_USDT-5m.json", venue="binance")
+    book = liqbt.book_for_event(3_000, "may-2021", seed=1, interval="5m")
+    liqbt.write_book(book, tmp_path / "book.parquet")
+    overrides = [f"book={tmp_path / 'book.parquet'}", "tape.interval=5m"]
+    config = ROOT / "configs" / "may-2021-btc.toml"
+    first = liqbt.run(config, overrides=overrides)
+    second = liqbt.run(config, overrides=[*overrides, "insurance_fund.initial_balance_usd=0"])
+    assert first.run_id != second.run_id
+
+    answer = liqbt.query(readme_step4_query())
+    mine = second.table("steps").group_by("policy").agg(pl.col("bad_debt_usd").sum())
+    assert sorted(answer["policy"].to_list()) == sorted(second.policies)
+    assert dict(answer.select("policy", "bad_debt_usd").iter_rows()) == pytest.approx(
+        dict(mine.iter_rows()))
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Results: tables and views", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^\| `(\w+)` \| ", section, re.M)
+    shown = liqbt.query("SHOW TABLES")["name"].to_list()
+    assert sorted(listed) == sorted(shown)
+    for name in listed:
+        if name.startswith("sweep"):
+            continue
+        columns = set(liqbt.query(f"SELECT * FROM {name} LIMIT 0").columns)
+        row = next(x for x in section.splitlines() if x.startswith(f"| `{name}` |"))
+        named = set(re.findall(r"`(\w+)`", row.split("|")[3]))
+        assert named <= columns, (name, named - columns)
