@@ -20,7 +20,10 @@ TABLES = ("prices", "steps", "accounts", "liquidations", "adl", "policies")
 
 
 class Run:
-    """A finished single-asset run (one run directory).
+    """A finished run (one run directory).
+
+    :meth:`summary` and :meth:`figures` are those of single-asset runs (``liqbt run``);
+    :meth:`table` and :meth:`sql` read any run directory, portfolio runs included.
 
     Parameters
     ----------
@@ -59,8 +62,15 @@ class Run:
         return [p["name"] for p in self.manifest.get("policies", [])]
 
     def tables(self) -> list[str]:
-        """Names of the tables this run directory holds."""
-        return [t for t in TABLES if (self.run_dir / f"{t}.parquet").is_file()]
+        """Names of the tables this run directory holds (its Parquet files).
+
+        A single-asset run holds those of :data:`TABLES`; a portfolio run
+        (``runs/portfolio/<run_id>/``) holds its own (``order_comparison``,
+        ``portfolio_steps``, ...), readable the same way.
+        """
+        known = [t for t in TABLES if (self.run_dir / f"{t}.parquet").is_file()]
+        others = sorted(p.stem for p in self.run_dir.glob("*.parquet") if p.stem not in TABLES)
+        return known + others
 
     def table(self, name: str) -> pl.DataFrame:
         """Read one table as a polars DataFrame.
@@ -107,7 +117,7 @@ class Run:
             con = duckdb.connect()
             for name in self.tables():
                 path = str(self.run_dir / f"{name}.parquet").replace("'", "''")
-                con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
+                con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM read_parquet(\'{path}\')')
             self._connection = con
         return self._connection
 

@@ -107,6 +107,13 @@ def test_readme_tables_and_step4_query_match_the_catalog(tmp_path, monkeypatch):
     first = liqbt.run(config, overrides=overrides)
     second = liqbt.run(config, overrides=[*overrides, "insurance_fund.initial_balance_usd=0"])
     assert first.run_id != second.run_id
+    assert liqbt.open_run("latest").run_id == second.run_id
+    assert liqbt.open_run(first.run_id[:-2]).run_id == first.run_id
+    assert liqbt.list_runs()["run_id"].to_list() == [first.run_id, second.run_id]
+    with pytest.raises(liqbt.LiqbtError, match="no table 'nope'"):
+        second.table("nope")
+    with pytest.raises(liqbt.LiqbtError, match="no run 'zzz'"):
+        liqbt.open_run("zzz")
 
     answer = liqbt.query(readme_step4_query())
     mine = second.table("steps").group_by("policy").agg(pl.col("bad_debt_usd").sum())

@@ -29,8 +29,9 @@ def run(
         metavar="FILE", help="Report file (default $LIQBT_REPORTS/<run>.html).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No stage lines.")] = False,
     overrides: Annotated[list[str] | None, typer.Option(
-        "--set", metavar="KEY=VALUE", help="Replace a config field: KEY=VALUE, dotted keys, TOML values "
-                      "(e.g. --set portfolio.accounts=10000); repeatable.")] = None,
+        "--set", metavar="KEY=VALUE",
+        help="Replace a config field: KEY=VALUE, dotted keys, TOML values "
+             "(e.g. --set portfolio.accounts=10000); repeatable.")] = None,
 ) -> None:
     """Run a portfolio config and print its summary.
 

@@ -14,13 +14,15 @@ def report(
     run: Annotated[str | None, typer.Argument(
         metavar="RUN", help="Run id, unique prefix, 'latest' or run directory.")] = None,
     governance: Annotated[Path | None, typer.Option(
-        metavar="PROPOSAL", help="Governance proposal (TOML): run it through the sweep machinery and write the "
+        metavar="PROPOSAL",
+        help="Governance proposal (TOML): run it through the sweep machinery and write the "
              "report a DAO can vote on.")] = None,
     runs: Annotated[Path | None, typer.Option(
         metavar="DIR", help="Runs directory (default $LIQBT_RUNS or runs).")] = None,
     output: Annotated[Path | None, typer.Option(
-        "-o", "--output", metavar="FILE", help="HTML file to write (default $LIQBT_REPORTS/<run_id>.html, or "
-                               "$LIQBT_REPORTS/governance-<proposal>.html).")] = None,
+        "-o", "--output", metavar="FILE",
+        help="HTML file to write (default $LIQBT_REPORTS/<run_id>.html, or "
+             "$LIQBT_REPORTS/governance-<proposal>.html).")] = None,
     store: Annotated[Path | None, typer.Option(
         metavar="DIR", help="Tape store (default $LIQBT_TAPES; --governance only).")] = None,
     strategies: Annotated[Path | None, typer.Option(

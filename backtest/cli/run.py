@@ -25,8 +25,9 @@ def run(
     report: Annotated[bool, typer.Option(help="Also write the HTML report.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     overrides: Annotated[list[str] | None, typer.Option(
-        "--set", metavar="KEY=VALUE", help="Replace a config field: KEY=VALUE, dotted keys, TOML values "
-                      "(e.g. --set event=luna-2022 --set tape.interval=5m); repeatable.")] = None,
+        "--set", metavar="KEY=VALUE",
+        help="Replace a config field: KEY=VALUE, dotted keys, TOML values "
+             "(e.g. --set event=luna-2022 --set tape.interval=5m); repeatable.")] = None,
 ) -> None:
     """Simulate every policy of CONFIG on its window and book; print the summary."""
     from backtest.engine.run import execute

@@ -15,14 +15,17 @@ from backtest.cli._console import console as _console
 def sweep(
     config: Annotated[Path, typer.Argument(metavar="SWEEP", help="Sweep config (TOML).")],
     scheduler: Annotated[str | None, typer.Option(
-        metavar="ADDRESS", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (needs liqbt[dask]); default "
+        metavar="ADDRESS",
+        help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (needs liqbt[dask]); default "
              "the config's, else local processes.")] = None,
     workers: Annotated[int | None, typer.Option(
-        min=1, metavar="N", help="Local worker processes (default the config's, else the CPU count).")
+        min=1, metavar="N",
+        help="Local worker processes (default the config's, else the CPU count).")
     ] = None,
     output: Annotated[Path | None, typer.Option(
-        "-o", "--output", metavar="DIR", help="Sweep directory (default the config's, else "
-                               "$LIQBT_RUNS/sweeps/<name>).")] = None,
+        "-o", "--output", metavar="DIR",
+        help="Sweep directory (default the config's, else $LIQBT_RUNS/sweeps/<name>).")
+    ] = None,
     runs: Annotated[Path | None, typer.Option(
         metavar="DIR", help="Runs directory (default $LIQBT_RUNS or runs).")] = None,
     store: Annotated[Path | None, typer.Option(
