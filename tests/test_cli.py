@@ -187,16 +187,18 @@ def test_book_inspect_refuses_bad_input(tmp_path, small_book, capsys):
 
 
 def test_compile_notice_fires_once_on_a_real_compilation():
-    from backtest._jit import njit
+    import backtest._jit  # noqa: F401  (numba configured first)
+    import numba
+
     from backtest.engine.warmup import COMPILING_MESSAGE, announce_compilation
 
     seen: list[str] = []
     announce_compilation(seen.append)
 
-    def fresh(x):  # a new function: numba must compile it
+    def fresh(x):  # not cached on disk: numba compiles it in every test session
         return x * 2.0 + 1.0
 
-    compiled = njit(fresh)
+    compiled = numba.njit(cache=False)(fresh)
     if os.environ.get("NUMBA_DISABLE_JIT") == "1":
         pytest.skip("JIT disabled")
     assert compiled(1.0) == 3.0
