@@ -227,3 +227,12 @@ def test_plain_progress_writes_lines_not_a_bar(capsys):
         bar.advance(t, 2)
     err = capsys.readouterr().err
     assert "x: 2/2 steps (100%)" in err and "━" not in err
+
+
+def test_warm_up_command_reports_the_cache(capsys):
+    from backtest._jit import CACHE_DIR
+
+    assert main(["warm-up"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("kernels ready in ") and CACHE_DIR in out
+    assert any(Path(CACHE_DIR).rglob("liquidation_nb.run_steps_nb-*.nbi"))

@@ -15,7 +15,11 @@ def warm_up() -> None:
     from backtest._jit import CACHE_DIR
     from backtest.engine.warmup import warm_up as run_warm_up
 
-    seconds = run_warm_up()
+    def notify(_message: str) -> None:
+        typer.echo("compiling the simulation kernels into numba's cache (once per install or "
+                   "kernel change, 30-100 s)...", err=True)
+
+    seconds = run_warm_up(notify)
     typer.echo(f"kernels ready in {seconds:.1f} s (cache {CACHE_DIR})")
 
 
