@@ -236,3 +236,20 @@ def test_warm_up_command_reports_the_cache(capsys):
     out = capsys.readouterr().out
     assert out.startswith("kernels ready in ") and CACHE_DIR in out
     assert any(Path(CACHE_DIR).rglob("liquidation_nb.run_steps_nb-*.nbi"))
+
+
+def test_make_setup_compiles_the_kernels():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    recipe = makefile.split("\nsetup:", 1)[1].split("\n\n", 1)[0]
+    assert "liqbt warm-up" in recipe
+    assert "setup" in makefile.split("\ntapes:", 1)[1].splitlines()[0]  # the demo sets up first
+
+
+def test_output_off_a_terminal_keeps_long_lines_whole(capsys):
+    from backtest.cli._console import PLAIN_WIDTH, console
+
+    out = console()
+    assert not out.is_terminal and out.width == PLAIN_WIDTH and out.soft_wrap
+    long_line = "wrote /a/very/long/path/" + "x" * 150 + ".parquet: 1,000,000 accounts"
+    out.print(long_line, markup=False)
+    assert capsys.readouterr().out == long_line + "\n"
