@@ -83,12 +83,12 @@ def test_readme_notebook_example_runs(tmp_path, monkeypatch):
     assert (tmp_path / "runs" / run.run_id / "manifest.json").is_file()
 
 
-def readme_step4_query() -> str:
+def readme_step4_queries() -> list[str]:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     block = text.split("# 4. ask questions", 1)[1].split("```", 1)[0]
-    match = re.search(r'liqbt query "(.*?)"', block, re.S)
-    assert match, "README step 4 has no liqbt query"
-    return match.group(1)
+    queries = re.findall(r'liqbt query "(.*?)"', block, re.S)
+    assert len(queries) == 2, "README step 4: a query of the latest run, one across runs"
+    return queries
 
 
 def test_readme_tables_and_step4_query_match_the_catalog(tmp_path, monkeypatch):
@@ -115,7 +115,10 @@ def test_readme_tables_and_step4_query_match_the_catalog(tmp_path, monkeypatch):
     with pytest.raises(liqbt.LiqbtError, match="no run 'zzz'"):
         liqbt.open_run("zzz")
 
-    answer = liqbt.query(readme_step4_query())
+    latest_query, across_query = readme_step4_queries()
+    across = liqbt.query(across_query)
+    assert across.height == 2 * len(second.policies)  # every run, each policy once
+    answer = liqbt.query(latest_query)
     mine = second.table("steps").group_by("policy").agg(pl.col("bad_debt_usd").sum())
     assert sorted(answer["policy"].to_list()) == sorted(second.policies)
     assert dict(answer.select("policy", "bad_debt_usd").iter_rows()) == pytest.approx(
