@@ -110,13 +110,21 @@ def test_list_tapes_and_runs_when_empty_and_full(tmp_path, capsys, synth):
                        "end": "2021-05-20T00:00:00+00:00"},
             "book": {"accounts": 1234}, "policies": [{"name": "hard"}, {"name": "partial"}],
             "timings": {"total_seconds": 2.5}}))
+    port = runs / "portfolio" / "p1-luna"
+    port.mkdir(parents=True)
+    (port / "manifest.json").write_text(json.dumps({
+        "run_id": "p1-luna", "created": "2026-01-03T00:00:00+00:00", "event": "luna-2022",
+        "window": {"start": "2022-05-07T00:00:00+00:00", "end": "2022-05-14T00:00:00+00:00"},
+        "portfolio_book": {"accounts": 5678, "symbols": ["LUNA/USDT", "BTC/USDT"]},
+        "portfolio_summary": {"protocol": {}, "proportional": {}}, "timings": {"total_s": 9.0}}))
     (runs / ".r9-killed.abc.tmp").mkdir()  # a killed run's temporary folder
     (runs / ".r9-killed.abc.tmp" / "manifest.json").write_text("{}")
     (runs / "broken").mkdir()
     (runs / "broken" / "manifest.json").write_bytes(b"\xff\xfe not json")
     assert main(["list", "runs", "--runs", str(runs)]) == 0
     out = capsys.readouterr().out
-    assert out.index("r1-a-run") < out.index("r0-b-run")  # oldest first
+    assert out.index("r1-a-run") < out.index("r0-b-run") < out.index("p1-luna")  # oldest first
+    assert "portfolio" in out and "5,678" in out and "protocol, proportional" in out
     assert "1,234" in out and "hard, partial" in out and "may-2021" in out
     assert "killed" not in out and "unreadable" in out
 
