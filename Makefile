@@ -1,5 +1,6 @@
 # liqbt: set-up, demo and tests. Everything installs into a local virtualenv (.venv).
 #
+#   make setup  create .venv, install liqbt, compile the kernels (numba cache)
 #   make demo   set up, import real crash tapes, generate 1M-account books, run hard vs partial
 #               vs close-factor on May 2021 (1m) and FTX 2022 (5m), write HTML reports
 #   make test   set up and run the test suite
@@ -35,7 +36,10 @@ DEMO_TAPES := \
 .PHONY: calibrate setup tapes demo test bench bench-portfolio luna-portfolio black-thursday \
 	policy-library sweep-tapes sweep governance clean
 
+# set-up installs the package and compiles the simulation kernels into numba's cache (30-100 s
+# once after an install or a kernel change, about a second afterwards), so no run pays it
 setup: $(VENV)/.installed
+	$(BIN)/liqbt warm-up
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,7 +67,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf data/tapes data/books runs reports/*.html
+	rm -rf data/tapes data/books runs reports/*.html reports/*.png
 
 BLACK_THURSDAY_TAPE := \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/aovolkov__freqml__f4cd64f0ce__2562ccba__ETH_USDT-5m.json

@@ -13,15 +13,17 @@ Files imported before the failing one stay imported; the failing one changes not
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from backtest.errors import TapeError
-from backtest.events import load_events
-from backtest.paths import events_file
-from backtest.tapes import ImportResult, TapeInfo, TapeStore, format_interval, is_importable
+
+if TYPE_CHECKING:  # the CLI imports these when a command runs (fast `liqbt --help`)
+    from rich.console import Console
+    from rich.table import Table
+
+    from backtest.tapes import ImportResult, TapeInfo, TapeStore
 
 app = typer.Typer(help="Import price tapes and list what the store covers.",
                   no_args_is_help=True)
@@ -31,7 +33,9 @@ MAX_WARNINGS_SHOWN = 10
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    from backtest.cli._console import console
+
+    return console()
 
 
 def discover(paths: list[Path], *, plain: bool = False) -> list[Path]:
@@ -54,6 +58,8 @@ def discover(paths: list[Path], *, plain: bool = False) -> list[Path]:
     TapeError
         If a path does not exist or a directory holds no importable file.
     """
+    from backtest.tapes import is_importable
+
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
@@ -96,15 +102,25 @@ def print_result(console: Console, result: ImportResult) -> None:
 
 @app.command("import")
 def import_(
-    paths: list[Path] = typer.Argument(..., help="Files or directories to import."),
-    venue: str = typer.Option(None, help="Exchange (default: from the directory name)."),
-    market: str = typer.Option(None, help="spot or perp (default: from the file name)."),
-    symbol: str = typer.Option(None, help="BASE/QUOTE (default: from the file name)."),
-    interval: str = typer.Option(None, help="Candle interval, e.g. 1m (default: name/spacing)."),
-    store: Path = typer.Option(None, help="Tape store directory (default $LIQBT_TAPES or "
-                                          "data/tapes)."),
+    paths: list[Path] = typer.Argument(..., metavar="PATH...",
+                                       help="Files or directories to import."),
+    venue: str = typer.Option(None, metavar="NAME",
+                              help="Exchange (default: from the directory name)."),
+    market: str = typer.Option(None, metavar="spot|perp",
+                               help="Market (default: from the file name)."),
+    symbol: str = typer.Option(None, metavar="BASE/QUOTE",
+                               help="Asset pair (default: from the file name)."),
+    interval: str = typer.Option(None, metavar="INTERVAL",
+                                 help="Candle interval, e.g. 1m (default: name/spacing)."),
+    store: Path = typer.Option(None, metavar="DIR", help="Tape store directory (default "
+                                                         "$LIQBT_TAPES or data/tapes)."),
 ) -> None:
-    """Import candle and funding files (freqtrade, Binance klines, plain CSV/Parquet)."""
+    """Import candle and funding files into the tape store.
+
+    Reads freqtrade files, Binance kline files and plain CSV/Parquet (with --symbol).
+    """
+    from backtest.tapes import TapeStore
+
     tape_store = TapeStore(store)
     console = _console()
     for path in discover(list(paths), plain=symbol is not None):
@@ -115,6 +131,11 @@ def import_(
 
 def _events_table(tape_store: TapeStore, events_path: Path | None, infos: list[TapeInfo]
                   ) -> Table | str:
+    from rich.table import Table
+
+    from backtest.events import load_events
+    from backtest.paths import events_file
+
     path = events_file(events_path)
     if events_path is None and not path.exists():
         return f"No event catalog at {path} (set --events or $LIQBT_EVENTS)."
@@ -145,12 +166,20 @@ def _events_table(tape_store: TapeStore, events_path: Path | None, infos: list[T
 
 @app.command("list")
 def list_(
-    store: Path = typer.Option(None, help="Tape store directory (default $LIQBT_TAPES or "
-                                          "data/tapes)."),
-    events: Path = typer.Option(None, help="Event catalog (default $LIQBT_EVENTS or "
-                                           "data/events.toml)."),
+    store: Path = typer.Option(None, metavar="DIR", help="Tape store directory (default "
+                                                         "$LIQBT_TAPES or data/tapes)."),
+    events: Path = typer.Option(None, metavar="FILE", help="Event catalog (default "
+                                                           "$LIQBT_EVENTS or data/events.toml)."),
 ) -> None:
-    """Show, per catalog event and symbol, which tapes cover it; then every stored tape."""
+    """Show which tapes cover each event, then every tape.
+
+    Per catalog event and symbol: the tapes covering its window, with gaps; then every
+    stored tape and funding series.
+    """
+    from rich.table import Table
+
+    from backtest.tapes import TapeStore, format_interval
+
     tape_store = TapeStore(store)
     console = _console()
     infos = tape_store.list()

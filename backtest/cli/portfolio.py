@@ -6,37 +6,49 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-app = typer.Typer(help="Multi-asset portfolios, options and the book's liquidation-at-risk.",
+from backtest.cli._console import console as _console
+
+app = typer.Typer(help="Multi-asset portfolios, options, liquidation-at-risk maps.",
                   no_args_is_help=True)
 
 
 @app.command("run")
 def run(
-    config: Annotated[Path, typer.Argument(help="Portfolio run config (TOML).")],
-    runs: Annotated[Path | None, typer.Option(help="Runs directory (default $LIQBT_RUNS).")] = None,
-    store: Annotated[Path | None, typer.Option(help="Tape store (default $LIQBT_TAPES).")] = None,
-    events: Annotated[Path | None, typer.Option(help="Event catalog file.")] = None,
+    config: Annotated[Path, typer.Argument(metavar="CONFIG",
+                                           help="Portfolio run config (TOML).")],
+    runs: Annotated[Path | None, typer.Option(
+        metavar="DIR", help="Runs directory (default $LIQBT_RUNS or runs).")] = None,
+    store: Annotated[Path | None, typer.Option(
+        metavar="DIR", help="Tape store (default $LIQBT_TAPES or data/tapes).")] = None,
+    events: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="Event catalog (default $LIQBT_EVENTS or data/events.toml).")
+    ] = None,
     report: Annotated[bool, typer.Option(help="Also write the HTML report.")] = False,
-    out: Annotated[Path | None, typer.Option(help="Report file (default <reports>/<run>.html)."
-                                             )] = None,
+    out: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="Report file (default $LIQBT_REPORTS/<run>.html).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No stage lines.")] = False,
     overrides: Annotated[list[str] | None, typer.Option(
-        "--set", help="Replace a config field: KEY=VALUE, dotted keys, TOML values "
-                      "(e.g. --set portfolio.accounts=10000); repeatable.")] = None,
+        "--set", metavar="KEY=VALUE",
+        help="Replace a config field: KEY=VALUE, dotted keys, TOML values "
+             "(e.g. --set portfolio.accounts=10000); repeatable.")] = None,
 ) -> None:
-    """Run CONFIG: every order policy, the options book, the liquidation maps; print a summary."""
+    """Run a portfolio config and print its summary.
+
+    Runs every collateral order policy, the options book and the liquidation-at-risk maps.
+    """
     from backtest.portfolio.pipeline import run_portfolio_config
     from backtest.portfolio.run_config import load_portfolio_config
 
-    err = Console(stderr=True)
+    from backtest.engine.warmup import announce_compilation
+
+    announce_compilation()
+    err = _console(stderr=True)
     cfg = load_portfolio_config(config, overrides)
     run_id, run_dir, manifest = run_portfolio_config(
         cfg, config, runs=runs, store=store, events=events,
         log=None if quiet else (lambda msg: err.print(f"[dim]{msg}[/]")))
-    console = Console()
+    console = _console()
     print_summary(console, manifest)
     if report:
         from backtest.report.portfolio import write_portfolio_report
@@ -48,19 +60,22 @@ def run(
 
 @app.command("report")
 def report_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="Portfolio run directory.")],
-    out: Annotated[Path | None, typer.Option(help="Report file (default <reports>/<run>.html)."
-                                             )] = None,
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR",
+                                            help="Portfolio run directory.")],
+    out: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="Report file (default $LIQBT_REPORTS/<run>.html).")] = None,
 ) -> None:
     """Write the HTML report of a finished portfolio run directory."""
     from backtest.report.portfolio import write_portfolio_report
 
     path = write_portfolio_report(run_dir, out)
-    Console().print(f"report: {path} ({path.stat().st_size / 2**20:.1f} MB)")
+    _console().print(f"report: {path} ({path.stat().st_size / 2**20:.1f} MB)")
 
 
-def print_summary(console: Console, manifest: dict) -> None:
+def print_summary(console, manifest: dict) -> None:
     """Print the order-policy table, the options line, run time and peak memory."""
+    from rich.table import Table
+
     table = Table(title=f"{manifest['name']}: {manifest['window']['start']} .. "
                         f"{manifest['window']['end']} ({manifest['window']['steps']} steps of "
                         f"{manifest['window']['interval']}), "

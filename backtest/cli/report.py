@@ -12,24 +12,27 @@ import typer
 
 def report(
     run: Annotated[str | None, typer.Argument(
-        help="Run id, unique prefix, 'latest' or run directory.")] = None,
+        metavar="RUN", help="Run id, unique prefix, 'latest' or run directory.")] = None,
     governance: Annotated[Path | None, typer.Option(
+        metavar="PROPOSAL",
         help="Governance proposal (TOML): run it through the sweep machinery and write the "
              "report a DAO can vote on.")] = None,
-    runs: Annotated[Path | None, typer.Option(help="Runs directory (default $LIQBT_RUNS).")] = None,
+    runs: Annotated[Path | None, typer.Option(
+        metavar="DIR", help="Runs directory (default $LIQBT_RUNS or runs).")] = None,
     output: Annotated[Path | None, typer.Option(
-        "-o", "--output", help="HTML file to write (default $LIQBT_REPORTS/<run_id>.html, or "
-                               "$LIQBT_REPORTS/governance-<proposal>.html).")] = None,
+        "-o", "--output", metavar="FILE",
+        help="HTML file to write (default $LIQBT_REPORTS/<run_id>.html, or "
+             "$LIQBT_REPORTS/governance-<proposal>.html).")] = None,
     store: Annotated[Path | None, typer.Option(
-        help="Tape store (default $LIQBT_TAPES; --governance only).")] = None,
+        metavar="DIR", help="Tape store (default $LIQBT_TAPES; --governance only).")] = None,
     strategies: Annotated[Path | None, typer.Option(
-        help="Policy directory (--governance only).")] = None,
+        metavar="DIR", help="Policy directory (--governance only).")] = None,
     events: Annotated[Path | None, typer.Option(
-        help="Event catalog file (--governance only).")] = None,
+        metavar="FILE", help="Event catalog file (--governance only).")] = None,
     workers: Annotated[int | None, typer.Option(
-        min=1, help="Local worker processes (--governance only).")] = None,
+        min=1, metavar="N", help="Local worker processes (--governance only).")] = None,
     scheduler: Annotated[str | None, typer.Option(
-        help="Dask scheduler address (--governance only).")] = None,
+        metavar="ADDRESS", help="Dask scheduler address (--governance only).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Write the HTML report of RUN, or of a governance proposal; print its path.

@@ -6,49 +6,58 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
+
+from backtest.cli._console import console as _console
 
 
 def run(
-    config: Annotated[Path, typer.Argument(help="Run config (TOML).")],
-    runs: Annotated[Path | None, typer.Option(help="Runs directory (default $LIQBT_RUNS).")] = None,
-    store: Annotated[Path | None, typer.Option(help="Tape store (default $LIQBT_TAPES).")] = None,
-    strategies: Annotated[Path | None, typer.Option(help="Policy directory.")] = None,
-    events: Annotated[Path | None, typer.Option(help="Event catalog file.")] = None,
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="Run config (TOML).")],
+    runs: Annotated[Path | None, typer.Option(
+        metavar="DIR", help="Runs directory (default $LIQBT_RUNS or runs).")] = None,
+    store: Annotated[Path | None, typer.Option(
+        metavar="DIR", help="Tape store (default $LIQBT_TAPES or data/tapes).")] = None,
+    strategies: Annotated[Path | None, typer.Option(
+        metavar="DIR", help="Policy directory (default $LIQBT_STRATEGIES or strategies).")
+    ] = None,
+    events: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="Event catalog (default $LIQBT_EVENTS or data/events.toml).")
+    ] = None,
     report: Annotated[bool, typer.Option(help="Also write the HTML report.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     overrides: Annotated[list[str] | None, typer.Option(
-        "--set", help="Replace a config field: KEY=VALUE, dotted keys, TOML values "
-                      "(e.g. --set event=luna-2022 --set tape.interval=5m); repeatable.")] = None,
+        "--set", metavar="KEY=VALUE",
+        help="Replace a config field: KEY=VALUE, dotted keys, TOML values "
+             "(e.g. --set event=luna-2022 --set tape.interval=5m); repeatable.")] = None,
 ) -> None:
     """Simulate every policy of CONFIG on its window and book; print the summary."""
     from backtest.engine.run import execute
     from backtest.results.catalog import Catalog
 
-    console = Console(stderr=True)
+    console = _console(stderr=True)
     run_id, run_dir = execute(config, runs, store, strategies, events, show_progress=not quiet,
                               overrides=overrides)
     with Catalog(runs) as catalog:
         manifest = catalog.manifest(run_id)
-        print_summary(Console(), catalog.summary(run_id), manifest)
+        print_summary(_console(), catalog.summary(run_id), manifest)
         if report:
             from backtest.report import write_report
 
             out = write_report(catalog, run_id)
-            Console().print(f"report: {out}")
+            _console().print(f"report: {out}", markup=False)
     for gap in manifest["window"]["gaps"]:
         console.print(f"[yellow]warning:[/] tape gap in the window: {gap['start']} .. "
                       f"{gap['end']} ({gap['missing_steps']} candles missing, not filled)")
-    Console().print(f"run {run_id} -> {run_dir}")
+    _console().print(f"run {run_id} -> {run_dir}", markup=False)
 
 
 #: Policies per summary table printed on the terminal.
 POLICIES_PER_TABLE = 5
 
 
-def print_summary(console: Console, summary, manifest: dict) -> None:
+def print_summary(console, summary, manifest: dict) -> None:
     """Print the per-policy summary table and the run's throughput."""
+    from rich.table import Table
+
     from backtest.results.metrics import METRICS
 
     title = (f"{manifest['name']}: {manifest['symbol']} {manifest['window']['start']} .. "

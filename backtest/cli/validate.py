@@ -18,7 +18,9 @@ def validate(
     events: Annotated[Path | None, typer.Option(
         help="Event catalog file (default $LIQBT_EVENTS, else data/events.toml).")] = None,
 ) -> None:
-    """Print every published figure RUN is held against, per policy: real, simulated, ratio.
+    """Hold a run against what really happened: real, simulated, ratio.
+
+    Prints every published figure RUN is held against, per policy.
 
     A target is shown when it is about the run's event and asset, a product the book holds,
     and the venue or protocol the book stands for (its metadata 'venue'; without it every

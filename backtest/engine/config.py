@@ -246,7 +246,7 @@ class ResponseConfig(_Strict):
 
     Defaults are the borrower response the Morpho simulator fitted on real liquidations (70% of
     borrowers repay to 74% LTV about two hours after entering an 80-86% LTV warning zone;
-    RahilBhavan/spine, WRITEUP.md, in ``VALIDATION.md``): with a liquidation threshold of 86%,
+    https://github.com/RahilBhavan/spine, WRITEUP.md): with a liquidation threshold of 86%,
     health 86/80 = 1.075 warns and 86/74 = 1.16 is the target.
 
     Attributes

@@ -1,22 +1,83 @@
-"""Explicit JIT warm-up, so compile time is measured apart from run time.
+"""Explicit JIT warm-up, so compile time is measured apart from run time and paid at set-up.
 
-The first call of each kernel compiles it (or loads it from numba's cache, see
-:mod:`backtest._jit`); :func:`warm_up` makes that call on a two-account, two-step input and
-returns how long it took.
+The first call of each kernel compiles it (30 to 100 s on a laptop for the engine's kernels) or
+loads it from numba's on-disk cache (about a second, see :mod:`backtest._jit`).
+:func:`warm_up` makes that call on a two-account, two-step input and returns how long it took;
+``make setup`` runs it once (``liqbt warm-up``), so the first ``liqbt run`` loads instead of
+compiling. While numba really compiles (a cache miss), :func:`announce_compilation` prints one
+line to standard error, so a first run never sits silent.
 """
 
 from __future__ import annotations
 
+import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from backtest.engine.dispatch import Prices, simulate
 from backtest.kernels.enums import POLICY_DTYPE, PolicyFamily
 
+#: The line printed when the first kernel of a process starts compiling.
+COMPILING_MESSAGE = ("compiling the simulation kernels (first use after an install or a kernel "
+                     "change; cached for later runs, `make setup` does it ahead)...")
 
-def warm_up() -> float:
-    """Compile (or load from cache) every engine kernel; return the seconds it took."""
+_listener = None
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def announce_compilation(notify: Callable[[str], None] | None = None) -> None:
+    """Print :data:`COMPILING_MESSAGE` once per process when numba starts compiling a kernel.
+
+    Installs a listener on numba's ``numba:compile`` event, which fires only on a real
+    compilation (a cache hit loads without it). Idempotent: later calls replace the callback.
+
+    Parameters
+    ----------
+    notify : callable, optional
+        Receives the message (default: print to standard error).
+    """
+    global _listener
+    from numba.core import event
+
+    class _FirstCompile(event.Listener):
+        def __init__(self, callback: Callable[[str], None]):
+            self.callback = callback
+            self.told = False
+
+        def on_start(self, ev) -> None:
+            if not self.told:
+                self.told = True
+                self.callback(COMPILING_MESSAGE)
+
+        def on_end(self, ev) -> None:
+            pass
+
+    if _listener is not None:
+        event.unregister("numba:compile", _listener)
+    _listener = _FirstCompile(notify or _stderr)
+    event.register("numba:compile", _listener)
+
+
+def warm_up(notify: Callable[[str], None] | None = None) -> float:
+    """Compile (or load from cache) every engine kernel; return the seconds it took.
+
+    Parameters
+    ----------
+    notify : callable, optional
+        Receives :data:`COMPILING_MESSAGE` if a kernel has to be compiled (default: print it
+        to standard error).
+
+    Returns
+    -------
+    float
+        Wall seconds of the warm-up call: compile time on a cold cache, load time on a warm one.
+    """
+    announce_compilation(notify)
     t0 = time.perf_counter()
     policy = np.zeros(1, POLICY_DTYPE)
     policy["family"] = PolicyFamily.PARTIAL

@@ -16,10 +16,10 @@ account (``deposited``). An account leaving the zone before the delay resets its
 Non-responders never act. Which accounts respond is fixed per account by a seeded hash
 (:func:`responder_mask`), so the same seed gives the same responders whatever the thread count.
 
-The two-parameter borrower response of the Morpho simulator in ``VALIDATION.md`` (70% of
-borrowers repay to 74% LTV about 2 h after entering an 80-86% LTV warning zone; RahilBhavan/spine,
-WRITEUP.md) is this model with ``response_share = 0.7``, a two-hour delay and health levels
-derived from those LTVs.
+The two-parameter borrower response of the Morpho simulator (70% of borrowers repay to 74% LTV
+about 2 h after entering an 80-86% LTV warning zone; https://github.com/RahilBhavan/spine,
+WRITEUP.md) is this model with ``share = 0.7``, a two-hour delay and health levels derived from
+those LTVs.
 
 Health is the engine's (:func:`backtest.kernels.liquidation_nb.health_nb`) at the policy's base
 maintenance rates: perps ``equity / (m x |units| x price)``, loans ``LT x collateral / debt``.
