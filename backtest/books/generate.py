@@ -25,6 +25,9 @@ Distributions (defaults in :class:`BookParams`; docs/books.md discusses the choi
   (reference_daily_volatility / sigma)^leverage_volatility_exponent``, where ``sigma`` is the
   tape's realised daily volatility over the lookback (traders size leverage to the volatility
   they have just seen); exponent 0 and scale 1 keep the listed choices.
+- **hedged positions**: a share ``low_leverage_share`` of perp accounts are basis traders and
+  market makers whose leverage is uniform in ``[1, low_leverage_max]`` (not scaled): open
+  interest that a crash rarely liquidates.
 - **arrivals**: ``arrival_share x n_accounts`` more positions open during the window, at the
   start of candles drawn in proportion to each candle's USD volume (new positions come with
   trading), from the same distributions, at the previous candle's close; their
@@ -76,6 +79,8 @@ class BookParams(BaseModel):
         Perp leverage above 1 times ``scale x (reference / realised daily vol)^exponent``.
     max_leverage : float
         Cap of the scaled perp leverage (the venue's maximum).
+    low_leverage_share, low_leverage_max : float
+        Share of perp accounts that are hedged, with leverage uniform in ``[1, max]``.
     arrival_share : float
         Positions opened during the window, as a fraction of the accounts open at its start.
     size_usd : float or None
@@ -111,6 +116,8 @@ class BookParams(BaseModel):
     leverage_volatility_exponent: float = Field(0.0, ge=0.0, le=3.0)
     reference_daily_volatility: float = Field(0.03, gt=0.0)
     max_leverage: float = Field(125.0, ge=1.0)
+    low_leverage_share: float = Field(0.0, ge=0.0, le=1.0)
+    low_leverage_max: float = Field(3.0, ge=1.0)
     arrival_share: float = Field(0.0, ge=0.0, le=10.0)
     size_usd: float | None = Field(None, gt=0.0)
     represents: str | None = None
@@ -315,6 +322,9 @@ def _draw(rng, n, p: BookParams, start_ms, lookback_ms, lev_factor=1.0) -> dict[
     w = np.asarray(p.leverage_weights, dtype=float)
     perp_lev = rng.choice(np.asarray(p.leverage_choices, dtype=float), size=n, p=w / w.sum())
     perp_lev = np.minimum(1.0 + (perp_lev - 1.0) * lev_factor, p.max_leverage)
+    if p.low_leverage_share > 0:  # drawn only when used: older books stay bit-identical
+        hedged = rng.random(n) < p.low_leverage_share
+        perp_lev = np.where(hedged, 1.0 + (p.low_leverage_max - 1.0) * rng.random(n), perp_lev)
     ltv = p.ltv_min + (p.ltv_max - p.ltv_min) * rng.beta(p.ltv_beta_a, p.ltv_beta_b, n)
     lev = np.where(is_loan, 1.0 / (1.0 - ltv), perp_lev)
     z = rng.standard_normal(n)
