@@ -29,6 +29,7 @@ from backtest.engine.run import file_sha256
 from backtest.policies import load_policy
 from backtest.report import build, figures
 from backtest.report.governance_figures import FRONTIER_GREY, event_figure, frontier_figure
+from backtest.report.plotlyjs import plotlyjs_loader
 from backtest.report.proposal import CURRENT, Proposal, load_proposal, parameter_sets, sweep_config
 from backtest.results.catalog import Catalog
 from backtest.results.metrics import METRICS
@@ -518,8 +519,6 @@ def reproducibility(data: GovernanceData) -> dict:
 
 def render_governance(data: GovernanceData, strategies: str | Path | None = None) -> str:
     """Return the governance report of ``data`` as one self-contained HTML document."""
-    from plotly.offline import get_plotlyjs
-
     from backtest.report import _environment
 
     charts = [{"id": f"fig-event-{i}", "scenario": sc,
@@ -533,7 +532,7 @@ def render_governance(data: GovernanceData, strategies: str | Path | None = None
         method=methodology(data, strategies), repro=reproducibility(data),
         reality=data.reality,
         n_frontier=sum(1 for s in data.sets if s.role == "frontier"),
-        plotlyjs=Markup(get_plotlyjs()))
+        plotlyjs=plotlyjs_loader())
 
 
 def write_governance_report(proposal_path: str | Path, output: str | Path | None = None,
