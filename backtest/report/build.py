@@ -28,9 +28,9 @@ totals take the bucket's last value."""
 MATERIALITY_RELATIVE = 0.01
 """A difference between two policies' values is material when it is at least this share of
 the larger absolute value ..."""
-MATERIALITY_ABSOLUTE = {"USD": 1_000.0, "count": 1.0, "fraction": 0.001}
-"""... and at least this much in the metric's unit (USD, accounts or events, a share: 0.001 is
-0.1 percentage point). Below either threshold, policies tie on that measure."""
+MATERIALITY_ABSOLUTE = {"USD": 1_000.0, "count": 1.0, "fraction": 0.0001}
+"""... and at least this much in the metric's unit (USD, accounts or events, a share: 0.0001 is
+0.01 percentage point). Below either threshold, policies tie on that measure."""
 
 EQUITY_VS_HARD = Metric(
     "equity_vs_hard", "User equity vs. hard liquidation", "fraction",
