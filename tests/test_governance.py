@@ -7,10 +7,10 @@ import re
 import polars as pl
 import pytest
 
-from backtest.report.plotlyjs import plotlyjs_payload
 from backtest.cli import main
 from backtest.errors import ConfigError
 from backtest.report.governance_figures import pareto
+from backtest.report.plotlyjs import plotlyjs_payload
 from backtest.report.proposal import load_proposal, parameter_sets
 from tests.governance_world import (
     HOSTILE_DESCRIPTION,

@@ -22,8 +22,7 @@ import backtest
 from backtest.books import generate_book, write_book
 from backtest.cli import main
 from backtest.engine.run import execute
-from backtest.report import render_report, write_report
-from backtest.report import build
+from backtest.report import build, render_report, write_report
 from backtest.report.build import FAMILY_METRICS, SUMMARY_METRICS, bucket_size, load_report_data
 from backtest.report.figures import FIGURES, blank, leverage_figure, time_x
 from backtest.report.plotlyjs import plotlyjs_payload
@@ -398,7 +397,8 @@ def test_best_is_highlighted_only_beyond_the_materiality_threshold(data):
     row = _row(_with(data, penalties_usd=[500.0, 550.0, 520.0, 540.0]), "penalties_usd")
     assert not any(c.best for c in row.cells) and row.tie
     assert build.material(1_000.0, 2_100.0, "USD") and not build.material(1e6, 1e6 + 999, "USD")
-    assert build.material(0.0004, 0.0007, "fraction") and not build.material(0.5, 0.5009, "fraction")
+    assert build.material(0.0004, 0.0007, "fraction")
+    assert not build.material(0.5, 0.5009, "fraction")
     assert not build.material(0.00040, 0.00045, "fraction")  # 0.005 percentage point
     # the summary paragraph calls the policies level on such differences
     d = _with(data, bad_debt_usd=[1_000_000.0, 1_000_058.0, 1_000_010.0, 1_000_000.0])

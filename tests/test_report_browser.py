@@ -186,7 +186,7 @@ def test_governance_report_renders_in_chromium(governance_report, chromium):
     assert chromium.evaluate("document.querySelectorAll('#summary-table tbody tr').length") == 7
 
 
-def test_run_report_renders_in_chromium(report, chromium):
+def test_run_report_renders_in_chromium(report, chromium):  # noqa: F811
     """The run report (compressed plotly.js, deferred figures) draws every chart it holds."""
     out, text, _ = report
     n_charts = text.count('class="plotly-graph-div"')

@@ -31,8 +31,8 @@ from backtest.results.tables import STATUS_ADL, accounts_table, steps_table
 from tests.kernel_inputs import random_book, random_policy, random_prices
 
 # a 20x long that a 40% gap makes bankrupt; two shorts (1 and 3 units) on the other side; a loan
-GAP = Prices(np.array([100.0, 100.0, 60.0, 60.0, 60.0]), np.array([100.0, 100.0, 100.0, 60.0, 60.0]),
-             np.array([100.0, 100.0, 60.0, 60.0, 60.0]), np.array([100.0, 100.0, 60.0, 60.0, 60.0]))
+_PATH = np.array([100.0, 100.0, 60.0, 60.0, 60.0])
+GAP = Prices(_PATH, np.array([100.0, 100.0, 100.0, 60.0, 60.0]), _PATH, _PATH)
 BOOK = {"product": np.array([0, 0, 0, 1], np.int8), "units": np.array([1.0, -1.0, -3.0, 1.0]),
         "cash": np.array([-95.0, 150.0, 450.0, -50.0])}
 

@@ -623,9 +623,11 @@ def _num(v) -> float | None:
 
 def _extremes(data: ReportData, metric: str, direction: str) -> tuple[list[str], float,
                                                                        list[str], float] | None:
-    """Return (best policies, best value, worst policies, worst value), or None when the best
-    and worst do not differ materially (:func:`material`); policies within the threshold of
-    the best (worst) value count as best (worst)."""
+    """Return (best policies, best value, worst policies, worst value), or None.
+
+    None when the best and worst do not differ materially (:func:`material`); policies within
+    the threshold of the best (worst) value count as best (worst).
+    """
     unit = next(m.unit for m in SUMMARY_METRICS if m.name == metric)
     pairs = [(p, _num(v)) for p, v in zip(data.summary["policy"], data.summary[metric],
                                           strict=True)]

@@ -73,7 +73,7 @@ def plotlyjs_loader() -> Markup:
 
 
 def figure_html(fig: go.Figure, div_id: str, config: dict, height: int) -> str:
-    """Return a figure's ``<div>`` and the script that draws it once plotly.js is ready.
+    r"""Return a figure's ``<div>`` and the script that draws it once plotly.js is ready.
 
     Parameters
     ----------
@@ -89,7 +89,7 @@ def figure_html(fig: go.Figure, div_id: str, config: dict, height: int) -> str:
     -------
     str
         HTML; the figure JSON (arrays as plotly's base64 typed arrays) has every ``<``
-        escaped as ``\\u003c`` so no text in it can close the script element.
+        escaped as ``\u003c`` so no text in it can close the script element.
     """
     payload = fig.to_json().replace("<", "\\u003c")
     conf = json.dumps(config, sort_keys=True)
