@@ -184,5 +184,6 @@ def test_soft_band_conversions_are_reported_apart_from_liquidations():
     assert steps["liquidated_notional_usd"].sum() == pytest.approx(events, rel=1e-12, abs=1e-9)
     assert (steps["liquidated_notional_usd"].sum() + steps["soft_converted_notional_usd"].sum()
             == pytest.approx(kernel_total, rel=1e-9))
+    assert accounts["liquidated_notional_usd"].sum() == pytest.approx(events, rel=1e-9, abs=1e-9)
     np.testing.assert_allclose(accounts["soft_converted_units"].to_numpy(),
                                res.bands[:, BAND_FIELDS.index("soft_units")])

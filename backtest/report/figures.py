@@ -21,8 +21,8 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#0
            "#F0E442")
 """Okabe-Ito colours (distinguishable with common colour-vision deficiencies)."""
 
-STATUS_COLORS = {"open": "#9BBBD4", "partially_liquidated": "#F2B447", "closed": "#D55E00",
-                 "bankrupt": "#7A0019"}
+STATUS_COLORS = {"open": "#9BBBD4", "auto_deleveraged": "#6A51A3",
+                 "partially_liquidated": "#F2B447", "closed": "#D55E00", "bankrupt": "#7A0019"}
 
 FONT = "-apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 HEIGHT = 430
