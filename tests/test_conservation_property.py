@@ -15,7 +15,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backtest.engine.dispatch import market_params, simulate
-from backtest.results.socialised import socialised_charges
 from backtest.kernels.enums import (
     BAND_FIELDS,
     AdlRanking,
@@ -26,6 +25,7 @@ from backtest.kernels.enums import (
     TriggerPrice,
     Waterfall,
 )
+from backtest.results.socialised import socialised_charges
 from tests.kernel_inputs import (
     random_auction,
     random_bands,
