@@ -7,9 +7,10 @@ current vs proposed on every event), the trade-off frontier of bad debt against 
 across the swept parameters, a section per event (price path, liquidations over time per
 parameter set), methodology and assumptions in plain words, and a reproducibility appendix.
 
-Size: plotly.js (about 4.8 MB) is embedded once; every per-step series is bucketed to at most
+Size: plotly.js is embedded once, gzip-compressed (about 2.0 MB instead of 4.8 MB,
+:mod:`backtest.report.plotlyjs`); every per-step series is bucketed to at most
 :data:`MAX_SERIES_POINTS` points and stored as float32, so a 6-event, 20-parameter-set report
-stays under 5 MB. Every user-supplied string (proposal name, descriptions, set names) is
+is about 2.1 MB. Every user-supplied string (proposal name, descriptions, set names) is
 escaped: by jinja2's autoescaping in the page, by :func:`backtest.report.figures.label` in
 charts.
 """
