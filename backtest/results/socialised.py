@@ -23,6 +23,9 @@ nobody. This module charges it the way the protocols whose waterfall ends in soc
 
 What is charged to accounts plus what stays outside the book equals the step's socialised loss
 (the split is built that way; tests check the per-account charges sum to the charged part).
+A charge is not capped at the account's equity (Drift's funding-rate charge is not either): an
+account charged more than it holds ends with negative ``final_equity_usd``; the
+``underwater_equity_usd`` metric adds the charge back, so it is not counted twice.
 
 A position's size at a step is reconstructed from the records: the units it opened with (at
 the window start, or at its arrival step with a moving book), minus the units closed by
