@@ -478,3 +478,11 @@ def test_parameter_table_shows_only_what_differs(data, report):
 def test_long_series_are_bucketed_to_a_few_hundred_points(data):
     assert build.MAX_POINTS <= 300
     assert build.bucket_size(1440) == 5 and build.bucket_size(288) == 1
+
+
+def test_summary_paragraph_says_who_bears_the_socialised_loss(data):
+    d = _with(data, socialised_loss_usd=[0.0, 50_000.0, 0.0, 0.0],
+              socialised_loss_charged_usd=[0.0, 30_000.0, 0.0, 0.0])
+    para = build.summary_paragraph(d)
+    assert ("$50,000 was socialised under \u201cpartial\u201d ($30,000 of it charged to the "
+            "book's perp positions") in para

@@ -734,9 +734,16 @@ def summary_paragraph(data: ReportData) -> str:
         else:
             parts.append("No policy left bad debt, so the insurance fund was never drawn.")
     else:
+        charged = dict(zip(s["policy"], s["socialised_loss_charged_usd"], strict=True))
+
+        def _who(p: str) -> str:
+            c = _num(charged.get(p)) or 0.0
+            return (f" ({usd(c)} of it charged to the book's perp positions, pro rata to "
+                    "their size)" if c > 0.5 else "")
+
         parts.append("The insurance fund (initially " + usd(fund0) + ") could not cover all bad "
                      "debt: " + "; ".join(f"{usd(v)} was socialised under \u201c{p}\u201d"
-                                          for p, v in hit) + ".")
+                                          + _who(p) for p, v in hit) + ".")
     return " ".join(parts)
 
 
