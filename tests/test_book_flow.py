@@ -12,6 +12,7 @@ from backtest.engine.dispatch import Prices, liquidation_order, market_params, s
 from backtest.kernels.book_flow_nb import FLOW_FIELDS, cure_amount_nb, responder_mask
 from backtest.kernels.enums import FillPrice, ImpactModel, PolicyFamily, StepMetric, TriggerPrice
 from backtest.kernels.reference import simulate_reference
+from backtest.results.socialised import socialised_charges, socialised_charges_reference
 from tests.kernel_inputs import random_book, random_policy, random_prices, random_volume
 
 F = {name: k for k, name in enumerate(FLOW_FIELDS)}
@@ -106,6 +107,18 @@ def test_money_is_conserved_with_arrivals_and_cures(seed, chunk, family, share, 
     # nothing is liquidated before it arrives
     steps = rec["step"]
     assert np.all(flow.arrival_step[rec["account"]] <= steps)
+    # the socialised loss is charged only to positions open at the step (arrivals included
+    # from their arrival step on): closed form = plain loop, and charged + outside = total
+    charges = socialised_charges(res.step_metrics, book["product"], start_units,
+                                 flow.arrival_step, rec, adl)
+    ref = socialised_charges_reference(res.step_metrics, book["product"], start_units,
+                                       flow.arrival_step, rec, adl)
+    social = res.step_metrics[:, StepMetric.SOCIALISED_LOSS]
+    np.testing.assert_allclose(charges.per_account, ref.per_account,
+                               atol=1e-9 * (1.0 + social.sum()))
+    np.testing.assert_allclose(charges.charged + charges.outside, social,
+                               atol=1e-9 * (1.0 + social.sum()))
+    assert abs(charges.per_account.sum() - charges.charged.sum()) <= 1e-9 * (1.0 + social.sum())
 
 
 def test_cure_restores_target_health():

@@ -3,8 +3,9 @@
 Every dollar that leaves an account goes to a keeper, the insurance fund, the market (the sale
 proceeds at the execution price, which is below the decision price by the impact cost), or a
 bankrupt account's shortfall (auto-deleveraging); every dollar of debt written off is bad debt,
-covered by the fund, deleveraged traders or socialised loss. Checked per account, per step and
-in total, to 1e-9.
+covered by the fund, deleveraged traders or socialised loss, and the socialised loss is charged
+to the book's perp positions or borne outside the book. Checked per account, per step and in
+total, to 1e-9.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from backtest.kernels.enums import (
     TriggerPrice,
     Waterfall,
 )
+from backtest.results.socialised import socialised_charges
 from tests.kernel_inputs import (
     random_auction,
     random_bands,
@@ -131,6 +133,17 @@ def test_money_is_conserved_everywhere(sc):
     assert np.all(sm[:, StepMetric.INSURANCE_FUND] >= -1e-9)
     if sc["waterfall"] == Waterfall.SOCIALISE:
         assert len(adl) == 0
+    # the socialised loss is charged to someone: per account (perp positions open at the step,
+    # pro rata to size) or outside the book (lenders, stakers, the venue); the accounts'
+    # charges sum to the charged part and the two parts to the step's socialised loss
+    charges = socialised_charges(sm, book["product"], book["units"], np.full(n, -1),
+                                 rec, adl)
+    social = sm[:, StepMetric.SOCIALISED_LOSS]
+    np.testing.assert_allclose(charges.charged + charges.outside, social,
+                               atol=1e-9 * (1.0 + social.sum()))
+    assert abs(charges.per_account.sum() - charges.charged.sum()) <= 1e-9 * (1.0 + social.sum())
+    assert np.all(charges.per_account >= 0.0)
+    assert np.all(charges.per_account[book["product"] != 0] == 0.0)  # borrowers pay nothing
     # impact cost = what decision-price sales would have raised minus what they did
     decided = (rec["units_closed"] * (rec["decision_price"] - rec["fill_price"])).sum()
     # (bands trade at the step's oracle price times its execution factor)

@@ -107,7 +107,8 @@ def test_catalog_answers_sql_across_runs(world):
 
 
 def test_outputs_conserve_money(world):
-    """Final equity = equity held to the end + liquidation trades - fees + bad debt written off."""
+    """Final equity = equity held to the end + liquidation trades - fees + bad debt written off
+    - the socialised loss charged to the account; those charges sum to the steps' charged part."""
     run_dir = world["run_dir"]
     acc = pl.read_parquet(run_dir / "accounts.parquet")
     liq = pl.read_parquet(run_dir / "liquidations.parquet")
@@ -126,7 +127,7 @@ def test_outputs_conserve_money(world):
         a = a.join(per, on="account_id", how="left").fill_null(0.0)
         units0 = a["final_units"] + a["closed"]
         held = a["initial_equity_usd"] + units0 * (p1 - p0)
-        expected = held + a["trade"] - a["fees"] + a["bad"]
+        expected = held + a["trade"] - a["fees"] + a["bad"] - a["socialised_loss_usd"]
         scale = (a["initial_notional_usd"] + 1.0).to_numpy()
         np.testing.assert_allclose((a["final_equity_usd"] / scale).to_numpy(),
                                    (expected / scale).to_numpy(), atol=1e-9)
@@ -138,6 +139,10 @@ def test_outputs_conserve_money(world):
         fund_end = 1000.0 + s["insurance_fees_usd"].sum() - s["insurance_draw_usd"].sum()
         assert s["insurance_fund_usd"][-1] == pytest.approx(fund_end, rel=1e-9, abs=1e-6)
         assert s["insurance_fund_usd"].min() >= -1e-6
+        assert a["socialised_loss_usd"].sum() == pytest.approx(
+            s["socialised_loss_charged_usd"].sum(), rel=1e-9, abs=1e-6)
+        assert (s["socialised_loss_charged_usd"] + s["socialised_loss_outside_usd"]
+                - s["socialised_loss_usd"]).abs().max() <= 1e-6
         equity_end = a["final_equity_usd"].sum()
         assert s["user_equity_usd"][-1] == pytest.approx(equity_end, rel=1e-9)
 

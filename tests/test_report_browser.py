@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_report import report, run  # noqa: F401  (module fixtures: the run report)
+
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -182,3 +184,37 @@ def test_governance_report_renders_in_chromium(governance_report, chromium):
     assert "<script>" in title  # the hostile proposal name is shown as text
     assert chromium.evaluate("window.__alerts") == 0  # no injected script ran
     assert chromium.evaluate("document.querySelectorAll('#summary-table tbody tr').length") == 7
+
+
+def test_run_report_renders_in_chromium(report, chromium):  # noqa: F811
+    """The run report (compressed plotly.js, deferred figures) draws every chart it holds."""
+    out, text, _ = report
+    n_charts = text.count('class="plotly-graph-div"')
+    for domain in ("Runtime", "Log", "Page"):
+        chromium.send(f"{domain}.enable")
+    chromium.send("Page.addScriptToEvaluateOnNewDocument", {
+        "source": "window.__alerts = 0; window.alert = () => { window.__alerts += 1; };"})
+    chromium.send("Page.navigate", {"url": out.resolve().as_uri()})
+    chromium.wait_event("Page.loadEventFired", timeout=120)
+    drawn = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        drawn = chromium.evaluate(
+            "Array.from(document.querySelectorAll('.js-plotly-plot'))"
+            ".filter(d => d.querySelector('.plot-container .main-svg')).length")
+        if drawn == n_charts:
+            break
+        time.sleep(0.2)
+    traces = chromium.evaluate(
+        "Array.from(document.querySelectorAll('.js-plotly-plot'))"
+        ".map(d => d.querySelectorAll('.scatterlayer .trace, .barlayer .trace').length)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    for anchor, name in (("charts", "run-report.png"), ("fig-leverage-box", "run-report-2.png")):
+        chromium.evaluate(f"document.getElementById('{anchor}').scrollIntoView()")
+        shot = chromium.send("Page.captureScreenshot", {"format": "png"})
+        (ARTIFACTS / name).write_bytes(base64.b64decode(shot["data"]))
+    errors = chromium.errors()
+    assert not errors, "console errors:\n" + "\n".join(errors)
+    assert n_charts >= 6 and drawn == n_charts, f"{drawn} of {n_charts} charts drawn"
+    assert all(t > 0 for t in traces), traces
+    assert chromium.evaluate("window.__alerts") == 0

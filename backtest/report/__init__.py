@@ -1,6 +1,7 @@
 """Self-contained HTML reports of a run (``liqbt report RUN``, ``liqbt run --report``).
 
-A report is one HTML file that opens offline: plotly.js is embedded once, inline; every chart
+A report is one HTML file that opens offline: plotly.js is embedded once, inline (compressed,
+:mod:`backtest.report.plotlyjs`); every chart
 is a plotly figure built from DuckDB aggregates of the run (:mod:`backtest.report.build`,
 :mod:`backtest.report.figures`); the page is rendered by jinja2 with autoescaping, so names
 and descriptions from configs and policy files are shown as text, never as markup.
@@ -17,6 +18,7 @@ from markupsafe import Markup
 from backtest import paths
 from backtest.atomic import atomic_path
 from backtest.report import build, figures
+from backtest.report.plotlyjs import plotlyjs_loader
 from backtest.results.catalog import Catalog
 
 __all__ = ["render_report", "write_report"]
@@ -55,31 +57,36 @@ def render_report(catalog: Catalog, run_id: str) -> str:
     CatalogError
         If the run is unknown or its tables cannot be queried.
     """
-    from plotly.offline import get_plotlyjs
-
     run_id = catalog.resolve(run_id)
     data = build.load_report_data(catalog, run_id)
     colors = figures.policy_colors(data.policy_names)
     for p in data.policies:
         p.color = colors[p.name]
-    charts = [
-        {"id": div_id, "heading": heading,
-         "html": Markup(figures.figure_html(builder(data), div_id))}
-        for div_id, heading, builder in figures.FIGURES
-    ]
+    charts, omitted = [], []
+    for div_id, heading, builder in figures.FIGURES:
+        fig = builder(data)
+        if figures.blank(fig):  # every series zero: say so instead of drawing flat lines
+            omitted.append(heading)
+            continue
+        charts.append({"id": div_id, "heading": heading,
+                       "html": Markup(figures.figure_html(fig, div_id))})
+    rows = build.summary_rows(data)
     template = _environment().get_template("report.html.j2")
     return template.render(
         title=build.title_facts(data),
         paragraph=build.summary_paragraph(data),
         policies=data.policies,
-        rows=build.summary_rows(data),
+        rows=rows,
+        ties=build.tie_sentences(rows),
+        materiality=build.materiality_text(),
         charts=charts,
+        omitted=omitted,
         bucket_note=data.bucket_note(),
         method=build.methodology(data),
         gaps=build.gaps(data),
         repro=build.reproducibility(data),
         reality=build.against_what_happened(catalog, run_id),
-        plotlyjs=Markup(get_plotlyjs()),
+        plotlyjs=plotlyjs_loader(),
     )
 
 

@@ -20,8 +20,17 @@ import polars as pl
 from backtest.results.catalog import Catalog
 from backtest.results.metrics import METRICS, Metric
 
-MAX_POINTS = 3000
-"""Most points per plotted series; longer per-step series are bucketed."""
+MAX_POINTS = 300
+"""Most points per plotted series; longer per-step series are bucketed (a day of one-minute
+candles becomes 288 five-minute points): flows are summed over a bucket, levels and running
+totals take the bucket's last value."""
+
+MATERIALITY_RELATIVE = 0.01
+"""A difference between two policies' values is material when it is at least this share of
+the larger absolute value ..."""
+MATERIALITY_ABSOLUTE = {"USD": 1_000.0, "count": 1.0, "fraction": 0.0001}
+"""... and at least this much in the metric's unit (USD, accounts or events, a share: 0.0001 is
+0.01 percentage point). Below either threshold, policies tie on that measure."""
 
 EQUITY_VS_HARD = Metric(
     "equity_vs_hard", "User equity vs. hard liquidation", "fraction",
@@ -34,7 +43,9 @@ EQUITY_VS_HARD = Metric(
 SUMMARY_METRICS: tuple[Metric, ...] = (*METRICS, EQUITY_VS_HARD)
 #: Metrics of one mechanism only, left out of the summary table when every policy has 0.
 FAMILY_METRICS = frozenset({"preemptive_reductions", "soft_liquidation_loss_usd",
-                            "peak_loans_in_soft_liquidation"})
+                            "peak_loans_in_soft_liquidation", "soft_converted_notional_usd",
+                            "accounts_auto_deleveraged", "socialised_loss_charged_usd",
+                            "socialised_loss_outside_usd"})
 """Rows of the summary table, in order."""
 
 BETTER: dict[str, str] = {
@@ -59,9 +70,10 @@ Counts of liquidations, liquidated notional, keeper profit and the fund's end ba
 not ranked: more is not plainly better or worse.
 """
 
-STATUS_ORDER = ("open", "partially_liquidated", "closed", "bankrupt")
+STATUS_ORDER = ("open", "auto_deleveraged", "partially_liquidated", "closed", "bankrupt")
 STATUS_LABELS = {
     "open": "never liquidated",
+    "auto_deleveraged": "auto-deleveraged (never liquidated)",
     "partially_liquidated": "partially liquidated (position left)",
     "closed": "closed by liquidation",
     "bankrupt": "bankrupt (left bad debt)",
@@ -144,11 +156,26 @@ class Cell:
 
 @dataclass
 class SummaryRow:
-    """One metric across the run's policies."""
+    """One metric across the run's policies.
+
+    Attributes
+    ----------
+    metric : Metric
+    cells : list of Cell
+    ranked : {"min", "max"} or None
+        Which direction is better, if plainly one.
+    tie : bool
+        Ranked, but no policy is materially better than another (:func:`material`).
+    artefact : str or None
+        Why this ranked measure is not ranked in this run (its differences are an artefact),
+        in plain words; None when it is ranked.
+    """
 
     metric: Metric
     cells: list[Cell]
     ranked: str | None  # "min", "max" or None
+    tie: bool = False
+    artefact: str | None = None
 
 
 @dataclass
@@ -181,8 +208,8 @@ class ReportData:
     status_counts : polars.DataFrame
         ``policy``, ``status``, ``accounts``.
     leverage : polars.DataFrame
-        ``policy``, ``bucket``, ``ord``, ``accounts``, ``initial_equity_usd``,
-        ``final_equity_usd``.
+        ``policy``, ``product`` (``perp`` or ``loan``), ``bucket``, ``ord``, ``accounts``,
+        ``initial_equity_usd``, ``final_equity_usd``.
     """
 
     run_id: str
@@ -309,7 +336,8 @@ def load_report_data(catalog: Catalog, run_id: str, max_points: int = MAX_POINTS
                sum(impact_cost_usd) AS impact_cost_usd,
                sum(adl_notional_usd) AS adl_notional_usd,
                sum(adl_accounts) AS adl_accounts,
-               max(loans_in_soft_liquidation) AS loans_in_soft_liquidation
+               max(loans_in_soft_liquidation) AS loans_in_soft_liquidation,
+               min(insurance_fund_usd) AS insurance_fund_min_usd
         FROM steps WHERE run_id = {run} GROUP BY policy, b ORDER BY policy, b
     """)
     status_counts = catalog.query(f"""
@@ -321,7 +349,7 @@ def load_report_data(catalog: Catalog, run_id: str, max_points: int = MAX_POINTS
         f"THEN {i}" for i, (_, hi, _) in enumerate(LEVERAGE_BUCKETS)
     )
     leverage = catalog.query(f"""
-        SELECT policy,
+        SELECT policy, CAST(product AS VARCHAR) AS product,
                CASE WHEN initial_equity_usd <= 0 THEN -1 {cases} ELSE {len(LEVERAGE_BUCKETS) - 1}
                END AS ord,
                count(*) AS accounts, sum(initial_equity_usd) AS initial_equity_usd,
@@ -429,12 +457,94 @@ def utc(ms_or_dt: float | int | str | datetime | None, seconds: bool = False) ->
     return dt.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
 
 
+def material(a: float, b: float, unit: str) -> bool:
+    """Return whether two values of a measure differ materially.
+
+    Material means at least :data:`MATERIALITY_RELATIVE` of the larger absolute value and at
+    least :data:`MATERIALITY_ABSOLUTE` in the measure's unit; both must hold, so a $58
+    difference on millions and a 5% difference on $200 are both ties.
+
+    Parameters
+    ----------
+    a, b : float
+        Values of one measure (USD, a count, or a fraction).
+    unit : {"USD", "count", "fraction"}
+
+    Returns
+    -------
+    bool
+    """
+    d = abs(a - b)
+    return d >= MATERIALITY_ABSOLUTE.get(unit, 0.0) and d >= MATERIALITY_RELATIVE * max(
+        abs(a), abs(b))
+
+
+def materiality_text() -> str:
+    """Return the materiality threshold in plain words (shown in the report)."""
+    return (f"at least {100 * MATERIALITY_RELATIVE:g}% of the larger value and at least "
+            f"{usd(MATERIALITY_ABSOLUTE['USD'])} for dollar figures, "
+            f"{MATERIALITY_ABSOLUTE['count']:g} for counts and "
+            f"{100 * MATERIALITY_ABSOLUTE['fraction']:g} percentage points for shares")
+
+
+def fund_ran_dry(data: ReportData) -> list[str]:
+    """Return the policies whose insurance fund was empty at some step (balance < $1).
+
+    Parameters
+    ----------
+    data : ReportData
+
+    Returns
+    -------
+    list of str
+        Policy names in the run's order.
+    """
+    lows = data.steps.group_by("policy").agg(pl.col("insurance_fund_min_usd").min())
+    low = dict(zip(lows["policy"], lows["insurance_fund_min_usd"], strict=True))
+    return [p for p in data.policy_names if (low.get(p) or 0.0) < 1.0]
+
+
+def artefact_reason(data: ReportData, metric: str) -> str | None:
+    """Return why a ranked measure must not be ranked in this run, or None.
+
+    "Insurance fund drawn" is lower when the fund has nothing left to give: once a policy's
+    fund ran dry (or it started empty), a smaller draw says nothing about bad debt, which went
+    to auto-deleveraging or socialised loss instead. That measure is then left unranked.
+
+    Parameters
+    ----------
+    data : ReportData
+    metric : str
+        A :data:`BETTER` metric name.
+
+    Returns
+    -------
+    str or None
+        Plain words for the report.
+    """
+    if metric != "insurance_draw_usd":
+        return None
+    fund0 = float(data.manifest.get("insurance_fund", {}).get("initial_balance_usd", 0.0))
+    draws = [_num(v) or 0.0 for v in data.summary["insurance_draw_usd"]]
+    if fund0 <= 0.0 and not any(draws):
+        return ("Insurance fund drawn is not ranked: the fund started empty, so no policy "
+                "could draw on it.")
+    dry = fund_ran_dry(data)
+    if dry and len(data.policies) > 1:
+        return (f"Insurance fund drawn is not ranked: the fund ran dry under {_names(dry)}, so "
+                "a smaller draw means the fund had nothing left to pay, not less bad debt "
+                "(what it could not cover is in auto-deleveraging and socialised loss).")
+    return None
+
+
 def summary_rows(data: ReportData) -> list[SummaryRow]:
     """Return the summary table: one row per metric, one cell per policy, best marked.
 
-    A cell is marked best when its formatted value equals the best formatted value of a
-    ranked metric (:data:`BETTER`) and the row's values are not all equal. Rows of
-    :data:`FAMILY_METRICS` that are 0 for every policy are left out.
+    In a ranked metric (:data:`BETTER`), the cells within the materiality threshold of the
+    best value (:func:`material`) are marked best, but only when some other policy is
+    materially worse; otherwise the row is a tie. Measures whose differences are artefacts in
+    this run (:func:`artefact_reason`) are not ranked. Rows of :data:`FAMILY_METRICS` that are
+    0 for every policy are left out.
 
     Parameters
     ----------
@@ -452,15 +562,53 @@ def summary_rows(data: ReportData) -> list[SummaryRow]:
         signed = m.name == "equity_vs_hard"
         cells = [Cell(format_value(v, m.unit, signed), v) for v in values]
         ranked = BETTER.get(m.name)
+        row = SummaryRow(m, cells, ranked)
         present = [v for v in values if v is not None]
-        if ranked and present:
+        if ranked and len(present) > 1:
+            row.artefact = artefact_reason(data, m.name)
             best = min(present) if ranked == "min" else max(present)
-            best_text = format_value(best, m.unit, signed)
-            if len({c.text for c in cells if c.value is not None}) > 1:
+            if row.artefact is None and any(material(v, best, m.unit) for v in present):
                 for c in cells:
-                    c.best = c.value is not None and c.text == best_text
-        rows.append(SummaryRow(m, cells, ranked))
+                    c.best = c.value is not None and not material(c.value, best, m.unit)
+            elif row.artefact is None:
+                row.tie = True
+        rows.append(row)
     return rows
+
+
+def tie_sentences(rows: list[SummaryRow]) -> list[str]:
+    """Say, in plain words, where the policies tie and why, and which measures are artefacts.
+
+    Parameters
+    ----------
+    rows : list of SummaryRow
+        From :func:`summary_rows`.
+
+    Returns
+    -------
+    list of str
+        Empty when nothing ties.
+    """
+    zero = [r.metric.label.lower() for r in rows
+            if r.tie and all((c.value or 0.0) == 0.0 for c in r.cells)]
+    close = [r.metric.label.lower() for r in rows
+             if r.tie and any((c.value or 0.0) != 0.0 for c in r.cells)]
+    out = []
+    if zero:
+        out.append("The policies tie on " + _plain(zero) + ": it is zero under every policy, "
+                   "so the crash did not test that part of the mechanism.")
+    if close:
+        out.append("The policies tie on " + _plain(close) + ": their values differ by less "
+                   f"than the materiality threshold ({materiality_text()}), too little to "
+                   "prefer one policy.")
+    out.extend(r.artefact for r in rows if r.artefact)
+    return out
+
+
+def _plain(items: list[str]) -> str:
+    if len(items) == 1:
+        return items[0]
+    return ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _num(v) -> float | None:
@@ -475,21 +623,24 @@ def _num(v) -> float | None:
 
 def _extremes(data: ReportData, metric: str, direction: str) -> tuple[list[str], float,
                                                                        list[str], float] | None:
-    """Return (best policies, best value, worst policies, worst value) or None if all equal."""
+    """Return (best policies, best value, worst policies, worst value), or None.
+
+    None when the best and worst do not differ materially (:func:`material`); policies within
+    the threshold of the best (worst) value count as best (worst).
+    """
     unit = next(m.unit for m in SUMMARY_METRICS if m.name == metric)
     pairs = [(p, _num(v)) for p, v in zip(data.summary["policy"], data.summary[metric],
                                           strict=True)]
     pairs = [(p, v) for p, v in pairs if v is not None]
     if not pairs:
         return None
-    texts = {p: format_value(v, unit) for p, v in pairs}
     lo = min(v for _, v in pairs)
     hi = max(v for _, v in pairs)
     best, worst = (lo, hi) if direction == "min" else (hi, lo)
-    if format_value(best, unit) == format_value(worst, unit):
+    if not material(best, worst, unit):
         return None
-    b = [p for p, _ in pairs if texts[p] == format_value(best, unit)]
-    w = [p for p, _ in pairs if texts[p] == format_value(worst, unit)]
+    b = [p for p, v in pairs if not material(v, best, unit)]
+    w = [p for p, v in pairs if not material(v, worst, unit)]
     return b, best, w, worst
 
 
@@ -541,8 +692,12 @@ def summary_paragraph(data: ReportData) -> str:
     )
     if len(data.policies) > 1:
         e = _extremes(data, "bad_debt_usd", "min")
-        if e is None:
-            parts.append(f"Every policy left the same bad debt ({usd(s['bad_debt_usd'][0])}).")
+        bads = [_num(v) or 0.0 for v in s["bad_debt_usd"]]
+        if e is None and len({usd(v) for v in bads}) == 1:
+            parts.append(f"Every policy left the same bad debt ({usd(bads[0])}).")
+        elif e is None:
+            parts.append(f"The policies left nearly the same bad debt ({usd(min(bads))} to "
+                         f"{usd(max(bads))}, within the materiality threshold).")
         else:
             b, bv, w, wv = e
             parts.append(f"{_names(b)} {_verb(b, 'left', 'tie for')} the least bad debt "
@@ -579,9 +734,16 @@ def summary_paragraph(data: ReportData) -> str:
         else:
             parts.append("No policy left bad debt, so the insurance fund was never drawn.")
     else:
+        charged = dict(zip(s["policy"], s["socialised_loss_charged_usd"], strict=True))
+
+        def _who(p: str) -> str:
+            c = _num(charged.get(p)) or 0.0
+            return (f" ({usd(c)} of it charged to the book's perp positions, pro rata to "
+                    "their size)" if c > 0.5 else "")
+
         parts.append("The insurance fund (initially " + usd(fund0) + ") could not cover all bad "
                      "debt: " + "; ".join(f"{usd(v)} was socialised under \u201c{p}\u201d"
-                                          for p, v in hit) + ".")
+                                          + _who(p) for p, v in hit) + ".")
     return " ".join(parts)
 
 
@@ -599,8 +761,8 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
-def parameter_rows(data: ReportData) -> list[tuple[str, list[str]]]:
-    """Return the policies' parameters as rows ``(field, [value per policy])``.
+def parameter_rows(data: ReportData) -> tuple[list[tuple[str, list[str]]], int]:
+    """Return the policies' parameters that differ across policies, as rows.
 
     Parameters
     ----------
@@ -608,9 +770,13 @@ def parameter_rows(data: ReportData) -> list[tuple[str, list[str]]]:
 
     Returns
     -------
-    list of (str, list of str)
-        Dotted field names (``perp.maintenance_margin_rate``) and formatted values; text
-        fields (name, description, source) are left out, they are shown elsewhere.
+    rows : list of (str, list of str)
+        Dotted field names (``perp.maintenance_margin_rate``) and formatted values, one row
+        per parameter whose value is not the same for every policy (every parameter when the
+        run has one policy); text fields (name, description, source) are left out, they are
+        shown elsewhere.
+    hidden : int
+        Parameters left out because every policy has the same value.
     """
     flat = [_flatten(p.parameters) for p in data.policies]
     keys: list[str] = []
@@ -618,14 +784,17 @@ def parameter_rows(data: ReportData) -> list[tuple[str, list[str]]]:
         for k in f:
             if k not in keys and k not in ("name", "description", "source"):
                 keys.append(k)
-    rows = []
+    rows, hidden = [], 0
     for k in keys:
         vals = []
         for f in flat:
             v = f.get(k)
             vals.append("\u2013" if v is None else (f"{v:g}" if isinstance(v, float) else str(v)))
+        if len(flat) > 1 and len(set(vals)) == 1:
+            hidden += 1
+            continue
         rows.append((k, vals))
-    return rows
+    return rows, hidden
 
 
 def book_generator(data: ReportData) -> list[tuple[str, str]] | None:
@@ -664,7 +833,8 @@ def methodology(data: ReportData) -> dict:
     dict
         ``trigger``, ``fill`` (mode and explanation), ``penalty_split`` (one sentence per
         policy), ``insurance_fund_usd``, ``book`` (accounts, products, seed, generator rows),
-        ``not_modelled``, ``parameters`` (see :func:`parameter_rows`).
+        ``not_modelled``, ``parameters`` and ``parameters_hidden`` (see
+        :func:`parameter_rows`).
     """
     m = data.manifest
     ex = m.get("execution", {})
@@ -700,7 +870,8 @@ def methodology(data: ReportData) -> dict:
                          else ())
         + ((NO_ORACLE,) if m.get("oracle", {}).get("model", "market") == "market" else ())
         + ((NO_KEEPERS,) if not _keepers_modelled(m) else ()) + NOT_MODELLED,
-        "parameters": parameter_rows(data),
+        "parameters": parameter_rows(data)[0],
+        "parameters_hidden": parameter_rows(data)[1],
     }
 
 

@@ -21,8 +21,8 @@ PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#0
            "#F0E442")
 """Okabe-Ito colours (distinguishable with common colour-vision deficiencies)."""
 
-STATUS_COLORS = {"open": "#9BBBD4", "partially_liquidated": "#F2B447", "closed": "#D55E00",
-                 "bankrupt": "#7A0019"}
+STATUS_COLORS = {"open": "#9BBBD4", "auto_deleveraged": "#6A51A3",
+                 "partially_liquidated": "#F2B447", "closed": "#D55E00", "bankrupt": "#7A0019"}
 
 FONT = "-apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 HEIGHT = 430
@@ -329,46 +329,66 @@ def bad_debt_insurance_figure(data: ReportData) -> go.Figure:
     -------
     plotly.graph_objects.Figure
     """
-    social = float(data.steps["socialised_loss_cum_usd"].max() or 0.0) > 0.0
-    adl = float(data.steps["adl_notional_usd"].sum() or 0.0) > 0.0
-    top = "Bad debt, cumulative" + (" (solid) and socialised loss (dashed)" if social else "")
-    titles = (top, "Insurance fund balance") + (
-        ("Auto-deleveraged notional, cumulative (hover: accounts hit)",) if adl else ())
-    fig = make_subplots(rows=len(titles), cols=1, shared_xaxes=True, vertical_spacing=0.1,
-                        subplot_titles=titles)
+    steps = data.steps
+    bad = float(steps["bad_debt_cum_usd"].max() or 0.0) > 0.0
+    social = float(steps["socialised_loss_cum_usd"].max() or 0.0) > 0.0
+    fund = float(steps["insurance_fund_usd"].max() or 0.0) > 0.0
+    adl = float(steps["adl_notional_usd"].sum() or 0.0) > 0.0
+    panels = []  # (key, subplot title): a panel only for series that are not all zero
+    if bad:
+        panels.append(("bad", "Bad debt, cumulative"
+                       + (" (solid) and socialised loss (dashed)" if social else "")))
+    if fund:
+        panels.append(("fund", "Insurance fund balance"))
+    if adl:
+        panels.append(("adl", "Auto-deleveraged notional, cumulative (hover: accounts hit)"))
+    if not panels:
+        return style(go.Figure(), "Bad debt and the insurance fund", "USD", _time_title(data))
+    row = {key: i + 1 for i, (key, _) in enumerate(panels)}
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=[t for _, t in panels])
     for name, color, f in _policy_series(data):
         x = time_x(f["t_last_ms"].to_numpy())
-        fig.add_trace(go.Scatter(
-            **x, y=f["bad_debt_cum_usd"].to_numpy(), mode="lines", legendgroup=name,
-            line={"color": color, "width": line_width(data, name), "shape": "hv"},
-            name=label(name), hovertemplate="bad debt $%{y:,.0f}"), row=1, col=1)
+        line = {"color": color, "width": line_width(data, name), "shape": "hv"}
+        legend = True
+        if bad:
+            fig.add_trace(go.Scatter(
+                **x, y=f["bad_debt_cum_usd"].to_numpy(), mode="lines", legendgroup=name,
+                line=line, name=label(name), hovertemplate="bad debt $%{y:,.0f}"),
+                row=row["bad"], col=1)
+            legend = False
         if social:
             fig.add_trace(go.Scatter(
                 **x, y=f["socialised_loss_cum_usd"].to_numpy(), mode="lines",
                 legendgroup=name, showlegend=False, name=label(name) + " socialised",
                 line={"color": color, "width": 1.4, "dash": "dash", "shape": "hv"},
-                hovertemplate="socialised $%{y:,.0f}"), row=1, col=1)
-        fig.add_trace(go.Scatter(
-            **x, y=f["insurance_fund_usd"].to_numpy(), mode="lines", legendgroup=name,
-            showlegend=False, name=label(name), hovertemplate="fund $%{y:,.0f}",
-            line={"color": color, "width": line_width(data, name), "shape": "hv"}),
-            row=2, col=1)
+                hovertemplate="socialised $%{y:,.0f}"), row=row["bad"], col=1)
+        if fund:
+            fig.add_trace(go.Scatter(
+                **x, y=f["insurance_fund_usd"].to_numpy(), mode="lines", legendgroup=name,
+                showlegend=legend, name=label(name), hovertemplate="fund $%{y:,.0f}",
+                line=line), row=row["fund"], col=1)
+            legend = False
         if adl:
             fig.add_trace(go.Scatter(
                 **x, y=f["adl_notional_usd"].cum_sum().to_numpy(), mode="lines",
-                legendgroup=name, showlegend=False, name=label(name) + " ADL",
+                legendgroup=name, showlegend=legend, name=label(name) + " ADL",
                 customdata=f["adl_accounts"].cum_sum().to_numpy(),
-                hovertemplate="ADL $%{y:,.0f}, %{customdata:,.0f} accounts",
-                line={"color": color, "width": line_width(data, name), "shape": "hv"}),
-                row=3, col=1)
-    fund0 = float(data.manifest.get("insurance_fund", {}).get("initial_balance_usd", 0.0))
-    fig.add_hline(y=fund0, row=2, col=1, line={"color": "#777", "width": 1, "dash": "dot"},
-                  annotation_text=f"initial balance ${fund0:,.0f}",
-                  annotation_position="bottom left", annotation_font_size=10)
-    style(fig, "Bad debt, the insurance fund" + (" and auto-deleveraging" if adl else ""),
-          "USD", _time_title(data), height=820 if adl else 620)
-    fig.update_yaxes(title_text="Cumulative USD", row=1, col=1)
-    fig.update_yaxes(title_text="Balance (USD)", row=2, col=1)
+                hovertemplate="ADL $%{y:,.0f}, %{customdata:,.0f} accounts", line=line),
+                row=row["adl"], col=1)
+    if fund:
+        fund0 = float(data.manifest.get("insurance_fund", {}).get("initial_balance_usd", 0.0))
+        fig.add_hline(y=fund0, row=row["fund"], col=1,
+                      line={"color": "#777", "width": 1, "dash": "dot"},
+                      annotation_text=f"initial balance ${fund0:,.0f}",
+                      annotation_position="bottom left", annotation_font_size=10)
+    title = ("Bad debt" if bad else "No bad debt") + ", the insurance fund" + (
+        " and auto-deleveraging" if adl else "")
+    style(fig, title, "USD", _time_title(data), height=220 + 200 * len(panels))
+    if bad:
+        fig.update_yaxes(title_text="Cumulative USD", row=row["bad"], col=1)
+    if fund:
+        fig.update_yaxes(title_text="Balance (USD)", row=row["fund"], col=1)
     return fig
 
 
@@ -471,7 +491,10 @@ def account_status_figure(data: ReportData) -> go.Figure:
 
 
 def leverage_figure(data: ReportData) -> go.Figure:
-    """Equity retained by leverage at the window start, per policy (grouped bars).
+    """Equity retained by leverage at the window start, per policy, perps and loans apart.
+
+    One panel per product present in the book (grouped bars: one per policy in each leverage
+    bucket); a loan's leverage is collateral value / (collateral value - debt).
 
     Parameters
     ----------
@@ -482,31 +505,66 @@ def leverage_figure(data: ReportData) -> go.Figure:
     plotly.graph_objects.Figure
     """
     lev = data.leverage.filter(data.leverage["ord"] >= 0)
-    buckets = lev.select("ord", "bucket").unique().sort("ord")["bucket"].to_list()
-    first = lev.filter(lev["policy"] == data.policy_names[0])
-    count = dict(zip(first["bucket"], first["accounts"], strict=True))
-    ticks = [f"{label(b)}<br>({count.get(b, 0):,} accounts)" for b in buckets]
+    products = [p for p in ("perp", "loan") if p in set(lev["product"].to_list())] or ["perp"]
+    titles = [f"{'Perps' if p == 'perp' else 'Loans'} ({_accounts(lev, data, p):,} accounts)"
+              for p in products]
+    fig = make_subplots(rows=1, cols=len(products), subplot_titles=titles,
+                        horizontal_spacing=0.08)
     colors = policy_colors(data.policy_names)
-    fig = go.Figure()
-    for name in data.policy_names:
-        f = lev.filter(lev["policy"] == name)
-        by = {r["bucket"]: r for r in f.iter_rows(named=True)}
-        y = []
-        for b in buckets:
-            r = by.get(b)
-            ok = r is not None and r["initial_equity_usd"]
-            y.append(100.0 * r["final_equity_usd"] / r["initial_equity_usd"] if ok else None)
-        fig.add_trace(go.Bar(x=ticks, y=y, name=label(name), marker_color=colors[name],
-                             text=[None if v is None else f"{v:.0f}%" for v in y],
-                             textposition="outside", textfont={"size": 10},
-                             cliponaxis=False, hovertemplate="%{y:.1f}% of equity kept"))
+    for col, product in enumerate(products, start=1):
+        part = lev.filter(lev["product"] == product)
+        buckets = part.select("ord", "bucket").unique().sort("ord")["bucket"].to_list()
+        first = part.filter(part["policy"] == data.policy_names[0])
+        count = dict(zip(first["bucket"], first["accounts"], strict=True))
+        ticks = [f"{label(b)}<br>({count.get(b, 0):,})" for b in buckets]
+        for name in data.policy_names:
+            by = {r["bucket"]: r for r in part.filter(part["policy"] == name).iter_rows(named=True)}
+            y = []
+            for b in buckets:
+                r = by.get(b)
+                ok = r is not None and r["initial_equity_usd"]
+                y.append(100.0 * r["final_equity_usd"] / r["initial_equity_usd"] if ok else None)
+            fig.add_trace(go.Bar(x=ticks, y=y, name=label(name), marker_color=colors[name],
+                                 legendgroup=name, showlegend=col == 1,
+                                 text=[None if v is None else f"{v:.0f}%" for v in y],
+                                 textposition="outside", textfont={"size": 10},
+                                 cliponaxis=False, hovertemplate="%{y:.1f}% of equity kept"),
+                          row=1, col=col)
     fig.update_layout(barmode="group")
-    style(fig, "User equity retained by leverage at the window start",
+    style(fig, "User equity retained by leverage at the window start, perps and loans apart",
           "Equity retained (% of equity at the window start)",
-          "Leverage at the window start (notional / equity at the first open)",
+          "Leverage at the window start (notional / equity at the first open; accounts)",
           time_axis=False)
+    for col in range(2, len(products) + 1):
+        fig.update_yaxes(title_text="", row=1, col=col)
     fig.update_layout(hovermode="x unified")
     return fig
+
+
+def _accounts(lev, data: ReportData, product: str) -> int:
+    first = lev.filter((lev["policy"] == data.policy_names[0]) & (lev["product"] == product))
+    return int(first["accounts"].sum())
+
+
+def blank(fig: go.Figure) -> bool:
+    """Return whether a chart would show nothing: no trace, or every series zero (or empty).
+
+    Parameters
+    ----------
+    fig : plotly.graph_objects.Figure
+
+    Returns
+    -------
+    bool
+    """
+    for trace in fig.data:
+        y = getattr(trace, "y", None)
+        if y is None:
+            return False
+        values = np.asarray([np.nan if v is None else v for v in y], dtype=np.float64)
+        if np.any(np.nan_to_num(values) != 0.0):
+            return False
+    return True
 
 
 FIGURES = (
@@ -526,6 +584,9 @@ FIGURES = (
 def figure_html(fig: go.Figure, div_id: str) -> str:
     """Return the ``<div>`` + ``<script>`` of a figure, without plotly.js.
 
+    The script hands the figure to ``liqbtPlot`` (:mod:`backtest.report.plotlyjs`), which
+    draws it once the embedded, compressed plotly.js is ready.
+
     Parameters
     ----------
     fig : plotly.graph_objects.Figure
@@ -536,5 +597,6 @@ def figure_html(fig: go.Figure, div_id: str) -> str:
     -------
     str
     """
-    return fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id, config=CONFIG,
-                       default_width="100%", default_height=f"{fig.layout.height or HEIGHT}px")
+    from backtest.report.plotlyjs import figure_html as deferred
+
+    return deferred(fig, div_id, CONFIG, fig.layout.height or HEIGHT)

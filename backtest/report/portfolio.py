@@ -29,6 +29,7 @@ from backtest.portfolio.pipeline import load_run_tables
 from backtest.report import _environment, _umask
 from backtest.report.build import MAX_POINTS, bucket_size, usd
 from backtest.report.figures import PALETTE, figure_html, label, style, time_x
+from backtest.report.plotlyjs import plotlyjs_loader
 from backtest.report.risk_figures import breach_curves_figure, liquidation_map_figure
 
 #: Sections of the report (element id, heading), in order.
@@ -218,8 +219,6 @@ def render_portfolio_report(run_dir: str | Path) -> str:
     ConfigError
         If ``run_dir`` is not a portfolio run directory.
     """
-    from plotly.offline import get_plotlyjs
-
     manifest, t = load_run_tables(run_dir)
     first = manifest["config"]["portfolio"]["orders"][0]
     charts: dict[str, Markup] = {}
@@ -260,7 +259,7 @@ def render_portfolio_report(run_dir: str | Path) -> str:
         finding=order_finding(t["order_comparison"]), headline=headline(manifest),
         breach=(t["breach_summary"].to_dicts() if "breach_summary" in t else None),
         timings=_timings(manifest["timings"]),
-        plotlyjs=Markup(get_plotlyjs()),
+        plotlyjs=plotlyjs_loader(),
     )
 
 

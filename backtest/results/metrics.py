@@ -54,6 +54,8 @@ STEPS_AGGREGATES = """
     min(insurance_fund_usd) AS insurance_fund_min_usd,
     arg_max(insurance_fund_usd, step) AS insurance_fund_end_usd,
     sum(socialised_loss_usd) AS socialised_loss_usd,
+    sum(socialised_loss_outside_usd) AS socialised_loss_outside_usd,
+    sum(soft_converted_notional_usd) AS soft_converted_notional_usd,
     sum(adl_notional_usd) AS adl_notional_usd,
     sum(adl_accounts) AS adl_accounts,
     sum(impact_cost_usd) AS impact_cost_usd,
@@ -78,7 +80,9 @@ ACCOUNTS_AGGREGATES = """
     sum(final_equity_usd) AS final_equity_usd,
     sum(hold_equity_usd) AS hold_equity_usd,
     sum(penalties_usd) AS penalties_usd,
-    abs(sum(least(final_equity_usd, 0))) AS underwater_equity_usd
+    sum(socialised_loss_usd) AS socialised_loss_charged_usd,
+    count(*) FILTER (WHERE status = 'auto_deleveraged') AS accounts_auto_deleveraged,
+    abs(sum(least(final_equity_usd + socialised_loss_usd, 0))) AS underwater_equity_usd
 """
 
 METRICS: tuple[Metric, ...] = (
@@ -93,10 +97,17 @@ METRICS: tuple[Metric, ...] = (
     Metric("accounts_wiped_out", "Accounts wiped out", "count", "a.accounts_wiped_out",
            "Liquidated accounts left with at most 1% of their equity at the window start."),
     Metric("liquidated_notional_usd", "Liquidated notional", "USD", "s.liquidated_notional_usd",
-           "Sum over events of |units closed| x fill price."),
+           "Sum over liquidation events of |units closed| x fill price (soft-liquidation band "
+           "conversions are not events: see the next row)."),
+    Metric("soft_converted_notional_usd", "Collateral converted by soft-liquidation bands",
+           "USD", "s.soft_converted_notional_usd",
+           "Collateral that loans' soft-liquidation bands (crvUSD LLAMMA) sold to arbitrageurs "
+           "as the price fell, at the execution price: a gradual conversion, not a liquidation "
+           "event, so it is not counted in the liquidated notional."),
     Metric("peak_liquidated_notional_usd", "Peak liquidated notional per step", "USD",
            "s.peak_liquidated_notional_usd",
-           "Largest liquidated notional in one step: the forced flow the market must absorb."),
+           "Largest liquidated notional in one step (liquidation events only): the forced "
+           "flow the market must absorb."),
     Metric("penalties_usd", "Liquidation penalties paid", "USD", "a.penalties_usd",
            "Penalties taken from accounts (keeper + insurance fund shares)."),
     Metric("keeper_profit_usd", "Keeper profit", "USD",
@@ -116,8 +127,9 @@ METRICS: tuple[Metric, ...] = (
            "Shortfall beyond the equity of liquidated accounts."),
     Metric("underwater_equity_usd", "Unliquidated negative equity at end", "USD",
            "a.underwater_equity_usd",
-           "Negative equity of positions still open at the end: shortfall nobody has realised "
-           "yet because keepers were late or gas made liquidating them unprofitable."),
+           "Negative equity of positions still open at the end (before any socialised-loss "
+           "charge): shortfall nobody has realised yet because keepers were late or gas made "
+           "liquidating them unprofitable."),
     Metric("total_bad_debt_usd", "Bad debt incl. unliquidated", "USD",
            "s.bad_debt_usd + a.underwater_equity_usd",
            "Realised bad debt plus the negative equity of positions left open."),
@@ -135,8 +147,21 @@ METRICS: tuple[Metric, ...] = (
            "Notional of profitable traders' positions closed by auto-deleveraging."),
     Metric("adl_accounts", "Accounts auto-deleveraged", "count", "s.adl_accounts",
            "Auto-deleveraging events (an account hit in two steps counts twice)."),
+    Metric("accounts_auto_deleveraged", "Accounts closed or reduced by ADL only", "count",
+           "a.accounts_auto_deleveraged",
+           "Accounts whose final status is auto_deleveraged: reduced or closed by "
+           "auto-deleveraging and never liquidated."),
     Metric("socialised_loss_usd", "Socialised loss", "USD", "s.socialised_loss_usd",
-           "Bad debt neither the insurance fund nor auto-deleveraging covered."),
+           "Bad debt neither the insurance fund nor auto-deleveraging covered (and Dutch-"
+           "auction keeper incentives the fund could not pay)."),
+    Metric("socialised_loss_charged_usd", "of which charged to the book's perp traders", "USD",
+           "a.socialised_loss_charged_usd",
+           "Perp bad debt charged pro rata to the size of every perp position open at that "
+           "step (Drift's resolve_perp_bankruptcy); included in user equity and user losses."),
+    Metric("socialised_loss_outside_usd", "of which borne outside the book", "USD",
+           "s.socialised_loss_outside_usd",
+           "Loan bad debt and unpaid auction incentives, borne by lenders, stakers or token "
+           "holders who are not in the book (and perp loss when no perp position was open)."),
     Metric("impact_cost_usd", "Market impact cost", "USD", "s.impact_cost_usd",
            "What liquidated accounts lost to the price impact of the step's liquidation flow: "
            "units sold x (decision price - execution price) plus units bought back x "
@@ -165,9 +190,11 @@ METRICS: tuple[Metric, ...] = (
            "leaves behind (its permanent part never decays)."),
     Metric("user_equity_retained", "User equity retained", "fraction",
            "a.final_equity_usd / nullif(a.initial_equity_usd, 0)",
-           "Sum of account equity at the last close over the sum at the window start."),
+           "Sum of account equity at the last close (net of the socialised loss charged to "
+           "the accounts) over the sum at the window start."),
     Metric("user_loss_to_liquidation_usd", "User loss to liquidation (vs. no liquidation)",
            "USD", "a.hold_equity_usd - a.final_equity_usd",
            "Equity accounts would have had at the last close without liquidation (floored at 0) "
-           "minus what they have: penalties, bad fills and positions closed at the bottom."),
+           "minus what they have: penalties, bad fills, positions closed at the bottom and the "
+           "socialised loss charged to them."),
 )

@@ -6,7 +6,8 @@ table              one row per
 ``prices``         step: the candle of the simulated window
 ``steps``          (policy, step): liquidations, fees, bad debt, insurance fund, open interest,
                    user equity at the close
-``accounts``       (policy, account): final state and liquidation totals
+``accounts``       (policy, account): final state, liquidation totals, the socialised loss
+                   charged to it (:mod:`backtest.results.socialised`)
 ``liquidations``   liquidation event
 ``adl``            auto-deleveraged account and step
 ``policies``       policy: family and parameters as simulated
@@ -27,12 +28,14 @@ from backtest.engine.dispatch import SimulationResult
 from backtest.engine.ledger import running_totals
 from backtest.kernels.book_flow_nb import FLOW_FIELDS
 from backtest.kernels.enums import BAND_FIELDS, Product, StepMetric
+from backtest.results.socialised import SocialisedCharges, socialised_charges
 
 STATUS_OPEN = "open"
 STATUS_PARTIAL = "partially_liquidated"
 STATUS_CLOSED = "closed"
 STATUS_BANKRUPT = "bankrupt"
-STATUSES = (STATUS_OPEN, STATUS_PARTIAL, STATUS_CLOSED, STATUS_BANKRUPT)
+STATUS_ADL = "auto_deleveraged"
+STATUSES = (STATUS_OPEN, STATUS_PARTIAL, STATUS_CLOSED, STATUS_BANKRUPT, STATUS_ADL)
 PRODUCTS = ("perp", "loan")  # index = backtest.kernels.Product
 
 
@@ -57,6 +60,7 @@ def steps_table(
     low: np.ndarray,
     book: dict[str, np.ndarray],
     gas_usd: np.ndarray,
+    flow=None,
 ) -> pl.DataFrame:
     """Return the ``steps`` rows of one policy.
 
@@ -66,6 +70,15 @@ def steps_table(
     price is from history in the step. ``as_happened_flow_usd`` is the net liquidation flow the
     historical tape already carries (counterfactual impact, else 0) and ``impact_flow_usd``
     the flow that moved the market: ``net_flow_usd - as_happened_flow_usd``.
+
+    ``user_equity_usd`` is net of the socialised loss charged to the book's perp positions so
+    far (``socialised_loss_charged_usd``, see :mod:`backtest.results.socialised`), so that at
+    the last step it is the sum of the accounts' ``final_equity_usd``.
+
+    ``liquidated_notional_usd`` sums the step's liquidation events (the ``liquidations``
+    table); collateral that soft-liquidation bands converted is not a liquidation event and is
+    reported apart as ``soft_converted_notional_usd`` (the kernel adds both in
+    ``StepMetric.LIQUIDATED_NOTIONAL``).
 
     Parameters
     ----------
@@ -79,6 +92,9 @@ def steps_table(
         (0 for accounts that arrive during the window: ``res.book_flow`` brings them in).
     gas_usd : ndarray, shape (T,), float64
         Gas cost of one liquidation per step, USD (paid by keepers).
+    flow : backtest.engine.book_flow.BookFlow, optional
+        The moving book (arrival steps and opening positions); None: every account is open at
+        the window start.
     """
     sm = res.step_metrics
     socialised = sm[:, StepMetric.SOCIALISED_LOSS]
@@ -87,6 +103,15 @@ def steps_table(
                 else np.asarray(res.impact_baseline, dtype=np.float64))
     totals = running_totals(sm, close * factor, book["product"], book["units"], book["cash"],
                             res.book_flow)
+    charges = socialised_for(res, book["product"], _open_units(book["units"], flow),
+                             _arrival(len(book["units"]), flow))
+    totals["user_equity_usd"] = totals["user_equity_usd"] - np.cumsum(charges.charged)
+    n_steps = len(close)
+    r = res.records
+    events = np.bincount(r["step"].astype(np.int64), weights=r["notional"],
+                         minlength=n_steps)[:n_steps] if len(r) else np.zeros(n_steps)
+    converted = np.where(sm[:, StepMetric.SOFT_SOLD_UNITS] > 0.0,
+                         np.maximum(sm[:, StepMetric.LIQUIDATED_NOTIONAL] - events, 0.0), 0.0)
     flow = {name: res.book_flow[:, k] for k, name in enumerate(FLOW_FIELDS)}
     first = res.first_step[res.first_step >= 0]
     newly = np.bincount(first, minlength=len(close))[: len(close)]
@@ -101,7 +126,8 @@ def steps_table(
             "bankruptcies": sm[:, StepMetric.N_BANKRUPT].astype(np.int64),
             "accounts_newly_liquidated": newly.astype(np.int64),
             "accounts_liquidated_cum": np.cumsum(newly).astype(np.int64),
-            "liquidated_notional_usd": sm[:, StepMetric.LIQUIDATED_NOTIONAL],
+            "liquidated_notional_usd": events,
+            "soft_converted_notional_usd": converted,
             "keeper_fees_usd": sm[:, StepMetric.KEEPER_FEES],
             "keeper_gas_usd": gas_usd * sm[:, StepMetric.N_LIQUIDATIONS],
             "insurance_fees_usd": sm[:, StepMetric.INSURANCE_FEES],
@@ -115,6 +141,8 @@ def steps_table(
             "adl_transfer_usd": sm[:, StepMetric.ADL_TRANSFER],
             "socialised_loss_usd": socialised,
             "socialised_loss_cum_usd": np.cumsum(socialised),
+            "socialised_loss_charged_usd": charges.charged,
+            "socialised_loss_outside_usd": charges.outside,
             "net_flow_usd": sm[:, StepMetric.NET_FLOW],
             "impact_cost_usd": sm[:, StepMetric.IMPACT_COST],
             "execution_factor": sm[:, StepMetric.EXECUTION_FACTOR],
@@ -176,7 +204,13 @@ def accounts_table(
     arrival = np.full(n, -1, np.int64) if flow is None else flow.arrival_step
     margin = np.zeros(n) if flow is None else flow.margin
     initial_equity = np.where(arrival >= 0, margin, cash0 + units0 * first_open)
+    charges = socialised_for(res, book["product"], units0, arrival)
+    adl = res.adl_records
+    adl_units, adl_paid = np.zeros(n), np.zeros(n)
+    np.add.at(adl_units, adl["account"], adl["units_closed"])
+    np.add.at(adl_paid, adl["account"], adl["transfer"])
     status = np.zeros(n, np.uint32)  # index into STATUSES
+    status[np.isin(np.arange(n), adl["account"])] = STATUSES.index(STATUS_ADL)
     liquidated = res.n_liquidations > 0
     still_open = (res.units != 0.0) & ~((book["product"] == Product.LOAN) & (res.cash >= 0.0))
     status[liquidated & still_open] = STATUSES.index(STATUS_PARTIAL)
@@ -194,7 +228,9 @@ def accounts_table(
             "initial_equity_usd": initial_equity,
             "cure_usd": res.deposited - margin,
             "hold_equity_usd": np.maximum(cash0 + units0 * last_close, 0.0),
-            "final_equity_usd": res.cash + res.units * simulated_last_close,
+            "final_equity_usd": (res.cash + res.units * simulated_last_close
+                                 - charges.per_account),
+            "socialised_loss_usd": charges.per_account,
             "final_units": res.units,
             "final_cash_usd": res.cash,
             "liquidations": res.n_liquidations,
@@ -204,8 +240,11 @@ def accounts_table(
             "penalties_usd": res.penalties_paid,
             "bad_debt_usd": res.bad_debt,
             "funding_paid_usd": res.funding_paid,
-            "soft_liquidation_loss_usd": (res.bands[:, BAND_FIELDS.index("soft_loss")]
-                                          if len(res.bands) else np.zeros(n)),
+            "soft_liquidation_loss_usd": _band(res, "soft_loss", n),
+            "soft_converted_units": _band(res, "soft_units", n),
+            "soft_proceeds_usd": _band(res, "soft_proceeds", n),
+            "adl_units_closed": adl_units,
+            "adl_paid_usd": adl_paid,
             "status": _enum(status, STATUSES),
         }
     )
@@ -270,6 +309,44 @@ def policies_table(run_id: str, policies: list[tuple[str, dict, str]]) -> pl.Dat
             "file_sha256": [sha for _, _, sha in policies],
         }
     )
+
+
+def socialised_for(res: SimulationResult, product: np.ndarray, units_open: np.ndarray,
+                   arrival_step: np.ndarray) -> SocialisedCharges:
+    """Return the socialised loss of one policy's result split by who bears it.
+
+    Parameters
+    ----------
+    res : SimulationResult
+    product : ndarray, shape (N,), int8
+    units_open : ndarray, shape (N,), float64
+        Position each account opens with, asset units.
+    arrival_step : ndarray, shape (N,), int64
+        -1 for accounts open at the window start.
+
+    Returns
+    -------
+    SocialisedCharges
+        See :func:`backtest.results.socialised.socialised_charges`.
+    """
+    return socialised_charges(res.step_metrics, product, units_open, arrival_step, res.records,
+                              res.adl_records)
+
+
+def _open_units(start_units: np.ndarray, flow) -> np.ndarray:
+    """Units each account opens with: at the window start, or its arrival position."""
+    if flow is None:
+        return start_units
+    return np.where(flow.arrival_step >= 0, flow.open_units, start_units)
+
+
+def _arrival(n: int, flow) -> np.ndarray:
+    return np.full(n, -1, np.int64) if flow is None else flow.arrival_step
+
+
+def _band(res: SimulationResult, field: str, n: int) -> np.ndarray:
+    """Per-account running total of the bands' trades (zeros without bands)."""
+    return res.bands[:, BAND_FIELDS.index(field)] if len(res.bands) else np.zeros(n)
 
 
 def _constant(value: str, n: int) -> pl.Series:

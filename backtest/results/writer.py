@@ -79,7 +79,7 @@ def write_run(run_dir: Path, run_id: str, created: datetime, inputs, outcomes, t
         _write(tmp / "prices.parquet", prices_table(run_id, ts, arrays))
         _write(tmp / "steps.parquet", pl.concat(
             [steps_table(run_id, o.name, o.result, ts, close, arrays["low"], inputs.start_state,
-                         gas)
+                         gas, inputs.flow)
              for o in outcomes]))
         _write(tmp / "accounts.parquet", pl.concat(
             [accounts_table(run_id, o.name, o.result, account_id, book, arrays["open"][0],

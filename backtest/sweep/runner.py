@@ -136,7 +136,7 @@ def simulate_cell(spec: CellSpec) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     ts, close = arrays["timestamp"], arrays["close"]
     name = spec.policy["name"]
     steps = steps_table(spec.cell_id, name, res, ts, close, arrays["low"], inputs.start_state,
-                        inputs.market.gas_usd)
+                        inputs.market.gas_usd, inputs.flow)
     accounts = accounts_table(spec.cell_id, name, res,
                               inputs.book.frame["account_id"].to_numpy(), book,
                               arrays["open"][0], close[-1],
