@@ -219,12 +219,14 @@ def test_best_values_are_highlighted(report):
 
 def test_every_chart_is_present(report):
     _, text, _ = report
-    # the run has no market impact model: its impact chart would be all zero, so it is left
-    # out and named in a note; every other chart is drawn
-    drawn = [d for d, heading, _ in FIGURES if d != "fig-impact"]
+    # the run has no market impact model: its impact and departure-from-history charts would
+    # be all zero, so they are left out and named in a note; every other chart is drawn
+    flat = ("fig-impact", "fig-departure")
+    drawn = [d for d, heading, _ in FIGURES if d not in flat]
     for div_id in drawn:
         assert f'<div id="{div_id}" class="plotly-graph-div"' in text, div_id
-    assert 'id="fig-impact"' not in text
+    for div_id in flat:
+        assert f'id="{div_id}"' not in text
     note = re.search(r'<p class="note" id="omitted-charts">(.*?)</p>', text, re.S).group(1)
     assert "Market impact" in note
     assert text.count("liqbtPlot(") == len(drawn)  # one call per chart
