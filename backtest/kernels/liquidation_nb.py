@@ -813,6 +813,14 @@ def run_steps_nb(
     displacement that scales the prices of later steps. The flow that moves the market is the
     step's net flow minus ``impact_baseline`` (counterfactual impact; zeros otherwise).
 
+    Dutch-auction takes are decided by :func:`take_pays_nb` at an expected execution factor
+    ``f`` (``StepMetric.TAKE_FACTOR``). With ``auction_keeper_rational`` the first pass uses
+    ``f = 1`` (the market); if a decided take would not pay at the execution factor ``E`` of
+    that pass's flow, the first pass is repeated at ``f = E``: the takes left sell less, so the
+    step's execution factor is at least ``E`` and each of them pays at it. A take cut by a
+    volume or capital budget (or ``chost``) must still pay at ``min(f, E)``. Otherwise ``f =
+    1 -`` the last step's execution slippage.
+
     Parameters
     ----------
     t0, t1 : int
