@@ -87,6 +87,7 @@ def random_auction(rng: np.random.Generator, policy: np.ndarray) -> None:
     policy["auction_tip_usd"] = rng.uniform(0.0, 5.0)
     policy["auction_keeper_margin"] = rng.uniform(0.0, 0.05)
     policy["auction_chost_usd"] = rng.choice([0.0, rng.uniform(1.0, 100.0)])
+    policy["auction_keeper_rational"] = rng.integers(0, 2)
 
 
 def random_bands(rng: np.random.Generator, policy: np.ndarray) -> None:

@@ -126,12 +126,17 @@ def test_kernel_matches_reference_with_dynamic_margin_and_predictive(seed, trigg
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize(("latency", "profit"), [(0, False), (2, True)])
-def test_kernel_matches_reference_with_dutch_auctions(seed, latency, profit):
-    """Kicks, resets, takes (whole and budget-limited) and keeper incentives."""
+@pytest.mark.parametrize("rational", [False, True])
+def test_kernel_matches_reference_with_dutch_auctions(seed, latency, profit, rational):
+    """Kicks, resets, takes (whole and budget-limited) and keeper incentives, with keepers
+    who expect the last step's slippage or (rational) the execution price of the step."""
     rng = np.random.default_rng(700 + seed)
     steps = 150
     policy = random_policy(rng, slicing=seed % 2 == 1)
     random_auction(rng, policy)
+    policy["auction_keeper_rational"] = int(rational)
+    if seed % 3 == 0:  # Maker's Vow: bad debt and unpaid incentives queue for later surplus
+        policy["waterfall"] = Waterfall.SURPLUS_BUFFER
     prices = random_prices(rng, steps, vol=0.02)
     book = random_book(rng, 300)
     prices.volume = random_volume(rng, steps)
@@ -159,10 +164,50 @@ def test_kernel_matches_reference_with_dutch_auctions(seed, latency, profit):
     # takes fill at the market; the keeper's fee is its discount, at least the margin asked
     loans = book["product"][takes["account"]] == 1
     assert loans.all()
-    if not profit:
-        discount = takes["keeper_fee"] / (takes["units_closed"] * takes["decision_price"])
-        assert np.all(discount >= policy[0]["auction_keeper_margin"] - 1e-9 - (
-            1 - sm[takes["step"], StepMetric.EXECUTION_FACTOR]))
+    margin = policy[0]["auction_keeper_margin"]
+    np.testing.assert_array_equal(sm[:, StepMetric.TAKE_FACTOR], ref.step_metrics[
+        :, StepMetric.TAKE_FACTOR])
+    if rational:  # no take loses more than the margin allows, after gas if keepers need profit
+        net = takes["keeper_fee"] - (gas[takes["step"]] if profit else 0.0)
+        assert np.all(net >= margin * takes["units_closed"] * takes["decision_price"] - 1e-9)
+    else:  # the keepers' expectation is the last step's slippage
+        expected = 1.0 - np.abs(1.0 - sm[takes["step"] - 1, StepMetric.EXECUTION_FACTOR])
+        np.testing.assert_allclose(sm[takes["step"], StepMetric.TAKE_FACTOR], expected,
+                                   rtol=1e-12)
+
+
+def test_rational_keepers_stand_back_from_takes_that_impact_makes_lossy():
+    """One step, three equal vaults whose auctions all reach a price 3% under the market: sold
+    together into thin depth they would fill ~5% under it. Keepers who expect the last step's
+    (zero) slippage take all three at a loss; rational keepers do not, and the same book with
+    deep markets is taken in full by both."""
+    from backtest.policies import load_policy, pack_policy
+
+    n, steps = 3, 12
+    close = np.full(steps, 100.0)
+    prices = Prices(close, close, close, close)
+    product = np.ones(n, np.int8)
+    units = np.full(n, 10.0)
+    cash = np.full(n, -800.0)  # LT 2/3 at 100: health (2/3 x 1000) / 800 < 1
+    out = {}
+    for rational in (0, 1):
+        for depth_usd in (20.0, 1e12):
+            policy = pack_policy(load_policy("maker-clipper"), interval_seconds=60)
+            p = policy[0]
+            p["auction_buf"], p["auction_cut"], p["auction_step_steps"] = 1.0, 0.97, 1.0
+            p["auction_keeper_margin"], p["auction_keeper_rational"] = 0.0, rational
+            market = market_params(ImpactModel.SQRT, cascade=False)
+            res = simulate(prices, product, units, cash, policy, TriggerPrice.CLOSE,
+                           FillPrice.CLOSE, market=market, depth=np.full(steps, depth_usd))
+            ref = simulate_reference(close, close, close, close, TriggerPrice.CLOSE,
+                                     FillPrice.CLOSE, p, product, units, cash,
+                                     market=market[0], depth=np.full(steps, depth_usd))
+            _assert_parity(res, ref)
+            out[rational, depth_usd] = res.records[res.records["auction"]]
+    assert len(out[0, 1e12]) == len(out[1, 1e12]) == 3  # deep: both take everything
+    assert np.all(out[0, 20.0]["keeper_fee"] < 0.0)  # naive keepers lose to impact
+    assert np.all(out[1, 20.0]["keeper_fee"] >= 0.0)  # rational ones wait for a lower price
+    assert out[1, 20.0]["step"].min() > out[0, 20.0]["step"].min()
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -520,3 +565,71 @@ def test_a_partial_take_leaves_at_least_chost():
                              np.array([1]), np.array([40.0]), np.array([-100.0]),
                              volume=np.full(40, 25.0))
     np.testing.assert_allclose([r["units_closed"] for r in ref.records], takes["units_closed"])
+
+
+def test_surplus_buffer_heals_earlier_bad_debt_with_later_penalties():
+    """Maker's Vow: a vault gapped through bankruptcy leaves bad debt at step 1; a second
+    vault's penalty at step 3 heals part of it; the rest is flopped (socialised) at the last
+    step. With SOCIALISE the same bad debt is socialised at once and the penalty stays in the
+    fund."""
+    from backtest.policies import load_policy, pack_policy
+
+    close = np.array([100.0, 50.0, 50.0, 40.0, 40.0, 40.0])
+    prices = Prices(close, close, close, close)
+    product = np.array([1, 1], np.int8)
+    units = np.array([10.0, 10.0])
+    cash = np.array([-600.0, -300.0])
+    out = {}
+    for mode in (Waterfall.SOCIALISE, Waterfall.SURPLUS_BUFFER):
+        policy = pack_policy(load_policy("maker-eth-a"), interval_seconds=300)
+        policy["waterfall"] = mode
+        res = simulate(prices, product, units, cash, policy, TriggerPrice.CLOSE,
+                       FillPrice.CLOSE)
+        ref = simulate_reference(close, close, close, close, TriggerPrice.CLOSE,
+                                 FillPrice.CLOSE, policy[0], product, units, cash)
+        _assert_parity(res, ref)
+        out[mode] = res.step_metrics
+    soc, buf = out[Waterfall.SOCIALISE], out[Waterfall.SURPLUS_BUFFER]
+    bad = soc[1, StepMetric.BAD_DEBT]
+    income = soc[3, StepMetric.INSURANCE_FEES]
+    assert bad > income > 0.0 and soc[3, StepMetric.BAD_DEBT] == 0.0
+    assert soc[1, StepMetric.SOCIALISED_LOSS] == pytest.approx(bad)  # at once
+    assert soc[-1, StepMetric.INSURANCE_FUND] == pytest.approx(income)  # idle surplus
+    assert buf[1, StepMetric.SOCIALISED_LOSS] == 0.0
+    assert buf[1:3, StepMetric.DEBT_QUEUED] == pytest.approx([bad, bad])
+    assert buf[3, StepMetric.DEBT_HEALED] == pytest.approx(income)
+    assert buf[3, StepMetric.DEBT_QUEUED] == pytest.approx(bad - income)
+    assert buf[-1, StepMetric.SOCIALISED_LOSS] == pytest.approx(bad - income)  # flop
+    assert buf[-1, StepMetric.DEBT_QUEUED] == 0.0
+    assert buf[:, StepMetric.INSURANCE_FUND] == pytest.approx(np.zeros(len(close)))
+    # queued + healed + socialised = bad debt
+    assert (buf[:, StepMetric.DEBT_HEALED].sum() + buf[:, StepMetric.SOCIALISED_LOSS].sum()
+            == pytest.approx(bad))
+
+
+def test_replay_with_rational_auction_keepers_checks_a_sample():
+    """The keepers' take factor of the whole book's run, replayed, decides a sample's takes."""
+    rng = np.random.default_rng(77)
+    steps = 150
+    policy = random_policy(rng, slicing=False)
+    random_auction(rng, policy)
+    policy["auction_keeper_rational"] = 1
+    prices = random_prices(rng, steps, vol=0.02)
+    book = random_book(rng, 600)
+    depth = rng.uniform(200.0, 2000.0, steps)
+    market = market_params(ImpactModel.SQRT, cascade=True)
+    res = simulate(prices, book["product"], book["units"], book["cash"], policy,
+                   TriggerPrice.EXTREME, FillPrice.TRIGGER, market=market, depth=depth)
+    sm = res.step_metrics
+    assert res.records["auction"].sum() > 0
+    idx = np.arange(0, 600, 5)
+    ref = simulate_reference(prices.open, prices.high, prices.low, prices.close,
+                             TriggerPrice.EXTREME, FillPrice.TRIGGER, policy[0],
+                             book["product"][idx], book["units"][idx], book["cash"][idx],
+                             market=market[0], depth=depth,
+                             replay=(sm[:, StepMetric.PRICE_FACTOR],
+                                     sm[:, StepMetric.EXECUTION_FACTOR],
+                                     sm[:, StepMetric.TAKE_FACTOR]))
+    np.testing.assert_array_equal(res.n_liquidations[idx], ref.n_liquidations)
+    np.testing.assert_allclose(res.cash[idx], ref.cash, rtol=1e-10, atol=1e-8)
+    np.testing.assert_allclose(res.units[idx], ref.units, rtol=1e-10, atol=1e-10)

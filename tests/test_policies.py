@@ -119,3 +119,16 @@ def test_exponential_auction_cut_is_per_step(tmp_path):
     rec = pack_policy(load_policy(str(path)), interval_seconds=60)[0]
     # 1% every 90 s is 0.99 ** (60 / 90) per one-minute step
     assert rec["auction_cut"] == pytest.approx(0.99 ** (60 / 90))
+
+
+def test_maker_presets_queue_bad_debt_in_the_surplus_buffer_with_rational_keepers():
+    for name in ("maker-eth-a", "maker-clipper"):
+        rec = pack_policy(load_policy(name, STRATEGIES))[0]
+        assert rec["waterfall"] == Waterfall.SURPLUS_BUFFER
+    clip = pack_policy(load_policy("maker-clipper", STRATEGIES))[0]
+    assert clip["auction_keeper_rational"] == 1
+    # keeper_rational defaults to true and can be turned off
+    policy = load_policy("maker-clipper", STRATEGIES)
+    naive = policy.model_copy(update={"auction": policy.auction.model_copy(
+        update={"keeper_rational": False})})
+    assert pack_policy(naive)[0]["auction_keeper_rational"] == 0

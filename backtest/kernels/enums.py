@@ -29,8 +29,9 @@ class PolicyFamily(IntEnum):
         Loans: a Dutch auction of the collateral (Maker Liquidations 2.0, ``Clipper``); a
         liquidatable loan is kicked at ``top = decision price x buf``, its price falls along
         :class:`AuctionCurve`, resets on ``tail`` / ``cusp``, and a keeper takes the lot when
-        the auction price is at least ``keeper_margin`` below the market (see
-        :mod:`backtest.kernels.liquidation_nb`). Perps are liquidated as HARD.
+        a take pays (market x expected execution factor - auction price >= ``keeper_margin``
+        x market per unit, plus gas when keepers require profit; see
+        :func:`backtest.kernels.liquidation_nb.take_pays_nb`). Perps are liquidated as HARD.
     SOFT_BANDS
         Loans: soft liquidation in bands (Curve crvUSD / LlamaLend LLAMMA). The collateral is
         spread evenly over ``band_count`` bands below the loan's top price; as the decision
@@ -165,10 +166,19 @@ class Waterfall(IntEnum):
         Auto-deleveraging: profitable opposite-side perp traders, ranked by :class:`AdlRanking`,
         are closed at the bankrupt positions' bankruptcy price until the shortfall is covered;
         loans' shortfall is socialised (lending protocols do not deleverage).
+    SURPLUS_BUFFER
+        Maker's ``Vow`` (dss ``vow.sol``): the fund is the protocol's surplus (penalty
+        income, ``chop``, accrues to it); what it cannot cover is queued as protocol debt
+        (``fess``: ``Sin``) rather than socialised, and later penalty income heals the queue
+        (``heal``) before anything else. Debt still queued at the window's last step is
+        covered by debt auctions (``flop`` mints MKR: socialised loss, borne outside the book).
+        Not modelled: ``wait`` (the queue's delay before ``flog``), ``sump``/``dump`` lot
+        sizes, surplus auctions (``flap``); no ADL.
     """
 
     SOCIALISE = 0
     ADL = 1
+    SURPLUS_BUFFER = 2
 
 
 class AdlRanking(IntEnum):
@@ -249,6 +259,9 @@ POLICY_DTYPE = np.dtype(
         ("auction_chip", np.float64),
         ("auction_tip_usd", np.float64),
         ("auction_keeper_margin", np.float64),
+        # 1: keepers expect the execution factor of the step's own flow (no take at a loss
+        # beyond keeper_margin); 0: they expect the last step's slippage
+        ("auction_keeper_rational", np.int64),
         ("auction_chost_usd", np.float64),  # dust x chop: least tab a partial take may leave
         # soft-liquidation bands (family SOFT_BANDS): band ratio (A - 1) / A, bands per loan,
         # and the loan_discount that placed them (the loans' maintenance_rate is the
@@ -314,6 +327,13 @@ class StepMetric(IntEnum):
     FUNDING_PAID = 38  # net funding paid by the book's perps to traders outside it, USD
     SLICE_FACTOR = 39  # share of the decided liquidation sizes executed (order slicing, <= 1)
     MARGIN_SCALE = 40  # perp maintenance margin rate / the policy's base rate (dynamic margin)
+    # Waterfall.SURPLUS_BUFFER: of INSURANCE_DRAW, what healed debt queued in earlier steps
+    # (USD), and the debt queued after the step (USD, a balance; 0 after the window's last step)
+    DEBT_HEALED = 41
+    DEBT_QUEUED = 42
+    # Dutch auctions: execution factor (execution / market price) keepers priced their takes
+    # at in this step (:func:`backtest.kernels.liquidation_nb.take_pays_nb`)
+    TAKE_FACTOR = 43
 
 
 N_STEP_METRICS = len(StepMetric)
@@ -399,8 +419,9 @@ MARKET_DTYPE = np.dtype(
 #: 2 price factor, 3 last
 #: slippage, 4 oracle price, 5 oracle update step, 6 insurance fund balance, 7-10 pending ADL
 #: (shortfall and bankrupt units of perp longs, then of perp shorts), 11 step of the pending ADL
-#: (-1: none), 12 last step whose funding was settled (-1: none).
-MARKET_STATE_SIZE = 13
+#: (-1: none), 12 last step whose funding was settled (-1: none), 13 debt queued in the
+#: surplus buffer (``Waterfall.SURPLUS_BUFFER``, USD).
+MARKET_STATE_SIZE = 14
 
 #: Columns of the per-account band state of family SOFT_BANDS, shape (N, N_BAND_FIELDS),
 #: float64: the loan's top band price (USD per unit; its bands span ``top x ratio^k`` down to

@@ -102,6 +102,10 @@ _INS_DRAW = int(StepMetric.INSURANCE_DRAW)
 _INS_FUND = int(StepMetric.INSURANCE_FUND)
 _SOCIALISED = int(StepMetric.SOCIALISED_LOSS)
 _ADL = int(Waterfall.ADL)
+_SURPLUS_BUFFER = int(Waterfall.SURPLUS_BUFFER)
+_DEBT_HEALED = int(StepMetric.DEBT_HEALED)
+_DEBT_QUEUED = int(StepMetric.DEBT_QUEUED)
+_TAKE_FACTOR = int(StepMetric.TAKE_FACTOR)
 _FUNDING = int(StepMetric.FUNDING_PAID)
 _SLICE = int(StepMetric.SLICE_FACTOR)
 _MARGIN_SCALE = int(StepMetric.MARGIN_SCALE)
@@ -345,12 +349,15 @@ def apply_liquidation_nb(units, cash, d, price, penalty, keeper_share, clears_de
 
 
 @njit
-def _insurance_waterfall_nb(t, step_out, market_state, waterfall):
+def _insurance_waterfall_nb(t, step_out, market_state, waterfall, last):
     """Cover step ``t``'s bad debt: insurance fund first, then ADL or socialised loss.
 
     The fund receives the step's insurance fees before it pays. With ADL, the perp share of the
     uncovered shortfall is left pending in ``market_state[7:12]`` (returns True); the loan share
-    is always socialised. Returns False when nothing is pending.
+    is always socialised. Returns False when nothing is pending. With SURPLUS_BUFFER the
+    shortfall (and unpaid keeper incentives) joins the debt queue ``market_state[13]`` instead
+    (:func:`surplus_buffer_nb`); ``last`` is the window's last step, where the queue is
+    flopped (socialised).
     """
     fund = market_state[6] + step_out[t, _INSURANCE]
     # Dutch auctions' keeper incentives are the protocol's cost (Maker mints them as sin)
@@ -360,6 +367,17 @@ def _insurance_waterfall_nb(t, step_out, market_state, waterfall):
     bad = step_out[t, _BAD_DEBT]
     draw = min(fund, bad)
     fund -= draw
+    if waterfall == _SURPLUS_BUFFER:
+        fund, healed, queued, flopped = surplus_buffer_nb(
+            fund, market_state[13], incentives - paid + bad - draw, t == last)
+        market_state[6] = fund
+        market_state[13] = queued
+        step_out[t, _INS_DRAW] = draw + paid + healed
+        step_out[t, _INS_FUND] = fund
+        step_out[t, _DEBT_HEALED] = healed
+        step_out[t, _DEBT_QUEUED] = queued
+        step_out[t, _SOCIALISED] = flopped
+        return False
     market_state[6] = fund
     step_out[t, _INS_DRAW] = draw + paid
     step_out[t, _INS_FUND] = fund
@@ -380,6 +398,94 @@ def _insurance_waterfall_nb(t, step_out, market_state, waterfall):
     market_state[10] = step_out[t, _BANKRUPT_UNITS_SHORT]
     market_state[11] = t
     return True
+
+
+@njit
+def surplus_buffer_nb(fund, queued, shortfall, last):
+    """Queue a step's uncovered shortfall in Maker's surplus buffer and heal the queue.
+
+    Maker's ``Vow`` (dss ``vow.sol``, https://github.com/makerdao/dss/blob/fa4f6630afb0624d04a003e920b0d71a00331d98/src/vow.sol):
+    liquidation penalties accrue to the surplus (the fund here); bad debt the surplus does not
+    cover at once is queued (``fess``) and cancelled against surplus that arrives later
+    (``heal``); debt auctions (``flop``, new MKR) cover it only when the surplus is exhausted.
+    The step's own bad debt and incentives have already been drawn from ``fund``; what is left
+    of it heals debt queued in earlier steps, then ``shortfall`` joins the queue. At the
+    window's ``last`` step what is still queued is flopped: socialised, borne outside the book.
+
+    Parameters
+    ----------
+    fund : float
+        Surplus after the step's fees and draws, USD (>= 0).
+    queued : float
+        Debt queued in earlier steps, USD (>= 0).
+    shortfall : float
+        The step's bad debt and keeper incentives the surplus did not cover, USD (>= 0).
+    last : bool
+        Whether this is the window's last step.
+
+    Returns
+    -------
+    tuple of float
+        ``(fund, healed, queued, flopped)``, USD: the surplus after healing, the earlier debt
+        it healed, the queue after the step, and the debt flopped (socialised) at the last
+        step. ``queued + shortfall = healed + queued' + flopped``.
+    """
+    healed = min(fund, queued)
+    fund -= healed
+    queued = queued - healed + shortfall
+    flopped = 0.0
+    if last:
+        flopped = queued
+        queued = 0.0
+    return fund, healed, queued, flopped
+
+
+@njit
+def take_pays_nb(q, price, market, factor, margin, gas):
+    """Return True if a keeper's take of ``q`` units at the auction ``price`` pays.
+
+    A keeper buys ``q`` units at ``price`` and sells them at the market times the execution
+    factor it expects: it takes when ``q x (market x factor - price) >= margin x q x market +
+    gas``. Maker's ``Clipper.take`` leaves the decision to the keeper (it passes ``max``, the
+    highest price it accepts, and the call reverts above it: dss ``clip.sol`` ``take``,
+    https://github.com/makerdao/dss/blob/fa4f6630afb0624d04a003e920b0d71a00331d98/src/clip.sol);
+    Maker's reference keeper bids only below the market less a profit margin (makerdao
+    ``auction-keeper``, Liquidations 2.0 ``--min-profit``-style rules). The run decides the
+    expected ``factor`` (:func:`run_steps_nb`, ``auction_keeper_rational``).
+
+    Parameters
+    ----------
+    q : float
+        Collateral units taken (> 0).
+    price, market : float
+        Auction price and market price (the step's close), USD per unit.
+    factor : float
+        Expected execution price / market price, e.g. ``1 - expected slippage``.
+    margin : float
+        Least profit, fraction of the market value taken (``[auction] keeper_margin``).
+    gas : float
+        Gas of the take, USD (0 when keepers do not require profit).
+    """
+    return q * (market * factor - price) >= margin * q * market + gas
+
+
+@njit
+def _take_need_nb(q, price, market, margin, gas):
+    """Least execution factor at which a take of ``q`` units pays (see :func:`take_pays_nb`)."""
+    return (price + margin * market + gas / q) / market if q > 0.0 else np.inf
+
+
+@njit
+def _take_after_budget_nb(i, t, d, q, candle, accounts, auction, keepers, factor):
+    """A take of ``q`` units cut to ``d`` by a budget or ``chost`` still has to pay at
+    ``factor`` (gas weighs more on fewer units); 0 when it does not."""
+    if d <= 0.0 or d >= q:
+        return d
+    _, units, cash, _, _, _, auction_tic, auction_top, _ = accounts
+    price = auction_price_nb(int(auction[0]), auction_top[i], t - auction_tic[i], auction[1],
+                             auction[2], auction[3])
+    gas = keepers[2] if keepers[1] else 0.0
+    return d if take_pays_nb(d, price, candle[3], factor, auction[6], gas) else 0.0
 
 
 @njit
@@ -516,7 +622,7 @@ def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, account
     (family, m_rate, t_rate, p_rate, close_factor, full_close_health, keeper_share,
      tier_health, tier_fraction, cooldown, size_rules, m_base, penalty_model, penalty_cap,
      seize_all, preempt_fraction, preempt_penalty, shift, auction, band) = policy_inputs
-    latency, requires_profit, gas, slippage = keepers
+    latency, requires_profit, gas, slippage, _ = keepers
     prod = product[i]
     if family == _AUCTION and prod == _LOAN and auction_tic[i] >= 0:
         return _auction_decision_nb(i, t, candle, x_long, accounts, auction, p_rate[prod],
@@ -574,7 +680,7 @@ def _bands_decision_nb(i, t, candle, x, fill_mode, accounts, band, keeper_share,
     expected slippage). Soft conversion is not decided here (:func:`soft_trade_nb`).
     """
     _, units, cash, _, flagged, _, _, _, bands = accounts
-    latency, requires_profit, gas, slippage = keepers
+    latency, requires_profit, gas, slippage, _ = keepers
     u = units[i]
     c = cash[i]
     if not bands_health_nb(u, c, x, bands[i], band[0], int(band[1]), band[2]) < 1.0:
@@ -593,28 +699,26 @@ def _auction_decision_nb(i, t, candle, x_long, accounts, auction, penalty, keepe
 
     The auction resets (kind KICK, restarting at the decision price x ``buf``) when it has
     run longer than ``tail`` steps or its price fell below ``cusp x top`` (Maker
-    ``Clipper.redo``). Otherwise a keeper takes when the auction price is at least
-    ``keeper_margin`` plus the expected slippage (the last step's) below the market (the step's
-    close) and, if keepers require profit, its discount covers gas and that slippage: it buys
-    as much collateral as pays the tab
-    ``debt x (1 + bonus)``, at most all of it.
+    ``Clipper.redo``). Otherwise a keeper takes as much collateral as pays the tab ``debt x
+    (1 + bonus)``, at most all of it, when that take pays (:func:`take_pays_nb`) at the
+    execution factor in ``keepers`` (the last of its five fields), net of gas when keepers
+    require profit.
     """
     _, units, cash, _, _, _, auction_tic, auction_top, _ = accounts
     tail = auction[4]
     cusp = auction[5]
     margin = auction[6]
-    latency, requires_profit, gas, slippage = keepers
+    latency, requires_profit, gas, slippage, factor = keepers
     dur = t - auction_tic[i]
     top = auction_top[i]
     price = auction_price_nb(int(auction[0]), top, dur, auction[1], auction[2], auction[3])
     market = candle[3]
     if dur > tail or price < cusp * top:
         return x_long, 0.0, True, 0.0, _KIND_KICK
-    if not price <= market * (1.0 - margin - slippage):
-        return 0.0, 0.0, True, 0.0, _KIND_TAKE
     tab = -cash[i] / (1.0 - penalty)  # debt x (1 + bonus)
     q = min(units[i], tab / price) if price > 0.0 else units[i]
-    if requires_profit and q * (market - price) < gas + slippage * q * market:
+    if not (q > 0.0 and take_pays_nb(q, price, market, factor, margin,
+                                     gas if requires_profit else 0.0)):
         return 0.0, 0.0, True, 0.0, _KIND_TAKE
     return market, q, True, penalty, _KIND_TAKE
 
@@ -708,6 +812,14 @@ def run_steps_nb(
     average execution factor. With cascade feedback the step's price move is then fixed in the
     displacement that scales the prices of later steps. The flow that moves the market is the
     step's net flow minus ``impact_baseline`` (counterfactual impact; zeros otherwise).
+
+    Dutch-auction takes are decided by :func:`take_pays_nb` at an expected execution factor
+    ``f`` (``StepMetric.TAKE_FACTOR``). With ``auction_keeper_rational`` the first pass uses
+    ``f = 1`` (the market); if a decided take would not pay at the execution factor ``E`` of
+    that pass's flow, the first pass is repeated at ``f = E``: the takes left sell less, so the
+    step's execution factor is at least ``E`` and each of them pays at it. A take cut by a
+    volume or capital budget (or ``chost``) must still pay at ``min(f, E)``. Otherwise ``f =
+    1 -`` the last step's execution slippage.
 
     Parameters
     ----------
@@ -807,6 +919,7 @@ def run_steps_nb(
     auction_chip = rec.auction_chip
     loan_penalty = p_rate[_LOAN]
     auctions = rec.family == _AUCTION
+    rational = rec.auction_keeper_rational != 0
     soft = rec.family == _SOFT_BANDS
     # soft-liquidation bands: ratio (A - 1) / A, bands per loan, liquidation_discount
     band = np.empty(3)
@@ -830,6 +943,7 @@ def run_steps_nb(
     flow = np.zeros(n_chunks)
     gross = np.zeros(n_chunks)
     chunk_budget = np.zeros(n_chunks)
+    take_need = np.zeros(n_chunks)  # least execution factor at which a chunk's takes pay
     offset = np.zeros(n_chunks, np.int64)
     active = np.empty(n_chunks, np.int64)
     candle = np.empty(4)
@@ -891,7 +1005,10 @@ def run_steps_nb(
         else:
             x_long = candle[3]
             x_short = candle[3]
-        keepers = (latency, requires_profit, gas_usd[t], market_state[3])
+        # the execution factor auction keepers price takes at: the last step's slippage, or
+        # (rational keepers) first the market itself, then the step's own flow (below)
+        take_factor = 1.0 if rational else 1.0 - market_state[3]
+        keepers = (latency, requires_profit, gas_usd[t], market_state[3], take_factor)
         scale = risk[t, 0]
         shift = risk[t, 1] if preempt else 0.0
         m_step[_PERP] = m_rate[_PERP] * scale
@@ -923,33 +1040,60 @@ def run_steps_nb(
         total_units = 0.0
         slice_factor = 1.0
         dust = 0.0
+        check_factor = take_factor  # what a take cut by a budget must still pay at
         if n_active > 0:
-            # pass 1: decide, count and sum the flow of each reachable chunk
-            for a in prange(n_active):
-                ch = active[a]
-                count[ch] = 0
-                flow[ch] = 0.0
-                gross[ch] = 0.0
-                soft_flow[ch] = 0.0
-                for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
-                    p, d, _, _, kind = _decide_nb(i, t, candle, x_long, x_short, lo_key,
-                                                  hi_key, eff_fill, accounts, policy_inputs,
-                                                  keepers)
-                    if kind == _KIND_BANDS_HARD:  # outside any volume budget
-                        count[ch] += 1
-                        flow[ch] -= d * p
-                    elif d > 0.0:
-                        count[ch] += 1
-                        # closing a long sells (negative flow), closing a short buys
-                        flow[ch] += -d * p if units[i] > 0.0 else d * p
-                        gross[ch] += d
-                    elif soft and product[i] == _LOAN:  # the bands trade with arbitrageurs
-                        soft_flow[ch] += x_long * soft_trade_nb(units[i], cash[i], x_long,
-                                                                bands[i], band[0], n_bands)
-            for a in range(n_active):
-                ch = active[a]
-                total_flow += flow[ch] + soft_flow[ch]
-                total_units += gross[ch]
+            # pass 1: decide, count and sum the flow of each reachable chunk. Rational auction
+            # keepers: every take that pays at the market is offered; if one would not pay at
+            # the execution factor of that flow, the takes are decided again at that factor.
+            # Fewer takes sell less, so the step's execution factor can only rise: every take
+            # left pays at it (one repeat is enough).
+            for attempt in range(2):
+                total_flow = 0.0
+                total_units = 0.0
+                for a in prange(n_active):
+                    ch = active[a]
+                    count[ch] = 0
+                    flow[ch] = 0.0
+                    gross[ch] = 0.0
+                    soft_flow[ch] = 0.0
+                    take_need[ch] = -np.inf
+                    for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
+                        p, d, _, _, kind = _decide_nb(i, t, candle, x_long, x_short, lo_key,
+                                                      hi_key, eff_fill, accounts,
+                                                      policy_inputs, keepers)
+                        if kind == _KIND_BANDS_HARD:  # outside any volume budget
+                            count[ch] += 1
+                            flow[ch] -= d * p
+                        elif d > 0.0:
+                            count[ch] += 1
+                            # closing a long sells (negative flow), closing a short buys
+                            flow[ch] += -d * p if units[i] > 0.0 else d * p
+                            gross[ch] += d
+                            if kind == _KIND_TAKE:
+                                price = auction_price_nb(int(auction[0]), auction_top[i],
+                                                         t - auction_tic[i], auction[1],
+                                                         auction[2], auction[3])
+                                take_need[ch] = max(take_need[ch], _take_need_nb(
+                                    d, price, p, auction[6],
+                                    gas_usd[t] if requires_profit else 0.0))
+                        elif soft and product[i] == _LOAN:  # the bands trade with arbitrageurs
+                            soft_flow[ch] += x_long * soft_trade_nb(units[i], cash[i], x_long,
+                                                                    bands[i], band[0], n_bands)
+                need = -np.inf
+                for a in range(n_active):
+                    ch = active[a]
+                    total_flow += flow[ch] + soft_flow[ch]
+                    total_units += gross[ch]
+                    need = max(need, take_need[ch])
+                if not (auctions and rational):
+                    break
+                expected = execution_factor_nb(impact_model, total_flow - impact_baseline[t],
+                                               depth[t], outstanding)
+                check_factor = min(take_factor, expected)
+                if need <= expected or attempt == 1:
+                    break
+                take_factor = expected
+                keepers = (latency, requires_profit, gas_usd[t], market_state[3], take_factor)
             # order slicing (at most max_volume_fraction of the step's traded volume) and keeper
             # capital (at most keeper_capital USD at the close) budget the units liquidated; the
             # budget goes to decided liquidations in processing order (chunk by chunk, the last
@@ -985,6 +1129,7 @@ def run_steps_nb(
                             count[ch] += 1
                             flow[ch] -= d * p
                         elif d > 0.0:
+                            q = d
                             d = _budget_take_nb(d, chunk_budget[ch], used, dust)
                             if d <= 0.0:
                                 if soft:  # hard liquidations of loans in bands may follow
@@ -992,6 +1137,8 @@ def run_steps_nb(
                                 break
                             if kind == _KIND_TAKE:
                                 d = _chost_take_nb(i, t, d, accounts, auction, loan_penalty)
+                                d = _take_after_budget_nb(i, t, d, q, candle, accounts,
+                                                          auction, keepers, check_factor)
                                 if d <= 0.0:  # no partial purchase: a later take may fit
                                     continue
                             used += d
@@ -1011,6 +1158,8 @@ def run_steps_nb(
                 return t
             rec_len[0] = total
         step_out[t, _SLICE] = slice_factor
+        if auctions:
+            step_out[t, _TAKE_FACTOR] = take_factor
         # accounts can be liquidatable yet wait: keepers late or unpaid, volume exhausted, or a
         # cooldown since the last slice
         waiting_possible = (latency > 0 or requires_profit or slice_factor < 1.0
@@ -1036,9 +1185,12 @@ def run_steps_nb(
                                                            chunk_budget[ch] > 0.0)
                 bands_hard = kind == _KIND_BANDS_HARD
                 if d > 0.0 and not bands_hard:
+                    q = d
                     d = _budget_take_nb(d, chunk_budget[ch], used, dust)
                     if kind == _KIND_TAKE and d > 0.0:
                         d = _chost_take_nb(i, t, d, accounts, auction, loan_penalty)
+                        d = _take_after_budget_nb(i, t, d, q, candle, accounts, auction,
+                                                  keepers, check_factor)
                     used += d
                 if d <= 0.0 and not bands_hard:
                     if soft and product[i] == _LOAN:
@@ -1158,7 +1310,8 @@ def run_steps_nb(
         if cascade:
             displacement_update_nb(market_state, impact_model, impact_flow, depth[t],
                                    outstanding, mk.permanent_fraction, mk.transient_decay)
-        if _insurance_waterfall_nb(t, step_out, market_state, rec.waterfall):
+        if _insurance_waterfall_nb(t, step_out, market_state, rec.waterfall,
+                                   open_.shape[0] - 1):
             return t + 1  # auto-deleveraging pending: the dispatcher runs it, then calls again
     return t1
 

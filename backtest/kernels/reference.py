@@ -236,8 +236,9 @@ def simulate_reference(
     risk : array_like, shape (T, 2), optional
         Per-step perp maintenance margin scale and predictive log-price shift
         (:class:`RiskInput`); default scale 1, no shift.
-    replay : tuple of two arrays, shape (T,), optional
-        ``(price factor, execution factor)`` per step taken from a full simulation, instead of
+    replay : tuple of two or three arrays, shape (T,), optional
+        ``(price factor, execution factor[, take factor])`` per step taken from a full
+        simulation (the third, ``StepMetric.TAKE_FACTOR``, for rational auction keepers), instead of
         computing impact from this book's own flow (not valid with order slicing, whose budget
         couples the accounts). With it, accounts are independent, so a
         sample of a large book can be checked against the engine's run of the whole book.
@@ -280,6 +281,7 @@ def simulate_reference(
     chainlink = [0.0, -1]  # oracle price, step of its last update
     slippage = 0.0  # |1 - execution factor| of the previous step
     fund = float(insurance_fund_usd)
+    vow = [0.0]  # debt queued in the surplus buffer (Waterfall.SURPLUS_BUFFER), USD
     equity_start = [float(cash[i]) + float(units[i]) * float(open_[0]) for i in range(n)]
     soft = int(policy["family"]) == PolicyFamily.SOFT_BANDS
     bands = _place_bands(policy, product, units, cash, float(open_[0])) if soft else []
@@ -330,98 +332,119 @@ def simulate_reference(
         elif oracle_model == OracleModel.MARK:
             m_lo, m_hi, m_c = (float(v) * factor for v in mark[t])
             oracle = (m_lo, m_hi) if trigger_mode == TriggerPrice.EXTREME else (m_c, m_c)
-        decisions, waiting, kicks, trades = [], [], [], []
-        x_long = oracle[0] if oracle is not None else (
-            lo if trigger_mode == TriggerPrice.EXTREME else c)
-        for i in range(n):
-            u, cash_i, prod = float(res.units[i]), float(res.cash[i]), int(product[i])
-            if soft and prod == Product.LOAN:  # LLAMMA: hard liquidation below health 1
-                b = bands[i]
-                if b.debt <= 0:
-                    continue
-                trade = (i, b.trade(u, cash_i, x_long))
-                m = float(policy["maintenance_rate"][Product.LOAN])  # liquidation_discount
-                if not b.health(u, cash_i, x_long, m) < 1:
-                    trades.append(trade)
-                    continue
-                p = c if oracle is not None or fill_mode == FillPrice.CLOSE else x_long
-                gas = float(gas_usd[t]) if gas_usd is not None else 0.0
-                late = latency > 0 and (flagged[i] < 0 or t < flagged[i] + latency)
-                seized = float(policy["keeper_share"]) * max(cash_i + u * p, 0.0)
-                if late or (requires_profit and seized < gas + slippage * u * p):
-                    waiting.append(i)
-                    trades.append(trade)
-                else:
-                    decisions.append((i, p, u, 0.0, "bands_hard"))
-                continue
-            if u == 0.0:
-                continue
-            m, target = _step_rates(policy, prod, scale)
-            if oracle is not None:
-                x = oracle[0] if u > 0 else oracle[1]
-            elif trigger_mode == TriggerPrice.EXTREME:
-                x = lo if u > 0 else h
-            else:
-                x = c
-            if auctions and prod == Product.LOAN and auction_tic[i] >= 0:
-                dur, top = t - auction_tic[i], auction_top[i]
-                price = _auction_price(policy, top, dur)
-                waiting.append(i)
-                if dur > policy["auction_tail_steps"] or price < policy["auction_cusp"] * top:
-                    kicks.append((i, x))  # reset at the fresh decision price
-                elif price <= c * (1 - policy["auction_keeper_margin"] - slippage):
-                    tab = -cash_i / (1 - loan_pen)
-                    q = min(u, tab / price) if price > 0 else u
+        # auction keepers price takes at an expected execution factor: the last step's, or
+        # (rational keepers) the market's, then that of the step's own flow (take_pays)
+        rational = auctions and bool(policy["auction_keeper_rational"])
+        take_factor = 1.0 if rational else 1.0 - slippage
+        if rational and replay is not None and len(replay) > 2:
+            take_factor = float(replay[2][t])
+        check_factor = take_factor
+        gas_t = float(gas_usd[t]) if gas_usd is not None and requires_profit else 0.0
+        margin = float(policy["auction_keeper_margin"])
+        for attempt in range(2):
+            decisions, waiting, kicks, trades = [], [], [], []
+            x_long = oracle[0] if oracle is not None else (
+                lo if trigger_mode == TriggerPrice.EXTREME else c)
+            for i in range(n):
+                u, cash_i, prod = float(res.units[i]), float(res.cash[i]), int(product[i])
+                if soft and prod == Product.LOAN:  # LLAMMA: hard liquidation below health 1
+                    b = bands[i]
+                    if b.debt <= 0:
+                        continue
+                    trade = (i, b.trade(u, cash_i, x_long))
+                    m = float(policy["maintenance_rate"][Product.LOAN])  # liquidation_discount
+                    if not b.health(u, cash_i, x_long, m) < 1:
+                        trades.append(trade)
+                        continue
+                    p = c if oracle is not None or fill_mode == FillPrice.CLOSE else x_long
                     gas = float(gas_usd[t]) if gas_usd is not None else 0.0
-                    if not (requires_profit and q * (c - price) < gas + slippage * q * c):
-                        waiting.pop()
-                        decisions.append((i, c, q, loan_pen, "take"))
-                continue
-            cooldown = int(policy["cooldown_steps"])
-            in_cooldown = cooldown > 0 and res.last_step[i] >= 0 and t - res.last_step[i] < cooldown
-            if not (cash_i + u * x < m * abs(u) * x):  # equity < maintenance requirement
-                stressed = x * math.exp(-shift if u > 0 else shift)
-                if preempt and not in_cooldown and cash_i + u * stressed < m * abs(u) * stressed:
-                    pen = float(policy["preempt_penalty"])
-                    d = preempt * _whole(prod, u, cash_i, c, pen)
-                    decisions.append((i, c, d, pen, "preemptive"))  # at the step's close
-                continue
-            if latency > 0 and (flagged[i] < 0 or t < flagged[i] + latency):
-                waiting.append(i)
-                continue
-            if auctions and prod == Product.LOAN:  # a keeper barks: the auction starts
-                waiting.append(i)
-                kicks.append((i, x))
-                continue
-            if in_cooldown:
-                waiting.append(i)
-                continue
-            if oracle is not None:  # an oracle decides when; the market fills
-                p = c
-            elif fill_mode == FillPrice.TRIGGER:
-                p = x
-            elif fill_mode == FillPrice.LIQUIDATION_PRICE:
-                lp = _liquidation_price(u, cash_i, m)
-                p = min(o, lp) if u > 0 else max(o, lp)
-                p = min(max(p, lo), h)
-            else:
-                p = c
-            pen = _penalty(policy, prod, _health(prod, u, cash_i, p, m))
-            d = _units_to_close(policy, prod, u, cash_i, p, m, pen, target)
-            keeper_fee = float(policy["keeper_share"]) * pen * d * p
-            gas = float(gas_usd[t]) if gas_usd is not None else 0.0
-            if requires_profit and keeper_fee < gas + slippage * d * p:
-                waiting.append(i)
-                continue
-            if d > 0:
-                decisions.append((i, p, d, pen, "liquidation"))
-            else:
-                waiting.append(i)
-        exempt = [dec for dec in decisions if dec[4] == "bands_hard"]  # outside budgets
-        decisions = [dec for dec in decisions if dec[4] != "bands_hard"]
-        soft_flow = sum(x_long * q for _, q in trades)
-        flow = sum((-d * p if res.units[i] > 0 else d * p) for i, p, d, *_ in decisions + exempt)
-        flow += soft_flow
+                    late = latency > 0 and (flagged[i] < 0 or t < flagged[i] + latency)
+                    seized = float(policy["keeper_share"]) * max(cash_i + u * p, 0.0)
+                    if late or (requires_profit and seized < gas + slippage * u * p):
+                        waiting.append(i)
+                        trades.append(trade)
+                    else:
+                        decisions.append((i, p, u, 0.0, "bands_hard"))
+                    continue
+                if u == 0.0:
+                    continue
+                m, target = _step_rates(policy, prod, scale)
+                if oracle is not None:
+                    x = oracle[0] if u > 0 else oracle[1]
+                elif trigger_mode == TriggerPrice.EXTREME:
+                    x = lo if u > 0 else h
+                else:
+                    x = c
+                if auctions and prod == Product.LOAN and auction_tic[i] >= 0:
+                    dur, top = t - auction_tic[i], auction_top[i]
+                    price = _auction_price(policy, top, dur)
+                    waiting.append(i)
+                    if dur > policy["auction_tail_steps"] or price < policy["auction_cusp"] * top:
+                        kicks.append((i, x))  # reset at the fresh decision price
+                    else:
+                        tab = -cash_i / (1 - loan_pen)
+                        q = min(u, tab / price) if price > 0 else u
+                        if q > 0 and take_pays(q, price, c, take_factor, margin, gas_t):
+                            waiting.pop()
+                            decisions.append((i, c, q, loan_pen, "take"))
+                    continue
+                cooldown = int(policy["cooldown_steps"])
+                in_cooldown = cooldown > 0 and res.last_step[i] >= 0 and t - res.last_step[i] < cooldown
+                if not (cash_i + u * x < m * abs(u) * x):  # equity < maintenance requirement
+                    stressed = x * math.exp(-shift if u > 0 else shift)
+                    if preempt and not in_cooldown and cash_i + u * stressed < m * abs(u) * stressed:
+                        pen = float(policy["preempt_penalty"])
+                        d = preempt * _whole(prod, u, cash_i, c, pen)
+                        decisions.append((i, c, d, pen, "preemptive"))  # at the step's close
+                    continue
+                if latency > 0 and (flagged[i] < 0 or t < flagged[i] + latency):
+                    waiting.append(i)
+                    continue
+                if auctions and prod == Product.LOAN:  # a keeper barks: the auction starts
+                    waiting.append(i)
+                    kicks.append((i, x))
+                    continue
+                if in_cooldown:
+                    waiting.append(i)
+                    continue
+                if oracle is not None:  # an oracle decides when; the market fills
+                    p = c
+                elif fill_mode == FillPrice.TRIGGER:
+                    p = x
+                elif fill_mode == FillPrice.LIQUIDATION_PRICE:
+                    lp = _liquidation_price(u, cash_i, m)
+                    p = min(o, lp) if u > 0 else max(o, lp)
+                    p = min(max(p, lo), h)
+                else:
+                    p = c
+                pen = _penalty(policy, prod, _health(prod, u, cash_i, p, m))
+                d = _units_to_close(policy, prod, u, cash_i, p, m, pen, target)
+                keeper_fee = float(policy["keeper_share"]) * pen * d * p
+                gas = float(gas_usd[t]) if gas_usd is not None else 0.0
+                if requires_profit and keeper_fee < gas + slippage * d * p:
+                    waiting.append(i)
+                    continue
+                if d > 0:
+                    decisions.append((i, p, d, pen, "liquidation"))
+                else:
+                    waiting.append(i)
+            exempt = [dec for dec in decisions if dec[4] == "bands_hard"]  # outside budgets
+            decisions = [dec for dec in decisions if dec[4] != "bands_hard"]
+            soft_flow = sum(x_long * q for _, q in trades)
+            flow = sum((-d * p if res.units[i] > 0 else d * p) for i, p, d, *_ in decisions + exempt)
+            flow += soft_flow
+            if not rational or replay is not None:
+                break
+            need = max((_take_need(d, _auction_price(policy, auction_top[i], t - auction_tic[i]),
+                                   p, margin, gas_t)
+                        for i, p, d, _, kind in decisions if kind == "take"), default=-math.inf)
+            expected = _execution(model, flow - (float(impact_baseline[t])
+                                                 if impact_baseline is not None else 0.0),
+                                  step_depth, outstanding)
+            check_factor = min(take_factor, expected)
+            if need <= expected or attempt == 1:
+                break
+            take_factor = expected
         slice_factor = 1.0
         cap = float(policy["max_step_volume_fraction"])
         wanted = sum(d for _, _, d, *_ in decisions)
@@ -439,7 +462,12 @@ def simulate_reference(
             for i, p, d, pen, pre in sorted(decisions, key=lambda x: rank.get(x[0], x[0])):
                 take = min(d, budget)
                 if take > dust and pre == "take":
-                    take = _chost(policy, res, i, take, auction_top[i], t - auction_tic[i])
+                    cut = _chost(policy, res, i, take, auction_top[i], t - auction_tic[i])
+                    price = _auction_price(policy, auction_top[i], t - auction_tic[i])
+                    if 0 < cut < d and not take_pays(cut, price, c, check_factor, margin,
+                                                     gas_t):
+                        cut = 0.0  # cut short, the take no longer pays
+                    take = cut
                     if take <= 0:
                         waiting.append(i)
                         continue
@@ -463,6 +491,8 @@ def simulate_reference(
             lo if trigger_mode == TriggerPrice.EXTREME else c)
         row[StepMetric.PRICE_FACTOR] = factor
         row[StepMetric.SLICE_FACTOR] = slice_factor
+        if auctions:
+            row[StepMetric.TAKE_FACTOR] = take_factor
         row[StepMetric.MARGIN_SCALE] = scale
         row[StepMetric.EXECUTION_FACTOR] = execution
         row[StepMetric.NET_FLOW] = flow
@@ -516,7 +546,8 @@ def simulate_reference(
             pf = float(market["permanent_fraction"])
             permanent += pf * move
             transient = transient * float(market["transient_decay"]) + (1 - pf) * move
-        fund = _waterfall(res, policy, market, t, row, fund, c, equity_start, product)
+        fund = _waterfall(res, policy, market, t, row, fund, c, equity_start, product, vow,
+                          t == n_steps - 1)
     if soft:
         res.bands = np.array([[getattr(b, "top" if f == "top_price" else f) for f in BAND_FIELDS]
                               for b in bands]).reshape(n, len(BAND_FIELDS))
@@ -607,8 +638,11 @@ def _bands_liquidate(res, policy, t, i, b: _Bands, p, execution, x) -> None:
           max(-equity, 0.0), health, False, False, False)
 
 
-def _waterfall(res, policy, market, t, row, fund, price, equity_start, product) -> float:
-    """Insurance fund, then ADL (perps) or socialised loss; returns the fund balance."""
+def _waterfall(res, policy, market, t, row, fund, price, equity_start, product, vow,
+               last) -> float:
+    """Insurance fund, then ADL (perps), the surplus buffer's debt queue ``vow[0]`` (Maker's
+    ``Vow``: healed by later surplus, flopped at the ``last`` step) or socialised loss;
+    returns the fund balance."""
     fund += row[StepMetric.INSURANCE_FEES]
     incentives = row[StepMetric.AUCTION_INCENTIVES]  # Dutch auctions' keeper incentives
     paid = min(fund, incentives)
@@ -616,6 +650,18 @@ def _waterfall(res, policy, market, t, row, fund, price, equity_start, product) 
     bad = row[StepMetric.BAD_DEBT]
     draw = min(fund, bad)
     fund -= draw
+    if policy["waterfall"] == Waterfall.SURPLUS_BUFFER:
+        healed = min(fund, vow[0])  # later surplus heals earlier queued debt first
+        fund -= healed
+        vow[0] += (incentives - paid) + (bad - draw) - healed
+        row[StepMetric.SOCIALISED_LOSS] = vow[0] if last else 0.0  # flop what is left
+        if last:
+            vow[0] = 0.0
+        row[StepMetric.INSURANCE_DRAW] = draw + paid + healed
+        row[StepMetric.INSURANCE_FUND] = fund
+        row[StepMetric.DEBT_HEALED] = healed
+        row[StepMetric.DEBT_QUEUED] = vow[0]
+        return fund
     row[StepMetric.INSURANCE_DRAW] = draw + paid
     row[StepMetric.INSURANCE_FUND] = fund
     row[StepMetric.SOCIALISED_LOSS] = incentives - paid
@@ -772,6 +818,18 @@ def _units_to_close(policy, prod, u, c, p, m, pen, target) -> float:
     if dust > 0 and d < whole and (size - d) * p < dust:
         d = whole
     return max(min(d, whole), 0.0)
+
+
+def take_pays(q: float, price: float, market: float, factor: float, margin: float,
+              gas: float) -> bool:
+    """Whether a keeper's take of ``q`` units at the auction ``price`` pays: ``q x (market x
+    factor - price) >= margin x q x market + gas`` (twin of ``take_pays_nb``)."""
+    return q * (market * factor - price) >= margin * q * market + gas
+
+
+def _take_need(q: float, price: float, market: float, margin: float, gas: float) -> float:
+    """Least execution factor at which a take of ``q`` units pays."""
+    return (price + margin * market + gas / q) / market if q > 0 else math.inf
 
 
 def _auction_price(policy, top: float, dur: int) -> float:

@@ -180,4 +180,5 @@ def _pack_auction(rec: np.ndarray, auction, interval_seconds: int) -> None:
     rec["auction_chip"] = auction.chip
     rec["auction_tip_usd"] = auction.tip_usd
     rec["auction_keeper_margin"] = auction.keeper_margin
+    rec["auction_keeper_rational"] = int(auction.keeper_rational)
     rec["auction_chost_usd"] = auction.chost_usd

@@ -109,14 +109,17 @@ class WaterfallParams(_Strict):
 
     Attributes
     ----------
-    mode : {"socialise", "adl"}
+    mode : {"socialise", "adl", "surplus_buffer"}
         ``socialise``: record it as socialised loss; ``adl``: auto-deleverage profitable
-        opposite-side perp traders at the bankruptcy price (loans' shortfall is socialised).
+        opposite-side perp traders at the bankruptcy price (loans' shortfall is socialised);
+        ``surplus_buffer``: Maker's ``Vow``: the shortfall is queued as protocol debt, healed
+        by penalty income that arrives later in the window, and what is still queued at the
+        window's end is covered by debt auctions (``flop``, socialised loss).
     adl_ranking : {"binance", "bitmex", "hyperliquid", "dydx"}
         Counterparty order for ADL (MECHANISMS.md section 7).
     """
 
-    mode: Literal["socialise", "adl"] = "socialise"
+    mode: Literal["socialise", "adl", "surplus_buffer"] = "socialise"
     adl_ranking: Literal["binance", "bitmex", "hyperliquid", "dydx"] = "binance"
 
 
@@ -247,8 +250,10 @@ class AuctionParams(_Strict):
     A liquidatable loan is kicked: ``top = decision price x buf``; the tab is ``debt x (1 +
     [loan] liquidation_bonus)`` (``chop``). The auction price falls along ``curve``; it resets
     (new ``top`` at the fresh decision price) after ``tail_minutes`` or when the price falls
-    below ``cusp x top``. A keeper takes when the auction price is at least ``keeper_margin``
-    below the market (the step's close): it buys what pays the tab, at most all the
+    below ``cusp x top``. A keeper takes when the take pays: the market (the step's close)
+    times the execution factor it expects, less the auction price, is at least
+    ``keeper_margin`` of the market per unit, plus gas when keepers require profit (see
+    ``keeper_rational``); it buys what pays the tab, at most all the
     collateral; the rest of the collateral returns to the borrower, a tab the collateral cannot
     pay is bad debt. Each kick and reset pays the keeper ``tip_usd + chip x tab`` from the
     insurance fund (Maker's ``vow``). Perps are liquidated as ``hard``. Sources: dss
@@ -273,8 +278,14 @@ class AuctionParams(_Strict):
     tip_usd : float
         Flat keeper incentive, USD.
     keeper_margin : float
-        Least discount to the market at which keepers take, fraction, on top of the slippage
-        they expect (the last step's execution slippage).
+        Least profit per unit a keeper requires, as a fraction of the market price, after the
+        execution slippage it expects (and gas, with ``[keepers] requires_profit``).
+    keeper_rational : bool
+        True (default): keepers expect the execution price of the step they sell in (every
+        lot that pays at the market is offered, the step's execution factor of that flow is
+        computed, and the lots that would lose at it stand back), so no take loses more than
+        ``keeper_margin`` allows. False: keepers expect the last step's execution slippage
+        and can take at a loss when this step's flow moves the market more.
     chost_usd : float
         ``dust x chop``, USD: a take cut short by the step's budget may not leave less tab
         than this (it is reduced to leave exactly ``chost``; with a tab of at most ``chost``
@@ -292,6 +303,7 @@ class AuctionParams(_Strict):
     chip: float = Field(default=0.001, ge=0.0, lt=1.0)
     tip_usd: float = Field(default=0.0, ge=0.0)
     keeper_margin: float = Field(default=0.01, ge=0.0, lt=1.0)
+    keeper_rational: bool = True
     chost_usd: float = Field(default=0.0, ge=0.0)
 
 

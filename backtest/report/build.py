@@ -845,7 +845,11 @@ def methodology(data: ReportData) -> dict:
         wf = p.parameters.get("waterfall", {}) or {}
         after = ("auto-deleveraging of profitable opposite-side perp traders ranked "
                  f"{wf.get('adl_ranking', 'binance')}-style, then socialised loss"
-                 if wf.get("mode") == "adl" else "socialised loss")
+                 if wf.get("mode") == "adl" else
+                 "queued in the surplus buffer (Maker's Vow) and healed by later penalty "
+                 "income; what is still queued at the window's end is covered by debt "
+                 "auctions (socialised loss, outside the book)"
+                 if wf.get("mode") == "surplus_buffer" else "socialised loss")
         split.append(f"{p.name}: {100 * ks:g}% of each penalty to the keeper, "
                      f"{100 * (1 - ks):g}% to the insurance fund; bad debt beyond the fund: "
                      f"{after}.")

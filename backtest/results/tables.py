@@ -143,6 +143,9 @@ def steps_table(
             "socialised_loss_cum_usd": np.cumsum(socialised),
             "socialised_loss_charged_usd": charges.charged,
             "socialised_loss_outside_usd": charges.outside,
+            # surplus buffer (Maker's Vow): debt healed by later surplus, debt still queued
+            "debt_healed_usd": sm[:, StepMetric.DEBT_HEALED],
+            "debt_queued_usd": sm[:, StepMetric.DEBT_QUEUED],
             "net_flow_usd": sm[:, StepMetric.NET_FLOW],
             "impact_cost_usd": sm[:, StepMetric.IMPACT_COST],
             "execution_factor": sm[:, StepMetric.EXECUTION_FACTOR],
