@@ -198,9 +198,7 @@ def load_governance_data(catalog: Catalog, proposal: Proposal, path: Path, sweep
         sets.append(SetInfo(role, ps.label, dict(ps.params), descriptions.get(ps.label, ""),
                             color))
     unit_values, units = gstats.unit_values(catalog, sid, [m for m, _ in MEASURES])
-    values = (unit_values.group_by("event", "stress", "param_set")
-              .agg(*[pl.col(m).mean() for m, _ in MEASURES], pl.len().alias("units"))
-              .sort("event", "stress", "param_set"))
+    values = mean_values(unit_values)
     stresses = [s.label for s in proposal.stress]
     scenarios = []
     for ev in proposal.events:
@@ -245,6 +243,26 @@ def load_governance_data(catalog: Catalog, proposal: Proposal, path: Path, sweep
     data.warnings = input_warnings(data, strategies)
     data.accounts = account_view(catalog, data)
     return data
+
+
+def mean_values(unit_values: pl.DataFrame) -> pl.DataFrame:
+    """Return the mean over units of every measure per (event, stress, param_set).
+
+    Parameters
+    ----------
+    unit_values : polars.DataFrame
+        From :func:`backtest.report.governance_stats.unit_values`.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``event``, ``stress``, ``param_set``, one column per measure of :data:`MEASURES`
+        present, ``units`` (count).
+    """
+    present = [m for m, _ in MEASURES if m in unit_values.columns]
+    return (unit_values.group_by("event", "stress", "param_set")
+            .agg(*[pl.col(m).mean() for m in present], pl.len().alias("units"))
+            .sort("event", "stress", "param_set"))
 
 
 def grid_fields(proposal: Proposal, strategies: str | Path | None = None) -> list[str]:
@@ -579,7 +597,8 @@ def recommendation(data: GovernanceData) -> dict:
         name = f"\u201c{p.label}\u201d"
         facts = (f"bad debt {build.usd(bd0)} \u2192 {build.usd(bd)}"
                  f"{_pct(d_bd, bd0)}, user losses to liquidation {build.usd(ul0)} \u2192 "
-                 f"{build.usd(ul)}{_pct(d_ul, ul0)}, means over {what} summed over {n} "
+                 f"{build.usd(ul)}{_pct(d_ul, ul0)}, means over {data.units.count} {what} summed "
+                 f"over {n} "
                  f"event{'s' if n != 1 else ''}")
         if d_bd < -tol_bd and d_ul <= tol_ul:
             adopt.append((bd, p.label, len(rob.user_loss_higher)))
