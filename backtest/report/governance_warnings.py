@@ -201,11 +201,12 @@ def empty_warnings(values, scenarios: list[tuple[str, str, str]],
             empty.append(key)
     if not empty:
         return []
-    verb = "was" if len(empty) == 1 else "were"
+    one = len(empty) == 1
+    it, verb, them = ("it", "was", "it") if one else ("they", "were", "them")
     return [f"Nothing happened in {_join(empty)}: no parameter set liquidated anything, left "
-            f"bad debt, drew on the insurance fund or auto-deleveraged, so {'it' if len(empty) == 1 else 'they'} "
-            f"{verb} no test of the proposal; the totals and counts of events include "
-            f"{'it' if len(empty) == 1 else 'them'} only as ties."]
+            f"bad debt, drew on the insurance fund or auto-deleveraged, so {it} {verb} no "
+            f"test of the proposal; the totals and counts of events include {them} only as "
+            "ties."]
 
 
 def unit_warnings(kind: str, count: int) -> list[str]:
