@@ -709,7 +709,8 @@ def methodology(data: GovernanceData, strategies: str | Path | None = None) -> d
                f"leverage {', '.join(f'{x:g}x' for x in b.leverage_choices)}, median notional "
                f"{build.usd(b.perp_notional_median_usd)})" if perps > 0 else "")
             + f"; entries in the {b.lookback_days:g} days before the window"
-            + (f" (generator parameters {ev.book_params})" if ev.book_params else "") + ".")
+            + (f" (generator parameters {portable_path(ev.book_params)})"
+               if ev.book_params else "") + ".")
     m = run.market.model_dump()
     manifest_like = {"oracle": run.oracle.model_dump(), "keepers": run.keepers.model_dump(
         mode="json")}
@@ -847,7 +848,8 @@ def reproducibility(data: GovernanceData) -> dict:
     """Return the appendix: command, proposal text and hash, sweep, inputs, versions, commit.
 
     No local absolute path appears: paths are shown relative to the working directory, the
-    shared data directory or the repository (:func:`portable_path`).
+    shared data directory or the repository (:func:`portable_path`), also inside the
+    proposal's text (whose sha256 is that of the file as written).
     """
     m = data.manifest
     last = m.get("last_run", {})
@@ -855,7 +857,7 @@ def reproducibility(data: GovernanceData) -> dict:
         "command": portable_command(data.command),
         "proposal_path": portable_path(data.path),
         "proposal_sha256": file_sha256(data.path),
-        "proposal_text": data.path.read_text(encoding="utf-8"),
+        "proposal_text": _scrub(data.path.read_text(encoding="utf-8")),
         "sweep_id": m["sweep_id"],
         "cells": m["cells"],
         "seeds": ", ".join(str(s) for s in data.proposal.seeds),
