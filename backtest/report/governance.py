@@ -538,7 +538,8 @@ def robustness_sentence(data: GovernanceData, label: str) -> str:
     if r.units_worse:
         text += f" (more in {r.units_worse} {units.words(r.units_worse)})"
     if r.events_worse_bad_debt:
-        text += f"; it leaves more bad debt on {r.events_worse_bad_debt}"
+        k = r.events_worse_bad_debt
+        text += f"; it leaves more bad debt on {k} event{'s' if k != 1 else ''}"
     if r.user_loss_higher:
         rises = ", ".join(f"{k} {_signed_pct(p)}" if p is not None else f"{k} from $0"
                           for k, p in r.user_loss_higher)
