@@ -272,3 +272,29 @@ def test_portable_path_never_returns_a_local_absolute_path(tmp_path, monkeypatch
     cmd = gov.portable_command(f"liqbt report --governance {tmp_path}/p.toml -o /x/y/z.html")
     assert cmd == "liqbt report --governance p.toml -o .../y/z.html"
     assert gov.portable_path(gov._repo_root() / "configs") == "configs"  # under the checkout
+
+
+def test_heatmap_covers_the_two_field_grid_and_marks_named_sets(tmp_path):
+    from backtest.report.governance_figures import heatmap_figure
+
+    grid = [(cf, pen) for cf in (0.25, 0.5) for pen in (0.0, 0.01)]
+    labels = [f"g{i}" for i in range(len(grid))]
+    rows = [(e, s, 0, 10.0 * (i + 1), 100.0 * (i + 1)) for e in range(5)
+            for i, s in enumerate([CURRENT, PROPOSED, *labels])]
+    data = crafted(tmp_path, rows, frontier=labels)
+    data.grid_fields = ["partial.close_factor", "perp.liquidation_penalty"]
+    data.defaults = {"partial.close_factor": 0.5, "perp.liquidation_penalty": 0.01}
+    data.sets[1].params = {"partial.close_factor": 0.25, "perp.liquidation_penalty": 0.0}
+    for s, (cf, pen) in zip(data.sets[2:], grid, strict=True):
+        s.params = {"partial.close_factor": cf, "perp.liquidation_penalty": pen}
+    fig = heatmap_figure(data)
+    assert len(fig.data) == 2  # bad debt, user losses
+    bad_debt = fig.data[0]
+    assert list(bad_debt.x) == ["0.25", "0.5"] and list(bad_debt.y) == ["0", "0.01"]
+    z = np.asarray(bad_debt.z)
+    # named sets take the cells they stand for: current (0.5, 0.01), proposed (0.25, 0)
+    assert z[1, 1] == pytest.approx(50.0) and z[0, 0] == pytest.approx(100.0)
+    assert bad_debt.text[1][1] == "current" and bad_debt.text[0][0] == "proposed"
+    assert np.asarray(fig.data[1].z)[1, 1] == pytest.approx(500.0)
+    data.grid_fields = ["partial.close_factor"]
+    assert heatmap_figure(data) is None

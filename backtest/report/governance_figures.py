@@ -171,14 +171,19 @@ def heatmap_figure(data: GovernanceData) -> go.Figure | None:
     """Bad debt and user losses over a two-parameter frontier grid, as two heatmaps.
 
     One cell per combination of the two swept fields (summed over events, mean over units);
-    the current and proposed sets fill the cells they stand for and are marked by their
-    name's first letters. None when the frontier does not sweep exactly two fields.
+    the current and proposed sets fill the cells they stand for and are marked ``current``,
+    ``proposed`` (``proposed 1``, ``proposed 2``, ... in proposal order when there are
+    several). None when the frontier does not sweep exactly two fields.
     """
     if len(data.grid_fields) != 2:
         return None
     fx, fy = data.grid_fields
     pts = data.points()
     cells: dict[tuple, tuple[SetInfo, tuple[float, float]]] = {}
+    proposed = [s.label for s in data.sets if s.role == "proposed"]
+    names = {s.label: ("current" if s.role == CURRENT else "proposed" if len(proposed) == 1
+                       else f"proposed {proposed.index(s.label) + 1}")
+             for s in data.sets if s.role != "frontier"}
     for s in data.sets:
         key = (_grid_value(data, s, fx), _grid_value(data, s, fy))
         if s.role != "frontier" or key not in cells:
@@ -197,7 +202,7 @@ def heatmap_figure(data: GovernanceData) -> go.Figure | None:
             i, j = ys.index(y), xs.index(x)
             z[i, j] = p[idx]
             if s.role != "frontier":
-                text[i][j] = figures.label("current" if s.role == CURRENT else s.label[:12])
+                text[i][j] = names[s.label]
         fig.add_trace(go.Heatmap(
             x=[_fmt(x) for x in xs], y=[_fmt(y) for y in ys], z=z, text=text,
             texttemplate="%{text}", colorscale="YlOrRd", colorbar={"x": bar_x, "len": 0.9},
