@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from backtest.calibration.compare import format_figure
 from backtest.report import governance as gov
 from backtest.report import governance_stats as gstats
 from backtest.report import governance_warnings as gwarn
@@ -88,10 +89,12 @@ def test_per_event_table_shows_intervals_over_units(tmp_path):
     total = table["rows"][0]
     assert total["name"] == "All events"
     bad_debt = total["cells"][0]
-    # per-member current totals are 1000 (u + 1) + 400: p5 = 1,850, p95 = 10,000
+    # per-member current totals are 1000 (u + 1) + 400: p5 = 1,850, p95 = 9,950
     cur = np.array([1000 * (u + 1) + 400 for u in range(10)], float)
     p5, _, p95 = np.percentile(cur, [5, 50, 95])
-    assert bad_debt["current_interval"] == f"p5\u2013p95 ${p5:,.0f} \u2013 ${p95:,.0f}"
+    assert bad_debt["current_interval"] == (f"p5\u2013p95 {format_figure(p5, 'USD')} \u2013 "
+                                            f"{format_figure(p95, 'USD')}")
+    assert bad_debt["current_interval"] == "p5\u2013p95 $1.85k \u2013 $9.95k"
     assert bad_debt["proposed"][0].interval.startswith("p5\u2013p95 $")
     assert [r["name"] for r in table["rows"][1:]] == [f"window-{e}" for e in range(5)]
     # an event where every unit agrees has no interval to show
@@ -167,6 +170,9 @@ def test_asset_warning_names_book_and_tape_assets():
     assert len(out) == 1
     assert out[0].startswith("may-2021 replays BTC/USDT prices against a book meant for ETH")
     assert "aave-weth-loans.toml" in out[0]
+    both = gwarn.asset_warnings([("may-2021", "BTC/USDT", {}, weth),
+                                 ("ftx-2022", "BTC/USDT", {}, weth)], "x")
+    assert len(both) == 1 and both[0].startswith("may-2021 and ftx-2022 replay BTC/USDT")
     # the book's metadata wins over the file name; the proposal name is the last resort
     assert gwarn.asset_warnings([("e", "ETH/USDT", {"asset": "WBTC"}, weth)], "x")
     assert gwarn.asset_warnings([("e", "SOL/USDT", {}, None)], "Aave WETH close factor")

@@ -480,11 +480,16 @@ def _change(cur: float | None, new: float | None, unit: str, better: str) -> Cha
 
 
 def interval_text(iv: tuple[float, float, float] | None, unit: str) -> str:
-    """Return ``"p5–p95 $1.2M – $3.4M"`` for an interval, empty when degenerate."""
+    """Return ``"p5–p95 $1.2M – $3.4M"`` for an interval, empty when degenerate.
+
+    Bounds are compact (:func:`backtest.calibration.compare.format_figure`: three significant
+    digits, ``k`` / ``M`` / ``B``).
+    """
+    from backtest.calibration.compare import format_figure
+
     if iv is None or abs(iv[2] - iv[0]) <= (0.5 if unit == "USD" else 1e-9):
         return ""
-    return (f"p5–p95 {build.format_value(iv[0], unit)} – "
-            f"{build.format_value(iv[2], unit)}")
+    return f"p5–p95 {format_figure(iv[0], unit)} – {format_figure(iv[2], unit)}"
 
 
 def summary_table(data: GovernanceData) -> dict:

@@ -52,7 +52,7 @@ def pareto(points: list[tuple[float, float]]) -> list[int]:
     return out
 
 
-DOMINATING_COLOR = "#009E73"
+DOMINATING_COLOR = "#1b5e20"
 """Colour of swept sets that beat both the current and a proposed set on both axes."""
 
 
@@ -61,8 +61,8 @@ def frontier_figure(data: GovernanceData, markers: dict[str, str] | None = None)
 
     Frontier points are grey; the efficient ones (no set has less of both) are joined by a
     line; current is a black diamond, proposed sets coloured stars. Swept sets that beat both
-    the current and a proposed set (``markers``: label -> ``D1``, ``D2``, ...) are green and
-    labelled with their marker, which the text names.
+    the current and a proposed set (``markers``: label -> ``D1``, ``D2``, ...) are dark-green
+    rings labelled with their marker, which the text names.
     """
     markers = markers or {}
     totals = _totals(data)
@@ -86,7 +86,9 @@ def frontier_figure(data: GovernanceData, markers: dict[str, str] | None = None)
     if dom:
         fig.add_trace(go.Scatter(
             x=np.float32([x for _, x, _ in dom]), y=np.float32([y for _, _, y in dom]),
-            mode="markers+text", marker={"color": DOMINATING_COLOR, "size": 10},
+            mode="markers+text",
+            marker={"color": DOMINATING_COLOR, "size": 12, "symbol": "circle-open",
+                    "line": {"width": 2.5}},
             text=[markers[s.label] for s, _, _ in dom], textposition="top right",
             textfont={"color": DOMINATING_COLOR, "size": 12},
             name="swept sets better than current and proposed on both",

@@ -70,7 +70,7 @@ def book_asset(meta: dict, book_params: str | None, proposal_name: str) -> tuple
 
 def asset_warnings(events: list[tuple[str, str, dict, str | None]],
                    proposal_name: str) -> list[str]:
-    """Return one sentence per event whose tape asset differs from the book's asset.
+    """Return a sentence per (tape, book asset) pair that differ, naming the events.
 
     Parameters
     ----------
@@ -81,17 +81,20 @@ def asset_warnings(events: list[tuple[str, str, dict, str | None]],
     -------
     list of str
     """
-    out = []
+    groups: dict[tuple[str, str, str, str], list[str]] = {}
     for key, symbol, meta, params in events:
         found = book_asset(meta, params, proposal_name)
         tape = normalise_asset(symbol)
         if found is None or tape is None or found[0] == tape:
             continue
-        asset, where = found
-        out.append(f"{key} replays {symbol} prices against a book meant for {asset} (from "
-                   f"{where}): its figures describe that book under {tape}'s price path, not "
-                   f"{asset}'s. Read them as a stress scenario, not as what {asset} "
-                   "borrowers went through.")
+        groups.setdefault((symbol, tape, *found), []).append(key)
+    out = []
+    for (symbol, tape, asset, where), keys in groups.items():
+        verb = "replays" if len(keys) == 1 else "replay"
+        out.append(f"{_join(keys)} {verb} {symbol} prices against a book meant for {asset} "
+                   f"(from {where}): {'its' if len(keys) == 1 else 'their'} figures describe "
+                   f"that book under {tape}'s price path, not {asset}'s. Read them as a stress "
+                   f"scenario, not as what {asset} borrowers went through.")
     return out
 
 
