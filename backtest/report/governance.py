@@ -346,7 +346,7 @@ def account_view(catalog: Catalog, data: GovernanceData) -> list[dict]:
         try:
             tables = {s.label: gacc.cell_accounts(store.cell_dir(ids[s.label]) / "cell.json")
                       for s in named}
-        except (KeyError, OSError, ValueError, LiqbtError) as exc:
+        except (KeyError, OSError, TypeError, ValueError, LiqbtError) as exc:
             entry["error"] = (f"the cells of {sc.key} could not be re-simulated "
                               f"({type(exc).__name__}: {_scrub(str(exc))})")
             out.append(entry)
