@@ -56,7 +56,7 @@ def test_report_is_one_small_self_contained_file(governance_report):
     assert html.count(plotly) == 1  # plotly.js embedded exactly once
     assert "cdn" not in html.replace(plotly, "").lower()  # nothing loaded from the network
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=", html.replace(plotly, ""))
-    assert html.count('class="plotly-graph-div"') == 7  # frontier + 6 events
+    assert html.count('class="plotly-graph-div"') == 8  # frontier + grid heatmap + 6 events
     assert governance_report["outcome"].total == 6 * 20
 
 
@@ -65,7 +65,7 @@ def test_every_user_string_is_escaped(governance_report):
     rest = html.replace(plotlyjs_payload(), "")
     assert "<script>alert" not in rest and "<img src=x" not in rest and "<b>bold" not in rest
     assert "<i>bigger" not in rest
-    assert rest.count("<script") == 2 + 7  # plotly.js (data, loader) + one per chart
+    assert rest.count("<script") == 2 + 8  # plotly.js (data, loader) + one per chart
     assert "&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;" in rest  # the title, as text
     assert "&lt;img src=x onerror=alert(1)&gt;" in rest
     assert "cf 25% &#34;penalty&#34; 2% &lt;b&gt;bold&lt;/b&gt;" in rest  # set name in tables

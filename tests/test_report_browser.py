@@ -172,14 +172,20 @@ def test_governance_report_renders_in_chromium(governance_report, chromium):
         time.sleep(0.2)
     traces = chromium.evaluate(
         "Array.from(document.querySelectorAll('.js-plotly-plot'))"
-        ".map(d => d.querySelectorAll('.scatterlayer .trace').length)")
+        ".map(d => d.querySelectorAll('.scatterlayer .trace, .heatmaplayer .hm').length)")
     title = chromium.evaluate("document.title")
     shot = chromium.send("Page.captureScreenshot", {"format": "png"})
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "governance-report.png").write_bytes(base64.b64decode(shot["data"]))
+    for anchor, name in (("frontier", "governance-report-2.png"),
+                         ("grid", "governance-report-3.png"),
+                         ("accounts", "governance-report-4.png")):
+        chromium.evaluate(f"document.getElementById('{anchor}').scrollIntoView()")
+        shot = chromium.send("Page.captureScreenshot", {"format": "png"})
+        (ARTIFACTS / name).write_bytes(base64.b64decode(shot["data"]))
     errors = chromium.errors()
     assert not errors, "console errors:\n" + "\n".join(errors)
-    assert n_charts == 7 and drawn == n_charts, f"{drawn} of {n_charts} charts drawn"
+    assert n_charts == 8 and drawn == n_charts, f"{drawn} of {n_charts} charts drawn"
     assert all(t > 0 for t in traces), traces
     assert "<script>" in title  # the hostile proposal name is shown as text
     assert chromium.evaluate("window.__alerts") == 0  # no injected script ran

@@ -29,7 +29,14 @@ from backtest.books.event import load_book_params
 from backtest.engine.run import file_sha256
 from backtest.policies import load_policy
 from backtest.report import build, figures
-from backtest.report.governance_figures import FRONTIER_GREY, event_figure, frontier_figure
+from backtest.report import governance_stats as gstats
+from backtest.report import governance_warnings as gwarn
+from backtest.report.governance_figures import (
+    FRONTIER_GREY,
+    event_figure,
+    frontier_figure,
+    heatmap_figure,
+)
 from backtest.report.plotlyjs import plotlyjs_loader
 from backtest.report.proposal import CURRENT, Proposal, load_proposal, parameter_sets, sweep_config
 from backtest.results.catalog import Catalog
@@ -86,7 +93,14 @@ class GovernanceData:
     manifest: dict
     sets: list[SetInfo]
     scenarios: list[Scenario]
-    values: pl.DataFrame  # event, stress, param_set, each measure (mean over seeds)
+    values: pl.DataFrame  # event, stress, param_set, each measure (mean over units)
+    unit_values: pl.DataFrame | None = None  # ... per unit (governance_stats.unit_values)
+    units: gstats.Units = gstats.Units("seed", 1)
+    sweep_dir: Path | None = None
+    grid_fields: list[str] = field(default_factory=list)
+    defaults: dict = field(default_factory=dict)  # preset fields, flattened
+    warnings: list[str] = field(default_factory=list)
+    accounts: list[dict] = field(default_factory=list)
     prices: dict[str, pl.DataFrame] = field(default_factory=dict)
     liquidations: dict[str, pl.DataFrame] = field(default_factory=dict)
     buckets: dict[str, int] = field(default_factory=dict)
@@ -107,7 +121,35 @@ class GovernanceData:
         col = v[measure].drop_nulls()
         if not col.len():
             return None
-        return float(col.mean()) if measure == "user_equity_retained" else float(col.sum())
+        return float(col.mean()) if measure in gstats.MEAN_MEASURES else float(col.sum())
+
+    def interval(self, scenario: Scenario | None, label: str,
+                 measure: str) -> tuple[float, float, float] | None:
+        """Return (p5, p50, p95) over units of a set's measure (None: over all scenarios)."""
+        if self.unit_values is None:
+            return None
+        if scenario is None:
+            return gstats.interval(self.unit_values, label, measure)
+        return gstats.interval(self.unit_values, label, measure, scenario.event,
+                               scenario.stress)
+
+    def scenario_keys(self) -> list[tuple[str, str, str]]:
+        """Return ``(key, event, stress)`` of every scenario."""
+        return [(sc.key, sc.event, sc.stress) for sc in self.scenarios]
+
+    def points(self) -> dict[str, tuple[float, float]]:
+        """Return set label -> (user losses, bad debt), USD, summed over scenarios."""
+        return {s.label: (self.value(None, s.label, "user_loss_to_liquidation_usd") or 0.0,
+                          self.value(None, s.label, "bad_debt_usd") or 0.0)
+                for s in self.sets}
+
+    def dominating(self) -> dict[str, list[str]]:
+        """Return proposed set -> the swept sets that beat it and current on both axes."""
+        pts = self.points()
+        frontier = [s.label for s in self.sets if s.role == "frontier"]
+        cur = self.named()[0].label
+        return {p.label: gstats.dominating(pts, frontier, [cur, p.label])
+                for p in self.named()[1:]}
 
 
 def _metric(name: str):
@@ -155,10 +197,8 @@ def load_governance_data(catalog: Catalog, proposal: Proposal, path: Path, sweep
             n_proposed += 1
         sets.append(SetInfo(role, ps.label, dict(ps.params), descriptions.get(ps.label, ""),
                             color))
-    cols = ", ".join(f"avg({m}) AS {m}" for m, _ in MEASURES)
-    values = catalog.query(f"""
-        SELECT event, stress, param_set, {cols}, count(*) AS seeds
-        FROM sweep_cells WHERE sweep_id = {sid} GROUP BY ALL ORDER BY ALL""")
+    unit_values, units = gstats.unit_values(catalog, sid, [m for m, _ in MEASURES])
+    values = mean_values(unit_values)
     stresses = [s.label for s in proposal.stress]
     scenarios = []
     for ev in proposal.events:
@@ -170,8 +210,11 @@ def load_governance_data(catalog: Catalog, proposal: Proposal, path: Path, sweep
                 key, ev.key, st, info["symbol"], info["interval"],
                 f"{build.utc(info['start'])} \u2013 {build.utc(info['end'])}", info["steps"],
                 catalog_event.name, catalog_event.description))
-    data = GovernanceData(proposal, path, manifest, sets, scenarios, values)
-    seed = _lit(str(min(proposal.seeds)))
+    preset = load_policy(proposal.protocol, strategies)
+    data = GovernanceData(proposal, path, manifest, sets, scenarios, values, unit_values,
+                          units, Path(sweep_dir), grid_fields(proposal, strategies),
+                          build._flatten(preset.model_dump(mode="json")))
+    unit_col = units.kind
     for sc in scenarios:
         n = catalog.query(f"""
             SELECT max(steps) AS n FROM sweep_cells WHERE sweep_id = {sid}
@@ -185,17 +228,138 @@ def load_governance_data(catalog: Catalog, proposal: Proposal, path: Path, sweep
                    max(st.high) AS high, min(st.low) AS low,
                    arg_max(st.close, st.step) AS close
             FROM sweep_steps st JOIN sweep_cells c USING (sweep_id, cell_id)
-            WHERE {where} AND param_set = {_lit(CURRENT)} AND seed = {seed}
+            WHERE {where} AND c.cell_id = (
+                SELECT arg_min(cell_id, {unit_col}) FROM sweep_cells c WHERE {where}
+                AND param_set = {_lit(CURRENT)})
             GROUP BY b ORDER BY b""")
         data.liquidations[sc.key] = catalog.query(f"""
             SELECT c.param_set, st.step // {k} AS b,
                    min(epoch_ms(st.timestamp))::DOUBLE AS t_ms,
-                   sum(st.liquidated_notional_usd) / count(DISTINCT c.seed)
+                   sum(st.liquidated_notional_usd) / count(DISTINCT c.cell_id)
                        AS liquidated_notional_usd
             FROM sweep_steps st JOIN sweep_cells c USING (sweep_id, cell_id)
             WHERE {where} GROUP BY ALL ORDER BY param_set, b""")
     data.reality = against_what_happened(catalog, data)
+    data.warnings = input_warnings(data, strategies)
+    data.accounts = account_view(catalog, data)
     return data
+
+
+def mean_values(unit_values: pl.DataFrame) -> pl.DataFrame:
+    """Return the mean over units of every measure per (event, stress, param_set).
+
+    Parameters
+    ----------
+    unit_values : polars.DataFrame
+        From :func:`backtest.report.governance_stats.unit_values`.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``event``, ``stress``, ``param_set``, one column per measure of :data:`MEASURES`
+        present, ``units`` (count).
+    """
+    present = [m for m, _ in MEASURES if m in unit_values.columns]
+    return (unit_values.group_by("event", "stress", "param_set")
+            .agg(*[pl.col(m).mean() for m in present], pl.len().alias("units"))
+            .sort("event", "stress", "param_set"))
+
+
+def grid_fields(proposal: Proposal, strategies: str | Path | None = None) -> list[str]:
+    """Return the frontier's swept policy fields (resolved dotted names), in file order."""
+    from backtest.sweep.grid import resolve_field
+
+    model = type(load_policy(proposal.protocol, strategies))
+    return [resolve_field(model, k, proposal.protocol, "frontier") for k in proposal.frontier]
+
+
+def input_warnings(data: GovernanceData, strategies: str | Path | None = None) -> list[str]:
+    """Return the warnings where the inputs do not match the question.
+
+    Book asset vs tape asset, mechanisms that defined an event but are not modelled, events
+    where nothing happened, and a single unit (see :mod:`backtest.report.governance_warnings`).
+    """
+    from backtest.books.io import read_book_table
+    from backtest.errors import LiqbtError
+
+    assets = []
+    for ev in data.proposal.events:
+        info = next((e for e in data.manifest["events"] if e["event"] == ev.key), None)
+        if info is None:
+            continue
+        meta: dict = {}
+        try:
+            meta = read_book_table(info["book"])[1]
+        except (OSError, LiqbtError, KeyError):
+            pass
+        assets.append((ev.key, info["symbol"], meta, ev.book_params))
+    family = load_policy(data.proposal.protocol, strategies).family
+    run = data.proposal.run.model_dump(mode="json")
+    out = gwarn.asset_warnings(assets, data.proposal.name)
+    out += gwarn.mechanism_warnings([(ev.key, ev.event) for ev in data.proposal.events], run,
+                                    family)
+    if data.unit_values is not None:
+        out += gwarn.empty_warnings(data.unit_values, data.scenario_keys(),
+                                    [m for m, _ in MEASURES if m not in gstats.MEAN_MEASURES])
+    out += gwarn.unit_warnings(data.units.kind, data.units.count)
+    return out
+
+
+def account_view(catalog: Catalog, data: GovernanceData) -> list[dict]:
+    """Return the per-account view: per scenario, each proposed set against current.
+
+    The current and proposed cells of the first unit (lowest member or seed) of each scenario
+    are re-simulated (:mod:`backtest.report.governance_accounts`).
+
+    Returns
+    -------
+    list of dict
+        Per scenario: ``scenario`` (key), ``unit`` (int), ``sets``: per named set ``label``,
+        ``loss`` (:func:`~backtest.report.governance_accounts.loss_distribution`) and, for
+        proposed sets, ``compare``
+        (:func:`~backtest.report.governance_accounts.compare_accounts`); or ``error`` (str)
+        when the cells could not be re-simulated.
+    """
+    from backtest.errors import LiqbtError
+    from backtest.report import governance_accounts as gacc
+    from backtest.sweep.store import SweepStore
+
+    if data.sweep_dir is None:
+        return []
+    sid = _lit(data.manifest["sweep_id"])
+    store = SweepStore(data.sweep_dir)
+    named = data.named()
+    unit_col = data.units.kind
+    out = []
+    for sc in data.scenarios:
+        cells = catalog.query(f"""
+            SELECT param_set, {unit_col}::BIGINT AS unit, cell_id FROM sweep_cells
+            WHERE sweep_id = {sid} AND event = {_lit(sc.event)} AND stress = {_lit(sc.stress)}
+            {"AND member >= 0" if unit_col == "member" else ""}
+            ORDER BY unit, cell_id""")
+        if not cells.height:
+            continue
+        unit = int(cells["unit"][0])
+        ids = {r["param_set"]: r["cell_id"]
+               for r in cells.filter(pl.col("unit") == unit).iter_rows(named=True)}
+        entry: dict = {"scenario": sc.key, "unit": unit, "sets": [], "error": None}
+        try:
+            tables = {s.label: gacc.cell_accounts(store.cell_dir(ids[s.label]) / "cell.json")
+                      for s in named}
+        except (KeyError, OSError, TypeError, ValueError, LiqbtError) as exc:
+            entry["error"] = (f"the cells of {sc.key} could not be re-simulated "
+                              f"({type(exc).__name__}: {_scrub(str(exc))})")
+            out.append(entry)
+            continue
+        cur = tables[named[0].label]
+        for s in named:
+            row = {"label": s.label, "role": s.role, "color": s.color,
+                   "loss": gacc.loss_distribution(tables[s.label]), "compare": None}
+            if s.role != CURRENT:
+                row["compare"] = gacc.compare_accounts(cur, tables[s.label])
+            entry["sets"].append(row)
+        out.append(entry)
+    return out
 
 
 def against_what_happened(catalog: Catalog, data: GovernanceData,
@@ -294,6 +458,7 @@ class Change:
     text: str
     delta: str
     verdict: str  # better | worse | same
+    interval: str = ""
 
 
 def _change(cur: float | None, new: float | None, unit: str, better: str) -> Change:
@@ -314,14 +479,31 @@ def _change(cur: float | None, new: float | None, unit: str, better: str) -> Cha
     return Change(text, delta, "better" if good else "worse")
 
 
+def interval_text(iv: tuple[float, float, float] | None, unit: str) -> str:
+    """Return ``"p5–p95 $1.2M – $3.4M"`` for an interval, empty when degenerate.
+
+    Bounds are compact (:func:`backtest.calibration.compare.format_figure`: three significant
+    digits, ``k`` / ``M`` / ``B``).
+    """
+    from backtest.calibration.compare import format_figure
+
+    if iv is None or abs(iv[2] - iv[0]) <= (0.5 if unit == "USD" else 1e-9):
+        return ""
+    return f"p5–p95 {format_figure(iv[0], unit)} – {format_figure(iv[2], unit)}"
+
+
 def summary_table(data: GovernanceData) -> dict:
-    """Return the one-screen table: per scenario (and all), each measure, current vs proposed.
+    """Return the per-event table: per scenario (and all), each measure, current vs proposed.
+
+    Every value is the mean over units (ensemble members or seeds) with, when there are
+    several, the 5th–95th percentile range over units.
 
     Returns
     -------
     dict
         ``measures`` (label, unit, direction), ``rows`` (``name``, ``cells``: per measure
-        ``current`` text and ``proposed``: list of :class:`Change`).
+        ``current`` text, ``current_interval`` text and ``proposed``: list of :class:`Change`
+        with ``interval`` text).
     """
     named = data.named()
     cur, props = named[0], named[1:]
@@ -331,26 +513,65 @@ def summary_table(data: GovernanceData) -> dict:
         cells = []
         for m, d in measures:
             c = data.value(sc, cur.label, m.name)
+            proposed = []
+            for p in props:
+                ch = _change(c, data.value(sc, p.label, m.name), m.unit, d)
+                ch.interval = interval_text(data.interval(sc, p.label, m.name), m.unit)
+                proposed.append(ch)
             cells.append({"current": build.format_value(c, m.unit),
-                          "proposed": [_change(c, data.value(sc, p.label, m.name), m.unit, d)
-                                       for p in props]})
+                          "current_interval": interval_text(
+                              data.interval(sc, cur.label, m.name), m.unit),
+                          "proposed": proposed})
         name = "All events" if sc is None else sc.key
         rows.append({"name": name, "total": sc is None, "cells": cells})
     return {"measures": [{"label": m.label, "unit": m.unit, "better": d} for m, d in measures],
             "rows": rows, "proposed": props, "current": cur}
 
 
+def robustness_sentence(data: GovernanceData, label: str) -> str:
+    """Return the robustness of a proposed set in plain words.
+
+    E.g. "“X” leaves less bad debt in 47 of 50 ensemble members and on 4 of 5 events; user
+    losses to liquidation are higher on 3 events (a +2.5%, b +2.8%, c +19.7%)."
+    """
+    cur = data.named()[0].label
+    r = gstats.robustness(data.unit_values, cur, label, data.scenario_keys())
+    units = data.units
+    text = (f"\u201c{label}\u201d leaves less bad debt in {r.units_better} of {r.units} "
+            f"{units.words(r.units)} and on {r.events_better} of {r.events} "
+            f"event{'s' if r.events != 1 else ''}")
+    if r.units_worse:
+        text += f" (more in {r.units_worse} {units.words(r.units_worse)})"
+    if r.events_worse_bad_debt:
+        k = r.events_worse_bad_debt
+        text += f"; it leaves more bad debt on {k} event{'s' if k != 1 else ''}"
+    if r.user_loss_higher:
+        rises = ", ".join(f"{k} {_signed_pct(p)}" if p is not None else f"{k} from $0"
+                          for k, p in r.user_loss_higher)
+        n = len(r.user_loss_higher)
+        text += (f"; user losses to liquidation are higher on {n} "
+                 f"event{'s' if n != 1 else ''} ({rises})")
+    else:
+        text += "; user losses to liquidation are higher on no event"
+    return text + "."
+
+
 def recommendation(data: GovernanceData) -> dict:
-    """Return the recommendation: a headline and one plain-words sentence per proposed set.
+    """Return the recommendation: a headline and plain-words sentences per proposed set.
 
     A proposed set is recommended when, summed over every event, it leaves less bad debt and
     no more user losses to liquidation (within 0.1%) than the current parameters; rejected
-    when it is worse on both; otherwise it is a trade-off the sentence quantifies.
+    when it is worse on both; otherwise it is a trade-off the sentence quantifies. Each set's
+    sentences add its robustness (:func:`robustness_sentence`: in how many units and on how
+    many events it leaves less bad debt, and every event on which user losses rise), the
+    5th–95th percentile ranges of the totals over units, and the swept sets that beat both
+    it and the current parameters on both counts.
 
     Returns
     -------
     dict
-        ``headline``, ``verdict`` (``adopt``, ``keep`` or ``trade-off``), ``sentences``.
+        ``headline``, ``verdict`` (``adopt``, ``keep`` or ``trade-off``), ``sentences``,
+        ``dominating`` (proposed label -> list of (marker, label, bad debt, user losses)).
     """
     named = data.named()
     cur = named[0]
@@ -358,51 +579,106 @@ def recommendation(data: GovernanceData) -> dict:
     ul0 = data.value(None, cur.label, "user_loss_to_liquidation_usd") or 0.0
     sentences, adopt, worse = [], [], 0
     n = len(data.scenarios)
+    dom = data.dominating()
+    markers = dominating_markers(data)
+    pts = data.points()
+    what = data.units.words()
+
+    def ranges(label: str) -> str:
+        parts = []
+        for m, words in (("bad_debt_usd", "bad debt"),
+                         ("user_loss_to_liquidation_usd", "user losses")):
+            t = interval_text(data.interval(None, label, m), "USD")
+            if t:
+                parts.append(words + " " + t.split(" ", 1)[1])
+        return (f" Across {data.units.count} {what}, the 5th\u201395th percentile range of "
+                f"the totals is {'; '.join(parts)}." if parts else "")
+
     for p in named[1:]:
         bd = data.value(None, p.label, "bad_debt_usd") or 0.0
         ul = data.value(None, p.label, "user_loss_to_liquidation_usd") or 0.0
-        fewer = sum(1 for sc in data.scenarios
-                    if (data.value(sc, p.label, "bad_debt_usd") or 0.0)
-                    < (data.value(sc, cur.label, "bad_debt_usd") or 0.0) - 0.5)
+        rob = gstats.robustness(data.unit_values, cur.label, p.label, data.scenario_keys())
         d_bd, d_ul = bd - bd0, ul - ul0
         tol_bd, tol_ul = max(0.5, 1e-3 * abs(bd0)), max(0.5, 1e-3 * abs(ul0))
         name = f"\u201c{p.label}\u201d"
         facts = (f"bad debt {build.usd(bd0)} \u2192 {build.usd(bd)}"
                  f"{_pct(d_bd, bd0)}, user losses to liquidation {build.usd(ul0)} \u2192 "
-                 f"{build.usd(ul)}{_pct(d_ul, ul0)}; lower bad debt on {fewer} of {n} "
+                 f"{build.usd(ul)}{_pct(d_ul, ul0)}, means over {data.units.count} {what} summed "
+                 f"over {n} "
                  f"event{'s' if n != 1 else ''}")
         if d_bd < -tol_bd and d_ul <= tol_ul:
-            adopt.append((bd, p.label))
-            sentences.append(f"Adopt {name}: over all events it leaves less bad debt without "
-                             f"raising user losses ({facts}).")
+            adopt.append((bd, p.label, len(rob.user_loss_higher)))
+            if rob.user_loss_higher:
+                k = len(rob.user_loss_higher)
+                text = (f"Adopt {name}: over all events it leaves less bad debt and no more "
+                        f"user losses in total, but user losses rise on {k} of {n} "
+                        f"event{'s' if n != 1 else ''} ({facts}).")
+            else:
+                text = (f"Adopt {name}: it leaves less bad debt without raising user losses "
+                        f"on any event ({facts}).")
         elif d_bd > tol_bd and d_ul > tol_ul:
             worse += 1
-            sentences.append(f"Do not adopt {name}: it is worse on both counts ({facts}).")
+            text = f"Do not adopt {name}: it is worse on both counts ({facts})."
         elif abs(d_bd) <= tol_bd and abs(d_ul) <= tol_ul:
-            sentences.append(f"{name} makes no material difference ({facts}).")
+            text = f"{name} makes no material difference ({facts})."
         elif d_bd < -tol_bd:
             rate = d_ul / -d_bd
-            sentences.append(f"Trade-off for {name}: it avoids {build.usd(-d_bd)} of bad debt "
-                             f"at the cost of {build.usd(d_ul)} more user losses "
-                             f"({build.usd(rate)} of user losses per dollar of bad debt "
-                             f"avoided; {facts}).")
+            text = (f"Trade-off for {name}: it avoids {build.usd(-d_bd)} of bad debt at the "
+                    f"cost of {build.usd(d_ul)} more user losses ({build.usd(rate)} of user "
+                    f"losses per dollar of bad debt avoided; {facts}).")
         else:
-            sentences.append(f"Trade-off for {name}: it spares users {build.usd(-d_ul)} of "
-                             f"liquidation losses but adds {build.usd(d_bd)} of bad debt "
-                             f"({facts}).")
+            text = (f"Trade-off for {name}: it spares users {build.usd(-d_ul)} of "
+                    f"liquidation losses but adds {build.usd(d_bd)} of bad debt ({facts}).")
+        text += " " + robustness_sentence(data, p.label) + ranges(p.label)
+        better_sets = dom.get(p.label, [])
+        if better_sets:
+            listed = "; ".join(
+                f"{markers[f]} \u201c{f}\u201d (bad debt {build.usd(pts[f][1])}, user "
+                f"losses {build.usd(pts[f][0])})" for f in better_sets)
+            k = len(better_sets)
+            text += (f" {k} swept set{'s' if k != 1 else ''} beat{'' if k != 1 else 's'} both "
+                     f"the current parameters and {name} on both bad debt and user losses "
+                     f"(labelled on the frontier): {listed}.")
+        else:
+            text += (f" No swept set beats both the current parameters and {name} on both "
+                     "counts.")
+        sentences.append(text)
+    dominating = {p: [(markers[f], f, pts[f][1], pts[f][0]) for f in fs]
+                  for p, fs in dom.items()}
     if adopt:
-        best = min(adopt)[1]
-        return {"verdict": "adopt", "sentences": sentences,
-                "headline": f"Recommendation: adopt \u201c{best}\u201d. It would have left "
-                            "less bad debt across the events tested without raising user "
-                            "losses to liquidation."}
+        bd_best, best, rises = min(adopt)
+        rob = gstats.robustness(data.unit_values, cur.label, best, data.scenario_keys())
+        if rises:
+            tail = (f"It would have left less bad debt across the events tested and no more "
+                    f"user losses to liquidation in total, but user losses are higher on "
+                    f"{rises} of {n} events.")
+        else:
+            tail = ("It would have left less bad debt across the events tested without "
+                    "raising user losses to liquidation on any event.")
+        tail += (f" Less bad debt in {rob.units_better} of {rob.units} "
+                 f"{data.units.words(rob.units)} and on {rob.events_better} of {n} events.")
+        return {"verdict": "adopt", "sentences": sentences, "dominating": dominating,
+                "headline": f"Recommendation: adopt \u201c{best}\u201d. {tail}"}
     if worse == len(named) - 1:
-        return {"verdict": "keep", "sentences": sentences,
+        return {"verdict": "keep", "sentences": sentences, "dominating": dominating,
                 "headline": "Recommendation: keep the current parameters. Every proposed "
                             "set would have left more bad debt and more user losses."}
-    return {"verdict": "trade-off", "sentences": sentences,
+    return {"verdict": "trade-off", "sentences": sentences, "dominating": dominating,
             "headline": "No proposed set is better on both bad debt and user losses: the "
                         "choice is a trade-off, quantified below."}
+
+
+def dominating_markers(data: GovernanceData) -> dict[str, str]:
+    """Return a short marker (``D1``, ``D2``, ...) per swept set that dominates a proposal.
+
+    Markers label the points on the frontier and name the sets in the text; the order is
+    the order of first appearance over proposed sets.
+    """
+    out: dict[str, str] = {}
+    for labels in data.dominating().values():
+        for f in labels:
+            out.setdefault(f, f"D{len(out) + 1}")
+    return out
 
 
 def _pct(diff: float, base: float) -> str:
@@ -439,7 +715,8 @@ def methodology(data: GovernanceData, strategies: str | Path | None = None) -> d
                f"leverage {', '.join(f'{x:g}x' for x in b.leverage_choices)}, median notional "
                f"{build.usd(b.perp_notional_median_usd)})" if perps > 0 else "")
             + f"; entries in the {b.lookback_days:g} days before the window"
-            + (f" (generator parameters {ev.book_params})" if ev.book_params else "") + ".")
+            + (f" (generator parameters {portable_path(ev.book_params)})"
+               if ev.book_params else "") + ".")
     m = run.market.model_dump()
     manifest_like = {"oracle": run.oracle.model_dump(), "keepers": run.keepers.model_dump(
         mode="json")}
@@ -494,21 +771,110 @@ def parameter_rows(data: GovernanceData) -> list[tuple[str, list[str]]]:
     return rows
 
 
+def portable_path(path: str | Path, base: Path | None = None) -> str:
+    """Return a path as the report may show it: never a local absolute path.
+
+    Under the working directory (or ``base``): relative to it; under ``LIQBT_SHARED_DATA``:
+    ``${LIQBT_SHARED_DATA}/...``; under the repository: relative to it; otherwise
+    ``.../<parent>/<name>``. Relative paths are kept.
+
+    Parameters
+    ----------
+    path : str or Path
+    base : Path, optional
+        Directory to show paths relative to (default: the working directory).
+
+    Returns
+    -------
+    str
+    """
+    import os
+
+    p = Path(str(path))
+    if not p.is_absolute():
+        return str(p)
+    p = Path(os.path.normpath(p))
+    shared = os.environ.get("LIQBT_SHARED_DATA")
+    roots = [("${LIQBT_SHARED_DATA}", shared)] if shared else []
+    roots += [("", str(base or Path.cwd())), ("", str(_repo_root()))]
+    for prefix, root in roots:
+        try:
+            rel = p.relative_to(Path(os.path.normpath(root)))
+        except ValueError:
+            continue
+        return f"{prefix}/{rel}" if prefix else (str(rel) or ".")
+    return ".../" + "/".join(p.parts[-2:])
+
+
+def portable_command(command: str) -> str:
+    """Return a command line with every absolute path made portable (:func:`portable_path`)."""
+    import shlex
+
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return command
+    return " ".join(shlex.quote(portable_path(w)) if w.startswith("/") else shlex.quote(w)
+                    for w in words)
+
+
+def _scrub(text: str) -> str:
+    """Replace absolute paths in a message by portable ones (:func:`portable_path`)."""
+    import re
+
+    return re.sub(r"(?<![\w.])/[^\s'\"(),:]+", lambda m: portable_path(m.group(0)), text)
+
+
+def _repo_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def git_commit() -> str | None:
+    """Return the git commit of the liqbt checkout (``+dirty`` if modified), or None.
+
+    None when liqbt is not run from a git checkout or git is not installed.
+    """
+    import subprocess
+
+    root = _repo_root()
+    if not (root / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True,
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                "--untracked-files=no"], check=True, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "") if head else None
+
+
 def reproducibility(data: GovernanceData) -> dict:
-    """Return the appendix: command, proposal text and hash, sweep, inputs, versions."""
+    """Return the appendix: command, proposal text and hash, sweep, inputs, versions, commit.
+
+    No local absolute path appears: paths are shown relative to the working directory, the
+    shared data directory or the repository (:func:`portable_path`), also inside the
+    proposal's text (whose sha256 is that of the file as written).
+    """
     m = data.manifest
     last = m.get("last_run", {})
     return {
-        "command": data.command,
-        "proposal_path": str(data.path),
+        "command": portable_command(data.command),
+        "proposal_path": portable_path(data.path),
         "proposal_sha256": file_sha256(data.path),
-        "proposal_text": data.path.read_text(encoding="utf-8"),
+        "proposal_text": _scrub(data.path.read_text(encoding="utf-8")),
         "sweep_id": m["sweep_id"],
         "cells": m["cells"],
         "seeds": ", ".join(str(s) for s in data.proposal.seeds),
-        "inputs": [(i["kind"], i["path"], i["sha256"]) for i in m["inputs"]],
+        "units": (f"{data.units.count} {data.units.words()}"
+                  + (" (intervals are taken over ensemble members)"
+                     if data.units.kind == "member" else
+                     " (no ensemble: intervals are taken over book seeds)")),
+        "inputs": [(i["kind"], portable_path(i["path"]), i["sha256"]) for i in m["inputs"]],
         "engine": sorted(m.get("engine", {}).items()),
         "versions": sorted(m.get("versions", {}).items()),
+        "git_commit": git_commit(),
         "timing": (f"{last.get('cells_computed', 0)} cells simulated, "
                    f"{last.get('cells_skipped', 0)} reused from an earlier run, "
                    f"{last.get('wall_seconds', 0.0):.1f} s wall on {last.get('backend', '?')}"),
@@ -525,10 +891,15 @@ def render_governance(data: GovernanceData, strategies: str | Path | None = None
     charts = [{"id": f"fig-event-{i}", "scenario": sc,
                "html": Markup(figures.figure_html(event_figure(data, sc), f"fig-event-{i}"))}
               for i, sc in enumerate(data.scenarios)]
-    frontier = Markup(figures.figure_html(frontier_figure(data), "fig-frontier"))
+    frontier = Markup(figures.figure_html(frontier_figure(data, dominating_markers(data)),
+                                          "fig-frontier"))
+    heat = heatmap_figure(data)
+    heatmap = Markup(figures.figure_html(heat, "fig-heatmap")) if heat is not None else None
     template = _environment().get_template("governance.html.j2")
     return template.render(
         proposal=data.proposal, rec=recommendation(data), table=summary_table(data),
+        units=data.units, warnings=data.warnings, accounts=data.accounts, heatmap=heatmap,
+        grid_fields=data.grid_fields, usd=build.usd,
         sets=data.sets, named=data.named(), frontier=frontier, charts=charts,
         method=methodology(data, strategies), repro=reproducibility(data),
         reality=data.reality,

@@ -52,12 +52,19 @@ def pareto(points: list[tuple[float, float]]) -> list[int]:
     return out
 
 
-def frontier_figure(data: GovernanceData) -> go.Figure:
+DOMINATING_COLOR = "#1b5e20"
+"""Colour of swept sets that beat both the current and a proposed set on both axes."""
+
+
+def frontier_figure(data: GovernanceData, markers: dict[str, str] | None = None) -> go.Figure:
     """Bad debt against user losses to liquidation, summed over events, one point per set.
 
     Frontier points are grey; the efficient ones (no set has less of both) are joined by a
-    line; current is a black diamond, proposed sets coloured stars.
+    line; current is a black diamond, proposed sets coloured stars. Swept sets that beat both
+    the current and a proposed set (``markers``: label -> ``D1``, ``D2``, ...) are dark-green
+    rings labelled with their marker, which the text names.
     """
+    markers = markers or {}
     totals = _totals(data)
     pts = [(x, y) for _, x, y in totals]
     eff = pareto(pts)
@@ -66,7 +73,9 @@ def frontier_figure(data: GovernanceData) -> go.Figure:
         x=np.float32([pts[i][0] for i in eff]), y=np.float32([pts[i][1] for i in eff]),
         mode="lines", line={"color": "#5f6368", "width": 1.2, "dash": "dot", "shape": "hv"},
         name="efficient frontier", hoverinfo="skip"))
-    grey = [(s, x, y) for s, x, y in totals if s.role == "frontier"]
+    grey = [(s, x, y) for s, x, y in totals
+            if s.role == "frontier" and s.label not in markers]
+    dom = [(s, x, y) for s, x, y in totals if s.role == "frontier" and s.label in markers]
     if grey:
         fig.add_trace(go.Scatter(
             x=np.float32([x for _, x, _ in grey]), y=np.float32([y for _, _, y in grey]),
@@ -74,6 +83,18 @@ def frontier_figure(data: GovernanceData) -> go.Figure:
             name="swept parameter sets", text=[figures.label(s.label) for s, _, _ in grey],
             hovertemplate="%{text}<br>user losses $%{x:,.0f}<br>bad debt $%{y:,.0f}"
                           "<extra></extra>"))
+    if dom:
+        fig.add_trace(go.Scatter(
+            x=np.float32([x for _, x, _ in dom]), y=np.float32([y for _, _, y in dom]),
+            mode="markers+text",
+            marker={"color": DOMINATING_COLOR, "size": 12, "symbol": "circle-open",
+                    "line": {"width": 2.5}},
+            text=[markers[s.label] for s, _, _ in dom], textposition="top right",
+            textfont={"color": DOMINATING_COLOR, "size": 12},
+            name="swept sets better than current and proposed on both",
+            customdata=[figures.label(s.label) for s, _, _ in dom],
+            hovertemplate="%{text}: %{customdata}<br>user losses $%{x:,.0f}<br>bad debt "
+                          "$%{y:,.0f}<extra></extra>"))
     for s, x, y in totals:
         if s.role == "frontier":
             continue
@@ -141,3 +162,64 @@ def event_figure(data: GovernanceData, sc: Scenario) -> go.Figure:
     return fig
 
 
+
+
+def _grid_value(data: GovernanceData, s: SetInfo, field: str):
+    v = s.params.get(field, data.defaults.get(field))
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+
+def heatmap_figure(data: GovernanceData) -> go.Figure | None:
+    """Bad debt and user losses over a two-parameter frontier grid, as two heatmaps.
+
+    One cell per combination of the two swept fields (summed over events, mean over units);
+    the current and proposed sets fill the cells they stand for and are marked ``current``,
+    ``proposed`` (``proposed 1``, ``proposed 2``, ... in proposal order when there are
+    several). None when the frontier does not sweep exactly two fields.
+    """
+    if len(data.grid_fields) != 2:
+        return None
+    fx, fy = data.grid_fields
+    pts = data.points()
+    cells: dict[tuple, tuple[SetInfo, tuple[float, float]]] = {}
+    proposed = [s.label for s in data.sets if s.role == "proposed"]
+    names = {s.label: ("current" if s.role == CURRENT else "proposed" if len(proposed) == 1
+                       else f"proposed {proposed.index(s.label) + 1}")
+             for s in data.sets if s.role != "frontier"}
+    for s in data.sets:
+        key = (_grid_value(data, s, fx), _grid_value(data, s, fy))
+        if s.role != "frontier" or key not in cells:
+            cells[key] = (s, pts[s.label])
+    xs = sorted({k[0] for k in cells}, key=_sort_key)
+    ys = sorted({k[1] for k in cells}, key=_sort_key)
+    if len(xs) < 2 or len(ys) < 2:
+        return None
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.14,
+                        subplot_titles=("Bad debt (USD, sum over events)",
+                                        "User losses to liquidation (USD, sum over events)"))
+    for col, idx, bar_x in ((1, 1, 0.43), (2, 0, 1.0)):
+        z = np.full((len(ys), len(xs)), np.nan, np.float32)
+        text = [["" for _ in xs] for _ in ys]
+        for (x, y), (s, p) in cells.items():
+            i, j = ys.index(y), xs.index(x)
+            z[i, j] = p[idx]
+            if s.role != "frontier":
+                text[i][j] = names[s.label]
+        fig.add_trace(go.Heatmap(
+            x=[_fmt(x) for x in xs], y=[_fmt(y) for y in ys], z=z, text=text,
+            texttemplate="%{text}", colorscale="YlOrRd", colorbar={"x": bar_x, "len": 0.9},
+            hovertemplate=f"{figures.label(fx)}=%{{x}}<br>{figures.label(fy)}=%{{y}}<br>"
+                          "$%{z:,.0f}<extra></extra>"), row=1, col=col)
+        fig.update_xaxes(type="category", title_text=figures.label(fx), row=1, col=col)
+        fig.update_yaxes(type="category", title_text=figures.label(fy), row=1, col=col)
+    figures.style(fig, "Swept parameter grid: totals over events", figures.label(fy),
+                  figures.label(fx), height=460, time_axis=False)
+    return fig
+
+
+def _sort_key(v):
+    return (0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v))
+
+
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
