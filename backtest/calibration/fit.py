@@ -111,6 +111,7 @@ class CalibrationConfig(BaseModel):
     interval_minutes: int = Field(5, gt=0)
     long_share_weight: float = Field(1.0, ge=0.0)
     max_evaluations: int = Field(80, gt=0)
+    leave_one_out_evaluations: int = Field(40, gt=0)
     response: ResponseConfig = ResponseConfig()
     fit: list[FitParameter] = Field(min_length=1)
     event: list[EventSpec] = Field(min_length=1)
@@ -387,7 +388,12 @@ class Calibration:
 
     def leave_one_out(self, full: FitResult, max_evaluations: int | None = None
                       ) -> list[tuple[EventOutcome, FitResult]]:
-        """Refit without each event; return its outcome under the fit that never saw it."""
+        """Refit without each event; return its outcome under the fit that never saw it.
+
+        Each refit starts from the full fit and takes at most ``max_evaluations`` (default the
+        file's ``leave_one_out_evaluations``).
+        """
+        max_evaluations = max_evaluations or self.cfg.leave_one_out_evaluations
         out = []
         start = [full.values[n] for n in self.names]
         for held in self.data:

@@ -60,7 +60,7 @@ def calibrate_file(config: str | Path, output: str | Path, max_evaluations: int 
     console.print(f"fitting {', '.join(cal.names)} on {len(cal.data)} events "
                   f"({cfg.accounts:,} accounts each, {cfg.interval_minutes}-minute candles) ...")
     full = cal.fit(max_evaluations=max_evaluations)
-    loo = cal.leave_one_out(full, max_evaluations) if leave_one_out and len(cal.data) > 1 else []
+    loo = cal.leave_one_out(full) if leave_one_out and len(cal.data) > 1 else []
     book, response = _fitted(cal, full)
     specs = {d.spec.event: d.spec for d in cal.data}
     rows = [_row(o, specs[o.event], True) for o in full.outcomes]
