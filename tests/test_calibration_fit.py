@@ -79,11 +79,13 @@ def test_objective_is_deterministic_and_zero_at_the_truth():
 def test_calibrated_file_round_trips(tmp_path):
     book = BookParams(loan_fraction=0.0, leverage_scale=0.31, represents="all-cex")
     resp = ResponseConfig(enabled=True, share=0.4)
-    path = write_calibrated(tmp_path / "c.toml", book, resp, {"objective": 0.5},
+    path = write_calibrated(tmp_path / "c.toml", book, resp,
+                            {"objective": np.float64(0.5), "evaluations": np.int64(3)},
                             [{"event": "may-2021", "venue": "all-cex", "asset": "BTC",
                               "in_fit": True}], [], "test")
     cal = read_calibrated(path)
     assert cal.book == book and cal.response == resp
+    assert "objective = 0.5" in path.read_text()
     assert "may-2021/market-btc-liquidated" in cal.fit_targets
     assert not list(tmp_path.glob(".*tmp"))
 
