@@ -1,6 +1,6 @@
 """BitMEX auto-deleveraging ranking and bankruptcy prices (floats).
 
-Sources (stored pages, MECHANISMS.md section 7): bitmex.com ``/app/autoDeleveraging`` (ranking
+Sources (documentation pages under https://www.bitmex.com/app/): ``/app/autoDeleveraging`` (ranking
 formula), ``/app/autoDeleveragingExamples`` (ranked queue, quintiles, liquidated short of 20 at
 USD 650), ``/app/isolatedMarginExamples`` (linear ETHUSDT example: liquidation and bankruptcy
 prices 510 and 500), ``/app/liquidation``, ``/app/liquidationExamples`` (the liquidation engine

@@ -6,8 +6,9 @@ shortfall ``S``, are taken over at their bankruptcy price: each deleveraged coun
 ``x`` units at the market price and pays ``x x S / U`` (the gap between market and bankruptcy
 price per unit), at most its equity, until ``U`` units are matched. What is left is socialised.
 
-Rankings follow MECHANISMS.md section 7 (Binance, BitMEX, Hyperliquid scores; dYdX v4 iterates
-from a random account). PnL is measured since the window start (equity now minus equity at the
+Rankings follow the venues' ADL rules (Binance, BitMEX, Hyperliquid scores; dYdX v4 iterates
+from a random account), each cited by :class:`backtest.kernels.enums.AdlRanking`.
+PnL is measured since the window start (equity now minus equity at the
 first open), the only entry information the engine keeps.
 """
 

@@ -4,7 +4,8 @@ A loan of family ``SOFT_BANDS`` deposits its collateral ``y0`` evenly over ``N``
 top price ``top``: band ``k`` (``0 <= k < N``) covers oracle prices ``(top r^(k+1), top r^k]``
 with ``r = (A - 1) / A`` (``AMM.vy`` ``_p_oracle_up``: ``p_base x ((A - 1) / A)^n``).
 
-Conversion model (MECHANISMS.md section 4, "Conversion model usable in a backtest"):
+Conversion model (simplified from curve-stablecoin ``AMM.vy`` ``get_xy_up``,
+https://github.com/curvefi/curve-stablecoin/tree/cf1d05fb6bf7c608973cc41786b2e1fd81dc3a6a):
 
 - The AMM's composition follows the oracle (arbitrage keeps it there): at oracle price ``p``,
   bands above ``p`` hold only stablecoin, bands below only collateral, and the band holding

@@ -5,8 +5,10 @@ Accounts are ragged and stored CSR style: account ``i`` holds the positions
 assets) and ``pos_units`` (asset units, signed), plus one ``cash`` balance (USD; a lending
 account's stablecoin debt is ``-cash``). Rules (``docs/portfolios.md``):
 
-- lending: ``HF = sum(units x price x LT) / debt`` (Aave v3 ``GenericLogic``, MECHANISMS.md
-  section 1); when ``HF < 1`` a liquidator repays at most ``close_factor`` of the debt (all of
+- lending: ``HF = sum(units x price x LT) / debt`` (Aave v3 ``GenericLogic``,
+
+  https://github.com/aave-dao/aave-v3-origin/tree/fd1fbd9150426ca8ace9cee45b4acf912ae84f5b);
+  when ``HF < 1`` a liquidator repays at most ``close_factor`` of the debt (all of
   it once ``HF <= full_close_health_factor``, the v3.0-3.2 rule) and seizes collateral worth
   ``repaid x (1 + bonus_i)`` at the fill price, collateral by collateral in the order policy's
   order (or pro rata); ``protocol_fee`` of the bonus goes to the insurance fund (Aave's

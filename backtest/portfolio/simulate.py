@@ -188,7 +188,7 @@ def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
         ``on_block(t, state)`` before step ``t`` (0, every, 2 x every, ...) with the book's
         current state (units and cash as of the end of step ``t - 1``), e.g. to take
         liquidation-at-risk snapshots
-        (:func:`backtest.risk.portfolio_map.portfolio_liquidation_map`). It must not modify
+        (:func:`backtest.portfolio.lar_map.portfolio_liquidation_map`). It must not modify
         ``state``. Blocks do not change the results.
 
     Returns
