@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from backtest.engine.book_flow import BookFlow, FlowStepper
@@ -39,6 +40,7 @@ from backtest.kernels.liquidation_nb import (
     scatter_nb,
     trigger_keys_nb,
 )
+from backtest.results.simulation import SimulationResult
 
 #: Accounts per chunk. Fixed (not derived from the thread count) so sums are reproducible.
 CHUNK_SIZE = 4096
@@ -59,58 +61,6 @@ class Prices:
 
     def __len__(self) -> int:
         return len(self.close)
-
-
-@dataclass
-class SimulationResult:
-    """Outcome of one policy on one window.
-
-    Attributes
-    ----------
-    units, cash : ndarray, shape (N,), float64
-        Final positions (asset units) and cash (USD).
-    n_liquidations, first_step, last_step : ndarray, shape (N,), int32
-        Liquidation events per account; first/last step index (-1: never liquidated).
-    liquidated_notional, penalties_paid, bad_debt : ndarray, shape (N,), float64
-        Per-account totals, USD.
-    funding_paid : ndarray, shape (N,), float64
-        Funding paid by each account over the window (negative: received), USD.
-    step_metrics : ndarray, shape (T, N_STEP_METRICS), float64
-        Per-step aggregates, columns :class:`backtest.kernels.StepMetric`.
-    records : ndarray, shape (R,), structured ``RECORD_FIELDS``
-        One row per liquidation event, ordered by step (within a step, by the kernel's
-        processing order: deterministic, independent of the thread count).
-    adl_records : ndarray, shape (A,), structured ``ADL_FIELDS``
-        One row per auto-deleveraged account and step, in order of deleveraging.
-    bands : ndarray, shape (N, N_BAND_FIELDS) or (0, N_BAND_FIELDS), float64
-        Family SOFT_BANDS: each loan's band state and its bands' running trade totals
-        (:data:`backtest.kernels.enums.BAND_FIELDS`); other families: no rows.
-    book_flow : ndarray, shape (T, N_FLOW_FIELDS), float64
-        Arrivals and cures per step (:data:`backtest.kernels.book_flow_nb.FLOW_FIELDS`);
-        zeros without a moving book.
-    deposited : ndarray, shape (N,), float64
-        New money each account brought in during the window (arrival margin and cures), USD.
-    impact_baseline : ndarray, shape (T,), float64, or None
-        As-happened net liquidation flow per step subtracted before impact (counterfactual
-        impact), USD; None: nothing subtracted.
-    """
-
-    units: np.ndarray
-    cash: np.ndarray
-    n_liquidations: np.ndarray
-    first_step: np.ndarray
-    last_step: np.ndarray
-    liquidated_notional: np.ndarray
-    penalties_paid: np.ndarray
-    bad_debt: np.ndarray
-    funding_paid: np.ndarray
-    step_metrics: np.ndarray
-    records: np.ndarray
-    adl_records: np.ndarray
-    bands: np.ndarray
-    book_flow: np.ndarray
-    deposited: np.ndarray
-    impact_baseline: np.ndarray | None = None
 
 
 #: Fields of an auto-deleveraging record.
@@ -291,7 +241,7 @@ def simulate(
         reached = run_steps_nb(
             t, stop, o, h, lo, cl, depth, volume, gas, risk, mark, int(trigger_mode),
             int(fill_mode),
-            policy, market, market_state, product, u, c, key, flagged, n_liq, first, last,
+            kernel_records(policy), kernel_records(market), market_state, product, u, c, key, flagged, n_liq, first, last,
             auction_tic, auction_top, bands, notional, penalties,
             bad, funding_paid, funding,
             chunk_size, step_metrics, rec_len, rec_i, rec_f, baseline,
@@ -343,6 +293,27 @@ def _scatter_rows(values: np.ndarray, order: np.ndarray) -> np.ndarray:
 def _per_step(values) -> np.ndarray:
     """Writable, C-contiguous float64 (a copy only if needed)."""
     return np.require(values, np.float64, ["C_CONTIGUOUS", "WRITEABLE"])
+
+
+def kernel_records(records: np.ndarray) -> np.ndarray:
+    """Return a structured array as the kernels read it, whether the JIT is on or off.
+
+    Jitted kernels read a record's fields as attributes (``rec.maintenance_rate``); a NumPy
+    structured array's elements (``numpy.void``) do not have them, so with the JIT off
+    (``LIQBT_DISABLE_JIT=1``) the same array is handed over as a :class:`numpy.recarray` view
+    (same memory, same values), whose elements do.
+
+    Parameters
+    ----------
+    records : ndarray, shape (K,), structured dtype
+        A packed parameter array (``POLICY_DTYPE``, ``MARKET_DTYPE``).
+
+    Returns
+    -------
+    ndarray, shape (K,)
+        ``records`` itself when the JIT is on, else its ``recarray`` view.
+    """
+    return records.view(np.recarray) if numba.config.DISABLE_JIT else records
 
 
 def _deleverage(state, policy, market, product, units, cash, key, equity_start, close,
@@ -448,7 +419,11 @@ def liquidation_order(product: np.ndarray, units: np.ndarray, cash: np.ndarray) 
     product : ndarray, shape (N,), int8
     units, cash : ndarray, shape (N,), float64
     """
-    return liquidation_order_nb(np.require(product, np.int8, ["C_CONTIGUOUS", "WRITEABLE"]),
+    # With the JIT off, ``product[i] + 2`` stays int8 under NumPy's rules and the kernel's
+    # ``group x ORDER_BUCKETS`` overflows; numba widens it to int64. Hand over int64 codes then
+    # (same values) until the kernel widens the element itself.
+    dtype = np.int64 if numba.config.DISABLE_JIT else np.int8
+    return liquidation_order_nb(np.require(product, dtype, ["C_CONTIGUOUS", "WRITEABLE"]),
                                 _per_step(units), _per_step(cash), ORDER_BUCKETS)
 
 

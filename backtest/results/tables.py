@@ -20,7 +20,6 @@ times; ``step`` counts candles from 0 at the window start.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -28,10 +27,8 @@ import polars as pl
 from backtest.kernels.book_flow_nb import FLOW_FIELDS
 from backtest.kernels.enums import BAND_FIELDS, Product, StepMetric
 from backtest.results.running_totals import running_totals
+from backtest.results.simulation import SimulationResult
 from backtest.results.socialised import SocialisedCharges, socialised_charges
-
-if TYPE_CHECKING:  # type only: the results layer reads engine outputs, never runs the engine
-    from backtest.engine.dispatch import SimulationResult
 
 STATUS_OPEN = "open"
 STATUS_PARTIAL = "partially_liquidated"
