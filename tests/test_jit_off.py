@@ -101,7 +101,8 @@ def test_jit_off_run_writes_every_policy(jit_off_run):
     assert acc.height == N_ACCOUNTS * len(POLICIES)
     liq = pl.read_parquet(run_dir / "liquidations.parquet")
     assert liq.height > 0, "a 7% slide in six hours liquidates some of 300 accounts"
-    assert datetime.fromisoformat(manifest["window"]["start"]) == jit_off_run["start"].astimezone(UTC)
+    start = datetime.fromisoformat(manifest["window"]["start"])
+    assert start == jit_off_run["start"].astimezone(UTC)
 
 
 def test_jit_off_run_conserves_money(jit_off_run):

@@ -6,6 +6,10 @@ USD 650), ``/app/isolatedMarginExamples`` (linear ETHUSDT example: liquidation a
 prices 510 and 500), ``/app/liquidation``, ``/app/liquidationExamples`` (the liquidation engine
 takes the position over and places a limit order at the bankruptcy price; a long of 1 contract
 at $100 with bankruptcy price $99 filled at $99.25 gives the insurance fund $0.25).
+
+Why over 400 lines: it holds one venue's rules (liquidation and bankruptcy prices, ADL
+ranking), each with its worked examples from the venue's pages; one module per venue is the
+calculators' rule, mirrored by its test module.
 """
 
 from __future__ import annotations

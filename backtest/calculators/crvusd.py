@@ -11,6 +11,10 @@ Sources: curvefi/curve-stablecoin ``curve_stablecoin/AMM.vy`` (band grid L30-34,
 ``liquidate`` L1254+). The simplified band-conversion model is
 :func:`band_conversion`'s (derived from ``AMM.vy`` ``get_xy_up``). Repository at the commit read:
 https://github.com/curvefi/curve-stablecoin/tree/cf1d05fb6bf7c608973cc41786b2e1fd81dc3a6a.
+
+Why over 400 lines: it mirrors one protocol (``AMM.vy`` band prices and ``controller.vy``
+health), whose functions build on each other; one module per protocol is the calculators' rule,
+mirrored by its test module.
 """
 
 from __future__ import annotations

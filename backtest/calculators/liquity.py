@@ -17,6 +17,10 @@ https://github.com/liquity/bold/tree/405f91227f9981a82a7c7ca6540221b30cab51c4.
 
 The v1 Stability Pool's per-depositor accounting (compounded deposits and ETH gains with the
 product-sum ``P``/``S`` scheme, scales and epochs) is :class:`StabilityPoolV1`.
+
+Why over 400 lines: it mirrors one protocol's trove liquidation (v1 and v2 share the
+offset/redistribution split and the Stability Pool arithmetic); one module per protocol is the
+calculators' rule, mirrored by its test module.
 """
 
 from __future__ import annotations

@@ -13,6 +13,11 @@ Sources: makerdao/dss at fa4f6630
 ``src/abaci.sol`` (price curves,
 ``rpow``), ``src/dog.sol`` ``bark`` (L170-237), ``src/clip.sol`` ``kick`` (L229-266), ``redo``
 (L270-308), ``take`` (L327-416), ``status`` (L454-457), ``upchost`` (L460-463).
+
+Why over 400 lines: it mirrors one protocol's three contracts (``dog.sol``, ``clip.sol``,
+``abaci.sol``) whose functions call each other (``bark`` kicks a ``clip`` auction priced by an
+``abaci`` curve); one module per protocol is the calculators' rule, mirrored by its test
+module.
 """
 
 from __future__ import annotations

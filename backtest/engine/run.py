@@ -3,6 +3,9 @@
 This is the engine layer's entry point (``liqbt run CONFIG``): it assembles arrays from the
 tape, book and policies, dispatches the kernel per policy with a progress bar, and hands the
 outputs to :mod:`backtest.results.writer`. Nothing is written unless every policy finished.
+
+Why over 400 lines: it is the run pipeline in the order it happens (resolve inputs, check them,
+simulate every policy, reserve a run id, write), each step a short function the next one calls.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 Kernels see only NumPy arrays, scalars and the structured ``POLICY_DTYPE`` record defined
 here; everything a policy file says is packed into one such record
 (:func:`backtest.policies.pack_policy`).
+
+Why over 400 lines: it holds every integer enum, the policy struct and the record layouts that
+kernels, the driver and the reference twin all read, so one definition serves them all; it has
+no logic.
 """
 
 from __future__ import annotations

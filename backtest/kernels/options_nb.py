@@ -33,6 +33,11 @@ prices and Greeks at each price point), in parallel over instruments; accounts t
 ``quantity x`` those numbers, in parallel over fixed chunks whose accumulators are summed in
 chunk order, so results are bit-identical whatever the thread count. Each account is
 liquidated at most once, so its record has a fixed slot (its own row).
+
+Why over 400 lines: it is one numba kernel family (marks, scenario margin, liquidation and
+settlement of options accounts) with the helpers it inlines; numba caches compiled code per
+file, so helpers live beside the loop. It is split when the options path shares the single-
+asset settlement layer.
 """
 
 from __future__ import annotations

@@ -31,6 +31,10 @@ The step loop is time-major; accounts are processed in fixed-size chunks in para
 (``prange``). Pass 1 flags liquidatable accounts and reserves, per chunk and in chunk order,
 record slots for all of their positions; pass 2 liquidates them; the records are then compacted
 and per-chunk sums added in chunk order: results are bit-identical whatever the thread count.
+
+Why over 400 lines: it is one numba kernel (the multi-asset step loop) with the helpers it
+inlines; numba caches compiled code per file, so helpers live beside the loop. It is split when
+the portfolio path shares the single-asset settlement layer.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 A policy is a family (``hard`` or ``partial``) plus parameters for each product it may
 liquidate: isolated-margin perps (``[perp]``) and single-asset loans (``[loan]``). Every
 field is documented in ``strategies/README.md``; unknown or misspelled fields are errors.
+
+Why over 400 lines: it is the whole schema of a policy file: one pydantic model per section and
+family, validated together (a family's validator checks the sections it needs).
 """
 
 from __future__ import annotations
