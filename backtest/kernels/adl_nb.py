@@ -27,7 +27,29 @@ _PERP = int(Product.PERP)
 
 @njit
 def adl_score_nb(ranking, units, equity, equity_start, price, m):
-    """Ranking score of one counterparty (higher is deleveraged first); NaN: not a candidate."""
+    """Ranking score of one counterparty (higher is deleveraged first); NaN: not a candidate.
+
+    Parameters
+    ----------
+    ranking : int
+        :class:`backtest.kernels.enums.AdlRanking`.
+    units : float
+        Counterparty's signed position, asset units.
+    equity : float
+        Counterparty's equity at ``price``, USD.
+    equity_start : float
+        Its equity at the window's first open, USD.
+    price : float
+        Market price of the step, USD per unit.
+    m : float
+        Maintenance rate of its product, fraction.
+
+    Returns
+    -------
+    float
+        Score (dimensionless; Binance: PnL fraction x leverage; BitMEX and Hyperliquid: PnL
+        percentage x effective leverage; dYdX: 0, order by book row), NaN for no candidate.
+    """
     if equity <= 0.0:
         return np.nan
     pnl = equity - equity_start
