@@ -4,7 +4,9 @@ Every kernel then runs as plain Python: the switch users turn on to debug a kern
 working, so ``make test`` (and with it ``.ci/run``) runs ``liqbt run`` once that way, in a
 subprocess (numba reads the switch once, at its import): a few hundred accounts, six hours of
 5-minute candles through a crash, two policies. The run must finish, write its tables, and
-conserve money by the same identity as the jitted runs (``tests/test_engine_run.py``).
+conserve money by the same identity as the jitted runs (``tests/test_engine_run.py``). The
+portfolio and options kernels run the same way on small random books and must equal their
+plain-Python reference twins.
 """
 
 from __future__ import annotations
@@ -131,3 +133,42 @@ def test_jit_off_run_conserves_money(jit_off_run):
         s = steps.filter(pl.col("policy") == policy)
         assert s["insurance_draw_usd"].sum() + s["socialised_loss_usd"].sum() == pytest.approx(
             lq["bad_debt_usd"].sum(), rel=1e-9, abs=1e-6)
+
+
+TWINS = """
+import json
+import backtest._jit  # configures numba (the JIT switch) before anything imports it
+import numba
+import numpy as np
+from tests.test_options_parity import _case as options_case, _reference as options_reference
+from tests.test_portfolio_kernel import _case as portfolio_case, _reference as portfolio_ref
+from backtest.options.simulate import run_options
+from backtest.portfolio import simulate_portfolio
+
+out = {"jit_disabled": bool(numba.config.DISABLE_JIT)}
+case = options_case(0, n=30, steps=20)
+res, ref = run_options(*case[:5], case[5], chunk_size=7), options_reference(*case)
+out["options_records"] = [int(res.records.size), len(ref.records)]
+out["options_liq_step_equal"] = bool(np.array_equal(res.liq_step, ref.liq_step))
+out["options_cash_diff"] = float(np.max(np.abs(res.cash - ref.cash)))
+aligned, book, params = portfolio_case(0, "protocol", n=40, steps=15)
+res, ref = simulate_portfolio(aligned, book, params), portfolio_ref(aligned, book, params)
+out["portfolio_records"] = [int(res.records.height), len(ref.records)]
+out["portfolio_n_liq_equal"] = bool(np.array_equal(res.n_liquidations, ref.n_liquidations))
+out["portfolio_cash_diff"] = float(np.max(np.abs(res.book.cash - ref.cash)))
+print(json.dumps(out))
+"""
+
+
+def test_portfolio_and_options_kernels_run_with_the_jit_off():
+    """With the JIT off the portfolio and options kernels run as Python and equal their twins."""
+    env = dict(os.environ, LIQBT_DISABLE_JIT="1", NUMBA_DISABLE_JIT="1")
+    proc = subprocess.run([sys.executable, "-c", TWINS], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["jit_disabled"]
+    assert out["options_records"][0] == out["options_records"][1] > 0
+    assert out["options_liq_step_equal"] and out["options_cash_diff"] < 1e-6
+    assert out["portfolio_records"][0] == out["portfolio_records"][1] > 0
+    assert out["portfolio_n_liq_equal"] and out["portfolio_cash_diff"] < 1e-6

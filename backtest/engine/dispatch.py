@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from backtest.engine.book_flow import BookFlow, FlowStepper
+from backtest.jit_compat import jit_disabled, kernel_records
 from backtest.kernels.adl_nb import auto_deleverage_nb
 from backtest.kernels.book_flow_nb import N_FLOW_FIELDS
 from backtest.kernels.bands_nb import place_bands_nb
@@ -245,7 +245,8 @@ def simulate(
         reached = run_steps_nb(
             t, stop, o, h, lo, cl, depth, volume, gas, risk, mark, int(trigger_mode),
             int(fill_mode),
-            kernel_records(policy), kernel_records(market), market_state, product, u, c, key, flagged, n_liq, first, last,
+            kernel_records(policy), kernel_records(market), market_state, product, u, c, key,
+            flagged, n_liq, first, last,
             auction_tic, auction_top, bands, notional, penalties,
             bad, funding_paid, funding,
             chunk_size, step_metrics, rec_len, rec_i, rec_f, baseline,
@@ -297,27 +298,6 @@ def _scatter_rows(values: np.ndarray, order: np.ndarray) -> np.ndarray:
 def _per_step(values) -> np.ndarray:
     """Writable, C-contiguous float64 (a copy only if needed)."""
     return np.require(values, np.float64, ["C_CONTIGUOUS", "WRITEABLE"])
-
-
-def kernel_records(records: np.ndarray) -> np.ndarray:
-    """Return a structured array as the kernels read it, whether the JIT is on or off.
-
-    Jitted kernels read a record's fields as attributes (``rec.maintenance_rate``); a NumPy
-    structured array's elements (``numpy.void``) do not have them, so with the JIT off
-    (``LIQBT_DISABLE_JIT=1``) the same array is handed over as a :class:`numpy.recarray` view
-    (same memory, same values), whose elements do.
-
-    Parameters
-    ----------
-    records : ndarray, shape (K,), structured dtype
-        A packed parameter array (``POLICY_DTYPE``, ``MARKET_DTYPE``).
-
-    Returns
-    -------
-    ndarray, shape (K,)
-        ``records`` itself when the JIT is on, else its ``recarray`` view.
-    """
-    return records.view(np.recarray) if numba.config.DISABLE_JIT else records
 
 
 def _deleverage(state, policy, market, product, units, cash, key, equity_start, close,
@@ -426,7 +406,7 @@ def liquidation_order(product: np.ndarray, units: np.ndarray, cash: np.ndarray) 
     # With the JIT off, ``product[i] + 2`` stays int8 under NumPy's rules and the kernel's
     # ``group x ORDER_BUCKETS`` overflows; numba widens it to int64. Hand over int64 codes then
     # (same values) until the kernel widens the element itself.
-    dtype = np.int64 if numba.config.DISABLE_JIT else np.int8
+    dtype = np.int64 if jit_disabled() else np.int8
     return liquidation_order_nb(np.require(product, dtype, ["C_CONTIGUOUS", "WRITEABLE"]),
                                 _per_step(units), _per_step(cash), ORDER_BUCKETS)
 
