@@ -38,6 +38,9 @@ loan is hard-liquidated: the liquidator repays the whole debt and receives all t
 Account model: ``units`` is the collateral still in the bands (``y``), ``cash = x - debt``
 with ``x`` the stablecoin the bands hold, so ``equity = cash + units x price`` as for every
 account; the per-account band state is an array of :data:`BAND_FIELDS` columns.
+
+Why over 400 lines: it is one mechanism (crvUSD LLAMMA bands) as small jitted helpers the
+single-asset kernel calls; about half of it is their numpydoc sections.
 """
 
 from __future__ import annotations
