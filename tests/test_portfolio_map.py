@@ -1,4 +1,4 @@
-"""Liquidation-at-risk of a multi-asset book (backtest.risk.portfolio_map)."""
+"""Liquidation-at-risk of a multi-asset book (backtest.portfolio.lar_map)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from backtest.kernels.portfolio_enums import PortfolioMetric
 from backtest.kernels.portfolio_reference import simulate_portfolio_reference
 from backtest.portfolio import PortfolioParams, generate_portfolio_book, simulate_portfolio
+from backtest.portfolio.lar_map import PortfolioLarRecorder, portfolio_liquidation_map
 from backtest.portfolio.simulate import sensitivity_of
-from backtest.risk.portfolio_map import PortfolioLarRecorder, portfolio_liquidation_map
 from backtest.tapes.align import AlignedTapes
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT")

@@ -46,15 +46,16 @@ from datetime import datetime, timedelta
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from backtest.books.schema import Book, validate_book
 from backtest.errors import BookError
+from backtest.strict import StrictModel
 
 _MS_PER_DAY = 86_400_000
 
 
-class BookParams(BaseModel):
+class BookParams(StrictModel):
     """Parameters of the synthetic book generator (fractions, USD, days).
 
     Attributes
@@ -91,8 +92,6 @@ class BookParams(BaseModel):
     survivor_maintenance_margin_rate, survivor_liquidation_threshold : float
         Rules used to drop positions that would not have survived to the window start.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     loan_fraction: float = Field(0.3, ge=0.0, le=1.0)
     long_fraction: float = Field(0.6, ge=0.0, le=1.0)

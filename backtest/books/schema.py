@@ -13,7 +13,7 @@ leverage       float64             notional / equity at entry, 1 .. 1,000; for a
 entry_time     timestamp[ms, UTC]  when the position was opened
 =============  ==================  =========================================================
 
-The engine's single account model follows (DESIGN.md): ``units = side x size``, equity at
+The engine's single account model (``docs/books.md``): ``units = side x size``, equity at
 entry ``size x entry_price / leverage`` (USD), ``cash = equity_at_entry - units x
 entry_price``, and thereafter ``equity = cash + units x price``. A long perp or a loan has
 negative cash (the borrowed quote); a short has positive cash.
@@ -48,7 +48,7 @@ COLUMNS: dict[str, pl.DataType] = {
 PRODUCTS = {"perp": Product.PERP, "loan": Product.LOAN}
 
 MAX_LEVERAGE = 1_000.0
-"""Largest leverage a book may hold. No venue of MECHANISMS.md offers more than 200x (GMX's
+"""Largest leverage a book may hold. No venue with a preset here offers more than 200x (GMX's
 0.5% minimum collateral factor, ``gmx-synthetics config/markets.ts``); Binance's top bracket
 is 125x (https://www.binance.com/en/futures/trading-rules/perpetual/leverage-margin). Beyond
 1,000x a value is a unit error (a percentage, a notional), not a position."""

@@ -3,7 +3,7 @@
 Uses the engine's account model (:mod:`backtest.books.schema`): ``units = side x size``,
 ``equity_at_entry = size x entry_price / leverage`` (USD), ``cash = equity_at_entry - units x
 entry_price`` and, at a price ``p``, ``equity = cash + units x p``. Health is measured as the
-engine measures it for the simple families (DESIGN.md, account model):
+engine measures it for the simple families (``docs/books.md``, account model):
 
 - perp: ``equity / (maintenance_margin_rate x |units| x p)``, liquidatable below 1;
 - loan: health factor ``liquidation_threshold x size x p / debt`` with ``debt = -cash``

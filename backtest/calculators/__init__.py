@@ -6,7 +6,7 @@ contracts' fixed-point units (exact, bit-for-bit with the Solidity / Go / Rust c
 centralised exchanges use floats in their documented units. Invalid inputs raise
 ``ValueError``; a condition under which the protocol itself reverts raises a
 :class:`backtest.errors.LiqbtError` subclass. Each docstring states its units and its source
-(repository, file and lines, or documentation page; see ``../shared/MECHANISMS.md`` and
+(repository, file and lines at a pinned commit, or documentation page URL; see
 ``docs/calculators.md``).
 
 Function names clash across protocols (``is_liquidatable``, ``liquidation_price``, ...), so

@@ -33,7 +33,14 @@ Sources: aave/protocol-v2 ``contracts/protocol/lendingpool/LendingPoolCollateral
 aave-dao/aave-v3-origin ``src/contracts/protocol/libraries/logic/LiquidationLogic.sol``
 (close factor L43-64 and L258-282, dust rule L299-325, ``_calculateAvailableCollateralToLiquidate``
 L583-625), ``GenericLogic.sol`` L156-164, ``docs/3.7/liquidation-rounding.md``; aave/aave-v3-core
-``LiquidationLogic.sol`` L54-68, L375-379 (v3.0-3.2 close factor). See MECHANISMS.md section 1.
+``LiquidationLogic.sol`` L54-68, L375-379 (v3.0-3.2 close factor). Repositories at the commits read:
+https://github.com/aave-dao/aave-v3-origin/tree/fd1fbd9150426ca8ace9cee45b4acf912ae84f5b,
+https://github.com/aave/aave-v3-core/tree/782f51917056a53a2c228701058a6c3fb233684a.
+
+Why over 400 lines: it mirrors one protocol's liquidation libraries (``LiquidationLogic``,
+``GenericLogic`` and their ray/wad rounding helpers), which v2 and v3 share; split by version
+it would duplicate the helpers. One module per protocol is the calculators' rule, and
+``tests/test_calculators_aave.py`` mirrors it.
 """
 
 from __future__ import annotations

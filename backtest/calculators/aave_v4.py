@@ -23,6 +23,10 @@ Version modelled: aave/aave-v4 ``src/contracts/spoke/libraries/LiquidationLogic.
 design: Aave governance forum, "Overview of Aave V4's liquidation engine". The repository is
 under active development; later commits express the debt-to-target in RAY
 (``calculateDebtToTargetHealthFactorRay``) with the same value rounded up.
+
+Why over 400 lines: it mirrors one contract's liquidation arithmetic (the Spoke's target health
+factor and rising bonus); one module per protocol is the calculators' rule, mirrored by its
+test module.
 """
 
 from __future__ import annotations

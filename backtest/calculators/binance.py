@@ -1,6 +1,6 @@
 """Binance USDⓈ-M futures margin, liquidation price and ADL ranking (floats, USDT).
 
-Sources (stored pages, MECHANISMS.md section 7): binance.com FAQ 360033525271 "Liquidation
+Sources (documentation pages): https://www.binance.com/en/support/faq/360033525271 "Liquidation
 Protocols" and the liquidation-price calculation example, FAQ 360033525471 "What Is
 Auto-Deleveraging (ADL)", dev.binance.vision thread 17801 (ADL formula); freqtrade
 ``freqtrade/exchange/binance.py`` ``dry_run_liquidation_price`` and
@@ -48,7 +48,7 @@ class Bracket:
     cum: float
 
 
-BTCUSDT_BRACKETS = (  # freqtrade binance_leverage_tiers.json, MECHANISMS.md section 7
+BTCUSDT_BRACKETS = (  # freqtrade exchange/binance_leverage_tiers.json
     Bracket(0.0, 50_000.0, 0.004, 125.0, 0.0),
     Bracket(50_000.0, 600_000.0, 0.005, 100.0, 50.0),
     Bracket(600_000.0, 3_000_000.0, 0.0065, 75.0, 950.0),
@@ -93,7 +93,8 @@ def cumulative_amounts(mmrs: list[float], min_notionals: list[float]) -> list[fl
 
     Notes
     -----
-    Source: Binance leverage and margin table; MECHANISMS.md section 7.
+    Source: Binance leverage and margin table,
+    https://www.binance.com/en/futures/trading-rules/perpetual/leverage-margin.
     """
     if len(mmrs) != len(min_notionals):
         raise ValueError("mmrs and min_notionals differ in length")

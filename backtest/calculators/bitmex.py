@@ -1,11 +1,15 @@
 """BitMEX auto-deleveraging ranking and bankruptcy prices (floats).
 
-Sources (stored pages, MECHANISMS.md section 7): bitmex.com ``/app/autoDeleveraging`` (ranking
+Sources (documentation pages under https://www.bitmex.com/app/): ``/app/autoDeleveraging`` (ranking
 formula), ``/app/autoDeleveragingExamples`` (ranked queue, quintiles, liquidated short of 20 at
 USD 650), ``/app/isolatedMarginExamples`` (linear ETHUSDT example: liquidation and bankruptcy
 prices 510 and 500), ``/app/liquidation``, ``/app/liquidationExamples`` (the liquidation engine
 takes the position over and places a limit order at the bankruptcy price; a long of 1 contract
 at $100 with bankruptcy price $99 filled at $99.25 gives the insurance fund $0.25).
+
+Why over 400 lines: it holds one venue's rules (liquidation and bankruptcy prices, ADL
+ranking), each with its worked examples from the venue's pages; one module per venue is the
+calculators' rule, mirrored by its test module.
 """
 
 from __future__ import annotations

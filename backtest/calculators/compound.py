@@ -11,7 +11,11 @@ Units follow ``Comet.sol``:
 
 Sources: compound-finance/comet ``contracts/Comet.sol`` ``isLiquidatable`` (L566-601),
 ``absorbInternal`` (L1158-1237), ``quoteCollateral`` (L1247-1286), ``CometMath``/``CometCore``
-helpers ``mulPrice``, ``divPrice``, ``mulFactor``. See MECHANISMS.md section 2.
+helpers ``mulPrice``, ``divPrice``, ``mulFactor``. Repository at the commit read:
+https://github.com/compound-finance/comet/tree/d5a30b0aaeff7755f1431e87f818990902237b03.
+
+Why over 400 lines: it mirrors one contract (``Comet.sol`` with its math helpers); one module
+per protocol is the calculators' rule, mirrored by its test module.
 """
 
 from __future__ import annotations

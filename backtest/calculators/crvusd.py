@@ -8,7 +8,13 @@ borrowed token per collateral token; ``A`` is the band-width factor (bands are ~
 Sources: curvefi/curve-stablecoin ``curve_stablecoin/AMM.vy`` (band grid L30-34,
 ``_p_oracle_up`` L350-358, ``p_current_up/down``, ``get_xy_up`` L1311-1440) and
 ``curve_stablecoin/controller.vy`` (``_health`` L1171-1208, ``_get_f_remove`` L1213,
-``liquidate`` L1254+). The simplified band-conversion model is MECHANISMS.md section 4.
+``liquidate`` L1254+). The simplified band-conversion model is
+:func:`band_conversion`'s (derived from ``AMM.vy`` ``get_xy_up``). Repository at the commit read:
+https://github.com/curvefi/curve-stablecoin/tree/cf1d05fb6bf7c608973cc41786b2e1fd81dc3a6a.
+
+Why over 400 lines: it mirrors one protocol (``AMM.vy`` band prices and ``controller.vy``
+health), whose functions build on each other; one module per protocol is the calculators' rule,
+mirrored by its test module.
 """
 
 from __future__ import annotations
@@ -339,7 +345,8 @@ def loss_per_band(A: int) -> float:
 
     Notes
     -----
-    Source: MECHANISMS.md section 4 ("Conversion model usable in a backtest").
+    Source: the simplified conversion model derived from curve-stablecoin ``AMM.vy`` ``get_xy_up``
+    (https://github.com/curvefi/curve-stablecoin/tree/cf1d05fb6bf7c608973cc41786b2e1fd81dc3a6a).
     """
     _check_a(A)
     return 1.0 - math.sqrt((A - 1) / A)
@@ -367,7 +374,9 @@ def band_sold_fraction(p: float, p_up: float, p_down: float) -> float:
 
     Notes
     -----
-    Source: MECHANISMS.md section 4. The exact adiabatic path (``AMM.vy get_xy_up``) differs
+    Source: curve-stablecoin ``AMM.vy``
+    (https://github.com/curvefi/curve-stablecoin/tree/cf1d05fb6bf7c608973cc41786b2e1fd81dc3a6a).
+    The exact adiabatic path (``AMM.vy get_xy_up``) differs
     from this linear rule by at most 0.2% of the band's collateral.
     """
     _check_price("p", p)
@@ -427,7 +436,8 @@ def band_conversion(y: float, p: float, n: int, p_base: float, A: int) -> BandCo
 
     Notes
     -----
-    Source: MECHANISMS.md section 4 (the simplified conversion model) and curvefi/curve-stablecoin
+    Source: the simplified conversion model of curvefi/curve-stablecoin
+    (https://github.com/curvefi/curve-stablecoin/tree/cf1d05fb6bf7c608973cc41786b2e1fd81dc3a6a)
     ``AMM.vy`` (band edges ``p_oracle_up``/``p_oracle_down``, ``get_xy_up``). The same rule as
     :func:`soft_liquidation_state`, which sums it over a loan's 4 to 50 bands.
     """
@@ -491,7 +501,9 @@ def soft_liquidation_state(
 
     Notes
     -----
-    Source: MECHANISMS.md section 4; ``y * sqrt(p_up * p_down)`` is the fully converted value of
+    Source: curve-stablecoin
+    (https://github.com/curvefi/curve-stablecoin/tree/cf1d05fb6bf7c608973cc41786b2e1fd81dc3a6a);
+    ``y * sqrt(p_up * p_down)`` is the fully converted value of
     a band in ``AMM.vy get_xy_up`` (``y * p_up / SQRT_BAND_RATIO``). Real losses are larger
     (oracle lag, dynamic fee, round trips).
     """

@@ -12,7 +12,8 @@ Drift's fixed-point precisions (``math/constants.rs``):
 Sources: drift-labs/protocol-v2 ``programs/drift/src/math/liquidation.rs``
 (``calculate_base_asset_amount_to_cover_margin_shortage`` L32-63, ``calculate_max_pct_to_liquidate``
 L368-399, ``calculate_perp_if_fee`` L401-443, ``get_liquidation_fee`` L535-553),
-``math/constants.rs`` (L185, L206). See MECHANISMS.md section 7.
+``math/constants.rs`` (L185, L206). Repository at the commit read:
+https://github.com/drift-labs/protocol-v2/tree/0ae3e3b1db782a6765c3525b3dec38ad4d9d3a62.
 """
 
 from __future__ import annotations

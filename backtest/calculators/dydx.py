@@ -8,7 +8,8 @@ the chain's ``big.Rat``. Parts per million (``ppm``, ``1_000_000`` = 100%) as in
 Sources: dydxprotocol/v4-chain ``protocol/x/clob/keeper/liquidations.go`` (bankruptcy price
 L396-496, fillable price L500-636, insurance fund delta L641-718), ``protocol/lib/margin/risk.go``
 L52-54, ``protocol/x/clob/types/liquidations_config_keeper.go``,
-``protocol/testing/mainnet/genesis.json`` L950-963. See MECHANISMS.md section 7.
+``protocol/testing/mainnet/genesis.json`` L950-963. Repository at the commit read:
+https://github.com/dydxprotocol/v4-chain/tree/84d4664bae71e3a077adaac67fb77ad19cd28d30.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ Values are integers in the vault's unit of account (as the oracle returns them, 
 
 Sources: euler-xyz/euler-vault-kit ``src/EVault/modules/Liquidation.sol``
 ``calculateLiquidation`` (desired repay pro rata, L109-117) and ``calculateMaxLiquidation``
-(L120-183); ``MIN_SOCIALIZATION_LIABILITY_VALUE`` (L22). See MECHANISMS.md section 5.
+(L120-183); ``MIN_SOCIALIZATION_LIABILITY_VALUE`` (L22). Repository at the
+commit read:
+https://github.com/euler-xyz/euler-vault-kit/tree/5b98b42048ba11ae82fb62dfec06d1010c8e41e6.
 """
 
 from __future__ import annotations
@@ -254,7 +256,9 @@ def socializes_debt(
     Notes
     -----
     Source: euler-vault-kit ``Liquidation.sol`` ``executeLiquidation`` and
-    ``MIN_SOCIALIZATION_LIABILITY_VALUE`` (L22) as summarised in MECHANISMS.md section 5; the
+    ``MIN_SOCIALIZATION_LIABILITY_VALUE`` (L22)
+    (https://github.com/euler-xyz/euler-vault-kit/tree/5b98b42048ba11ae82fb62dfec06d1010c8e41e6);
+    the
     value threshold applies in the later revision of the module.
     """
     _nonneg("liability_after", liability_after)

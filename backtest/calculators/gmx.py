@@ -7,7 +7,8 @@ value * factor / 1e30``); token prices are USD per smallest token unit times ``1
 Sources: gmx-io/gmx-synthetics ``contracts/position/PositionUtils.sol``
 ``isPositionLiquidatable`` (L316-452), ``contracts/utils/Precision.sol`` ``applyFactor``,
 ``config/markets.ts`` (min collateral factor L282-283), ``contracts/adl/AdlUtils.sol``.
-See MECHANISMS.md section 7.
+Repository at the commit read:
+https://github.com/gmx-io/gmx-synthetics/tree/a5c0c8835182cbd84e47dca04b971239311d2f1d.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Hyperliquid liquidation rules (floats, USDC and coin units).
 
-Sources (stored pages, MECHANISMS.md section 7): hyperliquid.gitbook.io/hyperliquid-docs
+Sources (documentation pages under https://hyperliquid.gitbook.io/hyperliquid-docs/):
 ``trading/liquidations`` (maintenance margin, liquidation price formula, partial liquidation
 above 100k USDC with a 30 s cooldown, backstop below 2/3 of maintenance margin) and
 ``trading/auto-deleveraging``; freqtrade ``freqtrade/exchange/hyperliquid.py``
@@ -238,7 +238,8 @@ def market_liquidation_fraction(
 
     Notes
     -----
-    Source: hyperliquid-docs ``trading/liquidations`` (MECHANISMS.md notes that some secondary
+    Source: hyperliquid-docs ``trading/liquidations``
+    (https://hyperliquid.gitbook.io/hyperliquid-docs/trading/liquidations; some secondary
     wikis say "after the cooldown"; the official text is followed).
     """
     if _finite("position_notional", position_notional) < 0 or _finite("threshold", threshold) < 0:

@@ -11,10 +11,16 @@ Sources: liquity/dev (v1) ``packages/contracts/contracts/TroveManager.sol``
 (L335-412: ``_liquidate``, ``_getOffsetAndRedistributionVals``, ``_getCollPenaltyAndSurplus``)
 and ``Dependencies/Constants.sol`` L13-44, as changed by PR #889 "Remove 0.5% coll gas
 compensation from Redistributions" (2025-05: the collateral gas compensation is taken only on the
-part offset by the Stability Pool). See MECHANISMS.md section 6.
+part offset by the Stability Pool). Repositories at the commits
+read: https://github.com/liquity/dev/tree/39f1f7f881de23200c296a892b891a6e2fc6e98f,
+https://github.com/liquity/bold/tree/405f91227f9981a82a7c7ca6540221b30cab51c4.
 
 The v1 Stability Pool's per-depositor accounting (compounded deposits and ETH gains with the
 product-sum ``P``/``S`` scheme, scales and epochs) is :class:`StabilityPoolV1`.
+
+Why over 400 lines: it mirrors one protocol's trove liquidation (v1 and v2 share the
+offset/redistribution split and the Stability Pool arithmetic); one module per protocol is the
+calculators' rule, mirrored by its test module.
 """
 
 from __future__ import annotations

@@ -8,9 +8,16 @@ bit-exact with the contracts, including where the contracts round or revert. Uni
 - ``ray``: 27 decimals (``rate``, ``spot``, prices ``top``/``price``/``buf``/``cut``/``cusp``);
 - ``rad``: 45 decimals (``dust``, ``tab``, ``tip``, ``Hole``/``Dirt``, ``owe``, ``chost``).
 
-Sources: makerdao/dss at fa4f6630 (MECHANISMS.md section 3); ``src/abaci.sol`` (price curves,
+Sources: makerdao/dss at fa4f6630
+(https://github.com/makerdao/dss/tree/fa4f6630afb0624d04a003e920b0d71a00331d98);
+``src/abaci.sol`` (price curves,
 ``rpow``), ``src/dog.sol`` ``bark`` (L170-237), ``src/clip.sol`` ``kick`` (L229-266), ``redo``
 (L270-308), ``take`` (L327-416), ``status`` (L454-457), ``upchost`` (L460-463).
+
+Why over 400 lines: it mirrors one protocol's three contracts (``dog.sol``, ``clip.sol``,
+``abaci.sol``) whose functions call each other (``bark`` kicks a ``clip`` auction priced by an
+``abaci`` curve); one module per protocol is the calculators' rule, mirrored by its test
+module.
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ Sources: morpho-org/morpho-blue ``src/Morpho.sol`` (``liquidate``, ``_isHealthy`
 "Liquidation" (the LIF formula and table). The one-borrower method is
 morpho-org/morpho-blue-lltv-recommendation (Gauntlet), ``README.md`` "Risk Tool Methodology"
 and ``gauntlet/sim_market.py`` ``simulate_insolvency``.
+
+Why over 400 lines: it mirrors one protocol (Morpho Blue's liquidation and its LLTV method);
+one module per protocol is the calculators' rule, mirrored by its test module.
 """
 
 from __future__ import annotations

@@ -17,6 +17,10 @@ venue's and the whole market's figures are shown, with a note saying so).
 Simulated figures are taken over the target's window intersected with the run's window; a row
 says when the two differ. The ratio is simulated / the geometric middle of the real range,
 ``sqrt(low * high)``; "inside" says whether the simulated figure lies in ``[low, high]``.
+
+Why over 400 lines: it is the one comparison of simulated with published figures that ``liqbt
+validate``, the run report and the governance report all use (one function, :func:`compare`,
+with the units and fit keys it needs).
 """
 
 from __future__ import annotations

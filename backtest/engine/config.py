@@ -54,18 +54,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from backtest.errors import ConfigError
 from backtest.kernels.enums import FillPrice, TriggerPrice
+from backtest.strict import StrictModel
 from backtest.validation import apply_overrides, describe, read_toml
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TapeSelection(_Strict):
+class TapeSelection(StrictModel):
     """Which tape to simulate on: an explicit Parquet file, or filters on the tape store."""
 
     path: Path | None = None
@@ -74,7 +71,7 @@ class TapeSelection(_Strict):
     interval: str | None = None
 
 
-class Execution(_Strict):
+class Execution(StrictModel):
     """How candle prices trigger and fill liquidations (see :class:`TriggerPrice`, :class:`FillPrice`).
 
     Attributes
@@ -102,7 +99,7 @@ class Execution(_Strict):
         return int(FillPrice[self.fill_price.upper()])
 
 
-class MarketConfig(_Strict):
+class MarketConfig(StrictModel):
     """How liquidation flow moves the market (see :mod:`backtest.kernels.impact_nb`).
 
     Attributes
@@ -177,7 +174,7 @@ class MarketConfig(_Strict):
         return self
 
 
-class OracleConfig(_Strict):
+class OracleConfig(StrictModel):
     """The price that decides liquidations (see :class:`backtest.kernels.enums.OracleModel`).
 
     ``market`` uses the candle itself (``[execution] trigger_price``). ``lagged``, ``twap``
@@ -198,7 +195,7 @@ class OracleConfig(_Strict):
     heartbeat_minutes: float = Field(default=60.0, gt=0.0)
 
 
-class KeeperConfig(_Strict):
+class KeeperConfig(StrictModel):
     """Keepers (liquidators): how late they act and whether gas stops them.
 
     Attributes
@@ -235,13 +232,13 @@ class KeeperConfig(_Strict):
     capital_usd_per_step: float | None = Field(default=None, gt=0.0)
 
 
-class InsuranceFundConfig(_Strict):
+class InsuranceFundConfig(StrictModel):
     """Insurance fund: starting balance in USD; inflows are the policies' penalty shares."""
 
     initial_balance_usd: float = Field(0.0, ge=0.0)
 
 
-class ResponseConfig(_Strict):
+class ResponseConfig(StrictModel):
     """Accounts that cure near their liquidation threshold (:mod:`backtest.kernels.book_flow_nb`).
 
     Defaults are the borrower response the Morpho simulator fitted on real liquidations (70% of
@@ -290,7 +287,7 @@ class ResponseConfig(_Strict):
         return self
 
 
-class RunConfig(_Strict):
+class RunConfig(StrictModel):
     """A validated run config (see the module docstring for the file layout)."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")

@@ -4,6 +4,10 @@ Allocates the account state and record buffers, calls
 :func:`backtest.kernels.liquidation_nb.run_steps_nb` in blocks of steps (reporting progress
 between blocks and flushing records when a chunk's buffer fills), and returns the final state,
 the per-step aggregates and the liquidation records in a deterministic order.
+
+Why over 400 lines: it is the one driver of the single-asset kernel (state and record buffers,
+blocks of steps, flushing, the ADL hand-off), whose parts share the driver's loop state; it is
+split when the single-asset, portfolio and options paths get one driver.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backtest.engine.book_flow import BookFlow, FlowStepper
+from backtest.jit_compat import jit_disabled, kernel_records
 from backtest.kernels.adl_nb import auto_deleverage_nb
 from backtest.kernels.book_flow_nb import N_FLOW_FIELDS
 from backtest.kernels.bands_nb import place_bands_nb
@@ -39,6 +44,7 @@ from backtest.kernels.liquidation_nb import (
     scatter_nb,
     trigger_keys_nb,
 )
+from backtest.results.simulation import SimulationResult
 
 #: Accounts per chunk. Fixed (not derived from the thread count) so sums are reproducible.
 CHUNK_SIZE = 4096
@@ -59,58 +65,6 @@ class Prices:
 
     def __len__(self) -> int:
         return len(self.close)
-
-
-@dataclass
-class SimulationResult:
-    """Outcome of one policy on one window.
-
-    Attributes
-    ----------
-    units, cash : ndarray, shape (N,), float64
-        Final positions (asset units) and cash (USD).
-    n_liquidations, first_step, last_step : ndarray, shape (N,), int32
-        Liquidation events per account; first/last step index (-1: never liquidated).
-    liquidated_notional, penalties_paid, bad_debt : ndarray, shape (N,), float64
-        Per-account totals, USD.
-    funding_paid : ndarray, shape (N,), float64
-        Funding paid by each account over the window (negative: received), USD.
-    step_metrics : ndarray, shape (T, N_STEP_METRICS), float64
-        Per-step aggregates, columns :class:`backtest.kernels.StepMetric`.
-    records : ndarray, shape (R,), structured ``RECORD_FIELDS``
-        One row per liquidation event, ordered by step (within a step, by the kernel's
-        processing order: deterministic, independent of the thread count).
-    adl_records : ndarray, shape (A,), structured ``ADL_FIELDS``
-        One row per auto-deleveraged account and step, in order of deleveraging.
-    bands : ndarray, shape (N, N_BAND_FIELDS) or (0, N_BAND_FIELDS), float64
-        Family SOFT_BANDS: each loan's band state and its bands' running trade totals
-        (:data:`backtest.kernels.enums.BAND_FIELDS`); other families: no rows.
-    book_flow : ndarray, shape (T, N_FLOW_FIELDS), float64
-        Arrivals and cures per step (:data:`backtest.kernels.book_flow_nb.FLOW_FIELDS`);
-        zeros without a moving book.
-    deposited : ndarray, shape (N,), float64
-        New money each account brought in during the window (arrival margin and cures), USD.
-    impact_baseline : ndarray, shape (T,), float64, or None
-        As-happened net liquidation flow per step subtracted before impact (counterfactual
-        impact), USD; None: nothing subtracted.
-    """
-
-    units: np.ndarray
-    cash: np.ndarray
-    n_liquidations: np.ndarray
-    first_step: np.ndarray
-    last_step: np.ndarray
-    liquidated_notional: np.ndarray
-    penalties_paid: np.ndarray
-    bad_debt: np.ndarray
-    funding_paid: np.ndarray
-    step_metrics: np.ndarray
-    records: np.ndarray
-    adl_records: np.ndarray
-    bands: np.ndarray
-    book_flow: np.ndarray
-    deposited: np.ndarray
-    impact_baseline: np.ndarray | None = None
 
 
 #: Fields of an auto-deleveraging record.
@@ -291,7 +245,8 @@ def simulate(
         reached = run_steps_nb(
             t, stop, o, h, lo, cl, depth, volume, gas, risk, mark, int(trigger_mode),
             int(fill_mode),
-            policy, market, market_state, product, u, c, key, flagged, n_liq, first, last,
+            kernel_records(policy), kernel_records(market), market_state, product, u, c, key,
+            flagged, n_liq, first, last,
             auction_tic, auction_top, bands, notional, penalties,
             bad, funding_paid, funding,
             chunk_size, step_metrics, rec_len, rec_i, rec_f, baseline,
@@ -448,7 +403,11 @@ def liquidation_order(product: np.ndarray, units: np.ndarray, cash: np.ndarray) 
     product : ndarray, shape (N,), int8
     units, cash : ndarray, shape (N,), float64
     """
-    return liquidation_order_nb(np.require(product, np.int8, ["C_CONTIGUOUS", "WRITEABLE"]),
+    # With the JIT off, ``product[i] + 2`` stays int8 under NumPy's rules and the kernel's
+    # ``group x ORDER_BUCKETS`` overflows; numba widens it to int64. Hand over int64 codes then
+    # (same values) until the kernel widens the element itself.
+    dtype = np.int64 if jit_disabled() else np.int8
+    return liquidation_order_nb(np.require(product, dtype, ["C_CONTIGUOUS", "WRITEABLE"]),
                                 _per_step(units), _per_step(cash), ORDER_BUCKETS)
 
 

@@ -173,7 +173,8 @@ def pre_window_depth(tape_arrays: dict, start: int, n_steps: int, days: float, f
     deviation of log close-to-close returns over the ``volatility_window_minutes`` before step
     ``t`` (returns of candles up to ``t - 1``: nothing of step ``t`` or later) and
     ``sigma_pre`` the same over the pre-window days. The thinning reflects that real order
-    books emptied in crashes while volume soared (Kaiko on 2025-10-10, ``VALIDATION.md``); it
+    books emptied in crashes while volume soared (Kaiko on 2025-10-10,
+    ``docs/market-impact.md``); it
     never deepens the market above ``D0``.
 
     Parameters

@@ -3,14 +3,15 @@
 This is the engine layer's entry point (``liqbt run CONFIG``): it assembles arrays from the
 tape, book and policies, dispatches the kernel per policy with a progress bar, and hands the
 outputs to :mod:`backtest.results.writer`. Nothing is written unless every policy finished.
+
+Why over 400 lines: it is the run pipeline in the order it happens (resolve inputs, check them,
+simulate every policy, reserve a run id, write), each step a short function the next one calls.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import platform
-import resource
 import shutil
 import time
 from collections.abc import Iterator
@@ -43,6 +44,12 @@ from backtest.events import get_event
 from backtest.kernels.enums import ImpactModel, StepMetric
 from backtest.policies import load_policy, pack_policy
 from backtest.progress import progress_bar
+
+# re-exported: backtest.sweep and backtest.report.governance import file_sha256 from here
+from backtest.provenance import (
+    file_sha256,  # noqa: F401
+    runtime,
+)
 from backtest.tapes import Tape, TapeStore
 from backtest.validation import check_input_file, check_output_dir, describe
 
@@ -361,7 +368,7 @@ def execute(config_path: str | Path, runs: str | Path | None = None,
     with reserved_run_id(root, base_id) as run_id:
         run_dir = root / run_id
         write_run(run_dir, run_id, created, inputs, outcomes, timings,
-                  runtime=_runtime(), t_start=t_start)
+                  runtime=runtime(), t_start=t_start)
     return run_id, run_dir
 
 
@@ -442,19 +449,4 @@ def _digest(inputs: Inputs) -> str:
     return h.hexdigest()[:8]
 
 
-def _runtime() -> dict:
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-    }
-
-
-def file_sha256(path: str | Path) -> str:
-    """Return the hex sha256 of a file's bytes (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 

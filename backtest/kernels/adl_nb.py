@@ -6,8 +6,9 @@ shortfall ``S``, are taken over at their bankruptcy price: each deleveraged coun
 ``x`` units at the market price and pays ``x x S / U`` (the gap between market and bankruptcy
 price per unit), at most its equity, until ``U`` units are matched. What is left is socialised.
 
-Rankings follow MECHANISMS.md section 7 (Binance, BitMEX, Hyperliquid scores; dYdX v4 iterates
-from a random account). PnL is measured since the window start (equity now minus equity at the
+Rankings follow the venues' ADL rules (Binance, BitMEX, Hyperliquid scores; dYdX v4 iterates
+from a random account), each cited by :class:`backtest.kernels.enums.AdlRanking`.
+PnL is measured since the window start (equity now minus equity at the
 first open), the only entry information the engine keeps.
 """
 
@@ -26,7 +27,29 @@ _PERP = int(Product.PERP)
 
 @njit
 def adl_score_nb(ranking, units, equity, equity_start, price, m):
-    """Ranking score of one counterparty (higher is deleveraged first); NaN: not a candidate."""
+    """Ranking score of one counterparty (higher is deleveraged first); NaN: not a candidate.
+
+    Parameters
+    ----------
+    ranking : int
+        :class:`backtest.kernels.enums.AdlRanking`.
+    units : float
+        Counterparty's signed position, asset units.
+    equity : float
+        Counterparty's equity at ``price``, USD.
+    equity_start : float
+        Its equity at the window's first open, USD.
+    price : float
+        Market price of the step, USD per unit.
+    m : float
+        Maintenance rate of its product, fraction.
+
+    Returns
+    -------
+    float
+        Score (dimensionless; Binance: PnL fraction x leverage; BitMEX and Hyperliquid: PnL
+        percentage x effective leverage; dYdX: 0, order by book row), NaN for no candidate.
+    """
     if equity <= 0.0:
         return np.nan
     pnl = equity - equity_start

@@ -4,7 +4,8 @@ A loan of family ``SOFT_BANDS`` deposits its collateral ``y0`` evenly over ``N``
 top price ``top``: band ``k`` (``0 <= k < N``) covers oracle prices ``(top r^(k+1), top r^k]``
 with ``r = (A - 1) / A`` (``AMM.vy`` ``_p_oracle_up``: ``p_base x ((A - 1) / A)^n``).
 
-Conversion model (MECHANISMS.md section 4, "Conversion model usable in a backtest"):
+Conversion model (simplified from curve-stablecoin ``AMM.vy`` ``get_xy_up``,
+https://github.com/curvefi/curve-stablecoin/tree/cf1d05fb6bf7c608973cc41786b2e1fd81dc3a6a):
 
 - The AMM's composition follows the oracle (arbitrage keeps it there): at oracle price ``p``,
   bands above ``p`` hold only stablecoin, bands below only collateral, and the band holding
@@ -37,6 +38,9 @@ loan is hard-liquidated: the liquidator repays the whole debt and receives all t
 Account model: ``units`` is the collateral still in the bands (``y``), ``cash = x - debt``
 with ``x`` the stablecoin the bands hold, so ``equity = cash + units x price`` as for every
 account; the per-account band state is an array of :data:`BAND_FIELDS` columns.
+
+Why over 400 lines: it is one mechanism (crvUSD LLAMMA bands) as small jitted helpers the
+single-asset kernel calls; about half of it is their numpydoc sections.
 """
 
 from __future__ import annotations
@@ -74,6 +78,11 @@ def band_collateral_nb(p, top, deposited, ratio, n_bands):
         ``(A - 1) / A``, in (0, 1).
     n_bands : int
         Bands the collateral is spread over.
+
+    Returns
+    -------
+    float
+        Collateral left in the bands, asset units, in ``[0, deposited]``.
     """
     if not p < top:
         return deposited
@@ -92,6 +101,24 @@ def band_stablecoin_nb(y, top, deposited, ratio, n_bands):
     Bands convert from the top: band ``k`` sells its ``deposited / n_bands`` units at ``top x
     r^k x sqrt(r)`` (its geometric-mean price). Parameters as :func:`band_collateral_nb`,
     with ``y`` the collateral left, units.
+
+    Parameters
+    ----------
+    y : float
+        Collateral left in the bands, asset units.
+    top : float
+        Top price of the loan's first band, USD per unit.
+    deposited : float
+        Collateral deposited over the bands, asset units.
+    ratio : float
+        ``(A - 1) / A``, in (0, 1).
+    n_bands : int
+        Bands the collateral is spread over.
+
+    Returns
+    -------
+    float
+        Stablecoin the bands hold after converting ``deposited - y`` units, USD, >= 0.
     """
     per_band = deposited / n_bands
     if per_band <= 0.0:
@@ -109,6 +136,29 @@ def bands_health_nb(units, cash, p, row, ratio, n_bands, liquidation_discount):
     ``(x_down x (1 - liquidation_discount) + max(p - top, 0) x units) / debt`` (see the
     module docstring); ``inf`` without debt. ``row`` is the loan's band state, shape
     (N_BAND_FIELDS,).
+
+    Parameters
+    ----------
+    units : float
+        Collateral in the bands, asset units.
+    cash : float
+        ``x - debt``: stablecoin the bands hold minus the debt, USD.
+    p : float
+        Oracle price, USD per unit.
+    row : ndarray, shape (N_BAND_FIELDS,), float64
+        The loan's band state (:data:`backtest.kernels.enums.BAND_FIELDS`; top price USD per
+        unit, deposited units, debt USD, running trade totals).
+    ratio : float
+        ``(A - 1) / A``, in (0, 1).
+    n_bands : int
+        Bands the collateral is spread over.
+    liquidation_discount : float
+        Controller's liquidation discount, fraction.
+
+    Returns
+    -------
+    float
+        Health ratio (dimensionless), ``inf`` without debt.
     """
     debt = row[_DEBT]
     if debt <= 0.0:
@@ -130,6 +180,27 @@ def soft_trade_nb(units, cash, p, row, ratio, n_bands):
     The bands move to :func:`band_collateral_nb` at ``p``; a buy-back is scaled down to what
     the stablecoin held pays at the bands' prices or ``p``, whichever is higher (its cost per
     unit rises with the amount, so scaling keeps it within the stablecoin).
+
+    Parameters
+    ----------
+    units : float
+        Collateral in the bands, asset units.
+    cash : float
+        ``x - debt``, USD.
+    p : float
+        Oracle price, USD per unit.
+    row : ndarray, shape (N_BAND_FIELDS,), float64
+        The loan's band state (:data:`backtest.kernels.enums.BAND_FIELDS`; top price USD per
+        unit, deposited units, debt USD, running trade totals).
+    ratio : float
+        ``(A - 1) / A``, in (0, 1).
+    n_bands : int
+        Bands the collateral is spread over.
+
+    Returns
+    -------
+    float
+        Collateral to trade, asset units: > 0 buy-back, < 0 sale, 0 none.
     """
     if row[_DEBT] <= 0.0:
         return 0.0
@@ -159,6 +230,25 @@ def apply_soft_trade_nb(units, cash, q, pe, row, ratio, n_bands):
     cost at ``pe`` exceeds the stablecoin held is scaled down to what it pays (it was sized at
     the decision price; the step's impact was computed on the decided amount). Updates the
     running totals in ``row``.
+
+    Parameters
+    ----------
+    units : float
+        Collateral in the bands, asset units.
+    cash : float
+        ``x - debt``, USD.
+    q : float
+        Collateral to trade, asset units (> 0 buy-back, < 0 sale).
+    pe : float
+        Market (execution) price, USD per unit.
+    row : ndarray, shape (N_BAND_FIELDS,), float64
+        The loan's band state (:data:`backtest.kernels.enums.BAND_FIELDS`; top price USD per
+        unit, deposited units, debt USD, running trade totals).
+        Updated in place.
+    ratio : float
+        ``(A - 1) / A``, in (0, 1).
+    n_bands : int
+        Bands the collateral is spread over.
 
     Returns
     -------
@@ -192,6 +282,24 @@ def leave_soft_liquidation_nb(units, cash, p, row):
     Its buy-backs were cut short by the stablecoin its sales lost, so it holds less than it
     deposited; from now on its bands hold what it has (crvUSD: a loan with no stablecoin in
     the AMM is not in soft liquidation). Returns True when ``row``'s deposit was reset.
+
+    Parameters
+    ----------
+    units : float
+        Collateral in the bands, asset units.
+    cash : float
+        ``x - debt``, USD.
+    p : float
+        Oracle price, USD per unit.
+    row : ndarray, shape (N_BAND_FIELDS,), float64
+        The loan's band state (:data:`backtest.kernels.enums.BAND_FIELDS`; top price USD per
+        unit, deposited units, debt USD, running trade totals).
+        Updated in place.
+
+    Returns
+    -------
+    bool
+        True when the deposit was reset to ``units``.
     """
     debt = row[_DEBT]
     if debt > 0.0 and p >= row[_TOP] and units < row[_DEPOSITED] and (
@@ -208,6 +316,17 @@ def apply_bands_liquidation_nb(units, cash, pe, keeper_share):
     The collateral ``units`` is sold at ``pe``; the equity ``cash + units x pe``, if positive,
     is the liquidator's (``keeper_share`` of it; the rest to the insurance fund), and if
     negative it is bad debt.
+
+    Parameters
+    ----------
+    units : float
+        Collateral in the bands, asset units.
+    cash : float
+        ``x - debt``, USD.
+    pe : float
+        Market (execution) price, USD per unit.
+    keeper_share : float
+        Liquidator's share of the seized equity, fraction; the rest goes to the insurance fund.
 
     Returns
     -------
@@ -227,6 +346,27 @@ def bands_key_nb(units, cash, row, ratio, n_bands, liquidation_discount):
     A loan that has converted collateral must be seen every step (the price may come back),
     as must one already hard-liquidatable at its top price (more leveraged than crvUSD lets a
     loan be created, so liquidatable above its bands); one without debt never (0).
+
+    Parameters
+    ----------
+    units : float
+        Collateral in the bands, asset units.
+    cash : float
+        ``x - debt``, USD.
+    row : ndarray, shape (N_BAND_FIELDS,), float64
+        The loan's band state (:data:`backtest.kernels.enums.BAND_FIELDS`; top price USD per
+        unit, deposited units, debt USD, running trade totals).
+    ratio : float
+        ``(A - 1) / A``, in (0, 1).
+    n_bands : int
+        Bands the collateral is spread over.
+    liquidation_discount : float
+        Controller's liquidation discount, fraction.
+
+    Returns
+    -------
+    float
+        Trigger key, USD per unit: the top price, ``inf`` (seen every step) or 0 (never).
     """
     if row[_DEBT] <= 0.0:
         return 0.0

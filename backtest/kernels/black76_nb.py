@@ -37,13 +37,35 @@ INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 @njit
 def norm_cdf_nb(x):
-    """Return the standard normal cumulative distribution ``N(x) = erfc(-x / sqrt(2)) / 2``."""
+    """Return the standard normal cumulative distribution ``N(x) = erfc(-x / sqrt(2)) / 2``.
+
+    Parameters
+    ----------
+    x : float
+        Standard normal quantile (dimensionless).
+
+    Returns
+    -------
+    float
+        Probability in [0, 1].
+    """
     return 0.5 * math.erfc(-x / SQRT2)
 
 
 @njit
 def norm_pdf_nb(x):
-    """Return the standard normal density ``phi(x)``."""
+    """Return the standard normal density ``phi(x)``.
+
+    Parameters
+    ----------
+    x : float
+        Standard normal quantile (dimensionless).
+
+    Returns
+    -------
+    float
+        Density, >= 0.
+    """
     return INV_SQRT_2PI * math.exp(-0.5 * x * x)
 
 
@@ -63,6 +85,11 @@ def black76_price_nb(is_call, f, k, tau, sigma, r):
         Annualised volatility, fraction (``<= 0``: intrinsic value).
     r : float
         Discount rate, fraction per year.
+
+    Returns
+    -------
+    float
+        Discounted option price, USD per unit of underlying, >= 0.
     """
     df = math.exp(-r * max(tau, 0.0))
     if tau <= 0.0 or sigma <= 0.0:
@@ -90,6 +117,11 @@ def black76_value_ln_nb(is_call, f, k, log_fk, sd, df):
         ``sigma x sqrt(tau)`` (``<= 0``: intrinsic value).
     df : float
         Discount factor ``e^(-r tau)``.
+
+    Returns
+    -------
+    float
+        Discounted option price, USD per unit of underlying, >= 0.
     """
     if sd <= 0.0:
         return df * (max(f - k, 0.0) if is_call else max(k - f, 0.0))
@@ -109,6 +141,24 @@ def black76_greeks_nb(is_call, f, k, tau, sigma, r):
     time, ``dV/dt = -dV/dtau``). Expired or zero-volatility options: intrinsic price, delta
     the discounted step (``1``/``0`` for a call, ``0``/``-1`` for a put; at the money, half),
     gamma, vega and theta 0.
+
+    Parameters
+    ----------
+    is_call : bool
+        Call (True) or put (False).
+    f, k : float
+        Forward price and strike, USD, > 0.
+    tau : float
+        Time to expiry, years.
+    sigma : float
+        Annualised volatility, fraction.
+    r : float
+        Discount rate, fraction per year.
+
+    Returns
+    -------
+    tuple of float
+        ``(price, delta, gamma, vega, theta)`` in the units above.
     """
     t = max(tau, 0.0)
     df = math.exp(-r * t)
@@ -159,7 +209,25 @@ def black76_greeks_array_nb(is_call, f, k, tau, sigma, r, out):
 
 @njit_parallel
 def black76_price_array_nb(is_call, f, k, tau, sigma, r):
-    """Return Black-76 prices for flat input arrays, shape (n,) float64."""
+    """Return Black-76 prices for flat input arrays, shape (n,) float64.
+
+    Parameters
+    ----------
+    is_call : ndarray, shape (n,), bool
+    f, k : ndarray, shape (n,), float64
+        Forward prices and strikes, USD.
+    tau : ndarray, shape (n,), float64
+        Times to expiry, years.
+    sigma : ndarray, shape (n,), float64
+        Annualised volatilities, fraction.
+    r : ndarray, shape (n,), float64
+        Discount rates, fraction per year.
+
+    Returns
+    -------
+    ndarray, shape (n,), float64
+        Prices, USD per unit of underlying.
+    """
     out = np.empty(f.shape[0])
     for i in prange(f.shape[0]):
         out[i] = black76_price_nb(is_call[i], f[i], k[i], tau[i], sigma[i], r[i])

@@ -108,6 +108,26 @@ def cure_amount_nb(product, units, cash, price, m, target_health):
 
     Perps add margin: ``target x m x |units| x price - equity``. Loans repay debt down to
     ``LT x collateral / target`` (LT = 1 - m), at most the whole debt.
+
+    Parameters
+    ----------
+    product : int
+        :class:`backtest.kernels.enums.Product` of the account.
+    units : float
+        Position, asset units.
+    cash : float
+        Cash, USD (negative: debt).
+    price : float
+        Price the account observes, USD per unit.
+    m : float
+        Maintenance rate of the product, fraction.
+    target_health : float
+        Health to reach (dimensionless, > 1).
+
+    Returns
+    -------
+    float
+        USD to bring (margin added or debt repaid), >= 0.
     """
     if product == _LOAN:
         debt = -cash
@@ -197,6 +217,11 @@ def responder_mask(account_id: np.ndarray, share: float, seed: int) -> np.ndarra
         Fraction of accounts that respond, in [0, 1].
     seed : int
         Seed of the draw.
+
+    Returns
+    -------
+    ndarray, shape (N,), bool
+        True for the accounts that respond.
     """
     with np.errstate(over="ignore"):
         z = account_id.astype(np.uint64) + np.uint64(seed & 0xFFFFFFFF) * np.uint64(

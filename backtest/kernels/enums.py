@@ -3,6 +3,10 @@
 Kernels see only NumPy arrays, scalars and the structured ``POLICY_DTYPE`` record defined
 here; everything a policy file says is packed into one such record
 (:func:`backtest.policies.pack_policy`).
+
+Why over 400 lines: it holds every integer enum, the policy struct and the record layouts that
+kernels, the driver and the reference twin all read, so one definition serves them all; it has
+no logic.
 """
 
 from __future__ import annotations
@@ -182,7 +186,13 @@ class Waterfall(IntEnum):
 
 
 class AdlRanking(IntEnum):
-    """Order in which auto-deleveraging picks counterparties (MECHANISMS.md section 7).
+    """Order in which auto-deleveraging picks counterparties.
+
+    Sources: https://www.binance.com/en/support/faq/360033525471 (Binance),
+    https://www.bitmex.com/app/autoDeleveraging (BitMEX),
+    https://hyperliquid.gitbook.io/hyperliquid-docs/trading/auto-deleveraging (Hyperliquid),
+    dYdX v4 ``protocol/x/clob``
+    (https://github.com/dydxprotocol/v4-chain/tree/84d4664bae71e3a077adaac67fb77ad19cd28d30).
 
     BINANCE
         ``PnL% x margin ratio`` with ``PnL% = max(0, UPnL) / max(1, wallet balance)`` and

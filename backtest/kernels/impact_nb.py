@@ -210,7 +210,18 @@ def equivalent_flow_nb(model, factor, depth_usd):
 
 @njit
 def displacement_factor_nb(state):
-    """Return the price factor of the displacement ``state[0:2]`` (log permanent, transient)."""
+    """Return the price factor of the displacement ``state[0:2]`` (log permanent, transient).
+
+    Parameters
+    ----------
+    state : ndarray, shape (>= 2,), float64
+        ``state[0]`` permanent and ``state[1]`` transient log displacement.
+
+    Returns
+    -------
+    float
+        Price factor (dimensionless, > 0), clipped like every impact factor.
+    """
     return _clip(np.exp(state[0] + state[1]))
 
 

@@ -151,15 +151,31 @@ def options_lar_nb(leg_start, leg_inst, leg_qty, cash, inst_und, fpts, val, scen
 
     Parameters
     ----------
-    leg_start, leg_inst, leg_qty, cash, inst_und
-        The book (:func:`backtest.kernels.options_nb.run_options_nb`).
+    leg_start : ndarray, shape (N + 1,), int64
+        Legs of account ``a`` are ``leg_start[a]:leg_start[a + 1]``.
+    leg_inst : ndarray, shape (L,), int64
+        Instrument of each leg.
+    leg_qty : ndarray, shape (L,), float64
+        Signed quantity, underlying units (< 0 short).
+    cash : ndarray, shape (N,), float64
+        USD balance of each account.
+    inst_und : ndarray, shape (I,), int64
+        Underlying index of each instrument.
     fpts : ndarray, shape (U, P), float64
         Shocked underlying prices, USD.
-    val, scen, buy, sell
-        Instrument arrays filled at the P points
+    val, buy, sell : ndarray, shape (I, P), float64
+        Marks and closing prices at the P points, USD per unit of underlying
         (:func:`backtest.kernels.options_nb.fill_instruments_nb`, volatility shocked too).
-    contingency_rate, penalty_rate, keeper_share : float
+    scen : ndarray, shape (I, P, S + 2), float64
+        Scenario values then their minimum and maximum, USD per unit.
+    contingency_rate : float
+        Contingency margin per unit of short quantity, fraction of the underlying price.
+    penalty_rate : float
+        Liquidation penalty, fraction of the notional closed.
+    keeper_share : float
+        Keeper's share of the penalty, fraction.
     chunk_size : int
+        Accounts per chunk (fixes the summation order).
 
     Returns
     -------

@@ -15,7 +15,26 @@ YEAR_MS = 365.0 * 86400.0 * 1000.0
 
 
 def perp_lar_reference(product, units, cash, m_rate, penalty, keeper_share, prices):
-    """Liquidated notional, bad debt and count at each shocked price (see ``perp_lar_nb``)."""
+    """Liquidated notional, bad debt and count at each shocked price (see ``perp_lar_nb``).
+
+    Parameters
+    ----------
+    product : ndarray, shape (N,), int8
+        :class:`Product` of each account.
+    units, cash : ndarray, shape (N,), float64
+        Account state: asset units, USD.
+    m_rate, penalty : ndarray, shape (N_PRODUCTS,), float64
+        Maintenance rate and liquidation penalty per product, fractions.
+    keeper_share : float
+        Share of the penalty always paid to the keeper, fraction.
+    prices : ndarray, shape (G,), float64
+        Shocked prices, USD per unit.
+
+    Returns
+    -------
+    tuple of ndarray, each shape (G,) float64
+        ``(liquidated_notional, bad_debt, n_liquidated)``: USD, USD and a count.
+    """
     g_all = len(prices)
     notional, bad, count = np.zeros(g_all), np.zeros(g_all), np.zeros(g_all)
     for g, p in enumerate(prices):
@@ -44,13 +63,22 @@ def options_lar_reference(book, fpts, sig, now_ms, prm, price_shocks, vol_factor
     Parameters
     ----------
     book : OptionsBookArrays
-    fpts, sig : ndarray, shape (U, P)
+        The options book's arrays (instruments and legs).
+    fpts, sig : ndarray, shape (U, P), float64
         Shocked prices (USD) and volatilities (fraction) per point.
     now_ms : int
+        Valuation time, epoch ms.
     prm : dict
         The options parameter record as a dict.
-    price_shocks, vol_factors : ndarray
-        The margin grid.
+    price_shocks : ndarray, shape (S_p,), float64
+        Relative price shocks of the margin grid.
+    vol_factors : ndarray, shape (S_v,), float64
+        Relative vol shocks of the margin grid for a 30-day option.
+
+    Returns
+    -------
+    tuple of ndarray, each shape (P,) float64
+        ``(liquidated_notional, bad_debt, n_liquidated)``: USD, USD and a count.
     """
     n_p = fpts.shape[1]
     notional, bad, count = np.zeros(n_p), np.zeros(n_p), np.zeros(n_p)

@@ -33,6 +33,11 @@ prices and Greeks at each price point), in parallel over instruments; accounts t
 ``quantity x`` those numbers, in parallel over fixed chunks whose accumulators are summed in
 chunk order, so results are bit-identical whatever the thread count. Each account is
 liquidated at most once, so its record has a fixed slot (its own row).
+
+Why over 400 lines: it is one numba kernel family (marks, scenario margin, liquidation and
+settlement of options accounts) with the helpers it inlines; numba caches compiled code per
+file, so helpers live beside the loop. It is split when the options path shares the single-
+asset settlement layer.
 """
 
 from __future__ import annotations
@@ -95,6 +100,24 @@ def vol_shock_nb(factor, tau, power, min_days, max_down):
     ``factor x (30 / max(days, min_days))^power``, at least ``-max_down``: a shock quoted for
     a 30-day option, larger for shorter expiries (Deribit portfolio margin: maximum implied
     volatility change ``(30 / days to expiration)^0.30 x 38%``).
+
+    Parameters
+    ----------
+    factor : float
+        Relative vol shock of the grid row for a 30-day option, fraction.
+    tau : float
+        Time to expiry, years.
+    power : float
+        Exponent of the expiry scaling (Deribit: 0.30).
+    min_days : float
+        Shortest expiry the scaling uses, days (caps the shock of near-expiry options).
+    max_down : float
+        Largest downward shock, fraction in [0, 1).
+
+    Returns
+    -------
+    float
+        Relative volatility shock, fraction (>= ``-max_down``).
     """
     days = max(tau * 365.0, min_days)
     return max(factor * (30.0 / days) ** power, -max_down)
@@ -112,6 +135,37 @@ def fill_instrument_nb(i, x, is_call, k, tau, f, sigma, price_shocks, ln1p, vol_
     (delta, gamma, vega), all per unit of underlying. ``f`` (USD) and ``sigma`` (fraction)
     are the point's forward and volatility; ``ln1p[p] = ln(1 + price_shocks[p])``;
     ``params`` the (1,) parameter array.
+
+    Parameters
+    ----------
+    i : int
+        Instrument index.
+    x : int
+        Price point (column of ``val``).
+    is_call : bool
+        Call (True) or put (False).
+    k : float
+        Strike, USD.
+    tau : float
+        Time to expiry, years.
+    f : float
+        Forward (underlying price) of the point, USD.
+    sigma : float
+        Volatility of the point, fraction.
+    ln1p : ndarray, shape (S_p,), float64
+        ``ln(1 + price_shocks)``.
+    price_shocks : ndarray, shape (S_p,), float64
+        Relative price shocks of the margin grid (> -1).
+    vol_factors : ndarray, shape (S_v,), float64
+        Relative vol shocks of the margin grid, for a 30-day option.
+    params : ndarray, shape (1,), dtype ``OPTIONS_PARAMS_DTYPE``
+        Margin and liquidation parameters.
+    val, buy, sell : ndarray, shape (I, P), float64
+        Marks and closing prices, USD per unit of underlying; written.
+    scen : ndarray, shape (I, P, S_p x S_v + 2), float64
+        Scenario values, then their minimum and maximum, USD per unit; written.
+    grk : ndarray, shape (I, P, 3), float64
+        Delta, gamma, vega per unit of underlying; written.
     """
     prm = params[0]
     r = prm.rate
@@ -190,7 +244,33 @@ def fill_instruments_nb(active, inst_und, inst_call, inst_strike, tau, fpts, sig
 def fill_instruments_serial_nb(active, inst_und, inst_call, inst_strike, tau, fpts, sig,
                                price_shocks, vol_factors, params, points, val, scen, buy, sell,
                                grk):
-    """Mark every active instrument like :func:`fill_instruments_nb`, serially (small books)."""
+    """Mark every active instrument like :func:`fill_instruments_nb`, serially (small books).
+
+    Parameters
+    ----------
+    active : ndarray, shape (I,), int8
+        Instruments to mark (1) or skip (0).
+    inst_und, inst_call : ndarray, shape (I,), int64 / int8
+        Underlying index and call (1) / put (0).
+    inst_strike, tau : ndarray, shape (I,), float64
+        Strike (USD) and time to expiry (years).
+    fpts, sig : ndarray, shape (U, P), float64
+        Underlying price (USD) and volatility (fraction) at each price point.
+    price_shocks : ndarray, shape (S_p,), float64
+        Relative price shocks of the margin grid (> -1).
+    vol_factors : ndarray, shape (S_v,), float64
+        Relative vol shocks of the margin grid, for a 30-day option.
+    params : ndarray, shape (1,), dtype ``OPTIONS_PARAMS_DTYPE``
+        Margin and liquidation parameters.
+    points : ndarray, shape (n,), int64
+        Which columns of ``fpts`` to mark.
+    val, buy, sell : ndarray, shape (I, P), float64
+        Marks and closing prices, USD per unit of underlying; written.
+    scen : ndarray, shape (I, P, S_p x S_v + 2), float64
+        Scenario values, then their minimum and maximum, USD per unit; written.
+    grk : ndarray, shape (I, P, 3), float64
+        Delta, gamma, vega per unit of underlying; written.
+    """
     ln1p = np.log1p(price_shocks)
     for i in range(inst_und.shape[0]):
         _fill_one_nb(i, active, inst_und, inst_call, inst_strike, tau, fpts, sig, price_shocks,
@@ -219,6 +299,39 @@ def account_point_nb(a, x, leg_start, leg_inst, leg_qty, cash, inst_und, fpts, v
     + contingency_rate x F x sum(short quantity)``. ``scen`` holds the S scenario values then
     their minimum and maximum (:func:`fill_instrument_nb`); ``loss`` is scratch, shape (S,).
     An account with one open leg takes its worst scenario from that minimum or maximum.
+
+    Parameters
+    ----------
+    a : int
+        Account index.
+    x : int
+        Price point (column of ``fpts``).
+    leg_start : ndarray, shape (N + 1,), int64
+        Legs of account ``a`` are ``leg_start[a]:leg_start[a + 1]``.
+    leg_inst : ndarray, shape (L,), int64
+        Instrument of each leg.
+    leg_qty : ndarray, shape (L,), float64
+        Signed quantity, underlying units (< 0 short).
+    cash : ndarray, shape (N,), float64
+        USD balance of each account.
+    inst_und : ndarray, shape (I,), int64
+        Underlying index of each instrument.
+    fpts : ndarray, shape (U, P), float64
+        Underlying price at each price point, USD.
+    val : ndarray, shape (I, P), float64
+        Marks, USD per unit of underlying.
+    scen : ndarray, shape (I, P, S + 2), float64
+        Scenario values then their minimum and maximum, USD per unit.
+    contingency_rate : float
+        Contingency margin per unit of short quantity, fraction of the underlying price.
+    loss : ndarray, shape (S,), float64
+        Scratch space; overwritten.
+
+    Returns
+    -------
+    tuple
+        ``(equity, margin, has_legs)``: equity and maintenance margin (float, USD) and whether
+        the account holds an open leg (bool).
     """
     n_s = loss.shape[0]
     n_open = 0
@@ -269,6 +382,30 @@ def account_greeks_nb(a, x, leg_start, leg_inst, leg_qty, inst_und, fpts, grk):
     ``delta_usd = sum(q x delta x F)`` (USD per 100% move, i.e. the USD exposure),
     ``gamma_usd = sum(q x gamma x F^2) / 100`` (change of delta_usd per 1% move),
     ``vega_usd = sum(q x vega) / 100`` (USD per vol point).
+
+    Parameters
+    ----------
+    a : int
+        Account index.
+    x : int
+        Price point (column of ``fpts``).
+    leg_start : ndarray, shape (N + 1,), int64
+        Legs of account ``a`` are ``leg_start[a]:leg_start[a + 1]``.
+    leg_inst : ndarray, shape (L,), int64
+        Instrument of each leg.
+    leg_qty : ndarray, shape (L,), float64
+        Signed quantity, underlying units (< 0 short).
+    inst_und : ndarray, shape (I,), int64
+        Underlying index of each instrument.
+    fpts : ndarray, shape (U, P), float64
+        Underlying price at each price point, USD.
+    grk : ndarray, shape (I, P, 3), float64
+        Delta, gamma, vega per unit of underlying (:func:`fill_instrument_nb`).
+
+    Returns
+    -------
+    tuple of float
+        ``(delta_usd, gamma_usd, vega_usd)`` in the units above.
     """
     d = 0.0
     g = 0.0
@@ -291,6 +428,30 @@ def close_out_nb(a, x, leg_start, leg_inst, leg_qty, inst_und, fpts, val, buy, s
 
     ``mark = sum(q x mark)``, ``proceeds = sum(q x closing price)`` (longs sold at ``sell``,
     shorts bought back at ``buy``), ``notional = sum(|q| x F)``; USD. Does not modify legs.
+
+    Parameters
+    ----------
+    a : int
+        Account index.
+    x : int
+        Price point (column of ``fpts``).
+    leg_start : ndarray, shape (N + 1,), int64
+        Legs of account ``a`` are ``leg_start[a]:leg_start[a + 1]``.
+    leg_inst : ndarray, shape (L,), int64
+        Instrument of each leg.
+    leg_qty : ndarray, shape (L,), float64
+        Signed quantity, underlying units (< 0 short).
+    inst_und : ndarray, shape (I,), int64
+        Underlying index of each instrument.
+    fpts : ndarray, shape (U, P), float64
+        Underlying price at each price point, USD.
+    val, buy, sell : ndarray, shape (I, P), float64
+        Marks and closing prices (buy back a short, sell a long), USD per unit.
+
+    Returns
+    -------
+    tuple
+        ``(mark, proceeds, notional, n_legs)``: floats in USD and the number of open legs (int).
     """
     mark = 0.0
     proceeds = 0.0
@@ -315,6 +476,24 @@ def liquidation_waterfall_nb(cash, proceeds, notional, penalty_rate, keeper_shar
     The penalty ``penalty_rate x notional`` goes first to the keeper (``keeper_share`` of it,
     always paid), then to the insurance fund out of what cash remains; negative cash left
     after the close-out is bad debt (written off, cash set to 0). USD.
+
+    Parameters
+    ----------
+    cash : float
+        Account cash before the close-out, USD.
+    proceeds : float
+        Cash the close-out brings (negative: it costs), USD.
+    notional : float
+        Notional closed, USD.
+    penalty_rate : float
+        Liquidation penalty, fraction of the notional.
+    keeper_share : float
+        Keeper's share of the penalty, fraction.
+
+    Returns
+    -------
+    tuple of float
+        ``(keeper_fee, insurance_fee, cash_after, bad_debt)``, USD, each >= 0.
     """
     fee = penalty_rate * notional
     keeper = keeper_share * fee
@@ -334,6 +513,22 @@ def can_breach_nb(a, leg_start, leg_qty, cash):
 
     An account of long legs only with ``cash >= 0`` cannot: every scenario value is >= 0, so
     its worst scenario loss is at most its mark value <= equity, and it has no contingency.
+
+    Parameters
+    ----------
+    a : int
+        Account index.
+    leg_start : ndarray, shape (N + 1,), int64
+        Legs of account ``a`` are ``leg_start[a]:leg_start[a + 1]``.
+    leg_qty : ndarray, shape (L,), float64
+        Signed quantity of each leg, underlying units.
+    cash : ndarray, shape (N,), float64
+        USD balance of each account.
+
+    Returns
+    -------
+    bool
+        False when the account can never become liquidatable.
     """
     if cash[a] < 0.0:
         return True
@@ -557,6 +752,11 @@ def run_options_nb(
         Bad debt left by each account (liquidation or settlement), USD; updated.
     settled : ndarray, shape (N,), float64
         Cash each account received at expiry settlements, USD; updated.
+
+    Returns
+    -------
+    int
+        ``t1``, the step after the last one simulated.
     """
     n = cash.shape[0]
     n_inst = inst_und.shape[0]
@@ -637,12 +837,26 @@ def evaluate_accounts_nb(leg_start, leg_inst, leg_qty, cash, inst_und, fpts, val
 
     Parameters
     ----------
-    leg_start, leg_inst, leg_qty, cash, inst_und
-        As in :func:`run_options_nb`.
+    leg_start : ndarray, shape (N + 1,), int64
+        Legs of account ``a`` are ``leg_start[a]:leg_start[a + 1]``.
+    leg_inst : ndarray, shape (L,), int64
+        Instrument of each leg.
+    leg_qty : ndarray, shape (L,), float64
+        Signed quantity, underlying units (< 0 short).
+    cash : ndarray, shape (N,), float64
+        USD balance of each account.
+    inst_und : ndarray, shape (I,), int64
+        Underlying index of each instrument.
     fpts : ndarray, shape (U, P), float64
-    val, scen, grk
-        Instrument arrays filled by :func:`fill_instruments_nb` for all P points.
+        Underlying price at each price point, USD.
+    val : ndarray, shape (I, P), float64
+        Marks, USD per unit of underlying (:func:`fill_instruments_nb`, all P points).
+    scen : ndarray, shape (I, P, S + 2), float64
+        Scenario values then their minimum and maximum, USD per unit.
+    grk : ndarray, shape (I, P, 3), float64
+        Delta, gamma, vega per unit of underlying.
     contingency_rate : float
+        Contingency margin per unit of short quantity, fraction of the underlying price.
     equity, margin : ndarray, shape (N, P), float64
         Outputs, USD (margin 0 for an account without open legs).
     greeks : ndarray, shape (N, 3), float64

@@ -21,7 +21,26 @@ YEAR_MS = 365.0 * 86400.0 * 1000.0
 
 
 def black76(is_call: bool, f: float, k: float, tau: float, sigma: float, r: float) -> float:
-    """Black-76 price (Hull's Black's model); intrinsic value at expiry or zero volatility."""
+    """Black-76 price (Hull's Black's model); intrinsic value at expiry or zero volatility.
+
+    Parameters
+    ----------
+    is_call : bool
+        Call (True) or put (False).
+    f, k : float
+        Forward price and strike, USD, > 0.
+    tau : float
+        Time to expiry, years.
+    sigma : float
+        Annualised volatility, fraction.
+    r : float
+        Discount rate, fraction per year.
+
+    Returns
+    -------
+    float
+        Discounted price, USD per unit of underlying.
+    """
     df = math.exp(-r * max(tau, 0.0))
     if tau <= 0 or sigma <= 0:
         return df * (max(f - k, 0.0) if is_call else max(k - f, 0.0))
@@ -36,7 +55,26 @@ def black76(is_call: bool, f: float, k: float, tau: float, sigma: float, r: floa
 
 def greeks(is_call: bool, f: float, k: float, tau: float, sigma: float, r: float
            ) -> tuple[float, float, float]:
-    """Delta (per unit F), gamma (per USD of F) and vega (per 1.00 of sigma)."""
+    """Delta (per unit F), gamma (per USD of F) and vega (per 1.00 of sigma).
+
+    Parameters
+    ----------
+    is_call : bool
+        Call (True) or put (False).
+    f, k : float
+        Forward price and strike, USD, > 0.
+    tau : float
+        Time to expiry, years.
+    sigma : float
+        Annualised volatility, fraction.
+    r : float
+        Discount rate, fraction per year.
+
+    Returns
+    -------
+    tuple of float
+        ``(delta, gamma, vega)`` in the units above.
+    """
     df = math.exp(-r * max(tau, 0.0))
     if tau <= 0 or sigma <= 0:
         if is_call:
@@ -79,6 +117,30 @@ def account_state(legs, cash, f, sigma, now_ms, prm, price_shocks, vol_factors):
     """Equity, maintenance margin and Greeks (USD) of one account at underlying price ``f``.
 
     ``legs`` is a list of ``(is_call, strike, expiry_ms, quantity)`` of open legs.
+
+    Parameters
+    ----------
+    legs : list of tuple
+        ``(is_call, strike USD, expiry epoch ms, signed quantity in underlying units)``.
+    cash : float
+        Account cash, USD.
+    f : float
+        Underlying price, USD.
+    sigma : float
+        Implied volatility, fraction.
+    now_ms : int
+        Valuation time, epoch ms.
+    prm : dict
+        The options parameter record (``OPTIONS_PARAMS_DTYPE`` fields) as a dict.
+    price_shocks : ndarray, shape (S_p,), float64
+        Relative price shocks of the margin grid.
+    vol_factors : ndarray, shape (S_v,), float64
+        Relative vol shocks of the margin grid for a 30-day option.
+
+    Returns
+    -------
+    tuple
+        ``(equity, margin, (delta_usd, gamma_usd, vega_usd))``, USD.
     """
     r = prm["rate"]
     sigma = max(sigma, prm["vol_floor"])
@@ -104,7 +166,28 @@ def account_state(legs, cash, f, sigma, now_ms, prm, price_shocks, vol_factors):
 
 
 def closing_price(prm, is_call, f, k, tau, sigma, q):
-    """Price at which a liquidation sells a long (q > 0) or buys back a short (q < 0)."""
+    """Price at which a liquidation sells a long (q > 0) or buys back a short (q < 0).
+
+    Parameters
+    ----------
+    prm : dict
+        The options parameter record (``OPTIONS_PARAMS_DTYPE`` fields) as a dict.
+    is_call : bool
+        Call (True) or put (False).
+    f, k : float
+        Underlying price and strike, USD.
+    tau : float
+        Time to expiry, years.
+    sigma : float
+        Implied volatility, fraction (floored at ``prm["vol_floor"]``).
+    q : float
+        Signed quantity closed, underlying units.
+
+    Returns
+    -------
+    float
+        Closing price, USD per unit of underlying.
+    """
     r = prm["rate"]
     sigma = max(sigma, prm["vol_floor"])
     if prm["spread_mode"] == SpreadMode.VOL_POINTS:
@@ -119,6 +202,34 @@ def simulate_options_reference(tval_ms, low, high, close, iv, inst_und, inst_cal
                                price_shocks, vol_factors, insurance_fund_usd=0.0
                                ) -> OptionsReferenceResult:
     """Run the options rules account by account; inputs as for ``run_options_nb``.
+
+    Parameters
+    ----------
+    tval_ms : ndarray, shape (T,), int64
+        Valuation time of each step, epoch ms.
+    low, high, close : ndarray, shape (T, U), float64
+        Candle prices of each underlying, USD.
+    iv : ndarray, shape (T, U), float64
+        Implied volatility, fraction.
+    inst_und, inst_call, inst_strike, inst_expiry_ms : ndarray, shape (I,)
+        Instruments: underlying index (int64), call flag (int8), strike (float64, USD),
+        expiry (int64, epoch ms), as :func:`backtest.kernels.options_nb.run_options_nb`.
+    leg_start : ndarray, shape (N + 1,), int64
+        Legs of account ``a`` are ``leg_start[a]:leg_start[a + 1]``.
+    leg_inst : ndarray, shape (L,), int64
+        Instrument of each leg.
+    leg_qty : ndarray, shape (L,), float64
+        Signed quantity, underlying units (not modified).
+    cash : ndarray, shape (N,), float64
+        Account cash, USD (not modified).
+    params : ndarray, shape (1,), ``OPTIONS_PARAMS_DTYPE``
+        Margin and liquidation parameters.
+    price_shocks : ndarray, shape (S_p,), float64
+        Relative price shocks of the margin grid.
+    vol_factors : ndarray, shape (S_v,), float64
+        Relative vol shocks of the margin grid for a 30-day option.
+    insurance_fund_usd : float
+        Opening insurance fund balance, USD.
 
     Returns
     -------

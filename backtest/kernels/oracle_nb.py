@@ -19,7 +19,22 @@ _PRICE_FACTOR = int(StepMetric.PRICE_FACTOR)
 
 @njit
 def simulated_close_nb(s, open_, close, step_out):
-    """Simulated close of step ``s`` (USD); the window's first open for ``s < 0``."""
+    """Simulated close of step ``s`` (USD); the window's first open for ``s < 0``.
+
+    Parameters
+    ----------
+    s : int
+        Step index (< 0: before the window).
+    open_, close : ndarray, shape (T,), float64
+        Historical prices, USD per unit.
+    step_out : ndarray, shape (T, N_STEP_METRICS), float64
+        Kernel output; column ``PRICE_FACTOR`` of step ``s`` is read.
+
+    Returns
+    -------
+    float
+        Simulated close, USD per unit.
+    """
     if s < 0:
         return open_[0]
     return close[s] * step_out[s, _PRICE_FACTOR]
@@ -45,6 +60,11 @@ def oracle_price_nb(model, t, open_, close, step_out, state, lag, twap, deviatio
         Steps (>= 1).
     deviation : float
         Fraction.
+
+    Returns
+    -------
+    float
+        Oracle price, USD per unit.
     """
     if model == _LAGGED:
         return simulated_close_nb(t - lag, open_, close, step_out)

@@ -18,13 +18,16 @@ class AccountKind(IntEnum):
     LENDING
         Several collaterals (positions with units > 0) against one stablecoin debt
         (``cash = -debt <= 0``). Health factor ``HF = sum_i(units_i x price_i x LT_i) / debt``
-        (Aave v3 ``GenericLogic.calculateUserAccountData``, MECHANISMS.md section 1);
+        (Aave v3 ``GenericLogic.calculateUserAccountData``,
+        https://github.com/aave-dao/aave-v3-origin/tree/fd1fbd9150426ca8ace9cee45b4acf912ae84f5b);
         liquidatable when ``HF < 1``.
     CROSS_PERP
         One margin balance shared by several linear perps (units signed: > 0 long, < 0 short).
         ``equity = cash + sum_i(units_i x price_i)``; maintenance margin
-        ``MM = sum_i(m_i x |units_i| x price_i)`` (dYdX v4 ``TNC < TMMR``, MECHANISMS.md
-        section 7); liquidatable when ``equity < MM``.
+        ``MM = sum_i(m_i x |units_i| x price_i)`` (dYdX v4 ``TNC < TMMR``, ``lib/margin/risk.go``,
+
+        https://github.com/dydxprotocol/v4-chain/tree/84d4664bae71e3a077adaac67fb77ad19cd28d30);
+        liquidatable when ``equity < MM``.
     ISOLATED_PERP
         One perp position with its own margin: the cross rule with exactly one position. A
         trader with several isolated positions has one account per position (same owner).

@@ -5,8 +5,10 @@ Accounts are ragged and stored CSR style: account ``i`` holds the positions
 assets) and ``pos_units`` (asset units, signed), plus one ``cash`` balance (USD; a lending
 account's stablecoin debt is ``-cash``). Rules (``docs/portfolios.md``):
 
-- lending: ``HF = sum(units x price x LT) / debt`` (Aave v3 ``GenericLogic``, MECHANISMS.md
-  section 1); when ``HF < 1`` a liquidator repays at most ``close_factor`` of the debt (all of
+- lending: ``HF = sum(units x price x LT) / debt`` (Aave v3 ``GenericLogic``,
+
+  https://github.com/aave-dao/aave-v3-origin/tree/fd1fbd9150426ca8ace9cee45b4acf912ae84f5b);
+  when ``HF < 1`` a liquidator repays at most ``close_factor`` of the debt (all of
   it once ``HF <= full_close_health_factor``, the v3.0-3.2 rule) and seizes collateral worth
   ``repaid x (1 + bonus_i)`` at the fill price, collateral by collateral in the order policy's
   order (or pro rata); ``protocol_fee`` of the bonus goes to the insurance fund (Aave's
@@ -29,6 +31,10 @@ The step loop is time-major; accounts are processed in fixed-size chunks in para
 (``prange``). Pass 1 flags liquidatable accounts and reserves, per chunk and in chunk order,
 record slots for all of their positions; pass 2 liquidates them; the records are then compacted
 and per-chunk sums added in chunk order: results are bit-identical whatever the thread count.
+
+Why over 400 lines: it is one numba kernel (the multi-asset step loop) with the helpers it
+inlines; numba caches compiled code per file, so helpers live beside the loop. It is split when
+the portfolio path shares the single-asset settlement layer.
 """
 
 from __future__ import annotations
@@ -91,6 +97,11 @@ def position_price_nb(units, low, high, close, trigger):
         The asset's candle, USD per unit.
     trigger : int
         :class:`TriggerPrice`: EXTREME (low for longs, high for shorts) or CLOSE.
+
+    Returns
+    -------
+    float
+        Trigger price, USD per unit.
     """
     if trigger == _CLOSE:
         return close
@@ -153,6 +164,20 @@ def liquidation_order_nb(kind, order, lo, hi, pos_asset, pos_units, prices, sens
 
     Parameters
     ----------
+    kind : int
+        :class:`AccountKind` of the account (lending ranks by bonus, perps by penalty).
+    order : int
+        :class:`CollateralOrder` of the policy.
+    lo, hi : int
+        The account's positions are ``lo:hi`` of the flat position arrays.
+    pos_asset : ndarray, shape (P,), int16 or int32
+        Asset index of each position.
+    pos_units : ndarray, shape (P,), float64
+        Signed units of each position.
+    prices : ndarray, shape (>= hi - lo,), float64
+        Price of each of the account's positions, USD per unit.
+    assets : ndarray, shape (A,), ``ASSET_DTYPE``
+        Risk parameters of each asset.
     sensitivity : ndarray, shape (A,), float64
         Sensitivity of each asset at this step (no NaN: the caller replaces them by +inf).
     out : ndarray, shape (>= hi - lo,), int64
@@ -210,6 +235,37 @@ def liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order
     """Liquidate one lending account at ``prices``; write its records from ``j0``.
 
     ``policy_arr`` is the ``PORTFOLIO_POLICY_DTYPE`` array, shape (1,).
+
+    Parameters
+    ----------
+    t : int
+        Step index (written to the records).
+    i : int
+        Account index.
+    lo, hi : int
+        The account's positions are ``lo:hi`` of the flat position arrays.
+    pos_asset : ndarray, shape (P,), int16 or int32
+        Asset index of each position.
+    pos_units : ndarray, shape (P,), float64
+        Signed units of each position; updated.
+    cash : float
+        The account's cash before the liquidation, USD (lending: ``-debt``).
+    prices : ndarray, shape (>= hi - lo,), float64
+        Trigger (and fill) price of each of the account's positions, USD per unit.
+    order_idx : ndarray, shape (>= hi - lo,), int64
+        Position indices in liquidation order (:func:`liquidation_order_nb`).
+    health : float
+        The account's health at ``prices`` (dimensionless, < 1).
+    policy_arr : ndarray, shape (1,), ``PORTFOLIO_POLICY_DTYPE``
+        Order policy, close factor and fee shares.
+    assets : ndarray, shape (A,), ``ASSET_DTYPE``
+        Risk parameters of each asset (thresholds, bonus, maintenance rate, penalty).
+    j0 : int
+        First free row of the record buffer.
+    rec_i : ndarray, shape (cap, 3), int64
+        Integer record fields (``PREC_I_FIELDS``); rows from ``j0`` written.
+    rec_f : ndarray, shape (cap, 7), float64
+        Float record fields (``PREC_F_FIELDS``, USD and asset units); rows from ``j0`` written.
 
     Returns
     -------
@@ -322,6 +378,37 @@ def _close_perp_nb(k, d, p, pen, keeper_share, pos_units, cash, equity):
 def liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order_idx, health,
                       policy_arr, assets, j0, rec_i, rec_f):
     """Liquidate one cross-margin (or isolated) perp account at ``prices``.
+
+    Parameters
+    ----------
+    t : int
+        Step index (written to the records).
+    i : int
+        Account index.
+    lo, hi : int
+        The account's positions are ``lo:hi`` of the flat position arrays.
+    pos_asset : ndarray, shape (P,), int16 or int32
+        Asset index of each position.
+    pos_units : ndarray, shape (P,), float64
+        Signed units of each position; updated.
+    cash : float
+        The account's cash before the liquidation, USD (lending: ``-debt``).
+    prices : ndarray, shape (>= hi - lo,), float64
+        Trigger (and fill) price of each of the account's positions, USD per unit.
+    order_idx : ndarray, shape (>= hi - lo,), int64
+        Position indices in liquidation order (:func:`liquidation_order_nb`).
+    health : float
+        The account's health at ``prices`` (dimensionless, < 1).
+    policy_arr : ndarray, shape (1,), ``PORTFOLIO_POLICY_DTYPE``
+        Order policy, close factor and fee shares.
+    assets : ndarray, shape (A,), ``ASSET_DTYPE``
+        Risk parameters of each asset (thresholds, bonus, maintenance rate, penalty).
+    j0 : int
+        First free row of the record buffer.
+    rec_i : ndarray, shape (cap, 3), int64
+        Integer record fields (``PREC_I_FIELDS``); rows from ``j0`` written.
+    rec_f : ndarray, shape (cap, 7), float64
+        Float record fields (``PREC_F_FIELDS``, USD and asset units); rows from ``j0`` written.
 
     Returns
     -------
@@ -611,7 +698,18 @@ def run_portfolio_nb(
 
 @njit
 def max_positions_nb(offsets):
-    """Return the largest number of positions of one account (``offsets`` shape (N + 1,))."""
+    """Return the largest number of positions of one account (``offsets`` shape (N + 1,)).
+
+    Parameters
+    ----------
+    offsets : ndarray, shape (N + 1,), int64
+        CSR offsets of each account's positions.
+
+    Returns
+    -------
+    int
+        ``max(offsets[i + 1] - offsets[i])``; 0 for an empty book.
+    """
     best = 0
     n = offsets.shape[0] - 1
     for i in range(n):

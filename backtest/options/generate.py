@@ -37,11 +37,12 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from backtest.errors import BookError
 from backtest.options.book import OptionsBook, validate_options_book
 from backtest.options.params import OptionsParams
+from backtest.strict import StrictModel
 
 #: Strategy name -> legs as (option type, side, strike role); role ``otm`` = the first
 #: out-of-the-money strike, ``wing`` = spread_width_z further out, ``atm`` = at the money.
@@ -59,7 +60,7 @@ EXPIRY_KINDS = ("daily", "weekly", "monthly", "quarterly")
 _HOUR_MS = 3_600_000
 
 
-class OptionsBookParams(BaseModel):
+class OptionsBookParams(StrictModel):
     """Parameters of the synthetic options book (fractions, USD, hours).
 
     Attributes
@@ -90,8 +91,6 @@ class OptionsBookParams(BaseModel):
     long_cash_max : float
         Long-only accounts hold up to this multiple of their premium in cash.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     underlying_weights: dict[str, float] = {"BTC": 0.7, "ETH": 0.3}
     strategy_weights: dict[str, float] = {

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from backtest.jit_compat import kernel_records
 from backtest.kernels.options_nb import (
     MS_PER_YEAR,
     evaluate_accounts_nb,
@@ -84,7 +85,7 @@ def instrument_arrays(book: OptionsBookArrays, fpts: np.ndarray, sig: np.ndarray
     fill_instruments_nb(np.ones(n_inst, np.int8), book.inst_und, book.inst_call,
                         book.inst_strike, tau, np.ascontiguousarray(fpts, dtype=np.float64),
                         np.ascontiguousarray(sig, dtype=np.float64), grid.price_shocks(),
-                        grid.vol_factors(), pack_options_params(params),
+                        grid.vol_factors(), kernel_records(pack_options_params(params)),
                         np.arange(n_p, dtype=np.int64), out["val"], out["scen"], out["buy"],
                         out["sell"], out["grk"])
     return out

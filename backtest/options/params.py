@@ -10,19 +10,16 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from backtest.errors import ConfigError
 from backtest.kernels.enums import TriggerPrice
 from backtest.kernels.options_enums import OPTIONS_PARAMS_DTYPE, SpreadMode
+from backtest.strict import StrictModel
 from backtest.validation import describe
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ScenarioGrid(_Strict):
+class ScenarioGrid(StrictModel):
     """The stress scenarios of the portfolio-style maintenance margin.
 
     The margin is the worst loss of an account's options over every pair (price shock, vol
@@ -86,7 +83,7 @@ class ScenarioGrid(_Strict):
         return self.price_steps * 3
 
 
-class OptionsParams(_Strict):
+class OptionsParams(StrictModel):
     """How options accounts are margined and liquidated.
 
     Attributes

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from backtest.errors import TapeError
+from backtest.jit_compat import kernel_records
 from backtest.kernels.options_enums import (
     N_OPTIONS_METRICS,
     OPTIONS_REC_F_FIELDS,
@@ -283,8 +284,8 @@ def run_options(market: OptionsMarket, arrays: OptionsBookArrays, packed: np.nda
         t1 = min(steps, t + block)
         run_options_nb(t, t1, market.valuation_ms, *inputs, state.inst_und, state.inst_call,
                        state.inst_strike, state.inst_expiry_ms, active, state.leg_start,
-                       state.leg_inst, state.leg_qty, state.cash, packed, shocks, factors,
-                       int(chunk_size), fund, step_out, liq_step, rec_i, rec_f, bad_debt,
+                       state.leg_inst, state.leg_qty, state.cash, kernel_records(packed), shocks,
+                       factors, int(chunk_size), fund, step_out, liq_step, rec_i, rec_f, bad_debt,
                        settled)
         t = t1
     hit = np.flatnonzero(liq_step >= 0)

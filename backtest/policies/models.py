@@ -3,20 +3,21 @@
 A policy is a family (``hard`` or ``partial``) plus parameters for each product it may
 liquidate: isolated-margin perps (``[perp]``) and single-asset loans (``[loan]``). Every
 field is documented in ``strategies/README.md``; unknown or misspelled fields are errors.
+
+Why over 400 lines: it is the whole schema of a policy file: one pydantic model per section and
+family, validated together (a family's validator checks the sections it needs).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from backtest.strict import StrictModel
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PerpParams(_Strict):
+class PerpParams(StrictModel):
     """Margin parameters for isolated-margin linear perpetuals.
 
     Attributes
@@ -32,7 +33,7 @@ class PerpParams(_Strict):
     liquidation_penalty: float = Field(ge=0.0, lt=1.0)
 
 
-class LoanParams(_Strict):
+class LoanParams(StrictModel):
     """Parameters for single-asset loans (volatile collateral, stablecoin debt).
 
     Attributes
@@ -65,7 +66,7 @@ class LoanParams(_Strict):
         return self
 
 
-class PartialParams(_Strict):
+class PartialParams(StrictModel):
     """Parameters of the partial family.
 
     Attributes
@@ -104,7 +105,7 @@ class PartialParams(_Strict):
     min_remaining_usd: float = Field(default=0.0, ge=0.0)
 
 
-class WaterfallParams(_Strict):
+class WaterfallParams(StrictModel):
     """What covers bad debt the insurance fund cannot (see ``backtest.kernels.enums``).
 
     Attributes
@@ -116,14 +117,14 @@ class WaterfallParams(_Strict):
         by penalty income that arrives later in the window, and what is still queued at the
         window's end is covered by debt auctions (``flop``, socialised loss).
     adl_ranking : {"binance", "bitmex", "hyperliquid", "dydx"}
-        Counterparty order for ADL (MECHANISMS.md section 7).
+        Counterparty order for ADL (:class:`backtest.kernels.enums.AdlRanking` cites each venue).
     """
 
     mode: Literal["socialise", "adl", "surplus_buffer"] = "socialise"
     adl_ranking: Literal["binance", "bitmex", "hyperliquid", "dydx"] = "binance"
 
 
-class SlicingParams(_Strict):
+class SlicingParams(StrictModel):
     """Order slicing, for any family.
 
     Attributes
@@ -140,7 +141,7 @@ class SlicingParams(_Strict):
     cooldown_minutes: float = Field(default=0.0, ge=0.0)
 
 
-class PenaltyParams(_Strict):
+class PenaltyParams(StrictModel):
     """How large the liquidation penalty (the liquidator's bonus or discount) is.
 
     Attributes
@@ -177,7 +178,7 @@ class PenaltyParams(_Strict):
     health_for_max_bonus: float = Field(default=0.9, ge=0.0, lt=1.0)
 
 
-class DynamicMarginParams(_Strict):
+class DynamicMarginParams(StrictModel):
     """Perp maintenance margin that scales with volatility (loans' thresholds stay fixed).
 
     The rate in each step is ``maintenance_margin_rate x clip(sigma / reference_volatility,
@@ -211,7 +212,7 @@ class DynamicMarginParams(_Strict):
         return self
 
 
-class PredictiveParams(_Strict):
+class PredictiveParams(StrictModel):
     """Pre-emptive reduction of positions likely to breach soon (the predictive overlay).
 
     An account that is not liquidatable is reduced when the probability that the price
@@ -244,7 +245,7 @@ class PredictiveParams(_Strict):
     window_minutes: float = Field(default=60.0, gt=0.0)
 
 
-class AuctionParams(_Strict):
+class AuctionParams(StrictModel):
     """A Dutch auction of a liquidated loan's collateral (Maker Liquidations 2.0, ``Clipper``).
 
     A liquidatable loan is kicked: ``top = decision price x buf``; the tab is ``debt x (1 +
@@ -257,7 +258,8 @@ class AuctionParams(_Strict):
     collateral; the rest of the collateral returns to the borrower, a tab the collateral cannot
     pay is bad debt. Each kick and reset pays the keeper ``tip_usd + chip x tab`` from the
     insurance fund (Maker's ``vow``). Perps are liquidated as ``hard``. Sources: dss
-    ``clip.sol`` ``kick``/``redo``/``take``, ``abaci.sol`` (MECHANISMS.md section 3).
+    ``clip.sol`` ``kick``/``redo``/``take``, ``abaci.sol``
+    (https://github.com/makerdao/dss/tree/fa4f6630afb0624d04a003e920b0d71a00331d98).
 
     Attributes
     ----------
@@ -307,7 +309,7 @@ class AuctionParams(_Strict):
     chost_usd: float = Field(default=0.0, ge=0.0)
 
 
-class BandsParams(_Strict):
+class BandsParams(StrictModel):
     """Soft liquidation in bands (Curve crvUSD / LlamaLend LLAMMA), for loans.
 
     Each loan's collateral is spread evenly over ``n_bands`` bands, each ``1/A`` wide, placed
@@ -318,7 +320,8 @@ class BandsParams(_Strict):
     market), and bought back as the price rises. The loan is hard-liquidated, the liquidator
     repaying the debt and taking everything, when ``x_down x (1 - liquidation_discount) <
     debt`` (controller health < 0). Sources: curve-stablecoin ``AMM.vy``, ``controller.vy``
-    (MECHANISMS.md section 4); the model is :mod:`backtest.kernels.bands_nb`.
+    (https://github.com/curvefi/curve-stablecoin/tree/cf1d05fb6bf7c608973cc41786b2e1fd81dc3a6a);
+    the model is :mod:`backtest.kernels.bands_nb`.
 
     Attributes
     ----------
@@ -345,7 +348,7 @@ class BandsParams(_Strict):
         return self
 
 
-class GraduatedParams(_Strict):
+class GraduatedParams(StrictModel):
     """A sliding scale of liquidation tiers.
 
     Attributes
@@ -373,7 +376,7 @@ class GraduatedParams(_Strict):
         return self
 
 
-class _PolicyBase(_Strict):
+class _PolicyBase(StrictModel):
     name: str = Field(min_length=1)
     description: str = ""
     source: str = ""

@@ -50,7 +50,8 @@ from pydantic import Field, model_validator
 from backtest.books.io import read_book_table, write_book_table
 from backtest.errors import BookError
 from backtest.kernels.portfolio_enums import AccountKind
-from backtest.portfolio.model import KIND_NAMES, PortfolioBook, PortfolioParams, _Strict
+from backtest.portfolio.model import KIND_NAMES, PortfolioBook, PortfolioParams
+from backtest.strict import StrictModel
 from backtest.tapes.align import AlignedTapes
 from backtest.tapes.schema import parse_symbol
 
@@ -62,7 +63,7 @@ COLUMNS: dict[str, pl.DataType] = {
 """Columns of a portfolio book file and their types."""
 
 
-class PortfolioBookParams(_Strict):
+class PortfolioBookParams(StrictModel):
     """Distributions of the synthetic portfolio book (see the module docstring).
 
     Attributes

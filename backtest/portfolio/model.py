@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from backtest.errors import BookError, ConfigError
 from backtest.kernels.enums import TriggerPrice
@@ -22,6 +22,7 @@ from backtest.kernels.portfolio_enums import (
     AccountKind,
     OrderPolicy,
 )
+from backtest.strict import StrictModel
 from backtest.tapes.schema import parse_symbol
 from backtest.validation import describe
 
@@ -34,11 +35,8 @@ ORDER_NAMES = {"protocol": OrderPolicy.PROTOCOL, "least_sensitive": OrderPolicy.
 """Order policies by their configuration name."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-
-class AssetRisk(_Strict):
+class AssetRisk(StrictModel):
     """Risk parameters of one asset (fractions).
 
     Attributes
@@ -73,10 +71,10 @@ class AssetRisk(_Strict):
 
 #: Default risk parameters by base asset (docs/portfolios.md discusses each):
 #: lending values after Aave v3's Ethereum-market listings for ETH and BTC (WETH bonus 5%:
-#: MECHANISMS.md section 1), wider margins for SOL and LUNA, which Aave never listed on
+#: aave-dao/aave-v3-origin), wider margins for SOL and LUNA, which Aave never listed on
 #: Ethereum (illustrative: a mid-cap and a long-tail asset); perp maintenance margins are dYdX
 #: v4's liquidity tiers (Large-Cap 3%, Mid-Cap 5%, Long-Tail 10%) and the penalty its 1.5%
-#: maximum liquidation fee (MECHANISMS.md section 7).
+#: maximum liquidation fee (dydxprotocol/v4-chain ``protocol/testing/mainnet/genesis.json``).
 DEFAULT_ASSET_RISK: dict[str, AssetRisk] = {
     "BTC": AssetRisk(liquidation_threshold=0.78, loan_to_value=0.73, liquidation_bonus=0.05,
                      maintenance_margin_rate=0.03, liquidation_penalty=0.015),
@@ -89,7 +87,7 @@ DEFAULT_ASSET_RISK: dict[str, AssetRisk] = {
 }
 
 
-class PortfolioParams(_Strict):
+class PortfolioParams(StrictModel):
     """A portfolio liquidation policy (configuration names; see ``docs/portfolios.md``).
 
     Attributes

@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
-import resource
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -64,22 +62,18 @@ from backtest.portfolio.book import (
     write_portfolio_book,
 )
 from backtest.portfolio.compare import order_table
+from backtest.portfolio.lar_map import PortfolioLarRecorder
 from backtest.portfolio.model import PortfolioBook, PortfolioParams
 from backtest.portfolio.run_config import PortfolioRunConfig
 from backtest.portfolio.simulate import PortfolioResult, sensitivity_of, simulate_portfolio
+from backtest.provenance import package_versions, runtime
 from backtest.risk.liquidation_map import LarRecorder
-from backtest.risk.portfolio_map import PortfolioLarRecorder
 from backtest.tapes import TapeStore
 from backtest.tapes.align import AlignedTapes, align_tapes
 from backtest.tapes.schema import parse_interval
 
 #: Sub-directory of the runs directory holding portfolio runs.
 PORTFOLIO_RUNS = "portfolio"
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, MB (``getrusage``, Linux: KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _digest(payload: object) -> str:
@@ -353,7 +347,7 @@ def run_portfolio_config(cfg: PortfolioRunConfig, config_path: str | Path | None
         "portfolio_summary": {o: r.summary() for o, r in results.items()},
         "options_book": options_info["book"] if options_info else None,
         "timings": timings,
-        "runtime": {"peak_rss_mb": peak_rss_mb(), "python": platform.python_version()},
+        "runtime": runtime(), "versions": package_versions(),
     }
     run_dir = paths.runs_dir(runs) / PORTFOLIO_RUNS / run_id
     if run_dir.exists():
@@ -381,4 +375,4 @@ def load_run_tables(run_dir: str | Path) -> tuple[dict, dict[str, pl.DataFrame]]
     return manifest, tables
 
 
-__all__ = ["PORTFOLIO_RUNS", "load_run_tables", "peak_rss_mb", "run_portfolio_config"]
+__all__ = ["PORTFOLIO_RUNS", "load_run_tables", "run_portfolio_config"]

@@ -42,27 +42,18 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from backtest.errors import ConfigError
 from backtest.options.generate import OptionsBookParams
 from backtest.options.params import OptionsParams
 from backtest.portfolio.book import PortfolioBookParams
 from backtest.portfolio.model import ORDER_NAMES, PortfolioParams
+from backtest.strict import StrictModel
 from backtest.validation import apply_overrides, describe, read_toml
 
 OrderName = Literal["protocol", "least_sensitive", "largest", "proportional"]
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _increasing(values: list[float], what: str) -> list[float]:
@@ -71,7 +62,7 @@ def _increasing(values: list[float], what: str) -> list[float]:
     return values
 
 
-class TapesSection(_Strict):
+class TapesSection(StrictModel):
     """How the event's assets are aligned (:func:`backtest.tapes.align.align_tapes`)."""
 
     missing: Literal["error", "hold"] = "error"
@@ -79,7 +70,7 @@ class TapesSection(_Strict):
     symbols: list[str] | None = Field(None, min_length=1)
 
 
-class PortfolioSection(_Strict):
+class PortfolioSection(StrictModel):
     """The multi-asset lending + perp book and the order policies compared."""
 
     accounts: int = Field(ge=1)
@@ -102,7 +93,7 @@ class PortfolioSection(_Strict):
         return self
 
 
-class OptionsSection(_Strict):
+class OptionsSection(StrictModel):
     """The options book, its implied-volatility tape and the options vs perps comparison."""
 
     accounts: int = Field(ge=1)
@@ -128,7 +119,7 @@ class OptionsSection(_Strict):
         return self
 
 
-class LarSection(_Strict):
+class LarSection(StrictModel):
     """Liquidation-at-risk snapshots (``docs/liquidation-at-risk.md``)."""
 
     every: int = Field(6, ge=1)
@@ -153,7 +144,7 @@ class LarSection(_Strict):
         return _increasing(v, "vol shocks")
 
 
-class PortfolioRunConfig(_Strict):
+class PortfolioRunConfig(StrictModel):
     """A portfolio run (see the module docstring for the file layout)."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")

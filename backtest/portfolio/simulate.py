@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from backtest.errors import BookError
+from backtest.jit_compat import kernel_records
 from backtest.kernels.portfolio_enums import (
     N_ASSET_METRICS,
     N_PORTFOLIO_METRICS,
@@ -188,7 +189,7 @@ def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
         ``on_block(t, state)`` before step ``t`` (0, every, 2 x every, ...) with the book's
         current state (units and cash as of the end of step ``t - 1``), e.g. to take
         liquidation-at-risk snapshots
-        (:func:`backtest.risk.portfolio_map.portfolio_liquidation_map`). It must not modify
+        (:func:`backtest.portfolio.lar_map.portfolio_liquidation_map`). It must not modify
         ``state``. Blocks do not change the results.
 
     Returns
@@ -207,8 +208,8 @@ def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
         raise BookError(f"the book's assets {list(book.symbols)} differ from the aligned tapes' "
                         f"{list(aligned.symbols)} (same assets, same order)")
     book.validate()
-    risk = params.asset_risk(aligned.symbols)
-    policy = params.policy_record()
+    risk = kernel_records(params.asset_risk(aligned.symbols))
+    policy = kernel_records(params.policy_record())
     sens = sensitivity_of(aligned) if sensitivity is None else np.ascontiguousarray(
         np.where(np.isfinite(sensitivity), sensitivity, np.inf), dtype=np.float64)
     if sens.shape != aligned.close.shape:

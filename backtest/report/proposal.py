@@ -41,10 +41,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from backtest.errors import ConfigError
 from backtest.policies import load_policy
+from backtest.strict import StrictModel
 from backtest.sweep.config import EventSpec, RunSections, SweepConfig
 from backtest.sweep.grid import GridValues, ParamSet, apply_params, expand, resolve_field
 from backtest.sweep.stress import NoStress, StressSpec
@@ -54,11 +55,8 @@ CURRENT = "current"
 """Name of the parameter set in force."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-
-class ProposedSet(_Strict):
+class ProposedSet(StrictModel):
     """One proposed parameter set.
 
     Attributes
@@ -75,7 +73,7 @@ class ProposedSet(_Strict):
     params: dict[str, Any] = Field(min_length=1)
 
 
-class Proposal(_Strict):
+class Proposal(StrictModel):
     """A validated governance proposal (see the module docstring for the file layout)."""
 
     name: str = Field(min_length=1)

@@ -43,6 +43,9 @@ directory is off, and ``lock_configuration = true`` refuses any ``SET`` that wou
 (``DuckDBPyConnection.extract_statements``); anything else (DDL, DML, ``COPY``, ``ATTACH``,
 ``SET``, ``PRAGMA``, ``CALL``, ``EXPLAIN``) is refused with a message naming it. The database
 lives in memory and is discarded on close, so nothing a query does outlives it.
+
+Why over 400 lines: it is the catalog's one class (DuckDB views over run directories, sweep
+registration, summaries), whose queries share one connection and the view definitions.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ nobody. This module charges it the way the protocols whose waterfall ends in soc
   the book can be charged and the loss stays with the venue.
 * **Loan shortfall** and keeper incentives the fund could not pay are borne by the lending
   protocol's suppliers, stakers or token holders, who are not in the book: Aave v3.3+ books it
-  as ``reserve.deficit`` covered by Umbrella stakers (MECHANISMS.md section 1), Drift's spot
+  as ``reserve.deficit`` covered by Umbrella stakers (aave-dao/aave-v3-origin), Drift's spot
   bankruptcy lowers the depositors' cumulative interest
   (``calculate_cumulative_deposit_interest_delta_to_resolve_bankruptcy``), Maker's ``sin`` goes
   to the surplus buffer and debt auctions. Borrowers in the book are not charged.

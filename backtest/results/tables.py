@@ -24,10 +24,10 @@ import json
 import numpy as np
 import polars as pl
 
-from backtest.engine.dispatch import SimulationResult
-from backtest.engine.ledger import running_totals
 from backtest.kernels.book_flow_nb import FLOW_FIELDS
 from backtest.kernels.enums import BAND_FIELDS, Product, StepMetric
+from backtest.results.running_totals import running_totals
+from backtest.results.simulation import SimulationResult
 from backtest.results.socialised import SocialisedCharges, socialised_charges
 
 STATUS_OPEN = "open"

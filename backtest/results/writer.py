@@ -14,16 +14,15 @@ hash, package and dependency versions, timings and peak memory.
 from __future__ import annotations
 
 import json
-import resource
 import time
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import polars as pl
 
 from backtest.atomic import atomic_dir, remove_stale_temporaries
 from backtest.kernels.enums import StepMetric
+from backtest.provenance import file_sha256, package_versions, peak_rss_mb
 from backtest.results.tables import (
     accounts_table,
     adl_table,
@@ -32,8 +31,6 @@ from backtest.results.tables import (
     prices_table,
     steps_table,
 )
-
-_DEPENDENCIES = ("liqbt", "numpy", "numba", "polars", "pyarrow", "duckdb", "plotly", "pydantic")
 
 
 def write_run(run_dir: Path, run_id: str, created: datetime, inputs, outcomes, timings: dict,
@@ -66,8 +63,6 @@ def write_run(run_dir: Path, run_id: str, created: datetime, inputs, outcomes, t
     FileExistsError
         If ``run_dir`` exists (run ids are reserved by :func:`backtest.engine.run.execute`).
     """
-    from backtest.engine.run import file_sha256
-
     arrays = inputs.window.arrays()
     ts, close = arrays["timestamp"], arrays["close"]
     book = inputs.book.arrays()
@@ -95,8 +90,7 @@ def write_run(run_dir: Path, run_id: str, created: datetime, inputs, outcomes, t
         _write(tmp / "policies.parquet", policies_table(run_id, policy_rows))
         timings = dict(timings, write_seconds=time.perf_counter() - t0,
                        total_seconds=time.perf_counter() - t_start)
-        runtime = dict(runtime,
-                       peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+        runtime = dict(runtime, peak_rss_mb=peak_rss_mb())
         manifest = _manifest(run_id, created, inputs, policy_rows, timings, runtime, file_sha256)
         manifest["keepers"]["gas"] = gas_info
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
@@ -166,7 +160,7 @@ def _manifest(run_id, created, inputs, policy_rows, timings, runtime, sha) -> di
         "oracle": cfg.oracle.model_dump(),
         "keepers": cfg.keepers.model_dump(mode="json"),
         "insurance_fund": cfg.insurance_fund.model_dump(),
-        "versions": {d: _version(d) for d in _DEPENDENCIES},
+        "versions": package_versions(),
         "runtime": runtime,
         "timings": timings,
     }
@@ -174,11 +168,4 @@ def _manifest(run_id, created, inputs, policy_rows, timings, runtime, sha) -> di
 
 def _counts(frame: pl.DataFrame, column: str) -> dict:
     return {str(k): int(v) for k, v in frame[column].value_counts().iter_rows()}
-
-
-def _version(dist: str) -> str:
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "unknown"
 

@@ -7,6 +7,10 @@ every load), so that a file that loads is a file that satisfies the schema.
 
 Row numbers in error messages are 0-based positions in the file as read (for CSV files the
 header line is not counted).
+
+Why over 400 lines: it is the one definition of a tape (columns, metadata, validation, gaps and
+warnings) that every converter, the store and the engine share; validation and gap detection
+read the same column and metadata definitions.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ Layout under the store root (default :func:`backtest.paths.tape_store`)::
 Imports merge into existing files (overlapping rows must agree), recompute ``realized_vol``
 and (re)attach funding; every write is atomic, so a failing import leaves the store exactly
 as it was. See ``docs/tapes.md``.
+
+Why over 400 lines: it is the store's one class (import, resolve, merge, list, verify), whose
+operations share its locking, atomic writes and index; the converters and the schema live in
+their own modules.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from backtest.jit_compat import kernel_records
 from backtest.kernels.portfolio_enums import (
     N_ASSET_METRICS,
     N_PORTFOLIO_METRICS,
@@ -78,8 +79,8 @@ def portfolio_liquidation_map(book: PortfolioBook, price, sensitivity, shocks,
     if sens.shape[1] != n_assets:
         raise ValueError(f"need one sensitivity per asset {list(book.symbols)}")
     sens = np.ascontiguousarray(np.where(np.isfinite(sens), sens, np.inf))
-    risk = params.asset_risk(book.symbols)
-    policy = params.policy_record()
+    risk = kernel_records(params.asset_risk(book.symbols))
+    policy = kernel_records(params.policy_record())
     n = book.n_accounts
     max_pos = int(max_positions_nb(book.offsets))
     cap = 1 << 16

@@ -1,0 +1,97 @@
+"""Provenance of a result: file hashes, package versions, runtime and peak memory.
+
+Every run kind (``liqbt run``, portfolio runs, sweeps, governance reports) records where its
+result came from with these helpers, so a manifest's ``sha256``, ``versions`` and ``runtime``
+fields mean the same thing whichever command wrote them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import resource
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+VERSIONED = ("liqbt", "numpy", "numba", "polars", "pyarrow", "duckdb", "plotly", "pydantic",
+             "jinja2", "rich", "typer", "scipy", "distributed")
+"""Distributions whose installed versions a manifest records."""
+
+NOT_INSTALLED = "not installed"
+"""The version recorded for a distribution of :data:`VERSIONED` that is not installed."""
+
+
+def file_sha256(path: str | Path) -> str:
+    """Return the hex sha256 of a file's bytes, read in 1 MiB blocks.
+
+    Parameters
+    ----------
+    path : str or Path
+        A readable regular file.
+
+    Returns
+    -------
+    str
+        64 lowercase hex digits.
+
+    Raises
+    ------
+    OSError
+        If the file cannot be opened or read (callers check inputs first, see
+        :func:`backtest.engine.run.check_inputs`).
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def package_versions(dists: tuple[str, ...] = VERSIONED) -> dict[str, str]:
+    """Return the installed version of each distribution.
+
+    Parameters
+    ----------
+    dists : tuple of str
+        Distribution names; default :data:`VERSIONED`.
+
+    Returns
+    -------
+    dict of str to str
+        Distribution name -> version string, :data:`NOT_INSTALLED` where it is missing.
+    """
+    out = {}
+    for dist in dists:
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = NOT_INSTALLED
+    return out
+
+
+def peak_rss_mb() -> float:
+    """Return this process's peak resident set size so far, in MB.
+
+    Returns
+    -------
+    float
+        ``getrusage(RUSAGE_SELF).ru_maxrss`` (KiB on Linux) / 1024.
+    """
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def runtime() -> dict[str, str | float]:
+    """Return the runtime a manifest records: Python version, platform, peak memory.
+
+    Returns
+    -------
+    dict
+        ``python`` (str, e.g. ``"3.12.3"``), ``platform`` (str), ``peak_rss_mb`` (float, MB,
+        :func:`peak_rss_mb` at the time of the call).
+    """
+    return {"python": platform.python_version(), "platform": platform.platform(),
+            "peak_rss_mb": peak_rss_mb()}
+
+
+__all__ = ["NOT_INSTALLED", "VERSIONED", "file_sha256", "package_versions", "peak_rss_mb",
+           "runtime"]
