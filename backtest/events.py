@@ -136,6 +136,8 @@ def load_events(path: str | Path | None = None) -> dict[str, Event]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read the event catalog: {exc.strerror or exc}", path) from None
+    except UnicodeDecodeError:
+        raise ConfigError("the event catalog is not UTF-8 text (a binary file?)", path) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

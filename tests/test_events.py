@@ -113,3 +113,16 @@ def test_file_level_errors(tmp_path, text, problem):
         load_events(path)
     with pytest.raises(ConfigError, match="cannot read the event catalog"):
         load_events(tmp_path / "missing.toml")
+
+
+def test_binary_event_catalog_is_refused_with_its_name(tmp_path):
+    import pytest as _pytest
+
+    from backtest.errors import ConfigError
+    from backtest.events import load_events
+
+    path = tmp_path / "events.toml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe")
+    with _pytest.raises(ConfigError, match="not UTF-8") as exc:
+        load_events(path)
+    assert "events.toml" in str(exc.value)
