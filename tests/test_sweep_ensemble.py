@@ -336,3 +336,21 @@ def test_proposal_takes_an_ensemble(tmp_path):
     bad.write_text(text.replace("[ensemble]", "[ensemble]\nmembrs = 2", 1))
     with pytest.raises(ConfigError, match="ensemble.membrs"):
         load_proposal(bad)
+
+
+def test_calibrated_files_with_numpy_values_stay_valid_toml(tmp_path):
+    """A fit's numpy floats are written as TOML numbers (the leave-one-out ranges read back)."""
+    from backtest.books.generate import BookParams
+    from backtest.calibration.fitted import write_calibrated
+    from backtest.engine.config import ResponseConfig
+    from backtest.sweep.ensemble import _loo_range
+
+    path = write_calibrated(tmp_path / "f.toml", BookParams(leverage_scale=0.2),
+                            ResponseConfig(), {"objective": np.float64(1.5)},
+                            [{"event": "a", "ratio": np.float64(0.7)}],
+                            [{"event": "a", "fitted_leverage_scale": np.float64(0.1)},
+                             {"event": "b", "fitted_leverage_scale": np.float64(0.3)}], "h")
+    d = _loo_range(path, "leverage_scale")
+    assert (d.low, d.high) == (0.1, 0.3)
+    assert _loo_range(Path("configs/calibration/perps-fitted.toml"), "leverage_scale") \
+        is not None

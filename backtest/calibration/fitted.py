@@ -47,6 +47,8 @@ class Calibrated:
 
 
 def _value(v) -> str:
+    if hasattr(v, "item") and not isinstance(v, list | str):  # a numpy scalar: its Python value
+        v = v.item()
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int | float):
