@@ -354,3 +354,20 @@ def test_calibrated_files_with_numpy_values_stay_valid_toml(tmp_path):
     assert (d.low, d.high) == (0.1, 0.3)
     assert _loo_range(Path("configs/calibration/perps-fitted.toml"), "leverage_scale") \
         is not None
+
+
+def test_cli_sweep_names_the_intervals(world, capsys):
+    from backtest.cli import main
+
+    code = main(["sweep", str(world["sweep"]), "--runs", str(world["runs"]), "--store",
+                 str(world["store"]), "--events", str(world["events"]), "-q"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "12 cells (12 finished before" in out
+    assert "ensemble of 3 members" in out and "intervals.parquet" in out
+
+
+def test_example_ensemble_sweep_is_valid():
+    cfg = load_sweep_config("configs/sweeps/crashes-ensemble.toml")
+    assert cfg.ensemble is not None and cfg.ensemble.members == 20
+    assert all(e.book_params is not None for e in cfg.events)

@@ -159,9 +159,19 @@ class EnsembleSpec(_Strict):
         Members, 1..10,000; every cell runs once per member.
     seed : int
         Ensemble seed (>= 0); member ``k`` draws from ``(seed, k)`` only.
-    leverage_scale, low_leverage_share, size_factor, depth_factor, permanent_fraction, \
-keeper_latency_minutes, oracle_lag_minutes, response_share, response_delay_minutes : Draw, False or None
-        Range of each input (:data:`INPUTS`); None: the default range; False: not varied.
+    leverage_scale, low_leverage_share, size_factor, depth_factor : Draw, False or None
+        Range of each input (:data:`INPUTS`, units in the module docstring); None: the default
+        range (:func:`default_ranges`); False: not varied.
+    permanent_fraction, keeper_latency_minutes, oracle_lag_minutes : Draw, False or None
+        As above.
+    response_share, response_delay_minutes : Draw, False or None
+        As above.
+
+    Raises
+    ------
+    pydantic.ValidationError
+        A malformed range, a negative value, a fraction above 1, a factor or leverage scale
+        of 0 (wrapped into a ``ConfigError`` naming the file and field by the loaders).
     """
 
     members: int = Field(ge=1, le=10_000)

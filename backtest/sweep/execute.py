@@ -49,6 +49,10 @@ class SweepOutcome:
         Wall time spent running cells.
     backend : str
         ``local processes (N)`` or the Dask scheduler address.
+    members : int
+        Ensemble members (0 without an ensemble).
+    intervals : Path or None
+        ``intervals.parquet`` of an ensemble (p5 / p50 / p95 across members).
     """
 
     sweep_id: str
@@ -59,6 +63,8 @@ class SweepOutcome:
     wall_seconds: float
     run_seconds: float
     backend: str
+    members: int = 0
+    intervals: Path | None = None
 
     @property
     def cells_per_minute(self) -> float:
@@ -153,6 +159,8 @@ def run_sweep(config_path: str | Path, *, cfg: SweepConfig | None = None,
             sdir.write_parquet("intervals.parquet", table)
             manifest["ensemble"]["intervals"] = {"file": "intervals.parquet",
                                                  "rows": table.height}
+            outcome.members = plan.ensemble["members"]
+            outcome.intervals = sdir.root / "intervals.parquet"
         manifest["last_run"] = {
             "finished_at": datetime.now(UTC).isoformat(), "backend": backend,
             "cells_total": outcome.total, "cells_skipped": outcome.skipped,
