@@ -47,7 +47,7 @@ class Calibrated:
 
 
 def _value(v) -> str:
-    if hasattr(v, "item") and not isinstance(v, list | str):  # a numpy scalar: its Python value
+    if hasattr(v, "item") and not isinstance(v, list):  # numpy scalars
         v = v.item()
     if isinstance(v, bool):
         return "true" if v else "false"
