@@ -42,7 +42,7 @@ def sweep(
 
     Prints cells done / total, the rate and the ETA while it runs, and the sweep directory,
     wall time and cells per minute at the end. Results: liqbt query "SELECT ... FROM
-    sweep_cells".
+    sweep_cells" (with an [ensemble]: "SELECT ... FROM sweep_intervals").
     """
     from backtest.sweep import run_sweep
 
@@ -54,6 +54,10 @@ def sweep(
         f"sweep {out.sweep_id}: {out.total} cells ({out.skipped} finished before, "
         f"{out.computed} run now on {out.backend}) in {out.wall_seconds:.1f} s wall; "
         f"{out.cells_per_minute:.1f} cells/min -> {out.sweep_dir}", markup=False)
+    if out.intervals is not None:
+        _console().print(
+            f"ensemble of {out.members} members: p5 / p50 / p95 of every metric in "
+            f"{out.intervals} and the view sweep_intervals", markup=False)
 
 
 def _command_line() -> str | None:

@@ -338,6 +338,10 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
         unknown / misspelled field; the message names the file and the field.
     """
     raw = apply_overrides(read_toml(path), overrides, path)
+    if "ensemble" in raw:
+        raise ConfigError("section [ensemble]: ensembles run as sweeps; put the run's event, "
+                          "book parameters and sections in a sweep config with [ensemble] and "
+                          "run `liqbt sweep` (docs/ensembles.md)", path)
     for keys in _PATH_FIELDS:
         holder = raw
         for k in keys[:-1]:

@@ -30,9 +30,13 @@ Example (``configs/proposals/aave-close-factor-bonus.toml``)::
     [run.market]                      # run-config sections, as in a sweep config
     impact_model = "sqrt"
 
+    # [ensemble]                      # instead of 'seeds': N members, each drawing its book
+    # members = 30                    # seed and the uncertain inputs (docs/ensembles.md)
+    # seed = 1
+
 The proposal runs through the sweep machinery (:func:`backtest.sweep.run_sweep`): one policy
-(the preset), one parameter set per current / proposed / frontier point, every event, seed and
-stress transform, in ``<runs>/governance/<file stem>/`` (resumable).
+(the preset), one parameter set per current / proposed / frontier point, every event, seed (or
+ensemble member) and stress transform, in ``<runs>/governance/<file stem>/`` (resumable).
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from backtest.errors import ConfigError
 from backtest.policies import load_policy
 from backtest.strict import StrictModel
 from backtest.sweep.config import EventSpec, RunSections, SweepConfig
+from backtest.sweep.ensemble import EnsembleSpec
 from backtest.sweep.grid import GridValues, ParamSet, apply_params, expand, resolve_field
 from backtest.sweep.stress import NoStress, StressSpec
 from backtest.validation import describe, read_toml
@@ -84,6 +89,7 @@ class Proposal(StrictModel):
     frontier: dict[str, GridValues] = {}
     events: list[EventSpec] = Field(min_length=1)
     seeds: list[int] = Field(default=[0], min_length=1)
+    ensemble: EnsembleSpec | None = None
     stress: list[StressSpec] = Field(default=[NoStress(kind="none")], min_length=1)
     run: RunSections = RunSections()
     workers: int | None = Field(default=None, ge=1)
@@ -97,6 +103,9 @@ class Proposal(StrictModel):
         keys = [e.key for e in self.events]
         if len(set(keys)) != len(keys):
             raise ValueError("two events share a name: give each a distinct 'label'")
+        if self.ensemble is not None and "seeds" in self.model_fields_set:
+            raise ValueError("field 'seeds': an [ensemble] draws each member's book seed; "
+                             "remove 'seeds' (or the [ensemble] section)")
         return self
 
 
@@ -170,8 +179,9 @@ def parameter_sets(proposal: Proposal, path: str | Path,
 
 
 def sweep_config(proposal: Proposal, path: str | Path) -> SweepConfig:
-    """Return the sweep of a proposal: the preset alone, every event, seed and stress."""
+    """Return the sweep of a proposal: the preset alone, every event, seed (or member), stress."""
+    seeds = {} if proposal.ensemble is not None else {"seeds": proposal.seeds}
     return SweepConfig(
         name=sweep_name(path), description=proposal.description, policies=[proposal.protocol],
-        events=proposal.events, seeds=proposal.seeds, stress=proposal.stress, run=proposal.run,
-        workers=proposal.workers, scheduler=proposal.scheduler)
+        events=proposal.events, **seeds, ensemble=proposal.ensemble, stress=proposal.stress,
+        run=proposal.run, workers=proposal.workers, scheduler=proposal.scheduler)

@@ -28,7 +28,9 @@ Layout under the runs directory (:func:`backtest.paths.runs_dir`)::
 Relations (:data:`RELATIONS`): ``runs`` (one row per run), ``prices``, ``steps``,
 ``accounts``, ``liquidations``, ``adl``, ``policies`` (every run's tables, ``run_id`` in each),
 ``sweeps`` (one row per sweep directory), ``sweep_cells`` and ``sweep_steps`` (the finished
-cells of each sweep's current plan, ``sweep_id``, ``sweep_dir`` and ``cell_id`` in each).
+cells of each sweep's current plan, ``sweep_id``, ``sweep_dir`` and ``cell_id`` in each;
+``member`` and ``member_inputs`` for ensemble members), ``sweep_intervals`` (p5 / p50 / p95 of
+every metric across ensemble members, :data:`INTERVALS_VIEW`).
 
 Read-only by construction
 -------------------------
@@ -71,7 +73,13 @@ SWEEP_VIEWS = {"sweep_cells": "summary.parquet", "sweep_steps": "steps.parquet"}
 one row per cell and step. Both carry ``sweep_id``, ``sweep_dir`` and ``cell_id``; only cells
 of each sweep's current plan are shown."""
 
-RELATIONS = ("runs", *TABLES, "sweeps", *SWEEP_VIEWS)
+INTERVALS_VIEW = "sweep_intervals"
+"""View of p5 / p50 / p95 of every metric across the ensemble members of each (sweep, event,
+policy, parameter set, stress): columns ``sweep_id``, ``sweep_dir``, ``event``, ``policy``,
+``param_set``, ``stress``, ``metric``, ``members``, ``p5``, ``p50``, ``p95``, ``mean``, ``min``,
+``max`` (:mod:`backtest.sweep.intervals`)."""
+
+RELATIONS = ("runs", *TABLES, "sweeps", *SWEEP_VIEWS, INTERVALS_VIEW)
 """Every table and view a query can read (``SHOW TABLES`` lists exactly these)."""
 
 SWEEP_GLOBS = ("sweeps/*/sweep.json", "governance/*/sweep.json")
@@ -383,7 +391,23 @@ class Catalog:
                     "SELECT NULL::VARCHAR AS sweep_id, NULL::VARCHAR AS sweep_dir, "
                     "NULL::VARCHAR AS cell_id WHERE false")
             con.execute(f"CREATE VIEW {view} AS {body}")
+        self._create_intervals_view()
         self._lock_down(allowed)
+
+    def _create_intervals_view(self) -> None:
+        """Create ``sweep_intervals``: p5 / p50 / p95 across ensemble members.
+
+        One row per (sweep, event, policy, parameter set, stress, metric) over the cells with
+        ``member >= 0`` (:mod:`backtest.sweep.intervals`).
+        """
+        from backtest.sweep.intervals import GROUP, intervals_sql
+
+        columns = [r[0] for r in self.con.execute("DESCRIBE sweep_cells").fetchall()]
+        keys = ("sweep_id", "sweep_dir", *GROUP)
+        if not all(k in columns for k in keys):
+            columns = []
+        self.con.execute(f"CREATE VIEW {INTERVALS_VIEW} AS "
+                         f"{intervals_sql('sweep_cells', columns, keys)}")
 
     def _lock_down(self, allowed: list[str]) -> None:
         con = self.con

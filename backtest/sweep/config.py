@@ -28,8 +28,12 @@ Example (``configs/sweeps/crashes-slicing.toml``)::
     k = 1.5
 
     [run.market]                      # run-config sections applied to every cell
-    impact_model = "sqrt"             # (execution, market, oracle, keepers, insurance_fund)
-    cascade = true
+    impact_model = "sqrt"             # (execution, market, oracle, keepers, insurance_fund,
+    cascade = true                    #  response)
+
+    # [ensemble]                      # instead of 'seeds': N members, each drawing its book
+    # members = 30                    # seed and the uncertain inputs (docs/ensembles.md)
+    # seed = 1
 
 Relative paths are resolved against the current working directory.
 """
@@ -49,8 +53,10 @@ from backtest.engine.config import (
     KeeperConfig,
     MarketConfig,
     OracleConfig,
+    ResponseConfig,
 )
 from backtest.errors import ConfigError
+from backtest.sweep.ensemble import EnsembleSpec
 from backtest.sweep.grid import GridValues
 from backtest.sweep.stress import NoStress, StressSpec
 from backtest.validation import describe, read_toml
@@ -107,6 +113,7 @@ class RunSections(_Strict):
     oracle: OracleConfig = OracleConfig()
     keepers: KeeperConfig = KeeperConfig()
     insurance_fund: InsuranceFundConfig = InsuranceFundConfig()
+    response: ResponseConfig = ResponseConfig()
 
 
 class SweepConfig(_Strict):
@@ -121,7 +128,11 @@ class SweepConfig(_Strict):
         Policy names in ``strategies/`` or paths.
     events : list of EventSpec
     seeds : list of int
-        Each seed draws its own book per event and seeds the block bootstrap.
+        Each seed draws its own book per event and seeds the block bootstrap. Not with
+        ``ensemble``, whose members draw their own.
+    ensemble : EnsembleSpec or None
+        ``[ensemble]``: run every cell once per member, each member drawing its book seed and
+        the uncertain inputs (:mod:`backtest.sweep.ensemble`, ``docs/ensembles.md``).
     grid : dict
         Dotted field -> values, applied to every policy (each field must exist in each
         policy's model).
@@ -130,7 +141,8 @@ class SweepConfig(_Strict):
     stress : list of StressSpec
         Transforms of each event's window; default history as it was.
     run : RunSections
-        Execution, market, oracle, keeper and insurance fund settings of every cell.
+        Execution, market, oracle, keeper, insurance fund and response settings of every
+        cell.
     output : Path or None
         Sweep directory; default ``<runs>/sweeps/<name>``.
     scheduler : str or None
@@ -146,6 +158,7 @@ class SweepConfig(_Strict):
     policies: list[str] = Field(min_length=1)
     events: list[EventSpec] = Field(min_length=1)
     seeds: list[int] = Field(default=[0], min_length=1)
+    ensemble: EnsembleSpec | None = None
     grid: dict[str, GridValues] = {}
     policy_grids: dict[str, dict[str, GridValues]] = {}
     stress: list[StressSpec] = Field(default=[NoStress(kind="none")], min_length=1)
@@ -164,6 +177,9 @@ class SweepConfig(_Strict):
             raise ValueError("a policy is listed twice")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("a seed is listed twice")
+        if self.ensemble is not None and "seeds" in self.model_fields_set:
+            raise ValueError("field 'seeds': an [ensemble] draws each member's book seed; "
+                             "remove 'seeds' (or the [ensemble] section)")
         labels = [s.label for s in self.stress]
         if len(set(labels)) != len(labels):
             raise ValueError("a stress transform is listed twice")

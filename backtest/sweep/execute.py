@@ -2,7 +2,9 @@
 
 ``liqbt sweep SWEEP.toml`` calls :func:`run_sweep`. The sweep directory holds the lock for the
 whole run; a restarted sweep (after an error, Ctrl-C or SIGKILL) re-plans, finds the cells
-already in ``cells/`` and runs only the others.
+already in ``cells/`` and runs only the others. A sweep with an ``[ensemble]`` also writes
+``intervals.parquet`` (p5 / p50 / p95 across members, :mod:`backtest.sweep.intervals`) and
+records the ensemble's ranges in ``sweep.json`` (``ensemble``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from backtest.progress import count_progress
 from backtest.sweep.backends import run_dask, run_local
 from backtest.sweep.config import SweepConfig, load_sweep_config
 from backtest.sweep.grid import ParamSet
+from backtest.sweep.intervals import sweep_intervals
 from backtest.sweep.plan import SweepPlan, engine_version, plan_sweep, plan_table
 from backtest.sweep.store import SweepStore
 
@@ -46,6 +49,10 @@ class SweepOutcome:
         Wall time spent running cells.
     backend : str
         ``local processes (N)`` or the Dask scheduler address.
+    members : int
+        Ensemble members (0 without an ensemble).
+    intervals : Path or None
+        ``intervals.parquet`` of an ensemble (p5 / p50 / p95 across members).
     """
 
     sweep_id: str
@@ -56,6 +63,8 @@ class SweepOutcome:
     wall_seconds: float
     run_seconds: float
     backend: str
+    members: int = 0
+    intervals: Path | None = None
 
     @property
     def cells_per_minute(self) -> float:
@@ -144,6 +153,14 @@ def run_sweep(config_path: str | Path, *, cfg: SweepConfig | None = None,
         outcome = SweepOutcome(sweep_id, sdir.root, len(plan.cells), len(plan.cells) -
                                len(pending), computed, time.perf_counter() - t0, run_seconds,
                                backend)
+        if plan.ensemble is not None:
+            files = [sdir.cell_dir(c.cell_id) / "summary.parquet" for c in plan.cells]
+            table = sweep_intervals([f for f in files if f.is_file()])
+            sdir.write_parquet("intervals.parquet", table)
+            manifest["ensemble"]["intervals"] = {"file": "intervals.parquet",
+                                                 "rows": table.height}
+            outcome.members = plan.ensemble["members"]
+            outcome.intervals = sdir.root / "intervals.parquet"
         manifest["last_run"] = {
             "finished_at": datetime.now(UTC).isoformat(), "backend": backend,
             "cells_total": outcome.total, "cells_skipped": outcome.skipped,
@@ -194,7 +211,8 @@ def _manifest(cfg: SweepConfig, config_path: str | Path, plan: SweepPlan, sweep_
         "config": {"path": str(config_path), "sha256": config_sha,
                    "resolved": cfg.model_dump(mode="json")},
         "cells": len(plan.cells),
-        "seeds": list(cfg.seeds),
+        "seeds": list(cfg.seeds) if cfg.ensemble is None else [],
+        "ensemble": plan.ensemble,
         "events": plan.events,
         "inputs": plan.inputs,
         "engine": engine_version(),

@@ -1,6 +1,9 @@
 """Plan a sweep: draw (or reuse) the books, check every input, list the cells with their hashes.
 
-A cell is one simulation: (event, policy, parameter set, seed, stress transform). Its id is a
+A cell is one simulation: (event, policy, parameter set, seed or ensemble member, stress
+transform). With an ``[ensemble]`` (:mod:`backtest.sweep.ensemble`), member ``k`` replaces the
+seeds: its drawn book seed, book parameters and run sections make its own book and run config.
+Its id is a
 sha256 of everything its result depends on: the resolved run-config sections, the book's
 generating spec, the tape file's sha256, the policy as simulated (after the parameter set is
 applied), the stress transform, the seed, the package version and the digest of the kernel
@@ -16,17 +19,22 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from backtest import _jit, paths
 from backtest.books import write_book
 from backtest.books.event import book_for_event
+from backtest.books.generate import BookParams
 from backtest.calibration.fitted import calibrated_params
 from backtest.engine.config import RunConfig, TapeSelection
 from backtest.engine.run import file_sha256, resolve_config
 from backtest.errors import ConfigError
 from backtest.events import get_event
 from backtest.policies import load_policy
-from backtest.sweep.config import EventSpec, SweepConfig
+from backtest.sweep.config import EventSpec, RunSections, SweepConfig
+from backtest.sweep.ensemble import apply_member, default_ranges, member_values
 from backtest.sweep.grid import ParamSet, apply_params, expand
+from backtest.validation import describe
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,11 @@ class CellSpec:
         Tape store, strategies directory and event catalog.
     threads : int
         numba threads for the cell.
+    member : int
+        Ensemble member (0..N-1), or -1 without an ensemble.
+    member_inputs : dict
+        The member's drawn inputs (``book_seed`` and :data:`backtest.sweep.ensemble.INPUTS`
+        that vary for this event); empty without an ensemble.
     """
 
     cell_id: str
@@ -79,6 +92,8 @@ class CellSpec:
     strategies: str | None
     events: str | None
     threads: int = 1
+    member: int = -1
+    member_inputs: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -93,13 +108,19 @@ class SweepPlan:
     inputs : list of dict
         Files the sweep reads: kind, path, sha256 (tapes, books, policies, book parameters).
     events : list of dict
-        Per (event, seed): key, symbol, window, steps, book path.
+        Per (event, seed or member): key, symbol, window, steps, book path (and the member and
+        its inputs with an ensemble).
+    ensemble : dict or None
+        With an ensemble: members, seed, and per event the range of every varied input and
+        where it came from (``ensemble``, ``calibration <file>``, ``validation targets``,
+        ``default``).
     """
 
     name: str
     cells: list[CellSpec]
     inputs: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
+    ensemble: dict | None = None
 
 
 def engine_version() -> dict:
@@ -182,13 +203,18 @@ def plan_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str | Path,
     cells: list[CellSpec] = []
     event_rows: list[dict] = []
     tapes_seen: set[str] = set()
+    ensemble_info: dict | None = None
+    if cfg.ensemble is not None:
+        ensemble_info = {"members": cfg.ensemble.members, "seed": cfg.ensemble.seed,
+                         "events": {}}
     for ev in cfg.events:
         asset = (ev.symbol or get_event(ev.event, events).symbols[0]).split("/")[0]
-        params, book_meta = calibrated_params(ev.book_params, ev.event, asset)
+        base_params, book_meta = calibrated_params(ev.book_params, ev.event, asset)
         if ev.book_params is not None:
             inputs.append({"kind": f"book parameters {ev.key}", "path": str(ev.book_params),
                            "sha256": file_sha256(ev.book_params)})
-        for seed in cfg.seeds:
+        for seed, member, member_inputs, params, sections in _members(
+                cfg, ev, asset, base_params, book_meta, ensemble_info):
             book_spec = {"event": ev.model_dump(mode="json", exclude={"label", "book_params"}),
                          "generator": params.model_dump(mode="json"), "seed": seed,
                          "meta": book_meta}
@@ -198,7 +224,7 @@ def plan_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str | Path,
                                       ev.market, ev.interval, params, store, events, ev.start)
                 book.meta.update(book_meta)
                 write_book(book, book_path)
-            run_cfg = _run_config(cfg, ev, book_path)
+            run_cfg = _run_config(cfg, ev, book_path, sections)
             resolved = resolve_config(run_cfg, config_path, store, strategies, events)
             tape_path = str(resolved.tape.path)
             tape_sha = file_sha256(resolved.tape.path)
@@ -208,7 +234,9 @@ def plan_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str | Path,
                                "sha256": tape_sha})
             inputs.append({"kind": f"book {ev.key} seed {seed}", "path": str(book_path),
                            "sha256": file_sha256(book_path)})
-            event_rows.append({
+            member_row = ({"member": member, "member_inputs": member_inputs}
+                          if member >= 0 else {})
+            event_rows.append({**member_row,
                 "event": ev.key, "event_key": ev.event, "symbol": resolved.symbol,
                 "interval": resolved.tape.meta.interval, "seed": seed,
                 "start": resolved.start.isoformat(), "end": resolved.end.isoformat(),
@@ -225,6 +253,8 @@ def plan_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str | Path,
                         key = {"run": hashed_run, "book": book_spec, "tape": tape_sha,
                                "policy": policy_json, "stress": stress_json, "seed": seed,
                                "engine": version_info}
+                        if member >= 0:
+                            key["member"] = member
                         cells.append(CellSpec(
                             cell_id=_digest(key), event=ev.key, event_key=ev.event,
                             symbol=resolved.symbol, interval=resolved.tape.meta.interval,
@@ -234,12 +264,39 @@ def plan_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str | Path,
                             stress_label=stress.label, store=_opt(paths.tape_store(store)),
                             strategies=_opt(paths.strategies_dir(strategies)),
                             events=_opt(paths.events_file(events)),
-                            threads=cfg.threads_per_cell))
+                            threads=cfg.threads_per_cell, member=member,
+                            member_inputs=dict(member_inputs)))
     ids = [c.cell_id for c in cells]
     if len(set(ids)) != len(ids):
         dup = next(c for c in cells if ids.count(c.cell_id) > 1)
         raise_duplicate(dup, config_path)
-    return SweepPlan(cfg.name, cells, inputs, event_rows)
+    return SweepPlan(cfg.name, cells, inputs, event_rows, ensemble_info)
+
+
+def _members(cfg: SweepConfig, ev: EventSpec, asset: str, params: BookParams, book_meta: dict,
+             info: dict | None):
+    """Yield ``(seed, member, member_inputs, book params, run sections)`` of one event.
+
+    Without an ensemble: one tuple per seed of ``cfg.seeds`` (member -1, no inputs, the
+    event's parameters and the sweep's sections). With one: one per member, drawn by
+    :mod:`backtest.sweep.ensemble`; ``info["events"][ev.key]`` records the ranges.
+    """
+    if cfg.ensemble is None:
+        for seed in cfg.seeds:
+            yield seed, -1, {}, params, cfg.run
+        return
+    ranges = default_ranges(cfg.ensemble, params, ev.book_params, book_meta, cfg.run, ev.event,
+                            asset)
+    info["events"][ev.key] = {name: {"range": d.describe(), "source": ranges.sources[name]}
+                              for name, d in ranges.draws.items()}
+    for k in range(cfg.ensemble.members):
+        values = member_values(cfg.ensemble, k, ranges)
+        try:
+            m_params, m_run = apply_member(values, params, cfg.run, ranges)
+        except ValidationError as exc:
+            raise ConfigError(f"[ensemble] member {k}, event {ev.key}: a drawn input is "
+                              f"invalid: {describe(exc)}") from None
+        yield int(values["book_seed"]), k, values, m_params, m_run
 
 
 def raise_duplicate(cell: CellSpec, config_path: Path) -> None:
@@ -250,15 +307,17 @@ def raise_duplicate(cell: CellSpec, config_path: Path) -> None:
                       "value a policy already has", config_path)
 
 
-def _run_config(cfg: SweepConfig, ev: EventSpec, book_path: Path) -> RunConfig:
-    """Return the run config of one (event, seed): sweep sections, event window and book."""
+def _run_config(cfg: SweepConfig, ev: EventSpec, book_path: Path,
+                sections: RunSections | None = None) -> RunConfig:
+    """Return the run config of one (event, seed or member): sections, event window and book."""
+    run = sections or cfg.run
     return RunConfig(
         name=f"{cfg.name}-{ev.key}", description=cfg.description, event=ev.event,
         start=ev.start, end=ev.end, symbol=ev.symbol, book=book_path.resolve(),
         policies=list(cfg.policies),
         tape=TapeSelection(venue=ev.venue, market=ev.market, interval=ev.interval),
-        execution=cfg.run.execution, market=cfg.run.market, oracle=cfg.run.oracle,
-        keepers=cfg.run.keepers, insurance_fund=cfg.run.insurance_fund)
+        execution=run.execution, market=run.market, oracle=run.oracle,
+        keepers=run.keepers, insurance_fund=run.insurance_fund, response=run.response)
 
 
 def plan_table(plan: SweepPlan):
@@ -268,12 +327,15 @@ def plan_table(plan: SweepPlan):
     rows = [{"cell_id": c.cell_id, "event": c.event, "symbol": c.symbol, "interval": c.interval,
              "policy": c.policy["name"], "family": c.policy["family"],
              "param_set": c.param_set, "params": json.dumps(c.params, sort_keys=True),
-             "seed": c.seed, "stress": c.stress_label} for c in plan.cells]
+             "seed": c.seed, "stress": c.stress_label, "member": c.member,
+             "member_inputs": json.dumps(c.member_inputs, sort_keys=True)}
+            for c in plan.cells]
     return pl.DataFrame(rows, schema={"cell_id": pl.String, "event": pl.String,
                                       "symbol": pl.String, "interval": pl.String,
                                       "policy": pl.String, "family": pl.String,
                                       "param_set": pl.String, "params": pl.String,
-                                      "seed": pl.Int64, "stress": pl.String})
+                                      "seed": pl.Int64, "stress": pl.String,
+                                      "member": pl.Int64, "member_inputs": pl.String})
 
 
 def cell_dict(cell: CellSpec) -> dict:

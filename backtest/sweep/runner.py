@@ -119,7 +119,8 @@ def simulate_cell(spec: CellSpec) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     Returns
     -------
     summary : polars.DataFrame
-        One row: the cell's coordinates and every registry metric.
+        One row: the cell's coordinates (``member`` -1 and ``member_inputs`` ``{}`` without
+        an ensemble) and every registry metric.
     steps : polars.DataFrame
         :data:`STEP_COLUMNS` plus ``cell_id``, one row per step of the (stressed) window.
     timings : dict
@@ -153,6 +154,8 @@ def simulate_cell(spec: CellSpec) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
         "family": spec.policy["family"], "param_set": spec.param_set,
         "params": json.dumps(spec.params, sort_keys=True), "seed": spec.seed,
         "stress": spec.stress_label, "stress_kind": spec.stress["kind"],
+        "member": spec.member,
+        "member_inputs": json.dumps(spec.member_inputs, sort_keys=True),
         "accounts": len(inputs.book), "steps": inputs.window.rows,
         "window_start": inputs.start, "window_end": inputs.end,
         **metrics,

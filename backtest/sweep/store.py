@@ -4,6 +4,7 @@ Layout of a sweep directory::
 
     sweep.json                 the sweep's manifest (config, inputs and their sha256, versions)
     plan.parquet               one row per planned cell (cell_id and its coordinates)
+    intervals.parquet          with an ensemble: p5 / p50 / p95 across members
     books/                     books drawn per (event, seed), reused by later runs
     cells/<cell_id>/           a finished cell: summary.parquet, steps.parquet, cell.json
     tmp/                       cells being written (emptied when a sweep starts)

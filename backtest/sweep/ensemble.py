@@ -1,0 +1,455 @@
+"""Ensembles: N members per sweep, each drawing the book seed and the uncertain inputs.
+
+A sweep or proposal with an ``[ensemble]`` section runs every (event, policy, parameter set,
+stress) cell once per member instead of once per entry of ``seeds``. Member ``k`` draws its
+book seed and one value of each uncertain input from a generator seeded with
+``(ensemble seed, k, input name)`` only, so member ``k``'s draw never depends on the number of
+members, on the other inputs, on the events or on the parameter sets: every parameter set of a
+member is simulated on the same book and market, and intervals across members compare sets
+pair-wise. Each input is drawn as a quantile ``u`` in [0, 1) and mapped through the input's
+range for each event, so one member sits at the same quantile of every event's range.
+
+Example::
+
+    [ensemble]
+    members = 30
+    seed = 1
+    leverage_scale = { low = 0.12, high = 0.25 }                 # uniform
+    size_factor = { distribution = "loguniform", low = 0.8, high = 1.25 }
+    keeper_latency_minutes = { distribution = "choice", values = [0, 1, 5] }
+    oracle_lag_minutes = false                                  # hold at the config's value
+
+Inputs (:data:`INPUTS`; omitted: the default range of :func:`default_ranges`, from the
+calibration where it gives one; ``false``: not varied):
+
+========================== =============================================================
+``leverage_scale``          book ``leverage_scale`` (perps), absolute
+``low_leverage_share``      book ``low_leverage_share`` (perps), fraction [0, 1]
+``size_factor``             factor on the book's size (``size_usd``, or every position size)
+``depth_factor``            factor on the market depth in use (``[market]`` depth fraction)
+``permanent_fraction``      ``[market] permanent_fraction`` [0, 1]
+``keeper_latency_minutes``  ``[keepers] latency_minutes``, minutes
+``oracle_lag_minutes``      ``[oracle] lag_minutes``, minutes (lagged oracle only)
+``response_share``          ``[response] share``, fraction [0, 1]
+``response_delay_minutes``  ``[response] delay_minutes``, minutes
+========================== =============================================================
+
+See ``docs/ensembles.md`` for the defaults and their sources.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from backtest.books.generate import BookParams
+from backtest.engine.config import ResponseConfig
+from backtest.validation import describe, read_toml
+
+INPUTS = ("leverage_scale", "low_leverage_share", "size_factor", "depth_factor",
+          "permanent_fraction", "keeper_latency_minutes", "oracle_lag_minutes",
+          "response_share", "response_delay_minutes")
+"""The uncertain inputs an ensemble member draws (besides its book seed), in record order."""
+
+_BOUNDS = {"low_leverage_share": (0.0, 1.0), "permanent_fraction": (0.0, 1.0),
+           "response_share": (0.0, 1.0)}
+"""Inputs that are fractions: a range outside [0, 1] is an error."""
+
+DEFAULT_SIZE_FACTOR = (0.8, 1.25)
+"""Book size factor range (log-uniform) where the calibration gives none."""
+DEFAULT_DEPTH_FACTOR = (0.5, 2.0)
+"""Depth factor range (log-uniform): the 1% depth fraction is measured on one venue and pair in
+2025 (docs/market-impact.md, range 0.10-0.14) and transferred to other years and assets."""
+DEFAULT_PERMANENT_FRACTION = (0.25, 0.75)
+"""Permanent share of impact (uniform) around the default 0.5."""
+DEFAULT_KEEPER_LATENCY = (0.0, 5.0)
+"""Keeper latency range, minutes (uniform), where the config has none."""
+DEFAULT_ORACLE_LAG_FACTOR = (0.5, 1.5)
+"""Lagged-oracle lag range as factors of the configured ``lag_minutes``."""
+DEFAULT_RESPONSE_SHARE = (0.0, 0.7)
+"""Share of responding borrowers for a book without a fitted response: from nobody to the
+Morpho simulator's fit (70%, https://github.com/RahilBhavan/spine WRITEUP.md)."""
+DEFAULT_RESPONSE_DELAY = (60.0, 180.0)
+"""Reaction delay, minutes, for a book without a fitted response (the fit: about two hours)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Draw(_Strict):
+    """The range or distribution of one uncertain input.
+
+    Attributes
+    ----------
+    distribution : {"uniform", "loguniform", "choice"}
+        ``uniform`` and ``loguniform`` (``low > 0``) between ``low`` and ``high``; ``choice``
+        picks one of ``values`` with equal probability.
+    low, high : float or None
+        Range (``low <= high``), in the input's unit.
+    values : list of float or None
+        Choices (``choice`` only).
+    """
+
+    distribution: Literal["uniform", "loguniform", "choice"] = "uniform"
+    low: float | None = None
+    high: float | None = None
+    values: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> Draw:
+        if self.distribution == "choice":
+            if not self.values or self.low is not None or self.high is not None:
+                raise ValueError("a 'choice' takes 'values' (a non-empty list), not low/high")
+            if not all(math.isfinite(v) for v in self.values):
+                raise ValueError("'values' must be finite numbers")
+            return self
+        if self.values is not None:
+            raise ValueError(f"'values' is for distribution = 'choice', not "
+                             f"'{self.distribution}'")
+        if self.low is None or self.high is None:
+            raise ValueError("give both 'low' and 'high'")
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError("'low' and 'high' must be finite")
+        if self.low > self.high:
+            raise ValueError(f"'low' ({self.low}) is above 'high' ({self.high})")
+        if self.distribution == "loguniform" and self.low <= 0:
+            raise ValueError("a 'loguniform' range needs low > 0")
+        return self
+
+    def ppf(self, u: float) -> float:
+        """Map a quantile ``u`` in [0, 1) to a value of the range."""
+        if self.distribution == "choice":
+            return float(self.values[min(int(u * len(self.values)), len(self.values) - 1)])
+        lo, hi = float(self.low), float(self.high)
+        if self.distribution == "loguniform":
+            return float(math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo))))
+        return lo + u * (hi - lo)
+
+    def describe(self) -> str:
+        """Short text: ``uniform 0.1..0.2`` or ``choice [0, 1]``."""
+        if self.distribution == "choice":
+            return f"choice {self.values}"
+        return f"{self.distribution} {self.low:.6g}..{self.high:.6g}"
+
+
+InputSpec = Draw | Literal[False] | None
+
+
+class EnsembleSpec(_Strict):
+    """The ``[ensemble]`` section of a sweep or proposal (see the module docstring).
+
+    Attributes
+    ----------
+    members : int
+        Members, 1..10,000; every cell runs once per member.
+    seed : int
+        Ensemble seed (>= 0); member ``k`` draws from ``(seed, k)`` only.
+    leverage_scale, low_leverage_share, size_factor, depth_factor : Draw, False or None
+        Range of each input (:data:`INPUTS`, units in the module docstring); None: the default
+        range (:func:`default_ranges`); False: not varied.
+    permanent_fraction, keeper_latency_minutes, oracle_lag_minutes : Draw, False or None
+        As above.
+    response_share, response_delay_minutes : Draw, False or None
+        As above.
+
+    Raises
+    ------
+    pydantic.ValidationError
+        A malformed range, a negative value, a fraction above 1, a factor or leverage scale
+        of 0 (wrapped into a ``ConfigError`` naming the file and field by the loaders).
+    """
+
+    members: int = Field(ge=1, le=10_000)
+    seed: int = Field(default=0, ge=0)
+    leverage_scale: InputSpec = None
+    low_leverage_share: InputSpec = None
+    size_factor: InputSpec = None
+    depth_factor: InputSpec = None
+    permanent_fraction: InputSpec = None
+    keeper_latency_minutes: InputSpec = None
+    oracle_lag_minutes: InputSpec = None
+    response_share: InputSpec = None
+    response_delay_minutes: InputSpec = None
+
+    @field_validator(*INPUTS, mode="before")
+    @classmethod
+    def _input(cls, value, info: ValidationInfo):
+        name = info.field_name
+        if value is None or value is False or isinstance(value, Draw):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError("give a range table, e.g. { low = 0.5, high = 2.0 }, or false "
+                             "to hold the input at the config's value")
+        try:
+            d = Draw.model_validate(value)
+        except ValidationError as exc:
+            raise ValueError(describe(exc).replace("Value error, ", "")) from None
+        lo, hi = (min(d.values), max(d.values)) if d.values else (d.low, d.high)
+        if lo < 0:
+            raise ValueError("values must be >= 0")
+        if name in _BOUNDS and hi > _BOUNDS[name][1]:
+            raise ValueError("a fraction: values must be <= 1")
+        if name in ("leverage_scale", "size_factor", "depth_factor") and lo <= 0:
+            raise ValueError("values must be > 0")
+        return d
+
+
+def quantile(seed: int, member: int, name: str) -> float:
+    """Member ``member``'s quantile in [0, 1) for input ``name`` (depends on nothing else)."""
+    ss = np.random.SeedSequence([seed, member, zlib.crc32(name.encode())])
+    return float(np.random.Generator(np.random.PCG64(ss)).random())
+
+
+def book_seed(seed: int, member: int) -> int:
+    """Member ``member``'s book seed, in [0, 2**31)."""
+    ss = np.random.SeedSequence([seed, member, zlib.crc32(b"book_seed")])
+    return int(np.random.Generator(np.random.PCG64(ss)).integers(0, 2**31))
+
+
+@dataclass(frozen=True)
+class EventRanges:
+    """The resolved range of every varied input for one event, and where each came from.
+
+    Attributes
+    ----------
+    draws : dict of str to Draw
+        Input name -> range (inputs not varied for this event are absent).
+    sources : dict of str to str
+        Input name -> ``ensemble`` (the config), ``calibration <file>`` or ``default``.
+    response : ResponseConfig
+        The response the drawn share and delay are applied to (enabled).
+    """
+
+    draws: dict[str, Draw]
+    sources: dict[str, str]
+    response: ResponseConfig | None
+
+
+def _loo_range(path: Path | None, field: str) -> Draw | None:
+    """min..max of ``fitted_<field>`` over a calibrated file's fit and leave-one-out refits."""
+    if path is None:
+        return None
+    raw = read_toml(path)
+    if not isinstance(raw.get("book"), dict):
+        return None
+    rows = [r for r in raw.get("leave_one_out", []) if isinstance(r, dict)]
+    vals = [float(r[f"fitted_{field}"]) for r in rows if f"fitted_{field}" in r]
+    if not vals:
+        return None
+    full = raw.get("fit", {}).get(f"fitted_{field}")
+    if full is not None:
+        vals.append(float(full))
+    return Draw(low=min(vals), high=max(vals))
+
+
+def _size_range(params: BookParams, event: str, asset: str,
+                validation: str | Path | None) -> Draw | None:
+    """Factor range of a book sized to a venue: the target range around its geometric middle."""
+    if params.size_usd is None or not params.represents:
+        return None
+    from backtest.calibration.targets import load_targets
+
+    measure = "borrowed_usd" if params.loan_fraction >= 1.0 else "open_interest_before_usd"
+    found = [t for t in load_targets(validation) if t.event == event and t.asset == asset
+             and t.venue == params.represents and t.measure == measure]
+    if not found:
+        return None
+    lo, hi = min(t.low for t in found), max(t.high for t in found)
+    if lo <= 0 or hi <= lo:
+        return None
+    return Draw(distribution="loguniform", low=math.sqrt(lo / hi), high=math.sqrt(hi / lo))
+
+
+def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | None,
+                   book_meta: dict, run, event: str, asset: str,
+                   validation: str | Path | None = None) -> EventRanges:
+    """Resolve the range of every input for one event: the config's, else the defaults.
+
+    Defaults: ``leverage_scale``, ``response_share`` and ``response_delay_minutes`` span the
+    fitted values of a calibrated book file (its full fit and every leave-one-out refit,
+    ``[[leave_one_out]]`` ``fitted_<name>``); the size factor spans the validation target's
+    range around the geometric middle the book was sized to; otherwise the module's
+    ``DEFAULT_*`` ranges (``docs/ensembles.md``). Inputs that cannot matter are not drawn:
+    leverage inputs for a loans-only book, impact inputs without an impact model, the oracle
+    lag unless the oracle is ``lagged``, the response when the run switches it off.
+
+    Parameters
+    ----------
+    spec : EnsembleSpec
+    params : BookParams
+        The event's generator parameters (sized).
+    book_params : Path or None
+        The event's parameter file (calibrated or not).
+    book_meta : dict
+        Metadata :func:`backtest.calibration.fitted.calibrated_params` returned (``response``).
+    run : backtest.sweep.config.RunSections
+    event, asset : str
+        Event key and base asset (for the size target).
+    validation : str or Path, optional
+        Targets directory.
+
+    Returns
+    -------
+    EventRanges
+    """
+    draws: dict[str, Draw] = {}
+    sources: dict[str, str] = {}
+    has_perps = params.loan_fraction < 1.0
+    calibrated_file = book_params is not None and "calibration" in book_meta
+
+    def put(name: str, applies: bool, default: Draw | None, source: str = "default") -> None:
+        given = getattr(spec, name)
+        if given is False or not applies:
+            return
+        if isinstance(given, Draw):
+            draws[name], sources[name] = given, "ensemble"
+        elif default is not None:
+            draws[name], sources[name] = default, source
+
+    cal_src = f"calibration {book_params}"
+    lev = _loo_range(book_params, "leverage_scale") if calibrated_file else None
+    put("leverage_scale", has_perps,
+        lev or Draw(low=0.8 * params.leverage_scale, high=1.25 * params.leverage_scale),
+        cal_src if lev else "default")
+    low = _loo_range(book_params, "low_leverage_share") if calibrated_file else None
+    base_low = params.low_leverage_share
+    put("low_leverage_share", has_perps,
+        low or Draw(low=max(0.0, base_low - 0.1), high=min(1.0, base_low + 0.1)),
+        cal_src if low else "default")
+    size = _size_range(params, event, asset, validation)
+    put("size_factor", True, size or Draw(distribution="loguniform", low=DEFAULT_SIZE_FACTOR[0],
+                                          high=DEFAULT_SIZE_FACTOR[1]),
+        "validation targets" if size else "default")
+    impact = run.market.impact_model != "none"
+    put("depth_factor", impact, Draw(distribution="loguniform", low=DEFAULT_DEPTH_FACTOR[0],
+                                     high=DEFAULT_DEPTH_FACTOR[1]))
+    put("permanent_fraction", impact and run.market.cascade,
+        Draw(low=DEFAULT_PERMANENT_FRACTION[0], high=DEFAULT_PERMANENT_FRACTION[1]))
+    lat = run.keepers.latency_minutes
+    put("keeper_latency_minutes", True,
+        Draw(low=0.5 * lat, high=1.5 * lat) if lat > 0 else
+        Draw(low=DEFAULT_KEEPER_LATENCY[0], high=DEFAULT_KEEPER_LATENCY[1]))
+    lag = run.oracle.lag_minutes
+    put("oracle_lag_minutes", run.oracle.model == "lagged",
+        Draw(low=DEFAULT_ORACLE_LAG_FACTOR[0] * lag, high=DEFAULT_ORACLE_LAG_FACTOR[1] * lag))
+
+    response = _base_response(run.response, book_meta)
+    if response is not None:
+        share = _loo_range(book_params, "share") if calibrated_file else None
+        delay = _loo_range(book_params, "delay_minutes") if calibrated_file else None
+        fitted = "response" in book_meta and run.response.enabled is None
+        put("response_share", True, share or (
+            Draw(low=max(0.0, response.share - 0.2), high=min(1.0, response.share + 0.2))
+            if fitted or run.response.enabled else
+            Draw(low=DEFAULT_RESPONSE_SHARE[0], high=DEFAULT_RESPONSE_SHARE[1])),
+            cal_src if share else "default")
+        put("response_delay_minutes", True, delay or (
+            Draw(low=0.5 * response.delay_minutes, high=1.5 * response.delay_minutes)
+            if fitted or run.response.enabled else
+            Draw(low=DEFAULT_RESPONSE_DELAY[0], high=DEFAULT_RESPONSE_DELAY[1])),
+            cal_src if delay else "default")
+    return EventRanges(draws, sources, response)
+
+
+def _base_response(cfg: ResponseConfig, book_meta: dict) -> ResponseConfig | None:
+    """The response a member's share / delay apply to; None when the run switches it off."""
+    if cfg.enabled is False:
+        return None
+    if cfg.enabled is None and book_meta.get("response"):
+        return ResponseConfig.model_validate_json(book_meta["response"]).model_copy(
+            update={"enabled": True})
+    return cfg.model_copy(update={"enabled": True})
+
+
+def member_values(spec: EnsembleSpec, member: int, ranges: EventRanges) -> dict[str, float]:
+    """Member ``member``'s value of every varied input of one event (and its book seed).
+
+    Returns
+    -------
+    dict of str to float or int
+        ``book_seed`` (int) and input name -> value, in :data:`INPUTS` order.
+    """
+    out: dict[str, float] = {"book_seed": book_seed(spec.seed, member)}
+    for name in INPUTS:
+        if name in ranges.draws:
+            out[name] = ranges.draws[name].ppf(quantile(spec.seed, member, name))
+    return out
+
+
+def apply_member(values: dict[str, float], params: BookParams, run, ranges: EventRanges):
+    """Return the book parameters and run sections of one member.
+
+    Parameters
+    ----------
+    values : dict
+        :func:`member_values`.
+    params : BookParams
+    run : backtest.sweep.config.RunSections
+    ranges : EventRanges
+
+    Returns
+    -------
+    BookParams, RunSections
+    """
+    book: dict = {}
+    if "leverage_scale" in values:
+        book["leverage_scale"] = values["leverage_scale"]
+    if "low_leverage_share" in values:
+        book["low_leverage_share"] = values["low_leverage_share"]
+    if "size_factor" in values:
+        f = values["size_factor"]
+        if params.size_usd is not None:
+            book["size_usd"] = params.size_usd * f
+        else:  # every position's size scales with these, the clip bounds included
+            book.update(perp_notional_median_usd=params.perp_notional_median_usd * f,
+                        loan_collateral_median_usd=params.loan_collateral_median_usd * f,
+                        min_notional_usd=params.min_notional_usd * f,
+                        max_notional_usd=params.max_notional_usd * f)
+    params = params.model_copy(update=book)
+    BookParams.model_validate(params.model_dump())  # a drawn value out of the model's bounds
+
+    market: dict = {}
+    if "depth_factor" in values:
+        f = values["depth_factor"]
+        m = run.market
+        if m.depth_usd is not None:
+            market["depth_usd"] = m.depth_usd * f
+        elif m.depth_source == "pre_window":
+            market["pre_window_depth_fraction"] = m.pre_window_depth_fraction * f
+        else:
+            market["depth_fraction_of_hourly_volume"] = m.depth_fraction_of_hourly_volume * f
+    if "permanent_fraction" in values:
+        market["permanent_fraction"] = values["permanent_fraction"]
+    sections: dict = {}
+    if market:
+        sections["market"] = run.market.model_copy(update=market)
+    if "keeper_latency_minutes" in values:
+        sections["keepers"] = run.keepers.model_copy(
+            update={"latency_minutes": values["keeper_latency_minutes"]})
+    if "oracle_lag_minutes" in values:
+        sections["oracle"] = run.oracle.model_copy(
+            update={"lag_minutes": max(values["oracle_lag_minutes"], 1e-9)})
+    response: dict = {}
+    if "response_share" in values:
+        response["share"] = values["response_share"]
+    if "response_delay_minutes" in values:
+        response["delay_minutes"] = values["response_delay_minutes"]
+    if response and ranges.response is not None:
+        sections["response"] = ranges.response.model_copy(update=response)
+    return params, run.model_copy(update=sections)
+

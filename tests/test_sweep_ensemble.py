@@ -1,0 +1,373 @@
+"""Ensembles: seeded member draws, members as sweep cells, intervals, bad [ensemble] fields."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from backtest.engine.config import load_run_config
+from backtest.errors import ConfigError
+from backtest.report.proposal import load_proposal, sweep_config
+from backtest.results import Catalog
+from backtest.sweep import load_sweep_config, run_sweep
+from backtest.sweep.ensemble import (
+    INPUTS,
+    Draw,
+    EnsembleSpec,
+    book_seed,
+    default_ranges,
+    member_values,
+    quantile,
+)
+from backtest.sweep.intervals import sweep_intervals
+from tests.sweep_world import make_world
+
+ENSEMBLE_SWEEP = """
+name = "{name}"
+policies = ["hard"]
+workers = 1
+
+[ensemble]
+members = {members}
+seed = 11
+{extra}
+
+[[events]]
+event = "synthetic-crash"
+interval = "5m"
+accounts = 300
+
+[[events]]
+event = "synthetic-late"
+interval = "5m"
+accounts = 300
+
+[grid]
+"perp.liquidation_penalty" = [0.005, 0.02]
+
+[run.market]
+impact_model = "sqrt"
+cascade = true
+depth_usd = 5_000_000
+
+[run.insurance_fund]
+initial_balance_usd = 10000.0
+"""
+
+
+def write_sweep(path: Path, name: str = "ens", members: int = 3, extra: str = "") -> Path:
+    path.write_text(ENSEMBLE_SWEEP.format(name=name, members=members, extra=extra))
+    return path
+
+
+def cells(sweep_dir: Path) -> pl.DataFrame:
+    files = sorted(Path(sweep_dir).glob("cells/*/summary.parquet"))
+    return pl.concat([pl.read_parquet(f) for f in files]).drop("simulate_seconds").sort(
+        "cell_id")
+
+
+def steps(sweep_dir: Path) -> pl.DataFrame:
+    files = sorted(Path(sweep_dir).glob("cells/*/steps.parquet"))
+    return pl.concat([pl.read_parquet(f) for f in files]).sort(["cell_id", "step"])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ensemble")
+    w = make_world(root)
+    w["sweep"] = write_sweep(root / "ens.toml")
+    w["runs"] = root / "runs"
+    w["outcome"] = run_sweep(w["sweep"], runs=w["runs"], store=w["store"], events=w["events"],
+                             show_progress=False)
+    return w
+
+
+# ---------------------------------------------------------------- draws
+
+
+def test_member_draws_depend_only_on_seed_and_member():
+    assert quantile(5, 2, "depth_factor") == quantile(5, 2, "depth_factor")
+    assert quantile(5, 2, "depth_factor") != quantile(5, 3, "depth_factor")
+    assert quantile(5, 2, "depth_factor") != quantile(6, 2, "depth_factor")
+    assert quantile(5, 2, "depth_factor") != quantile(5, 2, "permanent_fraction")
+    assert book_seed(5, 0) == book_seed(5, 0) != book_seed(5, 1)
+    seeds = [book_seed(5, k) for k in range(200)]
+    assert len(set(seeds)) == 200 and all(0 <= s < 2**31 for s in seeds)
+    # member k's values do not depend on how many members there are
+    from backtest.books.generate import BookParams
+    from backtest.sweep.config import RunSections
+
+    run = RunSections.model_validate({"market": {"impact_model": "sqrt", "cascade": True}})
+    small = EnsembleSpec(members=3, seed=5)
+    big = EnsembleSpec(members=50, seed=5)
+    r_small = default_ranges(small, BookParams(), None, {}, run, "x", "BTC")
+    r_big = default_ranges(big, BookParams(), None, {}, run, "x", "BTC")
+    for k in range(3):
+        assert member_values(small, k, r_small) == member_values(big, k, r_big)
+    assert member_values(big, 0, r_big) != member_values(big, 1, r_big)
+    # every default input of a perp book under cascade impact varies, within its range
+    assert set(r_big.draws) == set(INPUTS) - {"oracle_lag_minutes"}
+    for k in range(50):
+        v = member_values(big, k, r_big)
+        for name, d in r_big.draws.items():
+            assert d.low <= v[name] <= d.high
+
+
+def test_draw_distributions():
+    assert Draw(low=1.0, high=3.0).ppf(0.5) == 2.0
+    assert Draw(distribution="loguniform", low=0.5, high=2.0).ppf(0.5) == pytest.approx(1.0)
+    assert Draw(distribution="choice", values=[0.0, 1.0, 5.0]).ppf(0.99) == 5.0
+    assert Draw(distribution="choice", values=[0.0, 1.0, 5.0]).ppf(0.0) == 0.0
+
+
+def test_calibration_gives_the_leave_one_out_range(tmp_path):
+    from backtest.books.generate import BookParams
+    from backtest.sweep.config import RunSections
+
+    cal = tmp_path / "fitted.toml"
+    cal.write_text("""
+[book]
+leverage_scale = 0.14
+[response]
+enabled = true
+share = 0.9
+delay_minutes = 6.5
+[fit]
+fitted_leverage_scale = 0.14
+fitted_share = 0.9
+[[leave_one_out]]
+event = "a"
+fitted_leverage_scale = 0.12
+fitted_share = 0.97
+fitted_delay_minutes = 6.1
+[[leave_one_out]]
+event = "b"
+fitted_leverage_scale = 0.25
+fitted_share = 0.95
+fitted_delay_minutes = 11.9
+""")
+    meta = {"calibration": str(cal), "response": '{"enabled": true, "share": 0.9, '
+            '"delay_minutes": 6.5}'}
+    r = default_ranges(EnsembleSpec(members=2), BookParams(leverage_scale=0.14), cal, meta,
+                       RunSections(), "x", "BTC")
+    assert (r.draws["leverage_scale"].low, r.draws["leverage_scale"].high) == (0.12, 0.25)
+    assert (r.draws["response_share"].low, r.draws["response_share"].high) == (0.9, 0.97)
+    assert (r.draws["response_delay_minutes"].low,
+            r.draws["response_delay_minutes"].high) == (6.1, 11.9)
+    assert r.sources["leverage_scale"].startswith("calibration")
+    # no impact model: depth and permanent share are not drawn; an explicit range wins
+    assert "depth_factor" not in r.draws and "permanent_fraction" not in r.draws
+    r2 = default_ranges(EnsembleSpec(members=2, leverage_scale={"low": 1, "high": 2},
+                                     response_share=False),
+                        BookParams(), cal, meta, RunSections(), "x", "BTC")
+    assert r2.draws["leverage_scale"].high == 2 and r2.sources["leverage_scale"] == "ensemble"
+    assert "response_share" not in r2.draws
+
+
+# ---------------------------------------------------------------- members as cells
+
+
+def test_members_are_cells_with_inputs(world):
+    out = world["outcome"]
+    assert out.total == 2 * 2 * 3 and out.computed == 12
+    s = cells(out.sweep_dir)
+    assert sorted(set(s["member"])) == [0, 1, 2]
+    inputs = [json.loads(x) for x in s["member_inputs"]]
+    assert all(x["book_seed"] == r["seed"] for x, r in zip(inputs, s.iter_rows(named=True),
+                                                           strict=True))
+    # one member: the same draw for every event and parameter set; members differ
+    by_member = {}
+    for m, x in zip(s["member"], inputs, strict=True):
+        by_member.setdefault(m, []).append(x)
+    for m, xs in by_member.items():
+        assert all(x == xs[0] for x in xs), m
+    assert by_member[0][0] != by_member[1][0]
+    assert set(by_member[0][0]) >= {"book_seed", "depth_factor", "permanent_fraction",
+                                    "keeper_latency_minutes", "response_share"}
+    # members are different worlds: outcomes differ across members of one cell group
+    g = s.filter((pl.col("event") == "synthetic-crash") & (pl.col("param_set") ==
+                                                            s["param_set"][0]))
+    assert g["liquidated_notional_usd"].n_unique() == 3
+    manifest = json.loads((out.sweep_dir / "sweep.json").read_text())
+    assert manifest["ensemble"]["members"] == 3
+    assert manifest["ensemble"]["events"]["synthetic-crash"]["depth_factor"]["source"] \
+        == "default"
+
+
+def test_rerun_skips_members(world):
+    again = run_sweep(world["sweep"], runs=world["runs"], store=world["store"],
+                      events=world["events"], show_progress=False)
+    assert again.skipped == 12 and again.computed == 0
+    assert again.sweep_id == world["outcome"].sweep_id
+
+
+def test_more_members_reuse_the_first(world, tmp_path):
+    """Growing an ensemble keeps members 0..N-1: a resumed sweep runs only the new ones."""
+    import shutil
+
+    sdir = tmp_path / "grown"
+    shutil.copytree(world["outcome"].sweep_dir, sdir)
+    cfg = write_sweep(tmp_path / "grown.toml", members=4)
+    out = run_sweep(cfg, runs=tmp_path / "runs", store=world["store"], events=world["events"],
+                    output=sdir, show_progress=False)
+    assert out.total == 16 and out.skipped == 12 and out.computed == 4
+
+
+def test_intervals_view_and_file(world):
+    out = world["outcome"]
+    with Catalog(world["runs"]) as cat:
+        iv = cat.query("SELECT * FROM sweep_intervals ORDER BY event, param_set, metric")
+        raw = cat.query("SELECT event, param_set, bad_debt_usd, liquidated_notional_usd "
+                        "FROM sweep_cells")
+    assert iv.height > 0 and set(iv["members"]) <= {3}
+    assert set(iv["event"]) == {"synthetic-crash", "synthetic-late"}
+    row = iv.filter((pl.col("event") == "synthetic-crash") &
+                    (pl.col("metric") == "liquidated_notional_usd")).row(0, named=True)
+    vals = raw.filter((pl.col("event") == "synthetic-crash") &
+                      (pl.col("param_set") == row["param_set"]))["liquidated_notional_usd"]
+    for name, q in (("p5", 5), ("p50", 50), ("p95", 95)):
+        assert row[name] == pytest.approx(np.percentile(vals.to_numpy(), q), rel=1e-12)
+    assert row["p5"] <= row["p50"] <= row["p95"]
+    table = pl.read_parquet(out.sweep_dir / "intervals.parquet")
+    assert table.height == iv.height
+    assert table.select("event", "param_set", "metric", "p50").sort(
+        "event", "param_set", "metric").equals(
+        iv.select("event", "param_set", "metric", "p50").sort("event", "param_set", "metric"))
+
+
+def test_dask_local_cluster_is_bit_identical(world, tmp_path):
+    distributed = pytest.importorskip("distributed", reason="liqbt[dask] not installed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        out = run_sweep(world["sweep"], runs=tmp_path / "runs", store=world["store"],
+                        events=world["events"], scheduler=cluster.scheduler_address,
+                        output=tmp_path / "dask", show_progress=False)
+    assert out.computed == 12
+    assert cells(out.sweep_dir).equals(cells(world["outcome"].sweep_dir))
+    assert steps(out.sweep_dir).equals(steps(world["outcome"].sweep_dir))
+
+
+# ---------------------------------------------------------------- intervals on crafted cells
+
+
+def test_intervals_on_crafted_cells(tmp_path):
+    rng = np.random.default_rng(3)
+    files = []
+    values = {}
+    for ps in ("current", "proposed"):
+        values[ps] = rng.normal(1e6, 3e5, size=11)
+        for k, v in enumerate(values[ps]):
+            f = tmp_path / f"{ps}-{k}.parquet"
+            pl.DataFrame({"cell_id": [f"{ps}{k}"], "event": ["e"], "policy": ["p"],
+                          "param_set": [ps], "stress": ["history"], "member": [k],
+                          "bad_debt_usd": [v], "accounts_liquidated": [k]}).write_parquet(f)
+            files.append(f)
+    # a cell without an ensemble is left out
+    f = tmp_path / "plain.parquet"
+    pl.DataFrame({"cell_id": ["x"], "event": ["e"], "policy": ["p"], "param_set": ["current"],
+                  "stress": ["history"], "member": [-1], "bad_debt_usd": [1e12],
+                  "accounts_liquidated": [0]}).write_parquet(f)
+    files.append(f)
+    iv = sweep_intervals(files)
+    assert set(iv["metric"]) == {"bad_debt_usd", "accounts_liquidated"}
+    for ps in ("current", "proposed"):
+        row = iv.filter((pl.col("param_set") == ps) &
+                        (pl.col("metric") == "bad_debt_usd")).row(0, named=True)
+        assert row["members"] == 11
+        for name, q in (("p5", 5), ("p50", 50), ("p95", 95)):
+            assert row[name] == pytest.approx(np.percentile(values[ps], q), rel=1e-12)
+        assert row["max"] == pytest.approx(values[ps].max())
+    row = iv.filter((pl.col("param_set") == "current") &
+                    (pl.col("metric") == "accounts_liquidated")).row(0, named=True)
+    assert (row["p5"], row["p50"], row["p95"]) == (0.5, 5.0, 9.5)
+    assert sweep_intervals([]).height == 0
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("extra, needle", [
+    ("memebrs = 3", "ensemble.memebrs"),
+    ("depth_factor = { low = 2.0, high = 1.0 }", "ensemble.depth_factor"),
+    ("size_factor = { distribution = 'loguniform', low = 0.0, high = 2.0 }",
+     "ensemble.size_factor"),
+    ("response_share = { low = 0.2, high = 1.5 }", "response_share"),
+    ("keeper_latency_minutes = { distribution = 'choice', values = [] }",
+     "ensemble.keeper_latency_minutes"),
+    ("oracle_lag_minutes = true", "ensemble.oracle_lag_minutes"),
+    ("leverage_scale = { low = 1, high = 2, spread = 3 }", "ensemble.leverage_scale"),
+])
+def test_bad_ensemble_fields_are_named(tmp_path, extra, needle):
+    path = write_sweep(tmp_path / "bad.toml", extra=extra)
+    with pytest.raises(ConfigError) as err:
+        load_sweep_config(path)
+    assert needle in str(err.value) and "bad.toml" in str(err.value)
+
+
+def test_bad_member_count_and_seeds_are_named(tmp_path):
+    path = write_sweep(tmp_path / "zero.toml", members=0)
+    with pytest.raises(ConfigError, match="ensemble.members"):
+        load_sweep_config(path)
+    path = tmp_path / "seeds.toml"
+    path.write_text("seeds = [1, 2]\n" + write_sweep(tmp_path / "x.toml").read_text())
+    with pytest.raises(ConfigError, match="field 'seeds'"):
+        load_sweep_config(path)
+
+
+def test_run_config_with_ensemble_is_a_clear_error(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('name = "r"\nevent = "may-2021"\nbook = "b.parquet"\npolicies = ["hard"]\n'
+                    "[ensemble]\nmembers = 3\n")
+    with pytest.raises(ConfigError, match=r"\[ensemble\].*liqbt sweep"):
+        load_run_config(path)
+
+
+def test_proposal_takes_an_ensemble(tmp_path):
+    text = Path("configs/proposals/aave-close-factor-bonus.toml").read_text()
+    assert "[ensemble]" in text
+    prop = load_proposal("configs/proposals/aave-close-factor-bonus.toml")
+    cfg = sweep_config(prop, "configs/proposals/aave-close-factor-bonus.toml")
+    assert cfg.ensemble is not None and cfg.ensemble.members >= 30
+    bad = tmp_path / "p.toml"
+    bad.write_text(text.replace("[ensemble]", "[ensemble]\nmembrs = 2", 1))
+    with pytest.raises(ConfigError, match="ensemble.membrs"):
+        load_proposal(bad)
+
+
+def test_calibrated_files_with_numpy_values_stay_valid_toml(tmp_path):
+    """A fit's numpy floats are written as TOML numbers (the leave-one-out ranges read back)."""
+    from backtest.books.generate import BookParams
+    from backtest.calibration.fitted import write_calibrated
+    from backtest.engine.config import ResponseConfig
+    from backtest.sweep.ensemble import _loo_range
+
+    path = write_calibrated(tmp_path / "f.toml", BookParams(leverage_scale=0.2),
+                            ResponseConfig(), {"objective": np.float64(1.5)},
+                            [{"event": "a", "ratio": np.float64(0.7)}],
+                            [{"event": "a", "fitted_leverage_scale": np.float64(0.1)},
+                             {"event": "b", "fitted_leverage_scale": np.float64(0.3)}], "h")
+    d = _loo_range(path, "leverage_scale")
+    assert (d.low, d.high) == (0.1, 0.3)
+    assert _loo_range(Path("configs/calibration/perps-fitted.toml"), "leverage_scale") \
+        is not None
+
+
+def test_cli_sweep_names_the_intervals(world, capsys):
+    from backtest.cli import main
+
+    code = main(["sweep", str(world["sweep"]), "--runs", str(world["runs"]), "--store",
+                 str(world["store"]), "--events", str(world["events"]), "-q"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "12 cells (12 finished before" in out
+    assert "ensemble of 3 members" in out and "intervals.parquet" in out
+
+
+def test_example_ensemble_sweep_is_valid():
+    cfg = load_sweep_config("configs/sweeps/crashes-ensemble.toml")
+    assert cfg.ensemble is not None and cfg.ensemble.members == 20
+    assert all(e.book_params is not None for e in cfg.events)
