@@ -23,7 +23,7 @@ from backtest.sweep.ensemble import (
     member_values,
     quantile,
 )
-from backtest.sweep.intervals import sweep_intervals
+from backtest.results.intervals import sweep_intervals
 from tests.sweep_world import make_world
 
 ENSEMBLE_SWEEP = """

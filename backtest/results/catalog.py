@@ -77,7 +77,7 @@ INTERVALS_VIEW = "sweep_intervals"
 """View of p5 / p50 / p95 of every metric across the ensemble members of each (sweep, event,
 policy, parameter set, stress): columns ``sweep_id``, ``sweep_dir``, ``event``, ``policy``,
 ``param_set``, ``stress``, ``metric``, ``members``, ``p5``, ``p50``, ``p95``, ``mean``, ``min``,
-``max`` (:mod:`backtest.sweep.intervals`)."""
+``max`` (:mod:`backtest.results.intervals`)."""
 
 RELATIONS = ("runs", *TABLES, "sweeps", *SWEEP_VIEWS, INTERVALS_VIEW)
 """Every table and view a query can read (``SHOW TABLES`` lists exactly these)."""
@@ -398,9 +398,9 @@ class Catalog:
         """Create ``sweep_intervals``: p5 / p50 / p95 across ensemble members.
 
         One row per (sweep, event, policy, parameter set, stress, metric) over the cells with
-        ``member >= 0`` (:mod:`backtest.sweep.intervals`).
+        ``member >= 0`` (:mod:`backtest.results.intervals`).
         """
-        from backtest.sweep.intervals import GROUP, intervals_sql
+        from backtest.results.intervals import GROUP, intervals_sql
 
         columns = [r[0] for r in self.con.execute("DESCRIBE sweep_cells").fetchall()]
         keys = ("sweep_id", "sweep_dir", *GROUP)

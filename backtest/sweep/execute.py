@@ -3,7 +3,7 @@
 ``liqbt sweep SWEEP.toml`` calls :func:`run_sweep`. The sweep directory holds the lock for the
 whole run; a restarted sweep (after an error, Ctrl-C or SIGKILL) re-plans, finds the cells
 already in ``cells/`` and runs only the others. A sweep with an ``[ensemble]`` also writes
-``intervals.parquet`` (p5 / p50 / p95 across members, :mod:`backtest.sweep.intervals`) and
+``intervals.parquet`` (p5 / p50 / p95 across members, :mod:`backtest.results.intervals`) and
 records the ensemble's ranges in ``sweep.json`` (``ensemble``).
 """
 
@@ -23,7 +23,7 @@ from backtest.progress import count_progress
 from backtest.sweep.backends import run_dask, run_local
 from backtest.sweep.config import SweepConfig, load_sweep_config
 from backtest.sweep.grid import ParamSet
-from backtest.sweep.intervals import sweep_intervals
+from backtest.results.intervals import sweep_intervals
 from backtest.sweep.plan import SweepPlan, engine_version, plan_sweep, plan_table
 from backtest.sweep.store import SweepStore
 
