@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from backtest.engine.book_flow import BookFlow, Response
 from backtest.engine.dispatch import Prices, simulate
 from backtest.kernels.enums import POLICY_DTYPE, PolicyFamily
 
@@ -87,4 +88,10 @@ def warm_up(notify: Callable[[str], None] | None = None) -> float:
     prices = Prices(*(np.array([100.0, 50.0]) for _ in range(4)))
     simulate(prices, np.array([0, 1], np.int8), np.array([1.0, 1.0]), np.array([-90.0, -60.0]),
              policy, 0, 0)
+    # a moving book: one arrival and a responder (calibrated books have both)
+    flow = BookFlow(np.array([-1, 1]), np.array([1.0, 1.0]), np.array([-90.0, -60.0]),
+                    np.array([0.0, 40.0]), np.array([True, True]),
+                    Response(1.0, (2.0, 1.1), (4.0, 1.5), 0))
+    simulate(prices, np.array([0, 1], np.int8), np.array([1.0, 0.0]), np.array([-90.0, 0.0]),
+             policy, 0, 0, flow=flow)
     return time.perf_counter() - t0
