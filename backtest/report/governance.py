@@ -734,7 +734,7 @@ def methodology(data: GovernanceData, strategies: str | Path | None = None) -> d
     trig, fill = run.execution.trigger_price, run.execution.fill_price
     return {
         "books": books,
-        "seeds": ", ".join(str(s) for s in data.proposal.seeds),
+        "seeds": _seeds_text(data.proposal),
         "trigger": (trig, build.TRIGGER_TEXT[trig]),
         "fill": (fill, build.FILL_TEXT[fill]),
         "market": build.market_text(m),
@@ -866,7 +866,7 @@ def reproducibility(data: GovernanceData) -> dict:
         "proposal_text": _scrub(data.path.read_text(encoding="utf-8")),
         "sweep_id": m["sweep_id"],
         "cells": m["cells"],
-        "seeds": ", ".join(str(s) for s in data.proposal.seeds),
+        "seeds": _seeds_text(data.proposal),
         "units": (f"{data.units.count} {data.units.words()}"
                   + (" (intervals are taken over ensemble members)"
                      if data.units.kind == "member" else
@@ -967,3 +967,11 @@ def write_governance_report(proposal_path: str | Path, output: str | Path | None
         tmp.write_text(text, encoding="utf-8")
         tmp.chmod(0o644)
     return out, outcome
+
+
+def _seeds_text(proposal) -> str:
+    """The proposal's book seeds, or how an ensemble draws them."""
+    if proposal.ensemble is not None:
+        return (f"drawn per member ({proposal.ensemble.members} ensemble members, ensemble seed "
+                f"{proposal.ensemble.seed})")
+    return ", ".join(str(s) for s in proposal.seeds)
