@@ -66,9 +66,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from backtest import paths
 from backtest.books.generate import BookParams, generate_book
 from backtest.calibration.targets import load_targets, share_of_open_interest
-from backtest.engine.book_flow import Response, book_flow
+from backtest.engine.book_flow import book_flow
 from backtest.engine.config import ResponseConfig
 from backtest.engine.dispatch import Prices, simulate
+from backtest.engine.run import response_for
 from backtest.errors import ConfigError
 from backtest.events import get_event
 from backtest.kernels.enums import FillPrice, TriggerPrice
@@ -277,13 +278,7 @@ def simulate_event(data: EventData, params: BookParams, response: ResponseConfig
     w = data.timestamp >= start_ms
     window_ms = data.timestamp[w]
     interval_s = float(np.median(np.diff(window_ms))) / 1000.0
-    resp = None
-    if response.enabled:
-        delay = 0 if response.delay_minutes == 0 else max(
-            1, math.ceil(response.delay_minutes * 60.0 / interval_s - 1e-9))
-        resp = Response(response.share, (response.perp_warning_health, response.warning_health),
-                        (response.perp_target_health, response.target_health), delay,
-                        response.seed, response.max_cures)
+    resp = response_for(response, int(round(interval_s)))
     entry_ms = book.frame["entry_time"].dt.epoch("ms").to_numpy()
     units0, cash0, flow = book_flow(book.frame["account_id"].to_numpy(), arrays["units"],
                                     arrays["cash"], arrays["equity_at_entry"], entry_ms,

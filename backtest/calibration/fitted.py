@@ -113,7 +113,10 @@ def read_calibrated(path: str | Path, validation: str | Path | None = None) -> C
     ConfigError
         Unreadable file or an invalid ``[book]`` / ``[response]`` field (named).
     """
-    raw = read_toml(path)
+    return _calibrated(read_toml(path), path, validation)
+
+
+def _calibrated(raw: dict, path, validation) -> Calibrated:
     try:
         book = BookParams.model_validate(raw.get("book", {}))
         response = ResponseConfig.model_validate(raw.get("response", {}))
@@ -185,8 +188,9 @@ def calibrated_params(path: str | Path | None, event: str, asset: str,
     from backtest.books.event import load_book_params
 
     meta: dict[str, str] = {}
-    if path is not None and is_calibrated(path):
-        cal = read_calibrated(path, validation)
+    raw = read_toml(path) if path is not None else {}
+    if isinstance(raw.get("book"), dict):
+        cal = _calibrated(raw, path, validation)
         params = cal.book
         meta = {"calibration": str(path), "response": cal.response.model_dump_json(),
                 "calibration_fit_targets": json.dumps(cal.fit_targets)}
@@ -202,7 +206,3 @@ def calibrated_params(path: str | Path | None, event: str, asset: str,
         params = params.model_copy(update={"size_usd": size_usd})
     return params, meta
 
-
-def is_calibrated(path: str | Path) -> bool:
-    """Whether a parameter file is a calibrated one (has a ``[book]`` table)."""
-    return isinstance(read_toml(path).get("book"), dict)

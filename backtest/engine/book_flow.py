@@ -140,6 +140,9 @@ class FlowStepper:
         self.response = flow.response
         self.responders = (np.sort(position[flow.responds]).astype(np.int64)
                            if flow.response is not None else np.zeros(0, np.int64))
+        if flow.response is not None:
+            self.warning_health = np.asarray(flow.response.warning_health, np.float64)
+            self.target_health = np.asarray(flow.response.target_health, np.float64)
         self.warn_since = np.full(n, -1, np.int32)
         self.cures = np.zeros(n, np.int32)
         self.deposited = np.zeros(n)
@@ -153,6 +156,5 @@ class FlowStepper:
         r = self.response
         if r is not None and t > 0 and len(self.responders):
             respond_nb(t, observed_price, self.responders, product, units, cash, key, m_rate,
-                       self.warn_since, np.asarray(r.warning_health, np.float64),
-                       np.asarray(r.target_health, np.float64), r.delay_steps, r.max_cures,
-                       self.cures, self.deposited, out)
+                       self.warn_since, self.warning_health, self.target_health,
+                       r.delay_steps, r.max_cures, self.cures, self.deposited, out)

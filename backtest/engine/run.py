@@ -173,6 +173,24 @@ def resolve_config(cfg: RunConfig, config_path: str | Path, store: str | Path | 
     return inputs
 
 
+def response_for(cfg: ResponseConfig, interval_seconds: int) -> Response | None:
+    """Return the kernel's cure parameters for a ``[response]`` section (None when off).
+
+    Parameters
+    ----------
+    cfg : ResponseConfig
+        The section; ``enabled`` None or False gives None.
+    interval_seconds : int
+        Candle length, seconds: ``delay_minutes`` becomes whole steps (at least 1 when > 0).
+    """
+    if not cfg.enabled:
+        return None
+    delay = steps_of(cfg.delay_minutes, interval_seconds) if cfg.delay_minutes > 0 else 0
+    return Response(cfg.share, (cfg.perp_warning_health, cfg.warning_health),
+                    (cfg.perp_target_health, cfg.target_health), delay, cfg.seed,
+                    cfg.max_cures)
+
+
 def moving_book(inputs: Inputs) -> tuple[dict, BookFlow]:
     """Return the book's state at the window start and its flow during the window.
 
@@ -188,12 +206,7 @@ def moving_book(inputs: Inputs) -> tuple[dict, BookFlow]:
             cfg = ResponseConfig.model_validate_json(inputs.book.meta["response"])
         except ValidationError as exc:
             raise BookError(f"metadata 'response': {describe(exc)}", inputs.book.path) from None
-    response = None
-    if cfg.enabled:
-        response = Response(cfg.share, (cfg.perp_warning_health, cfg.warning_health),
-                            (cfg.perp_target_health, cfg.target_health),
-                            steps_of(cfg.delay_minutes, inputs.tape.interval_seconds)
-                            if cfg.delay_minutes > 0 else 0, cfg.seed, cfg.max_cures)
+    response = response_for(cfg, inputs.tape.interval_seconds)
     entry_ms = inputs.book.frame["entry_time"].dt.epoch("ms").to_numpy()
     try:
         units0, cash0, flow = book_flow(inputs.book.frame["account_id"].to_numpy(),

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from backtest.kernels.book_flow_nb import N_FLOW_FIELDS
 from backtest.kernels.enums import (
     BAND_FIELDS,
     N_STEP_METRICS,
@@ -291,7 +292,7 @@ def simulate_reference(
 
     cascade = market is not None and bool(market["cascade"]) and replay is None
     res.deposited = np.zeros(n)
-    res.book_flow = np.zeros((n_steps, 10))
+    res.book_flow = np.zeros((n_steps, N_FLOW_FIELDS))
     warned = [-1] * n
     cured = [0] * n
     base_rates = [float(policy["maintenance_rate"][k]) for k in range(2)]
