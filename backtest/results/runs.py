@@ -42,7 +42,8 @@ def list_runs(root: Path) -> list[dict]:
         except (OSError, UnicodeDecodeError, ValueError):
             out.append({"run_id": path.parent.name, "kind": "unreadable", "created": "",
                         "event": "-", "symbol": "-", "window": "-", "accounts": None,
-                        "policies": [], "wall_seconds": None, "run_dir": str(path.parent)})
+                        "policies": [], "wall_seconds": None, "run_dir": str(path.parent),
+                        "created_at": ""})
             continue
         window = m.get("window") or {}
         timings = m.get("timings") or {}
@@ -66,9 +67,10 @@ def list_runs(root: Path) -> list[dict]:
             "window": f"{str(window.get('start', '?'))[:16].replace('T', ' ')} .. "
                       f"{str(window.get('end', '?'))[:16].replace('T', ' ')}",
             "accounts": accounts, "policies": names, "wall_seconds": wall,
-            "run_dir": str(path.parent),
+            "run_dir": str(path.parent), "created_at": created,
         })
-    out.sort(key=lambda r: (r["created"], r["run_id"]))
+    # full timestamps: two runs started in the same second are still ordered ("latest")
+    out.sort(key=lambda r: (r["created_at"], r["run_id"]))
     return out
 
 
