@@ -195,3 +195,19 @@ def test_spare_capital_limits_cures():
     cured = (once.deposited - flow.margin) > 0
     assert once.book_flow[:, F["cures"]].sum() == cured.sum()
     assert unlimited.book_flow[:, F["cures"]].sum() > ((unlimited.deposited - flow.margin) > 0).sum()
+
+
+def test_new_money_is_not_counted_as_a_gain_over_holding():
+    """A cure's deposit is in both worlds: a cured, never-liquidated account loses 0 to liquidation."""
+    from backtest.results.tables import accounts_table
+
+    prices, book, policy, u0, c0, flow, volume, res = _case(4, n=400, steps=90, share=1.0, delay=0)
+    last = float(prices.close[-1])
+    accounts = accounts_table("r", "p", res, np.arange(400), book, float(prices.open[0]), last,
+                              last, flow)
+    cured = accounts.filter((accounts["cure_usd"] > 0) & (accounts["liquidations"] == 0)
+                            & (accounts["socialised_loss_usd"] == 0)
+                            & (accounts["hold_equity_usd"] > 0))
+    assert len(cured) > 0
+    loss = cured["hold_equity_usd"] - cured["final_equity_usd"]
+    np.testing.assert_allclose(loss.to_numpy(), 0.0, atol=1e-6 * cured["cure_usd"].max())

@@ -198,7 +198,9 @@ def accounts_table(
     ``initial_equity_usd`` is valued at the window's first open, ``final_equity_usd`` at its
     last simulated close (liquidated accounts hold their remaining cash); ``hold_equity_usd``
     is what the account would be worth at the last historical close had it never been
-    liquidated (no liquidation, no impact), floored at 0. Status: ``open`` (never
+    liquidated (no liquidation, no impact), with the same new money (``cure_usd``) brought in,
+    floored at 0: a deposit is the trader's own money in both worlds, so it cancels in
+    ``hold_equity_usd - final_equity_usd`` (the user loss to liquidation). Status: ``open`` (never
     liquidated), ``partially_liquidated`` (still holds a position or debt), ``closed``, or
     ``bankrupt`` (left bad debt).
     """
@@ -207,6 +209,7 @@ def accounts_table(
     arrival = np.full(n, -1, np.int64) if flow is None else flow.arrival_step
     margin = np.zeros(n) if flow is None else flow.margin
     initial_equity = np.where(arrival >= 0, margin, cash0 + units0 * first_open)
+    cure = res.deposited - margin
     charges = socialised_for(res, book["product"], units0, arrival)
     adl = res.adl_records
     adl_units, adl_paid = np.zeros(n), np.zeros(n)
@@ -229,8 +232,8 @@ def accounts_table(
             "initial_notional_usd": np.abs(units0) * first_open,
             "opened_step": arrival.astype(np.int32),
             "initial_equity_usd": initial_equity,
-            "cure_usd": res.deposited - margin,
-            "hold_equity_usd": np.maximum(cash0 + units0 * last_close, 0.0),
+            "cure_usd": cure,
+            "hold_equity_usd": np.maximum(cash0 + cure + units0 * last_close, 0.0),
             "final_equity_usd": (res.cash + res.units * simulated_last_close
                                  - charges.per_account),
             "socialised_loss_usd": charges.per_account,
