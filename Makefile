@@ -94,12 +94,15 @@ LIBRARY_TAPES := \
 	$(LIQBT_SHARED_DATA)/ohlcv_1m/Alpergulsen__freqtrade__4b7ca2f0f9__ea8ad10d__BTC_USDT_USDT-1m-futures.feather \
 	$(BLACK_THURSDAY_TAPE)
 
+# the library compares lending and perp presets on one book, so it draws the built-in perps-and-
+# loans mix (--uncalibrated): the lending books are not calibrated yet (docs/calibration.md)
 policy-library: tapes
 	$(BIN)/liqbt data import $(LIBRARY_TAPES) --venue binance
 	@set -e; for spec in $(LIBRARY_EVENTS); do \
 		event=$${spec%%:*}; rest=$${spec#*:}; symbol=$${rest%%:*}; interval=$${rest#*:}; \
 		$(BIN)/liqbt book generate --accounts $(ACCOUNTS) --event $$event --symbol $$symbol \
-			--interval $$interval --seed $(SEED) -o data/books/library-$$event.parquet; \
+			--interval $$interval --seed $(SEED) --uncalibrated \
+			-o data/books/library-$$event.parquet; \
 		$(BIN)/liqbt run configs/policy-library.toml --report -q --set event=$$event \
 			--set symbol=$$symbol --set tape.interval=$$interval \
 			--set book=data/books/library-$$event.parquet --set name=policy-library-$$event; \

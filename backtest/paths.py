@@ -11,6 +11,10 @@ event catalog      ``LIQBT_EVENTS``        ``data/events.toml`` (else the source
 strategies         ``LIQBT_STRATEGIES``    ``strategies`` (else the source tree's)
 runs + catalog     ``LIQBT_RUNS``          ``runs``
 reports            ``LIQBT_REPORTS``       ``reports``
+book parameters    ``LIQBT_BOOK_PARAMS``   ``configs/calibration/perps-fitted.toml``
+                                           (else the source tree's): the calibrated
+                                           perp book ``liqbt book generate`` draws
+                                           unless told otherwise
 =================  ======================  ===========================================
 
 Real market data is never located by this module: importers take explicit paths.
@@ -58,3 +62,9 @@ def runs_dir(explicit: str | Path | None = None) -> Path:
 def reports_dir(explicit: str | Path | None = None) -> Path:
     """Return the directory HTML reports are written to."""
     return _resolve(explicit, "LIQBT_REPORTS", "reports", fallback=False)
+
+
+def default_book_params(explicit: str | Path | None = None) -> Path:
+    """Return the calibrated generator parameters a book is drawn with by default."""
+    return _resolve(explicit, "LIQBT_BOOK_PARAMS", "configs/calibration/perps-fitted.toml",
+                    fallback=True)

@@ -261,3 +261,27 @@ def test_output_off_a_terminal_keeps_long_lines_whole(capsys):
     long_line = "wrote /a/very/long/path/" + "x" * 150 + ".parquet: 1,000,000 accounts"
     out.print(long_line, markup=False)
     assert capsys.readouterr().out == long_line + "\n"
+
+
+def test_book_generate_draws_the_calibrated_book_unless_told_otherwise(tmp_path, capsys,
+                                                                         monkeypatch):
+    from tests.results_world import make_world
+    from tests.sweep_world import EVENTS
+
+    monkeypatch.delenv("LIQBT_BOOK_PARAMS", raising=False)
+    w = make_world(tmp_path / "world")
+    (tmp_path / "events.toml").write_text(EVENTS)
+    common = ["book", "generate", "--accounts", "300", "--event", "synthetic-crash", "--seed",
+              "3", "--events", str(tmp_path / "events.toml"), "--store", str(w["store"])]
+    assert main(common + ["-o", str(tmp_path / "default.parquet")]) == 0
+    default = read_book(tmp_path / "default.parquet")
+    assert Path(default.meta["calibration"]).name == "perps-fitted.toml"
+    assert (default.frame["product"] == "perp").all()  # the calibrated book is the perp book
+    assert main(common + ["--uncalibrated", "-o", str(tmp_path / "raw.parquet")]) == 0
+    raw = read_book(tmp_path / "raw.parquet")
+    assert "calibration" not in raw.meta and (raw.frame["product"] == "loan").any()
+    capsys.readouterr()
+    assert main(common + ["--uncalibrated", "--params", "configs/books/perps-base.toml",
+                          "-o", str(tmp_path / "both.parquet")]) != 0
+    assert "not both" in capsys.readouterr().err
+    assert not (tmp_path / "both.parquet").exists()

@@ -27,7 +27,7 @@ def may_run(tmp_path_factory):
     assert main(["data", "import", str(Path(data) / BTC_1M), "--venue", "binance",
                  "--store", str(tapes)]) == 0
     assert main(["book", "generate", "--accounts", "50000", "--event", "may-2021", "--seed", "7",
-                 "-o", str(book), "--store", str(tapes)]) == 0
+                 "--uncalibrated", "-o", str(book), "--store", str(tapes)]) == 0
     config = root / "may.toml"
     config.write_text((ROOT / "configs" / "may-2021-btc.toml").read_text()
                       .replace("data/books/may-2021-btc.parquet", str(book)))

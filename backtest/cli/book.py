@@ -27,8 +27,14 @@ def generate(
         metavar="INTERVAL", help="Tape interval filter, e.g. 1m.")] = None,
     params: Annotated[Path | None, typer.Option(
         metavar="FILE", help="Generator parameters: a calibrated file from 'liqbt book "
-                             "calibrate' or a TOML of generator fields (docs/books.md).")
+                             "calibrate' or a TOML of generator fields (docs/books.md). "
+                             "Default: $LIQBT_BOOK_PARAMS, else the calibrated perp book "
+                             "configs/calibration/perps-fitted.toml.")
     ] = None,
+    uncalibrated: Annotated[bool, typer.Option(
+        "--uncalibrated", help="Draw with the generator's built-in parameters (perps and "
+                               "loans, never fitted to a crash) instead of the calibrated "
+                               "default.")] = False,
     size_usd: Annotated[float | None, typer.Option(
         metavar="USD", help="Total notional (perps) or debt (loans) at the window start. "
                             "Default: the venue's figure in data/validation when the "
@@ -41,14 +47,27 @@ def generate(
 ) -> None:
     """Draw a synthetic book for an event.
 
-    The book holds perp accounts and loans open at the event's start, priced from its tape.
+    The book holds the positions open at the event's start, priced from its tape. By default
+    it is the calibrated perp book (docs/calibration.md), sized to the venue's open interest
+    where data/validation has it; ``--uncalibrated`` draws the built-in perps-and-loans mix.
     """
     from backtest.books import write_book
     from backtest.books.event import book_for_event
     from backtest.calibration.fitted import calibrated_params
     from backtest.cli._console import console
     from backtest.events import get_event
+    from backtest.paths import default_book_params
 
+    if uncalibrated and params is not None:
+        raise typer.BadParameter("give either --params FILE or --uncalibrated, not both",
+                                 param_hint="--uncalibrated")
+    if params is None and not uncalibrated:
+        params = default_book_params()
+        if not params.exists():
+            typer.echo(f"warning: no calibrated book parameters at {params} (set "
+                       "LIQBT_BOOK_PARAMS or pass --params); drawing an uncalibrated book",
+                       err=True)
+            params = None
     asset = (symbol or get_event(event, events).symbols[0]).split("/")[0]
     book_params, meta = calibrated_params(params, event, asset, size_usd)
     book = book_for_event(accounts, event, seed, symbol, venue, market, interval,
