@@ -381,12 +381,13 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
     ConfigError
         Unreadable file, invalid TOML, an unset environment variable in a path, or an invalid /
         unknown / misspelled field; the message names the file and the field. A config with
-        an ``[ensemble]``: only ``liqbt run`` runs one (through the sweep machinery,
-        :func:`backtest.sweep.from_run.run_ensemble`).
+        an ``[ensemble]``: ``liqbt run`` runs one through the sweep machinery
+        (:func:`backtest.sweep.from_run.run_ensemble`), not as a single run.
     """
     cfg, ensemble = read_run_config(path, overrides)
     if ensemble is not None:
-        raise ConfigError("section [ensemble]: an ensemble is many runs; `liqbt run CONFIG` "
-                          "runs it through the sweep machinery (docs/ensembles.md), this "
-                          "command takes a run config without one", path)
+        raise ConfigError("section [ensemble]: an ensemble is many runs; run it with `liqbt "
+                          "run CONFIG` or backtest.sweep.from_run.run_ensemble (the sweep "
+                          "machinery, docs/ensembles.md); a single run takes a config without "
+                          "one", path)
     return cfg
