@@ -9,7 +9,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-from backtest.engine.config import load_run_config
 from backtest.errors import ConfigError
 from backtest.report.proposal import load_proposal, sweep_config
 from backtest.results import Catalog
@@ -316,14 +315,6 @@ def test_bad_member_count_and_seeds_are_named(tmp_path):
     path.write_text("seeds = [1, 2]\n" + write_sweep(tmp_path / "x.toml").read_text())
     with pytest.raises(ConfigError, match="field 'seeds'"):
         load_sweep_config(path)
-
-
-def test_run_config_with_ensemble_is_a_clear_error(tmp_path):
-    path = tmp_path / "run.toml"
-    path.write_text('name = "r"\nevent = "may-2021"\nbook = "b.parquet"\npolicies = ["hard"]\n'
-                    "[ensemble]\nmembers = 3\n")
-    with pytest.raises(ConfigError, match=r"\[ensemble\].*liqbt sweep"):
-        load_run_config(path)
 
 
 def test_proposal_takes_an_ensemble(tmp_path):

@@ -1,4 +1,8 @@
-"""``liqbt run CONFIG``: simulate the policies of a run config and register the results."""
+"""``liqbt run CONFIG``: simulate the policies of a run config and register the results.
+
+A config with an ``[ensemble]`` runs through the sweep machinery instead
+(:func:`backtest.sweep.from_run.run_ensemble`) and prints p5 / p50 / p95 across members.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +32,31 @@ def run(
         "--set", metavar="KEY=VALUE",
         help="Replace a config field: KEY=VALUE, dotted keys, TOML values "
              "(e.g. --set event=luna-2022 --set tape.interval=5m); repeatable.")] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, metavar="N",
+        help="[ensemble] only: local worker processes (default the CPU count).")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        metavar="ADDRESS",
+        help="[ensemble] only: Dask scheduler address, e.g. tcp://10.0.0.5:8786 (needs "
+             "liqbt[dask]).")] = None,
 ) -> None:
-    """Simulate every policy of CONFIG on its window and book; print the summary."""
+    """Simulate every policy of CONFIG on its window and book; print the summary.
+
+    With an [ensemble] section, every member redraws the book and the uncertain inputs and
+    runs as a cell of a sweep (resumable; $LIQBT_RUNS/sweeps/<name>); prints p5 / p50 / p95
+    across members. Results: liqbt query "SELECT ... FROM sweep_intervals".
+    """
+    from backtest.engine.config import read_run_config
+    from backtest.errors import ConfigError
+
+    _, ensemble = read_run_config(config, overrides)
+    if ensemble is not None:
+        _run_ensemble(config, overrides, runs, store, strategies, events, scheduler, workers,
+                      report, quiet)
+        return
+    if workers is not None or scheduler is not None:
+        raise ConfigError("--workers and --scheduler run the members of an [ensemble]; this "
+                          "config has none", config)
     from backtest.engine.run import execute
     from backtest.results.catalog import Catalog
 
@@ -48,6 +75,69 @@ def run(
         console.print(f"[yellow]warning:[/] tape gap in the window: {gap['start']} .. "
                       f"{gap['end']} ({gap['missing_steps']} candles missing, not filled)")
     _console().print(f"run {run_id} -> {run_dir}", markup=False)
+
+
+def _run_ensemble(config: Path, overrides, runs, store, strategies, events, scheduler,
+                  workers, report: bool, quiet: bool) -> None:
+    """Run CONFIG's ensemble as a sweep; print the sweep line and the interval table."""
+    import polars as pl
+
+    from backtest.cli.sweep import _command_line
+    from backtest.sweep.from_run import run_ensemble
+
+    out = run_ensemble(config, overrides, runs, store, strategies, events, scheduler, workers,
+                       show_progress=not quiet, command=_command_line())
+    console = _console()
+    console.print(
+        f"ensemble {out.sweep_id}: {out.members} members, {out.total} cells ({out.skipped} "
+        f"finished before, {out.computed} run now on {out.backend}) in "
+        f"{out.wall_seconds:.1f} s wall -> {out.sweep_dir}", markup=False)
+    print_intervals(console, pl.read_parquet(out.intervals), out.sweep_id)
+    console.print(f"p5 / p50 / p95 of every metric: {out.intervals} and liqbt query "
+                  f"\"SELECT * FROM sweep_intervals WHERE sweep_id = '{out.sweep_id}'\"",
+                  markup=False)
+    if report:
+        _console(stderr=True).print(
+            "--report: there is no HTML report of an ensemble run yet; the intervals are in "
+            "the file and view above (a governance proposal with an [ensemble] gets one: "
+            "liqbt report --governance PROPOSAL)", markup=False)
+
+
+#: Measures of the interval table printed after an ensemble (all are in sweep_intervals).
+KEY_METRICS = ("accounts_liquidated", "liquidated_notional_usd", "bad_debt_usd",
+               "total_bad_debt_usd", "insurance_draw_usd", "socialised_loss_usd",
+               "impact_cost_usd", "user_loss_to_liquidation_usd", "user_equity_retained")
+
+
+def print_intervals(console, intervals, title: str) -> None:
+    """Print p5 / p50 / p95 across members of :data:`KEY_METRICS`, one column per policy.
+
+    Parameters
+    ----------
+    console : rich.console.Console
+    intervals : polars.DataFrame
+        ``intervals.parquet`` of the ensemble (:func:`backtest.results.intervals.sweep_intervals`).
+    title : str
+    """
+    from rich.table import Table
+
+    from backtest.results.metrics import METRICS
+
+    units = {m.name: (m.label, m.unit) for m in METRICS}
+    cells = {(r["policy"], r["metric"]): r for r in intervals.iter_rows(named=True)}
+    policies = list(dict.fromkeys(intervals["policy"]))
+    for first in range(0, len(policies), POLICIES_PER_TABLE):
+        group = policies[first:first + POLICIES_PER_TABLE]
+        table = Table(title=f"{title}: p5 / p50 / p95 across members" if first == 0 else None)
+        table.add_column("metric")
+        for p in group:
+            table.add_column(p, justify="right")
+        for name in KEY_METRICS:
+            label, unit = units[name]
+            row = [cells.get((p, name)) for p in group]
+            table.add_row(label, *("-" if r is None else " / ".join(
+                _fmt(r[q], unit) for q in ("p5", "p50", "p95")) for r in row))
+        console.print(table)
 
 
 #: Policies per summary table printed on the terminal.

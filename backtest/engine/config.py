@@ -44,6 +44,11 @@ Example (``configs/may-2021-btc.toml``)::
 
 Accounts of the book whose ``entry_time`` falls inside the window open during it (arrivals).
 
+An ``[ensemble]`` section (``members``, ``seed`` and input ranges, ``docs/ensembles.md``) makes
+``liqbt run`` run the policies once per member through the sweep machinery
+(:mod:`backtest.sweep.from_run`), each member redrawing the book; :func:`read_run_config`
+returns the section as read, :func:`load_run_config` refuses it.
+
 Relative paths are resolved against the current working directory.
 """
 
@@ -323,25 +328,30 @@ class RunConfig(StrictModel):
 _PATH_FIELDS = (("book",), ("tape", "path"), ("keepers", "gas_tape"))
 
 
-def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read and validate a run config.
+def read_run_config(path: str | Path, overrides: list[str] | None = None
+                    ) -> tuple[RunConfig, dict | None]:
+    """Read and validate a run config; return it with its raw ``[ensemble]`` table.
 
-    Environment variables in file paths (``book``, ``tape.path``, ``keepers.gas_tape``) are
-    expanded, e.g. ``"${LIQBT_SHARED_DATA}/defi_stablesims/gas10m_03-12-2020.json"``.
-    ``overrides`` (``KEY=VALUE`` with dotted keys, see
-    :func:`backtest.validation.apply_overrides`) replace fields of the file before validation.
+    ``[ensemble]`` is validated by the sweep machinery that runs it
+    (:mod:`backtest.sweep.from_run`), not here: this module does not depend on it.
+    Otherwise as :func:`load_run_config`.
+
+    Returns
+    -------
+    RunConfig
+    dict or None
+        The ``[ensemble]`` table as read (``--set ensemble.*`` applied), None without one.
 
     Raises
     ------
     ConfigError
-        Unreadable file, invalid TOML, an unset environment variable in a path, or an invalid /
-        unknown / misspelled field; the message names the file and the field.
+        As :func:`load_run_config`; ``ensemble`` that is not a table.
     """
     raw = apply_overrides(read_toml(path), overrides, path)
-    if "ensemble" in raw:
-        raise ConfigError("section [ensemble]: ensembles run as sweeps; put the run's event, "
-                          "book parameters and sections in a sweep config with [ensemble] and "
-                          "run `liqbt sweep` (docs/ensembles.md)", path)
+    ensemble = raw.pop("ensemble", None)
+    if ensemble is not None and not isinstance(ensemble, dict):
+        raise ConfigError("field 'ensemble': expected a table, e.g. [ensemble] members = 30",
+                          path)
     for keys in _PATH_FIELDS:
         holder = raw
         for k in keys[:-1]:
@@ -353,6 +363,31 @@ def load_run_config(path: str | Path, overrides: list[str] | None = None) -> Run
                                   f"{holder[keys[-1]]!r}", path)
             holder[keys[-1]] = value
     try:
-        return RunConfig.model_validate(raw)
+        return RunConfig.model_validate(raw), ensemble
     except ValidationError as exc:
         raise ConfigError(describe(exc), path) from None
+
+
+def load_run_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read and validate a run config without an ``[ensemble]`` (one simulation per policy).
+
+    Environment variables in file paths (``book``, ``tape.path``, ``keepers.gas_tape``) are
+    expanded, e.g. ``"${LIQBT_SHARED_DATA}/defi_stablesims/gas10m_03-12-2020.json"``.
+    ``overrides`` (``KEY=VALUE`` with dotted keys, see
+    :func:`backtest.validation.apply_overrides`) replace fields of the file before validation.
+
+    Raises
+    ------
+    ConfigError
+        Unreadable file, invalid TOML, an unset environment variable in a path, or an invalid /
+        unknown / misspelled field; the message names the file and the field. A config with
+        an ``[ensemble]``: ``liqbt run`` runs one through the sweep machinery
+        (:func:`backtest.sweep.from_run.run_ensemble`), not as a single run.
+    """
+    cfg, ensemble = read_run_config(path, overrides)
+    if ensemble is not None:
+        raise ConfigError("section [ensemble]: an ensemble is many runs; run it with `liqbt "
+                          "run CONFIG` or backtest.sweep.from_run.run_ensemble (the sweep "
+                          "machinery, docs/ensembles.md); a single run takes a config without "
+                          "one", path)
+    return cfg

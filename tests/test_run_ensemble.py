@@ -1,0 +1,332 @@
+"""``liqbt run CONFIG`` with an ``[ensemble]``: the run config's policies as sweep members."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from backtest.books import write_book
+from backtest.books.event import book_for_event
+from backtest.books.generate import BookParams
+from backtest.books.io import read_book_table, write_book_table
+from backtest.engine.config import load_run_config, read_run_config
+from backtest.errors import ConfigError
+from backtest.results import Catalog
+from backtest.sweep import run_sweep
+from backtest.sweep.from_run import BOOK_PARAMS_FILE, ensemble_sweep
+from tests.sweep_world import make_world
+
+RUN = """
+name = "{name}"
+description = "ensemble of a run config"
+event = "synthetic-crash"
+book = "{book}"
+policies = ["hard", "partial"]
+
+[tape]
+interval = "5m"
+
+[market]
+impact_model = "sqrt"
+cascade = true
+depth_usd = 5_000_000
+
+[insurance_fund]
+initial_balance_usd = 10000.0
+
+[ensemble]
+members = {members}
+seed = 11
+{extra}
+"""
+
+# The same thing written as a sweep: one event entry with the book's accounts and symbol, the
+# run config's sections as [run]. Member k of the run must be its cell k, bit for bit.
+SWEEP = """
+name = "{name}"
+description = "ensemble of a run config"
+policies = ["hard", "partial"]
+workers = 1
+
+[ensemble]
+members = 3
+seed = 11
+
+[[events]]
+event = "synthetic-crash"
+symbol = "BTC/USDT"
+interval = "5m"
+accounts = 300
+{book_params}
+
+[run.market]
+impact_model = "sqrt"
+cascade = true
+depth_usd = 5_000_000
+
+[run.insurance_fund]
+initial_balance_usd = 10000.0
+"""
+
+PARAMS = "leverage_scale = 1.3\nlong_fraction = 0.55\n"
+
+
+def write_run(path: Path, book: Path, name: str = "run-ens", members: int = 3,
+              extra: str = "") -> Path:
+    path.write_text(RUN.format(name=name, book=book, members=members, extra=extra))
+    return path
+
+
+def cells(sweep_dir: Path) -> pl.DataFrame:
+    files = sorted(Path(sweep_dir).glob("cells/*/summary.parquet"))
+    return pl.concat([pl.read_parquet(f) for f in files]).drop("simulate_seconds").sort(
+        "cell_id")
+
+
+def steps(sweep_dir: Path) -> pl.DataFrame:
+    files = sorted(Path(sweep_dir).glob("cells/*/steps.parquet"))
+    return pl.concat([pl.read_parquet(f) for f in files]).sort(["cell_id", "step"])
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from backtest.cli import main
+
+    root = tmp_path_factory.mktemp("run-ensemble")
+    w = make_world(root)
+    params = root / "params.toml"
+    params.write_text(PARAMS)
+    book = book_for_event(300, "synthetic-crash", 5, interval="5m",
+                          params=BookParams.model_validate({"leverage_scale": 1.3,
+                                                            "long_fraction": 0.55}),
+                          store=w["store"], events=w["events"])
+    w["book"] = write_book(book, root / "book.parquet")
+    w["params"] = params
+    w["config"] = write_run(root / "run-ens.toml", w["book"])
+    w["runs"] = root / "runs"
+    w["argv"] = ["run", str(w["config"]), "--runs", str(w["runs"]), "--store", str(w["store"]),
+                 "--events", str(w["events"]), "-q", "--workers", "1"]
+    w["code"] = main(w["argv"])
+    w["sweep_dir"] = w["runs"] / "sweeps" / "run-ens"
+    return w
+
+
+def test_members_are_cells_per_policy(world, capsys):
+    assert world["code"] == 0
+    s = cells(world["sweep_dir"])
+    assert s.height == 2 * 3
+    for policy in ("hard", "partial"):
+        mine = s.filter(pl.col("policy") == policy)
+        assert sorted(mine["member"]) == [0, 1, 2]
+    # members redraw the book: three different book seeds, none the original's 5
+    seeds = set(s["seed"])
+    assert len(seeds) == 3 and 5 not in seeds
+    manifest = json.loads((world["sweep_dir"] / "sweep.json").read_text())
+    assert manifest["ensemble"]["members"] == 3
+    assert manifest["command"] == f"liqbt run {world['config']}"
+    event = manifest["config"]["resolved"]["events"][0]
+    assert (event["event"], event["accounts"], event["interval"]) == ("synthetic-crash", 300,
+                                                                      "5m")
+    # non-default generator parameters travel in a file next to the sweep
+    assert event["book_params"] == str(world["sweep_dir"] / BOOK_PARAMS_FILE)
+
+
+def test_intervals_are_ordered_and_in_the_catalog(world):
+    with Catalog(world["runs"]) as cat:
+        iv = cat.query("SELECT * FROM sweep_intervals WHERE sweep_id LIKE 'run-ens-%'")
+        raw = cat.query("SELECT policy, liquidated_notional_usd FROM sweep_cells "
+                        "WHERE sweep_id LIKE 'run-ens-%'")
+    assert set(iv["policy"]) == {"hard", "partial"} and set(iv["members"]) <= {3}
+    for r in iv.drop_nulls("p50").iter_rows(named=True):
+        assert r["p5"] <= r["p50"] <= r["p95"], r
+    row = iv.filter((pl.col("policy") == "hard") &
+                    (pl.col("metric") == "liquidated_notional_usd")).row(0, named=True)
+    vals = raw.filter(pl.col("policy") == "hard")["liquidated_notional_usd"].to_numpy()
+    assert row["p50"] == pytest.approx(np.percentile(vals, 50), rel=1e-12)
+    assert (world["sweep_dir"] / "intervals.parquet").is_file()
+
+
+def test_cli_prints_the_interval_table(world, capsys):
+    from backtest.cli import main
+
+    code = main(world["argv"] + ["--report"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "6 cells (6 finished before, 0 run now" in captured.out
+    assert "p5 / p50 / p95 across members" in captured.out
+    assert "Bad debt" in captured.out and "Liquidated notional" in captured.out
+    assert "sweep_intervals" in captured.out
+    assert "no HTML report of an ensemble" in captured.err
+
+
+def test_rerun_skips_finished_members(world):
+    from backtest.sweep.from_run import run_ensemble
+
+    again = run_ensemble(world["config"], runs=world["runs"], store=world["store"],
+                         events=world["events"], workers=1, show_progress=False)
+    assert (again.total, again.skipped, again.computed) == (6, 6, 0)
+    grown = run_ensemble(world["config"], ["ensemble.members=4"], runs=world["runs"],
+                         store=world["store"], events=world["events"], workers=1,
+                         show_progress=False)
+    assert (grown.total, grown.skipped, grown.computed) == (8, 6, 2)
+
+
+def test_members_equal_the_equivalent_sweep(world, tmp_path):
+    """No second path: member k of the run is cell k of the same ensemble written as a sweep."""
+    mine = cells(world["sweep_dir"]).filter(pl.col("member") < 3)
+    sweep = tmp_path / "same.toml"
+    sweep.write_text(SWEEP.format(name="same", book_params=f'book_params = "{world["params"]}"'))
+    out = run_sweep(sweep, runs=tmp_path / "runs", store=world["store"],
+                    events=world["events"], show_progress=False)
+    theirs = cells(out.sweep_dir)
+    assert theirs.height == 6
+    # the same inputs hash to the same cells, and the cells hold the same numbers
+    assert mine["cell_id"].to_list() == theirs["cell_id"].to_list()
+    assert mine.equals(theirs)
+    mine_steps = steps(world["sweep_dir"]).filter(pl.col("cell_id").is_in(mine["cell_id"].to_list()))
+    assert mine_steps.height > 0 and mine_steps.equals(steps(out.sweep_dir))
+
+
+def test_dask_members_are_bit_identical(world, tmp_path):
+    distributed = pytest.importorskip("distributed", reason="liqbt[dask] not installed")
+    from backtest.sweep.from_run import run_ensemble
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        out = run_ensemble(world["config"], runs=tmp_path / "runs", store=world["store"],
+                           events=world["events"], scheduler=cluster.scheduler_address,
+                           show_progress=False)
+    assert out.computed == 6 and out.backend.startswith("dask")
+    mine = cells(world["sweep_dir"]).filter(pl.col("member") < 3)
+    assert cells(out.sweep_dir).equals(mine)
+
+
+# ---------------------------------------------------------------- books and errors
+
+
+def test_default_parameters_need_no_file(world, tmp_path):
+    book = book_for_event(300, "synthetic-crash", 2, interval="5m", store=world["store"],
+                          events=world["events"])
+    path = write_book(book, tmp_path / "plain.parquet")
+    cfg, ens = read_run_config(write_run(tmp_path / "r.toml", path))
+    sweep = ensemble_sweep(cfg, ens, tmp_path / "r.toml", tmp_path / "runs")
+    assert sweep.events[0].book_params is None
+    assert sweep.ensemble.members == 3 and sweep.policies == ["hard", "partial"]
+    assert sweep.run.market.impact_model == "sqrt"
+    assert sweep.run.insurance_fund.initial_balance_usd == 10000.0
+    assert not (tmp_path / "runs" / "sweeps" / "run-ens" / BOOK_PARAMS_FILE).exists()
+
+
+def test_calibrated_book_uses_its_file(world, tmp_path):
+    cal = tmp_path / "fitted.toml"
+    cal.write_text("""
+[book]
+leverage_scale = 0.9
+[response]
+enabled = true
+share = 0.8
+delay_minutes = 30.0
+[fit]
+fitted_leverage_scale = 0.9
+[[leave_one_out]]
+event = "a"
+fitted_leverage_scale = 0.7
+[[leave_one_out]]
+event = "b"
+fitted_leverage_scale = 1.1
+""")
+    from backtest.calibration.fitted import calibrated_params
+
+    params, meta = calibrated_params(cal, "synthetic-crash", "BTC")
+    book = book_for_event(300, "synthetic-crash", 2, interval="5m", params=params,
+                          store=world["store"], events=world["events"])
+    book.meta.update(meta)
+    path = write_book(book, tmp_path / "cal.parquet")
+    cfg, ens = read_run_config(write_run(tmp_path / "r.toml", path))
+    sweep = ensemble_sweep(cfg, ens, tmp_path / "r.toml", tmp_path / "runs")
+    assert sweep.events[0].book_params == cal
+    # drawn at another size than the file gives: its parameters are written, the fit's
+    # leave-one-out ranges kept
+    sized = params.model_copy(update={"size_usd": 2e6})
+    book = book_for_event(300, "synthetic-crash", 2, interval="5m", params=sized,
+                          store=world["store"], events=world["events"])
+    book.meta.update(meta)
+    path = write_book(book, tmp_path / "sized.parquet")
+    cfg, ens = read_run_config(write_run(tmp_path / "r2.toml", path))
+    sweep = ensemble_sweep(cfg, ens, tmp_path / "r2.toml", tmp_path / "runs")
+    written = sweep.events[0].book_params
+    assert written == tmp_path / "runs" / "sweeps" / "run-ens" / BOOK_PARAMS_FILE
+    again, again_meta = calibrated_params(written, "synthetic-crash", "BTC")
+    assert again == sized and again_meta["response"] == meta["response"]
+    from backtest.sweep.ensemble import _loo_range
+
+    assert (_loo_range(written, "leverage_scale").low,
+            _loo_range(written, "leverage_scale").high) == (0.7, 1.1)
+
+
+def test_imported_book_is_refused(world, tmp_path):
+    frame, meta = read_book_table(world["book"])
+    path = write_book_table(frame, {"symbol": meta["symbol"]}, tmp_path / "real.parquet")
+    cfg, ens = read_run_config(write_run(tmp_path / "r.toml", path))
+    with pytest.raises(ConfigError, match=r"needs a generated book.*r\.toml|r\.toml.*generated"):
+        ensemble_sweep(cfg, ens, tmp_path / "r.toml", tmp_path / "runs")
+
+
+def test_tape_path_is_refused(world, tmp_path):
+    path = write_run(tmp_path / "r.toml", world["book"])
+    path.write_text(path.read_text().replace('interval = "5m"',
+                                             'path = "some.parquet"'))
+    cfg, ens = read_run_config(path)
+    with pytest.raises(ConfigError, match="tape.path"):
+        ensemble_sweep(cfg, ens, path, tmp_path / "runs")
+
+
+@pytest.mark.parametrize("extra, needle", [
+    ("memebrs = 3", "ensemble.memebrs"),
+    ("depth_factor = { low = 2.0, high = 1.0 }", "ensemble.depth_factor"),
+    ("response_share = { low = 0.2, high = 1.5 }", "ensemble.response_share"),
+    ("oracle_lag_minutes = true", "ensemble.oracle_lag_minutes"),
+])
+def test_bad_ensemble_fields_are_named(world, tmp_path, extra, needle):
+    from backtest.cli import main
+
+    path = write_run(tmp_path / "bad.toml", world["book"], extra=extra)
+    cfg, ens = read_run_config(path)
+    with pytest.raises(ConfigError) as err:
+        ensemble_sweep(cfg, ens, path, tmp_path / "runs")
+    assert needle in str(err.value) and "bad.toml" in str(err.value)
+    assert main(["run", str(path), "--runs", str(tmp_path / "runs"), "--store",
+                 str(world["store"]), "--events", str(world["events"]), "-q"]) == 2
+
+
+def test_zero_members_and_a_non_table_are_named(world, tmp_path):
+    path = write_run(tmp_path / "zero.toml", world["book"], members=0)
+    cfg, ens = read_run_config(path)
+    with pytest.raises(ConfigError, match="ensemble.members"):
+        ensemble_sweep(cfg, ens, path, tmp_path / "runs")
+    flat = tmp_path / "flat.toml"
+    flat.write_text('ensemble = 3\n' + path.read_text().split("[ensemble]")[0])
+    with pytest.raises(ConfigError, match="field 'ensemble'"):
+        read_run_config(flat)
+
+
+def test_other_commands_refuse_an_ensemble(world, tmp_path):
+    """Only ``liqbt run`` runs one; a single-run reader (validate, calibrate) says so."""
+    path = write_run(tmp_path / "r.toml", world["book"])
+    with pytest.raises(ConfigError, match=r"\[ensemble\].*liqbt run"):
+        load_run_config(path)
+
+
+def test_workers_without_an_ensemble_is_an_error(world, tmp_path, capsys):
+    from backtest.cli import main
+
+    path = tmp_path / "plain.toml"
+    path.write_text(write_run(tmp_path / "x.toml", world["book"]).read_text().split(
+        "[ensemble]")[0])
+    assert main(["run", str(path), "--workers", "2"]) == 2
+    assert "--workers" in capsys.readouterr().err
+
