@@ -47,6 +47,7 @@ LABELS: dict[str, str] = {
     "open_interest_before_usd": "Open interest at window start",
     "open_interest_after_usd": "Open interest at window end",
     "borrowed_usd": "Borrowed at window start",
+    "borrowed_later_usd": "Borrowed, a reading after the window",
     "collateral_usd": "Collateral at window start",
     "accounts_liquidated": "Accounts liquidated",
     "liquidations_count": "Liquidation events",

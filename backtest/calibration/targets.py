@@ -59,6 +59,7 @@ MEASURES: dict[str, str] = {
     "open_interest_before_usd": "USD",
     "open_interest_after_usd": "USD",
     "borrowed_usd": "USD",
+    "borrowed_later_usd": "USD",
     "collateral_usd": "USD",
     "accounts_liquidated": "count",
     "liquidations_count": "count",
@@ -76,7 +77,8 @@ MEASURES: dict[str, str] = {
 
 ``liquidated_notional_usd`` is the position notional closed by liquidation (perps) or the
 collateral value seized (loans; say which in the note); ``borrowed_usd`` is the protocol's
-outstanding borrowings at ``window_start`` (for sizing lending books); ``accounts_liquidated``
+outstanding borrowings at ``window_start`` (for sizing lending books), ``borrowed_later_usd`` a
+reading taken after the window (its date in the note: context, never used for sizing); ``accounts_liquidated``
 counts accounts (traders, vaults), ``liquidations_count`` counts liquidation events or fills;
 ``zero_bid_collateral_usd`` is collateral sold in auctions for a zero bid (Maker 2020)."""
 
