@@ -58,12 +58,25 @@ def test_money_is_conserved(sc):
     assert np.all(rec["spread_paid"] >= -tol) and np.all(rec["bad_debt"] >= 0)
     assert np.all(rec["cash_after"] >= 0)
 
-    # every account: cash moves only by liquidation proceeds, fees, settlements, write-offs
-    proceeds = np.zeros(sc["n"])
-    proceeds[rec["account"]] = (rec["mark_value"] - rec["spread_paid"] - rec["keeper_fee"]
-                                - rec["insurance_fee"])
+    assert np.all(rec["keeper_fee"] >= 0) and np.all(rec["insurance_fee"] >= 0)
+
+    # every account: cash moves only by liquidation proceeds, fees, settlements, write-offs;
+    # one liquidation per account (it closes every leg), at the step recorded for it
+    n = sc["n"]
+    assert len(np.unique(rec["account"])) == rec.size
+    liq_step = np.full(n, -1)
+    liq_step[rec["account"]] = rec["step"]
+    np.testing.assert_array_equal(res.liq_step, liq_step)
+    proceeds, written_off = np.zeros(n), np.zeros(n)
+    np.add.at(proceeds, rec["account"], rec["mark_value"] - rec["spread_paid"]
+              - rec["keeper_fee"] - rec["insurance_fee"])
+    np.add.at(written_off, rec["account"], rec["bad_debt"])
     np.testing.assert_allclose(res.cash - book.cash, proceeds + res.settled + res.bad_debt,
                                rtol=0, atol=tol)
+    # an account's bad debt is its liquidation's plus what settlement wrote off
+    settle_off = res.bad_debt - written_off
+    assert np.all(settle_off >= -tol)
+    assert settle_off.sum() == _approx(_settlement_write_offs(res, sc).sum(), tol)
 
     # every step and the whole run
     sm = res.step_metrics
@@ -75,10 +88,24 @@ def test_money_is_conserved(sc):
     assert res.cash.sum() - book.cash.sum() == _approx(
         sm[:, M.CASH_DELTA_LIQUIDATION].sum() + sm[:, M.SETTLEMENT_CASH].sum()
         + _settlement_write_offs(res, sc).sum(), tol)
+    # per step, the aggregates are the records' (as the single-asset property checks)
+    steps = sm.shape[0]
+    for metric, col in ((M.LIQUIDATED_MARK, "mark_value"), (M.SPREAD_PAID, "spread_paid"),
+                        (M.KEEPER_FEES, "keeper_fee"), (M.INSURANCE_FEES, "insurance_fee"),
+                        (M.LIQUIDATED_NOTIONAL, "notional")):
+        by_step = np.bincount(rec["step"], weights=rec[col], minlength=steps)
+        np.testing.assert_allclose(sm[:, metric], by_step, rtol=0, atol=tol)
+    np.testing.assert_array_equal(sm[:, M.N_LIQUIDATIONS],
+                                  np.bincount(rec["step"], minlength=steps))
+    assert np.all(_settlement_write_offs(res, sc) >= -tol)
+    # the waterfall, step by step: bad debt is drawn from the fund or socialised; the fund is
+    # initial + fees - draws, never negative
     np.testing.assert_allclose(sm[:, M.INSURANCE_DRAW] + sm[:, M.SOCIALISED_LOSS],
                                sm[:, M.BAD_DEBT], rtol=0, atol=tol)
-    assert res.insurance_fund_usd == _approx(
-        sc["fund"] + sm[:, M.INSURANCE_FEES].sum() - sm[:, M.INSURANCE_DRAW].sum(), tol)
+    fund = sc["fund"] + np.cumsum(sm[:, M.INSURANCE_FEES] - sm[:, M.INSURANCE_DRAW])
+    np.testing.assert_allclose(sm[:, M.INSURANCE_FUND], fund, rtol=0, atol=tol)
+    assert np.all(sm[:, M.INSURANCE_FUND] >= -tol) and np.all(sm[:, M.INSURANCE_DRAW] >= 0)
+    assert res.insurance_fund_usd == _approx(fund[-1], tol)
     assert sm[:, M.BAD_DEBT].sum() == _approx(res.bad_debt.sum(), tol)
     assert sm[:, M.N_LIQUIDATIONS].sum() == rec.size
     # every leg is either still open, closed by its account's liquidation, or settled

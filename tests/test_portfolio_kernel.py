@@ -89,7 +89,11 @@ def test_bit_identical_across_thread_counts():
 
 
 def _assert_conserved(book: PortfolioBook, res, rel=1e-9):
-    """Every dollar leaving an account is in the records: market, keeper, fund or bad debt."""
+    """Every dollar leaving an account is in the records: market, keeper, fund or bad debt.
+
+    The identity of the single-asset property (``tests/test_conservation_property.py``), per
+    account, per step and for the insurance fund's waterfall.
+    """
     rec = res.records
     acct = rec["account"].to_numpy()
     n = book.n_accounts
@@ -119,10 +123,39 @@ def _assert_conserved(book: PortfolioBook, res, rel=1e-9):
               - rec["insurance_fee"].to_numpy())[lend]
     np.testing.assert_allclose(seized, rec["debt_repaid"].to_numpy()[lend], rtol=rel,
                                atol=1e-9)
-    # nobody pays more penalty than the fees recorded; totals agree with the aggregates
+    # per account, the totals are the records'
+    notional = np.bincount(acct, weights=rec["notional"].to_numpy(), minlength=n)
+    for total, of_records in ((res.penalties_paid, keeper + insurance), (res.bad_debt, bad),
+                              (res.liquidated_notional, notional)):
+        assert np.all(np.abs(total - of_records) <= rel * gross + 1e-12)
+    assert np.all(res.n_liquidations >= (notional > 0))
+    # per step, the aggregates are the records' (as the single-asset property checks)
+    steps = res.step_metrics.shape[0]
+    step = rec["step"].to_numpy()
+    M = PortfolioMetric
+    step_scale = rec["notional"].sum() + np.abs(book.cash).sum() + 1.0
+    for metric, col in ((M.LIQUIDATED_NOTIONAL, "notional"), (M.KEEPER_FEES, "keeper_fee"),
+                        (M.INSURANCE_FEES, "insurance_fee"), (M.BAD_DEBT, "bad_debt"),
+                        (M.DEBT_REPAID, "debt_repaid")):
+        by_step = np.bincount(step, weights=rec[col].to_numpy(), minlength=steps)
+        assert np.all(np.abs(res.step_metrics[:, metric] - by_step) <= rel * step_scale)
+    assert np.array_equal(res.step_metrics[:, M.N_RECORDS], np.bincount(step, minlength=steps))
     am = res.asset_metrics.sum(axis=0)
     assert am[:, AssetMetric.BAD_DEBT].sum() == pytest.approx(bad.sum(), rel=rel, abs=1e-9)
-    assert res.penalties_paid.sum() == pytest.approx(keeper.sum() + insurance.sum(), rel=rel)
+    # the waterfall: every dollar of bad debt is drawn from the fund or socialised; the fund is
+    # initial + fees - draws, never negative
+    fees = res.step_metrics[:, M.INSURANCE_FEES]
+    np.testing.assert_allclose(res.insurance_draw + res.socialised_loss,
+                               res.step_metrics[:, M.BAD_DEBT], rtol=0, atol=rel * step_scale)
+    fund = res.params.insurance_fund_usd + np.cumsum(fees - res.insurance_draw)
+    np.testing.assert_allclose(res.insurance_fund, fund, rtol=0,
+                               atol=rel * (step_scale + res.params.insurance_fund_usd))
+    assert np.all(res.insurance_fund >= 0.0) and np.all(res.insurance_draw >= 0.0)
+    # nothing is paid that was not earned, and no position flips side
+    assert np.all(rec["keeper_fee"].to_numpy() >= 0.0)
+    assert np.all(rec["insurance_fee"].to_numpy() >= 0.0)
+    assert np.all(rec["bad_debt"].to_numpy() >= 0.0)
+    assert np.all(np.sign(res.book.pos_units) * np.sign(book.pos_units) >= 0)
     # after the window no account that was liquidated is left with negative cash and nothing
     positions_left = np.bincount(book.account_of_position(),
                                  weights=res.book.pos_units != 0, minlength=n)
@@ -138,11 +171,11 @@ def test_money_conserved(order):
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**32 - 1), order=st.sampled_from(ORDERS),
        n=st.integers(1, 120), steps=st.integers(1, 40),
-       crash=st.floats(0.02, 1.2))
-def test_money_conserved_property(seed, order, n, steps, crash):
+       crash=st.floats(0.02, 1.2), fund=st.sampled_from([0.0, 50.0, 1e6]))
+def test_money_conserved_property(seed, order, n, steps, crash, fund):
     rng = np.random.default_rng(seed)
     aligned = random_aligned(rng, steps, crash=crash)
-    params = random_params(rng, order)
+    params = random_params(rng, order, insurance_fund_usd=fund)
     book = random_book(rng, n, risk=params.asset_risk(aligned.symbols))
     res = simulate_portfolio(aligned, book, params)
     _assert_conserved(book, res)
@@ -219,3 +252,27 @@ def test_cross_perp_liquidation_by_hand():
     mm_after = 670 - m * d * p
     assert equity == pytest.approx(mm_after)
     assert r["keeper_fee"] == pytest.approx(0.5 * 0.015 * d * p)
+
+
+@pytest.mark.parametrize(("debt", "insurance", "bad_debt"), [
+    (950.0, 0.0, 950.0 - 1000.0 + 0.9 * 1000.0 * 0.1 / 1.1),  # equity after keeper < 0
+    (910.0, 1000.0 - 910.0 - 0.9 * 1000.0 * 0.1 / 1.1, 0.0),  # 0 < equity left < fund fee
+    (800.0, 0.1 * 800.0 * 0.1, 0.0),  # solvent: the whole fee, collateral left
+])
+def test_lending_fund_fee_paid_from_equity_left(debt, insurance, bad_debt):
+    """All 100 LUNA (LT .5, bonus 10%) worth 1,000 seized: the keeper gets its 90% of the bonus
+    always, the fund its 10% only out of the equity left, as in the single-asset kernel."""
+    rng = np.random.default_rng(0)
+    aligned = random_aligned(rng, 1, n_assets=1)
+    aligned.low[0] = [10.0]
+    book = PortfolioBook(aligned.symbols, np.array([0], np.int8), np.array([0, 1]),
+                         np.array([0], np.int16), np.array([100.0]), np.array([-debt]),
+                         np.array([0]))
+    res = simulate_portfolio(aligned, book, PortfolioParams(close_factor=1.0))
+    (r,) = res.records.to_dicts()
+    seized_value = min(1000.0, debt * 1.1)
+    assert r["units_closed"] * r["fill_price"] == pytest.approx(seized_value)
+    assert r["keeper_fee"] == pytest.approx(0.9 * seized_value * 0.1 / 1.1)
+    assert r["insurance_fee"] == pytest.approx(insurance, abs=1e-9)
+    assert res.bad_debt[0] == pytest.approx(bad_debt, abs=1e-9)
+    assert r["debt_repaid"] == pytest.approx(seized_value - r["keeper_fee"] - insurance)

@@ -12,7 +12,8 @@ account's stablecoin debt is ``-cash``). Rules (``docs/portfolios.md``):
   it once ``HF <= full_close_health_factor``, the v3.0-3.2 rule) and seizes collateral worth
   ``repaid x (1 + bonus_i)`` at the fill price, collateral by collateral in the order policy's
   order (or pro rata); ``protocol_fee`` of the bonus goes to the insurance fund (Aave's
-  ``liquidationProtocolFee``), the rest is the keeper's. Once no collateral is left, the
+  ``liquidationProtocolFee``) out of the equity left (the single-asset waterfall:
+  :func:`lending_fund_fee_nb`), the rest is the keeper's. Once no collateral is left, the
   remaining debt is bad debt (Aave v3.3 ``_burnBadDebt``).
 - perps (cross and isolated): ``equity = cash + sum(units x price)``, ``MM = sum(m_i x |units_i|
   x price_i)``; when ``equity < MM`` positions are closed in the order policy's order, each
@@ -230,6 +231,53 @@ def _emit_nb(j, t, i, a, units_closed, price, keeper, insurance, health, repaid,
 
 
 @njit
+def lending_fund_fee_nb(cash, repay, fee, clears, lo, hi, pos_units, prices):
+    """Pay the insurance fund's share of one seizure's bonus out of the equity left.
+
+    The keeper's share of the bonus is always paid (it is in the collateral it seized); the
+    fund's share ``fee`` only as far as the account's equity after the seizure and the
+    keeper's share allows, the rest repaying debt instead: the single-asset waterfall of
+    :func:`backtest.kernels.liquidation_nb.apply_liquidation_nb`, so that a bankrupt account's
+    shortfall is bad debt, not an insurance fee the fund then pays back as bad debt. A seizure
+    that repays the whole debt with collateral left (``clears``) pays the fee in full.
+
+    Parameters
+    ----------
+    cash : float
+        The account's cash before the seizure, USD (``-debt``).
+    repay : float
+        Debt the seizure repays with the whole fee paid (``seized value - bonus``), USD.
+    fee : float
+        The fund's share of the bonus, USD (>= 0).
+    clears : bool
+        Whether the seizure repays the whole debt with collateral left.
+    lo, hi : int
+        The account's positions are ``lo:hi`` of the flat arrays.
+    pos_units : ndarray, shape (P,), float64
+        Units after the seizure.
+    prices : ndarray, shape (>= hi - lo,), float64
+        Fill price of each of the account's positions, USD per unit.
+
+    Returns
+    -------
+    tuple of float
+        ``(cash_after, debt_repaid, insurance_fee)``, USD.
+    """
+    if clears:
+        return cash + repay, repay, fee
+    collateral = 0.0
+    for k in range(lo, hi):
+        if pos_units[k] > 0.0:
+            collateral += pos_units[k] * prices[k - lo]
+    equity = cash + repay + fee + collateral  # after the keeper's share, before the fund's
+    if equity >= fee:
+        return cash + repay, repay, fee
+    if equity > 0.0:  # the fund takes what equity is left: no debt beyond the collateral
+        return -collateral, -collateral - cash, equity
+    return cash + repay + fee, repay + fee, 0.0
+
+
+@njit
 def liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order_idx, health,
                          policy_arr, assets, j0, rec_i, rec_f):
     """Liquidate one lending account at ``prices``; write its records from ``j0``.
@@ -301,10 +349,12 @@ def liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order
             else:
                 seized = repay * (1.0 + b) / p
             bonus = seized * p - repay
-            ins = fee_share * bonus
+            keeper = bonus - fee_share * bonus
             pos_units[k] = 0.0 if seized >= u else u - seized
-            cash += repay
-            _emit_nb(j, t, i, pos_asset[k], seized, p, bonus - ins, ins, health, repay,
+            cash, repay, ins = lending_fund_fee_nb(cash, repay, fee_share * bonus,
+                                                   seized < u and cash + repay >= 0.0, lo, hi,
+                                                   pos_units, prices)
+            _emit_nb(j, t, i, pos_asset[k], seized, p, keeper, ins, health, repay,
                      rec_i, rec_f)
             j += 1
     else:
@@ -325,11 +375,13 @@ def liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order
                 seized = to_repay * (1.0 + b) / p
                 repay = to_repay
             bonus = seized * p - repay
-            ins = fee_share * bonus
+            keeper = bonus - fee_share * bonus
             pos_units[k] = 0.0 if seized >= u else u - seized
-            cash += repay
+            cash, repay, ins = lending_fund_fee_nb(cash, repay, fee_share * bonus,
+                                                   seized < u and cash + repay >= 0.0, lo, hi,
+                                                   pos_units, prices)
             to_repay -= repay
-            _emit_nb(j, t, i, pos_asset[k], seized, p, bonus - ins, ins, health, repay,
+            _emit_nb(j, t, i, pos_asset[k], seized, p, keeper, ins, health, repay,
                      rec_i, rec_f)
             j += 1
     left = False

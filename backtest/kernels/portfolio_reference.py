@@ -86,6 +86,7 @@ def _liquidate_lending(positions, cash, health, policy, assets):
     records = []
 
     def seize(j, repay_wanted):
+        """Seize collateral ``j``; return the cash after it and the debt it repaid."""
         a, u, p = positions[j]
         b = assets[a]["liquidation_bonus"]
         value = u * p
@@ -94,31 +95,51 @@ def _liquidate_lending(positions, cash, health, policy, assets):
         else:
             seized, repay = repay_wanted * (1 + b) / p, repay_wanted
         bonus = seized * p - repay
-        insurance = policy["protocol_fee"] * bonus
+        fee = policy["protocol_fee"] * bonus
+        keeper = bonus - fee
         positions[j][1] = 0.0 if seized >= u else u - seized
+        after, repay, insurance = _fund_fee(cash, repay, fee, seized < u and cash + repay >= 0,
+                                            positions)
         records.append({"asset": a, "units_closed": seized, "fill_price": p,
-                        "keeper_fee": bonus - insurance, "insurance_fee": insurance,
+                        "keeper_fee": keeper, "insurance_fee": insurance,
                         "bad_debt": 0.0, "debt_repaid": repay})
-        return repay
+        return after, repay
 
     if policy["order"] == OrderPolicy.PROPORTIONAL:
         total = sum(u * p for _, u, p in positions if u > 0)
         for j, (_, u, p) in enumerate(list(positions)):
             if u > 0 and total > 0:
-                cash += seize(j, to_repay * (u * p) / total)
+                cash, _ = seize(j, to_repay * (u * p) / total)
     else:
         for j in _order(AccountKind.LENDING, policy["order"], positions, policy["_sens"], assets):
             if to_repay <= 0:
                 break
             if positions[j][1] <= 0:
                 continue
-            repay = seize(j, to_repay)
-            cash += repay
+            cash, repay = seize(j, to_repay)
             to_repay -= repay
     if cash < 0 and not any(u > 0 for _, u, _ in positions):
         _attribute(-cash, records)
         cash = 0.0
     return cash, records
+
+
+def _fund_fee(cash, repay, fee, clears, positions):
+    """The fund's share ``fee`` of a seizure's bonus, paid out of the equity left after it
+    (the keeper's share always paid); the unpaid part repays debt. Returns (cash after, debt
+    repaid, insurance fee). A seizure that clears the debt with collateral left pays it all."""
+    if clears:
+        return cash + repay, repay, fee
+    collateral = 0.0
+    for _, u, p in positions:
+        if u > 0:
+            collateral += u * p
+    equity = cash + repay + fee + collateral
+    if equity >= fee:
+        return cash + repay, repay, fee
+    if equity > 0:
+        return -collateral, -collateral - cash, equity
+    return cash + repay + fee, repay + fee, 0.0
 
 
 def _liquidate_perp(positions, cash, policy, assets):

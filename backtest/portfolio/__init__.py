@@ -12,6 +12,22 @@ Typical use::
     result = simulate_portfolio(aligned, book, PortfolioParams(order="protocol"))
     table = compare_orders(aligned, book)          # policy x asset, polars
 
+On a one-asset book the portfolio kernel settles as the single-asset kernel
+(:mod:`backtest.kernels.liquidation_nb`) does: same trigger (``<``, at each position's adverse
+candle extreme or the close), fill at the trigger price, the keeper always paid, the insurance
+fund paid out of the equity left, bad debt once nothing is left open, fees into the fund before
+it covers the step's bad debt (``tests/test_portfolio_equivalence.py``). Two modelling
+differences are intended:
+
+- Lending follows Aave's ``LiquidationLogic``: ``close_factor`` of the *debt* (all of it at
+  ``HF <= full_close_health_factor``), capped at the collateral held. The single-asset kernel
+  applies its close factor to the collateral needed to repay the whole debt, capped at the
+  collateral held, and liquidates a loan whole when ``equity <= 0`` or when its equity cannot
+  pay the penalty of the close-factor slice. The two agree unless ``full_close_health_factor
+  < HF < LT x (1 + bonus)`` (never with Aave's 0.95 and WETH's ``0.83 x 1.05``).
+- Perps have no close factor here (the single-asset close factor also caps perps): a
+  liquidation restores ``target_health`` or closes the position.
+
 See ``docs/portfolios.md``.
 """
 
