@@ -1,11 +1,12 @@
 """numba kernels of the liquidation engine (hard, partial, graduated, Dutch-auction and
 soft-liquidation-band families; the bands' own arithmetic is in :mod:`backtest.kernels.bands_nb`).
 
-Account model (README.md "The model, briefly"; ``docs/books.md``): ``equity = cash + units x price``; a long perp or a loan has
-``units > 0`` and usually ``cash < 0`` (the borrowed quote); a short perp has ``units < 0`` and
-``cash > 0``. For every product the trigger is ``equity < m x |units| x price`` with ``m`` the
-product's maintenance rate (perps: the maintenance margin rate; loans: ``1 - liquidation
-threshold``), so every account has a closed-form liquidation price:
+Account model (README.md, "The model, briefly"; ``docs/books.md``): ``equity = cash + units x
+price``; a long perp or a loan has ``units > 0`` and usually ``cash < 0`` (the borrowed quote);
+a short perp has ``units < 0`` and ``cash > 0``. For every product the trigger is ``equity <
+m x |units| x price`` with ``m`` the product's maintenance rate (perps: the maintenance margin
+rate; loans: ``1 - liquidation threshold``), so every account has a closed-form liquidation
+price:
 
 - long: ``P_liq = -cash / (units x (1 - m))``
 - short: ``P_liq = cash / (|units| x (1 + m))``
@@ -233,10 +234,11 @@ def units_to_close_nb(
     ``full_close_health``, when ``target <= penalty`` (closing cannot restore health), or when
     equity cannot pay the penalty. ``target = inf`` closes exactly the close factor.
     Partial size rules (``size_rules``, shape (4,): full-close-below, large-position notional,
-    its slice fraction, minimum remaining notional; USD, 0 = off): positions below the first close in
-    full (Aave v3.3 ``MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD``); positions above the second close
-    at most that fraction per liquidation (Hyperliquid's 20% above 100k USDC); a liquidation
-    that would leave less than the minimum closes everything (Aave v3.3 ``MIN_LEFTOVER_BASE``).
+    its slice fraction, minimum remaining notional; USD, 0 = off): positions below the first
+    close in full (Aave v3.3 ``MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD``); positions above the
+    second close at most that fraction per liquidation (Hyperliquid's 20% above 100k USDC); a
+    liquidation that would leave less than the minimum closes everything (Aave v3.3
+    ``MIN_LEFTOVER_BASE``).
     Graduated: the fraction of the deepest tier whose health threshold is above the account's
     health (tier 0 for any liquidatable account), of the position (perp) or of the debt
     (loan); the whole if equity cannot pay the penalty of that slice.

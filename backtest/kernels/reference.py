@@ -827,9 +827,10 @@ def _units_to_close(policy, prod, u, c, p, m, pen, target) -> float:
 
 def take_pays(q: float, price: float, market: float, factor: float, margin: float,
               gas: float) -> bool:
-    """Whether a keeper's take of ``q`` units at the auction ``price`` pays: ``q x (market x
-    factor - price) >= margin x q x market + gas`` (twin of ``take_pays_nb``; Maker dss
-    ``clip.sol`` ``take`` leaves the decision to the keeper).
+    """Return whether a keeper's take of ``q`` units at the auction ``price`` pays.
+
+    It pays when ``q x (market x factor - price) >= margin x q x market + gas`` (twin of
+    ``take_pays_nb``; Maker dss ``clip.sol`` ``take`` leaves the decision to the keeper).
 
     Parameters
     ----------
