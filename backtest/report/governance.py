@@ -18,7 +18,7 @@ charts.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -31,12 +31,14 @@ from backtest.policies import load_policy
 from backtest.report import build, figures
 from backtest.report import governance_stats as gstats
 from backtest.report import governance_warnings as gwarn
-from backtest.report.governance_figures import (
+from backtest.report.governance_data import (
+    CURRENT_COLOR,
     FRONTIER_GREY,
-    event_figure,
-    frontier_figure,
-    heatmap_figure,
+    GovernanceData,
+    Scenario,
+    SetInfo,
 )
+from backtest.report.governance_figures import event_figure, frontier_figure, heatmap_figure
 from backtest.report.plotlyjs import plotlyjs_loader
 from backtest.report.proposal import CURRENT, Proposal, load_proposal, parameter_sets, sweep_config
 from backtest.results.catalog import Catalog
@@ -54,103 +56,6 @@ MEASURES: tuple[tuple[str, str], ...] = (
     ("peak_liquidated_notional_usd", "min"),
 )
 """Summary measures (registry names) and which direction is better."""
-
-CURRENT_COLOR = "#000000"
-
-
-@dataclass
-class SetInfo:
-    """A parameter set of the proposal: role, name, parameters, colour."""
-
-    role: str  # current | proposed | frontier
-    label: str
-    params: dict
-    description: str = ""
-    color: str = FRONTIER_GREY
-
-
-@dataclass
-class Scenario:
-    """One (event, stress) of the proposal, with its window facts."""
-
-    key: str
-    event: str
-    stress: str
-    symbol: str
-    interval: str
-    window: str
-    steps: int
-    name: str = ""
-    description: str = ""
-
-
-@dataclass
-class GovernanceData:
-    """Everything the governance report shows (DuckDB aggregates of the proposal's sweep)."""
-
-    proposal: Proposal
-    path: Path
-    manifest: dict
-    sets: list[SetInfo]
-    scenarios: list[Scenario]
-    values: pl.DataFrame  # event, stress, param_set, each measure (mean over units)
-    unit_values: pl.DataFrame | None = None  # ... per unit (governance_stats.unit_values)
-    units: gstats.Units = gstats.Units("seed", 1)
-    sweep_dir: Path | None = None
-    grid_fields: list[str] = field(default_factory=list)
-    defaults: dict = field(default_factory=dict)  # preset fields, flattened
-    warnings: list[str] = field(default_factory=list)
-    accounts: list[dict] = field(default_factory=list)
-    prices: dict[str, pl.DataFrame] = field(default_factory=dict)
-    liquidations: dict[str, pl.DataFrame] = field(default_factory=dict)
-    buckets: dict[str, int] = field(default_factory=dict)
-    command: str = ""
-    reality: list[dict] = field(default_factory=list)
-
-    def named(self) -> list[SetInfo]:
-        """Return current and proposed sets, in proposal order."""
-        return [s for s in self.sets if s.role != "frontier"]
-
-    def value(self, scenario: Scenario | None, label: str, measure: str) -> float | None:
-        """Return a measure of a set in one scenario (None: all scenarios, aggregated)."""
-        v = self.values.filter(pl.col("param_set") == label)
-        if scenario is not None:
-            v = v.filter((pl.col("event") == scenario.event)
-                         & (pl.col("stress") == scenario.stress))
-            return build._num(v[measure][0]) if v.height else None
-        col = v[measure].drop_nulls()
-        if not col.len():
-            return None
-        return float(col.mean()) if measure in gstats.MEAN_MEASURES else float(col.sum())
-
-    def interval(self, scenario: Scenario | None, label: str,
-                 measure: str) -> tuple[float, float, float] | None:
-        """Return (p5, p50, p95) over units of a set's measure (None: over all scenarios)."""
-        if self.unit_values is None:
-            return None
-        if scenario is None:
-            return gstats.interval(self.unit_values, label, measure)
-        return gstats.interval(self.unit_values, label, measure, scenario.event,
-                               scenario.stress)
-
-    def scenario_keys(self) -> list[tuple[str, str, str]]:
-        """Return ``(key, event, stress)`` of every scenario."""
-        return [(sc.key, sc.event, sc.stress) for sc in self.scenarios]
-
-    def points(self) -> dict[str, tuple[float, float]]:
-        """Return set label -> (user losses, bad debt), USD, summed over scenarios."""
-        return {s.label: (self.value(None, s.label, "user_loss_to_liquidation_usd") or 0.0,
-                          self.value(None, s.label, "bad_debt_usd") or 0.0)
-                for s in self.sets}
-
-    def dominating(self) -> dict[str, list[str]]:
-        """Return proposed set -> the swept sets that beat it and current on both axes."""
-        pts = self.points()
-        frontier = [s.label for s in self.sets if s.role == "frontier"]
-        cur = self.named()[0].label
-        return {p.label: gstats.dominating(pts, frontier, [cur, p.label])
-                for p in self.named()[1:]}
-
 
 def _metric(name: str):
     return next(m for m in METRICS if m.name == name)
