@@ -1583,16 +1583,25 @@ def liquidation_order_nb(product, units, cash, n_buckets):
     maintenance rate ``m``, so one order serves every policy. A stable counting sort, O(N),
     deterministic.
 
+    The group code ``(2 if short else 0) + product`` is widened to int64 before it is scaled
+    by ``n_buckets``: with the JIT off (``LIQBT_DISABLE_JIT=1``) an element of an int8 array
+    stays int8 under NumPy's rules and ``group x n_buckets`` overflows it (NumPy raises);
+    numba widens on its own. Keep the widening here rather than in callers, so every caller
+    may pass the book's int8 codes whatever the JIT setting.
+
     Parameters
     ----------
     product : ndarray, shape (N,), int8
+        :class:`Product` of each account (any integer dtype works).
     units, cash : ndarray, shape (N,), float64
+        Positions (asset units) and cash balances (USD).
     n_buckets : int
-        Buckets per group.
+        Buckets per group (``backtest.engine.dispatch.ORDER_BUCKETS``, 2**16).
 
     Returns
     -------
     ndarray, shape (N,), int64
+        Account indices in processing order, a permutation of ``0..N-1``.
     """
     n = units.shape[0]
     lo = np.inf
@@ -1613,7 +1622,8 @@ def liquidation_order_nb(product, units, cash, n_buckets):
         if u == 0.0:
             k = 4 * n_buckets
         else:
-            g = (2 if u < 0.0 else 0) + product[i]
+            # widened: with the JIT off an int8 code stays int8 and g x n_buckets overflows
+            g = (2 if u < 0.0 else 0) + np.int64(product[i])
             a = -cash[i] / u
             b = 0
             if a > 0.0 and np.isfinite(a):
