@@ -23,6 +23,16 @@ CURRENT_COLOR = "#000000"
 FRONTIER_GREY = "#9aa0a6"
 """Colour of the swept (frontier) parameter sets."""
 
+MEASURES: tuple[tuple[str, str], ...] = (
+    ("bad_debt_usd", "min"),
+    ("user_loss_to_liquidation_usd", "min"),
+    ("user_equity_retained", "max"),
+    ("insurance_draw_usd", "min"),
+    ("adl_notional_usd", "min"),
+    ("peak_liquidated_notional_usd", "min"),
+)
+"""Summary measures (registry names) and which direction is better."""
+
 
 @dataclass
 class SetInfo:
