@@ -248,8 +248,10 @@ def units_to_close_nb(
     Parameters
     ----------
     family : int
-        :class:`PolicyFamily` (HARD, PARTIAL or GRADUATED; the auction and band families
-        size their liquidations elsewhere).
+        :class:`PolicyFamily`. HARD and GRADUATED have their own rules; any other family
+        follows the PARTIAL rules (the perps of AUCTION and SOFT_BANDS policies, packed with
+        close factor 1, so the whole position; their loans are sized by the auction and band
+        kernels, not here).
     product : int
         :class:`Product` of the account.
     units : float
