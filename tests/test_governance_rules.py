@@ -11,8 +11,11 @@ import polars as pl
 import pytest
 
 from backtest.calibration.compare import format_figure
-from backtest.report import governance as gov
+from backtest.report import governance_appendix as gapp
+from backtest.report import governance_data as gdata
+from backtest.report import governance_load as gload
 from backtest.report import governance_stats as gstats
+from backtest.report import governance_summary as gsum
 from backtest.report import governance_warnings as gwarn
 from backtest.report.governance_accounts import compare_accounts, loss_distribution
 from backtest.report.governance_figures import frontier_figure
@@ -20,7 +23,7 @@ from backtest.report.plotlyjs import plotlyjs_payload
 from backtest.report.proposal import CURRENT, load_proposal
 from tests.governance_world import HOSTILE_SET, proposal_toml
 
-MEASURE_NAMES = [m for m, _ in gov.MEASURES]
+MEASURE_NAMES = [m for m, _ in gdata.MEASURES]
 PROPOSED = HOSTILE_SET
 
 
@@ -33,13 +36,13 @@ def crafted(tmp_path, rows, kind="member", frontier=()):
           **{m: 0.0 for m in MEASURE_NAMES}, "bad_debt_usd": float(bd),
           "user_loss_to_liquidation_usd": float(ul)} for e, s, u, bd, ul in rows],
         schema_overrides={"unit": pl.Int64})
-    sets = [gov.SetInfo(CURRENT, CURRENT, {}, color="#000000"),
-            gov.SetInfo("proposed", PROPOSED, {}, color="#0072B2")]
-    sets += [gov.SetInfo("frontier", f, {}) for f in frontier]
-    scenarios = [gov.Scenario(f"window-{e}", f"window-{e}", "history", "BTC/USDT", "5m",
+    sets = [gdata.SetInfo(CURRENT, CURRENT, {}, color="#000000"),
+            gdata.SetInfo("proposed", PROPOSED, {}, color="#0072B2")]
+    sets += [gdata.SetInfo("frontier", f, {}) for f in frontier]
+    scenarios = [gdata.Scenario(f"window-{e}", f"window-{e}", "history", "BTC/USDT", "5m",
                               "", 10) for e in range(5)]
     units = gstats.Units(kind, int(frame["unit"].n_unique()))
-    return gov.GovernanceData(proposal, path, {}, sets, scenarios, gov.mean_values(frame),
+    return gdata.GovernanceData(proposal, path, {}, sets, scenarios, gload.mean_values(frame),
                               frame, units)
 
 
@@ -58,12 +61,12 @@ def mixed_rows(members=10):
 
 def test_robustness_sentence_counts_members_events_and_user_loss_rises(tmp_path):
     data = crafted(tmp_path, mixed_rows())
-    text = gov.robustness_sentence(data, PROPOSED)
+    text = gsum.robustness_sentence(data, PROPOSED)
     assert "leaves less bad debt in 8 of 10 ensemble members and on 4 of 5 events" in text
     assert "(more in 2 ensemble members)" in text
     assert ("user losses to liquidation are higher on 3 events "
             "(window-1 +10.0%, window-2 +5.0%, window-3 +20.0%)") in text
-    rec = gov.recommendation(data)
+    rec = gsum.recommendation(data)
     # in total user losses fall (4,750 vs 5,000), so the set is adopted, but the headline must
     # not claim that no user loses more
     assert rec["verdict"] == "adopt"
@@ -77,15 +80,15 @@ def test_without_rises_the_recommendation_says_so_and_seeds_are_named(tmp_path):
     rows = [(e, s, u, (100 if s == CURRENT else 40) * (u + 1), 1000)
             for e in range(5) for s in (CURRENT, PROPOSED) for u in range(3)]
     data = crafted(tmp_path, rows, kind="seed")
-    rec = gov.recommendation(data)
+    rec = gsum.recommendation(data)
     assert "without raising user losses to liquidation on any event" in rec["headline"]
-    assert "in 3 of 3 seeds and on 5 of 5 events" in gov.robustness_sentence(data, PROPOSED)
-    assert "higher on no event" in gov.robustness_sentence(data, PROPOSED)
+    assert "in 3 of 3 seeds and on 5 of 5 events" in gsum.robustness_sentence(data, PROPOSED)
+    assert "higher on no event" in gsum.robustness_sentence(data, PROPOSED)
 
 
 def test_per_event_table_shows_intervals_over_units(tmp_path):
     data = crafted(tmp_path, mixed_rows())
-    table = gov.summary_table(data)
+    table = gsum.summary_table(data)
     total = table["rows"][0]
     assert total["name"] == "All events"
     bad_debt = total["cells"][0]
@@ -150,9 +153,9 @@ def test_dominating_sets_are_named_and_labelled(tmp_path):
     assert data.dominating() == {PROPOSED: ["good"]}
     assert gstats.dominates((1.0, 1.0), (1.0, 2.0)) and not gstats.dominates((1.0, 1.0),
                                                                            (1.2, 1.3))
-    markers = gov.dominating_markers(data)
+    markers = gsum.dominating_markers(data)
     assert markers == {"good": "D1"}
-    rec = gov.recommendation(data)
+    rec = gsum.recommendation(data)
     assert "1 swept set beats both the current parameters" in rec["sentences"][0]
     assert "D1 \u201cgood\u201d" in rec["sentences"][0]
     assert rec["dominating"][PROPOSED][0][:2] == ("D1", "good")
@@ -231,7 +234,7 @@ def test_account_view_matches_the_sweep_cells(governance_report, monkeypatch):
     roles = parameter_sets(proposal, world["proposal"])
     with Catalog(world["runs"]) as catalog:
         catalog.register_sweep(world["outcome"].sweep_dir)
-        data = gov.load_governance_data(catalog, proposal, world["proposal"],
+        data = gload.load_governance_data(catalog, proposal, world["proposal"],
                                         world["outcome"].sweep_dir, roles,
                                         events=world["events"])
         cells = catalog.query("""
@@ -260,7 +263,7 @@ def test_report_has_no_local_absolute_path(governance_report):
     assert root not in rest and "/tmp/" not in rest
     assert not re.search(r"(?<![\w.$}])/(home|root|tmp|work|Users)/", rest)
     assert 'id="git-commit"' in rest
-    commit = gov.git_commit()
+    commit = gapp.git_commit()
     assert commit is None or re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", commit)
     if commit:
         assert commit in rest
@@ -271,13 +274,13 @@ def test_report_has_no_local_absolute_path(governance_report):
 def test_portable_path_never_returns_a_local_absolute_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LIQBT_SHARED_DATA", str(tmp_path / "shared"))
-    assert gov.portable_path("configs/x.toml") == "configs/x.toml"
-    assert gov.portable_path(tmp_path / "a" / "b.toml") == "a/b.toml"
-    assert gov.portable_path(tmp_path / "shared" / "gas.json") == "${LIQBT_SHARED_DATA}/gas.json"
-    assert gov.portable_path("/somewhere/else/deep/file.toml") == ".../deep/file.toml"
-    cmd = gov.portable_command(f"liqbt report --governance {tmp_path}/p.toml -o /x/y/z.html")
+    assert gapp.portable_path("configs/x.toml") == "configs/x.toml"
+    assert gapp.portable_path(tmp_path / "a" / "b.toml") == "a/b.toml"
+    assert gapp.portable_path(tmp_path / "shared" / "gas.json") == "${LIQBT_SHARED_DATA}/gas.json"
+    assert gapp.portable_path("/somewhere/else/deep/file.toml") == ".../deep/file.toml"
+    cmd = gapp.portable_command(f"liqbt report --governance {tmp_path}/p.toml -o /x/y/z.html")
     assert cmd == "liqbt report --governance p.toml -o .../y/z.html"
-    assert gov.portable_path(gov._repo_root() / "configs") == "configs"  # under the checkout
+    assert gapp.portable_path(gapp._repo_root() / "configs") == "configs"  # under the checkout
 
 
 def test_heatmap_covers_the_two_field_grid_and_marks_named_sets(tmp_path):

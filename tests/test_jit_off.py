@@ -172,3 +172,43 @@ def test_portfolio_and_options_kernels_run_with_the_jit_off():
     assert out["options_liq_step_equal"] and out["options_cash_diff"] < 1e-6
     assert out["portfolio_records"][0] == out["portfolio_records"][1] > 0
     assert out["portfolio_n_liq_equal"] and out["portfolio_cash_diff"] < 1e-6
+
+
+ORDER = """
+import json, numba
+import numpy as np
+from backtest.engine.dispatch import ORDER_BUCKETS
+from backtest.kernels.liquidation_nb import liquidation_order_nb
+rng = np.random.default_rng(3)
+n = 400
+product = rng.integers(0, 2, n).astype(np.int8)
+units = rng.choice([-1.0, 0.0, 1.0], n) * rng.uniform(0.1, 2.0, n)
+cash = -units * rng.uniform(50.0, 150.0, n)
+order = liquidation_order_nb(product, units, cash, ORDER_BUCKETS)
+wide = liquidation_order_nb(product.astype(np.int64), units, cash, ORDER_BUCKETS)
+print(json.dumps({"jit_disabled": bool(numba.config.DISABLE_JIT), "order": order.tolist(),
+                  "wide": wide.tolist()}))
+"""
+
+
+def test_liquidation_order_takes_int8_codes_with_the_jit_off():
+    """The book's int8 product codes go straight in: no ``group x buckets`` overflow."""
+    from backtest.engine.dispatch import ORDER_BUCKETS
+    from backtest.kernels.liquidation_nb import liquidation_order_nb
+
+    env = dict(os.environ, LIQBT_DISABLE_JIT="1", NUMBA_DISABLE_JIT="1")
+    proc = subprocess.run([sys.executable, "-c", ORDER], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["jit_disabled"]
+    order = np.array(out["order"])
+    assert sorted(order.tolist()) == list(range(400))
+    assert out["wide"] == out["order"]
+    rng = np.random.default_rng(3)  # the child's book, for the jitted kernel
+    product = rng.integers(0, 2, 400).astype(np.int8)
+    units = rng.choice([-1.0, 0.0, 1.0], 400) * rng.uniform(0.1, 2.0, 400)
+    cash = -units * rng.uniform(50.0, 150.0, 400)
+    group = np.where(units == 0.0, 4, np.where(units < 0.0, 2, 0) + product)[order]
+    assert (np.diff(group) >= 0).all() and len(set(group.tolist())) == 5
+    assert liquidation_order_nb(product, units, cash, ORDER_BUCKETS).tolist() == out["order"]

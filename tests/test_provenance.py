@@ -48,9 +48,26 @@ def test_no_copy_of_the_strict_config():
     pattern = re.compile(r"ConfigDict\(\s*extra=\"forbid\",\s*frozen=True\s*\)")
     copies = [str(p.relative_to(PACKAGE)) for p in sorted(PACKAGE.rglob("*.py"))
               if pattern.search(p.read_text(encoding="utf-8"))]
-    # backtest/sweep/ is being edited on another branch: its three copies (config, grid,
-    # stress) move to StrictModel when it lands
-    assert [c for c in copies if not c.startswith("sweep/")] == ["strict.py"]
+    assert copies == ["strict.py"]
+
+
+def test_no_copy_of_the_provenance_helpers():
+    """Versions, runtime and peak memory are collected by backtest/provenance.py only."""
+    import ast
+
+    names = {"package_versions", "peak_rss_mb", "runtime", "VERSIONED"}
+    copies = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "provenance.py":
+            continue
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            defined = ({node.name} if isinstance(node, ast.FunctionDef) else
+                       {t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)})
+            copies += [f"{path.relative_to(PACKAGE)}:{n}" for n in defined & names]
+    assert not copies, copies
+    from backtest.sweep import execute
+
+    assert execute.package_versions is provenance.package_versions  # the sweep manifest's
 
 
 def test_configuration_models_share_the_base():
@@ -62,7 +79,12 @@ def test_configuration_models_share_the_base():
     from backtest.portfolio.model import PortfolioParams
     from backtest.portfolio.run_config import PortfolioRunConfig
     from backtest.report.proposal import Proposal
+    from backtest.sweep.config import EventSpec, RunSections, SweepConfig
+    from backtest.sweep.ensemble import Draw, EnsembleSpec
+    from backtest.sweep.grid import Range
+    from backtest.sweep.stress import CompressTime, NoStress, ScaleShock
 
     for model in (BookParams, RunConfig, OptionsBookParams, OptionsParams, PerpParams,
-                  PortfolioParams, PortfolioRunConfig, Proposal):
+                  PortfolioParams, PortfolioRunConfig, Proposal, EventSpec, RunSections,
+                  SweepConfig, Draw, EnsembleSpec, Range, NoStress, ScaleShock, CompressTime):
         assert issubclass(model, StrictModel), model

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backtest.engine.book_flow import BookFlow, FlowStepper
-from backtest.jit_compat import jit_disabled, kernel_records
+from backtest.jit_compat import kernel_records
 from backtest.kernels.adl_nb import auto_deleverage_nb
 from backtest.kernels.book_flow_nb import N_FLOW_FIELDS
 from backtest.kernels.bands_nb import place_bands_nb
@@ -403,11 +403,9 @@ def liquidation_order(product: np.ndarray, units: np.ndarray, cash: np.ndarray) 
     product : ndarray, shape (N,), int8
     units, cash : ndarray, shape (N,), float64
     """
-    # With the JIT off, ``product[i] + 2`` stays int8 under NumPy's rules and the kernel's
-    # ``group x ORDER_BUCKETS`` overflows; numba widens it to int64. Hand over int64 codes then
-    # (same values) until the kernel widens the element itself.
-    dtype = np.int64 if jit_disabled() else np.int8
-    return liquidation_order_nb(np.require(product, dtype, ["C_CONTIGUOUS", "WRITEABLE"]),
+    # the kernel widens the int8 codes itself (an int8 group x ORDER_BUCKETS would overflow
+    # with the JIT off; see liquidation_order_nb)
+    return liquidation_order_nb(np.require(product, np.int8, ["C_CONTIGUOUS", "WRITEABLE"]),
                                 _per_step(units), _per_step(cash), ORDER_BUCKETS)
 
 

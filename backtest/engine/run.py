@@ -44,12 +44,7 @@ from backtest.events import get_event
 from backtest.kernels.enums import ImpactModel, StepMetric
 from backtest.policies import load_policy, pack_policy
 from backtest.progress import progress_bar
-
-# re-exported: backtest.sweep and backtest.report.governance import file_sha256 from here
-from backtest.provenance import (
-    file_sha256,  # noqa: F401
-    runtime,
-)
+from backtest.provenance import runtime
 from backtest.tapes import Tape, TapeStore
 from backtest.validation import check_input_file, check_output_dir, describe
 

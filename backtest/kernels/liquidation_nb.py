@@ -1,11 +1,12 @@
 """numba kernels of the liquidation engine (hard, partial, graduated, Dutch-auction and
 soft-liquidation-band families; the bands' own arithmetic is in :mod:`backtest.kernels.bands_nb`).
 
-Account model (DESIGN.md): ``equity = cash + units x price``; a long perp or a loan has
-``units > 0`` and usually ``cash < 0`` (the borrowed quote); a short perp has ``units < 0`` and
-``cash > 0``. For every product the trigger is ``equity < m x |units| x price`` with ``m`` the
-product's maintenance rate (perps: the maintenance margin rate; loans: ``1 - liquidation
-threshold``), so every account has a closed-form liquidation price:
+Account model (README.md, "The model, briefly"; ``docs/books.md``): ``equity = cash + units x
+price``; a long perp or a loan has ``units > 0`` and usually ``cash < 0`` (the borrowed quote);
+a short perp has ``units < 0`` and ``cash > 0``. For every product the trigger is ``equity <
+m x |units| x price`` with ``m`` the product's maintenance rate (perps: the maintenance margin
+rate; loans: ``1 - liquidation threshold``), so every account has a closed-form liquidation
+price:
 
 - long: ``P_liq = -cash / (units x (1 - m))``
 - short: ``P_liq = cash / (|units| x (1 + m))``
@@ -16,6 +17,11 @@ each chunk owns a slice of the record buffers, so results are bit-identical what
 number of threads. A cheap filter on the stored liquidation price (the *trigger key*) skips
 accounts that cannot trigger; the decision itself is the exact equity test, identical to the
 reference twin in :mod:`backtest.kernels.reference`.
+
+Why over 400 lines: it is the single-asset engine's step loop (:func:`run_steps_nb`) with the
+per-account rules it calls (sizing, penalty, fill price, loss waterfall, Dutch-auction takes),
+each a small public kernel that :mod:`backtest.kernels.reference` mirrors rule for rule; the
+arithmetic that stands on its own is already in ``bands_nb``, ``impact_nb`` and ``oracle_nb``.
 """
 
 from __future__ import annotations
@@ -176,7 +182,25 @@ def health_nb(product, units, cash, price, m):
     Loans: health factor = ``(1 - m) x collateral value / debt`` (Aave ``GenericLogic``
     ``calculateUserAccountData``: HF = sum(collateral x LT) / debt, with LT = 1 - m).
 
-    Returns ``inf`` when there is no position or no debt.
+    Parameters
+    ----------
+    product : int
+        :class:`Product` of the account (PERP or LOAN).
+    units : float
+        Position in asset units (> 0 long perp or loan collateral, < 0 short).
+    cash : float
+        Cash balance, USD (a loan's debt is ``-cash``).
+    price : float
+        Price at which health is taken, USD per unit (> 0).
+    m : float
+        Maintenance rate of the product, fraction of notional (``0 < m < 1``; loans: ``1 -
+        liquidation threshold``).
+
+    Returns
+    -------
+    float
+        Health, dimensionless (a ratio): ``inf`` when there is no position or no debt, and
+        below 0 for a perp with negative equity.
     """
     if units == 0.0:
         return np.inf
@@ -210,15 +234,57 @@ def units_to_close_nb(
     ``full_close_health``, when ``target <= penalty`` (closing cannot restore health), or when
     equity cannot pay the penalty. ``target = inf`` closes exactly the close factor.
     Partial size rules (``size_rules``, shape (4,): full-close-below, large-position notional,
-    its slice fraction, minimum remaining notional; USD, 0 = off): positions below the first close in
-    full (Aave v3.3 ``MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD``); positions above the second close
-    at most that fraction per liquidation (Hyperliquid's 20% above 100k USDC); a liquidation
-    that would leave less than the minimum closes everything (Aave v3.3 ``MIN_LEFTOVER_BASE``).
+    its slice fraction, minimum remaining notional; USD, 0 = off): positions below the first
+    close in full (Aave v3.3 ``MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD``); positions above the
+    second close at most that fraction per liquidation (Hyperliquid's 20% above 100k USDC); a
+    liquidation that would leave less than the minimum closes everything (Aave v3.3
+    ``MIN_LEFTOVER_BASE``).
     Graduated: the fraction of the deepest tier whose health threshold is above the account's
     health (tier 0 for any liquidatable account), of the position (perp) or of the debt
     (loan); the whole if equity cannot pay the penalty of that slice.
     ``seize_all``: a hard liquidation of a loan takes all its collateral, the surplus over the
     debt and penalty credited to the borrower (Compound v3 ``absorb``).
+
+    Parameters
+    ----------
+    family : int
+        :class:`PolicyFamily`. HARD and GRADUATED have their own rules; any other family
+        follows the PARTIAL rules (the perps of AUCTION and SOFT_BANDS policies, packed with
+        close factor 1, so the whole position; their loans are sized by the auction and band
+        kernels, not here).
+    product : int
+        :class:`Product` of the account.
+    units : float
+        Position in asset units (> 0 long or loan collateral, < 0 short; not 0).
+    cash : float
+        Cash balance, USD (a loan's debt is ``-cash``).
+    price : float
+        Fill price of the liquidation, USD per unit (> 0).
+    m : float
+        Maintenance rate of the product at this step, fraction of notional.
+    target : float
+        Maintenance rate a partial liquidation restores, fraction of notional (``inf``: close
+        exactly the close factor).
+    penalty : float
+        Penalty rate, fraction of the liquidated notional (:func:`penalty_rate_nb`).
+    close_factor : float
+        Most of the position (perp) or debt (loan) closed per liquidation, fraction.
+    full_close_health : float
+        Health (dimensionless) at or below which a partial liquidation closes everything.
+    tier_health : ndarray, shape (MAX_TIERS,), float64
+        GRADUATED: health below which each tier applies (tier 0 first).
+    tier_fraction : ndarray, shape (MAX_TIERS,), float64
+        GRADUATED: fraction of the position (perp) or debt (loan) each tier closes.
+    size_rules : ndarray, shape (4,), float64
+        Partial size rules, USD except the fraction: full-close-below notional, large-position
+        notional, its slice fraction, minimum remaining notional (0: rule off).
+    seize_all : int
+        1: a hard liquidation of a loan seizes all its collateral (Compound v3 ``absorb``).
+
+    Returns
+    -------
+    float
+        Units to close, asset units, ``0 <= d <= |units|`` (unsigned).
     """
     size = abs(units)
     equity = cash + units * price
@@ -267,7 +333,34 @@ def units_to_close_nb(
 
 @njit
 def clears_debt_nb(product, units, cash, d, price, penalty):
-    """Return True if closing ``d`` units repays a loan's whole debt with collateral left."""
+    """Return True if closing ``d`` units repays a loan's whole debt with collateral left.
+
+    Repaying a debt ``-cash`` at ``price`` with a penalty ``penalty`` of the seized value takes
+    ``-cash / (price x (1 - penalty))`` collateral units (Aave v3 ``LiquidationLogic``: the
+    collateral seized is the debt covered times ``1 + bonus``, and ``penalty = bonus / (1 +
+    bonus)``).
+
+    Parameters
+    ----------
+    product : int
+        :class:`Product` of the account; only a LOAN can clear its debt.
+    units : float
+        Collateral held, asset units (> 0 for a loan that owes).
+    cash : float
+        Cash balance, USD (< 0: the debt).
+    d : float
+        Collateral units the liquidation seizes (>= 0).
+    price : float
+        Fill price, USD per unit (> 0).
+    penalty : float
+        Penalty rate, fraction of the seized value (``0 <= penalty < 1``).
+
+    Returns
+    -------
+    bool
+        True when ``d`` covers the whole debt and penalty and leaves collateral (``d <
+        units``); False for perps, loans without debt, and liquidations that take everything.
+    """
     if product != _LOAN or units <= 0.0 or cash >= 0.0 or d >= units:
         return False
     return d >= -cash / (price * (1.0 - penalty))
@@ -282,7 +375,28 @@ def penalty_rate_nb(model, base, cap, health, cap_health):
     bonus as a penalty: bonuses ``b0 = base / (1 - base)`` at health 1 and ``b1 = cap / (1 -
     cap)`` at and below ``cap_health`` (< 1), linear in health between, penalty ``b / (1 +
     b)``. ``health`` is taken at the fill price. The kernel applies the health models to loans
-    only (Euler and Aave are lending protocols); perps keep ``base``.
+    only (Euler and Aave are lending protocols); perps keep ``base``. Sources: Euler v2
+    ``Liquidation.sol`` ``calculateMaxLiquidation``; aave/aave-v4
+    ``spoke/libraries/LiquidationLogic.sol`` ``calculateLiquidationBonus``.
+
+    Parameters
+    ----------
+    model : int
+        :class:`PenaltyModel`.
+    base : float
+        The product's penalty rate, fraction of the liquidated notional (``0 <= base < 1``).
+    cap : float
+        Largest penalty of HEALTH_DISCOUNT / HEALTH_RAMP, fraction (``0 <= cap < 1``).
+    health : float
+        Account health at the fill price, dimensionless (:func:`health_nb`).
+    cap_health : float
+        HEALTH_RAMP: health at and below which the bonus is the cap's (``< 1``; the policy's
+        ``full_close_health``).
+
+    Returns
+    -------
+    float
+        Penalty rate, fraction of the liquidated notional.
     """
     if model == _HEALTH_DISCOUNT:
         return min(max(1.0 - health, 0.0), cap)
@@ -299,7 +413,32 @@ def penalty_rate_nb(model, base, cap, health, cap_health):
 
 @njit
 def fill_price_nb(fill_mode, units, key, trigger, open_, low, high, close):
-    """Return the execution price of a liquidation triggered in this candle (USD)."""
+    """Return the execution price of a liquidation triggered in this candle (USD per unit).
+
+    TRIGGER fills at the price that triggered it; LIQUIDATION_PRICE at the account's own
+    liquidation price, or the open when the candle gapped through it, clipped to
+    ``[low, high]``; CLOSE at the candle's close.
+
+    Parameters
+    ----------
+    fill_mode : int
+        :class:`FillPrice`.
+    units : float
+        Position in asset units (> 0 long, < 0 short); selects the side.
+    key : float
+        Trigger key at this step's maintenance rate (:func:`trigger_key_nb`): the liquidation
+        price, USD per unit, negated for shorts.
+    trigger : float
+        Decision price that triggered the liquidation (the candle's low for longs, high for
+        shorts, or close, per :class:`TriggerPrice`; or the oracle's), USD per unit.
+    open_, low, high, close : float
+        The candle, USD per unit.
+
+    Returns
+    -------
+    float
+        Fill price, USD per unit.
+    """
     if fill_mode == _FILL_TRIGGER:
         return trigger
     if fill_mode == _FILL_LIQ:
@@ -320,13 +459,34 @@ def apply_liquidation_nb(units, cash, d, price, penalty, keeper_share, clears_de
     remains. A closed position left with negative cash is bad debt: the debt is written off
     (cash set to 0) and the shortfall reported for the insurance fund to cover. When
     ``clears_debt`` (a loan whose whole debt is repaid, collateral left over) the fund's share
-    is paid from cash only, so the loan is left with no debt.
+    is paid from cash only, so the loan is left with no debt. Money is conserved: the
+    account's cash changes by ``units_closed_signed x price - keeper_fee - insurance_fee``
+    plus the bad debt written off.
+
+    Parameters
+    ----------
+    units : float
+        Position before, asset units (> 0 long or loan collateral, < 0 short).
+    cash : float
+        Cash balance before, USD.
+    d : float
+        Units to close, asset units (``0 <= d``; ``d >= |units|`` closes everything).
+    price : float
+        Fill price, USD per unit.
+    penalty : float
+        Penalty rate, fraction of the liquidated notional.
+    keeper_share : float
+        Share of the penalty paid to the keeper, fraction; the rest goes to the insurance fund.
+    clears_debt : bool
+        The liquidation repays a loan's whole debt with collateral left
+        (:func:`clears_debt_nb`).
 
     Returns
     -------
     tuple
         ``(units_after, cash_after, units_closed_signed, keeper_fee, insurance_fee,
-        bad_debt)``; money in USD.
+        bad_debt)``, all float: units in asset units (closed units signed as the position),
+        money in USD.
     """
     signed = d if units > 0.0 else -d
     fee = penalty * d * price
@@ -465,6 +625,11 @@ def take_pays_nb(q, price, market, factor, margin, gas):
         Least profit, fraction of the market value taken (``[auction] keeper_margin``).
     gas : float
         Gas of the take, USD (0 when keepers do not require profit).
+
+    Returns
+    -------
+    bool
+        True when the take clears the keeper's margin and gas.
     """
     return q * (market * factor - price) >= margin * q * market + gas
 
@@ -512,6 +677,11 @@ def auction_price_nb(curve, top, dur, tau, cut, step):
     tau, cut, step : float
         LINEAR: steps to zero; STAIRSTEP: multiplier ``cut`` every ``step`` steps;
         EXPONENTIAL: multiplier ``cut`` per step.
+
+    Returns
+    -------
+    float
+        Auction price, USD per unit (0 once a LINEAR auction has run ``tau`` steps).
     """
     if curve == _LINEAR_CURVE:
         return top * (tau - dur) / tau if dur < tau else 0.0
@@ -531,12 +701,30 @@ def apply_auction_take_nb(units, cash, q, market, price, penalty_share):
     ``q x market - keeper fee - insurance fee``. A take that covers the tab leaves the loan
     with no debt and its remaining collateral; one that exhausts the collateral first pays the
     debt, then as much of the penalty as the proceeds allow, and leaves any unpaid debt as bad
-    debt.
+    debt. Source: Maker dss ``clip.sol`` ``take`` (the tab is ``debt x chop``; proceeds go to
+    the ``vow``).
+
+    Parameters
+    ----------
+    units : float
+        Collateral held by the loan, asset units (> 0).
+    cash : float
+        Cash balance, USD (< 0: the debt).
+    q : float
+        Collateral units the keeper takes (``0 < q <= units``).
+    market : float
+        Market price, USD per unit (the step's close).
+    price : float
+        Auction price, USD per unit (:func:`auction_price_nb`).
+    penalty_share : float
+        Penalty part of the tab, ``bonus / (1 + bonus)``, fraction.
 
     Returns
     -------
     tuple
-        ``(units_after, cash_after, keeper_fee, insurance_fee, bad_debt, tab_covered)``.
+        ``(units_after, cash_after, keeper_fee, insurance_fee, bad_debt, tab_covered)``:
+        asset units, then USD (float), then a bool that is True when the take paid the whole
+        tab and left collateral.
     """
     keeper = q * (market - price)
     owe = q * price
@@ -1318,13 +1506,22 @@ def run_steps_nb(
 
 @njit_parallel
 def trigger_keys_nb(product, units, cash, maintenance_rate):
-    """Return the trigger key of every account, shape (N,) float64 (see ``trigger_key_nb``).
+    """Return the trigger key of every account (see :func:`trigger_key_nb`), in parallel.
 
     Parameters
     ----------
     product : ndarray, shape (N,), int8
+        :class:`Product` of each account.
     units, cash : ndarray, shape (N,), float64
+        Positions (asset units) and cash balances (USD).
     maintenance_rate : ndarray, shape (N_PRODUCTS,), float64
+        Maintenance rate of each product, fraction of notional.
+
+    Returns
+    -------
+    ndarray, shape (N,), float64
+        Trigger keys: liquidation prices in USD per unit, negated for shorts; 0 for accounts
+        that cannot be liquidated, ``inf`` for shorts liquidatable at any price.
     """
     out = np.empty(units.shape[0])
     for i in prange(units.shape[0]):
@@ -1334,7 +1531,20 @@ def trigger_keys_nb(product, units, cash, maintenance_rate):
 
 @njit_parallel
 def gather_nb(values, index):
-    """Return ``values[index]`` computed in parallel, shape (len(index),)."""
+    """Return ``values[index]`` computed in parallel (puts a book into processing order).
+
+    Parameters
+    ----------
+    values : ndarray, shape (N,), any dtype
+        Per-account values (e.g. units in asset units, cash in USD, product codes).
+    index : ndarray, shape (M,), int64
+        Positions to read, each in ``[0, N)`` (e.g. :func:`liquidation_order_nb`).
+
+    Returns
+    -------
+    ndarray, shape (M,), dtype of ``values``
+        ``out[i] = values[index[i]]``; same units as ``values``.
+    """
     out = np.empty(index.shape[0], values.dtype)
     for i in prange(index.shape[0]):
         out[i] = values[index[i]]
@@ -1343,7 +1553,21 @@ def gather_nb(values, index):
 
 @njit_parallel
 def scatter_nb(values, index):
-    """Return ``out`` with ``out[index[i]] = values[i]``, in parallel (index is a permutation)."""
+    """Return ``out`` with ``out[index[i]] = values[i]``, in parallel: undoes :func:`gather_nb`.
+
+    Parameters
+    ----------
+    values : ndarray, shape (N,), any dtype
+        Per-account values in processing order; same units on the way out.
+    index : ndarray, shape (N,), int64
+        A permutation of ``0..N-1`` (the order passed to :func:`gather_nb`); a repeated
+        position would leave some of ``out`` unwritten.
+
+    Returns
+    -------
+    ndarray, shape (N,), dtype of ``values``
+        The values back in book order.
+    """
     out = np.empty(values.shape[0], values.dtype)
     for i in prange(values.shape[0]):
         out[index[i]] = values[i]
@@ -1361,16 +1585,25 @@ def liquidation_order_nb(product, units, cash, n_buckets):
     maintenance rate ``m``, so one order serves every policy. A stable counting sort, O(N),
     deterministic.
 
+    The group code ``(2 if short else 0) + product`` is widened to int64 before it is scaled
+    by ``n_buckets``: with the JIT off (``LIQBT_DISABLE_JIT=1``) an element of an int8 array
+    stays int8 under NumPy's rules and ``group x n_buckets`` overflows it (NumPy raises);
+    numba widens on its own. Keep the widening here rather than in callers, so every caller
+    may pass the book's int8 codes whatever the JIT setting.
+
     Parameters
     ----------
     product : ndarray, shape (N,), int8
+        :class:`Product` of each account (any integer dtype works).
     units, cash : ndarray, shape (N,), float64
+        Positions (asset units) and cash balances (USD).
     n_buckets : int
-        Buckets per group.
+        Buckets per group (``backtest.engine.dispatch.ORDER_BUCKETS``, 2**16).
 
     Returns
     -------
     ndarray, shape (N,), int64
+        Account indices in processing order, a permutation of ``0..N-1``.
     """
     n = units.shape[0]
     lo = np.inf
@@ -1391,7 +1624,8 @@ def liquidation_order_nb(product, units, cash, n_buckets):
         if u == 0.0:
             k = 4 * n_buckets
         else:
-            g = (2 if u < 0.0 else 0) + product[i]
+            # widened: with the JIT off an int8 code stays int8 and g x n_buckets overflows
+            g = (2 if u < 0.0 else 0) + np.int64(product[i])
             a = -cash[i] / u
             b = 0
             if a > 0.0 and np.isfinite(a):

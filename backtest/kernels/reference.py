@@ -3,6 +3,10 @@
 Written for reading, not speed: one account at a time, the documented rules spelled out, no
 trigger-key filter, no chunks, no processing order. Parity tests run both on random books and
 tapes and compare account states, per-step aggregates and records.
+
+Why over 400 lines: it is the twin of the whole step loop of
+:mod:`backtest.kernels.liquidation_nb` (every family, the loss waterfall, auctions, bands,
+impact), kept in one file so that it reads top to bottom, rule by rule, next to the kernel.
 """
 
 from __future__ import annotations
@@ -823,8 +827,29 @@ def _units_to_close(policy, prod, u, c, p, m, pen, target) -> float:
 
 def take_pays(q: float, price: float, market: float, factor: float, margin: float,
               gas: float) -> bool:
-    """Whether a keeper's take of ``q`` units at the auction ``price`` pays: ``q x (market x
-    factor - price) >= margin x q x market + gas`` (twin of ``take_pays_nb``)."""
+    """Return whether a keeper's take of ``q`` units at the auction ``price`` pays.
+
+    It pays when ``q x (market x factor - price) >= margin x q x market + gas`` (twin of
+    ``take_pays_nb``; Maker dss ``clip.sol`` ``take`` leaves the decision to the keeper).
+
+    Parameters
+    ----------
+    q : float
+        Collateral units taken (> 0).
+    price, market : float
+        Auction price and market price (the step's close), USD per unit.
+    factor : float
+        Expected execution price / market price, fraction (e.g. ``1 - expected slippage``).
+    margin : float
+        Least profit, fraction of the market value taken.
+    gas : float
+        Gas of the take, USD (0 when keepers do not require profit).
+
+    Returns
+    -------
+    bool
+        True when the take clears the keeper's margin and gas.
+    """
     return q * (market * factor - price) >= margin * q * market + gas
 
 

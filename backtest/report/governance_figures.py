@@ -1,6 +1,6 @@
 """Charts of the governance report: the trade-off frontier and one figure per event.
 
-Builders take a :class:`backtest.report.governance.GovernanceData` and return plotly figures
+Builders take a :class:`backtest.report.governance_data.GovernanceData` and return plotly figures
 styled like the run report's (:func:`backtest.report.figures.style`); series are float32 and
 already bucketed, user text is escaped with :func:`backtest.report.figures.label`.
 """
@@ -16,13 +16,11 @@ import polars as pl
 from plotly.subplots import make_subplots
 
 from backtest.report import figures
+from backtest.report.governance_data import FRONTIER_GREY
 from backtest.report.proposal import CURRENT
 
 if TYPE_CHECKING:
-    from backtest.report.governance import GovernanceData, Scenario, SetInfo
-
-FRONTIER_GREY = "#9aa0a6"
-"""Colour of the swept (frontier) parameter sets."""
+    from backtest.report.governance_data import GovernanceData, Scenario, SetInfo
 
 
 def _totals(data: GovernanceData) -> list[tuple[SetInfo, float, float]]:

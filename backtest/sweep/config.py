@@ -45,7 +45,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from backtest.engine.config import (
     Execution,
@@ -56,17 +56,14 @@ from backtest.engine.config import (
     ResponseConfig,
 )
 from backtest.errors import ConfigError
+from backtest.strict import StrictModel
 from backtest.sweep.ensemble import EnsembleSpec
 from backtest.sweep.grid import GridValues
 from backtest.sweep.stress import NoStress, StressSpec
 from backtest.validation import describe, read_toml
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EventSpec(_Strict):
+class EventSpec(StrictModel):
     """One event of a sweep: its window, tape and book.
 
     Attributes
@@ -105,7 +102,7 @@ class EventSpec(_Strict):
         return self.label or self.event
 
 
-class RunSections(_Strict):
+class RunSections(StrictModel):
     """Run-config sections shared by every cell (see :mod:`backtest.engine.config`)."""
 
     execution: Execution = Execution()
@@ -116,7 +113,7 @@ class RunSections(_Strict):
     response: ResponseConfig = ResponseConfig()
 
 
-class SweepConfig(_Strict):
+class SweepConfig(StrictModel):
     """A validated sweep config (see the module docstring for the file layout).
 
     Attributes

@@ -14,16 +14,15 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from backtest import paths
-from backtest.engine.run import file_sha256
 from backtest.progress import count_progress
+from backtest.provenance import file_sha256, package_versions
+from backtest.results.intervals import sweep_intervals
 from backtest.sweep.backends import run_dask, run_local
 from backtest.sweep.config import SweepConfig, load_sweep_config
 from backtest.sweep.grid import ParamSet
-from backtest.results.intervals import sweep_intervals
 from backtest.sweep.plan import SweepPlan, engine_version, plan_sweep, plan_table
 from backtest.sweep.store import SweepStore
 
@@ -173,22 +172,6 @@ def run_sweep(config_path: str | Path, *, cfg: SweepConfig | None = None,
         with Catalog(runs) as catalog:
             catalog.register_sweep(sdir.root)
     return outcome
-
-
-VERSIONED = ("liqbt", "numpy", "numba", "polars", "pyarrow", "duckdb", "plotly", "pydantic",
-             "jinja2", "rich", "typer", "distributed")
-"""Distributions whose versions a sweep records."""
-
-
-def package_versions() -> dict[str, str]:
-    """Return the installed version of each of :data:`VERSIONED` (``not installed``)."""
-    out = {}
-    for dist in VERSIONED:
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = "not installed"
-    return out
 
 
 def _plan_digest(plan: SweepPlan) -> str:

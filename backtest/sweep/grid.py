@@ -17,16 +17,17 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from backtest.errors import ConfigError
+from backtest.strict import StrictModel
 from backtest.validation import describe
 
 #: Policy fields a grid may not change: they identify the policy, they are not parameters.
 FIXED_FIELDS = frozenset({"name", "family", "description", "source"})
 
 
-class Range(BaseModel):
+class Range(StrictModel):
     """An inclusive range of grid values: ``start`` to ``stop`` in ``num`` points or by ``step``.
 
     Attributes
@@ -39,8 +40,6 @@ class Range(BaseModel):
         Spacing (> 0); values ``start, start + step, ...`` up to ``stop`` (with a tolerance
         of 1e-9 steps).
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     start: float
     stop: float

@@ -27,10 +27,11 @@ from backtest.books.event import book_for_event
 from backtest.books.generate import BookParams
 from backtest.calibration.fitted import calibrated_params
 from backtest.engine.config import RunConfig, TapeSelection
-from backtest.engine.run import file_sha256, resolve_config
+from backtest.engine.run import resolve_config
 from backtest.errors import ConfigError
 from backtest.events import get_event
 from backtest.policies import load_policy
+from backtest.provenance import file_sha256
 from backtest.sweep.config import EventSpec, RunSections, SweepConfig
 from backtest.sweep.ensemble import apply_member, default_ranges, member_values
 from backtest.sweep.grid import ParamSet, apply_params, expand

@@ -36,19 +36,16 @@ from typing import Annotated, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from backtest.strict import StrictModel
 from backtest.tapes import TAPE_COLUMNS, Tape
 from backtest.tapes.schema import TIMESTAMP_DTYPE
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class NoStress(_Strict):
+class NoStress(StrictModel):
     """History as it was."""
 
     kind: Literal["none"]
@@ -59,7 +56,7 @@ class NoStress(_Strict):
         return "history"
 
 
-class ScaleShock(_Strict):
+class ScaleShock(StrictModel):
     """Scaled shock: the window's log-returns multiplied by ``k`` (> 0)."""
 
     kind: Literal["scale"]
@@ -71,7 +68,7 @@ class ScaleShock(_Strict):
         return f"scale x{self.k:g}"
 
 
-class CompressTime(_Strict):
+class CompressTime(StrictModel):
     """Time-compressed crash: ``factor`` candles merged into one (integer >= 1)."""
 
     kind: Literal["compress"]
@@ -83,7 +80,7 @@ class CompressTime(_Strict):
         return f"compress x{self.factor}"
 
 
-class BlockBootstrap(_Strict):
+class BlockBootstrap(StrictModel):
     """Block-bootstrapped window: blocks of ``block_steps`` candles, seeded.
 
     The generator is seeded by the cell's seed and ``seed`` together, so a sweep's seeds give
