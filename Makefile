@@ -75,7 +75,7 @@ BLACK_THURSDAY_TAPE := \
 black-thursday: setup
 	$(BIN)/liqbt data import $(BLACK_THURSDAY_TAPE) --venue binance
 	$(BIN)/liqbt book generate --accounts $(VAULTS) --event black-thursday-2020 --symbol ETH/USDT \
-		--interval 5m --seed $(SEED) --params configs/books/maker-vaults.toml \
+		--interval 5m --seed $(SEED) --params configs/calibration/maker-fitted.toml \
 		-o data/books/black-thursday-vaults.parquet
 	$(BIN)/liqbt run configs/black-thursday-instant.toml --report
 	$(BIN)/liqbt run configs/black-thursday-congested.toml --report
