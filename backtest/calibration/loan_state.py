@@ -351,7 +351,7 @@ def calibrate_loan_state(config: str | Path, output: str | Path, store=None, con
     if base.loan_fraction < 1.0:
         raise ConfigError(f"field 'book': {cfg.book} is not a loans-only book "
                           "(loan_fraction must be 1)", config)
-    real = real_ratio(cfg, load_targets(validation), config)
+    real = real_ratio(cfg, load_targets(validation, events), config)
     fitter = _event_fit(cfg, base, store, events)
     name = cfg.fit.name
     fits = {end: fitter.solve(getattr(real, end)) for end in ("low", "middle", "high")}
