@@ -7,6 +7,7 @@
 #   make calibrate  fit the perp book to the catalogued crashes, check each left out
 #               (configs/calibration/perps.toml -> perps-fitted.toml, docs/calibration.md)
 #   make black-thursday  ETH vaults through 2020-03-12/13: instant vs slow, gas-bound keepers
+#               (vault book from configs/calibration/maker-fitted.toml, docs/calibration.md)
 #   make policy-library  20 policies (protocol presets and variants) on every catalogued event
 #               with a tape, ACCOUNTS accounts each (configs/policy-library.toml)
 #   make bench  benchmark workloads W1, W2, W3 and 10M accounts (bench/RESULTS.md)

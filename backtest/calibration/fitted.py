@@ -127,7 +127,7 @@ def _calibrated(raw: dict, path, validation) -> Calibrated:
 
 
 def fit_targets(events: list[dict], validation: str | Path | None = None) -> list[str]:
-    """The ``"<event>/<id>"`` of every target a fit over ``events`` was held against.
+    """Return the ``"<event>/<id>"`` of every target a fit over ``events`` was held against.
 
     A row that lists its ``targets`` (ids, as a loan-state fit writes,
     :mod:`backtest.calibration.loan_state`) contributes those; any other row every target of

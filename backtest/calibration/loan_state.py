@@ -4,24 +4,8 @@ A ``kind = "loan-state"`` calibration file (``configs/calibration/maker.toml``) 
 generator parameter of the loans' loan-to-value at entry (``ltv_min``, ``ltv_max``,
 ``ltv_beta_a`` or ``ltv_beta_b``: LTV = ``ltv_min + (ltv_max - ltv_min) x Beta(a, b)``,
 :mod:`backtest.books.generate`), the protocol's debt and collateral at the window start
-(``data/validation`` targets) and the book's tape::
-
-    name = "maker-vaults"
-    kind = "loan-state"
-    book = "configs/books/maker-vaults.toml"    # generator parameters held fixed
-    event = "black-thursday-2020"
-    symbol = "ETH/USDT"
-    interval = "5m"
-    accounts = 100000                           # as the book that is run
-    seed = 7
-    debt_target = "maker-mcd-eth-borrowed-mar-12"
-    collateral_target = "maker-eth-collateral"
-    collateral_may_also_back = ["maker-scd-borrowed"]
-
-    [fit]
-    name = "ltv_beta_a"
-    low = 0.2
-    high = 20.0
+(``data/validation`` targets) and the book's tape; ``configs/calibration/maker.toml`` is the
+commented example (its ``[fit]`` table: ``name``, ``low``, ``high``).
 
 **Equation.** The fitted value solves ``simulated(x) = real`` with
 ``scipy.optimize.brentq`` on ``[low, high]``, where ``simulated(x)`` is the book's total debt
@@ -84,7 +68,21 @@ class LoanStateParameter(BaseModel):
 
 
 class LoanStateConfig(BaseModel):
-    """A ``kind = "loan-state"`` calibration file (see the module docstring)."""
+    """A ``kind = "loan-state"`` calibration file (see the module docstring).
+
+    Attributes
+    ----------
+    book : Path
+        Generator parameters held fixed (loans only).
+    event, symbol, interval, venue : str
+        Event key and tape selection, as ``liqbt book generate``.
+    accounts, seed : int
+        The book drawn at every evaluation (that of the runs: same granularity and draws).
+    debt_target, collateral_target : str
+        Target ids (``borrowed_usd``, ``collateral_usd``) of the event.
+    collateral_may_also_back : list of str
+        ``borrowed_usd`` target ids the collateral figure may also back (the high end).
+    """
 
     model_config = ConfigDict(extra="forbid")
     name: str
@@ -104,7 +102,7 @@ class LoanStateConfig(BaseModel):
 
 
 def is_loan_state(path: str | Path) -> bool:
-    """True when a calibration file declares ``kind = "loan-state"``."""
+    """Return True when a calibration file declares ``kind = "loan-state"``."""
     return read_toml(path).get("kind") == "loan-state"
 
 
@@ -154,7 +152,7 @@ class RealRatio:
 
 def real_ratio(cfg: LoanStateConfig, targets: list, path: str | Path | None = None
                ) -> RealRatio:
-    """The real debt-to-collateral range of a loan-state file from the loaded targets.
+    """Return the real debt-to-collateral range of a loan-state file from the loaded targets.
 
     Raises
     ------
@@ -251,7 +249,7 @@ class LoanStateFit:
         self._cache: dict[tuple[float, int], float] = {}
 
     def params(self, value: float) -> BookParams:
-        """The generator parameters with the fitted field set to ``value``."""
+        """Return the generator parameters with the fitted field set to ``value``."""
         return self.base.model_copy(update={self.parameter.name: float(value), "size_usd": None})
 
     def ratio(self, value: float, seed: int | None = None) -> float:
@@ -292,7 +290,7 @@ class LoanStateFit:
 
 def _event_fit(cfg: LoanStateConfig, base: BookParams, store=None, events=None
                ) -> LoanStateFit:
-    """A :class:`LoanStateFit` drawing with :func:`book_for_event` on the event's tape."""
+    """Return a :class:`LoanStateFit` drawing with :func:`book_for_event` on the tape."""
     from backtest import paths
     from backtest.books.event import book_for_event
     from backtest.events import get_event
