@@ -7,6 +7,7 @@
 #   make calibrate  fit the perp book to the catalogued crashes, check each left out
 #               (configs/calibration/perps.toml -> perps-fitted.toml, docs/calibration.md)
 #   make black-thursday  ETH vaults through 2020-03-12/13: instant vs slow, gas-bound keepers
+#               (vault book from configs/calibration/maker-fitted.toml, docs/calibration.md)
 #   make policy-library  20 policies (protocol presets and variants) on every catalogued event
 #               with a tape, ACCOUNTS accounts each (configs/policy-library.toml)
 #   make bench  benchmark workloads W1, W2, W3 and 10M accounts (bench/RESULTS.md)
@@ -75,7 +76,7 @@ BLACK_THURSDAY_TAPE := \
 black-thursday: setup
 	$(BIN)/liqbt data import $(BLACK_THURSDAY_TAPE) --venue binance
 	$(BIN)/liqbt book generate --accounts $(VAULTS) --event black-thursday-2020 --symbol ETH/USDT \
-		--interval 5m --seed $(SEED) --params configs/books/maker-vaults.toml \
+		--interval 5m --seed $(SEED) --params configs/calibration/maker-fitted.toml \
 		-o data/books/black-thursday-vaults.parquet
 	$(BIN)/liqbt run configs/black-thursday-instant.toml --report
 	$(BIN)/liqbt run configs/black-thursday-congested.toml --report

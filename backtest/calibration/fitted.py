@@ -127,10 +127,18 @@ def _calibrated(raw: dict, path, validation) -> Calibrated:
 
 
 def fit_targets(events: list[dict], validation: str | Path | None = None) -> list[str]:
-    """The ``"<event>/<id>"`` of every target a fit over ``events`` was held against."""
-    keys = {(e.get("event"), e.get("venue"), e.get("asset")) for e in events if e.get("in_fit")}
+    """Return the ``"<event>/<id>"`` of every target a fit over ``events`` was held against.
+
+    A row that lists its ``targets`` (ids, as a loan-state fit writes,
+    :mod:`backtest.calibration.loan_state`) contributes those; any other row every target of
+    its event, venue and asset measuring one of :data:`FIT_MEASURES`.
+    """
+    keys = {(e.get("event"), e.get("venue"), e.get("asset")) for e in events
+            if e.get("in_fit") and "targets" not in e}
+    named = {(e.get("event"), i) for e in events if e.get("in_fit") for i in e.get("targets", [])}
     return sorted(f"{t.event}/{t.id}" for t in load_targets(validation)
-                  if (t.event, t.venue, t.asset) in keys and t.measure in FIT_MEASURES)
+                  if (t.event, t.id) in named
+                  or ((t.event, t.venue, t.asset) in keys and t.measure in FIT_MEASURES))
 
 
 def venue_size_usd(event: str, venue: str, asset: str, loans: bool,

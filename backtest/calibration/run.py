@@ -12,6 +12,7 @@ from rich.table import Table
 
 from backtest.calibration.fit import Calibration, EventOutcome, FitResult, load_calibration
 from backtest.calibration.fitted import write_calibrated
+from backtest.calibration.loan_state import calibrate_loan_state, is_loan_state
 from backtest.calibration.timing import timing_rows
 from backtest.engine.config import ResponseConfig
 
@@ -46,8 +47,10 @@ def calibrate_file(config: str | Path, output: str | Path, max_evaluations: int 
 
     Returns
     -------
-    FitResult, list
-        The full fit and the leave-one-out ``(outcome, fit)`` pairs.
+    FitResult or dict, list
+        The full fit and the leave-one-out ``(outcome, fit)`` pairs; for a ``kind =
+        "loan-state"`` file (:mod:`backtest.calibration.loan_state`) its ``[fit]`` table and
+        an empty list.
 
     Raises
     ------
@@ -55,6 +58,8 @@ def calibrate_file(config: str | Path, output: str | Path, max_evaluations: int 
         Invalid file, missing target or tape.
     """
     console = console or Console()
+    if is_loan_state(config):  # a lending book fitted to the protocol's state
+        return calibrate_loan_state(config, output, store, console), []
     cfg = load_calibration(config)
     cal = Calibration.load(cfg, store=store)
     console.print(f"fitting {', '.join(cal.names)} on {len(cal.data)} events "

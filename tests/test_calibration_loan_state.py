@@ -1,0 +1,222 @@
+"""Loan-state calibration: a fit recovers the loan-to-value a book was drawn with; bad files
+are named; the calibrated file marks exactly its targets as in the fit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backtest.books.generate import BookParams, generate_book
+from backtest.books.summary import summarize_book
+from backtest.calibration.fitted import fit_targets, read_calibrated
+from backtest.calibration.loan_state import (
+    LoanStateFit,
+    LoanStateParameter,
+    debt_to_collateral,
+    load_loan_state,
+    real_ratio,
+)
+from backtest.calibration.run import calibrate_file
+from backtest.calibration.targets import load_targets
+from backtest.errors import ConfigError
+from backtest.tapes import TapeStore
+from tests.conftest import Synth
+
+START = datetime(2021, 5, 19, tzinfo=UTC)
+BASE = BookParams(loan_fraction=1.0, ltv_min=0.0, ltv_max=0.6667, ltv_beta_b=3.0,
+                  survivor_liquidation_threshold=0.6667, lookback_days=3.0, represents="test")
+
+
+def _tape(seed=4):
+    """4 days of hourly candles falling about 10% before START, then 24 flat-ish hours."""
+    rng = np.random.default_rng(seed)
+    n = 4 * 24 + 24
+    close = 200 * np.exp(np.cumsum(rng.normal(-0.001, 0.01, n)))
+    open_ = np.r_[close[0], close[:-1]]
+    ts = np.array([int((START - timedelta(hours=4 * 24 - k)).timestamp() * 1000)
+                   for k in range(n)], dtype=np.int64)
+    return ts, close, np.maximum(open_, close) * 1.003, np.minimum(open_, close) * 0.997
+
+
+def _fit(accounts=20_000, seed=3, low=0.2, high=20.0):
+    ts, close, high_, low_ = _tape()
+
+    def draw(params, s):
+        return generate_book(accounts, ts, close, low_, high_, START, s, params)
+
+    price = float(close[ts < int(START.timestamp() * 1000)][-1])
+    return LoanStateFit(BASE, LoanStateParameter(name="ltv_beta_a", low=low, high=high), draw,
+                        price, seed), draw, price
+
+
+def test_fit_recovers_the_ltv_a_book_was_drawn_with():
+    fitter, draw, price = _fit()
+    truth = BASE.model_copy(update={"ltv_beta_a": 2.0})
+    # the "real" protocol: a book drawn with a = 2 under another seed than the fit's
+    real = debt_to_collateral(draw(truth, 11), price)
+    assert 0.1 < real < 0.6
+    result = fitter.solve(real)
+    assert result.value == pytest.approx(2.0, rel=0.1)
+    assert result.simulated == pytest.approx(real, rel=0.02)
+    # same seed and value: the same book (common random numbers)
+    assert fitter.ratio(1.7) == debt_to_collateral(draw(fitter.params(1.7), 3), price)
+    # the ratio rises with a (more mass towards ltv_max)
+    assert fitter.ratio(0.5) < fitter.ratio(2.0) < fitter.ratio(8.0)
+
+
+def test_ratio_is_the_books_debt_over_collateral_value():
+    fitter, draw, price = _fit(accounts=2_000)
+    book = draw(fitter.params(1.3), 5)
+    s = summarize_book(book, price=price, liquidation_threshold=None)
+    assert debt_to_collateral(book, price) == pytest.approx(
+        s["loan_debt_usd"] / s["loan_collateral_usd"], rel=1e-12)
+
+
+def test_a_bracket_that_cannot_reach_the_real_ratio_is_named():
+    fitter, _, _ = _fit(accounts=2_000, low=0.2, high=0.4)
+    with pytest.raises(ConfigError, match=r"fit\.ltv_beta_a in \[0\.2, 0\.4\].*0\.9000"):
+        fitter.solve(0.9)
+
+
+GOOD = """
+name = "m"
+kind = "loan-state"
+book = "book.toml"
+event = "black-thursday-2020"
+symbol = "ETH/USDT"
+debt_target = "maker-mcd-eth-borrowed-mar-12"
+collateral_target = "maker-eth-collateral"
+collateral_may_also_back = ["maker-scd-borrowed"]
+[fit]
+name = "ltv_beta_a"
+low = 0.2
+high = 20.0
+"""
+
+
+@pytest.mark.parametrize("change, message", [
+    (("low = 0.2", "low = 0.2\nstart = 1.0"), "field 'fit.start': unknown field"),
+    (('name = "ltv_beta_a"', 'name = "leverage_scale"'), "field 'fit.name': 'leverage_scale'"),
+    (("high = 20.0", "high = 0.1"), "field 'fit.low': need low < high"),
+    (('kind = "loan-state"', 'kind = "loan-stat"'), "field 'kind'"),
+    (('symbol = "ETH/USDT"\n', ""), "field 'symbol': required field is missing"),
+    (('symbol = "ETH/USDT"', 'symbol = "ETH/USDT"\naccounts = 0'),
+     "field 'accounts': Input should be greater than 0"),
+])
+def test_bad_config_fields_are_named(tmp_path, change, message):
+    path = tmp_path / "c.toml"
+    path.write_text(GOOD.replace(*change))
+    with pytest.raises(ConfigError, match=message) as info:
+        load_loan_state(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("change, message", [
+    (('"maker-eth-collateral"', '"maker-eth-colateral"'),
+     "field 'collateral_target': no target 'maker-eth-colateral'"),
+    (('debt_target = "maker-mcd-eth-borrowed-mar-12"', 'debt_target = "maker-eth-bad-debt"'),
+     "field 'debt_target': target 'maker-eth-bad-debt' measures bad_debt_usd, not borrowed_usd"),
+    (('["maker-scd-borrowed"]', '["maker-mcd-eth-borrowed-april"]'),
+     "field 'collateral_may_also_back': .* measures borrowed_later_usd"),
+])
+def test_bad_targets_are_named(tmp_path, change, message):
+    path = tmp_path / "c.toml"
+    path.write_text(GOOD.replace(*change))
+    with pytest.raises(ConfigError, match=message):
+        real_ratio(load_loan_state(path), load_targets(), path)
+
+
+def test_real_ratio_spans_both_readings_of_the_collateral():
+    path = Path("configs/calibration/maker.toml")
+    real = real_ratio(load_loan_state(path), load_targets(), path)
+    debt = np.sqrt(8.0e7 * 1.0e8)
+    assert real.low == pytest.approx(debt / 4.66e8)
+    assert real.high == pytest.approx((debt + 2.0e7) / 4.66e8)
+    assert real.low < real.middle < real.high
+
+
+def test_a_row_naming_its_targets_puts_only_those_in_the_fit():
+    row = {"event": "black-thursday-2020", "venue": "maker", "asset": "ETH", "in_fit": True,
+           "targets": ["maker-mcd-eth-borrowed-mar-12", "maker-eth-collateral"]}
+    assert fit_targets([row]) == ["black-thursday-2020/maker-eth-collateral",
+                                  "black-thursday-2020/maker-mcd-eth-borrowed-mar-12"]
+    # without the list, every liquidation figure of the venue would count as fitted
+    legacy = {k: v for k, v in row.items() if k != "targets"}
+    assert "black-thursday-2020/maker-eth-liquidated-collateral" in fit_targets([legacy])
+
+
+EVENTS = """
+[loan-crash]
+name = "Synthetic lending crash"
+start = 2021-05-19T00:00:00Z
+end = 2021-05-20T00:00:00Z
+symbols = ["ETH/USDT"]
+description = "A synthetic day."
+"""
+
+TARGET = """
+[[target]]
+id = "{id}"
+scope = "protocol"
+venue = "test"
+product = "loan"
+asset = "ETH"
+window_start = 2021-05-19T00:00:00Z
+window_end = 2021-05-20T00:00:00Z
+measure = "{measure}"
+low = {value}
+high = {value}
+unit = "USD"
+source = "https://example.org/synthetic"
+quality = "primary"
+note = "synthetic"
+"""
+
+
+def test_calibrate_file_dispatches_a_loan_state_file_end_to_end(tmp_path, monkeypatch):
+    start_ms = int((START - timedelta(days=4)).timestamp() * 1000)
+    src = Synth.ft_json(tmp_path / "src" / "ETH_USDT-5m.json",
+                        Synth.rows(5 * 288, start_ms, interval_s=300, seed=2, price=200.0))
+    TapeStore(tmp_path / "tapes").import_file(src, venue="binance")
+    events = tmp_path / "events.toml"
+    events.write_text(EVENTS)
+    (tmp_path / "book.toml").write_text(
+        "\n".join(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"'
+                  for k, v in BASE.model_dump(exclude_none=True).items()
+                  if k in ("loan_fraction", "ltv_min", "ltv_max", "ltv_beta_b", "lookback_days",
+                           "survivor_liquidation_threshold", "represents")))
+    from backtest.books.event import book_for_event, load_book_params
+
+    truth = load_book_params(tmp_path / "book.toml").model_copy(update={"ltv_beta_a": 2.5})
+    book = book_for_event(20_000, "loan-crash", 99, "ETH/USDT", params=truth,
+                          store=tmp_path / "tapes", events=events)
+    a = TapeStore(tmp_path / "tapes").resolve("ETH/USDT", START - timedelta(days=3), START,
+                                               None, None, None).arrays()
+    price = float(a["close"][a["timestamp"] < int(START.timestamp() * 1000)][-1])
+    ratio = debt_to_collateral(book, price)
+    validation = tmp_path / "validation"
+    validation.mkdir()
+    (validation / "loan-crash.toml").write_text(
+        'event = "loan-crash"\n'
+        + TARGET.format(id="debt", measure="borrowed_usd", value=1.0e8)
+        + TARGET.format(id="collateral", measure="collateral_usd", value=1.0e8 / ratio))
+    cfg = tmp_path / "cal.toml"
+    cfg.write_text(f'name = "t"\nkind = "loan-state"\nbook = "{tmp_path / "book.toml"}"\n'
+                   'event = "loan-crash"\nsymbol = "ETH/USDT"\naccounts = 20000\nseed = 5\n'
+                   'debt_target = "debt"\ncollateral_target = "collateral"\n'
+                   '[fit]\nname = "ltv_beta_a"\nlow = 0.2\nhigh = 20.0\n')
+    monkeypatch.setenv("LIQBT_EVENTS", str(events))
+    monkeypatch.setenv("LIQBT_VALIDATION", str(validation))
+    out = tmp_path / "fitted.toml"
+    fit, loo = calibrate_file(cfg, out, store=tmp_path / "tapes")
+    assert loo == []
+    assert fit["fitted_ltv_beta_a"] == pytest.approx(2.5, rel=0.1)
+    # no other debt: both readings of the collateral are the same
+    assert fit["fitted_ltv_beta_a_low_end"] == fit["fitted_ltv_beta_a_high_end"]
+    cal = read_calibrated(out, validation=validation)
+    assert cal.book.ltv_beta_a == fit["fitted_ltv_beta_a"]
+    assert cal.book.ltv_min == 0.0 and cal.book.represents == "test"
+    assert cal.fit_events[0]["targets"] == ["debt", "collateral"]
