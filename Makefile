@@ -5,7 +5,8 @@
 #               vs close-factor on May 2021 (1m) and FTX 2022 (5m), write HTML reports
 #   make test   set up and run the test suite
 #   make calibrate  fit the perp book to the catalogued crashes, check each left out
-#               (configs/calibration/perps.toml -> perps-fitted.toml, docs/calibration.md)
+#               (configs/calibration/perps.toml -> perps-fitted.toml), and the Maker vault book
+#               to Maker's state on 2020-03-12 (maker.toml -> maker-fitted.toml; docs/calibration.md)
 #   make black-thursday  ETH vaults through 2020-03-12/13: instant vs slow, gas-bound keepers
 #               (vault book from configs/calibration/maker-fitted.toml, docs/calibration.md)
 #   make policy-library  20 policies (protocol presets and variants) on every catalogued event
@@ -96,7 +97,7 @@ LIBRARY_TAPES := \
 	$(BLACK_THURSDAY_TAPE)
 
 # the library compares lending and perp presets on one book, so it draws the built-in perps-and-
-# loans mix (--uncalibrated): the lending books are not calibrated yet (docs/calibration.md)
+# loans mix (--uncalibrated): the Aave lending book is not calibrated yet (docs/calibration.md)
 policy-library: tapes
 	$(BIN)/liqbt data import $(LIBRARY_TAPES) --venue binance
 	@set -e; for spec in $(LIBRARY_EVENTS); do \
@@ -118,6 +119,8 @@ CALIBRATION_TAPES := \
 calibrate: tapes
 	$(BIN)/liqbt data import $(CALIBRATION_TAPES) --venue binance
 	$(BIN)/liqbt book calibrate configs/calibration/perps.toml -o $(PERPS_CALIBRATED)
+	$(BIN)/liqbt data import $(BLACK_THURSDAY_TAPE) --venue binance
+	$(BIN)/liqbt book calibrate configs/calibration/maker.toml -o configs/calibration/maker-fitted.toml
 
 bench: tapes
 	$(BIN)/python -m bench --workloads W1,W2,W3,W10M

@@ -25,7 +25,7 @@ Example (``configs/proposals/aave-close-factor-bonus.toml``)::
     symbol = "ETH/USDT"
     interval = "5m"
     accounts = 20_000
-    book_params = "configs/books/maker-vaults.toml"
+    book_params = "configs/calibration/maker-fitted.toml"
 
     [run.market]                      # run-config sections, as in a sweep config
     impact_model = "sqrt"
