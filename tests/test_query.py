@@ -121,7 +121,7 @@ def test_plain_output_outside_a_terminal_is_never_cut(world, capsys):
     code, out, _ = _query(world, capsys, "SELECT * FROM runs")
     assert code == 0
     header, row = out.splitlines()
-    assert header.split() == ["run_id", "name", "created_at", "event", "symbol",
+    assert header.split() == ["run_id", "run_kind", "name", "created_at", "event", "symbol",
                               "window_start", "window_end", "tape_interval", "steps",
                               "accounts", "policies", "package_version", "run_dir"]
     assert str(world["run_dir"]) in row and '["hard", "partial"]' in row and len(row) > 200
