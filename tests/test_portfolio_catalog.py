@@ -167,3 +167,24 @@ def test_an_incomplete_run_directory_never_appears(tmp_path):
         out.append("accounts", pl.DataFrame({"run_id": ["r1"], "a": np.array([2.0])}))
         out.manifest({"run_id": "r1"})
     assert pl.read_parquet(target / "accounts.parquet")["a"].to_list() == [1.0, 2.0]
+
+
+def test_liqbt_report_of_a_portfolio_run_writes_the_portfolio_report(runs, tmp_path, capsys):
+    out = tmp_path / "report.html"
+    code = main(["report", runs["run_id"], "--runs", str(runs["root"]), "-o", str(out)])
+    assert code == 0, capsys.readouterr()
+    html = out.read_text()
+    assert 'id="order-comparison"' in html and runs["run_id"] in html
+
+
+def test_a_portfolio_run_from_before_run_kinds_is_left_out_with_a_clear_warning(runs, tmp_path):
+    root = tmp_path / "runs"
+    shutil.copytree(runs["root"], root)
+    old = root / "portfolio" / "20220101T000000-old"
+    old.mkdir()
+    (old / "manifest.json").write_text(json.dumps({
+        "run_id": old.name, "created": "2022-01-01T00:00:00+00:00", "event": "luna-2022",
+        "portfolio_book": {"accounts": 5}, "portfolio_summary": {"protocol": {}}}))
+    with Catalog(root) as cat:
+        assert len(cat.problems) == 1 and "run its config again" in cat.problems[0]
+        assert cat.query("SELECT count(*) AS n FROM runs")["n"][0] == 2

@@ -152,6 +152,7 @@ def read_run(run_dir: str | Path) -> RunEntry:
         If the directory has no readable, complete manifest.
     """
     run_dir = Path(run_dir).resolve()
+    m = None
     try:
         m = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
         kind = m.get("run_kind", SINGLE_ASSET)
@@ -160,6 +161,10 @@ def read_run(run_dir: str | Path) -> RunEntry:
                m["window"]["steps"], m["book"]["accounts"], [p["name"] for p in m["policies"]],
                m["versions"]["liqbt"], str(run_dir))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        if isinstance(m, dict) and "portfolio_book" in m and "run_kind" not in m:
+            raise CatalogError("a portfolio run written before portfolio runs were catalogued "
+                               "(no run_kind, no catalog tables): run its config again to "
+                               "query it", run_dir) from None
         raise CatalogError(f"not a complete run directory ({type(exc).__name__}: {exc})",
                            run_dir) from None
     return RunEntry(m["run_id"], run_dir, row, kind)
