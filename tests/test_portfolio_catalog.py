@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -188,3 +190,13 @@ def test_a_portfolio_run_from_before_run_kinds_is_left_out_with_a_clear_warning(
     with Catalog(root) as cat:
         assert len(cat.problems) == 1 and "run its config again" in cat.problems[0]
         assert cat.query("SELECT count(*) AS n FROM runs")["n"][0] == 2
+
+
+def test_readme_portfolio_queries_answer(runs):
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    queries = [q for q in re.findall(r'liqbt query "([^"]*)"', text) if "'portfolio'" in q]
+    assert queries
+    with Catalog(runs["root"]) as cat:
+        for sql in queries:
+            frame = cat.query(sql)
+            assert frame.height == 3 and frame["liquidated_usd"].sum() > 0, sql
