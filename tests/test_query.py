@@ -121,7 +121,7 @@ def test_plain_output_outside_a_terminal_is_never_cut(world, capsys):
     code, out, _ = _query(world, capsys, "SELECT * FROM runs")
     assert code == 0
     header, row = out.splitlines()
-    assert header.split() == ["run_id", "name", "created_at", "event", "symbol",
+    assert header.split() == ["run_id", "run_kind", "name", "created_at", "event", "symbol",
                               "window_start", "window_end", "tape_interval", "steps",
                               "accounts", "policies", "package_version", "run_dir"]
     assert str(world["run_dir"]) in row and '["hard", "partial"]' in row and len(row) > 200
@@ -223,12 +223,14 @@ def test_format_value_by_column():
 
 
 def test_readme_run_queries_work(world):
-    """The README's example queries over runs answer (sweep examples need a sweep)."""
+    """The README's example queries over runs answer (sweep examples need a sweep, portfolio
+    ones a portfolio run: tests/test_portfolio_catalog.py)."""
     import re
 
     text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     queries = [q for q in re.findall(r'liqbt query "([^"]*)"', text)
-               if "sweep_" not in q and q.split()[0].upper() in ("SELECT", "WITH")]
+               if "sweep_" not in q and "'portfolio'" not in q
+               and q.split()[0].upper() in ("SELECT", "WITH")]
     assert queries
     with Catalog(world["runs"]) as cat:
         for sql in queries:

@@ -118,8 +118,9 @@ def runs(
 ) -> None:
     """Finished runs, newest last.
 
-    Reads each run directory's manifest.json: run id, kind (run or portfolio), creation time,
-    event, symbol, window, accounts, policies (portfolio runs: collateral orders), wall time.
+    Reads each run directory's manifest.json: run id, kind (single_asset or portfolio),
+    creation time, event, symbol, window, accounts, policies (portfolio runs: collateral
+    orders), wall time.
     """
     from rich.table import Table
 

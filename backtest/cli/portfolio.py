@@ -47,7 +47,7 @@ def run(
     cfg = load_portfolio_config(config, overrides)
     run_id, run_dir, manifest = run_portfolio_config(
         cfg, config, runs=runs, store=store, events=events,
-        log=None if quiet else (lambda msg: err.print(f"[dim]{msg}[/]")))
+        log=None if quiet else (lambda msg: err.print(f"[dim]{msg}[/]")), overrides=overrides)
     console = _console()
     print_summary(console, manifest)
     if report:

@@ -37,6 +37,8 @@ def report(
 ) -> None:
     """Write the HTML report of RUN, or of a governance proposal; print its path.
 
+    A portfolio run gets the portfolio report (as liqbt portfolio report RUN_DIR writes it).
+
     Either report is one file that opens offline (plotly.js embedded once).
     """
     from backtest import paths
@@ -66,13 +68,20 @@ def report(
                           "PROPOSAL")
     from backtest.report import write_report
     from backtest.results.catalog import Catalog
+    from backtest.results.metrics import PORTFOLIO
 
     root = paths.runs_dir(runs)
     if not root.is_dir() and not Path(run).is_dir():
         raise CatalogError(f"no runs directory at {root}: run `liqbt run CONFIG` first, "
                            "or pass --runs")
     with Catalog(runs) as catalog:  # in memory, read-only: never waits on a running run
-        out = write_report(catalog, catalog.resolve(run), output)
+        run_id = catalog.resolve(run)
+        if catalog.run_kind(run_id) == PORTFOLIO:  # its own report (liqbt portfolio report)
+            from backtest.report.portfolio import write_portfolio_report
+
+            out = write_portfolio_report(catalog.run_dir(run_id), output)
+        else:
+            out = write_report(catalog, run_id, output)
     typer.echo(str(out))
 
 

@@ -5,13 +5,22 @@ event's tapes, generates (or reads, or takes from the cache) the seeded multi-as
 options book, simulates the multi-asset book once per collateral order policy (mapping the
 liquidation-at-risk of one of them every N steps), simulates the options book (mapping it
 too), compares short options with perps of the same notional on a sample, and writes every
-table as Parquet into a new run directory ``<runs>/portfolio/<run id>/`` (filled under a
-temporary name and renamed when complete), with ``manifest.json`` (config, inputs, timings,
-peak RSS). Same config and seed: same tables.
+table as Parquet into a new run directory ``<runs>/portfolio/<run id>/`` through the results
+path every run kind uses (:func:`backtest.results.writer.run_directory`: filled under a
+temporary name and renamed when complete), with the standard ``manifest.json`` (``run_kind =
+"portfolio"``, config and input hashes, versions, timings, peak RSS). The catalog's tables
+(:mod:`backtest.portfolio.tables`) make the run visible to ``liqbt query``, ``liqbt list runs``
+and the metrics registry like a single-asset run, one ``policy`` per collateral order. Same
+config and seed: same tables.
 
 Files of a run directory (all Parquet unless noted):
 
 ======================  =======================================================================
+``steps``               catalog schema: order x step (:mod:`backtest.portfolio.tables`)
+``accounts``            catalog schema: order x account, final state
+``liquidations``        catalog schema: one row per position liquidated
+``policies``            catalog schema: one row per collateral order
+``prices``              catalog schema: asset x step, the aligned candles
 ``order_comparison``    order x asset totals (:func:`backtest.portfolio.compare.order_table`)
 ``portfolio_steps``     order, timestamp, every ``PortfolioMetric``, insurance fund
 ``portfolio_assets``    order, timestamp, symbol, liquidated notional / collateral seized /
@@ -40,7 +49,6 @@ import numpy as np
 import polars as pl
 
 from backtest import paths
-from backtest.atomic import atomic_dir
 from backtest.errors import ConfigError
 from backtest.events import get_event
 from backtest.kernels.portfolio_enums import AssetMetric
@@ -66,14 +74,19 @@ from backtest.portfolio.lar_map import PortfolioLarRecorder
 from backtest.portfolio.model import PortfolioBook, PortfolioParams
 from backtest.portfolio.run_config import PortfolioRunConfig
 from backtest.portfolio.simulate import PortfolioResult, sensitivity_of, simulate_portfolio
-from backtest.provenance import package_versions, runtime
+from backtest.portfolio.run_record import portfolio_manifest, write_catalog_tables
+from backtest.portfolio.tables import portfolio_accounts, portfolio_liquidations
+from backtest.provenance import runtime
+from backtest.results.metrics import PORTFOLIO
+from backtest.results.runs import RUN_KIND_DIRS
+from backtest.results.writer import run_directory
 from backtest.risk.liquidation_map import LarRecorder
 from backtest.tapes import TapeStore
 from backtest.tapes.align import AlignedTapes, align_tapes
 from backtest.tapes.schema import parse_interval
 
 #: Sub-directory of the runs directory holding portfolio runs.
-PORTFOLIO_RUNS = "portfolio"
+PORTFOLIO_RUNS = RUN_KIND_DIRS[PORTFOLIO]
 
 
 def _digest(payload: object) -> str:
@@ -116,10 +129,13 @@ def portfolio_book(cfg: PortfolioRunConfig, aligned: AlignedTapes) -> tuple[Port
 
 
 def run_orders(cfg: PortfolioRunConfig, aligned: AlignedTapes, book: PortfolioBook,
-               log: Callable[[str], None]) -> tuple[dict[str, PortfolioResult], pl.DataFrame]:
+               log: Callable[[str], None],
+               on_result: Callable[[str, PortfolioResult], None] | None = None
+               ) -> tuple[dict[str, PortfolioResult], pl.DataFrame]:
     """Simulate the book under every configured order; map the LAR of ``lar.order``'s run.
 
-    The returned results keep their aggregates; their ``records`` are emptied (memory).
+    The returned results keep their aggregates; their ``records`` are emptied (memory) after
+    ``on_result(order, result)``, called once per order while they are still there.
     """
     lar = cfg.liquidation_at_risk
     sens = sensitivity_of(aligned)
@@ -135,8 +151,10 @@ def run_orders(cfg: PortfolioRunConfig, aligned: AlignedTapes, book: PortfolioBo
         log(f"portfolio: order {order}")
         res = simulate_portfolio(aligned, book, params, sensitivity=sens,
                                  every=lar.every if hook else None, on_block=hook)
-        # the tables need the per-step and per-asset aggregates only: free the per-position
-        # records (millions of rows per order on a 1M-account book) before the next run
+        if on_result is not None:
+            on_result(order, res)
+        # the remaining tables need the per-step and per-asset aggregates only: free the
+        # per-position records (millions of rows per order on a 1M-account book)
         res.records = res.records.clear()
         results[order] = res
     return results, recorder.frame()
@@ -270,7 +288,8 @@ def run_options_study(cfg: PortfolioRunConfig, store: TapeStore, events: str | N
 def run_portfolio_config(cfg: PortfolioRunConfig, config_path: str | Path | None = None, *,
                          runs: str | Path | None = None, store: str | Path | None = None,
                          events: str | Path | None = None,
-                         log: Callable[[str], None] | None = None) -> tuple[str, Path, dict]:
+                         log: Callable[[str], None] | None = None,
+                         overrides: list[str] | None = None) -> tuple[str, Path, dict]:
     """Run a portfolio config and write its run directory.
 
     Parameters
@@ -278,11 +297,13 @@ def run_portfolio_config(cfg: PortfolioRunConfig, config_path: str | Path | None
     cfg : PortfolioRunConfig
         Validated config (:func:`backtest.portfolio.run_config.load_portfolio_config`).
     config_path : str or Path, optional
-        Recorded in the manifest.
+        Recorded in the manifest (with its sha256).
     runs, store, events : str or Path, optional
         Runs directory, tape store, event catalog (defaults: :mod:`backtest.paths`).
     log : callable, optional
         Receives one line per stage.
+    overrides : list of str, optional
+        The ``--set KEY=VALUE`` replacements ``cfg`` was loaded with (recorded).
 
     Returns
     -------
@@ -296,11 +317,15 @@ def run_portfolio_config(cfg: PortfolioRunConfig, config_path: str | Path | None
     BookError
         A configured book does not match the tapes or is invalid.
     ConfigError
-        Unknown event, missing asset parameters.
+        Unknown event, missing asset parameters, or the run directory exists.
     """
     log = log or (lambda _msg: None)
     began = time.perf_counter()
     created = datetime.now(UTC)
+    run_id = f"{created:%Y%m%dT%H%M%S}-{cfg.name}-{_digest(cfg.model_dump(mode='json'))}"
+    run_dir = paths.runs_dir(runs) / PORTFOLIO_RUNS / run_id
+    if run_dir.exists():
+        raise ConfigError(f"run directory {run_dir} already exists")
     events = str(events) if events is not None else None
     tape_store = TapeStore(store)
     timings: dict[str, float] = {}
@@ -313,49 +338,42 @@ def run_portfolio_config(cfg: PortfolioRunConfig, config_path: str | Path | None
     timings["portfolio_book_s"] = time.perf_counter() - t0
     log(f"portfolio: {book.n_accounts:,} accounts, {book.n_positions:,} positions, "
         f"{aligned.n_steps} steps of {aligned.interval}")
-    t0 = time.perf_counter()
-    results, lar_portfolio = run_orders(cfg, aligned, book, log)
-    timings["portfolio_runs_s"] = time.perf_counter() - t0
-    timings["portfolio_run_s"] = {o: r.seconds["run"] for o, r in results.items()}
-    timings["portfolio_lar_s"] = results[cfg.liquidation_at_risk.order].seconds["on_block"]
-    steps, assets = _steps_frames(results)
-    tables = {"order_comparison": order_table(results), "portfolio_steps": steps,
-              "portfolio_assets": assets, "lar_portfolio": lar_portfolio}
-    options_info = None
-    if cfg.options is not None:
+    first_open, last_close = aligned.open[0], aligned.close[-1]
+    timings["catalog_rows_s"] = 0.0
+    with run_directory(run_dir) as out:
+        def catalog_rows(order: str, res: PortfolioResult) -> None:
+            w0 = time.perf_counter()
+            out.append("liquidations", portfolio_liquidations(run_id, order, res))
+            out.append("accounts", portfolio_accounts(run_id, order, res, book, first_open,
+                                                      last_close))
+            timings["catalog_rows_s"] += time.perf_counter() - w0
+
         t0 = time.perf_counter()
-        opt_tables, options_info = run_options_study(cfg, tape_store, events, log)
-        tables.update(opt_tables)
-        timings.update(options_info.pop("timings"))
-        timings["options_total_s"] = time.perf_counter() - t0
-    timings["total_s"] = time.perf_counter() - began
-    run_id = f"{created:%Y%m%dT%H%M%S}-{cfg.name}-{_digest(cfg.model_dump(mode='json'))}"
-    manifest = {
-        "run_id": run_id, "name": cfg.name, "description": cfg.description,
-        "created": created.isoformat(timespec="seconds"),
-        "config_path": str(config_path) if config_path else None,
-        "config": cfg.model_dump(mode="json"), "event": cfg.event,
-        "window": {"start": aligned.start.isoformat(), "end": aligned.end.isoformat(),
-                   "interval": aligned.interval, "steps": aligned.n_steps,
-                   "held_steps": aligned.held_steps, "partial_steps": aligned.partial_steps,
-                   "sources": aligned.sources},
-        "portfolio_book": {**book_info, "accounts": book.n_accounts,
-                           "positions": book.n_positions, "symbols": list(book.symbols),
-                           "kinds": {int(k): int(v) for k, v in
-                                     zip(*np.unique(book.kind, return_counts=True),
-                                         strict=True)}},
-        "portfolio_summary": {o: r.summary() for o, r in results.items()},
-        "options_book": options_info["book"] if options_info else None,
-        "timings": timings,
-        "runtime": runtime(), "versions": package_versions(),
-    }
-    run_dir = paths.runs_dir(runs) / PORTFOLIO_RUNS / run_id
-    if run_dir.exists():
-        raise ConfigError(f"run directory {run_dir} already exists")
-    with atomic_dir(run_dir) as tmp:
+        results, lar_portfolio = run_orders(cfg, aligned, book, log, catalog_rows)
+        # the simulations and LAR maps only: the catalog rows' time is catalog_rows_s
+        timings["portfolio_runs_s"] = time.perf_counter() - t0 - timings["catalog_rows_s"]
+        timings["portfolio_run_s"] = {o: r.seconds["run"] for o, r in results.items()}
+        timings["portfolio_lar_s"] = results[cfg.liquidation_at_risk.order].seconds["on_block"]
+        steps, assets = _steps_frames(results)
+        tables = {"order_comparison": order_table(results), "portfolio_steps": steps,
+                  "portfolio_assets": assets, "lar_portfolio": lar_portfolio}
+        options_info = None
+        if cfg.options is not None:
+            t0 = time.perf_counter()
+            opt_tables, options_info = run_options_study(cfg, tape_store, events, log)
+            tables.update(opt_tables)
+            timings.update(options_info.pop("timings"))
+            timings["options_total_s"] = time.perf_counter() - t0
+        manifest = portfolio_manifest(cfg, run_id, created, config_path, overrides, aligned,
+                                      book, book_info, results, options_info, timings)
+        w0 = time.perf_counter()
+        write_catalog_tables(out, run_id, aligned, results, manifest["config_sha256"])
         for name, frame in tables.items():
-            frame.write_parquet(tmp / f"{name}.parquet")
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+            out.table(name, frame)
+        timings["write_s"] = time.perf_counter() - w0
+        timings["total_s"] = time.perf_counter() - began
+        manifest["runtime"] = runtime()
+        out.manifest(manifest)
     return run_id, run_dir, manifest
 
 

@@ -6,8 +6,9 @@ Nothing is shared but files that are written once and renamed into place, so any
 ``liqbt run``, sweeps, queries and reports can work at once, on one machine or on a shared
 filesystem, and none ever waits on (or fails at) another's lock:
 
-- a run is registered by existing: :mod:`backtest.results.writer` assembles it under a hidden
-  temporary name and renames it to ``<runs>/<run_id>/`` once its manifest is written;
+- a run is registered by existing: :func:`backtest.results.writer.run_directory` assembles it
+  under a hidden temporary name and renames it to ``<runs>/<run_id>/`` (portfolio runs:
+  ``<runs>/portfolio/<run_id>/``) once its manifest is written;
 - a sweep under ``<runs>/sweeps/`` or ``<runs>/governance/`` is found by its ``sweep.json``;
   a sweep written elsewhere leaves a one-line pointer file in ``<runs>/registered-sweeps/``
   (:func:`register_sweep`, written atomically, one file per directory, idempotent);
@@ -21,12 +22,17 @@ Layout under the runs directory (:func:`backtest.paths.runs_dir`)::
     runs/
       <run_id>/manifest.json             # config, seeds, input hashes, versions, timings
       <run_id>/{prices,steps,accounts,liquidations,adl,policies}.parquet
+      portfolio/<run_id>/manifest.json   # a portfolio run (run_kind = 'portfolio')
+      portfolio/<run_id>/{prices,steps,accounts,liquidations,policies}.parquet  # + its own
       .<run_id>.<random>.tmp/            # a run being written (never read; see writer)
       sweeps/<name>/, governance/<proposal>/   # sweep directories (backtest.sweep.store)
       registered-sweeps/<digest>.json    # {"sweep_dir": ...} for sweeps written elsewhere
 
 Relations (:data:`RELATIONS`): ``runs`` (one row per run), ``prices``, ``steps``,
-``accounts``, ``liquidations``, ``adl``, ``policies`` (every run's tables, ``run_id`` in each),
+``accounts``, ``liquidations``, ``adl``, ``policies`` (every run's tables, ``run_id`` and
+``run_kind`` in each: ``single_asset`` or ``portfolio``, see
+:data:`backtest.results.metrics.RUN_KINDS`; a portfolio run has no ``adl`` table and adds
+``symbol``, ``collateral_order`` and ``account_kind`` columns),
 ``sweeps`` (one row per sweep directory), ``sweep_cells`` and ``sweep_steps`` (the finished
 cells of each sweep's current plan, ``sweep_id``, ``sweep_dir`` and ``cell_id`` in each;
 ``member`` and ``member_inputs`` for ensemble members), ``sweep_intervals`` (p5 / p50 / p95 of
@@ -63,7 +69,8 @@ import polars as pl
 from backtest import paths
 from backtest.atomic import atomic_path
 from backtest.errors import CatalogError
-from backtest.results.metrics import ACCOUNTS_AGGREGATES, METRICS, STEPS_AGGREGATES
+from backtest.results.metrics import METRICS, SINGLE_ASSET, aggregates_sql
+from backtest.results.runs import RUN_KIND_DIRS
 
 TABLES = ("prices", "steps", "accounts", "liquidations", "adl", "policies")
 """Per-run Parquet tables, each exposed as a view of the same name over every run."""
@@ -92,7 +99,7 @@ READ_ONLY_STATEMENTS = ("SELECT",)
 """Statement types (``duckdb.StatementType`` names) :meth:`Catalog.query` runs."""
 
 _RUNS_COLUMNS = {
-    "run_id": "VARCHAR", "name": "VARCHAR", "created_at": "TIMESTAMPTZ", "event": "VARCHAR",
+    "run_id": "VARCHAR", "run_kind": "VARCHAR", "name": "VARCHAR", "created_at": "TIMESTAMPTZ", "event": "VARCHAR",
     "symbol": "VARCHAR", "window_start": "TIMESTAMPTZ", "window_end": "TIMESTAMPTZ",
     "tape_interval": "VARCHAR", "steps": "BIGINT", "accounts": "BIGINT",
     "policies": "VARCHAR[]", "package_version": "VARCHAR", "run_dir": "VARCHAR",
@@ -120,6 +127,7 @@ class RunEntry:
     run_id: str
     run_dir: Path
     row: tuple
+    kind: str = SINGLE_ASSET
 
 
 @dataclass
@@ -144,29 +152,38 @@ def read_run(run_dir: str | Path) -> RunEntry:
         If the directory has no readable, complete manifest.
     """
     run_dir = Path(run_dir).resolve()
+    m = None
     try:
         m = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
-        row = (m["run_id"], m["name"], m["created_at"], m["window"].get("event"),
+        kind = m.get("run_kind", SINGLE_ASSET)
+        row = (m["run_id"], kind, m["name"], m["created_at"], m["window"].get("event"),
                m["symbol"], m["window"]["start"], m["window"]["end"], m["tape"]["interval"],
                m["window"]["steps"], m["book"]["accounts"], [p["name"] for p in m["policies"]],
                m["versions"]["liqbt"], str(run_dir))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        if isinstance(m, dict) and "portfolio_book" in m and "run_kind" not in m:
+            raise CatalogError("a portfolio run written before portfolio runs were catalogued "
+                               "(no run_kind, no catalog tables): run its config again to "
+                               "query it", run_dir) from None
         raise CatalogError(f"not a complete run directory ({type(exc).__name__}: {exc})",
                            run_dir) from None
-    return RunEntry(m["run_id"], run_dir, row)
+    return RunEntry(m["run_id"], run_dir, row, kind)
 
 
 def scan_runs(root: Path) -> tuple[list[RunEntry], list[str]]:
-    """Return the complete run directories directly under ``root``, by run id.
+    """Return the complete run directories of every kind under ``root``, by run id.
 
-    Hidden entries (temporary directories of runs being written, or of killed runs) are
+    Single-asset runs are directly under ``root``, other kinds in their folder
+    (:data:`backtest.results.runs.RUN_KIND_DIRS`). Hidden entries (temporary directories of runs being written, or of killed runs) are
     never read. A directory whose manifest cannot be read is left out and described in the
     second list.
     """
     runs, problems = [], []
     if not root.is_dir():
         return runs, problems
-    for d in sorted(root.iterdir()):
+    dirs = [d for sub in RUN_KIND_DIRS.values() if (root / sub).is_dir()
+            for d in sorted((root / sub).iterdir())]
+    for d in dirs:
         if is_temporary(d) or not d.is_dir() or not (d / "manifest.json").is_file():
             continue
         try:
@@ -361,12 +378,19 @@ class Catalog:
             con.executemany(f"INSERT INTO runs VALUES ({', '.join('?' * len(_RUNS_COLUMNS))})",
                             [r.row for r in self._runs])
         for table in TABLES:
-            files = [str(r.run_dir / f"{table}.parquet") for r in self._runs]
-            files = [f for f in files if Path(f).is_file()]
-            allowed += files
-            body = (f"SELECT * FROM read_parquet([{', '.join(map(_sql_str, files))}], "
-                    "union_by_name = true)") if files \
-                else "SELECT NULL::VARCHAR AS run_id WHERE false"
+            parts = []
+            for kind in sorted({r.kind for r in self._runs}):
+                files = [str(r.run_dir / f"{table}.parquet") for r in self._runs
+                         if r.kind == kind]
+                files = [f for f in files if Path(f).is_file()]
+                if not files:
+                    continue
+                allowed += files
+                parts.append(f"SELECT run_id, {_sql_str(kind)} AS run_kind, * EXCLUDE (run_id) "
+                             f"FROM read_parquet([{', '.join(map(_sql_str, files))}], "
+                             "union_by_name = true)")
+            body = (" UNION ALL BY NAME ".join(parts) if parts else
+                    "SELECT NULL::VARCHAR AS run_id, NULL::VARCHAR AS run_kind WHERE false")
             con.execute(f"CREATE VIEW {table} AS {body}")
         con.execute(f"CREATE TABLE sweeps ({_columns(_SWEEPS_COLUMNS)})")
         if self._sweeps:
@@ -558,6 +582,19 @@ class Catalog:
                 return r.run_dir
         raise CatalogError(f"run {run_id} is not in the catalog of {self.root}")
 
+    def run_kind(self, run_id: str) -> str:
+        """Return the kind of a run in the catalog (:data:`backtest.results.metrics.RUN_KINDS`).
+
+        Raises
+        ------
+        CatalogError
+            If the run is not in the catalog.
+        """
+        for r in self._runs:
+            if r.run_id == run_id:
+                return r.kind
+        raise CatalogError(f"run {run_id} is not in the catalog of {self.root}")
+
     def manifest(self, run_id: str) -> dict:
         """Return the manifest of a run in the catalog.
 
@@ -577,14 +614,23 @@ class Catalog:
 
         Columns: ``policy``, ``family``, each :data:`METRICS` name, and
         ``equity_vs_hard`` (final user equity relative to the run's first hard policy, minus 1;
-        null if the run has none). Policies keep the config's order.
+        null if the run has none). Policies keep the config's order. A metric that does not
+        apply to the run's kind (:attr:`Metric.kinds <backtest.results.metrics.Metric.kinds>`)
+        is null; a portfolio run has one row per collateral order.
+
+        Raises
+        ------
+        CatalogError
+            If the run is not in the catalog or the SQL fails.
         """
-        cols = ",\n".join(f"{m.sql} AS {m.name}" for m in METRICS)
+        kind = self.run_kind(run_id)
+        cols = ",\n".join(f"{m.sql} AS {m.name}" if kind in m.kinds
+                          else f"NULL::DOUBLE AS {m.name}" for m in METRICS)
         sql = f"""
-            WITH s AS (SELECT policy, {STEPS_AGGREGATES} FROM steps WHERE run_id = $run
-                       GROUP BY policy),
-                 a AS (SELECT policy, {ACCOUNTS_AGGREGATES} FROM accounts WHERE run_id = $run
-                       GROUP BY policy),
+            WITH s AS (SELECT policy, {aggregates_sql("steps", kind)} FROM steps
+                       WHERE run_id = $run GROUP BY policy),
+                 a AS (SELECT policy, {aggregates_sql("accounts", kind)} FROM accounts
+                       WHERE run_id = $run GROUP BY policy),
                  p AS (SELECT policy, family, row_number() OVER () AS ord FROM policies
                        WHERE run_id = $run),
                  base AS (SELECT a.final_equity_usd AS hard_equity FROM a JOIN p USING (policy)

@@ -4,11 +4,25 @@ Each :class:`Metric` is an SQL expression over two per-policy aggregates of a ru
 ``s`` (from ``steps``) and ``a`` (from ``accounts``), evaluated by DuckDB in
 :func:`backtest.results.catalog.Catalog.summary`. Reports render the same list, with the same
 labels and units, so a number in a report is the number a query returns.
+
+Run kinds: a measure lists the kinds it applies to (:attr:`Metric.kinds`). A portfolio run's
+tables (:mod:`backtest.portfolio.tables`) carry the aggregates of :data:`PORTFOLIO_AGGREGATES`
+only, so the measures built on them (liquidated notional, bad debt, insurance fund drawn, user
+equity lost to liquidation, ...) are computed for it from the same SQL, and the others are null.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+SINGLE_ASSET = "single_asset"
+"""Run kind of ``liqbt run`` (one asset, one book, several liquidation policies)."""
+
+PORTFOLIO = "portfolio"
+"""Run kind of ``liqbt portfolio run`` (multi-asset book, one run per collateral order)."""
+
+RUN_KINDS = (SINGLE_ASSET, PORTFOLIO)
+"""Every run kind the catalog holds (its ``run_kind`` column)."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +41,10 @@ class Metric:
         Expression over the aggregates ``s`` and ``a`` (see module docstring).
     description : str
         What it measures, in plain words.
+    kinds : tuple of str
+        Run kinds (:data:`RUN_KINDS`) it applies to; every aggregate its ``sql`` reads is in
+        those kinds' tables. Other kinds get null in :meth:`Catalog.summary
+        <backtest.results.catalog.Catalog.summary>`.
     """
 
     name: str
@@ -34,71 +52,124 @@ class Metric:
     unit: str
     sql: str
     description: str
+    kinds: tuple[str, ...] = (SINGLE_ASSET,)
 
 
-#: Per-policy aggregates of the ``steps`` table (alias ``s``).
-STEPS_AGGREGATES = """
-    sum(liquidations) AS liquidations,
-    sum(preemptive_reductions) AS preemptive_reductions,
-    sum(liquidated_notional_usd) AS liquidated_notional_usd,
-    max(liquidated_notional_usd) AS peak_liquidated_notional_usd,
-    sum(keeper_fees_usd) AS keeper_fees_usd,
-    sum(auction_incentives_usd) AS auction_incentives_usd,
-    sum(soft_liquidation_loss_usd) AS soft_liquidation_loss_usd,
-    max(loans_in_soft_liquidation) AS peak_loans_in_soft_liquidation,
-    sum(keeper_gas_usd) AS keeper_gas_usd,
-    max(accounts_waiting) AS peak_accounts_waiting,
-    sum(insurance_fees_usd) AS insurance_fees_usd,
-    sum(bad_debt_usd) AS bad_debt_usd,
-    sum(insurance_draw_usd) AS insurance_draw_usd,
-    min(insurance_fund_usd) AS insurance_fund_min_usd,
-    arg_max(insurance_fund_usd, step) AS insurance_fund_end_usd,
-    sum(socialised_loss_usd) AS socialised_loss_usd,
-    sum(socialised_loss_outside_usd) AS socialised_loss_outside_usd,
-    sum(soft_converted_notional_usd) AS soft_converted_notional_usd,
-    sum(adl_notional_usd) AS adl_notional_usd,
-    sum(adl_accounts) AS adl_accounts,
-    sum(impact_cost_usd) AS impact_cost_usd,
-    min(simulated_low) AS simulated_low,
-    min(simulated_low / price_factor) AS historical_low,
-    arg_max(price_departure, abs(price_departure)) AS max_price_departure,
-    count(*) FILTER (WHERE abs(price_departure) > 0.01)
-        * (epoch(max(timestamp)) - epoch(min(timestamp))) / 60.0 / greatest(count(*) - 1, 1)
-        AS minutes_departed_over_1pct,
-    arg_max(price_departure, step) AS end_price_departure
-"""
+#: Per-policy aggregates of the ``steps`` table (alias ``s``), by name.
+STEPS_AGGREGATE_EXPRESSIONS: dict[str, str] = {
+    "liquidations": "sum(liquidations)",
+    "preemptive_reductions": "sum(preemptive_reductions)",
+    "liquidated_notional_usd": "sum(liquidated_notional_usd)",
+    "peak_liquidated_notional_usd": "max(liquidated_notional_usd)",
+    "keeper_fees_usd": "sum(keeper_fees_usd)",
+    "auction_incentives_usd": "sum(auction_incentives_usd)",
+    "soft_liquidation_loss_usd": "sum(soft_liquidation_loss_usd)",
+    "peak_loans_in_soft_liquidation": "max(loans_in_soft_liquidation)",
+    "keeper_gas_usd": "sum(keeper_gas_usd)",
+    "peak_accounts_waiting": "max(accounts_waiting)",
+    "insurance_fees_usd": "sum(insurance_fees_usd)",
+    "bad_debt_usd": "sum(bad_debt_usd)",
+    "insurance_draw_usd": "sum(insurance_draw_usd)",
+    "insurance_fund_min_usd": "min(insurance_fund_usd)",
+    "insurance_fund_end_usd": "arg_max(insurance_fund_usd, step)",
+    "socialised_loss_usd": "sum(socialised_loss_usd)",
+    "socialised_loss_outside_usd": "sum(socialised_loss_outside_usd)",
+    "soft_converted_notional_usd": "sum(soft_converted_notional_usd)",
+    "adl_notional_usd": "sum(adl_notional_usd)",
+    "adl_accounts": "sum(adl_accounts)",
+    "impact_cost_usd": "sum(impact_cost_usd)",
+    "simulated_low": "min(simulated_low)",
+    "historical_low": "min(simulated_low / price_factor)",
+    "max_price_departure": "arg_max(price_departure, abs(price_departure))",
+    "minutes_departed_over_1pct": """count(*) FILTER (WHERE abs(price_departure) > 0.01)
+        * (epoch(max(timestamp)) - epoch(min(timestamp))) / 60.0 / greatest(count(*) - 1, 1)""",
+    "end_price_departure": "arg_max(price_departure, step)",
+}
 
-#: Per-policy aggregates of the ``accounts`` table (alias ``a``).
-ACCOUNTS_AGGREGATES = """
-    count(*) AS accounts,
-    count(*) FILTER (WHERE liquidations > 0) AS accounts_liquidated,
-    count(*) FILTER (WHERE status = 'bankrupt') AS accounts_bankrupt,
-    count(*) FILTER (WHERE liquidations > 0
-                     AND final_equity_usd <= 0.01 * initial_equity_usd) AS accounts_wiped_out,
-    sum(initial_notional_usd) AS open_interest_usd,
-    sum(initial_equity_usd) AS initial_equity_usd,
-    sum(final_equity_usd) AS final_equity_usd,
-    sum(hold_equity_usd) AS hold_equity_usd,
-    sum(penalties_usd) AS penalties_usd,
-    sum(socialised_loss_usd) AS socialised_loss_charged_usd,
-    count(*) FILTER (WHERE status = 'auto_deleveraged') AS accounts_auto_deleveraged,
-    abs(sum(least(final_equity_usd + socialised_loss_usd, 0))) AS underwater_equity_usd
-"""
+#: Per-policy aggregates of the ``accounts`` table (alias ``a``), by name.
+ACCOUNTS_AGGREGATE_EXPRESSIONS: dict[str, str] = {
+    "accounts": "count(*)",
+    "accounts_liquidated": "count(*) FILTER (WHERE liquidations > 0)",
+    "accounts_bankrupt": "count(*) FILTER (WHERE status = 'bankrupt')",
+    "accounts_wiped_out": """count(*) FILTER (WHERE liquidations > 0
+                     AND final_equity_usd <= 0.01 * initial_equity_usd)""",
+    "open_interest_usd": "sum(initial_notional_usd)",
+    "initial_equity_usd": "sum(initial_equity_usd)",
+    "final_equity_usd": "sum(final_equity_usd)",
+    "hold_equity_usd": "sum(hold_equity_usd)",
+    "penalties_usd": "sum(penalties_usd)",
+    "socialised_loss_charged_usd": "sum(socialised_loss_usd)",
+    "accounts_auto_deleveraged": "count(*) FILTER (WHERE status = 'auto_deleveraged')",
+    "underwater_equity_usd": "abs(sum(least(final_equity_usd + socialised_loss_usd, 0)))",
+}
+
+#: Aggregates a portfolio run's tables carry (:mod:`backtest.portfolio.tables`): the
+#: portfolio model has no gas, auctions, bands, auto-deleveraging, price impact or
+#: socialised-loss charge to accounts, so its tables have no such columns.
+PORTFOLIO_AGGREGATES = (
+    "liquidations", "liquidated_notional_usd", "peak_liquidated_notional_usd",
+    "keeper_fees_usd", "insurance_fees_usd", "bad_debt_usd", "insurance_draw_usd",
+    "insurance_fund_min_usd", "insurance_fund_end_usd", "socialised_loss_usd",
+    "accounts", "accounts_liquidated", "accounts_bankrupt", "accounts_wiped_out",
+    "open_interest_usd", "initial_equity_usd", "final_equity_usd", "hold_equity_usd",
+    "penalties_usd",
+)
+
+
+def aggregates_sql(table: str, kind: str = SINGLE_ASSET) -> str:
+    """Return the ``SELECT`` list of one table's per-policy aggregates for a run kind.
+
+    Parameters
+    ----------
+    table : {"steps", "accounts"}
+    kind : str
+        One of :data:`RUN_KINDS`; a portfolio run gets :data:`PORTFOLIO_AGGREGATES` only.
+
+    Returns
+    -------
+    str
+        ``expression AS name`` items joined by commas.
+
+    Raises
+    ------
+    ValueError
+        For another table or an unknown run kind.
+    """
+    exprs = {"steps": STEPS_AGGREGATE_EXPRESSIONS,
+             "accounts": ACCOUNTS_AGGREGATE_EXPRESSIONS}.get(table)
+    if exprs is None or kind not in RUN_KINDS:
+        raise ValueError(f"no aggregates of table {table!r} for run kind {kind!r}")
+    names = [n for n in exprs if kind == SINGLE_ASSET or n in PORTFOLIO_AGGREGATES]
+    return ",\n    ".join(f"{exprs[n]} AS {n}" for n in names)
+
+
+#: Per-policy aggregates of the ``steps`` table (alias ``s``) of a single-asset run.
+STEPS_AGGREGATES = aggregates_sql("steps")
+
+#: Per-policy aggregates of the ``accounts`` table (alias ``a``) of a single-asset run.
+ACCOUNTS_AGGREGATES = aggregates_sql("accounts")
+
+#: Kinds of a measure defined for single-asset and portfolio runs alike.
+BOTH = (SINGLE_ASSET, PORTFOLIO)
 
 METRICS: tuple[Metric, ...] = (
     Metric("accounts_liquidated", "Accounts liquidated", "count", "a.accounts_liquidated",
-           "Accounts liquidated at least once."),
+           "Accounts liquidated at least once.",
+           kinds=BOTH),
     Metric("liquidations", "Liquidation events", "count", "s.liquidations",
-           "Liquidation events (a partial policy may liquidate an account several times)."),
+           "Liquidation events (a partial policy may liquidate an account several times).",
+           kinds=BOTH),
     Metric("preemptive_reductions", "of which pre-emptive reductions", "count",
            "s.preemptive_reductions",
            "Reductions of accounts not yet liquidatable by the predictive overlay (counted in "
            "the liquidation events)."),
     Metric("accounts_wiped_out", "Accounts wiped out", "count", "a.accounts_wiped_out",
-           "Liquidated accounts left with at most 1% of their equity at the window start."),
+           "Liquidated accounts left with at most 1% of their equity at the window start.",
+           kinds=BOTH),
     Metric("liquidated_notional_usd", "Liquidated notional", "USD", "s.liquidated_notional_usd",
            "Sum over liquidation events of |units closed| x fill price (soft-liquidation band "
-           "conversions are not events: see the next row)."),
+           "conversions are not events: see the next row).",
+           kinds=BOTH),
     Metric("soft_converted_notional_usd", "Collateral converted by soft-liquidation bands",
            "USD", "s.soft_converted_notional_usd",
            "Collateral that loans' soft-liquidation bands (crvUSD LLAMMA) sold to arbitrageurs "
@@ -107,9 +178,11 @@ METRICS: tuple[Metric, ...] = (
     Metric("peak_liquidated_notional_usd", "Peak liquidated notional per step", "USD",
            "s.peak_liquidated_notional_usd",
            "Largest liquidated notional in one step (liquidation events only): the forced "
-           "flow the market must absorb."),
+           "flow the market must absorb.",
+           kinds=BOTH),
     Metric("penalties_usd", "Liquidation penalties paid", "USD", "a.penalties_usd",
-           "Penalties taken from accounts (keeper + insurance fund shares)."),
+           "Penalties taken from accounts (keeper + insurance fund shares).",
+           kinds=BOTH),
     Metric("keeper_profit_usd", "Keeper profit", "USD",
            "s.keeper_fees_usd + s.auction_incentives_usd + s.soft_liquidation_loss_usd"
            " - s.keeper_gas_usd",
@@ -124,7 +197,8 @@ METRICS: tuple[Metric, ...] = (
            "s.peak_loans_in_soft_liquidation",
            "Most loans in one step with part of their collateral converted by their bands."),
     Metric("bad_debt_usd", "Bad debt", "USD", "s.bad_debt_usd",
-           "Shortfall beyond the equity of liquidated accounts."),
+           "Shortfall beyond the equity of liquidated accounts.",
+           kinds=BOTH),
     Metric("underwater_equity_usd", "Unliquidated negative equity at end", "USD",
            "a.underwater_equity_usd",
            "Negative equity of positions still open at the end (before any socialised-loss "
@@ -138,11 +212,14 @@ METRICS: tuple[Metric, ...] = (
            "Most accounts in one step that were liquidatable but not liquidated (latency, gas)."),
     Metric("bad_debt_pct_oi", "Bad debt / open interest", "fraction",
            "s.bad_debt_usd / nullif(a.open_interest_usd, 0)",
-           "Bad debt as a share of the book's notional at the window start."),
+           "Bad debt as a share of the book's notional at the window start.",
+           kinds=BOTH),
     Metric("insurance_draw_usd", "Insurance fund drawn", "USD", "s.insurance_draw_usd",
-           "Bad debt covered by the insurance fund."),
+           "Bad debt covered by the insurance fund.",
+           kinds=BOTH),
     Metric("insurance_fund_end_usd", "Insurance fund at end", "USD", "s.insurance_fund_end_usd",
-           "Fund balance after the last step (initial + fee inflows - draws)."),
+           "Fund balance after the last step (initial + fee inflows - draws).",
+           kinds=BOTH),
     Metric("adl_notional_usd", "Auto-deleveraged notional", "USD", "s.adl_notional_usd",
            "Notional of profitable traders' positions closed by auto-deleveraging."),
     Metric("adl_accounts", "Accounts auto-deleveraged", "count", "s.adl_accounts",
@@ -153,7 +230,8 @@ METRICS: tuple[Metric, ...] = (
            "auto-deleveraging and never liquidated."),
     Metric("socialised_loss_usd", "Socialised loss", "USD", "s.socialised_loss_usd",
            "Bad debt neither the insurance fund nor auto-deleveraging covered (and Dutch-"
-           "auction keeper incentives the fund could not pay)."),
+           "auction keeper incentives the fund could not pay).",
+           kinds=BOTH),
     Metric("socialised_loss_charged_usd", "of which charged to the book's perp traders", "USD",
            "a.socialised_loss_charged_usd",
            "Perp bad debt charged pro rata to the size of every perp position open at that "
@@ -191,10 +269,12 @@ METRICS: tuple[Metric, ...] = (
     Metric("user_equity_retained", "User equity retained", "fraction",
            "a.final_equity_usd / nullif(a.initial_equity_usd, 0)",
            "Sum of account equity at the last close (net of the socialised loss charged to "
-           "the accounts) over the sum at the window start."),
+           "the accounts) over the sum at the window start.",
+           kinds=BOTH),
     Metric("user_loss_to_liquidation_usd", "User loss to liquidation (vs. no liquidation)",
            "USD", "a.hold_equity_usd - a.final_equity_usd",
            "Equity accounts would have had at the last close without liquidation (floored at 0) "
            "minus what they have: penalties, bad fills, positions closed at the bottom and the "
-           "socialised loss charged to them."),
+           "socialised loss charged to them.",
+           kinds=BOTH),
 )

@@ -1,9 +1,11 @@
 """Finished runs as their directories describe them, without opening the DuckDB catalog.
 
 Single-asset runs live in ``<runs>/<run_id>/`` and portfolio runs in
-``<runs>/portfolio/<run_id>/``; each holds a ``manifest.json`` written last (the directory is
-renamed into place when complete, see :mod:`backtest.atomic`). Hidden directories are
-temporary folders of runs still being written (or killed) and are never read as runs.
+``<runs>/portfolio/<run_id>/`` (:data:`RUN_KIND_DIRS`); each holds a ``manifest.json`` written
+last (the directory is renamed into place when complete, see
+:func:`backtest.results.writer.run_directory`) whose ``run_kind`` names its kind. Hidden
+directories are temporary folders of runs still being written (or killed) and are never read
+as runs.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ import json
 from pathlib import Path
 
 from backtest.errors import CatalogError
+from backtest.results.metrics import PORTFOLIO, SINGLE_ASSET
+
+RUN_KIND_DIRS = {SINGLE_ASSET: "", PORTFOLIO: "portfolio"}
+"""Folder of the runs directory holding each run kind's run directories."""
 
 
 def list_runs(root: Path) -> list[dict]:
@@ -25,14 +31,14 @@ def list_runs(root: Path) -> list[dict]:
     Returns
     -------
     list of dict
-        Keys ``run_id``, ``kind`` (``run`` or ``portfolio``), ``created`` (``YYYY-MM-DD
+        Keys ``run_id``, ``kind`` (``single_asset`` or ``portfolio``), ``created`` (``YYYY-MM-DD
         HH:MM:SS``, UTC), ``event``, ``symbol``, ``window`` (``start .. end``), ``accounts``
         (int or None), ``policies`` (list of str; portfolio runs: the collateral orders),
         ``wall_seconds`` (float or None) and ``run_dir`` (str). A manifest that cannot be read
         as JSON is listed with ``kind`` ``unreadable``.
     """
-    found = [(p, "run") for p in sorted(root.glob("*/manifest.json"))]
-    found += [(p, "portfolio") for p in sorted(root.glob("portfolio/*/manifest.json"))]
+    found = [(p, kind) for kind, sub in RUN_KIND_DIRS.items()
+             for p in sorted((root / sub).glob("*/manifest.json"))]
     out = []
     for path, kind in found:
         if path.parent.name.startswith("."):
@@ -47,12 +53,13 @@ def list_runs(root: Path) -> list[dict]:
             continue
         window = m.get("window") or {}
         timings = m.get("timings") or {}
-        if kind == "run":
+        kind = m.get("run_kind", kind)
+        if "book" in m:  # the standard manifest (every kind since run_kind was added)
             accounts = (m.get("book") or {}).get("accounts")
             names = [p.get("name", "?") for p in m.get("policies") or []]
             symbol = m.get("symbol") or "-"
-            wall = timings.get("total_seconds")
-        else:
+            wall = timings.get("total_seconds", timings.get("total_s"))
+        else:  # a portfolio run written before the standard manifest
             book = m.get("portfolio_book") or {}
             accounts = book.get("accounts")
             names = list((m.get("portfolio_summary") or {}).keys())

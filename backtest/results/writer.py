@@ -6,23 +6,31 @@ or an error leaves either a complete run or a hidden folder that no catalog read
 next run removes (:func:`backtest.atomic.remove_stale_temporaries`). The rename is the run's
 registration: catalogs are built from the run directories (:mod:`backtest.results.catalog`).
 
-The manifest records what is needed to reproduce and audit the run: the config (verbatim and
-hashed), the window, the tape and book files with sha256, every policy's parameters and file
-hash, package and dependency versions, timings and peak memory.
+The manifest records what is needed to reproduce and audit the run: the run kind, the config
+(verbatim and hashed), the window, the tape and book files with sha256, every policy's
+parameters and file hash, package and dependency versions, timings and peak memory.
+
+Every run kind writes through :func:`run_directory` (single-asset runs with :func:`write_run`,
+portfolio runs with :mod:`backtest.portfolio.pipeline`), so every kind is written, made
+visible and found by the catalog the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from backtest.atomic import atomic_dir, remove_stale_temporaries
 from backtest.kernels.enums import StepMetric
 from backtest.provenance import file_sha256, package_versions, peak_rss_mb
+from backtest.results.metrics import SINGLE_ASSET
 from backtest.results.tables import (
     accounts_table,
     adl_table,
@@ -31,6 +39,91 @@ from backtest.results.tables import (
     prices_table,
     steps_table,
 )
+
+
+class RunFiles:
+    """The files of a run directory being written (see :func:`run_directory`).
+
+    Parameters
+    ----------
+    tmp : Path
+        The temporary directory renamed into place when the run is complete.
+    """
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self._streams: dict[str, pq.ParquetWriter] = {}
+
+    def table(self, name: str, frame: pl.DataFrame) -> None:
+        """Write a whole table as ``<name>.parquet`` (zstd, with statistics)."""
+        _write(self.tmp / f"{name}.parquet", frame)
+
+    def append(self, name: str, frame: pl.DataFrame) -> None:
+        """Append rows to ``<name>.parquet`` as a row group (the first call fixes the schema).
+
+        For tables too large to hold whole in memory (one frame per policy, written as soon
+        as that policy's simulation is done).
+
+        Raises
+        ------
+        ValueError
+            If ``frame``'s columns differ from the first frame's.
+        """
+        arrow = frame.to_arrow()
+        writer = self._streams.get(name)
+        if writer is None:
+            writer = pq.ParquetWriter(self.tmp / f"{name}.parquet", arrow.schema,
+                                      compression="zstd", write_statistics=True)
+            self._streams[name] = writer
+        elif arrow.schema.names != writer.schema.names:
+            raise ValueError(f"table {name}: columns {arrow.schema.names} differ from "
+                             f"{writer.schema.names}")
+        writer.write_table(arrow.cast(writer.schema))
+
+    def manifest(self, manifest: dict) -> None:
+        """Write ``manifest.json`` (last: the run is complete once it is written)."""
+        self.close()
+        (self.tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+
+    def close(self) -> None:
+        """Finish the appended tables."""
+        for writer in self._streams.values():
+            writer.close()
+        self._streams.clear()
+
+
+@contextlib.contextmanager
+def run_directory(run_dir: Path) -> Iterator[RunFiles]:
+    """Assemble a run directory of any kind under a temporary name; rename it when complete.
+
+    Removes the temporaries killed runs left in the parent first. On an exception, or if no
+    manifest was written, nothing appears at ``run_dir``.
+
+    Parameters
+    ----------
+    run_dir : Path
+        Destination directory (``<runs>/<run_id>`` or ``<runs>/<kind>/<run_id>``).
+
+    Yields
+    ------
+    RunFiles
+
+    Raises
+    ------
+    FileExistsError
+        If ``run_dir`` exists.
+    RuntimeError
+        If the block ends without writing the manifest.
+    """
+    remove_stale_temporaries(run_dir.parent)  # left by killed runs
+    with atomic_dir(run_dir) as tmp:
+        files = RunFiles(tmp)
+        try:
+            yield files
+        finally:
+            files.close()
+        if not (tmp / "manifest.json").is_file():
+            raise RuntimeError(f"run directory {run_dir} was not given a manifest")
 
 
 def write_run(run_dir: Path, run_id: str, created: datetime, inputs, outcomes, timings: dict,
@@ -69,31 +162,30 @@ def write_run(run_dir: Path, run_id: str, created: datetime, inputs, outcomes, t
     account_id = inputs.book.frame["account_id"].to_numpy()
     gas, gas_info = inputs.market.gas_usd, inputs.market.gas_info
     t0 = time.perf_counter()
-    remove_stale_temporaries(run_dir.parent)  # left by killed runs
-    with atomic_dir(run_dir) as tmp:
-        _write(tmp / "prices.parquet", prices_table(run_id, ts, arrays))
-        _write(tmp / "steps.parquet", pl.concat(
+    with run_directory(run_dir) as out:
+        out.table("prices", prices_table(run_id, ts, arrays))
+        out.table("steps", pl.concat(
             [steps_table(run_id, o.name, o.result, ts, close, arrays["low"], inputs.start_state,
                          gas, inputs.flow)
              for o in outcomes]))
-        _write(tmp / "accounts.parquet", pl.concat(
+        out.table("accounts", pl.concat(
             [accounts_table(run_id, o.name, o.result, account_id, book, arrays["open"][0],
                             close[-1], close[-1] * o.result.step_metrics[-1, StepMetric.PRICE_FACTOR],
                             inputs.flow)
              for o in outcomes]))
-        _write(tmp / "liquidations.parquet", pl.concat(
+        out.table("liquidations", pl.concat(
             [liquidations_table(run_id, o.name, o.result, account_id, ts) for o in outcomes]))
-        _write(tmp / "adl.parquet", pl.concat(
+        out.table("adl", pl.concat(
             [adl_table(run_id, o.name, o.result, account_id, ts) for o in outcomes]))
         policy_rows = [(o.name, o.policy.model_dump(mode="json"), file_sha256(o.path))
                        for o in outcomes]
-        _write(tmp / "policies.parquet", policies_table(run_id, policy_rows))
+        out.table("policies", policies_table(run_id, policy_rows))
         timings = dict(timings, write_seconds=time.perf_counter() - t0,
                        total_seconds=time.perf_counter() - t_start)
         runtime = dict(runtime, peak_rss_mb=peak_rss_mb())
         manifest = _manifest(run_id, created, inputs, policy_rows, timings, runtime, file_sha256)
         manifest["keepers"]["gas"] = gas_info
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        out.manifest(manifest)
     return run_dir
 
 
@@ -117,6 +209,7 @@ def _manifest(run_id, created, inputs, policy_rows, timings, runtime, sha) -> di
             for g in window.gaps()]
     return {
         "run_id": run_id,
+        "run_kind": SINGLE_ASSET,
         "name": cfg.name,
         "description": cfg.description,
         "created_at": created.isoformat(),
