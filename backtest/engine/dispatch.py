@@ -1,7 +1,7 @@
 """Dispatch the liquidation kernel over a tape window for one policy.
 
 Allocates the account state and record buffers, calls
-:func:`backtest.kernels.liquidation_nb.run_steps_nb` in blocks of steps (reporting progress
+:func:`backtest.kernels.steps_nb.run_steps_nb` in blocks of steps (reporting progress
 between blocks and flushing records when a chunk's buffer fills), and returns the final state,
 the per-step aggregates and the liquidation records in a deterministic order.
 
@@ -17,10 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backtest.engine.book_flow import BookFlow, FlowStepper
+from backtest.engine.book_flow import BookFlow, kernel_flow, no_kernel_flow
 from backtest.jit_compat import jit_disabled, kernel_records
 from backtest.kernels.adl_nb import auto_deleverage_nb
-from backtest.kernels.book_flow_nb import N_FLOW_FIELDS
 from backtest.kernels.bands_nb import place_bands_nb
 from backtest.kernels.enums import (
     MARKET_DTYPE,
@@ -40,10 +39,10 @@ from backtest.kernels.liquidation_nb import (
     REC_I_FIELDS,
     gather_nb,
     liquidation_order_nb,
-    run_steps_nb,
     scatter_nb,
     trigger_keys_nb,
 )
+from backtest.kernels.steps_nb import run_steps_nb
 from backtest.results.simulation import SimulationResult
 
 #: Accounts per chunk. Fixed (not derived from the thread count) so sums are reproducible.
@@ -140,8 +139,9 @@ def simulate(
     mark : ndarray, shape (T, 3), float64, optional
         Low, high, close of the mark price per step, USD (required by ``OracleModel.MARK``).
     flow : BookFlow, optional
-        Arrivals and cures (:mod:`backtest.engine.book_flow`), applied at the start of each
-        step; ``units`` and ``cash`` then hold 0 for the accounts that arrive later.
+        Arrivals and cures (:mod:`backtest.engine.book_flow`), applied by the kernel at the
+        start of each step (a moving book runs in blocks of steps like a static one);
+        ``units`` and ``cash`` then hold 0 for the accounts that arrive later.
     impact_baseline : ndarray, shape (T,), float64, optional
         Net liquidation flow per step already carried by the historical prices (the
         as-happened policy's ``NET_FLOW``), USD; impact and cascade feedback use this policy's
@@ -226,22 +226,16 @@ def simulate(
         raise ValueError(f"risk inputs must have shape ({n_steps}, {N_RISK_INPUTS}), got "
                          f"{risk.shape}")
 
-    stepper = None
-    if flow is not None and flow.active:
+    if flow is not None and flow.active:  # the kernel moves the book before every step
         if policy[0]["family"] == PolicyFamily.SOFT_BANDS and (flow.arrival_step >= 0).any():
             raise ValueError("arrivals during the window are not modelled with soft-"
                              "liquidation bands (bands are placed at the window start)")
-        stepper = FlowStepper(flow, order, n_steps)
-        block_steps = 1  # the book moves before every step
-    m_base = np.array(policy[0]["maintenance_rate"], dtype=np.float64)
-    flowed = -1
+        moving = kernel_flow(flow, order, n_steps)
+    else:
+        moving = no_kernel_flow(n, n_steps)
     t = 0
     while t < n_steps:
         stop = min(n_steps, t + block_steps)
-        if stepper is not None and flowed < t:
-            seen = cl[t - 1] * step_metrics[t - 1, StepMetric.PRICE_FACTOR] if t > 0 else o[0]
-            stepper.apply(t, float(seen), product, u, c, key, m_base)
-            flowed = t
         reached = run_steps_nb(
             t, stop, o, h, lo, cl, depth, volume, gas, risk, mark, int(trigger_mode),
             int(fill_mode),
@@ -249,7 +243,7 @@ def simulate(
             flagged, n_liq, first, last,
             auction_tic, auction_top, bands, notional, penalties,
             bad, funding_paid, funding,
-            chunk_size, step_metrics, rec_len, rec_i, rec_f, baseline,
+            chunk_size, step_metrics, rec_len, rec_i, rec_f, baseline, moving,
         )
         if market_state[11] >= 0:  # the fund ran dry with ADL as the waterfall
             adl_parts.append(_deleverage(market_state, policy, market, product, u, c, key,
@@ -269,10 +263,6 @@ def simulate(
     records["account"] = order[records["account"]]
     adl = np.concatenate(adl_parts) if adl_parts else np.zeros(0, np.dtype(list(ADL_FIELDS)))
     adl["account"] = order[adl["account"]]
-    if stepper is None:
-        book_flow, deposited = np.zeros((n_steps, N_FLOW_FIELDS)), np.zeros(n)
-    else:
-        book_flow, deposited = stepper.steps, scatter_nb(stepper.deposited, order)
     return SimulationResult(
         *(scatter_nb(a, order) for a in (u, c, n_liq, first, last, notional, penalties, bad,
                                           funding_paid)),
@@ -280,8 +270,8 @@ def simulate(
         records,
         adl,
         _scatter_rows(bands, order),
-        book_flow,
-        deposited,
+        moving.steps,
+        scatter_nb(moving.deposited, order),
         None if impact_baseline is None else baseline,
     )
 
