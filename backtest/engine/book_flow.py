@@ -15,6 +15,7 @@ import numpy as np
 
 from backtest.kernels.book_flow_nb import N_FLOW_FIELDS, KernelFlow, responder_mask
 
+
 @dataclass(frozen=True)
 class Response:
     """How accounts near their liquidation threshold cure (see :mod:`book_flow_nb`).

@@ -29,6 +29,7 @@ from backtest.kernels.enums import (
     N_STEP_METRICS,
     RECORD_FIELDS,
     ImpactModel,
+    MarketState,
     OracleModel,
     PolicyFamily,
     RiskInput,
@@ -42,6 +43,7 @@ from backtest.kernels.liquidation_nb import (
     scatter_nb,
     trigger_keys_nb,
 )
+from backtest.kernels.step_inputs import AccountState, AccountTotals, RecordBuffers, TapeInputs
 from backtest.kernels.steps_nb import run_steps_nb
 from backtest.results.simulation import SimulationResult
 
@@ -189,11 +191,11 @@ def simulate(
     if baseline.shape != (n_steps,) or not np.all(np.isfinite(baseline)):
         raise ValueError(f"the impact baseline must be {n_steps} finite flows, one per step")
     market_state = np.zeros(MARKET_STATE_SIZE)
-    market_state[2] = 1.0  # price factor
-    market_state[5] = -1.0  # oracle never updated
-    market_state[6] = insurance_fund_usd
-    market_state[11] = -1.0  # no auto-deleveraging pending
-    market_state[12] = -1.0  # no funding settled yet
+    market_state[MarketState.PRICE_FACTOR] = 1.0
+    market_state[MarketState.ORACLE_STEP] = -1.0  # oracle never updated
+    market_state[MarketState.INSURANCE_FUND] = insurance_fund_usd
+    market_state[MarketState.ADL_STEP] = -1.0  # no auto-deleveraging pending
+    market_state[MarketState.FUNDING_STEP] = -1.0  # no funding settled yet
     equity_start = c + u * o[0]
     adl_parts: list[np.ndarray] = []
     flagged = np.full(n, -1, np.int32)
@@ -233,19 +235,18 @@ def simulate(
         moving = kernel_flow(flow, order, n_steps)
     else:
         moving = no_kernel_flow(n, n_steps)
+    tape = TapeInputs(o, h, lo, cl, depth, volume, gas, funding, risk, mark, baseline)
+    accounts = AccountState(product, u, c, key, flagged, auction_tic, auction_top, bands)
+    totals = AccountTotals(n_liq, first, last, notional, penalties, bad, funding_paid)
+    buffers = RecordBuffers(rec_len, rec_i, rec_f)
+    policy_rec, market_rec = kernel_records(policy), kernel_records(market)
     t = 0
     while t < n_steps:
         stop = min(n_steps, t + block_steps)
-        reached = run_steps_nb(
-            t, stop, o, h, lo, cl, depth, volume, gas, risk, mark, int(trigger_mode),
-            int(fill_mode),
-            kernel_records(policy), kernel_records(market), market_state, product, u, c, key,
-            flagged, n_liq, first, last,
-            auction_tic, auction_top, bands, notional, penalties,
-            bad, funding_paid, funding,
-            chunk_size, step_metrics, rec_len, rec_i, rec_f, baseline, moving,
-        )
-        if market_state[11] >= 0:  # the fund ran dry with ADL as the waterfall
+        reached = run_steps_nb(t, stop, tape, accounts, totals, buffers, moving, market_state,
+                               step_metrics, policy_rec, market_rec, int(trigger_mode),
+                               int(fill_mode), chunk_size)
+        if market_state[MarketState.ADL_STEP] >= 0:  # the fund ran dry with ADL as the waterfall
             adl_parts.append(_deleverage(market_state, policy, market, product, u, c, key,
                                          equity_start, cl, step_metrics, order))
         elif reached < stop and rec_len[0] > 0:  # buffer full: flush it
@@ -255,6 +256,7 @@ def simulate(
             cap *= 2
             rec_i = np.empty((cap, len(REC_I_FIELDS)), np.int64)
             rec_f = np.empty((cap, len(REC_F_FIELDS)), np.float64)
+            buffers = RecordBuffers(rec_len, rec_i, rec_f)
         if progress is not None and reached > t:
             progress(reached - t)
         t = reached
@@ -293,11 +295,13 @@ def _per_step(values) -> np.ndarray:
 def _deleverage(state, policy, market, product, units, cash, key, equity_start, close,
                 step_metrics, order) -> np.ndarray:
     """Run the pending auto-deleveraging of one step; book its outcome in ``step_metrics``."""
-    t = int(state[11])
+    t = int(state[MarketState.ADL_STEP])
     price = close[t] * step_metrics[t, StepMetric.PRICE_FACTOR]
     parts = []
-    for side, slot in ((1, 7), (-1, 9)):
-        shortfall, bankrupt_units = state[slot], state[slot + 1]
+    for side, shortfall_slot, units_slot in (
+            (1, MarketState.ADL_SHORTFALL_LONG, MarketState.ADL_UNITS_LONG),
+            (-1, MarketState.ADL_SHORTFALL_SHORT, MarketState.ADL_UNITS_SHORT)):
+        shortfall, bankrupt_units = state[shortfall_slot], state[units_slot]
         if shortfall <= 0.0:
             continue
         covered = 0.0
@@ -319,8 +323,10 @@ def _deleverage(state, policy, market, product, units, cash, key, equity_start, 
             step_metrics[t, StepMetric.ADL_ACCOUNTS] += len(idx)
             step_metrics[t, StepMetric.ADL_TRANSFER] += covered
         step_metrics[t, StepMetric.SOCIALISED_LOSS] += shortfall - covered
-    state[7:11] = 0.0
-    state[11] = -1.0
+    for slot in (MarketState.ADL_SHORTFALL_LONG, MarketState.ADL_UNITS_LONG,
+                 MarketState.ADL_SHORTFALL_SHORT, MarketState.ADL_UNITS_SHORT):
+        state[slot] = 0.0
+    state[MarketState.ADL_STEP] = -1.0
     return np.concatenate(parts) if parts else np.zeros(0, np.dtype(list(ADL_FIELDS)))
 
 

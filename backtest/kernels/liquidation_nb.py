@@ -23,6 +23,7 @@ from backtest._jit import njit, njit_parallel, prange
 from backtest.kernels.enums import (
     AuctionCurve,
     FillPrice,
+    MarketState,
     PenaltyModel,
     PolicyFamily,
     Product,
@@ -289,13 +290,13 @@ def _insurance_waterfall_nb(t, step_out, market_state, waterfall, last):
     """Cover step ``t``'s bad debt: insurance fund first, then ADL or socialised loss.
 
     The fund receives the step's insurance fees before it pays. With ADL, the perp share of the
-    uncovered shortfall is left pending in ``market_state[7:12]`` (returns True); the loan share
-    is always socialised. Returns False when nothing is pending. With SURPLUS_BUFFER the
-    shortfall (and unpaid keeper incentives) joins the debt queue ``market_state[13]`` instead
-    (:func:`surplus_buffer_nb`); ``last`` is the window's last step, where the queue is
-    flopped (socialised).
+    uncovered shortfall is left pending in the ``ADL_*`` slots of ``market_state``
+    (:class:`MarketState`; returns True); the loan share is always socialised. Returns False
+    when nothing is pending. With SURPLUS_BUFFER the shortfall (and unpaid keeper incentives)
+    joins the debt queue (slot ``SURPLUS_QUEUED``) instead (:func:`surplus_buffer_nb`);
+    ``last`` is the window's last step, where the queue is flopped (socialised).
     """
-    fund = market_state[6] + step_out[t, _INSURANCE]
+    fund = market_state[MarketState.INSURANCE_FUND] + step_out[t, _INSURANCE]
     # Dutch auctions' keeper incentives are the protocol's cost (Maker mints them as sin)
     incentives = step_out[t, _AUCTION_INCENTIVES]
     paid = min(fund, incentives)
@@ -305,16 +306,17 @@ def _insurance_waterfall_nb(t, step_out, market_state, waterfall, last):
     fund -= draw
     if waterfall == _SURPLUS_BUFFER:
         fund, healed, queued, flopped = surplus_buffer_nb(
-            fund, market_state[13], incentives - paid + bad - draw, t == last)
-        market_state[6] = fund
-        market_state[13] = queued
+            fund, market_state[MarketState.SURPLUS_QUEUED], incentives - paid + bad - draw,
+            t == last)
+        market_state[MarketState.INSURANCE_FUND] = fund
+        market_state[MarketState.SURPLUS_QUEUED] = queued
         step_out[t, _INS_DRAW] = draw + paid + healed
         step_out[t, _INS_FUND] = fund
         step_out[t, _DEBT_HEALED] = healed
         step_out[t, _DEBT_QUEUED] = queued
         step_out[t, _SOCIALISED] = flopped
         return False
-    market_state[6] = fund
+    market_state[MarketState.INSURANCE_FUND] = fund
     step_out[t, _INS_DRAW] = draw + paid
     step_out[t, _INS_FUND] = fund
     step_out[t, _SOCIALISED] = incentives - paid
@@ -328,11 +330,11 @@ def _insurance_waterfall_nb(t, step_out, market_state, waterfall, last):
     from_longs = shortfall * step_out[t, _BAD_LONG] / bad
     from_shorts = shortfall * step_out[t, _BAD_SHORT] / bad
     step_out[t, _SOCIALISED] += shortfall - from_longs - from_shorts
-    market_state[7] = from_longs
-    market_state[8] = step_out[t, _BANKRUPT_UNITS_LONG]
-    market_state[9] = from_shorts
-    market_state[10] = step_out[t, _BANKRUPT_UNITS_SHORT]
-    market_state[11] = t
+    market_state[MarketState.ADL_SHORTFALL_LONG] = from_longs
+    market_state[MarketState.ADL_UNITS_LONG] = step_out[t, _BANKRUPT_UNITS_LONG]
+    market_state[MarketState.ADL_SHORTFALL_SHORT] = from_shorts
+    market_state[MarketState.ADL_UNITS_SHORT] = step_out[t, _BANKRUPT_UNITS_SHORT]
+    market_state[MarketState.ADL_STEP] = t
     return True
 
 

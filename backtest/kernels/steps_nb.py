@@ -35,6 +35,7 @@ from backtest.kernels.book_flow_nb import book_flow_step_nb
 from backtest.kernels.enums import (
     N_SUMMED_METRICS,
     FillPrice,
+    MarketState,
     OracleModel,
     PolicyFamily,
     Product,
@@ -66,6 +67,10 @@ from backtest.kernels.liquidation_nb import (
     units_to_close_nb,
 )
 from backtest.kernels.oracle_nb import oracle_price_nb
+
+#: Accounts whose trigger-key bounds a step's book flow refreshes serially; more go to the
+#: threads (a parallel dispatch costs more than scanning a few chunks, most on a busy machine).
+_SERIAL_BOUNDS = 1 << 16
 
 # int constants for use inside kernels
 _HARD = int(PolicyFamily.HARD)
@@ -303,47 +308,8 @@ def _soft_step_nb(i, x, exec_factor, units, cash, key, bands, band, acc):
 
 
 @njit_parallel
-def run_steps_nb(
-    t0,
-    t1,
-    open_,
-    high,
-    low,
-    close,
-    depth,
-    volume,
-    gas_usd,
-    risk,
-    mark,
-    trigger_mode,
-    fill_mode,
-    policy,
-    market,
-    market_state,
-    product,
-    units,
-    cash,
-    key,
-    flagged,
-    n_liquidations,
-    first_step,
-    last_step,
-    auction_tic,
-    auction_top,
-    bands,
-    liquidated_notional,
-    penalties_paid,
-    bad_debt,
-    funding_paid,
-    funding_rate,
-    chunk_size,
-    step_out,
-    rec_len,
-    rec_i,
-    rec_f,
-    impact_baseline,
-    book_flow,
-):
+def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market_state, step_out,
+                 policy, market, trigger_mode, fill_mode, chunk_size):
     """Advance every account from step ``t0`` to at most ``t1`` (exclusive), in place.
 
     Each step first lists the chunks the candle can reach (from each chunk's largest trigger
@@ -368,76 +334,60 @@ def run_steps_nb(
     Parameters
     ----------
     t0, t1 : int
-        Step range; steps index the price arrays.
-    open_, high, low, close : ndarray, shape (T,), float64
-        Historical candle prices, USD per unit.
-    depth : ndarray, shape (T,), float64
-        Flow that moves the price by 1% in each step, USD.
-    volume : ndarray, shape (T,), float64
-        Traded volume of each step, asset units (caps liquidations under order slicing).
-    gas_usd : ndarray, shape (T,), float64
-        Gas cost of one liquidation in each step, USD (used when keepers require profit).
-    risk : ndarray, shape (T, N_RISK_INPUTS), float64
-        Per-step risk inputs (:class:`RiskInput`): perp maintenance margin scale (dynamic
-        margin; 1 = the policy's rate) and the predictive overlay's log-price shift.
-    mark : ndarray, shape (T, 3), float64
-        Low, high and close of the mark price per step (used by ``OracleModel.MARK``).
-    trigger_mode, fill_mode : int
-        :class:`TriggerPrice` and :class:`FillPrice` values.
-    policy : ndarray, shape (1,), dtype ``POLICY_DTYPE``
-        Policy parameters (:mod:`backtest.kernels.enums`).
-    market : ndarray, shape (1,), dtype ``MARKET_DTYPE``
-        Impact and cascade parameters.
-    market_state : ndarray, shape (MARKET_STATE_SIZE,), float64
-        See ``MARKET_STATE_SIZE`` in :mod:`backtest.kernels.enums` (outstanding liquidation
-        flow, price factor, slippage, oracle, insurance fund, pending ADL); updated.
-    product : ndarray, shape (N,), int8
-        :class:`Product` of each account.
-    units, cash, key : ndarray, shape (N,), float64
-        Account state (asset units, USD, trigger key from :func:`trigger_key_nb`); updated.
-    flagged : ndarray, shape (N,), int32
-        First step at which an account was seen liquidatable but not liquidated (keeper
-        latency or unprofitable), -1 if none; updated.
-    auction_tic, auction_top : ndarray, shape (N,), int32 and float64
-        Step a loan's Dutch auction (re)started (-1: none) and its starting price, USD; updated.
-    bands : ndarray, shape (N, N_BAND_FIELDS) or (0, N_BAND_FIELDS), float64
-        Band state of each loan (family SOFT_BANDS, from
-        :func:`backtest.kernels.bands_nb.place_bands_nb`; ``BAND_FIELDS``); updated.
-    n_liquidations, first_step, last_step : ndarray, shape (N,), int32
-        Per-account event count and first/last liquidation step (-1: none); updated.
-    liquidated_notional, penalties_paid, bad_debt : ndarray, shape (N,), float64
-        Per-account totals, USD; updated.
-    funding_paid : ndarray, shape (N,), float64
-        Funding paid by each perp account (negative: received), USD; updated.
-    funding_rate : ndarray, shape (T,), float64
-        Funding rate settled at the start of each step, fraction (NaN: none). Perp accounts
-        pay ``units x open x rate`` (longs pay shorts when positive), at the simulated open.
-    chunk_size : int
-        Accounts per chunk; fixes the summation order (not the thread count).
-    step_out : ndarray, shape (T, N_STEP_METRICS), float64
-        Per-step aggregates (:class:`StepMetric`); rows ``t0..`` are written.
-    rec_len : ndarray, shape (1,), int64
-        Records held in the buffer; updated.
-    rec_i : ndarray, shape (cap, 5), int64
-        Integer record fields (``REC_I_FIELDS``).
-    rec_f : ndarray, shape (cap, 8), float64
-        Float record fields (``REC_F_FIELDS``).
-    impact_baseline : ndarray, shape (T,), float64
-        Net liquidation flow per step already in the historical prices (the as-happened
-        policy's, USD, > 0 buys); impact and cascade feedback use the step's net flow minus it.
+        Step range; steps index the arrays of ``tape`` and the rows of ``step_out``.
+    tape : TapeInputs
+        Per-step inputs, shape (T,) or (T, k) each (:class:`backtest.kernels.step_inputs.
+        TapeInputs`: candles, depth, volume, gas, funding rate, risk inputs, mark prices,
+        impact baseline).
+    account_state : AccountState
+        Per-account state, shape (N,) each (:class:`backtest.kernels.step_inputs.
+        AccountState`: product, units, cash, trigger key, keeper flag, auction, bands);
+        updated.
+    totals : AccountTotals
+        Per-account outputs, shape (N,) each (:class:`backtest.kernels.step_inputs.
+        AccountTotals`); updated.
+    records : RecordBuffers
+        Liquidation-record buffer (:class:`backtest.kernels.step_inputs.RecordBuffers`); each
+        liquidation appends one row, in chunk order then account order.
     book_flow : KernelFlow
         The moving book (:class:`backtest.kernels.book_flow_nb.KernelFlow`): at the start of
         each step, before funding and liquidations, :func:`book_flow_step_nb` opens the step's
         arrivals and lets responders cure at the previous step's simulated close; the chunks
         whose accounts it changed get fresh trigger-key bounds. Its per-step outputs and
         ``deposited`` are updated; a step restarted after a flush is not moved twice.
+    market_state : ndarray, shape (MARKET_STATE_SIZE,), float64
+        What the market, oracle, insurance fund and a pending auto-deleveraging carry from one
+        step to the next, indexed by :class:`backtest.kernels.enums.MarketState`; updated.
+    step_out : ndarray, shape (T, N_STEP_METRICS), float64
+        Per-step aggregates (:class:`StepMetric`); rows ``t0..`` are written.
+    policy : ndarray, shape (1,), dtype ``POLICY_DTYPE``
+        Policy parameters (:mod:`backtest.kernels.enums`).
+    market : ndarray, shape (1,), dtype ``MARKET_DTYPE``
+        Impact, cascade, oracle and keeper parameters.
+    trigger_mode, fill_mode : int
+        :class:`TriggerPrice` and :class:`FillPrice` values.
+    chunk_size : int
+        Accounts per chunk; fixes the summation order (not the thread count).
 
     Returns
     -------
     int
         The step after the last one simulated: ``t1``, or earlier when the next step's records
-        do not fit in the buffer (flush it, or grow it if it is empty, then call again).
+        do not fit in the buffer (flush it, or grow it if it is empty, then call again), or
+        the step after one that left an auto-deleveraging pending (``MarketState.ADL_STEP``).
     """
+    open_, high, low, close = tape.open, tape.high, tape.low, tape.close
+    depth, volume, gas_usd, funding_rate = tape.depth, tape.volume, tape.gas_usd, tape.funding_rate
+    risk, mark, impact_baseline = tape.risk, tape.mark, tape.impact_baseline
+    product, units, cash, key = (account_state.product, account_state.units, account_state.cash,
+                                 account_state.key)
+    flagged, bands = account_state.flagged, account_state.bands
+    auction_tic, auction_top = account_state.auction_tic, account_state.auction_top
+    n_liquidations, first_step, last_step = (totals.n_liquidations, totals.first_step,
+                                             totals.last_step)
+    liquidated_notional, penalties_paid = totals.liquidated_notional, totals.penalties_paid
+    bad_debt, funding_paid = totals.bad_debt, totals.funding_paid
+    rec_len, rec_i, rec_f = records.length, records.ints, records.floats
     n = units.shape[0]
     n_chunks = (n + chunk_size - 1) // chunk_size
     cap = rec_i.shape[0]
@@ -519,17 +469,24 @@ def run_steps_nb(
                     dirty[ch] = True
                     dirty_list[n_dirty] = ch
                     n_dirty += 1
-            for a in prange(n_dirty):
-                ch = dirty_list[a]
-                chunk_max[ch], chunk_max_short[ch] = _chunk_bounds_nb(key, ch, chunk_size)
-                dirty[ch] = False
+            if n_dirty * chunk_size <= _SERIAL_BOUNDS:  # few: no parallel dispatch
+                for a in range(n_dirty):
+                    ch = dirty_list[a]
+                    chunk_max[ch], chunk_max_short[ch] = _chunk_bounds_nb(key, ch, chunk_size)
+                    dirty[ch] = False
+            else:
+                for a in prange(n_dirty):
+                    ch = dirty_list[a]
+                    chunk_max[ch], chunk_max_short[ch] = _chunk_bounds_nb(key, ch, chunk_size)
+                    dirty[ch] = False
         # past price moves displace this step's prices (cascade feedback); read at this step's
         # depth, the displacement is an outstanding flow that this step's flow moves further
         outstanding = 0.0
         if cascade:
-            market_state[2] = displacement_factor_nb(market_state)
-            outstanding = equivalent_flow_nb(impact_model, market_state[2], depth[t])
-        f = market_state[2]
+            market_state[MarketState.PRICE_FACTOR] = displacement_factor_nb(market_state)
+            outstanding = equivalent_flow_nb(impact_model, market_state[MarketState.PRICE_FACTOR],
+                                             depth[t])
+        f = market_state[MarketState.PRICE_FACTOR]
         candle[0] = open_[t] * f
         candle[1] = high[t] * f
         candle[2] = low[t] * f
@@ -537,8 +494,8 @@ def run_steps_nb(
         rate = funding_rate[t]
         # a funding settlement (not NaN, not zero), once even if the step is restarted after a
         # record-buffer flush
-        if rate == rate and rate != 0.0 and market_state[12] < t:
-            market_state[12] = t
+        if rate == rate and rate != 0.0 and market_state[MarketState.FUNDING_STEP] < t:
+            market_state[MarketState.FUNDING_STEP] = t
             for ch in prange(n_chunks):
                 total = 0.0
                 for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
@@ -574,8 +531,9 @@ def run_steps_nb(
             x_short = candle[3]
         # the execution factor auction keepers price takes at: the last step's slippage, or
         # (rational keepers) first the market itself, then the step's own flow (below)
-        take_factor = 1.0 if rational else 1.0 - market_state[3]
-        keepers = (latency, requires_profit, gas_usd[t], market_state[3], take_factor)
+        slippage = market_state[MarketState.SLIPPAGE]
+        take_factor = 1.0 if rational else 1.0 - slippage
+        keepers = (latency, requires_profit, gas_usd[t], slippage, take_factor)
         scale = risk[t, 0]
         shift = risk[t, 1] if preempt else 0.0
         m_step[_PERP] = m_rate[_PERP] * scale
@@ -660,7 +618,7 @@ def run_steps_nb(
                 if need <= expected or attempt == 1:
                     break
                 take_factor = expected
-                keepers = (latency, requires_profit, gas_usd[t], market_state[3], take_factor)
+                keepers = (latency, requires_profit, gas_usd[t], slippage, take_factor)
             # order slicing (at most max_volume_fraction of the step's traded volume) and keeper
             # capital (at most keeper_capital USD at the close) budget the units liquidated; the
             # budget goes to decided liquidations in processing order (chunk by chunk, the last
@@ -873,7 +831,7 @@ def run_steps_nb(
             if count[ch] > 0 or waiting_possible:
                 for k in range(_N_SUMMED):
                     step_out[t, k] += acc[ch, k]
-        market_state[3] = abs(1.0 - exec_factor)
+        market_state[MarketState.SLIPPAGE] = abs(1.0 - exec_factor)
         if cascade:
             displacement_update_nb(market_state, impact_model, impact_flow, depth[t],
                                    outstanding, mk.permanent_fraction, mk.transient_decay)
