@@ -240,7 +240,7 @@ def test_warm_up_command_reports_the_cache(capsys):
     assert main(["warm-up"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("kernels ready in ") and CACHE_DIR in out
-    assert any(Path(CACHE_DIR).rglob("liquidation_nb.run_steps_nb-*.nbi"))
+    assert any(Path(CACHE_DIR).rglob("steps_nb.run_steps_nb-*.nbi"))
 
 
 def test_make_setup_compiles_the_kernels():

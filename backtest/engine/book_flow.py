@@ -2,8 +2,9 @@
 
 The mechanisms are documented in :mod:`backtest.kernels.book_flow_nb`. This module turns a
 book (whose accounts with an ``entry_time`` inside the window are arrivals) and the run's
-``[response]`` settings into the arrays the dispatcher steps through, and applies them at the
-start of each step in the kernel's processing order.
+``[response]`` settings into the one structure the step kernel reads
+(:class:`backtest.kernels.book_flow_nb.KernelFlow`, in the kernel's processing order); the
+kernel applies it at the start of each step.
 """
 
 from __future__ import annotations
@@ -12,12 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backtest.kernels.book_flow_nb import (
-    N_FLOW_FIELDS,
-    open_arrivals_nb,
-    respond_nb,
-    responder_mask,
-)
+from backtest.kernels.book_flow_nb import N_FLOW_FIELDS, KernelFlow, responder_mask
+
 
 @dataclass(frozen=True)
 class Response:
@@ -121,40 +118,69 @@ def book_flow(account_id: np.ndarray, units: np.ndarray, cash: np.ndarray,
     return units0, cash0, flow
 
 
-class FlowStepper:
-    """Applies a :class:`BookFlow` step by step to the kernel's state (processing order)."""
+def kernel_flow(flow: BookFlow, order: np.ndarray, n_steps: int) -> KernelFlow:
+    """Return the step kernel's view of ``flow``, accounts in the kernel's processing order.
 
-    def __init__(self, flow: BookFlow, order: np.ndarray, n_steps: int):
-        n = len(order)
-        position = np.empty(n, np.int64)  # book index -> processing index
-        position[order] = np.arange(n)
-        arriving = np.flatnonzero(flow.arrival_step >= 0)
-        steps = flow.arrival_step[arriving]
-        by_step = np.argsort(steps, kind="stable")
-        self.arrival_idx = position[arriving[by_step]]
-        self.arrival_ptr = np.searchsorted(steps[by_step], np.arange(n_steps + 1),
-                                           side="left").astype(np.int64)
-        self.open_units = np.ascontiguousarray(flow.open_units[order])
-        self.open_cash = np.ascontiguousarray(flow.open_cash[order])
-        self.margin = np.ascontiguousarray(flow.margin[order])
-        self.response = flow.response
-        self.responders = (np.sort(position[flow.responds]).astype(np.int64)
-                           if flow.response is not None else np.zeros(0, np.int64))
-        if flow.response is not None:
-            self.warning_health = np.asarray(flow.response.warning_health, np.float64)
-            self.target_health = np.asarray(flow.response.target_health, np.float64)
-        self.warn_since = np.full(n, -1, np.int32)
-        self.cures = np.zeros(n, np.int32)
-        self.deposited = np.zeros(n)
-        self.steps = np.zeros((n_steps, N_FLOW_FIELDS))
+    Parameters
+    ----------
+    flow : BookFlow
+        Arrivals and responders, in the book's order, shape (N,) each.
+    order : ndarray, shape (N,), int64
+        Processing order (book index of each processing position).
+    n_steps : int
+        Steps of the window, T.
 
-    def apply(self, t: int, observed_price: float, product, units, cash, key, m_rate) -> None:
-        """Open step ``t``'s arrivals, then let responders cure at ``observed_price`` (t > 0)."""
-        out = self.steps[t]
-        open_arrivals_nb(t, self.arrival_ptr, self.arrival_idx, self.open_units, self.open_cash,
-                         self.margin, product, units, cash, key, m_rate, self.deposited, out)
-        r = self.response
-        if r is not None and t > 0 and len(self.responders):
-            respond_nb(t, observed_price, self.responders, product, units, cash, key, m_rate,
-                       self.warn_since, self.warning_health, self.target_health,
-                       r.delay_steps, r.max_cures, self.cures, self.deposited, out)
+    Returns
+    -------
+    KernelFlow
+        Fresh outputs (``steps`` zeros of shape (T, N_FLOW_FIELDS), ``deposited`` zeros).
+    """
+    n = len(order)
+    position = np.empty(n, np.int64)  # book index -> processing index
+    position[order] = np.arange(n)
+    arriving = np.flatnonzero(flow.arrival_step >= 0)
+    steps = flow.arrival_step[arriving]
+    by_step = np.argsort(steps, kind="stable")
+    arrival_ptr = np.searchsorted(steps[by_step], np.arange(n_steps + 1),
+                                  side="left").astype(np.int64)
+    r = flow.response
+    responders = (np.sort(position[flow.responds]).astype(np.int64) if r is not None
+                  else np.zeros(0, np.int64))
+    levels = ((r.warning_health, r.target_health) if r is not None
+              else ((0.0, 0.0), (0.0, 0.0)))
+    most_arrivals = int(np.diff(arrival_ptr).max()) if n_steps > 0 else 0
+    return KernelFlow(
+        arrival_ptr=arrival_ptr,
+        arrival_idx=position[arriving[by_step]].astype(np.int64),
+        open_units=np.ascontiguousarray(flow.open_units[order], np.float64),
+        open_cash=np.ascontiguousarray(flow.open_cash[order], np.float64),
+        margin=np.ascontiguousarray(flow.margin[order], np.float64),
+        responders=responders,
+        warning_health=np.asarray(levels[0], np.float64),
+        target_health=np.asarray(levels[1], np.float64),
+        delay_steps=int(r.delay_steps) if r is not None else 0,
+        max_cures=int(r.max_cures) if r is not None else 0,
+        warn_since=np.full(n, -1, np.int32),
+        cures=np.zeros(n, np.int32),
+        deposited=np.zeros(n),
+        steps=np.zeros((n_steps, N_FLOW_FIELDS)),
+        applied=np.full(1, -1, np.int64),
+        touched=np.empty(most_arrivals + len(responders), np.int64),
+    )
+
+
+def no_kernel_flow(n: int, n_steps: int) -> KernelFlow:
+    """Return a :class:`KernelFlow` in which nothing moves (N accounts, T steps).
+
+    Index arrays are empty, so the kernel's per-step call does nothing; ``deposited`` (N,) and
+    ``steps`` (T, N_FLOW_FIELDS) are zeros, the results of a book that does not move.
+    """
+    empty_f, empty_i = np.zeros(0), np.zeros(0, np.int64)
+    return KernelFlow(
+        arrival_ptr=np.zeros(n_steps + 1, np.int64), arrival_idx=empty_i, open_units=empty_f,
+        open_cash=empty_f, margin=empty_f, responders=empty_i, warning_health=np.zeros(2),
+        target_health=np.zeros(2), delay_steps=0, max_cures=0,
+        warn_since=np.zeros(0, np.int32), cures=np.zeros(0, np.int32), deposited=np.zeros(n),
+        steps=np.zeros((n_steps, N_FLOW_FIELDS)), applied=np.full(1, -1, np.int64),
+        touched=empty_i,
+    )

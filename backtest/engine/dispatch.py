@@ -1,7 +1,7 @@
 """Dispatch the liquidation kernel over a tape window for one policy.
 
 Allocates the account state and record buffers, calls
-:func:`backtest.kernels.liquidation_nb.run_steps_nb` in blocks of steps (reporting progress
+:func:`backtest.kernels.steps_nb.run_steps_nb` in blocks of steps (reporting progress
 between blocks and flushing records when a chunk's buffer fills), and returns the final state,
 the per-step aggregates and the liquidation records in a deterministic order.
 
@@ -17,10 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backtest.engine.book_flow import BookFlow, FlowStepper
+from backtest.engine.book_flow import BookFlow, kernel_flow, no_kernel_flow
 from backtest.jit_compat import kernel_records
 from backtest.kernels.adl_nb import auto_deleverage_nb
-from backtest.kernels.book_flow_nb import N_FLOW_FIELDS
 from backtest.kernels.bands_nb import place_bands_nb
 from backtest.kernels.enums import (
     MARKET_DTYPE,
@@ -30,6 +29,7 @@ from backtest.kernels.enums import (
     N_STEP_METRICS,
     RECORD_FIELDS,
     ImpactModel,
+    MarketState,
     OracleModel,
     PolicyFamily,
     RiskInput,
@@ -40,10 +40,11 @@ from backtest.kernels.liquidation_nb import (
     REC_I_FIELDS,
     gather_nb,
     liquidation_order_nb,
-    run_steps_nb,
     scatter_nb,
     trigger_keys_nb,
 )
+from backtest.kernels.step_inputs import AccountState, AccountTotals, RecordBuffers, TapeInputs
+from backtest.kernels.steps_nb import run_steps_nb
 from backtest.results.simulation import SimulationResult
 
 #: Accounts per chunk. Fixed (not derived from the thread count) so sums are reproducible.
@@ -140,8 +141,9 @@ def simulate(
     mark : ndarray, shape (T, 3), float64, optional
         Low, high, close of the mark price per step, USD (required by ``OracleModel.MARK``).
     flow : BookFlow, optional
-        Arrivals and cures (:mod:`backtest.engine.book_flow`), applied at the start of each
-        step; ``units`` and ``cash`` then hold 0 for the accounts that arrive later.
+        Arrivals and cures (:mod:`backtest.engine.book_flow`), applied by the kernel at the
+        start of each step (a moving book runs in blocks of steps like a static one);
+        ``units`` and ``cash`` then hold 0 for the accounts that arrive later.
     impact_baseline : ndarray, shape (T,), float64, optional
         Net liquidation flow per step already carried by the historical prices (the
         as-happened policy's ``NET_FLOW``), USD; impact and cascade feedback use this policy's
@@ -189,11 +191,11 @@ def simulate(
     if baseline.shape != (n_steps,) or not np.all(np.isfinite(baseline)):
         raise ValueError(f"the impact baseline must be {n_steps} finite flows, one per step")
     market_state = np.zeros(MARKET_STATE_SIZE)
-    market_state[2] = 1.0  # price factor
-    market_state[5] = -1.0  # oracle never updated
-    market_state[6] = insurance_fund_usd
-    market_state[11] = -1.0  # no auto-deleveraging pending
-    market_state[12] = -1.0  # no funding settled yet
+    market_state[MarketState.PRICE_FACTOR] = 1.0
+    market_state[MarketState.ORACLE_STEP] = -1.0  # oracle never updated
+    market_state[MarketState.INSURANCE_FUND] = insurance_fund_usd
+    market_state[MarketState.ADL_STEP] = -1.0  # no auto-deleveraging pending
+    market_state[MarketState.FUNDING_STEP] = -1.0  # no funding settled yet
     equity_start = c + u * o[0]
     adl_parts: list[np.ndarray] = []
     flagged = np.full(n, -1, np.int32)
@@ -226,32 +228,25 @@ def simulate(
         raise ValueError(f"risk inputs must have shape ({n_steps}, {N_RISK_INPUTS}), got "
                          f"{risk.shape}")
 
-    stepper = None
-    if flow is not None and flow.active:
+    if flow is not None and flow.active:  # the kernel moves the book before every step
         if policy[0]["family"] == PolicyFamily.SOFT_BANDS and (flow.arrival_step >= 0).any():
             raise ValueError("arrivals during the window are not modelled with soft-"
                              "liquidation bands (bands are placed at the window start)")
-        stepper = FlowStepper(flow, order, n_steps)
-        block_steps = 1  # the book moves before every step
-    m_base = np.array(policy[0]["maintenance_rate"], dtype=np.float64)
-    flowed = -1
+        moving = kernel_flow(flow, order, n_steps)
+    else:
+        moving = no_kernel_flow(n, n_steps)
+    tape = TapeInputs(o, h, lo, cl, depth, volume, gas, funding, risk, mark, baseline)
+    accounts = AccountState(product, u, c, key, flagged, auction_tic, auction_top, bands)
+    totals = AccountTotals(n_liq, first, last, notional, penalties, bad, funding_paid)
+    buffers = RecordBuffers(rec_len, rec_i, rec_f)
+    policy_rec, market_rec = kernel_records(policy), kernel_records(market)
     t = 0
     while t < n_steps:
         stop = min(n_steps, t + block_steps)
-        if stepper is not None and flowed < t:
-            seen = cl[t - 1] * step_metrics[t - 1, StepMetric.PRICE_FACTOR] if t > 0 else o[0]
-            stepper.apply(t, float(seen), product, u, c, key, m_base)
-            flowed = t
-        reached = run_steps_nb(
-            t, stop, o, h, lo, cl, depth, volume, gas, risk, mark, int(trigger_mode),
-            int(fill_mode),
-            kernel_records(policy), kernel_records(market), market_state, product, u, c, key,
-            flagged, n_liq, first, last,
-            auction_tic, auction_top, bands, notional, penalties,
-            bad, funding_paid, funding,
-            chunk_size, step_metrics, rec_len, rec_i, rec_f, baseline,
-        )
-        if market_state[11] >= 0:  # the fund ran dry with ADL as the waterfall
+        reached = run_steps_nb(t, stop, tape, accounts, totals, buffers, moving, market_state,
+                               step_metrics, policy_rec, market_rec, int(trigger_mode),
+                               int(fill_mode), chunk_size)
+        if market_state[MarketState.ADL_STEP] >= 0:  # the fund ran dry with ADL as the waterfall
             adl_parts.append(_deleverage(market_state, policy, market, product, u, c, key,
                                          equity_start, cl, step_metrics, order))
         elif reached < stop and rec_len[0] > 0:  # buffer full: flush it
@@ -261,6 +256,7 @@ def simulate(
             cap *= 2
             rec_i = np.empty((cap, len(REC_I_FIELDS)), np.int64)
             rec_f = np.empty((cap, len(REC_F_FIELDS)), np.float64)
+            buffers = RecordBuffers(rec_len, rec_i, rec_f)
         if progress is not None and reached > t:
             progress(reached - t)
         t = reached
@@ -269,10 +265,6 @@ def simulate(
     records["account"] = order[records["account"]]
     adl = np.concatenate(adl_parts) if adl_parts else np.zeros(0, np.dtype(list(ADL_FIELDS)))
     adl["account"] = order[adl["account"]]
-    if stepper is None:
-        book_flow, deposited = np.zeros((n_steps, N_FLOW_FIELDS)), np.zeros(n)
-    else:
-        book_flow, deposited = stepper.steps, scatter_nb(stepper.deposited, order)
     return SimulationResult(
         *(scatter_nb(a, order) for a in (u, c, n_liq, first, last, notional, penalties, bad,
                                           funding_paid)),
@@ -280,8 +272,8 @@ def simulate(
         records,
         adl,
         _scatter_rows(bands, order),
-        book_flow,
-        deposited,
+        moving.steps,
+        scatter_nb(moving.deposited, order),
         None if impact_baseline is None else baseline,
     )
 
@@ -303,11 +295,13 @@ def _per_step(values) -> np.ndarray:
 def _deleverage(state, policy, market, product, units, cash, key, equity_start, close,
                 step_metrics, order) -> np.ndarray:
     """Run the pending auto-deleveraging of one step; book its outcome in ``step_metrics``."""
-    t = int(state[11])
+    t = int(state[MarketState.ADL_STEP])
     price = close[t] * step_metrics[t, StepMetric.PRICE_FACTOR]
     parts = []
-    for side, slot in ((1, 7), (-1, 9)):
-        shortfall, bankrupt_units = state[slot], state[slot + 1]
+    for side, shortfall_slot, units_slot in (
+            (1, MarketState.ADL_SHORTFALL_LONG, MarketState.ADL_UNITS_LONG),
+            (-1, MarketState.ADL_SHORTFALL_SHORT, MarketState.ADL_UNITS_SHORT)):
+        shortfall, bankrupt_units = state[shortfall_slot], state[units_slot]
         if shortfall <= 0.0:
             continue
         covered = 0.0
@@ -329,8 +323,10 @@ def _deleverage(state, policy, market, product, units, cash, key, equity_start, 
             step_metrics[t, StepMetric.ADL_ACCOUNTS] += len(idx)
             step_metrics[t, StepMetric.ADL_TRANSFER] += covered
         step_metrics[t, StepMetric.SOCIALISED_LOSS] += shortfall - covered
-    state[7:11] = 0.0
-    state[11] = -1.0
+    for slot in (MarketState.ADL_SHORTFALL_LONG, MarketState.ADL_UNITS_LONG,
+                 MarketState.ADL_SHORTFALL_SHORT, MarketState.ADL_UNITS_SHORT):
+        state[slot] = 0.0
+    state[MarketState.ADL_STEP] = -1.0
     return np.concatenate(parts) if parts else np.zeros(0, np.dtype(list(ADL_FIELDS)))
 
 

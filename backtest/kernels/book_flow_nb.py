@@ -27,9 +27,15 @@ maintenance rates: perps ``equity / (m x |units| x price)``, loans ``LT x collat
 Per-step outputs (``FLOW_FIELDS``, shape (T, N_FLOW_FIELDS), float64): arrivals (count), the
 units and cash they bring (per product and side) and their margin (USD); cures (count) and the
 USD they bring per product. Serial loops: independent of the thread count.
+
+The step kernel (:func:`backtest.kernels.steps_nb.run_steps_nb`) applies the flow itself, once
+per step, through :func:`book_flow_step_nb`; everything the flow needs and updates travels in
+one :class:`KernelFlow` (built by :func:`backtest.engine.book_flow.kernel_flow`).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -55,40 +61,133 @@ _PERP = int(Product.PERP)
 _LOAN = int(Product.LOAN)
 
 
+class KernelFlow(NamedTuple):
+    """The moving book as the step kernel reads and updates it (accounts in processing order).
+
+    One argument of :func:`backtest.kernels.steps_nb.run_steps_nb` (numba compiles a named
+    tuple of arrays and scalars as one typed structure). A book that does not move has empty
+    index arrays (:func:`backtest.engine.book_flow.no_kernel_flow`). Arrays marked *updated*
+    are written in place and persist across kernel calls.
+
+    Attributes
+    ----------
+    arrival_ptr : ndarray, shape (T + 1,), int64
+        Arrivals of step ``t`` are ``arrival_idx[arrival_ptr[t]:arrival_ptr[t + 1]]``.
+    arrival_idx : ndarray, shape (A,), int64
+        Accounts that arrive, grouped by arrival step.
+    open_units, open_cash, margin : ndarray, shape (N,) or (0,), float64
+        State an arriving account opens with (asset units, USD) and the margin it deposits
+        (USD); read only for arrivals (empty when nothing arrives).
+    responders : ndarray, shape (R,), int64
+        Accounts that cure in the warning zone, increasing (empty: no responses).
+    warning_health, target_health : ndarray, shape (2,), float64
+        Per :class:`Product`: health below which a responder is warned, and to which it cures.
+    delay_steps : int
+        Steps between entering the warning zone and curing (>= 0).
+    max_cures : int
+        Cures an account can afford over the window (0: unlimited).
+    warn_since : ndarray, shape (N,) or (0,), int32
+        Step each account entered the warning zone (-1: not in it); updated.
+    cures : ndarray, shape (N,) or (0,), int32
+        Cures each account made; updated.
+    deposited : ndarray, shape (N,), float64
+        New money each account brought in (arrival margin and cures), USD; updated.
+    steps : ndarray, shape (T, N_FLOW_FIELDS), float64
+        Per-step book-flow outputs (``FLOW_FIELDS``); updated.
+    applied : ndarray, shape (1,), int64
+        Last step whose flow has been applied (-1: none); updated. A step the kernel restarts
+        (after a record-buffer flush) is not moved twice.
+    touched : ndarray, shape (K,), int64
+        Scratch: the accounts a step's flow changed (K = most arrivals in one step + R), so
+        the kernel refreshes the trigger-key bounds of their chunks only.
+    """
+
+    arrival_ptr: np.ndarray
+    arrival_idx: np.ndarray
+    open_units: np.ndarray
+    open_cash: np.ndarray
+    margin: np.ndarray
+    responders: np.ndarray
+    warning_health: np.ndarray
+    target_health: np.ndarray
+    delay_steps: int
+    max_cures: int
+    warn_since: np.ndarray
+    cures: np.ndarray
+    deposited: np.ndarray
+    steps: np.ndarray
+    applied: np.ndarray
+    touched: np.ndarray
+
+
 @njit
-def open_arrivals_nb(t, arrival_ptr, arrival_idx, arrival_units, arrival_cash, arrival_margin,
-                     product, units, cash, key, m_rate, deposited, out):
+def book_flow_step_nb(t, price, flow, product, units, cash, key, m_rate):
+    """Move the book at the start of step ``t``, in place: arrivals open, then responders cure.
+
+    Parameters
+    ----------
+    t : int
+        Step index.
+    price : float
+        Price the accounts observe: the previous step's simulated close (``close[t - 1]``
+        times that step's price factor), USD per unit; unused at ``t = 0`` (no cures).
+    flow : KernelFlow
+        The moving book; its per-step row ``steps[t]``, ``deposited``, ``warn_since``,
+        ``cures`` and ``touched`` are updated.
+    product : ndarray, shape (N,), int8
+        :class:`Product` of each account.
+    units, cash, key : ndarray, shape (N,), float64
+        Account state (asset units, USD, trigger key); changed accounts are updated.
+    m_rate : ndarray, shape (2,), float64
+        Base maintenance rates per product (health and trigger keys).
+
+    Returns
+    -------
+    int
+        Number of accounts changed, listed in ``flow.touched[:count]`` (an account may appear
+        twice: an arrival that cures at once).
+    """
+    n_touched = open_arrivals_nb(t, flow, product, units, cash, key, m_rate, 0)
+    if t > 0 and flow.responders.shape[0] > 0:
+        n_touched = respond_nb(t, price, flow, product, units, cash, key, m_rate, n_touched)
+    return n_touched
+
+
+@njit
+def open_arrivals_nb(t, flow, product, units, cash, key, m_rate, n_touched):
     """Open the positions arriving at step ``t``, in place.
 
     Parameters
     ----------
     t : int
         Step index.
-    arrival_ptr : ndarray, shape (T + 1,), int64
-        Arrivals of step ``t`` are ``arrival_idx[arrival_ptr[t]:arrival_ptr[t + 1]]``.
-    arrival_idx : ndarray, shape (A,), int64
-        Account indices (the kernel's processing order), grouped by arrival step.
-    arrival_units, arrival_cash, arrival_margin : ndarray, shape (N,), float64
-        State each account opens with (asset units, USD) and its margin (USD); read only for
-        arriving accounts.
+    flow : KernelFlow
+        Arrivals (``arrival_ptr``, ``arrival_idx``, ``open_units``, ``open_cash``,
+        ``margin``); ``deposited``, ``steps[t]`` and ``touched`` are updated.
     product : ndarray, shape (N,), int8
     units, cash, key : ndarray, shape (N,), float64
         Account state; the arrivals' entries are set.
     m_rate : ndarray, shape (2,), float64
         Base maintenance rates per product (trigger keys).
-    deposited : ndarray, shape (N,), float64
-        New money each account brought in, USD; updated.
-    out : ndarray, shape (N_FLOW_FIELDS,), float64
-        This step's row of the book-flow array; updated.
+    n_touched : int
+        Entries of ``flow.touched`` already used this step.
+
+    Returns
+    -------
+    int
+        ``n_touched`` plus the number of arrivals (listed after it in ``flow.touched``).
     """
-    for j in range(arrival_ptr[t], arrival_ptr[t + 1]):
-        i = arrival_idx[j]
-        u = arrival_units[i]
-        c = arrival_cash[i]
+    out = flow.steps[t]
+    for j in range(flow.arrival_ptr[t], flow.arrival_ptr[t + 1]):
+        i = flow.arrival_idx[j]
+        u = flow.open_units[i]
+        c = flow.open_cash[i]
         units[i] = u
         cash[i] = c
         key[i] = trigger_key_nb(u, c, m_rate[product[i]])
-        deposited[i] += arrival_margin[i]
+        flow.deposited[i] += flow.margin[i]
+        flow.touched[n_touched] = i
+        n_touched += 1
         out[0] += 1.0
         if product[i] == _LOAN:
             out[3] += u
@@ -99,7 +198,8 @@ def open_arrivals_nb(t, arrival_ptr, arrival_idx, arrival_units, arrival_cash, a
             else:
                 out[2] += u
             out[4] += c
-        out[6] += arrival_margin[i]
+        out[6] += flow.margin[i]
+    return n_touched
 
 
 @njit
@@ -140,8 +240,7 @@ def cure_amount_nb(product, units, cash, price, m, target_health):
 
 
 @njit
-def respond_nb(t, price, responders, product, units, cash, key, m_rate, warn_since,
-               warning_health, target_health, delay_steps, max_cures, cures, deposited, out):
+def respond_nb(t, price, flow, product, units, cash, key, m_rate, n_touched):
     """Let responders in the warning zone cure, in place (see the module docstring).
 
     Parameters
@@ -150,58 +249,61 @@ def respond_nb(t, price, responders, product, units, cash, key, m_rate, warn_sin
         Step index (the cure happens at its start).
     price : float
         Price the accounts observe: the previous step's simulated close, USD per unit.
-    responders : ndarray, shape (R,), int64
-        Indices of the accounts that respond, increasing.
+    flow : KernelFlow
+        Responders and cure levels (``responders``, ``warning_health``, ``target_health``,
+        ``delay_steps``, ``max_cures``); ``warn_since``, ``cures``, ``deposited``,
+        ``steps[t]`` and ``touched`` are updated. Perps' health is equity over maintenance
+        margin, so their levels sit far higher than loans' (a 10x perp at a 0.5% rate starts
+        at health 20).
     product : ndarray, shape (N,), int8
     units, cash, key : ndarray, shape (N,), float64
         Account state; cured accounts' cash and key change.
     m_rate : ndarray, shape (2,), float64
         Base maintenance rates per product.
-    warn_since : ndarray, shape (N,), int32
-        Step an account entered the warning zone (-1: not in it); updated.
-    warning_health, target_health : ndarray, shape (2,), float64
-        Per product (:class:`Product`): health below which an account is warned, and to which
-        it cures (> warning_health). Perps' health is equity over maintenance margin, so their
-        levels sit far higher than loans' (a 10x perp at a 0.5% rate starts at health 20).
-    delay_steps : int
-        Steps between entering the zone and curing (0: cure at the next step start).
-    max_cures : int
-        Cures an account can afford over the window (spare capital runs out); 0: unlimited.
-    cures : ndarray, shape (N,), int32
-        Cures each account made; updated.
-    deposited : ndarray, shape (N,), float64
-        New money each account brought in, USD; updated.
-    out : ndarray, shape (N_FLOW_FIELDS,), float64
-        This step's row of the book-flow array; updated.
+    n_touched : int
+        Entries of ``flow.touched`` already used this step.
+
+    Returns
+    -------
+    int
+        ``n_touched`` plus the number of cures (listed after it in ``flow.touched``).
 
     Serial by design: one cheap test per responder and step, summed in index order (the same
     totals whatever the thread count).
     """
+    out = flow.steps[t]
+    responders = flow.responders
+    warn_since = flow.warn_since
+    delay_steps = flow.delay_steps
+    max_cures = flow.max_cures
     for j in range(responders.shape[0]):
         i = responders[j]
         u = units[i]
-        if u == 0.0 or (max_cures > 0 and cures[i] >= max_cures):
+        if u == 0.0 or (max_cures > 0 and flow.cures[i] >= max_cures):
             warn_since[i] = -1
             continue
         prod = product[i]
         h = health_nb(prod, u, cash[i], price, m_rate[prod])
-        if h >= warning_health[prod]:
+        if h >= flow.warning_health[prod]:
             warn_since[i] = -1
             continue
         if warn_since[i] < 0:
             warn_since[i] = t - 1  # seen at the previous step's close
         if t - warn_since[i] < delay_steps + 1:
             continue
-        amount = cure_amount_nb(prod, u, cash[i], price, m_rate[prod], target_health[prod])
+        amount = cure_amount_nb(prod, u, cash[i], price, m_rate[prod], flow.target_health[prod])
         warn_since[i] = -1
         if amount <= 0.0:
             continue
         cash[i] += amount
         key[i] = trigger_key_nb(u, cash[i], m_rate[prod])
-        deposited[i] += amount
-        cures[i] += 1
+        flow.deposited[i] += amount
+        flow.cures[i] += 1
+        flow.touched[n_touched] = i
+        n_touched += 1
         out[7] += 1.0
         out[8 if prod == _PERP else 9] += amount
+    return n_touched
 
 
 def responder_mask(account_id: np.ndarray, share: float, seed: int) -> np.ndarray:

@@ -424,14 +424,63 @@ MARKET_DTYPE = np.dtype(
     align=True,
 )
 
-#: Slots of the kernels' market state array (persists across kernel calls): 0 permanent and
-#: 1 transient log price displacement (cascade feedback, :mod:`backtest.kernels.impact_nb`),
-#: 2 price factor, 3 last
-#: slippage, 4 oracle price, 5 oracle update step, 6 insurance fund balance, 7-10 pending ADL
-#: (shortfall and bankrupt units of perp longs, then of perp shorts), 11 step of the pending ADL
-#: (-1: none), 12 last step whose funding was settled (-1: none), 13 debt queued in the
-#: surplus buffer (``Waterfall.SURPLUS_BUFFER``, USD).
-MARKET_STATE_SIZE = 14
+class MarketState(IntEnum):
+    """Slots of the kernels' market state array, shape (MARKET_STATE_SIZE,), float64.
+
+    One array per simulation (:func:`backtest.engine.dispatch.simulate` creates it), carried
+    across the step kernel's calls: what the market, the oracle, the insurance fund and a
+    pending auto-deleveraging remember from one step to the next. Kernels index it by these
+    members (numba reads them as constants).
+
+    DISPLACEMENT_PERMANENT
+        Log price displacement that never decays (cascade feedback,
+        :mod:`backtest.kernels.impact_nb`); 0 without cascade.
+    DISPLACEMENT_TRANSIENT
+        Log price displacement that decays by ``transient_decay`` per step.
+    PRICE_FACTOR
+        Factor scaling the historical prices of the current step (``exp`` of the two
+        displacements, clipped); 1 without cascade.
+    SLIPPAGE
+        ``|1 - execution factor|`` of the last step with liquidations: the slippage keepers
+        expect (fraction).
+    ORACLE_PRICE
+        Last price published by the deviation/heartbeat oracle, USD per unit (0: none yet).
+    ORACLE_STEP
+        Step of that publication (-1: never).
+    INSURANCE_FUND
+        Insurance fund balance, USD.
+    ADL_SHORTFALL_LONG, ADL_UNITS_LONG
+        Pending auto-deleveraging: bad debt left by bankrupt perp longs (USD) and their
+        bankrupt units; the dispatcher runs it and zeroes them.
+    ADL_SHORTFALL_SHORT, ADL_UNITS_SHORT
+        The same for bankrupt perp shorts.
+    ADL_STEP
+        Step of the pending auto-deleveraging (-1: none).
+    FUNDING_STEP
+        Last step whose funding was settled (-1: none), so a step restarted after a
+        record-buffer flush does not pay it twice.
+    SURPLUS_QUEUED
+        Debt queued in the surplus buffer (``Waterfall.SURPLUS_BUFFER``), USD.
+    """
+
+    DISPLACEMENT_PERMANENT = 0
+    DISPLACEMENT_TRANSIENT = 1
+    PRICE_FACTOR = 2
+    SLIPPAGE = 3
+    ORACLE_PRICE = 4
+    ORACLE_STEP = 5
+    INSURANCE_FUND = 6
+    ADL_SHORTFALL_LONG = 7
+    ADL_UNITS_LONG = 8
+    ADL_SHORTFALL_SHORT = 9
+    ADL_UNITS_SHORT = 10
+    ADL_STEP = 11
+    FUNDING_STEP = 12
+    SURPLUS_QUEUED = 13
+
+
+#: Length of the market state array (:class:`MarketState`).
+MARKET_STATE_SIZE = len(MarketState)
 
 #: Columns of the per-account band state of family SOFT_BANDS, shape (N, N_BAND_FIELDS),
 #: float64: the loan's top band price (USD per unit; its bands span ``top x ratio^k`` down to

@@ -26,7 +26,8 @@ send a price through zero.
 Cascade feedback: displacement fixed in price
 ---------------------------------------------
 The market's memory of liquidation flow is a price displacement, not a flow: two log
-displacements, permanent ``L_p`` and transient ``L_tr`` (``state[0:2]``), and the simulated
+displacements, permanent ``L_p`` and transient ``L_tr`` (the first two slots of the market state,
+:class:`backtest.kernels.enums.MarketState`), and the simulated
 price of a step is the historical one times ``f = exp(L_p + L_tr)`` (clipped as above). When a
 step's flow ``Q`` arrives, the displacement ``f`` is read as the outstanding flow
 ``a = F^-1(f)`` at THAT step's depth (:func:`equivalent_flow_nb`), the flow moves it to
@@ -59,7 +60,7 @@ from __future__ import annotations
 import numpy as np
 
 from backtest._jit import njit
-from backtest.kernels.enums import ImpactModel
+from backtest.kernels.enums import ImpactModel, MarketState
 
 _LINEAR = int(ImpactModel.LINEAR)
 _SQRT = int(ImpactModel.SQRT)
@@ -210,30 +211,33 @@ def equivalent_flow_nb(model, factor, depth_usd):
 
 @njit
 def displacement_factor_nb(state):
-    """Return the price factor of the displacement ``state[0:2]`` (log permanent, transient).
+    """Return the price factor of the displacement in ``state`` (log permanent, transient).
 
     Parameters
     ----------
-    state : ndarray, shape (>= 2,), float64
-        ``state[0]`` permanent and ``state[1]`` transient log displacement.
+    state : ndarray, shape (MARKET_STATE_SIZE,), float64
+        Market state; its slots ``DISPLACEMENT_PERMANENT`` and ``DISPLACEMENT_TRANSIENT``
+        (:class:`MarketState`) are read.
 
     Returns
     -------
     float
         Price factor (dimensionless, > 0), clipped like every impact factor.
     """
-    return _clip(np.exp(state[0] + state[1]))
+    return _clip(np.exp(state[MarketState.DISPLACEMENT_PERMANENT]
+                        + state[MarketState.DISPLACEMENT_TRANSIENT]))
 
 
 @njit
 def displacement_update_nb(state, model, flow_usd, depth_usd, outstanding_usd,
                            permanent_fraction, transient_decay):
-    """Fix a step's price move in the displacement ``state[0:2]`` (module docstring).
+    """Fix a step's price move in the displacement in ``state`` (module docstring).
 
     Parameters
     ----------
-    state : ndarray, shape (>= 2,), float64
-        ``state[0]`` permanent and ``state[1]`` transient log displacement; updated.
+    state : ndarray, shape (MARKET_STATE_SIZE,), float64
+        Market state; its slots ``DISPLACEMENT_PERMANENT`` and ``DISPLACEMENT_TRANSIENT``
+        (:class:`MarketState`) are updated.
     model : int
         :class:`ImpactModel`.
     flow_usd : float
@@ -252,5 +256,7 @@ def displacement_update_nb(state, model, flow_usd, depth_usd, outstanding_usd,
     if model != 0 and flow_usd != 0.0 and depth_usd > 0.0:
         move = (np.log(price_factor_nb(model, outstanding_usd + flow_usd, depth_usd))
                 - np.log(price_factor_nb(model, outstanding_usd, depth_usd)))
-    state[0] += permanent_fraction * move
-    state[1] = state[1] * transient_decay + (1.0 - permanent_fraction) * move
+    state[MarketState.DISPLACEMENT_PERMANENT] += permanent_fraction * move
+    transient = state[MarketState.DISPLACEMENT_TRANSIENT]
+    state[MarketState.DISPLACEMENT_TRANSIENT] = (transient * transient_decay
+                                                 + (1.0 - permanent_fraction) * move)

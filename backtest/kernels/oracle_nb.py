@@ -10,7 +10,7 @@ Chainlink-style feeds follow the deviation-threshold + heartbeat rule of Chainli
 from __future__ import annotations
 
 from backtest._jit import njit
-from backtest.kernels.enums import OracleModel, StepMetric
+from backtest.kernels.enums import MarketState, OracleModel, StepMetric
 
 _LAGGED = int(OracleModel.LAGGED)
 _TWAP = int(OracleModel.TWAP)
@@ -54,8 +54,9 @@ def oracle_price_nb(model, t, open_, close, step_out, state, lag, twap, deviatio
         Historical prices.
     step_out : ndarray, shape (T, N_STEP_METRICS)
         Kernel output; the price factors of steps before ``t`` are read.
-    state : ndarray, shape (MARKET_STATE_SIZE,)
-        Slots 4 (oracle price) and 5 (step of its last update) are used by Chainlink.
+    state : ndarray, shape (MARKET_STATE_SIZE,), float64
+        Market state; Chainlink reads and updates its slots ``ORACLE_PRICE`` and
+        ``ORACLE_STEP`` (:class:`MarketState`).
     lag, twap, heartbeat : int
         Steps (>= 1).
     deviation : float
@@ -74,9 +75,10 @@ def oracle_price_nb(model, t, open_, close, step_out, state, lag, twap, deviatio
             total += simulated_close_nb(s, open_, close, step_out)
         return total / twap
     latest = simulated_close_nb(t - 1, open_, close, step_out)
-    if state[4] <= 0.0 or abs(latest - state[4]) >= deviation * state[4] or (
-        t - state[5] >= heartbeat
+    published = state[MarketState.ORACLE_PRICE]
+    if published <= 0.0 or abs(latest - published) >= deviation * published or (
+        t - state[MarketState.ORACLE_STEP] >= heartbeat
     ):
-        state[4] = latest
-        state[5] = t
-    return state[4]
+        state[MarketState.ORACLE_PRICE] = latest
+        state[MarketState.ORACLE_STEP] = t
+    return state[MarketState.ORACLE_PRICE]

@@ -1,4 +1,4 @@
-"""Plain-Python reference twin of :func:`backtest.kernels.liquidation_nb.run_steps_nb`.
+"""Plain-Python reference twin of :func:`backtest.kernels.steps_nb.run_steps_nb`.
 
 Written for reading, not speed: one account at a time, the documented rules spelled out, no
 trigger-key filter, no chunks, no processing order. Parity tests run both on random books and
