@@ -345,3 +345,26 @@ def test_legacy_close_factor_percentage_is_a_parameter():
     assert aave.max_liquidatable_debt_v2(0, 1001, close_factor=3000) == 300
     with pytest.raises(ValueError, match="10_000"):
         aave.max_liquidatable_debt_legacy(1001, E // 2, close_factor=10_001)
+
+
+@pytest.mark.parametrize("debt", [96.0, 97.0])
+def test_engine_close_factor_is_on_the_debt_like_v2(debt):
+    """The engine's partial loan liquidation seizes what Aave v2 seizes: the close factor on
+    the debt, the collateral capped at the balance, also when the whole debt would need more
+    collateral than is held (collateral worth less than debt x (1 + bonus)). (Deeper still,
+    when the equity left cannot pay the bonus on that slice, the engine closes the whole loan
+    where v2 would take another slice: its own rule, documented in units_to_close_nb.)"""
+    import numpy as np
+
+    from backtest.kernels.enums import PolicyFamily, Product
+    from backtest.kernels.liquidation_nb import units_to_close_nb
+
+    bonus = 0.05
+    penalty = bonus / (1 + bonus)  # the engine's penalty: the bonus as a share of the seizure
+    d = units_to_close_nb(int(PolicyFamily.PARTIAL), int(Product.LOAN), 1.0, -debt, 100.0,
+                          0.175, np.inf, penalty, 0.5, 0.0, np.zeros(1), np.zeros(1),
+                          np.zeros(4), False)
+    # the same loan in v2's calculator: 1 collateral at $100, the debt in a $1 stablecoin
+    r = aave.liquidation_call_v2(None, 0, int(debt * E), E, E // 2, 100 * P, 18, P, 18, 10500)
+    assert d == pytest.approx(r.collateral_seized / E, rel=1e-9)
+    assert d < 1.0 and d * 100.0 > 0.5 * debt  # more than half the debt's worth: not cf x size

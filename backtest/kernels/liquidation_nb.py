@@ -252,7 +252,13 @@ def units_to_close_nb(
         cf = 1.0
     if large_usd > 0.0 and notional > large_usd:
         cf = min(cf, large_fraction)
-    cap = cf * full if product == _LOAN else cf * size
+    cap = cf * size
+    if product == _LOAN:
+        # the close factor applies to the debt; the collateral it takes is capped at what is
+        # held (Aave LiquidationLogic: debtToCover = closeFactor x debt, then
+        # _calculateAvailableCollateralToLiquidate caps the collateral at the balance)
+        cap = (min(cf * -cash / (price * (1.0 - penalty)), size)
+               if units > 0.0 and cash < 0.0 else cf * full)
     if np.isinf(target):
         d = cap
     elif target > penalty:

@@ -810,7 +810,9 @@ def _units_to_close(policy, prod, u, c, p, m, pen, target) -> float:
         cf = 1.0
     if 0 < policy["large_position_usd"] < notional:
         cf = min(cf, float(policy["large_position_fraction"]))
-    cap = cf * (whole if prod == Product.LOAN else size)
+    cap = cf * size
+    if prod == Product.LOAN:  # on the debt, the collateral capped at the balance (Aave)
+        cap = min(cf * -c / (p * (1.0 - pen)), size) if u > 0 and c < 0 else cf * whole
     if math.isinf(target):
         d = cap
     elif target > pen:
