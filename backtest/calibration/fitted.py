@@ -33,6 +33,8 @@ from backtest.validation import describe, read_toml
 #: Target measures a perp or loan fit is held against.
 FIT_MEASURES = ("liquidated_notional_usd", "open_interest_before_usd", "borrowed_usd",
                 "liquidated_share_of_open_interest", "long_share_of_liquidations")
+#: Held against as well where the fit's open-interest term used it (``oi_change_in_fit``).
+OI_AFTER = "open_interest_after_usd"
 
 
 @dataclass
@@ -129,8 +131,11 @@ def _calibrated(raw: dict, path, validation) -> Calibrated:
 def fit_targets(events: list[dict], validation: str | Path | None = None) -> list[str]:
     """The ``"<event>/<id>"`` of every target a fit over ``events`` was held against."""
     keys = {(e.get("event"), e.get("venue"), e.get("asset")) for e in events if e.get("in_fit")}
+    oi = {(e.get("event"), e.get("venue"), e.get("asset")) for e in events
+          if e.get("in_fit") and e.get("oi_change_in_fit")}
     return sorted(f"{t.event}/{t.id}" for t in load_targets(validation)
-                  if (t.event, t.venue, t.asset) in keys and t.measure in FIT_MEASURES)
+                  if ((t.event, t.venue, t.asset) in keys and t.measure in FIT_MEASURES)
+                  or ((t.event, t.venue, t.asset) in oi and t.measure == OI_AFTER))
 
 
 def venue_size_usd(event: str, venue: str, asset: str, loans: bool,

@@ -1,7 +1,8 @@
-"""Inputs of the moving book: arrivals during the window and borrowers who cure.
+"""Inputs of the moving book: arrivals and voluntary closes during the window, and cures.
 
 The mechanisms are documented in :mod:`backtest.kernels.book_flow_nb`. This module turns a
-book (whose accounts with an ``entry_time`` inside the window are arrivals) and the run's
+book (whose accounts with an ``entry_time`` inside the window are arrivals, and those with an
+``exit_time`` inside it close then) and the run's
 ``[response]`` settings into the arrays the dispatcher steps through, and applies them at the
 start of each step in the kernel's processing order.
 """
@@ -14,6 +15,7 @@ import numpy as np
 
 from backtest.kernels.book_flow_nb import (
     N_FLOW_FIELDS,
+    close_positions_nb,
     open_arrivals_nb,
     respond_nb,
     responder_mask,
@@ -62,6 +64,9 @@ class BookFlow:
         Accounts that cure in the warning zone.
     response : Response or None
         Cure parameters; None switches responses off.
+    close_step : ndarray, int64, or None
+        Step at whose start the account's trader closes the position in full; -1 (or None for
+        every account) for positions held through the window.
     """
 
     arrival_step: np.ndarray
@@ -70,17 +75,26 @@ class BookFlow:
     margin: np.ndarray
     responds: np.ndarray
     response: Response | None
+    close_step: np.ndarray | None = None
+
+    @property
+    def closing(self) -> np.ndarray:
+        """Close step of every account, shape (N,), int64 (-1: held through the window)."""
+        if self.close_step is None:
+            return np.full(len(self.arrival_step), -1, np.int64)
+        return self.close_step
 
     @property
     def active(self) -> bool:
-        """Whether anything moves: an arrival or a responder."""
-        return bool((self.arrival_step >= 0).any() or (
+        """Whether anything moves: an arrival, a close or a responder."""
+        return bool((self.arrival_step >= 0).any() or (self.closing >= 0).any() or (
             self.response is not None and self.responds.any()))
 
 
 def book_flow(account_id: np.ndarray, units: np.ndarray, cash: np.ndarray,
               equity_at_entry: np.ndarray, entry_ms: np.ndarray, window_ms: np.ndarray,
-              response: Response | None) -> tuple[np.ndarray, np.ndarray, BookFlow]:
+              response: Response | None, exit_ms: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray, BookFlow]:
     """Split a book into the state at the window start and the flow during the window.
 
     Parameters
@@ -95,6 +109,10 @@ def book_flow(account_id: np.ndarray, units: np.ndarray, cash: np.ndarray,
         Candle open times of the window.
     response : Response or None
         Cure parameters (None: no responses).
+    exit_ms : ndarray, shape (N,), int64, optional
+        Times the traders close their positions, epoch ms; an account closes at the first step
+        whose candle opens at or after it. Negative (or the argument omitted): held through the
+        window. Only accounts open at the window start may close.
 
     Returns
     -------
@@ -105,7 +123,8 @@ def book_flow(account_id: np.ndarray, units: np.ndarray, cash: np.ndarray,
     Raises
     ------
     ValueError
-        An account's entry is after the window's last candle.
+        An account's entry or exit is after the window's last candle, an exit is before the
+        window start, or an account arriving in the window has an exit.
     """
     arriving = entry_ms >= window_ms[0]
     step = np.where(arriving, np.searchsorted(window_ms, entry_ms, side="left"), -1)
@@ -116,9 +135,37 @@ def book_flow(account_id: np.ndarray, units: np.ndarray, cash: np.ndarray,
     cash0 = np.where(arriving, 0.0, cash)
     responds = (responder_mask(account_id, response.share, response.seed)
                 if response is not None else np.zeros(len(units), bool))
+    close_step = None
+    if exit_ms is not None:
+        closing = exit_ms >= 0
+        close_step = np.where(closing, np.searchsorted(window_ms, exit_ms, side="left"), -1)
+        bad = closing & ((exit_ms < window_ms[0]) | (close_step >= len(window_ms)) | arriving)
+        if bad.any():
+            k = int(np.argmax(bad))
+            why = ("opens in the window and cannot close in it" if arriving[k] else
+                   "closes outside the window")
+            raise ValueError(f"account {int(account_id[k])} {why}")
+        close_step = close_step.astype(np.int64)
     flow = BookFlow(step.astype(np.int64), np.asarray(units, float), np.asarray(cash, float),
-                    np.where(arriving, equity_at_entry, 0.0), responds, response)
+                    np.where(arriving, equity_at_entry, 0.0), responds, response, close_step)
     return units0, cash0, flow
+
+
+def exit_times_ms(frame) -> np.ndarray | None:
+    """The book's ``exit_time`` column as epoch ms (-1: held), or None without the column.
+
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        A validated book (:mod:`backtest.books.schema`).
+
+    Returns
+    -------
+    ndarray, shape (N,), int64, or None
+    """
+    if "exit_time" not in frame.columns:
+        return None
+    return frame["exit_time"].dt.epoch("ms").fill_null(-1).to_numpy().astype(np.int64)
 
 
 class FlowStepper:
@@ -134,6 +181,13 @@ class FlowStepper:
         self.arrival_idx = position[arriving[by_step]]
         self.arrival_ptr = np.searchsorted(steps[by_step], np.arange(n_steps + 1),
                                            side="left").astype(np.int64)
+        closing = np.flatnonzero(flow.closing >= 0)
+        close_steps = flow.closing[closing]
+        by_close = np.argsort(close_steps, kind="stable")
+        self.close_idx = position[closing[by_close]].astype(np.int64)
+        self.close_ptr = np.searchsorted(close_steps[by_close], np.arange(n_steps + 1),
+                                         side="left").astype(np.int64)
+        self.closed_step = np.full(n, -1, np.int32)  # processing order
         self.open_units = np.ascontiguousarray(flow.open_units[order])
         self.open_cash = np.ascontiguousarray(flow.open_cash[order])
         self.margin = np.ascontiguousarray(flow.margin[order])
@@ -149,10 +203,13 @@ class FlowStepper:
         self.steps = np.zeros((n_steps, N_FLOW_FIELDS))
 
     def apply(self, t: int, observed_price: float, product, units, cash, key, m_rate) -> None:
-        """Open step ``t``'s arrivals, then let responders cure at ``observed_price`` (t > 0)."""
+        """Open step ``t``'s arrivals, close its voluntary closes at ``observed_price``, then let
+        responders cure at ``observed_price`` (t > 0)."""
         out = self.steps[t]
         open_arrivals_nb(t, self.arrival_ptr, self.arrival_idx, self.open_units, self.open_cash,
                          self.margin, product, units, cash, key, m_rate, self.deposited, out)
+        close_positions_nb(t, observed_price, self.close_ptr, self.close_idx, product, units,
+                           cash, key, m_rate, self.closed_step, out)
         r = self.response
         if r is not None and t > 0 and len(self.responders):
             respond_nb(t, observed_price, self.responders, product, units, cash, key, m_rate,

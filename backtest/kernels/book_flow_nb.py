@@ -1,12 +1,21 @@
-"""Books that move during the window: positions that open, and borrowers and traders who cure.
+"""Books that move during the window: positions that open or close, and traders who cure.
 
-Two mechanisms act at the start of every step, before the step's funding and liquidations:
+Three mechanisms act at the start of every step, in this order, before the step's funding and
+liquidations:
 
 **Arrivals.** An account whose position opens during the window (its ``entry_time`` in the book
 falls inside the window) holds nothing until its arrival step, then opens with the units and
 cash the book gives it: ``cash = margin - units x entry_price``. The margin (its equity at the
 entry price) is new money entering the book; the units were bought from (or, for a short, sold
 to) the market at the historical entry price, which already carries that order.
+
+**Voluntary closes.** An account the book marks as closing during the window (its
+``exit_time``, drawn by the generator's ``close_share``) closes its whole position at the
+start of its close step, at the price the traders observe (the previous step's simulated
+close): ``cash += units x price``, ``units = 0``. Its equity stays in the account (it is the
+trader's money; no money leaves the book): the position was sold to (or, for a short, bought
+from) the market at the observed price, which already carries that order, as arrivals do. An
+account liquidated to nothing (or closed) before its close step is skipped.
 
 **Response.** Real borrowers and traders watch their health: an account whose health, at the
 previous step's simulated close, falls below ``warning_health`` enters a warning zone; if it is
@@ -26,7 +35,9 @@ maintenance rates: perps ``equity / (m x |units| x price)``, loans ``LT x collat
 
 Per-step outputs (``FLOW_FIELDS``, shape (T, N_FLOW_FIELDS), float64): arrivals (count), the
 units and cash they bring (per product and side) and their margin (USD); cures (count) and the
-USD they bring per product. Serial loops: independent of the thread count.
+USD they bring per product; voluntary closes (count), the units they remove (per product and
+side, signed as the positions were), the cash they bring (the sale proceeds, per product) and
+their notional (USD). Serial loops: independent of the thread count.
 """
 
 from __future__ import annotations
@@ -49,6 +60,13 @@ FLOW_FIELDS = (
     "cures",  # accounts that cured
     "cure_perp_usd",  # margin added by perps that cured, USD (new money)
     "cure_loan_usd",  # debt repaid by loans that cured, USD (new money)
+    "closes",  # accounts that closed their position voluntarily in the step
+    "close_units_long",  # perp long units closed (positive)
+    "close_units_short",  # perp short units closed (negative, as held)
+    "close_units_loan",  # loan collateral units sold
+    "close_cash_perp",  # cash the perp closes add (units x price), USD
+    "close_cash_loan",  # cash the loan closes add (collateral sold), USD
+    "closed_notional_usd",  # |units| x price of the closed positions, USD
 )
 N_FLOW_FIELDS = len(FLOW_FIELDS)
 _PERP = int(Product.PERP)
@@ -100,6 +118,60 @@ def open_arrivals_nb(t, arrival_ptr, arrival_idx, arrival_units, arrival_cash, a
                 out[2] += u
             out[4] += c
         out[6] += arrival_margin[i]
+
+
+@njit
+def close_positions_nb(t, price, close_ptr, close_idx, product, units, cash, key, m_rate,
+                       closed_step, out):
+    """Close, in full, the positions whose traders close them at step ``t``, in place.
+
+    Each account ``i`` in ``close_idx[close_ptr[t]:close_ptr[t + 1]]`` that still holds a
+    position sells it to the market at ``price``: ``cash[i] += units[i] x price``,
+    ``units[i] = 0``. Its equity at ``price`` is unchanged and stays in the account (no money
+    leaves the book). Accounts already at zero units (liquidated in full) are skipped.
+
+    Parameters
+    ----------
+    t : int
+        Step index (the close happens at its start).
+    price : float
+        Price the traders observe: the previous step's simulated close (the first open at
+        step 0), USD per unit.
+    close_ptr : ndarray, shape (T + 1,), int64
+        Closes of step ``t`` are ``close_idx[close_ptr[t]:close_ptr[t + 1]]``.
+    close_idx : ndarray, shape (C,), int64
+        Account indices (the kernel's processing order), grouped by close step.
+    product : ndarray, shape (N,), int8
+    units, cash, key : ndarray, shape (N,), float64
+        Account state; the closed accounts' entries are set.
+    m_rate : ndarray, shape (2,), float64
+        Base maintenance rates per product (trigger keys).
+    closed_step : ndarray, shape (N,), int32
+        Step each account closed at (-1: did not close); updated.
+    out : ndarray, shape (N_FLOW_FIELDS,), float64
+        This step's row of the book-flow array; updated.
+    """
+    for j in range(close_ptr[t], close_ptr[t + 1]):
+        i = close_idx[j]
+        u = units[i]
+        if u == 0.0:
+            continue
+        value = u * price
+        cash[i] += value
+        units[i] = 0.0
+        key[i] = trigger_key_nb(0.0, cash[i], m_rate[product[i]])
+        closed_step[i] = t
+        out[10] += 1.0
+        if product[i] == _LOAN:
+            out[13] += u
+            out[15] += value
+        else:
+            if u > 0.0:
+                out[11] += u
+            else:
+                out[12] += u
+            out[14] += value
+        out[16] += abs(value)
 
 
 @njit
