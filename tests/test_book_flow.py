@@ -1,4 +1,4 @@
-"""Moving books: arrivals during the window and cures, kernel against twin, money conserved."""
+"""Moving books: arrivals, voluntary closes and cures, kernel against twin, money conserved."""
 
 from __future__ import annotations
 
@@ -9,23 +9,37 @@ from hypothesis import strategies as st
 
 from backtest.engine.book_flow import BookFlow, Response, book_flow
 from backtest.engine.dispatch import Prices, liquidation_order, market_params, simulate
-from backtest.kernels.book_flow_nb import FLOW_FIELDS, cure_amount_nb, responder_mask
+from backtest.kernels.book_flow_nb import (
+    FLOW_FIELDS,
+    N_FLOW_FIELDS,
+    close_positions_nb,
+    cure_amount_nb,
+    responder_mask,
+)
 from backtest.kernels.enums import FillPrice, ImpactModel, PolicyFamily, StepMetric, TriggerPrice
 from backtest.kernels.reference import simulate_reference
-from backtest.results.socialised import socialised_charges, socialised_charges_reference
+from backtest.results.socialised import (
+    socialised_charges,
+    socialised_charges_reference,
+    voluntary_closes,
+)
 from tests.kernel_inputs import random_book, random_policy, random_prices, random_volume
 
 F = {name: k for k, name in enumerate(FLOW_FIELDS)}
 
 
-def _flow(rng, book, steps, share=0.6, arriving=0.3, delay=3, max_cures=0):
+def _flow(rng, book, steps, share=0.6, arriving=0.3, delay=3, max_cures=0, closing=0.0):
     n = len(book["units"])
     arrival = np.where(rng.random(n) < arriving, rng.integers(0, steps, n), -1)
     equity = book["cash"] + book["units"] * book.get("entry", 1.0)
+    close_step = None
+    if closing > 0:  # drawn only then: the other cases keep their random streams
+        close_step = np.where((rng.random(n) < closing) & (arrival < 0),
+                              rng.integers(0, steps, n), -1).astype(np.int64)
     flow = BookFlow(arrival.astype(np.int64), book["units"].copy(), book["cash"].copy(),
                     np.where(arrival >= 0, np.abs(equity), 0.0),
                     responder_mask(np.arange(n, dtype=np.int64), share, 11),
-                    Response(share, (1.3, 1.2), (1.8, 1.5), delay, 11, max_cures))
+                    Response(share, (1.3, 1.2), (1.8, 1.5), delay, 11, max_cures), close_step)
     units0 = np.where(arrival >= 0, 0.0, book["units"])
     cash0 = np.where(arrival >= 0, 0.0, book["cash"])
     return units0, cash0, flow
@@ -49,8 +63,10 @@ def _case(seed, family=None, n=300, steps=90, market=None, depth=None, chunk=64,
 def test_moving_book_matches_reference(seed, cascade):
     depth = np.full(90, 800.0)
     market = market_params(ImpactModel.SQRT, 0.5, 5.0, cascade) if cascade else None
+    closing = 0.3 if seed % 2 else 0.0
     prices, book, policy, u0, c0, flow, volume, res = _case(
-        seed, market=market, depth=depth if cascade else None, max_cures=seed % 3)
+        seed, market=market, depth=depth if cascade else None, max_cures=seed % 3,
+        closing=closing)
     ref = simulate_reference(prices.open, prices.high, prices.low, prices.close,
                              TriggerPrice.EXTREME, FillPrice.TRIGGER, policy[0], book["product"],
                              u0, c0, market=market[0] if cascade else None,
@@ -64,16 +80,24 @@ def test_moving_book_matches_reference(seed, cascade):
     np.testing.assert_allclose(res.deposited, ref.deposited, rtol=1e-10, atol=1e-8)
     np.testing.assert_allclose(res.book_flow, ref.book_flow, rtol=1e-9, atol=1e-7)
     np.testing.assert_allclose(res.step_metrics, ref.step_metrics, rtol=1e-9, atol=1e-7)
+    # voluntary closes: the twin's close steps are those the records imply
+    closed_step, _ = voluntary_closes(flow.close_step, np.where(
+        flow.arrival_step >= 0, flow.open_units, u0), res.records, res.adl_records)
+    np.testing.assert_array_equal(closed_step, ref.closed_step)
+    assert (res.book_flow[:, F["closes"]].sum() > 0) == (closing > 0)
+    assert res.book_flow[:, F["closes"]].sum() == (ref.closed_step >= 0).sum()
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.sampled_from([1, 7, 64]),
        st.sampled_from([None, int(PolicyFamily.AUCTION)]), st.floats(0.0, 1.0),
-       st.integers(0, 6), st.integers(0, 2))
-def test_money_is_conserved_with_arrivals_and_cures(seed, chunk, family, share, delay, cap):
+       st.integers(0, 6), st.integers(0, 2), st.sampled_from([0.0, 0.3]))
+def test_money_is_conserved_with_arrivals_closes_and_cures(seed, chunk, family, share, delay,
+                                                           cap, closing):
     prices, book, policy, u0, c0, flow, volume, res = _case(seed, family, n=120, steps=40,
                                                             chunk=chunk, share=share,
-                                                            delay=delay, max_cures=cap)
+                                                            delay=delay, max_cures=cap,
+                                                            closing=closing)
     rec, adl = res.records, res.adl_records
     n = len(u0)
     proceeds, fees, written_off, closed, paid = (np.zeros(n) for _ in range(5))
@@ -87,13 +111,22 @@ def test_money_is_conserved_with_arrivals_and_cures(seed, chunk, family, share, 
     start_cash = np.where(arrived, flow.open_cash, c0)
     start_units = np.where(arrived, flow.open_units, u0)
     cures = res.deposited - flow.margin  # what cures brought, beyond the arrivals' margin
-    scale = np.abs(start_cash) + np.abs(proceeds) + cures + 1.0
-    # per account: cash change = proceeds - penalties + written off - ADL + new money
+    # voluntary closes: what was left sold at the observed price (the previous simulated
+    # close, the first open at step 0); the equity stays in the account, nothing leaves
+    closed_step, closed_units = voluntary_closes(flow.close_step, start_units, rec, adl)
+    seen = np.r_[prices.open[0], prices.close[:-1] * res.step_metrics[:-1,
+                                                                      StepMetric.PRICE_FACTOR]]
+    sold = np.sign(start_units) * closed_units
+    close_cash = sold * seen[np.maximum(closed_step, 0)]
+    scale = np.abs(start_cash) + np.abs(proceeds) + cures + np.abs(close_cash) + 1.0
+    # per account: cash change = proceeds - penalties + written off - ADL + new money + sale
     np.testing.assert_allclose((res.cash - start_cash) / scale,
                                (proceeds - fees + written_off - paid - res.funding_paid
-                                + cures) / scale, atol=1e-9)
-    np.testing.assert_allclose(start_units - res.units, closed, atol=1e-9 * (
+                                + cures + close_cash) / scale, atol=1e-9)
+    np.testing.assert_allclose(start_units - res.units, closed + sold, atol=1e-9 * (
         1 + np.abs(start_units).max()))
+    assert np.all(res.units[closed_step >= 0] == 0.0)
+    assert np.all(np.abs(closed_units) <= np.abs(start_units) * (1 + 1e-12))
     assert np.all(cures >= -1e-9 * scale)
     # step aggregates = per-account totals
     fl = res.book_flow
@@ -104,15 +137,23 @@ def test_money_is_conserved_with_arrivals_and_cures(seed, chunk, family, share, 
     assert fl[:, F["arrivals"]].sum() == arrived.sum()
     assert abs(fl[:, F["arrival_cash_perp"]].sum() + fl[:, F["arrival_cash_loan"]].sum()
                - flow.open_cash[arrived].sum()) <= 1e-9 * total
+    assert fl[:, F["closes"]].sum() == (closed_step >= 0).sum()
+    assert abs(fl[:, F["close_cash_perp"]].sum() + fl[:, F["close_cash_loan"]].sum()
+               - close_cash.sum()) <= 1e-9 * (total + np.abs(close_cash).sum())
+    assert abs(fl[:, F["closed_notional_usd"]].sum() - np.abs(close_cash).sum()) <= 1e-9 * (
+        total + np.abs(close_cash).sum())
+    assert abs(fl[:, F["close_units_long"]].sum() + fl[:, F["close_units_short"]].sum()
+               + fl[:, F["close_units_loan"]].sum() - sold.sum()) <= 1e-9 * (
+        1 + np.abs(start_units).sum())
     # nothing is liquidated before it arrives
     steps = rec["step"]
     assert np.all(flow.arrival_step[rec["account"]] <= steps)
     # the socialised loss is charged only to positions open at the step (arrivals included
     # from their arrival step on): closed form = plain loop, and charged + outside = total
     charges = socialised_charges(res.step_metrics, book["product"], start_units,
-                                 flow.arrival_step, rec, adl)
+                                 flow.arrival_step, rec, adl, flow.close_step)
     ref = socialised_charges_reference(res.step_metrics, book["product"], start_units,
-                                       flow.arrival_step, rec, adl)
+                                       flow.arrival_step, rec, adl, flow.close_step)
     social = res.step_metrics[:, StepMetric.SOCIALISED_LOSS]
     np.testing.assert_allclose(charges.per_account, ref.per_account,
                                atol=1e-9 * (1.0 + social.sum()))
@@ -195,3 +236,47 @@ def test_spare_capital_limits_cures():
     cured = (once.deposited - flow.margin) > 0
     assert once.book_flow[:, F["cures"]].sum() == cured.sum()
     assert unlimited.book_flow[:, F["cures"]].sum() > ((unlimited.deposited - flow.margin) > 0).sum()
+
+
+def test_close_positions_keeps_equity_and_skips_liquidated_accounts():
+    # a long, a short, a loan and a long already liquidated to nothing, all closing at step 2
+    product = np.array([0, 0, 1, 0], np.int8)
+    units = np.array([2.0, -3.0, 1.5, 0.0])
+    cash = np.array([-150.0, 400.0, -60.0, 7.0])
+    key = np.zeros(4)
+    closed = np.full(4, -1, np.int32)
+    out = np.zeros(N_FLOW_FIELDS)
+    price = 90.0
+    equity = cash + units * price
+    close_positions_nb(2, price, np.array([0, 0, 0, 4, 4], np.int64),
+                       np.array([3, 0, 1, 2], np.int64), product, units, cash, key,
+                       np.array([0.05, 0.175]), closed, out)
+    np.testing.assert_array_equal(units, 0.0)
+    np.testing.assert_allclose(cash, equity)  # the equity stays in the account
+    np.testing.assert_array_equal(closed, [2, 2, 2, -1])
+    assert out[F["closes"]] == 3
+    assert out[F["close_units_long"]] == 2.0 and out[F["close_units_short"]] == -3.0
+    assert out[F["close_units_loan"]] == 1.5
+    assert out[F["close_cash_perp"]] == pytest.approx((2.0 - 3.0) * price)
+    assert out[F["close_cash_loan"]] == pytest.approx(1.5 * price)
+    assert out[F["closed_notional_usd"]] == pytest.approx(6.5 * price)
+    assert out[:F["closes"]].sum() == 0.0  # no arrival or cure fields touched
+
+
+def test_book_flow_maps_exit_times_to_close_steps():
+    window = np.arange(5, dtype=np.int64) * 60_000
+    entry = np.array([-10, -10, -10, 60_000])
+    exits = np.array([0, 59_999, -1, -1])
+    _, _, flow = book_flow(np.arange(4), np.ones(4), -np.ones(4) * 50, np.full(4, 5.0),
+                           entry, window, None, exits)
+    np.testing.assert_array_equal(flow.close_step, [0, 1, -1, -1])
+    assert flow.active
+    _, _, held = book_flow(np.arange(3), np.ones(3), -np.ones(3), np.ones(3),
+                           np.full(3, -10), window, None)
+    assert held.close_step is None and not held.active
+    with pytest.raises(ValueError, match="account 1 closes outside"):
+        book_flow(np.arange(2), np.ones(2), np.ones(2), np.ones(2), np.full(2, -10), window,
+                  None, np.array([-1, 300_000]))
+    with pytest.raises(ValueError, match="account 0 opens in the window and cannot close"):
+        book_flow(np.arange(1), np.ones(1), np.ones(1), np.ones(1), np.array([60_000]),
+                  window, None, np.array([120_000]))
