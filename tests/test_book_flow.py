@@ -280,3 +280,25 @@ def test_book_flow_maps_exit_times_to_close_steps():
     with pytest.raises(ValueError, match="account 0 opens in the window and cannot close"):
         book_flow(np.arange(1), np.ones(1), np.ones(1), np.ones(1), np.array([60_000]),
                   window, None, np.array([120_000]))
+
+
+def test_exit_time_is_an_optional_checked_column(tmp_path):
+    import polars as pl
+
+    from backtest.books.schema import Book, read_book, validate_book, write_book
+    from backtest.errors import BookError
+
+    t0 = 1_600_000_000_000
+    frame = pl.DataFrame({
+        "account_id": [1, 2], "product": ["perp", "perp"], "side": [1, -1],
+        "size": [1.0, 2.0], "entry_price": [100.0, 100.0], "leverage": [5.0, 5.0],
+        "entry_time": pl.Series([t0, t0]).cast(pl.Datetime("ms", "UTC")),
+        "exit_time": pl.Series([t0 + 60_000, None]).cast(pl.Datetime("ms", "UTC")),
+    })
+    book = Book(validate_book(frame), {})
+    back = read_book(write_book(book, tmp_path / "b.parquet"))
+    assert back.frame["exit_time"].null_count() == 1 and back.frame.equals(book.frame)
+    assert "exit_time" not in validate_book(frame.drop("exit_time")).columns
+    early = frame.with_columns(pl.col("entry_time").alias("exit_time"))
+    with pytest.raises(BookError, match="row 0 .*exit_time must be after entry_time"):
+        validate_book(early)
