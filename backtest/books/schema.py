@@ -128,7 +128,8 @@ def validate_book(frame: pl.DataFrame, path: Path | str | None = None) -> pl.Dat
         Missing column, uncastable dtype, null or non-finite value, unknown product,
         side not +1/-1, a short loan, size <= 0, entry price <= 0, leverage < 1 or above
         :data:`MAX_LEVERAGE`, an entry notional above :data:`MAX_NOTIONAL_USD`, duplicated
-        account_id, an ``exit_time`` not after the ``entry_time``, or no rows at all; the message names the file, row, account and field.
+        account_id, an ``exit_time`` not after the ``entry_time``, or no rows at all; the
+        message names the file, row, account and field.
     """
     if frame.height == 0:
         raise BookError("the book has no accounts (0 rows): nothing to simulate", path)

@@ -210,9 +210,10 @@ def accounts_table(
     is what the account would be worth at the last historical close had it never been
     liquidated (no liquidation, no impact), floored at 0; a position its trader closes during
     the window is valued at its close (the historical close before its close step, from
-    ``closes``, the historical close of every step; without it, at the last close). Status: ``open`` (never
-    liquidated), ``partially_liquidated`` (still holds a position or debt), ``closed``, or
-    ``bankrupt`` (left bad debt).
+    ``closes``, the historical close of every step; without it, at the last close).
+    Status: ``open`` (never liquidated; a trader's own close does not change it),
+    ``partially_liquidated`` (still holds a position or debt), ``closed``, or ``bankrupt``
+    (left bad debt).
     """
     units0, cash0 = book["units"], book["cash"]
     n = len(units0)
