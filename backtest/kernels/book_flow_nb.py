@@ -11,11 +11,12 @@ to) the market at the historical entry price, which already carries that order.
 
 **Voluntary closes.** An account the book marks as closing during the window (its
 ``exit_time``, drawn by the generator's ``close_share``) closes its whole position at the
-start of its close step, at the price the traders observe (the previous step's simulated
-close; the window's first open at step 0): ``cash += units x price``, ``units = 0``. Its equity stays in the account (it is the
-trader's money; no money leaves the book): the position was sold to (or, for a short, bought
-from) the market at the observed price, which already carries that order, as arrivals do. An
-account liquidated to nothing (or closed) before its close step is skipped.
+start of its close step (after the step's arrivals, before its cures), at the price the
+traders observe (the previous step's simulated close; the window's first open at step 0):
+``cash += units x price``, ``units = 0``. Its equity stays in the account (it is the trader's
+money; no money leaves the book): the position was sold to (or, for a short, bought from) the
+market at the observed price, which already carries that order, as arrivals do. An account
+liquidated to nothing (or closed) before its close step is skipped.
 
 **Response.** Real borrowers and traders watch their health: an account whose health, at the
 previous step's simulated close, falls below ``warning_health`` enters a warning zone; if it is
