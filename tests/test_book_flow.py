@@ -1,4 +1,4 @@
-"""Moving books: arrivals during the window and cures, kernel against twin, money conserved."""
+"""Moving books: arrivals, voluntary closes and cures, kernel against twin, money conserved."""
 
 from __future__ import annotations
 
@@ -7,25 +7,39 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backtest.engine.book_flow import BookFlow, Response, book_flow
+from backtest.engine.book_flow import BookFlow, Response, book_flow, no_kernel_flow
 from backtest.engine.dispatch import Prices, liquidation_order, market_params, simulate
-from backtest.kernels.book_flow_nb import FLOW_FIELDS, cure_amount_nb, responder_mask
+from backtest.kernels.book_flow_nb import (
+    FLOW_FIELDS,
+    N_FLOW_FIELDS,
+    close_positions_nb,
+    cure_amount_nb,
+    responder_mask,
+)
 from backtest.kernels.enums import FillPrice, ImpactModel, PolicyFamily, StepMetric, TriggerPrice
 from backtest.kernels.reference import simulate_reference
-from backtest.results.socialised import socialised_charges, socialised_charges_reference
+from backtest.results.socialised import (
+    socialised_charges,
+    socialised_charges_reference,
+    voluntary_closes,
+)
 from tests.kernel_inputs import random_book, random_policy, random_prices, random_volume
 
 F = {name: k for k, name in enumerate(FLOW_FIELDS)}
 
 
-def _flow(rng, book, steps, share=0.6, arriving=0.3, delay=3, max_cures=0):
+def _flow(rng, book, steps, share=0.6, arriving=0.3, delay=3, max_cures=0, closing=0.0):
     n = len(book["units"])
     arrival = np.where(rng.random(n) < arriving, rng.integers(0, steps, n), -1)
     equity = book["cash"] + book["units"] * book.get("entry", 1.0)
+    close_step = None
+    if closing > 0:  # drawn only then: the other cases keep their random streams
+        close_step = np.where((rng.random(n) < closing) & (arrival < 0),
+                              rng.integers(0, steps, n), -1).astype(np.int64)
     flow = BookFlow(arrival.astype(np.int64), book["units"].copy(), book["cash"].copy(),
                     np.where(arrival >= 0, np.abs(equity), 0.0),
                     responder_mask(np.arange(n, dtype=np.int64), share, 11),
-                    Response(share, (1.3, 1.2), (1.8, 1.5), delay, 11, max_cures))
+                    Response(share, (1.3, 1.2), (1.8, 1.5), delay, 11, max_cures), close_step)
     units0 = np.where(arrival >= 0, 0.0, book["units"])
     cash0 = np.where(arrival >= 0, 0.0, book["cash"])
     return units0, cash0, flow
@@ -49,8 +63,10 @@ def _case(seed, family=None, n=300, steps=90, market=None, depth=None, chunk=64,
 def test_moving_book_matches_reference(seed, cascade):
     depth = np.full(90, 800.0)
     market = market_params(ImpactModel.SQRT, 0.5, 5.0, cascade) if cascade else None
+    closing = 0.3 if seed % 2 else 0.0
     prices, book, policy, u0, c0, flow, volume, res = _case(
-        seed, market=market, depth=depth if cascade else None, max_cures=seed % 3)
+        seed, market=market, depth=depth if cascade else None, max_cures=seed % 3,
+        closing=closing)
     ref = simulate_reference(prices.open, prices.high, prices.low, prices.close,
                              TriggerPrice.EXTREME, FillPrice.TRIGGER, policy[0], book["product"],
                              u0, c0, market=market[0] if cascade else None,
@@ -64,16 +80,25 @@ def test_moving_book_matches_reference(seed, cascade):
     np.testing.assert_allclose(res.deposited, ref.deposited, rtol=1e-10, atol=1e-8)
     np.testing.assert_allclose(res.book_flow, ref.book_flow, rtol=1e-9, atol=1e-7)
     np.testing.assert_allclose(res.step_metrics, ref.step_metrics, rtol=1e-9, atol=1e-7)
+    # voluntary closes: the twin's close steps are those the records imply
+    closed_step, _ = voluntary_closes(flow.close_step, np.where(
+        flow.arrival_step >= 0, flow.open_units, u0), res.records, res.adl_records)
+    np.testing.assert_array_equal(closed_step, ref.closed_step)
+    np.testing.assert_array_equal(res.closed_step, ref.closed_step)
+    assert (res.book_flow[:, F["closes"]].sum() > 0) == (closing > 0)
+    assert res.book_flow[:, F["closes"]].sum() == (ref.closed_step >= 0).sum()
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.sampled_from([1, 7, 64]),
        st.sampled_from([None, int(PolicyFamily.AUCTION)]), st.floats(0.0, 1.0),
-       st.integers(0, 6), st.integers(0, 2))
-def test_money_is_conserved_with_arrivals_and_cures(seed, chunk, family, share, delay, cap):
+       st.integers(0, 6), st.integers(0, 2), st.sampled_from([0.0, 0.3]))
+def test_money_is_conserved_with_arrivals_closes_and_cures(seed, chunk, family, share, delay,
+                                                           cap, closing):
     prices, book, policy, u0, c0, flow, volume, res = _case(seed, family, n=120, steps=40,
                                                             chunk=chunk, share=share,
-                                                            delay=delay, max_cures=cap)
+                                                            delay=delay, max_cures=cap,
+                                                            closing=closing)
     rec, adl = res.records, res.adl_records
     n = len(u0)
     proceeds, fees, written_off, closed, paid = (np.zeros(n) for _ in range(5))
@@ -87,13 +112,23 @@ def test_money_is_conserved_with_arrivals_and_cures(seed, chunk, family, share, 
     start_cash = np.where(arrived, flow.open_cash, c0)
     start_units = np.where(arrived, flow.open_units, u0)
     cures = res.deposited - flow.margin  # what cures brought, beyond the arrivals' margin
-    scale = np.abs(start_cash) + np.abs(proceeds) + cures + 1.0
-    # per account: cash change = proceeds - penalties + written off - ADL + new money
+    # voluntary closes: what was left sold at the observed price (the previous simulated
+    # close, the first open at step 0); the equity stays in the account, nothing leaves
+    closed_step, closed_units = voluntary_closes(flow.close_step, start_units, rec, adl)
+    np.testing.assert_array_equal(res.closed_step, closed_step)  # the kernel's = the records'
+    seen = np.r_[prices.open[0], prices.close[:-1] * res.step_metrics[:-1,
+                                                                      StepMetric.PRICE_FACTOR]]
+    sold = np.sign(start_units) * closed_units
+    close_cash = sold * seen[np.maximum(closed_step, 0)]
+    scale = np.abs(start_cash) + np.abs(proceeds) + cures + np.abs(close_cash) + 1.0
+    # per account: cash change = proceeds - penalties + written off - ADL + new money + sale
     np.testing.assert_allclose((res.cash - start_cash) / scale,
                                (proceeds - fees + written_off - paid - res.funding_paid
-                                + cures) / scale, atol=1e-9)
-    np.testing.assert_allclose(start_units - res.units, closed, atol=1e-9 * (
+                                + cures + close_cash) / scale, atol=1e-9)
+    np.testing.assert_allclose(start_units - res.units, closed + sold, atol=1e-9 * (
         1 + np.abs(start_units).max()))
+    assert np.all(res.units[closed_step >= 0] == 0.0)
+    assert np.all(np.abs(closed_units) <= np.abs(start_units) * (1 + 1e-12))
     assert np.all(cures >= -1e-9 * scale)
     # step aggregates = per-account totals
     fl = res.book_flow
@@ -104,15 +139,23 @@ def test_money_is_conserved_with_arrivals_and_cures(seed, chunk, family, share, 
     assert fl[:, F["arrivals"]].sum() == arrived.sum()
     assert abs(fl[:, F["arrival_cash_perp"]].sum() + fl[:, F["arrival_cash_loan"]].sum()
                - flow.open_cash[arrived].sum()) <= 1e-9 * total
+    assert fl[:, F["closes"]].sum() == (closed_step >= 0).sum()
+    assert abs(fl[:, F["close_cash_perp"]].sum() + fl[:, F["close_cash_loan"]].sum()
+               - close_cash.sum()) <= 1e-9 * (total + np.abs(close_cash).sum())
+    assert abs(fl[:, F["closed_notional_usd"]].sum() - np.abs(close_cash).sum()) <= 1e-9 * (
+        total + np.abs(close_cash).sum())
+    assert abs(fl[:, F["close_units_long"]].sum() + fl[:, F["close_units_short"]].sum()
+               + fl[:, F["close_units_loan"]].sum() - sold.sum()) <= 1e-9 * (
+        1 + np.abs(start_units).sum())
     # nothing is liquidated before it arrives
     steps = rec["step"]
     assert np.all(flow.arrival_step[rec["account"]] <= steps)
     # the socialised loss is charged only to positions open at the step (arrivals included
     # from their arrival step on): closed form = plain loop, and charged + outside = total
     charges = socialised_charges(res.step_metrics, book["product"], start_units,
-                                 flow.arrival_step, rec, adl)
+                                 flow.arrival_step, rec, adl, flow.close_step)
     ref = socialised_charges_reference(res.step_metrics, book["product"], start_units,
-                                       flow.arrival_step, rec, adl)
+                                       flow.arrival_step, rec, adl, flow.close_step)
     social = res.step_metrics[:, StepMetric.SOCIALISED_LOSS]
     np.testing.assert_allclose(charges.per_account, ref.per_account,
                                atol=1e-9 * (1.0 + social.sum()))
@@ -213,11 +256,13 @@ def test_new_money_is_not_counted_as_a_gain_over_holding():
     np.testing.assert_allclose(loss.to_numpy(), 0.0, atol=1e-6 * cured["cure_usd"].max())
 
 
+@pytest.mark.parametrize("closing", [0.0, 0.3])
 @pytest.mark.parametrize("seed", range(4))
-def test_moving_book_is_the_same_in_blocks_of_any_size_and_any_thread_count(seed):
+def test_moving_book_is_the_same_in_blocks_of_any_size_and_any_thread_count(seed, closing):
     # the kernel moves the book itself at each step start: a run in blocks of 64 steps, one
     # restarted after every record-buffer flush (chunks of 1 account: a buffer of 4 records)
-    # and after each auto-deleveraging, and one on a single thread all give the same bits
+    # and after each auto-deleveraging, and one on a single thread all give the same bits;
+    # with voluntary closes too (closing > 0), each closed once, at its step
     import numba
 
     from backtest.kernels.enums import Waterfall
@@ -229,7 +274,7 @@ def test_moving_book_is_the_same_in_blocks_of_any_size_and_any_thread_count(seed
     book = random_book(rng, 200)
     policy = random_policy(rng, seed % 3)
     policy["waterfall"] = Waterfall.ADL if seed % 2 else Waterfall.SOCIALISE
-    units0, cash0, flow = _flow(rng, book, 90, max_cures=seed % 3)
+    units0, cash0, flow = _flow(rng, book, 90, max_cures=seed % 3, closing=closing)
     funding = np.where(rng.random(90) < 0.3, rng.normal(0, 1e-3, 90), np.nan)
 
     def run(block_steps, chunk):
@@ -246,9 +291,11 @@ def test_moving_book_is_the_same_in_blocks_of_any_size_and_any_thread_count(seed
         numba.set_num_threads(threads)
     assert base.book_flow[:, F["arrivals"]].sum() > 0 and base.book_flow[:, F["cures"]].sum() > 0
     assert len(base.records) > 0
+    assert (base.book_flow[:, F["closes"]].sum() > 0) == (closing > 0)
+    assert base.book_flow[:, F["closes"]].sum() == (base.closed_step >= 0).sum()
     for other in (run(64, 16), single):
         for name in ("units", "cash", "n_liquidations", "first_step", "deposited", "book_flow",
-                     "step_metrics", "funding_paid"):
+                     "step_metrics", "funding_paid", "closed_step"):
             np.testing.assert_array_equal(getattr(other, name), getattr(base, name), name)
         np.testing.assert_array_equal(other.records, base.records)
         np.testing.assert_array_equal(other.adl_records, base.adl_records)
@@ -258,3 +305,74 @@ def test_moving_book_is_the_same_in_blocks_of_any_size_and_any_thread_count(seed
                                   base.book_flow[:, F["arrivals"]])
     np.testing.assert_allclose(flushed.deposited, base.deposited, rtol=1e-9, atol=1e-9)
     np.testing.assert_array_equal(flushed.n_liquidations, base.n_liquidations)
+    np.testing.assert_array_equal(flushed.closed_step, base.closed_step)
+
+
+def test_close_positions_keeps_equity_and_skips_liquidated_accounts():
+    # a long, a short, a loan and a long already liquidated to nothing, all closing at step 2
+    product = np.array([0, 0, 1, 0], np.int8)
+    units = np.array([2.0, -3.0, 1.5, 0.0])
+    cash = np.array([-150.0, 400.0, -60.0, 7.0])
+    key = np.zeros(4)
+    flow = no_kernel_flow(4, 4)._replace(
+        close_ptr=np.array([0, 0, 0, 4, 4], np.int64), close_idx=np.array([3, 0, 1, 2], np.int64),
+        touched=np.full(5, -1, np.int64))
+    out = flow.steps[2]
+    price = 90.0
+    equity = cash + units * price
+    n_touched = close_positions_nb(2, price, flow, product, units, cash, key,
+                                   np.array([0.05, 0.175]), 1)
+    np.testing.assert_array_equal(units, 0.0)
+    np.testing.assert_allclose(cash, equity)  # the equity stays in the account
+    np.testing.assert_array_equal(flow.closed_step, [2, 2, 2, -1])
+    assert n_touched == 4  # the three closes listed after the one entry already used
+    np.testing.assert_array_equal(flow.touched, [-1, 0, 1, 2, -1])
+    assert out[F["closes"]] == 3
+    assert out[F["close_units_long"]] == 2.0 and out[F["close_units_short"]] == -3.0
+    assert out[F["close_units_loan"]] == 1.5
+    assert out[F["close_cash_perp"]] == pytest.approx((2.0 - 3.0) * price)
+    assert out[F["close_cash_loan"]] == pytest.approx(1.5 * price)
+    assert out[F["closed_notional_usd"]] == pytest.approx(6.5 * price)
+    assert out[:F["closes"]].sum() == 0.0  # no arrival or cure fields touched
+    assert flow.steps[[0, 1, 3]].sum() == 0.0  # only the close step's row
+
+
+def test_book_flow_maps_exit_times_to_close_steps():
+    window = np.arange(5, dtype=np.int64) * 60_000
+    entry = np.array([-10, -10, -10, 60_000])
+    exits = np.array([0, 59_999, -1, -1])
+    _, _, flow = book_flow(np.arange(4), np.ones(4), -np.ones(4) * 50, np.full(4, 5.0),
+                           entry, window, None, exits)
+    np.testing.assert_array_equal(flow.close_step, [0, 1, -1, -1])
+    assert flow.active
+    _, _, held = book_flow(np.arange(3), np.ones(3), -np.ones(3), np.ones(3),
+                           np.full(3, -10), window, None)
+    assert held.close_step is None and not held.active
+    with pytest.raises(ValueError, match="account 1 closes outside"):
+        book_flow(np.arange(2), np.ones(2), np.ones(2), np.ones(2), np.full(2, -10), window,
+                  None, np.array([-1, 300_000]))
+    with pytest.raises(ValueError, match="account 0 opens in the window and cannot close"):
+        book_flow(np.arange(1), np.ones(1), np.ones(1), np.ones(1), np.array([60_000]),
+                  window, None, np.array([120_000]))
+
+
+def test_exit_time_is_an_optional_checked_column(tmp_path):
+    import polars as pl
+
+    from backtest.books.schema import Book, read_book, validate_book, write_book
+    from backtest.errors import BookError
+
+    t0 = 1_600_000_000_000
+    frame = pl.DataFrame({
+        "account_id": [1, 2], "product": ["perp", "perp"], "side": [1, -1],
+        "size": [1.0, 2.0], "entry_price": [100.0, 100.0], "leverage": [5.0, 5.0],
+        "entry_time": pl.Series([t0, t0]).cast(pl.Datetime("ms", "UTC")),
+        "exit_time": pl.Series([t0 + 60_000, None]).cast(pl.Datetime("ms", "UTC")),
+    })
+    book = Book(validate_book(frame), {})
+    back = read_book(write_book(book, tmp_path / "b.parquet"))
+    assert back.frame["exit_time"].null_count() == 1 and back.frame.equals(book.frame)
+    assert "exit_time" not in validate_book(frame.drop("exit_time")).columns
+    early = frame.with_columns(pl.col("entry_time").alias("exit_time"))
+    with pytest.raises(BookError, match="row 0 .*exit_time must be after entry_time"):
+        validate_book(early)

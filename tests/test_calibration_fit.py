@@ -122,3 +122,59 @@ def test_a_sized_book_holds_the_venue_size_whatever_the_account_count():
         liquidated.append(res.liquidated_notional.sum())
     # USD results are the venue's, not the account count's (up to sampling noise)
     assert liquidated[0] > 0 and liquidated[1] / liquidated[0] == pytest.approx(1.0, abs=0.15)
+
+
+def test_closes_are_a_seeded_volume_weighted_share_that_leaves_the_rest_of_the_book_alone():
+    from backtest.books.generate import generate_book
+
+    d = _event("a", 0.25, 6)
+    base = BookParams(loan_fraction=0.0, arrival_share=0.2)
+    args = (2000, d.timestamp, d.close, d.low, d.high, START, 5)
+    kw = {"volume": d.volume, "window_end": d.end}
+    plain = generate_book(*args, base, **kw)
+    assert "exit_time" not in plain.frame.columns and "closes" not in plain.meta
+    books = {s: generate_book(*args, base.model_copy(update={"close_share": s}), **kw)
+             for s in (0.2, 0.5)}
+    for share, book in books.items():
+        # the other columns are the book without closes, bit for bit
+        assert book.frame.drop("exit_time").equals(plain.frame)
+        exits = book.frame["exit_time"].dt.epoch("ms").to_numpy()
+        closing = book.frame["exit_time"].is_not_null().to_numpy()
+        assert not closing[2000:].any()  # arrivals do not close
+        assert abs(closing[:2000].mean() - share) < 0.04
+        assert ((exits[closing] >= int(START.timestamp() * 1000))
+                & (exits[closing] < int(d.end.timestamp() * 1000))).all()
+        assert int(book.meta["closes"]) == closing.sum()
+    # a larger share closes a superset of the same positions at the same times
+    small, large = (books[s].frame["exit_time"] for s in (0.2, 0.5))
+    both = small.is_not_null()
+    assert (large.is_not_null() | ~both).all() and (small.filter(both) == large.filter(both)).all()
+
+
+def test_closes_lower_the_open_interest_after_and_enter_the_objective():
+    data = [_event("a", 0.2, 7)]
+    data[0].oi_change = (0.5, 0.5)
+    fit = [FitParameter(name="close_share", low=0.0, high=0.9, start=0.3)]
+    cal = _calibration(data, fit)
+    held, closed = cal.outcomes([0.0]), cal.outcomes([0.6])
+    assert held[0].real_oi_change == 0.5
+    assert closed[0].oi_change < held[0].oi_change
+    # weight 0 (the default): the open-interest term is off; weight 1: it counts
+    assert cal.objective(held) == pytest.approx(np.log(held[0].share / 0.1) ** 2)
+    cal.cfg.open_interest_weight = 1.0
+    assert cal.objective(held) == pytest.approx(np.log(held[0].share / 0.1) ** 2
+                                                + np.log(held[0].oi_change / 0.5) ** 2)
+    data[0].oi_change = None  # no figure: no term
+    assert cal.objective(cal.outcomes([0.0])) == pytest.approx(
+        np.log(held[0].share / 0.1) ** 2)
+
+
+def test_open_interest_after_is_in_sample_only_where_the_fit_used_it(tmp_path):
+    row = {"event": "may-2021", "venue": "all-cex", "asset": "BTC", "in_fit": True}
+    without = write_calibrated(tmp_path / "a.toml", BookParams(), ResponseConfig(), {}, [row],
+                               [], "test")
+    with_oi = write_calibrated(tmp_path / "b.toml", BookParams(), ResponseConfig(), {},
+                               [dict(row, oi_change_in_fit=True)], [], "test")
+    after = "may-2021/market-btc-open-interest-after"
+    assert after not in read_calibrated(without).fit_targets
+    assert after in read_calibrated(with_oi).fit_targets

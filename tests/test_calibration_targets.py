@@ -10,6 +10,7 @@ import pytest
 from backtest.calibration import (
     MEASURES,
     load_targets,
+    open_interest_change,
     share_of_open_interest,
     targets_for,
     validation_dir,
@@ -97,6 +98,12 @@ def test_shipped_shares_of_open_interest_match_the_published_figures():
     low, high = share_of_open_interest("oct-2025", "all-cex", "BTC", targets=targets)
     assert low == pytest.approx(5.36 / 70.0)
     assert share_of_open_interest("luna-2022", "all-cex", "BTC", targets=targets) is None
+    # open interest after over before: May 2021 fell 26% (12.9B after, 17.4B before)
+    assert open_interest_change("may-2021", "all-cex", "BTC", targets=targets) == (
+        pytest.approx(12.9 / 17.4), pytest.approx(12.9 / 17.4))
+    low, high = open_interest_change("yen-carry-2024", "all-cex", "BTC", targets=targets)
+    assert low == pytest.approx(26.65 / 36.94) and high == pytest.approx(1.0)
+    assert open_interest_change("luna-2022", "all-cex", "BTC", targets=targets) is None
 
 
 SHARE = """

@@ -187,3 +187,33 @@ def test_soft_band_conversions_are_reported_apart_from_liquidations():
     assert accounts["liquidated_notional_usd"].sum() == pytest.approx(events, rel=1e-9, abs=1e-9)
     np.testing.assert_allclose(accounts["soft_converted_units"].to_numpy(),
                                res.bands[:, BAND_FIELDS.index("soft_units")])
+
+
+def test_a_position_closed_before_the_gap_bears_none_of_the_socialised_loss():
+    from backtest.engine.book_flow import BookFlow
+
+    policy = random_policy(np.random.default_rng(0), family=PolicyFamily.HARD)
+    policy["waterfall"] = Waterfall.SOCIALISE
+    policy["penalty_rate"] = [0.0, 0.05]
+    # the 3-unit short's trader closes it at step 1, at the close it saw (100), before the gap
+    flow = BookFlow(np.full(4, -1, np.int64), BOOK["units"], BOOK["cash"], np.zeros(4),
+                    np.zeros(4, bool), None, np.array([-1, -1, 1, -1], np.int64))
+    res = simulate(GAP, BOOK["product"], BOOK["units"], BOOK["cash"], policy,
+                   TriggerPrice.EXTREME, FillPrice.CLOSE, flow=flow)
+    accounts = accounts_table("r", "p", res, np.arange(4), BOOK, 100.0, 60.0, 60.0, flow,
+                              GAP.close)
+    steps = steps_table("r", "p", res, np.arange(5) * 60_000, GAP.close, GAP.low, BOOK,
+                        np.zeros(5), flow)
+    social = res.step_metrics[:, StepMetric.SOCIALISED_LOSS].sum()
+    charge = accounts["socialised_loss_usd"].to_numpy()
+    assert social > 30.0
+    assert charge[2] == 0.0 and charge[1] == pytest.approx(social, rel=1e-12)
+    assert accounts["closed_step"].to_list() == [-1, -1, 1, -1]
+    row = accounts.row(2, named=True)
+    assert row["final_units"] == 0.0 and row["final_cash_usd"] == pytest.approx(450.0 - 300.0)
+    assert row["hold_equity_usd"] == pytest.approx(150.0)  # held: closed at 100 all the same
+    assert steps["closes"].to_list() == [0, 1, 0, 0, 0]
+    assert steps["closed_notional_usd"][1] == pytest.approx(300.0)
+    # the running totals carry the close: equity and open interest agree with the accounts
+    assert steps["user_equity_usd"][-1] == pytest.approx(accounts["final_equity_usd"].sum())
+    assert steps["perp_short_oi_usd"][-1] == pytest.approx(1.0 * 60.0)

@@ -32,6 +32,14 @@ Distributions (defaults in :class:`BookParams`; docs/books.md discusses the choi
   start of candles drawn in proportion to each candle's USD volume (new positions come with
   trading), from the same distributions, at the previous candle's close; their
   ``entry_time`` lies inside the window, and the engine opens them at that step.
+- **voluntary closes**: each position open at the window start is closed by its trader during
+  the window with probability ``close_share``, in full, at the start of a candle drawn in
+  proportion to each candle's USD volume (traders trade when the market trades), at the
+  previous candle's close; its ``exit_time`` (the ``exit_time`` column, written only when
+  ``close_share > 0``) lies inside the window, and the engine closes it at that step. A
+  position liquidated in full before then has nothing left to close. Every account draws its
+  uniform and its candle whatever ``close_share`` is, so a larger share closes a superset of
+  the same positions at the same times (the calibration sees a smooth function).
 - **size**: with ``size_usd`` set, every size is scaled by one factor so that the accounts open
   at the start hold ``size_usd``: the perps' total notional at the last close before the window
   (the venue's open interest) or the loans' total debt (the protocol's borrowings), USD. The
@@ -84,6 +92,9 @@ class BookParams(StrictModel):
         Share of perp accounts that are hedged, with leverage uniform in ``[1, max]``.
     arrival_share : float
         Positions opened during the window, as a fraction of the accounts open at its start.
+    close_share : float
+        Share of the positions open at the window start that their traders close, in full,
+        during the window (0: none, every result as without the parameter).
     size_usd : float or None
         Perps' total notional / loans' total debt at the window start, USD (None: unscaled).
     represents : str or None
@@ -118,6 +129,7 @@ class BookParams(StrictModel):
     low_leverage_share: float = Field(0.0, ge=0.0, le=1.0)
     low_leverage_max: float = Field(3.0, ge=1.0)
     arrival_share: float = Field(0.0, ge=0.0, le=10.0)
+    close_share: float = Field(0.0, ge=0.0, le=1.0)
     size_usd: float | None = Field(None, gt=0.0)
     represents: str | None = None
 
@@ -169,21 +181,23 @@ def generate_book(
     meta : dict, optional
         Extra metadata to record (symbol, event, tape).
     volume : ndarray, shape (T,), float64, optional
-        Candle volumes, asset units; needed for arrivals (``params.arrival_share > 0``).
+        Candle volumes, asset units; needed for arrivals and closes (``params.arrival_share``
+        or ``params.close_share > 0``).
     window_end : datetime, optional
-        End of the window (exclusive, tz-aware UTC); needed for arrivals.
+        End of the window (exclusive, tz-aware UTC); needed for arrivals and closes.
 
     Returns
     -------
     Book
         Metadata records the seed, the parameters, the realised volatility and leverage factor,
-        the size scale, ``open_interest_usd`` / ``borrowed_usd`` and ``venue`` when set.
+        the size scale, ``open_interest_usd`` / ``borrowed_usd`` and ``venue`` when set, and
+        the number of ``closes`` when ``close_share > 0``.
 
     Raises
     ------
     BookError
-        If the tape does not cover the lookback period (or the window, for arrivals) or too
-        few accounts survive.
+        If the tape does not cover the lookback period (or the window, for arrivals and
+        closes) or too few accounts survive.
     """
     params = params or BookParams()
     if n_accounts <= 0:
@@ -238,17 +252,24 @@ def generate_book(
         c = {k: np.concatenate([c[k], arrivals[k]]) for k in c}
     scale = _size_scale(c, cl[-1], n_accounts, params)
     c["size"] = c["size"] * scale
-    frame = pl.DataFrame(
-        {
-            "account_id": np.arange(len(c["size"]), dtype=np.int64),
-            "product": np.where(c["is_loan"], "loan", "perp"),
-            "side": c["side"].astype(np.int8),
-            "size": c["size"],
-            "entry_price": c["entry"],
-            "leverage": c["lev"],
-            "entry_time": c["t"].astype("datetime64[ms]"),
-        }
-    ).with_columns(pl.col("entry_time").dt.replace_time_zone("UTC"))
+    columns = {
+        "account_id": np.arange(len(c["size"]), dtype=np.int64),
+        "product": np.where(c["is_loan"], "loan", "perp"),
+        "side": c["side"].astype(np.int8),
+        "size": c["size"],
+        "entry_price": c["entry"],
+        "leverage": c["lev"],
+        "entry_time": c["t"].astype("datetime64[ms]"),
+    }
+    if params.close_share > 0:  # drawn only when used: older books stay bit-identical
+        exit_ms = _closes(rng, n_accounts, params.close_share, timestamp_ms, close, volume,
+                          start_ms, window_end)
+        exits = np.full(len(c["size"]), np.datetime64("NaT"), "datetime64[ms]")
+        exits[:n_accounts] = exit_ms.astype("datetime64[ms]")
+        columns["exit_time"] = pl.Series(exits)
+    frame = pl.DataFrame(columns).with_columns(
+        pl.col(k).dt.replace_time_zone("UTC") for k in ("entry_time", "exit_time")
+        if k in columns)
     book_meta = {
         "seed": str(seed),
         "accounts": str(n_accounts),
@@ -259,6 +280,8 @@ def generate_book(
         "size_scale": f"{scale:.6g}",
         "arrivals": str(len(c["size"]) - n_accounts),
     }
+    if params.close_share > 0:
+        book_meta["closes"] = str(frame["exit_time"].is_not_null().sum())
     if params.size_usd is not None:
         book_meta["open_interest_usd" if params.loan_fraction < 1 else "borrowed_usd"] = (
             f"{params.size_usd:.6g}")
@@ -283,20 +306,35 @@ def realised_daily_volatility(timestamp_ms: np.ndarray, close: np.ndarray) -> fl
     return float(np.std(returns) * np.sqrt(_MS_PER_DAY / step_ms)) or 1e-9
 
 
-def _arrivals(rng, n, p: BookParams, lev_factor, timestamp_ms, close, volume, start_ms,
-              window_end) -> dict[str, np.ndarray]:
-    """Positions opened during the window: candles drawn by USD volume, entry at the previous close."""
+def _volume_candles(rng, n, timestamp_ms, close, volume, start_ms, window_end, what
+                    ) -> np.ndarray:
+    """``n`` window candles (tape indices) drawn in proportion to their USD volume."""
     if volume is None or window_end is None:
-        raise BookError("arrivals during the window need the tape's volume and the window end")
+        raise BookError(f"{what} during the window need the tape's volume and the window end")
     end_ms = int(window_end.timestamp() * 1000)
     first = int(np.searchsorted(timestamp_ms, start_ms, side="left"))
     stop = int(np.searchsorted(timestamp_ms, end_ms, side="left"))
     if stop - first < 2 or first == 0:
-        raise BookError("the tape does not cover the window the arrivals open in")
+        raise BookError(f"the tape does not cover the window the {what} happen in")
     usd = volume[first:stop] * close[first:stop]
     if not np.isfinite(usd).all() or usd.sum() <= 0:
-        raise BookError("the tape has no traded volume in the window: arrivals cannot be placed")
-    candle = first + rng.choice(stop - first, size=n, p=usd / usd.sum())
+        raise BookError(f"the tape has no traded volume in the window: {what} cannot be placed")
+    return first + rng.choice(stop - first, size=n, p=usd / usd.sum())
+
+
+def _closes(rng, n, share, timestamp_ms, close, volume, start_ms, window_end) -> np.ndarray:
+    """Exit times of the ``n`` positions open at the start, epoch ms (int64 minimum, NaT: held)."""
+    closes = rng.random(n) < share
+    candle = _volume_candles(rng, n, timestamp_ms, close, volume, start_ms, window_end,
+                             "closes")
+    return np.where(closes, timestamp_ms[candle], np.iinfo(np.int64).min)
+
+
+def _arrivals(rng, n, p: BookParams, lev_factor, timestamp_ms, close, volume, start_ms,
+              window_end) -> dict[str, np.ndarray]:
+    """Positions opened during the window: candles drawn by USD volume, entry at the previous close."""
+    candle = _volume_candles(rng, n, timestamp_ms, close, volume, start_ms, window_end,
+                             "arrivals")
     draw = _draw(rng, n, p, start_ms, 1, lev_factor)
     entry = close[candle - 1]
     return {"is_loan": draw["is_loan"], "side": draw["side"], "size": draw["notional"] / entry,

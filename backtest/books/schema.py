@@ -11,6 +11,9 @@ entry_price    float64             USD per unit when the position was opened, > 
 leverage       float64             notional / equity at entry, 1 .. 1,000; for a loan
                                    1 / (1 - loan-to-value), so LTV = 1 - 1 / leverage
 entry_time     timestamp[ms, UTC]  when the position was opened
+exit_time      timestamp[ms, UTC]  optional column: when the trader closes the position in
+                                   full during the window (null: held through it); only for
+                                   positions open at the window start
 =============  ==================  =========================================================
 
 The engine's single account model (``docs/books.md``): ``units = side x size``, equity at
@@ -45,6 +48,8 @@ COLUMNS: dict[str, pl.DataType] = {
     "leverage": pl.Float64,
     "entry_time": pl.Datetime("ms", "UTC"),
 }
+OPTIONAL_COLUMNS: dict[str, pl.DataType] = {"exit_time": pl.Datetime("ms", "UTC")}
+"""Columns a book may hold (after :data:`COLUMNS`, in this order); nulls allowed."""
 PRODUCTS = {"perp": Product.PERP, "loan": Product.LOAN}
 
 MAX_LEVERAGE = 1_000.0
@@ -65,7 +70,8 @@ class Book:
     Attributes
     ----------
     frame : polars.DataFrame
-        Columns as in :data:`COLUMNS`, in that order.
+        Columns as in :data:`COLUMNS`, in that order, then those of :data:`OPTIONAL_COLUMNS`
+        it holds.
     meta : dict of str to str
         ``liqbt.*`` metadata without the prefix (symbol, event, seed, generator, ...).
     path : Path or None
@@ -122,7 +128,8 @@ def validate_book(frame: pl.DataFrame, path: Path | str | None = None) -> pl.Dat
         Missing column, uncastable dtype, null or non-finite value, unknown product,
         side not +1/-1, a short loan, size <= 0, entry price <= 0, leverage < 1 or above
         :data:`MAX_LEVERAGE`, an entry notional above :data:`MAX_NOTIONAL_USD`, duplicated
-        account_id, or no rows at all; the message names the file, row, account and field.
+        account_id, an ``exit_time`` not after the ``entry_time``, or no rows at all; the
+        message names the file, row, account and field.
     """
     if frame.height == 0:
         raise BookError("the book has no accounts (0 rows): nothing to simulate", path)
@@ -130,16 +137,18 @@ def validate_book(frame: pl.DataFrame, path: Path | str | None = None) -> pl.Dat
     if missing:
         raise BookError(f"missing column(s) {', '.join(missing)}", path)
     try:
+        columns = {**COLUMNS, **{c: t for c, t in OPTIONAL_COLUMNS.items()
+                                 if c in frame.columns}}
         frame = frame.select(
             [
-                pl.col(c).cast(t, strict=True) if c != "entry_time" else as_utc(frame, c)
-                for c, t in COLUMNS.items()
+                as_utc(frame, c) if isinstance(t, pl.Datetime) else pl.col(c).cast(t, strict=True)
+                for c, t in columns.items()
             ]
         )
     except (pl.exceptions.PolarsError, BookError) as exc:
         raise BookError(f"column types do not match the book schema: {exc}", path) from None
     checks = [
-        (pl.any_horizontal(pl.all().is_null()), "has an empty (null) field"),
+        (pl.any_horizontal([pl.col(c).is_null() for c in COLUMNS]), "has an empty (null) field"),
         (~pl.col("product").is_in(list(PRODUCTS)), "product must be 'perp' or 'loan'"),
         (~pl.col("side").is_in([1, -1]), "side must be +1 (long) or -1 (short)"),
         ((pl.col("product") == "loan") & (pl.col("side") != 1), "a loan must have side +1"),
@@ -159,6 +168,10 @@ def validate_book(frame: pl.DataFrame, path: Path | str | None = None) -> pl.Dat
         ),
         (pl.col("account_id").is_duplicated(), "account_id is duplicated"),
     ]
+    if "exit_time" in frame.columns:
+        checks.append((pl.col("exit_time").is_not_null()
+                       & (pl.col("exit_time") <= pl.col("entry_time")),
+                       "exit_time must be after entry_time"))
     for expr, message in checks:
         bad = frame.with_row_index("_row").filter(expr.fill_null(True))
         if bad.height:
@@ -174,7 +187,7 @@ def validate_book(frame: pl.DataFrame, path: Path | str | None = None) -> pl.Dat
 
 
 def _field_of(message: str) -> str | None:
-    for c in COLUMNS:
+    for c in (*COLUMNS, *OPTIONAL_COLUMNS):
         if message.startswith(c) or f" {c} " in f" {message} ":
             return c
     return None

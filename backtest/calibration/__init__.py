@@ -4,7 +4,8 @@ Public names:
 
 - :class:`~backtest.calibration.targets.Target`, :func:`~backtest.calibration.targets.load_targets`,
   :func:`~backtest.calibration.targets.targets_for`,
-  :func:`~backtest.calibration.targets.share_of_open_interest`: the versioned real figures in
+  :func:`~backtest.calibration.targets.share_of_open_interest`,
+  :func:`~backtest.calibration.targets.open_interest_change`: the versioned real figures in
   ``data/validation/<event>.toml``.
 """
 
@@ -14,6 +15,7 @@ from backtest.calibration.targets import (
     MEASURES,
     Target,
     load_targets,
+    open_interest_change,
     share_of_open_interest,
     targets_for,
     validation_dir,
@@ -23,6 +25,7 @@ __all__ = [
     "MEASURES",
     "Target",
     "load_targets",
+    "open_interest_change",
     "share_of_open_interest",
     "targets_for",
     "validation_dir",

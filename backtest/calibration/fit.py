@@ -11,6 +11,7 @@ parameters and the parameters to fit with their bounds::
     seed = 7
     interval_minutes = 5                      # candles are coarsened to this for the fit
     long_share_weight = 1.0
+    open_interest_weight = 1.0                # 0: no open-interest-after term
 
     [response]                                # run config [response]; fitted keys override
     enabled = true
@@ -33,11 +34,18 @@ parameters mapped to their bounds by a logistic transform)::
 
     sum over events  log(simulated share / real share)^2
                    + long_share_weight x (simulated long share - real long share)^2
+                   + open_interest_weight x log(simulated OI change / real OI change)^2
 
 where *share* is the liquidated notional over the window divided by the book's notional (or
 debt) at the window start, and the real share is the geometric middle of the target range
 (:func:`backtest.calibration.targets.share_of_open_interest`; for loans the liquidated amount
 over the protocol's borrowings). The long share term enters only where a target gives it.
+*OI change* is the perps' open interest at the window end (every position still open,
+arrivals included, at the last close) over that at the window start (at the last close
+before it); the real one is ``open_interest_after_usd / open_interest_before_usd`` of the same
+venue and asset (:func:`backtest.calibration.targets.open_interest_change`, geometric middle
+of the range) and enters only where both figures exist. It is what voluntary closes
+(``close_share``) and arrivals move; the liquidated share alone cannot tell them apart.
 
 **Out of sample**: :func:`leave_one_out` refits without each event in turn (starting from the
 full fit) and reports the error on the event left out: that, not the in-sample error, is the
@@ -65,8 +73,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backtest import paths
 from backtest.books.generate import BookParams, generate_book
-from backtest.calibration.targets import load_targets, share_of_open_interest
-from backtest.engine.book_flow import book_flow
+from backtest.calibration.targets import (
+    load_targets,
+    open_interest_change,
+    share_of_open_interest,
+)
+from backtest.engine.book_flow import book_flow, exit_times_ms
 from backtest.engine.config import ResponseConfig
 from backtest.engine.dispatch import Prices, simulate
 from backtest.engine.run import response_for
@@ -114,6 +126,7 @@ class CalibrationConfig(BaseModel):
     seed: int = 7
     interval_minutes: int = Field(5, gt=0)
     long_share_weight: float = Field(1.0, ge=0.0)
+    open_interest_weight: float = Field(0.0, ge=0.0)
     max_evaluations: int = Field(80, gt=0)
     leave_one_out_evaluations: int = Field(40, gt=0)
     response: ResponseConfig = ResponseConfig()
@@ -136,11 +149,18 @@ class EventData:
     end: object
     share: tuple[float, float]
     long_share: float | None
+    oi_change: tuple[float, float] | None = None
 
     @property
     def real_share(self) -> float:
         """Geometric middle of the real share's range."""
         return math.sqrt(self.share[0] * self.share[1])
+
+    @property
+    def real_oi_change(self) -> float | None:
+        """Geometric middle of the real open interest after over before (None: no figure)."""
+        return None if self.oi_change is None else math.sqrt(self.oi_change[0]
+                                                              * self.oi_change[1])
 
 
 @dataclass
@@ -155,6 +175,8 @@ class EventOutcome:
     step_ms: np.ndarray = field(repr=False)
     step_share: np.ndarray = field(repr=False)  # liquidated notional per step / book size
     low_step: int = 0  # step of the window's lowest low
+    oi_change: float = float("nan")  # perp open interest at the window end / at its start
+    real_oi_change: float | None = None
 
     @property
     def share_after_low(self) -> float:
@@ -241,7 +263,9 @@ def event_data(cfg: CalibrationConfig, spec: EventSpec, base: BookParams,
                     and t.venue == spec.venue):
                 long_share = math.sqrt(t.low * t.high)
     return EventData(spec, a["timestamp"], a["open"], a["high"], a["low"], a["close"],
-                     a["volume"], ev.start, ev.end, share, long_share)
+                     a["volume"], ev.start, ev.end, share, long_share,
+                     open_interest_change(spec.event, spec.venue, spec.asset,
+                                          directory=validation))
 
 
 def apply(base: BookParams, response: ResponseConfig, names: list[str], values
@@ -282,7 +306,7 @@ def simulate_event(data: EventData, params: BookParams, response: ResponseConfig
     entry_ms = book.frame["entry_time"].dt.epoch("ms").to_numpy()
     units0, cash0, flow = book_flow(book.frame["account_id"].to_numpy(), arrays["units"],
                                     arrays["cash"], arrays["equity_at_entry"], entry_ms,
-                                    window_ms, resp)
+                                    window_ms, resp, exit_times_ms(book.frame))
     prices = Prices(data.open[w], data.high[w], data.low[w], data.close[w])
     res = simulate(prices, arrays["product"], units0, cash0, policy, TriggerPrice.EXTREME,
                    FillPrice.TRIGGER, flow=flow)
@@ -294,10 +318,15 @@ def simulate_event(data: EventData, params: BookParams, response: ResponseConfig
     per_step = np.zeros(len(window_ms))
     rec = res.records
     np.add.at(per_step, rec["step"], np.abs(rec["units_closed"]) * rec["fill_price"])
+    perp = ~loan
+    oi_before = (np.abs(units0) * data.close[~w][-1])[perp & opened].sum()
+    oi_after = (np.abs(res.units) * data.close[w][-1])[perp].sum()
     return EventOutcome(data.spec.event, liquidated / held,
                         longs / liquidated if liquidated > 0 else float("nan"),
                         data.real_share, data.long_share, window_ms, per_step / held,
-                        int(np.argmin(data.low[w])))
+                        int(np.argmin(data.low[w])),
+                        oi_after / oi_before if oi_before > 0 else float("nan"),
+                        data.real_oi_change)
 
 
 def _to_unit(values, bounds):
@@ -358,6 +387,10 @@ class Calibration:
             total += math.log(max(o.share, 1e-6) / o.real_share) ** 2
             if o.real_long_share is not None and math.isfinite(o.long_share):
                 total += self.cfg.long_share_weight * (o.long_share - o.real_long_share) ** 2
+            if (self.cfg.open_interest_weight > 0 and o.real_oi_change is not None
+                    and math.isfinite(o.oi_change)):
+                total += self.cfg.open_interest_weight * math.log(
+                    max(o.oi_change, 1e-6) / o.real_oi_change) ** 2
         return total
 
     def fit(self, events: list[EventData] | None = None, start=None,

@@ -33,6 +33,8 @@ from backtest.validation import describe, read_toml
 #: Target measures a perp or loan fit is held against.
 FIT_MEASURES = ("liquidated_notional_usd", "open_interest_before_usd", "borrowed_usd",
                 "liquidated_share_of_open_interest", "long_share_of_liquidations")
+#: Held against as well where the fit's open-interest term used it (``oi_change_in_fit``).
+OI_AFTER = "open_interest_after_usd"
 
 
 @dataclass
@@ -131,14 +133,18 @@ def fit_targets(events: list[dict], validation: str | Path | None = None) -> lis
 
     A row that lists its ``targets`` (ids, as a loan-state fit writes,
     :mod:`backtest.calibration.loan_state`) contributes those; any other row every target of
-    its event, venue and asset measuring one of :data:`FIT_MEASURES`.
+    its event, venue and asset measuring one of :data:`FIT_MEASURES`, and its open interest
+    after the event when the row says the fit used it (``oi_change_in_fit``).
     """
     keys = {(e.get("event"), e.get("venue"), e.get("asset")) for e in events
             if e.get("in_fit") and "targets" not in e}
+    oi = {(e.get("event"), e.get("venue"), e.get("asset")) for e in events
+          if e.get("in_fit") and "targets" not in e and e.get("oi_change_in_fit")}
     named = {(e.get("event"), i) for e in events if e.get("in_fit") for i in e.get("targets", [])}
     return sorted(f"{t.event}/{t.id}" for t in load_targets(validation)
                   if (t.event, t.id) in named
-                  or ((t.event, t.venue, t.asset) in keys and t.measure in FIT_MEASURES))
+                  or ((t.event, t.venue, t.asset) in keys and t.measure in FIT_MEASURES)
+                  or ((t.event, t.venue, t.asset) in oi and t.measure == OI_AFTER))
 
 
 def venue_size_usd(event: str, venue: str, asset: str, loans: bool,

@@ -17,14 +17,19 @@ from backtest.calibration.timing import timing_rows
 from backtest.engine.config import ResponseConfig
 
 
-def _row(o: EventOutcome, spec, in_fit: bool) -> dict:
+def _row(o: EventOutcome, spec, in_fit: bool, oi_weight: float = 0.0) -> dict:
     return {"event": o.event, "venue": spec.venue, "asset": spec.asset,
             "real_share": round(o.real_share, 6), "simulated_share": round(o.share, 6),
             "ratio": round(o.ratio, 4),
             "real_long_share": (round(o.real_long_share, 4)
                                 if o.real_long_share is not None else None),
             "simulated_long_share": round(o.long_share, 4) if math.isfinite(o.long_share)
-            else None, "in_fit": in_fit}
+            else None,
+            "real_oi_change": (round(o.real_oi_change, 4)
+                               if o.real_oi_change is not None else None),
+            "simulated_oi_change": round(o.oi_change, 4) if math.isfinite(o.oi_change)
+            else None, "in_fit": in_fit,
+            "oi_change_in_fit": in_fit and oi_weight > 0 and o.real_oi_change is not None}
 
 
 def calibrate_file(config: str | Path, output: str | Path, max_evaluations: int | None = None,
@@ -68,12 +73,13 @@ def calibrate_file(config: str | Path, output: str | Path, max_evaluations: int 
     loo = cal.leave_one_out(full) if leave_one_out and len(cal.data) > 1 else []
     book, response = _fitted(cal, full)
     specs = {d.spec.event: d.spec for d in cal.data}
-    rows = [_row(o, specs[o.event], True) for o in full.outcomes]
+    rows = [_row(o, specs[o.event], True, cfg.open_interest_weight) for o in full.outcomes]
     held = [dict(_row(o, specs[o.event], False), objective_without=round(f.objective, 6),
                  **{f"fitted_{k}": round(v, 6) for k, v in f.values.items()})
             for o, f in loo]
     fit = {"config": str(config), "policy": cfg.policy, "accounts": cfg.accounts,
            "seed": cfg.seed, "interval_minutes": cfg.interval_minutes,
+           "open_interest_weight": cfg.open_interest_weight,
            "objective": round(full.objective, 6), "evaluations": full.evaluations,
            "seconds": round(full.seconds + sum(f.seconds for _, f in loo), 1),
            "fitted": list(cal.names),
@@ -115,7 +121,7 @@ def _print_timing(console: Console, timing: list[dict]) -> None:
 def _print(console: Console, cal: Calibration, full: FitResult, loo: list) -> None:
     table = Table(title="liquidated share of open interest: real vs simulated")
     for col in ("event", "target", "real", "fit (in sample)", "ratio", "left out", "ratio ",
-                "long share real / sim"):
+                "long share real / sim", "OI after/before real / sim"):
         table.add_column(col, justify="left" if col in ("event", "target") else "right")
     held = {o.event: o for o, _ in loo}
     for d, o in zip(cal.data, full.outcomes, strict=True):
@@ -124,7 +130,9 @@ def _print(console: Console, cal: Calibration, full: FitResult, loo: list) -> No
                       f"{o.share:.2%}", f"{o.ratio:.2f}x",
                       f"{h.share:.2%}" if h else "-", f"{h.ratio:.2f}x" if h else "-",
                       (f"{o.real_long_share:.0%} / " if o.real_long_share else "- / ")
-                      + (f"{o.long_share:.0%}" if math.isfinite(o.long_share) else "-"))
+                      + (f"{o.long_share:.0%}" if math.isfinite(o.long_share) else "-"),
+                      (f"{o.real_oi_change:.2f} / " if o.real_oi_change else "- / ")
+                      + (f"{o.oi_change:.2f}" if math.isfinite(o.oi_change) else "-"))
     console.print(table)
     console.print("fitted: " + ", ".join(f"{k} = {v:.4g}" for k, v in full.values.items())
                   + f"; objective {full.objective:.4f} after {full.evaluations} evaluations")

@@ -462,3 +462,38 @@ def share_of_open_interest(event: str, venue: str, asset: str,
     if oi_low <= 0.0:
         return None
     return (min(liq_low / oi_high, 1.0), min(liq_high / oi_low, 1.0))
+
+
+def open_interest_change(event: str, venue: str, asset: str,
+                         targets: list[Target] | None = None,
+                         directory: str | Path | None = None
+                         ) -> tuple[float, float] | None:
+    """Real open interest after the window over open interest before it, as a range.
+
+    From the ``open_interest_after_usd`` and ``open_interest_before_usd`` targets of one venue
+    and asset (union of their ranges): ``low = after_low / before_high`` and ``high =
+    after_high / before_low``. Both figures are USD, so the ratio carries the price move as
+    well as the positions closed, liquidated and opened.
+
+    Parameters
+    ----------
+    event, venue, asset : str
+        Exact matches (``asset`` may be ``"all"``).
+    targets : list of Target, optional
+        Already loaded targets; default :func:`load_targets` (``directory``).
+    directory : str or Path, optional
+        See :func:`validation_dir`.
+
+    Returns
+    -------
+    tuple of (float, float) or None
+        ``(low, high)`` ratios, or None when either figure is missing or the open interest
+        before is 0.
+    """
+    pool = targets_for(event, venue=venue, asset=asset, targets=targets, directory=directory)
+    after = [t for t in pool if t.measure == "open_interest_after_usd"]
+    before = [t for t in pool if t.measure == "open_interest_before_usd"]
+    if not after or not before or min(t.low for t in before) <= 0.0:
+        return None
+    return (min(t.low for t in after) / max(t.high for t in before),
+            max(t.high for t in after) / min(t.low for t in before))

@@ -1,10 +1,10 @@
-"""Inputs of the moving book: arrivals during the window and borrowers who cure.
+"""Inputs of the moving book: arrivals and voluntary closes during the window, and cures.
 
 The mechanisms are documented in :mod:`backtest.kernels.book_flow_nb`. This module turns a
-book (whose accounts with an ``entry_time`` inside the window are arrivals) and the run's
-``[response]`` settings into the one structure the step kernel reads
-(:class:`backtest.kernels.book_flow_nb.KernelFlow`, in the kernel's processing order); the
-kernel applies it at the start of each step.
+book (whose accounts with an ``entry_time`` inside the window are arrivals, and those with an
+``exit_time`` inside it close then) and the run's ``[response]`` settings into the one
+structure the step kernel reads (:class:`backtest.kernels.book_flow_nb.KernelFlow`, in the
+kernel's processing order); the kernel applies it at the start of each step.
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ class BookFlow:
         Accounts that cure in the warning zone.
     response : Response or None
         Cure parameters; None switches responses off.
+    close_step : ndarray, int64, or None
+        Step at whose start the account's trader closes the position in full; -1 (or None for
+        every account) for positions held through the window.
     """
 
     arrival_step: np.ndarray
@@ -67,17 +70,26 @@ class BookFlow:
     margin: np.ndarray
     responds: np.ndarray
     response: Response | None
+    close_step: np.ndarray | None = None
+
+    @property
+    def closing(self) -> np.ndarray:
+        """Close step of every account, shape (N,), int64 (-1: held through the window)."""
+        if self.close_step is None:
+            return np.full(len(self.arrival_step), -1, np.int64)
+        return self.close_step
 
     @property
     def active(self) -> bool:
-        """Whether anything moves: an arrival or a responder."""
-        return bool((self.arrival_step >= 0).any() or (
+        """Whether anything moves: an arrival, a close or a responder."""
+        return bool((self.arrival_step >= 0).any() or (self.closing >= 0).any() or (
             self.response is not None and self.responds.any()))
 
 
 def book_flow(account_id: np.ndarray, units: np.ndarray, cash: np.ndarray,
               equity_at_entry: np.ndarray, entry_ms: np.ndarray, window_ms: np.ndarray,
-              response: Response | None) -> tuple[np.ndarray, np.ndarray, BookFlow]:
+              response: Response | None, exit_ms: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray, BookFlow]:
     """Split a book into the state at the window start and the flow during the window.
 
     Parameters
@@ -92,6 +104,10 @@ def book_flow(account_id: np.ndarray, units: np.ndarray, cash: np.ndarray,
         Candle open times of the window.
     response : Response or None
         Cure parameters (None: no responses).
+    exit_ms : ndarray, shape (N,), int64, optional
+        Times the traders close their positions, epoch ms; an account closes at the first step
+        whose candle opens at or after it. Negative (or the argument omitted): held through the
+        window. Only accounts open at the window start may close.
 
     Returns
     -------
@@ -102,7 +118,8 @@ def book_flow(account_id: np.ndarray, units: np.ndarray, cash: np.ndarray,
     Raises
     ------
     ValueError
-        An account's entry is after the window's last candle.
+        An account's entry or exit is after the window's last candle, an exit is before the
+        window start, or an account arriving in the window has an exit.
     """
     arriving = entry_ms >= window_ms[0]
     step = np.where(arriving, np.searchsorted(window_ms, entry_ms, side="left"), -1)
@@ -113,9 +130,51 @@ def book_flow(account_id: np.ndarray, units: np.ndarray, cash: np.ndarray,
     cash0 = np.where(arriving, 0.0, cash)
     responds = (responder_mask(account_id, response.share, response.seed)
                 if response is not None else np.zeros(len(units), bool))
+    close_step = None
+    if exit_ms is not None:
+        closing = exit_ms >= 0
+        close_step = np.where(closing, np.searchsorted(window_ms, exit_ms, side="left"), -1)
+        bad = closing & ((exit_ms < window_ms[0]) | (close_step >= len(window_ms)) | arriving)
+        if bad.any():
+            k = int(np.argmax(bad))
+            why = ("opens in the window and cannot close in it" if arriving[k] else
+                   "closes outside the window")
+            raise ValueError(f"account {int(account_id[k])} {why}")
+        close_step = close_step.astype(np.int64)
     flow = BookFlow(step.astype(np.int64), np.asarray(units, float), np.asarray(cash, float),
-                    np.where(arriving, equity_at_entry, 0.0), responds, response)
+                    np.where(arriving, equity_at_entry, 0.0), responds, response, close_step)
     return units0, cash0, flow
+
+
+def exit_times_ms(frame) -> np.ndarray | None:
+    """The book's ``exit_time`` column as epoch ms (-1: held), or None without the column.
+
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        A validated book (:mod:`backtest.books.schema`).
+
+    Returns
+    -------
+    ndarray, shape (N,), int64, or None
+    """
+    if "exit_time" not in frame.columns:
+        return None
+    return frame["exit_time"].dt.epoch("ms").fill_null(-1).to_numpy().astype(np.int64)
+
+
+def _by_step(step: np.ndarray, position: np.ndarray, n_steps: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(ptr (T + 1,), idx) of the accounts with ``step >= 0``, grouped by step, processing order.
+
+    ``idx[ptr[t]:ptr[t + 1]]`` are the processing indices of the accounts whose step is ``t``,
+    in the book's order within a step.
+    """
+    acting = np.flatnonzero(step >= 0)
+    steps = step[acting]
+    by_step = np.argsort(steps, kind="stable")
+    ptr = np.searchsorted(steps[by_step], np.arange(n_steps + 1), side="left").astype(np.int64)
+    return ptr, position[acting[by_step]].astype(np.int64)
 
 
 def kernel_flow(flow: BookFlow, order: np.ndarray, n_steps: int) -> KernelFlow:
@@ -124,7 +183,7 @@ def kernel_flow(flow: BookFlow, order: np.ndarray, n_steps: int) -> KernelFlow:
     Parameters
     ----------
     flow : BookFlow
-        Arrivals and responders, in the book's order, shape (N,) each.
+        Arrivals, voluntary closes and responders, in the book's order, shape (N,) each.
     order : ndarray, shape (N,), int64
         Processing order (book index of each processing position).
     n_steps : int
@@ -133,25 +192,24 @@ def kernel_flow(flow: BookFlow, order: np.ndarray, n_steps: int) -> KernelFlow:
     Returns
     -------
     KernelFlow
-        Fresh outputs (``steps`` zeros of shape (T, N_FLOW_FIELDS), ``deposited`` zeros).
+        Fresh outputs (``steps`` zeros of shape (T, N_FLOW_FIELDS), ``deposited`` zeros,
+        ``closed_step`` -1).
     """
     n = len(order)
     position = np.empty(n, np.int64)  # book index -> processing index
     position[order] = np.arange(n)
-    arriving = np.flatnonzero(flow.arrival_step >= 0)
-    steps = flow.arrival_step[arriving]
-    by_step = np.argsort(steps, kind="stable")
-    arrival_ptr = np.searchsorted(steps[by_step], np.arange(n_steps + 1),
-                                  side="left").astype(np.int64)
+    arrival_ptr, arrival_idx = _by_step(flow.arrival_step, position, n_steps)
+    close_ptr, close_idx = _by_step(flow.closing, position, n_steps)
     r = flow.response
     responders = (np.sort(position[flow.responds]).astype(np.int64) if r is not None
                   else np.zeros(0, np.int64))
     levels = ((r.warning_health, r.target_health) if r is not None
               else ((0.0, 0.0), (0.0, 0.0)))
     most_arrivals = int(np.diff(arrival_ptr).max()) if n_steps > 0 else 0
+    most_closes = int(np.diff(close_ptr).max()) if n_steps > 0 else 0
     return KernelFlow(
         arrival_ptr=arrival_ptr,
-        arrival_idx=position[arriving[by_step]].astype(np.int64),
+        arrival_idx=arrival_idx,
         open_units=np.ascontiguousarray(flow.open_units[order], np.float64),
         open_cash=np.ascontiguousarray(flow.open_cash[order], np.float64),
         margin=np.ascontiguousarray(flow.margin[order], np.float64),
@@ -165,7 +223,10 @@ def kernel_flow(flow: BookFlow, order: np.ndarray, n_steps: int) -> KernelFlow:
         deposited=np.zeros(n),
         steps=np.zeros((n_steps, N_FLOW_FIELDS)),
         applied=np.full(1, -1, np.int64),
-        touched=np.empty(most_arrivals + len(responders), np.int64),
+        touched=np.empty(most_arrivals + most_closes + len(responders), np.int64),
+        close_ptr=close_ptr,
+        close_idx=close_idx,
+        closed_step=np.full(n, -1, np.int32),
     )
 
 
@@ -173,7 +234,8 @@ def no_kernel_flow(n: int, n_steps: int) -> KernelFlow:
     """Return a :class:`KernelFlow` in which nothing moves (N accounts, T steps).
 
     Index arrays are empty, so the kernel's per-step call does nothing; ``deposited`` (N,) and
-    ``steps`` (T, N_FLOW_FIELDS) are zeros, the results of a book that does not move.
+    ``steps`` (T, N_FLOW_FIELDS) are zeros and ``closed_step`` (N,) is -1, the results of a
+    book that does not move.
     """
     empty_f, empty_i = np.zeros(0), np.zeros(0, np.int64)
     return KernelFlow(
@@ -182,5 +244,6 @@ def no_kernel_flow(n: int, n_steps: int) -> KernelFlow:
         target_health=np.zeros(2), delay_steps=0, max_cures=0,
         warn_since=np.zeros(0, np.int32), cures=np.zeros(0, np.int32), deposited=np.zeros(n),
         steps=np.zeros((n_steps, N_FLOW_FIELDS)), applied=np.full(1, -1, np.int64),
-        touched=empty_i,
+        touched=empty_i, close_ptr=np.zeros(n_steps + 1, np.int64), close_idx=empty_i,
+        closed_step=np.full(n, -1, np.int32),
     )

@@ -141,8 +141,9 @@ def simulate(
     mark : ndarray, shape (T, 3), float64, optional
         Low, high, close of the mark price per step, USD (required by ``OracleModel.MARK``).
     flow : BookFlow, optional
-        Arrivals and cures (:mod:`backtest.engine.book_flow`), applied by the kernel at the
-        start of each step (a moving book runs in blocks of steps like a static one);
+        Arrivals, voluntary closes and cures (:mod:`backtest.engine.book_flow`), applied by
+        the kernel at the start of each step (a moving book runs in blocks of steps like a
+        static one);
         ``units`` and ``cash`` then hold 0 for the accounts that arrive later.
     impact_baseline : ndarray, shape (T,), float64, optional
         Net liquidation flow per step already carried by the historical prices (the
@@ -274,6 +275,7 @@ def simulate(
         _scatter_rows(bands, order),
         moving.steps,
         scatter_nb(moving.deposited, order),
+        scatter_nb(moving.closed_step, order),
         None if impact_baseline is None else baseline,
     )
 

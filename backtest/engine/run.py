@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from backtest import paths
 from backtest.books import read_book
 from backtest.books.schema import Book
-from backtest.engine.book_flow import BookFlow, Response, book_flow
+from backtest.engine.book_flow import BookFlow, Response, book_flow, exit_times_ms
 from backtest.engine.config import ResponseConfig, RunConfig, load_run_config
 from backtest.engine.dispatch import Prices, SimulationResult, liquidation_order, simulate
 from backtest.engine.market import (
@@ -206,7 +206,8 @@ def moving_book(inputs: Inputs) -> tuple[dict, BookFlow]:
     try:
         units0, cash0, flow = book_flow(inputs.book.frame["account_id"].to_numpy(),
                                         book["units"], book["cash"], book["equity_at_entry"],
-                                        entry_ms, inputs.window.arrays()["timestamp"], response)
+                                        entry_ms, inputs.window.arrays()["timestamp"], response,
+                                        exit_times_ms(inputs.book.frame))
     except ValueError as exc:
         raise BookError(str(exc), inputs.book.path) from None
     return {"product": book["product"], "units": units0, "cash": cash0}, flow

@@ -1,12 +1,22 @@
-"""Books that move during the window: positions that open, and borrowers and traders who cure.
+"""Books that move during the window: positions that open or close, and traders who cure.
 
-Two mechanisms act at the start of every step, before the step's funding and liquidations:
+Three mechanisms act at the start of every step, in this order, before the step's funding and
+liquidations:
 
 **Arrivals.** An account whose position opens during the window (its ``entry_time`` in the book
 falls inside the window) holds nothing until its arrival step, then opens with the units and
 cash the book gives it: ``cash = margin - units x entry_price``. The margin (its equity at the
 entry price) is new money entering the book; the units were bought from (or, for a short, sold
 to) the market at the historical entry price, which already carries that order.
+
+**Voluntary closes.** An account the book marks as closing during the window (its
+``exit_time``, drawn by the generator's ``close_share``) closes its whole position at the
+start of its close step (after the step's arrivals, before its cures), at the price the
+traders observe (the previous step's simulated close; the window's first open at step 0):
+``cash += units x price``, ``units = 0``. Its equity stays in the account (it is the trader's
+money; no money leaves the book): the position was sold to (or, for a short, bought from) the
+market at the observed price, which already carries that order, as arrivals do. An account
+liquidated to nothing (or closed) before its close step is skipped.
 
 **Response.** Real borrowers and traders watch their health: an account whose health, at the
 previous step's simulated close, falls below ``warning_health`` enters a warning zone; if it is
@@ -26,11 +36,17 @@ maintenance rates: perps ``equity / (m x |units| x price)``, loans ``LT x collat
 
 Per-step outputs (``FLOW_FIELDS``, shape (T, N_FLOW_FIELDS), float64): arrivals (count), the
 units and cash they bring (per product and side) and their margin (USD); cures (count) and the
-USD they bring per product. Serial loops: independent of the thread count.
+USD they bring per product; voluntary closes (count), the units they remove (per product and
+side, signed as the positions were), the cash they bring (the sale proceeds, per product) and
+their notional (USD). Serial loops: independent of the thread count.
 
 The step kernel (:func:`backtest.kernels.steps_nb.run_steps_nb`) applies the flow itself, once
 per step, through :func:`book_flow_step_nb`; everything the flow needs and updates travels in
 one :class:`KernelFlow` (built by :func:`backtest.engine.book_flow.kernel_flow`).
+
+Why over 400 lines: the three mechanisms write one per-step row by column position
+(``FLOW_FIELDS``) and share one :class:`KernelFlow`; the structure, its columns and every
+kernel that writes them stay in one module so that they are read, and changed, together.
 """
 
 from __future__ import annotations
@@ -55,6 +71,13 @@ FLOW_FIELDS = (
     "cures",  # accounts that cured
     "cure_perp_usd",  # margin added by perps that cured, USD (new money)
     "cure_loan_usd",  # debt repaid by loans that cured, USD (new money)
+    "closes",  # accounts that closed their position voluntarily in the step
+    "close_units_long",  # perp long units closed (positive)
+    "close_units_short",  # perp short units closed (negative, as held)
+    "close_units_loan",  # loan collateral units sold
+    "close_cash_perp",  # cash the perp closes add (units x price), USD
+    "close_cash_loan",  # cash the loan closes add (collateral sold), USD
+    "closed_notional_usd",  # |units| x price of the closed positions, USD
 )
 N_FLOW_FIELDS = len(FLOW_FIELDS)
 _PERP = int(Product.PERP)
@@ -98,8 +121,15 @@ class KernelFlow(NamedTuple):
         Last step whose flow has been applied (-1: none); updated. A step the kernel restarts
         (after a record-buffer flush) is not moved twice.
     touched : ndarray, shape (K,), int64
-        Scratch: the accounts a step's flow changed (K = most arrivals in one step + R), so
-        the kernel refreshes the trigger-key bounds of their chunks only.
+        Scratch: the accounts a step's flow changed (K = most arrivals in one step + most
+        closes in one step + R), so the kernel refreshes the trigger-key bounds of their
+        chunks only.
+    close_ptr : ndarray, shape (T + 1,), int64
+        Voluntary closes of step ``t`` are ``close_idx[close_ptr[t]:close_ptr[t + 1]]``.
+    close_idx : ndarray, shape (C,), int64
+        Accounts whose traders close their positions, grouped by close step (empty: none).
+    closed_step : ndarray, shape (N,), int32
+        Step at whose start each account's trader closed its position (-1: did not); updated.
     """
 
     arrival_ptr: np.ndarray
@@ -118,11 +148,15 @@ class KernelFlow(NamedTuple):
     steps: np.ndarray
     applied: np.ndarray
     touched: np.ndarray
+    close_ptr: np.ndarray
+    close_idx: np.ndarray
+    closed_step: np.ndarray
 
 
 @njit
 def book_flow_step_nb(t, price, flow, product, units, cash, key, m_rate):
-    """Move the book at the start of step ``t``, in place: arrivals open, then responders cure.
+    """Move the book at the start of step ``t``, in place: arrivals open, traders who planned
+    to close do so, then responders cure.
 
     Parameters
     ----------
@@ -130,10 +164,11 @@ def book_flow_step_nb(t, price, flow, product, units, cash, key, m_rate):
         Step index.
     price : float
         Price the accounts observe: the previous step's simulated close (``close[t - 1]``
-        times that step's price factor), USD per unit; unused at ``t = 0`` (no cures).
+        times that step's price factor; the window's first open at ``t = 0``, where only
+        voluntary closes use it: no cures), USD per unit.
     flow : KernelFlow
         The moving book; its per-step row ``steps[t]``, ``deposited``, ``warn_since``,
-        ``cures`` and ``touched`` are updated.
+        ``cures``, ``closed_step`` and ``touched`` are updated.
     product : ndarray, shape (N,), int8
         :class:`Product` of each account.
     units, cash, key : ndarray, shape (N,), float64
@@ -148,6 +183,9 @@ def book_flow_step_nb(t, price, flow, product, units, cash, key, m_rate):
         twice: an arrival that cures at once).
     """
     n_touched = open_arrivals_nb(t, flow, product, units, cash, key, m_rate, 0)
+    if flow.close_idx.shape[0] > 0:
+        n_touched = close_positions_nb(t, price, flow, product, units, cash, key, m_rate,
+                                       n_touched)
     if t > 0 and flow.responders.shape[0] > 0:
         n_touched = respond_nb(t, price, flow, product, units, cash, key, m_rate, n_touched)
     return n_touched
@@ -199,6 +237,65 @@ def open_arrivals_nb(t, flow, product, units, cash, key, m_rate, n_touched):
                 out[2] += u
             out[4] += c
         out[6] += flow.margin[i]
+    return n_touched
+
+
+@njit
+def close_positions_nb(t, price, flow, product, units, cash, key, m_rate, n_touched):
+    """Close, in full, the positions whose traders close them at step ``t``, in place.
+
+    Each account ``i`` in ``close_idx[close_ptr[t]:close_ptr[t + 1]]`` that still holds a
+    position sells it to the market at ``price``: ``cash[i] += units[i] x price``,
+    ``units[i] = 0``. Its equity at ``price`` is unchanged and stays in the account (no money
+    leaves the book). Accounts already at zero units (liquidated in full) are skipped.
+
+    Parameters
+    ----------
+    t : int
+        Step index (the close happens at its start).
+    price : float
+        Price the traders observe: the previous step's simulated close (the first open at
+        step 0), USD per unit.
+    flow : KernelFlow
+        Closes (``close_ptr``, ``close_idx``, in the kernel's processing order);
+        ``closed_step``, ``steps[t]`` and ``touched`` are updated.
+    product : ndarray, shape (N,), int8
+    units, cash, key : ndarray, shape (N,), float64
+        Account state; the closed accounts' entries are set.
+    m_rate : ndarray, shape (2,), float64
+        Base maintenance rates per product (trigger keys).
+    n_touched : int
+        Entries of ``flow.touched`` already used this step.
+
+    Returns
+    -------
+    int
+        ``n_touched`` plus the number of closes (listed after it in ``flow.touched``).
+    """
+    out = flow.steps[t]
+    for j in range(flow.close_ptr[t], flow.close_ptr[t + 1]):
+        i = flow.close_idx[j]
+        u = units[i]
+        if u == 0.0:
+            continue
+        value = u * price
+        cash[i] += value
+        units[i] = 0.0
+        key[i] = trigger_key_nb(0.0, cash[i], m_rate[product[i]])
+        flow.closed_step[i] = t
+        flow.touched[n_touched] = i
+        n_touched += 1
+        out[10] += 1.0
+        if product[i] == _LOAN:
+            out[13] += u
+            out[15] += value
+        else:
+            if u > 0.0:
+                out[11] += u
+            else:
+                out[12] += u
+            out[14] += value
+        out[16] += abs(value)
     return n_touched
 
 

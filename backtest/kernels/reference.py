@@ -55,6 +55,7 @@ class ReferenceResult:
     bands: np.ndarray | None = None  # family SOFT_BANDS: (N, N_BAND_FIELDS) as the kernel's
     deposited: np.ndarray | None = None  # new money per account (arrivals, cures), USD
     book_flow: np.ndarray | None = None  # (T, N_FLOW_FIELDS) as the kernel's
+    closed_step: np.ndarray | None = None  # step of each trader's voluntary close, -1: none
 
 
 def _health(product: int, u: float, c: float, p: float, m: float) -> float:
@@ -297,14 +298,14 @@ def simulate_reference(
     cascade = market is not None and bool(market["cascade"]) and replay is None
     res.deposited = np.zeros(n)
     res.book_flow = np.zeros((n_steps, N_FLOW_FIELDS))
+    res.closed_step = np.full(n, -1, np.int32)
     warned = [-1] * n
     cured = [0] * n
     base_rates = [float(policy["maintenance_rate"][k]) for k in range(2)]
     moving = flow  # (the loop below reuses the name flow for each step's liquidation flow)
     for t in range(n_steps):
         if moving is not None:
-            _move_book(res, moving, t, product, base_rates, warned, cured,
-                       sim_closes[t - 1] if t > 0 else None)
+            _move_book(res, moving, t, product, base_rates, warned, cured, past_close(t - 1))
         step_depth = float(depth[t]) if depth is not None else 0.0
         outstanding = 0.0
         if cascade:  # the displacement, read as an outstanding flow at this step's depth
@@ -560,7 +561,8 @@ def simulate_reference(
 
 
 def _move_book(res, flow, t, product, rates, warned, cured, price) -> None:
-    """Step ``t``'s arrivals, then cures at the previous simulated close ``price``."""
+    """Step ``t``'s arrivals, then voluntary closes and (t > 0) cures at the price observed:
+    the previous simulated close (the first open at step 0)."""
     row = res.book_flow[t]
     for i in range(len(res.units)):
         if flow.arrival_step[i] != t:
@@ -576,8 +578,24 @@ def _move_book(res, flow, t, product, rates, warned, cured, price) -> None:
             row[1 if u > 0 else 2] += u
             row[4] += c
         row[6] += flow.margin[i]
+    closing = flow.close_step
+    for i in range(len(res.units) if closing is not None else 0):
+        u = float(res.units[i])
+        if closing[i] != t or u == 0.0:
+            continue
+        res.cash[i] += u * price  # sold to the market at the observed price: equity stays
+        res.units[i] = 0.0
+        res.closed_step[i] = t
+        row[10] += 1
+        if product[i] == Product.LOAN:
+            row[13] += u
+            row[15] += u * price
+        else:
+            row[11 if u > 0 else 12] += u
+            row[14] += u * price
+        row[16] += abs(u * price)
     r = flow.response
-    if r is None or price is None:
+    if r is None or t == 0:
         return
     for i in range(len(res.units)):
         u, c, prod = float(res.units[i]), float(res.cash[i]), int(product[i])

@@ -352,9 +352,10 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
     book_flow : KernelFlow
         The moving book (:class:`backtest.kernels.book_flow_nb.KernelFlow`): at the start of
         each step, before funding and liquidations, :func:`book_flow_step_nb` opens the step's
-        arrivals and lets responders cure at the previous step's simulated close; the chunks
-        whose accounts it changed get fresh trigger-key bounds. Its per-step outputs and
-        ``deposited`` are updated; a step restarted after a flush is not moved twice.
+        arrivals, closes its voluntary closes and lets responders cure at the previous step's
+        simulated close; the chunks whose accounts it changed get fresh trigger-key bounds.
+        Its per-step outputs, ``deposited`` and ``closed_step`` are updated; a step restarted
+        after a flush is not moved twice.
     market_state : ndarray, shape (MARKET_STATE_SIZE,), float64
         What the market, oracle, insurance fund and a pending auto-deleveraging carry from one
         step to the next, indexed by :class:`backtest.kernels.enums.MarketState`; updated.
@@ -458,7 +459,7 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
                 if auction_tic[i] >= 0:
                     in_auction[ch] += 1
     for t in range(t0, t1):
-        if book_flow.applied[0] < t:  # the book moves: arrivals open, responders cure
+        if book_flow.applied[0] < t:  # the book moves: arrivals open, traders close, cures
             book_flow.applied[0] = t
             seen = close[t - 1] * step_out[t - 1, _PRICE_FACTOR] if t > 0 else open_[0]
             n_touched = book_flow_step_nb(t, seen, book_flow, product, units, cash, key, m_rate)

@@ -66,7 +66,8 @@ def cell_accounts(cell_json: Path) -> pl.DataFrame:
     acc = accounts_table(spec.cell_id, spec.policy["name"], res,
                          inputs.book.frame["account_id"].to_numpy(), inputs.book.arrays(),
                          arrays["open"][0], close[-1],
-                         close[-1] * res.step_metrics[-1, StepMetric.PRICE_FACTOR], inputs.flow)
+                         close[-1] * res.step_metrics[-1, StepMetric.PRICE_FACTOR], inputs.flow,
+                         close)
     return acc.select(
         "account_id", "initial_notional_usd",
         (pl.col("liquidations") > 0).alias("liquidated"), "liquidated_notional_usd",

@@ -37,10 +37,15 @@ class SimulationResult:
         Family SOFT_BANDS: each loan's band state and its bands' running trade totals
         (:data:`backtest.kernels.enums.BAND_FIELDS`); other families: no rows.
     book_flow : ndarray, shape (T, N_FLOW_FIELDS), float64
-        Arrivals and cures per step (:data:`backtest.kernels.book_flow_nb.FLOW_FIELDS`);
+        Arrivals, voluntary closes and cures per step
+        (:data:`backtest.kernels.book_flow_nb.FLOW_FIELDS`);
         zeros without a moving book.
     deposited : ndarray, shape (N,), float64
         New money each account brought in during the window (arrival margin and cures), USD.
+    closed_step : ndarray, shape (N,), int32
+        Step at whose start each account's trader closed what was left of its position
+        (voluntary close, :func:`backtest.kernels.book_flow_nb.close_positions_nb`); -1 where
+        it did not (held, or liquidated to nothing before).
     impact_baseline : ndarray, shape (T,), float64, or None
         As-happened net liquidation flow per step subtracted before impact (counterfactual
         impact), USD; None: nothing subtracted.
@@ -61,6 +66,7 @@ class SimulationResult:
     bands: np.ndarray
     book_flow: np.ndarray
     deposited: np.ndarray
+    closed_step: np.ndarray
     impact_baseline: np.ndarray | None = None
 
 

@@ -29,8 +29,10 @@ account charged more than it holds ends with negative ``final_equity_usd``; the
 
 A position's size at a step is reconstructed from the records: the units it opened with (at
 the window start, or at its arrival step with a moving book), minus the units closed by
-liquidation records and auto-deleveraging records of that step and earlier. Perp positions
-only shrink (they never flip side), so |units| falls by |units closed| at each record.
+liquidation records and auto-deleveraging records of that step and earlier, and minus what
+was left of it at its trader's voluntary close (:func:`voluntary_closes`: a closed position
+bears no later charge). Perp positions only shrink (they never flip side), so |units| falls by
+|units closed| at each record.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ import numpy as np
 
 from backtest.kernels.enums import Product, StepMetric
 
-__all__ = ["SocialisedCharges", "socialised_charges", "socialised_charges_reference"]
+__all__ = ["SocialisedCharges", "socialised_charges", "socialised_charges_reference",
+           "voluntary_closes"]
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,47 @@ def perp_shortfall(step_metrics: np.ndarray, adl_transfer: np.ndarray | None = N
     return np.minimum(part, np.maximum(sm[:, StepMetric.SOCIALISED_LOSS], 0.0))
 
 
-def _size_events(product, units_open, arrival_step, records, adl_records):
+def voluntary_closes(close_step: np.ndarray | None, units_open: np.ndarray,
+                     records: np.ndarray, adl_records: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Which planned voluntary closes happened, and the units they closed (from the records).
+
+    A trader closes at the start of its close step whatever is left of the position
+    (:func:`backtest.kernels.book_flow_nb.close_positions_nb`): the units it opened with minus
+    those closed by liquidation and auto-deleveraging records of earlier steps. Nothing left
+    (liquidated in full before): no close.
+
+    Parameters
+    ----------
+    close_step : ndarray, shape (N,), int64, or None
+        Planned close step of each account (-1: held); None: no closes.
+    units_open : ndarray, shape (N,), float64
+        Position each account opens with, asset units.
+    records, adl_records : ndarray, structured ``RECORD_FIELDS`` / ``ADL_FIELDS``
+        Liquidation and auto-deleveraging records (``step``, ``account``, ``units_closed``).
+
+    Returns
+    -------
+    closed_step : ndarray, shape (N,), int32
+        Step the trader closed at, -1 where it did not.
+    closed_units : ndarray, shape (N,), float64
+        |units| it closed then (0 where it did not).
+    """
+    n = len(units_open)
+    if close_step is None or not (close_step >= 0).any():
+        return np.full(n, -1, np.int32), np.zeros(n)
+    gone = np.zeros(n)
+    for rec in (records, adl_records):
+        acc = rec["account"].astype(np.int64)
+        before = (close_step[acc] >= 0) & (rec["step"].astype(np.int64) < close_step[acc])
+        np.add.at(gone, acc[before], np.abs(rec["units_closed"][before]))
+    left = np.abs(units_open) - gone
+    happened = (close_step >= 0) & (left > 1e-9 * np.abs(units_open))
+    return (np.where(happened, close_step, -1).astype(np.int32),
+            np.where(happened, left, 0.0))
+
+
+def _size_events(product, units_open, arrival_step, records, adl_records, close_step=None):
     """(account, step, change of |units|) of every perp size change, and the perp mask."""
     perp = product == Product.PERP
     acc = np.flatnonzero(perp & (units_open != 0.0))
@@ -116,6 +159,11 @@ def _size_events(product, units_open, arrival_step, records, adl_records):
     delta = np.concatenate([np.abs(units_open[acc]),
                             -np.abs(records["units_closed"][r_keep]),
                             -np.abs(adl_records["units_closed"][a_keep])])
+    closed_step, closed_units = voluntary_closes(close_step, units_open, records, adl_records)
+    c_acc = np.flatnonzero(perp & (closed_step >= 0))
+    accounts = np.concatenate([accounts, c_acc])
+    steps = np.concatenate([steps, closed_step[c_acc].astype(np.int64)])
+    delta = np.concatenate([delta, -closed_units[c_acc]])
     return accounts, steps, delta
 
 
@@ -126,6 +174,7 @@ def socialised_charges(
     arrival_step: np.ndarray,
     records: np.ndarray,
     adl_records: np.ndarray,
+    close_step: np.ndarray | None = None,
 ) -> SocialisedCharges:
     """Charge each step's perp socialised loss pro rata to the open perp positions' sizes.
 
@@ -148,6 +197,9 @@ def socialised_charges(
         Liquidation records (``step``, ``account``, ``units_closed``).
     adl_records : ndarray, shape (A,), structured ``ADL_FIELDS``
         Auto-deleveraging records (``step``, ``account``, ``units_closed``).
+    close_step : ndarray, shape (N,), int64, optional
+        Planned voluntary close step of each account (-1: held; see :func:`voluntary_closes`);
+        a position closed at step ``s`` bears no charge from step ``s`` on.
 
     Returns
     -------
@@ -158,7 +210,7 @@ def socialised_charges(
     total = np.maximum(sm[:, StepMetric.SOCIALISED_LOSS], 0.0)
     part = perp_shortfall(sm)
     accounts, steps, delta = _size_events(product, units_open, arrival_step, records,
-                                          adl_records)
+                                          adl_records, close_step)
     size = np.cumsum(np.bincount(steps, weights=delta, minlength=n_steps)[:n_steps])
     scale = float(np.abs(units_open[product == Product.PERP]).sum()) if len(units_open) else 0.0
     open_ = size > 1e-12 * max(scale, 1.0)
@@ -172,7 +224,7 @@ def socialised_charges(
 
 
 def socialised_charges_reference(step_metrics, product, units_open, arrival_step, records,
-                                 adl_records) -> SocialisedCharges:
+                                 adl_records, close_step=None) -> SocialisedCharges:
     """Plain-loop twin of :func:`socialised_charges`: rebuild every position at every step.
 
     Same parameters and result; O(T x N), for tests only.
@@ -195,6 +247,8 @@ def socialised_charges_reference(step_metrics, product, units_open, arrival_step
                 continue
             if max(arrival_step[i], 0) == t:
                 size[i] += abs(units_open[i])
+            if close_step is not None and close_step[i] == t:
+                size[i] = 0.0  # the trader closes what is left, before the step's liquidations
             size[i] -= closed[t, i]
         open_total = sum(size)
         if open_total > 1e-12 * max(scale, 1.0) and part[t] > 0.0:

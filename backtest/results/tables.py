@@ -104,7 +104,7 @@ def steps_table(
     totals = running_totals(sm, close * factor, book["product"], book["units"], book["cash"],
                             res.book_flow)
     charges = socialised_for(res, book["product"], _open_units(book["units"], flow),
-                             _arrival(len(book["units"]), flow))
+                             _arrival(len(book["units"]), flow), _closing(flow))
     totals["user_equity_usd"] = totals["user_equity_usd"] - np.cumsum(charges.charged)
     n_steps = len(close)
     r = res.records
@@ -168,6 +168,8 @@ def steps_table(
             "waiting_negative_equity_usd": sm[:, StepMetric.WAITING_NEGATIVE_EQUITY],
             "arrivals": flow["arrivals"].astype(np.int64),
             "arrival_margin_usd": flow["arrival_margin_usd"],
+            "closes": flow["closes"].astype(np.int64),
+            "closed_notional_usd": flow["closed_notional_usd"],
             "cures": flow["cures"].astype(np.int64),
             "cure_usd": flow["cure_perp_usd"] + flow["cure_loan_usd"],
             "simulated_close": close * factor,
@@ -187,22 +189,29 @@ def accounts_table(
     last_close: float,
     simulated_last_close: float,
     flow=None,
+    closes: np.ndarray | None = None,
 ) -> pl.DataFrame:
     """Return the ``accounts`` rows of one policy.
 
     ``book`` holds each account's position once open (``product``, ``units``, ``cash``).
     With a moving book (``flow``, a :class:`backtest.engine.book_flow.BookFlow`), accounts that
     open during the window (``opened_step`` >= 0) start with their margin as initial equity, and
-    ``cure_usd`` is the new money an account brought in by curing.
+    ``cure_usd`` is the new money an account brought in by curing, and ``closed_step`` the
+    step at whose start its trader closed what was left of the position (-1: did not; from
+    the kernel, ``res.closed_step``; a position liquidated in part and then closed by its
+    trader ends ``closed``).
 
     ``initial_equity_usd`` is valued at the window's first open, ``final_equity_usd`` at its
     last simulated close (liquidated accounts hold their remaining cash); ``hold_equity_usd``
     is what the account would be worth at the last historical close had it never been
     liquidated (no liquidation, no impact), with the same new money (``cure_usd``) brought in,
     floored at 0: a deposit is the trader's own money in both worlds, so it cancels in
-    ``hold_equity_usd - final_equity_usd`` (the user loss to liquidation). Status: ``open`` (never
-    liquidated), ``partially_liquidated`` (still holds a position or debt), ``closed``, or
-    ``bankrupt`` (left bad debt).
+    ``hold_equity_usd - final_equity_usd`` (the user loss to liquidation); a position its
+    trader closes during the window is valued at its close (the historical close before its
+    close step, from ``closes``, the historical close of every step; without it, at the last
+    close). Status: ``open`` (never liquidated; a trader's own close does not change it),
+    ``partially_liquidated`` (still holds a position or debt), ``closed``, or ``bankrupt``
+    (left bad debt).
     """
     units0, cash0 = book["units"], book["cash"]
     n = len(units0)
@@ -210,7 +219,12 @@ def accounts_table(
     margin = np.zeros(n) if flow is None else flow.margin
     initial_equity = np.where(arrival >= 0, margin, cash0 + units0 * first_open)
     cure = res.deposited - margin
-    charges = socialised_for(res, book["product"], units0, arrival)
+    close_step = _closing(flow)
+    charges = socialised_for(res, book["product"], units0, arrival, close_step)
+    hold_price = np.full(n, float(last_close))
+    if close_step is not None and closes is not None:
+        before = np.concatenate([[float(first_open)], np.asarray(closes, float)])
+        hold_price = np.where(close_step >= 0, before[np.maximum(close_step, 0)], hold_price)
     adl = res.adl_records
     adl_units, adl_paid = np.zeros(n), np.zeros(n)
     np.add.at(adl_units, adl["account"], adl["units_closed"])
@@ -233,13 +247,14 @@ def accounts_table(
             "opened_step": arrival.astype(np.int32),
             "initial_equity_usd": initial_equity,
             "cure_usd": cure,
-            "hold_equity_usd": np.maximum(cash0 + cure + units0 * last_close, 0.0),
+            "hold_equity_usd": np.maximum(cash0 + cure + units0 * hold_price, 0.0),
             "final_equity_usd": (res.cash + res.units * simulated_last_close
                                  - charges.per_account),
             "socialised_loss_usd": charges.per_account,
             "final_units": res.units,
             "final_cash_usd": res.cash,
             "liquidations": res.n_liquidations,
+            "closed_step": res.closed_step,
             "first_liquidation_step": res.first_step,
             "last_liquidation_step": res.last_step,
             "liquidated_notional_usd": res.liquidated_notional,
@@ -318,7 +333,8 @@ def policies_table(run_id: str, policies: list[tuple[str, dict, str]]) -> pl.Dat
 
 
 def socialised_for(res: SimulationResult, product: np.ndarray, units_open: np.ndarray,
-                   arrival_step: np.ndarray) -> SocialisedCharges:
+                   arrival_step: np.ndarray, close_step: np.ndarray | None = None
+                   ) -> SocialisedCharges:
     """Return the socialised loss of one policy's result split by who bears it.
 
     Parameters
@@ -329,6 +345,8 @@ def socialised_for(res: SimulationResult, product: np.ndarray, units_open: np.nd
         Position each account opens with, asset units.
     arrival_step : ndarray, shape (N,), int64
         -1 for accounts open at the window start.
+    close_step : ndarray, shape (N,), int64, optional
+        Planned voluntary close step (-1: held); None: no closes.
 
     Returns
     -------
@@ -336,7 +354,7 @@ def socialised_for(res: SimulationResult, product: np.ndarray, units_open: np.nd
         See :func:`backtest.results.socialised.socialised_charges`.
     """
     return socialised_charges(res.step_metrics, product, units_open, arrival_step, res.records,
-                              res.adl_records)
+                              res.adl_records, close_step)
 
 
 def _open_units(start_units: np.ndarray, flow) -> np.ndarray:
@@ -344,6 +362,11 @@ def _open_units(start_units: np.ndarray, flow) -> np.ndarray:
     if flow is None:
         return start_units
     return np.where(flow.arrival_step >= 0, flow.open_units, start_units)
+
+
+def _closing(flow) -> np.ndarray | None:
+    """Planned voluntary close step of every account, or None without closes."""
+    return None if flow is None or flow.close_step is None else flow.close_step
 
 
 def _arrival(n: int, flow) -> np.ndarray:

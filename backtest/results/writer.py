@@ -171,7 +171,7 @@ def write_run(run_dir: Path, run_id: str, created: datetime, inputs, outcomes, t
         out.table("accounts", pl.concat(
             [accounts_table(run_id, o.name, o.result, account_id, book, arrays["open"][0],
                             close[-1], close[-1] * o.result.step_metrics[-1, StepMetric.PRICE_FACTOR],
-                            inputs.flow)
+                            inputs.flow, close)
              for o in outcomes]))
         out.table("liquidations", pl.concat(
             [liquidations_table(run_id, o.name, o.result, account_id, ts) for o in outcomes]))

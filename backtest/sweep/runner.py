@@ -142,7 +142,7 @@ def simulate_cell(spec: CellSpec) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
                               inputs.book.frame["account_id"].to_numpy(), book,
                               arrays["open"][0], close[-1],
                               close[-1] * res.step_metrics[-1, StepMetric.PRICE_FACTOR],
-                              inputs.flow)
+                              inputs.flow, close)
     metrics = cell_metrics(steps, accounts)
     series = steps.with_columns(
         pl.Series("open", arrays["open"]), pl.Series("high", arrays["high"]),
