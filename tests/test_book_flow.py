@@ -23,7 +23,13 @@ from backtest.results.socialised import (
     socialised_charges_reference,
     voluntary_closes,
 )
-from tests.kernel_inputs import random_book, random_policy, random_prices, random_volume
+from tests.kernel_inputs import (
+    random_bands,
+    random_book,
+    random_policy,
+    random_prices,
+    random_volume,
+)
 
 F = {name: k for k, name in enumerate(FLOW_FIELDS)}
 
@@ -376,3 +382,16 @@ def test_exit_time_is_an_optional_checked_column(tmp_path):
     early = frame.with_columns(pl.col("entry_time").alias("exit_time"))
     with pytest.raises(BookError, match="row 0 .*exit_time must be after entry_time"):
         validate_book(early)
+
+
+@pytest.mark.parametrize("arriving, closing", [(0.3, 0.0), (0.0, 0.3)])
+def test_soft_bands_refuse_a_book_that_moves(arriving, closing):
+    rng = np.random.default_rng(2)
+    prices = random_prices(rng, 40, vol=0.02)
+    book = random_book(rng, 100)
+    policy = random_policy(rng, slicing=False)
+    random_bands(rng, policy)
+    units0, cash0, flow = _flow(rng, book, 40, arriving=arriving, closing=closing)
+    with pytest.raises(ValueError, match="not modelled with soft-liquidation bands"):
+        simulate(prices, book["product"], units0, cash0, policy, TriggerPrice.EXTREME,
+                 FillPrice.TRIGGER, flow=flow)

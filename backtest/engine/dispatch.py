@@ -230,9 +230,11 @@ def simulate(
                          f"{risk.shape}")
 
     if flow is not None and flow.active:  # the kernel moves the book before every step
-        if policy[0]["family"] == PolicyFamily.SOFT_BANDS and (flow.arrival_step >= 0).any():
-            raise ValueError("arrivals during the window are not modelled with soft-"
-                             "liquidation bands (bands are placed at the window start)")
+        if policy[0]["family"] == PolicyFamily.SOFT_BANDS and (
+                (flow.arrival_step >= 0).any()
+                or (flow.close_step is not None and (flow.close_step >= 0).any())):
+            raise ValueError("arrivals and voluntary closes during the window are not modelled "
+                             "with soft-liquidation bands (bands are placed at the window start)")
         moving = kernel_flow(flow, order, n_steps)
     else:
         moving = no_kernel_flow(n, n_steps)
