@@ -227,17 +227,24 @@ def open_arrivals_nb(t, flow, product, units, cash, key, m_rate, n_touched):
         flow.touched[n_touched] = i
         n_touched += 1
         out[0] += 1.0
-        if product[i] == _LOAN:
-            out[3] += u
-            out[5] += c
-        else:
-            if u > 0.0:
-                out[1] += u
-            else:
-                out[2] += u
-            out[4] += c
+        _tally_nb(out, 0, product[i] == _LOAN, u, c)
         out[6] += flow.margin[i]
     return n_touched
+
+
+@njit
+def _tally_nb(out, k, is_loan, u, c):
+    """Add one opened or closed position to the step's flow fields ``out[k + 1 .. k + 5]``:
+    long units, short units, loan units, perp cash, loan cash (FLOW_FIELDS' order)."""
+    if is_loan:
+        out[k + 3] += u
+        out[k + 5] += c
+    else:
+        if u > 0.0:
+            out[k + 1] += u
+        else:
+            out[k + 2] += u
+        out[k + 4] += c
 
 
 @njit
@@ -286,15 +293,7 @@ def close_positions_nb(t, price, flow, product, units, cash, key, m_rate, n_touc
         flow.touched[n_touched] = i
         n_touched += 1
         out[10] += 1.0
-        if product[i] == _LOAN:
-            out[13] += u
-            out[15] += value
-        else:
-            if u > 0.0:
-                out[11] += u
-            else:
-                out[12] += u
-            out[14] += value
+        _tally_nb(out, 10, product[i] == _LOAN, u, value)
         out[16] += abs(value)
     return n_touched
 
