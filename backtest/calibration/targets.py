@@ -456,12 +456,8 @@ def share_of_open_interest(event: str, venue: str, asset: str,
     oi = [t for t in pool if t.measure == "open_interest_before_usd"]
     if not liq or not oi:
         return None
-    liq = _longest_window(liq)
-    liq_low, liq_high = min(t.low for t in liq), max(t.high for t in liq)
-    oi_low, oi_high = min(t.low for t in oi), max(t.high for t in oi)
-    if oi_low <= 0.0:
-        return None
-    return (min(liq_low / oi_high, 1.0), min(liq_high / oi_low, 1.0))
+    share = _ratio_range(_longest_window(liq), oi)
+    return None if share is None else (min(share[0], 1.0), min(share[1], 1.0))
 
 
 def open_interest_change(event: str, venue: str, asset: str,
@@ -493,7 +489,15 @@ def open_interest_change(event: str, venue: str, asset: str,
     pool = targets_for(event, venue=venue, asset=asset, targets=targets, directory=directory)
     after = [t for t in pool if t.measure == "open_interest_after_usd"]
     before = [t for t in pool if t.measure == "open_interest_before_usd"]
-    if not after or not before or min(t.low for t in before) <= 0.0:
+    return _ratio_range(after, before) if after and before else None
+
+
+def _ratio_range(numerator: list[Target], denominator: list[Target]
+                 ) -> tuple[float, float] | None:
+    """``(low / high, high / low)`` of the unions of two target ranges; None if the
+    denominator's low is 0."""
+    low = min(t.low for t in denominator)
+    if low <= 0.0:
         return None
-    return (min(t.low for t in after) / max(t.high for t in before),
-            max(t.high for t in after) / min(t.low for t in before))
+    return (min(t.low for t in numerator) / max(t.high for t in denominator),
+            max(t.high for t in numerator) / low)
