@@ -175,3 +175,16 @@ def test_liqbt_report_of_an_options_run_writes_its_portfolio_report(runs, tmp_pa
     assert code == 0, capsys.readouterr()
     html = out.read_text()
     assert 'id="options-greeks"' in html and runs["run_id"] in html
+
+
+def test_readme_options_queries_answer(runs):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    queries = [q for q in re.findall(r'liqbt query "([^"]*)"', text) if "'options'" in q]
+    assert queries
+    with Catalog(runs["root"]) as cat:
+        for sql in queries:
+            frame = cat.query(sql)
+            assert frame.height == 1 and frame["liquidated_usd"].sum() > 0, sql
