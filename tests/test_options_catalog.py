@@ -19,7 +19,9 @@ from tests.test_portfolio_run import CONFIG, EVENTS, _crash_rows
 
 #: A small portfolio book (the options run is the subject) and no options vs perps sample.
 OVERRIDES = ["portfolio.accounts=100", "portfolio.orders=[\"protocol\"]",
-             "options.accounts=300", "options.breach_accounts=0"]
+             "options.accounts=300", "options.breach_accounts=0",
+             # wide closing spreads and a fund: some liquidations leave bad debt, drawn
+             "options.params.spread=0.6", "options.params.insurance_fund_usd=5000"]
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +123,7 @@ def test_registry_metrics_match_hand_sums_over_the_records(runs):
     assert oi > 0 and row["bad_debt_pct_oi"] == pytest.approx(row["bad_debt_usd"] / oi)
     assert row["user_equity_retained"] == pytest.approx(
         float(acc["final_equity_usd"].sum() / acc["initial_equity_usd"].sum()), rel=1e-9)
+    assert row["bad_debt_usd"] > 0 and row["insurance_draw_usd"] > 0
     assert row["insurance_draw_usd"] + row["socialised_loss_usd"] == pytest.approx(
         row["bad_debt_usd"], rel=1e-9, abs=1e-9)  # every dollar of bad debt is borne
     initial = float(runs["options_manifest"]["config"]["options"]["params"]["insurance_fund_usd"])
