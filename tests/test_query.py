@@ -224,12 +224,12 @@ def test_format_value_by_column():
 
 def test_readme_run_queries_work(world):
     """The README's example queries over runs answer (sweep examples need a sweep, portfolio
-    ones a portfolio run: tests/test_portfolio_catalog.py)."""
+    and options ones such a run: tests/test_portfolio_catalog.py, test_options_catalog.py)."""
     import re
 
     text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     queries = [q for q in re.findall(r'liqbt query "([^"]*)"', text)
-               if "sweep_" not in q and "'portfolio'" not in q
+               if "sweep_" not in q and "'portfolio'" not in q and "'options'" not in q
                and q.split()[0].upper() in ("SELECT", "WITH")]
     assert queries
     with Catalog(world["runs"]) as cat:

@@ -37,7 +37,8 @@ def report(
 ) -> None:
     """Write the HTML report of RUN, or of a governance proposal; print its path.
 
-    A portfolio run gets the portfolio report (as liqbt portfolio report RUN_DIR writes it).
+    A portfolio run gets the portfolio report (as liqbt portfolio report RUN_DIR writes it);
+    an options run gets the report of the portfolio run it belongs to.
 
     Either report is one file that opens offline (plotly.js embedded once).
     """
@@ -68,7 +69,7 @@ def report(
                           "PROPOSAL")
     from backtest.report import write_report
     from backtest.results.catalog import Catalog
-    from backtest.results.metrics import PORTFOLIO
+    from backtest.results.metrics import OPTIONS, PORTFOLIO
 
     root = paths.runs_dir(runs)
     if not root.is_dir() and not Path(run).is_dir():
@@ -76,7 +77,11 @@ def report(
                            "or pass --runs")
     with Catalog(runs) as catalog:  # in memory, read-only: never waits on a running run
         run_id = catalog.resolve(run)
-        if catalog.run_kind(run_id) == PORTFOLIO:  # its own report (liqbt portfolio report)
+        kind = catalog.run_kind(run_id)
+        if kind == OPTIONS:  # an options study is reported in its portfolio run's report
+            run_id = catalog.resolve(catalog.manifest(run_id)["portfolio_run_id"])
+            kind = PORTFOLIO
+        if kind == PORTFOLIO:  # its own report (liqbt portfolio report)
             from backtest.report.portfolio import write_portfolio_report
 
             out = write_portfolio_report(catalog.run_dir(run_id), output)

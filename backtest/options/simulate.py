@@ -156,6 +156,32 @@ class OptionsResult:
             cols[metric_column(m)] = self.step_metrics[:, m]
         return pl.DataFrame(cols)
 
+    def summary(self) -> dict[str, float | int]:
+        """Totals of the run from its liquidation records and per-account arrays.
+
+        Computed without the per-step metrics, so that their sums (the catalog's ``steps``
+        table, :mod:`backtest.options.run_record`) can be checked against it.
+
+        Returns
+        -------
+        dict
+            ``liquidations`` and ``accounts_liquidated`` (counts; one liquidation per account
+            closes all its legs), ``liquidated_notional_usd``, ``keeper_fees_usd``,
+            ``insurance_fees_usd``, ``bad_debt_usd``, ``settlement_cash_usd`` and
+            ``insurance_fund_end_usd`` (the fund after the last step), USD.
+        """
+        rec = self.records
+        return {
+            "liquidations": int(rec.size),
+            "accounts_liquidated": int((self.liq_step >= 0).sum()),
+            "liquidated_notional_usd": float(rec["notional"].sum()),
+            "keeper_fees_usd": float(rec["keeper_fee"].sum()),
+            "insurance_fees_usd": float(rec["insurance_fee"].sum()),
+            "bad_debt_usd": float(self.bad_debt.sum()),
+            "settlement_cash_usd": float(self.settled.sum()),
+            "insurance_fund_end_usd": float(self.insurance_fund_usd),
+        }
+
     def records_frame(self) -> pl.DataFrame:
         """Liquidation records as a polars DataFrame (with ``account_id`` and ``time``)."""
         rec = self.records

@@ -10,8 +10,14 @@ path every run kind uses (:func:`backtest.results.writer.run_directory`: filled 
 temporary name and renamed when complete), with the standard ``manifest.json`` (``run_kind =
 "portfolio"``, config and input hashes, versions, timings, peak RSS). The catalog's tables
 (:mod:`backtest.portfolio.tables`) make the run visible to ``liqbt query``, ``liqbt list runs``
-and the metrics registry like a single-asset run, one ``policy`` per collateral order. Same
+and the metrics registry like a single-asset run, one ``policy`` per collateral order. The
+options study is also written as a run of its own, kind ``options``, in
+``<runs>/options/<run id>-options/`` (:mod:`backtest.options.run_record`; its id is the
+manifest's ``options_run_id``), just before the portfolio run is renamed into place. Same
 config and seed: same tables.
+
+Why over 400 lines: the stages of one run (books, orders, options market and study, the
+writes) share the config and the run directory; each is a function of its own.
 
 Files of a run directory (all Parquet unless noted):
 
@@ -63,6 +69,7 @@ from backtest.options import (
     write_options_book,
 )
 from backtest.options.margin import account_risk
+from backtest.options.run_record import OptionsStudy, options_run_id, write_options_run
 from backtest.options.study import breach_comparison
 from backtest.portfolio.book import (
     generate_portfolio_book,
@@ -77,7 +84,7 @@ from backtest.portfolio.simulate import PortfolioResult, sensitivity_of, simulat
 from backtest.portfolio.run_record import portfolio_manifest, write_catalog_tables
 from backtest.portfolio.tables import portfolio_accounts, portfolio_liquidations
 from backtest.provenance import runtime
-from backtest.results.metrics import PORTFOLIO
+from backtest.results.metrics import OPTIONS, PORTFOLIO
 from backtest.results.runs import RUN_KIND_DIRS
 from backtest.results.writer import run_directory
 from backtest.risk.liquidation_map import LarRecorder
@@ -87,6 +94,8 @@ from backtest.tapes.schema import parse_interval
 
 #: Sub-directory of the runs directory holding portfolio runs.
 PORTFOLIO_RUNS = RUN_KIND_DIRS[PORTFOLIO]
+#: Sub-directory of the runs directory holding the options runs of portfolio configs.
+OPTIONS_RUNS = RUN_KIND_DIRS[OPTIONS]
 
 
 def _digest(payload: object) -> str:
@@ -235,7 +244,15 @@ def options_book(cfg: PortfolioRunConfig, market: OptionsMarket, start: datetime
 
 def run_options_study(cfg: PortfolioRunConfig, store: TapeStore, events: str | None,
                       log: Callable[[str], None]) -> tuple[dict[str, pl.DataFrame], dict]:
-    """Simulate the options book, map its LAR, take start Greeks, compare with perps."""
+    """Simulate the options book, map its LAR, take start Greeks, compare with perps.
+
+    Returns
+    -------
+    tuple
+        The study's tables (``options_steps``, ``options_accounts``, ...) and a dict with
+        ``book`` (description and totals), ``timings`` and ``study``
+        (:class:`~backtest.options.run_record.OptionsStudy`, for its own run directory).
+    """
     sec, lar = cfg.options, cfg.liquidation_at_risk
     ev = get_event(cfg.event, events)
     timings = {}
@@ -282,7 +299,8 @@ def run_options_study(cfg: PortfolioRunConfig, store: TapeStore, events: str | N
                  "interval": sec.interval, "summary": {
                      "accounts_liquidated": int((res.liq_step >= 0).sum()),
                      "bad_debt_usd": float(res.bad_debt.sum())}})
-    return out, {"book": info, "timings": timings}
+    study = OptionsStudy(market, arrays, res, sec.params, open_price, risk.equity, dict(info))
+    return out, {"book": info, "timings": timings, "study": study}
 
 
 def run_portfolio_config(cfg: PortfolioRunConfig, config_path: str | Path | None = None, *,
@@ -362,10 +380,16 @@ def run_portfolio_config(cfg: PortfolioRunConfig, config_path: str | Path | None
             t0 = time.perf_counter()
             opt_tables, options_info = run_options_study(cfg, tape_store, events, log)
             tables.update(opt_tables)
+            study = options_info.pop("study")
             timings.update(options_info.pop("timings"))
             timings["options_total_s"] = time.perf_counter() - t0
         manifest = portfolio_manifest(cfg, run_id, created, config_path, overrides, aligned,
                                       book, book_info, results, options_info, timings)
+        if cfg.options is not None:  # its own run (kind 'options'), written before this one
+            manifest["options_run_id"] = options_run_id(run_id)
+            write_options_run(paths.runs_dir(runs) / OPTIONS_RUNS / manifest["options_run_id"],
+                              manifest, study, {k: timings[k] for k in
+                                                ("options_inputs_s", "options_run_s")})
         w0 = time.perf_counter()
         write_catalog_tables(out, run_id, aligned, results, manifest["config_sha256"])
         for name, frame in tables.items():

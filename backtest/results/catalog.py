@@ -24,13 +24,14 @@ Layout under the runs directory (:func:`backtest.paths.runs_dir`)::
       <run_id>/{prices,steps,accounts,liquidations,adl,policies}.parquet
       portfolio/<run_id>/manifest.json   # a portfolio run (run_kind = 'portfolio')
       portfolio/<run_id>/{prices,steps,accounts,liquidations,policies}.parquet  # + its own
+      options/<run_id>-options/{steps,accounts,liquidations,policies}.parquet  # its options
       .<run_id>.<random>.tmp/            # a run being written (never read; see writer)
       sweeps/<name>/, governance/<proposal>/   # sweep directories (backtest.sweep.store)
       registered-sweeps/<digest>.json    # {"sweep_dir": ...} for sweeps written elsewhere
 
 Relations (:data:`RELATIONS`): ``runs`` (one row per run), ``prices``, ``steps``,
 ``accounts``, ``liquidations``, ``adl``, ``policies`` (every run's tables, ``run_id`` and
-``run_kind`` in each: ``single_asset`` or ``portfolio``, see
+``run_kind`` in each: ``single_asset``, ``portfolio`` or ``options``, see
 :data:`backtest.results.metrics.RUN_KINDS`; a portfolio run has no ``adl`` table and adds
 ``symbol``, ``collateral_order`` and ``account_kind`` columns),
 ``sweeps`` (one row per sweep directory), ``sweep_cells`` and ``sweep_steps`` (the finished

@@ -9,6 +9,9 @@ Run kinds: a measure lists the kinds it applies to (:attr:`Metric.kinds`). A por
 tables (:mod:`backtest.portfolio.tables`) carry the aggregates of :data:`PORTFOLIO_AGGREGATES`
 only, so the measures built on them (liquidated notional, bad debt, insurance fund drawn, user
 equity lost to liquidation, ...) are computed for it from the same SQL, and the others are null.
+An options run's tables (:mod:`backtest.options.run_record`) carry :data:`OPTIONS_AGGREGATES`
+(no ``hold_equity_usd``: the no-liquidation counterfactual of an options book would need its
+expiries settled along the path, which the run does not simulate).
 """
 
 from __future__ import annotations
@@ -21,7 +24,11 @@ SINGLE_ASSET = "single_asset"
 PORTFOLIO = "portfolio"
 """Run kind of ``liqbt portfolio run`` (multi-asset book, one run per collateral order)."""
 
-RUN_KINDS = (SINGLE_ASSET, PORTFOLIO)
+OPTIONS = "options"
+"""Run kind of the options study of a ``liqbt portfolio run`` config with an ``[options]``
+section (one options book, one liquidation rule: :mod:`backtest.options.run_record`)."""
+
+RUN_KINDS = (SINGLE_ASSET, PORTFOLIO, OPTIONS)
 """Every run kind the catalog holds (its ``run_kind`` column)."""
 
 
@@ -116,6 +123,14 @@ PORTFOLIO_AGGREGATES = (
 )
 
 
+#: Aggregates an options run's tables carry (:mod:`backtest.options.run_record`): those of a
+#: portfolio run but the no-liquidation equity (``hold_equity_usd``).
+OPTIONS_AGGREGATES = tuple(n for n in PORTFOLIO_AGGREGATES if n != "hold_equity_usd")
+
+#: Aggregates each run kind but single-asset carries (single-asset runs carry them all).
+KIND_AGGREGATES = {PORTFOLIO: PORTFOLIO_AGGREGATES, OPTIONS: OPTIONS_AGGREGATES}
+
+
 def aggregates_sql(table: str, kind: str = SINGLE_ASSET) -> str:
     """Return the ``SELECT`` list of one table's per-policy aggregates for a run kind.
 
@@ -123,7 +138,8 @@ def aggregates_sql(table: str, kind: str = SINGLE_ASSET) -> str:
     ----------
     table : {"steps", "accounts"}
     kind : str
-        One of :data:`RUN_KINDS`; a portfolio run gets :data:`PORTFOLIO_AGGREGATES` only.
+        One of :data:`RUN_KINDS`; a portfolio or options run gets its
+        :data:`KIND_AGGREGATES` only.
 
     Returns
     -------
@@ -139,7 +155,7 @@ def aggregates_sql(table: str, kind: str = SINGLE_ASSET) -> str:
              "accounts": ACCOUNTS_AGGREGATE_EXPRESSIONS}.get(table)
     if exprs is None or kind not in RUN_KINDS:
         raise ValueError(f"no aggregates of table {table!r} for run kind {kind!r}")
-    names = [n for n in exprs if kind == SINGLE_ASSET or n in PORTFOLIO_AGGREGATES]
+    names = [n for n in exprs if kind == SINGLE_ASSET or n in KIND_AGGREGATES[kind]]
     return ",\n    ".join(f"{exprs[n]} AS {n}" for n in names)
 
 
@@ -149,27 +165,30 @@ STEPS_AGGREGATES = aggregates_sql("steps")
 #: Per-policy aggregates of the ``accounts`` table (alias ``a``) of a single-asset run.
 ACCOUNTS_AGGREGATES = aggregates_sql("accounts")
 
-#: Kinds of a measure defined for single-asset and portfolio runs alike.
+#: Kinds of a measure defined for single-asset and portfolio runs alike (not options runs).
 BOTH = (SINGLE_ASSET, PORTFOLIO)
+
+#: Kinds of a measure defined for every run kind.
+ALL = RUN_KINDS
 
 METRICS: tuple[Metric, ...] = (
     Metric("accounts_liquidated", "Accounts liquidated", "count", "a.accounts_liquidated",
            "Accounts liquidated at least once.",
-           kinds=BOTH),
+           kinds=ALL),
     Metric("liquidations", "Liquidation events", "count", "s.liquidations",
            "Liquidation events (a partial policy may liquidate an account several times).",
-           kinds=BOTH),
+           kinds=ALL),
     Metric("preemptive_reductions", "of which pre-emptive reductions", "count",
            "s.preemptive_reductions",
            "Reductions of accounts not yet liquidatable by the predictive overlay (counted in "
            "the liquidation events)."),
     Metric("accounts_wiped_out", "Accounts wiped out", "count", "a.accounts_wiped_out",
            "Liquidated accounts left with at most 1% of their equity at the window start.",
-           kinds=BOTH),
+           kinds=ALL),
     Metric("liquidated_notional_usd", "Liquidated notional", "USD", "s.liquidated_notional_usd",
            "Sum over liquidation events of |units closed| x fill price (soft-liquidation band "
            "conversions are not events: see the next row).",
-           kinds=BOTH),
+           kinds=ALL),
     Metric("soft_converted_notional_usd", "Collateral converted by soft-liquidation bands",
            "USD", "s.soft_converted_notional_usd",
            "Collateral that loans' soft-liquidation bands (crvUSD LLAMMA) sold to arbitrageurs "
@@ -179,10 +198,10 @@ METRICS: tuple[Metric, ...] = (
            "s.peak_liquidated_notional_usd",
            "Largest liquidated notional in one step (liquidation events only): the forced "
            "flow the market must absorb.",
-           kinds=BOTH),
+           kinds=ALL),
     Metric("penalties_usd", "Liquidation penalties paid", "USD", "a.penalties_usd",
            "Penalties taken from accounts (keeper + insurance fund shares).",
-           kinds=BOTH),
+           kinds=ALL),
     Metric("keeper_profit_usd", "Keeper profit", "USD",
            "s.keeper_fees_usd + s.auction_incentives_usd + s.soft_liquidation_loss_usd"
            " - s.keeper_gas_usd",
@@ -198,7 +217,7 @@ METRICS: tuple[Metric, ...] = (
            "Most loans in one step with part of their collateral converted by their bands."),
     Metric("bad_debt_usd", "Bad debt", "USD", "s.bad_debt_usd",
            "Shortfall beyond the equity of liquidated accounts.",
-           kinds=BOTH),
+           kinds=ALL),
     Metric("underwater_equity_usd", "Unliquidated negative equity at end", "USD",
            "a.underwater_equity_usd",
            "Negative equity of positions still open at the end (before any socialised-loss "
@@ -213,13 +232,13 @@ METRICS: tuple[Metric, ...] = (
     Metric("bad_debt_pct_oi", "Bad debt / open interest", "fraction",
            "s.bad_debt_usd / nullif(a.open_interest_usd, 0)",
            "Bad debt as a share of the book's notional at the window start.",
-           kinds=BOTH),
+           kinds=ALL),
     Metric("insurance_draw_usd", "Insurance fund drawn", "USD", "s.insurance_draw_usd",
            "Bad debt covered by the insurance fund.",
-           kinds=BOTH),
+           kinds=ALL),
     Metric("insurance_fund_end_usd", "Insurance fund at end", "USD", "s.insurance_fund_end_usd",
            "Fund balance after the last step (initial + fee inflows - draws).",
-           kinds=BOTH),
+           kinds=ALL),
     Metric("adl_notional_usd", "Auto-deleveraged notional", "USD", "s.adl_notional_usd",
            "Notional of profitable traders' positions closed by auto-deleveraging."),
     Metric("adl_accounts", "Accounts auto-deleveraged", "count", "s.adl_accounts",
@@ -231,7 +250,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("socialised_loss_usd", "Socialised loss", "USD", "s.socialised_loss_usd",
            "Bad debt neither the insurance fund nor auto-deleveraging covered (and Dutch-"
            "auction keeper incentives the fund could not pay).",
-           kinds=BOTH),
+           kinds=ALL),
     Metric("socialised_loss_charged_usd", "of which charged to the book's perp traders", "USD",
            "a.socialised_loss_charged_usd",
            "Perp bad debt charged pro rata to the size of every perp position open at that "
@@ -270,7 +289,7 @@ METRICS: tuple[Metric, ...] = (
            "a.final_equity_usd / nullif(a.initial_equity_usd, 0)",
            "Sum of account equity at the last close (net of the socialised loss charged to "
            "the accounts) over the sum at the window start.",
-           kinds=BOTH),
+           kinds=ALL),
     Metric("user_loss_to_liquidation_usd", "User loss to liquidation (vs. no liquidation)",
            "USD", "a.hold_equity_usd - a.final_equity_usd",
            "Equity accounts would have had at the last close without liquidation (floored at 0) "

@@ -1,7 +1,8 @@
 """Finished runs as their directories describe them, without opening the DuckDB catalog.
 
-Single-asset runs live in ``<runs>/<run_id>/`` and portfolio runs in
-``<runs>/portfolio/<run_id>/`` (:data:`RUN_KIND_DIRS`); each holds a ``manifest.json`` written
+Single-asset runs live in ``<runs>/<run_id>/``, portfolio runs in
+``<runs>/portfolio/<run_id>/`` and options runs in ``<runs>/options/<run_id>/``
+(:data:`RUN_KIND_DIRS`); each holds a ``manifest.json`` written
 last (the directory is renamed into place when complete, see
 :func:`backtest.results.writer.run_directory`) whose ``run_kind`` names its kind. Hidden
 directories are temporary folders of runs still being written (or killed) and are never read
@@ -14,9 +15,9 @@ import json
 from pathlib import Path
 
 from backtest.errors import CatalogError
-from backtest.results.metrics import PORTFOLIO, SINGLE_ASSET
+from backtest.results.metrics import OPTIONS, PORTFOLIO, SINGLE_ASSET
 
-RUN_KIND_DIRS = {SINGLE_ASSET: "", PORTFOLIO: "portfolio"}
+RUN_KIND_DIRS = {SINGLE_ASSET: "", PORTFOLIO: "portfolio", OPTIONS: "options"}
 """Folder of the runs directory holding each run kind's run directories."""
 
 
@@ -31,7 +32,7 @@ def list_runs(root: Path) -> list[dict]:
     Returns
     -------
     list of dict
-        Keys ``run_id``, ``kind`` (``single_asset`` or ``portfolio``), ``created`` (``YYYY-MM-DD
+        Keys ``run_id``, ``kind`` (``single_asset``, ``portfolio`` or ``options``), ``created`` (``YYYY-MM-DD
         HH:MM:SS``, UTC), ``event``, ``symbol``, ``window`` (``start .. end``), ``accounts``
         (int or None), ``policies`` (list of str; portfolio runs: the collateral orders),
         ``wall_seconds`` (float or None) and ``run_dir`` (str). A manifest that cannot be read
