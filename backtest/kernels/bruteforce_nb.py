@@ -77,13 +77,13 @@ def _walk_tile_side(x_path, sign, mu, mc, mi, n_open, maintenance_rate, step, fi
         if n_open == 0:
             return
         x = x_path[t]
-        j = 0
-        while j < n_open and not (mc[j] + mu[j] * x < maintenance_rate * (sign * mu[j]) * x):
-            j += 1
-        if j == n_open:
+        hits = 0
+        for j in range(n_open):  # branch-free count, so the compiler can vectorise it
+            hits += mc[j] + mu[j] * x < maintenance_rate * (sign * mu[j]) * x
+        if hits == 0:
             continue  # nobody closes at this step: no writes
-        kept = j
-        for k in range(j, n_open):
+        kept = 0
+        for k in range(n_open):
             u = mu[k]
             if mc[k] + u * x < maintenance_rate * (sign * u) * x:
                 step[mi[k]] = t
@@ -103,10 +103,10 @@ def hard_liquidation_bruteforce_tile_nb(low, high, units, cash, maintenance_rate
 
     Tiles of ``tile_size`` consecutive accounts run in parallel. Each tile copies its longs and
     its shorts into small local arrays (units, cash, index), then walks the steps in order over
-    each side's still-open accounts, comparing with the step's low (longs) or high (shorts);
-    the lists are compacted at a step that closes one, and a side stops once all are closed.
-    Same test and results as :func:`hard_liquidation_bruteforce_nb` (``|u| = sign * u``
-    exactly).
+    each side's still-open accounts, comparing with the step's low (longs) or high (shorts)
+    in a branch-free loop the compiler vectorises; the lists are compacted at a step that
+    closes one, and a side stops once all are closed. Same test and results as
+    :func:`hard_liquidation_bruteforce_nb` (``|u| = sign * u`` exactly).
 
     Parameters
     ----------
