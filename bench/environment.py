@@ -52,7 +52,7 @@ def peak_rss_mb(children: bool = False) -> float:
 
 
 def _status_mb(field: str) -> float | None:
-    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in MB; None off Linux."""
+    """Read a ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in MB; None off Linux."""
     try:
         for line in open("/proc/self/status"):
             if line.startswith(field + ":"):

@@ -36,10 +36,10 @@ def _book(rng, n, flat_every=17):
 def _python_first_liquidation(low, high, units, cash, rate):
     """The definition as a plain loop: first step where equity < maintenance margin."""
     step, fill = [], []
-    for u, c in zip(units.tolist(), cash.tolist()):
+    for u, c in zip(units.tolist(), cash.tolist(), strict=True):
         found = (-1, math.nan)
         if u != 0.0:
-            for t, (lo, hi) in enumerate(zip(low.tolist(), high.tolist())):
+            for t, (lo, hi) in enumerate(zip(low.tolist(), high.tolist(), strict=True)):
                 x = lo if u > 0.0 else hi
                 if c + u * x < rate * abs(u) * x:
                     found = (t, x)
