@@ -11,7 +11,8 @@
 #               (vault book from configs/calibration/maker-fitted.toml, docs/calibration.md)
 #   make policy-library  20 policies (protocol presets and variants) on every catalogued event
 #               with a tape, ACCOUNTS accounts each (configs/policy-library.toml)
-#   make bench  benchmark workloads W1, W2, W3 and 10M accounts (bench/RESULTS.md)
+#   make bench  benchmark workloads W1, W2, W3 and 10M accounts at 1, 2, 4, ... threads up to the
+#               cores, next to brute-force kernels; cold vs warm compile (bench/RESULTS.md)
 #   make bench-portfolio  1M multi-asset accounts through LUNA 2022 under each order policy
 #   make sweep  five crashes x five policies x a 5-point margin grid x 2 stress levels (250 cells)
 #   make governance  the example governance proposal's HTML report (reports/*.html)

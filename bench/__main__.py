@@ -6,10 +6,18 @@ Run from the project root (after ``make demo`` imported the May 2021 tape, or wi
     .venv/bin/python -m bench --workloads W1 --accounts 200000
     .venv/bin/python -m bench --tape my.parquet --book my_book.parquet --workloads W1
     .venv/bin/python -m bench --workloads W10M      # 10M accounts through the CLI
+    .venv/bin/python -m bench --workloads W1 --accounts 100000 --threads 1,2
 
 Every workload reports compile time (numba's first call, from the cache when warm) apart from
-run time, accounts x steps per second, the ratio to an in-run brute-force kernel, the process
-peak RSS, and the outcome of its correctness checks. Results go to ``bench/out/*.json``.
+run time, accounts x steps per second, the ratio to brute-force kernels timed in the same run
+(W1: position-major, position-major tiles and time-major, :mod:`backtest.kernels.bruteforce_nb`),
+bytes per account, the peak RSS, and the outcome of its correctness checks. Each workload is
+rerun at every ``--threads`` count in this process (default: 1 and the powers of two up to the
+machine's cores, plus the core count) and prints its scaling curve: throughput and parallel
+efficiency of the engine and of each brute-force kernel. Before the workloads, cold compile
+(empty numba cache) and warm compile (cache hit) are timed in two subprocesses
+(:mod:`bench.compile_time`; ``--no-cold-compile`` skips it). Results go to
+``bench/out/*.json``.
 """
 
 from __future__ import annotations
@@ -21,7 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import workloads
+from bench.compile_time import cold_and_warm, total_seconds
 from bench.environment import describe_machine
+from bench.scaling import parse_threads, print_curve, run_threads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="timed repetitions (best is reported)")
     p.add_argument("--sample", type=int, default=300,
                    help="accounts checked against the reference twin per workload")
+    p.add_argument("--threads", default="",
+                   help="comma-separated numba thread counts to run each workload at "
+                        "(default: 1, 2, 4, ... up to the cores, and the core count)")
+    p.add_argument("--no-cold-compile", action="store_true",
+                   help="skip timing a cold compile (empty cache) against a warm one")
     p.add_argument("--out", type=Path, default=None, help="JSON output file")
     args = p.parse_args(argv)
 
@@ -47,16 +62,31 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [w for w in names if w not in workloads.WORKLOADS]
     if unknown:
         p.error(f"unknown workload(s) {unknown}; choose from {list(workloads.WORKLOADS)}")
-    ctx = workloads.Context.create(args)
+    import numba
+
+    try:
+        threads = parse_threads(args.threads, numba.config.NUMBA_NUM_THREADS)
+    except ValueError as exc:
+        p.error(str(exc))
     results = {"created_at": datetime.now(UTC).isoformat(), "machine": describe_machine(),
                "arguments": {k: str(v) for k, v in vars(args).items()},
-               "workloads": {}}
+               "threads": threads, "workloads": {}}
+    if not args.no_cold_compile:
+        comp = cold_and_warm()
+        results["compile_cold_warm"] = comp
+        cold, warm = total_seconds(comp["cold"]), total_seconds(comp["warm"])
+        print("compile, engine + brute-force kernels: "
+              + (f"cold {cold:.1f} s (empty cache), warm {warm:.2f} s (cache hit)"
+                 if cold is not None and warm is not None else f"failed: {comp}"))
+    ctx = workloads.Context.create(args)
     ok = True
     for name in names:
-        res = workloads.WORKLOADS[name](ctx)
+        res = run_threads(workloads.WORKLOADS[name], ctx, threads)
         results["workloads"][name] = res
-        workloads.print_result(name, res)
-        ok &= all(res.get("checks", {}).values())
+        for one in res["threads"].values():
+            workloads.print_result(name, one)
+            ok &= all(one.get("checks", {}).values())
+        print_curve(name, res["scaling"])
     out = args.out or Path("bench/out") / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str))
