@@ -13,9 +13,7 @@ from backtest.options.run_record import POLICY
 from backtest.portfolio.pipeline import run_portfolio_config
 from backtest.portfolio.run_config import load_portfolio_config
 from backtest.results import METRICS, Catalog
-from backtest.tapes import TapeStore
-from tests.conftest import Synth
-from tests.test_portfolio_run import CONFIG, EVENTS, _crash_rows
+from tests.test_portfolio_run import CONFIG, make_portfolio_world
 
 #: A small portfolio book (the options run is the subject) and no options vs perps sample.
 OVERRIDES = ["portfolio.accounts=100", "portfolio.orders=[\"protocol\"]",
@@ -28,17 +26,11 @@ OVERRIDES = ["portfolio.accounts=100", "portfolio.orders=[\"protocol\"]",
 def runs(tmp_path_factory):
     """One portfolio run with an options book: a portfolio run and an options run."""
     tmp = tmp_path_factory.mktemp("options-catalog")
-    store = TapeStore(tmp / "store")
-    for name, price, seed, drop in (("BTC_USDT-5m.json", 40_000.0, 1, 0.30),
-                                    ("ETH_USDT-5m.json", 3_000.0, 2, 0.35)):
-        store.import_file(Synth.ft_json(tmp / "in" / name, _crash_rows(price, seed, drop)),
-                          venue="binance")
-    (tmp / "events.toml").write_text(EVENTS)
-    (tmp / "portfolio.toml").write_text(CONFIG)
-    cfg = load_portfolio_config(tmp / "portfolio.toml", OVERRIDES)
+    w = make_portfolio_world(tmp, CONFIG)
+    cfg = load_portfolio_config(w["config"], OVERRIDES)
     root = tmp / "runs"
     run_id, run_dir, manifest = run_portfolio_config(
-        cfg, tmp / "portfolio.toml", runs=root, store=store.root, events=tmp / "events.toml",
+        cfg, w["config"], runs=root, store=w["store"], events=w["events"],
         overrides=OVERRIDES)
     options_id = manifest["options_run_id"]
     options_dir = root / "options" / options_id

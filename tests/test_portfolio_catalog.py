@@ -17,10 +17,8 @@ from backtest.portfolio.pipeline import run_portfolio_config
 from backtest.portfolio.run_config import load_portfolio_config
 from backtest.results import METRICS, Catalog
 from backtest.results.writer import run_directory
-from backtest.tapes import TapeStore
-from tests.conftest import Synth
 from tests.results_world import make_world
-from tests.test_portfolio_run import CONFIG, EVENTS, _crash_rows
+from tests.test_portfolio_run import CONFIG, make_portfolio_world
 
 #: The portfolio run of tests/test_portfolio_run.py without its options book (not needed here).
 PORTFOLIO_ONLY = CONFIG[:CONFIG.index("[options]")] + CONFIG[CONFIG.index("[liquidation_at_risk]"):]
@@ -30,17 +28,11 @@ PORTFOLIO_ONLY = CONFIG[:CONFIG.index("[options]")] + CONFIG[CONFIG.index("[liqu
 def runs(tmp_path_factory):
     """One portfolio run and one single-asset run in the same runs directory."""
     tmp = tmp_path_factory.mktemp("portfolio-catalog")
-    store = TapeStore(tmp / "store")
-    for name, price, seed, drop in (("BTC_USDT-5m.json", 40_000.0, 1, 0.30),
-                                    ("ETH_USDT-5m.json", 3_000.0, 2, 0.35)):
-        store.import_file(Synth.ft_json(tmp / "in" / name, _crash_rows(price, seed, drop)),
-                          venue="binance")
-    (tmp / "events.toml").write_text(EVENTS)
-    (tmp / "portfolio.toml").write_text(PORTFOLIO_ONLY)
-    cfg = load_portfolio_config(tmp / "portfolio.toml", ["portfolio.accounts=300"])
+    w = make_portfolio_world(tmp, PORTFOLIO_ONLY)
+    cfg = load_portfolio_config(w["config"], ["portfolio.accounts=300"])
     root = tmp / "runs"
     run_id, run_dir, manifest = run_portfolio_config(
-        cfg, tmp / "portfolio.toml", runs=root, store=store.root, events=tmp / "events.toml",
+        cfg, w["config"], runs=root, store=w["store"], events=w["events"],
         overrides=["portfolio.accounts=300"])
     world = make_world(tmp / "single", accounts=300)
     single_id, _ = execute(world["config"], runs=root, store=world["store"],

@@ -15,7 +15,7 @@ from backtest.errors import ConfigError
 from backtest.portfolio.pipeline import load_run_tables, run_portfolio_config
 from backtest.portfolio.run_config import load_portfolio_config
 from backtest.tapes import TapeStore
-from tests.conftest import T0
+from tests.conftest import T0, Synth
 
 DAY_MS = 86_400_000
 START_MS = T0 + 2 * DAY_MS  # two days of history: realised volatility of the options' IV
@@ -73,18 +73,23 @@ def _crash_rows(price: float, seed: int, drop: float) -> list[list[float]]:
 
 
 @pytest.fixture
-def world(tmp_path, synth):
+def world(tmp_path):
     """A tape store with BTC and ETH 5m candles, an event catalog and a config file."""
-    store = TapeStore(tmp_path / "store")
+    return make_portfolio_world(tmp_path)
+
+
+def make_portfolio_world(tmp: Path, config: str = CONFIG) -> dict:
+    """Write BTC and ETH 5m crash tapes into a store, the event catalog and ``config``."""
+    store = TapeStore(tmp / "store")
     for name, price, seed, drop in (("BTC_USDT-5m.json", 40_000.0, 1, 0.30),
                                     ("ETH_USDT-5m.json", 3_000.0, 2, 0.35)):
-        store.import_file(synth.ft_json(tmp_path / "in" / name, _crash_rows(price, seed, drop)),
+        store.import_file(Synth.ft_json(tmp / "in" / name, _crash_rows(price, seed, drop)),
                           venue="binance")
-    events = tmp_path / "events.toml"
+    events = tmp / "events.toml"
     events.write_text(EVENTS)
-    config = tmp_path / "portfolio.toml"
-    config.write_text(CONFIG)
-    return {"store": store.root, "events": events, "config": config, "tmp": tmp_path}
+    path = tmp / "portfolio.toml"
+    path.write_text(config)
+    return {"store": store.root, "events": events, "config": path, "tmp": tmp}
 
 
 def _error(tmp_path: Path, text: str) -> str:

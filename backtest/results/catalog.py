@@ -578,10 +578,7 @@ class Catalog:
         CatalogError
             If the run is not in the catalog.
         """
-        for r in self._runs:
-            if r.run_id == run_id:
-                return r.run_dir
-        raise CatalogError(f"run {run_id} is not in the catalog of {self.root}")
+        return self._entry(run_id).run_dir
 
     def run_kind(self, run_id: str) -> str:
         """Return the kind of a run in the catalog (:data:`backtest.results.metrics.RUN_KINDS`).
@@ -591,9 +588,12 @@ class Catalog:
         CatalogError
             If the run is not in the catalog.
         """
+        return self._entry(run_id).kind
+
+    def _entry(self, run_id: str):
         for r in self._runs:
             if r.run_id == run_id:
-                return r.kind
+                return r
         raise CatalogError(f"run {run_id} is not in the catalog of {self.root}")
 
     def manifest(self, run_id: str) -> dict:
