@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
+
 from backtest.tapes import TapeStore
 from tests.conftest import Synth
 from tests.test_engine_run import crash_rows
@@ -74,3 +76,16 @@ block_steps = 12
 initial_balance_usd = 10000.0
 """)
     return path
+
+
+def cells(sweep_dir: Path) -> pl.DataFrame:
+    """Every cell's summary row (without its timing), sorted by cell id."""
+    files = sorted(Path(sweep_dir).glob("cells/*/summary.parquet"))
+    return pl.concat([pl.read_parquet(f) for f in files]).drop("simulate_seconds").sort(
+        "cell_id")
+
+
+def steps(sweep_dir: Path) -> pl.DataFrame:
+    """Every cell's per-step rows, sorted by cell id and step."""
+    files = sorted(Path(sweep_dir).glob("cells/*/steps.parquet"))
+    return pl.concat([pl.read_parquet(f) for f in files]).sort(["cell_id", "step"])

@@ -18,7 +18,7 @@ from backtest.errors import ConfigError
 from backtest.results import Catalog
 from backtest.sweep import run_sweep
 from backtest.sweep.from_run import BOOK_PARAMS_FILE, ensemble_sweep
-from tests.sweep_world import make_world
+from tests.sweep_world import cells, make_world, steps
 
 RUN = """
 name = "{name}"
@@ -79,17 +79,6 @@ def write_run(path: Path, book: Path, name: str = "run-ens", members: int = 3,
               extra: str = "") -> Path:
     path.write_text(RUN.format(name=name, book=book, members=members, extra=extra))
     return path
-
-
-def cells(sweep_dir: Path) -> pl.DataFrame:
-    files = sorted(Path(sweep_dir).glob("cells/*/summary.parquet"))
-    return pl.concat([pl.read_parquet(f) for f in files]).drop("simulate_seconds").sort(
-        "cell_id")
-
-
-def steps(sweep_dir: Path) -> pl.DataFrame:
-    files = sorted(Path(sweep_dir).glob("cells/*/steps.parquet"))
-    return pl.concat([pl.read_parquet(f) for f in files]).sort(["cell_id", "step"])
 
 
 @pytest.fixture(scope="module")

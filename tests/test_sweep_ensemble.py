@@ -23,7 +23,7 @@ from backtest.sweep.ensemble import (
     quantile,
 )
 from backtest.results.intervals import sweep_intervals
-from tests.sweep_world import make_world
+from tests.sweep_world import cells, make_world, steps
 
 ENSEMBLE_SWEEP = """
 name = "{name}"
@@ -61,17 +61,6 @@ initial_balance_usd = 10000.0
 def write_sweep(path: Path, name: str = "ens", members: int = 3, extra: str = "") -> Path:
     path.write_text(ENSEMBLE_SWEEP.format(name=name, members=members, extra=extra))
     return path
-
-
-def cells(sweep_dir: Path) -> pl.DataFrame:
-    files = sorted(Path(sweep_dir).glob("cells/*/summary.parquet"))
-    return pl.concat([pl.read_parquet(f) for f in files]).drop("simulate_seconds").sort(
-        "cell_id")
-
-
-def steps(sweep_dir: Path) -> pl.DataFrame:
-    files = sorted(Path(sweep_dir).glob("cells/*/steps.parquet"))
-    return pl.concat([pl.read_parquet(f) for f in files]).sort(["cell_id", "step"])
 
 
 @pytest.fixture(scope="module")
