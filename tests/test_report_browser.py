@@ -128,6 +128,18 @@ def _page_ws(port: int) -> str:
     return pages[0]["webSocketDebuggerUrl"]
 
 
+def _fits_width(tools: DevTools, width: int) -> bool:
+    """Whether the page needs no horizontal scrollbar in a window ``width`` pixels wide (wide
+    tables scroll inside themselves; long addresses wrap)."""
+    tools.send("Emulation.setDeviceMetricsOverride",
+               {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False})
+    try:
+        time.sleep(1.0)  # responsive charts redraw on the resize
+        return tools.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    finally:
+        tools.send("Emulation.clearDeviceMetricsOverride")
+
+
 @pytest.fixture
 def chromium(tmp_path):
     binary = find_chromium()
@@ -190,6 +202,7 @@ def test_governance_report_renders_in_chromium(governance_report, chromium):
     assert "<script>" in title  # the hostile proposal name is shown as text
     assert chromium.evaluate("window.__alerts") == 0  # no injected script ran
     assert chromium.evaluate("document.querySelectorAll('#summary-table tbody tr').length") == 7
+    assert _fits_width(chromium, 1024)
 
 
 def test_run_report_renders_in_chromium(report, chromium):  # noqa: F811
@@ -224,3 +237,4 @@ def test_run_report_renders_in_chromium(report, chromium):  # noqa: F811
     assert n_charts >= 6 and drawn == n_charts, f"{drawn} of {n_charts} charts drawn"
     assert all(t > 0 for t in traces), traces
     assert chromium.evaluate("window.__alerts") == 0
+    assert _fits_width(chromium, 1024)
