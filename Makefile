@@ -9,8 +9,9 @@
 #               to Maker's state on 2020-03-12 (maker.toml -> maker-fitted.toml; docs/calibration.md)
 #   make black-thursday  ETH vaults through 2020-03-12/13: instant vs slow, gas-bound keepers
 #               (vault book from configs/calibration/maker-fitted.toml, docs/calibration.md)
-#   make policy-library  20 policies (protocol presets and variants) on every catalogued event
-#               with a tape, ACCOUNTS accounts each (configs/policy-library.toml)
+#   make policy-library  the perp presets and variants on calibrated perp books, the lending
+#               presets on a loans book, every catalogued event with a tape, ACCOUNTS accounts
+#               each (configs/policy-library.toml, configs/policy-library-lending.toml)
 #   make bench  benchmark workloads W1, W2, W3 and 10M accounts at 1, 2, 4, ... threads up to the
 #               cores, next to brute-force kernels; cold vs warm compile (bench/RESULTS.md)
 #   make bench-portfolio  1M multi-asset accounts through LUNA 2022 under each order policy
@@ -97,18 +98,24 @@ LIBRARY_TAPES := \
 	$(LIQBT_SHARED_DATA)/ohlcv_1m/Alpergulsen__freqtrade__4b7ca2f0f9__ea8ad10d__BTC_USDT_USDT-1m-futures.feather \
 	$(BLACK_THURSDAY_TAPE)
 
-# the library compares lending and perp presets on one book, so it draws the built-in perps-and-
-# loans mix (--uncalibrated): the Aave lending book is not calibrated yet (docs/calibration.md)
+# the perp presets run on the calibrated perp book (the default of `liqbt book generate`), the
+# lending presets on the uncalibrated WETH loans book (nothing published sizes it yet)
 policy-library: tapes
 	$(BIN)/liqbt data import $(LIBRARY_TAPES) --venue binance
 	@set -e; for spec in $(LIBRARY_EVENTS); do \
 		event=$${spec%%:*}; rest=$${spec#*:}; symbol=$${rest%%:*}; interval=$${rest#*:}; \
 		$(BIN)/liqbt book generate --accounts $(ACCOUNTS) --event $$event --symbol $$symbol \
-			--interval $$interval --seed $(SEED) --uncalibrated \
-			-o data/books/library-$$event.parquet; \
+			--interval $$interval --seed $(SEED) -o data/books/library-$$event.parquet; \
 		$(BIN)/liqbt run configs/policy-library.toml --report -q --set event=$$event \
 			--set symbol=$$symbol --set tape.interval=$$interval \
 			--set book=data/books/library-$$event.parquet --set name=policy-library-$$event; \
+		$(BIN)/liqbt book generate --accounts $(ACCOUNTS) --event $$event --symbol $$symbol \
+			--interval $$interval --seed $(SEED) --params configs/books/aave-weth-loans.toml \
+			-o data/books/library-lending-$$event.parquet; \
+		$(BIN)/liqbt run configs/policy-library-lending.toml --report -q --set event=$$event \
+			--set symbol=$$symbol --set tape.interval=$$interval \
+			--set book=data/books/library-lending-$$event.parquet \
+			--set name=policy-library-lending-$$event; \
 	done
 
 # Fit the perp book to the catalogued crashes and check each event left out (docs/calibration.md)
