@@ -188,7 +188,8 @@ def plan_portfolio_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str
             member_row = ({"member": member, "member_inputs": member_inputs}
                           if member >= 0 else {})
             event_rows.append({**member_row, "event": ev.key, "event_key": ev.event,
-                               "symbol": symbol, "interval": aligned.interval, "seed": seed,
+                               "symbol": symbol, "price_symbol": aligned.symbols[0],
+                               "interval": aligned.interval, "seed": seed,
                                "start": aligned.start.isoformat(),
                                "end": aligned.end.isoformat(), "steps": aligned.n_steps,
                                "accounts": ev.accounts, "book": str(book_path),
