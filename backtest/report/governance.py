@@ -99,6 +99,8 @@ def methodology(data: GovernanceData, strategies: str | Path | None = None) -> d
         "stress": stress,
         "not_modelled": not_modelled,
         "parameters": parameter_rows(data),
+        "book_intro": None,  # the template's own text (a portfolio market writes its own)
+        "losses": None,
     }
 
 

@@ -130,7 +130,7 @@ def recommendation(data: GovernanceData) -> dict:
 
     A proposed set is recommended when, summed over every event, it leaves less bad debt and
     no more user losses to liquidation (within 0.1%) than the current parameters; rejected
-    when it is worse on both; otherwise it is a trade-off the sentence quantifies. Each set's
+    when it is worse on one count and no better on the other (within 0.1%); otherwise it is a trade-off the sentence quantifies. Each set's
     sentences add its robustness (:func:`robustness_sentence`: in how many units and on how
     many events it leaves less bad debt, and every event on which user losses rise), the
     5th–95th percentile ranges of the totals over units, and the swept sets that beat both
@@ -190,6 +190,17 @@ def recommendation(data: GovernanceData) -> dict:
             text = f"Do not adopt {name}: it is worse on both counts ({facts})."
         elif abs(d_bd) <= tol_bd and abs(d_ul) <= tol_ul:
             text = f"{name} makes no material difference ({facts})."
+        elif abs(d_bd) <= tol_bd and d_ul > tol_ul:
+            worse += 1
+            text = (f"Do not adopt {name}: it raises user losses to liquidation by "
+                    f"{build.usd(d_ul)} without leaving materially less bad debt ({facts}).")
+        elif d_bd > tol_bd and abs(d_ul) <= tol_ul:
+            worse += 1
+            text = (f"Do not adopt {name}: it adds {build.usd(d_bd)} of bad debt without "
+                    f"sparing users materially ({facts}).")
+        elif abs(d_bd) <= tol_bd:
+            text = (f"{name} spares users {build.usd(-d_ul)} of liquidation losses without "
+                    f"changing bad debt materially ({facts}).")
         elif d_bd < -tol_bd:
             rate = d_ul / -d_bd
             text = (f"Trade-off for {name}: it avoids {build.usd(-d_bd)} of bad debt at the "
@@ -231,7 +242,8 @@ def recommendation(data: GovernanceData) -> dict:
     if worse == len(named) - 1:
         return {"verdict": "keep", "sentences": sentences, "dominating": dominating,
                 "headline": "Recommendation: keep the current parameters. Every proposed "
-                            "set would have left more bad debt and more user losses."}
+                            "set would have been worse on one count and no better on the "
+                            "other (bad debt, user losses to liquidation)."}
     return {"verdict": "trade-off", "sentences": sentences, "dominating": dominating,
             "headline": "No proposed set is better on both bad debt and user losses: the "
                         "choice is a trade-off, quantified below."}
