@@ -253,3 +253,74 @@ def test_portfolio_fields_are_refused_in_a_single_asset_sweep(tmp_path):
     msg = _load_error(tmp_path, text.replace('interval = "5m"', 'interval = "5m"\n'
                                              'missing = "hold"', 1))
     assert "events[0].missing" in msg
+
+
+OPTIONS_SWEEP = """
+name = "options-sweep"
+kind = "options"
+policies = ["options"]
+seeds = [11]
+workers = 1
+
+[[events]]
+event = "synthetic-crash"
+accounts = 150
+
+[options]
+interval = "5m"
+
+[grid]
+penalty_rate = [0.005, 0.01]
+"""
+
+
+def test_an_options_cell_equals_the_options_run_of_a_portfolio_config(tmp_path):
+    """The options study of ``liqbt portfolio run`` (kind ``options``) and the options sweep
+    cell with the same accounts, seed and rule give the same measures, bit for bit."""
+    from backtest.options.run_record import options_run_id
+    from tests.test_portfolio_run import CONFIG
+
+    w = make_portfolio_world(tmp_path, CONFIG)
+    cfg = load_portfolio_config(w["config"])
+    run_id, _, _ = run_portfolio_config(cfg, w["config"], runs=tmp_path / "runs",
+                                        store=w["store"], events=w["events"])
+    path = tmp_path / "options.toml"
+    path.write_text(OPTIONS_SWEEP)
+    out = run_sweep(path, runs=tmp_path / "runs", store=w["store"], events=w["events"],
+                    show_progress=False)
+    c = cells(out.sweep_dir)
+    assert out.total == 2 and set(c["run_kind"]) == {"options"}
+    cell = _cell(c, param_set="penalty_rate=0.005")
+    with Catalog(tmp_path / "runs") as cat:
+        row = cat.summary(options_run_id(run_id)).row(0, named=True)
+        view = cat.query("SELECT count(*) AS n FROM sweep_cells WHERE run_kind = 'options'")
+    assert view["n"][0] == 2
+    for m in METRICS:
+        assert cell[m.name] == row[m.name], (m.name, cell[m.name], row[m.name])
+    assert cell["liquidations"] > 0 and cell["user_loss_to_liquidation_usd"] is None
+    # a doubled penalty doubles what liquidated accounts pay on the same liquidations
+    other = _cell(c, param_set="penalty_rate=0.01")
+    assert other["penalties_usd"] > cell["penalties_usd"]
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (("penalty_rate = [0.005, 0.01]", "penalty = [0.01]"),
+     ["grid.penalty", "no parameter 'penalty'", "grid.price_range"]),
+    (("penalty_rate = [0.005, 0.01]", "penalty_rate = [1.5]"),
+     ["penalty_rate=1.5", "penalty_rate", "less than 1"]),
+    (('policies = ["options"]', 'policies = ["protocol"]'), ["field 'policies'", "options"]),
+    (("workers = 1", "workers = 1\n[[stress]]\nkind = \"scale\"\nk = 1.5"),
+     ["stress[0].kind", "history only"]),
+])
+def test_bad_options_sweep_values_are_clear_errors(tmp_path, change, expected):
+    from backtest.sweep.options_cell import options_variants
+
+    assert change[0] in OPTIONS_SWEEP
+    path = tmp_path / "bad.toml"
+    path.write_text(OPTIONS_SWEEP.replace(change[0], change[1], 1))
+    with pytest.raises(ConfigError) as exc:
+        options_variants(load_sweep_config(path), path)
+    msg = str(exc.value)
+    assert "bad.toml" in msg
+    for part in expected:
+        assert part in msg, (part, msg)

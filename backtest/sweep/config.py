@@ -80,11 +80,17 @@ from backtest.engine.config import (
     ResponseConfig,
 )
 from backtest.errors import ConfigError
-from backtest.portfolio.book import PortfolioBookParams
-from backtest.portfolio.model import ORDER_NAMES, PortfolioParams
+from backtest.portfolio.model import ORDER_NAMES
 from backtest.strict import StrictModel
 from backtest.sweep.ensemble import EnsembleSpec
 from backtest.sweep.grid import GridValues
+from backtest.sweep.sections import (
+    OPTIONS_EVENT_FIELDS,
+    PORTFOLIO_EVENT_FIELDS,
+    SINGLE_ASSET_EVENT_FIELDS,
+    OptionsSweepSection,
+    PortfolioSweepSection,
+)
 from backtest.sweep.stress import NoStress, StressSpec
 from backtest.validation import describe, read_toml
 
@@ -146,32 +152,6 @@ class RunSections(StrictModel):
     response: ResponseConfig = ResponseConfig()
 
 
-class PortfolioSweepSection(StrictModel):
-    """``[portfolio]`` of a portfolio sweep: the base policy and the book's distributions.
-
-    Attributes
-    ----------
-    params : PortfolioParams
-        The policy every cell starts from (``order`` comes from ``policies``); the book is
-        drawn with its asset risk parameters, once per (event, seed), whatever the grid.
-    book_params : PortfolioBookParams
-        Distributions of the synthetic multi-asset book (``docs/portfolios.md``).
-    """
-
-    params: PortfolioParams = PortfolioParams()
-    book_params: PortfolioBookParams = PortfolioBookParams()
-
-    @model_validator(mode="after")
-    def _no_order(self) -> PortfolioSweepSection:
-        if "order" in self.params.model_fields_set:
-            raise ValueError("params.order is set by 'policies' (the collateral orders swept)")
-        return self
-
-
-SINGLE_ASSET_EVENT_FIELDS = ("symbols", "missing")
-PORTFOLIO_EVENT_FIELDS = ("symbol", "venue", "market", "book_params")
-
-
 class SweepConfig(StrictModel):
     """A validated sweep config (see the module docstring for the file layout).
 
@@ -180,13 +160,15 @@ class SweepConfig(StrictModel):
     name : str
         Sweep name (letters, digits, ``._-``); the default output is ``<runs>/sweeps/<name>``.
     description : str
-    kind : {"single_asset", "portfolio"}
-        What a cell simulates: one asset's book under a policy file (``liqbt run``), or the
+    kind : {"single_asset", "portfolio", "options"}
+        What a cell simulates: one asset's book under a policy file (``liqbt run``), the
         multi-asset lending + cross-margin perp book of :mod:`backtest.portfolio` (``liqbt
-        portfolio run``); the cells' ``run_kind``.
+        portfolio run``), or the options book of a portfolio config's ``[options]`` section
+        (:mod:`backtest.sweep.options_cell`); the cells' ``run_kind``.
     policies : list of str
         Policy names in ``strategies/`` or paths; for a portfolio sweep, collateral orders
-        (``protocol``, ``least_sensitive``, ``largest``, ``proportional``).
+        (``protocol``, ``least_sensitive``, ``largest``, ``proportional``); for an options
+        sweep, ``["options"]`` (the one liquidation rule, swept by ``[grid]``).
     events : list of EventSpec
     seeds : list of int
         Each seed draws its own book per event and seeds the block bootstrap. Not with
@@ -207,6 +189,8 @@ class SweepConfig(StrictModel):
     portfolio : PortfolioSweepSection or None
         Portfolio sweeps: the base policy and the book's distributions (None: the defaults,
         see :attr:`portfolio_section`).
+    options : OptionsSweepSection or None
+        Options sweeps: the options book, market and base rule (None: the defaults).
     output : Path or None
         Sweep directory; default ``<runs>/sweeps/<name>``.
     scheduler : str or None
@@ -219,7 +203,7 @@ class SweepConfig(StrictModel):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     description: str = ""
-    kind: Literal["single_asset", "portfolio"] = "single_asset"
+    kind: Literal["single_asset", "portfolio", "options"] = "single_asset"
     policies: list[str] = Field(min_length=1)
     events: list[EventSpec] = Field(min_length=1)
     seeds: list[int] = Field(default=[0], min_length=1)
@@ -229,6 +213,7 @@ class SweepConfig(StrictModel):
     stress: list[StressSpec] = Field(default=[NoStress(kind="none")], min_length=1)
     run: RunSections = RunSections()
     portfolio: PortfolioSweepSection | None = None
+    options: OptionsSweepSection | None = None
     output: Path | None = None
     scheduler: str | None = None
     workers: int | None = Field(default=None, ge=1)
@@ -257,9 +242,47 @@ class SweepConfig(StrictModel):
                 raise ValueError("start and end need a time zone, e.g. 2021-05-19T00:00:00Z")
         if self.kind == "portfolio":
             self._check_portfolio()
+        elif self.kind == "options":
+            self._check_options()
         else:
             self._check_single_asset()
         return self
+
+    @property
+    def options_section(self) -> OptionsSweepSection:
+        """``[options]``, or its defaults when the file has none."""
+        return self.options or OptionsSweepSection()
+
+    def _check_options(self) -> None:
+        """The rules of an options sweep (``kind = "options"``)."""
+        if self.policies != ["options"]:
+            raise ValueError("field 'policies': an options sweep has one policy, "
+                             "[\"options\"] (its parameters are swept by [grid])")
+        if self.portfolio is not None or "run" in self.model_fields_set:
+            raise ValueError("an options sweep takes [options], not [portfolio] or [run.*]")
+        for i, ev in enumerate(self.events):
+            for f in OPTIONS_EVENT_FIELDS:
+                if getattr(ev, f) is not None:
+                    raise ValueError(f"field 'events[{i}].{f}': not for an options sweep "
+                                     "(underlyings: [options] underlyings; the window is "
+                                     "the event's)")
+        for i, st in enumerate(self.stress):
+            if st.kind != "none":
+                raise ValueError(f"field 'stress[{i}].kind': an options sweep replays history "
+                                 "only (stress transforms of the options market are not "
+                                 "implemented)")
+        self._book_seed_only()
+
+    def _book_seed_only(self) -> None:
+        """An ensemble of a portfolio or options sweep draws the book seed only."""
+        if self.ensemble is not None:
+            from backtest.sweep.ensemble import INPUTS
+
+            varied = [n for n in INPUTS if getattr(self.ensemble, n) not in (None, False)]
+            if varied:
+                raise ValueError(f"field 'ensemble.{varied[0]}': a {self.kind} sweep's ensemble "
+                                 "members draw their book seed only; remove "
+                                 f"{', '.join(varied)}")
 
     @property
     def portfolio_section(self) -> PortfolioSweepSection:
@@ -281,19 +304,16 @@ class SweepConfig(StrictModel):
             raise ValueError("field 'run': [run.*] sections configure single-asset cells; a "
                              "portfolio cell's settings are [portfolio.params] (trigger, "
                              "insurance_fund_usd, ...)")
-        if self.ensemble is not None:
-            from backtest.sweep.ensemble import INPUTS
-
-            varied = [n for n in INPUTS if getattr(self.ensemble, n) not in (None, False)]
-            if varied:
-                raise ValueError(f"field 'ensemble.{varied[0]}': a portfolio sweep's ensemble "
-                                 "members draw their book seed only; remove "
-                                 f"{', '.join(varied)}")
+        if self.options is not None:
+            raise ValueError("field 'options': only for kind = \"options\"")
+        self._book_seed_only()
 
     def _check_single_asset(self) -> None:
         """The rules of a single-asset sweep: no portfolio-only fields."""
         if self.portfolio is not None:
             raise ValueError("field 'portfolio': only for kind = \"portfolio\"")
+        if self.options is not None:
+            raise ValueError("field 'options': only for kind = \"options\"")
         for i, ev in enumerate(self.events):
             for f in SINGLE_ASSET_EVENT_FIELDS:
                 if getattr(ev, f) is not None:

@@ -24,6 +24,7 @@ from backtest.sweep.backends import run_dask, run_local
 from backtest.sweep.config import SweepConfig, load_sweep_config
 from backtest.sweep.grid import ParamSet
 from backtest.sweep.plan import SweepPlan, engine_version, plan_sweep, plan_table
+from backtest.sweep.options_cell import plan_options_sweep
 from backtest.sweep.portfolio_plan import plan_portfolio_sweep
 from backtest.sweep.store import SweepStore
 
@@ -130,7 +131,8 @@ def run_sweep(config_path: str | Path, *, cfg: SweepConfig | None = None,
     scheduler = scheduler if scheduler is not None else cfg.scheduler
     n_workers = workers or cfg.workers or os.cpu_count() or 1
     with sdir.lock():
-        planner = plan_portfolio_sweep if cfg.kind == "portfolio" else plan_sweep
+        planner = {"portfolio": plan_portfolio_sweep,
+                   "options": plan_options_sweep}.get(cfg.kind, plan_sweep)
         plan = planner(cfg, config_path, sdir.root, store, strategies, events, param_sets)
         sweep_id = f"{cfg.name}-{_plan_digest(plan)}"
         done = sdir.done_ids()

@@ -27,9 +27,10 @@ from backtest.engine.config import RunConfig
 from backtest.engine.run import Inputs, market_inputs, resolve_config, simulate_policies
 from backtest.kernels.enums import StepMetric
 from backtest.policies.models import Policy
-from backtest.results.metrics import METRICS, SINGLE_ASSET
+from backtest.results.metrics import METRICS, OPTIONS, SINGLE_ASSET
 from backtest.results.tables import accounts_table, steps_table
 from backtest.sweep.cell_metrics import cell_metrics
+from backtest.sweep.options_cell import simulate_options_cell
 from backtest.sweep.portfolio_cell import simulate_portfolio_cell
 from backtest.sweep.plan import CellSpec, cell_dict
 from backtest.sweep.portfolio_plan import PORTFOLIO
@@ -87,7 +88,8 @@ def simulate_cell(spec: CellSpec) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     """Simulate a cell; return its summary row, per-step series and timings.
 
     A portfolio cell (``spec.kind == "portfolio"``) is simulated by
-    :func:`backtest.sweep.portfolio_cell.simulate_portfolio_cell`.
+    :func:`backtest.sweep.portfolio_cell.simulate_portfolio_cell`, an options cell by
+    :func:`backtest.sweep.options_cell.simulate_options_cell`.
 
     Parameters
     ----------
@@ -105,6 +107,8 @@ def simulate_cell(spec: CellSpec) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     """
     if spec.kind == PORTFOLIO:
         return simulate_portfolio_cell(spec)
+    if spec.kind == OPTIONS:
+        return simulate_options_cell(spec)
     t0 = time.perf_counter()
     inputs = cell_inputs(spec)
     t1 = time.perf_counter()
