@@ -130,7 +130,8 @@ def recommendation(data: GovernanceData) -> dict:
 
     A proposed set is recommended when, summed over every event, it leaves less bad debt and
     no more user losses to liquidation (within 0.1%) than the current parameters; rejected
-    when it is worse on one count and no better on the other (within 0.1%); otherwise it is a trade-off the sentence quantifies. Each set's
+    when it is worse on one count and no better on the other (within 0.1%); otherwise it is a
+    trade-off the sentence quantifies. Each set's
     sentences add its robustness (:func:`robustness_sentence`: in how many units and on how
     many events it leaves less bad debt, and every event on which user losses rise), the
     5th–95th percentile ranges of the totals over units, and the swept sets that beat both

@@ -69,9 +69,9 @@ def resolve_portfolio_field(name: str, where: str) -> str:
     if len(parts) == 3 and parts[0] == "assets" and parts[1] and parts[2] in ASSET_FIELDS:
         return name
     if name in ASSET_FIELDS or (len(parts) == 2 and parts[0] == "assets"):
-        leaf = parts[-1]
+        leaf = parts[-1] if parts[-1] in ASSET_FIELDS else "liquidation_bonus"
         raise ConfigError(f"field '{where}.{name}': a per-asset parameter needs its asset, "
-                          f"e.g. 'assets.ETH.{leaf if leaf in ASSET_FIELDS else 'liquidation_bonus'}'")
+                          f"e.g. 'assets.ETH.{leaf}'")
     raise ConfigError(f"field '{where}.{name}': the portfolio policy has no parameter '{name}'; "
                       f"its parameters are: {', '.join(portfolio_fields())}")
 

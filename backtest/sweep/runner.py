@@ -133,8 +133,8 @@ def simulate_cell(spec: CellSpec) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     ).select("run_id", *STEP_COLUMNS).rename({"run_id": "cell_id"})
     summary = pl.DataFrame([{
         "cell_id": spec.cell_id, "run_kind": SINGLE_ASSET, "event": spec.event,
-        "event_key": spec.event_key, "symbol": spec.symbol, "interval": spec.interval, "policy": name,
-        "family": spec.policy["family"], "param_set": spec.param_set,
+        "event_key": spec.event_key, "symbol": spec.symbol, "interval": spec.interval,
+        "policy": name, "family": spec.policy["family"], "param_set": spec.param_set,
         "params": json.dumps(spec.params, sort_keys=True), "seed": spec.seed,
         "stress": spec.stress_label, "stress_kind": spec.stress["kind"],
         "member": spec.member,
