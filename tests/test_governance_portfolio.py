@@ -85,6 +85,8 @@ def test_the_report_renders_every_section_from_portfolio_cells(report):
     assert "0.075" in table and "0.05" in table
     section = html.split('<section id="against-what-happened">')[1].split("</section>")[0]
     assert "No target exists" in section and "synthetic" in section
+    assert 'id="left-out"' in html and "Auto-deleveraged notional" in html.split(
+        'id="left-out"')[1].split("</p>")[0]
     assert "BTC\\u002fUSDT price" in html  # the chart names the asset it draws (JSON)
 
 

@@ -72,11 +72,16 @@ def summary_table(data: GovernanceData) -> dict:
     dict
         ``measures`` (label, unit, direction), ``rows`` (``name``, ``cells``: per measure
         ``current`` text, ``current_interval`` text and ``proposed``: list of :class:`Change`
-        with ``interval`` text).
+        with ``interval`` text), ``left_out``: labels of the measures left out because no
+        cell defines them (a portfolio market has no auto-deleveraging).
     """
     named = data.named()
     cur, props = named[0], named[1:]
-    measures = [(_metric(m), d) for m, d in MEASURES]
+    vals = data.values
+    defined = {m for m, _ in MEASURES if m in vals.columns
+               and (vals.height == 0 or vals[m].null_count() < vals.height)}
+    measures = [(_metric(m), d) for m, d in MEASURES if m in defined]
+    left_out = [_metric(m).label for m, _ in MEASURES if m not in defined]
     rows = []
     for sc in [None, *data.scenarios]:
         cells = []
@@ -94,7 +99,7 @@ def summary_table(data: GovernanceData) -> dict:
         name = "All events" if sc is None else sc.key
         rows.append({"name": name, "total": sc is None, "cells": cells})
     return {"measures": [{"label": m.label, "unit": m.unit, "better": d} for m, d in measures],
-            "rows": rows, "proposed": props, "current": cur}
+            "rows": rows, "proposed": props, "current": cur, "left_out": left_out}
 
 
 def robustness_sentence(data: GovernanceData, label: str) -> str:
