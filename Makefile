@@ -17,6 +17,7 @@
 #   make bench-portfolio  1M multi-asset accounts through LUNA 2022 under each order policy
 #   make sweep  five crashes x five policies x a 5-point margin grid x 2 stress levels (250 cells)
 #   make governance  the example governance proposal's HTML report (reports/*.html)
+#   make governance-portfolio  the example proposal on a multi-asset lending + perp market
 #   make luna-portfolio  LUNA 2022: 1M lending + cross-margin perp accounts under each collateral
 #               order, 100k BTC/ETH options accounts, liquidation-at-risk maps, HTML report
 #               (configs/luna-2022-portfolio.toml)
@@ -38,7 +39,7 @@ DEMO_TAPES := \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/lucaforni__E0V1E-DCA__2501247b0b__d23d101a__BTC_USDT-5m.feather
 
 .PHONY: calibrate setup tapes demo test bench bench-portfolio luna-portfolio black-thursday \
-	policy-library sweep-tapes sweep governance clean
+	policy-library sweep-tapes sweep governance governance-portfolio clean
 
 # set-up installs the package and compiles the simulation kernels into numba's cache (30-100 s
 # once after an install or a kernel change, about a second afterwards), so no run pays it
@@ -154,11 +155,20 @@ sweep: sweep-tapes
 governance: sweep-tapes
 	$(BIN)/liqbt report --governance configs/proposals/aave-close-factor-bonus.toml
 
+# the example proposal on a multi-asset lending + perp market (LUNA 2022 at 1h, FTX 2022 at 5m)
+governance-portfolio: setup
+	$(BIN)/liqbt data import $(LUNA_PORTFOLIO_TAPES) $(FTX_PORTFOLIO_TAPES) --venue binance
+	$(BIN)/liqbt report --governance configs/proposals/multi-asset-close-factor.toml
+
 LUNA_PORTFOLIO_TAPES := \
 	$(LIQBT_SHARED_DATA)/ohlcv_1h/MoonEyes__freqtrade__043a6c2541__d99b6d65__LUNA_USDT-1h.json \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/MoonEyes__freqtrade__c3e489f0b4__a78bd328__BTC_USDT-5m.json \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/BestiaTantrica__freqtrade-bestia__111e2ac8c9__f0939ebd__ETH_USDT-5m.feather \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/BestiaTantrica__freqtrade-bestia__111e2ac8c9__f904bee2__SOL_USDT-5m.feather
+
+# FTX 2022 at 5m: BTC (lucaforni, to 2023-09), ETH and SOL (BestiaTantrica, above)
+FTX_PORTFOLIO_TAPES := \
+	$(LIQBT_SHARED_DATA)/ohlcv_5m/lucaforni__E0V1E-DCA__2501247b0b__d23d101a__BTC_USDT-5m.feather
 
 luna-portfolio: setup
 	$(BIN)/liqbt data import $(LUNA_PORTFOLIO_TAPES) --venue binance

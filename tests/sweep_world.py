@@ -89,3 +89,42 @@ def steps(sweep_dir: Path) -> pl.DataFrame:
     """Every cell's per-step rows, sorted by cell id and step."""
     files = sorted(Path(sweep_dir).glob("cells/*/steps.parquet"))
     return pl.concat([pl.read_parquet(f) for f in files]).sort(["cell_id", "step"])
+
+
+def portfolio_sweep_toml(path: Path, name: str = "portfolio-sweep", accounts: int = 300,
+                         grid: str = 'close_factor = [0.35, 0.5]\n'
+                                     '"assets.ETH.liquidation_bonus" = [0.05, 0.075]',
+                         extra: str = "", stress: bool = True) -> Path:
+    """Write a portfolio sweep (``kind = "portfolio"``) over the world of
+    :func:`tests.test_portfolio_run.make_portfolio_world`: two collateral orders, a grid of
+    portfolio policy fields and, with ``stress``, the four stress transforms."""
+    transforms = """
+[[stress]]
+kind = "none"
+[[stress]]
+kind = "scale"
+k = 1.5
+[[stress]]
+kind = "compress"
+factor = 2
+[[stress]]
+kind = "bootstrap"
+block_steps = 12
+""" if stress else ""
+    path.write_text(f"""
+name = "{name}"
+kind = "portfolio"
+policies = ["protocol", "largest"]
+workers = 1
+{extra}
+[[events]]
+event = "synthetic-crash"
+accounts = {accounts}
+
+[portfolio.params]
+insurance_fund_usd = 1000.0
+
+[grid]
+{grid}
+{transforms}""")
+    return path

@@ -42,7 +42,9 @@ def sweep(
 
     Prints cells done / total, the rate and the ETA while it runs, and the sweep directory,
     wall time and cells per minute at the end. Results: liqbt query "SELECT ... FROM
-    sweep_cells" (with an [ensemble]: "SELECT ... FROM sweep_intervals").
+    sweep_cells" (with an [ensemble]: "SELECT ... FROM sweep_intervals"). With kind =
+    "portfolio" or "options" in CONFIG every cell runs the multi-asset lending + perp book or
+    the options book instead of a single-asset policy (README, "Sweeps").
     """
     from backtest.sweep import run_sweep
 

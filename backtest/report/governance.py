@@ -29,7 +29,7 @@ from markupsafe import Markup
 from backtest.atomic import atomic_path
 from backtest.books.event import load_book_params
 from backtest.policies import load_policy
-from backtest.report import build, figures
+from backtest.report import build, figures, governance_portfolio
 from backtest.report.governance_appendix import portable_path, reproducibility, seeds_text
 from backtest.report.governance_data import GovernanceData
 from backtest.report.governance_figures import event_figure, frontier_figure, heatmap_figure
@@ -40,7 +40,7 @@ from backtest.report.governance_summary import (
     summary_table,
 )
 from backtest.report.plotlyjs import plotlyjs_loader
-from backtest.report.proposal import load_proposal, parameter_sets, sweep_config
+from backtest.report.proposal import load_proposal, parameter_sets, policy_name, sweep_config
 from backtest.results.catalog import Catalog
 
 
@@ -50,6 +50,11 @@ def methodology(data: GovernanceData, strategies: str | Path | None = None) -> d
     Book generation, execution, impact, oracle and keepers, the preset, stress transforms,
     what is not modelled, and the parameter table.
     """
+    if data.proposal.kind == "portfolio":
+        return {**governance_portfolio.methodology(data.proposal),
+                "seeds": seeds_text(data.proposal),
+                "stress": [s.label for s in data.proposal.stress],
+                "parameters": parameter_rows(data)}
     run = data.proposal.run
     preset = load_policy(data.proposal.protocol, strategies)
     books = []
@@ -94,22 +99,25 @@ def methodology(data: GovernanceData, strategies: str | Path | None = None) -> d
         "stress": stress,
         "not_modelled": not_modelled,
         "parameters": parameter_rows(data),
+        "book_intro": None,  # the template's own text (a portfolio market writes its own)
+        "losses": None,
     }
 
 
 def parameter_rows(data: GovernanceData) -> list[tuple[str, list[str]]]:
     """Return ``(field, [value per current / proposed set])`` for every field any set changes.
 
-    The frontier's fields are included; values are the policy as simulated.
+    The frontier's fields are included; values are the policy as simulated (the preset's, or
+    a portfolio market's parameters in force, where a set does not change a field).
     """
-    preset = load_policy(data.proposal.protocol)
     named = data.named()
     fields: list[str] = []
     for s in data.sets:
         for k in s.params:
             if k not in fields:
                 fields.append(k)
-    flat = build._flatten(preset.model_dump(mode="json"))
+    flat = data.defaults or build._flatten(load_policy(data.proposal.protocol).model_dump(
+        mode="json"))
     rows = []
     for k in fields:
         vals = []
@@ -193,7 +201,7 @@ def write_governance_report(proposal_path: str | Path, output: str | Path | None
     outcome = run_sweep(path, cfg=cfg, runs=runs, store=store, strategies=strategies,
                         events=events, scheduler=scheduler, workers=workers, output=sweep_dir,
                         show_progress=show_progress,
-                        param_sets={proposal.protocol: [ps for _, ps in roles]},
+                        param_sets={policy_name(proposal): [ps for _, ps in roles]},
                         command=command)
     with Catalog(runs) as catalog:
         catalog.register_sweep(outcome.sweep_dir)

@@ -31,6 +31,10 @@ LOSS_FLOOR_USD = 0.5
 def cell_accounts(cell_json: Path) -> pl.DataFrame:
     """Re-simulate a finished sweep cell and return its accounts table.
 
+    A portfolio cell is re-simulated by
+    :func:`backtest.sweep.portfolio_cell.portfolio_cell_accounts` (``initial_notional_usd``:
+    the sum of ``|units| x price`` over the account's positions at the first open).
+
     Parameters
     ----------
     cell_json : Path
@@ -58,6 +62,10 @@ def cell_accounts(cell_json: Path) -> pl.DataFrame:
     raw = json.loads(Path(cell_json).read_text())["cell"]
     names = {f.name for f in dataclasses.fields(CellSpec)}
     spec = CellSpec(**{k: v for k, v in raw.items() if k in names})
+    if spec.kind == "portfolio":
+        from backtest.sweep.portfolio_cell import portfolio_cell_accounts
+
+        return _view(portfolio_cell_accounts(spec))
     inputs = cell_inputs(spec)
     outcomes, _ = simulate_policies(inputs, show_progress=False)
     res = outcomes[0].result
@@ -68,6 +76,11 @@ def cell_accounts(cell_json: Path) -> pl.DataFrame:
                          arrays["open"][0], close[-1],
                          close[-1] * res.step_metrics[-1, StepMetric.PRICE_FACTOR], inputs.flow,
                          close)
+    return _view(acc)
+
+
+def _view(acc: pl.DataFrame) -> pl.DataFrame:
+    """The columns of :func:`cell_accounts` from a catalog ``accounts`` table."""
     return acc.select(
         "account_id", "initial_notional_usd",
         (pl.col("liquidations") > 0).alias("liquidated"), "liquidated_notional_usd",

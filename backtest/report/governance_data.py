@@ -58,6 +58,7 @@ class Scenario:
     steps: int
     name: str = ""
     description: str = ""
+    price_symbol: str = ""  # the asset whose price is drawn (a portfolio's first asset)
 
 
 @dataclass

@@ -118,7 +118,8 @@ def event_figure(data: GovernanceData, sc: Scenario) -> go.Figure:
     k = data.buckets[sc.key]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
                         row_heights=[0.45, 0.55],
-                        subplot_titles=(f"{figures.label(sc.symbol)} price (low\u2013high band, "
+                        subplot_titles=(f"{figures.label(sc.price_symbol or sc.symbol)} price "
+                                        "(low\u2013high band, "
                                         "close)", "Liquidated notional per step, by parameter "
                                         "set"))
     t = figures.time_x(p["t_ms"].to_numpy())

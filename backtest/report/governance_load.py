@@ -16,6 +16,7 @@ import polars as pl
 
 from backtest.policies import load_policy
 from backtest.report import build, figures
+from backtest.report import governance_portfolio as gport
 from backtest.report import governance_stats as gstats
 from backtest.report import governance_warnings as gwarn
 from backtest.report.governance_appendix import scrub_paths
@@ -86,11 +87,15 @@ def load_governance_data(catalog: Catalog, proposal: Proposal, path: Path, sweep
             scenarios.append(Scenario(
                 key, ev.key, st, info["symbol"], info["interval"],
                 f"{build.utc(info['start'])} \u2013 {build.utc(info['end'])}", info["steps"],
-                catalog_event.name, catalog_event.description))
-    preset = load_policy(proposal.protocol, strategies)
+                catalog_event.name, catalog_event.description,
+                info.get("price_symbol") or info["symbol"]))
+    if proposal.kind == "portfolio":
+        defaults = gport.defaults(proposal)
+    else:
+        defaults = build._flatten(load_policy(proposal.protocol, strategies).model_dump(
+            mode="json"))
     data = GovernanceData(proposal, path, manifest, sets, scenarios, values, unit_values,
-                          units, Path(sweep_dir), grid_fields(proposal, strategies),
-                          build._flatten(preset.model_dump(mode="json")))
+                          units, Path(sweep_dir), grid_fields(proposal, strategies), defaults)
     unit_col = units.kind
     for sc in scenarios:
         n = catalog.query(f"""
@@ -116,7 +121,8 @@ def load_governance_data(catalog: Catalog, proposal: Proposal, path: Path, sweep
                        AS liquidated_notional_usd
             FROM sweep_steps st JOIN sweep_cells c USING (sweep_id, cell_id)
             WHERE {where} GROUP BY ALL ORDER BY param_set, b""")
-    data.reality = against_what_happened(catalog, data)
+    data.reality = (gport.reality(proposal) if proposal.kind == "portfolio"
+                    else against_what_happened(catalog, data))
     data.warnings = input_warnings(data, strategies)
     data.accounts = account_view(catalog, data)
     return data
@@ -146,6 +152,8 @@ def grid_fields(proposal: Proposal, strategies: str | Path | None = None) -> lis
     """Return the frontier's swept policy fields (resolved dotted names), in file order."""
     from backtest.sweep.grid import resolve_field
 
+    if proposal.kind == "portfolio":
+        return gport.grid_fields(proposal)
     model = type(load_policy(proposal.protocol, strategies))
     return [resolve_field(model, k, proposal.protocol, "frontier") for k in proposal.frontier]
 
@@ -159,6 +167,12 @@ def input_warnings(data: GovernanceData, strategies: str | Path | None = None) -
     from backtest.books.io import read_book_table
     from backtest.errors import LiqbtError
 
+    if data.proposal.kind == "portfolio":  # the book holds the tapes' own assets
+        from backtest.sweep.config import RunSections
+
+        out = gwarn.mechanism_warnings([(ev.key, ev.event) for ev in data.proposal.events],
+                                       RunSections().model_dump(mode="json"), "portfolio")
+        return out + _data_warnings(data)
     assets = []
     for ev in data.proposal.events:
         info = next((e for e in data.manifest["events"] if e["event"] == ev.key), None)
@@ -175,6 +189,12 @@ def input_warnings(data: GovernanceData, strategies: str | Path | None = None) -
     out = gwarn.asset_warnings(assets, data.proposal.name)
     out += gwarn.mechanism_warnings([(ev.key, ev.event) for ev in data.proposal.events], run,
                                     family)
+    return out + _data_warnings(data)
+
+
+def _data_warnings(data: GovernanceData) -> list[str]:
+    """Return the warnings read from the cells: empty events, a single unit."""
+    out = []
     if data.unit_values is not None:
         out += gwarn.empty_warnings(data.unit_values, data.scenario_keys(),
                                     [m for m, _ in MEASURES if m not in gstats.MEAN_MEASURES])

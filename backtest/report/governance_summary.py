@@ -72,11 +72,16 @@ def summary_table(data: GovernanceData) -> dict:
     dict
         ``measures`` (label, unit, direction), ``rows`` (``name``, ``cells``: per measure
         ``current`` text, ``current_interval`` text and ``proposed``: list of :class:`Change`
-        with ``interval`` text).
+        with ``interval`` text), ``left_out``: labels of the measures left out because no
+        cell defines them (a portfolio market has no auto-deleveraging).
     """
     named = data.named()
     cur, props = named[0], named[1:]
-    measures = [(_metric(m), d) for m, d in MEASURES]
+    vals = data.values
+    defined = {m for m, _ in MEASURES if m in vals.columns
+               and (vals.height == 0 or vals[m].null_count() < vals.height)}
+    measures = [(_metric(m), d) for m, d in MEASURES if m in defined]
+    left_out = [_metric(m).label for m, _ in MEASURES if m not in defined]
     rows = []
     for sc in [None, *data.scenarios]:
         cells = []
@@ -94,7 +99,7 @@ def summary_table(data: GovernanceData) -> dict:
         name = "All events" if sc is None else sc.key
         rows.append({"name": name, "total": sc is None, "cells": cells})
     return {"measures": [{"label": m.label, "unit": m.unit, "better": d} for m, d in measures],
-            "rows": rows, "proposed": props, "current": cur}
+            "rows": rows, "proposed": props, "current": cur, "left_out": left_out}
 
 
 def robustness_sentence(data: GovernanceData, label: str) -> str:
@@ -130,7 +135,8 @@ def recommendation(data: GovernanceData) -> dict:
 
     A proposed set is recommended when, summed over every event, it leaves less bad debt and
     no more user losses to liquidation (within 0.1%) than the current parameters; rejected
-    when it is worse on both; otherwise it is a trade-off the sentence quantifies. Each set's
+    when it is worse on one count and no better on the other (within 0.1%); otherwise it is a
+    trade-off the sentence quantifies. Each set's
     sentences add its robustness (:func:`robustness_sentence`: in how many units and on how
     many events it leaves less bad debt, and every event on which user losses rise), the
     5th–95th percentile ranges of the totals over units, and the swept sets that beat both
@@ -190,6 +196,17 @@ def recommendation(data: GovernanceData) -> dict:
             text = f"Do not adopt {name}: it is worse on both counts ({facts})."
         elif abs(d_bd) <= tol_bd and abs(d_ul) <= tol_ul:
             text = f"{name} makes no material difference ({facts})."
+        elif abs(d_bd) <= tol_bd and d_ul > tol_ul:
+            worse += 1
+            text = (f"Do not adopt {name}: it raises user losses to liquidation by "
+                    f"{build.usd(d_ul)} without leaving materially less bad debt ({facts}).")
+        elif d_bd > tol_bd and abs(d_ul) <= tol_ul:
+            worse += 1
+            text = (f"Do not adopt {name}: it adds {build.usd(d_bd)} of bad debt without "
+                    f"sparing users materially ({facts}).")
+        elif abs(d_bd) <= tol_bd:
+            text = (f"{name} spares users {build.usd(-d_ul)} of liquidation losses without "
+                    f"changing bad debt materially ({facts}).")
         elif d_bd < -tol_bd:
             rate = d_ul / -d_bd
             text = (f"Trade-off for {name}: it avoids {build.usd(-d_bd)} of bad debt at the "
@@ -231,7 +248,8 @@ def recommendation(data: GovernanceData) -> dict:
     if worse == len(named) - 1:
         return {"verdict": "keep", "sentences": sentences, "dominating": dominating,
                 "headline": "Recommendation: keep the current parameters. Every proposed "
-                            "set would have left more bad debt and more user losses."}
+                            "set would have been worse on one count and no better on the "
+                            "other (bad debt, user losses to liquidation)."}
     return {"verdict": "trade-off", "sentences": sentences, "dominating": dominating,
             "headline": "No proposed set is better on both bad debt and user losses: the "
                         "choice is a trade-off, quantified below."}

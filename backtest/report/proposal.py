@@ -34,6 +34,15 @@ Example (``configs/proposals/aave-close-factor-bonus.toml``)::
     # members = 30                    # seed and the uncertain inputs (docs/ensembles.md)
     # seed = 1
 
+A proposal about a multi-asset lending + cross-margin perp market (``kind = "portfolio"``,
+the model of :mod:`backtest.portfolio`) names the market in ``protocol`` (any name: there is no
+preset file), puts the parameters in force in ``[portfolio.params]`` (``PortfolioParams``,
+``order`` included) and the book's distributions in ``[portfolio.book_params]``; ``current``,
+``proposed.params`` and ``frontier`` take portfolio policy fields (``close_factor``,
+``order``, ``assets.ETH.liquidation_bonus``, ... :mod:`backtest.sweep.portfolio_grid`), and
+events take ``symbols`` and ``missing`` instead of ``symbol`` and ``book_params``; no
+``[run.*]`` sections (see ``configs/proposals/multi-asset-close-factor.toml``).
+
 The proposal runs through the sweep machinery (:func:`backtest.sweep.run_sweep`): one policy
 (the preset), one parameter set per current / proposed / frontier point, every event, seed (or
 ensemble member) and stress transform, in ``<runs>/governance/<file stem>/`` (resumable).
@@ -45,14 +54,23 @@ import re
 from pathlib import Path
 from typing import Any
 
+from typing import Literal
+
 from pydantic import Field, ValidationError, model_validator
 
 from backtest.errors import ConfigError
 from backtest.policies import load_policy
+from backtest.portfolio.book import PortfolioBookParams
+from backtest.portfolio.model import PortfolioParams
 from backtest.strict import StrictModel
-from backtest.sweep.config import EventSpec, RunSections, SweepConfig
+from backtest.sweep.config import EventSpec, PortfolioSweepSection, RunSections, SweepConfig
 from backtest.sweep.ensemble import EnsembleSpec
 from backtest.sweep.grid import GridValues, ParamSet, apply_params, expand, resolve_field
+from backtest.sweep.portfolio_grid import (
+    apply_portfolio_params,
+    expand_portfolio,
+    resolve_portfolio_field,
+)
 from backtest.sweep.stress import NoStress, StressSpec
 from backtest.validation import describe, read_toml
 
@@ -78,12 +96,29 @@ class ProposedSet(StrictModel):
     params: dict[str, Any] = Field(min_length=1)
 
 
+class PortfolioMarket(StrictModel):
+    """``[portfolio]`` of a portfolio proposal: the parameters in force and the book.
+
+    Attributes
+    ----------
+    params : PortfolioParams
+        The market's parameters in force (``order`` included: the current collateral order).
+    book_params : PortfolioBookParams
+        Distributions of the synthetic multi-asset book.
+    """
+
+    params: PortfolioParams = PortfolioParams()
+    book_params: PortfolioBookParams = PortfolioBookParams()
+
+
 class Proposal(StrictModel):
     """A validated governance proposal (see the module docstring for the file layout)."""
 
     name: str = Field(min_length=1)
     description: str = ""
+    kind: Literal["single_asset", "portfolio"] = "single_asset"
     protocol: str = Field(min_length=1)
+    portfolio: PortfolioMarket | None = None
     current: dict[str, Any] = {}
     proposed: list[ProposedSet] = Field(min_length=1)
     frontier: dict[str, GridValues] = {}
@@ -106,7 +141,17 @@ class Proposal(StrictModel):
         if self.ensemble is not None and "seeds" in self.model_fields_set:
             raise ValueError("field 'seeds': an [ensemble] draws each member's book seed; "
                              "remove 'seeds' (or the [ensemble] section)")
+        if self.kind != "portfolio" and self.portfolio is not None:
+            raise ValueError("field 'portfolio': only for kind = \"portfolio\"")
+        if self.kind == "portfolio" and "run" in self.model_fields_set:
+            raise ValueError("field 'run': [run.*] sections configure single-asset cells; a "
+                             "portfolio market's settings are [portfolio.params]")
         return self
+
+    @property
+    def market(self) -> PortfolioMarket:
+        """``[portfolio]`` of a portfolio proposal, or its defaults."""
+        return self.portfolio or PortfolioMarket()
 
 
 def load_proposal(path: str | Path) -> Proposal:
@@ -143,6 +188,8 @@ def parameter_sets(proposal: Proposal, path: str | Path,
     ConfigError
         An unknown parameter, an invalid value, or a proposed set equal to current.
     """
+    if proposal.kind == "portfolio":
+        return _portfolio_sets(proposal, path)
     base = load_policy(proposal.protocol, strategies)
     model = type(base)
 
@@ -178,9 +225,68 @@ def parameter_sets(proposal: Proposal, path: str | Path,
     return out
 
 
+def _portfolio_sets(proposal: Proposal, path: str | Path) -> list[tuple[str, ParamSet]]:
+    """:func:`parameter_sets` of a portfolio proposal (fields of the portfolio policy)."""
+    base = proposal.market.params
+
+    def fields(params: dict, where: str) -> dict:
+        try:
+            return {resolve_portfolio_field(k, where): v for k, v in params.items()}
+        except ConfigError as exc:
+            raise ConfigError(exc.detail, path) from None
+
+    def key(params: dict) -> str:
+        return apply_portfolio_params(base, params, str(path)).model_dump_json()
+
+    current = fields(proposal.current, "current")
+    out = [(CURRENT, ParamSet(current, CURRENT))]
+    seen = {key(current): CURRENT}
+    for i, p in enumerate(proposal.proposed):
+        params = current | fields(p.params, f"proposed[{i}].params")
+        k = key(params)
+        if k in seen:
+            raise ConfigError(f"proposed set '{p.name}' simulates the same policy as "
+                              f"'{seen[k]}'", path)
+        seen[k] = p.name
+        out.append(("proposed", ParamSet(params, p.name)))
+    try:
+        grid = expand_portfolio([("frontier", proposal.frontier)])
+    except ConfigError as exc:
+        raise ConfigError(exc.detail, path) from None
+    if proposal.frontier:
+        for ps in grid:
+            params = current | ps.params
+            k = key(params)
+            if k not in seen:
+                seen[k] = ps.label
+                out.append(("frontier", ParamSet(params, ps.label)))
+    return out
+
+
+def policy_name(proposal: Proposal) -> str:
+    """Return the sweep policy the proposal's parameter sets belong to.
+
+    The preset for a single-asset proposal; the current collateral order for a portfolio one
+    (its cells are named by the order each set simulates).
+    """
+    return proposal.market.params.order if proposal.kind == "portfolio" else proposal.protocol
+
+
 def sweep_config(proposal: Proposal, path: str | Path) -> SweepConfig:
     """Return the sweep of a proposal: the preset alone, every event, seed (or member), stress."""
     seeds = {} if proposal.ensemble is not None else {"seeds": proposal.seeds}
+    if proposal.kind == "portfolio":
+        params = proposal.market.params.model_dump(exclude={"order"})
+        section = PortfolioSweepSection(params=PortfolioParams.model_validate(params),
+                                        book_params=proposal.market.book_params)
+        try:
+            return SweepConfig(
+                name=sweep_name(path), description=proposal.description, kind="portfolio",
+                policies=[policy_name(proposal)], events=proposal.events, **seeds,
+                ensemble=proposal.ensemble, stress=proposal.stress, portfolio=section,
+                workers=proposal.workers, scheduler=proposal.scheduler)
+        except ValidationError as exc:
+            raise ConfigError(describe(exc), path) from None
     return SweepConfig(
         name=sweep_name(path), description=proposal.description, policies=[proposal.protocol],
         events=proposal.events, **seeds, ensemble=proposal.ensemble, stress=proposal.stress,

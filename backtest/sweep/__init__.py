@@ -2,7 +2,9 @@
 
 ``liqbt sweep SWEEP.toml`` (:func:`run_sweep`) plans the cells of a sweep config
 (:mod:`backtest.sweep.config`, :mod:`backtest.sweep.grid`), draws one book per (event, seed),
-runs every unfinished cell with the engine in local processes or on a Dask cluster
+runs every unfinished cell with the engine (or, with ``kind = "portfolio"`` / ``"options"``,
+the multi-asset lending + perp model, :mod:`backtest.sweep.portfolio_plan`, or the options
+book, :mod:`backtest.sweep.options_cell`) in local processes or on a Dask cluster
 (:mod:`backtest.sweep.backends`), writes each finished cell atomically into the sweep
 directory (:mod:`backtest.sweep.store`) and registers the sweep in the DuckDB catalog, where the
 views ``sweep_cells`` and ``sweep_steps`` span every sweep. Stress transforms of history live

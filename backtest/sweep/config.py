@@ -35,6 +35,30 @@ Example (``configs/sweeps/crashes-slicing.toml``)::
     # members = 30                    # seed and the uncertain inputs (docs/ensembles.md)
     # seed = 1
 
+A portfolio sweep (``kind = "portfolio"``) runs the multi-asset lending + cross-margin perp
+model of :mod:`backtest.portfolio` instead: its policies are collateral orders, each event
+names its assets (``symbols``, default the event's) and how missing candles are treated, the
+book and the base policy are in ``[portfolio]``, and grid fields are portfolio policy fields
+(:mod:`backtest.sweep.portfolio_grid`)::
+
+    name = "luna-orders"
+    kind = "portfolio"
+    policies = ["protocol", "least_sensitive"]     # collateral orders
+    seeds = [7]
+
+    [[events]]
+    event = "luna-2022"
+    missing = "hold"                  # error | hold
+    accounts = 20_000
+
+    [portfolio.params]                # PortfolioParams (docs/portfolios.md), no 'order'
+    insurance_fund_usd = 1_000_000
+    [portfolio.book_params]           # PortfolioBookParams
+
+    [grid]
+    close_factor = [0.35, 0.5]
+    "assets.ETH.liquidation_bonus" = [0.05, 0.075]
+
 Relative paths are resolved against the current working directory.
 """
 
@@ -56,9 +80,17 @@ from backtest.engine.config import (
     ResponseConfig,
 )
 from backtest.errors import ConfigError
+from backtest.portfolio.model import ORDER_NAMES
 from backtest.strict import StrictModel
 from backtest.sweep.ensemble import EnsembleSpec
 from backtest.sweep.grid import GridValues
+from backtest.sweep.sections import (
+    OPTIONS_EVENT_FIELDS,
+    PORTFOLIO_EVENT_FIELDS,
+    SINGLE_ASSET_EVENT_FIELDS,
+    OptionsSweepSection,
+    PortfolioSweepSection,
+)
 from backtest.sweep.stress import NoStress, StressSpec
 from backtest.validation import describe, read_toml
 
@@ -83,6 +115,11 @@ class EventSpec(StrictModel):
         Accounts in the synthetic book (> 0).
     book_params : Path or None
         TOML file of generator parameters (:class:`backtest.books.BookParams`).
+    symbols : list of str or None
+        Portfolio sweeps only: the assets aligned on one clock (default the event's symbols).
+    missing : {"error", "hold"} or None
+        Portfolio sweeps only: a step without a candle is an error (default) or holds the
+        previous close (:func:`backtest.tapes.align.align_tapes`).
     """
 
     event: str = Field(min_length=1)
@@ -95,6 +132,8 @@ class EventSpec(StrictModel):
     end: datetime | None = None
     accounts: int = Field(gt=0)
     book_params: Path | None = None
+    symbols: list[str] | None = Field(default=None, min_length=1)
+    missing: Literal["error", "hold"] | None = None
 
     @property
     def key(self) -> str:
@@ -121,8 +160,15 @@ class SweepConfig(StrictModel):
     name : str
         Sweep name (letters, digits, ``._-``); the default output is ``<runs>/sweeps/<name>``.
     description : str
+    kind : {"single_asset", "portfolio", "options"}
+        What a cell simulates: one asset's book under a policy file (``liqbt run``), the
+        multi-asset lending + cross-margin perp book of :mod:`backtest.portfolio` (``liqbt
+        portfolio run``), or the options book of a portfolio config's ``[options]`` section
+        (:mod:`backtest.sweep.options_cell`); the cells' ``run_kind``.
     policies : list of str
-        Policy names in ``strategies/`` or paths.
+        Policy names in ``strategies/`` or paths; for a portfolio sweep, collateral orders
+        (``protocol``, ``least_sensitive``, ``largest``, ``proportional``); for an options
+        sweep, ``["options"]`` (the one liquidation rule, swept by ``[grid]``).
     events : list of EventSpec
     seeds : list of int
         Each seed draws its own book per event and seeds the block bootstrap. Not with
@@ -139,7 +185,12 @@ class SweepConfig(StrictModel):
         Transforms of each event's window; default history as it was.
     run : RunSections
         Execution, market, oracle, keeper, insurance fund and response settings of every
-        cell.
+        cell (single-asset sweeps).
+    portfolio : PortfolioSweepSection or None
+        Portfolio sweeps: the base policy and the book's distributions (None: the defaults,
+        see :attr:`portfolio_section`).
+    options : OptionsSweepSection or None
+        Options sweeps: the options book, market and base rule (None: the defaults).
     output : Path or None
         Sweep directory; default ``<runs>/sweeps/<name>``.
     scheduler : str or None
@@ -152,6 +203,7 @@ class SweepConfig(StrictModel):
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
     description: str = ""
+    kind: Literal["single_asset", "portfolio", "options"] = "single_asset"
     policies: list[str] = Field(min_length=1)
     events: list[EventSpec] = Field(min_length=1)
     seeds: list[int] = Field(default=[0], min_length=1)
@@ -160,6 +212,8 @@ class SweepConfig(StrictModel):
     policy_grids: dict[str, dict[str, GridValues]] = {}
     stress: list[StressSpec] = Field(default=[NoStress(kind="none")], min_length=1)
     run: RunSections = RunSections()
+    portfolio: PortfolioSweepSection | None = None
+    options: OptionsSweepSection | None = None
     output: Path | None = None
     scheduler: str | None = None
     workers: int | None = Field(default=None, ge=1)
@@ -186,7 +240,85 @@ class SweepConfig(StrictModel):
         for t in [e.start for e in self.events] + [e.end for e in self.events]:
             if t is not None and t.tzinfo is None:
                 raise ValueError("start and end need a time zone, e.g. 2021-05-19T00:00:00Z")
+        if self.kind == "portfolio":
+            self._check_portfolio()
+        elif self.kind == "options":
+            self._check_options()
+        else:
+            self._check_single_asset()
         return self
+
+    @property
+    def options_section(self) -> OptionsSweepSection:
+        """``[options]``, or its defaults when the file has none."""
+        return self.options or OptionsSweepSection()
+
+    def _check_options(self) -> None:
+        """The rules of an options sweep (``kind = "options"``)."""
+        if self.policies != ["options"]:
+            raise ValueError("field 'policies': an options sweep has one policy, "
+                             "[\"options\"] (its parameters are swept by [grid])")
+        if self.portfolio is not None or "run" in self.model_fields_set:
+            raise ValueError("an options sweep takes [options], not [portfolio] or [run.*]")
+        for i, ev in enumerate(self.events):
+            for f in OPTIONS_EVENT_FIELDS:
+                if getattr(ev, f) is not None:
+                    raise ValueError(f"field 'events[{i}].{f}': not for an options sweep "
+                                     "(underlyings: [options] underlyings; the window is "
+                                     "the event's)")
+        for i, st in enumerate(self.stress):
+            if st.kind != "none":
+                raise ValueError(f"field 'stress[{i}].kind': an options sweep replays history "
+                                 "only (stress transforms of the options market are not "
+                                 "implemented)")
+        self._book_seed_only()
+
+    def _book_seed_only(self) -> None:
+        """An ensemble of a portfolio or options sweep draws the book seed only."""
+        if self.ensemble is not None:
+            from backtest.sweep.ensemble import INPUTS
+
+            varied = [n for n in INPUTS if getattr(self.ensemble, n) not in (None, False)]
+            if varied:
+                raise ValueError(f"field 'ensemble.{varied[0]}': a {self.kind} sweep's ensemble "
+                                 "members draw their book seed only; remove "
+                                 f"{', '.join(varied)}")
+
+    @property
+    def portfolio_section(self) -> PortfolioSweepSection:
+        """``[portfolio]``, or its defaults when the file has none."""
+        return self.portfolio or PortfolioSweepSection()
+
+    def _check_portfolio(self) -> None:
+        """The rules of a portfolio sweep (``kind = "portfolio"``)."""
+        bad = [p for p in self.policies if p not in ORDER_NAMES]
+        if bad:
+            raise ValueError(f"field 'policies': a portfolio sweep's policies are collateral "
+                             f"orders ({', '.join(ORDER_NAMES)}), not {bad}")
+        for i, ev in enumerate(self.events):
+            for f in PORTFOLIO_EVENT_FIELDS:
+                if getattr(ev, f) is not None:
+                    raise ValueError(f"field 'events[{i}].{f}': not for a portfolio sweep "
+                                     "(assets: 'symbols'; book: [portfolio.book_params])")
+        if "run" in self.model_fields_set:
+            raise ValueError("field 'run': [run.*] sections configure single-asset cells; a "
+                             "portfolio cell's settings are [portfolio.params] (trigger, "
+                             "insurance_fund_usd, ...)")
+        if self.options is not None:
+            raise ValueError("field 'options': only for kind = \"options\"")
+        self._book_seed_only()
+
+    def _check_single_asset(self) -> None:
+        """The rules of a single-asset sweep: no portfolio-only fields."""
+        if self.portfolio is not None:
+            raise ValueError("field 'portfolio': only for kind = \"portfolio\"")
+        if self.options is not None:
+            raise ValueError("field 'options': only for kind = \"options\"")
+        for i, ev in enumerate(self.events):
+            for f in SINGLE_ASSET_EVENT_FIELDS:
+                if getattr(ev, f) is not None:
+                    raise ValueError(f"field 'events[{i}].{f}': only for kind = \"portfolio\" "
+                                     "(a single-asset event takes 'symbol')")
 
 
 def _expand_paths(raw: dict, path: Path) -> None:

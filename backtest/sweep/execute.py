@@ -24,6 +24,8 @@ from backtest.sweep.backends import run_dask, run_local
 from backtest.sweep.config import SweepConfig, load_sweep_config
 from backtest.sweep.grid import ParamSet
 from backtest.sweep.plan import SweepPlan, engine_version, plan_sweep, plan_table
+from backtest.sweep.options_cell import plan_options_sweep
+from backtest.sweep.portfolio_plan import plan_portfolio_sweep
 from backtest.sweep.store import SweepStore
 
 
@@ -129,7 +131,9 @@ def run_sweep(config_path: str | Path, *, cfg: SweepConfig | None = None,
     scheduler = scheduler if scheduler is not None else cfg.scheduler
     n_workers = workers or cfg.workers or os.cpu_count() or 1
     with sdir.lock():
-        plan = plan_sweep(cfg, config_path, sdir.root, store, strategies, events, param_sets)
+        planner = {"portfolio": plan_portfolio_sweep,
+                   "options": plan_options_sweep}.get(cfg.kind, plan_sweep)
+        plan = planner(cfg, config_path, sdir.root, store, strategies, events, param_sets)
         sweep_id = f"{cfg.name}-{_plan_digest(plan)}"
         done = sdir.done_ids()
         pending = [c for c in plan.cells if c.cell_id not in done]
@@ -189,6 +193,7 @@ def _manifest(cfg: SweepConfig, config_path: str | Path, plan: SweepPlan, sweep_
         "sweep_id": sweep_id,
         "name": cfg.name,
         "description": cfg.description,
+        "run_kind": cfg.kind,
         "created_at": datetime.now(UTC).isoformat(),
         "command": command or f"liqbt sweep {config_path}",
         "config": {"path": str(config_path), "sha256": config_sha,

@@ -73,6 +73,10 @@ class CellSpec:
     member_inputs : dict
         The member's drawn inputs (``book_seed`` and :data:`backtest.sweep.ensemble.INPUTS`
         that vary for this event); empty without an ensemble.
+    kind : str
+        Run kind the cell simulates: ``single_asset`` (the engine) or ``portfolio``
+        (:mod:`backtest.sweep.portfolio_cell`; ``run_config`` then holds the aligned tapes'
+        selection and the book file, ``policy`` the portfolio policy).
     """
 
     cell_id: str
@@ -95,6 +99,7 @@ class CellSpec:
     threads: int = 1
     member: int = -1
     member_inputs: dict = field(default_factory=dict)
+    kind: str = "single_asset"
 
 
 @dataclass
@@ -216,7 +221,8 @@ def plan_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str | Path,
                            "sha256": file_sha256(ev.book_params)})
         for seed, member, member_inputs, params, sections in _members(
                 cfg, ev, asset, base_params, book_meta, ensemble_info):
-            book_spec = {"event": ev.model_dump(mode="json", exclude={"label", "book_params"}),
+            book_spec = {"event": ev.model_dump(mode="json", exclude={
+                             "label", "book_params", "symbols", "missing"}),
                          "generator": params.model_dump(mode="json"), "seed": seed,
                          "meta": book_meta}
             book_path = books_dir / f"{ev.key}-seed{seed}-{_digest(book_spec, 12)}.parquet"
@@ -325,13 +331,15 @@ def plan_table(plan: SweepPlan):
     """Return the plan as a polars DataFrame, one row per cell (``plan.parquet``)."""
     import polars as pl
 
-    rows = [{"cell_id": c.cell_id, "event": c.event, "symbol": c.symbol, "interval": c.interval,
+    rows = [{"cell_id": c.cell_id, "run_kind": c.kind, "event": c.event, "symbol": c.symbol,
+             "interval": c.interval,
              "policy": c.policy["name"], "family": c.policy["family"],
              "param_set": c.param_set, "params": json.dumps(c.params, sort_keys=True),
              "seed": c.seed, "stress": c.stress_label, "member": c.member,
              "member_inputs": json.dumps(c.member_inputs, sort_keys=True)}
             for c in plan.cells]
-    return pl.DataFrame(rows, schema={"cell_id": pl.String, "event": pl.String,
+    return pl.DataFrame(rows, schema={"cell_id": pl.String, "run_kind": pl.String,
+                                      "event": pl.String,
                                       "symbol": pl.String, "interval": pl.String,
                                       "policy": pl.String, "family": pl.String,
                                       "param_set": pl.String, "params": pl.String,

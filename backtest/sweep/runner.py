@@ -20,7 +20,6 @@ import sys
 import time
 from functools import lru_cache
 
-import duckdb
 import polars as pl
 from pydantic import TypeAdapter
 
@@ -28,9 +27,13 @@ from backtest.engine.config import RunConfig
 from backtest.engine.run import Inputs, market_inputs, resolve_config, simulate_policies
 from backtest.kernels.enums import StepMetric
 from backtest.policies.models import Policy
-from backtest.results.metrics import ACCOUNTS_AGGREGATES, METRICS, STEPS_AGGREGATES
+from backtest.results.metrics import METRICS, OPTIONS, SINGLE_ASSET
 from backtest.results.tables import accounts_table, steps_table
+from backtest.sweep.cell_metrics import cell_metrics
+from backtest.sweep.options_cell import simulate_options_cell
+from backtest.sweep.portfolio_cell import simulate_portfolio_cell
 from backtest.sweep.plan import CellSpec, cell_dict
+from backtest.sweep.portfolio_plan import PORTFOLIO
 from backtest.sweep.store import SweepStore
 from backtest.sweep.stress import StressSpec, stress_tape
 
@@ -81,36 +84,12 @@ def cell_inputs(spec: CellSpec) -> Inputs:
     return inputs
 
 
-def cell_metrics(steps: pl.DataFrame, accounts: pl.DataFrame) -> dict:
-    """Evaluate every registry metric on one policy's ``steps`` and ``accounts`` tables.
-
-    Parameters
-    ----------
-    steps, accounts : polars.DataFrame
-        Tables of :mod:`backtest.results.tables` for one (run, policy).
-
-    Returns
-    -------
-    dict of str to float or None
-        Metric name -> value (:data:`backtest.results.metrics.METRICS`).
-    """
-    cols = ", ".join(f"{m.sql} AS {m.name}" for m in METRICS)
-    con = duckdb.connect()
-    try:
-        con.register("steps_frame", steps.to_arrow())
-        con.register("accounts_frame", accounts.to_arrow())
-        row = con.execute(f"""
-            WITH s AS (SELECT {STEPS_AGGREGATES} FROM steps_frame),
-                 a AS (SELECT {ACCOUNTS_AGGREGATES} FROM accounts_frame)
-            SELECT {cols} FROM s, a
-        """).fetchall()[0]
-    finally:
-        con.close()
-    return {m.name: (None if v is None else float(v)) for m, v in zip(METRICS, row, strict=True)}
-
-
 def simulate_cell(spec: CellSpec) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     """Simulate a cell; return its summary row, per-step series and timings.
+
+    A portfolio cell (``spec.kind == "portfolio"``) is simulated by
+    :func:`backtest.sweep.portfolio_cell.simulate_portfolio_cell`, an options cell by
+    :func:`backtest.sweep.options_cell.simulate_options_cell`.
 
     Parameters
     ----------
@@ -126,6 +105,10 @@ def simulate_cell(spec: CellSpec) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     timings : dict
         ``load_seconds``, ``simulate_seconds``, ``tables_seconds``.
     """
+    if spec.kind == PORTFOLIO:
+        return simulate_portfolio_cell(spec)
+    if spec.kind == OPTIONS:
+        return simulate_options_cell(spec)
     t0 = time.perf_counter()
     inputs = cell_inputs(spec)
     t1 = time.perf_counter()
@@ -149,9 +132,9 @@ def simulate_cell(spec: CellSpec) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
         pl.Series("low", arrays["low"]), pl.Series("close", close),
     ).select("run_id", *STEP_COLUMNS).rename({"run_id": "cell_id"})
     summary = pl.DataFrame([{
-        "cell_id": spec.cell_id, "event": spec.event, "event_key": spec.event_key,
-        "symbol": spec.symbol, "interval": spec.interval, "policy": name,
-        "family": spec.policy["family"], "param_set": spec.param_set,
+        "cell_id": spec.cell_id, "run_kind": SINGLE_ASSET, "event": spec.event,
+        "event_key": spec.event_key, "symbol": spec.symbol, "interval": spec.interval,
+        "policy": name, "family": spec.policy["family"], "param_set": spec.param_set,
         "params": json.dumps(spec.params, sort_keys=True), "seed": spec.seed,
         "stress": spec.stress_label, "stress_kind": spec.stress["kind"],
         "member": spec.member,

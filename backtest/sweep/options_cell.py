@@ -1,0 +1,255 @@
+"""Options sweeps (``kind = "options"``): plan and simulate cells of the options book.
+
+An options cell is the options study of ``liqbt portfolio run`` (``docs/options.md``) for one
+event, seed (or ensemble member) and parameter set of the liquidation rule
+(:class:`backtest.options.OptionsParams`): the underlyings are aligned with one day of
+history, the implied-volatility tape is the trailing realised volatility plus
+``iv_premium`` (:func:`backtest.portfolio.pipeline.options_market`), the book is drawn once
+per (event, seed) with the base rule, as the portfolio pipeline draws it
+(:func:`backtest.portfolio.pipeline.options_book`, cached in ``<sweep dir>/books``), and the
+cell simulates it with :func:`backtest.options.simulate_options`, builds the catalog tables of
+an options run (:mod:`backtest.options.run_record`) and evaluates the metrics registry on
+them (run kind ``options``: user loss to liquidation is null, there is no no-liquidation
+counterfactual). Stress transforms are not applied to options cells (history only).
+
+Grid fields are :class:`OptionsParams` fields (``penalty_rate``, ``keeper_share``,
+``spread``, ``spread_mode``, ``trigger``, ``insurance_fund_usd``, ``vol_floor``, ``rate``)
+and the margin's scenario grid as ``grid.<field>`` (``grid.price_range``,
+``grid.contingency_rate``, ...).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from pydantic import ValidationError
+
+from backtest import paths
+from backtest.errors import ConfigError
+from backtest.events import get_event
+from backtest.options.book import read_options_book
+from backtest.options.margin import account_risk
+from backtest.options.params import OptionsParams, ScenarioGrid
+from backtest.options.run_record import POLICY, OptionsStudy, options_accounts, options_steps
+from backtest.options.simulate import simulate_options
+from backtest.portfolio.pipeline import options_book, options_market
+from backtest.portfolio.run_config import (
+    OptionsSection,
+    PortfolioRunConfig,
+    PortfolioSection,
+    TapesSection,
+)
+from backtest.provenance import file_sha256
+from backtest.results.metrics import OPTIONS
+from backtest.sweep.cell_metrics import cell_metrics
+from backtest.sweep.config import EventSpec, SweepConfig
+from backtest.sweep.grid import ParamSet, grid_values
+from backtest.sweep.plan import CellSpec, SweepPlan, _digest, _opt, engine_version, \
+    raise_duplicate
+from backtest.sweep.portfolio_plan import _units
+from backtest.tapes import TapeStore
+from backtest.validation import describe
+
+OPTIONS_FIELDS = tuple(n for n in OptionsParams.model_fields if n != "grid") + tuple(
+    f"grid.{n}" for n in ScenarioGrid.model_fields)
+"""Fields of the options liquidation rule a grid may set."""
+
+STEP_COLUMNS = ("step", "timestamp", "high", "low", "close", "price_symbol", "liquidations",
+                "liquidated_notional_usd", "bad_debt_cum_usd", "insurance_fund_usd",
+                "socialised_loss_cum_usd", "accounts_liquidated_cum")
+"""Per-step columns kept for each options cell (prices: the first underlying's)."""
+
+
+def resolve_options_field(name: str, where: str) -> str:
+    """Return the options rule field ``name`` designates (``price_range`` -> ``grid.price_range``).
+
+    Raises
+    ------
+    ConfigError
+        The field does not exist; the message lists those that do.
+    """
+    if name in OPTIONS_FIELDS:
+        return name
+    if f"grid.{name}" in OPTIONS_FIELDS:
+        return f"grid.{name}"
+    raise ConfigError(f"field '{where}.{name}': the options rule has no parameter '{name}'; its "
+                      f"parameters are: {', '.join(OPTIONS_FIELDS)}")
+
+
+def options_variants(cfg: SweepConfig, config_path: Path) -> list[tuple[ParamSet, OptionsParams]]:
+    """Return every (parameter set, options rule) of the sweep's ``[grid]``.
+
+    Raises
+    ------
+    ConfigError
+        An unknown or repeated field, no values, or a value the rule refuses (naming the
+        parameter set and the field).
+    """
+    grids = [("grid", cfg.grid), ("policy_grids.options", cfg.policy_grids.get("options", {}))]
+    axes: list[tuple[str, list[Any]]] = []
+    for where, grid in grids:
+        for name, values in grid.items():
+            try:
+                dotted = resolve_options_field(name, where)
+            except ConfigError as exc:
+                raise ConfigError(exc.detail, config_path) from None
+            vals = grid_values(values)
+            if any(dotted == a for a, _ in axes) or not vals:
+                raise ConfigError(f"field '{where}.{name}': repeated or without values",
+                                  config_path)
+            axes.append((dotted, vals))
+    sets = ([ParamSet(dict(zip([a for a, _ in axes], combo, strict=True)))
+             for combo in itertools.product(*(v for _, v in axes))] if axes else [ParamSet()])
+    base = cfg.options_section.params.model_dump(mode="python")
+    out = []
+    for ps in sets:
+        raw = json.loads(json.dumps(base))
+        for dotted, value in ps.params.items():
+            holder = raw["grid"] if dotted.startswith("grid.") else raw
+            holder[dotted.split(".")[-1]] = value
+        try:
+            out.append((ps, OptionsParams.model_validate(raw)))
+        except ValidationError as exc:
+            raise ConfigError(f"options rule with {ps.label}: {describe(exc)}",
+                              config_path) from None
+    return out
+
+
+def run_config(cfg: dict, seed: int, cache: str | None) -> PortfolioRunConfig:
+    """Return the portfolio run config whose options study a cell is (``cfg``: run_config)."""
+    return PortfolioRunConfig(
+        name="options-cell", event=cfg["event"], seed=seed,
+        cache=None if cache is None else Path(cache), tapes=TapesSection(missing=cfg["missing"]),
+        portfolio=PortfolioSection(accounts=1),
+        options=OptionsSection(accounts=cfg["accounts"], underlyings=cfg["underlyings"],
+                               interval=cfg["interval"], iv_premium=cfg["iv_premium"],
+                               breach_accounts=0, params=OptionsParams.model_validate(
+                                   cfg["base_params"]),
+                               book_params=cfg["book_params"]))
+
+
+def _selection(cfg: SweepConfig, ev: EventSpec) -> dict:
+    sec = cfg.options_section
+    return {"event": ev.event, "underlyings": list(sec.underlyings),
+            "interval": ev.interval or sec.interval, "missing": ev.missing or "error",
+            "iv_premium": sec.iv_premium, "accounts": ev.accounts,
+            "base_params": sec.params.model_dump(mode="json"),
+            "book_params": sec.book_params.model_dump(mode="json")}
+
+
+def plan_options_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str | Path,
+                       store: str | Path | None = None, strategies: str | Path | None = None,
+                       events: str | Path | None = None, param_sets=None) -> SweepPlan:
+    """Check an options sweep's inputs, draw its books, list the cells.
+
+    Parameters and errors as :func:`backtest.sweep.portfolio_plan.plan_portfolio_sweep`
+    (``param_sets`` is not used: options sweeps are not governance proposals).
+    """
+    config_path = Path(config_path)
+    books = Path(out_dir) / "books"
+    books.mkdir(parents=True, exist_ok=True)
+    variants = options_variants(cfg, config_path)
+    version_info = engine_version()
+    tape_store = TapeStore(store)
+    ev_path = None if events is None else str(events)
+    cells, inputs, rows = [], [], []
+    ensemble_info = None if cfg.ensemble is None else {
+        "members": cfg.ensemble.members, "seed": cfg.ensemble.seed,
+        "events": {ev.key: {} for ev in cfg.events}}
+    stress = cfg.stress[0]
+    for ev in cfg.events:
+        sel = _selection(cfg, ev)
+        catalog_event = get_event(ev.event, ev_path)
+        market, _, open_price = options_market(run_config(sel, 0, None), tape_store, ev_path)
+        for seed, member, member_inputs in _units(cfg):
+            rc = run_config(sel, seed, str(books))
+            _, info = options_book(rc, market, catalog_event.start, open_price)
+            book_sha = file_sha256(info["path"])
+            inputs.append({"kind": f"options book {ev.key} seed {seed}", "path": info["path"],
+                           "sha256": book_sha})
+            member_row = ({"member": member, "member_inputs": member_inputs}
+                          if member >= 0 else {})
+            symbol = ", ".join(f"{u}/USDT" for u in sel["underlyings"])
+            rows.append({**member_row, "event": ev.key, "event_key": ev.event, "symbol": symbol,
+                         "price_symbol": f"{sel['underlyings'][0]}/USDT",
+                         "interval": sel["interval"], "seed": seed,
+                         "start": catalog_event.start.isoformat(),
+                         "end": catalog_event.end.isoformat(),
+                         "steps": int(market.timestamp_ms.size), "accounts": ev.accounts,
+                         "book": info["path"], "tape": str(tape_store.root)})
+            for ps, params in variants:
+                pol = {"name": POLICY, "family": "options", **params.model_dump(mode="json")}
+                key = {"kind": OPTIONS, "selection": sel, "book_sha256": book_sha,
+                       "policy": pol, "seed": seed, "engine": version_info,
+                       "member": member}
+                cells.append(CellSpec(
+                    cell_id=_digest(key), event=ev.key, event_key=ev.event, symbol=symbol,
+                    interval=sel["interval"], run_config={**sel, "book": info["path"]},
+                    config_path=str(config_path), policy=pol, policy_path="",
+                    param_set=ps.label, params=dict(ps.params), seed=seed,
+                    stress=stress.model_dump(mode="json"), stress_label=stress.label,
+                    store=_opt(paths.tape_store(store)),
+                    strategies=_opt(paths.strategies_dir(strategies)),
+                    events=_opt(paths.events_file(events)), threads=cfg.threads_per_cell,
+                    member=member, member_inputs=dict(member_inputs), kind=OPTIONS))
+    ids = [c.cell_id for c in cells]
+    if len(set(ids)) != len(ids):
+        raise_duplicate(next(c for c in cells if ids.count(c.cell_id) > 1), config_path)
+    return SweepPlan(cfg.name, cells, inputs, rows, ensemble_info)
+
+
+@lru_cache(maxsize=4)
+def _market(cfg_json: str, seed: int, store: str | None, events: str | None):
+    rc = run_config(json.loads(cfg_json), seed, None)
+    return options_market(rc, TapeStore(store), events)
+
+
+def simulate_options_cell(spec: CellSpec) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    """Simulate an options cell; return its summary row, per-step series and timings.
+
+    The summary has ``run_kind = 'options'`` and every registry metric (null where it does
+    not apply); the series :data:`STEP_COLUMNS` plus ``cell_id``.
+    """
+    t0 = time.perf_counter()
+    sel = {k: v for k, v in spec.run_config.items() if k != "book"}
+    market, _, open_price = _market(json.dumps(sel, sort_keys=True), spec.seed, spec.store,
+                                    spec.events)
+    book = read_options_book(spec.run_config["book"])
+    params = OptionsParams.model_validate(
+        {k: v for k, v in spec.policy.items() if k not in ("name", "family")})
+    arrays = book.arrays(market.underlyings)
+    risk = account_risk(arrays, open_price, market.iv[0], int(market.timestamp_ms[0]), params)
+    t1 = time.perf_counter()
+    res = simulate_options(market, arrays, params)
+    t2 = time.perf_counter()
+    study = OptionsStudy(market, arrays, res, params, open_price, risk.equity, {})
+    steps = options_steps(spec.cell_id, res)
+    accounts = options_accounts(spec.cell_id, study)
+    metrics = cell_metrics(steps, accounts, OPTIONS)
+    series = steps.with_columns(
+        pl.Series("high", market.high[:, 0]), pl.Series("low", market.low[:, 0]),
+        pl.Series("close", market.close[:, 0]),
+        pl.lit(f"{market.underlyings[0]}/USDT").alias("price_symbol"),
+    ).select("run_id", *STEP_COLUMNS).rename({"run_id": "cell_id"})
+    summary = pl.DataFrame([{
+        "cell_id": spec.cell_id, "run_kind": OPTIONS, "event": spec.event,
+        "event_key": spec.event_key, "symbol": spec.symbol, "interval": spec.interval,
+        "policy": POLICY, "family": "options", "param_set": spec.param_set,
+        "params": json.dumps(spec.params, sort_keys=True), "seed": spec.seed,
+        "stress": spec.stress_label, "stress_kind": spec.stress["kind"], "member": spec.member,
+        "member_inputs": json.dumps(spec.member_inputs, sort_keys=True),
+        "accounts": int(arrays.n_accounts), "steps": int(market.timestamp_ms.size),
+        **metrics, "simulate_seconds": t2 - t1,
+    }])
+    return summary, series, {"load_seconds": t1 - t0, "simulate_seconds": t2 - t1,
+                             "tables_seconds": time.perf_counter() - t2}
+
+
+__all__ = ["OPTIONS_FIELDS", "STEP_COLUMNS", "options_variants", "plan_options_sweep",
+           "resolve_options_field", "simulate_options_cell"]
