@@ -7,7 +7,8 @@
 #   make calibrate  fit the perp book to the catalogued crashes, check each left out
 #               (configs/calibration/perps.toml -> perps-fitted.toml), and the Maker vault book
 #               to Maker's state on 2020-03-12 (maker.toml -> maker-fitted.toml; docs/calibration.md)
-#   make black-thursday  ETH vaults through 2020-03-12/13: instant vs slow, gas-bound keepers
+#   make black-thursday  ETH vaults through 2020-03-12/13: instant vs slow, gas-bound keepers,
+#               vault owners who top up, and Maker's flip auctions with zero bids (maker-flip)
 #               (vault book from configs/calibration/maker-fitted.toml, docs/calibration.md)
 #   make policy-library  the perp presets and variants on calibrated perp books, the lending
 #               presets on a loans book, every catalogued event with a tape, ACCOUNTS accounts

@@ -85,6 +85,10 @@ class RunTables:
                        arg_max(loan_debt_usd, step) AS borrowed_usd,
                        arg_max(loan_collateral_usd, step) AS collateral_usd
                 FROM steps WHERE run_id = {run} AND timestamp < {a} GROUP BY policy""")
+        # runs written before auctions could be dealt to zero bids have no zero_bid column
+        zero_bid = ("coalesce(sum(l.notional_usd) FILTER (WHERE l.zero_bid), 0)"
+                    if "zero_bid" in q("SELECT * FROM liquidations LIMIT 0").columns
+                    else "0.0")
         events = q(f"""
             SELECT l.policy,
                    sum(l.notional_usd) AS liquidated_notional_usd,
@@ -96,7 +100,8 @@ class RunTables:
                    coalesce(sum(l.notional_usd) FILTER (WHERE ac.side > 0), 0)
                        AS liquidated_long_usd,
                    coalesce(sum(l.notional_usd) FILTER (WHERE ac.side < 0), 0)
-                       AS liquidated_short_usd
+                       AS liquidated_short_usd,
+                   {zero_bid} AS zero_bid_collateral_usd
             FROM liquidations l JOIN accounts ac
               ON ac.run_id = l.run_id AND ac.policy = l.policy AND ac.account_id = l.account_id
             WHERE l.run_id = {run} AND l.timestamp >= {a} AND l.timestamp < {b}
@@ -111,7 +116,8 @@ class RunTables:
             fig: dict[str, float | None] = dict.fromkeys(
                 ("liquidated_notional_usd", "liquidations_count", "bad_debt_usd",
                  "accounts_liquidated", "bad_debt_accounts", "liquidated_long_usd",
-                 "liquidated_short_usd", "adl_accounts", "adl_fills"), 0.0)
+                 "liquidated_short_usd", "adl_accounts", "adl_fills",
+                 "zero_bid_collateral_usd"), 0.0)
             for frame in (flows, levels, events, adl):
                 if frame.height and "policy" in frame.columns:
                     hit = frame.filter(frame["policy"].cast(str) == policy)

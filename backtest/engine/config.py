@@ -267,6 +267,12 @@ class ResponseConfig(StrictModel):
         whose equity fell to 4% of notional, 25x, and cure to 10%, 10x, at a 0.5% rate).
     delay_minutes : float
         Reaction delay between entering the warning zone and curing, minutes.
+    wait_for_inclusion : bool
+        A cure is a transaction: True adds the run's ``[keepers] latency_minutes`` (the
+        scenario's wait for a transaction to be included, e.g. under congestion) to
+        ``delay_minutes``. Its gas cost is not charged: a top-up's gas (about 0.02-0.1 ETH at
+        200-300 gwei) is small beside the liquidation penalty it avoids (13% of the debt on
+        Maker), so congestion delays cures but does not stop them. Default False.
     max_cures : int
         Cures one account can afford in the window (spare capital runs out); 0: no limit.
     seed : int
@@ -280,6 +286,7 @@ class ResponseConfig(StrictModel):
     perp_warning_health: float = Field(default=8.0, gt=1.0)
     perp_target_health: float = Field(default=20.0, gt=1.0)
     delay_minutes: float = Field(default=120.0, ge=0.0)
+    wait_for_inclusion: bool = False
     max_cures: int = Field(default=0, ge=0)
     seed: int = Field(default=0, ge=0)
 

@@ -168,7 +168,8 @@ def resolve_config(cfg: RunConfig, config_path: str | Path, store: str | Path | 
     return inputs
 
 
-def response_for(cfg: ResponseConfig, interval_seconds: int) -> Response | None:
+def response_for(cfg: ResponseConfig, interval_seconds: int,
+                 inclusion_minutes: float = 0.0) -> Response | None:
     """Return the kernel's cure parameters for a ``[response]`` section (None when off).
 
     Parameters
@@ -176,11 +177,15 @@ def response_for(cfg: ResponseConfig, interval_seconds: int) -> Response | None:
     cfg : ResponseConfig
         The section; ``enabled`` None or False gives None.
     interval_seconds : int
-        Candle length, seconds: ``delay_minutes`` becomes whole steps (at least 1 when > 0).
+        Candle length, seconds: the delay becomes whole steps (at least 1 when > 0).
+    inclusion_minutes : float
+        The run's wait for a transaction to be included (``[keepers] latency_minutes``),
+        added to ``delay_minutes`` when ``cfg.wait_for_inclusion``.
     """
     if not cfg.enabled:
         return None
-    delay = steps_of(cfg.delay_minutes, interval_seconds) if cfg.delay_minutes > 0 else 0
+    minutes = cfg.delay_minutes + (inclusion_minutes if cfg.wait_for_inclusion else 0.0)
+    delay = steps_of(minutes, interval_seconds) if minutes > 0 else 0
     return Response(cfg.share, (cfg.perp_warning_health, cfg.warning_health),
                     (cfg.perp_target_health, cfg.target_health), delay, cfg.seed,
                     cfg.max_cures)
@@ -201,7 +206,8 @@ def moving_book(inputs: Inputs) -> tuple[dict, BookFlow]:
             cfg = ResponseConfig.model_validate_json(inputs.book.meta["response"])
         except ValidationError as exc:
             raise BookError(f"metadata 'response': {describe(exc)}", inputs.book.path) from None
-    response = response_for(cfg, inputs.tape.interval_seconds)
+    response = response_for(cfg, inputs.tape.interval_seconds,
+                            inputs.config.keepers.latency_minutes)
     entry_ms = inputs.book.frame["entry_time"].dt.epoch("ms").to_numpy()
     try:
         units0, cash0, flow = book_flow(inputs.book.frame["account_id"].to_numpy(),

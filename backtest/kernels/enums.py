@@ -61,11 +61,19 @@ class AuctionCurve(IntEnum):
         ``top x cut ^ floor(dur / step)`` (``StairstepExponentialDecrease``).
     EXPONENTIAL
         ``top x cut ^ dur``, ``cut`` per step (``ExponentialDecrease``).
+    ENGLISH
+        Maker Liquidations 1.2 (``flip.sol`` ``tend``/``dent``): keepers outbid each other, so
+        the winning bid is ``buf`` x the step's market price, whatever ``dur`` (``top`` is
+        refreshed to ``market x buf`` each step the auction is decided). With
+        ``auction_zero_bid_steps`` > 0 an auction no keeper takes within that many steps of
+        its kick is dealt to a zero bid (``ttl``: the bid that is not beaten within the bid
+        duration wins).
     """
 
     LINEAR = 0
     STAIRSTEP = 1
     EXPONENTIAL = 2
+    ENGLISH = 3
 
 
 class PenaltyModel(IntEnum):
@@ -273,6 +281,9 @@ POLICY_DTYPE = np.dtype(
         # beyond keeper_margin); 0: they expect the last step's slippage
         ("auction_keeper_rational", np.int64),
         ("auction_chost_usd", np.float64),  # dust x chop: least tab a partial take may leave
+        # flip ``ttl`` in steps: an auction no keeper takes within it after its kick is dealt
+        # to a zero bid (collateral to that keeper, the debt to bad debt); 0: off
+        ("auction_zero_bid_steps", np.float64),
         # soft-liquidation bands (family SOFT_BANDS): band ratio (A - 1) / A, bands per loan,
         # and the loan_discount that placed them (the loans' maintenance_rate is the
         # liquidation_discount)
@@ -508,4 +519,7 @@ RECORD_FIELDS = (
     # a keeper's take in a Dutch auction: fill_price is the market, keeper_fee the keeper's
     # discount (market - auction price) x units, insurance_fee the penalty part of the tab
     ("auction", np.bool_),
+    # an auction dealt to a zero bid (flip ``ttl`` passed with no take): units_closed is the
+    # whole lot, keeper_fee its value at the fill price, bad_debt the loan's debt
+    ("zero_bid", np.bool_),
 )

@@ -40,6 +40,7 @@ from backtest.kernels.enums import (
 _HARD = int(PolicyFamily.HARD)
 _LINEAR_CURVE = int(AuctionCurve.LINEAR)
 _STAIRSTEP_CURVE = int(AuctionCurve.STAIRSTEP)
+_ENGLISH_CURVE = int(AuctionCurve.ENGLISH)
 _AUCTION_INCENTIVES = int(StepMetric.AUCTION_INCENTIVES)
 _GRADUATED = int(PolicyFamily.GRADUATED)
 _LOAN = int(Product.LOAN)
@@ -76,7 +77,7 @@ REC_F_FIELDS = (
     "decision_price",
 )
 #: Integer fields of the record buffer ``rec_i[..., k]``, in this order.
-REC_I_FIELDS = ("step", "account", "closed", "preemptive", "auction")
+REC_I_FIELDS = ("step", "account", "closed", "preemptive", "auction", "zero_bid")
 
 
 @njit
@@ -624,8 +625,11 @@ def auction_price_nb(curve, top, dur, tau, cut, step):
     Returns
     -------
     float
-        Auction price, USD per unit (0 once a LINEAR auction has run ``tau`` steps).
+        Auction price, USD per unit (0 once a LINEAR auction has run ``tau`` steps; ``top``
+        for ENGLISH, whose ``top`` is the step's winning bid per unit).
     """
+    if curve == _ENGLISH_CURVE:
+        return top
     if curve == _LINEAR_CURVE:
         return top * (tau - dur) / tau if dur < tau else 0.0
     if curve == _STAIRSTEP_CURVE:

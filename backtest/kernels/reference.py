@@ -382,7 +382,14 @@ def simulate_reference(
                 else:
                     x = c
                 if auctions and prod == Product.LOAN and auction_tic[i] >= 0:
-                    dur, top = t - auction_tic[i], auction_top[i]
+                    dur = t - auction_tic[i]
+                    if int(policy["auction_curve"]) == AuctionCurve.ENGLISH:
+                        auction_top[i] = c * float(policy["auction_buf"])  # the winning bid
+                    window = float(policy["auction_zero_bid_steps"])
+                    if window > 0 and dur > window:  # no take in the bid window: a zero bid
+                        decisions.append((i, c, u, loan_pen, "zero_bid"))
+                        continue
+                    top = auction_top[i]
                     price = _auction_price(policy, top, dur)
                     waiting.append(i)
                     if dur > policy["auction_tail_steps"] or price < policy["auction_cusp"] * top:
@@ -434,8 +441,9 @@ def simulate_reference(
                     decisions.append((i, p, d, pen, "liquidation"))
                 else:
                     waiting.append(i)
-            exempt = [dec for dec in decisions if dec[4] == "bands_hard"]  # outside budgets
-            decisions = [dec for dec in decisions if dec[4] != "bands_hard"]
+            unbudgeted = ("bands_hard", "zero_bid")  # outside any volume or capital budget
+            exempt = [dec for dec in decisions if dec[4] in unbudgeted]
+            decisions = [dec for dec in decisions if dec[4] not in unbudgeted]
             soft_flow = sum(x_long * q for _, q in trades)
             flow = sum((-d * p if res.units[i] > 0 else d * p) for i, p, d, *_ in decisions + exempt)
             flow += soft_flow
@@ -517,6 +525,9 @@ def simulate_reference(
                 price = _auction_price(policy, auction_top[i], t - auction_tic[i])
                 if _take(res, t, i, p, d, execution, m, pen, price):
                     auction_tic[i] = -1
+            elif kind == "zero_bid":  # the whole lot to the zero bidder, the debt to bad debt
+                _take(res, t, i, p, d, execution, m, pen, 0.0, zero_bid=True)
+                auction_tic[i] = -1
             elif kind == "bands_hard":
                 _bands_liquidate(res, policy, t, i, bands[i], p, execution, x_long)
             else:
@@ -879,8 +890,11 @@ def _take_need(q: float, price: float, market: float, margin: float, gas: float)
 
 
 def _auction_price(policy, top: float, dur: int) -> float:
-    """Dutch auction price ``dur`` steps after its (re)start (Maker ``abaci.sol``)."""
+    """Auction price ``dur`` steps after its (re)start (Maker ``abaci.sol``; ENGLISH: ``top``,
+    the step's winning bid)."""
     curve = int(policy["auction_curve"])
+    if curve == AuctionCurve.ENGLISH:
+        return top
     if curve == AuctionCurve.LINEAR:
         tau = float(policy["auction_tau_steps"])
         return top * (tau - dur) / tau if dur < tau else 0.0
@@ -901,8 +915,9 @@ def _chost(policy, res, i, q, top, dur) -> float:
     return 0.0 if tab <= chost else (tab - chost) / price
 
 
-def _take(res, t, i, market, q, execution, m, share, price) -> bool:
-    """Let a keeper take ``q`` units of loan ``i``'s collateral at the auction ``price``.
+def _take(res, t, i, market, q, execution, m, share, price, zero_bid=False) -> bool:
+    """Let a keeper take ``q`` units of loan ``i``'s collateral at the auction ``price``
+    (a zero bid: the whole lot at price 0).
 
     Returns True when the auction is over (tab covered or collateral exhausted).
     """
@@ -925,7 +940,8 @@ def _take(res, t, i, market, q, execution, m, share, price) -> bool:
         bad, c_after = -c_after, 0.0
     keeper = q * (pe - price)
     _book(res, t, i, Product.LOAN, u, c, u_after, c_after, q, market, pe, keeper, insurance, bad,
-          _health(Product.LOAN, u, c, market, m), covered and u_after > 0, False, True)
+          _health(Product.LOAN, u, c, market, m), covered and u_after > 0, False, True,
+          zero_bid)
     return u_after == 0.0 or covered
 
 
@@ -951,7 +967,7 @@ def _apply(res, policy, t, i, prod, p, d, execution, m, pen, preemptive):
 
 
 def _book(res, t, i, prod, u, c, u_after, c_after, d, p, pe, keeper, insurance, bad,
-          health_before, clears_debt, preemptive, auction):
+          health_before, clears_debt, preemptive, auction, zero_bid=False):
     """Record one liquidation (or take) of account ``i`` in the state, step row and records."""
     signed = d if u > 0 else -d
     closed = u_after == 0.0 or clears_debt
@@ -990,5 +1006,5 @@ def _book(res, t, i, prod, u, c, u_after, c_after, d, p, pe, keeper, insurance, 
         dict(step=t, account=i, closed=closed, units_closed=signed, fill_price=pe,
              keeper_fee=keeper, insurance_fee=insurance, bad_debt=bad,
              health_before=health_before, equity_after=c_after + u_after * pe,
-             decision_price=p, preemptive=preemptive, auction=auction)
+             decision_price=p, preemptive=preemptive, auction=auction, zero_bid=zero_bid)
     )

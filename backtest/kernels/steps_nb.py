@@ -34,6 +34,7 @@ from backtest.kernels.bands_nb import (
 from backtest.kernels.book_flow_nb import book_flow_step_nb
 from backtest.kernels.enums import (
     N_SUMMED_METRICS,
+    AuctionCurve,
     FillPrice,
     MarketState,
     OracleModel,
@@ -84,6 +85,8 @@ _KIND_PREEMPTIVE = 1
 _KIND_KICK = 2  # start (or restart) a Dutch auction
 _KIND_TAKE = 3  # a keeper takes collateral from a running auction
 _KIND_BANDS_HARD = 4  # hard liquidation of a loan in bands (may close 0 units: all stablecoin)
+_KIND_ZERO_BID = 5  # an auction no keeper took within its bid window is dealt to a zero bid
+_ENGLISH = int(AuctionCurve.ENGLISH)
 _SOFT_SOLD = int(StepMetric.SOFT_SOLD_UNITS)
 _SOFT_BOUGHT = int(StepMetric.SOFT_BOUGHT_UNITS)
 _SOFT_PROCEEDS = int(StepMetric.SOFT_PROCEEDS)
@@ -155,7 +158,8 @@ def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, account
     False (no volume budget left) it only says whether the account is liquidatable.
 
     Family AUCTION (loans): a loan in a running auction is decided by the auction alone
-    (:func:`_auction_decision_nb`); a liquidatable loan not yet in one is kicked. Family
+    (:func:`_auction_decision_nb`, which may deal it to a zero bid); a liquidatable loan not
+    yet in one is kicked. Family
     SOFT_BANDS (loans): :func:`_bands_decision_nb`.
 
     Returns
@@ -164,7 +168,8 @@ def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, account
         ``(decision price, units to close, liquidatable, penalty rate, kind)``: units 0
         means no liquidation now, either because the account is healthy or because no keeper
         acts yet (latency, cooldown, or the keeper fee would not cover gas plus expected
-        impact); kind is liquidation, pre-emptive, auction kick/reset or auction take.
+        impact); kind is liquidation, pre-emptive, auction kick/reset, auction take or zero
+        bid.
     """
     product, units, cash, key, flagged, last_step, auction_tic, auction_top, bands = accounts
     (family, m_rate, t_rate, p_rate, close_factor, full_close_health, keeper_share,
@@ -243,9 +248,21 @@ def _bands_decision_nb(i, t, candle, x, fill_mode, accounts, band, keeper_share,
 
 @njit
 def _auction_decision_nb(i, t, candle, x_long, accounts, auction, penalty, keepers):
-    """Decide a loan in a running Dutch auction at step ``t`` (see :func:`_decide_nb`).
+    """Decide a loan in a running auction at step ``t`` (see :func:`_decide_nb`).
 
-    The auction resets (kind KICK, restarting at the decision price x ``buf``) when it has
+    ENGLISH auctions (Maker Liquidations 1.2, ``flip.sol``) first set the step's winning bid
+    per unit, ``auction_top[i] = market x buf`` (written here: each account is decided by one
+    thread, and every later use in the step reads this value). With a bid window
+    (``auction[8]`` = flip's ``ttl`` in steps, > 0), an auction still running more than that
+    many steps after its kick had no take in its window: keepers stood back because a take did
+    not pay (market impact, or gas at the step's gas price when keepers require profit) or
+    their capital for the step was spent. It is dealt to a zero bid (kind ZERO_BID, the whole
+    lot at the market price for the record; settled by :func:`apply_auction_take_nb` at price
+    0: the collateral to that keeper, the loan's debt to bad debt). Source: dss ``flip.sol``
+    ``tend`` (a bid restarts ``tic = now + ttl``) and ``deal`` (after ``tic`` the highest
+    bidder, here the zero bidder, takes the lot).
+
+    Otherwise the auction resets (kind KICK, restarting at the decision price x ``buf``) when it has
     run longer than ``tail`` steps or its price fell below ``cusp x top`` (Maker
     ``Clipper.redo``). Otherwise a keeper takes as much collateral as pays the tab ``debt x
     (1 + bonus)``, at most all of it, when that take pays (:func:`take_pays_nb`) at the
@@ -258,9 +275,13 @@ def _auction_decision_nb(i, t, candle, x_long, accounts, auction, penalty, keepe
     margin = auction[6]
     latency, requires_profit, gas, slippage, factor = keepers
     dur = t - auction_tic[i]
+    market = candle[3]
+    if int(auction[0]) == _ENGLISH:
+        auction_top[i] = market * auction[9]  # the step's winning bid per unit
+    if auction[8] > 0.0 and dur > auction[8]:  # the bid window passed untaken: a zero bid wins
+        return market, units[i], True, penalty, _KIND_ZERO_BID
     top = auction_top[i]
     price = auction_price_nb(int(auction[0]), top, dur, auction[1], auction[2], auction[3])
-    market = candle[3]
     if dur > tail or price < cusp * top:
         return x_long, 0.0, True, 0.0, _KIND_KICK
     tab = -cash[i] / (1.0 - penalty)  # debt x (1 + bonus)
@@ -406,7 +427,7 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
     preempt = rec.preempt_fraction > 0.0
     accounts = (product, units, cash, key, flagged, last_step, auction_tic, auction_top, bands)
     # Dutch auction parameters as an array (a mixed tuple cannot enter the parallel loops)
-    auction = np.empty(8)
+    auction = np.empty(10)
     auction[0] = rec.auction_curve
     auction[1] = rec.auction_tau_steps
     auction[2] = rec.auction_cut
@@ -415,11 +436,14 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
     auction[5] = rec.auction_cusp
     auction[6] = rec.auction_keeper_margin
     auction[7] = rec.auction_chost_usd
+    auction[8] = rec.auction_zero_bid_steps
+    auction[9] = rec.auction_buf
     auction_buf = rec.auction_buf
     auction_tip = rec.auction_tip_usd
     auction_chip = rec.auction_chip
     loan_penalty = p_rate[_LOAN]
     auctions = rec.family == _AUCTION
+    zero_bids = auctions and rec.auction_zero_bid_steps > 0.0  # deals outside any budget
     rational = rec.auction_keeper_rational != 0
     soft = rec.family == _SOFT_BANDS
     # soft-liquidation bands: ratio (A - 1) / A, bands per loan, liquidation_discount
@@ -587,7 +611,7 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
                         p, d, _, _, kind = _decide_nb(i, t, candle, x_long, x_short, lo_key,
                                                       hi_key, eff_fill, accounts,
                                                       policy_inputs, keepers)
-                        if kind == _KIND_BANDS_HARD:  # outside any volume budget
+                        if kind == _KIND_BANDS_HARD or kind == _KIND_ZERO_BID:  # no budget
                             count[ch] += 1
                             flow[ch] -= d * p
                         elif d > 0.0:
@@ -646,19 +670,20 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
                     flow[ch] = 0.0
                     used = 0.0
                     for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
-                        if used >= chunk_budget[ch] and not soft:
+                        if used >= chunk_budget[ch] and not (soft or zero_bids):
                             break
                         p, d, _, _, kind = _decide_nb(i, t, candle, x_long, x_short, lo_key,
                                                       hi_key, eff_fill, accounts,
                                                       policy_inputs, keepers)
-                        if kind == _KIND_BANDS_HARD:
+                        if kind == _KIND_BANDS_HARD or kind == _KIND_ZERO_BID:
                             count[ch] += 1
                             flow[ch] -= d * p
                         elif d > 0.0:
                             q = d
                             d = _budget_take_nb(d, chunk_budget[ch], used, dust)
                             if d <= 0.0:
-                                if soft:  # hard liquidations of loans in bands may follow
+                                # hard liquidations in bands, or zero-bid deals, may follow
+                                if soft or zero_bids:
                                     continue
                                 break
                             if kind == _KIND_TAKE:
@@ -710,7 +735,9 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
                                                            policy_inputs, keepers,
                                                            chunk_budget[ch] > 0.0)
                 bands_hard = kind == _KIND_BANDS_HARD
-                if d > 0.0 and not bands_hard:
+                zero_bid = kind == _KIND_ZERO_BID
+                exempt = bands_hard or zero_bid  # outside any volume or capital budget
+                if d > 0.0 and not exempt:
                     q = d
                     d = _budget_take_nb(d, chunk_budget[ch], used, dust)
                     if kind == _KIND_TAKE and d > 0.0:
@@ -718,7 +745,7 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
                         d = _take_after_budget_nb(i, t, d, q, candle, accounts, auction,
                                                   keepers, check_factor)
                     used += d
-                if d <= 0.0 and not bands_hard:
+                if d <= 0.0 and not exempt:
                     if soft and product[i] == _LOAN:
                         _soft_step_nb(i, x_long, exec_factor, units, cash, key, bands, band,
                                       acc[ch])
@@ -755,10 +782,10 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
                     bands[i, 2] = 0.0  # the debt is repaid: the loan leaves its bands
                     signed = u
                     clears = False
-                elif kind == _KIND_TAKE:
-                    price = auction_price_nb(int(auction[0]), auction_top[i],
-                                             t - auction_tic[i], auction[1], auction[2],
-                                             auction[3])
+                elif kind == _KIND_TAKE or zero_bid:
+                    price = 0.0 if zero_bid else auction_price_nb(
+                        int(auction[0]), auction_top[i], t - auction_tic[i], auction[1],
+                        auction[2], auction[3])
                     u2, c2, keeper, ins, bad, clears = apply_auction_take_nb(u, c, d, pe, price,
                                                                              pen)
                     signed = d
@@ -815,7 +842,8 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
                 rec_i[j, 1] = i
                 rec_i[j, 2] = 1 if closed else 0
                 rec_i[j, 3] = 1 if kind == _KIND_PREEMPTIVE else 0
-                rec_i[j, 4] = 1 if kind == _KIND_TAKE else 0
+                rec_i[j, 4] = 1 if kind == _KIND_TAKE or zero_bid else 0
+                rec_i[j, 5] = 1 if zero_bid else 0
                 rec_f[j, 0] = signed
                 rec_f[j, 1] = pe
                 rec_f[j, 2] = keeper

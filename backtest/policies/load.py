@@ -182,3 +182,4 @@ def _pack_auction(rec: np.ndarray, auction, interval_seconds: int) -> None:
     rec["auction_keeper_margin"] = auction.keeper_margin
     rec["auction_keeper_rational"] = int(auction.keeper_rational)
     rec["auction_chost_usd"] = auction.chost_usd
+    rec["auction_zero_bid_steps"] = auction.zero_bid_minutes * steps

@@ -263,12 +263,17 @@ class AuctionParams(StrictModel):
 
     Attributes
     ----------
-    curve : {"linear", "stairstep", "exponential"}
+    curve : {"linear", "stairstep", "exponential", "english"}
         ``LinearDecrease`` (to 0 over ``tau_minutes``), ``StairstepExponentialDecrease``
         (``x cut`` every ``step_minutes``), ``ExponentialDecrease`` (``cut`` per
-        ``step_minutes``, applied continuously per step).
+        ``step_minutes``, applied continuously per step); ``english``: Maker Liquidations
+        1.2's flip auction (``flip.sol`` ``tend``/``dent``), where competing keepers' bids
+        settle at ``buf`` x the step's market price (no falling curve; ``cut``, ``step`` and
+        ``cusp`` unused; ``tail_minutes`` is flip's ``tau``, after which an auction restarts).
     buf : float
-        Starting price over the decision price (1.3 = 30% above).
+        Starting price over the decision price (1.3 = 30% above); ``english``: the winning
+        bid over the market price (e.g. 0.97: within flip's 3% minimum bid increase ``beg``
+        of the market).
     tau_minutes, step_minutes, tail_minutes : float
         Linear duration; stair length; longest run before a reset. Minutes, converted to steps.
     cut : float
@@ -288,6 +293,12 @@ class AuctionParams(StrictModel):
         computed, and the lots that would lose at it stand back), so no take loses more than
         ``keeper_margin`` allows. False: keepers expect the last step's execution slippage
         and can take at a loss when this step's flow moves the market more.
+    zero_bid_minutes : float
+        Flip's bid duration ``ttl``: an auction that no keeper takes within this many minutes
+        of its kick (a take did not pay, at the step's gas price when keepers require profit,
+        or the keepers' capital for the step was spent) is dealt to a zero bid: the whole lot
+        to that bidder, the loan's debt to bad debt (``flip.sol`` ``tend`` sets ``tic = now +
+        ttl``; ``deal`` settles after it). 0 (default): off.
     chost_usd : float
         ``dust x chop``, USD: a take cut short by the step's budget may not leave less tab
         than this (it is reduced to leave exactly ``chost``; with a tab of at most ``chost``
@@ -295,7 +306,7 @@ class AuctionParams(StrictModel):
         tab and the lot's value are at least this (``clip.sol`` ``take``, ``redo``). 0: off.
     """
 
-    curve: Literal["linear", "stairstep", "exponential"] = "stairstep"
+    curve: Literal["linear", "stairstep", "exponential", "english"] = "stairstep"
     buf: float = Field(default=1.0, gt=0.0)
     tau_minutes: float = Field(default=60.0, gt=0.0)
     step_minutes: float = Field(default=1.5, gt=0.0)
@@ -307,6 +318,14 @@ class AuctionParams(StrictModel):
     keeper_margin: float = Field(default=0.01, ge=0.0, lt=1.0)
     keeper_rational: bool = True
     chost_usd: float = Field(default=0.0, ge=0.0)
+    zero_bid_minutes: float = Field(default=0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _zero_bid_window(self) -> AuctionParams:
+        if self.zero_bid_minutes > 0 and self.zero_bid_minutes >= self.tail_minutes:
+            raise ValueError("zero_bid_minutes must be below tail_minutes: a reset after "
+                             "tail_minutes restarts the bid window, so no zero bid could win")
+        return self
 
 
 class BandsParams(StrictModel):

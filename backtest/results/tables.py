@@ -295,6 +295,7 @@ def liquidations_table(
             "closed": r["closed"].astype(bool),
             "preemptive": r["preemptive"].astype(bool),
             "auction": r["auction"].astype(bool),
+            "zero_bid": r["zero_bid"].astype(bool),
         }
     )
 
