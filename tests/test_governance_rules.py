@@ -185,14 +185,18 @@ def test_asset_warning_names_book_and_tape_assets():
 def test_mechanism_warning_for_black_thursday_follows_the_run_config():
     events = [("bt", "black-thursday-2020"), ("ftx", "ftx-2022")]
     bare = gwarn.mechanism_warnings(events, {"keepers": {}, "oracle": {"model": "market"}},
-                                    "partial")
+                                    gwarn.PresetTraits("partial"))
     assert len(bare) == 1 and bare[0].startswith("bt runs without network congestion, "
                                                  "zero-bid auctions and oracle delay")
     congested = {"keepers": {"gas_tape": "gas.json", "requires_profit": True},
                  "oracle": {"model": "lagged"}}
-    partial = gwarn.mechanism_warnings(events, congested, "partial")
+    partial = gwarn.mechanism_warnings(events, congested, gwarn.PresetTraits("partial"))
     assert len(partial) == 1 and "without zero-bid auctions," in partial[0]
-    assert gwarn.mechanism_warnings(events, congested, "auction") == []
+    # a Dutch auction (Clipper) never deals a zero bid; a flip auction with a bid window does
+    dutch = gwarn.mechanism_warnings(events, congested, gwarn.PresetTraits("auction"))
+    assert len(dutch) == 1 and "without zero-bid auctions," in dutch[0]
+    assert gwarn.mechanism_warnings(events, congested,
+                                    gwarn.PresetTraits("auction", zero_bids=True)) == []
 
 
 def test_empty_event_and_single_unit_warnings(tmp_path):

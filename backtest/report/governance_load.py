@@ -171,7 +171,8 @@ def input_warnings(data: GovernanceData, strategies: str | Path | None = None) -
         from backtest.sweep.config import RunSections
 
         out = gwarn.mechanism_warnings([(ev.key, ev.event) for ev in data.proposal.events],
-                                       RunSections().model_dump(mode="json"), "portfolio")
+                                       RunSections().model_dump(mode="json"),
+                                       gwarn.PresetTraits("portfolio"))
         return out + _data_warnings(data)
     assets = []
     for ev in data.proposal.events:
@@ -184,11 +185,14 @@ def input_warnings(data: GovernanceData, strategies: str | Path | None = None) -
         except (OSError, LiqbtError, KeyError):
             pass
         assets.append((ev.key, info["symbol"], meta, ev.book_params))
-    family = load_policy(data.proposal.protocol, strategies).family
+    policy = load_policy(data.proposal.protocol, strategies)
+    auction = getattr(policy, "auction", None)
+    preset = gwarn.PresetTraits(policy.family,
+                                zero_bids=auction is not None and auction.zero_bid_minutes > 0)
     run = data.proposal.run.model_dump(mode="json")
     out = gwarn.asset_warnings(assets, data.proposal.name)
     out += gwarn.mechanism_warnings([(ev.key, ev.event) for ev in data.proposal.events], run,
-                                    family)
+                                    preset)
     return out + _data_warnings(data)
 
 

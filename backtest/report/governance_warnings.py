@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 ASSET_TOKENS: dict[str, str] = {
     "eth": "ETH", "weth": "ETH", "steth": "ETH", "wsteth": "ETH",
@@ -108,28 +109,45 @@ class Mechanism:
     what : str
         What happened, in plain words, with a source.
     modelled : callable
-        ``(run_sections_json, preset_family) -> bool``.
+        ``(run_sections_json, preset) -> bool``, ``preset`` a :class:`PresetTraits`.
     absent : str
         What the run does instead when the mechanism is not modelled.
     """
 
     name: str
     what: str
-    modelled: Callable[[dict, str], bool]
+    modelled: Callable[[dict, PresetTraits], bool]
     absent: str
 
 
-def _congestion(run: dict, family: str) -> bool:
+class PresetTraits(NamedTuple):
+    """What the mechanism checks need to know of the preset.
+
+    Attributes
+    ----------
+    family : str
+        The preset's family (``auction``, ``partial``, ...; ``portfolio`` for a portfolio
+        market).
+    zero_bids : bool
+        Whether an auction no keeper takes within its bid window is dealt to a zero bid
+        (``[auction] zero_bid_minutes > 0``, Maker's Liquidations 1.2 flip auctions).
+    """
+
+    family: str
+    zero_bids: bool = False
+
+
+def _congestion(run: dict, preset: PresetTraits) -> bool:
     k = run.get("keepers") or {}
     gas = bool(k.get("gas_tape")) or (k.get("gas_price_gwei") or 0) > 0
     return bool(gas and k.get("requires_profit")) or (k.get("latency_minutes") or 0) > 0
 
 
-def _zero_bids(run: dict, family: str) -> bool:
-    return family == "auction" and _congestion(run, family)
+def _zero_bids(run: dict, preset: PresetTraits) -> bool:
+    return preset.zero_bids and _congestion(run, preset)
 
 
-def _oracle_delay(run: dict, family: str) -> bool:
+def _oracle_delay(run: dict, preset: PresetTraits) -> bool:
     return (run.get("oracle") or {}).get("model", "market") != "market"
 
 
@@ -147,7 +165,8 @@ EVENT_MECHANISMS: dict[str, tuple[Mechanism, ...]] = {
                   "so vault owners lost all their collateral and Maker was left with bad debt "
                   "(same source)",
                   _zero_bids,
-                  "no collateral auction can clear at a zero bid"),
+                  "no collateral auction can clear at a zero bid (only an auction preset with "
+                  "a zero-bid window, such as maker-flip, can, and only under congestion)"),
         Mechanism("oracle delay",
                   "Maker's oracle price lagged the market (its oracle security module delays "
                   "prices by an hour)",
@@ -158,7 +177,8 @@ EVENT_MECHANISMS: dict[str, tuple[Mechanism, ...]] = {
 """Catalog event key -> the mechanisms that defined it."""
 
 
-def mechanism_warnings(events: list[tuple[str, str]], run: dict, family: str) -> list[str]:
+def mechanism_warnings(events: list[tuple[str, str]], run: dict,
+                       preset: PresetTraits) -> list[str]:
     """Return a sentence per event that runs without a mechanism that defined it.
 
     Parameters
@@ -166,8 +186,8 @@ def mechanism_warnings(events: list[tuple[str, str]], run: dict, family: str) ->
     events : list of (key shown, catalog event key)
     run : dict
         The proposal's run sections as JSON values (``keepers``, ``oracle``, ...).
-    family : str
-        The preset's family (``auction``, ``partial``, ...).
+    preset : PresetTraits
+        The preset's family and whether its auctions can end at a zero bid.
 
     Returns
     -------
@@ -175,7 +195,7 @@ def mechanism_warnings(events: list[tuple[str, str]], run: dict, family: str) ->
     """
     out = []
     for key, event in events:
-        missing = [m for m in EVENT_MECHANISMS.get(event, ()) if not m.modelled(run, family)]
+        missing = [m for m in EVENT_MECHANISMS.get(event, ()) if not m.modelled(run, preset)]
         if missing:
             out.append(f"{key} runs without {_join([m.name for m in missing])}, which defined "
                        "the event: " + "; ".join(f"{m.what}, but here {m.absent}"
