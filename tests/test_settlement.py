@@ -15,8 +15,8 @@ the candle's low (about 1,521), with a penalty of 6% of the notional of which th
 Fill price, notional and fee are then the same floats in each kernel, and keeper fee,
 insurance fee, bad debt, cash after, and the fund's step (balance, draw, socialised loss) must
 be bit-identical, not merely close: they are computed by the same functions. (Before the
-shared layer, the portfolio kernel tracked equity apart from cash and left such an account
-with -8e-14 USD of cash: a dust bankruptcy the single-asset kernel does not have.)
+shared layer, the portfolio kernel tracked equity apart from cash and wrote off 8.2e-14 USD of
+bad debt in the ``fund_short`` case: a dust bankruptcy the single-asset kernel does not have.)
 """
 
 from __future__ import annotations
