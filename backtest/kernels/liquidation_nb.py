@@ -19,7 +19,8 @@ insurance fund settle is the settlement layer every kernel shares,
 
 Why over 400 lines: each rule is a small public kernel with its protocol sources in its
 docstring, and :mod:`backtest.kernels.reference` mirrors them rule for rule; the arithmetic that
-stands on its own is already in ``bands_nb``, ``impact_nb``, ``oracle_nb`` and ``steps_nb``.
+stands on its own is already in ``bands_nb``, ``impact_nb``, ``oracle_nb``, ``settlement_nb``
+and ``steps_nb``.
 """
 
 from __future__ import annotations
