@@ -215,8 +215,10 @@ def test_one_asset_portfolio_equals_single_asset(mode, seed, n, steps, vol, trig
 @pytest.mark.parametrize("mode", MODES)
 def test_settings_liquidate_every_kind(mode):
     """The compared settings are not vacuous: loans and perps (long, short) are liquidated,
-    some partially, some into bad debt."""
-    prices, book, params, policy = _case(7, mode, 400, 60, 0.03, TriggerPrice.EXTREME, 0.0)
+    some partially, some into bad debt in both kernels. (At 3% volatility ``hard`` and
+    ``close_factor`` leave no bad debt in the single-asset kernel; the portfolio kernel's
+    only came from rounding dust before both settled through ``settlement_nb``.)"""
+    prices, book, params, policy = _case(7, mode, 400, 60, 0.05, TriggerPrice.EXTREME, 0.0)
     single, port = _run_both(prices, book, params, policy, TriggerPrice.EXTREME)
     _assert_equivalent(book, prices, single, port)
     hit = port.n_liquidations > 0
@@ -224,6 +226,6 @@ def test_settings_liquidate_every_kind(mode):
     assert (hit & lending).any()
     assert (hit & ~lending & (book.pos_units > 0)).any()
     assert (hit & ~lending & (book.pos_units < 0)).any()
-    assert (port.bad_debt > 0).any()
+    assert (port.bad_debt > 0).any() and (single.bad_debt > 0).any()
     if mode != "hard":  # some liquidations leave part of the position open
         assert (hit & (port.book.pos_units != 0)).any()

@@ -31,13 +31,14 @@ def _reference(aligned, book, params):
     return simulate_portfolio_reference(
         aligned.low, aligned.high, aligned.close, sensitivity_of(aligned),
         params.asset_risk(aligned.symbols), params.policy_record()[0], book.kind, book.offsets,
-        book.pos_asset, book.pos_units, book.cash)
+        book.pos_asset, book.pos_units, book.cash, params.insurance_fund_usd)
 
 
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("order", ORDERS)
 def test_kernel_matches_reference(seed, order):
-    aligned, book, params = _case(seed, order)
+    # the fund: empty, drained along the way, never drained
+    aligned, book, params = _case(seed, order, insurance_fund_usd=[0.0, 50.0, 1e6][seed])
     res = simulate_portfolio(aligned, book, params)
     ref = _reference(aligned, book, params)
     assert res.records.height == len(ref.records) > 0
@@ -55,6 +56,11 @@ def test_kernel_matches_reference(seed, order):
                 "health_before", "debt_repaid"):
         np.testing.assert_allclose(res.records[col].to_numpy(), rec[col].to_numpy(),
                                    rtol=1e-9, atol=1e-8)
+    M = PortfolioMetric  # the fund's step, run inside the kernel, as the twin runs it
+    for got, col in ((res.insurance_fund, M.INSURANCE_FUND),
+                     (res.insurance_draw, M.INSURANCE_DRAW),
+                     (res.socialised_loss, M.SOCIALISED_LOSS)):
+        np.testing.assert_allclose(got, ref.step_metrics[:, col], rtol=1e-9, atol=1e-7)
     # every kind of account was liquidated in these books
     sm = res.step_metrics.sum(axis=0)
     assert sm[PortfolioMetric.N_LENDING] > 0 and sm[PortfolioMetric.N_CROSS] > 0

@@ -49,6 +49,7 @@ import numpy as np
 
 from backtest._jit import njit, njit_parallel, prange
 from backtest.kernels.enums import BAND_FIELDS, Product
+from backtest.kernels.settlement_nb import split_penalty_nb
 
 _TOP = BAND_FIELDS.index("top_price")
 _DEPOSITED = BAND_FIELDS.index("deposited")
@@ -314,8 +315,9 @@ def apply_bands_liquidation_nb(units, cash, pe, keeper_share):
     """Hard-liquidate a loan in bands: the debt is repaid, the AMM's holdings seized.
 
     The collateral ``units`` is sold at ``pe``; the equity ``cash + units x pe``, if positive,
-    is the liquidator's (``keeper_share`` of it; the rest to the insurance fund), and if
-    negative it is bad debt.
+    is the penalty, split by :func:`backtest.kernels.settlement_nb.split_penalty_nb`: the
+    liquidator's ``keeper_share`` of it, the rest to the insurance fund; if negative it is bad
+    debt.
 
     Parameters
     ----------
@@ -333,10 +335,10 @@ def apply_bands_liquidation_nb(units, cash, pe, keeper_share):
     tuple
         ``(units_after, cash_after, keeper_fee, insurance_fee, bad_debt)``, all after 0.
     """
-    equity = cash + units * pe
-    seized = max(equity, 0.0)
-    keeper = keeper_share * seized
-    return 0.0, 0.0, keeper, seized - keeper, max(-equity, 0.0)
+    equity = cash + units * pe  # everything is sold: the penalty is the equity seized
+    cash2, keeper, insurance, bad = split_penalty_nb(equity, 0.0, max(equity, 0.0), keeper_share,
+                                                     True, True)
+    return 0.0, cash2, keeper, insurance, bad
 
 
 @njit

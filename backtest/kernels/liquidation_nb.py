@@ -12,12 +12,15 @@ price:
 - short: ``P_liq = cash / (|units| x (1 + m))``
 
 These are the per-account kernels (trigger keys, health, sizes, fills, penalties, auction
-arithmetic, the insurance waterfall) and the processing order; the step loop that applies them
-to a whole book is :func:`backtest.kernels.steps_nb.run_steps_nb`.
+arithmetic) and the processing order; the step loop that applies them to a whole book is
+:func:`backtest.kernels.steps_nb.run_steps_nb`. How a liquidation's penalty, bad debt and the
+insurance fund settle is the settlement layer every kernel shares,
+:mod:`backtest.kernels.settlement_nb`.
 
 Why over 400 lines: each rule is a small public kernel with its protocol sources in its
 docstring, and :mod:`backtest.kernels.reference` mirrors them rule for rule; the arithmetic that
-stands on its own is already in ``bands_nb``, ``impact_nb``, ``oracle_nb`` and ``steps_nb``.
+stands on its own is already in ``bands_nb``, ``impact_nb``, ``oracle_nb``, ``settlement_nb``
+and ``steps_nb``.
 """
 
 from __future__ import annotations
@@ -28,37 +31,21 @@ from backtest._jit import njit, njit_parallel, prange
 from backtest.kernels.enums import (
     AuctionCurve,
     FillPrice,
-    MarketState,
     PenaltyModel,
     PolicyFamily,
     Product,
-    StepMetric,
-    Waterfall,
 )
+from backtest.kernels.settlement_nb import split_penalty_nb, write_off_nb
 
 # int constants for use inside kernels (IntEnum members are not numba constants)
 _HARD = int(PolicyFamily.HARD)
 _LINEAR_CURVE = int(AuctionCurve.LINEAR)
 _STAIRSTEP_CURVE = int(AuctionCurve.STAIRSTEP)
 _ENGLISH_CURVE = int(AuctionCurve.ENGLISH)
-_AUCTION_INCENTIVES = int(StepMetric.AUCTION_INCENTIVES)
 _GRADUATED = int(PolicyFamily.GRADUATED)
 _LOAN = int(Product.LOAN)
 _FILL_TRIGGER = int(FillPrice.TRIGGER)
 _FILL_LIQ = int(FillPrice.LIQUIDATION_PRICE)
-_INSURANCE = int(StepMetric.INSURANCE_FEES)
-_BAD_DEBT = int(StepMetric.BAD_DEBT)
-_BAD_LONG = int(StepMetric.BAD_DEBT_PERP_LONG)
-_BAD_SHORT = int(StepMetric.BAD_DEBT_PERP_SHORT)
-_BANKRUPT_UNITS_LONG = int(StepMetric.BANKRUPT_UNITS_LONG)
-_BANKRUPT_UNITS_SHORT = int(StepMetric.BANKRUPT_UNITS_SHORT)
-_INS_DRAW = int(StepMetric.INSURANCE_DRAW)
-_INS_FUND = int(StepMetric.INSURANCE_FUND)
-_SOCIALISED = int(StepMetric.SOCIALISED_LOSS)
-_ADL = int(Waterfall.ADL)
-_SURPLUS_BUFFER = int(Waterfall.SURPLUS_BUFFER)
-_DEBT_HEALED = int(StepMetric.DEBT_HEALED)
-_DEBT_QUEUED = int(StepMetric.DEBT_QUEUED)
 _HEALTH_DISCOUNT = int(PenaltyModel.HEALTH_DISCOUNT)
 _HEALTH_RAMP = int(PenaltyModel.HEALTH_RAMP)
 
@@ -397,12 +384,13 @@ def fill_price_nb(fill_mode, units, key, trigger, open_, low, high, close):
 def apply_liquidation_nb(units, cash, d, price, penalty, keeper_share, clears_debt):
     """Close ``d`` units (>= 0) of a position at ``price`` and run the loss waterfall.
 
-    The penalty ``penalty x d x price`` goes first to the keeper (``keeper_share`` of it,
-    always paid, as a liquidator's bonus is), then to the insurance fund out of what equity
-    remains. A closed position left with negative cash is bad debt: the debt is written off
-    (cash set to 0) and the shortfall reported for the insurance fund to cover. When
-    ``clears_debt`` (a loan whose whole debt is repaid, collateral left over) the fund's share
-    is paid from cash only, so the loan is left with no debt. Money is conserved: the
+    The penalty ``penalty x d x price`` is settled by
+    :func:`backtest.kernels.settlement_nb.split_penalty_nb`: first to the keeper
+    (``keeper_share`` of it, always paid, as a liquidator's bonus is), then to the insurance
+    fund out of what equity remains. A closed position left with negative cash is bad debt: the
+    debt is written off (cash set to 0) and the shortfall reported for the insurance fund to
+    cover. When ``clears_debt`` (a loan whose whole debt is repaid, collateral left over) the
+    fund's share is paid from cash only, so the loan is left with no debt. Money is conserved: the
     account's cash changes by ``units_closed_signed x price - keeper_fee - insurance_fee``
     plus the bad debt written off.
 
@@ -433,115 +421,15 @@ def apply_liquidation_nb(units, cash, d, price, penalty, keeper_share, clears_de
     """
     signed = d if units > 0.0 else -d
     fee = penalty * d * price
-    keeper = keeper_share * fee
     units_after = units - signed
     if d >= abs(units):
         units_after = 0.0
-    cash1 = cash + signed * price - keeper
-    equity1 = cash1 + units_after * price
     # a loan whose debt is cleared pays the fund from its cash, so no rounding dust of debt
     # survives (any surplus from a better-than-decision execution stays with the borrower)
-    available = cash1 if clears_debt else equity1
-    insurance = min(fee - keeper, max(available, 0.0))
-    cash2 = cash1 - insurance
-    bad = 0.0
-    if units_after == 0.0 and cash2 < 0.0:
-        bad = -cash2
-        cash2 = 0.0
+    cash2, keeper, insurance, bad = split_penalty_nb(cash + signed * price, units_after * price,
+                                                     fee, keeper_share, clears_debt,
+                                                     units_after == 0.0)
     return units_after, cash2, signed, keeper, insurance, bad
-
-
-@njit
-def _insurance_waterfall_nb(t, step_out, market_state, waterfall, last):
-    """Cover step ``t``'s bad debt: insurance fund first, then ADL or socialised loss.
-
-    The fund receives the step's insurance fees before it pays. With ADL, the perp share of the
-    uncovered shortfall is left pending in the ``ADL_*`` slots of ``market_state``
-    (:class:`MarketState`; returns True); the loan share is always socialised. Returns False
-    when nothing is pending. With SURPLUS_BUFFER the shortfall (and unpaid keeper incentives)
-    joins the debt queue (slot ``SURPLUS_QUEUED``) instead (:func:`surplus_buffer_nb`);
-    ``last`` is the window's last step, where the queue is flopped (socialised).
-    """
-    fund = market_state[MarketState.INSURANCE_FUND] + step_out[t, _INSURANCE]
-    # Dutch auctions' keeper incentives are the protocol's cost (Maker mints them as sin)
-    incentives = step_out[t, _AUCTION_INCENTIVES]
-    paid = min(fund, incentives)
-    fund -= paid
-    bad = step_out[t, _BAD_DEBT]
-    draw = min(fund, bad)
-    fund -= draw
-    if waterfall == _SURPLUS_BUFFER:
-        fund, healed, queued, flopped = surplus_buffer_nb(
-            fund, market_state[MarketState.SURPLUS_QUEUED], incentives - paid + bad - draw,
-            t == last)
-        market_state[MarketState.INSURANCE_FUND] = fund
-        market_state[MarketState.SURPLUS_QUEUED] = queued
-        step_out[t, _INS_DRAW] = draw + paid + healed
-        step_out[t, _INS_FUND] = fund
-        step_out[t, _DEBT_HEALED] = healed
-        step_out[t, _DEBT_QUEUED] = queued
-        step_out[t, _SOCIALISED] = flopped
-        return False
-    market_state[MarketState.INSURANCE_FUND] = fund
-    step_out[t, _INS_DRAW] = draw + paid
-    step_out[t, _INS_FUND] = fund
-    step_out[t, _SOCIALISED] = incentives - paid
-    shortfall = bad - draw
-    if shortfall <= 0.0:
-        return False
-    perp = step_out[t, _BAD_LONG] + step_out[t, _BAD_SHORT]
-    if waterfall != _ADL or perp <= 0.0:
-        step_out[t, _SOCIALISED] += shortfall
-        return False
-    from_longs = shortfall * step_out[t, _BAD_LONG] / bad
-    from_shorts = shortfall * step_out[t, _BAD_SHORT] / bad
-    step_out[t, _SOCIALISED] += shortfall - from_longs - from_shorts
-    market_state[MarketState.ADL_SHORTFALL_LONG] = from_longs
-    market_state[MarketState.ADL_UNITS_LONG] = step_out[t, _BANKRUPT_UNITS_LONG]
-    market_state[MarketState.ADL_SHORTFALL_SHORT] = from_shorts
-    market_state[MarketState.ADL_UNITS_SHORT] = step_out[t, _BANKRUPT_UNITS_SHORT]
-    market_state[MarketState.ADL_STEP] = t
-    return True
-
-
-@njit
-def surplus_buffer_nb(fund, queued, shortfall, last):
-    """Queue a step's uncovered shortfall in Maker's surplus buffer and heal the queue.
-
-    Maker's ``Vow`` (dss ``vow.sol``, https://github.com/makerdao/dss/blob/fa4f6630afb0624d04a003e920b0d71a00331d98/src/vow.sol):
-    liquidation penalties accrue to the surplus (the fund here); bad debt the surplus does not
-    cover at once is queued (``fess``) and cancelled against surplus that arrives later
-    (``heal``); debt auctions (``flop``, new MKR) cover it only when the surplus is exhausted.
-    The step's own bad debt and incentives have already been drawn from ``fund``; what is left
-    of it heals debt queued in earlier steps, then ``shortfall`` joins the queue. At the
-    window's ``last`` step what is still queued is flopped: socialised, borne outside the book.
-
-    Parameters
-    ----------
-    fund : float
-        Surplus after the step's fees and draws, USD (>= 0).
-    queued : float
-        Debt queued in earlier steps, USD (>= 0).
-    shortfall : float
-        The step's bad debt and keeper incentives the surplus did not cover, USD (>= 0).
-    last : bool
-        Whether this is the window's last step.
-
-    Returns
-    -------
-    tuple of float
-        ``(fund, healed, queued, flopped)``, USD: the surplus after healing, the earlier debt
-        it healed, the queue after the step, and the debt flopped (socialised) at the last
-        step. ``queued + shortfall = healed + queued' + flopped``.
-    """
-    healed = min(fund, queued)
-    fund -= healed
-    queued = queued - healed + shortfall
-    flopped = 0.0
-    if last:
-        flopped = queued
-        queued = 0.0
-    return fund, healed, queued, flopped
 
 
 @njit
@@ -685,11 +573,7 @@ def apply_auction_take_nb(units, cash, q, market, price, penalty_share):
         insurance = max(cash1, 0.0)
     else:  # a partial take (volume or capital budget) pays the tab pro rata
         insurance = owe * penalty_share
-    cash2 = cash1 - insurance
-    bad = 0.0
-    if units_after == 0.0 and cash2 < 0.0:
-        bad = -cash2
-        cash2 = 0.0
+    cash2, bad = write_off_nb(cash1 - insurance, units_after == 0.0)
     return units_after, cash2, keeper, insurance, bad, covered and units_after > 0.0
 
 

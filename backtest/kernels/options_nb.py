@@ -23,7 +23,9 @@ Model (``docs/options.md``):
   liquidation closes every leg: shorts bought back and longs sold at the mark plus a spread
   (:class:`SpreadMode`); a penalty ``penalty_rate x sum(|quantity|) x F`` goes to the keeper
   (``keeper_share``, always paid) and the insurance fund (out of what equity remains); a
-  shortfall is bad debt, drawn from the insurance fund, the rest socialised.
+  shortfall is bad debt, drawn from the insurance fund, the rest socialised. These settlement
+  rules, and the fund's step, are the layer every kernel shares
+  (:mod:`backtest.kernels.settlement_nb`, ``docs/settlement.md``).
 - **Settlement**: at the end of the step whose close time reaches an instrument's expiry, its
   open legs settle in cash at intrinsic value at the close; an account left without legs and
   with negative cash is written off as bad debt.
@@ -35,9 +37,9 @@ chunk order, so results are bit-identical whatever the thread count. Each accoun
 liquidated at most once, so its record has a fixed slot (its own row).
 
 Why over 400 lines: it is one numba kernel family (marks, scenario margin, liquidation and
-settlement of options accounts) with the helpers it inlines; numba caches compiled code per
-file, so helpers live beside the loop. It is split when the options path shares the single-
-asset settlement layer.
+expiry of options accounts) with the helpers it inlines; numba caches compiled code per file,
+so helpers live beside the loop. The settlement it shares with the other kernels (penalty
+split, write-off, the insurance fund's step) is in :mod:`backtest.kernels.settlement_nb`.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from backtest.kernels.options_enums import (
     PricePoint,
     SpreadMode,
 )
+from backtest.kernels.settlement_nb import socialise_step_nb, split_penalty_nb, write_off_nb
 
 MS_PER_YEAR = 365.0 * 86400.0 * 1000.0
 """Milliseconds in a year: option time is calendar time, 365 days a year (as Deribit)."""
@@ -475,7 +478,8 @@ def liquidation_waterfall_nb(cash, proceeds, notional, penalty_rate, keeper_shar
 
     The penalty ``penalty_rate x notional`` goes first to the keeper (``keeper_share`` of it,
     always paid), then to the insurance fund out of what cash remains; negative cash left
-    after the close-out is bad debt (written off, cash set to 0). USD.
+    after the close-out is bad debt (written off, cash set to 0). USD. The rule of every kernel:
+    :func:`backtest.kernels.settlement_nb.split_penalty_nb`.
 
     Parameters
     ----------
@@ -495,15 +499,9 @@ def liquidation_waterfall_nb(cash, proceeds, notional, penalty_rate, keeper_shar
     tuple of float
         ``(keeper_fee, insurance_fee, cash_after, bad_debt)``, USD, each >= 0.
     """
-    fee = penalty_rate * notional
-    keeper = keeper_share * fee
-    cash1 = cash + proceeds - keeper
-    ins = min(fee - keeper, max(cash1, 0.0))
-    cash2 = cash1 - ins
-    bad = 0.0
-    if cash2 < 0.0:
-        bad = -cash2
-        cash2 = 0.0
+    # every leg is closed: nothing else is held, the fund is paid out of cash
+    cash2, keeper, ins, bad = split_penalty_nb(cash + proceeds, 0.0, penalty_rate * notional,
+                                               keeper_share, True, True)
     return keeper, ins, cash2, bad
 
 
@@ -642,9 +640,9 @@ def _account_chunk_nb(ch, t, chunk_size, trigger, any_expiry, leg_start, leg_ins
                 settled[a] += paid
                 acc[ch, _SETTLE] += paid
                 acc[ch, _N_SETTLED] += n_settled
-                if left == 0 and cash[a] < 0.0:
-                    bad = -cash[a]
-                    cash[a] = 0.0
+                c, bad = write_off_nb(cash[a], left == 0)
+                if bad > 0.0:
+                    cash[a] = c
                     bad_debt[a] += bad
                     acc[ch, _BAD] += bad
                     acc[ch, _N_BANKRUPT] += 1.0
@@ -816,13 +814,12 @@ def run_options_nb(
         for ch in range(n_chunks):
             for k in range(_N_SUMMED):
                 step_out[t, k] += acc[ch, k]
-        fund = state[0] + step_out[t, _INSURANCE]
-        draw = min(fund, step_out[t, _BAD])
-        fund -= draw
+        fund, draw, socialised = socialise_step_nb(state[0], step_out[t, _INSURANCE],
+                                                   step_out[t, _BAD])
         state[0] = fund
         step_out[t, _INS_DRAW] = draw
         step_out[t, _INS_FUND] = fund
-        step_out[t, _SOCIALISED] = step_out[t, _BAD] - draw
+        step_out[t, _SOCIALISED] = socialised
         if any_expiry:
             for i in range(n_inst):
                 if expired[i] != 0:

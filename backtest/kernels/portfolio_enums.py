@@ -94,7 +94,12 @@ PORTFOLIO_POLICY_DTYPE = np.dtype(
 
 
 class PortfolioMetric(IntEnum):
-    """Columns of the per-step aggregate array ``step_out`` (all float64, USD or counts)."""
+    """Columns of the per-step aggregate array ``step_out`` (all float64, USD or counts).
+
+    Values 0..``N_SUMMED_PORTFOLIO_METRICS - 1`` are sums over accounts (chunk order); the rest
+    are the insurance fund's step (:func:`backtest.kernels.settlement_nb.socialise_step_nb`),
+    run by the kernel at the end of each step.
+    """
 
     N_LIQUIDATABLE = 0  # accounts liquidatable at the step's decision prices (before)
     N_LIQUIDATIONS = 1  # liquidation events (at most one per account per step)
@@ -108,6 +113,9 @@ class PortfolioMetric(IntEnum):
     KEEPER_FEES = 9  # bonus / penalty to keepers, USD
     INSURANCE_FEES = 10  # protocol fee / penalty share to the insurance fund, USD
     BAD_DEBT = 11  # shortfall written off, USD
+    INSURANCE_DRAW = 12  # bad debt the insurance fund paid in the step, USD
+    INSURANCE_FUND = 13  # fund balance after the step (fees in first, then the draw), USD
+    SOCIALISED_LOSS = 14  # bad debt the fund could not cover, USD
 
 
 class AssetMetric(IntEnum):
@@ -124,6 +132,8 @@ class AssetMetric(IntEnum):
 
 
 N_PORTFOLIO_METRICS = len(PortfolioMetric)
+#: Metrics summed over accounts; the fund's columns follow them.
+N_SUMMED_PORTFOLIO_METRICS = int(PortfolioMetric.INSURANCE_DRAW)
 N_ASSET_METRICS = len(AssetMetric)
 
 #: Integer fields of a record (``rec_i[:, k]``), in order.

@@ -13,15 +13,21 @@ account's stablecoin debt is ``-cash``). Rules (``docs/portfolios.md``):
   ``repaid x (1 + bonus_i)`` at the fill price, collateral by collateral in the order policy's
   order (or pro rata); ``protocol_fee`` of the bonus goes to the insurance fund (Aave's
   ``liquidationProtocolFee``) out of the equity left (the single-asset waterfall:
-  :func:`lending_fund_fee_nb`), the rest is the keeper's. Once no collateral is left, the
-  remaining debt is bad debt (Aave v3.3 ``_burnBadDebt``).
+  :func:`backtest.kernels.settlement_nb.lending_fund_fee_nb`), the rest is the keeper's. Once
+  no collateral is left, the remaining debt is bad debt (Aave v3.3 ``_burnBadDebt``).
 - perps (cross and isolated): ``equity = cash + sum(units x price)``, ``MM = sum(m_i x |units_i|
   x price_i)``; when ``equity < MM`` positions are closed in the order policy's order, each
   just enough to restore ``equity >= target_health x MM`` (Drift's
   ``calculate_base_asset_amount_to_cover_margin_shortage``) or entirely, with a penalty
   ``penalty_i x closed notional`` split keeper / insurance fund (the keeper is always paid, the
-  fund out of the equity left). An account with ``equity <= 0`` is closed entirely; a closed
+  fund out of the equity left: :func:`backtest.kernels.settlement_nb.split_penalty_nb`, the
+  single-asset kernel's rule). An account with ``equity <= 0`` is closed entirely; a closed
   account left with negative cash is bad debt.
+
+Settlement is the layer every kernel shares (:mod:`backtest.kernels.settlement_nb`,
+``docs/settlement.md``): the penalty split above, the write-off and pro-rata attribution of an
+event's bad debt to its records, and at the end of each step the insurance fund (fees in, bad
+debt drawn, the rest socialised: no ADL here).
 
 The trigger and fill price of each position is the adverse extreme of its asset's candle (the
 low for collateral and longs, the high for shorts) or, with ``TriggerPrice.CLOSE``, the close:
@@ -33,9 +39,9 @@ The step loop is time-major; accounts are processed in fixed-size chunks in para
 record slots for all of their positions; pass 2 liquidates them; the records are then compacted
 and per-chunk sums added in chunk order: results are bit-identical whatever the thread count.
 
-Why over 400 lines: it is one numba kernel (the multi-asset step loop) with the helpers it
-inlines; numba caches compiled code per file, so helpers live beside the loop. It is split when
-the portfolio path shares the single-asset settlement layer.
+Why over 400 lines: it is one numba kernel (the multi-asset step loop) with the account rules
+it inlines (health, order, lending and perp liquidation); the settlement it shares with the
+other kernels is in :mod:`backtest.kernels.settlement_nb`.
 """
 
 from __future__ import annotations
@@ -46,11 +52,18 @@ from backtest._jit import njit, njit_parallel, prange
 from backtest.kernels.enums import TriggerPrice
 from backtest.kernels.portfolio_enums import (
     N_ASSET_METRICS,
-    N_PORTFOLIO_METRICS,
+    N_SUMMED_PORTFOLIO_METRICS,
     AccountKind,
     AssetMetric,
     OrderPolicy,
     PortfolioMetric,
+)
+from backtest.kernels.settlement_nb import (
+    attribute_bad_debt_nb,
+    lending_fund_fee_nb,
+    socialise_step_nb,
+    split_penalty_nb,
+    write_off_nb,
 )
 
 _LENDING = int(AccountKind.LENDING)
@@ -72,6 +85,10 @@ _M_REPAID = int(PortfolioMetric.DEBT_REPAID)
 _M_KEEPER = int(PortfolioMetric.KEEPER_FEES)
 _M_INSURANCE = int(PortfolioMetric.INSURANCE_FEES)
 _M_BAD = int(PortfolioMetric.BAD_DEBT)
+_M_DRAW = int(PortfolioMetric.INSURANCE_DRAW)
+_M_FUND = int(PortfolioMetric.INSURANCE_FUND)
+_M_SOCIALISED = int(PortfolioMetric.SOCIALISED_LOSS)
+_N_SUMMED = N_SUMMED_PORTFOLIO_METRICS
 
 _A_NOTIONAL = int(AssetMetric.NOTIONAL)
 _A_SEIZED = int(AssetMetric.COLLATERAL_SEIZED)
@@ -231,53 +248,6 @@ def _emit_nb(j, t, i, a, units_closed, price, keeper, insurance, health, repaid,
 
 
 @njit
-def lending_fund_fee_nb(cash, repay, fee, clears, lo, hi, pos_units, prices):
-    """Pay the insurance fund's share of one seizure's bonus out of the equity left.
-
-    The keeper's share of the bonus is always paid (it is in the collateral it seized); the
-    fund's share ``fee`` only as far as the account's equity after the seizure and the
-    keeper's share allows, the rest repaying debt instead: the single-asset waterfall of
-    :func:`backtest.kernels.liquidation_nb.apply_liquidation_nb`, so that a bankrupt account's
-    shortfall is bad debt, not an insurance fee the fund then pays back as bad debt. A seizure
-    that repays the whole debt with collateral left (``clears``) pays the fee in full.
-
-    Parameters
-    ----------
-    cash : float
-        The account's cash before the seizure, USD (``-debt``).
-    repay : float
-        Debt the seizure repays with the whole fee paid (``seized value - bonus``), USD.
-    fee : float
-        The fund's share of the bonus, USD (>= 0).
-    clears : bool
-        Whether the seizure repays the whole debt with collateral left.
-    lo, hi : int
-        The account's positions are ``lo:hi`` of the flat arrays.
-    pos_units : ndarray, shape (P,), float64
-        Units after the seizure.
-    prices : ndarray, shape (>= hi - lo,), float64
-        Fill price of each of the account's positions, USD per unit.
-
-    Returns
-    -------
-    tuple of float
-        ``(cash_after, debt_repaid, insurance_fee)``, USD.
-    """
-    if clears:
-        return cash + repay, repay, fee
-    collateral = 0.0
-    for k in range(lo, hi):
-        if pos_units[k] > 0.0:
-            collateral += pos_units[k] * prices[k - lo]
-    equity = cash + repay + fee + collateral  # after the keeper's share, before the fund's
-    if equity >= fee:
-        return cash + repay, repay, fee
-    if equity > 0.0:  # the fund takes what equity is left: no debt beyond the collateral
-        return -collateral, -collateral - cash, equity
-    return cash + repay + fee, repay + fee, 0.0
-
-
-@njit
 def liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order_idx, health,
                          policy_arr, assets, j0, rec_i, rec_f):
     """Liquidate one lending account at ``prices``; write its records from ``j0``.
@@ -388,42 +358,30 @@ def liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order
     for k in range(lo, hi):
         if pos_units[k] > 0.0:
             left = True
-    if not left and cash < 0.0:
-        _attribute_bad_debt_nb(-cash, j0, j, rec_f)
-        cash = 0.0
+    cash, bad = write_off_nb(cash, not left)  # Aave v3.3 _burnBadDebt: no collateral left
+    if bad > 0.0:
+        attribute_bad_debt_nb(bad, j0, j, rec_f)
     return cash, j - j0
 
 
 @njit
-def _attribute_bad_debt_nb(bad, j0, j1, rec_f):
-    """Split ``bad`` over records ``j0..j1`` pro rata to their notional (all to the last)."""
-    total = 0.0
-    for r in range(j0, j1):
-        total += abs(rec_f[r, 0]) * rec_f[r, 1]
-    if j1 == j0:
-        return
-    given = 0.0
-    for r in range(j0, j1 - 1):
-        share = bad * (abs(rec_f[r, 0]) * rec_f[r, 1]) / total if total > 0.0 else 0.0
-        rec_f[r, 4] = share
-        given += share
-    rec_f[j1 - 1, 4] = bad - given
+def _close_perp_nb(k, d, p, pen, keeper_share, lo, hi, pos_units, prices, cash):
+    """Close ``d`` units of position ``k`` at ``p`` and settle its penalty.
 
-
-@njit
-def _close_perp_nb(k, d, p, pen, keeper_share, pos_units, cash, equity):
-    """Close ``d`` units of position ``k`` at ``p``; return (cash, equity, signed, keeper, ins)."""
+    :func:`backtest.kernels.settlement_nb.split_penalty_nb`: the fund is paid out of the equity
+    left, cash plus what the account still holds at ``prices``. Returns ``(cash, equity, signed
+    units closed, keeper fee, insurance fee)``, USD; the account's write-off of bad debt is the
+    caller's (after its last position).
+    """
     u = pos_units[k]
     signed = d if u > 0.0 else -d
-    fee = pen * d * p
-    keeper = keeper_share * fee
     pos_units[k] = 0.0 if d >= abs(u) else u - signed
-    cash += signed * p - keeper
-    equity -= keeper
-    ins = min(fee - keeper, max(equity, 0.0))
-    cash -= ins
-    equity -= ins
-    return cash, equity, signed, keeper, ins
+    held = 0.0
+    for j in range(lo, hi):
+        held += pos_units[j] * prices[j - lo]
+    cash, keeper, ins, _ = split_penalty_nb(cash + signed * p, held, pen * d * p, keeper_share,
+                                            False, False)
+    return cash, cash + held, signed, keeper, ins
 
 
 @njit
@@ -495,7 +453,8 @@ def liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order_id
             d = abs(u) if f >= 1.0 else f * abs(u)
             p = prices[k - lo]
             cash, equity, signed, keeper, ins = _close_perp_nb(
-                k, d, p, assets[pos_asset[k]].liquidation_penalty, ks, pos_units, cash, equity)
+                k, d, p, assets[pos_asset[k]].liquidation_penalty, ks, lo, hi, pos_units, prices,
+                cash)
             _emit_nb(j, t, i, pos_asset[k], signed, p, keeper, ins, health, 0.0, rec_i, rec_f)
             j += 1
     else:
@@ -516,8 +475,8 @@ def liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order_id
             d = size
             if not everything and rate > 0.0:
                 d = min(size, shortage / (rate * p))
-            cash, equity, signed, keeper, ins = _close_perp_nb(k, d, p, pen, ks, pos_units,
-                                                                cash, equity)
+            cash, equity, signed, keeper, ins = _close_perp_nb(k, d, p, pen, ks, lo, hi,
+                                                                pos_units, prices, cash)
             mm -= m * d * p
             _emit_nb(j, t, i, a, signed, p, keeper, ins, health, 0.0, rec_i, rec_f)
             j += 1
@@ -525,9 +484,9 @@ def liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order_id
     for k in range(lo, hi):
         if pos_units[k] != 0.0:
             left = True
-    if not left and cash < 0.0:
-        _attribute_bad_debt_nb(-cash, j0, j, rec_f)
-        cash = 0.0
+    cash, bad = write_off_nb(cash, not left)
+    if bad > 0.0:
+        attribute_bad_debt_nb(bad, j0, j, rec_f)
     return cash, j - j0
 
 
@@ -556,6 +515,7 @@ def run_portfolio_nb(
     max_positions,
     step_out,
     asset_out,
+    fund,
     rec_len,
     rec_i,
     rec_f,
@@ -593,9 +553,14 @@ def run_portfolio_nb(
         Accounts per chunk (fixes summation order, not the thread count); the most positions
         any account has.
     step_out : ndarray, shape (T, N_PORTFOLIO_METRICS), float64
-        Per-step aggregates (:class:`PortfolioMetric`); rows ``t0..`` added to.
+        Per-step aggregates (:class:`PortfolioMetric`); rows ``t0..`` added to (the summed
+        metrics) and written (the insurance fund's).
     asset_out : ndarray, shape (T, A, N_ASSET_METRICS), float64
         Per-step, per-asset aggregates (:class:`AssetMetric`); added to.
+    fund : ndarray, shape (1,), float64
+        Insurance fund balance, USD; updated at the end of each step
+        (:func:`backtest.kernels.settlement_nb.socialise_step_nb`: the step's insurance fees
+        in, then its bad debt drawn, the rest socialised; ``step_out``'s fund columns written).
     rec_len : ndarray, shape (1,), int64
         Records in the buffer; updated.
     rec_i : ndarray, shape (cap, 3), int64
@@ -619,7 +584,7 @@ def run_portfolio_nb(
     n_flag = np.zeros(n_chunks, np.int64)
     start = np.zeros(n_chunks, np.int64)
     written = np.zeros(n_chunks, np.int64)
-    acc = np.zeros((n_chunks, N_PORTFOLIO_METRICS))
+    acc = np.zeros((n_chunks, _N_SUMMED))
     asset_acc = np.zeros((n_chunks, n_assets, N_ASSET_METRICS))
     for t in range(t0, t1):
         # pass 1: flag liquidatable accounts, reserve a record per position of each
@@ -652,7 +617,7 @@ def run_portfolio_nb(
             return t
         # pass 2: liquidate the flagged accounts, chunk by chunk
         for ch in prange(n_chunks):
-            for k in range(N_PORTFOLIO_METRICS):
+            for k in range(_N_SUMMED):
                 acc[ch, k] = 0.0
             for a in range(n_assets):
                 for k in range(N_ASSET_METRICS):
@@ -739,12 +704,18 @@ def run_portfolio_nb(
                         rec_f[dest + r, k] = rec_f[src + r, k]
             dest += w
             if n_flag[ch] > 0:
-                for k in range(N_PORTFOLIO_METRICS):
+                for k in range(_N_SUMMED):
                     step_out[t, k] += acc[ch, k]
                 for a in range(n_assets):
                     for k in range(N_ASSET_METRICS):
                         asset_out[t, a, k] += asset_acc[ch, a, k]
         rec_len[0] = dest
+        balance, draw, socialised = socialise_step_nb(fund[0], step_out[t, _M_INSURANCE],
+                                                      step_out[t, _M_BAD])
+        fund[0] = balance
+        step_out[t, _M_DRAW] = draw
+        step_out[t, _M_FUND] = balance
+        step_out[t, _M_SOCIALISED] = socialised
     return t1
 
 

@@ -152,17 +152,22 @@ def _liquidate_perp(positions, cash, policy, assets):
     records = []
 
     def close(j, d):
+        """Close ``d`` units of position ``j``; the keeper's share of the penalty first.
+
+        The fund's share is paid out of the equity left: cash after the keeper plus what is
+        still held.
+        """
         nonlocal cash, equity
         a, u, p = positions[j]
         signed = d if u > 0 else -d
         fee = assets[a]["liquidation_penalty"] * d * p
         keeper = ks * fee
         positions[j][1] = 0.0 if d >= abs(u) else u - signed
-        cash += signed * p - keeper
-        equity -= keeper
-        insurance = min(fee - keeper, max(equity, 0.0))
+        held = sum(units * price for _, units, price in positions)
+        cash = (cash + signed * p) - keeper
+        insurance = min(fee - keeper, max(cash + held, 0.0))
         cash -= insurance
-        equity -= insurance
+        equity = cash + held
         records.append({"asset": a, "units_closed": signed, "fill_price": p,
                         "keeper_fee": keeper, "insurance_fee": insurance, "bad_debt": 0.0,
                         "debt_repaid": 0.0})
@@ -209,8 +214,13 @@ def _attribute(bad: float, records: list[dict]) -> None:
 
 
 def simulate_portfolio_reference(low, high, close, sensitivity, assets, policy, kind, offsets,
-                                 pos_asset, pos_units, cash) -> PortfolioReferenceResult:
+                                 pos_asset, pos_units, cash, insurance_fund_usd=0.0
+                                 ) -> PortfolioReferenceResult:
     """Simulate every step for one policy, one account at a time.
+
+    After each step the insurance fund receives the step's insurance fees, then pays its bad
+    debt; what it cannot pay is socialised (the ``INSURANCE_*`` and ``SOCIALISED_LOSS``
+    columns of ``step_metrics``).
 
     Parameters
     ----------
@@ -222,6 +232,8 @@ def simulate_portfolio_reference(low, high, close, sensitivity, assets, policy, 
     offsets : array_like, shape (N + 1,)
     pos_asset, pos_units : array_like, shape (P,)
     cash : array_like, shape (N,)
+    insurance_fund_usd : float
+        Fund balance before the first step, USD.
 
     Returns
     -------
@@ -239,6 +251,7 @@ def simulate_portfolio_reference(low, high, close, sensitivity, assets, policy, 
         np.zeros(n), np.zeros(n), np.zeros((t_steps, N_PORTFOLIO_METRICS)),
         np.zeros((t_steps, n_assets, N_ASSET_METRICS)))
     M, A = PortfolioMetric, AssetMetric
+    fund = float(insurance_fund_usd)
     for t in range(t_steps):
         pol["_sens"] = sensitivity[t]
         for i in range(n):
@@ -288,4 +301,10 @@ def simulate_portfolio_reference(low, high, close, sensitivity, assets, policy, 
                 res.penalties_paid[i] += r["keeper_fee"] + r["insurance_fee"]
                 res.liquidated_notional[i] += notional
                 res.records.append(r)
+        sm = res.step_metrics[t]
+        fund += sm[M.INSURANCE_FEES]
+        draw = min(fund, sm[M.BAD_DEBT])
+        fund -= draw
+        sm[M.INSURANCE_DRAW], sm[M.INSURANCE_FUND] = draw, fund
+        sm[M.SOCIALISED_LOSS] = sm[M.BAD_DEBT] - draw
     return res

@@ -1,7 +1,9 @@
 """The step kernel of the single-asset engine: :func:`run_steps_nb` and its decisions.
 
 Accounts, health, sizes, fills and auction arithmetic are the per-account kernels of
-:mod:`backtest.kernels.liquidation_nb`; the bands' arithmetic is in
+:mod:`backtest.kernels.liquidation_nb`; penalty split, bad debt and the per-step insurance fund,
+ADL hand-off and socialised loss are the settlement layer :mod:`backtest.kernels.settlement_nb`
+(shared with the portfolio and options kernels); the bands' arithmetic is in
 :mod:`backtest.kernels.bands_nb`; the moving book (arrivals, cures) in
 :mod:`backtest.kernels.book_flow_nb`, applied by the step loop at the start of each step.
 
@@ -53,7 +55,6 @@ from backtest.kernels.liquidation_nb import (
     KEY_SLACK,
     _budget_take_nb,
     _chost_take_nb,
-    _insurance_waterfall_nb,
     _take_after_budget_nb,
     _take_need_nb,
     apply_auction_take_nb,
@@ -68,6 +69,7 @@ from backtest.kernels.liquidation_nb import (
     units_to_close_nb,
 )
 from backtest.kernels.oracle_nb import oracle_price_nb
+from backtest.kernels.settlement_nb import settle_step_nb
 
 #: Accounts whose trigger-key bounds a step's book flow refreshes serially; more go to the
 #: threads (a parallel dispatch costs more than scanning a few chunks, most on a busy machine).
@@ -864,7 +866,6 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
         if cascade:
             displacement_update_nb(market_state, impact_model, impact_flow, depth[t],
                                    outstanding, mk.permanent_fraction, mk.transient_decay)
-        if _insurance_waterfall_nb(t, step_out, market_state, rec.waterfall,
-                                   open_.shape[0] - 1):
+        if settle_step_nb(t, step_out, market_state, rec.waterfall, open_.shape[0] - 1):
             return t + 1  # auto-deleveraging pending: the dispatcher runs it, then calls again
     return t1

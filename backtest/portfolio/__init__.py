@@ -13,10 +13,12 @@ Typical use::
     table = compare_orders(aligned, book)          # policy x asset, polars
 
 On a one-asset book the portfolio kernel settles as the single-asset kernel
-(:mod:`backtest.kernels.liquidation_nb`) does: same trigger (``<``, at each position's adverse
+(:mod:`backtest.kernels.liquidation_nb`) does, with the same settlement functions
+(:mod:`backtest.kernels.settlement_nb`): same trigger (``<``, at each position's adverse
 candle extreme or the close), fill at the trigger price, the keeper always paid, the insurance
 fund paid out of the equity left, bad debt once nothing is left open, fees into the fund before
-it covers the step's bad debt (``tests/test_portfolio_equivalence.py``). Two modelling
+it covers the step's bad debt, step by step inside the kernel
+(``tests/test_portfolio_equivalence.py``, ``tests/test_settlement.py``). Two modelling
 differences are intended:
 
 - Lending follows Aave's ``LiquidationLogic``: ``close_factor`` of the *debt* (all of it at
@@ -46,7 +48,7 @@ from backtest.portfolio.model import (
     PortfolioBook,
     PortfolioParams,
 )
-from backtest.portfolio.simulate import PortfolioResult, insurance_waterfall, simulate_portfolio
+from backtest.portfolio.simulate import PortfolioResult, simulate_portfolio
 
 __all__ = [
     "DEFAULT_ASSET_RISK",
@@ -59,7 +61,6 @@ __all__ = [
     "PortfolioResult",
     "compare_orders",
     "generate_portfolio_book",
-    "insurance_waterfall",
     "read_portfolio_book",
     "simulate_portfolio",
     "write_portfolio_book",

@@ -95,7 +95,7 @@ def portfolio_liquidation_map(book: PortfolioBook, price, sensitivity, shocks,
                 0, 1, p, p, p, sens, risk, policy, book.kind, book.offsets, book.pos_asset,
                 units, cash, np.zeros(n, np.int32), np.full(n, -1, np.int32), np.zeros(n),
                 np.zeros(n), np.zeros(n), np.zeros(n, np.int8), params.chunk_size, max_pos,
-                step_out, np.zeros((1, n_assets, N_ASSET_METRICS)), rec_len,
+                step_out, np.zeros((1, n_assets, N_ASSET_METRICS)), np.zeros(1), rec_len,
                 np.zeros((cap, len(PREC_I_FIELDS)), np.int64),
                 np.zeros((cap, len(PREC_F_FIELDS))))
             if done == 1:

@@ -52,7 +52,10 @@ class PortfolioResult:
         :class:`AssetMetric` per step and asset.
     insurance_fund, insurance_draw, socialised_loss : ndarray, shape (T,), float64
         Fund balance after each step (fees received first, then bad debt drawn), what it paid,
-        and the bad debt it could not cover, USD.
+        and the bad debt it could not cover, USD: the kernel's per-step settlement
+        (:func:`backtest.kernels.settlement_nb.socialise_step_nb`), copies of the
+        ``INSURANCE_FUND``, ``INSURANCE_DRAW`` and ``SOCIALISED_LOSS`` columns of
+        ``step_metrics``.
     records : polars.DataFrame
         One row per position liquidated: ``step``, ``account``, ``asset`` (index) and
         ``symbol``, then :data:`PREC_F_FIELDS` and ``notional`` (USD).
@@ -78,12 +81,9 @@ class PortfolioResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def steps_frame(self) -> pl.DataFrame:
-        """Return one row per step: timestamp, every :class:`PortfolioMetric`, the fund."""
+        """Return one row per step: timestamp, every :class:`PortfolioMetric` (the fund's last)."""
         cols = {m.name.lower(): self.step_metrics[:, m] for m in PortfolioMetric}
-        return pl.DataFrame({"timestamp": self.timestamp, **cols,
-                             "insurance_draw": self.insurance_draw,
-                             "insurance_fund": self.insurance_fund,
-                             "socialised_loss": self.socialised_loss}).with_columns(
+        return pl.DataFrame({"timestamp": self.timestamp, **cols}).with_columns(
             pl.col("timestamp").cast(pl.Datetime("ms")).dt.replace_time_zone("UTC"))
 
     def asset_frame(self) -> pl.DataFrame:
@@ -125,32 +125,6 @@ class PortfolioResult:
             "insurance_fund_end_usd": float(self.insurance_fund[-1]) if len(
                 self.insurance_fund) else self.params.insurance_fund_usd,
         }
-
-
-def insurance_waterfall(fees: np.ndarray, bad: np.ndarray, initial: float
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run the insurance fund through the steps: fees in first, then bad debt drawn.
-
-    Parameters
-    ----------
-    fees, bad : ndarray, shape (T,), float64
-        Insurance fees received and bad debt left in each step, USD.
-    initial : float
-        Balance before the first step, USD.
-
-    Returns
-    -------
-    tuple of ndarray, shape (T,)
-        ``(balance after each step, draw, socialised loss)``, USD.
-    """
-    fund = float(initial)
-    bal, draw, social = (np.zeros(fees.shape[0]) for _ in range(3))
-    for t in range(fees.shape[0]):
-        fund += fees[t]
-        d = min(fund, bad[t])
-        fund -= d
-        bal[t], draw[t], social[t] = fund, d, bad[t] - d
-    return bal, draw, social
 
 
 def sensitivity_of(aligned: AlignedTapes) -> np.ndarray:
@@ -220,6 +194,7 @@ def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
     first = np.full(n, -1, np.int32)
     penalties, bad, notional = np.zeros(n), np.zeros(n), np.zeros(n)
     flag = np.zeros(n, np.int8)
+    fund = np.array([float(params.insurance_fund_usd)])
     step_out = np.zeros((t_steps, N_PORTFOLIO_METRICS))
     asset_out = np.zeros((t_steps, n_assets, N_ASSET_METRICS))
     cap = INITIAL_RECORDS
@@ -244,7 +219,7 @@ def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
         t = run_portfolio_nb(t, t_end, low, high, close, sens, risk, policy, state.kind,
                              state.offsets, state.pos_asset, state.pos_units, state.cash, n_liq,
                              first, penalties, bad, notional, flag, params.chunk_size, max_pos,
-                             step_out, asset_out, rec_len, rec_i, rec_f)
+                             step_out, asset_out, fund, rec_len, rec_i, rec_f)
         if t < t_end:  # the next step's records do not fit: flush, or grow an empty buffer
             if rec_len[0] > 0:
                 parts_i.append(rec_i[:rec_len[0]].copy())
@@ -266,12 +241,12 @@ def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
     }).with_columns(pl.col("asset").replace_strict(
         list(range(n_assets)), list(aligned.symbols), return_dtype=pl.String).alias("symbol"))
     M = PortfolioMetric
-    fund, draw, social = insurance_waterfall(step_out[:, M.INSURANCE_FEES],
-                                             step_out[:, M.BAD_DEBT], params.insurance_fund_usd)
+    balance, draw, social = (step_out[:, m].copy() for m in (
+        M.INSURANCE_FUND, M.INSURANCE_DRAW, M.SOCIALISED_LOSS))
     return PortfolioResult(aligned.symbols, aligned.timestamp, params, state, n_liq, first,
-                           penalties, bad, notional, step_out, asset_out, fund, draw, social,
+                           penalties, bad, notional, step_out, asset_out, balance, draw, social,
                            records, {"run": run_s, "on_block": hook_s})
 
 
-__all__ = ["INITIAL_RECORDS", "AccountKind", "PortfolioResult", "insurance_waterfall",
-           "sensitivity_of", "simulate_portfolio"]
+__all__ = ["INITIAL_RECORDS", "AccountKind", "PortfolioResult", "sensitivity_of",
+           "simulate_portfolio"]

@@ -71,7 +71,7 @@ class SocialisedCharges:
 def perp_shortfall(step_metrics: np.ndarray, adl_transfer: np.ndarray | None = None) -> np.ndarray:
     """Return the perp part of each step's socialised loss.
 
-    The kernel (``_insurance_waterfall_nb``) pays the step's auction incentives from the fund
+    The kernel (``settle_step_nb``) pays the step's auction incentives from the fund
     first, then its bad debt; with ADL it leaves the perp share ``shortfall x perp bad debt /
     bad debt`` to the deleveraged traders and socialises the rest of it. Here the uncovered
     bad debt is rebuilt from the step's columns::
