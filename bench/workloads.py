@@ -100,20 +100,29 @@ class Context:
                 depth_per_step(market, full, slice(start, start + self.window.rows))[0])
 
     def book(self, perps_only: bool) -> dict:
-        """Return book arrays (cached): the ``--book`` file, or a generated one."""
+        """Return book arrays (cached): the ``--book`` file, or a generated one.
+
+        The book is read or generated in a child process and handed over as ``.npy`` files,
+        so this process holds its arrays (``product``, ``units``, ``cash``, then the
+        processing ``order``) and none of the generator's or the Parquet reader's
+        temporaries, which the allocators keep after they are freed (about 130 bytes per
+        account at 1M accounts: more than the engine itself).
+        """
         if perps_only not in self.books:
-            self.rss_before_book[perps_only] = rss_mb()
-            if self.args.book:
-                b = read_book(self.args.book)
-                if perps_only:
-                    b.frame = b.frame.filter(b.frame["product"] == "perp")
-            else:
-                a = self.tape.arrays()
-                event = get_event(self.args.event)
-                params = BookParams(loan_fraction=0.0) if perps_only else BookParams()
-                b = generate_book(self.args.accounts, a["timestamp"], a["close"], a["low"],
-                                  a["high"], event.start, self.args.seed, params)
-            arrays = b.arrays()
+            import json
+            import tempfile
+
+            a = self.args
+            spec = json.dumps({k: None if getattr(a, k) is None else str(getattr(a, k))
+                               for k in ("book", "event", "symbol", "interval", "tape")}
+                              | {"accounts": a.accounts, "seed": a.seed, "perps": perps_only})
+            with tempfile.TemporaryDirectory(prefix="liqbt-bench-book-") as tmp:
+                subprocess.run([sys.executable, "-c", "import sys; from bench.workloads import "
+                                "_book_files; _book_files(sys.argv[1], sys.argv[2])", spec, tmp],
+                               check=True)
+                self.rss_before_book[perps_only] = rss_mb()
+                arrays = {name: np.load(Path(tmp) / f"{name}.npy")
+                          for name in ("product", "units", "cash")}
             t0 = time.perf_counter()
             arrays["order"] = liquidation_order(arrays["product"], arrays["units"],
                                                 arrays["cash"])
@@ -124,6 +133,35 @@ class Context:
     def bytes_per_account(self, perps_only: bool, n: int) -> float:
         """(Peak RSS since the last reset - RSS before that book was built) / ``n``, bytes."""
         return (peak_rss_since_reset_mb() - self.rss_before_book[perps_only]) * 2**20 / max(n, 1)
+
+
+def _book_files(spec: str, folder: str) -> None:
+    """Read or generate the bench's book; save its state arrays in ``folder``.
+
+    Runs in a child process (:meth:`Context.book`). ``spec`` is JSON: ``book`` (Parquet file
+    or null: generate ``accounts`` accounts with ``seed``), ``event``, ``symbol``,
+    ``interval``, ``tape``, and ``perps`` (keep perps only). Writes ``product.npy``,
+    ``units.npy`` and ``cash.npy``, shape (N,) each.
+    """
+    import argparse
+    import json
+
+    d = json.loads(spec)
+    if d["book"]:
+        b = read_book(d["book"])
+        if d["perps"]:
+            b.frame = b.frame.filter(b.frame["product"] == "perp")
+    else:
+        event = get_event(d["event"])
+        args = argparse.Namespace(**{k: d[k] for k in ("event", "symbol", "interval")},
+                                  tape=Path(d["tape"]) if d["tape"] else None)
+        a = Context.create(args).tape.arrays()
+        params = BookParams(loan_fraction=0.0) if d["perps"] else BookParams()
+        b = generate_book(d["accounts"], a["timestamp"], a["close"], a["low"], a["high"],
+                          event.start, d["seed"], params)
+    arrays = b.arrays()
+    for name in ("product", "units", "cash"):
+        np.save(Path(folder) / f"{name}.npy", arrays[name])
 
 
 def timed(fn: Callable, repeat: int) -> tuple[float, float, object]:
