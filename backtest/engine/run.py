@@ -66,6 +66,7 @@ class Inputs:
     market: MarketInputs | None = None
     overrides: list[str] = field(default_factory=list)  # KEY=VALUE replacements of the file
     start_state: dict | None = None  # product, units, cash at the window start (arrivals: 0)
+    book_state: dict | None = None  # product, units, cash of each account once open
     flow: BookFlow | None = None  # arrivals during the window and cures
     as_happened: tuple | None = None  # (policy model, file path) of [market] as_happened_policy
 
@@ -168,6 +169,18 @@ def resolve_config(cfg: RunConfig, config_path: str | Path, store: str | Path | 
     return inputs
 
 
+def drop_book_columns(inputs: Inputs) -> None:
+    """Keep only what writing a run needs of the book frame: ``account_id`` and ``product``.
+
+    Once the state arrays are extracted (:func:`moving_book`: ``start_state``, ``book_state``
+    and the flow) the frame's other columns are not read again by :func:`execute`; dropping
+    them frees about 33 bytes per account before the simulation (issue 17).
+    """
+    frame = inputs.book.frame
+    inputs.book = Book(frame.select("account_id", "product"), inputs.book.meta,
+                       inputs.book.path)
+
+
 def response_for(cfg: ResponseConfig, interval_seconds: int) -> Response | None:
     """Return the kernel's cure parameters for a ``[response]`` section (None when off).
 
@@ -210,6 +223,8 @@ def moving_book(inputs: Inputs) -> tuple[dict, BookFlow]:
                                         exit_times_ms(inputs.book.frame))
     except ValueError as exc:
         raise BookError(str(exc), inputs.book.path) from None
+    inputs.book_state = {"product": book["product"], "units": book["units"],
+                         "cash": book["cash"]}
     return {"product": book["product"], "units": units0, "cash": cash0}, flow
 def as_happened_policy(name: str, policies: list, strategies=None) -> tuple:
     """Return ``(policy, path)`` of the as-happened policy: one of the run's, else a preset.
@@ -359,6 +374,7 @@ def execute(config_path: str | Path, runs: str | Path | None = None,
     check_output_dir(root, "runs directory")  # before minutes of simulation, not after
     inputs = resolve_inputs(config_path, store, strategies, events, overrides)
     check_inputs(inputs)
+    drop_book_columns(inputs)
     t_loaded = time.perf_counter()
     outcomes, compile_seconds = simulate_policies(inputs, show_progress)
     t_simulated = time.perf_counter()
