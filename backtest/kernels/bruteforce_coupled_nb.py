@@ -80,6 +80,11 @@ def partial_size_nb(is_loan, units, cash, price, m, target, penalty, close_facto
         The product's maintenance rate, target rate and penalty rate (fractions).
     close_factor, full_close_health : float
         Most of the position or debt closed at once; health at or below which all of it.
+
+    Returns
+    -------
+    float
+        Units to close, asset units, ``0 <= d <= |units|``.
     """
     size = abs(units)
     equity = cash + units * price
@@ -248,6 +253,11 @@ def w2_params(policy: np.ndarray, market: np.ndarray) -> np.ndarray:
         Family PARTIAL, fixed penalties, no tiers, size rules or cooldown (checked).
     market : ndarray, shape (1,), ``MARKET_DTYPE``
         Square-root impact with cascade feedback (checked).
+
+    Returns
+    -------
+    ndarray, shape (len(PARAM_FIELDS),), float64
+        The ``params`` of :func:`partial_cascade_bruteforce_nb`.
 
     Raises
     ------

@@ -15,6 +15,11 @@ table              one row per
 
 Every table carries ``run_id``; money columns end in ``_usd``; timestamps are UTC candle open
 times; ``step`` counts candles from 0 at the window start.
+
+Why over 400 lines: the per-account and per-event tables are built in parts
+(:func:`accounts_parts`, :func:`liquidations_parts`) so that a run of tens of millions of
+accounts writes them without holding them whole; the parts share the tables' column
+definitions, which stay in one place.
 """
 
 from __future__ import annotations
