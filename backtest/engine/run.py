@@ -170,15 +170,19 @@ def resolve_config(cfg: RunConfig, config_path: str | Path, store: str | Path | 
 
 
 def drop_book_columns(inputs: Inputs) -> None:
-    """Keep only what writing a run needs of the book frame: ``account_id`` and ``product``.
+    """Keep only what simulating and writing a run need of the book (issue 17: memory).
 
     Once the state arrays are extracted (:func:`moving_book`: ``start_state``, ``book_state``
-    and the flow) the frame's other columns are not read again by :func:`execute`; dropping
-    them frees about 33 bytes per account before the simulation (issue 17).
+    and the flow), :func:`execute` reads only ``account_id`` and ``product`` of the frame:
+    the other columns (about 33 bytes per account) are dropped. A flow in which nothing
+    moves (no arrival, close or responder) is dropped too (17 bytes per account): the kernel
+    and the result tables treat None the same (arrivals -1, no margin, no closes).
     """
     frame = inputs.book.frame
     inputs.book = Book(frame.select("account_id", "product"), inputs.book.meta,
                        inputs.book.path)
+    if inputs.flow is not None and not inputs.flow.active:
+        inputs.flow = None
 
 
 def response_for(cfg: ResponseConfig, interval_seconds: int) -> Response | None:
