@@ -67,6 +67,7 @@ class Inputs:
     overrides: list[str] = field(default_factory=list)  # KEY=VALUE replacements of the file
     start_state: dict | None = None  # product, units, cash at the window start (arrivals: 0)
     book_state: dict | None = None  # product, units, cash of each account once open
+    book_products: dict | None = None  # accounts per product name, once the frame is dropped
     flow: BookFlow | None = None  # arrivals during the window and cures
     as_happened: tuple | None = None  # (policy model, file path) of [market] as_happened_policy
 
@@ -173,14 +174,16 @@ def drop_book_columns(inputs: Inputs) -> None:
     """Keep only what simulating and writing a run need of the book (issue 17: memory).
 
     Once the state arrays are extracted (:func:`moving_book`: ``start_state``, ``book_state``
-    and the flow), :func:`execute` reads only ``account_id`` and ``product`` of the frame:
-    the other columns (about 33 bytes per account) are dropped. A flow in which nothing
-    moves (no arrival, close or responder) is dropped too (17 bytes per account): the kernel
-    and the result tables treat None the same (arrivals -1, no margin, no closes).
+    and the flow), :func:`execute` reads only ``account_id`` of the frame, and the accounts
+    per product (counted here, for the manifest): the other columns (about 50 bytes per
+    account) are dropped. A flow in which nothing moves (no arrival, close or responder) is
+    dropped too (17 bytes per account): the kernel and the result tables treat None the same
+    (arrivals -1, no margin, no closes).
     """
     frame = inputs.book.frame
-    inputs.book = Book(frame.select("account_id", "product"), inputs.book.meta,
-                       inputs.book.path)
+    inputs.book_products = {str(k): int(v)
+                            for k, v in frame["product"].value_counts().iter_rows()}
+    inputs.book = Book(frame.select("account_id"), inputs.book.meta, inputs.book.path)
     if inputs.flow is not None and not inputs.flow.active:
         inputs.flow = None
 

@@ -253,7 +253,8 @@ def _manifest(run_id, created, inputs, policy_rows, timings, runtime, sha) -> di
             "sha256": sha(inputs.book.path),
             "accounts": len(inputs.book),
             "meta": inputs.book.meta,
-            "products": _counts(inputs.book.frame, "product"),
+            "products": (getattr(inputs, "book_products", None)
+                         or _counts(inputs.book.frame, "product")),
         },
         "policies": [{"name": n, "parameters": p, "file_sha256": h} for n, p, h in policy_rows],
         "execution": cfg.execution.model_dump(),
