@@ -429,10 +429,16 @@ def w10m(ctx: Context) -> dict:
     book_path = out / ("book-10m.parquet" if n == 10_000_000 else f"book-{n}.parquet")
     event = get_event(ctx.args.event)
     if not book_path.exists():
-        a = ctx.tape.arrays()
-        write_book(generate_book(n, a["timestamp"], a["close"], a["low"], a["high"],
-                                 event.start, ctx.args.seed, meta={"symbol": ctx.tape.meta.symbol}),
-                   book_path)
+        # generated in a child process: a child's peak RSS (ru_maxrss) starts from its
+        # parent's resident size when it is forked, so this process must stay small
+        import json
+
+        spec = json.dumps({"accounts": n, "seed": ctx.args.seed, "event": ctx.args.event,
+                           "symbol": ctx.args.symbol, "interval": ctx.args.interval,
+                           "tape": str(ctx.args.tape) if ctx.args.tape else None,
+                           "path": str(book_path)})
+        subprocess.run([sys.executable, "-c", "import sys; from bench.workloads import "
+                        "_write_cli_book; _write_cli_book(sys.argv[1])", spec], check=True)
     config = out / "w10m.toml"
     tape_line = f'path = "{ctx.tape.path}"'
     config.write_text(
@@ -455,11 +461,32 @@ def w10m(ctx: Context) -> dict:
     }
 
 
+def _write_cli_book(spec: str) -> None:
+    """Generate W10M's book (perps and loans) and write it as Parquet (in a child process).
+
+    ``spec`` is JSON: ``accounts``, ``seed``, ``event``, ``symbol``, ``interval``, ``tape``
+    (file or null: the store) and ``path``.
+    """
+    import argparse
+    import json
+
+    d = json.loads(spec)
+    tape = Context.create(argparse.Namespace(
+        event=d["event"], symbol=d["symbol"], interval=d["interval"],
+        tape=Path(d["tape"]) if d["tape"] else None)).tape
+    a = tape.arrays()
+    write_book(generate_book(d["accounts"], a["timestamp"], a["close"], a["low"], a["high"],
+                             get_event(d["event"]).start, d["seed"],
+                             meta={"symbol": tape.meta.symbol}), d["path"])
+
+
 def _run_child(cmd: list[str], env: dict) -> tuple[int, str, float]:
     """Run ``cmd``; return its exit status, standard output and its own peak RSS (MB).
 
     The peak is that child's (``os.wait4``), not the largest of every child this process ran
     (``RUSAGE_CHILDREN`` would also count the book generator and the compile-time children).
+    Linux starts a child's peak at this process's resident size when it forks it, so that
+    must be below the child's own (the W10M book is generated in another child).
     """
     import tempfile
 
