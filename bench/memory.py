@@ -3,7 +3,7 @@
 Runs one config end to end in this process (:func:`backtest.engine.run.execute`) while a thread
 samples the resident set size every millisecond, and labels each sample with the phase the run
 is in (reading the book, extracting its arrays, ordering, simulating, each result table,
-the manifest). Prints, per phase, the peak RSS above the RSS before the run, in bytes per
+the manifest; "other": between them, building the table parts included). Prints, per phase, the peak RSS above the RSS before the run, in bytes per
 account; the interpreter, numba and the libraries loaded before (about 300 MB) are not counted,
 unlike W10M's figure (:mod:`bench.workloads`), which is the whole process's peak::
 
@@ -46,7 +46,7 @@ def profile(config: Path, runs: Path) -> tuple[dict[str, float], float, int]:
     from backtest.results import writer
 
     warm_up()  # compile (or load) the kernels before the baseline is taken
-    phase = ["start"]
+    phase = ["other"]
     peaks: dict[str, float] = {}
 
     def label(fn, name):
