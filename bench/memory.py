@@ -2,10 +2,11 @@
 
 Runs one config end to end in this process (:func:`backtest.engine.run.execute`) while a thread
 samples the resident set size every millisecond, and labels each sample with the phase the run
-is in (reading the book, extracting its arrays, ordering, simulating, each result table,
-the manifest; "other": between them, building the table parts included). Prints, per phase, the peak RSS above the RSS before the run, in bytes per
-account; the interpreter, numba and the libraries loaded before (about 300 MB) are not counted,
-unlike W10M's figure (:mod:`bench.workloads`), which is the whole process's peak::
+is in (reading the book, extracting its arrays, ordering, simulating, writing each result
+table, the manifest; "other": between them, building the table parts included). Prints, per
+phase, the peak RSS above the RSS before the run, in bytes per account; the interpreter, numba
+and the libraries loaded before (about 300 MB) are not counted, unlike W10M's figure
+(:mod:`bench.workloads`), which is the whole process's peak::
 
     .venv/bin/python -m bench.memory bench/out/w10m.toml     # the config W10M writes
 

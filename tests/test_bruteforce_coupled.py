@@ -77,7 +77,8 @@ def test_agrees_with_engine(seed):
 def test_money_conserved():
     """Cash moves by the proceeds minus fees plus the bad debt written off."""
     _, (units, cash, _, bad, steps), book = _both(4)
-    fees = steps[:, STEP_FIELDS.index("keeper_fees")] + steps[:, STEP_FIELDS.index("insurance_fees")]
+    fees = (steps[:, STEP_FIELDS.index("keeper_fees")]
+            + steps[:, STEP_FIELDS.index("insurance_fees")])
     # proceeds are not returned; check the per-account identity on accounts closed in full
     closed = (units == 0.0) & (book["units"] != 0.0)
     assert closed.any()
