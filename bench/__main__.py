@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tape", type=Path, help="tape Parquet file (instead of the tape store)")
     p.add_argument("--book", type=Path, help="book Parquet file (default: generated)")
     p.add_argument("--accounts", type=int, default=1_000_000, help="generated book size")
+    p.add_argument("--cli-accounts", type=int, default=10_000_000,
+                   help="accounts of W10M's book (the CLI run)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--repeat", type=int, default=3, help="timed repetitions (best is reported)")
     p.add_argument("--sample", type=int, default=300,

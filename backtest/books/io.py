@@ -31,12 +31,15 @@ def read_book_table(path: str | Path) -> tuple[pl.DataFrame, dict[str, str]]:
     """
     path = check_input_file(path, "book", BookError)
     try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
+        schema = pq.read_schema(path)  # the footer only: metadata, and a check it is Parquet
+        # polars reads the columns itself: no Arrow table held beside the frame (a book of
+        # 50M accounts is GBs)
+        frame = pl.read_parquet(path)
+    except (pa.ArrowException, pl.exceptions.PolarsError, OSError) as exc:
         raise BookError(f"not a readable Parquet file ({exc})", path) from None
     meta = {k.decode()[len(_PREFIX):]: v.decode()
-            for k, v in (table.schema.metadata or {}).items() if k.decode().startswith(_PREFIX)}
-    return pl.from_arrow(table), meta
+            for k, v in (schema.metadata or {}).items() if k.decode().startswith(_PREFIX)}
+    return frame, meta
 
 
 def write_book_table(frame: pl.DataFrame, meta: dict[str, object], path: str | Path) -> Path:

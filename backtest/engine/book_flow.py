@@ -126,8 +126,9 @@ def book_flow(account_id: np.ndarray, units: np.ndarray, cash: np.ndarray,
     if (step >= len(window_ms)).any():
         late = int(account_id[np.argmax(step >= len(window_ms))])
         raise ValueError(f"account {late} opens after the window's last candle")
-    units0 = np.where(arriving, 0.0, units)
-    cash0 = np.where(arriving, 0.0, cash)
+    # a book with no arrivals starts with its own state: no copy (issue 17: memory per account)
+    units0 = np.where(arriving, 0.0, units) if arriving.any() else units
+    cash0 = np.where(arriving, 0.0, cash) if arriving.any() else cash
     responds = (responder_mask(account_id, response.share, response.seed)
                 if response is not None else np.zeros(len(units), bool))
     close_step = None

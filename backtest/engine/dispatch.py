@@ -162,11 +162,12 @@ def simulate(
     n = len(units)
     n_steps = len(prices)
     product = np.require(product, np.int8, ["C_CONTIGUOUS", "WRITEABLE"])
-    u = _per_step(units)
-    c = _per_step(cash)
+    units0, cash0 = _per_step(units), _per_step(cash)
     if order is None:
-        order = liquidation_order(product, u, c)
-    product, u, c = (gather_nb(a, order) for a in (product, u, c))
+        order = liquidation_order(product, units0, cash0)
+    # the state in processing order; the book's own arrays are read again only if an
+    # auto-deleveraging needs the accounts' equity at the window start
+    product, u, c = (gather_nb(a, order) for a in (product, units0, cash0))
     key = trigger_keys_nb(product, u, c, policy[0]["maintenance_rate"])
     n_liq = np.zeros(n, np.int32)
     first = np.full(n, -1, np.int32)
@@ -175,11 +176,11 @@ def simulate(
     penalties = np.zeros(n)
     bad = np.zeros(n)
     step_metrics = np.zeros((n_steps, N_STEP_METRICS))
-    cap = min(max(4 * chunk_size, n // 4), 1 << 22)
+    cap = record_capacity(n, chunk_size)
     rec_len = np.zeros(1, np.int64)
     rec_i = np.empty((cap, len(REC_I_FIELDS)), np.int64)
     rec_f = np.empty((cap, len(REC_F_FIELDS)), np.float64)
-    flushed: list[np.ndarray] = []
+    records = np.zeros(0, _record_dtype())  # grown in place at each flush
     # per-step inputs as writable contiguous float64: numba compiles read-only arrays (e.g. from
     # polars) as a separate signature, which would cost a second compile on the first run
     o, h, lo, cl = (_per_step(a) for a in (prices.open, prices.high, prices.low, prices.close))
@@ -197,18 +198,27 @@ def simulate(
     market_state[MarketState.INSURANCE_FUND] = insurance_fund_usd
     market_state[MarketState.ADL_STEP] = -1.0  # no auto-deleveraging pending
     market_state[MarketState.FUNDING_STEP] = -1.0  # no funding settled yet
-    equity_start = c + u * o[0]
     adl_parts: list[np.ndarray] = []
+    equity_start: list[np.ndarray] = []  # computed at the first auto-deleveraging
+
+    def start_equity() -> np.ndarray:
+        """Equity of every account at the window's first open, processing order, USD."""
+        if not equity_start:
+            equity_start.append(gather_nb(cash0, order) + gather_nb(units0, order) * o[0])
+        return equity_start[0]
+
     flagged = np.full(n, -1, np.int32)
-    auction_tic = np.full(n, -1, np.int32)  # Dutch auctions (family AUCTION): start step
-    auction_top = np.zeros(n)  # and starting price
+    # Dutch auctions (family AUCTION): start step and starting price of each loan's auction;
+    # no rows for other families (the kernel reads them only for auctions)
+    n_auction = n if policy[0]["family"] == PolicyFamily.AUCTION else 0
+    auction_tic = np.full(n_auction, -1, np.int32)
+    auction_top = np.zeros(n_auction)
     bands = np.zeros((0, N_BAND_FIELDS))
     if policy[0]["family"] == PolicyFamily.SOFT_BANDS:  # crvUSD LLAMMA: place each loan's bands
         bands = np.empty((n, N_BAND_FIELDS))
         place_bands_nb(product, u, c, float(policy[0]["band_ratio"]),
                        int(policy[0]["band_count"]), float(policy[0]["band_loan_discount"]),
                        float(policy[0]["maintenance_rate"][1]), float(o[0]), bands, key)
-    funding_paid = np.zeros(n)
     if volume is None:
         slicing = policy[0]["max_step_volume_fraction"]
         if slicing > 0 and np.isfinite(slicing):
@@ -216,6 +226,9 @@ def simulate(
         volume = np.full(n_steps, np.inf)
     volume = _per_step(volume)
     funding = np.full(n_steps, np.nan) if funding_rate is None else _per_step(funding_rate)
+    # the kernel pays funding only at a step whose rate is a number other than 0
+    settles = bool(np.any((funding == funding) & (funding != 0.0)))
+    funding_paid = np.zeros(n if settles else 0)
     if risk is None:
         risk = np.zeros((n_steps, N_RISK_INPUTS))
         risk[:, RiskInput.MARGIN_SCALE] = 1.0
@@ -236,8 +249,8 @@ def simulate(
             raise ValueError("arrivals and voluntary closes during the window are not modelled "
                              "with soft-liquidation bands (bands are placed at the window start)")
         moving = kernel_flow(flow, order, n_steps)
-    else:
-        moving = no_kernel_flow(n, n_steps)
+    else:  # nothing moves: no per-account flow state (the results are made below)
+        moving = no_kernel_flow(0, n_steps)
     tape = TapeInputs(o, h, lo, cl, depth, volume, gas, funding, risk, mark, baseline)
     accounts = AccountState(product, u, c, key, flagged, auction_tic, auction_top, bands)
     totals = AccountTotals(n_liq, first, last, notional, penalties, bad, funding_paid)
@@ -251,9 +264,9 @@ def simulate(
                                int(fill_mode), chunk_size)
         if market_state[MarketState.ADL_STEP] >= 0:  # the fund ran dry with ADL as the waterfall
             adl_parts.append(_deleverage(market_state, policy, market, product, u, c, key,
-                                         equity_start, cl, step_metrics, order))
+                                         start_equity(), cl, step_metrics, order))
         elif reached < stop and rec_len[0] > 0:  # buffer full: flush it
-            flushed.append(_collect_records(int(rec_len[0]), rec_i, rec_f))
+            records = _append_records(records, int(rec_len[0]), rec_i, rec_f)
             rec_len[0] = 0
         elif reached < stop:  # one step alone needs more room than the buffer has
             cap *= 2
@@ -263,21 +276,38 @@ def simulate(
         if progress is not None and reached > t:
             progress(reached - t)
         t = reached
-    flushed.append(_collect_records(int(rec_len[0]), rec_i, rec_f))
-    records = np.concatenate(flushed) if len(flushed) > 1 else flushed[0]
+    records = _append_records(records, int(rec_len[0]), rec_i, rec_f)
+    del buffers, rec_i, rec_f, tape, accounts, totals, equity_start[:]
     records["account"] = order[records["account"]]
     adl = np.concatenate(adl_parts) if adl_parts else np.zeros(0, np.dtype(list(ADL_FIELDS)))
     adl["account"] = order[adl["account"]]
+    # back to the book's order one array at a time, each processing-order copy freed as soon
+    # as it is scattered (peak: the state plus one array, not twice the state)
+    del product, key, flagged, auction_tic, auction_top
+    state = [u, c, n_liq, first, last, notional, penalties, bad]
+    del u, c, n_liq, first, last, notional, penalties, bad
+    scattered = []
+    while state:
+        scattered.append(scatter_nb(state.pop(0), order))
+    if len(funding_paid):
+        funding_paid = scatter_nb(funding_paid, order)
+    else:  # no funding settled: zeros (fresh pages, resident only once written)
+        funding_paid = np.zeros(n)
+    if flow is not None and flow.active:
+        deposited = scatter_nb(moving.deposited, order)
+        closed_step = scatter_nb(moving.closed_step, order)
+    else:
+        deposited, closed_step = np.zeros(n), np.full(n, -1, np.int32)
     return SimulationResult(
-        *(scatter_nb(a, order) for a in (u, c, n_liq, first, last, notional, penalties, bad,
-                                          funding_paid)),
+        *scattered,
+        funding_paid,
         step_metrics,
         records,
         adl,
         _scatter_rows(bands, order),
         moving.steps,
-        scatter_nb(moving.deposited, order),
-        scatter_nb(moving.closed_step, order),
+        deposited,
+        closed_step,
         None if impact_baseline is None else baseline,
     )
 
@@ -413,11 +443,35 @@ def _record_dtype() -> np.dtype:
     return np.dtype(list(RECORD_FIELDS))
 
 
-def _collect_records(count: int, rec_i: np.ndarray, rec_f: np.ndarray) -> np.ndarray:
-    out = np.empty(count, _record_dtype())
+def record_capacity(n: int, chunk_size: int = CHUNK_SIZE) -> int:
+    """Rows of the record buffer for ``n`` accounts: n / 16, at least 4 chunks, at most 4M.
+
+    A full buffer is flushed into the result and the kernel called again, so the size trades
+    a few more kernel calls for memory (104 bytes a row: 6.5 bytes per account, at most
+    436 MB); one step that needs more doubles it.
+    """
+    return min(max(4 * chunk_size, n // 16), 1 << 22)
+
+
+def _append_records(records: np.ndarray, count: int, rec_i: np.ndarray,
+                    rec_f: np.ndarray) -> np.ndarray:
+    """Append the buffer's first ``count`` rows to ``records`` (grown in place when it can).
+
+    ``ndarray.resize`` reallocates, which for a large (memory-mapped) block remaps it instead
+    of copying, so the records are never held twice, as a list of parts and their
+    concatenation would be.
+    """
+    if count == 0:
+        return records
+    start = len(records)
+    try:
+        records.resize(start + count, refcheck=False)
+    except ValueError:  # not the owner of its memory (e.g. the initial empty array's view)
+        records = np.concatenate([records, np.zeros(count, records.dtype)])
+    out = records[start:]
     for j, name in enumerate(REC_I_FIELDS):
         out[name] = rec_i[:count, j]
     for j, name in enumerate(REC_F_FIELDS):
         out[name] = rec_f[:count, j]
     out["notional"] = np.abs(out["units_closed"]) * out["fill_price"]
-    return out
+    return records

@@ -66,6 +66,8 @@ class Inputs:
     market: MarketInputs | None = None
     overrides: list[str] = field(default_factory=list)  # KEY=VALUE replacements of the file
     start_state: dict | None = None  # product, units, cash at the window start (arrivals: 0)
+    book_state: dict | None = None  # product, units, cash of each account once open
+    book_products: dict | None = None  # accounts per product name, once the frame is dropped
     flow: BookFlow | None = None  # arrivals during the window and cures
     as_happened: tuple | None = None  # (policy model, file path) of [market] as_happened_policy
 
@@ -168,6 +170,24 @@ def resolve_config(cfg: RunConfig, config_path: str | Path, store: str | Path | 
     return inputs
 
 
+def drop_book_columns(inputs: Inputs) -> None:
+    """Keep only what simulating and writing a run need of the book (issue 17: memory).
+
+    Once the state arrays are extracted (:func:`moving_book`: ``start_state``, ``book_state``
+    and the flow), :func:`execute` reads only ``account_id`` of the frame, and the accounts
+    per product (counted here, for the manifest): the other columns (about 50 bytes per
+    account) are dropped. A flow in which nothing moves (no arrival, close or responder) is
+    dropped too (17 bytes per account): the kernel and the result tables treat None the same
+    (arrivals -1, no margin, no closes).
+    """
+    frame = inputs.book.frame
+    inputs.book_products = {str(k): int(v)
+                            for k, v in frame["product"].value_counts().iter_rows()}
+    inputs.book = Book(frame.select("account_id"), inputs.book.meta, inputs.book.path)
+    if inputs.flow is not None and not inputs.flow.active:
+        inputs.flow = None
+
+
 def response_for(cfg: ResponseConfig, interval_seconds: int,
                  inclusion_minutes: float = 0.0) -> Response | None:
     """Return the kernel's cure parameters for a ``[response]`` section (None when off).
@@ -216,6 +236,8 @@ def moving_book(inputs: Inputs) -> tuple[dict, BookFlow]:
                                         exit_times_ms(inputs.book.frame))
     except ValueError as exc:
         raise BookError(str(exc), inputs.book.path) from None
+    inputs.book_state = {"product": book["product"], "units": book["units"],
+                         "cash": book["cash"]}
     return {"product": book["product"], "units": units0, "cash": cash0}, flow
 def as_happened_policy(name: str, policies: list, strategies=None) -> tuple:
     """Return ``(policy, path)`` of the as-happened policy: one of the run's, else a preset.
@@ -365,6 +387,7 @@ def execute(config_path: str | Path, runs: str | Path | None = None,
     check_output_dir(root, "runs directory")  # before minutes of simulation, not after
     inputs = resolve_inputs(config_path, store, strategies, events, overrides)
     check_inputs(inputs)
+    drop_book_columns(inputs)
     t_loaded = time.perf_counter()
     outcomes, compile_seconds = simulate_policies(inputs, show_progress)
     t_simulated = time.perf_counter()

@@ -209,6 +209,10 @@ def socialised_charges(
     n_steps = sm.shape[0]
     total = np.maximum(sm[:, StepMetric.SOCIALISED_LOSS], 0.0)
     part = perp_shortfall(sm)
+    if not np.any(part != 0.0) and not np.any(np.signbit(part)):
+        # nothing to share (every step's perp part is +0): the charges below are all +0, so
+        # skip the size events (tens of bytes per account at once on a large book)
+        return SocialisedCharges(np.zeros(len(product)), np.zeros(n_steps), total - 0.0)
     accounts, steps, delta = _size_events(product, units_open, arrival_step, records,
                                           adl_records, close_step)
     size = np.cumsum(np.bincount(steps, weights=delta, minlength=n_steps)[:n_steps])

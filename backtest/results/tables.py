@@ -15,11 +15,17 @@ table              one row per
 
 Every table carries ``run_id``; money columns end in ``_usd``; timestamps are UTC candle open
 times; ``step`` counts candles from 0 at the window start.
+
+Why over 400 lines: the per-account and per-event tables are built in parts
+(:func:`accounts_parts`, :func:`liquidations_parts`) so that a run of tens of millions of
+accounts writes them without holding them whole; the parts share the tables' column
+definitions, which stay in one place.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import numpy as np
 import polars as pl
@@ -190,6 +196,7 @@ def accounts_table(
     simulated_last_close: float,
     flow=None,
     closes: np.ndarray | None = None,
+    rows_per_part: int | None = None,
 ) -> pl.DataFrame:
     """Return the ``accounts`` rows of one policy.
 
@@ -212,70 +219,131 @@ def accounts_table(
     close). Status: ``open`` (never liquidated; a trader's own close does not change it),
     ``partially_liquidated`` (still holds a position or debt), ``closed``, or ``bankrupt``
     (left bad debt).
+
+    ``rows_per_part`` (default: all) builds the table in parts of that many accounts, each a
+    separate frame, concatenated at the end; :func:`accounts_parts` yields them one at a time
+    (to write a large run's table without holding it whole).
     """
-    units0, cash0 = book["units"], book["cash"]
-    n = len(units0)
-    arrival = np.full(n, -1, np.int64) if flow is None else flow.arrival_step
-    margin = np.zeros(n) if flow is None else flow.margin
-    initial_equity = np.where(arrival >= 0, margin, cash0 + units0 * first_open)
-    cure = res.deposited - margin
-    close_step = _closing(flow)
-    charges = socialised_for(res, book["product"], units0, arrival, close_step)
-    hold_price = np.full(n, float(last_close))
-    if close_step is not None and closes is not None:
+    parts = list(accounts_parts(run_id, policy, res, account_id, book, first_open, last_close,
+                                simulated_last_close, flow, closes, rows_per_part))
+    return parts[0] if len(parts) == 1 else pl.concat(parts)
+
+
+def accounts_parts(
+    run_id: str,
+    policy: str,
+    res: SimulationResult,
+    account_id: np.ndarray,
+    book: dict[str, np.ndarray],
+    first_open: float,
+    last_close: float,
+    simulated_last_close: float,
+    flow=None,
+    closes: np.ndarray | None = None,
+    rows_per_part: int | None = None,
+) -> Iterator[pl.DataFrame]:
+    """Yield the ``accounts`` rows of one policy (:func:`accounts_table`) in parts.
+
+    Each part holds ``rows_per_part`` consecutive accounts (the last one the rest; None: one
+    part). What needs the whole book (the socialised charges, auto-deleveraging totals) is
+    computed once; every column is built for one part at a time, so a part costs its own rows
+    only. Concatenated, the parts equal :func:`accounts_table`'s frame.
+    """
+    n = len(book["units"])
+    close_step_all = _closing(flow)
+    arrival_all = None if flow is None else flow.arrival_step
+    charges = socialised_for(res, book["product"], book["units"], _arrival(n, flow),
+                             close_step_all)
+    before = None
+    if close_step_all is not None and closes is not None:
         before = np.concatenate([[float(first_open)], np.asarray(closes, float)])
-        hold_price = np.where(close_step >= 0, before[np.maximum(close_step, 0)], hold_price)
     adl = res.adl_records
     adl_units, adl_paid = np.zeros(n), np.zeros(n)
     np.add.at(adl_units, adl["account"], adl["units_closed"])
     np.add.at(adl_paid, adl["account"], adl["transfer"])
-    status = np.zeros(n, np.uint32)  # index into STATUSES
-    status[np.isin(np.arange(n), adl["account"])] = STATUSES.index(STATUS_ADL)
-    liquidated = res.n_liquidations > 0
-    still_open = (res.units != 0.0) & ~((book["product"] == Product.LOAN) & (res.cash >= 0.0))
-    status[liquidated & still_open] = STATUSES.index(STATUS_PARTIAL)
-    status[liquidated & ~still_open] = STATUSES.index(STATUS_CLOSED)
-    status[res.bad_debt > 0.0] = STATUSES.index(STATUS_BANKRUPT)
-    return pl.DataFrame(
-        {
-            "run_id": _constant(run_id, n),
-            "policy": _constant(policy, n),
-            "account_id": account_id,
-            "product": _enum(book["product"], PRODUCTS),
-            "side": np.sign(units0).astype(np.int8),
-            "initial_notional_usd": np.abs(units0) * first_open,
-            "opened_step": arrival.astype(np.int32),
-            "initial_equity_usd": initial_equity,
-            "cure_usd": cure,
-            "hold_equity_usd": np.maximum(cash0 + cure + units0 * hold_price, 0.0),
-            "final_equity_usd": (res.cash + res.units * simulated_last_close
-                                 - charges.per_account),
-            "socialised_loss_usd": charges.per_account,
-            "final_units": res.units,
-            "final_cash_usd": res.cash,
-            "liquidations": res.n_liquidations,
-            "closed_step": res.closed_step,
-            "first_liquidation_step": res.first_step,
-            "last_liquidation_step": res.last_step,
-            "liquidated_notional_usd": res.liquidated_notional,
-            "penalties_usd": res.penalties_paid,
-            "bad_debt_usd": res.bad_debt,
-            "funding_paid_usd": res.funding_paid,
-            "soft_liquidation_loss_usd": _band(res, "soft_loss", n),
-            "soft_converted_units": _band(res, "soft_units", n),
-            "soft_proceeds_usd": _band(res, "soft_proceeds", n),
-            "adl_units_closed": adl_units,
-            "adl_paid_usd": adl_paid,
-            "status": _enum(status, STATUSES),
-        }
-    )
+    step = max(n, 1) if not rows_per_part else max(1, int(rows_per_part))
+    for lo in range(0, max(n, 1), step):
+        rows = slice(lo, min(n, lo + step))
+        m = rows.stop - rows.start
+        units0, cash0, product = book["units"][rows], book["cash"][rows], book["product"][rows]
+        arrival = np.full(m, -1, np.int64) if arrival_all is None else arrival_all[rows]
+        margin = np.zeros(m) if flow is None else flow.margin[rows]
+        initial_equity = np.where(arrival >= 0, margin, cash0 + units0 * first_open)
+        cure = res.deposited[rows] - margin
+        hold_price = np.full(m, float(last_close))
+        if before is not None:
+            close_step = close_step_all[rows]
+            hold_price = np.where(close_step >= 0, before[np.maximum(close_step, 0)],
+                                  hold_price)
+        status = np.zeros(m, np.uint32)  # index into STATUSES
+        status[np.isin(np.arange(rows.start, rows.stop), adl["account"])] = STATUSES.index(
+            STATUS_ADL)
+        r_units, r_cash, r_liq, r_bad = (res.units[rows], res.cash[rows],
+                                         res.n_liquidations[rows], res.bad_debt[rows])
+        liquidated = r_liq > 0
+        still_open = (r_units != 0.0) & ~((product == Product.LOAN) & (r_cash >= 0.0))
+        status[liquidated & still_open] = STATUSES.index(STATUS_PARTIAL)
+        status[liquidated & ~still_open] = STATUSES.index(STATUS_CLOSED)
+        status[r_bad > 0.0] = STATUSES.index(STATUS_BANKRUPT)
+        per_account = charges.per_account[rows]
+        yield pl.DataFrame(
+            {
+                "run_id": _constant(run_id, m),
+                "policy": _constant(policy, m),
+                "account_id": account_id[rows],
+                "product": _enum(product, PRODUCTS),
+                "side": np.sign(units0).astype(np.int8),
+                "initial_notional_usd": np.abs(units0) * first_open,
+                "opened_step": arrival.astype(np.int32),
+                "initial_equity_usd": initial_equity,
+                "cure_usd": cure,
+                "hold_equity_usd": np.maximum(cash0 + cure + units0 * hold_price, 0.0),
+                "final_equity_usd": (r_cash + r_units * simulated_last_close - per_account),
+                "socialised_loss_usd": per_account,
+                "final_units": r_units,
+                "final_cash_usd": r_cash,
+                "liquidations": r_liq,
+                "closed_step": res.closed_step[rows],
+                "first_liquidation_step": res.first_step[rows],
+                "last_liquidation_step": res.last_step[rows],
+                "liquidated_notional_usd": res.liquidated_notional[rows],
+                "penalties_usd": res.penalties_paid[rows],
+                "bad_debt_usd": r_bad,
+                "funding_paid_usd": res.funding_paid[rows],
+                "soft_liquidation_loss_usd": _band(res, "soft_loss", n)[rows],
+                "soft_converted_units": _band(res, "soft_units", n)[rows],
+                "soft_proceeds_usd": _band(res, "soft_proceeds", n)[rows],
+                "adl_units_closed": adl_units[rows],
+                "adl_paid_usd": adl_paid[rows],
+                "status": _enum(status, STATUSES),
+            }
+        )
 
 
 def liquidations_table(
     run_id: str, policy: str, res: SimulationResult, account_id: np.ndarray, timestamp_ms: np.ndarray
 ) -> pl.DataFrame:
     """Return the ``liquidations`` rows (one per event) of one policy."""
-    r = res.records
+    return next(liquidations_parts(run_id, policy, res, account_id, timestamp_ms))
+
+
+def liquidations_parts(
+    run_id: str, policy: str, res: SimulationResult, account_id: np.ndarray,
+    timestamp_ms: np.ndarray, rows_per_part: int | None = None,
+) -> Iterator[pl.DataFrame]:
+    """Yield the ``liquidations`` rows of one policy in parts of ``rows_per_part`` events.
+
+    None: one part, :func:`liquidations_table`'s frame; concatenated, the parts equal it.
+    """
+    n = len(res.records)
+    step = max(n, 1) if not rows_per_part else max(1, int(rows_per_part))
+    for lo in range(0, max(n, 1), step):
+        yield _liquidation_rows(run_id, policy, res.records[lo:lo + step], account_id,
+                                timestamp_ms)
+
+
+def _liquidation_rows(run_id: str, policy: str, r: np.ndarray, account_id: np.ndarray,
+                      timestamp_ms: np.ndarray) -> pl.DataFrame:
     return pl.DataFrame(
         {
             "run_id": _constant(run_id, len(r)),

@@ -32,13 +32,17 @@ from backtest.kernels.enums import StepMetric
 from backtest.provenance import file_sha256, package_versions, peak_rss_mb
 from backtest.results.metrics import SINGLE_ASSET
 from backtest.results.tables import (
-    accounts_table,
+    accounts_parts,
     adl_table,
-    liquidations_table,
+    liquidations_parts,
     policies_table,
     prices_table,
     steps_table,
 )
+
+
+#: Rows of the accounts and liquidations tables built and written at a time (one row group).
+ROWS_PER_PART = 1 << 20
 
 
 class RunFiles:
@@ -158,7 +162,8 @@ def write_run(run_dir: Path, run_id: str, created: datetime, inputs, outcomes, t
     """
     arrays = inputs.window.arrays()
     ts, close = arrays["timestamp"], arrays["close"]
-    book = inputs.book.arrays()
+    # each account's position once open: kept by the run (no second copy of the book's state)
+    book = getattr(inputs, "book_state", None) or inputs.book.arrays()
     account_id = inputs.book.frame["account_id"].to_numpy()
     gas, gas_info = inputs.market.gas_usd, inputs.market.gas_info
     t0 = time.perf_counter()
@@ -168,13 +173,17 @@ def write_run(run_dir: Path, run_id: str, created: datetime, inputs, outcomes, t
             [steps_table(run_id, o.name, o.result, ts, close, arrays["low"], inputs.start_state,
                          gas, inputs.flow)
              for o in outcomes]))
-        out.table("accounts", pl.concat(
-            [accounts_table(run_id, o.name, o.result, account_id, book, arrays["open"][0],
-                            close[-1], close[-1] * o.result.step_metrics[-1, StepMetric.PRICE_FACTOR],
-                            inputs.flow, close)
-             for o in outcomes]))
-        out.table("liquidations", pl.concat(
-            [liquidations_table(run_id, o.name, o.result, account_id, ts) for o in outcomes]))
+        # the per-account and per-event tables are written in parts (row groups), so a
+        # large run never holds one of them whole
+        for o in outcomes:
+            for part in accounts_parts(
+                    run_id, o.name, o.result, account_id, book, arrays["open"][0], close[-1],
+                    close[-1] * o.result.step_metrics[-1, StepMetric.PRICE_FACTOR],
+                    inputs.flow, close, ROWS_PER_PART):
+                out.append("accounts", part)
+            for part in liquidations_parts(run_id, o.name, o.result, account_id, ts,
+                                           ROWS_PER_PART):
+                out.append("liquidations", part)
         out.table("adl", pl.concat(
             [adl_table(run_id, o.name, o.result, account_id, ts) for o in outcomes]))
         policy_rows = [(o.name, o.policy.model_dump(mode="json"), file_sha256(o.path))
@@ -244,7 +253,8 @@ def _manifest(run_id, created, inputs, policy_rows, timings, runtime, sha) -> di
             "sha256": sha(inputs.book.path),
             "accounts": len(inputs.book),
             "meta": inputs.book.meta,
-            "products": _counts(inputs.book.frame, "product"),
+            "products": (getattr(inputs, "book_products", None)
+                         or _counts(inputs.book.frame, "product")),
         },
         "policies": [{"name": n, "parameters": p, "file_sha256": h} for n, p, h in policy_rows],
         "execution": cfg.execution.model_dump(),
