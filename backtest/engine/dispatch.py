@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backtest.engine.book_flow import BookFlow, kernel_flow, no_kernel_flow
+from backtest.engine.decoupled import PATHS, run_decoupled
 from backtest.jit_compat import kernel_records
 from backtest.kernels.adl_nb import auto_deleverage_nb
 from backtest.kernels.bands_nb import place_bands_nb
@@ -100,6 +101,7 @@ def simulate(
     mark: np.ndarray | None = None,
     flow: BookFlow | None = None,
     impact_baseline: np.ndarray | None = None,
+    path: str = "auto",
 ) -> SimulationResult:
     """Run one policy over every step of ``prices``.
 
@@ -149,6 +151,11 @@ def simulate(
         Net liquidation flow per step already carried by the historical prices (the
         as-happened policy's ``NET_FLOW``), USD; impact and cascade feedback use this policy's
         net flow minus it (:mod:`backtest.kernels.impact_nb`). Default: zeros.
+    path : {"auto", "time-major", "decoupled"}
+        ``"auto"``: a decoupled run (accounts do not interact: :mod:`backtest.engine.decoupled`)
+        walks each account to its liquidations by first-passage search, the same results bit
+        for bit; any other run steps time-major. ``"time-major"`` always steps;
+        ``"decoupled"`` raises ``ValueError`` unless the decoupled path is taken.
 
     Returns
     -------
@@ -159,6 +166,8 @@ def simulate(
     ValueError
         Inconsistent inputs (depth, volume, mark or risk shapes; arrivals with soft bands).
     """
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {PATHS}, got {path!r}")
     n = len(units)
     n_steps = len(prices)
     product = np.require(product, np.int8, ["C_CONTIGUOUS", "WRITEABLE"])
@@ -244,6 +253,15 @@ def simulate(
     buffers = RecordBuffers(rec_len, rec_i, rec_f)
     policy_rec, market_rec = kernel_records(policy), kernel_records(market)
     t = 0
+    taken = None if path == "time-major" else run_decoupled(
+        path == "decoupled", tape, accounts, totals, market_state, step_metrics, policy, market,
+        flow is not None and flow.active, int(trigger_mode), int(fill_mode), chunk_size)
+    if taken is not None:  # the decoupled path filled the state, totals and metrics
+        rec_i, rec_f = taken
+        rec_len[0] = len(rec_i)
+        t = n_steps
+        if progress is not None:
+            progress(n_steps)
     while t < n_steps:
         stop = min(n_steps, t + block_steps)
         reached = run_steps_nb(t, stop, tape, accounts, totals, buffers, moving, market_state,

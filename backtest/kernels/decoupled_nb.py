@@ -1,0 +1,468 @@
+"""Position-major first-passage kernels for decoupled runs of the single-asset engine.
+
+A run is *decoupled* when no account's outcome depends on another's: no market impact or
+cascade feedback, an oracle whose path is fixed by the tape (market candles or mark prices), a
+static book, no keeper latency, profit test, capital or volume budget, no cooldown, no
+pre-emptive overlay, no funding, margin scale 1 at every step, and a HARD, PARTIAL or
+GRADUATED policy (the driver :mod:`backtest.engine.decoupled` checks all of this). Then the
+time-major step loop of :func:`backtest.kernels.steps_nb.run_steps_nb` can be replaced by a
+walk of each account on its own through its liquidation events, in parallel over accounts,
+followed by deterministic bookkeeping that rebuilds the step loop's aggregates in its order.
+
+Exactness. In such a run the step loop decides account ``i`` at step ``t`` only when its
+trigger-key filter holds, ``k >= lo_key[t] or (k < 0 and -k <= hi_key[t])`` with ``k`` the
+account's current key and ``lo_key``, ``hi_key`` the step's filter bounds (a chunk is visited
+whenever one of its accounts passes, as its bounds are the largest keys of its accounts,
+refreshed after each step that changed one). Account state changes only at the account's own
+liquidations, so between two of them ``k`` is constant, and the next step the loop can act on
+is the *first passage* ``t* = min {t >= t0 : lo_key[t] <= k}`` (and, for ``k < 0``, ``min {t
+>= t0 : -hi_key[t] <= k}``), where ``t0`` is the step after the last event. At ``t*`` the
+kernel takes the same decision as the step loop, with the same floating-point expressions
+(:func:`_decide_nb` mirrors the step loop's decision for the supported families); if the exact
+equity test fails there (the filter has a relative slack of ``KEY_SLACK``) the search resumes
+at ``t* + 1``. Steps skipped by the search fail the filter, where the step loop does nothing
+to the account. The first passage is found with a sparse table of range minima
+(``table[j, t] = min a[t : t + 2^j]``) by binary lifting, O(log T) per query, after an O(1)
+test against the suffix minimum that settles accounts that never trigger.
+
+A liquidatable account the policy would not reduce (a size of 0 units) is counted as waiting
+by the step loop only in chunks that some other account's liquidation made it visit, which is
+not an account-local rule: the kernels report it and the driver falls back to the step loop
+(also, conservatively, when auto-deleveraging is the waterfall and a perp leaves bad debt).
+
+Order of results. :func:`decoupled_count_nb` walks every account without writing anything
+but the number of events per (chunk, step); their prefix sum over (step, chunk) gives every
+event its slot in the step loop's record order (by step, then chunk, then account: accounts
+of a chunk are walked in order). :func:`decoupled_apply_nb` walks again and writes the final
+state, the per-account totals and each record in its slot. :func:`decoupled_metrics_nb` sums
+the per-step aggregates per (step, chunk) in account order and then over chunks in chunk
+order, as the step loop does, so every float is bit-identical; the insurance-fund waterfall
+then runs serially over the steps (:func:`decoupled_waterfall_nb`). Each kernel opens one
+parallel region (over chunks, or over steps for the aggregates), and the work assigned to an
+index does not depend on the thread count, so neither do the results.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backtest._jit import njit, njit_parallel, prange
+from backtest.kernels.enums import (
+    N_SUMMED_METRICS,
+    PolicyFamily,
+    Product,
+    StepMetric,
+)
+from backtest.kernels.liquidation_nb import (
+    KEY_SLACK,
+    _insurance_waterfall_nb,
+    apply_liquidation_nb,
+    clears_debt_nb,
+    fill_price_nb,
+    health_nb,
+    penalty_rate_nb,
+    trigger_key_nb,
+    units_to_close_nb,
+)
+
+_LOAN = int(Product.LOAN)
+_PERP = int(Product.PERP)
+_N_SUMMED = N_SUMMED_METRICS
+_N_LIQ = int(StepMetric.N_LIQUIDATIONS)
+_N_CLOSED = int(StepMetric.N_CLOSED)
+_N_BANKRUPT = int(StepMetric.N_BANKRUPT)
+_NOTIONAL = int(StepMetric.LIQUIDATED_NOTIONAL)
+_KEEPER = int(StepMetric.KEEPER_FEES)
+_INSURANCE = int(StepMetric.INSURANCE_FEES)
+_BAD_DEBT = int(StepMetric.BAD_DEBT)
+_CASH_PERP = int(StepMetric.CASH_DELTA_PERP)
+_CASH_LOAN = int(StepMetric.CASH_DELTA_LOAN)
+_UNITS_LONG = int(StepMetric.UNITS_DELTA_PERP_LONG)
+_UNITS_SHORT = int(StepMetric.UNITS_DELTA_PERP_SHORT)
+_UNITS_LOAN = int(StepMetric.UNITS_DELTA_LOAN)
+_NET_FLOW = int(StepMetric.NET_FLOW)
+_IMPACT_COST = int(StepMetric.IMPACT_COST)
+_BAD_LONG = int(StepMetric.BAD_DEBT_PERP_LONG)
+_BAD_SHORT = int(StepMetric.BAD_DEBT_PERP_SHORT)
+_BANKRUPT_UNITS_LONG = int(StepMetric.BANKRUPT_UNITS_LONG)
+_BANKRUPT_UNITS_SHORT = int(StepMetric.BANKRUPT_UNITS_SHORT)
+_PRICE_FACTOR = int(StepMetric.PRICE_FACTOR)
+_EXEC_FACTOR = int(StepMetric.EXECUTION_FACTOR)
+_ORACLE = int(StepMetric.ORACLE_PRICE)
+_SLICE = int(StepMetric.SLICE_FACTOR)
+_MARGIN_SCALE = int(StepMetric.MARGIN_SCALE)
+_HARD = int(PolicyFamily.HARD)
+
+#: Walk outcomes (second column of the kernels' ``flags``, one row per chunk).
+STATUS_OK = 0
+#: A liquidatable account that the policy sizes at 0 units: the driver uses the step loop.
+STATUS_WAITING = 1
+#: A perp left bad debt under the auto-deleveraging waterfall: likewise.
+STATUS_PERP_BAD_DEBT = 2
+
+
+@njit
+def filter_bounds_nb(x_long, x_short, scale, m_perp):
+    """Return the step loop's trigger-key filter bounds, each shape (T,) float64.
+
+    ``lo`` is the step loop's ``lo_key`` and ``neg_hi`` its ``-hi_key``, evaluated with the
+    same expressions (no predictive shift: ``widen = 1``), so a long or short key ``k``
+    passes the filter at step ``t`` iff ``lo[t] <= k`` or ``k < 0 and neg_hi[t] <= k``.
+
+    Parameters
+    ----------
+    x_long, x_short : ndarray, shape (T,), float64
+        Decision prices of longs and shorts per step, USD per unit.
+    scale : ndarray, shape (T,), float64
+        Perp maintenance margin scale per step (``RiskInput.MARGIN_SCALE``).
+    m_perp : float
+        The policy's perp maintenance rate, fraction of notional.
+    """
+    n = x_long.shape[0]
+    lo = np.empty(n)
+    neg_hi = np.empty(n)
+    widen = np.exp(0.0)
+    for t in range(n):
+        m_step = m_perp * scale[t]
+        lo[t] = x_long[t] * min(1.0, (1.0 - m_step) / (1.0 - m_perp)) / widen * (
+            1.0 - KEY_SLACK)
+        hi = x_short[t] * max(1.0, (1.0 + m_step) / (1.0 + m_perp)) * widen * (1.0 + KEY_SLACK)
+        neg_hi[t] = -hi
+    return lo, neg_hi
+
+
+@njit
+def passage_table_nb(a):
+    """Return the sparse table of range minima of ``a`` and its suffix minima.
+
+    Parameters
+    ----------
+    a : ndarray, shape (T,), float64
+        Values per step (no NaN).
+
+    Returns
+    -------
+    table : ndarray, shape (L, T), float64
+        ``table[j, t] = min(a[t : t + 2^j])`` (``inf`` where the range passes the end), ``L =
+        floor(log2 T) + 1``.
+    suffix : ndarray, shape (T + 1,), float64
+        ``suffix[t] = min(a[t:])``, ``suffix[T] = inf``.
+    """
+    n = a.shape[0]
+    levels = 1
+    while (1 << levels) <= n:
+        levels += 1
+    table = np.full((levels, max(n, 1)), np.inf)
+    for t in range(n):
+        table[0, t] = a[t]
+    for j in range(1, levels):
+        half = 1 << (j - 1)
+        for t in range(n - (1 << j) + 1):
+            table[j, t] = min(table[j - 1, t], table[j - 1, t + half])
+    suffix = np.full(n + 1, np.inf)
+    for t in range(n - 1, -1, -1):
+        suffix[t] = min(a[t], suffix[t + 1])
+    return table, suffix
+
+
+@njit
+def first_at_most_nb(table, suffix, t0, k):
+    """Return the first step ``t >= t0`` with ``a[t] <= k``, or T if there is none.
+
+    Binary lifting on :func:`passage_table_nb`: with every value of ``a[t0:t]`` above ``k``,
+    a block ``[t, t + 2^j)`` whose minimum is above ``k`` is skipped, for ``j`` from the
+    largest level down; the answer's distance from ``t0`` is below ``2^L``, so one pass over
+    the levels reaches it (O(log T)). ``suffix`` answers "never" in O(1).
+    """
+    n = suffix.shape[0] - 1
+    if t0 >= n or suffix[t0] > k:
+        return n
+    t = t0
+    for j in range(table.shape[0] - 1, -1, -1):
+        if t + (1 << j) <= n and table[j, t] > k:
+            t += 1 << j
+    return t
+
+
+@njit
+def _decide_nb(prod, u, c, k, x, o, lo, hi, cl, fill_mode, pol):
+    """Size the liquidation of an account that failed the exact equity test.
+
+    The step loop's decision (:func:`backtest.kernels.steps_nb._decide_nb`) for HARD,
+    PARTIAL and GRADUATED policies without latency, profit test, cooldown or pre-emption, at
+    margin scale 1 (so the step's rates are the base rates). Returns ``(decision... fill
+    price, units to close (>= 0), penalty rate, maintenance rate)``.
+    """
+    (family, m_rate, t_rate, p_rate, close_factor, full_close_health, tier_health,
+     tier_fraction, size_rules, penalty_model, penalty_cap, seize_all, _) = pol
+    m = m_rate[prod]
+    m_base = m_rate[prod]
+    k_step = k * (1.0 - m_base) / (1.0 - m) if u > 0.0 else k * (1.0 + m_base) / (1.0 + m)
+    p = fill_price_nb(fill_mode, u, k_step, x, o, lo, hi, cl)
+    pen = p_rate[prod]
+    if prod == _LOAN:
+        pen = penalty_rate_nb(penalty_model, pen, penalty_cap, health_nb(prod, u, c, p, m),
+                              full_close_health)
+    d = units_to_close_nb(family, prod, u, c, p, m, t_rate[prod], pen, close_factor,
+                          full_close_health, tier_health, tier_fraction, size_rules, seize_all)
+    return p, max(d, 0.0), pen, m
+
+
+@njit
+def _walk_nb(i, ch, product, units, cash, key, tape, tables, pol, fill_mode, adl, write,
+             counts, cursor, totals, rec_i, rec_f, cash_delta):
+    """Walk account ``i`` (of chunk ``ch``) through its liquidation events; return a status.
+
+    Counts each event in ``counts[ch, t]``; with ``write`` also stores the account's final
+    state and totals and each event's record at ``cursor[ch, t]`` (then advanced).
+    """
+    o, hi, lo, cl, x_long, x_short = tape
+    lo_table, lo_suffix, sh_table, sh_suffix = tables
+    keeper_share = pol[12]
+    n_liquidations, first_step, last_step, notional_sum, penalties, bad_sum = totals
+    prod = product[i]
+    u = units[i]
+    c = cash[i]
+    k = key[i]
+    t0 = 0
+    while True:
+        t = first_at_most_nb(lo_table, lo_suffix, t0, k)
+        if k < 0.0:
+            t = min(t, first_at_most_nb(sh_table, sh_suffix, t0, k))
+        if t >= lo_suffix.shape[0] - 1:
+            break
+        t0 = t + 1
+        x = x_long[t] if u > 0.0 else x_short[t]
+        m_rate = pol[1]
+        if not (c + u * x < m_rate[prod] * abs(u) * x):  # the exact test: not liquidatable
+            continue
+        p, d, pen, m = _decide_nb(prod, u, c, k, x, o[t], lo[t], hi[t], cl[t], fill_mode, pol)
+        if not d > 0.0:
+            return STATUS_WAITING
+        exec_factor = 1.0  # no impact model
+        pe = p * exec_factor
+        h = health_nb(prod, u, c, p, m)
+        clears = clears_debt_nb(prod, u, c, d, pe, pen)
+        u2, c2, signed, keeper, ins, bad = apply_liquidation_nb(u, c, d, pe, pen, keeper_share,
+                                                                clears)
+        if adl and bad > 0.0 and prod != _LOAN:
+            return STATUS_PERP_BAD_DEBT
+        counts[ch, t] += 1
+        if write:
+            notional = d * pe
+            n_liquidations[i] += 1
+            if first_step[i] < 0:
+                first_step[i] = t
+            last_step[i] = t
+            notional_sum[i] += notional
+            penalties[i] += keeper + ins
+            bad_sum[i] += bad
+            j = cursor[ch, t]
+            cursor[ch, t] = j + 1
+            rec_i[j, 0] = t
+            rec_i[j, 1] = i
+            rec_i[j, 2] = 1 if (u2 == 0.0 or clears) else 0
+            rec_i[j, 3] = 0
+            rec_i[j, 4] = 0
+            rec_f[j, 0] = signed
+            rec_f[j, 1] = pe
+            rec_f[j, 2] = keeper
+            rec_f[j, 3] = ins
+            rec_f[j, 4] = bad
+            rec_f[j, 5] = h
+            rec_f[j, 6] = c2 + u2 * pe
+            rec_f[j, 7] = p
+            cash_delta[j] = c2 - c
+        u = u2
+        c = c2
+        k = trigger_key_nb(u2, c2, m_rate[prod])
+    if write:
+        units[i] = u
+        cash[i] = c
+        key[i] = k
+    return STATUS_OK
+
+
+@njit_parallel
+def decoupled_count_nb(product, units, cash, key, tape, tables, pol, fill_mode, adl,
+                       chunk_size, counts, flags):
+    """Count every account's liquidation events per (chunk, step); change nothing else.
+
+    Parameters
+    ----------
+    product : ndarray, shape (N,), int8
+    units, cash, key : ndarray, shape (N,), float64
+        Accounts in processing order: asset units, USD, trigger keys (read only here).
+    tape : tuple of six ndarrays, shape (T,), float64
+        Open, high, low, close, and the longs' and shorts' decision prices, USD per unit.
+    tables : tuple
+        ``(lo_table, lo_suffix, neg_hi_table, neg_hi_suffix)`` from :func:`passage_table_nb`
+        over :func:`filter_bounds_nb`'s bounds.
+    pol : tuple
+        Policy fields (:func:`backtest.engine.decoupled.policy_tuple`).
+    fill_mode : int
+        :class:`backtest.kernels.FillPrice` (CLOSE for a mark-price oracle).
+    adl : bool
+        Auto-deleveraging is the waterfall (a perp's bad debt stops the walk).
+    chunk_size : int
+        Accounts per chunk, as in the step loop.
+    counts : ndarray, shape (n_chunks, T), int64
+        Zeros; receives the number of events per chunk and step.
+    flags : ndarray, shape (n_chunks,), int64
+        Receives each chunk's worst status (0: all walked).
+    """
+    n = units.shape[0]
+    empty_i = np.empty((0, 5), np.int64)
+    empty_f = np.empty((0, 8))
+    for ch in prange(counts.shape[0]):
+        totals = (np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.int32),
+                  np.empty(0), np.empty(0), np.empty(0))
+        status = STATUS_OK
+        for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
+            status = _walk_nb(i, ch, product, units, cash, key, tape, tables, pol, fill_mode,
+                              adl, False, counts, counts, totals, empty_i, empty_f,
+                              np.empty(0))
+            if status != STATUS_OK:
+                break
+        flags[ch] = status
+
+
+@njit
+def record_slots_nb(counts):
+    """Return each (chunk, step)'s first record slot: records by step, then chunk.
+
+    Parameters
+    ----------
+    counts : ndarray, shape (n_chunks, T), int64
+        Events per chunk and step (:func:`decoupled_count_nb`).
+
+    Returns
+    -------
+    ndarray, shape (n_chunks, T), int64
+        Slot of the first record of each (chunk, step); the total is ``counts.sum()``.
+    """
+    n_chunks, n_steps = counts.shape
+    slots = np.empty((n_chunks, n_steps), np.int64)
+    total = 0
+    for t in range(n_steps):
+        for ch in range(n_chunks):
+            slots[ch, t] = total
+            total += counts[ch, t]
+    return slots
+
+
+@njit_parallel
+def decoupled_apply_nb(product, units, cash, key, tape, tables, pol, fill_mode, chunk_size,
+                       totals, slots, rec_i, rec_f, cash_delta):
+    """Walk every account again, writing its final state, totals and records in place.
+
+    ``totals`` is ``(n_liquidations, first_step, last_step, liquidated_notional,
+    penalties_paid, bad_debt)`` (shape (N,) each, as the step loop's), ``slots`` the output
+    of :func:`record_slots_nb` (advanced to each (chunk, step)'s end), ``rec_i`` / ``rec_f``
+    the record rows (step loop layout: ``REC_I_FIELDS`` / ``REC_F_FIELDS``), ``cash_delta``
+    each record's change of the account's cash, USD. Other arguments as
+    :func:`decoupled_count_nb`.
+    """
+    n = units.shape[0]
+    for ch in prange(slots.shape[0]):
+        scratch = np.zeros((1, slots.shape[1]), np.int64)
+        for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
+            _walk_nb(i, 0, product, units, cash, key, tape, tables, pol, fill_mode, False,
+                     True, scratch, slots[ch:ch + 1], totals, rec_i, rec_f, cash_delta)
+
+
+@njit_parallel
+def decoupled_metrics_nb(product, counts, slots, rec_i, rec_f, cash_delta, x_long, scale,
+                         step_out):
+    """Fill the per-step aggregates of ``step_out`` from the records, as the step loop sums.
+
+    Per step (in parallel over steps; each writes its own row): each chunk with records
+    sums them in account order from 0, and the chunk sums are added to the row in chunk order
+    (:func:`backtest.kernels.steps_nb.run_steps_nb`, pass 2); the net flow at the decision
+    price likewise. Then the step's price, execution and slice factors (1: no impact, no
+    budgets), margin scale and oracle price.
+
+    Parameters
+    ----------
+    product : ndarray, shape (N,), int8
+        Products in processing order.
+    counts, slots : ndarray, shape (n_chunks, T), int64
+        Records per (chunk, step) and the slot after each group's last (after
+        :func:`decoupled_apply_nb`).
+    rec_i, rec_f, cash_delta : ndarray
+        The records (:func:`decoupled_apply_nb`).
+    x_long, scale : ndarray, shape (T,), float64
+        The longs' decision price, USD per unit, and the perp margin scale per step.
+    step_out : ndarray, shape (T, N_STEP_METRICS), float64
+        Zeros; filled except the insurance waterfall's columns.
+    """
+    n_chunks, n_steps = counts.shape
+    for t in prange(n_steps):
+        acc = np.zeros(_N_SUMMED)
+        total_flow = 0.0
+        for ch in range(n_chunks):
+            cnt = counts[ch, t]
+            if cnt == 0:
+                continue
+            for kk in range(_N_SUMMED):
+                acc[kk] = 0.0
+            flow = 0.0
+            for j in range(slots[ch, t] - cnt, slots[ch, t]):
+                signed = rec_f[j, 0]
+                pe = rec_f[j, 1]
+                keeper = rec_f[j, 2]
+                ins = rec_f[j, 3]
+                bad = rec_f[j, 4]
+                p = rec_f[j, 7]
+                d = abs(signed)
+                long_side = signed > 0.0
+                prod = product[rec_i[j, 1]]
+                flow += -d * p if long_side else d * p
+                acc[_N_LIQ] += 1.0
+                if rec_i[j, 2] != 0:
+                    acc[_N_CLOSED] += 1.0
+                if bad > 0.0:
+                    acc[_N_BANKRUPT] += 1.0
+                acc[_NOTIONAL] += d * pe
+                acc[_KEEPER] += keeper
+                acc[_INSURANCE] += ins
+                acc[_BAD_DEBT] += bad
+                if bad > 0.0 and prod != _LOAN:
+                    if long_side:
+                        acc[_BAD_LONG] += bad
+                        acc[_BANKRUPT_UNITS_LONG] += d
+                    else:
+                        acc[_BAD_SHORT] += bad
+                        acc[_BANKRUPT_UNITS_SHORT] += d
+                acc[_IMPACT_COST] += d * (p - pe) if long_side else d * (pe - p)
+                if prod == _LOAN:
+                    acc[_CASH_LOAN] += cash_delta[j]
+                    acc[_UNITS_LOAN] -= signed
+                else:
+                    acc[_CASH_PERP] += cash_delta[j]
+                    if long_side:
+                        acc[_UNITS_LONG] -= signed
+                    else:
+                        acc[_UNITS_SHORT] -= signed
+            for kk in range(_N_SUMMED):
+                step_out[t, kk] += acc[kk]
+            total_flow += flow + 0.0
+        step_out[t, _SLICE] = 1.0
+        step_out[t, _MARGIN_SCALE] = scale[t]
+        step_out[t, _PRICE_FACTOR] = 1.0
+        step_out[t, _EXEC_FACTOR] = 1.0
+        step_out[t, _ORACLE] = x_long[t]
+        step_out[t, _NET_FLOW] = total_flow
+
+
+@njit
+def decoupled_waterfall_nb(step_out, market_state, waterfall):
+    """Run the insurance-fund waterfall over every step in order (the step loop's, serial).
+
+    Returns the first step that left an auto-deleveraging pending, or -1 (none).
+    """
+    last = step_out.shape[0] - 1
+    for t in range(step_out.shape[0]):
+        if _insurance_waterfall_nb(t, step_out, market_state, waterfall, last):
+            return t
+    return -1
