@@ -6,8 +6,7 @@ event, one parallel region per kernel). :func:`decoupled_reason` says why a run 
 :func:`run_decoupled` runs one that is and fills the same arrays the step loop would, bit for
 bit (records in the same order, per-step aggregates summed in the same order, the insurance
 fund's running balance), or returns None when the walk met a case only the step loop models
-(a liquidatable account sized at 0 units, or bad debt on a perp with auto-deleveraging as the
-waterfall) and has changed nothing.
+(bad debt on a perp with auto-deleveraging as the waterfall) and has changed nothing.
 
 ``simulate(..., path=...)`` picks: ``"auto"`` (default) takes this path whenever
 :func:`decoupled_reason` is None and the walk completes; ``"time-major"`` always steps; and
@@ -21,7 +20,6 @@ import numpy as np
 
 from backtest.kernels.decoupled_nb import (
     STATUS_OK,
-    STATUS_WAITING,
     decoupled_apply_nb,
     decoupled_count_nb,
     decoupled_metrics_nb,
@@ -173,20 +171,22 @@ def run_decoupled(required: bool, tape: TapeInputs, accounts: AccountState,
     n, n_steps = len(units), len(x_long)
     n_chunks = (n + chunk_size - 1) // chunk_size
     counts = np.zeros((n_chunks, n_steps), np.int64)
+    waits = np.zeros((n_chunks, n_steps), np.int64)
     flags = np.zeros(n_chunks, np.int64)
     adl = int(rec["waterfall"]) == Waterfall.ADL
     before = numba.set_parallel_chunksize(1)  # chunks differ in work: hand them out one by one
     try:
         decoupled_count_nb(product, units, cash, key, kernel_tape, tables, pol, eff_fill, adl,
-                           chunk_size, counts, flags)
+                           chunk_size, counts, waits, flags)
         if np.any(flags != STATUS_OK):
             if required:
-                what = ("a liquidatable account sized at 0 units (it waits in the step loop)"
-                        if np.any(flags == STATUS_WAITING) else
-                        "bad debt on a perp with auto-deleveraging as the waterfall")
-                raise ValueError(f"path='decoupled' but the run needs the step loop: {what}")
+                raise ValueError("path='decoupled' but the run needs the step loop: bad debt "
+                                 "on a perp with auto-deleveraging as the waterfall")
             return None
         slots = record_slots_nb(counts)
+        waits[counts == 0] = 0  # the step loop counts waits only in the chunks it visits
+        wait_slots = record_slots_nb(waits)
+        wait_equity = np.empty(int(waits.sum()))
         n_records = int(counts.sum())
         rec_i = np.empty((n_records, len(REC_I_FIELDS)), np.int64)
         rec_f = np.empty((n_records, len(REC_F_FIELDS)), np.float64)
@@ -194,9 +194,10 @@ def run_decoupled(required: bool, tape: TapeInputs, accounts: AccountState,
         kernel_totals = (totals.n_liquidations, totals.first_step, totals.last_step,
                          totals.liquidated_notional, totals.penalties_paid, totals.bad_debt)
         decoupled_apply_nb(product, units, cash, key, kernel_tape, tables, pol, eff_fill,
-                           chunk_size, kernel_totals, slots, rec_i, rec_f, cash_delta)
-        decoupled_metrics_nb(product, counts, slots, rec_i, rec_f, cash_delta, x_long, scale,
-                             step_out)
+                           chunk_size, counts, kernel_totals, slots, wait_slots, rec_i, rec_f,
+                           cash_delta, wait_equity)
+        decoupled_metrics_nb(product, counts, slots, rec_i, rec_f, cash_delta, waits,
+                             wait_slots, wait_equity, x_long, scale, step_out)
     finally:
         numba.set_parallel_chunksize(before)
     pending = decoupled_waterfall_nb(step_out, market_state, int(rec["waterfall"]))

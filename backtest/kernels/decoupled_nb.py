@@ -25,10 +25,13 @@ to the account. The first passage is found with a sparse table of range minima
 (``table[j, t] = min a[t : t + 2^j]``) by binary lifting, O(log T) per query, after an O(1)
 test against the suffix minimum that settles accounts that never trigger.
 
-A liquidatable account the policy would not reduce (a size of 0 units) is counted as waiting
-by the step loop only in chunks that some other account's liquidation made it visit, which is
-not an account-local rule: the kernels report it and the driver falls back to the step loop
-(also, conservatively, when auto-deleveraging is the waterfall and a perp leaves bad debt).
+A liquidatable account the policy would not reduce (a size of 0 units, e.g. a partial
+liquidation filled at a price where the account is already above its target) *waits*: the
+step loop leaves it as it is and counts it (``N_WAITING``, ``WAITING_NEGATIVE_EQUITY``) only
+at steps when some liquidation in its chunk made the loop visit the chunk; the kernels count
+waits per (chunk, step) and keep those of visited chunks, in account order. Auto-deleveraging
+couples accounts (it closes counterparties): when it is the waterfall and a perp leaves bad
+debt, the kernels report it and the driver falls back to the step loop.
 
 Order of results. :func:`decoupled_count_nb` walks every account without writing anything
 but the number of events per (chunk, step); their prefix sum over (step, chunk) gives every
@@ -92,13 +95,13 @@ _ORACLE = int(StepMetric.ORACLE_PRICE)
 _SLICE = int(StepMetric.SLICE_FACTOR)
 _MARGIN_SCALE = int(StepMetric.MARGIN_SCALE)
 _HARD = int(PolicyFamily.HARD)
+_N_WAITING = int(StepMetric.N_WAITING)
+_WAITING_EQUITY = int(StepMetric.WAITING_NEGATIVE_EQUITY)
 
 #: Walk outcomes (second column of the kernels' ``flags``, one row per chunk).
 STATUS_OK = 0
-#: A liquidatable account that the policy sizes at 0 units: the driver uses the step loop.
-STATUS_WAITING = 1
-#: A perp left bad debt under the auto-deleveraging waterfall: likewise.
-STATUS_PERP_BAD_DEBT = 2
+#: A perp left bad debt under the auto-deleveraging waterfall: the driver uses the step loop.
+STATUS_PERP_BAD_DEBT = 1
 
 
 @njit
@@ -209,84 +212,100 @@ def _decide_nb(prod, u, c, k, x, o, lo, hi, cl, fill_mode, pol):
 
 
 @njit
-def _walk_nb(i, ch, product, units, cash, key, tape, tables, pol, fill_mode, adl, write,
-             counts, cursor, totals, rec_i, rec_f, cash_delta):
-    """Walk account ``i`` (of chunk ``ch``) through its liquidation events; return a status.
+def _walk_nb(start, stop, ch, product, units, cash, key, tape, tables, pol, fill_mode, adl,
+             write, counts, waits, cursor, wait_cursor, totals, rec_i, rec_f, cash_delta,
+             wait_equity):
+    """Walk accounts ``start..stop`` (of chunk ``ch``) through their liquidation events.
 
-    Counts each event in ``counts[ch, t]``; with ``write`` also stores the account's final
-    state and totals and each event's record at ``cursor[ch, t]`` (then advanced).
+    Without ``write``, counts each event in ``counts[ch, t]`` and each *wait* (liquidatable,
+    sized at 0 units: nothing happens to the account) in ``waits[ch, t]``. With ``write``,
+    stores each account's final state and totals, each event's record at ``cursor[ch, t]``
+    and, where ``counts[ch, t] > 0`` (the step loop visits the chunk then, and counts the
+    waits), each wait's negative equity at ``wait_cursor[ch, t]`` (cursors advanced). Returns
+    :data:`STATUS_OK`, or the status that stopped the walk.
     """
     o, hi, lo, cl, x_long, x_short = tape
     lo_table, lo_suffix, sh_table, sh_suffix = tables
+    m_rate = pol[1]
     keeper_share = pol[12]
     n_liquidations, first_step, last_step, notional_sum, penalties, bad_sum = totals
-    prod = product[i]
-    u = units[i]
-    c = cash[i]
-    k = key[i]
-    t0 = 0
-    while True:
-        t = first_at_most_nb(lo_table, lo_suffix, t0, k)
-        if k < 0.0:
-            t = min(t, first_at_most_nb(sh_table, sh_suffix, t0, k))
-        if t >= lo_suffix.shape[0] - 1:
-            break
-        t0 = t + 1
-        x = x_long[t] if u > 0.0 else x_short[t]
-        m_rate = pol[1]
-        if not (c + u * x < m_rate[prod] * abs(u) * x):  # the exact test: not liquidatable
+    n_steps = lo_suffix.shape[0] - 1
+    for i in range(start, stop):
+        k = key[i]
+        # most accounts never trigger: the suffix minima of the bounds settle them at once
+        if not (lo_suffix[0] <= k or (k < 0.0 and sh_suffix[0] <= k)):
             continue
-        p, d, pen, m = _decide_nb(prod, u, c, k, x, o[t], lo[t], hi[t], cl[t], fill_mode, pol)
-        if not d > 0.0:
-            return STATUS_WAITING
-        exec_factor = 1.0  # no impact model
-        pe = p * exec_factor
-        h = health_nb(prod, u, c, p, m)
-        clears = clears_debt_nb(prod, u, c, d, pe, pen)
-        u2, c2, signed, keeper, ins, bad = apply_liquidation_nb(u, c, d, pe, pen, keeper_share,
-                                                                clears)
-        if adl and bad > 0.0 and prod != _LOAN:
-            return STATUS_PERP_BAD_DEBT
-        counts[ch, t] += 1
+        prod = product[i]
+        u = units[i]
+        c = cash[i]
+        t0 = 0
+        while True:
+            t = first_at_most_nb(lo_table, lo_suffix, t0, k)
+            if k < 0.0:
+                t = min(t, first_at_most_nb(sh_table, sh_suffix, t0, k))
+            if t >= n_steps:
+                break
+            t0 = t + 1
+            x = x_long[t] if u > 0.0 else x_short[t]
+            if not (c + u * x < m_rate[prod] * abs(u) * x):  # the exact test: not liquidatable
+                continue
+            p, d, pen, m = _decide_nb(prod, u, c, k, x, o[t], lo[t], hi[t], cl[t], fill_mode,
+                                      pol)
+            if not d > 0.0:  # waits: counted in the step's aggregates if the chunk is visited
+                if not write:
+                    waits[ch, t] += 1
+                elif counts[ch, t] > 0:
+                    w = wait_cursor[ch, t]
+                    wait_cursor[ch, t] = w + 1
+                    wait_equity[w] = min(c + u * x, 0.0)
+                continue
+            exec_factor = 1.0  # no impact model
+            pe = p * exec_factor
+            clears = clears_debt_nb(prod, u, c, d, pe, pen)
+            u2, c2, signed, keeper, ins, bad = apply_liquidation_nb(u, c, d, pe, pen,
+                                                                    keeper_share, clears)
+            if adl and bad > 0.0 and prod != _LOAN:
+                return STATUS_PERP_BAD_DEBT
+            if not write:
+                counts[ch, t] += 1
+            else:
+                n_liquidations[i] += 1
+                if first_step[i] < 0:
+                    first_step[i] = t
+                last_step[i] = t
+                notional_sum[i] += d * pe
+                penalties[i] += keeper + ins
+                bad_sum[i] += bad
+                j = cursor[ch, t]
+                cursor[ch, t] = j + 1
+                rec_i[j, 0] = t
+                rec_i[j, 1] = i
+                rec_i[j, 2] = 1 if (u2 == 0.0 or clears) else 0
+                rec_i[j, 3] = 0
+                rec_i[j, 4] = 0
+                rec_f[j, 0] = signed
+                rec_f[j, 1] = pe
+                rec_f[j, 2] = keeper
+                rec_f[j, 3] = ins
+                rec_f[j, 4] = bad
+                rec_f[j, 5] = health_nb(prod, u, c, p, m)
+                rec_f[j, 6] = c2 + u2 * pe
+                rec_f[j, 7] = p
+                cash_delta[j] = c2 - c
+            u = u2
+            c = c2
+            k = trigger_key_nb(u2, c2, m_rate[prod])
         if write:
-            notional = d * pe
-            n_liquidations[i] += 1
-            if first_step[i] < 0:
-                first_step[i] = t
-            last_step[i] = t
-            notional_sum[i] += notional
-            penalties[i] += keeper + ins
-            bad_sum[i] += bad
-            j = cursor[ch, t]
-            cursor[ch, t] = j + 1
-            rec_i[j, 0] = t
-            rec_i[j, 1] = i
-            rec_i[j, 2] = 1 if (u2 == 0.0 or clears) else 0
-            rec_i[j, 3] = 0
-            rec_i[j, 4] = 0
-            rec_f[j, 0] = signed
-            rec_f[j, 1] = pe
-            rec_f[j, 2] = keeper
-            rec_f[j, 3] = ins
-            rec_f[j, 4] = bad
-            rec_f[j, 5] = h
-            rec_f[j, 6] = c2 + u2 * pe
-            rec_f[j, 7] = p
-            cash_delta[j] = c2 - c
-        u = u2
-        c = c2
-        k = trigger_key_nb(u2, c2, m_rate[prod])
-    if write:
-        units[i] = u
-        cash[i] = c
-        key[i] = k
+            units[i] = u
+            cash[i] = c
+            key[i] = k
     return STATUS_OK
 
 
 @njit_parallel
 def decoupled_count_nb(product, units, cash, key, tape, tables, pol, fill_mode, adl,
-                       chunk_size, counts, flags):
-    """Count every account's liquidation events per (chunk, step); change nothing else.
+                       chunk_size, counts, waits, flags):
+    """Count every account's liquidation events and waits per (chunk, step); change nothing.
 
     Parameters
     ----------
@@ -306,25 +325,23 @@ def decoupled_count_nb(product, units, cash, key, tape, tables, pol, fill_mode, 
         Auto-deleveraging is the waterfall (a perp's bad debt stops the walk).
     chunk_size : int
         Accounts per chunk, as in the step loop.
-    counts : ndarray, shape (n_chunks, T), int64
-        Zeros; receives the number of events per chunk and step.
+    counts, waits : ndarray, shape (n_chunks, T), int64
+        Zeros; receive the number of events and of waits (liquidatable accounts sized at 0
+        units) per chunk and step.
     flags : ndarray, shape (n_chunks,), int64
         Receives each chunk's worst status (0: all walked).
     """
     n = units.shape[0]
-    empty_i = np.empty((0, 5), np.int64)
-    empty_f = np.empty((0, 8))
+    no_i = np.empty((0, 5), np.int64)
+    no_f = np.empty((0, 8))
+    no_int = np.empty(0, np.int32)
+    no_float = np.empty(0)
+    totals = (no_int, no_int, no_int, no_float, no_float, no_float)
     for ch in prange(counts.shape[0]):
-        totals = (np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.int32),
-                  np.empty(0), np.empty(0), np.empty(0))
-        status = STATUS_OK
-        for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
-            status = _walk_nb(i, ch, product, units, cash, key, tape, tables, pol, fill_mode,
-                              adl, False, counts, counts, totals, empty_i, empty_f,
-                              np.empty(0))
-            if status != STATUS_OK:
-                break
-        flags[ch] = status
+        flags[ch] = _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, product,
+                             units, cash, key, tape, tables, pol, fill_mode, adl, False,
+                             counts, waits, counts, waits, totals, no_i, no_f, no_float,
+                             no_float)
 
 
 @njit
@@ -353,27 +370,29 @@ def record_slots_nb(counts):
 
 @njit_parallel
 def decoupled_apply_nb(product, units, cash, key, tape, tables, pol, fill_mode, chunk_size,
-                       totals, slots, rec_i, rec_f, cash_delta):
+                       counts, totals, slots, wait_slots, rec_i, rec_f, cash_delta,
+                       wait_equity):
     """Walk every account again, writing its final state, totals and records in place.
 
-    ``totals`` is ``(n_liquidations, first_step, last_step, liquidated_notional,
-    penalties_paid, bad_debt)`` (shape (N,) each, as the step loop's), ``slots`` the output
-    of :func:`record_slots_nb` (advanced to each (chunk, step)'s end), ``rec_i`` / ``rec_f``
-    the record rows (step loop layout: ``REC_I_FIELDS`` / ``REC_F_FIELDS``), ``cash_delta``
-    each record's change of the account's cash, USD. Other arguments as
-    :func:`decoupled_count_nb`.
+    ``counts`` are the events per (chunk, step) (:func:`decoupled_count_nb`), ``totals``
+    ``(n_liquidations, first_step, last_step, liquidated_notional, penalties_paid,
+    bad_debt)`` (shape (N,) each, as the step loop's), ``slots`` and ``wait_slots`` the
+    outputs of :func:`record_slots_nb` for the events and for the waits the step loop counts
+    (advanced to each group's end), ``rec_i`` / ``rec_f`` the record rows (step loop layout:
+    ``REC_I_FIELDS`` / ``REC_F_FIELDS``), ``cash_delta`` each record's change of the
+    account's cash, USD, and ``wait_equity`` each counted wait's ``min(equity, 0)`` at the
+    decision price, USD. Other arguments as :func:`decoupled_count_nb`.
     """
     n = units.shape[0]
     for ch in prange(slots.shape[0]):
-        scratch = np.zeros((1, slots.shape[1]), np.int64)
-        for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
-            _walk_nb(i, 0, product, units, cash, key, tape, tables, pol, fill_mode, False,
-                     True, scratch, slots[ch:ch + 1], totals, rec_i, rec_f, cash_delta)
+        _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, product, units, cash, key,
+                 tape, tables, pol, fill_mode, False, True, counts, counts, slots, wait_slots,
+                 totals, rec_i, rec_f, cash_delta, wait_equity)
 
 
 @njit_parallel
-def decoupled_metrics_nb(product, counts, slots, rec_i, rec_f, cash_delta, x_long, scale,
-                         step_out):
+def decoupled_metrics_nb(product, counts, slots, rec_i, rec_f, cash_delta, waits, wait_slots,
+                         wait_equity, x_long, scale, step_out):
     """Fill the per-step aggregates of ``step_out`` from the records, as the step loop sums.
 
     Per step (in parallel over steps; each writes its own row): each chunk with records
@@ -391,6 +410,11 @@ def decoupled_metrics_nb(product, counts, slots, rec_i, rec_f, cash_delta, x_lon
         :func:`decoupled_apply_nb`).
     rec_i, rec_f, cash_delta : ndarray
         The records (:func:`decoupled_apply_nb`).
+    waits, wait_slots : ndarray, shape (n_chunks, T), int64
+        Waits the step loop counts per (chunk, step) (none where the chunk has no event) and
+        the slot after each group's last.
+    wait_equity : ndarray, shape (W,), float64
+        Their ``min(equity, 0)``, USD (:func:`decoupled_apply_nb`).
     x_long, scale : ndarray, shape (T,), float64
         The longs' decision price, USD per unit, and the perp margin scale per step.
     step_out : ndarray, shape (T, N_STEP_METRICS), float64
@@ -444,6 +468,9 @@ def decoupled_metrics_nb(product, counts, slots, rec_i, rec_f, cash_delta, x_lon
                         acc[_UNITS_LONG] -= signed
                     else:
                         acc[_UNITS_SHORT] -= signed
+            for w in range(wait_slots[ch, t] - waits[ch, t], wait_slots[ch, t]):
+                acc[_N_WAITING] += 1.0
+                acc[_WAITING_EQUITY] += wait_equity[w]
             for kk in range(_N_SUMMED):
                 step_out[t, kk] += acc[kk]
             total_flow += flow + 0.0
