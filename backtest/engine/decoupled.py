@@ -2,11 +2,12 @@
 
 A run is decoupled when accounts do not interact, so each can be walked through the window on
 its own (:mod:`backtest.kernels.decoupled_nb`: first-passage search, O(log T) per account and
-event, one parallel region per kernel). :func:`decoupled_reason` says why a run is not;
-:func:`run_decoupled` runs one that is and fills the same arrays the step loop would, bit for
-bit (records in the same order, per-step aggregates summed in the same order, the insurance
-fund's running balance), or returns None when the walk met a case only the step loop models
-(bad debt on a perp with auto-deleveraging as the waterfall) and has changed nothing.
+event, three parallel regions per run). :func:`decoupled_reason` says why a run is not;
+:func:`run_decoupled` runs one that is and returns the :class:`SimulationResult` the step
+loop would, bit for bit (records in the same order, per-step aggregates summed in the same
+order, the insurance fund's running balance), or None when the inputs are not decoupled (or
+not valid: the step loop then raises its own error) or the walk met a case only the step loop
+models (bad debt on a perp with auto-deleveraging as the waterfall).
 
 ``simulate(..., path=...)`` picks: ``"auto"`` (default) takes this path whenever
 :func:`decoupled_reason` is None and the walk completes; ``"time-major"`` always steps; and
@@ -18,7 +19,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from backtest.kernels.book_flow_nb import N_FLOW_FIELDS
 from backtest.kernels.decoupled_nb import (
+    RECORD_DTYPE,
     STATUS_OK,
     decoupled_apply_nb,
     decoupled_count_nb,
@@ -29,7 +32,13 @@ from backtest.kernels.decoupled_nb import (
     record_slots_nb,
 )
 from backtest.kernels.enums import (
+    MARKET_DTYPE,
+    MARKET_STATE_SIZE,
+    N_BAND_FIELDS,
+    N_RISK_INPUTS,
+    N_STEP_METRICS,
     FillPrice,
+    MarketState,
     ImpactModel,
     OracleModel,
     PolicyFamily,
@@ -38,15 +47,15 @@ from backtest.kernels.enums import (
     TriggerPrice,
     Waterfall,
 )
-from backtest.kernels.liquidation_nb import REC_F_FIELDS, REC_I_FIELDS
-from backtest.kernels.step_inputs import AccountState, AccountTotals, TapeInputs
+from backtest.results.simulation import SimulationResult
 
 #: Values of ``simulate``'s ``path`` keyword.
 PATHS = ("auto", "time-major", "decoupled")
 _FAMILIES = (int(PolicyFamily.HARD), int(PolicyFamily.PARTIAL), int(PolicyFamily.GRADUATED))
 
 
-def decoupled_reason(policy: np.ndarray, market: np.ndarray, tape: TapeInputs,
+def decoupled_reason(policy: np.ndarray, market: np.ndarray, prices: tuple, funding: np.ndarray,
+                     scale: np.ndarray, mark: np.ndarray | None,
                      flow_active: bool) -> str | None:
     """Return why a run is not decoupled (None: it is, the decoupled path applies).
 
@@ -54,8 +63,14 @@ def decoupled_reason(policy: np.ndarray, market: np.ndarray, tape: TapeInputs,
     ----------
     policy : ndarray, shape (1,), ``POLICY_DTYPE``
     market : ndarray, shape (1,), ``MARKET_DTYPE``
-    tape : TapeInputs
-        The run's per-step inputs (candles, funding rate, risk inputs, mark prices).
+    prices : tuple of four ndarrays, shape (T,), float64
+        Open, high, low, close, USD per unit.
+    funding : ndarray, shape (T,), float64
+        Funding rate per step (NaN or 0: none).
+    scale : ndarray, shape (T,), float64
+        Perp maintenance margin scale per step.
+    mark : ndarray, shape (T, 3), float64, or None
+        Mark prices (low, high, close), USD per unit.
     flow_active : bool
         Whether the book moves during the window (arrivals, closes, cures).
     """
@@ -73,18 +88,17 @@ def decoupled_reason(policy: np.ndarray, market: np.ndarray, tape: TapeInputs,
         (mk["keeper_latency_steps"] > 0 or mk["keeper_requires_profit"] != 0
          or mk["keeper_capital_usd"] > 0.0, "keeper latency, profit test or capital"),
         (flow_active, "a moving book"),
-        (bool(np.any(~np.isnan(tape.funding_rate) & (tape.funding_rate != 0.0))), "funding"),
-        (bool(np.any(tape.risk[:, RiskInput.MARGIN_SCALE] != 1.0)), "dynamic margin"),
+        (bool(np.any(~np.isnan(funding) & (funding != 0.0))), "funding"),
+        (bool(np.any(scale != 1.0)), "dynamic margin"),
     )
     for failed, reason in checks:
         if failed:
             return reason
-    for name in ("open", "high", "low", "close"):
-        a = getattr(tape, name)
+    for name, a in zip(("open", "high", "low", "close"), prices, strict=True):
         if not (np.all(np.isfinite(a)) and np.all(a > 0.0)):
             return f"{name} prices that are not all finite and positive"
     if int(mk["oracle_model"]) == OracleModel.MARK and not (
-            np.all(np.isfinite(tape.mark)) and np.all(tape.mark > 0.0)):
+            np.all(np.isfinite(mark)) and np.all(mark > 0.0)):
         return "mark prices that are not all finite and positive"
     return None
 
@@ -101,83 +115,94 @@ def policy_tuple(rec) -> tuple:
             int(rec["seize_all_collateral"]), float(rec["keeper_share"]))
 
 
-def decision_prices(tape: TapeInputs, market: np.ndarray,
-                    trigger_mode: int) -> tuple[np.ndarray, np.ndarray]:
-    """The longs' and shorts' decision prices per step, shape (T,) each, as the step loop's."""
-    if int(market[0]["oracle_model"]) == OracleModel.MARK:
-        if trigger_mode == TriggerPrice.EXTREME:
-            return tape.mark[:, 0] * 1.0, tape.mark[:, 1] * 1.0
-        return tape.mark[:, 2] * 1.0, tape.mark[:, 2] * 1.0
-    if trigger_mode == TriggerPrice.EXTREME:
-        return tape.low, tape.high
-    return tape.close, tape.close
+def _per_step(values) -> np.ndarray:
+    return np.require(values, np.float64, ["C_CONTIGUOUS", "WRITEABLE"])
 
 
-def run_decoupled(required: bool, tape: TapeInputs, accounts: AccountState,
-                  totals: AccountTotals, market_state: np.ndarray, step_out: np.ndarray,
-                  policy: np.ndarray, market: np.ndarray, flow_active: bool, trigger_mode: int,
-                  fill_mode: int, chunk_size: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Run a decoupled simulation in place; return its records, or None if not taken.
+def run_decoupled(required: bool, prices, product: np.ndarray, units: np.ndarray,
+                  cash: np.ndarray, order: np.ndarray, policy: np.ndarray, trigger_mode: int,
+                  fill_mode: int, chunk_size: int, market: np.ndarray | None = None,
+                  mark: np.ndarray | None = None, risk: np.ndarray | None = None,
+                  funding_rate: np.ndarray | None = None, flow=None,
+                  insurance_fund_usd: float = 0.0, impact_baseline: np.ndarray | None = None,
+                  adl_dtype: np.dtype | None = None) -> SimulationResult | None:
+    """Run a decoupled simulation; return its result, or None if the path is not taken.
 
-    The arguments are :func:`backtest.engine.dispatch.simulate`'s prepared arrays (accounts
-    in processing order); on success ``accounts`` (units, cash, keys), ``totals``,
-    ``market_state`` and ``step_out`` hold what the step loop would leave in them.
+    Arguments as :func:`backtest.engine.dispatch.simulate`'s (``product`` int8, ``units`` and
+    ``cash`` float64 in the book's order, not modified; ``order`` the processing order).
 
     Parameters
     ----------
     required : bool
         Raise instead of returning None.
-    tape, accounts, totals : TapeInputs, AccountState, AccountTotals
-    market_state : ndarray, shape (MARKET_STATE_SIZE,), float64
-    step_out : ndarray, shape (T, N_STEP_METRICS), float64
-        Zeros; receives the per-step aggregates.
-    policy, market : ndarray, shape (1,)
-        ``POLICY_DTYPE`` and ``MARKET_DTYPE`` records.
-    flow_active : bool
-        Whether the book moves (then the path is not taken).
-    trigger_mode, fill_mode : int
-    chunk_size : int
-        Accounts per chunk (the step loop's summation order).
+    adl_dtype : numpy.dtype
+        Dtype of the (empty) auto-deleveraging records
+        (:data:`backtest.engine.dispatch.ADL_FIELDS`).
 
     Returns
     -------
-    tuple of ndarray or None
-        ``(rec_i, rec_f)``, shapes (R, len(REC_I_FIELDS)) int64 and (R, len(REC_F_FIELDS))
-        float64: the step loop's record rows in its order.
+    SimulationResult or None
+        What the time-major step loop returns for the same inputs, bit for bit.
 
     Raises
     ------
     ValueError
         ``required`` and the run is not decoupled, or the walk needs the step loop.
     """
-    reason = decoupled_reason(policy, market, tape, flow_active)
-    if reason is not None:
+    def decline(reason: str):
         if required:
             raise ValueError(f"path='decoupled' but the run is not decoupled: {reason}")
-        return None
-    x_long, x_short = decision_prices(tape, market, trigger_mode)
-    x_long = np.ascontiguousarray(x_long, np.float64)
-    x_short = np.ascontiguousarray(x_short, np.float64)
+
+    n, n_steps = len(units), len(prices.close)
+    o, h, lo, cl = (_per_step(a) for a in (prices.open, prices.high, prices.low, prices.close))
+    market = np.zeros(1, MARKET_DTYPE) if market is None else market
+    funding = np.full(n_steps, np.nan) if funding_rate is None else _per_step(funding_rate)
+    if risk is None:
+        scale = np.ones(n_steps)
+    elif np.shape(risk) != (n_steps, N_RISK_INPUTS):
+        return decline("risk inputs of the wrong shape")
+    else:
+        scale = np.ascontiguousarray(np.asarray(risk, np.float64)[:, RiskInput.MARGIN_SCALE])
+    mark_model = int(market[0]["oracle_model"]) == OracleModel.MARK
+    if mark_model and (mark is None or np.shape(mark) != (n_steps, 3)):
+        return decline("mark prices missing or of the wrong shape")
+    baseline = None if impact_baseline is None else _per_step(impact_baseline)
+    if baseline is not None and not (baseline.shape == (n_steps,)
+                                     and np.all(np.isfinite(baseline))):
+        return decline("an impact baseline that is not one finite flow per step")
+    if funding.shape != (n_steps,) or not all(a.shape == (n_steps,) for a in (o, h, lo)):
+        return decline("per-step inputs of the wrong shape")
+    reason = decoupled_reason(policy, market, (o, h, lo, cl), funding, scale,
+                              None if mark is None else np.asarray(mark, np.float64),
+                              flow is not None and flow.active)
+    if reason is not None:
+        return decline(reason)
     rec = policy[0]
-    scale = np.ascontiguousarray(tape.risk[:, RiskInput.MARGIN_SCALE])
+    if mark_model:
+        mark = np.asarray(mark, np.float64)
+        col_long, col_short = (0, 1) if trigger_mode == TriggerPrice.EXTREME else (2, 2)
+        x_long = np.ascontiguousarray(mark[:, col_long] * 1.0)
+        x_short = np.ascontiguousarray(mark[:, col_short] * 1.0)
+    elif trigger_mode == TriggerPrice.EXTREME:
+        x_long, x_short = lo, h
+    else:
+        x_long, x_short = cl, cl
     lo_key, neg_hi_key = filter_bounds_nb(x_long, x_short, scale,
                                           float(rec["maintenance_rate"][Product.PERP]))
     tables = (*passage_table_nb(lo_key), *passage_table_nb(neg_hi_key))
-    eff_fill = int(fill_mode) if int(market[0]["oracle_model"]) == OracleModel.MARKET else int(
-        FillPrice.CLOSE)
+    eff_fill = int(FillPrice.CLOSE) if mark_model else int(fill_mode)
     pol = policy_tuple(rec)
-    kernel_tape = (tape.open, tape.high, tape.low, tape.close, x_long, x_short)
-    product, units, cash, key = accounts.product, accounts.units, accounts.cash, accounts.key
-    n, n_steps = len(units), len(x_long)
+    tape = (o, h, lo, cl, x_long, x_short)
     n_chunks = (n + chunk_size - 1) // chunk_size
     counts = np.zeros((n_chunks, n_steps), np.int64)
     waits = np.zeros((n_chunks, n_steps), np.int64)
+    marks = np.zeros(n, np.uint8)
     flags = np.zeros(n_chunks, np.int64)
     adl = int(rec["waterfall"]) == Waterfall.ADL
     before = numba.set_parallel_chunksize(1)  # chunks differ in work: hand them out one by one
     try:
-        decoupled_count_nb(product, units, cash, key, kernel_tape, tables, pol, eff_fill, adl,
-                           chunk_size, counts, waits, flags)
+        decoupled_count_nb(order, product, units, cash, tape, tables, pol, eff_fill, adl,
+                           chunk_size, counts, waits, marks, flags)
         if np.any(flags != STATUS_OK):
             if required:
                 raise ValueError("path='decoupled' but the run needs the step loop: bad debt "
@@ -187,20 +212,25 @@ def run_decoupled(required: bool, tape: TapeInputs, accounts: AccountState,
         waits[counts == 0] = 0  # the step loop counts waits only in the chunks it visits
         wait_slots = record_slots_nb(waits)
         wait_equity = np.empty(int(waits.sum()))
-        n_records = int(counts.sum())
-        rec_i = np.empty((n_records, len(REC_I_FIELDS)), np.int64)
-        rec_f = np.empty((n_records, len(REC_F_FIELDS)), np.float64)
-        cash_delta = np.empty(n_records)
-        kernel_totals = (totals.n_liquidations, totals.first_step, totals.last_step,
-                         totals.liquidated_notional, totals.penalties_paid, totals.bad_debt)
-        decoupled_apply_nb(product, units, cash, key, kernel_tape, tables, pol, eff_fill,
-                           chunk_size, counts, kernel_totals, slots, wait_slots, rec_i, rec_f,
+        records = np.empty(int(counts.sum()), RECORD_DTYPE)
+        cash_delta = np.empty(len(records))
+        out = (units.copy(), cash.copy(), np.zeros(n, np.int32), np.full(n, -1, np.int32),
+               np.full(n, -1, np.int32), np.zeros(n), np.zeros(n), np.zeros(n))
+        decoupled_apply_nb(order, product, units, cash, tape, tables, pol, eff_fill,
+                           chunk_size, counts, marks, out, slots, wait_slots, records,
                            cash_delta, wait_equity)
-        decoupled_metrics_nb(product, counts, slots, rec_i, rec_f, cash_delta, waits,
-                             wait_slots, wait_equity, x_long, scale, step_out)
+        del marks
+        step_out = np.zeros((n_steps, N_STEP_METRICS))
+        decoupled_metrics_nb(product, counts, slots, records, cash_delta, waits, wait_slots,
+                             wait_equity, x_long, scale, step_out)
     finally:
         numba.set_parallel_chunksize(before)
+    market_state = np.zeros(MARKET_STATE_SIZE)
+    market_state[MarketState.INSURANCE_FUND] = insurance_fund_usd
     pending = decoupled_waterfall_nb(step_out, market_state, int(rec["waterfall"]))
     if pending >= 0:  # excluded by the walk (no perp bad debt under ADL): a bug if reached
         raise RuntimeError(f"auto-deleveraging pending at step {pending} on the decoupled path")
-    return rec_i, rec_f
+    return SimulationResult(
+        *out, np.zeros(n), step_out, records, np.zeros(0, adl_dtype),
+        np.zeros((0, N_BAND_FIELDS)), np.zeros((n_steps, N_FLOW_FIELDS)), np.zeros(n),
+        np.full(n, -1, np.int32), baseline)

@@ -175,6 +175,15 @@ def simulate(
     c = _per_step(cash)
     if order is None:
         order = liquidation_order(product, u, c)
+    if path != "time-major":  # accounts that do not interact: walk each to its liquidations
+        res = run_decoupled(path == "decoupled", prices, product, u, c, order, policy,
+                            int(trigger_mode), int(fill_mode), chunk_size, market, mark, risk,
+                            funding_rate, flow, insurance_fund_usd, impact_baseline,
+                            np.dtype(list(ADL_FIELDS)))
+        if res is not None:
+            if progress is not None:
+                progress(n_steps)
+            return res
     product, u, c = (gather_nb(a, order) for a in (product, u, c))
     key = trigger_keys_nb(product, u, c, policy[0]["maintenance_rate"])
     n_liq = np.zeros(n, np.int32)
@@ -253,15 +262,6 @@ def simulate(
     buffers = RecordBuffers(rec_len, rec_i, rec_f)
     policy_rec, market_rec = kernel_records(policy), kernel_records(market)
     t = 0
-    taken = None if path == "time-major" else run_decoupled(
-        path == "decoupled", tape, accounts, totals, market_state, step_metrics, policy, market,
-        flow is not None and flow.active, int(trigger_mode), int(fill_mode), chunk_size)
-    if taken is not None:  # the decoupled path filled the state, totals and metrics
-        rec_i, rec_f = taken
-        rec_len[0] = len(rec_i)
-        t = n_steps
-        if progress is not None:
-            progress(n_steps)
     while t < n_steps:
         stop = min(n_steps, t + block_steps)
         reached = run_steps_nb(t, stop, tape, accounts, totals, buffers, moving, market_state,

@@ -33,16 +33,19 @@ waits per (chunk, step) and keep those of visited chunks, in account order. Auto
 couples accounts (it closes counterparties): when it is the waterfall and a perp leaves bad
 debt, the kernels report it and the driver falls back to the step loop.
 
-Order of results. :func:`decoupled_count_nb` walks every account without writing anything
-but the number of events per (chunk, step); their prefix sum over (step, chunk) gives every
-event its slot in the step loop's record order (by step, then chunk, then account: accounts
-of a chunk are walked in order). :func:`decoupled_apply_nb` walks again and writes the final
-state, the per-account totals and each record in its slot. :func:`decoupled_metrics_nb` sums
-the per-step aggregates per (step, chunk) in account order and then over chunks in chunk
-order, as the step loop does, so every float is bit-identical; the insurance-fund waterfall
-then runs serially over the steps (:func:`decoupled_waterfall_nb`). Each kernel opens one
-parallel region (over chunks, or over steps for the aggregates), and the work assigned to an
-index does not depend on the thread count, so neither do the results.
+Order of results. The kernels read the book in its own order through the processing order
+(no gathered copy, no scatter back: account ``order[i]`` is at position ``i``, chunks are runs
+of ``chunk_size`` positions). :func:`decoupled_count_nb` walks every account without writing
+anything but the number of events (and waits) per (chunk, step) and a mark on the accounts
+that have any; their prefix sum over (step, chunk) gives every event its slot in the step
+loop's record order (by step, then chunk, then position: the positions of a chunk are walked
+in order). :func:`decoupled_apply_nb` walks the marked accounts again and writes their final
+state and totals and each record in its slot. :func:`decoupled_metrics_nb` sums the per-step
+aggregates per (step, chunk) in position order and then over chunks in chunk order, as the
+step loop does, so every float is bit-identical; the insurance-fund waterfall then runs
+serially over the steps (:func:`decoupled_waterfall_nb`). A run opens three parallel regions
+(over chunks, or over steps for the aggregates), and the work assigned to an index does not
+depend on the thread count, so neither do the results.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ import numpy as np
 from backtest._jit import njit, njit_parallel, prange
 from backtest.kernels.enums import (
     N_SUMMED_METRICS,
+    RECORD_FIELDS,
     PolicyFamily,
     Product,
     StepMetric,
@@ -68,6 +72,8 @@ from backtest.kernels.liquidation_nb import (
     units_to_close_nb,
 )
 
+#: The step loop's liquidation records (``RECORD_FIELDS``), written here directly.
+RECORD_DTYPE = np.dtype(list(RECORD_FIELDS))
 _LOAN = int(Product.LOAN)
 _PERP = int(Product.PERP)
 _N_SUMMED = N_SUMMED_METRICS
@@ -212,32 +218,38 @@ def _decide_nb(prod, u, c, k, x, o, lo, hi, cl, fill_mode, pol):
 
 
 @njit
-def _walk_nb(start, stop, ch, product, units, cash, key, tape, tables, pol, fill_mode, adl,
-             write, counts, waits, cursor, wait_cursor, totals, rec_i, rec_f, cash_delta,
+def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fill_mode, adl,
+             write, counts, waits, cursor, wait_cursor, marks, out, records, cash_delta,
              wait_equity):
-    """Walk accounts ``start..stop`` (of chunk ``ch``) through their liquidation events.
+    """Walk the accounts at processing positions ``start..stop`` (chunk ``ch``) to their events.
 
-    Without ``write``, counts each event in ``counts[ch, t]`` and each *wait* (liquidatable,
-    sized at 0 units: nothing happens to the account) in ``waits[ch, t]``. With ``write``,
-    stores each account's final state and totals, each event's record at ``cursor[ch, t]``
-    and, where ``counts[ch, t] > 0`` (the step loop visits the chunk then, and counts the
-    waits), each wait's negative equity at ``wait_cursor[ch, t]`` (cursors advanced). Returns
-    :data:`STATUS_OK`, or the status that stopped the walk.
+    Account ``order[i]`` of the book (arrays in the book's order) is at position ``i``.
+    Without ``write``: counts each event in ``counts[ch, t]`` and each *wait* (liquidatable,
+    sized at 0 units: nothing happens to the account) in ``waits[ch, t]``, and sets
+    ``marks[i]`` for the accounts that have either. With ``write``: walks the marked accounts
+    only and stores their final state and totals in ``out``, each event's record at
+    ``cursor[ch, t]`` and, where ``counts[ch, t] > 0`` (the step loop visits the chunk then,
+    and counts the waits), each wait's negative equity at ``wait_cursor[ch, t]`` (cursors
+    advanced). Returns :data:`STATUS_OK`, or the status that stopped the walk.
     """
     o, hi, lo, cl, x_long, x_short = tape
     lo_table, lo_suffix, sh_table, sh_suffix = tables
     m_rate = pol[1]
     keeper_share = pol[12]
-    n_liquidations, first_step, last_step, notional_sum, penalties, bad_sum = totals
+    (units_out, cash_out, n_liquidations, first_step, last_step, notional_sum, penalties,
+     bad_sum) = out
     n_steps = lo_suffix.shape[0] - 1
     for i in range(start, stop):
-        k = key[i]
+        if write and marks[i] == 0:
+            continue
+        b = order[i]
+        prod = product[b]
+        u = units[b]
+        c = cash[b]
+        k = trigger_key_nb(u, c, m_rate[prod])
         # most accounts never trigger: the suffix minima of the bounds settle them at once
         if not (lo_suffix[0] <= k or (k < 0.0 and sh_suffix[0] <= k)):
             continue
-        prod = product[i]
-        u = units[i]
-        c = cash[i]
         t0 = 0
         while True:
             t = first_at_most_nb(lo_table, lo_suffix, t0, k)
@@ -254,6 +266,7 @@ def _walk_nb(start, stop, ch, product, units, cash, key, tape, tables, pol, fill
             if not d > 0.0:  # waits: counted in the step's aggregates if the chunk is visited
                 if not write:
                     waits[ch, t] += 1
+                    marks[i] = 1
                 elif counts[ch, t] > 0:
                     w = wait_cursor[ch, t]
                     wait_cursor[ch, t] = w + 1
@@ -268,50 +281,55 @@ def _walk_nb(start, stop, ch, product, units, cash, key, tape, tables, pol, fill
                 return STATUS_PERP_BAD_DEBT
             if not write:
                 counts[ch, t] += 1
+                marks[i] = 1
             else:
-                n_liquidations[i] += 1
-                if first_step[i] < 0:
-                    first_step[i] = t
-                last_step[i] = t
-                notional_sum[i] += d * pe
-                penalties[i] += keeper + ins
-                bad_sum[i] += bad
+                n_liquidations[b] += 1
+                if first_step[b] < 0:
+                    first_step[b] = t
+                last_step[b] = t
+                notional_sum[b] += d * pe
+                penalties[b] += keeper + ins
+                bad_sum[b] += bad
                 j = cursor[ch, t]
                 cursor[ch, t] = j + 1
-                rec_i[j, 0] = t
-                rec_i[j, 1] = i
-                rec_i[j, 2] = 1 if (u2 == 0.0 or clears) else 0
-                rec_i[j, 3] = 0
-                rec_i[j, 4] = 0
-                rec_f[j, 0] = signed
-                rec_f[j, 1] = pe
-                rec_f[j, 2] = keeper
-                rec_f[j, 3] = ins
-                rec_f[j, 4] = bad
-                rec_f[j, 5] = health_nb(prod, u, c, p, m)
-                rec_f[j, 6] = c2 + u2 * pe
-                rec_f[j, 7] = p
+                r = records[j]
+                r.step = t
+                r.account = b
+                r.units_closed = signed
+                r.fill_price = pe
+                r.notional = abs(signed) * pe
+                r.keeper_fee = keeper
+                r.insurance_fee = ins
+                r.bad_debt = bad
+                r.health_before = health_nb(prod, u, c, p, m)
+                r.equity_after = c2 + u2 * pe
+                r.decision_price = p
+                r.closed = u2 == 0.0 or clears
+                r.preemptive = False
+                r.auction = False
                 cash_delta[j] = c2 - c
             u = u2
             c = c2
             k = trigger_key_nb(u2, c2, m_rate[prod])
         if write:
-            units[i] = u
-            cash[i] = c
-            key[i] = k
+            units_out[b] = u
+            cash_out[b] = c
     return STATUS_OK
 
 
 @njit_parallel
-def decoupled_count_nb(product, units, cash, key, tape, tables, pol, fill_mode, adl,
-                       chunk_size, counts, waits, flags):
+def decoupled_count_nb(order, product, units, cash, tape, tables, pol, fill_mode, adl,
+                       chunk_size, counts, waits, marks, flags):
     """Count every account's liquidation events and waits per (chunk, step); change nothing.
 
     Parameters
     ----------
+    order : ndarray, shape (N,), int64
+        Processing order (:func:`backtest.engine.dispatch.liquidation_order`): the book row of
+        each position; chunks are ``chunk_size`` consecutive positions.
     product : ndarray, shape (N,), int8
-    units, cash, key : ndarray, shape (N,), float64
-        Accounts in processing order: asset units, USD, trigger keys (read only here).
+    units, cash : ndarray, shape (N,), float64
+        The book's accounts, in its order: asset units, USD (read only).
     tape : tuple of six ndarrays, shape (T,), float64
         Open, high, low, close, and the longs' and shorts' decision prices, USD per unit.
     tables : tuple
@@ -328,19 +346,20 @@ def decoupled_count_nb(product, units, cash, key, tape, tables, pol, fill_mode, 
     counts, waits : ndarray, shape (n_chunks, T), int64
         Zeros; receive the number of events and of waits (liquidatable accounts sized at 0
         units) per chunk and step.
+    marks : ndarray, shape (N,), uint8
+        Zeros; set to 1 at the positions of accounts with an event or a wait.
     flags : ndarray, shape (n_chunks,), int64
-        Receives each chunk's worst status (0: all walked).
+        Receives each chunk's status (0: all walked).
     """
     n = units.shape[0]
-    no_i = np.empty((0, 5), np.int64)
-    no_f = np.empty((0, 8))
     no_int = np.empty(0, np.int32)
     no_float = np.empty(0)
-    totals = (no_int, no_int, no_int, no_float, no_float, no_float)
+    out = (no_float, no_float, no_int, no_int, no_int, no_float, no_float, no_float)
+    no_records = np.empty(0, RECORD_DTYPE)
     for ch in prange(counts.shape[0]):
-        flags[ch] = _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, product,
-                             units, cash, key, tape, tables, pol, fill_mode, adl, False,
-                             counts, waits, counts, waits, totals, no_i, no_f, no_float,
+        flags[ch] = _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, order,
+                             product, units, cash, tape, tables, pol, fill_mode, adl, False,
+                             counts, waits, counts, waits, marks, out, no_records, no_float,
                              no_float)
 
 
@@ -369,29 +388,39 @@ def record_slots_nb(counts):
 
 
 @njit_parallel
-def decoupled_apply_nb(product, units, cash, key, tape, tables, pol, fill_mode, chunk_size,
-                       counts, totals, slots, wait_slots, rec_i, rec_f, cash_delta,
-                       wait_equity):
-    """Walk every account again, writing its final state, totals and records in place.
+def decoupled_apply_nb(order, product, units, cash, tape, tables, pol, fill_mode, chunk_size,
+                       counts, marks, out, slots, wait_slots, records, cash_delta, wait_equity):
+    """Walk the marked accounts again, writing final state, totals and records.
 
-    ``counts`` are the events per (chunk, step) (:func:`decoupled_count_nb`), ``totals``
-    ``(n_liquidations, first_step, last_step, liquidated_notional, penalties_paid,
-    bad_debt)`` (shape (N,) each, as the step loop's), ``slots`` and ``wait_slots`` the
-    outputs of :func:`record_slots_nb` for the events and for the waits the step loop counts
-    (advanced to each group's end), ``rec_i`` / ``rec_f`` the record rows (step loop layout:
-    ``REC_I_FIELDS`` / ``REC_F_FIELDS``), ``cash_delta`` each record's change of the
-    account's cash, USD, and ``wait_equity`` each counted wait's ``min(equity, 0)`` at the
-    decision price, USD. Other arguments as :func:`decoupled_count_nb`.
+    Parameters
+    ----------
+    counts, marks : ndarray
+        Events per (chunk, step) and marked positions (:func:`decoupled_count_nb`).
+    out : tuple of eight ndarrays, shape (N,), book order
+        ``(units, cash, n_liquidations, first_step, last_step, liquidated_notional,
+        penalties_paid, bad_debt)``: the initial units and cash, zeros and -1 (first/last
+        step); the marked accounts' entries are written.
+    slots, wait_slots : ndarray, shape (n_chunks, T), int64
+        :func:`record_slots_nb` of the events and of the waits the step loop counts;
+        advanced to each group's end.
+    records : ndarray, shape (R,), ``RECORD_DTYPE``
+        Receives the records, in the step loop's order (book rows in ``account``).
+    cash_delta : ndarray, shape (R,), float64
+        Receives each record's change of the account's cash, USD.
+    wait_equity : ndarray, shape (W,), float64
+        Receives each counted wait's ``min(equity, 0)`` at the decision price, USD.
+
+    Other parameters as :func:`decoupled_count_nb`.
     """
     n = units.shape[0]
     for ch in prange(slots.shape[0]):
-        _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, product, units, cash, key,
-                 tape, tables, pol, fill_mode, False, True, counts, counts, slots, wait_slots,
-                 totals, rec_i, rec_f, cash_delta, wait_equity)
+        _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, order, product, units,
+                 cash, tape, tables, pol, fill_mode, False, True, counts, counts, slots,
+                 wait_slots, marks, out, records, cash_delta, wait_equity)
 
 
 @njit_parallel
-def decoupled_metrics_nb(product, counts, slots, rec_i, rec_f, cash_delta, waits, wait_slots,
+def decoupled_metrics_nb(product, counts, slots, records, cash_delta, waits, wait_slots,
                          wait_equity, x_long, scale, step_out):
     """Fill the per-step aggregates of ``step_out`` from the records, as the step loop sums.
 
@@ -404,12 +433,12 @@ def decoupled_metrics_nb(product, counts, slots, rec_i, rec_f, cash_delta, waits
     Parameters
     ----------
     product : ndarray, shape (N,), int8
-        Products in processing order.
+        Products in the book's order.
     counts, slots : ndarray, shape (n_chunks, T), int64
         Records per (chunk, step) and the slot after each group's last (after
         :func:`decoupled_apply_nb`).
-    rec_i, rec_f, cash_delta : ndarray
-        The records (:func:`decoupled_apply_nb`).
+    records, cash_delta : ndarray, shape (R,)
+        The records and their cash changes (:func:`decoupled_apply_nb`).
     waits, wait_slots : ndarray, shape (n_chunks, T), int64
         Waits the step loop counts per (chunk, step) (none where the chunk has no event) and
         the slot after each group's last.
@@ -432,24 +461,23 @@ def decoupled_metrics_nb(product, counts, slots, rec_i, rec_f, cash_delta, waits
                 acc[kk] = 0.0
             flow = 0.0
             for j in range(slots[ch, t] - cnt, slots[ch, t]):
-                signed = rec_f[j, 0]
-                pe = rec_f[j, 1]
-                keeper = rec_f[j, 2]
-                ins = rec_f[j, 3]
-                bad = rec_f[j, 4]
-                p = rec_f[j, 7]
+                r = records[j]
+                signed = r.units_closed
+                pe = r.fill_price
+                bad = r.bad_debt
+                p = r.decision_price
                 d = abs(signed)
                 long_side = signed > 0.0
-                prod = product[rec_i[j, 1]]
+                prod = product[r.account]
                 flow += -d * p if long_side else d * p
                 acc[_N_LIQ] += 1.0
-                if rec_i[j, 2] != 0:
+                if r.closed:
                     acc[_N_CLOSED] += 1.0
                 if bad > 0.0:
                     acc[_N_BANKRUPT] += 1.0
                 acc[_NOTIONAL] += d * pe
-                acc[_KEEPER] += keeper
-                acc[_INSURANCE] += ins
+                acc[_KEEPER] += r.keeper_fee
+                acc[_INSURANCE] += r.insurance_fee
                 acc[_BAD_DEBT] += bad
                 if bad > 0.0 and prod != _LOAN:
                     if long_side:
