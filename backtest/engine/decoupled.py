@@ -2,7 +2,7 @@
 
 A run is decoupled when accounts do not interact, so each can be walked through the window on
 its own (:mod:`backtest.kernels.decoupled_nb`: first-passage search, O(log T) per account and
-event, three parallel regions per run). :func:`decoupled_reason` says why a run is not;
+event, two parallel regions per run). :func:`decoupled_reason` says why a run is not;
 :func:`run_decoupled` runs one that is and returns the :class:`SimulationResult` the step
 loop would, bit for bit (records in the same order, per-step aggregates summed in the same
 order, the insurance fund's running balance), or None when the inputs are not decoupled (or
@@ -119,6 +119,16 @@ def _per_step(values) -> np.ndarray:
     return np.require(values, np.float64, ["C_CONTIGUOUS", "WRITEABLE"])
 
 
+def _filled(n: int, dtype, value) -> np.ndarray:
+    """A new array of ``n`` items, every byte written (``np.zeros`` maps pages lazily)."""
+    out = np.empty(n, dtype)
+    if out.dtype.names:
+        out.view(np.uint8)[:] = value
+    else:
+        out.fill(value)
+    return out
+
+
 def run_decoupled(required: bool, prices, product: np.ndarray, units: np.ndarray,
                   cash: np.ndarray, order: np.ndarray, policy: np.ndarray, trigger_mode: int,
                   fill_mode: int, chunk_size: int, market: np.ndarray | None = None,
@@ -211,11 +221,14 @@ def run_decoupled(required: bool, prices, product: np.ndarray, units: np.ndarray
         slots = record_slots_nb(counts)
         waits[counts == 0] = 0  # the step loop counts waits only in the chunks it visits
         wait_slots = record_slots_nb(waits)
-        wait_equity = np.empty(int(waits.sum()))
-        records = np.empty(int(counts.sum()), RECORD_DTYPE)
-        cash_delta = np.empty(len(records))
-        out = (units.copy(), cash.copy(), np.zeros(n, np.int32), np.full(n, -1, np.int32),
-               np.full(n, -1, np.int32), np.zeros(n), np.zeros(n), np.zeros(n))
+        # outputs are written here (serially) before the walk writes into them at random: page
+        # faults then cost no time in the parallel region, where they would take turns
+        wait_equity = _filled(int(waits.sum()), np.float64, 0.0)
+        records = _filled(int(counts.sum()), RECORD_DTYPE, 0)
+        cash_delta = _filled(len(records), np.float64, 0.0)
+        out = (units.copy(), cash.copy(), _filled(n, np.int32, 0), _filled(n, np.int32, -1),
+               _filled(n, np.int32, -1), _filled(n, np.float64, 0.0),
+               _filled(n, np.float64, 0.0), _filled(n, np.float64, 0.0))
         decoupled_apply_nb(order, product, units, cash, tape, tables, pol, eff_fill,
                            chunk_size, counts, marks, out, slots, wait_slots, records,
                            cash_delta, wait_equity)

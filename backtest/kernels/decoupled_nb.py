@@ -43,9 +43,10 @@ in order). :func:`decoupled_apply_nb` walks the marked accounts again and writes
 state and totals and each record in its slot. :func:`decoupled_metrics_nb` sums the per-step
 aggregates per (step, chunk) in position order and then over chunks in chunk order, as the
 step loop does, so every float is bit-identical; the insurance-fund waterfall then runs
-serially over the steps (:func:`decoupled_waterfall_nb`). A run opens three parallel regions
-(over chunks, or over steps for the aggregates), and the work assigned to an index does not
-depend on the thread count, so neither do the results.
+serially over the steps (:func:`decoupled_waterfall_nb`). A run opens two parallel regions
+(the two walks, over chunks); the aggregates are summed serially (O(records + chunks x
+steps)). The work assigned to a chunk does not depend on the thread count, so neither do the
+results.
 """
 
 from __future__ import annotations
@@ -419,12 +420,13 @@ def decoupled_apply_nb(order, product, units, cash, tape, tables, pol, fill_mode
                  wait_slots, marks, out, records, cash_delta, wait_equity)
 
 
-@njit_parallel
+@njit
 def decoupled_metrics_nb(product, counts, slots, records, cash_delta, waits, wait_slots,
                          wait_equity, x_long, scale, step_out):
     """Fill the per-step aggregates of ``step_out`` from the records, as the step loop sums.
 
-    Per step (in parallel over steps; each writes its own row): each chunk with records
+    Per step (serial: O(records + chunks x steps), a parallel region would cost more on a busy
+    machine than it saves): each chunk with records
     sums them in account order from 0, and the chunk sums are added to the row in chunk order
     (:func:`backtest.kernels.steps_nb.run_steps_nb`, pass 2); the net flow at the decision
     price likewise. Then the step's price, execution and slice factors (1: no impact, no
@@ -450,8 +452,8 @@ def decoupled_metrics_nb(product, counts, slots, records, cash_delta, waits, wai
         Zeros; filled except the insurance waterfall's columns.
     """
     n_chunks, n_steps = counts.shape
-    for t in prange(n_steps):
-        acc = np.zeros(_N_SUMMED)
+    acc = np.zeros(_N_SUMMED)
+    for t in range(n_steps):
         total_flow = 0.0
         for ch in range(n_chunks):
             cnt = counts[ch, t]
