@@ -1,5 +1,9 @@
 """Position-major first-passage kernels for decoupled runs of the single-asset engine.
 
+Why over 400 lines: the two walks (count, then write) share one walk function so that they
+cannot disagree, and the exactness argument below covers the walk, the record order and the
+summation order together; the driver (:mod:`backtest.engine.decoupled`) is apart.
+
 A run is *decoupled* when no account's outcome depends on another's: no market impact or
 cascade feedback, an oracle whose path is fixed by the tape (market candles or mark prices), a
 static book, no keeper latency, profit test, capital or volume budget, no cooldown, no
@@ -294,20 +298,20 @@ def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fi
                 j = cursor[ch, t]
                 cursor[ch, t] = j + 1
                 r = records[j]
-                r.step = t
-                r.account = b
-                r.units_closed = signed
-                r.fill_price = pe
-                r.notional = abs(signed) * pe
-                r.keeper_fee = keeper
-                r.insurance_fee = ins
-                r.bad_debt = bad
-                r.health_before = health_nb(prod, u, c, p, m)
-                r.equity_after = c2 + u2 * pe
-                r.decision_price = p
-                r.closed = u2 == 0.0 or clears
-                r.preemptive = False
-                r.auction = False
+                r["step"] = t
+                r["account"] = b
+                r["units_closed"] = signed
+                r["fill_price"] = pe
+                r["notional"] = abs(signed) * pe
+                r["keeper_fee"] = keeper
+                r["insurance_fee"] = ins
+                r["bad_debt"] = bad
+                r["health_before"] = health_nb(prod, u, c, p, m)
+                r["equity_after"] = c2 + u2 * pe
+                r["decision_price"] = p
+                r["closed"] = u2 == 0.0 or clears
+                r["preemptive"] = False
+                r["auction"] = False
                 cash_delta[j] = c2 - c
             u = u2
             c = c2
@@ -464,22 +468,22 @@ def decoupled_metrics_nb(product, counts, slots, records, cash_delta, waits, wai
             flow = 0.0
             for j in range(slots[ch, t] - cnt, slots[ch, t]):
                 r = records[j]
-                signed = r.units_closed
-                pe = r.fill_price
-                bad = r.bad_debt
-                p = r.decision_price
+                signed = r["units_closed"]
+                pe = r["fill_price"]
+                bad = r["bad_debt"]
+                p = r["decision_price"]
                 d = abs(signed)
                 long_side = signed > 0.0
-                prod = product[r.account]
+                prod = product[r["account"]]
                 flow += -d * p if long_side else d * p
                 acc[_N_LIQ] += 1.0
-                if r.closed:
+                if r["closed"]:
                     acc[_N_CLOSED] += 1.0
                 if bad > 0.0:
                     acc[_N_BANKRUPT] += 1.0
                 acc[_NOTIONAL] += d * pe
-                acc[_KEEPER] += r.keeper_fee
-                acc[_INSURANCE] += r.insurance_fee
+                acc[_KEEPER] += r["keeper_fee"]
+                acc[_INSURANCE] += r["insurance_fee"]
                 acc[_BAD_DEBT] += bad
                 if bad > 0.0 and prod != _LOAN:
                     if long_side:
