@@ -131,6 +131,11 @@ def filter_bounds_nb(x_long, x_short, scale, m_perp):
         Perp maintenance margin scale per step (``RiskInput.MARGIN_SCALE``).
     m_perp : float
         The policy's perp maintenance rate, fraction of notional.
+
+    Returns
+    -------
+    lo, neg_hi : ndarray, shape (T,), float64
+        The filter bounds, USD per unit.
     """
     n = x_long.shape[0]
     lo = np.empty(n)
@@ -187,6 +192,22 @@ def first_at_most_nb(table, suffix, t0, k):
     a block ``[t, t + 2^j)`` whose minimum is above ``k`` is skipped, for ``j`` from the
     largest level down; the answer's distance from ``t0`` is below ``2^L``, so one pass over
     the levels reaches it (O(log T)). ``suffix`` answers "never" in O(1).
+
+    Parameters
+    ----------
+    table : ndarray, shape (L, T), float64
+        Range minima of ``a`` (:func:`passage_table_nb`).
+    suffix : ndarray, shape (T + 1,), float64
+        Suffix minima of ``a``.
+    t0 : int
+        First step searched.
+    k : float
+        Threshold (a trigger key), in ``a``'s unit.
+
+    Returns
+    -------
+    int
+        The first passage step, ``T`` if none.
     """
     n = suffix.shape[0] - 1
     if t0 >= n or suffix[t0] > k:
@@ -399,8 +420,10 @@ def decoupled_apply_nb(order, product, units, cash, tape, tables, pol, fill_mode
 
     Parameters
     ----------
-    counts, marks : ndarray
-        Events per (chunk, step) and marked positions (:func:`decoupled_count_nb`).
+    counts : ndarray, shape (n_chunks, T), int64
+        Events per (chunk, step) (:func:`decoupled_count_nb`).
+    marks : ndarray, shape (N,), uint8
+        The positions to walk (:func:`decoupled_count_nb`).
     out : tuple of eight ndarrays, shape (N,), book order
         ``(units, cash, n_liquidations, first_step, last_step, liquidated_notional,
         penalties_paid, bad_debt)``: the initial units and cash, zeros and -1 (first/last
@@ -414,8 +437,8 @@ def decoupled_apply_nb(order, product, units, cash, tape, tables, pol, fill_mode
         Receives each record's change of the account's cash, USD.
     wait_equity : ndarray, shape (W,), float64
         Receives each counted wait's ``min(equity, 0)`` at the decision price, USD.
-
-    Other parameters as :func:`decoupled_count_nb`.
+    order, product, units, cash, tape, tables, pol, fill_mode, chunk_size : various
+        As :func:`decoupled_count_nb`'s.
     """
     n = units.shape[0]
     for ch in prange(slots.shape[0]):
@@ -520,7 +543,19 @@ def decoupled_metrics_nb(product, counts, slots, records, cash_delta, waits, wai
 def decoupled_waterfall_nb(step_out, market_state, waterfall):
     """Run the insurance-fund waterfall over every step in order (the step loop's, serial).
 
-    Returns the first step that left an auto-deleveraging pending, or -1 (none).
+    Parameters
+    ----------
+    step_out : ndarray, shape (T, N_STEP_METRICS), float64
+        Per-step aggregates; the waterfall's columns are written.
+    market_state : ndarray, shape (MARKET_STATE_SIZE,), float64
+        Holds the insurance fund balance before the first step; updated.
+    waterfall : int
+        :class:`backtest.kernels.enums.Waterfall`.
+
+    Returns
+    -------
+    int
+        The first step that left an auto-deleveraging pending, or -1 (none).
     """
     last = step_out.shape[0] - 1
     for t in range(step_out.shape[0]):
