@@ -29,6 +29,7 @@ from backtest.kernels.decoupled_nb import (
     decoupled_waterfall_nb,
     filter_bounds_nb,
     passage_table_nb,
+    reachable_nb,
     record_slots_nb,
 )
 from backtest.kernels.enums import (
@@ -208,11 +209,13 @@ def run_decoupled(required: bool, prices, product: np.ndarray, units: np.ndarray
     waits = np.zeros((n_chunks, n_steps), np.int64)
     marks = np.zeros(n, np.uint8)
     flags = np.zeros(n_chunks, np.int64)
+    maybe = reachable_nb(product, units, cash, pol[1], tables[1][0], tables[3][0])
     adl = int(rec["waterfall"]) == Waterfall.ADL
     before = numba.set_parallel_chunksize(1)  # chunks differ in work: hand them out one by one
     try:
         decoupled_count_nb(order, product, units, cash, tape, tables, pol, eff_fill, adl,
-                           chunk_size, counts, waits, marks, flags)
+                           chunk_size, maybe, counts, waits, marks, flags)
+        del maybe
         if np.any(flags != STATUS_OK):
             if required:
                 raise ValueError("path='decoupled' but the run needs the step loop: bad debt "

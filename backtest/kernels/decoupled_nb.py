@@ -245,12 +245,13 @@ def _decide_nb(prod, u, c, k, x, o, lo, hi, cl, fill_mode, pol):
 
 @njit
 def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fill_mode, adl,
-             write, counts, waits, cursor, wait_cursor, marks, out, records, cash_delta,
+             write, maybe, counts, waits, cursor, wait_cursor, marks, out, records, cash_delta,
              wait_equity):
     """Walk the accounts at processing positions ``start..stop`` (chunk ``ch``) to their events.
 
     Account ``order[i]`` of the book (arrays in the book's order) is at position ``i``.
-    Without ``write``: counts each event in ``counts[ch, t]`` and each *wait* (liquidatable,
+    Without ``write``: skips the accounts ``b`` with ``maybe[b] == 0`` (they never pass the
+    filter, :func:`reachable_nb`), counts each event in ``counts[ch, t]`` and each *wait* (liquidatable,
     sized at 0 units: nothing happens to the account) in ``waits[ch, t]``, and sets
     ``marks[i]`` for the accounts that have either. With ``write``: walks the marked accounts
     only and stores their final state and totals in ``out``, each event's record at
@@ -269,6 +270,8 @@ def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fi
         if write and marks[i] == 0:
             continue
         b = order[i]
+        if not write and maybe[b] == 0:  # a byte per account: cheaper than its state
+            continue
         prod = product[b]
         u = units[b]
         c = cash[b]
@@ -345,7 +348,7 @@ def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fi
 
 @njit_parallel
 def decoupled_count_nb(order, product, units, cash, tape, tables, pol, fill_mode, adl,
-                       chunk_size, counts, waits, marks, flags):
+                       chunk_size, maybe, counts, waits, marks, flags):
     """Count every account's liquidation events and waits per (chunk, step); change nothing.
 
     Parameters
@@ -369,6 +372,8 @@ def decoupled_count_nb(order, product, units, cash, tape, tables, pol, fill_mode
         Auto-deleveraging is the waterfall (a perp's bad debt stops the walk).
     chunk_size : int
         Accounts per chunk, as in the step loop.
+    maybe : ndarray, shape (N,), uint8
+        :func:`reachable_nb` of the book (book order): 0 for accounts never reached.
     counts, waits : ndarray, shape (n_chunks, T), int64
         Zeros; receive the number of events and of waits (liquidatable accounts sized at 0
         units) per chunk and step.
@@ -385,8 +390,38 @@ def decoupled_count_nb(order, product, units, cash, tape, tables, pol, fill_mode
     for ch in prange(counts.shape[0]):
         flags[ch] = _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, order,
                              product, units, cash, tape, tables, pol, fill_mode, adl, False,
-                             counts, waits, counts, waits, marks, out, no_records, no_float,
-                             no_float)
+                             maybe, counts, waits, counts, waits, marks, out, no_records,
+                             no_float, no_float)
+
+
+@njit
+def reachable_nb(product, units, cash, m_rate, lo_min, neg_hi_min):
+    """Mark the accounts whose trigger key passes the filter at some step (book order, serial).
+
+    Reads the book sequentially, so that the walks read the state of only these accounts
+    (through the processing order, at random).
+
+    Parameters
+    ----------
+    product : ndarray, shape (N,), int8
+    units, cash : ndarray, shape (N,), float64
+        The book's accounts: asset units, USD.
+    m_rate : ndarray, shape (N_PRODUCTS,), float64
+        Maintenance rate per product, fraction of notional.
+    lo_min, neg_hi_min : float
+        The smallest ``lo_key`` and ``-hi_key`` of the window (:func:`filter_bounds_nb`).
+
+    Returns
+    -------
+    ndarray, shape (N,), uint8
+        1 where the account's initial key passes the filter at some step, else 0.
+    """
+    n = units.shape[0]
+    maybe = np.empty(n, np.uint8)
+    for b in range(n):
+        k = trigger_key_nb(units[b], cash[b], m_rate[product[b]])
+        maybe[b] = 1 if (lo_min <= k or (k < 0.0 and neg_hi_min <= k)) else 0
+    return maybe
 
 
 @njit
@@ -443,7 +478,7 @@ def decoupled_apply_nb(order, product, units, cash, tape, tables, pol, fill_mode
     n = units.shape[0]
     for ch in prange(slots.shape[0]):
         _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, order, product, units,
-                 cash, tape, tables, pol, fill_mode, False, True, counts, counts, slots,
+                 cash, tape, tables, pol, fill_mode, False, True, marks, counts, counts, slots,
                  wait_slots, marks, out, records, cash_delta, wait_equity)
 
 
