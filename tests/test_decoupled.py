@@ -202,3 +202,27 @@ def test_first_passage_search_equals_a_linear_scan():
             k = float(rng.choice([rng.normal() * 3, a[rng.integers(0, n)], np.inf, -np.inf]))
             hits = np.nonzero(a[t0:] <= k)[0]
             assert first_at_most_nb(table, suffix, t0, k) == (t0 + hits[0] if len(hits) else n)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("fill", list(FillPrice))
+def test_decoupled_with_penalty_models_and_seizure(seed, fill):
+    """Euler's health discount, Aave v4's ramp, Compound's full seizure, on perps and loans."""
+    rng, prices, book, policy = _inputs(50 + seed, FAMILIES[seed], vol=0.02)
+    policy["penalty_model"] = seed
+    policy["penalty_cap"] = rng.uniform(0.01, 0.3)
+    policy["seize_all_collateral"] = seed % 2
+    fast, slow = _both(prices, book, policy, TriggerPrice(seed % 2), fill, chunk_size=32,
+                       insurance_fund_usd=5.0)
+    assert len(fast.records) > 0
+    assert _differences(fast, slow) == []
+
+
+@pytest.mark.parametrize(("n", "steps"), [(0, 50), (5, 1), (333, 40)])
+def test_decoupled_edge_sizes(n, steps):
+    rng = np.random.default_rng(n + steps)
+    prices = random_prices(rng, steps)
+    book = random_book(rng, n)
+    fast, slow = _both(prices, book, random_policy(rng, PolicyFamily.PARTIAL),
+                       TriggerPrice.EXTREME, FillPrice.LIQUIDATION_PRICE)
+    assert _differences(fast, slow) == []
