@@ -2,7 +2,10 @@
 
 W1    hard liquidation only, isolated-margin linear perps, no fees, no impact, fill at the
       trigger price, maintenance margin rate 0.5%, one window of the tape (May 2021: 1,440
-      one-minute steps); timed next to the three brute-force kernels of
+      one-minute steps). A decoupled run: the engine must take its decoupled path
+      (``simulate(..., path="decoupled")`` raises otherwise; :mod:`backtest.engine.decoupled`);
+      timed next to the engine's time-major path (``engine_time_major``, whose results must be
+      bit-identical) and the three brute-force kernels of
       :mod:`backtest.kernels.bruteforce_nb` (position-major, position-major tiles, time-major),
       each of which must give every account the engine's first step and fill.
 W2    the full engine: partial liquidation (strategies/partial.toml) with penalties,
@@ -258,9 +261,10 @@ def check_sample(ctx: Context, book: dict, policy: np.ndarray, res, k: int) -> b
     )
 
 
-def _engine(ctx, book, policy, market=None, depth=None):
+def _engine(ctx, book, policy, market=None, depth=None, path="auto"):
     return lambda: simulate(ctx.prices, book["product"], book["units"], book["cash"], policy,
-                            EXTREME, TRIGGER, order=book["order"], market=market, depth=depth)
+                            EXTREME, TRIGGER, order=book["order"], market=market, depth=depth,
+                            path=path)
 
 
 def _baseline(ctx, book, rate=0.005, kernel=hard_liquidation_bruteforce_nb):
@@ -272,13 +276,14 @@ def _throughput(n, steps, seconds):
     return n * steps / seconds
 
 
-def _engine_pass(ctx, perps_only, policy, market=None, depth=None) -> tuple[dict, dict, object]:
+def _engine_pass(ctx, perps_only, policy, market=None, depth=None,
+                 path="auto") -> tuple[dict, dict, object]:
     """Compile, build (or reuse) the book, time the engine: (book, figures, last result)."""
     comp = compile_seconds()
     book = ctx.book(perps_only)
     n, steps = len(book["units"]), len(ctx.prices)
     reset_peak_rss()  # from here the peak holds the book and the engine, not the generator
-    best, med, res = timed(_engine(ctx, book, policy, market, depth), ctx.args.repeat)
+    best, med, res = timed(_engine(ctx, book, policy, market, depth, path), ctx.args.repeat)
     figures = {
         "accounts": n, "steps": steps, "compile": comp,
         "engine_seconds": {"best": best, "median": med},
@@ -291,10 +296,16 @@ def _engine_pass(ctx, perps_only, policy, market=None, depth=None) -> tuple[dict
 
 
 def w1(ctx: Context) -> dict:
-    """Hard-only perps: engine vs three brute-force kernels; every first step and fill agree."""
+    """Hard-only perps: the engine's decoupled path vs its time-major path and three brute-force
+    kernels; every first step and fill agree, and both engine paths bit for bit."""
     policy = w1_policy()
-    book, out, res = _engine_pass(ctx, True, policy)
+    book, out, res = _engine_pass(ctx, True, policy, path="decoupled")  # raises if not taken
     n, steps = out["accounts"], out["steps"]
+    best, med, slow = timed(_engine(ctx, book, policy, path="time-major"), ctx.args.repeat)
+    out["engine_time_major_seconds"] = {"best": best, "median": med}
+    out["throughput"]["engine_time_major"] = _throughput(n, steps, best)
+    time_major_digest = result_digest(slow)
+    del slow
     first_fill = np.full(n, np.nan)
     first_fill[res.records["account"]] = res.records["fill_price"]  # one event per account
     checks, out["bruteforce"] = {}, {}
@@ -307,6 +318,8 @@ def w1(ctx: Context) -> dict:
         checks[f"first_step_equals_{name}"] = bool(np.array_equal(res.first_step, b_step))
         checks[f"fill_equals_{name}"] = bool(np.array_equal(first_fill, b_fill, equal_nan=True))
     checks["reference_twin_sample"] = check_sample(ctx, book, policy, res, ctx.args.sample)
+    checks["decoupled_path_taken"] = True  # path="decoupled" raised otherwise
+    checks["time_major_path_bit_identical"] = time_major_digest == out["digest"]
     out.update({
         "liquidated": int((res.first_step >= 0).sum()),
         "book_order_seconds": book["order_seconds"],
@@ -527,6 +540,10 @@ def print_result(name: str, res: dict) -> None:
     failed = [k for k, v in res.get("checks", {}).items() if not v]
     parts.append("checks ok" if not failed else f"FAILED: {failed}")
     print("; ".join(parts))
+    if "engine_time_major_seconds" in res:
+        tm = res["throughput"]["engine_time_major"]
+        print(f"  engine, time-major path: {tm:.3g} account-steps/s, decoupled path "
+              f"{res['throughput']['engine'] / tm:.2f}x")
     for kernel, b in res.get("bruteforce", {}).items():
         print(f"  {kernel}: {b['account_steps_per_second']:.3g} account-steps/s, "
               f"engine {b['ratio']:.2f}x")

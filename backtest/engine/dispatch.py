@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from backtest.engine.book_flow import BookFlow, kernel_flow, no_kernel_flow
+from backtest.engine.decoupled import PATHS, run_decoupled
 from backtest.jit_compat import kernel_records
 from backtest.kernels.adl_nb import auto_deleverage_nb
 from backtest.kernels.bands_nb import place_bands_nb
@@ -100,6 +101,7 @@ def simulate(
     mark: np.ndarray | None = None,
     flow: BookFlow | None = None,
     impact_baseline: np.ndarray | None = None,
+    path: str = "auto",
 ) -> SimulationResult:
     """Run one policy over every step of ``prices``.
 
@@ -149,6 +151,11 @@ def simulate(
         Net liquidation flow per step already carried by the historical prices (the
         as-happened policy's ``NET_FLOW``), USD; impact and cascade feedback use this policy's
         net flow minus it (:mod:`backtest.kernels.impact_nb`). Default: zeros.
+    path : {"auto", "time-major", "decoupled"}
+        ``"auto"``: a decoupled run (accounts do not interact: :mod:`backtest.engine.decoupled`)
+        walks each account to its liquidations by first-passage search, the same results bit
+        for bit; any other run steps time-major. ``"time-major"`` always steps;
+        ``"decoupled"`` raises ``ValueError`` unless the decoupled path is taken.
 
     Returns
     -------
@@ -159,12 +166,23 @@ def simulate(
     ValueError
         Inconsistent inputs (depth, volume, mark or risk shapes; arrivals with soft bands).
     """
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {PATHS}, got {path!r}")
     n = len(units)
     n_steps = len(prices)
     product = np.require(product, np.int8, ["C_CONTIGUOUS", "WRITEABLE"])
     units0, cash0 = _per_step(units), _per_step(cash)
     if order is None:
         order = liquidation_order(product, units0, cash0)
+    if path != "time-major":  # accounts that do not interact: walk each to its liquidations
+        res = run_decoupled(path == "decoupled", prices, product, units0, cash0, order, policy,
+                            int(trigger_mode), int(fill_mode), chunk_size, market, mark, risk,
+                            funding_rate, flow, insurance_fund_usd, impact_baseline,
+                            np.dtype(list(ADL_FIELDS)))
+        if res is not None:
+            if progress is not None:
+                progress(n_steps)
+            return res
     # the state in processing order; the book's own arrays are read again only if an
     # auto-deleveraging needs the accounts' equity at the window start
     product, u, c = (gather_nb(a, order) for a in (product, units0, cash0))

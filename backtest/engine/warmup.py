@@ -86,8 +86,9 @@ def warm_up(notify: Callable[[str], None] | None = None) -> float:
     policy["target_rate"] = 0.02
     policy["close_factor"] = 0.5
     prices = Prices(*(np.array([100.0, 50.0]) for _ in range(4)))
-    simulate(prices, np.array([0, 1], np.int8), np.array([1.0, 1.0]), np.array([-90.0, -60.0]),
-             policy, 0, 0)
+    for path in ("decoupled", "time-major"):  # a static book takes the decoupled path
+        simulate(prices, np.array([0, 1], np.int8), np.array([1.0, 1.0]),
+                 np.array([-90.0, -60.0]), policy, 0, 0, path=path)
     # a moving book: one arrival and a responder (calibrated books have both)
     flow = BookFlow(np.array([-1, 1]), np.array([1.0, 1.0]), np.array([-90.0, -60.0]),
                     np.array([0.0, 40.0]), np.array([True, True]),

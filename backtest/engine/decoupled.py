@@ -1,0 +1,252 @@
+"""The decoupled path of :func:`backtest.engine.dispatch.simulate`: when it applies, and the run.
+
+A run is decoupled when accounts do not interact, so each can be walked through the window on
+its own (:mod:`backtest.kernels.decoupled_nb`: first-passage search, O(log T) per account and
+event, two parallel regions per run). :func:`decoupled_reason` says why a run is not;
+:func:`run_decoupled` runs one that is and returns the :class:`SimulationResult` the step
+loop would, bit for bit (records in the same order, per-step aggregates summed in the same
+order, the insurance fund's running balance), or None when the inputs are not decoupled (or
+not valid: the step loop then raises its own error) or the walk met a case only the step loop
+models (bad debt on a perp with auto-deleveraging as the waterfall).
+
+``simulate(..., path=...)`` picks: ``"auto"`` (default) takes this path whenever
+:func:`decoupled_reason` is None and the walk completes; ``"time-major"`` always steps; and
+``"decoupled"`` requires this path (``ValueError`` otherwise), for tests and the benchmark.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from backtest.kernels.book_flow_nb import N_FLOW_FIELDS
+from backtest.kernels.decoupled_nb import (
+    RECORD_DTYPE,
+    STATUS_OK,
+    decoupled_apply_nb,
+    decoupled_count_nb,
+    decoupled_metrics_nb,
+    decoupled_waterfall_nb,
+    filter_bounds_nb,
+    passage_table_nb,
+    reachable_nb,
+    record_slots_nb,
+)
+from backtest.kernels.enums import (
+    MARKET_DTYPE,
+    MARKET_STATE_SIZE,
+    N_BAND_FIELDS,
+    N_RISK_INPUTS,
+    N_STEP_METRICS,
+    FillPrice,
+    MarketState,
+    ImpactModel,
+    OracleModel,
+    PolicyFamily,
+    Product,
+    RiskInput,
+    TriggerPrice,
+    Waterfall,
+)
+from backtest.results.simulation import SimulationResult
+
+#: Values of ``simulate``'s ``path`` keyword.
+PATHS = ("auto", "time-major", "decoupled")
+_FAMILIES = (int(PolicyFamily.HARD), int(PolicyFamily.PARTIAL), int(PolicyFamily.GRADUATED))
+
+
+def decoupled_reason(policy: np.ndarray, market: np.ndarray, prices: tuple, funding: np.ndarray,
+                     scale: np.ndarray, mark: np.ndarray | None,
+                     flow_active: bool) -> str | None:
+    """Return why a run is not decoupled (None: it is, the decoupled path applies).
+
+    Parameters
+    ----------
+    policy : ndarray, shape (1,), ``POLICY_DTYPE``
+    market : ndarray, shape (1,), ``MARKET_DTYPE``
+    prices : tuple of four ndarrays, shape (T,), float64
+        Open, high, low, close, USD per unit.
+    funding : ndarray, shape (T,), float64
+        Funding rate per step (NaN or 0: none).
+    scale : ndarray, shape (T,), float64
+        Perp maintenance margin scale per step.
+    mark : ndarray, shape (T, 3), float64, or None
+        Mark prices (low, high, close), USD per unit.
+    flow_active : bool
+        Whether the book moves during the window (arrivals, closes, cures).
+    """
+    rec, mk = policy[0], market[0]
+    checks = (
+        (int(rec["family"]) not in _FAMILIES, "the policy family is not hard, partial or "
+                                              "graduated"),
+        (rec["preempt_fraction"] > 0.0, "a pre-emptive overlay"),
+        (rec["cooldown_steps"] > 0, "a cooldown between liquidations"),
+        (rec["max_step_volume_fraction"] > 0.0, "order slicing by traded volume"),
+        (int(mk["impact_model"]) != ImpactModel.NONE or mk["cascade"] != 0,
+         "market impact or cascade feedback"),
+        (int(mk["oracle_model"]) not in (OracleModel.MARKET, OracleModel.MARK),
+         "an oracle whose price depends on its own state"),
+        (mk["keeper_latency_steps"] > 0 or mk["keeper_requires_profit"] != 0
+         or mk["keeper_capital_usd"] > 0.0, "keeper latency, profit test or capital"),
+        (flow_active, "a moving book"),
+        (bool(np.any(~np.isnan(funding) & (funding != 0.0))), "funding"),
+        (bool(np.any(scale != 1.0)), "dynamic margin"),
+    )
+    for failed, reason in checks:
+        if failed:
+            return reason
+    for name, a in zip(("open", "high", "low", "close"), prices, strict=True):
+        if not (np.all(np.isfinite(a)) and np.all(a > 0.0)):
+            return f"{name} prices that are not all finite and positive"
+    if int(mk["oracle_model"]) == OracleModel.MARK and not (
+            np.all(np.isfinite(mark)) and np.all(mark > 0.0)):
+        return "mark prices that are not all finite and positive"
+    return None
+
+
+def policy_tuple(rec) -> tuple:
+    """Policy fields in the order :mod:`backtest.kernels.decoupled_nb` reads them."""
+    size_rules = np.array([rec["full_close_below_usd"], rec["large_position_usd"],
+                           rec["large_position_fraction"], rec["min_remaining_usd"]], np.float64)
+    return (int(rec["family"]), np.array(rec["maintenance_rate"], np.float64),
+            np.array(rec["target_rate"], np.float64), np.array(rec["penalty_rate"], np.float64),
+            float(rec["close_factor"]), float(rec["full_close_health"]),
+            np.array(rec["tier_health"], np.float64), np.array(rec["tier_fraction"], np.float64),
+            size_rules, int(rec["penalty_model"]), float(rec["penalty_cap"]),
+            int(rec["seize_all_collateral"]), float(rec["keeper_share"]))
+
+
+def _per_step(values) -> np.ndarray:
+    return np.require(values, np.float64, ["C_CONTIGUOUS", "WRITEABLE"])
+
+
+def _filled(n: int, dtype, value) -> np.ndarray:
+    """A new array of ``n`` items, every byte written (``np.zeros`` maps pages lazily)."""
+    out = np.empty(n, dtype)
+    if out.dtype.names:
+        out.view(np.uint8)[:] = value
+    else:
+        out.fill(value)
+    return out
+
+
+def run_decoupled(required: bool, prices, product: np.ndarray, units: np.ndarray,
+                  cash: np.ndarray, order: np.ndarray, policy: np.ndarray, trigger_mode: int,
+                  fill_mode: int, chunk_size: int, market: np.ndarray | None = None,
+                  mark: np.ndarray | None = None, risk: np.ndarray | None = None,
+                  funding_rate: np.ndarray | None = None, flow=None,
+                  insurance_fund_usd: float = 0.0, impact_baseline: np.ndarray | None = None,
+                  adl_dtype: np.dtype | None = None) -> SimulationResult | None:
+    """Run a decoupled simulation; return its result, or None if the path is not taken.
+
+    Arguments as :func:`backtest.engine.dispatch.simulate`'s (``product`` int8, ``units`` and
+    ``cash`` float64 in the book's order, not modified; ``order`` the processing order).
+
+    Parameters
+    ----------
+    required : bool
+        Raise instead of returning None.
+    adl_dtype : numpy.dtype
+        Dtype of the (empty) auto-deleveraging records
+        (:data:`backtest.engine.dispatch.ADL_FIELDS`).
+
+    Returns
+    -------
+    SimulationResult or None
+        What the time-major step loop returns for the same inputs, bit for bit.
+
+    Raises
+    ------
+    ValueError
+        ``required`` and the run is not decoupled, or the walk needs the step loop.
+    """
+    def decline(reason: str):
+        if required:
+            raise ValueError(f"path='decoupled' but the run is not decoupled: {reason}")
+
+    n, n_steps = len(units), len(prices.close)
+    o, h, lo, cl = (_per_step(a) for a in (prices.open, prices.high, prices.low, prices.close))
+    market = np.zeros(1, MARKET_DTYPE) if market is None else market
+    funding = np.full(n_steps, np.nan) if funding_rate is None else _per_step(funding_rate)
+    if risk is None:
+        scale = np.ones(n_steps)
+    elif np.shape(risk) != (n_steps, N_RISK_INPUTS):
+        return decline("risk inputs of the wrong shape")
+    else:
+        scale = np.ascontiguousarray(np.asarray(risk, np.float64)[:, RiskInput.MARGIN_SCALE])
+    mark_model = int(market[0]["oracle_model"]) == OracleModel.MARK
+    if mark_model and (mark is None or np.shape(mark) != (n_steps, 3)):
+        return decline("mark prices missing or of the wrong shape")
+    baseline = None if impact_baseline is None else _per_step(impact_baseline)
+    if baseline is not None and not (baseline.shape == (n_steps,)
+                                     and np.all(np.isfinite(baseline))):
+        return decline("an impact baseline that is not one finite flow per step")
+    if funding.shape != (n_steps,) or not all(a.shape == (n_steps,) for a in (o, h, lo)):
+        return decline("per-step inputs of the wrong shape")
+    reason = decoupled_reason(policy, market, (o, h, lo, cl), funding, scale,
+                              None if mark is None else np.asarray(mark, np.float64),
+                              flow is not None and flow.active)
+    if reason is not None:
+        return decline(reason)
+    rec = policy[0]
+    if mark_model:
+        mark = np.asarray(mark, np.float64)
+        col_long, col_short = (0, 1) if trigger_mode == TriggerPrice.EXTREME else (2, 2)
+        x_long = np.ascontiguousarray(mark[:, col_long] * 1.0)
+        x_short = np.ascontiguousarray(mark[:, col_short] * 1.0)
+    elif trigger_mode == TriggerPrice.EXTREME:
+        x_long, x_short = lo, h
+    else:
+        x_long, x_short = cl, cl
+    lo_key, neg_hi_key = filter_bounds_nb(x_long, x_short, scale,
+                                          float(rec["maintenance_rate"][Product.PERP]))
+    tables = (*passage_table_nb(lo_key), *passage_table_nb(neg_hi_key))
+    eff_fill = int(FillPrice.CLOSE) if mark_model else int(fill_mode)
+    pol = policy_tuple(rec)
+    tape = (o, h, lo, cl, x_long, x_short)
+    n_chunks = (n + chunk_size - 1) // chunk_size
+    counts = np.zeros((n_chunks, n_steps), np.int64)
+    waits = np.zeros((n_chunks, n_steps), np.int64)
+    marks = np.zeros(n, np.uint8)
+    flags = np.zeros(n_chunks, np.int64)
+    maybe = reachable_nb(product, units, cash, pol[1], tables[1][0], tables[3][0])
+    adl = int(rec["waterfall"]) == Waterfall.ADL
+    before = numba.set_parallel_chunksize(1)  # chunks differ in work: hand them out one by one
+    try:
+        decoupled_count_nb(order, product, units, cash, tape, tables, pol, eff_fill, adl,
+                           chunk_size, maybe, counts, waits, marks, flags)
+        del maybe
+        if np.any(flags != STATUS_OK):
+            if required:
+                raise ValueError("path='decoupled' but the run needs the step loop: bad debt "
+                                 "on a perp with auto-deleveraging as the waterfall")
+            return None
+        slots = record_slots_nb(counts)
+        waits[counts == 0] = 0  # the step loop counts waits only in the chunks it visits
+        wait_slots = record_slots_nb(waits)
+        # outputs are written here (serially) before the walk writes into them at random: page
+        # faults then cost no time in the parallel region, where they would take turns
+        wait_equity = _filled(int(waits.sum()), np.float64, 0.0)
+        records = _filled(int(counts.sum()), RECORD_DTYPE, 0)
+        cash_delta = _filled(len(records), np.float64, 0.0)
+        out = (units.copy(), cash.copy(), _filled(n, np.int32, 0), _filled(n, np.int32, -1),
+               _filled(n, np.int32, -1), _filled(n, np.float64, 0.0),
+               _filled(n, np.float64, 0.0), _filled(n, np.float64, 0.0))
+        decoupled_apply_nb(order, product, units, cash, tape, tables, pol, eff_fill,
+                           chunk_size, counts, marks, out, slots, wait_slots, records,
+                           cash_delta, wait_equity)
+        del marks
+        step_out = np.zeros((n_steps, N_STEP_METRICS))
+        decoupled_metrics_nb(product, counts, slots, records, cash_delta, waits, wait_slots,
+                             wait_equity, x_long, scale, step_out)
+    finally:
+        numba.set_parallel_chunksize(before)
+    market_state = np.zeros(MARKET_STATE_SIZE)
+    market_state[MarketState.INSURANCE_FUND] = insurance_fund_usd
+    pending = decoupled_waterfall_nb(step_out, market_state, int(rec["waterfall"]))
+    if pending >= 0:  # excluded by the walk (no perp bad debt under ADL): a bug if reached
+        raise RuntimeError(f"auto-deleveraging pending at step {pending} on the decoupled path")
+    return SimulationResult(
+        *out, np.zeros(n), step_out, records, np.zeros(0, adl_dtype),
+        np.zeros((0, N_BAND_FIELDS)), np.zeros((n_steps, N_FLOW_FIELDS)), np.zeros(n),
+        np.full(n, -1, np.int32), baseline)

@@ -1,0 +1,228 @@
+"""The decoupled path (first-passage walks) against the time-major step loop, bit for bit.
+
+``simulate(..., path="decoupled")`` raises unless the decoupled kernels ran, so every parity
+test below proves which path it measured; ``path="time-major"`` forces the step loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import numba
+import numpy as np
+import pytest
+
+import backtest.engine.dispatch as dispatch
+from backtest.engine.dispatch import liquidation_order, market_params, simulate
+from backtest.kernels.decoupled_nb import first_at_most_nb, passage_table_nb
+from backtest.kernels.enums import (
+    FillPrice,
+    ImpactModel,
+    OracleModel,
+    PolicyFamily,
+    StepMetric,
+    TriggerPrice,
+    Waterfall,
+)
+from backtest.kernels.reference import simulate_reference
+from tests.kernel_inputs import random_book, random_mark, random_policy, random_prices
+
+MODES = [(t, f) for t in TriggerPrice for f in FillPrice]
+FAMILIES = [PolicyFamily.HARD, PolicyFamily.PARTIAL, PolicyFamily.GRADUATED]
+
+
+def _differences(a, b) -> list[str]:
+    """Names of the result fields whose bytes, dtype or shape differ (empty: bit-identical)."""
+    out = []
+    for f in fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray):
+            if x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes():
+                out.append(f.name)
+        elif not (x is None and y is None):
+            out.append(f.name)
+    return out
+
+
+def _inputs(seed, family, n=500, steps=150, vol=0.01):
+    rng = np.random.default_rng(seed)
+    prices = random_prices(rng, steps, vol=vol)
+    book = random_book(rng, n)
+    policy = random_policy(rng, family)
+    return rng, prices, book, policy
+
+
+def _both(prices, book, policy, trigger, fill, threads=None, **kw):
+    kw.setdefault("chunk_size", 64)
+    before = numba.get_num_threads()
+    try:
+        if threads:
+            numba.set_num_threads(threads)
+        fast = simulate(prices, book["product"], book["units"], book["cash"], policy, trigger,
+                        fill, path="decoupled", **kw)
+        slow = simulate(prices, book["product"], book["units"], book["cash"], policy, trigger,
+                        fill, path="time-major", block_steps=17, **kw)
+    finally:
+        numba.set_num_threads(before)
+    return fast, slow
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize(("trigger", "fill"), MODES)
+@pytest.mark.parametrize("seed", range(2))
+def test_decoupled_equals_time_major(family, trigger, fill, seed):
+    """Every field (records in order, step metrics, fund balance) bit-identical."""
+    rng, prices, book, policy = _inputs(100 * seed + 7 * int(family) + 3 * int(fill), family)
+    policy["waterfall"] = [Waterfall.SOCIALISE, Waterfall.SURPLUS_BUFFER][seed]
+    fast, slow = _both(prices, book, policy, trigger, fill,
+                       insurance_fund_usd=float(rng.uniform(0, 30)))
+    assert len(fast.records) > 0
+    assert _differences(fast, slow) == []
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_decoupled_bit_identical_at_1_and_2_threads(threads, family):
+    """Chunks of 16 accounts: many chunks per thread, and records in many (step, chunk) groups."""
+    _, prices, book, policy = _inputs(40 + int(family), family, n=3000, steps=200, vol=0.02)
+    fast, slow = _both(prices, book, policy, TriggerPrice.EXTREME, FillPrice.TRIGGER,
+                       threads=threads, chunk_size=16)
+    assert len(fast.records) > 100
+    assert _differences(fast, slow) == []
+    one, _ = _both(prices, book, policy, TriggerPrice.EXTREME, FillPrice.TRIGGER, threads=1,
+                   chunk_size=16)
+    assert _differences(fast, one) == []
+
+
+def test_decoupled_counts_waiting_accounts_like_the_step_loop():
+    """Partial closes filled at the close: some liquidatable accounts are sized at 0 units and
+    wait; the step loop counts them only in chunks it visits, and so does the decoupled path."""
+    waited = 0
+    for seed in range(6):
+        rng, prices, book, policy = _inputs(300 + seed, PolicyFamily.PARTIAL, vol=0.02)
+        policy["target_rate"][0, 0] = 1.2 * policy["maintenance_rate"][0, 0]
+        fast, slow = _both(prices, book, policy, TriggerPrice.EXTREME, FillPrice.CLOSE)
+        assert _differences(fast, slow) == []
+        waited += fast.step_metrics[:, StepMetric.N_WAITING].sum()
+    assert waited > 0
+
+
+def test_decoupled_with_mark_price_oracle():
+    rng, prices, book, policy = _inputs(11, PolicyFamily.PARTIAL)
+    mark = random_mark(rng, prices)
+    market = market_params(oracle_model=OracleModel.MARK)
+    for trigger in TriggerPrice:
+        fast, slow = _both(prices, book, policy, trigger, FillPrice.TRIGGER, market=market,
+                           mark=mark)
+        assert len(fast.records) > 0
+        assert _differences(fast, slow) == []
+
+
+def test_auto_takes_the_decoupled_path_only_when_decoupled(monkeypatch):
+    taken = []
+    real = dispatch.run_decoupled
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(dispatch, "run_decoupled", spy)
+    _, prices, book, policy = _inputs(5, PolicyFamily.HARD)
+    args = (prices, book["product"], book["units"], book["cash"], policy,
+            TriggerPrice.EXTREME, FillPrice.TRIGGER)
+    auto = simulate(*args)
+    assert taken == [True]
+    depth = np.full(len(prices), 500.0)
+    coupled = market_params(ImpactModel.SQRT)
+    simulate(*args, market=coupled, depth=depth)
+    assert taken == [True, False]
+    with pytest.raises(ValueError, match="not decoupled: market impact"):
+        simulate(*args, market=coupled, depth=depth, path="decoupled")
+    assert _differences(auto, simulate(*args, path="time-major")) == []
+    with pytest.raises(ValueError, match="path must be one of"):
+        simulate(*args, path="position-major")
+
+
+def test_adl_with_perp_bad_debt_falls_back_to_the_step_loop():
+    """Auto-deleveraging couples accounts: the decoupled walk declines, auto steps instead."""
+    for seed in range(10):
+        _, prices, book, policy = _inputs(600 + seed, PolicyFamily.HARD, vol=0.03)
+        policy["waterfall"] = Waterfall.ADL
+        args = (prices, book["product"], book["units"], book["cash"], policy,
+                TriggerPrice.EXTREME, FillPrice.CLOSE)
+        slow = simulate(*args, path="time-major")
+        if slow.step_metrics[:, StepMetric.ADL_ACCOUNTS].sum() > 0:
+            break
+    else:
+        pytest.fail("no seed with auto-deleveraging")
+    with pytest.raises(ValueError, match="auto-deleveraging"):
+        simulate(*args, path="decoupled")
+    assert _differences(simulate(*args), slow) == []
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_decoupled_matches_the_reference_twin(family):
+    rng, prices, book, policy = _inputs(900 + int(family), family)
+    res = simulate(prices, book["product"], book["units"], book["cash"], policy,
+                   TriggerPrice.EXTREME, FillPrice.LIQUIDATION_PRICE, path="decoupled")
+    ref = simulate_reference(prices.open, prices.high, prices.low, prices.close,
+                             TriggerPrice.EXTREME, FillPrice.LIQUIDATION_PRICE, policy[0],
+                             book["product"], book["units"], book["cash"],
+                             priority=liquidation_order(book["product"], book["units"],
+                                                        book["cash"]))
+    assert len(res.records) == len(ref.records) > 0
+    np.testing.assert_allclose(res.units, ref.units, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(res.cash, ref.cash, rtol=1e-12, atol=1e-9)
+    np.testing.assert_array_equal(res.n_liquidations, ref.n_liquidations)
+    np.testing.assert_array_equal(res.first_step, ref.first_step)
+    np.testing.assert_allclose(res.step_metrics, ref.step_metrics, rtol=1e-10, atol=1e-8)
+
+
+def test_money_is_conserved_on_the_decoupled_path():
+    _, prices, book, policy = _inputs(77, PolicyFamily.PARTIAL, vol=0.02)
+    res = simulate(prices, book["product"], book["units"], book["cash"], policy,
+                   TriggerPrice.EXTREME, FillPrice.TRIGGER, path="decoupled")
+    rec = res.records
+    proceeds = (rec["units_closed"] * rec["fill_price"]).sum()
+    fees = rec["keeper_fee"].sum() + rec["insurance_fee"].sum()
+    change = res.cash.sum() - book["cash"].sum()
+    assert len(rec) > 0
+    assert abs(change - (proceeds - fees + rec["bad_debt"].sum())) <= 1e-9 * abs(
+        book["cash"]).sum()
+
+
+def test_first_passage_search_equals_a_linear_scan():
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 64, 100, 1440):
+        a = rng.normal(size=n).cumsum()
+        table, suffix = passage_table_nb(a)
+        for _ in range(200):
+            t0 = int(rng.integers(0, n + 1))
+            k = float(rng.choice([rng.normal() * 3, a[rng.integers(0, n)], np.inf, -np.inf]))
+            hits = np.nonzero(a[t0:] <= k)[0]
+            assert first_at_most_nb(table, suffix, t0, k) == (t0 + hits[0] if len(hits) else n)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("fill", list(FillPrice))
+def test_decoupled_with_penalty_models_and_seizure(seed, fill):
+    """Euler's health discount, Aave v4's ramp, Compound's full seizure, on perps and loans."""
+    rng, prices, book, policy = _inputs(50 + seed, FAMILIES[seed], vol=0.02)
+    policy["penalty_model"] = seed
+    policy["penalty_cap"] = rng.uniform(0.01, 0.3)
+    policy["seize_all_collateral"] = seed % 2
+    fast, slow = _both(prices, book, policy, TriggerPrice(seed % 2), fill, chunk_size=32,
+                       insurance_fund_usd=5.0)
+    assert len(fast.records) > 0
+    assert _differences(fast, slow) == []
+
+
+@pytest.mark.parametrize(("n", "steps"), [(0, 50), (5, 1), (333, 40)])
+def test_decoupled_edge_sizes(n, steps):
+    rng = np.random.default_rng(n + steps)
+    prices = random_prices(rng, steps)
+    book = random_book(rng, n)
+    fast, slow = _both(prices, book, random_policy(rng, PolicyFamily.PARTIAL),
+                       TriggerPrice.EXTREME, FillPrice.LIQUIDATION_PRICE)
+    assert _differences(fast, slow) == []
