@@ -97,9 +97,7 @@ class BookParams(StrictModel):
         Share of the positions open at the window start that their traders close, in full,
         during the window (0: none, every result as without the parameter).
     size_usd : float or None
-        Perps' open interest (half their notional over both sides: each contract counted
-        once, as venues publish it) / loans' total debt at the window start, USD (None:
-        unscaled).
+        Perps' open interest (one side: half their notional) / loans' debt at the start, USD.
     represents : str or None
         Venue or protocol the book stands for (``binance``, ``aave-v2``, ...); recorded in the
         book's metadata (``venue``), where ``liqbt validate`` finds the matching targets.
