@@ -113,7 +113,7 @@ def test_a_sized_book_holds_the_venue_size_whatever_the_account_count():
     for n in (3000, 12000):
         book = generate_book(n, d.timestamp, d.close, d.low, d.high, START, 1, params)
         a = book.arrays()
-        held = (np.abs(a["units"]) * d.close[~w][-1]).sum()
+        held = 0.5 * (np.abs(a["units"]) * d.close[~w][-1]).sum()  # one side
         assert held == pytest.approx(1e9, rel=1e-9)
         assert book.meta["open_interest_usd"] == "1e+09" and book.meta["venue"] == "test"
         res = simulate(Prices(d.open[w], d.high[w], d.low[w], d.close[w]), a["product"],
@@ -178,3 +178,30 @@ def test_open_interest_after_is_in_sample_only_where_the_fit_used_it(tmp_path):
     after = "may-2021/market-btc-open-interest-after"
     assert after not in read_calibrated(without).fit_targets
     assert after in read_calibrated(with_oi).fit_targets
+
+
+def test_the_share_is_the_validated_one_over_the_real_figures_window():
+    """Liquidated notional over the real figure's window, over open interest counted on one
+    side: what ``liqbt validate`` computes for a book sized to that open interest."""
+    from backtest.books.generate import generate_book
+    from backtest.calibration.fit import simulate_event
+    from backtest.engine.dispatch import Prices, simulate
+    from backtest.kernels.enums import FillPrice, TriggerPrice
+    from backtest.policies import pack_policy
+
+    d = _event("a", 0.3, 5)
+    params = BookParams(loan_fraction=0.0, long_fraction=0.8)
+    policy = pack_policy(load_policy("hard"), 3600)
+    whole = simulate_event(d, params, ResponseConfig(enabled=False), policy, 800, 3)
+    book = generate_book(800, d.timestamp, d.close, d.low, d.high, START, 3,
+                         params.model_copy(update={"size_usd": 1e9}))
+    a = book.arrays()
+    w = d.timestamp >= int(START.timestamp() * 1000)
+    res = simulate(Prices(d.open[w], d.high[w], d.low[w], d.close[w]), a["product"],
+                   a["units"], a["cash"], policy, TriggerPrice.EXTREME, FillPrice.TRIGGER)
+    assert 0.0 < whole.share == pytest.approx(res.liquidated_notional.sum() / 1e9, rel=1e-9)
+    # counted over the real figure's window only: the first six hours of the fall
+    d.liquidated_window = (int(d.timestamp[w][0]), int(d.timestamp[w][6]))
+    part = simulate_event(d, params, ResponseConfig(enabled=False), policy, 800, 3)
+    assert part.share == pytest.approx(whole.step_share[:6].sum())
+    assert 0.0 < part.share < whole.share

@@ -9,6 +9,7 @@ import pytest
 
 from backtest.calibration import (
     MEASURES,
+    liquidated_window,
     load_targets,
     open_interest_change,
     share_of_open_interest,
@@ -132,6 +133,26 @@ def test_share_is_computed_from_ranges_and_direct_share_wins(tmp_path):
     assert share_of_open_interest("may-2021", "okx", "BTC", targets=targets) is None
     targets = load_targets(write(tmp_path, GOOD + SHARE))
     assert share_of_open_interest("may-2021", "binance", "BTC", targets=targets) == (0.1, 0.3)
+
+
+def test_the_share_is_counted_over_the_liquidated_figures_window(tmp_path):
+    """The window the calibration counts simulated liquidations over is the real figure's."""
+    leg = GOOD.replace("binance-btc-perp-liquidated", "binance-btc-perp-liquidated-leg", 1)
+    leg = leg.split("[[target]]")[1].replace(
+        "window_start = 2021-05-19T00:00:00Z\nwindow_end = 2021-05-20T00:00:00Z",
+        "window_start = 2021-05-19T12:00:00Z\nwindow_end = 2021-05-19T14:00:00Z")
+    targets = load_targets(write(tmp_path, GOOD + "[[target]]" + leg))
+    start, end = liquidated_window("may-2021", "binance", "BTC", targets=targets)
+    assert (start.hour, end.day) == (0, 20)  # the longest window's figure, as the share uses
+    only_leg = [t for t in targets if t.id != "binance-btc-perp-liquidated"]
+    start, end = liquidated_window("may-2021", "binance", "BTC", targets=only_leg)
+    assert (start.hour, end.hour, end.day) == (12, 14, 19)
+    assert liquidated_window("may-2021", "okx", "BTC", targets=targets) is None
+    # the shipped figures: BitMEX's first leg on Black Thursday, and 2024-08-05 alone
+    start, end = liquidated_window("black-thursday-2020", "bitmex", "BTC", directory=SHIPPED)
+    assert (start.hour, end.hour) == (10, 12)
+    start, _ = liquidated_window("yen-carry-2024", "all-cex", "BTC", directory=SHIPPED)
+    assert (start.day, start.hour) == (5, 0)
 
 
 def test_targets_for_narrows_exactly(tmp_path):

@@ -28,7 +28,7 @@ from backtest.results.catalog import Catalog
 
 START = datetime(2021, 5, 19, tzinfo=UTC)
 HOURS = 24
-OI = 17.4e9  # book notional at the window start, USD
+OI = 17.4e9  # book's open interest at the window start (one side: half its notional), USD
 # per policy: liquidated notional per hour (USD); hour 12 carries half of everything
 LIQ = {"hard": 3.57e9, "partial": 1.785e9}
 
@@ -149,8 +149,8 @@ def _write_run(root: Path, run_id: str, meta: dict, event: str | None = "may-202
                           "bad_debt_usd": 1e6 if h == 12 else 0.0,
                           "insurance_draw_usd": 5e5 if h == 12 else 0.0,
                           "adl_notional_usd": 0.0,
-                          "perp_long_oi_usd": OI * 0.6 - per_hour[: h + 1].sum(),
-                          "perp_short_oi_usd": OI * 0.4,
+                          "perp_long_oi_usd": 2 * OI * 0.6 - per_hour[: h + 1].sum(),
+                          "perp_short_oi_usd": 2 * OI * 0.4,
                           "loan_collateral_usd": 0.0, "loan_debt_usd": 0.0})
             # one long (80%) and one short (20%) liquidation per hour
             liqs.append({"run_id": run_id, "policy": policy, "timestamp": ts[h],
@@ -159,10 +159,10 @@ def _write_run(root: Path, run_id: str, meta: dict, event: str | None = "may-202
             liqs.append({"run_id": run_id, "policy": policy, "timestamp": ts[h],
                          "account_id": 2 * h + 1, "notional_usd": 0.2 * per_hour[h],
                          "bad_debt_usd": 0.0})
-        for i in range(100):  # 100 accounts, half long; notional sums to OI
+        for i in range(100):  # 100 accounts, half long; notional sums to 2 x OI (both sides)
             accounts.append({"run_id": run_id, "policy": policy, "account_id": i,
                              "product": "perp", "side": 1 if i % 2 == 0 else -1,
-                             "initial_notional_usd": OI / 100,
+                             "initial_notional_usd": 2 * OI / 100,
                              "initial_equity_usd": OI / 1000})
     pl.DataFrame(steps).write_parquet(run_dir / "steps.parquet")
     pl.DataFrame(liqs).write_parquet(run_dir / "liquidations.parquet")
@@ -377,7 +377,8 @@ def test_run_report_carries_the_against_what_happened_table(simulated, monkeypat
     assert format_figure(total, "USD") in html
     oi = next(r for r in comparison.rows
               if r.target.id == "market-btc-open-interest-before" and r.policy == "hard")
-    assert oi.fit == HELD_OUT and oi.simulated == pytest.approx(oi_perp["usd"][0])
+    # open interest counts each contract once: half the perps' notional over both sides
+    assert oi.fit == HELD_OUT and oi.simulated == pytest.approx(oi_perp["usd"][0] / 2)
 
 
 def test_run_report_says_plainly_when_no_target_exists(simulated, monkeypatch, tmp_path):

@@ -41,8 +41,9 @@ Distributions (defaults in :class:`BookParams`; docs/books.md discusses the choi
   uniform and its candle whatever ``close_share`` is, so a larger share closes a superset of
   the same positions at the same times (the calibration sees a smooth function).
 - **size**: with ``size_usd`` set, every size is scaled by one factor so that the accounts open
-  at the start hold ``size_usd``: the perps' total notional at the last close before the window
-  (the venue's open interest) or the loans' total debt (the protocol's borrowings), USD. The
+  at the start hold ``size_usd``: the perps' open interest at the last close before the window
+  (the venue's, as published: each contract counted once, so half the perps' notional over
+  both sides) or the loans' total debt (the protocol's borrowings), USD. The
   book then stands for the real venue or protocol (``represents``), and its USD results no
   longer depend on the number of accounts, which only sets the granularity.
 """
@@ -96,7 +97,7 @@ class BookParams(StrictModel):
         Share of the positions open at the window start that their traders close, in full,
         during the window (0: none, every result as without the parameter).
     size_usd : float or None
-        Perps' total notional / loans' total debt at the window start, USD (None: unscaled).
+        Perps' open interest (one side: half their notional) / loans' debt at the start, USD.
     represents : str or None
         Venue or protocol the book stands for (``binance``, ``aave-v2``, ...); recorded in the
         book's metadata (``venue``), where ``liqbt validate`` finds the matching targets.
@@ -347,7 +348,7 @@ def _size_scale(c: dict, price: float, n_open: int, p: BookParams) -> float:
         return 1.0
     size, is_loan = c["size"][:n_open], c["is_loan"][:n_open]
     debt = size * c["entry"][:n_open] * (1.0 - 1.0 / c["lev"][:n_open])
-    held = np.where(is_loan, debt, size * price).sum()
+    held = np.where(is_loan, debt, 0.5 * size * price).sum()  # open interest: one side
     if held <= 0:
         raise BookError("the book holds no notional or debt to scale to size_usd")
     return float(p.size_usd / held)

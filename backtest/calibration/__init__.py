@@ -5,7 +5,8 @@ Public names:
 - :class:`~backtest.calibration.targets.Target`, :func:`~backtest.calibration.targets.load_targets`,
   :func:`~backtest.calibration.targets.targets_for`,
   :func:`~backtest.calibration.targets.share_of_open_interest`,
-  :func:`~backtest.calibration.targets.open_interest_change`: the versioned real figures in
+  :func:`~backtest.calibration.targets.open_interest_change`,
+  :func:`~backtest.calibration.targets.liquidated_window`: the versioned real figures in
   ``data/validation/<event>.toml``.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 from backtest.calibration.targets import (
     MEASURES,
     Target,
+    liquidated_window,
     load_targets,
     open_interest_change,
     share_of_open_interest,
@@ -24,6 +26,7 @@ from backtest.calibration.targets import (
 __all__ = [
     "MEASURES",
     "Target",
+    "liquidated_window",
     "load_targets",
     "open_interest_change",
     "share_of_open_interest",

@@ -36,10 +36,16 @@ parameters mapped to their bounds by a logistic transform)::
                    + long_share_weight x (simulated long share - real long share)^2
                    + open_interest_weight x log(simulated OI change / real OI change)^2
 
-where *share* is the liquidated notional over the window divided by the book's notional (or
-debt) at the window start, and the real share is the geometric middle of the target range
+where *share* is the liquidated notional over **the real figure's window** (the target's,
+:func:`backtest.calibration.targets.liquidated_window`: BitMEX's first leg on Black Thursday,
+2024-08-05 inside an event that starts the day before) divided by the book's open interest at
+the window start, and the real share is the geometric middle of the target range
 (:func:`backtest.calibration.targets.share_of_open_interest`; for loans the liquidated amount
-over the protocol's borrowings). The long share term enters only where a target gives it.
+over the protocol's borrowings). Open interest as venues and aggregators publish it counts each
+contract once (the longs' notional, equal to the shorts'), so the book's open interest is
+**half its perps' notional over both sides**; a liquidated position counts its full notional
+on either side, as in the published liquidation figures. The long share is counted over the
+same window and enters only where a target gives it.
 *OI change* is the perps' open interest at the window end (every position still open,
 arrivals included, at the last close) over that at the window start (at the last close
 before it); the real one is ``open_interest_after_usd / open_interest_before_usd`` of the same
@@ -74,6 +80,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from backtest import paths
 from backtest.books.generate import BookParams, generate_book
 from backtest.calibration.targets import (
+    liquidated_window,
     load_targets,
     open_interest_change,
     share_of_open_interest,
@@ -150,6 +157,7 @@ class EventData:
     share: tuple[float, float]
     long_share: float | None
     oi_change: tuple[float, float] | None = None
+    liquidated_window: tuple[int, int] | None = None  # epoch ms; None: the whole window
 
     @property
     def real_share(self) -> float:
@@ -262,10 +270,14 @@ def event_data(cfg: CalibrationConfig, spec: EventSpec, base: BookParams,
             if (t.event == spec.event and t.measure == "long_share_of_liquidations"
                     and t.venue == spec.venue):
                 long_share = math.sqrt(t.low * t.high)
+    counted = None
+    if spec.share_low is None:
+        window = liquidated_window(spec.event, spec.venue, spec.asset, directory=validation)
+        counted = tuple(int(t.timestamp() * 1000) for t in window) if window else None
     return EventData(spec, a["timestamp"], a["open"], a["high"], a["low"], a["close"],
                      a["volume"], ev.start, ev.end, share, long_share,
                      open_interest_change(spec.event, spec.venue, spec.asset,
-                                          directory=validation))
+                                          directory=validation), counted)
 
 
 def apply(base: BookParams, response: ResponseConfig, names: list[str], values
@@ -312,12 +324,19 @@ def simulate_event(data: EventData, params: BookParams, response: ResponseConfig
                    FillPrice.TRIGGER, flow=flow)
     loan = arrays["product"] == 1
     opened = flow.arrival_step < 0
-    held = np.where(loan, -cash0, np.abs(units0) * data.close[~w][-1])[opened].sum()
-    liquidated = res.liquidated_notional.sum()
-    longs = res.liquidated_notional[arrays["units"] > 0].sum()
-    per_step = np.zeros(len(window_ms))
+    # open interest as venues publish it counts each contract once: half the perps' notional
+    # over both sides (module docstring, "Share")
+    held = np.where(loan, -cash0, 0.5 * np.abs(units0) * data.close[~w][-1])[opened].sum()
     rec = res.records
-    np.add.at(per_step, rec["step"], np.abs(rec["units_closed"]) * rec["fill_price"])
+    notional = np.abs(rec["units_closed"]) * rec["fill_price"]
+    per_step = np.zeros(len(window_ms))
+    np.add.at(per_step, rec["step"], notional)
+    counted = np.ones(len(rec), bool)
+    if data.liquidated_window is not None:  # the real figure's window, not the event's
+        at = window_ms[rec["step"]]
+        counted = (at >= data.liquidated_window[0]) & (at < data.liquidated_window[1])
+    liquidated = notional[counted].sum()
+    longs = notional[counted & (arrays["units"][rec["account"]] > 0)].sum()
     perp = ~loan
     oi_before = (np.abs(units0) * data.close[~w][-1])[perp & opened].sum()
     oi_after = (np.abs(res.units) * data.close[w][-1])[perp].sum()

@@ -59,13 +59,15 @@ class RunTables:
         Liquidation figures come from the ``liquidations`` rows of the product's accounts;
         levels at the start from the ``accounts`` table (or the book's recorded open
         interest) when ``from_run_start``, else from the ``steps`` running totals of the
-        product (perps: long + short notional; loans: collateral and debt); the insurance
-        fund and auto-deleveraging from the whole book.
+        product (perps: open interest counted once per contract, as venues publish it, i.e.
+        half the long + short notional; loans: collateral and debt); the insurance fund and
+        auto-deleveraging from the whole book.
         """
         run, a, b, prod = _lit(self.run_id), _ts(start), _ts(end), _lit(product)
         q = self.catalog.query
-        oi_column = ("perp_long_oi_usd + perp_short_oi_usd" if product == "perp"
+        oi_column = ("(perp_long_oi_usd + perp_short_oi_usd) / 2" if product == "perp"
                      else "loan_collateral_usd")
+        sides = 2 if product == "perp" else 1  # open interest: one side of every contract
         flows = q(f"""
             SELECT policy,
                    sum(insurance_draw_usd) AS insurance_fund_drawn_usd,
@@ -75,7 +77,7 @@ class RunTables:
             GROUP BY policy""")
         if from_run_start:
             levels = q(f"""
-                SELECT policy, sum(initial_notional_usd) AS open_interest_before_usd,
+                SELECT policy, sum(initial_notional_usd) / {sides} AS open_interest_before_usd,
                        sum(initial_notional_usd - initial_equity_usd) AS borrowed_usd,
                        sum(initial_notional_usd) AS collateral_usd
                 FROM accounts WHERE run_id = {run} AND product = {prod} GROUP BY policy""")

@@ -460,6 +460,33 @@ def share_of_open_interest(event: str, venue: str, asset: str,
     return None if share is None else (min(share[0], 1.0), min(share[1], 1.0))
 
 
+def liquidated_window(event: str, venue: str, asset: str,
+                      targets: list[Target] | None = None,
+                      directory: str | Path | None = None
+                      ) -> tuple[datetime, datetime] | None:
+    """The window of the real liquidated figure that :func:`share_of_open_interest` uses.
+
+    The liquidated share of a calibration is counted over this window, not the event's: a
+    venue's figure may cover one leg of a crash (BitMEX, 2020-03-12 10:00-12:00 UTC) or one
+    day of a longer event window (2024-08-05 in an event starting 2024-08-04 12:00 UTC).
+
+    Returns
+    -------
+    tuple of (datetime, datetime) or None
+        Start and end (exclusive, UTC) of the direct share targets, else of the
+        ``liquidated_notional_usd`` targets with the longest window (earliest start, latest
+        end); None where :func:`share_of_open_interest` finds no figure.
+    """
+    pool = targets_for(event, venue=venue, asset=asset, targets=targets, directory=directory)
+    used = [t for t in pool if t.measure == "liquidated_share_of_open_interest"]
+    if not used:
+        liq = [t for t in pool if t.measure == "liquidated_notional_usd"]
+        used = _longest_window(liq) if liq else []
+    if not used:
+        return None
+    return (min(t.window_start for t in used), max(t.window_end for t in used))
+
+
 def open_interest_change(event: str, venue: str, asset: str,
                          targets: list[Target] | None = None,
                          directory: str | Path | None = None
