@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -177,6 +178,10 @@ def test_book_inspect_at_a_crash_price_finds_liquidatable_accounts(small_book, c
     assert main(["book", "inspect", str(small_book), "--price", "20000"]) == 0
     out = capsys.readouterr().out
     assert "Side mix" in out and "Distributions" in out and "at 20,000.00 USD" in out
+    # open interest as venues publish it counts each contract once: half of both sides
+    oi = next(x for x in out.splitlines() if x.startswith("open interest"))
+    one, both = (float(v[1:].replace(",", "")) for v in re.findall(r"\$[\d,]+", oi)[:2])
+    assert both > 0 and abs(one - both / 2) <= 1.0
     line = next(x for x in out.splitlines() if x.startswith("liquidatable now"))
     assert int(line.split(":")[1].split()[0].replace(",", "")) > 0
 

@@ -175,7 +175,11 @@ def print_book_summary(summary: dict, path: Path, policy: str) -> None:
         mix.add_row(row["product"], row["side"], f"{row['accounts']:,}",
                     _usd(row["notional_usd"]), _usd(row["debt_usd"]), _usd(row["equity_usd"]))
     out.print(mix)
-    out.print(f"open interest (perps, both sides): {_usd(summary['open_interest_usd'])}; "
+    # venues count each contract once: half the perps' notional over both sides (the figure a
+    # calibrated book is sized to, docs/calibration.md)
+    out.print(f"open interest (perps, counted once per contract as venues publish it): "
+              f"{_usd(summary['open_interest_usd'] / 2)} (notional over both sides "
+              f"{_usd(summary['open_interest_usd'])}); "
               f"loan collateral {_usd(summary['loan_collateral_usd'])}, loan debt "
               f"{_usd(summary['loan_debt_usd'])}", markup=False)
     dist = Table(title="Distributions")
