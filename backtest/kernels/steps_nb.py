@@ -335,9 +335,10 @@ def _budget_chunk_nb(ch, chunk_size, budget, dust, scan_all, t, candle, x_long, 
     """Pass 1b of :func:`run_steps_nb` for chunk ``ch``: what its unit ``budget`` covers.
 
     The chunk's decided liquidations take the budget in processing order, each at most what
-    is left (:func:`_budget_take_nb`; none below ``dust``); an auction take cut short must
-    still leave ``chost`` and pay at ``check_factor`` (:func:`_chost_take_nb`,
-    :func:`_take_after_budget_nb`), or it is refused and its share stays for the next ones.
+    is left (:func:`_budget_take_nb`; none of at most ``dust``); an auction take cut short
+    must still leave ``chost`` and pay at ``check_factor`` (:func:`_chost_take_nb`,
+    :func:`_take_after_budget_nb`) and buy more than ``dust``, or it is refused and its share
+    stays for the next ones.
     Hard liquidations in bands and zero-bid deals are outside the budget and always counted
     (``scan_all``: keep scanning a chunk whose budget is spent, for them). Pass 2 applies the
     same rule, so the counts fix the chunk's record slots.
@@ -372,7 +373,7 @@ def _budget_chunk_nb(ch, chunk_size, budget, dust, scan_all, t, candle, x_long, 
                 d = _chost_take_nb(i, t, d, accounts, auction, penalty)
                 d = _take_after_budget_nb(i, t, d, q, candle, accounts, auction, keepers,
                                           check_factor)
-                if d <= 0.0:  # no partial purchase: a later take may fit
+                if d <= dust:  # no partial purchase (nor dust): a later take may fit
                     continue
             used += d
             count += 1
@@ -403,6 +404,14 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
     step's execution factor is at least ``E`` and each of them pays at it. A take cut by a
     volume or capital budget (or ``chost``) must still pay at ``min(f, E)``. Otherwise ``f =
     1 -`` the last step's execution slippage.
+
+    A step's budget (order slicing's share of the traded volume, keepers' capital at the
+    close; the smaller) goes to the decided liquidations account by account in processing
+    order: each takes at most what is left, and a take the budget cuts short and that then
+    no longer pays (or that ``chost`` refuses) takes nothing and leaves its share to the
+    accounts after it, in its chunk and in later ones (:func:`_budget_chunk_nb`). Zero-bid
+    deals and hard liquidations in bands are outside the budget. The result does not depend
+    on the chunk size beyond summation order (``tests/test_zero_bid.py``).
 
     Parameters
     ----------
@@ -788,6 +797,8 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
                         d = _chost_take_nb(i, t, d, accounts, auction, loan_penalty)
                         d = _take_after_budget_nb(i, t, d, q, candle, accounts, auction,
                                                   keepers, check_factor)
+                        if d <= dust:  # a chost cut to dust is no purchase
+                            d = 0.0
                     used += d
                 if d <= 0.0 and not exempt:
                     if soft and product[i] == _LOAN:
