@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 
@@ -119,11 +120,19 @@ def test_without_a_window_the_auction_waits():
     assert len(res.records) == 0 and res.units[0] == 10.0
 
 
-def _random_run(seed: int, profit: bool, capital: float):
+def _random_run(seed: int, profit: bool, capital: float, curve: int | None = None,
+                window: bool = True, chunk_size: int = 64):
+    """A random book under a random flip (ENGLISH) or clipper (STAIRSTEP) auction; ``curve``
+    overrides the drawn curve and ``window`` False switches zero bids off, leaving the random
+    draws (hence the book and prices) as they are."""
     rng = np.random.default_rng(900 + seed)
     steps = 120
     policy = random_policy(rng, slicing=seed % 2 == 1)
     _flip(rng, policy, window=float(rng.integers(1, 5)))
+    if curve is not None:
+        policy["auction_curve"] = curve
+    if not window:
+        policy["auction_zero_bid_steps"] = 0.0
     prices = random_prices(rng, steps, vol=0.02)
     book = random_book(rng, 300)
     prices.volume = random_volume(rng, steps)
@@ -132,20 +141,14 @@ def _random_run(seed: int, profit: bool, capital: float):
     market = market_params(ImpactModel.SQRT, cascade=True, keeper_latency_steps=seed % 3,
                            keeper_requires_profit=profit, keeper_capital_usd=capital)
     res = simulate(prices, book["product"], book["units"], book["cash"], policy,
-                   TriggerPrice.EXTREME, FillPrice.TRIGGER, chunk_size=64, block_steps=17,
-                   market=market, depth=depth, gas_usd=gas, volume=prices.volume,
-                   insurance_fund_usd=50.0)
+                   TriggerPrice.EXTREME, FillPrice.TRIGGER, chunk_size=chunk_size,
+                   block_steps=17, market=market, depth=depth, gas_usd=gas,
+                   volume=prices.volume, insurance_fund_usd=50.0)
     return policy, prices, book, depth, gas, market, res
 
 
-@pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("profit", [False, True])
-def test_kernel_matches_reference_with_zero_bids(seed, profit):
-    """English and Dutch auctions with a bid window, keepers who need profit (gas), order
-    slicing on odd seeds: the same deals, takes, bad debt and step metrics as the twin.
-    (Keeper capital budgets are left out: with auctions the kernel's chunk-level budget and
-    the twin's per-decision budget already differ without zero bids.)"""
-    policy, prices, book, depth, gas, market, res = _random_run(seed, profit, 0.0)
+def _assert_matches_twin(policy, prices, book, depth, gas, market, res):
+    """The kernel's run equals the twin's: units, cash, step metrics, deals and takes."""
     ref = simulate_reference(prices.open, prices.high, prices.low, prices.close,
                              TriggerPrice.EXTREME, FillPrice.TRIGGER, policy[0], book["product"],
                              book["units"], book["cash"], market=market[0], depth=depth,
@@ -157,14 +160,88 @@ def test_kernel_matches_reference_with_zero_bids(seed, profit):
     np.testing.assert_allclose(res.step_metrics, ref.step_metrics, rtol=1e-9, atol=1e-7)
     got = np.sort(res.records, order=["step", "account"])
     ref_rec = sorted(ref.records, key=lambda r: (r["step"], r["account"]))
+    np.testing.assert_array_equal(got["account"], [r["account"] for r in ref_rec])
+    np.testing.assert_allclose(got["units_closed"], [r["units_closed"] for r in ref_rec],
+                               rtol=1e-9, atol=1e-12)
     np.testing.assert_array_equal(got["zero_bid"], [r["zero_bid"] for r in ref_rec])
     np.testing.assert_array_equal(got["auction"], [r["auction"] for r in ref_rec])
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("profit", [False, True])
+def test_kernel_matches_reference_with_zero_bids(seed, profit):
+    """English and Dutch auctions with a bid window, keepers who need profit (gas), order
+    slicing on odd seeds: the same deals, takes, bad debt and step metrics as the twin."""
+    run = _random_run(seed, profit, 0.0)
+    _assert_matches_twin(*run)
+    book, res = run[2], run[-1]
     _assert_conserved(book, res)
     zero = res.records[res.records["zero_bid"]]
     # a zero bid takes the whole lot, pays nothing to the fund, and writes the debt off
     assert np.all(zero["insurance_fee"] == 0.0)
     assert np.all(res.units[zero["account"]] == 0.0)
     np.testing.assert_allclose(zero["keeper_fee"], zero["units_closed"] * zero["fill_price"])
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize(("curve", "window"), [(AuctionCurve.STAIRSTEP, False),
+                                               (AuctionCurve.ENGLISH, True)])
+def test_kernel_matches_reference_with_keeper_capital(seed, curve, window):
+    """Keepers with $300 of capital a step, Dutch (clipper, no zero bids) and English (flip,
+    zero bids) auctions, keepers who need profit on half the seeds, order slicing on odd seeds:
+    the budget goes account by account in processing order (a take cut short that no longer
+    pays, or that chost refuses, leaves its share to the next accounts), as in the twin."""
+    capital = 300.0
+    run = _random_run(seed, seed % 4 < 2, capital, curve=curve, window=window)
+    _assert_matches_twin(*run)
+    policy, prices, book, res = run[0], run[1], run[2], run[-1]
+    _assert_conserved(book, res)
+    sm = res.step_metrics
+    assert sm[:, StepMetric.SLICE_FACTOR].min() < 1.0  # the budget bound
+    # keepers never buy more than their capital (at the step's close) in a step; zero bids
+    # are outside the budget
+    bought = res.records[~res.records["zero_bid"]]
+    close = prices.close * sm[:, StepMetric.PRICE_FACTOR]
+    taken = np.zeros(len(close))
+    np.add.at(taken, bought["step"], np.abs(bought["units_closed"]))
+    assert np.all(taken * close <= capital * (1 + 1e-9))
+    assert policy[0]["auction_curve"] == curve
+
+
+@pytest.mark.parametrize(("seed", "profit", "window"), [
+    (0, True, True), (5000, True, False), (5002, False, False), (5003, False, False),
+    (5012, True, False)])
+def test_capital_budget_does_not_depend_on_chunk_size(seed, profit, window):
+    """The same run in chunks of 16, 64 and 4096 accounts (one chunk): the same liquidations
+    (records, units, cash, step metrics up to summation order). Seeds 5000-5012 once lost the
+    budget that a refused take left in one chunk for the chunks after it."""
+    runs = [_random_run(seed, profit, 300.0, window=window, chunk_size=size)[-1]
+            for size in (16, 64, 4096)]
+    first = runs[0]
+    for res in runs[1:]:
+        assert len(res.records) == len(first.records) > 0
+        np.testing.assert_array_equal(res.records["account"], first.records["account"])
+        np.testing.assert_allclose(res.records["units_closed"], first.records["units_closed"],
+                                   rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(res.units, first.units, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(res.cash, first.cash, rtol=1e-10, atol=1e-8)
+        np.testing.assert_allclose(res.step_metrics, first.step_metrics, rtol=1e-9, atol=1e-7)
+
+
+def test_capital_budget_results_do_not_depend_on_thread_count():
+    """Keeper capital with auctions and zero bids: bit-identical on one thread and on all."""
+    outs = []
+    before = numba.get_num_threads()
+    try:
+        for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(threads)
+            outs.append(_random_run(5012, True, 300.0, chunk_size=16)[-1])
+    finally:
+        numba.set_num_threads(before)
+    a, b = outs[0], outs[-1]
+    assert a.step_metrics.tobytes() == b.step_metrics.tobytes()
+    assert a.cash.tobytes() == b.cash.tobytes()
+    assert a.records.tobytes() == b.records.tobytes()
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -236,7 +236,9 @@ def simulate_reference(
         Traded volume per step, units (order slicing).
     priority : array_like, shape (N,), optional
         Account indices in the engine's processing order (:func:`liquidation_order`), which
-        order slicing follows when the step's volume budget binds.
+        order slicing and keeper capital follow when the step's budget binds: account by
+        account, each taking at most what is left (a take cut short that no longer pays, or
+        that ``chost`` refuses, takes nothing and leaves its share to the next).
     mark : array_like, shape (T, 3), optional
         Low, high, close of the mark price per step (``OracleModel.MARK``).
     risk : array_like, shape (T, 2), optional

@@ -330,6 +330,59 @@ def _soft_step_nb(i, x, exec_factor, units, cash, key, bands, band, acc):
         acc[_N_SOFT] += 1.0
 
 
+@njit
+def _budget_chunk_nb(ch, chunk_size, budget, dust, scan_all, t, candle, x_long, x_short, lo_key,
+                     hi_key, fill_mode, accounts, policy_inputs, keepers, auction, penalty,
+                     check_factor):
+    """Pass 1b of :func:`run_steps_nb` for chunk ``ch``: what its unit ``budget`` covers.
+
+    The chunk's decided liquidations take the budget in processing order, each at most what
+    is left (:func:`_budget_take_nb`; none of at most ``dust``); an auction take cut short
+    must still leave ``chost`` and pay at ``check_factor`` (:func:`_chost_take_nb`,
+    :func:`_take_after_budget_nb`) and buy more than ``dust``, or it is refused and its share
+    stays for the next ones.
+    Hard liquidations in bands and zero-bid deals are outside the budget and always counted
+    (``scan_all``: keep scanning a chunk whose budget is spent, for them). Pass 2 applies the
+    same rule, so the counts fix the chunk's record slots.
+
+    Returns
+    -------
+    tuple
+        ``(liquidations, net flow at the decision prices in USD, units of budget used)``.
+    """
+    units = accounts[1]
+    n = units.shape[0]
+    count = 0
+    flow = 0.0
+    used = 0.0
+    for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
+        if used >= budget and not scan_all:
+            break
+        p, d, _, _, kind = _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key,
+                                      fill_mode, accounts, policy_inputs, keepers)
+        if kind == _KIND_BANDS_HARD or kind == _KIND_ZERO_BID:
+            count += 1
+            flow -= d * p
+        elif d > 0.0:
+            q = d
+            d = _budget_take_nb(d, budget, used, dust)
+            if d <= 0.0:
+                # dust waits while budget is left; exempt deals may follow a spent budget
+                if scan_all or budget - used > dust:
+                    continue
+                break
+            if kind == _KIND_TAKE:
+                d = _chost_take_nb(i, t, d, accounts, auction, penalty)
+                d = _take_after_budget_nb(i, t, d, q, candle, accounts, auction, keepers,
+                                          check_factor)
+                if d <= dust:  # no partial purchase (nor dust): a later take may fit
+                    continue
+            used += d
+            count += 1
+            flow += -d * p if units[i] > 0.0 else d * p
+    return count, flow, used
+
+
 @njit_parallel
 def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market_state, step_out,
                  policy, market, trigger_mode, fill_mode, chunk_size):
@@ -353,6 +406,14 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
     step's execution factor is at least ``E`` and each of them pays at it. A take cut by a
     volume or capital budget (or ``chost``) must still pay at ``min(f, E)``. Otherwise ``f =
     1 -`` the last step's execution slippage.
+
+    A step's budget (order slicing's share of the traded volume, keepers' capital at the
+    close; the smaller) goes to the decided liquidations account by account in processing
+    order: each takes at most what is left, and a take the budget cuts short and that then
+    no longer pays (or that ``chost`` refuses) takes nothing and leaves its share to the
+    accounts after it, in its chunk and in later ones (:func:`_budget_chunk_nb`). Zero-bid
+    deals and hard liquidations in bands are outside the budget. The result does not depend
+    on the chunk size beyond summation order (``tests/test_zero_bid.py``).
 
     Parameters
     ----------
@@ -470,6 +531,7 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
     flow = np.zeros(n_chunks)
     gross = np.zeros(n_chunks)
     chunk_budget = np.zeros(n_chunks)
+    scanned = np.zeros(n_chunks, np.bool_)  # chunks whose budget pass 1b already ran
     take_need = np.zeros(n_chunks)  # least execution factor at which a chunk's takes pay
     offset = np.zeros(n_chunks, np.int64)
     active = np.empty(n_chunks, np.int64)
@@ -648,8 +710,8 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
                 keepers = (latency, requires_profit, gas_usd[t], slippage, take_factor)
             # order slicing (at most max_volume_fraction of the step's traded volume) and keeper
             # capital (at most keeper_capital USD at the close) budget the units liquidated; the
-            # budget goes to decided liquidations in processing order (chunk by chunk, the last
-            # one taken in part) and the rest waits for later steps
+            # budget goes to decided liquidations in processing order (account by account, one
+            # cut short taking what is left) and the rest waits for later steps
             budget = np.inf
             if max_volume_fraction > 0.0:
                 budget = max_volume_fraction * volume[t]
@@ -658,45 +720,36 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
             if total_units > budget:
                 dust = 1e-9 * budget  # smaller remainders are rounding, not volume
                 slice_factor = budget / total_units
+                # in chunk order: a chunk whose decisions fit takes them all (inf); a chunk they
+                # do not fit gets what is left and is scanned here, so that what its refused
+                # takes (cut short, they no longer pay, or chost) and skipped dust leave goes
+                # on to the next chunks, as in the account-by-account rule: nothing depends on
+                # the chunk size
                 for a in range(n_active):
                     ch = active[a]
-                    # a chunk within budget takes everything (inf); the boundary chunk a part
-                    chunk_budget[ch] = np.inf if gross[ch] <= budget else budget
-                    budget = max(budget - gross[ch], 0.0)
+                    scanned[ch] = False
+                    if gross[ch] <= budget:
+                        chunk_budget[ch] = np.inf
+                        budget = max(budget - gross[ch], 0.0)
+                    else:
+                        chunk_budget[ch] = budget
+                        if budget > 0.0:
+                            count[ch], flow[ch], spent = _budget_chunk_nb(
+                                ch, chunk_size, budget, dust, soft or zero_bids, t, candle,
+                                x_long, x_short, lo_key, hi_key, eff_fill, accounts,
+                                policy_inputs, keepers, auction, loan_penalty, check_factor)
+                            scanned[ch] = True
+                            budget = max(budget - spent, 0.0)
                     if budget <= dust:
                         budget = 0.0
                 total_flow = 0.0
                 for a in prange(n_active):  # pass 1b: what each chunk's budget covers
                     ch = active[a]
-                    count[ch] = 0
-                    flow[ch] = 0.0
-                    used = 0.0
-                    for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
-                        if used >= chunk_budget[ch] and not (soft or zero_bids):
-                            break
-                        p, d, _, _, kind = _decide_nb(i, t, candle, x_long, x_short, lo_key,
-                                                      hi_key, eff_fill, accounts,
-                                                      policy_inputs, keepers)
-                        if kind == _KIND_BANDS_HARD or kind == _KIND_ZERO_BID:
-                            count[ch] += 1
-                            flow[ch] -= d * p
-                        elif d > 0.0:
-                            q = d
-                            d = _budget_take_nb(d, chunk_budget[ch], used, dust)
-                            if d <= 0.0:
-                                # hard liquidations in bands, or zero-bid deals, may follow
-                                if soft or zero_bids:
-                                    continue
-                                break
-                            if kind == _KIND_TAKE:
-                                d = _chost_take_nb(i, t, d, accounts, auction, loan_penalty)
-                                d = _take_after_budget_nb(i, t, d, q, candle, accounts,
-                                                          auction, keepers, check_factor)
-                                if d <= 0.0:  # no partial purchase: a later take may fit
-                                    continue
-                            used += d
-                            count[ch] += 1
-                            flow[ch] += -d * p if units[i] > 0.0 else d * p
+                    if not scanned[ch]:
+                        count[ch], flow[ch], _ = _budget_chunk_nb(
+                            ch, chunk_size, chunk_budget[ch], dust, soft or zero_bids, t, candle,
+                            x_long, x_short, lo_key, hi_key, eff_fill, accounts, policy_inputs,
+                            keepers, auction, loan_penalty, check_factor)
                 for a in range(n_active):
                     total_flow += flow[active[a]] + soft_flow[active[a]]
             else:
@@ -746,6 +799,8 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
                         d = _chost_take_nb(i, t, d, accounts, auction, loan_penalty)
                         d = _take_after_budget_nb(i, t, d, q, candle, accounts, auction,
                                                   keepers, check_factor)
+                        if d <= dust:  # a chost cut to dust is no purchase
+                            d = 0.0
                     used += d
                 if d <= 0.0 and not exempt:
                     if soft and product[i] == _LOAN:
