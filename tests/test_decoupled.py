@@ -12,6 +12,7 @@ import numba
 import numpy as np
 import pytest
 
+import backtest.engine.decoupled as decoupled
 import backtest.engine.dispatch as dispatch
 from backtest.engine.dispatch import liquidation_order, market_params, simulate
 from backtest.kernels.decoupled_nb import first_at_most_nb, passage_table_nb
@@ -82,8 +83,12 @@ def test_decoupled_equals_time_major(family, trigger, fill, seed):
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_decoupled_bit_identical_at_1_and_2_threads(threads, family):
-    """Chunks of 16 accounts: many chunks per thread, and records in many (step, chunk) groups."""
+def test_decoupled_bit_identical_at_1_and_2_threads(threads, family, monkeypatch):
+    """Chunks of 16 accounts: many chunks per thread, and records in many (step, chunk) groups.
+
+    The parallel walks are forced (a book this small would otherwise walk serially).
+    """
+    monkeypatch.setattr(decoupled, "SERIAL_MAX_REACHABLE", -1)
     _, prices, book, policy = _inputs(40 + int(family), family, n=3000, steps=200, vol=0.02)
     fast, slow = _both(prices, book, policy, TriggerPrice.EXTREME, FillPrice.TRIGGER,
                        threads=threads, chunk_size=16)
@@ -226,3 +231,25 @@ def test_decoupled_edge_sizes(n, steps):
     fast, slow = _both(prices, book, random_policy(rng, PolicyFamily.PARTIAL),
                        TriggerPrice.EXTREME, FillPrice.LIQUIDATION_PRICE)
     assert _differences(fast, slow) == []
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_serial_walk_equals_parallel_walk(family, threads, monkeypatch):
+    """The small-run variant (no parallel region) gives the parallel walks' bytes, waits and
+    partial re-liquidations included, and the threshold picks by reachable accounts."""
+    _, prices, book, policy = _inputs(60 + int(family), family, n=2000, steps=180, vol=0.02)
+    calls = []
+    for name in ("decoupled_count_nb", "decoupled_count_serial_nb"):
+        kernel = getattr(decoupled, name)
+        monkeypatch.setattr(decoupled, name,
+                            lambda *a, _k=kernel, _n=name: calls.append(_n) or _k(*a))
+    results = {}
+    for label, limit in (("parallel", -1), ("serial", 10**9)):
+        monkeypatch.setattr(decoupled, "SERIAL_MAX_REACHABLE", limit)
+        results[label], slow = _both(prices, book, policy, TriggerPrice.EXTREME,
+                                     FillPrice.TRIGGER, threads=threads, chunk_size=16)
+    assert calls == ["decoupled_count_nb", "decoupled_count_serial_nb"]
+    assert len(results["serial"].records) > 100
+    assert _differences(results["serial"], results["parallel"]) == []
+    assert _differences(results["serial"], slow) == []
