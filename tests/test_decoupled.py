@@ -234,22 +234,27 @@ def test_decoupled_edge_sizes(n, steps):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("threads", [1, 2])
-def test_serial_walk_equals_parallel_walk(family, threads, monkeypatch):
-    """The small-run variant (no parallel region) gives the parallel walks' bytes, waits and
-    partial re-liquidations included, and the threshold picks by reachable accounts."""
+def test_small_run_on_one_thread_equals_parallel_walk(family, monkeypatch):
+    """The small-run variant (both walks on one thread) gives the 2-thread walks' bytes, waits
+    and partial re-liquidations included; the threshold picks by reachable accounts and the
+    caller's thread count is restored."""
     _, prices, book, policy = _inputs(60 + int(family), family, n=2000, steps=180, vol=0.02)
-    calls = []
-    for name in ("decoupled_count_nb", "decoupled_count_serial_nb"):
-        kernel = getattr(decoupled, name)
-        monkeypatch.setattr(decoupled, name,
-                            lambda *a, _k=kernel, _n=name: calls.append(_n) or _k(*a))
+    seen = []
+    kernel = decoupled.decoupled_count_nb
+    monkeypatch.setattr(decoupled, "decoupled_count_nb",
+                        lambda *a: seen.append(numba.get_num_threads()) or kernel(*a))
     results = {}
-    for label, limit in (("parallel", -1), ("serial", 10**9)):
+    for label, limit in (("parallel", -1), ("small", 10**9)):
         monkeypatch.setattr(decoupled, "SERIAL_MAX_REACHABLE", limit)
-        results[label], slow = _both(prices, book, policy, TriggerPrice.EXTREME,
-                                     FillPrice.TRIGGER, threads=threads, chunk_size=16)
-    assert calls == ["decoupled_count_nb", "decoupled_count_serial_nb"]
-    assert len(results["serial"].records) > 100
-    assert _differences(results["serial"], results["parallel"]) == []
-    assert _differences(results["serial"], slow) == []
+        before = numba.get_num_threads()
+        numba.set_num_threads(2)
+        try:
+            results[label] = simulate(prices, book["product"], book["units"], book["cash"],
+                                      policy, TriggerPrice.EXTREME, FillPrice.TRIGGER,
+                                      path="decoupled", chunk_size=16)
+            assert numba.get_num_threads() == 2
+        finally:
+            numba.set_num_threads(before)
+    assert seen == [2, 1]
+    assert len(results["small"].records) > 100
+    assert _differences(results["small"], results["parallel"]) == []

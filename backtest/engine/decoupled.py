@@ -2,7 +2,7 @@
 
 A run is decoupled when accounts do not interact, so each can be walked through the window on
 its own (:mod:`backtest.kernels.decoupled_nb`: first-passage search, O(log T) per account and
-event, two parallel regions per run, none for a small one: :data:`SERIAL_MAX_REACHABLE`).
+event, two parallel regions per run, one thread for a small one: :data:`SERIAL_MAX_REACHABLE`).
 :func:`decoupled_reason` says why a run is not;
 :func:`run_decoupled` runs one that is and returns the :class:`SimulationResult` the step
 loop would, bit for bit (records in the same order, per-step aggregates summed in the same
@@ -25,9 +25,7 @@ from backtest.kernels.decoupled_nb import (
     RECORD_DTYPE,
     STATUS_OK,
     decoupled_apply_nb,
-    decoupled_apply_serial_nb,
     decoupled_count_nb,
-    decoupled_count_serial_nb,
     decoupled_metrics_nb,
     decoupled_waterfall_nb,
     filter_bounds_nb,
@@ -57,11 +55,11 @@ from backtest.results.simulation import SimulationResult
 PATHS = ("auto", "time-major", "decoupled")
 _FAMILIES = (int(PolicyFamily.HARD), int(PolicyFamily.PARTIAL), int(PolicyFamily.GRADUATED))
 #: Runs with at most this many reachable accounts (initial trigger key passing the filter at
-#: some step, :func:`backtest.kernels.decoupled_nb.reachable_nb`) walk on the calling thread,
-#: opening no parallel region: such a walk takes a few to ~30 ms on one core, about what the
-#: end of a parallel region can cost on a busy machine waiting for a descheduled thread
-#: (W1 at 100k accounts: 39,206 reachable, walked serially; at 1M 393,494, in parallel). The serial and
-#: parallel walks give the same bytes (``tests/test_decoupled.py``), so it changes no result.
+#: some step, :func:`backtest.kernels.decoupled_nb.reachable_nb`) walk with one thread: both
+#: regions then run on the calling thread and never wait for another one to be scheduled, which
+#: on a busy machine can cost more than such a walk (a few to ~30 ms on one core; W1 at 100k
+#: accounts: 39,206 reachable, one thread; at 1M 393,494, all threads). The walks' results do
+#: not depend on the thread count (``tests/test_decoupled.py``), so this changes no result.
 SERIAL_MAX_REACHABLE = 1 << 17
 
 
@@ -221,13 +219,13 @@ def run_decoupled(required: bool, prices, product: np.ndarray, units: np.ndarray
     flags = np.zeros(n_chunks, np.int64)
     maybe = reachable_nb(product, units, cash, pol[1], tables[1][0], tables[3][0])
     adl = int(rec["waterfall"]) == Waterfall.ADL
-    serial = int(np.count_nonzero(maybe)) <= SERIAL_MAX_REACHABLE
-    count_nb = decoupled_count_serial_nb if serial else decoupled_count_nb
-    apply_nb = decoupled_apply_serial_nb if serial else decoupled_apply_nb
+    threads = numba.get_num_threads()
     before = numba.set_parallel_chunksize(1)  # chunks differ in work: hand them out one by one
     try:
-        count_nb(order, product, units, cash, tape, tables, pol, eff_fill, adl, chunk_size,
-                  maybe, counts, waits, marks, flags)
+        if int(np.count_nonzero(maybe)) <= SERIAL_MAX_REACHABLE:
+            numba.set_num_threads(1)  # a small run: no waiting for a second thread
+        decoupled_count_nb(order, product, units, cash, tape, tables, pol, eff_fill, adl,
+                           chunk_size, maybe, counts, waits, marks, flags)
         del maybe
         if np.any(flags != STATUS_OK):
             if required:
@@ -245,14 +243,16 @@ def run_decoupled(required: bool, prices, product: np.ndarray, units: np.ndarray
         out = (units.copy(), cash.copy(), _filled(n, np.int32, 0), _filled(n, np.int32, -1),
                _filled(n, np.int32, -1), _filled(n, np.float64, 0.0),
                _filled(n, np.float64, 0.0), _filled(n, np.float64, 0.0))
-        apply_nb(order, product, units, cash, tape, tables, pol, eff_fill, chunk_size, counts,
-                 marks, out, slots, wait_slots, records, cash_delta, wait_equity)
+        decoupled_apply_nb(order, product, units, cash, tape, tables, pol, eff_fill,
+                           chunk_size, counts, marks, out, slots, wait_slots, records,
+                           cash_delta, wait_equity)
         del marks
         step_out = np.zeros((n_steps, N_STEP_METRICS))
         decoupled_metrics_nb(product, counts, slots, records, cash_delta, waits, wait_slots,
                              wait_equity, x_long, scale, step_out)
     finally:
         numba.set_parallel_chunksize(before)
+        numba.set_num_threads(threads)
     market_state = np.zeros(MARKET_STATE_SIZE)
     market_state[MarketState.INSURANCE_FUND] = insurance_fund_usd
     pending = decoupled_waterfall_nb(step_out, market_state, int(rec["waterfall"]))

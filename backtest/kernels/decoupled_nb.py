@@ -48,11 +48,10 @@ state and totals and each record in its slot. :func:`decoupled_metrics_nb` sums 
 aggregates per (step, chunk) in position order and then over chunks in chunk order, as the
 step loop does, so every float is bit-identical; the insurance-fund waterfall then runs
 serially over the steps (:func:`decoupled_waterfall_nb`). A run opens two parallel regions
-(the two walks, over chunks), or none: a small run walks the same chunks in order on the
-calling thread (the ``*_serial_nb`` twins, same walk function, same outputs), as the end of a
-region can cost more than the walk on a busy machine. The aggregates are summed serially
+(the two walks, over chunks; a small run opens them with one thread, see
+:data:`backtest.engine.decoupled.SERIAL_MAX_REACHABLE`); the aggregates are summed serially
 (O(records + chunks x steps)). The work assigned to a chunk does not depend on the thread
-count or on the variant, so neither do the results.
+count, so neither do the results.
 """
 
 from __future__ import annotations
@@ -384,35 +383,16 @@ def decoupled_count_nb(order, product, units, cash, tape, tables, pol, fill_mode
     flags : ndarray, shape (n_chunks,), int64
         Receives each chunk's status (0: all walked).
     """
-    for ch in prange(counts.shape[0]):
-        flags[ch] = _count_chunk_nb(ch, order, product, units, cash, tape, tables, pol,
-                                    fill_mode, adl, chunk_size, maybe, counts, waits, marks)
-
-
-@njit
-def decoupled_count_serial_nb(order, product, units, cash, tape, tables, pol, fill_mode, adl,
-                              chunk_size, maybe, counts, waits, marks, flags):
-    """:func:`decoupled_count_nb` on the calling thread, no parallel region; same outputs.
-
-    For small runs (:data:`backtest.engine.decoupled.SERIAL_MAX_REACHABLE`): each chunk is
-    walked by the same function in the same way, so every output is the same bit for bit.
-    """
-    for ch in range(counts.shape[0]):
-        flags[ch] = _count_chunk_nb(ch, order, product, units, cash, tape, tables, pol,
-                                    fill_mode, adl, chunk_size, maybe, counts, waits, marks)
-
-
-@njit
-def _count_chunk_nb(ch, order, product, units, cash, tape, tables, pol, fill_mode, adl,
-                    chunk_size, maybe, counts, waits, marks):
-    """The counting walk of chunk ``ch`` (:func:`decoupled_count_nb`); returns its status."""
     n = units.shape[0]
     no_int = np.empty(0, np.int32)
     no_float = np.empty(0)
     out = (no_float, no_float, no_int, no_int, no_int, no_float, no_float, no_float)
-    return _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, order, product, units,
-                    cash, tape, tables, pol, fill_mode, adl, False, maybe, counts, waits,
-                    counts, waits, marks, out, np.empty(0, RECORD_DTYPE), no_float, no_float)
+    no_records = np.empty(0, RECORD_DTYPE)
+    for ch in prange(counts.shape[0]):
+        flags[ch] = _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, order,
+                             product, units, cash, tape, tables, pol, fill_mode, adl, False,
+                             maybe, counts, waits, counts, waits, marks, out, no_records,
+                             no_float, no_float)
 
 
 @njit
@@ -498,22 +478,6 @@ def decoupled_apply_nb(order, product, units, cash, tape, tables, pol, fill_mode
     """
     n = units.shape[0]
     for ch in prange(slots.shape[0]):
-        _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, order, product, units,
-                 cash, tape, tables, pol, fill_mode, False, True, marks, counts, counts, slots,
-                 wait_slots, marks, out, records, cash_delta, wait_equity)
-
-
-@njit
-def decoupled_apply_serial_nb(order, product, units, cash, tape, tables, pol, fill_mode,
-                              chunk_size, counts, marks, out, slots, wait_slots, records,
-                              cash_delta, wait_equity):
-    """:func:`decoupled_apply_nb` on the calling thread, no parallel region; same outputs.
-
-    Each chunk writes only its own slots, the accounts of its own positions and its own
-    cursors, so walking the chunks in order on one thread gives the same bytes.
-    """
-    n = units.shape[0]
-    for ch in range(slots.shape[0]):
         _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, order, product, units,
                  cash, tape, tables, pol, fill_mode, False, True, marks, counts, counts, slots,
                  wait_slots, marks, out, records, cash_delta, wait_equity)
