@@ -12,6 +12,7 @@ import numba
 import numpy as np
 import pytest
 
+import backtest.engine.decoupled as decoupled
 import backtest.engine.dispatch as dispatch
 from backtest.engine.dispatch import liquidation_order, market_params, simulate
 from backtest.kernels.decoupled_nb import first_at_most_nb, passage_table_nb
@@ -82,8 +83,12 @@ def test_decoupled_equals_time_major(family, trigger, fill, seed):
 
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_decoupled_bit_identical_at_1_and_2_threads(threads, family):
-    """Chunks of 16 accounts: many chunks per thread, and records in many (step, chunk) groups."""
+def test_decoupled_bit_identical_at_1_and_2_threads(threads, family, monkeypatch):
+    """Chunks of 16 accounts: many chunks per thread, and records in many (step, chunk) groups.
+
+    The parallel walks are forced (a book this small would otherwise walk serially).
+    """
+    monkeypatch.setattr(decoupled, "SERIAL_MAX_REACHABLE", -1)
     _, prices, book, policy = _inputs(40 + int(family), family, n=3000, steps=200, vol=0.02)
     fast, slow = _both(prices, book, policy, TriggerPrice.EXTREME, FillPrice.TRIGGER,
                        threads=threads, chunk_size=16)
@@ -226,3 +231,30 @@ def test_decoupled_edge_sizes(n, steps):
     fast, slow = _both(prices, book, random_policy(rng, PolicyFamily.PARTIAL),
                        TriggerPrice.EXTREME, FillPrice.LIQUIDATION_PRICE)
     assert _differences(fast, slow) == []
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_small_run_on_one_thread_equals_parallel_walk(family, monkeypatch):
+    """The small-run variant (both walks on one thread) gives the 2-thread walks' bytes, waits
+    and partial re-liquidations included; the threshold picks by reachable accounts and the
+    caller's thread count is restored."""
+    _, prices, book, policy = _inputs(60 + int(family), family, n=2000, steps=180, vol=0.02)
+    seen = []
+    kernel = decoupled.decoupled_count_nb
+    monkeypatch.setattr(decoupled, "decoupled_count_nb",
+                        lambda *a: seen.append(numba.get_num_threads()) or kernel(*a))
+    results = {}
+    for label, limit in (("parallel", -1), ("small", 10**9)):
+        monkeypatch.setattr(decoupled, "SERIAL_MAX_REACHABLE", limit)
+        before = numba.get_num_threads()
+        numba.set_num_threads(2)
+        try:
+            results[label] = simulate(prices, book["product"], book["units"], book["cash"],
+                                      policy, TriggerPrice.EXTREME, FillPrice.TRIGGER,
+                                      path="decoupled", chunk_size=16)
+            assert numba.get_num_threads() == 2
+        finally:
+            numba.set_num_threads(before)
+    assert seen == [2, 1]
+    assert len(results["small"].records) > 100
+    assert _differences(results["small"], results["parallel"]) == []

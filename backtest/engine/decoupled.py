@@ -2,7 +2,8 @@
 
 A run is decoupled when accounts do not interact, so each can be walked through the window on
 its own (:mod:`backtest.kernels.decoupled_nb`: first-passage search, O(log T) per account and
-event, two parallel regions per run). :func:`decoupled_reason` says why a run is not;
+event, two parallel regions per run, one thread for a small one: :data:`SERIAL_MAX_REACHABLE`).
+:func:`decoupled_reason` says why a run is not;
 :func:`run_decoupled` runs one that is and returns the :class:`SimulationResult` the step
 loop would, bit for bit (records in the same order, per-step aggregates summed in the same
 order, the insurance fund's running balance), or None when the inputs are not decoupled (or
@@ -53,6 +54,13 @@ from backtest.results.simulation import SimulationResult
 #: Values of ``simulate``'s ``path`` keyword.
 PATHS = ("auto", "time-major", "decoupled")
 _FAMILIES = (int(PolicyFamily.HARD), int(PolicyFamily.PARTIAL), int(PolicyFamily.GRADUATED))
+#: Runs with at most this many reachable accounts (initial trigger key passing the filter at
+#: some step, :func:`backtest.kernels.decoupled_nb.reachable_nb`) walk with one thread: both
+#: regions then run on the calling thread and never wait for another one to be scheduled, which
+#: on a busy machine can cost more than such a walk (a few to ~30 ms on one core; W1 at 100k
+#: accounts: 39,206 reachable, one thread; at 1M 393,494, all threads). The walks' results do
+#: not depend on the thread count (``tests/test_decoupled.py``), so this changes no result.
+SERIAL_MAX_REACHABLE = 1 << 17
 
 
 def decoupled_reason(policy: np.ndarray, market: np.ndarray, prices: tuple, funding: np.ndarray,
@@ -211,8 +219,11 @@ def run_decoupled(required: bool, prices, product: np.ndarray, units: np.ndarray
     flags = np.zeros(n_chunks, np.int64)
     maybe = reachable_nb(product, units, cash, pol[1], tables[1][0], tables[3][0])
     adl = int(rec["waterfall"]) == Waterfall.ADL
+    threads = numba.get_num_threads()
     before = numba.set_parallel_chunksize(1)  # chunks differ in work: hand them out one by one
     try:
+        if int(np.count_nonzero(maybe)) <= SERIAL_MAX_REACHABLE:
+            numba.set_num_threads(1)  # a small run: no waiting for a second thread
         decoupled_count_nb(order, product, units, cash, tape, tables, pol, eff_fill, adl,
                            chunk_size, maybe, counts, waits, marks, flags)
         del maybe
@@ -241,6 +252,7 @@ def run_decoupled(required: bool, prices, product: np.ndarray, units: np.ndarray
                              wait_equity, x_long, scale, step_out)
     finally:
         numba.set_parallel_chunksize(before)
+        numba.set_num_threads(threads)
     market_state = np.zeros(MARKET_STATE_SIZE)
     market_state[MarketState.INSURANCE_FUND] = insurance_fund_usd
     pending = decoupled_waterfall_nb(step_out, market_state, int(rec["waterfall"]))

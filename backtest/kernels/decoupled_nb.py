@@ -48,9 +48,10 @@ state and totals and each record in its slot. :func:`decoupled_metrics_nb` sums 
 aggregates per (step, chunk) in position order and then over chunks in chunk order, as the
 step loop does, so every float is bit-identical; the insurance-fund waterfall then runs
 serially over the steps (:func:`decoupled_waterfall_nb`). A run opens two parallel regions
-(the two walks, over chunks); the aggregates are summed serially (O(records + chunks x
-steps)). The work assigned to a chunk does not depend on the thread count, so neither do the
-results.
+(the two walks, over chunks; a small run opens them with one thread, see
+:data:`backtest.engine.decoupled.SERIAL_MAX_REACHABLE`); the aggregates are summed serially
+(O(records + chunks x steps)). The work assigned to a chunk does not depend on the thread
+count, so neither do the results.
 """
 
 from __future__ import annotations
