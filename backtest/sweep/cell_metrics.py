@@ -9,6 +9,8 @@ same kind reports. A measure that does not apply to the cell's run kind
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 import polars as pl
 
@@ -48,3 +50,25 @@ def cell_metrics(steps: pl.DataFrame, accounts: pl.DataFrame, kind: str = SINGLE
 
 
 __all__ = ["cell_metrics"]
+
+
+def cell_identity(spec, run_kind: str, policy: str, family: str) -> dict:
+    """Return the columns that name a cell in its summary row, in the store's column order.
+
+    Parameters
+    ----------
+    spec : backtest.sweep.plan.CellSpec
+        The cell (event, tape, parameter set, seed, stress and ensemble member).
+    run_kind : str
+        :data:`backtest.results.metrics.RUN_KINDS`.
+    policy, family : str
+        The policy's name and family as the summary shows them.
+    """
+    return {
+        "cell_id": spec.cell_id, "run_kind": run_kind, "event": spec.event,
+        "event_key": spec.event_key, "symbol": spec.symbol, "interval": spec.interval,
+        "policy": policy, "family": family, "param_set": spec.param_set,
+        "params": json.dumps(spec.params, sort_keys=True), "seed": spec.seed,
+        "stress": spec.stress_label, "stress_kind": spec.stress["kind"], "member": spec.member,
+        "member_inputs": json.dumps(spec.member_inputs, sort_keys=True),
+    }

@@ -14,6 +14,7 @@ import json
 import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,10 +220,23 @@ def expand(grids: list[tuple[str, dict[str, GridValues]]], model: type[BaseModel
     ConfigError
         Unknown, ambiguous, fixed or repeated field, or an empty list of values.
     """
+    return product_of(grids, lambda name, where: resolve_field(model, name, policy, where))
+
+
+def product_of(grids: list[tuple[str, dict[str, GridValues]]],
+               resolve: Callable[[str, str], str]) -> list[ParamSet]:
+    """Return the cartesian product of grids whose field names ``resolve(name, where)`` turns
+    into dotted fields (raising :class:`ConfigError` for an unknown one).
+
+    Raises
+    ------
+    ConfigError
+        A field swept twice, or an empty list of values.
+    """
     axes: list[tuple[str, list[Any]]] = []
     for where, grid in grids:
         for name, values in grid.items():
-            dotted = resolve_field(model, name, policy, where)
+            dotted = resolve(name, where)
             if any(dotted == a for a, _ in axes):
                 raise ConfigError(f"field '{where}.{name}': '{dotted}' is already swept")
             vals = grid_values(values)

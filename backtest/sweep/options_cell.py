@@ -47,7 +47,7 @@ from backtest.portfolio.run_config import (
 )
 from backtest.provenance import file_sha256
 from backtest.results.metrics import OPTIONS
-from backtest.sweep.cell_metrics import cell_metrics
+from backtest.sweep.cell_metrics import cell_identity, cell_metrics
 from backtest.sweep.config import EventSpec, SweepConfig
 from backtest.sweep.grid import ParamSet, grid_values
 from backtest.sweep.plan import CellSpec, SweepPlan, _digest, _opt, engine_version, \
@@ -238,12 +238,7 @@ def simulate_options_cell(spec: CellSpec) -> tuple[pl.DataFrame, pl.DataFrame, d
         pl.lit(f"{market.underlyings[0]}/USDT").alias("price_symbol"),
     ).select("run_id", *STEP_COLUMNS).rename({"run_id": "cell_id"})
     summary = pl.DataFrame([{
-        "cell_id": spec.cell_id, "run_kind": OPTIONS, "event": spec.event,
-        "event_key": spec.event_key, "symbol": spec.symbol, "interval": spec.interval,
-        "policy": POLICY, "family": "options", "param_set": spec.param_set,
-        "params": json.dumps(spec.params, sort_keys=True), "seed": spec.seed,
-        "stress": spec.stress_label, "stress_kind": spec.stress["kind"], "member": spec.member,
-        "member_inputs": json.dumps(spec.member_inputs, sort_keys=True),
+        **cell_identity(spec, OPTIONS, POLICY, "options"),
         "accounts": int(arrays.n_accounts), "steps": int(market.timestamp_ms.size),
         **metrics, "simulate_seconds": t2 - t1,
     }])

@@ -31,7 +31,7 @@ from backtest.portfolio.book import read_portfolio_book
 from backtest.portfolio.model import PortfolioBook, PortfolioParams
 from backtest.portfolio.simulate import PortfolioResult, simulate_portfolio
 from backtest.portfolio.tables import portfolio_accounts, portfolio_steps
-from backtest.sweep.cell_metrics import cell_metrics
+from backtest.sweep.cell_metrics import cell_identity, cell_metrics
 from backtest.sweep.plan import CellSpec
 from backtest.sweep.portfolio_plan import PORTFOLIO, align_event
 from backtest.sweep.stress import apply_stress
@@ -157,13 +157,7 @@ def simulate_portfolio_cell(spec: CellSpec) -> tuple[pl.DataFrame, pl.DataFrame,
         pl.lit(aligned.symbols[0]).alias("price_symbol"),
     ).select("run_id", *STEP_COLUMNS).rename({"run_id": "cell_id"})
     summary = pl.DataFrame([{
-        "cell_id": spec.cell_id, "run_kind": PORTFOLIO, "event": spec.event,
-        "event_key": spec.event_key, "symbol": spec.symbol, "interval": spec.interval,
-        "policy": name, "family": spec.policy["family"], "param_set": spec.param_set,
-        "params": json.dumps(spec.params, sort_keys=True), "seed": spec.seed,
-        "stress": spec.stress_label, "stress_kind": spec.stress["kind"],
-        "member": spec.member,
-        "member_inputs": json.dumps(spec.member_inputs, sort_keys=True),
+        **cell_identity(spec, PORTFOLIO, name, spec.policy["family"]),
         "accounts": book.n_accounts, "steps": aligned.n_steps,
         "window_start": aligned.start, "window_end": aligned.end,
         **metrics,

@@ -19,14 +19,13 @@ by a grid is validated with the policy's own model, so ``close_factor = 2`` or a
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 from pydantic import ValidationError
 
 from backtest.errors import ConfigError
 from backtest.portfolio.model import DEFAULT_ASSET_RISK, AssetRisk, PortfolioParams
-from backtest.sweep.grid import GridValues, ParamSet, grid_values
+from backtest.sweep.grid import GridValues, ParamSet, product_of
 from backtest.validation import describe
 
 TOP_FIELDS = tuple(n for n in PortfolioParams.model_fields if n not in ("assets", "chunk_size"))
@@ -142,21 +141,7 @@ def expand_portfolio(grids: list[tuple[str, dict[str, GridValues]]]) -> list[Par
     ConfigError
         Unknown or repeated field, or an empty list of values.
     """
-    axes: list[tuple[str, list[Any]]] = []
-    for where, grid in grids:
-        for name, values in grid.items():
-            dotted = resolve_portfolio_field(name, where)
-            if any(dotted == a for a, _ in axes):
-                raise ConfigError(f"field '{where}.{name}': '{dotted}' is already swept")
-            vals = grid_values(values)
-            if not vals:
-                raise ConfigError(f"field '{where}.{name}': no values")
-            axes.append((dotted, vals))
-    if not axes:
-        return [ParamSet()]
-    names = [a for a, _ in axes]
-    return [ParamSet(dict(zip(names, combo, strict=True)))
-            for combo in itertools.product(*(v for _, v in axes))]
+    return product_of(grids, resolve_portfolio_field)
 
 
 __all__ = ["ASSET_FIELDS", "TOP_FIELDS", "apply_portfolio_params", "expand_portfolio",

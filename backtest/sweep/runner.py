@@ -29,7 +29,7 @@ from backtest.kernels.enums import StepMetric
 from backtest.policies.models import Policy
 from backtest.results.metrics import METRICS, OPTIONS, SINGLE_ASSET
 from backtest.results.tables import accounts_table, steps_table
-from backtest.sweep.cell_metrics import cell_metrics
+from backtest.sweep.cell_metrics import cell_identity, cell_metrics
 from backtest.sweep.options_cell import simulate_options_cell
 from backtest.sweep.portfolio_cell import simulate_portfolio_cell
 from backtest.sweep.plan import CellSpec, cell_dict
@@ -132,13 +132,7 @@ def simulate_cell(spec: CellSpec) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
         pl.Series("low", arrays["low"]), pl.Series("close", close),
     ).select("run_id", *STEP_COLUMNS).rename({"run_id": "cell_id"})
     summary = pl.DataFrame([{
-        "cell_id": spec.cell_id, "run_kind": SINGLE_ASSET, "event": spec.event,
-        "event_key": spec.event_key, "symbol": spec.symbol, "interval": spec.interval,
-        "policy": name, "family": spec.policy["family"], "param_set": spec.param_set,
-        "params": json.dumps(spec.params, sort_keys=True), "seed": spec.seed,
-        "stress": spec.stress_label, "stress_kind": spec.stress["kind"],
-        "member": spec.member,
-        "member_inputs": json.dumps(spec.member_inputs, sort_keys=True),
+        **cell_identity(spec, SINGLE_ASSET, name, spec.policy["family"]),
         "accounts": len(inputs.book), "steps": inputs.window.rows,
         "window_start": inputs.start, "window_end": inputs.end,
         **metrics,
