@@ -190,7 +190,8 @@ def test_the_share_is_the_validated_one_over_the_real_figures_window():
     from backtest.policies import pack_policy
 
     d = _event("a", 0.3, 5)
-    params = BookParams(loan_fraction=0.0, long_fraction=0.8)
+    # equal sizes, as the fit draws them (test below)
+    params = BookParams(loan_fraction=0.0, long_fraction=0.8, perp_notional_sigma=0.0)
     policy = pack_policy(load_policy("hard"), 3600)
     whole = simulate_event(d, params, ResponseConfig(enabled=False), policy, 800, 3)
     book = generate_book(800, d.timestamp, d.close, d.low, d.high, START, 3,
@@ -205,3 +206,37 @@ def test_the_share_is_the_validated_one_over_the_real_figures_window():
     part = simulate_event(d, params, ResponseConfig(enabled=False), policy, 800, 3)
     assert part.share == pytest.approx(whole.step_share[:6].sum())
     assert 0.0 < part.share < whole.share
+
+
+def test_the_fit_draws_equal_sizes_so_the_size_distribution_cannot_move_it():
+    """Sizes are independent of what liquidates: the fit's books hold equal notionals."""
+    data = [_event("a", 0.3, 4)]
+    fit = [FitParameter(name="leverage_scale", low=0.05, high=3.0, start=1.0)]
+    cal = _calibration(data, fit)
+    narrow = cal.outcomes([0.5])[0].share
+    cal.base = cal.base.model_copy(update={"perp_notional_sigma": 2.5})
+    assert cal.outcomes([0.5])[0].share == narrow
+
+
+def test_one_event_can_be_calibrated_on_two_assets(tmp_path, monkeypatch):
+    """Rows pair with the file's events by position, not by event name."""
+    from backtest.calibration import run as calibration_run
+    from backtest.calibration.fitted import read_calibrated
+
+    a = _event("same", 0.2, 6)
+    b = _event("same", 0.4, 7)
+    b.spec = b.spec.model_copy(update={"asset": "ETH", "symbol": "ETH/USDT"})
+    b.share = (0.3, 0.3)
+    cal = _calibration([a, b], [FitParameter(name="leverage_scale", low=0.05, high=3.0,
+                                             start=1.0)])
+    cal.cfg = cal.cfg.model_copy(update={"max_evaluations": 6, "leave_one_out_evaluations": 4})
+    monkeypatch.setattr(calibration_run, "load_calibration", lambda path: cal.cfg)
+    monkeypatch.setattr(calibration_run.Calibration, "load", classmethod(
+        lambda cls, cfg, store=None: cal))
+    (tmp_path / "cal.toml").write_text('name = "t"\n')  # read only for its kind
+    full, loo = calibration_run.calibrate_file(tmp_path / "cal.toml", tmp_path / "out.toml")
+    rows = read_calibrated(tmp_path / "out.toml").fit_events
+    assert [(r["event"], r["asset"]) for r in rows] == [("same", "BTC"), ("same", "ETH")]
+    assert [r["simulated_share"] for r in rows] == [round(o.share, 6) for o in full.outcomes]
+    held = [o for o, _ in loo]
+    assert held[0].real_share != held[1].real_share  # each held-out row is its own asset's

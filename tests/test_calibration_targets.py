@@ -99,6 +99,14 @@ def test_shipped_shares_of_open_interest_match_the_published_figures():
     low, high = share_of_open_interest("oct-2025", "all-cex", "BTC", targets=targets)
     assert low == pytest.approx(5.36 / 70.0)
     assert share_of_open_interest("luna-2022", "all-cex", "BTC", targets=targets) is None
+    # ETH on 2025-10-10: $4.42B (CoinGlass) of $28B (CryptoQuant), open interest down to $19B
+    low, high = share_of_open_interest("oct-2025", "all-cex", "ETH", targets=targets)
+    assert low == pytest.approx(4.42 / 28.0) and high == pytest.approx(4.42 / 28.0)
+    assert open_interest_change("oct-2025", "all-cex", "ETH", targets=targets) == (
+        pytest.approx(19 / 28), pytest.approx(19 / 28))
+    # BitMEX on Black Thursday: two readings of open interest before ($1.0B, $1.2B), a range
+    low, high = share_of_open_interest("black-thursday-2020", "bitmex", "BTC", targets=targets)
+    assert low == pytest.approx(0.7 / 1.2) and high == pytest.approx(0.7)
     # open interest after over before: May 2021 fell 26% (12.9B after, 17.4B before)
     assert open_interest_change("may-2021", "all-cex", "BTC", targets=targets) == (
         pytest.approx(12.9 / 17.4), pytest.approx(12.9 / 17.4))

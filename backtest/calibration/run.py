@@ -72,11 +72,13 @@ def calibrate_file(config: str | Path, output: str | Path, max_evaluations: int 
     full = cal.fit(max_evaluations=max_evaluations)
     loo = cal.leave_one_out(full) if leave_one_out and len(cal.data) > 1 else []
     book, response = _fitted(cal, full)
-    specs = {d.spec.event: d.spec for d in cal.data}
-    rows = [_row(o, specs[o.event], True, cfg.open_interest_weight) for o in full.outcomes]
-    held = [dict(_row(o, specs[o.event], False), objective_without=round(f.objective, 6),
+    # outcomes come in the order of the file's events (one event may list several assets)
+    specs = [d.spec for d in cal.data]
+    rows = [_row(o, s, True, cfg.open_interest_weight)
+            for o, s in zip(full.outcomes, specs, strict=True)]
+    held = [dict(_row(o, s, False), objective_without=round(f.objective, 6),
                  **{f"fitted_{k}": round(v, 6) for k, v in f.values.items()})
-            for o, f in loo]
+            for (o, f), s in zip(loo, specs)]
     fit = {"config": str(config), "policy": cfg.policy, "accounts": cfg.accounts,
            "seed": cfg.seed, "interval_minutes": cfg.interval_minutes,
            "open_interest_weight": cfg.open_interest_weight,
@@ -85,7 +87,7 @@ def calibrate_file(config: str | Path, output: str | Path, max_evaluations: int 
            "fitted": list(cal.names),
            **{f"fitted_{k}": round(v, 6) for k, v in full.values.items()}}
     command = "liqbt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
-    timing = timing_rows(full.outcomes)
+    timing = timing_rows(full.outcomes, assets=[d.spec.asset for d in cal.data])
     write_calibrated(output, book, response, fit, rows, held,
                      f"Calibrated by `{command}`\nfrom {config}: do not edit by hand; refit.",
                      timing)
@@ -111,7 +113,8 @@ def _print_timing(console: Console, timing: list[dict]) -> None:
     for row in timing:
         windows = [k for k in range(10) if f"window_{k}_venue" in row] or [None]
         for k in windows:
-            table.add_row(row["event"], f"{row['simulated_share_after_low']:.0%}",
+            table.add_row(f"{row['event']} {row.get('asset', '')}".strip(),
+                          f"{row['simulated_share_after_low']:.0%}",
                           "-" if k is None else f"{row[f'window_{k}_venue']} sub-window",
                           "-" if k is None else f"{row[f'window_{k}_real_fraction']:.0%}",
                           "-" if k is None else f"{row[f'window_{k}_simulated_fraction']:.0%}")
@@ -123,9 +126,8 @@ def _print(console: Console, cal: Calibration, full: FitResult, loo: list) -> No
     for col in ("event", "target", "real", "fit (in sample)", "ratio", "left out", "ratio ",
                 "long share real / sim", "OI after/before real / sim"):
         table.add_column(col, justify="left" if col in ("event", "target") else "right")
-    held = {o.event: o for o, _ in loo}
-    for d, o in zip(cal.data, full.outcomes, strict=True):
-        h = held.get(o.event)
+    held = [o for o, _ in loo] or [None] * len(cal.data)
+    for d, o, h in zip(cal.data, full.outcomes, held, strict=True):
         table.add_row(o.event, f"{d.spec.venue} {d.spec.asset}", f"{o.real_share:.2%}",
                       f"{o.share:.2%}", f"{o.ratio:.2f}x",
                       f"{h.share:.2%}" if h else "-", f"{h.ratio:.2f}x" if h else "-",

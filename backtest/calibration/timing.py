@@ -50,11 +50,18 @@ def sub_windows(event: str, targets: list[Target] | None = None) -> list[dict]:
     return out
 
 
-def timing_rows(outcomes, targets: list[Target] | None = None) -> list[dict]:
-    """One row per event: share after the low, and each published sub-window's fractions."""
+def timing_rows(outcomes, targets: list[Target] | None = None,
+                assets: list[str] | None = None) -> list[dict]:
+    """One row per event (and asset): share after the low, each published sub-window's fractions.
+
+    ``assets``, in the order of ``outcomes``, names the asset of each row where one event is
+    calibrated on several assets (``None``: one row per event, no asset column).
+    """
     rows = []
-    for o in outcomes:
+    for k_o, o in enumerate(outcomes):
         row = {"event": o.event, "simulated_share_after_low": round(o.share_after_low, 4)}
+        if assets is not None:
+            row["asset"] = assets[k_o]
         for k, w in enumerate(sub_windows(o.event, targets)):
             sim = o.fraction_within(w["inner"], w["outer"])
             row[f"window_{k}_venue"] = w["venue"]
