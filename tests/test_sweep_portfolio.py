@@ -297,7 +297,7 @@ def test_an_options_cell_equals_the_options_run_of_a_portfolio_config(tmp_path):
     assert view["n"][0] == 2
     for m in METRICS:
         assert cell[m.name] == row[m.name], (m.name, cell[m.name], row[m.name])
-    assert cell["liquidations"] > 0 and cell["user_loss_to_liquidation_usd"] is None
+    assert cell["liquidations"] > 0 and cell["user_loss_to_liquidation_usd"] is not None
     # a doubled penalty doubles what liquidated accounts pay on the same liquidations
     other = _cell(c, param_set="penalty_rate=0.01")
     assert other["penalties_usd"] > cell["penalties_usd"]
