@@ -16,8 +16,12 @@ from backtest.errors import ConfigError
 from backtest.options.book import read_options_book
 from backtest.options.margin import account_risk
 from backtest.options.params import OptionsParams
-from backtest.options.run_record import OptionsStudy, options_accounts, options_run_id, \
-    options_steps
+from backtest.options.run_record import (
+    OptionsStudy,
+    options_accounts,
+    options_run_id,
+    options_steps,
+)
 from backtest.options.simulate import simulate_options
 from backtest.portfolio.pipeline import options_market, run_portfolio_config
 from backtest.portfolio.run_config import load_portfolio_config

@@ -270,7 +270,7 @@ class SweepConfig(StrictModel):
         self._book_seed_only()
 
     def _no_iv_shock(self) -> None:
-        """An implied-volatility shock is for options cells only."""
+        """Refuse an implied-volatility shock outside options sweeps."""
         for i, st in enumerate(self.stress):
             if st.kind == "iv":
                 raise ValueError(f"field 'stress[{i}].kind': an implied-volatility shock "

@@ -22,10 +22,8 @@ factor (:func:`backtest.sweep.stress.shock_iv`). The book is drawn once per (eve
 from history's first step, which every transform leaves unchanged but an ``iv`` shock (its
 accounts meet the shocked volatility at the first step).
 
-Grid fields are :class:`OptionsParams` fields (``penalty_rate``, ``keeper_share``,
-``spread``, ``spread_mode``, ``trigger``, ``insurance_fund_usd``, ``vol_floor``, ``rate``)
-and the margin's scenario grid as ``grid.<field>`` (``grid.price_range``,
-``grid.contingency_rate``, ...). A governance proposal on an options venue
+Grid fields are those of :mod:`backtest.sweep.options_grid` (:class:`OptionsParams` fields
+and the margin's scenario grid as ``grid.<field>``). A governance proposal on an options venue
 (``kind = "options"``, :mod:`backtest.report.proposal`) passes its parameter sets instead.
 """
 
@@ -37,18 +35,16 @@ import json
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
-from pydantic import TypeAdapter, ValidationError
+from pydantic import TypeAdapter
 
 from backtest import paths
-from backtest.errors import ConfigError
 from backtest.events import get_event
 from backtest.options.book import read_options_book
 from backtest.options.margin import account_risk
-from backtest.options.params import OptionsParams, ScenarioGrid
+from backtest.options.params import OptionsParams
 from backtest.options.run_record import POLICY, OptionsStudy, options_accounts, options_steps
 from backtest.options.simulate import OptionsMarket, simulate_options
 from backtest.portfolio.pipeline import options_book, options_market
@@ -62,83 +58,19 @@ from backtest.provenance import file_sha256
 from backtest.results.metrics import OPTIONS
 from backtest.sweep.cell_metrics import cell_identity, cell_metrics
 from backtest.sweep.config import EventSpec, SweepConfig
-from backtest.sweep.grid import ParamSet, grid_values
-from backtest.sweep.plan import CellSpec, SweepPlan, _digest, _opt, engine_version, \
-    raise_duplicate
+from backtest.sweep.grid import ParamSet
+from backtest.sweep.options_grid import apply_options_params, expand_options
+from backtest.sweep.plan import CellSpec, SweepPlan, _digest, _opt, engine_version, raise_duplicate
 from backtest.sweep.portfolio_cell import stress_aligned
 from backtest.sweep.portfolio_plan import _units
 from backtest.sweep.stress import StressSpec, shock_iv
 from backtest.tapes import TapeStore
 from backtest.tapes.align import AlignedTapes
-from backtest.validation import describe
-
-OPTIONS_FIELDS = tuple(n for n in OptionsParams.model_fields if n != "grid") + tuple(
-    f"grid.{n}" for n in ScenarioGrid.model_fields)
-"""Fields of the options liquidation rule a grid may set."""
 
 STEP_COLUMNS = ("step", "timestamp", "high", "low", "close", "price_symbol", "liquidations",
                 "liquidated_notional_usd", "bad_debt_cum_usd", "insurance_fund_usd",
                 "socialised_loss_cum_usd", "accounts_liquidated_cum")
 """Per-step columns kept for each options cell (prices: the first underlying's)."""
-
-
-def resolve_options_field(name: str, where: str) -> str:
-    """Return the options rule field ``name`` designates (``price_range`` -> ``grid.price_range``).
-
-    Raises
-    ------
-    ConfigError
-        The field does not exist; the message lists those that do.
-    """
-    if name in OPTIONS_FIELDS:
-        return name
-    if f"grid.{name}" in OPTIONS_FIELDS:
-        return f"grid.{name}"
-    raise ConfigError(f"field '{where}.{name}': the options rule has no parameter '{name}'; its "
-                      f"parameters are: {', '.join(OPTIONS_FIELDS)}")
-
-
-def apply_options_params(base: OptionsParams, params: dict[str, Any], label: str,
-                         path: str | Path) -> OptionsParams:
-    """Return ``base`` with dotted options fields set (``penalty_rate``, ``grid.price_range``).
-
-    Raises
-    ------
-    ConfigError
-        A value the rule refuses (naming the parameter set ``label`` and the field).
-    """
-    raw = json.loads(json.dumps(base.model_dump(mode="python")))
-    for dotted, value in params.items():
-        holder = raw["grid"] if dotted.startswith("grid.") else raw
-        holder[dotted.split(".")[-1]] = value
-    try:
-        return OptionsParams.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"options rule with {label}: {describe(exc)}", path) from None
-
-
-def expand_options(grids: list[tuple[str, dict]], path: str | Path | None = None
-                   ) -> list[ParamSet]:
-    """Return the parameter sets of options grids (``[(where, {field: values})]``), crossed.
-
-    Raises
-    ------
-    ConfigError
-        An unknown or repeated field, or no values.
-    """
-    axes: list[tuple[str, list[Any]]] = []
-    for where, grid in grids:
-        for name, values in grid.items():
-            try:
-                dotted = resolve_options_field(name, where)
-            except ConfigError as exc:
-                raise ConfigError(exc.detail, path) from None
-            vals = grid_values(values)
-            if any(dotted == a for a, _ in axes) or not vals:
-                raise ConfigError(f"field '{where}.{name}': repeated or without values", path)
-            axes.append((dotted, vals))
-    return ([ParamSet(dict(zip([a for a, _ in axes], combo, strict=True)))
-             for combo in itertools.product(*(v for _, v in axes))] if axes else [ParamSet()])
 
 
 def options_variants(cfg: SweepConfig, config_path: Path,
@@ -250,7 +182,7 @@ def plan_options_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str |
 
 
 def _rows(al: AlignedTapes, rows: slice) -> AlignedTapes:
-    """The steps ``rows`` of aligned tapes."""
+    """Return the steps ``rows`` of aligned tapes."""
     return dataclasses.replace(al, timestamp=al.timestamp[rows],
                                **{k: getattr(al, k)[rows] for k in _ARRAYS})
 
@@ -367,7 +299,6 @@ def simulate_options_cell(spec: CellSpec) -> tuple[pl.DataFrame, pl.DataFrame, d
     return summary, series, {**timings, "tables_seconds": time.perf_counter() - t2}
 
 
-__all__ = ["OPTIONS_FIELDS", "STEP_COLUMNS", "apply_options_params", "expand_options",
-           "options_cell_accounts", "options_variants", "plan_options_sweep",
-           "resolve_options_field", "run_options_cell", "simulate_options_cell",
+__all__ = ["STEP_COLUMNS", "options_cell_accounts", "options_variants", "plan_options_sweep",
+           "run_options_cell", "simulate_options_cell",
            "stress_window", "stressed_options_market"]
