@@ -178,7 +178,8 @@ def test_per_account_view_re_simulates_the_options_cells_exactly(report):
     (("penalty_rate = 0.01", "penalty = 0.01"),
      ["proposed[0].params.penalty", "no parameter 'penalty'"]),
     (("insurance_fund_usd = 1000.0", "insurance_fund_usd = 1000.0\n[run.market]\n"
-                                     "impact_model = \"sqrt\""), ["field 'run'", "[options.params]"]),
+                                     "impact_model = \"sqrt\""),
+     ["field 'run'", "[options.params]"]),
     (('kind = "options"', 'kind = "portfolio"'), ["field 'options'", "kind = \"options\""]),
     (("price_range = 0.2", "penalty_rate = 0.005"), ["'wider margin'", "same policy"]),
     (("accounts = 150", "accounts = 150\nsymbol = \"BTC/USDT\""),

@@ -142,7 +142,11 @@ def methodology(proposal) -> dict:
                    "legs, is bad debt, drawn from the fund, and what the fund cannot cover is "
                    "socialised. User losses to liquidation compare each account's equity at "
                    "the last close with the equity it would have had if never liquidated (its "
-                   "legs settled at expiry and marked at the last close)."),
+                   "legs settled at expiry and marked at the last close). They can be "
+                   "negative: after a crash the trailing realised volatility, and with it the "
+                   "implied volatility of the last close, is high, so the short options an "
+                   "account would still hold are marked dear, and an account closed earlier "
+                   "can keep more than holding would have left it."),
         "not_modelled": list(NOT_MODELLED),
         "preset": preset(proposal),
     }

@@ -26,11 +26,9 @@ book) unchanged, so every stressed window starts from the historical open.
   seeded generator (a moving-block bootstrap, Kunsch 1989, "The jackknife and the bootstrap for
   general stationary observations", Ann. Statist. 17(3)), and the price path is rebuilt from
   the first open. Volume and funding travel with their candles.
-- **implied-volatility shock** (:class:`IvShock`, options cells only): every step's implied
-  volatility of the options market is multiplied by ``factor`` (the spot path is history's);
-  the tape arrays above carry no implied volatility, so :func:`apply_stress` leaves them
-  unchanged and :func:`shock_iv` applies it to an options market's volatility tape
-  (:mod:`backtest.sweep.options_cell`, ``docs/options.md``).
+- **implied-volatility shock** (:class:`IvShock`, options cells only): the options market's
+  implied volatility times ``factor`` (:func:`shock_iv`); :func:`apply_stress` leaves the tape
+  arrays, which carry no implied volatility, as they are (``docs/options.md``).
 """
 
 from __future__ import annotations
@@ -105,8 +103,7 @@ class BlockBootstrap(StrictModel):
 class IvShock(StrictModel):
     """Implied-volatility shock of an options market: every step's volatility times ``factor``.
 
-    Only options sweeps take it (the single-asset and portfolio engines read no implied
-    volatility); the spot path stays history's.
+    Options sweeps only (no other engine reads implied volatility); the path is history's.
     """
 
     kind: Literal["iv"]
