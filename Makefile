@@ -19,6 +19,7 @@
 #   make sweep  five crashes x five policies x a 5-point margin grid x 2 stress levels (250 cells)
 #   make governance  the example governance proposal's HTML report (reports/*.html)
 #   make governance-portfolio  the example proposal on a multi-asset lending + perp market
+#   make governance-options  the example proposal on a BTC options venue (May 2021, Oct 2025)
 #   make luna-portfolio  LUNA 2022: 1M lending + cross-margin perp accounts under each collateral
 #               order, 100k BTC/ETH options accounts, liquidation-at-risk maps, HTML report
 #               (configs/luna-2022-portfolio.toml)
@@ -40,7 +41,7 @@ DEMO_TAPES := \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/lucaforni__E0V1E-DCA__2501247b0b__d23d101a__BTC_USDT-5m.feather
 
 .PHONY: calibrate setup tapes demo test bench bench-portfolio luna-portfolio black-thursday \
-	policy-library sweep-tapes sweep governance governance-portfolio clean
+	policy-library sweep-tapes sweep governance governance-portfolio governance-options clean
 
 # set-up installs the package and compiles the simulation kernels into numba's cache (30-100 s
 # once after an install or a kernel change, about a second afterwards), so no run pays it
@@ -160,6 +161,16 @@ governance: sweep-tapes
 governance-portfolio: setup
 	$(BIN)/liqbt data import $(LUNA_PORTFOLIO_TAPES) $(FTX_PORTFOLIO_TAPES) --venue binance
 	$(BIN)/liqbt report --governance configs/proposals/multi-asset-close-factor.toml
+
+# the example proposal on a BTC options venue (May 2021 and October 2025, BTC at 15m)
+governance-options: setup
+	$(BIN)/liqbt data import $(OPTIONS_PROPOSAL_TAPES) --venue binance
+	$(BIN)/liqbt report --governance configs/proposals/options-penalty.toml
+
+# BTC spot: 1m from 2021-04-20 to 05-20 (May 2021), 5m from 2025-09-25 to 10-25 (Oct 2025)
+OPTIONS_PROPOSAL_TAPES := \
+	$(LIQBT_SHARED_DATA)/ohlcv_1m/tooyipjee__freqtrade__44523f8d61__b50348e9__BTC_USDT-1m.json \
+	$(LIQBT_SHARED_DATA)/ohlcv_5m/MurphyHoops__freqtradeOne__ba6daef02a__1b45ec84__BTC_USDT-5m.feather
 
 LUNA_PORTFOLIO_TAPES := \
 	$(LIQBT_SHARED_DATA)/ohlcv_1h/MoonEyes__freqtrade__043a6c2541__d99b6d65__LUNA_USDT-1h.json \

@@ -115,6 +115,10 @@ def test_registry_metrics_match_hand_sums_over_the_records(runs):
     assert oi > 0 and row["bad_debt_pct_oi"] == pytest.approx(row["bad_debt_usd"] / oi)
     assert row["user_equity_retained"] == pytest.approx(
         float(acc["final_equity_usd"].sum() / acc["initial_equity_usd"].sum()), rel=1e-9)
+    assert row["user_loss_to_liquidation_usd"] == pytest.approx(
+        float((acc["hold_equity_usd"] - acc["final_equity_usd"]).sum()), rel=1e-9)
+    kept = acc.filter(pl.col("liquidations") == 0, pl.col("bad_debt_usd") == 0)
+    assert (kept["hold_equity_usd"] == kept["final_equity_usd"].clip(lower_bound=0.0)).all()
     assert row["bad_debt_usd"] > 0 and row["insurance_draw_usd"] > 0
     assert row["insurance_draw_usd"] + row["socialised_loss_usd"] == pytest.approx(
         row["bad_debt_usd"], rel=1e-9, abs=1e-9)  # every dollar of bad debt is borne

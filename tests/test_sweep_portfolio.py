@@ -297,7 +297,7 @@ def test_an_options_cell_equals_the_options_run_of_a_portfolio_config(tmp_path):
     assert view["n"][0] == 2
     for m in METRICS:
         assert cell[m.name] == row[m.name], (m.name, cell[m.name], row[m.name])
-    assert cell["liquidations"] > 0 and cell["user_loss_to_liquidation_usd"] is None
+    assert cell["liquidations"] > 0 and cell["user_loss_to_liquidation_usd"] is not None
     # a doubled penalty doubles what liquidated accounts pay on the same liquidations
     other = _cell(c, param_set="penalty_rate=0.01")
     assert other["penalties_usd"] > cell["penalties_usd"]
@@ -309,8 +309,8 @@ def test_an_options_cell_equals_the_options_run_of_a_portfolio_config(tmp_path):
     (("penalty_rate = [0.005, 0.01]", "penalty_rate = [1.5]"),
      ["penalty_rate=1.5", "penalty_rate", "less than 1"]),
     (('policies = ["options"]', 'policies = ["protocol"]'), ["field 'policies'", "options"]),
-    (("workers = 1", "workers = 1\n[[stress]]\nkind = \"scale\"\nk = 1.5"),
-     ["stress[0].kind", "history only"]),
+    (("workers = 1", "workers = 1\n[[stress]]\nkind = \"iv\"\nfactor = 0.0"),
+     ["stress[0]", "factor", "greater than 0"]),
 ])
 def test_bad_options_sweep_values_are_clear_errors(tmp_path, change, expected):
     from backtest.sweep.options_cell import options_variants

@@ -29,10 +29,10 @@ table              one row per
 ``policies``       the liquidation rule: ``family = 'options'``, the options parameters
 =================  ==========================================================================
 
-There is no ``prices`` or ``adl`` table, and no ``hold_equity_usd`` column: the
-no-liquidation equity would need the book's expiries settled along the path, which the run
-does not simulate (so the registry's user loss to liquidation is null for an options run).
-Money is USD.
+There is no ``prices`` or ``adl`` table. ``hold_equity_usd``, the no-liquidation equity of
+each account, settles the book's expiries along the path as the kernel would have
+(:func:`backtest.options.hold.hold_equity`), so the registry's user loss to liquidation is
+defined for an options run. Money is USD.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ import polars as pl
 
 from backtest.kernels.options_enums import OptionsStepMetric
 from backtest.options.book import OptionsBookArrays
+from backtest.options.hold import hold_equity
 from backtest.options.margin import account_risk
 from backtest.options.params import OptionsParams
 from backtest.options.simulate import OptionsMarket, OptionsResult, metric_column
@@ -174,7 +175,9 @@ def options_accounts(run_id: str, study: OptionsStudy) -> pl.DataFrame:
         ``initial_notional_usd`` (``sum |quantity| x`` the first open), ``initial_equity_usd``
         (:attr:`OptionsStudy.start_equity`), ``final_equity_usd`` (final cash plus the legs
         still open, Black-76 at the last close and implied volatility, valued at the last
-        step's close time), ``final_cash_usd``, ``liquidations`` (0 or 1),
+        step's close time), ``hold_equity_usd`` (the same without any liquidation, floored at
+        0: :func:`~backtest.options.hold.hold_equity`), ``final_cash_usd``, ``liquidations``
+        (0 or 1),
         ``first_liquidation_step`` (-1: never), ``liquidated_notional_usd``,
         ``penalties_usd`` (keeper + insurance fees), ``bad_debt_usd``, ``status``,
         ``underlying``, ``legs``, ``settled_usd`` (cash received at expiries).
@@ -199,6 +202,7 @@ def options_accounts(run_id: str, study: OptionsStudy) -> pl.DataFrame:
                                             minlength=n),
         "initial_equity_usd": study.start_equity,
         "final_equity_usd": final.equity,
+        "hold_equity_usd": hold_equity(book, market, study.params),
         "final_cash_usd": res.cash,
         "liquidations": liquidated.astype(np.int64),
         "first_liquidation_step": res.liq_step.astype(np.int32),

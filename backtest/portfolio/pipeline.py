@@ -189,12 +189,26 @@ def _steps_frames(results: dict[str, PortfolioResult]) -> tuple[pl.DataFrame, pl
     return (pl.concat(steps).select("order", pl.exclude("order")), pl.concat(assets))
 
 
-def options_market(cfg: PortfolioRunConfig, store: TapeStore, events: str | None
+def options_market(cfg: PortfolioRunConfig, store: TapeStore, events: str | None,
+                   transform: Callable[[AlignedTapes, int], AlignedTapes] | None = None
                    ) -> tuple[OptionsMarket, pl.DataFrame, np.ndarray]:
     """Align the options' underlyings and build the implied-volatility tape (no lookahead).
 
     The underlyings are aligned from one day before the event (history for the realised
     volatility of the first steps); the market covers the event's window only.
+
+    Parameters
+    ----------
+    cfg : PortfolioRunConfig
+        Its ``[options]`` section and event.
+    store : TapeStore
+    events : str, optional
+        Event catalog.
+    transform : callable, optional
+        ``transform(aligned, history_steps) -> aligned``, applied to the aligned tapes
+        (shape (history + T, U)) before the implied volatility is built: the stress
+        transforms of options sweep cells (:mod:`backtest.sweep.options_cell`), which change
+        the window and keep the history's first ``history_steps`` steps.
 
     Returns
     -------
@@ -209,6 +223,8 @@ def options_market(cfg: PortfolioRunConfig, store: TapeStore, events: str | None
     al = align_tapes(store, ev, sec.underlyings, sec.interval,
                      start=ev.start - timedelta(seconds=history * step_s), end=ev.end,
                      missing=cfg.tapes.missing, events_path=events)
+    if transform is not None:
+        al = transform(al, history)
     ivs, frames = [], []
     for u, name in enumerate(sec.underlyings):
         dvol = read_dvol_json(sec.dvol[name]) if name in sec.dvol else None

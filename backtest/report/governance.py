@@ -29,11 +29,11 @@ from markupsafe import Markup
 from backtest.atomic import atomic_path
 from backtest.books.event import load_book_params
 from backtest.policies import load_policy
-from backtest.report import build, figures, governance_portfolio
+from backtest.report import build, figures
 from backtest.report.governance_appendix import portable_path, reproducibility, seeds_text
 from backtest.report.governance_data import GovernanceData
 from backtest.report.governance_figures import event_figure, frontier_figure, heatmap_figure
-from backtest.report.governance_load import load_governance_data
+from backtest.report.governance_load import load_governance_data, market_module
 from backtest.report.governance_summary import (
     dominating_markers,
     recommendation,
@@ -50,8 +50,9 @@ def methodology(data: GovernanceData, strategies: str | Path | None = None) -> d
     Book generation, execution, impact, oracle and keepers, the preset, stress transforms,
     what is not modelled, and the parameter table.
     """
-    if data.proposal.kind == "portfolio":
-        return {**governance_portfolio.methodology(data.proposal),
+    market = market_module(data.proposal)
+    if market is not None:  # a portfolio or options market rather than a preset
+        return {**market.methodology(data.proposal),
                 "seeds": seeds_text(data.proposal),
                 "stress": [s.label for s in data.proposal.stress],
                 "parameters": parameter_rows(data)}
@@ -95,11 +96,11 @@ def methodology(data: GovernanceData, strategies: str | Path | None = None) -> d
         "oracle_keepers": build.oracle_keeper_text(manifest_like),
         "insurance_fund": build.usd(run.insurance_fund.initial_balance_usd),
         "preset": {"name": preset.name, "family": preset.family,
-                   "description": preset.description, "source": preset.source},
+                   "description": preset.description, "source": preset.source, "what": None},
         "stress": stress,
         "not_modelled": not_modelled,
         "parameters": parameter_rows(data),
-        "book_intro": None,  # the template's own text (a portfolio market writes its own)
+        "book_intro": None,  # the template's own text (a portfolio or options market: its own)
         "losses": None,
     }
 
@@ -108,7 +109,7 @@ def parameter_rows(data: GovernanceData) -> list[tuple[str, list[str]]]:
     """Return ``(field, [value per current / proposed set])`` for every field any set changes.
 
     The frontier's fields are included; values are the policy as simulated (the preset's, or
-    a portfolio market's parameters in force, where a set does not change a field).
+    a portfolio or options market's parameters in force, where a set does not change a field).
     """
     named = data.named()
     fields: list[str] = []

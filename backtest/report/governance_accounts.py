@@ -33,7 +33,9 @@ def cell_accounts(cell_json: Path) -> pl.DataFrame:
 
     A portfolio cell is re-simulated by
     :func:`backtest.sweep.portfolio_cell.portfolio_cell_accounts` (``initial_notional_usd``:
-    the sum of ``|units| x price`` over the account's positions at the first open).
+    the sum of ``|units| x price`` over the account's positions at the first open), an options
+    cell by :func:`backtest.sweep.options_cell.options_cell_accounts` (``sum |quantity| x``
+    the underlying's first open).
 
     Parameters
     ----------
@@ -66,6 +68,10 @@ def cell_accounts(cell_json: Path) -> pl.DataFrame:
         from backtest.sweep.portfolio_cell import portfolio_cell_accounts
 
         return _view(portfolio_cell_accounts(spec))
+    if spec.kind == "options":
+        from backtest.sweep.options_cell import options_cell_accounts
+
+        return _view(options_cell_accounts(spec))
     inputs = cell_inputs(spec)
     outcomes, _ = simulate_policies(inputs, show_progress=False)
     res = outcomes[0].result

@@ -16,6 +16,7 @@ import polars as pl
 
 from backtest.policies import load_policy
 from backtest.report import build, figures
+from backtest.report import governance_options as gopt
 from backtest.report import governance_portfolio as gport
 from backtest.report import governance_stats as gstats
 from backtest.report import governance_warnings as gwarn
@@ -33,6 +34,17 @@ from backtest.results.catalog import Catalog
 
 MAX_SERIES_POINTS = 80
 """Most points per plotted per-step series of the governance report."""
+
+MARKETS = {"portfolio": gport, "options": gopt}
+"""Proposal kind -> the module that stands for a preset (:mod:`~backtest.report.
+governance_portfolio`, :mod:`~backtest.report.governance_options`): ``preset``, ``defaults``,
+``grid_fields``, ``methodology``, ``reality``."""
+
+
+def market_module(proposal: Proposal):
+    """Return the module of a portfolio or options proposal's market; None for a preset."""
+    return MARKETS.get(proposal.kind)
+
 
 def _lit(value: str) -> str:
     return "'" + str(value).replace("'", "''") + "'"
@@ -89,8 +101,9 @@ def load_governance_data(catalog: Catalog, proposal: Proposal, path: Path, sweep
                 f"{build.utc(info['start'])} \u2013 {build.utc(info['end'])}", info["steps"],
                 catalog_event.name, catalog_event.description,
                 info.get("price_symbol") or info["symbol"]))
-    if proposal.kind == "portfolio":
-        defaults = gport.defaults(proposal)
+    market = market_module(proposal)
+    if market is not None:
+        defaults = market.defaults(proposal)
     else:
         defaults = build._flatten(load_policy(proposal.protocol, strategies).model_dump(
             mode="json"))
@@ -121,7 +134,7 @@ def load_governance_data(catalog: Catalog, proposal: Proposal, path: Path, sweep
                        AS liquidated_notional_usd
             FROM sweep_steps st JOIN sweep_cells c USING (sweep_id, cell_id)
             WHERE {where} GROUP BY ALL ORDER BY param_set, b""")
-    data.reality = (gport.reality(proposal) if proposal.kind == "portfolio"
+    data.reality = (market.reality(proposal) if market is not None
                     else against_what_happened(catalog, data))
     data.warnings = input_warnings(data, strategies)
     data.accounts = account_view(catalog, data)
@@ -152,8 +165,9 @@ def grid_fields(proposal: Proposal, strategies: str | Path | None = None) -> lis
     """Return the frontier's swept policy fields (resolved dotted names), in file order."""
     from backtest.sweep.grid import resolve_field
 
-    if proposal.kind == "portfolio":
-        return gport.grid_fields(proposal)
+    market = market_module(proposal)
+    if market is not None:
+        return market.grid_fields(proposal)
     model = type(load_policy(proposal.protocol, strategies))
     return [resolve_field(model, k, proposal.protocol, "frontier") for k in proposal.frontier]
 
@@ -167,12 +181,12 @@ def input_warnings(data: GovernanceData, strategies: str | Path | None = None) -
     from backtest.books.io import read_book_table
     from backtest.errors import LiqbtError
 
-    if data.proposal.kind == "portfolio":  # the book holds the tapes' own assets
+    if market_module(data.proposal) is not None:  # the book holds the tapes' own assets
         from backtest.sweep.config import RunSections
 
         out = gwarn.mechanism_warnings([(ev.key, ev.event) for ev in data.proposal.events],
                                        RunSections().model_dump(mode="json"),
-                                       gwarn.PresetTraits("portfolio"))
+                                       gwarn.PresetTraits(data.proposal.kind))
         return out + _data_warnings(data)
     assets = []
     for ev in data.proposal.events:

@@ -52,10 +52,11 @@ def preset(proposal) -> dict:
     Returns
     -------
     dict
-        ``name``, ``family`` (``portfolio``), ``description``, ``source``.
+        ``name``, ``family`` (``portfolio``), ``description``, ``source``, ``what`` (how the
+        page names it).
     """
     return {"name": proposal.protocol, "family": "portfolio", "description": DESCRIPTION,
-            "source": SOURCE}
+            "source": SOURCE, "what": "the multi-asset market"}
 
 
 def defaults(proposal) -> dict:

@@ -43,6 +43,17 @@ preset file), puts the parameters in force in ``[portfolio.params]`` (``Portfoli
 events take ``symbols`` and ``missing`` instead of ``symbol`` and ``book_params``; no
 ``[run.*]`` sections (see ``configs/proposals/multi-asset-close-factor.toml``).
 
+A proposal about an options venue (``kind = "options"``, the options book and kernel of
+:mod:`backtest.options`, ``docs/options.md``) names the venue in ``protocol`` and puts the
+options sweep's ``[options]`` section in the file (``underlyings``, ``interval``,
+``iv_premium``, ``params``: the :class:`~backtest.options.params.OptionsParams` in force,
+``book_params``); ``current``, ``proposed.params`` and ``frontier`` take options rule fields
+(``penalty_rate``, ``keeper_share``, ``spread``, ``grid.price_range``,
+``grid.contingency_rate``, ... :data:`backtest.sweep.options_grid.OPTIONS_FIELDS`), events
+take ``event``, ``accounts``, ``interval``, ``missing`` and ``label``, and ``[[stress]]`` may add
+an implied-volatility shock (``kind = "iv"``); no ``[run.*]`` sections (see
+``configs/proposals/options-penalty.toml``).
+
 The proposal runs through the sweep machinery (:func:`backtest.sweep.run_sweep`): one policy
 (the preset), one parameter set per current / proposed / frontier point, every event, seed (or
 ensemble member) and stress transform, in ``<runs>/governance/<file stem>/`` (resumable).
@@ -52,9 +63,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
-
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -66,11 +75,13 @@ from backtest.strict import StrictModel
 from backtest.sweep.config import EventSpec, PortfolioSweepSection, RunSections, SweepConfig
 from backtest.sweep.ensemble import EnsembleSpec
 from backtest.sweep.grid import GridValues, ParamSet, apply_params, expand, resolve_field
+from backtest.sweep.options_grid import apply_options_params, expand_options, resolve_options_field
 from backtest.sweep.portfolio_grid import (
     apply_portfolio_params,
     expand_portfolio,
     resolve_portfolio_field,
 )
+from backtest.sweep.sections import OptionsSweepSection
 from backtest.sweep.stress import NoStress, StressSpec
 from backtest.validation import describe, read_toml
 
@@ -116,9 +127,10 @@ class Proposal(StrictModel):
 
     name: str = Field(min_length=1)
     description: str = ""
-    kind: Literal["single_asset", "portfolio"] = "single_asset"
+    kind: Literal["single_asset", "portfolio", "options"] = "single_asset"
     protocol: str = Field(min_length=1)
     portfolio: PortfolioMarket | None = None
+    options: OptionsSweepSection | None = None
     current: dict[str, Any] = {}
     proposed: list[ProposedSet] = Field(min_length=1)
     frontier: dict[str, GridValues] = {}
@@ -143,15 +155,23 @@ class Proposal(StrictModel):
                              "remove 'seeds' (or the [ensemble] section)")
         if self.kind != "portfolio" and self.portfolio is not None:
             raise ValueError("field 'portfolio': only for kind = \"portfolio\"")
-        if self.kind == "portfolio" and "run" in self.model_fields_set:
+        if self.kind != "options" and self.options is not None:
+            raise ValueError("field 'options': only for kind = \"options\"")
+        if self.kind != "single_asset" and "run" in self.model_fields_set:
+            where = "[portfolio.params]" if self.kind == "portfolio" else "[options.params]"
             raise ValueError("field 'run': [run.*] sections configure single-asset cells; a "
-                             "portfolio market's settings are [portfolio.params]")
+                             f"{self.kind} market's settings are {where}")
         return self
 
     @property
     def market(self) -> PortfolioMarket:
         """``[portfolio]`` of a portfolio proposal, or its defaults."""
         return self.portfolio or PortfolioMarket()
+
+    @property
+    def options_section(self) -> OptionsSweepSection:
+        """``[options]`` of an options proposal, or its defaults."""
+        return self.options or OptionsSweepSection()
 
 
 def load_proposal(path: str | Path) -> Proposal:
@@ -189,7 +209,18 @@ def parameter_sets(proposal: Proposal, path: str | Path,
         An unknown parameter, an invalid value, or a proposed set equal to current.
     """
     if proposal.kind == "portfolio":
-        return _portfolio_sets(proposal, path)
+        base_p = proposal.market.params
+        return _market_sets(
+            proposal, path, resolve_portfolio_field,
+            lambda params: apply_portfolio_params(base_p, params, str(path)).model_dump_json(),
+            lambda grid: expand_portfolio([("frontier", grid)]))
+    if proposal.kind == "options":
+        base_o = proposal.options_section.params
+        return _market_sets(
+            proposal, path, resolve_options_field,
+            lambda params: apply_options_params(base_o, params, "the parameter set",
+                                                path).model_dump_json(),
+            lambda grid: expand_options([("frontier", grid)], path))
     base = load_policy(proposal.protocol, strategies)
     model = type(base)
 
@@ -225,18 +256,19 @@ def parameter_sets(proposal: Proposal, path: str | Path,
     return out
 
 
-def _portfolio_sets(proposal: Proposal, path: str | Path) -> list[tuple[str, ParamSet]]:
-    """:func:`parameter_sets` of a portfolio proposal (fields of the portfolio policy)."""
-    base = proposal.market.params
+def _market_sets(proposal: Proposal, path: str | Path, resolve, key, expand_frontier
+                 ) -> list[tuple[str, ParamSet]]:
+    """:func:`parameter_sets` of a portfolio or options proposal.
+
+    ``resolve(name, where)`` gives a field's dotted name, ``key(params)`` the JSON of the rule
+    a set simulates, ``expand_frontier(grid)`` the frontier's parameter sets.
+    """
 
     def fields(params: dict, where: str) -> dict:
         try:
-            return {resolve_portfolio_field(k, where): v for k, v in params.items()}
+            return {resolve(k, where): v for k, v in params.items()}
         except ConfigError as exc:
             raise ConfigError(exc.detail, path) from None
-
-    def key(params: dict) -> str:
-        return apply_portfolio_params(base, params, str(path)).model_dump_json()
 
     current = fields(proposal.current, "current")
     out = [(CURRENT, ParamSet(current, CURRENT))]
@@ -250,7 +282,7 @@ def _portfolio_sets(proposal: Proposal, path: str | Path) -> list[tuple[str, Par
         seen[k] = p.name
         out.append(("proposed", ParamSet(params, p.name)))
     try:
-        grid = expand_portfolio([("frontier", proposal.frontier)])
+        grid = expand_frontier(proposal.frontier)
     except ConfigError as exc:
         raise ConfigError(exc.detail, path) from None
     if proposal.frontier:
@@ -267,8 +299,11 @@ def policy_name(proposal: Proposal) -> str:
     """Return the sweep policy the proposal's parameter sets belong to.
 
     The preset for a single-asset proposal; the current collateral order for a portfolio one
-    (its cells are named by the order each set simulates).
+    (its cells are named by the order each set simulates); ``options`` (the one rule) for an
+    options one.
     """
+    if proposal.kind == "options":
+        return "options"
     return proposal.market.params.order if proposal.kind == "portfolio" else proposal.protocol
 
 
@@ -287,7 +322,14 @@ def sweep_config(proposal: Proposal, path: str | Path) -> SweepConfig:
                 workers=proposal.workers, scheduler=proposal.scheduler)
         except ValidationError as exc:
             raise ConfigError(describe(exc), path) from None
-    return SweepConfig(
-        name=sweep_name(path), description=proposal.description, policies=[proposal.protocol],
-        events=proposal.events, **seeds, ensemble=proposal.ensemble, stress=proposal.stress,
-        run=proposal.run, workers=proposal.workers, scheduler=proposal.scheduler)
+    common = {"name": sweep_name(path), "description": proposal.description,
+              "events": proposal.events, **seeds, "ensemble": proposal.ensemble,
+              "stress": proposal.stress, "workers": proposal.workers,
+              "scheduler": proposal.scheduler}
+    try:
+        if proposal.kind == "options":
+            return SweepConfig(kind="options", policies=[policy_name(proposal)],
+                               options=proposal.options_section, **common)
+        return SweepConfig(policies=[proposal.protocol], run=proposal.run, **common)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc), path) from None

@@ -10,8 +10,8 @@ tables (:mod:`backtest.portfolio.tables`) carry the aggregates of :data:`PORTFOL
 only, so the measures built on them (liquidated notional, bad debt, insurance fund drawn, user
 equity lost to liquidation, ...) are computed for it from the same SQL, and the others are null.
 An options run's tables (:mod:`backtest.options.run_record`) carry :data:`OPTIONS_AGGREGATES`
-(no ``hold_equity_usd``: the no-liquidation counterfactual of an options book would need its
-expiries settled along the path, which the run does not simulate).
+(those of a portfolio run; the no-liquidation equity settles the book's expiries along the
+path, :func:`backtest.options.hold.hold_equity`).
 """
 
 from __future__ import annotations
@@ -124,8 +124,8 @@ PORTFOLIO_AGGREGATES = (
 
 
 #: Aggregates an options run's tables carry (:mod:`backtest.options.run_record`): those of a
-#: portfolio run but the no-liquidation equity (``hold_equity_usd``).
-OPTIONS_AGGREGATES = tuple(n for n in PORTFOLIO_AGGREGATES if n != "hold_equity_usd")
+#: portfolio run.
+OPTIONS_AGGREGATES = PORTFOLIO_AGGREGATES
 
 #: Aggregates each run kind but single-asset carries (single-asset runs carry them all).
 KIND_AGGREGATES = {PORTFOLIO: PORTFOLIO_AGGREGATES, OPTIONS: OPTIONS_AGGREGATES}
@@ -164,9 +164,6 @@ STEPS_AGGREGATES = aggregates_sql("steps")
 
 #: Per-policy aggregates of the ``accounts`` table (alias ``a``) of a single-asset run.
 ACCOUNTS_AGGREGATES = aggregates_sql("accounts")
-
-#: Kinds of a measure defined for single-asset and portfolio runs alike (not options runs).
-BOTH = (SINGLE_ASSET, PORTFOLIO)
 
 #: Kinds of a measure defined for every run kind.
 ALL = RUN_KINDS
@@ -295,5 +292,5 @@ METRICS: tuple[Metric, ...] = (
            "Equity accounts would have had at the last close without liquidation (floored at 0) "
            "minus what they have: penalties, bad fills, positions closed at the bottom and the "
            "socialised loss charged to them.",
-           kinds=BOTH),
+           kinds=ALL),
 )

@@ -182,7 +182,8 @@ class SweepConfig(StrictModel):
     policy_grids : dict
         Policy name -> its own grid, crossed with ``grid``.
     stress : list of StressSpec
-        Transforms of each event's window; default history as it was.
+        Transforms of each event's window; default history as it was. ``kind = "iv"`` (an
+        implied-volatility shock) only in options sweeps.
     run : RunSections
         Execution, market, oracle, keeper, insurance fund and response settings of every
         cell (single-asset sweeps).
@@ -266,12 +267,15 @@ class SweepConfig(StrictModel):
                     raise ValueError(f"field 'events[{i}].{f}': not for an options sweep "
                                      "(underlyings: [options] underlyings; the window is "
                                      "the event's)")
-        for i, st in enumerate(self.stress):
-            if st.kind != "none":
-                raise ValueError(f"field 'stress[{i}].kind': an options sweep replays history "
-                                 "only (stress transforms of the options market are not "
-                                 "implemented)")
         self._book_seed_only()
+
+    def _no_iv_shock(self) -> None:
+        """Refuse an implied-volatility shock outside options sweeps."""
+        for i, st in enumerate(self.stress):
+            if st.kind == "iv":
+                raise ValueError(f"field 'stress[{i}].kind': an implied-volatility shock "
+                                 f"applies to options cells only (kind = \"options\"); a "
+                                 f"{self.kind} cell reads no implied volatility")
 
     def _book_seed_only(self) -> None:
         """An ensemble of a portfolio or options sweep draws the book seed only."""
@@ -307,6 +311,7 @@ class SweepConfig(StrictModel):
         if self.options is not None:
             raise ValueError("field 'options': only for kind = \"options\"")
         self._book_seed_only()
+        self._no_iv_shock()
 
     def _check_single_asset(self) -> None:
         """The rules of a single-asset sweep: no portfolio-only fields."""
@@ -319,6 +324,7 @@ class SweepConfig(StrictModel):
                 if getattr(ev, f) is not None:
                     raise ValueError(f"field 'events[{i}].{f}': only for kind = \"portfolio\" "
                                      "(a single-asset event takes 'symbol')")
+        self._no_iv_shock()
 
 
 def _expand_paths(raw: dict, path: Path) -> None:

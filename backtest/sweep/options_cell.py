@@ -9,35 +9,44 @@ per (event, seed) with the base rule, as the portfolio pipeline draws it
 (:func:`backtest.portfolio.pipeline.options_book`, cached in ``<sweep dir>/books``), and the
 cell simulates it with :func:`backtest.options.simulate_options`, builds the catalog tables of
 an options run (:mod:`backtest.options.run_record`) and evaluates the metrics registry on
-them (run kind ``options``: user loss to liquidation is null, there is no no-liquidation
-counterfactual). Stress transforms are not applied to options cells (history only).
+them (run kind ``options``; the no-liquidation equity settles the book's expiries along the
+path, :mod:`backtest.options.hold`).
 
-Grid fields are :class:`OptionsParams` fields (``penalty_rate``, ``keeper_share``,
-``spread``, ``spread_mode``, ``trigger``, ``insurance_fund_usd``, ``vol_floor``, ``rate``)
-and the margin's scenario grid as ``grid.<field>`` (``grid.price_range``,
-``grid.contingency_rate``, ...).
+Stress transforms (``[[stress]]``): the spot transforms of single-asset cells (``scale``,
+``compress``, ``bootstrap``, :mod:`backtest.sweep.stress`) move every underlying's window
+with the same transform and seed (:func:`backtest.sweep.portfolio_cell.stress_aligned`; the
+day of history before the window is kept), and the implied-volatility tape is then built
+from the stressed closes, so a path shocked by ``k`` gets the realised volatility of that
+path plus the premium; ``kind = "iv"`` multiplies the resulting implied volatility by its
+factor (:func:`backtest.sweep.stress.shock_iv`). The book is drawn once per (event, seed)
+from history's first step, which every transform leaves unchanged but an ``iv`` shock (its
+accounts meet the shocked volatility at the first step).
+
+Grid fields are those of :mod:`backtest.sweep.options_grid` (:class:`OptionsParams` fields
+and the margin's scenario grid as ``grid.<field>``). A governance proposal on an options venue
+(``kind = "options"``, :mod:`backtest.report.proposal`) passes its parameter sets instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import polars as pl
-from pydantic import ValidationError
+from pydantic import TypeAdapter
 
 from backtest import paths
-from backtest.errors import ConfigError
 from backtest.events import get_event
 from backtest.options.book import read_options_book
 from backtest.options.margin import account_risk
-from backtest.options.params import OptionsParams, ScenarioGrid
+from backtest.options.params import OptionsParams
 from backtest.options.run_record import POLICY, OptionsStudy, options_accounts, options_steps
-from backtest.options.simulate import simulate_options
+from backtest.options.simulate import OptionsMarket, simulate_options
 from backtest.portfolio.pipeline import options_book, options_market
 from backtest.portfolio.run_config import (
     OptionsSection,
@@ -49,16 +58,14 @@ from backtest.provenance import file_sha256
 from backtest.results.metrics import OPTIONS
 from backtest.sweep.cell_metrics import cell_identity, cell_metrics
 from backtest.sweep.config import EventSpec, SweepConfig
-from backtest.sweep.grid import ParamSet, grid_values
-from backtest.sweep.plan import CellSpec, SweepPlan, _digest, _opt, engine_version, \
-    raise_duplicate
+from backtest.sweep.grid import ParamSet
+from backtest.sweep.options_grid import apply_options_params, expand_options
+from backtest.sweep.plan import CellSpec, SweepPlan, _digest, _opt, engine_version, raise_duplicate
+from backtest.sweep.portfolio_cell import stress_aligned
 from backtest.sweep.portfolio_plan import _units
+from backtest.sweep.stress import StressSpec, shock_iv
 from backtest.tapes import TapeStore
-from backtest.validation import describe
-
-OPTIONS_FIELDS = tuple(n for n in OptionsParams.model_fields if n != "grid") + tuple(
-    f"grid.{n}" for n in ScenarioGrid.model_fields)
-"""Fields of the options liquidation rule a grid may set."""
+from backtest.tapes.align import AlignedTapes
 
 STEP_COLUMNS = ("step", "timestamp", "high", "low", "close", "price_symbol", "liquidations",
                 "liquidated_notional_usd", "bad_debt_cum_usd", "insurance_fund_usd",
@@ -66,24 +73,13 @@ STEP_COLUMNS = ("step", "timestamp", "high", "low", "close", "price_symbol", "li
 """Per-step columns kept for each options cell (prices: the first underlying's)."""
 
 
-def resolve_options_field(name: str, where: str) -> str:
-    """Return the options rule field ``name`` designates (``price_range`` -> ``grid.price_range``).
+def options_variants(cfg: SweepConfig, config_path: Path,
+                     param_sets: dict[str, list[ParamSet]] | None = None
+                     ) -> list[tuple[ParamSet, OptionsParams]]:
+    """Return every (parameter set, options rule) of the sweep.
 
-    Raises
-    ------
-    ConfigError
-        The field does not exist; the message lists those that do.
-    """
-    if name in OPTIONS_FIELDS:
-        return name
-    if f"grid.{name}" in OPTIONS_FIELDS:
-        return f"grid.{name}"
-    raise ConfigError(f"field '{where}.{name}': the options rule has no parameter '{name}'; its "
-                      f"parameters are: {', '.join(OPTIONS_FIELDS)}")
-
-
-def options_variants(cfg: SweepConfig, config_path: Path) -> list[tuple[ParamSet, OptionsParams]]:
-    """Return every (parameter set, options rule) of the sweep's ``[grid]``.
+    The sets are ``param_sets["options"]`` when given (a governance proposal's current,
+    proposed and frontier sets), else the sweep's ``[grid]``.
 
     Raises
     ------
@@ -91,34 +87,14 @@ def options_variants(cfg: SweepConfig, config_path: Path) -> list[tuple[ParamSet
         An unknown or repeated field, no values, or a value the rule refuses (naming the
         parameter set and the field).
     """
-    grids = [("grid", cfg.grid), ("policy_grids.options", cfg.policy_grids.get("options", {}))]
-    axes: list[tuple[str, list[Any]]] = []
-    for where, grid in grids:
-        for name, values in grid.items():
-            try:
-                dotted = resolve_options_field(name, where)
-            except ConfigError as exc:
-                raise ConfigError(exc.detail, config_path) from None
-            vals = grid_values(values)
-            if any(dotted == a for a, _ in axes) or not vals:
-                raise ConfigError(f"field '{where}.{name}': repeated or without values",
-                                  config_path)
-            axes.append((dotted, vals))
-    sets = ([ParamSet(dict(zip([a for a, _ in axes], combo, strict=True)))
-             for combo in itertools.product(*(v for _, v in axes))] if axes else [ParamSet()])
-    base = cfg.options_section.params.model_dump(mode="python")
-    out = []
-    for ps in sets:
-        raw = json.loads(json.dumps(base))
-        for dotted, value in ps.params.items():
-            holder = raw["grid"] if dotted.startswith("grid.") else raw
-            holder[dotted.split(".")[-1]] = value
-        try:
-            out.append((ps, OptionsParams.model_validate(raw)))
-        except ValidationError as exc:
-            raise ConfigError(f"options rule with {ps.label}: {describe(exc)}",
-                              config_path) from None
-    return out
+    if param_sets is not None and POLICY in param_sets:
+        sets = param_sets[POLICY]
+    else:
+        sets = expand_options([("grid", cfg.grid),
+                               ("policy_grids.options", cfg.policy_grids.get("options", {}))],
+                              config_path)
+    base = cfg.options_section.params
+    return [(ps, apply_options_params(base, ps.params, ps.label, config_path)) for ps in sets]
 
 
 def run_config(cfg: dict, seed: int, cache: str | None) -> PortfolioRunConfig:
@@ -149,12 +125,12 @@ def plan_options_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str |
     """Check an options sweep's inputs, draw its books, list the cells.
 
     Parameters and errors as :func:`backtest.sweep.portfolio_plan.plan_portfolio_sweep`
-    (``param_sets`` is not used: options sweeps are not governance proposals).
+    (``param_sets``: ``{"options": [ParamSet, ...]}`` of a governance proposal).
     """
     config_path = Path(config_path)
     books = Path(out_dir) / "books"
     books.mkdir(parents=True, exist_ok=True)
-    variants = options_variants(cfg, config_path)
+    variants = options_variants(cfg, config_path, param_sets)
     version_info = engine_version()
     tape_store = TapeStore(store)
     ev_path = None if events is None else str(events)
@@ -162,7 +138,6 @@ def plan_options_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str |
     ensemble_info = None if cfg.ensemble is None else {
         "members": cfg.ensemble.members, "seed": cfg.ensemble.seed,
         "events": {ev.key: {} for ev in cfg.events}}
-    stress = cfg.stress[0]
     for ev in cfg.events:
         sel = _selection(cfg, ev)
         catalog_event = get_event(ev.event, ev_path)
@@ -183,11 +158,13 @@ def plan_options_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str |
                          "end": catalog_event.end.isoformat(),
                          "steps": int(market.timestamp_ms.size), "accounts": ev.accounts,
                          "book": info["path"], "tape": str(tape_store.root)})
-            for ps, params in variants:
+            for stress, (ps, params) in itertools.product(cfg.stress, variants):
                 pol = {"name": POLICY, "family": "options", **params.model_dump(mode="json")}
                 key = {"kind": OPTIONS, "selection": sel, "book_sha256": book_sha,
                        "policy": pol, "seed": seed, "engine": version_info,
                        "member": member}
+                if stress.kind != "none":  # history's cells keep their ids
+                    key["stress"] = stress.model_dump(mode="json")
                 cells.append(CellSpec(
                     cell_id=_digest(key), event=ev.key, event_key=ev.event, symbol=symbol,
                     interval=sel["interval"], run_config={**sel, "book": info["path"]},
@@ -204,10 +181,96 @@ def plan_options_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str |
     return SweepPlan(cfg.name, cells, inputs, rows, ensemble_info)
 
 
+def _rows(al: AlignedTapes, rows: slice) -> AlignedTapes:
+    """Return the steps ``rows`` of aligned tapes."""
+    return dataclasses.replace(al, timestamp=al.timestamp[rows],
+                               **{k: getattr(al, k)[rows] for k in _ARRAYS})
+
+
+_ARRAYS = ("open", "high", "low", "close", "volume", "realized_vol")
+
+
+def stress_window(spec, seed: int):
+    """Return the ``transform`` of :func:`backtest.portfolio.pipeline.options_market` for a spec.
+
+    The window (after the ``history`` steps) of every underlying goes through
+    :func:`backtest.sweep.portfolio_cell.stress_aligned` with ``spec`` and ``seed``; the
+    history is kept. None for ``none`` and ``iv`` (the path stays history's).
+    """
+    if spec.kind in ("none", "iv"):
+        return None
+
+    def transform(al: AlignedTapes, history: int) -> AlignedTapes:
+        head = _rows(al, slice(0, history))
+        win = stress_aligned(_rows(al, slice(history, None)), spec, seed)
+        return dataclasses.replace(
+            win, start=al.start, timestamp=np.concatenate([head.timestamp, win.timestamp]),
+            **{k: np.ascontiguousarray(np.vstack([getattr(head, k), getattr(win, k)]))
+               for k in _ARRAYS})
+
+    return transform
+
+
+def stressed_options_market(cfg: dict, seed: int, stress: dict, store: str | None,
+                            events: str | None) -> tuple[OptionsMarket, np.ndarray]:
+    """Build an options cell's market under its stress transform (no lookahead).
+
+    Parameters
+    ----------
+    cfg : dict
+        The cell's ``run_config`` without ``book`` (:func:`_selection`).
+    seed : int
+        The cell's seed (the block bootstrap's).
+    stress : dict
+        The cell's stress spec (JSON).
+    store, events : str, optional
+
+    Returns
+    -------
+    market : OptionsMarket
+        Shape (T', U): the stressed window and its implied volatility.
+    open_price : ndarray, shape (U,), float64
+        The window's first open per underlying (every transform keeps it), USD.
+    """
+    spec = TypeAdapter(StressSpec).validate_python(stress)
+    market, _, open_price = options_market(run_config(cfg, seed, None), TapeStore(store),
+                                           events, stress_window(spec, seed))
+    if spec.kind == "iv":
+        market = dataclasses.replace(market, iv=shock_iv(market.iv, spec))
+    return market, open_price
+
+
 @lru_cache(maxsize=4)
-def _market(cfg_json: str, seed: int, store: str | None, events: str | None):
-    rc = run_config(json.loads(cfg_json), seed, None)
-    return options_market(rc, TapeStore(store), events)
+def _market(cfg_json: str, seed: int, stress_json: str, store: str | None, events: str | None):
+    return stressed_options_market(json.loads(cfg_json), seed, json.loads(stress_json), store,
+                                   events)
+
+
+def run_options_cell(spec: CellSpec, timings: dict | None = None) -> OptionsStudy:
+    """Simulate an options cell (its stressed market, book and rule); return the study.
+
+    ``timings``, when given, receives ``load_seconds`` and ``simulate_seconds``.
+    """
+    t0 = time.perf_counter()
+    sel = {k: v for k, v in spec.run_config.items() if k != "book"}
+    market, open_price = _market(json.dumps(sel, sort_keys=True), spec.seed,
+                                 json.dumps(spec.stress, sort_keys=True), spec.store,
+                                 spec.events)
+    book = read_options_book(spec.run_config["book"])
+    params = OptionsParams.model_validate(
+        {k: v for k, v in spec.policy.items() if k not in ("name", "family")})
+    arrays = book.arrays(market.underlyings)
+    risk = account_risk(arrays, open_price, market.iv[0], int(market.timestamp_ms[0]), params)
+    t1 = time.perf_counter()
+    res = simulate_options(market, arrays, params)
+    if timings is not None:
+        timings.update(load_seconds=t1 - t0, simulate_seconds=time.perf_counter() - t1)
+    return OptionsStudy(market, arrays, res, params, open_price, risk.equity, {})
+
+
+def options_cell_accounts(spec: CellSpec) -> pl.DataFrame:
+    """Re-simulate an options cell; return its catalog ``accounts`` table (governance view)."""
+    return options_accounts(spec.cell_id, run_options_cell(spec))
 
 
 def simulate_options_cell(spec: CellSpec) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
@@ -216,19 +279,10 @@ def simulate_options_cell(spec: CellSpec) -> tuple[pl.DataFrame, pl.DataFrame, d
     The summary has ``run_kind = 'options'`` and every registry metric (null where it does
     not apply); the series :data:`STEP_COLUMNS` plus ``cell_id``.
     """
-    t0 = time.perf_counter()
-    sel = {k: v for k, v in spec.run_config.items() if k != "book"}
-    market, _, open_price = _market(json.dumps(sel, sort_keys=True), spec.seed, spec.store,
-                                    spec.events)
-    book = read_options_book(spec.run_config["book"])
-    params = OptionsParams.model_validate(
-        {k: v for k, v in spec.policy.items() if k not in ("name", "family")})
-    arrays = book.arrays(market.underlyings)
-    risk = account_risk(arrays, open_price, market.iv[0], int(market.timestamp_ms[0]), params)
-    t1 = time.perf_counter()
-    res = simulate_options(market, arrays, params)
+    timings: dict = {}
+    study = run_options_cell(spec, timings)
     t2 = time.perf_counter()
-    study = OptionsStudy(market, arrays, res, params, open_price, risk.equity, {})
+    market, res = study.market, study.result
     steps = options_steps(spec.cell_id, res)
     accounts = options_accounts(spec.cell_id, study)
     metrics = cell_metrics(steps, accounts, OPTIONS)
@@ -239,12 +293,12 @@ def simulate_options_cell(spec: CellSpec) -> tuple[pl.DataFrame, pl.DataFrame, d
     ).select("run_id", *STEP_COLUMNS).rename({"run_id": "cell_id"})
     summary = pl.DataFrame([{
         **cell_identity(spec, OPTIONS, POLICY, "options"),
-        "accounts": int(arrays.n_accounts), "steps": int(market.timestamp_ms.size),
-        **metrics, "simulate_seconds": t2 - t1,
+        "accounts": int(study.book.n_accounts), "steps": int(market.timestamp_ms.size),
+        **metrics, "simulate_seconds": timings["simulate_seconds"],
     }])
-    return summary, series, {"load_seconds": t1 - t0, "simulate_seconds": t2 - t1,
-                             "tables_seconds": time.perf_counter() - t2}
+    return summary, series, {**timings, "tables_seconds": time.perf_counter() - t2}
 
 
-__all__ = ["OPTIONS_FIELDS", "STEP_COLUMNS", "options_variants", "plan_options_sweep",
-           "resolve_options_field", "simulate_options_cell"]
+__all__ = ["STEP_COLUMNS", "options_cell_accounts", "options_variants", "plan_options_sweep",
+           "run_options_cell", "simulate_options_cell",
+           "stress_window", "stressed_options_market"]

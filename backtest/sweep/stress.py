@@ -26,6 +26,9 @@ book) unchanged, so every stressed window starts from the historical open.
   seeded generator (a moving-block bootstrap, Kunsch 1989, "The jackknife and the bootstrap for
   general stationary observations", Ann. Statist. 17(3)), and the price path is rebuilt from
   the first open. Volume and funding travel with their candles.
+- **implied-volatility shock** (:class:`IvShock`, options cells only): the options market's
+  implied volatility times ``factor`` (:func:`shock_iv`); :func:`apply_stress` leaves the tape
+  arrays, which carry no implied volatility, as they are (``docs/options.md``).
 """
 
 from __future__ import annotations
@@ -97,7 +100,22 @@ class BlockBootstrap(StrictModel):
         return f"bootstrap b{self.block_steps} s{self.seed}"
 
 
-StressSpec = Annotated[NoStress | ScaleShock | CompressTime | BlockBootstrap,
+class IvShock(StrictModel):
+    """Implied-volatility shock of an options market: every step's volatility times ``factor``.
+
+    Options sweeps only (no other engine reads implied volatility); the path is history's.
+    """
+
+    kind: Literal["iv"]
+    factor: float = Field(gt=0.0)
+
+    @property
+    def label(self) -> str:
+        """Short name used in results (``iv x1.5``)."""
+        return f"iv x{self.factor:g}"
+
+
+StressSpec = Annotated[NoStress | ScaleShock | CompressTime | BlockBootstrap | IvShock,
                        Field(discriminator="kind")]
 """One stress transform of a sweep (``[[stress]]`` table with a ``kind``)."""
 
@@ -275,6 +293,26 @@ def block_bootstrap(arrays: dict[str, np.ndarray], block_steps: int,
     return out, src
 
 
+def shock_iv(iv: np.ndarray, spec) -> np.ndarray:
+    """Return an options market's implied volatility under one stress spec.
+
+    Parameters
+    ----------
+    iv : ndarray, shape (T, U), float64
+        Implied volatility per step and underlying, annualised fraction.
+    spec : StressSpec
+        An :class:`IvShock` multiplies every value by ``factor``; every other kind returns an
+        exact copy (their volatility follows from the stressed path).
+
+    Returns
+    -------
+    ndarray, shape (T, U), float64
+    """
+    if spec.kind == "iv":
+        return np.asarray(iv, dtype=np.float64) * spec.factor
+    return np.array(iv, dtype=np.float64, copy=True)
+
+
 @dataclass(frozen=True)
 class StressedTape:
     """A tape with a stressed window.
@@ -303,7 +341,8 @@ def apply_stress(arrays: dict[str, np.ndarray], spec, seed: int,
     ----------
     arrays : dict of str to ndarray
         Window arrays, shape (T,).
-    spec : NoStress, ScaleShock, CompressTime or BlockBootstrap
+    spec : NoStress, ScaleShock, CompressTime, BlockBootstrap or IvShock
+        (an :class:`IvShock` returns an exact copy: it changes no tape column)
     seed : int
         The cell's seed (block bootstrap: combined with ``spec.seed``).
     interval_ms : int
@@ -313,7 +352,7 @@ def apply_stress(arrays: dict[str, np.ndarray], spec, seed: int,
     -------
     dict of str to ndarray
     """
-    if spec.kind == "none":
+    if spec.kind in ("none", "iv"):  # an implied-volatility shock leaves the tape as it was
         return _copy(arrays)
     if spec.kind == "scale":
         return scale_shock(arrays, spec.k)
