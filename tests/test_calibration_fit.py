@@ -240,3 +240,21 @@ def test_one_event_can_be_calibrated_on_two_assets(tmp_path, monkeypatch):
     assert [r["simulated_share"] for r in rows] == [round(o.share, 6) for o in full.outcomes]
     held = [o for o, _ in loo]
     assert held[0].real_share != held[1].real_share  # each held-out row is its own asset's
+
+
+def test_seed_spread_is_the_ratio_over_other_draws_and_leaves_the_seed_alone():
+    data = [_event("a", 0.3, 8), _event("b", 0.2, 9)]
+    cal = _calibration(data, [FitParameter(name="leverage_scale", low=0.05, high=3.0,
+                                           start=1.0)])
+    by_hand = []
+    for seed in (4, 5, 6):  # the file's seed is 3
+        cal.cfg = cal.cfg.model_copy(update={"seed": seed})
+        by_hand.append([o.ratio for o in cal.outcomes([0.6])])
+    cal.cfg = cal.cfg.model_copy(update={"seed": 3})
+    spread = cal.seed_spread([0.6], seeds=3)
+    assert cal.cfg.seed == 3
+    r = np.array(by_hand)
+    for k, (mean, cv) in enumerate(spread):
+        assert mean == pytest.approx(r[:, k].mean())
+        assert cv == pytest.approx(r[:, k].std(ddof=1) / r[:, k].mean())
+        assert cv > 0.0  # different draws, different books

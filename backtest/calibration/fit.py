@@ -12,6 +12,8 @@ parameters and the parameters to fit with their bounds::
     interval_minutes = 5                      # candles are coarsened to this for the fit
     long_share_weight = 1.0
     open_interest_weight = 1.0                # 0: no open-interest-after term
+    max_evaluations = 300                     # per fit; leave_one_out_evaluations per refit
+    seed_spread = 5                           # other seeds the fitted figures are re-drawn on
 
     [response]                                # run config [response]; fitted keys override
     enabled = true
@@ -145,6 +147,7 @@ class CalibrationConfig(BaseModel):
     open_interest_weight: float = Field(0.0, ge=0.0)
     max_evaluations: int = Field(80, gt=0)
     leave_one_out_evaluations: int = Field(40, gt=0)
+    seed_spread: int = Field(0, ge=0)
     response: ResponseConfig = ResponseConfig()
     fit: list[FitParameter] = Field(min_length=1)
     event: list[EventSpec] = Field(min_length=1)
@@ -411,6 +414,33 @@ class Calibration:
             out.append(simulate_event(d, params, response, policy, self.cfg.accounts,
                                       self.cfg.seed))
         return out
+
+    def seed_spread(self, values, seeds: int | None = None) -> list[tuple[float, float]]:
+        """Each event's ratio under ``values`` on books drawn with ``seeds`` other seeds.
+
+        The fit's figures come from one draw (the file's ``seed``); this is their Monte-Carlo
+        error: the same parameters, books drawn with seeds ``seed + 1 .. seed + seeds``
+        (default the file's ``seed_spread``).
+
+        Returns
+        -------
+        list of (float, float)
+            Per event, in the file's order: the mean ratio (simulated over real share) and its
+            coefficient of variation (sample standard deviation over the mean; NaN for one
+            seed).
+        """
+        seeds = self.cfg.seed_spread if seeds is None else seeds
+        cfg, ratios = self.cfg, []
+        try:
+            for k in range(1, seeds + 1):
+                self.cfg = cfg.model_copy(update={"seed": cfg.seed + k})
+                ratios.append([o.ratio for o in self.outcomes(values)])
+        finally:
+            self.cfg = cfg
+        r = np.asarray(ratios, dtype=float).reshape(seeds, len(self.data))
+        mean = r.mean(axis=0)
+        spread = r.std(axis=0, ddof=1) / mean if seeds > 1 else np.full(len(mean), np.nan)
+        return [(float(m), float(c)) for m, c in zip(mean, spread, strict=True)]
 
     def objective(self, outcomes: list[EventOutcome]) -> float:
         """The documented objective (module docstring) of a list of outcomes."""

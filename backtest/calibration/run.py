@@ -76,6 +76,11 @@ def calibrate_file(config: str | Path, output: str | Path, max_evaluations: int 
     specs = [d.spec for d in cal.data]
     rows = [_row(o, s, True, cfg.open_interest_weight)
             for o, s in zip(full.outcomes, specs, strict=True)]
+    spread = cal.seed_spread(list(full.values.values())) if cfg.seed_spread else []
+    for row, (mean, cv) in zip(rows, spread):
+        row["ratio_other_seeds_mean"] = round(mean, 4)
+        if math.isfinite(cv):
+            row["ratio_other_seeds_cv"] = round(cv, 4)
     held = [dict(_row(o, s, False), objective_without=round(f.objective, 6),
                  **{f"fitted_{k}": round(v, 6) for k, v in f.values.items()})
             for (o, f), s in zip(loo, specs)]
@@ -91,7 +96,7 @@ def calibrate_file(config: str | Path, output: str | Path, max_evaluations: int 
     write_calibrated(output, book, response, fit, rows, held,
                      f"Calibrated by `{command}`\nfrom {config}: do not edit by hand; refit.",
                      timing)
-    _print(console, cal, full, loo)
+    _print(console, cal, full, loo, rows)
     _print_timing(console, timing)
     console.print(f"wrote {output} ({fit['seconds']:.0f} s)")
     return full, loo
@@ -121,15 +126,19 @@ def _print_timing(console: Console, timing: list[dict]) -> None:
     console.print(table)
 
 
-def _print(console: Console, cal: Calibration, full: FitResult, loo: list) -> None:
+def _print(console: Console, cal: Calibration, full: FitResult, loo: list, rows: list) -> None:
     table = Table(title="liquidated share of open interest: real vs simulated")
-    for col in ("event", "target", "real", "fit (in sample)", "ratio", "left out", "ratio ",
-                "long share real / sim", "OI after/before real / sim"):
+    for col in ("event", "target", "real", "fit (in sample)", "ratio", "other seeds",
+                "left out", "ratio ", "long share real / sim", "OI after/before real / sim"):
         table.add_column(col, justify="left" if col in ("event", "target") else "right")
     held = [o for o, _ in loo] or [None] * len(cal.data)
-    for d, o, h in zip(cal.data, full.outcomes, held, strict=True):
+    for d, o, h, row in zip(cal.data, full.outcomes, held, rows, strict=True):
+        other = "-"
+        if "ratio_other_seeds_mean" in row:
+            other = f"{row['ratio_other_seeds_mean']:.2f}x" + (
+                f" ± {row['ratio_other_seeds_cv']:.0%}" if "ratio_other_seeds_cv" in row else "")
         table.add_row(o.event, f"{d.spec.venue} {d.spec.asset}", f"{o.real_share:.2%}",
-                      f"{o.share:.2%}", f"{o.ratio:.2f}x",
+                      f"{o.share:.2%}", f"{o.ratio:.2f}x", other,
                       f"{h.share:.2%}" if h else "-", f"{h.ratio:.2f}x" if h else "-",
                       (f"{o.real_long_share:.0%} / " if o.real_long_share else "- / ")
                       + (f"{o.long_share:.0%}" if math.isfinite(o.long_share) else "-"),
