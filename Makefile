@@ -125,7 +125,8 @@ policy-library: tapes
 CALIBRATION_TAPES := \
 	$(LIQBT_SHARED_DATA)/ohlcv_1h/dangdoday__SE2025-9.4__a729dcbb11__c5069f4b__BTC_USDT-1h.feather \
 	$(LIQBT_SHARED_DATA)/ohlcv_1m/mintanam__ftrade__ee12b33c07__751f728b__BTC_USDT-1m.feather \
-	$(LIQBT_SHARED_DATA)/ohlcv_5m/MurphyHoops__freqtradeOne__ba6daef02a__1b45ec84__BTC_USDT-5m.feather
+	$(LIQBT_SHARED_DATA)/ohlcv_5m/MurphyHoops__freqtradeOne__ba6daef02a__1b45ec84__BTC_USDT-5m.feather \
+	$(LIQBT_SHARED_DATA)/ohlcv_5m/aminak58__RL-Trading-Validation__05afa85e4f__07840a62__ETH_USDT_USDT-5m-futures.json
 
 calibrate: tapes
 	$(BIN)/liqbt data import $(CALIBRATION_TAPES) --venue binance
