@@ -131,10 +131,27 @@ class AssetMetric(IntEnum):
     N_RECORDS = 7  # positions of the asset touched
 
 
+class AssetMarketMetric(IntEnum):
+    """Last axis of the per-step, per-asset market array ``market_out`` (T, A, K) (float64).
+
+    Written by :mod:`backtest.kernels.portfolio_market_nb` (market impact, cascade feedback and
+    oracle of each asset; ``docs/portfolios.md``). Without impact and oracle: factors 1, flows
+    0, oracle price the asset's close.
+    """
+
+    PRICE_FACTOR = 0  # simulated / historical price of the step (cascade displacement)
+    EXECUTION_FACTOR = 1  # fill / decision price of the step's liquidations of the asset
+    NET_FLOW = 2  # net liquidation flow at decision prices, USD (> 0 buys, < 0 sells)
+    ORACLE_PRICE = 3  # price the triggers read, USD per unit (the simulated close without one)
+    IMPACT_COST = 4  # units sold x (decision - fill) + units bought x (fill - decision), USD
+    DEPTH = 5  # flow that moves the price 1% in the step, USD (NaN: no impact)
+
+
 N_PORTFOLIO_METRICS = len(PortfolioMetric)
 #: Metrics summed over accounts; the fund's columns follow them.
 N_SUMMED_PORTFOLIO_METRICS = int(PortfolioMetric.INSURANCE_DRAW)
 N_ASSET_METRICS = len(AssetMetric)
+N_ASSET_MARKET_METRICS = len(AssetMarketMetric)
 
 #: Integer fields of a record (``rec_i[:, k]``), in order.
 PREC_I_FIELDS = ("step", "account", "asset")

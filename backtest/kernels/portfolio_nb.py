@@ -49,14 +49,20 @@ from __future__ import annotations
 import numpy as np
 
 from backtest._jit import njit, njit_parallel, prange
-from backtest.kernels.enums import TriggerPrice
+from backtest.kernels.enums import OracleModel, TriggerPrice
 from backtest.kernels.portfolio_enums import (
     N_ASSET_METRICS,
     N_SUMMED_PORTFOLIO_METRICS,
     AccountKind,
+    AssetMarketMetric,
     AssetMetric,
     OrderPolicy,
     PortfolioMetric,
+)
+from backtest.kernels.portfolio_market_nb import (
+    execution_factors_nb,
+    market_step_begin_nb,
+    market_step_end_nb,
 )
 from backtest.kernels.settlement_nb import (
     attribute_bad_debt_nb,
@@ -72,6 +78,8 @@ _PROTOCOL = int(OrderPolicy.PROTOCOL)
 _LEAST = int(OrderPolicy.LEAST_SENSITIVE)
 _PROPORTIONAL = int(OrderPolicy.PROPORTIONAL)
 _CLOSE = int(TriggerPrice.CLOSE)
+_ORACLE_MARKET = int(OracleModel.MARKET)
+_IMPACT_COST = int(AssetMarketMetric.IMPACT_COST)
 
 _M_LIQUIDATABLE = int(PortfolioMetric.N_LIQUIDATABLE)
 _M_LIQ = int(PortfolioMetric.N_LIQUIDATIONS)
@@ -248,9 +256,42 @@ def _emit_nb(j, t, i, a, units_closed, price, keeper, insurance, health, repaid,
 
 
 @njit
-def liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order_idx, health,
-                         policy_arr, assets, j0, rec_i, rec_f):
-    """Liquidate one lending account at ``prices``; write its records from ``j0``.
+def _seize_nb(seized, u, p, e, repay, bonus_share, cash, plan, lo, hi, pos_units, prices, fills,
+              exact):
+    """Settle one seizure planned at the sizing price ``p`` and filled at ``p x e``.
+
+    The units seized and the debt the plan repays (``repay``, at ``p``) are fixed by the plan;
+    the fill values them at ``p x e`` (market impact): the debt repaid becomes ``repay x e``,
+    the bonus ``seized x p x e - repay x e``, its fund share paid out of the equity left at the
+    fill prices (:func:`backtest.kernels.settlement_nb.lending_fund_fee_nb`). The plan's own
+    cash (``plan``, at the sizing prices) sizes the next seizures, so sizes never depend on
+    the fills; ``exact`` (fills are the sizing prices) skips it. Returns ``(cash, plan,
+    repay_plan, repay_fill, keeper_fee, insurance_fee)``, USD.
+    """
+    if exact:
+        bonus = seized * p - repay
+        keeper = bonus - bonus_share * bonus
+        cash, repay, ins = lending_fund_fee_nb(cash, repay, bonus_share * bonus,
+                                               seized < u and cash + repay >= 0.0, lo, hi,
+                                               pos_units, prices)
+        return cash, cash, repay, repay, keeper, ins
+    bonus = seized * p - repay
+    plan, repay_plan, _ = lending_fund_fee_nb(plan, repay, bonus_share * bonus,
+                                              seized < u and plan + repay >= 0.0, lo, hi,
+                                              pos_units, prices)
+    repay_f = repay * e
+    bonus_f = seized * (p * e) - repay_f
+    keeper = bonus_f - bonus_share * bonus_f
+    cash, repay_f, ins = lending_fund_fee_nb(cash, repay_f, bonus_share * bonus_f,
+                                             seized < u and cash + repay_f >= 0.0, lo, hi,
+                                             pos_units, fills)
+    return cash, plan, repay_plan, repay_f, keeper, ins
+
+
+@njit
+def liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, fills, exec_f, exact,
+                         order_idx, health, policy_arr, assets, j0, rec_i, rec_f):
+    """Liquidate one lending account sized at ``prices``, filled at ``fills``; records from ``j0``.
 
     ``policy_arr`` is the ``PORTFOLIO_POLICY_DTYPE`` array, shape (1,).
 
@@ -269,11 +310,18 @@ def liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order
     cash : float
         The account's cash before the liquidation, USD (lending: ``-debt``).
     prices : ndarray, shape (>= hi - lo,), float64
-        Trigger (and fill) price of each of the account's positions, USD per unit.
+        Decision price of each of the account's positions, USD per unit: sizes every seizure.
+    fills : ndarray, shape (>= hi - lo,), float64
+        Fill price of each position, USD per unit: ``prices x exec_f`` of its asset (the same
+        array as ``prices`` without market impact).
+    exec_f : ndarray, shape (A,), float64
+        Execution factor of each asset in the step (fill / decision price; 1 without impact).
+    exact : bool
+        ``fills`` are ``prices`` (no impact): the sizes need no separate plan.
     order_idx : ndarray, shape (>= hi - lo,), int64
         Position indices in liquidation order (:func:`liquidation_order_nb`).
     health : float
-        The account's health at ``prices`` (dimensionless, < 1).
+        The account's health at its trigger prices (dimensionless, < 1).
     policy_arr : ndarray, shape (1,), ``PORTFOLIO_POLICY_DTYPE``
         Order policy, close factor and fee shares.
     assets : ndarray, shape (A,), ``ASSET_DTYPE``
@@ -289,15 +337,17 @@ def liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order
     -------
     tuple
         ``(cash_after, records_written)``. ``pos_units`` is updated in place; each record
-        holds the collateral seized (``units_closed``), the debt it repaid, the keeper's
-        bonus and the insurance fund's fee; bad debt (all collateral gone, debt left) is
-        added to the records pro rata to the value they seized.
+        holds the collateral seized (``units_closed``), its fill price, the debt it repaid,
+        the keeper's bonus and the insurance fund's fee at the fill price (:func:`_seize_nb`);
+        bad debt (all collateral gone, debt left) is added to the records pro rata to the
+        value they seized.
     """
     policy = policy_arr[0]
     debt = -cash
     cf = 1.0 if health <= policy.full_close_health_factor else policy.close_factor
     to_repay = cf * debt
     fee_share = policy.protocol_fee
+    plan = cash
     j = j0
     if policy.order == _PROPORTIONAL:
         total = 0.0
@@ -318,13 +368,11 @@ def liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order
                 repay = value / (1.0 + b)
             else:
                 seized = repay * (1.0 + b) / p
-            bonus = seized * p - repay
-            keeper = bonus - fee_share * bonus
             pos_units[k] = 0.0 if seized >= u else u - seized
-            cash, repay, ins = lending_fund_fee_nb(cash, repay, fee_share * bonus,
-                                                   seized < u and cash + repay >= 0.0, lo, hi,
-                                                   pos_units, prices)
-            _emit_nb(j, t, i, pos_asset[k], seized, p, keeper, ins, health, repay,
+            cash, plan, _, repay_f, keeper, ins = _seize_nb(
+                seized, u, p, exec_f[pos_asset[k]], repay, fee_share, cash, plan, lo, hi,
+                pos_units, prices, fills, exact)
+            _emit_nb(j, t, i, pos_asset[k], seized, fills[k - lo], keeper, ins, health, repay_f,
                      rec_i, rec_f)
             j += 1
     else:
@@ -344,14 +392,12 @@ def liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order
             else:
                 seized = to_repay * (1.0 + b) / p
                 repay = to_repay
-            bonus = seized * p - repay
-            keeper = bonus - fee_share * bonus
             pos_units[k] = 0.0 if seized >= u else u - seized
-            cash, repay, ins = lending_fund_fee_nb(cash, repay, fee_share * bonus,
-                                                   seized < u and cash + repay >= 0.0, lo, hi,
-                                                   pos_units, prices)
+            cash, plan, repay, repay_f, keeper, ins = _seize_nb(
+                seized, u, p, exec_f[pos_asset[k]], repay, fee_share, cash, plan, lo, hi,
+                pos_units, prices, fills, exact)
             to_repay -= repay
-            _emit_nb(j, t, i, pos_asset[k], seized, p, keeper, ins, health, repay,
+            _emit_nb(j, t, i, pos_asset[k], seized, fills[k - lo], keeper, ins, health, repay_f,
                      rec_i, rec_f)
             j += 1
     left = False
@@ -365,29 +411,40 @@ def liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order
 
 
 @njit
-def _close_perp_nb(k, d, p, pen, keeper_share, lo, hi, pos_units, prices, cash):
-    """Close ``d`` units of position ``k`` at ``p`` and settle its penalty.
+def _close_perp_nb(k, d, p, pe, pen, keeper_share, lo, hi, pos_units, prices, fills, cash, plan,
+                   exact):
+    """Close ``d`` units of position ``k``, sized at ``p``, filled at ``pe``; settle its penalty.
 
-    :func:`backtest.kernels.settlement_nb.split_penalty_nb`: the fund is paid out of the equity
-    left, cash plus what the account still holds at ``prices``. Returns ``(cash, equity, signed
-    units closed, keeper fee, insurance fee)``, USD; the account's write-off of bad debt is the
-    caller's (after its last position).
+    :func:`backtest.kernels.settlement_nb.split_penalty_nb` at the fill: ``penalty x d x pe``,
+    the fund paid out of the equity left, cash plus what the account still holds at ``fills``.
+    The plan (``plan``: the same close at the sizing prices) gives the equity that sizes the
+    next close, so sizes never depend on the fills; ``exact`` (fills are the sizing prices)
+    skips it. Returns ``(cash, plan, equity at the sizing prices, signed units closed, keeper
+    fee, insurance fee)``, USD; the account's write-off of bad debt is the caller's (after its
+    last position).
     """
     u = pos_units[k]
     signed = d if u > 0.0 else -d
     pos_units[k] = 0.0 if d >= abs(u) else u - signed
+    held_f = 0.0
+    for j in range(lo, hi):
+        held_f += pos_units[j] * fills[j - lo]
+    cash, keeper, ins, _ = split_penalty_nb(cash + signed * pe, held_f, pen * d * pe,
+                                            keeper_share, False, False)
+    if exact:
+        return cash, cash, cash + held_f, signed, keeper, ins
     held = 0.0
     for j in range(lo, hi):
         held += pos_units[j] * prices[j - lo]
-    cash, keeper, ins, _ = split_penalty_nb(cash + signed * p, held, pen * d * p, keeper_share,
-                                            False, False)
-    return cash, cash + held, signed, keeper, ins
+    plan, _, _, _ = split_penalty_nb(plan + signed * p, held, pen * d * p, keeper_share, False,
+                                     False)
+    return cash, plan, plan + held, signed, keeper, ins
 
 
 @njit
-def liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order_idx, health,
-                      policy_arr, assets, j0, rec_i, rec_f):
-    """Liquidate one cross-margin (or isolated) perp account at ``prices``.
+def liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, fills, exact, order_idx,
+                      health, policy_arr, assets, j0, rec_i, rec_f):
+    """Liquidate one cross-margin (or isolated) perp account sized at ``prices``, at ``fills``.
 
     Parameters
     ----------
@@ -404,11 +461,16 @@ def liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order_id
     cash : float
         The account's cash before the liquidation, USD (lending: ``-debt``).
     prices : ndarray, shape (>= hi - lo,), float64
-        Trigger (and fill) price of each of the account's positions, USD per unit.
+        Decision price of each of the account's positions, USD per unit: sizes every close.
+    fills : ndarray, shape (>= hi - lo,), float64
+        Fill price of each position (decision price x its asset's execution factor), USD per
+        unit; the same array as ``prices`` without impact.
+    exact : bool
+        ``fills`` are ``prices``: the sizes need no separate plan.
     order_idx : ndarray, shape (>= hi - lo,), int64
         Position indices in liquidation order (:func:`liquidation_order_nb`).
     health : float
-        The account's health at ``prices`` (dimensionless, < 1).
+        The account's health at its trigger prices (dimensionless, < 1).
     policy_arr : ndarray, shape (1,), ``PORTFOLIO_POLICY_DTYPE``
         Order policy, close factor and fee shares.
     assets : ndarray, shape (A,), ``ASSET_DTYPE``
@@ -424,8 +486,9 @@ def liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order_id
     -------
     tuple
         ``(cash_after, records_written)``; ``pos_units`` updated in place. Records hold the
-        signed units closed, the keeper's and the insurance fund's share of the penalty, and
-        bad debt (all positions closed with negative cash) pro rata to notional.
+        signed units closed, the fill price, the keeper's and the insurance fund's share of
+        the penalty, and bad debt (all positions closed with negative cash) pro rata to
+        notional.
     """
     policy = policy_arr[0]
     target = policy.target_health
@@ -440,6 +503,7 @@ def liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order_id
         mm += assets[pos_asset[k]].maintenance_margin_rate * abs(u) * p
         pen_total += assets[pos_asset[k]].liquidation_penalty * abs(u) * p
     everything = equity <= 0.0
+    plan = cash
     j = j0
     if policy.order == _PROPORTIONAL:
         denom = target * mm - pen_total
@@ -451,11 +515,11 @@ def liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order_id
             if u == 0.0:
                 continue
             d = abs(u) if f >= 1.0 else f * abs(u)
-            p = prices[k - lo]
-            cash, equity, signed, keeper, ins = _close_perp_nb(
-                k, d, p, assets[pos_asset[k]].liquidation_penalty, ks, lo, hi, pos_units, prices,
-                cash)
-            _emit_nb(j, t, i, pos_asset[k], signed, p, keeper, ins, health, 0.0, rec_i, rec_f)
+            cash, plan, equity, signed, keeper, ins = _close_perp_nb(
+                k, d, prices[k - lo], fills[k - lo], assets[pos_asset[k]].liquidation_penalty,
+                ks, lo, hi, pos_units, prices, fills, cash, plan, exact)
+            _emit_nb(j, t, i, pos_asset[k], signed, fills[k - lo], keeper, ins, health, 0.0,
+                     rec_i, rec_f)
             j += 1
     else:
         for r in range(hi - lo):
@@ -475,10 +539,11 @@ def liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order_id
             d = size
             if not everything and rate > 0.0:
                 d = min(size, shortage / (rate * p))
-            cash, equity, signed, keeper, ins = _close_perp_nb(k, d, p, pen, ks, lo, hi,
-                                                                pos_units, prices, cash)
+            cash, plan, equity, signed, keeper, ins = _close_perp_nb(
+                k, d, p, fills[k - lo], pen, ks, lo, hi, pos_units, prices, fills, cash, plan,
+                exact)
             mm -= m * d * p
-            _emit_nb(j, t, i, a, signed, p, keeper, ins, health, 0.0, rec_i, rec_f)
+            _emit_nb(j, t, i, a, signed, fills[k - lo], keeper, ins, health, 0.0, rec_i, rec_f)
             j += 1
     left = False
     for k in range(lo, hi):
@@ -488,6 +553,79 @@ def liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, order_id
     if bad > 0.0:
         attribute_bad_debt_nb(bad, j0, j, rec_f)
     return cash, j - j0
+
+
+@njit
+def account_prices_nb(lo, hi, pos_asset, pos_units, low_t, high_t, close_t, oracle_t, trigger,
+                      use_oracle, trig, dec):
+    """Write the trigger and decision prices of one account's positions.
+
+    Parameters
+    ----------
+    lo, hi : int
+        The account's positions are ``lo:hi`` of the flat position arrays.
+    pos_asset : ndarray, shape (P,), int16 or int32
+    pos_units : ndarray, shape (P,), float64
+    low_t, high_t, close_t, oracle_t : ndarray, shape (A,), float64
+        The step's simulated candle and oracle price of each asset, USD per unit
+        (:func:`backtest.kernels.portfolio_market_nb.market_step_begin_nb`).
+    trigger : int
+        :class:`TriggerPrice`.
+    use_oracle : bool
+        Triggers read the oracle price and liquidations are decided at the close (the
+        single-asset engine's rule with an oracle); otherwise both are the position's price
+        (:func:`position_price_nb`).
+    trig, dec : ndarray, shape (>= hi - lo,), float64
+        Receive the trigger and the decision price of each position, USD per unit.
+    """
+    for k in range(lo, hi):
+        a = pos_asset[k]
+        if use_oracle:
+            trig[k - lo] = oracle_t[a]
+            dec[k - lo] = close_t[a]
+        else:
+            p = position_price_nb(pos_units[k], low_t[a], high_t[a], close_t[a], trigger)
+            trig[k - lo] = p
+            dec[k - lo] = p
+
+
+@njit
+def planned_flow_nb(t, i, kind, lo, hi, pos_asset, pos_units, cash, dec, health, order,
+                    sensitivity, policy, assets, ones, units, order_idx, rec_i, rec_f, flow):
+    """Add one liquidatable account's planned net flow per asset to ``flow`` (USD).
+
+    The liquidation sized at the decision prices ``dec``, run on a copy of the account
+    (``units``, scratch records): every unit sold (collateral seized, longs closed) is a flow
+    of ``-units x price``, every short bought back ``+units x price``. Pass 2 sizes the same
+    liquidation identically (sizes never depend on the fills).
+
+    Parameters
+    ----------
+    ones : ndarray, shape (A,), float64
+        Execution factors of 1.
+    units, order_idx : ndarray, shape (>= hi - lo,), float64 and int64
+        Scratch.
+    rec_i, rec_f : ndarray, shape (>= hi - lo, 3) and (>= hi - lo, 7)
+        Scratch records.
+    flow : ndarray, shape (A,), float64
+        Net flow per asset, USD; added to.
+
+    Other parameters are those of :func:`liquidate_lending_nb` and :func:`liquidate_perp_nb`.
+    """
+    n_k = hi - lo
+    for k in range(n_k):
+        units[k] = pos_units[lo + k]
+    assets_k = pos_asset[lo:hi]
+    liquidation_order_nb(kind, order, 0, n_k, assets_k, units, dec, sensitivity, assets,
+                         order_idx)
+    if kind == _LENDING:
+        _, w = liquidate_lending_nb(t, i, 0, n_k, assets_k, units, cash, dec, dec, ones, True,
+                                    order_idx, health, policy, assets, 0, rec_i, rec_f)
+    else:
+        _, w = liquidate_perp_nb(t, i, 0, n_k, assets_k, units, cash, dec, dec, True,
+                                 order_idx, health, policy, assets, 0, rec_i, rec_f)
+    for r in range(w):
+        flow[rec_i[r, 2]] -= rec_f[r, 0] * rec_f[r, 1]
 
 
 @njit_parallel
@@ -519,8 +657,18 @@ def run_portfolio_nb(
     rec_len,
     rec_i,
     rec_f,
+    mkt,
 ):
     """Advance every account from step ``t0`` to at most ``t1`` (exclusive), in place.
+
+    Each step first opens every asset's market (:mod:`backtest.kernels.portfolio_market_nb`:
+    price factor of cascade feedback, oracle price). Pass 1 flags the accounts liquidatable at
+    their trigger prices and, with market impact, plans each one's liquidation at the decision
+    prices to sum every asset's net flow (:func:`planned_flow_nb`); the flows give each asset's
+    execution factor. Pass 2 liquidates the flagged accounts, sized at the decision prices and
+    filled at decision price x execution factor; with cascade feedback each asset's move is then
+    fixed in its displacement. Without impact, cascade and oracle this is the historical candle
+    and pass 1 flags only.
 
     Parameters
     ----------
@@ -566,7 +714,11 @@ def run_portfolio_nb(
     rec_i : ndarray, shape (cap, 3), int64
         ``PREC_I_FIELDS``.
     rec_f : ndarray, shape (cap, 7), float64
-        ``PREC_F_FIELDS``.
+        ``PREC_F_FIELDS``; ``fill_price`` is the execution price.
+    mkt : PortfolioMarket
+        Per-asset market inputs and state
+        (:class:`backtest.kernels.portfolio_market_nb.PortfolioMarket`; ``no_market`` for the
+        historical prices); its state and rows ``t0..`` of its output are written.
 
     Returns
     -------
@@ -580,31 +732,55 @@ def run_portfolio_nb(
     cap = rec_i.shape[0]
     trigger = policy[0].trigger
     order = policy[0].order
+    impact = mkt.market[0].impact_model != 0
+    use_oracle = mkt.market[0].oracle_model != _ORACLE_MARKET
     count = np.zeros(n_chunks, np.int64)
     n_flag = np.zeros(n_chunks, np.int64)
     start = np.zeros(n_chunks, np.int64)
     written = np.zeros(n_chunks, np.int64)
     acc = np.zeros((n_chunks, _N_SUMMED))
     asset_acc = np.zeros((n_chunks, n_assets, N_ASSET_METRICS))
+    flow_acc = np.zeros((n_chunks, n_assets))  # planned net flow per chunk and asset, USD
+    cost_acc = np.zeros((n_chunks, n_assets))  # impact cost per chunk and asset, USD
+    low_t = np.empty(n_assets)
+    high_t = np.empty(n_assets)
+    close_t = np.empty(n_assets)
+    oracle_t = np.empty(n_assets)
+    outstanding = np.zeros(n_assets)
+    flow = np.zeros(n_assets)
+    exec_f = np.ones(n_assets)
+    ones = np.ones(n_assets)
     for t in range(t0, t1):
-        # pass 1: flag liquidatable accounts, reserve a record per position of each
+        market_step_begin_nb(t, low, high, close, mkt, outstanding, low_t, high_t, close_t,
+                             oracle_t)
+        # pass 1: flag liquidatable accounts, reserve a record per position of each; with
+        # impact, sum the net flow their liquidations plan per asset
         for ch in prange(n_chunks):
             prices = np.empty(max_positions)
+            dec = np.empty(max_positions)
+            plan_units = np.empty(max_positions)
+            plan_order = np.empty(max_positions, np.int64)
+            plan_i = np.empty((max_positions, rec_i.shape[1]), np.int64)
+            plan_f = np.empty((max_positions, rec_f.shape[1]))
             c = 0
             f = 0
+            for a in range(n_assets):
+                flow_acc[ch, a] = 0.0
             for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
                 lo = offsets[i]
                 hi = offsets[i + 1]
-                for k in range(lo, hi):
-                    a = pos_asset[k]
-                    prices[k - lo] = position_price_nb(pos_units[k], low[t, a], high[t, a],
-                                                       close[t, a], trigger)
+                account_prices_nb(lo, hi, pos_asset, pos_units, low_t, high_t, close_t,
+                                  oracle_t, trigger, use_oracle, prices, dec)
                 h = account_health_nb(kind[i], lo, hi, pos_asset, pos_units, cash[i], prices,
                                       assets)
                 if h < 1.0:
                     flag[i] = 1
                     f += 1
                     c += hi - lo
+                    if impact:
+                        planned_flow_nb(t, i, kind[i], lo, hi, pos_asset, pos_units, cash[i],
+                                        dec, h, order, sensitivity[t], policy, assets, ones,
+                                        plan_units, plan_order, plan_i, plan_f, flow_acc[ch])
                 else:
                     flag[i] = 0
             count[ch] = c
@@ -615,11 +791,19 @@ def run_portfolio_nb(
             total += count[ch]
         if total > cap:
             return t
+        if impact:  # every asset's flow, summed in chunk order, gives its execution factor
+            for a in range(n_assets):
+                flow[a] = 0.0
+            for ch in range(n_chunks):
+                for a in range(n_assets):
+                    flow[a] += flow_acc[ch, a]
+            execution_factors_nb(t, flow, mkt, outstanding, exec_f)
         # pass 2: liquidate the flagged accounts, chunk by chunk
         for ch in prange(n_chunks):
             for k in range(_N_SUMMED):
                 acc[ch, k] = 0.0
             for a in range(n_assets):
+                cost_acc[ch, a] = 0.0
                 for k in range(N_ASSET_METRICS):
                     asset_acc[ch, a, k] = 0.0
             written[ch] = 0
@@ -627,6 +811,8 @@ def run_portfolio_nb(
                 continue
             acc[ch, _M_LIQUIDATABLE] = n_flag[ch]
             prices = np.empty(max_positions)
+            dec = np.empty(max_positions)
+            fills = np.empty(max_positions)
             order_idx = np.empty(max_positions, np.int64)
             j = start[ch]
             for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
@@ -634,28 +820,35 @@ def run_portfolio_nb(
                     continue
                 lo = offsets[i]
                 hi = offsets[i + 1]
-                for k in range(lo, hi):
-                    a = pos_asset[k]
-                    prices[k - lo] = position_price_nb(pos_units[k], low[t, a], high[t, a],
-                                                       close[t, a], trigger)
+                account_prices_nb(lo, hi, pos_asset, pos_units, low_t, high_t, close_t,
+                                  oracle_t, trigger, use_oracle, prices, dec)
                 h = account_health_nb(kind[i], lo, hi, pos_asset, pos_units, cash[i], prices,
                                       assets)
-                liquidation_order_nb(kind[i], order, lo, hi, pos_asset, pos_units, prices,
+                liquidation_order_nb(kind[i], order, lo, hi, pos_asset, pos_units, dec,
                                      sensitivity[t], assets, order_idx)
+                if impact:
+                    for k in range(lo, hi):
+                        fills[k - lo] = dec[k - lo] * exec_f[pos_asset[k]]
+                else:
+                    fills = dec
                 c0 = cash[i]
                 if kind[i] == _LENDING:
-                    c1, w = liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, c0, prices,
-                                                 order_idx, h, policy, assets, j, rec_i, rec_f)
+                    c1, w = liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, c0, dec,
+                                                 fills, exec_f, not impact, order_idx, h,
+                                                 policy, assets, j, rec_i, rec_f)
+                else:
+                    c1, w = liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, c0, dec,
+                                              fills, not impact, order_idx, h, policy, assets,
+                                              j, rec_i, rec_f)
+                cash[i] = c1
+                if w == 0 and use_oracle:  # liquidatable at the oracle, not at the market
+                    continue
+                if kind[i] == _LENDING:
                     acc[ch, _M_LENDING] += 1.0
                 elif kind[i] == _CROSS:
-                    c1, w = liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, c0, prices,
-                                              order_idx, h, policy, assets, j, rec_i, rec_f)
                     acc[ch, _M_CROSS] += 1.0
                 else:
-                    c1, w = liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, c0, prices,
-                                              order_idx, h, policy, assets, j, rec_i, rec_f)
                     acc[ch, _M_ISOLATED] += 1.0
-                cash[i] = c1
                 acc[ch, _M_LIQ] += 1.0
                 n_liquidations[i] += 1
                 if first_step[i] < 0:
@@ -686,6 +879,10 @@ def run_portfolio_nb(
                     asset_acc[ch, a, _A_RECORDS] += 1.0
                     penalties_paid[i] += keeper + ins
                     liquidated_notional[i] += notional
+                    if impact:  # units sold x (decision - fill), bought x (fill - decision)
+                        for k in range(lo, hi):
+                            if pos_asset[k] == a:
+                                cost_acc[ch, a] += rec_f[r, 0] * (dec[k - lo] - rec_f[r, 1])
                 if bad_event > 0.0:
                     acc[ch, _M_BANKRUPT] += 1.0
                     bad_debt[i] += bad_event
@@ -709,7 +906,10 @@ def run_portfolio_nb(
                 for a in range(n_assets):
                     for k in range(N_ASSET_METRICS):
                         asset_out[t, a, k] += asset_acc[ch, a, k]
+                    mkt.out[t, a, _IMPACT_COST] += cost_acc[ch, a]
         rec_len[0] = dest
+        if impact:
+            market_step_end_nb(t, flow, mkt, outstanding, exec_f)
         balance, draw, socialised = socialise_step_nb(fund[0], step_out[t, _M_INSURANCE],
                                                       step_out[t, _M_BAD])
         fund[0] = balance
