@@ -512,7 +512,7 @@ def liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, fills, e
             f = min((target * mm - equity) / denom, 1.0)
         for k in range(lo, hi):
             u = pos_units[k]
-            if u == 0.0:
+            if u == 0.0 or f <= 0.0:  # f <= 0: healthy at the decision prices (an oracle)
                 continue
             d = abs(u) if f >= 1.0 else f * abs(u)
             cash, plan, equity, signed, keeper, ins = _close_perp_nb(
