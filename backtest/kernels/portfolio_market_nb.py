@@ -78,10 +78,19 @@ class PortfolioMarket(NamedTuple):
 
 
 def new_market_state(n_assets: int) -> np.ndarray:
-    """Return the initial market state of ``n_assets`` assets, shape (A, MARKET_STATE_SIZE).
+    """Return the initial market state of ``n_assets`` assets.
 
     No displacement, price factor 1, no oracle publication yet (``ORACLE_STEP = -1``): the
     single-asset engine's initial state, one row per asset.
+
+    Parameters
+    ----------
+    n_assets : int
+        Assets A.
+
+    Returns
+    -------
+    ndarray, shape (A, MARKET_STATE_SIZE), float64
     """
     state = np.zeros((n_assets, MARKET_STATE_SIZE))
     state[:, MarketState.PRICE_FACTOR] = 1.0
@@ -96,6 +105,11 @@ def no_market(open_: np.ndarray) -> PortfolioMarket:
     ----------
     open_ : ndarray, shape (T, A), float64
         Historical opens, USD per unit.
+
+    Returns
+    -------
+    PortfolioMarket
+        No impact model, no cascade, the MARKET oracle; depth NaN.
     """
     t_steps, n_assets = open_.shape
     return PortfolioMarket(np.ascontiguousarray(open_, dtype=np.float64),

@@ -9,6 +9,9 @@ twin's own impact formulas (:mod:`backtest.kernels.reference`, not the numba ker
 step, every liquidatable account's liquidation is first planned at the decision prices on a
 copy of it (its units sold or bought give each asset's net flow), then run again with the
 same sizes and fills at decision price x the asset's execution factor.
+
+Why over 400 lines: a reference twin is read top to bottom next to its kernel, rule by rule
+(accounts, the market of each asset, the step), as :mod:`backtest.kernels.reference` is.
 """
 
 from __future__ import annotations
@@ -69,8 +72,10 @@ def _health(kind: int, positions: list[list], cash: float, assets) -> float:
 
 
 def _equity(cash: float, positions: list[list], col: int = 2) -> float:
-    """Cash plus position values at column ``col`` (2: decision, 3: fill price), added in
-    position order (as the kernel does)."""
+    """Cash plus position values at column ``col`` (2: decision, 3: fill price).
+
+    Added in position order, as the kernel does.
+    """
     equity = cash
     for pos in positions:
         equity += pos[1] * pos[col]
@@ -149,10 +154,13 @@ def _liquidate_lending(positions, cash, health, policy, assets, execution):
 
 
 def _fund_fee(cash, repay, fee, clears, positions, col):
-    """The fund's share ``fee`` of a seizure's bonus, paid out of the equity left after it
-    (the keeper's share always paid); the unpaid part repays debt. Returns (cash after, debt
-    repaid, insurance fee). A seizure that clears the debt with collateral left pays it all.
-    Collateral is valued at column ``col`` of the positions (2: decision, 3: fill price)."""
+    """Pay the fund's share ``fee`` of a seizure's bonus out of the equity left after it.
+
+    The keeper's share is always paid; the unpaid part of ``fee`` repays debt. Returns (cash
+    after, debt repaid, insurance fee). A seizure that clears the debt with collateral left
+    pays it all. Collateral is valued at column ``col`` of the positions (2: decision, 3: fill
+    price).
+    """
     if clears:
         return cash + repay, repay, fee
     collateral = 0.0

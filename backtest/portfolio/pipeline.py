@@ -159,7 +159,8 @@ def run_orders(cfg: PortfolioRunConfig, aligned: AlignedTapes, book: PortfolioBo
             hook = recorder
         log(f"portfolio: order {order}")
         res = simulate_portfolio(aligned, book, params, sensitivity=sens,
-                                 every=lar.every if hook else None, on_block=hook)
+                                 every=lar.every if hook else None, on_block=hook,
+                                 market=cfg.portfolio.market)
         if on_result is not None:
             on_result(order, res)
         # the remaining tables need the per-step and per-asset aggregates only: free the

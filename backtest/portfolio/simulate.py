@@ -90,7 +90,7 @@ class PortfolioResult:
     market: PortfolioMarketParams | None = None
 
     def market_frame(self) -> pl.DataFrame:
-        """Return one row per step and asset: timestamp, symbol, every :class:`AssetMarketMetric`."""
+        """Return one row per step and asset: timestamp, symbol, each :class:`AssetMarketMetric`."""
         t_steps, n_assets = self.market_metrics.shape[:2]
         cols = {m.name.lower(): self.market_metrics[:, :, m].reshape(-1)
                 for m in AssetMarketMetric}
