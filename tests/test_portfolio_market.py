@@ -231,3 +231,36 @@ def test_lagged_oracle_triggers_on_the_previous_close():
     np.testing.assert_array_equal(
         rec["fill_price"].to_numpy(),
         aligned.close[rec["step"].to_numpy(), rec["asset"].to_numpy()])
+
+
+def test_run_config_market_section_end_to_end(tmp_path):
+    """``[portfolio.market]`` in a run config: validated, simulated, written as a table."""
+    from backtest.portfolio.pipeline import load_run_tables, run_portfolio_config
+    from backtest.portfolio.run_config import load_portfolio_config
+    from tests.test_portfolio_run import CONFIG, make_portfolio_world
+
+    base = CONFIG[:CONFIG.index("[options]")] + CONFIG[CONFIG.index("[liquidation_at_risk]"):]
+    base = base.replace("accounts = 400", "accounts = 300")
+    market = ('\n[portfolio.market]\nimpact_model = "sqrt"\ncascade = true\n'
+              'depth_usd = {BTC = 2e5, ETH = 1e5}\n')
+    world = make_portfolio_world(tmp_path, base.replace("[liquidation_at_risk]",
+                                                        market + "\n[liquidation_at_risk]"))
+    cfg = load_portfolio_config(world["config"])
+    assert cfg.portfolio.market.impact_model == "sqrt" and cfg.portfolio.market.cascade
+    kw = {"store": world["store"], "events": world["events"]}
+    _, run_dir, _ = run_portfolio_config(cfg, runs=tmp_path / "runs", **kw)
+    _, tables = load_run_tables(run_dir)
+    m = tables["portfolio_market"]
+    assert set(m["order"].unique()) == set(cfg.portfolio.orders)
+    assert m["price_factor"].min() < 1.0 and m["execution_factor"].min() < 1.0
+    # without the section the run has no market table and other fills
+    plain = load_portfolio_config(world["config"], ["portfolio.market.impact_model=none"])
+    _, plain_dir, _ = run_portfolio_config(plain, runs=tmp_path / "plain", **kw)
+    _, plain_tables = load_run_tables(plain_dir)
+    assert "portfolio_market" not in plain_tables
+    assert not plain_tables["liquidations"]["fill_price"].equals(
+        tables["liquidations"]["fill_price"])
+    bad = tmp_path / "bad.toml"
+    bad.write_text(base + '\n[portfolio.market]\nimpact_modle = "sqrt"\n')
+    with pytest.raises(ConfigError, match="portfolio.market.impact_modle"):
+        load_portfolio_config(bad)

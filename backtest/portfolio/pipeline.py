@@ -31,6 +31,9 @@ Files of a run directory (all Parquet unless noted):
 ``portfolio_steps``     order, timestamp, every ``PortfolioMetric``, insurance fund
 ``portfolio_assets``    order, timestamp, symbol, liquidated notional / collateral seized /
                         perp closed / bad debt / user loss per step and asset, USD
+``portfolio_market``    with ``[portfolio.market]`` impact or an oracle only: order, timestamp,
+                        symbol, price and execution factor, net flow, oracle price, impact
+                        cost and depth per step and asset (``AssetMarketMetric``)
 ``lar_portfolio``       liquidation-at-risk snapshots of the multi-asset book
 ``options_steps``       the options run's per-step metrics (book delta, gamma, vega, ...)
 ``options_accounts``    per options account at the start: equity, margin, delta/gamma/vega
@@ -376,6 +379,10 @@ def run_portfolio_config(cfg: PortfolioRunConfig, config_path: str | Path | None
         steps, assets = _steps_frames(results)
         tables = {"order_comparison": order_table(results), "portfolio_steps": steps,
                   "portfolio_assets": assets, "lar_portfolio": lar_portfolio}
+        if not cfg.portfolio.market.is_historical:  # impact, cascade, oracle per asset
+            tables["portfolio_market"] = pl.concat(
+                [r.market_frame().with_columns(pl.lit(o).alias("order")) for o, r in
+                 results.items()]).select("order", pl.exclude("order"))
         options_info = None
         if cfg.options is not None:
             t0 = time.perf_counter()
