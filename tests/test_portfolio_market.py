@@ -171,7 +171,8 @@ def test_money_conserved_with_impact(seed, order, n, steps, crash, fund):
 
 def test_bit_identical_across_thread_counts_with_market():
     aligned, book, params = _case(5, "proportional", n=2000, chunk_size=37)
-    market = _market(np.random.default_rng(9), "sqrt", "chainlink", cascade=True)
+    market = _market(np.random.default_rng(9), "sqrt", "chainlink", cascade=True).model_copy(
+        update={"waterfall": "adl"})
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
@@ -180,7 +181,7 @@ def test_bit_identical_across_thread_counts_with_market():
         many = simulate_portfolio(aligned, book, params, market=market)
     finally:
         numba.set_num_threads(before)
-    assert one.records.equals(many.records)
+    assert one.records.equals(many.records) and one.adl.equals(many.adl)
     for a, b in ((one.step_metrics, many.step_metrics), (one.asset_metrics, many.asset_metrics),
                  (one.market_metrics, many.market_metrics), (one.book.cash, many.book.cash)):
         np.testing.assert_array_equal(a, b)
@@ -242,7 +243,7 @@ def test_run_config_market_section_end_to_end(tmp_path):
     base = CONFIG[:CONFIG.index("[options]")] + CONFIG[CONFIG.index("[liquidation_at_risk]"):]
     base = base.replace("accounts = 400", "accounts = 300")
     market = ('\n[portfolio.market]\nimpact_model = "sqrt"\ncascade = true\n'
-              'depth_usd = {BTC = 2e5, ETH = 1e5}\n')
+              'depth_usd = {BTC = 2e5, ETH = 1e5}\nwaterfall = "adl"\n')
     world = make_portfolio_world(tmp_path, base.replace("[liquidation_at_risk]",
                                                         market + "\n[liquidation_at_risk]"))
     cfg = load_portfolio_config(world["config"])
@@ -253,11 +254,13 @@ def test_run_config_market_section_end_to_end(tmp_path):
     m = tables["portfolio_market"]
     assert set(m["order"].unique()) == set(cfg.portfolio.orders)
     assert m["price_factor"].min() < 1.0 and m["execution_factor"].min() < 1.0
+    assert set(tables["portfolio_adl"].columns) >= {"order", "account", "transfer"}
     # without the section the run has no market table and other fills
-    plain = load_portfolio_config(world["config"], ["portfolio.market.impact_model=none"])
+    plain = load_portfolio_config(world["config"], ["portfolio.market.impact_model=none",
+                                                    "portfolio.market.waterfall=socialise"])
     _, plain_dir, _ = run_portfolio_config(plain, runs=tmp_path / "plain", **kw)
     _, plain_tables = load_run_tables(plain_dir)
-    assert "portfolio_market" not in plain_tables
+    assert "portfolio_market" not in plain_tables and "portfolio_adl" not in plain_tables
     assert not plain_tables["liquidations"]["fill_price"].equals(
         tables["liquidations"]["fill_price"])
     bad = tmp_path / "bad.toml"

@@ -42,6 +42,7 @@ from backtest.kernels.impact_nb import (
 )
 from backtest.kernels.oracle_nb import oracle_price_path_nb
 from backtest.kernels.portfolio_enums import N_ASSET_MARKET_METRICS, AssetMarketMetric
+from backtest.kernels.settlement_nb import adl_handoff_nb
 
 _ORACLE_MARKET = int(OracleModel.MARKET)
 _PF = int(AssetMarketMetric.PRICE_FACTOR)
@@ -49,6 +50,10 @@ _EXEC = int(AssetMarketMetric.EXECUTION_FACTOR)
 _FLOW = int(AssetMarketMetric.NET_FLOW)
 _ORACLE = int(AssetMarketMetric.ORACLE_PRICE)
 _DEPTH = int(AssetMarketMetric.DEPTH)
+_BAD_LONG = int(AssetMarketMetric.BAD_DEBT_LONG)
+_BAD_SHORT = int(AssetMarketMetric.BAD_DEBT_SHORT)
+_UNITS_LONG = int(AssetMarketMetric.BANKRUPT_UNITS_LONG)
+_UNITS_SHORT = int(AssetMarketMetric.BANKRUPT_UNITS_SHORT)
 
 
 class PortfolioMarket(NamedTuple):
@@ -68,6 +73,10 @@ class PortfolioMarket(NamedTuple):
         updated. :func:`new_market_state` makes the initial one.
     out : ndarray, shape (T, A, N_ASSET_MARKET_METRICS), float64
         Per-step, per-asset market metrics (:class:`AssetMarketMetric`); rows written.
+    waterfall : int
+        :class:`backtest.kernels.enums.Waterfall`: SOCIALISE, or ADL (the perp part of what
+        the insurance fund cannot cover is left pending per asset and side in ``state``'s
+        ``ADL_*`` slots, ``ADL_STEP`` of row 0 set, for the caller to deleverage).
     """
 
     open: np.ndarray
@@ -75,6 +84,7 @@ class PortfolioMarket(NamedTuple):
     market: np.ndarray
     state: np.ndarray
     out: np.ndarray
+    waterfall: int
 
 
 def new_market_state(n_assets: int) -> np.ndarray:
@@ -95,6 +105,7 @@ def new_market_state(n_assets: int) -> np.ndarray:
     state = np.zeros((n_assets, MARKET_STATE_SIZE))
     state[:, MarketState.PRICE_FACTOR] = 1.0
     state[:, MarketState.ORACLE_STEP] = -1.0
+    state[:, MarketState.ADL_STEP] = -1.0  # no auto-deleveraging pending
     return state
 
 
@@ -115,7 +126,7 @@ def no_market(open_: np.ndarray) -> PortfolioMarket:
     return PortfolioMarket(np.ascontiguousarray(open_, dtype=np.float64),
                            np.full((t_steps, n_assets), np.nan), np.zeros(1, MARKET_DTYPE),
                            new_market_state(n_assets),
-                           np.zeros((t_steps, n_assets, N_ASSET_MARKET_METRICS)))
+                           np.zeros((t_steps, n_assets, N_ASSET_MARKET_METRICS)), 0)
 
 
 @njit
@@ -221,5 +232,51 @@ def market_step_end_nb(t, flow, mkt, outstanding, exec_f):
                                    outstanding[a], mk.permanent_fraction, mk.transient_decay)
 
 
-__all__ = ["PortfolioMarket", "execution_factors_nb", "market_step_begin_nb",
+@njit
+def adl_handoff_step_nb(t, socialised, bad, mkt):
+    """Hand the perp part of step ``t``'s uncovered bad debt to auto-deleveraging, per asset.
+
+    :func:`backtest.kernels.settlement_nb.adl_handoff_nb` per asset and side: bankrupt longs
+    and shorts of asset ``a`` must be covered by its opposite side in proportion to the bad
+    debt they left. The shares are left pending in row ``a`` of ``mkt.state``
+    (``ADL_SHORTFALL_*``, ``ADL_UNITS_*``), with ``ADL_STEP = t`` in row 0.
+
+    Parameters
+    ----------
+    t : int
+        Step.
+    socialised : float
+        Bad debt the insurance fund did not cover in the step, USD (> 0).
+    bad : float
+        The step's whole bad debt, USD (> 0).
+    mkt : PortfolioMarket
+        ``out``'s ``BAD_DEBT_*`` and ``BANKRUPT_UNITS_*`` of row ``t`` are read.
+
+    Returns
+    -------
+    float
+        What is left socialised (the lending part), USD; equal to ``socialised`` when no
+        perp left bad debt (nothing pending then).
+    """
+    out = mkt.out
+    rest = socialised
+    pending = False
+    for a in range(out.shape[1]):
+        bl = out[t, a, _BAD_LONG]
+        bs = out[t, a, _BAD_SHORT]
+        if bl + bs <= 0.0:
+            continue
+        from_longs, from_shorts, _ = adl_handoff_nb(socialised, bad, bl, bs)
+        mkt.state[a, MarketState.ADL_SHORTFALL_LONG] = from_longs
+        mkt.state[a, MarketState.ADL_UNITS_LONG] = out[t, a, _UNITS_LONG]
+        mkt.state[a, MarketState.ADL_SHORTFALL_SHORT] = from_shorts
+        mkt.state[a, MarketState.ADL_UNITS_SHORT] = out[t, a, _UNITS_SHORT]
+        rest -= from_longs + from_shorts
+        pending = True
+    if pending:
+        mkt.state[0, MarketState.ADL_STEP] = t
+    return rest
+
+
+__all__ = ["PortfolioMarket", "adl_handoff_step_nb", "execution_factors_nb", "market_step_begin_nb",
            "market_step_end_nb", "new_market_state", "no_market"]

@@ -13,7 +13,9 @@ oracle) is :mod:`backtest.kernels.portfolio_market_nb`, through the single-asset
 Settlement is the layer every kernel shares (:mod:`backtest.kernels.settlement_nb`,
 ``docs/settlement.md``): the penalty split, the write-off and pro-rata attribution of an
 event's bad debt to its records, and at the end of each step the insurance fund (fees in, bad
-debt drawn, the rest socialised: no ADL here).
+debt drawn, the rest socialised, or with ``mkt.waterfall`` ADL the perps' part handed to
+auto-deleveraging per asset, which the caller runs:
+:func:`backtest.kernels.adl_nb.auto_deleverage_positions_nb`).
 
 The trigger price of each position is the adverse extreme of its asset's candle (the low for
 collateral and longs, the high for shorts) or, with ``TriggerPrice.CLOSE``, the close: as in
@@ -38,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 from backtest._jit import njit, njit_parallel, prange
-from backtest.kernels.enums import OracleModel
+from backtest.kernels.enums import MarketState, OracleModel, Waterfall
 from backtest.kernels.portfolio_accounts_nb import (
     account_health_nb,
     account_prices_nb,
@@ -59,6 +61,7 @@ from backtest.kernels.portfolio_liquidate_nb import (
     liquidate_perp_nb,
 )
 from backtest.kernels.portfolio_market_nb import (
+    adl_handoff_step_nb,
     execution_factors_nb,
     market_step_begin_nb,
     market_step_end_nb,
@@ -69,6 +72,12 @@ _LENDING = int(AccountKind.LENDING)
 _CROSS = int(AccountKind.CROSS_PERP)
 _ORACLE_MARKET = int(OracleModel.MARKET)
 _IMPACT_COST = int(AssetMarketMetric.IMPACT_COST)
+_BAD_LONG = int(AssetMarketMetric.BAD_DEBT_LONG)
+_BAD_SHORT = int(AssetMarketMetric.BAD_DEBT_SHORT)
+_UNITS_LONG = int(AssetMarketMetric.BANKRUPT_UNITS_LONG)
+_UNITS_SHORT = int(AssetMarketMetric.BANKRUPT_UNITS_SHORT)
+_ADL = int(Waterfall.ADL)
+_ADL_STEP = int(MarketState.ADL_STEP)
 
 _M_LIQUIDATABLE = int(PortfolioMetric.N_LIQUIDATABLE)
 _M_LIQ = int(PortfolioMetric.N_LIQUIDATIONS)
@@ -258,7 +267,9 @@ def run_portfolio_nb(
     -------
     int
         The step after the last one simulated: ``t1``, or the first step whose records would
-        not fit in the buffer (that step is left untouched: flush or grow, then call again).
+        not fit in the buffer (that step is left untouched: flush or grow, then call again),
+        or the step after one that left an auto-deleveraging pending (``mkt.waterfall`` ADL:
+        ``ADL_STEP`` of ``mkt.state``'s row 0 set; deleverage, then call again).
     """
     n = kind.shape[0]
     n_assets = low.shape[1]
@@ -275,7 +286,9 @@ def run_portfolio_nb(
     acc = np.zeros((n_chunks, _N_SUMMED))
     asset_acc = np.zeros((n_chunks, n_assets, N_ASSET_METRICS))
     flow_acc = np.zeros((n_chunks, n_assets))  # planned net flow per chunk and asset, USD
-    cost_acc = np.zeros((n_chunks, n_assets))  # impact cost per chunk and asset, USD
+    # per chunk and asset: impact cost, bad debt of bankrupt perp longs / shorts (USD) and
+    # their units (the market's AssetMarketMetric columns IMPACT_COST, BAD_DEBT_*, ...)
+    cost_acc = np.zeros((n_chunks, n_assets, 5))
     low_t = np.empty(n_assets)
     high_t = np.empty(n_assets)
     close_t = np.empty(n_assets)
@@ -337,7 +350,8 @@ def run_portfolio_nb(
             for k in range(_N_SUMMED):
                 acc[ch, k] = 0.0
             for a in range(n_assets):
-                cost_acc[ch, a] = 0.0
+                for k in range(5):
+                    cost_acc[ch, a, k] = 0.0
                 for k in range(N_ASSET_METRICS):
                     asset_acc[ch, a, k] = 0.0
             written[ch] = 0
@@ -416,7 +430,11 @@ def run_portfolio_nb(
                     if impact:  # units sold x (decision - fill), bought x (fill - decision)
                         for k in range(lo, hi):
                             if pos_asset[k] == a:
-                                cost_acc[ch, a] += rec_f[r, 0] * (dec[k - lo] - rec_f[r, 1])
+                                cost_acc[ch, a, 0] += rec_f[r, 0] * (dec[k - lo] - rec_f[r, 1])
+                    if bad > 0.0 and kind[i] != _LENDING:  # a bankrupt perp, for ADL
+                        side = 1 if rec_f[r, 0] > 0.0 else 2
+                        cost_acc[ch, a, side] += bad
+                        cost_acc[ch, a, side + 2] += abs(rec_f[r, 0])
                 if bad_event > 0.0:
                     acc[ch, _M_BANKRUPT] += 1.0
                     bad_debt[i] += bad_event
@@ -440,7 +458,11 @@ def run_portfolio_nb(
                 for a in range(n_assets):
                     for k in range(N_ASSET_METRICS):
                         asset_out[t, a, k] += asset_acc[ch, a, k]
-                    mkt.out[t, a, _IMPACT_COST] += cost_acc[ch, a]
+                    mkt.out[t, a, _IMPACT_COST] += cost_acc[ch, a, 0]
+                    mkt.out[t, a, _BAD_LONG] += cost_acc[ch, a, 1]
+                    mkt.out[t, a, _BAD_SHORT] += cost_acc[ch, a, 2]
+                    mkt.out[t, a, _UNITS_LONG] += cost_acc[ch, a, 3]
+                    mkt.out[t, a, _UNITS_SHORT] += cost_acc[ch, a, 4]
         rec_len[0] = dest
         if impact:
             market_step_end_nb(t, flow, mkt, outstanding, exec_f)
@@ -450,6 +472,11 @@ def run_portfolio_nb(
         step_out[t, _M_DRAW] = draw
         step_out[t, _M_FUND] = balance
         step_out[t, _M_SOCIALISED] = socialised
+        if mkt.waterfall == _ADL and socialised > 0.0:
+            rest = adl_handoff_step_nb(t, socialised, step_out[t, _M_BAD], mkt)
+            if mkt.state[0, _ADL_STEP] >= 0.0:  # pending: the caller deleverages, calls again
+                step_out[t, _M_SOCIALISED] = rest
+                return t + 1
     return t1
 
 

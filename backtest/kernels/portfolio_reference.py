@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backtest.kernels.enums import ImpactModel, OracleModel, TriggerPrice
+from backtest.kernels.enums import AdlRanking, ImpactModel, OracleModel, TriggerPrice, Waterfall
 from backtest.kernels.portfolio_enums import (
     N_ASSET_MARKET_METRICS,
     N_ASSET_METRICS,
@@ -51,6 +51,7 @@ class PortfolioReferenceResult:
     asset_metrics: np.ndarray
     records: list[dict] = field(default_factory=list)
     market_metrics: np.ndarray | None = None
+    adl_records: list[dict] = field(default_factory=list)
 
 
 def _price(units: float, low: float, high: float, close: float, trigger: int) -> float:
@@ -257,7 +258,8 @@ def _attribute(bad: float, records: list[dict]) -> None:
 
 def simulate_portfolio_reference(low, high, close, sensitivity, assets, policy, kind, offsets,
                                  pos_asset, pos_units, cash, insurance_fund_usd=0.0,
-                                 market=None, depth=None, open_=None
+                                 market=None, depth=None, open_=None,
+                                 waterfall=Waterfall.SOCIALISE, adl_ranking=AdlRanking.BINANCE
                                  ) -> PortfolioReferenceResult:
     """Simulate every step for one policy, one account at a time.
 
@@ -282,7 +284,10 @@ def simulate_portfolio_reference(low, high, close, sensitivity, assets, policy, 
     depth : array_like, shape (T, A), optional
         1% depth per step and asset, USD (needed with an impact model).
     open_ : array_like, shape (T, A), optional
-        Historical opens (the oracles' price before the first step; needed with an oracle).
+        Historical opens (the oracles' price before the first step; needed with an oracle or
+        auto-deleveraging).
+    waterfall, adl_ranking : int
+        :class:`Waterfall` (SOCIALISE or ADL) and :class:`AdlRanking`.
 
     Returns
     -------
@@ -310,6 +315,11 @@ def simulate_portfolio_reference(low, high, close, sensitivity, assets, policy, 
     sim_closes: list[list[float]] = [[] for _ in range(n_assets)]
     chainlink = [[0.0, -1] for _ in range(n_assets)]  # published price, step of publication
     fund = float(insurance_fund_usd)
+    if open_ is not None:  # each account's equity at the first open (ADL's PnL)
+        equity_start = [float(cash[i]) + sum(float(pos_units[k]) * float(open_[0][pos_asset[k]])
+                                             for k in range(int(offsets[i]),
+                                                            int(offsets[i + 1])))
+                        for i in range(n)]
 
     def past_close(a: int, s: int) -> float:
         return float(open_[0][a]) if s < 0 else sim_closes[a][s]
@@ -414,6 +424,11 @@ def simulate_portfolio_reference(low, high, close, sensitivity, assets, policy, 
                 am[A.INSURANCE_FEES] += r["insurance_fee"]
                 am[A.BAD_DEBT] += r["bad_debt"]
                 am[A.N_RECORDS] += 1
+                if r["bad_debt"] > 0 and kind[i] != AccountKind.LENDING:  # for ADL
+                    long = r["units_closed"] > 0
+                    mm[r["asset"], X.BAD_DEBT_LONG if long else X.BAD_DEBT_SHORT] += r["bad_debt"]
+                    mm[r["asset"], X.BANKRUPT_UNITS_LONG if long
+                       else X.BANKRUPT_UNITS_SHORT] += abs(r["units_closed"])
                 if model != ImpactModel.NONE:
                     decision = dec[[int(pos_asset[k]) for k in range(lo, hi)].index(r["asset"])]
                     mm[r["asset"], X.IMPACT_COST] += r["units_closed"] * (decision
@@ -435,8 +450,104 @@ def simulate_portfolio_reference(low, high, close, sensitivity, assets, policy, 
         draw = min(fund, sm[M.BAD_DEBT])
         fund -= draw
         sm[M.INSURANCE_DRAW], sm[M.INSURANCE_FUND] = draw, fund
-        sm[M.SOCIALISED_LOSS] = sm[M.BAD_DEBT] - draw
+        shortfall = sm[M.BAD_DEBT] - draw
+        sm[M.SOCIALISED_LOSS] = shortfall
+        perp_bad = sum(mm[a, X.BAD_DEBT_LONG] + mm[a, X.BAD_DEBT_SHORT] for a in range(n_assets))
+        if waterfall == Waterfall.ADL and shortfall > 0 and perp_bad > 0:
+            # each asset's bankrupt longs (shorts) are covered by its shorts (longs), in
+            # proportion to the bad debt they left; the lending part stays socialised
+            owed = [(shortfall * mm[a, X.BAD_DEBT_LONG] / sm[M.BAD_DEBT],
+                     shortfall * mm[a, X.BAD_DEBT_SHORT] / sm[M.BAD_DEBT])
+                    for a in range(n_assets)]
+            rest = shortfall
+            for a in range(n_assets):
+                if mm[a, X.BAD_DEBT_LONG] + mm[a, X.BAD_DEBT_SHORT] > 0:
+                    rest -= owed[a][0] + owed[a][1]
+            sm[M.SOCIALISED_LOSS] = rest
+            for a in range(n_assets):
+                for side, due, bankrupt in ((1, owed[a][0], mm[a, X.BANKRUPT_UNITS_LONG]),
+                                            (-1, owed[a][1], mm[a, X.BANKRUPT_UNITS_SHORT])):
+                    if due <= 0:
+                        continue
+                    covered = 0.0
+                    if bankrupt > 0:
+                        covered = _deleverage(res, t, a, side, due, bankrupt, cl_t, kind,
+                                              offsets, pos_asset, units, cash, equity_start,
+                                              ast, adl_ranking, int(market["seed"]))
+                    sm[M.SOCIALISED_LOSS] += due - covered
     return res
+
+
+def _deleverage(res, t, asset, side, owed, bankrupt_units, prices, kind, offsets, pos_asset,
+                units, cash, equity_start, assets, ranking, seed) -> float:
+    """Auto-deleverage ``asset``'s positions opposite ``side``; return the USD covered.
+
+    Candidates are perp positions of the asset on the other side whose account has positive
+    equity (cash plus every position at ``prices``), ranked like the single-asset twin
+    (:mod:`backtest.kernels.reference`): each closes ``x`` units at the price and pays
+    ``x x owed / bankrupt_units``, at most its account's equity.
+    """
+    price = prices[asset]
+    m = assets[asset]["maintenance_margin_rate"]
+
+    def equity(i: int) -> float:
+        value = float(cash[i])
+        for k in range(int(offsets[i]), int(offsets[i + 1])):
+            value += float(units[k]) * prices[int(pos_asset[k])]
+        return value
+
+    candidates = []
+    for i in range(len(kind)):
+        if kind[i] == AccountKind.LENDING:
+            continue
+        for k in range(int(offsets[i]), int(offsets[i + 1])):
+            u = float(units[k])
+            if int(pos_asset[k]) != asset or u == 0 or (u > 0) == (side > 0):
+                continue
+            eq = equity(i)
+            if eq <= 0:
+                continue
+            pnl = eq - equity_start[i]
+            notional = abs(u) * price
+            if ranking == AdlRanking.DYDX:
+                score = 0.0
+            elif pnl <= 0:
+                continue
+            elif ranking == AdlRanking.BINANCE:
+                score = pnl / max(1.0, equity_start[i]) * (m * notional / eq)
+            else:  # BitMEX / Hyperliquid: PnL% x effective leverage
+                entry_value = notional - (1 if u > 0 else -1) * pnl
+                score = (pnl / entry_value if entry_value > 0 else math.inf) * notional / eq
+            candidates.append((i, k, score))
+    if ranking == AdlRanking.DYDX:
+        if candidates:
+            mask = (1 << 64) - 1
+            z = (seed * 0x9E3779B97F4A7C15 + (t + 1) * 0xBF58476D1CE4E5B9) & mask
+            z = ((z ^ (z >> 31)) * 0x94D049BB133111EB) & mask
+            start = z % len(candidates)
+            candidates = candidates[start:] + candidates[:start]
+    else:
+        candidates.sort(key=lambda c: -c[2])  # stable: ties keep book order
+    delta = owed / bankrupt_units
+    remaining, covered = bankrupt_units, 0.0
+    mm = res.market_metrics[t, asset]
+    for i, k, _ in candidates:
+        if remaining <= 1e-12 * bankrupt_units:
+            break
+        u = float(units[k])
+        x = min(abs(u), remaining)
+        transfer = min(x * delta, equity(i))
+        signed = x if u > 0 else -x
+        units[k] = 0.0 if x >= abs(u) else u - signed
+        cash[i] = float(cash[i]) + signed * price - transfer
+        res.adl_records.append(dict(step=t, account=i, asset=asset, units_closed=signed,
+                                    price=price, transfer=transfer))
+        mm[AssetMarketMetric.ADL_NOTIONAL] += x * price
+        mm[AssetMarketMetric.ADL_ACCOUNTS] += 1
+        mm[AssetMarketMetric.ADL_TRANSFER] += transfer
+        covered += transfer
+        remaining -= x
+    return covered
 
 
 def _liquidate(kind, positions, cash, health, policy, assets, execution):

@@ -31,9 +31,11 @@ Files of a run directory (all Parquet unless noted):
 ``portfolio_steps``     order, timestamp, every ``PortfolioMetric``, insurance fund
 ``portfolio_assets``    order, timestamp, symbol, liquidated notional / collateral seized /
                         perp closed / bad debt / user loss per step and asset, USD
-``portfolio_market``    with ``[portfolio.market]`` impact or an oracle only: order, timestamp,
+``portfolio_market``    with a ``[portfolio.market]`` other than the default: order, timestamp,
                         symbol, price and execution factor, net flow, oracle price, impact
                         cost and depth per step and asset (``AssetMarketMetric``)
+``portfolio_adl``       with ``waterfall = "adl"`` only: order, step, account, asset, units
+                        closed, price and transfer of each position auto-deleveraged
 ``lar_portfolio``       liquidation-at-risk snapshots of the multi-asset book
 ``options_steps``       the options run's per-step metrics (book delta, gamma, vega, ...)
 ``options_accounts``    per options account at the start: equity, margin, delta/gamma/vega
@@ -382,6 +384,10 @@ def run_portfolio_config(cfg: PortfolioRunConfig, config_path: str | Path | None
         if not cfg.portfolio.market.is_historical:  # impact, cascade, oracle per asset
             tables["portfolio_market"] = pl.concat(
                 [r.market_frame().with_columns(pl.lit(o).alias("order")) for o, r in
+                 results.items()]).select("order", pl.exclude("order"))
+        if cfg.portfolio.market.waterfall == "adl":  # the deleveraged counterparties
+            tables["portfolio_adl"] = pl.concat(
+                [r.adl.with_columns(pl.lit(o).alias("order")) for o, r in
                  results.items()]).select("order", pl.exclude("order"))
         options_info = None
         if cfg.options is not None:

@@ -11,6 +11,7 @@ import polars as pl
 
 from backtest.errors import BookError
 from backtest.jit_compat import kernel_records
+from backtest.kernels.enums import AdlRanking, MarketState
 from backtest.kernels.portfolio_enums import (
     N_ASSET_METRICS,
     N_PORTFOLIO_METRICS,
@@ -22,7 +23,12 @@ from backtest.kernels.portfolio_enums import (
     PortfolioMetric,
 )
 from backtest.kernels.portfolio_nb import max_positions_nb, run_portfolio_nb
-from backtest.portfolio.market import PortfolioMarketParams, portfolio_market
+from backtest.portfolio.market import (
+    PortfolioMarketParams,
+    deleverage_step,
+    empty_adl_frame,
+    portfolio_market,
+)
 from backtest.portfolio.model import PortfolioBook, PortfolioParams
 from backtest.tapes.align import AlignedTapes
 
@@ -67,7 +73,11 @@ class PortfolioResult:
         :class:`AssetMarketMetric` per step and asset: price factor, execution factor, net
         flow, oracle price, impact cost, depth (factors 1 and flows 0 without impact).
     market : PortfolioMarketParams
-        The market the run used (impact, cascade, oracle).
+        The market the run used (impact, cascade, oracle, waterfall).
+    adl : polars.DataFrame
+        Auto-deleveraging (waterfall ADL): one row per counterparty position deleveraged,
+        ``step``, ``account``, ``asset``, ``units_closed``, ``price``, ``transfer`` (USD it
+        paid); empty otherwise (:func:`backtest.portfolio.market.deleverage_step`).
     """
 
     symbols: tuple[str, ...]
@@ -88,6 +98,7 @@ class PortfolioResult:
     seconds: dict[str, float] = field(default_factory=dict)
     market_metrics: np.ndarray | None = None
     market: PortfolioMarketParams | None = None
+    adl: pl.DataFrame | None = None
 
     def market_frame(self) -> pl.DataFrame:
         """Return one row per step and asset: timestamp, symbol, each :class:`AssetMarketMetric`."""
@@ -233,6 +244,8 @@ def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
                                                            aligned.close))
     mkt = portfolio_market(market, aligned.open, aligned.symbols, aligned.interval_seconds,
                            depth)
+    mk = market or PortfolioMarketParams()
+    adl_parts, equity_start = [], None
     t = 0
     block = int(every) if (every and on_block) else max(t_steps, 1)
     hook_s, hooked = 0.0, -1
@@ -248,7 +261,14 @@ def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
                              state.offsets, state.pos_asset, state.pos_units, state.cash, n_liq,
                              first, penalties, bad, notional, flag, params.chunk_size, max_pos,
                              step_out, asset_out, fund, rec_len, rec_i, rec_f, mkt)
-        if t < t_end:  # the next step's records do not fit: flush, or grow an empty buffer
+        if mkt.state[0, MarketState.ADL_STEP] >= 0:  # the fund ran dry, waterfall ADL
+            if equity_start is None:
+                equity_start = book.cash + np.bincount(
+                    book.account_of_position(), minlength=n,
+                    weights=book.pos_units * aligned.open[0][book.pos_asset])
+            adl_parts.append(deleverage_step(mkt, state, equity_start, close, risk, step_out,
+                                             int(AdlRanking[mk.adl_ranking.upper()]), mk.seed))
+        elif t < t_end:  # the next step's records do not fit: flush, or grow an empty buffer
             if rec_len[0] > 0:
                 parts_i.append(rec_i[:rec_len[0]].copy())
                 parts_f.append(rec_f[:rec_len[0]].copy())
@@ -268,13 +288,14 @@ def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
         "notional": np.abs(rf[:, 0]) * rf[:, 1],
     }).with_columns(pl.col("asset").replace_strict(
         list(range(n_assets)), list(aligned.symbols), return_dtype=pl.String).alias("symbol"))
+    adl = pl.concat(adl_parts) if adl_parts else empty_adl_frame()
     M = PortfolioMetric
     balance, draw, social = (step_out[:, m].copy() for m in (
         M.INSURANCE_FUND, M.INSURANCE_DRAW, M.SOCIALISED_LOSS))
     return PortfolioResult(aligned.symbols, aligned.timestamp, params, state, n_liq, first,
                            penalties, bad, notional, step_out, asset_out, balance, draw, social,
-                           records, {"run": run_s, "on_block": hook_s}, mkt.out,
-                           market or PortfolioMarketParams())
+                           records, {"run": run_s, "on_block": hook_s}, mkt.out, mk,
+                           adl)
 
 
 __all__ = ["INITIAL_RECORDS", "AccountKind", "PortfolioResult", "sensitivity_of",
