@@ -44,6 +44,9 @@ def simulated_close_nb(s, open_, close, step_out):
 def oracle_price_nb(model, t, open_, close, step_out, state, lag, twap, deviation, heartbeat):
     """Return the oracle price at step ``t`` (USD per unit); updates ``state`` for Chainlink.
 
+    The single-asset kernel's call: :func:`oracle_price_path_nb` on the ``PRICE_FACTOR``
+    column of ``step_out``.
+
     Parameters
     ----------
     model : int
@@ -67,14 +70,58 @@ def oracle_price_nb(model, t, open_, close, step_out, state, lag, twap, deviatio
     float
         Oracle price, USD per unit.
     """
+    return oracle_price_path_nb(model, t, open_, close, step_out[:, _PRICE_FACTOR], state, lag,
+                                twap, deviation, heartbeat)
+
+
+@njit
+def _simulated_close_path_nb(s, open_, close, factor):
+    if s < 0:
+        return open_[0]
+    return close[s] * factor[s]
+
+
+@njit
+def oracle_price_path_nb(model, t, open_, close, factor, state, lag, twap, deviation,
+                         heartbeat):
+    """Return the oracle price at step ``t`` from a path of price factors (USD per unit).
+
+    Shared by the single-asset kernel (:func:`oracle_price_nb`) and the portfolio kernel (one
+    call per asset, :mod:`backtest.kernels.portfolio_market_nb`). The simulated close of step
+    ``s`` is ``close[s] x factor[s]`` (the window's first open for ``s < 0``).
+
+    Parameters
+    ----------
+    model : int
+        :class:`OracleModel` other than MARKET (LAGGED, TWAP or CHAINLINK).
+    t : int
+        Current step.
+    open_, close : ndarray, shape (T,), float64
+        Historical prices, USD per unit.
+    factor : ndarray, shape (T,), float64
+        Simulated / historical price of each step (cascade feedback; 1 without it); the
+        factors of steps before ``t`` are read.
+    state : ndarray, shape (MARKET_STATE_SIZE,), float64
+        Market state; Chainlink reads and updates its slots ``ORACLE_PRICE`` and
+        ``ORACLE_STEP`` (:class:`MarketState`).
+    lag, twap, heartbeat : int
+        Steps (>= 1).
+    deviation : float
+        Chainlink deviation threshold, fraction.
+
+    Returns
+    -------
+    float
+        Oracle price, USD per unit.
+    """
     if model == _LAGGED:
-        return simulated_close_nb(t - lag, open_, close, step_out)
+        return _simulated_close_path_nb(t - lag, open_, close, factor)
     if model == _TWAP:
         total = 0.0
         for s in range(t - twap, t):
-            total += simulated_close_nb(s, open_, close, step_out)
+            total += _simulated_close_path_nb(s, open_, close, factor)
         return total / twap
-    latest = simulated_close_nb(t - 1, open_, close, step_out)
+    latest = _simulated_close_path_nb(t - 1, open_, close, factor)
     published = state[MarketState.ORACLE_PRICE]
     if published <= 0.0 or abs(latest - published) >= deviation * published or (
         t - state[MarketState.ORACLE_STEP] >= heartbeat

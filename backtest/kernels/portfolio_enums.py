@@ -131,10 +131,36 @@ class AssetMetric(IntEnum):
     N_RECORDS = 7  # positions of the asset touched
 
 
+class AssetMarketMetric(IntEnum):
+    """Last axis of the per-step, per-asset market array ``market_out`` (T, A, K) (float64).
+
+    Written by :mod:`backtest.kernels.portfolio_market_nb` (market impact, cascade feedback and
+    oracle of each asset; ``docs/portfolios.md``), the bankrupt perps of each asset by the
+    kernel and its auto-deleveraging by :func:`backtest.kernels.adl_nb.
+    auto_deleverage_positions_nb`. Without impact and oracle: factors 1, flows 0, oracle price
+    the asset's close.
+    """
+
+    PRICE_FACTOR = 0  # simulated / historical price of the step (cascade displacement)
+    EXECUTION_FACTOR = 1  # fill / decision price of the step's liquidations of the asset
+    NET_FLOW = 2  # net liquidation flow at decision prices, USD (> 0 buys, < 0 sells)
+    ORACLE_PRICE = 3  # price the triggers read, USD per unit (the simulated close without one)
+    IMPACT_COST = 4  # units sold x (decision - fill) + units bought x (fill - decision), USD
+    DEPTH = 5  # flow that moves the price 1% in the step, USD (NaN: no impact)
+    BAD_DEBT_LONG = 6  # bad debt left by bankrupt perp longs of the asset, USD
+    BAD_DEBT_SHORT = 7  # bad debt left by bankrupt perp shorts of the asset, USD
+    BANKRUPT_UNITS_LONG = 8  # |units| closed by the liquidations that left BAD_DEBT_LONG
+    BANKRUPT_UNITS_SHORT = 9  # |units| closed by the liquidations that left BAD_DEBT_SHORT
+    ADL_NOTIONAL = 10  # notional auto-deleveraged (waterfall ADL), USD at the step's close
+    ADL_TRANSFER = 11  # shortfall covered by deleveraged counterparties, USD
+    ADL_ACCOUNTS = 12  # counterparty accounts deleveraged
+
+
 N_PORTFOLIO_METRICS = len(PortfolioMetric)
 #: Metrics summed over accounts; the fund's columns follow them.
 N_SUMMED_PORTFOLIO_METRICS = int(PortfolioMetric.INSURANCE_DRAW)
 N_ASSET_METRICS = len(AssetMetric)
+N_ASSET_MARKET_METRICS = len(AssetMarketMetric)
 
 #: Integer fields of a record (``rec_i[:, k]``), in order.
 PREC_I_FIELDS = ("step", "account", "asset")

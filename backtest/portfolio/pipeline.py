@@ -31,6 +31,11 @@ Files of a run directory (all Parquet unless noted):
 ``portfolio_steps``     order, timestamp, every ``PortfolioMetric``, insurance fund
 ``portfolio_assets``    order, timestamp, symbol, liquidated notional / collateral seized /
                         perp closed / bad debt / user loss per step and asset, USD
+``portfolio_market``    with a ``[portfolio.market]`` other than the default: order, timestamp,
+                        symbol, price and execution factor, net flow, oracle price, impact
+                        cost and depth per step and asset (``AssetMarketMetric``)
+``portfolio_adl``       with ``waterfall = "adl"`` only: order, step, account, asset, units
+                        closed, price and transfer of each position auto-deleveraged
 ``lar_portfolio``       liquidation-at-risk snapshots of the multi-asset book
 ``options_steps``       the options run's per-step metrics (book delta, gamma, vega, ...)
 ``options_accounts``    per options account at the start: equity, margin, delta/gamma/vega
@@ -159,7 +164,8 @@ def run_orders(cfg: PortfolioRunConfig, aligned: AlignedTapes, book: PortfolioBo
             hook = recorder
         log(f"portfolio: order {order}")
         res = simulate_portfolio(aligned, book, params, sensitivity=sens,
-                                 every=lar.every if hook else None, on_block=hook)
+                                 every=lar.every if hook else None, on_block=hook,
+                                 market=cfg.portfolio.market)
         if on_result is not None:
             on_result(order, res)
         # the remaining tables need the per-step and per-asset aggregates only: free the
@@ -391,6 +397,14 @@ def run_portfolio_config(cfg: PortfolioRunConfig, config_path: str | Path | None
         steps, assets = _steps_frames(results)
         tables = {"order_comparison": order_table(results), "portfolio_steps": steps,
                   "portfolio_assets": assets, "lar_portfolio": lar_portfolio}
+        if not cfg.portfolio.market.is_historical:  # impact, cascade, oracle per asset
+            tables["portfolio_market"] = pl.concat(
+                [r.market_frame().with_columns(pl.lit(o).alias("order")) for o, r in
+                 results.items()]).select("order", pl.exclude("order"))
+        if cfg.portfolio.market.waterfall == "adl":  # the deleveraged counterparties
+            tables["portfolio_adl"] = pl.concat(
+                [r.adl.with_columns(pl.lit(o).alias("order")) for o, r in
+                 results.items()]).select("order", pl.exclude("order"))
         options_info = None
         if cfg.options is not None:
             t0 = time.perf_counter()

@@ -15,6 +15,10 @@ order policies to compare and the liquidation-at-risk snapshots::
     accounts = 1_000_000
     orders = ["protocol", "least_sensitive", "largest", "proportional"]
     [portfolio.params]                  # PortfolioParams except 'order' (docs/portfolios.md)
+    [portfolio.market]                  # impact, cascade and oracle per asset (default: none)
+    impact_model = "sqrt"               # none | linear | sqrt | amm
+    cascade = true
+    depth_usd = {BTC = 8e6, ETH = 5e6, SOL = 1e6, LUNA = 1e6}   # 1% depth per asset, USD
 
     [options]
     accounts = 100_000
@@ -48,6 +52,7 @@ from backtest.errors import ConfigError
 from backtest.options.generate import OptionsBookParams
 from backtest.options.params import OptionsParams
 from backtest.portfolio.book import PortfolioBookParams
+from backtest.portfolio.market import PortfolioMarketParams
 from backtest.portfolio.model import ORDER_NAMES, PortfolioParams
 from backtest.strict import StrictModel
 from backtest.validation import apply_overrides, describe, read_toml
@@ -78,6 +83,7 @@ class PortfolioSection(StrictModel):
     book: Path | None = None
     params: PortfolioParams = PortfolioParams()
     book_params: PortfolioBookParams = PortfolioBookParams()
+    market: PortfolioMarketParams = PortfolioMarketParams()
 
     @field_validator("orders")
     @classmethod

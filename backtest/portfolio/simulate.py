@@ -11,16 +11,24 @@ import polars as pl
 
 from backtest.errors import BookError
 from backtest.jit_compat import kernel_records
+from backtest.kernels.enums import AdlRanking, MarketState
 from backtest.kernels.portfolio_enums import (
     N_ASSET_METRICS,
     N_PORTFOLIO_METRICS,
     PREC_F_FIELDS,
     PREC_I_FIELDS,
     AccountKind,
+    AssetMarketMetric,
     AssetMetric,
     PortfolioMetric,
 )
 from backtest.kernels.portfolio_nb import max_positions_nb, run_portfolio_nb
+from backtest.portfolio.market import (
+    PortfolioMarketParams,
+    deleverage_step,
+    empty_adl_frame,
+    portfolio_market,
+)
 from backtest.portfolio.model import PortfolioBook, PortfolioParams
 from backtest.tapes.align import AlignedTapes
 
@@ -61,6 +69,15 @@ class PortfolioResult:
         ``symbol``, then :data:`PREC_F_FIELDS` and ``notional`` (USD).
     seconds : dict of str to float
         ``run`` wall time of the kernel calls.
+    market_metrics : ndarray, shape (T, A, N_ASSET_MARKET_METRICS), float64
+        :class:`AssetMarketMetric` per step and asset: price factor, execution factor, net
+        flow, oracle price, impact cost, depth (factors 1 and flows 0 without impact).
+    market : PortfolioMarketParams
+        The market the run used (impact, cascade, oracle, waterfall).
+    adl : polars.DataFrame
+        Auto-deleveraging (waterfall ADL): one row per counterparty position deleveraged,
+        ``step``, ``account``, ``asset``, ``units_closed``, ``price``, ``transfer`` (USD it
+        paid); empty otherwise (:func:`backtest.portfolio.market.deleverage_step`).
     """
 
     symbols: tuple[str, ...]
@@ -79,6 +96,20 @@ class PortfolioResult:
     socialised_loss: np.ndarray
     records: pl.DataFrame
     seconds: dict[str, float] = field(default_factory=dict)
+    market_metrics: np.ndarray | None = None
+    market: PortfolioMarketParams | None = None
+    adl: pl.DataFrame | None = None
+
+    def market_frame(self) -> pl.DataFrame:
+        """Return one row per step and asset: timestamp, symbol, each :class:`AssetMarketMetric`."""
+        t_steps, n_assets = self.market_metrics.shape[:2]
+        cols = {m.name.lower(): self.market_metrics[:, :, m].reshape(-1)
+                for m in AssetMarketMetric}
+        return pl.DataFrame({
+            "timestamp": np.repeat(self.timestamp, n_assets),
+            "symbol": np.tile(np.array(self.symbols, dtype=object), t_steps).tolist(),
+            **cols}).with_columns(
+            pl.col("timestamp").cast(pl.Datetime("ms")).dt.replace_time_zone("UTC"))
 
     def steps_frame(self) -> pl.DataFrame:
         """Return one row per step: timestamp, every :class:`PortfolioMetric` (the fund's last)."""
@@ -141,8 +172,9 @@ def sensitivity_of(aligned: AlignedTapes) -> np.ndarray:
 def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
                        params: PortfolioParams | None = None, *,
                        sensitivity: np.ndarray | None = None, every: int | None = None,
-                       on_block: Callable[[int, PortfolioBook], None] | None = None
-                       ) -> PortfolioResult:
+                       on_block: Callable[[int, PortfolioBook], None] | None = None,
+                       market: PortfolioMarketParams | None = None,
+                       depth: np.ndarray | None = None) -> PortfolioResult:
     """Simulate a multi-asset book through aligned tapes under one portfolio policy.
 
     Parameters
@@ -165,6 +197,11 @@ def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
         liquidation-at-risk snapshots
         (:func:`backtest.portfolio.lar_map.portfolio_liquidation_map`). It must not modify
         ``state``. Blocks do not change the results.
+    market : PortfolioMarketParams, optional
+        Market impact, cascade feedback and oracle of each asset (``docs/portfolios.md``);
+        default none of them: every position triggers and fills at its historical candle.
+    depth : ndarray, shape (T, A), optional
+        1% depth per step and asset, USD; overrides ``market.depth_usd``.
 
     Returns
     -------
@@ -175,7 +212,7 @@ def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
     BookError
         If the book's assets differ from the tapes' or the book is invalid.
     ConfigError
-        If an asset has no risk parameters.
+        If an asset has no risk parameters, or an impact model lacks an asset's depth.
     """
     params = params or PortfolioParams()
     if tuple(book.symbols) != tuple(aligned.symbols):
@@ -205,6 +242,10 @@ def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
     max_pos = int(max_positions_nb(state.offsets))
     low, high, close = (np.ascontiguousarray(x) for x in (aligned.low, aligned.high,
                                                            aligned.close))
+    mkt = portfolio_market(market, aligned.open, aligned.symbols, aligned.interval_seconds,
+                           depth)
+    mk = market or PortfolioMarketParams()
+    adl_parts, equity_start = [], None
     t = 0
     block = int(every) if (every and on_block) else max(t_steps, 1)
     hook_s, hooked = 0.0, -1
@@ -219,8 +260,15 @@ def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
         t = run_portfolio_nb(t, t_end, low, high, close, sens, risk, policy, state.kind,
                              state.offsets, state.pos_asset, state.pos_units, state.cash, n_liq,
                              first, penalties, bad, notional, flag, params.chunk_size, max_pos,
-                             step_out, asset_out, fund, rec_len, rec_i, rec_f)
-        if t < t_end:  # the next step's records do not fit: flush, or grow an empty buffer
+                             step_out, asset_out, fund, rec_len, rec_i, rec_f, mkt)
+        if mkt.state[0, MarketState.ADL_STEP] >= 0:  # the fund ran dry, waterfall ADL
+            if equity_start is None:
+                equity_start = book.cash + np.bincount(
+                    book.account_of_position(), minlength=n,
+                    weights=book.pos_units * aligned.open[0][book.pos_asset])
+            adl_parts.append(deleverage_step(mkt, state, equity_start, close, risk, step_out,
+                                             int(AdlRanking[mk.adl_ranking.upper()]), mk.seed))
+        elif t < t_end:  # the next step's records do not fit: flush, or grow an empty buffer
             if rec_len[0] > 0:
                 parts_i.append(rec_i[:rec_len[0]].copy())
                 parts_f.append(rec_f[:rec_len[0]].copy())
@@ -240,12 +288,14 @@ def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
         "notional": np.abs(rf[:, 0]) * rf[:, 1],
     }).with_columns(pl.col("asset").replace_strict(
         list(range(n_assets)), list(aligned.symbols), return_dtype=pl.String).alias("symbol"))
+    adl = pl.concat(adl_parts) if adl_parts else empty_adl_frame()
     M = PortfolioMetric
     balance, draw, social = (step_out[:, m].copy() for m in (
         M.INSURANCE_FUND, M.INSURANCE_DRAW, M.SOCIALISED_LOSS))
     return PortfolioResult(aligned.symbols, aligned.timestamp, params, state, n_liq, first,
                            penalties, bad, notional, step_out, asset_out, balance, draw, social,
-                           records, {"run": run_s, "on_block": hook_s})
+                           records, {"run": run_s, "on_block": hook_s}, mkt.out, mk,
+                           adl)
 
 
 __all__ = ["INITIAL_RECORDS", "AccountKind", "PortfolioResult", "sensitivity_of",

@@ -21,9 +21,11 @@ table              one row per
 =================  ==========================================================================
 
 Money is USD; an account's equity is ``cash + sum(units x price)`` for every account kind (a
-lending account's cash is minus its debt). The portfolio model has no auto-deleveraging, gas,
-auctions, soft-liquidation bands, price impact, or socialised-loss charge to accounts (the
-uncovered bad debt is borne outside the book), so those columns are absent, not zero.
+lending account's cash is minus its debt). The portfolio model has no gas, auctions,
+soft-liquidation bands, or socialised-loss charge to accounts (the uncovered bad debt is borne
+outside the book), so those columns are absent, not zero. Per-asset price impact and
+auto-deleveraging (``[portfolio.market]``) show in ``fill_price`` (the execution price) and in
+the run's own ``portfolio_market`` and ``portfolio_adl`` tables, not in these.
 """
 
 from __future__ import annotations
