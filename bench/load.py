@@ -80,7 +80,7 @@ def run_pass(kernels: dict[str, Callable], check: Callable[[str, object], bool],
         seconds[name] = best
         checks[name] = bool(check(name, out))
         del out
-    return seconds, checks, order
+    return {name: seconds[name] for name in names}, checks, order
 
 
 def measure(kernels: dict[str, Callable], check: Callable[[str, object], bool], pairs: int,
