@@ -114,6 +114,14 @@ _WAITING_EQUITY = int(StepMetric.WAITING_NEGATIVE_EQUITY)
 STATUS_OK = 0
 #: A perp left bad debt under the auto-deleveraging waterfall: the driver uses the step loop.
 STATUS_PERP_BAD_DEBT = 1
+#: A chunk's records or waits outgrew its room in the fused walk's buffers: the driver walks
+#: twice instead (:func:`decoupled_count_nb`, :func:`decoupled_apply_nb`).
+STATUS_OVERFLOW = 2
+#: Modes of the shared walk (:func:`_walk_nb`): count only, write into slots counted before,
+#: or count and write in one walk into per-chunk buffers.
+WALK_COUNT = 0
+WALK_APPLY = 1
+WALK_FUSED = 2
 
 
 @njit
@@ -246,8 +254,8 @@ def _decide_nb(prod, u, c, k, x, o, lo, hi, cl, fill_mode, pol):
 
 @njit
 def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fill_mode, adl,
-             write, maybe, counts, waits, cursor, wait_cursor, marks, out, records, cash_delta,
-             wait_equity):
+             mode, maybe, counts, waits, cursor, wait_cursor, marks, out, records, cash_delta,
+             wait_equity, wait_step):
     """Walk the accounts at processing positions ``start..stop`` (chunk ``ch``) to their events.
 
     Account ``order[i]`` of the book (arrays in the book's order) is at position ``i``.
@@ -258,7 +266,16 @@ def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fi
     only and stores their final state and totals in ``out``, each event's record at
     ``cursor[ch, t]`` and, where ``counts[ch, t] > 0`` (the step loop visits the chunk then,
     and counts the waits), each wait's negative equity at ``wait_cursor[ch, t]`` (cursors
-    advanced). Returns :data:`STATUS_OK`, or the status that stopped the walk.
+    advanced). ``mode`` is :data:`WALK_COUNT` (without ``write``) or :data:`WALK_APPLY`
+    (with). :data:`WALK_FUSED` does both in one walk (:func:`decoupled_walk_nb`): ``order``
+    then holds only the reachable accounts' book rows; events and waits are counted as
+    without ``write``, final state and totals stored as with it, and each record goes to the
+    chunk's next slot ``cursor[ch, 0]`` (the record's ``step`` says its step), each wait's
+    negative equity to ``wait_equity[wait_cursor[ch, 0]]`` and its step to ``wait_step``
+    (all waits: those of unvisited (chunk, step)s are dropped when compacting); a slot at
+    ``cursor[ch, 1]`` (or ``wait_cursor[ch, 1]``) is past the chunk's room, which stops the
+    walk with :data:`STATUS_OVERFLOW`. Returns :data:`STATUS_OK`, or the status that stopped
+    the walk.
     """
     o, hi, lo, cl, x_long, x_short = tape
     lo_table, lo_suffix, sh_table, sh_suffix = tables
@@ -267,11 +284,12 @@ def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fi
     (units_out, cash_out, n_liquidations, first_step, last_step, notional_sum, penalties,
      bad_sum) = out
     n_steps = lo_suffix.shape[0] - 1
+    write = mode != WALK_COUNT
     for i in range(start, stop):
-        if write and marks[i] == 0:
+        if mode == WALK_APPLY and marks[i] == 0:
             continue
         b = order[i]
-        if not write and maybe[b] == 0:  # a byte per account: cheaper than its state
+        if mode == WALK_COUNT and maybe[b] == 0:  # a byte per account: cheaper than its state
             continue
         prod = product[b]
         u = units[b]
@@ -294,9 +312,17 @@ def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fi
             p, d, pen, m = _decide_nb(prod, u, c, k, x, o[t], lo[t], hi[t], cl[t], fill_mode,
                                       pol)
             if not d > 0.0:  # waits: counted in the step's aggregates if the chunk is visited
-                if not write:
+                if mode == WALK_COUNT:
                     waits[ch, t] += 1
                     marks[i] = 1
+                elif mode == WALK_FUSED:
+                    waits[ch, t] += 1
+                    w = wait_cursor[ch, 0]
+                    if w >= wait_cursor[ch, 1]:
+                        return STATUS_OVERFLOW
+                    wait_cursor[ch, 0] = w + 1
+                    wait_equity[w] = min(c + u * x, 0.0)
+                    wait_step[w] = t
                 elif counts[ch, t] > 0:
                     w = wait_cursor[ch, t]
                     wait_cursor[ch, t] = w + 1
@@ -309,10 +335,19 @@ def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fi
                                                                     keeper_share, clears)
             if adl and bad > 0.0 and prod != _LOAN:
                 return STATUS_PERP_BAD_DEBT
-            if not write:
+            if mode == WALK_COUNT:
                 counts[ch, t] += 1
                 marks[i] = 1
             else:
+                if mode == WALK_FUSED:
+                    j = cursor[ch, 0]
+                    if j >= cursor[ch, 1]:
+                        return STATUS_OVERFLOW
+                    cursor[ch, 0] = j + 1
+                    counts[ch, t] += 1
+                else:
+                    j = cursor[ch, t]
+                    cursor[ch, t] = j + 1
                 n_liquidations[b] += 1
                 if first_step[b] < 0:
                     first_step[b] = t
@@ -320,8 +355,6 @@ def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fi
                 notional_sum[b] += d * pe
                 penalties[b] += keeper + ins
                 bad_sum[b] += bad
-                j = cursor[ch, t]
-                cursor[ch, t] = j + 1
                 r = records[j]
                 r["step"] = t
                 r["account"] = b
@@ -390,9 +423,9 @@ def decoupled_count_nb(order, product, units, cash, tape, tables, pol, fill_mode
     no_records = np.empty(0, RECORD_DTYPE)
     for ch in prange(counts.shape[0]):
         flags[ch] = _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, order,
-                             product, units, cash, tape, tables, pol, fill_mode, adl, False,
-                             maybe, counts, waits, counts, waits, marks, out, no_records,
-                             no_float, no_float)
+                             product, units, cash, tape, tables, pol, fill_mode, adl,
+                             WALK_COUNT, maybe, counts, waits, counts, waits, marks, out,
+                             no_records, no_float, no_float, no_int)
 
 
 @njit
@@ -479,8 +512,9 @@ def decoupled_apply_nb(order, product, units, cash, tape, tables, pol, fill_mode
     n = units.shape[0]
     for ch in prange(slots.shape[0]):
         _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, order, product, units,
-                 cash, tape, tables, pol, fill_mode, False, True, marks, counts, counts, slots,
-                 wait_slots, marks, out, records, cash_delta, wait_equity)
+                 cash, tape, tables, pol, fill_mode, False, WALK_APPLY, marks, counts, counts,
+                 slots, wait_slots, marks, out, records, cash_delta, wait_equity,
+                 np.empty(0, np.int32))
 
 
 @njit
