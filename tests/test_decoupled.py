@@ -15,7 +15,12 @@ import pytest
 import backtest.engine.decoupled as decoupled
 import backtest.engine.dispatch as dispatch
 from backtest.engine.dispatch import liquidation_order, market_params, simulate
-from backtest.kernels.decoupled_nb import first_at_most_nb, passage_table_nb
+from backtest.kernels.decoupled_nb import (
+    first_at_most_nb,
+    first_from_start_nb,
+    passage_table_nb,
+    prefix_minima_nb,
+)
 from backtest.kernels.enums import (
     FillPrice,
     ImpactModel,
@@ -207,6 +212,11 @@ def test_first_passage_search_equals_a_linear_scan():
             k = float(rng.choice([rng.normal() * 3, a[rng.integers(0, n)], np.inf, -np.inf]))
             hits = np.nonzero(a[t0:] <= k)[0]
             assert first_at_most_nb(table, suffix, t0, k) == (t0 + hits[0] if len(hits) else n)
+        prefix = prefix_minima_nb(a)
+        assert np.array_equal(prefix, np.minimum.accumulate(a))
+        for k in [*rng.normal(size=100) * 3, *a[rng.integers(0, n, 50)], np.inf, -np.inf]:
+            hits = np.nonzero(a <= k)[0]  # the search from the start, exact keys included
+            assert first_from_start_nb(prefix, float(k)) == (hits[0] if len(hits) else n)
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -31,6 +31,7 @@ from backtest.kernels.decoupled_nb import (
     decoupled_waterfall_nb,
     filter_bounds_nb,
     passage_table_nb,
+    prefix_minima_nb,
     reachable_nb,
     record_slots_nb,
 )
@@ -305,7 +306,8 @@ def run_decoupled(required: bool, prices, product: np.ndarray, units: np.ndarray
         x_long, x_short = cl, cl
     lo_key, neg_hi_key = filter_bounds_nb(x_long, x_short, scale,
                                           float(rec["maintenance_rate"][Product.PERP]))
-    tables = (*passage_table_nb(lo_key), *passage_table_nb(neg_hi_key))
+    tables = (*passage_table_nb(lo_key), *passage_table_nb(neg_hi_key),
+              prefix_minima_nb(lo_key), prefix_minima_nb(neg_hi_key))
     eff_fill = int(FillPrice.CLOSE) if mark_model else int(fill_mode)
     pol = policy_tuple(rec)
     tape = (o, h, lo, cl, x_long, x_short)
