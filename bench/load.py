@@ -11,7 +11,8 @@ results checked once at the start, so correctness checks stay on throughout.
 
 Kernels per workload (same names as the benchmark's series):
 
-W1  ``engine`` (decoupled path, forced), ``bruteforce_tile``, ``bruteforce_position_major``,
+W1  ``engine`` (decoupled path, forced), ``engine_two_walks`` (the same path walking twice,
+    as before the fused walk, for comparison), ``bruteforce_tile``, ``bruteforce_position_major``,
     ``bruteforce_time_major``. At the start the engine's result is checked bit for bit against
     its time-major path, on a 300-account sample against the reference twin, and each brute
     force gives every account the engine's first step and fill; later calls must give the
@@ -120,6 +121,21 @@ def _first_fill(res, n: int) -> np.ndarray:
     return fill
 
 
+def _two_walks(engine: Callable) -> Callable:
+    """The engine with its decoupled path walking twice (count, then write), as before the
+    fused walk (:data:`backtest.engine.decoupled.FUSED_WALK`): same results, for comparison."""
+    import backtest.engine.decoupled as decoupled
+
+    def run():
+        before = decoupled.FUSED_WALK
+        decoupled.FUSED_WALK = False
+        try:
+            return engine()
+        finally:
+            decoupled.FUSED_WALK = before
+    return run
+
+
 def w1_kernels(ctx) -> tuple[dict, Callable, dict]:
     """W1's kernels, their per-call check, and the one-off checks' outcomes."""
     policy = workloads.w1_policy()
@@ -135,12 +151,12 @@ def w1_kernels(ctx) -> tuple[dict, Callable, dict]:
             "reference_twin_sample": workloads.check_sample(ctx, book, policy, res,
                                                             ctx.args.sample)}
     del slow, res
-    kernels = {"engine": engine}
+    kernels = {"engine": engine, "engine_two_walks": _two_walks(engine)}
     for name, kernel in workloads.BRUTEFORCE.items():
         kernels[name] = workloads._baseline(ctx, book, kernel=kernel)
 
     def check(name, out) -> bool:
-        if name == "engine":
+        if name.startswith("engine"):
             return workloads.result_digest(out) == digest
         step, fill = out
         return bool(np.array_equal(step, first_step)
