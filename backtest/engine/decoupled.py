@@ -2,7 +2,8 @@
 
 A run is decoupled when accounts do not interact, so each can be walked through the window on
 its own (:mod:`backtest.kernels.decoupled_nb`: first-passage search, O(log T) per account and
-event, two parallel regions per run, one thread for a small one: :data:`SERIAL_MAX_REACHABLE`).
+event; a hard run walks once, in one parallel region (:data:`FUSED_WALK`), other families
+twice; one thread for a small run: :data:`SERIAL_MAX_REACHABLE`).
 :func:`decoupled_reason` says why a run is not;
 :func:`run_decoupled` runs one that is and returns the :class:`SimulationResult` the step
 loop would, bit for bit (records in the same order, per-step aggregates summed in the same

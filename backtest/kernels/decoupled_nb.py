@@ -1,7 +1,7 @@
 """Position-major first-passage kernels for decoupled runs of the single-asset engine.
 
-Why over 400 lines: the two walks (count, then write) share one walk function so that they
-cannot disagree, and the exactness argument below covers the walk, the record order and the
+Why over 400 lines: the walks (count, then write, or both at once) share one walk function
+so that they cannot disagree, and the exactness argument below covers the walk, the record order and the
 summation order together; the driver (:mod:`backtest.engine.decoupled`) is apart.
 
 A run is *decoupled* when no account's outcome depends on another's: no market impact or
@@ -44,14 +44,19 @@ anything but the number of events (and waits) per (chunk, step) and a mark on th
 that have any; their prefix sum over (step, chunk) gives every event its slot in the step
 loop's record order (by step, then chunk, then position: the positions of a chunk are walked
 in order). :func:`decoupled_apply_nb` walks the marked accounts again and writes their final
-state and totals and each record in its slot. :func:`decoupled_metrics_nb` sums the per-step
-aggregates per (step, chunk) in position order and then over chunks in chunk order, as the
-step loop does, so every float is bit-identical; the insurance-fund waterfall then runs
-serially over the steps (:func:`decoupled_waterfall_nb`). A run opens two parallel regions
-(the two walks, over chunks; a small run opens them with one thread, see
-:data:`backtest.engine.decoupled.SERIAL_MAX_REACHABLE`); the aggregates are summed serially
-(O(records + chunks x steps)). The work assigned to a chunk does not depend on the thread
-count, so neither do the results.
+state and totals and each record in its slot. A hard run walks once instead
+(:mod:`backtest.kernels.decoupled_fused_nb`: the same walk in its fused mode, records
+buffered per chunk and then moved into the same slots). :func:`decoupled_metrics_nb` sums
+the per-step aggregates per (step, chunk) in position order and then over chunks in chunk
+order, as the step loop does, so every float is bit-identical; the insurance-fund waterfall
+then runs serially over the steps (:func:`decoupled_waterfall_nb`). A run opens two parallel
+regions (the two walks, over chunks), one for a hard run; a small run opens them with one
+thread (:data:`backtest.engine.decoupled.SERIAL_MAX_REACHABLE`); the aggregates are summed
+serially (O(records + chunks x steps)). The work assigned to a chunk does not depend on the
+thread count, so neither do the results. An account's first search starts at step 0 and
+bisects the prefix minima of the bounds (:func:`first_from_start_nb`, 8 bytes a step)
+rather than lifting through the sparse table (8 x 11 bytes a step for a day of minutes): the
+same step from a smaller, cache-resident array.
 """
 
 from __future__ import annotations
