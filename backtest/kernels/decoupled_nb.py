@@ -341,9 +341,10 @@ def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fi
         b = order[i]
         if mode == WALK_COUNT and maybe[b] == 0:  # a byte per account: cheaper than its state
             continue
-        prod = product[b]
-        u = units[b]
-        c = cash[b]
+        src = i if mode == WALK_FUSED else b  # the fused walk's state is gathered by position
+        prod = product[src]
+        u = units[src]
+        c = cash[src]
         k = trigger_key_nb(u, c, m_rate[prod])
         # most accounts never trigger: the suffix minima of the bounds settle them at once
         if not (lo_suffix[0] <= k or (k < 0.0 and sh_suffix[0] <= k)):
@@ -403,13 +404,13 @@ def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fi
                 else:
                     j = cursor[ch, t]
                     cursor[ch, t] = j + 1
-                n_liquidations[b] += 1
-                if first_step[b] < 0:
-                    first_step[b] = t
-                last_step[b] = t
-                notional_sum[b] += d * pe
-                penalties[b] += keeper + ins
-                bad_sum[b] += bad
+                n_liquidations[src] += 1
+                if first_step[src] < 0:
+                    first_step[src] = t
+                last_step[src] = t
+                notional_sum[src] += d * pe
+                penalties[src] += keeper + ins
+                bad_sum[src] += bad
                 r = records[j]
                 r["step"] = t
                 r["account"] = b
@@ -430,8 +431,8 @@ def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fi
             c = c2
             k = trigger_key_nb(u2, c2, m_rate[prod])
         if write:
-            units_out[b] = u
-            cash_out[b] = c
+            units_out[src] = u
+            cash_out[src] = c
     return STATUS_OK
 
 
