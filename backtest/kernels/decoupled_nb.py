@@ -37,7 +37,7 @@ waits per (chunk, step) and keep those of visited chunks, in account order. Auto
 couples accounts (it closes counterparties): when it is the waterfall and a perp leaves bad
 debt, the kernels report it and the driver falls back to the step loop.
 
-Order of results. The kernels read the book in its own order through the processing order
+Order of results. The two walks read the book in its own order through the processing order
 (no gathered copy, no scatter back: account ``order[i]`` is at position ``i``, chunks are runs
 of ``chunk_size`` positions). :func:`decoupled_count_nb` walks every account without writing
 anything but the number of events (and waits) per (chunk, step) and a mark on the accounts
