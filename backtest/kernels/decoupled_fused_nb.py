@@ -85,7 +85,7 @@ def decoupled_walk_nb(rows, start, product, units, cash, tape, tables, pol, fill
 
     Parameters
     ----------
-    rows, start : ndarray, int64
+    rows, start : ndarray, shapes (R,) and (n_chunks + 1,), int64
         :func:`reachable_rows_nb`.
     product, units, cash, tape, tables, pol, fill_mode, adl : various
         As :func:`backtest.kernels.decoupled_nb.decoupled_count_nb`'s.
@@ -158,8 +158,8 @@ def compact_nb(counts, waits, cursor, wait_cursor, rec_start, wait_start, buffer
         After the walk: the end of each chunk's records (waits) in the buffers.
     rec_start, wait_start : ndarray, shape (n_chunks,), int64
         Where each chunk's stretch of the buffers begins.
-    buffer, buffer_delta, wait_buffer, wait_buffer_step : ndarray
-        The walk's buffers.
+    buffer, buffer_delta, wait_buffer, wait_buffer_step : ndarray, shape (capacity,)
+        The walk's buffers (:func:`decoupled_walk_nb`).
     slots, wait_slots : ndarray, shape (n_chunks, T), int64
         :func:`backtest.kernels.decoupled_nb.record_slots_nb` of ``counts`` and of the kept
         waits; advanced to each group's end.

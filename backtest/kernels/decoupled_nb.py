@@ -235,12 +235,17 @@ def first_at_most_nb(table, suffix, t0, k):
 
 @njit
 def prefix_minima_nb(a):
-    """Return ``prefix[t] = min(a[: t + 1])``, shape (T,) float64 (non-increasing).
+    """Return the prefix minima of ``a`` (non-increasing).
 
     Parameters
     ----------
     a : ndarray, shape (T,), float64
         Values per step (no NaN).
+
+    Returns
+    -------
+    prefix : ndarray, shape (T,), float64
+        ``prefix[t] = min(a[: t + 1])``.
     """
     n = a.shape[0]
     prefix = np.empty(n)
@@ -266,6 +271,11 @@ def first_from_start_nb(prefix, k):
         Prefix minima of ``a``.
     k : float
         Threshold (a trigger key), in ``a``'s unit.
+
+    Returns
+    -------
+    int
+        The first passage step, ``T`` if none.
     """
     lo = 0
     hi = prefix.shape[0]
