@@ -202,15 +202,13 @@ def _walk_once(walk: tuple, maybe: np.ndarray, family: int):
         return None
     waits[counts == 0] = 0  # the step loop counts waits only in the chunks it visits
     slots, wait_slots = record_slots_nb(counts), record_slots_nb(waits)
+    records = _filled(int(counts.sum()), RECORD_DTYPE, 0)
+    cash_delta = _filled(len(records), np.float64, 0.0)
     wait_equity = _filled(int(waits.sum()), np.float64, 0.0)
-    n_records = compact_nb(counts, waits, cursor, wait_cursor, rec_start[:-1], wait_start[:-1],
-                           buffer, buffer_delta, wait_buffer, wait_step, slots, wait_slots,
-                           wait_equity)
-    # the records are in slot order in the buffer's first entries: drop its unused tail (in
-    # place; a large block is remapped, not copied)
-    buffer.resize(n_records, refcheck=False)
-    buffer_delta.resize(n_records, refcheck=False)
-    return out, counts, slots, buffer, buffer_delta, waits, wait_slots, wait_equity
+    compact_nb(counts, waits, cursor, wait_cursor, rec_start[:-1], wait_start[:-1], buffer,
+               buffer_delta, wait_buffer, wait_step, slots, wait_slots, records, cash_delta,
+               wait_equity)
+    return out, counts, slots, records, cash_delta, waits, wait_slots, wait_equity
 
 
 def _walk_twice(walk: tuple, maybe: np.ndarray):

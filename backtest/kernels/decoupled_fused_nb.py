@@ -8,7 +8,7 @@ a chunk appends its records, in its walk order (position, then step), to its own
 scratch buffer, sized before the walk from the chunk's reachable accounts
 (:func:`reachable_rows_nb`), and counts them per (chunk, step) as the counting walk does.
 :func:`compact_nb` then moves every record into its slot (the same prefix sums over (step,
-chunk)), in place; the records of one (chunk, step) keep their walk order, which is position order, so
+chunk)); the records of one (chunk, step) keep their walk order, which is position order, so
 the result is the two-walk path's, bit for bit, whatever the thread count (a chunk's work and
 its stretch of the buffer do not depend on which thread walks it). A chunk whose records or
 waits outgrow its stretch stops with ``STATUS_OVERFLOW``, and the driver walks twice instead.
@@ -145,13 +145,9 @@ def decoupled_walk_nb(rows, start, product, units, cash, tape, tables, pol, fill
 
 @njit
 def compact_nb(counts, waits, cursor, wait_cursor, rec_start, wait_start, buffer, buffer_delta,
-               wait_buffer, wait_buffer_step, slots, wait_slots, wait_equity):
-    """Put the buffered records into the step loop's order, in place, and the counted waits.
-
-    Serial. The chunks' records are first moved down over the gaps between their stretches
-    (in order: each moves to a slot at or below its own), noting each record's slot (step,
-    then chunk, then position: ``slots``), then permuted into those slots by following the
-    permutation's cycles, so the records are never held twice.
+               wait_buffer, wait_buffer_step, slots, wait_slots, records, cash_delta,
+               wait_equity):
+    """Move the buffered records and the counted waits into the step loop's order (serial).
 
     Parameters
     ----------
@@ -162,36 +158,23 @@ def compact_nb(counts, waits, cursor, wait_cursor, rec_start, wait_start, buffer
         After the walk: the end of each chunk's records (waits) in the buffers.
     rec_start, wait_start : ndarray, shape (n_chunks,), int64
         Where each chunk's stretch of the buffers begins.
-    buffer, buffer_delta : ndarray, shape (capacity,)
-        The walk's records (``RECORD_DTYPE``) and their cash changes (float64, USD); on
-        return their first ``R`` entries are in slot order.
-    wait_buffer, wait_buffer_step : ndarray, shape (wait capacity,)
-        The walk's waits: ``min(equity, 0)`` (float64, USD) and step (int32).
+    buffer, buffer_delta, wait_buffer, wait_buffer_step : ndarray, shape (capacity,)
+        The walk's buffers (:func:`decoupled_walk_nb`).
     slots, wait_slots : ndarray, shape (n_chunks, T), int64
         :func:`backtest.kernels.decoupled_nb.record_slots_nb` of ``counts`` and of the kept
         waits; advanced to each group's end.
+    records : ndarray, shape (R,), ``RECORD_DTYPE``
+    cash_delta : ndarray, shape (R,), float64
     wait_equity : ndarray, shape (W,), float64
-        Receives the kept waits in slot order.
-
-    Returns
-    -------
-    int
-        ``R``, the number of records.
+        Receive the records, their cash changes and the kept waits, in slot order.
     """
-    n_records = 0
-    for ch in range(counts.shape[0]):
-        n_records += cursor[ch, 0] - rec_start[ch]
-    dest = np.empty(n_records, np.int64)
-    r = 0
     for ch in range(counts.shape[0]):
         for q in range(rec_start[ch], cursor[ch, 0]):
-            if q != r:
-                buffer[r] = buffer[q]
-                buffer_delta[r] = buffer_delta[q]
-            t = buffer[r]["step"]
-            dest[r] = slots[ch, t]
-            slots[ch, t] += 1
-            r += 1
+            t = buffer[q]["step"]
+            j = slots[ch, t]
+            slots[ch, t] = j + 1
+            records[j] = buffer[q]
+            cash_delta[j] = buffer_delta[q]
         for q in range(wait_start[ch], wait_cursor[ch, 0]):
             t = wait_buffer_step[q]
             if counts[ch, t] == 0:
@@ -199,26 +182,3 @@ def compact_nb(counts, waits, cursor, wait_cursor, rec_start, wait_start, buffer
             w = wait_slots[ch, t]
             wait_slots[ch, t] = w + 1
             wait_equity[w] = wait_buffer[q]
-    if n_records == 0:
-        return 0
-    carry = np.empty_like(buffer[:1])
-    swap = np.empty_like(buffer[:1])
-    for q in range(n_records):
-        if dest[q] < 0:
-            continue
-        carry[0] = buffer[q]
-        carry_delta = buffer_delta[q]
-        cur = q
-        while True:
-            nxt = dest[cur]
-            dest[cur] = -1
-            swap[0] = buffer[nxt]
-            swap_delta = buffer_delta[nxt]
-            buffer[nxt] = carry[0]
-            buffer_delta[nxt] = carry_delta
-            carry[0] = swap[0]
-            carry_delta = swap_delta
-            if nxt == q:
-                break
-            cur = nxt
-    return n_records
