@@ -7,6 +7,7 @@ Run from the project root (after ``make demo`` imported the May 2021 tape, or wi
     .venv/bin/python -m bench --tape my.parquet --book my_book.parquet --workloads W1
     .venv/bin/python -m bench --workloads W10M      # 10M accounts through the CLI
     .venv/bin/python -m bench --workloads W1 --accounts 100000 --threads 1,2
+    nice .venv/bin/python -m bench --workloads W1,W2 --accounts 100000 --threads 1,2 --load-pairs 7
 
 Every workload reports compile time (numba's first call, from the cache when warm) apart from
 run time, accounts x steps per second, the ratio to brute-force kernels timed in the same run
@@ -18,12 +19,21 @@ efficiency of the engine and of each brute-force kernel. Before the workloads, c
 (empty numba cache) and warm compile (cache hit) are timed in two subprocesses
 (:mod:`bench.compile_time`; ``--no-cold-compile`` skips it). Results go to
 ``bench/out/*.json``.
+
+``--load-pairs N`` measures instead what a background load costs each kernel
+(:mod:`bench.load`): per workload (W1, W2) and thread count, N pairs of passes, as is and with
+``--load-procs`` busy processes (default: one per core), every kernel timed in each pass in a
+random order; it prints per kernel the median loss (as-is / loaded throughput) with its
+interquartile range, and the engine's loss over each brute-force kernel's, pair by pair, then
+the median (:mod:`bench.paired`). Run the benchmark under ``nice``: the busy processes inherit
+its niceness. Cold compile is not timed in this mode.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
                         "(default: 1, 2, 4, ... up to the cores, and the core count)")
     p.add_argument("--no-cold-compile", action="store_true",
                    help="skip timing a cold compile (empty cache) against a warm one")
+    p.add_argument("--load-pairs", type=int, default=0,
+                   help="measure the loss under a background load in N interleaved pairs of "
+                        "passes (W1, W2) instead of the usual figures")
+    p.add_argument("--load-procs", type=int, default=os.cpu_count() or 1,
+                   help="busy processes started for each loaded pass (default: the cores)")
     p.add_argument("--out", type=Path, default=None, help="JSON output file")
     args = p.parse_args(argv)
 
@@ -73,6 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     results = {"created_at": datetime.now(UTC).isoformat(), "machine": describe_machine(),
                "arguments": {k: str(v) for k, v in vars(args).items()},
                "threads": threads, "workloads": {}}
+    if args.load_pairs > 0:
+        from bench.load import KERNEL_SETS, run_load
+
+        if [w for w in names if w not in KERNEL_SETS]:
+            p.error(f"--load-pairs measures {sorted(KERNEL_SETS)} only")
+        results["load"], ok = run_load(names, workloads.Context.create(args), threads,
+                                       args.load_pairs, args.load_procs, args.repeat)
+        return _write(results, args.out, ok)
     if not args.no_cold_compile:
         comp = cold_and_warm()
         results["compile_cold_warm"] = comp
@@ -89,7 +112,12 @@ def main(argv: list[str] | None = None) -> int:
             workloads.print_result(name, one)
             ok &= all(one.get("checks", {}).values())
         print_curve(name, res["scaling"])
-    out = args.out or Path("bench/out") / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
+    return _write(results, args.out, ok)
+
+
+def _write(results: dict, out: Path | None, ok: bool) -> int:
+    """Write the JSON results; return the exit status (1 if a check failed)."""
+    out = out or Path("bench/out") / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str))
     print(f"results: {out}")

@@ -15,7 +15,12 @@ import pytest
 import backtest.engine.decoupled as decoupled
 import backtest.engine.dispatch as dispatch
 from backtest.engine.dispatch import liquidation_order, market_params, simulate
-from backtest.kernels.decoupled_nb import first_at_most_nb, passage_table_nb
+from backtest.kernels.decoupled_nb import (
+    first_at_most_nb,
+    first_from_start_nb,
+    passage_table_nb,
+    prefix_minima_nb,
+)
 from backtest.kernels.enums import (
     FillPrice,
     ImpactModel,
@@ -207,6 +212,11 @@ def test_first_passage_search_equals_a_linear_scan():
             k = float(rng.choice([rng.normal() * 3, a[rng.integers(0, n)], np.inf, -np.inf]))
             hits = np.nonzero(a[t0:] <= k)[0]
             assert first_at_most_nb(table, suffix, t0, k) == (t0 + hits[0] if len(hits) else n)
+        prefix = prefix_minima_nb(a)
+        assert np.array_equal(prefix, np.minimum.accumulate(a))
+        for k in [*rng.normal(size=100) * 3, *a[rng.integers(0, n, 50)], np.inf, -np.inf]:
+            hits = np.nonzero(a <= k)[0]  # the search from the start, exact keys included
+            assert first_from_start_nb(prefix, float(k)) == (hits[0] if len(hits) else n)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -240,9 +250,10 @@ def test_small_run_on_one_thread_equals_parallel_walk(family, monkeypatch):
     caller's thread count is restored."""
     _, prices, book, policy = _inputs(60 + int(family), family, n=2000, steps=180, vol=0.02)
     seen = []
-    kernel = decoupled.decoupled_count_nb
-    monkeypatch.setattr(decoupled, "decoupled_count_nb",
-                        lambda *a: seen.append(numba.get_num_threads()) or kernel(*a))
+    for name in ("decoupled_walk_nb", "decoupled_count_nb"):  # the first walk, either path
+        kernel = getattr(decoupled, name)
+        monkeypatch.setattr(decoupled, name, lambda *a, k=kernel: seen.append(
+            numba.get_num_threads()) or k(*a))
     results = {}
     for label, limit in (("parallel", -1), ("small", 10**9)):
         monkeypatch.setattr(decoupled, "SERIAL_MAX_REACHABLE", limit)
@@ -258,3 +269,82 @@ def test_small_run_on_one_thread_equals_parallel_walk(family, monkeypatch):
     assert seen == [2, 1]
     assert len(results["small"].records) > 100
     assert _differences(results["small"], results["parallel"]) == []
+
+
+def _spy(monkeypatch, name: str, calls: list) -> None:
+    kernel = getattr(decoupled, name)
+    monkeypatch.setattr(decoupled, name, lambda *a: calls.append(name) or kernel(*a))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_one_walk_equals_two_walks(threads, family, monkeypatch):
+    """The fused walk (records buffered per chunk, then compacted) and the two-walk path
+    (count, then write into the counted slots) give the same bytes, at 1 and 2 threads; every
+    family is given room enough for the fused walk here."""
+    monkeypatch.setattr(decoupled, "SERIAL_MAX_REACHABLE", -1)
+    monkeypatch.setattr(decoupled, "BUFFER_PER_ACCOUNT", {False: (64, 256), True: (1, 0)})
+    _, prices, book, policy = _inputs(80 + int(family), family, n=3000, steps=200, vol=0.02)
+    calls = []
+    for name in ("decoupled_walk_nb", "decoupled_count_nb", "decoupled_apply_nb"):
+        _spy(monkeypatch, name, calls)
+    results = {}
+    for fused in (True, False):
+        monkeypatch.setattr(decoupled, "FUSED_WALK", fused)
+        results[fused], slow = _both(prices, book, policy, TriggerPrice.EXTREME,
+                                     FillPrice.TRIGGER, threads=threads, chunk_size=16)
+        assert _differences(results[fused], slow) == []
+    assert calls == ["decoupled_walk_nb", "decoupled_count_nb", "decoupled_apply_nb"]
+    assert len(results[True].records) > 100
+    assert _differences(results[True], results[False]) == []
+
+
+@pytest.mark.parametrize("room", [(0, 0), (1, 0)])
+@pytest.mark.parametrize("family", [PolicyFamily.HARD, PolicyFamily.PARTIAL])
+def test_a_chunk_outgrowing_its_buffer_falls_back_to_two_walks(room, family, monkeypatch):
+    """With too little buffer room per account the fused walk stops (STATUS_OVERFLOW) and the
+    run walks twice; the result is still the step loop's, bit for bit. With room for one
+    record and no wait per account, a hard run fits (one event per account, no waits) and a
+    partial one with re-liquidations or waits does not."""
+    monkeypatch.setattr(decoupled, "SERIAL_MAX_REACHABLE", -1)
+    monkeypatch.setattr(decoupled, "BUFFER_PER_ACCOUNT", {False: room, True: room})
+    _, prices, book, policy = _inputs(90 + int(family), family, n=2000, steps=180, vol=0.02)
+    calls = []
+    for name in ("decoupled_walk_nb", "decoupled_count_nb"):
+        _spy(monkeypatch, name, calls)
+    fast, slow = _both(prices, book, policy, TriggerPrice.EXTREME, FillPrice.TRIGGER,
+                       threads=2, chunk_size=16)
+    assert len(fast.records) > 50
+    assert _differences(fast, slow) == []
+    fits = room == (1, 0) and family == PolicyFamily.HARD
+    assert calls == ["decoupled_walk_nb"] + ([] if fits else ["decoupled_count_nb"])
+    if family == PolicyFamily.PARTIAL:
+        again = np.bincount(fast.records["account"]).max() > 1
+        assert again or int(fast.step_metrics[:, StepMetric.N_WAITING].sum()) > 0
+
+
+def test_reachable_rows_lists_reachable_accounts_by_position():
+    from backtest.kernels.decoupled_fused_nb import reachable_rows_nb
+
+    rng = np.random.default_rng(5)
+    order = rng.permutation(103).astype(np.int64)
+    maybe = (rng.random(103) < 0.3).astype(np.uint8)
+    rows, start = reachable_rows_nb(order, maybe, 10, 11)
+    assert rows.tolist() == [b for b in order if maybe[b]]
+    assert start[0] == 0 and start[-1] == len(rows)
+    for ch in range(11):
+        assert rows[start[ch]:start[ch + 1]].tolist() == [
+            b for b in order[10 * ch:10 * ch + 10] if maybe[b]]
+
+
+def test_other_families_walk_twice_by_default(monkeypatch):
+    """Partial and graduated runs have no fused-walk room by default: one call of each of the
+    two walks, none of the fused one; a hard run takes the fused walk alone."""
+    calls = []
+    for name in ("decoupled_walk_nb", "decoupled_count_nb", "decoupled_apply_nb"):
+        _spy(monkeypatch, name, calls)
+    for family, expected in ((PolicyFamily.PARTIAL, ["decoupled_count_nb", "decoupled_apply_nb"]),
+                             (PolicyFamily.HARD, ["decoupled_walk_nb"])):
+        calls.clear()
+        _both(*_inputs(3, family)[1:], TriggerPrice.EXTREME, FillPrice.TRIGGER)
+        assert calls == expected

@@ -2,7 +2,8 @@
 
 A run is decoupled when accounts do not interact, so each can be walked through the window on
 its own (:mod:`backtest.kernels.decoupled_nb`: first-passage search, O(log T) per account and
-event, two parallel regions per run, one thread for a small one: :data:`SERIAL_MAX_REACHABLE`).
+event; a hard run walks once, in one parallel region (:data:`FUSED_WALK`), other families
+twice; one thread for a small run: :data:`SERIAL_MAX_REACHABLE`).
 :func:`decoupled_reason` says why a run is not;
 :func:`run_decoupled` runs one that is and returns the :class:`SimulationResult` the step
 loop would, bit for bit (records in the same order, per-step aggregates summed in the same
@@ -24,15 +25,18 @@ from backtest.kernels.book_flow_nb import N_FLOW_FIELDS
 from backtest.kernels.decoupled_nb import (
     RECORD_DTYPE,
     STATUS_OK,
+    STATUS_OVERFLOW,
     decoupled_apply_nb,
     decoupled_count_nb,
     decoupled_metrics_nb,
     decoupled_waterfall_nb,
     filter_bounds_nb,
     passage_table_nb,
+    prefix_minima_nb,
     reachable_nb,
     record_slots_nb,
 )
+from backtest.kernels.decoupled_fused_nb import compact_nb, decoupled_walk_nb, reachable_rows_nb
 from backtest.kernels.enums import (
     MARKET_DTYPE,
     MARKET_STATE_SIZE,
@@ -61,6 +65,15 @@ _FAMILIES = (int(PolicyFamily.HARD), int(PolicyFamily.PARTIAL), int(PolicyFamily
 #: accounts: 39,206 reachable, one thread; at 1M 393,494, all threads). The walks' results do
 #: not depend on the thread count (``tests/test_decoupled.py``), so this changes no result.
 SERIAL_MAX_REACHABLE = 1 << 17
+#: Walk each account once, buffering records per chunk (:func:`_walk_once`); False: walk twice
+#: (count, then write; also the fallback when a chunk outgrows its buffer).
+FUSED_WALK = True
+#: Buffer room per reachable account, (records, waits), for other families and for HARD
+#: (index True), or None: walk twice. A hard liquidation closes the whole position, so an
+#: account has at most one event and never waits; a partial or graduated one may have many
+#: events and wait at many steps (a chunk that outgrows its room is walked again by the
+#: two-walk path, which costs a walk), so those walk twice unless given room here.
+BUFFER_PER_ACCOUNT = {False: None, True: (1, 0)}
 
 
 def decoupled_reason(policy: np.ndarray, market: np.ndarray, prices: tuple, funding: np.ndarray,
@@ -138,6 +151,95 @@ def _filled(n: int, dtype, value) -> np.ndarray:
     return out
 
 
+def _outputs(units: np.ndarray, cash: np.ndarray) -> tuple:
+    """The walks' per-account outputs before any event (book order), every page written."""
+    n = len(units)
+    return (units.copy(), cash.copy(), _filled(n, np.int32, 0), _filled(n, np.int32, -1),
+            _filled(n, np.int32, -1), _filled(n, np.float64, 0.0),
+            _filled(n, np.float64, 0.0), _filled(n, np.float64, 0.0))
+
+
+def _walk_once(walk: tuple, maybe: np.ndarray, family: int):
+    """One walk (:func:`backtest.kernels.decoupled_fused_nb.decoupled_walk_nb`) and compaction.
+
+    Returns ``(out, counts, slots, records, cash_delta, waits, wait_slots, wait_equity)`` for
+    :func:`backtest.kernels.decoupled_nb.decoupled_metrics_nb`, None if the walk met a perp's
+    bad debt under auto-deleveraging, or False if a chunk outgrew its buffers (or the family
+    has no room in :data:`BUFFER_PER_ACCOUNT`).
+    """
+    order, product, units, cash, tape, tables, pol, eff_fill, adl, chunk_size, n_chunks = walk
+    n_steps = len(tape[0])
+    room = BUFFER_PER_ACCOUNT[family == PolicyFamily.HARD]
+    if room is None:
+        return False
+    per_rec, per_wait = room
+    rows, start = reachable_rows_nb(order, maybe, chunk_size, n_chunks)
+    reach = np.diff(start)
+    rec_start = np.concatenate(([0], np.cumsum(reach * per_rec)))
+    wait_start = np.concatenate(([0], np.cumsum(reach * per_wait)))
+    cursor = np.stack((rec_start[:-1], rec_start[1:]), axis=1)
+    wait_cursor = np.stack((wait_start[:-1], wait_start[1:]), axis=1)
+    counts = np.zeros((n_chunks, n_steps), np.int64)
+    waits = np.zeros((n_chunks, n_steps), np.int64)
+    flags = np.zeros(n_chunks, np.int64)
+    # written here (serially): the walk's chunks then write only the rows they reach (when
+    # each chunk also wrote its block of unreached rows, with the pages first touched in the
+    # parallel region, the walk at 2 threads took longer than at 1: W1, 1M accounts)
+    out = _outputs(units, cash)
+    # written here (serially) before the walk writes into them: page faults then cost no
+    # time in the parallel region, where they would take turns
+    buffer = _filled(int(rec_start[-1]), RECORD_DTYPE, 0)
+    buffer_delta = _filled(len(buffer), np.float64, 0.0)
+    wait_buffer = _filled(int(wait_start[-1]), np.float64, 0.0)
+    wait_step = _filled(len(wait_buffer), np.int32, 0)
+    decoupled_walk_nb(rows, start, product, units, cash, tape, tables, pol, eff_fill, adl,
+                      counts, waits, cursor, wait_cursor, out, buffer, buffer_delta,
+                      wait_buffer, wait_step, flags)
+    del rows
+    if np.any(flags == STATUS_OVERFLOW):
+        return False
+    if np.any(flags != STATUS_OK):
+        return None
+    waits[counts == 0] = 0  # the step loop counts waits only in the chunks it visits
+    slots, wait_slots = record_slots_nb(counts), record_slots_nb(waits)
+    records = _filled(int(counts.sum()), RECORD_DTYPE, 0)
+    cash_delta = _filled(len(records), np.float64, 0.0)
+    wait_equity = _filled(int(waits.sum()), np.float64, 0.0)
+    compact_nb(counts, waits, cursor, wait_cursor, rec_start[:-1], wait_start[:-1], buffer,
+               buffer_delta, wait_buffer, wait_step, slots, wait_slots, records, cash_delta,
+               wait_equity)
+    return out, counts, slots, records, cash_delta, waits, wait_slots, wait_equity
+
+
+def _walk_twice(walk: tuple, maybe: np.ndarray):
+    """The counting walk, then the writing walk into the counted slots (as :func:`_walk_once`).
+
+    Returns the same tuple, or None if the walk met a perp's bad debt under auto-deleveraging.
+    """
+    order, product, units, cash, tape, tables, pol, eff_fill, adl, chunk_size, n_chunks = walk
+    n, n_steps = len(units), len(tape[0])
+    counts = np.zeros((n_chunks, n_steps), np.int64)
+    waits = np.zeros((n_chunks, n_steps), np.int64)
+    marks = np.zeros(n, np.uint8)
+    flags = np.zeros(n_chunks, np.int64)
+    decoupled_count_nb(order, product, units, cash, tape, tables, pol, eff_fill, adl,
+                       chunk_size, maybe, counts, waits, marks, flags)
+    if np.any(flags != STATUS_OK):
+        return None
+    slots = record_slots_nb(counts)
+    waits[counts == 0] = 0  # the step loop counts waits only in the chunks it visits
+    wait_slots = record_slots_nb(waits)
+    # outputs are written here (serially) before the walk writes into them at random: page
+    # faults then cost no time in the parallel region, where they would take turns
+    wait_equity = _filled(int(waits.sum()), np.float64, 0.0)
+    records = _filled(int(counts.sum()), RECORD_DTYPE, 0)
+    cash_delta = _filled(len(records), np.float64, 0.0)
+    out = _outputs(units, cash)
+    decoupled_apply_nb(order, product, units, cash, tape, tables, pol, eff_fill, chunk_size,
+                       counts, marks, out, slots, wait_slots, records, cash_delta, wait_equity)
+    return out, counts, slots, records, cash_delta, waits, wait_slots, wait_equity
+
+
 def run_decoupled(required: bool, prices, product: np.ndarray, units: np.ndarray,
                   cash: np.ndarray, order: np.ndarray, policy: np.ndarray, trigger_mode: int,
                   fill_mode: int, chunk_size: int, market: np.ndarray | None = None,
@@ -208,45 +310,30 @@ def run_decoupled(required: bool, prices, product: np.ndarray, units: np.ndarray
         x_long, x_short = cl, cl
     lo_key, neg_hi_key = filter_bounds_nb(x_long, x_short, scale,
                                           float(rec["maintenance_rate"][Product.PERP]))
-    tables = (*passage_table_nb(lo_key), *passage_table_nb(neg_hi_key))
+    tables = (*passage_table_nb(lo_key), *passage_table_nb(neg_hi_key),
+              prefix_minima_nb(lo_key), prefix_minima_nb(neg_hi_key))
     eff_fill = int(FillPrice.CLOSE) if mark_model else int(fill_mode)
     pol = policy_tuple(rec)
     tape = (o, h, lo, cl, x_long, x_short)
     n_chunks = (n + chunk_size - 1) // chunk_size
-    counts = np.zeros((n_chunks, n_steps), np.int64)
-    waits = np.zeros((n_chunks, n_steps), np.int64)
-    marks = np.zeros(n, np.uint8)
-    flags = np.zeros(n_chunks, np.int64)
     maybe = reachable_nb(product, units, cash, pol[1], tables[1][0], tables[3][0])
     adl = int(rec["waterfall"]) == Waterfall.ADL
+    walk = (order, product, units, cash, tape, tables, pol, eff_fill, adl, chunk_size, n_chunks)
     threads = numba.get_num_threads()
     before = numba.set_parallel_chunksize(1)  # chunks differ in work: hand them out one by one
     try:
         if int(np.count_nonzero(maybe)) <= SERIAL_MAX_REACHABLE:
             numba.set_num_threads(1)  # a small run: no waiting for a second thread
-        decoupled_count_nb(order, product, units, cash, tape, tables, pol, eff_fill, adl,
-                           chunk_size, maybe, counts, waits, marks, flags)
-        del maybe
-        if np.any(flags != STATUS_OK):
+        done = _walk_once(walk, maybe, int(rec["family"])) if FUSED_WALK else False
+        if done is False:  # a chunk outgrew its buffer (or the fused walk is off): walk twice
+            done = _walk_twice(walk, maybe)
+        if done is None:
             if required:
                 raise ValueError("path='decoupled' but the run needs the step loop: bad debt "
                                  "on a perp with auto-deleveraging as the waterfall")
             return None
-        slots = record_slots_nb(counts)
-        waits[counts == 0] = 0  # the step loop counts waits only in the chunks it visits
-        wait_slots = record_slots_nb(waits)
-        # outputs are written here (serially) before the walk writes into them at random: page
-        # faults then cost no time in the parallel region, where they would take turns
-        wait_equity = _filled(int(waits.sum()), np.float64, 0.0)
-        records = _filled(int(counts.sum()), RECORD_DTYPE, 0)
-        cash_delta = _filled(len(records), np.float64, 0.0)
-        out = (units.copy(), cash.copy(), _filled(n, np.int32, 0), _filled(n, np.int32, -1),
-               _filled(n, np.int32, -1), _filled(n, np.float64, 0.0),
-               _filled(n, np.float64, 0.0), _filled(n, np.float64, 0.0))
-        decoupled_apply_nb(order, product, units, cash, tape, tables, pol, eff_fill,
-                           chunk_size, counts, marks, out, slots, wait_slots, records,
-                           cash_delta, wait_equity)
-        del marks
+        del maybe
+        out, counts, slots, records, cash_delta, waits, wait_slots, wait_equity = done
         step_out = np.zeros((n_steps, N_STEP_METRICS))
         decoupled_metrics_nb(product, counts, slots, records, cash_delta, waits, wait_slots,
                              wait_equity, x_long, scale, step_out)

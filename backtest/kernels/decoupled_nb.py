@@ -1,7 +1,7 @@
 """Position-major first-passage kernels for decoupled runs of the single-asset engine.
 
-Why over 400 lines: the two walks (count, then write) share one walk function so that they
-cannot disagree, and the exactness argument below covers the walk, the record order and the
+Why over 400 lines: the walks (count, then write, or both at once) share one walk function
+so that they cannot disagree, and the exactness argument below covers the walk, the record order and the
 summation order together; the driver (:mod:`backtest.engine.decoupled`) is apart.
 
 A run is *decoupled* when no account's outcome depends on another's: no market impact or
@@ -37,21 +37,26 @@ waits per (chunk, step) and keep those of visited chunks, in account order. Auto
 couples accounts (it closes counterparties): when it is the waterfall and a perp leaves bad
 debt, the kernels report it and the driver falls back to the step loop.
 
-Order of results. The kernels read the book in its own order through the processing order
+Order of results. The two walks read the book in its own order through the processing order
 (no gathered copy, no scatter back: account ``order[i]`` is at position ``i``, chunks are runs
 of ``chunk_size`` positions). :func:`decoupled_count_nb` walks every account without writing
 anything but the number of events (and waits) per (chunk, step) and a mark on the accounts
 that have any; their prefix sum over (step, chunk) gives every event its slot in the step
 loop's record order (by step, then chunk, then position: the positions of a chunk are walked
 in order). :func:`decoupled_apply_nb` walks the marked accounts again and writes their final
-state and totals and each record in its slot. :func:`decoupled_metrics_nb` sums the per-step
-aggregates per (step, chunk) in position order and then over chunks in chunk order, as the
-step loop does, so every float is bit-identical; the insurance-fund waterfall then runs
-serially over the steps (:func:`decoupled_waterfall_nb`). A run opens two parallel regions
-(the two walks, over chunks; a small run opens them with one thread, see
-:data:`backtest.engine.decoupled.SERIAL_MAX_REACHABLE`); the aggregates are summed serially
-(O(records + chunks x steps)). The work assigned to a chunk does not depend on the thread
-count, so neither do the results.
+state and totals and each record in its slot. A hard run walks once instead
+(:mod:`backtest.kernels.decoupled_fused_nb`: the same walk in its fused mode, records
+buffered per chunk and then moved into the same slots). :func:`decoupled_metrics_nb` sums
+the per-step aggregates per (step, chunk) in position order and then over chunks in chunk
+order, as the step loop does, so every float is bit-identical; the insurance-fund waterfall
+then runs serially over the steps (:func:`decoupled_waterfall_nb`). A run opens two parallel
+regions (the two walks, over chunks), one for a hard run; a small run opens them with one
+thread (:data:`backtest.engine.decoupled.SERIAL_MAX_REACHABLE`); the aggregates are summed
+serially (O(records + chunks x steps)). The work assigned to a chunk does not depend on the
+thread count, so neither do the results. An account's first search starts at step 0 and
+bisects the prefix minima of the bounds (:func:`first_from_start_nb`, 8 bytes a step)
+rather than lifting through the sparse table (8 x 11 bytes a step for a day of minutes): the
+same step from a smaller, cache-resident array.
 """
 
 from __future__ import annotations
@@ -114,6 +119,14 @@ _WAITING_EQUITY = int(StepMetric.WAITING_NEGATIVE_EQUITY)
 STATUS_OK = 0
 #: A perp left bad debt under the auto-deleveraging waterfall: the driver uses the step loop.
 STATUS_PERP_BAD_DEBT = 1
+#: A chunk's records or waits outgrew its room in the fused walk's buffers: the driver walks
+#: twice instead (:func:`decoupled_count_nb`, :func:`decoupled_apply_nb`).
+STATUS_OVERFLOW = 2
+#: Modes of the shared walk (:func:`_walk_nb`): count only, write into slots counted before,
+#: or count and write in one walk into per-chunk buffers.
+WALK_COUNT = 0
+WALK_APPLY = 1
+WALK_FUSED = 2
 
 
 @njit
@@ -221,6 +234,61 @@ def first_at_most_nb(table, suffix, t0, k):
 
 
 @njit
+def prefix_minima_nb(a):
+    """Return the prefix minima of ``a`` (non-increasing).
+
+    Parameters
+    ----------
+    a : ndarray, shape (T,), float64
+        Values per step (no NaN).
+
+    Returns
+    -------
+    prefix : ndarray, shape (T,), float64
+        ``prefix[t] = min(a[: t + 1])``.
+    """
+    n = a.shape[0]
+    prefix = np.empty(n)
+    m = np.inf
+    for t in range(n):
+        m = min(m, a[t])
+        prefix[t] = m
+    return prefix
+
+
+@njit
+def first_from_start_nb(prefix, k):
+    """Return the first step ``t >= 0`` with ``a[t] <= k``, or T if there is none.
+
+    The search from the window's start (an account's first event): the first ``t`` with
+    ``prefix[t] <= k``, by bisection of the non-increasing prefix minima
+    (:func:`prefix_minima_nb`): the same step as :func:`first_at_most_nb` from 0, found in a
+    ``8 T``-byte array (11 KB for a day of minutes, cache-resident) instead of the sparse table.
+
+    Parameters
+    ----------
+    prefix : ndarray, shape (T,), float64
+        Prefix minima of ``a``.
+    k : float
+        Threshold (a trigger key), in ``a``'s unit.
+
+    Returns
+    -------
+    int
+        The first passage step, ``T`` if none.
+    """
+    lo = 0
+    hi = prefix.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if prefix[mid] <= k:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@njit
 def _decide_nb(prod, u, c, k, x, o, lo, hi, cl, fill_mode, pol):
     """Size the liquidation of an account that failed the exact equity test.
 
@@ -246,8 +314,8 @@ def _decide_nb(prod, u, c, k, x, o, lo, hi, cl, fill_mode, pol):
 
 @njit
 def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fill_mode, adl,
-             write, maybe, counts, waits, cursor, wait_cursor, marks, out, records, cash_delta,
-             wait_equity):
+             mode, maybe, counts, waits, cursor, wait_cursor, marks, out, records, cash_delta,
+             wait_equity, wait_step):
     """Walk the accounts at processing positions ``start..stop`` (chunk ``ch``) to their events.
 
     Account ``order[i]`` of the book (arrays in the book's order) is at position ``i``.
@@ -258,33 +326,49 @@ def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fi
     only and stores their final state and totals in ``out``, each event's record at
     ``cursor[ch, t]`` and, where ``counts[ch, t] > 0`` (the step loop visits the chunk then,
     and counts the waits), each wait's negative equity at ``wait_cursor[ch, t]`` (cursors
-    advanced). Returns :data:`STATUS_OK`, or the status that stopped the walk.
+    advanced). ``mode`` is :data:`WALK_COUNT` (without ``write``) or :data:`WALK_APPLY`
+    (with). :data:`WALK_FUSED` does both in one walk (:func:`decoupled_walk_nb`): ``order``
+    then holds only the reachable accounts' book rows; events and waits are counted as
+    without ``write``, final state and totals stored as with it, and each record goes to the
+    chunk's next slot ``cursor[ch, 0]`` (the record's ``step`` says its step), each wait's
+    negative equity to ``wait_equity[wait_cursor[ch, 0]]`` and its step to ``wait_step``
+    (all waits: those of unvisited (chunk, step)s are dropped when compacting); a slot at
+    ``cursor[ch, 1]`` (or ``wait_cursor[ch, 1]``) is past the chunk's room, which stops the
+    walk with :data:`STATUS_OVERFLOW`. Returns :data:`STATUS_OK`, or the status that stopped
+    the walk.
     """
     o, hi, lo, cl, x_long, x_short = tape
-    lo_table, lo_suffix, sh_table, sh_suffix = tables
+    lo_table, lo_suffix, sh_table, sh_suffix, lo_prefix, sh_prefix = tables
     m_rate = pol[1]
     keeper_share = pol[12]
     (units_out, cash_out, n_liquidations, first_step, last_step, notional_sum, penalties,
      bad_sum) = out
     n_steps = lo_suffix.shape[0] - 1
+    write = mode != WALK_COUNT
     for i in range(start, stop):
-        if write and marks[i] == 0:
+        if mode == WALK_APPLY and marks[i] == 0:
             continue
         b = order[i]
-        if not write and maybe[b] == 0:  # a byte per account: cheaper than its state
+        if mode == WALK_COUNT and maybe[b] == 0:  # a byte per account: cheaper than its state
             continue
-        prod = product[b]
-        u = units[b]
-        c = cash[b]
+        src = i if mode == WALK_FUSED else b  # the fused walk's state is gathered by position
+        prod = product[src]
+        u = units[src]
+        c = cash[src]
         k = trigger_key_nb(u, c, m_rate[prod])
         # most accounts never trigger: the suffix minima of the bounds settle them at once
         if not (lo_suffix[0] <= k or (k < 0.0 and sh_suffix[0] <= k)):
             continue
         t0 = 0
         while True:
-            t = first_at_most_nb(lo_table, lo_suffix, t0, k)
-            if k < 0.0:
-                t = min(t, first_at_most_nb(sh_table, sh_suffix, t0, k))
+            if t0 == 0:  # an account's first search: the small prefix-minima array
+                t = first_from_start_nb(lo_prefix, k)
+                if k < 0.0:
+                    t = min(t, first_from_start_nb(sh_prefix, k))
+            else:
+                t = first_at_most_nb(lo_table, lo_suffix, t0, k)
+                if k < 0.0:
+                    t = min(t, first_at_most_nb(sh_table, sh_suffix, t0, k))
             if t >= n_steps:
                 break
             t0 = t + 1
@@ -294,9 +378,17 @@ def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fi
             p, d, pen, m = _decide_nb(prod, u, c, k, x, o[t], lo[t], hi[t], cl[t], fill_mode,
                                       pol)
             if not d > 0.0:  # waits: counted in the step's aggregates if the chunk is visited
-                if not write:
+                if mode == WALK_COUNT:
                     waits[ch, t] += 1
                     marks[i] = 1
+                elif mode == WALK_FUSED:
+                    waits[ch, t] += 1
+                    w = wait_cursor[ch, 0]
+                    if w >= wait_cursor[ch, 1]:
+                        return STATUS_OVERFLOW
+                    wait_cursor[ch, 0] = w + 1
+                    wait_equity[w] = min(c + u * x, 0.0)
+                    wait_step[w] = t
                 elif counts[ch, t] > 0:
                     w = wait_cursor[ch, t]
                     wait_cursor[ch, t] = w + 1
@@ -309,19 +401,26 @@ def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fi
                                                                     keeper_share, clears)
             if adl and bad > 0.0 and prod != _LOAN:
                 return STATUS_PERP_BAD_DEBT
-            if not write:
+            if mode == WALK_COUNT:
                 counts[ch, t] += 1
                 marks[i] = 1
             else:
-                n_liquidations[b] += 1
-                if first_step[b] < 0:
-                    first_step[b] = t
-                last_step[b] = t
-                notional_sum[b] += d * pe
-                penalties[b] += keeper + ins
-                bad_sum[b] += bad
-                j = cursor[ch, t]
-                cursor[ch, t] = j + 1
+                if mode == WALK_FUSED:
+                    j = cursor[ch, 0]
+                    if j >= cursor[ch, 1]:
+                        return STATUS_OVERFLOW
+                    cursor[ch, 0] = j + 1
+                    counts[ch, t] += 1
+                else:
+                    j = cursor[ch, t]
+                    cursor[ch, t] = j + 1
+                n_liquidations[src] += 1
+                if first_step[src] < 0:
+                    first_step[src] = t
+                last_step[src] = t
+                notional_sum[src] += d * pe
+                penalties[src] += keeper + ins
+                bad_sum[src] += bad
                 r = records[j]
                 r["step"] = t
                 r["account"] = b
@@ -342,8 +441,8 @@ def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fi
             c = c2
             k = trigger_key_nb(u2, c2, m_rate[prod])
         if write:
-            units_out[b] = u
-            cash_out[b] = c
+            units_out[src] = u
+            cash_out[src] = c
     return STATUS_OK
 
 
@@ -363,8 +462,9 @@ def decoupled_count_nb(order, product, units, cash, tape, tables, pol, fill_mode
     tape : tuple of six ndarrays, shape (T,), float64
         Open, high, low, close, and the longs' and shorts' decision prices, USD per unit.
     tables : tuple
-        ``(lo_table, lo_suffix, neg_hi_table, neg_hi_suffix)`` from :func:`passage_table_nb`
-        over :func:`filter_bounds_nb`'s bounds.
+        ``(lo_table, lo_suffix, neg_hi_table, neg_hi_suffix, lo_prefix, neg_hi_prefix)``:
+        :func:`passage_table_nb` and :func:`prefix_minima_nb` of :func:`filter_bounds_nb`'s
+        bounds.
     pol : tuple
         Policy fields (:func:`backtest.engine.decoupled.policy_tuple`).
     fill_mode : int
@@ -390,9 +490,9 @@ def decoupled_count_nb(order, product, units, cash, tape, tables, pol, fill_mode
     no_records = np.empty(0, RECORD_DTYPE)
     for ch in prange(counts.shape[0]):
         flags[ch] = _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, order,
-                             product, units, cash, tape, tables, pol, fill_mode, adl, False,
-                             maybe, counts, waits, counts, waits, marks, out, no_records,
-                             no_float, no_float)
+                             product, units, cash, tape, tables, pol, fill_mode, adl,
+                             WALK_COUNT, maybe, counts, waits, counts, waits, marks, out,
+                             no_records, no_float, no_float, no_int)
 
 
 @njit
@@ -479,8 +579,9 @@ def decoupled_apply_nb(order, product, units, cash, tape, tables, pol, fill_mode
     n = units.shape[0]
     for ch in prange(slots.shape[0]):
         _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, order, product, units,
-                 cash, tape, tables, pol, fill_mode, False, True, marks, counts, counts, slots,
-                 wait_slots, marks, out, records, cash_delta, wait_equity)
+                 cash, tape, tables, pol, fill_mode, False, WALK_APPLY, marks, counts, counts,
+                 slots, wait_slots, marks, out, records, cash_delta, wait_equity,
+                 np.empty(0, np.int32))
 
 
 @njit
