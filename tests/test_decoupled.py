@@ -299,6 +299,25 @@ def test_one_walk_equals_two_walks(threads, family, monkeypatch):
     assert _differences(results[True], results[False]) == []
 
 
+def test_a_run_reaching_many_accounts_walks_twice(monkeypatch):
+    """Above FUSED_MAX_REACHABLE reachable accounts a hard run walks twice (memory per account
+    weighs more than the walk's time there); same bytes as the fused walk."""
+    monkeypatch.setattr(decoupled, "SERIAL_MAX_REACHABLE", -1)
+    _, prices, book, policy = _inputs(91, PolicyFamily.HARD, n=3000, steps=200, vol=0.02)
+    results = {}
+    for limit in (1 << 30, 0):
+        calls = []
+        for name in ("decoupled_walk_nb", "decoupled_count_nb", "decoupled_apply_nb"):
+            _spy(monkeypatch, name, calls)
+        monkeypatch.setattr(decoupled, "FUSED_MAX_REACHABLE", limit)
+        results[limit], _ = _both(prices, book, policy, TriggerPrice.EXTREME,
+                                  FillPrice.TRIGGER, threads=2, chunk_size=16)
+        walked_once = "decoupled_walk_nb" in calls
+        assert walked_once == (limit > 0) and ("decoupled_count_nb" in calls) == (limit == 0)
+    assert len(results[0].records) > 100
+    assert _differences(results[1 << 30], results[0]) == []
+
+
 @pytest.mark.parametrize("room", [(0, 0), (1, 0)])
 @pytest.mark.parametrize("family", [PolicyFamily.HARD, PolicyFamily.PARTIAL])
 def test_a_chunk_outgrowing_its_buffer_falls_back_to_two_walks(room, family, monkeypatch):

@@ -68,6 +68,11 @@ SERIAL_MAX_REACHABLE = 1 << 17
 #: Walk each account once, buffering records per chunk (:func:`_walk_once`); False: walk twice
 #: (count, then write; also the fallback when a chunk outgrows its buffer).
 FUSED_WALK = True
+#: Runs with more reachable accounts than this walk twice even where one walk would do: the
+#: single walk buffers a record per reachable account beside the compacted records (at 10M
+#: accounts on W10M, 248 bytes per account against 193 for the two walks), and at that size
+#: memory per account weighs more than the walk's time (docs/performance.md).
+FUSED_MAX_REACHABLE = 1 << 21
 #: Buffer room per reachable account, (records, waits), for other families and for HARD
 #: (index True), or None: walk twice. A hard liquidation closes the whole position, so an
 #: account has at most one event and never waits; a partial or graduated one may have many
@@ -322,9 +327,11 @@ def run_decoupled(required: bool, prices, product: np.ndarray, units: np.ndarray
     threads = numba.get_num_threads()
     before = numba.set_parallel_chunksize(1)  # chunks differ in work: hand them out one by one
     try:
-        if int(np.count_nonzero(maybe)) <= SERIAL_MAX_REACHABLE:
+        n_maybe = int(np.count_nonzero(maybe))
+        if n_maybe <= SERIAL_MAX_REACHABLE:
             numba.set_num_threads(1)  # a small run: no waiting for a second thread
-        done = _walk_once(walk, maybe, int(rec["family"])) if FUSED_WALK else False
+        fused = FUSED_WALK and n_maybe <= FUSED_MAX_REACHABLE
+        done = _walk_once(walk, maybe, int(rec["family"])) if fused else False
         if done is False:  # a chunk outgrew its buffer (or the fused walk is off): walk twice
             done = _walk_twice(walk, maybe)
         if done is None:
