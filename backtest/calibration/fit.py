@@ -314,7 +314,8 @@ def simulate_event(data: EventData, params: BookParams, response: ResponseConfig
     ----------
     data : EventData
     params : BookParams
-        Generator parameters (size is irrelevant: shares are ratios).
+        Generator parameters; the book is drawn unsized, with equal notionals (module
+        docstring, "equal notional"): shares are ratios.
     response : ResponseConfig
         Cure parameters (``enabled`` switches them on).
     policy : ndarray, shape (1,), ``POLICY_DTYPE``
