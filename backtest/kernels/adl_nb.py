@@ -165,11 +165,8 @@ def auto_deleverage_nb(bankrupt_side, shortfall, bankrupt_units, price, ranking,
             break
         i = cand[order[j]]
         u = units[i]
-        x = min(abs(u), remaining)
-        equity = cash[i] + u * price
-        transfer = min(x * delta, equity)
-        signed = x if u > 0.0 else -x
-        units[i] = 0.0 if x >= abs(u) else u - signed
+        x, signed, transfer, units[i] = _deleverage_one_nb(u, remaining, delta,
+                                                            cash[i] + u * price)
         cash[i] = cash[i] + signed * price - transfer
         key[i] = trigger_key_nb(units[i], cash[i], m)
         out_i[r] = i
@@ -179,6 +176,20 @@ def auto_deleverage_nb(bankrupt_side, shortfall, bankrupt_units, price, ranking,
         covered += transfer
         remaining -= x
     return out_i[:r], out_u[:r], out_t[:r], covered
+
+
+@njit
+def _deleverage_one_nb(u, remaining, delta, equity):
+    """One counterparty's auto-deleveraging, the rule every ADL walk shares.
+
+    It gives up ``x = min(|u|, remaining)`` units (asset units) at the bankruptcy delta
+    ``delta`` (USD per unit) and pays ``min(x x delta, equity)`` (USD, at most its equity).
+    Returns ``(x, signed units closed, transfer USD, units left)``.
+    """
+    x = min(abs(u), remaining)
+    transfer = min(x * delta, equity)
+    signed = x if u > 0.0 else -x
+    return x, signed, transfer, (0.0 if x >= abs(u) else u - signed)
 
 
 @njit
@@ -269,12 +280,9 @@ def auto_deleverage_positions_nb(asset, bankrupt_side, shortfall, bankrupt_units
             break
         i = cand[order[q]]
         j = cand_pos[order[q]]
-        u = pos_units[j]
-        x = min(abs(u), remaining)
-        equity = _account_equity_nb(i, offsets, pos_units, pos_asset, cash, prices)
-        transfer = min(x * delta, equity)
-        signed = x if u > 0.0 else -x
-        pos_units[j] = 0.0 if x >= abs(u) else u - signed
+        x, signed, transfer, pos_units[j] = _deleverage_one_nb(
+            pos_units[j], remaining, delta,
+            _account_equity_nb(i, offsets, pos_units, pos_asset, cash, prices))
         cash[i] = cash[i] + signed * price - transfer
         out_i[r] = i
         out_u[r] = signed
