@@ -119,3 +119,26 @@ def random_risk_rules(rng: np.random.Generator, policy: np.ndarray, n_steps: int
 def random_volume(rng: np.random.Generator, n_steps: int) -> np.ndarray:
     """Traded volume per step, asset units."""
     return rng.uniform(1.0, 100.0, n_steps)
+
+
+def per_account_flows(book: dict, rec: np.ndarray) -> dict[str, np.ndarray]:
+    """Per account, from a run's records: sale ``proceeds``, ``fees`` (keeper + insurance),
+    debt ``written_off`` and ``closed`` units (USD and asset units, shape (N,))."""
+    out = {k: np.zeros(len(book["units"])) for k in ("proceeds", "fees", "written_off", "closed")}
+    np.add.at(out["proceeds"], rec["account"], rec["units_closed"] * rec["fill_price"])
+    np.add.at(out["fees"], rec["account"], rec["keeper_fee"] + rec["insurance_fee"])
+    np.add.at(out["written_off"], rec["account"], rec["bad_debt"])
+    np.add.at(out["closed"], rec["account"], rec["units_closed"])
+    return out
+
+
+def assert_accounts_conserve_money(book: dict, res) -> dict[str, np.ndarray]:
+    """Per account: cash change = sale proceeds - fees + debt written off, and the units closed
+    are the units the records close. Returns :func:`per_account_flows`."""
+    f = per_account_flows(book, res.records)
+    scale = np.abs(book["cash"]) + np.abs(f["proceeds"]) + 1.0
+    np.testing.assert_allclose((res.cash - book["cash"]) / scale,
+                               (f["proceeds"] - f["fees"] + f["written_off"]) / scale, atol=1e-12)
+    np.testing.assert_allclose(book["units"] - res.units, f["closed"],
+                               atol=1e-12 * np.abs(book["units"]).max())
+    return f

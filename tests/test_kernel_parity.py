@@ -19,6 +19,7 @@ from backtest.kernels.enums import (
 )
 from backtest.kernels.reference import simulate_reference
 from tests.kernel_inputs import (
+    assert_accounts_conserve_money,
     random_auction,
     random_bands,
     random_book,
@@ -292,19 +293,8 @@ def test_money_is_conserved(seed):
                                      market=market, depth=depth)
     rec = res.records
     # per account: cash change = sale proceeds - fees + bad debt written off
-    proceeds = np.zeros(len(book["units"]))
-    fees = np.zeros_like(proceeds)
-    written_off = np.zeros_like(proceeds)
-    closed_units = np.zeros_like(proceeds)
-    np.add.at(proceeds, rec["account"], rec["units_closed"] * rec["fill_price"])
-    np.add.at(fees, rec["account"], rec["keeper_fee"] + rec["insurance_fee"])
-    np.add.at(written_off, rec["account"], rec["bad_debt"])
-    np.add.at(closed_units, rec["account"], rec["units_closed"])
-    scale = np.abs(book["cash"]) + np.abs(proceeds) + 1.0
-    np.testing.assert_allclose((res.cash - book["cash"]) / scale,
-                               (proceeds - fees + written_off) / scale, atol=1e-12)
-    np.testing.assert_allclose(book["units"] - res.units, closed_units,
-                               atol=1e-12 * np.abs(book["units"]).max())
+    flows = assert_accounts_conserve_money(book, res)
+    fees, written_off = flows["fees"], flows["written_off"]
     # per-account totals agree with the records
     np.testing.assert_allclose(res.penalties_paid, fees, rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(res.bad_debt, written_off, rtol=1e-12, atol=1e-9)

@@ -27,7 +27,13 @@ from backtest.kernels.enums import (
 )
 from backtest.kernels.reference import simulate_reference
 from backtest.policies.load import load_policy, pack_policy
-from tests.kernel_inputs import random_book, random_policy, random_prices, random_volume
+from tests.kernel_inputs import (
+    assert_accounts_conserve_money,
+    random_book,
+    random_policy,
+    random_prices,
+    random_volume,
+)
 
 STRATEGIES = Path(__file__).resolve().parent.parent / "strategies"
 
@@ -266,19 +272,7 @@ def _assert_conserved(book, res) -> None:
     """Per account: cash change = sale proceeds - fees + debt written off (zero bids: the
     proceeds are the lot's value, all of it the keeper's fee, and the debt is written off)."""
     rec = res.records
-    proceeds = np.zeros(len(book["units"]))
-    fees = np.zeros_like(proceeds)
-    written_off = np.zeros_like(proceeds)
-    closed = np.zeros_like(proceeds)
-    np.add.at(proceeds, rec["account"], rec["units_closed"] * rec["fill_price"])
-    np.add.at(fees, rec["account"], rec["keeper_fee"] + rec["insurance_fee"])
-    np.add.at(written_off, rec["account"], rec["bad_debt"])
-    np.add.at(closed, rec["account"], rec["units_closed"])
-    scale = np.abs(book["cash"]) + np.abs(proceeds) + 1.0
-    np.testing.assert_allclose((res.cash - book["cash"]) / scale,
-                               (proceeds - fees + written_off) / scale, atol=1e-12)
-    np.testing.assert_allclose(book["units"] - res.units, closed,
-                               atol=1e-12 * np.abs(book["units"]).max())
+    assert_accounts_conserve_money(book, res)
     sm = res.step_metrics
     assert sm[:, StepMetric.BAD_DEBT].sum() == pytest.approx(rec["bad_debt"].sum(), rel=1e-9)
 
