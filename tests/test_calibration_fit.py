@@ -238,8 +238,12 @@ def test_one_event_can_be_calibrated_on_two_assets(tmp_path, monkeypatch):
     rows = read_calibrated(tmp_path / "out.toml").fit_events
     assert [(r["event"], r["asset"]) for r in rows] == [("same", "BTC"), ("same", "ETH")]
     assert [r["simulated_share"] for r in rows] == [round(o.share, 6) for o in full.outcomes]
-    held = [o for o, _ in loo]
-    assert held[0].real_share != held[1].real_share  # each held-out row is its own asset's
+    import tomllib
+
+    written = tomllib.loads((tmp_path / "out.toml").read_text())["leave_one_out"]
+    assert [(r["asset"], r["real_share"]) for r in written] == [
+        ("BTC", round(a.real_share, 6)), ("ETH", round(b.real_share, 6))]
+    assert [r["simulated_share"] for r in written] == [round(o.share, 6) for o, _ in loo]
 
 
 def test_seed_spread_is_the_ratio_over_other_draws_and_leaves_the_seed_alone():

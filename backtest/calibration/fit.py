@@ -406,14 +406,16 @@ class Calibration:
         data = [event_data(cfg, s, base, store, events, validation) for s in cfg.event]
         return cls(cfg, data, base, load_policy(cfg.policy, strategies))
 
-    def outcomes(self, values, events: list[EventData] | None = None) -> list[EventOutcome]:
-        """Simulate every event (or ``events``) with the fitted parameters set to ``values``."""
+    def outcomes(self, values, events: list[EventData] | None = None,
+                 seed: int | None = None) -> list[EventOutcome]:
+        """Simulate every event (or ``events``) with the fitted parameters set to ``values``,
+        on books drawn with ``seed`` (default the file's)."""
         params, response = apply(self.base, self.response, self.names, values)
+        seed = self.cfg.seed if seed is None else seed
         out = []
         for d in events or self.data:
             policy = pack_policy(self.policy, int(np.median(np.diff(d.timestamp)) // 1000))
-            out.append(simulate_event(d, params, response, policy, self.cfg.accounts,
-                                      self.cfg.seed))
+            out.append(simulate_event(d, params, response, policy, self.cfg.accounts, seed))
         return out
 
     def seed_spread(self, values, seeds: int | None = None) -> list[tuple[float, float]]:
@@ -431,13 +433,8 @@ class Calibration:
             seed).
         """
         seeds = self.cfg.seed_spread if seeds is None else seeds
-        cfg, ratios = self.cfg, []
-        try:
-            for k in range(1, seeds + 1):
-                self.cfg = cfg.model_copy(update={"seed": cfg.seed + k})
-                ratios.append([o.ratio for o in self.outcomes(values)])
-        finally:
-            self.cfg = cfg
+        ratios = [[o.ratio for o in self.outcomes(values, seed=self.cfg.seed + k)]
+                  for k in range(1, seeds + 1)]
         r = np.asarray(ratios, dtype=float).reshape(seeds, len(self.data))
         mean = r.mean(axis=0)
         spread = r.std(axis=0, ddof=1) / mean if seeds > 1 else np.full(len(mean), np.nan)

@@ -58,10 +58,10 @@ def timing_rows(outcomes, targets: list[Target] | None = None,
     calibrated on several assets (``None``: one row per event, no asset column).
     """
     rows = []
-    for k_o, o in enumerate(outcomes):
+    for o, asset in zip(outcomes, assets or [None] * len(outcomes), strict=True):
         row = {"event": o.event, "simulated_share_after_low": round(o.share_after_low, 4)}
-        if assets is not None:
-            row["asset"] = assets[k_o]
+        if asset is not None:
+            row["asset"] = asset
         for k, w in enumerate(sub_windows(o.event, targets)):
             sim = o.fraction_within(w["inner"], w["outer"])
             row[f"window_{k}_venue"] = w["venue"]
