@@ -180,3 +180,21 @@ def test_a_run_outside_the_runs_directory_can_be_named_by_path(world, tmp_path):
         assert cat.query("SELECT count(*) AS n FROM policies")["n"][0] == 2
         assert cat.summary(world["run_id"]).height == 2
     assert not (tmp_path / "no-runs-here").exists()  # reading creates nothing
+
+
+def test_bad_debt_over_open_interest_counts_what_venues_publish(world):
+    """Open interest counts each perp contract once and the loans' debt, at the window start."""
+    with Catalog(world["runs"]) as cat:
+        summary = cat.summary(world["run_id"])
+    acc = pl.read_parquet(world["run_dir"] / "accounts.parquet")
+    assert summary.height >= 1
+    for row in summary.iter_rows(named=True):
+        a = acc.filter((pl.col("policy") == row["policy"]) & (pl.col("opened_step") < 0))
+        perps, loans = a.filter(pl.col("product") == "perp"), a.filter(pl.col("product") == "loan")
+        held = 0.5 * perps["initial_notional_usd"].sum() + (
+            loans["initial_notional_usd"] - loans["initial_equity_usd"]).sum()
+        assert held > 0
+        assert row["bad_debt_pct_oi"] == pytest.approx(row["bad_debt_usd"] / held, rel=1e-9)
+        notional = acc.filter(pl.col("policy") == row["policy"])["initial_notional_usd"].sum()
+        assert row["bad_debt_pct_notional"] == pytest.approx(row["bad_debt_usd"] / notional,
+                                                             rel=1e-9)

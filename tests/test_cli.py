@@ -155,7 +155,8 @@ def test_book_inspect_numbers_match_the_book(small_book, capsys):
     f = read_book(small_book).frame
     perps, loans = f.filter(pl.col("product") == "perp"), f.filter(pl.col("product") == "loan")
     assert s["accounts"] == 400
-    assert s["open_interest_usd"] == pytest.approx((perps["size"] * perps["entry_price"]).sum())
+    assert s["perp_notional_usd"] == pytest.approx((perps["size"] * perps["entry_price"]).sum())
+    assert s["open_interest_usd"] == pytest.approx(s["perp_notional_usd"] / 2)
     notional = loans["size"] * loans["entry_price"]
     debt = notional - notional / loans["leverage"]  # LTV = 1 - 1/leverage
     assert s["loan_collateral_usd"] == pytest.approx(notional.sum())

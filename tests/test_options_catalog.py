@@ -111,8 +111,9 @@ def test_registry_metrics_match_hand_sums_over_the_records(runs):
         float((liq["keeper_fee_usd"] + liq["insurance_fee_usd"]).sum()), rel=1e-9)
     assert row["bad_debt_usd"] == pytest.approx(float(liq["bad_debt_usd"].sum()),
                                                 rel=1e-9, abs=1e-9)
-    oi = float(acc["initial_notional_usd"].sum())
-    assert oi > 0 and row["bad_debt_pct_oi"] == pytest.approx(row["bad_debt_usd"] / oi)
+    notional = float(acc["initial_notional_usd"].sum())
+    assert notional > 0 and row["bad_debt_pct_notional"] == pytest.approx(
+        row["bad_debt_usd"] / notional)
     assert row["user_equity_retained"] == pytest.approx(
         float(acc["final_equity_usd"].sum() / acc["initial_equity_usd"].sum()), rel=1e-9)
     assert row["user_loss_to_liquidation_usd"] == pytest.approx(

@@ -44,7 +44,8 @@ def summarize_book(book: Book, price: float | None = None,
         ``accounts`` (int); ``price_usd`` (float or None); ``meta`` (the book's ``liqbt.*``
         metadata, decoded); ``groups`` (list of dicts per product and side: ``accounts``,
         ``notional_usd`` = ``size x price``, ``debt_usd``, ``equity_usd``);
-        ``open_interest_usd`` (perp notional, both sides), ``loan_collateral_usd``,
+        ``perp_notional_usd`` (perp notional, both sides), ``open_interest_usd`` (as venues
+        publish it: each contract once, half of ``perp_notional_usd``), ``loan_collateral_usd``,
         ``loan_debt_usd`` (USD); ``quantile_levels`` (:data:`QUANTILES`); ``distributions``
         (quantiles of ``leverage``, ``health_perp``, ``health_factor_loan`` and
         ``entry_age_days``, each a list of float, a key absent when no account has it);
@@ -101,7 +102,8 @@ def summarize_book(book: Book, price: float | None = None,
         "price_usd": None if price is None else float(price),
         "meta": {k: v for k, v in meta.items() if isinstance(v, str | int | float)},
         "groups": groups,
-        "open_interest_usd": float(notional[is_perp].sum()),
+        "perp_notional_usd": float(notional[is_perp].sum()),
+        "open_interest_usd": 0.5 * float(notional[is_perp].sum()),
         "loan_collateral_usd": float(notional[is_loan].sum()),
         "loan_debt_usd": float(debt[is_loan].sum()),
         "quantile_levels": list(QUANTILES),

@@ -178,8 +178,8 @@ def print_book_summary(summary: dict, path: Path, policy: str) -> None:
     # venues count each contract once: half the perps' notional over both sides (the figure a
     # calibrated book is sized to, docs/calibration.md)
     out.print(f"open interest (perps, counted once per contract as venues publish it): "
-              f"{_usd(summary['open_interest_usd'] / 2)} (notional over both sides "
-              f"{_usd(summary['open_interest_usd'])}); "
+              f"{_usd(summary['open_interest_usd'])} (notional over both sides "
+              f"{_usd(summary['perp_notional_usd'])}); "
               f"loan collateral {_usd(summary['loan_collateral_usd'])}, loan debt "
               f"{_usd(summary['loan_debt_usd'])}", markup=False)
     dist = Table(title="Distributions")

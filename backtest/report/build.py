@@ -59,6 +59,7 @@ BETTER: dict[str, str] = {
     "penalties_usd": "min",
     "bad_debt_usd": "min",
     "bad_debt_pct_oi": "min",
+    "bad_debt_pct_notional": "min",
     "insurance_draw_usd": "min",
     "socialised_loss_usd": "min",
     "user_equity_retained": "max",
@@ -332,7 +333,7 @@ def load_report_data(catalog: Catalog, run_id: str, max_points: int = MAX_POINTS
                arg_max(socialised_loss_cum_usd, step) AS socialised_loss_cum_usd,
                arg_max(insurance_fund_usd, step) AS insurance_fund_usd,
                arg_max(user_equity_usd, step) AS user_equity_usd,
-               arg_max(perp_long_oi_usd + perp_short_oi_usd + loan_collateral_usd, step)
+               arg_max((perp_long_oi_usd + perp_short_oi_usd) / 2 + loan_debt_usd, step)
                    AS open_interest_usd,
                arg_max(accounts_liquidated_cum, step) AS accounts_liquidated_cum,
                arg_max(simulated_close, step) AS simulated_close,

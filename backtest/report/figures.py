@@ -408,8 +408,8 @@ def equity_oi_figure(data: ReportData) -> go.Figure:
     """
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
                         subplot_titles=("User equity (all accounts, at each close)",
-                                        "Open interest (perp long + perp short + loan "
-                                        "collateral)"))
+                                        "Open interest (perps, each contract once) "
+                                        "plus loans' debt"))
     for name, color, f in _policy_series(data):
         x = time_x(f["t_last_ms"].to_numpy())
         fig.add_trace(go.Scatter(**x, y=f["user_equity_usd"].to_numpy(), mode="lines",

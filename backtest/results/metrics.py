@@ -100,7 +100,13 @@ ACCOUNTS_AGGREGATE_EXPRESSIONS: dict[str, str] = {
     "accounts_bankrupt": "count(*) FILTER (WHERE status = 'bankrupt')",
     "accounts_wiped_out": """count(*) FILTER (WHERE liquidations > 0
                      AND final_equity_usd <= 0.01 * initial_equity_usd)""",
-    "open_interest_usd": "sum(initial_notional_usd)",
+    "book_notional_usd": "sum(initial_notional_usd)",
+    # as venues publish open interest: each perp contract once (half the notional over both
+    # sides), and the loans' debt; positions open at the window start only (not arrivals)
+    "open_interest_usd": """sum(initial_notional_usd) FILTER (
+        WHERE product = 'perp' AND opened_step < 0) / 2""",
+    "borrowed_usd": """sum(initial_notional_usd - initial_equity_usd) FILTER (
+        WHERE product = 'loan' AND opened_step < 0)""",
     "initial_equity_usd": "sum(initial_equity_usd)",
     "final_equity_usd": "sum(final_equity_usd)",
     "hold_equity_usd": "sum(hold_equity_usd)",
@@ -118,7 +124,7 @@ PORTFOLIO_AGGREGATES = (
     "keeper_fees_usd", "insurance_fees_usd", "bad_debt_usd", "insurance_draw_usd",
     "insurance_fund_min_usd", "insurance_fund_end_usd", "socialised_loss_usd",
     "accounts", "accounts_liquidated", "accounts_bankrupt", "accounts_wiped_out",
-    "open_interest_usd", "initial_equity_usd", "final_equity_usd", "hold_equity_usd",
+    "book_notional_usd", "initial_equity_usd", "final_equity_usd", "hold_equity_usd",
     "penalties_usd",
 )
 
@@ -226,9 +232,17 @@ METRICS: tuple[Metric, ...] = (
     Metric("peak_accounts_waiting", "Peak accounts awaiting a keeper", "count",
            "s.peak_accounts_waiting",
            "Most accounts in one step that were liquidatable but not liquidated (latency, gas)."),
-    Metric("bad_debt_pct_oi", "Bad debt / open interest", "fraction",
-           "s.bad_debt_usd / nullif(a.open_interest_usd, 0)",
-           "Bad debt as a share of the book's notional at the window start.",
+    Metric("bad_debt_pct_oi", "Bad debt / (open interest + borrowed)", "fraction",
+           "s.bad_debt_usd / nullif(coalesce(a.open_interest_usd, 0)"
+           " + coalesce(a.borrowed_usd, 0), 0)",
+           "Bad debt as a share of what the book held at the window start, counted as venues "
+           "and protocols publish it (the denominators of data/validation): open interest "
+           "(each perp contract once, half the perps' notional over both sides) plus the "
+           "loans' debt; positions opened during the window are not counted."),
+    Metric("bad_debt_pct_notional", "Bad debt / book notional", "fraction",
+           "s.bad_debt_usd / nullif(a.book_notional_usd, 0)",
+           "Bad debt as a share of the notional of every position at the window's first open "
+           "(both sides of a perp book, loans' collateral, options legs).",
            kinds=ALL),
     Metric("insurance_draw_usd", "Insurance fund drawn", "USD", "s.insurance_draw_usd",
            "Bad debt covered by the insurance fund.",
