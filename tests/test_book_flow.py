@@ -34,7 +34,8 @@ from tests.kernel_inputs import (
 F = {name: k for k, name in enumerate(FLOW_FIELDS)}
 
 
-def _flow(rng, book, steps, share=0.6, arriving=0.3, delay=3, max_cures=0, closing=0.0):
+def _flow(rng, book, steps, share=0.6, arriving=0.3, delay=3, max_cures=0, closing=0.0,
+          reference=None):
     n = len(book["units"])
     arrival = np.where(rng.random(n) < arriving, rng.integers(0, steps, n), -1)
     equity = book["cash"] + book["units"] * book.get("entry", 1.0)
@@ -45,7 +46,8 @@ def _flow(rng, book, steps, share=0.6, arriving=0.3, delay=3, max_cures=0, closi
     flow = BookFlow(arrival.astype(np.int64), book["units"].copy(), book["cash"].copy(),
                     np.where(arrival >= 0, np.abs(equity), 0.0),
                     responder_mask(np.arange(n, dtype=np.int64), share, 11),
-                    Response(share, (1.3, 1.2), (1.8, 1.5), delay, 11, max_cures), close_step)
+                    Response(share, (1.3, 1.2), (1.8, 1.5), delay, 11, max_cures, reference),
+                    close_step)
     units0 = np.where(arrival >= 0, 0.0, book["units"])
     cash0 = np.where(arrival >= 0, 0.0, book["cash"])
     return units0, cash0, flow
@@ -72,7 +74,7 @@ def test_moving_book_matches_reference(seed, cascade):
     closing = 0.3 if seed % 2 else 0.0
     prices, book, policy, u0, c0, flow, volume, res = _case(
         seed, market=market, depth=depth if cascade else None, max_cures=seed % 3,
-        closing=closing)
+        closing=closing, reference=0.02 if seed >= 3 else None)
     ref = simulate_reference(prices.open, prices.high, prices.low, prices.close,
                              TriggerPrice.EXTREME, FillPrice.TRIGGER, policy[0], book["product"],
                              u0, c0, market=market[0] if cascade else None,
@@ -212,6 +214,34 @@ def test_responses_reduce_liquidations_and_arrivals_liquidate_after_the_low():
     # arrivals that opened near the low are liquidated by the tail's dip, after the low
     late = none.records["step"] > 41
     assert late.sum() > 0
+
+
+def test_perp_levels_stated_at_a_reference_rate_keep_their_equity_under_any_rate():
+    """A response fitted under one maintenance rate cures to the same equity under another."""
+    steps = 60
+    path = np.concatenate([np.linspace(100, 97, 31), np.full(steps - 31, 97.0)])
+    prices = Prices(path, path, path, path)
+    n = 50
+    units = np.ones(n)
+    cash = np.linspace(-90.0, -93.0, n)  # equity 7-10% of notional: 10-14x
+    product = np.zeros(n, np.int8)
+    deposited = {}
+    for reference in (0.004, None):
+        for rate in (0.004, 0.008):
+            policy = random_policy(np.random.default_rng(0), slicing=False)
+            policy["family"] = PolicyFamily.HARD
+            policy["maintenance_rate"][0] = rate
+            # at the reference rate 0.004: warned below 8% equity, cured back to 12%
+            flow = BookFlow(np.full(n, -1, np.int64), units, cash, np.zeros(n), np.ones(n, bool),
+                            Response(1.0, (20.0, 1.5), (30.0, 3.0), 0, 1, 0, reference))
+            res = simulate(prices, product, units, cash, policy, TriggerPrice.EXTREME,
+                           FillPrice.TRIGGER, flow=flow)
+            assert res.n_liquidations.sum() == 0
+            deposited[reference, rate] = res.deposited
+    assert deposited[0.004, 0.004].sum() > 0
+    np.testing.assert_allclose(deposited[0.004, 0.008], deposited[0.004, 0.004], rtol=1e-12)
+    # levels in each policy's own health: the higher rate makes the same traders add far more
+    assert deposited[None, 0.008].sum() > 1.5 * deposited[None, 0.004].sum()
 
 
 def test_book_flow_splits_arrivals_from_the_window():

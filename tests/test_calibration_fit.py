@@ -244,6 +244,9 @@ def test_one_event_can_be_calibrated_on_two_assets(tmp_path, monkeypatch):
     assert [(r["asset"], r["real_share"]) for r in written] == [
         ("BTC", round(a.real_share, 6)), ("ETH", round(b.real_share, 6))]
     assert [r["simulated_share"] for r in written] == [round(o.share, 6) for o, _ in loo]
+    # the perp cure levels are stated at the as-happened policy's maintenance rate
+    response = read_calibrated(tmp_path / "out.toml").response
+    assert response.perp_reference_maintenance_rate == cal.policy.perp.maintenance_margin_rate
 
 
 def test_seed_spread_is_the_ratio_over_other_draws_and_leaves_the_seed_alone():

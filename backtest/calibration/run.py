@@ -108,6 +108,10 @@ def _fitted(cal: Calibration, full: FitResult):
     book, response = apply(cal.base, cal.response, cal.names, list(full.values.values()))
     if response.enabled is None:
         response = response.model_copy(update={"enabled": False})
+    # the perp levels were fitted in the as-happened policy's health: stated at its rate, they
+    # keep their equity meaning under any other policy (ResponseConfig)
+    response = response.model_copy(update={
+        "perp_reference_maintenance_rate": cal.policy.perp.maintenance_margin_rate})
     return book, ResponseConfig.model_validate(response.model_dump())
 
 

@@ -9,7 +9,7 @@ kernel's processing order); the kernel applies it at the start of each step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -34,6 +34,9 @@ class Response:
         Cures an account can afford in the window (0: unlimited).
     seed : int
         Seed of the responder draw (:func:`responder_mask`).
+    perp_reference_rate : float or None
+        Perp maintenance margin rate (fraction of notional) at which the perp levels are
+        stated; None: the running policy's own rate. See :meth:`at_rate`.
     """
 
     share: float
@@ -42,6 +45,22 @@ class Response:
     delay_steps: int
     seed: int = 0
     max_cures: int = 0
+    perp_reference_rate: float | None = None
+
+    def at_rate(self, perp_rate: float) -> Response:
+        """Return the levels in the health of a policy whose perp maintenance rate is ``perp_rate``.
+
+        Perp health is equity over ``rate x notional``, so a level ``h`` stated at the
+        reference rate is the same equity (the same leverage) as ``h x reference / perp_rate``
+        at the policy's rate: traders who keep their leverage under a bound keep it whatever
+        maintenance rate the venue charges. Without a reference rate the levels are the
+        policy's own (a response fitted under one policy then moves with the policy's rate).
+        """
+        if self.perp_reference_rate is None or perp_rate <= 0.0:
+            return self
+        k = self.perp_reference_rate / perp_rate
+        return replace(self, warning_health=(self.warning_health[0] * k, self.warning_health[1]),
+                       target_health=(self.target_health[0] * k, self.target_health[1]))
 
 
 @dataclass

@@ -277,6 +277,13 @@ class ResponseConfig(StrictModel):
         Cures one account can afford in the window (spare capital runs out); 0: no limit.
     seed : int
         Seed of the per-account responder draw.
+    perp_reference_maintenance_rate : float or None
+        Perp maintenance margin rate (fraction of notional, e.g. 0.004) at which
+        ``perp_warning_health`` and ``perp_target_health`` are stated. A policy with another
+        rate sees the same equity levels (the same leverage bounds), converted to its own
+        health; a calibration writes the as-happened policy's rate here, so that a
+        counterfactual maintenance rate does not change how the fitted traders behave. None
+        (default): the levels are in each policy's own health.
     """
 
     enabled: bool | None = None
@@ -289,6 +296,7 @@ class ResponseConfig(StrictModel):
     wait_for_inclusion: bool = False
     max_cures: int = Field(default=0, ge=0)
     seed: int = Field(default=0, ge=0)
+    perp_reference_maintenance_rate: float | None = Field(default=None, gt=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _levels(self) -> ResponseConfig:

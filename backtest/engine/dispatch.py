@@ -13,7 +13,7 @@ split when the single-asset, portfolio and options paths get one driver.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from backtest.kernels.enums import (
     MarketState,
     OracleModel,
     PolicyFamily,
+    Product,
     RiskInput,
     StepMetric,
 )
@@ -266,6 +267,9 @@ def simulate(
                 or (flow.close_step is not None and (flow.close_step >= 0).any())):
             raise ValueError("arrivals and voluntary closes during the window are not modelled "
                              "with soft-liquidation bands (bands are placed at the window start)")
+        if flow.response is not None:  # perp levels at this policy's maintenance rate
+            flow = replace(flow, response=flow.response.at_rate(
+                float(policy[0]["maintenance_rate"][Product.PERP])))
         moving = kernel_flow(flow, order, n_steps)
     else:  # nothing moves: no per-account flow state (the results are made below)
         moving = no_kernel_flow(0, n_steps)

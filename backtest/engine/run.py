@@ -208,7 +208,7 @@ def response_for(cfg: ResponseConfig, interval_seconds: int,
     delay = steps_of(minutes, interval_seconds) if minutes > 0 else 0
     return Response(cfg.share, (cfg.perp_warning_health, cfg.warning_health),
                     (cfg.perp_target_health, cfg.target_health), delay, cfg.seed,
-                    cfg.max_cures)
+                    cfg.max_cures, cfg.perp_reference_maintenance_rate)
 
 
 def moving_book(inputs: Inputs) -> tuple[dict, BookFlow]:

@@ -614,7 +614,12 @@ def _move_book(res, flow, t, product, rates, warned, cured, price) -> None:
         u, c, prod = float(res.units[i]), float(res.cash[i]), int(product[i])
         if not flow.responds[i] or (r.max_cures and cured[i] >= r.max_cures):
             continue
-        if u == 0.0 or _health(prod, u, c, price, rates[prod]) >= r.warning_health[prod]:
+        warning, target = r.warning_health[prod], r.target_health[prod]
+        if prod == Product.PERP and r.perp_reference_rate is not None and rates[prod] > 0:
+            # levels stated at a reference maintenance rate: the same equity at this rate
+            warning = warning * r.perp_reference_rate / rates[prod]
+            target = target * r.perp_reference_rate / rates[prod]
+        if u == 0.0 or _health(prod, u, c, price, rates[prod]) >= warning:
             warned[i] = -1
             continue
         if warned[i] < 0:
@@ -624,9 +629,9 @@ def _move_book(res, flow, t, product, rates, warned, cured, price) -> None:
         warned[i] = -1
         m = rates[prod]
         if prod == Product.LOAN:
-            need = min(max(-c - (1 - m) * u * price / r.target_health[prod], 0.0), max(-c, 0.0))
+            need = min(max(-c - (1 - m) * u * price / target, 0.0), max(-c, 0.0))
         else:
-            need = max(r.target_health[prod] * m * abs(u) * price - (c + u * price), 0.0)
+            need = max(target * m * abs(u) * price - (c + u * price), 0.0)
         if need > 0.0:
             res.cash[i] += need
             res.deposited[i] += need
