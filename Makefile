@@ -17,7 +17,9 @@
 #               cores, next to brute-force kernels; cold vs warm compile (bench/RESULTS.md)
 #   make bench-portfolio  1M multi-asset accounts through LUNA 2022 under each order policy
 #   make sweep  five crashes x five policies x a 5-point margin grid x 2 stress levels (250 cells)
-#   make governance  the example governance proposal's HTML report (reports/*.html)
+#   make governance  the example governance proposal's HTML report (reports/*.html): a perp
+#               maintenance margin and fee change on calibrated perp books, three crashes
+#   make governance-aave  the Aave close factor / bonus proposal on the uncalibrated loans book
 #   make governance-portfolio  the example proposal on a multi-asset lending + perp market
 #   make governance-options  the example proposal on a BTC options venue (May 2021, Oct 2025)
 #   make luna-portfolio  LUNA 2022: 1M lending + cross-margin perp accounts under each collateral
@@ -41,7 +43,8 @@ DEMO_TAPES := \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/lucaforni__E0V1E-DCA__2501247b0b__d23d101a__BTC_USDT-5m.feather
 
 .PHONY: calibrate setup tapes demo test bench bench-portfolio luna-portfolio black-thursday \
-	policy-library sweep-tapes sweep governance governance-portfolio governance-options clean
+	policy-library sweep-tapes sweep governance governance-aave governance-portfolio \
+	governance-options clean
 
 # set-up installs the package and compiles the simulation kernels into numba's cache (30-100 s
 # once after an install or a kernel change, about a second afterwards), so no run pays it
@@ -155,7 +158,19 @@ sweep-tapes: setup
 sweep: sweep-tapes
 	$(BIN)/liqbt sweep configs/sweeps/crashes-margin.toml
 
-governance: sweep-tapes
+# the example proposal: a perp maintenance margin and fee change on calibrated perp books,
+# May 2021 (BTC 1m), August 2024 (BTC 1m), October 2025 (BTC 5m)
+GOVERNANCE_TAPES := \
+	$(LIQBT_SHARED_DATA)/ohlcv_1m/tooyipjee__freqtrade__44523f8d61__b50348e9__BTC_USDT-1m.json \
+	$(LIQBT_SHARED_DATA)/ohlcv_1m/mintanam__ftrade__ee12b33c07__751f728b__BTC_USDT-1m.feather \
+	$(LIQBT_SHARED_DATA)/ohlcv_5m/MurphyHoops__freqtradeOne__ba6daef02a__1b45ec84__BTC_USDT-5m.feather
+
+governance: setup
+	$(BIN)/liqbt data import $(GOVERNANCE_TAPES) --venue binance
+	$(BIN)/liqbt report --governance configs/proposals/perp-maintenance-fee.toml
+
+# the Aave example: a close factor and bonus change on the (uncalibrated) WETH loans book
+governance-aave: sweep-tapes
 	$(BIN)/liqbt report --governance configs/proposals/aave-close-factor-bonus.toml
 
 # the example proposal on a multi-asset lending + perp market (LUNA 2022 at 1h, FTX 2022 at 5m)

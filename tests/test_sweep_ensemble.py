@@ -351,3 +351,22 @@ def test_example_ensemble_sweep_is_valid():
     cfg = load_sweep_config("configs/sweeps/crashes-ensemble.toml")
     assert cfg.ensemble is not None and cfg.ensemble.members == 20
     assert all(e.book_params is not None for e in cfg.events)
+
+
+@pytest.mark.parametrize("path", sorted(Path("configs/proposals").glob("*.toml")),
+                         ids=lambda p: p.stem)
+def test_every_shipped_proposal_loads_as_a_sweep(path):
+    prop = load_proposal(path)
+    cfg = sweep_config(prop, path)
+    assert cfg.ensemble is not None and cfg.ensemble.members >= 5
+    assert prop.proposed
+
+
+def test_the_perp_example_runs_on_calibrated_books_without_impact():
+    """Its books are the fitted perp books; its impact is left out (docs/market-impact.md)."""
+    path = Path("configs/proposals/perp-maintenance-fee.toml")
+    prop = load_proposal(path)
+    assert {str(ev.book_params) for ev in prop.events} == {
+        "configs/calibration/perps-fitted.toml"}
+    cfg = sweep_config(prop, path)
+    assert cfg.run.market.impact_model == "none"
