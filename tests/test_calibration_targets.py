@@ -73,7 +73,7 @@ def test_shipped_targets_load_and_cover_the_catalogued_crashes():
     files = {p.stem for p in SHIPPED.glob("*.toml")}
     assert files <= set(events)
     assert {"black-thursday-2020", "may-2021", "luna-2022", "ftx-2022", "yen-carry-2024",
-            "oct-2025"} <= files
+            "oct-2025", "3ac-2022", *MORE_BTC_CRASHES} <= files
     keys = [t.key for t in targets]
     assert len(keys) == len(set(keys))
     for t in targets:
@@ -113,6 +113,52 @@ def test_shipped_shares_of_open_interest_match_the_published_figures():
     low, high = open_interest_change("yen-carry-2024", "all-cex", "BTC", targets=targets)
     assert low == pytest.approx(26.65 / 36.94) and high == pytest.approx(1.0)
     assert open_interest_change("luna-2022", "all-cex", "BTC", targets=targets) is None
+
+
+#: BTC crash days added for the perp held-out check (issue 13): each has BTC liquidations and
+#: BTC open interest before, from published figures; see docs/validation.md.
+MORE_BTC_CRASHES = ("feb-2021", "sep-2021", "dec-2021", "mar-2024", "apr-2024", "feb-2025",
+                    "apr-2025")
+
+
+def test_more_btc_crash_days_give_a_share_and_pair_btc_with_btc():
+    """Each added day pairs BTC liquidations with BTC open interest (never an all-coin total)."""
+    targets = load_targets(SHIPPED)
+    expected = {  # (liquidated low / OI high, liquidated high / OI low), from the files' notes
+        "feb-2021": (1.64 / 19.5, 1.64 / 19.5),
+        "sep-2021": (1.1 / 13.4, 1.39 / 13.3),      # Glassnode perps OI: an upper-side share
+        "dec-2021": (0.85 / 21.6, 1.3 / 21.06),
+        "mar-2024": (0.31 / 30.0, 0.31 / 30.0),     # OI "surpassing $30 billion": upper bound
+        "apr-2024": (0.31915 / 34.05, 0.31915 / 34.05),
+        "feb-2025": (0.41824 / 65.0, 0.41824 / 65.0),
+        "apr-2025": (0.4676 / 53.53, 0.4676 / 53.39),
+    }
+    for event, (low, high) in expected.items():
+        share = share_of_open_interest(event, "all-cex", "BTC", targets=targets)
+        assert share == (pytest.approx(low, rel=1e-3), pytest.approx(high, rel=1e-3)), event
+        pool = targets_for(event, targets=targets)
+        for t in pool:  # every BTC share figure is BTC over BTC
+            if t.measure in ("liquidated_notional_usd", "open_interest_before_usd") \
+                    and t.asset != "BTC":
+                assert t.asset == "all" and t.measure == "liquidated_notional_usd", t.key
+    # open interest after over before, where both were published (derived where the note says)
+    assert open_interest_change("feb-2021", "all-cex", "BTC", targets=targets) == (
+        pytest.approx(0.92), pytest.approx(0.92))
+    low, high = open_interest_change("sep-2021", "all-cex", "BTC", targets=targets)
+    assert (low, high) == (pytest.approx(9.46 / 13.4), pytest.approx(9.46 / 13.3))
+    assert open_interest_change("feb-2025", "all-cex", "BTC", targets=targets)[0] == \
+        pytest.approx(61.5 / 65.0)
+    assert open_interest_change("mar-2024", "all-cex", "BTC", targets=targets) is None
+    # the liquidated windows are the figures' 24 h, not the event's days
+    start, end = liquidated_window("apr-2025", "all-cex", "BTC", targets=targets)
+    assert (start.day, start.hour, end.day, end.hour) == (6, 7, 7, 7)
+    start, end = liquidated_window("feb-2021", "all-cex", "BTC", targets=targets)
+    assert (start.day, start.hour, end.day, end.hour) == (21, 19, 22, 19)
+    # BTC liquidations without BTC open interest give no share
+    for event in ("luna-2022", "3ac-2022"):
+        assert targets_for(event, asset="BTC", measure="liquidated_notional_usd",
+                           targets=targets)
+        assert share_of_open_interest(event, "all-cex", "BTC", targets=targets) is None
 
 
 SHARE = """
