@@ -41,6 +41,12 @@ import numpy as np
 
 from backtest._jit import njit, njit_parallel, prange
 from backtest.kernels.enums import MarketState, OracleModel, Waterfall
+from backtest.kernels.keepers_nb import (
+    budget_dust_nb,
+    capital_budget_units_nb,
+    keeper_is_paid_nb,
+    keeper_waits_nb,
+)
 from backtest.kernels.portfolio_accounts_nb import (
     account_health_nb,
     account_prices_nb,
@@ -78,6 +84,7 @@ _UNITS_LONG = int(AssetMarketMetric.BANKRUPT_UNITS_LONG)
 _UNITS_SHORT = int(AssetMarketMetric.BANKRUPT_UNITS_SHORT)
 _ADL = int(Waterfall.ADL)
 _ADL_STEP = int(MarketState.ADL_STEP)
+_SLIPPAGE = int(MarketState.SLIPPAGE)
 
 _M_LIQUIDATABLE = int(PortfolioMetric.N_LIQUIDATABLE)
 _M_LIQ = int(PortfolioMetric.N_LIQUIDATIONS)
@@ -105,6 +112,39 @@ _A_INSURANCE = int(AssetMetric.INSURANCE_FEES)
 _A_BAD = int(AssetMetric.BAD_DEBT)
 _A_RECORDS = int(AssetMetric.N_RECORDS)
 
+
+
+@njit
+def plan_liquidation_nb(t, i, kind, lo, hi, pos_asset, pos_units, cash, dec, health, order,
+                        sensitivity, policy, assets, ones, units, order_idx, rec_i, rec_f,
+                        budget, used, dust):
+    """Plan one liquidatable account's liquidation at the decision prices, on a copy of it.
+
+    The arguments are those of :func:`planned_flow_nb` (``rec_i``, ``rec_f`` receive the
+    planned records), plus the keepers' unit budget of each asset (``budget``, ``used``,
+    ``dust``, shape (A,): :mod:`backtest.kernels.portfolio_liquidate_nb`; ``used`` updated).
+    Pass 2 sizes the same liquidation identically from the same budget.
+
+    Returns
+    -------
+    int
+        Records planned (rows ``0..w`` of ``rec_i`` and ``rec_f``).
+    """
+    n_k = hi - lo
+    for k in range(n_k):
+        units[k] = pos_units[lo + k]
+    assets_k = pos_asset[lo:hi]
+    liquidation_order_nb(kind, order, 0, n_k, assets_k, units, dec, sensitivity, assets,
+                         order_idx)
+    if kind == _LENDING:
+        _, w = liquidate_lending_nb(t, i, 0, n_k, assets_k, units, cash, dec, dec, ones, True,
+                                    order_idx, health, policy, assets, 0, rec_i, rec_f, budget,
+                                    used, dust)
+    else:
+        _, w = liquidate_perp_nb(t, i, 0, n_k, assets_k, units, cash, dec, dec, True,
+                                 order_idx, health, policy, assets, 0, rec_i, rec_f, budget,
+                                 used, dust)
+    return w
 
 
 @njit
@@ -155,20 +195,50 @@ def planned_flow_nb(t, i, kind, lo, hi, pos_asset, pos_units, cash, dec, health,
     flow : ndarray, shape (A,), float64
         Net flow per asset at the decision prices, USD (> 0 buys); added to.
     """
-    n_k = hi - lo
-    for k in range(n_k):
-        units[k] = pos_units[lo + k]
-    assets_k = pos_asset[lo:hi]
-    liquidation_order_nb(kind, order, 0, n_k, assets_k, units, dec, sensitivity, assets,
-                         order_idx)
-    if kind == _LENDING:
-        _, w = liquidate_lending_nb(t, i, 0, n_k, assets_k, units, cash, dec, dec, ones, True,
-                                    order_idx, health, policy, assets, 0, rec_i, rec_f)
-    else:
-        _, w = liquidate_perp_nb(t, i, 0, n_k, assets_k, units, cash, dec, dec, True,
-                                 order_idx, health, policy, assets, 0, rec_i, rec_f)
+    inf = np.full(ones.shape[0], np.inf)
+    w = plan_liquidation_nb(t, i, kind, lo, hi, pos_asset, pos_units, cash, dec, health, order,
+                            sensitivity, policy, assets, ones, units, order_idx, rec_i, rec_f,
+                            inf, np.zeros(ones.shape[0]), np.zeros(ones.shape[0]))
     for r in range(w):
         flow[rec_i[r, 2]] -= rec_f[r, 0] * rec_f[r, 1]
+
+
+@njit
+def _scan_chunk_nb(ch, chunk_size, n, t, kind, offsets, pos_asset, pos_units, cash, flag,
+                   low_t, high_t, close_t, oracle_t, trigger, use_oracle, order, sensitivity,
+                   policy, assets, ones, budget, dust, max_positions, n_rec_i, n_rec_f, flow):
+    """Plan chunk ``ch``'s acting liquidations against what is left of the keepers' budget.
+
+    Accounts in order, each planned (:func:`plan_liquidation_nb`) with the budget ``budget``
+    (shape (A,), units left to the chunk) as the previous ones used it; ``flow`` (shape (A,))
+    receives the chunk's planned net flow at the decision prices, USD. Returns the units used
+    per asset, shape (A,). Pass 2 liquidates the chunk from the same ``budget`` in the same
+    order, so it takes exactly these sizes.
+    """
+    n_assets = budget.shape[0]
+    used = np.zeros(n_assets)
+    prices = np.empty(max_positions)
+    dec = np.empty(max_positions)
+    plan_units = np.empty(max_positions)
+    plan_order = np.empty(max_positions, np.int64)
+    plan_i = np.empty((max_positions, n_rec_i), np.int64)
+    plan_f = np.empty((max_positions, n_rec_f))
+    for a in range(n_assets):
+        flow[a] = 0.0
+    for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
+        if flag[i] != 1:
+            continue
+        lo = offsets[i]
+        hi = offsets[i + 1]
+        account_prices_nb(lo, hi, pos_asset, pos_units, low_t, high_t, close_t, oracle_t,
+                          trigger, use_oracle, prices, dec)
+        h = account_health_nb(kind[i], lo, hi, pos_asset, pos_units, cash[i], prices, assets)
+        w = plan_liquidation_nb(t, i, kind[i], lo, hi, pos_asset, pos_units, cash[i], dec, h,
+                                order, sensitivity, policy, assets, ones, plan_units,
+                                plan_order, plan_i, plan_f, budget, used, dust)
+        for r in range(w):
+            flow[plan_i[r, 2]] -= plan_f[r, 0] * plan_f[r, 1]
+    return used
 
 
 @njit_parallel
@@ -201,6 +271,7 @@ def run_portfolio_nb(
     rec_i,
     rec_f,
     mkt,
+    keep,
 ):
     """Advance every account from step ``t0`` to at most ``t1`` (exclusive), in place.
 
@@ -262,6 +333,10 @@ def run_portfolio_nb(
         Per-asset market inputs and state
         (:class:`backtest.kernels.portfolio_market_nb.PortfolioMarket`; ``no_market`` for the
         historical prices); its state and rows ``t0..`` of its output are written.
+    keep : PortfolioKeepers
+        Keepers' latency, profit rule, capital and gas
+        (:class:`backtest.kernels.portfolio_market_nb.PortfolioKeepers`; ``no_keepers`` for
+        keepers that always act at once); its ``flagged`` is updated.
 
     Returns
     -------
@@ -279,6 +354,17 @@ def run_portfolio_nb(
     order = policy[0].order
     impact = mkt.market[0].impact_model != 0
     use_oracle = mkt.market[0].oracle_model != _ORACLE_MARKET
+    latency = keep.latency
+    profit = keep.requires_profit
+    capital = keep.capital_usd > 0.0
+    plan = impact or profit or capital  # pass 1 plans each liquidation
+    flagged = keep.flagged
+    inf_budget = np.full(n_assets, np.inf)
+    no_dust = np.zeros(n_assets)
+    budget = np.full(n_assets, np.inf)  # keepers' units left per asset (serial allocation)
+    dust = np.zeros(n_assets)
+    chunk_budget = np.full((n_chunks, n_assets), np.inf)
+    gross_acc = np.zeros((n_chunks, n_assets))  # planned units per chunk and asset
     count = np.zeros(n_chunks, np.int64)
     n_flag = np.zeros(n_chunks, np.int64)
     start = np.zeros(n_chunks, np.int64)
@@ -300,8 +386,9 @@ def run_portfolio_nb(
     for t in range(t0, t1):
         market_step_begin_nb(t, low, high, close, mkt, outstanding, low_t, high_t, close_t,
                              oracle_t)
-        # pass 1: flag liquidatable accounts, reserve a record per position of each; with
-        # impact, sum the net flow their liquidations plan per asset
+        # pass 1: flag liquidatable accounts (1: a keeper acts, 2: it waits: latency, or its
+        # fees would not cover gas and slippage), reserve a record per position of each acting
+        # one; with impact or keepers' capital, sum the flow and units their liquidations plan
         for ch in prange(n_chunks):
             prices = np.empty(max_positions)
             dec = np.empty(max_positions)
@@ -313,6 +400,7 @@ def run_portfolio_nb(
             f = 0
             for a in range(n_assets):
                 flow_acc[ch, a] = 0.0
+                gross_acc[ch, a] = 0.0
             for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
                 lo = offsets[i]
                 hi = offsets[i + 1]
@@ -320,18 +408,74 @@ def run_portfolio_nb(
                                   oracle_t, trigger, use_oracle, prices, dec)
                 h = account_health_nb(kind[i], lo, hi, pos_asset, pos_units, cash[i], prices,
                                       assets)
-                if h < 1.0:
-                    flag[i] = 1
-                    f += 1
-                    c += hi - lo
-                    if impact:
-                        planned_flow_nb(t, i, kind[i], lo, hi, pos_asset, pos_units, cash[i],
-                                        dec, h, order, sensitivity[t], policy, assets, ones,
-                                        plan_units, plan_order, plan_i, plan_f, flow_acc[ch])
-                else:
+                if not h < 1.0:
                     flag[i] = 0
+                    continue
+                f += 1
+                if latency > 0 and keeper_waits_nb(latency, flagged[i], t):
+                    flag[i] = 2
+                    continue
+                if plan:
+                    w = plan_liquidation_nb(t, i, kind[i], lo, hi, pos_asset, pos_units,
+                                            cash[i], dec, h, order, sensitivity[t], policy,
+                                            assets, ones, plan_units, plan_order, plan_i,
+                                            plan_f, inf_budget, no_dust, no_dust)
+                    if profit:  # the keepers' fees against gas per record and slippage
+                        fee = 0.0
+                        cost = 0.0
+                        for r in range(w):
+                            fee += plan_f[r, 2]
+                            cost += mkt.state[plan_i[r, 2], _SLIPPAGE] * abs(plan_f[r, 0]) * (
+                                plan_f[r, 1])
+                        if not keeper_is_paid_nb(fee, keep.gas[t] * w, cost):
+                            flag[i] = 2
+                            continue
+                    for r in range(w):
+                        flow_acc[ch, plan_i[r, 2]] -= plan_f[r, 0] * plan_f[r, 1]
+                        gross_acc[ch, plan_i[r, 2]] += abs(plan_f[r, 0])
+                flag[i] = 1
+                c += hi - lo
             count[ch] = c
             n_flag[ch] = f
+        # keepers' capital: when some asset's planned units exceed its budget, the budget goes
+        # to the liquidations in book order (chunk by chunk: a chunk whose plans fit takes them
+        # all, one that does not is planned again against what is left)
+        binding = False
+        if capital:
+            for a in range(n_assets):
+                budget[a] = capital_budget_units_nb(keep.capital_usd, close_t[a])
+                gross = 0.0
+                for ch in range(n_chunks):
+                    gross += gross_acc[ch, a]
+                dust[a] = 0.0
+                if gross > budget[a]:
+                    binding = True
+            if binding:
+                for a in range(n_assets):
+                    dust[a] = budget_dust_nb(budget[a])
+                for ch in range(n_chunks):
+                    fits = True
+                    for a in range(n_assets):
+                        if gross_acc[ch, a] > budget[a]:
+                            fits = False
+                    if fits:
+                        for a in range(n_assets):
+                            chunk_budget[ch, a] = np.inf
+                            budget[a] = max(budget[a] - gross_acc[ch, a], 0.0)
+                    else:
+                        for a in range(n_assets):
+                            chunk_budget[ch, a] = budget[a]
+                        spent = _scan_chunk_nb(ch, chunk_size, n, t, kind, offsets, pos_asset,
+                                               pos_units, cash, flag, low_t, high_t, close_t,
+                                               oracle_t, trigger, use_oracle, order,
+                                               sensitivity[t], policy, assets, ones,
+                                               chunk_budget[ch], dust, max_positions,
+                                               rec_i.shape[1], rec_f.shape[1], flow_acc[ch])
+                        for a in range(n_assets):
+                            budget[a] = max(budget[a] - spent[a], 0.0)
+                    for a in range(n_assets):
+                        if budget[a] <= dust[a]:
+                            budget[a] = 0.0
         total = rec_len[0]
         for ch in range(n_chunks):
             start[ch] = total
@@ -362,9 +506,15 @@ def run_portfolio_nb(
             dec = np.empty(max_positions)
             fills = np.empty(max_positions)
             order_idx = np.empty(max_positions, np.int64)
+            cap_left = chunk_budget[ch] if binding else inf_budget
+            used = np.zeros(n_assets)
             j = start[ch]
             for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
                 if flag[i] == 0:
+                    continue
+                if flag[i] == 2:  # liquidatable, no keeper acts yet
+                    if latency > 0 and flagged[i] < 0:
+                        flagged[i] = t
                     continue
                 lo = offsets[i]
                 hi = offsets[i + 1]
@@ -383,14 +533,20 @@ def run_portfolio_nb(
                 if kind[i] == _LENDING:
                     c1, w = liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, c0, dec,
                                                  fills, exec_f, not impact, order_idx, h,
-                                                 policy, assets, j, rec_i, rec_f)
+                                                 policy, assets, j, rec_i, rec_f, cap_left,
+                                                 used, dust)
                 else:
                     c1, w = liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, c0, dec,
                                               fills, not impact, order_idx, h, policy, assets,
-                                              j, rec_i, rec_f)
+                                              j, rec_i, rec_f, cap_left, used, dust)
                 cash[i] = c1
-                if w == 0 and use_oracle:  # liquidatable at the oracle, not at the market
+                # liquidatable at the oracle, not at the market; or the keepers' capital is spent
+                if w == 0 and (use_oracle or binding):
+                    if latency > 0 and flagged[i] < 0:
+                        flagged[i] = t
                     continue
+                if latency > 0:
+                    flagged[i] = -1
                 if kind[i] == _LENDING:
                     acc[ch, _M_LENDING] += 1.0
                 elif kind[i] == _CROSS:
@@ -503,5 +659,6 @@ def max_positions_nb(offsets):
 
 #: The account rules, re-exported (the kernel's public names before they had modules).
 __all__ = ["SHORTAGE_TOL", "account_health_nb", "account_prices_nb", "liquidate_lending_nb",
-           "liquidate_perp_nb", "liquidation_order_nb", "max_positions_nb", "planned_flow_nb",
+           "liquidate_perp_nb", "liquidation_order_nb", "max_positions_nb", "plan_liquidation_nb",
+           "planned_flow_nb",
            "position_price_nb", "run_portfolio_nb"]
