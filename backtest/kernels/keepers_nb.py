@@ -101,7 +101,18 @@ def capital_budget_units_nb(capital_usd, price):
 
 @njit
 def budget_dust_nb(budget):
-    """Return the remainder of a unit budget that counts as rounding: ``1e-9 x budget``."""
+    """Return the remainder of a unit budget that counts as rounding: ``1e-9 x budget``.
+
+    Parameters
+    ----------
+    budget : float
+        A step's budget, units (finite).
+
+    Returns
+    -------
+    float
+        ``DUST_FRACTION x budget``, units.
+    """
     return DUST_FRACTION * budget
 
 
@@ -129,5 +140,34 @@ def budget_take_nb(d, budget, used, dust):
     return take if take > dust else 0.0
 
 
-__all__ = ["DUST_FRACTION", "budget_dust_nb", "budget_take_nb", "capital_budget_units_nb",
-           "keeper_is_paid_nb", "keeper_waits_nb"]
+@njit
+def asset_budget_take_nb(d, a, budget, used, dust):
+    """Return the units of ``d`` of asset ``a`` that the asset's budget still covers (0: none).
+
+    :func:`budget_take_nb` on per-asset budgets (the portfolio kernel's keepers' capital);
+    ``used[a]`` gains what is taken.
+
+    Parameters
+    ----------
+    d : float
+        Units decided (> 0).
+    a : int
+        Asset index.
+    budget, used, dust : ndarray, shape (A,), float64
+        Each asset's budget in units (``inf``: no limit), the units already taken (updated) and
+        the remainder that counts as rounding.
+
+    Returns
+    -------
+    float
+        ``d`` when ``budget[a]`` is infinite, else :func:`budget_take_nb`'s take.
+    """
+    if budget[a] == np.inf:
+        return d
+    take = budget_take_nb(d, budget[a], used[a], dust[a])
+    used[a] += take
+    return take
+
+
+__all__ = ["DUST_FRACTION", "asset_budget_take_nb", "budget_dust_nb", "budget_take_nb",
+           "capital_budget_units_nb", "keeper_is_paid_nb", "keeper_waits_nb"]

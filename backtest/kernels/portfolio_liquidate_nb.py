@@ -24,20 +24,15 @@ own cash (the plan), so sizes never depend on the fills and the flow a step plan
 (:func:`backtest.kernels.portfolio_nb.planned_flow_nb`) is the flow it executes (without
 impact: ``exact``, one cash).
 
-Keepers' capital (``docs/portfolios.md``, :mod:`backtest.kernels.keepers_nb`): ``budget`` and
-``used`` give, per asset, the units keepers can still absorb in the step; every seizure or close
-of asset ``a`` takes at most ``budget[a] - used[a]`` units (:func:`backtest.kernels.keepers_nb.
-budget_take_nb`; a remainder of at most ``dust[a]`` units is no liquidation: the position is
-skipped) and adds what it takes to ``used[a]``. An infinite ``budget[a]`` (no capital limit)
-leaves every size as it was.
+Keepers' capital (``docs/portfolios.md``): every seizure or close of asset ``a`` is cut to what
+is left of the asset's unit budget (:func:`backtest.kernels.keepers_nb.asset_budget_take_nb`;
+none left: the position is skipped); an infinite ``budget[a]`` leaves every size as it was.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from backtest._jit import njit
-from backtest.kernels.keepers_nb import budget_take_nb
+from backtest.kernels.keepers_nb import asset_budget_take_nb
 from backtest.kernels.portfolio_enums import AccountKind, OrderPolicy
 from backtest.kernels.settlement_nb import (
     attribute_bad_debt_nb,
@@ -185,15 +180,12 @@ def liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, fills
                 repay = value / (1.0 + b)
             else:
                 seized = repay * (1.0 + b) / p
-            a = pos_asset[k]
-            if budget[a] != np.inf:  # keepers' capital: at most what is left of the asset's
-                take = budget_take_nb(seized, budget[a], used[a], dust[a])
-                if take <= 0.0:
-                    continue
-                if take < seized:
-                    seized = take
-                    repay = seized * p / (1.0 + b)
-                used[a] += seized
+            take = asset_budget_take_nb(seized, pos_asset[k], budget, used, dust)
+            if take <= 0.0:
+                continue
+            if take < seized:  # cut to the keepers' capital left: repays what it is worth
+                seized = take
+                repay = seized * p / (1.0 + b)
             pos_units[k] = 0.0 if seized >= u else u - seized
             cash, plan, _, repay_f, keeper, ins = _seize_nb(
                 seized, u, p, exec_f[pos_asset[k]], repay, fee_share, cash, plan, lo, hi,
@@ -218,15 +210,12 @@ def liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, fills
             else:
                 seized = to_repay * (1.0 + b) / p
                 repay = to_repay
-            a = pos_asset[k]
-            if budget[a] != np.inf:  # keepers' capital: at most what is left of the asset's
-                take = budget_take_nb(seized, budget[a], used[a], dust[a])
-                if take <= 0.0:
-                    continue
-                if take < seized:
-                    seized = take
-                    repay = seized * p / (1.0 + b)
-                used[a] += seized
+            take = asset_budget_take_nb(seized, pos_asset[k], budget, used, dust)
+            if take <= 0.0:
+                continue
+            if take < seized:  # cut to the keepers' capital left: repays what it is worth
+                seized = take
+                repay = seized * p / (1.0 + b)
             pos_units[k] = 0.0 if seized >= u else u - seized
             cash, plan, repay, repay_f, keeper, ins = _seize_nb(
                 seized, u, p, exec_f[pos_asset[k]], repay, fee_share, cash, plan, lo, hi,
@@ -353,12 +342,9 @@ def liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, fills, e
             if u == 0.0 or f <= 0.0:  # f <= 0: healthy at the decision prices (an oracle)
                 continue
             d = abs(u) if f >= 1.0 else f * abs(u)
-            a = pos_asset[k]
-            if budget[a] != np.inf:  # keepers' capital: at most what is left of the asset's
-                d = budget_take_nb(d, budget[a], used[a], dust[a])
-                if d <= 0.0:
-                    continue
-                used[a] += d
+            d = asset_budget_take_nb(d, pos_asset[k], budget, used, dust)
+            if d <= 0.0:
+                continue
             cash, plan, equity, signed, keeper, ins = _close_perp_nb(
                 k, d, prices[k - lo], fills[k - lo], assets[pos_asset[k]].liquidation_penalty,
                 ks, lo, hi, pos_units, prices, fills, cash, plan, exact)
@@ -383,11 +369,9 @@ def liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, fills, e
             d = size
             if not everything and rate > 0.0:
                 d = min(size, shortage / (rate * p))
-            if budget[a] != np.inf:  # keepers' capital: at most what is left of the asset's
-                d = budget_take_nb(d, budget[a], used[a], dust[a])
-                if d <= 0.0:
-                    continue
-                used[a] += d
+            d = asset_budget_take_nb(d, a, budget, used, dust)
+            if d <= 0.0:
+                continue
             cash, plan, equity, signed, keeper, ins = _close_perp_nb(
                 k, d, p, fills[k - lo], pen, ks, lo, hi, pos_units, prices, fills, cash, plan,
                 exact)

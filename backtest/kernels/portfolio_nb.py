@@ -8,7 +8,9 @@ account's stablecoin debt is ``-cash``). The account rules are
 :mod:`backtest.kernels.portfolio_liquidate_nb` (lending seizures, perp closes: Aave v3 and
 Drift rules, ``docs/portfolios.md``); the market of each asset (impact, cascade feedback,
 oracle) is :mod:`backtest.kernels.portfolio_market_nb`, through the single-asset engine's
-:mod:`backtest.kernels.impact_nb` and :mod:`backtest.kernels.oracle_nb`.
+:mod:`backtest.kernels.impact_nb` and :mod:`backtest.kernels.oracle_nb`; keepers (latency per
+account, gas per record, capital per asset) are the single-asset engine's rules
+(:mod:`backtest.kernels.keepers_nb`) through :mod:`backtest.kernels.portfolio_keepers_nb`.
 
 Settlement is the layer every kernel shares (:mod:`backtest.kernels.settlement_nb`,
 ``docs/settlement.md``): the penalty split, the write-off and pro-rata attribution of an
@@ -25,14 +27,16 @@ with an oracle, the asset's oracle price. Without market impact the fill is the 
 factor of the step. One liquidation per account per step.
 
 The step loop is time-major; accounts are processed in fixed-size chunks in parallel
-(``prange``). Pass 1 flags liquidatable accounts, reserves, per chunk and in chunk order,
-record slots for all of their positions and, with impact, sums the flow their liquidations
-plan per asset; pass 2 liquidates them; the records are then compacted and per-chunk sums
-added in chunk order: results are bit-identical whatever the thread count.
+(``prange``). Pass 1 flags liquidatable accounts (and whether a keeper acts on each yet),
+reserves, per chunk and in chunk order, record slots for all of their positions and, with
+impact or keepers' capital, sums the flow and units their liquidations plan per asset; the
+capital, if it binds, is handed out in chunk order; pass 2 liquidates them; the records are
+then compacted and per-chunk sums added in chunk order: results are bit-identical whatever
+the thread count.
 
 Why over 400 lines: :func:`run_portfolio_nb` is one numba kernel whose two passes share the
-step's state inside one compiled loop; the account rules, the liquidations and the market it
-calls are in their own modules.
+step's state inside one compiled loop; the account rules, the liquidations, the market and
+the keepers it calls are in their own modules.
 """
 
 from __future__ import annotations
@@ -41,12 +45,7 @@ import numpy as np
 
 from backtest._jit import njit, njit_parallel, prange
 from backtest.kernels.enums import MarketState, OracleModel, Waterfall
-from backtest.kernels.keepers_nb import (
-    budget_dust_nb,
-    capital_budget_units_nb,
-    keeper_is_paid_nb,
-    keeper_waits_nb,
-)
+from backtest.kernels.keepers_nb import keeper_waits_nb
 from backtest.kernels.portfolio_accounts_nb import (
     account_health_nb,
     account_prices_nb,
@@ -66,6 +65,11 @@ from backtest.kernels.portfolio_liquidate_nb import (
     liquidate_lending_nb,
     liquidate_perp_nb,
 )
+from backtest.kernels.portfolio_keepers_nb import (
+    allocate_capital_nb,
+    keepers_paid_nb,
+    plan_liquidation_nb,
+)
 from backtest.kernels.portfolio_market_nb import (
     adl_handoff_step_nb,
     execution_factors_nb,
@@ -84,7 +88,6 @@ _UNITS_LONG = int(AssetMarketMetric.BANKRUPT_UNITS_LONG)
 _UNITS_SHORT = int(AssetMarketMetric.BANKRUPT_UNITS_SHORT)
 _ADL = int(Waterfall.ADL)
 _ADL_STEP = int(MarketState.ADL_STEP)
-_SLIPPAGE = int(MarketState.SLIPPAGE)
 
 _M_LIQUIDATABLE = int(PortfolioMetric.N_LIQUIDATABLE)
 _M_LIQ = int(PortfolioMetric.N_LIQUIDATIONS)
@@ -112,39 +115,6 @@ _A_INSURANCE = int(AssetMetric.INSURANCE_FEES)
 _A_BAD = int(AssetMetric.BAD_DEBT)
 _A_RECORDS = int(AssetMetric.N_RECORDS)
 
-
-
-@njit
-def plan_liquidation_nb(t, i, kind, lo, hi, pos_asset, pos_units, cash, dec, health, order,
-                        sensitivity, policy, assets, ones, units, order_idx, rec_i, rec_f,
-                        budget, used, dust):
-    """Plan one liquidatable account's liquidation at the decision prices, on a copy of it.
-
-    The arguments are those of :func:`planned_flow_nb` (``rec_i``, ``rec_f`` receive the
-    planned records), plus the keepers' unit budget of each asset (``budget``, ``used``,
-    ``dust``, shape (A,): :mod:`backtest.kernels.portfolio_liquidate_nb`; ``used`` updated).
-    Pass 2 sizes the same liquidation identically from the same budget.
-
-    Returns
-    -------
-    int
-        Records planned (rows ``0..w`` of ``rec_i`` and ``rec_f``).
-    """
-    n_k = hi - lo
-    for k in range(n_k):
-        units[k] = pos_units[lo + k]
-    assets_k = pos_asset[lo:hi]
-    liquidation_order_nb(kind, order, 0, n_k, assets_k, units, dec, sensitivity, assets,
-                         order_idx)
-    if kind == _LENDING:
-        _, w = liquidate_lending_nb(t, i, 0, n_k, assets_k, units, cash, dec, dec, ones, True,
-                                    order_idx, health, policy, assets, 0, rec_i, rec_f, budget,
-                                    used, dust)
-    else:
-        _, w = liquidate_perp_nb(t, i, 0, n_k, assets_k, units, cash, dec, dec, True,
-                                 order_idx, health, policy, assets, 0, rec_i, rec_f, budget,
-                                 used, dust)
-    return w
 
 
 @njit
@@ -201,44 +171,6 @@ def planned_flow_nb(t, i, kind, lo, hi, pos_asset, pos_units, cash, dec, health,
                             inf, np.zeros(ones.shape[0]), np.zeros(ones.shape[0]))
     for r in range(w):
         flow[rec_i[r, 2]] -= rec_f[r, 0] * rec_f[r, 1]
-
-
-@njit
-def _scan_chunk_nb(ch, chunk_size, n, t, kind, offsets, pos_asset, pos_units, cash, flag,
-                   low_t, high_t, close_t, oracle_t, trigger, use_oracle, order, sensitivity,
-                   policy, assets, ones, budget, dust, max_positions, n_rec_i, n_rec_f, flow):
-    """Plan chunk ``ch``'s acting liquidations against what is left of the keepers' budget.
-
-    Accounts in order, each planned (:func:`plan_liquidation_nb`) with the budget ``budget``
-    (shape (A,), units left to the chunk) as the previous ones used it; ``flow`` (shape (A,))
-    receives the chunk's planned net flow at the decision prices, USD. Returns the units used
-    per asset, shape (A,). Pass 2 liquidates the chunk from the same ``budget`` in the same
-    order, so it takes exactly these sizes.
-    """
-    n_assets = budget.shape[0]
-    used = np.zeros(n_assets)
-    prices = np.empty(max_positions)
-    dec = np.empty(max_positions)
-    plan_units = np.empty(max_positions)
-    plan_order = np.empty(max_positions, np.int64)
-    plan_i = np.empty((max_positions, n_rec_i), np.int64)
-    plan_f = np.empty((max_positions, n_rec_f))
-    for a in range(n_assets):
-        flow[a] = 0.0
-    for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
-        if flag[i] != 1:
-            continue
-        lo = offsets[i]
-        hi = offsets[i + 1]
-        account_prices_nb(lo, hi, pos_asset, pos_units, low_t, high_t, close_t, oracle_t,
-                          trigger, use_oracle, prices, dec)
-        h = account_health_nb(kind[i], lo, hi, pos_asset, pos_units, cash[i], prices, assets)
-        w = plan_liquidation_nb(t, i, kind[i], lo, hi, pos_asset, pos_units, cash[i], dec, h,
-                                order, sensitivity, policy, assets, ones, plan_units,
-                                plan_order, plan_i, plan_f, budget, used, dust)
-        for r in range(w):
-            flow[plan_i[r, 2]] -= plan_f[r, 0] * plan_f[r, 1]
-    return used
 
 
 @njit_parallel
@@ -420,16 +352,10 @@ def run_portfolio_nb(
                                             cash[i], dec, h, order, sensitivity[t], policy,
                                             assets, ones, plan_units, plan_order, plan_i,
                                             plan_f, inf_budget, no_dust, no_dust)
-                    if profit:  # the keepers' fees against gas per record and slippage
-                        fee = 0.0
-                        cost = 0.0
-                        for r in range(w):
-                            fee += plan_f[r, 2]
-                            cost += mkt.state[plan_i[r, 2], _SLIPPAGE] * abs(plan_f[r, 0]) * (
-                                plan_f[r, 1])
-                        if not keeper_is_paid_nb(fee, keep.gas[t] * w, cost):
-                            flag[i] = 2
-                            continue
+                    if profit and not keepers_paid_nb(w, plan_i, plan_f, mkt.state,
+                                                      keep.gas[t]):
+                        flag[i] = 2  # the keepers' fees do not cover gas and slippage
+                        continue
                     for r in range(w):
                         flow_acc[ch, plan_i[r, 2]] -= plan_f[r, 0] * plan_f[r, 1]
                         gross_acc[ch, plan_i[r, 2]] += abs(plan_f[r, 0])
@@ -437,45 +363,16 @@ def run_portfolio_nb(
                 c += hi - lo
             count[ch] = c
             n_flag[ch] = f
-        # keepers' capital: when some asset's planned units exceed its budget, the budget goes
-        # to the liquidations in book order (chunk by chunk: a chunk whose plans fit takes them
-        # all, one that does not is planned again against what is left)
+        # keepers' capital: with some asset's planned units over its budget, the budget goes to
+        # the liquidations in book order (portfolio_keepers_nb.allocate_capital_nb)
         binding = False
         if capital:
-            for a in range(n_assets):
-                budget[a] = capital_budget_units_nb(keep.capital_usd, close_t[a])
-                gross = 0.0
-                for ch in range(n_chunks):
-                    gross += gross_acc[ch, a]
-                dust[a] = 0.0
-                if gross > budget[a]:
-                    binding = True
-            if binding:
-                for a in range(n_assets):
-                    dust[a] = budget_dust_nb(budget[a])
-                for ch in range(n_chunks):
-                    fits = True
-                    for a in range(n_assets):
-                        if gross_acc[ch, a] > budget[a]:
-                            fits = False
-                    if fits:
-                        for a in range(n_assets):
-                            chunk_budget[ch, a] = np.inf
-                            budget[a] = max(budget[a] - gross_acc[ch, a], 0.0)
-                    else:
-                        for a in range(n_assets):
-                            chunk_budget[ch, a] = budget[a]
-                        spent = _scan_chunk_nb(ch, chunk_size, n, t, kind, offsets, pos_asset,
-                                               pos_units, cash, flag, low_t, high_t, close_t,
-                                               oracle_t, trigger, use_oracle, order,
-                                               sensitivity[t], policy, assets, ones,
-                                               chunk_budget[ch], dust, max_positions,
-                                               rec_i.shape[1], rec_f.shape[1], flow_acc[ch])
-                        for a in range(n_assets):
-                            budget[a] = max(budget[a] - spent[a], 0.0)
-                    for a in range(n_assets):
-                        if budget[a] <= dust[a]:
-                            budget[a] = 0.0
+            binding = allocate_capital_nb(t, keep.capital_usd, close_t, gross_acc, chunk_budget,
+                                          budget, dust, chunk_size, kind, offsets, pos_asset,
+                                          pos_units, cash, flag, low_t, high_t, oracle_t,
+                                          trigger, use_oracle, order, sensitivity[t],
+                                          policy, assets, ones, max_positions, rec_i.shape[1],
+                                          rec_f.shape[1], flow_acc)
         total = rec_len[0]
         for ch in range(n_chunks):
             start[ch] = total
