@@ -103,9 +103,11 @@ def world(tmp_path_factory):
                              show_progress=False)
     w["proposal"] = root / "proposal.toml"
     w["proposal"].write_text(PROPOSAL)
-    _, w["gov"] = write_governance_report(w["proposal"], root / "report.html", runs=w["runs"],
-                                          store=w["store"], events=w["events"], workers=1,
-                                          show_progress=False)
+    html, w["gov"] = write_governance_report(w["proposal"], root / "report.html",
+                                             runs=w["runs"], store=w["store"],
+                                             events=w["events"], workers=1,
+                                             show_progress=False)
+    w["html"] = html.read_text()
     with Catalog(w["runs"]) as cat:
         w["summary"] = cat.summary(w["run_id"])
     return w
@@ -174,3 +176,23 @@ def test_a_proposal_arm_carries_the_market_and_equals_the_run(world):
     proposed = c.filter(pl.col("param_set") == "cf 35%").row(0, named=True)
     _assert_cell_is_the_run(proposed, summary, "protocol")
     assert proposed["liquidated_notional_usd"] != current["liquidated_notional_usd"]
+
+
+def test_the_report_says_which_market_and_keepers_the_arms_ran_in(world):
+    """The methodology names the impact model and the keepers, and no longer lists them as
+    left out; a proposal without them still does."""
+    html = world["html"]
+    method = html.split('id="methodology"')[1] if 'id="methodology"' in html else html
+    assert "Market impact per asset (sqrt model)" in method
+    assert "Keepers act 10 minutes after an account first becomes liquidatable" in method
+    assert "gas is paid per position liquidated" in method
+    assert "Keeper latency, gas and capital: a keeper acts in the step" not in html
+    assert "Market impact and cascades: liquidations do not move" not in html
+    from backtest.report.governance_portfolio import methodology
+
+    bare = world["proposal"].with_name("bare-proposal.toml")
+    bare.write_text(PROPOSAL.replace(MARKET, ""))
+    m = methodology(load_proposal(bare))
+    assert m["market"] is None and m["oracle_keepers"] == []
+    assert any(s.startswith("Keeper latency, gas and capital") for s in m["not_modelled"])
+    assert any(s.startswith("Market impact and cascades") for s in m["not_modelled"])
