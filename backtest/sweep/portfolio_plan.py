@@ -18,7 +18,9 @@ so a restarted sweep skips the finished cells.
 
 An ensemble member of a portfolio sweep draws its book seed only
 (:func:`backtest.sweep.ensemble.book_seed`): the uncertain inputs of a single-asset ensemble
-(leverage, depth, keepers, ...) have no counterpart in the portfolio model.
+(leverage, depth, keepers, ...) are drawn for the single-asset engine's book and market only;
+a portfolio sweep's market and keepers are its ``[portfolio]`` section's, the same in every
+member.
 """
 
 from __future__ import annotations
