@@ -35,6 +35,7 @@ from backtest.kernels.enums import (
     PolicyFamily,
     Product,
 )
+from backtest.kernels.keepers_nb import budget_take_nb
 from backtest.kernels.settlement_nb import split_penalty_nb, write_off_nb
 
 # int constants for use inside kernels (IntEnum members are not numba constants)
@@ -485,13 +486,9 @@ def _take_after_budget_nb(i, t, d, q, candle, accounts, auction, keepers, factor
     return d if take_pays_nb(d, price, candle[3], factor, auction[6], gas) else 0.0
 
 
-@njit
-def _budget_take_nb(d, budget, used, dust):
-    """Units of a decided liquidation ``d`` that a volume budget still covers (0: none)."""
-    if budget == np.inf:
-        return d
-    take = min(d, budget - used)
-    return take if take > dust else 0.0
+#: Units of a decided liquidation that a volume or capital budget still covers (the keepers'
+#: budget rule, written once in :mod:`backtest.kernels.keepers_nb`).
+_budget_take_nb = budget_take_nb
 
 
 @njit

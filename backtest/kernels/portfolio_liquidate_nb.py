@@ -23,11 +23,16 @@ asset's execution factor (:mod:`backtest.kernels.portfolio_market_nb`); the sizi
 own cash (the plan), so sizes never depend on the fills and the flow a step plans
 (:func:`backtest.kernels.portfolio_nb.planned_flow_nb`) is the flow it executes (without
 impact: ``exact``, one cash).
+
+Keepers' capital (``docs/portfolios.md``): every seizure or close of asset ``a`` is cut to what
+is left of the asset's unit budget (:func:`backtest.kernels.keepers_nb.asset_budget_take_nb`;
+none left: the position is skipped); an infinite ``budget[a]`` leaves every size as it was.
 """
 
 from __future__ import annotations
 
 from backtest._jit import njit
+from backtest.kernels.keepers_nb import asset_budget_take_nb
 from backtest.kernels.portfolio_enums import AccountKind, OrderPolicy
 from backtest.kernels.settlement_nb import (
     attribute_bad_debt_nb,
@@ -93,7 +98,8 @@ def _seize_nb(seized, u, p, e, repay, bonus_share, cash, plan, lo, hi, pos_units
 
 @njit
 def liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, fills, exec_f, exact,
-                         order_idx, health, policy_arr, assets, j0, rec_i, rec_f):
+                         order_idx, health, policy_arr, assets, j0, rec_i, rec_f, budget, used,
+                         dust):
     """Liquidate one lending account sized at ``prices``, filled at ``fills``; records from ``j0``.
 
     ``policy_arr`` is the ``PORTFOLIO_POLICY_DTYPE`` array, shape (1,).
@@ -135,6 +141,9 @@ def liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, fills
         Integer record fields (``PREC_I_FIELDS``); rows from ``j0`` written.
     rec_f : ndarray, shape (cap, 7), float64
         Float record fields (``PREC_F_FIELDS``, USD and asset units); rows from ``j0`` written.
+    budget, used, dust : ndarray, shape (A,), float64
+        Keepers' unit budget of each asset in the step (``inf``: none), the units already
+        taken from it (updated) and the remainder that counts as rounding (module docstring).
 
     Returns
     -------
@@ -171,6 +180,12 @@ def liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, fills
                 repay = value / (1.0 + b)
             else:
                 seized = repay * (1.0 + b) / p
+            take = asset_budget_take_nb(seized, pos_asset[k], budget, used, dust)
+            if take <= 0.0:
+                continue
+            if take < seized:  # cut to the keepers' capital left: repays what it is worth
+                seized = take
+                repay = seized * p / (1.0 + b)
             pos_units[k] = 0.0 if seized >= u else u - seized
             cash, plan, _, repay_f, keeper, ins = _seize_nb(
                 seized, u, p, exec_f[pos_asset[k]], repay, fee_share, cash, plan, lo, hi,
@@ -195,6 +210,12 @@ def liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, fills
             else:
                 seized = to_repay * (1.0 + b) / p
                 repay = to_repay
+            take = asset_budget_take_nb(seized, pos_asset[k], budget, used, dust)
+            if take <= 0.0:
+                continue
+            if take < seized:  # cut to the keepers' capital left: repays what it is worth
+                seized = take
+                repay = seized * p / (1.0 + b)
             pos_units[k] = 0.0 if seized >= u else u - seized
             cash, plan, repay, repay_f, keeper, ins = _seize_nb(
                 seized, u, p, exec_f[pos_asset[k]], repay, fee_share, cash, plan, lo, hi,
@@ -246,7 +267,7 @@ def _close_perp_nb(k, d, p, pe, pen, keeper_share, lo, hi, pos_units, prices, fi
 
 @njit
 def liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, fills, exact, order_idx,
-                      health, policy_arr, assets, j0, rec_i, rec_f):
+                      health, policy_arr, assets, j0, rec_i, rec_f, budget, used, dust):
     """Liquidate one cross-margin (or isolated) perp account sized at ``prices``, at ``fills``.
 
     Parameters
@@ -284,6 +305,9 @@ def liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, fills, e
         Integer record fields (``PREC_I_FIELDS``); rows from ``j0`` written.
     rec_f : ndarray, shape (cap, 7), float64
         Float record fields (``PREC_F_FIELDS``, USD and asset units); rows from ``j0`` written.
+    budget, used, dust : ndarray, shape (A,), float64
+        Keepers' unit budget of each asset in the step (``inf``: none), the units already
+        taken from it (updated) and the remainder that counts as rounding (module docstring).
 
     Returns
     -------
@@ -318,6 +342,9 @@ def liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, fills, e
             if u == 0.0 or f <= 0.0:  # f <= 0: healthy at the decision prices (an oracle)
                 continue
             d = abs(u) if f >= 1.0 else f * abs(u)
+            d = asset_budget_take_nb(d, pos_asset[k], budget, used, dust)
+            if d <= 0.0:
+                continue
             cash, plan, equity, signed, keeper, ins = _close_perp_nb(
                 k, d, prices[k - lo], fills[k - lo], assets[pos_asset[k]].liquidation_penalty,
                 ks, lo, hi, pos_units, prices, fills, cash, plan, exact)
@@ -342,6 +369,9 @@ def liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, fills, e
             d = size
             if not everything and rate > 0.0:
                 d = min(size, shortage / (rate * p))
+            d = asset_budget_take_nb(d, a, budget, used, dust)
+            if d <= 0.0:
+                continue
             cash, plan, equity, signed, keeper, ins = _close_perp_nb(
                 k, d, p, fills[k - lo], pen, ks, lo, hi, pos_units, prices, fills, cash, plan,
                 exact)

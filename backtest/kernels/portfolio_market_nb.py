@@ -87,6 +87,53 @@ class PortfolioMarket(NamedTuple):
     waterfall: int
 
 
+class PortfolioKeepers(NamedTuple):
+    """Keepers of the portfolio kernel: latency, profit and capital (``docs/portfolios.md``).
+
+    The single-asset engine's rules (:mod:`backtest.kernels.keepers_nb`), applied per account
+    (latency), per liquidation record (gas) and per asset (capital).
+
+    Attributes
+    ----------
+    latency : int
+        Steps between the first step an account is seen liquidatable and its liquidation
+        (0: the same step).
+    requires_profit : bool
+        Keepers liquidate an account only when their fees of its planned liquidation (at the
+        decision prices) cover ``gas[t]`` per record plus each record's expected slippage.
+    capital_usd : float
+        Notional keepers absorb per step and asset, USD at the asset's simulated close (0: no
+        limit); liquidations take it account by account in book order.
+    gas : ndarray, shape (T,), float64
+        Gas of one liquidation record (a ``liquidationCall`` per collateral, a close per
+        position) at each step, USD.
+    flagged : ndarray, shape (N,) or (0,), int32
+        Step each account was first seen liquidatable since its last liquidation (-1: not);
+        updated. Unused (may be empty) when ``latency`` is 0.
+    """
+
+    latency: int
+    requires_profit: bool
+    capital_usd: float
+    gas: np.ndarray
+    flagged: np.ndarray
+
+
+def no_keepers(n_steps: int) -> PortfolioKeepers:
+    """Return keepers that always act at once, for free, without a capital limit.
+
+    Parameters
+    ----------
+    n_steps : int
+        Steps T (the length of the gas array, zeros).
+
+    Returns
+    -------
+    PortfolioKeepers
+    """
+    return PortfolioKeepers(0, False, 0.0, np.zeros(n_steps), np.zeros(0, np.int32))
+
+
 def new_market_state(n_assets: int) -> np.ndarray:
     """Return the initial market state of ``n_assets`` assets.
 
@@ -278,5 +325,6 @@ def adl_handoff_step_nb(t, socialised, bad, mkt):
     return rest
 
 
-__all__ = ["PortfolioMarket", "adl_handoff_step_nb", "execution_factors_nb", "market_step_begin_nb",
-           "market_step_end_nb", "new_market_state", "no_market"]
+__all__ = ["PortfolioKeepers", "PortfolioMarket", "adl_handoff_step_nb", "execution_factors_nb",
+           "market_step_begin_nb", "market_step_end_nb", "new_market_state", "no_keepers",
+           "no_market"]

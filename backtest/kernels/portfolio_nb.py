@@ -8,7 +8,9 @@ account's stablecoin debt is ``-cash``). The account rules are
 :mod:`backtest.kernels.portfolio_liquidate_nb` (lending seizures, perp closes: Aave v3 and
 Drift rules, ``docs/portfolios.md``); the market of each asset (impact, cascade feedback,
 oracle) is :mod:`backtest.kernels.portfolio_market_nb`, through the single-asset engine's
-:mod:`backtest.kernels.impact_nb` and :mod:`backtest.kernels.oracle_nb`.
+:mod:`backtest.kernels.impact_nb` and :mod:`backtest.kernels.oracle_nb`; keepers (latency per
+account, gas per record, capital per asset) are the single-asset engine's rules
+(:mod:`backtest.kernels.keepers_nb`) through :mod:`backtest.kernels.portfolio_keepers_nb`.
 
 Settlement is the layer every kernel shares (:mod:`backtest.kernels.settlement_nb`,
 ``docs/settlement.md``): the penalty split, the write-off and pro-rata attribution of an
@@ -25,14 +27,16 @@ with an oracle, the asset's oracle price. Without market impact the fill is the 
 factor of the step. One liquidation per account per step.
 
 The step loop is time-major; accounts are processed in fixed-size chunks in parallel
-(``prange``). Pass 1 flags liquidatable accounts, reserves, per chunk and in chunk order,
-record slots for all of their positions and, with impact, sums the flow their liquidations
-plan per asset; pass 2 liquidates them; the records are then compacted and per-chunk sums
-added in chunk order: results are bit-identical whatever the thread count.
+(``prange``). Pass 1 flags liquidatable accounts (and whether a keeper acts on each yet),
+reserves, per chunk and in chunk order, record slots for all of their positions and, with
+impact or keepers' capital, sums the flow and units their liquidations plan per asset; the
+capital, if it binds, is handed out in chunk order; pass 2 liquidates them; the records are
+then compacted and per-chunk sums added in chunk order: results are bit-identical whatever
+the thread count.
 
 Why over 400 lines: :func:`run_portfolio_nb` is one numba kernel whose two passes share the
-step's state inside one compiled loop; the account rules, the liquidations and the market it
-calls are in their own modules.
+step's state inside one compiled loop; the account rules, the liquidations, the market and
+the keepers it calls are in their own modules.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ import numpy as np
 
 from backtest._jit import njit, njit_parallel, prange
 from backtest.kernels.enums import MarketState, OracleModel, Waterfall
+from backtest.kernels.keepers_nb import keeper_waits_nb
 from backtest.kernels.portfolio_accounts_nb import (
     account_health_nb,
     account_prices_nb,
@@ -59,6 +64,11 @@ from backtest.kernels.portfolio_liquidate_nb import (
     SHORTAGE_TOL,
     liquidate_lending_nb,
     liquidate_perp_nb,
+)
+from backtest.kernels.portfolio_keepers_nb import (
+    allocate_capital_nb,
+    keepers_paid_nb,
+    plan_liquidation_nb,
 )
 from backtest.kernels.portfolio_market_nb import (
     adl_handoff_step_nb,
@@ -155,18 +165,10 @@ def planned_flow_nb(t, i, kind, lo, hi, pos_asset, pos_units, cash, dec, health,
     flow : ndarray, shape (A,), float64
         Net flow per asset at the decision prices, USD (> 0 buys); added to.
     """
-    n_k = hi - lo
-    for k in range(n_k):
-        units[k] = pos_units[lo + k]
-    assets_k = pos_asset[lo:hi]
-    liquidation_order_nb(kind, order, 0, n_k, assets_k, units, dec, sensitivity, assets,
-                         order_idx)
-    if kind == _LENDING:
-        _, w = liquidate_lending_nb(t, i, 0, n_k, assets_k, units, cash, dec, dec, ones, True,
-                                    order_idx, health, policy, assets, 0, rec_i, rec_f)
-    else:
-        _, w = liquidate_perp_nb(t, i, 0, n_k, assets_k, units, cash, dec, dec, True,
-                                 order_idx, health, policy, assets, 0, rec_i, rec_f)
+    inf = np.full(ones.shape[0], np.inf)
+    w = plan_liquidation_nb(t, i, kind, lo, hi, pos_asset, pos_units, cash, dec, health, order,
+                            sensitivity, policy, assets, ones, units, order_idx, rec_i, rec_f,
+                            inf, np.zeros(ones.shape[0]), np.zeros(ones.shape[0]))
     for r in range(w):
         flow[rec_i[r, 2]] -= rec_f[r, 0] * rec_f[r, 1]
 
@@ -201,6 +203,7 @@ def run_portfolio_nb(
     rec_i,
     rec_f,
     mkt,
+    keep,
 ):
     """Advance every account from step ``t0`` to at most ``t1`` (exclusive), in place.
 
@@ -262,6 +265,10 @@ def run_portfolio_nb(
         Per-asset market inputs and state
         (:class:`backtest.kernels.portfolio_market_nb.PortfolioMarket`; ``no_market`` for the
         historical prices); its state and rows ``t0..`` of its output are written.
+    keep : PortfolioKeepers
+        Keepers' latency, profit rule, capital and gas
+        (:class:`backtest.kernels.portfolio_market_nb.PortfolioKeepers`; ``no_keepers`` for
+        keepers that always act at once); its ``flagged`` is updated.
 
     Returns
     -------
@@ -279,6 +286,17 @@ def run_portfolio_nb(
     order = policy[0].order
     impact = mkt.market[0].impact_model != 0
     use_oracle = mkt.market[0].oracle_model != _ORACLE_MARKET
+    latency = keep.latency
+    profit = keep.requires_profit
+    capital = keep.capital_usd > 0.0
+    plan = impact or profit or capital  # pass 1 plans each liquidation
+    flagged = keep.flagged
+    inf_budget = np.full(n_assets, np.inf)
+    no_dust = np.zeros(n_assets)
+    budget = np.full(n_assets, np.inf)  # keepers' units left per asset (serial allocation)
+    dust = np.zeros(n_assets)
+    chunk_budget = np.full((n_chunks, n_assets), np.inf)
+    gross_acc = np.zeros((n_chunks, n_assets))  # planned units per chunk and asset
     count = np.zeros(n_chunks, np.int64)
     n_flag = np.zeros(n_chunks, np.int64)
     start = np.zeros(n_chunks, np.int64)
@@ -300,8 +318,9 @@ def run_portfolio_nb(
     for t in range(t0, t1):
         market_step_begin_nb(t, low, high, close, mkt, outstanding, low_t, high_t, close_t,
                              oracle_t)
-        # pass 1: flag liquidatable accounts, reserve a record per position of each; with
-        # impact, sum the net flow their liquidations plan per asset
+        # pass 1: flag liquidatable accounts (1: a keeper acts, 2: it waits: latency, or its
+        # fees would not cover gas and slippage), reserve a record per position of each acting
+        # one; with impact or keepers' capital, sum the flow and units their liquidations plan
         for ch in prange(n_chunks):
             prices = np.empty(max_positions)
             dec = np.empty(max_positions)
@@ -313,6 +332,7 @@ def run_portfolio_nb(
             f = 0
             for a in range(n_assets):
                 flow_acc[ch, a] = 0.0
+                gross_acc[ch, a] = 0.0
             for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
                 lo = offsets[i]
                 hi = offsets[i + 1]
@@ -320,18 +340,39 @@ def run_portfolio_nb(
                                   oracle_t, trigger, use_oracle, prices, dec)
                 h = account_health_nb(kind[i], lo, hi, pos_asset, pos_units, cash[i], prices,
                                       assets)
-                if h < 1.0:
-                    flag[i] = 1
-                    f += 1
-                    c += hi - lo
-                    if impact:
-                        planned_flow_nb(t, i, kind[i], lo, hi, pos_asset, pos_units, cash[i],
-                                        dec, h, order, sensitivity[t], policy, assets, ones,
-                                        plan_units, plan_order, plan_i, plan_f, flow_acc[ch])
-                else:
+                if not h < 1.0:
                     flag[i] = 0
+                    continue
+                f += 1
+                if latency > 0 and keeper_waits_nb(latency, flagged[i], t):
+                    flag[i] = 2
+                    continue
+                if plan:
+                    w = plan_liquidation_nb(t, i, kind[i], lo, hi, pos_asset, pos_units,
+                                            cash[i], dec, h, order, sensitivity[t], policy,
+                                            assets, ones, plan_units, plan_order, plan_i,
+                                            plan_f, inf_budget, no_dust, no_dust)
+                    if profit and not keepers_paid_nb(w, plan_i, plan_f, mkt.state,
+                                                      keep.gas[t]):
+                        flag[i] = 2  # the keepers' fees do not cover gas and slippage
+                        continue
+                    for r in range(w):
+                        flow_acc[ch, plan_i[r, 2]] -= plan_f[r, 0] * plan_f[r, 1]
+                        gross_acc[ch, plan_i[r, 2]] += abs(plan_f[r, 0])
+                flag[i] = 1
+                c += hi - lo
             count[ch] = c
             n_flag[ch] = f
+        # keepers' capital: with some asset's planned units over its budget, the budget goes to
+        # the liquidations in book order (portfolio_keepers_nb.allocate_capital_nb)
+        binding = False
+        if capital:
+            binding = allocate_capital_nb(t, keep.capital_usd, close_t, gross_acc, chunk_budget,
+                                          budget, dust, chunk_size, kind, offsets, pos_asset,
+                                          pos_units, cash, flag, low_t, high_t, oracle_t,
+                                          trigger, use_oracle, order, sensitivity[t],
+                                          policy, assets, ones, max_positions, rec_i.shape[1],
+                                          rec_f.shape[1], flow_acc)
         total = rec_len[0]
         for ch in range(n_chunks):
             start[ch] = total
@@ -362,9 +403,15 @@ def run_portfolio_nb(
             dec = np.empty(max_positions)
             fills = np.empty(max_positions)
             order_idx = np.empty(max_positions, np.int64)
+            cap_left = chunk_budget[ch] if binding else inf_budget
+            used = np.zeros(n_assets)
             j = start[ch]
             for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
                 if flag[i] == 0:
+                    continue
+                if flag[i] == 2:  # liquidatable, no keeper acts yet
+                    if latency > 0 and flagged[i] < 0:
+                        flagged[i] = t
                     continue
                 lo = offsets[i]
                 hi = offsets[i + 1]
@@ -383,14 +430,20 @@ def run_portfolio_nb(
                 if kind[i] == _LENDING:
                     c1, w = liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, c0, dec,
                                                  fills, exec_f, not impact, order_idx, h,
-                                                 policy, assets, j, rec_i, rec_f)
+                                                 policy, assets, j, rec_i, rec_f, cap_left,
+                                                 used, dust)
                 else:
                     c1, w = liquidate_perp_nb(t, i, lo, hi, pos_asset, pos_units, c0, dec,
                                               fills, not impact, order_idx, h, policy, assets,
-                                              j, rec_i, rec_f)
+                                              j, rec_i, rec_f, cap_left, used, dust)
                 cash[i] = c1
-                if w == 0 and use_oracle:  # liquidatable at the oracle, not at the market
+                # liquidatable at the oracle, not at the market; or the keepers' capital is spent
+                if w == 0 and (use_oracle or binding):
+                    if latency > 0 and flagged[i] < 0:
+                        flagged[i] = t
                     continue
+                if latency > 0:
+                    flagged[i] = -1
                 if kind[i] == _LENDING:
                     acc[ch, _M_LENDING] += 1.0
                 elif kind[i] == _CROSS:
@@ -503,5 +556,6 @@ def max_positions_nb(offsets):
 
 #: The account rules, re-exported (the kernel's public names before they had modules).
 __all__ = ["SHORTAGE_TOL", "account_health_nb", "account_prices_nb", "liquidate_lending_nb",
-           "liquidate_perp_nb", "liquidation_order_nb", "max_positions_nb", "planned_flow_nb",
+           "liquidate_perp_nb", "liquidation_order_nb", "max_positions_nb", "plan_liquidation_nb",
+           "planned_flow_nb",
            "position_price_nb", "run_portfolio_nb"]

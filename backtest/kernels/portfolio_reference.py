@@ -10,6 +10,14 @@ step, every liquidatable account's liquidation is first planned at the decision 
 copy of it (its units sold or bought give each asset's net flow), then run again with the
 same sizes and fills at decision price x the asset's execution factor.
 
+Keepers (``keepers``: latency in steps, profit, capital per asset, gas per step) are restated
+as the single-asset twin states them, account by account in book order: a liquidatable
+account waits ``latency`` steps from the step it was first seen liquidatable; with
+``requires_profit`` its planned liquidation's keeper fees must cover ``gas`` per record plus
+the last step's slippage of each asset x the notional; with capital, each asset's
+``capital / close`` units per step are handed out in book order, a seizure or close cut to
+what is left (none when what is left is dust).
+
 Why over 400 lines: a reference twin is read top to bottom next to its kernel, rule by rule
 (accounts, the market of each asset, the step), as :mod:`backtest.kernels.reference` is.
 """
@@ -97,7 +105,20 @@ def _order(kind: int, order: int, positions: list[list], sens, assets) -> list[i
                   key=lambda j: (-primary(j), -abs(positions[j][1]) * positions[j][2], j))
 
 
-def _liquidate_lending(positions, cash, health, policy, assets, execution):
+def _take(d, a, left, dust):
+    """Units of ``d`` (asset ``a``) the keepers' capital still covers; 0: none (``left``
+    updated). ``left`` None: no capital limit."""
+    if left is None:
+        return d
+    take = min(d, left[a])
+    if take < d and take <= dust[a]:
+        return 0.0
+    left[a] -= take
+    return take
+
+
+def _liquidate_lending(positions, cash, health, policy, assets, execution, left=None,
+                       dust=None):
     """Return (cash, records) after liquidating a lending account (positions updated).
 
     ``positions`` are ``[asset, units, decision price, fill price]``; ``execution`` the
@@ -119,6 +140,11 @@ def _liquidate_lending(positions, cash, health, policy, assets, execution):
             seized, repay = u, value / (1 + b)
         else:
             seized, repay = repay_wanted * (1 + b) / p, repay_wanted
+        take = _take(seized, a, left, dust)
+        if take <= 0:
+            return 0.0
+        if take < seized:  # cut to the keepers' capital left: repays what it is worth
+            seized, repay = take, take * p / (1 + b)
         bonus = seized * p - repay
         positions[j][1] = 0.0 if seized >= u else u - seized
         plan, repay_plan, _ = _fund_fee(plan, repay, policy["protocol_fee"] * bonus,
@@ -176,7 +202,7 @@ def _fund_fee(cash, repay, fee, clears, positions, col):
     return cash + repay + fee, repay + fee, 0.0
 
 
-def _liquidate_perp(positions, cash, policy, assets):
+def _liquidate_perp(positions, cash, policy, assets, left=None, dust=None):
     """Return (cash, records) after liquidating a perp account (positions updated).
 
     ``positions`` are ``[asset, units, decision price, fill price]``: each close is sized at
@@ -221,7 +247,9 @@ def _liquidate_perp(positions, cash, policy, assets):
             f = min((target * mm - equity) / (target * mm - pen_total), 1.0)
         for j, u in enumerate([pos[1] for pos in positions]):
             if u != 0 and f > 0:  # f <= 0: healthy at the decision prices (an oracle flagged it)
-                close(j, abs(u) if f >= 1 else f * abs(u))
+                d = _take(abs(u) if f >= 1 else f * abs(u), positions[j][0], left, dust)
+                if d > 0:
+                    close(j, d)
     else:
         for j in _order(AccountKind.CROSS_PERP, policy["order"], positions, policy["_sens"],
                         assets):
@@ -236,6 +264,9 @@ def _liquidate_perp(positions, cash, policy, assets):
             d = abs(u)
             if not everything and rate > 0:
                 d = min(abs(u), shortage / (rate * p))
+            d = _take(d, a, left, dust)
+            if d <= 0:
+                continue
             close(j, d)
             mm -= m * d * p
     if cash < 0 and not any(pos[1] != 0 for pos in positions):
@@ -259,8 +290,8 @@ def _attribute(bad: float, records: list[dict]) -> None:
 def simulate_portfolio_reference(low, high, close, sensitivity, assets, policy, kind, offsets,
                                  pos_asset, pos_units, cash, insurance_fund_usd=0.0,
                                  market=None, depth=None, open_=None,
-                                 waterfall=Waterfall.SOCIALISE, adl_ranking=AdlRanking.BINANCE
-                                 ) -> PortfolioReferenceResult:
+                                 waterfall=Waterfall.SOCIALISE, adl_ranking=AdlRanking.BINANCE,
+                                 keepers=None) -> PortfolioReferenceResult:
     """Simulate every step for one policy, one account at a time.
 
     After each step the insurance fund receives the step's insurance fees, then pays its bad
@@ -288,6 +319,10 @@ def simulate_portfolio_reference(low, high, close, sensitivity, assets, policy, 
         auto-deleveraging).
     waterfall, adl_ranking : int
         :class:`Waterfall` (SOCIALISE or ADL) and :class:`AdlRanking`.
+    keepers : dict, optional
+        ``latency`` (steps), ``requires_profit`` (bool), ``capital_usd`` (per step and asset,
+        USD at the close; 0: none) and ``gas`` (shape (T,), USD per liquidation record).
+        Default: keepers act at once, for free, without a capital limit.
 
     Returns
     -------
@@ -315,6 +350,13 @@ def simulate_portfolio_reference(low, high, close, sensitivity, assets, policy, 
     sim_closes: list[list[float]] = [[] for _ in range(n_assets)]
     chainlink = [[0.0, -1] for _ in range(n_assets)]  # published price, step of publication
     fund = float(insurance_fund_usd)
+    keepers = keepers or {}
+    latency = int(keepers.get("latency", 0))
+    requires_profit = bool(keepers.get("requires_profit", False))
+    capital = float(keepers.get("capital_usd", 0.0))
+    gas = keepers.get("gas")
+    first_seen = [-1] * n  # step each account was first seen liquidatable since liquidated
+    slippage = [0.0] * n_assets  # |1 - execution factor| of the last step
     if open_ is not None:  # each account's equity at the first open (ADL's PnL)
         equity_start = [float(cash[i]) + sum(float(pos_units[k]) * float(open_[0][pos_asset[k]])
                                              for k in range(int(offsets[i]),
@@ -372,14 +414,42 @@ def simulate_portfolio_reference(low, high, close, sensitivity, assets, policy, 
                                        for k in range(lo, hi)], cash[i], ast)
             if h < 1.0:
                 due.append((i, lo, hi, dec, h))
-        # plan: every liquidation at the decision prices on a copy; its flow per asset
-        flow = [0.0] * n_assets
-        if model != ImpactModel.NONE:
-            for i, lo, hi, dec, h in due:
+        sm = res.step_metrics[t]
+        sm[M.N_LIQUIDATABLE] += len(due)
+        # keepers: who acts now (latency, then fees against gas and slippage)
+        acting = []
+        for i, lo, hi, dec, h in due:
+            if latency > 0:
+                if first_seen[i] < 0:
+                    first_seen[i] = t
+                if t < first_seen[i] + latency:
+                    continue
+            if requires_profit:
                 copy = [[int(pos_asset[k]), units[k], dec[k - lo], dec[k - lo]]
                         for k in range(lo, hi)]
                 _, recs = _liquidate(int(kind[i]), copy, cash[i], h, pol, ast,
                                      [1.0] * n_assets)
+                fees = sum(r["keeper_fee"] for r in recs)
+                costs = gas[t] * len(recs) + sum(
+                    slippage[r["asset"]] * abs(r["units_closed"]) * r["fill_price"]
+                    for r in recs)
+                if fees < costs:
+                    continue
+            acting.append((i, lo, hi, dec, h))
+        # the keepers' capital of the step, units per asset at its close, and its dust
+        left = dust = None
+        if capital > 0:
+            left = [capital / cl_t[a] for a in range(n_assets)]
+            dust = [1e-9 * x for x in left]
+        # plan: every liquidation at the decision prices on a copy; its flow per asset
+        flow = [0.0] * n_assets
+        if model != ImpactModel.NONE:
+            plan_left = list(left) if left is not None else None
+            for i, lo, hi, dec, h in acting:
+                copy = [[int(pos_asset[k]), units[k], dec[k - lo], dec[k - lo]]
+                        for k in range(lo, hi)]
+                _, recs = _liquidate(int(kind[i]), copy, cash[i], h, pol, ast,
+                                     [1.0] * n_assets, plan_left, dust)
                 for r in recs:  # units sold (> 0) flow out (< 0), shorts bought back flow in
                     flow[r["asset"]] -= r["units_closed"] * r["fill_price"]
         execution = [_execution(model, flow[a], step_depth[a], outstanding[a])
@@ -387,15 +457,18 @@ def simulate_portfolio_reference(low, high, close, sensitivity, assets, policy, 
         for a in range(n_assets):
             mm[a, X.EXECUTION_FACTOR], mm[a, X.NET_FLOW] = execution[a], flow[a]
         # liquidate: the same sizes, filled at decision price x execution factor
-        sm = res.step_metrics[t]
-        for i, lo, hi, dec, h in due:
+        for i, lo, hi, dec, h in acting:
             positions = [[int(pos_asset[k]), units[k], dec[k - lo],
                           dec[k - lo] * execution[int(pos_asset[k])]] for k in range(lo, hi)]
-            sm[M.N_LIQUIDATABLE] += 1
-            cash[i], recs = _liquidate(int(kind[i]), positions, cash[i], h, pol, ast, execution)
+            cash[i], recs = _liquidate(int(kind[i]), positions, cash[i], h, pol, ast, execution,
+                                       left, dust)
             units[lo:hi] = [pos[1] for pos in positions]
-            if not recs and oracle_model != OracleModel.MARKET:
-                continue  # liquidatable at the oracle, not at the market: nothing to close
+            if not recs and (oracle_model != OracleModel.MARKET or capital > 0):
+                # liquidatable at the oracle, not at the market, or no capital left: it waits
+                if first_seen[i] < 0:
+                    first_seen[i] = t
+                continue
+            first_seen[i] = -1
             sm[M.N_LENDING if kind[i] == AccountKind.LENDING else
                M.N_CROSS if kind[i] == AccountKind.CROSS_PERP else M.N_ISOLATED] += 1
             sm[M.N_LIQUIDATIONS] += 1
@@ -437,6 +510,8 @@ def simulate_portfolio_reference(low, high, close, sensitivity, assets, policy, 
                 res.liquidated_notional[i] += notional
                 res.records.append(r)
         for a in range(n_assets):
+            if model != ImpactModel.NONE:
+                slippage[a] = abs(1.0 - execution[a])
             sim_closes[a].append(cl_t[a])
             if cascade:  # the step's move, fixed in price at this step's depth
                 move = 0.0
@@ -550,8 +625,10 @@ def _deleverage(res, t, asset, side, owed, bankrupt_units, prices, kind, offsets
     return covered
 
 
-def _liquidate(kind, positions, cash, health, policy, assets, execution):
-    """Liquidate one account of either kind; returns (cash, records)."""
+def _liquidate(kind, positions, cash, health, policy, assets, execution, left=None, dust=None):
+    """Liquidate one account of either kind; returns (cash, records). ``left``, ``dust``:
+    the keepers' capital left per asset (units; updated) and its dust, or None."""
     if kind == AccountKind.LENDING:
-        return _liquidate_lending(positions, cash, health, policy, assets, execution)
-    return _liquidate_perp(positions, cash, policy, assets)
+        return _liquidate_lending(positions, cash, health, policy, assets, execution, left,
+                                  dust)
+    return _liquidate_perp(positions, cash, policy, assets, left, dust)

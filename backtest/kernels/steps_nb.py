@@ -51,9 +51,15 @@ from backtest.kernels.impact_nb import (
     equivalent_flow_nb,
     execution_factor_nb,
 )
+from backtest.kernels.keepers_nb import (
+    budget_dust_nb,
+    budget_take_nb,
+    capital_budget_units_nb,
+    keeper_is_paid_nb,
+    keeper_waits_nb,
+)
 from backtest.kernels.liquidation_nb import (
     KEY_SLACK,
-    _budget_take_nb,
     _chost_take_nb,
     _take_after_budget_nb,
     _take_need_nb,
@@ -203,7 +209,7 @@ def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, account
                                          1.0, 1.0, tier_health, tier_fraction, size_rules, 0)
                 return p, preempt_fraction * full, False, preempt_penalty, _KIND_PREEMPTIVE
         return 0.0, 0.0, False, 0.0, _KIND_LIQUIDATION
-    if latency > 0 and (flagged[i] < 0 or t < flagged[i] + latency):
+    if keeper_waits_nb(latency, flagged[i], t):
         return 0.0, 0.0, True, 0.0, _KIND_LIQUIDATION
     if family == _AUCTION and prod == _LOAN:
         return x, 0.0, True, 0.0, _KIND_KICK  # a keeper barks: the auction starts at x x buf
@@ -221,7 +227,8 @@ def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, account
         family, prod, u, c, p, m, t_rate[prod], pen, close_factor, full_close_health,
         tier_health, tier_fraction, size_rules, seize_all,
     )
-    if requires_profit and keeper_share * pen * d * p < gas + slippage * d * p:
+    if requires_profit and not keeper_is_paid_nb(keeper_share * pen * d * p, gas,
+                                                  slippage * d * p):
         return 0.0, 0.0, True, 0.0, _KIND_LIQUIDATION
     return p, max(d, 0.0), True, pen, _KIND_LIQUIDATION
 
@@ -240,10 +247,11 @@ def _bands_decision_nb(i, t, candle, x, fill_mode, accounts, band, keeper_share,
     c = cash[i]
     if not bands_health_nb(u, c, x, bands[i], band[0], int(band[1]), band[2]) < 1.0:
         return 0.0, 0.0, False, 0.0, _KIND_LIQUIDATION
-    if latency > 0 and (flagged[i] < 0 or t < flagged[i] + latency):
+    if keeper_waits_nb(latency, flagged[i], t):
         return 0.0, 0.0, True, 0.0, _KIND_LIQUIDATION
     p = candle[3] if fill_mode == _FILL_CLOSE else x
-    if requires_profit and keeper_share * max(c + u * p, 0.0) < gas + slippage * u * p:
+    if requires_profit and not keeper_is_paid_nb(keeper_share * max(c + u * p, 0.0), gas,
+                                                  slippage * u * p):
         return 0.0, 0.0, True, 0.0, _KIND_LIQUIDATION
     return p, u, True, 0.0, _KIND_BANDS_HARD
 
@@ -337,8 +345,9 @@ def _budget_chunk_nb(ch, chunk_size, budget, dust, scan_all, t, candle, x_long, 
     """Pass 1b of :func:`run_steps_nb` for chunk ``ch``: what its unit ``budget`` covers.
 
     The chunk's decided liquidations take the budget in processing order, each at most what
-    is left (:func:`_budget_take_nb`; none of at most ``dust``); an auction take cut short
-    must still leave ``chost`` and pay at ``check_factor`` (:func:`_chost_take_nb`,
+    is left (:func:`backtest.kernels.keepers_nb.budget_take_nb`; none of at most ``dust``);
+    an auction take cut short must still leave ``chost`` and pay at ``check_factor``
+    (:func:`_chost_take_nb`,
     :func:`_take_after_budget_nb`) and buy more than ``dust``, or it is refused and its share
     stays for the next ones.
     Hard liquidations in bands and zero-bid deals are outside the budget and always counted
@@ -365,7 +374,7 @@ def _budget_chunk_nb(ch, chunk_size, budget, dust, scan_all, t, candle, x_long, 
             flow -= d * p
         elif d > 0.0:
             q = d
-            d = _budget_take_nb(d, budget, used, dust)
+            d = budget_take_nb(d, budget, used, dust)
             if d <= 0.0:
                 # dust waits while budget is left; exempt deals may follow a spent budget
                 if scan_all or budget - used > dust:
@@ -716,9 +725,9 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
             if max_volume_fraction > 0.0:
                 budget = max_volume_fraction * volume[t]
             if keeper_capital > 0.0:  # capital-constrained keepers absorb at most this per step
-                budget = min(budget, keeper_capital / candle[3])
+                budget = min(budget, capital_budget_units_nb(keeper_capital, candle[3]))
             if total_units > budget:
-                dust = 1e-9 * budget  # smaller remainders are rounding, not volume
+                dust = budget_dust_nb(budget)  # smaller remainders are rounding, not volume
                 slice_factor = budget / total_units
                 # in chunk order: a chunk whose decisions fit takes them all (inf); a chunk they
                 # do not fit gets what is left and is scanned here, so that what its refused
@@ -794,7 +803,7 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
                 exempt = bands_hard or zero_bid  # outside any volume or capital budget
                 if d > 0.0 and not exempt:
                     q = d
-                    d = _budget_take_nb(d, chunk_budget[ch], used, dust)
+                    d = budget_take_nb(d, chunk_budget[ch], used, dust)
                     if kind == _KIND_TAKE and d > 0.0:
                         d = _chost_take_nb(i, t, d, accounts, auction, loan_penalty)
                         d = _take_after_budget_nb(i, t, d, q, candle, accounts, auction,

@@ -27,7 +27,7 @@ from backtest.kernels.portfolio_enums import (
     PREC_I_FIELDS,
     PortfolioMetric,
 )
-from backtest.kernels.portfolio_market_nb import no_market
+from backtest.kernels.portfolio_market_nb import no_keepers, no_market
 from backtest.kernels.portfolio_nb import max_positions_nb, run_portfolio_nb
 from backtest.portfolio.model import PortfolioBook, PortfolioParams
 from backtest.risk.liquidation_map import LiquidationMap, liquidation_map_frame
@@ -98,7 +98,7 @@ def portfolio_liquidation_map(book: PortfolioBook, price, sensitivity, shocks,
                 np.zeros(n), np.zeros(n), np.zeros(n, np.int8), params.chunk_size, max_pos,
                 step_out, np.zeros((1, n_assets, N_ASSET_METRICS)), np.zeros(1), rec_len,
                 np.zeros((cap, len(PREC_I_FIELDS)), np.int64),
-                np.zeros((cap, len(PREC_F_FIELDS))), no_market(p))
+                np.zeros((cap, len(PREC_F_FIELDS))), no_market(p), no_keepers(1))
             if done == 1:
                 break
             cap = max(cap * 2, book.n_positions)  # the step left untouched: room for all

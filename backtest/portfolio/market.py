@@ -17,9 +17,9 @@ import numpy as np
 import polars as pl
 from pydantic import Field, model_validator
 
-from backtest.engine.config import OracleConfig
+from backtest.engine.config import KeeperConfig, OracleConfig
 from backtest.engine.dispatch import market_params
-from backtest.engine.market import steps_of
+from backtest.engine.market import gas_cost_per_step, steps_of
 from backtest.errors import ConfigError
 from backtest.jit_compat import kernel_records
 from backtest.kernels.adl_nb import auto_deleverage_positions_nb
@@ -30,7 +30,11 @@ from backtest.kernels.portfolio_enums import (
     AssetMarketMetric,
     PortfolioMetric,
 )
-from backtest.kernels.portfolio_market_nb import PortfolioMarket, new_market_state
+from backtest.kernels.portfolio_market_nb import (
+    PortfolioKeepers,
+    PortfolioMarket,
+    new_market_state,
+)
 from backtest.strict import StrictModel
 from backtest.tapes.schema import parse_symbol
 
@@ -158,6 +162,63 @@ def portfolio_market(params: PortfolioMarketParams | None, open_: np.ndarray,
                            int(Waterfall[params.waterfall.upper()]))
 
 
+def portfolio_keepers(keepers: KeeperConfig | None, timestamp_ms: np.ndarray, close: np.ndarray,
+                      symbols: tuple[str, ...] | list[str], interval_seconds: int,
+                      n_accounts: int, gas_usd: np.ndarray | None = None) -> PortfolioKeepers:
+    """Return the kernel's keepers of a run (``[portfolio.keepers]``, the single-asset fields).
+
+    Latency is converted to whole steps as in the single-asset engine
+    (:func:`backtest.engine.market.market_record`); gas per liquidation record is
+    :func:`backtest.engine.market.gas_cost_per_step` (``gas_units x gas price x 1e-9 x ETH
+    price``, the ETH price being ``eth_price_usd`` or, when ETH or WETH is one of the assets,
+    its close); ``capital_usd_per_step`` applies to every asset.
+
+    Parameters
+    ----------
+    keepers : KeeperConfig or None
+        None: keepers act at once, for free, without a capital limit.
+    timestamp_ms : ndarray, shape (T,), int64
+        Step open times (for a gas tape).
+    close : ndarray, shape (T, A), float64
+        Historical closes, USD per unit.
+    symbols : sequence of str
+        The assets, in column order.
+    interval_seconds : int
+        Step length, seconds.
+    n_accounts : int
+        Accounts N (the size of the latency flags).
+    gas_usd : ndarray, shape (T,), optional
+        Gas of one liquidation record per step, USD; overrides the config's gas.
+
+    Returns
+    -------
+    PortfolioKeepers
+
+    Raises
+    ------
+    ConfigError
+        A gas price without an ETH price (no ``eth_price_usd`` and no ETH asset), or a
+        ``gas_usd`` array of the wrong shape.
+    """
+    k = keepers or KeeperConfig()
+    t_steps = close.shape[0]
+    latency = 0 if k.latency_minutes == 0 else steps_of(k.latency_minutes, interval_seconds)
+    if gas_usd is not None:
+        gas = np.ascontiguousarray(gas_usd, dtype=np.float64)
+        if gas.shape != (t_steps,):
+            raise ConfigError(f"gas_usd has shape {gas.shape}, expected ({t_steps},) (steps)")
+    else:
+        bases = [parse_symbol(sym)[0].upper() for sym in symbols]
+        eth = next((a for a, b in enumerate(bases) if b in ("ETH", "WETH")), None)
+        gas, _ = gas_cost_per_step(k, np.asarray(timestamp_ms),
+                                   close[:, eth] if eth is not None else close[:, 0],
+                                   "ETH" if eth is not None else bases[0])
+        gas = np.ascontiguousarray(gas, dtype=np.float64)
+    flagged = np.full(n_accounts if latency > 0 else 0, -1, np.int32)
+    return PortfolioKeepers(int(latency), bool(k.requires_profit),
+                            float(k.capital_usd_per_step or 0.0), gas, flagged)
+
+
 def deleverage_step(mkt: PortfolioMarket, book, equity_start: np.ndarray, close: np.ndarray,
                     risk: np.ndarray, step_out: np.ndarray, ranking: int, seed: int
                     ) -> pl.DataFrame:
@@ -229,4 +290,5 @@ def empty_adl_frame() -> pl.DataFrame:
                                 "transfer": pl.Float64})
 
 
-__all__ = ["PortfolioMarketParams", "deleverage_step", "empty_adl_frame", "portfolio_market"]
+__all__ = ["PortfolioMarketParams", "deleverage_step", "empty_adl_frame", "portfolio_keepers",
+           "portfolio_market"]

@@ -165,7 +165,7 @@ def run_orders(cfg: PortfolioRunConfig, aligned: AlignedTapes, book: PortfolioBo
         log(f"portfolio: order {order}")
         res = simulate_portfolio(aligned, book, params, sensitivity=sens,
                                  every=lar.every if hook else None, on_block=hook,
-                                 market=cfg.portfolio.market)
+                                 market=cfg.portfolio.market, keepers=cfg.portfolio.keepers)
         if on_result is not None:
             on_result(order, res)
         # the remaining tables need the per-step and per-asset aggregates only: free the

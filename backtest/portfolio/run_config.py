@@ -19,6 +19,11 @@ order policies to compare and the liquidation-at-risk snapshots::
     impact_model = "sqrt"               # none | linear | sqrt | amm
     cascade = true
     depth_usd = {BTC = 8e6, ETH = 5e6, SOL = 1e6, LUNA = 1e6}   # 1% depth per asset, USD
+    [portfolio.keepers]                 # latency, profit, gas, capital (default: keepers act
+    latency_minutes = 60                # at once, for free): the single-asset [keepers] fields
+    requires_profit = true
+    gas_price_gwei = 30                 # gas in USD at ETH's close (or eth_price_usd)
+    capital_usd_per_step = 5e6          # per asset and step
 
     [options]
     accounts = 100_000
@@ -48,6 +53,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from backtest.engine.config import KeeperConfig
 from backtest.errors import ConfigError
 from backtest.options.generate import OptionsBookParams
 from backtest.options.params import OptionsParams
@@ -84,6 +90,7 @@ class PortfolioSection(StrictModel):
     params: PortfolioParams = PortfolioParams()
     book_params: PortfolioBookParams = PortfolioBookParams()
     market: PortfolioMarketParams = PortfolioMarketParams()
+    keepers: KeeperConfig = KeeperConfig()
 
     @field_validator("orders")
     @classmethod

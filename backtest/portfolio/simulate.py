@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from backtest.engine.config import KeeperConfig
 from backtest.errors import BookError
 from backtest.jit_compat import kernel_records
 from backtest.kernels.enums import AdlRanking, MarketState
@@ -27,6 +28,7 @@ from backtest.portfolio.market import (
     PortfolioMarketParams,
     deleverage_step,
     empty_adl_frame,
+    portfolio_keepers,
     portfolio_market,
 )
 from backtest.portfolio.model import PortfolioBook, PortfolioParams
@@ -174,7 +176,9 @@ def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
                        sensitivity: np.ndarray | None = None, every: int | None = None,
                        on_block: Callable[[int, PortfolioBook], None] | None = None,
                        market: PortfolioMarketParams | None = None,
-                       depth: np.ndarray | None = None) -> PortfolioResult:
+                       depth: np.ndarray | None = None,
+                       keepers: KeeperConfig | None = None,
+                       gas_usd: np.ndarray | None = None) -> PortfolioResult:
     """Simulate a multi-asset book through aligned tapes under one portfolio policy.
 
     Parameters
@@ -202,6 +206,11 @@ def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
         default none of them: every position triggers and fills at its historical candle.
     depth : ndarray, shape (T, A), optional
         1% depth per step and asset, USD; overrides ``market.depth_usd``.
+    keepers : KeeperConfig, optional
+        Keepers' latency, profit rule, gas and capital per asset (``[portfolio.keepers]``,
+        ``docs/portfolios.md``); default: keepers act at once, for free, without a limit.
+    gas_usd : ndarray, shape (T,), optional
+        Gas of one liquidation record per step, USD; overrides the gas of ``keepers``.
 
     Returns
     -------
@@ -244,6 +253,8 @@ def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
                                                            aligned.close))
     mkt = portfolio_market(market, aligned.open, aligned.symbols, aligned.interval_seconds,
                            depth)
+    keep = portfolio_keepers(keepers, aligned.timestamp, close, aligned.symbols,
+                             aligned.interval_seconds, n, gas_usd)
     mk = market or PortfolioMarketParams()
     adl_parts, equity_start = [], None
     t = 0
@@ -260,7 +271,7 @@ def simulate_portfolio(aligned: AlignedTapes, book: PortfolioBook,
         t = run_portfolio_nb(t, t_end, low, high, close, sens, risk, policy, state.kind,
                              state.offsets, state.pos_asset, state.pos_units, state.cash, n_liq,
                              first, penalties, bad, notional, flag, params.chunk_size, max_pos,
-                             step_out, asset_out, fund, rec_len, rec_i, rec_f, mkt)
+                             step_out, asset_out, fund, rec_len, rec_i, rec_f, mkt, keep)
         if mkt.state[0, MarketState.ADL_STEP] >= 0:  # the fund ran dry, waterfall ADL
             if equity_start is None:
                 equity_start = book.cash + np.bincount(

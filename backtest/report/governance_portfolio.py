@@ -29,17 +29,74 @@ DESCRIPTION = ("multi-asset lending (Aave v3 LiquidationLogic: close factor of t
 """What a portfolio market's liquidation rules are, in one sentence."""
 
 NOT_MODELLED = (
-    "Market impact and cascades: liquidations do not move any asset's price; every tape is "
-    "replayed as it was.",
-    "Oracle delay, keeper latency and gas: the candle decides liquidations and a keeper acts "
-    "in it, always paid its share of the bonus or penalty.",
-    "Auto-deleveraging and charging uncovered bad debt to the book's traders: what the "
-    "insurance fund cannot cover is socialised outside the book (suppliers, token holders).",
     "Borrow interest, funding payments and accounts opening, closing or adding margin during "
     "the window: the book is the one open at the window's first candle.",
     "Behaviour changes: traders and keepers act as they did in history; a new parameter set "
     "does not change who opens which position.",
 )
+"""What the portfolio model never models; :func:`not_modelled` adds what the proposal's
+``[portfolio.market]`` and ``[portfolio.keepers]`` leave off."""
+
+NO_IMPACT = ("Market impact and cascades: liquidations do not move any asset's price; every "
+             "tape is replayed as it was.")
+NO_ORACLE = "Oracle delay: the candle decides liquidations."
+NO_KEEPERS = ("Keeper latency, gas and capital: a keeper acts in the step, always paid its "
+              "share of the bonus or penalty.")
+NO_ADL = ("Auto-deleveraging and charging uncovered bad debt to the book's traders: what the "
+          "insurance fund cannot cover is socialised outside the book (suppliers, token "
+          "holders).")
+
+
+def not_modelled(proposal) -> list[str]:
+    """Return what the proposal's portfolio market leaves out, in plain words."""
+    mk, k = proposal.market.market, proposal.market.keepers
+    keepers = bool(k.latency_minutes or k.requires_profit or k.capital_usd_per_step)
+    return ([NO_IMPACT] if mk.impact_model == "none" else []) + (
+        [NO_ORACLE] if mk.oracle.model == "market" else []) + (
+        [] if keepers else [NO_KEEPERS]) + ([NO_ADL] if mk.waterfall == "socialise" else []) + (
+        list(NOT_MODELLED))
+
+
+def fill_text(proposal) -> str:
+    """Return where a liquidation of the proposal's market fills, in plain words."""
+    mk = proposal.market.market
+    price = ("the price that triggered it" if mk.oracle.model == "market"
+             else "the step's close (the oracle decides, the market fills)")
+    if mk.impact_model != "none":
+        price += " times its asset's execution factor of the step (market impact)"
+    return (f"A liquidation executes at {price}, asset by asset; lending collateral is seized "
+            "in the collateral order at that price with the asset's liquidation bonus.")
+
+
+def market_text(proposal) -> str | None:
+    """Return the proposal's per-asset market impact in plain words (None: no impact)."""
+    mk = proposal.market.market
+    if mk.impact_model == "none":
+        return None
+    depth = ", ".join(f"{b} {build.usd(v)}" for b, v in mk.depth_usd.items())
+    text = (f"Market impact per asset ({mk.impact_model} model): each asset's net liquidation "
+            f"flow in a step moves its fills against its 1% depth ({depth})")
+    if mk.cascade:
+        text += (f", and the move feeds back into its later prices "
+                 f"({100 * mk.permanent_fraction:g}% permanent, the rest decaying with a "
+                 f"{mk.transient_half_life_minutes:g}-minute half-life)")
+    return text + "."
+
+
+def oracle_keepers_text(proposal) -> list[str]:
+    """Return the proposal's oracle and keepers in plain words (the single-asset sentences)."""
+    mk, k = proposal.market.market, proposal.market.keepers
+    keepers = k.model_dump(mode="json")
+    keepers["gas"] = {"gas_tape": keepers.get("gas_tape"), "column": k.gas_tape_column,
+                      "gas_price_gwei": k.gas_price_gwei}
+    out = build.oracle_keeper_text({"oracle": mk.oracle.model_dump(mode="json"),
+                                    "keepers": keepers})
+    if build._keepers_modelled({"keepers": keepers}):
+        out.append("In the multi-asset book gas is paid per position liquidated (one "
+                   "liquidationCall per collateral, one close per perp), the profit test covers "
+                   "an account's whole liquidation, and the keepers' capital applies to each "
+                   "asset separately.")
+    return out
 
 
 def preset(proposal) -> dict:
@@ -85,7 +142,8 @@ def methodology(proposal) -> dict:
     -------
     dict
         ``books`` (one sentence per event), ``book_intro``, ``trigger``, ``fill``,
-        ``market`` (None), ``oracle_keepers``, ``insurance_fund``, ``losses``,
+        ``market`` (per-asset impact, or None), ``oracle_keepers``, ``insurance_fund``,
+        ``losses``,
         ``not_modelled``, ``preset``.
     """
     b = proposal.market.book_params
@@ -112,19 +170,19 @@ def methodology(proposal) -> dict:
                        "sharing one margin balance, isolated perps; every account is healthy "
                        "at the window's first open."),
         "trigger": (trig, build.TRIGGER_TEXT[trig]),
-        "fill": ("trigger", "A liquidation executes at the price that triggered it, asset by "
-                            "asset; lending collateral is seized in the collateral order at "
-                            "that price with the asset's liquidation bonus."),
-        "market": None,
-        "oracle_keepers": [],
+        "fill": ("trigger", fill_text(proposal)),
+        "market": market_text(proposal),
+        "oracle_keepers": oracle_keepers_text(proposal),
         "insurance_fund": build.usd(params.insurance_fund_usd),
         "losses": ("Lending bonuses are split between the liquidator and the protocol "
                    f"(protocol fee {100 * params.protocol_fee:g}% of the bonus), perp "
                    f"penalties between the keeper ({100 * params.perp_keeper_share:g}%) and the "
                    f"insurance fund (initial balance {build.usd(params.insurance_fund_usd)}); "
-                   "bad debt is drawn from the fund, and what it cannot cover is socialised "
-                   "outside the book."),
-        "not_modelled": list(NOT_MODELLED),
+                   "bad debt is drawn from the fund, and what it cannot cover is "
+                   + ("auto-deleveraged per asset (perps; lending bad debt is socialised)."
+                      if proposal.market.market.waterfall == "adl"
+                      else "socialised outside the book.")),
+        "not_modelled": not_modelled(proposal),
         "preset": preset(proposal),
     }
 

@@ -37,7 +37,9 @@ Example (``configs/proposals/aave-close-factor-bonus.toml``)::
 A proposal about a multi-asset lending + cross-margin perp market (``kind = "portfolio"``,
 the model of :mod:`backtest.portfolio`) names the market in ``protocol`` (any name: there is no
 preset file), puts the parameters in force in ``[portfolio.params]`` (``PortfolioParams``,
-``order`` included) and the book's distributions in ``[portfolio.book_params]``; ``current``,
+``order`` included), the book's distributions in ``[portfolio.book_params]`` and, as in a
+portfolio run config, the market and keepers every arm shares in ``[portfolio.market]`` and
+``[portfolio.keepers]``; ``current``,
 ``proposed.params`` and ``frontier`` take portfolio policy fields (``close_factor``,
 ``order``, ``assets.ETH.liquidation_bonus``, ... :mod:`backtest.sweep.portfolio_grid`), and
 events take ``symbols`` and ``missing`` instead of ``symbol`` and ``book_params``; no
@@ -67,9 +69,11 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from backtest.engine.config import KeeperConfig
 from backtest.errors import ConfigError
 from backtest.policies import load_policy
 from backtest.portfolio.book import PortfolioBookParams
+from backtest.portfolio.market import PortfolioMarketParams
 from backtest.portfolio.model import PortfolioParams
 from backtest.strict import StrictModel
 from backtest.sweep.config import EventSpec, PortfolioSweepSection, RunSections, SweepConfig
@@ -116,10 +120,18 @@ class PortfolioMarket(StrictModel):
         The market's parameters in force (``order`` included: the current collateral order).
     book_params : PortfolioBookParams
         Distributions of the synthetic multi-asset book.
+    market : PortfolioMarketParams
+        Impact, cascade, oracle and ADL per asset (``[portfolio.market]``), the same in every
+        arm (default: historical prices).
+    keepers : KeeperConfig
+        Keepers' latency, profit rule, gas and capital per asset (``[portfolio.keepers]``),
+        the same in every arm (default: keepers act at once, for free).
     """
 
     params: PortfolioParams = PortfolioParams()
     book_params: PortfolioBookParams = PortfolioBookParams()
+    market: PortfolioMarketParams = PortfolioMarketParams()
+    keepers: KeeperConfig = KeeperConfig()
 
 
 class Proposal(StrictModel):
@@ -313,7 +325,9 @@ def sweep_config(proposal: Proposal, path: str | Path) -> SweepConfig:
     if proposal.kind == "portfolio":
         params = proposal.market.params.model_dump(exclude={"order"})
         section = PortfolioSweepSection(params=PortfolioParams.model_validate(params),
-                                        book_params=proposal.market.book_params)
+                                        book_params=proposal.market.book_params,
+                                        market=proposal.market.market,
+                                        keepers=proposal.market.keepers)
         try:
             return SweepConfig(
                 name=sweep_name(path), description=proposal.description, kind="portfolio",

@@ -54,6 +54,11 @@ book and the base policy are in ``[portfolio]``, and grid fields are portfolio p
     [portfolio.params]                # PortfolioParams (docs/portfolios.md), no 'order'
     insurance_fund_usd = 1_000_000
     [portfolio.book_params]           # PortfolioBookParams
+    [portfolio.market]                # impact, cascade, oracle, ADL per asset (as in a
+    impact_model = "sqrt"             # portfolio run config; default: historical prices)
+    depth_usd = {BTC = 8e6, ETH = 5e6, SOL = 1e6, LUNA = 1e6}
+    [portfolio.keepers]               # latency, profit, gas, capital (default: none)
+    latency_minutes = 60
 
     [grid]
     close_factor = [0.35, 0.5]

@@ -7,7 +7,8 @@ policy, builds the catalog's ``steps`` and ``accounts`` tables of a portfolio ru
 (:mod:`backtest.portfolio.tables`) and evaluates the metrics registry on them
 (:mod:`backtest.sweep.cell_metrics`, run kind ``portfolio``: measures that do not apply are
 null). A cell therefore holds the figures ``liqbt portfolio run`` reports for the same book,
-order and parameters (``tests/test_sweep_portfolio.py`` checks it bit for bit).
+order and parameters, market (``[portfolio.market]``) and keepers (``[portfolio.keepers]``)
+(``tests/test_sweep_portfolio.py`` checks it bit for bit).
 
 The per-step series (``steps.parquet``) has one row per step: the open, high, low and close
 of the event's first asset (``price_symbol``) and the book's liquidations, liquidated
@@ -27,7 +28,9 @@ from functools import lru_cache
 import numpy as np
 import polars as pl
 
+from backtest.engine.config import KeeperConfig
 from backtest.portfolio.book import read_portfolio_book
+from backtest.portfolio.market import PortfolioMarketParams
 from backtest.portfolio.model import PortfolioBook, PortfolioParams
 from backtest.portfolio.simulate import PortfolioResult, simulate_portfolio
 from backtest.portfolio.tables import portfolio_accounts, portfolio_steps
@@ -45,6 +48,8 @@ STEP_COLUMNS = (
 """Per-step columns kept for each portfolio cell (``steps.parquet``)."""
 
 _ASSET_ARRAYS = ("open", "high", "low", "close", "volume", "realized_vol")
+#: Keys of a cell's ``run_config`` that are not the aligned-tape selection.
+_NOT_TAPES = ("book", "market", "keepers")
 
 
 @lru_cache(maxsize=4)
@@ -114,14 +119,19 @@ def run_portfolio_cell(spec: CellSpec) -> tuple[AlignedTapes, PortfolioBook, Por
 
     from backtest.sweep.stress import StressSpec
 
-    sel = {k: v for k, v in spec.run_config.items() if k != "book"}
+    sel = {k: v for k, v in spec.run_config.items() if k not in _NOT_TAPES}
     aligned = _aligned(json.dumps(sel, sort_keys=True), spec.store, spec.events)
     book = _book(spec.run_config["book"], tuple(aligned.symbols))
     stressed = stress_aligned(aligned, TypeAdapter(StressSpec).validate_python(spec.stress),
                               spec.seed)
     params = PortfolioParams.model_validate(
         {k: v for k, v in spec.policy.items() if k not in ("name", "family")})
-    return stressed, book, simulate_portfolio(stressed, book, params)
+    market = spec.run_config.get("market")
+    keepers = spec.run_config.get("keepers")
+    return stressed, book, simulate_portfolio(
+        stressed, book, params,
+        market=None if market is None else PortfolioMarketParams.model_validate(market),
+        keepers=None if keepers is None else KeeperConfig.model_validate(keepers))
 
 
 def simulate_portfolio_cell(spec: CellSpec) -> tuple[pl.DataFrame, pl.DataFrame, dict]:

@@ -8,13 +8,19 @@ stress transform. The book is drawn once per (event, seed) with
 :func:`backtest.portfolio.generate_portfolio_book` from the sweep's ``[portfolio]`` section,
 exactly as ``liqbt portfolio run`` draws it from the same accounts, seed, book parameters and
 policy, and written into ``<sweep dir>/books/``; every parameter set of that (event, seed) is
-simulated on it. The cell id is a sha256 of the run kind, the aligned-tape selection, the
+simulated on it, with the section's market (``[portfolio.market]``: impact, cascade, oracle,
+ADL per asset) and keepers (``[portfolio.keepers]``), which travel in the cell's
+``run_config`` as ``liqbt portfolio run`` reads them from its config. The cell id is a sha256
+of the run kind, the aligned-tape selection, the
 book's generating spec, the tapes' sha256, the policy as simulated, the stress transform,
-the seed (and member) and the engine version, so a restarted sweep skips the finished cells.
+the seed (and member), the engine version and, when not the defaults, the market and keepers,
+so a restarted sweep skips the finished cells.
 
 An ensemble member of a portfolio sweep draws its book seed only
 (:func:`backtest.sweep.ensemble.book_seed`): the uncertain inputs of a single-asset ensemble
-(leverage, depth, keepers, ...) have no counterpart in the portfolio model.
+(leverage, depth, keepers, ...) are drawn for the single-asset engine's book and market only;
+a portfolio sweep's market and keepers are its ``[portfolio]`` section's, the same in every
+member.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from backtest import paths
+from backtest.engine.config import KeeperConfig
 from backtest.errors import ConfigError
 from backtest.portfolio.book import generate_portfolio_book, write_portfolio_book
+from backtest.portfolio.market import PortfolioMarketParams
 from backtest.portfolio.model import PortfolioParams
 from backtest.provenance import file_sha256
 from backtest.sweep.config import EventSpec, SweepConfig
@@ -74,6 +82,29 @@ def align_event(selection: dict, store: str | Path | None, events: str | Path | 
                        selection["interval"], start=selection["start"], end=selection["end"],
                        missing=selection["missing"],
                        events_path=None if events is None else str(events))
+
+
+def market_settings(section) -> dict:
+    """Return the section's market and keepers as JSON values, only those not the defaults.
+
+    Parameters
+    ----------
+    section : PortfolioSweepSection
+
+    Returns
+    -------
+    dict
+        ``{"market": ..., "keepers": ...}``, each present only when it differs from the
+        default (historical prices; keepers that act at once, for free), so that the cells of
+        a sweep without them keep their ids.
+    """
+    out = {}
+    for name, value, default in (("market", section.market, PortfolioMarketParams()),
+                                 ("keepers", section.keepers, KeeperConfig())):
+        dumped = value.model_dump(mode="json")
+        if dumped != default.model_dump(mode="json"):
+            out[name] = dumped
+    return out
 
 
 def policy_json(name: str, params: PortfolioParams) -> dict:
@@ -155,6 +186,7 @@ def plan_portfolio_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str
     inputs: list[dict] = []
     event_rows: list[dict] = []
     tape_store = TapeStore(store)
+    market = market_settings(section)
     ensemble_info = None if cfg.ensemble is None else {
         "members": cfg.ensemble.members, "seed": cfg.ensemble.seed,
         "events": {ev.key: {} for ev in cfg.events}}
@@ -195,14 +227,14 @@ def plan_portfolio_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str
                                "accounts": ev.accounts, "book": str(book_path),
                                "tape": ", ".join(str(tape_store.root / f"{k}.parquet")
                                                  for k in aligned.sources.values())})
-            run_config = {**selection, "book": str(book_path.resolve())}
+            run_config = {**selection, "book": str(book_path.resolve()), **market}
             for stress in cfg.stress:
                 stress_json = stress.model_dump(mode="json")
                 for ps, params in variants:
                     pol = policy_json(params.order, params)
                     key = {"kind": PORTFOLIO, "tapes": selection, "book": book_spec,
                            "tape_sha256": tapes, "policy": pol, "stress": stress_json,
-                           "seed": seed, "engine": version_info}
+                           "seed": seed, "engine": version_info, **market}
                     if member >= 0:
                         key["member"] = member
                     cells.append(CellSpec(
@@ -221,5 +253,6 @@ def plan_portfolio_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str
     return SweepPlan(cfg.name, cells, inputs, event_rows, ensemble_info)
 
 
-__all__ = ["FAMILY", "PORTFOLIO", "align_event", "plan_portfolio_sweep", "policy_json",
+__all__ = ["FAMILY", "PORTFOLIO", "align_event", "market_settings", "plan_portfolio_sweep",
+           "policy_json",
            "policy_variants", "tape_selection"]

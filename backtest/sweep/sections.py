@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from backtest.engine.config import KeeperConfig
 from backtest.options.generate import OptionsBookParams
 from backtest.options.params import OptionsParams
 from backtest.portfolio.book import PortfolioBookParams
+from backtest.portfolio.market import PortfolioMarketParams
 from backtest.portfolio.model import PortfolioParams
 from backtest.strict import StrictModel
 
@@ -26,10 +28,18 @@ class PortfolioSweepSection(StrictModel):
         drawn with its asset risk parameters, once per (event, seed), whatever the grid.
     book_params : PortfolioBookParams
         Distributions of the synthetic multi-asset book (``docs/portfolios.md``).
+    market : PortfolioMarketParams
+        Impact, cascade, oracle and ADL per asset of every cell (``[portfolio.market]`` of a
+        portfolio run config; default: historical prices).
+    keepers : KeeperConfig
+        Keepers' latency, profit rule, gas and capital per asset of every cell
+        (``[portfolio.keepers]``; default: keepers act at once, for free).
     """
 
     params: PortfolioParams = PortfolioParams()
     book_params: PortfolioBookParams = PortfolioBookParams()
+    market: PortfolioMarketParams = PortfolioMarketParams()
+    keepers: KeeperConfig = KeeperConfig()
 
     @model_validator(mode="after")
     def _no_order(self) -> PortfolioSweepSection:
