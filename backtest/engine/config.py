@@ -1,5 +1,8 @@
 """Run configs: which window, tape, book and policies a ``liqbt run`` simulates.
 
+Why over 400 lines: the run config is one validated schema (every section a ``liqbt run``
+file may hold, with its documented fields); splitting it would scatter that reference.
+
 Example (``configs/may-2021-btc.toml``)::
 
     name = "may-2021-btc"
