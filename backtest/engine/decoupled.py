@@ -33,10 +33,14 @@ from backtest.kernels.decoupled_nb import (
     filter_bounds_nb,
     passage_table_nb,
     prefix_minima_nb,
-    reachable_nb,
     record_slots_nb,
 )
-from backtest.kernels.decoupled_fused_nb import compact_nb, decoupled_walk_nb, reachable_rows_nb
+from backtest.kernels.decoupled_fused_nb import (
+    chunk_reach_nb,
+    decoupled_walk_nb,
+    reachable_nb,
+    settle_records_nb,
+)
 from backtest.kernels.enums import (
     MARKET_DTYPE,
     MARKET_STATE_SIZE,
@@ -59,12 +63,13 @@ from backtest.results.simulation import SimulationResult
 PATHS = ("auto", "time-major", "decoupled")
 _FAMILIES = (int(PolicyFamily.HARD), int(PolicyFamily.PARTIAL), int(PolicyFamily.GRADUATED))
 #: Runs with at most this many reachable accounts (initial trigger key passing the filter at
-#: some step, :func:`backtest.kernels.decoupled_nb.reachable_nb`) walk with one thread: both
-#: regions then run on the calling thread and never wait for another one to be scheduled, which
-#: on a busy machine can cost more than such a walk (a few to ~30 ms on one core; W1 at 100k
-#: accounts: 39,206 reachable, one thread; at 1M 393,494, all threads). The walks' results do
-#: not depend on the thread count (``tests/test_decoupled.py``), so this changes no result.
-SERIAL_MAX_REACHABLE = 1 << 17
+#: some step, :func:`backtest.kernels.decoupled_fused_nb.reachable_nb`) walk and settle
+#: with one thread: about one chunk's work, which a second thread could not share. Larger runs
+#: use every thread in every region (W1 at 100k accounts: 39,206 reachable; until brief H16 the
+#: limit was 131,072, and such runs walked serially, which under a background load lost more
+#: than the brute-force kernels: ``bench/RESULTS.md``). The walks' results do not depend on
+#: the thread count (``tests/test_decoupled.py``), so this changes no result.
+SERIAL_MAX_REACHABLE = 1 << 12
 #: Walk each account once, buffering records per chunk (:func:`_walk_once`); False: walk twice
 #: (count, then write; also the fallback when a chunk outgrows its buffer).
 FUSED_WALK = True
@@ -164,13 +169,33 @@ def _outputs(units: np.ndarray, cash: np.ndarray) -> tuple:
             _filled(n, np.float64, 0.0), _filled(n, np.float64, 0.0))
 
 
-def _walk_once(walk: tuple, maybe: np.ndarray, family: int):
-    """One walk (:func:`backtest.kernels.decoupled_fused_nb.decoupled_walk_nb`) and compaction.
+def _step_blocks(weight: np.ndarray, blocks: int) -> np.ndarray:
+    """Edges of ``blocks`` runs of steps of about equal ``weight``, shape (blocks + 1,) int64.
 
-    Returns ``(out, counts, slots, records, cash_delta, waits, wait_slots, wait_equity)`` for
-    :func:`backtest.kernels.decoupled_nb.decoupled_metrics_nb`, None if the walk met a perp's
-    bad debt under auto-deleveraging, or False if a chunk outgrew its buffers (or the family
-    has no room in :data:`BUFFER_PER_ACCOUNT`).
+    ``weight`` (shape (T,), >= 0) is the settling work per step (records and kept waits, plus
+    one for the step's row); the edges only share the work among threads, no result depends
+    on them (:func:`backtest.kernels.decoupled_fused_nb.settle_records_nb`).
+    """
+    cum = np.cumsum(weight)
+    targets = cum[-1] * np.arange(1, blocks) / blocks if len(cum) else np.zeros(0)
+    inner = np.searchsorted(cum, targets, side="right")
+    return np.concatenate(([0], inner, [len(weight)])).astype(np.int64)
+
+
+def _exclusive_cumsum(a: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(a), np.int64)
+    np.cumsum(a[:-1], out=out[1:])
+    return out
+
+
+def _walk_once(walk: tuple, maybe: np.ndarray, family: int, x_long: np.ndarray,
+               scale: np.ndarray):
+    """One walk (:func:`backtest.kernels.decoupled_fused_nb.decoupled_walk_nb`), then the
+    records settled into their slots and summed per step (``settle_records_nb``).
+
+    Returns ``(out, records, cash_delta, step_out)`` (``step_out`` without the insurance
+    waterfall), None if the walk met a perp's bad debt under auto-deleveraging, or False if a
+    chunk outgrew its buffers (or the family has no room in :data:`BUFFER_PER_ACCOUNT`).
     """
     order, product, units, cash, tape, tables, pol, eff_fill, adl, chunk_size, n_chunks = walk
     n_steps = len(tape[0])
@@ -178,10 +203,11 @@ def _walk_once(walk: tuple, maybe: np.ndarray, family: int):
     if room is None:
         return False
     per_rec, per_wait = room
-    rows, start = reachable_rows_nb(order, maybe, chunk_size, n_chunks)
-    reach = np.diff(start)
-    rec_start = np.concatenate(([0], np.cumsum(reach * per_rec)))
-    wait_start = np.concatenate(([0], np.cumsum(reach * per_wait)))
+    reach = np.empty(n_chunks, np.int64)
+    chunk_reach_nb(order, maybe, chunk_size, reach)
+    start = np.zeros(n_chunks + 1, np.int64)
+    np.cumsum(reach, out=start[1:])
+    rec_start, wait_start = start * per_rec, start * per_wait
     cursor = np.stack((rec_start[:-1], rec_start[1:]), axis=1)
     wait_cursor = np.stack((wait_start[:-1], wait_start[1:]), axis=1)
     counts = np.zeros((n_chunks, n_steps), np.int64)
@@ -194,41 +220,44 @@ def _walk_once(walk: tuple, maybe: np.ndarray, family: int):
     # written here (serially) before the walk writes into them: page faults then cost no
     # time in the parallel region, where they would take turns
     buffer = _filled(int(rec_start[-1]), RECORD_DTYPE, 0)
-    buffer_delta = _filled(len(buffer), np.float64, 0.0)
-    wait_buffer = _filled(int(wait_start[-1]), np.float64, 0.0)
-    wait_step = _filled(len(wait_buffer), np.int32, 0)
-    decoupled_walk_nb(rows, start, product, units, cash, tape, tables, pol, eff_fill, adl,
-                      counts, waits, cursor, wait_cursor, out, buffer, buffer_delta,
-                      wait_buffer, wait_step, flags)
-    del rows
+    buffer_delta = np.empty(len(buffer), np.float64)
+    wait_buffer = np.empty(int(wait_start[-1]), np.float64)
+    wait_step = np.empty(len(wait_buffer), np.int32)
+    decoupled_walk_nb(order, maybe, start, chunk_size, product, units, cash, tape, tables, pol,
+                      eff_fill, adl, counts, waits, cursor, wait_cursor, out, buffer,
+                      buffer_delta, wait_buffer, wait_step, flags)
     if np.any(flags == STATUS_OVERFLOW):
         return False
     if np.any(flags != STATUS_OK):
         return None
     waits[counts == 0] = 0  # the step loop counts waits only in the chunks it visits
-    slots, wait_slots = record_slots_nb(counts), record_slots_nb(waits)
-    records = _filled(int(counts.sum()), RECORD_DTYPE, 0)
-    cash_delta = _filled(len(records), np.float64, 0.0)
-    wait_equity = _filled(int(waits.sum()), np.float64, 0.0)
-    compact_nb(counts, waits, cursor, wait_cursor, rec_start[:-1], wait_start[:-1], buffer,
-               buffer_delta, wait_buffer, wait_step, slots, wait_slots, records, cash_delta,
-               wait_equity)
-    return out, counts, slots, records, cash_delta, waits, wait_slots, wait_equity
+    per_step, waits_per_step = counts.sum(axis=0), waits.sum(axis=0)
+    # every slot is written by the settling region (no serial pre-fill)
+    records = np.empty(int(per_step.sum()), RECORD_DTYPE)
+    cash_delta = np.empty(len(records), np.float64)
+    wait_equity = np.empty(int(waits_per_step.sum()), np.float64)
+    step_out = np.zeros((n_steps, N_STEP_METRICS))
+    bounds = _step_blocks(per_step + waits_per_step + 1, numba.get_num_threads())
+    settle_records_nb(bounds, counts, waits, cursor, wait_cursor, rec_start[:-1],
+                      wait_start[:-1], _exclusive_cumsum(per_step),
+                      _exclusive_cumsum(waits_per_step), buffer, buffer_delta, wait_buffer,
+                      wait_step, product, x_long, scale, records, cash_delta, wait_equity,
+                      step_out)
+    return out, records, step_out
 
 
-def _walk_twice(walk: tuple, maybe: np.ndarray):
-    """The counting walk, then the writing walk into the counted slots (as :func:`_walk_once`).
-
-    Returns the same tuple, or None if the walk met a perp's bad debt under auto-deleveraging.
-    """
+def _walk_twice(walk: tuple, maybe: np.ndarray, x_long: np.ndarray, scale: np.ndarray):
+    """The counting walk, then the writing walk into the counted slots, then the per-step
+    sums (serial): returns what :func:`_walk_once` does, or None if the walk met a perp's bad
+    debt under auto-deleveraging."""
     order, product, units, cash, tape, tables, pol, eff_fill, adl, chunk_size, n_chunks = walk
     n, n_steps = len(units), len(tape[0])
     counts = np.zeros((n_chunks, n_steps), np.int64)
     waits = np.zeros((n_chunks, n_steps), np.int64)
-    marks = np.zeros(n, np.uint8)
     flags = np.zeros(n_chunks, np.int64)
+    walked = np.zeros(n, np.uint8)
     decoupled_count_nb(order, product, units, cash, tape, tables, pol, eff_fill, adl,
-                       chunk_size, maybe, counts, waits, marks, flags)
+                       chunk_size, maybe, counts, waits, walked, flags)
     if np.any(flags != STATUS_OK):
         return None
     slots = record_slots_nb(counts)
@@ -241,8 +270,12 @@ def _walk_twice(walk: tuple, maybe: np.ndarray):
     cash_delta = _filled(len(records), np.float64, 0.0)
     out = _outputs(units, cash)
     decoupled_apply_nb(order, product, units, cash, tape, tables, pol, eff_fill, chunk_size,
-                       counts, marks, out, slots, wait_slots, records, cash_delta, wait_equity)
-    return out, counts, slots, records, cash_delta, waits, wait_slots, wait_equity
+                       counts, walked, out, slots, wait_slots, records, cash_delta,
+                       wait_equity)
+    step_out = np.zeros((n_steps, N_STEP_METRICS))
+    decoupled_metrics_nb(product, counts, slots, records, cash_delta, waits, wait_slots,
+                         wait_equity, x_long, scale, step_out)
+    return out, records, step_out
 
 
 def run_decoupled(required: bool, prices, product: np.ndarray, units: np.ndarray,
@@ -321,29 +354,29 @@ def run_decoupled(required: bool, prices, product: np.ndarray, units: np.ndarray
     pol = policy_tuple(rec)
     tape = (o, h, lo, cl, x_long, x_short)
     n_chunks = (n + chunk_size - 1) // chunk_size
-    maybe = reachable_nb(product, units, cash, pol[1], tables[1][0], tables[3][0])
     adl = int(rec["waterfall"]) == Waterfall.ADL
     walk = (order, product, units, cash, tape, tables, pol, eff_fill, adl, chunk_size, n_chunks)
     threads = numba.get_num_threads()
     before = numba.set_parallel_chunksize(1)  # chunks differ in work: hand them out one by one
     try:
-        n_maybe = int(np.count_nonzero(maybe))
+        maybe = np.empty(n, np.uint8)
+        blocks = np.empty((n + chunk_size - 1) // chunk_size, np.int64)
+        reachable_nb(product, units, cash, pol[1], tables[1][0], tables[3][0], chunk_size,
+                     maybe, blocks)
+        n_maybe = int(blocks.sum())
         if n_maybe <= SERIAL_MAX_REACHABLE:
-            numba.set_num_threads(1)  # a small run: no waiting for a second thread
+            numba.set_num_threads(1)  # a tiny run: no waiting for a second thread
         fused = FUSED_WALK and n_maybe <= FUSED_MAX_REACHABLE
-        done = _walk_once(walk, maybe, int(rec["family"])) if fused else False
+        done = _walk_once(walk, maybe, int(rec["family"]), x_long, scale) if fused else False
         if done is False:  # a chunk outgrew its buffer (or the fused walk is off): walk twice
-            done = _walk_twice(walk, maybe)
+            done = _walk_twice(walk, maybe, x_long, scale)
         if done is None:
             if required:
                 raise ValueError("path='decoupled' but the run needs the step loop: bad debt "
                                  "on a perp with auto-deleveraging as the waterfall")
             return None
         del maybe
-        out, counts, slots, records, cash_delta, waits, wait_slots, wait_equity = done
-        step_out = np.zeros((n_steps, N_STEP_METRICS))
-        decoupled_metrics_nb(product, counts, slots, records, cash_delta, waits, wait_slots,
-                             wait_equity, x_long, scale, step_out)
+        out, records, step_out = done
     finally:
         numba.set_parallel_chunksize(before)
         numba.set_num_threads(threads)

@@ -320,7 +320,7 @@ def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fi
 
     Account ``order[i]`` of the book (arrays in the book's order) is at position ``i``.
     Without ``write``: skips the accounts ``b`` with ``maybe[b] == 0`` (they never pass the
-    filter, :func:`reachable_nb`), counts each event in ``counts[ch, t]`` and each *wait* (liquidatable,
+    filter, :func:`backtest.kernels.decoupled_fused_nb.reachable_nb`), counts each event in ``counts[ch, t]`` and each *wait* (liquidatable,
     sized at 0 units: nothing happens to the account) in ``waits[ch, t]``, and sets
     ``marks[i]`` for the accounts that have either. With ``write``: walks the marked accounts
     only and stores their final state and totals in ``out``, each event's record at
@@ -474,7 +474,8 @@ def decoupled_count_nb(order, product, units, cash, tape, tables, pol, fill_mode
     chunk_size : int
         Accounts per chunk, as in the step loop.
     maybe : ndarray, shape (N,), uint8
-        :func:`reachable_nb` of the book (book order): 0 for accounts never reached.
+        :func:`backtest.kernels.decoupled_fused_nb.reachable_nb` of the book (book order): 0
+        for accounts never reached.
     counts, waits : ndarray, shape (n_chunks, T), int64
         Zeros; receive the number of events and of waits (liquidatable accounts sized at 0
         units) per chunk and step.
@@ -493,36 +494,6 @@ def decoupled_count_nb(order, product, units, cash, tape, tables, pol, fill_mode
                              product, units, cash, tape, tables, pol, fill_mode, adl,
                              WALK_COUNT, maybe, counts, waits, counts, waits, marks, out,
                              no_records, no_float, no_float, no_int)
-
-
-@njit
-def reachable_nb(product, units, cash, m_rate, lo_min, neg_hi_min):
-    """Mark the accounts whose trigger key passes the filter at some step (book order, serial).
-
-    Reads the book sequentially, so that the walks read the state of only these accounts
-    (through the processing order, at random).
-
-    Parameters
-    ----------
-    product : ndarray, shape (N,), int8
-    units, cash : ndarray, shape (N,), float64
-        The book's accounts: asset units, USD.
-    m_rate : ndarray, shape (N_PRODUCTS,), float64
-        Maintenance rate per product, fraction of notional.
-    lo_min, neg_hi_min : float
-        The smallest ``lo_key`` and ``-hi_key`` of the window (:func:`filter_bounds_nb`).
-
-    Returns
-    -------
-    ndarray, shape (N,), uint8
-        1 where the account's initial key passes the filter at some step, else 0.
-    """
-    n = units.shape[0]
-    maybe = np.empty(n, np.uint8)
-    for b in range(n):
-        k = trigger_key_nb(units[b], cash[b], m_rate[product[b]])
-        maybe[b] = 1 if (lo_min <= k or (k < 0.0 and neg_hi_min <= k)) else 0
-    return maybe
 
 
 @njit
@@ -615,65 +586,78 @@ def decoupled_metrics_nb(product, counts, slots, records, cash_delta, waits, wai
     step_out : ndarray, shape (T, N_STEP_METRICS), float64
         Zeros; filled except the insurance waterfall's columns.
     """
-    n_chunks, n_steps = counts.shape
     acc = np.zeros(_N_SUMMED)
-    for t in range(n_steps):
-        total_flow = 0.0
-        for ch in range(n_chunks):
-            cnt = counts[ch, t]
-            if cnt == 0:
-                continue
-            for kk in range(_N_SUMMED):
-                acc[kk] = 0.0
-            flow = 0.0
-            for j in range(slots[ch, t] - cnt, slots[ch, t]):
-                r = records[j]
-                signed = r["units_closed"]
-                pe = r["fill_price"]
-                bad = r["bad_debt"]
-                p = r["decision_price"]
-                d = abs(signed)
-                long_side = signed > 0.0
-                prod = product[r["account"]]
-                flow += -d * p if long_side else d * p
-                acc[_N_LIQ] += 1.0
-                if r["closed"]:
-                    acc[_N_CLOSED] += 1.0
-                if bad > 0.0:
-                    acc[_N_BANKRUPT] += 1.0
-                acc[_NOTIONAL] += d * pe
-                acc[_KEEPER] += r["keeper_fee"]
-                acc[_INSURANCE] += r["insurance_fee"]
-                acc[_BAD_DEBT] += bad
-                if bad > 0.0 and prod != _LOAN:
-                    if long_side:
-                        acc[_BAD_LONG] += bad
-                        acc[_BANKRUPT_UNITS_LONG] += d
-                    else:
-                        acc[_BAD_SHORT] += bad
-                        acc[_BANKRUPT_UNITS_SHORT] += d
-                acc[_IMPACT_COST] += d * (p - pe) if long_side else d * (pe - p)
-                if prod == _LOAN:
-                    acc[_CASH_LOAN] += cash_delta[j]
-                    acc[_UNITS_LOAN] -= signed
+    for t in range(counts.shape[1]):
+        step_metrics_nb(t, t, product, counts, slots, records, cash_delta, waits, wait_slots,
+                        wait_equity, x_long, scale, step_out, acc)
+
+
+@njit
+def step_metrics_nb(t, col, product, counts, slots, records, cash_delta, waits, wait_slots,
+                    wait_equity, x_long, scale, step_out, acc):
+    """Fill row ``t`` of ``step_out`` (:func:`decoupled_metrics_nb`, one step).
+
+    ``slots[ch, col]`` and ``wait_slots[ch, col]`` are the slots after the last record (kept
+    wait) of chunk ``ch`` at step ``t``; ``acc`` is scratch, shape (``N_SUMMED_METRICS``,)
+    float64. Other arguments as :func:`decoupled_metrics_nb`'s.
+    """
+    n_chunks = counts.shape[0]
+    total_flow = 0.0
+    for ch in range(n_chunks):
+        cnt = counts[ch, t]
+        if cnt == 0:
+            continue
+        for kk in range(_N_SUMMED):
+            acc[kk] = 0.0
+        flow = 0.0
+        for j in range(slots[ch, col] - cnt, slots[ch, col]):
+            r = records[j]
+            signed = r["units_closed"]
+            pe = r["fill_price"]
+            bad = r["bad_debt"]
+            p = r["decision_price"]
+            d = abs(signed)
+            long_side = signed > 0.0
+            prod = product[r["account"]]
+            flow += -d * p if long_side else d * p
+            acc[_N_LIQ] += 1.0
+            if r["closed"]:
+                acc[_N_CLOSED] += 1.0
+            if bad > 0.0:
+                acc[_N_BANKRUPT] += 1.0
+            acc[_NOTIONAL] += d * pe
+            acc[_KEEPER] += r["keeper_fee"]
+            acc[_INSURANCE] += r["insurance_fee"]
+            acc[_BAD_DEBT] += bad
+            if bad > 0.0 and prod != _LOAN:
+                if long_side:
+                    acc[_BAD_LONG] += bad
+                    acc[_BANKRUPT_UNITS_LONG] += d
                 else:
-                    acc[_CASH_PERP] += cash_delta[j]
-                    if long_side:
-                        acc[_UNITS_LONG] -= signed
-                    else:
-                        acc[_UNITS_SHORT] -= signed
-            for w in range(wait_slots[ch, t] - waits[ch, t], wait_slots[ch, t]):
-                acc[_N_WAITING] += 1.0
-                acc[_WAITING_EQUITY] += wait_equity[w]
-            for kk in range(_N_SUMMED):
-                step_out[t, kk] += acc[kk]
-            total_flow += flow + 0.0
-        step_out[t, _SLICE] = 1.0
-        step_out[t, _MARGIN_SCALE] = scale[t]
-        step_out[t, _PRICE_FACTOR] = 1.0
-        step_out[t, _EXEC_FACTOR] = 1.0
-        step_out[t, _ORACLE] = x_long[t]
-        step_out[t, _NET_FLOW] = total_flow
+                    acc[_BAD_SHORT] += bad
+                    acc[_BANKRUPT_UNITS_SHORT] += d
+            acc[_IMPACT_COST] += d * (p - pe) if long_side else d * (pe - p)
+            if prod == _LOAN:
+                acc[_CASH_LOAN] += cash_delta[j]
+                acc[_UNITS_LOAN] -= signed
+            else:
+                acc[_CASH_PERP] += cash_delta[j]
+                if long_side:
+                    acc[_UNITS_LONG] -= signed
+                else:
+                    acc[_UNITS_SHORT] -= signed
+        for w in range(wait_slots[ch, col] - waits[ch, t], wait_slots[ch, col]):
+            acc[_N_WAITING] += 1.0
+            acc[_WAITING_EQUITY] += wait_equity[w]
+        for kk in range(_N_SUMMED):
+            step_out[t, kk] += acc[kk]
+        total_flow += flow + 0.0
+    step_out[t, _SLICE] = 1.0
+    step_out[t, _MARGIN_SCALE] = scale[t]
+    step_out[t, _PRICE_FACTOR] = 1.0
+    step_out[t, _EXEC_FACTOR] = 1.0
+    step_out[t, _ORACLE] = x_long[t]
+    step_out[t, _NET_FLOW] = total_flow
 
 
 @njit
