@@ -177,8 +177,9 @@ def _step_blocks(weight: np.ndarray, blocks: int) -> np.ndarray:
     on them (:func:`backtest.kernels.decoupled_fused_nb.settle_records_nb`).
     """
     cum = np.cumsum(weight)
-    targets = cum[-1] * np.arange(1, blocks) / blocks if len(cum) else np.zeros(0)
-    inner = np.searchsorted(cum, targets, side="right")
+    targets = (cum[-1] if len(cum) else 0) * np.arange(1, blocks) / blocks
+    # each inner edge falls just after the step at which the running weight reaches its share
+    inner = np.minimum(np.searchsorted(cum, targets, side="left") + 1, len(weight))
     return np.concatenate(([0], inner, [len(weight)])).astype(np.int64)
 
 
