@@ -183,6 +183,14 @@ def _step_blocks(weight: np.ndarray, blocks: int) -> np.ndarray:
     return np.concatenate(([0], inner, [len(weight)])).astype(np.int64)
 
 
+def _chunk_units(reach: np.ndarray, chunk_size: int, units: int) -> np.ndarray:
+    """Edges of ``units`` runs of consecutive chunks of about equal walking work, shape
+    (units + 1,) int64: a chunk's reachable accounts plus a 64th of its positions (the listing
+    pass). They only share the walk among threads (numba's OpenMP layer gives each thread a
+    fixed share of a ``prange``); no result depends on them."""
+    return _step_blocks(reach * 64 + chunk_size, units)
+
+
 def _exclusive_cumsum(a: np.ndarray) -> np.ndarray:
     out = np.zeros(len(a), np.int64)
     np.cumsum(a[:-1], out=out[1:])
@@ -224,7 +232,8 @@ def _walk_once(walk: tuple, maybe: np.ndarray, family: int, x_long: np.ndarray,
     buffer_delta = np.empty(len(buffer), np.float64)
     wait_buffer = np.empty(int(wait_start[-1]), np.float64)
     wait_step = np.empty(len(wait_buffer), np.int32)
-    decoupled_walk_nb(order, maybe, start, chunk_size, product, units, cash, tape, tables, pol,
+    decoupled_walk_nb(_chunk_units(reach, chunk_size, numba.get_num_threads()), order, maybe,
+                      start, chunk_size, product, units, cash, tape, tables, pol,
                       eff_fill, adl, counts, waits, cursor, wait_cursor, out, buffer,
                       buffer_delta, wait_buffer, wait_step, flags)
     if np.any(flags == STATUS_OVERFLOW):

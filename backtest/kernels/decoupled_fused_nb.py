@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backtest._jit import njit_parallel, prange
+from backtest._jit import njit, njit_parallel, prange
 from backtest.kernels.enums import N_SUMMED_METRICS
 from backtest.kernels.decoupled_nb import WALK_FUSED, _walk_nb, step_metrics_nb
 from backtest.kernels.liquidation_nb import trigger_key_nb
@@ -102,13 +102,17 @@ def chunk_reach_nb(order, maybe, chunk_size, reach):
 
 
 @njit_parallel
-def decoupled_walk_nb(order, maybe, start, chunk_size, product, units, cash, tape, tables, pol,
+def decoupled_walk_nb(cuts, order, maybe, start, chunk_size, product, units, cash, tape, tables, pol,
                       fill_mode, adl, counts, waits, cursor, wait_cursor, out, buffer,
                       buffer_delta, wait_buffer, wait_buffer_step, flags):
     """Walk each chunk's marked accounts once: count, store final state, buffer records.
 
-    One parallel region over the chunks; chunk ``ch`` lists its reachable accounts' book rows
-    by position, gathers their product, units and cash (a tight loop of independent loads), walks
+    One parallel region over ``len(cuts) - 1`` units of consecutive chunks (one per thread:
+    numba's OpenMP layer hands each thread a fixed share of a ``prange``, whatever
+    ``numba.set_parallel_chunksize`` says, and the reachable accounts sit in a few adjacent
+    chunks, the book being ordered by liquidation price, so equal shares of chunks left one
+    thread all of W1's walk at 100k accounts); each unit walks its chunks in order. Chunk
+    ``ch`` lists its reachable accounts' book rows by position, gathers their product, units and cash (a tight loop of independent loads), walks
     them (:func:`backtest.kernels.decoupled_nb._walk_nb`, fused mode) reading and writing its
     position-ordered arrays front to back, and scatters their outputs to their book rows.
     The walk of an account touched about eleven cache lines at random in book-order arrays
@@ -118,6 +122,9 @@ def decoupled_walk_nb(order, maybe, start, chunk_size, product, units, cash, tap
 
     Parameters
     ----------
+    cuts : ndarray, shape (units + 1,), int64
+        Unit edges in chunks, non-decreasing, from 0 to ``n_chunks``; they share the work
+        among threads and change no result.
     order : ndarray, shape (N,), int64
         Processing order: the book row at each position.
     maybe : ndarray, shape (N,), uint8
@@ -150,43 +157,54 @@ def decoupled_walk_nb(order, maybe, start, chunk_size, product, units, cash, tap
         Receives each chunk's status (``STATUS_OK``, ``STATUS_PERP_BAD_DEBT``,
         ``STATUS_OVERFLOW``).
     """
+    n = order.shape[0]
+    for unit in prange(cuts.shape[0] - 1):
+        for ch in range(cuts[unit], cuts[unit + 1]):
+            _walk_chunk_nb(ch, order, maybe, start, chunk_size, n, product, units, cash, tape,
+                           tables, pol, fill_mode, adl, counts, waits, cursor, wait_cursor, out,
+                           buffer, buffer_delta, wait_buffer, wait_buffer_step, flags)
+
+
+@njit
+def _walk_chunk_nb(ch, order, maybe, start, chunk_size, n, product, units, cash, tape, tables,
+                   pol, fill_mode, adl, counts, waits, cursor, wait_cursor, out, buffer,
+                   buffer_delta, wait_buffer, wait_buffer_step, flags):
+    """One chunk of :func:`decoupled_walk_nb`: list, gather, walk, scatter."""
     u_o, c_o, n_liq_o, first_o, last_o, notional_o, pen_o, bad_o = out
     no_bytes = np.empty(0, np.uint8)
-    n = order.shape[0]
-    for ch in prange(counts.shape[0]):
-        m = start[ch + 1] - start[ch]
-        my_rows = np.empty(m, np.int64)
-        q = 0
-        for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
-            b = order[i]
-            if maybe[b] != 0:
-                my_rows[q] = b
-                q += 1
-        p = np.empty(m, np.int8)
-        u = np.empty(m)
-        c = np.empty(m)
-        for q in range(m):
-            b = my_rows[q]
-            p[q] = product[b]
-            u[q] = units[b]
-            c[q] = cash[b]
-        mine = (u.copy(), c.copy(), np.zeros(m, np.int32), np.full(m, -1, np.int32),
-                np.full(m, -1, np.int32), np.zeros(m), np.zeros(m), np.zeros(m))
-        flags[ch] = _walk_nb(0, m, ch, my_rows, p, u, c, tape, tables, pol, fill_mode, adl,
-                             WALK_FUSED, no_bytes, counts, waits, cursor, wait_cursor,
-                             no_bytes, mine, buffer, buffer_delta, wait_buffer,
-                             wait_buffer_step)
-        u2, c2, n_liq, first, last, notional, pen, bad = mine
-        for q in range(m):
-            b = my_rows[q]
-            u_o[b] = u2[q]
-            c_o[b] = c2[q]
-            n_liq_o[b] = n_liq[q]
-            first_o[b] = first[q]
-            last_o[b] = last[q]
-            notional_o[b] = notional[q]
-            pen_o[b] = pen[q]
-            bad_o[b] = bad[q]
+    m = start[ch + 1] - start[ch]
+    my_rows = np.empty(m, np.int64)
+    q = 0
+    for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
+        b = order[i]
+        if maybe[b] != 0:
+            my_rows[q] = b
+            q += 1
+    p = np.empty(m, np.int8)
+    u = np.empty(m)
+    c = np.empty(m)
+    for q in range(m):
+        b = my_rows[q]
+        p[q] = product[b]
+        u[q] = units[b]
+        c[q] = cash[b]
+    mine = (u.copy(), c.copy(), np.zeros(m, np.int32), np.full(m, -1, np.int32),
+            np.full(m, -1, np.int32), np.zeros(m), np.zeros(m), np.zeros(m))
+    flags[ch] = _walk_nb(0, m, ch, my_rows, p, u, c, tape, tables, pol, fill_mode, adl,
+                         WALK_FUSED, no_bytes, counts, waits, cursor, wait_cursor,
+                         no_bytes, mine, buffer, buffer_delta, wait_buffer,
+                         wait_buffer_step)
+    u2, c2, n_liq, first, last, notional, pen, bad = mine
+    for q in range(m):
+        b = my_rows[q]
+        u_o[b] = u2[q]
+        c_o[b] = c2[q]
+        n_liq_o[b] = n_liq[q]
+        first_o[b] = first[q]
+        last_o[b] = last[q]
+        notional_o[b] = notional[q]
+        pen_o[b] = pen[q]
+        bad_o[b] = bad[q]
 
 
 @njit_parallel
