@@ -342,38 +342,63 @@ def test_a_chunk_outgrowing_its_buffer_falls_back_to_two_walks(room, family, mon
         assert again or int(fast.step_metrics[:, StepMetric.N_WAITING].sum()) > 0
 
 
-def test_reachable_marks_and_chunk_counts_match_a_plain_loop():
-    """The parallel marking (blocks of book rows) and per-chunk counts (chunks of positions)
-    equal a plain loop over the trigger keys, whatever the block and the thread count."""
-    from backtest.kernels.decoupled_fused_nb import chunk_reach_nb, reachable_nb
+def test_reachable_marks_and_initial_outputs_match_a_plain_loop():
+    """The parallel marking (blocks of book rows) equals a plain loop over the trigger keys,
+    counts per block, and writes every account's outputs before any event, whatever the block
+    and the thread count."""
+    from backtest.kernels.decoupled_fused_nb import reachable_nb
     from backtest.kernels.liquidation_nb import trigger_key_nb
 
     rng = np.random.default_rng(5)
-    book = random_book(rng, 1003)
+    n = 1003
+    book = random_book(rng, n)
     m_rate = np.array([0.01, 0.2])
-    order = rng.permutation(1003).astype(np.int64)
     keys = np.array([trigger_key_nb(u, c, m_rate[p]) for p, u, c in
                      zip(book["product"], book["units"], book["cash"], strict=True)])
     lo_min, neg_hi_min = float(np.quantile(keys[keys > 0], 0.6)), -120.0
     expected = ((lo_min <= keys) | ((keys < 0) & (neg_hi_min <= keys))).astype(np.uint8)
-    assert 0 < expected.sum() < len(expected)
+    assert 0 < expected.sum() < n
     before = numba.get_num_threads()
     try:
         for threads, block in ((1, 64), (2, 64), (2, 7), (2, 5000)):
             numba.set_num_threads(threads)
-            maybe = np.full(1003, 9, np.uint8)
-            counts = np.full(-(-1003 // block), -1, np.int64)
+            maybe = np.full(n, 9, np.uint8)
+            counts = np.full(-(-n // block), -1, np.int64)
+            out = decoupled._outputs(n)
+            for a in out:
+                a[:] = 7
             reachable_nb(book["product"], book["units"], book["cash"], m_rate, lo_min,
-                         neg_hi_min, block, maybe, counts)
+                         neg_hi_min, block, maybe, counts, out)
             assert np.array_equal(maybe, expected)
             assert counts.tolist() == [int(expected[j:j + block].sum())
-                                       for j in range(0, 1003, block)]
-            reach = np.full(101, -1, np.int64)
-            chunk_reach_nb(order, maybe, 10, reach)
-            assert reach.tolist() == [int(expected[order[i:i + 10]].sum())
-                                      for i in range(0, 1003, 10)]
+                                       for j in range(0, n, block)]
+            assert np.array_equal(out[0], book["units"]) and np.array_equal(out[1], book["cash"])
+            assert [a.tolist() for a in out[2:]] == [[v] * n for v in (0, -1, -1, 0, 0, 0)]
     finally:
         numba.set_num_threads(before)
+
+
+def test_lazy_buffers_are_writable_and_sized():
+    a = decoupled._lazy(1000, decoupled.RECORD_DTYPE)
+    assert a.shape == (1000,) and a.dtype == decoupled.RECORD_DTYPE and a.flags.writeable
+    a[999]["step"] = 5
+    assert a[999]["step"] == 5 and a[0]["step"] == 0  # fresh pages read as zeros
+    assert decoupled._lazy(0, np.float64).shape == (0,)
+
+
+@pytest.mark.parametrize(("threads", "units"), [(1, 1), (1, 3), (2, 2), (2, 5)])
+def test_fused_walk_results_do_not_depend_on_how_chunks_are_dealt(threads, units, monkeypatch):
+    """Chunks dealt in turn to 1, 2, 3 or 5 units on 1 or 2 threads, every family given room:
+    the same bytes as the step loop."""
+    monkeypatch.setattr(decoupled, "_walk_units", lambda: units)
+    monkeypatch.setattr(decoupled, "SERIAL_MAX_REACHABLE", -1)
+    monkeypatch.setattr(decoupled, "BUFFER_PER_ACCOUNT", {False: (64, 256), True: (1, 0)})
+    for family in FAMILIES:
+        _, prices, book, policy = _inputs(30 + int(family), family, n=2500, steps=150, vol=0.02)
+        fast, slow = _both(prices, book, policy, TriggerPrice.EXTREME, FillPrice.TRIGGER,
+                           threads=threads, chunk_size=16)
+        assert len(fast.records) > 50
+        assert _differences(fast, slow) == []
 
 
 @pytest.mark.parametrize("blocks", [1, 2, 3, 7, 400])

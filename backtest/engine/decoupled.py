@@ -18,6 +18,8 @@ models (bad debt on a perp with auto-deleveraging as the waterfall).
 
 from __future__ import annotations
 
+import mmap
+
 import numba
 import numpy as np
 
@@ -36,7 +38,6 @@ from backtest.kernels.decoupled_nb import (
     record_slots_nb,
 )
 from backtest.kernels.decoupled_fused_nb import (
-    chunk_reach_nb,
     decoupled_walk_nb,
     reachable_nb,
     settle_records_nb,
@@ -161,12 +162,12 @@ def _filled(n: int, dtype, value) -> np.ndarray:
     return out
 
 
-def _outputs(units: np.ndarray, cash: np.ndarray) -> tuple:
-    """The walks' per-account outputs before any event (book order), every page written."""
-    n = len(units)
-    return (units.copy(), cash.copy(), _filled(n, np.int32, 0), _filled(n, np.int32, -1),
-            _filled(n, np.int32, -1), _filled(n, np.float64, 0.0),
-            _filled(n, np.float64, 0.0), _filled(n, np.float64, 0.0))
+def _outputs(n: int) -> tuple:
+    """The walks' per-account outputs (book order), unwritten: ``(units, cash, n_liquidations,
+    first_step, last_step, liquidated_notional, penalties_paid, bad_debt)``, filled before
+    any event by :func:`backtest.kernels.decoupled_fused_nb.reachable_nb`."""
+    return (np.empty(n), np.empty(n), np.empty(n, np.int32), np.empty(n, np.int32),
+            np.empty(n, np.int32), np.empty(n), np.empty(n), np.empty(n))
 
 
 def _step_blocks(weight: np.ndarray, blocks: int) -> np.ndarray:
@@ -183,12 +184,25 @@ def _step_blocks(weight: np.ndarray, blocks: int) -> np.ndarray:
     return np.concatenate(([0], inner, [len(weight)])).astype(np.int64)
 
 
-def _chunk_units(reach: np.ndarray, chunk_size: int, units: int) -> np.ndarray:
-    """Edges of ``units`` runs of consecutive chunks of about equal walking work, shape
-    (units + 1,) int64: a chunk's reachable accounts plus a 64th of its positions (the listing
-    pass). They only share the walk among threads (numba's OpenMP layer gives each thread a
-    fixed share of a ``prange``); no result depends on them."""
-    return _step_blocks(reach * 64 + chunk_size, units)
+def _lazy(n: int, dtype) -> np.ndarray:
+    """A new array of ``n`` items of ``dtype`` whose pages are mapped only when written.
+
+    The fused walk's buffers are reserved for every position (each chunk's stretch starts at
+    a fixed offset, so no pass has to count the chunks' reachable accounts first) but are
+    written only for the reachable ones; an anonymous mapping of its own (no transparent huge
+    pages, which NumPy asks for on arrays over 4 MB and which would map 2 MB for every record
+    written) keeps the memory to the pages the walk writes, mapped in the walk's parallel
+    region.
+    """
+    dtype = np.dtype(dtype)
+    if n * dtype.itemsize == 0:
+        return np.empty(n, dtype)
+    return np.frombuffer(mmap.mmap(-1, n * dtype.itemsize), dtype, count=n)
+
+
+def _walk_units() -> int:
+    """Units the fused walk deals its chunks to: one per thread (changes no result)."""
+    return numba.get_num_threads()
 
 
 def _exclusive_cumsum(a: np.ndarray) -> np.ndarray:
@@ -197,45 +211,36 @@ def _exclusive_cumsum(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def _walk_once(walk: tuple, maybe: np.ndarray, family: int, x_long: np.ndarray,
+def _walk_once(walk: tuple, maybe: np.ndarray, out: tuple, family: int, x_long: np.ndarray,
                scale: np.ndarray):
     """One walk (:func:`backtest.kernels.decoupled_fused_nb.decoupled_walk_nb`), then the
     records settled into their slots and summed per step (``settle_records_nb``).
 
-    Returns ``(out, records, cash_delta, step_out)`` (``step_out`` without the insurance
+    ``out`` holds the accounts' outputs before any event
+    (:func:`backtest.kernels.decoupled_fused_nb.reachable_nb`); the walk writes the reachable
+    accounts' rows. Returns ``(records, step_out)`` (``step_out`` without the insurance
     waterfall), None if the walk met a perp's bad debt under auto-deleveraging, or False if a
     chunk outgrew its buffers (or the family has no room in :data:`BUFFER_PER_ACCOUNT`).
     """
     order, product, units, cash, tape, tables, pol, eff_fill, adl, chunk_size, n_chunks = walk
-    n_steps = len(tape[0])
+    n, n_steps = len(units), len(tape[0])
     room = BUFFER_PER_ACCOUNT[family == PolicyFamily.HARD]
     if room is None:
         return False
     per_rec, per_wait = room
-    reach = np.empty(n_chunks, np.int64)
-    chunk_reach_nb(order, maybe, chunk_size, reach)
-    start = np.zeros(n_chunks + 1, np.int64)
-    np.cumsum(reach, out=start[1:])
-    rec_start, wait_start = start * per_rec, start * per_wait
-    cursor = np.stack((rec_start[:-1], rec_start[1:]), axis=1)
-    wait_cursor = np.stack((wait_start[:-1], wait_start[1:]), axis=1)
+    cursor = np.empty((n_chunks, 2), np.int64)
+    wait_cursor = np.empty((n_chunks, 2), np.int64)
     counts = np.zeros((n_chunks, n_steps), np.int64)
     waits = np.zeros((n_chunks, n_steps), np.int64)
     flags = np.zeros(n_chunks, np.int64)
-    # written here (serially): the walk's chunks then write only the rows they reach (when
-    # each chunk also wrote its block of unreached rows, with the pages first touched in the
-    # parallel region, the walk at 2 threads took longer than at 1: W1, 1M accounts)
-    out = _outputs(units, cash)
-    # written here (serially) before the walk writes into them: page faults then cost no
-    # time in the parallel region, where they would take turns
-    buffer = _filled(int(rec_start[-1]), RECORD_DTYPE, 0)
-    buffer_delta = np.empty(len(buffer), np.float64)
-    wait_buffer = np.empty(int(wait_start[-1]), np.float64)
-    wait_step = np.empty(len(wait_buffer), np.int32)
-    decoupled_walk_nb(_chunk_units(reach, chunk_size, numba.get_num_threads()), order, maybe,
-                      start, chunk_size, product, units, cash, tape, tables, pol,
-                      eff_fill, adl, counts, waits, cursor, wait_cursor, out, buffer,
-                      buffer_delta, wait_buffer, wait_step, flags)
+    buffer = _lazy(n * per_rec, RECORD_DTYPE)
+    buffer_delta = _lazy(n * per_rec, np.float64)
+    wait_buffer = _lazy(n * per_wait, np.float64)
+    wait_step = _lazy(n * per_wait, np.int32)
+    decoupled_walk_nb(_walk_units(), order, maybe, chunk_size, (per_rec, per_wait),
+                      product, units, cash, tape, tables, pol, eff_fill, adl, counts, waits,
+                      cursor, wait_cursor, out, buffer, buffer_delta, wait_buffer, wait_step,
+                      flags)
     if np.any(flags == STATUS_OVERFLOW):
         return False
     if np.any(flags != STATUS_OK):
@@ -248,15 +253,17 @@ def _walk_once(walk: tuple, maybe: np.ndarray, family: int, x_long: np.ndarray,
     wait_equity = np.empty(int(waits_per_step.sum()), np.float64)
     step_out = np.zeros((n_steps, N_STEP_METRICS))
     bounds = _step_blocks(per_step + waits_per_step + 1, numba.get_num_threads())
-    settle_records_nb(bounds, counts, waits, cursor, wait_cursor, rec_start[:-1],
-                      wait_start[:-1], _exclusive_cumsum(per_step),
+    first = np.arange(n_chunks, dtype=np.int64) * chunk_size
+    settle_records_nb(bounds, counts, waits, cursor, wait_cursor, first * per_rec,
+                      first * per_wait, _exclusive_cumsum(per_step),
                       _exclusive_cumsum(waits_per_step), buffer, buffer_delta, wait_buffer,
                       wait_step, product, x_long, scale, records, cash_delta, wait_equity,
                       step_out)
-    return out, records, step_out
+    return records, step_out
 
 
-def _walk_twice(walk: tuple, maybe: np.ndarray, x_long: np.ndarray, scale: np.ndarray):
+def _walk_twice(walk: tuple, maybe: np.ndarray, out: tuple, x_long: np.ndarray,
+                scale: np.ndarray):
     """The counting walk, then the writing walk into the counted slots, then the per-step
     sums (serial): returns what :func:`_walk_once` does, or None if the walk met a perp's bad
     debt under auto-deleveraging."""
@@ -278,14 +285,13 @@ def _walk_twice(walk: tuple, maybe: np.ndarray, x_long: np.ndarray, scale: np.nd
     wait_equity = _filled(int(waits.sum()), np.float64, 0.0)
     records = _filled(int(counts.sum()), RECORD_DTYPE, 0)
     cash_delta = _filled(len(records), np.float64, 0.0)
-    out = _outputs(units, cash)
     decoupled_apply_nb(order, product, units, cash, tape, tables, pol, eff_fill, chunk_size,
                        counts, walked, out, slots, wait_slots, records, cash_delta,
                        wait_equity)
     step_out = np.zeros((n_steps, N_STEP_METRICS))
     decoupled_metrics_nb(product, counts, slots, records, cash_delta, waits, wait_slots,
                          wait_equity, x_long, scale, step_out)
-    return out, records, step_out
+    return records, step_out
 
 
 def run_decoupled(required: bool, prices, product: np.ndarray, units: np.ndarray,
@@ -371,22 +377,27 @@ def run_decoupled(required: bool, prices, product: np.ndarray, units: np.ndarray
     try:
         maybe = np.empty(n, np.uint8)
         blocks = np.empty((n + chunk_size - 1) // chunk_size, np.int64)
+        out = _outputs(n)
         reachable_nb(product, units, cash, pol[1], tables[1][0], tables[3][0], chunk_size,
-                     maybe, blocks)
+                     maybe, blocks, out)
         n_maybe = int(blocks.sum())
         if n_maybe <= SERIAL_MAX_REACHABLE:
             numba.set_num_threads(1)  # a tiny run: no waiting for a second thread
         fused = FUSED_WALK and n_maybe <= FUSED_MAX_REACHABLE
-        done = _walk_once(walk, maybe, int(rec["family"]), x_long, scale) if fused else False
+        done = (_walk_once(walk, maybe, out, int(rec["family"]), x_long, scale) if fused
+                else False)
         if done is False:  # a chunk outgrew its buffer (or the fused walk is off): walk twice
-            done = _walk_twice(walk, maybe, x_long, scale)
+            if fused:  # the stopped walk wrote some outputs: back to the state before events
+                for a, initial in zip(out, (units, cash, 0, -1, -1, 0.0, 0.0, 0.0), strict=True):
+                    a[:] = initial
+            done = _walk_twice(walk, maybe, out, x_long, scale)
         if done is None:
             if required:
                 raise ValueError("path='decoupled' but the run needs the step loop: bad debt "
                                  "on a perp with auto-deleveraging as the waterfall")
             return None
         del maybe
-        out, records, step_out = done
+        records, step_out = done
     finally:
         numba.set_parallel_chunksize(before)
         numba.set_num_threads(threads)

@@ -1,21 +1,24 @@
-"""The decoupled path's single walk: four parallel regions, no serial pass over the accounts.
+"""The decoupled path's single walk: three parallel regions, no serial pass over the accounts.
 
 :mod:`backtest.kernels.decoupled_nb` walks every reachable account twice: once to count the
 events per (chunk, step), which gives each record its slot in the step loop's order (by step,
 then chunk, then position), and once more to write the records into those slots. Here each
 account is walked once, and every pass over the accounts or the records is a parallel region
-(a serial pass gets one core's share on a loaded machine, while the brute-force kernels' second
-thread takes whatever core time comes free; brief H16 in ``bench/RESULTS.md``):
+(a serial pass gets one runnable thread's share of a loaded machine, while the brute-force
+kernels keep both threads runnable; brief H16 in ``bench/RESULTS.md``):
 
 1. :func:`reachable_nb` (over blocks of book rows, read sequentially) marks the accounts whose
-   initial trigger key passes the filter at some step, and :func:`chunk_reach_nb` (over
-   chunks of positions) counts them per chunk, which sizes each chunk's stretch of the record
-   buffer;
-2. :func:`decoupled_walk_nb` (over chunks; the same walk function as the two walks, in its
-   fused mode) lists its marked accounts, gathers their state by position, walks them front
-   to back appending its records, in walk order (position, then step), to its own stretch of
-   the buffer, counts them per (chunk, step) as the counting walk does, and scatters the
-   accounts' outputs to their book rows;
+   initial trigger key passes the filter at some step and writes every account's initial
+   outputs (the walks then write only the reachable accounts' rows);
+2. :func:`decoupled_walk_nb` (chunks dealt to the threads in turn; the same walk function as
+   the two walks, in its fused mode) lists each chunk's reachable accounts, gathers their
+   state by position, walks them front to back appending its records, in walk order
+   (position, then step), to the chunk's own stretch of the record buffer, counts them per
+   (chunk, step) as the counting walk does, and scatters the accounts' outputs to their book
+   rows. Chunk ``ch``'s stretch starts at ``ch * chunk_size * per_rec`` (the buffer is
+   reserved for every position but only the pages written are ever mapped, see
+   :func:`backtest.engine.decoupled._lazy`), and holds ``per_rec`` records per reachable
+   account of the chunk;
 3. :func:`settle_records_nb` (over blocks of steps) moves every record into its slot (the
    prefix sums of the counts over (step, chunk)), and sums the per-step aggregates
    (:func:`backtest.kernels.decoupled_nb.step_metrics_nb`, the step loop's order). The slots
@@ -26,7 +29,11 @@ The records of one (chunk, step) keep their walk order, which is position order,
 is the two-walk path's, bit for bit, whatever the thread count or the blocks of steps (a
 chunk's work and its stretch of the buffer do not depend on which thread walks it; a step's
 slots and sums do not depend on the block it falls in). A chunk whose records or waits outgrow
-its stretch stops with ``STATUS_OVERFLOW``, and the driver walks twice instead.
+its stretch stops with ``STATUS_OVERFLOW``, and the driver walks twice instead. Work is shared
+by dealing chunks (and blocks of steps) to threads explicitly: numba's OpenMP layer gives each
+thread a fixed, contiguous share of a ``prange`` whatever ``numba.set_parallel_chunksize``
+says, and the reachable accounts sit in adjacent chunks (the processing order sorts by
+liquidation price), so contiguous halves left one thread all of W1's walk at 100k accounts.
 """
 
 from __future__ import annotations
@@ -40,11 +47,14 @@ from backtest.kernels.liquidation_nb import trigger_key_nb
 
 
 @njit_parallel
-def reachable_nb(product, units, cash, m_rate, lo_min, neg_hi_min, block, maybe, counts):
-    """Mark the accounts whose trigger key passes the filter at some step (book order).
+def reachable_nb(product, units, cash, m_rate, lo_min, neg_hi_min, block, maybe, counts,
+                 out):
+    """Mark the accounts whose trigger key passes the filter at some step (book order), and
+    write every account's outputs before any event.
 
-    One parallel region over blocks of ``block`` book rows, read sequentially (the walk then
-    reads the state of only these accounts, at random through the processing order).
+    One parallel region over blocks of ``block`` book rows, read and written sequentially (the
+    walks then read and write the rows of only the marked accounts, at random through the
+    processing order).
 
     Parameters
     ----------
@@ -63,11 +73,24 @@ def reachable_nb(product, units, cash, m_rate, lo_min, neg_hi_min, block, maybe,
         and ``neg_hi_min <= k``), else 0.
     counts : ndarray, shape (ceil(N / block),), int64
         Receives the number of marked accounts per block.
+    out : tuple of eight ndarrays, shape (N,), book order
+        ``(units, cash, n_liquidations, first_step, last_step, liquidated_notional,
+        penalties_paid, bad_debt)`` (float64, float64, int32 x 3, float64 x 3): receive the
+        initial units and cash, 0, -1, -1, 0, 0, 0.
     """
     n = units.shape[0]
+    u_o, c_o, n_liq_o, first_o, last_o, notional_o, pen_o, bad_o = out
     for j in prange(counts.shape[0]):
         count = 0
         for b in range(j * block, min(n, (j + 1) * block)):
+            u_o[b] = units[b]
+            c_o[b] = cash[b]
+            n_liq_o[b] = 0
+            first_o[b] = -1
+            last_o[b] = -1
+            notional_o[b] = 0.0
+            pen_o[b] = 0.0
+            bad_o[b] = 0.0
             k = trigger_key_nb(units[b], cash[b], m_rate[product[b]])
             if lo_min <= k or (k < 0.0 and neg_hi_min <= k):
                 maybe[b] = 1
@@ -78,43 +101,17 @@ def reachable_nb(product, units, cash, m_rate, lo_min, neg_hi_min, block, maybe,
 
 
 @njit_parallel
-def chunk_reach_nb(order, maybe, chunk_size, reach):
-    """Count each chunk's reachable accounts (one parallel region over chunks of positions).
+def decoupled_walk_nb(n_units, order, maybe, chunk_size, room, product, units, cash, tape,
+                      tables, pol, fill_mode, adl, counts, waits, cursor, wait_cursor, out,
+                      buffer, buffer_delta, wait_buffer, wait_buffer_step, flags):
+    """Walk each chunk's reachable accounts once: count, store final state, buffer records.
 
-    Parameters
-    ----------
-    order : ndarray, shape (N,), int64
-        Processing order: the book row at each position.
-    maybe : ndarray, shape (N,), uint8
-        :func:`reachable_nb` (book order).
-    chunk_size : int
-        Positions per chunk.
-    reach : ndarray, shape (ceil(N / chunk_size),), int64
-        Receives the number of positions ``i`` of each chunk with ``maybe[order[i]] == 1``.
-    """
-    n = order.shape[0]
-    for ch in prange(reach.shape[0]):
-        count = 0
-        for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
-            if maybe[order[i]] != 0:
-                count += 1
-        reach[ch] = count
-
-
-@njit_parallel
-def decoupled_walk_nb(cuts, order, maybe, start, chunk_size, product, units, cash, tape, tables, pol,
-                      fill_mode, adl, counts, waits, cursor, wait_cursor, out, buffer,
-                      buffer_delta, wait_buffer, wait_buffer_step, flags):
-    """Walk each chunk's marked accounts once: count, store final state, buffer records.
-
-    One parallel region over ``len(cuts) - 1`` units of consecutive chunks (one per thread:
-    numba's OpenMP layer hands each thread a fixed share of a ``prange``, whatever
-    ``numba.set_parallel_chunksize`` says, and the reachable accounts sit in a few adjacent
-    chunks, the book being ordered by liquidation price, so equal shares of chunks left one
-    thread all of W1's walk at 100k accounts); each unit walks its chunks in order. Chunk
-    ``ch`` lists its reachable accounts' book rows by position, gathers their product, units and cash (a tight loop of independent loads), walks
-    them (:func:`backtest.kernels.decoupled_nb._walk_nb`, fused mode) reading and writing its
-    position-ordered arrays front to back, and scatters their outputs to their book rows.
+    One parallel region over ``n_units`` units (one per thread), unit ``k`` walking chunks
+    ``k, k + n_units, ...`` in turn (see the module's note on sharing). Chunk ``ch`` lists its
+    reachable accounts' book rows by position, gathers their product, units and cash (a tight
+    loop of independent loads), walks them (:func:`backtest.kernels.decoupled_nb._walk_nb`,
+    fused mode) reading and writing its position-ordered arrays front to back, and scatters
+    their outputs to their book rows.
     The walk of an account touched about eleven cache lines at random in book-order arrays
     (three reads, eight outputs) when it read and wrote them in place: at 1M accounts,
     arrays larger than the caches, that made the walk several times slower (W1, 1 and 2
@@ -122,64 +119,71 @@ def decoupled_walk_nb(cuts, order, maybe, start, chunk_size, product, units, cas
 
     Parameters
     ----------
-    cuts : ndarray, shape (units + 1,), int64
-        Unit edges in chunks, non-decreasing, from 0 to ``n_chunks``; they share the work
-        among threads and change no result.
+    n_units : int
+        Threads to deal the chunks to (changes no result).
     order : ndarray, shape (N,), int64
         Processing order: the book row at each position.
     maybe : ndarray, shape (N,), uint8
         :func:`reachable_nb` (book order).
-    start : ndarray, shape (n_chunks + 1,), int64
-        Prefix sums of :func:`chunk_reach_nb`: chunk ``ch`` has ``start[ch + 1] - start[ch]``
-        reachable accounts.
     chunk_size : int
         Positions per chunk.
+    room : tuple of two ints
+        Records and waits a reachable account may buffer (``BUFFER_PER_ACCOUNT``); chunk
+        ``ch``'s stretches start at ``ch * chunk_size`` times these.
     product, units, cash, tape, tables, pol, fill_mode, adl : various
         As :func:`backtest.kernels.decoupled_nb.decoupled_count_nb`'s.
     counts, waits : ndarray, shape (n_chunks, T), int64
         Zeros; receive the events and waits per (chunk, step).
     cursor, wait_cursor : ndarray, shape (n_chunks, 2), int64
-        Each chunk's stretch of ``buffer`` (``wait_buffer``): next free slot and end; the
-        first column is advanced past the chunk's last record (wait).
+        Receive each chunk's stretch of ``buffer`` (``wait_buffer``): its start, advanced past
+        the chunk's last record (wait), and its end.
     out : tuple of eight ndarrays, shape (N,), book order
         ``(units, cash, n_liquidations, first_step, last_step, liquidated_notional,
         penalties_paid, bad_debt)``: the initial units and cash, zeros and -1 (first/last
-        step); the reachable accounts' rows are written.
-    buffer : ndarray, shape (capacity,), ``RECORD_DTYPE``
+        step) (:func:`reachable_nb`); the reachable accounts' rows are written.
+    buffer : ndarray, shape (N * room[0],), ``RECORD_DTYPE``
         Receives each chunk's records in walk order.
-    buffer_delta : ndarray, shape (capacity,), float64
+    buffer_delta : ndarray, shape (N * room[0],), float64
         Receives each record's change of the account's cash, USD.
-    wait_buffer : ndarray, shape (wait capacity,), float64
+    wait_buffer : ndarray, shape (N * room[1],), float64
         Receives each wait's ``min(equity, 0)``, USD.
-    wait_buffer_step : ndarray, shape (wait capacity,), int32
+    wait_buffer_step : ndarray, shape (N * room[1],), int32
         Receives each wait's step.
     flags : ndarray, shape (n_chunks,), int64
         Receives each chunk's status (``STATUS_OK``, ``STATUS_PERP_BAD_DEBT``,
         ``STATUS_OVERFLOW``).
     """
     n = order.shape[0]
-    for unit in prange(cuts.shape[0] - 1):
-        for ch in range(cuts[unit], cuts[unit + 1]):
-            _walk_chunk_nb(ch, order, maybe, start, chunk_size, n, product, units, cash, tape,
+    n_chunks = counts.shape[0]
+    for unit in prange(n_units):
+        for ch in range(unit, n_chunks, n_units):
+            _walk_chunk_nb(ch, order, maybe, chunk_size, room, n, product, units, cash, tape,
                            tables, pol, fill_mode, adl, counts, waits, cursor, wait_cursor, out,
                            buffer, buffer_delta, wait_buffer, wait_buffer_step, flags)
 
 
 @njit
-def _walk_chunk_nb(ch, order, maybe, start, chunk_size, n, product, units, cash, tape, tables,
+def _walk_chunk_nb(ch, order, maybe, chunk_size, room, n, product, units, cash, tape, tables,
                    pol, fill_mode, adl, counts, waits, cursor, wait_cursor, out, buffer,
                    buffer_delta, wait_buffer, wait_buffer_step, flags):
     """One chunk of :func:`decoupled_walk_nb`: list, gather, walk, scatter."""
     u_o, c_o, n_liq_o, first_o, last_o, notional_o, pen_o, bad_o = out
     no_bytes = np.empty(0, np.uint8)
-    m = start[ch + 1] - start[ch]
-    my_rows = np.empty(m, np.int64)
-    q = 0
-    for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
+    lo = ch * chunk_size
+    hi = min(n, lo + chunk_size)
+    listed = np.empty(hi - lo, np.int64)
+    m = 0
+    for i in range(lo, hi):
         b = order[i]
         if maybe[b] != 0:
-            my_rows[q] = b
-            q += 1
+            listed[m] = b
+            m += 1
+    my_rows = listed[:m]
+    per_rec, per_wait = room
+    cursor[ch, 0] = lo * per_rec
+    cursor[ch, 1] = lo * per_rec + m * per_rec
+    wait_cursor[ch, 0] = lo * per_wait
+    wait_cursor[ch, 1] = lo * per_wait + m * per_wait
     p = np.empty(m, np.int8)
     u = np.empty(m)
     c = np.empty(m)

@@ -436,6 +436,7 @@ def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fi
                 r["closed"] = u2 == 0.0 or clears
                 r["preemptive"] = False
                 r["auction"] = False
+                r["zero_bid"] = False
                 cash_delta[j] = c2 - c
             u = u2
             c = c2
