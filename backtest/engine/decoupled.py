@@ -2,8 +2,9 @@
 
 A run is decoupled when accounts do not interact, so each can be walked through the window on
 its own (:mod:`backtest.kernels.decoupled_nb`: first-passage search, O(log T) per account and
-event; a hard run walks once, in one parallel region (:data:`FUSED_WALK`), other families
-twice; one thread for a small run: :data:`SERIAL_MAX_REACHABLE`).
+event; a hard run walks once (:data:`FUSED_WALK`; three parallel regions, no serial pass over
+the accounts or records: :mod:`backtest.kernels.decoupled_fused_nb`), other families twice;
+one thread only for a tiny run: :data:`SERIAL_MAX_REACHABLE`).
 :func:`decoupled_reason` says why a run is not;
 :func:`run_decoupled` runs one that is and returns the :class:`SimulationResult` the step
 loop would, bit for bit (records in the same order, per-step aggregates summed in the same
@@ -63,13 +64,10 @@ from backtest.results.simulation import SimulationResult
 #: Values of ``simulate``'s ``path`` keyword.
 PATHS = ("auto", "time-major", "decoupled")
 _FAMILIES = (int(PolicyFamily.HARD), int(PolicyFamily.PARTIAL), int(PolicyFamily.GRADUATED))
-#: Runs with at most this many reachable accounts (initial trigger key passing the filter at
-#: some step, :func:`backtest.kernels.decoupled_fused_nb.reachable_nb`) walk and settle
-#: with one thread: about one chunk's work, which a second thread could not share. Larger runs
-#: use every thread in every region (W1 at 100k accounts: 39,206 reachable; until brief H16 the
-#: limit was 131,072, and such runs walked serially, which under a background load lost more
-#: than the brute-force kernels: ``bench/RESULTS.md``). The walks' results do not depend on
-#: the thread count (``tests/test_decoupled.py``), so this changes no result.
+#: Runs with at most this many reachable accounts (:func:`backtest.kernels.decoupled_fused_nb.
+#: reachable_nb`) walk with one thread: about a chunk's work. Larger ones use every thread (W1
+#: at 100k: 39,206 reachable; the limit was 131,072 before brief H16, ``bench/RESULTS.md``).
+#: Results do not depend on the thread count (``tests/test_decoupled.py``).
 SERIAL_MAX_REACHABLE = 1 << 12
 #: Walk each account once, buffering records per chunk (:func:`_walk_once`); False: walk twice
 #: (count, then write; also the fallback when a chunk outgrows its buffer).
@@ -187,13 +185,10 @@ def _step_blocks(weight: np.ndarray, blocks: int) -> np.ndarray:
 def _lazy(n: int, dtype) -> np.ndarray:
     """A new array of ``n`` items of ``dtype`` whose pages are mapped only when written.
 
-    The fused walk's buffers are reserved for every position (each chunk's stretch starts at
-    a fixed offset, so no pass has to count the chunks' reachable accounts first) but are
-    written only for the reachable ones; an anonymous mapping of its own (no transparent huge
-    pages, which NumPy asks for on arrays over 4 MB and which would map 2 MB for every record
-    written) keeps the memory to the pages the walk writes, mapped in the walk's parallel
-    region.
-    """
+    The fused walk's buffers are reserved for every position (each chunk's stretch at a fixed
+    offset: no pass counts the chunks' reachable accounts first) and written for the reachable
+    ones; a mapping of its own (without the transparent huge pages NumPy asks for on arrays
+    over 4 MB) holds only the pages the walk writes, mapped in its parallel region."""
     dtype = np.dtype(dtype)
     if n * dtype.itemsize == 0:
         return np.empty(n, dtype)
@@ -373,7 +368,9 @@ def run_decoupled(required: bool, prices, product: np.ndarray, units: np.ndarray
     adl = int(rec["waterfall"]) == Waterfall.ADL
     walk = (order, product, units, cash, tape, tables, pol, eff_fill, adl, chunk_size, n_chunks)
     threads = numba.get_num_threads()
-    before = numba.set_parallel_chunksize(1)  # chunks differ in work: hand them out one by one
+    # chunks differ in work; numba's OpenMP layer ignores this (its shares are fixed), so the
+    # fused walk also deals its chunks to the threads itself
+    before = numba.set_parallel_chunksize(1)
     try:
         maybe = np.empty(n, np.uint8)
         blocks = np.empty((n + chunk_size - 1) // chunk_size, np.int64)

@@ -49,10 +49,11 @@ state and totals and each record in its slot. A hard run walks once instead
 buffered per chunk and then moved into the same slots). :func:`decoupled_metrics_nb` sums
 the per-step aggregates per (step, chunk) in position order and then over chunks in chunk
 order, as the step loop does, so every float is bit-identical; the insurance-fund waterfall
-then runs serially over the steps (:func:`decoupled_waterfall_nb`). A run opens two parallel
-regions (the two walks, over chunks), one for a hard run; a small run opens them with one
-thread (:data:`backtest.engine.decoupled.SERIAL_MAX_REACHABLE`); the aggregates are summed
-serially (O(records + chunks x steps)). The work assigned to a chunk does not depend on the
+then runs serially over the steps (:func:`decoupled_waterfall_nb`). A run of the two walks
+opens their two parallel regions (over chunks) and sums the aggregates serially (O(records +
+chunks x steps)); a hard run opens three regions, the aggregates summed in the last
+(:mod:`backtest.kernels.decoupled_fused_nb`); a tiny run opens them with one thread
+(:data:`backtest.engine.decoupled.SERIAL_MAX_REACHABLE`). The work assigned to a chunk does not depend on the
 thread count, so neither do the results. An account's first search starts at step 0 and
 bisects the prefix minima of the bounds (:func:`first_from_start_nb`, 8 bytes a step)
 rather than lifting through the sparse table (8 x 11 bytes a step for a day of minutes): the
@@ -561,9 +562,9 @@ def decoupled_metrics_nb(product, counts, slots, records, cash_delta, waits, wai
                          wait_equity, x_long, scale, step_out):
     """Fill the per-step aggregates of ``step_out`` from the records, as the step loop sums.
 
-    Per step (serial: O(records + chunks x steps), a parallel region would cost more on a busy
-    machine than it saves): each chunk with records
-    sums them in account order from 0, and the chunk sums are added to the row in chunk order
+    Per step (serial, O(records + chunks x steps), after the two walks; the fused walk's path
+    sums the steps in parallel blocks, :func:`backtest.kernels.decoupled_fused_nb.settle_records_nb`,
+    with :func:`step_metrics_nb`): each chunk with records sums them in account order from 0, and the chunk sums are added to the row in chunk order
     (:func:`backtest.kernels.steps_nb.run_steps_nb`, pass 2); the net flow at the decision
     price likewise. Then the step's price, execution and slice factors (1: no impact, no
     budgets), margin scale and oracle price.
