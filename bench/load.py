@@ -13,11 +13,11 @@ Kernels per workload (same names as the benchmark's series):
 
 W1  ``engine`` (decoupled path, forced), ``engine_two_walks`` (the same path walking twice,
     as before the fused walk, for comparison), ``engine_one_thread`` (the same path on one
-    thread at any size, as W1 at 100k ran before brief H16), ``bruteforce_tile``, ``bruteforce_position_major``,
-    ``bruteforce_time_major``. At the start the engine's result is checked bit for bit against
-    its time-major path, on a 300-account sample against the reference twin, and each brute
-    force gives every account the engine's first step and fill; later calls must give the
-    same engine digest and the same first steps and fills.
+    thread at any size, as W1 at 100k ran before brief H16), ``bruteforce_tile``,
+    ``bruteforce_position_major``, ``bruteforce_time_major``. At the start the engine's result
+    is checked bit for bit against its time-major path, on a 300-account sample against the
+    reference twin, and each brute force gives every account the engine's first step and fill;
+    later calls must give the same engine digest and the same first steps and fills.
 W2  ``engine`` (the full engine, time-major: impact and cascade couple the accounts),
     ``bruteforce_coupled`` (time-major brute force with the same coupling) and
     ``bruteforce_position_major`` (the uncoupled hard-policy kernel). At the start the

@@ -268,8 +268,8 @@ def _walk_twice(walk: tuple, maybe: np.ndarray, out: tuple, x_long: np.ndarray,
     waits = np.zeros((n_chunks, n_steps), np.int64)
     flags = np.zeros(n_chunks, np.int64)
     walked = np.zeros(n, np.uint8)
-    decoupled_count_nb(order, product, units, cash, tape, tables, pol, eff_fill, adl,
-                       chunk_size, maybe, counts, waits, walked, flags)
+    decoupled_count_nb(_walk_units(), order, product, units, cash, tape, tables, pol, eff_fill,
+                       adl, chunk_size, maybe, counts, waits, walked, flags)
     if np.any(flags != STATUS_OK):
         return None
     slots = record_slots_nb(counts)
@@ -280,8 +280,8 @@ def _walk_twice(walk: tuple, maybe: np.ndarray, out: tuple, x_long: np.ndarray,
     wait_equity = _filled(int(waits.sum()), np.float64, 0.0)
     records = _filled(int(counts.sum()), RECORD_DTYPE, 0)
     cash_delta = _filled(len(records), np.float64, 0.0)
-    decoupled_apply_nb(order, product, units, cash, tape, tables, pol, eff_fill, chunk_size,
-                       counts, walked, out, slots, wait_slots, records, cash_delta,
+    decoupled_apply_nb(_walk_units(), order, product, units, cash, tape, tables, pol, eff_fill,
+                       chunk_size, counts, walked, out, slots, wait_slots, records, cash_delta,
                        wait_equity)
     step_out = np.zeros((n_steps, N_STEP_METRICS))
     decoupled_metrics_nb(product, counts, slots, records, cash_delta, waits, wait_slots,

@@ -53,9 +53,9 @@ then runs serially over the steps (:func:`decoupled_waterfall_nb`). A run of the
 opens their two parallel regions (over chunks) and sums the aggregates serially (O(records +
 chunks x steps)); a hard run opens three regions, the aggregates summed in the last
 (:mod:`backtest.kernels.decoupled_fused_nb`); a tiny run opens them with one thread
-(:data:`backtest.engine.decoupled.SERIAL_MAX_REACHABLE`). The work assigned to a chunk does not depend on the
-thread count, so neither do the results. An account's first search starts at step 0 and
-bisects the prefix minima of the bounds (:func:`first_from_start_nb`, 8 bytes a step)
+(:data:`backtest.engine.decoupled.SERIAL_MAX_REACHABLE`). The work assigned to a chunk does
+not depend on the thread count, so neither do the results. An account's first search starts
+at step 0 and bisects the prefix minima of the bounds (:func:`first_from_start_nb`, 8 bytes a step)
 rather than lifting through the sparse table (8 x 11 bytes a step for a day of minutes): the
 same step from a smaller, cache-resident array.
 """
@@ -321,8 +321,9 @@ def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fi
 
     Account ``order[i]`` of the book (arrays in the book's order) is at position ``i``.
     Without ``write``: skips the accounts ``b`` with ``maybe[b] == 0`` (they never pass the
-    filter, :func:`backtest.kernels.decoupled_fused_nb.reachable_nb`), counts each event in ``counts[ch, t]`` and each *wait* (liquidatable,
-    sized at 0 units: nothing happens to the account) in ``waits[ch, t]``, and sets
+    filter, :func:`backtest.kernels.decoupled_fused_nb.reachable_nb`), counts each event in
+    ``counts[ch, t]`` and each *wait* (liquidatable, sized at 0 units: nothing happens to the
+    account) in ``waits[ch, t]``, and sets
     ``marks[i]`` for the accounts that have either. With ``write``: walks the marked accounts
     only and stores their final state and totals in ``out``, each event's record at
     ``cursor[ch, t]`` and, where ``counts[ch, t] > 0`` (the step loop visits the chunk then,
@@ -449,12 +450,15 @@ def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fi
 
 
 @njit_parallel
-def decoupled_count_nb(order, product, units, cash, tape, tables, pol, fill_mode, adl,
+def decoupled_count_nb(n_units, order, product, units, cash, tape, tables, pol, fill_mode, adl,
                        chunk_size, maybe, counts, waits, marks, flags):
     """Count every account's liquidation events and waits per (chunk, step); change nothing.
 
     Parameters
     ----------
+    n_units : int
+        Threads to deal the chunks to in turn (unit ``k`` walks chunks ``k, k + n_units, ...``;
+        see :mod:`backtest.kernels.decoupled_fused_nb` on sharing); changes no result.
     order : ndarray, shape (N,), int64
         Processing order (:func:`backtest.engine.dispatch.liquidation_order`): the book row of
         each position; chunks are ``chunk_size`` consecutive positions.
@@ -491,11 +495,13 @@ def decoupled_count_nb(order, product, units, cash, tape, tables, pol, fill_mode
     no_float = np.empty(0)
     out = (no_float, no_float, no_int, no_int, no_int, no_float, no_float, no_float)
     no_records = np.empty(0, RECORD_DTYPE)
-    for ch in prange(counts.shape[0]):
-        flags[ch] = _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, order,
-                             product, units, cash, tape, tables, pol, fill_mode, adl,
-                             WALK_COUNT, maybe, counts, waits, counts, waits, marks, out,
-                             no_records, no_float, no_float, no_int)
+    n_chunks = counts.shape[0]
+    for unit in prange(n_units):
+        for ch in range(unit, n_chunks, n_units):
+            flags[ch] = _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, order,
+                                 product, units, cash, tape, tables, pol, fill_mode, adl,
+                                 WALK_COUNT, maybe, counts, waits, counts, waits, marks, out,
+                                 no_records, no_float, no_float, no_int)
 
 
 @njit
@@ -523,8 +529,9 @@ def record_slots_nb(counts):
 
 
 @njit_parallel
-def decoupled_apply_nb(order, product, units, cash, tape, tables, pol, fill_mode, chunk_size,
-                       counts, marks, out, slots, wait_slots, records, cash_delta, wait_equity):
+def decoupled_apply_nb(n_units, order, product, units, cash, tape, tables, pol, fill_mode,
+                       chunk_size, counts, marks, out, slots, wait_slots, records, cash_delta,
+                       wait_equity):
     """Walk the marked accounts again, writing final state, totals and records.
 
     Parameters
@@ -546,15 +553,17 @@ def decoupled_apply_nb(order, product, units, cash, tape, tables, pol, fill_mode
         Receives each record's change of the account's cash, USD.
     wait_equity : ndarray, shape (W,), float64
         Receives each counted wait's ``min(equity, 0)`` at the decision price, USD.
-    order, product, units, cash, tape, tables, pol, fill_mode, chunk_size : various
+    n_units, order, product, units, cash, tape, tables, pol, fill_mode, chunk_size : various
         As :func:`decoupled_count_nb`'s.
     """
     n = units.shape[0]
-    for ch in prange(slots.shape[0]):
-        _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, order, product, units,
-                 cash, tape, tables, pol, fill_mode, False, WALK_APPLY, marks, counts, counts,
-                 slots, wait_slots, marks, out, records, cash_delta, wait_equity,
-                 np.empty(0, np.int32))
+    n_chunks = slots.shape[0]
+    for unit in prange(n_units):
+        for ch in range(unit, n_chunks, n_units):
+            _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, order, product, units,
+                     cash, tape, tables, pol, fill_mode, False, WALK_APPLY, marks, counts,
+                     counts, slots, wait_slots, marks, out, records, cash_delta, wait_equity,
+                     np.empty(0, np.int32))
 
 
 @njit
@@ -563,8 +572,9 @@ def decoupled_metrics_nb(product, counts, slots, records, cash_delta, waits, wai
     """Fill the per-step aggregates of ``step_out`` from the records, as the step loop sums.
 
     Per step (serial, O(records + chunks x steps), after the two walks; the fused walk's path
-    sums the steps in parallel blocks, :func:`backtest.kernels.decoupled_fused_nb.settle_records_nb`,
-    with :func:`step_metrics_nb`): each chunk with records sums them in account order from 0, and the chunk sums are added to the row in chunk order
+    sums the steps in parallel blocks, :func:`backtest.kernels.decoupled_fused_nb.
+    settle_records_nb`, with :func:`step_metrics_nb`): each chunk with records sums them in
+    account order from 0, and the chunk sums are added to the row in chunk order
     (:func:`backtest.kernels.steps_nb.run_steps_nb`, pass 2); the net flow at the decision
     price likewise. Then the step's price, execution and slice factors (1: no impact, no
     budgets), margin scale and oracle price.
