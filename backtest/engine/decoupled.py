@@ -200,12 +200,6 @@ def _walk_units() -> int:
     return numba.get_num_threads()
 
 
-def _exclusive_cumsum(a: np.ndarray) -> np.ndarray:
-    out = np.zeros(len(a), np.int64)
-    np.cumsum(a[:-1], out=out[1:])
-    return out
-
-
 def _walk_once(walk: tuple, maybe: np.ndarray, out: tuple, family: int, x_long: np.ndarray,
                scale: np.ndarray):
     """One walk (:func:`backtest.kernels.decoupled_fused_nb.decoupled_walk_nb`), then the
@@ -242,18 +236,16 @@ def _walk_once(walk: tuple, maybe: np.ndarray, out: tuple, family: int, x_long: 
         return None
     waits[counts == 0] = 0  # the step loop counts waits only in the chunks it visits
     per_step, waits_per_step = counts.sum(axis=0), waits.sum(axis=0)
-    # every slot is written by the settling region (no serial pre-fill)
-    records = np.empty(int(per_step.sum()), RECORD_DTYPE)
+    records = np.empty(int(per_step.sum()), RECORD_DTYPE)  # settling writes every slot
     cash_delta = np.empty(len(records), np.float64)
     wait_equity = np.empty(int(waits_per_step.sum()), np.float64)
     step_out = np.zeros((n_steps, N_STEP_METRICS))
     bounds = _step_blocks(per_step + waits_per_step + 1, numba.get_num_threads())
     first = np.arange(n_chunks, dtype=np.int64) * chunk_size
     settle_records_nb(bounds, counts, waits, cursor, wait_cursor, first * per_rec,
-                      first * per_wait, _exclusive_cumsum(per_step),
-                      _exclusive_cumsum(waits_per_step), buffer, buffer_delta, wait_buffer,
-                      wait_step, product, x_long, scale, records, cash_delta, wait_equity,
-                      step_out)
+                      first * per_wait, np.cumsum(per_step) - per_step, np.cumsum(
+                          waits_per_step) - waits_per_step, buffer, buffer_delta, wait_buffer,
+                      wait_step, product, x_long, scale, records, cash_delta, wait_equity, step_out)
     return records, step_out
 
 
@@ -275,8 +267,7 @@ def _walk_twice(walk: tuple, maybe: np.ndarray, out: tuple, x_long: np.ndarray,
     slots = record_slots_nb(counts)
     waits[counts == 0] = 0  # the step loop counts waits only in the chunks it visits
     wait_slots = record_slots_nb(waits)
-    # outputs are written here (serially) before the walk writes into them at random: page
-    # faults then cost no time in the parallel region, where they would take turns
+    # written serially before the walk writes them at random (no page faults in the region)
     wait_equity = _filled(int(waits.sum()), np.float64, 0.0)
     records = _filled(int(counts.sum()), RECORD_DTYPE, 0)
     cash_delta = _filled(len(records), np.float64, 0.0)
