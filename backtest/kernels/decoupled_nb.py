@@ -609,9 +609,17 @@ def step_metrics_nb(t, col, product, counts, slots, records, cash_delta, waits, 
                     wait_equity, x_long, scale, step_out, acc):
     """Fill row ``t`` of ``step_out`` (:func:`decoupled_metrics_nb`, one step).
 
-    ``slots[ch, col]`` and ``wait_slots[ch, col]`` are the slots after the last record (kept
-    wait) of chunk ``ch`` at step ``t``; ``acc`` is scratch, shape (``N_SUMMED_METRICS``,)
-    float64. Other arguments as :func:`decoupled_metrics_nb`'s.
+    Parameters
+    ----------
+    t, col : int
+        The step, and its column in ``slots`` and ``wait_slots``.
+    slots, wait_slots : ndarray, shape (n_chunks, C), int64
+        The slot after the last record (kept wait) of chunk ``ch`` at step ``t`` in column
+        ``col``.
+    acc : ndarray, shape (N_SUMMED_METRICS,), float64
+        Scratch.
+    product, counts, records, cash_delta, waits, wait_equity, x_long, scale, step_out : various
+        As :func:`decoupled_metrics_nb`'s.
     """
     n_chunks = counts.shape[0]
     total_flow = 0.0
