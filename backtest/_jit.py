@@ -42,7 +42,13 @@ if os.environ.get("LIQBT_DISABLE_JIT") == "1":
 import numba  # noqa: E402
 
 # numba reads its environment once, at its own import, which may have happened before this
+# (a test module or a library importing numba first): set both switches on its config too, or
+# kernels decorated from here on would be compiled while numba later re-reads the environment
+# (its ``reload_config``) and turns the JIT off half-way, so a compiled kernel would call a
+# plain-Python one and fail to type it
 numba.config.CACHE_DIR = CACHE_DIR
+if os.environ.get("LIQBT_DISABLE_JIT") == "1":
+    numba.config.DISABLE_JIT = True
 
 #: Decorator for serial kernels: nopython, cached, no fastmath (bit-reproducible).
 njit = numba.njit(cache=True, nogil=True, fastmath=False)

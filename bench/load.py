@@ -12,11 +12,12 @@ results checked once at the start, so correctness checks stay on throughout.
 Kernels per workload (same names as the benchmark's series):
 
 W1  ``engine`` (decoupled path, forced), ``engine_two_walks`` (the same path walking twice,
-    as before the fused walk, for comparison), ``bruteforce_tile``, ``bruteforce_position_major``,
-    ``bruteforce_time_major``. At the start the engine's result is checked bit for bit against
-    its time-major path, on a 300-account sample against the reference twin, and each brute
-    force gives every account the engine's first step and fill; later calls must give the
-    same engine digest and the same first steps and fills.
+    as before the fused walk, for comparison), ``engine_one_thread`` (the same path on one
+    thread at any size, as W1 at 100k ran before brief H16), ``bruteforce_tile``,
+    ``bruteforce_position_major``, ``bruteforce_time_major``. At the start the engine's result
+    is checked bit for bit against its time-major path, on a 300-account sample against the
+    reference twin, and each brute force gives every account the engine's first step and fill;
+    later calls must give the same engine digest and the same first steps and fills.
 W2  ``engine`` (the full engine, time-major: impact and cascade couple the accounts),
     ``bruteforce_coupled`` (time-major brute force with the same coupling) and
     ``bruteforce_position_major`` (the uncoupled hard-policy kernel). At the start the
@@ -136,6 +137,22 @@ def _two_walks(engine: Callable) -> Callable:
     return run
 
 
+def _one_thread(engine: Callable) -> Callable:
+    """The engine with its decoupled path on one thread whatever the run's size
+    (:data:`backtest.engine.decoupled.SERIAL_MAX_REACHABLE` raised), as W1 at 100k accounts ran
+    before brief H16: same results, for comparison."""
+    import backtest.engine.decoupled as decoupled
+
+    def run():
+        before = decoupled.SERIAL_MAX_REACHABLE
+        decoupled.SERIAL_MAX_REACHABLE = 1 << 62
+        try:
+            return engine()
+        finally:
+            decoupled.SERIAL_MAX_REACHABLE = before
+    return run
+
+
 def w1_kernels(ctx) -> tuple[dict, Callable, dict]:
     """W1's kernels, their per-call check, and the one-off checks' outcomes."""
     policy = workloads.w1_policy()
@@ -151,7 +168,8 @@ def w1_kernels(ctx) -> tuple[dict, Callable, dict]:
             "reference_twin_sample": workloads.check_sample(ctx, book, policy, res,
                                                             ctx.args.sample)}
     del slow, res
-    kernels = {"engine": engine, "engine_two_walks": _two_walks(engine)}
+    kernels = {"engine": engine, "engine_two_walks": _two_walks(engine),
+               "engine_one_thread": _one_thread(engine)}
     for name, kernel in workloads.BRUTEFORCE.items():
         kernels[name] = workloads._baseline(ctx, book, kernel=kernel)
 

@@ -342,18 +342,90 @@ def test_a_chunk_outgrowing_its_buffer_falls_back_to_two_walks(room, family, mon
         assert again or int(fast.step_metrics[:, StepMetric.N_WAITING].sum()) > 0
 
 
-def test_reachable_rows_lists_reachable_accounts_by_position():
-    from backtest.kernels.decoupled_fused_nb import reachable_rows_nb
+def test_reachable_marks_and_initial_outputs_match_a_plain_loop():
+    """The parallel marking (blocks of book rows) equals a plain loop over the trigger keys,
+    counts per block, and writes every account's outputs before any event, whatever the block
+    and the thread count."""
+    from backtest.kernels.decoupled_fused_nb import reachable_nb
+    from backtest.kernels.liquidation_nb import trigger_key_nb
 
     rng = np.random.default_rng(5)
-    order = rng.permutation(103).astype(np.int64)
-    maybe = (rng.random(103) < 0.3).astype(np.uint8)
-    rows, start = reachable_rows_nb(order, maybe, 10, 11)
-    assert rows.tolist() == [b for b in order if maybe[b]]
-    assert start[0] == 0 and start[-1] == len(rows)
-    for ch in range(11):
-        assert rows[start[ch]:start[ch + 1]].tolist() == [
-            b for b in order[10 * ch:10 * ch + 10] if maybe[b]]
+    n = 1003
+    book = random_book(rng, n)
+    m_rate = np.array([0.01, 0.2])
+    keys = np.array([trigger_key_nb(u, c, m_rate[p]) for p, u, c in
+                     zip(book["product"], book["units"], book["cash"], strict=True)])
+    lo_min, neg_hi_min = float(np.quantile(keys[keys > 0], 0.6)), -120.0
+    expected = ((lo_min <= keys) | ((keys < 0) & (neg_hi_min <= keys))).astype(np.uint8)
+    assert 0 < expected.sum() < n
+    before = numba.get_num_threads()
+    try:
+        for threads, block in ((1, 64), (2, 64), (2, 7), (2, 5000)):
+            numba.set_num_threads(threads)
+            maybe = np.full(n, 9, np.uint8)
+            counts = np.full(-(-n // block), -1, np.int64)
+            out = decoupled._outputs(n)
+            for a in out:
+                a[:] = 7
+            reachable_nb(book["product"], book["units"], book["cash"], m_rate, lo_min,
+                         neg_hi_min, block, maybe, counts, out)
+            assert np.array_equal(maybe, expected)
+            assert counts.tolist() == [int(expected[j:j + block].sum())
+                                       for j in range(0, n, block)]
+            assert np.array_equal(out[0], book["units"]) and np.array_equal(out[1], book["cash"])
+            assert [a.tolist() for a in out[2:]] == [[v] * n for v in (0, -1, -1, 0, 0, 0)]
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_lazy_buffers_are_writable_and_sized():
+    a = decoupled._lazy(1000, decoupled.RECORD_DTYPE)
+    assert a.shape == (1000,) and a.dtype == decoupled.RECORD_DTYPE and a.flags.writeable
+    a[999]["step"] = 5
+    assert a[999]["step"] == 5 and a[0]["step"] == 0  # fresh pages read as zeros
+    assert decoupled._lazy(0, np.float64).shape == (0,)
+
+
+@pytest.mark.parametrize(("threads", "units"), [(1, 1), (1, 3), (2, 2), (2, 5)])
+def test_fused_walk_results_do_not_depend_on_how_chunks_are_dealt(threads, units, monkeypatch):
+    """Chunks dealt in turn to 1, 2, 3 or 5 units on 1 or 2 threads, every family given room:
+    the same bytes as the step loop."""
+    monkeypatch.setattr(decoupled, "_walk_units", lambda: units)
+    monkeypatch.setattr(decoupled, "SERIAL_MAX_REACHABLE", -1)
+    monkeypatch.setattr(decoupled, "BUFFER_PER_ACCOUNT", {False: (64, 256), True: (1, 0)})
+    for family in FAMILIES:
+        _, prices, book, policy = _inputs(30 + int(family), family, n=2500, steps=150, vol=0.02)
+        fast, slow = _both(prices, book, policy, TriggerPrice.EXTREME, FillPrice.TRIGGER,
+                           threads=threads, chunk_size=16)
+        assert len(fast.records) > 50
+        assert _differences(fast, slow) == []
+
+
+@pytest.mark.parametrize("blocks", [1, 2, 3, 7, 400])
+def test_settling_by_blocks_of_steps_does_not_change_a_byte(blocks, monkeypatch):
+    """The records are moved and summed by blocks of steps (one per thread): any number of
+    blocks, empty ones included (more blocks than steps), gives the same bytes, equal to the
+    time-major path; waits are kept only in visited (chunk, step)s as before."""
+    real = decoupled._step_blocks
+    monkeypatch.setattr(decoupled, "_step_blocks", lambda weight, _: real(weight, blocks))
+    monkeypatch.setattr(decoupled, "BUFFER_PER_ACCOUNT", {False: (64, 256), True: (1, 0)})
+    for family in (PolicyFamily.HARD, PolicyFamily.PARTIAL):
+        rng, prices, book, policy = _inputs(70 + int(family), family, n=1500, steps=120,
+                                            vol=0.02)
+        fast, slow = _both(prices, book, policy, TriggerPrice.EXTREME, FillPrice.CLOSE,
+                           threads=2, chunk_size=16)
+        assert len(fast.records) > 50
+        assert _differences(fast, slow) == []
+
+
+def test_step_blocks_cover_the_window_in_order():
+    weight = np.array([1, 1, 50, 1, 1, 1, 30, 1], np.int64)
+    for blocks in (1, 2, 3, 8, 20):
+        edges = decoupled._step_blocks(weight, blocks)
+        assert len(edges) == blocks + 1 and edges[0] == 0 and edges[-1] == len(weight)
+        assert np.all(np.diff(edges) >= 0)
+    assert decoupled._step_blocks(weight, 2).tolist() == [0, 3, 8]
+    assert decoupled._step_blocks(np.zeros(0, np.int64), 2).tolist() == [0, 0, 0]
 
 
 def test_other_families_walk_twice_by_default(monkeypatch):

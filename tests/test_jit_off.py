@@ -212,3 +212,36 @@ def test_liquidation_order_takes_int8_codes_with_the_jit_off():
     group = np.where(units == 0.0, 4, np.where(units < 0.0, 2, 0) + product)[order]
     assert (np.diff(group) >= 0).all() and len(set(group.tolist())) == 5
     assert liquidation_order_nb(product, units, cash, ORDER_BUCKETS).tolist() == out["order"]
+
+
+DECOUPLED_CHILD = """
+import json, numba  # numba first, before the package: LIQBT_DISABLE_JIT must still hold
+import numpy as np
+from backtest.engine.dispatch import simulate
+from backtest.kernels.enums import FillPrice, PolicyFamily, TriggerPrice
+from tests.kernel_inputs import random_book, random_policy, random_prices
+rng = np.random.default_rng(4)
+prices, book = random_prices(rng, 60, vol=0.02), random_book(rng, 400)
+policy = random_policy(rng, PolicyFamily.HARD)
+runs = [simulate(prices, book["product"], book["units"], book["cash"], policy,
+                 TriggerPrice.EXTREME, FillPrice.TRIGGER, path=p, chunk_size=16)
+        for p in ("decoupled", "time-major")]
+same = all(np.array_equal(getattr(runs[0], f), getattr(runs[1], f))
+           for f in ("units", "cash", "records", "step_metrics", "n_liquidations"))
+print(json.dumps({"jit_disabled": bool(numba.config.DISABLE_JIT), "records": len(runs[0].records),
+                  "same": same}))
+"""
+
+
+def test_decoupled_path_runs_with_the_jit_off_when_numba_is_imported_first():
+    """Only ``LIQBT_DISABLE_JIT=1`` set and numba imported before the package (as a test module
+    does): every kernel runs as plain Python (no half-compiled mix, which failed to type a
+    plain-Python kernel called from a compiled one), and the decoupled path (parallel marks,
+    walk, settling by blocks of steps) equals the step loop."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_DISABLE_JIT"}
+    env["LIQBT_DISABLE_JIT"] = "1"
+    proc = subprocess.run([sys.executable, "-c", DECOUPLED_CHILD], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["jit_disabled"] and out["same"] and out["records"] > 0

@@ -2,8 +2,9 @@
 
 A run is decoupled when accounts do not interact, so each can be walked through the window on
 its own (:mod:`backtest.kernels.decoupled_nb`: first-passage search, O(log T) per account and
-event; a hard run walks once, in one parallel region (:data:`FUSED_WALK`), other families
-twice; one thread for a small run: :data:`SERIAL_MAX_REACHABLE`).
+event; a hard run walks once (:data:`FUSED_WALK`; three parallel regions, no serial pass over
+the accounts or records: :mod:`backtest.kernels.decoupled_fused_nb`), other families twice;
+one thread only for a tiny run: :data:`SERIAL_MAX_REACHABLE`).
 :func:`decoupled_reason` says why a run is not;
 :func:`run_decoupled` runs one that is and returns the :class:`SimulationResult` the step
 loop would, bit for bit (records in the same order, per-step aggregates summed in the same
@@ -17,6 +18,8 @@ models (bad debt on a perp with auto-deleveraging as the waterfall).
 """
 
 from __future__ import annotations
+
+import mmap
 
 import numba
 import numpy as np
@@ -33,10 +36,13 @@ from backtest.kernels.decoupled_nb import (
     filter_bounds_nb,
     passage_table_nb,
     prefix_minima_nb,
-    reachable_nb,
     record_slots_nb,
 )
-from backtest.kernels.decoupled_fused_nb import compact_nb, decoupled_walk_nb, reachable_rows_nb
+from backtest.kernels.decoupled_fused_nb import (
+    decoupled_walk_nb,
+    reachable_nb,
+    settle_records_nb,
+)
 from backtest.kernels.enums import (
     MARKET_DTYPE,
     MARKET_STATE_SIZE,
@@ -58,13 +64,11 @@ from backtest.results.simulation import SimulationResult
 #: Values of ``simulate``'s ``path`` keyword.
 PATHS = ("auto", "time-major", "decoupled")
 _FAMILIES = (int(PolicyFamily.HARD), int(PolicyFamily.PARTIAL), int(PolicyFamily.GRADUATED))
-#: Runs with at most this many reachable accounts (initial trigger key passing the filter at
-#: some step, :func:`backtest.kernels.decoupled_nb.reachable_nb`) walk with one thread: both
-#: regions then run on the calling thread and never wait for another one to be scheduled, which
-#: on a busy machine can cost more than such a walk (a few to ~30 ms on one core; W1 at 100k
-#: accounts: 39,206 reachable, one thread; at 1M 393,494, all threads). The walks' results do
-#: not depend on the thread count (``tests/test_decoupled.py``), so this changes no result.
-SERIAL_MAX_REACHABLE = 1 << 17
+#: Runs with at most this many reachable accounts (:func:`backtest.kernels.decoupled_fused_nb.
+#: reachable_nb`) walk with one thread: about a chunk's work. Larger ones use every thread (W1
+#: at 100k: 39,206 reachable; the limit was 131,072 before brief H16, ``bench/RESULTS.md``).
+#: Results do not depend on the thread count (``tests/test_decoupled.py``).
+SERIAL_MAX_REACHABLE = 1 << 12
 #: Walk each account once, buffering records per chunk (:func:`_walk_once`); False: walk twice
 #: (count, then write; also the fallback when a chunk outgrows its buffer).
 FUSED_WALK = True
@@ -156,93 +160,124 @@ def _filled(n: int, dtype, value) -> np.ndarray:
     return out
 
 
-def _outputs(units: np.ndarray, cash: np.ndarray) -> tuple:
-    """The walks' per-account outputs before any event (book order), every page written."""
-    n = len(units)
-    return (units.copy(), cash.copy(), _filled(n, np.int32, 0), _filled(n, np.int32, -1),
-            _filled(n, np.int32, -1), _filled(n, np.float64, 0.0),
-            _filled(n, np.float64, 0.0), _filled(n, np.float64, 0.0))
+def _outputs(n: int) -> tuple:
+    """The walks' per-account outputs (book order), unwritten: ``(units, cash, n_liquidations,
+    first_step, last_step, liquidated_notional, penalties_paid, bad_debt)``, filled before
+    any event by :func:`backtest.kernels.decoupled_fused_nb.reachable_nb`."""
+    return (np.empty(n), np.empty(n), np.empty(n, np.int32), np.empty(n, np.int32),
+            np.empty(n, np.int32), np.empty(n), np.empty(n), np.empty(n))
 
 
-def _walk_once(walk: tuple, maybe: np.ndarray, family: int):
-    """One walk (:func:`backtest.kernels.decoupled_fused_nb.decoupled_walk_nb`) and compaction.
+def _step_blocks(weight: np.ndarray, blocks: int) -> np.ndarray:
+    """Edges of ``blocks`` runs of steps of about equal ``weight``, shape (blocks + 1,) int64.
 
-    Returns ``(out, counts, slots, records, cash_delta, waits, wait_slots, wait_equity)`` for
-    :func:`backtest.kernels.decoupled_nb.decoupled_metrics_nb`, None if the walk met a perp's
-    bad debt under auto-deleveraging, or False if a chunk outgrew its buffers (or the family
-    has no room in :data:`BUFFER_PER_ACCOUNT`).
+    ``weight`` (shape (T,), >= 0) is the settling work per step (records and kept waits, plus
+    one for the step's row); the edges only share the work among threads, no result depends
+    on them (:func:`backtest.kernels.decoupled_fused_nb.settle_records_nb`).
+    """
+    cum = np.cumsum(weight)
+    targets = (cum[-1] if len(cum) else 0) * np.arange(1, blocks) / blocks
+    # each inner edge falls just after the step at which the running weight reaches its share
+    inner = np.minimum(np.searchsorted(cum, targets, side="left") + 1, len(weight))
+    return np.concatenate(([0], inner, [len(weight)])).astype(np.int64)
+
+
+def _lazy(n: int, dtype) -> np.ndarray:
+    """A new array of ``n`` items of ``dtype`` whose pages are mapped only when written.
+
+    The fused walk's buffers are reserved for every position (each chunk's stretch at a fixed
+    offset: no pass counts the chunks' reachable accounts first) and written for the reachable
+    ones; a mapping of its own (without the transparent huge pages NumPy asks for on arrays
+    over 4 MB) holds only the pages the walk writes, mapped in its parallel region."""
+    dtype = np.dtype(dtype)
+    if n * dtype.itemsize == 0:
+        return np.empty(n, dtype)
+    return np.frombuffer(mmap.mmap(-1, n * dtype.itemsize), dtype, count=n)
+
+
+def _walk_units() -> int:
+    """Units the fused walk deals its chunks to: one per thread (changes no result)."""
+    return numba.get_num_threads()
+
+
+def _walk_once(walk: tuple, maybe: np.ndarray, out: tuple, family: int, x_long: np.ndarray,
+               scale: np.ndarray):
+    """One walk (:func:`backtest.kernels.decoupled_fused_nb.decoupled_walk_nb`), then the
+    records settled into their slots and summed per step (``settle_records_nb``).
+
+    ``out`` holds the accounts' outputs before any event
+    (:func:`backtest.kernels.decoupled_fused_nb.reachable_nb`); the walk writes the reachable
+    accounts' rows. Returns ``(records, step_out)`` (``step_out`` without the insurance
+    waterfall), None if the walk met a perp's bad debt under auto-deleveraging, or False if a
+    chunk outgrew its buffers (or the family has no room in :data:`BUFFER_PER_ACCOUNT`).
     """
     order, product, units, cash, tape, tables, pol, eff_fill, adl, chunk_size, n_chunks = walk
-    n_steps = len(tape[0])
+    n, n_steps = len(units), len(tape[0])
     room = BUFFER_PER_ACCOUNT[family == PolicyFamily.HARD]
     if room is None:
         return False
     per_rec, per_wait = room
-    rows, start = reachable_rows_nb(order, maybe, chunk_size, n_chunks)
-    reach = np.diff(start)
-    rec_start = np.concatenate(([0], np.cumsum(reach * per_rec)))
-    wait_start = np.concatenate(([0], np.cumsum(reach * per_wait)))
-    cursor = np.stack((rec_start[:-1], rec_start[1:]), axis=1)
-    wait_cursor = np.stack((wait_start[:-1], wait_start[1:]), axis=1)
+    cursor = np.empty((n_chunks, 2), np.int64)
+    wait_cursor = np.empty((n_chunks, 2), np.int64)
     counts = np.zeros((n_chunks, n_steps), np.int64)
     waits = np.zeros((n_chunks, n_steps), np.int64)
     flags = np.zeros(n_chunks, np.int64)
-    # written here (serially): the walk's chunks then write only the rows they reach (when
-    # each chunk also wrote its block of unreached rows, with the pages first touched in the
-    # parallel region, the walk at 2 threads took longer than at 1: W1, 1M accounts)
-    out = _outputs(units, cash)
-    # written here (serially) before the walk writes into them: page faults then cost no
-    # time in the parallel region, where they would take turns
-    buffer = _filled(int(rec_start[-1]), RECORD_DTYPE, 0)
-    buffer_delta = _filled(len(buffer), np.float64, 0.0)
-    wait_buffer = _filled(int(wait_start[-1]), np.float64, 0.0)
-    wait_step = _filled(len(wait_buffer), np.int32, 0)
-    decoupled_walk_nb(rows, start, product, units, cash, tape, tables, pol, eff_fill, adl,
-                      counts, waits, cursor, wait_cursor, out, buffer, buffer_delta,
-                      wait_buffer, wait_step, flags)
-    del rows
+    buffer = _lazy(n * per_rec, RECORD_DTYPE)
+    buffer_delta = _lazy(n * per_rec, np.float64)
+    wait_buffer = _lazy(n * per_wait, np.float64)
+    wait_step = _lazy(n * per_wait, np.int32)
+    decoupled_walk_nb(_walk_units(), order, maybe, chunk_size, (per_rec, per_wait),
+                      product, units, cash, tape, tables, pol, eff_fill, adl, counts, waits,
+                      cursor, wait_cursor, out, buffer, buffer_delta, wait_buffer, wait_step,
+                      flags)
     if np.any(flags == STATUS_OVERFLOW):
         return False
     if np.any(flags != STATUS_OK):
         return None
     waits[counts == 0] = 0  # the step loop counts waits only in the chunks it visits
-    slots, wait_slots = record_slots_nb(counts), record_slots_nb(waits)
-    records = _filled(int(counts.sum()), RECORD_DTYPE, 0)
-    cash_delta = _filled(len(records), np.float64, 0.0)
-    wait_equity = _filled(int(waits.sum()), np.float64, 0.0)
-    compact_nb(counts, waits, cursor, wait_cursor, rec_start[:-1], wait_start[:-1], buffer,
-               buffer_delta, wait_buffer, wait_step, slots, wait_slots, records, cash_delta,
-               wait_equity)
-    return out, counts, slots, records, cash_delta, waits, wait_slots, wait_equity
+    per_step, waits_per_step = counts.sum(axis=0), waits.sum(axis=0)
+    records = np.empty(int(per_step.sum()), RECORD_DTYPE)  # settling writes every slot
+    cash_delta = np.empty(len(records), np.float64)
+    wait_equity = np.empty(int(waits_per_step.sum()), np.float64)
+    step_out = np.zeros((n_steps, N_STEP_METRICS))
+    bounds = _step_blocks(per_step + waits_per_step + 1, numba.get_num_threads())
+    first = np.arange(n_chunks, dtype=np.int64) * chunk_size
+    settle_records_nb(bounds, counts, waits, cursor, wait_cursor, first * per_rec,
+                      first * per_wait, np.cumsum(per_step) - per_step, np.cumsum(
+                          waits_per_step) - waits_per_step, buffer, buffer_delta, wait_buffer,
+                      wait_step, product, x_long, scale, records, cash_delta, wait_equity, step_out)
+    return records, step_out
 
 
-def _walk_twice(walk: tuple, maybe: np.ndarray):
-    """The counting walk, then the writing walk into the counted slots (as :func:`_walk_once`).
-
-    Returns the same tuple, or None if the walk met a perp's bad debt under auto-deleveraging.
-    """
+def _walk_twice(walk: tuple, maybe: np.ndarray, out: tuple, x_long: np.ndarray,
+                scale: np.ndarray):
+    """The counting walk, then the writing walk into the counted slots, then the per-step
+    sums (serial): returns what :func:`_walk_once` does, or None if the walk met a perp's bad
+    debt under auto-deleveraging."""
     order, product, units, cash, tape, tables, pol, eff_fill, adl, chunk_size, n_chunks = walk
     n, n_steps = len(units), len(tape[0])
     counts = np.zeros((n_chunks, n_steps), np.int64)
     waits = np.zeros((n_chunks, n_steps), np.int64)
-    marks = np.zeros(n, np.uint8)
     flags = np.zeros(n_chunks, np.int64)
-    decoupled_count_nb(order, product, units, cash, tape, tables, pol, eff_fill, adl,
-                       chunk_size, maybe, counts, waits, marks, flags)
+    walked = np.zeros(n, np.uint8)
+    decoupled_count_nb(_walk_units(), order, product, units, cash, tape, tables, pol, eff_fill,
+                       adl, chunk_size, maybe, counts, waits, walked, flags)
     if np.any(flags != STATUS_OK):
         return None
     slots = record_slots_nb(counts)
     waits[counts == 0] = 0  # the step loop counts waits only in the chunks it visits
     wait_slots = record_slots_nb(waits)
-    # outputs are written here (serially) before the walk writes into them at random: page
-    # faults then cost no time in the parallel region, where they would take turns
+    # written serially before the walk writes them at random (no page faults in the region)
     wait_equity = _filled(int(waits.sum()), np.float64, 0.0)
     records = _filled(int(counts.sum()), RECORD_DTYPE, 0)
     cash_delta = _filled(len(records), np.float64, 0.0)
-    out = _outputs(units, cash)
-    decoupled_apply_nb(order, product, units, cash, tape, tables, pol, eff_fill, chunk_size,
-                       counts, marks, out, slots, wait_slots, records, cash_delta, wait_equity)
-    return out, counts, slots, records, cash_delta, waits, wait_slots, wait_equity
+    decoupled_apply_nb(_walk_units(), order, product, units, cash, tape, tables, pol, eff_fill,
+                       chunk_size, counts, walked, out, slots, wait_slots, records, cash_delta,
+                       wait_equity)
+    step_out = np.zeros((n_steps, N_STEP_METRICS))
+    decoupled_metrics_nb(product, counts, slots, records, cash_delta, waits, wait_slots,
+                         wait_equity, x_long, scale, step_out)
+    return records, step_out
 
 
 def run_decoupled(required: bool, prices, product: np.ndarray, units: np.ndarray,
@@ -321,29 +356,36 @@ def run_decoupled(required: bool, prices, product: np.ndarray, units: np.ndarray
     pol = policy_tuple(rec)
     tape = (o, h, lo, cl, x_long, x_short)
     n_chunks = (n + chunk_size - 1) // chunk_size
-    maybe = reachable_nb(product, units, cash, pol[1], tables[1][0], tables[3][0])
     adl = int(rec["waterfall"]) == Waterfall.ADL
     walk = (order, product, units, cash, tape, tables, pol, eff_fill, adl, chunk_size, n_chunks)
     threads = numba.get_num_threads()
-    before = numba.set_parallel_chunksize(1)  # chunks differ in work: hand them out one by one
+    # chunks differ in work; numba's OpenMP layer ignores this (its shares are fixed), so the
+    # fused walk also deals its chunks to the threads itself
+    before = numba.set_parallel_chunksize(1)
     try:
-        n_maybe = int(np.count_nonzero(maybe))
+        maybe = np.empty(n, np.uint8)
+        blocks = np.empty((n + chunk_size - 1) // chunk_size, np.int64)
+        out = _outputs(n)
+        reachable_nb(product, units, cash, pol[1], tables[1][0], tables[3][0], chunk_size,
+                     maybe, blocks, out)
+        n_maybe = int(blocks.sum())
         if n_maybe <= SERIAL_MAX_REACHABLE:
-            numba.set_num_threads(1)  # a small run: no waiting for a second thread
+            numba.set_num_threads(1)  # a tiny run: no waiting for a second thread
         fused = FUSED_WALK and n_maybe <= FUSED_MAX_REACHABLE
-        done = _walk_once(walk, maybe, int(rec["family"])) if fused else False
+        done = (_walk_once(walk, maybe, out, int(rec["family"]), x_long, scale) if fused
+                else False)
         if done is False:  # a chunk outgrew its buffer (or the fused walk is off): walk twice
-            done = _walk_twice(walk, maybe)
+            if fused:  # the stopped walk wrote some outputs: back to the state before events
+                for a, initial in zip(out, (units, cash, 0, -1, -1, 0.0, 0.0, 0.0), strict=True):
+                    a[:] = initial
+            done = _walk_twice(walk, maybe, out, x_long, scale)
         if done is None:
             if required:
                 raise ValueError("path='decoupled' but the run needs the step loop: bad debt "
                                  "on a perp with auto-deleveraging as the waterfall")
             return None
         del maybe
-        out, counts, slots, records, cash_delta, waits, wait_slots, wait_equity = done
-        step_out = np.zeros((n_steps, N_STEP_METRICS))
-        decoupled_metrics_nb(product, counts, slots, records, cash_delta, waits, wait_slots,
-                             wait_equity, x_long, scale, step_out)
+        records, step_out = done
     finally:
         numba.set_parallel_chunksize(before)
         numba.set_num_threads(threads)

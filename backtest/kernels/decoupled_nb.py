@@ -49,12 +49,13 @@ state and totals and each record in its slot. A hard run walks once instead
 buffered per chunk and then moved into the same slots). :func:`decoupled_metrics_nb` sums
 the per-step aggregates per (step, chunk) in position order and then over chunks in chunk
 order, as the step loop does, so every float is bit-identical; the insurance-fund waterfall
-then runs serially over the steps (:func:`decoupled_waterfall_nb`). A run opens two parallel
-regions (the two walks, over chunks), one for a hard run; a small run opens them with one
-thread (:data:`backtest.engine.decoupled.SERIAL_MAX_REACHABLE`); the aggregates are summed
-serially (O(records + chunks x steps)). The work assigned to a chunk does not depend on the
-thread count, so neither do the results. An account's first search starts at step 0 and
-bisects the prefix minima of the bounds (:func:`first_from_start_nb`, 8 bytes a step)
+then runs serially over the steps (:func:`decoupled_waterfall_nb`). A run of the two walks
+opens their two parallel regions (over chunks) and sums the aggregates serially (O(records +
+chunks x steps)); a hard run opens three regions, the aggregates summed in the last
+(:mod:`backtest.kernels.decoupled_fused_nb`); a tiny run opens them with one thread
+(:data:`backtest.engine.decoupled.SERIAL_MAX_REACHABLE`). The work assigned to a chunk does
+not depend on the thread count, so neither do the results. An account's first search starts
+at step 0 and bisects the prefix minima of the bounds (:func:`first_from_start_nb`, 8 bytes a step)
 rather than lifting through the sparse table (8 x 11 bytes a step for a day of minutes): the
 same step from a smaller, cache-resident array.
 """
@@ -320,8 +321,9 @@ def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fi
 
     Account ``order[i]`` of the book (arrays in the book's order) is at position ``i``.
     Without ``write``: skips the accounts ``b`` with ``maybe[b] == 0`` (they never pass the
-    filter, :func:`reachable_nb`), counts each event in ``counts[ch, t]`` and each *wait* (liquidatable,
-    sized at 0 units: nothing happens to the account) in ``waits[ch, t]``, and sets
+    filter, :func:`backtest.kernels.decoupled_fused_nb.reachable_nb`), counts each event in
+    ``counts[ch, t]`` and each *wait* (liquidatable, sized at 0 units: nothing happens to the
+    account) in ``waits[ch, t]``, and sets
     ``marks[i]`` for the accounts that have either. With ``write``: walks the marked accounts
     only and stores their final state and totals in ``out``, each event's record at
     ``cursor[ch, t]`` and, where ``counts[ch, t] > 0`` (the step loop visits the chunk then,
@@ -436,6 +438,7 @@ def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fi
                 r["closed"] = u2 == 0.0 or clears
                 r["preemptive"] = False
                 r["auction"] = False
+                r["zero_bid"] = False
                 cash_delta[j] = c2 - c
             u = u2
             c = c2
@@ -447,12 +450,15 @@ def _walk_nb(start, stop, ch, order, product, units, cash, tape, tables, pol, fi
 
 
 @njit_parallel
-def decoupled_count_nb(order, product, units, cash, tape, tables, pol, fill_mode, adl,
+def decoupled_count_nb(n_units, order, product, units, cash, tape, tables, pol, fill_mode, adl,
                        chunk_size, maybe, counts, waits, marks, flags):
     """Count every account's liquidation events and waits per (chunk, step); change nothing.
 
     Parameters
     ----------
+    n_units : int
+        Threads to deal the chunks to in turn (unit ``k`` walks chunks ``k, k + n_units, ...``;
+        see :mod:`backtest.kernels.decoupled_fused_nb` on sharing); changes no result.
     order : ndarray, shape (N,), int64
         Processing order (:func:`backtest.engine.dispatch.liquidation_order`): the book row of
         each position; chunks are ``chunk_size`` consecutive positions.
@@ -474,7 +480,8 @@ def decoupled_count_nb(order, product, units, cash, tape, tables, pol, fill_mode
     chunk_size : int
         Accounts per chunk, as in the step loop.
     maybe : ndarray, shape (N,), uint8
-        :func:`reachable_nb` of the book (book order): 0 for accounts never reached.
+        :func:`backtest.kernels.decoupled_fused_nb.reachable_nb` of the book (book order): 0
+        for accounts never reached.
     counts, waits : ndarray, shape (n_chunks, T), int64
         Zeros; receive the number of events and of waits (liquidatable accounts sized at 0
         units) per chunk and step.
@@ -488,41 +495,13 @@ def decoupled_count_nb(order, product, units, cash, tape, tables, pol, fill_mode
     no_float = np.empty(0)
     out = (no_float, no_float, no_int, no_int, no_int, no_float, no_float, no_float)
     no_records = np.empty(0, RECORD_DTYPE)
-    for ch in prange(counts.shape[0]):
-        flags[ch] = _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, order,
-                             product, units, cash, tape, tables, pol, fill_mode, adl,
-                             WALK_COUNT, maybe, counts, waits, counts, waits, marks, out,
-                             no_records, no_float, no_float, no_int)
-
-
-@njit
-def reachable_nb(product, units, cash, m_rate, lo_min, neg_hi_min):
-    """Mark the accounts whose trigger key passes the filter at some step (book order, serial).
-
-    Reads the book sequentially, so that the walks read the state of only these accounts
-    (through the processing order, at random).
-
-    Parameters
-    ----------
-    product : ndarray, shape (N,), int8
-    units, cash : ndarray, shape (N,), float64
-        The book's accounts: asset units, USD.
-    m_rate : ndarray, shape (N_PRODUCTS,), float64
-        Maintenance rate per product, fraction of notional.
-    lo_min, neg_hi_min : float
-        The smallest ``lo_key`` and ``-hi_key`` of the window (:func:`filter_bounds_nb`).
-
-    Returns
-    -------
-    ndarray, shape (N,), uint8
-        1 where the account's initial key passes the filter at some step, else 0.
-    """
-    n = units.shape[0]
-    maybe = np.empty(n, np.uint8)
-    for b in range(n):
-        k = trigger_key_nb(units[b], cash[b], m_rate[product[b]])
-        maybe[b] = 1 if (lo_min <= k or (k < 0.0 and neg_hi_min <= k)) else 0
-    return maybe
+    n_chunks = counts.shape[0]
+    for unit in prange(n_units):
+        for ch in range(unit, n_chunks, n_units):
+            flags[ch] = _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, order,
+                                 product, units, cash, tape, tables, pol, fill_mode, adl,
+                                 WALK_COUNT, maybe, counts, waits, counts, waits, marks, out,
+                                 no_records, no_float, no_float, no_int)
 
 
 @njit
@@ -550,8 +529,9 @@ def record_slots_nb(counts):
 
 
 @njit_parallel
-def decoupled_apply_nb(order, product, units, cash, tape, tables, pol, fill_mode, chunk_size,
-                       counts, marks, out, slots, wait_slots, records, cash_delta, wait_equity):
+def decoupled_apply_nb(n_units, order, product, units, cash, tape, tables, pol, fill_mode,
+                       chunk_size, counts, marks, out, slots, wait_slots, records, cash_delta,
+                       wait_equity):
     """Walk the marked accounts again, writing final state, totals and records.
 
     Parameters
@@ -573,15 +553,17 @@ def decoupled_apply_nb(order, product, units, cash, tape, tables, pol, fill_mode
         Receives each record's change of the account's cash, USD.
     wait_equity : ndarray, shape (W,), float64
         Receives each counted wait's ``min(equity, 0)`` at the decision price, USD.
-    order, product, units, cash, tape, tables, pol, fill_mode, chunk_size : various
+    n_units, order, product, units, cash, tape, tables, pol, fill_mode, chunk_size : various
         As :func:`decoupled_count_nb`'s.
     """
     n = units.shape[0]
-    for ch in prange(slots.shape[0]):
-        _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, order, product, units,
-                 cash, tape, tables, pol, fill_mode, False, WALK_APPLY, marks, counts, counts,
-                 slots, wait_slots, marks, out, records, cash_delta, wait_equity,
-                 np.empty(0, np.int32))
+    n_chunks = slots.shape[0]
+    for unit in prange(n_units):
+        for ch in range(unit, n_chunks, n_units):
+            _walk_nb(ch * chunk_size, min(n, (ch + 1) * chunk_size), ch, order, product, units,
+                     cash, tape, tables, pol, fill_mode, False, WALK_APPLY, marks, counts,
+                     counts, slots, wait_slots, marks, out, records, cash_delta, wait_equity,
+                     np.empty(0, np.int32))
 
 
 @njit
@@ -589,9 +571,10 @@ def decoupled_metrics_nb(product, counts, slots, records, cash_delta, waits, wai
                          wait_equity, x_long, scale, step_out):
     """Fill the per-step aggregates of ``step_out`` from the records, as the step loop sums.
 
-    Per step (serial: O(records + chunks x steps), a parallel region would cost more on a busy
-    machine than it saves): each chunk with records
-    sums them in account order from 0, and the chunk sums are added to the row in chunk order
+    Per step (serial, O(records + chunks x steps), after the two walks; the fused walk's path
+    sums the steps in parallel blocks, :func:`backtest.kernels.decoupled_fused_nb.
+    settle_records_nb`, with :func:`step_metrics_nb`): each chunk with records sums them in
+    account order from 0, and the chunk sums are added to the row in chunk order
     (:func:`backtest.kernels.steps_nb.run_steps_nb`, pass 2); the net flow at the decision
     price likewise. Then the step's price, execution and slice factors (1: no impact, no
     budgets), margin scale and oracle price.
@@ -615,65 +598,86 @@ def decoupled_metrics_nb(product, counts, slots, records, cash_delta, waits, wai
     step_out : ndarray, shape (T, N_STEP_METRICS), float64
         Zeros; filled except the insurance waterfall's columns.
     """
-    n_chunks, n_steps = counts.shape
     acc = np.zeros(_N_SUMMED)
-    for t in range(n_steps):
-        total_flow = 0.0
-        for ch in range(n_chunks):
-            cnt = counts[ch, t]
-            if cnt == 0:
-                continue
-            for kk in range(_N_SUMMED):
-                acc[kk] = 0.0
-            flow = 0.0
-            for j in range(slots[ch, t] - cnt, slots[ch, t]):
-                r = records[j]
-                signed = r["units_closed"]
-                pe = r["fill_price"]
-                bad = r["bad_debt"]
-                p = r["decision_price"]
-                d = abs(signed)
-                long_side = signed > 0.0
-                prod = product[r["account"]]
-                flow += -d * p if long_side else d * p
-                acc[_N_LIQ] += 1.0
-                if r["closed"]:
-                    acc[_N_CLOSED] += 1.0
-                if bad > 0.0:
-                    acc[_N_BANKRUPT] += 1.0
-                acc[_NOTIONAL] += d * pe
-                acc[_KEEPER] += r["keeper_fee"]
-                acc[_INSURANCE] += r["insurance_fee"]
-                acc[_BAD_DEBT] += bad
-                if bad > 0.0 and prod != _LOAN:
-                    if long_side:
-                        acc[_BAD_LONG] += bad
-                        acc[_BANKRUPT_UNITS_LONG] += d
-                    else:
-                        acc[_BAD_SHORT] += bad
-                        acc[_BANKRUPT_UNITS_SHORT] += d
-                acc[_IMPACT_COST] += d * (p - pe) if long_side else d * (pe - p)
-                if prod == _LOAN:
-                    acc[_CASH_LOAN] += cash_delta[j]
-                    acc[_UNITS_LOAN] -= signed
+    for t in range(counts.shape[1]):
+        step_metrics_nb(t, t, product, counts, slots, records, cash_delta, waits, wait_slots,
+                        wait_equity, x_long, scale, step_out, acc)
+
+
+@njit
+def step_metrics_nb(t, col, product, counts, slots, records, cash_delta, waits, wait_slots,
+                    wait_equity, x_long, scale, step_out, acc):
+    """Fill row ``t`` of ``step_out`` (:func:`decoupled_metrics_nb`, one step).
+
+    Parameters
+    ----------
+    t, col : int
+        The step, and its column in ``slots`` and ``wait_slots``.
+    slots, wait_slots : ndarray, shape (n_chunks, C), int64
+        The slot after the last record (kept wait) of chunk ``ch`` at step ``t`` in column
+        ``col``.
+    acc : ndarray, shape (N_SUMMED_METRICS,), float64
+        Scratch.
+    product, counts, records, cash_delta, waits, wait_equity, x_long, scale, step_out : various
+        As :func:`decoupled_metrics_nb`'s.
+    """
+    n_chunks = counts.shape[0]
+    total_flow = 0.0
+    for ch in range(n_chunks):
+        cnt = counts[ch, t]
+        if cnt == 0:
+            continue
+        for kk in range(_N_SUMMED):
+            acc[kk] = 0.0
+        flow = 0.0
+        for j in range(slots[ch, col] - cnt, slots[ch, col]):
+            r = records[j]
+            signed = r["units_closed"]
+            pe = r["fill_price"]
+            bad = r["bad_debt"]
+            p = r["decision_price"]
+            d = abs(signed)
+            long_side = signed > 0.0
+            prod = product[r["account"]]
+            flow += -d * p if long_side else d * p
+            acc[_N_LIQ] += 1.0
+            if r["closed"]:
+                acc[_N_CLOSED] += 1.0
+            if bad > 0.0:
+                acc[_N_BANKRUPT] += 1.0
+            acc[_NOTIONAL] += d * pe
+            acc[_KEEPER] += r["keeper_fee"]
+            acc[_INSURANCE] += r["insurance_fee"]
+            acc[_BAD_DEBT] += bad
+            if bad > 0.0 and prod != _LOAN:
+                if long_side:
+                    acc[_BAD_LONG] += bad
+                    acc[_BANKRUPT_UNITS_LONG] += d
                 else:
-                    acc[_CASH_PERP] += cash_delta[j]
-                    if long_side:
-                        acc[_UNITS_LONG] -= signed
-                    else:
-                        acc[_UNITS_SHORT] -= signed
-            for w in range(wait_slots[ch, t] - waits[ch, t], wait_slots[ch, t]):
-                acc[_N_WAITING] += 1.0
-                acc[_WAITING_EQUITY] += wait_equity[w]
-            for kk in range(_N_SUMMED):
-                step_out[t, kk] += acc[kk]
-            total_flow += flow + 0.0
-        step_out[t, _SLICE] = 1.0
-        step_out[t, _MARGIN_SCALE] = scale[t]
-        step_out[t, _PRICE_FACTOR] = 1.0
-        step_out[t, _EXEC_FACTOR] = 1.0
-        step_out[t, _ORACLE] = x_long[t]
-        step_out[t, _NET_FLOW] = total_flow
+                    acc[_BAD_SHORT] += bad
+                    acc[_BANKRUPT_UNITS_SHORT] += d
+            acc[_IMPACT_COST] += d * (p - pe) if long_side else d * (pe - p)
+            if prod == _LOAN:
+                acc[_CASH_LOAN] += cash_delta[j]
+                acc[_UNITS_LOAN] -= signed
+            else:
+                acc[_CASH_PERP] += cash_delta[j]
+                if long_side:
+                    acc[_UNITS_LONG] -= signed
+                else:
+                    acc[_UNITS_SHORT] -= signed
+        for w in range(wait_slots[ch, col] - waits[ch, t], wait_slots[ch, col]):
+            acc[_N_WAITING] += 1.0
+            acc[_WAITING_EQUITY] += wait_equity[w]
+        for kk in range(_N_SUMMED):
+            step_out[t, kk] += acc[kk]
+        total_flow += flow + 0.0
+    step_out[t, _SLICE] = 1.0
+    step_out[t, _MARGIN_SCALE] = scale[t]
+    step_out[t, _PRICE_FACTOR] = 1.0
+    step_out[t, _EXEC_FACTOR] = 1.0
+    step_out[t, _ORACLE] = x_long[t]
+    step_out[t, _NET_FLOW] = total_flow
 
 
 @njit
