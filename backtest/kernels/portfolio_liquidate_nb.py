@@ -64,6 +64,18 @@ def _emit_nb(j, t, i, a, units_closed, price, keeper, insurance, health, repaid,
 
 
 @njit
+def _budgeted_seizure_nb(seized, repay, p, b, asset, budget, used, dust):
+    """The part of a seizure the keepers' capital left covers: ``(seized, repay)``, (0, 0) when
+    none; a seizure cut short repays what it is worth at ``p`` with bonus ``b``."""
+    take = asset_budget_take_nb(seized, asset, budget, used, dust)
+    if take <= 0.0:
+        return 0.0, 0.0
+    if take < seized:
+        return take, take * p / (1.0 + b)
+    return seized, repay
+
+
+@njit
 def _seize_nb(seized, u, p, e, repay, bonus_share, cash, plan, lo, hi, pos_units, prices, fills,
               exact):
     """Settle one seizure planned at the sizing price ``p`` and filled at ``p x e``.
@@ -180,12 +192,10 @@ def liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, fills
                 repay = value / (1.0 + b)
             else:
                 seized = repay * (1.0 + b) / p
-            take = asset_budget_take_nb(seized, pos_asset[k], budget, used, dust)
-            if take <= 0.0:
+            seized, repay = _budgeted_seizure_nb(seized, repay, p, b, pos_asset[k], budget,
+                                                 used, dust)
+            if seized <= 0.0:
                 continue
-            if take < seized:  # cut to the keepers' capital left: repays what it is worth
-                seized = take
-                repay = seized * p / (1.0 + b)
             pos_units[k] = 0.0 if seized >= u else u - seized
             cash, plan, _, repay_f, keeper, ins = _seize_nb(
                 seized, u, p, exec_f[pos_asset[k]], repay, fee_share, cash, plan, lo, hi,
@@ -210,12 +220,10 @@ def liquidate_lending_nb(t, i, lo, hi, pos_asset, pos_units, cash, prices, fills
             else:
                 seized = to_repay * (1.0 + b) / p
                 repay = to_repay
-            take = asset_budget_take_nb(seized, pos_asset[k], budget, used, dust)
-            if take <= 0.0:
+            seized, repay = _budgeted_seizure_nb(seized, repay, p, b, pos_asset[k], budget,
+                                                 used, dust)
+            if seized <= 0.0:
                 continue
-            if take < seized:  # cut to the keepers' capital left: repays what it is worth
-                seized = take
-                repay = seized * p / (1.0 + b)
             pos_units[k] = 0.0 if seized >= u else u - seized
             cash, plan, repay, repay_f, keeper, ins = _seize_nb(
                 seized, u, p, exec_f[pos_asset[k]], repay, fee_share, cash, plan, lo, hi,
