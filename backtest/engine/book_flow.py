@@ -55,6 +55,18 @@ class Response:
         at the policy's rate: traders who keep their leverage under a bound keep it whatever
         maintenance rate the venue charges. Without a reference rate the levels are the
         policy's own (a response fitted under one policy then moves with the policy's rate).
+
+        Parameters
+        ----------
+        perp_rate : float
+            The running policy's perp maintenance margin rate, fraction of notional (> 0;
+            otherwise the levels are returned unchanged).
+
+        Returns
+        -------
+        Response
+            A copy with the perp warning and target health scaled by ``reference /
+            perp_rate`` (the loan levels unchanged), or ``self`` without a reference rate.
         """
         if self.perp_reference_rate is None or perp_rate <= 0.0:
             return self
