@@ -166,7 +166,7 @@ class MarketConfig(StrictModel):
         scope: the multiple never applies to it.
     market_depth_multiple : float
         1% depth of the whole market over the depth of the one venue pair the tape's depth is
-        measured on (>= 1; default 12, the geometric middle of the published readings 3.3-44,
+        measured on (1 to 1000; default 12, the geometric middle of the published readings 3.3-44,
         :data:`MARKET_DEPTH_MULTIPLE_RANGE`, ``docs/market-impact.md``).
     cascade : bool
         Whether impact feeds back into the prices later steps trigger on.
