@@ -24,6 +24,7 @@ Example (``configs/may-2021-btc.toml``)::
     impact_model = "sqrt"               # none | linear | sqrt | amm
     cascade = true                      # impact moves the prices later steps trigger on
     depth_source = "pre_window"         # 0.12 x median hourly USD volume of the 7 days before
+    depth_scope = "book"                # x market_depth_multiple (12) on a whole-market book
     counterfactual = true               # move the price by (policy flow - as-happened flow)
     as_happened_policy = "binance-usdtm"
 
@@ -107,6 +108,20 @@ class Execution(StrictModel):
         return int(FillPrice[self.fill_price.upper()])
 
 
+MARKET_DEPTH_MULTIPLE_RANGE = (3.26, 43.9)
+"""Whole-market 1% depth over one venue pair's (Binance BTC spot), as the published figures
+read (``docs/market-impact.md``, "Depth of a whole market"): 1 / 0.307 (Kaiko 2023: Binance's
+share of global depth, the floor) to 290 / 16.53 / 0.40 (Kaiko May 2025: US-based venues'
+BTC 1% depth over the Binance pair's, over the US venues' share of depth)."""
+MARKET_DEPTH_MULTIPLE = 12.0
+"""Default multiple: the geometric middle of :data:`MARKET_DEPTH_MULTIPLE_RANGE` (11.96)."""
+
+
+def is_whole_market(venue: str | None) -> bool:
+    """Whether a book's ``venue`` metadata names a whole market (``all-cex``, ``all-defi``)."""
+    return bool(venue) and str(venue).lower().startswith("all-")
+
+
 class MarketConfig(StrictModel):
     """How liquidation flow moves the market (see :mod:`backtest.kernels.impact_nb`).
 
@@ -115,8 +130,8 @@ class MarketConfig(StrictModel):
     impact_model : {"none", "linear", "sqrt", "amm"}
         Shape of the price impact of each step's net liquidation flow.
     depth_usd : float or None
-        Flow (USD) that moves the price by 1%, for every step. None: from the tape, per
-        ``depth_source``.
+        Flow (USD) that moves the price by 1%, for every step, whatever ``depth_scope``.
+        None: from the tape, per ``depth_source`` and ``depth_scope``.
     depth_source : {"pre_window", "hourly_volume"}
         ``pre_window`` (default): ``pre_window_depth_fraction`` x the median hourly USD volume
         of the ``pre_window_days`` days before the window start, never the crash's own candles
@@ -140,6 +155,19 @@ class MarketConfig(StrictModel):
         Trailing window of ``sigma_t``, minutes (default 60).
     depth_fraction_of_hourly_volume : float
         Calibration factor of ``depth_source = "hourly_volume"`` (default 0.1).
+    depth_scope : {"book", "venue", "market"}
+        Whose depth the book's liquidation flow trades against. ``venue``: the tape's own
+        (one venue and pair, as ``depth_source`` builds it). ``market``: that depth times
+        ``market_depth_multiple``, for a book that stands for a whole market (its flow is every
+        venue's). ``book`` (default): follow the book's metadata (``venue``, written from the
+        generator's ``represents``): ``market`` for a book standing for a whole market
+        (:func:`is_whole_market`: ``all-cex``, ``all-defi``), ``venue`` otherwise (one venue, a
+        protocol, or no metadata). An explicit ``depth_usd`` is the depth in use whatever the
+        scope: the multiple never applies to it.
+    market_depth_multiple : float
+        1% depth of the whole market over the depth of the one venue pair the tape's depth is
+        measured on (1 to 1000; default 12, the geometric middle of the published readings 3.3-44,
+        :data:`MARKET_DEPTH_MULTIPLE_RANGE`, ``docs/market-impact.md``).
     cascade : bool
         Whether impact feeds back into the prices later steps trigger on.
     permanent_fraction : float
@@ -166,11 +194,25 @@ class MarketConfig(StrictModel):
     depth_volatility_exponent: float = Field(default=0.0, ge=0.0)
     volatility_window_minutes: float = Field(default=60.0, gt=0.0)
     depth_fraction_of_hourly_volume: float = Field(default=0.1, gt=0.0)
+    depth_scope: Literal["book", "venue", "market"] = "book"
+    market_depth_multiple: float = Field(default=MARKET_DEPTH_MULTIPLE, ge=1.0, le=1000.0)
     cascade: bool = False
     permanent_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
     transient_half_life_minutes: float = Field(default=30.0, gt=0.0)
     counterfactual: bool = False
     as_happened_policy: str | None = Field(default=None, min_length=1)
+
+    def scope_for(self, book_venue: str | None) -> str:
+        """Return ``"venue"`` or ``"market"``: the depth scope of a run on a book.
+
+        Parameters
+        ----------
+        book_venue : str or None
+            The book's metadata ``venue`` (what it stands for); None for a book without one.
+        """
+        if self.depth_scope != "book":
+            return self.depth_scope
+        return "market" if is_whole_market(book_venue) else "venue"
 
     @model_validator(mode="after")
     def _counterfactual(self) -> MarketConfig:

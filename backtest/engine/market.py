@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backtest.engine.config import KeeperConfig, MarketConfig, OracleConfig
+from backtest.engine.config import KeeperConfig, MarketConfig, OracleConfig, is_whole_market
 from backtest.engine.dispatch import market_params
 from backtest.errors import ConfigError, TapeError
 from backtest.kernels.enums import ImpactModel, OracleModel
@@ -108,15 +108,18 @@ _DAY_MS = 24 * _HOUR_MS
 
 
 def depth_per_step(cfg: MarketConfig, tape_arrays: dict, window_slice: slice,
-                   source=None) -> tuple[np.ndarray, dict]:
+                   source=None, book_venue: str | None = None) -> tuple[np.ndarray, dict]:
     """Return the window's depth per step (the USD flow that moves the price 1%) and its origin.
 
-    Without an impact model: NaN (no impact). ``depth_usd`` set: constant. Otherwise per
-    ``cfg.depth_source``: ``pre_window``
+    Without an impact model: NaN (no impact). ``depth_usd`` set: constant, whatever the scope.
+    Otherwise the tape's (one venue's) depth per ``cfg.depth_source``: ``pre_window``
     (:func:`pre_window_depth`) or ``hourly_volume``, ``depth_fraction_of_hourly_volume`` times
     the USD volume of the previous hour of the (whole) tape, so the first steps of the window
     see the hour before it; there steps with no volume in the previous hour get the smallest
     positive depth of the window (a gap is not an infinitely deep market, nor an empty one).
+    When the run's depth scope is ``market`` (:meth:`MarketConfig.scope_for`: a book standing
+    for a whole market, or ``depth_scope = "market"``), that venue depth is multiplied by
+    ``market_depth_multiple``: the book's flow is the whole market's.
 
     Parameters
     ----------
@@ -128,13 +131,18 @@ def depth_per_step(cfg: MarketConfig, tape_arrays: dict, window_slice: slice,
         Rows of the window in the tape.
     source : str or Path, optional
         The tape, named in errors.
+    book_venue : str or None
+        What the book stands for (its metadata ``venue``); None: no metadata (a venue book).
 
     Returns
     -------
     depth : ndarray, shape (T,), float64
         USD.
     info : dict
-        How it was built (recorded in the run manifest).
+        How it was built (recorded in the run manifest): ``source``, ``scope`` (``venue`` or
+        ``market``; absent without impact or with ``depth_usd``), ``book_venue``, and for the
+        market scope ``market_depth_multiple`` and ``venue_depth_usd`` (``depth_usd`` is then
+        the market's).
 
     Raises
     ------
@@ -149,16 +157,56 @@ def depth_per_step(cfg: MarketConfig, tape_arrays: dict, window_slice: slice,
         return np.full(n, float(cfg.depth_usd)), {"source": "constant",
                                                   "depth_usd": float(cfg.depth_usd)}
     if cfg.depth_source == "pre_window":
-        return pre_window_depth(tape_arrays, window_slice.start, n, cfg.pre_window_days,
-                                cfg.pre_window_depth_fraction, cfg.depth_volatility_exponent,
-                                cfg.volatility_window_minutes, source)
-    hourly = hourly_usd_volume(tape_arrays["timestamp"], tape_arrays["volume"],
-                               tape_arrays["close"])[window_slice]
-    depth = cfg.depth_fraction_of_hourly_volume * hourly
-    positive = depth[depth > 0]
-    floor = positive.min() if positive.size else 1.0
-    return np.where(depth > 0, depth, floor), {
-        "source": "hourly_volume", "fraction": cfg.depth_fraction_of_hourly_volume}
+        depth, info = pre_window_depth(tape_arrays, window_slice.start, n, cfg.pre_window_days,
+                                       cfg.pre_window_depth_fraction,
+                                       cfg.depth_volatility_exponent,
+                                       cfg.volatility_window_minutes, source)
+    else:
+        hourly = hourly_usd_volume(tape_arrays["timestamp"], tape_arrays["volume"],
+                                   tape_arrays["close"])[window_slice]
+        depth = cfg.depth_fraction_of_hourly_volume * hourly
+        positive = depth[depth > 0]
+        floor = positive.min() if positive.size else 1.0
+        depth = np.where(depth > 0, depth, floor)
+        info = {"source": "hourly_volume", "fraction": cfg.depth_fraction_of_hourly_volume}
+    return scoped_depth(cfg, depth, info, book_venue)
+
+
+def scoped_depth(cfg: MarketConfig, venue_depth: np.ndarray, info: dict,
+                 book_venue: str | None) -> tuple[np.ndarray, dict]:
+    """Scale one venue's depth to the run's depth scope; record the scope in ``info``.
+
+    Parameters
+    ----------
+    cfg : MarketConfig
+    venue_depth : ndarray, shape (T,), float64
+        The tape's (one venue pair's) depth per step, USD.
+    info : dict
+        How ``venue_depth`` was built (updated and returned).
+    book_venue : str or None
+        The book's metadata ``venue``.
+
+    Returns
+    -------
+    depth : ndarray, shape (T,), float64
+        ``venue_depth`` (scope ``venue``) or ``venue_depth x market_depth_multiple`` (scope
+        ``market``), USD.
+    info : dict
+    """
+    scope = cfg.scope_for(book_venue)
+    info = {**info, "scope": scope, "scope_setting": cfg.depth_scope, "book_venue": book_venue}
+    if scope == "venue":
+        if is_whole_market(book_venue):  # explicit: recorded, never silent
+            info["scope_note"] = (f"one venue's depth on a book standing for {book_venue} "
+                                  "(depth_scope = 'venue' set explicitly)")
+        return venue_depth, info
+    m = float(cfg.market_depth_multiple)
+    info["market_depth_multiple"] = m
+    for key in ("depth_usd", "min_depth_usd"):
+        if key in info:
+            info[f"venue_{key}"] = info[key]
+            info[key] = info[key] * m
+    return venue_depth * m, info
 
 
 def pre_window_depth(tape_arrays: dict, start: int, n_steps: int, days: float, fraction: float,

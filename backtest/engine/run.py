@@ -337,7 +337,7 @@ def market_inputs(inputs: Inputs, store: str | Path | None = None) -> MarketInpu
     interval = inputs.tape.interval_seconds
     record = market_record(cfg.market, cfg.oracle, cfg.keepers, interval)
     depth, depth_info = depth_per_step(cfg.market, full, slice(start, start + inputs.window.rows),
-                                       inputs.tape.path)
+                                       inputs.tape.path, inputs.book.meta.get("venue"))
     gas, gas_info = gas_cost_per_step(cfg.keepers, window["timestamp"], window["close"],
                                       inputs.tape.meta.base)
     mark = None

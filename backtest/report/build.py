@@ -927,6 +927,22 @@ def oracle_keeper_text(manifest: dict) -> list[str]:
     return out
 
 
+def depth_scope_text(market: dict) -> str:
+    """Return the clause saying whose depth ``D`` is (empty for an explicit ``depth_usd``)."""
+    info = market.get("depth") or {}
+    scope, book = info.get("scope"), info.get("book_venue")
+    if scope is None:
+        return ""
+    if scope == "market":
+        return (f" (depth scope: market; the book stands for {book}, so its flow trades "
+                "against every venue's depth)" if book else
+                " (depth scope: market, set in the run config)")
+    if info.get("scope_note"):
+        return f" (depth scope: venue; {info['scope_note']}: impacts overstated)"
+    return (" (depth scope: venue, the tape's own venue" +
+            (f"; the book stands for {book})" if book else ")"))
+
+
 def market_text(market: dict) -> str | None:
     """Return a plain-words description of the run's market impact model (None: no impact)."""
     model = market.get("impact_model", "none")
@@ -938,6 +954,9 @@ def market_text(market: dict) -> str | None:
         info = market.get("depth") or {}
         depth = (f"D = {market.get('pre_window_depth_fraction', 0.12):g} x the median hourly USD "
                  f"volume of the {market.get('pre_window_days', 7):g} days before the window")
+        if info.get("scope") == "market":
+            depth += (f" x {info['market_depth_multiple']:g}, the whole market's depth over "
+                      "the tape's venue")
         if info.get("depth_usd"):
             depth += f" ({usd(info['depth_usd'])})"
         if market.get("depth_volatility_exponent"):
@@ -946,6 +965,10 @@ def market_text(market: dict) -> str | None:
     else:
         depth = (f"D = {market.get('depth_fraction_of_hourly_volume', 0.1):g} x the USD volume "
                  "traded on the tape in the hour before the step")
+        if (market.get("depth") or {}).get("scope") == "market":
+            depth += (f", x {market['depth']['market_depth_multiple']:g} (the whole market's "
+                      "depth over the tape's venue)")
+    depth += depth_scope_text(market)
     text = (f"Market impact, {IMPACT_TEXT.get(model, model)}, where {depth}; every liquidation "
             "of a step executes at the step's average impacted price (sizes are decided at the "
             "pre-impact price). ")

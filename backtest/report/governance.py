@@ -28,6 +28,7 @@ from markupsafe import Markup
 
 from backtest.atomic import atomic_path
 from backtest.books.event import load_book_params
+from backtest.engine.config import is_whole_market
 from backtest.policies import load_policy
 from backtest.report import build, figures
 from backtest.report.governance_appendix import portable_path, reproducibility, seeds_text
@@ -58,9 +59,10 @@ def methodology(data: GovernanceData, strategies: str | Path | None = None) -> d
                 "parameters": parameter_rows(data)}
     run = data.proposal.run
     preset = load_policy(data.proposal.protocol, strategies)
-    books = []
+    books, stands_for = [], set()
     for ev in data.proposal.events:
         b = load_book_params(ev.book_params)
+        stands_for.add(b.represents)
         perps = 1.0 - b.loan_fraction
         books.append(
             f"{ev.key}: {ev.accounts:,} accounts per seed, {100 * b.loan_fraction:g}% loans "
@@ -73,6 +75,13 @@ def methodology(data: GovernanceData, strategies: str | Path | None = None) -> d
             + (f" (generator parameters {portable_path(ev.book_params)})"
                if ev.book_params else "") + ".")
     m = run.market.model_dump()
+    if run.market.depth_usd is None and len(stands_for) == 1:  # whose depth (report text)
+        venue = stands_for.pop()
+        m["depth"] = {"scope": run.market.scope_for(venue), "book_venue": venue,
+                      "market_depth_multiple": run.market.market_depth_multiple}
+        if m["depth"]["scope"] == "venue" and is_whole_market(venue):
+            m["depth"]["scope_note"] = (f"one venue's depth on books standing for {venue} "
+                                        "(depth_scope = 'venue' set explicitly)")
     manifest_like = {"oracle": run.oracle.model_dump(), "keepers": run.keepers.model_dump(
         mode="json")}
     not_modelled = []

@@ -59,7 +59,7 @@ from pydantic import (
 )
 
 from backtest.books.generate import BookParams
-from backtest.engine.config import ResponseConfig
+from backtest.engine.config import MARKET_DEPTH_MULTIPLE_RANGE, MarketConfig, ResponseConfig
 from backtest.strict import StrictModel
 from backtest.validation import describe, read_toml
 
@@ -75,8 +75,10 @@ _BOUNDS = {"low_leverage_share": (0.0, 1.0), "permanent_fraction": (0.0, 1.0),
 DEFAULT_SIZE_FACTOR = (0.8, 1.25)
 """Book size factor range (log-uniform) where the calibration gives none."""
 DEFAULT_DEPTH_FACTOR = (0.5, 2.0)
-"""Depth factor range (log-uniform): the 1% depth fraction is measured on one venue and pair in
-2025 (docs/market-impact.md, range 0.10-0.14) and transferred to other years and assets."""
+"""Depth factor range (log-uniform) of a venue-scope run: the 1% depth fraction is measured on
+one venue and pair in 2025 (docs/market-impact.md, range 0.10-0.14) and transferred to other
+years and assets. A whole-market scope draws the market multiple's range instead
+(:func:`_depth_range`)."""
 DEFAULT_PERMANENT_FRACTION = (0.25, 0.75)
 """Permanent share of impact (uniform) around the default 0.5."""
 DEFAULT_KEEPER_LATENCY = (0.0, 5.0)
@@ -274,6 +276,21 @@ def _size_range(params: BookParams, event: str, asset: str,
     return Draw(distribution="loguniform", low=math.sqrt(lo / hi), high=math.sqrt(hi / lo))
 
 
+def _depth_range(market: MarketConfig, represents: str | None) -> Draw:
+    """Default depth factor: the market multiple's interval where the multiple applies.
+
+    A whole-market scope (:meth:`MarketConfig.scope_for`, no explicit ``depth_usd``) draws the
+    market's depth over :data:`MARKET_DEPTH_MULTIPLE_RANGE` around the configured multiple, one
+    draw that replaces the venue range :data:`DEFAULT_DEPTH_FACTOR` (``docs/ensembles.md``).
+    """
+    if market.depth_usd is None and market.scope_for(represents) == "market":
+        lo, hi = MARKET_DEPTH_MULTIPLE_RANGE
+        m = market.market_depth_multiple
+        return Draw(distribution="loguniform", low=lo / m, high=hi / m)
+    return Draw(distribution="loguniform", low=DEFAULT_DEPTH_FACTOR[0],
+                high=DEFAULT_DEPTH_FACTOR[1])
+
+
 def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | None,
                    book_meta: dict, run, event: str, asset: str,
                    validation: str | Path | None = None) -> EventRanges:
@@ -335,8 +352,7 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
                                           high=DEFAULT_SIZE_FACTOR[1]),
         "validation targets" if size else "default")
     impact = run.market.impact_model != "none"
-    put("depth_factor", impact, Draw(distribution="loguniform", low=DEFAULT_DEPTH_FACTOR[0],
-                                     high=DEFAULT_DEPTH_FACTOR[1]))
+    put("depth_factor", impact, _depth_range(run.market, params.represents))
     put("permanent_fraction", impact and run.market.cascade,
         Draw(low=DEFAULT_PERMANENT_FRACTION[0], high=DEFAULT_PERMANENT_FRACTION[1]))
     lat = run.keepers.latency_minutes
