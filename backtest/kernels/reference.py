@@ -238,7 +238,9 @@ def simulate_reference(
         Account indices in the engine's processing order (:func:`liquidation_order`), which
         order slicing and keeper capital follow when the step's budget binds: account by
         account, each taking at most what is left (a take cut short that no longer pays, or
-        that ``chost`` refuses, takes nothing and leaves its share to the next).
+        that ``chost`` refuses, takes nothing and leaves its share to the next; with rational
+        keepers, a take that would not pay at the execution factor of the budgeted flow is
+        then refused and its share left unused).
     mark : array_like, shape (T, 3), optional
         Low, high, close of the mark price per step (``OracleModel.MARK``).
     risk : array_like, shape (T, 2), optional
@@ -497,6 +499,25 @@ def simulate_reference(
             decisions = taken
             flow = sum((-d * p if res.units[i] > 0 else d * p) for i, p, d, *_ in decisions
                        + exempt) + soft_flow
+            if rational and replay is None:
+                # the budget may have cut buys: re-check every take at the factor the budgeted
+                # flow executes at; a take that would lose is refused and its share stays
+                # unused (dropping sales only raises the factor, so the rest still pay)
+                budgeted = _execution(model, flow - (float(impact_baseline[t])
+                                                     if impact_baseline is not None else 0.0),
+                                      step_depth, outstanding)
+                kept = []
+                for dec in decisions:
+                    i, _, d, _, kind = dec
+                    price = _auction_price(policy, auction_top[i], t - auction_tic[i])
+                    if kind == "take" and not take_pays(d, price, c, budgeted, margin, gas_t):
+                        waiting.append(i)
+                    else:
+                        kept.append(dec)
+                if len(kept) < len(decisions):
+                    decisions = kept
+                    flow = sum((-d * p if res.units[i] > 0 else d * p)
+                               for i, p, d, *_ in decisions + exempt) + soft_flow
         decisions += exempt
         impact_flow = flow - (float(impact_baseline[t]) if impact_baseline is not None else 0.0)
         execution = _execution(model, impact_flow, step_depth, outstanding)

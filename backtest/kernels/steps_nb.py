@@ -339,9 +339,23 @@ def _soft_step_nb(i, x, exec_factor, units, cash, key, bands, band, acc):
 
 
 @njit
+def _budgeted_take_need_nb(i, t, d, candle, accounts, auction, keepers):
+    """Return the least execution factor at which loan ``i``'s take of ``d`` units pays.
+
+    ``d`` is the take after the budget and ``chost`` cuts, at step ``t``
+    (:func:`backtest.kernels.liquidation_nb._take_need_nb` at the auction price, the step's
+    close and the gas the keepers count).
+    """
+    _, _, _, _, _, _, auction_tic, auction_top, _ = accounts
+    price = auction_price_nb(int(auction[0]), auction_top[i], t - auction_tic[i], auction[1],
+                             auction[2], auction[3])
+    return _take_need_nb(d, price, candle[3], auction[6], keepers[2] if keepers[1] else 0.0)
+
+
+@njit
 def _budget_chunk_nb(ch, chunk_size, budget, dust, scan_all, t, candle, x_long, x_short, lo_key,
                      hi_key, fill_mode, accounts, policy_inputs, keepers, auction, penalty,
-                     check_factor):
+                     check_factor, settle_factor):
     """Pass 1b of :func:`run_steps_nb` for chunk ``ch``: what its unit ``budget`` covers.
 
     The chunk's decided liquidations take the budget in processing order, each at most what
@@ -349,7 +363,10 @@ def _budget_chunk_nb(ch, chunk_size, budget, dust, scan_all, t, candle, x_long, 
     an auction take cut short must still leave ``chost`` and pay at ``check_factor``
     (:func:`_chost_take_nb`,
     :func:`_take_after_budget_nb`) and buy more than ``dust``, or it is refused and its share
-    stays for the next ones.
+    stays for the next ones. A budgeted take (cut or whole) that does not pay at
+    ``settle_factor`` (the execution factor of the step's budgeted flow; ``inf``: no such
+    re-check) is refused too, but keeps its share of the budget: nobody else gets it this step
+    (see :func:`run_steps_nb`).
     Hard liquidations in bands and zero-bid deals are outside the budget and always counted
     (``scan_all``: keep scanning a chunk whose budget is spent, for them). Pass 2 applies the
     same rule, so the counts fix the chunk's record slots.
@@ -357,13 +374,15 @@ def _budget_chunk_nb(ch, chunk_size, budget, dust, scan_all, t, candle, x_long, 
     Returns
     -------
     tuple
-        ``(liquidations, net flow at the decision prices in USD, units of budget used)``.
+        ``(liquidations, net flow at the decision prices in USD, units of budget used, least
+        execution factor at which every counted take pays (-inf: no take))``.
     """
     units = accounts[1]
     n = units.shape[0]
     count = 0
     flow = 0.0
     used = 0.0
+    need = -np.inf
     for i in range(ch * chunk_size, min(n, (ch + 1) * chunk_size)):
         if used >= budget and not scan_all:
             break
@@ -386,10 +405,15 @@ def _budget_chunk_nb(ch, chunk_size, budget, dust, scan_all, t, candle, x_long, 
                                           check_factor)
                 if d <= dust:  # no partial purchase (nor dust): a later take may fit
                     continue
+                take_need = _budgeted_take_need_nb(i, t, d, candle, accounts, auction, keepers)
+                if take_need > settle_factor:  # it would not pay at the step's execution
+                    used += d
+                    continue
+                need = max(need, take_need)
             used += d
             count += 1
             flow += -d * p if units[i] > 0.0 else d * p
-    return count, flow, used
+    return count, flow, used, need
 
 
 @njit_parallel
@@ -413,14 +437,22 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
     ``f = 1`` (the market); if a decided take would not pay at the execution factor ``E`` of
     that pass's flow, the first pass is repeated at ``f = E``: the takes left sell less, so the
     step's execution factor is at least ``E`` and each of them pays at it. A take cut by a
-    volume or capital budget (or ``chost``) must still pay at ``min(f, E)``. Otherwise ``f =
-    1 -`` the last step's execution slippage.
+    volume or capital budget (or ``chost``) must still pay at ``min(f, E)``. A budget can also
+    cut buys (perp shorts' closes), so the budgeted flow may sell more on net than the decided
+    one and execute below ``E``: if a budgeted take (cut or whole) would not pay at the
+    execution factor ``E_b`` of the budgeted flow, every take that does not pay at ``E_b`` is
+    refused and its share of the budget stays unused this step (handing it on could move the
+    factor again); that only removes sales, so the step executes at ``E_b`` or better and every
+    take left pays (a rational keeper does not buy at a loss). Without
+    ``auction_keeper_rational``, ``f = 1 -`` the last step's execution slippage (no re-check:
+    takes can lose).
 
     A step's budget (order slicing's share of the traded volume, keepers' capital at the
     close; the smaller) goes to the decided liquidations account by account in processing
     order: each takes at most what is left, and a take the budget cuts short and that then
     no longer pays (or that ``chost`` refuses) takes nothing and leaves its share to the
-    accounts after it, in its chunk and in later ones (:func:`_budget_chunk_nb`). Zero-bid
+    accounts after it, in its chunk and in later ones (:func:`_budget_chunk_nb`; a take
+    refused at ``E_b`` above keeps its share). Zero-bid
     deals and hard liquidations in bands are outside the budget. The result does not depend
     on the chunk size beyond summation order (``tests/test_zero_bid.py``).
 
@@ -664,6 +696,7 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
         slice_factor = 1.0
         dust = 0.0
         check_factor = take_factor  # what a take cut by a budget must still pay at
+        settle_factor = np.inf  # what every budgeted take must pay at (inf: no re-check)
         if n_active > 0:
             # pass 1: decide, count and sum the flow of each reachable chunk. Rational auction
             # keepers: every take that pays at the market is offered; if one would not pay at
@@ -743,24 +776,42 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
                     else:
                         chunk_budget[ch] = budget
                         if budget > 0.0:
-                            count[ch], flow[ch], spent = _budget_chunk_nb(
+                            count[ch], flow[ch], spent, take_need[ch] = _budget_chunk_nb(
                                 ch, chunk_size, budget, dust, soft or zero_bids, t, candle,
                                 x_long, x_short, lo_key, hi_key, eff_fill, accounts,
-                                policy_inputs, keepers, auction, loan_penalty, check_factor)
+                                policy_inputs, keepers, auction, loan_penalty, check_factor,
+                                settle_factor)
                             scanned[ch] = True
                             budget = max(budget - spent, 0.0)
                     if budget <= dust:
                         budget = 0.0
-                total_flow = 0.0
-                for a in prange(n_active):  # pass 1b: what each chunk's budget covers
-                    ch = active[a]
-                    if not scanned[ch]:
-                        count[ch], flow[ch], _ = _budget_chunk_nb(
-                            ch, chunk_size, chunk_budget[ch], dust, soft or zero_bids, t, candle,
-                            x_long, x_short, lo_key, hi_key, eff_fill, accounts, policy_inputs,
-                            keepers, auction, loan_penalty, check_factor)
-                for a in range(n_active):
-                    total_flow += flow[active[a]] + soft_flow[active[a]]
+                # pass 1b: what each chunk's budget covers. Rational keepers: the budget can
+                # cut buys (short closes) as well as sells, so the budgeted flow may execute
+                # below the factor the takes were decided at; if a budgeted take would not pay
+                # at the budgeted flow's execution factor, every such take is refused (its
+                # budget share left unused: the allocation, hence everyone else's cut, stays),
+                # which only removes sales, so the factor can only rise and every take left pays
+                for attempt in range(2):
+                    total_flow = 0.0
+                    for a in prange(n_active):
+                        ch = active[a]
+                        if not scanned[ch] or attempt == 1:
+                            count[ch], flow[ch], _, take_need[ch] = _budget_chunk_nb(
+                                ch, chunk_size, chunk_budget[ch], dust, soft or zero_bids, t,
+                                candle, x_long, x_short, lo_key, hi_key, eff_fill, accounts,
+                                policy_inputs, keepers, auction, loan_penalty, check_factor,
+                                settle_factor)
+                    need = -np.inf
+                    for a in range(n_active):
+                        total_flow += flow[active[a]] + soft_flow[active[a]]
+                        need = max(need, take_need[active[a]])
+                    if not (auctions and rational) or attempt == 1:
+                        break
+                    realised = execution_factor_nb(impact_model, total_flow - impact_baseline[t],
+                                                   depth[t], outstanding)
+                    if need <= realised:
+                        break
+                    settle_factor = realised
             else:
                 for a in range(n_active):
                     chunk_budget[active[a]] = np.inf
@@ -811,6 +862,9 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
                         if d <= dust:  # a chost cut to dust is no purchase
                             d = 0.0
                     used += d
+                    if kind == _KIND_TAKE and d > 0.0 and _budgeted_take_need_nb(
+                            i, t, d, candle, accounts, auction, keepers) > settle_factor:
+                        d = 0.0  # refused after the budget: its share stays unused (pass 1b)
                 if d <= 0.0 and not exempt:
                     if soft and product[i] == _LOAN:
                         _soft_step_nb(i, x_long, exec_factor, units, cash, key, bands, band,

@@ -400,6 +400,10 @@ class _PolicyBase(StrictModel):
     description: str = ""
     source: str = ""
     keeper_share: float = Field(default=0.5, ge=0.0, le=1.0)
+    # who liquidates: "keepers" (third-party liquidators, who may be late: [keepers]
+    # latency_minutes, drawn by ensembles) or "engine" (the venue's matching engine closes a
+    # liquidatable position at once: ensembles draw no keeper latency for it)
+    liquidator: Literal["keepers", "engine"] = "keepers"
     perp: PerpParams
     loan: LoanParams
     waterfall: WaterfallParams = WaterfallParams()

@@ -22,17 +22,17 @@ Example::
 Inputs (:data:`INPUTS`; omitted: the default range of :func:`default_ranges`, from the
 calibration where it gives one; ``false``: not varied):
 
-========================== =============================================================
+========================== ==============================================================
 ``leverage_scale``          book ``leverage_scale`` (perps), absolute
 ``low_leverage_share``      book ``low_leverage_share`` (perps), fraction [0, 1]
 ``size_factor``             factor on the book's size (``size_usd``, or every position size)
 ``depth_factor``            factor on the market depth in use (``[market]`` depth fraction)
 ``permanent_fraction``      ``[market] permanent_fraction`` [0, 1]
-``keeper_latency_minutes``  ``[keepers] latency_minutes``, minutes
+``keeper_latency_minutes``  ``[keepers] latency_minutes``, minutes (keeper-liquidated policies)
 ``oracle_lag_minutes``      ``[oracle] lag_minutes``, minutes (lagged oracle only)
 ``response_share``          ``[response] share``, fraction [0, 1]
 ``response_delay_minutes``  ``[response] delay_minutes``, minutes
-========================== =============================================================
+========================== ==============================================================
 
 See ``docs/ensembles.md`` for the defaults and their sources.
 
@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -83,6 +83,11 @@ DEFAULT_PERMANENT_FRACTION = (0.25, 0.75)
 """Permanent share of impact (uniform) around the default 0.5."""
 DEFAULT_KEEPER_LATENCY = (0.0, 5.0)
 """Keeper latency range, minutes (uniform), where the config has none."""
+ENGINE_NOT_DRAWN = "not drawn: the venue's engine liquidates at once"
+"""Why keeper latency is not drawn by default for policies with ``liquidator = "engine"``."""
+KEEPER_INPUTS = ("keeper_latency_minutes",)
+"""Inputs that describe third-party keepers: drawn by default only for keeper-liquidated
+policies (a policy's ``liquidator``, ``strategies/README.md``)."""
 DEFAULT_ORACLE_LAG_FACTOR = (0.5, 1.5)
 """Lagged-oracle lag range as factors of the configured ``lag_minutes``."""
 DEFAULT_RESPONSE_SHARE = (0.0, 0.7)
@@ -234,11 +239,20 @@ class EventRanges:
         Input name -> ``ensemble`` (the config), ``calibration <file>`` or ``default``.
     response : ResponseConfig
         The response the drawn share and delay are applied to (enabled).
+    not_drawn : dict of str to str
+        Inputs left undrawn by default though they are varied in general, and why
+        (:data:`ENGINE_NOT_DRAWN`); recorded in the ensemble's input table.
+    keepers_only : frozenset of str
+        Drawn inputs that apply only to policies liquidated by keepers (default draws of
+        :data:`KEEPER_INPUTS` when the policies mix keepers and the venue's engine): cells of
+        ``liquidator = "engine"`` policies run without them (:func:`policy_values`).
     """
 
     draws: dict[str, Draw]
     sources: dict[str, str]
     response: ResponseConfig | None
+    not_drawn: dict[str, str] = field(default_factory=dict)
+    keepers_only: frozenset[str] = frozenset()
 
 
 def _loo_range(path: Path | None, field: str) -> Draw | None:
@@ -293,7 +307,8 @@ def _depth_range(market: MarketConfig, represents: str | None) -> Draw:
 
 def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | None,
                    book_meta: dict, run, event: str, asset: str,
-                   validation: str | Path | None = None) -> EventRanges:
+                   validation: str | Path | None = None,
+                   liquidators: frozenset[str] = frozenset({"keepers"})) -> EventRanges:
     """Resolve the range of every input for one event: the config's, else the defaults.
 
     Defaults: ``leverage_scale``, ``response_share`` and ``response_delay_minutes`` span the
@@ -302,7 +317,12 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
     range around the geometric middle the book was sized to; otherwise the module's
     ``DEFAULT_*`` ranges (``docs/ensembles.md``). Inputs that cannot matter are not drawn:
     leverage inputs for a loans-only book, impact inputs without an impact model, the oracle
-    lag unless the oracle is ``lagged``, the response when the run switches it off.
+    lag unless the oracle is ``lagged``, the response when the run switches it off, and (unless
+    the ensemble gives a range) keeper latency when every policy is liquidated by the venue's
+    engine (``liquidator = "engine"``: it closes a liquidatable position at once, so no keeper
+    is late; the input table says so, :func:`input_table`). When the policies mix keepers and
+    engines, the default latency is drawn but applies to the keeper-liquidated policies only
+    (``EventRanges.keepers_only``); a range given in ``[ensemble]`` applies to every policy.
 
     Parameters
     ----------
@@ -318,6 +338,9 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
         Event key and base asset (for the size target).
     validation : str or Path, optional
         Targets directory.
+    liquidators : frozenset of str
+        The ``liquidator`` of every policy and parameter set the ensemble runs (``keepers``,
+        ``engine``).
 
     Returns
     -------
@@ -356,9 +379,13 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
     put("permanent_fraction", impact and run.market.cascade,
         Draw(low=DEFAULT_PERMANENT_FRACTION[0], high=DEFAULT_PERMANENT_FRACTION[1]))
     lat = run.keepers.latency_minutes
-    put("keeper_latency_minutes", True,
+    not_drawn = {name: ENGINE_NOT_DRAWN for name in KEEPER_INPUTS
+                 if "keepers" not in liquidators and getattr(spec, name) is None}
+    put("keeper_latency_minutes", "keeper_latency_minutes" not in not_drawn,
         Draw(low=0.5 * lat, high=1.5 * lat) if lat > 0 else
         Draw(low=DEFAULT_KEEPER_LATENCY[0], high=DEFAULT_KEEPER_LATENCY[1]))
+    keepers_only = frozenset(name for name in KEEPER_INPUTS if name in draws
+                             and sources[name] != "ensemble" and "engine" in liquidators)
     lag = run.oracle.lag_minutes
     put("oracle_lag_minutes", run.oracle.model == "lagged",
         Draw(low=DEFAULT_ORACLE_LAG_FACTOR[0] * lag, high=DEFAULT_ORACLE_LAG_FACTOR[1] * lag))
@@ -378,7 +405,36 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
             if fitted or run.response.enabled else
             Draw(low=DEFAULT_RESPONSE_DELAY[0], high=DEFAULT_RESPONSE_DELAY[1])),
             cal_src if delay else "default")
-    return EventRanges(draws, sources, response)
+    return EventRanges(draws, sources, response, not_drawn, keepers_only)
+
+
+def policy_values(values: dict[str, float], ranges: EventRanges,
+                  liquidator: str) -> dict[str, float]:
+    """Return the member's values that apply to a policy liquidated by ``liquidator``.
+
+    ``values`` (:func:`member_values`) all apply to keepers; for ``engine``, all less
+    ``ranges.keepers_only``.
+    """
+    if liquidator != "engine" or not ranges.keepers_only:
+        return values
+    return {k: v for k, v in values.items() if k not in ranges.keepers_only}
+
+
+def input_table(ranges: EventRanges) -> dict[str, dict[str, str]]:
+    """Return the ensemble's input table of one event (``sweep.json`` ``ensemble.events``).
+
+    Per input, its range and where it came from; per input left undrawn, ``not drawn`` and why.
+    """
+    table = {}
+    for name, d in ranges.draws.items():
+        source = ranges.sources[name]
+        if name in ranges.keepers_only:
+            source += ("; keeper-liquidated policies only (liquidator = \"engine\": "
+                       "the venue's engine liquidates at once)")
+        table[name] = {"range": d.describe(), "source": source}
+    for name, why in ranges.not_drawn.items():
+        table[name] = {"range": "not drawn", "source": why}
+    return table
 
 
 def _base_response(cfg: ResponseConfig, book_meta: dict) -> ResponseConfig | None:

@@ -33,7 +33,13 @@ from backtest.events import get_event
 from backtest.policies import load_policy
 from backtest.provenance import file_sha256
 from backtest.sweep.config import EventSpec, RunSections, SweepConfig
-from backtest.sweep.ensemble import apply_member, default_ranges, member_values
+from backtest.sweep.ensemble import (
+    apply_member,
+    default_ranges,
+    input_table,
+    member_values,
+    policy_values,
+)
 from backtest.sweep.grid import ParamSet, apply_params, expand
 from backtest.validation import describe
 
@@ -119,7 +125,8 @@ class SweepPlan:
     ensemble : dict or None
         With an ensemble: members, seed, and per event the range of every varied input and
         where it came from (``ensemble``, ``calibration <file>``, ``validation targets``,
-        ``default``).
+        ``default``), and the inputs left undrawn and why
+        (:func:`backtest.sweep.ensemble.input_table`).
     """
 
     name: str
@@ -206,6 +213,10 @@ def plan_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str | Path,
         policies.append((name, path, variants))
         inputs.append({"kind": f"policy {name}", "path": str(path), "sha256": file_sha256(path)})
 
+    # who liquidates under any of the policies' parameter sets (ensembles draw keeper latency
+    # only where keepers do; docs/ensembles.md)
+    liquidators = frozenset(policy.liquidator for _, _, variants in policies
+                            for _, policy in variants)
     cells: list[CellSpec] = []
     event_rows: list[dict] = []
     tapes_seen: set[str] = set()
@@ -219,8 +230,8 @@ def plan_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str | Path,
         if ev.book_params is not None:
             inputs.append({"kind": f"book parameters {ev.key}", "path": str(ev.book_params),
                            "sha256": file_sha256(ev.book_params)})
-        for seed, member, member_inputs, params, sections in _members(
-                cfg, ev, asset, base_params, book_meta, ensemble_info):
+        for seed, member, member_inputs, params, sections, ranges in _members(
+                cfg, ev, asset, base_params, book_meta, ensemble_info, liquidators):
             book_spec = {"event": ev.model_dump(mode="json", exclude={
                              "label", "book_params", "symbols", "missing"}),
                          "generator": params.model_dump(mode="json"), "seed": seed,
@@ -250,12 +261,23 @@ def plan_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str | Path,
                 "steps": resolved.window.rows, "accounts": len(resolved.book),
                 "book": str(book_path), "tape": tape_path})
             run_json = run_cfg.model_dump(mode="json")
-            hashed_run = {k: v for k, v in run_json.items() if k not in ("name", "book",
-                                                                          "policies")}
+            # a member's keeper draws do not reach policies the venue's engine liquidates
+            # when the policies mix the two (EventRanges.keepers_only)
+            engine_inputs = (member_inputs if ranges is None else
+                             policy_values(member_inputs, ranges, "engine"))
+            engine_json = run_json
+            if engine_inputs != member_inputs:
+                engine_json = _run_config(cfg, ev, book_path, sections.model_copy(
+                    update={"keepers": cfg.run.keepers})).model_dump(mode="json")
             for stress in cfg.stress:
                 stress_json = stress.model_dump(mode="json")
                 for _name, path, variants in policies:
                     for ps, policy in variants:
+                        engine = policy.liquidator == "engine"
+                        cell_json = engine_json if engine else run_json
+                        cell_inputs = engine_inputs if engine else member_inputs
+                        hashed_run = {k: v for k, v in cell_json.items()
+                                      if k not in ("name", "book", "policies")}
                         policy_json = policy.model_dump(mode="json")
                         key = {"run": hashed_run, "book": book_spec, "tape": tape_sha,
                                "policy": policy_json, "stress": stress_json, "seed": seed,
@@ -265,14 +287,14 @@ def plan_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str | Path,
                         cells.append(CellSpec(
                             cell_id=_digest(key), event=ev.key, event_key=ev.event,
                             symbol=resolved.symbol, interval=resolved.tape.meta.interval,
-                            run_config=run_json, config_path=str(config_path),
+                            run_config=cell_json, config_path=str(config_path),
                             policy=policy_json, policy_path=str(path), param_set=ps.label,
                             params=dict(ps.params), seed=seed, stress=stress_json,
                             stress_label=stress.label, store=_opt(paths.tape_store(store)),
                             strategies=_opt(paths.strategies_dir(strategies)),
                             events=_opt(paths.events_file(events)),
                             threads=cfg.threads_per_cell, member=member,
-                            member_inputs=dict(member_inputs)))
+                            member_inputs=dict(cell_inputs)))
     ids = [c.cell_id for c in cells]
     if len(set(ids)) != len(ids):
         dup = next(c for c in cells if ids.count(c.cell_id) > 1)
@@ -281,21 +303,21 @@ def plan_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str | Path,
 
 
 def _members(cfg: SweepConfig, ev: EventSpec, asset: str, params: BookParams, book_meta: dict,
-             info: dict | None):
-    """Yield ``(seed, member, member_inputs, book params, run sections)`` of one event.
+             info: dict | None, liquidators: frozenset[str]):
+    """Yield ``(seed, member, member_inputs, book params, run sections, ranges)`` of one event.
 
     Without an ensemble: one tuple per seed of ``cfg.seeds`` (member -1, no inputs, the
-    event's parameters and the sweep's sections). With one: one per member, drawn by
-    :mod:`backtest.sweep.ensemble`; ``info["events"][ev.key]`` records the ranges.
+    event's parameters and the sweep's sections, ranges None). With one: one per member, drawn
+    by :mod:`backtest.sweep.ensemble` for policies liquidated by ``liquidators``;
+    ``info["events"][ev.key]`` records the ranges (and the inputs left undrawn, and why).
     """
     if cfg.ensemble is None:
         for seed in cfg.seeds:
-            yield seed, -1, {}, params, cfg.run
+            yield seed, -1, {}, params, cfg.run, None
         return
     ranges = default_ranges(cfg.ensemble, params, ev.book_params, book_meta, cfg.run, ev.event,
-                            asset)
-    info["events"][ev.key] = {name: {"range": d.describe(), "source": ranges.sources[name]}
-                              for name, d in ranges.draws.items()}
+                            asset, liquidators=liquidators)
+    info["events"][ev.key] = input_table(ranges)
     for k in range(cfg.ensemble.members):
         values = member_values(cfg.ensemble, k, ranges)
         try:
@@ -303,7 +325,7 @@ def _members(cfg: SweepConfig, ev: EventSpec, asset: str, params: BookParams, bo
         except ValidationError as exc:
             raise ConfigError(f"[ensemble] member {k}, event {ev.key}: a drawn input is "
                               f"invalid: {describe(exc)}") from None
-        yield int(values["book_seed"]), k, values, m_params, m_run
+        yield int(values["book_seed"]), k, values, m_params, m_run, ranges
 
 
 def raise_duplicate(cell: CellSpec, config_path: Path) -> None:
