@@ -101,6 +101,36 @@ def market_record(market: MarketConfig, oracle: OracleConfig, keepers: KeeperCon
         keeper_capital_usd=keepers.capital_usd_per_step or 0.0)
 
 
+def for_liquidator(record: np.ndarray, liquidator: str) -> np.ndarray:
+    """Return the ``MARKET_DTYPE`` record a policy liquidated by ``liquidator`` runs under.
+
+    A venue's matching engine (``liquidator = "engine"``: Binance USD-M, BitMEX, Hyperliquid,
+    dYdX v4) closes a liquidatable position in the step it becomes liquidatable, for no gas
+    and without a capital limit: the run's ``[keepers]`` section (latency, profit test,
+    capital per step) describes third-party liquidators and does not apply to it. For
+    ``"keepers"`` the record is returned as it is.
+
+    Parameters
+    ----------
+    record : ndarray, shape (), ``MARKET_DTYPE``
+        The run's market record (:func:`market_record`).
+    liquidator : {"keepers", "engine"}
+        The policy's ``liquidator`` field.
+
+    Returns
+    -------
+    ndarray, shape (), ``MARKET_DTYPE``
+        ``record`` itself, or a copy with ``keeper_latency_steps``, ``keeper_requires_profit``
+        and ``keeper_capital_usd`` at 0.
+    """
+    if liquidator != "engine":
+        return record
+    out = record.copy()
+    for field in ("keeper_latency_steps", "keeper_requires_profit", "keeper_capital_usd"):
+        out[field] = 0
+    return out
+
+
 #: Fewest whole hours of candles before the window that a pre-window depth accepts.
 MIN_PRE_WINDOW_HOURS = 24
 _HOUR_MS = 3_600_000

@@ -32,6 +32,7 @@ from backtest.engine.dispatch import Prices, SimulationResult, liquidation_order
 from backtest.engine.market import (
     MarketInputs,
     depth_per_step,
+    for_liquidator,
     gas_cost_per_step,
     mark_prices,
     market_record,
@@ -300,13 +301,15 @@ def simulate_policies(inputs: Inputs, show_progress: bool = True
         if inputs.as_happened is not None:
             policy = inputs.as_happened[0]
             bar.update(task, description=f"{inputs.config.name}: as happened ({policy.name})")
-            baseline = run(policy, no_impact(market.record), None,
+            baseline = run(policy, no_impact(for_liquidator(market.record, policy.liquidator)),
+                           None,
                            lambda k: bar.advance(task, k)).step_metrics[:, StepMetric.NET_FLOW]
             baseline = baseline.copy()
         for policy, path in inputs.policies:
             bar.update(task, description=f"{inputs.config.name}: {policy.name}")
             t0 = time.perf_counter()
-            res = run(policy, market.record, baseline, lambda k: bar.advance(task, k))
+            res = run(policy, for_liquidator(market.record, policy.liquidator), baseline,
+                      lambda k: bar.advance(task, k))
             outcomes.append(PolicyOutcome(policy.name, policy, path, res,
                                           time.perf_counter() - t0))
     return outcomes, compile_seconds
