@@ -180,6 +180,7 @@ def test_members_equal_the_equivalent_sweep(world, tmp_path):
     assert mine_steps.height > 0 and mine_steps.equals(steps(out.sweep_dir))
 
 
+@pytest.mark.dask
 def test_dask_members_are_bit_identical(world, tmp_path):
     distributed = pytest.importorskip("distributed", reason="liqbt[dask] not installed")
     from backtest.sweep.from_run import run_ensemble

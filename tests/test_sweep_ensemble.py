@@ -227,6 +227,7 @@ def test_intervals_view_and_file(world):
         iv.select("event", "param_set", "metric", "p50").sort("event", "param_set", "metric"))
 
 
+@pytest.mark.dask
 def test_dask_local_cluster_is_bit_identical(world, tmp_path):
     distributed = pytest.importorskip("distributed", reason="liqbt[dask] not installed")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,

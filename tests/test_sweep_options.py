@@ -156,6 +156,7 @@ def test_an_iv_shocked_cell_equals_a_run_on_the_multiplied_vol_tape(world):
         assert cell[m.name] == direct[m.name], (m.name, cell[m.name], direct[m.name])
 
 
+@pytest.mark.dask
 def test_local_processes_and_dask_give_bit_identical_options_cells(world, tmp_path):
     ref_summary = cells(world["outcome"].sweep_dir).drop("simulate_seconds", strict=False)
     ref_steps = steps(world["outcome"].sweep_dir)

@@ -128,6 +128,7 @@ def test_a_grid_cell_equals_simulate_portfolio_with_its_parameters(world):
     assert other["penalties_usd"] != cell["penalties_usd"]
 
 
+@pytest.mark.dask
 def test_local_processes_and_dask_give_bit_identical_cells(world, tmp_path):
     """Two spawned local processes and a Dask cluster against the in-process sweep."""
     ref_summary = cells(world["outcome"].sweep_dir).drop("simulate_seconds", strict=False)

@@ -105,6 +105,7 @@ def test_cli_sweep_and_query(world, capsys):
     assert code == 0 and "48" in capsys.readouterr().out
 
 
+@pytest.mark.dask
 def test_dask_local_cluster_is_bit_identical(world, tmp_path):
     distributed = pytest.importorskip("distributed", reason="liqbt[dask] not installed")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
