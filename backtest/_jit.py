@@ -10,16 +10,17 @@ Import this module before ``numba`` anywhere in the package:
   (an enum, a record layout) would otherwise reuse stale machine code;
 - ``LIQBT_DISABLE_JIT=1`` (or numba's own ``NUMBA_DISABLE_JIT=1``) runs every kernel as
   plain Python, for debugging;
-- ``LIQBT_THREADING_LAYER`` picks numba's threading layer (:data:`THREADING_LAYER`): ``tbb``
-  (the default) takes Intel TBB, whose scheduler steals work, when the ``tbb`` package (a
-  dependency on Linux and Windows x86-64) or another TBB of interface version 12060 or later
-  can be loaded, and otherwise numba's default order (TBB, OpenMP, workqueue: OpenMP where
-  TBB is missing); ``omp`` or ``workqueue`` force that layer. numba's own
-  ``NUMBA_THREADING_LAYER``, when set, wins. No result depends on the layer (every parallel
-  kernel writes disjoint slices and sums in a fixed order); what it changes is how a
-  ``prange`` is shared among threads: OpenMP gives each thread a fixed contiguous share, TBB
-  lets an idle thread take unstarted iterations from a busy or descheduled one
-  (``docs/performance.md``, "Threading layer").
+- ``LIQBT_THREADING_LAYER`` picks numba's threading layer (:data:`THREADING_LAYER`): unset
+  (or ``default``), numba's own order (TBB if the loader finds it, else OpenMP, else
+  workqueue: OpenMP with the pip wheels); ``tbb`` takes Intel TBB, whose scheduler steals
+  work, loading the ``tbb`` wheel's library (the ``tbb`` extra) or another TBB of interface
+  version 12060 or later, and falls back to numba's order when none loads; ``omp`` or
+  ``workqueue`` force that layer. numba's own ``NUMBA_THREADING_LAYER``, when set, wins. No
+  engine result depends on the layer (every parallel kernel writes disjoint slices and sums in
+  a fixed order); what it changes is how a ``prange`` is shared: OpenMP gives each thread a
+  fixed contiguous share, TBB lets an idle thread take unstarted iterations from a busy or
+  descheduled one. Measured on 2 cores under load it made no difference beyond the noise, so
+  it is not the default (``docs/performance.md``, "Knobs"; ``bench/RESULTS.md``, brief H18).
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def _threading_layer() -> str:
         if layer.startswith("tbb"):
             _load_tbb()
         return layer
-    want = os.environ.get("LIQBT_THREADING_LAYER", "tbb").strip().lower() or "tbb"
+    want = os.environ.get("LIQBT_THREADING_LAYER", "default").strip().lower() or "default"
     if want not in ("tbb", "omp", "workqueue", "default"):
         raise ValueError(f"LIQBT_THREADING_LAYER={want!r}: expected tbb, omp, workqueue or "
                          "default")
@@ -115,7 +116,7 @@ if os.environ.get("LIQBT_DISABLE_JIT") == "1":
     numba.config.DISABLE_JIT = True
 
 #: The threading layer asked of numba: ``"tbb"``, ``"omp"``, ``"workqueue"`` or ``"default"``
-#: (numba's order, taken when TBB cannot be loaded). Set in the environment too, so that a
+#: (numba's order; also when ``tbb`` was asked for and cannot be loaded). Set in the environment too, so that a
 #: reload of numba's configuration keeps it and child processes ask for the same.
 THREADING_LAYER = _threading_layer()
 #: ``NUMBA_THREADING_LAYER`` as this process found it (None: unset), before it was set here.
