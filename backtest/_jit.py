@@ -9,15 +9,33 @@ Import this module before ``numba`` anywhere in the package:
   looks only at the file of each function, so a change to a constant in another kernel module
   (an enum, a record layout) would otherwise reuse stale machine code;
 - ``LIQBT_DISABLE_JIT=1`` (or numba's own ``NUMBA_DISABLE_JIT=1``) runs every kernel as
-  plain Python, for debugging.
+  plain Python, for debugging;
+- ``LIQBT_THREADING_LAYER`` picks numba's threading layer (:data:`THREADING_LAYER`): unset
+  (or ``default``), numba's own order (TBB if the loader finds it, else OpenMP, else
+  workqueue: OpenMP with the pip wheels); ``tbb`` takes Intel TBB, whose scheduler steals
+  work, loading the ``tbb`` wheel's library (the ``tbb`` extra) or another TBB of interface
+  version 12060 or later, and falls back to numba's order when none loads; ``omp`` or
+  ``workqueue`` force that layer. numba's own ``NUMBA_THREADING_LAYER``, when set, wins. No
+  engine result depends on the layer (every parallel kernel writes disjoint slices and sums in
+  a fixed order); what it changes is how a ``prange`` is shared: OpenMP gives each thread a
+  fixed contiguous share, TBB lets an idle thread take unstarted iterations from a busy or
+  descheduled one. Measured on 2 cores under load it made no difference beyond the noise, so
+  it is not the default (``docs/performance.md``, "Knobs"; ``bench/RESULTS.md``, brief H18).
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib  # noqa: E402
 import os
+import sys
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+#: TBB's runtime library name per platform (the soname numba's ``tbbpool`` links against).
+_LIBTBB = {"linux": "libtbb.so.12", "darwin": "libtbb.12.dylib", "win32": "tbb12.dll"}
+#: The oldest TBB interface version numba's TBB layer accepts (2021 update 6).
+TBB_MIN_INTERFACE = 12060
 
 
 def _cache_dir() -> Path:
@@ -39,6 +57,53 @@ os.environ["NUMBA_CACHE_DIR"] = CACHE_DIR
 if os.environ.get("LIQBT_DISABLE_JIT") == "1":
     os.environ["NUMBA_DISABLE_JIT"] = "1"
 
+
+
+def _load_tbb() -> bool:
+    """Load TBB's runtime library globally; return whether numba's TBB layer can use it.
+
+    The ``tbb`` wheel installs the library into ``<prefix>/lib``, which the dynamic loader
+    does not search, so numba's ``tbbpool`` would fail to load it and numba would fall back to
+    OpenMP: loading it here first, with ``RTLD_GLOBAL``, makes it found by its soname.
+    """
+    name = _LIBTBB.get(sys.platform)
+    if name is None:
+        return False
+    for candidate in (Path(sys.prefix) / "lib" / name, Path(sys.prefix) / "Library" / "bin" /
+                      name, name):
+        try:
+            lib = ctypes.CDLL(str(candidate), mode=ctypes.RTLD_GLOBAL)
+            version = lib.TBB_runtime_interface_version
+        except (OSError, AttributeError):
+            continue
+        version.restype = ctypes.c_int
+        version.argtypes = []
+        if version() < TBB_MIN_INTERFACE:
+            return False
+        try:
+            from numba.np.ufunc import tbbpool  # noqa: F401  (links against the library)
+        except ImportError:
+            return False
+        return True
+    return False
+
+
+def _threading_layer() -> str:
+    """The threading layer to ask numba for (see the module's note)."""
+    if os.environ.get("NUMBA_THREADING_LAYER"):
+        layer = os.environ["NUMBA_THREADING_LAYER"]
+        if layer.startswith("tbb"):
+            _load_tbb()
+        return layer
+    want = os.environ.get("LIQBT_THREADING_LAYER", "default").strip().lower() or "default"
+    if want not in ("tbb", "omp", "workqueue", "default"):
+        raise ValueError(f"LIQBT_THREADING_LAYER={want!r}: expected tbb, omp, workqueue or "
+                         "default")
+    if want == "tbb" and not _load_tbb():
+        want = "default"  # numba tries TBB, then OpenMP, then workqueue
+    return want
+
+
 import numba  # noqa: E402
 
 # numba reads its environment once, at its own import, which may have happened before this
@@ -49,6 +114,32 @@ import numba  # noqa: E402
 numba.config.CACHE_DIR = CACHE_DIR
 if os.environ.get("LIQBT_DISABLE_JIT") == "1":
     numba.config.DISABLE_JIT = True
+
+#: The threading layer asked of numba: ``"tbb"``, ``"omp"``, ``"workqueue"`` or ``"default"``
+#: (numba's order; also when ``tbb`` was asked for and cannot be loaded). Set in the environment too, so that a
+#: reload of numba's configuration keeps it and child processes ask for the same.
+THREADING_LAYER = _threading_layer()
+#: ``NUMBA_THREADING_LAYER`` as this process found it (None: unset), before it was set here.
+NUMBA_ENV_LAYER = os.environ.get("NUMBA_THREADING_LAYER")
+os.environ["NUMBA_THREADING_LAYER"] = THREADING_LAYER
+numba.config.THREADING_LAYER = THREADING_LAYER
+
+
+def threading_layer() -> str:
+    """Return the threading layer in use (numba's, once a parallel kernel has run), else the
+    one asked for (:data:`THREADING_LAYER`)."""
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel region has run yet
+        return THREADING_LAYER
+
+
+def work_stealing() -> bool:
+    """Whether the threading layer lets idle threads take unstarted ``prange`` iterations
+    (TBB, with ``numba.set_parallel_chunksize(1)``), so that a kernel may hand a ``prange``
+    many small units instead of one share per thread."""
+    return threading_layer() == "tbb"
+
 
 #: Decorator for serial kernels: nopython, cached, no fastmath (bit-reproducible).
 njit = numba.njit(cache=True, nogil=True, fastmath=False)

@@ -117,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _write(results: dict, out: Path | None, ok: bool) -> int:
     """Write the JSON results; return the exit status (1 if a check failed)."""
+    from backtest._jit import threading_layer
+
+    results["machine"]["threading_layer"] = threading_layer()  # numba's, after the runs
+    print(f"threading layer: {results['machine']['threading_layer']}")
     out = out or Path("bench/out") / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str))

@@ -386,11 +386,13 @@ def test_lazy_buffers_are_writable_and_sized():
     assert decoupled._lazy(0, np.float64).shape == (0,)
 
 
-@pytest.mark.parametrize(("threads", "units"), [(1, 1), (1, 3), (2, 2), (2, 5)])
+@pytest.mark.parametrize(("threads", "units"),
+                         [(1, 1), (1, 3), (2, 2), (2, 5), (1, "chunks"), (2, "chunks")])
 def test_fused_walk_results_do_not_depend_on_how_chunks_are_dealt(threads, units, monkeypatch):
-    """Chunks dealt in turn to 1, 2, 3 or 5 units on 1 or 2 threads, every family given room:
-    the same bytes as the step loop."""
-    monkeypatch.setattr(decoupled, "_walk_units", lambda: units)
+    """Chunks dealt in turn to 1, 2, 3 or 5 units, or one unit per chunk (as under TBB), on 1
+    or 2 threads, every family given room: the same bytes as the step loop."""
+    monkeypatch.setattr(decoupled, "_walk_units",
+                        lambda n_chunks: n_chunks if units == "chunks" else units)
     monkeypatch.setattr(decoupled, "SERIAL_MAX_REACHABLE", -1)
     monkeypatch.setattr(decoupled, "BUFFER_PER_ACCOUNT", {False: (64, 256), True: (1, 0)})
     for family in FAMILIES:

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numba
 import numpy as np
 import polars as pl
 import pytest
@@ -90,6 +91,8 @@ def test_run_writes_every_table_and_a_manifest(world):
     assert all(len(p["file_sha256"]) == 64 for p in m["policies"])
     assert m["versions"]["numba"] != "unknown"
     assert set(m["timings"]["per_policy_seconds"]) == {"hard", "partial", "close-factor"}
+    assert m["timings"]["threads"] == numba.get_num_threads() >= 1
+    assert m["timings"]["threading_layer"] == numba.threading_layer()  # the layer that ran
     assert m["runtime"]["peak_rss_mb"] > 0
     assert not [p for p in run_dir.parent.iterdir() if p.name.startswith(".")]
 

@@ -24,6 +24,8 @@ import mmap
 import numba
 import numpy as np
 
+from backtest._jit import work_stealing
+
 from backtest.kernels.book_flow_nb import N_FLOW_FIELDS
 from backtest.kernels.decoupled_nb import (
     RECORD_DTYPE,
@@ -64,24 +66,20 @@ from backtest.results.simulation import SimulationResult
 #: Values of ``simulate``'s ``path`` keyword.
 PATHS = ("auto", "time-major", "decoupled")
 _FAMILIES = (int(PolicyFamily.HARD), int(PolicyFamily.PARTIAL), int(PolicyFamily.GRADUATED))
-#: Runs with at most this many reachable accounts (:func:`backtest.kernels.decoupled_fused_nb.
-#: reachable_nb`) walk with one thread: about a chunk's work. Larger ones use every thread (W1
-#: at 100k: 39,206 reachable; the limit was 131,072 before brief H16, ``bench/RESULTS.md``).
-#: Results do not depend on the thread count (``tests/test_decoupled.py``).
+#: Runs with at most this many reachable accounts (``reachable_nb``) walk with one thread (about
+#: a chunk's work; W1 at 100k has 39,206). No result depends on it (``tests/test_decoupled.py``).
 SERIAL_MAX_REACHABLE = 1 << 12
 #: Walk each account once, buffering records per chunk (:func:`_walk_once`); False: walk twice
 #: (count, then write; also the fallback when a chunk outgrows its buffer).
 FUSED_WALK = True
-#: Runs with more reachable accounts than this walk twice even where one walk would do: the
-#: single walk buffers a record per reachable account beside the compacted records (at 10M
-#: accounts on W10M, 248 bytes per account against 193 for the two walks), and at that size
-#: memory per account weighs more than the walk's time (docs/performance.md).
+#: Runs with more reachable accounts walk twice even where one walk would do: the single walk
+#: buffers a record per reachable account beside the compacted records (W10M: 248 bytes per
+#: account against 193 for two walks; docs/performance.md).
 FUSED_MAX_REACHABLE = 1 << 21
 #: Buffer room per reachable account, (records, waits), for other families and for HARD
-#: (index True), or None: walk twice. A hard liquidation closes the whole position, so an
-#: account has at most one event and never waits; a partial or graduated one may have many
-#: events and wait at many steps (a chunk that outgrows its room is walked again by the
-#: two-walk path, which costs a walk), so those walk twice unless given room here.
+#: (index True), or None: walk twice. A hard liquidation closes the whole position (one event,
+#: no wait); a partial or graduated one may have many events and waits (a chunk outgrowing its
+#: room is walked again by the two-walk path), so those walk twice unless given room here.
 BUFFER_PER_ACCOUNT = {False: None, True: (1, 0)}
 
 
@@ -183,21 +181,23 @@ def _step_blocks(weight: np.ndarray, blocks: int) -> np.ndarray:
 
 
 def _lazy(n: int, dtype) -> np.ndarray:
-    """A new array of ``n`` items of ``dtype`` whose pages are mapped only when written.
-
-    The fused walk's buffers are reserved for every position (each chunk's stretch at a fixed
-    offset: no pass counts the chunks' reachable accounts first) and written for the reachable
-    ones; a mapping of its own (without the transparent huge pages NumPy asks for on arrays
-    over 4 MB) holds only the pages the walk writes, mapped in its parallel region."""
+    """A new array of ``n`` items of ``dtype`` whose pages are mapped only when written: the
+    fused walk's buffers, reserved for every position (each chunk's stretch at a fixed offset),
+    written for the reachable ones. A private anonymous mapping (not NumPy's transparent huge
+    pages, nor ``mmap``'s default shared mapping, whose shmem pages cost 1.5x to fault and 3x
+    to free: W1 at 1M unmapped its record buffer in 7.7 ms, serial, of 57; brief H18)."""
     dtype = np.dtype(dtype)
     if n * dtype.itemsize == 0:
         return np.empty(n, dtype)
-    return np.frombuffer(mmap.mmap(-1, n * dtype.itemsize), dtype, count=n)
+    return np.frombuffer(mmap.mmap(-1, n * dtype.itemsize, flags=mmap.MAP_PRIVATE), dtype,
+                         count=n)
 
 
-def _walk_units() -> int:
-    """Units the fused walk deals its chunks to: one per thread (changes no result)."""
-    return numba.get_num_threads()
+def _walk_units(n_chunks: int) -> int:
+    """Units the walks deal chunks to (no result depends on it): under TBB one per chunk (a
+    thread that is idle, or running while another is descheduled, takes unstarted chunks);
+    under OpenMP (fixed contiguous shares) one per thread, each walking every k-th chunk."""
+    return n_chunks if work_stealing() else numba.get_num_threads()
 
 
 def _walk_once(walk: tuple, maybe: np.ndarray, out: tuple, family: int, x_long: np.ndarray,
@@ -226,7 +226,7 @@ def _walk_once(walk: tuple, maybe: np.ndarray, out: tuple, family: int, x_long: 
     buffer_delta = _lazy(n * per_rec, np.float64)
     wait_buffer = _lazy(n * per_wait, np.float64)
     wait_step = _lazy(n * per_wait, np.int32)
-    decoupled_walk_nb(_walk_units(), order, maybe, chunk_size, (per_rec, per_wait),
+    decoupled_walk_nb(_walk_units(n_chunks), order, maybe, chunk_size, (per_rec, per_wait),
                       product, units, cash, tape, tables, pol, eff_fill, adl, counts, waits,
                       cursor, wait_cursor, out, buffer, buffer_delta, wait_buffer, wait_step,
                       flags)
@@ -234,7 +234,8 @@ def _walk_once(walk: tuple, maybe: np.ndarray, out: tuple, family: int, x_long: 
         return False
     if np.any(flags != STATUS_OK):
         return None
-    waits[counts == 0] = 0  # the step loop counts waits only in the chunks it visits
+    if per_wait:  # (else none was kept: it would have overflowed) the step loop counts waits
+        waits[counts == 0] = 0  # only in the chunks it visits
     per_step, waits_per_step = counts.sum(axis=0), waits.sum(axis=0)
     records = np.empty(int(per_step.sum()), RECORD_DTYPE)  # settling writes every slot
     cash_delta = np.empty(len(records), np.float64)
@@ -260,8 +261,8 @@ def _walk_twice(walk: tuple, maybe: np.ndarray, out: tuple, x_long: np.ndarray,
     waits = np.zeros((n_chunks, n_steps), np.int64)
     flags = np.zeros(n_chunks, np.int64)
     walked = np.zeros(n, np.uint8)
-    decoupled_count_nb(_walk_units(), order, product, units, cash, tape, tables, pol, eff_fill,
-                       adl, chunk_size, maybe, counts, waits, walked, flags)
+    decoupled_count_nb(_walk_units(n_chunks), order, product, units, cash, tape, tables, pol,
+                       eff_fill, adl, chunk_size, maybe, counts, waits, walked, flags)
     if np.any(flags != STATUS_OK):
         return None
     slots = record_slots_nb(counts)
@@ -271,9 +272,9 @@ def _walk_twice(walk: tuple, maybe: np.ndarray, out: tuple, x_long: np.ndarray,
     wait_equity = _filled(int(waits.sum()), np.float64, 0.0)
     records = _filled(int(counts.sum()), RECORD_DTYPE, 0)
     cash_delta = _filled(len(records), np.float64, 0.0)
-    decoupled_apply_nb(_walk_units(), order, product, units, cash, tape, tables, pol, eff_fill,
-                       chunk_size, counts, walked, out, slots, wait_slots, records, cash_delta,
-                       wait_equity)
+    decoupled_apply_nb(_walk_units(n_chunks), order, product, units, cash, tape, tables, pol,
+                       eff_fill, chunk_size, counts, walked, out, slots, wait_slots, records,
+                       cash_delta, wait_equity)
     step_out = np.zeros((n_steps, N_STEP_METRICS))
     decoupled_metrics_nb(product, counts, slots, records, cash_delta, waits, wait_slots,
                          wait_equity, x_long, scale, step_out)
@@ -359,8 +360,7 @@ def run_decoupled(required: bool, prices, product: np.ndarray, units: np.ndarray
     adl = int(rec["waterfall"]) == Waterfall.ADL
     walk = (order, product, units, cash, tape, tables, pol, eff_fill, adl, chunk_size, n_chunks)
     threads = numba.get_num_threads()
-    # chunks differ in work; numba's OpenMP layer ignores this (its shares are fixed), so the
-    # fused walk also deals its chunks to the threads itself
+    # chunks differ in work: under TBB a prange iteration is a unit an idle thread may take;
     before = numba.set_parallel_chunksize(1)
     try:
         maybe = np.empty(n, np.uint8)

@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from backtest import paths
+from backtest._jit import threading_layer
 from backtest.books import read_book
 from backtest.books.schema import Book
 from backtest.engine.book_flow import BookFlow, Response, book_flow, exit_times_ms
@@ -404,6 +405,7 @@ def execute(config_path: str | Path, runs: str | Path | None = None,
             o.name: len(inputs.book) * inputs.window.rows / o.seconds for o in outcomes
         },
         "threads": numba.get_num_threads(),
+        "threading_layer": threading_layer(),
     }
     base_id = f"{created:%Y%m%dT%H%M%S}-{inputs.config.name}-{_digest(inputs)}"
     with reserved_run_id(root, base_id) as run_id:
