@@ -245,7 +245,9 @@ def test_pre_window_depth_needs_candles_before_the_window():
 # ----------------------------------------------------------------------------------------------
 # end to end: the two-pass run, its tables and metrics
 
-def _e2e(tmp_path_factory):
+def _e2e(tmp_path_factory, meta=None):
+    """A synthetic 5m crash tape imported into a store, and a 3,000-account book drawn on it
+    (``meta``: the book's metadata, default the symbol only): ``(root, store, book path)``."""
     from datetime import timedelta
 
     from backtest.books import generate_book, write_book
@@ -260,7 +262,7 @@ def _e2e(tmp_path_factory):
     tape = store.resolve("BTC/USDT", START - timedelta(days=8), START + timedelta(days=1))
     a = tape.arrays()
     book = generate_book(3000, a["timestamp"], a["close"], a["low"], a["high"], START, seed=5,
-                         meta={"symbol": "BTC/USDT"})
+                         meta=meta or {"symbol": "BTC/USDT"})
     return root, root / "tapes", write_book(book, root / "book.parquet")
 
 

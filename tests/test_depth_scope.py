@@ -21,7 +21,7 @@ from backtest.engine.config import (
     is_whole_market,
 )
 from backtest.engine.market import depth_per_step, pre_window_depth
-from tests.test_counterfactual_impact import _config_text, _tape
+from tests.test_counterfactual_impact import _config_text, _e2e, _tape
 
 SQRT = {"impact_model": "sqrt"}
 START, N = 8 * 288, 288
@@ -122,24 +122,9 @@ def test_invalid_scope_settings_name_the_field(tmp_path, line, field):
 
 @pytest.fixture(scope="module")
 def market_runs(tmp_path_factory):
-    from datetime import timedelta
-
-    from backtest.books import generate_book, write_book
     from backtest.engine.run import execute
-    from backtest.tapes import TapeStore
-    from tests.conftest import Synth
-    from tests.test_engine_run import START as T0
-    from tests.test_engine_run import crash_rows
 
-    root = tmp_path_factory.mktemp("scope")
-    src = Synth.ft_json(root / "src" / "BTC_USDT-5m.json", crash_rows())
-    store = TapeStore(root / "tapes")
-    store.import_file(src, venue="binance")
-    tape = store.resolve("BTC/USDT", T0 - timedelta(days=8), T0 + timedelta(days=1))
-    a = tape.arrays()
-    book = generate_book(3000, a["timestamp"], a["close"], a["low"], a["high"], T0, seed=5,
-                         meta={"symbol": "BTC/USDT", "venue": "all-cex"})
-    book_path = write_book(book, root / "book.parquet")
+    root, _, book_path = _e2e(tmp_path_factory, meta={"symbol": "BTC/USDT", "venue": "all-cex"})
     out = {}
     for name, market in (
             ("plain", 'impact_model = "none"\n'),
