@@ -58,7 +58,6 @@ if os.environ.get("LIQBT_DISABLE_JIT") == "1":
     os.environ["NUMBA_DISABLE_JIT"] = "1"
 
 
-
 def _load_tbb() -> bool:
     """Load TBB's runtime library globally; return whether numba's TBB layer can use it.
 

@@ -18,6 +18,7 @@ from backtest.results import Catalog
 from backtest.results.metrics import METRICS
 from backtest.sweep import load_sweep_config, run_sweep
 from backtest.sweep.portfolio_plan import align_event, plan_portfolio_sweep, tape_selection
+from tests import test_sweep_portfolio
 from tests.sweep_world import cells
 from tests.test_portfolio_run import make_portfolio_world
 
@@ -36,18 +37,7 @@ gas_price_gwei = 40
 capital_usd_per_step = 60000.0
 """
 
-RUN_CONFIG = """
-name = "direct-market"
-event = "synthetic-crash"
-seed = 5
-
-[portfolio]
-accounts = 300
-orders = ["protocol", "largest"]
-
-[portfolio.params]
-insurance_fund_usd = 1000.0
-""" + MARKET
+RUN_CONFIG = test_sweep_portfolio.RUN_CONFIG.replace('"direct"', '"direct-market"') + MARKET
 
 SWEEP = """
 name = "portfolio-market-sweep"

@@ -25,7 +25,6 @@ import numba
 import numpy as np
 
 from backtest._jit import work_stealing
-
 from backtest.kernels.book_flow_nb import N_FLOW_FIELDS
 from backtest.kernels.decoupled_nb import (
     RECORD_DTYPE,

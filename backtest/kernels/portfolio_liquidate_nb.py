@@ -21,7 +21,7 @@ Rules (``docs/portfolios.md``):
 Every seizure and close is sized at the decision prices and filled at decision price x the
 asset's execution factor (:mod:`backtest.kernels.portfolio_market_nb`); the sizing runs its
 own cash (the plan), so sizes never depend on the fills and the flow a step plans
-(:func:`backtest.kernels.portfolio_nb.planned_flow_nb`) is the flow it executes (without
+(:func:`backtest.kernels.portfolio_keepers_nb.plan_liquidation_nb`) is the flow it executes (without
 impact: ``exact``, one cash).
 
 Keepers' capital (``docs/portfolios.md``): every seizure or close of asset ``a`` is cut to what

@@ -117,62 +117,6 @@ _A_RECORDS = int(AssetMetric.N_RECORDS)
 
 
 
-@njit
-def planned_flow_nb(t, i, kind, lo, hi, pos_asset, pos_units, cash, dec, health, order,
-                    sensitivity, policy, assets, ones, units, order_idx, rec_i, rec_f, flow):
-    """Add one liquidatable account's planned net flow per asset to ``flow`` (USD).
-
-    Pass 1 of :func:`run_portfolio_nb` under market impact: the account's liquidation, sized at
-    the decision prices ``dec``, run on a copy of it (``units``, scratch records): every unit
-    sold (collateral seized, longs closed) is a flow of ``-units x price``, every short bought
-    back ``+units x price``. Pass 2 sizes the same liquidation identically (sizes never depend
-    on the fills, :mod:`backtest.kernels.portfolio_liquidate_nb`).
-
-    Parameters
-    ----------
-    t, i : int
-        Step and account index.
-    kind : int
-        :class:`AccountKind` of the account.
-    lo, hi : int
-        The account's positions are ``lo:hi`` of the flat position arrays.
-    pos_asset : ndarray, shape (P,), int16 or int32
-        Asset index of each position.
-    pos_units : ndarray, shape (P,), float64
-        Signed units of each position (read only).
-    cash : float
-        The account's cash, USD.
-    dec : ndarray, shape (>= hi - lo,), float64
-        Decision price of each of the account's positions, USD per unit.
-    health : float
-        The account's health at its trigger prices (< 1).
-    order : int
-        :class:`OrderPolicy`.
-    sensitivity : ndarray, shape (A,), float64
-        The step's asset sensitivity (``LEAST_SENSITIVE``).
-    policy : ndarray, shape (1,), ``PORTFOLIO_POLICY_DTYPE``
-    assets : ndarray, shape (A,), ``ASSET_DTYPE``
-    ones : ndarray, shape (A,), float64
-        Execution factors of 1.
-    units : ndarray, shape (>= hi - lo,), float64
-        Scratch (the copy of the account's units).
-    order_idx : ndarray, shape (>= hi - lo,), int64
-        Scratch (liquidation order).
-    rec_i : ndarray, shape (>= hi - lo, 3), int64
-        Scratch records, integer fields.
-    rec_f : ndarray, shape (>= hi - lo, 7), float64
-        Scratch records, float fields.
-    flow : ndarray, shape (A,), float64
-        Net flow per asset at the decision prices, USD (> 0 buys); added to.
-    """
-    inf = np.full(ones.shape[0], np.inf)
-    w = plan_liquidation_nb(t, i, kind, lo, hi, pos_asset, pos_units, cash, dec, health, order,
-                            sensitivity, policy, assets, ones, units, order_idx, rec_i, rec_f,
-                            inf, np.zeros(ones.shape[0]), np.zeros(ones.shape[0]))
-    for r in range(w):
-        flow[rec_i[r, 2]] -= rec_f[r, 0] * rec_f[r, 1]
-
-
 @njit_parallel
 def run_portfolio_nb(
     t0,
@@ -210,7 +154,7 @@ def run_portfolio_nb(
     Each step first opens every asset's market (:mod:`backtest.kernels.portfolio_market_nb`:
     price factor of cascade feedback, oracle price). Pass 1 flags the accounts liquidatable at
     their trigger prices and, with market impact, plans each one's liquidation at the decision
-    prices to sum every asset's net flow (:func:`planned_flow_nb`); the flows give each asset's
+    prices to sum every asset's net flow (:func:`plan_liquidation_nb`); the flows give each asset's
     execution factor. Pass 2 liquidates the flagged accounts, sized at the decision prices and
     filled at decision price x execution factor; with cascade feedback each asset's move is then
     fixed in its displacement. Without impact, cascade and oracle this is the historical candle
@@ -557,5 +501,4 @@ def max_positions_nb(offsets):
 #: The account rules, re-exported (the kernel's public names before they had modules).
 __all__ = ["SHORTAGE_TOL", "account_health_nb", "account_prices_nb", "liquidate_lending_nb",
            "liquidate_perp_nb", "liquidation_order_nb", "max_positions_nb", "plan_liquidation_nb",
-           "planned_flow_nb",
            "position_price_nb", "run_portfolio_nb"]
