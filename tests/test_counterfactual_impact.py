@@ -328,6 +328,71 @@ def test_departure_metrics_are_in_the_summary(cf_runs):
     assert len(manifest["market"]["as_happened"]["file_sha256"]) == 64
 
 
+def test_user_loss_to_liquidation_is_valued_at_the_historical_close(cf_runs):
+    """Under impact, the positions left open are valued at history's last close in the user loss
+    to liquidation, and what the simulated end price adds to them is its own measure: an
+    account never liquidated loses to liquidation only the socialised loss charged to it,
+    however far the policy moved the price (the earlier definition, which valued it at the
+    simulated close, counted the price move too)."""
+    import polars as pl
+
+    from backtest.results import Catalog
+
+    with Catalog(cf_runs["root"] / "runs") as cat:
+        summary = {name: {r["policy"]: r for r in cat.summary(cf_runs[name][0]).iter_rows(
+            named=True)} for name in ("plain", "cf")}
+    acc = pl.read_parquet(cf_runs["cf"][1] / "accounts.parquet")
+    steps = pl.read_parquet(cf_runs["cf"][1] / "steps.parquet")
+    for policy in ("hard", "partial"):
+        a = acc.filter(pl.col("policy") == policy)
+        last = steps.filter(pl.col("policy") == policy).sort("step").row(-1, named=True)
+        historical = last["simulated_close"] / last["price_factor"]
+        effect = (a["final_units"] * (last["simulated_close"] - historical)).to_numpy()
+        np.testing.assert_allclose(
+            (a["final_equity_usd"] - a["final_equity_historical_usd"]).to_numpy(), effect,
+            rtol=1e-9, atol=1e-6)
+        untouched = a.filter(pl.col("liquidations") == 0)
+        assert len(untouched) > 100  # what they lose is the socialised loss charged to them
+        np.testing.assert_allclose(
+            (untouched["hold_equity_usd"] - untouched["final_equity_historical_usd"]).to_numpy(),
+            untouched["socialised_loss_usd"].to_numpy(), rtol=1e-9, atol=1e-6)
+        row = summary["cf"][policy]
+        assert row["user_loss_to_liquidation_usd"] == pytest.approx(
+            (a["hold_equity_usd"] - a["final_equity_historical_usd"]).sum(), rel=1e-9)
+        assert row["end_price_effect_usd"] == pytest.approx(effect.sum(), rel=1e-9, abs=1e-3)
+        assert summary["plain"][policy]["end_price_effect_usd"] == 0.0
+    hard = acc.filter((pl.col("policy") == "hard") & (pl.col("liquidations") == 0))
+    moved = (hard["final_equity_usd"] - hard["final_equity_historical_usd"]).abs()
+    assert moved.max() > 1.0  # hard moved the end price: the old measure counted this
+    assert summary["cf"]["partial"]["end_price_effect_usd"] == 0.0  # the as-happened policy
+    assert summary["cf"]["partial"]["user_loss_to_liquidation_usd"] == pytest.approx(
+        summary["plain"]["partial"]["user_loss_to_liquidation_usd"], rel=1e-12)
+
+
+def test_runs_written_before_the_historical_final_equity_still_summarise(cf_runs, tmp_path):
+    """A run whose accounts table predates ``final_equity_historical_usd`` reads its user loss
+    the earlier way (against ``final_equity_usd``) and an end price effect of 0, instead of
+    failing the catalog's query."""
+    import shutil
+
+    import polars as pl
+
+    from backtest.results import Catalog
+
+    run_id, run_dir = cf_runs["cf"]
+    old = tmp_path / "runs" / run_dir.name
+    shutil.copytree(run_dir, old)
+    acc = pl.read_parquet(old / "accounts.parquet")
+    acc.drop("final_equity_historical_usd").write_parquet(old / "accounts.parquet")
+    with Catalog(tmp_path / "runs") as cat:
+        rows = {r["policy"]: r for r in cat.summary(run_id).iter_rows(named=True)}
+    for policy in ("hard", "partial"):
+        a = acc.filter(pl.col("policy") == policy)
+        assert rows[policy]["user_loss_to_liquidation_usd"] == pytest.approx(
+            (a["hold_equity_usd"] - a["final_equity_usd"]).sum(), rel=1e-9)
+        assert rows[policy]["end_price_effect_usd"] == 0.0
+
+
 def test_counterfactual_config_needs_its_policy(tmp_path):
     from backtest.engine.config import load_run_config
     from backtest.errors import ConfigError

@@ -267,3 +267,30 @@ def test_run_config_market_section_end_to_end(tmp_path):
     bad.write_text(base + '\n[portfolio.market]\nimpact_modle = "sqrt"\n')
     with pytest.raises(ConfigError, match="portfolio.market.impact_modle"):
         load_portfolio_config(bad)
+
+
+def test_accounts_value_final_positions_at_the_simulated_and_historical_close():
+    """The accounts table values what is left at each asset's simulated last close
+    (``final_equity_usd``) and at the historical one (``final_equity_historical_usd``, the price
+    of the no-liquidation equity): never-liquidated accounts lose nothing to liquidation, and
+    the difference is the end price's effect on the positions left."""
+    from backtest.portfolio.tables import account_equity, portfolio_accounts
+
+    aligned, book, params = _case(5, "proportional", n=2000, chunk_size=37)
+    market = _market(np.random.default_rng(9), "sqrt", "chainlink", cascade=True)
+    res = simulate_portfolio(aligned, book, params, market=market)
+    factor = res.market_metrics[-1, :, AssetMarketMetric.PRICE_FACTOR]
+    assert np.abs(factor - 1.0).max() > 1e-3  # the run moved the end price
+    first, last = aligned.open[0], aligned.close[-1]
+    acc = portfolio_accounts("r", "proportional", res, book, first, last)
+    np.testing.assert_allclose(acc["final_equity_usd"].to_numpy(),
+                               account_equity(res.book, last * factor), rtol=1e-12)
+    np.testing.assert_allclose(acc["final_equity_historical_usd"].to_numpy(),
+                               account_equity(res.book, last), rtol=1e-12)
+    untouched = acc.filter(pl.col("liquidations") == 0)
+    assert len(untouched) > 100
+    np.testing.assert_allclose(untouched["hold_equity_usd"].to_numpy(),
+                               untouched["final_equity_historical_usd"].clip(0.0).to_numpy(),
+                               rtol=1e-9, atol=1e-6)
+    moved = (untouched["final_equity_usd"] - untouched["final_equity_historical_usd"]).abs()
+    assert moved.max() > 1.0

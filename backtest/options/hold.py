@@ -1,7 +1,8 @@
 """The no-liquidation counterfactual of an options book: each account's equity if never liquidated.
 
-The user loss to liquidation of a run (``hold_equity_usd - final_equity_usd``, the metrics
-registry's ``user_loss_to_liquidation_usd``) needs the equity an account would have had at the
+The user loss to liquidation of a run (``hold_equity_usd - final_equity_historical_usd``, the
+metrics registry's ``user_loss_to_liquidation_usd``; without market impact, as in options runs,
+the latter equals ``final_equity_usd``) needs the equity an account would have had at the
 last close had no rule ever closed its legs. For an options account that is its cash, plus the
 cash its legs would have settled for at their expiries inside the window, plus the legs still
 open marked at the last close: exactly what the kernel does to an account it never liquidates

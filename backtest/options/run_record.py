@@ -202,6 +202,7 @@ def options_accounts(run_id: str, study: OptionsStudy) -> pl.DataFrame:
                                             minlength=n),
         "initial_equity_usd": study.start_equity,
         "final_equity_usd": final.equity,
+        "final_equity_historical_usd": final.equity,  # no market impact: the same prices
         "hold_equity_usd": hold_equity(book, market, study.params),
         "final_cash_usd": res.cash,
         "liquidations": liquidated.astype(np.int64),

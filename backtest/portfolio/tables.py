@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from backtest.kernels.portfolio_enums import AccountKind, PortfolioMetric
+from backtest.kernels.portfolio_enums import AccountKind, AssetMarketMetric, PortfolioMetric
 from backtest.portfolio.model import KIND_NAMES, PortfolioBook, PortfolioParams
 from backtest.portfolio.simulate import PortfolioResult
 from backtest.results.tables import (
@@ -186,7 +186,10 @@ def portfolio_accounts(run_id: str, order: str, res: PortfolioResult, start: Por
         One row per account: ``initial_notional_usd`` (sum of ``|units| x price`` at the first
         open), ``initial_equity_usd`` (at the first open), ``hold_equity_usd`` (the start
         positions at the last close, floored at 0: no liquidation), ``final_equity_usd`` (the
-        positions left at the last close), ``liquidations``, ``liquidated_notional_usd``,
+        positions left at each asset's last simulated close: the historical one times the
+        last step's price factor, ``res.market_metrics``), ``final_equity_historical_usd``
+        (the same positions at the last historical close: equal without market impact),
+        ``liquidations``, ``liquidated_notional_usd``,
         ``penalties_usd`` (keeper + insurance fees), ``bad_debt_usd`` and ``status``
         (``open``, ``partially_liquidated``, ``closed``, ``bankrupt``).
     """
@@ -210,7 +213,10 @@ def portfolio_accounts(run_id: str, order: str, res: PortfolioResult, start: Por
                                              * first_open[start.pos_asset]),
         "initial_equity_usd": account_equity(start, first_open),
         "hold_equity_usd": np.maximum(account_equity(start, last_close), 0.0),
-        "final_equity_usd": account_equity(end, last_close),
+        "final_equity_usd": account_equity(end, last_close if res.market_metrics is None else
+                                           last_close * res.market_metrics[
+                                               -1, :, AssetMarketMetric.PRICE_FACTOR]),
+        "final_equity_historical_usd": account_equity(end, last_close),
         "final_cash_usd": end.cash,
         "liquidations": res.n_liquidations.astype(np.int64),
         "first_liquidation_step": res.first_step,

@@ -50,7 +50,8 @@ SUMMARY_METRICS: tuple[Metric, ...] = (*METRICS, EQUITY_VS_HARD)
 FAMILY_METRICS = frozenset({"preemptive_reductions", "soft_liquidation_loss_usd",
                             "peak_loans_in_soft_liquidation", "soft_converted_notional_usd",
                             "accounts_auto_deleveraged", "socialised_loss_charged_usd",
-                            "socialised_loss_outside_usd"})
+                            "socialised_loss_outside_usd",
+                            "end_price_effect_usd"})  # 0 without market impact
 """Rows of the summary table, in order."""
 
 BETTER: dict[str, str] = {

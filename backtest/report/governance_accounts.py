@@ -10,7 +10,7 @@ deterministic), and compares them account by account:
   current parameters, and the reverse (an account counts as liquidated when it had at least
   one liquidation event);
 - the distribution of user losses to liquidation per account (``hold_equity_usd -
-  final_equity_usd`` of :func:`backtest.results.tables.accounts_table`, the registry's
+  final_equity_historical_usd`` of :func:`backtest.results.tables.accounts_table`, the registry's
   ``user_loss_to_liquidation_usd`` per account): accounts with a loss above half a dollar, the
   median, 90th and 99th percentiles and the largest loss, and the total.
 """
@@ -90,7 +90,7 @@ def _view(acc: pl.DataFrame) -> pl.DataFrame:
     return acc.select(
         "account_id", "initial_notional_usd",
         (pl.col("liquidations") > 0).alias("liquidated"), "liquidated_notional_usd",
-        (pl.col("hold_equity_usd") - pl.col("final_equity_usd")).alias("user_loss_usd"))
+        (pl.col("hold_equity_usd") - pl.col("final_equity_historical_usd")).alias("user_loss_usd"))
 
 
 def compare_accounts(current: pl.DataFrame, proposed: pl.DataFrame) -> dict:

@@ -96,6 +96,11 @@ SWEEP_GLOBS = ("sweeps/*/sweep.json", "governance/*/sweep.json")
 REGISTERED_SWEEPS = "registered-sweeps"
 """Folder of the runs directory holding pointers to sweeps written elsewhere."""
 
+LATER_COLUMNS = {"accounts": {"final_equity_historical_usd": "DOUBLE"}}
+"""Columns added to a table after runs were first written, with their DuckDB types: the
+catalog's views carry them whatever the runs it holds, null in older runs' rows (the metrics
+registry says how each is read there)."""
+
 READ_ONLY_STATEMENTS = ("SELECT",)
 """Statement types (``duckdb.StatementType`` names) :meth:`Catalog.query` runs."""
 
@@ -390,6 +395,10 @@ class Catalog:
                 parts.append(f"SELECT run_id, {_sql_str(kind)} AS run_kind, * EXCLUDE (run_id) "
                              f"FROM read_parquet([{', '.join(map(_sql_str, files))}], "
                              "union_by_name = true)")
+            if parts and table in LATER_COLUMNS:  # null in runs written before they existed
+                parts.append("SELECT " + ", ".join(
+                    f"NULL::{kind} AS {name}" for name, kind in LATER_COLUMNS[table].items())
+                    + " WHERE false")
             body = (" UNION ALL BY NAME ".join(parts) if parts else
                     "SELECT NULL::VARCHAR AS run_id, NULL::VARCHAR AS run_kind WHERE false")
             con.execute(f"CREATE VIEW {table} AS {body}")

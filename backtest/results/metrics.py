@@ -109,6 +109,8 @@ ACCOUNTS_AGGREGATE_EXPRESSIONS: dict[str, str] = {
         WHERE product = 'loan' AND opened_step < 0)""",
     "initial_equity_usd": "sum(initial_equity_usd)",
     "final_equity_usd": "sum(final_equity_usd)",
+    # runs written before the column existed: their final equity (valued at the simulated close)
+    "final_equity_historical_usd": "sum(coalesce(final_equity_historical_usd, final_equity_usd))",
     "hold_equity_usd": "sum(hold_equity_usd)",
     "penalties_usd": "sum(penalties_usd)",
     "socialised_loss_charged_usd": "sum(socialised_loss_usd)",
@@ -124,8 +126,8 @@ PORTFOLIO_AGGREGATES = (
     "keeper_fees_usd", "insurance_fees_usd", "bad_debt_usd", "insurance_draw_usd",
     "insurance_fund_min_usd", "insurance_fund_end_usd", "socialised_loss_usd",
     "accounts", "accounts_liquidated", "accounts_bankrupt", "accounts_wiped_out",
-    "book_notional_usd", "initial_equity_usd", "final_equity_usd", "hold_equity_usd",
-    "penalties_usd",
+    "book_notional_usd", "initial_equity_usd", "final_equity_usd", "final_equity_historical_usd",
+    "hold_equity_usd", "penalties_usd",
 )
 
 
@@ -302,9 +304,18 @@ METRICS: tuple[Metric, ...] = (
            "the accounts) over the sum at the window start.",
            kinds=ALL),
     Metric("user_loss_to_liquidation_usd", "User loss to liquidation (vs. no liquidation)",
-           "USD", "a.hold_equity_usd - a.final_equity_usd",
-           "Equity accounts would have had at the last close without liquidation (floored at 0) "
-           "minus what they have: penalties, bad fills, positions closed at the bottom and the "
-           "socialised loss charged to them.",
+           "USD", "a.hold_equity_usd - a.final_equity_historical_usd",
+           "Equity accounts would have had at the last historical close without liquidation "
+           "(floored at 0) minus what they have, valued at the same historical close: "
+           "penalties, bad fills, positions closed at the bottom and the socialised loss "
+           "charged to them. Under market impact the positions left open are valued at "
+           "history's price, not the simulated one, so a policy's effect on the end price is "
+           "not counted as a loss or gain to liquidation (it is the next measure).",
+           kinds=ALL),
+    Metric("end_price_effect_usd", "User equity from the end price's departure from history",
+           "USD", "a.final_equity_usd - a.final_equity_historical_usd",
+           "What the simulated last close adds to (or, below 0, takes from) the positions "
+           "accounts still hold, against the historical last close: 0 without market impact. "
+           "Final equity = no-liquidation equity - user loss to liquidation + this.",
            kinds=ALL),
 )

@@ -209,11 +209,16 @@ def accounts_table(
     trader ends ``closed``).
 
     ``initial_equity_usd`` is valued at the window's first open, ``final_equity_usd`` at its
-    last simulated close (liquidated accounts hold their remaining cash); ``hold_equity_usd``
+    last simulated close (liquidated accounts hold their remaining cash),
+    ``final_equity_historical_usd`` the same final state at the last *historical* close (equal
+    without market impact; with it, ``final_equity_usd - final_equity_historical_usd`` is what
+    the end price's departure from history adds to the account's open position);
+    ``hold_equity_usd``
     is what the account would be worth at the last historical close had it never been
     liquidated (no liquidation, no impact), with the same new money (``cure_usd``) brought in,
     floored at 0: a deposit is the trader's own money in both worlds, so it cancels in
-    ``hold_equity_usd - final_equity_usd`` (the user loss to liquidation); a position its
+    ``hold_equity_usd - final_equity_historical_usd`` (the user loss to liquidation, both
+    states valued at the same historical price); a position its
     trader closes during the window is valued at its close (the historical close before its
     close step, from ``closes``, the historical close of every step; without it, at the last
     close). Status: ``open`` (never liquidated; a trader's own close does not change it),
@@ -299,6 +304,7 @@ def accounts_parts(
                 "cure_usd": cure,
                 "hold_equity_usd": np.maximum(cash0 + cure + units0 * hold_price, 0.0),
                 "final_equity_usd": (r_cash + r_units * simulated_last_close - per_account),
+                "final_equity_historical_usd": r_cash + r_units * last_close - per_account,
                 "socialised_loss_usd": per_account,
                 "final_units": r_units,
                 "final_cash_usd": r_cash,
