@@ -271,6 +271,38 @@ def test_small_run_on_one_thread_equals_parallel_walk(family, monkeypatch):
     assert _differences(results["small"], results["parallel"]) == []
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_serial_marking_and_settling_equal_parallel(family, monkeypatch):
+    """On 2 threads a run under ``SERIAL_SIDES_MAX_ACCOUNTS`` marks and settles on one thread
+    and walks on two; above it all three are parallel: the same bytes either way, and the
+    caller's thread count is restored."""
+    monkeypatch.setattr(decoupled, "SERIAL_MAX_REACHABLE", -1)
+    monkeypatch.setattr(decoupled, "BUFFER_PER_ACCOUNT", {False: (64, 256), True: (1, 0)})
+    _, prices, book, policy = _inputs(70 + int(family), family, n=3000, steps=200, vol=0.02)
+    seen = []
+    for name in ("reachable_nb", "decoupled_walk_nb", "settle_records_nb"):
+        kernel = getattr(decoupled, name)
+        monkeypatch.setattr(decoupled, name, lambda *a, k=kernel, m=name: seen.append(
+            (m, numba.get_num_threads())) or k(*a))
+    results = {}
+    for label, limit in (("parallel", 0), ("serial", 10**9)):
+        monkeypatch.setattr(decoupled, "SERIAL_SIDES_MAX_ACCOUNTS", limit)
+        before = numba.get_num_threads()
+        numba.set_num_threads(2)
+        try:
+            results[label] = simulate(prices, book["product"], book["units"], book["cash"],
+                                      policy, TriggerPrice.EXTREME, FillPrice.TRIGGER,
+                                      path="decoupled", chunk_size=16)
+            assert numba.get_num_threads() == 2
+        finally:
+            numba.set_num_threads(before)
+    threads = [t for _, t in seen]
+    assert [m for m, _ in seen] == ["reachable_nb", "decoupled_walk_nb", "settle_records_nb"] * 2
+    assert threads == [2, 2, 2, 1, 2, 1]
+    assert len(results["serial"].records) > 100
+    assert _differences(results["serial"], results["parallel"]) == []
+
+
 def _spy(monkeypatch, name: str, calls: list) -> None:
     kernel = getattr(decoupled, name)
     monkeypatch.setattr(decoupled, name, lambda *a: calls.append(name) or kernel(*a))

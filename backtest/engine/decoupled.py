@@ -2,9 +2,10 @@
 
 A run is decoupled when accounts do not interact, so each can be walked through the window on
 its own (:mod:`backtest.kernels.decoupled_nb`: first-passage search, O(log T) per account and
-event; a hard run walks once (:data:`FUSED_WALK`; three parallel regions, no serial pass over
-the accounts or records: :mod:`backtest.kernels.decoupled_fused_nb`), other families twice;
-one thread only for a tiny run: :data:`SERIAL_MAX_REACHABLE`).
+event; a hard run walks once (:data:`FUSED_WALK`; marking, walk and settling, the walk
+parallel and the other two as well unless :data:`SERIAL_SIDES_MAX_ACCOUNTS`:
+:mod:`backtest.kernels.decoupled_fused_nb`), other families twice; one thread only for a tiny
+run: :data:`SERIAL_MAX_REACHABLE`).
 :func:`decoupled_reason` says why a run is not;
 :func:`run_decoupled` runs one that is and returns the :class:`SimulationResult` the step
 loop would, bit for bit (records in the same order, per-step aggregates summed in the same
@@ -27,39 +28,15 @@ import numpy as np
 from backtest._jit import work_stealing
 from backtest.kernels.book_flow_nb import N_FLOW_FIELDS
 from backtest.kernels.decoupled_nb import (
-    RECORD_DTYPE,
-    STATUS_OK,
-    STATUS_OVERFLOW,
-    decoupled_apply_nb,
-    decoupled_count_nb,
-    decoupled_metrics_nb,
-    decoupled_waterfall_nb,
-    filter_bounds_nb,
-    passage_table_nb,
-    prefix_minima_nb,
-    record_slots_nb,
-)
+    RECORD_DTYPE, STATUS_OK, STATUS_OVERFLOW, decoupled_apply_nb, decoupled_count_nb,
+    decoupled_metrics_nb, decoupled_waterfall_nb, filter_bounds_nb, passage_table_nb,
+    prefix_minima_nb, record_slots_nb)
 from backtest.kernels.decoupled_fused_nb import (
-    decoupled_walk_nb,
-    reachable_nb,
-    settle_records_nb,
-)
+    decoupled_walk_nb, reachable_nb, settle_records_nb)
 from backtest.kernels.enums import (
-    MARKET_DTYPE,
-    MARKET_STATE_SIZE,
-    N_BAND_FIELDS,
-    N_RISK_INPUTS,
-    N_STEP_METRICS,
-    FillPrice,
-    MarketState,
-    ImpactModel,
-    OracleModel,
-    PolicyFamily,
-    Product,
-    RiskInput,
-    TriggerPrice,
-    Waterfall,
-)
+    MARKET_DTYPE, MARKET_STATE_SIZE, N_BAND_FIELDS, N_RISK_INPUTS, N_STEP_METRICS, FillPrice,
+    ImpactModel, MarketState, OracleModel, PolicyFamily, Product, RiskInput, TriggerPrice,
+    Waterfall)
 from backtest.results.simulation import SimulationResult
 
 #: Values of ``simulate``'s ``path`` keyword.
@@ -68,6 +45,11 @@ _FAMILIES = (int(PolicyFamily.HARD), int(PolicyFamily.PARTIAL), int(PolicyFamily
 #: Runs with at most this many reachable accounts (``reachable_nb``) walk with one thread (about
 #: a chunk's work; W1 at 100k has 39,206). No result depends on it (``tests/test_decoupled.py``).
 SERIAL_MAX_REACHABLE = 1 << 12
+#: On at most 2 threads, runs of at most this many accounts mark (``reachable_nb``) and settle
+#: (``settle_records_nb``) on one thread: the walk is then the only parallel region, and a loaded
+#: machine's descheduled thread stalls one region end instead of three (W1 at 100k and 1M,
+#: bench/RESULTS.md, "Serial marking and settling"). No result depends on it.
+SERIAL_SIDES_MAX_ACCOUNTS = 1 << 21
 #: Walk each account once, buffering records per chunk (:func:`_walk_once`); False: walk twice
 #: (count, then write; also the fallback when a chunk outgrows its buffer).
 FUSED_WALK = True
@@ -200,9 +182,10 @@ def _walk_units(n_chunks: int) -> int:
 
 
 def _walk_once(walk: tuple, maybe: np.ndarray, out: tuple, family: int, x_long: np.ndarray,
-               scale: np.ndarray):
+               scale: np.ndarray, serial_sides: bool):
     """One walk (:func:`backtest.kernels.decoupled_fused_nb.decoupled_walk_nb`), then the
-    records settled into their slots and summed per step (``settle_records_nb``).
+    records settled into their slots and summed per step (``settle_records_nb``; on one
+    thread if ``serial_sides``).
 
     ``out`` holds the accounts' outputs before any event
     (:func:`backtest.kernels.decoupled_fused_nb.reachable_nb`); the walk writes the reachable
@@ -240,6 +223,8 @@ def _walk_once(walk: tuple, maybe: np.ndarray, out: tuple, family: int, x_long: 
     cash_delta = np.empty(len(records), np.float64)
     wait_equity = np.empty(int(waits_per_step.sum()), np.float64)
     step_out = np.zeros((n_steps, N_STEP_METRICS))
+    if serial_sides:
+        numba.set_num_threads(1)
     bounds = _step_blocks(per_step + waits_per_step + 1, numba.get_num_threads())
     first = np.arange(n_chunks, dtype=np.int64) * chunk_size
     settle_records_nb(bounds, counts, waits, cursor, wait_cursor, first * per_rec,
@@ -365,14 +350,17 @@ def run_decoupled(required: bool, prices, product: np.ndarray, units: np.ndarray
         maybe = np.empty(n, np.uint8)
         blocks = np.empty((n + chunk_size - 1) // chunk_size, np.int64)
         out = _outputs(n)
+        serial_sides = threads <= 2 and n <= SERIAL_SIDES_MAX_ACCOUNTS
+        numba.set_num_threads(1 if serial_sides else threads)
         reachable_nb(product, units, cash, pol[1], tables[1][0], tables[3][0], chunk_size,
                      maybe, blocks, out)
+        numba.set_num_threads(threads)
         n_maybe = int(blocks.sum())
         if n_maybe <= SERIAL_MAX_REACHABLE:
             numba.set_num_threads(1)  # a tiny run: no waiting for a second thread
         fused = FUSED_WALK and n_maybe <= FUSED_MAX_REACHABLE
-        done = (_walk_once(walk, maybe, out, int(rec["family"]), x_long, scale) if fused
-                else False)
+        done = (_walk_once(walk, maybe, out, int(rec["family"]), x_long, scale, serial_sides)
+                if fused else False)
         if done is False:  # a chunk outgrew its buffer (or the fused walk is off): walk twice
             if fused:  # the stopped walk wrote some outputs: back to the state before events
                 for a, initial in zip(out, (units, cash, 0, -1, -1, 0.0, 0.0, 0.0), strict=True):
