@@ -2,16 +2,14 @@
 
 A run is decoupled when accounts do not interact, so each can be walked through the window on
 its own (:mod:`backtest.kernels.decoupled_nb`: first-passage search, O(log T) per account and
-event; a hard run walks once (:data:`FUSED_WALK`; marking, walk and settling, the walk
-parallel and the other two as well unless :data:`SERIAL_SIDES_MAX_ACCOUNTS`:
-:mod:`backtest.kernels.decoupled_fused_nb`), other families twice; one thread only for a tiny
-run: :data:`SERIAL_MAX_REACHABLE`).
-:func:`decoupled_reason` says why a run is not;
-:func:`run_decoupled` runs one that is and returns the :class:`SimulationResult` the step
-loop would, bit for bit (records in the same order, per-step aggregates summed in the same
-order, the insurance fund's running balance), or None when the inputs are not decoupled (or
-not valid: the step loop then raises its own error) or the walk met a case only the step loop
-models (bad debt on a perp with auto-deleveraging as the waterfall).
+event; a hard run walks once, :data:`FUSED_WALK`, other families twice; thread counts:
+:data:`SERIAL_SIDES_MAX_ACCOUNTS`, :data:`SERIAL_MAX_REACHABLE`). :func:`decoupled_reason`
+says why a run is not; :func:`run_decoupled` runs one that is and returns the
+:class:`SimulationResult` the step loop would, bit for bit (records in the same order, per-step
+aggregates summed in the same order, the insurance fund's running balance), or None when the
+inputs are not decoupled (or not valid: the step loop then raises its own error) or the walk
+met a case only the step loop models (bad debt on a perp with auto-deleveraging as the
+waterfall).
 
 ``simulate(..., path=...)`` picks: ``"auto"`` (default) takes this path whenever
 :func:`decoupled_reason` is None and the walk completes; ``"time-major"`` always steps; and
@@ -27,16 +25,36 @@ import numpy as np
 
 from backtest._jit import work_stealing
 from backtest.kernels.book_flow_nb import N_FLOW_FIELDS
+from backtest.kernels.decoupled_fused_nb import decoupled_walk_nb, reachable_nb, settle_records_nb
 from backtest.kernels.decoupled_nb import (
-    RECORD_DTYPE, STATUS_OK, STATUS_OVERFLOW, decoupled_apply_nb, decoupled_count_nb,
-    decoupled_metrics_nb, decoupled_waterfall_nb, filter_bounds_nb, passage_table_nb,
-    prefix_minima_nb, record_slots_nb)
-from backtest.kernels.decoupled_fused_nb import (
-    decoupled_walk_nb, reachable_nb, settle_records_nb)
+    RECORD_DTYPE,
+    STATUS_OK,
+    STATUS_OVERFLOW,
+    decoupled_apply_nb,
+    decoupled_count_nb,
+    decoupled_metrics_nb,
+    decoupled_waterfall_nb,
+    filter_bounds_nb,
+    passage_table_nb,
+    prefix_minima_nb,
+    record_slots_nb,
+)
 from backtest.kernels.enums import (
-    MARKET_DTYPE, MARKET_STATE_SIZE, N_BAND_FIELDS, N_RISK_INPUTS, N_STEP_METRICS, FillPrice,
-    ImpactModel, MarketState, OracleModel, PolicyFamily, Product, RiskInput, TriggerPrice,
-    Waterfall)
+    MARKET_DTYPE,
+    MARKET_STATE_SIZE,
+    N_BAND_FIELDS,
+    N_RISK_INPUTS,
+    N_STEP_METRICS,
+    FillPrice,
+    ImpactModel,
+    MarketState,
+    OracleModel,
+    PolicyFamily,
+    Product,
+    RiskInput,
+    TriggerPrice,
+    Waterfall,
+)
 from backtest.results.simulation import SimulationResult
 
 #: Values of ``simulate``'s ``path`` keyword.
@@ -45,10 +63,9 @@ _FAMILIES = (int(PolicyFamily.HARD), int(PolicyFamily.PARTIAL), int(PolicyFamily
 #: Runs with at most this many reachable accounts (``reachable_nb``) walk with one thread (about
 #: a chunk's work; W1 at 100k has 39,206). No result depends on it (``tests/test_decoupled.py``).
 SERIAL_MAX_REACHABLE = 1 << 12
-#: On at most 2 threads, runs of at most this many accounts mark (``reachable_nb``) and settle
-#: (``settle_records_nb``) on one thread: the walk is then the only parallel region, and a loaded
-#: machine's descheduled thread stalls one region end instead of three (W1 at 100k and 1M,
-#: bench/RESULTS.md, "Serial marking and settling"). No result depends on it.
+#: On at most 2 threads, runs of at most this many accounts mark and settle on one thread, so the
+#: walk is the only parallel region: a loaded machine's descheduled thread stalls one region end,
+#: not three (bench/RESULTS.md, "Serial marking and settling"). No result depends on it.
 SERIAL_SIDES_MAX_ACCOUNTS = 1 << 21
 #: Walk each account once, buffering records per chunk (:func:`_walk_once`); False: walk twice
 #: (count, then write; also the fallback when a chunk outgrows its buffer).
@@ -57,10 +74,9 @@ FUSED_WALK = True
 #: buffers a record per reachable account beside the compacted records (W10M: 248 bytes per
 #: account against 193 for two walks; docs/performance.md).
 FUSED_MAX_REACHABLE = 1 << 21
-#: Buffer room per reachable account, (records, waits), for other families and for HARD
-#: (index True), or None: walk twice. A hard liquidation closes the whole position (one event,
-#: no wait); a partial or graduated one may have many events and waits (a chunk outgrowing its
-#: room is walked again by the two-walk path), so those walk twice unless given room here.
+#: Buffer room per reachable account, (records, waits), for other families and for HARD (index
+#: True), or None: walk twice. A hard liquidation closes the whole position (one event, no
+#: wait); others may have many events and waits, so they walk twice unless given room here.
 BUFFER_PER_ACCOUNT = {False: None, True: (1, 0)}
 
 
@@ -132,10 +148,7 @@ def _per_step(values) -> np.ndarray:
 def _filled(n: int, dtype, value) -> np.ndarray:
     """A new array of ``n`` items, every byte written (``np.zeros`` maps pages lazily)."""
     out = np.empty(n, dtype)
-    if out.dtype.names:
-        out.view(np.uint8)[:] = value
-    else:
-        out.fill(value)
+    (out.view(np.uint8) if out.dtype.names else out)[...] = value
     return out
 
 
