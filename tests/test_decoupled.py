@@ -243,6 +243,24 @@ def test_decoupled_edge_sizes(n, steps):
     assert _differences(fast, slow) == []
 
 
+def _by_limit(monkeypatch, name: str, limits: dict, prices, book, policy) -> dict:
+    """Run the decoupled path on 2 threads once per ``limits`` value of ``decoupled.<name>``;
+    check that the caller's thread count is restored after each run."""
+    results = {}
+    for label, limit in limits.items():
+        monkeypatch.setattr(decoupled, name, limit)
+        before = numba.get_num_threads()
+        numba.set_num_threads(2)
+        try:
+            results[label] = simulate(prices, book["product"], book["units"], book["cash"],
+                                      policy, TriggerPrice.EXTREME, FillPrice.TRIGGER,
+                                      path="decoupled", chunk_size=16)
+            assert numba.get_num_threads() == 2
+        finally:
+            numba.set_num_threads(before)
+    return results
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_small_run_on_one_thread_equals_parallel_walk(family, monkeypatch):
     """The small-run variant (both walks on one thread) gives the 2-thread walks' bytes, waits
@@ -254,18 +272,8 @@ def test_small_run_on_one_thread_equals_parallel_walk(family, monkeypatch):
         kernel = getattr(decoupled, name)
         monkeypatch.setattr(decoupled, name, lambda *a, k=kernel: seen.append(
             numba.get_num_threads()) or k(*a))
-    results = {}
-    for label, limit in (("parallel", -1), ("small", 10**9)):
-        monkeypatch.setattr(decoupled, "SERIAL_MAX_REACHABLE", limit)
-        before = numba.get_num_threads()
-        numba.set_num_threads(2)
-        try:
-            results[label] = simulate(prices, book["product"], book["units"], book["cash"],
-                                      policy, TriggerPrice.EXTREME, FillPrice.TRIGGER,
-                                      path="decoupled", chunk_size=16)
-            assert numba.get_num_threads() == 2
-        finally:
-            numba.set_num_threads(before)
+    results = _by_limit(monkeypatch, "SERIAL_MAX_REACHABLE", {"parallel": -1, "small": 10**9},
+                        prices, book, policy)
     assert seen == [2, 1]
     assert len(results["small"].records) > 100
     assert _differences(results["small"], results["parallel"]) == []
@@ -284,18 +292,8 @@ def test_serial_marking_and_settling_equal_parallel(family, monkeypatch):
         kernel = getattr(decoupled, name)
         monkeypatch.setattr(decoupled, name, lambda *a, k=kernel, m=name: seen.append(
             (m, numba.get_num_threads())) or k(*a))
-    results = {}
-    for label, limit in (("parallel", 0), ("serial", 10**9)):
-        monkeypatch.setattr(decoupled, "SERIAL_SIDES_MAX_ACCOUNTS", limit)
-        before = numba.get_num_threads()
-        numba.set_num_threads(2)
-        try:
-            results[label] = simulate(prices, book["product"], book["units"], book["cash"],
-                                      policy, TriggerPrice.EXTREME, FillPrice.TRIGGER,
-                                      path="decoupled", chunk_size=16)
-            assert numba.get_num_threads() == 2
-        finally:
-            numba.set_num_threads(before)
+    results = _by_limit(monkeypatch, "SERIAL_SIDES_MAX_ACCOUNTS",
+                        {"parallel": 0, "serial": 10**9}, prices, book, policy)
     threads = [t for _, t in seen]
     assert [m for m, _ in seen] == ["reachable_nb", "decoupled_walk_nb", "settle_records_nb"] * 2
     assert threads == [2, 2, 2, 1, 2, 1]
