@@ -107,22 +107,42 @@ def test_no_drift_after_the_flow_stops_whatever_the_depth(model):
     rng = np.random.default_rng(int(model))
     state = np.zeros(2)
     for _ in range(10):  # a crash: net selling at depth 1,000
-        f = displacement_factor_nb(state)
-        a = equivalent_flow_nb(int(model), f, 1000.0)
-        displacement_update_nb(state, int(model), -400.0, 1000.0, a, 0.5, 0.9)
+        displacement_update_nb(state, int(model), -400.0, 1000.0, 0.5, 0.9)
     permanent = state[0]
     assert permanent < 0.0
     factors = []
     for _ in range(400):  # no liquidations; depth thins and recovers at random
         depth = rng.uniform(10.0, 5000.0)
-        f = displacement_factor_nb(state)
-        factors.append(f)
-        a = equivalent_flow_nb(int(model), f, depth)
-        displacement_update_nb(state, int(model), 0.0, depth, a, 0.5, 0.9)
+        factors.append(displacement_factor_nb(state))
+        displacement_update_nb(state, int(model), 0.0, depth, 0.5, 0.9)
         assert state[0] == permanent
     factors = np.array(factors)
     assert np.all(np.diff(factors) >= 0)  # only the transient part decays: back up, no sinking
     assert factors[-1] == pytest.approx(math.exp(permanent), rel=1e-12)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.3, 0.5, 1.0])
+@pytest.mark.parametrize("model", MODELS)
+def test_flows_that_net_to_zero_leave_no_permanent_displacement(model, share):
+    """At constant depth the permanent part is ``phi ln F`` of the flows' running sum, however
+    the flows are spread in time: a round trip leaves none (the model that read both parts as
+    one outstanding flow left one: the transient part had decayed in between), and same-sign
+    flows move it as their sum would. The reference twin's update agrees."""
+    from backtest.kernels.reference import _displaced
+
+    depth, decay = 1000.0, 0.9
+    rng = np.random.default_rng(int(model))
+    flows = list(rng.uniform(-3000.0, 3000.0, 12))
+    flows += [-sum(flows)] + [0.0] * 5  # the running sum back to 0
+    state, twin, running = np.zeros(2), (0.0, 0.0), 0.0
+    for flow in flows:
+        displacement_update_nb(state, int(model), flow, depth, share, decay)
+        twin = _displaced(int(model), *twin, flow, depth, share, decay)
+        running += flow
+        expected = share * math.log(price_factor_nb(int(model), running, depth))
+        assert state[0] == pytest.approx(expected, rel=1e-9, abs=1e-8)  # sqrt's slope at 0
+        np.testing.assert_allclose(twin, state, rtol=1e-12, atol=1e-15)
+    assert abs(state[0]) < 1e-8  # the sum's rounding, through sqrt's slope at 0
 
 
 def test_no_drift_in_the_kernel_when_depth_falls_after_the_liquidations():

@@ -229,8 +229,7 @@ def partial_cascade_bruteforce_nb(high, low, depth, product, units, cash, params
                 keeper_sum += keeper
                 insurance_sum += insurance
                 bad_sum += bad
-        displacement_update_nb(state, _SQRT, flow, depth[t], outstanding, params[9],
-                               params[10])
+        displacement_update_nb(state, _SQRT, flow, depth[t], params[9], params[10])
         fund = fund + insurance_sum
         fund -= min(fund, bad_sum)  # what the fund cannot pay is socialised
         steps[t, 0] = f

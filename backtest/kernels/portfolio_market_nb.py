@@ -256,7 +256,7 @@ def execution_factors_nb(t, flow, mkt, outstanding, exec_f):
 
 
 @njit
-def market_step_end_nb(t, flow, mkt, outstanding, exec_f):
+def market_step_end_nb(t, flow, mkt, exec_f):
     """Close step ``t``: remember each asset's slippage; with cascade fix its price move.
 
     Parameters
@@ -268,15 +268,15 @@ def market_step_end_nb(t, flow, mkt, outstanding, exec_f):
     mkt : PortfolioMarket
         ``state`` updated (slippage; displacements with cascade,
         :func:`backtest.kernels.impact_nb.displacement_update_nb`).
-    outstanding, exec_f : ndarray, shape (A,), float64
-        From :func:`market_step_begin_nb` and :func:`execution_factors_nb`.
+    exec_f : ndarray, shape (A,), float64
+        From :func:`execution_factors_nb`.
     """
     mk = mkt.market[0]
     for a in range(flow.shape[0]):
         mkt.state[a, MarketState.SLIPPAGE] = abs(1.0 - exec_f[a])
         if mk.cascade != 0:
             displacement_update_nb(mkt.state[a], mk.impact_model, flow[a], mkt.depth[t, a],
-                                   outstanding[a], mk.permanent_fraction, mk.transient_decay)
+                                   mk.permanent_fraction, mk.transient_decay)
 
 
 @njit

@@ -462,7 +462,7 @@ def run_portfolio_nb(
                     mkt.out[t, a, _UNITS_SHORT] += cost_acc[ch, a, 4]
         rec_len[0] = dest
         if impact:
-            market_step_end_nb(t, flow, mkt, outstanding, exec_f)
+            market_step_end_nb(t, flow, mkt, exec_f)
         balance, draw, socialised = socialise_step_nb(fund[0], step_out[t, _M_INSURANCE],
                                                       step_out[t, _M_BAD])
         fund[0] = balance

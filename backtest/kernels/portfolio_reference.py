@@ -41,7 +41,7 @@ from backtest.kernels.portfolio_enums import (
     PortfolioMetric,
 )
 from backtest.kernels.portfolio_nb import SHORTAGE_TOL
-from backtest.kernels.reference import _clip, _equivalent_flow, _execution, _factor
+from backtest.kernels.reference import _clip, _displaced, _equivalent_flow, _execution
 
 
 @dataclass
@@ -514,13 +514,9 @@ def simulate_portfolio_reference(low, high, close, sensitivity, assets, policy, 
                 slippage[a] = abs(1.0 - execution[a])
             sim_closes[a].append(cl_t[a])
             if cascade:  # the step's move, fixed in price at this step's depth
-                move = 0.0
-                if model != ImpactModel.NONE and flow[a] != 0 and step_depth[a] > 0:
-                    move = (math.log(_factor(model, outstanding[a] + flow[a], step_depth[a]))
-                            - math.log(_factor(model, outstanding[a], step_depth[a])))
-                pf = float(market["permanent_fraction"])
-                permanent[a] += pf * move
-                transient[a] = transient[a] * float(market["transient_decay"]) + (1 - pf) * move
+                permanent[a], transient[a] = _displaced(
+                    model, permanent[a], transient[a], flow[a], step_depth[a],
+                    float(market["permanent_fraction"]), float(market["transient_decay"]))
         fund += sm[M.INSURANCE_FEES]
         draw = min(fund, sm[M.BAD_DEBT])
         fund -= draw

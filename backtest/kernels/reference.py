@@ -162,7 +162,8 @@ def _unclipped(model: int, q: float) -> float:
     if model == ImpactModel.SQRT:
         return 1 + math.copysign(0.01 * math.sqrt(abs(q)), q)
     r = AMM_RESERVE_PER_DEPTH
-    return (r / (r - min(q, 0.95 * r))) ** 2
+    ratio = r / (r - min(q, 0.95 * r))
+    return ratio * ratio  # not ** 2: libm's pow may differ from the kernel's product by an ulp
 
 
 def _clip(v: float) -> float:
@@ -176,8 +177,24 @@ def _equivalent_flow(model: int, factor: float, depth: float) -> float:
     if model == ImpactModel.LINEAR:
         return 100 * (factor - 1) * depth
     if model == ImpactModel.SQRT:
-        return math.copysign((100 * (factor - 1)) ** 2, factor - 1) * depth
+        x = 100 * (factor - 1)
+        return math.copysign(x * x, x) * depth
     return AMM_RESERVE_PER_DEPTH * (1 - 1 / math.sqrt(factor)) * depth
+
+
+def _displaced(model: int, permanent: float, transient: float, flow: float, depth: float,
+               share: float, decay: float) -> tuple[float, float]:
+    """The (permanent, transient) log displacements after a step's flow (impact_nb): each part
+    read as its own outstanding flow at this depth and moved from there; the earlier transient
+    decays."""
+    def move(part: float, weight: float) -> float:
+        if weight <= 0 or model == ImpactModel.NONE or flow == 0 or not depth > 0:
+            return 0.0
+        a = _equivalent_flow(model, math.exp(part / weight), depth)
+        return weight * (math.log(_factor(model, a + flow, depth))
+                         - math.log(_factor(model, a, depth)))
+    return (permanent + move(permanent, share),
+            transient * decay + move(transient, 1 - share))
 
 
 def _execution(model: int, flow: float, depth: float, outstanding: float) -> float:
@@ -579,13 +596,9 @@ def simulate_reference(
         if replay is not None:
             factor = float(replay[0][t + 1]) if t + 1 < n_steps else factor
         elif cascade:  # the step's move, fixed in price at this step's depth
-            move = 0.0
-            if model != ImpactModel.NONE and impact_flow != 0 and step_depth > 0:
-                move = (math.log(_factor(model, outstanding + impact_flow, step_depth))
-                        - math.log(_factor(model, outstanding, step_depth)))
-            pf = float(market["permanent_fraction"])
-            permanent += pf * move
-            transient = transient * float(market["transient_decay"]) + (1 - pf) * move
+            permanent, transient = _displaced(
+                model, permanent, transient, impact_flow, step_depth,
+                float(market["permanent_fraction"]), float(market["transient_decay"]))
         fund = _waterfall(res, policy, market, t, row, fund, c, equity_start, product, vow,
                           t == n_steps - 1)
     if soft:

@@ -983,7 +983,7 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
         market_state[MarketState.SLIPPAGE] = abs(1.0 - exec_factor)
         if cascade:
             displacement_update_nb(market_state, impact_model, impact_flow, depth[t],
-                                   outstanding, mk.permanent_fraction, mk.transient_decay)
+                                   mk.permanent_fraction, mk.transient_decay)
         if settle_step_nb(t, step_out, market_state, rec.waterfall, open_.shape[0] - 1):
             return t + 1  # auto-deleveraging pending: the dispatcher runs it, then calls again
     return t1
