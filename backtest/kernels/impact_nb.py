@@ -255,7 +255,7 @@ def displacement_update_nb(state, model, flow_usd, depth_usd, permanent_fraction
     the permanent part is therefore ``phi ln F(sum of the flows)``: flows that net to zero leave
     no permanent displacement, however far apart in time (reading both parts as one outstanding
     flow, as before, left one: +$4.6B then -$4.6B a step later at $100M of 1% depth ended the
-    price 1% below history, 1.5% with six steps between them).
+    price 0.95% below history, 1.5% with six steps between them).
 
     Parameters
     ----------
