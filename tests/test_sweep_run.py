@@ -96,6 +96,28 @@ def test_rerun_skips_finished_cells(world):
     assert {p: p.stat().st_mtime_ns for p in before} == before
 
 
+def test_a_change_in_how_results_are_computed_recomputes_every_cell(world, tmp_path,
+                                                                     monkeypatch):
+    """Cell ids take the digest of ``backtest/results/`` beside the kernels': a resumed sweep
+    does not keep cells whose measures were computed by other code."""
+    from backtest.sweep import plan
+
+    results = tmp_path / "results"
+    results.mkdir()
+    for src in plan.RESULT_SOURCES.glob("*.py"):
+        (results / src.name).write_bytes(src.read_bytes())
+    monkeypatch.setattr(plan, "RESULT_SOURCES", results)
+    assert plan.engine_version() == plan.engine_version()
+    same = run_sweep(world["sweep"], runs=world["runs"], store=world["store"],
+                     events=world["events"], show_progress=False)
+    assert same.skipped == 48 and same.sweep_id == world["outcome"].sweep_id
+    with open(results / "metrics.py", "a") as f:
+        f.write("\n# a change in how a measure is computed\n")
+    changed = run_sweep(world["sweep"], runs=tmp_path / "runs", store=world["store"],
+                        events=world["events"], show_progress=False)
+    assert changed.computed == 48 and changed.sweep_id != world["outcome"].sweep_id
+
+
 def test_cli_sweep_and_query(world, capsys):
     code = main(["sweep", str(world["sweep"]), "--runs", str(world["runs"]), "--store",
                  str(world["store"]), "--events", str(world["events"]), "-q"])

@@ -136,13 +136,30 @@ class SweepPlan:
     ensemble: dict | None = None
 
 
+#: Packages whose code turns a simulation into a cell's tables and summary (accounts table,
+#: socialised charges, metrics registry): their sources are part of every cell id, beside the
+#: kernels', so a change in how a measure is computed recomputes a resumed sweep's cells.
+RESULT_SOURCES = Path(__file__).resolve().parents[1] / "results"
+
+
+def _sources_digest(folder: Path) -> str:
+    """sha256 (16 hex digits) of the ``*.py`` files of ``folder``, names and bytes, sorted."""
+    h = hashlib.sha256()
+    for path in sorted(folder.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def engine_version() -> dict:
-    """Return the package version and the digest of the kernel sources (part of cell ids)."""
+    """Return the package version and the digests of the kernel and results sources (part of
+    cell ids)."""
     try:
         pkg = version("liqbt")
     except PackageNotFoundError:
         pkg = "unknown"
-    return {"liqbt": pkg, "kernels": Path(_jit.CACHE_DIR).name}
+    return {"liqbt": pkg, "kernels": Path(_jit.CACHE_DIR).name,
+            "results": _sources_digest(RESULT_SOURCES)}
 
 
 def _digest(obj: Any, n: int = 24) -> str:
