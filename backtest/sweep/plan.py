@@ -6,8 +6,9 @@ seeds: its drawn book seed, book parameters and run sections make its own book a
 Its id is a
 sha256 of everything its result depends on: the resolved run-config sections, the book's
 generating spec, the tape file's sha256, the policy as simulated (after the parameter set is
-applied), the stress transform, the seed, the package version and the digest of the kernel
-sources. A restarted sweep therefore skips exactly the cells whose inputs are unchanged.
+applied), the stress transform, the seed, the package version and the digests of the kernel
+and results sources (:func:`engine_version`). A restarted sweep therefore skips exactly the
+cells whose inputs are unchanged.
 """
 
 from __future__ import annotations
