@@ -97,6 +97,35 @@ def test_moving_book_matches_reference(seed, cascade):
     assert res.book_flow[:, F["closes"]].sum() == (ref.closed_step >= 0).sum()
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_arrivals_open_at_the_simulated_price(seed):
+    """With cascade feedback an arrival opens at its entry price times the step's price factor:
+    its cash is ``margin - units x entry x f``, so its equity at the simulated price is its
+    margin (opening at the historical entry price would hand it the price's departure as an
+    instant profit or loss); without cascade (``f`` = 1) the book's cash, bit for bit."""
+    depth = np.full(90, 800.0)
+    market = market_params(ImpactModel.SQRT, 0.5, 5.0, True)
+    _, _, _, _, _, flow, _, res = _case(seed, market=market, depth=depth)
+    factor = res.step_metrics[:, StepMetric.PRICE_FACTOR]
+    moved = 0
+    for t in np.unique(flow.arrival_step[flow.arrival_step >= 0]):
+        i = flow.arrival_step == t
+        margin = flow.margin[i]
+        expected = (margin + (flow.open_cash[i] - margin) * factor[t]).sum()
+        opened = (res.book_flow[t, F["arrival_cash_perp"]]
+                  + res.book_flow[t, F["arrival_cash_loan"]])
+        assert opened == pytest.approx(expected, rel=1e-12, abs=1e-6)
+        if abs(factor[t] - 1.0) > 1e-3:
+            moved += 1
+            assert opened != pytest.approx(flow.open_cash[i].sum(), rel=1e-6)
+    assert moved > 0  # some arrivals came while the price was displaced
+    plain = _case(seed)[-1]
+    for t in np.unique(flow.arrival_step[flow.arrival_step >= 0]):
+        i = flow.arrival_step == t
+        assert (plain.book_flow[t, F["arrival_cash_perp"]] + plain.book_flow[
+            t, F["arrival_cash_loan"]]) == pytest.approx(flow.open_cash[i].sum(), rel=1e-12)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.sampled_from([1, 7, 64]),
        st.sampled_from([None, int(PolicyFamily.AUCTION)]), st.floats(0.0, 1.0),

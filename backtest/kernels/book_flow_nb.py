@@ -5,9 +5,14 @@ liquidations:
 
 **Arrivals.** An account whose position opens during the window (its ``entry_time`` in the book
 falls inside the window) holds nothing until its arrival step, then opens with the units and
-cash the book gives it: ``cash = margin - units x entry_price``. The margin (its equity at the
-entry price) is new money entering the book; the units were bought from (or, for a short, sold
-to) the market at the historical entry price, which already carries that order.
+margin the book gives it at the market's price: ``cash = margin - units x entry_price x f``,
+where ``f`` is the step's price factor (simulated / historical price: 1 without cascade
+feedback, when the book's ``cash = margin - units x entry_price`` is used as is). The margin
+(its equity at entry) is new money entering the book; the units were bought from (or, for a
+short, sold to) the market at the price it then traded at, which already carries that order.
+(Opening at the historical entry price while the simulated market traded elsewhere, as this
+model did first, started every arrival with the price's departure as profit or loss: a long
+arriving 10% above the simulated price lost 10% of its notional at once.)
 
 **Voluntary closes.** An account the book marks as closing during the window (its
 ``exit_time``, drawn by the generator's ``close_share``) closes its whole position at the
@@ -154,7 +159,7 @@ class KernelFlow(NamedTuple):
 
 
 @njit
-def book_flow_step_nb(t, price, flow, product, units, cash, key, m_rate):
+def book_flow_step_nb(t, price, factor, flow, product, units, cash, key, m_rate):
     """Move the book at the start of step ``t``, in place: arrivals open, traders who planned
     to close do so, then responders cure.
 
@@ -166,6 +171,9 @@ def book_flow_step_nb(t, price, flow, product, units, cash, key, m_rate):
         Price the accounts observe: the previous step's simulated close (``close[t - 1]``
         times that step's price factor; the window's first open at ``t = 0``, where only
         voluntary closes use it: no cures), USD per unit.
+    factor : float
+        Step ``t``'s price factor (simulated / historical price; 1 without cascade feedback):
+        arrivals open at their historical entry price times it.
     flow : KernelFlow
         The moving book; its per-step row ``steps[t]``, ``deposited``, ``warn_since``,
         ``cures``, ``closed_step`` and ``touched`` are updated.
@@ -182,7 +190,7 @@ def book_flow_step_nb(t, price, flow, product, units, cash, key, m_rate):
         Number of accounts changed, listed in ``flow.touched[:count]`` (an account may appear
         twice: an arrival that cures at once).
     """
-    n_touched = open_arrivals_nb(t, flow, product, units, cash, key, m_rate, 0)
+    n_touched = open_arrivals_nb(t, factor, flow, product, units, cash, key, m_rate, 0)
     if flow.close_idx.shape[0] > 0:
         n_touched = close_positions_nb(t, price, flow, product, units, cash, key, m_rate,
                                        n_touched)
@@ -192,13 +200,16 @@ def book_flow_step_nb(t, price, flow, product, units, cash, key, m_rate):
 
 
 @njit
-def open_arrivals_nb(t, flow, product, units, cash, key, m_rate, n_touched):
-    """Open the positions arriving at step ``t``, in place.
+def open_arrivals_nb(t, factor, flow, product, units, cash, key, m_rate, n_touched):
+    """Open the positions arriving at step ``t``, in place, at the market's price.
 
     Parameters
     ----------
     t : int
         Step index.
+    factor : float
+        The step's price factor: an arrival's cash is ``margin + (open_cash - margin) x
+        factor`` (``margin - units x entry_price x factor``), exactly ``open_cash`` at 1.
     flow : KernelFlow
         Arrivals (``arrival_ptr``, ``arrival_idx``, ``open_units``, ``open_cash``,
         ``margin``); ``deposited``, ``steps[t]`` and ``touched`` are updated.
@@ -220,6 +231,8 @@ def open_arrivals_nb(t, flow, product, units, cash, key, m_rate, n_touched):
         i = flow.arrival_idx[j]
         u = flow.open_units[i]
         c = flow.open_cash[i]
+        if factor != 1.0:
+            c = flow.margin[i] + (c - flow.margin[i]) * factor
         units[i] = u
         cash[i] = c
         key[i] = trigger_key_nb(u, c, m_rate[product[i]])

@@ -325,12 +325,14 @@ def simulate_reference(
     base_rates = [float(policy["maintenance_rate"][k]) for k in range(2)]
     moving = flow  # (the loop below reuses the name flow for each step's liquidation flow)
     for t in range(n_steps):
-        if moving is not None:
-            _move_book(res, moving, t, product, base_rates, warned, cured, past_close(t - 1))
+        if cascade:  # the displacement the step opens with
+            factor = _clip(math.exp(permanent + transient))
+        if moving is not None:  # arrivals open at the step's price (factor 1 without cascade)
+            _move_book(res, moving, t, product, base_rates, warned, cured, past_close(t - 1),
+                       factor)
         step_depth = float(depth[t]) if depth is not None else 0.0
         outstanding = 0.0
         if cascade:  # the displacement, read as an outstanding flow at this step's depth
-            factor = _clip(math.exp(permanent + transient))
             outstanding = _equivalent_flow(model, factor, step_depth)
         o, h, lo, c = (float(a[t]) * factor for a in (open_, high, low, close))
         scale = float(risk[t][RiskInput.MARGIN_SCALE]) if risk is not None else 1.0
@@ -607,14 +609,18 @@ def simulate_reference(
     return res
 
 
-def _move_book(res, flow, t, product, rates, warned, cured, price) -> None:
-    """Step ``t``'s arrivals, then voluntary closes and (t > 0) cures at the price observed:
-    the previous simulated close (the first open at step 0)."""
+def _move_book(res, flow, t, product, rates, warned, cured, price, factor) -> None:
+    """Step ``t``'s arrivals at the step's market price (the entry price times ``factor``),
+    then voluntary closes and (t > 0) cures at the price observed: the previous simulated
+    close (the first open at step 0)."""
     row = res.book_flow[t]
     for i in range(len(res.units)):
         if flow.arrival_step[i] != t:
             continue
         u, c = float(flow.open_units[i]), float(flow.open_cash[i])
+        if factor != 1.0:  # margin - units x entry price x factor
+            margin = float(flow.margin[i])
+            c = margin + (c - margin) * factor
         res.units[i], res.cash[i] = u, c
         res.deposited[i] += flow.margin[i]
         row[0] += 1

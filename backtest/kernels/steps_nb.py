@@ -591,7 +591,9 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
         if book_flow.applied[0] < t:  # the book moves: arrivals open, traders close, cures
             book_flow.applied[0] = t
             seen = close[t - 1] * step_out[t - 1, _PRICE_FACTOR] if t > 0 else open_[0]
-            n_touched = book_flow_step_nb(t, seen, book_flow, product, units, cash, key, m_rate)
+            factor = displacement_factor_nb(market_state) if cascade else 1.0
+            n_touched = book_flow_step_nb(t, seen, factor, book_flow, product, units, cash, key,
+                                          m_rate)
             n_dirty = 0
             for j in range(n_touched):
                 ch = book_flow.touched[j] // chunk_size
