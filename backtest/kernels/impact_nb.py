@@ -234,9 +234,11 @@ def displacement_factor_nb(state):
 
 @njit
 def _part_move_nb(model, log_part, share, flow_usd, depth_usd):
-    """Log move of one part (permanent or transient) of the displacement: the part, read as the
-    outstanding flow ``F^-1(exp(log_part / share))`` at this depth, moved by ``share x`` the flow's
-    log move from there (0 for a part of share 0)."""
+    """Return the log move of one part (permanent or transient) of the displacement.
+
+    The part is read as the outstanding flow ``F^-1(exp(log_part / share))`` at this depth and
+    moved by ``share x`` the flow's log move from there (0 for a part of share 0).
+    """
     if share <= 0.0:
         return 0.0
     a = equivalent_flow_nb(model, np.exp(log_part / share), depth_usd)

@@ -184,9 +184,11 @@ def _equivalent_flow(model: int, factor: float, depth: float) -> float:
 
 def _displaced(model: int, permanent: float, transient: float, flow: float, depth: float,
                share: float, decay: float) -> tuple[float, float]:
-    """The (permanent, transient) log displacements after a step's flow (impact_nb): each part
-    read as its own outstanding flow at this depth and moved from there; the earlier transient
-    decays."""
+    """Return the (permanent, transient) log displacements after a step's flow (impact_nb).
+
+    Each part is read as its own outstanding flow at this depth and moved from there; the
+    earlier transient decays.
+    """
     def move(part: float, weight: float) -> float:
         if weight <= 0 or model == ImpactModel.NONE or flow == 0 or not depth > 0:
             return 0.0
@@ -610,9 +612,11 @@ def simulate_reference(
 
 
 def _move_book(res, flow, t, product, rates, warned, cured, price, factor) -> None:
-    """Step ``t``'s arrivals at the step's market price (the entry price times ``factor``),
-    then voluntary closes and (t > 0) cures at the price observed: the previous simulated
-    close (the first open at step 0)."""
+    """Move the book at step ``t``: arrivals, then voluntary closes and (t > 0) cures.
+
+    Arrivals open at the step's market price (the entry price times ``factor``); closes and
+    cures act at the price observed: the previous simulated close (the first open at step 0).
+    """
     row = res.book_flow[t]
     for i in range(len(res.units)):
         if flow.arrival_step[i] != t:

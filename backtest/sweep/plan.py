@@ -153,8 +153,10 @@ def _sources_digest(folder: Path) -> str:
 
 
 def engine_version() -> dict:
-    """Return the package version and the digests of the kernel and results sources (part of
-    cell ids)."""
+    """Return the package version and the digests of the kernel and results sources.
+
+    They are part of every cell id (module docstring).
+    """
     try:
         pkg = version("liqbt")
     except PackageNotFoundError:
