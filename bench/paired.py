@@ -35,6 +35,25 @@ def quartiles(values: Sequence[float]) -> dict:
     return {"median": float(med), "q1": float(q1), "q3": float(q3), "values": a.tolist()}
 
 
+def median_interval(values: Sequence[float], resamples: int = 10_000,
+                    seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of the median: 2.5th and 97.5th percentiles of the medians of
+    ``resamples`` resamples with replacement (numpy ``Generator`` seeded by ``seed``, so the
+    same values give the same interval).
+
+    Raises
+    ------
+    ValueError
+        No values, or ``resamples`` below 1.
+    """
+    a = np.asarray(values, np.float64)
+    if a.size == 0 or resamples < 1:
+        raise ValueError(f"need values and resamples >= 1 (got {a.size} values, {resamples})")
+    medians = np.median(np.random.default_rng(seed).choice(a, (resamples, a.size)), axis=1)
+    lo, hi = np.percentile(medians, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def pair_losses(as_is: Sequence[dict], loaded: Sequence[dict]) -> dict[str, list[float]]:
     """Per kernel, the loss in each pair: loaded seconds / as-is seconds.
 

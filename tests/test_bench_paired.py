@@ -115,3 +115,45 @@ def test_measure_pairs_passes_and_reports_failed_checks(monkeypatch):
     assert len(res["load_average"]) == 3
     bad = measure(kernels, lambda name, out: out == 1, pairs=1, procs=1, repeat=1)
     assert bad["checks_ok"] is False
+
+
+def test_median_interval_is_seeded_and_brackets_the_median():
+    from bench.paired import median_interval
+
+    values = np.random.default_rng(3).lognormal(0.0, 0.3, 60)
+    lo, hi = median_interval(values, 2000, seed=1)
+    assert lo <= np.median(values) <= hi and lo < hi
+    assert median_interval(values, 2000, seed=1) == (lo, hi)
+    assert median_interval([2.0] * 5, 100) == (2.0, 2.0)
+    with pytest.raises(ValueError, match="resamples"):
+        median_interval([], 100)
+
+
+def test_pool_puts_every_files_pairs_together(tmp_path, capsys):
+    """Two runs' passes pooled give the paired ratios of all their pairs, in file order; a
+    file without the workload is named in the error."""
+    import json
+
+    from bench.pool import main, pooled_passes, pooled_table
+
+    runs = []
+    for k, engine_loaded in enumerate((2.0, 4.0)):
+        as_is = [{"engine": 1.0, "bruteforce_tile": 1.0}] * 3
+        loaded = [{"engine": engine_loaded, "bruteforce_tile": 2.0}] * 3
+        path = tmp_path / f"bench-{k}.json"
+        path.write_text(json.dumps({"load": {"W1": {"2": {"as_is": as_is, "loaded": loaded}}}}))
+        runs.append(path)
+    as_is, loaded = pooled_passes(runs, "W1", "2")
+    assert len(as_is) == len(loaded) == 6
+    assert [p["engine"] for p in loaded] == [2.0] * 3 + [4.0] * 3
+    lines = pooled_table(runs, resamples=200)
+    assert lines[0].startswith("W1, 2 threads: 6 pairs from 2 files")
+    ratio = next(line for line in lines if "bruteforce_tile" in line)
+    assert ratio.strip().startswith("bruteforce_tile: 1.50 [")  # median of 1, 1, 1, 2, 2, 2
+    assert "(above 1)" in ratio
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"load": {"W2": {}}}))
+    with pytest.raises(ValueError, match="other.json: no paired load passes for W1 at 2"):
+        pooled_passes([runs[0], other], "W1", "2")
+    assert main([str(p) for p in runs] + ["--resamples", "50"]) == 0
+    assert "6 pairs from 2 files" in capsys.readouterr().out
