@@ -37,9 +37,10 @@ def quartiles(values: Sequence[float]) -> dict:
 
 def median_interval(values: Sequence[float], resamples: int = 10_000,
                     seed: int = 0) -> tuple[float, float]:
-    """95% bootstrap interval of the median: 2.5th and 97.5th percentiles of the medians of
-    ``resamples`` resamples with replacement (numpy ``Generator`` seeded by ``seed``, so the
-    same values give the same interval).
+    """Return the 95% bootstrap interval of the median of ``values``.
+
+    The 2.5th and 97.5th percentiles of the medians of ``resamples`` resamples with replacement
+    (numpy ``Generator`` seeded by ``seed``, so the same values give the same interval).
 
     Raises
     ------
