@@ -38,18 +38,30 @@ _LIBTBB = {"linux": "libtbb.so.12", "darwin": "libtbb.12.dylib", "win32": "tbb12
 TBB_MIN_INTERFACE = 12060
 
 
-def _cache_dir() -> Path:
-    package = Path(__file__).resolve().parent
+def source_digest(paths) -> str:
+    """Return the sha256 (16 hex digits) of source files: names and bytes, in name order.
+
+    Parameters
+    ----------
+    paths : iterable of Path
+        The files (their order does not matter: they are sorted by path).
+    """
     digest = hashlib.sha256()
-    for path in sorted([Path(__file__), *(package / "kernels").glob("*.py")]):
+    for path in sorted(paths):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _cache_dir() -> Path:
+    package = Path(__file__).resolve().parent
+    kernels = source_digest([Path(__file__), *(package / "kernels").glob("*.py")])
     root = os.environ.get("LIQBT_JIT_CACHE")
     if not root:
         root = package.parent / ".numba_cache"
         if not os.access(package.parent, os.W_OK):
             root = Path(tempfile.gettempdir()) / "liqbt-numba-cache"
-    return Path(root) / digest.hexdigest()[:16]
+    return Path(root) / kernels
 
 
 CACHE_DIR = str(_cache_dir())

@@ -322,7 +322,9 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
     engine (``liquidator = "engine"``: it closes a liquidatable position at once, so no keeper
     is late; the input table says so, :func:`input_table`). When the policies mix keepers and
     engines, the default latency is drawn but applies to the keeper-liquidated policies only
-    (``EventRanges.keepers_only``); a range given in ``[ensemble]`` applies to every policy.
+    (``EventRanges.keepers_only``); a range given in ``[ensemble]`` is drawn for every cell,
+    though engine-liquidated policies run without keeper settings whatever they are
+    (:func:`backtest.engine.market.for_liquidator`).
 
     Parameters
     ----------

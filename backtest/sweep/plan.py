@@ -143,15 +143,6 @@ class SweepPlan:
 RESULT_SOURCES = Path(__file__).resolve().parents[1] / "results"
 
 
-def _sources_digest(folder: Path) -> str:
-    """sha256 (16 hex digits) of the ``*.py`` files of ``folder``, names and bytes, sorted."""
-    h = hashlib.sha256()
-    for path in sorted(folder.glob("*.py")):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
-
-
 def engine_version() -> dict:
     """Return the package version and the digests of the kernel and results sources.
 
@@ -162,7 +153,7 @@ def engine_version() -> dict:
     except PackageNotFoundError:
         pkg = "unknown"
     return {"liqbt": pkg, "kernels": Path(_jit.CACHE_DIR).name,
-            "results": _sources_digest(RESULT_SOURCES)}
+            "results": _jit.source_digest(RESULT_SOURCES.glob("*.py"))}
 
 
 def _digest(obj: Any, n: int = 24) -> str:
