@@ -6,10 +6,14 @@
 #   make test   set up and run the test suite
 #   make calibrate  fit the perp book to the catalogued crashes, check each left out
 #               (configs/calibration/perps.toml -> perps-fitted.toml), and the Maker vault book
-#               to Maker's state on 2020-03-12 (maker.toml -> maker-fitted.toml; docs/calibration.md)
+#               to Maker's state on 2020-03-12 (maker.toml -> maker-fitted.toml), and the Morpho
+#               cbBTC book to its market's state on 2025-10-09 (morpho-cbbtc.toml; docs/calibration.md)
 #   make black-thursday  ETH vaults through 2020-03-12/13: instant vs slow, gas-bound keepers,
 #               vault owners who top up, and Maker's flip auctions with zero bids (maker-flip)
 #               (vault book from configs/calibration/maker-fitted.toml, docs/calibration.md)
+#   make morpho-oct-2025  Morpho Blue's cbBTC/USDC market on Base through 2025-10-10/11: a loan
+#               book calibrated on the market's state the day before, its real liquidations
+#               held out (configs/calibration/morpho-cbbtc-fitted.toml, docs/calibration.md)
 #   make policy-library  the perp presets and variants on calibrated perp books, the lending
 #               presets on a loans book, every catalogued event with a tape, ACCOUNTS accounts
 #               each (configs/policy-library.toml, configs/policy-library-lending.toml)
@@ -43,6 +47,7 @@ DEMO_TAPES := \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/lucaforni__E0V1E-DCA__2501247b0b__d23d101a__BTC_USDT-5m.feather
 
 .PHONY: calibrate setup tapes demo test bench bench-portfolio luna-portfolio black-thursday \
+	morpho-oct-2025 \
 	policy-library sweep-tapes sweep governance governance-aave governance-portfolio \
 	governance-options clean
 
@@ -93,6 +98,19 @@ black-thursday: setup
 	$(BIN)/liqbt run configs/black-thursday-instant.toml --report
 	$(BIN)/liqbt run configs/black-thursday-congested.toml --report
 
+OCT_2025_BTC_TAPE := \
+	$(LIQBT_SHARED_DATA)/ohlcv_5m/MurphyHoops__freqtradeOne__ba6daef02a__1b45ec84__BTC_USDT-5m.feather
+# the market's positions on 2025-10-09 (data/validation/oct-2025.toml): the book's granularity
+MORPHO_POSITIONS ?= 15739
+
+morpho-oct-2025: setup
+	$(BIN)/liqbt data import $(OCT_2025_BTC_TAPE) --venue binance
+	$(BIN)/liqbt book generate --accounts $(MORPHO_POSITIONS) --event oct-2025 --symbol BTC/USDT \
+		--interval 5m --seed $(SEED) --params configs/calibration/morpho-cbbtc-fitted.toml \
+		-o data/books/oct-2025-morpho-cbbtc.parquet
+	$(BIN)/liqbt run configs/oct-2025-morpho.toml --report
+	$(BIN)/liqbt validate latest
+
 # The policy library on every catalogued event with a tape in the shared data: event, symbol
 # and interval of the finest tape (see $(LIQBT_SHARED_DATA)/README.md).
 LIBRARY_EVENTS := \
@@ -139,6 +157,9 @@ calibrate: tapes
 	$(BIN)/liqbt book calibrate configs/calibration/perps.toml -o $(PERPS_CALIBRATED)
 	$(BIN)/liqbt data import $(BLACK_THURSDAY_TAPE) --venue binance
 	$(BIN)/liqbt book calibrate configs/calibration/maker.toml -o configs/calibration/maker-fitted.toml
+	$(BIN)/liqbt data import $(OCT_2025_BTC_TAPE) --venue binance
+	$(BIN)/liqbt book calibrate configs/calibration/morpho-cbbtc.toml \
+		-o configs/calibration/morpho-cbbtc-fitted.toml
 
 bench: tapes
 	$(BIN)/python -m bench --workloads W1,W2,W3,W10M
