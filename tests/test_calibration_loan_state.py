@@ -220,3 +220,20 @@ def test_calibrate_file_dispatches_a_loan_state_file_end_to_end(tmp_path, monkey
     assert cal.book.ltv_beta_a == fit["fitted_ltv_beta_a"]
     assert cal.book.ltv_min == 0.0 and cal.book.represents == "test"
     assert cal.fit_events[0]["targets"] == ["debt", "collateral"]
+
+
+def test_the_morpho_book_is_fitted_on_its_markets_state_and_holds_the_crash_out():
+    path = Path("configs/calibration/morpho-cbbtc.toml")
+    real = real_ratio(load_loan_state(path), load_targets(), path)
+    # one reading (no other debt): USDC borrowed over cbBTC valued at the window start
+    assert real.low == real.middle == real.high
+    assert real.middle == pytest.approx(np.sqrt(9.0002e8 * 9.0030e8)
+                                        / np.sqrt(1.7406e9 * 1.7410e9))
+    cal = read_calibrated("configs/calibration/morpho-cbbtc-fitted.toml")
+    assert cal.fit_targets == ["oct-2025/morpho-blue-cbbtc-base-borrowed",
+                               "oct-2025/morpho-blue-cbbtc-base-collateral"]
+    (row,) = cal.fit_events
+    assert row["real_debt_to_collateral"] == pytest.approx(real.middle)
+    assert abs(row["ratio"] - 1.0) < 1e-3
+    assert cal.book.ltv_max == 0.75 and cal.book.ltv_beta_b == 3.0
+    assert cal.book.survivor_liquidation_threshold == 0.86

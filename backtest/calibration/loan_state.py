@@ -387,10 +387,10 @@ def _print(console, cfg: LoanStateConfig, real: RealRatio, fits: dict, spread) -
     for col in ("reading", "real", f"fitted {cfg.fit.name}", "book (seed "
                 f"{cfg.seed})", "collateral at the debt target"):
         table.add_column(col, justify="left" if col == "reading" else "right")
-    labels = {"low": "collateral backs this protocol only",
-              "middle": "geometric middle (shipped)",
-              "high": "collateral also backs " + (", ".join(cfg.collateral_may_also_back)
-                                                  or "nothing else")}
+    labels = {"low": "collateral backs this protocol only", "middle": "geometric middle "
+              "(shipped)", "high": "also backs " + ", ".join(cfg.collateral_may_also_back)}
+    if not cfg.collateral_may_also_back:  # one reading: the three rows would repeat it
+        fits, labels["middle"] = {"middle": fits["middle"]}, "collateral backs this protocol"
     for end, f in fits.items():
         table.add_row(labels[end], f"{f.target:.4f}", f"{f.value:.4g}", f"{f.simulated:.4f}",
                       f"${real.debt_usd / f.simulated / 1e6:,.0f}M "
