@@ -1,13 +1,15 @@
-"""``liqbt book generate`` and ``liqbt book inspect``: draw a synthetic book, or describe one."""
+"""``liqbt book generate``, ``import``, ``inspect``: draw, import or describe a book."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Generate and inspect books (account populations).", no_args_is_help=True)
+app = typer.Typer(help="Generate, import and inspect books (account populations).",
+                  no_args_is_help=True)
 
 
 @app.command("generate")
@@ -112,6 +114,59 @@ def calibrate(
     from backtest.cli._console import console
 
     calibrate_file(config, output, max_evaluations, leave_one_out, store, console())
+
+
+@app.command("import")
+def import_positions(
+    positions: Annotated[Path, typer.Argument(
+        metavar="POSITIONS", help="Lending positions: .csv, .parquet or .json records.")],
+    output: Annotated[Path, typer.Option("-o", "--output", metavar="FILE",
+                                         help="Book Parquet file to write.")],
+    symbol: Annotated[str, typer.Option(metavar="BASE/QUOTE",
+                                        help="The collateral's market, e.g. BTC/USDT.")],
+    price: Annotated[float, typer.Option(
+        metavar="USD", help="USD per collateral unit when the positions were read (the "
+                            "price their USD values and healths were taken at).")],
+    time: Annotated[datetime, typer.Option(
+        metavar="UTC", formats=["%Y-%m-%dT%H:%M:%S%z"],
+        help="When the positions were read, e.g. 2025-10-09T00:00:00+00:00; run the book "
+             "from then (the run config's start).")],
+    collateral: Annotated[str, typer.Option(metavar="COLUMN",
+                                            help="Column of the collateral.")] = "collateral",
+    collateral_unit: Annotated[str, typer.Option(
+        metavar="asset|usd", help="Collateral in asset units or in USD at --price.")
+    ] = "asset",
+    debt: Annotated[str, typer.Option(metavar="COLUMN", help="Column of the debt, USD.")
+                    ] = "debt",
+    records_key: Annotated[str | None, typer.Option(
+        metavar="KEY", help="JSON: the key holding the list of positions.")] = None,
+    represents: Annotated[str | None, typer.Option(
+        metavar="PROTOCOL", help="The protocol the book stands for (targets' venue, e.g. "
+                                 "morpho-blue): liqbt validate shows its figures only.")
+    ] = None,
+) -> None:
+    """Import a lending protocol's real positions as a loans book.
+
+    Each position becomes a loan opened at --price at --time with its collateral and debt, so
+    its health is the protocol's (docs/books.md, "Bring your own book").
+    """
+    from backtest.books import write_book
+    from backtest.books.positions import PositionColumns, positions_to_book, read_positions
+    from backtest.cli._console import console
+
+    if collateral_unit not in ("asset", "usd"):
+        raise typer.BadParameter("give asset or usd", param_hint="--collateral-unit")
+    cols = PositionColumns(collateral, debt, collateral_unit, records_key)
+    book, skipped = positions_to_book(read_positions(positions, cols), price, time, symbol,
+                                      cols, positions, represents)
+    write_book(book, output)
+    a = book.arrays()  # the engine's state: debt is -cash, collateral the units
+    debt_usd, collateral_usd = float(-a["cash"].sum()), float(a["units"].sum()) * price
+    console().print(
+        f"wrote {output}: {len(book):,} loans on {symbol} at {price:,.2f} USD, "
+        f"{time.isoformat()}: debt ${debt_usd / 1e6:,.2f}M against ${collateral_usd / 1e6:,.2f}M "
+        f"of collateral ({debt_usd / collateral_usd:.1%})"
+        + (f"; {skipped:,} closed rows skipped" if skipped else ""), markup=False)
 
 
 @app.command("inspect")
