@@ -444,7 +444,7 @@ def w10m(ctx: Context) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     n = int(getattr(ctx.args, "cli_accounts", None) or 10_000_000)
     book_path = out / ("book-10m.parquet" if n == 10_000_000 else f"book-{n}.parquet")
-    event = get_event(ctx.args.event)
+    get_event(ctx.args.event)  # an unknown event fails here, before the book is drawn
     if not book_path.exists():
         # generated in a child process: a child's peak RSS (ru_maxrss) starts from its
         # parent's resident size when it is forked, so this process must stay small

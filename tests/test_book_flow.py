@@ -11,7 +11,6 @@ from backtest.engine.book_flow import BookFlow, Response, book_flow, no_kernel_f
 from backtest.engine.dispatch import Prices, liquidation_order, market_params, simulate
 from backtest.kernels.book_flow_nb import (
     FLOW_FIELDS,
-    N_FLOW_FIELDS,
     close_positions_nb,
     cure_amount_nb,
     responder_mask,

@@ -77,13 +77,13 @@ def calibrate_file(config: str | Path, output: str | Path, max_evaluations: int 
     rows = [_row(o, s, True, cfg.open_interest_weight)
             for o, s in zip(full.outcomes, specs, strict=True)]
     spread = cal.seed_spread(list(full.values.values())) if cfg.seed_spread else []
-    for row, (mean, cv) in zip(rows, spread):
+    for row, (mean, cv) in zip(rows, spread, strict=False):  # no spread: no seeds asked
         row["ratio_other_seeds_mean"] = round(mean, 4)
         if math.isfinite(cv):
             row["ratio_other_seeds_cv"] = round(cv, 4)
     held = [dict(_row(o, s, False), objective_without=round(f.objective, 6),
                  **{f"fitted_{k}": round(v, 6) for k, v in f.values.items()})
-            for (o, f), s in zip(loo, specs)]
+            for (o, f), s in zip(loo, specs, strict=False)]
     fit = {"config": str(config), "policy": cfg.policy, "accounts": cfg.accounts,
            "seed": cfg.seed, "interval_minutes": cfg.interval_minutes,
            "open_interest_weight": cfg.open_interest_weight,
