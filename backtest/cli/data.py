@@ -4,6 +4,8 @@ Commands:
 
 - ``liqbt data import PATH... [--venue V] [--market spot|perp] [--symbol S] [--interval I]
   [--store DIR]``
+- ``liqbt data import-feed FEED --venue NAME --symbol S --interval I [--market spot|perp]
+  [--store DIR]``: an oracle price feed as candles (:mod:`backtest.tapes.feed`)
 - ``liqbt data list [--store DIR] [--events FILE]``
 
 A :class:`backtest.errors.TapeError` aborts the command; the CLI shell prints it and exits 2.
@@ -13,7 +15,7 @@ Files imported before the failing one stay imported; the failing one changes not
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -127,6 +129,38 @@ def import_(
         result = tape_store.import_file(path, venue=venue, market=market, symbol=symbol,
                                         interval=interval)
         print_result(console, result)
+
+
+@app.command("import-feed")
+def import_feed(
+    path: Annotated[Path, typer.Argument(
+        metavar="FEED", help="Oracle price updates: .csv, .parquet or .json.")],
+    venue: Annotated[str, typer.Option(
+        metavar="NAME", help="Name to store the tape under, e.g. chainlink-base ([oracle] "
+                             "mark_venue).")],
+    symbol: Annotated[str, typer.Option(metavar="BASE/QUOTE",
+                                        help="Asset pair the feed prices.")],
+    interval: Annotated[str, typer.Option(
+        metavar="INTERVAL", help="Candle interval, that of the run's tape, e.g. 5m.")],
+    market: Annotated[str, typer.Option(
+        metavar="spot|perp", help="Market to file it under ([oracle] mark_market).")
+    ] = "spot",
+    store: Annotated[Path | None, typer.Option(
+        metavar="DIR", help="Tape store directory (default $LIQBT_TAPES or data/tapes).")
+    ] = None,
+) -> None:
+    """Import an oracle price feed as candles of the price in force.
+
+    For runs that trigger on the protocol's oracle: [oracle] model = "mark" with mark_venue
+    set to --venue (docs/tapes.md, "Oracle price feeds").
+    """
+    from backtest.tapes import TapeStore
+    from backtest.tapes.feed import read_feed
+
+    if market not in ("spot", "perp"):
+        raise typer.BadParameter("give spot or perp", param_hint="--market")
+    raw = read_feed(path, venue=venue, symbol=symbol, interval=interval, market=market)
+    print_result(_console(), TapeStore(store).import_tape(raw))
 
 
 def _events_table(tape_store: TapeStore, events_path: Path | None, infos: list[TapeInfo]

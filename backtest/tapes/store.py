@@ -757,6 +757,16 @@ class TapeStore:
             return self._import_funding(raw)
         return self._import_ohlcv(raw)
 
+    def import_tape(self, raw: RawTape) -> ImportResult:
+        """Import candles already read (e.g. :func:`backtest.tapes.feed.read_feed`).
+
+        Raises
+        ------
+        TapeError
+            As :meth:`import_file`.
+        """
+        return self._import_ohlcv(raw)
+
     def _interval_of(self, raw: RawTape) -> int:
         path = raw.source.path
         ts = raw.frame["timestamp"].dt.epoch("ms").to_numpy()

@@ -1,0 +1,205 @@
+"""Import an oracle price feed (a list of price updates) as candles of the price in force.
+
+A lending protocol liquidates on its oracle, not on one venue's candle: on 2025-10-10 Binance's
+BTC spot candle fell to 102,000 while the Chainlink BTC/USD feed that Morpho's cbBTC market on
+Base reads bottomed at 105,107 (``docs/calibration.md``). A feed's history, as its rounds are
+exported (``[updated_at, round_id, answer]``), becomes a tape that a run triggers on with
+``[oracle] model = "mark"`` and ``mark_venue`` set to the feed's venue name.
+
+**Candles of the price in force.** Between two updates the feed's price stays what the last
+update set, so a candle of ``interval`` seconds starting at ``t`` has
+
+- ``open``: the price in force at ``t`` (the last update at or before ``t``; the first candle,
+  which starts at the first update's interval boundary, opens at that first update);
+- ``high``, ``low``: the extremes of the open and of every update inside ``[t, t + interval)``;
+- ``close``: the price in force at the candle's end;
+- ``volume``: 0 (a feed trades nothing; a mark tape's volume is not read).
+
+Candles run from the first update's candle to the last update's, with none missing: the
+price stays in force without updates.
+
+Formats: CSV or Parquet with a time column (``updated_at``, ``timestamp``, ``ts``, ``time``:
+epoch seconds or milliseconds, or ISO 8601) and a price column (``answer`` or ``price``); or
+JSON, a list of ``[time, ..., price]`` arrays (time first, price last: Chainlink round
+exports) or of records with those columns. Updates must be in strictly increasing time order
+with positive finite prices; the first that is not is named with its row.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from backtest.errors import TapeError
+from backtest.tapes.schema import (
+    OHLCV_COLUMNS,
+    TIMESTAMP_DTYPE,
+    RawTape,
+    Source,
+    epoch_to_ms,
+    file_sha256,
+    parse_interval,
+    parse_symbol,
+    read_bytes,
+    validate_frame,
+)
+
+FEED_TIME_COLUMNS = ("updated_at", "timestamp", "ts", "time")
+FEED_PRICE_COLUMNS = ("answer", "price")
+
+
+def read_feed_updates(path: str | Path, data: bytes | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Read a feed's updates: times (int64 epoch ms) and prices (float64), shape (N,).
+
+    Raises
+    ------
+    TapeError
+        Unreadable file, unknown format, a missing time or price column, a value that is not a
+        number or date-time, a price that is not positive, or a time not after the previous one
+        (the message names the row).
+    """
+    path = Path(path)
+    data = read_bytes(path) if data is None else data
+    name = path.name.lower()
+    try:
+        if name.endswith(".json"):
+            frame = _json_frame(data, path)
+        elif name.endswith(".csv"):
+            frame = pl.read_csv(io.BytesIO(data), infer_schema=False)
+        elif name.endswith(".parquet"):
+            frame = pl.read_parquet(io.BytesIO(data))
+        else:
+            raise TapeError("unknown feed format: give .csv, .parquet or .json", path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise TapeError(f"not a readable feed file ({str(exc).splitlines()[0]})", path) from None
+    lower = {c.lower(): c for c in reversed(frame.columns)}
+    cols = {}
+    for role, names in (("time", FEED_TIME_COLUMNS), ("price", FEED_PRICE_COLUMNS)):
+        found = next((lower[c] for c in names if c in lower), None)
+        if found is None:
+            raise TapeError(f"no {role} column: expected one of {', '.join(names)} (has: "
+                            f"{', '.join(frame.columns)})", path)
+        cols[role] = found
+    if frame.height == 0:
+        raise TapeError("no updates", path)
+    ms = _times(frame[cols["time"]], path)
+    price = frame[cols["price"]].cast(pl.String).str.strip_chars().cast(pl.Float64,
+                                                                        strict=False)
+    values = price.fill_null(np.nan).to_numpy()
+    bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
+    if bad.size:
+        raise TapeError(f"row {bad[0]}: price {frame[cols['price']][int(bad[0])]!r} is not a "
+                        "positive number", path)
+    back = np.flatnonzero(np.diff(ms) <= 0)
+    if back.size:
+        r = int(back[0]) + 1
+        raise TapeError(f"row {r}: update time is not after the previous row's (updates must "
+                        "be in strictly increasing time order)", path)
+    return ms, values
+
+
+def _json_frame(data: bytes, path: Path) -> pl.DataFrame:
+    try:
+        rows = json.loads(data)
+    except ValueError as exc:
+        raise TapeError(f"not a readable JSON file ({exc})", path) from None
+    if not isinstance(rows, list) or not rows:
+        raise TapeError("expected a non-empty JSON list of updates", path)
+    if all(isinstance(r, list) and len(r) >= 2 for r in rows):
+        return pl.DataFrame({"time": [str(r[0]) for r in rows],
+                             "price": [str(r[-1]) for r in rows]})
+    if all(isinstance(r, dict) for r in rows):
+        return pl.DataFrame([{k: None if v is None else str(v) for k, v in r.items()}
+                             for r in rows], infer_schema_length=None)
+    raise TapeError("expected a JSON list of [time, ..., price] arrays or of records", path)
+
+
+def _times(series: pl.Series, path: Path) -> np.ndarray:
+    text = series.cast(pl.String).str.strip_chars()
+    numbers = text.cast(pl.Float64, strict=False)
+    if numbers.null_count() == 0:
+        return epoch_to_ms(numbers.to_numpy())
+    parsed = text.str.to_datetime(time_zone="UTC", strict=False)
+    bad = np.flatnonzero(parsed.is_null().to_numpy())
+    if bad.size:
+        raise TapeError(f"row {bad[0]}: time {series[int(bad[0])]!r} is not a date-time or "
+                        "epoch number", path)
+    return parsed.dt.epoch("ms").to_numpy()
+
+
+def feed_candles(ms: np.ndarray, price: np.ndarray, interval_ms: int) -> pl.DataFrame:
+    """Candles of the price in force (module docstring) from updates sorted by time.
+
+    Parameters
+    ----------
+    ms : numpy.ndarray of int64, shape (N,)
+        Update times, epoch ms, strictly increasing.
+    price : numpy.ndarray of float64, shape (N,)
+        Prices set by each update (USD per unit).
+    interval_ms : int
+        Candle length, ms.
+
+    Returns
+    -------
+    polars.DataFrame
+        :data:`OHLCV_COLUMNS`, one row per interval from the first update's to the last's.
+    """
+    bucket = ms // interval_ms
+    starts = np.arange(bucket[0], bucket[-1] + 1, dtype=np.int64)
+    # the last update at or before each candle's end: the price in force at its close (a
+    # candle without an update keeps the previous one's)
+    close = price[np.searchsorted(bucket, starts, side="right") - 1]
+    open_ = np.empty_like(close)
+    open_[0] = price[0]
+    open_[1:] = close[:-1]
+    high, low = open_.copy(), open_.copy()
+    for_candle = bucket - bucket[0]
+    np.maximum.at(high, for_candle, price)
+    np.minimum.at(low, for_candle, price)
+    return pl.DataFrame({
+        "timestamp": pl.Series(starts * interval_ms, dtype=pl.Int64).cast(TIMESTAMP_DTYPE),
+        "open": open_, "high": high, "low": low, "close": close,
+        "volume": np.zeros(starts.size),
+    }).select(OHLCV_COLUMNS)
+
+
+def read_feed(path: str | Path, *, venue: str, symbol: str, interval: str,
+              market: str = "spot") -> RawTape:
+    """Read a feed file into validated candles of ``interval`` (see the module docstring).
+
+    Parameters
+    ----------
+    path : str or Path
+        The feed export.
+    venue : str
+        Name the tape is stored under (e.g. ``chainlink-base``): a run's ``[oracle]
+        mark_venue``.
+    symbol : str
+        ``BASE/QUOTE`` the feed prices.
+    interval : str
+        Candle interval, e.g. ``5m``: that of the run's tape.
+    market : {"spot", "perp"}
+        Market the tape is filed under (a mark tape is read as ``[oracle] mark_market``).
+
+    Raises
+    ------
+    TapeError
+        As :func:`read_feed_updates`, or an invalid interval or symbol.
+    """
+    path = Path(path)
+    data = read_bytes(path)
+    ms, price = read_feed_updates(path, data)
+    try:
+        seconds = parse_interval(interval)
+        base, quote = parse_symbol(symbol)
+    except TapeError as exc:
+        raise TapeError(exc.detail, path) from None
+    frame = feed_candles(ms, price, seconds * 1000)
+    validate_frame(frame, path)
+    return RawTape(frame, venue, market, f"{base}/{quote}", interval,
+                   Source(str(path), file_sha256(data), int(ms.size)))

@@ -1,0 +1,113 @@
+"""Oracle price feeds as tapes: candles of the price in force, bad feeds named, and a run that
+triggers on the feed liquidates where the feed, not the venue's candle, says."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from backtest.engine.run import execute
+from backtest.errors import TapeError
+from backtest.tapes import TapeStore
+from backtest.tapes.feed import feed_candles, read_feed, read_feed_updates
+from tests.conftest import Synth
+from tests.test_engine_run import START, crash_rows
+
+MIN = 60_000
+
+
+def test_candles_hold_the_price_in_force():
+    # updates at 0:30, 1:10, 1:40 and 4:20 (minutes), 2-minute candles from 0:00 to 4:00
+    ms = np.array([30, 70, 100, 260]) * 1000
+    price = np.array([100.0, 104.0, 97.0, 99.0])
+    c = feed_candles(ms, price, 2 * MIN)
+    assert c["timestamp"].dt.epoch("ms").to_list() == [0, 120_000, 240_000]
+    assert c["open"].to_list() == [100.0, 97.0, 97.0]     # the first update, then in force
+    assert c["high"].to_list() == [104.0, 97.0, 99.0]
+    assert c["low"].to_list() == [97.0, 97.0, 97.0]       # 2:00-4:00 has no update: flat
+    assert c["close"].to_list() == [97.0, 97.0, 99.0]
+    assert c["volume"].to_list() == [0.0, 0.0, 0.0]
+
+
+def test_json_triples_records_and_iso_times_read_alike(tmp_path):
+    t0 = int(START.timestamp())
+    (tmp_path / "a.json").write_text(json.dumps([[t0, 1, 100.5], [t0 + 90, 2, 99.0]]))
+    (tmp_path / "b.json").write_text(json.dumps([{"updated_at": t0, "answer": "100.5"},
+                                                 {"updated_at": t0 + 90, "answer": 99}]))
+    (tmp_path / "c.csv").write_text("time,price\n2021-05-19T00:00:00Z,100.5\n"
+                                    "2021-05-19T00:01:30Z,99.0\n")
+    got = [read_feed_updates(tmp_path / n) for n in ("a.json", "b.json", "c.csv")]
+    for ms, price in got:
+        assert ms.tolist() == [t0 * 1000, (t0 + 90) * 1000]
+        assert price.tolist() == [100.5, 99.0]
+    raw = read_feed(tmp_path / "a.json", venue="chainlink", symbol="btc/usdt", interval="1m")
+    assert (raw.venue, raw.market, raw.symbol, raw.interval) == ("chainlink", "spot",
+                                                                 "BTC/USDT", "1m")
+    assert raw.frame["low"].to_list() == [100.5, 99.0] and raw.source.rows == 2
+
+
+@pytest.mark.parametrize("content, message", [
+    ("ts,price\n10,100\n10,101\n", "row 1: update time is not after"),
+    ("ts,price\n10,100\n20,-1\n", "row 1: price '-1' is not a positive number"),
+    ("ts,price\n10,100\n20,x\n", "row 1: price 'x' is not a positive number"),
+    ("ts,value\n10,100\n", "no price column"),
+    ("when,price\n10,100\n", "no time column"),
+    ("ts,price\nyesterday,100\n", "row 0: time 'yesterday' is not a date-time"),
+])
+def test_bad_feeds_are_named(tmp_path, content, message):
+    path = tmp_path / "feed.csv"
+    path.write_text(content)
+    with pytest.raises(TapeError, match=message) as info:
+        read_feed_updates(path)
+    assert "feed.csv" in str(info.value)
+
+
+def test_a_run_on_the_feed_liquidates_where_the_feed_says(tmp_path):
+    """Loans at LTVs spread over the threshold; the venue's candles fall further than the
+    feed (floored), so on the feed exactly the loans past 0.86 x the feed's low liquidate."""
+    rows = crash_rows()
+    store = TapeStore(tmp_path / "tapes")
+    store.import_file(Synth.ft_json(tmp_path / "src" / "BTC_USDT-5m.json", rows), "binance")
+    a = store.resolve("BTC/USDT", START - timedelta(days=1), START + timedelta(days=1)).arrays()
+    start_ms = int(START.timestamp() * 1000)
+    before, window = a["timestamp"] < start_ms, a["timestamp"] >= start_ms
+    price = float(a["close"][before][-1])
+    floor = (price + float(a["low"][window].min())) / 2        # halfway down the crash
+    feed = tmp_path / "feed.csv"
+    pl.DataFrame({"ts": a["timestamp"] + 1000,                 # one update a candle
+                  "price": np.maximum(a["close"], floor)}).write_csv(feed)
+    store.import_tape(read_feed(feed, venue="oracle", symbol="BTC/USDT", interval="5m"))
+    ltv = np.linspace(0.30, 0.85, 400)
+    book = tmp_path / "book.parquet"
+    pl.DataFrame({"collateral": np.ones(400), "debt": ltv * price}).write_csv(tmp_path / "p.csv")
+    from backtest.cli import main
+    assert main(["book", "import", str(tmp_path / "p.csv"), "-o", str(book), "--symbol",
+                 "BTC/USDT", "--price", repr(price), "--time", "2021-05-18T23:55:00Z"]) == 0
+    config = tmp_path / "run.toml"
+    config.write_text(f"""
+name = "on-the-feed"
+start = 2021-05-19T00:00:00Z
+end = 2021-05-20T00:00:00Z
+symbol = "BTC/USDT"
+book = "{book}"
+policies = ["morpho-blue"]
+[tape]
+venue = "binance"
+interval = "5m"
+[oracle]
+model = "mark"
+mark_venue = "oracle"
+""")
+    _, run_dir = execute(config, runs=tmp_path / "runs", store=tmp_path / "tapes",
+                         show_progress=False)
+    liquidated = (pl.read_parquet(run_dir / "accounts.parquet").sort("account_id")
+                  ["liquidations"].to_numpy() > 0)
+    mark = store.resolve("BTC/USDT", START, START + timedelta(days=1), "oracle").arrays()
+    on_feed = ltv > 0.86 * float(mark["low"].min()) / price
+    on_candles = ltv > 0.86 * float(a["low"][window].min()) / price
+    assert on_feed.sum() < on_candles.sum()    # the feed saw less of the crash
+    np.testing.assert_array_equal(liquidated, on_feed)
