@@ -87,24 +87,23 @@ def test_bad_files_are_named(tmp_path):
         read_positions(tmp_path / "p.json", CSV)
 
 
-def test_an_imported_book_is_liquidated_where_the_protocols_rule_says(tmp_path):
-    """Morpho at LLTV 86%, liquidators in the step, the candle's low: a position is liquidated
-    exactly when its LTV at the import price exceeds 0.86 x the window's low / that price."""
-    rows = crash_rows()
+def crash_store(tmp_path) -> tuple[TapeStore, dict, float]:
+    """The synthetic crash tape in a store; its arrays around START and the last close before."""
     store = TapeStore(tmp_path / "tapes")
-    store.import_file(Synth.ft_json(tmp_path / "src" / "BTC_USDT-5m.json", rows), "binance")
+    store.import_file(Synth.ft_json(tmp_path / "src" / "BTC_USDT-5m.json", crash_rows()),
+                      "binance")
     a = store.resolve("BTC/USDT", START - timedelta(days=1), START + timedelta(days=1)).arrays()
-    before = a["timestamp"] < int(START.timestamp() * 1000)
-    price = float(a["close"][before][-1])
-    low = float(a["low"][~before].min())
-    ltv = np.linspace(0.30, 0.85, 400)
-    path = tmp_path / "p.csv"
-    pl.DataFrame({"collateral": np.ones(400), "debt": ltv * price}).write_csv(path)
-    out = tmp_path / "book.parquet"
+    return store, a, float(a["close"][a["timestamp"] < int(START.timestamp() * 1000)][-1])
+
+
+def run_imported_loans(tmp_path, ltv: np.ndarray, price: float, oracle: str = "") -> np.ndarray:
+    """Import one-unit loans at ``ltv`` (CLI), run ``morpho-blue`` on the crash day; return
+    which accounts were liquidated, in account order."""
+    path, out = tmp_path / "p.csv", tmp_path / "book.parquet"
+    pl.DataFrame({"collateral": np.ones(ltv.size), "debt": ltv * price}).write_csv(path)
     assert main(["book", "import", str(path), "-o", str(out), "--symbol", "BTC/USDT",
                  "--price", repr(price), "--time", "2021-05-18T23:55:00Z"]) == 0
-    book = read_book(out)
-    np.testing.assert_allclose(_debt(book), ltv * price, rtol=1e-12)
+    np.testing.assert_allclose(_debt(read_book(out)), ltv * price, rtol=1e-12)
     config = tmp_path / "run.toml"
     config.write_text(f"""
 name = "imported"
@@ -116,11 +115,20 @@ policies = ["morpho-blue"]
 [tape]
 venue = "binance"
 interval = "5m"
+{oracle}
 """)
     _, run_dir = execute(config, runs=tmp_path / "runs", store=tmp_path / "tapes",
                          show_progress=False)
     acc = pl.read_parquet(run_dir / "accounts.parquet").sort("account_id")
-    liquidated = acc["liquidations"].to_numpy() > 0
+    return acc["liquidations"].to_numpy() > 0
+
+
+def test_an_imported_book_is_liquidated_where_the_protocols_rule_says(tmp_path):
+    """Morpho at LLTV 86%, liquidators in the step, the candle's low: a position is liquidated
+    exactly when its LTV at the import price exceeds 0.86 x the window's low / that price."""
+    _, a, price = crash_store(tmp_path)
+    low = float(a["low"][a["timestamp"] >= int(START.timestamp() * 1000)].min())
+    ltv = np.linspace(0.30, 0.85, 400)
     expected = ltv > 0.86 * low / price
     assert 0 < expected.sum() < 400  # the test has both kinds
-    np.testing.assert_array_equal(liquidated, expected)
+    np.testing.assert_array_equal(run_imported_loans(tmp_path, ltv, price), expected)
