@@ -1,11 +1,12 @@
 """Fit a lending book's loan-to-value distribution to the protocol's state at an event's start.
 
-A ``kind = "loan-state"`` calibration file (``configs/calibration/maker.toml``) names one
-generator parameter of the loans' loan-to-value at entry (``ltv_min``, ``ltv_max``,
-``ltv_beta_a`` or ``ltv_beta_b``: LTV = ``ltv_min + (ltv_max - ltv_min) x Beta(a, b)``,
-:mod:`backtest.books.generate`), the protocol's debt and collateral at the window start
-(``data/validation`` targets) and the book's tape; ``configs/calibration/maker.toml`` is the
-commented example (its ``[fit]`` table: ``name``, ``low``, ``high``).
+A ``kind = "loan-state"`` calibration file (commented example: ``configs/calibration/maker.toml``)
+names one generator parameter of the loans' loan-to-value at entry (``[fit]``: ``name``, ``low``,
+``high``; one of ``ltv_min``, ``ltv_max``, ``ltv_beta_a``, ``ltv_beta_b``: LTV = ``ltv_min +
+(ltv_max - ltv_min) x Beta(a, b)``, :mod:`backtest.books.generate`), the protocol's debt and
+collateral at the window start (``data/validation`` targets) and the book's tape. Where the
+protocol's debt-weighted LTV quantiles are known, ``[[shape]]`` fields are fitted to them
+too (:mod:`backtest.calibration.loan_shape`; ``configs/calibration/morpho-cbbtc.toml``).
 
 **Equation.** The fitted value solves ``simulated(x) = real`` with
 ``scipy.optimize.brentq`` on ``[low, high]``, where ``simulated(x)`` is the book's total debt
@@ -26,10 +27,9 @@ The ratio does not depend on the book's size. The Beta sampler draws a varying n
 uniforms, so the ratio is a noisy step function of ``x`` at a fixed seed: the fit reports the
 residual at the root and the ratio's spread over four other seeds.
 
-The written file is a calibrated file (:mod:`backtest.calibration.fitted`): ``[book]``,
-``[response]`` (cures off), ``[fit]`` with both ends' fitted values, and one ``[[fit.event]]``
-row whose ``targets`` list the targets in the fit (debt, collateral and the other debts), so
-``liqbt validate`` marks those in fit and every other figure of the event held out.
+It writes a calibrated file (:mod:`backtest.calibration.fitted`): ``[book]``, ``[response]``
+(cures off), ``[fit]`` (both ends' values) and one ``[[fit.event]]`` row whose ``targets`` are
+those in the fit, so ``liqbt validate`` marks every other figure of the event held out.
 """
 
 from __future__ import annotations
@@ -49,6 +49,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backtest.books.generate import BookParams
 from backtest.books.schema import Book
+from backtest.calibration.loan_shape import (
+    LtvQuantile,
+    check_fitted_fields,
+    debt_to_collateral,
+    fit_shape,
+    print_shape,
+    shape_fields,
+)
 from backtest.errors import ConfigError
 from backtest.validation import describe, read_toml
 
@@ -82,6 +90,8 @@ class LoanStateConfig(BaseModel):
         Target ids (``borrowed_usd``, ``collateral_usd``) of the event.
     collateral_may_also_back : list of str
         ``borrowed_usd`` target ids the collateral figure may also back (the high end).
+    shape, quantile : list
+        Loan-to-value fields fitted to the protocol's debt-weighted LTV quantiles.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -99,6 +109,8 @@ class LoanStateConfig(BaseModel):
     collateral_may_also_back: list[str] = []
     xtol: float = Field(1e-4, gt=0.0)
     fit: LoanStateParameter
+    shape: list[LoanStateParameter] = []
+    quantile: list[LtvQuantile] = []
 
 
 def is_loan_state(path: str | Path) -> bool:
@@ -119,11 +131,7 @@ def load_loan_state(path: str | Path) -> LoanStateConfig:
         cfg = LoanStateConfig.model_validate(read_toml(path))
     except ValidationError as exc:
         raise ConfigError(describe(exc), path) from None
-    if cfg.fit.name not in LTV_FIELDS:
-        raise ConfigError(f"field 'fit.name': {cfg.fit.name!r} is not one of "
-                          f"{', '.join(LTV_FIELDS)}", path)
-    if not cfg.fit.low < cfg.fit.high:
-        raise ConfigError("field 'fit.low': need low < high", path)
+    check_fitted_fields(cfg, LTV_FIELDS, path)
     return cfg
 
 
@@ -179,37 +187,6 @@ def real_ratio(cfg: LoanStateConfig, targets: list, path: str | Path | None = No
     low, high = debt / collateral, (debt + other) / collateral
     return RealRatio(debt, collateral, other, low, high, math.sqrt(low * high),
                      [cfg.debt_target, cfg.collateral_target, *cfg.collateral_may_also_back])
-
-
-def debt_to_collateral(book: Book, price: float) -> float:
-    """Total loan debt over total loan collateral value of a book at ``price``.
-
-    Parameters
-    ----------
-    book : Book
-        A book with loans (``product == "loan"``).
-    price : float
-        USD per collateral unit (the last close before the window start).
-
-    Returns
-    -------
-    float
-        ``sum(size x entry_price x (1 - 1 / leverage)) / sum(size x price)`` over the loans:
-        the engine's debt (``-cash``) over collateral value (``docs/books.md``).
-
-    Raises
-    ------
-    ValueError
-        If the book holds no loan collateral.
-    """
-    f = book.frame
-    loan = f["product"].to_numpy() == "loan"
-    size = f["size"].to_numpy()[loan]
-    debt = size * f["entry_price"].to_numpy()[loan] * (1.0 - 1.0 / f["leverage"].to_numpy()[loan])
-    collateral = float(size.sum()) * price
-    if collateral <= 0.0:
-        raise ValueError("the book holds no loan collateral")
-    return float(debt.sum() / collateral)
 
 
 @dataclass
@@ -350,13 +327,18 @@ def calibrate_loan_state(config: str | Path, output: str | Path, store=None, con
         raise ConfigError(f"field 'book': {cfg.book} is not a loans-only book "
                           "(loan_fraction must be 1)", config)
     real = real_ratio(cfg, load_targets(validation, events), config)
+    shape = (fit_shape(cfg, base, lambda b: _event_fit(cfg, b, store, events), real.middle)
+             if cfg.shape else None)
+    if shape is not None:
+        base = base.model_copy(update=shape.values)
     fitter = _event_fit(cfg, base, store, events)
     name = cfg.fit.name
     fits = {end: fitter.solve(getattr(real, end)) for end in ("low", "middle", "high")}
     mid = fits["middle"]
     spread = fitter.spread(mid.value)
     fit = {"config": str(config), "kind": cfg.kind, "accounts": cfg.accounts, "seed": cfg.seed,
-           "price_usd": fitter.price, "fitted": [name], f"fitted_{name}": mid.value,
+           "price_usd": fitter.price, "fitted": [name, *(shape.values if shape else [])],
+           f"fitted_{name}": mid.value,
            f"fitted_{name}_low_end": fits["low"].value,
            f"fitted_{name}_high_end": fits["high"].value,
            "real_debt_to_collateral": real.middle,
@@ -364,6 +346,7 @@ def calibrate_loan_state(config: str | Path, output: str | Path, store=None, con
            "simulated_debt_to_collateral": mid.simulated,
            "simulated_debt_to_collateral_other_seeds_low": spread[0],
            "simulated_debt_to_collateral_other_seeds_high": spread[1],
+           **(shape_fields(cfg, shape) if shape else {}),
            "evaluations": sum(f.evaluations for f in fits.values()),
            "seconds": round(time.perf_counter() - t0, 1)}
     row = {"event": cfg.event, "venue": base.represents, "asset": cfg.symbol.split("/")[0],
@@ -376,6 +359,8 @@ def calibrate_loan_state(config: str | Path, output: str | Path, store=None, con
                      ResponseConfig(enabled=False), fit, [row], [],
                      f"Calibrated by `{command}`\nfrom {config}: do not edit by hand; refit.")
     _print(console, cfg, real, fits, spread)
+    if shape:
+        print_shape(console, cfg, shape)
     console.print(f"wrote {output} ({fit['seconds']:.0f} s)")
     return fit
 
