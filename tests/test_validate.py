@@ -195,6 +195,7 @@ def world(tmp_path):
     _write_run(runs, "r3-binance", {"venue": "binance", "open_interest_usd": str(OI / 2)})
     _write_run(runs, "r4-doge", {}, symbol="DOGE/USDT")
     _write_run(runs, "r5-free", {}, event=None)
+    _write_run(runs, "r6-imported", {"source": "imported", "calibration_fit_targets": "[]"})
     return runs, targets  # the run directories are the catalog
 
 
@@ -249,6 +250,15 @@ def test_uncalibrated_book_and_missing_venue_are_said(world):
     text = " ".join(comparison.notes)
     assert "Uncalibrated book" in text and "names no venue" in text
     assert {r.fit for r in comparison.rows} == {UNCALIBRATED}
+
+
+def test_an_imported_book_is_said_and_held_out_everywhere(world):
+    comparison = _comparison(world, "r6-imported")
+    assert comparison.book_kind.startswith("imported book")
+    assert {r.fit for r in comparison.rows} == {HELD_OUT}
+    assert not any("Uncalibrated" in n for n in comparison.notes)
+    assert _comparison(world, "r1-calibrated").book_kind == "calibrated book"
+    assert _comparison(world, "r2-plain").book_kind == UNCALIBRATED
 
 
 def test_venue_of_the_book_narrows_targets_and_its_open_interest_is_used(world):

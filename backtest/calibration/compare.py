@@ -85,6 +85,8 @@ class RunFacts:
         ``calibration_fit_targets``, a JSON list); None for an uncalibrated book.
     open_interest_usd : float or None
         Book metadata ``open_interest_usd`` (notional at the window start, USD), if recorded.
+    imported : bool
+        The book holds real positions as given (``liqbt book import``; metadata ``source``).
     """
 
     event: str | None
@@ -95,6 +97,7 @@ class RunFacts:
     end: datetime
     fit_keys: frozenset[str] | None = None
     open_interest_usd: float | None = None
+    imported: bool = False
 
     @classmethod
     def from_manifest(cls, manifest: dict) -> RunFacts:
@@ -120,6 +123,7 @@ class RunFacts:
             end=_time(window["end"]),
             fit_keys=fit_keys(meta),
             open_interest_usd=_float(meta.get("open_interest_usd")),
+            imported=meta.get("source") == "imported",
         )
 
 
@@ -247,6 +251,13 @@ class Comparison:
     def calibrated(self) -> bool:
         """Whether the book records which targets it was calibrated on."""
         return self.facts.fit_keys is not None
+
+    @property
+    def book_kind(self) -> str:
+        """``imported book``, ``calibrated book`` or ``uncalibrated book``."""
+        if self.facts.imported:
+            return "imported book (real positions as given, nothing fitted)"
+        return "calibrated book" if self.calibrated else UNCALIBRATED
 
 
 def matching_targets(facts: RunFacts, targets: list[Target]) -> list[Target]:

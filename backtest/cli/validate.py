@@ -64,8 +64,7 @@ def render_text(run_id: str, comparison) -> str:
     lines = [f"Run {run_id}: event {f.event or '(none)'}, {f.asset or '?'} "
              f"{'/'.join(f.products) or '?'}, venue {f.venue or '(not named by the book)'}, "
              f"window {window}"]
-    lines.append("Against what happened: "
-                 + ("calibrated book" if comparison.calibrated else "uncalibrated book"))
+    lines.append("Against what happened: " + comparison.book_kind)
     lines += [f"note: {n}" for n in comparison.notes]
     if comparison.sentence:
         lines.append(comparison.sentence)

@@ -1120,7 +1120,7 @@ def against_what_happened(catalog: Catalog, run_id: str,
     dict
         ``rows`` (list of dict of str), ``notes`` (list of str), ``sentence`` (str or None:
         the plain sentence when nothing matches, or why the targets could not be read),
-        ``calibrated`` (bool).
+        ``calibrated`` (bool), ``book_kind`` (str: imported, calibrated or uncalibrated book).
     """
     from backtest.calibration.compare import RunFacts, compare, table_rows
     from backtest.calibration.sources import RunTables
@@ -1131,7 +1131,8 @@ def against_what_happened(catalog: Catalog, run_id: str,
         comparison = compare(facts, RunTables(catalog, run_id, facts), directory=targets_dir)
     except ConfigError as exc:
         return {"rows": [], "notes": [], "calibrated": facts.fit_keys is not None,
-                "sentence": f"The published targets could not be read, so this run is not "
-                            f"held against what happened: {exc}"}
+                "book_kind": "", "sentence": f"The published targets could not be read, so "
+                                             f"this run is not held against what happened: {exc}"}
     return {"rows": table_rows(comparison), "notes": comparison.notes,
-            "sentence": comparison.sentence, "calibrated": comparison.calibrated}
+            "sentence": comparison.sentence, "calibrated": comparison.calibrated,
+            "book_kind": comparison.book_kind}
