@@ -13,7 +13,8 @@
 #               (vault book from configs/calibration/maker-fitted.toml, docs/calibration.md)
 #   make morpho-oct-2025  Morpho Blue's cbBTC/USDC market on Base through 2025-10-10/11: a loan
 #               book calibrated on the market's state the day before, its real liquidations
-#               held out (configs/calibration/morpho-cbbtc-fitted.toml, docs/calibration.md)
+#               held out, then a 30-member ensemble over the unknowns (liquidators' capital,
+#               response) (configs/calibration/morpho-cbbtc-fitted.toml, docs/calibration.md)
 #   make policy-library  the perp presets and variants on calibrated perp books, the lending
 #               presets on a loans book, every catalogued event with a tape, ACCOUNTS accounts
 #               each (configs/policy-library.toml, configs/policy-library-lending.toml)
@@ -110,6 +111,7 @@ morpho-oct-2025: setup
 		-o data/books/oct-2025-morpho-cbbtc.parquet
 	$(BIN)/liqbt run configs/oct-2025-morpho.toml --report
 	$(BIN)/liqbt validate latest
+	$(BIN)/liqbt run configs/oct-2025-morpho-ensemble.toml --workers 2
 
 # The policy library on every catalogued event with a tape in the shared data: event, symbol
 # and interval of the finest tape (see $(LIQBT_SHARED_DATA)/README.md).

@@ -17,6 +17,7 @@ from backtest.sweep.ensemble import (
     INPUTS,
     Draw,
     EnsembleSpec,
+    apply_member,
     book_seed,
     default_ranges,
     member_values,
@@ -98,7 +99,7 @@ def test_member_draws_depend_only_on_seed_and_member():
         assert member_values(small, k, r_small) == member_values(big, k, r_big)
     assert member_values(big, 0, r_big) != member_values(big, 1, r_big)
     # every default input of a perp book under cascade impact varies, within its range
-    assert set(r_big.draws) == set(INPUTS) - {"oracle_lag_minutes"}
+    assert set(r_big.draws) == set(INPUTS) - {"oracle_lag_minutes", "keeper_capital_usd"}
     for k in range(50):
         v = member_values(big, k, r_big)
         for name, d in r_big.draws.items():
@@ -154,6 +155,16 @@ fitted_delay_minutes = 11.9
                         BookParams(), cal, meta, RunSections(), "x", "BTC")
     assert r2.draws["leverage_scale"].high == 2 and r2.sources["leverage_scale"] == "ensemble"
     assert "response_share" not in r2.draws
+    # liquidators' capital: no default range; given, it is drawn and set per member
+    assert "keeper_capital_usd" not in r.draws
+    spec = EnsembleSpec(members=4, keeper_capital_usd={"distribution": "choice",
+                                                       "values": [3.5e6, 1e9]})
+    r3 = default_ranges(spec, BookParams(), cal, meta, RunSections(), "x", "BTC")
+    values = [member_values(spec, k, r3)["keeper_capital_usd"] for k in range(40)]
+    assert set(values) == {3.5e6, 1e9}
+    _, run = apply_member({"keeper_capital_usd": 3.5e6, "keeper_latency_minutes": 2.0},
+                          BookParams(), RunSections(), r3)
+    assert (run.keepers.capital_usd_per_step, run.keepers.latency_minutes) == (3.5e6, 2.0)
 
 
 # ---------------------------------------------------------------- members as cells

@@ -32,6 +32,8 @@ calibration where it gives one; ``false``: not varied):
 ``oracle_lag_minutes``      ``[oracle] lag_minutes``, minutes (lagged oracle only)
 ``response_share``          ``[response] share``, fraction [0, 1]
 ``response_delay_minutes``  ``[response] delay_minutes``, minutes
+``keeper_capital_usd``      ``[keepers] capital_usd_per_step``, USD a step (keeper-liquidated
+                            policies; drawn only where the ``[ensemble]`` gives its range)
 ========================== ==============================================================
 
 See ``docs/ensembles.md`` for the defaults and their sources.
@@ -65,7 +67,7 @@ from backtest.validation import describe, read_toml
 
 INPUTS = ("leverage_scale", "low_leverage_share", "size_factor", "depth_factor",
           "permanent_fraction", "keeper_latency_minutes", "oracle_lag_minutes",
-          "response_share", "response_delay_minutes")
+          "response_share", "response_delay_minutes", "keeper_capital_usd")
 """The uncertain inputs an ensemble member draws (besides its book seed), in record order."""
 
 _BOUNDS = {"low_leverage_share": (0.0, 1.0), "permanent_fraction": (0.0, 1.0),
@@ -85,7 +87,7 @@ DEFAULT_KEEPER_LATENCY = (0.0, 5.0)
 """Keeper latency range, minutes (uniform), where the config has none."""
 ENGINE_NOT_DRAWN = "not drawn: the venue's engine liquidates at once"
 """Why keeper latency is not drawn by default for policies with ``liquidator = "engine"``."""
-KEEPER_INPUTS = ("keeper_latency_minutes",)
+KEEPER_INPUTS = ("keeper_latency_minutes", "keeper_capital_usd")
 """Inputs that describe third-party keepers: drawn by default only for keeper-liquidated
 policies (a policy's ``liquidator``, ``strategies/README.md``)."""
 DEFAULT_ORACLE_LAG_FACTOR = (0.5, 1.5)
@@ -170,8 +172,8 @@ class EnsembleSpec(StrictModel):
         range (:func:`default_ranges`); False: not varied.
     permanent_fraction, keeper_latency_minutes, oracle_lag_minutes : Draw, False or None
         As above.
-    response_share, response_delay_minutes : Draw, False or None
-        As above.
+    response_share, response_delay_minutes, keeper_capital_usd : Draw, False or None
+        As above (``keeper_capital_usd`` has no default range: it is drawn only when given).
 
     Raises
     ------
@@ -191,6 +193,7 @@ class EnsembleSpec(StrictModel):
     oracle_lag_minutes: InputSpec = None
     response_share: InputSpec = None
     response_delay_minutes: InputSpec = None
+    keeper_capital_usd: InputSpec = None
 
     @field_validator(*INPUTS, mode="before")
     @classmethod
@@ -210,7 +213,8 @@ class EnsembleSpec(StrictModel):
             raise ValueError("values must be >= 0")
         if name in _BOUNDS and hi > _BOUNDS[name][1]:
             raise ValueError("a fraction: values must be <= 1")
-        if name in ("leverage_scale", "size_factor", "depth_factor") and lo <= 0:
+        if name in ("leverage_scale", "size_factor", "depth_factor",
+                    "keeper_capital_usd") and lo <= 0:
             raise ValueError("values must be > 0")
         return d
 
@@ -381,11 +385,13 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
     put("permanent_fraction", impact and run.market.cascade,
         Draw(low=DEFAULT_PERMANENT_FRACTION[0], high=DEFAULT_PERMANENT_FRACTION[1]))
     lat = run.keepers.latency_minutes
-    not_drawn = {name: ENGINE_NOT_DRAWN for name in KEEPER_INPUTS
+    not_drawn = {name: ENGINE_NOT_DRAWN for name in ("keeper_latency_minutes",)
                  if "keepers" not in liquidators and getattr(spec, name) is None}
     put("keeper_latency_minutes", "keeper_latency_minutes" not in not_drawn,
         Draw(low=0.5 * lat, high=1.5 * lat) if lat > 0 else
         Draw(low=DEFAULT_KEEPER_LATENCY[0], high=DEFAULT_KEEPER_LATENCY[1]))
+    # liquidators' capital: no documented default (unlimited is the config's own default)
+    put("keeper_capital_usd", True, None)
     keepers_only = frozenset(name for name in KEEPER_INPUTS if name in draws
                              and sources[name] != "ensemble" and "engine" in liquidators)
     lag = run.oracle.lag_minutes
@@ -511,9 +517,11 @@ def apply_member(values: dict[str, float], params: BookParams, run, ranges: Even
     sections: dict = {}
     if market:
         sections["market"] = run.market.model_copy(update=market)
-    if "keeper_latency_minutes" in values:
-        sections["keepers"] = run.keepers.model_copy(
-            update={"latency_minutes": values["keeper_latency_minutes"]})
+    keepers = {k: values[v] for k, v in (("latency_minutes", "keeper_latency_minutes"),
+                                          ("capital_usd_per_step", "keeper_capital_usd"))
+               if v in values}
+    if keepers:
+        sections["keepers"] = run.keepers.model_copy(update=keepers)
     if "oracle_lag_minutes" in values:
         sections["oracle"] = run.oracle.model_copy(
             update={"lag_minutes": max(values["oracle_lag_minutes"], 1e-9)})
