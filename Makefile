@@ -112,6 +112,7 @@ morpho-oct-2025: setup
 	$(BIN)/liqbt run configs/oct-2025-morpho.toml --report
 	$(BIN)/liqbt validate latest
 	$(BIN)/liqbt run configs/oct-2025-morpho-ensemble.toml --workers 2
+	$(BIN)/liqbt validate runs/sweeps/oct-2025-morpho-ensemble
 
 # The policy library on every catalogued event with a tape in the shared data: event, symbol
 # and interval of the finest tape (see $(LIQBT_SHARED_DATA)/README.md).

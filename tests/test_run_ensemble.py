@@ -320,3 +320,46 @@ def test_workers_without_an_ensemble_is_an_error(world, tmp_path, capsys):
     assert main(["run", str(path), "--workers", "2"]) == 2
     assert "--workers" in capsys.readouterr().err
 
+
+
+def test_validate_gives_each_policys_interval_against_the_target(world, tmp_path):
+    """``liqbt validate SWEEP_DIR``: per policy, p5 / p50 / p95 across the members of the
+    liquidated notional over the target's window, and whether the real range meets them."""
+    from backtest.calibration.compare import format_figure
+    from backtest.calibration.targets import load_targets
+    from backtest.cli.validate import ensemble_text
+
+    validation = tmp_path / "validation"
+    validation.mkdir()
+    (validation / "synthetic-crash.toml").write_text("""event = "synthetic-crash"
+[[target]]
+id = "market-liquidated"
+scope = "market"
+venue = "all-cex"
+product = "perp"
+asset = "BTC"
+window_start = 2021-05-19T00:00:00Z
+window_end = 2021-05-20T00:00:00Z
+measure = "liquidated_notional_usd"
+low = 1.0
+high = 2.0
+unit = "USD"
+source = "https://example.org/synthetic"
+quality = "primary"
+note = "synthetic"
+""")
+    text = ensemble_text(world["sweep_dir"], world["runs"],
+                         load_targets(validation, world["events"]))
+    with Catalog(world["runs"]) as cat:
+        per_member = cat.query("""
+            SELECT c.policy, c.member, sum(st.liquidated_notional_usd) AS liq
+            FROM sweep_steps st JOIN sweep_cells c USING (sweep_id, cell_id)
+            WHERE c.stress_kind = 'none' GROUP BY ALL""")
+    for policy in ("hard", "partial"):
+        liq = per_member.filter(pl.col("policy") == policy)["liq"].to_numpy()
+        assert liq.size >= 3 and liq.max() > 2.0
+        q = np.quantile(liq, [0.05, 0.5, 0.95])
+        line = next(x for x in text.splitlines() if x.strip().startswith(policy))
+        assert " / ".join(format_figure(v, "USD") for v in q) in line
+        assert line.endswith("real outside p5-p95")  # the real $1-2 is far below
+    assert "market-liquidated" in text and "whole book" in text

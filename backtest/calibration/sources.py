@@ -164,25 +164,42 @@ class SweepTables:
         Parameter-set labels to report, in order (the "policies" of the comparison).
     open_interest_usd : float or None
         Book notional at the window start, USD.
+    quantile : float or None
+        None: each figure is the mean over the cells; else this quantile across them
+        (linear interpolation, as ``sweep_intervals``), e.g. 0.05 for an ensemble's p5.
+    by : {"param_set", "policy"}
+        What ``param_sets`` name: parameter-set labels (a proposal) or policies (a run
+        config's ensemble, whose cells share one parameter set).
     """
 
     def __init__(self, catalog, sweep_id: str, event: str, param_sets: list[str],
-                 open_interest_usd: float | None):
+                 open_interest_usd: float | None, quantile: float | None = None,
+                 by: str = "param_set"):
         self.catalog, self.sweep_id, self.event = catalog, sweep_id, event
         self.policies = list(param_sets)
         self.open_interest_usd = open_interest_usd
+        self.quantile = quantile
+        self.by = {"param_set": "param_set", "policy": "policy"}[by]
         self.whole_book = True
+
+    def _stat(self, column):
+        if self.quantile is None:
+            return column.mean()
+        return column.quantile(self.quantile, interpolation="linear")
 
     def figures(self, start: datetime, end: datetime, from_run_start: bool, product: str
                 ) -> dict[str, dict[str, float | None]]:
-        """Return ``{param_set: {measure: value}}`` over ``[start, end)``, seed-averaged.
+        """Return ``{param_set: {measure: value}}`` over ``[start, end)``.
+
+        Each value is the mean over the cells (seeds or ensemble members), or the ``quantile``
+        given at construction.
 
         Cells keep whole-book per-step series only, so ``product`` does not split them (a
         book mixing perps and loans is compared as a whole; :func:`compare` says so).
         """
         a, b = _ts(start), _ts(end)
         per_cell = self.catalog.query(f"""
-            SELECT c.param_set, c.seed,
+            SELECT c.{self.by} AS label, c.seed,
                    sum(st.liquidated_notional_usd) FILTER (WHERE st.timestamp >= {a}
                        AND st.timestamp < {b}) AS liquidated_notional_usd,
                    sum(st.liquidations) FILTER (WHERE st.timestamp >= {a}
@@ -202,16 +219,75 @@ class SweepTables:
             GROUP BY ALL""")
         out: dict[str, dict[str, float | None]] = {}
         for label in self.policies:
-            cells = (per_cell.filter(per_cell["param_set"] == label)
+            cells = (per_cell.filter(per_cell["label"] == label)
                      if per_cell.height else per_cell)
             fig: dict[str, float | None] = {}
             for col in ("liquidated_notional_usd", "liquidations_count", "adl_notional_usd",
                         "bad_debt_usd"):
-                fig[col] = _float(cells[col].mean()) if cells.height else None
+                fig[col] = _float(self._stat(cells[col])) if cells.height else None
             if cells.height and from_run_start:
                 # the first liquidation of every account liquidated in the window
-                fig["accounts_liquidated"] = _float(cells["accounts_first_liquidated"].mean())
+                fig["accounts_liquidated"] = _float(self._stat(cells["accounts_first_liquidated"]))
             fig["open_interest_before_usd"] = self.open_interest_usd if from_run_start else None
             _derive(fig)
             out[label] = fig
         return out
+
+
+def sweep_event_facts(catalog, sweep_id: str, infos: list[dict], event: str | None,
+                      event_key: str) -> RunFacts | None:
+    """Return the facts of one event of a sweep, from its cells' books; None without cells.
+
+    Parameters
+    ----------
+    catalog : backtest.results.catalog.Catalog
+        Catalog with the sweep registered.
+    sweep_id : str
+    infos : list of dict
+        The event's entries of ``sweep.json`` ``events`` (``book``, ``seed``, ``symbol``,
+        ``start``, ``end``).
+    event : str or None
+        Catalogued event key.
+    event_key : str
+        The sweep's key of the event (``sweep_cells.event``).
+
+    Returns
+    -------
+    RunFacts or None
+        Venue and fitted targets from the first readable book's metadata, products over all,
+        open interest the mean of the books' recorded (or first-open) notionals.
+    """
+    from backtest.books.io import read_book_table
+    from backtest.calibration.compare import base_asset, fit_keys
+    from backtest.errors import LiqbtError
+
+    if not infos:
+        return None
+    opens = catalog.query(f"""
+        SELECT c.seed, arg_min(st.open, st.step) AS open0
+        FROM sweep_steps st JOIN sweep_cells c USING (sweep_id, cell_id)
+        WHERE st.sweep_id = {_lit(sweep_id)} AND c.event = {_lit(event_key)}
+          AND c.stress_kind = 'none' GROUP BY c.seed""")
+    open0 = {int(r["seed"]): float(r["open0"]) for r in opens.iter_rows(named=True)}
+    meta: dict = {}
+    products: set[str] = set()
+    notionals = []
+    for info in infos:
+        try:
+            frame, m = read_book_table(info["book"])
+        except (OSError, LiqbtError):
+            continue
+        meta = meta or m
+        products |= set(frame["product"].unique().to_list())
+        recorded = m.get("open_interest_usd")
+        if recorded is not None:
+            notionals.append(float(recorded))
+        elif int(info["seed"]) in open0:
+            notionals.append(float(frame["size"].sum()) * open0[int(info["seed"])])
+    first = infos[0]
+    return RunFacts(
+        event=event, asset=base_asset(first.get("symbol")),
+        products=tuple(sorted(products)), venue=meta.get("venue") or None,
+        start=datetime.fromisoformat(first["start"]), end=datetime.fromisoformat(first["end"]),
+        fit_keys=fit_keys(meta), imported=meta.get("source") == "imported",
+        open_interest_usd=sum(notionals) / len(notionals) if notionals else None)

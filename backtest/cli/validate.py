@@ -1,4 +1,8 @@
-"""``liqbt validate RUN``: the run's figures against what really happened, with the error."""
+"""``liqbt validate RUN``: the run's figures against what really happened, with the error.
+
+Given an ensemble's sweep directory (``liqbt run CONFIG`` with ``[ensemble]``), it prints each
+figure's p5 / p50 / p95 across the members and whether the real figure lies between p5 and p95.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,8 @@ import typer
 
 def validate(
     run: Annotated[str, typer.Argument(
-        help="Run id, unique prefix, 'latest' or run directory.")],
+        help="Run id, unique prefix, 'latest' or run directory; or an ensemble's sweep "
+             "directory (runs/sweeps/NAME).")],
     runs: Annotated[Path | None, typer.Option(help="Runs directory (default $LIQBT_RUNS).")] = None,
     targets: Annotated[Path | None, typer.Option(
         help="Directory of target files (default $LIQBT_VALIDATION, else data/validation).")
@@ -38,6 +43,9 @@ def validate(
         raise CatalogError(f"no runs directory at {root}: run `liqbt run CONFIG` first, "
                            "or pass --runs")
     pool = load_targets(targets, events)
+    if (Path(run) / "sweep.json").is_file():
+        typer.echo(ensemble_text(Path(run), runs, pool))
+        return
     with Catalog(runs) as catalog:
         run_id = catalog.resolve(run)
         facts = RunFacts.from_manifest(catalog.manifest(run_id))
@@ -86,6 +94,71 @@ def render_text(run_id: str, comparison) -> str:
         lines.append(f"  {r['policy']:<{width}}  simulated {r['simulated']:>10}  "
                      f"sim/real {r['ratio']:>8}  {inside}{note}".rstrip())
     return "\n".join(lines)
+
+
+QUANTILES = (0.05, 0.5, 0.95)
+"""The members' quantiles shown for an ensemble (those of ``sweep_intervals``)."""
+
+
+def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
+    """Return an ensemble's figures against what happened, as plain text.
+
+    For every target matching an event of the sweep, per policy (parameter set): the real
+    range, the simulated p5 / p50 / p95 across the members, p50 / real, and whether the real
+    range meets ``[p5, p95]``.
+
+    Raises
+    ------
+    CatalogError
+        If the sweep is not in the catalog of ``runs``.
+    """
+    import json
+
+    from backtest.calibration.compare import compare, format_figure, format_ratio, table_rows
+    from backtest.calibration.sources import SweepTables, sweep_event_facts
+    from backtest.results.catalog import Catalog
+
+    manifest = json.loads((sweep_dir / "sweep.json").read_text())
+    lines: list[str] = []
+    with Catalog(runs) as catalog:
+        sid = catalog.sweep_id(sweep_dir)
+        labels = catalog.query(f"SELECT DISTINCT policy FROM sweep_cells WHERE sweep_id = "
+                               f"'{sid}' ORDER BY 1")["policy"].to_list()
+        for key in dict.fromkeys(e["event"] for e in manifest["events"]):
+            infos = [e for e in manifest["events"] if e["event"] == key]
+            facts = sweep_event_facts(catalog, sid, infos, infos[0].get("event_key"), key)
+            runs_q = [compare(facts, SweepTables(catalog, sid, key, labels,
+                                                 facts.open_interest_usd, q, by="policy"),
+                              targets=pool) for q in QUANTILES]
+            lines += [f"Ensemble {sid}, event {key}: {len(infos)} members, p5 / p50 / p95 "
+                      "across them", "Against what happened: " + runs_q[0].book_kind,
+                      "note: figures the members' cells do not keep (the book's state at the "
+                      "window start) are left out"]
+            lines += [f"note: {n}" for n in runs_q[0].notes]
+            if runs_q[0].sentence:
+                lines.append(runs_q[0].sentence)
+                continue
+            display = table_rows(runs_q[1])
+            width = max(len(r["policy"]) for r in display)
+            current = None
+            for r5, r50, r95, d in zip(*(c.rows for c in runs_q), display, strict=True):
+                if r50.simulated is None:
+                    continue
+                if d["target"] != current:
+                    current = d["target"]
+                    lines += ["", f"{d['measure']} [{d['target']}] ({d['venue']}, {d['asset']})",
+                              f"  real {d['real']}  window {d['window']}  {d['fit']}"]
+                unit = r50.target.unit
+                if r5.simulated is None or r95.simulated is None:
+                    meets = ""
+                else:
+                    meets = ("real inside p5-p95" if r5.simulated <= r50.target.high
+                             and r95.simulated >= r50.target.low else "real outside p5-p95")
+                sims = " / ".join(format_figure(r.simulated, unit) for r in (r5, r50, r95))
+                lines.append(f"  {d['policy']:<{width}}  {sims}  p50/real "
+                             f"{format_ratio(r50.ratio)}  {meets}".rstrip())
+            lines.append("")
+    return "\n".join(lines).rstrip()
 
 
 def register(root: typer.Typer) -> None:

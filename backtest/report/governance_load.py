@@ -302,13 +302,10 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
         :func:`backtest.calibration.compare.table_rows`), ``notes``, ``sentence`` (the plain
         sentence when nothing matches), ``calibrated``.
     """
-    from datetime import datetime
-
-    from backtest.books.io import read_book_table
-    from backtest.calibration.compare import RunFacts, base_asset, compare, fit_keys, table_rows
-    from backtest.calibration.sources import SweepTables
+    from backtest.calibration.compare import compare, table_rows
+    from backtest.calibration.sources import SweepTables, sweep_event_facts
     from backtest.calibration.targets import load_targets
-    from backtest.errors import ConfigError, LiqbtError
+    from backtest.errors import ConfigError
 
     try:
         pool = load_targets(targets_dir)
@@ -321,36 +318,8 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
     out = []
     for ev in data.proposal.events:
         infos = [e for e in data.manifest["events"] if e["event"] == ev.key]
-        opens = catalog.query(f"""
-            SELECT c.seed, arg_min(st.open, st.step) AS open0
-            FROM sweep_steps st JOIN sweep_cells c USING (sweep_id, cell_id)
-            WHERE st.sweep_id = {_lit(sid)} AND c.event = {_lit(ev.key)}
-              AND c.stress_kind = 'none' GROUP BY c.seed""")
-        open0 = {int(r["seed"]): float(r["open0"]) for r in opens.iter_rows(named=True)}
-        meta: dict = {}
-        products: set[str] = set()
-        notionals = []
-        for info in infos:
-            try:
-                frame, m = read_book_table(info["book"])
-            except (OSError, LiqbtError):
-                continue
-            meta = meta or m
-            products |= set(frame["product"].unique().to_list())
-            recorded = m.get("open_interest_usd")
-            if recorded is not None:
-                notionals.append(float(recorded))
-            elif int(info["seed"]) in open0:
-                notionals.append(float(frame["size"].sum()) * open0[int(info["seed"])])
-        first = infos[0] if infos else {}
-        facts = RunFacts(
-            event=ev.event, asset=base_asset(first.get("symbol")),
-            products=tuple(sorted(products)), venue=meta.get("venue") or None,
-            start=datetime.fromisoformat(first["start"]) if first else None,
-            end=datetime.fromisoformat(first["end"]) if first else None,
-            fit_keys=fit_keys(meta),
-            open_interest_usd=sum(notionals) / len(notionals) if notionals else None)
-        if not first:
+        facts = sweep_event_facts(catalog, sid, infos, ev.event, ev.key)
+        if facts is None:
             out.append({"event": ev.key, "rows": [], "notes": [], "calibrated": False,
                         "sentence": "No unstressed cell of this event was run, so it is not "
                                     "held against what happened."})
