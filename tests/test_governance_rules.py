@@ -311,3 +311,22 @@ def test_heatmap_covers_the_two_field_grid_and_marks_named_sets(tmp_path):
     assert np.asarray(fig.data[1].z)[1, 1] == pytest.approx(500.0)
     data.grid_fields = ["partial.close_factor"]
     assert heatmap_figure(data) is None
+
+
+def test_an_ensembles_reality_rows_carry_the_members_interval():
+    from types import SimpleNamespace as NS
+
+    from backtest.report.governance_load import _add_member_interval
+
+    target = NS(unit="USD", low=18.0e6, high=19.0e6)
+    mean = NS(rows=[NS(target=target, simulated=4e7), NS(target=target, simulated=None)])
+    p5 = NS(rows=[NS(simulated=1.4e7), NS(simulated=None)])
+    p95 = NS(rows=[NS(simulated=9.6e7), NS(simulated=None)])
+    rows = [{}, {}]
+    _add_member_interval(rows, mean, [p5, p95])
+    assert rows[0] == {"interval": "$14M \u2013 $96M", "meets": "yes"}
+    assert rows[1] == {"interval": "\u2013", "meets": "\u2013"}
+    high = NS(rows=[NS(simulated=2.0e7), NS(simulated=None)])
+    rows = [{}, {}]
+    _add_member_interval(rows, mean, [high, p95])
+    assert rows[0]["meets"] == "no"  # p5 above the real range

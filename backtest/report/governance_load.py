@@ -326,7 +326,26 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
             continue
         source = SweepTables(catalog, sid, ev.key, labels, facts.open_interest_usd)
         comparison = compare(facts, source, targets=pool)
-        out.append({"event": ev.key, "rows": table_rows(comparison),
+        rows = table_rows(comparison)
+        if data.manifest.get("ensemble") and not comparison.sentence:
+            _add_member_interval(rows, comparison, [compare(
+                facts, SweepTables(catalog, sid, ev.key, labels, facts.open_interest_usd, q),
+                targets=pool) for q in (0.05, 0.95)])
+        out.append({"event": ev.key, "rows": rows,
                     "notes": comparison.notes, "sentence": comparison.sentence,
                     "calibrated": comparison.calibrated})
     return out
+
+
+def _add_member_interval(rows: list[dict], mean, ends: list) -> None:
+    """Add ``interval`` (the members' p5 - p95) and ``meets`` (yes / no) to display rows."""
+    from backtest.calibration.compare import format_figure
+
+    for row, r, r5, r95 in zip(rows, mean.rows, *(c.rows for c in ends), strict=True):
+        if r5.simulated is None or r95.simulated is None:
+            row["interval"], row["meets"] = "\u2013", "\u2013"
+            continue
+        row["interval"] = (f"{format_figure(r5.simulated, r.target.unit)} \u2013 "
+                           f"{format_figure(r95.simulated, r.target.unit)}")
+        row["meets"] = ("yes" if r5.simulated <= r.target.high
+                        and r95.simulated >= r.target.low else "no")
