@@ -103,9 +103,9 @@ QUANTILES = (0.05, 0.5, 0.95)
 def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
     """Return an ensemble's figures against what happened, as plain text.
 
-    For every target matching an event of the sweep, per policy (parameter set): the real
-    range, the simulated p5 / p50 / p95 across the members, p50 / real, and whether the real
-    range meets ``[p5, p95]``.
+    For every target matching an event of the sweep, per policy (per parameter set for a
+    proposal's sweep): the real range, the simulated p5 / p50 / p95 across the members,
+    p50 / real, and whether the real range meets ``[p5, p95]``.
 
     Raises
     ------
@@ -122,13 +122,18 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
     lines: list[str] = []
     with Catalog(runs) as catalog:
         sid = catalog.sweep_id(sweep_dir)
-        labels = catalog.query(f"SELECT DISTINCT policy FROM sweep_cells WHERE sweep_id = "
-                               f"'{sid}' ORDER BY 1")["policy"].to_list()
+        # a run config's ensemble: one parameter set, policies; a proposal: parameter sets
+        sets = catalog.query(f"SELECT DISTINCT param_set FROM sweep_cells WHERE sweep_id = "
+                             f"'{sid}' ORDER BY 1")["param_set"].to_list()
+        by = "param_set" if len(sets) > 1 else "policy"
+        labels = sets if by == "param_set" else catalog.query(
+            f"SELECT DISTINCT policy FROM sweep_cells WHERE sweep_id = '{sid}' "
+            "ORDER BY 1")["policy"].to_list()
         for key in dict.fromkeys(e["event"] for e in manifest["events"]):
             infos = [e for e in manifest["events"] if e["event"] == key]
             facts = sweep_event_facts(catalog, sid, infos, infos[0].get("event_key"), key)
             runs_q = [compare(facts, SweepTables(catalog, sid, key, labels,
-                                                 facts.open_interest_usd, q, by="policy"),
+                                                 facts.open_interest_usd, q, by=by),
                               targets=pool) for q in QUANTILES]
             lines += [f"Ensemble {sid}, event {key}: {len(infos)} members, p5 / p50 / p95 "
                       "across them", "Against what happened: " + runs_q[0].book_kind,
