@@ -23,7 +23,6 @@ positions a crash starts from, not bad debt already realised.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +33,7 @@ import polars as pl
 
 from backtest.books.schema import COLUMNS, MAX_LEVERAGE, Book, validate_book
 from backtest.errors import BookError
+from backtest.records import as_numbers, read_records
 
 
 @dataclass(frozen=True)
@@ -73,47 +73,23 @@ def read_positions(path: str | Path, cols: PositionColumns) -> pl.DataFrame:
         value that is not a number (the message names the row and column).
     """
     path = Path(path)
-    if not path.exists():
-        raise BookError("no such file", path)
-    suffix = path.suffix.lower()
     try:
-        if suffix == ".csv":
-            raw = pl.read_csv(path, infer_schema=False)
-        elif suffix in (".parquet", ".pq"):
-            raw = pl.read_parquet(path)
-        elif suffix == ".json":
-            raw = _json_records(path, cols.records_key)
-        else:
-            raise BookError(f"unknown positions format {suffix!r}: give .csv, .parquet or "
-                            ".json", path)
-    except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
-        raise BookError(f"cannot read positions: {exc}", path) from None
+        raw = read_records(path, path.read_bytes(), "positions", cols.records_key)
+    except OSError as exc:
+        raise BookError(f"cannot read the file: {exc.strerror or exc}", path) from None
+    except ValueError as exc:
+        raise BookError(str(exc), path) from None
     out = {}
     for name, column in (("collateral", cols.collateral), ("debt", cols.debt)):
         if column not in raw.columns:
             raise BookError(f"no column {column!r} (columns: {', '.join(raw.columns)})", path)
-        values = raw[column].cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
-        bad = np.flatnonzero(values.is_null().to_numpy() | ~np.isfinite(
-            values.fill_null(0.0).to_numpy()))
+        values = as_numbers(raw[column])
+        bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             raise BookError(f"row {bad[0]}: column {column!r} is not a number (got "
                             f"{raw[column][int(bad[0])]!r}); {bad.size} rows affected", path)
         out[name] = values
     return pl.DataFrame(out)
-
-
-def _json_records(path: Path, key: str | None) -> pl.DataFrame:
-    data = json.loads(path.read_text())
-    if key is not None:
-        if not isinstance(data, dict) or key not in data:
-            raise BookError(f"no key {key!r} at the top of the JSON object", path)
-        data = data[key]
-    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise BookError("expected a list of position records (objects)"
-                        + ("" if key else "; give the key holding it (--records-key)"), path)
-    # values as strings: chain exports mix numbers and big-integer strings
-    return pl.DataFrame([{k: None if v is None else str(v) for k, v in r.items()}
-                         for r in data], infer_schema_length=None)
 
 
 def positions_to_book(positions: pl.DataFrame, price: float, time: datetime, symbol: str,

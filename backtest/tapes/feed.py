@@ -27,14 +27,13 @@ with positive finite prices; the first that is not is named with its row.
 
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from backtest.errors import TapeError
+from backtest.records import as_numbers, read_records
 from backtest.tapes.schema import (
     OHLCV_COLUMNS,
     TIMESTAMP_DTYPE,
@@ -65,18 +64,12 @@ def read_feed_updates(path: str | Path, data: bytes | None = None
     """
     path = Path(path)
     data = read_bytes(path) if data is None else data
-    name = path.name.lower()
     try:
-        if name.endswith(".json"):
-            frame = _json_frame(data, path)
-        elif name.endswith(".csv"):
-            frame = pl.read_csv(io.BytesIO(data), infer_schema=False)
-        elif name.endswith(".parquet"):
-            frame = pl.read_parquet(io.BytesIO(data))
-        else:
-            raise TapeError("unknown feed format: give .csv, .parquet or .json", path)
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise TapeError(f"not a readable feed file ({str(exc).splitlines()[0]})", path) from None
+        frame = read_records(path, data, "feed")
+    except ValueError as exc:
+        raise TapeError(str(exc), path) from None
+    if frame.columns and all(c.isdigit() for c in frame.columns):  # [time, ..., price] arrays
+        frame = frame.select(pl.col("0").alias("time"), pl.col(frame.columns[-1]).alias("price"))
     lower = {c.lower(): c for c in reversed(frame.columns)}
     cols = {}
     for role, names in (("time", FEED_TIME_COLUMNS), ("price", FEED_PRICE_COLUMNS)):
@@ -88,9 +81,7 @@ def read_feed_updates(path: str | Path, data: bytes | None = None
     if frame.height == 0:
         raise TapeError("no updates", path)
     ms = _times(frame[cols["time"]], path)
-    price = frame[cols["price"]].cast(pl.String).str.strip_chars().cast(pl.Float64,
-                                                                        strict=False)
-    values = price.fill_null(np.nan).to_numpy()
+    values = as_numbers(frame[cols["price"]])
     bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
     if bad.size:
         raise TapeError(f"row {bad[0]}: price {frame[cols['price']][int(bad[0])]!r} is not a "
@@ -101,22 +92,6 @@ def read_feed_updates(path: str | Path, data: bytes | None = None
         raise TapeError(f"row {r}: update time is not after the previous row's (updates must "
                         "be in strictly increasing time order)", path)
     return ms, values
-
-
-def _json_frame(data: bytes, path: Path) -> pl.DataFrame:
-    try:
-        rows = json.loads(data)
-    except ValueError as exc:
-        raise TapeError(f"not a readable JSON file ({exc})", path) from None
-    if not isinstance(rows, list) or not rows:
-        raise TapeError("expected a non-empty JSON list of updates", path)
-    if all(isinstance(r, list) and len(r) >= 2 for r in rows):
-        return pl.DataFrame({"time": [str(r[0]) for r in rows],
-                             "price": [str(r[-1]) for r in rows]})
-    if all(isinstance(r, dict) for r in rows):
-        return pl.DataFrame([{k: None if v is None else str(v) for k, v in r.items()}
-                             for r in rows], infer_schema_length=None)
-    raise TapeError("expected a JSON list of [time, ..., price] arrays or of records", path)
 
 
 def _times(series: pl.Series, path: Path) -> np.ndarray:
