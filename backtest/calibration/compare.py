@@ -470,6 +470,25 @@ def format_range(target: Target) -> str:
             f"{format_figure(target.high, target.unit)}")
 
 
+def meets_interval(target: Target, low: float | None, high: float | None) -> bool | None:
+    """Whether a target's real range ``[target.low, target.high]`` meets ``[low, high]``.
+
+    Parameters
+    ----------
+    target : Target
+    low, high : float or None
+        An interval of simulated figures (an ensemble's p5 and p95), in the target's unit.
+
+    Returns
+    -------
+    bool or None
+        None when either end is missing.
+    """
+    if low is None or high is None:
+        return None
+    return low <= target.high and high >= target.low
+
+
 def format_ratio(ratio: float | None) -> str:
     """Format ``simulated / real`` as ``0.85x``, ``0.0031x``, ``12x`` (an en dash for None)."""
     if ratio is None or not math.isfinite(ratio):

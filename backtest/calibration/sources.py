@@ -9,6 +9,7 @@ measure is not simulated. Queries go through the DuckDB catalog
 
 from __future__ import annotations
 
+import copy
 import math
 from datetime import UTC, datetime
 
@@ -181,24 +182,26 @@ class SweepTables:
         self.quantile = quantile
         self.by = {"param_set": "param_set", "policy": "policy"}[by]
         self.whole_book = True
+        self._cells: dict[tuple[str, str], object] = {}  # per-cell sums by window, shared
+
+    def at(self, quantile: float | None) -> SweepTables:
+        """Return the same source giving ``quantile`` across the cells (None: the mean).
+
+        The copy shares the per-cell query results, so each window is queried once however
+        many statistics are taken of it.
+        """
+        other = copy.copy(self)
+        other.quantile = quantile
+        return other
 
     def _stat(self, column):
         if self.quantile is None:
             return column.mean()
         return column.quantile(self.quantile, interpolation="linear")
 
-    def figures(self, start: datetime, end: datetime, from_run_start: bool, product: str
-                ) -> dict[str, dict[str, float | None]]:
-        """Return ``{param_set: {measure: value}}`` over ``[start, end)``.
-
-        Each value is the mean over the cells (seeds or ensemble members), or the ``quantile``
-        given at construction.
-
-        Cells keep whole-book per-step series only, so ``product`` does not split them (a
-        book mixing perps and loans is compared as a whole; :func:`compare` says so).
-        """
-        a, b = _ts(start), _ts(end)
-        per_cell = self.catalog.query(f"""
+    def _per_cell(self, a: str, b: str):
+        """Return the sums over the window ``[a, b)`` (SQL timestamps) of every unstressed cell."""
+        return self.catalog.query(f"""
             SELECT c.{self.by} AS label, c.seed,
                    sum(st.liquidated_notional_usd) FILTER (WHERE st.timestamp >= {a}
                        AND st.timestamp < {b}) AS liquidated_notional_usd,
@@ -217,6 +220,21 @@ class SweepTables:
             WHERE st.sweep_id = {_lit(self.sweep_id)} AND c.event = {_lit(self.event)}
               AND c.stress_kind = 'none'
             GROUP BY ALL""")
+
+    def figures(self, start: datetime, end: datetime, from_run_start: bool, product: str
+                ) -> dict[str, dict[str, float | None]]:
+        """Return ``{param_set: {measure: value}}`` over ``[start, end)``.
+
+        Each value is the mean over the cells (seeds or ensemble members), or the ``quantile``
+        given at construction.
+
+        Cells keep whole-book per-step series only, so ``product`` does not split them (a
+        book mixing perps and loans is compared as a whole; :func:`compare` says so).
+        """
+        a, b = _ts(start), _ts(end)
+        if (a, b) not in self._cells:
+            self._cells[a, b] = self._per_cell(a, b)
+        per_cell = self._cells[a, b]
         out: dict[str, dict[str, float | None]] = {}
         for label in self.policies:
             cells = (per_cell.filter(per_cell["label"] == label)
@@ -291,3 +309,22 @@ def sweep_event_facts(catalog, sweep_id: str, infos: list[dict], event: str | No
         start=datetime.fromisoformat(first["start"]), end=datetime.fromisoformat(first["end"]),
         fit_keys=fit_keys(meta), imported=meta.get("source") == "imported",
         open_interest_usd=sum(notionals) / len(notionals) if notionals else None)
+
+
+def sweep_labels(catalog, sweep_id: str) -> tuple[str, list[str]]:
+    """Return how a sweep's cells are told apart, and their labels in order.
+
+    A proposal's cells share a policy and differ by parameter set (``"param_set"``); a run
+    config's ensemble has one parameter set and one or more policies (``"policy"``).
+
+    Returns
+    -------
+    str, list of str
+        ``"param_set"`` or ``"policy"`` (for :class:`SweepTables`), and the distinct values.
+    """
+    def distinct(column: str) -> list[str]:
+        return catalog.query(f"SELECT DISTINCT {column} FROM sweep_cells WHERE sweep_id = "
+                             f"{_lit(sweep_id)} ORDER BY 1")[column].to_list()
+
+    sets = distinct("param_set")
+    return ("param_set", sets) if len(sets) > 1 else ("policy", distinct("policy"))

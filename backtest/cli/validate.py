@@ -114,27 +114,26 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
     """
     import json
 
-    from backtest.calibration.compare import compare, format_figure, format_ratio, table_rows
-    from backtest.calibration.sources import SweepTables, sweep_event_facts
+    from backtest.calibration.compare import (
+        compare,
+        format_figure,
+        format_ratio,
+        meets_interval,
+        table_rows,
+    )
+    from backtest.calibration.sources import SweepTables, sweep_event_facts, sweep_labels
     from backtest.results.catalog import Catalog
 
     manifest = json.loads((sweep_dir / "sweep.json").read_text())
     lines: list[str] = []
     with Catalog(runs) as catalog:
         sid = catalog.sweep_id(sweep_dir)
-        # a run config's ensemble: one parameter set, policies; a proposal: parameter sets
-        sets = catalog.query(f"SELECT DISTINCT param_set FROM sweep_cells WHERE sweep_id = "
-                             f"'{sid}' ORDER BY 1")["param_set"].to_list()
-        by = "param_set" if len(sets) > 1 else "policy"
-        labels = sets if by == "param_set" else catalog.query(
-            f"SELECT DISTINCT policy FROM sweep_cells WHERE sweep_id = '{sid}' "
-            "ORDER BY 1")["policy"].to_list()
+        by, labels = sweep_labels(catalog, sid)
         for key in dict.fromkeys(e["event"] for e in manifest["events"]):
             infos = [e for e in manifest["events"] if e["event"] == key]
             facts = sweep_event_facts(catalog, sid, infos, infos[0].get("event_key"), key)
-            runs_q = [compare(facts, SweepTables(catalog, sid, key, labels,
-                                                 facts.open_interest_usd, q, by=by),
-                              targets=pool) for q in QUANTILES]
+            source = SweepTables(catalog, sid, key, labels, facts.open_interest_usd, by=by)
+            runs_q = [compare(facts, source.at(q), targets=pool) for q in QUANTILES]
             lines += [f"Ensemble {sid}, event {key}: {len(infos)} members, p5 / p50 / p95 "
                       "across them", "Against what happened: " + runs_q[0].book_kind,
                       "note: figures the members' cells do not keep (the book's state at the "
@@ -154,11 +153,8 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
                     lines += ["", f"{d['measure']} [{d['target']}] ({d['venue']}, {d['asset']})",
                               f"  real {d['real']}  window {d['window']}  {d['fit']}"]
                 unit = r50.target.unit
-                if r5.simulated is None or r95.simulated is None:
-                    meets = ""
-                else:
-                    meets = ("real inside p5-p95" if r5.simulated <= r50.target.high
-                             and r95.simulated >= r50.target.low else "real outside p5-p95")
+                meets = {True: "real inside p5-p95", False: "real outside p5-p95", None: ""}[
+                    meets_interval(r50.target, r5.simulated, r95.simulated)]
                 sims = " / ".join(format_figure(r.simulated, unit) for r in (r5, r50, r95))
                 lines.append(f"  {d['policy']:<{width}}  {sims}  p50/real "
                              f"{format_ratio(r50.ratio)}  {meets}".rstrip())

@@ -328,9 +328,8 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
         comparison = compare(facts, source, targets=pool)
         rows = table_rows(comparison)
         if data.manifest.get("ensemble") and not comparison.sentence:
-            _add_member_interval(rows, comparison, [compare(
-                facts, SweepTables(catalog, sid, ev.key, labels, facts.open_interest_usd, q),
-                targets=pool) for q in (0.05, 0.95)])
+            _add_member_interval(rows, comparison, [compare(facts, source.at(q), targets=pool)
+                                                    for q in (0.05, 0.95)])
         out.append({"event": ev.key, "rows": rows,
                     "notes": comparison.notes, "sentence": comparison.sentence,
                     "calibrated": comparison.calibrated})
@@ -339,13 +338,13 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
 
 def _add_member_interval(rows: list[dict], mean, ends: list) -> None:
     """Add ``interval`` (the members' p5 - p95) and ``meets`` (yes / no) to display rows."""
-    from backtest.calibration.compare import format_figure
+    from backtest.calibration.compare import format_figure, meets_interval
 
     for row, r, r5, r95 in zip(rows, mean.rows, *(c.rows for c in ends), strict=True):
-        if r5.simulated is None or r95.simulated is None:
+        meets = meets_interval(r.target, r5.simulated, r95.simulated)
+        if meets is None:
             row["interval"], row["meets"] = "\u2013", "\u2013"
             continue
         row["interval"] = (f"{format_figure(r5.simulated, r.target.unit)} \u2013 "
                            f"{format_figure(r95.simulated, r.target.unit)}")
-        row["meets"] = ("yes" if r5.simulated <= r.target.high
-                        and r95.simulated >= r.target.low else "no")
+        row["meets"] = "yes" if meets else "no"
