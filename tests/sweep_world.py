@@ -128,3 +128,30 @@ insurance_fund_usd = 1000.0
 {grid}
 {transforms}""")
     return path
+
+
+def liquidated_target(tmp_path: Path, events: Path, low: float = 1.0, high: float = 2.0) -> list:
+    """A market liquidated-notional target for the synthetic crash day (``low``..``high``
+    USD), written under ``tmp_path`` and loaded with the world's event catalog."""
+    from backtest.calibration.targets import load_targets
+
+    validation = tmp_path / "validation"
+    validation.mkdir()
+    (validation / "synthetic-crash.toml").write_text(f"""event = "synthetic-crash"
+[[target]]
+id = "market-liquidated"
+scope = "market"
+venue = "all-cex"
+product = "perp"
+asset = "BTC"
+window_start = 2021-05-19T00:00:00Z
+window_end = 2021-05-20T00:00:00Z
+measure = "liquidated_notional_usd"
+low = {low}
+high = {high}
+unit = "USD"
+source = "https://example.org/synthetic"
+quality = "primary"
+note = "synthetic"
+""")
+    return load_targets(validation, events)

@@ -336,31 +336,12 @@ def test_validate_on_a_proposals_sweep_gives_one_row_per_parameter_set(governanc
                                                                        tmp_path):
     """``liqbt validate runs/governance/NAME``: a proposal's cells share a policy, so they are
     grouped by parameter set, each with its own quantiles across seeds."""
-    from backtest.calibration.targets import load_targets
     from backtest.cli.validate import ensemble_text
+    from tests.sweep_world import liquidated_target
 
-    validation = tmp_path / "validation"
-    validation.mkdir()
-    (validation / "synthetic-crash.toml").write_text("""event = "synthetic-crash"
-[[target]]
-id = "market-liquidated"
-scope = "market"
-venue = "all-cex"
-product = "perp"
-asset = "BTC"
-window_start = 2021-05-19T00:00:00Z
-window_end = 2021-05-20T00:00:00Z
-measure = "liquidated_notional_usd"
-low = 1.0
-high = 2.0
-unit = "USD"
-source = "https://example.org/synthetic"
-quality = "primary"
-note = "synthetic"
-""")
     sweep_dir = next((governance_report["runs"] / "governance").iterdir())
     text = ensemble_text(sweep_dir, governance_report["runs"],
-                         load_targets(validation, governance_report["events"]))
+                         liquidated_target(tmp_path, governance_report["events"]))
     block = text.split("Ensemble ")[1]  # the first event
     rows = [x for x in block.splitlines() if x.startswith("  ") and " / " in x]
     # current, the proposed set and 18 frontier sets, each once

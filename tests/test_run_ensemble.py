@@ -18,7 +18,7 @@ from backtest.errors import ConfigError
 from backtest.results import Catalog
 from backtest.sweep import run_sweep
 from backtest.sweep.from_run import BOOK_PARAMS_FILE, ensemble_sweep
-from tests.sweep_world import cells, make_world, steps
+from tests.sweep_world import cells, liquidated_target, make_world, steps
 
 RUN = """
 name = "{name}"
@@ -326,30 +326,10 @@ def test_validate_gives_each_policys_interval_against_the_target(world, tmp_path
     """``liqbt validate SWEEP_DIR``: per policy, p5 / p50 / p95 across the members of the
     liquidated notional over the target's window, and whether the real range meets them."""
     from backtest.calibration.compare import format_figure
-    from backtest.calibration.targets import load_targets
     from backtest.cli.validate import ensemble_text
 
-    validation = tmp_path / "validation"
-    validation.mkdir()
-    (validation / "synthetic-crash.toml").write_text("""event = "synthetic-crash"
-[[target]]
-id = "market-liquidated"
-scope = "market"
-venue = "all-cex"
-product = "perp"
-asset = "BTC"
-window_start = 2021-05-19T00:00:00Z
-window_end = 2021-05-20T00:00:00Z
-measure = "liquidated_notional_usd"
-low = 1.0
-high = 2.0
-unit = "USD"
-source = "https://example.org/synthetic"
-quality = "primary"
-note = "synthetic"
-""")
     text = ensemble_text(world["sweep_dir"], world["runs"],
-                         load_targets(validation, world["events"]))
+                         liquidated_target(tmp_path, world["events"]))
     with Catalog(world["runs"]) as cat:
         per_member = cat.query("""
             SELECT c.policy, c.member, sum(st.liquidated_notional_usd) AS liq
