@@ -252,7 +252,9 @@ class KeeperConfig(StrictModel):
     ----------
     latency_minutes : float
         Delay between the first step an account is liquidatable and its liquidation (0: in
-        the same step). Converted to whole steps.
+        the same step). Converted to the nearest whole step (halves up,
+        :func:`backtest.engine.market.latency_steps`): on 5-minute candles 2 minutes act in
+        the step, 3 minutes one step later.
     requires_profit : bool
         Keepers act only when their penalty share covers gas plus the price impact they expect
         (the previous step's slippage); otherwise the account stays open and may go bankrupt.

@@ -87,11 +87,33 @@ def steps_of(minutes: float, interval_seconds: int) -> int:
     return max(1, math.ceil(minutes * 60.0 / interval_seconds - 1e-9))
 
 
+def latency_steps(minutes: float, interval_seconds: int) -> int:
+    """Keeper latency in whole steps: the nearest (halves round up), so 0 stays in the step.
+
+    A keeper's latency shorter than half a candle acts within the candle it saw the account
+    in, and a drawn latency keeps its mean delay: 0-5 minutes drawn uniformly on 5-minute
+    candles waits 2.5 minutes on average (rounding up would make every draw above 0 wait a
+    whole candle).
+
+    Parameters
+    ----------
+    minutes : float
+        Latency, minutes (>= 0).
+    interval_seconds : int
+        Candle length, seconds.
+
+    Returns
+    -------
+    int
+        Steps, >= 0.
+    """
+    return int(math.floor(minutes * 60.0 / interval_seconds + 0.5 + 1e-9))
+
+
 def market_record(market: MarketConfig, oracle: OracleConfig, keepers: KeeperConfig,
                   interval_seconds: int) -> np.ndarray:
     """Pack the run config's market, oracle and keeper sections into a ``MARKET_DTYPE`` record."""
-    latency = 0 if keepers.latency_minutes == 0 else steps_of(keepers.latency_minutes,
-                                                               interval_seconds)
+    latency = latency_steps(keepers.latency_minutes, interval_seconds)
     return market_params(
         ImpactModel[market.impact_model.upper()], market.permanent_fraction,
         market.transient_half_life_minutes * 60.0 / interval_seconds, market.cascade,

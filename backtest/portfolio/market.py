@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 
 from backtest.engine.config import KeeperConfig, OracleConfig
 from backtest.engine.dispatch import market_params
-from backtest.engine.market import gas_cost_per_step, steps_of
+from backtest.engine.market import gas_cost_per_step, latency_steps, steps_of
 from backtest.errors import ConfigError
 from backtest.jit_compat import kernel_records
 from backtest.kernels.adl_nb import auto_deleverage_positions_nb
@@ -202,7 +202,7 @@ def portfolio_keepers(keepers: KeeperConfig | None, timestamp_ms: np.ndarray, cl
     """
     k = keepers or KeeperConfig()
     t_steps = close.shape[0]
-    latency = 0 if k.latency_minutes == 0 else steps_of(k.latency_minutes, interval_seconds)
+    latency = latency_steps(k.latency_minutes, interval_seconds)
     if gas_usd is not None:
         gas = np.ascontiguousarray(gas_usd, dtype=np.float64)
         if gas.shape != (t_steps,):
