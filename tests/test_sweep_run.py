@@ -96,22 +96,26 @@ def test_rerun_skips_finished_cells(world):
     assert {p: p.stat().st_mtime_ns for p in before} == before
 
 
-def test_a_change_in_how_results_are_computed_recomputes_every_cell(world, tmp_path,
-                                                                     monkeypatch):
-    """Cell ids take the digest of ``backtest/results/`` beside the kernels': a resumed sweep
-    does not keep cells whose measures were computed by other code."""
+def test_a_change_in_any_simulation_source_recomputes_every_cell(world, tmp_path, monkeypatch):
+    """Cell ids take the digest of every source a result depends on (kernels, engine, results,
+    ...; not reports or the command line): a resumed sweep does not keep cells computed by
+    other code."""
+    import shutil
+
     from backtest.sweep import plan
 
-    results = tmp_path / "results"
-    results.mkdir()
-    for src in plan.RESULT_SOURCES.glob("*.py"):
-        (results / src.name).write_bytes(src.read_bytes())
-    monkeypatch.setattr(plan, "RESULT_SOURCES", results)
+    package = tmp_path / "backtest"
+    shutil.copytree(plan.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(plan, "PACKAGE", package)
+    assert package / "engine" / "market.py" in plan.simulation_sources()
+    assert not any("report" in p.parts for p in plan.simulation_sources())
+    with open(package / "report" / "build.py", "a") as f:
+        f.write("\n# a report's wording\n")
     same = run_sweep(world["sweep"], runs=world["runs"], store=world["store"],
                      events=world["events"], show_progress=False)
     assert same.skipped == 48 and same.sweep_id == world["outcome"].sweep_id
-    with open(results / "metrics.py", "a") as f:
-        f.write("\n# a change in how a measure is computed\n")
+    with open(package / "engine" / "market.py", "a") as f:
+        f.write("\n# a change in how a config becomes kernel inputs\n")
     changed = run_sweep(world["sweep"], runs=tmp_path / "runs", store=world["store"],
                         events=world["events"], show_progress=False)
     assert changed.computed == 48 and changed.sweep_id != world["outcome"].sweep_id

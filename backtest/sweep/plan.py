@@ -6,8 +6,8 @@ seeds: its drawn book seed, book parameters and run sections make its own book a
 Its id is a
 sha256 of everything its result depends on: the resolved run-config sections, the book's
 generating spec, the tape file's sha256, the policy as simulated (after the parameter set is
-applied), the stress transform, the seed, the package version and the digests of the kernel
-and results sources (:func:`engine_version`). A restarted sweep therefore skips exactly the
+applied), the stress transform, the seed, the package version and the digests of the kernels
+and of every source a result depends on (:func:`engine_version`). A restarted sweep therefore skips exactly the
 cells whose inputs are unchanged.
 """
 
@@ -137,23 +137,48 @@ class SweepPlan:
     ensemble: dict | None = None
 
 
-#: Packages whose code turns a simulation into a cell's tables and summary (accounts table,
-#: socialised charges, metrics registry): their sources are part of every cell id, beside the
-#: kernels', so a change in how a measure is computed recomputes a resumed sweep's cells.
-RESULT_SOURCES = Path(__file__).resolve().parents[1] / "results"
+PACKAGE = Path(__file__).resolve().parents[1]
+#: Subpackages that only present results (HTML reports, the command line): left out of the
+#: source digest of :func:`engine_version`, so a report's wording does not recompute cells.
+PRESENTATION = ("cli", "report")
+
+
+def simulation_sources(package: Path | None = None) -> list[Path]:
+    """Return the package's source files that a cell's result can depend on.
+
+    Every ``.py`` file under the package (kernels, engine, books, tapes, markets, policies,
+    sweeps, results, ...) except the presentation subpackages (:data:`PRESENTATION`): the
+    conversion of a config into kernel inputs lives outside the kernels (e.g. keeper latency
+    in whole steps, ``backtest/engine/market.py``), so digesting the kernels alone let a
+    resumed sweep reuse cells computed by older code.
+
+    Parameters
+    ----------
+    package : Path, optional
+        The package directory (default :data:`PACKAGE`, this installation's ``backtest``).
+
+    Returns
+    -------
+    list of Path
+        Sorted source paths.
+    """
+    package = PACKAGE if package is None else package
+    return sorted(p for p in package.rglob("*.py")
+                  if p.relative_to(package).parts[0] not in PRESENTATION)
 
 
 def engine_version() -> dict:
-    """Return the package version and the digests of the kernel and results sources.
+    """Return the package version, the kernels' digest and the simulation sources' digest.
 
-    They are part of every cell id (module docstring).
+    They are part of every cell id (module docstring): a change to any source a result can
+    depend on (:func:`simulation_sources`) recomputes a resumed sweep's cells.
     """
     try:
         pkg = version("liqbt")
     except PackageNotFoundError:
         pkg = "unknown"
     return {"liqbt": pkg, "kernels": Path(_jit.CACHE_DIR).name,
-            "results": _jit.source_digest(RESULT_SOURCES.glob("*.py"))}
+            "sources": _jit.source_digest(simulation_sources())}
 
 
 def _digest(obj: Any, n: int = 24) -> str:
