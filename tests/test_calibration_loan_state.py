@@ -133,9 +133,9 @@ def test_bad_targets_are_named(tmp_path, change, message):
 def test_real_ratio_spans_both_readings_of_the_collateral():
     path = Path("configs/calibration/maker.toml")
     real = real_ratio(load_loan_state(path), load_targets(), path)
-    debt = np.sqrt(8.0e7 * 1.0e8)
-    assert real.low == pytest.approx(debt / 4.66e8)
-    assert real.high == pytest.approx((debt + 2.0e7) / 4.66e8)
+    debt, collateral = np.sqrt(8.0e7 * 1.14e8), np.sqrt(3.10e8 * 4.66e8)
+    assert real.low == pytest.approx(debt / collateral)
+    assert real.high == pytest.approx((debt + 2.0e7) / collateral)
     assert real.low < real.middle < real.high
 
 
