@@ -75,10 +75,10 @@ def test_minutes_become_whole_steps():
 
 
 def test_keeper_latency_rounds_to_the_nearest_step_and_keeps_its_mean():
-    assert [latency_steps(m, 300) for m in (0, 2.4, 2.5, 4.9, 7.4, 7.5, 30)] == [0, 0, 1, 1, 1, 2, 6]
+    minutes = (0, 2.4, 2.5, 4.9, 7.4, 7.5, 30)
+    assert [latency_steps(m, 300) for m in minutes] == [0, 0, 1, 1, 1, 2, 6]
     draws = np.linspace(0.0, 5.0, 10_001)
-    mean_delay_min = np.mean([latency_steps(m, 300) * 5.0 for m in draws])
-    assert abs(mean_delay_min - 2.5) < 0.01
+    assert abs(np.mean([latency_steps(m, 300) * 5.0 for m in draws]) - 2.5) < 0.01
     rec = market_record(MarketConfig(), OracleConfig(), KeeperConfig(latency_minutes=2.0), 300)[0]
     assert rec["keeper_latency_steps"] == 0
 

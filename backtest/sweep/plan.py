@@ -7,8 +7,8 @@ Its id is a
 sha256 of everything its result depends on: the resolved run-config sections, the book's
 generating spec, the tape file's sha256, the policy as simulated (after the parameter set is
 applied), the stress transform, the seed, the package version and the digests of the kernels
-and of every source a result depends on (:func:`engine_version`). A restarted sweep therefore skips exactly the
-cells whose inputs are unchanged.
+and of every source a result depends on (:func:`engine_version`). A restarted sweep therefore
+skips exactly the cells whose inputs are unchanged.
 """
 
 from __future__ import annotations
