@@ -1,4 +1,4 @@
-"""Provenance of a result: file hashes, package versions, runtime and peak memory.
+"""Provenance of a result: file hashes, package versions, code digests, runtime, peak memory.
 
 Every run kind (``liqbt run``, portfolio runs, sweeps, governance reports) records where its
 result came from with these helpers, so a manifest's ``sha256``, ``versions`` and ``runtime``
@@ -12,6 +12,8 @@ import platform
 import resource
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from backtest import _jit
 
 VERSIONED = ("liqbt", "numpy", "numba", "polars", "pyarrow", "duckdb", "plotly", "pydantic",
              "jinja2", "rich", "typer", "scipy", "distributed")
@@ -93,5 +95,51 @@ def runtime() -> dict[str, str | float]:
             "peak_rss_mb": peak_rss_mb()}
 
 
-__all__ = ["NOT_INSTALLED", "VERSIONED", "file_sha256", "package_versions", "peak_rss_mb",
-           "runtime"]
+PACKAGE = Path(__file__).resolve().parent
+"""The installed ``backtest`` package directory."""
+
+#: Subpackages that only present results (HTML reports, the command line): left out of the
+#: source digest of :func:`engine_version`, so a report's wording does not recompute cells.
+PRESENTATION = ("cli", "report")
+
+
+def simulation_sources(package: Path | None = None) -> list[Path]:
+    """Return the package's source files that a cell's result can depend on.
+
+    Every ``.py`` file under the package (kernels, engine, books, tapes, markets, policies,
+    sweeps, results, ...) except the presentation subpackages (:data:`PRESENTATION`): the
+    conversion of a config into kernel inputs lives outside the kernels (e.g. keeper latency
+    in whole steps, ``backtest/engine/market.py``), so digesting the kernels alone let a
+    resumed sweep reuse cells computed by older code.
+
+    Parameters
+    ----------
+    package : Path, optional
+        The package directory (default :data:`PACKAGE`, this installation's ``backtest``).
+
+    Returns
+    -------
+    list of Path
+        Sorted source paths.
+    """
+    package = PACKAGE if package is None else package
+    return sorted(p for p in package.rglob("*.py")
+                  if p.relative_to(package).parts[0] not in PRESENTATION)
+
+
+def engine_version() -> dict:
+    """Return the package version, the kernels' digest and the simulation sources' digest.
+
+    They are part of every cell id (module docstring): a change to any source a result can
+    depend on (:func:`simulation_sources`) recomputes a resumed sweep's cells.
+    """
+    try:
+        pkg = version("liqbt")
+    except PackageNotFoundError:
+        pkg = "unknown"
+    return {"liqbt": pkg, "kernels": Path(_jit.CACHE_DIR).name,
+            "sources": _jit.source_digest(simulation_sources())}
+
+
+__all__ = ["NOT_INSTALLED", "PACKAGE", "PRESENTATION", "VERSIONED", "engine_version",
+           "file_sha256", "package_versions", "peak_rss_mb", "runtime", "simulation_sources"]

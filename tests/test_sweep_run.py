@@ -102,13 +102,13 @@ def test_a_change_in_any_simulation_source_recomputes_every_cell(world, tmp_path
     other code."""
     import shutil
 
-    from backtest.sweep import plan
+    from backtest import provenance
 
     package = tmp_path / "backtest"
-    shutil.copytree(plan.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(plan, "PACKAGE", package)
-    assert package / "engine" / "market.py" in plan.simulation_sources()
-    assert not any("report" in p.parts for p in plan.simulation_sources())
+    shutil.copytree(provenance.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(provenance, "PACKAGE", package)
+    assert package / "engine" / "market.py" in provenance.simulation_sources()
+    assert not any("report" in p.parts for p in provenance.simulation_sources())
     with open(package / "report" / "build.py", "a") as f:
         f.write("\n# a report's wording\n")
     same = run_sweep(world["sweep"], runs=world["runs"], store=world["store"],

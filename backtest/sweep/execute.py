@@ -18,12 +18,12 @@ from pathlib import Path
 
 from backtest import paths
 from backtest.progress import count_progress
-from backtest.provenance import file_sha256, package_versions
+from backtest.provenance import engine_version, file_sha256, package_versions
 from backtest.results.intervals import sweep_intervals
 from backtest.sweep.backends import run_dask, run_local
 from backtest.sweep.config import SweepConfig, load_sweep_config
 from backtest.sweep.grid import ParamSet
-from backtest.sweep.plan import SweepPlan, engine_version, plan_sweep, plan_table
+from backtest.sweep.plan import SweepPlan, plan_sweep, plan_table
 from backtest.sweep.options_cell import plan_options_sweep
 from backtest.sweep.portfolio_plan import plan_portfolio_sweep
 from backtest.sweep.store import SweepStore

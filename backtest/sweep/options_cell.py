@@ -54,13 +54,13 @@ from backtest.portfolio.run_config import (
     PortfolioSection,
     TapesSection,
 )
-from backtest.provenance import file_sha256
+from backtest.provenance import engine_version, file_sha256
 from backtest.results.metrics import OPTIONS
 from backtest.sweep.cell_metrics import cell_identity, cell_metrics
 from backtest.sweep.config import EventSpec, SweepConfig
 from backtest.sweep.grid import ParamSet
 from backtest.sweep.options_grid import apply_options_params, expand_options
-from backtest.sweep.plan import CellSpec, SweepPlan, _digest, _opt, engine_version, raise_duplicate
+from backtest.sweep.plan import CellSpec, SweepPlan, _digest, _opt, raise_duplicate
 from backtest.sweep.portfolio_cell import stress_aligned
 from backtest.sweep.portfolio_plan import _units
 from backtest.sweep.stress import StressSpec, shock_iv

@@ -7,8 +7,8 @@ Its id is a
 sha256 of everything its result depends on: the resolved run-config sections, the book's
 generating spec, the tape file's sha256, the policy as simulated (after the parameter set is
 applied), the stress transform, the seed, the package version and the digests of the kernels
-and of every source a result depends on (:func:`engine_version`). A restarted sweep therefore
-skips exactly the cells whose inputs are unchanged.
+and of every source a result depends on (:func:`backtest.provenance.engine_version`). A
+restarted sweep therefore skips exactly the cells whose inputs are unchanged.
 """
 
 from __future__ import annotations
@@ -16,13 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from backtest import _jit, paths
+from backtest import paths
 from backtest.books import write_book
 from backtest.books.event import book_for_event
 from backtest.books.generate import BookParams
@@ -32,7 +31,7 @@ from backtest.engine.run import resolve_config
 from backtest.errors import ConfigError
 from backtest.events import get_event
 from backtest.policies import load_policy
-from backtest.provenance import file_sha256
+from backtest.provenance import engine_version, file_sha256
 from backtest.sweep.config import EventSpec, RunSections, SweepConfig
 from backtest.sweep.ensemble import (
     apply_member,
@@ -135,50 +134,6 @@ class SweepPlan:
     inputs: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     ensemble: dict | None = None
-
-
-PACKAGE = Path(__file__).resolve().parents[1]
-#: Subpackages that only present results (HTML reports, the command line): left out of the
-#: source digest of :func:`engine_version`, so a report's wording does not recompute cells.
-PRESENTATION = ("cli", "report")
-
-
-def simulation_sources(package: Path | None = None) -> list[Path]:
-    """Return the package's source files that a cell's result can depend on.
-
-    Every ``.py`` file under the package (kernels, engine, books, tapes, markets, policies,
-    sweeps, results, ...) except the presentation subpackages (:data:`PRESENTATION`): the
-    conversion of a config into kernel inputs lives outside the kernels (e.g. keeper latency
-    in whole steps, ``backtest/engine/market.py``), so digesting the kernels alone let a
-    resumed sweep reuse cells computed by older code.
-
-    Parameters
-    ----------
-    package : Path, optional
-        The package directory (default :data:`PACKAGE`, this installation's ``backtest``).
-
-    Returns
-    -------
-    list of Path
-        Sorted source paths.
-    """
-    package = PACKAGE if package is None else package
-    return sorted(p for p in package.rglob("*.py")
-                  if p.relative_to(package).parts[0] not in PRESENTATION)
-
-
-def engine_version() -> dict:
-    """Return the package version, the kernels' digest and the simulation sources' digest.
-
-    They are part of every cell id (module docstring): a change to any source a result can
-    depend on (:func:`simulation_sources`) recomputes a resumed sweep's cells.
-    """
-    try:
-        pkg = version("liqbt")
-    except PackageNotFoundError:
-        pkg = "unknown"
-    return {"liqbt": pkg, "kernels": Path(_jit.CACHE_DIR).name,
-            "sources": _jit.source_digest(simulation_sources())}
 
 
 def _digest(obj: Any, n: int = 24) -> str:

@@ -33,12 +33,11 @@ from backtest.errors import ConfigError
 from backtest.portfolio.book import generate_portfolio_book, write_portfolio_book
 from backtest.portfolio.market import PortfolioMarketParams
 from backtest.portfolio.model import PortfolioParams
-from backtest.provenance import file_sha256
+from backtest.provenance import engine_version, file_sha256
 from backtest.sweep.config import EventSpec, SweepConfig
 from backtest.sweep.ensemble import book_seed
 from backtest.sweep.grid import ParamSet
-from backtest.sweep.plan import CellSpec, SweepPlan, _digest, _opt, engine_version, \
-    raise_duplicate
+from backtest.sweep.plan import CellSpec, SweepPlan, _digest, _opt, raise_duplicate
 from backtest.sweep.portfolio_grid import apply_portfolio_params, expand_portfolio
 from backtest.tapes import TapeStore
 from backtest.tapes.align import AlignedTapes, align_tapes
