@@ -119,6 +119,8 @@ def test_a_change_in_any_simulation_source_recomputes_every_cell(world, tmp_path
     changed = run_sweep(world["sweep"], runs=tmp_path / "runs", store=world["store"],
                         events=world["events"], show_progress=False)
     assert changed.computed == 48 and changed.sweep_id != world["outcome"].sweep_id
+    books = {p.name for p in (world["outcome"].sweep_dir / "books").glob("*.parquet")}
+    assert books and books.isdisjoint(p.name for p in (changed.sweep_dir / "books").glob("*"))
 
 
 def test_cli_sweep_and_query(world, capsys):

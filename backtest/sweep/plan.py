@@ -8,7 +8,9 @@ sha256 of everything its result depends on: the resolved run-config sections, th
 generating spec, the tape file's sha256, the policy as simulated (after the parameter set is
 applied), the stress transform, the seed, the package version and the digests of the kernels
 and of every source a result depends on (:func:`backtest.provenance.engine_version`). A
-restarted sweep therefore skips exactly the cells whose inputs are unchanged.
+restarted sweep therefore skips exactly the cells whose inputs are unchanged. A drawn book is
+reused by the file name its spec and that same source digest give, so new generator code draws
+new books rather than reusing ones drawn by older code.
 """
 
 from __future__ import annotations
@@ -226,7 +228,7 @@ def plan_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str | Path,
             book_spec = {"event": ev.model_dump(mode="json", exclude={
                              "label", "book_params", "symbols", "missing"}),
                          "generator": params.model_dump(mode="json"), "seed": seed,
-                         "meta": book_meta}
+                         "meta": book_meta, "code": version_info["sources"]}
             book_path = books_dir / f"{ev.key}-seed{seed}-{_digest(book_spec, 12)}.parquet"
             if not book_path.exists():
                 book = book_for_event(ev.accounts, ev.event, seed, ev.symbol, ev.venue,

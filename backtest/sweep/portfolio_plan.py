@@ -208,7 +208,8 @@ def plan_portfolio_sweep(cfg: SweepConfig, config_path: str | Path, out_dir: str
             book_spec = {"kind": PORTFOLIO, "tapes": selection, "symbols": list(aligned.symbols),
                          "interval": aligned.interval, "accounts": ev.accounts, "seed": seed,
                          "book_params": section.book_params.model_dump(mode="json"),
-                         "params": section.params.model_dump(mode="json")}
+                         "params": section.params.model_dump(mode="json"),
+                         "code": version_info["sources"]}
             book_path = books_dir / f"{ev.key}-seed{seed}-{_digest(book_spec, 12)}.parquet"
             if not book_path.exists():
                 book = generate_portfolio_book(ev.accounts, aligned, seed, section.book_params,
