@@ -15,6 +15,7 @@ from backtest.books import generate_book, read_book, write_book
 from backtest.books.schema import Book
 from backtest.cli import main
 from backtest.engine.run import execute
+from backtest.provenance import engine_version
 from backtest.results import Catalog
 from backtest.tapes import TapeStore
 from tests.conftest import Synth
@@ -90,6 +91,7 @@ def test_run_writes_every_table_and_a_manifest(world):
     assert [p["name"] for p in m["policies"]] == ["hard", "partial", "close-factor"]
     assert all(len(p["file_sha256"]) == 64 for p in m["policies"])
     assert m["versions"]["numba"] != "unknown"
+    assert m["code"] == engine_version()  # the digest of the code that made the result
     assert set(m["timings"]["per_policy_seconds"]) == {"hard", "partial", "close-factor"}
     assert m["timings"]["threads"] == numba.get_num_threads() >= 1
     assert m["timings"]["threading_layer"] == numba.threading_layer()  # the layer that ran

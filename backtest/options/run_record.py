@@ -51,7 +51,7 @@ from backtest.options.hold import hold_equity
 from backtest.options.margin import account_risk
 from backtest.options.params import OptionsParams
 from backtest.options.simulate import OptionsMarket, OptionsResult, metric_column
-from backtest.provenance import file_sha256, package_versions, runtime
+from backtest.provenance import engine_version, file_sha256, package_versions, runtime
 from backtest.results.metrics import OPTIONS
 from backtest.results.tables import (
     STATUS_BANKRUPT,
@@ -297,6 +297,7 @@ def options_manifest(run_id: str, portfolio: dict, study: OptionsStudy, timings:
                       "file_sha256": portfolio.get("config_sha256")}],
         "options_summary": study.result.summary(),
         "timings": timings, "runtime": runtime(), "versions": package_versions(),
+        "code": engine_version(),
     }
 
 

@@ -17,7 +17,7 @@ from backtest.portfolio.model import PortfolioBook
 from backtest.portfolio.run_config import PortfolioRunConfig
 from backtest.portfolio.simulate import PortfolioResult
 from backtest.portfolio.tables import portfolio_policies, portfolio_prices, portfolio_steps
-from backtest.provenance import file_sha256, package_versions, runtime
+from backtest.provenance import engine_version, file_sha256, package_versions, runtime
 from backtest.results.metrics import PORTFOLIO
 from backtest.results.writer import RunFiles
 from backtest.tapes.align import AlignedTapes
@@ -98,6 +98,7 @@ def portfolio_manifest(cfg: PortfolioRunConfig, run_id: str, created: datetime, 
         "options_book": options_info["book"] if options_info else None,
         "timings": timings,
         "runtime": runtime(), "versions": package_versions(),
+        "code": engine_version(),
     }
 
 

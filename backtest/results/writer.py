@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from backtest.atomic import atomic_dir, remove_stale_temporaries
 from backtest.kernels.enums import StepMetric
-from backtest.provenance import file_sha256, package_versions, peak_rss_mb
+from backtest.provenance import engine_version, file_sha256, package_versions, peak_rss_mb
 from backtest.results.metrics import SINGLE_ASSET
 from backtest.results.tables import (
     accounts_parts,
@@ -39,7 +39,6 @@ from backtest.results.tables import (
     prices_table,
     steps_table,
 )
-
 
 #: Rows of the accounts and liquidations tables built and written at a time (one row group).
 ROWS_PER_PART = 1 << 20
@@ -264,6 +263,7 @@ def _manifest(run_id, created, inputs, policy_rows, timings, runtime, sha) -> di
         "keepers": cfg.keepers.model_dump(mode="json"),
         "insurance_fund": cfg.insurance_fund.model_dump(),
         "versions": package_versions(),
+        "code": engine_version(),
         "runtime": runtime,
         "timings": timings,
     }
