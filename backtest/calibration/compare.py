@@ -58,6 +58,7 @@ LABELS: dict[str, str] = {
     "adl_accounts": "Accounts auto-deleveraged",
     "adl_fills": "Auto-deleveraging fills",
     "zero_bid_collateral_usd": "Collateral sold for zero bids",
+    "borrower_deposits_usd": "Borrowers' top-ups (new money)",
     SHARE: "Liquidated share of open interest",
     "long_share_of_liquidations": "Long share of liquidations",
 }

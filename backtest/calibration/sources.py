@@ -69,10 +69,14 @@ class RunTables:
         oi_column = ("(perp_long_oi_usd + perp_short_oi_usd) / 2" if product == "perp"
                      else "loan_collateral_usd")
         sides = 2 if product == "perp" else 1  # open interest: one side of every contract
+        # runs written before the response existed have no cure_usd column
+        deposits = ("sum(cure_usd)" if "cure_usd" in q("SELECT * FROM steps LIMIT 0").columns
+                    else "CAST(NULL AS DOUBLE)")
         flows = q(f"""
             SELECT policy,
                    sum(insurance_draw_usd) AS insurance_fund_drawn_usd,
                    sum(adl_notional_usd) AS adl_notional_usd,
+                   {deposits} AS borrower_deposits_usd,
                    arg_max({oi_column}, step) AS open_interest_after_usd
             FROM steps WHERE run_id = {run} AND timestamp >= {a} AND timestamp < {b}
             GROUP BY policy""")
@@ -201,6 +205,10 @@ class SweepTables:
 
     def _per_cell(self, a: str, b: str):
         """Return the sums over the window ``[a, b)`` (SQL timestamps) of every unstressed cell."""
+        # cells written before they kept cures (and portfolio or options cells) have no column
+        deposits = (f"sum(st.cure_usd) FILTER (WHERE st.timestamp >= {a} AND st.timestamp < {b})"
+                    if "cure_usd" in self.catalog.query("SELECT * FROM sweep_steps LIMIT 0").columns
+                    else "CAST(NULL AS DOUBLE)")
         return self.catalog.query(f"""
             SELECT c.{self.by} AS label, c.seed,
                    sum(st.liquidated_notional_usd) FILTER (WHERE st.timestamp >= {a}
@@ -209,6 +217,7 @@ class SweepTables:
                        AND st.timestamp < {b}) AS liquidations_count,
                    sum(st.adl_notional_usd) FILTER (WHERE st.timestamp >= {a}
                        AND st.timestamp < {b}) AS adl_notional_usd,
+                   {deposits} AS borrower_deposits_usd,
                    coalesce(max(st.bad_debt_cum_usd) FILTER (WHERE st.timestamp < {b}), 0)
                      - coalesce(max(st.bad_debt_cum_usd) FILTER (WHERE st.timestamp < {a}), 0)
                        AS bad_debt_usd,
@@ -241,7 +250,7 @@ class SweepTables:
                      if per_cell.height else per_cell)
             fig: dict[str, float | None] = {}
             for col in ("liquidated_notional_usd", "liquidations_count", "adl_notional_usd",
-                        "bad_debt_usd"):
+                        "bad_debt_usd", "borrower_deposits_usd"):
                 fig[col] = _float(self._stat(cells[col])) if cells.height else None
             if cells.height and from_run_start:
                 # the first liquidation of every account liquidated in the window

@@ -70,6 +70,7 @@ MEASURES: dict[str, str] = {
     "adl_accounts": "count",
     "adl_fills": "count",
     "zero_bid_collateral_usd": "USD",
+    "borrower_deposits_usd": "USD",
     "liquidated_share_of_open_interest": "fraction",
     "long_share_of_liquidations": "fraction",
 }
@@ -80,7 +81,9 @@ collateral value seized (loans; say which in the note); ``borrowed_usd`` is the 
 outstanding borrowings at ``window_start`` (for sizing lending books), ``borrowed_later_usd`` a
 reading taken after the window (its date in the note: context, never used for sizing); ``accounts_liquidated``
 counts accounts (traders, vaults), ``liquidations_count`` counts liquidation events or fills;
-``zero_bid_collateral_usd`` is collateral sold in auctions for a zero bid (Maker 2020)."""
+``zero_bid_collateral_usd`` is collateral sold in auctions for a zero bid (Maker 2020);
+``borrower_deposits_usd`` is new money borrowers or traders bring to save their positions
+(collateral top-ups, repayments, added margin: the runs' cures, ``steps.cure_usd``)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,99 @@
+"""Borrowers' top-ups held against a real figure: ``borrower_deposits_usd`` is the new money the
+response brings over the target's window (``steps.cure_usd``), for a run and for each cell of
+a sweep (which keeps ``cure_usd`` among its per-step columns)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from backtest.books import BookParams, generate_book, write_book
+from backtest.calibration.compare import LABELS, RunFacts
+from backtest.calibration.sources import RunTables
+from backtest.calibration.targets import MEASURES
+from backtest.engine.run import execute
+from backtest.results import Catalog
+from backtest.sweep.runner import STEP_COLUMNS
+from backtest.tapes import TapeStore
+from tests.conftest import Synth
+from tests.test_engine_run import START, crash_rows
+
+
+@pytest.fixture(scope="module")
+def vault_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("deposits")
+    src = Synth.ft_json(root / "src" / "BTC_USDT-5m.json", crash_rows())
+    store = TapeStore(root / "tapes")
+    store.import_file(src, venue="binance")
+    tape = store.resolve("BTC/USDT", START - timedelta(days=8), START + timedelta(days=1))
+    a = tape.arrays()
+    params = BookParams(loan_fraction=1.0, ltv_min=0.3, ltv_max=0.6667, ltv_beta_a=3.0,
+                        ltv_beta_b=2.0, survivor_liquidation_threshold=0.6667)
+    book = generate_book(2_000, a["timestamp"], a["close"], a["low"], a["high"], START, seed=5,
+                         params=params, meta={"symbol": "BTC/USDT"})
+    config = root / "run.toml"
+    config.write_text(f"""
+name = "vault-response"
+start = 2021-05-19T00:00:00Z
+end = 2021-05-20T00:00:00Z
+symbol = "BTC/USDT"
+book = "{write_book(book, root / "book.parquet")}"
+policies = ["maker-eth-a"]
+[tape]
+venue = "binance"
+interval = "5m"
+[response]
+enabled = true
+share = 0.9
+delay_minutes = 10
+""")
+    run_id, _ = execute(config, runs=root / "runs", store=root / "tapes", show_progress=False)
+    return root / "runs", run_id
+
+
+def test_deposits_are_the_cures_over_the_window(vault_run):
+    runs, run_id = vault_run
+    start, end = datetime(2021, 5, 19, tzinfo=UTC), datetime(2021, 5, 19, 12, tzinfo=UTC)
+    with Catalog(runs) as cat:
+        steps = cat.query(f"SELECT timestamp, cure_usd FROM steps WHERE run_id = '{run_id}'")
+        facts = RunFacts.from_manifest(cat.manifest(run_id))
+        tables = RunTables(cat, run_id, facts)
+        half = tables.figures(start, end, False, "loan")["maker-eth-a"]
+        whole = tables.figures(facts.start, facts.end, True, "loan")["maker-eth-a"]
+    ts = steps["timestamp"].dt.replace_time_zone(None)
+    in_half = steps.filter((ts >= start.replace(tzinfo=None)) & (ts < end.replace(tzinfo=None)))
+    assert steps["cure_usd"].sum() > 0
+    assert whole["borrower_deposits_usd"] == pytest.approx(steps["cure_usd"].sum())
+    assert half["borrower_deposits_usd"] == pytest.approx(in_half["cure_usd"].sum())
+    assert half["borrower_deposits_usd"] < whole["borrower_deposits_usd"]
+
+
+def test_the_measure_is_known_labelled_and_kept_by_sweep_cells():
+    assert MEASURES["borrower_deposits_usd"] == "USD"
+    assert LABELS["borrower_deposits_usd"] == "Borrowers' top-ups (new money)"
+    assert "cure_usd" in STEP_COLUMNS
+
+
+def test_a_sweep_without_cures_in_its_cells_gives_no_figure(tmp_path):
+    """Cells written before they kept ``cure_usd`` (or portfolio cells) leave the measure
+    empty rather than failing the query."""
+    from backtest.calibration.sources import SweepTables
+
+    class _Catalog:
+        def __init__(self):
+            self.sql = []
+
+        def query(self, sql):
+            self.sql.append(sql)
+            if "LIMIT 0" in sql:
+                return pl.DataFrame({"cell_id": [], "liquidated_notional_usd": []})
+            return pl.DataFrame()
+
+    cat = _Catalog()
+    tables = SweepTables(cat, "s", "e", ["p"], None)
+    fig = tables.figures(datetime(2021, 5, 19, tzinfo=UTC), datetime(2021, 5, 20, tzinfo=UTC),
+                         False, "loan")
+    assert fig["p"]["borrower_deposits_usd"] is None
+    assert "CAST(NULL AS DOUBLE) AS borrower_deposits_usd" in cat.sql[-1]
