@@ -4,53 +4,27 @@ a sweep (which keeps ``cure_usd`` among its per-step columns)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import polars as pl
 import pytest
 
-from backtest.books import BookParams, generate_book, write_book
+from backtest.books import BookParams
 from backtest.calibration.compare import LABELS, RunFacts
 from backtest.calibration.sources import RunTables
 from backtest.calibration.targets import MEASURES
-from backtest.engine.run import execute
 from backtest.results import Catalog
 from backtest.sweep.runner import STEP_COLUMNS
-from backtest.tapes import TapeStore
-from tests.conftest import Synth
-from tests.test_engine_run import START, crash_rows
+from tests.loan_world import loan_run
 
 
 @pytest.fixture(scope="module")
 def vault_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("deposits")
-    src = Synth.ft_json(root / "src" / "BTC_USDT-5m.json", crash_rows())
-    store = TapeStore(root / "tapes")
-    store.import_file(src, venue="binance")
-    tape = store.resolve("BTC/USDT", START - timedelta(days=8), START + timedelta(days=1))
-    a = tape.arrays()
     params = BookParams(loan_fraction=1.0, ltv_min=0.3, ltv_max=0.6667, ltv_beta_a=3.0,
                         ltv_beta_b=2.0, survivor_liquidation_threshold=0.6667)
-    book = generate_book(2_000, a["timestamp"], a["close"], a["low"], a["high"], START, seed=5,
-                         params=params, meta={"symbol": "BTC/USDT"})
-    config = root / "run.toml"
-    config.write_text(f"""
-name = "vault-response"
-start = 2021-05-19T00:00:00Z
-end = 2021-05-20T00:00:00Z
-symbol = "BTC/USDT"
-book = "{write_book(book, root / "book.parquet")}"
-policies = ["maker-eth-a"]
-[tape]
-venue = "binance"
-interval = "5m"
-[response]
-enabled = true
-share = 0.9
-delay_minutes = 10
-""")
-    run_id, _ = execute(config, runs=root / "runs", store=root / "tapes", show_progress=False)
-    return root / "runs", run_id
+    return loan_run(tmp_path_factory.mktemp("deposits"), params, ["maker-eth-a"],
+                    "[response]\nenabled = true\nshare = 0.9\ndelay_minutes = 10\n",
+                    accounts=2_000)
 
 
 def test_deposits_are_the_cures_over_the_window(vault_run):
