@@ -1,8 +1,8 @@
 """Provenance of a result: file hashes, package versions, code digests, runtime, peak memory.
 
 Every run kind (``liqbt run``, portfolio runs, sweeps, governance reports) records where its
-result came from with these helpers, so a manifest's ``sha256``, ``versions`` and ``runtime``
-fields mean the same thing whichever command wrote them.
+result came from with these helpers, so a manifest's ``sha256``, ``versions``, ``code`` and
+``runtime`` fields mean the same thing whichever command wrote them.
 """
 
 from __future__ import annotations
@@ -130,8 +130,9 @@ def simulation_sources(package: Path | None = None) -> list[Path]:
 def engine_version() -> dict:
     """Return the package version, the kernels' digest and the simulation sources' digest.
 
-    They are part of every cell id (module docstring): a change to any source a result can
-    depend on (:func:`simulation_sources`) recomputes a resumed sweep's cells.
+    They are part of every sweep cell id and book name (:mod:`backtest.sweep.plan`): a change
+    to any source a result can depend on (:func:`simulation_sources`) recomputes a resumed
+    sweep's cells; run manifests record them as ``code``.
     """
     try:
         pkg = version("liqbt")
