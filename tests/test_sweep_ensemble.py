@@ -99,7 +99,9 @@ def test_member_draws_depend_only_on_seed_and_member():
         assert member_values(small, k, r_small) == member_values(big, k, r_big)
     assert member_values(big, 0, r_big) != member_values(big, 1, r_big)
     # every default input of a perp book under cascade impact varies, within its range
-    assert set(r_big.draws) == set(INPUTS) - {"oracle_lag_minutes", "keeper_capital_usd"}
+    # (ltv_beta_a: only from a loan-state fit with two readings)
+    assert set(r_big.draws) == set(INPUTS) - {"oracle_lag_minutes", "keeper_capital_usd",
+                                              "ltv_beta_a"}
     for k in range(50):
         v = member_values(big, k, r_big)
         for name, d in r_big.draws.items():
@@ -165,6 +167,35 @@ fitted_delay_minutes = 11.9
     _, run = apply_member({"keeper_capital_usd": 3.5e6, "keeper_latency_minutes": 2.0},
                           BookParams(), RunSections(), r3)
     assert (run.keepers.capital_usd_per_step, run.keepers.latency_minutes) == (3.5e6, 2.0)
+
+
+def test_a_loan_state_fit_gives_its_readings_as_the_ltv_range(tmp_path):
+    """A loan-state fit solved at two readings of the protocol's state draws ``ltv_beta_a``
+    between them; one reading, a perp book or ``false`` draws nothing."""
+    from backtest.books.generate import BookParams
+    from backtest.sweep.config import RunSections
+
+    cal = tmp_path / "fitted.toml"
+    cal.write_text("[book]\nloan_fraction = 1.0\nltv_beta_a = 2.0\n[fit]\nkind = \"loan-state\"\n"
+                   "fitted_ltv_beta_a = 2.0\nfitted_ltv_beta_a_low_end = 1.7\n"
+                   "fitted_ltv_beta_a_high_end = 2.3\n")
+    meta = {"calibration": str(cal)}
+    loans = BookParams(loan_fraction=1.0, ltv_beta_a=2.0)
+    r = default_ranges(EnsembleSpec(members=3), loans, cal, meta, RunSections(), "x", "ETH")
+    assert (r.draws["ltv_beta_a"].low, r.draws["ltv_beta_a"].high) == (1.7, 2.3)
+    assert r.sources["ltv_beta_a"].startswith("calibration")
+    spec = EnsembleSpec(members=3)
+    drawn = [member_values(spec, k, r)["ltv_beta_a"] for k in range(3)]
+    assert all(1.7 <= v < 2.3 for v in drawn) and len(set(drawn)) == 3
+    book, _ = apply_member({"ltv_beta_a": drawn[0]}, loans, RunSections(), r)
+    assert book.ltv_beta_a == drawn[0]
+    held = default_ranges(EnsembleSpec(members=3, ltv_beta_a=False), loans, cal, meta,
+                          RunSections(), "x", "ETH")
+    perps = default_ranges(EnsembleSpec(members=3), BookParams(loan_fraction=0.0), cal, meta,
+                           RunSections(), "x", "ETH")
+    cal.write_text(cal.read_text().replace("2.3", "1.7"))
+    one = default_ranges(EnsembleSpec(members=3), loans, cal, meta, RunSections(), "x", "ETH")
+    assert all("ltv_beta_a" not in x.draws for x in (held, perps, one))
 
 
 # ---------------------------------------------------------------- members as cells

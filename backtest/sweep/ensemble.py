@@ -34,6 +34,8 @@ calibration where it gives one; ``false``: not varied):
 ``response_delay_minutes``  ``[response] delay_minutes``, minutes
 ``keeper_capital_usd``      ``[keepers] capital_usd_per_step``, USD a step (keeper-liquidated
                             policies; drawn only where the ``[ensemble]`` gives its range)
+``ltv_beta_a``              book ``ltv_beta_a`` (loans): the loan-to-value mean a loan-state
+                            fit solves, between the fit's readings of the protocol's state
 ========================== ==============================================================
 
 See ``docs/ensembles.md`` for the defaults and their sources.
@@ -67,7 +69,7 @@ from backtest.validation import describe, read_toml
 
 INPUTS = ("leverage_scale", "low_leverage_share", "size_factor", "depth_factor",
           "permanent_fraction", "keeper_latency_minutes", "oracle_lag_minutes",
-          "response_share", "response_delay_minutes", "keeper_capital_usd")
+          "response_share", "response_delay_minutes", "keeper_capital_usd", "ltv_beta_a")
 """The uncertain inputs an ensemble member draws (besides its book seed), in record order."""
 
 _BOUNDS = {"low_leverage_share": (0.0, 1.0), "permanent_fraction": (0.0, 1.0),
@@ -172,8 +174,9 @@ class EnsembleSpec(StrictModel):
         range (:func:`default_ranges`); False: not varied.
     permanent_fraction, keeper_latency_minutes, oracle_lag_minutes : Draw, False or None
         As above.
-    response_share, response_delay_minutes, keeper_capital_usd : Draw, False or None
-        As above (``keeper_capital_usd`` has no default range: it is drawn only when given).
+    response_share, response_delay_minutes, keeper_capital_usd, ltv_beta_a : Draw, False or None
+        As above (``keeper_capital_usd`` has no default range: it is drawn only when given;
+        ``ltv_beta_a`` by default only for a loan-state fit with two readings).
 
     Raises
     ------
@@ -194,6 +197,7 @@ class EnsembleSpec(StrictModel):
     response_share: InputSpec = None
     response_delay_minutes: InputSpec = None
     keeper_capital_usd: InputSpec = None
+    ltv_beta_a: InputSpec = None
 
     @field_validator(*INPUTS, mode="before")
     @classmethod
@@ -214,7 +218,7 @@ class EnsembleSpec(StrictModel):
         if name in _BOUNDS and hi > _BOUNDS[name][1]:
             raise ValueError("a fraction: values must be <= 1")
         if name in ("leverage_scale", "size_factor", "depth_factor",
-                    "keeper_capital_usd") and lo <= 0:
+                    "keeper_capital_usd", "ltv_beta_a") and lo <= 0:
             raise ValueError("values must be > 0")
         return d
 
@@ -276,6 +280,21 @@ def _loo_range(path: Path | None, field: str) -> Draw | None:
     return Draw(low=min(vals), high=max(vals))
 
 
+def _readings_range(path: Path | None, field: str) -> Draw | None:
+    """Return ``fitted_<field>_low_end..high_end`` of a loan-state fit, or None.
+
+    The fit solves the parameter at each reading of the protocol's state
+    (:mod:`backtest.calibration.loan_state`); a fit with one reading gives None.
+    """
+    if path is None:
+        return None
+    fit = read_toml(path).get("fit", {})
+    lo, hi = fit.get(f"fitted_{field}_low_end"), fit.get(f"fitted_{field}_high_end")
+    if lo is None or hi is None or float(hi) <= float(lo):
+        return None
+    return Draw(low=float(lo), high=float(hi))
+
+
 def _size_range(params: BookParams, event: str, asset: str,
                 validation: str | Path | None) -> Draw | None:
     """Factor range of a book sized to a venue: the target range around its geometric middle."""
@@ -317,8 +336,10 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
 
     Defaults: ``leverage_scale``, ``response_share`` and ``response_delay_minutes`` span the
     fitted values of a calibrated book file (its full fit and every leave-one-out refit,
-    ``[[leave_one_out]]`` ``fitted_<name>``); the size factor spans the validation target's
-    range around the geometric middle the book was sized to; otherwise the module's
+    ``[[leave_one_out]]`` ``fitted_<name>``); ``ltv_beta_a`` spans a loan-state fit's
+    readings of the protocol's state (``fitted_ltv_beta_a_low_end``..``high_end``); the size
+    factor spans the validation target's range around the geometric middle the book was sized
+    to; otherwise the module's
     ``DEFAULT_*`` ranges (``docs/ensembles.md``). Inputs that cannot matter are not drawn:
     leverage inputs for a loans-only book, impact inputs without an impact model, the oracle
     lag unless the oracle is ``lagged``, the response when the run switches it off, and (unless
@@ -376,6 +397,8 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
     put("low_leverage_share", has_perps,
         low or Draw(low=max(0.0, base_low - 0.1), high=min(1.0, base_low + 0.1)),
         cal_src if low else "default")
+    readings = _readings_range(book_params, "ltv_beta_a") if calibrated_file else None
+    put("ltv_beta_a", params.loan_fraction > 0.0, readings, cal_src)
     size = _size_range(params, event, asset, validation)
     put("size_factor", True, size or Draw(distribution="loguniform", low=DEFAULT_SIZE_FACTOR[0],
                                           high=DEFAULT_SIZE_FACTOR[1]),
@@ -490,6 +513,8 @@ def apply_member(values: dict[str, float], params: BookParams, run, ranges: Even
         book["leverage_scale"] = values["leverage_scale"]
     if "low_leverage_share" in values:
         book["low_leverage_share"] = values["low_leverage_share"]
+    if "ltv_beta_a" in values:
+        book["ltv_beta_a"] = values["ltv_beta_a"]
     if "size_factor" in values:
         f = values["size_factor"]
         if params.size_usd is not None:
