@@ -39,10 +39,10 @@ from backtest.tapes.schema import (
     TIMESTAMP_DTYPE,
     RawTape,
     Source,
-    epoch_to_ms,
     file_sha256,
     parse_interval,
     parse_symbol,
+    parse_time_strings,
     read_bytes,
     validate_frame,
 )
@@ -80,7 +80,7 @@ def read_feed_updates(path: str | Path, data: bytes | None = None
         cols[role] = found
     if frame.height == 0:
         raise TapeError("no updates", path)
-    ms = _times(frame[cols["time"]], path)
+    ms = parse_time_strings(frame[cols["time"]].cast(pl.String), path, "time")
     values = as_numbers(frame[cols["price"]])
     bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
     if bad.size:
@@ -92,19 +92,6 @@ def read_feed_updates(path: str | Path, data: bytes | None = None
         raise TapeError(f"row {r}: update time is not after the previous row's (updates must "
                         "be in strictly increasing time order)", path)
     return ms, values
-
-
-def _times(series: pl.Series, path: Path) -> np.ndarray:
-    text = series.cast(pl.String).str.strip_chars()
-    numbers = text.cast(pl.Float64, strict=False)
-    if numbers.null_count() == 0:
-        return epoch_to_ms(numbers.to_numpy())
-    parsed = text.str.to_datetime(time_zone="UTC", strict=False)
-    bad = np.flatnonzero(parsed.is_null().to_numpy())
-    if bad.size:
-        raise TapeError(f"row {bad[0]}: time {series[int(bad[0])]!r} is not a date-time or "
-                        "epoch number", path)
-    return parsed.dt.epoch("ms").to_numpy()
 
 
 def feed_candles(ms: np.ndarray, price: np.ndarray, interval_ms: int) -> pl.DataFrame:

@@ -17,7 +17,6 @@ name (freqtrade's ``parquet`` data format, ``BTC_USDT-1m.parquet``).
 from __future__ import annotations
 
 import io
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +34,11 @@ from backtest.tapes.schema import (
     Source,
     cast_numeric,
     choose,
-    datetime_to_ms,
     epoch_to_ms,
     file_sha256,
     infer_venue,
     parse_symbol,
+    parse_time_strings,
     read_bytes,
     validate_frame,
 )
@@ -65,23 +64,6 @@ def _find_columns(columns: list[str], path: Path) -> dict[str, str]:
     return found
 
 
-def _parse_time_strings(values: pl.Series, path: Path) -> np.ndarray:
-    numbers = values.str.strip_chars().cast(pl.Float64, strict=False)
-    if numbers.null_count() == 0 and np.isfinite(numbers.to_numpy()).all():
-        return epoch_to_ms(numbers.to_numpy())
-    text = values.to_list()
-    out = np.empty(len(text), dtype=np.int64)
-    for i, v in enumerate(text):
-        if v is None or not v.strip():
-            raise TapeError(f"row {i} (no timestamp): timestamp is null", path)
-        try:
-            out[i] = datetime_to_ms(datetime.fromisoformat(v.strip()))
-        except ValueError:
-            raise TapeError(f"row {i}: timestamp {v!r} is not a date-time or epoch number",
-                            path) from None
-    return out
-
-
 def _timestamps(series: pl.Series, path: Path) -> pl.Series:
     nulls = series.is_null().to_numpy()
     if nulls.any():
@@ -101,7 +83,7 @@ def _timestamps(series: pl.Series, path: Path) -> pl.Series:
                             path)
         ms = epoch_to_ms(values)
     elif dtype == pl.String:
-        ms = _parse_time_strings(series, path)
+        ms = parse_time_strings(series, path)
     else:
         raise TapeError(f"time column has dtype {dtype}, expected epoch numbers or date-times",
                         path)

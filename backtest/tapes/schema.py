@@ -193,6 +193,47 @@ def datetime_to_ms(value: datetime | str) -> int:
     return delta // timedelta(milliseconds=1)
 
 
+def parse_time_strings(values: pl.Series, path: str | Path, label: str = "timestamp"
+                       ) -> np.ndarray:
+    """Parse a string column of epoch numbers or ISO 8601 date-times to epoch milliseconds.
+
+    Parameters
+    ----------
+    values : polars.Series of str, shape (N,)
+        Either every value an epoch number (any unit, :func:`epoch_to_ms`) or every value an
+        ISO 8601 date or date-time (naive values are UTC).
+    path : str or Path
+        File named in the messages.
+    label : str
+        What the column holds, in the messages (``timestamp``, ``time``).
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (N,)
+        Epoch milliseconds.
+
+    Raises
+    ------
+    TapeError
+        ``row N (no timestamp): <label> is null`` or ``row N: <label> '...' is not a
+        date-time or epoch number``.
+    """
+    numbers = values.str.strip_chars().cast(pl.Float64, strict=False)
+    if numbers.null_count() == 0 and np.isfinite(numbers.to_numpy()).all():
+        return epoch_to_ms(numbers.to_numpy())
+    text = values.to_list()
+    out = np.empty(len(text), dtype=np.int64)
+    for i, v in enumerate(text):
+        if v is None or not v.strip():
+            raise TapeError(f"row {i} (no timestamp): {label} is null", path)
+        try:
+            out[i] = datetime_to_ms(datetime.fromisoformat(v.strip()))
+        except ValueError:
+            raise TapeError(f"row {i}: {label} {v!r} is not a date-time or epoch number",
+                            path) from None
+    return out
+
+
 def epoch_to_ms(values: np.ndarray) -> np.ndarray:
     """Convert epoch numbers to int64 milliseconds, detecting the unit of each value.
 
