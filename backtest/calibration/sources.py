@@ -52,6 +52,13 @@ class RunTables:
         manifest_order = [p["name"] for p in catalog.manifest(run_id).get("policies", [])]
         present = set(pol["policy"].to_list()) if pol.height else set()
         self.policies = [p for p in manifest_order if p in present] or sorted(present)
+        # runs written before the response existed have no cure_usd column, and runs written
+        # before auctions could be dealt to zero bids no zero_bid column
+        steps = catalog.query("SELECT * FROM steps LIMIT 0").columns
+        self._deposits = "sum(cure_usd)" if "cure_usd" in steps else "CAST(NULL AS DOUBLE)"
+        liquidations = catalog.query("SELECT * FROM liquidations LIMIT 0").columns
+        self._zero_bid = ("coalesce(sum(l.notional_usd) FILTER (WHERE l.zero_bid), 0)"
+                          if "zero_bid" in liquidations else "0.0")
 
     def figures(self, start: datetime, end: datetime, from_run_start: bool, product: str
                 ) -> dict[str, dict[str, float | None]]:
@@ -69,14 +76,11 @@ class RunTables:
         oi_column = ("(perp_long_oi_usd + perp_short_oi_usd) / 2" if product == "perp"
                      else "loan_collateral_usd")
         sides = 2 if product == "perp" else 1  # open interest: one side of every contract
-        # runs written before the response existed have no cure_usd column
-        deposits = ("sum(cure_usd)" if "cure_usd" in q("SELECT * FROM steps LIMIT 0").columns
-                    else "CAST(NULL AS DOUBLE)")
         flows = q(f"""
             SELECT policy,
                    sum(insurance_draw_usd) AS insurance_fund_drawn_usd,
                    sum(adl_notional_usd) AS adl_notional_usd,
-                   {deposits} AS borrower_deposits_usd,
+                   {self._deposits} AS borrower_deposits_usd,
                    arg_max({oi_column}, step) AS open_interest_after_usd
             FROM steps WHERE run_id = {run} AND timestamp >= {a} AND timestamp < {b}
             GROUP BY policy""")
@@ -92,10 +96,6 @@ class RunTables:
                        arg_max(loan_debt_usd, step) AS borrowed_usd,
                        arg_max(loan_collateral_usd, step) AS collateral_usd
                 FROM steps WHERE run_id = {run} AND timestamp < {a} GROUP BY policy""")
-        # runs written before auctions could be dealt to zero bids have no zero_bid column
-        zero_bid = ("coalesce(sum(l.notional_usd) FILTER (WHERE l.zero_bid), 0)"
-                    if "zero_bid" in q("SELECT * FROM liquidations LIMIT 0").columns
-                    else "0.0")
         events = q(f"""
             SELECT l.policy,
                    sum(l.notional_usd) AS liquidated_notional_usd,
@@ -108,7 +108,7 @@ class RunTables:
                        AS liquidated_long_usd,
                    coalesce(sum(l.notional_usd) FILTER (WHERE ac.side < 0), 0)
                        AS liquidated_short_usd,
-                   {zero_bid} AS zero_bid_collateral_usd
+                   {self._zero_bid} AS zero_bid_collateral_usd
             FROM liquidations l JOIN accounts ac
               ON ac.run_id = l.run_id AND ac.policy = l.policy AND ac.account_id = l.account_id
             WHERE l.run_id = {run} AND l.timestamp >= {a} AND l.timestamp < {b}
@@ -187,6 +187,9 @@ class SweepTables:
         self.by = {"param_set": "param_set", "policy": "policy"}[by]
         self.whole_book = True
         self._cells: dict[tuple[str, str], object] = {}  # per-cell sums by window, shared
+        # cells written before they kept cures (and portfolio or options cells) have no column
+        steps = catalog.query("SELECT * FROM sweep_steps LIMIT 0").columns
+        self._has_cures = "cure_usd" in steps
 
     def at(self, quantile: float | None) -> SweepTables:
         """Return the same source giving ``quantile`` across the cells (None: the mean).
@@ -205,10 +208,8 @@ class SweepTables:
 
     def _per_cell(self, a: str, b: str):
         """Return the sums over the window ``[a, b)`` (SQL timestamps) of every unstressed cell."""
-        # cells written before they kept cures (and portfolio or options cells) have no column
         deposits = (f"sum(st.cure_usd) FILTER (WHERE st.timestamp >= {a} AND st.timestamp < {b})"
-                    if "cure_usd" in self.catalog.query("SELECT * FROM sweep_steps LIMIT 0").columns
-                    else "CAST(NULL AS DOUBLE)")
+                    if self._has_cures else "CAST(NULL AS DOUBLE)")
         return self.catalog.query(f"""
             SELECT c.{self.by} AS label, c.seed,
                    sum(st.liquidated_notional_usd) FILTER (WHERE st.timestamp >= {a}
