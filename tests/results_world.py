@@ -29,15 +29,16 @@ initial_balance_usd = 1000.0
 """
 
 
-def make_world(root: Path, accounts: int = 2000) -> dict[str, Path]:
-    """Write a 5-minute BTC tape store, a book of ``accounts`` accounts and a run config."""
+def make_world(root: Path, accounts: int = 2000, params=None) -> dict[str, Path]:
+    """Write a 5-minute BTC tape store, a book of ``accounts`` accounts (drawn with the
+    generator's ``params``, default its own) and a run config."""
     src = Synth.ft_json(root / "src" / "BTC_USDT-5m.json", crash_rows())
     store = TapeStore(root / "tapes")
     store.import_file(src, venue="binance")
     tape = store.resolve("BTC/USDT", START - timedelta(days=8), START + timedelta(days=1))
     a = tape.arrays()
     book = generate_book(accounts, a["timestamp"], a["close"], a["low"], a["high"], START,
-                         seed=5, meta={"symbol": "BTC/USDT"})
+                         seed=5, params=params, meta={"symbol": "BTC/USDT"})
     book_path = write_book(book, root / "book.parquet")
     config = write_config(root / "run.toml", book_path)
     return {"root": root, "store": root / "tapes", "book": book_path, "config": config}
