@@ -14,6 +14,7 @@ from backtest.kernels.book_flow_nb import (
     close_positions_nb,
     cure_amount_nb,
     responder_mask,
+    top_up_amount_nb,
 )
 from backtest.kernels.enums import FillPrice, ImpactModel, PolicyFamily, StepMetric, TriggerPrice
 from backtest.kernels.reference import simulate_reference
@@ -34,7 +35,7 @@ F = {name: k for k, name in enumerate(FLOW_FIELDS)}
 
 
 def _flow(rng, book, steps, share=0.6, arriving=0.3, delay=3, max_cures=0, closing=0.0,
-          reference=None):
+          reference=None, top_up=False):
     n = len(book["units"])
     arrival = np.where(rng.random(n) < arriving, rng.integers(0, steps, n), -1)
     equity = book["cash"] + book["units"] * book.get("entry", 1.0)
@@ -45,7 +46,8 @@ def _flow(rng, book, steps, share=0.6, arriving=0.3, delay=3, max_cures=0, closi
     flow = BookFlow(arrival.astype(np.int64), book["units"].copy(), book["cash"].copy(),
                     np.where(arrival >= 0, np.abs(equity), 0.0),
                     responder_mask(np.arange(n, dtype=np.int64), share, 11),
-                    Response(share, (1.3, 1.2), (1.8, 1.5), delay, 11, max_cures, reference),
+                    Response(share, (1.3, 1.2), (1.8, 1.5), delay, 11, max_cures, reference,
+                             top_up),
                     close_step)
     units0 = np.where(arrival >= 0, 0.0, book["units"])
     cash0 = np.where(arrival >= 0, 0.0, book["cash"])
@@ -71,9 +73,10 @@ def test_moving_book_matches_reference(seed, cascade):
     depth = np.full(90, 800.0)
     market = market_params(ImpactModel.SQRT, 0.5, 5.0, cascade) if cascade else None
     closing = 0.3 if seed % 2 else 0.0
+    top_up = seed in (1, 2)  # loans cure by adding collateral (with closes too at seed 1)
     prices, book, policy, u0, c0, flow, volume, res = _case(
         seed, market=market, depth=depth if cascade else None, max_cures=seed % 3,
-        closing=closing, reference=0.02 if seed >= 3 else None)
+        closing=closing, reference=0.02 if seed >= 3 else None, top_up=top_up)
     ref = simulate_reference(prices.open, prices.high, prices.low, prices.close,
                              TriggerPrice.EXTREME, FillPrice.TRIGGER, policy[0], book["product"],
                              u0, c0, market=market[0] if cascade else None,
@@ -85,6 +88,11 @@ def test_moving_book_matches_reference(seed, cascade):
     np.testing.assert_array_equal(res.n_liquidations, ref.n_liquidations)
     np.testing.assert_array_equal(res.first_step, ref.first_step)
     np.testing.assert_allclose(res.deposited, ref.deposited, rtol=1e-10, atol=1e-8)
+    assert (res.topped_up is not None) == top_up
+    if top_up:
+        np.testing.assert_allclose(res.topped_up, ref.topped_up, rtol=1e-10, atol=1e-12)
+        assert (res.topped_up[book["product"] == 1] > 0).any()
+        assert (res.topped_up[book["product"] == 0] == 0).all()  # perps add margin (cash)
     np.testing.assert_allclose(res.book_flow, ref.book_flow, rtol=1e-9, atol=1e-7)
     np.testing.assert_allclose(res.step_metrics, ref.step_metrics, rtol=1e-9, atol=1e-7)
     # voluntary closes: the twin's close steps are those the records imply
@@ -128,13 +136,16 @@ def test_arrivals_open_at_the_simulated_price(seed):
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.sampled_from([1, 7, 64]),
        st.sampled_from([None, int(PolicyFamily.AUCTION)]), st.floats(0.0, 1.0),
-       st.integers(0, 6), st.integers(0, 2), st.sampled_from([0.0, 0.3]))
+       st.integers(0, 6), st.integers(0, 2), st.sampled_from([0.0, 0.3]), st.booleans())
 def test_money_is_conserved_with_arrivals_closes_and_cures(seed, chunk, family, share, delay,
-                                                           cap, closing):
+                                                           cap, closing, top_up):
+    # with top-ups no voluntary closes: the closed units below are derived from the units a
+    # position opened with (closes after top-ups are held to the twin in the parity test)
+    closing = 0.0 if top_up else closing
     prices, book, policy, u0, c0, flow, volume, res = _case(seed, family, n=120, steps=40,
                                                             chunk=chunk, share=share,
                                                             delay=delay, max_cures=cap,
-                                                            closing=closing)
+                                                            closing=closing, top_up=top_up)
     rec, adl = res.records, res.adl_records
     n = len(u0)
     proceeds, fees, written_off, closed, paid = (np.zeros(n) for _ in range(5))
@@ -148,6 +159,9 @@ def test_money_is_conserved_with_arrivals_closes_and_cures(seed, chunk, family, 
     start_cash = np.where(arrived, flow.open_cash, c0)
     start_units = np.where(arrived, flow.open_units, u0)
     cures = res.deposited - flow.margin  # what cures brought, beyond the arrivals' margin
+    # a top-up brings collateral, not cash: a loan that topped up made every cure that way
+    topped = np.zeros(n) if res.topped_up is None else res.topped_up
+    cure_cash = np.where(topped > 0.0, 0.0, cures)
     # voluntary closes: what was left sold at the observed price (the previous simulated
     # close, the first open at step 0); the equity stays in the account, nothing leaves
     closed_step, closed_units = voluntary_closes(flow.close_step, start_units, rec, adl)
@@ -160,9 +174,9 @@ def test_money_is_conserved_with_arrivals_closes_and_cures(seed, chunk, family, 
     # per account: cash change = proceeds - penalties + written off - ADL + new money + sale
     np.testing.assert_allclose((res.cash - start_cash) / scale,
                                (proceeds - fees + written_off - paid - res.funding_paid
-                                + cures + close_cash) / scale, atol=1e-9)
-    np.testing.assert_allclose(start_units - res.units, closed + sold, atol=1e-9 * (
-        1 + np.abs(start_units).max()))
+                                + cure_cash + close_cash) / scale, atol=1e-9)
+    np.testing.assert_allclose(start_units + topped - res.units, closed + sold, atol=1e-9 * (
+        1 + np.abs(start_units).max() + topped.max(initial=0.0)))
     assert np.all(res.units[closed_step >= 0] == 0.0)
     assert np.all(np.abs(closed_units) <= np.abs(start_units) * (1 + 1e-12))
     assert np.all(cures >= -1e-9 * scale)
@@ -208,6 +222,13 @@ def test_cure_restores_target_health():
     need = cure_amount_nb(1, 1.0, -80.0, 100.0, 0.175, 1.2)
     assert need == pytest.approx(80.0 - 0.825 * 100.0 / 1.2)
     assert cure_amount_nb(1, 1.0, -80.0, 100.0, 0.175, 0.5) == 0.0  # already above target
+    # the same loan tops up instead: collateral worth 1.2 x 80 / 0.825 = 116.36 to hold
+    add = top_up_amount_nb(1.0, -80.0, 100.0, 0.175, 1.2)
+    assert add == pytest.approx(1.2 * 80.0 / 0.825 - 100.0)
+    assert 0.825 * (1.0 + add / 100.0) * 100.0 / 80.0 == pytest.approx(1.2)
+    assert add > cure_amount_nb(1, 1.0, -80.0, 100.0, 0.175, 1.2)  # more money, same health
+    assert top_up_amount_nb(1.0, -80.0, 100.0, 0.175, 0.5) == 0.0
+    assert top_up_amount_nb(1.0, 10.0, 100.0, 0.175, 1.2) == 0.0  # no debt
 
 
 def test_responses_reduce_liquidations_and_arrivals_liquidate_after_the_low():
@@ -304,11 +325,14 @@ def test_spare_capital_limits_cures():
     assert unlimited.book_flow[:, F["cures"]].sum() > ((unlimited.deposited - flow.margin) > 0).sum()
 
 
-def test_new_money_is_not_counted_as_a_gain_over_holding():
-    """A cure's deposit is in both worlds: a cured, never-liquidated account loses 0 to liquidation."""
+@pytest.mark.parametrize("top_up", [False, True])
+def test_new_money_is_not_counted_as_a_gain_over_holding(top_up):
+    """A cure's deposit is in both worlds: a cured, never-liquidated account loses 0 to
+    liquidation; a top-up is held as the collateral it bought (``cure_units``), not as cash."""
     from backtest.results.tables import accounts_table
 
-    prices, book, policy, u0, c0, flow, volume, res = _case(4, n=400, steps=90, share=1.0, delay=0)
+    prices, book, policy, u0, c0, flow, volume, res = _case(4, n=400, steps=90, share=1.0, delay=0,
+                                                            top_up=top_up)
     last = float(prices.close[-1])
     accounts = accounts_table("r", "p", res, np.arange(400), book, float(prices.open[0]), last,
                               last, flow)
@@ -318,6 +342,9 @@ def test_new_money_is_not_counted_as_a_gain_over_holding():
     assert len(cured) > 0
     loss = cured["hold_equity_usd"] - cured["final_equity_usd"]
     np.testing.assert_allclose(loss.to_numpy(), 0.0, atol=1e-6 * cured["cure_usd"].max())
+    topped = cured.filter(cured["product"] == "loan")
+    assert len(topped) > 0
+    assert ((topped["cure_units"] > 0).all() if top_up else (cured["cure_units"] == 0).all())
 
 
 @pytest.mark.parametrize("closing", [0.0, 0.3])

@@ -37,6 +37,8 @@ class Response:
     perp_reference_rate : float or None
         Perp maintenance margin rate (fraction of notional) at which the perp levels are
         stated; None: the running policy's own rate. See :meth:`at_rate`.
+    loan_top_up : bool
+        Loans cure by adding collateral instead of repaying debt (default False).
     """
 
     share: float
@@ -46,6 +48,7 @@ class Response:
     seed: int = 0
     max_cures: int = 0
     perp_reference_rate: float | None = None
+    loan_top_up: bool = False
 
     def at_rate(self, perp_rate: float) -> Response:
         """Return the levels in the health of a policy whose perp maintenance rate is ``perp_rate``.
@@ -253,6 +256,8 @@ def kernel_flow(flow: BookFlow, order: np.ndarray, n_steps: int) -> KernelFlow:
         warn_since=np.full(n, -1, np.int32),
         cures=np.zeros(n, np.int32),
         deposited=np.zeros(n),
+        loan_top_up=bool(r is not None and r.loan_top_up),
+        topped_up=np.zeros(n if r is not None else 0),
         steps=np.zeros((n_steps, N_FLOW_FIELDS)),
         applied=np.full(1, -1, np.int64),
         touched=np.empty(most_arrivals + most_closes + len(responders), np.int64),
@@ -275,7 +280,8 @@ def no_kernel_flow(n: int, n_steps: int) -> KernelFlow:
         open_cash=empty_f, margin=empty_f, responders=empty_i, warning_health=np.zeros(2),
         target_health=np.zeros(2), delay_steps=0, max_cures=0,
         warn_since=np.zeros(0, np.int32), cures=np.zeros(0, np.int32), deposited=np.zeros(n),
-        steps=np.zeros((n_steps, N_FLOW_FIELDS)), applied=np.full(1, -1, np.int64),
+        loan_top_up=False, topped_up=empty_f, steps=np.zeros((n_steps, N_FLOW_FIELDS)),
+        applied=np.full(1, -1, np.int64),
         touched=empty_i, close_ptr=np.zeros(n_steps + 1, np.int64), close_idx=empty_i,
         closed_step=np.full(n, -1, np.int32),
     )

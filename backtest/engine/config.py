@@ -306,8 +306,16 @@ class ResponseConfig(StrictModel):
     share : float
         Fraction of accounts that respond, [0, 1].
     warning_health, target_health : float
-        Loans: health factor below which a borrower is warned, and the health it restores by
-        repaying debt.
+        Loans: health factor below which a borrower is warned, and the health it restores
+        (by ``loan_cure``).
+    loan_cure : {"repay", "top_up"}
+        How a loan cures: ``"repay"`` (default; Spine's fitted response repays debt) or
+        ``"top_up"``, adding collateral bought with new money at the observed price (Maker's
+        owners added ETH on Black Thursday: "total ETH in DeFi has actually increased some
+        200,000 ETH", CoinDesk, 2020-03-12; ``docs/calibration.md``). Both restore the same
+        health, so the same liquidation price; a top-up brings more money (the collateral to
+        reach health ``h`` from ``w`` grows by ``h / w - 1``; a repayment cuts the debt by
+        ``1 - w / h``). Not with soft-liquidation bands.
     perp_warning_health, perp_target_health : float
         Perps: the same in the engine's perp health, equity / maintenance margin (a 10x
         position at a 0.5% maintenance rate opens at health 20; the defaults warn a trader
@@ -337,6 +345,7 @@ class ResponseConfig(StrictModel):
     share: float = Field(default=0.7, ge=0.0, le=1.0)
     warning_health: float = Field(default=1.075, gt=1.0)
     target_health: float = Field(default=1.16, gt=1.0)
+    loan_cure: Literal["repay", "top_up"] = "repay"
     perp_warning_health: float = Field(default=8.0, gt=1.0)
     perp_target_health: float = Field(default=20.0, gt=1.0)
     delay_minutes: float = Field(default=120.0, ge=0.0)

@@ -264,9 +264,11 @@ def simulate(
     if flow is not None and flow.active:  # the kernel moves the book before every step
         if policy[0]["family"] == PolicyFamily.SOFT_BANDS and (
                 (flow.arrival_step >= 0).any()
-                or (flow.close_step is not None and (flow.close_step >= 0).any())):
-            raise ValueError("arrivals and voluntary closes during the window are not modelled "
-                             "with soft-liquidation bands (bands are placed at the window start)")
+                or (flow.close_step is not None and (flow.close_step >= 0).any())
+                or (flow.response is not None and flow.response.loan_top_up)):
+            raise ValueError("arrivals, voluntary closes and collateral top-ups during the "
+                             "window are not modelled with soft-liquidation bands (bands are "
+                             "placed at the window start)")
         if flow.response is not None:  # perp levels at this policy's maintenance rate
             flow = replace(flow, response=flow.response.at_rate(
                 float(policy[0]["maintenance_rate"][Product.PERP])))
@@ -315,9 +317,12 @@ def simulate(
         funding_paid = scatter_nb(funding_paid, order)
     else:  # no funding settled: zeros (fresh pages, resident only once written)
         funding_paid = np.zeros(n)
+    topped_up = None
     if flow is not None and flow.active:
         deposited = scatter_nb(moving.deposited, order)
         closed_step = scatter_nb(moving.closed_step, order)
+        if moving.loan_top_up:
+            topped_up = scatter_nb(moving.topped_up, order)
     else:
         deposited, closed_step = np.zeros(n), np.full(n, -1, np.int32)
     return SimulationResult(
@@ -331,6 +336,7 @@ def simulate(
         deposited,
         closed_step,
         None if impact_baseline is None else baseline,
+        topped_up,
     )
 
 

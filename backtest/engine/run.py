@@ -210,7 +210,8 @@ def response_for(cfg: ResponseConfig, interval_seconds: int,
     delay = steps_of(minutes, interval_seconds) if minutes > 0 else 0
     return Response(cfg.share, (cfg.perp_warning_health, cfg.warning_health),
                     (cfg.perp_target_health, cfg.target_health), delay, cfg.seed,
-                    cfg.max_cures, cfg.perp_reference_maintenance_rate)
+                    cfg.max_cures, cfg.perp_reference_maintenance_rate,
+                    cfg.loan_cure == "top_up")
 
 
 def moving_book(inputs: Inputs) -> tuple[dict, BookFlow]:

@@ -26,10 +26,13 @@ liquidated to nothing (or closed) before its close step is skipped.
 **Response.** Real borrowers and traders watch their health: an account whose health, at the
 previous step's simulated close, falls below ``warning_health`` enters a warning zone; if it is
 a *responder* and is still in the zone ``delay_steps`` later, it cures to ``target_health`` at
-that price: a perp adds margin (cash), a loan repays debt. The cure is new money entering the
-account (``deposited``). An account leaving the zone before the delay resets its clock.
-Non-responders never act. Which accounts respond is fixed per account by a seeded hash
-(:func:`responder_mask`), so the same seed gives the same responders whatever the thread count.
+that price: a perp adds margin (cash); a loan repays debt, or, where the run says owners top up
+(``loan_top_up``), adds collateral bought with new money at that price (Maker's vault owners on
+Black Thursday added ETH: ``docs/calibration.md``). The cure is new money entering the account
+(``deposited``, USD; collateral added also in ``topped_up``, asset units). An account leaving
+the zone before the delay resets its clock. Non-responders never act. Which accounts respond
+is fixed per account by a seeded hash (:func:`responder_mask`), so the same seed gives the
+same responders whatever the thread count.
 
 The two-parameter borrower response of the Morpho simulator (70% of borrowers repay to 74% LTV
 about 2 h after entering an 80-86% LTV warning zone; https://github.com/RahilBhavan/spine,
@@ -75,7 +78,7 @@ FLOW_FIELDS = (
     "arrival_margin_usd",  # equity the arrivals deposited, USD (new money)
     "cures",  # accounts that cured
     "cure_perp_usd",  # margin added by perps that cured, USD (new money)
-    "cure_loan_usd",  # debt repaid by loans that cured, USD (new money)
+    "cure_loan_usd",  # debt repaid or collateral added by loans that cured, USD (new money)
     "closes",  # accounts that closed their position voluntarily in the step
     "close_units_long",  # perp long units closed (positive)
     "close_units_short",  # perp short units closed (negative, as held)
@@ -120,6 +123,10 @@ class KernelFlow(NamedTuple):
         Cures each account made; updated.
     deposited : ndarray, shape (N,), float64
         New money each account brought in (arrival margin and cures), USD; updated.
+    loan_top_up : bool
+        Loans cure by adding collateral (True) rather than by repaying debt (False).
+    topped_up : ndarray, shape (N,) or (0,), float64
+        Collateral each loan added by its cures, asset units; updated (empty: no responses).
     steps : ndarray, shape (T, N_FLOW_FIELDS), float64
         Per-step book-flow outputs (``FLOW_FIELDS``); updated.
     applied : ndarray, shape (1,), int64
@@ -150,6 +157,8 @@ class KernelFlow(NamedTuple):
     warn_since: np.ndarray
     cures: np.ndarray
     deposited: np.ndarray
+    loan_top_up: bool
+    topped_up: np.ndarray
     steps: np.ndarray
     applied: np.ndarray
     touched: np.ndarray
@@ -349,6 +358,37 @@ def cure_amount_nb(product, units, cash, price, m, target_health):
 
 
 @njit
+def top_up_amount_nb(units, cash, price, m, target_health):
+    """Return the USD of collateral a loan must add to reach ``target_health`` at ``price``.
+
+    Loan health is ``LT x units x price / debt`` (LT = 1 - m), so the collateral to hold is
+    ``target x debt / LT`` (USD) and the top-up is what is missing, ``>= 0``.
+
+    Parameters
+    ----------
+    units : float
+        Collateral, asset units.
+    cash : float
+        Cash, USD (negative: debt).
+    price : float
+        Price the borrower observes, USD per unit (> 0).
+    m : float
+        Maintenance rate of loans, fraction (1 - liquidation threshold).
+    target_health : float
+        Health to reach (dimensionless, > 1).
+
+    Returns
+    -------
+    float
+        USD of collateral to add (``/ price`` asset units), >= 0; 0 without debt.
+    """
+    debt = -cash
+    if debt <= 0.0 or price <= 0.0:
+        return 0.0
+    return max(target_health * debt / (1.0 - m) - units * price, 0.0)
+
+
+@njit
 def respond_nb(t, price, flow, product, units, cash, key, m_rate, n_touched):
     """Let responders in the warning zone cure, in place (see the module docstring).
 
@@ -360,13 +400,14 @@ def respond_nb(t, price, flow, product, units, cash, key, m_rate, n_touched):
         Price the accounts observe: the previous step's simulated close, USD per unit.
     flow : KernelFlow
         Responders and cure levels (``responders``, ``warning_health``, ``target_health``,
-        ``delay_steps``, ``max_cures``); ``warn_since``, ``cures``, ``deposited``,
+        ``delay_steps``, ``max_cures``, ``loan_top_up``); ``warn_since``, ``cures``,
+        ``deposited``, ``topped_up``,
         ``steps[t]`` and ``touched`` are updated. Perps' health is equity over maintenance
         margin, so their levels sit far higher than loans' (a 10x perp at a 0.5% rate starts
         at health 20).
     product : ndarray, shape (N,), int8
     units, cash, key : ndarray, shape (N,), float64
-        Account state; cured accounts' cash and key change.
+        Account state; cured accounts' cash (or, for a top-up, units) and key change.
     m_rate : ndarray, shape (2,), float64
         Base maintenance rates per product.
     n_touched : int
@@ -400,12 +441,21 @@ def respond_nb(t, price, flow, product, units, cash, key, m_rate, n_touched):
             warn_since[i] = t - 1  # seen at the previous step's close
         if t - warn_since[i] < delay_steps + 1:
             continue
-        amount = cure_amount_nb(prod, u, cash[i], price, m_rate[prod], flow.target_health[prod])
+        top_up = prod == _LOAN and flow.loan_top_up
+        if top_up:
+            amount = top_up_amount_nb(u, cash[i], price, m_rate[prod], flow.target_health[prod])
+        else:
+            amount = cure_amount_nb(prod, u, cash[i], price, m_rate[prod],
+                                    flow.target_health[prod])
         warn_since[i] = -1
         if amount <= 0.0:
             continue
-        cash[i] += amount
-        key[i] = trigger_key_nb(u, cash[i], m_rate[prod])
+        if top_up:
+            units[i] = u + amount / price
+            flow.topped_up[i] += amount / price
+        else:
+            cash[i] += amount
+        key[i] = trigger_key_nb(units[i], cash[i], m_rate[prod])
         flow.deposited[i] += amount
         flow.cures[i] += 1
         flow.touched[n_touched] = i

@@ -56,6 +56,7 @@ class ReferenceResult:
     deposited: np.ndarray | None = None  # new money per account (arrivals, cures), USD
     book_flow: np.ndarray | None = None  # (T, N_FLOW_FIELDS) as the kernel's
     closed_step: np.ndarray | None = None  # step of each trader's voluntary close, -1: none
+    topped_up: np.ndarray | None = None  # collateral loans added by their cures, asset units
 
 
 def _health(product: int, u: float, c: float, p: float, m: float) -> float:
@@ -320,6 +321,7 @@ def simulate_reference(
 
     cascade = market is not None and bool(market["cascade"]) and replay is None
     res.deposited = np.zeros(n)
+    res.topped_up = np.zeros(n)
     res.book_flow = np.zeros((n_steps, N_FLOW_FIELDS))
     res.closed_step = np.full(n, -1, np.int32)
     warned = [-1] * n
@@ -672,12 +674,19 @@ def _move_book(res, flow, t, product, rates, warned, cured, price, factor) -> No
             continue
         warned[i] = -1
         m = rates[prod]
-        if prod == Product.LOAN:
+        top_up = prod == Product.LOAN and r.loan_top_up
+        if top_up:  # collateral worth target x debt / LT is what the loan must hold
+            need = max(target * -c / (1 - m) - u * price, 0.0) if c < 0.0 else 0.0
+        elif prod == Product.LOAN:
             need = min(max(-c - (1 - m) * u * price / target, 0.0), max(-c, 0.0))
         else:
             need = max(target * m * abs(u) * price - (c + u * price), 0.0)
         if need > 0.0:
-            res.cash[i] += need
+            if top_up:
+                res.units[i] += need / price
+                res.topped_up[i] += need / price
+            else:
+                res.cash[i] += need
             res.deposited[i] += need
             cured[i] += 1
             row[7] += 1

@@ -49,6 +49,10 @@ class SimulationResult:
     impact_baseline : ndarray, shape (T,), float64, or None
         As-happened net liquidation flow per step subtracted before impact (counterfactual
         impact), USD; None: nothing subtracted.
+    topped_up : ndarray, shape (N,), float64, or None
+        Collateral each loan added by its cures, asset units, where loans cure by topping up
+        (``[response] loan_cure = "top_up"``; its USD value at the cure is in ``deposited``);
+        None: no top-ups.
     """
 
     units: np.ndarray
@@ -68,6 +72,7 @@ class SimulationResult:
     deposited: np.ndarray
     closed_step: np.ndarray
     impact_baseline: np.ndarray | None = None
+    topped_up: np.ndarray | None = None
 
 
 __all__ = ["SimulationResult"]

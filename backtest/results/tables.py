@@ -216,9 +216,10 @@ def accounts_table(
     ``hold_equity_usd``
     is what the account would be worth at the last historical close had it never been
     liquidated (no liquidation, no impact), with the same new money (``cure_usd``) brought in,
-    floored at 0: a deposit is the trader's own money in both worlds, so it cancels in
-    ``hold_equity_usd - final_equity_historical_usd`` (the user loss to liquidation, both
-    states valued at the same historical price); a position its
+    a top-up as the collateral it bought (``cure_units``, asset units, valued at that close;
+    ``[response] loan_cure = "top_up"``), floored at 0: a deposit is the trader's own money
+    in both worlds, so it cancels in ``hold_equity_usd - final_equity_historical_usd`` (the
+    user loss to liquidation, both states valued at the same historical price); a position its
     trader closes during the window is valued at its close (the historical close before its
     close step, from ``closes``, the historical close of every step; without it, at the last
     close). Status: ``open`` (never liquidated; a trader's own close does not change it),
@@ -275,6 +276,9 @@ def accounts_parts(
         margin = np.zeros(m) if flow is None else flow.margin[rows]
         initial_equity = np.where(arrival >= 0, margin, cash0 + units0 * first_open)
         cure = res.deposited[rows] - margin
+        # a top-up is collateral: without liquidation it would be held at the hold price too
+        topped = np.zeros(m) if res.topped_up is None else res.topped_up[rows]
+        cure_cash = np.where(topped > 0.0, 0.0, cure)
         hold_price = np.full(m, float(last_close))
         if before is not None:
             close_step = close_step_all[rows]
@@ -302,7 +306,9 @@ def accounts_parts(
                 "opened_step": arrival.astype(np.int32),
                 "initial_equity_usd": initial_equity,
                 "cure_usd": cure,
-                "hold_equity_usd": np.maximum(cash0 + cure + units0 * hold_price, 0.0),
+                "cure_units": topped,
+                "hold_equity_usd": np.maximum(cash0 + cure_cash + (units0 + topped) * hold_price,
+                                              0.0),
                 "final_equity_usd": (r_cash + r_units * simulated_last_close - per_account),
                 "final_equity_historical_usd": r_cash + r_units * last_close - per_account,
                 "socialised_loss_usd": per_account,
