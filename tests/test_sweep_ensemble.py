@@ -99,9 +99,9 @@ def test_member_draws_depend_only_on_seed_and_member():
         assert member_values(small, k, r_small) == member_values(big, k, r_big)
     assert member_values(big, 0, r_big) != member_values(big, 1, r_big)
     # every default input of a perp book under cascade impact varies, within its range
-    # (ltv_beta_a: only from a loan-state fit with two readings)
+    # (ltv_beta_a: only from a loan-state fit with two readings; the cure's size: when given)
     assert set(r_big.draws) == set(INPUTS) - {"oracle_lag_minutes", "keeper_capital_usd",
-                                              "ltv_beta_a"}
+                                              "ltv_beta_a", "response_target_health"}
     for k in range(50):
         v = member_values(big, k, r_big)
         for name, d in r_big.draws.items():
@@ -196,6 +196,30 @@ def test_a_loan_state_fit_gives_its_readings_as_the_ltv_range(tmp_path):
     cal.write_text(cal.read_text().replace("2.3", "1.7"))
     one = default_ranges(EnsembleSpec(members=3), loans, cal, meta, RunSections(), "x", "ETH")
     assert all("ltv_beta_a" not in x.draws for x in (held, perps, one))
+
+
+def test_the_cure_size_is_drawn_only_when_given_and_must_exceed_the_warning():
+    """``response_target_health`` has no default range; given, each member's response restores
+    its drawn health; a drawn target at or below the warning level is refused."""
+    from pydantic import ValidationError
+
+    from backtest.books.generate import BookParams
+    from backtest.engine.config import ResponseConfig
+    from backtest.sweep.config import RunSections
+
+    run = RunSections(response=ResponseConfig(enabled=True, loan_cure="top_up"))
+    loans = BookParams(loan_fraction=1.0)
+    r = default_ranges(EnsembleSpec(members=3), loans, None, {}, run, "x", "ETH")
+    assert "response_target_health" not in r.draws
+    spec = EnsembleSpec(members=3, response_target_health={"low": 1.2, "high": 3.0})
+    r = default_ranges(spec, loans, None, {}, run, "x", "ETH")
+    drawn = member_values(spec, 1, r)["response_target_health"]
+    assert 1.2 <= drawn < 3.0
+    _, member = apply_member({"response_target_health": drawn}, loans, run, r)
+    assert member.response.target_health == drawn
+    assert member.response.loan_cure == "top_up"  # the rest of the section is kept
+    with pytest.raises(ValidationError, match="target_health must be above warning_health"):
+        apply_member({"response_target_health": 1.05}, loans, run, r)
 
 
 # ---------------------------------------------------------------- members as cells

@@ -32,6 +32,9 @@ calibration where it gives one; ``false``: not varied):
 ``oracle_lag_minutes``      ``[oracle] lag_minutes``, minutes (lagged oracle only)
 ``response_share``          ``[response] share``, fraction [0, 1]
 ``response_delay_minutes``  ``[response] delay_minutes``, minutes
+``response_target_health``  ``[response] target_health`` (loans): the health a responder
+                            restores, the size of its cure (drawn only where the
+                            ``[ensemble]`` gives its range)
 ``keeper_capital_usd``      ``[keepers] capital_usd_per_step``, USD a step (keeper-liquidated
                             policies; drawn only where the ``[ensemble]`` gives its range)
 ``ltv_beta_a``              book ``ltv_beta_a`` (loans): the loan-to-value mean a loan-state
@@ -69,7 +72,8 @@ from backtest.validation import describe, read_toml
 
 INPUTS = ("leverage_scale", "low_leverage_share", "size_factor", "depth_factor",
           "permanent_fraction", "keeper_latency_minutes", "oracle_lag_minutes",
-          "response_share", "response_delay_minutes", "keeper_capital_usd", "ltv_beta_a")
+          "response_share", "response_delay_minutes", "keeper_capital_usd", "ltv_beta_a",
+          "response_target_health")
 """The uncertain inputs an ensemble member draws (besides its book seed), in record order."""
 
 _BOUNDS = {"low_leverage_share": (0.0, 1.0), "permanent_fraction": (0.0, 1.0),
@@ -177,6 +181,8 @@ class EnsembleSpec(StrictModel):
     response_share, response_delay_minutes, keeper_capital_usd, ltv_beta_a : Draw, False or None
         As above (``keeper_capital_usd`` has no default range: it is drawn only when given;
         ``ltv_beta_a`` by default only for a loan-state fit with two readings).
+    response_target_health : Draw, False or None
+        As above; no default range (drawn only when given).
 
     Raises
     ------
@@ -198,6 +204,7 @@ class EnsembleSpec(StrictModel):
     response_delay_minutes: InputSpec = None
     keeper_capital_usd: InputSpec = None
     ltv_beta_a: InputSpec = None
+    response_target_health: InputSpec = None
 
     @field_validator(*INPUTS, mode="before")
     @classmethod
@@ -436,6 +443,7 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
             if fitted or run.response.enabled else
             Draw(low=DEFAULT_RESPONSE_DELAY[0], high=DEFAULT_RESPONSE_DELAY[1])),
             cal_src if delay else "default")
+        put("response_target_health", True, None)  # the cure's size: only when given
     return EventRanges(draws, sources, response, not_drawn, keepers_only)
 
 
@@ -555,7 +563,11 @@ def apply_member(values: dict[str, float], params: BookParams, run, ranges: Even
         response["share"] = values["response_share"]
     if "response_delay_minutes" in values:
         response["delay_minutes"] = values["response_delay_minutes"]
+    if "response_target_health" in values:
+        response["target_health"] = values["response_target_health"]
     if response and ranges.response is not None:
         sections["response"] = ranges.response.model_copy(update=response)
+        # a drawn target at or below the warning level is an error, as in the config
+        ResponseConfig.model_validate(sections["response"].model_dump())
     return params, run.model_copy(update=sections)
 
