@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from backtest.errors import ConfigError
 from backtest.results import Catalog
 from backtest.sweep import run_sweep
 from backtest.sweep.from_run import BOOK_PARAMS_FILE, ensemble_sweep
+from backtest.calibration.compare import format_figure
 from tests.sweep_world import cells, liquidated_target, make_world, steps
 
 RUN = """
@@ -280,6 +282,7 @@ def test_tape_path_is_refused(world, tmp_path):
     ("depth_factor = { low = 2.0, high = 1.0 }", "ensemble.depth_factor"),
     ("response_share = { low = 0.2, high = 1.5 }", "ensemble.response_share"),
     ("oracle_lag_minutes = true", "ensemble.oracle_lag_minutes"),
+    ('condition_policy = "soft"', "ensemble.condition_policy"),
 ])
 def test_bad_ensemble_fields_are_named(world, tmp_path, extra, needle):
     from backtest.cli import main
@@ -343,3 +346,44 @@ def test_validate_gives_each_policys_interval_against_the_target(world, tmp_path
         assert " / ".join(format_figure(v, "USD") for v in q) in line
         assert line.endswith("real outside p5-p95")  # the real $1-2 is far below
     assert "market-liquidated" in text and "whole book" in text
+
+
+def test_validate_conditions_the_members_on_a_target(world, tmp_path):
+    """``[ensemble] condition_on``: ``liqbt validate`` shows the figures again over the members
+    whose ``condition_policy`` cell lies within the conditioning target's real range, the same
+    members for every policy; a target the event does not have is an error naming it."""
+    from backtest.cli import main
+    from backtest.cli.validate import ensemble_text
+
+    extra = 'condition_on = ["market-liquidated"]\ncondition_policy = "hard"\n'
+    config = write_run(tmp_path / "cond.toml", world["book"], name="run-cond", extra=extra)
+    runs = tmp_path / "runs"
+    assert main(["run", str(config), "--runs", str(runs), "--store", str(world["store"]),
+                 "--events", str(world["events"]), "-q", "--workers", "1"]) == 0
+    with Catalog(runs) as cat:
+        per_member = cat.query("""
+            SELECT c.policy, c.seed, sum(st.liquidated_notional_usd) AS liq
+            FROM sweep_steps st JOIN sweep_cells c USING (sweep_id, cell_id)
+            WHERE c.stress_kind = 'none' GROUP BY ALL ORDER BY c.policy, liq""")
+    hard = per_member.filter(pl.col("policy") == "hard")
+    assert hard["liq"].n_unique() == 3
+    low = float(hard["liq"][0])  # only the member with the least liquidated under "hard"
+    seed = int(hard["seed"][0])
+    pool = liquidated_target(tmp_path, world["events"], low=low * (1 - 1e-6), high=low * 1.0001)
+    text = ensemble_text(runs / "sweeps" / "run-cond", runs, pool)
+    head, cond = text.split("Conditioned on market-liquidated: ")
+    assert cond.startswith("1 of 3 members kept, those whose hard cells")
+    assert "conditioned on (in fit)" in cond and "conditioned on" not in head
+    partial = float(per_member.filter((pl.col("policy") == "partial")
+                                      & (pl.col("seed") == seed))["liq"][0])
+    line = next(x for x in cond.splitlines() if x.strip().startswith("partial"))
+    one = format_figure(partial, "USD")
+    assert f"{one} / {one} / {one}" in line  # the same member for every policy
+    # a range no member reaches: said plainly
+    (tmp_path / "none").mkdir()
+    none = ensemble_text(runs / "sweeps" / "run-cond", runs,
+                         liquidated_target(tmp_path / "none", world["events"], 1.0, 2.0))
+    assert "0 of 3 members kept" in none and "no member is consistent" in none
+    other = [dataclasses.replace(t, id="other") for t in pool]
+    with pytest.raises(ConfigError, match="market-liquidated"):
+        ensemble_text(runs / "sweeps" / "run-cond", runs, other)

@@ -175,6 +175,8 @@ class SweepTables:
     by : {"param_set", "policy"}
         What ``param_sets`` name: parameter-set labels (a proposal) or policies (a run
         config's ensemble, whose cells share one parameter set).
+    kept : frozenset of int or None
+        The members (book seeds) whose cells count; None: all (see :meth:`keeping`).
     """
 
     def __init__(self, catalog, sweep_id: str, event: str, param_sets: list[str],
@@ -186,6 +188,7 @@ class SweepTables:
         self.quantile = quantile
         self.by = {"param_set": "param_set", "policy": "policy"}[by]
         self.whole_book = True
+        self.kept: frozenset[int] | None = None
         self._cells: dict[tuple[str, str], object] = {}  # per-cell sums by window, shared
         # cells written before they kept cures (and portfolio or options cells) have no column
         steps = catalog.query("SELECT * FROM sweep_steps LIMIT 0").columns
@@ -199,6 +202,16 @@ class SweepTables:
         """
         other = copy.copy(self)
         other.quantile = quantile
+        return other
+
+    def keeping(self, seeds) -> SweepTables:
+        """Return the same source over the members whose book seed is in ``seeds`` only.
+
+        Shares the per-cell query results, as :meth:`at` does: one member's figure is the
+        ``keeping({seed})`` source's mean.
+        """
+        other = copy.copy(self)
+        other.kept = frozenset(int(s) for s in seeds)
         return other
 
     def _stat(self, column):
@@ -249,6 +262,8 @@ class SweepTables:
         for label in self.policies:
             cells = (per_cell.filter(per_cell["label"] == label)
                      if per_cell.height else per_cell)
+            if self.kept is not None and cells.height:
+                cells = cells.filter(cells["seed"].is_in(list(self.kept)))
             fig: dict[str, float | None] = {}
             for col in ("liquidated_notional_usd", "liquidations_count", "adl_notional_usd",
                         "bad_debt_usd", "borrower_deposits_usd"):

@@ -243,6 +243,10 @@ class SweepConfig(StrictModel):
         unknown = sorted(set(self.policy_grids) - set(self.policies))
         if unknown:
             raise ValueError(f"policy_grids names policies not in 'policies': {unknown}")
+        cond = None if self.ensemble is None else self.ensemble.condition_policy
+        if cond is not None and cond not in self.policies:
+            raise ValueError(f"field 'ensemble.condition_policy': {cond!r} is not among "
+                             f"'policies' {self.policies}")
         for t in [e.start for e in self.events] + [e.end for e in self.events]:
             if t is not None and t.tzinfo is None:
                 raise ValueError("start and end need a time zone, e.g. 2021-05-19T00:00:00Z")

@@ -183,6 +183,16 @@ class EnsembleSpec(StrictModel):
         ``ltv_beta_a`` by default only for a loan-state fit with two readings).
     response_target_health : Draw, False or None
         As above; no default range (drawn only when given).
+    condition_on : list of str
+        Targets (ids in ``data/validation``, e.g. ``"maker-eth-topups-morning"``) that
+        ``liqbt validate`` conditions the ensemble on: it shows the held-out figures over all
+        members, then over the members whose figure of every such target lies within the real
+        range (history matching: the unknowns are drawn from their ranges, and the draws the
+        observed figure rules out are set aside; ``docs/ensembles.md``). Empty: none.
+    condition_policy : str or None
+        The policy whose cells decide which members are kept (the policy that really ran, e.g.
+        ``maker-flip`` on Black Thursday), so that every policy keeps the same members (the
+        same draws of the unknowns); None: each policy's cells decide for that policy.
 
     Raises
     ------
@@ -205,6 +215,8 @@ class EnsembleSpec(StrictModel):
     keeper_capital_usd: InputSpec = None
     ltv_beta_a: InputSpec = None
     response_target_health: InputSpec = None
+    condition_on: list[str] = Field(default_factory=list)
+    condition_policy: str | None = Field(default=None, min_length=1)
 
     @field_validator(*INPUTS, mode="before")
     @classmethod
