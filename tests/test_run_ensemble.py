@@ -14,12 +14,12 @@ from backtest.books import write_book
 from backtest.books.event import book_for_event
 from backtest.books.generate import BookParams
 from backtest.books.io import read_book_table, write_book_table
+from backtest.calibration.compare import format_figure
 from backtest.engine.config import load_run_config, read_run_config
 from backtest.errors import ConfigError
 from backtest.results import Catalog
 from backtest.sweep import run_sweep
 from backtest.sweep.from_run import BOOK_PARAMS_FILE, ensemble_sweep
-from backtest.calibration.compare import format_figure
 from tests.sweep_world import cells, liquidated_target, make_world, steps
 
 RUN = """

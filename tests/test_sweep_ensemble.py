@@ -12,6 +12,7 @@ import pytest
 from backtest.errors import ConfigError
 from backtest.report.proposal import load_proposal, sweep_config
 from backtest.results import Catalog
+from backtest.results.intervals import sweep_intervals
 from backtest.sweep import load_sweep_config, run_sweep
 from backtest.sweep.ensemble import (
     INPUTS,
@@ -23,7 +24,6 @@ from backtest.sweep.ensemble import (
     member_values,
     quantile,
 )
-from backtest.results.intervals import sweep_intervals
 from tests.sweep_world import cells, make_world, steps
 
 ENSEMBLE_SWEEP = """
