@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LT = 0.6667  # ETH-A: liquidation ratio 150%
 
 
-def _vaults(delay: int):
+def _vaults(delay: int, top_up: bool = False):
     """Two vaults, 10 ETH against 600 of debt (health 1.111 at 100); ETH falls to 95 (health
     1.056: inside the warning zone, above liquidation) and stays there. Vault 0 responds."""
     steps = 12
@@ -30,7 +30,8 @@ def _vaults(delay: int):
     product = np.array([1, 1], np.int8)
     units, cash = np.array([10.0, 10.0]), np.array([-600.0, -600.0])
     flow = BookFlow(np.array([-1, -1], np.int64), units.copy(), cash.copy(), np.zeros(2),
-                    np.array([True, False]), Response(0.7, (8.0, 1.075), (20.0, 1.16), delay))
+                    np.array([True, False]), Response(0.7, (8.0, 1.075), (20.0, 1.16), delay,
+                                                                loan_top_up=top_up))
     policy = pack_policy(load_policy("maker-eth-a"), interval_seconds=300)
     res = simulate(prices, product, units, cash, policy, TriggerPrice.EXTREME,
                    FillPrice.TRIGGER, flow=flow)
@@ -50,6 +51,22 @@ def test_a_vault_in_the_warning_zone_repays_to_the_target_after_the_delay():
     assert res.deposited[0] == pytest.approx(600.0 - debt, rel=1e-4)  # new money repays debt
     assert res.units[0] == 10.0  # a top-up repays debt; the collateral stays
     np.testing.assert_allclose(res.cash, ref.cash, rtol=1e-12)
+
+
+def test_a_vault_that_tops_up_adds_eth_and_keeps_its_debt():
+    """Maker's owners added ETH (``loan_cure = "top_up"``): the same health, 1.16, reached by
+    collateral worth 1.16 x debt / LT at 95, bought with new money; the kernel and its twin
+    agree."""
+    res, ref = _vaults(delay=3, top_up=True)
+    assert np.nonzero(res.book_flow[:, 7])[0].tolist() == [5]
+    units = 1.16 * 600.0 / LT / 95.0
+    assert res.cash[0] == -600.0 and res.units[0] == pytest.approx(units, rel=1e-12)
+    assert res.topped_up[0] == pytest.approx(units - 10.0, rel=1e-12)
+    assert res.deposited[0] == pytest.approx((units - 10.0) * 95.0, rel=1e-12)
+    repaid, _ = _vaults(delay=3)
+    assert res.deposited[0] > repaid.deposited[0]  # more money than repaying to 1.16
+    np.testing.assert_allclose(res.units, ref.units, rtol=1e-12)
+    np.testing.assert_allclose(res.topped_up, ref.topped_up, rtol=1e-12)
 
 
 def test_a_non_responder_does_not_repay():
@@ -84,6 +101,7 @@ def test_black_thursday_runs_carry_the_response():
     for cfg in (instant, congested):
         assert cfg.response.enabled and cfg.response.share == 0.7
         assert (cfg.response.warning_health, cfg.response.target_health) == (1.075, 1.16)
+        assert cfg.response.loan_cure == "top_up"  # Maker's owners added ETH
         assert "maker-flip" in cfg.policies
     assert not instant.response.wait_for_inclusion
     assert congested.response.wait_for_inclusion and congested.keepers.latency_minutes == 30
@@ -94,6 +112,7 @@ def test_black_thursday_runs_carry_the_response():
     ({"share": 1.5}, "share"),
     ({"delay_minutes": -1}, "delay_minutes"),
     ({"wait_for_inclusions": True}, "wait_for_inclusions"),
+    ({"loan_cure": '"deposit"'}, "loan_cure"),
 ])
 def test_bad_response_sections_are_refused(tmp_path, fields, message):
     text = (ROOT / "configs/black-thursday-congested.toml").read_text()
