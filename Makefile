@@ -11,6 +11,8 @@
 #   make black-thursday  ETH vaults through 2020-03-12/13: instant vs slow, gas-bound keepers,
 #               vault owners who top up, and Maker's flip auctions with zero bids (maker-flip)
 #               (vault book from configs/calibration/maker-fitted.toml, docs/calibration.md)
+#   make black-thursday-ensembles  the congested scenario as a 20-member ensemble, then 200
+#               members conditioned on the owners' morning top-ups (history matching)
 #   make morpho-oct-2025  Morpho Blue's cbBTC/USDC market on Base through 2025-10-10/11: a loan
 #               book calibrated on the market's state the day before, its real liquidations
 #               held out, then a 30-member ensemble over the unknowns (liquidators' capital,
@@ -48,6 +50,7 @@ DEMO_TAPES := \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/lucaforni__E0V1E-DCA__2501247b0b__d23d101a__BTC_USDT-5m.feather
 
 .PHONY: calibrate setup tapes demo test bench bench-portfolio luna-portfolio black-thursday \
+	black-thursday-ensembles \
 	morpho-oct-2025 \
 	policy-library sweep-tapes sweep governance governance-aave governance-portfolio \
 	governance-options clean
@@ -98,6 +101,14 @@ black-thursday: setup
 		-o data/books/black-thursday-vaults.parquet
 	$(BIN)/liqbt run configs/black-thursday-instant.toml --report
 	$(BIN)/liqbt run configs/black-thursday-congested.toml --report
+
+# Black Thursday's congested scenario as ensembles over its unknowns: 20 members, then 200
+# conditioned on the owners' morning top-ups (docs/calibration.md, docs/ensembles.md)
+black-thursday-ensembles: black-thursday
+	$(BIN)/liqbt run configs/black-thursday-congested-ensemble.toml --workers 2
+	$(BIN)/liqbt validate runs/sweeps/black-thursday-congested-ensemble
+	$(BIN)/liqbt run configs/black-thursday-conditioned-ensemble.toml --workers 2
+	$(BIN)/liqbt validate runs/sweeps/black-thursday-conditioned-ensemble
 
 OCT_2025_BTC_TAPE := \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/MurphyHoops__freqtradeOne__ba6daef02a__1b45ec84__BTC_USDT-5m.feather
