@@ -106,9 +106,9 @@ black-thursday: setup
 # conditioned on the owners' morning top-ups (docs/calibration.md, docs/ensembles.md)
 black-thursday-ensembles: black-thursday
 	$(BIN)/liqbt run configs/black-thursday-congested-ensemble.toml --workers 2
-	$(BIN)/liqbt validate runs/sweeps/black-thursday-congested-ensemble
+	$(BIN)/liqbt validate $${LIQBT_RUNS:-runs}/sweeps/black-thursday-congested-ensemble
 	$(BIN)/liqbt run configs/black-thursday-conditioned-ensemble.toml --workers 2
-	$(BIN)/liqbt validate runs/sweeps/black-thursday-conditioned-ensemble
+	$(BIN)/liqbt validate $${LIQBT_RUNS:-runs}/sweeps/black-thursday-conditioned-ensemble
 
 OCT_2025_BTC_TAPE := \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/MurphyHoops__freqtradeOne__ba6daef02a__1b45ec84__BTC_USDT-5m.feather
@@ -123,7 +123,7 @@ morpho-oct-2025: setup
 	$(BIN)/liqbt run configs/oct-2025-morpho.toml --report
 	$(BIN)/liqbt validate latest
 	$(BIN)/liqbt run configs/oct-2025-morpho-ensemble.toml --workers 2
-	$(BIN)/liqbt validate runs/sweeps/oct-2025-morpho-ensemble
+	$(BIN)/liqbt validate $${LIQBT_RUNS:-runs}/sweeps/oct-2025-morpho-ensemble
 
 # The policy library on every catalogued event with a tape in the shared data: event, symbol
 # and interval of the finest tape (see $(LIQBT_SHARED_DATA)/README.md).

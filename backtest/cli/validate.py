@@ -146,8 +146,9 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
             if not cond_ids:
                 continue
             seeds = sorted({int(e["seed"]) for e in infos})
-            kept, how = conditioned_members(facts, source, pool, key, cond_ids, seeds,
-                                            spec.get("condition_policy"))
+            # a proposal's cells are told apart by parameter set: each set decides for itself
+            decides = spec.get("condition_policy") if by == "policy" else None
+            kept, how = conditioned_members(facts, source, pool, key, cond_ids, seeds, decides)
             lines += ["", f"Conditioned on {', '.join(cond_ids)}: {how}"]
             if not any(kept.values()):
                 lines.append("no member is consistent with the conditioning figures: the "

@@ -192,7 +192,8 @@ class EnsembleSpec(StrictModel):
     condition_policy : str or None
         The policy whose cells decide which members are kept (the policy that really ran, e.g.
         ``maker-flip`` on Black Thursday), so that every policy keeps the same members (the
-        same draws of the unknowns); None: each policy's cells decide for that policy.
+        same draws of the unknowns); None: each policy's cells decide for that policy (and
+        in a proposal's sweep, whose cells differ by parameter set, each set's cells).
 
     Raises
     ------
