@@ -379,6 +379,26 @@ def test_validate_conditions_the_members_on_a_target(world, tmp_path):
     line = next(x for x in cond.splitlines() if x.strip().startswith("partial"))
     one = format_figure(partial, "USD")
     assert f"{one} / {one} / {one}" in line  # the same member for every policy
+    # without a deciding policy each policy keeps its own members: "partial" none here
+    from backtest.calibration.sources import SweepTables, sweep_event_facts
+    from backtest.cli.validate import _kept_source, conditioned_members
+
+    manifest = json.loads((runs / "sweeps" / "run-cond" / "sweep.json").read_text())
+    infos = manifest["events"]
+    with Catalog(runs) as cat:
+        sid = cat.sweep_id(runs / "sweeps" / "run-cond")
+        facts = sweep_event_facts(cat, sid, infos, infos[0].get("event_key"), infos[0]["event"])
+        source = SweepTables(cat, sid, infos[0]["event"], ["hard", "partial"],
+                             facts.open_interest_usd, by="policy")
+        kept, how = conditioned_members(facts, source, pool, "synthetic-crash",
+                                        ["market-liquidated"], [int(e["seed"]) for e in infos],
+                                        None)
+        assert kept == {"hard": frozenset({seed}), "partial": frozenset()}
+        assert "hard 1 of 3, partial 0 of 3" in how
+        window = (pool[0].window_start, pool[0].window_end)
+        figures = _kept_source(source, kept, 0.5).figures(*window, True, "perp")
+    assert figures["hard"]["liquidated_notional_usd"] == pytest.approx(low)
+    assert figures["partial"]["liquidated_notional_usd"] is None
     # a range no member reaches: said plainly
     (tmp_path / "none").mkdir()
     none = ensemble_text(runs / "sweeps" / "run-cond", runs,
