@@ -374,6 +374,9 @@ def test_validate_conditions_the_members_on_a_target(world, tmp_path):
     head, cond = text.split("Conditioned on market-liquidated: ")
     assert cond.startswith("1 of 3 members kept, those whose hard cells")
     assert "conditioned on (in fit)" in cond and "conditioned on" not in head
+    manifest = json.loads((runs / "sweeps" / "run-cond" / "sweep.json").read_text())
+    member = next(e["member"] for e in manifest["events"] if int(e["seed"]) == seed)
+    assert f"members kept (sweep_cells.member): {member}\n" in cond
     partial = float(per_member.filter((pl.col("policy") == "partial")
                                       & (pl.col("seed") == seed))["liq"][0])
     line = next(x for x in cond.splitlines() if x.strip().startswith("partial"))
@@ -383,7 +386,6 @@ def test_validate_conditions_the_members_on_a_target(world, tmp_path):
     from backtest.calibration.sources import SweepTables, sweep_event_facts
     from backtest.cli.validate import _kept_source, conditioned_members
 
-    manifest = json.loads((runs / "sweeps" / "run-cond" / "sweep.json").read_text())
     infos = manifest["events"]
     with Catalog(runs) as cat:
         sid = cat.sweep_id(runs / "sweeps" / "run-cond")

@@ -150,6 +150,12 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
             decides = spec.get("condition_policy") if by == "policy" else None
             kept, how = conditioned_members(facts, source, pool, key, cond_ids, seeds, decides)
             lines += ["", f"Conditioned on {', '.join(cond_ids)}: {how}"]
+            member = {int(e["seed"]): int(e["member"]) for e in infos}
+            shown = {"": kept[labels[0]]} if decides is not None else kept
+            for label, chosen in shown.items():
+                listed = ", ".join(str(k) for k in sorted(member[x] for x in chosen))
+                lines.append(f"members kept{' for ' + label if label else ''} "
+                             f"(sweep_cells.member): {listed or 'none'}")
             if not any(kept.values()):
                 lines.append("no member is consistent with the conditioning figures: the "
                              "unknowns' ranges do not reach what happened")
