@@ -71,3 +71,19 @@ def test_a_sweep_without_cures_in_its_cells_gives_no_figure(tmp_path):
                          False, "loan")
     assert fig["p"]["borrower_deposits_usd"] is None
     assert "CAST(NULL AS DOUBLE) AS borrower_deposits_usd" in cat.sql[-1]
+
+
+def test_new_money_is_not_counted_as_retained_equity(vault_run):
+    """``user_equity_retained`` is final equity over the equity at the window start *plus* the
+    new money cures brought (counting a top-up as retained equity would reward a policy for
+    its borrowers' deposits); ``borrower_deposits_usd`` is that new money."""
+    runs, run_id = vault_run
+    with Catalog(runs) as cat:
+        row = cat.summary(run_id).row(0, named=True)
+        acc = cat.query(f"SELECT sum(initial_equity_usd) AS e0, sum(final_equity_usd) AS e1, "
+                        f"sum(cure_usd) AS cure FROM accounts WHERE run_id = '{run_id}'")
+    e0, e1, cure = (float(acc[c][0]) for c in ("e0", "e1", "cure"))
+    assert cure > 0.01 * e0  # the responders brought material new money
+    assert row["borrower_deposits_usd"] == pytest.approx(cure, rel=1e-9)
+    assert row["user_equity_retained"] == pytest.approx(e1 / (e0 + cure), rel=1e-9)
+    assert row["user_equity_retained"] < e1 / e0

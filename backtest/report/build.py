@@ -216,7 +216,7 @@ class ReportData:
         ``policy``, ``status``, ``accounts``.
     leverage : polars.DataFrame
         ``policy``, ``product`` (``perp`` or ``loan``), ``bucket``, ``ord``, ``accounts``,
-        ``initial_equity_usd``, ``final_equity_usd``.
+        ``initial_equity_usd``, ``final_equity_usd``, ``cure_usd`` (new money cures brought).
     """
 
     run_id: str
@@ -360,7 +360,8 @@ def load_report_data(catalog: Catalog, run_id: str, max_points: int = MAX_POINTS
                CASE WHEN initial_equity_usd <= 0 THEN -1 {cases} ELSE {len(LEVERAGE_BUCKETS) - 1}
                END AS ord,
                count(*) AS accounts, sum(initial_equity_usd) AS initial_equity_usd,
-               sum(final_equity_usd) AS final_equity_usd
+               sum(final_equity_usd) AS final_equity_usd,
+               coalesce(sum(cure_usd), 0) AS cure_usd
         FROM accounts WHERE run_id = {run} GROUP BY ALL ORDER BY ALL
     """)
     labels = {i: lab for i, (_, _, lab) in enumerate(LEVERAGE_BUCKETS)} | {-1: "no equity"}

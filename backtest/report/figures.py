@@ -497,7 +497,8 @@ def leverage_figure(data: ReportData) -> go.Figure:
     """Equity retained by leverage at the window start, per policy, perps and loans apart.
 
     One panel per product present in the book (grouped bars: one per policy in each leverage
-    bucket); a loan's leverage is collateral value / (collateral value - debt).
+    bucket); a loan's leverage is collateral value / (collateral value - debt). Retained is
+    final equity over the equity at the window start plus the new money cures brought.
 
     Parameters
     ----------
@@ -525,8 +526,9 @@ def leverage_figure(data: ReportData) -> go.Figure:
             y = []
             for b in buckets:
                 r = by.get(b)
-                ok = r is not None and r["initial_equity_usd"]
-                y.append(100.0 * r["final_equity_usd"] / r["initial_equity_usd"] if ok else None)
+                # the new money cures brought is the owners' in both: kept, not gained
+                held = None if r is None else r["initial_equity_usd"] + r.get("cure_usd", 0.0)
+                y.append(100.0 * r["final_equity_usd"] / held if held else None)
             fig.add_trace(go.Bar(x=ticks, y=y, name=label(name), marker_color=colors[name],
                                  legendgroup=name, showlegend=col == 1,
                                  text=[None if v is None else f"{v:.0f}%" for v in y],
@@ -535,7 +537,7 @@ def leverage_figure(data: ReportData) -> go.Figure:
                           row=1, col=col)
     fig.update_layout(barmode="group")
     style(fig, "User equity retained by leverage at the window start, perps and loans apart",
-          "Equity retained (% of equity at the window start)",
+          "Equity retained (% of equity at the window start plus new money)",
           "Leverage at the window start (notional / equity at the first open; accounts)",
           time_axis=False)
     for col in range(2, len(products) + 1):

@@ -96,7 +96,8 @@ SWEEP_GLOBS = ("sweeps/*/sweep.json", "governance/*/sweep.json")
 REGISTERED_SWEEPS = "registered-sweeps"
 """Folder of the runs directory holding pointers to sweeps written elsewhere."""
 
-LATER_COLUMNS = {"accounts": {"final_equity_historical_usd": "DOUBLE"}}
+LATER_COLUMNS = {"accounts": {"final_equity_historical_usd": "DOUBLE", "cure_usd": "DOUBLE",
+                              "cure_units": "DOUBLE"}}
 """Columns added to a table after runs were first written, with their DuckDB types: the
 catalog's views carry them whatever the runs it holds, null in older runs' rows (the metrics
 registry says how each is read there)."""

@@ -108,6 +108,9 @@ ACCOUNTS_AGGREGATE_EXPRESSIONS: dict[str, str] = {
     "borrowed_usd": """sum(initial_notional_usd - initial_equity_usd) FILTER (
         WHERE product = 'loan' AND opened_step < 0)""",
     "initial_equity_usd": "sum(initial_equity_usd)",
+    # new money the response's cures brought (top-ups, repayments, margin); runs without cures
+    # (and runs written before the column existed): 0
+    "cure_usd": "coalesce(sum(cure_usd), 0)",
     "final_equity_usd": "sum(final_equity_usd)",
     # runs written before the column existed: their final equity (valued at the simulated close)
     "final_equity_historical_usd": "sum(coalesce(final_equity_historical_usd, final_equity_usd))",
@@ -127,8 +130,12 @@ PORTFOLIO_AGGREGATES = (
     "insurance_fund_min_usd", "insurance_fund_end_usd", "socialised_loss_usd",
     "accounts", "accounts_liquidated", "accounts_bankrupt", "accounts_wiped_out",
     "book_notional_usd", "initial_equity_usd", "final_equity_usd", "final_equity_historical_usd",
-    "hold_equity_usd", "penalties_usd",
+    "hold_equity_usd", "penalties_usd", "cure_usd",
 )
+
+#: Aggregates a run kind computes otherwise, as the model of that kind has no such table column:
+#: portfolio and options books do not cure, so they bring no new money.
+KIND_EXPRESSIONS = {PORTFOLIO: {"cure_usd": "0.0"}, OPTIONS: {"cure_usd": "0.0"}}
 
 
 #: Aggregates an options run's tables carry (:mod:`backtest.options.run_record`): those of a
@@ -164,7 +171,8 @@ def aggregates_sql(table: str, kind: str = SINGLE_ASSET) -> str:
     if exprs is None or kind not in RUN_KINDS:
         raise ValueError(f"no aggregates of table {table!r} for run kind {kind!r}")
     names = [n for n in exprs if kind == SINGLE_ASSET or n in KIND_AGGREGATES[kind]]
-    return ",\n    ".join(f"{exprs[n]} AS {n}" for n in names)
+    own = KIND_EXPRESSIONS.get(kind, {})
+    return ",\n    ".join(f"{own.get(n, exprs[n])} AS {n}" for n in names)
 
 
 #: Per-policy aggregates of the ``steps`` table (alias ``s``) of a single-asset run.
@@ -299,10 +307,15 @@ METRICS: tuple[Metric, ...] = (
            "Simulated / historical price - 1 in the last step: the displacement the policy "
            "leaves behind (its permanent part never decays)."),
     Metric("user_equity_retained", "User equity retained", "fraction",
-           "a.final_equity_usd / nullif(a.initial_equity_usd, 0)",
+           "a.final_equity_usd / nullif(a.initial_equity_usd + a.cure_usd, 0)",
            "Sum of account equity at the last close (net of the socialised loss charged to "
-           "the accounts) over the sum at the window start.",
+           "the accounts) over the sum at the window start plus the new money cures brought "
+           "during the window (a top-up is the owner's money in both: kept, not gained).",
            kinds=ALL),
+    Metric("borrower_deposits_usd", "Borrowers' top-ups (new money)", "USD", "a.cure_usd",
+           "New money accounts brought during the window to cure near their threshold "
+           "(collateral added, debt repaid or margin added: the run's [response]); 0 without "
+           "it."),
     Metric("user_loss_to_liquidation_usd", "User loss to liquidation (vs. no liquidation)",
            "USD", "a.hold_equity_usd - a.final_equity_historical_usd",
            "Equity accounts would have had at the last historical close without liquidation "
