@@ -257,7 +257,7 @@ def kernel_flow(flow: BookFlow, order: np.ndarray, n_steps: int) -> KernelFlow:
         cures=np.zeros(n, np.int32),
         deposited=np.zeros(n),
         loan_top_up=bool(r is not None and r.loan_top_up),
-        topped_up=np.zeros(n if r is not None else 0),
+        topped_up=np.zeros(n if r is not None and r.loan_top_up else 0),
         steps=np.zeros((n_steps, N_FLOW_FIELDS)),
         applied=np.full(1, -1, np.int64),
         touched=np.empty(most_arrivals + most_closes + len(responders), np.int64),

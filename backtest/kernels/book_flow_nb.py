@@ -126,7 +126,8 @@ class KernelFlow(NamedTuple):
     loan_top_up : bool
         Loans cure by adding collateral (True) rather than by repaying debt (False).
     topped_up : ndarray, shape (N,) or (0,), float64
-        Collateral each loan added by its cures, asset units; updated (empty: no responses).
+        Collateral each loan added by its cures, asset units; updated (empty unless
+        ``loan_top_up``).
     steps : ndarray, shape (T, N_FLOW_FIELDS), float64
         Per-step book-flow outputs (``FLOW_FIELDS``); updated.
     applied : ndarray, shape (1,), int64
