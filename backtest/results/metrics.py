@@ -312,7 +312,8 @@ METRICS: tuple[Metric, ...] = (
            "the accounts) over the sum at the window start plus the new money cures brought "
            "during the window (a top-up is the owner's money in both: kept, not gained).",
            kinds=ALL),
-    Metric("borrower_deposits_usd", "Borrowers' top-ups (new money)", "USD", "a.cure_usd",
+    Metric("borrower_deposits_usd", "New money from cures (top-ups, repayments, margin)",
+           "USD", "a.cure_usd",
            "New money accounts brought during the window to cure near their threshold "
            "(collateral added, debt repaid or margin added: the run's [response]); 0 without "
            "it."),
