@@ -383,8 +383,8 @@ def test_validate_conditions_the_members_on_a_target(world, tmp_path):
     one = format_figure(partial, "USD")
     assert f"{one} / {one} / {one}" in line  # the same member for every policy
     # without a deciding policy each policy keeps its own members: "partial" none here
+    from backtest.calibration.conditioning import conditioned_members, kept_source
     from backtest.calibration.sources import SweepTables, sweep_event_facts
-    from backtest.cli.validate import _kept_source, conditioned_members
 
     infos = manifest["events"]
     with Catalog(runs) as cat:
@@ -398,7 +398,7 @@ def test_validate_conditions_the_members_on_a_target(world, tmp_path):
         assert kept == {"hard": frozenset({seed}), "partial": frozenset()}
         assert "hard 1 of 3, partial 0 of 3" in how
         window = (pool[0].window_start, pool[0].window_end)
-        figures = _kept_source(source, kept, 0.5).figures(*window, True, "perp")
+        figures = kept_source(source, kept, 0.5).figures(*window, True, "perp")
     assert figures["hard"]["liquidated_notional_usd"] == pytest.approx(low)
     assert figures["partial"]["liquidated_notional_usd"] is None
     # a range no member reaches: said plainly

@@ -107,7 +107,8 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
     proposal's sweep): the real range, the simulated p5 / p50 / p95 across the members,
     p50 / real, and whether the real range meets ``[p5, p95]``. An ensemble conditioned on
     targets (``[ensemble] condition_on``) then shows the same over the members whose figure
-    of every such target lies within its real range (:func:`conditioned_members`).
+    of every such target lies within its real range
+    (:func:`backtest.calibration.conditioning.conditioned_members`).
 
     Raises
     ------
@@ -119,6 +120,7 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
     import json
 
     from backtest.calibration.compare import compare
+    from backtest.calibration.conditioning import conditioned_members, kept_source
     from backtest.calibration.sources import SweepTables, sweep_event_facts, sweep_labels
     from backtest.results.catalog import Catalog
 
@@ -160,94 +162,17 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
                 lines.append("no member is consistent with the conditioning figures: the "
                              "unknowns' ranges do not reach what happened")
                 continue
-            runs_k = [compare(facts, _kept_source(source, kept, q), targets=pool)
+            runs_k = [compare(facts, kept_source(source, kept, q), targets=pool)
                       for q in QUANTILES]
             lines += _interval_lines(runs_k, cond_ids)
     return "\n".join(lines).rstrip()
 
 
-def _kept_source(source, kept: dict[str, frozenset[int]], quantile: float):
-    """A source giving ``quantile`` across each label's kept members (one shared set, or
-    one set per label through a per-label view)."""
-    sets = set(kept.values())
-    if len(sets) == 1:
-        return source.keeping(next(iter(sets))).at(quantile)
-    return _PerLabel({label: source.keeping(k).at(quantile) for label, k in kept.items()})
-
-
-class _PerLabel:
-    """A figure source that takes each label's figures from its own source."""
-
-    def __init__(self, sources: dict):
-        self.sources = sources
-        first = next(iter(sources.values()))
-        self.whole_book, self.policies = first.whole_book, list(sources)
-
-    def figures(self, start, end, from_run_start, product):
-        return {label: src.figures(start, end, from_run_start, product)[label]
-                for label, src in self.sources.items()}
-
-
-def conditioned_members(facts, source, pool: list, event: str, cond_ids: list[str],
-                        seeds: list[int], policy: str | None
-                        ) -> tuple[dict[str, frozenset[int]], str]:
-    """Return, per label, the members whose figure of every conditioning target is inside its
-    real range, and a sentence saying how many of how many were kept, and by which cells.
-
-    Parameters
-    ----------
-    facts : backtest.calibration.compare.RunFacts
-    source : backtest.calibration.sources.SweepTables
-    pool : list of Target
-    event : str
-        The sweep's event key (for the error message).
-    cond_ids : list of str
-        Target ids (``[ensemble] condition_on``).
-    seeds : list of int
-        The members' book seeds.
-    policy : str or None
-        The label whose cells decide for every label (``condition_policy``); None: each
-        label's own cells.
-
-    Raises
-    ------
-    ConfigError
-        A conditioning target that does not match the event, or a ``policy`` with no cells.
-    """
-    from backtest.calibration.compare import compare, matching_targets
-    from backtest.errors import ConfigError
-
-    matched = {t.id: t for t in matching_targets(facts, pool)}
-    missing = [i for i in cond_ids if i not in matched]
-    if missing:
-        raise ConfigError(f"[ensemble] condition_on: {missing} match no target of event "
-                          f"{event} (ids in data/validation, for this event, asset and venue)")
-    labels = list(source.policies)
-    if policy is not None and policy not in labels:
-        raise ConfigError(f"[ensemble] condition_policy: {policy!r} has no cells in this sweep "
-                          f"(labels {labels})")
-    targets = [matched[i] for i in cond_ids]
-    inside: dict[str, set[int]] = {label: set() for label in labels}
-    for seed in seeds:
-        rows = compare(facts, source.keeping({seed}), targets=targets).rows
-        for label in labels:
-            mine = [r for r in rows if r.policy == label]
-            if mine and all(r.inside for r in mine):
-                inside[label].add(seed)
-    if policy is not None:
-        kept = {label: frozenset(inside[policy]) for label in labels}
-        how = (f"{len(inside[policy])} of {len(seeds)} members kept, those whose {policy} "
-               "cells lie within the real range; every policy shows the same members")
-    else:
-        kept = {label: frozenset(inside[label]) for label in labels}
-        how = ("members kept per policy, those whose own cells lie within the real range: "
-               + ", ".join(f"{label} {len(kept[label])} of {len(seeds)}" for label in labels))
-    return kept, how
-
-
 def _interval_lines(runs_q: list, conditioned: tuple | list) -> list[str]:
-    """The p5 / p50 / p95 lines of an ensemble comparison, target by target; targets in
-    ``conditioned`` are marked as such (the members were chosen on them)."""
+    """Return the p5 / p50 / p95 lines of an ensemble comparison, target by target.
+
+    Targets in ``conditioned`` are marked as such (the members were chosen on them).
+    """
     from backtest.calibration.compare import format_figure, format_ratio, meets_interval, table_rows
 
     lines: list[str] = []

@@ -1,0 +1,108 @@
+"""History matching: the members of an ensemble consistent with an observed figure.
+
+An ensemble draws its unknowns from ranges set before the event; some of what happened during
+it was observed without being the figure a run is held against (Maker's owners' top-ups on the
+morning of Black Thursday, `docs/calibration.md`). ``[ensemble] condition_on`` names such
+targets; :func:`conditioned_members` keeps the members whose figure of every one lies within
+its real range, and :func:`kept_source` gives the held-out figures over them (rejection
+sampling on the observation; ``docs/ensembles.md``, "Conditioning on what was observed").
+"""
+
+from __future__ import annotations
+
+from backtest.calibration.compare import compare, matching_targets
+from backtest.errors import ConfigError
+
+
+def kept_source(source, kept: dict[str, frozenset[int]], quantile: float):
+    """Return a figure source giving ``quantile`` across each label's kept members.
+
+    Parameters
+    ----------
+    source : backtest.calibration.sources.SweepTables
+    kept : dict of str to frozenset of int
+        Per label, the book seeds of the members kept (:func:`conditioned_members`).
+    quantile : float
+        E.g. 0.05 for p5.
+
+    Returns
+    -------
+    SweepTables or _PerLabel
+        One source when every label keeps the same members, else one per label.
+    """
+    sets = set(kept.values())
+    if len(sets) == 1:
+        return source.keeping(next(iter(sets))).at(quantile)
+    return _PerLabel({label: source.keeping(k).at(quantile) for label, k in kept.items()})
+
+
+class _PerLabel:
+    """A figure source that takes each label's figures from its own source."""
+
+    def __init__(self, sources: dict):
+        self.sources = sources
+        first = next(iter(sources.values()))
+        self.whole_book, self.policies = first.whole_book, list(sources)
+
+    def figures(self, start, end, from_run_start, product):
+        return {label: src.figures(start, end, from_run_start, product)[label]
+                for label, src in self.sources.items()}
+
+
+def conditioned_members(facts, source, pool: list, event: str, cond_ids: list[str],
+                        seeds: list[int], policy: str | None
+                        ) -> tuple[dict[str, frozenset[int]], str]:
+    """Return the members consistent with the conditioning targets, per label, and a sentence.
+
+    A member is kept when its figure of every conditioning target lies inside the target's
+    real range; the sentence says how many of how many were kept, and by which cells.
+
+    Parameters
+    ----------
+    facts : backtest.calibration.compare.RunFacts
+    source : backtest.calibration.sources.SweepTables
+    pool : list of Target
+    event : str
+        The sweep's event key (for the error message).
+    cond_ids : list of str
+        Target ids (``[ensemble] condition_on``).
+    seeds : list of int
+        The members' book seeds.
+    policy : str or None
+        The label whose cells decide for every label (``condition_policy``); None: each
+        label's own cells.
+
+    Raises
+    ------
+    ConfigError
+        A conditioning target that does not match the event, or a ``policy`` with no cells.
+    """
+    matched = {t.id: t for t in matching_targets(facts, pool)}
+    missing = [i for i in cond_ids if i not in matched]
+    if missing:
+        raise ConfigError(f"[ensemble] condition_on: {missing} match no target of event "
+                          f"{event} (ids in data/validation, for this event, asset and venue)")
+    labels = list(source.policies)
+    if policy is not None and policy not in labels:
+        raise ConfigError(f"[ensemble] condition_policy: {policy!r} has no cells in this sweep "
+                          f"(labels {labels})")
+    targets = [matched[i] for i in cond_ids]
+    inside: dict[str, set[int]] = {label: set() for label in labels}
+    for seed in seeds:
+        rows = compare(facts, source.keeping({seed}), targets=targets).rows
+        for label in labels:
+            mine = [r for r in rows if r.policy == label]
+            if mine and all(r.inside for r in mine):
+                inside[label].add(seed)
+    if policy is not None:
+        kept = {label: frozenset(inside[policy]) for label in labels}
+        how = (f"{len(inside[policy])} of {len(seeds)} members kept, those whose {policy} "
+               "cells lie within the real range; every policy shows the same members")
+    else:
+        kept = {label: frozenset(inside[label]) for label in labels}
+        how = ("members kept per policy, those whose own cells lie within the real range: "
+               + ", ".join(f"{label} {len(kept[label])} of {len(seeds)}" for label in labels))
+    return kept, how
+
+
+__all__ = ["conditioned_members", "kept_source"]
