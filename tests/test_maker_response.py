@@ -107,6 +107,24 @@ def test_black_thursday_runs_carry_the_response():
     assert congested.response.wait_for_inclusion and congested.keepers.latency_minutes == 30
 
 
+def test_the_conditioned_ensemble_is_the_congested_scenario_conditioned_on_top_ups():
+    """``configs/black-thursday-conditioned-ensemble.toml`` is the congested run plus the
+    ensemble that draws the cure's size and is conditioned on the morning's top-ups, decided
+    by the auction Maker ran in 2020 (``docs/calibration.md``)."""
+    from backtest.engine.config import read_run_config
+    from backtest.sweep.ensemble import EnsembleSpec
+
+    cfg, raw = read_run_config(ROOT / "configs/black-thursday-conditioned-ensemble.toml")
+    congested = load_run_config(ROOT / "configs/black-thursday-congested.toml")
+    assert cfg.model_dump(exclude={"name", "description"}) == congested.model_dump(
+        exclude={"name", "description"})
+    spec = EnsembleSpec.model_validate(raw)
+    assert spec.condition_on == ["maker-eth-topups-morning"]
+    assert spec.condition_policy == "maker-flip" and spec.condition_policy in cfg.policies
+    d = spec.response_target_health
+    assert (d.low, d.high) == (1.16, 2.41) and d.low == cfg.response.target_health
+
+
 @pytest.mark.parametrize(("fields", "message"), [
     ({"warning_health": 1.2, "target_health": 1.1}, "target_health must be above"),
     ({"share": 1.5}, "share"),
