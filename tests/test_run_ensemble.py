@@ -377,6 +377,11 @@ def test_validate_conditions_the_members_on_a_target(world, tmp_path):
     manifest = json.loads((runs / "sweeps" / "run-cond" / "sweep.json").read_text())
     member = next(e["member"] for e in manifest["events"] if int(e["seed"]) == seed)
     assert f"members kept (sweep_cells.member): {member}\n" in cond
+    # what the kept member drew: min = median = max = its own draw, beside the drawn range
+    drew = next(e["member_inputs"] for e in manifest["events"] if int(e["seed"]) == seed)
+    line = next(x for x in cond.splitlines() if x.strip().startswith("depth_factor"))
+    v = f"{drew['depth_factor']:.4g}"
+    assert f"{v} / {v} / {v}" in line and "loguniform" in line
     partial = float(per_member.filter((pl.col("policy") == "partial")
                                       & (pl.col("seed") == seed))["liq"][0])
     line = next(x for x in cond.splitlines() if x.strip().startswith("partial"))

@@ -105,4 +105,39 @@ def conditioned_members(facts, source, pool: list, event: str, cond_ids: list[st
     return kept, how
 
 
-__all__ = ["conditioned_members", "kept_source"]
+def kept_draws(infos: list[dict], seeds, ranges: dict) -> list[str]:
+    """Return lines saying what the kept members drew, input by input, against the ranges.
+
+    What the observation says about the unknowns: for each drawn input, the smallest, median
+    and largest value among the kept members, beside the range every member was drawn from.
+
+    Parameters
+    ----------
+    infos : list of dict
+        The event's entries of ``sweep.json`` ``events`` (``seed``, ``member_inputs``).
+    seeds : set of int
+        Book seeds of the members kept (for any policy).
+    ranges : dict
+        ``sweep.json`` ``ensemble.events[event]``: per input, ``range`` as drawn.
+
+    Returns
+    -------
+    list of str
+        A heading and one line per input (none when no member is kept).
+    """
+    import statistics
+
+    chosen = [e.get("member_inputs") or {} for e in infos if int(e["seed"]) in seeds]
+    names = [n for n in ranges if all(n in c for c in chosen)] if chosen else []
+    if not names:
+        return []
+    lines = ["what the kept members drew (min / median / max; every member drawn from):"]
+    width = max(len(n) for n in names)
+    for n in names:
+        values = sorted(float(c[n]) for c in chosen)
+        lines.append(f"  {n:<{width}}  {values[0]:.4g} / {statistics.median(values):.4g} / "
+                     f"{values[-1]:.4g}  ({ranges[n].get('range', '?')})")
+    return lines
+
+
+__all__ = ["conditioned_members", "kept_draws", "kept_source"]

@@ -120,7 +120,7 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
     import json
 
     from backtest.calibration.compare import compare
-    from backtest.calibration.conditioning import conditioned_members, kept_source
+    from backtest.calibration.conditioning import conditioned_members, kept_draws, kept_source
     from backtest.calibration.sources import SweepTables, sweep_event_facts, sweep_labels
     from backtest.results.catalog import Catalog
 
@@ -162,6 +162,9 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
                 lines.append("no member is consistent with the conditioning figures: the "
                              "unknowns' ranges do not reach what happened")
                 continue
+            ranges = manifest.get("ensemble", {}).get("events", {}).get(key, {})
+            lines += kept_draws(infos, kept[decides] if decides else set().union(
+                *kept.values()), ranges)
             runs_k = [compare(facts, kept_source(source, kept, q), targets=pool)
                       for q in QUANTILES]
             lines += _interval_lines(runs_k, cond_ids)
