@@ -469,14 +469,22 @@ def test_exit_time_is_an_optional_checked_column(tmp_path):
         validate_book(early)
 
 
-@pytest.mark.parametrize("arriving, closing", [(0.3, 0.0), (0.0, 0.3)])
-def test_soft_bands_refuse_a_book_that_moves(arriving, closing):
+@pytest.mark.parametrize("arriving, closing, top_up", [(0.3, 0.0, False), (0.0, 0.3, False),
+                                                      (0.0, 0.0, True)])
+def test_soft_bands_refuse_a_book_that_moves(arriving, closing, top_up):
+    """Bands are placed at the window start: arrivals, closes and collateral top-ups (which
+    would add collateral outside the bands) are refused; repayments are not."""
     rng = np.random.default_rng(2)
     prices = random_prices(rng, 40, vol=0.02)
     book = random_book(rng, 100)
     policy = random_policy(rng, slicing=False)
     random_bands(rng, policy)
-    units0, cash0, flow = _flow(rng, book, 40, arriving=arriving, closing=closing)
+    units0, cash0, flow = _flow(rng, book, 40, arriving=arriving, closing=closing, top_up=top_up)
     with pytest.raises(ValueError, match="not modelled with soft-liquidation bands"):
         simulate(prices, book["product"], units0, cash0, policy, TriggerPrice.EXTREME,
                  FillPrice.TRIGGER, flow=flow)
+    if top_up:  # the same responders repaying run: nothing is topped up
+        _, _, repay = _flow(np.random.default_rng(2), book, 40, arriving=0.0)
+        res = simulate(prices, book["product"], units0, cash0, policy, TriggerPrice.EXTREME,
+                       FillPrice.TRIGGER, flow=repay)
+        assert res.topped_up is None and len(res.units) == len(units0)
