@@ -220,6 +220,8 @@ def test_the_cure_size_is_drawn_only_when_given_and_must_exceed_the_warning():
     assert member.response.loan_cure == "top_up"  # the rest of the section is kept
     with pytest.raises(ValidationError, match="target_health must be above warning_health"):
         apply_member({"response_target_health": 1.05}, loans, run, r)
+    perps = default_ranges(spec, BookParams(loan_fraction=0.0), None, {}, run, "x", "ETH")
+    assert "response_target_health" not in perps.draws  # a loan level cannot matter to perps
 
 
 # ---------------------------------------------------------------- members as cells

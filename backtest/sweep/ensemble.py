@@ -456,7 +456,8 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
             if fitted or run.response.enabled else
             Draw(low=DEFAULT_RESPONSE_DELAY[0], high=DEFAULT_RESPONSE_DELAY[1])),
             cal_src if delay else "default")
-        put("response_target_health", True, None)  # the cure's size: only when given
+        # the cure's size (loans): only when given, and only where the book holds loans
+        put("response_target_health", params.loan_fraction > 0.0, None)
     return EventRanges(draws, sources, response, not_drawn, keepers_only)
 
 
