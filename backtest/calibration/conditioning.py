@@ -10,6 +10,8 @@ sampling on the observation; ``docs/ensembles.md``, "Conditioning on what was ob
 
 from __future__ import annotations
 
+import statistics
+
 from backtest.calibration.compare import compare, matching_targets
 from backtest.errors import ConfigError
 
@@ -72,6 +74,12 @@ def conditioned_members(facts, source, pool: list, event: str, cond_ids: list[st
         The label whose cells decide for every label (``condition_policy``); None: each
         label's own cells.
 
+    Returns
+    -------
+    dict of str to frozenset of int, str
+        Per label (policy or parameter set), the book seeds of the members kept; and the
+        sentence ("32 of 200 members kept, ...").
+
     Raises
     ------
     ConfigError
@@ -125,8 +133,6 @@ def kept_draws(infos: list[dict], seeds, ranges: dict) -> list[str]:
     list of str
         A heading and one line per input (none when no member is kept).
     """
-    import statistics
-
     chosen = [e.get("member_inputs") or {} for e in infos if int(e["seed"]) in seeds]
     names = [n for n in ranges if all(n in c for c in chosen)] if chosen else []
     if not names:
