@@ -48,6 +48,22 @@ def test_proposal_errors_name_file_and_field(tmp_path):
         load_proposal(missing)
 
 
+def test_proposal_paths_expand_environment_variables(tmp_path, monkeypatch):
+    """``${VAR}`` in a proposal's gas tape is expanded as in a run or sweep config; an unset
+    variable is an error that names the field."""
+    path = proposal_toml(tmp_path / "p.toml")
+    gas = tmp_path / "p-gas.toml"
+    gas.write_text(path.read_text().replace(
+        "[run.insurance_fund]",
+        '[run.keepers]\ngas_tape = "${LIQBT_TEST_GAS}/gas.json"\n\n[run.insurance_fund]'))
+    monkeypatch.delenv("LIQBT_TEST_GAS", raising=False)
+    with pytest.raises(ConfigError, match="field 'gas_tape': unset environment variable"):
+        load_proposal(gas)
+    monkeypatch.setenv("LIQBT_TEST_GAS", str(tmp_path / "shared"))
+    keepers = load_proposal(gas).run.keepers
+    assert str(keepers.gas_tape) == str(tmp_path / "shared" / "gas.json")
+
+
 def test_report_is_one_small_self_contained_file(governance_report):
     html = governance_report["html"].read_text(encoding="utf-8")
     size = governance_report["html"].stat().st_size

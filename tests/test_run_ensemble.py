@@ -397,7 +397,7 @@ def test_validate_conditions_the_members_on_a_target(world, tmp_path):
         facts = sweep_event_facts(cat, sid, infos, infos[0].get("event_key"), infos[0]["event"])
         source = SweepTables(cat, sid, infos[0]["event"], ["hard", "partial"],
                              facts.open_interest_usd, by="policy")
-        kept, how = conditioned_members(facts, source, pool, "synthetic-crash",
+        kept, how = conditioned_members([("synthetic-crash", facts, source)], pool,
                                         ["market-liquidated"], [int(e["seed"]) for e in infos],
                                         None)
         assert kept == {"hard": frozenset({seed}), "partial": frozenset()}

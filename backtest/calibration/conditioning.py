@@ -51,28 +51,29 @@ class _PerLabel:
                 for label, src in self.sources.items()}
 
 
-def conditioned_members(facts, source, pool: list, event: str, cond_ids: list[str],
-                        seeds: list[int], policy: str | None
-                        ) -> tuple[dict[str, frozenset[int]], str]:
+def conditioned_members(events: list, pool: list, cond_ids: list[str], seeds: list[int],
+                        policy: str | None) -> tuple[dict[str, frozenset[int]], str]:
     """Return the members consistent with the conditioning targets, per label, and a sentence.
 
     A member is kept when its figure of every conditioning target lies inside the target's
-    real range; the sentence says how many of how many were kept, and by which cells.
+    real range, in every event of the sweep that has such a target. A member draws the same
+    quantile of every unknown and the same book seed in every event
+    (:func:`backtest.sweep.ensemble.member_values`), so it is one draw of the unknowns across
+    the sweep, and one kept on one event's observation is kept on every event.
 
     Parameters
     ----------
-    facts : backtest.calibration.compare.RunFacts
-    source : backtest.calibration.sources.SweepTables
+    events : list of (str, RunFacts, SweepTables)
+        The sweep's event key, facts (:class:`backtest.calibration.compare.RunFacts`) and
+        figure source (:class:`backtest.calibration.sources.SweepTables`), per event.
     pool : list of Target
-    event : str
-        The sweep's event key (for the error message).
     cond_ids : list of str
-        Target ids (``[ensemble] condition_on``).
+        Target ids (``[ensemble] condition_on``); each must match an event of ``events``.
     seeds : list of int
         The members' book seeds.
     policy : str or None
-        The label whose cells decide for every label (``condition_policy``); None: each
-        label's own cells.
+        The label whose cells decide for every label (``condition_policy``; the current
+        parameter set in a proposal's sweep); None: each label's own cells.
 
     Returns
     -------
@@ -83,32 +84,38 @@ def conditioned_members(facts, source, pool: list, event: str, cond_ids: list[st
     Raises
     ------
     ConfigError
-        A conditioning target that does not match the event, or a ``policy`` with no cells.
+        A conditioning target that matches no event, or a ``policy`` with no cells.
     """
-    matched = {t.id: t for t in matching_targets(facts, pool)}
-    missing = [i for i in cond_ids if i not in matched]
-    if missing:
-        raise ConfigError(f"[ensemble] condition_on: {missing} match no target of event "
-                          f"{event} (ids in data/validation, for this event, asset and venue)")
-    labels = list(source.policies)
+    labels = list(events[0][2].policies)
+    what = "parameter set" if getattr(events[0][2], "by", "policy") == "param_set" else "policy"
     if policy is not None and policy not in labels:
         raise ConfigError(f"[ensemble] condition_policy: {policy!r} has no cells in this sweep "
                           f"(labels {labels})")
-    targets = [matched[i] for i in cond_ids]
-    inside: dict[str, set[int]] = {label: set() for label in labels}
-    for seed in seeds:
-        rows = compare(facts, source.keeping({seed}), targets=targets).rows
-        for label in labels:
-            mine = [r for r in rows if r.policy == label]
-            if mine and all(r.inside for r in mine):
-                inside[label].add(seed)
+    inside = {label: set(seeds) for label in labels}
+    used: list[str] = []
+    for _key, facts, source in events:
+        targets = [t for t in matching_targets(facts, pool) if t.id in cond_ids]
+        if not targets:
+            continue
+        used += [t.id for t in targets]
+        for seed in seeds:
+            rows = compare(facts, source.keeping({seed}), targets=targets).rows
+            for label in labels:
+                mine = [r for r in rows if r.policy == label]
+                if not (mine and all(r.inside for r in mine)):
+                    inside[label].discard(seed)
+    missing = [i for i in cond_ids if i not in used]
+    if missing:
+        keys = ", ".join(key for key, _, _ in events)
+        raise ConfigError(f"[ensemble] condition_on: {missing} match no target of event(s) "
+                          f"{keys} (ids in data/validation, for this event, asset and venue)")
     if policy is not None:
         kept = {label: frozenset(inside[policy]) for label in labels}
         how = (f"{len(inside[policy])} of {len(seeds)} members kept, those whose {policy} "
-               "cells lie within the real range; every policy shows the same members")
+               f"cells lie within the real range; every {what} shows the same members")
     else:
         kept = {label: frozenset(inside[label]) for label in labels}
-        how = ("members kept per policy, those whose own cells lie within the real range: "
+        how = (f"members kept per {what}, those whose own cells lie within the real range: "
                + ", ".join(f"{label} {len(kept[label])} of {len(seeds)}" for label in labels))
     return kept, how
 

@@ -115,13 +115,14 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
     CatalogError
         If the sweep is not in the catalog of ``runs``.
     ConfigError
-        If a conditioning target is not among the targets of the sweep's event.
+        If a conditioning target matches no event of the sweep.
     """
     import json
 
     from backtest.calibration.compare import compare
     from backtest.calibration.conditioning import conditioned_members, kept_draws, kept_source
     from backtest.calibration.sources import SweepTables, sweep_event_facts, sweep_labels
+    from backtest.report.proposal import CURRENT
     from backtest.results.catalog import Catalog
 
     manifest = json.loads((sweep_dir / "sweep.json").read_text())
@@ -131,10 +132,21 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
     with Catalog(runs) as catalog:
         sid = catalog.sweep_id(sweep_dir)
         by, labels = sweep_labels(catalog, sid)
+        events = []
         for key in dict.fromkeys(e["event"] for e in manifest["events"]):
             infos = [e for e in manifest["events"] if e["event"] == key]
             facts = sweep_event_facts(catalog, sid, infos, infos[0].get("event_key"), key)
-            source = SweepTables(catalog, sid, key, labels, facts.open_interest_usd, by=by)
+            events.append((key, facts, SweepTables(catalog, sid, key, labels,
+                                                   facts.open_interest_usd, by=by)))
+        kept = decides = None
+        if cond_ids:
+            # a proposal's cells are told apart by parameter set: the current set decides,
+            # so that every set is shown over the same members
+            decides = spec.get("condition_policy") if by == "policy" else CURRENT
+            seeds = sorted({int(e["seed"]) for e in manifest["events"]})
+            kept, how = conditioned_members(events, pool, cond_ids, seeds, decides)
+        for key, facts, source in events:
+            infos = [e for e in manifest["events"] if e["event"] == key]
             runs_q = [compare(facts, source.at(q), targets=pool) for q in QUANTILES]
             lines += [f"Ensemble {sid}, event {key}: {len(infos)} members, p5 / p50 / p95 "
                       "across them", "Against what happened: " + runs_q[0].book_kind,
@@ -145,12 +157,8 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
                 lines.append(runs_q[0].sentence)
                 continue
             lines += _interval_lines(runs_q, ())
-            if not cond_ids:
+            if kept is None:
                 continue
-            seeds = sorted({int(e["seed"]) for e in infos})
-            # a proposal's cells are told apart by parameter set: each set decides for itself
-            decides = spec.get("condition_policy") if by == "policy" else None
-            kept, how = conditioned_members(facts, source, pool, key, cond_ids, seeds, decides)
             lines += ["", f"Conditioned on {', '.join(cond_ids)}: {how}"]
             member = {int(e["seed"]): int(e["member"]) for e in infos}
             shown = {"": kept[labels[0]]} if decides is not None else kept

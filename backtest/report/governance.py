@@ -159,7 +159,7 @@ def render_governance(data: GovernanceData, strategies: str | Path | None = None
         grid_fields=data.grid_fields, usd=build.usd,
         sets=data.sets, named=data.named(), frontier=frontier, charts=charts,
         method=methodology(data, strategies), repro=reproducibility(data),
-        reality=data.reality,
+        reality=data.reality, conditioning=data.conditioning,
         n_frontier=sum(1 for s in data.sets if s.role == "frontier"),
         plotlyjs=plotlyjs_loader())
 

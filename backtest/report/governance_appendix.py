@@ -127,7 +127,8 @@ def reproducibility(data: GovernanceData) -> dict:
         "units": (f"{data.units.count} {data.units.words()}"
                   + (" (intervals are taken over ensemble members)"
                      if data.units.kind == "member" else
-                     " (no ensemble: intervals are taken over book seeds)")),
+                     " (no ensemble: intervals are taken over book seeds)")
+                  + (f"; {data.conditioning.sentence()}" if data.conditioning else "")),
         "inputs": [(i["kind"], portable_path(i["path"]), i["sha256"]) for i in m["inputs"]],
         "engine": sorted(m.get("engine", {}).items()),
         "versions": sorted(m.get("versions", {}).items()),

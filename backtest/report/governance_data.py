@@ -15,6 +15,7 @@ import polars as pl
 
 from backtest.report import build
 from backtest.report import governance_stats as gstats
+from backtest.report.governance_conditioning import Conditioning
 from backtest.report.proposal import Proposal
 
 CURRENT_COLOR = "#000000"
@@ -83,6 +84,7 @@ class GovernanceData:
     buckets: dict[str, int] = field(default_factory=dict)
     command: str = ""
     reality: list[dict] = field(default_factory=list)
+    conditioning: Conditioning | None = None  # [ensemble] condition_on: the members kept
 
     def named(self) -> list[SetInfo]:
         """Return current and proposed sets, in proposal order."""

@@ -16,6 +16,7 @@ import polars as pl
 
 from backtest.policies import load_policy
 from backtest.report import build, figures
+from backtest.report import governance_conditioning as gcond
 from backtest.report import governance_options as gopt
 from backtest.report import governance_portfolio as gport
 from backtest.report import governance_stats as gstats
@@ -87,7 +88,12 @@ def load_governance_data(catalog: Catalog, proposal: Proposal, path: Path, sweep
             n_proposed += 1
         sets.append(SetInfo(role, ps.label, dict(ps.params), descriptions.get(ps.label, ""),
                             color))
+    cond = gcond.condition(catalog, manifest, proposal,
+                           [s.label for s in sets if s.role != "frontier"])
     unit_values, units = gstats.unit_values(catalog, sid, [m for m, _ in MEASURES])
+    if cond is not None and cond.members:
+        unit_values = unit_values.filter(pl.col("unit").is_in(sorted(cond.members)))
+        units = gstats.Units(units.kind, len(cond.members))
     values = mean_values(unit_values)
     stresses = [s.label for s in proposal.stress]
     scenarios = []
@@ -108,8 +114,10 @@ def load_governance_data(catalog: Catalog, proposal: Proposal, path: Path, sweep
         defaults = build._flatten(load_policy(proposal.protocol, strategies).model_dump(
             mode="json"))
     data = GovernanceData(proposal, path, manifest, sets, scenarios, values, unit_values,
-                          units, Path(sweep_dir), grid_fields(proposal, strategies), defaults)
+                          units, Path(sweep_dir), grid_fields(proposal, strategies), defaults,
+                          conditioning=cond)
     unit_col = units.kind
+    kept = "" if cond is None else cond.filter_sql()
     for sc in scenarios:
         n = catalog.query(f"""
             SELECT max(steps) AS n FROM sweep_cells WHERE sweep_id = {sid}
@@ -117,7 +125,7 @@ def load_governance_data(catalog: Catalog, proposal: Proposal, path: Path, sweep
         k = build.bucket_size(int(n or 1), MAX_SERIES_POINTS)
         data.buckets[sc.key] = k
         where = (f"sweep_id = {sid} AND c.event = {_lit(sc.event)} "
-                 f"AND c.stress = {_lit(sc.stress)}")
+                 f"AND c.stress = {_lit(sc.stress)}{kept}")
         data.prices[sc.key] = catalog.query(f"""
             SELECT st.step // {k} AS b, min(epoch_ms(st.timestamp))::DOUBLE AS t_ms,
                    max(st.high) AS high, min(st.low) AS low,
@@ -217,6 +225,8 @@ def _data_warnings(data: GovernanceData) -> list[str]:
         out += gwarn.empty_warnings(data.unit_values, data.scenario_keys(),
                                     [m for m, _ in MEASURES if m not in gstats.MEAN_MEASURES])
     out += gwarn.unit_warnings(data.units.kind, data.units.count)
+    if data.conditioning is not None and not data.conditioning.members:
+        out.append(data.conditioning.sentence())
     return out
 
 
@@ -245,12 +255,13 @@ def account_view(catalog: Catalog, data: GovernanceData) -> list[dict]:
     store = SweepStore(data.sweep_dir)
     named = data.named()
     unit_col = data.units.kind
+    kept = "" if data.conditioning is None else data.conditioning.filter_sql()
     out = []
     for sc in data.scenarios:
         cells = catalog.query(f"""
-            SELECT param_set, {unit_col}::BIGINT AS unit, cell_id FROM sweep_cells
+            SELECT param_set, {unit_col}::BIGINT AS unit, cell_id FROM sweep_cells c
             WHERE sweep_id = {sid} AND event = {_lit(sc.event)} AND stress = {_lit(sc.stress)}
-            {"AND member >= 0" if unit_col == "member" else ""}
+            {"AND member >= 0" if unit_col == "member" else ""}{kept}
             ORDER BY unit, cell_id""")
         if not cells.height:
             continue
@@ -283,7 +294,8 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
 
     The current and proposed parameter sets stand for the policies; their figures come from
     the proposal's unstressed cells (:class:`backtest.calibration.compare.SweepTables`),
-    averaged over seeds. The book's venue, calibration targets and open interest come from
+    averaged over seeds (over the members kept, when the ensemble is conditioned: the
+    conditioning targets are then marked "conditioned on (in fit)"). The book's venue, calibration targets and open interest come from
     the event's books (the first seed's metadata; the notional at the window start averaged
     over seeds).
 
@@ -315,6 +327,8 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
                 for ev in data.proposal.events]
     sid = data.manifest["sweep_id"]
     labels = [s.label for s in data.named()]
+    cond = data.conditioning
+    kept = cond.seeds if cond is not None and cond.members else None
     out = []
     for ev in data.proposal.events:
         infos = [e for e in data.manifest["events"] if e["event"] == ev.key]
@@ -325,13 +339,21 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
                                     "held against what happened."})
             continue
         source = SweepTables(catalog, sid, ev.key, labels, facts.open_interest_usd)
+        if kept is not None:
+            source = source.keeping(kept)
         comparison = compare(facts, source, targets=pool)
         rows = table_rows(comparison)
+        notes = list(comparison.notes)
+        if kept is not None:
+            notes.append(cond.sentence())
+            for row, r in zip(rows, comparison.rows, strict=True):
+                if r.target.id in cond.ids:
+                    row["fit"] = "conditioned on (in fit)"
         if data.manifest.get("ensemble") and not comparison.sentence:
             _add_member_interval(rows, comparison, [compare(facts, source.at(q), targets=pool)
                                                     for q in (0.05, 0.95)])
         out.append({"event": ev.key, "rows": rows,
-                    "notes": comparison.notes, "sentence": comparison.sentence,
+                    "notes": notes, "sentence": comparison.sentence,
                     "calibrated": comparison.calibrated})
     return out
 

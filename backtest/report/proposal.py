@@ -33,6 +33,9 @@ Example (``configs/proposals/aave-close-factor-bonus.toml``)::
     # [ensemble]                      # instead of 'seeds': N members, each drawing its book
     # members = 30                    # seed and the uncertain inputs (docs/ensembles.md)
     # seed = 1
+    # condition_on = ["maker-eth-topups-morning"]  # keep the members whose current-set figure
+    #                                 # lies within what was observed (the whole report is
+    #                                 # then over them; backtest.report.governance_conditioning)
 
 A proposal about a multi-asset lending + cross-margin perp market (``kind = "portfolio"``,
 the model of :mod:`backtest.portfolio`) names the market in ``protocol`` (any name: there is no
@@ -76,7 +79,13 @@ from backtest.portfolio.book import PortfolioBookParams
 from backtest.portfolio.market import PortfolioMarketParams
 from backtest.portfolio.model import PortfolioParams
 from backtest.strict import StrictModel
-from backtest.sweep.config import EventSpec, PortfolioSweepSection, RunSections, SweepConfig
+from backtest.sweep.config import (
+    EventSpec,
+    PortfolioSweepSection,
+    RunSections,
+    SweepConfig,
+    expand_paths,
+)
 from backtest.sweep.ensemble import EnsembleSpec
 from backtest.sweep.grid import GridValues, ParamSet, apply_params, expand, resolve_field
 from backtest.sweep.options_grid import apply_options_params, expand_options, resolve_options_field
@@ -165,6 +174,10 @@ class Proposal(StrictModel):
         if self.ensemble is not None and "seeds" in self.model_fields_set:
             raise ValueError("field 'seeds': an [ensemble] draws each member's book seed; "
                              "remove 'seeds' (or the [ensemble] section)")
+        if self.ensemble is not None and self.ensemble.condition_policy is not None:
+            raise ValueError("field 'ensemble.condition_policy': in a proposal the current "
+                             "parameter set decides which members condition_on keeps (every "
+                             "set is then shown over the same members); remove it")
         if self.kind != "portfolio" and self.portfolio is not None:
             raise ValueError("field 'portfolio': only for kind = \"portfolio\"")
         if self.kind != "options" and self.options is not None:
@@ -192,10 +205,11 @@ def load_proposal(path: str | Path) -> Proposal:
     Raises
     ------
     ConfigError
-        Unreadable file, invalid TOML, or an unknown / missing / invalid field (the message
-        names the file and the field).
+        Unreadable file, invalid TOML, an unset environment variable in a path, or an
+        unknown / missing / invalid field (the message names the file and the field).
     """
     raw = read_toml(path)
+    expand_paths(raw, Path(path))  # ${LIQBT_SHARED_DATA} in book_params and gas_tape
     try:
         return Proposal.model_validate(raw)
     except ValidationError as exc:

@@ -336,8 +336,24 @@ class SweepConfig(StrictModel):
         self._no_iv_shock()
 
 
-def _expand_paths(raw: dict, path: Path) -> None:
-    """Expand environment variables in the file paths of a raw sweep config, in place."""
+def expand_paths(raw: dict, path: Path) -> None:
+    """Expand environment variables in the file paths of a raw sweep config, in place.
+
+    Also used for governance proposals, which share the fields: ``events[].book_params``,
+    ``run.keepers.gas_tape`` and ``output``.
+
+    Parameters
+    ----------
+    raw : dict
+        The parsed TOML.
+    path : Path
+        The file (for the error message).
+
+    Raises
+    ------
+    ConfigError
+        A variable that is not set, naming the field and the value.
+    """
     holders = [(e, "book_params") for e in raw.get("events", []) if isinstance(e, dict)]
     keepers = raw.get("run", {}).get("keepers") if isinstance(raw.get("run"), dict) else None
     if isinstance(keepers, dict):
@@ -372,7 +388,7 @@ def load_sweep_config(path: str | Path) -> SweepConfig:
         when the sweep is planned (:func:`backtest.sweep.plan.plan_sweep`).
     """
     raw = read_toml(path)
-    _expand_paths(raw, Path(path))
+    expand_paths(raw, Path(path))
     try:
         return SweepConfig.model_validate(raw)
     except ValidationError as exc:

@@ -1,0 +1,144 @@
+"""A governance report over an ensemble conditioned on an observed figure (history matching)."""
+
+from __future__ import annotations
+
+import pytest
+
+from backtest.errors import ConfigError
+from backtest.results.catalog import Catalog
+from tests.sweep_world import liquidated_target, make_world
+
+PROPOSAL = """
+name = "conditioned"
+description = "cf 25% on an ensemble kept on what was observed"
+protocol = "partial"
+workers = 1
+
+[[proposed]]
+name = "cf 25%"
+[proposed.params]
+close_factor = 0.25
+
+[frontier]
+"partial.close_factor" = [0.25, 0.5]
+
+[[events]]
+event = "synthetic-crash"
+interval = "5m"
+accounts = 300
+
+[[events]]
+event = "synthetic-late"
+interval = "5m"
+accounts = 300
+
+[ensemble]
+members = 4
+seed = 2
+{condition}
+"""
+
+
+def _write(path, condition: str = 'condition_on = ["market-liquidated"]'):
+    path.write_text(PROPOSAL.format(condition=condition))
+    return path
+
+
+@pytest.fixture(scope="module")
+def conditioned(tmp_path_factory):
+    """Run the proposal once with a target every member meets, to learn each member's figure."""
+    from backtest.report.governance import write_governance_report
+
+    root = tmp_path_factory.mktemp("gov-cond")
+    world = make_world(root)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LIQBT_EVENTS", str(world["events"]))
+    (root / "all").mkdir()
+    liquidated_target(root / "all", world["events"], low=0.0, high=1e15)
+    mp.setenv("LIQBT_VALIDATION", str(root / "all" / "validation"))
+    proposal = _write(root / "proposal.toml")
+    out, outcome = write_governance_report(proposal, root / "all.html", root / "runs",
+                                           world["store"], events=world["events"],
+                                           show_progress=False)
+    with Catalog(root / "runs") as cat:
+        cat.register_sweep(outcome.sweep_dir)
+        members = cat.query("""
+            SELECT c.member, c.param_set, sum(st.liquidated_notional_usd) AS liq,
+                   any_value(c.bad_debt_usd) AS bad_debt
+            FROM sweep_steps st JOIN sweep_cells c USING (sweep_id, cell_id)
+            WHERE c.stress_kind = 'none' AND c.event = 'synthetic-crash'
+            GROUP BY ALL ORDER BY c.member""")
+    yield {**world, "root": root, "proposal": proposal, "all": out, "members": members,
+           "mp": mp}
+    mp.undo()
+
+
+def test_the_report_is_over_the_members_the_observation_keeps(conditioned):
+    """A target only one member's current-set cells meet: the report keeps that member, for
+    every set, says so, marks the target as conditioned on, and its figures are that member's."""
+    from backtest.calibration.compare import format_figure
+    from backtest.report.governance import write_governance_report
+
+    w = conditioned
+    cur = w["members"].filter(w["members"]["param_set"] == "current").sort("liq")
+    assert cur["liq"].n_unique() == 4  # the members differ
+    keep, liq = int(cur["member"][0]), float(cur["liq"][0])
+    html_all = w["all"].read_text(encoding="utf-8")
+    assert "4 of 4 ensemble members kept" in html_all
+    (w["root"] / "one").mkdir()
+    liquidated_target(w["root"] / "one", w["events"], low=liq * (1 - 1e-6), high=liq * 1.0001)
+    w["mp"].setenv("LIQBT_VALIDATION", str(w["root"] / "one" / "validation"))
+    out, outcome = write_governance_report(w["proposal"], w["root"] / "one.html",
+                                           w["root"] / "runs", w["store"],
+                                           events=w["events"], show_progress=False)
+    assert outcome.computed == 0  # the same cells, chosen differently
+    html = out.read_text(encoding="utf-8")
+    note = html.split('id="conditioning">')[1].split("</p>")[0]
+    assert "1 of 4 ensemble members kept" in note and f"member {keep})" in note
+    assert "Every figure comes from one ensemble member" in html  # a single unit is flagged
+    reality = html.split('<section id="against-what-happened">')[1].split("</section>")[0]
+    assert "conditioned on (in fit)" in reality
+    assert format_figure(liq, "USD") in reality  # the kept member's figure, not the mean
+    # every set is shown over the same (current-decided) member
+    proposed = w["members"].filter((w["members"]["param_set"] == "cf 25%")
+                                   & (w["members"]["member"] == keep))
+    assert format_figure(float(proposed["liq"][0]), "USD") in reality
+    # the member is one draw across the sweep: kept on the first event's observation, it is
+    # the one member of the second event too (which has no conditioning target)
+    from backtest.report.governance_load import load_governance_data
+    from backtest.report.proposal import load_proposal, parameter_sets
+
+    proposal = load_proposal(w["proposal"])
+    with Catalog(w["root"] / "runs") as cat:
+        cat.register_sweep(outcome.sweep_dir)
+        data = load_governance_data(cat, proposal, w["proposal"], outcome.sweep_dir,
+                                    parameter_sets(proposal, w["proposal"]),
+                                    events=w["events"])
+    assert set(data.unit_values["unit"]) == {keep} and data.units.count == 1
+    assert set(data.unit_values["event"]) == {"synthetic-crash", "synthetic-late"}
+    # liqbt validate on the proposal's sweep: the same member, and the event without a
+    # conditioning target (nor any target) is no error
+    from backtest.calibration.targets import load_targets
+    from backtest.cli.validate import ensemble_text
+
+    text = ensemble_text(outcome.sweep_dir, w["root"] / "runs",
+                         load_targets(w["root"] / "one" / "validation", w["events"]))
+    assert text.count("Conditioned on market-liquidated: 1 of 4 members kept, those whose "
+                      "current cells") == 1
+    assert f"members kept (sweep_cells.member): {keep}\n" in text
+    assert "event synthetic-late" in text
+
+
+def test_conditioning_errors_name_the_field(conditioned, tmp_path):
+    from backtest.report.governance import write_governance_report
+    from backtest.report.proposal import load_proposal
+
+    bad = _write(tmp_path / "p.toml", 'condition_on = ["market-liquidated"]\n'
+                                      'condition_policy = "partial"')
+    with pytest.raises(ConfigError, match="condition_policy.*current parameter set decides"):
+        load_proposal(bad)
+    w = conditioned
+    unknown = _write(tmp_path / "u.toml", 'condition_on = ["no-such-target"]')
+    with pytest.raises(ConfigError, match="no-such-target"):
+        write_governance_report(unknown, tmp_path / "u.html", w["root"] / "runs", w["store"],
+                                events=w["events"], show_progress=False)
