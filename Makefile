@@ -27,6 +27,8 @@
 #   make governance  the example governance proposal's HTML report (reports/*.html): a perp
 #               maintenance margin and fee change on calibrated perp books, three crashes
 #   make governance-aave  the Aave close factor / bonus proposal on the uncalibrated loans book
+#   make governance-maker  Maker's 2020-03-13 executive (flip ttl 10 minutes -> 6 hours) on Black
+#               Thursday, over the ensemble members consistent with the owners' top-ups
 #   make governance-portfolio  the example proposal on a multi-asset lending + perp market
 #   make governance-options  the example proposal on a BTC options venue (May 2021, Oct 2025)
 #   make luna-portfolio  LUNA 2022: 1M lending + cross-margin perp accounts under each collateral
@@ -52,8 +54,8 @@ DEMO_TAPES := \
 .PHONY: calibrate setup tapes demo test bench bench-portfolio luna-portfolio black-thursday \
 	black-thursday-ensembles \
 	morpho-oct-2025 \
-	policy-library sweep-tapes sweep governance governance-aave governance-portfolio \
-	governance-options clean
+	policy-library sweep-tapes sweep governance governance-aave governance-maker \
+	governance-portfolio governance-options clean
 
 # set-up installs the package and compiles the simulation kernels into numba's cache (30-100 s
 # once after an install or a kernel change, about a second afterwards), so no run pays it
@@ -210,6 +212,11 @@ governance: setup
 # the Aave example: a close factor and bonus change on the (uncalibrated) WETH loans book
 governance-aave: sweep-tapes
 	$(BIN)/liqbt report --governance configs/proposals/aave-close-factor-bonus.toml
+
+# Maker's flip ttl change on the day that prompted it, conditioned on the owners' top-ups
+governance-maker: setup
+	$(BIN)/liqbt data import $(BLACK_THURSDAY_TAPE) --venue binance
+	$(BIN)/liqbt report --governance configs/proposals/maker-flip-ttl.toml --workers 2
 
 # the example proposal on a multi-asset lending + perp market (LUNA 2022 at 1h, FTX 2022 at 5m)
 governance-portfolio: setup

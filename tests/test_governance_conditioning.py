@@ -95,6 +95,7 @@ def test_the_report_is_over_the_members_the_observation_keeps(conditioned):
     html = out.read_text(encoding="utf-8")
     note = html.split('id="conditioning">')[1].split("</p>")[0]
     assert "1 of 4 ensemble members kept" in note and f"member {keep})" in note
+    assert "1 ensemble member of 4 drawn, kept on what was observed (market-liquidated)" in html
     assert "Every figure comes from one ensemble member" in html  # a single unit is flagged
     reality = html.split('<section id="against-what-happened">')[1].split("</section>")[0]
     assert "conditioned on (in fit)" in reality
