@@ -130,6 +130,23 @@ def test_the_report_is_over_the_members_the_observation_keeps(conditioned):
     assert "event synthetic-late" in text
 
 
+def test_no_member_kept_is_a_warning_and_the_report_stays_over_all(conditioned):
+    from backtest.report.governance import write_governance_report
+
+    w = conditioned
+    (w["root"] / "none").mkdir()
+    liquidated_target(w["root"] / "none", w["events"], low=1.0, high=2.0)
+    w["mp"].setenv("LIQBT_VALIDATION", str(w["root"] / "none" / "validation"))
+    out, _ = write_governance_report(w["proposal"], w["root"] / "none.html",
+                                     w["root"] / "runs", w["store"], events=w["events"],
+                                     show_progress=False)
+    html = out.read_text(encoding="utf-8")
+    warnings = html.split('<div id="warnings">')[1].split("</div>")[0]
+    assert "no member of 4 is consistent with what was observed" in warnings
+    assert 'id="conditioning"' not in html
+    assert "4 ensemble members (ensemble)" in html  # the header: every member
+
+
 def test_conditioning_errors_name_the_field(conditioned, tmp_path):
     from backtest.report.governance import write_governance_report
     from backtest.report.proposal import load_proposal

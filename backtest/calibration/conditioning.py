@@ -87,7 +87,7 @@ def conditioned_members(events: list, pool: list, cond_ids: list[str], seeds: li
         A conditioning target that matches no event, or a ``policy`` with no cells.
     """
     labels = list(events[0][2].policies)
-    what = "parameter set" if getattr(events[0][2], "by", "policy") == "param_set" else "policy"
+    what = "parameter set" if events[0][2].by == "param_set" else "policy"
     if policy is not None and policy not in labels:
         raise ConfigError(f"[ensemble] condition_policy: {policy!r} has no cells in this sweep "
                           f"(labels {labels})")
