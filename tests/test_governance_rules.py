@@ -332,38 +332,37 @@ def test_an_ensembles_reality_rows_carry_the_members_interval():
     assert rows[0]["meets"] == "no"  # p5 above the real range
 
 
-def test_a_figure_far_from_what_happened_is_a_warning():
-    """The current set's held-out bad debt outside a factor 1.5 of the real range, with the
-    members' p5 - p95 not reaching it either, is a warning; in range, in the fit, another set,
-    another measure, or members that reach it are not."""
+def test_a_figure_far_from_what_happened_is_named():
+    """A held-out bad debt outside a factor 1.5 of the real range, with the members' p5 - p95
+    not reaching it either, is named; in range, in the fit, a policy not asked about, another
+    measure, or members that reach it are not."""
     from types import SimpleNamespace as NS
 
-    from backtest.report.governance_load import far_from_reality
+    from backtest.calibration.compare import far_from_reality
 
     def target(measure="bad_debt_usd", low=5.67e6, high=6.65e6):
-        return NS(measure=measure, low=low, high=high, unit="USD", id="bd")
+        return NS(measure=measure, low=low, high=high, unit="USD", key="bt/bd",
+                  derived=False)
 
     def row(sim, policy="current", fit="held out", t=None):
         return NS(target=t or target(), policy=policy, simulated=sim, fit=fit,
                   ratio=sim / 6.1e6)
 
     far = NS(rows=[row(0.6e6)])
-    (w,) = far_from_reality("black-thursday-2020", "current", far, None)
-    assert w.startswith("On black-thursday-2020 the current parameters' bad debt (bd) is $600k "
-                        "against the real $5.67M \u2013 $6.65M (0.098x, held out)")
-    assert far_from_reality("e", "current", NS(rows=[row(5.0e6)]), None) == []  # within 1.5x
-    assert far_from_reality("e", "current", NS(rows=[row(0.6e6, fit="in fit")]), None) == []
-    assert far_from_reality("e", "current", NS(rows=[row(0.6e6, policy="cf 25%")]), None) == []
-    other = row(0.6e6, t=target("liquidations_count"))
-    assert far_from_reality("e", "current", NS(rows=[other]), None) == []
+    (w,) = far_from_reality(far, None, ["current"])
+    assert w == "bad debt (bt/bd) is $600k against the real $5.67M \u2013 $6.65M (0.098x, held out)"
+    assert far_from_reality(far)[0].startswith("current: bad debt")  # every policy: named
+    assert far_from_reality(NS(rows=[row(5.0e6)])) == []  # within a factor 1.5
+    assert far_from_reality(NS(rows=[row(0.6e6, fit="in fit")])) == []
+    assert far_from_reality(NS(rows=[row(0.6e6, policy="cf 25%")]), None, ["current"]) == []
+    assert far_from_reality(NS(rows=[row(0.6e6, t=target("liquidations_count"))])) == []
     reach = [NS(rows=[NS(simulated=0.2e6)]), NS(rows=[NS(simulated=6.0e6)])]
-    assert far_from_reality("e", "current", far, reach) == []  # the members reach it
+    assert far_from_reality(far, reach) == []  # the members reach it
     short = [NS(rows=[NS(simulated=0.3e6)]), NS(rows=[NS(simulated=1.0e6)])]
-    (w,) = far_from_reality("e", "current", far, short)
+    (w,) = far_from_reality(far, short)
     assert "the members' p5 \u2013 p95, $300k \u2013 $1M, does not reach it" in w
-    # an uncalibrated book's figure far off is a warning too
-    assert far_from_reality("e", "current", NS(rows=[row(20e6, fit="uncalibrated book")]),
-                            None)
+    # an uncalibrated book's figure far off is named too
+    assert far_from_reality(NS(rows=[row(20e6, fit="uncalibrated book")]))
 
 
 def test_validate_on_a_proposals_sweep_gives_one_row_per_parameter_set(governance_report,

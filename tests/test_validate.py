@@ -5,6 +5,7 @@ open interest, and the plain sentence when nothing matches."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -328,6 +329,24 @@ def test_cli_validate_unknown_run_is_a_clear_error(world, capsys):
 
 # --------------------------------------------------------------------------- the run report
 
+BAD_DEBT_TARGET = """
+[[target]]
+id = "made-up-bad-debt"
+scope = "market"
+venue = "all-cex"
+product = "perp"
+asset = "BTC"
+window_start = 2021-05-19T00:00:00Z
+window_end = 2021-05-20T00:00:00Z
+measure = "bad_debt_usd"
+low = 1.0e6
+high = 2.0e6
+unit = "USD"
+source = "https://example.org/made-up"
+quality = "secondary"
+note = "made up for a test"
+"""
+
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
@@ -389,6 +408,32 @@ def test_run_report_carries_the_against_what_happened_table(simulated, monkeypat
               if r.target.id == "market-btc-open-interest-before" and r.policy == "hard")
     # open interest counts each contract once: half the perps' notional over both sides
     assert oi.fit == HELD_OUT and oi.simulated == pytest.approx(oi_perp["usd"][0] / 2)
+    assert 'id="far-from-reality"' not in html  # nothing held out of this kind is far
+
+
+def test_run_report_names_the_figures_far_from_what_happened(simulated, monkeypatch, tmp_path):
+    """A held-out bad debt the run misses by more than a factor 1.5 is named above the summary
+    table; the liquidated amount the book was fitted on is not, however far."""
+    import shutil
+
+    from backtest.calibration.targets import validation_dir
+    from backtest.report import render_report
+
+    runs, run_id, _ = simulated
+    monkeypatch.delenv("LIQBT_VALIDATION", raising=False)
+    targets = tmp_path / "validation"
+    targets.mkdir()
+    shutil.copy(validation_dir() / "may-2021.toml", targets / "may-2021.toml")
+    with open(targets / "may-2021.toml", "a", encoding="utf-8") as f:
+        f.write(BAD_DEBT_TARGET)
+    monkeypatch.setenv("LIQBT_VALIDATION", str(targets))
+    with Catalog(runs) as catalog:
+        html = render_report(catalog, run_id)
+    top = html.split('id="far-from-reality"')[1].split("</div>")[0]
+    for policy in ("hard", "partial"):
+        assert re.search(rf"<li>{policy}: bad debt \(may-2021/made-up-bad-debt\) is \$[0-9.]+k? "
+                         r"against the real \$1M \u2013 \$2M \(0\.0\d+x, held out\)</li>", top)
+    assert "market-btc-liquidated)" not in top
 
 
 def test_run_report_says_plainly_when_no_target_exists(simulated, monkeypatch, tmp_path):

@@ -499,6 +499,63 @@ def format_ratio(ratio: float | None) -> str:
     return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:,.0f}x"
 
 
+FAR_MEASURES = ("bad_debt_usd", "liquidated_notional_usd", "liquidated_share_of_open_interest")
+"""Measures whose distance from what happened the reports warn about: bad debt (what governance
+recommendations rank on) and the liquidated amount and share of open interest (what books are
+judged by)."""
+
+FAR_FACTOR = 1.5
+"""A simulated figure outside ``[low / FAR_FACTOR, high x FAR_FACTOR]`` of the real range is far
+from it (the factor issue 13 holds the calibrated events to)."""
+
+
+def far_from_reality(mean: Comparison, ends: list | None = None,
+                     policies: list[str] | None = None) -> list[str]:
+    """Return, per bad-debt or liquidated figure not in the fit that the model misses, a phrase.
+
+    A figure is missed when the simulated figure (a run's, or an ensemble's mean) lies outside
+    a factor :data:`FAR_FACTOR` of the real range and, for an ensemble, the real range lies
+    outside the members' p5 - p95 too.
+
+    Parameters
+    ----------
+    mean : Comparison
+        A run's comparison, or an ensemble's over the members' means.
+    ends : list of Comparison, optional
+        An ensemble's p5 and p95 comparisons (row for row as ``mean``).
+    policies : list of str, optional
+        The policies (parameter sets) to check; None: all.
+
+    Returns
+    -------
+    list of str
+        E.g. ``"bad debt (black-thursday-2020/maker-eth-bad-debt) is $598k against the real
+        $5.67M \u2013 $6.65M (0.097x, held out; ...)"``, prefixed with the policy when
+        ``policies`` is None or names several.
+    """
+    out = []
+    lows = ends[0].rows if ends else [None] * len(mean.rows)
+    highs = ends[1].rows if ends else [None] * len(mean.rows)
+    for r, lo, hi in zip(mean.rows, lows, highs, strict=True):
+        t = r.target
+        if ((policies is not None and r.policy not in policies) or r.fit == "in fit"
+                or r.simulated is None or t.measure not in FAR_MEASURES):
+            continue
+        if t.low / FAR_FACTOR <= r.simulated <= t.high * FAR_FACTOR:
+            continue
+        members = ""
+        if lo is not None and hi is not None:
+            if meets_interval(t, lo.simulated, hi.simulated):
+                continue
+            members = (f"; the members' p5 \u2013 p95, {format_figure(lo.simulated, t.unit)} "
+                       f"\u2013 {format_figure(hi.simulated, t.unit)}, does not reach it")
+        who = "" if policies is not None and len(policies) == 1 else f"{r.policy}: "
+        out.append(f"{who}{LABELS.get(t.measure, t.measure).lower()} ({t.key}) is "
+                   f"{format_figure(r.simulated, t.unit)} against the real {format_range(t)} "
+                   f"({format_ratio(r.ratio)}, {r.fit}{members})")
+    return out
+
+
 def table_rows(comparison: Comparison) -> list[dict[str, str]]:
     """Return the comparison as display rows: the one table every output shows.
 

@@ -1121,9 +1121,11 @@ def against_what_happened(catalog: Catalog, run_id: str,
     dict
         ``rows`` (list of dict of str), ``notes`` (list of str), ``sentence`` (str or None:
         the plain sentence when nothing matches, or why the targets could not be read),
-        ``calibrated`` (bool), ``book_kind`` (str: imported, calibrated or uncalibrated book).
+        ``calibrated`` (bool), ``book_kind`` (str: imported, calibrated or uncalibrated book),
+        ``far`` (list of str: the bad-debt and liquidated figures, not in the fit, outside a
+        factor 1.5 of the real range; :func:`backtest.calibration.compare.far_from_reality`).
     """
-    from backtest.calibration.compare import RunFacts, compare, table_rows
+    from backtest.calibration.compare import RunFacts, compare, far_from_reality, table_rows
     from backtest.calibration.sources import RunTables
     from backtest.errors import ConfigError
 
@@ -1131,9 +1133,9 @@ def against_what_happened(catalog: Catalog, run_id: str,
     try:
         comparison = compare(facts, RunTables(catalog, run_id, facts), directory=targets_dir)
     except ConfigError as exc:
-        return {"rows": [], "notes": [], "calibrated": facts.fit_keys is not None,
+        return {"rows": [], "notes": [], "calibrated": facts.fit_keys is not None, "far": [],
                 "book_kind": "", "sentence": f"The published targets could not be read, so "
                                              f"this run is not held against what happened: {exc}"}
     return {"rows": table_rows(comparison), "notes": comparison.notes,
             "sentence": comparison.sentence, "calibrated": comparison.calibrated,
-            "book_kind": comparison.book_kind}
+            "book_kind": comparison.book_kind, "far": far_from_reality(comparison)}

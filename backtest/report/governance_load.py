@@ -314,7 +314,7 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
         :func:`backtest.calibration.compare.table_rows`), ``notes``, ``sentence`` (the plain
         sentence when nothing matches), ``calibrated``.
     """
-    from backtest.calibration.compare import compare, table_rows
+    from backtest.calibration.compare import compare, far_from_reality, table_rows
     from backtest.calibration.sources import SweepTables, sweep_event_facts
     from backtest.calibration.targets import load_targets
     from backtest.errors import ConfigError
@@ -356,72 +356,11 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
         out.append({"event": ev.key, "rows": rows,
                     "notes": notes, "sentence": comparison.sentence,
                     "calibrated": comparison.calibrated,
-                    "far": far_from_reality(ev.key, labels[0], comparison, ends)})
-    return out
-
-
-FAR_MEASURES = ("bad_debt_usd", "liquidated_notional_usd")
-"""Held-out measures whose distance from what happened the summary warns about: the
-recommendation ranks on bad debt, and the liquidated amount is the figure books are judged by."""
-
-FAR_FACTOR = 1.5
-"""A simulated figure outside ``[low / FAR_FACTOR, high x FAR_FACTOR]`` of the real range is far
-from it (the factor issue 13 holds the calibrated events to)."""
-
-
-def far_from_reality(event: str, current: str, mean, ends: list | None) -> list[str]:
-    """Return a warning per bad-debt or liquidated figure, not in the fit, the current set misses.
-
-    A figure is missed when the current parameters' mean lies outside a factor
-    :data:`FAR_FACTOR` of the real range and, for an ensemble, the real range lies outside the
-    members' p5 - p95 too: the model does not reproduce what decided that figure on that
-    event, which the recommendation's comparison rests on.
-
-    Parameters
-    ----------
-    event : str
-        The proposal's event key.
-    current : str
-        The current parameter set's label.
-    mean : backtest.calibration.compare.Comparison
-        Means over units.
-    ends : list of Comparison or None
-        The members' p5 and p95 (None without an ensemble).
-
-    Returns
-    -------
-    list of str
-    """
-    from backtest.calibration.compare import (
-        LABELS,
-        format_figure,
-        format_range,
-        format_ratio,
-        meets_interval,
-    )
-
-    out = []
-    p5 = ends[0].rows if ends else [None] * len(mean.rows)
-    p95 = ends[1].rows if ends else [None] * len(mean.rows)
-    for r, lo, hi in zip(mean.rows, p5, p95, strict=True):
-        t = r.target
-        if (r.policy != current or r.fit == "in fit" or r.simulated is None
-                or t.measure not in FAR_MEASURES):
-            continue
-        if t.low / FAR_FACTOR <= r.simulated <= t.high * FAR_FACTOR:
-            continue
-        members = ""
-        if lo is not None and hi is not None:
-            if meets_interval(t, lo.simulated, hi.simulated):
-                continue
-            members = (f"; the members' p5 \u2013 p95, {format_figure(lo.simulated, t.unit)} "
-                       f"\u2013 {format_figure(hi.simulated, t.unit)}, does not reach it")
-        out.append(f"On {event} the current parameters' {LABELS.get(t.measure, t.measure).lower()} "
-                   f"({t.id}) is {format_figure(r.simulated, t.unit)} against the real "
-                   f"{format_range(t)} ({format_ratio(r.ratio)}, {r.fit}{members}): the model "
-                   "does not reproduce what decided this figure on that event, so weigh the "
-                   "comparison of the sets there with care (see \u201cAgainst what "
-                   "happened\u201d).")
+                    "far": [f"On {ev.key} the current parameters' {m}: the model does not "
+                            "reproduce what decided this figure on that event, so weigh the "
+                            "comparison of the sets there with care (see \u201cAgainst what "
+                            "happened\u201d)."
+                            for m in far_from_reality(comparison, ends, [labels[0]])]})
     return out
 
 
