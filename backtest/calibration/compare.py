@@ -511,11 +511,13 @@ from it (the factor issue 13 holds the calibrated events to)."""
 
 def far_from_reality(mean: Comparison, ends: list | None = None,
                      policies: list[str] | None = None) -> list[str]:
-    """Return, per bad-debt or liquidated figure not in the fit that the model misses, a phrase.
+    """Return, per held-out bad-debt or liquidated figure the model misses, a phrase.
 
     A figure is missed when the simulated figure (a run's, or an ensemble's mean) lies outside
     a factor :data:`FAR_FACTOR` of the real range and, for an ensemble, the real range lies
-    outside the members' p5 - p95 too.
+    outside the members' p5 - p95 too. Only a calibrated (or imported) book's held-out figures
+    are checked: an uncalibrated book's dollar figures are not sized to any venue, which every
+    output already says, and would be held against whichever venue's figure the event has.
 
     Parameters
     ----------
@@ -538,7 +540,7 @@ def far_from_reality(mean: Comparison, ends: list | None = None,
     highs = ends[1].rows if ends else [None] * len(mean.rows)
     for r, lo, hi in zip(mean.rows, lows, highs, strict=True):
         t = r.target
-        if ((policies is not None and r.policy not in policies) or r.fit == "in fit"
+        if ((policies is not None and r.policy not in policies) or r.fit != HELD_OUT
                 or r.simulated is None or t.measure not in FAR_MEASURES):
             continue
         if t.low / FAR_FACTOR <= r.simulated <= t.high * FAR_FACTOR:
