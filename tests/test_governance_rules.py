@@ -351,7 +351,11 @@ def test_a_figure_far_from_what_happened_is_named():
     far = NS(rows=[row(0.6e6)])
     (w,) = far_from_reality(far, None, ["current"])
     assert w == "bad debt (bt/bd) is $600k against the real $5.67M \u2013 $6.65M (0.098x, held out)"
-    assert far_from_reality(far)[0].startswith("current: bad debt")  # every policy: named
+    # every policy asked about: one phrase per target, naming the policies that miss it
+    both = NS(rows=[row(0.6e6), row(0.9e6, policy="cf 25%")])
+    assert far_from_reality(both) == [
+        "bad debt (bt/bd), real $5.67M \u2013 $6.65M, held out: current $600k (0.098x); "
+        "cf 25% $900k (0.15x)"]
     assert far_from_reality(NS(rows=[row(5.0e6)])) == []  # within a factor 1.5
     assert far_from_reality(NS(rows=[row(0.6e6, fit="in fit")])) == []
     assert far_from_reality(NS(rows=[row(0.6e6, policy="cf 25%")]), None, ["current"]) == []

@@ -499,9 +499,10 @@ def format_ratio(ratio: float | None) -> str:
     return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:,.0f}x"
 
 
-FAR_MEASURES = ("bad_debt_usd", "liquidated_notional_usd", "liquidated_share_of_open_interest")
+FAR_MEASURES = ("bad_debt_usd", "liquidated_notional_usd", "liquidated_long_usd",
+                "liquidated_short_usd", SHARE)
 """Measures whose distance from what happened the reports warn about: bad debt (what governance
-recommendations rank on) and the liquidated amount and share of open interest (what books are
+recommendations rank on) and the liquidated amounts and share of open interest (what books are
 judged by)."""
 
 FAR_FACTOR = 1.5
@@ -531,11 +532,12 @@ def far_from_reality(mean: Comparison, ends: list | None = None,
     Returns
     -------
     list of str
-        E.g. ``"bad debt (black-thursday-2020/maker-eth-bad-debt) is $598k against the real
-        $5.67M \u2013 $6.65M (0.097x, held out; ...)"``, prefixed with the policy when
-        ``policies`` is None or names several.
+        One phrase per target missed. With one policy asked about: ``"bad debt
+        (black-thursday-2020/maker-eth-bad-debt) is $598k against the real $5.67M \u2013
+        $6.65M (0.097x, held out; ...)"``; else ``"liquidated longs (ftx-2022/...), real $214M,
+        held out: hard $47.7M (0.22x); partial $47.7M (0.22x)"``.
     """
-    out = []
+    missed: dict[str, list] = {}
     lows = ends[0].rows if ends else [None] * len(mean.rows)
     highs = ends[1].rows if ends else [None] * len(mean.rows)
     for r, lo, hi in zip(mean.rows, lows, highs, strict=True):
@@ -551,10 +553,19 @@ def far_from_reality(mean: Comparison, ends: list | None = None,
                 continue
             members = (f"; the members' p5 \u2013 p95, {format_figure(lo.simulated, t.unit)} "
                        f"\u2013 {format_figure(hi.simulated, t.unit)}, does not reach it")
-        who = "" if policies is not None and len(policies) == 1 else f"{r.policy}: "
-        out.append(f"{who}{LABELS.get(t.measure, t.measure).lower()} ({t.key}) is "
-                   f"{format_figure(r.simulated, t.unit)} against the real {format_range(t)} "
-                   f"({format_ratio(r.ratio)}, {r.fit}{members})")
+        missed.setdefault(t.key, []).append((r, members))
+    out = []
+    for found in missed.values():
+        t = found[0][0].target
+        what = f"{LABELS.get(t.measure, t.measure).lower()} ({t.key})"
+        if policies is not None and len(policies) == 1:
+            r, members = found[0]
+            out.append(f"{what} is {format_figure(r.simulated, t.unit)} against the real "
+                       f"{format_range(t)} ({format_ratio(r.ratio)}, {HELD_OUT}{members})")
+            continue
+        each = "; ".join(f"{r.policy} {format_figure(r.simulated, t.unit)} "
+                         f"({format_ratio(r.ratio)}{members})" for r, members in found)
+        out.append(f"{what}, real {format_range(t)}, {HELD_OUT}: {each}")
     return out
 
 
