@@ -147,3 +147,12 @@ def test_an_ensemble_input_is_refused_for_a_portfolio_market(tmp_path):
     with pytest.raises(ConfigError) as exc:
         sweep_config(load_proposal(path), path)
     assert "ensemble.depth_factor" in str(exc.value) and "book seed only" in str(exc.value)
+
+
+def test_conditioning_is_refused_for_a_portfolio_market(tmp_path):
+    path = tmp_path / "cond.toml"
+    path.write_text(PROPOSAL.replace("seeds = [3, 4]", "[ensemble]\nmembers = 2\n"
+                                     'condition_on = ["maker-eth-topups-morning"]\n', 1)
+                    .replace('[portfolio.params]', '\n[portfolio.params]', 1))
+    with pytest.raises(ConfigError, match="ensemble.condition_on.*portfolio market"):
+        load_proposal(path)

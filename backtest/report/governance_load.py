@@ -295,9 +295,9 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
     The current and proposed parameter sets stand for the policies; their figures come from
     the proposal's unstressed cells (:class:`backtest.calibration.compare.SweepTables`),
     averaged over seeds (over the members kept, when the ensemble is conditioned: the
-    conditioning targets are then marked "conditioned on (in fit)"). The book's venue, calibration targets and open interest come from
-    the event's books (the first seed's metadata; the notional at the window start averaged
-    over seeds).
+    conditioning targets are then marked "conditioned on (in fit)"). The book's venue,
+    calibration targets and open interest come from the event's books (the first seed's
+    metadata; the notional at the window start averaged over seeds).
 
     Parameters
     ----------
@@ -312,7 +312,9 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
     list of dict
         One per proposal event: ``event`` (label), ``rows`` (list of dict of str, see
         :func:`backtest.calibration.compare.table_rows`), ``notes``, ``sentence`` (the plain
-        sentence when nothing matches), ``calibrated``.
+        sentence when nothing matches), ``calibrated``, ``far`` (warnings: the current set's
+        held-out figures far from the real ones,
+        :func:`backtest.calibration.compare.far_from_reality`).
     """
     from backtest.calibration.compare import compare, far_from_reality, table_rows
     from backtest.calibration.sources import SweepTables, sweep_event_facts

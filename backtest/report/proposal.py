@@ -174,6 +174,11 @@ class Proposal(StrictModel):
         if self.ensemble is not None and "seeds" in self.model_fields_set:
             raise ValueError("field 'seeds': an [ensemble] draws each member's book seed; "
                              "remove 'seeds' (or the [ensemble] section)")
+        if (self.ensemble is not None and self.ensemble.condition_on
+                and self.kind != "single_asset"):
+            raise ValueError("field 'ensemble.condition_on': conditioning holds a single-asset "
+                             "book's cells against data/validation targets; a "
+                             f"{self.kind} market's report has no such comparison")
         if self.ensemble is not None and self.ensemble.condition_policy is not None:
             raise ValueError("field 'ensemble.condition_policy': in a proposal the current "
                              "parameter set decides which members condition_on keeps (every "
