@@ -76,6 +76,21 @@ def test_robustness_sentence_counts_members_events_and_user_loss_rises(tmp_path)
     assert "5th\u201395th percentile range" in rec["sentences"][0]
 
 
+def test_the_headline_names_the_events_whose_bad_debt_the_model_misses(tmp_path):
+    """The verdict rests on bad debt: where the current set's held-out bad debt is far from
+    the real one, the headline says so and on which events; with no such event it does not."""
+    data = crafted(tmp_path, mixed_rows())
+    plain = gsum.recommendation(data)["headline"]
+    assert "misses the real bad debt" not in plain
+    data.reality = [{"event": "window-0", "far_bad_debt": True},
+                    {"event": "window-3", "far_bad_debt": False}]
+    rec = gsum.recommendation(data)
+    assert rec["verdict"] == "adopt" and rec["headline"].startswith(plain)
+    assert rec["headline"].endswith(
+        "The model misses the real bad debt on 1 of 5 events (window-0; see the warnings): "
+        "there the bad-debt comparison is the model's, not the event's.")
+
+
 def test_without_rises_the_recommendation_says_so_and_seeds_are_named(tmp_path):
     rows = [(e, s, u, (100 if s == CURRENT else 40) * (u + 1), 1000)
             for e in range(5) for s in (CURRENT, PROPOSED) for u in range(3)]

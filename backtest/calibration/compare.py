@@ -511,7 +511,8 @@ from it (the factor issue 13 holds the calibrated events to)."""
 
 
 def far_from_reality(mean: Comparison, ends: list | None = None,
-                     policies: list[str] | None = None) -> list[str]:
+                     policies: list[str] | None = None,
+                     measures: tuple[str, ...] = FAR_MEASURES) -> list[str]:
     """Return, per held-out bad-debt or liquidated figure the model misses, a phrase.
 
     A figure is missed when the simulated figure (a run's, or an ensemble's mean) lies outside
@@ -528,6 +529,8 @@ def far_from_reality(mean: Comparison, ends: list | None = None,
         An ensemble's p5 and p95 comparisons (row for row as ``mean``).
     policies : list of str, optional
         The policies (parameter sets) to check; None: all.
+    measures : tuple of str
+        The measures to check (default :data:`FAR_MEASURES`).
 
     Returns
     -------
@@ -543,7 +546,7 @@ def far_from_reality(mean: Comparison, ends: list | None = None,
     for r, lo, hi in zip(mean.rows, lows, highs, strict=True):
         t = r.target
         if ((policies is not None and r.policy not in policies) or r.fit != HELD_OUT
-                or r.simulated is None or t.measure not in FAR_MEASURES):
+                or r.simulated is None or t.measure not in measures):
             continue
         if t.low / FAR_FACTOR <= r.simulated <= t.high * FAR_FACTOR:
             continue

@@ -314,7 +314,8 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
         :func:`backtest.calibration.compare.table_rows`), ``notes``, ``sentence`` (the plain
         sentence when nothing matches), ``calibrated``, ``far`` (warnings: the current set's
         held-out figures far from the real ones,
-        :func:`backtest.calibration.compare.far_from_reality`).
+        :func:`backtest.calibration.compare.far_from_reality`), ``far_bad_debt`` (bool: its
+        bad debt among them).
     """
     from backtest.calibration.compare import compare, far_from_reality, table_rows
     from backtest.calibration.sources import SweepTables, sweep_event_facts
@@ -362,7 +363,9 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
                             "reproduce what decided this figure on that event, so weigh the "
                             "comparison of the sets there with care (see \u201cAgainst what "
                             "happened\u201d)."
-                            for m in far_from_reality(comparison, ends, [labels[0]])]})
+                            for m in far_from_reality(comparison, ends, [labels[0]])],
+                    "far_bad_debt": bool(far_from_reality(comparison, ends, [labels[0]],
+                                                          ("bad_debt_usd",)))})
     return out
 
 
