@@ -1122,8 +1122,9 @@ def against_what_happened(catalog: Catalog, run_id: str,
         ``rows`` (list of dict of str), ``notes`` (list of str), ``sentence`` (str or None:
         the plain sentence when nothing matches, or why the targets could not be read),
         ``calibrated`` (bool), ``book_kind`` (str: imported, calibrated or uncalibrated book),
-        ``far`` (list of str: the bad-debt and liquidated figures, not in the fit, outside a
-        factor 1.5 of the real range; :func:`backtest.calibration.compare.far_from_reality`).
+        ``far`` (list of str: a calibrated book's held-out bad-debt, liquidated and
+        liquidated-share figures outside a factor 1.5 of the real range, one per target;
+        :func:`backtest.calibration.compare.far_from_reality`).
     """
     from backtest.calibration.compare import RunFacts, compare, far_from_reality, table_rows
     from backtest.calibration.sources import RunTables

@@ -184,16 +184,17 @@ class EnsembleSpec(StrictModel):
     response_target_health : Draw, False or None
         As above; no default range (drawn only when given).
     condition_on : list of str
-        Targets (ids in ``data/validation``, e.g. ``"maker-eth-topups-morning"``) that
-        ``liqbt validate`` conditions the ensemble on: it shows the held-out figures over all
+        Targets (ids in ``data/validation``, e.g. ``"maker-eth-topups-morning"``) the
+        ensemble is conditioned on: ``liqbt validate`` shows the held-out figures over all
         members, then over the members whose figure of every such target lies within the real
-        range (history matching: the unknowns are drawn from their ranges, and the draws the
-        observed figure rules out are set aside; ``docs/ensembles.md``). Empty: none.
+        range, and a governance report is over those members throughout (history matching:
+        the unknowns are drawn from their ranges, and the draws the observed figure rules out
+        are set aside; ``docs/ensembles.md``). Empty: none.
     condition_policy : str or None
         The policy whose cells decide which members are kept (the policy that really ran, e.g.
         ``maker-flip`` on Black Thursday), so that every policy keeps the same members (the
-        same draws of the unknowns); None: each policy's cells decide for that policy (and
-        in a proposal's sweep, whose cells differ by parameter set, each set's cells).
+        same draws of the unknowns); None: each policy's cells decide for that policy. In a
+        proposal's sweep the current parameter set decides (a proposal refuses this field).
 
     Raises
     ------
