@@ -151,6 +151,29 @@ def test_closes_are_a_seeded_volume_weighted_share_that_leaves_the_rest_of_the_b
     assert (large.is_not_null() | ~both).all() and (small.filter(both) == large.filter(both)).all()
 
 
+def test_arrivals_take_their_own_leverage_factor_and_side_mix():
+    from backtest.books.generate import generate_book
+
+    d = _event("a", 0.25, 6)
+    base = BookParams(loan_fraction=0.0, arrival_share=0.5, leverage_scale=0.2)
+    args = (2000, d.timestamp, d.close, d.low, d.high, START, 5)
+    kw = {"volume": d.volume, "window_end": d.end}
+    plain = generate_book(*args, base, **kw)
+    # the defaults are the book's own: the same book, bit for bit
+    same = generate_book(*args, base.model_copy(update={"arrival_leverage_scale": 1.0,
+                                                        "arrival_long_fraction": None}), **kw)
+    assert same.frame.equals(plain.frame)
+    moved = generate_book(*args, base.model_copy(update={"arrival_leverage_scale": 3.0,
+                                                         "arrival_long_fraction": 0.1}), **kw)
+    held, new = moved.frame[:2000], moved.frame[2000:]
+    assert held.equals(plain.frame[:2000])  # the positions held into the window are untouched
+    # leverage above 1 is three times the book's, choice for choice
+    lev = plain.frame["leverage"].to_numpy()[2000:]
+    assert np.allclose(new["leverage"].to_numpy() - 1.0, 3.0 * (lev - 1.0))
+    assert abs((new["side"] > 0).mean() - 0.1) < 0.04
+    assert abs((plain.frame[2000:]["side"] > 0).mean() - base.long_fraction) < 0.05
+
+
 def test_closes_lower_the_open_interest_after_and_enter_the_objective():
     data = [_event("a", 0.2, 7)]
     data[0].oi_change = (0.5, 0.5)

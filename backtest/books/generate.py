@@ -31,7 +31,10 @@ Distributions (defaults in :class:`BookParams`; docs/books.md discusses the choi
 - **arrivals**: ``arrival_share x n_accounts`` more positions open during the window, at the
   start of candles drawn in proportion to each candle's USD volume (new positions come with
   trading), from the same distributions, at the previous candle's close; their
-  ``entry_time`` lies inside the window, and the engine opens them at that step.
+  ``entry_time`` lies inside the window, and the engine opens them at that step. Two
+  parameters let the traders who open during a crash differ from those who held into it:
+  ``arrival_leverage_scale`` multiplies their leverage above 1 (after the volatility scaling;
+  1: the book's), and ``arrival_long_fraction`` is their share of longs (None: the book's).
 - **voluntary closes**: each position open at the window start is closed by its trader during
   the window with probability ``close_share``, in full, at the start of a candle drawn in
   proportion to each candle's USD volume (traders trade when the market trades), at the
@@ -93,6 +96,11 @@ class BookParams(StrictModel):
         Share of perp accounts that are hedged, with leverage uniform in ``[1, max]``.
     arrival_share : float
         Positions opened during the window, as a fraction of the accounts open at its start.
+    arrival_leverage_scale : float
+        Factor on the arrivals' leverage above 1, on top of the book's scaling (1: as the
+        book's; capped at ``max_leverage``).
+    arrival_long_fraction : float or None
+        Share of the arrivals that are long (None: ``long_fraction``).
     close_share : float
         Share of the positions open at the window start that their traders close, in full,
         during the window (0: none, every result as without the parameter).
@@ -130,6 +138,8 @@ class BookParams(StrictModel):
     low_leverage_share: float = Field(0.0, ge=0.0, le=1.0)
     low_leverage_max: float = Field(3.0, ge=1.0)
     arrival_share: float = Field(0.0, ge=0.0, le=10.0)
+    arrival_leverage_scale: float = Field(1.0, gt=0.0)
+    arrival_long_fraction: float | None = Field(None, ge=0.0, le=1.0)
     close_share: float = Field(0.0, ge=0.0, le=1.0)
     size_usd: float | None = Field(None, gt=0.0)
     represents: str | None = None
@@ -336,7 +346,9 @@ def _arrivals(rng, n, p: BookParams, lev_factor, timestamp_ms, close, volume, st
     """Positions opened during the window: candles drawn by USD volume, entry at the previous close."""
     candle = _volume_candles(rng, n, timestamp_ms, close, volume, start_ms, window_end,
                              "arrivals")
-    draw = _draw(rng, n, p, start_ms, 1, lev_factor)
+    if p.arrival_long_fraction is not None:
+        p = p.model_copy(update={"long_fraction": p.arrival_long_fraction})
+    draw = _draw(rng, n, p, start_ms, 1, lev_factor * p.arrival_leverage_scale)
     entry = close[candle - 1]
     return {"is_loan": draw["is_loan"], "side": draw["side"], "size": draw["notional"] / entry,
             "entry": entry, "lev": draw["lev"], "t": timestamp_ms[candle]}
