@@ -65,6 +65,21 @@ def test_fit_recovers_the_leverage_a_book_was_drawn_with():
         assert refit.values["leverage_scale"] == pytest.approx(0.4, rel=0.2)
 
 
+def test_fit_recovers_the_arrivals_side_mix_from_the_long_share():
+    """Short liquidations come from shorts opened into the fall; the long share pins their mix."""
+    data = [_event("a", 0.3, 6)]
+    fit = [FitParameter(name="arrival_long_fraction", low=0.02, high=0.98, start=0.7)]
+    cal = _calibration(data, fit)
+    cal.cfg.long_share_weight = 25.0
+    truth = cal.outcomes([0.25])[0]
+    data[0].share, data[0].long_share = (truth.share, truth.share), truth.long_share
+    assert 0.0 < truth.long_share < 1.0  # the rebound liquidates shorts that opened into it
+    assert cal.outcomes([0.9])[0].long_share > truth.long_share
+    result = cal.fit()
+    assert result.values["arrival_long_fraction"] == pytest.approx(0.25, abs=0.08)
+    assert result.outcomes[0].long_share == pytest.approx(truth.long_share, abs=0.03)
+
+
 def test_objective_is_deterministic_and_zero_at_the_truth():
     data = [_event("a", 0.2, 5)]
     cal = _calibration(data, [FitParameter(name="leverage_scale", low=0.05, high=3.0,
