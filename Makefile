@@ -51,7 +51,7 @@ DEMO_TAPES := \
 	$(LIQBT_SHARED_DATA)/ohlcv_1m/tooyipjee__freqtrade__44523f8d61__b50348e9__BTC_USDT-1m.json \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/lucaforni__E0V1E-DCA__2501247b0b__d23d101a__BTC_USDT-5m.feather
 
-.PHONY: calibrate setup tapes demo test bench bench-portfolio luna-portfolio black-thursday \
+.PHONY: calibrate setup tapes demo demo-books test bench bench-portfolio luna-portfolio black-thursday \
 	black-thursday-ensembles \
 	morpho-oct-2025 \
 	policy-library sweep-tapes sweep governance governance-aave governance-maker \
@@ -62,9 +62,12 @@ DEMO_TAPES := \
 setup: $(VENV)/.installed
 	$(BIN)/liqbt warm-up
 
+# --no-compile: Python byte-compiles the modules a run imports when it first imports them;
+# compiling every file of every dependency at install time (plotly alone ships thousands) cost
+# about 10 s of a fresh clone's demo
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --no-compile --disable-pip-version-check -e '.[test]'
 	touch $@
 
 tapes: setup
@@ -74,15 +77,21 @@ tapes: setup
 # open interest where data/validation has it
 PERPS_CALIBRATED := configs/calibration/perps-fitted.toml
 
-demo: tapes
+# the kernels compile (one core, numba) while the tapes are imported and the books drawn (the
+# other core, no numba): on a fresh clone the two overlap instead of adding up
+demo: $(VENV)/.installed
+	$(MAKE) --no-print-directory -j2 setup demo-books
+	$(BIN)/liqbt run configs/may-2021-btc.toml --report
+	$(BIN)/liqbt run configs/ftx-2022-btc.toml --report
+
+demo-books: $(VENV)/.installed
+	$(BIN)/liqbt data import $(DEMO_TAPES) --venue binance
 	$(BIN)/liqbt book generate --accounts $(ACCOUNTS) --event may-2021 --seed $(SEED) \
 		--params $(PERPS_CALIBRATED) \
 		-o data/books/may-2021-btc.parquet
 	$(BIN)/liqbt book generate --accounts $(ACCOUNTS) --event ftx-2022 --seed $(SEED) \
 		--params $(PERPS_CALIBRATED) \
 		-o data/books/ftx-2022-btc.parquet
-	$(BIN)/liqbt run configs/may-2021-btc.toml --report
-	$(BIN)/liqbt run configs/ftx-2022-btc.toml --report
 
 # the Dask LocalCluster tests run in a pytest process of their own: twice in long full-suite
 # runs one of them blocked inside pyarrow in the in-process Dask worker thread, never alone
