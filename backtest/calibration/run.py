@@ -133,7 +133,8 @@ def _print_timing(console: Console, timing: list[dict]) -> None:
 def _print(console: Console, cal: Calibration, full: FitResult, loo: list, rows: list) -> None:
     table = Table(title="liquidated share of open interest: real vs simulated")
     for col in ("event", "target", "real", "fit (in sample)", "ratio", "other seeds",
-                "left out", "ratio ", "long share real / sim", "OI after/before real / sim"):
+                "left out", "ratio ", "long share real / sim / left out",
+                "OI after/before real / sim"):
         table.add_column(col, justify="left" if col in ("event", "target") else "right")
     held = [o for o, _ in loo] or [None] * len(cal.data)
     for d, o, h, row in zip(cal.data, full.outcomes, held, rows, strict=True):
@@ -145,7 +146,8 @@ def _print(console: Console, cal: Calibration, full: FitResult, loo: list, rows:
                       f"{o.share:.2%}", f"{o.ratio:.2f}x", other,
                       f"{h.share:.2%}" if h else "-", f"{h.ratio:.2f}x" if h else "-",
                       (f"{o.real_long_share:.0%} / " if o.real_long_share else "- / ")
-                      + (f"{o.long_share:.0%}" if math.isfinite(o.long_share) else "-"),
+                      + " / ".join(f"{x.long_share:.0%}" if x and math.isfinite(x.long_share)
+                                   else "-" for x in (o, h)),
                       (f"{o.real_oi_change:.2f} / " if o.real_oi_change else "- / ")
                       + (f"{o.oi_change:.2f}" if math.isfinite(o.oi_change) else "-"))
     console.print(table)
