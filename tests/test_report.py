@@ -387,6 +387,16 @@ def _row(data, name):
     return next(r for r in build.summary_rows(data) if r.metric.name == name)
 
 
+def test_rounding_noise_in_a_fraction_shows_as_zero():
+    from backtest.report.build import format_value
+
+    # two tied policies' equity over the hard policy's, minus 1: 2.2e-14 is float rounding
+    assert format_value(2.2e-14, "fraction", signed=True) == "0.00%"
+    assert format_value(-3e-12, "fraction") == "0.00%"
+    assert format_value(2.2e-5, "fraction", signed=True) == "+0.0022%"
+    assert format_value(-0.000696, "fraction") == "-0.0696%"
+
+
 def test_best_is_highlighted_only_beyond_the_materiality_threshold(data):
     # $58 on a million is no difference; a second policy within it shares the highlight
     row = _row(_with(data, bad_debt_usd=[1_000_000.0, 1_000_058.0, 2_000_000.0, 1_500_000.0]),

@@ -375,6 +375,10 @@ def load_report_data(catalog: Catalog, run_id: str, max_points: int = MAX_POINTS
 # --------------------------------------------------------------------------- formatting
 
 
+FRACTION_NOISE = 1e-9
+"""Fractions below this are shown as 0: floating-point rounding, not a difference."""
+
+
 def format_value(value: float | None, unit: str, signed: bool = False) -> str:
     """Format a metric value for display.
 
@@ -384,8 +388,9 @@ def format_value(value: float | None, unit: str, signed: bool = False) -> str:
         The value; None or NaN shows as an en dash.
     unit : {"USD", "fraction", "count"}
         ``USD``: whole dollars with thousands separators (``$1,234,567``); ``fraction``: a
-        percentage with 2 decimals (3 significant digits below 1%); ``count``: an integer with
-        thousands separators.
+        percentage with 2 decimals (3 significant digits below 1%; below 1e-9, the rounding
+        of a ratio of sums over a million accounts, 0); ``count``: an integer with thousands
+        separators.
     signed : bool
         Show a ``+`` sign on positive values.
 
@@ -395,6 +400,8 @@ def format_value(value: float | None, unit: str, signed: bool = False) -> str:
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "\u2013"
+    if unit == "fraction" and abs(value) < FRACTION_NOISE:
+        value = 0.0  # two tied policies' equity ratio differs in the last bits, not in fact
     sign = "+" if signed and value > 0 else ""
     if unit == "fraction":
         pct = 100.0 * value
