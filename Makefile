@@ -51,7 +51,8 @@ DEMO_TAPES := \
 	$(LIQBT_SHARED_DATA)/ohlcv_1m/tooyipjee__freqtrade__44523f8d61__b50348e9__BTC_USDT-1m.json \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/lucaforni__E0V1E-DCA__2501247b0b__d23d101a__BTC_USDT-5m.feather
 
-.PHONY: calibrate setup tapes demo demo-books test bench bench-portfolio luna-portfolio black-thursday \
+.PHONY: calibrate setup tapes demo-tapes demo demo-books test bench bench-portfolio \
+	luna-portfolio black-thursday \
 	black-thursday-ensembles \
 	morpho-oct-2025 \
 	policy-library sweep-tapes sweep governance governance-aave governance-maker \
@@ -70,7 +71,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --no-compile --disable-pip-version-check -e '.[test]'
 	touch $@
 
-tapes: setup
+tapes: setup demo-tapes
+
+demo-tapes: $(VENV)/.installed
 	$(BIN)/liqbt data import $(DEMO_TAPES) --venue binance
 
 # perp books drawn from the calibrated parameters (docs/calibration.md), sized to the market's
@@ -84,8 +87,7 @@ demo: $(VENV)/.installed
 	$(BIN)/liqbt run configs/may-2021-btc.toml --report
 	$(BIN)/liqbt run configs/ftx-2022-btc.toml --report
 
-demo-books: $(VENV)/.installed
-	$(BIN)/liqbt data import $(DEMO_TAPES) --venue binance
+demo-books: demo-tapes
 	$(BIN)/liqbt book generate --accounts $(ACCOUNTS) --event may-2021 --seed $(SEED) \
 		--params $(PERPS_CALIBRATED) \
 		-o data/books/may-2021-btc.parquet

@@ -253,7 +253,7 @@ def test_make_setup_compiles_the_kernels():
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     recipe = makefile.split("\nsetup:", 1)[1].split("\n\n", 1)[0]
     assert "liqbt warm-up" in recipe
-    assert "setup" in makefile.split("\ntapes:", 1)[1].splitlines()[0]  # the demo sets up first
+    assert "setup" in makefile.split("\ntapes:", 1)[1].splitlines()[0]  # its users set up first
 
 
 def test_output_off_a_terminal_keeps_long_lines_whole(capsys):
