@@ -51,7 +51,7 @@ DEMO_TAPES := \
 	$(LIQBT_SHARED_DATA)/ohlcv_1m/tooyipjee__freqtrade__44523f8d61__b50348e9__BTC_USDT-1m.json \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/lucaforni__E0V1E-DCA__2501247b0b__d23d101a__BTC_USDT-5m.feather
 
-.PHONY: calibrate setup tapes demo-tapes demo demo-books test bench bench-portfolio \
+.PHONY: calibrate setup warm-up-time-major warm-up-decoupled tapes demo-tapes demo demo-books test bench bench-portfolio \
 	luna-portfolio black-thursday \
 	black-thursday-ensembles \
 	morpho-oct-2025 \
@@ -59,16 +59,22 @@ DEMO_TAPES := \
 	governance-portfolio governance-options clean
 
 # set-up installs the package and compiles the simulation kernels into numba's cache (30-100 s
-# once after an install or a kernel change, about a second afterwards), so no run pays it
-setup: $(VENV)/.installed
-	$(BIN)/liqbt warm-up
+# once after an install or a kernel change, about a second afterwards), so no run pays it. The
+# two kernel paths share no kernel: under `make -j2` they compile on both cores at once
+setup: warm-up-time-major warm-up-decoupled
 
-# --no-compile: Python byte-compiles the modules a run imports when it first imports them;
-# compiling every file of every dependency at install time (plotly alone ships thousands) cost
-# about 10 s of a fresh clone's demo
+warm-up-time-major warm-up-decoupled: warm-up-%: $(VENV)/.installed
+	$(BIN)/liqbt warm-up --path $*
+
+# uv installs the pinned dependencies in seconds where pip took 40 s of a fresh clone's demo
+# (both with a warm download cache); pip is the fallback if uv cannot be had. Neither
+# byte-compiles at install time (pip's --no-compile): Python compiles what a run imports
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --no-compile --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check 'uv>=0.4,<1' \
+		&& $(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test]' \
+		|| { echo "uv failed: installing with pip"; \
+		     $(BIN)/pip install --quiet --no-compile --disable-pip-version-check -e '.[test]'; }
 	touch $@
 
 tapes: setup demo-tapes
