@@ -250,10 +250,24 @@ def test_warm_up_command_reports_the_cache(capsys):
 
 
 def test_make_setup_compiles_the_kernels():
+    from backtest.engine.warmup import WARM_UP_PATHS
+
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
-    recipe = makefile.split("\nsetup:", 1)[1].split("\n\n", 1)[0]
-    assert "liqbt warm-up" in recipe
+    prerequisites = makefile.split("\nsetup:", 1)[1].splitlines()[0].split()
+    assert sorted(prerequisites) == sorted(f"warm-up-{p}" for p in WARM_UP_PATHS)
+    rule = makefile.split("\nwarm-up-time-major warm-up-decoupled: warm-up-%:", 1)[1]
+    assert "liqbt warm-up --path $*" in rule.split("\n\n", 1)[0]
     assert "setup" in makefile.split("\ntapes:", 1)[1].splitlines()[0]  # its users set up first
+
+
+def test_warm_up_knows_every_kernel_path_and_refuses_others():
+    from backtest.engine.dispatch import PATHS
+    from backtest.engine.warmup import WARM_UP_PATHS, warm_up
+
+    assert set(WARM_UP_PATHS) == set(PATHS) - {"auto"}
+    with pytest.raises(ValueError, match="unknown warm-up path"):
+        warm_up(paths=("steps",))
+    assert main(["warm-up", "--path", "steps"]) != 0
 
 
 def test_output_off_a_terminal_keeps_long_lines_whole(capsys):
