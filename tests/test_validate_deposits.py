@@ -87,3 +87,28 @@ def test_new_money_is_not_counted_as_retained_equity(vault_run):
     assert row["borrower_deposits_usd"] == pytest.approx(cure, rel=1e-9)
     assert row["user_equity_retained"] == pytest.approx(e1 / (e0 + cure), rel=1e-9)
     assert row["user_equity_retained"] < e1 / e0
+
+
+def test_targets_the_response_was_fitted_to_count_in_the_fit():
+    """A run whose ``[response]`` names the targets its values were fitted to (Black
+    Thursday's congested scenario: the owners' morning top-ups) reports them "in fit" beside
+    the book's own; not when the response is switched off, and an uncalibrated book stays
+    uncalibrated."""
+    from backtest.engine.config import ResponseConfig
+
+    def facts(book_fit, response):
+        meta = {} if book_fit is None else {"calibration_fit_targets": book_fit}
+        return RunFacts.from_manifest({
+            "window": {"start": "2020-03-12T00:00:00+00:00", "end": "2020-03-14T00:00:00+00:00",
+                       "event": "black-thursday-2020"},
+            "book": {"meta": meta}, "symbol": "ETH/USDT",
+            "config": {"resolved": {"response": response}}})
+
+    topups = "black-thursday-2020/maker-eth-topups-morning"
+    on = ResponseConfig(enabled=True, fitted_to=[topups]).model_dump(mode="json")
+    assert facts('["black-thursday-2020/maker-eth-collateral"]', on).fit_keys == {
+        "black-thursday-2020/maker-eth-collateral", topups}
+    assert facts("[]", {**on, "enabled": False}).fit_keys == frozenset()
+    assert facts(None, on).fit_keys is None
+    with pytest.raises(ValueError, match="fitted_to"):
+        ResponseConfig(fitted_to=["maker-eth-topups-morning"])  # no event

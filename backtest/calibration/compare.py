@@ -83,7 +83,8 @@ class RunFacts:
         The run's window, UTC, end exclusive.
     fit_keys : frozenset of str or None
         ``"<event>/<id>"`` of the targets the book was calibrated on (book metadata
-        ``calibration_fit_targets``, a JSON list); None for an uncalibrated book.
+        ``calibration_fit_targets``, a JSON list), with those the run's ``[response]`` was
+        fitted to (``fitted_to``); None for an uncalibrated book.
     open_interest_usd : float or None
         Book metadata ``open_interest_usd`` (notional at the window start, USD), if recorded.
     imported : bool
@@ -115,6 +116,10 @@ class RunFacts:
         """
         window, book = manifest["window"], manifest.get("book", {})
         meta = book.get("meta") or {}
+        keys = fit_keys(meta)
+        response = ((manifest.get("config") or {}).get("resolved") or {}).get("response") or {}
+        if keys is not None and response.get("enabled") is not False:
+            keys |= frozenset(response.get("fitted_to") or ())  # the run's cures were fitted too
         return cls(
             event=window.get("event") or None,
             asset=base_asset(manifest.get("symbol")),
@@ -122,7 +127,7 @@ class RunFacts:
             venue=meta.get("venue") or None,
             start=_time(window["start"]),
             end=_time(window["end"]),
-            fit_keys=fit_keys(meta),
+            fit_keys=keys,
             open_interest_usd=_float(meta.get("open_interest_usd")),
             imported=meta.get("source") == "imported",
         )

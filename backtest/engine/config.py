@@ -61,7 +61,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -339,6 +339,11 @@ class ResponseConfig(StrictModel):
         health; a calibration writes the as-happened policy's rate here, so that a
         counterfactual maintenance rate does not change how the fitted traders behave. None
         (default): the levels are in each policy's own health.
+    fitted_to : list of str
+        The targets (``"<event>/<id>"``, ``data/validation``) these values were fitted to,
+        e.g. an observation of the borrowers' cures during the event: ``liqbt validate`` and
+        the reports mark them "in fit" for the run, beside the targets the book was
+        calibrated on. Default none: the values were chosen without any of the run's figures.
     """
 
     enabled: bool | None = None
@@ -353,6 +358,8 @@ class ResponseConfig(StrictModel):
     max_cures: int = Field(default=0, ge=0)
     seed: int = Field(default=0, ge=0)
     perp_reference_maintenance_rate: float | None = Field(default=None, gt=0.0, lt=1.0)
+    fitted_to: list[Annotated[str, Field(pattern=r"^[^/\s]+/[^/\s]+$")]] = Field(
+        default_factory=list)
 
     @model_validator(mode="after")
     def _levels(self) -> ResponseConfig:
