@@ -9,7 +9,8 @@
 #               to Maker's state on 2020-03-12 (maker.toml -> maker-fitted.toml), and the Morpho
 #               cbBTC book to its market's state on 2025-10-09 (morpho-cbbtc.toml; docs/calibration.md)
 #   make black-thursday  ETH vaults through 2020-03-12/13: instant vs slow, gas-bound keepers,
-#               vault owners who top up, and Maker's flip auctions with zero bids (maker-flip)
+#               vault owners who top up (slow: as fitted to their morning top-ups), and
+#               Maker's flip auctions with zero bids (maker-flip)
 #               (vault book from configs/calibration/maker-fitted.toml, docs/calibration.md)
 #   make black-thursday-ensembles  the congested scenario as a 20-member ensemble, then 200
 #               members conditioned on the owners' morning top-ups (history matching)

@@ -96,33 +96,47 @@ def test_morpho_levels_map_to_eth_a_collateralisation():
 
 
 def test_black_thursday_runs_carry_the_response():
+    """The instant scenario carries the Morpho simulator's response; the congested one the
+    response fitted to the owners' morning top-ups (its ``fitted_to``)."""
     instant = load_run_config(ROOT / "configs/black-thursday-instant.toml")
     congested = load_run_config(ROOT / "configs/black-thursday-congested.toml")
     for cfg in (instant, congested):
-        assert cfg.response.enabled and cfg.response.share == 0.7
-        assert (cfg.response.warning_health, cfg.response.target_health) == (1.075, 1.16)
+        assert cfg.response.enabled and cfg.response.warning_health == 1.075
         assert cfg.response.loan_cure == "top_up"  # Maker's owners added ETH
         assert "maker-flip" in cfg.policies
-    assert not instant.response.wait_for_inclusion
+    assert (instant.response.share, instant.response.target_health) == (0.7, 1.16)
+    assert not instant.response.fitted_to and not instant.response.wait_for_inclusion
+    assert congested.response.fitted_to == ["black-thursday-2020/maker-eth-topups-morning"]
     assert congested.response.wait_for_inclusion and congested.keepers.latency_minutes == 30
 
 
 def test_the_conditioned_ensemble_is_the_congested_scenario_conditioned_on_top_ups():
-    """``configs/black-thursday-conditioned-ensemble.toml`` is the congested run plus the
-    ensemble that draws the cure's size and is conditioned on the morning's top-ups, decided
-    by the auction Maker ran in 2020 (``docs/calibration.md``)."""
+    """``configs/black-thursday-conditioned-ensemble.toml`` is the congested run with the
+    Morpho simulator's response as the prior, plus the ensemble that draws the cure's size and
+    is conditioned on the morning's top-ups, decided by the auction Maker ran in 2020; the
+    congested run's response values (the kept members' medians) lie inside what it draws
+    (``docs/calibration.md``)."""
     from backtest.engine.config import read_run_config
     from backtest.sweep.ensemble import EnsembleSpec
 
     cfg, raw = read_run_config(ROOT / "configs/black-thursday-conditioned-ensemble.toml")
     congested = load_run_config(ROOT / "configs/black-thursday-congested.toml")
-    assert cfg.model_dump(exclude={"name", "description"}) == congested.model_dump(
-        exclude={"name", "description"})
+    fitted = {"share", "delay_minutes", "target_health", "fitted_to"}
+    assert cfg.model_dump(exclude={"name", "description", "response"}) == congested.model_dump(
+        exclude={"name", "description", "response"})
+    assert cfg.response.model_dump(exclude=fitted) == congested.response.model_dump(
+        exclude=fitted)
+    assert (cfg.response.share, cfg.response.target_health) == (0.7, 1.16)
     spec = EnsembleSpec.model_validate(raw)
     assert spec.condition_on == ["maker-eth-topups-morning"]
+    assert [f"black-thursday-2020/{t}" for t in spec.condition_on] == \
+        congested.response.fitted_to
     assert spec.condition_policy == "maker-flip" and spec.condition_policy in cfg.policies
     d = spec.response_target_health
     assert (d.low, d.high) == (1.16, 2.41) and d.low == cfg.response.target_health
+    assert d.low < congested.response.target_health < d.high
+    delay = spec.response_delay_minutes
+    assert delay.low < congested.response.delay_minutes < delay.high
 
 
 @pytest.mark.parametrize(("fields", "message"), [
