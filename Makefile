@@ -102,9 +102,11 @@ demo-books: demo-tapes
 		--params $(PERPS_CALIBRATED) \
 		-o data/books/ftx-2022-btc.parquet
 
-# the Dask LocalCluster tests run in a pytest process of their own: twice in long full-suite
-# runs one of them blocked inside pyarrow in the in-process Dask worker thread, never alone
-test: setup
+# the kernels compile on both cores (setup's two paths), then the suite runs; the Dask
+# LocalCluster tests run in a pytest process of their own: twice in long full-suite runs one
+# of them blocked inside pyarrow in the in-process Dask worker thread, never alone
+test: $(VENV)/.installed
+	$(MAKE) --no-print-directory -j2 setup
 	$(BIN)/python -m pytest -q -m "not dask"
 	$(BIN)/python -m pytest -q -m dask
 
