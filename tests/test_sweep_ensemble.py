@@ -145,10 +145,16 @@ fitted_delay_minutes = 11.9
             '"delay_minutes": 6.5}'}
     r = default_ranges(EnsembleSpec(members=2), BookParams(leverage_scale=0.14), cal, meta,
                        RunSections(), "x", "BTC")
-    assert (r.draws["leverage_scale"].low, r.draws["leverage_scale"].high) == (0.12, 0.25)
-    assert (r.draws["response_share"].low, r.draws["response_share"].high) == (0.9, 0.97)
+    # the full fit +- sqrt(3) x the jackknife SE of two refits (SE = half their distance),
+    # widened to take in every refit; the delay has no full fit: around the refits' mean
+    jack = 3 ** 0.5 / 2
+    assert (r.draws["leverage_scale"].low, r.draws["leverage_scale"].high) == pytest.approx(
+        (0.14 - jack * 0.13, 0.14 + jack * 0.13))
+    assert (r.draws["response_share"].low, r.draws["response_share"].high) == pytest.approx(
+        (0.9 - jack * 0.02, 0.97))
     assert (r.draws["response_delay_minutes"].low,
-            r.draws["response_delay_minutes"].high) == (6.1, 11.9)
+            r.draws["response_delay_minutes"].high) == pytest.approx((9 - jack * 5.8,
+                                                                      9 + jack * 5.8))
     assert r.sources["leverage_scale"].startswith("calibration")
     # no impact model: depth and permanent share are not drawn; an explicit range wins
     assert "depth_factor" not in r.draws and "permanent_fraction" not in r.draws
@@ -400,9 +406,37 @@ def test_calibrated_files_with_numpy_values_stay_valid_toml(tmp_path):
                             [{"event": "a", "fitted_leverage_scale": np.float64(0.1)},
                              {"event": "b", "fitted_leverage_scale": np.float64(0.3)}], "h")
     d = _loo_range(path, "leverage_scale")
-    assert (d.low, d.high) == (0.1, 0.3)
+    # no full fit recorded: around the refits' mean 0.2, jackknife SE sqrt(1/2 * 0.02) = 0.1
+    assert (d.low, d.high) == pytest.approx((0.2 - 3 ** 0.5 * 0.1, 0.2 + 3 ** 0.5 * 0.1))
     assert _loo_range(Path("configs/calibration/perps-fitted.toml"), "leverage_scale") \
         is not None
+
+
+def test_refit_ranges_carry_the_jackknife_standard_error(tmp_path):
+    """The drawn range is the full fit +- sqrt(3) x the jackknife standard error of the
+    leave-one-out refits (a uniform draw with that standard deviation): sqrt(n - 1) times
+    wider than the refits' own spread, never narrower than min..max, clipped to [0, 1] for a
+    fraction."""
+    import math
+    import statistics
+
+    from backtest.books.generate import BookParams
+    from backtest.calibration.fitted import write_calibrated
+    from backtest.engine.config import ResponseConfig
+    from backtest.sweep.ensemble import _loo_range
+
+    refits = [0.90, 0.93, 0.95, 0.96, 0.99]
+    rows = [{"event": f"e{i}", "fitted_share": v} for i, v in enumerate(refits)]
+    path = write_calibrated(tmp_path / "f.toml", BookParams(), ResponseConfig(),
+                            {"fitted_share": 0.95}, [], rows, "h")
+    n = len(refits)
+    se = math.sqrt((n - 1) / n * sum((v - statistics.mean(refits)) ** 2 for v in refits))
+    assert se == pytest.approx(math.sqrt(n - 1) * statistics.pstdev(refits))
+    d = _loo_range(path, "share")
+    assert (d.low, d.high) == pytest.approx((0.95 - math.sqrt(3) * se, 0.95 + math.sqrt(3) * se))
+    assert d.low < min(refits) and d.high > max(refits)
+    clipped = _loo_range(path, "share", fraction=True)
+    assert clipped.high == 1.0 and clipped.low == pytest.approx(d.low)
 
 
 def test_cli_sweep_names_the_intervals(world, capsys):

@@ -284,21 +284,46 @@ class EventRanges:
     keepers_only: frozenset[str] = frozenset()
 
 
-def _loo_range(path: Path | None, field: str) -> Draw | None:
-    """min..max of ``fitted_<field>`` over a calibrated file's fit and leave-one-out refits."""
+def _loo_range(path: Path | None, field: str, fraction: bool = False) -> Draw | None:
+    """Range of a fitted parameter with its jackknife standard error, from the refits.
+
+    A calibrated file holds the full fit ``theta`` (``[fit] fitted_<field>``) and one refit
+    without each event, ``theta_i`` for i = 1..n (``[[leave_one_out]] fitted_<field>``). The
+    refits' own spread understates how well the events pin the parameter: each leaves out one
+    event of n, so the jackknife standard error is
+    ``SE = sqrt((n - 1) / n * sum((theta_i - mean(theta_i))**2))``, about ``sqrt(n - 1)`` times
+    the refits' standard deviation (Efron and Stein 1981, "The jackknife estimate of
+    variance", Annals of Statistics 9(3); Efron 1982, ch. 3). The range is the uniform draw
+    with that standard deviation around the full fit, ``theta +- sqrt(3) * SE``, widened to
+    take in every refit, and clipped at 0 (and at 1 for a ``fraction``); where the clip would
+    leave a positive parameter at 0, the smallest fitted value is the low end.
+
+    Returns
+    -------
+    Draw or None
+        None without a calibrated file or refits of ``field``.
+    """
     if path is None:
         return None
     raw = read_toml(path)
     if not isinstance(raw.get("book"), dict):
         return None
     rows = [r for r in raw.get("leave_one_out", []) if isinstance(r, dict)]
-    vals = [float(r[f"fitted_{field}"]) for r in rows if f"fitted_{field}" in r]
-    if not vals:
+    refits = [float(r[f"fitted_{field}"]) for r in rows if f"fitted_{field}" in r]
+    if not refits:
         return None
     full = raw.get("fit", {}).get(f"fitted_{field}")
-    if full is not None:
-        vals.append(float(full))
-    return Draw(low=min(vals), high=max(vals))
+    centre = float(full) if full is not None else sum(refits) / len(refits)
+    n, mean = len(refits), sum(refits) / len(refits)
+    se = math.sqrt((n - 1) / n * sum((v - mean) ** 2 for v in refits))
+    values = [*refits, centre]
+    low = min(centre - math.sqrt(3.0) * se, *values)
+    high = max(centre + math.sqrt(3.0) * se, *values)
+    if fraction:
+        high = min(high, 1.0)
+    if low <= 0.0:
+        low = 0.0 if fraction else min(values)
+    return Draw(low=low, high=high)
 
 
 def _readings_range(path: Path | None, field: str) -> Draw | None:
@@ -356,8 +381,8 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
     """Resolve the range of every input for one event: the config's, else the defaults.
 
     Defaults: ``leverage_scale``, ``response_share`` and ``response_delay_minutes`` span the
-    fitted values of a calibrated book file (its full fit and every leave-one-out refit,
-    ``[[leave_one_out]]`` ``fitted_<name>``); ``ltv_beta_a`` spans a loan-state fit's
+    full fit of a calibrated book file with the jackknife standard error of its leave-one-out
+    refits (``[[leave_one_out]]`` ``fitted_<name>``, :func:`_loo_range`); ``ltv_beta_a`` spans a loan-state fit's
     readings of the protocol's state (``fitted_ltv_beta_a_low_end``..``high_end``); the size
     factor spans the validation target's range around the geometric middle the book was sized
     to; otherwise the module's
@@ -413,7 +438,8 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
     put("leverage_scale", has_perps,
         lev or Draw(low=0.8 * params.leverage_scale, high=1.25 * params.leverage_scale),
         cal_src if lev else "default")
-    low = _loo_range(book_params, "low_leverage_share") if calibrated_file else None
+    low = (_loo_range(book_params, "low_leverage_share", fraction=True) if calibrated_file
+           else None)
     base_low = params.low_leverage_share
     put("low_leverage_share", has_perps,
         low or Draw(low=max(0.0, base_low - 0.1), high=min(1.0, base_low + 0.1)),
@@ -444,7 +470,7 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
 
     response = _base_response(run.response, book_meta)
     if response is not None:
-        share = _loo_range(book_params, "share") if calibrated_file else None
+        share = _loo_range(book_params, "share", fraction=True) if calibrated_file else None
         delay = _loo_range(book_params, "delay_minutes") if calibrated_file else None
         fitted = "response" in book_meta and run.response.enabled is None
         put("response_share", True, share or (
