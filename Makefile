@@ -52,7 +52,8 @@ DEMO_TAPES := \
 	$(LIQBT_SHARED_DATA)/ohlcv_1m/tooyipjee__freqtrade__44523f8d61__b50348e9__BTC_USDT-1m.json \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/lucaforni__E0V1E-DCA__2501247b0b__d23d101a__BTC_USDT-5m.feather
 
-.PHONY: calibrate setup warm-up-time-major warm-up-decoupled tapes demo-tapes demo demo-books test bench bench-portfolio \
+.PHONY: calibrate setup warm-up-time-major warm-up-decoupled tapes demo-tapes demo demo-books \
+	test bench bench-portfolio \
 	luna-portfolio black-thursday \
 	black-thursday-ensembles \
 	morpho-oct-2025 \

@@ -81,7 +81,7 @@ def warm_up(notify: Callable[[str], None] | None = None,
     paths : tuple of str
         Which of :data:`WARM_UP_PATHS` to compile: ``"decoupled"`` (static books without
         market impact) and ``"time-major"`` (every other run, moving books included). On a
-        cold cache on the 2-core CI machine (2026-12-06) they took 12 s and 34 s.
+        cold cache on the project's 2-core machine they took 12 s and 34 s (2026-12-06).
 
     Raises
     ------

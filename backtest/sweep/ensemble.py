@@ -312,9 +312,9 @@ def _loo_range(path: Path | None, field: str, fraction: bool = False) -> Draw | 
     refits = [float(r[f"fitted_{field}"]) for r in rows if f"fitted_{field}" in r]
     if not refits:
         return None
-    full = raw.get("fit", {}).get(f"fitted_{field}")
-    centre = float(full) if full is not None else sum(refits) / len(refits)
     n, mean = len(refits), sum(refits) / len(refits)
+    full = raw.get("fit", {}).get(f"fitted_{field}")
+    centre = float(full) if full is not None else mean
     se = math.sqrt((n - 1) / n * sum((v - mean) ** 2 for v in refits))
     values = [*refits, centre]
     low = min(centre - math.sqrt(3.0) * se, *values)
