@@ -158,3 +158,18 @@ def test_bad_response_sections_are_refused(tmp_path, fields, message):
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_run_config(path)
+
+
+def test_overriding_a_fitted_response_value_drops_its_fit_label():
+    """``--set response.share=0.7`` on the congested run undoes what ``fitted_to`` vouches
+    for, so the top-ups are no longer "in fit"; the seed or the switch keep the label, and an
+    explicit ``fitted_to`` wins."""
+    path = ROOT / "configs/black-thursday-congested.toml"
+    fitted = load_run_config(path).response.fitted_to
+    assert fitted == ["black-thursday-2020/maker-eth-topups-morning"]
+    assert load_run_config(path, ["response.share=0.7"]).response.fitted_to == []
+    assert load_run_config(path, ["response.delay_minutes=120"]).response.fitted_to == []
+    assert load_run_config(path, ["response.seed=3"]).response.fitted_to == fitted
+    assert load_run_config(path, ["keepers.latency_minutes=15"]).response.fitted_to == fitted
+    assert load_run_config(path, ["response.share=0.7", 'response.fitted_to=["a/b"]']
+                           ).response.fitted_to == ["a/b"]

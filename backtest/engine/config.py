@@ -344,6 +344,8 @@ class ResponseConfig(StrictModel):
         e.g. an observation of the borrowers' cures during the event: ``liqbt validate`` and
         the reports mark them "in fit" for the run, beside the targets the book was
         calibrated on. Default none: the values were chosen without any of the run's figures.
+        An override (``--set``) of any other response field but ``enabled`` or ``seed``
+        clears it: the values are then no longer the fitted ones.
     """
 
     enabled: bool | None = None
@@ -406,6 +408,26 @@ class RunConfig(StrictModel):
 _PATH_FIELDS = (("book",), ("tape", "path"), ("keepers", "gas_tape"))
 
 
+_RESPONSE_KEEPS_FIT = frozenset({"fitted_to", "enabled", "seed"})
+"""``[response]`` fields an override may change without undoing ``fitted_to``."""
+
+
+def _drop_fit_label(raw: dict, overrides: list[str] | None) -> None:
+    """Clear ``[response] fitted_to`` when an override changes a value it vouches for.
+
+    ``fitted_to`` says the response's values were fitted to those targets; ``--set
+    response.share=...`` (any field but ``fitted_to``, ``enabled`` or ``seed``) makes that
+    untrue, so the run's fit status would mislabel the targets. An override of ``fitted_to``
+    itself wins.
+    """
+    keys = {o.split("=", 1)[0].strip() for o in overrides or ()}
+    fields = {k.split(".", 1)[1] for k in keys if k.startswith("response.")}
+    response = raw.get("response")
+    if (isinstance(response, dict) and response.get("fitted_to")
+            and "fitted_to" not in fields and fields - _RESPONSE_KEEPS_FIT):
+        response["fitted_to"] = []
+
+
 def read_run_config(path: str | Path, overrides: list[str] | None = None
                     ) -> tuple[RunConfig, dict | None]:
     """Read and validate a run config; return it with its raw ``[ensemble]`` table.
@@ -426,6 +448,7 @@ def read_run_config(path: str | Path, overrides: list[str] | None = None
         As :func:`load_run_config`; ``ensemble`` that is not a table.
     """
     raw = apply_overrides(read_toml(path), overrides, path)
+    _drop_fit_label(raw, overrides)
     ensemble = raw.pop("ensemble", None)
     if ensemble is not None and not isinstance(ensemble, dict):
         raise ConfigError("field 'ensemble': expected a table, e.g. [ensemble] members = 30",
