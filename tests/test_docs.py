@@ -72,7 +72,7 @@ def test_ensembles_doc_quotes_the_leave_one_out_ranges():
     """docs/ensembles.md's leave-one-out ranges are those the ensemble draws from the file."""
     import re
 
-    from backtest.sweep.ensemble import _loo_range
+    from backtest.sweep.ensemble import _jackknife_range
 
     text = (ROOT / "docs" / "ensembles.md").read_text(encoding="utf-8")
     path = ROOT / "configs" / "calibration" / "perps-fitted.toml"
@@ -84,7 +84,7 @@ def test_ensembles_doc_quotes_the_leave_one_out_ranges():
               "response_delay_minutes": "delay_minutes"}
     assert set(quoted) == set(fields)
     for name, (lo, hi) in quoted.items():
-        draw = _loo_range(path, fields[name])
+        draw = _jackknife_range(path, fields[name])
         decimals = len(lo.split(".")[1])
         assert (round(draw.low, decimals), round(draw.high, decimals)) == (
             float(lo), float(hi)), (name, draw)

@@ -254,11 +254,11 @@ fitted_leverage_scale = 1.1
     assert written == tmp_path / "runs" / "sweeps" / "run-ens" / BOOK_PARAMS_FILE
     again, again_meta = calibrated_params(written, "synthetic-crash", "BTC")
     assert again == sized and again_meta["response"] == meta["response"]
-    from backtest.sweep.ensemble import _loo_range
+    from backtest.sweep.ensemble import _jackknife_range
 
     # the written file keeps the fit and its refits: the same jackknife range as the original
     # (full fit 0.9, refits 0.7 and 1.1: standard error 0.2, so 0.9 +- sqrt(3) x 0.2)
-    kept, original = _loo_range(written, "leverage_scale"), _loo_range(cal, "leverage_scale")
+    kept, original = _jackknife_range(written, "leverage_scale"), _jackknife_range(cal, "leverage_scale")
     assert (kept.low, kept.high) == (original.low, original.high)
     assert (kept.low, kept.high) == pytest.approx((0.9 - 3 ** 0.5 * 0.2, 0.9 + 3 ** 0.5 * 0.2))
 

@@ -398,17 +398,17 @@ def test_calibrated_files_with_numpy_values_stay_valid_toml(tmp_path):
     from backtest.books.generate import BookParams
     from backtest.calibration.fitted import write_calibrated
     from backtest.engine.config import ResponseConfig
-    from backtest.sweep.ensemble import _loo_range
+    from backtest.sweep.ensemble import _jackknife_range
 
     path = write_calibrated(tmp_path / "f.toml", BookParams(leverage_scale=0.2),
                             ResponseConfig(), {"objective": np.float64(1.5)},
                             [{"event": "a", "ratio": np.float64(0.7)}],
                             [{"event": "a", "fitted_leverage_scale": np.float64(0.1)},
                              {"event": "b", "fitted_leverage_scale": np.float64(0.3)}], "h")
-    d = _loo_range(path, "leverage_scale")
+    d = _jackknife_range(path, "leverage_scale")
     # no full fit recorded: around the refits' mean 0.2, jackknife SE sqrt(1/2 * 0.02) = 0.1
     assert (d.low, d.high) == pytest.approx((0.2 - 3 ** 0.5 * 0.1, 0.2 + 3 ** 0.5 * 0.1))
-    assert _loo_range(Path("configs/calibration/perps-fitted.toml"), "leverage_scale") \
+    assert _jackknife_range(Path("configs/calibration/perps-fitted.toml"), "leverage_scale") \
         is not None
 
 
@@ -423,7 +423,7 @@ def test_refit_ranges_carry_the_jackknife_standard_error(tmp_path):
     from backtest.books.generate import BookParams
     from backtest.calibration.fitted import write_calibrated
     from backtest.engine.config import ResponseConfig
-    from backtest.sweep.ensemble import _loo_range
+    from backtest.sweep.ensemble import _jackknife_range
 
     refits = [0.90, 0.93, 0.95, 0.96, 0.99]
     rows = [{"event": f"e{i}", "fitted_share": v} for i, v in enumerate(refits)]
@@ -432,10 +432,10 @@ def test_refit_ranges_carry_the_jackknife_standard_error(tmp_path):
     n = len(refits)
     se = math.sqrt((n - 1) / n * sum((v - statistics.mean(refits)) ** 2 for v in refits))
     assert se == pytest.approx(math.sqrt(n - 1) * statistics.pstdev(refits))
-    d = _loo_range(path, "share")
+    d = _jackknife_range(path, "share")
     assert (d.low, d.high) == pytest.approx((0.95 - math.sqrt(3) * se, 0.95 + math.sqrt(3) * se))
     assert d.low < min(refits) and d.high > max(refits)
-    clipped = _loo_range(path, "share", fraction=True)
+    clipped = _jackknife_range(path, "share", fraction=True)
     assert clipped.high == 1.0 and clipped.low == pytest.approx(d.low)
 
 

@@ -412,20 +412,21 @@ _RESPONSE_KEEPS_FIT = frozenset({"fitted_to", "enabled", "seed"})
 """``[response]`` fields an override may change without undoing ``fitted_to``."""
 
 
-def _drop_fit_label(raw: dict, overrides: list[str] | None) -> None:
-    """Clear ``[response] fitted_to`` when an override changes a value it vouches for.
+def _drop_fit_label(before: object, after: object) -> None:
+    """Clear ``[response] fitted_to`` when an override changed a value it vouches for.
 
     ``fitted_to`` says the response's values were fitted to those targets; ``--set
-    response.share=...`` (any field but ``fitted_to``, ``enabled`` or ``seed``) makes that
-    untrue, so the run's fit status would mislabel the targets. An override of ``fitted_to``
-    itself wins.
+    response.share=...`` (a change to any field but ``fitted_to``, ``enabled`` or ``seed``)
+    makes that untrue, so the run's fit status would mislabel the targets. ``before`` and
+    ``after`` are the ``[response]`` tables as read and with the overrides applied; an override
+    of ``fitted_to`` itself wins.
     """
-    keys = {o.split("=", 1)[0].strip() for o in overrides or ()}
-    fields = {k.split(".", 1)[1] for k in keys if k.startswith("response.")}
-    response = raw.get("response")
-    if (isinstance(response, dict) and response.get("fitted_to")
-            and "fitted_to" not in fields and fields - _RESPONSE_KEEPS_FIT):
-        response["fitted_to"] = []
+    if not isinstance(after, dict) or not after.get("fitted_to"):
+        return
+    before = before if isinstance(before, dict) else {}
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    if "fitted_to" not in changed and changed - _RESPONSE_KEEPS_FIT:
+        after["fitted_to"] = []
 
 
 def read_run_config(path: str | Path, overrides: list[str] | None = None
@@ -447,8 +448,9 @@ def read_run_config(path: str | Path, overrides: list[str] | None = None
     ConfigError
         As :func:`load_run_config`; ``ensemble`` that is not a table.
     """
-    raw = apply_overrides(read_toml(path), overrides, path)
-    _drop_fit_label(raw, overrides)
+    read = read_toml(path)
+    raw = apply_overrides(read, overrides, path)
+    _drop_fit_label(read.get("response"), raw.get("response"))
     ensemble = raw.pop("ensemble", None)
     if ensemble is not None and not isinstance(ensemble, dict):
         raise ConfigError("field 'ensemble': expected a table, e.g. [ensemble] members = 30",

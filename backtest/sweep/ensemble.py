@@ -284,7 +284,7 @@ class EventRanges:
     keepers_only: frozenset[str] = frozenset()
 
 
-def _loo_range(path: Path | None, field: str, fraction: bool = False) -> Draw | None:
+def _jackknife_range(path: Path | None, field: str, fraction: bool = False) -> Draw | None:
     """Range of a fitted parameter with its jackknife standard error, from the refits.
 
     A calibrated file holds the full fit ``theta`` (``[fit] fitted_<field>``) and one refit
@@ -382,7 +382,7 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
 
     Defaults: ``leverage_scale``, ``response_share`` and ``response_delay_minutes`` span the
     full fit of a calibrated book file with the jackknife standard error of its leave-one-out
-    refits (``[[leave_one_out]]`` ``fitted_<name>``, :func:`_loo_range`); ``ltv_beta_a`` spans a loan-state fit's
+    refits (``[[leave_one_out]]`` ``fitted_<name>``, :func:`_jackknife_range`); ``ltv_beta_a`` spans a loan-state fit's
     readings of the protocol's state (``fitted_ltv_beta_a_low_end``..``high_end``); the size
     factor spans the validation target's range around the geometric middle the book was sized
     to; otherwise the module's
@@ -434,11 +434,11 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
             draws[name], sources[name] = default, source
 
     cal_src = f"calibration {book_params}"
-    lev = _loo_range(book_params, "leverage_scale") if calibrated_file else None
+    lev = _jackknife_range(book_params, "leverage_scale") if calibrated_file else None
     put("leverage_scale", has_perps,
         lev or Draw(low=0.8 * params.leverage_scale, high=1.25 * params.leverage_scale),
         cal_src if lev else "default")
-    low = (_loo_range(book_params, "low_leverage_share", fraction=True) if calibrated_file
+    low = (_jackknife_range(book_params, "low_leverage_share", fraction=True) if calibrated_file
            else None)
     base_low = params.low_leverage_share
     put("low_leverage_share", has_perps,
@@ -470,8 +470,8 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
 
     response = _base_response(run.response, book_meta)
     if response is not None:
-        share = _loo_range(book_params, "share", fraction=True) if calibrated_file else None
-        delay = _loo_range(book_params, "delay_minutes") if calibrated_file else None
+        share = _jackknife_range(book_params, "share", fraction=True) if calibrated_file else None
+        delay = _jackknife_range(book_params, "delay_minutes") if calibrated_file else None
         fitted = "response" in book_meta and run.response.enabled is None
         put("response_share", True, share or (
             Draw(low=max(0.0, response.share - 0.2), high=min(1.0, response.share + 0.2))
