@@ -20,7 +20,8 @@ def warm_up(
     package).
     """
     from backtest._jit import CACHE_DIR
-    from backtest.engine.warmup import WARM_UP_PATHS, warm_up as run_warm_up
+    from backtest.engine.warmup import WARM_UP_PATHS
+    from backtest.engine.warmup import warm_up as run_warm_up
 
     if path is not None and path not in WARM_UP_PATHS:
         raise typer.BadParameter(f"{path!r} is not a kernel path; use one of {WARM_UP_PATHS}",

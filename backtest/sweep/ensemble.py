@@ -382,10 +382,10 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
 
     Defaults: ``leverage_scale``, ``response_share`` and ``response_delay_minutes`` span the
     full fit of a calibrated book file with the jackknife standard error of its leave-one-out
-    refits (``[[leave_one_out]]`` ``fitted_<name>``, :func:`_jackknife_range`); ``ltv_beta_a`` spans a loan-state fit's
-    readings of the protocol's state (``fitted_ltv_beta_a_low_end``..``high_end``); the size
-    factor spans the validation target's range around the geometric middle the book was sized
-    to; otherwise the module's
+    refits (``[[leave_one_out]]`` ``fitted_<name>``, :func:`_jackknife_range`); ``ltv_beta_a``
+    spans a loan-state fit's readings of the protocol's state
+    (``fitted_ltv_beta_a_low_end``..``high_end``); the size factor spans the validation
+    target's range around the geometric middle the book was sized to; otherwise the module's
     ``DEFAULT_*`` ranges (``docs/ensembles.md``). Inputs that cannot matter are not drawn:
     leverage inputs for a loans-only book, impact inputs without an impact model, the oracle
     lag unless the oracle is ``lagged``, the response when the run switches it off, and (unless
