@@ -21,6 +21,7 @@ from backtest.sweep.ensemble import (
     apply_member,
     book_seed,
     default_ranges,
+    input_table,
     member_values,
     quantile,
 )
@@ -143,8 +144,9 @@ fitted_delay_minutes = 11.9
 """)
     meta = {"calibration": str(cal), "response": '{"enabled": true, "share": 0.9, '
             '"delay_minutes": 6.5}'}
-    r = default_ranges(EnsembleSpec(members=2), BookParams(leverage_scale=0.14), cal, meta,
-                       RunSections(), "x", "BTC")
+    r = default_ranges(EnsembleSpec(members=2, fitted_parameters="independent"),
+                       BookParams(leverage_scale=0.14), cal, meta, RunSections(), "x", "BTC")
+    assert r.joint is None
     # the full fit +- sqrt(3) x the jackknife SE of two refits (SE = half their distance),
     # widened to take in every refit; the delay has no full fit: around the refits' mean
     jack = 3 ** 0.5 / 2
@@ -159,7 +161,7 @@ fitted_delay_minutes = 11.9
     # no impact model: depth and permanent share are not drawn; an explicit range wins
     assert "depth_factor" not in r.draws and "permanent_fraction" not in r.draws
     r2 = default_ranges(EnsembleSpec(members=2, leverage_scale={"low": 1, "high": 2},
-                                     response_share=False),
+                                     response_share=False, fitted_parameters="independent"),
                         BookParams(), cal, meta, RunSections(), "x", "BTC")
     assert r2.draws["leverage_scale"].high == 2 and r2.sources["leverage_scale"] == "ensemble"
     assert "response_share" not in r2.draws
@@ -437,6 +439,88 @@ def test_refit_ranges_carry_the_jackknife_standard_error(tmp_path):
     assert d.low < min(refits) and d.high > max(refits)
     clipped = _jackknife_range(path, "share", fraction=True)
     assert clipped.high == 1.0 and clipped.low == pytest.approx(d.low)
+
+
+def _refit_file(tmp_path, refits: dict[str, list[float]], full: dict[str, float]):
+    """A calibrated perp file with ``full`` fitted and one refit per column of ``refits``."""
+    from backtest.books.generate import BookParams
+    from backtest.calibration.fitted import write_calibrated
+    from backtest.engine.config import ResponseConfig
+
+    n = len(next(iter(refits.values())))
+    rows = [{"event": f"e{i}", **{f"fitted_{k}": v[i] for k, v in refits.items()}}
+            for i in range(n)]
+    fit = {"fitted": list(full), **{f"fitted_{k}": v for k, v in full.items()}}
+    return write_calibrated(tmp_path / "f.toml", BookParams(leverage_scale=full["leverage_scale"]),
+                            ResponseConfig(enabled=True, share=full["share"]), fit, [], rows, "h")
+
+
+def test_joint_draw_has_the_jackknife_covariance_of_the_refits(tmp_path):
+    """Drawn jointly, the fitted parameters scatter around the full fit with the jackknife
+    covariance of the refits: each its standard error, the pair their correlation (here
+    perfectly opposed refits stay opposed, which independent draws would break)."""
+    import math
+
+    from backtest.books.generate import BookParams
+    from backtest.sweep.config import RunSections
+
+    lev, share = [0.10, 0.12, 0.14, 0.16], [0.95, 0.93, 0.91, 0.89]
+    path = _refit_file(tmp_path, {"leverage_scale": lev, "share": share},
+                       {"leverage_scale": 0.13, "share": 0.92})
+    meta = {"calibration": str(path), "response": '{"enabled": true, "share": 0.92}'}
+    spec = EnsembleSpec(members=2000, seed=3)
+    r = default_ranges(spec, BookParams(leverage_scale=0.13), path, meta, RunSections(), "x",
+                       "BTC")
+    assert r.joint is not None and r.joint.names == ("leverage_scale", "response_share")
+    assert "leverage_scale" not in r.draws and "response_share" not in r.draws
+    n = 4
+    se_lev = math.sqrt((n - 1) / n * sum((v - 0.13) ** 2 for v in lev))
+    assert r.joint.standard_errors()[0] == pytest.approx(se_lev)
+    assert r.joint.correlation("leverage_scale", "share") == pytest.approx(-1.0)
+    draws = np.array([[member_values(spec, k, r)[name] for name in r.joint.names]
+                      for k in range(spec.members)])
+    assert draws.mean(axis=0) == pytest.approx([0.13, 0.92], abs=3 * se_lev / 40)
+    assert draws.std(axis=0) == pytest.approx(r.joint.standard_errors(), rel=0.06)
+    # perfectly opposed refits: every member's pair lies on the refits' line (but where the
+    # share is clipped at 1)
+    inside = draws[:, 1] < 1.0
+    assert inside.sum() > 1900
+    assert np.allclose(draws[inside, 0] - 0.13, -(draws[inside, 1] - 0.92))
+    table = input_table(r)
+    assert table["leverage_scale"]["range"].startswith("normal 0.13 sd ")
+    assert "jackknife covariance" in table["response_share"]["source"]
+    # a member's values reach the book and the response
+    values = member_values(spec, 0, r)
+    params, run = apply_member(values, BookParams(leverage_scale=0.13), RunSections(), r)
+    assert params.leverage_scale == values["leverage_scale"]
+    assert run.response.share == values["response_share"]
+
+
+def test_joint_draw_leaves_out_what_the_ensemble_sets_and_clips_to_bounds(tmp_path):
+    """An input given a range (or false) leaves the joint draw, which keeps the others'
+    marginal; a value past its field's bound is clipped to it; without refits nothing is
+    drawn jointly."""
+    from backtest.books.generate import BookParams
+    from backtest.sweep.config import RunSections
+    from backtest.sweep.joint import field_bounds, joint_draw
+
+    path = _refit_file(tmp_path, {"leverage_scale": [0.1, 0.2], "share": [0.5, 1.0]},
+                       {"leverage_scale": 0.15, "share": 0.99})
+    meta = {"calibration": str(path), "response": '{"enabled": true, "share": 0.99}'}
+    spec = EnsembleSpec(members=50, leverage_scale={"low": 1, "high": 2})
+    r = default_ranges(spec, BookParams(), path, meta, RunSections(), "x", "BTC")
+    assert r.joint.fields == ("share",) and r.sources["leverage_scale"] == "ensemble"
+    shares = [member_values(spec, k, r)["response_share"] for k in range(spec.members)]
+    assert max(shares) == 1.0 and min(shares) < 0.99  # clipped at the fraction's bound
+    off = default_ranges(EnsembleSpec(members=2, leverage_scale=False, response_share=False),
+                         BookParams(), path, meta, RunSections(), "x", "BTC")
+    assert off.joint is None and "leverage_scale" not in off.draws
+    # the response switched off: its fields are not drawn
+    no_resp = default_ranges(EnsembleSpec(members=2), BookParams(), path, meta,
+                             RunSections(response={"enabled": False}), "x", "BTC")
+    assert no_resp.joint.fields == ("leverage_scale",)
+    assert field_bounds("share") == (0.0, 1.0) and field_bounds("leverage_scale")[0] > 0.0
+    assert joint_draw(None, lambda f: True) is None
 
 
 def test_cli_sweep_names_the_intervals(world, capsys):

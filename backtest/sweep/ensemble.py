@@ -41,6 +41,13 @@ calibration where it gives one; ``false``: not varied):
                             fit solves, between the fit's readings of the protocol's state
 ========================== ==============================================================
 
+A calibrated book file with leave-one-out refits (``liqbt book calibrate``) has every fitted
+parameter the ensemble does not set otherwise drawn together, from a multivariate normal with
+the jackknife covariance of the refits (``fitted_parameters = "joint"``, the default;
+:mod:`backtest.sweep.joint`), recorded under the same names (``leverage_scale``,
+``response_share``, ``response_delay_minutes``) or the field's own (a book field, or
+``response_<field>``, e.g. ``arrival_share``, ``response_perp_warning_health``).
+
 See ``docs/ensembles.md`` for the defaults and their sources.
 
 Why over 400 lines: each input appears three times, in the ``[ensemble]`` spec, in its default
@@ -68,6 +75,7 @@ from pydantic import (
 from backtest.books.generate import BookParams
 from backtest.engine.config import MARKET_DEPTH_MULTIPLE_RANGE, MarketConfig, ResponseConfig
 from backtest.strict import StrictModel
+from backtest.sweep.joint import JointDraw, input_name, joint_draw
 from backtest.validation import describe, read_toml
 
 INPUTS = ("leverage_scale", "low_leverage_share", "size_factor", "depth_factor",
@@ -183,6 +191,15 @@ class EnsembleSpec(StrictModel):
         ``ltv_beta_a`` by default only for a loan-state fit with two readings).
     response_target_health : Draw, False or None
         As above; no default range (drawn only when given).
+    fitted_parameters : {"joint", "independent"}
+        How the parameters of a calibrated book file with leave-one-out refits are drawn.
+        ``joint`` (default): every fitted parameter the ensemble does not set otherwise
+        (given a range, or ``false``) from one multivariate normal around the full fit with
+        the jackknife covariance of the refits (:mod:`backtest.sweep.joint`), so parameters
+        the refits move together stay together. ``independent``: ``leverage_scale``,
+        ``low_leverage_share`` and the response's share and delay each uniform over the full
+        fit +- sqrt(3) x its jackknife standard error (:func:`_jackknife_range`), the other
+        fitted parameters held at the full fit (the draw before 2026-12-06).
     condition_on : list of str
         Targets (ids in ``data/validation``, e.g. ``"maker-eth-topups-morning"``) the
         ensemble is conditioned on: ``liqbt validate`` shows the held-out figures over all
@@ -217,6 +234,7 @@ class EnsembleSpec(StrictModel):
     keeper_capital_usd: InputSpec = None
     ltv_beta_a: InputSpec = None
     response_target_health: InputSpec = None
+    fitted_parameters: Literal["joint", "independent"] = "joint"
     condition_on: list[str] = Field(default_factory=list)
     condition_policy: str | None = Field(default=None, min_length=1)
 
@@ -275,6 +293,9 @@ class EventRanges:
         Drawn inputs that apply only to policies liquidated by keepers (default draws of
         :data:`KEEPER_INPUTS` when the policies mix keepers and the venue's engine): cells of
         ``liquidator = "engine"`` policies run without them (:func:`policy_values`).
+    joint : JointDraw or None
+        The calibrated file's fitted parameters drawn together (``fitted_parameters =
+        "joint"``); their input names are not in ``draws``.
     """
 
     draws: dict[str, Draw]
@@ -282,6 +303,7 @@ class EventRanges:
     response: ResponseConfig | None
     not_drawn: dict[str, str] = field(default_factory=dict)
     keepers_only: frozenset[str] = frozenset()
+    joint: JointDraw | None = None
 
 
 def _jackknife_range(path: Path | None, field: str, fraction: bool = False) -> Draw | None:
@@ -424,9 +446,20 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
     has_perps = params.loan_fraction < 1.0
     calibrated_file = book_params is not None and "calibration" in book_meta
 
+    response = _base_response(run.response, book_meta)
+    joint = None
+    if calibrated_file and spec.fitted_parameters == "joint":
+        def keep(fitted: str) -> bool:
+            name = input_name(fitted)
+            if name in INPUTS and getattr(spec, name) is not None:  # a range, or false
+                return False
+            return has_perps if fitted in BookParams.model_fields else response is not None
+
+        joint = joint_draw(book_params, keep)
+
     def put(name: str, applies: bool, default: Draw | None, source: str = "default") -> None:
         given = getattr(spec, name)
-        if given is False or not applies:
+        if given is False or not applies or (joint is not None and name in joint.names):
             return
         if isinstance(given, Draw):
             draws[name], sources[name] = given, "ensemble"
@@ -468,7 +501,6 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
     put("oracle_lag_minutes", run.oracle.model == "lagged",
         Draw(low=DEFAULT_ORACLE_LAG_FACTOR[0] * lag, high=DEFAULT_ORACLE_LAG_FACTOR[1] * lag))
 
-    response = _base_response(run.response, book_meta)
     if response is not None:
         share = _jackknife_range(book_params, "share", fraction=True) if calibrated_file else None
         delay = _jackknife_range(book_params, "delay_minutes") if calibrated_file else None
@@ -485,7 +517,7 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
             cal_src if delay else "default")
         # the cure's size (loans): only when given, and only where the book holds loans
         put("response_target_health", params.loan_fraction > 0.0, None)
-    return EventRanges(draws, sources, response, not_drawn, keepers_only)
+    return EventRanges(draws, sources, response, not_drawn, keepers_only, joint)
 
 
 def policy_values(values: dict[str, float], ranges: EventRanges,
@@ -512,6 +544,10 @@ def input_table(ranges: EventRanges) -> dict[str, dict[str, str]]:
             source += ("; keeper-liquidated policies only (liquidator = \"engine\": "
                        "the venue's engine liquidates at once)")
         table[name] = {"range": d.describe(), "source": source}
+    joint = ranges.joint
+    for fitted, name in zip(joint.fields, joint.names, strict=True) if joint else ():
+        table[name] = {"range": joint.describe(fitted),
+                       "source": f"calibration {joint.source} (jackknife covariance)"}
     for name, why in ranges.not_drawn.items():
         table[name] = {"range": "not drawn", "source": why}
     return table
@@ -533,12 +569,17 @@ def member_values(spec: EnsembleSpec, member: int, ranges: EventRanges) -> dict[
     Returns
     -------
     dict of str to float or int
-        ``book_seed`` (int) and input name -> value, in :data:`INPUTS` order.
+        ``book_seed`` (int) and input name -> value, in :data:`INPUTS` order, then the joint
+        draw's fitted parameters (``EventRanges.joint``: each from one standard normal weight
+        per refit, the ``i``-th drawn like an input named ``jackknife_weight_<i>``).
     """
     out: dict[str, float] = {"book_seed": book_seed(spec.seed, member)}
     for name in INPUTS:
         if name in ranges.draws:
             out[name] = ranges.draws[name].ppf(quantile(spec.seed, member, name))
+    if ranges.joint is not None:
+        out.update(ranges.joint.values([quantile(spec.seed, member, f"jackknife_weight_{i}")
+                                        for i in range(ranges.joint.refits)]))
     return out
 
 
@@ -557,13 +598,14 @@ def apply_member(values: dict[str, float], params: BookParams, run, ranges: Even
     -------
     BookParams, RunSections
     """
-    book: dict = {}
-    if "leverage_scale" in values:
-        book["leverage_scale"] = values["leverage_scale"]
-    if "low_leverage_share" in values:
-        book["low_leverage_share"] = values["low_leverage_share"]
-    if "ltv_beta_a" in values:
-        book["ltv_beta_a"] = values["ltv_beta_a"]
+    joint = ranges.joint
+    fitted = {f: values[n] for f, n in zip(joint.fields, joint.names, strict=True)
+              if n in values} if joint else {}
+    book: dict = {f: v for f, v in fitted.items() if f in BookParams.model_fields}
+    response: dict = {f: v for f, v in fitted.items() if f not in book}
+    for name in ("leverage_scale", "low_leverage_share", "ltv_beta_a"):
+        if name in values:
+            book[name] = values[name]
     if "size_factor" in values:
         f = values["size_factor"]
         if params.size_usd is not None:
@@ -599,7 +641,6 @@ def apply_member(values: dict[str, float], params: BookParams, run, ranges: Even
     if "oracle_lag_minutes" in values:
         sections["oracle"] = run.oracle.model_copy(
             update={"lag_minutes": max(values["oracle_lag_minutes"], 1e-9)})
-    response: dict = {}
     if "response_share" in values:
         response["share"] = values["response_share"]
     if "response_delay_minutes" in values:
