@@ -68,6 +68,25 @@ def test_reports_folder_exists_in_a_fresh_clone():
     assert "reports/README.md" in tracked
 
 
+def test_ensembles_doc_quotes_the_joint_draws_errors():
+    """docs/ensembles.md's jackknife errors of the perp fit are those the joint draw uses."""
+    import re
+
+    from backtest.sweep.joint import input_name, joint_draw
+
+    text = (ROOT / "docs" / "ensembles.md").read_text(encoding="utf-8")
+    draw = joint_draw(ROOT / "configs" / "calibration" / "perps-fitted.toml", lambda f: True)
+    quoted = {name: (centre, error) for name, centre, error in re.findall(
+        r"`(\w+)` (\d+\.\d+) \+- (\d+\.\d+)", text)}
+    for field, centre, error in zip(draw.fields, draw.centre, draw.standard_errors,
+                                    strict=True):
+        c, e = quoted[input_name(field)]
+        assert round(centre, len(c.split(".")[1])) == float(c), field
+        assert round(error, len(e.split(".")[1])) == float(e), field
+    assert round(draw.correlation("leverage_scale", "share"), 2) == 0.91
+    assert round(draw.correlation("leverage_scale", "arrival_leverage_scale"), 2) == 0.96
+
+
 def test_ensembles_doc_quotes_the_leave_one_out_ranges():
     """docs/ensembles.md's leave-one-out ranges are those the ensemble draws from the file."""
     import re
