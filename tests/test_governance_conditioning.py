@@ -130,6 +130,27 @@ def test_the_report_is_over_the_members_the_observation_keeps(conditioned):
     assert "event synthetic-late" in text
 
 
+def test_the_methodology_lists_what_each_member_draws(conditioned):
+    """The report's methodology has the ensemble's input table from sweep.json: every drawn
+    input with its range and source, one row when every event draws it alike."""
+    import json
+
+    from markupsafe import escape
+
+    html = conditioned["all"].read_text(encoding="utf-8")
+    section = html.split('id="ensemble-inputs"')[1].split("</table>")[0]
+    sweeps = list((conditioned["root"] / "runs" / "governance").iterdir())
+    manifest = json.loads((sweeps[0] / "sweep.json").read_text(encoding="utf-8"))
+    tables = manifest["ensemble"]["events"]
+    assert set(tables) == {"synthetic-crash", "synthetic-late"}
+    for name, d in tables["synthetic-crash"].items():
+        row = section.split(f"<code>{name}</code>")[1].split("</tr>")[0]
+        assert str(escape(d["range"])) in row and str(escape(d["source"])) in row
+        if tables["synthetic-late"].get(name) == d:
+            assert "every event" in row
+    assert "leverage_scale" in tables["synthetic-crash"]
+
+
 def test_no_member_kept_is_a_warning_and_the_report_stays_over_all(conditioned):
     from backtest.report.governance import write_governance_report
 

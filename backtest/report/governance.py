@@ -111,7 +111,24 @@ def methodology(data: GovernanceData, strategies: str | Path | None = None) -> d
         "parameters": parameter_rows(data),
         "book_intro": None,  # the template's own text (a portfolio or options market: its own)
         "losses": None,
+        "ensemble_inputs": ensemble_inputs(data.manifest),
     }
+
+
+def ensemble_inputs(manifest: dict) -> list[tuple[str, str, str, str]]:
+    """Return what each ensemble member draws: ``(input, range, source, events)`` rows.
+
+    From ``sweep.json`` ``ensemble.events`` (:func:`backtest.sweep.ensemble.input_table`): an
+    input drawn the same way for every event is one row whose events read ``every event``;
+    otherwise one row per distinct draw, naming its events. Empty without an ensemble.
+    """
+    tables = (manifest.get("ensemble") or {}).get("events") or {}
+    rows: dict[tuple[str, str, str], list[str]] = {}
+    for event, table in tables.items():
+        for name, d in table.items():
+            rows.setdefault((name, d.get("range", "?"), d.get("source", "?")), []).append(event)
+    return [(name, rng, src, "every event" if len(evs) == len(tables) else ", ".join(evs))
+            for (name, rng, src), evs in sorted(rows.items())]
 
 
 def parameter_rows(data: GovernanceData) -> list[tuple[str, list[str]]]:
