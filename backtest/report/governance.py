@@ -56,7 +56,8 @@ def methodology(data: GovernanceData, strategies: str | Path | None = None) -> d
         return {**market.methodology(data.proposal),
                 "seeds": seeds_text(data.proposal),
                 "stress": [s.label for s in data.proposal.stress],
-                "parameters": parameter_rows(data)}
+                "parameters": parameter_rows(data),
+                "ensemble_inputs": ensemble_inputs(data.manifest)}
     run = data.proposal.run
     preset = load_policy(data.proposal.protocol, strategies)
     books, stands_for = [], set()
