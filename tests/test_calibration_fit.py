@@ -303,3 +303,50 @@ def test_seed_spread_is_the_ratio_over_other_draws_and_leaves_the_seed_alone():
         assert mean == pytest.approx(r[:, k].mean())
         assert cv == pytest.approx(r[:, k].std(ddof=1) / r[:, k].mean())
         assert cv > 0.0  # different draws, different books
+
+
+def test_interval_coverage_holds_the_members_interval_against_the_real_share(tmp_path,
+                                                                             monkeypatch):
+    """``liqbt book coverage``: each event's members (own book seed, own joint draw of the
+    fitted parameters) give a p5-p95 that contains the real share when the centre is right,
+    and misses it when the refit that left the event out is wrong; in sample, the full fit."""
+    from backtest.calibration import coverage
+
+    data = [_event("a", 0.15, 1), _event("b", 0.35, 2)]
+    cal = _calibration(data, [FitParameter(name="leverage_scale", low=0.05, high=3.0,
+                                           start=1.0)])
+    for d, o in zip(data, cal.outcomes([0.4]), strict=True):  # "real" = the truth's figures
+        d.share = (o.share, o.share)
+    monkeypatch.setattr(coverage, "load_calibration", lambda path: cal.cfg)
+    monkeypatch.setattr(coverage.Calibration, "load", classmethod(
+        lambda cls, cfg, store=None: cal))
+
+    def fitted(refit_a: float, refit_b: float):
+        path = tmp_path / "fitted.toml"
+        path.write_text(f"""[book]\nleverage_scale = 0.4\n[fit]\nconfig = "cal.toml"
+fitted = ["leverage_scale"]\nfitted_leverage_scale = 0.4
+[[leave_one_out]]\nevent = "a"\nasset = "BTC"\nfitted_leverage_scale = {refit_a}
+[[leave_one_out]]\nevent = "b"\nasset = "BTC"\nfitted_leverage_scale = {refit_b}
+""")
+        return path
+
+    rows = coverage.interval_coverage(fitted(0.39, 0.41), members=12, seed=1)
+    assert [r.event for r in rows] == ["a", "b"] and all(len(r.shares) == 12 for r in rows)
+    assert all(r.p5 <= r.p50 <= r.p95 and r.inside for r in rows)
+    assert len({round(s, 12) for s in rows[0].shares}) > 1  # members differ
+    assert rows[0].centre == "refit without the event"
+    # the refit without "a" far off: a's held-out interval misses, in sample it holds
+    wrong = fitted(2.5, 0.41)
+    held = coverage.interval_coverage(wrong, members=12, seed=1)
+    assert not held[0].inside and held[0].ratio > 1.5
+    in_sample = coverage.interval_coverage(wrong, members=12, seed=1, held_out=False)
+    assert in_sample[0].centre == "full fit" and in_sample[0].p5 <= in_sample[0].p95
+    assert in_sample[0].p50 < held[0].p50
+    with pytest.raises(ConfigError, match="at least 2 members"):
+        coverage.interval_coverage(wrong, members=1)
+    (tmp_path / "short.toml").write_text(
+        '[book]\n[fit]\nconfig = "c"\nfitted = ["leverage_scale"]\n'
+        'fitted_leverage_scale = 0.4\n[[leave_one_out]]\nevent = "a"\nasset = "BTC"\n'
+        'fitted_leverage_scale = 0.4\n')
+    with pytest.raises(ConfigError, match="one leave-one-out refit per calibration event"):
+        coverage.interval_coverage(tmp_path / "short.toml", members=2)
