@@ -344,6 +344,16 @@ fitted = ["leverage_scale"]\nfitted_leverage_scale = 0.4
     assert in_sample[0].p50 < held[0].p50
     with pytest.raises(ConfigError, match="at least 2 members"):
         coverage.interval_coverage(wrong, members=1)
+    # recorded beside the fitted file, read back as the sentence validate and reports print
+    assert coverage.coverage_sentence(wrong) is None
+    s = coverage.summary(held)
+    assert (s["events"], s["inside"]) == (2, sum(r.inside for r in held))
+    path = coverage.write_coverage(wrong, held, 12, 1, "liqbt book coverage x", "2026-12-06")
+    assert path == tmp_path / "fitted-coverage.toml"
+    sentence = coverage.coverage_sentence(wrong)
+    assert f"in {s['inside']}, and" in sentence and "on the 2 past events" in sentence
+    assert "held out" in sentence and "12 members, 2026-12-06" in sentence
+    assert coverage.coverage_sentence(tmp_path / "other.toml") is None
     (tmp_path / "short.toml").write_text(
         '[book]\n[fit]\nconfig = "c"\nfitted = ["leverage_scale"]\n'
         'fitted_leverage_scale = 0.4\n[[leave_one_out]]\nevent = "a"\nasset = "BTC"\n'

@@ -181,3 +181,28 @@ def test_conditioning_errors_name_the_field(conditioned, tmp_path):
     with pytest.raises(ConfigError, match="no-such-target"):
         write_governance_report(unknown, tmp_path / "u.html", w["root"] / "runs", w["store"],
                                 events=w["events"], show_progress=False)
+
+
+def test_the_report_says_how_far_the_intervals_held_on_past_events(tmp_path):
+    """A calibrated book file with a recorded coverage check: the governance report (and
+    liqbt validate) carry its sentence once per file; without an ensemble, none."""
+    from types import SimpleNamespace
+
+    from backtest.report.governance import interval_trust
+
+    fitted = tmp_path / "perps-fitted.toml"
+    fitted.write_text("[book]\n")
+    (tmp_path / "perps-fitted-coverage.toml").write_text(
+        '[coverage]\nfitted = "perps-fitted.toml"\nmembers = 100\nseed = 0\n'
+        'centre = "refit without the event"\nmeasured = "2026-12-06"\nevents = 12\n'
+        'inside = 6\nmedians_within_1_5 = 6\nrms_log_ratio = 0.5873\ntypical_factor = 1.799\n')
+    events = [SimpleNamespace(book_params=fitted), SimpleNamespace(book_params=fitted),
+              SimpleNamespace(book_params=None)]
+    data = SimpleNamespace(manifest={"ensemble": {"members": 12}},
+                           proposal=SimpleNamespace(events=events))
+    said = interval_trust(data)
+    assert len(said) == 1
+    assert "on the 12 past events" in said[0] and "in 6, and" in said[0]
+    assert "factor 1.80" in said[0] and "lower bound" in said[0]
+    data.manifest = {}
+    assert interval_trust(data) == []

@@ -148,4 +148,64 @@ def interval_coverage(fitted: str | Path, members: int = 30, seed: int = 0,
     return rows
 
 
-__all__ = ["CoverageRow", "interval_coverage"]
+def coverage_path(fitted: str | Path) -> Path:
+    """The coverage record of a calibrated file: ``<stem>-coverage.toml`` beside it."""
+    fitted = Path(fitted)
+    return fitted.with_name(f"{fitted.stem}-coverage.toml")
+
+
+def summary(rows: list[CoverageRow]) -> dict:
+    """The check in four numbers: events, inside, medians within a factor 1.5, and the root
+    mean square of ``log(p50 / real)`` with the factor it stands for."""
+    logs = [math.log(r.ratio) for r in rows]
+    rms = math.sqrt(sum(x * x for x in logs) / len(logs))
+    return {"events": len(rows), "inside": sum(r.inside for r in rows),
+            "medians_within_1_5": sum(abs(x) <= math.log(1.5) for x in logs),
+            "rms_log_ratio": round(rms, 4), "typical_factor": round(math.exp(rms), 3)}
+
+
+def write_coverage(fitted: str | Path, rows: list[CoverageRow], members: int, seed: int,
+                   command: str, when: str) -> Path:
+    """Write the check to :func:`coverage_path` (TOML, whole or not at all).
+
+    ``[coverage]`` holds the settings and :func:`summary`; ``[[coverage.event]]`` one row per
+    event (real range, p5 / p50 / p95, p50 over the real range's geometric middle, inside).
+    """
+    from backtest.calibration.fitted import _table, write_lines
+
+    head = {"fitted": Path(fitted).name, "members": members, "seed": seed,
+            "centre": rows[0].centre, "measured": when, **summary(rows)}
+    lines = [f"# Written by `{command}`: do not edit by hand; re-run.", ""]
+    lines += _table("coverage", head)
+    for r in rows:
+        lines += _table("coverage.event", {
+            "event": r.event, "venue": r.venue, "asset": r.asset, "real_low": r.real_low,
+            "real_high": r.real_high, "p5": round(r.p5, 6), "p50": round(r.p50, 6),
+            "p95": round(r.p95, 6), "ratio": round(r.ratio, 4), "inside": r.inside},
+            array=True)
+    return write_lines(coverage_path(fitted), lines)
+
+
+def coverage_sentence(fitted: str | Path | None) -> str | None:
+    """Return what the recorded check says about an ensemble's intervals, or None.
+
+    None without a calibrated file or without its coverage record (:func:`coverage_path`,
+    written by ``liqbt book coverage --write``) naming it.
+    """
+    if fitted is None or not coverage_path(fitted).is_file():
+        return None
+    c = read_toml(coverage_path(fitted)).get("coverage", {})
+    if c.get("fitted") != Path(fitted).name:
+        return None
+    where = "held out" if c.get("centre") == "refit without the event" else "in sample"
+    return (f"How far to trust the members' p5 - p95: on the {c['events']} past events this "
+            f"book was calibrated on ({where}; liqbt book coverage, {c['members']} members, "
+            f"{c['measured']}) it contained the real liquidated share of open interest in "
+            f"{c['inside']}, and the members' median was within a factor 1.5 of it in "
+            f"{c['medians_within_1_5']} (typical error a factor {c['typical_factor']:.2f}). "
+            "The interval spreads the fitted parameters and the book's draw, not the model's "
+            "own error, so read it as a lower bound on the uncertainty.")
+
+
+__all__ = ["CoverageRow", "coverage_path", "coverage_sentence", "interval_coverage",
+           "summary", "write_coverage"]

@@ -100,6 +100,11 @@ def write_calibrated(path: str | Path, book: BookParams, response: ResponseConfi
         lines += _table("leave_one_out", row, array=True)
     for row in timing or []:
         lines += _table("timing", row, array=True)
+    return write_lines(path, lines)
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    """Write TOML lines whole: to a temporary name beside ``path``, then renamed over it."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp.write_text("\n".join(lines))

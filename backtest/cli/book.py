@@ -131,6 +131,9 @@ def coverage(
         metavar="FILE", help="Calibration file (default: the one FITTED names).")] = None,
     store: Annotated[Path | None, typer.Option(
         metavar="DIR", help="Tape store (default $LIQBT_TAPES or data/tapes).")] = None,
+    write: Annotated[bool, typer.Option(
+        "--write", help="Record the check beside FITTED (<stem>-coverage.toml), where "
+                        "liqbt validate and governance reports read it.")] = False,
 ) -> None:
     """Check the ensemble's intervals against the calibration's events.
 
@@ -141,7 +144,7 @@ def coverage(
     """
     from rich.table import Table
 
-    from backtest.calibration.coverage import interval_coverage
+    from backtest.calibration.coverage import interval_coverage, summary, write_coverage
     from backtest.cli._console import console
 
     rows = interval_coverage(fitted, members, seed, not in_sample, config, store)
@@ -156,9 +159,20 @@ def coverage(
         table.add_row(r.event, f"{r.venue} {r.asset}", real, f"{r.p5:.2%}", f"{r.p50:.2%}",
                       f"{r.p95:.2%}", f"{r.ratio:.2f}x", "yes" if r.inside else "no")
     out.print(table)
-    inside = sum(r.inside for r in rows)
-    out.print(f"real share inside the members' p5-p95 in {inside} of {len(rows)} events "
-              f"({inside / len(rows):.0%}; a well-stated 90% interval: about 90%)")
+    s = summary(rows)
+    out.print(f"real share inside the members' p5-p95 in {s['inside']} of {s['events']} events "
+              f"({s['inside'] / s['events']:.0%}; a well-stated 90% interval: about 90%); "
+              f"median within a factor 1.5 in {s['medians_within_1_5']}; root mean square "
+              f"log error {s['rms_log_ratio']:.3f} (a factor {s['typical_factor']:.2f})")
+    if write:
+        import shlex
+        import sys
+        from datetime import UTC, datetime
+
+        command = "liqbt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        path = write_coverage(fitted, rows, members, seed, command,
+                              datetime.now(UTC).strftime("%Y-%m-%d"))
+        out.print(f"wrote {path}")
 
 
 @app.command("import")

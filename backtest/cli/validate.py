@@ -121,6 +121,7 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
 
     from backtest.calibration.compare import compare
     from backtest.calibration.conditioning import conditioned_members, kept_draws, kept_source
+    from backtest.calibration.coverage import coverage_sentence
     from backtest.calibration.sources import SweepTables, sweep_event_facts, sweep_labels
     from backtest.report.proposal import CURRENT
     from backtest.results.catalog import Catalog
@@ -145,6 +146,9 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
             decides = spec.get("condition_policy") if by == "policy" else CURRENT
             seeds = sorted({int(e["seed"]) for e in manifest["events"]})
             kept, how = conditioned_members(events, pool, cond_ids, seeds, decides)
+        lines_said: set[str] = set()
+        book_params = {e.get("key") or e.get("event"): e.get("book_params")
+                       for e in manifest.get("config", {}).get("resolved", {}).get("events", [])}
         for key, facts, source in events:
             infos = [e for e in manifest["events"] if e["event"] == key]
             runs_q = [compare(facts, source.at(q), targets=pool) for q in QUANTILES]
@@ -152,6 +156,10 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
                       "across them", "Against what happened: " + runs_q[0].book_kind,
                       "note: figures the members' cells do not keep (the book's state at the "
                       "window start) are left out"]
+            trust = coverage_sentence(book_params.get(key))
+            if trust and trust not in lines_said:  # once per calibrated file
+                lines_said.add(trust)
+                lines.append(f"note: {trust}")
             lines += [f"note: {n}" for n in runs_q[0].notes]
             if runs_q[0].sentence:
                 lines.append(runs_q[0].sentence)

@@ -116,6 +116,18 @@ def methodology(data: GovernanceData, strategies: str | Path | None = None) -> d
     }
 
 
+def interval_trust(data: GovernanceData) -> list[str]:
+    """Sentences on how far the ensemble's intervals held on past events, one per calibrated
+    book file with a recorded check (:func:`backtest.calibration.coverage.coverage_sentence`);
+    empty without an ensemble."""
+    from backtest.calibration.coverage import coverage_sentence
+
+    if not data.manifest.get("ensemble"):
+        return []
+    files = dict.fromkeys(getattr(ev, "book_params", None) for ev in data.proposal.events)
+    return [s for s in (coverage_sentence(f) for f in files) if s]
+
+
 def ensemble_inputs(manifest: dict) -> list[tuple[str, str, str, str]]:
     """Return what each ensemble member draws: ``(input, range, source, events)`` rows.
 
@@ -177,8 +189,8 @@ def render_governance(data: GovernanceData, strategies: str | Path | None = None
         grid_fields=data.grid_fields, usd=build.usd,
         sets=data.sets, named=data.named(), frontier=frontier, charts=charts,
         method=methodology(data, strategies), repro=reproducibility(data),
-        reality=data.reality, conditioning=data.conditioning,
-        n_frontier=sum(1 for s in data.sets if s.role == "frontier"),
+        reality=data.reality, reality_coverage=interval_trust(data),
+        conditioning=data.conditioning, n_frontier=sum(1 for s in data.sets if s.role == "frontier"),
         plotlyjs=plotlyjs_loader())
 
 
