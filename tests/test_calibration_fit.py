@@ -360,3 +360,44 @@ fitted = ["leverage_scale"]\nfitted_leverage_scale = 0.4
         'fitted_leverage_scale = 0.4\n')
     with pytest.raises(ConfigError, match="one leave-one-out refit per calibration event"):
         coverage.interval_coverage(tmp_path / "short.toml", members=2)
+
+
+def test_model_error_widens_the_members_interval_by_the_recorded_discrepancy(tmp_path):
+    """The recorded check's held-out errors, less the members' own spread, are the model's
+    log error; liquidation figures carry the members' interval widened by it (in variance,
+    around the median), which is what the report and liqbt validate show."""
+    import math
+    from types import SimpleNamespace
+
+    from backtest.calibration.coverage import discrepancy, model_error_band
+    from backtest.report.governance_load import _add_model_error
+
+    z = 1.6448536269514722
+    # members spread p50 / 2 .. p50 x 2 (log sd ln 4 / 3.29), model error 0: unchanged
+    assert model_error_band(50.0, 100.0, 200.0, 0.0) == pytest.approx((50.0, 200.0))
+    lo, hi = model_error_band(50.0, 100.0, 200.0, 0.5)
+    sd = math.sqrt((math.log(4) / (2 * z)) ** 2 + 0.25)
+    assert (lo, hi) == pytest.approx((100 / math.exp(z * sd), 100 * math.exp(z * sd)))
+    assert model_error_band(0.0, 0.0, 5.0, 0.5) == (0.0, 5.0)  # no log scale at zero
+    # the recorded events: errors of e^0.6 and e^-0.6 with members spread as above
+    fitted = tmp_path / "f.toml"
+    fitted.write_text("[book]\n")
+    rows = "".join(f'[[coverage.event]]\nratio = {r}\np5 = 0.5\np95 = 2.0\n'
+                   for r in (math.exp(0.6), math.exp(-0.6)))
+    (tmp_path / "f-coverage.toml").write_text(f'[coverage]\nfitted = "f.toml"\n{rows}')
+    assert discrepancy(fitted) == pytest.approx(math.sqrt(0.36 - (math.log(4) / (2 * z)) ** 2))
+    assert discrepancy(tmp_path / "none.toml") is None
+    # display rows: a liquidation figure gets the band and whether the real range meets it
+    target = SimpleNamespace(measure="liquidated_notional_usd", unit="USD", low=350.0,
+                             high=360.0)
+    other = SimpleNamespace(measure="open_interest_before_usd", unit="USD", low=1.0, high=1.0)
+    median = SimpleNamespace(rows=[SimpleNamespace(target=target, simulated=100.0),
+                                   SimpleNamespace(target=other, simulated=1.0)])
+    ends = [SimpleNamespace(rows=[SimpleNamespace(target=target, simulated=v),
+                                  SimpleNamespace(target=other, simulated=1.0)])
+            for v in (50.0, 200.0)]
+    display = [{}, {}]
+    _add_model_error(display, median, ends, 1.0)  # 100 x/÷ 5.96 reaches 350
+    assert display[0]["band_meets"] == "yes" and "band" not in display[1]
+    _add_model_error(display, median, ends, 0.0)
+    assert display[0]["band_meets"] == "no"  # 50..200 does not reach 350

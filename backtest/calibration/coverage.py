@@ -186,26 +186,74 @@ def write_coverage(fitted: str | Path, rows: list[CoverageRow], members: int, se
     return write_lines(coverage_path(fitted), lines)
 
 
+#: Measures the recorded model error applies to: what the check measured (liquidated share
+#: of open interest) and the liquidated amount it is a share of.
+BAND_MEASURES = ("liquidated_notional_usd", "liquidated_share_of_open_interest")
+_Z90 = 1.6448536269514722  # the standard normal's 95th percentile
+
+
+def _record(fitted: str | Path | None) -> dict | None:
+    """The ``[coverage]`` table recorded for ``fitted``, or None."""
+    if fitted is None or not coverage_path(fitted).is_file():
+        return None
+    c = read_toml(coverage_path(fitted)).get("coverage", {})
+    return c if c.get("fitted") == Path(fitted).name else None
+
+
+def discrepancy(fitted: str | Path | None) -> float | None:
+    """The model's own log error recorded for ``fitted``: the standard deviation of
+    ``log(real / simulated)`` the members' spread does not explain, or None without a record.
+
+    From the recorded events: the mean squared log error of the members' median less the
+    members' mean log variance (each ``(log(p95 / p5) / 3.29)**2``, a normal's p5 - p95 being
+    3.29 standard deviations), floored at 0 (Kennedy and O'Hagan 2001, "Bayesian calibration
+    of computer models", JRSS B 63(3): the model discrepancy).
+    """
+    c = _record(fitted)
+    events = [e for e in (c or {}).get("event", []) if e.get("p5", 0) > 0 and e.get("ratio")]
+    if not events:
+        return None
+    ms = sum(math.log(e["ratio"]) ** 2 for e in events) / len(events)
+    var = sum((math.log(e["p95"] / e["p5"]) / (2 * _Z90)) ** 2 for e in events) / len(events)
+    return math.sqrt(max(ms - var, 0.0))
+
+
+def model_error_band(p5: float, p50: float, p95: float, sigma: float) -> tuple[float, float]:
+    """The members' 90% interval widened by the model's log error ``sigma``.
+
+    The members' log spread (from ``p5`` and ``p95``, a normal's 3.29 standard deviations) and
+    ``sigma`` add in variance around the median: ``p50 */ exp(1.645 * sqrt(v + sigma**2))``.
+    Zero or negative figures give ``(p5, p95)`` unchanged (no log scale).
+    """
+    if min(p5, p50, p95) <= 0.0:
+        return p5, p95
+    v = (math.log(p95 / p5) / (2 * _Z90)) ** 2
+    f = math.exp(_Z90 * math.sqrt(v + sigma ** 2))
+    return p50 / f, p50 * f
+
+
 def coverage_sentence(fitted: str | Path | None) -> str | None:
     """Return what the recorded check says about an ensemble's intervals, or None.
 
     None without a calibrated file or without its coverage record (:func:`coverage_path`,
     written by ``liqbt book coverage --write``) naming it.
     """
-    if fitted is None or not coverage_path(fitted).is_file():
-        return None
-    c = read_toml(coverage_path(fitted)).get("coverage", {})
-    if c.get("fitted") != Path(fitted).name:
+    c = _record(fitted)
+    if c is None:
         return None
     where = "held out" if c.get("centre") == "refit without the event" else "in sample"
+    sigma = discrepancy(fitted)
+    band = ("" if sigma is None else
+            "; the liquidation figures also carry it widened by that error (log standard "
+            f"deviation {sigma:.2f}, what the members' spread leaves of the held-out errors)")
     return (f"How far to trust the members' p5 - p95: on the {c['events']} past events this "
             f"book was calibrated on ({where}; liqbt book coverage, {c['members']} members, "
             f"{c['measured']}) it contained the real liquidated share of open interest in "
             f"{c['inside']}, and the members' median was within a factor 1.5 of it in "
             f"{c['medians_within_1_5']} (typical error a factor {c['typical_factor']:.2f}). "
             "The interval spreads the fitted parameters and the book's draw, not the model's "
-            "own error, so read it as a lower bound on the uncertainty.")
+            f"own error, so read it as a lower bound on the uncertainty{band}.")
 
 
-__all__ = ["CoverageRow", "coverage_path", "coverage_sentence", "interval_coverage",
-           "summary", "write_coverage"]
+__all__ = ["BAND_MEASURES", "CoverageRow", "coverage_path", "coverage_sentence",
+           "discrepancy", "interval_coverage", "model_error_band", "summary", "write_coverage"]

@@ -121,7 +121,7 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
 
     from backtest.calibration.compare import compare
     from backtest.calibration.conditioning import conditioned_members, kept_draws, kept_source
-    from backtest.calibration.coverage import coverage_sentence
+    from backtest.calibration.coverage import coverage_sentence, discrepancy
     from backtest.calibration.sources import SweepTables, sweep_event_facts, sweep_labels
     from backtest.report.proposal import CURRENT
     from backtest.results.catalog import Catalog
@@ -164,7 +164,7 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
             if runs_q[0].sentence:
                 lines.append(runs_q[0].sentence)
                 continue
-            lines += _interval_lines(runs_q, ())
+            lines += _interval_lines(runs_q, (), discrepancy(book_params.get(key)))
             if kept is None:
                 continue
             lines += ["", f"Conditioned on {', '.join(cond_ids)}: {how}"]
@@ -183,16 +183,20 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
                 *kept.values()), ranges)
             runs_k = [compare(facts, kept_source(source, kept, q), targets=pool)
                       for q in QUANTILES]
-            lines += _interval_lines(runs_k, cond_ids)
+            lines += _interval_lines(runs_k, cond_ids, discrepancy(book_params.get(key)))
     return "\n".join(lines).rstrip()
 
 
-def _interval_lines(runs_q: list, conditioned: tuple | list) -> list[str]:
+def _interval_lines(runs_q: list, conditioned: tuple | list,
+                    sigma: float | None = None) -> list[str]:
     """Return the p5 / p50 / p95 lines of an ensemble comparison, target by target.
 
-    Targets in ``conditioned`` are marked as such (the members were chosen on them).
+    Targets in ``conditioned`` are marked as such (the members were chosen on them). With
+    ``sigma`` (the model's recorded log error, :func:`backtest.calibration.coverage.
+    discrepancy`), a liquidation figure also gets the interval widened by it.
     """
     from backtest.calibration.compare import format_figure, format_ratio, meets_interval, table_rows
+    from backtest.calibration.coverage import BAND_MEASURES, model_error_band
 
     lines: list[str] = []
     display = table_rows(runs_q[1])
@@ -212,6 +216,12 @@ def _interval_lines(runs_q: list, conditioned: tuple | list) -> list[str]:
         sims = " / ".join(format_figure(r.simulated, unit) for r in (r5, r50, r95))
         lines.append(f"  {d['policy']:<{width}}  {sims}  p50/real "
                      f"{format_ratio(r50.ratio)}  {meets}".rstrip())
+        if sigma is not None and r50.target.measure in BAND_MEASURES:
+            lo, hi = model_error_band(r5.simulated, r50.simulated, r95.simulated, sigma)
+            inside = {True: "real inside", False: "real outside", None: ""}[
+                meets_interval(r50.target, lo, hi)]
+            lines.append(f"  {'':<{width}}  with the model's error: {format_figure(lo, unit)} "
+                         f"- {format_figure(hi, unit)}  {inside}".rstrip())
     lines.append("")
     return lines
 
