@@ -370,7 +370,7 @@ def test_model_error_widens_the_members_interval_by_the_recorded_discrepancy(tmp
     from types import SimpleNamespace
 
     from backtest.calibration.coverage import discrepancy, model_error_band
-    from backtest.report.governance_load import _add_model_error
+    from backtest.report.governance_reality import _add_model_error
 
     z = 1.6448536269514722
     # members spread p50 / 2 .. p50 x 2 (log sd ln 4 / 3.29), model error 0: unchanged

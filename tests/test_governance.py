@@ -158,7 +158,8 @@ def test_against_what_happened_says_plainly_when_no_target_exists(governance_rep
 
 def test_against_what_happened_rows_are_the_sweeps_figures(governance_report, tmp_path,
                                                            monkeypatch):
-    from backtest.report.governance_load import against_what_happened, load_governance_data
+    from backtest.report.governance_load import load_governance_data
+    from backtest.report.governance_reality import against_what_happened
     from backtest.report.proposal import CURRENT
     from backtest.results.catalog import Catalog
 

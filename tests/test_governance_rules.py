@@ -331,7 +331,7 @@ def test_heatmap_covers_the_two_field_grid_and_marks_named_sets(tmp_path):
 def test_an_ensembles_reality_rows_carry_the_members_interval():
     from types import SimpleNamespace as NS
 
-    from backtest.report.governance_load import _add_member_interval
+    from backtest.report.governance_reality import _add_member_interval
 
     target = NS(unit="USD", low=18.0e6, high=19.0e6)
     mean = NS(rows=[NS(target=target, simulated=4e7), NS(target=target, simulated=None)])

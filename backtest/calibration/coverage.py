@@ -1,4 +1,4 @@
-"""``liqbt book coverage``: do the ensemble's intervals contain what happened, event by event?
+"""``liqbt book coverage``: do the ensemble's intervals contain what happened, event by event.
 
 An ensemble states its uncertainty as the members' p5 - p95 (``docs/ensembles.md``). This
 checks that statement against the calibration's own events: for each event of a calibrated
@@ -32,6 +32,11 @@ from backtest.policies import pack_policy
 from backtest.sweep.ensemble import book_seed, quantile
 from backtest.sweep.joint import joint_draw
 from backtest.validation import read_toml
+
+#: Measures the recorded model error applies to: what the check measured (liquidated share
+#: of open interest) and the liquidated amount it is a share of.
+BAND_MEASURES = ("liquidated_notional_usd", "liquidated_share_of_open_interest")
+_Z90 = 1.6448536269514722  # the standard normal's 95th percentile
 
 
 @dataclass(frozen=True)
@@ -149,19 +154,43 @@ def interval_coverage(fitted: str | Path, members: int = 30, seed: int = 0,
 
 
 def coverage_path(fitted: str | Path) -> Path:
-    """The coverage record of a calibrated file: ``<stem>-coverage.toml`` beside it."""
+    """Return the coverage record of a calibrated file: ``<stem>-coverage.toml`` beside it."""
     fitted = Path(fitted)
     return fitted.with_name(f"{fitted.stem}-coverage.toml")
 
 
 def summary(rows: list[CoverageRow]) -> dict:
-    """The check in four numbers: events, inside, medians within a factor 1.5, and the root
-    mean square of ``log(p50 / real)`` with the factor it stands for."""
+    """Return the check in numbers.
+
+    Events; inside the members' p5 - p95; medians within a factor 1.5; the root mean square of
+    ``log(p50 / real)`` with the factor it stands for; the model's log error
+    (:func:`discrepancy`); and how many real shares the interval widened by it contains
+    (:func:`model_error_band`), with that error estimated on all the events and, held out, on
+    all but the one checked.
+    """
     logs = [math.log(r.ratio) for r in rows]
     rms = math.sqrt(sum(x * x for x in logs) / len(logs))
+    spread = [(r.ratio, r.p5, r.p95) for r in rows]
+    sigma = _sigma(spread)
+
+    def meets(r: CoverageRow, s: float) -> bool:
+        lo, hi = model_error_band(r.p5, r.p50, r.p95, s)
+        return r.real_low <= hi and r.real_high >= lo
+
+    held = [meets(r, _sigma(spread[:i] + spread[i + 1:])) for i, r in enumerate(rows)]
     return {"events": len(rows), "inside": sum(r.inside for r in rows),
             "medians_within_1_5": sum(abs(x) <= math.log(1.5) for x in logs),
-            "rms_log_ratio": round(rms, 4), "typical_factor": round(math.exp(rms), 3)}
+            "rms_log_ratio": round(rms, 4), "typical_factor": round(math.exp(rms), 3),
+            "model_error_log_sd": round(sigma, 4),
+            "inside_with_model_error": sum(meets(r, sigma) for r in rows),
+            "inside_with_model_error_held_out": sum(held)}
+
+
+def _sigma(events: list[tuple[float, float, float]]) -> float:
+    """Return the model's log error from ``(ratio, p5, p95)`` per event (:func:`discrepancy`)."""
+    ms = sum(math.log(ratio) ** 2 for ratio, _, _ in events) / len(events)
+    var = sum((math.log(p95 / p5) / (2 * _Z90)) ** 2 for _, p5, p95 in events) / len(events)
+    return math.sqrt(max(ms - var, 0.0))
 
 
 def write_coverage(fitted: str | Path, rows: list[CoverageRow], members: int, seed: int,
@@ -186,14 +215,8 @@ def write_coverage(fitted: str | Path, rows: list[CoverageRow], members: int, se
     return write_lines(coverage_path(fitted), lines)
 
 
-#: Measures the recorded model error applies to: what the check measured (liquidated share
-#: of open interest) and the liquidated amount it is a share of.
-BAND_MEASURES = ("liquidated_notional_usd", "liquidated_share_of_open_interest")
-_Z90 = 1.6448536269514722  # the standard normal's 95th percentile
-
-
 def _record(fitted: str | Path | None) -> dict | None:
-    """The ``[coverage]`` table recorded for ``fitted``, or None."""
+    """Return the ``[coverage]`` table recorded for ``fitted``, or None."""
     if fitted is None or not coverage_path(fitted).is_file():
         return None
     c = read_toml(coverage_path(fitted)).get("coverage", {})
@@ -201,8 +224,9 @@ def _record(fitted: str | Path | None) -> dict | None:
 
 
 def discrepancy(fitted: str | Path | None) -> float | None:
-    """The model's own log error recorded for ``fitted``: the standard deviation of
-    ``log(real / simulated)`` the members' spread does not explain, or None without a record.
+    """Return the model's own log error recorded for ``fitted``, or None without a record.
+
+    The standard deviation of ``log(real / simulated)`` the members' spread does not explain.
 
     From the recorded events: the mean squared log error of the members' median less the
     members' mean log variance (each ``(log(p95 / p5) / 3.29)**2``, a normal's p5 - p95 being
@@ -210,16 +234,13 @@ def discrepancy(fitted: str | Path | None) -> float | None:
     of computer models", JRSS B 63(3): the model discrepancy).
     """
     c = _record(fitted)
-    events = [e for e in (c or {}).get("event", []) if e.get("p5", 0) > 0 and e.get("ratio")]
-    if not events:
-        return None
-    ms = sum(math.log(e["ratio"]) ** 2 for e in events) / len(events)
-    var = sum((math.log(e["p95"] / e["p5"]) / (2 * _Z90)) ** 2 for e in events) / len(events)
-    return math.sqrt(max(ms - var, 0.0))
+    events = [(e["ratio"], e["p5"], e["p95"]) for e in (c or {}).get("event", [])
+              if e.get("p5", 0) > 0 and e.get("ratio")]
+    return _sigma(events) if events else None
 
 
 def model_error_band(p5: float, p50: float, p95: float, sigma: float) -> tuple[float, float]:
-    """The members' 90% interval widened by the model's log error ``sigma``.
+    """Return the members' 90% interval widened by the model's log error ``sigma``.
 
     The members' log spread (from ``p5`` and ``p95``, a normal's 3.29 standard deviations) and
     ``sigma`` add in variance around the median: ``p50 */ exp(1.645 * sqrt(v + sigma**2))``.

@@ -163,7 +163,11 @@ def coverage(
     out.print(f"real share inside the members' p5-p95 in {s['inside']} of {s['events']} events "
               f"({s['inside'] / s['events']:.0%}; a well-stated 90% interval: about 90%); "
               f"median within a factor 1.5 in {s['medians_within_1_5']}; root mean square "
-              f"log error {s['rms_log_ratio']:.3f} (a factor {s['typical_factor']:.2f})")
+              f"log error {s['rms_log_ratio']:.3f} (a factor {s['typical_factor']:.2f}); the "
+              f"model's own log error {s['model_error_log_sd']:.3f}: the interval widened by it "
+              f"contains {s['inside_with_model_error']} of {s['events']} "
+              f"({s['inside_with_model_error_held_out']} with that error estimated without "
+              "the event)")
     if write:
         import shlex
         import sys

@@ -117,9 +117,11 @@ def methodology(data: GovernanceData, strategies: str | Path | None = None) -> d
 
 
 def interval_trust(data: GovernanceData) -> list[str]:
-    """Sentences on how far the ensemble's intervals held on past events, one per calibrated
-    book file with a recorded check (:func:`backtest.calibration.coverage.coverage_sentence`);
-    empty without an ensemble."""
+    """Return sentences on how far the ensemble's intervals held on past events.
+
+    One per calibrated book file with a recorded check
+    (:func:`backtest.calibration.coverage.coverage_sentence`); empty without an ensemble.
+    """
     from backtest.calibration.coverage import coverage_sentence
 
     if not data.manifest.get("ensemble"):
@@ -190,7 +192,8 @@ def render_governance(data: GovernanceData, strategies: str | Path | None = None
         sets=data.sets, named=data.named(), frontier=frontier, charts=charts,
         method=methodology(data, strategies), repro=reproducibility(data),
         reality=data.reality, reality_coverage=interval_trust(data),
-        conditioning=data.conditioning, n_frontier=sum(1 for s in data.sets if s.role == "frontier"),
+        conditioning=data.conditioning,
+        n_frontier=sum(1 for s in data.sets if s.role == "frontier"),
         plotlyjs=plotlyjs_loader())
 
 

@@ -194,7 +194,7 @@ def reality(proposal) -> list[dict]:
     -------
     list of dict
         One per event: ``event``, ``rows`` (empty), ``notes``, ``sentence``, ``calibrated``
-        (False), as :func:`backtest.report.governance_load.against_what_happened`.
+        (False), as :func:`backtest.report.governance_reality.against_what_happened`.
     """
     return [{"event": ev.key, "rows": [], "notes": [], "calibrated": False,
              "sentence": "No target exists: the multi-asset book is synthetic and not sized to "

@@ -44,7 +44,7 @@ _NORMAL = NormalDist()
 
 
 def input_name(field: str) -> str:
-    """The ensemble input name of a fitted field: a book field's own, ``response_<field>``."""
+    """Return a fitted field's ensemble input name: a book field's own, ``response_<field>``."""
     return field if field in BookParams.model_fields else f"response_{field}"
 
 
@@ -69,8 +69,11 @@ def field_bounds(field: str) -> tuple[float, float]:
 
 
 def _coordinate(field: str, values: Sequence[float]) -> str:
-    """The unbounded coordinate ``field`` is drawn in: ``logit``, ``log`` or ``linear``
-    (module docstring); ``values`` (the fit and its refits) must lie strictly inside."""
+    """Return the unbounded coordinate ``field`` is drawn in: ``logit``, ``log`` or ``linear``.
+
+    See the module docstring; ``values`` (the fit and its refits) must lie strictly inside the
+    field's bounds for ``logit`` or ``log``.
+    """
     lo, hi = field_bounds(field)
     if math.isfinite(lo) and math.isfinite(hi):
         return "logit" if all(lo < v < hi for v in values) else "linear"
@@ -131,8 +134,10 @@ class JointDraw:
         return len(self.deviations)
 
     def correlation(self, a: str, b: str) -> float:
-        """The jackknife correlation of fields ``a`` and ``b`` in the unbounded coordinates
-        (0 where either does not vary)."""
+        """Return the jackknife correlation of fields ``a`` and ``b``.
+
+        In the unbounded coordinates; 0 where either does not vary.
+        """
         i, j = self.fields.index(a), self.fields.index(b)
         sa, sb = (math.sqrt(sum(row[k] ** 2 for row in self.deviations)) for k in (i, j))
         if sa == 0.0 or sb == 0.0:
