@@ -192,6 +192,7 @@ CALIBRATION_TAPES := \
 calibrate: tapes
 	$(BIN)/liqbt data import $(CALIBRATION_TAPES) --venue binance
 	$(BIN)/liqbt book calibrate configs/calibration/perps.toml -o $(PERPS_CALIBRATED)
+	$(BIN)/liqbt book coverage $(PERPS_CALIBRATED) --members 100 --write
 	$(BIN)/liqbt data import $(BLACK_THURSDAY_TAPE) --venue binance
 	$(BIN)/liqbt book calibrate configs/calibration/maker.toml -o configs/calibration/maker-fitted.toml
 	$(BIN)/liqbt data import $(OCT_2025_BTC_TAPE) --venue binance

@@ -354,6 +354,9 @@ fitted = ["leverage_scale"]\nfitted_leverage_scale = 0.4
     assert f"in {s['inside']}, and" in sentence and "on the 2 past events" in sentence
     assert "held out" in sentence and "12 members, 2026-12-06" in sentence
     assert coverage.coverage_sentence(tmp_path / "other.toml") is None
+    # refitted since (the file changed): the stale record is not quoted
+    wrong.write_text(wrong.read_text() + "\n# refitted\n")
+    assert coverage.coverage_sentence(wrong) is None
     (tmp_path / "short.toml").write_text(
         '[book]\n[fit]\nconfig = "c"\nfitted = ["leverage_scale"]\n'
         'fitted_leverage_scale = 0.4\n[[leave_one_out]]\nevent = "a"\nasset = "BTC"\n'
@@ -384,7 +387,11 @@ def test_model_error_widens_the_members_interval_by_the_recorded_discrepancy(tmp
     fitted.write_text("[book]\n")
     rows = "".join(f'[[coverage.event]]\nratio = {r}\np5 = 0.5\np95 = 2.0\n'
                    for r in (math.exp(0.6), math.exp(-0.6)))
-    (tmp_path / "f-coverage.toml").write_text(f'[coverage]\nfitted = "f.toml"\n{rows}')
+    import hashlib
+
+    sha = hashlib.sha256(fitted.read_bytes()).hexdigest()
+    (tmp_path / "f-coverage.toml").write_text(
+        f'[coverage]\nfitted = "f.toml"\nfitted_sha256 = "{sha}"\n{rows}')
     assert discrepancy(fitted) == pytest.approx(math.sqrt(0.36 - (math.log(4) / (2 * z)) ** 2))
     assert discrepancy(tmp_path / "none.toml") is None
     # display rows: a liquidation figure gets the band and whether the real range meets it

@@ -190,10 +190,14 @@ def test_the_report_says_how_far_the_intervals_held_on_past_events(tmp_path):
 
     from backtest.report.governance import interval_trust
 
+    import hashlib
+
     fitted = tmp_path / "perps-fitted.toml"
     fitted.write_text("[book]\n")
+    sha = hashlib.sha256(fitted.read_bytes()).hexdigest()
     (tmp_path / "perps-fitted-coverage.toml").write_text(
-        '[coverage]\nfitted = "perps-fitted.toml"\nmembers = 100\nseed = 0\n'
+        f'[coverage]\nfitted = "perps-fitted.toml"\nfitted_sha256 = "{sha}"\n'
+        'members = 100\nseed = 0\n'
         'centre = "refit without the event"\nmeasured = "2026-12-06"\nevents = 12\n'
         'inside = 6\nmedians_within_1_5 = 6\nrms_log_ratio = 0.5873\ntypical_factor = 1.799\n')
     events = [SimpleNamespace(book_params=fitted), SimpleNamespace(book_params=fitted),

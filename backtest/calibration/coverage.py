@@ -20,6 +20,7 @@ their p5 - p95; far fewer means the intervals are too narrow.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,7 +203,8 @@ def write_coverage(fitted: str | Path, rows: list[CoverageRow], members: int, se
     """
     from backtest.calibration.fitted import _table, write_lines
 
-    head = {"fitted": Path(fitted).name, "members": members, "seed": seed,
+    head = {"fitted": Path(fitted).name, "fitted_sha256": _sha256(fitted),
+            "members": members, "seed": seed,
             "centre": rows[0].centre, "measured": when, **summary(rows)}
     lines = [f"# Written by `{command}`: do not edit by hand; re-run.", ""]
     lines += _table("coverage", head)
@@ -215,12 +217,22 @@ def write_coverage(fitted: str | Path, rows: list[CoverageRow], members: int, se
     return write_lines(coverage_path(fitted), lines)
 
 
+def _sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def _record(fitted: str | Path | None) -> dict | None:
-    """Return the ``[coverage]`` table recorded for ``fitted``, or None."""
-    if fitted is None or not coverage_path(fitted).is_file():
+    """Return the ``[coverage]`` table recorded for ``fitted``, or None.
+
+    None too when the record was made on another version of the file (its ``fitted_sha256``
+    differs: refitted since), so a stale check is never quoted.
+    """
+    if fitted is None or not coverage_path(fitted).is_file() or not Path(fitted).is_file():
         return None
     c = read_toml(coverage_path(fitted)).get("coverage", {})
-    return c if c.get("fitted") == Path(fitted).name else None
+    if c.get("fitted") != Path(fitted).name or c.get("fitted_sha256") != _sha256(fitted):
+        return None
+    return c
 
 
 def discrepancy(fitted: str | Path | None) -> float | None:
