@@ -107,3 +107,23 @@ def test_ensembles_doc_quotes_the_leave_one_out_ranges():
         decimals = len(lo.split(".")[1])
         assert (round(draw.low, decimals), round(draw.high, decimals)) == (
             float(lo), float(hi)), (name, draw)
+
+
+def test_the_shipped_coverage_record_is_current_and_quoted():
+    """The perp fit's coverage record matches the shipped fitted file (so reports quote it),
+    and docs/ensembles.md and the README quote its figures."""
+    import tomllib
+
+    from backtest.calibration.coverage import coverage_path, coverage_sentence
+
+    fitted = ROOT / "configs" / "calibration" / "perps-fitted.toml"
+    assert coverage_sentence(fitted) is not None, "re-run liqbt book coverage ... --write"
+    c = tomllib.loads(coverage_path(fitted).read_text(encoding="utf-8"))["coverage"]
+    docs = (ROOT / "docs" / "ensembles.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"in {c['inside']} of {c['events']} markets" in docs
+    assert f"**{c['inside']} of {c['events']}**" in readme
+    assert f"{c['model_error_log_sd']:.3f}" in docs and f"{c['model_error_log_sd']:.3f}" in readme
+    assert f"**{c['inside_with_model_error']} of {c['events']}**" in docs
+    assert f"**{c['inside_with_model_error_held_out']} of {c['events']}**" in docs
+    assert f"{c['typical_factor']:.2f}" in docs
