@@ -310,7 +310,7 @@ def test_interval_coverage_holds_the_members_interval_against_the_real_share(tmp
     """``liqbt book coverage``: each event's members (own book seed, own joint draw of the
     fitted parameters) give a p5-p95 that contains the real share when the centre is right,
     and misses it when the refit that left the event out is wrong; in sample, the full fit."""
-    from backtest.calibration import coverage
+    from backtest.sweep import coverage
 
     data = [_event("a", 0.15, 1), _event("b", 0.35, 2)]
     cal = _calibration(data, [FitParameter(name="leverage_scale", low=0.05, high=3.0,
@@ -372,8 +372,7 @@ def test_model_error_widens_the_members_interval_by_the_recorded_discrepancy(tmp
     import math
     from types import SimpleNamespace
 
-    from backtest.calibration.coverage import discrepancy, model_error_band
-    from backtest.report.governance_reality import _add_model_error
+    from backtest.sweep.coverage import add_model_error, discrepancy, model_error_band
 
     z = 1.6448536269514722
     # members spread p50 / 2 .. p50 x 2 (log sd ln 4 / 3.29), model error 0: unchanged
@@ -404,7 +403,7 @@ def test_model_error_widens_the_members_interval_by_the_recorded_discrepancy(tmp
                                   SimpleNamespace(target=other, simulated=1.0)])
             for v in (50.0, 200.0)]
     display = [{}, {}]
-    _add_model_error(display, median, ends, 1.0)  # 100 x/÷ 5.96 reaches 350
+    add_model_error(display, median, ends, 1.0)  # 100 x/÷ 5.96 reaches 350
     assert display[0]["band_meets"] == "yes" and "band" not in display[1]
-    _add_model_error(display, median, ends, 0.0)
+    add_model_error(display, median, ends, 0.0)
     assert display[0]["band_meets"] == "no"  # 50..200 does not reach 350

@@ -114,7 +114,7 @@ def test_the_shipped_coverage_record_is_current_and_quoted():
     and docs/ensembles.md and the README quote its figures."""
     import tomllib
 
-    from backtest.calibration.coverage import coverage_path, coverage_sentence
+    from backtest.sweep.coverage import coverage_path, coverage_sentence
 
     fitted = ROOT / "configs" / "calibration" / "perps-fitted.toml"
     assert coverage_sentence(fitted) is not None, "re-run liqbt book coverage ... --write"

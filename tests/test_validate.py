@@ -458,3 +458,48 @@ def test_cli_validate_on_a_simulated_run(simulated, capsys, monkeypatch):
     assert f"Run {run_id}: event may-2021, BTC loan/perp" in out
     assert "[may-2021/market-btc-liquidated]" in out and "in fit" in out
     assert "Liquidated share of open interest (derived)" in out
+
+
+def test_a_calibrated_book_with_a_coverage_record_shows_the_model_error(world, capsys):
+    """A run on a book drawn from a calibrated file whose coverage check is recorded: liqbt
+    validate and the run report widen each liquidation figure by one run's recorded log
+    error (the members' median error and their spread together) and say so."""
+    import hashlib
+    import math
+
+    from backtest.sweep.coverage import point_error
+    from backtest.report.build import against_what_happened
+
+    runs, targets = world
+    fitted = runs.parent / "perps-fitted.toml"
+    fitted.write_text("[book]\n")
+    sha = hashlib.sha256(fitted.read_bytes()).hexdigest()
+    event = "[[coverage.event]]\nratio = {r}\np5 = 0.5\np95 = 2.0\n"
+    (runs.parent / "perps-fitted-coverage.toml").write_text(
+        f'[coverage]\nfitted = "perps-fitted.toml"\nfitted_sha256 = "{sha}"\nmembers = 100\n'
+        'centre = "refit without the event"\nmeasured = "2026-12-06"\nevents = 2\n'
+        + "".join(event.format(r=r) for r in (math.exp(0.5), math.exp(-0.5))))
+    z = 1.6448536269514722
+    sigma = math.sqrt(0.25 + (math.log(4) / (2 * z)) ** 2)
+    assert point_error(fitted) == pytest.approx(sigma)
+    fit = json.dumps(["may-2021/market-btc-liquidated"])
+    _write_run(runs, "r7-covered", {"calibration_fit_targets": fit, "calibration": str(fitted)})
+    code = main(["validate", "r7", "--runs", str(runs), "--targets", str(targets)])
+    out = capsys.readouterr().out
+    assert code == 0 and "Liquidation figures carry a 90% band" in out
+    f = math.exp(z * sigma)
+    sim = LIQ["hard"]
+    lo, hi = format_figure(sim / f, "USD"), format_figure(sim * f, "USD")
+    assert f"with the model's error: {lo} \u2013 {hi}" in out
+    # the open interest row has no band
+    oi_block = out.split("Open interest at window start")[1].split("\n\n")[0]
+    assert "model's error" not in oi_block
+    with Catalog(runs) as catalog:
+        section = against_what_happened(catalog, "r7-covered", str(targets))
+    banded = [r for r in section["rows"] if "band" in r]
+    assert banded and all(r["band_meets"] in ("yes", "no") for r in banded)
+    assert any("90% band" in n for n in section["notes"])
+    # without the record (the plain calibrated run): no band
+    with Catalog(runs) as catalog:
+        plain = against_what_happened(catalog, "r1-calibrated", str(targets))
+    assert not any("band" in r for r in plain["rows"])

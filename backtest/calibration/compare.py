@@ -89,6 +89,9 @@ class RunFacts:
         Book metadata ``open_interest_usd`` (notional at the window start, USD), if recorded.
     imported : bool
         The book holds real positions as given (``liqbt book import``; metadata ``source``).
+    calibration : str or None
+        The calibrated parameter file the book was drawn from (book metadata
+        ``calibration``), or None.
     """
 
     event: str | None
@@ -100,6 +103,7 @@ class RunFacts:
     fit_keys: frozenset[str] | None = None
     open_interest_usd: float | None = None
     imported: bool = False
+    calibration: str | None = None
 
     @classmethod
     def from_manifest(cls, manifest: dict) -> RunFacts:
@@ -130,6 +134,7 @@ class RunFacts:
             fit_keys=keys,
             open_interest_usd=_float(meta.get("open_interest_usd")),
             imported=meta.get("source") == "imported",
+            calibration=meta.get("calibration") or None,
         )
 
 

@@ -62,7 +62,11 @@ def _value(v) -> str:
     return json.dumps(str(v))
 
 
-def _table(name: str, values: dict, array: bool = False) -> list[str]:
+def toml_table(name: str, values: dict, array: bool = False) -> list[str]:
+    """Return the TOML lines of one table: ``[name]``, or ``[[name]]`` with ``array``.
+
+    Scalars and lists; None values are left out, NaN is written as ``"nan"``.
+    """
     lines = [f"[[{name}]]" if array else f"[{name}]"]
     lines += [f"{k} = {_value(v)}" for k, v in values.items() if v is not None]
     return lines + [""]
@@ -91,20 +95,15 @@ def write_calibrated(path: str | Path, book: BookParams, response: ResponseConfi
     book_values = {k: v for k, v in book.model_dump().items()
                    if v != getattr(defaults, k) and v is not None}
     lines = [f"# {line}" for line in header.splitlines()] + [""]
-    lines += _table("book", book_values)
-    lines += _table("response", response.model_dump())
-    lines += _table("fit", fit)
+    lines += toml_table("book", book_values)
+    lines += toml_table("response", response.model_dump())
+    lines += toml_table("fit", fit)
     for row in events:
-        lines += _table("fit.event", row, array=True)
+        lines += toml_table("fit.event", row, array=True)
     for row in leave_one_out:
-        lines += _table("leave_one_out", row, array=True)
+        lines += toml_table("leave_one_out", row, array=True)
     for row in timing or []:
-        lines += _table("timing", row, array=True)
-    return write_lines(path, lines)
-
-
-def write_lines(path: Path, lines: list[str]) -> Path:
-    """Write TOML lines whole: to a temporary name beside ``path``, then renamed over it."""
+        lines += toml_table("timing", row, array=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp.write_text("\n".join(lines))

@@ -135,7 +135,7 @@ def coverage(
         "--write", help="Record the check beside FITTED (<stem>-coverage.toml), where "
                         "liqbt validate and governance reports read it.")] = False,
 ) -> None:
-    """Check the ensemble's intervals against the calibration's events.
+    """Check ensemble intervals on the calibration's own events.
 
     Runs each event N times, every member with its own book seed and joint draw of the fitted
     parameters, centred on the refit that left the event out (a held-out check), and prints
@@ -144,8 +144,8 @@ def coverage(
     """
     from rich.table import Table
 
-    from backtest.calibration.coverage import interval_coverage, summary, write_coverage
     from backtest.cli._console import console
+    from backtest.sweep.coverage import interval_coverage, summary, write_coverage
 
     rows = interval_coverage(fitted, members, seed, not in_sample, config, store)
     out = console()

@@ -66,6 +66,7 @@ def render_text(run_id: str, comparison) -> str:
     str
     """
     from backtest.calibration.compare import table_rows
+    from backtest.sweep.coverage import add_model_error, point_error, point_sentence
 
     f = comparison.facts
     window = f"{f.start:%Y-%m-%d %H:%M} \u2013 {f.end:%Y-%m-%d %H:%M} UTC"
@@ -78,6 +79,10 @@ def render_text(run_id: str, comparison) -> str:
         lines.append(comparison.sentence)
         return "\n".join(lines)
     rows = table_rows(comparison)
+    sigma = point_error(f.calibration)
+    if sigma is not None:
+        add_model_error(rows, comparison, [comparison, comparison], sigma)
+        lines.append(f"note: {point_sentence(f.calibration)}")
     width = max(len(r["policy"]) for r in rows)
     current = None
     for r in rows:
@@ -93,6 +98,10 @@ def render_text(run_id: str, comparison) -> str:
         note = f"  ({r['note']})" if r["note"] else ""
         lines.append(f"  {r['policy']:<{width}}  simulated {r['simulated']:>10}  "
                      f"sim/real {r['ratio']:>8}  {inside}{note}".rstrip())
+        if "band" in r:
+            inside = {"yes": "real inside", "no": "real outside"}.get(r["band_meets"], "")
+            lines.append(f"  {'':<{width}}  with the model's error: {r['band']}  "
+                         f"{inside}".rstrip())
     return "\n".join(lines)
 
 
@@ -121,7 +130,7 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
 
     from backtest.calibration.compare import compare
     from backtest.calibration.conditioning import conditioned_members, kept_draws, kept_source
-    from backtest.calibration.coverage import coverage_sentence, discrepancy
+    from backtest.sweep.coverage import coverage_sentence, discrepancy
     from backtest.calibration.sources import SweepTables, sweep_event_facts, sweep_labels
     from backtest.report.proposal import CURRENT
     from backtest.results.catalog import Catalog
@@ -192,11 +201,11 @@ def _interval_lines(runs_q: list, conditioned: tuple | list,
     """Return the p5 / p50 / p95 lines of an ensemble comparison, target by target.
 
     Targets in ``conditioned`` are marked as such (the members were chosen on them). With
-    ``sigma`` (the model's recorded log error, :func:`backtest.calibration.coverage.
+    ``sigma`` (the model's recorded log error, :func:`backtest.sweep.coverage.
     discrepancy`), a liquidation figure also gets the interval widened by it.
     """
     from backtest.calibration.compare import format_figure, format_ratio, meets_interval, table_rows
-    from backtest.calibration.coverage import BAND_MEASURES, model_error_band
+    from backtest.sweep.coverage import BAND_MEASURES, model_error_band
 
     lines: list[str] = []
     display = table_rows(runs_q[1])

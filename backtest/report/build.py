@@ -1128,12 +1128,15 @@ def against_what_happened(catalog: Catalog, run_id: str,
     dict
         ``rows`` (list of dict of str), ``notes`` (list of str), ``sentence`` (str or None:
         the plain sentence when nothing matches, or why the targets could not be read),
-        ``calibrated`` (bool), ``book_kind`` (str: imported, calibrated or uncalibrated book),
+        ``calibrated`` (bool), ``book_kind`` (str: imported, calibrated or uncalibrated book;
+        rows of liquidation figures carry ``band`` and ``band_meets`` where the book's
+        calibration has a coverage record, :func:`backtest.sweep.coverage.point_error`),
         ``far`` (list of str: a calibrated book's held-out bad-debt, liquidated and
         liquidated-share figures outside a factor 1.5 of the real range, one per target;
         :func:`backtest.calibration.compare.far_from_reality`).
     """
     from backtest.calibration.compare import RunFacts, compare, far_from_reality, table_rows
+    from backtest.sweep.coverage import add_model_error, point_error, point_sentence
     from backtest.calibration.sources import RunTables
     from backtest.errors import ConfigError
 
@@ -1144,6 +1147,11 @@ def against_what_happened(catalog: Catalog, run_id: str,
         return {"rows": [], "notes": [], "calibrated": facts.fit_keys is not None, "far": [],
                 "book_kind": "", "sentence": f"The published targets could not be read, so "
                                              f"this run is not held against what happened: {exc}"}
-    return {"rows": table_rows(comparison), "notes": comparison.notes,
+    rows, notes = table_rows(comparison), list(comparison.notes)
+    sigma = point_error(facts.calibration)
+    if sigma is not None and not comparison.sentence:
+        add_model_error(rows, comparison, [comparison, comparison], sigma)
+        notes.append(point_sentence(facts.calibration))
+    return {"rows": rows, "notes": notes,
             "sentence": comparison.sentence, "calibrated": comparison.calibrated,
             "book_kind": comparison.book_kind, "far": far_from_reality(comparison)}

@@ -120,9 +120,9 @@ def interval_trust(data: GovernanceData) -> list[str]:
     """Return sentences on how far the ensemble's intervals held on past events.
 
     One per calibrated book file with a recorded check
-    (:func:`backtest.calibration.coverage.coverage_sentence`); empty without an ensemble.
+    (:func:`backtest.sweep.coverage.coverage_sentence`); empty without an ensemble.
     """
-    from backtest.calibration.coverage import coverage_sentence
+    from backtest.sweep.coverage import coverage_sentence
 
     if not data.manifest.get("ensemble"):
         return []

@@ -2,7 +2,7 @@
 
 The proposal's figures held against the published ones (the rows ``liqbt validate`` prints),
 with the ensemble's interval and, where the calibrated book's coverage check is recorded, that
-interval widened by the model's own error (:mod:`backtest.calibration.coverage`).
+interval widened by the model's own error (:mod:`backtest.sweep.coverage`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
         bad debt among them).
     """
     from backtest.calibration.compare import compare, far_from_reality, table_rows
-    from backtest.calibration.coverage import discrepancy
+    from backtest.sweep.coverage import add_model_error, discrepancy
     from backtest.calibration.sources import SweepTables, sweep_event_facts
     from backtest.calibration.targets import load_targets
     from backtest.errors import ConfigError
@@ -84,7 +84,7 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
             _add_member_interval(rows, comparison, ends)
             sigma = discrepancy(getattr(ev, "book_params", None))
             if sigma is not None:
-                _add_model_error(rows, compare(facts, source.at(0.5), targets=pool), ends,
+                add_model_error(rows, compare(facts, source.at(0.5), targets=pool), ends,
                                  sigma)
         out.append({"event": ev.key, "rows": rows,
                     "notes": notes, "sentence": comparison.sentence,
@@ -111,24 +111,3 @@ def _add_member_interval(rows: list[dict], mean, ends: list) -> None:
         row["interval"] = (f"{format_figure(r5.simulated, r.target.unit)} \u2013 "
                            f"{format_figure(r95.simulated, r.target.unit)}")
         row["meets"] = "yes" if meets else "no"
-
-
-def _add_model_error(rows: list[dict], median, ends: list, sigma: float) -> None:
-    """Add ``band`` and ``band_meets`` to the display rows of liquidation figures.
-
-    ``band`` is the members' p5 - p95 widened by the model's recorded log error ``sigma``
-    (:func:`backtest.calibration.coverage.model_error_band`), ``band_meets`` whether the real
-    range meets it; rows of other measures than
-    :data:`backtest.calibration.coverage.BAND_MEASURES` get neither.
-    """
-    from backtest.calibration.compare import format_figure, meets_interval
-    from backtest.calibration.coverage import BAND_MEASURES, model_error_band
-
-    for row, r, r5, r95 in zip(rows, median.rows, *(c.rows for c in ends), strict=True):
-        if r.target.measure not in BAND_MEASURES or r.simulated is None:
-            continue
-        lo, hi = model_error_band(r5.simulated, r.simulated, r95.simulated, sigma)
-        meets = meets_interval(r.target, lo, hi)
-        row["band"] = (f"{format_figure(lo, r.target.unit)} \u2013 "
-                       f"{format_figure(hi, r.target.unit)}")
-        row["band_meets"] = {True: "yes", False: "no", None: "\u2013"}[meets]

@@ -201,20 +201,23 @@ def write_coverage(fitted: str | Path, rows: list[CoverageRow], members: int, se
     ``[coverage]`` holds the settings and :func:`summary`; ``[[coverage.event]]`` one row per
     event (real range, p5 / p50 / p95, p50 over the real range's geometric middle, inside).
     """
-    from backtest.calibration.fitted import _table, write_lines
+    from backtest.atomic import atomic_path
+    from backtest.calibration.fitted import toml_table
 
     head = {"fitted": Path(fitted).name, "fitted_sha256": _sha256(fitted),
             "members": members, "seed": seed,
             "centre": rows[0].centre, "measured": when, **summary(rows)}
     lines = [f"# Written by `{command}`: do not edit by hand; re-run.", ""]
-    lines += _table("coverage", head)
+    lines += toml_table("coverage", head)
     for r in rows:
-        lines += _table("coverage.event", {
+        lines += toml_table("coverage.event", {
             "event": r.event, "venue": r.venue, "asset": r.asset, "real_low": r.real_low,
             "real_high": r.real_high, "p5": round(r.p5, 6), "p50": round(r.p50, 6),
             "p95": round(r.p95, 6), "ratio": round(r.ratio, 4), "inside": r.inside},
             array=True)
-    return write_lines(coverage_path(fitted), lines)
+    with atomic_path(coverage_path(fitted)) as tmp:
+        tmp.write_text("\n".join(lines), encoding="utf-8")
+    return coverage_path(fitted)
 
 
 def _sha256(path: str | Path) -> str:
@@ -249,6 +252,67 @@ def discrepancy(fitted: str | Path | None) -> float | None:
     events = [(e["ratio"], e["p5"], e["p95"]) for e in (c or {}).get("event", [])
               if e.get("p5", 0) > 0 and e.get("ratio")]
     return _sigma(events) if events else None
+
+
+def point_error(fitted: str | Path | None) -> float | None:
+    """Return the log error of one run's figure on a book from ``fitted``, or None.
+
+    A single run is one member: its held-out error is the recorded members' median error and
+    their own spread together, ``sqrt(mean(log(p50 / real)**2) + mean(member log variance))``.
+    None without a current coverage record.
+    """
+    c = _record(fitted)
+    events = [(e["ratio"], e["p5"], e["p95"]) for e in (c or {}).get("event", [])
+              if e.get("p5", 0) > 0 and e.get("ratio")]
+    if not events:
+        return None
+    ms = sum(math.log(ratio) ** 2 for ratio, _, _ in events) / len(events)
+    var = sum((math.log(p95 / p5) / (2 * _Z90)) ** 2 for _, p5, p95 in events) / len(events)
+    return math.sqrt(ms + var)
+
+
+def point_sentence(fitted: str | Path | None) -> str | None:
+    """Return what the recorded check says about one run's liquidation figures, or None."""
+    sigma, c = point_error(fitted), _record(fitted)
+    if sigma is None:
+        return None
+    where = "held out" if c.get("centre") == "refit without the event" else "in sample"
+    return (f"Liquidation figures carry a 90% band for the model's error, from the "
+            f"{c['events']} past events this book was calibrated on ({where}; liqbt book "
+            f"coverage, {c['members']} members, {c['measured']}): one run's log error "
+            f"{sigma:.2f}, a factor {math.exp(_Z90 * sigma):.1f} either way. Other figures "
+            "(bad debt, losses) have no such check.")
+
+
+def add_model_error(rows: list[dict], median, ends: list, sigma: float) -> None:
+    """Add ``band`` and ``band_meets`` to the display rows of liquidation figures.
+
+    ``band`` is the interval ``ends`` (the p5 and p95 comparisons; a point run passes its own
+    comparison twice) around ``median`` widened by the model's log error ``sigma``
+    (:func:`model_error_band`), ``band_meets`` whether the real range meets it ("yes", "no");
+    rows of other measures than :data:`BAND_MEASURES` get neither.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Display rows (:func:`backtest.calibration.compare.table_rows`), changed in place.
+    median : backtest.calibration.compare.Comparison
+        The comparison the rows come from (an ensemble's median, or the run).
+    ends : list of Comparison
+        The p5 and p95 comparisons, rows in the same order.
+    sigma : float
+        Log standard deviation (:func:`discrepancy`, or :func:`point_error` for one run).
+    """
+    from backtest.calibration.compare import format_figure, meets_interval
+
+    for row, r, r5, r95 in zip(rows, median.rows, *(c.rows for c in ends), strict=True):
+        if r.target.measure not in BAND_MEASURES or r.simulated is None:
+            continue
+        lo, hi = model_error_band(r5.simulated, r.simulated, r95.simulated, sigma)
+        meets = meets_interval(r.target, lo, hi)
+        row["band"] = (f"{format_figure(lo, r.target.unit)} \u2013 "
+                       f"{format_figure(hi, r.target.unit)}")
+        row["band_meets"] = {True: "yes", False: "no", None: "\u2013"}[meets]
 
 
 def model_error_band(p5: float, p50: float, p95: float, sigma: float) -> tuple[float, float]:
@@ -288,5 +352,6 @@ def coverage_sentence(fitted: str | Path | None) -> str | None:
             f"own error, so read it as a lower bound on the uncertainty{band}.")
 
 
-__all__ = ["BAND_MEASURES", "CoverageRow", "coverage_path", "coverage_sentence",
-           "discrepancy", "interval_coverage", "model_error_band", "summary", "write_coverage"]
+__all__ = ["BAND_MEASURES", "CoverageRow", "add_model_error", "coverage_path",
+           "coverage_sentence", "discrepancy", "interval_coverage", "model_error_band",
+           "point_error", "point_sentence", "summary", "write_coverage"]
