@@ -210,3 +210,48 @@ def test_the_report_says_how_far_the_intervals_held_on_past_events(tmp_path):
     assert "factor 1.80" in said[0] and "lower bound" in said[0]
     data.manifest = {}
     assert interval_trust(data) == []
+
+
+def test_levels_at_the_window_start_and_shares_are_across_members(conditioned):
+    """Each member's book has its own size (the drawn size factor): the open interest at the
+    window start is a mean or quantile across the members' books, and the liquidated share
+    is taken member by member (its own liquidations over its own open interest)."""
+    import json
+    from datetime import datetime
+
+    from backtest.calibration.compare import SHARE
+    from backtest.calibration.sources import SweepTables, sweep_event_facts
+
+    w = conditioned
+    sweep_dir = next((w["root"] / "runs" / "governance").iterdir())
+    manifest = json.loads((sweep_dir / "sweep.json").read_text(encoding="utf-8"))
+    infos = [e for e in manifest["events"] if e["event"] == "synthetic-crash"]
+    with Catalog(w["root"] / "runs") as cat:
+        cat.register_sweep(sweep_dir)
+        sid = manifest["sweep_id"]
+        facts = sweep_event_facts(cat, sid, infos, "synthetic-crash", "synthetic-crash")
+        by_seed = dict(facts.open_interest_by_seed)
+        assert len(by_seed) == 4 and len(set(by_seed.values())) == 4  # sizes differ
+        source = SweepTables(cat, sid, "synthetic-crash", ["current"], facts.open_interest_usd,
+                             open_interest_by_seed=facts.open_interest_by_seed)
+        start, end = datetime.fromisoformat(infos[0]["start"]), datetime.fromisoformat(
+            infos[0]["end"])
+        lo, mean, hi = (s.figures(start, end, True, "perp")["current"]
+                        for s in (source.at(0.05), source, source.at(0.95)))
+        assert lo["open_interest_before_usd"] < mean["open_interest_before_usd"] < hi[
+            "open_interest_before_usd"]
+        assert mean["open_interest_before_usd"] == pytest.approx(
+            sum(by_seed.values()) / 4)
+        liq = cat.query(f"""
+            SELECT c.seed, sum(st.liquidated_notional_usd) AS liq
+            FROM sweep_steps st JOIN sweep_cells c USING (sweep_id, cell_id)
+            WHERE st.sweep_id = '{sid}' AND c.event = 'synthetic-crash'
+              AND c.param_set = 'current' AND c.stress_kind = 'none'
+              AND st.timestamp >= '{start:%Y-%m-%d %H:%M:%S}'
+              AND st.timestamp < '{end:%Y-%m-%d %H:%M:%S}'
+            GROUP BY c.seed""")
+        shares = [r["liq"] / by_seed[r["seed"]] for r in liq.iter_rows(named=True)]
+        assert mean[SHARE] == pytest.approx(sum(shares) / len(shares))
+        kept = source.keeping({next(iter(by_seed))})
+        one = kept.figures(start, end, True, "perp")["current"]
+        assert one["open_interest_before_usd"] == pytest.approx(next(iter(by_seed.values())))

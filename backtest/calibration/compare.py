@@ -92,6 +92,10 @@ class RunFacts:
     calibration : str or None
         The calibrated parameter file the book was drawn from (book metadata
         ``calibration``), or None.
+    open_interest_by_seed : tuple of (int, float)
+        An ensemble's or sweep's books: ``(book seed, notional at the window start, USD)`` per
+        member, so that intervals of the level at the window start are across members;
+        empty for a run.
     """
 
     event: str | None
@@ -104,6 +108,7 @@ class RunFacts:
     open_interest_usd: float | None = None
     imported: bool = False
     calibration: str | None = None
+    open_interest_by_seed: tuple[tuple[int, float], ...] = ()
 
     @classmethod
     def from_manifest(cls, manifest: dict) -> RunFacts:

@@ -177,14 +177,20 @@ class SweepTables:
         config's ensemble, whose cells share one parameter set).
     kept : frozenset of int or None
         The members (book seeds) whose cells count; None: all (see :meth:`keeping`).
+    open_interest_by_seed : tuple of (int, float)
+        Each member's book notional at the window start (``RunFacts.open_interest_by_seed``):
+        the level at the window start is then the mean or quantile across the members counted,
+        as every other figure; empty: ``open_interest_usd`` for every quantile.
     """
 
     def __init__(self, catalog, sweep_id: str, event: str, param_sets: list[str],
                  open_interest_usd: float | None, quantile: float | None = None,
-                 by: str = "param_set"):
+                 by: str = "param_set",
+                 open_interest_by_seed: tuple[tuple[int, float], ...] = ()):
         self.catalog, self.sweep_id, self.event = catalog, sweep_id, event
         self.policies = list(param_sets)
         self.open_interest_usd = open_interest_usd
+        self.open_interest_by_seed = tuple(open_interest_by_seed)
         self.quantile = quantile
         self.by = {"param_set": "param_set", "policy": "policy"}[by]
         self.whole_book = True
@@ -213,6 +219,13 @@ class SweepTables:
         other = copy.copy(self)
         other.kept = frozenset(int(s) for s in seeds)
         return other
+
+    def _open_interest(self) -> float | None:
+        """The book notional at the window start over the members counted (mean or quantile)."""
+        import polars as pl
+
+        values = [v for s, v in self.open_interest_by_seed if self.kept is None or s in self.kept]
+        return _float(self._stat(pl.Series(values))) if values else self.open_interest_usd
 
     def _stat(self, column):
         if self.quantile is None:
@@ -271,10 +284,23 @@ class SweepTables:
             if cells.height and from_run_start:
                 # the first liquidation of every account liquidated in the window
                 fig["accounts_liquidated"] = _float(self._stat(cells["accounts_first_liquidated"]))
-            fig["open_interest_before_usd"] = self.open_interest_usd if from_run_start else None
+            fig["open_interest_before_usd"] = self._open_interest() if from_run_start else None
             _derive(fig)
+            if from_run_start and cells.height and self.open_interest_by_seed:
+                fig[SHARE] = self._share(cells)
             out[label] = fig
         return out
+
+    def _share(self, cells) -> float | None:
+        """The liquidated share of open interest, member by member, then mean or quantile."""
+        import polars as pl
+
+        oi = dict(self.open_interest_by_seed)
+        shares = [liq / oi[seed] for seed, liq in zip(cells["seed"].to_list(),
+                                                      cells["liquidated_notional_usd"].to_list(),
+                                                      strict=True)
+                  if oi.get(seed) and liq is not None]
+        return _float(self._stat(pl.Series(shares))) if shares else None
 
 
 def sweep_event_facts(catalog, sweep_id: str, infos: list[dict], event: str | None,
@@ -314,7 +340,7 @@ def sweep_event_facts(catalog, sweep_id: str, infos: list[dict], event: str | No
     open0 = {int(r["seed"]): float(r["open0"]) for r in opens.iter_rows(named=True)}
     meta: dict = {}
     products: set[str] = set()
-    notionals = []
+    notionals, by_seed = [], []
     for info in infos:
         try:
             frame, m = read_book_table(info["book"])
@@ -327,13 +353,17 @@ def sweep_event_facts(catalog, sweep_id: str, infos: list[dict], event: str | No
             notionals.append(float(recorded))
         elif int(info["seed"]) in open0:
             notionals.append(float(frame["size"].sum()) * open0[int(info["seed"])])
+        else:
+            continue
+        by_seed.append((int(info["seed"]), notionals[-1]))
     first = infos[0]
     return RunFacts(
         event=event, asset=base_asset(first.get("symbol")),
         products=tuple(sorted(products)), venue=meta.get("venue") or None,
         start=datetime.fromisoformat(first["start"]), end=datetime.fromisoformat(first["end"]),
         fit_keys=fit_keys(meta), imported=meta.get("source") == "imported",
-        open_interest_usd=sum(notionals) / len(notionals) if notionals else None)
+        open_interest_usd=sum(notionals) / len(notionals) if notionals else None,
+        open_interest_by_seed=tuple(by_seed))
 
 
 def sweep_labels(catalog, sweep_id: str) -> tuple[str, list[str]]:

@@ -146,8 +146,9 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
         for key in dict.fromkeys(e["event"] for e in manifest["events"]):
             infos = [e for e in manifest["events"] if e["event"] == key]
             facts = sweep_event_facts(catalog, sid, infos, infos[0].get("event_key"), key)
-            events.append((key, facts, SweepTables(catalog, sid, key, labels,
-                                                   facts.open_interest_usd, by=by)))
+            events.append((key, facts, SweepTables(
+                catalog, sid, key, labels, facts.open_interest_usd, by=by,
+                open_interest_by_seed=facts.open_interest_by_seed)))
         kept = decides = None
         if cond_ids:
             # a proposal's cells are told apart by parameter set: the current set decides,
