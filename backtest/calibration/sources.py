@@ -221,7 +221,7 @@ class SweepTables:
         return other
 
     def _open_interest(self) -> float | None:
-        """The book notional at the window start over the members counted (mean or quantile)."""
+        """Return the book notional at the window start over the members counted."""
         import polars as pl
 
         values = [v for s, v in self.open_interest_by_seed if self.kept is None or s in self.kept]
@@ -292,7 +292,7 @@ class SweepTables:
         return out
 
     def _share(self, cells) -> float | None:
-        """The liquidated share of open interest, member by member, then mean or quantile."""
+        """Return the liquidated share of open interest, member by member, then its stat."""
         import polars as pl
 
         oi = dict(self.open_interest_by_seed)

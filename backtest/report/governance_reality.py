@@ -43,10 +43,10 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
         bad debt among them).
     """
     from backtest.calibration.compare import compare, far_from_reality, table_rows
-    from backtest.sweep.coverage import add_model_error, discrepancy
     from backtest.calibration.sources import SweepTables, sweep_event_facts
     from backtest.calibration.targets import load_targets
     from backtest.errors import ConfigError
+    from backtest.sweep.coverage import add_model_error, discrepancy
 
     try:
         pool = load_targets(targets_dir)
