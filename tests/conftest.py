@@ -22,6 +22,26 @@ T0 = int(datetime(2021, 5, 19, tzinfo=UTC).timestamp() * 1000)
 """2021-05-19 00:00 UTC in epoch ms: the start of synthetic tapes."""
 
 
+@pytest.fixture(autouse=True)
+def _no_dask_profiler(request):
+    """Run Dask tests without the workers' sampling profiler.
+
+    With in-process workers (``LocalCluster(processes=False)``) the profiler's
+    ``sys._current_frames()`` on the event-loop thread deadlocked against polars' and
+    pyarrow's native threads taking the GIL (one hang in ``DataFrame.filter`` inside a
+    worker thread, py-spy, 2026-12-06; earlier ones inside pyarrow). Results do not depend on
+    it; ``distributed.worker.profile.enabled`` is Dask's own switch.
+    """
+    if request.node.get_closest_marker("dask") is None:
+        yield
+        return
+    pytest.importorskip("distributed", reason="liqbt[dask] not installed")  # its defaults
+    import dask
+
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        yield
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """Return the real market data directory from ``LIQBT_SHARED_DATA`` or skip."""

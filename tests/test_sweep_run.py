@@ -137,6 +137,8 @@ def test_dask_local_cluster_is_bit_identical(world, tmp_path):
     distributed = pytest.importorskip("distributed", reason="liqbt[dask] not installed")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster:
+        # no sampling profiler in in-process workers (tests/conftest.py: it deadlocked)
+        assert all("profile" not in w.periodic_callbacks for w in cluster.workers.values())
         out = run_sweep(world["sweep"], runs=tmp_path / "runs", store=world["store"],
                         events=world["events"], scheduler=cluster.scheduler_address,
                         output=tmp_path / "dask-sweep", show_progress=False)
