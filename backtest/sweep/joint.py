@@ -13,7 +13,8 @@ draws ``n`` independent standard normal weights ``w_i`` and takes
 
     theta_member = theta + sqrt((n - 1) / n) * sum_i w_i (theta_i - mean),
 
-a multivariate normal draw whose covariance is exactly ``C`` (no matrix decomposition). Drawn
+a multivariate normal draw whose covariance is exactly ``C`` (no matrix decomposition; both
+are taken in the coordinates below). Drawn
 this way, parameters the refits move together (more leverage with more traders who cure,
 where their effects on the liquidations offset) stay together, which independent draws of
 each parameter break.
