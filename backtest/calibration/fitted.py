@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from backtest.atomic import atomic_path
 from backtest.books.generate import BookParams
 from backtest.calibration.targets import load_targets
 from backtest.engine.config import ResponseConfig
@@ -104,10 +104,8 @@ def write_calibrated(path: str | Path, book: BookParams, response: ResponseConfi
         lines += toml_table("leave_one_out", row, array=True)
     for row in timing or []:
         lines += toml_table("timing", row, array=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines))
     return path
 
 

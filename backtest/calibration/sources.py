@@ -200,6 +200,16 @@ class SweepTables:
         steps = catalog.query("SELECT * FROM sweep_steps LIMIT 0").columns
         self._has_cures = "cure_usd" in steps
 
+    @classmethod
+    def from_facts(cls, catalog, sweep_id: str, event: str, param_sets: list[str],
+                   facts: RunFacts, by: str = "param_set") -> SweepTables:
+        """Return the source of an event whose books :func:`sweep_event_facts` read.
+
+        The members' levels at the window start come from ``facts``.
+        """
+        return cls(catalog, sweep_id, event, param_sets, facts.open_interest_usd, by=by,
+                   open_interest_by_seed=facts.open_interest_by_seed)
+
     def at(self, quantile: float | None) -> SweepTables:
         """Return the same source giving ``quantile`` across the cells (None: the mean).
 
@@ -340,7 +350,7 @@ def sweep_event_facts(catalog, sweep_id: str, infos: list[dict], event: str | No
     open0 = {int(r["seed"]): float(r["open0"]) for r in opens.iter_rows(named=True)}
     meta: dict = {}
     products: set[str] = set()
-    notionals, by_seed = [], []
+    by_seed = []
     for info in infos:
         try:
             frame, m = read_book_table(info["book"])
@@ -348,21 +358,18 @@ def sweep_event_facts(catalog, sweep_id: str, infos: list[dict], event: str | No
             continue
         meta = meta or m
         products |= set(frame["product"].unique().to_list())
-        recorded = m.get("open_interest_usd")
+        recorded, seed = m.get("open_interest_usd"), int(info["seed"])
         if recorded is not None:
-            notionals.append(float(recorded))
-        elif int(info["seed"]) in open0:
-            notionals.append(float(frame["size"].sum()) * open0[int(info["seed"])])
-        else:
-            continue
-        by_seed.append((int(info["seed"]), notionals[-1]))
+            by_seed.append((seed, float(recorded)))
+        elif seed in open0:
+            by_seed.append((seed, float(frame["size"].sum()) * open0[seed]))
     first = infos[0]
     return RunFacts(
         event=event, asset=base_asset(first.get("symbol")),
         products=tuple(sorted(products)), venue=meta.get("venue") or None,
         start=datetime.fromisoformat(first["start"]), end=datetime.fromisoformat(first["end"]),
         fit_keys=fit_keys(meta), imported=meta.get("source") == "imported",
-        open_interest_usd=sum(notionals) / len(notionals) if notionals else None,
+        open_interest_usd=sum(v for _, v in by_seed) / len(by_seed) if by_seed else None,
         open_interest_by_seed=tuple(by_seed))
 
 

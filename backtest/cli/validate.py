@@ -99,10 +99,14 @@ def render_text(run_id: str, comparison) -> str:
         lines.append(f"  {r['policy']:<{width}}  simulated {r['simulated']:>10}  "
                      f"sim/real {r['ratio']:>8}  {inside}{note}".rstrip())
         if "band" in r:
-            inside = {"yes": "real inside", "no": "real outside"}.get(r["band_meets"], "")
-            lines.append(f"  {'':<{width}}  with the model's error: {r['band']}  "
-                         f"{inside}".rstrip())
+            lines.append(_band_line(r, width))
     return "\n".join(lines)
+
+
+def _band_line(row: dict, width: int) -> str:
+    """Return the "with the model's error" line of a display row that has a ``band``."""
+    inside = {"yes": "real inside", "no": "real outside"}.get(row["band_meets"], "")
+    return f"  {'':<{width}}  with the model's error: {row['band']}  {inside}".rstrip()
 
 
 QUANTILES = (0.05, 0.5, 0.95)
@@ -146,9 +150,8 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
         for key in dict.fromkeys(e["event"] for e in manifest["events"]):
             infos = [e for e in manifest["events"] if e["event"] == key]
             facts = sweep_event_facts(catalog, sid, infos, infos[0].get("event_key"), key)
-            events.append((key, facts, SweepTables(
-                catalog, sid, key, labels, facts.open_interest_usd, by=by,
-                open_interest_by_seed=facts.open_interest_by_seed)))
+            events.append((key, facts, SweepTables.from_facts(catalog, sid, key, labels, facts,
+                                                              by=by)))
         kept = decides = None
         if cond_ids:
             # a proposal's cells are told apart by parameter set: the current set decides,
@@ -167,6 +170,7 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
                       "note: figures the members' cells do not keep (the book's state at the "
                       "window start) are left out"]
             trust = coverage_sentence(book_params.get(key))
+            sigma = discrepancy(book_params.get(key))
             if trust and trust not in lines_said:  # once per calibrated file
                 lines_said.add(trust)
                 lines.append(f"note: {trust}")
@@ -174,7 +178,7 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
             if runs_q[0].sentence:
                 lines.append(runs_q[0].sentence)
                 continue
-            lines += _interval_lines(runs_q, (), discrepancy(book_params.get(key)))
+            lines += _interval_lines(runs_q, (), sigma)
             if kept is None:
                 continue
             lines += ["", f"Conditioned on {', '.join(cond_ids)}: {how}"]
@@ -193,7 +197,7 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
                 *kept.values()), ranges)
             runs_k = [compare(facts, kept_source(source, kept, q), targets=pool)
                       for q in QUANTILES]
-            lines += _interval_lines(runs_k, cond_ids, discrepancy(book_params.get(key)))
+            lines += _interval_lines(runs_k, cond_ids, sigma)
     return "\n".join(lines).rstrip()
 
 
@@ -206,10 +210,12 @@ def _interval_lines(runs_q: list, conditioned: tuple | list,
     discrepancy`), a liquidation figure also gets the interval widened by it.
     """
     from backtest.calibration.compare import format_figure, format_ratio, meets_interval, table_rows
-    from backtest.sweep.coverage import BAND_MEASURES, model_error_band
+    from backtest.sweep.coverage import add_model_error
 
     lines: list[str] = []
     display = table_rows(runs_q[1])
+    if sigma is not None:
+        add_model_error(display, runs_q[1], [runs_q[0], runs_q[2]], sigma)
     width = max(len(r["policy"]) for r in display)
     current = None
     for r5, r50, r95, d in zip(*(c.rows for c in runs_q), display, strict=True):
@@ -226,12 +232,8 @@ def _interval_lines(runs_q: list, conditioned: tuple | list,
         sims = " / ".join(format_figure(r.simulated, unit) for r in (r5, r50, r95))
         lines.append(f"  {d['policy']:<{width}}  {sims}  p50/real "
                      f"{format_ratio(r50.ratio)}  {meets}".rstrip())
-        if sigma is not None and r50.target.measure in BAND_MEASURES:
-            lo, hi = model_error_band(r5.simulated, r50.simulated, r95.simulated, sigma)
-            inside = {True: "real inside", False: "real outside", None: ""}[
-                meets_interval(r50.target, lo, hi)]
-            lines.append(f"  {'':<{width}}  with the model's error: {format_figure(lo, unit)} "
-                         f"- {format_figure(hi, unit)}  {inside}".rstrip())
+        if "band" in d:
+            lines.append(_band_line(d, width))
     lines.append("")
     return lines
 

@@ -1136,9 +1136,9 @@ def against_what_happened(catalog: Catalog, run_id: str,
         :func:`backtest.calibration.compare.far_from_reality`).
     """
     from backtest.calibration.compare import RunFacts, compare, far_from_reality, table_rows
-    from backtest.sweep.coverage import add_model_error, point_error, point_sentence
     from backtest.calibration.sources import RunTables
     from backtest.errors import ConfigError
+    from backtest.sweep.coverage import add_model_error, point_error, point_sentence
 
     facts = RunFacts.from_manifest(catalog.manifest(run_id))
     try:

@@ -100,9 +100,8 @@ def condition(catalog, manifest: dict, proposal, labels: list[str],
         infos = [e for e in manifest["events"] if e["event"] == ev.key]
         facts = sweep_event_facts(catalog, sid, infos, ev.event, ev.key)
         if facts is not None:
-            events.append((ev.key, facts, SweepTables(
-                catalog, sid, ev.key, labels, facts.open_interest_usd,
-                open_interest_by_seed=facts.open_interest_by_seed)))
+            events.append((ev.key, facts, SweepTables.from_facts(catalog, sid, ev.key, labels,
+                                                                 facts)))
     if not events:
         raise ConfigError("[ensemble] condition_on: no event of the proposal has an unstressed "
                           "cell to condition on")

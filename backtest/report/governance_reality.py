@@ -67,8 +67,7 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
                         "sentence": "No unstressed cell of this event was run, so it is not "
                                     "held against what happened."})
             continue
-        source = SweepTables(catalog, sid, ev.key, labels, facts.open_interest_usd,
-                             open_interest_by_seed=facts.open_interest_by_seed)
+        source = SweepTables.from_facts(catalog, sid, ev.key, labels, facts)
         if kept is not None:
             source = source.keeping(kept)
         comparison = compare(facts, source, targets=pool)

@@ -187,11 +187,26 @@ def summary(rows: list[CoverageRow]) -> dict:
             "inside_with_model_error_held_out": sum(held)}
 
 
-def _sigma(events: list[tuple[float, float, float]]) -> float:
-    """Return the model's log error from ``(ratio, p5, p95)`` per event (:func:`discrepancy`)."""
+def _moments(events: list[tuple[float, float, float]]) -> tuple[float, float]:
+    """Return the mean squared log error of the median and the mean member log variance.
+
+    From ``(ratio, p5, p95)`` per event; each member log variance ``(log(p95 / p5) / 3.29)**2``.
+    """
     ms = sum(math.log(ratio) ** 2 for ratio, _, _ in events) / len(events)
     var = sum((math.log(p95 / p5) / (2 * _Z90)) ** 2 for _, p5, p95 in events) / len(events)
+    return ms, var
+
+
+def _sigma(events: list[tuple[float, float, float]]) -> float:
+    """Return the model's log error from ``(ratio, p5, p95)`` per event (:func:`discrepancy`)."""
+    ms, var = _moments(events)
     return math.sqrt(max(ms - var, 0.0))
+
+
+def _recorded(fitted: str | Path | None) -> list[tuple[float, float, float]]:
+    """Return ``(ratio, p5, p95)`` of each event of the current record for ``fitted``."""
+    return [(e["ratio"], e["p5"], e["p95"]) for e in (_record(fitted) or {}).get("event", [])
+            if e.get("p5", 0) > 0 and e.get("ratio")]
 
 
 def write_coverage(fitted: str | Path, rows: list[CoverageRow], members: int, seed: int,
@@ -248,9 +263,7 @@ def discrepancy(fitted: str | Path | None) -> float | None:
     3.29 standard deviations), floored at 0 (Kennedy and O'Hagan 2001, "Bayesian calibration
     of computer models", JRSS B 63(3): the model discrepancy).
     """
-    c = _record(fitted)
-    events = [(e["ratio"], e["p5"], e["p95"]) for e in (c or {}).get("event", [])
-              if e.get("p5", 0) > 0 and e.get("ratio")]
+    events = _recorded(fitted)
     return _sigma(events) if events else None
 
 
@@ -261,13 +274,10 @@ def point_error(fitted: str | Path | None) -> float | None:
     their own spread together, ``sqrt(mean(log(p50 / real)**2) + mean(member log variance))``.
     None without a current coverage record.
     """
-    c = _record(fitted)
-    events = [(e["ratio"], e["p5"], e["p95"]) for e in (c or {}).get("event", [])
-              if e.get("p5", 0) > 0 and e.get("ratio")]
+    events = _recorded(fitted)
     if not events:
         return None
-    ms = sum(math.log(ratio) ** 2 for ratio, _, _ in events) / len(events)
-    var = sum((math.log(p95 / p5) / (2 * _Z90)) ** 2 for _, p5, p95 in events) / len(events)
+    ms, var = _moments(events)
     return math.sqrt(ms + var)
 
 
