@@ -525,6 +525,29 @@ def test_joint_draw_leaves_out_what_the_ensemble_sets_and_clips_to_bounds(tmp_pa
     assert joint_draw(None, lambda f: True) is None
 
 
+def test_a_calibrated_file_holds_what_its_fit_held(tmp_path):
+    """A book field the calibration did not fit (the perp fit's ``low_leverage_share``) is
+    held at the file's value, said so in the input table; an uncalibrated book draws it
+    around its value, and a range given in ``[ensemble]`` is drawn on either."""
+    from backtest.books.generate import BookParams
+    from backtest.sweep.config import RunSections
+
+    path = _refit_file(tmp_path, {"leverage_scale": [0.1, 0.2], "share": [0.9, 0.95]},
+                       {"leverage_scale": 0.15, "share": 0.92})
+    meta = {"calibration": str(path)}
+    params = BookParams(leverage_scale=0.15, low_leverage_share=0.0)
+    held = default_ranges(EnsembleSpec(members=2), params, path, meta, RunSections(), "x", "BTC")
+    assert "low_leverage_share" not in held.draws
+    assert "as the fit held it" in input_table(held)["low_leverage_share"]["source"]
+    free = default_ranges(EnsembleSpec(members=2), params, None, {}, RunSections(), "x", "BTC")
+    assert (free.draws["low_leverage_share"].low, free.draws["low_leverage_share"].high) == (
+        0.0, 0.1)
+    given = default_ranges(EnsembleSpec(members=2, low_leverage_share={"low": 0, "high": 0.2}),
+                           params, path, meta, RunSections(), "x", "BTC")
+    assert given.draws["low_leverage_share"].high == 0.2
+    assert given.sources["low_leverage_share"] == "ensemble"
+
+
 def test_cli_sweep_names_the_intervals(world, capsys):
     from backtest.cli import main
 

@@ -100,6 +100,8 @@ DEFAULT_PERMANENT_FRACTION = (0.25, 0.75)
 DEFAULT_KEEPER_LATENCY = (0.0, 5.0)
 """Keeper latency range, minutes (uniform), where the config has none."""
 ENGINE_NOT_DRAWN = "not drawn: the venue's engine liquidates at once"
+HELD_BY_FIT = ("not drawn: held at the calibrated file's value, as the fit held it (no "
+               "measured uncertainty; give a range in [ensemble] to draw it)")
 """Why keeper latency is not drawn by default for policies with ``liquidator = "engine"``."""
 KEEPER_INPUTS = ("keeper_latency_minutes", "keeper_capital_usd")
 """Inputs that describe third-party keepers: drawn by default only for keeper-liquidated
@@ -288,7 +290,7 @@ class EventRanges:
         The response the drawn share and delay are applied to (enabled).
     not_drawn : dict of str to str
         Inputs left undrawn by default though they are varied in general, and why
-        (:data:`ENGINE_NOT_DRAWN`); recorded in the ensemble's input table.
+        (:data:`ENGINE_NOT_DRAWN`, :data:`HELD_BY_FIT`); recorded in the ensemble's input table.
     keepers_only : frozenset of str
         Drawn inputs that apply only to policies liquidated by keepers (default draws of
         :data:`KEEPER_INPUTS` when the policies mix keepers and the venue's engine): cells of
@@ -443,6 +445,7 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
     """
     draws: dict[str, Draw] = {}
     sources: dict[str, str] = {}
+    not_drawn: dict[str, str] = {}
     has_perps = params.loan_fraction < 1.0
     calibrated_file = book_params is not None and "calibration" in book_meta
 
@@ -474,7 +477,11 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
     low = (_jackknife_range(book_params, "low_leverage_share", fraction=True) if calibrated_file
            else None)
     base_low = params.low_leverage_share
-    put("low_leverage_share", has_perps,
+    if calibrated_file and low is None and spec.low_leverage_share is None and has_perps:
+        # the fit held it: a default range would be an unmeasured widening, and a biased one
+        # (clipped at 0, it lowers every member's leverage on average)
+        not_drawn["low_leverage_share"] = HELD_BY_FIT
+    put("low_leverage_share", has_perps and "low_leverage_share" not in not_drawn,
         low or Draw(low=max(0.0, base_low - 0.1), high=min(1.0, base_low + 0.1)),
         cal_src if low else "default")
     readings = _readings_range(book_params, "ltv_beta_a") if calibrated_file else None
@@ -488,8 +495,8 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
     put("permanent_fraction", impact and run.market.cascade,
         Draw(low=DEFAULT_PERMANENT_FRACTION[0], high=DEFAULT_PERMANENT_FRACTION[1]))
     lat = run.keepers.latency_minutes
-    not_drawn = {name: ENGINE_NOT_DRAWN for name in ("keeper_latency_minutes",)
-                 if "keepers" not in liquidators and getattr(spec, name) is None}
+    not_drawn.update({name: ENGINE_NOT_DRAWN for name in ("keeper_latency_minutes",)
+                      if "keepers" not in liquidators and getattr(spec, name) is None})
     put("keeper_latency_minutes", "keeper_latency_minutes" not in not_drawn,
         Draw(low=0.5 * lat, high=1.5 * lat) if lat > 0 else
         Draw(low=DEFAULT_KEEPER_LATENCY[0], high=DEFAULT_KEEPER_LATENCY[1]))
