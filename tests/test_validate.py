@@ -238,6 +238,25 @@ def test_known_totals_give_the_expected_ratios_and_fit_flags(world):
                    for r in comparison.rows)
 
 
+def test_a_share_over_a_later_window_divides_by_the_open_interest_read_at_the_start(world):
+    """2024-08-05's shape: the liquidations are counted from noon, the open interest was read
+    at the run's (and its own target's) start; the derived share divides the one by the
+    other, as the real one does, instead of leaving the row empty."""
+    runs, targets = world
+    head, rest = TARGETS.split('id = "market-btc-liquidated"', 1)
+    rest = rest.replace("window_start = 2021-05-19T00:00:00Z",
+                        "window_start = 2021-05-19T12:00:00Z", 1)
+    (targets / "may-2021.toml").write_text(head + 'id = "market-btc-liquidated-pm"' + rest)
+    rows = _rows(_comparison(world, "r2-plain"))
+    share = rows[("all-cex-btc-share-of-open-interest-derived", "hard")]
+    assert share.target.window_start == START + timedelta(hours=12)
+    afternoon = 3.57e9 / 2 + 3.57e9 / 2 / (HOURS - 1) * (HOURS - 13)  # hours 12..23
+    assert share.simulated == pytest.approx(afternoon / OI)
+    assert any("open interest at the run's start" in n for n in share.notes)
+    # the liquidated figure itself is over its own window, levels not involved
+    assert rows[("market-btc-liquidated-pm", "hard")].simulated == pytest.approx(afternoon)
+
+
 def test_simulated_figures_are_restricted_to_the_target_window(world):
     rows = _rows(_comparison(world, "r2-plain"))
     noon = rows[("binance-btc-noon", "hard")]

@@ -198,8 +198,9 @@ class FigureSource(Protocol):
                 ) -> dict[str, dict[str, float | None]]:
         """Return ``{policy: {measure: value}}`` of one product over ``[start, end)``.
 
-        ``from_run_start`` says that ``start`` is the run's own window start, where the
-        book's initial state (or its metadata) gives the levels at the start; ``product``
+        ``from_run_start`` says that the levels at the start (open interest, borrowings) are
+        the run's initial ones, from the book's initial state (or its metadata): ``start`` is
+        the run's own window start, or a share's real open interest was read there; ``product``
         (``perp`` or ``loan``) restricts the figures to that product's accounts.
         """
 
@@ -298,12 +299,16 @@ def matching_targets(facts: RunFacts, targets: list[Target]) -> list[Target]:
 
 
 def _derived_shares(facts: RunFacts, matched: list[Target], pool: list[Target]
-                    ) -> dict[str, tuple[Target, list[str]]]:
+                    ) -> dict[str, tuple[Target, list[str], datetime]]:
     """Build a derived share-of-open-interest target per venue lacking a direct one.
 
-    Returns ``{target id: (target, keys of the targets it was derived from)}``.
+    Returns ``{target id: (target, keys of the targets it was derived from, when the open
+    interest it divides by was read)}``: the derived target keeps the liquidated figure's
+    window, and its denominator is the open interest at the start of the open-interest
+    target's window, which may be earlier (2024-08-05's liquidations over the open interest
+    read at the event's start, 08-04 12:00).
     """
-    out: dict[str, tuple[Target, list[str]]] = {}
+    out: dict[str, tuple[Target, list[str], datetime]] = {}
     venues = dict.fromkeys(t.venue for t in matched)
     for venue in venues:
         mine = [t for t in matched if t.venue == venue]
@@ -327,7 +332,7 @@ def _derived_shares(facts: RunFacts, matched: list[Target], pool: list[Target]
                  "liquidated low / OI high, high = liquidated high / OI low, from "
                  + ", ".join(t.key for t in parts) + ".",
             source=longest.source)
-        out[derived.id] = (derived, [t.key for t in parts])
+        out[derived.id] = (derived, [t.key for t in parts], min(t.window_start for t in oi))
     return out
 
 
@@ -394,8 +399,9 @@ def compare(facts: RunFacts, source: FigureSource, targets: list[Target] | None 
     derived = _derived_shares(facts, matched, pool)
     rows: list[Row] = []
     cache: dict[tuple[datetime, datetime, bool], dict] = {}
-    todo = [(t, False, []) for t in matched] + [(t, True, k) for t, k in derived.values()]
-    for target, is_derived, parts in todo:
+    todo = [(t, False, [], t.window_start) for t in matched] + [
+        (t, True, k, read) for t, k, read in derived.values()]
+    for target, is_derived, parts, levels_read in todo:
         fit = _fit_status(target, facts, parts)
         start = max(target.window_start, facts.start)
         end = min(target.window_end, facts.end)
@@ -409,9 +415,15 @@ def compare(facts: RunFacts, source: FigureSource, targets: list[Target] | None 
         if (start, end) != (target.window_start, target.window_end):
             window_notes.append(f"simulated over {_hm(start)} \u2013 {_hm(end)} only (the "
                                 "target's window is clipped to the run's)")
-        key = (start, end, start <= facts.start, target.product)
+        # levels at the run's start: the window starts there, or (a derived share) the real
+        # open interest it divides by was read there
+        at_run_start = start <= facts.start or levels_read <= facts.start
+        if at_run_start and start > facts.start:
+            window_notes.append(f"over the open interest at the run's start "
+                                f"({_hm(facts.start)}), where the real one was read")
+        key = (start, end, at_run_start, target.product)
         if key not in cache:
-            cache[key] = source.figures(start, end, start <= facts.start, target.product)
+            cache[key] = source.figures(start, end, at_run_start, target.product)
         figures = cache[key]
         for policy in source.policies:
             value = figures.get(policy, {}).get(target.measure)
