@@ -486,8 +486,8 @@ def test_a_calibrated_book_with_a_coverage_record_shows_the_model_error(world, c
     import hashlib
     import math
 
-    from backtest.sweep.coverage import point_error
     from backtest.report.build import against_what_happened
+    from backtest.sweep.coverage import point_error
 
     runs, targets = world
     fitted = runs.parent / "perps-fitted.toml"

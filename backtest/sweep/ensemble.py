@@ -561,7 +561,7 @@ def input_table(ranges: EventRanges) -> dict[str, dict[str, str]]:
 
 
 def _base_response(cfg: ResponseConfig, book_meta: dict) -> ResponseConfig | None:
-    """The response a member's share / delay apply to; None when the run switches it off."""
+    """Return the response a member's share and delay apply to (None: the run switches it off)."""
     if cfg.enabled is False:
         return None
     if cfg.enabled is None and book_meta.get("response"):
