@@ -1,4 +1,4 @@
-"""``liqbt book calibrate``: fit, check out of sample, write the calibrated file, print the errors."""
+"""``liqbt book calibrate``: fit, check out of sample, write the calibrated file, print errors."""
 
 from __future__ import annotations
 
@@ -92,7 +92,10 @@ def calibrate_file(config: str | Path, output: str | Path, max_evaluations: int 
            "fitted": list(cal.names),
            **{f"fitted_{k}": round(v, 6) for k, v in full.values.items()}}
     command = "liqbt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
-    timing = timing_rows(full.outcomes, assets=[d.spec.asset for d in cal.data])
+    products = frozenset(p for p, held in (("perp", cal.base.loan_fraction < 1.0),
+                                             ("loan", cal.base.loan_fraction > 0.0)) if held)
+    timing = timing_rows(full.outcomes, assets=[d.spec.asset for d in cal.data],
+                         products=products)
     write_calibrated(output, book, response, fit, rows, held,
                      f"Calibrated by `{command}`\nfrom {config}: do not edit by hand; refit.",
                      timing)

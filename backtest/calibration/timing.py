@@ -1,6 +1,7 @@
 """When liquidations happen inside a crash: simulated profile against the public timing figures.
 
-Two checks per event, from a calibration's outcomes (:class:`backtest.calibration.fit.EventOutcome`):
+Two checks per event, from a calibration's outcomes
+(:class:`backtest.calibration.fit.EventOutcome`):
 
 - **after the low**: the share of the simulated liquidated notional in the steps after the
   window's lowest low (a book that stands still stops liquidating at the low; real ones did
@@ -23,8 +24,13 @@ def _ms(t) -> int:
     return int(t.timestamp() * 1000)
 
 
-def sub_windows(event: str, targets: list[Target] | None = None) -> list[dict]:
-    """Published (inner, outer) liquidation windows of one venue inside an event.
+def sub_windows(event: str, targets: list[Target] | None = None,
+                products: frozenset[str] | None = None) -> list[dict]:
+    """Return the published (inner, outer) liquidation windows of each venue in an event.
+
+    ``products`` (``perp``, ``loan``) keeps the windows of venues of those products only: a
+    perp book's day is held against perp venues' timing, not a lending market's, whose
+    liquidations follow its oracle and threshold instead (None: every product).
 
     Returns
     -------
@@ -33,7 +39,8 @@ def sub_windows(event: str, targets: list[Target] | None = None) -> list[dict]:
         ``source`` (the inner target's address).
     """
     pool = [t for t in (targets or load_targets()) if t.event == event
-            and t.measure == "liquidated_notional_usd"]
+            and t.measure == "liquidated_notional_usd"
+            and (products is None or t.product in products)]
     out = []
     for inner in pool:
         outers = [t for t in pool if t.venue == inner.venue and t.asset == inner.asset
@@ -51,18 +58,20 @@ def sub_windows(event: str, targets: list[Target] | None = None) -> list[dict]:
 
 
 def timing_rows(outcomes, targets: list[Target] | None = None,
-                assets: list[str] | None = None) -> list[dict]:
-    """One row per event (and asset): share after the low, each published sub-window's fractions.
+                assets: list[str] | None = None,
+                products: frozenset[str] | None = None) -> list[dict]:
+    """Return one row per event (and asset): share after the low, each sub-window's fractions.
 
     ``assets``, in the order of ``outcomes``, names the asset of each row where one event is
-    calibrated on several assets (``None``: one row per event, no asset column).
+    calibrated on several assets (``None``: one row per event, no asset column); ``products``
+    restricts the sub-windows to venues of the book's products (:func:`sub_windows`).
     """
     rows = []
     for o, asset in zip(outcomes, assets or [None] * len(outcomes), strict=True):
         row = {"event": o.event, "simulated_share_after_low": round(o.share_after_low, 4)}
         if asset is not None:
             row["asset"] = asset
-        for k, w in enumerate(sub_windows(o.event, targets)):
+        for k, w in enumerate(sub_windows(o.event, targets, products)):
             sim = o.fraction_within(w["inner"], w["outer"])
             row[f"window_{k}_venue"] = w["venue"]
             row[f"window_{k}_real_fraction"] = round(w["real_fraction"], 4)
