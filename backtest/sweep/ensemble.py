@@ -100,9 +100,11 @@ DEFAULT_PERMANENT_FRACTION = (0.25, 0.75)
 DEFAULT_KEEPER_LATENCY = (0.0, 5.0)
 """Keeper latency range, minutes (uniform), where the config has none."""
 ENGINE_NOT_DRAWN = "not drawn: the venue's engine liquidates at once"
+"""Why keeper latency is not drawn by default for policies with ``liquidator = "engine"``."""
 HELD_BY_FIT = ("not drawn: held at the calibrated file's value, as the fit held it (no "
                "measured uncertainty; give a range in [ensemble] to draw it)")
-"""Why keeper latency is not drawn by default for policies with ``liquidator = "engine"``."""
+"""Why a calibrated file's book field the fit did not fit (``low_leverage_share`` of the perp
+fit) is not drawn by default."""
 KEEPER_INPUTS = ("keeper_latency_minutes", "keeper_capital_usd")
 """Inputs that describe third-party keepers: drawn by default only for keeper-liquidated
 policies (a policy's ``liquidator``, ``strategies/README.md``)."""
