@@ -169,6 +169,18 @@ def test_the_same_sweep_in_two_directories_is_told_apart(tmp_path):
     assert sorted(sweeps["sweep_dir"]) == sorted([str(copy.resolve()), str(first.resolve())])
     assert per["n"].to_list() == [3, 3] and per["b"].to_list() == [3.0, 3.0]
     assert sorted(steps["n"]) == [9, 9]
+    # a catalog of one sweep (what a governance report reads): that sweep alone, under the
+    # id the whole directory gives it, and no runs
+    other = _fake_sweep(runs / "sweeps" / "other", "other-5678abcd", 2)
+    with Catalog(runs, sweeps=[copy]) as cat:
+        only = cat.query("SELECT sweep_id, sweep_dir FROM sweeps")
+        assert only["sweep_dir"].to_list() == [str(copy.resolve())]
+        assert only["sweep_id"].to_list() == [cat.sweep_id(copy)]
+        assert cat.sweep_id(copy) in ids
+        assert cat.query("SELECT count(*) AS n FROM sweep_cells")["n"][0] == 3
+        assert cat.query("SELECT count(*) AS n FROM runs")["n"][0] == 0
+    with Catalog(runs) as cat:
+        assert cat.sweep_id(other) == "other-5678abcd"
 
 
 def test_a_run_outside_the_runs_directory_can_be_named_by_path(world, tmp_path):

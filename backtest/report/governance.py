@@ -246,7 +246,7 @@ def write_governance_report(proposal_path: str | Path, output: str | Path | None
                         show_progress=show_progress,
                         param_sets={policy_name(proposal): [ps for _, ps in roles]},
                         command=command)
-    with Catalog(runs) as catalog:
+    with Catalog(runs, sweeps=[outcome.sweep_dir]) as catalog:
         catalog.register_sweep(outcome.sweep_dir)
         data = load_governance_data(catalog, proposal, path, outcome.sweep_dir, roles,
                                     strategies, events)

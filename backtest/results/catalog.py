@@ -106,7 +106,8 @@ READ_ONLY_STATEMENTS = ("SELECT",)
 """Statement types (``duckdb.StatementType`` names) :meth:`Catalog.query` runs."""
 
 _RUNS_COLUMNS = {
-    "run_id": "VARCHAR", "run_kind": "VARCHAR", "name": "VARCHAR", "created_at": "TIMESTAMPTZ", "event": "VARCHAR",
+    "run_id": "VARCHAR", "run_kind": "VARCHAR", "name": "VARCHAR", "created_at": "TIMESTAMPTZ",
+    "event": "VARCHAR",
     "symbol": "VARCHAR", "window_start": "TIMESTAMPTZ", "window_end": "TIMESTAMPTZ",
     "tape_interval": "VARCHAR", "steps": "BIGINT", "accounts": "BIGINT",
     "policies": "VARCHAR[]", "package_version": "VARCHAR", "run_dir": "VARCHAR",
@@ -181,9 +182,9 @@ def scan_runs(root: Path) -> tuple[list[RunEntry], list[str]]:
     """Return the complete run directories of every kind under ``root``, by run id.
 
     Single-asset runs are directly under ``root``, other kinds in their folder
-    (:data:`backtest.results.runs.RUN_KIND_DIRS`). Hidden entries (temporary directories of runs being written, or of killed runs) are
-    never read. A directory whose manifest cannot be read is left out and described in the
-    second list.
+    (:data:`backtest.results.runs.RUN_KIND_DIRS`). Hidden entries (temporary directories of
+    runs being written, or of killed runs) are never read. A directory whose manifest cannot
+    be read is left out and described in the second list.
     """
     runs, problems = [], []
     if not root.is_dir():
@@ -322,6 +323,13 @@ class Catalog:
         an empty catalog.
     read_only : bool
         Accepted for compatibility; every catalog is read-only.
+    sweeps : list of str or Path, optional
+        Hold only these sweep directories (found in the runs directory or registered in it),
+        under the ids the whole runs directory gives them, and no runs: what a report on one
+        sweep reads, at a cost that grows little with everything else kept under ``root``
+        (the example governance report, its cells reused, in a runs directory of 4.6 GB: 67 s
+        and 1.1 GB over the whole catalog, 29 s and 0.68 GB over its sweep; 24 s and 0.56 GB
+        in a directory holding only that sweep). None: everything.
 
     Attributes
     ----------
@@ -335,10 +343,12 @@ class Catalog:
         If the runs directory exists but is not a directory.
     """
 
-    def __init__(self, root: str | Path | None = None, read_only: bool = True):
+    def __init__(self, root: str | Path | None = None, read_only: bool = True,
+                 sweeps: list[str | Path] | None = None):
         self.root = paths.runs_dir(root)
         if self.root.exists() and not self.root.is_dir():
             raise CatalogError("the runs directory is a file, not a directory", self.root)
+        self._only = None if sweeps is None else {Path(d).resolve() for d in sweeps}
         self._extra: dict[str, RunEntry] = {}
         self.con: duckdb.DuckDBPyConnection | None = None
         self.refresh()
@@ -364,9 +374,11 @@ class Catalog:
                         from None
 
     def _scan(self) -> None:
-        runs, problems = scan_runs(self.root)
+        runs, problems = scan_runs(self.root) if self._only is None else ([], [])
         sweeps, sweep_problems = scan_sweeps(self.root.resolve()) if self.root.is_dir() \
             else ([], [])
+        if self._only is not None:  # ids as the whole directory gives them, then only these
+            sweeps = [s for s in sweeps if s.sweep_dir in self._only]
         by_id = {r.run_id: r for r in runs}
         for run_id, entry in self._extra.items():
             by_id.setdefault(run_id, entry)
