@@ -143,7 +143,7 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
     spec = (manifest.get("config", {}).get("resolved", {}).get("ensemble") or {})
     cond_ids = list(spec.get("condition_on") or [])
     lines: list[str] = []
-    with Catalog(runs) as catalog:
+    with Catalog(runs, sweeps=[sweep_dir]) as catalog:
         sid = catalog.sweep_id(sweep_dir)
         by, labels = sweep_labels(catalog, sid)
         events = []

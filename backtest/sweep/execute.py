@@ -23,8 +23,8 @@ from backtest.results.intervals import sweep_intervals
 from backtest.sweep.backends import run_dask, run_local
 from backtest.sweep.config import SweepConfig, load_sweep_config
 from backtest.sweep.grid import ParamSet
-from backtest.sweep.plan import SweepPlan, plan_sweep, plan_table
 from backtest.sweep.options_cell import plan_options_sweep
+from backtest.sweep.plan import SweepPlan, plan_sweep, plan_table
 from backtest.sweep.portfolio_plan import plan_portfolio_sweep
 from backtest.sweep.store import SweepStore
 
@@ -170,11 +170,10 @@ def run_sweep(config_path: str | Path, *, cfg: SweepConfig | None = None,
             "cells_computed": outcome.computed, "wall_seconds": outcome.wall_seconds,
             "run_seconds": run_seconds, "cells_per_minute": outcome.cells_per_minute}
         sdir.write_json("sweep.json", manifest)
-    if register:
-        from backtest.results.catalog import Catalog
+    if register:  # the pointer only: no catalog needs opening for it
+        from backtest.results.catalog import register_sweep
 
-        with Catalog(runs) as catalog:
-            catalog.register_sweep(sdir.root)
+        register_sweep(sdir.root, runs)
     return outcome
 
 
