@@ -183,6 +183,30 @@ def test_the_same_sweep_in_two_directories_is_told_apart(tmp_path):
         assert cat.sweep_id(other) == "other-5678abcd"
 
 
+def test_a_catalog_of_one_run_holds_that_run_only(world, tmp_path):
+    """What `liqbt run` reads for its summary and report: the run just made, not every run
+    kept beside it (and no sweep)."""
+    runs = tmp_path / "runs"
+    shutil.copytree(world["run_dir"], runs / world["run_id"])
+    twin = runs / (world["run_id"][:-4] + "beef")
+    shutil.copytree(world["run_dir"], twin)
+    manifest = json.loads((twin / "manifest.json").read_text())
+    manifest["run_id"] = twin.name
+    (twin / "manifest.json").write_text(json.dumps(manifest))
+    for table in ("steps", "accounts"):  # the twin's rows carry its own id
+        path = twin / f"{table}.parquet"
+        pl.read_parquet(path).with_columns(run_id=pl.lit(twin.name)).write_parquet(path)
+    _fake_sweep(runs / "sweeps" / "margin", "margin-1234abcd", 3)
+    with Catalog(runs) as everything:
+        assert everything.query("SELECT count(*) AS n FROM runs")["n"][0] == 2
+        steps = everything.query("SELECT count(*) AS n FROM steps")["n"][0]
+    with Catalog(runs, run_ids=[world["run_id"]]) as cat:
+        assert cat.run_ids() == [world["run_id"]]
+        assert cat.query("SELECT count(*) AS n FROM steps")["n"][0] * 2 == steps
+        assert cat.query("SELECT count(*) AS n FROM sweeps")["n"][0] == 0
+        assert cat.resolve(world["run_id"]) == world["run_id"]
+
+
 def test_a_run_outside_the_runs_directory_can_be_named_by_path(world, tmp_path):
     elsewhere = tmp_path / "kept" / world["run_id"]
     shutil.copytree(world["run_dir"], elsewhere)

@@ -63,7 +63,7 @@ def run(
     console = _console(stderr=True)
     run_id, run_dir = execute(config, runs, store, strategies, events, show_progress=not quiet,
                               overrides=overrides)
-    with Catalog(runs) as catalog:
+    with Catalog(runs, run_ids=[run_id]) as catalog:  # this run only, however many are kept
         manifest = catalog.manifest(run_id)
         print_summary(_console(), catalog.summary(run_id), manifest)
         if report:

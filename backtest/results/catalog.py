@@ -325,11 +325,16 @@ class Catalog:
         Accepted for compatibility; every catalog is read-only.
     sweeps : list of str or Path, optional
         Hold only these sweep directories (found in the runs directory or registered in it),
-        under the ids the whole runs directory gives them, and no runs: what a report on one
-        sweep reads, at a cost that grows little with everything else kept under ``root``
-        (the example governance report, its cells reused, in a runs directory of 4.6 GB: 67 s
-        and 1.1 GB over the whole catalog, 29 s and 0.68 GB over its sweep; 24 s and 0.56 GB
-        in a directory holding only that sweep). None: everything.
+        under the ids the whole runs directory gives them: what a report on one sweep reads,
+        at a cost that grows little with everything else kept under ``root`` (the example
+        governance report, its cells reused, in a runs directory of 4.6 GB: 67 s and 1.1 GB
+        over the whole catalog, 29 s and 0.68 GB over its sweep; 24 s and 0.56 GB in a
+        directory holding only that sweep).
+    run_ids : list of str, optional
+        Hold only these runs of the runs directory (what a run's own report reads).
+        With either ``sweeps`` or ``run_ids`` given, the catalog holds what they name and
+        nothing else (no runs when only ``sweeps`` is given, and the reverse); both None:
+        everything.
 
     Attributes
     ----------
@@ -344,11 +349,13 @@ class Catalog:
     """
 
     def __init__(self, root: str | Path | None = None, read_only: bool = True,
-                 sweeps: list[str | Path] | None = None):
+                 sweeps: list[str | Path] | None = None, run_ids: list[str] | None = None):
         self.root = paths.runs_dir(root)
         if self.root.exists() and not self.root.is_dir():
             raise CatalogError("the runs directory is a file, not a directory", self.root)
-        self._only = None if sweeps is None else {Path(d).resolve() for d in sweeps}
+        scoped = sweeps is not None or run_ids is not None
+        self._only = {Path(d).resolve() for d in sweeps or ()} if scoped else None
+        self._only_runs = set(run_ids or ()) if scoped else None
         self._extra: dict[str, RunEntry] = {}
         self.con: duckdb.DuckDBPyConnection | None = None
         self.refresh()
@@ -374,11 +381,12 @@ class Catalog:
                         from None
 
     def _scan(self) -> None:
-        runs, problems = scan_runs(self.root) if self._only is None else ([], [])
-        sweeps, sweep_problems = scan_sweeps(self.root.resolve()) if self.root.is_dir() \
-            else ([], [])
+        runs, problems = scan_runs(self.root) if self._only_runs != set() else ([], [])
+        sweeps, sweep_problems = scan_sweeps(self.root.resolve()) \
+            if self.root.is_dir() and self._only != set() else ([], [])
         if self._only is not None:  # ids as the whole directory gives them, then only these
             sweeps = [s for s in sweeps if s.sweep_dir in self._only]
+            runs = [r for r in runs if r.run_id in self._only_runs]
         by_id = {r.run_id: r for r in runs}
         for run_id, entry in self._extra.items():
             by_id.setdefault(run_id, entry)
