@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import platform
 import resource
+import shlex
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -21,6 +23,14 @@ VERSIONED = ("liqbt", "numpy", "numba", "polars", "pyarrow", "duckdb", "plotly",
 
 NOT_INSTALLED = "not installed"
 """The version recorded for a distribution of :data:`VERSIONED` that is not installed."""
+
+
+def command_line() -> str:
+    """Return this process's command as the user typed it: ``liqbt`` and its quoted arguments.
+
+    What a written file's header records (``Calibrated by `...```), so that it can be re-made.
+    """
+    return "liqbt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 def file_sha256(path: str | Path) -> str:

@@ -35,8 +35,6 @@ those in the fit, so ``liqbt validate`` marks every other figure of the event he
 from __future__ import annotations
 
 import math
-import shlex
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +56,7 @@ from backtest.calibration.loan_shape import (
     shape_fields,
 )
 from backtest.errors import ConfigError
+from backtest.provenance import command_line
 from backtest.validation import describe, read_toml
 
 #: Generator parameters a loan-state fit may solve for (the loans' loan-to-value at entry).
@@ -354,7 +353,7 @@ def calibrate_loan_state(config: str | Path, output: str | Path, store=None, con
            "simulated_collateral_usd": real.debt_usd / mid.simulated,
            "real_debt_to_collateral": real.middle, "simulated_debt_to_collateral": mid.simulated,
            "ratio": mid.simulated / real.middle, "targets": real.targets, "in_fit": True}
-    command = "liqbt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+    command = command_line()
     write_calibrated(output, fitter.params(mid.value),
                      ResponseConfig(enabled=False), fit, [row], [],
                      f"Calibrated by `{command}`\nfrom {config}: do not edit by hand; refit.")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import shlex
-import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -15,6 +13,7 @@ from backtest.calibration.fitted import write_calibrated
 from backtest.calibration.loan_state import calibrate_loan_state, is_loan_state
 from backtest.calibration.timing import timing_rows
 from backtest.engine.config import ResponseConfig
+from backtest.provenance import command_line
 
 
 def _row(o: EventOutcome, spec, in_fit: bool, oi_weight: float = 0.0) -> dict:
@@ -91,7 +90,7 @@ def calibrate_file(config: str | Path, output: str | Path, max_evaluations: int 
            "seconds": round(full.seconds + sum(f.seconds for _, f in loo), 1),
            "fitted": list(cal.names),
            **{f"fitted_{k}": round(v, 6) for k, v in full.values.items()}}
-    command = "liqbt " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else ""
+    command = command_line()
     products = frozenset(p for p, held in (("perp", cal.base.loan_fraction < 1.0),
                                              ("loan", cal.base.loan_fraction > 0.0)) if held)
     timing = timing_rows(full.outcomes, assets=[d.spec.asset for d in cal.data],

@@ -169,12 +169,11 @@ def coverage(
               f"({s['inside_with_model_error_held_out']} with that error estimated without "
               "the event)")
     if write:
-        import shlex
-        import sys
         from datetime import UTC, datetime
 
-        command = "liqbt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        path = write_coverage(fitted, rows, members, seed, command,
+        from backtest.provenance import command_line
+
+        path = write_coverage(fitted, rows, members, seed, command_line(),
                               datetime.now(UTC).strftime("%Y-%m-%d"))
         out.print(f"wrote {path}")
 

@@ -66,7 +66,7 @@ def render_text(run_id: str, comparison) -> str:
     str
     """
     from backtest.calibration.compare import table_rows
-    from backtest.sweep.coverage import add_model_error, point_error, point_sentence
+    from backtest.sweep.coverage import add_point_error
 
     f = comparison.facts
     window = f"{f.start:%Y-%m-%d %H:%M} \u2013 {f.end:%Y-%m-%d %H:%M} UTC"
@@ -79,10 +79,9 @@ def render_text(run_id: str, comparison) -> str:
         lines.append(comparison.sentence)
         return "\n".join(lines)
     rows = table_rows(comparison)
-    sigma = point_error(f.calibration)
-    if sigma is not None:
-        add_model_error(rows, comparison, [comparison, comparison], sigma)
-        lines.append(f"note: {point_sentence(f.calibration)}")
+    said = add_point_error(rows, comparison, f.calibration)
+    if said:
+        lines.append(f"note: {said}")
     width = max(len(r["policy"]) for r in rows)
     current = None
     for r in rows:

@@ -1138,7 +1138,7 @@ def against_what_happened(catalog: Catalog, run_id: str,
     from backtest.calibration.compare import RunFacts, compare, far_from_reality, table_rows
     from backtest.calibration.sources import RunTables
     from backtest.errors import ConfigError
-    from backtest.sweep.coverage import add_model_error, point_error, point_sentence
+    from backtest.sweep.coverage import add_point_error
 
     facts = RunFacts.from_manifest(catalog.manifest(run_id))
     try:
@@ -1148,10 +1148,10 @@ def against_what_happened(catalog: Catalog, run_id: str,
                 "book_kind": "", "sentence": f"The published targets could not be read, so "
                                              f"this run is not held against what happened: {exc}"}
     rows, notes = table_rows(comparison), list(comparison.notes)
-    sigma = point_error(facts.calibration)
-    if sigma is not None and not comparison.sentence:
-        add_model_error(rows, comparison, [comparison, comparison], sigma)
-        notes.append(point_sentence(facts.calibration))
+    said = None if comparison.sentence else add_point_error(rows, comparison,
+                                                            facts.calibration)
+    if said:
+        notes.append(said)
     return {"rows": rows, "notes": notes,
             "sentence": comparison.sentence, "calibrated": comparison.calibrated,
             "book_kind": comparison.book_kind, "far": far_from_reality(comparison)}

@@ -20,16 +20,15 @@ their p5 - p95; far fewer means the intervals are too narrow.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from backtest.calibration.fit import Calibration, apply, load_calibration, simulate_event
+from backtest.calibration.fit import Calibration, load_calibration
 from backtest.errors import ConfigError
-from backtest.policies import pack_policy
+from backtest.provenance import file_sha256
 from backtest.sweep.ensemble import book_seed, quantile
 from backtest.sweep.joint import joint_draw
 from backtest.validation import read_toml
@@ -138,15 +137,12 @@ def interval_coverage(fitted: str | Path, members: int = 30, seed: int = 0,
         if held_out:
             centre = dataclasses.replace(draw, centre=tuple(
                 float(refits[i][f"fitted_{f}"]) for f in draw.fields))
-        policy = pack_policy(cal.policy, int(np.median(np.diff(d.timestamp)) // 1000))
         shares = []
-        for k in range(members):
+        for k in range(members):  # draw.fields are cal.names, in order (checked above)
             drawn = centre.values([quantile(seed, k, f"jackknife_weight_{j}")
                                    for j in range(draw.refits)])
             values = [drawn[n] for n in draw.names]
-            params, response = apply(cal.base, cal.response, list(draw.fields), values)
-            shares.append(simulate_event(d, params, response, policy, cal.cfg.accounts,
-                                         book_seed(seed, k)).share)
+            shares.append(cal.outcomes(values, [d], book_seed(seed, k))[0].share)
         p5, p50, p95 = (float(x) for x in np.percentile(shares, [5, 50, 95]))
         rows.append(CoverageRow(d.spec.event, d.spec.venue, d.spec.asset, *d.share,
                                 "refit without the event" if held_out else "full fit",
@@ -203,9 +199,9 @@ def _sigma(events: list[tuple[float, float, float]]) -> float:
     return math.sqrt(max(ms - var, 0.0))
 
 
-def _recorded(fitted: str | Path | None) -> list[tuple[float, float, float]]:
-    """Return ``(ratio, p5, p95)`` of each event of the current record for ``fitted``."""
-    return [(e["ratio"], e["p5"], e["p95"]) for e in (_record(fitted) or {}).get("event", [])
+def _recorded(record: dict | None) -> list[tuple[float, float, float]]:
+    """Return ``(ratio, p5, p95)`` of each event of a record (:func:`_record`; None: none)."""
+    return [(e["ratio"], e["p5"], e["p95"]) for e in (record or {}).get("event", [])
             if e.get("p5", 0) > 0 and e.get("ratio")]
 
 
@@ -219,7 +215,7 @@ def write_coverage(fitted: str | Path, rows: list[CoverageRow], members: int, se
     from backtest.atomic import atomic_path
     from backtest.calibration.fitted import toml_table
 
-    head = {"fitted": Path(fitted).name, "fitted_sha256": _sha256(fitted),
+    head = {"fitted": Path(fitted).name, "fitted_sha256": file_sha256(fitted),
             "members": members, "seed": seed,
             "centre": rows[0].centre, "measured": when, **summary(rows)}
     lines = [f"# Written by `{command}`: do not edit by hand; re-run.", ""]
@@ -235,10 +231,6 @@ def write_coverage(fitted: str | Path, rows: list[CoverageRow], members: int, se
     return coverage_path(fitted)
 
 
-def _sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _record(fitted: str | Path | None) -> dict | None:
     """Return the ``[coverage]`` table recorded for ``fitted``, or None.
 
@@ -248,7 +240,7 @@ def _record(fitted: str | Path | None) -> dict | None:
     if fitted is None or not coverage_path(fitted).is_file() or not Path(fitted).is_file():
         return None
     c = read_toml(coverage_path(fitted)).get("coverage", {})
-    if c.get("fitted") != Path(fitted).name or c.get("fitted_sha256") != _sha256(fitted):
+    if c.get("fitted") != Path(fitted).name or c.get("fitted_sha256") != file_sha256(fitted):
         return None
     return c
 
@@ -263,7 +255,7 @@ def discrepancy(fitted: str | Path | None) -> float | None:
     3.29 standard deviations), floored at 0 (Kennedy and O'Hagan 2001, "Bayesian calibration
     of computer models", JRSS B 63(3): the model discrepancy).
     """
-    events = _recorded(fitted)
+    events = _recorded(_record(fitted))
     return _sigma(events) if events else None
 
 
@@ -274,18 +266,41 @@ def point_error(fitted: str | Path | None) -> float | None:
     their own spread together, ``sqrt(mean(log(p50 / real)**2) + mean(member log variance))``.
     None without a current coverage record.
     """
-    events = _recorded(fitted)
+    return _point_error(_recorded(_record(fitted)))
+
+
+def _point_error(events: list[tuple[float, float, float]]) -> float | None:
     if not events:
         return None
     ms, var = _moments(events)
     return math.sqrt(ms + var)
 
 
-def point_sentence(fitted: str | Path | None) -> str | None:
-    """Return what the recorded check says about one run's liquidation figures, or None."""
-    sigma, c = point_error(fitted), _record(fitted)
+def add_point_error(rows: list[dict], comparison, fitted: str | Path | None) -> str | None:
+    """Widen one run's liquidation rows by its recorded log error; return the sentence saying so.
+
+    The band of :func:`add_model_error` with one run as its own p5 and p95 and
+    :func:`point_error` as the log error, for ``liqbt validate RUN`` and the run report.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Display rows of ``comparison`` (:func:`backtest.calibration.compare.table_rows`),
+        changed in place.
+    comparison : backtest.calibration.compare.Comparison
+    fitted : str or Path or None
+        The calibrated file the run's book was drawn from (``RunFacts.calibration``).
+
+    Returns
+    -------
+    str or None
+        The note for the reader; None (rows unchanged) without a current coverage record.
+    """
+    c = _record(fitted)
+    sigma = _point_error(_recorded(c))
     if sigma is None:
         return None
+    add_model_error(rows, comparison, [comparison, comparison], sigma)
     where = "held out" if c.get("centre") == "refit without the event" else "in sample"
     return (f"Liquidation figures carry a 90% band for the model's error, from the "
             f"{c['events']} past events this book was calibrated on ({where}; liqbt book "
@@ -349,7 +364,8 @@ def coverage_sentence(fitted: str | Path | None) -> str | None:
     if c is None:
         return None
     where = "held out" if c.get("centre") == "refit without the event" else "in sample"
-    sigma = discrepancy(fitted)
+    events = _recorded(c)
+    sigma = _sigma(events) if events else None
     band = ("" if sigma is None else
             "; the liquidation figures also carry it widened by that error (log standard "
             f"deviation {sigma:.2f}, what the members' spread leaves of the held-out errors)")
@@ -362,6 +378,6 @@ def coverage_sentence(fitted: str | Path | None) -> str | None:
             f"own error, so read it as a lower bound on the uncertainty{band}.")
 
 
-__all__ = ["BAND_MEASURES", "CoverageRow", "add_model_error", "coverage_path",
-           "coverage_sentence", "discrepancy", "interval_coverage", "model_error_band",
-           "point_error", "point_sentence", "summary", "write_coverage"]
+__all__ = ["BAND_MEASURES", "CoverageRow", "add_model_error", "add_point_error",
+           "coverage_path", "coverage_sentence", "discrepancy", "interval_coverage",
+           "model_error_band", "point_error", "summary", "write_coverage"]
