@@ -18,11 +18,12 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
     """Return the "against what happened" section: per event, the rows of ``liqbt validate``.
 
     The current and proposed parameter sets stand for the policies; their figures come from
-    the proposal's unstressed cells (:class:`backtest.calibration.compare.SweepTables`),
+    the proposal's unstressed cells (:class:`backtest.calibration.sources.SweepTables`),
     averaged over seeds (over the members kept, when the ensemble is conditioned: the
-    conditioning targets are then marked "conditioned on (in fit)"). The book's venue,
-    calibration targets and open interest come from the event's books (the first seed's
-    metadata; the notional at the window start averaged over seeds).
+    conditioning targets are then marked "conditioned on (in fit)"). The book's venue and
+    calibration targets come from the event's books (the first seed's metadata), the open
+    interest at the window start from each member's book, so that its interval and the
+    liquidated share are taken member by member.
 
     Parameters
     ----------
