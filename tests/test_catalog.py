@@ -14,8 +14,9 @@ import pytest
 
 from backtest.atomic import WRITING, remove_stale_temporaries
 from backtest.engine.run import execute
+from backtest.errors import CatalogError
 from backtest.results import Catalog
-from backtest.results.catalog import RELATIONS, register_sweep
+from backtest.results.catalog import RELATIONS, find_run, register_sweep
 from tests.results_world import liqbt, make_world
 
 
@@ -183,10 +184,9 @@ def test_the_same_sweep_in_two_directories_is_told_apart(tmp_path):
         assert cat.sweep_id(other) == "other-5678abcd"
 
 
-def test_a_catalog_of_one_run_holds_that_run_only(world, tmp_path):
-    """What `liqbt run` reads for its summary and report: the run just made, not every run
-    kept beside it (and no sweep)."""
-    runs = tmp_path / "runs"
+def _two_runs(world, root: Path) -> Path:
+    """A runs directory holding the world's run, a twin with its own id, and a sweep."""
+    runs = root / "runs"
     shutil.copytree(world["run_dir"], runs / world["run_id"])
     twin = runs / (world["run_id"][:-4] + "beef")
     shutil.copytree(world["run_dir"], twin)
@@ -197,6 +197,13 @@ def test_a_catalog_of_one_run_holds_that_run_only(world, tmp_path):
         path = twin / f"{table}.parquet"
         pl.read_parquet(path).with_columns(run_id=pl.lit(twin.name)).write_parquet(path)
     _fake_sweep(runs / "sweeps" / "margin", "margin-1234abcd", 3)
+    return runs
+
+
+def test_a_catalog_of_one_run_holds_that_run_only(world, tmp_path):
+    """What `liqbt run` reads for its summary and report: the run just made, not every run
+    kept beside it (and no sweep)."""
+    runs = _two_runs(world, tmp_path)
     with Catalog(runs) as everything:
         assert everything.query("SELECT count(*) AS n FROM runs")["n"][0] == 2
         steps = everything.query("SELECT count(*) AS n FROM steps")["n"][0]
@@ -205,6 +212,30 @@ def test_a_catalog_of_one_run_holds_that_run_only(world, tmp_path):
         assert cat.query("SELECT count(*) AS n FROM steps")["n"][0] * 2 == steps
         assert cat.query("SELECT count(*) AS n FROM sweeps")["n"][0] == 0
         assert cat.resolve(world["run_id"]) == world["run_id"]
+
+
+def test_a_run_is_found_from_the_manifests_and_opened_alone(world, tmp_path):
+    """`liqbt report RUN` and `liqbt validate RUN`: an id, prefix, 'latest' or directory names
+    the run before any table is read, and the catalog they open holds that run only."""
+    runs = _two_runs(world, tmp_path)
+    twin = world["run_id"][:-4] + "beef"
+    assert find_run("latest", runs).run_id == max(world["run_id"], twin)
+    assert find_run(twin, runs).run_dir == (runs / twin).resolve()
+    assert find_run(twin[:-1], runs).run_id == twin  # a unique prefix
+    with pytest.raises(CatalogError, match="2 runs matching"):
+        find_run(world["run_id"][:-4], runs)
+    with pytest.raises(CatalogError, match="no run matching"):
+        find_run("nothing-like-it", runs)
+    elsewhere = tmp_path / "kept" / world["run_id"]
+    shutil.copytree(world["run_dir"], elsewhere)
+    outside = find_run(str(elsewhere), tmp_path / "no-runs-here")
+    assert (outside.run_id, outside.run_dir) == (world["run_id"], elsewhere.resolve())
+    for entry, root in ((find_run(twin, runs), runs), (outside, runs)):
+        with Catalog.of_run(entry, root) as cat:
+            assert cat.run_ids() == [entry.run_id]
+            assert cat.run_dir(entry.run_id) == entry.run_dir
+            assert cat.query("SELECT DISTINCT run_id FROM steps").rows() == [(entry.run_id,)]
+            assert cat.query("SELECT count(*) AS n FROM sweeps")["n"][0] == 0
 
 
 def test_a_run_outside_the_runs_directory_can_be_named_by_path(world, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -68,25 +69,24 @@ def report(
         raise ConfigError("give a RUN (id, prefix, 'latest' or directory) or --governance "
                           "PROPOSAL")
     from backtest.report import write_report
-    from backtest.results.catalog import Catalog
+    from backtest.results.catalog import Catalog, find_run
     from backtest.results.metrics import OPTIONS, PORTFOLIO
 
     root = paths.runs_dir(runs)
     if not root.is_dir() and not Path(run).is_dir():
         raise CatalogError(f"no runs directory at {root}: run `liqbt run CONFIG` first, "
                            "or pass --runs")
-    with Catalog(runs) as catalog:  # in memory, read-only: never waits on a running run
-        run_id = catalog.resolve(run)
-        kind = catalog.run_kind(run_id)
-        if kind == OPTIONS:  # an options study is reported in its portfolio run's report
-            run_id = catalog.resolve(catalog.manifest(run_id)["portfolio_run_id"])
-            kind = PORTFOLIO
-        if kind == PORTFOLIO:  # its own report (liqbt portfolio report)
-            from backtest.report.portfolio import write_portfolio_report
+    entry = find_run(run, runs)
+    if entry.kind == OPTIONS:  # an options study is reported in its portfolio run's report
+        manifest = json.loads((entry.run_dir / "manifest.json").read_text(encoding="utf-8"))
+        entry = find_run(manifest["portfolio_run_id"], runs)
+    if entry.kind == PORTFOLIO:  # its own report (liqbt portfolio report)
+        from backtest.report.portfolio import write_portfolio_report
 
-            out = write_portfolio_report(catalog.run_dir(run_id), output)
-        else:
-            out = write_report(catalog, run_id, output)
+        out = write_portfolio_report(entry.run_dir, output)
+    else:  # in memory, read-only, this run only: never waits on a running run, nor reads others
+        with Catalog.of_run(entry, runs) as catalog:
+            out = write_report(catalog, entry.run_id, output)
     typer.echo(str(out))
 
 

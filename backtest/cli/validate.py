@@ -36,7 +36,7 @@ def validate(
     from backtest.calibration.sources import RunTables
     from backtest.calibration.targets import load_targets
     from backtest.errors import CatalogError
-    from backtest.results.catalog import Catalog
+    from backtest.results.catalog import Catalog, find_run
 
     root = paths.runs_dir(runs)
     if not root.is_dir() and not Path(run).is_dir():
@@ -46,8 +46,9 @@ def validate(
     if (Path(run) / "sweep.json").is_file():
         typer.echo(ensemble_text(Path(run), runs, pool))
         return
-    with Catalog(runs) as catalog:
-        run_id = catalog.resolve(run)
+    entry = find_run(run, runs)
+    run_id = entry.run_id
+    with Catalog.of_run(entry, runs) as catalog:  # this run only, however many are kept
         facts = RunFacts.from_manifest(catalog.manifest(run_id))
         comparison = compare(facts, RunTables(catalog, run_id, facts), targets=pool)
     typer.echo(render_text(run_id, comparison))

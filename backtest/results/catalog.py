@@ -202,6 +202,56 @@ def scan_runs(root: Path) -> tuple[list[RunEntry], list[str]]:
     return runs, problems
 
 
+def _is_run_dir(run: str | Path) -> bool:
+    return Path(run).is_dir() and (Path(run) / "manifest.json").is_file()
+
+
+def _match(run: str, ids: list[str], root: Path) -> str:
+    """Return the one id of ``ids`` (oldest first) that ``run`` names.
+
+    That is ``run`` itself, the newest for ``latest``, or the one starting with ``run``; else
+    raise :class:`CatalogError` naming the latest ids.
+    """
+    if run == "latest" and ids:
+        return ids[-1]
+    matches = [i for i in ids if i == run] or [i for i in ids if i.startswith(run)]
+    if len(matches) != 1:
+        known = ", ".join(ids[-5:]) or "none"
+        what = "no run" if not matches else f"{len(matches)} runs"
+        raise CatalogError(f"{what} matching '{run}' in {root} (latest runs: {known})")
+    return matches[0]
+
+
+def find_run(run: str | Path, root: str | Path | None = None) -> RunEntry:
+    """Find the run that ``run`` names from the manifests alone, opening no result table.
+
+    What :meth:`Catalog.resolve` accepts is accepted here, so a command about one run can open
+    :meth:`Catalog.of_run`, whose cost does not grow with the runs kept beside it.
+
+    Parameters
+    ----------
+    run : str or Path
+        Run id, unique prefix of one, ``latest`` (the newest id), or a run directory (inside
+        the runs directory or not).
+    root : str or Path, optional
+        Runs directory (default ``$LIQBT_RUNS``, else ``runs``).
+
+    Returns
+    -------
+    RunEntry
+
+    Raises
+    ------
+    CatalogError
+        If nothing or more than one run matches, or the directory's manifest cannot be read.
+    """
+    if _is_run_dir(run):
+        return read_run(run)
+    root = paths.runs_dir(root)
+    entries = {e.run_id: e for e in scan_runs(root)[0]}
+    return entries[_match(str(run), list(entries), root)]
+
+
 def _pointer_name(sweep_dir: Path) -> str:
     return hashlib.sha256(str(sweep_dir).encode()).hexdigest()[:16] + ".json"
 
@@ -359,6 +409,26 @@ class Catalog:
         self._extra: dict[str, RunEntry] = {}
         self.con: duckdb.DuckDBPyConnection | None = None
         self.refresh()
+
+    @classmethod
+    def of_run(cls, entry: RunEntry, root: str | Path | None = None) -> Catalog:
+        """Open a catalog holding only the run of ``entry`` (found by :func:`find_run`).
+
+        Its time and memory do not grow with the other runs and sweeps kept in ``root``. A
+        run directory outside ``root`` is registered (:meth:`register`); it is the one shown
+        even where ``root`` keeps a run of the same id.
+
+        Raises
+        ------
+        CatalogError
+            As :class:`Catalog`.
+        """
+        root = paths.runs_dir(root)
+        inside = entry.run_dir.parent in {(root / d).resolve() for d in RUN_KIND_DIRS.values()}
+        catalog = cls(root, run_ids=[entry.run_id] if inside else [])
+        if not inside:
+            catalog.register(entry.run_dir)
+        return catalog
 
     # ------------------------------------------------------------------ building
 
@@ -588,17 +658,9 @@ class Catalog:
         CatalogError
             If nothing or more than one run matches.
         """
-        ids = self.run_ids()
-        if run == "latest" and ids:
-            return ids[-1]
-        if Path(run).is_dir() and (Path(run) / "manifest.json").is_file():
+        if _is_run_dir(run):
             return self.register(run)
-        matches = [i for i in ids if i == run] or [i for i in ids if i.startswith(run)]
-        if len(matches) != 1:
-            known = ", ".join(ids[-5:]) or "none"
-            what = "no run" if not matches else f"{len(matches)} runs"
-            raise CatalogError(f"{what} matching '{run}' in {self.root} (latest runs: {known})")
-        return matches[0]
+        return _match(run, self.run_ids(), self.root)
 
     def run_dir(self, run_id: str) -> Path:
         """Return the directory of a run in the catalog.
