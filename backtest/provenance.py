@@ -25,11 +25,23 @@ NOT_INSTALLED = "not installed"
 """The version recorded for a distribution of :data:`VERSIONED` that is not installed."""
 
 
-def command_line() -> str:
+def command_line(fallback: str | None = None) -> str | None:
     """Return this process's command as the user typed it: ``liqbt`` and its quoted arguments.
 
-    What a written file's header records (``Calibrated by `...```), so that it can be re-made.
+    What a written file's header or a sweep's manifest records, so that it can be re-made.
+
+    Parameters
+    ----------
+    fallback : str, optional
+        Returned instead when this process is not the ``liqbt`` program (a Python call, a
+        test), whose arguments are not liqbt's.
+
+    Returns
+    -------
+    str or None
     """
+    if Path(sys.argv[0]).name != "liqbt":
+        return fallback
     return "liqbt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 

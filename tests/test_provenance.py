@@ -88,3 +88,12 @@ def test_configuration_models_share_the_base():
                   PortfolioParams, PortfolioRunConfig, Proposal, EventSpec, RunSections,
                   SweepConfig, Draw, EnsembleSpec, Range, NoStress, ScaleShock, CompressTime):
         assert issubclass(model, StrictModel), model
+
+
+def test_the_command_line_is_recorded_only_from_the_liqbt_program(monkeypatch):
+    command_line = provenance.command_line
+    monkeypatch.setattr("sys.argv", ["/venv/bin/liqbt", "book", "calibrate", "a b.toml"])
+    assert command_line("x") == "liqbt book calibrate 'a b.toml'"
+    monkeypatch.setattr("sys.argv", ["/venv/bin/pytest", "-q", "tests"])  # not liqbt's arguments
+    assert command_line() is None
+    assert command_line("calibrate_file() in Python") == "calibrate_file() in Python"

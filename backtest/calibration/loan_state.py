@@ -353,7 +353,7 @@ def calibrate_loan_state(config: str | Path, output: str | Path, store=None, con
            "simulated_collateral_usd": real.debt_usd / mid.simulated,
            "real_debt_to_collateral": real.middle, "simulated_debt_to_collateral": mid.simulated,
            "ratio": mid.simulated / real.middle, "targets": real.targets, "in_fit": True}
-    command = command_line()
+    command = command_line(f"calibrate_loan_state({str(config)!r}) in Python")
     write_calibrated(output, fitter.params(mid.value),
                      ResponseConfig(enabled=False), fit, [row], [],
                      f"Calibrated by `{command}`\nfrom {config}: do not edit by hand; refit.")

@@ -90,7 +90,7 @@ def calibrate_file(config: str | Path, output: str | Path, max_evaluations: int 
            "seconds": round(full.seconds + sum(f.seconds for _, f in loo), 1),
            "fitted": list(cal.names),
            **{f"fitted_{k}": round(v, 6) for k, v in full.values.items()}}
-    command = command_line()
+    command = command_line(f"calibrate_file({str(config)!r}) in Python")
     products = frozenset(p for p, held in (("perp", cal.base.loan_fraction < 1.0),
                                              ("loan", cal.base.loan_fraction > 0.0)) if held)
     timing = timing_rows(full.outcomes, assets=[d.spec.asset for d in cal.data],

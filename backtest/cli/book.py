@@ -173,7 +173,8 @@ def coverage(
 
         from backtest.provenance import command_line
 
-        path = write_coverage(fitted, rows, members, seed, command_line(),
+        path = write_coverage(fitted, rows, members, seed,
+                              command_line("backtest.cli.book.coverage in Python"),
                               datetime.now(UTC).strftime("%Y-%m-%d"))
         out.print(f"wrote {path}")
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -54,9 +52,10 @@ def report(
     if governance is not None:
         if run is not None:
             raise ConfigError("give either a RUN or --governance PROPOSAL, not both")
+        from backtest.provenance import command_line
         from backtest.report.governance import write_governance_report
 
-        command = _command_line()
+        command = command_line()
         out, outcome = write_governance_report(
             governance, output, runs, store, strategies, events, workers, scheduler,
             show_progress=not quiet, command=command)
@@ -89,12 +88,6 @@ def report(
             out = write_report(catalog, entry.run_id, output)
     typer.echo(str(out))
 
-
-def _command_line() -> str | None:
-    """Return this process's command line when it is the ``liqbt`` program (else None)."""
-    if Path(sys.argv[0]).name != "liqbt":
-        return None
-    return "liqbt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 def register(root: typer.Typer) -> None:

@@ -82,11 +82,11 @@ def _run_ensemble(config: Path, overrides, runs, store, strategies, events, sche
     """Run CONFIG's ensemble as a sweep; print the sweep line and the interval table."""
     import polars as pl
 
-    from backtest.cli.sweep import _command_line
+    from backtest.provenance import command_line
     from backtest.sweep.from_run import run_ensemble
 
     out = run_ensemble(config, overrides, runs, store, strategies, events, scheduler, workers,
-                       show_progress=not quiet, command=_command_line())
+                       show_progress=not quiet, command=command_line())
     console = _console()
     console.print(
         f"ensemble {out.sweep_id}: {out.members} members, {out.total} cells ({out.skipped} "

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -46,9 +44,10 @@ def sweep(
     "portfolio" or "options" in CONFIG every cell runs the multi-asset lending + perp book or
     the options book instead of a single-asset policy (README, "Sweeps").
     """
+    from backtest.provenance import command_line
     from backtest.sweep import run_sweep
 
-    command = _command_line()
+    command = command_line()
     out = run_sweep(config, runs=runs, store=store, strategies=strategies, events=events,
                     scheduler=scheduler, workers=workers, output=output,
                     show_progress=not quiet, command=command)
@@ -61,12 +60,6 @@ def sweep(
             f"ensemble of {out.members} members: p5 / p50 / p95 of every metric in "
             f"{out.intervals} and the view sweep_intervals", markup=False)
 
-
-def _command_line() -> str | None:
-    """Return this process's command line when it is the ``liqbt`` program (else None)."""
-    if Path(sys.argv[0]).name != "liqbt":
-        return None
-    return "liqbt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 def register(root: typer.Typer) -> None:
