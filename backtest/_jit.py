@@ -100,7 +100,7 @@ def _load_tbb() -> bool:
 
 
 def _threading_layer() -> str:
-    """The threading layer to ask numba for (see the module's note)."""
+    """Return the threading layer to ask numba for (see the module's note)."""
     if os.environ.get("NUMBA_THREADING_LAYER"):
         layer = os.environ["NUMBA_THREADING_LAYER"]
         if layer.startswith("tbb"):
@@ -127,8 +127,8 @@ if os.environ.get("LIQBT_DISABLE_JIT") == "1":
     numba.config.DISABLE_JIT = True
 
 #: The threading layer asked of numba: ``"tbb"``, ``"omp"``, ``"workqueue"`` or ``"default"``
-#: (numba's order; also when ``tbb`` was asked for and cannot be loaded). Set in the environment too, so that a
-#: reload of numba's configuration keeps it and child processes ask for the same.
+#: (numba's order; also when ``tbb`` was asked for and cannot be loaded). Set in the environment
+#: too, so that a reload of numba's configuration keeps it and child processes ask for the same.
 THREADING_LAYER = _threading_layer()
 #: ``NUMBA_THREADING_LAYER`` as this process found it (None: unset), before it was set here.
 NUMBA_ENV_LAYER = os.environ.get("NUMBA_THREADING_LAYER")
@@ -137,8 +137,10 @@ numba.config.THREADING_LAYER = THREADING_LAYER
 
 
 def threading_layer() -> str:
-    """Return the threading layer in use (numba's, once a parallel kernel has run), else the
-    one asked for (:data:`THREADING_LAYER`)."""
+    """Return the threading layer in use, else the one asked for (:data:`THREADING_LAYER`).
+
+    The layer in use is numba's, once a parallel kernel has run.
+    """
     try:
         return numba.threading_layer()
     except ValueError:  # no parallel region has run yet
@@ -146,9 +148,11 @@ def threading_layer() -> str:
 
 
 def work_stealing() -> bool:
-    """Whether the threading layer lets idle threads take unstarted ``prange`` iterations
-    (TBB, with ``numba.set_parallel_chunksize(1)``), so that a kernel may hand a ``prange``
-    many small units instead of one share per thread."""
+    """Return whether the threading layer lets idle threads take unstarted ``prange`` iterations.
+
+    It does under TBB (with ``numba.set_parallel_chunksize(1)``), so that a kernel may hand a
+    ``prange`` many small units instead of one share per thread.
+    """
     return threading_layer() == "tbb"
 
 

@@ -71,8 +71,9 @@ def busy_processes(k: int, settle: float | None = None):
 
 def run_pass(kernels: dict[str, Callable], check: Callable[[str, object], bool],
              rng: np.random.Generator, repeat: int) -> tuple[dict, dict, list[str]]:
-    """Time each kernel ``repeat`` times, in a random order; return (best seconds, checks,
-    order).
+    """Time each kernel ``repeat`` times, in a random order.
+
+    Return (best seconds, checks, order).
 
     ``check(name, result)`` is called after each kernel's last call (not timed).
     """
@@ -125,8 +126,11 @@ def _first_fill(res, n: int) -> np.ndarray:
 
 
 def _two_walks(engine: Callable) -> Callable:
-    """The engine with its decoupled path walking twice (count, then write), as before the
-    fused walk (:data:`backtest.engine.decoupled.FUSED_WALK`): same results, for comparison."""
+    """Return the engine with its decoupled path walking twice (count, then write).
+
+    As before the fused walk (:data:`backtest.engine.decoupled.FUSED_WALK`): same results, for
+    comparison.
+    """
     import backtest.engine.decoupled as decoupled
 
     def run():
@@ -140,9 +144,11 @@ def _two_walks(engine: Callable) -> Callable:
 
 
 def _one_thread(engine: Callable) -> Callable:
-    """The engine with its decoupled path on one thread whatever the run's size
-    (:data:`backtest.engine.decoupled.SERIAL_MAX_REACHABLE` raised), as W1 at 100k accounts ran
-    before brief H16: same results, for comparison."""
+    """Return the engine with its decoupled path on one thread whatever the run's size.
+
+    :data:`backtest.engine.decoupled.SERIAL_MAX_REACHABLE` is raised, as W1 at 100k accounts ran
+    before brief H16: same results, for comparison.
+    """
     import backtest.engine.decoupled as decoupled
 
     def run():

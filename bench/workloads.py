@@ -245,7 +245,8 @@ def check_sample(ctx: Context, book: dict, policy: np.ndarray, res, k: int) -> b
     The twin replays the engine's price and execution factors per step (impact is a property
     of the whole book's flow), so each sampled account can be checked on its own.
     """
-    idx = np.sort(np.random.default_rng(0).choice(len(book["units"]), size=min(k, len(book["units"])),
+    idx = np.sort(np.random.default_rng(0).choice(len(book["units"]),
+                                                  size=min(k, len(book["units"])),
                                                   replace=False))
     p = ctx.prices
     sm = res.step_metrics
@@ -296,8 +297,11 @@ def _engine_pass(ctx, perps_only, policy, market=None, depth=None,
 
 
 def w1(ctx: Context) -> dict:
-    """Hard-only perps: the engine's decoupled path vs its time-major path and three brute-force
-    kernels; every first step and fill agree, and both engine paths bit for bit."""
+    """Hard-only perps: the engine's decoupled path vs its time-major path and three kernels.
+
+    The three are brute-force kernels; every first step and fill agree, and both engine paths
+    bit for bit.
+    """
     policy = w1_policy()
     book, out, res = _engine_pass(ctx, True, policy, path="decoupled")  # raises if not taken
     n, steps = out["accounts"], out["steps"]

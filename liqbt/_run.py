@@ -1,5 +1,8 @@
-"""A finished run seen from Python: its manifest, its tables as polars frames or DuckDB
-relations, its summary and its report figures."""
+"""A finished run seen from Python.
+
+Its manifest, its tables as polars frames or DuckDB relations, its summary and its report
+figures.
+"""
 
 from __future__ import annotations
 

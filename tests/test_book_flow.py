@@ -322,7 +322,8 @@ def test_spare_capital_limits_cures():
     # each account cures at most once: no more cures than accounts that brought new money
     cured = (once.deposited - flow.margin) > 0
     assert once.book_flow[:, F["cures"]].sum() == cured.sum()
-    assert unlimited.book_flow[:, F["cures"]].sum() > ((unlimited.deposited - flow.margin) > 0).sum()
+    assert (unlimited.book_flow[:, F["cures"]].sum()
+            > ((unlimited.deposited - flow.margin) > 0).sum())
 
 
 @pytest.mark.parametrize("top_up", [False, True])

@@ -29,7 +29,8 @@ def _event(name, drop, seed):
     rng = np.random.default_rng(seed)
     n_before, n_window = 7 * 24, 24
     before = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n_before)))
-    crash = before[-1] * np.r_[np.linspace(1, 1 - drop, 12), np.linspace(1 - drop, 1 - drop / 2, 12)]
+    crash = before[-1] * np.r_[np.linspace(1, 1 - drop, 12),
+                               np.linspace(1 - drop, 1 - drop / 2, 12)]
     close = np.r_[before, crash]
     open_ = np.r_[close[0], close[:-1]]
     ts = np.array([int((START - timedelta(hours=n_before - k)).timestamp() * 1000)

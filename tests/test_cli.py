@@ -199,6 +199,7 @@ def test_book_inspect_refuses_bad_input(tmp_path, small_book, capsys):
 
 def test_compile_notice_fires_once_on_a_real_compilation():
     import backtest._jit  # noqa: F401  (numba configured first)
+    # isort: split
     import numba
 
     from backtest.engine.warmup import COMPILING_MESSAGE, announce_compilation

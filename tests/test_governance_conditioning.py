@@ -186,11 +186,10 @@ def test_conditioning_errors_name_the_field(conditioned, tmp_path):
 def test_the_report_says_how_far_the_intervals_held_on_past_events(tmp_path):
     """A calibrated book file with a recorded coverage check: the governance report (and
     liqbt validate) carry its sentence once per file; without an ensemble, none."""
+    import hashlib
     from types import SimpleNamespace
 
     from backtest.report.governance import interval_trust
-
-    import hashlib
 
     fitted = tmp_path / "perps-fitted.toml"
     fitted.write_text("[book]\n")

@@ -281,7 +281,8 @@ def test_higher_margin_liquidates_earlier():
                       TriggerPrice.EXTREME, FillPrice.TRIGGER, risk=risk)
     perp = (book["product"] == 0) & (base.first_step >= 0)
     assert perp.any()
-    assert np.all((scaled.first_step[perp] >= 0) & (scaled.first_step[perp] <= base.first_step[perp]))
+    assert np.all((scaled.first_step[perp] >= 0)
+                  & (scaled.first_step[perp] <= base.first_step[perp]))
     assert (scaled.first_step >= 0).sum() > (base.first_step >= 0).sum()
 
 

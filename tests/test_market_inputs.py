@@ -20,7 +20,8 @@ from backtest.errors import ConfigError, TapeError
 from backtest.kernels.enums import OracleModel
 from backtest.tapes.gas import gas_at, read_gas_tape
 
-GAS_FILE = "defi_stablesims/BerkeleyBlockchain__stablesims__35858b446b__ea4d4fef__gas10m_03-12-2020.json"
+GAS_FILE = ("defi_stablesims/"
+            "BerkeleyBlockchain__stablesims__35858b446b__ea4d4fef__gas10m_03-12-2020.json")
 
 
 def _stablesims(path, rows):

@@ -178,7 +178,8 @@ def test_members_equal_the_equivalent_sweep(world, tmp_path):
     # the same inputs hash to the same cells, and the cells hold the same numbers
     assert mine["cell_id"].to_list() == theirs["cell_id"].to_list()
     assert mine.equals(theirs)
-    mine_steps = steps(world["sweep_dir"]).filter(pl.col("cell_id").is_in(mine["cell_id"].to_list()))
+    mine_steps = steps(world["sweep_dir"]).filter(
+        pl.col("cell_id").is_in(mine["cell_id"].to_list()))
     assert mine_steps.height > 0 and mine_steps.equals(steps(out.sweep_dir))
 
 
@@ -258,7 +259,8 @@ fitted_leverage_scale = 1.1
 
     # the written file keeps the fit and its refits: the same jackknife range as the original
     # (full fit 0.9, refits 0.7 and 1.1: standard error 0.2, so 0.9 +- sqrt(3) x 0.2)
-    kept, original = _jackknife_range(written, "leverage_scale"), _jackknife_range(cal, "leverage_scale")
+    kept, original = (_jackknife_range(written, "leverage_scale"),
+                      _jackknife_range(cal, "leverage_scale"))
     assert (kept.low, kept.high) == (original.low, original.high)
     assert (kept.low, kept.high) == pytest.approx((0.9 - 3 ** 0.5 * 0.2, 0.9 + 3 ** 0.5 * 0.2))
 

@@ -110,8 +110,8 @@ def _options(cash: float, fund: float):
     prm["vol_floor"], prm["vol_shock_min_days"], prm["vol_shock_max_down"] = 0.01, 1.0, 0.5
     res = run_options(market, book, prm, np.array([-M_RATE, M_RATE]), np.zeros(1), fund)
     (r,) = res.records
-    O = OptionsStepMetric
-    fund_cols = res.step_metrics[:, [O.INSURANCE_FUND, O.INSURANCE_DRAW, O.SOCIALISED_LOSS]]
+    OSM = OptionsStepMetric
+    fund_cols = res.step_metrics[:, [OSM.INSURANCE_FUND, OSM.INSURANCE_DRAW, OSM.SOCIALISED_LOSS]]
     return (r["decision_price"], r["keeper_fee"], r["insurance_fee"], r["bad_debt"],
             res.cash[0]), fund_cols
 

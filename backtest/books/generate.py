@@ -346,7 +346,10 @@ def _closes(rng, n, share, timestamp_ms, close, volume, start_ms, window_end) ->
 
 def _arrivals(rng, n, p: BookParams, lev_factor, timestamp_ms, close, volume, start_ms,
               window_end) -> dict[str, np.ndarray]:
-    """Positions opened during the window: candles drawn by USD volume, entry at the previous close."""
+    """Positions opened during the window.
+
+    Candles are drawn by USD volume; entry is at the previous close.
+    """
     candle = _volume_candles(rng, n, timestamp_ms, close, volume, start_ms, window_end,
                              "arrivals")
     if p.arrival_long_fraction is not None:
@@ -358,7 +361,7 @@ def _arrivals(rng, n, p: BookParams, lev_factor, timestamp_ms, close, volume, st
 
 
 def _size_scale(c: dict, price: float, n_open: int, p: BookParams) -> float:
-    """The factor that makes the accounts open at the start hold ``p.size_usd`` (1 if unset)."""
+    """Return the factor making the accounts open at the start hold ``p.size_usd`` (1 if unset)."""
     if p.size_usd is None:
         return 1.0
     size, is_loan = c["size"][:n_open], c["is_loan"][:n_open]
@@ -396,7 +399,7 @@ def _draw(rng, n, p: BookParams, start_ms, lookback_ms, lev_factor=1.0) -> dict[
 
 
 def _survives(draw, entry, later_low, later_high, p: BookParams) -> np.ndarray:
-    """True where the liquidation price was never touched between entry and window start."""
+    """Return True where the liquidation price was never touched between entry and window start."""
     lev, side = draw["lev"], draw["side"]
     # per unit: equity = entry / lev, cash = entry / lev - side x entry
     cash_per_unit = entry / lev - side * entry

@@ -108,7 +108,6 @@ from backtest.tapes import TapeStore
 from backtest.validation import describe, read_toml
 
 
-
 class FitParameter(BaseModel):
     """One fitted parameter: a :class:`BookParams` or ``[response]`` field and its bounds."""
 
@@ -205,7 +204,10 @@ class EventOutcome:
         return float(self.step_share[self.low_step + 1:].sum() / total) if total > 0 else 0.0
 
     def fraction_within(self, inner: tuple[int, int], outer: tuple[int, int]) -> float:
-        """Simulated liquidations in the ``inner`` window over those in ``outer`` (epoch ms)."""
+        """Return simulated liquidations in the ``inner`` window over those in ``outer``.
+
+        Both windows are in epoch ms.
+        """
         def part(a, b):
             return self.step_share[(self.step_ms >= a) & (self.step_ms < b)].sum()
         total = part(*outer)
@@ -408,8 +410,10 @@ class Calibration:
 
     def outcomes(self, values, events: list[EventData] | None = None,
                  seed: int | None = None) -> list[EventOutcome]:
-        """Simulate every event (or ``events``) with the fitted parameters set to ``values``,
-        on books drawn with ``seed`` (default the file's)."""
+        """Simulate every event (or ``events``) with the fitted parameters set to ``values``.
+
+        The books are drawn with ``seed`` (default the file's).
+        """
         params, response = apply(self.base, self.response, self.names, values)
         seed = self.cfg.seed if seed is None else seed
         out = []
@@ -441,7 +445,7 @@ class Calibration:
         return [(float(m), float(c)) for m, c in zip(mean, spread, strict=True)]
 
     def objective(self, outcomes: list[EventOutcome]) -> float:
-        """The documented objective (module docstring) of a list of outcomes."""
+        """Return the documented objective (module docstring) of a list of outcomes."""
         total = 0.0
         for o in outcomes:
             total += math.log(max(o.share, 1e-6) / o.real_share) ** 2
@@ -495,7 +499,7 @@ class Calibration:
 
 
 def _simplex(x0) -> np.ndarray:
-    """A start simplex one logistic unit wide in every parameter."""
+    """Return a start simplex one logistic unit wide in every parameter."""
     n = len(x0)
     simplex = np.tile(np.asarray(x0, float), (n + 1, 1))
     for k in range(n):

@@ -151,7 +151,7 @@ def fit_targets(events: list[dict], validation: str | Path | None = None) -> lis
 
 def venue_size_usd(event: str, venue: str, asset: str, loans: bool,
                    validation: str | Path | None = None) -> float:
-    """The venue's open interest (perps) or the protocol's borrowings (loans) at an event's start.
+    """Return the venue's open interest (perps) or protocol's borrowings (loans) at event start.
 
     The geometric middle of the union of the matching ``open_interest_before_usd`` /
     ``borrowed_usd`` targets (``data/validation``), USD.
@@ -175,7 +175,7 @@ def venue_size_usd(event: str, venue: str, asset: str, loans: bool,
 def calibrated_params(path: str | Path | None, event: str, asset: str,
                       size_usd: float | None = None, validation: str | Path | None = None
                       ) -> tuple[BookParams, dict[str, str]]:
-    """Generator parameters for an event's book, sized to the venue, and the metadata to record.
+    """Return generator parameters for an event's book, sized to the venue, and metadata to record.
 
     Parameters
     ----------

@@ -79,8 +79,9 @@ MEASURES: dict[str, str] = {
 ``liquidated_notional_usd`` is the position notional closed by liquidation (perps) or the
 collateral value seized (loans; say which in the note); ``borrowed_usd`` is the protocol's
 outstanding borrowings at ``window_start`` (for sizing lending books), ``borrowed_later_usd`` a
-reading taken after the window (its date in the note: context, never used for sizing); ``accounts_liquidated``
-counts accounts (traders, vaults), ``liquidations_count`` counts liquidation events or fills;
+reading taken after the window (its date in the note: context, never used for sizing);
+``accounts_liquidated`` counts accounts (traders, vaults), ``liquidations_count`` counts
+liquidation events or fills;
 ``zero_bid_collateral_usd`` is collateral sold in auctions for a zero bid (Maker 2020);
 ``borrower_deposits_usd`` is new money borrowers or traders bring to save their positions
 (collateral top-ups, repayments, added margin: the runs' cures, ``steps.cure_usd``)."""
@@ -467,7 +468,7 @@ def liquidated_window(event: str, venue: str, asset: str,
                       targets: list[Target] | None = None,
                       directory: str | Path | None = None
                       ) -> tuple[datetime, datetime] | None:
-    """The window of the real liquidated figure that :func:`share_of_open_interest` uses.
+    """Return the window of the real liquidated figure that :func:`share_of_open_interest` uses.
 
     The liquidated share of a calibration is counted over this window, not the event's: a
     venue's figure may cover one leg of a crash (BitMEX, 2020-03-12 10:00-12:00 UTC) or one
@@ -524,8 +525,10 @@ def open_interest_change(event: str, venue: str, asset: str,
 
 def _ratio_range(numerator: list[Target], denominator: list[Target]
                  ) -> tuple[float, float] | None:
-    """``(low / high, high / low)`` of the unions of two target ranges; None if the
-    denominator's low is 0."""
+    """Return ``(low / high, high / low)`` of the unions of two target ranges.
+
+    None if the denominator's low is 0.
+    """
     low = min(t.low for t in denominator)
     if low <= 0.0:
         return None

@@ -1,5 +1,6 @@
-"""``liqbt list events|policies|tapes|runs``: what the catalog, policy directory, tape store and
-runs directory hold.
+"""``liqbt list events|policies|tapes|runs``.
+
+What the catalog, policy directory, tape store and runs directory hold.
 
 ``runs`` reads the run directories' ``manifest.json`` files directly (no DuckDB catalog is
 opened, so listing never waits on or blocks a run): single-asset runs in ``<runs>/<run_id>/``

@@ -37,10 +37,9 @@ def run(
 
     Runs every collateral order policy, the options book and the liquidation-at-risk maps.
     """
+    from backtest.engine.warmup import announce_compilation
     from backtest.portfolio.pipeline import run_portfolio_config
     from backtest.portfolio.run_config import load_portfolio_config
-
-    from backtest.engine.warmup import announce_compilation
 
     announce_compilation()
     err = _console(stderr=True)

@@ -182,7 +182,7 @@ def book_flow(account_id: np.ndarray, units: np.ndarray, cash: np.ndarray,
 
 
 def exit_times_ms(frame) -> np.ndarray | None:
-    """The book's ``exit_time`` column as epoch ms (-1: held), or None without the column.
+    """Return the book's ``exit_time`` column as epoch ms (-1: held), or None without the column.
 
     Parameters
     ----------

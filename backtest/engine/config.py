@@ -81,7 +81,9 @@ class TapeSelection(StrictModel):
 
 
 class Execution(StrictModel):
-    """How candle prices trigger and fill liquidations (see :class:`TriggerPrice`, :class:`FillPrice`).
+    """How candle prices trigger and fill liquidations.
+
+    See :class:`TriggerPrice` and :class:`FillPrice`.
 
     Attributes
     ----------

@@ -14,6 +14,10 @@ waterfall).
 ``simulate(..., path=...)`` picks: ``"auto"`` (default) takes this path whenever
 :func:`decoupled_reason` is None and the walk completes; ``"time-major"`` always steps; and
 ``"decoupled"`` requires this path (``ValueError`` otherwise), for tests and the benchmark.
+
+Why over 400 lines: it is the one driver of the decoupled kernels (whether a run is decoupled,
+the buffers, one walk or two, the per-step sums, the result the step loop would return), whose
+parts share one walk's inputs and buffers.
 """
 
 from __future__ import annotations
@@ -146,16 +150,19 @@ def _per_step(values) -> np.ndarray:
 
 
 def _filled(n: int, dtype, value) -> np.ndarray:
-    """A new array of ``n`` items, every byte written (``np.zeros`` maps pages lazily)."""
+    """Return a new array of ``n`` items, every byte written (``np.zeros`` maps pages lazily)."""
     out = np.empty(n, dtype)
     (out.view(np.uint8) if out.dtype.names else out)[...] = value
     return out
 
 
 def _outputs(n: int) -> tuple:
-    """The walks' per-account outputs (book order), unwritten: ``(units, cash, n_liquidations,
-    first_step, last_step, liquidated_notional, penalties_paid, bad_debt)``, filled before
-    any event by :func:`backtest.kernels.decoupled_fused_nb.reachable_nb`."""
+    """Return the walks' per-account outputs (book order), unwritten.
+
+    ``(units, cash, n_liquidations, first_step, last_step, liquidated_notional, penalties_paid,
+    bad_debt)``, filled before any event by
+    :func:`backtest.kernels.decoupled_fused_nb.reachable_nb`.
+    """
     return (np.empty(n), np.empty(n), np.empty(n, np.int32), np.empty(n, np.int32),
             np.empty(n, np.int32), np.empty(n), np.empty(n), np.empty(n))
 
@@ -175,11 +182,14 @@ def _step_blocks(weight: np.ndarray, blocks: int) -> np.ndarray:
 
 
 def _lazy(n: int, dtype) -> np.ndarray:
-    """A new array of ``n`` items of ``dtype`` whose pages are mapped only when written: the
-    fused walk's buffers, reserved for every position (each chunk's stretch at a fixed offset),
-    written for the reachable ones. A private anonymous mapping (not NumPy's transparent huge
-    pages, nor ``mmap``'s default shared mapping, whose shmem pages cost 1.5x to fault and 3x
-    to free: W1 at 1M unmapped its record buffer in 7.7 ms, serial, of 57; brief H18)."""
+    """Return a new array of ``n`` items of ``dtype``, its pages mapped only when written.
+
+    The fused walk's buffers, reserved for every position (each chunk's stretch at a fixed
+    offset), written for the reachable ones. A private anonymous mapping (not NumPy's
+    transparent huge pages, nor ``mmap``'s default shared mapping, whose shmem pages cost 1.5x
+    to fault and 3x to free: W1 at 1M unmapped its record buffer in 7.7 ms, serial, of 57;
+    brief H18).
+    """
     dtype = np.dtype(dtype)
     if n * dtype.itemsize == 0:
         return np.empty(n, dtype)
@@ -188,16 +198,20 @@ def _lazy(n: int, dtype) -> np.ndarray:
 
 
 def _walk_units(n_chunks: int) -> int:
-    """Units the walks deal chunks to (no result depends on it): under TBB one per chunk (a
-    thread that is idle, or running while another is descheduled, takes unstarted chunks);
-    under OpenMP (fixed contiguous shares) one per thread, each walking every k-th chunk."""
+    """Units the walks deal chunks to (no result depends on it).
+
+    Under TBB one per chunk (a thread that is idle, or running while another is descheduled,
+    takes unstarted chunks); under OpenMP (fixed contiguous shares) one per thread, each walking
+    every k-th chunk.
+    """
     return n_chunks if work_stealing() else numba.get_num_threads()
 
 
 def _walk_once(walk: tuple, maybe: np.ndarray, out: tuple, family: int, x_long: np.ndarray,
                scale: np.ndarray, serial_sides: bool):
-    """One walk (:func:`backtest.kernels.decoupled_fused_nb.decoupled_walk_nb`), then the
-    records settled into their slots and summed per step (``settle_records_nb``; on one
+    """Walk once (:func:`backtest.kernels.decoupled_fused_nb.decoupled_walk_nb`), then settle.
+
+    The records are settled into their slots and summed per step (``settle_records_nb``; on one
     thread if ``serial_sides``).
 
     ``out`` holds the accounts' outputs before any event
@@ -249,9 +263,11 @@ def _walk_once(walk: tuple, maybe: np.ndarray, out: tuple, family: int, x_long: 
 
 def _walk_twice(walk: tuple, maybe: np.ndarray, out: tuple, x_long: np.ndarray,
                 scale: np.ndarray):
-    """The counting walk, then the writing walk into the counted slots, then the per-step
-    sums (serial): returns what :func:`_walk_once` does, or None if the walk met a perp's bad
-    debt under auto-deleveraging."""
+    """Run the counting walk, then the writing walk into the counted slots, then the sums.
+
+    The per-step sums are serial. Returns what :func:`_walk_once` does, or None if the walk met
+    a perp's bad debt under auto-deleveraging.
+    """
     order, product, units, cash, tape, tables, pol, eff_fill, adl, chunk_size, n_chunks = walk
     n, n_steps = len(units), len(tape[0])
     counts = np.zeros((n_chunks, n_steps), np.int64)

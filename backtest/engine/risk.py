@@ -54,7 +54,8 @@ def risk_inputs(policy, close: np.ndarray, start: int, n_steps: int,
     Parameters
     ----------
     policy : backtest.policies.Policy
-        Validated policy of any family; its ``dynamic_margin`` and ``predictive`` sections (None: off).
+        Validated policy of any family; its ``dynamic_margin`` and ``predictive`` sections
+        (None: off).
     close : ndarray, shape (T_tape,), float64
         Historical closes of the whole tape, USD; the window is ``[start, start + n_steps)``.
     start, n_steps : int

@@ -170,8 +170,9 @@ class KernelFlow(NamedTuple):
 
 @njit
 def book_flow_step_nb(t, price, factor, flow, product, units, cash, key, m_rate):
-    """Move the book at the start of step ``t``, in place: arrivals open, traders who planned
-    to close do so, then responders cure.
+    """Move the book at the start of step ``t``, in place.
+
+    Arrivals open, traders who planned to close do so, then responders cure.
 
     Parameters
     ----------
@@ -257,8 +258,11 @@ def open_arrivals_nb(t, factor, flow, product, units, cash, key, m_rate, n_touch
 
 @njit
 def _tally_nb(out, k, is_loan, u, c):
-    """Add one opened or closed position to the step's flow fields ``out[k + 1 .. k + 5]``:
-    long units, short units, loan units, perp cash, loan cash (FLOW_FIELDS' order)."""
+    """Add one opened or closed position to the step's flow fields ``out[k + 1 .. k + 5]``.
+
+    The fields are long units, short units, loan units, perp cash, loan cash (FLOW_FIELDS'
+    order).
+    """
     if is_loan:
         out[k + 3] += u
         out[k + 5] += c

@@ -41,16 +41,18 @@ from __future__ import annotations
 import numpy as np
 
 from backtest._jit import njit, njit_parallel, prange
-from backtest.kernels.enums import N_SUMMED_METRICS
 from backtest.kernels.decoupled_nb import WALK_FUSED, _walk_nb, step_metrics_nb
+from backtest.kernels.enums import N_SUMMED_METRICS
 from backtest.kernels.liquidation_nb import trigger_key_nb
 
 
 @njit_parallel
 def reachable_nb(product, units, cash, m_rate, lo_min, neg_hi_min, block, maybe, counts,
                  out):
-    """Mark the accounts whose trigger key passes the filter at some step (book order), and
-    write every account's outputs before any event.
+    """Mark the accounts whose trigger key passes the filter at some step; write all outputs.
+
+    Accounts are marked in book order, and every account's outputs are written as they are
+    before any event.
 
     One parallel region over blocks of ``block`` book rows, read and written sequentially (the
     walks then read and write the rows of only the marked accounts, at random through the

@@ -1,8 +1,8 @@
 """Position-major first-passage kernels for decoupled runs of the single-asset engine.
 
 Why over 400 lines: the walks (count, then write, or both at once) share one walk function
-so that they cannot disagree, and the exactness argument below covers the walk, the record order and the
-summation order together; the driver (:mod:`backtest.engine.decoupled`) is apart.
+so that they cannot disagree, and the exactness argument below covers the walk, the record order
+and the summation order together; the driver (:mod:`backtest.engine.decoupled`) is apart.
 
 A run is *decoupled* when no account's outcome depends on another's: no market impact or
 cascade feedback, an oracle whose path is fixed by the tape (market candles or mark prices), a

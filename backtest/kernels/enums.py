@@ -84,8 +84,9 @@ class PenaltyModel(IntEnum):
         bonus)`` of the seized value, Aave v3 / Compound v3).
     HEALTH_DISCOUNT
         Loans: Euler v2's reverse Dutch auction, the discount on the seized value is ``1 -
-        health`` at the decision price, capped at ``penalty_cap`` (perps keep FIXED) (``Liquidation.sol``
-        ``calculateMaxLiquidation``: ``discountFactor = max(HS, 1 - maxLiquidationDiscount)``).
+        health`` at the decision price, capped at ``penalty_cap`` (perps keep FIXED)
+        (``Liquidation.sol`` ``calculateMaxLiquidation``: ``discountFactor = max(HS, 1 -
+        maxLiquidationDiscount)``).
     HEALTH_RAMP
         Loans: Aave v4's bonus that rises as health falls. With ``b0 = base / (1 - base)`` and
         ``b1 = penalty_cap / (1 - penalty_cap)`` the bonuses of the product's penalty rate and

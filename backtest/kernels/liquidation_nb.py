@@ -1,5 +1,7 @@
-"""numba kernels of the liquidation engine (hard, partial, graduated, Dutch-auction and
-soft-liquidation-band families; the bands' own arithmetic is in :mod:`backtest.kernels.bands_nb`).
+"""numba kernels of the liquidation engine.
+
+The hard, partial, graduated, Dutch-auction and soft-liquidation-band families; the bands' own
+arithmetic is in :mod:`backtest.kernels.bands_nb`.
 
 Account model (README.md, "The model, briefly"; ``docs/books.md``): ``equity = cash + units x
 price``; a long perp or a loan has ``units > 0`` and usually ``cash < 0`` (the borrowed quote);
@@ -475,8 +477,10 @@ def _take_need_nb(q, price, market, margin, gas):
 
 @njit
 def _take_after_budget_nb(i, t, d, q, candle, accounts, auction, keepers, factor):
-    """A take of ``q`` units cut to ``d`` by a budget or ``chost`` still has to pay at
-    ``factor`` (gas weighs more on fewer units); 0 when it does not."""
+    """Return ``d``, a take of ``q`` units cut by a budget or ``chost``, if it still pays.
+
+    The cut take has to pay at ``factor`` (gas weighs more on fewer units); 0 when it does not.
+    """
     if d <= 0.0 or d >= q:
         return d
     _, units, cash, _, _, _, auction_tic, auction_top, _ = accounts

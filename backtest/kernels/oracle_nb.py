@@ -19,7 +19,7 @@ _PRICE_FACTOR = int(StepMetric.PRICE_FACTOR)
 
 @njit
 def simulated_close_nb(s, open_, close, step_out):
-    """Simulated close of step ``s`` (USD); the window's first open for ``s < 0``.
+    """Return the simulated close of step ``s`` (USD); the window's first open for ``s < 0``.
 
     Parameters
     ----------

@@ -27,6 +27,11 @@ impact: ``exact``, one cash).
 Keepers' capital (``docs/portfolios.md``): every seizure or close of asset ``a`` is cut to what
 is left of the asset's unit budget (:func:`backtest.kernels.keepers_nb.asset_budget_take_nb`;
 none left: the position is skipped); an infinite ``budget[a]`` leaves every size as it was.
+
+Why over 400 lines: it is the liquidation of one portfolio account (lending seizures, perp
+closes, the keepers' capital cuts), rule by rule next to its twin in
+:mod:`backtest.kernels.portfolio_reference`; the plan and the market are already in
+``portfolio_keepers_nb`` and ``portfolio_market_nb``.
 """
 
 from __future__ import annotations
@@ -65,8 +70,10 @@ def _emit_nb(j, t, i, a, units_closed, price, keeper, insurance, health, repaid,
 
 @njit
 def _budgeted_seizure_nb(seized, repay, p, b, asset, budget, used, dust):
-    """The part of a seizure the keepers' capital left covers: ``(seized, repay)``, (0, 0) when
-    none; a seizure cut short repays what it is worth at ``p`` with bonus ``b``."""
+    """Return the part of a seizure the keepers' capital left covers: ``(seized, repay)``.
+
+    (0, 0) when none; a seizure cut short repays what it is worth at ``p`` with bonus ``b``.
+    """
     take = asset_budget_take_nb(seized, asset, budget, used, dust)
     if take <= 0.0:
         return 0.0, 0.0

@@ -60,15 +60,15 @@ from backtest.kernels.portfolio_enums import (
     AssetMetric,
     PortfolioMetric,
 )
-from backtest.kernels.portfolio_liquidate_nb import (
-    SHORTAGE_TOL,
-    liquidate_lending_nb,
-    liquidate_perp_nb,
-)
 from backtest.kernels.portfolio_keepers_nb import (
     allocate_capital_nb,
     keepers_paid_nb,
     plan_liquidation_nb,
+)
+from backtest.kernels.portfolio_liquidate_nb import (
+    SHORTAGE_TOL,
+    liquidate_lending_nb,
+    liquidate_perp_nb,
 )
 from backtest.kernels.portfolio_market_nb import (
     adl_handoff_step_nb,

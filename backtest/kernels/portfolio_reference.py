@@ -106,8 +106,10 @@ def _order(kind: int, order: int, positions: list[list], sens, assets) -> list[i
 
 
 def _take(d, a, left, dust):
-    """Units of ``d`` (asset ``a``) the keepers' capital still covers; 0: none (``left``
-    updated). ``left`` None: no capital limit."""
+    """Units of ``d`` (asset ``a``) the keepers' capital still covers; 0: none.
+
+    ``left`` is updated; ``left`` None: no capital limit.
+    """
     if left is None:
         return d
     take = min(d, left[a])
@@ -622,8 +624,11 @@ def _deleverage(res, t, asset, side, owed, bankrupt_units, prices, kind, offsets
 
 
 def _liquidate(kind, positions, cash, health, policy, assets, execution, left=None, dust=None):
-    """Liquidate one account of either kind; returns (cash, records). ``left``, ``dust``:
-    the keepers' capital left per asset (units; updated) and its dust, or None."""
+    """Liquidate one account of either kind; returns (cash, records).
+
+    ``left``, ``dust``: the keepers' capital left per asset (units; updated) and its dust, or
+    None.
+    """
     if kind == AccountKind.LENDING:
         return _liquidate_lending(positions, cash, health, policy, assets, execution, left,
                                   dust)

@@ -132,7 +132,10 @@ class _Bands:
 
 
 def _place_bands(policy, product, units, cash, price) -> list:
-    """crvUSD loan creation: the top band where (1 - loan_discount) x_down covers the debt."""
+    """Place the bands of a crvUSD loan at its creation.
+
+    The top band is the one where (1 - loan_discount) x_down covers the debt.
+    """
     r, n = float(policy["band_ratio"]), int(policy["band_count"])
     mean_price = math.sqrt(r) * (1 - r ** n) / (n * (1 - r))
     out = []
@@ -429,10 +432,12 @@ def simulate_reference(
                             decisions.append((i, c, q, loan_pen, "take"))
                     continue
                 cooldown = int(policy["cooldown_steps"])
-                in_cooldown = cooldown > 0 and res.last_step[i] >= 0 and t - res.last_step[i] < cooldown
+                in_cooldown = (cooldown > 0 and res.last_step[i] >= 0
+                               and t - res.last_step[i] < cooldown)
                 if not (cash_i + u * x < m * abs(u) * x):  # equity < maintenance requirement
                     stressed = x * math.exp(-shift if u > 0 else shift)
-                    if preempt and not in_cooldown and cash_i + u * stressed < m * abs(u) * stressed:
+                    if (preempt and not in_cooldown
+                            and cash_i + u * stressed < m * abs(u) * stressed):
                         pen = float(policy["preempt_penalty"])
                         d = preempt * _whole(prod, u, cash_i, c, pen)
                         decisions.append((i, c, d, pen, "preemptive"))  # at the step's close
@@ -472,7 +477,8 @@ def simulate_reference(
             exempt = [dec for dec in decisions if dec[4] in unbudgeted]
             decisions = [dec for dec in decisions if dec[4] not in unbudgeted]
             soft_flow = sum(x_long * q for _, q in trades)
-            flow = sum((-d * p if res.units[i] > 0 else d * p) for i, p, d, *_ in decisions + exempt)
+            flow = sum((-d * p if res.units[i] > 0 else d * p)
+                       for i, p, d, *_ in decisions + exempt)
             flow += soft_flow
             if not rational or replay is not None:
                 break
@@ -694,8 +700,10 @@ def _move_book(res, flow, t, product, rates, warned, cured, price, factor) -> No
 
 
 def _soft_trade(res, row, i, b: _Bands, q: float, x: float, execution: float) -> None:
-    """Loan i's bands buy (q > 0) or sell (q < 0) collateral at the market, at band prices
-    or worse (the arbitrageur never trades at a loss); no liquidation record."""
+    """Trade loan i's bands: buy (q > 0) or sell (q < 0) collateral at the market.
+
+    At band prices or worse (the arbitrageur never trades at a loss); no liquidation record.
+    """
     if q == 0:
         return
     u, c = float(res.units[i]), float(res.cash[i])
@@ -721,7 +729,10 @@ def _soft_trade(res, row, i, b: _Bands, q: float, x: float, execution: float) ->
 
 
 def _bands_liquidate(res, policy, t, i, b: _Bands, p, execution, x) -> None:
-    """crvUSD liquidate(frac=1): the debt is repaid, the liquidator takes all the AMM holds."""
+    """Liquidate as crvUSD liquidate(frac=1) does.
+
+    The debt is repaid, the liquidator takes all the AMM holds.
+    """
     u, c = float(res.units[i]), float(res.cash[i])
     pe = p * execution
     health = b.health(u, c, x, float(policy["maintenance_rate"][Product.LOAN]))
@@ -734,9 +745,11 @@ def _bands_liquidate(res, policy, t, i, b: _Bands, p, execution, x) -> None:
 
 def _waterfall(res, policy, market, t, row, fund, price, equity_start, product, vow,
                last) -> float:
-    """Insurance fund, then ADL (perps), the surplus buffer's debt queue ``vow[0]`` (Maker's
-    ``Vow``: healed by later surplus, flopped at the ``last`` step) or socialised loss;
-    returns the fund balance."""
+    """Insurance fund, then ADL (perps), surplus buffer debt queue or socialised loss.
+
+    The surplus buffer's debt queue is ``vow[0]`` (Maker's ``Vow``: healed by later surplus,
+    flopped at the ``last`` step). Returns the fund balance.
+    """
     fund += row[StepMetric.INSURANCE_FEES]
     incentives = row[StepMetric.AUCTION_INCENTIVES]  # Dutch auctions' keeper incentives
     paid = min(fund, incentives)
@@ -950,8 +963,10 @@ def _take_need(q: float, price: float, market: float, margin: float, gas: float)
 
 
 def _auction_price(policy, top: float, dur: int) -> float:
-    """Auction price ``dur`` steps after its (re)start (Maker ``abaci.sol``; ENGLISH: ``top``,
-    the step's winning bid)."""
+    """Auction price ``dur`` steps after its (re)start (Maker ``abaci.sol``).
+
+    ENGLISH: ``top``, the step's winning bid.
+    """
     curve = int(policy["auction_curve"])
     if curve == AuctionCurve.ENGLISH:
         return top
@@ -976,8 +991,9 @@ def _chost(policy, res, i, q, top, dur) -> float:
 
 
 def _take(res, t, i, market, q, execution, m, share, price, zero_bid=False) -> bool:
-    """Let a keeper take ``q`` units of loan ``i``'s collateral at the auction ``price``
-    (a zero bid: the whole lot at price 0).
+    """Let a keeper take ``q`` units of loan ``i``'s collateral at the auction ``price``.
+
+    A zero bid takes the whole lot at price 0.
 
     Returns True when the auction is over (tab covered or collateral exhausted).
     """

@@ -85,8 +85,8 @@ from backtest.portfolio.compare import order_table
 from backtest.portfolio.lar_map import PortfolioLarRecorder
 from backtest.portfolio.model import PortfolioBook, PortfolioParams
 from backtest.portfolio.run_config import PortfolioRunConfig
-from backtest.portfolio.simulate import PortfolioResult, sensitivity_of, simulate_portfolio
 from backtest.portfolio.run_record import portfolio_manifest, write_catalog_tables
+from backtest.portfolio.simulate import PortfolioResult, sensitivity_of, simulate_portfolio
 from backtest.portfolio.tables import portfolio_accounts, portfolio_liquidations
 from backtest.provenance import runtime
 from backtest.results.metrics import OPTIONS, PORTFOLIO

@@ -427,8 +427,10 @@ def equity_oi_figure(data: ReportData) -> go.Figure:
 
 
 def accounts_liquidated_figure(data: ReportData) -> go.Figure:
-    """Accounts liquidated at least once, cumulative, one line per policy; when a policy has
-    soft-liquidation bands, a second panel with the loans in soft liquidation.
+    """Accounts liquidated at least once, cumulative, one line per policy.
+
+    When a policy has soft-liquidation bands, a second panel with the loans in soft
+    liquidation.
 
     Parameters
     ----------

@@ -86,7 +86,7 @@ def cell_accounts(cell_json: Path) -> pl.DataFrame:
 
 
 def _view(acc: pl.DataFrame) -> pl.DataFrame:
-    """The columns of :func:`cell_accounts` from a catalog ``accounts`` table."""
+    """Return the columns of :func:`cell_accounts` from a catalog ``accounts`` table."""
     return acc.select(
         "account_id", "initial_notional_usd",
         (pl.col("liquidations") > 0).alias("liquidated"), "liquidated_notional_usd",

@@ -51,7 +51,8 @@ def running_totals(
     cash_perp = float(np.sum(cash[perp])) + np.cumsum(
         step_metrics[:, StepMetric.CASH_DELTA_PERP] - step_metrics[:, StepMetric.FUNDING_PAID]) + (
         f["arrival_cash_perp"] + f["cure_perp_usd"] + f["close_cash_perp"])
-    cash_loan = float(np.sum(cash[is_loan])) + np.cumsum(step_metrics[:, StepMetric.CASH_DELTA_LOAN]) + (
+    cash_loan = float(np.sum(cash[is_loan])) + np.cumsum(
+        step_metrics[:, StepMetric.CASH_DELTA_LOAN]) + (
         f["arrival_cash_loan"] + f["cure_loan_usd"] + f["close_cash_loan"])
     long_units = float(np.sum(units[perp & (units > 0)])) + np.cumsum(
         step_metrics[:, StepMetric.UNITS_DELTA_PERP_LONG]
@@ -59,7 +60,8 @@ def running_totals(
     short_units = float(np.sum(units[perp & (units < 0)])) + np.cumsum(
         step_metrics[:, StepMetric.UNITS_DELTA_PERP_SHORT]
     ) + f["arrival_units_short"] - f["close_units_short"]
-    loan_units = float(np.sum(units[is_loan])) + np.cumsum(step_metrics[:, StepMetric.UNITS_DELTA_LOAN]) + (
+    loan_units = float(np.sum(units[is_loan])) + np.cumsum(
+        step_metrics[:, StepMetric.UNITS_DELTA_LOAN]) + (
         f["arrival_units_loan"] - f["close_units_loan"])
     return {
         "perp_long_oi_usd": long_units * close,

@@ -32,8 +32,9 @@ def list_runs(root: Path) -> list[dict]:
     Returns
     -------
     list of dict
-        Keys ``run_id``, ``kind`` (``single_asset``, ``portfolio`` or ``options``), ``created`` (``YYYY-MM-DD
-        HH:MM:SS``, UTC), ``event``, ``symbol``, ``window`` (``start .. end``), ``accounts``
+        Keys ``run_id``, ``kind`` (``single_asset``, ``portfolio`` or ``options``), ``created``
+        (``YYYY-MM-DD HH:MM:SS``, UTC), ``event``, ``symbol``, ``window`` (``start .. end``),
+        ``accounts``
         (int or None), ``policies`` (list of str; portfolio runs: the collateral orders),
         ``wall_seconds`` (float or None) and ``run_dir`` (str). A manifest that cannot be read
         as JSON is listed with ``kind`` ``unreadable``.

@@ -45,7 +45,8 @@ STATUSES = (STATUS_OPEN, STATUS_PARTIAL, STATUS_CLOSED, STATUS_BANKRUPT, STATUS_
 PRODUCTS = ("perp", "loan")  # index = backtest.kernels.Product
 
 
-def prices_table(run_id: str, timestamp_ms: np.ndarray, ohlc: dict[str, np.ndarray]) -> pl.DataFrame:
+def prices_table(run_id: str, timestamp_ms: np.ndarray,
+                 ohlc: dict[str, np.ndarray]) -> pl.DataFrame:
     """Return the ``prices`` table: step, timestamp, open, high, low, close (USD)."""
     return pl.DataFrame(
         {
@@ -333,7 +334,8 @@ def accounts_parts(
 
 
 def liquidations_table(
-    run_id: str, policy: str, res: SimulationResult, account_id: np.ndarray, timestamp_ms: np.ndarray
+    run_id: str, policy: str, res: SimulationResult, account_id: np.ndarray,
+    timestamp_ms: np.ndarray
 ) -> pl.DataFrame:
     """Return the ``liquidations`` rows (one per event) of one policy."""
     return next(liquidations_parts(run_id, policy, res, account_id, timestamp_ms))
@@ -460,12 +462,12 @@ def _band(res: SimulationResult, field: str, n: int) -> np.ndarray:
 
 
 def _constant(value: str, n: int) -> pl.Series:
-    """A categorical column holding ``value`` n times (one string, n small codes)."""
+    """Return a categorical column holding ``value`` n times (one string, n small codes)."""
     return pl.Series([value], dtype=pl.Categorical).new_from_index(0, n)
 
 
 def _enum(codes: np.ndarray, categories: tuple[str, ...]) -> pl.Series:
-    """An Enum column from integer codes indexing ``categories``."""
+    """Return an Enum column from integer codes indexing ``categories``."""
     return pl.Series(codes.astype(np.uint32)).replace_strict(
         list(range(len(categories))), list(categories), return_dtype=pl.Enum(categories))
 

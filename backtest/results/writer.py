@@ -202,7 +202,7 @@ def _write(path: Path, frame: pl.DataFrame) -> None:
 
 
 def _as_happened(inputs, sha) -> dict | None:
-    """The as-happened policy of a counterfactual run: name, parameters, file hash."""
+    """Return the as-happened policy of a counterfactual run: name, parameters, file hash."""
     if getattr(inputs, "as_happened", None) is None:
         return None
     policy, path = inputs.as_happened

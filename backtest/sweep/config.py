@@ -264,7 +264,7 @@ class SweepConfig(StrictModel):
         return self.options or OptionsSweepSection()
 
     def _check_options(self) -> None:
-        """The rules of an options sweep (``kind = "options"``)."""
+        """Check the rules of an options sweep (``kind = "options"``)."""
         if self.policies != ["options"]:
             raise ValueError("field 'policies': an options sweep has one policy, "
                              "[\"options\"] (its parameters are swept by [grid])")
@@ -287,7 +287,7 @@ class SweepConfig(StrictModel):
                                  f"{self.kind} cell reads no implied volatility")
 
     def _book_seed_only(self) -> None:
-        """An ensemble of a portfolio or options sweep draws the book seed only."""
+        """Check that an ensemble of a portfolio or options sweep draws the book seed only."""
         if self.ensemble is not None:
             from backtest.sweep.ensemble import INPUTS
 
@@ -303,7 +303,7 @@ class SweepConfig(StrictModel):
         return self.portfolio or PortfolioSweepSection()
 
     def _check_portfolio(self) -> None:
-        """The rules of a portfolio sweep (``kind = "portfolio"``)."""
+        """Check the rules of a portfolio sweep (``kind = "portfolio"``)."""
         bad = [p for p in self.policies if p not in ORDER_NAMES]
         if bad:
             raise ValueError(f"field 'policies': a portfolio sweep's policies are collateral "
@@ -323,7 +323,7 @@ class SweepConfig(StrictModel):
         self._no_iv_shock()
 
     def _check_single_asset(self) -> None:
-        """The rules of a single-asset sweep: no portfolio-only fields."""
+        """Check the rules of a single-asset sweep: no portfolio-only fields."""
         if self.portfolio is not None:
             raise ValueError("field 'portfolio': only for kind = \"portfolio\"")
         if self.options is not None:

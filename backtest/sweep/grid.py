@@ -225,8 +225,10 @@ def expand(grids: list[tuple[str, dict[str, GridValues]]], model: type[BaseModel
 
 def product_of(grids: list[tuple[str, dict[str, GridValues]]],
                resolve: Callable[[str, str], str]) -> list[ParamSet]:
-    """Return the cartesian product of grids whose field names ``resolve(name, where)`` turns
-    into dotted fields (raising :class:`ConfigError` for an unknown one).
+    """Return the cartesian product of grids.
+
+    ``resolve(name, where)`` turns the grids' field names into dotted fields (raising
+    :class:`ConfigError` for an unknown one).
 
     Raises
     ------

@@ -31,8 +31,8 @@ from backtest.results.metrics import METRICS, OPTIONS, SINGLE_ASSET
 from backtest.results.tables import accounts_table, steps_table
 from backtest.sweep.cell_metrics import cell_identity, cell_metrics
 from backtest.sweep.options_cell import simulate_options_cell
-from backtest.sweep.portfolio_cell import simulate_portfolio_cell
 from backtest.sweep.plan import CellSpec, cell_dict
+from backtest.sweep.portfolio_cell import simulate_portfolio_cell
 from backtest.sweep.portfolio_plan import PORTFOLIO
 from backtest.sweep.store import SweepStore
 from backtest.sweep.stress import StressSpec, stress_tape
