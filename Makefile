@@ -103,12 +103,13 @@ demo-books: demo-tapes
 		--params $(PERPS_CALIBRATED) \
 		-o data/books/ftx-2022-btc.parquet
 
-# the kernels compile on both cores (setup's two paths), then the suite runs; the Dask
-# LocalCluster tests run in a pytest process of their own, without Dask's sampling profiler
-# (tests/conftest.py: with in-process workers it deadlocked against polars' and pyarrow's
-# threads, 2026-12-06). Should they hang anyway they are stopped after 10 minutes and run once
-# more, saying so, rather than holding CI to its limit.
+# lint first (ruff, a second), then the kernels compile on both cores (setup's two paths),
+# then the suite runs; the Dask LocalCluster tests run in a pytest process of their own,
+# without Dask's sampling profiler (tests/conftest.py: with in-process workers it deadlocked
+# against polars' and pyarrow's threads, 2026-12-06). Should they hang anyway they are
+# stopped after 10 minutes and run once more, saying so, rather than holding CI to its limit.
 test: $(VENV)/.installed
+	$(BIN)/ruff check .
 	$(MAKE) --no-print-directory -j2 setup
 	$(BIN)/python -m pytest -q -m "not dask"
 	@for try in 1 2; do \
