@@ -149,6 +149,8 @@ def _write_run(root: Path, run_id: str, meta: dict, event: str | None = "may-202
                           "liquidated_notional_usd": per_hour[h], "liquidations": 2,
                           "bad_debt_usd": 1e6 if h == 12 else 0.0,
                           "insurance_draw_usd": 5e5 if h == 12 else 0.0,
+                          "insurance_fees_usd": 0.0,
+                          "insurance_fund_usd": 1e7 - (5e5 if h >= 12 else 0.0),
                           "adl_notional_usd": 0.0,
                           "perp_long_oi_usd": 2 * OI * 0.6 - per_hour[: h + 1].sum(),
                           "perp_short_oi_usd": 2 * OI * 0.4,

@@ -12,7 +12,9 @@ Matching (:func:`matching_targets`): a target is shown when its event is the run
 asset is the run's base asset (``BTC`` for ``BTC/USDT``; ``all`` and joint ``BTC+ETH`` figures
 are not comparable with a one-asset book and are left out), its product is one the book holds,
 and, when the book's metadata names a ``venue``, its venue is that one (without it, every
-venue's and the whole market's figures are shown, with a note saying so).
+venue's and the whole market's figures are shown, with a note saying so). A target the run took
+an input from (``[insurance_fund] initial_balance_from``) is shown whatever its venue or asset,
+marked as the run's input.
 
 Simulated figures are taken over the target's window intersected with the run's window; a row
 says when the two differ. The ratio is simulated / the geometric middle of the real range,
@@ -38,6 +40,7 @@ SHARE = "liquidated_share_of_open_interest"
 
 UNCALIBRATED = "uncalibrated book"
 IN_FIT = "in fit"
+INPUT = "run's input"
 HELD_OUT = "held out"
 
 LABELS: dict[str, str] = {
@@ -54,6 +57,8 @@ LABELS: dict[str, str] = {
     "bad_debt_usd": "Bad debt",
     "bad_debt_accounts": "Accounts with bad debt",
     "insurance_fund_drawn_usd": "Insurance fund drawn",
+    "insurance_fund_before_usd": "Insurance fund at window start",
+    "insurance_fund_after_usd": "Insurance fund at window end",
     "adl_notional_usd": "Auto-deleveraged notional",
     "adl_accounts": "Accounts auto-deleveraged",
     "adl_fills": "Auto-deleveraging fills",
@@ -92,6 +97,9 @@ class RunFacts:
     calibration : str or None
         The calibrated parameter file the book was drawn from (book metadata
         ``calibration``), or None.
+    input_keys : frozenset of str
+        ``"<event>/<id>"`` of the targets the run took an input from (the insurance fund's
+        ``initial_balance_from``).
     open_interest_by_seed : tuple of (int, float)
         An ensemble's or sweep's books: ``(book seed, notional at the window start, USD)`` per
         member, so that intervals of the level at the window start are across members;
@@ -108,6 +116,7 @@ class RunFacts:
     open_interest_usd: float | None = None
     imported: bool = False
     calibration: str | None = None
+    input_keys: frozenset[str] = frozenset()
     open_interest_by_seed: tuple[tuple[int, float], ...] = ()
 
     @classmethod
@@ -140,6 +149,8 @@ class RunFacts:
             open_interest_usd=_float(meta.get("open_interest_usd")),
             imported=meta.get("source") == "imported",
             calibration=meta.get("calibration") or None,
+            input_keys=frozenset(k for k in [
+                (manifest.get("insurance_fund") or {}).get("initial_balance_from")] if k),
         )
 
 
@@ -293,9 +304,10 @@ def matching_targets(facts: RunFacts, targets: list[Target]) -> list[Target]:
     if facts.event is None or facts.asset is None:
         return []
     return [t for t in targets
-            if t.event == facts.event and t.asset == facts.asset
-            and t.product in facts.products
-            and (facts.venue is None or t.venue == facts.venue)]
+            if t.key in facts.input_keys
+            or (t.event == facts.event and t.asset == facts.asset
+                and t.product in facts.products
+                and (facts.venue is None or t.venue == facts.venue))]
 
 
 def _derived_shares(facts: RunFacts, matched: list[Target], pool: list[Target]
@@ -342,6 +354,8 @@ _REL = 1e-9
 
 
 def _fit_status(target: Target, facts: RunFacts, derived_from: list[str]) -> str:
+    if target.key in facts.input_keys:
+        return INPUT
     if facts.fit_keys is None:
         return UNCALIBRATED
     keys = [target.key, *derived_from]

@@ -68,7 +68,8 @@ class RunTables:
         levels at the start from the ``accounts`` table (or the book's recorded open
         interest) when ``from_run_start``, else from the ``steps`` running totals of the
         product (perps: open interest counted once per contract, as venues publish it, i.e.
-        half the long + short notional; loans: collateral and debt); the insurance fund and
+        half the long + short notional; loans: collateral and debt); the insurance fund (its
+        draws, and its balance before the window's first step and after its last) and
         auto-deleveraging from the whole book.
         """
         run, a, b, prod = _lit(self.run_id), _ts(start), _ts(end), _lit(product)
@@ -79,6 +80,9 @@ class RunTables:
         flows = q(f"""
             SELECT policy,
                    sum(insurance_draw_usd) AS insurance_fund_drawn_usd,
+                   arg_min(insurance_fund_usd - insurance_fees_usd + insurance_draw_usd, step)
+                       AS insurance_fund_before_usd,
+                   arg_max(insurance_fund_usd, step) AS insurance_fund_after_usd,
                    sum(adl_notional_usd) AS adl_notional_usd,
                    {self._deposits} AS borrower_deposits_usd,
                    arg_max({oi_column}, step) AS open_interest_after_usd

@@ -66,6 +66,8 @@ MEASURES: dict[str, str] = {
     "bad_debt_usd": "USD",
     "bad_debt_accounts": "count",
     "insurance_fund_drawn_usd": "USD",
+    "insurance_fund_before_usd": "USD",
+    "insurance_fund_after_usd": "USD",
     "adl_notional_usd": "USD",
     "adl_accounts": "count",
     "adl_fills": "count",
@@ -418,6 +420,43 @@ def targets_for(event: str, venue: str | None = None, asset: str | None = None,
             and (asset is None or t.asset == asset)
             and (product is None or t.product == product)
             and (measure is None or t.measure == measure)]
+
+
+def input_target(reference: str, measure: str, event: str | None, field: str,
+                 directory: str | Path | None = None,
+                 events_path: str | Path | None = None) -> Target:
+    """Return the target a run input is taken from (a config's ``..._from`` field).
+
+    Parameters
+    ----------
+    reference : str
+        ``"<event>/<id>"``, or an ``id`` of the run's own event.
+    measure : str
+        The measure the input must be (e.g. ``insurance_fund_before_usd``).
+    event : str or None
+        The run's event key.
+    field : str
+        The config field, named in errors (``insurance_fund.initial_balance_from``).
+    directory, events_path : str or Path, optional
+        See :func:`load_targets`.
+
+    Returns
+    -------
+    Target
+
+    Raises
+    ------
+    ConfigError
+        If no target has that key, or it is of another measure.
+    """
+    key = reference if "/" in reference else f"{event}/{reference}"
+    found = [t for t in load_targets(directory, events_path) if t.key == key]
+    if not found:
+        raise ConfigError(f"field '{field}': no target {key!r} in {validation_dir(directory)}")
+    if found[0].measure != measure:
+        raise ConfigError(f"field '{field}': target {key!r} measures {found[0].measure}, "
+                          f"not {measure}")
+    return found[0]
 
 
 def _longest_window(found: list[Target]) -> list[Target]:

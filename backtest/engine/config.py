@@ -58,6 +58,7 @@ Relative paths are resolved against the current working directory.
 
 from __future__ import annotations
 
+import math
 import os
 from datetime import datetime
 from pathlib import Path
@@ -287,9 +288,46 @@ class KeeperConfig(StrictModel):
 
 
 class InsuranceFundConfig(StrictModel):
-    """Insurance fund: starting balance in USD; inflows are the policies' penalty shares."""
+    """Insurance fund: starting balance in USD; inflows are the policies' penalty shares.
+
+    ``initial_balance_from`` names a target of ``data/validation`` (``"<event>/<id>"``, or an
+    id of the run's event) whose measure is ``insurance_fund_before_usd``: the fund then starts
+    at that venue's real fund (the middle of the target's range), and the run's manifest and
+    report name the target. It and ``initial_balance_usd`` are not given together.
+    """
 
     initial_balance_usd: float = Field(0.0, ge=0.0)
+    initial_balance_from: str | None = None
+
+
+def _sized_insurance_fund(fund: object, event: str | None) -> object:
+    """Return ``[insurance_fund]`` with ``initial_balance_usd`` read from its target, if named.
+
+    ``fund`` is the raw table (a dict) or an :class:`InsuranceFundConfig`; anything else, or a
+    fund without ``initial_balance_from``, is returned as it is. A balance given beside the
+    target must equal the target's (a resolved config read back), else :class:`ValueError`.
+    """
+    from backtest.calibration.targets import input_target
+
+    if isinstance(fund, InsuranceFundConfig):
+        given = fund.model_dump(exclude_unset=True)
+    elif isinstance(fund, dict):
+        given = dict(fund)
+    else:
+        return fund
+    ref = given.get("initial_balance_from")
+    if not isinstance(ref, str):
+        return fund
+    try:
+        target = input_target(ref, "insurance_fund_before_usd", event,
+                              "insurance_fund.initial_balance_from")
+    except ConfigError as exc:  # a ValueError: pydantic names the config file and field
+        raise ValueError(str(exc)) from None
+    usd = given.get("initial_balance_usd")
+    if usd is not None and not math.isclose(float(usd), target.middle, rel_tol=1e-9):
+        raise ValueError(f"insurance_fund: initial_balance_usd ({usd}) and initial_balance_from "
+                         f"({target.key}, {target.middle:.0f}) disagree: give one of them")
+    return {**given, "initial_balance_usd": target.middle, "initial_balance_from": target.key}
 
 
 class ResponseConfig(StrictModel):
@@ -392,6 +430,14 @@ class RunConfig(StrictModel):
     keepers: KeeperConfig = KeeperConfig()
     insurance_fund: InsuranceFundConfig = InsuranceFundConfig()
     response: ResponseConfig = ResponseConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _insurance_fund_from_target(cls, data: object) -> object:
+        if isinstance(data, dict) and "insurance_fund" in data:
+            data = {**data, "insurance_fund": _sized_insurance_fund(
+                data["insurance_fund"], data.get("event"))}
+        return data
 
     @model_validator(mode="after")
     def _window(self) -> RunConfig:

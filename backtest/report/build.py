@@ -739,12 +739,15 @@ def summary_paragraph(data: ReportData) -> str:
             f"{format_value(_num(s['user_equity_retained'][0]), 'fraction')} of their equity."
         )
     fund0 = m["insurance_fund"]["initial_balance_usd"]
+    fund_from = m["insurance_fund"].get("initial_balance_from")
+    initially = (f"initially {usd(fund0)}, a real venue's fund: target {fund_from}" if fund_from
+                 else f"initially {usd(fund0)}, as the run's config sets it")
     social = [(p, _num(v) or 0.0) for p, v in zip(s["policy"], s["socialised_loss_usd"],
                                                    strict=True)]
     hit = [(p, v) for p, v in social if v > 0.5]
     if not hit:
         if max((_num(v) or 0.0) for v in s["bad_debt_usd"]) > 0:
-            parts.append(f"The insurance fund (initially {usd(fund0)}) covered all bad debt "
+            parts.append(f"The insurance fund ({initially}) covered all bad debt "
                          "under every policy: no loss was socialised.")
         else:
             parts.append("No policy left bad debt, so the insurance fund was never drawn.")
@@ -756,7 +759,7 @@ def summary_paragraph(data: ReportData) -> str:
             return (f" ({usd(c)} of it charged to the book's perp positions, pro rata to "
                     "their size)" if c > 0.5 else "")
 
-        parts.append("The insurance fund (initially " + usd(fund0) + ") could not cover all bad "
+        parts.append("The insurance fund (" + initially + ") could not cover all bad "
                      "debt: " + "; ".join(f"{usd(v)} was socialised under \u201c{p}\u201d"
                                           + _who(p) for p, v in hit) + ".")
     return " ".join(parts)
