@@ -138,3 +138,18 @@ def test_a_run_shows_its_fund_input_and_its_simulated_fund(validation, tmp_path)
     assert figures["insurance_fund_before_usd"] == pytest.approx(FUND)
     assert figures["insurance_fund_after_usd"] == pytest.approx(flows["fund_end"])
     assert "a real venue&#39;s fund: target may-2021/venue-fund-before" in html
+
+
+def test_an_override_of_either_source_wins(validation, tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('name = "t"\nevent = "may-2021"\nbook = "book.parquet"\npolicies = ["hard"]\n'
+                    '[insurance_fund]\ninitial_balance_from = "venue-fund-before"\n')
+    assert load_run_config(path).insurance_fund.initial_balance_usd == FUND
+    fund = load_run_config(path, ["insurance_fund.initial_balance_usd=0"]).insurance_fund
+    assert (fund.initial_balance_usd, fund.initial_balance_from) == (0.0, None)
+    path.write_text('name = "t"\nevent = "may-2021"\nbook = "book.parquet"\npolicies = ["hard"]\n'
+                    '[insurance_fund]\ninitial_balance_usd = 7\n')
+    fund = load_run_config(path, ["insurance_fund.initial_balance_from=venue-fund-before"]
+                           ).insurance_fund
+    assert (fund.initial_balance_usd, fund.initial_balance_from) == (
+        FUND, "may-2021/venue-fund-before")

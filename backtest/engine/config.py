@@ -477,6 +477,24 @@ def _drop_fit_label(before: object, after: object) -> None:
         after["fitted_to"] = []
 
 
+def _fund_override_wins(before: object, after: object) -> None:
+    """Keep ``[insurance_fund]`` to one source of its balance when an override sets the other.
+
+    ``--set insurance_fund.initial_balance_usd=0`` on a config with ``initial_balance_from``
+    (or the reverse) drops the field the override did not touch, so the override wins
+    instead of the two disagreeing. ``before`` and ``after`` are the tables as read and with
+    the overrides applied.
+    """
+    keys = ("initial_balance_usd", "initial_balance_from")
+    if not isinstance(after, dict) or not set(keys) <= after.keys():
+        return
+    before = before if isinstance(before, dict) else {}
+    for key, other in (keys, keys[::-1]):
+        if before.get(key) != after.get(key) and before.get(other) == after.get(other):
+            del after[other]
+            return
+
+
 def read_run_config(path: str | Path, overrides: list[str] | None = None
                     ) -> tuple[RunConfig, dict | None]:
     """Read and validate a run config; return it with its raw ``[ensemble]`` table.
@@ -499,6 +517,7 @@ def read_run_config(path: str | Path, overrides: list[str] | None = None
     read = read_toml(path)
     raw = apply_overrides(read, overrides, path)
     _drop_fit_label(read.get("response"), raw.get("response"))
+    _fund_override_wins(read.get("insurance_fund"), raw.get("insurance_fund"))
     ensemble = raw.pop("ensemble", None)
     if ensemble is not None and not isinstance(ensemble, dict):
         raise ConfigError("field 'ensemble': expected a table, e.g. [ensemble] members = 30",
