@@ -55,7 +55,7 @@ DEMO_TAPES := \
 .PHONY: calibrate setup warm-up-time-major warm-up-decoupled tapes demo-tapes demo demo-books \
 	test bench bench-portfolio \
 	luna-portfolio black-thursday \
-	black-thursday-ensembles \
+	black-thursday-ensembles black-thursday-bitmex \
 	morpho-oct-2025 \
 	policy-library sweep-tapes sweep governance governance-aave governance-maker \
 	governance-portfolio governance-options clean
@@ -140,6 +140,22 @@ black-thursday-ensembles: black-thursday
 	$(BIN)/liqbt validate $${LIQBT_RUNS:-runs}/sweeps/black-thursday-congested-ensemble
 	$(BIN)/liqbt run configs/black-thursday-conditioned-ensemble.toml --workers 2
 	$(BIN)/liqbt validate $${LIQBT_RUNS:-runs}/sweeps/black-thursday-conditioned-ensemble
+
+# Black Thursday on BitMEX: the calibrated perp book sized to BitMEX's BTC open interest, its
+# insurance fund started at BitMEX's real one; fills at the hour's worst price, then at each
+# account's liquidation price (docs/validation.md, "Insurance funds")
+BTC_1H_TAPE := \
+	$(LIQBT_SHARED_DATA)/ohlcv_1h/dangdoday__SE2025-9.4__a729dcbb11__c5069f4b__BTC_USDT-1h.feather
+
+black-thursday-bitmex: setup
+	$(BIN)/liqbt data import $(BTC_1H_TAPE) --venue binance
+	$(BIN)/liqbt book generate --accounts $(ACCOUNTS) --event black-thursday-2020 --interval 1h \
+		--seed $(SEED) --represents bitmex -o data/books/black-thursday-bitmex.parquet
+	$(BIN)/liqbt run configs/black-thursday-bitmex.toml --report -q
+	$(BIN)/liqbt validate latest
+	$(BIN)/liqbt run configs/black-thursday-bitmex.toml --report -q \
+		--set execution.fill_price=liquidation_price --set name=black-thursday-bitmex-at-liquidation-price
+	$(BIN)/liqbt validate latest
 
 OCT_2025_BTC_TAPE := \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/MurphyHoops__freqtradeOne__ba6daef02a__1b45ec84__BTC_USDT-5m.feather

@@ -303,3 +303,18 @@ def test_book_generate_draws_the_calibrated_book_unless_told_otherwise(tmp_path,
                           "-o", str(tmp_path / "both.parquet")]) != 0
     assert "not both" in capsys.readouterr().err
     assert not (tmp_path / "both.parquet").exists()
+
+
+def test_a_book_can_stand_for_another_venue_and_is_sized_to_it():
+    """`liqbt book generate --represents bitmex`: the calibrated perp book (all-cex) stands for
+    BitMEX on Black Thursday, sized to the geometric middle of BitMEX's two open-interest
+    readings ($1.0B and $1.2B, data/validation/black-thursday-2020.toml)."""
+    from backtest.calibration.fitted import calibrated_params
+
+    fitted = Path("configs/calibration/perps-fitted.toml")
+    own, _ = calibrated_params(fitted, "black-thursday-2020", "BTC")
+    assert own.represents == "all-cex" and own.size_usd is None  # no all-cex figure that day
+    params, meta = calibrated_params(fitted, "black-thursday-2020", "BTC", represents="bitmex")
+    assert params.represents == "bitmex"
+    assert params.size_usd == pytest.approx((1.0e9 * 1.2e9) ** 0.5)
+    assert "unsized" not in meta

@@ -173,8 +173,8 @@ def venue_size_usd(event: str, venue: str, asset: str, loans: bool,
 
 
 def calibrated_params(path: str | Path | None, event: str, asset: str,
-                      size_usd: float | None = None, validation: str | Path | None = None
-                      ) -> tuple[BookParams, dict[str, str]]:
+                      size_usd: float | None = None, validation: str | Path | None = None,
+                      represents: str | None = None) -> tuple[BookParams, dict[str, str]]:
     """Return generator parameters for an event's book, sized to the venue, and metadata to record.
 
     Parameters
@@ -188,6 +188,9 @@ def calibrated_params(path: str | Path | None, event: str, asset: str,
         (``represents``), else unsized.
     validation : str or Path, optional
         Targets directory.
+    represents : str, optional
+        The venue or protocol the book stands for, instead of the parameters' own
+        (``represents``): it is recorded as the book's ``venue`` and sizes it.
 
     Returns
     -------
@@ -212,6 +215,8 @@ def calibrated_params(path: str | Path | None, event: str, asset: str,
                 "calibration_fit_targets": json.dumps(cal.fit_targets)}
     else:
         params = load_book_params(path)
+    if represents is not None:
+        params = params.model_copy(update={"represents": represents})
     if size_usd is None and params.size_usd is None and params.represents:
         try:
             size_usd = venue_size_usd(event, params.represents, asset,

@@ -41,6 +41,12 @@ def generate(
         metavar="USD", help="Total notional (perps) or debt (loans) at the window start. "
                             "Default: the venue's figure in data/validation when the "
                             "parameters name one.", min=0.0)] = None,
+    represents: Annotated[str | None, typer.Option(
+        metavar="VENUE", help="The venue or protocol the book stands for (e.g. bitmex), "
+                              "instead of the parameters' own (all-cex for the calibrated "
+                              "perp book): recorded as the book's venue and, without "
+                              "--size-usd, sizing it to that venue's open interest in "
+                              "data/validation.")] = None,
     store: Annotated[Path | None, typer.Option(
         metavar="DIR", help="Tape store (default $LIQBT_TAPES or data/tapes).")] = None,
     events: Annotated[Path | None, typer.Option(
@@ -71,7 +77,8 @@ def generate(
                        err=True)
             params = None
     asset = (symbol or get_event(event, events).symbols[0]).split("/")[0]
-    book_params, meta = calibrated_params(params, event, asset, size_usd)
+    book_params, meta = calibrated_params(params, event, asset, size_usd,
+                                          represents=represents)
     book = book_for_event(accounts, event, seed, symbol, venue, market, interval,
                           book_params, store, events)
     book.meta.update(meta)

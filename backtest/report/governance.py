@@ -97,6 +97,7 @@ def methodology(data: GovernanceData, strategies: str | Path | None = None) -> d
                         "a new parameter set does not change who opens which position.")
     stress = [s.label for s in data.proposal.stress]
     trig, fill = run.execution.trigger_price, run.execution.fill_price
+    fund = run.insurance_fund
     return {
         "books": books,
         "seeds": seeds_text(data.proposal),
@@ -104,7 +105,8 @@ def methodology(data: GovernanceData, strategies: str | Path | None = None) -> d
         "fill": (fill, build.FILL_TEXT[fill]),
         "market": build.market_text(m),
         "oracle_keepers": build.oracle_keeper_text(manifest_like),
-        "insurance_fund": build.usd(run.insurance_fund.initial_balance_usd),
+        "insurance_fund": (f"a real fund, target {fund.initial_balance_from}"
+                           if fund.initial_balance_from else build.usd(fund.initial_balance_usd)),
         "preset": {"name": preset.name, "family": preset.family,
                    "description": preset.description, "source": preset.source, "what": None},
         "stress": stress,
