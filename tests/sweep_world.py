@@ -133,7 +133,7 @@ insurance_fund_usd = 1000.0
 def liquidated_target(tmp_path: Path, events: Path, low: float = 1.0, high: float = 2.0) -> list:
     """A market liquidated-notional target for the synthetic crash day (``low``..``high``
     USD), written under ``tmp_path`` and loaded with the world's event catalog."""
-    from backtest.calibration.targets import load_targets
+    from backtest.targets import load_targets
 
     validation = tmp_path / "validation"
     validation.mkdir()

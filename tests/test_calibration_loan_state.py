@@ -20,9 +20,9 @@ from backtest.calibration.loan_state import (
     real_ratio,
 )
 from backtest.calibration.run import calibrate_file
-from backtest.calibration.targets import load_targets
 from backtest.errors import ConfigError
 from backtest.tapes import TapeStore
+from backtest.targets import load_targets
 from backtest.validation import read_toml
 from tests.conftest import Synth
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from backtest.calibration.fit import EventOutcome
-from backtest.calibration.targets import Target
 from backtest.calibration.timing import sub_windows, timing_rows
+from backtest.targets import Target
 
 DAY = datetime(2025, 10, 10, tzinfo=UTC)
 

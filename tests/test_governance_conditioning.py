@@ -119,8 +119,8 @@ def test_the_report_is_over_the_members_the_observation_keeps(conditioned):
     assert set(data.unit_values["event"]) == {"synthetic-crash", "synthetic-late"}
     # liqbt validate on the proposal's sweep: the same member, and the event without a
     # conditioning target (nor any target) is no error
-    from backtest.calibration.targets import load_targets
     from backtest.cli.validate import ensemble_text
+    from backtest.targets import load_targets
 
     text = ensemble_text(outcome.sweep_dir, w["root"] / "runs",
                          load_targets(w["root"] / "one" / "validation", w["events"]))

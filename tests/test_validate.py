@@ -23,9 +23,9 @@ from backtest.calibration.compare import (
     table_rows,
 )
 from backtest.calibration.sources import RunTables
-from backtest.calibration.targets import load_targets
 from backtest.cli import main
 from backtest.results.catalog import Catalog
+from backtest.targets import load_targets
 
 START = datetime(2021, 5, 19, tzinfo=UTC)
 HOURS = 24
@@ -437,8 +437,8 @@ def test_run_report_names_the_figures_far_from_what_happened(simulated, monkeypa
     table; the liquidated amount the book was fitted on is not, however far."""
     import shutil
 
-    from backtest.calibration.targets import validation_dir
     from backtest.report import render_report
+    from backtest.targets import validation_dir
 
     runs, run_id, _ = simulated
     monkeypatch.delenv("LIQBT_VALIDATION", raising=False)

@@ -12,9 +12,9 @@ import pytest
 from backtest.books import BookParams
 from backtest.calibration.compare import LABELS, RunFacts
 from backtest.calibration.sources import RunTables
-from backtest.calibration.targets import MEASURES
 from backtest.results import Catalog
 from backtest.sweep.runner import STEP_COLUMNS
+from backtest.targets import MEASURES
 from tests.loan_world import loan_run
 
 

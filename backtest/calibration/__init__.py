@@ -2,17 +2,17 @@
 
 Public names:
 
-- :class:`~backtest.calibration.targets.Target`, :func:`~backtest.calibration.targets.load_targets`,
-  :func:`~backtest.calibration.targets.targets_for`,
-  :func:`~backtest.calibration.targets.share_of_open_interest`,
-  :func:`~backtest.calibration.targets.open_interest_change`,
-  :func:`~backtest.calibration.targets.liquidated_window`: the versioned real figures in
+- :class:`~backtest.targets.Target`, :func:`~backtest.targets.load_targets`,
+  :func:`~backtest.targets.targets_for`,
+  :func:`~backtest.targets.share_of_open_interest`,
+  :func:`~backtest.targets.open_interest_change`,
+  :func:`~backtest.targets.liquidated_window`: the versioned real figures in
   ``data/validation/<event>.toml``.
 """
 
 from __future__ import annotations
 
-from backtest.calibration.targets import (
+from backtest.targets import (
     MEASURES,
     Target,
     liquidated_window,

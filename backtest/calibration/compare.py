@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from backtest.calibration.targets import Target, load_targets, share_of_open_interest
+from backtest.targets import Target, load_targets, share_of_open_interest
 
 SHARE = "liquidated_share_of_open_interest"
 
@@ -373,7 +373,7 @@ def compare(facts: RunFacts, source: FigureSource, targets: list[Target] | None 
     source : FigureSource
         Simulated figures per policy over a window.
     targets : list of Target, optional
-        Loaded targets; default :func:`backtest.calibration.targets.load_targets`
+        Loaded targets; default :func:`backtest.targets.load_targets`
         (``directory``).
     directory : str or Path, optional
         Target directory when ``targets`` is not given.

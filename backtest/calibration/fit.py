@@ -39,10 +39,10 @@ parameters mapped to their bounds by a logistic transform)::
                    + open_interest_weight x log(simulated OI change / real OI change)^2
 
 where *share* is the liquidated notional over **the real figure's window** (the target's,
-:func:`backtest.calibration.targets.liquidated_window`: BitMEX's first leg on Black Thursday,
+:func:`backtest.targets.liquidated_window`: BitMEX's first leg on Black Thursday,
 2024-08-05 inside an event that starts the day before) divided by the book's open interest at
 the window start, and the real share is the geometric middle of the target range
-(:func:`backtest.calibration.targets.share_of_open_interest`; for loans the liquidated amount
+(:func:`backtest.targets.share_of_open_interest`; for loans the liquidated amount
 over the protocol's borrowings). Open interest as venues and aggregators publish it counts each
 contract once (the longs' notional, equal to the shorts'), so the book's open interest is
 **half its perps' notional over both sides**; a liquidated position counts its full notional
@@ -51,7 +51,7 @@ same window and enters only where a target gives it.
 *OI change* is the perps' open interest at the window end (every position still open,
 arrivals included, at the last close) over that at the window start (at the last close
 before it); the real one is ``open_interest_after_usd / open_interest_before_usd`` of the same
-venue and asset (:func:`backtest.calibration.targets.open_interest_change`, geometric middle
+venue and asset (:func:`backtest.targets.open_interest_change`, geometric middle
 of the range) and enters only where both figures exist. It is what voluntary closes
 (``close_share``) and arrivals move; the liquidated share alone cannot tell them apart.
 
@@ -90,12 +90,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backtest import paths
 from backtest.books.generate import BookParams, generate_book
-from backtest.calibration.targets import (
-    liquidated_window,
-    load_targets,
-    open_interest_change,
-    share_of_open_interest,
-)
 from backtest.engine.book_flow import book_flow, exit_times_ms
 from backtest.engine.config import ResponseConfig
 from backtest.engine.dispatch import Prices, simulate
@@ -105,6 +99,12 @@ from backtest.events import get_event
 from backtest.kernels.enums import FillPrice, TriggerPrice
 from backtest.policies import load_policy, pack_policy
 from backtest.tapes import TapeStore
+from backtest.targets import (
+    liquidated_window,
+    load_targets,
+    open_interest_change,
+    share_of_open_interest,
+)
 from backtest.validation import describe, read_toml
 
 

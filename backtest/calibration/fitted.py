@@ -25,9 +25,9 @@ from pydantic import ValidationError
 
 from backtest.atomic import atomic_path
 from backtest.books.generate import BookParams
-from backtest.calibration.targets import load_targets
 from backtest.engine.config import ResponseConfig
 from backtest.errors import ConfigError
+from backtest.targets import load_targets
 from backtest.validation import describe, read_toml
 
 #: Target measures a perp or loan fit is held against.

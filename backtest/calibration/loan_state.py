@@ -315,8 +315,8 @@ def calibrate_loan_state(config: str | Path, output: str | Path, store=None, con
 
     from backtest.books.event import load_book_params
     from backtest.calibration.fitted import write_calibrated
-    from backtest.calibration.targets import load_targets
     from backtest.engine.config import ResponseConfig
+    from backtest.targets import load_targets
 
     console = console or Console()
     t0 = time.perf_counter()

@@ -2,7 +2,7 @@
 
 Both implement :class:`backtest.calibration.compare.FigureSource`: ``figures(start, end,
 from_run_start, product)`` returns ``{policy: {measure: value}}`` over ``[start, end)`` in the
-units of :data:`backtest.calibration.targets.MEASURES` (USD, counts, fractions), None where a
+units of :data:`backtest.targets.MEASURES` (USD, counts, fractions), None where a
 measure is not simulated. Queries go through the DuckDB catalog
 (:class:`backtest.results.catalog.Catalog`); nothing per account leaves DuckDB.
 """

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from backtest.calibration.targets import Target, load_targets
+from backtest.targets import Target, load_targets
 
 
 def _ms(t) -> int:

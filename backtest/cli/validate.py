@@ -34,9 +34,9 @@ def validate(
     from backtest import paths
     from backtest.calibration.compare import RunFacts, compare
     from backtest.calibration.sources import RunTables
-    from backtest.calibration.targets import load_targets
     from backtest.errors import CatalogError
     from backtest.results.catalog import Catalog, find_run
+    from backtest.targets import load_targets
 
     root = paths.runs_dir(runs)
     if not root.is_dir() and not Path(run).is_dir():

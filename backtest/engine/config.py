@@ -307,7 +307,7 @@ def _sized_insurance_fund(fund: object, event: str | None) -> object:
     fund without ``initial_balance_from``, is returned as it is. A balance given beside the
     target must equal the target's (a resolved config read back), else :class:`ValueError`.
     """
-    from backtest.calibration.targets import input_target
+    from backtest.targets import input_target
 
     if isinstance(fund, InsuranceFundConfig):
         given = fund.model_dump(exclude_unset=True)

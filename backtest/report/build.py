@@ -1124,7 +1124,7 @@ def against_what_happened(catalog: Catalog, run_id: str,
         Open catalog holding the run.
     run_id : str
     targets_dir : str, optional
-        Target directory (default :func:`backtest.calibration.targets.validation_dir`).
+        Target directory (default :func:`backtest.targets.validation_dir`).
 
     Returns
     -------

@@ -72,7 +72,7 @@ def condition(catalog, manifest: dict, proposal, labels: list[str],
     labels : list of str
         The named parameter sets (current first).
     targets_dir : str or Path, optional
-        Target directory (default :func:`backtest.calibration.targets.validation_dir`).
+        Target directory (default :func:`backtest.targets.validation_dir`).
 
     Returns
     -------
@@ -86,9 +86,9 @@ def condition(catalog, manifest: dict, proposal, labels: list[str],
     """
     from backtest.calibration.conditioning import conditioned_members
     from backtest.calibration.sources import SweepTables, sweep_event_facts
-    from backtest.calibration.targets import load_targets
     from backtest.errors import ConfigError
     from backtest.report.proposal import CURRENT
+    from backtest.targets import load_targets
 
     spec = proposal.ensemble
     if spec is None or not spec.condition_on:

@@ -31,7 +31,7 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
         Catalog with the proposal's sweep registered.
     data : GovernanceData
     targets_dir : str or Path, optional
-        Target directory (default :func:`backtest.calibration.targets.validation_dir`).
+        Target directory (default :func:`backtest.targets.validation_dir`).
 
     Returns
     -------
@@ -45,9 +45,9 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
     """
     from backtest.calibration.compare import compare, far_from_reality, table_rows
     from backtest.calibration.sources import SweepTables, sweep_event_facts
-    from backtest.calibration.targets import load_targets
     from backtest.errors import ConfigError
     from backtest.sweep.coverage import add_model_error, discrepancy
+    from backtest.targets import load_targets
 
     try:
         pool = load_targets(targets_dir)

@@ -372,7 +372,7 @@ def _size_range(params: BookParams, event: str, asset: str,
     """Factor range of a book sized to a venue: the target range around its geometric middle."""
     if params.size_usd is None or not params.represents:
         return None
-    from backtest.calibration.targets import load_targets
+    from backtest.targets import load_targets
 
     measure = "borrowed_usd" if params.loan_fraction >= 1.0 else "open_interest_before_usd"
     found = [t for t in load_targets(validation) if t.event == event and t.asset == asset

@@ -48,7 +48,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 from backtest.errors import ConfigError
 from backtest.events import Event, load_events
 
-_SOURCE_ROOT = Path(__file__).resolve().parent.parent.parent
+_SOURCE_ROOT = Path(__file__).resolve().parent.parent
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _ASSET_RE = re.compile(r"^(all|[A-Za-z0-9]+(\+[A-Za-z0-9]+)*)$")
 
