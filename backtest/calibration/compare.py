@@ -441,6 +441,8 @@ def compare(facts: RunFacts, source: FigureSource, targets: list[Target] | None 
         figures = cache[key]
         for policy in source.policies:
             value = figures.get(policy, {}).get(target.measure)
+            if value is not None and target.unit == "USD" and abs(value) < 0.005:
+                value = 0.0  # sums of float steps leave sub-cent residues: shown as $0
             row_notes = list(window_notes)
             if value is None:
                 row_notes.append("not simulated by this run's tables")
