@@ -58,6 +58,27 @@ class Event:
     description: str
 
 
+def utc_time(value: object) -> datetime:
+    """Return a TOML date-time (or date: its midnight) as a UTC ``datetime``.
+
+    What the event catalog and the target files accept for their times.
+
+    Raises
+    ------
+    ValueError
+        A date-time without its offset (``Z``), or not a date-time at all; pydantic names the
+        field.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError(
+                "must be a UTC time with an offset, e.g. 2021-05-19T00:00:00Z (no Z given)")
+        return value.astimezone(UTC)
+    if isinstance(value, date):
+        return datetime.combine(value, time(0), tzinfo=UTC)
+    raise ValueError("must be a TOML date-time such as 2021-05-19T00:00:00Z")
+
+
 class _EventModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False)
 
@@ -70,14 +91,7 @@ class _EventModel(BaseModel):
     @field_validator("start", "end", mode="before")
     @classmethod
     def _utc(cls, value: object) -> object:
-        if isinstance(value, datetime):
-            if value.tzinfo is None:
-                raise ValueError(
-                    "must be a UTC time with an offset, e.g. 2021-05-19T00:00:00Z (no Z given)")
-            return value.astimezone(UTC)
-        if isinstance(value, date):
-            return datetime.combine(value, time(0), tzinfo=UTC)
-        raise ValueError("must be a TOML date-time such as 2021-05-19T00:00:00Z")
+        return utc_time(value)
 
     @field_validator("name", "description")
     @classmethod

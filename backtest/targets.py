@@ -39,14 +39,14 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from backtest.errors import ConfigError
-from backtest.events import Event, load_events
+from backtest.events import Event, load_events, utc_time
 
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -155,17 +155,6 @@ class Target:
         return math.sqrt(self.low * self.high)
 
 
-def _utc(value: object) -> object:
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            raise ValueError(
-                "must be a UTC time with an offset, e.g. 2021-05-19T00:00:00Z (no Z given)")
-        return value.astimezone(UTC)
-    if isinstance(value, date):
-        return datetime.combine(value, time(0), tzinfo=UTC)
-    raise ValueError("must be a TOML date-time such as 2021-05-19T00:00:00Z")
-
-
 class _TargetModel(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False)
 
@@ -187,7 +176,7 @@ class _TargetModel(BaseModel):
     @field_validator("window_start", "window_end", mode="before")
     @classmethod
     def _times(cls, value: object) -> object:
-        return _utc(value)
+        return utc_time(value)
 
     @field_validator("id", "venue")
     @classmethod
