@@ -135,6 +135,7 @@ class RunFacts:
         window, book = manifest["window"], manifest.get("book", {})
         meta = book.get("meta") or {}
         keys = fit_keys(meta)
+        fund_from = (manifest.get("insurance_fund") or {}).get("initial_balance_from")
         response = ((manifest.get("config") or {}).get("resolved") or {}).get("response") or {}
         if keys is not None and response.get("enabled") is not False:
             keys |= frozenset(response.get("fitted_to") or ())  # the run's cures were fitted too
@@ -149,8 +150,7 @@ class RunFacts:
             open_interest_usd=_float(meta.get("open_interest_usd")),
             imported=meta.get("source") == "imported",
             calibration=meta.get("calibration") or None,
-            input_keys=frozenset(k for k in [
-                (manifest.get("insurance_fund") or {}).get("initial_balance_from")] if k),
+            input_keys=frozenset([fund_from] if fund_from else []),
         )
 
 
