@@ -104,11 +104,17 @@ FILL_TEXT = {
     "trigger": "A triggered liquidation executes at the triggering price (with the extreme "
                "trigger: the candle low for longs and loans, the high for shorts), i.e. the "
                "worst price of the candle, as a liquidation engine that is late within the "
-               "candle.",
+               "candle. For bad debt this is the upper end of what a candle can say: "
+               "fill_price = \"liquidation_price\" gives the lower end, and the real figure can "
+               "lie between (on Black Thursday's hourly candles, a book standing for BitMEX "
+               "drew $34.8M and $0 from its fund at the two ends; BitMEX's fund fell by "
+               "$6.15M-$20.8M: docs/validation.md, \"Insurance funds\").",
     "liquidation_price": "A triggered liquidation executes at the account's exact liquidation "
                          "price (where equity equals the maintenance requirement), or at the "
                          "candle's open if the candle opened beyond it (a gap), clipped to the "
-                         "candle's range: an ideal, instant liquidator.",
+                         "candle's range: an ideal, instant liquidator, so bad debt comes from "
+                         "gaps only, the lower end of what a candle can say (fill_price = "
+                         "\"trigger\" gives the upper end).",
     "close": "A triggered liquidation executes at the candle's close.",
 }
 NO_IMPACT = ("Market impact and cascades: liquidations do not move the price; the historical "
