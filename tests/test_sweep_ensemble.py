@@ -177,6 +177,29 @@ fitted_delay_minutes = 11.9
     assert (run.keepers.capital_usd_per_step, run.keepers.latency_minutes) == (3.5e6, 2.0)
 
 
+def test_where_a_candle_fills_is_drawn_only_when_given():
+    """``fill_at_liquidation_price``: the two ends of a candle's fill, drawn per member only
+    where the ensemble gives it; 1 (or 0.5 and above) fills at the liquidation price."""
+    from backtest.books.generate import BookParams
+    from backtest.sweep.config import RunSections
+
+    none = default_ranges(EnsembleSpec(members=2), BookParams(), None, {}, RunSections(), "x",
+                          "BTC")
+    assert "fill_at_liquidation_price" not in none.draws
+    spec = EnsembleSpec(members=40, fill_at_liquidation_price={"distribution": "choice",
+                                                              "values": [0, 1]})
+    r = default_ranges(spec, BookParams(), None, {}, RunSections(), "x", "BTC")
+    values = [member_values(spec, k, r)["fill_at_liquidation_price"] for k in range(40)]
+    assert set(values) == {0.0, 1.0}
+    fills = {v: apply_member({"fill_at_liquidation_price": v}, BookParams(), RunSections(),
+                             r)[1].execution.fill_price for v in (0.0, 0.49, 0.5, 1.0)}
+    assert fills == {0.0: "trigger", 0.49: "trigger", 0.5: "liquidation_price",
+                     1.0: "liquidation_price"}
+    assert RunSections().execution.fill_price == "trigger"  # the config's fill otherwise
+    with pytest.raises(ValueError, match="fraction"):
+        EnsembleSpec(members=2, fill_at_liquidation_price={"low": 0, "high": 2})
+
+
 def test_a_loan_state_fit_gives_its_readings_as_the_ltv_range(tmp_path):
     """A loan-state fit solved at two readings of the protocol's state draws ``ltv_beta_a``
     between them; one reading, a perp book or ``false`` draws nothing."""

@@ -39,6 +39,11 @@ calibration where it gives one; ``false``: not varied):
                             policies; drawn only where the ``[ensemble]`` gives its range)
 ``ltv_beta_a``              book ``ltv_beta_a`` (loans): the loan-to-value mean a loan-state
                             fit solves, between the fit's readings of the protocol's state
+``fill_at_liquidation_      ``[execution] fill_price``: 0 fills at the trigger price (the
+price``                     candle's worst), 1 at each account's liquidation price, the two
+                            ends of what a candle says about a continuous engine (values
+                            of 0.5 and above read as 1; drawn only where the ``[ensemble]``
+                            gives it, e.g. ``{ distribution = "choice", values = [0, 1] }``)
 ========================== ==============================================================
 
 A calibrated book file with leave-one-out refits (``liqbt book calibrate``) has every fitted
@@ -81,12 +86,12 @@ from backtest.validation import describe, read_toml
 INPUTS = ("leverage_scale", "low_leverage_share", "size_factor", "depth_factor",
           "permanent_fraction", "keeper_latency_minutes", "oracle_lag_minutes",
           "response_share", "response_delay_minutes", "keeper_capital_usd", "ltv_beta_a",
-          "response_target_health")
+          "response_target_health", "fill_at_liquidation_price")
 """The uncertain inputs an ensemble member draws (besides its book seed), in record order."""
 
 _BOUNDS = {"low_leverage_share": (0.0, 1.0), "permanent_fraction": (0.0, 1.0),
-           "response_share": (0.0, 1.0)}
-"""Inputs that are fractions: a range outside [0, 1] is an error."""
+           "response_share": (0.0, 1.0), "fill_at_liquidation_price": (0.0, 1.0)}
+"""Inputs that are fractions (or 0/1 choices): a range outside [0, 1] is an error."""
 
 DEFAULT_SIZE_FACTOR = (0.8, 1.25)
 """Book size factor range (log-uniform) where the calibration gives none."""
@@ -193,7 +198,7 @@ class EnsembleSpec(StrictModel):
     response_share, response_delay_minutes, keeper_capital_usd, ltv_beta_a : Draw, False or None
         As above (``keeper_capital_usd`` has no default range: it is drawn only when given;
         ``ltv_beta_a`` by default only for a loan-state fit with two readings).
-    response_target_health : Draw, False or None
+    response_target_health, fill_at_liquidation_price : Draw, False or None
         As above; no default range (drawn only when given).
     fitted_parameters : {"joint", "independent"}
         How the parameters of a calibrated book file with leave-one-out refits are drawn.
@@ -238,6 +243,7 @@ class EnsembleSpec(StrictModel):
     keeper_capital_usd: InputSpec = None
     ltv_beta_a: InputSpec = None
     response_target_health: InputSpec = None
+    fill_at_liquidation_price: InputSpec = None
     fitted_parameters: Literal["joint", "independent"] = "joint"
     condition_on: list[str] = Field(default_factory=list)
     condition_policy: str | None = Field(default=None, min_length=1)
@@ -509,6 +515,8 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
     lag = run.oracle.lag_minutes
     put("oracle_lag_minutes", run.oracle.model == "lagged",
         Draw(low=DEFAULT_ORACLE_LAG_FACTOR[0] * lag, high=DEFAULT_ORACLE_LAG_FACTOR[1] * lag))
+    # where in a candle a liquidation fills: only when given (the config's fill otherwise)
+    put("fill_at_liquidation_price", True, None)
 
     if response is not None:
         share = _jackknife_range(book_params, "share", fraction=True) if calibrated_file else None
@@ -650,6 +658,10 @@ def apply_member(values: dict[str, float], params: BookParams, run, ranges: Even
     if "oracle_lag_minutes" in values:
         sections["oracle"] = run.oracle.model_copy(
             update={"lag_minutes": max(values["oracle_lag_minutes"], 1e-9)})
+    if "fill_at_liquidation_price" in values:
+        at_liq = values["fill_at_liquidation_price"] >= 0.5
+        sections["execution"] = run.execution.model_copy(
+            update={"fill_price": "liquidation_price" if at_liq else "trigger"})
     if "response_share" in values:
         response["share"] = values["response_share"]
     if "response_delay_minutes" in values:
