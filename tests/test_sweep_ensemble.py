@@ -100,9 +100,11 @@ def test_member_draws_depend_only_on_seed_and_member():
         assert member_values(small, k, r_small) == member_values(big, k, r_big)
     assert member_values(big, 0, r_big) != member_values(big, 1, r_big)
     # every default input of a perp book under cascade impact varies, within its range
-    # (ltv_beta_a: only from a loan-state fit with two readings; the cure's size: when given)
+    # (ltv_beta_a: only from a loan-state fit with two readings; the cure's size and where a
+    # candle fills: when given)
     assert set(r_big.draws) == set(INPUTS) - {"oracle_lag_minutes", "keeper_capital_usd",
-                                              "ltv_beta_a", "response_target_health"}
+                                              "ltv_beta_a", "response_target_health",
+                                              "fill_at_liquidation_price"}
     for k in range(50):
         v = member_values(big, k, r_big)
         for name, d in r_big.draws.items():
