@@ -39,12 +39,12 @@ calibration where it gives one; ``false``: not varied):
                             policies; drawn only where the ``[ensemble]`` gives its range)
 ``ltv_beta_a``              book ``ltv_beta_a`` (loans): the loan-to-value mean a loan-state
                             fit solves, between the fit's readings of the protocol's state
-``fill_at_liquidation_      ``[execution] fill_price``: 0 fills at the trigger price (the
-price``                     candle's worst), 1 at each account's liquidation price, the two
-                            ends of what a candle says about a continuous engine (values
-                            of 0.5 and above read as 1; drawn only where the ``[ensemble]``
-                            gives it, e.g. ``{ distribution = "choice", values = [0, 1] }``)
 ========================== ==============================================================
+
+``fill_at_liquidation_price`` sets ``[execution] fill_price``: 0 fills at the trigger price (the
+candle's worst), 1 at each account's liquidation price, the two ends of what a candle says
+about a continuous engine (values of 0.5 and above read as 1; drawn only where the
+``[ensemble]`` gives it, e.g. ``{ distribution = "choice", values = [0, 1] }``).
 
 A calibrated book file with leave-one-out refits (``liqbt book calibrate``) has every fitted
 parameter the ensemble does not set otherwise drawn together, from a multivariate normal with
