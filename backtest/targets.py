@@ -8,7 +8,7 @@ One file per catalogued event (``data/events.toml``) with published figures::
     scope = "market"                    # venue | protocol | market
     venue = "all-cex"                   # exchange or protocol id: binance, aave-v2, all-cex ...
     product = "perp"                    # perp | loan
-    asset = "BTC"                       # base asset, or "all"
+    asset = "BTC"                       # base asset, "all", or a joint "BTC+ETH"
     window_start = 2021-05-19T00:00:00Z
     window_end = 2021-05-20T00:00:00Z   # exclusive
     measure = "liquidated_notional_usd"
