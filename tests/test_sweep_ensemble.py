@@ -607,3 +607,37 @@ def test_the_perp_example_runs_on_calibrated_books_without_impact():
         "configs/calibration/perps-fitted.toml"}
     cfg = sweep_config(prop, path)
     assert cfg.run.market.impact_model == "none"
+
+
+def test_cells_give_the_insurance_funds_figures(world):
+    """An ensemble's members are held against a fund's draw and balances as a run is: cells
+    keep the fund's draws and fees per step, so each member's balance after the window is its
+    balance before, plus the fees, less the draws, and the ensemble's figure is their mean."""
+    from datetime import datetime
+
+    from backtest.calibration.sources import SweepTables
+
+    sid = world["outcome"].sweep_id
+    with Catalog(world["runs"]) as cat:
+        per_step = cat.query(f"""
+            SELECT c.param_set, c.seed, st.step, st.insurance_fund_usd, st.insurance_draw_usd,
+                   st.insurance_fees_usd
+            FROM sweep_steps st JOIN sweep_cells c USING (sweep_id, cell_id)
+            WHERE st.sweep_id = '{sid}' AND c.event = 'synthetic-crash'
+              AND c.stress_kind = 'none' ORDER BY c.param_set, c.seed, st.step""")
+        labels = sorted(set(per_step["param_set"]))
+        tables = SweepTables(cat, sid, "synthetic-crash", labels, None)
+        figs = tables.figures(datetime(2000, 1, 1), datetime(2100, 1, 1), True, "perp")
+    cells = per_step.group_by("param_set", "seed").agg(
+        drawn=pl.col("insurance_draw_usd").sum(), fees=pl.col("insurance_fees_usd").sum(),
+        before=(pl.col("insurance_fund_usd") - pl.col("insurance_fees_usd")
+                + pl.col("insurance_draw_usd")).first(),
+        after=pl.col("insurance_fund_usd").last())
+    assert cells["drawn"].sum() > 0  # the crash draws on the fund: the figures are not all 0
+    assert cells["before"].to_list() == pytest.approx([10_000.0] * cells.height)
+    assert (cells["after"] - cells["before"] - cells["fees"] + cells["drawn"]).abs().max() < 1e-6
+    for label in labels:
+        mine = cells.filter(pl.col("param_set") == label)
+        assert figs[label]["insurance_fund_drawn_usd"] == pytest.approx(mine["drawn"].mean())
+        assert figs[label]["insurance_fund_before_usd"] == pytest.approx(10_000.0)
+        assert figs[label]["insurance_fund_after_usd"] == pytest.approx(mine["after"].mean())

@@ -51,8 +51,8 @@ def test_the_measure_is_known_labelled_and_kept_by_sweep_cells():
 
 
 def test_a_sweep_without_cures_in_its_cells_gives_no_figure(tmp_path):
-    """Cells written before they kept ``cure_usd`` (or portfolio cells) leave the measure
-    empty rather than failing the query."""
+    """Cells written before they kept ``cure_usd`` or the fund's flows (or options cells) leave
+    the measures empty rather than failing the query."""
     from backtest.calibration.sources import SweepTables
 
     class _Catalog:
@@ -71,6 +71,10 @@ def test_a_sweep_without_cures_in_its_cells_gives_no_figure(tmp_path):
                          False, "loan")
     assert fig["p"]["borrower_deposits_usd"] is None
     assert "CAST(NULL AS DOUBLE) AS borrower_deposits_usd" in cat.sql[-1]
+    for measure in ("insurance_fund_drawn_usd", "insurance_fund_before_usd",
+                    "insurance_fund_after_usd"):  # nor the fund's flows
+        assert fig["p"][measure] is None
+        assert f"CAST(NULL AS DOUBLE) AS {measure}" in cat.sql[-1]
 
 
 def test_new_money_is_not_counted_as_retained_equity(vault_run):

@@ -200,9 +200,11 @@ class SweepTables:
         self.whole_book = True
         self.kept: frozenset[int] | None = None
         self._cells: dict[tuple[str, str], object] = {}  # per-cell sums by window, shared
-        # cells written before they kept cures (and portfolio or options cells) have no column
+        # cells written before they kept cures or the fund's flows lack those columns, as do
+        # options cells (and portfolio cells, cures)
         steps = catalog.query("SELECT * FROM sweep_steps LIMIT 0").columns
         self._has_cures = "cure_usd" in steps
+        self._has_fund_flows = {"insurance_draw_usd", "insurance_fees_usd"} <= set(steps)
 
     @classmethod
     def from_facts(cls, catalog, sweep_id: str, event: str, param_sets: list[str],
@@ -247,9 +249,20 @@ class SweepTables:
         return column.quantile(self.quantile, interpolation="linear")
 
     def _per_cell(self, a: str, b: str):
-        """Return the sums over the window ``[a, b)`` (SQL timestamps) of every unstressed cell."""
-        deposits = (f"sum(st.cure_usd) FILTER (WHERE st.timestamp >= {a} AND st.timestamp < {b})"
-                    if self._has_cures else "CAST(NULL AS DOUBLE)")
+        """Return the sums over the window ``[a, b)`` (SQL timestamps) of every unstressed cell.
+
+        The insurance fund's figures are those of :meth:`RunTables.figures`: its draws over the
+        window, its balance before the window's first step and after its last.
+        """
+        within = f"FILTER (WHERE st.timestamp >= {a} AND st.timestamp < {b})"
+        deposits = f"sum(st.cure_usd) {within}" if self._has_cures else "CAST(NULL AS DOUBLE)"
+        if self._has_fund_flows:
+            fund = (f"sum(st.insurance_draw_usd) {within}",
+                    "arg_min(st.insurance_fund_usd - st.insurance_fees_usd"
+                    f" + st.insurance_draw_usd, st.step) {within}",
+                    f"arg_max(st.insurance_fund_usd, st.step) {within}")
+        else:
+            fund = ("CAST(NULL AS DOUBLE)",) * 3
         return self.catalog.query(f"""
             SELECT c.{self.by} AS label, c.seed,
                    sum(st.liquidated_notional_usd) FILTER (WHERE st.timestamp >= {a}
@@ -259,6 +272,9 @@ class SweepTables:
                    sum(st.adl_notional_usd) FILTER (WHERE st.timestamp >= {a}
                        AND st.timestamp < {b}) AS adl_notional_usd,
                    {deposits} AS borrower_deposits_usd,
+                   {fund[0]} AS insurance_fund_drawn_usd,
+                   {fund[1]} AS insurance_fund_before_usd,
+                   {fund[2]} AS insurance_fund_after_usd,
                    coalesce(max(st.bad_debt_cum_usd) FILTER (WHERE st.timestamp < {b}), 0)
                      - coalesce(max(st.bad_debt_cum_usd) FILTER (WHERE st.timestamp < {a}), 0)
                        AS bad_debt_usd,
@@ -293,7 +309,8 @@ class SweepTables:
                 cells = cells.filter(cells["seed"].is_in(list(self.kept)))
             fig: dict[str, float | None] = {}
             for col in ("liquidated_notional_usd", "liquidations_count", "adl_notional_usd",
-                        "bad_debt_usd", "borrower_deposits_usd"):
+                        "bad_debt_usd", "borrower_deposits_usd", "insurance_fund_drawn_usd",
+                        "insurance_fund_before_usd", "insurance_fund_after_usd"):
                 fig[col] = _float(self._stat(cells[col])) if cells.height else None
             if cells.height and from_run_start:
                 # the first liquidation of every account liquidated in the window
@@ -318,7 +335,7 @@ class SweepTables:
 
 
 def sweep_event_facts(catalog, sweep_id: str, infos: list[dict], event: str | None,
-                      event_key: str) -> RunFacts | None:
+                      event_key: str, manifest: dict | None = None) -> RunFacts | None:
     """Return the facts of one event of a sweep, from its cells' books; None without cells.
 
     Parameters
@@ -333,6 +350,9 @@ def sweep_event_facts(catalog, sweep_id: str, infos: list[dict], event: str | No
         Catalogued event key.
     event_key : str
         The sweep's key of the event (``sweep_cells.event``).
+    manifest : dict, optional
+        The sweep's ``sweep.json``: the target its cells' insurance fund started at
+        (``[insurance_fund] initial_balance_from``), an input rather than a held-out figure.
 
     Returns
     -------
@@ -374,7 +394,14 @@ def sweep_event_facts(catalog, sweep_id: str, infos: list[dict], event: str | No
         start=datetime.fromisoformat(first["start"]), end=datetime.fromisoformat(first["end"]),
         fit_keys=fit_keys(meta), imported=meta.get("source") == "imported",
         open_interest_usd=sum(v for _, v in by_seed) / len(by_seed) if by_seed else None,
-        open_interest_by_seed=tuple(by_seed))
+        open_interest_by_seed=tuple(by_seed), input_keys=_inputs(manifest))
+
+
+def _inputs(manifest: dict | None) -> frozenset[str]:
+    """Return the targets a sweep's cells took an input from (its insurance fund's start)."""
+    run = (((manifest or {}).get("config") or {}).get("resolved") or {}).get("run") or {}
+    fund_from = (run.get("insurance_fund") or {}).get("initial_balance_from")
+    return frozenset([fund_from] if fund_from else [])
 
 
 def sweep_labels(catalog, sweep_id: str) -> tuple[str, list[str]]:

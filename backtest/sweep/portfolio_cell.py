@@ -43,7 +43,8 @@ from backtest.tapes.align import AlignedTapes
 STEP_COLUMNS = (
     "step", "timestamp", "open", "high", "low", "close", "price_symbol", "liquidations",
     "liquidated_notional_usd", "bad_debt_cum_usd", "insurance_fund_usd",
-    "socialised_loss_cum_usd", "accounts_liquidated_cum",
+    "socialised_loss_cum_usd", "accounts_liquidated_cum", "insurance_draw_usd",
+    "insurance_fees_usd",
 )
 """Per-step columns kept for each portfolio cell (``steps.parquet``)."""
 
