@@ -355,9 +355,17 @@ fitted = ["leverage_scale"]\nfitted_leverage_scale = 0.4
     assert f"in {s['inside']}, and" in sentence and "on the 2 past events" in sentence
     assert "held out" in sentence and "12 members, 2026-12-06" in sentence
     assert coverage.coverage_sentence(tmp_path / "other.toml") is None
+    # a file an ensemble wrote for a book drawn from it for a venue takes its record
+    from backtest.provenance import file_sha256
+
+    drawn = tmp_path / "drawn.toml"
+    drawn.write_text(f'[book]\nleverage_scale = 0.4\nrepresents = "bitmex"\n[fit]\n'
+                     f'drawn_from = "{wrong}"\ndrawn_from_sha256 = "{file_sha256(wrong)}"\n')
+    assert coverage.coverage_sentence(drawn) == sentence
     # refitted since (the file changed): the stale record is not quoted
     wrong.write_text(wrong.read_text() + "\n# refitted\n")
     assert coverage.coverage_sentence(wrong) is None
+    assert coverage.coverage_sentence(drawn) is None
     (tmp_path / "short.toml").write_text(
         '[book]\n[fit]\nconfig = "c"\nfitted = ["leverage_scale"]\n'
         'fitted_leverage_scale = 0.4\n[[leave_one_out]]\nevent = "a"\nasset = "BTC"\n'

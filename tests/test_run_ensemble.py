@@ -20,6 +20,7 @@ from backtest.errors import ConfigError
 from backtest.results import Catalog
 from backtest.sweep import run_sweep
 from backtest.sweep.from_run import BOOK_PARAMS_FILE, ensemble_sweep
+from backtest.validation import read_toml
 from tests.sweep_world import cells, liquidated_target, make_world, steps
 
 RUN = """
@@ -225,6 +226,11 @@ share = 0.8
 delay_minutes = 30.0
 [fit]
 fitted_leverage_scale = 0.9
+[[fit.event]]
+event = "synthetic-crash"
+venue = "all-cex"
+asset = "BTC"
+in_fit = true
 [[leave_one_out]]
 event = "a"
 fitted_leverage_scale = 0.7
@@ -263,6 +269,20 @@ fitted_leverage_scale = 1.1
                       _jackknife_range(cal, "leverage_scale"))
     assert (kept.low, kept.high) == (original.low, original.high)
     assert (kept.low, kept.high) == pytest.approx((0.9 - 3 ** 0.5 * 0.2, 0.9 + 3 ** 0.5 * 0.2))
+    # drawn from the file for a venue (`liqbt book generate --represents`): members stand for
+    # that venue too, and keep the fit's record of its events (which targets were in the fit)
+    venue, venue_meta = calibrated_params(cal, "synthetic-crash", "BTC", represents="bitmex")
+    book = book_for_event(300, "synthetic-crash", 2, interval="5m", params=venue,
+                          store=world["store"], events=world["events"])
+    book.meta.update(venue_meta)
+    path = write_book(book, tmp_path / "venue.parquet")
+    cfg, ens = read_run_config(write_run(tmp_path / "r3.toml", path))
+    written = ensemble_sweep(cfg, ens, tmp_path / "r3.toml", tmp_path / "runs3").events[0] \
+        .book_params
+    kept_file, original_file = read_toml(written), read_toml(cal)
+    assert kept_file["book"]["represents"] == "bitmex"
+    assert kept_file["fit"]["event"] == original_file["fit"]["event"]
+    assert kept_file["fit"]["drawn_from"] == str(cal)  # whose coverage check it takes
 
 
 def test_imported_book_is_refused(world, tmp_path):

@@ -149,7 +149,8 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
         events = []
         for key in dict.fromkeys(e["event"] for e in manifest["events"]):
             infos = [e for e in manifest["events"] if e["event"] == key]
-            facts = sweep_event_facts(catalog, sid, infos, infos[0].get("event_key"), key)
+            facts = sweep_event_facts(catalog, sid, infos, infos[0].get("event_key"), key,
+                                      manifest)
             events.append((key, facts, SweepTables.from_facts(catalog, sid, key, labels, facts,
                                                               by=by)))
         kept = decides = None

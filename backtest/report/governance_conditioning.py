@@ -98,7 +98,7 @@ def condition(catalog, manifest: dict, proposal, labels: list[str],
     events = []
     for ev in proposal.events:
         infos = [e for e in manifest["events"] if e["event"] == ev.key]
-        facts = sweep_event_facts(catalog, sid, infos, ev.event, ev.key)
+        facts = sweep_event_facts(catalog, sid, infos, ev.event, ev.key, manifest)
         if facts is not None:
             events.append((ev.key, facts, SweepTables.from_facts(catalog, sid, ev.key, labels,
                                                                  facts)))

@@ -62,7 +62,7 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
     out = []
     for ev in data.proposal.events:
         infos = [e for e in data.manifest["events"] if e["event"] == ev.key]
-        facts = sweep_event_facts(catalog, sid, infos, ev.event, ev.key)
+        facts = sweep_event_facts(catalog, sid, infos, ev.event, ev.key, data.manifest)
         if facts is None:
             out.append({"event": ev.key, "rows": [], "notes": [], "calibrated": False,
                         "sentence": "No unstressed cell of this event was run, so it is not "

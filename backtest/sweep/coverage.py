@@ -235,9 +235,18 @@ def _record(fitted: str | Path | None) -> dict | None:
     """Return the ``[coverage]`` table recorded for ``fitted``, or None.
 
     None too when the record was made on another version of the file (its ``fitted_sha256``
-    differs: refitted since), so a stale check is never quoted.
+    differs: refitted since), so a stale check is never quoted. A file an ensemble wrote for a
+    book drawn from a calibrated file at another size or for a venue (the same fitted
+    parameters; ``[fit] drawn_from`` and ``drawn_from_sha256``) takes that file's record.
     """
-    if fitted is None or not coverage_path(fitted).is_file() or not Path(fitted).is_file():
+    if fitted is None or not Path(fitted).is_file():
+        return None
+    if not coverage_path(fitted).is_file():
+        fit = read_toml(fitted).get("fit", {})
+        source = fit.get("drawn_from")
+        if source and Path(source).is_file() and file_sha256(source) == fit.get(
+                "drawn_from_sha256"):
+            return _record(source)
         return None
     c = read_toml(coverage_path(fitted)).get("coverage", {})
     if c.get("fitted") != Path(fitted).name or c.get("fitted_sha256") != file_sha256(fitted):

@@ -144,6 +144,7 @@ def book_params_file(meta: dict[str, str], event: str, asset: str, sweep_dir: Pa
         Generator or response metadata that does not validate (names the field).
     """
     from backtest.calibration.fitted import calibrated_params, write_calibrated
+    from backtest.provenance import file_sha256
 
     try:
         params = BookParams.model_validate_json(meta["generator"])
@@ -162,11 +163,13 @@ def book_params_file(meta: dict[str, str], event: str, asset: str, sweep_dir: Pa
         raw = read_toml(original) if original.is_file() else {}
         fitted = raw.get("book") if isinstance(raw.get("book"), dict) else None
         same_fit = fitted is not None and BookParams.model_validate(fitted).model_copy(
-            update={"size_usd": params.size_usd}) == params
+            update={"size_usd": params.size_usd, "represents": params.represents}) == params
         fit = raw.get("fit", {}) if same_fit else {}
+        scalars = {k: v for k, v in fit.items() if not isinstance(v, dict | list)}
+        if same_fit:  # the fitted parameters unchanged: the original's coverage check holds
+            scalars |= {"drawn_from": str(original), "drawn_from_sha256": file_sha256(original)}
         write_calibrated(
-            dest, params, response or ResponseConfig(),
-            {k: v for k, v in fit.items() if not isinstance(v, dict | list)},
+            dest, params, response or ResponseConfig(), scalars,
             fit.get("event", []), raw.get("leave_one_out", []) if same_fit else [],
             f"generator parameters of a book drawn from {original} (liqbt run [ensemble])")
         return dest
