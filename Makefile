@@ -156,6 +156,10 @@ black-thursday-bitmex: setup
 	$(BIN)/liqbt run configs/black-thursday-bitmex.toml --report -q \
 		--set execution.fill_price=liquidation_price --set name=black-thursday-bitmex-at-liquidation-price
 	$(BIN)/liqbt validate latest
+	$(BIN)/liqbt book generate --accounts 100000 --event black-thursday-2020 --interval 1h \
+		--seed $(SEED) --represents bitmex -o data/books/black-thursday-bitmex-100k.parquet
+	$(BIN)/liqbt run configs/black-thursday-bitmex-ensemble.toml --workers 2
+	$(BIN)/liqbt validate $${LIQBT_RUNS:-runs}/sweeps/black-thursday-bitmex-ensemble
 
 OCT_2025_BTC_TAPE := \
 	$(LIQBT_SHARED_DATA)/ohlcv_5m/MurphyHoops__freqtradeOne__ba6daef02a__1b45ec84__BTC_USDT-5m.feather
