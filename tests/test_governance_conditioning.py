@@ -219,7 +219,7 @@ def test_levels_at_the_window_start_and_shares_are_across_members(conditioned):
     from datetime import datetime
 
     from backtest.calibration.compare import SHARE
-    from backtest.calibration.sources import SweepTables, sweep_event_facts
+    from backtest.calibration.sweep_sources import SweepTables, sweep_event_facts
 
     w = conditioned
     sweep_dir = next((w["root"] / "runs" / "governance").iterdir())

@@ -414,7 +414,7 @@ def test_validate_conditions_the_members_on_a_target(world, tmp_path):
     assert f"{one} / {one} / {one}" in line  # the same member for every policy
     # without a deciding policy each policy keeps its own members: "partial" none here
     from backtest.calibration.conditioning import conditioned_members, kept_source
-    from backtest.calibration.sources import SweepTables, sweep_event_facts
+    from backtest.calibration.sweep_sources import SweepTables, sweep_event_facts
 
     infos = manifest["events"]
     with Catalog(runs) as cat:

@@ -615,7 +615,7 @@ def test_cells_give_the_insurance_funds_figures(world):
     balance before, plus the fees, less the draws, and the ensemble's figure is their mean."""
     from datetime import datetime
 
-    from backtest.calibration.sources import SweepTables
+    from backtest.calibration.sweep_sources import SweepTables
 
     sid = world["outcome"].sweep_id
     with Catalog(world["runs"]) as cat:

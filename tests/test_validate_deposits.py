@@ -53,7 +53,7 @@ def test_the_measure_is_known_labelled_and_kept_by_sweep_cells():
 def test_a_sweep_without_cures_in_its_cells_gives_no_figure(tmp_path):
     """Cells written before they kept ``cure_usd`` or the fund's flows (or options cells) leave
     the measures empty rather than failing the query."""
-    from backtest.calibration.sources import SweepTables
+    from backtest.calibration.sweep_sources import SweepTables
 
     class _Catalog:
         def __init__(self):

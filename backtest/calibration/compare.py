@@ -3,8 +3,9 @@
 One function, :func:`compare`, builds the comparison for ``liqbt validate``, the run report and
 the governance report alike. It takes the run's facts (:class:`RunFacts`: event, asset,
 products, the venue or protocol the book stands for, the run's window, which targets the book
-was calibrated on) and a source of simulated figures (:mod:`backtest.calibration.sources`:
-``RunTables`` for a run's Parquet tables, ``SweepTables`` for a governance sweep's cells), and
+was calibrated on) and a source of simulated figures (``RunTables`` of
+:mod:`backtest.calibration.sources` for a run's Parquet tables, ``SweepTables`` of
+:mod:`backtest.calibration.sweep_sources` for a governance sweep's cells), and
 returns a :class:`Comparison`: one :class:`Row` per (target, policy) with the real range, the
 simulated figure, the ratio simulated / real and whether the target was in the calibration fit.
 

@@ -21,7 +21,7 @@ def kept_source(source, kept: dict[str, frozenset[int]], quantile: float):
 
     Parameters
     ----------
-    source : backtest.calibration.sources.SweepTables
+    source : backtest.calibration.sweep_sources.SweepTables
     kept : dict of str to frozenset of int
         Per label, the book seeds of the members kept (:func:`conditioned_members`).
     quantile : float
@@ -65,7 +65,7 @@ def conditioned_members(events: list, pool: list, cond_ids: list[str], seeds: li
     ----------
     events : list of (str, RunFacts, SweepTables)
         The sweep's event key, facts (:class:`backtest.calibration.compare.RunFacts`) and
-        figure source (:class:`backtest.calibration.sources.SweepTables`), per event.
+        figure source (:class:`backtest.calibration.sweep_sources.SweepTables`), per event.
     pool : list of Target
     cond_ids : list of str
         Target ids (``[ensemble] condition_on``); each must match an event of ``events``.

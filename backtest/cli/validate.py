@@ -134,7 +134,7 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
 
     from backtest.calibration.compare import compare
     from backtest.calibration.conditioning import conditioned_members, kept_draws, kept_source
-    from backtest.calibration.sources import SweepTables, sweep_event_facts, sweep_labels
+    from backtest.calibration.sweep_sources import SweepTables, sweep_event_facts, sweep_labels
     from backtest.report.proposal import CURRENT
     from backtest.results.catalog import Catalog
     from backtest.sweep.coverage import coverage_sentence, discrepancy

@@ -85,7 +85,7 @@ def condition(catalog, manifest: dict, proposal, labels: list[str],
         or no event has an unstressed cell to condition on.
     """
     from backtest.calibration.conditioning import conditioned_members
-    from backtest.calibration.sources import SweepTables, sweep_event_facts
+    from backtest.calibration.sweep_sources import SweepTables, sweep_event_facts
     from backtest.errors import ConfigError
     from backtest.report.proposal import CURRENT
     from backtest.targets import load_targets

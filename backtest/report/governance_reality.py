@@ -18,7 +18,7 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
     """Return the "against what happened" section: per event, the rows of ``liqbt validate``.
 
     The current and proposed parameter sets stand for the policies; their figures come from
-    the proposal's unstressed cells (:class:`backtest.calibration.sources.SweepTables`),
+    the proposal's unstressed cells (:class:`backtest.calibration.sweep_sources.SweepTables`),
     averaged over seeds (over the members kept, when the ensemble is conditioned: the
     conditioning targets are then marked "conditioned on (in fit)"). The book's venue and
     calibration targets come from the event's books (the first seed's metadata), the open
@@ -44,7 +44,7 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
         bad debt among them).
     """
     from backtest.calibration.compare import compare, far_from_reality, table_rows
-    from backtest.calibration.sources import SweepTables, sweep_event_facts
+    from backtest.calibration.sweep_sources import SweepTables, sweep_event_facts
     from backtest.errors import ConfigError
     from backtest.sweep.coverage import add_model_error, discrepancy
     from backtest.targets import load_targets
