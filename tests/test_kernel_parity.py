@@ -419,6 +419,12 @@ def test_kernel_matches_reference_with_oracles_and_keepers(oracle, latency, prof
     if oracle != OracleModel.MARKET:  # liquidations fill at the market close of their step
         close = prices.close * res.step_metrics[:, StepMetric.PRICE_FACTOR]
         np.testing.assert_allclose(res.records["decision_price"], close[res.records["step"]])
+    if oracle == OracleModel.OSM:  # hop of 2 steps: the close before the previous boundary
+        t = np.arange(steps)
+        read = t // 2 * 2 - 3
+        seen = np.where(read < 0, prices.open[0], close[np.maximum(read, 0)])
+        np.testing.assert_allclose(res.step_metrics[:, StepMetric.ORACLE_PRICE], seen)
+        assert np.all(seen[1::2] == seen[0::2])  # constant within a hop
 
 
 def test_slow_unprofitable_keepers_leave_more_bad_debt():

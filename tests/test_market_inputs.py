@@ -75,6 +75,15 @@ def test_minutes_become_whole_steps():
     assert rec["keeper_latency_steps"] == 6
 
 
+def test_the_osm_hops_an_hour_unless_told():
+    """Maker's OSM reads once per ``hop`` (one hour in dss ``osm.sol``): ``lag_minutes`` is
+    its hop, 60 by default for it (10 for the lagged oracle), and one given is kept."""
+    rec = market_record(MarketConfig(), OracleConfig(model="osm"), KeeperConfig(), 60)[0]
+    assert rec["oracle_model"] == OracleModel.OSM and rec["oracle_lag_steps"] == 60
+    assert OracleConfig(model="osm", lag_minutes=30).lag_minutes == 30
+    assert OracleConfig(model="lagged").lag_minutes == 10
+
+
 def test_keeper_latency_rounds_to_the_nearest_step_and_keeps_its_mean():
     minutes = (0, 2.4, 2.5, 4.9, 7.4, 7.5, 30)
     assert [latency_steps(m, 300) for m in minutes] == [0, 0, 1, 1, 1, 2, 6]

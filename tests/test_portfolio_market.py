@@ -27,7 +27,7 @@ from tests.portfolio_inputs import random_aligned, random_book, random_params
 from tests.test_portfolio_kernel import ORDERS, _assert_conserved, _case
 
 DEPTHS = {"LUNA": 2e5, "BTC": 5e5, "ETH": 3e5, "SOL": 1e5}
-ORACLES = ("market", "lagged", "twap", "chainlink")
+ORACLES = ("market", "lagged", "twap", "chainlink", "osm")
 
 #: sha256 of the outputs of :func:`_snapshot_digest`'s runs, taken with the kernel before it had
 #: a market (commit 78d19a2), and the liquidations of each run.
@@ -232,6 +232,19 @@ def test_lagged_oracle_triggers_on_the_previous_close():
     np.testing.assert_array_equal(
         rec["fill_price"].to_numpy(),
         aligned.close[rec["step"].to_numpy(), rec["asset"].to_numpy()])
+
+
+def test_osm_publishes_each_hourly_reading_an_hour_later():
+    """Maker's OSM: the close before each hop boundary (counted from the window start) is the
+    price for the whole next hop, so the oracle is a step function an hour behind, and a wick
+    between two readings is never seen (on hourly candles the hop is one step: the close two
+    steps back, the window's first open before that)."""
+    aligned, book, params = _case(30, "protocol", n=300)
+    osm = simulate_portfolio(aligned, book, params, market=PortfolioMarketParams(
+        oracle={"model": "osm"}))
+    seen = osm.market_metrics[:, :, AssetMarketMetric.ORACLE_PRICE]
+    np.testing.assert_array_equal(seen[2:], aligned.close[:-2])
+    np.testing.assert_array_equal(seen[:2], np.broadcast_to(aligned.open[0], seen[:2].shape))
 
 
 def test_run_config_market_section_end_to_end(tmp_path):

@@ -29,7 +29,7 @@ Example (``configs/may-2021-btc.toml``)::
     as_happened_policy = "binance-usdtm"
 
     [oracle]                            # optional: the price that decides liquidations
-    model = "chainlink"                 # market | lagged | twap | chainlink
+    model = "chainlink"                 # market | lagged | twap | chainlink | mark | osm
     deviation = 0.005
     heartbeat_minutes = 60
 
@@ -235,17 +235,27 @@ class OracleConfig(StrictModel):
     the same symbol and interval, from the tape store (``mark_market``, default the spot index
     for a perp's last-price tape; ``mark_venue`` default the run tape's), per ``[execution]
     trigger_price``; a mark candle missing from that tape repeats the previous mark close.
-    Liquidations triggered by any oracle other than ``market`` fill at the step's close.
-    Minutes are converted to whole steps of the tape (at least one).
+    ``osm`` is Maker's Oracle Security Module: the close at each ``lag_minutes`` boundary (its
+    ``hop``, counted from the window start) is published one hop later, so a wick inside an
+    hour is never seen. Liquidations triggered by any oracle other than ``market`` fill at the
+    step's close. Minutes are converted to whole steps of the tape (at least one).
     """
 
-    model: Literal["market", "lagged", "twap", "chainlink", "mark"] = "market"
+    model: Literal["market", "lagged", "twap", "chainlink", "mark", "osm"] = "market"
     mark_market: Literal["spot", "perp"] = "spot"
     mark_venue: str | None = None
     lag_minutes: float = Field(default=10.0, gt=0.0)
     twap_minutes: float = Field(default=30.0, gt=0.0)
     deviation: float = Field(default=0.005, gt=0.0, lt=1.0)
     heartbeat_minutes: float = Field(default=60.0, gt=0.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _osm_hop(cls, data):
+        """Give the OSM its hop of one hour (dss ``osm.sol``: ``hop = ONE_HOUR``) by default."""
+        if isinstance(data, dict) and data.get("model") == "osm" and "lag_minutes" not in data:
+            return {**data, "lag_minutes": 60.0}
+        return data
 
 
 class KeeperConfig(StrictModel):

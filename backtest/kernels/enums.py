@@ -407,6 +407,14 @@ class OracleModel(IntEnum):
         tape) decides, per :class:`TriggerPrice` (its low/high or close, times the cascade
         price factor); liquidations fill at the simulated tape's close. Unlike the other
         oracles it sees the current step.
+    OSM
+        Maker's Oracle Security Module: the feed is read once every ``oracle_lag_steps``
+        steps (its ``hop``), at the hop boundaries counted from the window start, and each
+        reading is published one hop later. At step ``t`` in the hop that began at step
+        ``b = (t // hop) x hop`` the price is the close of step ``b - hop - 1``, the last close
+        before the previous boundary (dss ``osm.sol``, ``poke``: ``cur = nxt; nxt = read()``
+        at most once per ``hop``, https://github.com/makerdao/osm/blob/master/src/osm.sol).
+        A crash inside an hour that recovers before the next boundary is never seen.
     """
 
     MARKET = 0
@@ -414,6 +422,7 @@ class OracleModel(IntEnum):
     TWAP = 2
     CHAINLINK = 3
     MARK = 4
+    OSM = 5
 
 
 #: Market parameters passed to kernels (one record).

@@ -14,6 +14,7 @@ from backtest.kernels.enums import MarketState, OracleModel, StepMetric
 
 _LAGGED = int(OracleModel.LAGGED)
 _TWAP = int(OracleModel.TWAP)
+_OSM = int(OracleModel.OSM)
 _PRICE_FACTOR = int(StepMetric.PRICE_FACTOR)
 
 
@@ -93,7 +94,7 @@ def oracle_price_path_nb(model, t, open_, close, factor, state, lag, twap, devia
     Parameters
     ----------
     model : int
-        :class:`OracleModel` other than MARKET (LAGGED, TWAP or CHAINLINK).
+        :class:`OracleModel` other than MARKET (LAGGED, TWAP, CHAINLINK or OSM).
     t : int
         Current step.
     open_, close : ndarray, shape (T,), float64
@@ -105,7 +106,7 @@ def oracle_price_path_nb(model, t, open_, close, factor, state, lag, twap, devia
         Market state; Chainlink reads and updates its slots ``ORACLE_PRICE`` and
         ``ORACLE_STEP`` (:class:`MarketState`).
     lag, twap, heartbeat : int
-        Steps (>= 1).
+        Steps (>= 1); ``lag`` is the OSM's hop.
     deviation : float
         Chainlink deviation threshold, fraction.
 
@@ -116,6 +117,8 @@ def oracle_price_path_nb(model, t, open_, close, factor, state, lag, twap, devia
     """
     if model == _LAGGED:
         return _simulated_close_path_nb(t - lag, open_, close, factor)
+    if model == _OSM:  # read at the previous hop boundary, published at this one
+        return _simulated_close_path_nb((t // lag) * lag - lag - 1, open_, close, factor)
     if model == _TWAP:
         total = 0.0
         for s in range(t - twap, t):

@@ -371,6 +371,9 @@ def simulate_portfolio_reference(low, high, close, sensitivity, assets, policy, 
     def oracle_price(a: int, t: int) -> float:
         if oracle_model == OracleModel.LAGGED:
             return past_close(a, t - int(market["oracle_lag_steps"]))
+        if oracle_model == OracleModel.OSM:
+            hop = int(market["oracle_lag_steps"])
+            return past_close(a, t // hop * hop - hop - 1)
         if oracle_model == OracleModel.TWAP:
             w = int(market["oracle_twap_steps"])
             return sum(past_close(a, s) for s in range(t - w, t)) / w

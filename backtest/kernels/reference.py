@@ -356,6 +356,9 @@ def simulate_reference(
         oracle = None  # (long, short) price of an oracle that decides while the market fills
         if oracle_model == OracleModel.LAGGED:
             oracle = (past_close(t - int(mk["oracle_lag_steps"])),) * 2
+        elif oracle_model == OracleModel.OSM:
+            hop = int(mk["oracle_lag_steps"])
+            oracle = (past_close(t // hop * hop - hop - 1),) * 2
         elif oracle_model == OracleModel.TWAP:
             w = int(mk["oracle_twap_steps"])
             oracle = (sum(past_close(s) for s in range(t - w, t)) / w,) * 2

@@ -917,6 +917,11 @@ def oracle_keeper_text(manifest: dict) -> list[str]:
     if model == "lagged":
         out.append(f"Oracle: the close {o.get('lag_minutes'):g} minutes earlier decides "
                    "liquidations; they fill at the market (the step's close).")
+    elif model == "osm":
+        out.append(f"Oracle: Maker's Oracle Security Module, which reads the price once every "
+                   f"{o.get('lag_minutes'):g} minutes and publishes it one such hop later, "
+                   "decides liquidations (a wick between two readings is never seen); they "
+                   "fill at the market (the step's close).")
     elif model == "twap":
         out.append(f"Oracle: a {o.get('twap_minutes'):g}-minute TWAP of past closes decides "
                    "liquidations; they fill at the market (the step's close).")
