@@ -149,6 +149,41 @@ def test_a_row_naming_its_targets_puts_only_those_in_the_fit():
     assert "black-thursday-2020/maker-eth-liquidated-collateral" in fit_targets([legacy])
 
 
+
+def test_a_book_sized_to_a_target_outside_its_fit_shows_it_as_the_runs_input():
+    """The Black Thursday vault fit drawn for May 2021 is sized to Maker's ETH vault debt of
+    that day: a figure it did not fit, but one it was given, so not held out."""
+    from backtest.calibration.compare import RunFacts
+    from backtest.calibration.fitted import calibrated_params
+
+    params, meta = calibrated_params("configs/calibration/maker-fitted.toml", "may-2021", "ETH")
+    assert meta["sized_to_targets"] == '["may-2021/maker-eth-vaults-borrowed"]'
+    assert params.size_usd == pytest.approx((2.995e9 * 3.026e9) ** 0.5)
+    manifest = {"window": {"event": "may-2021", "start": "2021-05-19T00:00:00+00:00",
+                           "end": "2021-05-20T00:00:00+00:00"},
+                "symbol": "ETH/USDT",
+                "book": {"meta": {**meta, "venue": "maker"}, "products": {"loan": 1}}}
+    facts = RunFacts.from_manifest(manifest)
+    assert facts.input_keys == {"may-2021/maker-eth-vaults-borrowed"}
+    assert "may-2021/maker-eth-vaults-borrowed" not in facts.fit_keys
+    # a sizing target the fit used stays "in fit" (a perp book sized to its fit's open interest)
+    both = {**meta, "calibration_fit_targets": meta["sized_to_targets"]}
+    assert RunFacts.from_manifest({**manifest, "book": {"meta": both}}).input_keys == set()
+    # only the input matches: the comparison says so, and names Maker's all-vault figures
+    from backtest.calibration.compare import compare
+
+    class _Source:
+        policies = ["maker-clipper"]
+
+        def figures(self, start, end, from_run_start, product):
+            return {"maker-clipper": {"borrowed_usd": 3.0e9}}
+
+    comparison = compare(facts, _Source(), targets=load_targets())
+    assert [r.target.key for r in comparison.rows] == ["may-2021/maker-eth-vaults-borrowed"]
+    note = next(n for n in comparison.notes if n.startswith("Only the run's inputs"))
+    assert "all liquidated notional" in note and "maker's figures" in note
+
+
 EVENTS = """
 [loan-crash]
 name = "Synthetic lending crash"

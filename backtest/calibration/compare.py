@@ -100,7 +100,7 @@ class RunFacts:
         ``calibration``), or None.
     input_keys : frozenset of str
         ``"<event>/<id>"`` of the targets the run took an input from (the insurance fund's
-        ``initial_balance_from``).
+        ``initial_balance_from``; the size of a book drawn for a venue, unless in its fit).
     open_interest_by_seed : tuple of (int, float)
         An ensemble's or sweep's books: ``(book seed, notional at the window start, USD)`` per
         member, so that intervals of the level at the window start are across members;
@@ -151,7 +151,7 @@ class RunFacts:
             open_interest_usd=_float(meta.get("open_interest_usd")),
             imported=meta.get("source") == "imported",
             calibration=meta.get("calibration") or None,
-            input_keys=frozenset([fund_from] if fund_from else []),
+            input_keys=frozenset([fund_from] if fund_from else []) | sizing_inputs(meta, keys),
         )
 
 
@@ -176,7 +176,30 @@ def fit_keys(meta: dict) -> frozenset[str] | None:
         ``calibration_fit_targets`` parsed as a JSON list of ``"<event>/<id>"``; None when the
         key is absent (an uncalibrated book). An unparsable value counts as absent.
     """
-    raw = meta.get("calibration_fit_targets")
+    return _json_keys(meta, "calibration_fit_targets")
+
+
+def sizing_inputs(meta: dict, fitted: frozenset[str] | None) -> frozenset[str]:
+    """Return the targets a book was sized to that its fit did not use: the run's inputs.
+
+    Parameters
+    ----------
+    meta : dict of str to str
+        Book metadata; ``sized_to_targets`` (JSON list of ``"<event>/<id>"``) is read.
+    fitted : frozenset of str or None
+        The fit's targets (:func:`fit_keys`): a sizing target in it keeps showing as in the
+        fit (a perp book sized to the open interest its fit divided by).
+
+    Returns
+    -------
+    frozenset of str
+    """
+    return (_json_keys(meta, "sized_to_targets") or frozenset()) - (fitted or frozenset())
+
+
+def _json_keys(meta: dict, name: str) -> frozenset[str] | None:
+    """Return metadata ``name`` parsed as a JSON list of keys; None if absent or unparsable."""
+    raw = meta.get(name)
     if raw is None:
         return None
     try:
@@ -411,6 +434,8 @@ def compare(facts: RunFacts, source: FigureSource, targets: list[Target] | None 
     if facts.fit_keys is None:
         notes.append("Uncalibrated book: it records no calibration_fit_targets, so no target "
                       "was fitted and every ratio is out of sample.")
+    if all(t.key in facts.input_keys for t in matched):
+        notes.append(_inputs_only_sentence(facts, pool))
     derived = _derived_shares(facts, matched, pool)
     rows: list[Row] = []
     cache: dict[tuple[datetime, datetime, bool], dict] = {}
@@ -459,6 +484,19 @@ def compare(facts: RunFacts, source: FigureSource, targets: list[Target] | None 
 
 def _hm(t: datetime) -> str:
     return t.strftime("%Y-%m-%d %H:%M")
+
+
+def _inputs_only_sentence(facts: RunFacts, pool: list[Target]) -> str:
+    """Say that only the run's inputs matched, and which of the venue's figures did not."""
+    other = sorted({f"{t.asset} {LABELS.get(t.measure, t.measure).lower()}" for t in pool
+                    if t.event == facts.event and t.venue == facts.venue
+                    and t.asset != facts.asset})
+    text = ("Only the run's inputs have a published figure for what was run, so no outcome of "
+            "this run is held against what happened")
+    if not other:
+        return text + "."
+    return (text + f"; {facts.venue}'s figures for other assets, or all assets together, are "
+            f"not comparable with a one-asset book: {'; '.join(other)}.")
 
 
 def _no_target_sentence(facts: RunFacts, pool: list[Target]) -> str:

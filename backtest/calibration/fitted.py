@@ -150,11 +150,15 @@ def fit_targets(events: list[dict], validation: str | Path | None = None) -> lis
 
 
 def venue_size_usd(event: str, venue: str, asset: str, loans: bool,
-                   validation: str | Path | None = None) -> float:
+                   validation: str | Path | None = None) -> tuple[float, list[str]]:
     """Return the venue's open interest (perps) or protocol's borrowings (loans) at event start.
 
-    The geometric middle of the union of the matching ``open_interest_before_usd`` /
-    ``borrowed_usd`` targets (``data/validation``), USD.
+    Returns
+    -------
+    float, list of str
+        The geometric middle of the union of the matching ``open_interest_before_usd`` /
+        ``borrowed_usd`` targets (``data/validation``), USD; and those targets'
+        ``"<event>/<id>"`` (recorded in the book's ``sized_to_targets``).
 
     Raises
     ------
@@ -169,7 +173,7 @@ def venue_size_usd(event: str, venue: str, asset: str, loans: bool,
         raise ConfigError(f"no '{measure}' target for {venue} {asset} in event {event} "
                           "(data/validation): give the book's size with --size-usd")
     low, high = min(t.low for t in found), max(t.high for t in found)
-    return math.sqrt(low * high)
+    return math.sqrt(low * high), sorted(t.key for t in found)
 
 
 def calibrated_params(path: str | Path | None, event: str, asset: str,
@@ -196,7 +200,8 @@ def calibrated_params(path: str | Path | None, event: str, asset: str,
     -------
     BookParams, dict
         Parameters, and metadata (``calibration``, ``response``, ``calibration_fit_targets``
-        for a calibrated file).
+        for a calibrated file; ``sized_to_targets``, a JSON list of ``"<event>/<id>"``, when
+        sized to a venue's targets).
 
     Raises
     ------
@@ -219,8 +224,9 @@ def calibrated_params(path: str | Path | None, event: str, asset: str,
         params = params.model_copy(update={"represents": represents})
     if size_usd is None and params.size_usd is None and params.represents:
         try:
-            size_usd = venue_size_usd(event, params.represents, asset,
-                                      params.loan_fraction >= 1.0, validation)
+            size_usd, sized_to = venue_size_usd(event, params.represents, asset,
+                                                params.loan_fraction >= 1.0, validation)
+            meta["sized_to_targets"] = json.dumps(sized_to)
         except ConfigError as exc:  # drawn unsized, and the book says why
             meta["unsized"] = str(exc)
     if size_usd is not None:

@@ -221,7 +221,7 @@ def sweep_event_facts(catalog, sweep_id: str, infos: list[dict], event: str | No
         open interest the mean of the books' recorded (or first-open) notionals.
     """
     from backtest.books.io import read_book_table
-    from backtest.calibration.compare import base_asset, fit_keys
+    from backtest.calibration.compare import base_asset, fit_keys, sizing_inputs
     from backtest.errors import LiqbtError
 
     if not infos:
@@ -254,7 +254,8 @@ def sweep_event_facts(catalog, sweep_id: str, infos: list[dict], event: str | No
         start=datetime.fromisoformat(first["start"]), end=datetime.fromisoformat(first["end"]),
         fit_keys=fit_keys(meta), imported=meta.get("source") == "imported",
         open_interest_usd=sum(v for _, v in by_seed) / len(by_seed) if by_seed else None,
-        open_interest_by_seed=tuple(by_seed), input_keys=_inputs(manifest))
+        open_interest_by_seed=tuple(by_seed),
+        input_keys=_inputs(manifest) | sizing_inputs(meta, fit_keys(meta)))
 
 
 def _inputs(manifest: dict | None) -> frozenset[str]:
