@@ -55,7 +55,7 @@ DEMO_TAPES := \
 .PHONY: calibrate setup warm-up-time-major warm-up-decoupled tapes demo-tapes demo demo-books \
 	test bench bench-portfolio \
 	luna-portfolio black-thursday \
-	black-thursday-ensembles black-thursday-bitmex \
+	black-thursday-ensembles black-thursday-bitmex may-2021-maker \
 	morpho-oct-2025 \
 	policy-library sweep-tapes sweep governance governance-aave governance-maker \
 	governance-portfolio governance-options clean
@@ -140,6 +140,19 @@ black-thursday-ensembles: black-thursday
 	$(BIN)/liqbt validate $${LIQBT_RUNS:-runs}/sweeps/black-thursday-congested-ensemble
 	$(BIN)/liqbt run configs/black-thursday-conditioned-ensemble.toml --workers 2
 	$(BIN)/liqbt validate $${LIQBT_RUNS:-runs}/sweeps/black-thursday-conditioned-ensemble
+
+# Maker's ETH vaults through May 2021, held out: the Black Thursday vault fit sized to May 2021's
+# ETH vault debt (docs/calibration.md, "Lending: Maker vaults on May 2021")
+ETH_1M_MAY_2021_TAPE := \
+	$(LIQBT_SHARED_DATA)/ohlcv_1m/tooyipjee__freqtrade__44523f8d61__691306a7__ETH_USDT-1m.json
+may-2021-maker: setup
+	$(BIN)/liqbt data import $(ETH_1M_MAY_2021_TAPE) --venue binance
+	$(BIN)/liqbt book generate --accounts $(VAULTS) --event may-2021 --symbol ETH/USDT \
+		--interval 1m --seed $(SEED) --params configs/calibration/maker-fitted.toml \
+		-o data/books/may-2021-vaults.parquet
+	$(BIN)/liqbt run configs/may-2021-maker.toml --report
+	$(BIN)/liqbt validate latest
+	$(BIN)/liqbt run configs/may-2021-maker-ensemble.toml --workers 2
 
 # Black Thursday on BitMEX: the calibrated perp book sized to BitMEX's BTC open interest, its
 # insurance fund started at BitMEX's real one; fills at the hour's worst price, then at each
