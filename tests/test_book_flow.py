@@ -185,6 +185,9 @@ def test_money_is_conserved_with_arrivals_closes_and_cures(seed, chunk, family, 
     total = np.abs(start_cash).sum() + cures.sum() + 1.0
     assert abs(fl[:, F["cure_perp_usd"]].sum() + fl[:, F["cure_loan_usd"]].sum()
                - cures.sum()) <= 1e-9 * total
+    is_loan = book["product"] == 1
+    assert abs(fl[:, F["cure_cash_loan"]].sum() - cure_cash[is_loan].sum()) <= 1e-9 * total
+    assert abs(fl[:, F["cure_units_loan"]].sum() - topped.sum()) <= 1e-9 * (1 + topped.sum())
     assert abs(fl[:, F["arrival_margin_usd"]].sum() - flow.margin.sum()) <= 1e-9 * total
     assert fl[:, F["arrivals"]].sum() == arrived.sum()
     assert abs(fl[:, F["arrival_cash_perp"]].sum() + fl[:, F["arrival_cash_loan"]].sum()
@@ -324,6 +327,23 @@ def test_spare_capital_limits_cures():
     assert once.book_flow[:, F["cures"]].sum() == cured.sum()
     assert (unlimited.book_flow[:, F["cures"]].sum()
             > ((unlimited.deposited - flow.margin) > 0).sum())
+
+
+@pytest.mark.parametrize("top_up", [False, True])
+def test_running_totals_hold_the_book_as_it_is_after_cures(top_up):
+    """The per-step totals (``steps``: loan debt and collateral, user equity) end where the
+    accounts end: a repayment lowers the debt, a top-up adds collateral and leaves the debt."""
+    from backtest.results.running_totals import running_totals
+
+    prices, book, policy, u0, c0, flow, volume, res = _case(4, n=400, steps=90, share=1.0, delay=0,
+                                                            top_up=top_up)
+    assert res.book_flow[:, F["cures"]].sum() > 0
+    totals = running_totals(res.step_metrics, prices.close, book["product"], u0, c0,
+                            res.book_flow)
+    loan = book["product"] == 1
+    last = float(prices.close[-1] * res.step_metrics[-1, StepMetric.PRICE_FACTOR])
+    assert totals["loan_debt_usd"][-1] == pytest.approx(np.maximum(-res.cash[loan], 0).sum())
+    assert totals["loan_collateral_usd"][-1] == pytest.approx(res.units[loan].sum() * last)
 
 
 @pytest.mark.parametrize("top_up", [False, True])

@@ -43,8 +43,9 @@ Health is the engine's (:func:`backtest.kernels.liquidation_nb.health_nb`) at th
 maintenance rates: perps ``equity / (m x |units| x price)``, loans ``LT x collateral / debt``.
 
 Per-step outputs (``FLOW_FIELDS``, shape (T, N_FLOW_FIELDS), float64): arrivals (count), the
-units and cash they bring (per product and side) and their margin (USD); cures (count) and the
-USD they bring per product; voluntary closes (count), the units they remove (per product and
+units and cash they bring (per product and side) and their margin (USD); cures (count), the
+USD they bring per product, and for loans the debt repaid (USD) and the collateral a top-up
+bought (units) apart; voluntary closes (count), the units they remove (per product and
 side, signed as the positions were), the cash they bring (the sale proceeds, per product) and
 their notional (USD). Serial loops: independent of the thread count.
 
@@ -86,6 +87,8 @@ FLOW_FIELDS = (
     "close_cash_perp",  # cash the perp closes add (units x price), USD
     "close_cash_loan",  # cash the loan closes add (collateral sold), USD
     "closed_notional_usd",  # |units| x price of the closed positions, USD
+    "cure_cash_loan",  # debt loans that cured by repaying repaid, USD (part of cure_loan_usd)
+    "cure_units_loan",  # collateral units loans that cured by a top-up bought (the rest of it)
 )
 N_FLOW_FIELDS = len(FLOW_FIELDS)
 _PERP = int(Product.PERP)
@@ -458,8 +461,11 @@ def respond_nb(t, price, flow, product, units, cash, key, m_rate, n_touched):
         if top_up:
             units[i] = u + amount / price
             flow.topped_up[i] += amount / price
+            out[18] += amount / price
         else:
             cash[i] += amount
+            if prod == _LOAN:
+                out[17] += amount
         key[i] = trigger_key_nb(units[i], cash[i], m_rate[prod])
         flow.deposited[i] += amount
         flow.cures[i] += 1

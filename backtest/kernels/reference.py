@@ -694,8 +694,11 @@ def _move_book(res, flow, t, product, rates, warned, cured, price, factor) -> No
             if top_up:
                 res.units[i] += need / price
                 res.topped_up[i] += need / price
+                row[18] += need / price
             else:
                 res.cash[i] += need
+                if prod == Product.LOAN:
+                    row[17] += need
             res.deposited[i] += need
             cured[i] += 1
             row[7] += 1

@@ -34,8 +34,8 @@ def running_totals(
     book_flow : ndarray, shape (T, N_FLOW_FIELDS), optional
         Arrivals, voluntary closes and cures per step
         (:data:`backtest.kernels.book_flow_nb.FLOW_FIELDS`): the units and cash arrivals bring,
-        the units closes remove and the cash they bring, and the cash cures add enter the
-        totals at their step.
+        the units closes remove and the cash they bring, and what cures add (cash; a loan's
+        top-up: the collateral units it bought) enter the totals at their step.
 
     Returns
     -------
@@ -53,7 +53,7 @@ def running_totals(
         f["arrival_cash_perp"] + f["cure_perp_usd"] + f["close_cash_perp"])
     cash_loan = float(np.sum(cash[is_loan])) + np.cumsum(
         step_metrics[:, StepMetric.CASH_DELTA_LOAN]) + (
-        f["arrival_cash_loan"] + f["cure_loan_usd"] + f["close_cash_loan"])
+        f["arrival_cash_loan"] + f["cure_cash_loan"] + f["close_cash_loan"])
     long_units = float(np.sum(units[perp & (units > 0)])) + np.cumsum(
         step_metrics[:, StepMetric.UNITS_DELTA_PERP_LONG]
     ) + f["arrival_units_long"] - f["close_units_long"]
@@ -62,7 +62,7 @@ def running_totals(
     ) + f["arrival_units_short"] - f["close_units_short"]
     loan_units = float(np.sum(units[is_loan])) + np.cumsum(
         step_metrics[:, StepMetric.UNITS_DELTA_LOAN]) + (
-        f["arrival_units_loan"] - f["close_units_loan"])
+        f["arrival_units_loan"] - f["close_units_loan"] + f["cure_units_loan"])
     return {
         "perp_long_oi_usd": long_units * close,
         "perp_short_oi_usd": -short_units * close,
