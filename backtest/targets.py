@@ -60,6 +60,7 @@ MEASURES: dict[str, str] = {
     "open_interest_after_usd": "USD",
     "borrowed_usd": "USD",
     "borrowed_later_usd": "USD",
+    "borrowed_after_usd": "USD",
     "collateral_usd": "USD",
     "accounts_liquidated": "count",
     "liquidations_count": "count",
@@ -81,7 +82,9 @@ MEASURES: dict[str, str] = {
 ``liquidated_notional_usd`` is the position notional closed by liquidation (perps) or the
 collateral value seized (loans; say which in the note); ``borrowed_usd`` is the protocol's
 outstanding borrowings at ``window_start`` (for sizing lending books), ``borrowed_later_usd`` a
-reading taken after the window (its date in the note: context, never used for sizing);
+reading taken after the window (its date in the note: context, never used for sizing),
+``borrowed_after_usd`` the borrowings at ``window_end`` (repayments and liquidations during the
+window taken off, new loans added: what a run's loan debt is at the window's last step);
 ``accounts_liquidated`` counts accounts (traders, vaults), ``liquidations_count`` counts
 liquidation events or fills;
 ``zero_bid_collateral_usd`` is collateral sold in auctions for a zero bid (Maker 2020);

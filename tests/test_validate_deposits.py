@@ -44,6 +44,28 @@ def test_deposits_are_the_cures_over_the_window(vault_run):
     assert half["borrower_deposits_usd"] < whole["borrower_deposits_usd"]
 
 
+def test_the_debt_at_the_window_end_is_the_last_steps(vault_run):
+    """``borrowed_after_usd``: the loans' debt after the window's last step, repayments and
+    liquidations taken off (a perp book has none)."""
+    runs, run_id = vault_run
+    start, end = datetime(2021, 5, 19, tzinfo=UTC), datetime(2021, 5, 19, 12, tzinfo=UTC)
+    with Catalog(runs) as cat:
+        steps = cat.query(f"SELECT timestamp, loan_debt_usd FROM steps WHERE run_id = '{run_id}' "
+                          "ORDER BY step")
+        facts = RunFacts.from_manifest(cat.manifest(run_id))
+        tables = RunTables(cat, run_id, facts)
+        half = tables.figures(start, end, False, "loan")["maker-eth-a"]
+        whole = tables.figures(facts.start, facts.end, True, "loan")["maker-eth-a"]
+        perp = tables.figures(facts.start, facts.end, True, "perp")["maker-eth-a"]
+    ts = steps["timestamp"].dt.replace_time_zone(None)
+    in_half = steps.filter(ts < end.replace(tzinfo=None))
+    assert whole["borrowed_after_usd"] == pytest.approx(steps["loan_debt_usd"][-1])
+    assert half["borrowed_after_usd"] == pytest.approx(in_half["loan_debt_usd"][-1])
+    assert whole["borrowed_after_usd"] < steps["loan_debt_usd"][0]  # cures repaid debt
+    assert perp["borrowed_after_usd"] is None
+    assert MEASURES["borrowed_after_usd"] == "USD" and LABELS["borrowed_after_usd"]
+
+
 def test_the_measure_is_known_labelled_and_kept_by_sweep_cells():
     assert MEASURES["borrower_deposits_usd"] == "USD"
     assert LABELS["borrower_deposits_usd"] == "Borrowers' top-ups (new money)"

@@ -52,6 +52,7 @@ LABELS: dict[str, str] = {
     "open_interest_after_usd": "Open interest at window end",
     "borrowed_usd": "Borrowed at window start",
     "borrowed_later_usd": "Borrowed, a reading after the window",
+    "borrowed_after_usd": "Borrowed at window end",
     "collateral_usd": "Collateral at window start",
     "accounts_liquidated": "Accounts liquidated",
     "liquidations_count": "Liquidation events",

@@ -71,7 +71,8 @@ class RunTables:
         levels at the start from the ``accounts`` table (or the book's recorded open
         interest) when ``from_run_start``, else from the ``steps`` running totals of the
         product (perps: open interest counted once per contract, as venues publish it, i.e.
-        half the long + short notional; loans: collateral and debt); the insurance fund (its
+        half the long + short notional; loans: collateral and debt, and the debt after the
+        window's last step, ``borrowed_after_usd``); the insurance fund (its
         draws, and its balance before the window's first step and after its last) and
         auto-deleveraging from the whole book.
         """
@@ -88,7 +89,8 @@ class RunTables:
                    arg_max(insurance_fund_usd, step) AS insurance_fund_after_usd,
                    sum(adl_notional_usd) AS adl_notional_usd,
                    {self._deposits} AS borrower_deposits_usd,
-                   arg_max({oi_column}, step) AS open_interest_after_usd
+                   arg_max({oi_column}, step) AS open_interest_after_usd,
+                   arg_max(loan_debt_usd, step) AS borrowed_after_usd
             FROM steps WHERE run_id = {run} AND timestamp >= {a} AND timestamp < {b}
             GROUP BY policy""")
         if from_run_start:
@@ -141,7 +143,7 @@ class RunTables:
             if from_run_start and self.facts.open_interest_usd is not None:
                 fig["open_interest_before_usd"] = self.facts.open_interest_usd
             if product != "loan":
-                fig["borrowed_usd"] = fig["collateral_usd"] = None
+                fig["borrowed_usd"] = fig["collateral_usd"] = fig["borrowed_after_usd"] = None
             _derive(fig)
             out[policy] = fig
         return out
