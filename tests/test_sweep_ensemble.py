@@ -610,9 +610,10 @@ def test_the_perp_example_runs_on_calibrated_books_without_impact():
 
 
 def test_cells_give_the_insurance_funds_figures(world):
-    """An ensemble's members are held against a fund's draw and balances as a run is: cells
-    keep the fund's draws and fees per step, so each member's balance after the window is its
-    balance before, plus the fees, less the draws, and the ensemble's figure is their mean."""
+    """An ensemble's members are held against a fund's draw and balances (and the loans' debt
+    after the window) as a run is: cells keep the fund's draws and fees per step, so each
+    member's balance after the window is its balance before, plus the fees, less the draws, and
+    the ensemble's figure is their mean."""
     from datetime import datetime
 
     from backtest.calibration.sweep_sources import SweepTables
@@ -621,7 +622,7 @@ def test_cells_give_the_insurance_funds_figures(world):
     with Catalog(world["runs"]) as cat:
         per_step = cat.query(f"""
             SELECT c.param_set, c.seed, st.step, st.insurance_fund_usd, st.insurance_draw_usd,
-                   st.insurance_fees_usd
+                   st.insurance_fees_usd, st.loan_debt_usd
             FROM sweep_steps st JOIN sweep_cells c USING (sweep_id, cell_id)
             WHERE st.sweep_id = '{sid}' AND c.event = 'synthetic-crash'
               AND c.stress_kind = 'none' ORDER BY c.param_set, c.seed, st.step""")
@@ -632,7 +633,7 @@ def test_cells_give_the_insurance_funds_figures(world):
         drawn=pl.col("insurance_draw_usd").sum(), fees=pl.col("insurance_fees_usd").sum(),
         before=(pl.col("insurance_fund_usd") - pl.col("insurance_fees_usd")
                 + pl.col("insurance_draw_usd")).first(),
-        after=pl.col("insurance_fund_usd").last())
+        after=pl.col("insurance_fund_usd").last(), debt=pl.col("loan_debt_usd").last())
     assert cells["drawn"].sum() > 0  # the crash draws on the fund: the figures are not all 0
     assert cells["before"].to_list() == pytest.approx([10_000.0] * cells.height)
     assert (cells["after"] - cells["before"] - cells["fees"] + cells["drawn"]).abs().max() < 1e-6
@@ -641,3 +642,6 @@ def test_cells_give_the_insurance_funds_figures(world):
         assert figs[label]["insurance_fund_drawn_usd"] == pytest.approx(mine["drawn"].mean())
         assert figs[label]["insurance_fund_before_usd"] == pytest.approx(10_000.0)
         assert figs[label]["insurance_fund_after_usd"] == pytest.approx(mine["after"].mean())
+        # and the loans' debt after the window (the world's book holds loans too)
+        assert figs[label]["borrowed_after_usd"] == pytest.approx(mine["debt"].mean())
+        assert figs[label]["borrowed_after_usd"] > 0

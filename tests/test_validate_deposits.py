@@ -94,7 +94,7 @@ def test_a_sweep_without_cures_in_its_cells_gives_no_figure(tmp_path):
     assert fig["p"]["borrower_deposits_usd"] is None
     assert "CAST(NULL AS DOUBLE) AS borrower_deposits_usd" in cat.sql[-1]
     for measure in ("insurance_fund_drawn_usd", "insurance_fund_before_usd",
-                    "insurance_fund_after_usd"):  # nor the fund's flows
+                    "insurance_fund_after_usd", "borrowed_after_usd"):  # nor the fund, the debt
         assert fig["p"][measure] is None
         assert f"CAST(NULL AS DOUBLE) AS {measure}" in cat.sql[-1]
 

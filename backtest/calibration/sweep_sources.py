@@ -60,11 +60,12 @@ class SweepTables:
         self.whole_book = True
         self.kept: frozenset[int] | None = None
         self._cells: dict[tuple[str, str], object] = {}  # per-cell sums by window, shared
-        # cells written before they kept cures or the fund's flows lack those columns, as do
-        # options cells (and portfolio cells, cures)
+        # cells written before they kept cures, the fund's flows or the loans' debt lack those
+        # columns, as do options cells (and portfolio cells, cures and debt)
         steps = catalog.query("SELECT * FROM sweep_steps LIMIT 0").columns
         self._has_cures = "cure_usd" in steps
         self._has_fund_flows = {"insurance_draw_usd", "insurance_fees_usd"} <= set(steps)
+        self._has_debt = "loan_debt_usd" in steps
 
     @classmethod
     def from_facts(cls, catalog, sweep_id: str, event: str, param_sets: list[str],
@@ -112,7 +113,8 @@ class SweepTables:
         """Return the sums over the window ``[a, b)`` (SQL timestamps) of every unstressed cell.
 
         The insurance fund's figures are those of :meth:`RunTables.figures`: its draws over the
-        window, its balance before the window's first step and after its last.
+        window, its balance before the window's first step and after its last; so is the loans'
+        debt after the window's last step.
         """
         within = f"FILTER (WHERE st.timestamp >= {a} AND st.timestamp < {b})"
         deposits = f"sum(st.cure_usd) {within}" if self._has_cures else "CAST(NULL AS DOUBLE)"
@@ -123,6 +125,8 @@ class SweepTables:
                     f"arg_max(st.insurance_fund_usd, st.step) {within}")
         else:
             fund = ("CAST(NULL AS DOUBLE)",) * 3
+        debt = (f"arg_max(st.loan_debt_usd, st.step) {within}" if self._has_debt
+                else "CAST(NULL AS DOUBLE)")
         return self.catalog.query(f"""
             SELECT c.{self.by} AS label, c.seed,
                    sum(st.liquidated_notional_usd) FILTER (WHERE st.timestamp >= {a}
@@ -135,6 +139,7 @@ class SweepTables:
                    {fund[0]} AS insurance_fund_drawn_usd,
                    {fund[1]} AS insurance_fund_before_usd,
                    {fund[2]} AS insurance_fund_after_usd,
+                   {debt} AS borrowed_after_usd,
                    coalesce(max(st.bad_debt_cum_usd) FILTER (WHERE st.timestamp < {b}), 0)
                      - coalesce(max(st.bad_debt_cum_usd) FILTER (WHERE st.timestamp < {a}), 0)
                        AS bad_debt_usd,
@@ -170,7 +175,8 @@ class SweepTables:
             fig: dict[str, float | None] = {}
             for col in ("liquidated_notional_usd", "liquidations_count", "adl_notional_usd",
                         "bad_debt_usd", "borrower_deposits_usd", "insurance_fund_drawn_usd",
-                        "insurance_fund_before_usd", "insurance_fund_after_usd"):
+                        "insurance_fund_before_usd", "insurance_fund_after_usd",
+                        "borrowed_after_usd"):
                 fig[col] = _float(self._stat(cells[col])) if cells.height else None
             if cells.height and from_run_start:
                 # the first liquidation of every account liquidated in the window

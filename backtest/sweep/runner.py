@@ -42,7 +42,7 @@ STEP_COLUMNS = (
     "liquidated_notional_usd", "bad_debt_cum_usd", "insurance_fund_usd",
     "socialised_loss_cum_usd", "adl_notional_usd", "user_equity_usd",
     "accounts_liquidated_cum", "simulated_close", "impact_cost_usd", "cure_usd",
-    "insurance_draw_usd", "insurance_fees_usd",
+    "insurance_draw_usd", "insurance_fees_usd", "loan_debt_usd",
 )
 """Per-step columns kept for each cell (``steps.parquet``; the view ``sweep_steps``)."""
 
