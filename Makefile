@@ -154,6 +154,8 @@ may-2021-maker: setup
 	$(BIN)/liqbt validate latest
 	$(BIN)/liqbt run configs/may-2021-maker-ensemble.toml --workers 2
 	$(BIN)/liqbt validate $${LIQBT_RUNS:-runs}/sweeps/may-2021-maker-ensemble
+	$(BIN)/liqbt run configs/may-2021-maker-conditioned-ensemble.toml --workers 2
+	$(BIN)/liqbt validate $${LIQBT_RUNS:-runs}/sweeps/may-2021-maker-conditioned-ensemble
 
 # Black Thursday on BitMEX: the calibrated perp book sized to BitMEX's BTC open interest, its
 # insurance fund started at BitMEX's real one; fills at the hour's worst price, then at each
