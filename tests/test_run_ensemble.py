@@ -412,6 +412,9 @@ def test_validate_conditions_the_members_on_a_target(world, tmp_path):
     line = next(x for x in cond.splitlines() if x.strip().startswith("partial"))
     one = format_figure(partial, "USD")
     assert f"{one} / {one} / {one}" in line  # the same member for every policy
+    # and the kept members' figures over the whole window, whatever a target holds
+    kept_line = next(x for x in cond.splitlines() if x.strip().startswith("partial: "))
+    assert f"liquidated {one} / {one} / {one}; bad debt" in kept_line
     # without a deciding policy each policy keeps its own members: "partial" none here
     from backtest.calibration.conditioning import conditioned_members, kept_source
     from backtest.calibration.sweep_sources import SweepTables, sweep_event_facts

@@ -199,7 +199,28 @@ def ensemble_text(sweep_dir: Path, runs: Path | None, pool: list) -> str:
             runs_k = [compare(facts, kept_source(source, kept, q), targets=pool)
                       for q in QUANTILES]
             lines += _interval_lines(runs_k, cond_ids, sigma)
+            lines += _kept_window_lines([kept_source(source, kept, q) for q in QUANTILES],
+                                        facts)
     return "\n".join(lines).rstrip()
+
+
+def _kept_window_lines(sources: list, facts) -> list[str]:
+    """Return the kept members' liquidations and bad debt over the whole window (p5/p50/p95).
+
+    Shown whether or not a target holds them, so that a figure published only for a wider
+    scope (every asset of a protocol, say) can be read against the kept members by hand.
+    """
+    from backtest.calibration.compare import format_figure
+
+    product = "loan" if facts.products == ("loan",) else "perp"
+    figs = [s.figures(facts.start, facts.end, True, product) for s in sources]
+    lines = ["The kept members over the whole window (p5 / p50 / p95), whatever is published:"]
+    for label in sources[0].policies:
+        parts = [f"{name} " + " / ".join(format_figure(f[label].get(key), "USD") for f in figs)
+                 for name, key in (("liquidated", "liquidated_notional_usd"),
+                                   ("bad debt", "bad_debt_usd"))]
+        lines.append(f"  {label}: {'; '.join(parts)}")
+    return lines + [""]
 
 
 def _interval_lines(runs_q: list, conditioned: tuple | list,
