@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from backtest.calibration.compare import SHARE, RunFacts
 
 
-def _float(value) -> float | None:
+def finite_or_none(value) -> float | None:
     """Return a finite float, or None (NULL, NaN, infinite or not a number)."""
     try:
         out = float(value)
@@ -25,14 +25,14 @@ def _float(value) -> float | None:
     return out if math.isfinite(out) else None
 
 
-def _lit(value: str) -> str:
+def sql_str(value: str) -> str:
     """Return ``value`` as a SQL string literal."""
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _ts(t: datetime) -> str:
+def sql_ts(t: datetime) -> str:
     """Return ``t`` as a SQL UTC timestamp literal."""
-    return f"TIMESTAMPTZ {_lit(t.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S+00'))}"
+    return f"TIMESTAMPTZ {sql_str(t.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S+00'))}"
 
 
 class RunTables:
@@ -51,7 +51,7 @@ class RunTables:
 
     def __init__(self, catalog, run_id: str, facts: RunFacts):
         self.catalog, self.run_id, self.facts = catalog, run_id, facts
-        pol = catalog.query(f"SELECT DISTINCT policy FROM steps WHERE run_id = {_lit(run_id)}")
+        pol = catalog.query(f"SELECT DISTINCT policy FROM steps WHERE run_id = {sql_str(run_id)}")
         manifest_order = [p["name"] for p in catalog.manifest(run_id).get("policies", [])]
         present = set(pol["policy"].to_list()) if pol.height else set()
         self.policies = [p for p in manifest_order if p in present] or sorted(present)
@@ -76,7 +76,7 @@ class RunTables:
         draws, and its balance before the window's first step and after its last) and
         auto-deleveraging from the whole book.
         """
-        run, a, b, prod = _lit(self.run_id), _ts(start), _ts(end), _lit(product)
+        run, a, b, prod = sql_str(self.run_id), sql_ts(start), sql_ts(end), sql_str(product)
         q = self.catalog.query
         oi_column = ("(perp_long_oi_usd + perp_short_oi_usd) / 2" if product == "perp"
                      else "loan_collateral_usd")
@@ -138,18 +138,18 @@ class RunTables:
                 if frame.height and "policy" in frame.columns:
                     hit = frame.filter(frame["policy"].cast(str) == policy)
                     if hit.height:
-                        fig.update({k: _float(v) for k, v in hit.row(0, named=True).items()
+                        fig.update({k: finite_or_none(v) for k, v in hit.row(0, named=True).items()
                                     if k != "policy"})
             if from_run_start and self.facts.open_interest_usd is not None:
                 fig["open_interest_before_usd"] = self.facts.open_interest_usd
             if product != "loan":
                 fig["borrowed_usd"] = fig["collateral_usd"] = fig["borrowed_after_usd"] = None
-            _derive(fig)
+            derive_shares(fig)
             out[policy] = fig
         return out
 
 
-def _derive(fig: dict[str, float | None]) -> None:
+def derive_shares(fig: dict[str, float | None]) -> None:
     """Add the share of open interest and the long share of liquidations, in place."""
     liq, oi = fig.get("liquidated_notional_usd"), fig.get("open_interest_before_usd")
     fig[SHARE] = liq / oi if liq is not None and oi else None

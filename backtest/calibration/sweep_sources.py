@@ -12,7 +12,7 @@ import copy
 from datetime import datetime
 
 from backtest.calibration.compare import SHARE, RunFacts
-from backtest.calibration.sources import _derive, _float, _lit, _ts
+from backtest.calibration.sources import derive_shares, finite_or_none, sql_str, sql_ts
 
 
 class SweepTables:
@@ -102,7 +102,7 @@ class SweepTables:
         import polars as pl
 
         values = [v for s, v in self.open_interest_by_seed if self.kept is None or s in self.kept]
-        return _float(self._stat(pl.Series(values))) if values else self.open_interest_usd
+        return finite_or_none(self._stat(pl.Series(values))) if values else self.open_interest_usd
 
     def _stat(self, column):
         if self.quantile is None:
@@ -148,7 +148,7 @@ class SweepTables:
                                 FILTER (WHERE st.timestamp < {a}), 0)
                        AS accounts_first_liquidated
             FROM sweep_steps st JOIN sweep_cells c USING (sweep_id, cell_id)
-            WHERE st.sweep_id = {_lit(self.sweep_id)} AND c.event = {_lit(self.event)}
+            WHERE st.sweep_id = {sql_str(self.sweep_id)} AND c.event = {sql_str(self.event)}
               AND c.stress_kind = 'none'
             GROUP BY ALL""")
 
@@ -162,7 +162,7 @@ class SweepTables:
         Cells keep whole-book per-step series only, so ``product`` does not split them (a
         book mixing perps and loans is compared as a whole; :func:`compare` says so).
         """
-        a, b = _ts(start), _ts(end)
+        a, b = sql_ts(start), sql_ts(end)
         if (a, b) not in self._cells:
             self._cells[a, b] = self._per_cell(a, b)
         per_cell = self._cells[a, b]
@@ -177,12 +177,13 @@ class SweepTables:
                         "bad_debt_usd", "borrower_deposits_usd", "insurance_fund_drawn_usd",
                         "insurance_fund_before_usd", "insurance_fund_after_usd",
                         "borrowed_after_usd"):
-                fig[col] = _float(self._stat(cells[col])) if cells.height else None
+                fig[col] = finite_or_none(self._stat(cells[col])) if cells.height else None
             if cells.height and from_run_start:
                 # the first liquidation of every account liquidated in the window
-                fig["accounts_liquidated"] = _float(self._stat(cells["accounts_first_liquidated"]))
+                fig["accounts_liquidated"] = finite_or_none(
+                    self._stat(cells["accounts_first_liquidated"]))
             fig["open_interest_before_usd"] = self._open_interest() if from_run_start else None
-            _derive(fig)
+            derive_shares(fig)
             if from_run_start and cells.height and self.open_interest_by_seed:
                 fig[SHARE] = self._share(cells)
             out[label] = fig
@@ -197,7 +198,7 @@ class SweepTables:
                                                       cells["liquidated_notional_usd"].to_list(),
                                                       strict=True)
                   if oi.get(seed) and liq is not None]
-        return _float(self._stat(pl.Series(shares))) if shares else None
+        return finite_or_none(self._stat(pl.Series(shares))) if shares else None
 
 
 def sweep_event_facts(catalog, sweep_id: str, infos: list[dict], event: str | None,
@@ -235,7 +236,7 @@ def sweep_event_facts(catalog, sweep_id: str, infos: list[dict], event: str | No
     opens = catalog.query(f"""
         SELECT c.seed, arg_min(st.open, st.step) AS open0
         FROM sweep_steps st JOIN sweep_cells c USING (sweep_id, cell_id)
-        WHERE st.sweep_id = {_lit(sweep_id)} AND c.event = {_lit(event_key)}
+        WHERE st.sweep_id = {sql_str(sweep_id)} AND c.event = {sql_str(event_key)}
           AND c.stress_kind = 'none' GROUP BY c.seed""")
     open0 = {int(r["seed"]): float(r["open0"]) for r in opens.iter_rows(named=True)}
     meta: dict = {}
@@ -284,7 +285,7 @@ def sweep_labels(catalog, sweep_id: str) -> tuple[str, list[str]]:
     """
     def distinct(column: str) -> list[str]:
         return catalog.query(f"SELECT DISTINCT {column} FROM sweep_cells WHERE sweep_id = "
-                             f"{_lit(sweep_id)} ORDER BY 1")[column].to_list()
+                             f"{sql_str(sweep_id)} ORDER BY 1")[column].to_list()
 
     sets = distinct("param_set")
     return ("param_set", sets) if len(sets) > 1 else ("policy", distinct("policy"))
