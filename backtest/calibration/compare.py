@@ -436,7 +436,11 @@ def compare(facts: RunFacts, source: FigureSource, targets: list[Target] | None 
         notes.append("Uncalibrated book: it records no calibration_fit_targets, so no target "
                       "was fitted and every ratio is out of sample.")
     if all(t.key in facts.input_keys for t in matched):
-        notes.append(_inputs_only_sentence(facts, pool))
+        notes.append("Only the run's inputs have a published figure for what was run, so no "
+                     "outcome of this run is held against what happened.")
+    wider = _wider_sentence(facts, matched, pool)
+    if wider:
+        notes.append(wider)
     derived = _derived_shares(facts, matched, pool)
     rows: list[Row] = []
     cache: dict[tuple[datetime, datetime, bool], dict] = {}
@@ -487,17 +491,30 @@ def _hm(t: datetime) -> str:
     return t.strftime("%Y-%m-%d %H:%M")
 
 
-def _inputs_only_sentence(facts: RunFacts, pool: list[Target]) -> str:
-    """Say that only the run's inputs matched, and which of the venue's figures did not."""
-    other = sorted({f"{t.asset} {LABELS.get(t.measure, t.measure).lower()}" for t in pool
-                    if t.event == facts.event and t.venue == facts.venue
-                    and t.asset != facts.asset})
-    text = ("Only the run's inputs have a published figure for what was run, so no outcome of "
-            "this run is held against what happened")
-    if not other:
-        return text + "."
-    return (text + f"; {facts.venue}'s figures for other assets, or all assets together, are "
-            f"not comparable with a one-asset book: {'; '.join(other)}.")
+def _wider_sentence(facts: RunFacts, matched: list[Target], pool: list[Target]) -> str | None:
+    """Name the venue's figures published only for a group of assets that holds the run's.
+
+    ``all`` assets, or a joint group such as ``BTC+ETH``: a one-asset book is not held against
+    them, but its asset is part of them, so a reader can compare by hand (a liquidated amount
+    of every asset bounds the one asset's). Only measures with no figure for the run's own
+    asset are named, with their ranges. None when there are none or no venue.
+    """
+    if facts.venue is None or facts.asset is None:
+        return None
+    own = {t.measure for t in matched if t.key not in facts.input_keys}
+    wider = [t for t in pool if t.event == facts.event and t.venue == facts.venue
+             and t.key not in facts.input_keys and t.measure not in own
+             and t.product in facts.products
+             and (t.asset == "all" or facts.asset in t.asset.split("+"))
+             and t.asset != facts.asset]
+    if not wider:
+        return None
+    parts = sorted(dict.fromkeys(
+        f"{LABELS.get(t.measure, t.measure).lower()} {format_range(t)} ({t.asset}, {t.id})"
+        for t in wider))
+    return (f"{facts.venue} published these only for a group of assets that includes "
+            f"{facts.asset}, so a one-asset book is not held against them: "
+            f"{'; '.join(parts)}.")
 
 
 def _no_target_sentence(facts: RunFacts, pool: list[Target]) -> str:
