@@ -491,7 +491,7 @@ def share_of_open_interest(event: str, venue: str, asset: str,
     oi = [t for t in pool if t.measure == "open_interest_before_usd"]
     if not liq or not oi:
         return None
-    share = _ratio_range(_longest_window(liq), oi)
+    share = ratio_range(_longest_window(liq), oi)
     return None if share is None else (min(share[0], 1.0), min(share[1], 1.0))
 
 
@@ -551,10 +551,43 @@ def open_interest_change(event: str, venue: str, asset: str,
     pool = targets_for(event, venue=venue, asset=asset, targets=targets, directory=directory)
     after = [t for t in pool if t.measure == "open_interest_after_usd"]
     before = [t for t in pool if t.measure == "open_interest_before_usd"]
-    return _ratio_range(after, before) if after and before else None
+    return ratio_range(after, before) if after and before else None
 
 
-def _ratio_range(numerator: list[Target], denominator: list[Target]
+def nested_windows(targets: list[Target]) -> list[tuple[Target, Target]]:
+    """Pair each published liquidated amount with the longest one whose window holds it.
+
+    A venue that published its liquidations for a short window inside an event (an hour, a
+    cascade's minutes) and for a longer one (the day) gives the real *share* of the longer
+    window's liquidations that fell in the short one: a timing figure that does not depend on
+    how large a simulated book is.
+
+    Parameters
+    ----------
+    targets : list of Target
+        Loaded targets (any events; pairs never cross events, venues, assets or products).
+
+    Returns
+    -------
+    list of (Target, Target)
+        ``(inner, outer)`` pairs of ``liquidated_notional_usd`` targets with the same event,
+        venue, asset and product, ``outer``'s window holding ``inner``'s and longer; the
+        longest such ``outer`` per ``inner``. In load order of ``inner``.
+    """
+    liq = [t for t in targets if t.measure == "liquidated_notional_usd"]
+    out = []
+    for inner in liq:
+        span = inner.window_end - inner.window_start
+        outers = [t for t in liq if (t.event, t.venue, t.asset, t.product)
+                  == (inner.event, inner.venue, inner.asset, inner.product)
+                  and t.window_start <= inner.window_start and t.window_end >= inner.window_end
+                  and t.window_end - t.window_start > span]
+        if outers:
+            out.append((inner, max(outers, key=lambda t: t.window_end - t.window_start)))
+    return out
+
+
+def ratio_range(numerator: list[Target], denominator: list[Target]
                  ) -> tuple[float, float] | None:
     """Return ``(low / high, high / low)`` of the unions of two target ranges.
 

@@ -267,6 +267,31 @@ def test_simulated_figures_are_restricted_to_the_target_window(world):
     assert noon.fit == UNCALIBRATED
 
 
+def test_a_published_sub_window_gives_the_share_of_the_day_whatever_the_size(world):
+    """Binance's noon hour and its day: the real share of the day's liquidations that fell at
+    noon against the run's (hour 12 holds half of each policy's), size-independent."""
+    runs, targets = world
+    day = TARGETS.split("[[target]]")[3].replace('"binance-btc-noon"', '"binance-btc-day"')
+    day = day.replace("2021-05-19T12:00:00Z", "2021-05-19T00:00:00Z").replace(
+        "2021-05-19T13:00:00Z", "2021-05-20T00:00:00Z").replace("high = 4.0e9", "high = 2.0e9")
+    (targets / "may-2021.toml").write_text(TARGETS + "[[target]]" + day)
+    rows = _rows(_comparison(world, "r3-binance"))
+    for policy in LIQ:  # half of each policy's day, whatever its total
+        share = rows[("binance-btc-noon-share-of-window-derived", policy)]
+        assert share.derived and share.target.unit == "fraction"
+        assert share.simulated == pytest.approx(0.5)
+    # real range: noon 1-4B over the day's 1-2B, low = 1 / 2, high = 4 / 1 capped at 1
+    assert (share.target.low, share.target.high) == (pytest.approx(0.5), 1.0)
+    assert share.inside is True and share.fit == UNCALIBRATED
+    assert "binance-btc-noon over may-2021/binance-btc-day" in share.target.note
+    # a venue's day alone gives no share row, nor does another venue's sub-window
+    assert not any("share-of-window" in k[0] for k in _rows(_comparison(world, "r2-plain"))
+                   if k[0].startswith("all-cex"))
+    # a sweep's means and quantiles give none: a ratio of quantiles is not a quantile
+    from backtest.calibration.sweep_sources import SweepTables
+    assert SweepTables.window_shares is False
+
+
 def test_uncalibrated_book_and_missing_venue_are_said(world):
     comparison = _comparison(world, "r2-plain")
     text = " ".join(comparison.notes)

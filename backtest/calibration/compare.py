@@ -18,7 +18,10 @@ an input from (``[insurance_fund] initial_balance_from``) is shown whatever its 
 marked as the run's input.
 
 Simulated figures are taken over the target's window intersected with the run's window; a row
-says when the two differ. The ratio is simulated / the geometric middle of the real range,
+says when the two differ. Where the venue published its liquidations for a short window and a
+longer one holding it (an hour and its day), a derived row holds the real share of the longer
+window's liquidations in the short one against the run's: the timing of the day, whatever the
+book's size. The ratio is simulated / the geometric middle of the real range,
 ``sqrt(low * high)``; "inside" says whether the simulated figure lies in ``[low, high]``.
 
 Why over 400 lines: it is the one comparison of simulated with published figures that ``liqbt
@@ -35,9 +38,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from backtest.targets import Target, load_targets, share_of_open_interest
+from backtest.targets import (
+    Target,
+    load_targets,
+    nested_windows,
+    ratio_range,
+    share_of_open_interest,
+)
 
 SHARE = "liquidated_share_of_open_interest"
+WINDOW_SHARE = "liquidated_share_of_window"
+"""Derived measure: a short window's liquidations over those of a longer one holding it."""
 
 UNCALIBRATED = "uncalibrated book"
 IN_FIT = "in fit"
@@ -67,6 +78,7 @@ LABELS: dict[str, str] = {
     "zero_bid_collateral_usd": "Collateral sold for zero bids",
     "borrower_deposits_usd": "Borrowers' top-ups (new money)",
     SHARE: "Liquidated share of open interest",
+    WINDOW_SHARE: "Share of the longer window's liquidations",
     "long_share_of_liquidations": "Long share of liquidations",
 }
 """Plain-words label of each measure."""
@@ -226,7 +238,11 @@ def _float(value) -> float | None:
 
 
 class FigureSource(Protocol):
-    """Where simulated figures come from (a run's tables, a sweep's cells)."""
+    """Where simulated figures come from (a run's tables, a sweep's cells).
+
+    A source may set ``window_shares = False`` to leave out the share-of-window rows (a
+    sweep's means and quantiles across cells); without the attribute they are shown.
+    """
 
     policies: list[str]
 
@@ -373,6 +389,30 @@ def _derived_shares(facts: RunFacts, matched: list[Target], pool: list[Target]
     return out
 
 
+def _derived_window_shares(matched: list[Target]) -> list[tuple[Target, list[str], Target]]:
+    """Build a derived share-of-window target per published sub-window of the run's venue.
+
+    Returns ``(target, keys of the two targets it was derived from, the longer target)`` per
+    pair of :func:`backtest.targets.nested_windows`: the real fraction of the longer window's
+    liquidations that fell in the shorter one, ``low = inner low / outer high`` and ``high =
+    inner high / outer low`` (capped at 1). It does not depend on the book's size, so it holds
+    the *timing* of an unsized book against what happened too.
+    """
+    out = []
+    for inner, outer in nested_windows(matched):
+        low, high = ratio_range([inner], [outer]) or (None, None)
+        if low is None:
+            continue
+        derived = replace(
+            inner, id=f"{inner.id}-share-of-window-derived", measure=WINDOW_SHARE,
+            low=min(low, 1.0), high=min(high, 1.0), unit="fraction",
+            quality=min((inner.quality, outer.quality), key=_QUALITY_ORDER.index),
+            note=f"DERIVED by liqbt: {inner.key} over {outer.key} "
+                 f"({_hm(outer.window_start)} \u2013 {_hm(outer.window_end)} UTC).")
+        out.append((derived, [inner.key, outer.key], outer))
+    return out
+
+
 _QUALITY_ORDER = ("aggregator", "secondary", "primary")
 _REL = 1e-9
 """Relative tolerance of the in-range test (sums of floats over steps)."""
@@ -443,10 +483,20 @@ def compare(facts: RunFacts, source: FigureSource, targets: list[Target] | None 
         notes.append(wider)
     derived = _derived_shares(facts, matched, pool)
     rows: list[Row] = []
-    cache: dict[tuple[datetime, datetime, bool], dict] = {}
-    todo = [(t, False, [], t.window_start) for t in matched] + [
-        (t, True, k, read) for t, k, read in derived.values()]
-    for target, is_derived, parts, levels_read in todo:
+    cache: dict[tuple, dict] = {}
+
+    def figures(start: datetime, end: datetime, at_run_start: bool, product: str) -> dict:
+        key = (start, end, at_run_start, product)
+        if key not in cache:
+            cache[key] = source.figures(start, end, at_run_start, product)
+        return cache[key]
+
+    todo = [(t, False, [], t.window_start, None) for t in matched] + [
+        (t, True, k, read, None) for t, k, read in derived.values()]
+    if getattr(source, "window_shares", True):
+        todo += [(t, True, k, t.window_start, outer)
+                 for t, k, outer in _derived_window_shares(matched)]
+    for target, is_derived, parts, levels_read, outer in todo:
         fit = _fit_status(target, facts, parts)
         start = max(target.window_start, facts.start)
         end = min(target.window_end, facts.end)
@@ -466,17 +516,24 @@ def compare(facts: RunFacts, source: FigureSource, targets: list[Target] | None 
         if at_run_start and start > facts.start:
             window_notes.append(f"over the open interest at the run's start "
                                 f"({_hm(facts.start)}), where the real one was read")
-        key = (start, end, at_run_start, target.product)
-        if key not in cache:
-            cache[key] = source.figures(start, end, at_run_start, target.product)
-        figures = cache[key]
+        values = {p: f.get(target.measure)
+                  for p, f in figures(start, end, at_run_start, target.product).items()}
+        if outer is not None:  # a share of the longer window: two sums of the same run
+            o_start, o_end = max(outer.window_start, facts.start), min(outer.window_end, facts.end)
+            if (o_start, o_end) != (outer.window_start, outer.window_end):
+                window_notes.append(f"the longer window is simulated over {_hm(o_start)} "
+                                    f"\u2013 {_hm(o_end)} only")
+            inner_f = figures(start, end, at_run_start, target.product)
+            outer_f = figures(o_start, o_end, o_start <= facts.start, target.product)
+            values = {p: _share_of(inner_f.get(p, {}), outer_f.get(p, {})) for p in inner_f}
         for policy in source.policies:
-            value = figures.get(policy, {}).get(target.measure)
+            value = values.get(policy)
             if value is not None and target.unit == "USD" and abs(value) < 0.005:
                 value = 0.0  # sums of float steps leave sub-cent residues: shown as $0
             row_notes = list(window_notes)
             if value is None:
-                row_notes.append("not simulated by this run's tables")
+                row_notes.append("not simulated by this run's tables" if outer is None else
+                                 "nothing liquidated in the longer window")
             ratio = inside = None
             if value is not None:
                 middle = target.middle
@@ -485,6 +542,12 @@ def compare(facts: RunFacts, source: FigureSource, targets: list[Target] | None 
             rows.append(Row(target, policy, value, ratio, inside, fit, start, end, row_notes,
                             is_derived))
     return Comparison(facts, rows, notes, None)
+
+
+def _share_of(inner: dict, outer: dict) -> float | None:
+    """Return inner / outer liquidated notional; None when either is missing or outer is 0."""
+    a, b = inner.get("liquidated_notional_usd"), outer.get("liquidated_notional_usd")
+    return a / b if a is not None and b else None
 
 
 def _hm(t: datetime) -> str:

@@ -45,7 +45,16 @@ class SweepTables:
         Each member's book notional at the window start (``RunFacts.open_interest_by_seed``):
         the level at the window start is then the mean or quantile across the members counted,
         as every other figure; empty: ``open_interest_usd`` for every quantile.
+
+    Attributes
+    ----------
+    window_shares : bool
+        False: :func:`~backtest.calibration.compare.compare` shows no share-of-window rows
+        for a sweep, whose figures are means or quantiles across cells (a ratio of two
+        quantiles is not a quantile of the ratio).
     """
+
+    window_shares = False
 
     def __init__(self, catalog, sweep_id: str, event: str, param_sets: list[str],
                  open_interest_usd: float | None, quantile: float | None = None,

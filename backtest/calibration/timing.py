@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from backtest.targets import Target, load_targets
+from backtest.targets import Target, load_targets, nested_windows
 
 
 def _ms(t) -> int:
@@ -39,16 +39,9 @@ def sub_windows(event: str, targets: list[Target] | None = None,
         ``source`` (the inner target's address).
     """
     pool = [t for t in (targets or load_targets()) if t.event == event
-            and t.measure == "liquidated_notional_usd"
             and (products is None or t.product in products)]
     out = []
-    for inner in pool:
-        outers = [t for t in pool if t.venue == inner.venue and t.asset == inner.asset
-                  and t.window_start <= inner.window_start and t.window_end >= inner.window_end
-                  and (t.window_end - t.window_start) > (inner.window_end - inner.window_start)]
-        if not outers:
-            continue
-        outer = max(outers, key=lambda t: t.window_end - t.window_start)
+    for inner, outer in nested_windows(pool):
         real = math.sqrt(inner.low * inner.high) / math.sqrt(outer.low * outer.high)
         out.append({"venue": inner.venue, "asset": inner.asset,
                     "inner": (_ms(inner.window_start), _ms(inner.window_end)),
