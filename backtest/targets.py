@@ -458,7 +458,8 @@ def _longest_window(found: list[Target]) -> list[Target]:
 
 def share_of_open_interest(event: str, venue: str, asset: str,
                            targets: list[Target] | None = None,
-                           directory: str | Path | None = None
+                           directory: str | Path | None = None,
+                           of: str = "open_interest_before_usd"
                            ) -> tuple[float, float] | None:
     """Real liquidated share of open interest for one venue and asset, as a range.
 
@@ -476,6 +477,10 @@ def share_of_open_interest(event: str, venue: str, asset: str,
         Already loaded targets; default :func:`load_targets` (``directory``).
     directory : str or Path, optional
         See :func:`validation_dir`.
+    of : str
+        The level the liquidated amount is a share of, a measure at the window start:
+        ``open_interest_before_usd`` (default), or for a lending book sized to its collateral
+        ``collateral_usd`` (no direct share target is used then).
 
     Returns
     -------
@@ -485,10 +490,10 @@ def share_of_open_interest(event: str, venue: str, asset: str,
     """
     pool = targets_for(event, venue=venue, asset=asset, targets=targets, directory=directory)
     direct = [t for t in pool if t.measure == "liquidated_share_of_open_interest"]
-    if direct:
+    if direct and of == "open_interest_before_usd":
         return (min(t.low for t in direct), max(t.high for t in direct))
     liq = [t for t in pool if t.measure == "liquidated_notional_usd"]
-    oi = [t for t in pool if t.measure == "open_interest_before_usd"]
+    oi = [t for t in pool if t.measure == of]
     if not liq or not oi:
         return None
     share = ratio_range(_longest_window(liq), oi)

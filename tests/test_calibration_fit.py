@@ -140,6 +140,40 @@ def test_a_sized_book_holds_the_venue_size_whatever_the_account_count():
     assert liquidated[0] > 0 and liquidated[1] / liquidated[0] == pytest.approx(1.0, abs=0.15)
 
 
+def test_a_loan_book_sized_to_its_collateral_holds_it_and_its_share_is_of_the_collateral():
+    """A reserve's deposits size a lending book by its collateral (``size_basis``); the fit's
+    liquidated share is then of that collateral, the debt share times debt over collateral, and
+    a fit of the loan-to-value shape recovers the one the 'real' share was drawn with."""
+    from backtest.books.generate import generate_book
+
+    d = _event("a", 0.3, 5)
+    w = d.timestamp >= int(START.timestamp() * 1000)
+    before = d.close[~w][-1]
+    loans = dict(loan_fraction=1.0, ltv_min=0.0, ltv_max=0.8, ltv_beta_a=3.0, ltv_beta_b=3.0,
+                 survivor_liquidation_threshold=0.825)
+    book = generate_book(4000, d.timestamp, d.close, d.low, d.high, START, 1,
+                         BookParams(**loans, size_usd=2e9, size_basis="collateral"))
+    a = book.arrays()
+    assert (a["units"] * before).sum() == pytest.approx(2e9, rel=1e-9)
+    assert -a["cash"].sum() < 2e9  # the debt is the smaller part of it
+    cfg_fit = [FitParameter(name="ltv_beta_a", low=0.5, high=20.0, start=6.0)]
+    cfg = CalibrationConfig(name="t", book="unused.toml", policy="aave-v2", accounts=1500,
+                            seed=3, fit=cfg_fit, event=[d.spec], max_evaluations=30,
+                            response=ResponseConfig(enabled=False))
+    by_debt = Calibration(cfg, [d], BookParams(**loans), load_policy("aave-v2"))
+    by_collateral = Calibration(cfg, [d], BookParams(**loans, size_basis="collateral"),
+                                load_policy("aave-v2"))
+    debt, collateral = by_debt.outcomes([3.0])[0], by_collateral.outcomes([3.0])[0]
+    drawn = generate_book(1500, d.timestamp, d.close, d.low, d.high, START, 3,
+                          BookParams(**loans, loan_collateral_sigma=0.0)).arrays()
+    ratio = -drawn["cash"].sum() / (drawn["units"] * before).sum()
+    assert 0 < collateral.share < debt.share
+    assert collateral.share == pytest.approx(debt.share * ratio, rel=1e-9)
+    d.share = (collateral.share, collateral.share)
+    result = by_collateral.fit()
+    assert result.values["ltv_beta_a"] == pytest.approx(3.0, rel=0.15)
+
+
 def test_closes_are_a_seeded_volume_weighted_share_that_leaves_the_rest_of_the_book_alone():
     from backtest.books.generate import generate_book
 

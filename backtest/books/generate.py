@@ -45,7 +45,8 @@ Distributions (defaults in :class:`BookParams`; docs/books.md discusses the choi
 - **size**: with ``size_usd`` set, every size is scaled by one factor so that the accounts open
   at the start hold ``size_usd``: the perps' open interest at the last close before the window
   (the venue's, as published: each contract counted once, so half the perps' notional over
-  both sides) or the loans' total debt (the protocol's borrowings), USD. The
+  both sides) or the loans' total debt (the protocol's borrowings), USD, or with
+  ``size_basis = "collateral"`` the loans' collateral at that close (a reserve's deposits). The
   book then stands for the real venue or protocol (``represents``), and its USD results no
   longer depend on the number of accounts, which only sets the granularity.
 
@@ -58,6 +59,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -109,6 +111,10 @@ class BookParams(StrictModel):
         during the window (0: none, every result as without the parameter).
     size_usd : float or None
         Perps' open interest (one side: half their notional) / loans' debt at the start, USD.
+    size_basis : {"debt", "collateral"}
+        What ``size_usd`` (and a calibration's liquidated share) measures for loans: their debt
+        (the protocol's borrowings) or their collateral at the last close before the window
+        (the collateral deposited: a reserve's deposits, lenders who never borrow included).
     represents : str or None
         Venue or protocol the book stands for (``binance``, ``aave-v2``, ...); recorded in the
         book's metadata (``venue``), where ``liqbt validate`` finds the matching targets.
@@ -145,6 +151,7 @@ class BookParams(StrictModel):
     arrival_long_fraction: float | None = Field(None, ge=0.0, le=1.0)
     close_share: float = Field(0.0, ge=0.0, le=1.0)
     size_usd: float | None = Field(None, gt=0.0)
+    size_basis: Literal["debt", "collateral"] = "debt"
     represents: str | None = None
 
     @model_validator(mode="after")
@@ -365,8 +372,9 @@ def _size_scale(c: dict, price: float, n_open: int, p: BookParams) -> float:
     if p.size_usd is None:
         return 1.0
     size, is_loan = c["size"][:n_open], c["is_loan"][:n_open]
-    debt = size * c["entry"][:n_open] * (1.0 - 1.0 / c["lev"][:n_open])
-    held = np.where(is_loan, debt, 0.5 * size * price).sum()  # open interest: one side
+    loans = (size * price if p.size_basis == "collateral"
+             else size * c["entry"][:n_open] * (1.0 - 1.0 / c["lev"][:n_open]))
+    held = np.where(is_loan, loans, 0.5 * size * price).sum()  # open interest: one side
     if held <= 0:
         raise BookError("the book holds no notional or debt to scale to size_usd")
     return float(p.size_usd / held)

@@ -43,11 +43,12 @@ where *share* is the liquidated notional over **the real figure's window** (the 
 2024-08-05 inside an event that starts the day before) divided by the book's open interest at
 the window start, and the real share is the geometric middle of the target range
 (:func:`backtest.targets.share_of_open_interest`; for loans the liquidated amount
-over the protocol's borrowings). Open interest as venues and aggregators publish it counts each
-contract once (the longs' notional, equal to the shorts'), so the book's open interest is
-**half its perps' notional over both sides**; a liquidated position counts its full notional
-on either side, as in the published liquidation figures. The long share is counted over the
-same window and enters only where a target gives it.
+over the protocol's borrowings, or over the collateral deposited where the book is sized to its
+collateral, ``size_basis = "collateral"``, :func:`share_level`). Open interest as venues and
+aggregators publish it counts each contract once (the longs' notional, equal to the shorts'),
+so the book's open interest is **half its perps' notional over both sides**; a liquidated
+position counts its full notional on either side, as in the published liquidation figures. The
+long share is counted over the same window and enters only where a target gives it.
 *OI change* is the perps' open interest at the window end (every position still open,
 arrivals included, at the last close) over that at the window start (at the last close
 before it); the real one is ``open_interest_after_usd / open_interest_before_usd`` of the same
@@ -274,7 +275,8 @@ def event_data(cfg: CalibrationConfig, spec: EventSpec, base: BookParams,
     if spec.share_low is not None:
         share = (spec.share_low, spec.share_high or spec.share_low)
     else:
-        share = share_of_open_interest(spec.event, spec.venue, spec.asset, directory=validation)
+        share = share_of_open_interest(spec.event, spec.venue, spec.asset, directory=validation,
+                                       of=share_level(base))
     if share is None:
         raise ConfigError(f"event {spec.event}: no target gives the liquidated share of open "
                           f"interest for {spec.venue} {spec.asset}")
@@ -292,6 +294,16 @@ def event_data(cfg: CalibrationConfig, spec: EventSpec, base: BookParams,
                      a["volume"], ev.start, ev.end, share, long_share,
                      open_interest_change(spec.event, spec.venue, spec.asset,
                                           directory=validation), counted)
+
+
+def share_level(params: BookParams) -> str:
+    """Return the measure a book's liquidated share is taken of (a target measure).
+
+    ``collateral_usd`` for a loans-only book sized to its collateral (``size_basis``), else
+    ``open_interest_before_usd`` (perps' open interest; loans' debt, the protocol's borrowings).
+    """
+    collateral = params.loan_fraction >= 1.0 and params.size_basis == "collateral"
+    return "collateral_usd" if collateral else "open_interest_before_usd"
 
 
 # the fit's books: unsized, equal notionals (module docstring, "equal notional")
@@ -344,8 +356,10 @@ def simulate_event(data: EventData, params: BookParams, response: ResponseConfig
     loan = arrays["product"] == 1
     opened = flow.arrival_step < 0
     # open interest as venues publish it counts each contract once: half the perps' notional
-    # over both sides (module docstring, "Share")
-    held = np.where(loan, -cash0, 0.5 * np.abs(units0) * data.close[~w][-1])[opened].sum()
+    # over both sides (module docstring, "Share"); loans: their debt, or their collateral
+    before = data.close[~w][-1]
+    loans = units0 * before if share_level(params) == "collateral_usd" else -cash0
+    held = np.where(loan, loans, 0.5 * np.abs(units0) * before)[opened].sum()
     rec = res.records
     notional = np.abs(rec["units_closed"]) * rec["fill_price"]
     per_step = np.zeros(len(window_ms))

@@ -32,7 +32,8 @@ from backtest.validation import describe, read_toml
 
 #: Target measures a perp or loan fit is held against.
 FIT_MEASURES = ("liquidated_notional_usd", "open_interest_before_usd", "borrowed_usd",
-                "liquidated_share_of_open_interest", "long_share_of_liquidations")
+                "collateral_usd", "liquidated_share_of_open_interest",
+                "long_share_of_liquidations")
 #: Held against as well where the fit's open-interest term used it (``oi_change_in_fit``).
 OI_AFTER = "open_interest_after_usd"
 
@@ -150,8 +151,12 @@ def fit_targets(events: list[dict], validation: str | Path | None = None) -> lis
 
 
 def venue_size_usd(event: str, venue: str, asset: str, loans: bool,
-                   validation: str | Path | None = None) -> tuple[float, list[str]]:
+                   validation: str | Path | None = None, collateral: bool = False
+                   ) -> tuple[float, list[str]]:
     """Return the venue's open interest (perps) or protocol's borrowings (loans) at event start.
+
+    With ``collateral`` (a loans book sized to its collateral, ``size_basis``) the
+    protocol's collateral of that asset (``collateral_usd``) instead of its borrowings.
 
     Returns
     -------
@@ -165,7 +170,8 @@ def venue_size_usd(event: str, venue: str, asset: str, loans: bool,
     ConfigError
         No target gives the figure (the message says how to size the book by hand).
     """
-    measure = "borrowed_usd" if loans else "open_interest_before_usd"
+    measure = ("collateral_usd" if collateral else "borrowed_usd") if loans \
+        else "open_interest_before_usd"
     found = [t for t in load_targets(validation)
              if t.event == event and t.venue == venue and t.asset == asset
              and t.measure == measure]
@@ -225,7 +231,8 @@ def calibrated_params(path: str | Path | None, event: str, asset: str,
     if size_usd is None and params.size_usd is None and params.represents:
         try:
             size_usd, sized_to = venue_size_usd(event, params.represents, asset,
-                                                params.loan_fraction >= 1.0, validation)
+                                                params.loan_fraction >= 1.0, validation,
+                                                params.size_basis == "collateral")
             meta["sized_to_targets"] = json.dumps(sized_to)
         except ConfigError as exc:  # drawn unsized, and the book says why
             meta["unsized"] = str(exc)
