@@ -180,6 +180,25 @@ note = "made up for a test"
 """
 
 
+def test_aave_v2_weth_figures_add_up_and_give_a_share_of_the_deposits():
+    """Aave v2's WETH liquidations of 2021-05-19, tabulated by window from the same liquidation
+    calls, add up to the day; over the reserve's deposits they give the share a book sized to
+    its collateral is fitted on (``of="collateral_usd"``)."""
+    targets = [t for t in load_targets(SHIPPED) if t.event == "may-2021"
+               and t.venue == "aave-v2" and t.asset == "ETH"]
+    by_id = {t.id: t.low for t in targets}
+    day = by_id["aave-v2-weth-liquidated"]
+    parts = ("00-11", "11-13", "13-14", "14-24")
+    assert sum(by_id[f"aave-v2-weth-liquidated-{p}"] for p in parts) == pytest.approx(day,
+                                                                                       rel=1e-4)
+    assert by_id["aave-v2-weth-liquidated-15-24"] < by_id["aave-v2-weth-liquidated-14-24"]
+    low, high = share_of_open_interest("may-2021", "aave-v2", "ETH", targets=targets,
+                                       of="collateral_usd")
+    assert (low, high) == (pytest.approx(day / 3.125e9), pytest.approx(day / 2.910e9))
+    # no open interest for a lending reserve: the default share does not exist
+    assert share_of_open_interest("may-2021", "aave-v2", "ETH", targets=targets) is None
+
+
 def test_share_is_computed_from_ranges_and_direct_share_wins(tmp_path):
     targets = load_targets(write(tmp_path, GOOD))
     low, high = share_of_open_interest("may-2021", "binance", "BTC", targets=targets)
