@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -172,6 +173,38 @@ def test_a_loan_book_sized_to_its_collateral_holds_it_and_its_share_is_of_the_co
     d.share = (collateral.share, collateral.share)
     result = by_collateral.fit()
     assert result.values["ltv_beta_a"] == pytest.approx(3.0, rel=0.15)
+
+
+def test_published_sub_windows_pin_the_loan_to_value_tail_the_share_alone_cannot():
+    """A lending book's total share is matched by many (scale, tail) shapes; the fraction of the
+    liquidations that came early in the fall tells them apart (``timing_weight``)."""
+    d = _event("a", 0.35, 8)
+    w = d.timestamp[d.timestamp >= int(START.timestamp() * 1000)]
+    early, day = (int(w[0]), int(w[6])), (int(w[0]), int(w[-1]) + 3_600_000)
+    loans = BookParams(loan_fraction=1.0, ltv_min=0.0, ltv_max=0.8, ltv_beta_a=1.0,
+                       ltv_beta_b=3.0, survivor_liquidation_threshold=0.825,
+                       size_basis="collateral")
+    fit = [FitParameter(name="ltv_beta_a", low=0.05, high=10.0, start=1.0),
+           FitParameter(name="ltv_beta_b", low=0.3, high=8.0, start=2.0)]
+    cfg = CalibrationConfig(name="t", book="unused.toml", policy="aave-v2", accounts=3000,
+                            seed=3, fit=fit, event=[d.spec], max_evaluations=120,
+                            timing_weight=0.0, response=ResponseConfig(enabled=False))
+    cal = Calibration(cfg, [d], loans, load_policy("aave-v2"))
+    truth = cal.outcomes([0.3, 0.8])[0]
+    real_early = truth.fraction_within(early, day)
+    assert 0.05 < real_early < 0.95
+    d.share = (truth.share, truth.share)
+    d.windows = ((early, day, real_early),)
+    other = cal.outcomes([1.5, 4.0])[0]  # another shape, about as large a share
+    assert abs(other.fraction_within(early, day) - real_early) > 0.1
+    assert cal.objective([other]) == pytest.approx(math.log(other.share / truth.share) ** 2)
+    cal.cfg.timing_weight = 10.0
+    assert cal.objective(cal.outcomes([0.3, 0.8])) == pytest.approx(0.0)
+    assert cal.objective([other]) > math.log(other.share / truth.share) ** 2 + 0.1
+    result = cal.fit()
+    fitted = result.outcomes[0]
+    assert fitted.share == pytest.approx(truth.share, rel=0.1)
+    assert fitted.fraction_within(early, day) == pytest.approx(real_early, abs=0.05)
 
 
 def test_closes_are_a_seeded_volume_weighted_share_that_leaves_the_rest_of_the_book_alone():

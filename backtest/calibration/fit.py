@@ -37,6 +37,8 @@ parameters mapped to their bounds by a logistic transform)::
     sum over events  log(simulated share / real share)^2
                    + long_share_weight x (simulated long share - real long share)^2
                    + open_interest_weight x log(simulated OI change / real OI change)^2
+                   + timing_weight x sum over published sub-windows
+                         (simulated fraction - real fraction)^2
 
 where *share* is the liquidated notional over **the real figure's window** (the target's,
 :func:`backtest.targets.liquidated_window`: BitMEX's first leg on Black Thursday,
@@ -55,6 +57,13 @@ before it); the real one is ``open_interest_after_usd / open_interest_before_usd
 venue and asset (:func:`backtest.targets.open_interest_change`, geometric middle
 of the range) and enters only where both figures exist. It is what voluntary closes
 (``close_share``) and arrivals move; the liquidated share alone cannot tell them apart.
+The *sub-windows* are the venue's own published liquidations over a short window inside the
+event and over a longer one holding it (:func:`backtest.calibration.timing.sub_windows`, the
+event's venue and asset only): the fraction of the longer window's liquidations in the short one,
+real against simulated. They hold the book's timing, which its size cannot move (a lending
+book's loan-to-value tail decides how much is liquidated early in a fall); ``timing_weight`` 0
+(the default) leaves them out of the fit, and the calibrated file's ``[[timing]]`` rows still
+report them.
 
 **Out of sample**: :func:`leave_one_out` refits without each event in turn (starting from the
 full fit) and reports the error on the event left out: that, not the in-sample error, is the
@@ -91,6 +100,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backtest import paths
 from backtest.books.generate import BookParams, generate_book
+from backtest.calibration.timing import sub_windows
 from backtest.engine.book_flow import book_flow, exit_times_ms
 from backtest.engine.config import ResponseConfig
 from backtest.engine.dispatch import Prices, simulate
@@ -145,6 +155,7 @@ class CalibrationConfig(BaseModel):
     interval_minutes: int = Field(5, gt=0)
     long_share_weight: float = Field(1.0, ge=0.0)
     open_interest_weight: float = Field(0.0, ge=0.0)
+    timing_weight: float = Field(0.0, ge=0.0)
     max_evaluations: int = Field(80, gt=0)
     leave_one_out_evaluations: int = Field(40, gt=0)
     seed_spread: int = Field(0, ge=0)
@@ -170,6 +181,7 @@ class EventData:
     long_share: float | None
     oi_change: tuple[float, float] | None = None
     liquidated_window: tuple[int, int] | None = None  # epoch ms; None: the whole window
+    windows: tuple = ()  # (inner ms pair, outer ms pair, real fraction): published sub-windows
 
     @property
     def real_share(self) -> float:
@@ -197,6 +209,7 @@ class EventOutcome:
     low_step: int = 0  # step of the window's lowest low
     oi_change: float = float("nan")  # perp open interest at the window end / at its start
     real_oi_change: float | None = None
+    windows: tuple = ()  # the event's published sub-windows (EventData.windows)
 
     @property
     def share_after_low(self) -> float:
@@ -290,10 +303,13 @@ def event_data(cfg: CalibrationConfig, spec: EventSpec, base: BookParams,
     if spec.share_low is None:
         window = liquidated_window(spec.event, spec.venue, spec.asset, directory=validation)
         counted = tuple(int(t.timestamp() * 1000) for t in window) if window else None
+    windows = tuple((w["inner"], w["outer"], w["real_fraction"])
+                    for w in sub_windows(spec.event, load_targets(validation))
+                    if (w["venue"], w["asset"]) == (spec.venue, spec.asset))
     return EventData(spec, a["timestamp"], a["open"], a["high"], a["low"], a["close"],
                      a["volume"], ev.start, ev.end, share, long_share,
                      open_interest_change(spec.event, spec.venue, spec.asset,
-                                          directory=validation), counted)
+                                          directory=validation), counted, windows)
 
 
 def share_level(params: BookParams) -> str:
@@ -378,7 +394,7 @@ def simulate_event(data: EventData, params: BookParams, response: ResponseConfig
                         data.real_share, data.long_share, window_ms, per_step / held,
                         int(np.argmin(data.low[w])),
                         oi_after / oi_before if oi_before > 0 else float("nan"),
-                        data.real_oi_change)
+                        data.real_oi_change, data.windows)
 
 
 def _to_unit(values, bounds):
@@ -469,6 +485,10 @@ class Calibration:
                     and math.isfinite(o.oi_change)):
                 total += self.cfg.open_interest_weight * math.log(
                     max(o.oi_change, 1e-6) / o.real_oi_change) ** 2
+            for inner, outer, real in o.windows if self.cfg.timing_weight > 0 else ():
+                simulated = o.fraction_within(inner, outer)
+                simulated = simulated if math.isfinite(simulated) else 0.0
+                total += self.cfg.timing_weight * (simulated - real) ** 2
         return total
 
     def fit(self, events: list[EventData] | None = None, start=None,
