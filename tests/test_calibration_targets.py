@@ -137,9 +137,9 @@ def test_more_btc_crash_days_give_a_share_and_pair_btc_with_btc():
         share = share_of_open_interest(event, "all-cex", "BTC", targets=targets)
         assert share == (pytest.approx(low, rel=1e-3), pytest.approx(high, rel=1e-3)), event
         pool = targets_for(event, targets=targets)
-        for t in pool:  # every BTC share figure is BTC over BTC
-            if t.measure in ("liquidated_notional_usd", "open_interest_before_usd") \
-                    and t.asset != "BTC":
+        for t in pool:  # every BTC perp share figure is BTC over BTC (lending: its own assets)
+            if t.product == "perp" and t.asset != "BTC" \
+                    and t.measure in ("liquidated_notional_usd", "open_interest_before_usd"):
                 assert t.asset == "all" and t.measure == "liquidated_notional_usd", t.key
     # open interest after over before, where both were published (derived where the note says)
     assert open_interest_change("feb-2021", "all-cex", "BTC", targets=targets) == (
