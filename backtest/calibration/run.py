@@ -8,7 +8,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from backtest.calibration.fit import Calibration, EventOutcome, FitResult, load_calibration
+from backtest.calibration.fit import (
+    Calibration,
+    EventOutcome,
+    FitResult,
+    load_calibration,
+    share_level,
+)
 from backtest.calibration.fitted import write_calibrated
 from backtest.calibration.loan_state import calibrate_loan_state, is_loan_state
 from backtest.calibration.timing import timing_rows
@@ -133,7 +139,8 @@ def _print_timing(console: Console, timing: list[dict]) -> None:
 
 
 def _print(console: Console, cal: Calibration, full: FitResult, loo: list, rows: list) -> None:
-    table = Table(title="liquidated share of open interest: real vs simulated")
+    level = "collateral" if share_level(cal.base) == "collateral_usd" else "open interest"
+    table = Table(title=f"liquidated share of {level}: real vs simulated")
     for col in ("event", "target", "real", "fit (in sample)", "ratio", "other seeds",
                 "left out", "ratio ", "long share real / sim / left out",
                 "OI after/before real / sim"):
