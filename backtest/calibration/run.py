@@ -92,6 +92,7 @@ def calibrate_file(config: str | Path, output: str | Path, max_evaluations: int 
     fit = {"config": str(config), "policy": cfg.policy, "accounts": cfg.accounts,
            "seed": cfg.seed, "interval_minutes": cfg.interval_minutes,
            "open_interest_weight": cfg.open_interest_weight,
+           "timing_weight": cfg.timing_weight, "grid_points": cfg.grid_points,
            "objective": round(full.objective, 6), "evaluations": full.evaluations,
            "seconds": round(full.seconds + sum(f.seconds for _, f in loo), 1),
            "fitted": list(cal.names),
