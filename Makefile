@@ -55,7 +55,7 @@ DEMO_TAPES := \
 .PHONY: calibrate setup warm-up-time-major warm-up-decoupled tapes demo-tapes demo demo-books \
 	test bench bench-portfolio \
 	luna-portfolio black-thursday \
-	black-thursday-ensembles black-thursday-bitmex may-2021-maker \
+	black-thursday-ensembles black-thursday-bitmex may-2021-maker aave-v2-2021 \
 	morpho-oct-2025 \
 	policy-library sweep-tapes sweep governance governance-aave governance-maker \
 	governance-portfolio governance-options clean
@@ -157,6 +157,28 @@ may-2021-maker: setup
 	$(BIN)/liqbt run configs/may-2021-maker-conditioned-ensemble.toml --workers 2
 	$(BIN)/liqbt validate $${LIQBT_RUNS:-runs}/sweeps/may-2021-maker-conditioned-ensemble
 
+# Aave v2's WETH reserve in February and May 2021 (docs/calibration.md, "Lending: Aave v2's WETH
+# reserve"): the fit on both events is refitted to a scratch file only to print its
+# leave-one-out errors (each event's liquidated share when the other alone was fitted: the
+# figures to quote); the shipped fit draws a book per event, sized to the reserve's deposits,
+# whose runs are held against its liquidations window by window
+ETH_1H_TAPE := \
+	$(LIQBT_SHARED_DATA)/ohlcv_1h/dangdoday__SE2025-9.4__a729dcbb11__b797b1af__ETH_USDT-1h.feather
+aave-v2-2021: setup
+	$(BIN)/liqbt data import $(ETH_1H_TAPE) $(ETH_1M_MAY_2021_TAPE) --venue binance
+	$(BIN)/liqbt book calibrate configs/calibration/aave-v2-weth.toml \
+		-o $${TMPDIR:-/tmp}/aave-v2-weth-refit.toml
+	$(BIN)/liqbt book generate --accounts 50000 --event feb-2021 --symbol ETH/USDT \
+		--interval 1h --seed $(SEED) --params configs/calibration/aave-v2-weth-fitted.toml \
+		-o data/books/feb-2021-aave-weth.parquet
+	$(BIN)/liqbt book generate --accounts 50000 --event may-2021 --symbol ETH/USDT \
+		--interval 1m --seed $(SEED) --params configs/calibration/aave-v2-weth-fitted.toml \
+		-o data/books/may-2021-aave-weth.parquet
+	$(BIN)/liqbt run configs/feb-2021-aave.toml
+	$(BIN)/liqbt validate latest
+	$(BIN)/liqbt run configs/may-2021-aave.toml --report
+	$(BIN)/liqbt validate latest
+
 # Black Thursday on BitMEX: the calibrated perp book sized to BitMEX's BTC open interest, its
 # insurance fund started at BitMEX's real one; fills at the hour's worst price, then at each
 # account's liquidation price (docs/validation.md, "Insurance funds")
@@ -242,6 +264,9 @@ calibrate: tapes
 	$(BIN)/liqbt data import $(OCT_2025_BTC_TAPE) --venue binance
 	$(BIN)/liqbt book calibrate configs/calibration/morpho-cbbtc.toml \
 		-o configs/calibration/morpho-cbbtc-fitted.toml
+	$(BIN)/liqbt data import $(ETH_1H_TAPE) $(ETH_1M_MAY_2021_TAPE) --venue binance
+	$(BIN)/liqbt book calibrate configs/calibration/aave-v2-weth.toml \
+		-o configs/calibration/aave-v2-weth-fitted.toml
 
 bench: tapes
 	$(BIN)/python -m bench --workloads W1,W2,W3,W10M
