@@ -332,3 +332,32 @@ def test_shape_fields_are_checked(tmp_path):
         path.write_text(GOOD + extra)
         with pytest.raises(ConfigError, match=message):
             load_loan_state(path)
+
+
+def test_the_aave_reserve_fit_is_sized_by_deposits_and_records_each_event_left_out():
+    """The shipped Aave v2 WETH fit: its targets are the reserve's deposits, its liquidations
+    and their windows (not the counts, which depend on the number of accounts); a book drawn
+    from it is sized to the deposits, a figure of its fit; the leave-one-out rows, each event
+    predicted by a fit on the other alone, are what docs/calibration.md quotes."""
+    import json
+    import math
+
+    from backtest.calibration.fitted import calibrated_params
+
+    path = "configs/calibration/aave-v2-weth-fitted.toml"
+    keys = set(read_calibrated(path).fit_targets)
+    for event in ("feb-2021", "may-2021"):
+        assert {f"{event}/aave-v2-weth-deposits", f"{event}/aave-v2-weth-liquidated"} <= keys
+        assert f"{event}/aave-v2-weth-liquidations-count" not in keys
+    assert "may-2021/aave-v2-weth-liquidated-14-24" in keys  # the timing entered the fit
+    params, meta = calibrated_params(path, "may-2021", "ETH")
+    assert params.size_basis == "collateral" and params.loan_fraction == 1.0
+    assert params.size_usd == pytest.approx(math.sqrt(2.910e9 * 3.125e9))
+    assert json.loads(meta["sized_to_targets"]) == ["may-2021/aave-v2-weth-deposits"]
+    raw = read_toml(path)
+    assert raw["fit"]["timing_weight"] == 10.0 and raw["fit"]["grid_points"] == 5
+    held = {row["event"]: row for row in raw["leave_one_out"]}
+    assert set(held) == {"feb-2021", "may-2021"}
+    for row in held.values():
+        assert not row["in_fit"]
+        assert row["ratio"] == pytest.approx(row["simulated_share"] / row["real_share"], rel=1e-3)
