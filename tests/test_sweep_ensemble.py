@@ -550,6 +550,44 @@ def test_joint_draw_leaves_out_what_the_ensemble_sets_and_clips_to_bounds(tmp_pa
     assert joint_draw(None, lambda f: True) is None
 
 
+def test_a_lending_fit_draws_its_shape_its_deposits_and_no_response_it_never_had(tmp_path):
+    """A loans-only book fitted on its loan-to-value shape, sized to a reserve's deposits and
+    fitted without a borrower response (Aave v2's WETH reserve): members draw the shape's two
+    exponents jointly, the size over the deposits' range, and no response; the perp book's
+    fields stay out."""
+    from backtest.books.generate import BookParams
+    from backtest.calibration.fitted import write_calibrated
+    from backtest.engine.config import ResponseConfig
+    from backtest.sweep.config import RunSections
+
+    rows = [{"event": "a", "fitted_ltv_beta_a": 0.05, "fitted_ltv_beta_b": 0.6},
+            {"event": "b", "fitted_ltv_beta_a": 0.4, "fitted_ltv_beta_b": 1.9}]
+    fit = {"fitted": ["ltv_beta_a", "ltv_beta_b"], "fitted_ltv_beta_a": 0.06,
+           "fitted_ltv_beta_b": 0.7}
+    loans = BookParams(loan_fraction=1.0, ltv_min=0.0, ltv_beta_a=0.06, ltv_beta_b=0.7,
+                       size_basis="collateral", represents="aave-v2", size_usd=3.0e9)
+    path = write_calibrated(tmp_path / "f.toml", loans, ResponseConfig(enabled=False), fit,
+                            [], rows, "h")
+    meta = {"calibration": str(path),
+            "response": ResponseConfig(enabled=False).model_dump_json()}
+    spec = EnsembleSpec(members=50, seed=3)
+    r = default_ranges(spec, loans, path, meta, RunSections(), "may-2021", "ETH")
+    assert r.joint is not None and r.joint.fields == ("ltv_beta_a", "ltv_beta_b")
+    assert r.response is None and "response_share" not in r.draws
+    size = r.draws["size_factor"]  # the deposits' range, $2.910-3.125B, around its middle
+    assert r.sources["size_factor"] == "validation targets"
+    assert (size.low, size.high) == (pytest.approx((2.910 / 3.125) ** 0.5),
+                                     pytest.approx((3.125 / 2.910) ** 0.5))
+    values = member_values(spec, 1, r)
+    params, run = apply_member(values, loans, RunSections(), r)
+    assert params.ltv_beta_b == values["ltv_beta_b"] and params.ltv_beta_b != 0.7
+    assert run.response.enabled is not True
+    # the same file read for a perp book: the loan shape does not matter there
+    perps = default_ranges(spec, BookParams(loan_fraction=0.0), path, meta, RunSections(),
+                           "may-2021", "ETH")
+    assert perps.joint is None
+
+
 def test_a_calibrated_file_holds_what_its_fit_held(tmp_path):
     """A book field the calibration did not fit (the perp fit's ``low_leverage_share``) is
     held at the file's value, said so in the input table; an uncalibrated book draws it

@@ -380,7 +380,9 @@ def _size_range(params: BookParams, event: str, asset: str,
         return None
     from backtest.targets import load_targets
 
-    measure = "borrowed_usd" if params.loan_fraction >= 1.0 else "open_interest_before_usd"
+    measure = "open_interest_before_usd"
+    if params.loan_fraction >= 1.0:  # loans: sized to their debt, or to their collateral
+        measure = "collateral_usd" if params.size_basis == "collateral" else "borrowed_usd"
     found = [t for t in load_targets(validation) if t.event == event and t.asset == asset
              and t.venue == params.represents and t.measure == measure]
     if not found:
@@ -454,7 +456,7 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
     draws: dict[str, Draw] = {}
     sources: dict[str, str] = {}
     not_drawn: dict[str, str] = {}
-    has_perps = params.loan_fraction < 1.0
+    has_perps, has_loans = params.loan_fraction < 1.0, params.loan_fraction > 0.0
     calibrated_file = book_params is not None and "calibration" in book_meta
 
     response = _base_response(run.response, book_meta)
@@ -464,7 +466,9 @@ def default_ranges(spec: EnsembleSpec, params: BookParams, book_params: Path | N
             name = input_name(fitted)
             if name in INPUTS and getattr(spec, name) is not None:  # a range, or false
                 return False
-            return has_perps if fitted in BookParams.model_fields else response is not None
+            if fitted in BookParams.model_fields:  # a loan's shape matters where loans are
+                return has_loans if fitted.startswith(("ltv_", "loan_")) else has_perps
+            return response is not None
 
         joint = joint_draw(book_params, keep)
 
@@ -575,8 +579,10 @@ def _base_response(cfg: ResponseConfig, book_meta: dict) -> ResponseConfig | Non
     if cfg.enabled is False:
         return None
     if cfg.enabled is None and book_meta.get("response"):
-        return ResponseConfig.model_validate_json(book_meta["response"]).model_copy(
-            update={"enabled": True})
+        fitted = ResponseConfig.model_validate_json(book_meta["response"])
+        if fitted.enabled is False:  # the fit ran without one: so do its members
+            return None
+        return fitted.model_copy(update={"enabled": True})
     return cfg.model_copy(update={"enabled": True})
 
 
