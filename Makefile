@@ -161,7 +161,8 @@ may-2021-maker: setup
 # reserve"): the fit on both events is refitted to a scratch file only to print its
 # leave-one-out errors (each event's liquidated share when the other alone was fitted: the
 # figures to quote); the shipped fit draws a book per event, sized to the reserve's deposits,
-# whose runs are held against its liquidations window by window
+# whose runs are held against its liquidations window by window, then a 30-member ensemble per
+# event over the fitted shape (jackknife of the two refits), the book's draw, size and latency
 ETH_1H_TAPE := \
 	$(LIQBT_SHARED_DATA)/ohlcv_1h/dangdoday__SE2025-9.4__a729dcbb11__b797b1af__ETH_USDT-1h.feather
 aave-v2-2021: setup
@@ -178,6 +179,10 @@ aave-v2-2021: setup
 	$(BIN)/liqbt validate latest
 	$(BIN)/liqbt run configs/may-2021-aave.toml --report
 	$(BIN)/liqbt validate latest
+	$(BIN)/liqbt run configs/feb-2021-aave-ensemble.toml --workers 2
+	$(BIN)/liqbt validate $${LIQBT_RUNS:-runs}/sweeps/feb-2021-aave-ensemble
+	$(BIN)/liqbt run configs/may-2021-aave-ensemble.toml --workers 2
+	$(BIN)/liqbt validate $${LIQBT_RUNS:-runs}/sweeps/may-2021-aave-ensemble
 
 # Black Thursday on BitMEX: the calibrated perp book sized to BitMEX's BTC open interest, its
 # insurance fund started at BitMEX's real one; fills at the hour's worst price, then at each
