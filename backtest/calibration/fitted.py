@@ -150,28 +150,34 @@ def fit_targets(events: list[dict], validation: str | Path | None = None) -> lis
                   or ((t.event, t.venue, t.asset) in oi and t.measure == OI_AFTER))
 
 
-def venue_size_usd(event: str, venue: str, asset: str, loans: bool,
-                   validation: str | Path | None = None, collateral: bool = False
-                   ) -> tuple[float, list[str]]:
-    """Return the venue's open interest (perps) or protocol's borrowings (loans) at event start.
+def size_measure(params: BookParams) -> str:
+    """Return the target measure a book sized to a venue is sized to.
 
-    With ``collateral`` (a loans book sized to its collateral, ``size_basis``) the
-    protocol's collateral of that asset (``collateral_usd``) instead of its borrowings.
+    ``open_interest_before_usd`` for a book holding perps; for a loans-only book its debt,
+    ``borrowed_usd`` (the protocol's borrowings), or with ``size_basis = "collateral"`` its
+    collateral, ``collateral_usd`` (a reserve's deposits).
+    """
+    if params.loan_fraction < 1.0:
+        return "open_interest_before_usd"
+    return "collateral_usd" if params.size_basis == "collateral" else "borrowed_usd"
+
+
+def venue_size_usd(event: str, venue: str, asset: str, measure: str,
+                   validation: str | Path | None = None) -> tuple[float, list[str]]:
+    """Return the venue's figure a book is sized to at the event's start (:func:`size_measure`).
 
     Returns
     -------
     float, list of str
-        The geometric middle of the union of the matching ``open_interest_before_usd`` /
-        ``borrowed_usd`` targets (``data/validation``), USD; and those targets'
-        ``"<event>/<id>"`` (recorded in the book's ``sized_to_targets``).
+        The geometric middle of the union of the matching ``measure`` targets
+        (``data/validation``), USD; and those targets' ``"<event>/<id>"`` (recorded in the
+        book's ``sized_to_targets``).
 
     Raises
     ------
     ConfigError
         No target gives the figure (the message says how to size the book by hand).
     """
-    measure = ("collateral_usd" if collateral else "borrowed_usd") if loans \
-        else "open_interest_before_usd"
     found = [t for t in load_targets(validation)
              if t.event == event and t.venue == venue and t.asset == asset
              and t.measure == measure]
@@ -231,8 +237,7 @@ def calibrated_params(path: str | Path | None, event: str, asset: str,
     if size_usd is None and params.size_usd is None and params.represents:
         try:
             size_usd, sized_to = venue_size_usd(event, params.represents, asset,
-                                                params.loan_fraction >= 1.0, validation,
-                                                params.size_basis == "collateral")
+                                                size_measure(params), validation)
             meta["sized_to_targets"] = json.dumps(sized_to)
         except ConfigError as exc:  # drawn unsized, and the book says why
             meta["unsized"] = str(exc)

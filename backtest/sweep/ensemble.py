@@ -378,13 +378,11 @@ def _size_range(params: BookParams, event: str, asset: str,
     """Factor range of a book sized to a venue: the target range around its geometric middle."""
     if params.size_usd is None or not params.represents:
         return None
+    from backtest.calibration.fitted import size_measure
     from backtest.targets import load_targets
 
-    measure = "open_interest_before_usd"
-    if params.loan_fraction >= 1.0:  # loans: sized to their debt, or to their collateral
-        measure = "collateral_usd" if params.size_basis == "collateral" else "borrowed_usd"
     found = [t for t in load_targets(validation) if t.event == event and t.asset == asset
-             and t.venue == params.represents and t.measure == measure]
+             and t.venue == params.represents and t.measure == size_measure(params)]
     if not found:
         return None
     lo, hi = min(t.low for t in found), max(t.high for t in found)
