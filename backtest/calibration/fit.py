@@ -44,13 +44,14 @@ where *share* is the liquidated notional over **the real figure's window** (the 
 :func:`backtest.targets.liquidated_window`: BitMEX's first leg on Black Thursday,
 2024-08-05 inside an event that starts the day before) divided by the book's open interest at
 the window start, and the real share is the geometric middle of the target range
-(:func:`backtest.targets.share_of_open_interest`; for loans the liquidated amount
-over the protocol's borrowings, or over the collateral deposited where the book is sized to its
-collateral, ``size_basis = "collateral"``, :func:`share_level`). Open interest as venues and
-aggregators publish it counts each contract once (the longs' notional, equal to the shorts'),
-so the book's open interest is **half its perps' notional over both sides**; a liquidated
-position counts its full notional on either side, as in the published liquidation figures. The
-long share is counted over the same window and enters only where a target gives it.
+(:func:`backtest.targets.share_of_open_interest`; for loans the liquidated amount over the
+protocol's borrowings, or over the collateral deposited where the book is sized to its
+collateral, ``size_basis = "collateral"``: :func:`backtest.calibration.fitted.size_measure`).
+Open interest as venues and aggregators publish it counts each contract once (the longs'
+notional, equal to the shorts'), so the book's open interest is **half its perps' notional
+over both sides**; a liquidated position counts its full notional on either side, as in the
+published liquidation figures. The long share is counted over the same window and enters only
+where a target gives it.
 *OI change* is the perps' open interest at the window end (every position still open,
 arrivals included, at the last close) over that at the window start (at the last close
 before it); the real one is ``open_interest_after_usd / open_interest_before_usd`` of the same
@@ -108,6 +109,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backtest import paths
 from backtest.books.generate import BookParams, generate_book
+from backtest.calibration.fitted import size_measure
 from backtest.calibration.timing import sub_windows
 from backtest.engine.book_flow import book_flow, exit_times_ms
 from backtest.engine.config import ResponseConfig
@@ -298,7 +300,7 @@ def event_data(cfg: CalibrationConfig, spec: EventSpec, base: BookParams,
         share = (spec.share_low, spec.share_high or spec.share_low)
     else:
         share = share_of_open_interest(spec.event, spec.venue, spec.asset, directory=validation,
-                                       of=share_level(base))
+                                       of=size_measure(base))
     if share is None:
         raise ConfigError(f"event {spec.event}: no target gives the liquidated share of open "
                           f"interest for {spec.venue} {spec.asset}")
@@ -319,16 +321,6 @@ def event_data(cfg: CalibrationConfig, spec: EventSpec, base: BookParams,
                      a["volume"], ev.start, ev.end, share, long_share,
                      open_interest_change(spec.event, spec.venue, spec.asset,
                                           directory=validation), counted, windows)
-
-
-def share_level(params: BookParams) -> str:
-    """Return the measure a book's liquidated share is taken of (a target measure).
-
-    ``collateral_usd`` for a loans-only book sized to its collateral (``size_basis``), else
-    ``open_interest_before_usd`` (perps' open interest; loans' debt, the protocol's borrowings).
-    """
-    collateral = params.loan_fraction >= 1.0 and params.size_basis == "collateral"
-    return "collateral_usd" if collateral else "open_interest_before_usd"
 
 
 # the fit's books: unsized, equal notionals (module docstring, "equal notional")
@@ -383,7 +375,7 @@ def simulate_event(data: EventData, params: BookParams, response: ResponseConfig
     # open interest as venues publish it counts each contract once: half the perps' notional
     # over both sides (module docstring, "Share"); loans: their debt, or their collateral
     before = data.close[~w][-1]
-    loans = units0 * before if share_level(params) == "collateral_usd" else -cash0
+    loans = units0 * before if size_measure(params) == "collateral_usd" else -cash0
     held = np.where(loan, loans, 0.5 * np.abs(units0) * before)[opened].sum()
     rec = res.records
     notional = np.abs(rec["units_closed"]) * rec["fill_price"]

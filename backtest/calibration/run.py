@@ -13,9 +13,8 @@ from backtest.calibration.fit import (
     EventOutcome,
     FitResult,
     load_calibration,
-    share_level,
 )
-from backtest.calibration.fitted import write_calibrated
+from backtest.calibration.fitted import size_measure, write_calibrated
 from backtest.calibration.loan_state import calibrate_loan_state, is_loan_state
 from backtest.calibration.timing import timing_rows
 from backtest.engine.config import ResponseConfig
@@ -140,7 +139,8 @@ def _print_timing(console: Console, timing: list[dict]) -> None:
 
 
 def _print(console: Console, cal: Calibration, full: FitResult, loo: list, rows: list) -> None:
-    level = "collateral" if share_level(cal.base) == "collateral_usd" else "open interest"
+    level = {"collateral_usd": "collateral", "borrowed_usd": "borrowings"}.get(
+        size_measure(cal.base), "open interest")
     table = Table(title=f"liquidated share of {level}: real vs simulated")
     for col in ("event", "target", "real", "fit (in sample)", "ratio", "other seeds",
                 "left out", "ratio ", "long share real / sim / left out",
