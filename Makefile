@@ -157,12 +157,13 @@ may-2021-maker: setup
 	$(BIN)/liqbt run configs/may-2021-maker-conditioned-ensemble.toml --workers 2
 	$(BIN)/liqbt validate $${LIQBT_RUNS:-runs}/sweeps/may-2021-maker-conditioned-ensemble
 
-# Aave v2's WETH reserve in February and May 2021 (docs/calibration.md, "Lending: Aave v2's WETH
-# reserve"): the fit on both events is refitted to a scratch file only to print its
-# leave-one-out errors (each event's liquidated share when the other alone was fitted: the
-# figures to quote); the shipped fit draws a book per event, sized to the reserve's deposits,
-# whose runs are held against its liquidations window by window, then a 30-member ensemble per
-# event over the fitted shape (jackknife of the two refits), the book's draw, size and latency
+# Aave v2's WETH reserve in four crashes of 2021 (docs/calibration.md, "Lending: Aave v2's WETH
+# reserve"): the fit on the four events is refitted to a scratch file only to print its
+# leave-one-out errors (each event's liquidated share when the others alone were fitted: the
+# figures to quote); the shipped fit draws a book for February and May 19, sized to the
+# reserve's deposits, whose runs are held against its liquidations window by window, then a
+# 30-member ensemble per event over the fitted shape (jackknife of the four refits), the book's
+# draw, size and latency
 ETH_1H_TAPE := \
 	$(LIQBT_SHARED_DATA)/ohlcv_1h/dangdoday__SE2025-9.4__a729dcbb11__b797b1af__ETH_USDT-1h.feather
 aave-v2-2021: setup

@@ -338,7 +338,7 @@ def test_the_aave_reserve_fit_is_sized_by_deposits_and_records_each_event_left_o
     """The shipped Aave v2 WETH fit: its targets are the reserve's deposits, its liquidations
     and their windows (not the counts, which depend on the number of accounts); a book drawn
     from it is sized to the deposits, a figure of its fit; the leave-one-out rows, each event
-    predicted by a fit on the other alone, are what docs/calibration.md quotes."""
+    predicted by a fit on the others alone, are what docs/calibration.md quotes."""
     import json
     import math
 
@@ -346,7 +346,8 @@ def test_the_aave_reserve_fit_is_sized_by_deposits_and_records_each_event_left_o
 
     path = "configs/calibration/aave-v2-weth-fitted.toml"
     keys = set(read_calibrated(path).fit_targets)
-    for event in ("feb-2021", "may-2021"):
+    events = ("feb-2021", "apr-2021", "may-2021", "may-2021-weekend")
+    for event in events:
         assert {f"{event}/aave-v2-weth-deposits", f"{event}/aave-v2-weth-liquidated"} <= keys
         assert f"{event}/aave-v2-weth-liquidations-count" not in keys
     assert "may-2021/aave-v2-weth-liquidated-14-24" in keys  # the timing entered the fit
@@ -357,7 +358,7 @@ def test_the_aave_reserve_fit_is_sized_by_deposits_and_records_each_event_left_o
     raw = read_toml(path)
     assert raw["fit"]["timing_weight"] == 10.0 and raw["fit"]["grid_points"] == 5
     held = {row["event"]: row for row in raw["leave_one_out"]}
-    assert set(held) == {"feb-2021", "may-2021"}
+    assert set(held) == set(events)
     for row in held.values():
         assert not row["in_fit"]
         assert row["ratio"] == pytest.approx(row["simulated_share"] / row["real_share"], rel=1e-3)
