@@ -302,8 +302,9 @@ def event_data(cfg: CalibrationConfig, spec: EventSpec, base: BookParams,
         share = share_of_open_interest(spec.event, spec.venue, spec.asset, directory=validation,
                                        of=size_measure(base))
     if share is None:
-        raise ConfigError(f"event {spec.event}: no target gives the liquidated share of open "
-                          f"interest for {spec.venue} {spec.asset}")
+        raise ConfigError(f"event {spec.event}: no target gives the liquidated share of "
+                          f"{size_measure(base)} for {spec.venue} {spec.asset} (a "
+                          "liquidated_notional_usd target and that level's)")
     long_share = spec.long_share
     if long_share is None:
         for t in load_targets(validation):
