@@ -292,6 +292,25 @@ def test_a_published_sub_window_gives_the_share_of_the_day_whatever_the_size(wor
     assert SweepTables.window_shares is False
 
 
+def test_an_in_fit_liquidated_figure_says_what_the_refit_without_its_event_gave(world):
+    """A book drawn from a calibrated file with leave-one-out rows: the liquidated figure the
+    full fit used says its held-out ratio, the figure to quote; figures of other venues, the
+    fit's other measures and a run without the file say nothing of it."""
+    runs, targets = world
+    fitted = runs.parent / "fitted.toml"
+    fitted.write_text('[book]\n\n[[leave_one_out]]\nevent = "may-2021"\nvenue = "all-cex"\n'
+                      'asset = "BTC"\nratio = 0.9812\n')
+    fit = json.dumps(["may-2021/market-btc-liquidated", "may-2021/market-btc-oi"])
+    _write_run(runs, "r8-refit", {"calibration_fit_targets": fit, "calibration": str(fitted)})
+    rows = _rows(_comparison(world, "r8-refit"))
+    said = "left out of the fit: 0.98x of the real share"
+    assert any(said in n for n in rows[("market-btc-liquidated", "hard")].notes)
+    assert not any(said in n for n in rows[("market-btc-oi", "hard")].notes)  # in fit too
+    assert not any(said in n for n in rows[("binance-btc-noon", "hard")].notes)
+    plain = _rows(_comparison(world, "r1-calibrated"))  # no file recorded: nothing said
+    assert not any(said in n for n in plain[("market-btc-liquidated", "hard")].notes)
+
+
 def test_uncalibrated_book_and_missing_venue_are_said(world):
     comparison = _comparison(world, "r2-plain")
     text = " ".join(comparison.notes)

@@ -118,6 +118,10 @@ class RunFacts:
         An ensemble's or sweep's books: ``(book seed, notional at the window start, USD)`` per
         member, so that intervals of the level at the window start are across members;
         empty for a run.
+    held_out : tuple of (str, str, str, float)
+        ``(event, venue, asset, ratio)``: the leave-one-out ratios of the calibrated file the
+        book was drawn from (:func:`backtest.calibration.fitted.held_out_ratios`), said next to
+        a liquidated figure the full fit used; empty without one.
     """
 
     event: str | None
@@ -132,6 +136,7 @@ class RunFacts:
     calibration: str | None = None
     input_keys: frozenset[str] = frozenset()
     open_interest_by_seed: tuple[tuple[int, float], ...] = ()
+    held_out: tuple[tuple[str, str, str, float], ...] = ()
 
     @classmethod
     def from_manifest(cls, manifest: dict) -> RunFacts:
@@ -153,6 +158,11 @@ class RunFacts:
         response = ((manifest.get("config") or {}).get("resolved") or {}).get("response") or {}
         if keys is not None and response.get("enabled") is not False:
             keys |= frozenset(response.get("fitted_to") or ())  # the run's cures were fitted too
+        held_out = ()
+        if meta.get("calibration"):
+            from backtest.calibration.fitted import held_out_ratios
+
+            held_out = tuple((*k, v) for k, v in held_out_ratios(meta["calibration"]).items())
         return cls(
             event=window.get("event") or None,
             asset=base_asset(manifest.get("symbol")),
@@ -165,6 +175,7 @@ class RunFacts:
             imported=meta.get("source") == "imported",
             calibration=meta.get("calibration") or None,
             input_keys=frozenset([fund_from] if fund_from else []) | sizing_inputs(meta, keys),
+            held_out=held_out,
         )
 
 
@@ -496,6 +507,8 @@ def compare(facts: RunFacts, source: FigureSource, targets: list[Target] | None 
     if getattr(source, "window_shares", True):
         todo += [(t, True, k, t.window_start, outer)
                  for t, k, outer in _derived_window_shares(matched)]
+    held_out = {(e, v, a): r for e, v, a, r in facts.held_out}
+    inner_keys = {inner.key for inner, _ in nested_windows(matched)}
     for target, is_derived, parts, levels_read, outer in todo:
         fit = _fit_status(target, facts, parts)
         start = max(target.window_start, facts.start)
@@ -516,6 +529,11 @@ def compare(facts: RunFacts, source: FigureSource, targets: list[Target] | None 
         if at_run_start and start > facts.start:
             window_notes.append(f"over the open interest at the run's start "
                                 f"({_hm(facts.start)}), where the real one was read")
+        left_out = held_out.get((target.event, target.venue, target.asset))
+        if (fit == IN_FIT and left_out is not None and not is_derived
+                and target.measure == "liquidated_notional_usd" and target.key not in inner_keys):
+            window_notes.append(f"left out of the fit: {format_ratio(left_out)} of the real "
+                                "share, in the calibration's refit without this event")
         values = {p: f.get(target.measure)
                   for p, f in figures(start, end, at_run_start, target.product).items()}
         if outer is not None:  # a share of the longer window: two sums of the same run

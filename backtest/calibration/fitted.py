@@ -131,6 +131,36 @@ def _calibrated(raw: dict, path, validation) -> Calibrated:
     return Calibrated(Path(path), book, response, events, fit_targets(events, validation))
 
 
+def held_out_ratios(path: str | Path) -> dict[tuple[str, str, str], float]:
+    """Return the leave-one-out ratio a calibrated file records per (event, venue, asset).
+
+    Each is the simulated over the real liquidated share when the event was left out of the
+    fit (``[[leave_one_out]]``, :mod:`backtest.calibration.run`): the figure to quote for an
+    event the full fit used.
+
+    Parameters
+    ----------
+    path : str or Path
+        A calibrated parameter file.
+
+    Returns
+    -------
+    dict
+        ``{(event, venue, asset): ratio}``; empty when the file is missing or unreadable, or
+        records no leave-one-out rows (a loan-state fit, a single event).
+    """
+    try:
+        raw = read_toml(path)
+    except ConfigError:
+        return {}
+    out = {}
+    for row in raw.get("leave_one_out", []):
+        if isinstance(row, dict) and isinstance(row.get("ratio"), int | float):
+            out[(str(row.get("event")), str(row.get("venue")), str(row.get("asset")))] = \
+                float(row["ratio"])
+    return out
+
+
 def fit_targets(events: list[dict], validation: str | Path | None = None) -> list[str]:
     """Return the ``"<event>/<id>"`` of every target a fit over ``events`` was held against.
 
