@@ -593,10 +593,19 @@ def nested_windows(targets: list[Target]) -> list[tuple[Target, Target]]:
 
 
 def ratio_range(numerator: list[Target], denominator: list[Target]
-                 ) -> tuple[float, float] | None:
-    """Return ``(low / high, high / low)`` of the unions of two target ranges.
+                ) -> tuple[float, float] | None:
+    """Return the widest ratio of two figures' ranges: ``(low / high, high / low)``.
 
-    None if the denominator's low is 0.
+    Parameters
+    ----------
+    numerator, denominator : list of Target
+        Targets of one unit each (e.g. USD); the union of each list's ranges is used.
+
+    Returns
+    -------
+    tuple of (float, float) or None
+        ``(min numerator low / max denominator high, max numerator high / min denominator
+        low)``, uncapped; None when the denominator's low is 0 (no ratio can be formed).
     """
     low = min(t.low for t in denominator)
     if low <= 0.0:

@@ -400,17 +400,18 @@ def _derived_shares(facts: RunFacts, matched: list[Target], pool: list[Target]
     return out
 
 
-def _derived_window_shares(matched: list[Target]) -> list[tuple[Target, list[str], Target]]:
+def _derived_window_shares(pairs: list[tuple[Target, Target]]
+                           ) -> list[tuple[Target, list[str], Target]]:
     """Build a derived share-of-window target per published sub-window of the run's venue.
 
     Returns ``(target, keys of the two targets it was derived from, the longer target)`` per
-    pair of :func:`backtest.targets.nested_windows`: the real fraction of the longer window's
-    liquidations that fell in the shorter one, ``low = inner low / outer high`` and ``high =
-    inner high / outer low`` (capped at 1). It does not depend on the book's size, so it holds
-    the *timing* of an unsized book against what happened too.
+    ``(inner, outer)`` pair of :func:`backtest.targets.nested_windows`: the real fraction of
+    the longer window's liquidations that fell in the shorter one, ``low = inner low / outer
+    high`` and ``high = inner high / outer low`` (capped at 1). It does not depend on the
+    book's size, so it holds the *timing* of an unsized book against what happened too.
     """
     out = []
-    for inner, outer in nested_windows(matched):
+    for inner, outer in pairs:
         low, high = ratio_range([inner], [outer]) or (None, None)
         if low is None:
             continue
@@ -502,13 +503,14 @@ def compare(facts: RunFacts, source: FigureSource, targets: list[Target] | None 
             cache[key] = source.figures(start, end, at_run_start, product)
         return cache[key]
 
+    pairs = nested_windows(matched)
     todo = [(t, False, [], t.window_start, None) for t in matched] + [
         (t, True, k, read, None) for t, k, read in derived.values()]
     if getattr(source, "window_shares", True):
         todo += [(t, True, k, t.window_start, outer)
-                 for t, k, outer in _derived_window_shares(matched)]
+                 for t, k, outer in _derived_window_shares(pairs)]
     held_out = {(e, v, a): r for e, v, a, r in facts.held_out}
-    inner_keys = {inner.key for inner, _ in nested_windows(matched)}
+    inner_keys = {inner.key for inner, _ in pairs}
     for target, is_derived, parts, levels_read, outer in todo:
         fit = _fit_status(target, facts, parts)
         start = max(target.window_start, facts.start)
@@ -534,14 +536,14 @@ def compare(facts: RunFacts, source: FigureSource, targets: list[Target] | None 
                 and target.measure == "liquidated_notional_usd" and target.key not in inner_keys):
             window_notes.append(f"left out of the fit: {format_ratio(left_out)} of the real "
                                 "share, in the calibration's refit without this event")
-        values = {p: f.get(target.measure)
-                  for p, f in figures(start, end, at_run_start, target.product).items()}
-        if outer is not None:  # a share of the longer window: two sums of the same run
+        inner_f = figures(start, end, at_run_start, target.product)
+        if outer is None:
+            values = {p: f.get(target.measure) for p, f in inner_f.items()}
+        else:  # a share of the longer window: two sums of the same run
             o_start, o_end = max(outer.window_start, facts.start), min(outer.window_end, facts.end)
             if (o_start, o_end) != (outer.window_start, outer.window_end):
                 window_notes.append(f"the longer window is simulated over {_hm(o_start)} "
                                     f"\u2013 {_hm(o_end)} only")
-            inner_f = figures(start, end, at_run_start, target.product)
             outer_f = figures(o_start, o_end, o_start <= facts.start, target.product)
             values = {p: _share_of(inner_f.get(p, {}), outer_f.get(p, {})) for p in inner_f}
         for policy in source.policies:
