@@ -136,7 +136,8 @@ def decoupled_reason(policy: np.ndarray, market: np.ndarray, prices: tuple, fund
 def policy_tuple(rec) -> tuple:
     """Policy fields in the order :mod:`backtest.kernels.decoupled_nb` reads them."""
     size_rules = np.array([rec["full_close_below_usd"], rec["large_position_usd"],
-                           rec["large_position_fraction"], rec["min_remaining_usd"]], np.float64)
+                           rec["large_position_fraction"], rec["min_remaining_usd"],
+                           rec["max_calls_per_step"]], np.float64)
     return (int(rec["family"]), np.array(rec["maintenance_rate"], np.float64),
             np.array(rec["target_rate"], np.float64), np.array(rec["penalty_rate"], np.float64),
             float(rec["close_factor"]), float(rec["full_close_health"]),

@@ -271,7 +271,7 @@ def w2_params(policy: np.ndarray, market: np.ndarray) -> np.ndarray:
         "penalty_model": p["penalty_model"] != 0,
         "cooldown_steps": p["cooldown_steps"] != 0,
         "size rules": (p["full_close_below_usd"] != 0 or p["large_position_usd"] != 0
-                       or p["min_remaining_usd"] != 0),
+                       or p["min_remaining_usd"] != 0 or p["max_calls_per_step"] > 1),
         "max_step_volume_fraction": p["max_step_volume_fraction"] > 0,
         "preempt_fraction": p["preempt_fraction"] > 0,
         "waterfall": p["waterfall"] != Waterfall.SOCIALISE,

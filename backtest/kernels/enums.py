@@ -254,6 +254,8 @@ POLICY_DTYPE = np.dtype(
         ("large_position_usd", np.float64),
         ("large_position_fraction", np.float64),
         ("min_remaining_usd", np.float64),
+        # partial: most liquidation calls on one account per step (0 or 1: one call)
+        ("max_calls_per_step", np.int64),
         ("max_step_volume_fraction", np.float64),
         ("waterfall", np.int64),  # Waterfall
         ("adl_ranking", np.int64),  # AdlRanking

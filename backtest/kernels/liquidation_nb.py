@@ -150,7 +150,51 @@ def units_to_close_nb(
     family, product, units, cash, price, m, target, penalty, close_factor, full_close_health,
     tier_health, tier_fraction, size_rules, seize_all,
 ):
-    """Return how many units (>= 0, <= |units|) a liquidation at ``price`` closes.
+    """Return how many units (>= 0, <= |units|) the liquidations of one step at ``price`` close.
+
+    One liquidation call closes what :func:`call_units_nb` says. Partial policies may let
+    keepers call again in the same step (``size_rules[4]``, the most calls per account per
+    step): after each call, applied as :func:`apply_liquidation_nb` applies it (the collateral
+    or position closed at ``price``, the penalty paid from it), they call again while the
+    account's health at ``price`` is still below 1 and something is left. Aave v2 and v3 let
+    anyone call ``liquidationCall`` again as soon as the previous one is mined, while the health
+    factor is below 1 (``LendingPoolCollateralManager`` / ``LiquidationLogic``: no cooldown).
+    Every call uses this step's penalty rate.
+
+    Parameters and returns as :func:`call_units_nb`; ``size_rules`` has shape (5,), its last
+    entry the most calls per step (1: one call, the step's liquidation as before).
+    """
+    d = call_units_nb(family, product, units, cash, price, m, target, penalty, close_factor,
+                      full_close_health, tier_health, tier_fraction, size_rules, seize_all)
+    calls = int(size_rules[4])
+    if calls <= 1 or family == _HARD or family == _GRADUATED:
+        return d
+    size = abs(units)
+    total = 0.0
+    u = units
+    c = cash
+    for _ in range(calls):
+        if d >= abs(u):
+            return size  # a call closes what is left: the whole position, without rounding dust
+        total += d
+        if d <= 0.0:
+            break
+        signed = d if u > 0.0 else -d
+        c = c + signed * price - penalty * d * price
+        u = u - signed
+        if health_nb(product, u, c, price, m) >= 1.0:
+            break
+        d = call_units_nb(family, product, u, c, price, m, target, penalty, close_factor,
+                          full_close_health, tier_health, tier_fraction, size_rules, seize_all)
+    return min(total, size)
+
+
+@njit
+def call_units_nb(
+    family, product, units, cash, price, m, target, penalty, close_factor, full_close_health,
+    tier_health, tier_fraction, size_rules, seize_all,
+):
+    """Return how many units (>= 0, <= |units|) one liquidation call at ``price`` closes.
 
     Hard: everything (perp) or enough collateral to repay the whole debt (loan, capped at
     the collateral held). Partial: the least ``d`` that restores
@@ -160,8 +204,9 @@ def units_to_close_nb(
     (loan, Aave ``LiquidationLogic``), and the whole position when health is at or below
     ``full_close_health``, when ``target <= penalty`` (closing cannot restore health), or when
     equity cannot pay the penalty. ``target = inf`` closes exactly the close factor.
-    Partial size rules (``size_rules``, shape (4,): full-close-below, large-position notional,
-    its slice fraction, minimum remaining notional; USD, 0 = off): positions below the first
+    Partial size rules (``size_rules``, shape (5,): full-close-below, large-position notional,
+    its slice fraction, minimum remaining notional; USD, 0 = off; the fifth, the most calls per
+    step, is read by :func:`units_to_close_nb`): positions below the first
     close in full (Aave v3.3 ``MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD``); positions above the
     second close at most that fraction per liquidation (Hyperliquid's 20% above 100k USDC); a
     liquidation that would leave less than the minimum closes everything (Aave v3.3
@@ -202,9 +247,10 @@ def units_to_close_nb(
         GRADUATED: health below which each tier applies (tier 0 first).
     tier_fraction : ndarray, shape (MAX_TIERS,), float64
         GRADUATED: fraction of the position (perp) or debt (loan) each tier closes.
-    size_rules : ndarray, shape (4,), float64
-        Partial size rules, USD except the fraction: full-close-below notional, large-position
-        notional, its slice fraction, minimum remaining notional (0: rule off).
+    size_rules : ndarray, shape (5,), float64
+        Partial size rules, USD except the fraction and the count: full-close-below notional,
+        large-position notional, its slice fraction, minimum remaining notional (0: rule off),
+        most liquidation calls per account per step (:func:`units_to_close_nb`).
     seize_all : int
         1: a hard liquidation of a loan seizes all its collateral (Compound v3 ``absorb``).
 

@@ -898,6 +898,33 @@ def _penalty(policy, prod: int, health: float) -> float:
 
 
 def _units_to_close(policy, prod, u, c, p, m, pen, target) -> float:
+    """Units the step's liquidation calls close (twin of ``units_to_close_nb``).
+
+    One call, or for partial policies up to ``max_calls_per_step`` calls while the account's
+    health at ``p`` stays below 1, each applied as a liquidation applies it.
+    """
+    calls = int(policy["max_calls_per_step"])
+    d = _one_call(policy, prod, u, c, p, m, pen, target)
+    if calls <= 1 or policy["family"] in (PolicyFamily.HARD, PolicyFamily.GRADUATED):
+        return d
+    size = abs(u)
+    total = 0.0
+    for _ in range(calls):
+        if d >= abs(u):
+            return size
+        total += d
+        if d <= 0:
+            break
+        signed = d if u > 0 else -d
+        c = c + signed * p - pen * d * p
+        u = u - signed
+        if _health(prod, u, c, p, m) >= 1.0:
+            break
+        d = _one_call(policy, prod, u, c, p, m, pen, target)
+    return min(total, size)
+
+
+def _one_call(policy, prod, u, c, p, m, pen, target) -> float:
     size = abs(u)
     equity = c + u * p
     whole = _whole(prod, u, c, p, pen)

@@ -521,11 +521,12 @@ def run_steps_nb(t0, t1, tape, account_state, totals, records, book_flow, market
     keeper_share = rec.keeper_share
     m_rate = rec.maintenance_rate
     p_rate = rec.penalty_rate
-    size_rules = np.empty(4)
+    size_rules = np.empty(5)
     size_rules[0] = rec.full_close_below_usd
     size_rules[1] = rec.large_position_usd
     size_rules[2] = rec.large_position_fraction
     size_rules[3] = rec.min_remaining_usd
+    size_rules[4] = rec.max_calls_per_step
     m_step = m_rate.copy()  # this step's rates: dynamic margin scales the perps'
     t_step = rec.target_rate.copy()
     preempt = rec.preempt_fraction > 0.0

@@ -118,6 +118,7 @@ def pack_policy(policy: Policy, interval_seconds: int = 60) -> np.ndarray:
         rec["large_position_usd"] = policy.partial.large_position_usd
         rec["large_position_fraction"] = policy.partial.large_position_fraction
         rec["min_remaining_usd"] = policy.partial.min_remaining_usd
+        rec["max_calls_per_step"] = policy.partial.max_calls_per_step
         if policy.partial.target_health is not None:
             target[Product.PERP] = policy.partial.target_health * perp.maintenance_margin_rate
         if policy.partial.target_health_factor is not None:

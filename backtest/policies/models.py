@@ -93,6 +93,13 @@ class PartialParams(StrictModel):
     min_remaining_usd : float
         A partial liquidation may not leave a position worth less than this; it closes
         everything instead (Aave v3.3 ``MIN_LEFTOVER_BASE`` = $1,000). 0: off.
+    max_calls_per_step : int
+        Most liquidation calls keepers make on one account within one step (candle): after a
+        call they call again, at the same fill price, while its health is still below 1. Aave
+        lets anyone call ``liquidationCall`` again as soon as the previous one is mined (no
+        cooldown in ``LiquidationLogic``). 1 (every shipped preset): one call per account per
+        step, so on coarse candles a further call waits a whole step. On Aave v2 in 2021 few
+        repeats were immediate (docs/calibration.md, "Repeated calls within a candle").
     """
 
     target_health: float | None = Field(default=None, gt=1.0)
@@ -103,6 +110,7 @@ class PartialParams(StrictModel):
     large_position_usd: float = Field(default=0.0, ge=0.0)
     large_position_fraction: float = Field(default=1.0, gt=0.0, le=1.0)
     min_remaining_usd: float = Field(default=0.0, ge=0.0)
+    max_calls_per_step: int = Field(default=1, ge=1, le=1000)
 
 
 class WaterfallParams(StrictModel):
