@@ -150,51 +150,15 @@ def units_to_close_nb(
     family, product, units, cash, price, m, target, penalty, close_factor, full_close_health,
     tier_health, tier_fraction, size_rules, seize_all,
 ):
-    """Return how many units (>= 0, <= |units|) the liquidations of one step at ``price`` close.
+    """Return the units (>= 0, <= |units|) that one step's liquidation calls at ``price`` close.
 
-    One liquidation call closes what :func:`call_units_nb` says. Partial policies may let
-    keepers call again in the same step (``size_rules[4]``, the most calls per account per
-    step): after each call, applied as :func:`apply_liquidation_nb` applies it (the collateral
-    or position closed at ``price``, the penalty paid from it), they call again while the
-    account's health at ``price`` is still below 1 and something is left. Aave v2 and v3 let
-    anyone call ``liquidationCall`` again as soon as the previous one is mined, while the health
-    factor is below 1 (``LendingPoolCollateralManager`` / ``LiquidationLogic``: no cooldown).
-    Every call uses this step's penalty rate.
-
-    Parameters and returns as :func:`call_units_nb`; ``size_rules`` has shape (5,), its last
-    entry the most calls per step (1: one call, the step's liquidation as before).
-    """
-    d = call_units_nb(family, product, units, cash, price, m, target, penalty, close_factor,
-                      full_close_health, tier_health, tier_fraction, size_rules, seize_all)
-    calls = int(size_rules[4])
-    if calls <= 1 or family == _HARD or family == _GRADUATED:
-        return d
-    size = abs(units)
-    total = 0.0
-    u = units
-    c = cash
-    for _ in range(calls):
-        if d >= abs(u):
-            return size  # a call closes what is left: the whole position, without rounding dust
-        total += d
-        if d <= 0.0:
-            break
-        signed = d if u > 0.0 else -d
-        c = c + signed * price - penalty * d * price
-        u = u - signed
-        if health_nb(product, u, c, price, m) >= 1.0:
-            break
-        d = call_units_nb(family, product, u, c, price, m, target, penalty, close_factor,
-                          full_close_health, tier_health, tier_fraction, size_rules, seize_all)
-    return min(total, size)
-
-
-@njit
-def call_units_nb(
-    family, product, units, cash, price, m, target, penalty, close_factor, full_close_health,
-    tier_health, tier_fraction, size_rules, seize_all,
-):
-    """Return how many units (>= 0, <= |units|) one liquidation call at ``price`` closes.
+    Keepers may call again in the same step (``size_rules[4]``, the most calls per account per
+    step; partial policies only): after each call, applied as :func:`apply_liquidation_nb`
+    applies it (the collateral or position closed at ``price``, the penalty paid from it),
+    they call again while the account's health at ``price`` is still below 1 and something is
+    left. Aave v2 and v3 let anyone call ``liquidationCall`` again as soon as the previous one
+    is mined, while the health factor is below 1 (``LendingPoolCollateralManager`` /
+    ``LiquidationLogic``: no cooldown). Every call uses this step's penalty rate.
 
     Hard: everything (perp) or enough collateral to repay the whole debt (loan, capped at
     the collateral held). Partial: the least ``d`` that restores
@@ -206,8 +170,8 @@ def call_units_nb(
     equity cannot pay the penalty. ``target = inf`` closes exactly the close factor.
     Partial size rules (``size_rules``, shape (5,): full-close-below, large-position notional,
     its slice fraction, minimum remaining notional; USD, 0 = off; the fifth, the most calls per
-    step, is read by :func:`units_to_close_nb`): positions below the first
-    close in full (Aave v3.3 ``MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD``); positions above the
+    step): positions below the first close in full (Aave v3.3
+    ``MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD``); positions above the
     second close at most that fraction per liquidation (Hyperliquid's 20% above 100k USDC); a
     liquidation that would leave less than the minimum closes everything (Aave v3.3
     ``MIN_LEFTOVER_BASE``).
@@ -250,7 +214,7 @@ def call_units_nb(
     size_rules : ndarray, shape (5,), float64
         Partial size rules, USD except the fraction and the count: full-close-below notional,
         large-position notional, its slice fraction, minimum remaining notional (0: rule off),
-        most liquidation calls per account per step (:func:`units_to_close_nb`).
+        most liquidation calls per account per step (0 or 1: one call).
     seize_all : int
         1: a hard liquidation of a loan seizes all its collateral (Compound v3 ``absorb``).
 
@@ -259,6 +223,37 @@ def call_units_nb(
     float
         Units to close, asset units, ``0 <= d <= |units|`` (unsigned).
     """
+    d = _one_call_nb(family, product, units, cash, price, m, target, penalty, close_factor,
+                      full_close_health, tier_health, tier_fraction, size_rules, seize_all)
+    calls = int(size_rules[4])
+    if calls <= 1 or family == _HARD or family == _GRADUATED:
+        return d
+    size = abs(units)
+    total = 0.0
+    u = units
+    c = cash
+    for _ in range(calls):
+        if d >= abs(u):
+            return size  # a call closes what is left: the whole position, without rounding dust
+        total += d
+        if d <= 0.0:
+            break
+        signed = d if u > 0.0 else -d
+        c = c + signed * price - penalty * d * price
+        u = u - signed
+        if health_nb(product, u, c, price, m) >= 1.0:
+            break
+        d = _one_call_nb(family, product, u, c, price, m, target, penalty, close_factor,
+                          full_close_health, tier_health, tier_fraction, size_rules, seize_all)
+    return min(total, size)
+
+
+@njit
+def _one_call_nb(
+    family, product, units, cash, price, m, target, penalty, close_factor, full_close_health,
+    tier_health, tier_fraction, size_rules, seize_all,
+):
+    """Return the units one liquidation call at ``price`` closes (:func:`units_to_close_nb`)."""
     size = abs(units)
     equity = cash + units * price
     full = size
