@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from backtest.books.generate import BookParams
 from backtest.calibration.fit import (
@@ -319,6 +320,19 @@ def test_the_share_is_the_validated_one_over_the_real_figures_window():
     part = simulate_event(d, params, ResponseConfig(enabled=False), policy, 800, 3)
     assert part.share == pytest.approx(whole.step_share[:6].sum())
     assert 0.0 < part.share < whole.share
+
+
+def test_the_fit_fills_where_its_config_says():
+    """``fill_price`` is the run's ``[execution] fill_price``: at the liquidation price a long
+    fills above the candle's low it triggered on, so the same book liquidates more notional."""
+    fit = [FitParameter(name="leverage_scale", low=0.05, high=3.0, start=1.0)]
+    cal = _calibration([_event("a", 0.3, 4)], fit)
+    at_low = cal.outcomes([0.5])[0]
+    cal.cfg = cal.cfg.model_copy(update={"fill_price": "liquidation_price"})
+    at_price = cal.outcomes([0.5])[0]
+    assert 0.0 < at_low.share < at_price.share
+    with pytest.raises(ValidationError):
+        CalibrationConfig(**{**cal.cfg.model_dump(), "fill_price": "mid"})
 
 
 def test_the_fit_draws_equal_sizes_so_the_size_distribution_cannot_move_it():

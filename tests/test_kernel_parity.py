@@ -112,19 +112,20 @@ def test_kernel_matches_reference(seed, trigger, fill):
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("calls", [2, 8])
-def test_repeated_partial_calls_match_reference_and_conserve_money(seed, calls):
+@pytest.mark.parametrize("fill", [FillPrice.TRIGGER, FillPrice.LIQUIDATION_PRICE])
+def test_repeated_partial_calls_match_reference_and_conserve_money(seed, calls, fill):
     """Keepers calling again within a step: the kernel, its twin, and every dollar accounted."""
-    prices, book, policy, res = _run(seed, TriggerPrice.EXTREME, FillPrice.TRIGGER,
+    prices, book, policy, res = _run(seed, TriggerPrice.EXTREME, fill,
                                      family=PolicyFamily.PARTIAL, calls=calls)
     ref = simulate_reference(prices.open, prices.high, prices.low, prices.close,
-                             TriggerPrice.EXTREME, FillPrice.TRIGGER, policy[0], book["product"],
+                             TriggerPrice.EXTREME, fill, policy[0], book["product"],
                              book["units"], book["cash"], volume=prices.volume,
                              priority=_order(book))
     _assert_parity(res, ref)
     assert_accounts_conserve_money(book, res)
     # without order slicing (a volume cap shared in processing order), more calls per step
     # never close less in the first step an account is liquidated
-    res, one = (_run(seed, TriggerPrice.EXTREME, FillPrice.TRIGGER, family=PolicyFamily.PARTIAL,
+    res, one = (_run(seed, TriggerPrice.EXTREME, fill, family=PolicyFamily.PARTIAL,
                      slicing=False, calls=k)[3] for k in (calls, 1))
     first = res.records[np.unique(res.records["account"], return_index=True)[1]]
     first_one = one.records[np.unique(one.records["account"], return_index=True)[1]]
@@ -160,6 +161,47 @@ def test_repeated_calls_take_a_deep_loan_to_health_in_the_step():
     assert out[8].units[0] == pytest.approx(out[1].units[0], rel=1e-12)
     assert out[8].cash[0] == pytest.approx(out[1].cash[0], rel=1e-12)
     assert 0.825 * out[8].units[0] * 80.0 / -out[8].cash[0] >= 1.0
+
+
+@pytest.mark.parametrize("path", ["time-major", "decoupled"])
+def test_repeated_calls_at_the_liquidation_price_follow_the_fall(path):
+    """A loan whose liquidation price is 90 in a candle from 100 down to 60, Aave v2 (LT 82.5%,
+    bonus 5%, 50% close factor): keepers watching every block call at 90, then at each new
+    liquidation price (each call at health 1 lifts it to 2 - 1.05 x 0.825), four calls down to
+    the low, and the loan keeps its collateral; calling again at the low instead seizes it
+    all (below health 0.866 each call lowers the health factor)."""
+    from backtest.engine.dispatch import Prices
+
+    prices = Prices(np.array([100.0, 100.0]), np.array([100.0, 100.0]),
+                    np.array([100.0, 60.0]), np.array([100.0, 70.0]))
+    policy = random_policy(np.random.default_rng(0), PolicyFamily.PARTIAL)
+    policy["maintenance_rate"] = [0.01, 1 - 0.825]
+    policy["penalty_rate"] = [0.01, 0.05 / 1.05]
+    policy["target_rate"] = [np.inf, np.inf]
+    policy["close_factor"], policy["full_close_health"] = 0.5, 0.0
+    policy["full_close_below_usd"] = policy["large_position_usd"] = 0.0
+    policy["min_remaining_usd"], policy["cooldown_steps"] = 0.0, 0
+    policy["max_step_volume_fraction"] = 0.0
+    policy["max_calls_per_step"] = 100
+    debt = 0.825 * 90.0
+    out = {fill: simulate(prices, np.array([1], np.int8), np.array([1.0]), np.array([-debt]),
+                          policy, TriggerPrice.EXTREME, fill, path=path)
+           for fill in (FillPrice.LIQUIDATION_PRICE, FillPrice.TRIGGER)}
+    staged = out[FillPrice.LIQUIDATION_PRICE]
+    assert staged.records["step"].tolist() == [1]
+    assert -staged.cash[0] == pytest.approx(debt / 16, rel=1e-12)  # four 50% calls
+    assert 0.825 * staged.units[0] * 60.0 >= -staged.cash[0]  # healthy at the low
+    fill = staged.records["fill_price"][0]
+    assert 60.0 < fill < 90.0
+    # every call at health 1 repaid debt x 0.5^k at price 90 / 1.134^k, seizing 1.05 x that
+    lift = 2 - 1.05 * 0.825
+    prices_k = [90.0 / lift ** k for k in range(4)]
+    seized = [debt * 0.5 ** (k + 1) * 1.05 / p for k, p in enumerate(prices_k)]
+    assert staged.records["units_closed"][0] == pytest.approx(sum(seized), rel=1e-9)
+    assert fill == pytest.approx(sum(q * p for q, p in zip(seized, prices_k, strict=True))
+                                 / sum(seized), rel=1e-9)
+    at_low = out[FillPrice.TRIGGER]
+    assert at_low.units[0] == 0.0 and at_low.bad_debt[0] > 0
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -10,6 +10,8 @@ parameters and the parameters to fit with their bounds::
     accounts = 4000                           # per event (granularity only)
     seed = 7
     interval_minutes = 5                      # candles are coarsened to this for the fit
+    fill_price = "trigger"                    # run [execution] fill_price: trigger (the
+                                              # candle's low / high), liquidation_price, close
     long_share_weight = 1.0
     open_interest_weight = 1.0                # 0: no open-interest-after term
     max_evaluations = 300                     # per fit; leave_one_out_evaluations per refit
@@ -103,6 +105,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -163,6 +166,7 @@ class CalibrationConfig(BaseModel):
     accounts: int = Field(4000, gt=0)
     seed: int = 7
     interval_minutes: int = Field(5, gt=0)
+    fill_price: Literal["trigger", "liquidation_price", "close"] = "trigger"
     long_share_weight: float = Field(1.0, ge=0.0)
     open_interest_weight: float = Field(0.0, ge=0.0)
     timing_weight: float = Field(0.0, ge=0.0)
@@ -339,7 +343,8 @@ def apply(base: BookParams, response: ResponseConfig, names: list[str], values
 
 
 def simulate_event(data: EventData, params: BookParams, response: ResponseConfig, policy,
-                   accounts: int, seed: int) -> EventOutcome:
+                   accounts: int, seed: int,
+                   fill: FillPrice = FillPrice.TRIGGER) -> EventOutcome:
     """Run the as-happened policy on a book drawn with ``params``; return the liquidated share.
 
     Parameters
@@ -354,6 +359,9 @@ def simulate_event(data: EventData, params: BookParams, response: ResponseConfig
         The packed as-happened policy.
     accounts, seed : int
         Book granularity and seed.
+    fill : FillPrice
+        Where liquidations fill (run ``[execution] fill_price``); they trigger on the
+        candle's low (longs and loans) or high (shorts).
     """
     book = generate_book(accounts, data.timestamp, data.close, data.low, data.high, data.start,
                          seed, params.model_copy(update=_EQUAL_SIZES), volume=data.volume,
@@ -370,7 +378,7 @@ def simulate_event(data: EventData, params: BookParams, response: ResponseConfig
                                     window_ms, resp, exit_times_ms(book.frame))
     prices = Prices(data.open[w], data.high[w], data.low[w], data.close[w])
     res = simulate(prices, arrays["product"], units0, cash0, policy, TriggerPrice.EXTREME,
-                   FillPrice.TRIGGER, flow=flow)
+                   fill, flow=flow)
     loan = arrays["product"] == 1
     opened = flow.arrival_step < 0
     # open interest as venues publish it counts each contract once: half the perps' notional
@@ -451,7 +459,8 @@ class Calibration:
         out = []
         for d in events or self.data:
             policy = pack_policy(self.policy, int(np.median(np.diff(d.timestamp)) // 1000))
-            out.append(simulate_event(d, params, response, policy, self.cfg.accounts, seed))
+            out.append(simulate_event(d, params, response, policy, self.cfg.accounts, seed,
+                                      FillPrice[self.cfg.fill_price.upper()]))
         return out
 
     def seed_spread(self, values, seeds: int | None = None) -> list[tuple[float, float]]:

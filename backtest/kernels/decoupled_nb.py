@@ -68,6 +68,7 @@ from backtest._jit import njit, njit_parallel, prange
 from backtest.kernels.enums import (
     N_SUMMED_METRICS,
     RECORD_FIELDS,
+    FillPrice,
     PolicyFamily,
     Product,
     StepMetric,
@@ -79,8 +80,8 @@ from backtest.kernels.liquidation_nb import (
     fill_price_nb,
     health_nb,
     penalty_rate_nb,
+    step_calls_nb,
     trigger_key_nb,
-    units_to_close_nb,
 )
 from backtest.kernels.settlement_nb import settle_step_nb
 
@@ -88,6 +89,7 @@ from backtest.kernels.settlement_nb import settle_step_nb
 RECORD_DTYPE = np.dtype(list(RECORD_FIELDS))
 _LOAN = int(Product.LOAN)
 _PERP = int(Product.PERP)
+_FILL_LIQ = int(FillPrice.LIQUIDATION_PRICE)
 _N_SUMMED = N_SUMMED_METRICS
 _N_LIQ = int(StepMetric.N_LIQUIDATIONS)
 _N_CLOSED = int(StepMetric.N_CLOSED)
@@ -308,8 +310,9 @@ def _decide_nb(prod, u, c, k, x, o, lo, hi, cl, fill_mode, pol):
     if prod == _LOAN:
         pen = penalty_rate_nb(penalty_model, pen, penalty_cap, health_nb(prod, u, c, p, m),
                               full_close_health)
-    d = units_to_close_nb(family, prod, u, c, p, m, t_rate[prod], pen, close_factor,
-                          full_close_health, tier_health, tier_fraction, size_rules, seize_all)
+    d, p = step_calls_nb(family, prod, u, c, p, x, fill_mode == _FILL_LIQ, lo, hi, m,
+                         t_rate[prod], pen, close_factor, full_close_health, tier_health,
+                         tier_fraction, size_rules, seize_all)
     return p, max(d, 0.0), pen, m
 
 

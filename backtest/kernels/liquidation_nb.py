@@ -150,15 +150,7 @@ def units_to_close_nb(
     family, product, units, cash, price, m, target, penalty, close_factor, full_close_health,
     tier_health, tier_fraction, size_rules, seize_all,
 ):
-    """Return the units (>= 0, <= |units|) that one step's liquidation calls at ``price`` close.
-
-    Keepers may call again in the same step (``size_rules[4]``, the most calls per account per
-    step; partial policies only): after each call, applied as :func:`apply_liquidation_nb`
-    applies it (the collateral or position closed at ``price``, the penalty paid from it),
-    they call again while the account's health at ``price`` is still below 1 and something is
-    left. Aave v2 and v3 let anyone call ``liquidationCall`` again as soon as the previous one
-    is mined, while the health factor is below 1 (``LendingPoolCollateralManager`` /
-    ``LiquidationLogic``: no cooldown). Every call uses this step's penalty rate.
+    """Return how many units (>= 0, <= |units|) a liquidation at ``price`` closes.
 
     Hard: everything (perp) or enough collateral to repay the whole debt (loan, capped at
     the collateral held). Partial: the least ``d`` that restores
@@ -170,8 +162,8 @@ def units_to_close_nb(
     equity cannot pay the penalty. ``target = inf`` closes exactly the close factor.
     Partial size rules (``size_rules``, shape (5,): full-close-below, large-position notional,
     its slice fraction, minimum remaining notional; USD, 0 = off; the fifth, the most calls per
-    step): positions below the first close in full (Aave v3.3
-    ``MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD``); positions above the
+    step, is read by :func:`step_calls_nb`): positions below the first
+    close in full (Aave v3.3 ``MIN_BASE_MAX_CLOSE_FACTOR_THRESHOLD``); positions above the
     second close at most that fraction per liquidation (Hyperliquid's 20% above 100k USDC); a
     liquidation that would leave less than the minimum closes everything (Aave v3.3
     ``MIN_LEFTOVER_BASE``).
@@ -214,7 +206,7 @@ def units_to_close_nb(
     size_rules : ndarray, shape (5,), float64
         Partial size rules, USD except the fraction and the count: full-close-below notional,
         large-position notional, its slice fraction, minimum remaining notional (0: rule off),
-        most liquidation calls per account per step (0 or 1: one call).
+        most liquidation calls per account per step (:func:`step_calls_nb`).
     seize_all : int
         1: a hard liquidation of a loan seizes all its collateral (Compound v3 ``absorb``).
 
@@ -223,37 +215,6 @@ def units_to_close_nb(
     float
         Units to close, asset units, ``0 <= d <= |units|`` (unsigned).
     """
-    d = _one_call_nb(family, product, units, cash, price, m, target, penalty, close_factor,
-                      full_close_health, tier_health, tier_fraction, size_rules, seize_all)
-    calls = int(size_rules[4])
-    if calls <= 1 or family == _HARD or family == _GRADUATED:
-        return d
-    size = abs(units)
-    total = 0.0
-    u = units
-    c = cash
-    for _ in range(calls):
-        if d >= abs(u):
-            return size  # a call closes what is left: the whole position, without rounding dust
-        total += d
-        if d <= 0.0:
-            break
-        signed = d if u > 0.0 else -d
-        c = c + signed * price - penalty * d * price
-        u = u - signed
-        if health_nb(product, u, c, price, m) >= 1.0:
-            break
-        d = _one_call_nb(family, product, u, c, price, m, target, penalty, close_factor,
-                          full_close_health, tier_health, tier_fraction, size_rules, seize_all)
-    return min(total, size)
-
-
-@njit
-def _one_call_nb(
-    family, product, units, cash, price, m, target, penalty, close_factor, full_close_health,
-    tier_health, tier_fraction, size_rules, seize_all,
-):
-    """Return the units one liquidation call at ``price`` closes (:func:`units_to_close_nb`)."""
     size = abs(units)
     equity = cash + units * price
     full = size
@@ -303,6 +264,92 @@ def _one_call_nb(
     if min_remaining > 0.0 and d < full and (size - d) * price < min_remaining:
         d = full  # no dust: what a liquidation leaves must be worth at least min_remaining
     return min(d, full)
+
+
+@njit
+def step_calls_nb(
+    family, product, units, cash, price, decision, liquidation_price_fill, low, high, m, target,
+    penalty, close_factor, full_close_health, tier_health, tier_fraction, size_rules, seize_all,
+):
+    """Return the units one step's liquidation calls close and their average fill price.
+
+    The first call closes what :func:`units_to_close_nb` says at ``price``. Partial policies
+    may let keepers call again in the same step (``size_rules[4]``, the most calls per account
+    per step; 0 or 1: one call): after each call, applied as :func:`apply_liquidation_nb`
+    applies it (the units closed at that call's price, the penalty paid from them), they call
+    again while the account is still liquidatable at the step's decision price. With fills at
+    the liquidation price, the next call fills where the falling (rising, for shorts) price
+    meets the account's new liquidation price, or at once at the same price if it is still
+    below it: keepers watching every block take a loan in stages on the way down, each call
+    near health 1. Otherwise every call fills at ``price``. Every call uses this step's
+    penalty rate. Aave v2 and v3 let anyone call ``liquidationCall`` again as soon as the
+    previous one is mined (``LendingPoolCollateralManager`` / ``LiquidationLogic``: no
+    cooldown).
+
+    Parameters
+    ----------
+    family, product : int
+        :class:`PolicyFamily` and :class:`Product`; HARD and GRADUATED make one call.
+    units : float
+        Position in asset units (> 0 long or loan collateral, < 0 short; not 0).
+    cash : float
+        Cash balance, USD (a loan's debt is ``-cash``).
+    price : float
+        Fill price of the first call, USD per unit (> 0).
+    decision : float
+        The step's decision price (the trigger), USD per unit: calls go on while the account
+        fails the equity test there.
+    liquidation_price_fill : bool
+        Fills at the liquidation price (:class:`FillPrice` LIQUIDATION_PRICE, market oracle).
+    low, high : float
+        The candle's low and high, USD per unit: the range a fill may take.
+    m, target, penalty, close_factor, full_close_health : float
+        As :func:`units_to_close_nb`.
+    tier_health, tier_fraction : ndarray, shape (MAX_TIERS,), float64
+        As :func:`units_to_close_nb`.
+    size_rules : ndarray, shape (5,), float64
+        As :func:`units_to_close_nb`; ``size_rules[4]`` the most calls per step.
+    seize_all : int
+        As :func:`units_to_close_nb`.
+
+    Returns
+    -------
+    tuple of float
+        ``(units closed, 0 <= d <= |units|, asset units; average fill price, USD per unit,
+        weighted by the units of each call)``.
+    """
+    d = units_to_close_nb(family, product, units, cash, price, m, target, penalty, close_factor,
+                          full_close_health, tier_health, tier_fraction, size_rules, seize_all)
+    calls = int(size_rules[4])
+    if calls <= 1 or family == _HARD or family == _GRADUATED:
+        return d, price
+    size = abs(units)
+    total = 0.0
+    value = 0.0
+    u = units
+    c = cash
+    p = price
+    for _ in range(calls):
+        if d >= abs(u):  # a call closes what is left: the whole position, without rounding dust
+            return size, (value + abs(u) * p) / size
+        total += d
+        value += d * p
+        if d <= 0.0:
+            break
+        signed = d if u > 0.0 else -d
+        c = c + signed * p - penalty * d * p
+        u = u - signed
+        if not (c + u * decision < m * abs(u) * decision):
+            break  # healthy at the decision price: no further call this step
+        if liquidation_price_fill:
+            key = trigger_key_nb(u, c, m)
+            p = min(max(min(p, key) if u > 0.0 else max(p, -key), low), high)
+        d = units_to_close_nb(family, product, u, c, p, m, target, penalty, close_factor,
+                              full_close_health, tier_health, tier_fraction, size_rules,
+                              seize_all)
+    if total <= 0.0:
+        return 0.0, price
+    return min(total, size), value / total
 
 
 @njit

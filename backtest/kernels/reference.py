@@ -466,7 +466,9 @@ def simulate_reference(
                 else:
                     p = c
                 pen = _penalty(policy, prod, _health(prod, u, cash_i, p, m))
-                d = _units_to_close(policy, prod, u, cash_i, p, m, pen, target)
+                d, p = _step_calls(policy, prod, u, cash_i, p, x,
+                                   oracle is None and fill_mode == FillPrice.LIQUIDATION_PRICE,
+                                   lo, h, m, pen, target)
                 keeper_fee = float(policy["keeper_share"]) * pen * d * p
                 gas = float(gas_usd[t]) if gas_usd is not None else 0.0
                 if requires_profit and keeper_fee < gas + slippage * d * p:
@@ -897,34 +899,41 @@ def _penalty(policy, prod: int, health: float) -> float:
     return bonus / (1.0 + bonus)
 
 
-def _units_to_close(policy, prod, u, c, p, m, pen, target) -> float:
-    """Units the step's liquidation calls close (twin of ``units_to_close_nb``).
+def _step_calls(policy, prod, u, c, p, x, liq_fill, lo, h, m, pen, target):
+    """Units one step's liquidation calls close and their average fill price (``step_calls_nb``).
 
-    One call, or for partial policies up to ``max_calls_per_step`` calls while the account's
-    health at ``p`` stays below 1, each applied as a liquidation applies it.
+    Up to ``max_calls_per_step`` calls while the account still fails the equity test at the
+    decision price ``x``; with fills at the liquidation price, each next call where the price
+    meets the new liquidation price (or at once if it is still past it).
     """
+    d = _units_to_close(policy, prod, u, c, p, m, pen, target)
     calls = int(policy["max_calls_per_step"])
-    d = _one_call(policy, prod, u, c, p, m, pen, target)
     if calls <= 1 or policy["family"] in (PolicyFamily.HARD, PolicyFamily.GRADUATED):
-        return d
-    size = abs(u)
-    total = 0.0
+        return d, p
+    size, first = abs(u), p
+    total = value = 0.0
     for _ in range(calls):
         if d >= abs(u):
-            return size
+            return size, (value + abs(u) * p) / size
         total += d
+        value += d * p
         if d <= 0:
             break
         signed = d if u > 0 else -d
         c = c + signed * p - pen * d * p
         u = u - signed
-        if _health(prod, u, c, p, m) >= 1.0:
+        if not c + u * x < m * abs(u) * x:
             break
-        d = _one_call(policy, prod, u, c, p, m, pen, target)
-    return min(total, size)
+        if liq_fill:
+            lp = _liquidation_price(u, c, m)
+            p = min(max(min(p, lp) if u > 0 else max(p, lp), lo), h)
+        d = _units_to_close(policy, prod, u, c, p, m, pen, target)
+    if total <= 0:
+        return 0.0, first
+    return min(total, size), value / total
 
 
-def _one_call(policy, prod, u, c, p, m, pen, target) -> float:
+def _units_to_close(policy, prod, u, c, p, m, pen, target) -> float:
     size = abs(u)
     equity = c + u * p
     whole = _whole(prod, u, c, p, pen)

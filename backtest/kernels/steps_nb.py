@@ -70,6 +70,7 @@ from backtest.kernels.liquidation_nb import (
     fill_price_nb,
     health_nb,
     penalty_rate_nb,
+    step_calls_nb,
     take_pays_nb,
     trigger_key_nb,
     units_to_close_nb,
@@ -136,6 +137,7 @@ _N_SUMMED = N_SUMMED_METRICS
 _ORACLE_MARKET = int(OracleModel.MARKET)
 _ORACLE_MARK = int(OracleModel.MARK)
 _FILL_CLOSE = int(FillPrice.CLOSE)
+_FILL_LIQ = int(FillPrice.LIQUIDATION_PRICE)
 
 
 @njit
@@ -223,9 +225,9 @@ def _decide_nb(i, t, candle, x_long, x_short, lo_key, hi_key, fill_mode, account
     if prod == _LOAN:
         pen = penalty_rate_nb(penalty_model, pen, penalty_cap, health_nb(prod, u, c, p, m),
                               full_close_health)
-    d = units_to_close_nb(
-        family, prod, u, c, p, m, t_rate[prod], pen, close_factor, full_close_health,
-        tier_health, tier_fraction, size_rules, seize_all,
+    d, p = step_calls_nb(
+        family, prod, u, c, p, x, fill_mode == _FILL_LIQ, candle[2], candle[1], m, t_rate[prod],
+        pen, close_factor, full_close_health, tier_health, tier_fraction, size_rules, seize_all,
     )
     if requires_profit and not keeper_is_paid_nb(keeper_share * pen * d * p, gas,
                                                   slippage * d * p):

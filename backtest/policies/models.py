@@ -95,11 +95,13 @@ class PartialParams(StrictModel):
         everything instead (Aave v3.3 ``MIN_LEFTOVER_BASE`` = $1,000). 0: off.
     max_calls_per_step : int
         Most liquidation calls keepers make on one account within one step (candle): after a
-        call they call again, at the same fill price, while its health is still below 1. Aave
-        lets anyone call ``liquidationCall`` again as soon as the previous one is mined (no
-        cooldown in ``LiquidationLogic``). 1 (every shipped preset): one call per account per
-        step, so on coarse candles a further call waits a whole step. On Aave v2 in 2021 few
-        repeats were immediate (docs/calibration.md, "Repeated calls within a candle").
+        call they call again while it still fails the test at the step's decision price. With
+        ``[execution] fill_price = "liquidation_price"`` each next call fills where the price
+        meets the account's new liquidation price (keepers taking a loan in stages on the way
+        down), otherwise at the same fill price. Aave lets anyone call ``liquidationCall``
+        again as soon as the previous one is mined (no cooldown in ``LiquidationLogic``).
+        1: one call per account per step, so on coarse candles a further call waits a whole
+        step (docs/calibration.md, "Repeated calls within a candle").
     """
 
     target_health: float | None = Field(default=None, gt=1.0)
