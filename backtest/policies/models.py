@@ -101,7 +101,8 @@ class PartialParams(StrictModel):
         down), otherwise at the same fill price. Aave lets anyone call ``liquidationCall``
         again as soon as the previous one is mined (no cooldown in ``LiquidationLogic``).
         1: one call per account per step, so on coarse candles a further call waits a whole
-        step (docs/calibration.md, "Repeated calls within a candle").
+        step (docs/calibration.md, "Repeated calls within a candle"). Keepers who need a
+        profit (``[keepers] requires_profit``) weigh the step's calls together, one gas cost.
     """
 
     target_health: float | None = Field(default=None, gt=1.0)
