@@ -185,7 +185,7 @@ def test_against_what_happened_rows_are_the_sweeps_figures(governance_report, tm
     rows = {r["policy"]: r for r in first["rows"]}
     assert set(rows) == {s.label for s in data.named()}
     current = rows[CURRENT]
-    from backtest.calibration.compare import format_figure
+    from backtest.calibration.formatting import format_figure
     assert current["simulated"] == format_figure(expected["usd"][0], "USD")
     assert current["real"] == "$100k \u2013 $400k" and current["fit"] == "uncalibrated book"
     # later windows start after the target's: the simulated window is clipped to the run's

@@ -76,7 +76,7 @@ def conditioned(tmp_path_factory):
 def test_the_report_is_over_the_members_the_observation_keeps(conditioned):
     """A target only one member's current-set cells meet: the report keeps that member, for
     every set, says so, marks the target as conditioned on, and its figures are that member's."""
-    from backtest.calibration.compare import format_figure
+    from backtest.calibration.formatting import format_figure
     from backtest.report.governance import write_governance_report
 
     w = conditioned

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from backtest.calibration.compare import format_figure
+from backtest.calibration.formatting import format_figure
 from backtest.report import governance_appendix as gapp
 from backtest.report import governance_data as gdata
 from backtest.report import governance_load as gload
@@ -353,7 +353,7 @@ def test_a_figure_far_from_what_happened_is_named():
     not asked about, another measure, or members that reach it are not."""
     from types import SimpleNamespace as NS
 
-    from backtest.calibration.compare import far_from_reality
+    from backtest.calibration.reality_check import far_from_reality
 
     def target(measure="bad_debt_usd", low=5.67e6, high=6.65e6):
         return NS(measure=measure, low=low, high=high, unit="USD", key="bt/bd",

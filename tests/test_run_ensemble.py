@@ -14,7 +14,7 @@ from backtest.books import write_book
 from backtest.books.event import book_for_event
 from backtest.books.generate import BookParams
 from backtest.books.io import read_book_table, write_book_table
-from backtest.calibration.compare import format_figure
+from backtest.calibration.formatting import format_figure
 from backtest.engine.config import load_run_config, read_run_config
 from backtest.errors import ConfigError
 from backtest.results import Catalog
@@ -353,7 +353,7 @@ def test_workers_without_an_ensemble_is_an_error(world, tmp_path, capsys):
 def test_validate_gives_each_policys_interval_against_the_target(world, tmp_path):
     """``liqbt validate SWEEP_DIR``: per policy, p5 / p50 / p95 across the members of the
     liquidated notional over the target's window, and whether the real range meets them."""
-    from backtest.calibration.compare import format_figure
+    from backtest.calibration.formatting import format_figure
     from backtest.cli.validate import ensemble_text
 
     text = ensemble_text(world["sweep_dir"], world["runs"],

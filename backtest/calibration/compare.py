@@ -38,6 +38,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from backtest.calibration.formatting import (
+    format_figure,
+    format_range,
+    format_ratio,
+    utc_minute,
+)
 from backtest.targets import (
     Target,
     load_targets,
@@ -82,6 +88,7 @@ LABELS: dict[str, str] = {
     "long_share_of_liquidations": "Long share of liquidations",
 }
 """Plain-words label of each measure."""
+
 
 
 @dataclass(frozen=True)
@@ -420,7 +427,7 @@ def _derived_window_shares(pairs: list[tuple[Target, Target]]
             low=min(low, 1.0), high=min(high, 1.0), unit="fraction",
             quality=min((inner.quality, outer.quality), key=_QUALITY_ORDER.index),
             note=f"DERIVED by liqbt: {inner.key} over {outer.key} "
-                 f"({_hm(outer.window_start)} \u2013 {_hm(outer.window_end)} UTC).")
+                 f"({utc_minute(outer.window_start)} \u2013 {utc_minute(outer.window_end)} UTC).")
         out.append((derived, [inner.key, outer.key], outer))
     return out
 
@@ -523,14 +530,15 @@ def compare(facts: RunFacts, source: FigureSource, targets: list[Target] | None 
                                 is_derived))
             continue
         if (start, end) != (target.window_start, target.window_end):
-            window_notes.append(f"simulated over {_hm(start)} \u2013 {_hm(end)} only (the "
-                                "target's window is clipped to the run's)")
+            window_notes.append(f"simulated over {utc_minute(start)} \u2013 "
+                                f"{utc_minute(end)} only (the target's window is clipped to "
+                                "the run's)")
         # levels at the run's start: the window starts there, or (a derived share) the real
         # open interest it divides by was read there
         at_run_start = start <= facts.start or levels_read <= facts.start
         if at_run_start and start > facts.start:
             window_notes.append(f"over the open interest at the run's start "
-                                f"({_hm(facts.start)}), where the real one was read")
+                                f"({utc_minute(facts.start)}), where the real one was read")
         left_out = held_out.get((target.event, target.venue, target.asset))
         if (fit == IN_FIT and left_out is not None and not is_derived
                 and target.measure == "liquidated_notional_usd" and target.key not in inner_keys):
@@ -542,8 +550,8 @@ def compare(facts: RunFacts, source: FigureSource, targets: list[Target] | None 
         else:  # a share of the longer window: two sums of the same run
             o_start, o_end = max(outer.window_start, facts.start), min(outer.window_end, facts.end)
             if (o_start, o_end) != (outer.window_start, outer.window_end):
-                window_notes.append(f"the longer window is simulated over {_hm(o_start)} "
-                                    f"\u2013 {_hm(o_end)} only")
+                window_notes.append(f"the longer window is simulated over {utc_minute(o_start)} "
+                                    f"\u2013 {utc_minute(o_end)} only")
             outer_f = figures(o_start, o_end, o_start <= facts.start, target.product)
             values = {p: _share_of(inner_f.get(p, {}), outer_f.get(p, {})) for p in inner_f}
         for policy in source.policies:
@@ -568,10 +576,6 @@ def _share_of(inner: dict, outer: dict) -> float | None:
     """Return inner / outer liquidated notional; None when either is missing or outer is 0."""
     a, b = inner.get("liquidated_notional_usd"), outer.get("liquidated_notional_usd")
     return a / b if a is not None and b else None
-
-
-def _hm(t: datetime) -> str:
-    return t.strftime("%Y-%m-%d %H:%M")
 
 
 def _wider_sentence(facts: RunFacts, matched: list[Target], pool: list[Target]) -> str | None:
@@ -614,147 +618,6 @@ def _no_target_sentence(facts: RunFacts, pool: list[Target]) -> str:
             f"{'; '.join(have)}.")
 
 
-# --------------------------------------------------------------------------- formatting
-
-
-def format_figure(value: float | None, unit: str) -> str:
-    """Format a real or simulated figure compactly.
-
-    Parameters
-    ----------
-    value : float or None
-    unit : {"USD", "count", "fraction"}
-
-    Returns
-    -------
-    str
-        ``$3.57B``, ``$170.0M``, ``$400k``, ``804,242``, ``20.5%``; an en dash for None.
-    """
-    if value is None or not math.isfinite(value):
-        return "\u2013"
-    if unit == "fraction":
-        pct = 100.0 * value
-        return f"{pct:.3g}%" if pct and abs(pct) < 1 else f"{pct:.1f}%"
-    if unit == "count":
-        return f"{int(round(value)):,}"
-    a = abs(value)
-    sign = "-" if value < 0 else ""
-    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if a >= size:
-            return f"{sign}${a / size:.3g}{suffix}" if a / size < 100 else \
-                f"{sign}${a / size:,.0f}{suffix}"
-    return f"{sign}${a:,.0f}"
-
-
-def format_range(target: Target) -> str:
-    """Format a target's range: one figure when ``low == high``, else ``low – high``."""
-    if target.low == target.high:
-        return format_figure(target.low, target.unit)
-    return (f"{format_figure(target.low, target.unit)} \u2013 "
-            f"{format_figure(target.high, target.unit)}")
-
-
-def meets_interval(target: Target, low: float | None, high: float | None) -> bool | None:
-    """Whether a target's real range ``[target.low, target.high]`` meets ``[low, high]``.
-
-    Parameters
-    ----------
-    target : Target
-    low, high : float or None
-        An interval of simulated figures (an ensemble's p5 and p95), in the target's unit.
-
-    Returns
-    -------
-    bool or None
-        None when either end is missing.
-    """
-    if low is None or high is None:
-        return None
-    return low <= target.high and high >= target.low
-
-
-def format_ratio(ratio: float | None) -> str:
-    """Format ``simulated / real`` as ``0.85x``, ``0.0031x``, ``12x`` (an en dash for None)."""
-    if ratio is None or not math.isfinite(ratio):
-        return "\u2013"
-    if ratio < 0.1:
-        return f"{ratio:.2g}x"
-    return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:,.0f}x"
-
-
-FAR_MEASURES = ("bad_debt_usd", "liquidated_notional_usd", "liquidated_long_usd",
-                "liquidated_short_usd", SHARE)
-"""Measures whose distance from what happened the reports warn about: bad debt (what governance
-recommendations rank on) and the liquidated amounts and share of open interest (what books are
-judged by)."""
-
-FAR_FACTOR = 1.5
-"""A simulated figure outside ``[low / FAR_FACTOR, high x FAR_FACTOR]`` of the real range is far
-from it (the factor issue 13 holds the calibrated events to)."""
-
-
-def far_from_reality(mean: Comparison, ends: list | None = None,
-                     policies: list[str] | None = None,
-                     measures: tuple[str, ...] = FAR_MEASURES) -> list[str]:
-    """Return, per held-out bad-debt or liquidated figure the model misses, a phrase.
-
-    A figure is missed when the simulated figure (a run's, or an ensemble's mean) lies outside
-    a factor :data:`FAR_FACTOR` of the real range and, for an ensemble, the real range lies
-    outside the members' p5 - p95 too. Only a calibrated (or imported) book's held-out figures
-    are checked: an uncalibrated book's dollar figures are not sized to any venue, which every
-    output already says, and would be held against whichever venue's figure the event has.
-
-    Parameters
-    ----------
-    mean : Comparison
-        A run's comparison, or an ensemble's over the members' means.
-    ends : list of Comparison, optional
-        An ensemble's p5 and p95 comparisons (row for row as ``mean``).
-    policies : list of str, optional
-        The policies (parameter sets) to check; None: all.
-    measures : tuple of str
-        The measures to check (default :data:`FAR_MEASURES`).
-
-    Returns
-    -------
-    list of str
-        One phrase per target missed. With one policy asked about: ``"bad debt
-        (black-thursday-2020/maker-eth-bad-debt) is $598k against the real $5.67M \u2013
-        $6.65M (0.097x, held out; ...)"``; else ``"liquidated longs (ftx-2022/...), real $214M,
-        held out: hard $47.7M (0.22x); partial $47.7M (0.22x)"``.
-    """
-    missed: dict[str, list] = {}
-    lows = ends[0].rows if ends else [None] * len(mean.rows)
-    highs = ends[1].rows if ends else [None] * len(mean.rows)
-    for r, lo, hi in zip(mean.rows, lows, highs, strict=True):
-        t = r.target
-        if ((policies is not None and r.policy not in policies) or r.fit != HELD_OUT
-                or r.simulated is None or t.measure not in measures):
-            continue
-        if t.low / FAR_FACTOR <= r.simulated <= t.high * FAR_FACTOR:
-            continue
-        members = ""
-        if lo is not None and hi is not None:
-            if meets_interval(t, lo.simulated, hi.simulated):
-                continue
-            members = (f"; the members' p5 \u2013 p95, {format_figure(lo.simulated, t.unit)} "
-                       f"\u2013 {format_figure(hi.simulated, t.unit)}, does not reach it")
-        missed.setdefault(t.key, []).append((r, members))
-    out = []
-    for found in missed.values():
-        t = found[0][0].target
-        what = f"{LABELS.get(t.measure, t.measure).lower()} ({t.key})"
-        if policies is not None and len(policies) == 1:
-            r, members = found[0]
-            out.append(f"{what} is {format_figure(r.simulated, t.unit)} against the real "
-                       f"{format_range(t)} ({format_ratio(r.ratio)}, {HELD_OUT}{members})")
-            continue
-        each = "; ".join(f"{r.policy} {format_figure(r.simulated, t.unit)} "
-                         f"({format_ratio(r.ratio)}{members})" for r, members in found)
-        out.append(f"{what}, real {format_range(t)}, {HELD_OUT}: {each}")
-    return out
-
-
 def table_rows(comparison: Comparison) -> list[dict[str, str]]:
     """Return the comparison as display rows: the one table every output shows.
 
@@ -788,9 +651,9 @@ def table_rows(comparison: Comparison) -> list[dict[str, str]]:
             "simulated": format_figure(r.simulated, t.unit),
             "ratio": format_ratio(r.ratio),
             "inside": "\u2013" if r.inside is None else ("yes" if r.inside else "no"),
-            "window": f"{_hm(t.window_start)} \u2013 {_hm(t.window_end)} UTC",
+            "window": f"{utc_minute(t.window_start)} \u2013 {utc_minute(t.window_end)} UTC",
             "simulated_window": ("\u2013" if r.start is None
-                                 else f"{_hm(r.start)} \u2013 {_hm(r.end)} UTC"),
+                                 else f"{utc_minute(r.start)} \u2013 {utc_minute(r.end)} UTC"),
             "source": t.source,
             "quality": t.quality,
             "fit": r.fit,

@@ -210,7 +210,7 @@ def _kept_window_lines(sources: list, facts) -> list[str]:
     Shown whether or not a target holds them, so that a figure published only for a wider
     scope (every asset of a protocol, say) can be read against the kept members by hand.
     """
-    from backtest.calibration.compare import format_figure
+    from backtest.calibration.formatting import format_figure
 
     product = "loan" if facts.products == ("loan",) else "perp"
     figs = [s.figures(facts.start, facts.end, True, product) for s in sources]
@@ -231,7 +231,8 @@ def _interval_lines(runs_q: list, conditioned: tuple | list,
     ``sigma`` (the model's recorded log error, :func:`backtest.sweep.coverage.
     discrepancy`), a liquidation figure also gets the interval widened by it.
     """
-    from backtest.calibration.compare import format_figure, format_ratio, meets_interval, table_rows
+    from backtest.calibration.compare import table_rows
+    from backtest.calibration.formatting import format_figure, format_ratio, meets_interval
     from backtest.sweep.coverage import add_model_error
 
     lines: list[str] = []

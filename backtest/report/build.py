@@ -1147,9 +1147,10 @@ def against_what_happened(catalog: Catalog, run_id: str,
         calibration has a coverage record, :func:`backtest.sweep.coverage.point_error`),
         ``far`` (list of str: a calibrated book's held-out bad-debt, liquidated and
         liquidated-share figures outside a factor 1.5 of the real range, one per target;
-        :func:`backtest.calibration.compare.far_from_reality`).
+        :func:`backtest.calibration.reality_check.far_from_reality`).
     """
-    from backtest.calibration.compare import RunFacts, compare, far_from_reality, table_rows
+    from backtest.calibration.compare import RunFacts, compare, table_rows
+    from backtest.calibration.reality_check import far_from_reality
     from backtest.calibration.sources import RunTables
     from backtest.errors import ConfigError
     from backtest.sweep.coverage import add_point_error

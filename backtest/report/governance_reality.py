@@ -40,10 +40,11 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
         :func:`backtest.calibration.compare.table_rows`), ``notes``, ``sentence`` (the plain
         sentence when nothing matches), ``calibrated``, ``far`` (warnings: the current set's
         held-out figures far from the real ones,
-        :func:`backtest.calibration.compare.far_from_reality`), ``far_bad_debt`` (bool: its
+        :func:`backtest.calibration.reality_check.far_from_reality`), ``far_bad_debt`` (bool: its
         bad debt among them).
     """
-    from backtest.calibration.compare import compare, far_from_reality, table_rows
+    from backtest.calibration.compare import compare, table_rows
+    from backtest.calibration.reality_check import far_from_reality
     from backtest.calibration.sweep_sources import SweepTables, sweep_event_facts
     from backtest.errors import ConfigError
     from backtest.sweep.coverage import add_model_error, discrepancy
@@ -102,7 +103,7 @@ def against_what_happened(catalog: Catalog, data: GovernanceData,
 
 def _add_member_interval(rows: list[dict], mean, ends: list) -> None:
     """Add ``interval`` (the members' p5 - p95) and ``meets`` (yes / no) to display rows."""
-    from backtest.calibration.compare import format_figure, meets_interval
+    from backtest.calibration.formatting import format_figure, meets_interval
 
     for row, r, r5, r95 in zip(rows, mean.rows, *(c.rows for c in ends), strict=True):
         meets = meets_interval(r.target, r5.simulated, r95.simulated)

@@ -51,10 +51,10 @@ def _change(cur: float | None, new: float | None, unit: str, better: str) -> Cha
 def interval_text(iv: tuple[float, float, float] | None, unit: str) -> str:
     """Return ``"p5–p95 $1.2M – $3.4M"`` for an interval, empty when degenerate.
 
-    Bounds are compact (:func:`backtest.calibration.compare.format_figure`: three significant
+    Bounds are compact (:func:`backtest.calibration.formatting.format_figure`: three significant
     digits, ``k`` / ``M`` / ``B``).
     """
-    from backtest.calibration.compare import format_figure
+    from backtest.calibration.formatting import format_figure
 
     if iv is None or abs(iv[2] - iv[0]) <= (0.5 if unit == "USD" else 1e-9):
         return ""

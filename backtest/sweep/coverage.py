@@ -337,7 +337,7 @@ def add_model_error(rows: list[dict], median, ends: list, sigma: float) -> None:
     sigma : float
         Log standard deviation (:func:`discrepancy`, or :func:`point_error` for one run).
     """
-    from backtest.calibration.compare import format_figure, meets_interval
+    from backtest.calibration.formatting import format_figure, meets_interval
 
     for row, r, r5, r95 in zip(rows, median.rows, *(c.rows for c in ends), strict=True):
         if r.target.measure not in BAND_MEASURES or r.simulated is None:
