@@ -134,12 +134,8 @@ def test_repeated_partial_calls_match_reference_and_conserve_money(seed, calls, 
     assert np.all(more >= less * (1 - 1e-12))
 
 
-def test_repeated_calls_take_a_deep_loan_to_health_in_the_step():
-    """Aave v2 on a loan at health factor 0.9: one 50% call leaves it at 0.934, a second at
-    1.002; with calls repeated in the step both happen at once, as two steps of one call do."""
-    from backtest.engine.dispatch import Prices
-
-    prices = Prices(*(np.array([100.0, 80.0, 80.0]) for _ in range(4)))
+def _aave_v2_partial():
+    """Aave v2's loan rule as a packed policy: LT 82.5%, bonus 5%, 50% of the debt a call."""
     policy = random_policy(np.random.default_rng(0), PolicyFamily.PARTIAL)
     policy["maintenance_rate"] = [0.01, 1 - 0.825]
     policy["penalty_rate"] = [0.01, 0.05 / 1.05]
@@ -148,6 +144,16 @@ def test_repeated_calls_take_a_deep_loan_to_health_in_the_step():
     policy["full_close_below_usd"] = policy["large_position_usd"] = 0.0
     policy["min_remaining_usd"], policy["cooldown_steps"] = 0.0, 0
     policy["max_step_volume_fraction"] = 0.0
+    return policy
+
+
+def test_repeated_calls_take_a_deep_loan_to_health_in_the_step():
+    """Aave v2 on a loan at health factor 0.9: one 50% call leaves it at 0.934, a second at
+    1.002; with calls repeated in the step both happen at once, as two steps of one call do."""
+    from backtest.engine.dispatch import Prices
+
+    prices = Prices(*(np.array([100.0, 80.0, 80.0]) for _ in range(4)))
+    policy = _aave_v2_partial()
     debt = 0.825 * 80.0 / 0.9
     out = {}
     for calls in (1, 8):
@@ -168,20 +174,13 @@ def test_repeated_calls_at_the_liquidation_price_follow_the_fall(path):
     """A loan whose liquidation price is 90 in a candle from 100 down to 60, Aave v2 (LT 82.5%,
     bonus 5%, 50% close factor): keepers watching every block call at 90, then at each new
     liquidation price (each call at health 1 lifts it to 2 - 1.05 x 0.825), four calls down to
-    the low, and the loan keeps its collateral; calling again at the low instead seizes it
+    the low, and the loan keeps some collateral; calling again at the low instead seizes it
     all (below health 0.866 each call lowers the health factor)."""
     from backtest.engine.dispatch import Prices
 
     prices = Prices(np.array([100.0, 100.0]), np.array([100.0, 100.0]),
                     np.array([100.0, 60.0]), np.array([100.0, 70.0]))
-    policy = random_policy(np.random.default_rng(0), PolicyFamily.PARTIAL)
-    policy["maintenance_rate"] = [0.01, 1 - 0.825]
-    policy["penalty_rate"] = [0.01, 0.05 / 1.05]
-    policy["target_rate"] = [np.inf, np.inf]
-    policy["close_factor"], policy["full_close_health"] = 0.5, 0.0
-    policy["full_close_below_usd"] = policy["large_position_usd"] = 0.0
-    policy["min_remaining_usd"], policy["cooldown_steps"] = 0.0, 0
-    policy["max_step_volume_fraction"] = 0.0
+    policy = _aave_v2_partial()
     policy["max_calls_per_step"] = 100
     debt = 0.825 * 90.0
     out = {fill: simulate(prices, np.array([1], np.int8), np.array([1.0]), np.array([-debt]),
