@@ -521,6 +521,28 @@ def test_kernel_matches_reference_with_oracles_and_keepers(oracle, latency, prof
         assert np.all(seen[1::2] == seen[0::2])  # constant within a hop
 
 
+@pytest.mark.parametrize("oracle", list(OracleModel))
+def test_repeated_calls_match_reference_with_oracles_impact_and_keepers(oracle):
+    """Repeated calls under every oracle, a cascading impact and late, profit-seeking keepers:
+    each call's fill feeds the step's flow as a single liquidation's would."""
+    rng = np.random.default_rng(int(oracle) + 500)
+    depth = rng.uniform(500.0, 5000.0, 120)
+    market = market_params(ImpactModel.SQRT, cascade=True, oracle_model=oracle,
+                           oracle_lag_steps=2, oracle_twap_steps=5, oracle_deviation=0.01,
+                           oracle_heartbeat_steps=6, keeper_latency_steps=2,
+                           keeper_requires_profit=True)
+    gas = rng.uniform(0.0, 0.5, 120)
+    prices, book, policy, res = _run(int(rng.integers(1000)), TriggerPrice.EXTREME,
+                                     FillPrice.LIQUIDATION_PRICE, market=market, depth=depth,
+                                     gas_usd=gas, family=PolicyFamily.PARTIAL, calls=8)
+    ref = simulate_reference(prices.open, prices.high, prices.low, prices.close,
+                             TriggerPrice.EXTREME, FillPrice.LIQUIDATION_PRICE, policy[0],
+                             book["product"], book["units"], book["cash"], market=market[0],
+                             depth=depth, gas_usd=gas, volume=prices.volume,
+                             priority=_order(book), mark=prices.mark)
+    _assert_parity(res, ref)
+
+
 def test_slow_unprofitable_keepers_leave_more_bad_debt():
     """Latency and gas make liquidations late or never; on a falling tape that loses more.
 
