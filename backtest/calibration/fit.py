@@ -299,11 +299,12 @@ def event_data(cfg: CalibrationConfig, spec: EventSpec, base: BookParams,
     a = _coarsen({k: np.ascontiguousarray(full[k][sel]) for k in
                   ("timestamp", "open", "high", "low", "close", "volume")},
                  cfg.interval_minutes, tape.interval_seconds)
+    targets = load_targets(validation)  # read once: every figure below comes from it
     share = None
     if spec.share_low is not None:
         share = (spec.share_low, spec.share_high or spec.share_low)
     else:
-        share = share_of_open_interest(spec.event, spec.venue, spec.asset, directory=validation,
+        share = share_of_open_interest(spec.event, spec.venue, spec.asset, targets=targets,
                                        of=size_measure(base))
     if share is None:
         raise ConfigError(f"event {spec.event}: no target gives the liquidated share of "
@@ -311,21 +312,21 @@ def event_data(cfg: CalibrationConfig, spec: EventSpec, base: BookParams,
                           "liquidated_notional_usd target and that level's)")
     long_share = spec.long_share
     if long_share is None:
-        for t in load_targets(validation):
+        for t in targets:
             if (t.event == spec.event and t.measure == "long_share_of_liquidations"
                     and t.venue == spec.venue):
                 long_share = math.sqrt(t.low * t.high)
     counted = None
     if spec.share_low is None:
-        window = liquidated_window(spec.event, spec.venue, spec.asset, directory=validation)
+        window = liquidated_window(spec.event, spec.venue, spec.asset, targets=targets)
         counted = tuple(int(t.timestamp() * 1000) for t in window) if window else None
     windows = tuple((w["inner"], w["outer"], w["real_fraction"])
-                    for w in sub_windows(spec.event, load_targets(validation))
+                    for w in sub_windows(spec.event, targets)
                     if (w["venue"], w["asset"]) == (spec.venue, spec.asset))
     return EventData(spec, a["timestamp"], a["open"], a["high"], a["low"], a["close"],
                      a["volume"], ev.start, ev.end, share, long_share,
-                     open_interest_change(spec.event, spec.venue, spec.asset,
-                                          directory=validation), counted, windows)
+                     open_interest_change(spec.event, spec.venue, spec.asset, targets=targets),
+                     counted, windows)
 
 
 # the fit's books: unsized, equal notionals (module docstring, "equal notional")
