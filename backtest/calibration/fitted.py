@@ -183,9 +183,18 @@ def fit_targets(events: list[dict], validation: str | Path | None = None) -> lis
 def size_measure(params: BookParams) -> str:
     """Return the target measure a book sized to a venue is sized to.
 
-    ``open_interest_before_usd`` for a book holding perps; for a loans-only book its debt,
-    ``borrowed_usd`` (the protocol's borrowings), or with ``size_basis = "collateral"`` its
-    collateral, ``collateral_usd`` (a reserve's deposits).
+    Parameters
+    ----------
+    params : BookParams
+        The book's generator parameters (``loan_fraction``, ``size_basis``).
+
+    Returns
+    -------
+    str
+        ``open_interest_before_usd`` for a book holding perps; for a loans-only book its debt,
+        ``borrowed_usd`` (the protocol's borrowings, USD), or with ``size_basis =
+        "collateral"`` its collateral, ``collateral_usd`` (a reserve's deposits, USD). The
+        same level is the denominator of a calibration's liquidated share.
     """
     if params.loan_fraction < 1.0:
         return "open_interest_before_usd"
