@@ -19,7 +19,7 @@ from backtest.calibration.fit import (
     load_calibration,
 )
 from backtest.calibration.fitted import read_calibrated, write_calibrated
-from backtest.engine.config import ResponseConfig
+from backtest.engine.config import Execution, ResponseConfig
 from backtest.errors import ConfigError
 from backtest.policies import load_policy
 
@@ -323,16 +323,17 @@ def test_the_share_is_the_validated_one_over_the_real_figures_window():
 
 
 def test_the_fit_fills_where_its_config_says():
-    """``fill_price`` is the run's ``[execution] fill_price``: at the liquidation price a long
+    """``[execution] fill_price`` is the run's: at the liquidation price a long
     fills above the candle's low it triggered on, so the same book liquidates more notional."""
     fit = [FitParameter(name="leverage_scale", low=0.05, high=3.0, start=1.0)]
     cal = _calibration([_event("a", 0.3, 4)], fit)
     at_low = cal.outcomes([0.5])[0]
-    cal.cfg = cal.cfg.model_copy(update={"fill_price": "liquidation_price"})
+    cal.cfg = cal.cfg.model_copy(
+        update={"execution": Execution(fill_price="liquidation_price")})
     at_price = cal.outcomes([0.5])[0]
     assert 0.0 < at_low.share < at_price.share
     with pytest.raises(ValidationError):
-        CalibrationConfig(**{**cal.cfg.model_dump(), "fill_price": "mid"})
+        CalibrationConfig(**{**cal.cfg.model_dump(), "execution": {"fill_price": "mid"}})
 
 
 def test_the_fit_draws_equal_sizes_so_the_size_distribution_cannot_move_it():

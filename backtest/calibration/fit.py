@@ -10,8 +10,6 @@ parameters and the parameters to fit with their bounds::
     accounts = 4000                           # per event (granularity only)
     seed = 7
     interval_minutes = 5                      # candles are coarsened to this for the fit
-    fill_price = "trigger"                    # run [execution] fill_price: trigger (the
-                                              # candle's low / high), liquidation_price, close
     long_share_weight = 1.0
     open_interest_weight = 1.0                # 0: no open-interest-after term
     max_evaluations = 300                     # per fit; leave_one_out_evaluations per refit
@@ -19,6 +17,10 @@ parameters and the parameters to fit with their bounds::
 
     [response]                                # run config [response]; fitted keys override
     enabled = true
+
+    [execution]                               # run config [execution]: trigger_price,
+    fill_price = "trigger"                    # fill_price (the defaults: the candle's low /
+                                              # high, filled there)
 
     [[fit]]                                   # parameters: name, bounds, start
     name = "leverage_scale"
@@ -105,7 +107,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -115,12 +116,11 @@ from backtest.books.generate import BookParams, generate_book
 from backtest.calibration.fitted import size_measure
 from backtest.calibration.timing import sub_windows
 from backtest.engine.book_flow import book_flow, exit_times_ms
-from backtest.engine.config import ResponseConfig
+from backtest.engine.config import Execution, ResponseConfig
 from backtest.engine.dispatch import Prices, simulate
 from backtest.engine.run import response_for
 from backtest.errors import ConfigError
 from backtest.events import get_event
-from backtest.kernels.enums import FillPrice, TriggerPrice
 from backtest.policies import load_policy, pack_policy
 from backtest.tapes import TapeStore
 from backtest.targets import (
@@ -166,7 +166,6 @@ class CalibrationConfig(BaseModel):
     accounts: int = Field(4000, gt=0)
     seed: int = 7
     interval_minutes: int = Field(5, gt=0)
-    fill_price: Literal["trigger", "liquidation_price", "close"] = "trigger"
     long_share_weight: float = Field(1.0, ge=0.0)
     open_interest_weight: float = Field(0.0, ge=0.0)
     timing_weight: float = Field(0.0, ge=0.0)
@@ -175,6 +174,7 @@ class CalibrationConfig(BaseModel):
     leave_one_out_evaluations: int = Field(40, gt=0)
     seed_spread: int = Field(0, ge=0)
     response: ResponseConfig = ResponseConfig()
+    execution: Execution = Execution()
     fit: list[FitParameter] = Field(min_length=1)
     event: list[EventSpec] = Field(min_length=1)
 
@@ -345,7 +345,7 @@ def apply(base: BookParams, response: ResponseConfig, names: list[str], values
 
 def simulate_event(data: EventData, params: BookParams, response: ResponseConfig, policy,
                    accounts: int, seed: int,
-                   fill: FillPrice = FillPrice.TRIGGER) -> EventOutcome:
+                   execution: Execution | None = None) -> EventOutcome:
     """Run the as-happened policy on a book drawn with ``params``; return the liquidated share.
 
     Parameters
@@ -360,10 +360,11 @@ def simulate_event(data: EventData, params: BookParams, response: ResponseConfig
         The packed as-happened policy.
     accounts, seed : int
         Book granularity and seed.
-    fill : FillPrice
-        Where liquidations fill (run ``[execution] fill_price``); they trigger on the
-        candle's low (longs and loans) or high (shorts).
+    execution : Execution, optional
+        How candles trigger and fill liquidations, as a run's ``[execution]`` (default: on
+        the candle's low or high, filled there).
     """
+    execution = execution or Execution()
     book = generate_book(accounts, data.timestamp, data.close, data.low, data.high, data.start,
                          seed, params.model_copy(update=_EQUAL_SIZES), volume=data.volume,
                          window_end=data.end)
@@ -378,8 +379,8 @@ def simulate_event(data: EventData, params: BookParams, response: ResponseConfig
                                     arrays["cash"], arrays["equity_at_entry"], entry_ms,
                                     window_ms, resp, exit_times_ms(book.frame))
     prices = Prices(data.open[w], data.high[w], data.low[w], data.close[w])
-    res = simulate(prices, arrays["product"], units0, cash0, policy, TriggerPrice.EXTREME,
-                   fill, flow=flow)
+    res = simulate(prices, arrays["product"], units0, cash0, policy, execution.trigger_mode,
+                   execution.fill_mode, flow=flow)
     loan = arrays["product"] == 1
     opened = flow.arrival_step < 0
     # open interest as venues publish it counts each contract once: half the perps' notional
@@ -461,7 +462,7 @@ class Calibration:
         for d in events or self.data:
             policy = pack_policy(self.policy, int(np.median(np.diff(d.timestamp)) // 1000))
             out.append(simulate_event(d, params, response, policy, self.cfg.accounts, seed,
-                                      FillPrice[self.cfg.fill_price.upper()]))
+                                      self.cfg.execution))
         return out
 
     def seed_spread(self, values, seeds: int | None = None) -> list[tuple[float, float]]:
