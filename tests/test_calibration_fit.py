@@ -336,6 +336,53 @@ def test_the_fit_fills_where_its_config_says():
         CalibrationConfig(**{**cal.cfg.model_dump(), "execution": {"fill_price": "mid"}})
 
 
+def test_the_fit_trades_on_the_window_candles_of_its_tape_venue():
+    """With a protocol's feed as the window's candles (``tape_venue``) the fit's liquidations
+    trigger and fill on the feed: Binance's own candles give the same outcome bit for bit, a
+    feed that never fell as far liquidates less, and "after the low" still counts from
+    Binance's lowest candle."""
+    from backtest.engine.dispatch import Prices
+
+    fit = [FitParameter(name="leverage_scale", low=0.05, high=3.0, start=1.0)]
+    d = _event("a", 0.3, 4)
+    cal = _calibration([d], fit)
+    on_binance = cal.outcomes([0.5])[0]
+    w = d.timestamp >= int(START.timestamp() * 1000)
+    d.traded = Prices(d.open[w], d.high[w], d.low[w], d.close[w])
+    same = cal.outcomes([0.5])[0]
+    assert same.share == on_binance.share
+    np.testing.assert_array_equal(same.step_share, on_binance.step_share)
+    floor = 0.5 * (d.close[~w][-1] + d.low[w].min())  # the feed stops halfway down
+    d.traded = Prices(*(np.maximum(x[w], floor) for x in (d.open, d.high, d.low, d.close)))
+    on_feed = cal.outcomes([0.5])[0]
+    assert 0.0 < on_feed.share < on_binance.share
+    assert on_feed.low_step == on_binance.low_step == int(np.argmin(d.low[w]))
+
+
+def test_a_tape_venue_that_misses_the_window_is_named(tmp_path):
+    from types import SimpleNamespace
+
+    from backtest.calibration.fit import _window_candles
+    from backtest.tapes.feed import read_feed
+    from tests.test_book_positions import crash_store
+    from tests.test_engine_run import START as DAY
+
+    store, a, _ = crash_store(tmp_path)
+    feed = tmp_path / "feed.csv"
+    inside = a["timestamp"][(a["timestamp"] >= int(DAY.timestamp() * 1000))][:100]
+    feed.write_text("ts,price\n" + "".join(f"{t},{100.0 + k}\n" for k, t in enumerate(inside)))
+    store.import_tape(read_feed(feed, venue="oracle", symbol="BTC/USDT", interval="5m"))
+    cfg = SimpleNamespace(tape_venue="oracle", interval_minutes=5)
+    spec = EventSpec(event="e", symbol="BTC/USDT", interval="5m", venue="v", asset="BTC")
+    short = SimpleNamespace(start=DAY, end=DAY + timedelta(minutes=5 * 100))
+    got = _window_candles(cfg, spec, short, a["timestamp"][a["timestamp"] < int(
+        short.end.timestamp() * 1000)], tmp_path / "tapes")
+    assert got.close.tolist() == [100.0 + k for k in range(100)]
+    day = SimpleNamespace(start=DAY, end=DAY + timedelta(days=1))
+    with pytest.raises(ConfigError, match="'tape_venue': event e: .*oracle"):
+        _window_candles(cfg, spec, day, a["timestamp"], tmp_path / "tapes")
+
+
 def test_the_fit_draws_equal_sizes_so_the_size_distribution_cannot_move_it():
     """Sizes are independent of what liquidates: the fit's books hold equal notionals."""
     data = [_event("a", 0.3, 4)]

@@ -48,8 +48,30 @@ def test_json_triples_records_and_iso_times_read_alike(tmp_path):
     assert raw.frame["low"].to_list() == [100.5, 99.0] and raw.source.rows == 2
 
 
+def test_newest_first_exports_and_one_blocks_updates_read_as_the_price_in_force(tmp_path):
+    """An Aave-subgraph-style export: newest first, raw answers of USDT in ETH (18 decimals),
+    three updates in one block (their median), read as ETH in USDT."""
+    (tmp_path / "usdt_eth.csv").write_text(
+        "timestamp,price\n"
+        "1621430528,400000000000000\n"      # 2,500
+        "1621430400,500000000000000\n"      # one block: 2,000 / 1,600 / 1,250 -> 1,600
+        "1621430400,800000000000000\n"
+        "1621430400,625000000000000\n"
+        "1621430000,250000000000000\n")     # 4,000
+    ms, price = read_feed_updates(tmp_path / "usdt_eth.csv", decimals=18, invert=True)
+    assert ms.tolist() == [1621430000_000, 1621430400_000, 1621430528_000]
+    np.testing.assert_allclose(price, [4000.0, 1600.0, 2500.0], rtol=1e-12)
+    oldest_first = tmp_path / "asc.csv"
+    oldest_first.write_text("ts,price\n1621430000,4000\n1621430400,2000\n1621430400,1600\n"
+                            "1621430400,1250\n1621430528,2500\n")
+    ms2, price2 = read_feed_updates(oldest_first)
+    assert ms2.tolist() == ms.tolist()
+    np.testing.assert_allclose(price2, price, rtol=1e-12)
+
+
 @pytest.mark.parametrize("content, message", [
-    ("ts,price\n10,100\n10,101\n", "row 1: update time is not after"),
+    ("ts,price\n10,100\n20,101\n15,99\n", "row 2: update time is earlier"),
+    ("ts,price\n30,100\n20,101\n25,99\n", "row 2: update time is later"),
     ("ts,price\n10,100\n20,-1\n", "row 1: price '-1' is not a positive number"),
     ("ts,price\n10,100\n20,x\n", "row 1: price 'x' is not a positive number"),
     ("ts,value\n10,100\n", "no price column"),

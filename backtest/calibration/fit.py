@@ -21,6 +21,8 @@ parameters and the parameters to fit with their bounds::
     [execution]                               # run config [execution]: trigger_price,
     fill_price = "trigger"                    # fill_price (the defaults: the candle's low /
                                               # high, filled there)
+    # tape_venue = "aave-v2-oracle"           # the window's candles from this venue's tape
+                                              # (default binance; below)
 
     [[fit]]                                   # parameters: name, bounds, start
     name = "leverage_scale"
@@ -69,6 +71,15 @@ real against simulated. They hold the book's timing, which its size cannot move 
 book's loan-to-value tail decides how much is liquidated early in a fall); ``timing_weight`` 0
 (the default) leaves them out of the fit, and the calibrated file's ``[[timing]]`` rows still
 report them.
+
+**The window's candles** come from ``tape_venue``'s tape of the event's symbol and interval
+(a run's ``[tape] venue``), by default Binance's, as everything else. A lending protocol
+liquidates on its own oracle, not on one venue's candle: a protocol's price feed imported with
+``liqbt data import-feed`` (candles of the price in force, :mod:`backtest.tapes.feed`) then
+triggers, fills and values the fit's liquidations, as a run on ``[tape] venue`` set to that
+feed does. The book is still drawn on Binance's lookback candles (as ``liqbt book generate``
+draws it), sized at Binance's last close before the window, and "after the low" is still
+counted from Binance's lowest candle, so only the liquidations' prices change.
 
 **The search**: Nelder-Mead from the file's ``start`` values; with ``grid_points`` k > 0 the
 objective is first evaluated on a grid of k points per parameter (evenly spaced over -2 .. 2 in
@@ -119,7 +130,7 @@ from backtest.engine.book_flow import book_flow, exit_times_ms
 from backtest.engine.config import Execution, ResponseConfig
 from backtest.engine.dispatch import Prices, simulate
 from backtest.engine.run import response_for
-from backtest.errors import ConfigError
+from backtest.errors import ConfigError, TapeError
 from backtest.events import get_event
 from backtest.policies import load_policy, pack_policy
 from backtest.tapes import TapeStore
@@ -175,6 +186,7 @@ class CalibrationConfig(BaseModel):
     seed_spread: int = Field(0, ge=0)
     response: ResponseConfig = ResponseConfig()
     execution: Execution = Execution()
+    tape_venue: str = "binance"
     fit: list[FitParameter] = Field(min_length=1)
     event: list[EventSpec] = Field(min_length=1)
 
@@ -197,6 +209,8 @@ class EventData:
     oi_change: tuple[float, float] | None = None
     liquidated_window: tuple[int, int] | None = None  # epoch ms; None: the whole window
     windows: tuple = ()  # (inner ms pair, outer ms pair, real fraction): published sub-windows
+    traded: Prices | None = None  # the window's candles from the file's tape_venue, if not
+    # Binance's (module docstring, "The window's candles")
 
     @property
     def real_share(self) -> float:
@@ -323,10 +337,41 @@ def event_data(cfg: CalibrationConfig, spec: EventSpec, base: BookParams,
     windows = tuple((w["inner"], w["outer"], w["real_fraction"])
                     for w in sub_windows(spec.event, targets)
                     if (w["venue"], w["asset"]) == (spec.venue, spec.asset))
+    traded = None
+    if cfg.tape_venue != "binance":
+        traded = _window_candles(cfg, spec, ev, a["timestamp"], store)
     return EventData(spec, a["timestamp"], a["open"], a["high"], a["low"], a["close"],
                      a["volume"], ev.start, ev.end, share, long_share,
                      open_interest_change(spec.event, spec.venue, spec.asset, targets=targets),
-                     counted, windows)
+                     counted, windows, traded)
+
+
+def _window_candles(cfg: CalibrationConfig, spec: EventSpec, ev, timestamp: np.ndarray,
+                    store) -> Prices:
+    """Return the window's candles from ``cfg.tape_venue``, on the Binance window's timestamps.
+
+    Raises
+    ------
+    ConfigError
+        That venue's tape does not cover the window, or its candles do not fall on Binance's.
+    """
+    try:
+        tape = TapeStore(paths.tape_store(store)).resolve(spec.symbol, ev.start, ev.end,
+                                                            cfg.tape_venue, None, spec.interval)
+    except TapeError as exc:
+        raise ConfigError(f"field 'tape_venue': event {spec.event}: {exc}") from None
+    full = tape.arrays()
+    sel = (full["timestamp"] >= int(ev.start.timestamp() * 1000)) & (
+        full["timestamp"] < int(ev.end.timestamp() * 1000))
+    a = _coarsen({k: np.ascontiguousarray(full[k][sel]) for k in
+                  ("timestamp", "open", "high", "low", "close", "volume")},
+                 cfg.interval_minutes, tape.interval_seconds)
+    want = timestamp[timestamp >= int(ev.start.timestamp() * 1000)]
+    if not np.array_equal(a["timestamp"], want):
+        raise ConfigError(f"field 'tape_venue': event {spec.event}: the {cfg.tape_venue} "
+                          f"{spec.symbol} {spec.interval} candles ({len(a['timestamp'])}) do "
+                          f"not fall on the window's Binance candles ({len(want)})")
+    return Prices(a["open"], a["high"], a["low"], a["close"])
 
 
 # the fit's books: unsized, equal notionals (module docstring, "equal notional")
@@ -378,7 +423,8 @@ def simulate_event(data: EventData, params: BookParams, response: ResponseConfig
     units0, cash0, flow = book_flow(book.frame["account_id"].to_numpy(), arrays["units"],
                                     arrays["cash"], arrays["equity_at_entry"], entry_ms,
                                     window_ms, resp, exit_times_ms(book.frame))
-    prices = Prices(data.open[w], data.high[w], data.low[w], data.close[w])
+    prices = data.traded if data.traded is not None else Prices(
+        data.open[w], data.high[w], data.low[w], data.close[w])
     res = simulate(prices, arrays["product"], units0, cash0, policy, execution.trigger_mode,
                    execution.fill_mode, flow=flow)
     loan = arrays["product"] == 1

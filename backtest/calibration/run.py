@@ -90,7 +90,7 @@ def calibrate_file(config: str | Path, output: str | Path, max_evaluations: int 
             for (o, f), s in zip(loo, specs, strict=False)]
     fit = {"config": str(config), "policy": cfg.policy, "accounts": cfg.accounts,
            "seed": cfg.seed, "interval_minutes": cfg.interval_minutes,
-           "fill_price": cfg.execution.fill_price,
+           "fill_price": cfg.execution.fill_price, "tape_venue": cfg.tape_venue,
            "open_interest_weight": cfg.open_interest_weight,
            "timing_weight": cfg.timing_weight, "grid_points": cfg.grid_points,
            "objective": round(full.objective, 6), "evaluations": full.evaluations,

@@ -145,6 +145,12 @@ def import_feed(
     market: Annotated[str, typer.Option(
         metavar="spot|perp", help="Market to file it under ([oracle] mark_market).")
     ] = "spot",
+    decimals: Annotated[int, typer.Option(
+        metavar="N", min=0, max=36, help="Decimals of raw integer answers (8: Chainlink USD "
+                                         "feeds; 18: ETH-quoted feeds).")] = 0,
+    invert: Annotated[bool, typer.Option(
+        "--invert", help="The feed prices the quote in the base (e.g. Aave v2's USDT/ETH for an "
+                         "ETH/USDT tape): store 1 / price.")] = False,
     store: Annotated[Path | None, typer.Option(
         metavar="DIR", help="Tape store directory (default $LIQBT_TAPES or data/tapes).")
     ] = None,
@@ -159,7 +165,8 @@ def import_feed(
 
     if market not in ("spot", "perp"):
         raise typer.BadParameter("give spot or perp", param_hint="--market")
-    raw = read_feed(path, venue=venue, symbol=symbol, interval=interval, market=market)
+    raw = read_feed(path, venue=venue, symbol=symbol, interval=interval, market=market,
+                    decimals=decimals, invert=invert)
     print_result(_console(), TapeStore(store).import_tape(raw))
 
 

@@ -21,8 +21,20 @@ price stays in force without updates.
 Formats: CSV or Parquet with a time column (``updated_at``, ``timestamp``, ``ts``, ``time``:
 epoch seconds or milliseconds, or ISO 8601) and a price column (``answer`` or ``price``); or
 JSON, a list of ``[time, ..., price]`` arrays (time first, price last: Chainlink round
-exports) or of records with those columns. Updates must be in strictly increasing time order
-with positive finite prices; the first that is not is named with its row.
+exports) or of records with those columns. Prices must be positive and finite; the first that
+is not is named with its row.
+
+**Order and same-time updates.** Updates come oldest first, or newest first as subgraph
+exports list them (a file whose times never increase is read backwards). Several updates at
+one time are one block's: Chainlink's FluxAggregator, which fed Aave v2 until March 2021,
+emitted a new answer as each node's submission arrived, and an export does not keep their
+order inside the block, so the price in force after it is taken as their median. Any other
+order (a time earlier than the previous row's, after later ones) is an error that names the
+row.
+
+**Raw answers.** ``decimals`` scales integer answers (Chainlink's USD feeds have 8, its ETH
+feeds 18); ``invert`` turns a feed that prices the quote in the base (Aave v2's oracle priced
+USDT in ETH, ``USDT / ETH``) into the base in the quote (ETH in USDT), the tape's symbol.
 """
 
 from __future__ import annotations
@@ -51,16 +63,30 @@ FEED_TIME_COLUMNS = ("updated_at", "timestamp", "ts", "time")
 FEED_PRICE_COLUMNS = ("answer", "price")
 
 
-def read_feed_updates(path: str | Path, data: bytes | None = None
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def read_feed_updates(path: str | Path, data: bytes | None = None, *, decimals: int = 0,
+                      invert: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Read a feed's updates: times (int64 epoch ms) and prices (float64), shape (N,).
+
+    Times come back strictly increasing, one price per time (module docstring, "Order and
+    same-time updates").
+
+    Parameters
+    ----------
+    path : str or Path
+        The feed export.
+    data : bytes, optional
+        Its bytes, if already read.
+    decimals : int
+        Decimals of the raw answers: each price is divided by ``10 ** decimals``.
+    invert : bool
+        Return ``1 / price`` (after scaling): the feed prices the tape's quote in its base.
 
     Raises
     ------
     TapeError
         Unreadable file, unknown format, a missing time or price column, a value that is not a
-        number or date-time, a price that is not positive, or a time not after the previous one
-        (the message names the row).
+        number or date-time, a price that is not positive, or a time earlier than the previous
+        row's in a file that is in neither order (the message names the row).
     """
     path = Path(path)
     data = read_bytes(path) if data is None else data
@@ -86,12 +112,19 @@ def read_feed_updates(path: str | Path, data: bytes | None = None
     if bad.size:
         raise TapeError(f"row {bad[0]}: price {frame[cols['price']][int(bad[0])]!r} is not a "
                         "positive number", path)
-    back = np.flatnonzero(np.diff(ms) <= 0)
+    newest_first = ms[0] > ms[-1]
+    back = np.flatnonzero(np.diff(ms) > 0 if newest_first else np.diff(ms) < 0)
     if back.size:
-        r = int(back[0]) + 1
-        raise TapeError(f"row {r}: update time is not after the previous row's (updates must "
-                        "be in strictly increasing time order)", path)
-    return ms, values
+        raise TapeError(f"row {int(back[0]) + 1}: update time is "
+                        f"{'later' if newest_first else 'earlier'} than the previous row's "
+                        "(updates must be in time order, oldest or newest first)", path)
+    if newest_first:
+        ms, values = ms[::-1], values[::-1]
+    times, first = np.unique(ms, return_index=True)
+    if times.size < ms.size:  # one block's updates: their median (module docstring)
+        values = np.array([np.median(v) for v in np.split(values, first[1:])])
+    values = values / 10.0 ** decimals
+    return times, 1.0 / values if invert else values
 
 
 def feed_candles(ms: np.ndarray, price: np.ndarray, interval_ms: int) -> pl.DataFrame:
@@ -131,7 +164,7 @@ def feed_candles(ms: np.ndarray, price: np.ndarray, interval_ms: int) -> pl.Data
 
 
 def read_feed(path: str | Path, *, venue: str, symbol: str, interval: str,
-              market: str = "spot") -> RawTape:
+              market: str = "spot", decimals: int = 0, invert: bool = False) -> RawTape:
     """Read a feed file into validated candles of ``interval`` (see the module docstring).
 
     Parameters
@@ -147,6 +180,8 @@ def read_feed(path: str | Path, *, venue: str, symbol: str, interval: str,
         Candle interval, e.g. ``5m``: that of the run's tape.
     market : {"spot", "perp"}
         Market the tape is filed under (a mark tape is read as ``[oracle] mark_market``).
+    decimals, invert
+        As :func:`read_feed_updates`.
 
     Raises
     ------
@@ -155,7 +190,7 @@ def read_feed(path: str | Path, *, venue: str, symbol: str, interval: str,
     """
     path = Path(path)
     data = read_bytes(path)
-    ms, price = read_feed_updates(path, data)
+    ms, price = read_feed_updates(path, data, decimals=decimals, invert=invert)
     try:
         seconds = parse_interval(interval)
         base, quote = parse_symbol(symbol)
