@@ -56,6 +56,7 @@ DEMO_TAPES := \
 	test bench bench-portfolio \
 	luna-portfolio black-thursday \
 	black-thursday-ensembles black-thursday-bitmex may-2021-maker aave-v2-2021 \
+	aave-v2-2021-oracle \
 	morpho-oct-2025 \
 	policy-library sweep-tapes sweep governance governance-aave governance-maker \
 	governance-portfolio governance-options clean
@@ -184,6 +185,32 @@ aave-v2-2021: setup
 	$(BIN)/liqbt validate $${LIQBT_RUNS:-runs}/sweeps/feb-2021-aave-ensemble
 	$(BIN)/liqbt run configs/may-2021-aave-ensemble.toml --workers 2
 	$(BIN)/liqbt validate $${LIQBT_RUNS:-runs}/sweeps/may-2021-aave-ensemble
+
+# The same fit and runs on Aave v2's own oracle instead of Binance's candles (docs/calibration.md,
+# "On Aave's own oracle"): the feed is not among the shared data; give the Aave v2 subgraph's
+# USDT price history (openVietAnh/defi-data-scraping@a0938d7, csvData/tokenPriceinETH/
+# USDT_price_in_eth.csv) as AAVE_V2_ORACLE_FEED. The fitted file goes to a scratch path.
+AAVE_FIT := $${TMPDIR:-/tmp}/aave-v2-weth-oracle-fitted.toml
+aave-v2-2021-oracle: setup
+	@test -n "$(AAVE_V2_ORACLE_FEED)" || { echo "set AAVE_V2_ORACLE_FEED to Aave v2's USDT/ETH \
+	oracle history (docs/calibration.md, \"On Aave's own oracle\")" >&2; exit 2; }
+	$(BIN)/liqbt data import $(ETH_1H_TAPE) $(ETH_1M_MAY_2021_TAPE) --venue binance
+	for interval in 1h 1m; do $(BIN)/liqbt data import-feed "$(AAVE_V2_ORACLE_FEED)" \
+		--venue aave-v2-oracle --symbol ETH/USDT --interval $$interval --decimals 18 --invert \
+		|| exit 1; done
+	$(BIN)/liqbt book calibrate configs/calibration/aave-v2-weth-oracle.toml -o $(AAVE_FIT)
+	$(BIN)/liqbt book generate --accounts 50000 --event feb-2021 --symbol ETH/USDT \
+		--venue binance --interval 1h --seed $(SEED) --params $(AAVE_FIT) \
+		-o data/books/feb-2021-aave-weth-oracle.parquet
+	$(BIN)/liqbt book generate --accounts 50000 --event may-2021 --symbol ETH/USDT \
+		--venue binance --interval 1m --seed $(SEED) --params $(AAVE_FIT) \
+		-o data/books/may-2021-aave-weth-oracle.parquet
+	$(BIN)/liqbt run configs/feb-2021-aave.toml --set tape.venue=aave-v2-oracle \
+		--set book=data/books/feb-2021-aave-weth-oracle.parquet
+	$(BIN)/liqbt validate latest
+	$(BIN)/liqbt run configs/may-2021-aave.toml --set tape.venue=aave-v2-oracle \
+		--set book=data/books/may-2021-aave-weth-oracle.parquet
+	$(BIN)/liqbt validate latest
 
 # Black Thursday on BitMEX: the calibrated perp book sized to BitMEX's BTC open interest, its
 # insurance fund started at BitMEX's real one; fills at the hour's worst price, then at each

@@ -31,6 +31,18 @@ def test_candles_hold_the_price_in_force():
     assert c["volume"].to_list() == [0.0, 0.0, 0.0]
 
 
+def test_a_silence_longer_than_a_day_is_a_hole_not_a_flat_price():
+    """Two excerpts three days apart: the candles of the day after the first excerpt's last
+    update hold its price; the rest up to the second excerpt are left out."""
+    hour = 60 * MIN
+    ms = np.array([0, 30 * MIN, 4 * 24 * hour + 10 * MIN])
+    c = feed_candles(ms, np.array([100.0, 101.0, 90.0]), hour)
+    t = c["timestamp"].dt.epoch("ms").to_numpy() // hour
+    assert t.tolist() == list(range(0, 24)) + [4 * 24]   # ends within a day of 0:30, then 96
+    assert c["close"][23] == 101.0
+    assert (c["open"][24], c["low"][24], c["close"][24]) == (101.0, 90.0, 90.0)
+
+
 def test_json_triples_records_and_iso_times_read_alike(tmp_path):
     t0 = int(START.timestamp())
     (tmp_path / "a.json").write_text(json.dumps([[t0, 1, 100.5], [t0 + 90, 2, 99.0]]))

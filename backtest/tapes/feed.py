@@ -15,8 +15,11 @@ update set, so a candle of ``interval`` seconds starting at ``t`` has
 - ``close``: the price in force at the candle's end;
 - ``volume``: 0 (a feed trades nothing; a mark tape's volume is not read).
 
-Candles run from the first update's candle to the last update's, with none missing: the
-price stays in force without updates.
+Candles run from the first update's candle to the last update's: the price stays in force
+without updates, but not for longer than :data:`FEED_MAX_SILENCE_MS` (a day, the longest
+heartbeat of the Chainlink feeds lending protocols read). A candle that ends later than that
+after the last update is a hole in the export (an excerpt of several windows, a crawler's
+outage), not a flat price: it is left out, and the tape store reports the gap.
 
 Formats: CSV or Parquet with a time column (``updated_at``, ``timestamp``, ``ts``, ``time``:
 epoch seconds or milliseconds, or ISO 8601) and a price column (``answer`` or ``price``); or
@@ -60,6 +63,8 @@ from backtest.tapes.schema import (
 )
 
 FEED_TIME_COLUMNS = ("updated_at", "timestamp", "ts", "time")
+#: Longest silence a feed's price stays in force across, ms (module docstring).
+FEED_MAX_SILENCE_MS = 86_400_000
 FEED_PRICE_COLUMNS = ("answer", "price")
 
 
@@ -142,13 +147,15 @@ def feed_candles(ms: np.ndarray, price: np.ndarray, interval_ms: int) -> pl.Data
     Returns
     -------
     polars.DataFrame
-        :data:`OHLCV_COLUMNS`, one row per interval from the first update's to the last's.
+        :data:`OHLCV_COLUMNS`, one row per interval from the first update's to the last's,
+        less those more than :data:`FEED_MAX_SILENCE_MS` after an update.
     """
     bucket = ms // interval_ms
     starts = np.arange(bucket[0], bucket[-1] + 1, dtype=np.int64)
     # the last update at or before each candle's end: the price in force at its close (a
     # candle without an update keeps the previous one's)
-    close = price[np.searchsorted(bucket, starts, side="right") - 1]
+    last = np.searchsorted(bucket, starts, side="right") - 1
+    close = price[last]
     open_ = np.empty_like(close)
     open_[0] = price[0]
     open_[1:] = close[:-1]
@@ -156,11 +163,12 @@ def feed_candles(ms: np.ndarray, price: np.ndarray, interval_ms: int) -> pl.Data
     for_candle = bucket - bucket[0]
     np.maximum.at(high, for_candle, price)
     np.minimum.at(low, for_candle, price)
+    held = (starts + 1) * interval_ms - ms[last] <= FEED_MAX_SILENCE_MS
     return pl.DataFrame({
         "timestamp": pl.Series(starts * interval_ms, dtype=pl.Int64).cast(TIMESTAMP_DTYPE),
         "open": open_, "high": high, "low": low, "close": close,
         "volume": np.zeros(starts.size),
-    }).select(OHLCV_COLUMNS)
+    }).select(OHLCV_COLUMNS).filter(pl.Series(held))
 
 
 def read_feed(path: str | Path, *, venue: str, symbol: str, interval: str,
