@@ -116,3 +116,25 @@ def test_a_run_on_the_feed_liquidates_where_the_feed_says(tmp_path):
     on_candles = ltv > 0.86 * float(a["low"][window].min()) / price
     assert 0 < on_feed.sum() < on_candles.sum()    # the feed saw less of the crash
     np.testing.assert_array_equal(liquidated, on_feed)
+
+
+def test_the_cli_imports_raw_inverted_answers_as_candles_of_the_base(tmp_path):
+    """``liqbt data import-feed --decimals 18 --invert``: an Aave-style export of USDT priced
+    in ETH-wei, newest first, becomes an ETH/USDT tape of the price in force."""
+    from backtest.cli import main
+    from backtest.tapes import TapeStore
+
+    t0 = 1621382400  # 2021-05-19 00:00 UTC
+    feed = tmp_path / "usdt_eth.csv"
+    feed.write_text(f"timestamp,price\n{t0 + 5400},500000000000000\n"
+                    f"{t0 + 1800},400000000000000\n{t0 - 60},250000000000000\n")
+    assert main(["data", "import-feed", str(feed), "--venue", "aave-v2-oracle", "--symbol",
+                 "ETH/USDT", "--interval", "1h", "--decimals", "18", "--invert", "--store",
+                 str(tmp_path / "tapes")]) == 0
+    a = TapeStore(tmp_path / "tapes").resolve("ETH/USDT", "2021-05-19T00:00Z",
+                                              "2021-05-19T02:00Z", "aave-v2-oracle").arrays()
+    sel = a["timestamp"] >= t0 * 1000
+    np.testing.assert_allclose(a["close"][sel], [2500.0, 2000.0], rtol=1e-12)
+    np.testing.assert_allclose(a["low"][sel], [2500.0, 2000.0], rtol=1e-12)
+    np.testing.assert_allclose(a["high"][sel], [4000.0, 2500.0], rtol=1e-12)
+
