@@ -294,6 +294,16 @@ def _coarsen(a: dict, minutes: int, interval_seconds: int) -> dict:
             "close": shaped["close"][:, -1], "volume": shaped["volume"].sum(1)}
 
 
+def _candles(tape, start, end, minutes: int) -> dict:
+    """Return ``tape``'s candles in ``[start, end)``, coarsened to ``minutes``."""
+    full = tape.arrays()
+    sel = (full["timestamp"] >= int(start.timestamp() * 1000)) & (
+        full["timestamp"] < int(end.timestamp() * 1000))
+    return _coarsen({k: np.ascontiguousarray(full[k][sel]) for k in
+                     ("timestamp", "open", "high", "low", "close", "volume")},
+                    minutes, tape.interval_seconds)
+
+
 def event_data(cfg: CalibrationConfig, spec: EventSpec, base: BookParams,
                store=None, events=None, validation=None) -> EventData:
     """Load an event's tape (lookback and window) and its real share of open interest.
@@ -307,12 +317,7 @@ def event_data(cfg: CalibrationConfig, spec: EventSpec, base: BookParams,
     lookback = ev.start - timedelta(days=base.lookback_days)
     tape = TapeStore(paths.tape_store(store)).resolve(spec.symbol, lookback, ev.end, "binance",
                                                         None, spec.interval)
-    full = tape.arrays()
-    sel = (full["timestamp"] >= int(lookback.timestamp() * 1000)) & (
-        full["timestamp"] < int(ev.end.timestamp() * 1000))
-    a = _coarsen({k: np.ascontiguousarray(full[k][sel]) for k in
-                  ("timestamp", "open", "high", "low", "close", "volume")},
-                 cfg.interval_minutes, tape.interval_seconds)
+    a = _candles(tape, lookback, ev.end, cfg.interval_minutes)
     targets = load_targets(validation)  # read once: every figure below comes from it
     share = None
     if spec.share_low is not None:
@@ -360,12 +365,7 @@ def _window_candles(cfg: CalibrationConfig, spec: EventSpec, ev, timestamp: np.n
                                                             cfg.tape_venue, None, spec.interval)
     except TapeError as exc:
         raise ConfigError(f"field 'tape_venue': event {spec.event}: {exc}") from None
-    full = tape.arrays()
-    sel = (full["timestamp"] >= int(ev.start.timestamp() * 1000)) & (
-        full["timestamp"] < int(ev.end.timestamp() * 1000))
-    a = _coarsen({k: np.ascontiguousarray(full[k][sel]) for k in
-                  ("timestamp", "open", "high", "low", "close", "volume")},
-                 cfg.interval_minutes, tape.interval_seconds)
+    a = _candles(tape, ev.start, ev.end, cfg.interval_minutes)
     want = timestamp[timestamp >= int(ev.start.timestamp() * 1000)]
     if not np.array_equal(a["timestamp"], want):
         raise ConfigError(f"field 'tape_venue': event {spec.event}: the {cfg.tape_venue} "

@@ -28,12 +28,11 @@ exports) or of records with those columns. Prices must be positive and finite; t
 is not is named with its row.
 
 **Order and same-time updates.** Updates come oldest first, or newest first as subgraph
-exports list them (a file whose times never increase is read backwards). Several updates at
-one time are one block's: Chainlink's FluxAggregator, which fed Aave v2 until March 2021,
-emitted a new answer as each node's submission arrived, and an export does not keep their
-order inside the block, so the price in force after it is taken as their median. Any other
-order (a time earlier than the previous row's, after later ones) is an error that names the
-row.
+exports list them (the first and last rows tell which). Several updates at one time are one
+block's: Chainlink's FluxAggregator, which fed Aave v2 until March 2021, emitted a new answer
+as each node's submission arrived, and an export does not keep their order inside the block,
+so the price in force after it is taken as their median. A row out of the file's order is an
+error that names it.
 
 **Raw answers.** ``decimals`` scales integer answers (Chainlink's USD feeds have 8, its ETH
 feeds 18); ``invert`` turns a feed that prices the quote in the base (Aave v2's oracle priced
@@ -63,9 +62,9 @@ from backtest.tapes.schema import (
 )
 
 FEED_TIME_COLUMNS = ("updated_at", "timestamp", "ts", "time")
+FEED_PRICE_COLUMNS = ("answer", "price")
 #: Longest silence a feed's price stays in force across, ms (module docstring).
 FEED_MAX_SILENCE_MS = 86_400_000
-FEED_PRICE_COLUMNS = ("answer", "price")
 
 
 def read_feed_updates(path: str | Path, data: bytes | None = None, *, decimals: int = 0,
