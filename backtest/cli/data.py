@@ -7,6 +7,9 @@ Commands:
 - ``liqbt data import-feed FEED --venue NAME --symbol S --interval I [--market spot|perp]
   [--store DIR]``: an oracle price feed as candles (:mod:`backtest.tapes.feed`)
 - ``liqbt data list [--store DIR] [--events FILE]``
+- ``liqbt data keeper-delays LIQUIDATIONS --venue V --symbol S --event E [--interval I]``: how
+  late keepers took real liquidations, bounded from an oracle tape
+  (:mod:`backtest.calibration.keeper_delay`)
 
 A :class:`backtest.errors.TapeError` aborts the command; the CLI shell prints it and exits 2.
 Files imported before the failing one stay imported; the failing one changes nothing.
@@ -155,7 +158,7 @@ def import_feed(
         metavar="DIR", help="Tape store directory (default $LIQBT_TAPES or data/tapes).")
     ] = None,
 ) -> None:
-    """Import an oracle price feed as candles of the price in force.
+    """Import an oracle feed as candles of the price in force.
 
     For runs that trigger on the protocol's oracle: [oracle] model = "mark" with mark_venue
     set to --venue (docs/tapes.md, "Oracle price feeds").
@@ -203,6 +206,69 @@ def _events_table(tape_store: TapeStore, events_path: Path | None, infos: list[T
                 table.add_row(key, window, symbol, tape, status, gaps)
                 key = window = symbol = ""
     return table
+
+
+@app.command("keeper-delays")
+def keeper_delays_(
+    path: Annotated[Path, typer.Argument(
+        metavar="LIQUIDATIONS", help="Real liquidations: time, account, price, value "
+                                     "(.csv, .parquet or .json).")],
+    venue: Annotated[str, typer.Option(
+        metavar="NAME", help="Venue of the oracle tape, e.g. aave-v2-oracle.")],
+    symbol: Annotated[str, typer.Option(metavar="BASE/QUOTE", help="Asset pair.")],
+    event: Annotated[str, typer.Option(metavar="KEY", help="Catalog event: the window.")],
+    interval: Annotated[str, typer.Option(
+        metavar="INTERVAL", help="Oracle tape interval (the finer, the tighter the bound).")
+    ] = "1m",
+    store: Annotated[Path | None, typer.Option(
+        metavar="DIR", help="Tape store directory (default $LIQBT_TAPES or data/tapes).")
+    ] = None,
+    events: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="Event catalog (default $LIQBT_EVENTS or data/events.toml).")
+    ] = None,
+) -> None:
+    """Bound how late keepers took real liquidations.
+
+    Each liquidation waited at least from the first moment the oracle read its price or lower
+    (since the window start or the account's previous liquidation); weighted by value
+    (docs/calibration.md, "How late keepers were").
+    """
+    from rich.table import Table
+
+    from backtest.calibration.keeper_delay import (
+        OVER_MINUTES,
+        QUANTILES,
+        WITHIN_MINUTES,
+        keeper_delays,
+        read_liquidations,
+        summarize,
+    )
+    from backtest.events import get_event
+    from backtest.tapes import TapeStore
+
+    ev = get_event(event, events)
+    liq = read_liquidations(path)
+    lo, hi = int(ev.start.timestamp() * 1000), int(ev.end.timestamp() * 1000)
+    inside = (liq["time"] >= lo) & (liq["time"] < hi)
+    if not inside.any():
+        raise TapeError(f"no liquidation inside {event}'s window", path)
+    tape = TapeStore(store).resolve(symbol, ev.start, ev.end, venue, None, interval).arrays()
+    waits = keeper_delays(liq["time"][inside], liq["account"][inside], liq["price"][inside],
+                          tape["timestamp"], tape["low"], lo)
+    summary = summarize(waits, liq["value"][inside])
+    table = Table(title=f"{event}: how long keepers left each liquidation, at least "
+                        f"({venue} {symbol} {interval}; weighted by value)")
+    for col in ("liquidations", "value", f"within {WITHIN_MINUTES:g} min",
+                *(f"p{round(q * 100)}" for q in QUANTILES), f"over {OVER_MINUTES:g} min"):
+        table.add_column(col, justify="right")
+    table.add_row(f"{summary.count:,}", f"{summary.value:,.0f}", f"{summary.within:.1%}",
+                  *(f"{m:.1f} min" for m in summary.quantiles), f"{summary.over:.1%}")
+    console = _console()
+    console.print(table)
+    left_out = int((~inside).sum())
+    if left_out:
+        console.print(f"{left_out:,} liquidation{'s' if left_out > 1 else ''} outside the "
+                      "window left out.")
 
 
 @app.command("list")
