@@ -87,3 +87,31 @@ def as_numbers(column: pl.Series) -> np.ndarray:
     """
     values = column.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
     return values.fill_null(np.nan).to_numpy()
+
+
+def positive_numbers(column: pl.Series, name: str) -> np.ndarray:
+    """Return a column's values as float64, each a positive finite number.
+
+    Parameters
+    ----------
+    column : polars.Series
+        Strings or numbers, shape (N,).
+    name : str
+        What the column holds, for the message.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (N,)
+
+    Raises
+    ------
+    ValueError
+        The first value that is missing, not a number, not finite or not above 0, named with
+        its row (``row 3: price '-1' is not a positive number``).
+    """
+    values = as_numbers(column)
+    bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
+    if bad.size:
+        raise ValueError(f"row {bad[0]}: {name} {column[int(bad[0])]!r} is not a positive number")
+    return values
+

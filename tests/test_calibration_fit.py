@@ -376,11 +376,11 @@ def test_a_tape_venue_that_misses_the_window_is_named(tmp_path):
     spec = EventSpec(event="e", symbol="BTC/USDT", interval="5m", venue="v", asset="BTC")
     short = SimpleNamespace(start=DAY, end=DAY + timedelta(minutes=5 * 100))
     got = _window_candles(cfg, spec, short, a["timestamp"][a["timestamp"] < int(
-        short.end.timestamp() * 1000)], tmp_path / "tapes")
+        short.end.timestamp() * 1000)], store)
     assert got.close.tolist() == [100.0 + k for k in range(100)]
     day = SimpleNamespace(start=DAY, end=DAY + timedelta(days=1))
     with pytest.raises(ConfigError, match="'tape_venue': event e: .*oracle"):
-        _window_candles(cfg, spec, day, a["timestamp"], tmp_path / "tapes")
+        _window_candles(cfg, spec, day, a["timestamp"], store)
 
 
 def test_the_fit_draws_equal_sizes_so_the_size_distribution_cannot_move_it():

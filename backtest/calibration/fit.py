@@ -315,8 +315,8 @@ def event_data(cfg: CalibrationConfig, spec: EventSpec, base: BookParams,
     """
     ev = get_event(spec.event, events)
     lookback = ev.start - timedelta(days=base.lookback_days)
-    tape = TapeStore(paths.tape_store(store)).resolve(spec.symbol, lookback, ev.end, "binance",
-                                                        None, spec.interval)
+    tape_store = TapeStore(paths.tape_store(store))
+    tape = tape_store.resolve(spec.symbol, lookback, ev.end, "binance", None, spec.interval)
     a = _candles(tape, lookback, ev.end, cfg.interval_minutes)
     targets = load_targets(validation)  # read once: every figure below comes from it
     share = None
@@ -344,7 +344,7 @@ def event_data(cfg: CalibrationConfig, spec: EventSpec, base: BookParams,
                     if (w["venue"], w["asset"]) == (spec.venue, spec.asset))
     traded = None
     if cfg.tape_venue != "binance":
-        traded = _window_candles(cfg, spec, ev, a["timestamp"], store)
+        traded = _window_candles(cfg, spec, ev, a["timestamp"], tape_store)
     return EventData(spec, a["timestamp"], a["open"], a["high"], a["low"], a["close"],
                      a["volume"], ev.start, ev.end, share, long_share,
                      open_interest_change(spec.event, spec.venue, spec.asset, targets=targets),
@@ -352,7 +352,7 @@ def event_data(cfg: CalibrationConfig, spec: EventSpec, base: BookParams,
 
 
 def _window_candles(cfg: CalibrationConfig, spec: EventSpec, ev, timestamp: np.ndarray,
-                    store) -> Prices:
+                    tape_store: TapeStore) -> Prices:
     """Return the window's candles from ``cfg.tape_venue``, on the Binance window's timestamps.
 
     Raises
@@ -361,8 +361,8 @@ def _window_candles(cfg: CalibrationConfig, spec: EventSpec, ev, timestamp: np.n
         That venue's tape does not cover the window, or its candles do not fall on Binance's.
     """
     try:
-        tape = TapeStore(paths.tape_store(store)).resolve(spec.symbol, ev.start, ev.end,
-                                                            cfg.tape_venue, None, spec.interval)
+        tape = tape_store.resolve(spec.symbol, ev.start, ev.end, cfg.tape_venue, None,
+                                  spec.interval)
     except TapeError as exc:
         raise ConfigError(f"field 'tape_venue': event {spec.event}: {exc}") from None
     a = _candles(tape, ev.start, ev.end, cfg.interval_minutes)

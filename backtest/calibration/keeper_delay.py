@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from backtest.errors import TapeError
-from backtest.records import as_numbers, read_records
+from backtest.records import positive_numbers, read_records
 from backtest.tapes.schema import parse_time_strings, read_bytes
 
 COLUMNS = ("time", "account", "price", "value")
@@ -63,13 +63,11 @@ def read_liquidations(path: str | Path) -> dict[str, np.ndarray]:
                         f"{', '.join(missing) or 'rows'})", path)
     out = {"time": parse_time_strings(frame["time"].cast(str), path, "time"),
            "account": frame["account"].cast(str).to_numpy()}
-    for name in ("price", "value"):
-        values = as_numbers(frame[name])
-        bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
-        if bad.size:
-            raise TapeError(f"row {bad[0]}: {name} {frame[name][int(bad[0])]!r} is not a "
-                            "positive number", path)
-        out[name] = values
+    try:
+        for name in ("price", "value"):
+            out[name] = positive_numbers(frame[name], name)
+    except ValueError as exc:
+        raise TapeError(str(exc), path) from None
     return out
 
 

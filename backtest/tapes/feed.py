@@ -47,7 +47,7 @@ import numpy as np
 import polars as pl
 
 from backtest.errors import TapeError
-from backtest.records import as_numbers, read_records
+from backtest.records import positive_numbers, read_records
 from backtest.tapes.schema import (
     OHLCV_COLUMNS,
     TIMESTAMP_DTYPE,
@@ -111,11 +111,10 @@ def read_feed_updates(path: str | Path, data: bytes | None = None, *, decimals: 
     if frame.height == 0:
         raise TapeError("no updates", path)
     ms = parse_time_strings(frame[cols["time"]].cast(pl.String), path, "time")
-    values = as_numbers(frame[cols["price"]])
-    bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
-    if bad.size:
-        raise TapeError(f"row {bad[0]}: price {frame[cols['price']][int(bad[0])]!r} is not a "
-                        "positive number", path)
+    try:
+        values = positive_numbers(frame[cols["price"]], "price")
+    except ValueError as exc:
+        raise TapeError(str(exc), path) from None
     newest_first = ms[0] > ms[-1]
     back = np.flatnonzero(np.diff(ms) > 0 if newest_first else np.diff(ms) < 0)
     if back.size:
