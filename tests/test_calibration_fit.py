@@ -552,3 +552,49 @@ def test_model_error_widens_the_members_interval_by_the_recorded_discrepancy(tmp
     assert display[0]["band_meets"] == "yes" and "band" not in display[1]
     add_model_error(display, median, ends, 0.0)
     assert display[0]["band_meets"] == "no"  # 50..200 does not reach 350
+
+
+def _target_toml(id_: str, start: str, end: str, measure: str, usd: float) -> str:
+    return (f'[[target]]\nid = "{id_}"\nscope = "venue"\nvenue = "test"\nproduct = "perp"\n'
+            f'asset = "BTC"\nwindow_start = {start}\nwindow_end = {end}\n'
+            f'measure = "{measure}"\nlow = {usd}\nhigh = {usd}\nunit = "USD"\n'
+            'source = "https://example.org/t"\nquality = "primary"\nnote = "test"\n\n')
+
+
+def test_held_out_targets_are_kept_from_the_fit_and_from_its_fitted_targets(tmp_path):
+    """``held_out_targets``: the fit reads its events' figures without them (a held-out
+    sub-window is no timing term), the fitted file records them and does not count them
+    as fitted, and a key that names no target is a field error."""
+    from tests.test_book_positions import crash_store
+
+    crash_store(tmp_path)
+    validation = tmp_path / "validation"
+    validation.mkdir()
+    day, hour = "2021-05-19T00:00:00Z", "2021-05-19T12:00:00Z"
+    (validation / "may-2021.toml").write_text(
+        'event = "may-2021"\n\n'
+        + _target_toml("day", day, "2021-05-20T00:00:00Z", "liquidated_notional_usd", 1e8)
+        + _target_toml("oi", day, "2021-05-20T00:00:00Z", "open_interest_before_usd", 1e9)
+        + _target_toml("afternoon", hour, "2021-05-20T00:00:00Z",
+                       "liquidated_notional_usd", 4e7))
+    cfg = CalibrationConfig(
+        name="t", book="configs/books/perps-base.toml", policy="hard", interval_minutes=5,
+        fit=[FitParameter(name="leverage_scale", low=0.05, high=3.0, start=1.0)],
+        event=[EventSpec(event="may-2021", symbol="BTC/USDT", interval="5m", venue="test",
+                         asset="BTC")])
+    store = tmp_path / "tapes"
+    (fitted,) = Calibration.load(cfg, store=store, validation=validation).data
+    assert [w[2] for w in fitted.windows] == [pytest.approx(0.4)]
+    held = cfg.model_copy(update={"held_out_targets": ["may-2021/afternoon"]})
+    (checked,) = Calibration.load(held, store=store, validation=validation).data
+    assert checked.windows == () and checked.share == fitted.share
+    row = {"event": "may-2021", "venue": "test", "asset": "BTC", "in_fit": True}
+    for fit, fitted_keys in (({}, {"may-2021/day", "may-2021/oi", "may-2021/afternoon"}),
+                             ({"held_out_targets": ["may-2021/afternoon"]},
+                              {"may-2021/day", "may-2021/oi"})):
+        path = write_calibrated(tmp_path / "f.toml", BookParams(), ResponseConfig(), fit, [row],
+                                [], "test")
+        assert set(read_calibrated(path, validation).fit_targets) == fitted_keys
+    unknown = cfg.model_copy(update={"held_out_targets": ["may-2021/evening"]})
+    with pytest.raises(ConfigError, match="held_out_targets.*may-2021/evening"):
+        Calibration.load(unknown, store=store, validation=validation)

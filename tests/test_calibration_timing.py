@@ -67,3 +67,15 @@ def test_timing_rows_give_the_simulated_fraction_over_the_same_windows():
     assert row["window_0_real_fraction"] == pytest.approx(0.5)
     assert row["window_0_simulated_fraction"] == pytest.approx(0.26 / 0.49, abs=1e-4)
     assert "window_1_venue" not in row
+
+
+def test_a_window_on_a_held_out_target_is_reported_as_held_out():
+    """A calibration's ``held_out_targets`` stay in its timing table, marked as checks."""
+    held = frozenset({"oct-2025/hyperliquid-21"})
+    (row,) = timing_rows([_outcome()], TARGETS, held_out=held)
+    venues = [row[f"window_{k}_venue"] for k in range(2)]
+    assert venues == ["hyperliquid", "morpho-blue"]
+    assert [row[f"window_{k}_held_out"] for k in range(2)] == [True, False]
+    assert row["window_0_utc"] == "2025-10-10 21:00 - 2025-10-10 22:00"
+    (plain,) = timing_rows([_outcome()], TARGETS)
+    assert not plain["window_0_held_out"] and not plain["window_1_held_out"]

@@ -292,6 +292,27 @@ def test_a_published_sub_window_gives_the_share_of_the_day_whatever_the_size(wor
     assert SweepTables.window_shares is False
 
 
+def test_a_share_of_the_window_is_fitted_only_where_its_sub_window_was(world):
+    """A fit that used the day but held the noon hour out (``held_out_targets``): the noon's
+    share of the day is an out-of-sample check, the day itself in the fit."""
+    runs, targets = world
+    day = TARGETS.split("[[target]]")[3].replace('"binance-btc-noon"', '"binance-btc-day"')
+    day = day.replace("2021-05-19T12:00:00Z", "2021-05-19T00:00:00Z").replace(
+        "2021-05-19T13:00:00Z", "2021-05-20T00:00:00Z").replace("high = 4.0e9", "high = 2.0e9")
+    (targets / "may-2021.toml").write_text(TARGETS + "[[target]]" + day)
+    for run_id, fitted in (("r7-day-only", ["binance-btc-day"]),
+                           ("r8-both", ["binance-btc-day", "binance-btc-noon"])):
+        _write_run(runs, run_id, {"venue": "binance", "open_interest_usd": str(OI / 2),
+                                  "calibration_fit_targets": json.dumps(
+                                      [f"may-2021/{i}" for i in fitted])})
+    rows = _rows(_comparison(world, "r7-day-only"))
+    assert rows[("binance-btc-day", "hard")].fit == IN_FIT
+    assert rows[("binance-btc-noon", "hard")].fit == HELD_OUT
+    assert rows[("binance-btc-noon-share-of-window-derived", "hard")].fit == HELD_OUT
+    rows = _rows(_comparison(world, "r8-both"))
+    assert rows[("binance-btc-noon-share-of-window-derived", "hard")].fit == IN_FIT
+
+
 def test_an_in_fit_liquidated_figure_says_what_the_refit_without_its_event_gave(world):
     """A book drawn from a calibrated file with leave-one-out rows: the liquidated figure the
     full fit used says its held-out ratio, the figure to quote; figures of other venues, the

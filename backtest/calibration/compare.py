@@ -438,12 +438,17 @@ _REL = 1e-9
 
 
 def _fit_status(target: Target, facts: RunFacts, derived_from: list[str]) -> str:
+    """Return whether ``target`` was an input, in the fit, held out, or of no calibration.
+
+    A derived figure was fitted when its numerator was (``derived_from[0]``: the liquidated
+    amount of a share of open interest, the sub-window of a share of the window). A share of
+    the day whose sub-window the fit held out is an out-of-sample check, its day fitted or not.
+    """
     if target.key in facts.input_keys:
         return INPUT
     if facts.fit_keys is None:
         return UNCALIBRATED
-    keys = [target.key, *derived_from]
-    return IN_FIT if any(k in facts.fit_keys for k in keys) else HELD_OUT
+    return IN_FIT if (derived_from or [target.key])[0] in facts.fit_keys else HELD_OUT
 
 
 def compare(facts: RunFacts, source: FigureSource, targets: list[Target] | None = None,

@@ -23,6 +23,7 @@ parameters and the parameters to fit with their bounds::
                                               # high, filled there)
     # tape_venue = "aave-v2-oracle"           # the window's candles from this venue's tape
                                               # (default binance; below)
+    # held_out_targets = ["feb-2021/aave-v2-weth-liquidated-after-low"]   # not fitted (below)
 
     [[fit]]                                   # parameters: name, bounds, start
     name = "leverage_scale"
@@ -71,6 +72,14 @@ real against simulated. They hold the book's timing, which its size cannot move 
 book's loan-to-value tail decides how much is liquidated early in a fall); ``timing_weight`` 0
 (the default) leaves them out of the fit, and the calibrated file's ``[[timing]]`` rows still
 report them.
+
+**Targets held out**: ``held_out_targets`` lists ``"<event>/<id>"`` keys of ``data/validation``
+the fit must not see (a published sub-window kept as an out-of-sample check of the timing, or
+a figure added after the fit). The fit reads its events' figures without them, the calibrated
+file records the list (``[fit] held_out_targets``), and ``liqbt validate`` and the file's
+``[[timing]]`` rows report them as held out (:func:`backtest.calibration.fitted.fit_targets`).
+Listing a figure the fit already used and refitting gives another fit; listing one it never
+used gives the same.
 
 **The window's candles** come from ``tape_venue``'s tape of the event's symbol and interval
 (a run's ``[tape] venue``), by default Binance's, as everything else. A lending protocol
@@ -187,6 +196,7 @@ class CalibrationConfig(BaseModel):
     response: ResponseConfig = ResponseConfig()
     execution: Execution = Execution()
     tape_venue: str = "binance"
+    held_out_targets: list[str] = []
     fit: list[FitParameter] = Field(min_length=1)
     event: list[EventSpec] = Field(min_length=1)
 
@@ -318,7 +328,9 @@ def event_data(cfg: CalibrationConfig, spec: EventSpec, base: BookParams,
     tape_store = TapeStore(paths.tape_store(store))
     tape = tape_store.resolve(spec.symbol, lookback, ev.end, "binance", None, spec.interval)
     a = _candles(tape, lookback, ev.end, cfg.interval_minutes)
-    targets = load_targets(validation)  # read once: every figure below comes from it
+    held = set(cfg.held_out_targets)
+    # read once: every figure below comes from it, none the file holds out
+    targets = [t for t in load_targets(validation) if t.key not in held]
     share = None
     if spec.share_low is not None:
         share = (spec.share_low, spec.share_high or spec.share_low)
@@ -493,6 +505,11 @@ class Calibration:
         from backtest.books.event import load_book_params
 
         base = load_book_params(cfg.book)
+        known = {t.key for t in load_targets(validation)}
+        for key in cfg.held_out_targets:
+            if key not in known:
+                raise ConfigError(f"field 'held_out_targets': no target {key!r} in "
+                                  "data/validation (a key is '<event>/<id>')")
         data = [event_data(cfg, s, base, store, events, validation) for s in cfg.event]
         return cls(cfg, data, base, load_policy(cfg.policy, strategies))
 

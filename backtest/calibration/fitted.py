@@ -127,8 +127,10 @@ def _calibrated(raw: dict, path, validation) -> Calibrated:
         response = ResponseConfig.model_validate(raw.get("response", {}))
     except ValidationError as exc:
         raise ConfigError(describe(exc), path) from None
-    events = raw.get("fit", {}).get("event", [])
-    return Calibrated(Path(path), book, response, events, fit_targets(events, validation))
+    fit = raw.get("fit", {})
+    events = fit.get("event", [])
+    return Calibrated(Path(path), book, response, events,
+                      fit_targets(events, validation, fit.get("held_out_targets", [])))
 
 
 def held_out_ratios(path: str | Path) -> dict[tuple[str, str, str], float]:
@@ -161,23 +163,26 @@ def held_out_ratios(path: str | Path) -> dict[tuple[str, str, str], float]:
     return out
 
 
-def fit_targets(events: list[dict], validation: str | Path | None = None) -> list[str]:
+def fit_targets(events: list[dict], validation: str | Path | None = None,
+                held_out: tuple[str, ...] | list[str] = ()) -> list[str]:
     """Return the ``"<event>/<id>"`` of every target a fit over ``events`` was held against.
 
     A row that lists its ``targets`` (ids, as a loan-state fit writes,
     :mod:`backtest.calibration.loan_state`) contributes those; any other row every target of
     its event, venue and asset measuring one of :data:`FIT_MEASURES`, and its open interest
-    after the event when the row says the fit used it (``oi_change_in_fit``).
+    after the event when the row says the fit used it (``oi_change_in_fit``). None of
+    ``held_out`` (the file's ``[fit] held_out_targets``: figures the fit never read) is
+    among them.
     """
     keys = {(e.get("event"), e.get("venue"), e.get("asset")) for e in events
             if e.get("in_fit") and "targets" not in e}
     oi = {(e.get("event"), e.get("venue"), e.get("asset")) for e in events
           if e.get("in_fit") and "targets" not in e and e.get("oi_change_in_fit")}
     named = {(e.get("event"), i) for e in events if e.get("in_fit") for i in e.get("targets", [])}
-    return sorted(f"{t.event}/{t.id}" for t in load_targets(validation)
-                  if (t.event, t.id) in named
+    return sorted(t.key for t in load_targets(validation) if t.key not in held_out and (
+                  (t.event, t.id) in named
                   or ((t.event, t.venue, t.asset) in keys and t.measure in FIT_MEASURES)
-                  or ((t.event, t.venue, t.asset) in oi and t.measure == OI_AFTER))
+                  or ((t.event, t.venue, t.asset) in oi and t.measure == OI_AFTER)))
 
 
 def size_measure(params: BookParams) -> str:

@@ -96,12 +96,13 @@ def calibrate_file(config: str | Path, output: str | Path, max_evaluations: int 
            "objective": round(full.objective, 6), "evaluations": full.evaluations,
            "seconds": round(full.seconds + sum(f.seconds for _, f in loo), 1),
            "fitted": list(cal.names),
-           **{f"fitted_{k}": round(v, 6) for k, v in full.values.items()}}
+           **{f"fitted_{k}": round(v, 6) for k, v in full.values.items()},
+           "held_out_targets": list(cfg.held_out_targets)}
     command = command_line(f"calibrate_file({str(config)!r}) in Python")
     products = frozenset(p for p, held in (("perp", cal.base.loan_fraction < 1.0),
                                              ("loan", cal.base.loan_fraction > 0.0)) if held)
     timing = timing_rows(full.outcomes, assets=[d.spec.asset for d in cal.data],
-                         products=products)
+                         products=products, held_out=frozenset(cfg.held_out_targets))
     write_calibrated(output, book, response, fit, rows, held,
                      f"Calibrated by `{command}`\nfrom {config}: do not edit by hand; refit.",
                      timing)
@@ -125,17 +126,20 @@ def _fitted(cal: Calibration, full: FitResult):
 
 
 def _print_timing(console: Console, timing: list[dict]) -> None:
-    table = Table(title="timing: when the simulated liquidations happen (in-sample fit)")
-    for col in ("event", "after the low", "published window", "real", "simulated"):
+    table = Table(title="timing: when the full fit's liquidations happen")
+    for col in ("event", "after the low", "published window", "real", "simulated", "target"):
         table.add_column(col, justify="left" if col in ("event", "published window") else "right")
     for row in timing:
         windows = [k for k in range(10) if f"window_{k}_venue" in row] or [None]
         for k in windows:
             table.add_row(f"{row['event']} {row.get('asset', '')}".strip(),
                           f"{row['simulated_share_after_low']:.0%}",
-                          "-" if k is None else f"{row[f'window_{k}_venue']} sub-window",
+                          "-" if k is None else
+                          f"{row[f'window_{k}_venue']} {row.get(f'window_{k}_utc', '')}".strip(),
                           "-" if k is None else f"{row[f'window_{k}_real_fraction']:.0%}",
-                          "-" if k is None else f"{row[f'window_{k}_simulated_fraction']:.0%}")
+                          "-" if k is None else f"{row[f'window_{k}_simulated_fraction']:.0%}",
+                          "held out" if k is not None and row.get(f"window_{k}_held_out")
+                          else "-")
     console.print(table)
 
 
