@@ -313,6 +313,37 @@ def test_a_share_of_the_window_is_fitted_only_where_its_sub_window_was(world):
     assert rows[("binance-btc-noon-share-of-window-derived", "hard")].fit == IN_FIT
 
 
+def test_an_unsized_books_dollar_figures_are_said_to_scale_and_not_named_far(world):
+    """A calibrated book drawn for a venue without a size figure (metadata ``unsized``): its
+    dollar figures scale with its account count, so the comparison says so and no dollar
+    figure of it is named far from what happened; the same book sized is."""
+    from backtest.calibration.reality_check import far_from_reality
+
+    runs, _ = world
+    meta = {"venue": "all-cex", "calibration_fit_targets": "[]"}
+    _write_run(runs, "r9-sized", meta)
+    _write_run(runs, "r10-unsized", dict(meta, unsized="no open_interest_before_usd target"))
+    sized, unsized = (_comparison(world, r) for r in ("r9-sized", "r10-unsized"))
+    assert any("market-btc-liquidated)" in w for w in far_from_reality(sized))  # partial 0.5x
+    assert not any("Unsized book" in n for n in sized.notes)
+    far = far_from_reality(unsized)  # its share of open interest is still a check
+    assert not any("market-btc-liquidated)" in w for w in far)
+    assert any("share-of-open-interest-derived)" in w for w in far)
+    (note,) = [n for n in unsized.notes if n.startswith("Unsized book")]
+    assert "no open_interest_before_usd target" in note and "scale with the number" in note
+    assert _rows(unsized)[("market-btc-liquidated", "partial")].ratio == pytest.approx(0.5)
+    # nor does a model-error band widen its dollar figures; its share gets one
+    from backtest.sweep.coverage import add_model_error
+
+    for comparison, dollars_banded in ((sized, True), (unsized, False)):
+        rows = table_rows(comparison)
+        add_model_error(rows, comparison, [comparison, comparison], 0.5)
+        banded = {r.target.id for r, row in zip(comparison.rows, rows, strict=True)
+                  if "band" in row}
+        assert ("market-btc-liquidated" in banded) is dollars_banded
+        assert "all-cex-btc-share-of-open-interest-derived" in banded
+
+
 def test_an_in_fit_liquidated_figure_says_what_the_refit_without_its_event_gave(world):
     """A book drawn from a calibrated file with leave-one-out rows: the liquidated figure the
     full fit used says its held-out ratio, the figure to quote; figures of other venues, the

@@ -129,6 +129,10 @@ class RunFacts:
         ``(event, venue, asset, ratio)``: the leave-one-out ratios of the calibrated file the
         book was drawn from (:func:`backtest.calibration.fitted.held_out_ratios`), said next to
         a liquidated figure the full fit used; empty without one.
+    unsized : str or None
+        Book metadata ``unsized``: why a book drawn for a venue has no size (no figure of its
+        open interest or borrowings for the event), so its dollar figures scale with the
+        number of accounts drawn; None for a sized book.
     """
 
     event: str | None
@@ -144,6 +148,7 @@ class RunFacts:
     input_keys: frozenset[str] = frozenset()
     open_interest_by_seed: tuple[tuple[int, float], ...] = ()
     held_out: tuple[tuple[str, str, str, float], ...] = ()
+    unsized: str | None = None
 
     @classmethod
     def from_manifest(cls, manifest: dict) -> RunFacts:
@@ -183,6 +188,7 @@ class RunFacts:
             calibration=meta.get("calibration") or None,
             input_keys=frozenset([fund_from] if fund_from else []) | sizing_inputs(meta, keys),
             held_out=held_out,
+            unsized=meta.get("unsized") or None,
         )
 
 
@@ -499,6 +505,10 @@ def compare(facts: RunFacts, source: FigureSource, targets: list[Target] | None 
     if facts.fit_keys is None:
         notes.append("Uncalibrated book: it records no calibration_fit_targets, so no target "
                       "was fitted and every ratio is out of sample.")
+    if facts.unsized:
+        notes.append(f"Unsized book: {facts.unsized.rstrip('.')}. Its dollar figures scale "
+                     "with the number of accounts drawn, so a dollar ratio is no check of the "
+                     "model; shares are.")
     if all(t.key in facts.input_keys for t in matched):
         notes.append("Only the run's inputs have a published figure for what was run, so no "
                      "outcome of this run is held against what happened.")

@@ -36,6 +36,8 @@ def far_from_reality(mean: Comparison, ends: list | None = None,
     outside the members' p5 - p95 too. Only a calibrated (or imported) book's held-out figures
     are checked: an uncalibrated book's dollar figures are not sized to any venue, which every
     output already says, and would be held against whichever venue's figure the event has.
+    Nor are the dollar figures of a calibrated book drawn unsized (``RunFacts.unsized``: no
+    size figure for the event), which scale with its account count; its shares are checked.
 
     Parameters
     ----------
@@ -57,12 +59,14 @@ def far_from_reality(mean: Comparison, ends: list | None = None,
         held out: hard $47.7M (0.22x); partial $47.7M (0.22x)"``.
     """
     missed: dict[str, list] = {}
+    unsized = getattr(getattr(mean, "facts", None), "unsized", None)
     lows = ends[0].rows if ends else [None] * len(mean.rows)
     highs = ends[1].rows if ends else [None] * len(mean.rows)
     for r, lo, hi in zip(mean.rows, lows, highs, strict=True):
         t = r.target
         if ((policies is not None and r.policy not in policies) or r.fit != HELD_OUT
-                or r.simulated is None or t.measure not in measures):
+                or r.simulated is None or t.measure not in measures
+                or (unsized and t.unit == "USD")):
             continue
         if t.low / FAR_FACTOR <= r.simulated <= t.high * FAR_FACTOR:
             continue

@@ -271,7 +271,8 @@ def sweep_event_facts(catalog, sweep_id: str, infos: list[dict], event: str | No
         fit_keys=fit_keys(meta), imported=meta.get("source") == "imported",
         open_interest_usd=sum(v for _, v in by_seed) / len(by_seed) if by_seed else None,
         open_interest_by_seed=tuple(by_seed),
-        input_keys=_inputs(manifest) | sizing_inputs(meta, fit_keys(meta)))
+        input_keys=_inputs(manifest) | sizing_inputs(meta, fit_keys(meta)),
+        unsized=meta.get("unsized") or None)
 
 
 def _inputs(manifest: dict | None) -> frozenset[str]:

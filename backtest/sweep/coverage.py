@@ -324,7 +324,8 @@ def add_model_error(rows: list[dict], median, ends: list, sigma: float) -> None:
     ``band`` is the interval ``ends`` (the p5 and p95 comparisons; a point run passes its own
     comparison twice) around ``median`` widened by the model's log error ``sigma``
     (:func:`model_error_band`), ``band_meets`` whether the real range meets it ("yes", "no");
-    rows of other measures than :data:`BAND_MEASURES` get neither.
+    rows of other measures than :data:`BAND_MEASURES` get neither, nor do dollar rows of an
+    unsized book (``RunFacts.unsized``: they scale with its account count).
 
     Parameters
     ----------
@@ -339,8 +340,10 @@ def add_model_error(rows: list[dict], median, ends: list, sigma: float) -> None:
     """
     from backtest.calibration.formatting import format_figure, meets_interval
 
+    unsized = getattr(getattr(median, "facts", None), "unsized", None)
     for row, r, r5, r95 in zip(rows, median.rows, *(c.rows for c in ends), strict=True):
-        if r.target.measure not in BAND_MEASURES or r.simulated is None:
+        if (r.target.measure not in BAND_MEASURES or r.simulated is None
+                or (unsized and r.target.unit == "USD")):
             continue
         lo, hi = model_error_band(r5.simulated, r.simulated, r95.simulated, sigma)
         meets = meets_interval(r.target, lo, hi)
