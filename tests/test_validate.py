@@ -332,6 +332,19 @@ def test_an_unsized_books_dollar_figures_are_said_to_scale_and_not_named_far(wor
     (note,) = [n for n in unsized.notes if n.startswith("Unsized book")]
     assert "no open_interest_before_usd target" in note and "scale with the number" in note
     assert _rows(unsized)[("market-btc-liquidated", "partial")].ratio == pytest.approx(0.5)
+    # validate's closing lines count each policy's held-out outcomes by distance
+    from backtest.calibration.reality_check import held_out_summary
+
+    hard, partial = held_out_summary(sized)
+    assert hard == ("hard: 2 held-out figures, 2 inside the real range, 2 within a factor "
+                    "1.5")
+    assert partial.startswith("partial: 2 held-out figures, 0 inside the real range, 0 within "
+                              "a factor 1.5; further: liquidated notional "
+                              "(may-2021/market-btc-liquidated) 0.50x, ")
+    assert [line.split(",")[0] for line in held_out_summary(unsized)] == [
+        "hard: 1 held-out figure", "partial: 1 held-out figure"]  # its share only
+    assert held_out_summary(_comparison(world, "r1-calibrated"))[0].startswith(
+        "hard: 1 held-out figure")  # not its fitted figure nor that share: Binance's noon
     # nor does a model-error band widen its dollar figures; its share gets one
     from backtest.sweep.coverage import add_model_error
 
@@ -433,6 +446,8 @@ def test_cli_validate_prints_every_target_and_exits_0(world, capsys):
     assert "sim/real    0.50x  outside the range" in out
     assert "held out" in out
     assert "simulated window 2021-05-19 12:00" not in out  # the noon window is inside the run
+    assert out.rstrip().endswith("partial: 1 held-out figure, 0 inside the real range, 1 within "
+                                 "a factor 1.5")  # Binance's noon: $0.89B against $1B - $4B
     code = main(["validate", "r4", "--runs", str(runs), "--targets", str(targets)])
     out = capsys.readouterr().out
     assert code == 0 and "No published figure exists" in out

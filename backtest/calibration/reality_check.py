@@ -7,7 +7,7 @@ Comparison`.
 
 from __future__ import annotations
 
-from backtest.calibration.compare import HELD_OUT, LABELS, SHARE, Comparison
+from backtest.calibration.compare import HELD_OUT, LABELS, SHARE, WINDOW_SHARE, Comparison
 from backtest.calibration.formatting import (
     format_figure,
     format_range,
@@ -59,16 +59,14 @@ def far_from_reality(mean: Comparison, ends: list | None = None,
         held out: hard $47.7M (0.22x); partial $47.7M (0.22x)"``.
     """
     missed: dict[str, list] = {}
-    unsized = getattr(getattr(mean, "facts", None), "unsized", None)
     lows = ends[0].rows if ends else [None] * len(mean.rows)
     highs = ends[1].rows if ends else [None] * len(mean.rows)
     for r, lo, hi in zip(mean.rows, lows, highs, strict=True):
         t = r.target
-        if ((policies is not None and r.policy not in policies) or r.fit != HELD_OUT
-                or r.simulated is None or t.measure not in measures
-                or (unsized and t.unit == "USD")):
+        if ((policies is not None and r.policy not in policies)
+                or not _checked(r, mean, measures)):
             continue
-        if t.low / FAR_FACTOR <= r.simulated <= t.high * FAR_FACTOR:
+        if _within(r):
             continue
         members = ""
         if lo is not None and hi is not None:
@@ -89,4 +87,68 @@ def far_from_reality(mean: Comparison, ends: list | None = None,
         each = "; ".join(f"{r.policy} {format_figure(r.simulated, t.unit)} "
                          f"({format_ratio(r.ratio)}{members})" for r, members in found)
         out.append(f"{what}, real {format_range(t)}, {HELD_OUT}: {each}")
+    return out
+
+
+SUMMARY_MEASURES = (*FAR_MEASURES, WINDOW_SHARE, "open_interest_after_usd",
+                    "insurance_fund_drawn_usd", "adl_notional_usd", "zero_bid_collateral_usd")
+"""Measures the held-out summary counts: a run's outcomes (those the reports warn about, the
+timing, the open interest left, the insurance fund drawn, auto-deleveraging, zero-bid
+collateral), not its counts of accounts or events, which follow the book's granularity."""
+
+
+def _checked(row, comparison, measures) -> bool:
+    """Whether ``row`` is a held-out figure of ``measures`` that says something of the model.
+
+    Not the dollar figures of an unsized book (``RunFacts.unsized``): they scale with its
+    account count.
+    """
+    t = row.target
+    unsized = getattr(getattr(comparison, "facts", None), "unsized", None)
+    return (row.fit == HELD_OUT and row.simulated is not None and t.measure in measures
+            and not (unsized and t.unit == "USD"))
+
+
+def _within(row) -> bool:
+    """Whether the simulated figure lies within a factor :data:`FAR_FACTOR` of the real range."""
+    return row.target.low / FAR_FACTOR <= row.simulated <= row.target.high * FAR_FACTOR
+
+
+def held_out_summary(comparison: Comparison,
+                     measures: tuple[str, ...] = SUMMARY_MEASURES) -> list[str]:
+    """Return one line per policy counting its held-out figures by distance from what happened.
+
+    Over the held-out figures of ``measures`` (:func:`_checked`): how many lie inside the real
+    range, how many within a factor :data:`FAR_FACTOR` of it (inside included), and which are
+    further, with their ratios. ``liqbt validate`` ends with these lines.
+
+    Parameters
+    ----------
+    comparison : Comparison
+        A run's comparison.
+    measures : tuple of str
+        The measures counted (default :data:`SUMMARY_MEASURES`).
+
+    Returns
+    -------
+    list of str
+        E.g. ``"aave-v2: 3 held-out figures, 0 inside the real range, 0 within a factor 1.5;
+        further: liquidated notional (feb-2021/aave-v2-weth-liquidated-after-low) 0x, ..."``;
+        empty when no figure is held out.
+    """
+    by_policy: dict[str, list] = {}
+    for r in comparison.rows:
+        if _checked(r, comparison, measures):
+            by_policy.setdefault(r.policy, []).append(r)
+    out = []
+    for policy, rows in by_policy.items():
+        far = [r for r in rows if not _within(r)]
+        line = (f"{policy}: {len(rows)} held-out figure{'s' if len(rows) != 1 else ''}, "
+                f"{sum(r.inside is True for r in rows)} inside the real range, "
+                f"{len(rows) - len(far)} within a factor {FAR_FACTOR:g}")
+        if far:
+            line += "; further: " + ", ".join(
+                f"{LABELS.get(r.target.measure, r.target.measure).lower()} ({r.target.key}) "
+                f"{format_ratio(r.ratio)}" for r in far)
+        out.append(line)
     return out

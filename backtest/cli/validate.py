@@ -67,6 +67,7 @@ def render_text(run_id: str, comparison) -> str:
     str
     """
     from backtest.calibration.compare import table_rows
+    from backtest.calibration.reality_check import held_out_summary
     from backtest.sweep.coverage import add_point_error
 
     f = comparison.facts
@@ -100,6 +101,10 @@ def render_text(run_id: str, comparison) -> str:
                      f"sim/real {r['ratio']:>8}  {inside}{note}".rstrip())
         if "band" in r:
             lines.append(_band_line(r, width))
+    summary = held_out_summary(comparison)
+    if summary:
+        lines += ["", "Held out, by policy (outcomes, not counts):"]
+        lines += [f"  {line}" for line in summary]
     return "\n".join(lines)
 
 
