@@ -192,6 +192,17 @@ class RunFacts:
         )
 
 
+def scales_with_accounts(comparison, target: Target) -> bool:
+    """Whether ``target`` is a dollar figure of an unsized book (``RunFacts.unsized``).
+
+    Such a figure scales with the number of accounts drawn, so its ratio to the real one is no
+    check of the model. ``comparison`` is a :class:`Comparison` (anything without ``facts``
+    counts as sized).
+    """
+    facts = getattr(comparison, "facts", None)
+    return bool(getattr(facts, "unsized", None)) and target.unit == "USD"
+
+
 def base_asset(symbol: str | None) -> str | None:
     """Return the base asset of a ``BASE/QUOTE`` symbol (``"BTC/USDT"`` -> ``"BTC"``)."""
     if not symbol:

@@ -7,7 +7,14 @@ Comparison`.
 
 from __future__ import annotations
 
-from backtest.calibration.compare import HELD_OUT, LABELS, SHARE, WINDOW_SHARE, Comparison
+from backtest.calibration.compare import (
+    HELD_OUT,
+    LABELS,
+    SHARE,
+    WINDOW_SHARE,
+    Comparison,
+    scales_with_accounts,
+)
 from backtest.calibration.formatting import (
     format_figure,
     format_range,
@@ -103,10 +110,9 @@ def _checked(row, comparison, measures) -> bool:
     Not the dollar figures of an unsized book (``RunFacts.unsized``): they scale with its
     account count.
     """
-    t = row.target
-    unsized = getattr(getattr(comparison, "facts", None), "unsized", None)
-    return (row.fit == HELD_OUT and row.simulated is not None and t.measure in measures
-            and not (unsized and t.unit == "USD"))
+    return (row.fit == HELD_OUT and row.simulated is not None
+            and row.target.measure in measures
+            and not scales_with_accounts(comparison, row.target))
 
 
 def _within(row) -> bool:
@@ -132,7 +138,7 @@ def held_out_summary(comparison: Comparison,
     Returns
     -------
     list of str
-        E.g. ``"aave-v2: 3 held-out figures, 0 inside the real range, 0 within a factor 1.5;
+        E.g. ``"aave-v2: 2 held-out figures, 0 inside the real range, 0 within a factor 1.5;
         further: liquidated notional (feb-2021/aave-v2-weth-liquidated-after-low) 0x, ..."``;
         empty when no figure is held out.
     """

@@ -338,12 +338,12 @@ def add_model_error(rows: list[dict], median, ends: list, sigma: float) -> None:
     sigma : float
         Log standard deviation (:func:`discrepancy`, or :func:`point_error` for one run).
     """
+    from backtest.calibration.compare import scales_with_accounts
     from backtest.calibration.formatting import format_figure, meets_interval
 
-    unsized = getattr(getattr(median, "facts", None), "unsized", None)
     for row, r, r5, r95 in zip(rows, median.rows, *(c.rows for c in ends), strict=True):
         if (r.target.measure not in BAND_MEASURES or r.simulated is None
-                or (unsized and r.target.unit == "USD")):
+                or scales_with_accounts(median, r.target)):
             continue
         lo, hi = model_error_band(r5.simulated, r.simulated, r95.simulated, sigma)
         meets = meets_interval(r.target, lo, hi)
