@@ -398,3 +398,31 @@ def test_validate_on_a_proposals_sweep_gives_one_row_per_parameter_set(governanc
     rows = [x for x in block.splitlines() if x.startswith("  ") and " / " in x]
     # current, the proposed set and 18 frontier sets, each once
     assert len(rows) == 20 and any(x.strip().startswith("current") for x in rows)
+
+
+def test_an_ensembles_held_out_outcomes_are_counted_against_the_members_interval():
+    """``liqbt validate SWEEP_DIR`` ends each event with, per policy, how many held-out
+    outcomes have their real figure inside the members' p5 - p95, naming the others; figures
+    in the fit, counts, and the targets the members were conditioned on are not counted."""
+    from types import SimpleNamespace as NS
+
+    from backtest.calibration.reality_check import held_out_interval_summary
+
+    def target(id_, measure="liquidated_notional_usd", low=5e6, high=6e6):
+        return NS(id=id_, key=f"e/{id_}", measure=measure, low=low, high=high, unit="USD")
+
+    bd, liq, count, fitted = (target("bd", "bad_debt_usd"), target("liq"),
+                              target("n", "liquidations_count", 10, 10), target("fit"))
+
+    def comparison(sims, fit_of=lambda t: "in fit" if t is fitted else "held out"):
+        return NS(rows=[NS(target=t, policy="current", simulated=v, fit=fit_of(t),
+                           ratio=v / 5.5e6) for t, v in zip((bd, liq, count, fitted), sims,
+                                                            strict=True)])
+
+    runs_q = [comparison([1e6, 4e6, 1, 1e6]), comparison([2e6, 5e6, 2, 2e6]),
+              comparison([3e6, 7e6, 3, 3e6])]
+    assert held_out_interval_summary(runs_q) == [
+        "current: 2 held-out figures, the real one inside the members' p5 - p95 for 1; "
+        "outside: bad debt (e/bd), p50 0.36x"]
+    assert held_out_interval_summary(runs_q, conditioned={"bd"}) == [
+        "current: 1 held-out figure, the real one inside the members' p5 - p95 for 1"]

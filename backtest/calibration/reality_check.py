@@ -22,6 +22,8 @@ from backtest.calibration.formatting import (
     meets_interval,
 )
 
+_MEETS = {True: "inside", False: "outside", None: "unknown"}
+
 FAR_MEASURES = ("bad_debt_usd", "liquidated_notional_usd", "liquidated_long_usd",
                 "liquidated_short_usd", SHARE)
 """Measures whose distance from what happened the reports warn about: bad debt (what governance
@@ -156,5 +158,49 @@ def held_out_summary(comparison: Comparison,
             line += "; further: " + ", ".join(
                 f"{LABELS.get(r.target.measure, r.target.measure).lower()} ({r.target.key}) "
                 f"{format_ratio(r.ratio)}" for r in far)
+        out.append(line)
+    return out
+
+
+def held_out_interval_summary(quantiles: list[Comparison], conditioned=(),
+                              measures: tuple[str, ...] = SUMMARY_MEASURES) -> list[str]:
+    """Return one line per policy counting the held-out outcomes the members' p5 - p95 holds.
+
+    The ensemble's counterpart of :func:`held_out_summary`, over the same figures
+    (:func:`_checked`, on the p50 comparison), less those the members were chosen on
+    (``conditioned``, target ids of ``[ensemble] condition_on``).
+
+    Parameters
+    ----------
+    quantiles : list of Comparison
+        The p5, p50 and p95 comparisons, rows in the same order.
+    conditioned : collection of str
+        Target ids the members were conditioned on.
+    measures : tuple of str
+        The measures counted (default :data:`SUMMARY_MEASURES`).
+
+    Returns
+    -------
+    list of str
+        E.g. ``"aave-v2: 2 held-out figures, the real one inside the members' p5 - p95 for 0;
+        outside: liquidated notional (feb-2021/...), p50 0x, ..."``; empty when no figure is
+        held out.
+    """
+    p5, p50, p95 = quantiles
+    by_policy: dict[str, list] = {}
+    for r5, r50, r95 in zip(p5.rows, p50.rows, p95.rows, strict=True):
+        if _checked(r50, p50, measures) and r50.target.id not in conditioned:
+            meets = meets_interval(r50.target, r5.simulated, r95.simulated)
+            by_policy.setdefault(r50.policy, []).append((r50, _MEETS[meets]))
+    out = []
+    for policy, rows in by_policy.items():
+        n = len(rows)
+        line = (f"{policy}: {n} held-out figure{'s' if n != 1 else ''}, the real one inside "
+                f"the members' p5 - p95 for {sum(m == 'inside' for _, m in rows)}")
+        outside = [r for r, m in rows if m == "outside"]
+        if outside:
+            line += "; outside: " + ", ".join(
+                f"{LABELS.get(r.target.measure, r.target.measure).lower()} ({r.target.key}), "
+                f"p50 {format_ratio(r.ratio)}" for r in outside)
         out.append(line)
     return out

@@ -238,6 +238,7 @@ def _interval_lines(runs_q: list, conditioned: tuple | list,
     """
     from backtest.calibration.compare import table_rows
     from backtest.calibration.formatting import format_figure, format_ratio, meets_interval
+    from backtest.calibration.reality_check import held_out_interval_summary
     from backtest.sweep.coverage import add_model_error
 
     lines: list[str] = []
@@ -262,6 +263,10 @@ def _interval_lines(runs_q: list, conditioned: tuple | list,
                      f"{format_ratio(r50.ratio)}  {meets}".rstrip())
         if "band" in d:
             lines.append(_band_line(d, width))
+    summary = held_out_interval_summary(runs_q, conditioned)
+    if summary:
+        lines += ["", "Held out, by policy (outcomes, not counts):"]
+        lines += [f"  {line}" for line in summary]
     lines.append("")
     return lines
 
