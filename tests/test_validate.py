@@ -566,6 +566,9 @@ def test_run_report_names_the_figures_far_from_what_happened(simulated, monkeypa
                      r"out: hard \$[0-9.]+k? \(0\.0\d+x\); partial \$[0-9.]+k? \(0\.0\d+x\)</li>",
                      top)
     assert "market-btc-liquidated)" not in top
+    counted = html.split('id="held-out-summary"')[1].split("</div>")[0]  # as validate ends
+    assert re.search(r"<li>hard: \d+ held-out figures?, \d+ inside the real range, \d+ within a "
+                     r"factor 1\.5; further: [^<]*bad debt \(may-2021/made-up-bad-debt\)", counted)
 
 
 def test_run_report_says_plainly_when_no_target_exists(simulated, monkeypatch, tmp_path):

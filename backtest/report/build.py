@@ -1147,10 +1147,12 @@ def against_what_happened(catalog: Catalog, run_id: str,
         calibration has a coverage record, :func:`backtest.sweep.coverage.point_error`),
         ``far`` (list of str: a calibrated book's held-out bad-debt, liquidated and
         liquidated-share figures outside a factor 1.5 of the real range, one per target;
-        :func:`backtest.calibration.reality_check.far_from_reality`).
+        :func:`backtest.calibration.reality_check.far_from_reality`), ``held_out`` (list of
+        str: per policy, its held-out outcomes counted by distance from what happened;
+        :func:`backtest.calibration.reality_check.held_out_summary`).
     """
     from backtest.calibration.compare import RunFacts, compare, table_rows
-    from backtest.calibration.reality_check import far_from_reality
+    from backtest.calibration.reality_check import far_from_reality, held_out_summary
     from backtest.calibration.sources import RunTables
     from backtest.errors import ConfigError
     from backtest.sweep.coverage import add_point_error
@@ -1160,6 +1162,7 @@ def against_what_happened(catalog: Catalog, run_id: str,
         comparison = compare(facts, RunTables(catalog, run_id, facts), directory=targets_dir)
     except ConfigError as exc:
         return {"rows": [], "notes": [], "calibrated": facts.fit_keys is not None, "far": [],
+                "held_out": [],
                 "book_kind": "", "sentence": f"The published targets could not be read, so "
                                              f"this run is not held against what happened: {exc}"}
     rows, notes = table_rows(comparison), list(comparison.notes)
@@ -1169,4 +1172,5 @@ def against_what_happened(catalog: Catalog, run_id: str,
         notes.append(said)
     return {"rows": rows, "notes": notes,
             "sentence": comparison.sentence, "calibrated": comparison.calibrated,
-            "book_kind": comparison.book_kind, "far": far_from_reality(comparison)}
+            "book_kind": comparison.book_kind, "far": far_from_reality(comparison),
+            "held_out": held_out_summary(comparison)}
