@@ -144,6 +144,7 @@ from backtest.events import get_event
 from backtest.policies import load_policy, pack_policy
 from backtest.tapes import TapeStore
 from backtest.targets import (
+    Target,
     liquidated_window,
     load_targets,
     open_interest_change,
@@ -315,8 +316,11 @@ def _candles(tape, start, end, minutes: int) -> dict:
 
 
 def event_data(cfg: CalibrationConfig, spec: EventSpec, base: BookParams,
-               store=None, events=None, validation=None) -> EventData:
+               targets: list[Target], store=None, events=None) -> EventData:
     """Load an event's tape (lookback and window) and its real share of open interest.
+
+    ``targets`` are the figures the fit may read (loaded once, less the file's
+    ``held_out_targets``: :meth:`Calibration.load`); every real figure comes from them.
 
     Raises
     ------
@@ -328,9 +332,6 @@ def event_data(cfg: CalibrationConfig, spec: EventSpec, base: BookParams,
     tape_store = TapeStore(paths.tape_store(store))
     tape = tape_store.resolve(spec.symbol, lookback, ev.end, "binance", None, spec.interval)
     a = _candles(tape, lookback, ev.end, cfg.interval_minutes)
-    held = set(cfg.held_out_targets)
-    # read once: every figure below comes from it, none the file holds out
-    targets = [t for t in load_targets(validation) if t.key not in held]
     share = None
     if spec.share_low is not None:
         share = (spec.share_low, spec.share_high or spec.share_low)
@@ -505,12 +506,15 @@ class Calibration:
         from backtest.books.event import load_book_params
 
         base = load_book_params(cfg.book)
-        known = {t.key for t in load_targets(validation)}
+        targets = load_targets(validation)  # read once: every real figure comes from it
+        known = {t.key for t in targets}
         for key in cfg.held_out_targets:
             if key not in known:
                 raise ConfigError(f"field 'held_out_targets': no target {key!r} in "
                                   "data/validation (a key is '<event>/<id>')")
-        data = [event_data(cfg, s, base, store, events, validation) for s in cfg.event]
+        held = set(cfg.held_out_targets)
+        fitted = [t for t in targets if t.key not in held]
+        data = [event_data(cfg, s, base, fitted, store, events) for s in cfg.event]
         return cls(cfg, data, base, load_policy(cfg.policy, strategies))
 
     def outcomes(self, values, events: list[EventData] | None = None,

@@ -22,8 +22,6 @@ from backtest.calibration.formatting import (
     meets_interval,
 )
 
-_MEETS = {True: "inside", False: "outside", None: "unknown"}
-
 FAR_MEASURES = ("bad_debt_usd", "liquidated_notional_usd", "liquidated_long_usd",
                 "liquidated_short_usd", SHARE)
 """Measures whose distance from what happened the reports warn about: bad debt (what governance
@@ -87,7 +85,7 @@ def far_from_reality(mean: Comparison, ends: list | None = None,
     out = []
     for found in missed.values():
         t = found[0][0].target
-        what = f"{LABELS.get(t.measure, t.measure).lower()} ({t.key})"
+        what = _named(t)
         if policies is not None and len(policies) == 1:
             r, members = found[0]
             out.append(f"{what} is {format_figure(r.simulated, t.unit)} against the real "
@@ -122,6 +120,16 @@ def _within(row) -> bool:
     return row.target.low / FAR_FACTOR <= row.simulated <= row.target.high * FAR_FACTOR
 
 
+def _named(target) -> str:
+    """``"liquidated notional (feb-2021/aave-v2-weth-liquidated-after-low)"``."""
+    return f"{LABELS.get(target.measure, target.measure).lower()} ({target.key})"
+
+
+def _counted(policy: str, n: int) -> str:
+    """``"aave-v2: 2 held-out figures"``."""
+    return f"{policy}: {n} held-out figure{'s' if n != 1 else ''}"
+
+
 def held_out_summary(comparison: Comparison,
                      measures: tuple[str, ...] = SUMMARY_MEASURES) -> list[str]:
     """Return one line per policy counting its held-out figures by distance from what happened.
@@ -151,13 +159,11 @@ def held_out_summary(comparison: Comparison,
     out = []
     for policy, rows in by_policy.items():
         far = [r for r in rows if not _within(r)]
-        line = (f"{policy}: {len(rows)} held-out figure{'s' if len(rows) != 1 else ''}, "
-                f"{sum(r.inside is True for r in rows)} inside the real range, "
-                f"{len(rows) - len(far)} within a factor {FAR_FACTOR:g}")
+        line = (f"{_counted(policy, len(rows))}, {sum(r.inside is True for r in rows)} inside "
+                f"the real range, {len(rows) - len(far)} within a factor {FAR_FACTOR:g}")
         if far:
             line += "; further: " + ", ".join(
-                f"{LABELS.get(r.target.measure, r.target.measure).lower()} ({r.target.key}) "
-                f"{format_ratio(r.ratio)}" for r in far)
+                f"{_named(r.target)} {format_ratio(r.ratio)}" for r in far)
         out.append(line)
     return out
 
@@ -191,16 +197,14 @@ def held_out_interval_summary(quantiles: list[Comparison], conditioned=(),
     for r5, r50, r95 in zip(p5.rows, p50.rows, p95.rows, strict=True):
         if _checked(r50, p50, measures) and r50.target.id not in conditioned:
             meets = meets_interval(r50.target, r5.simulated, r95.simulated)
-            by_policy.setdefault(r50.policy, []).append((r50, _MEETS[meets]))
+            by_policy.setdefault(r50.policy, []).append((r50, meets))
     out = []
     for policy, rows in by_policy.items():
-        n = len(rows)
-        line = (f"{policy}: {n} held-out figure{'s' if n != 1 else ''}, the real one inside "
-                f"the members' p5 - p95 for {sum(m == 'inside' for _, m in rows)}")
-        outside = [r for r, m in rows if m == "outside"]
+        line = (f"{_counted(policy, len(rows))}, the real one inside the members' p5 - p95 "
+                f"for {sum(m is True for _, m in rows)}")
+        outside = [r for r, m in rows if m is False]
         if outside:
             line += "; outside: " + ", ".join(
-                f"{LABELS.get(r.target.measure, r.target.measure).lower()} ({r.target.key}), "
-                f"p50 {format_ratio(r.ratio)}" for r in outside)
+                f"{_named(r.target)}, p50 {format_ratio(r.ratio)}" for r in outside)
         out.append(line)
     return out
